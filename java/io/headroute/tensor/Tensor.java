@@ -1,0 +1,222 @@
+package io.headroute.tensor;
+
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.util.Arrays;
+import java.util.Objects;
+
+/**
+ * A dense, C-ordered host tensor: a dtype, a shape and little-endian bytes. The bytes may be a heap
+ * buffer or a slice of a memory-mapped file; a tensor never changes after construction.
+ */
+public final class Tensor {
+    private final DType dtype;
+    private final long[] shape;
+    private final ByteBuffer data;
+
+    private Tensor(DType dtype, long[] shape, ByteBuffer data) {
+        this.dtype = dtype;
+        this.shape = shape;
+        this.data = data;
+    }
+
+    /**
+     * Wraps bytes as a tensor. The buffer's remaining bytes must equal numel × element size; they are
+     * not copied, so the caller must not change them afterwards.
+     */
+    public static Tensor of(DType dtype, long[] shape, ByteBuffer bytes) {
+        Objects.requireNonNull(dtype, "dtype");
+        long[] s = shape.clone();
+        long n = numel(s);
+        long need = Math.multiplyExact(n, (long) dtype.byteSize());
+        if (bytes.remaining() != need) {
+            throw new IllegalArgumentException("tensor of dtype " + dtype.cliName() + " and shape " + Arrays.toString(s)
+                    + " needs " + need + " bytes, got " + bytes.remaining());
+        }
+        ByteBuffer view = bytes.slice().order(ByteOrder.LITTLE_ENDIAN).asReadOnlyBuffer();
+        return new Tensor(dtype, s, view);
+    }
+
+    /** A float32 tensor holding a copy of {@code values}. */
+    public static Tensor ofFloats(float[] values, long... shape) {
+        checkCount(values.length, shape);
+        ByteBuffer b = ByteBuffer.allocate(Math.multiplyExact(values.length, 4)).order(ByteOrder.LITTLE_ENDIAN);
+        b.asFloatBuffer().put(values);
+        return of(DType.F32, shape, b);
+    }
+
+    /** Converts float values to {@code dtype} (F32, F16 or BF16, rounding to nearest even). */
+    public static Tensor ofFloats(DType dtype, float[] values, long... shape) {
+        checkCount(values.length, shape);
+        ByteBuffer b = ByteBuffer.allocate(Math.multiplyExact(values.length, dtype.byteSize())).order(ByteOrder.LITTLE_ENDIAN);
+        switch (dtype) {
+            case F32 -> b.asFloatBuffer().put(values);
+            case F16 -> {
+                for (float v : values) {
+                    b.putShort(HalfFloats.floatToF16(v));
+                }
+            }
+            case BF16 -> {
+                for (float v : values) {
+                    b.putShort(HalfFloats.floatToBf16(v));
+                }
+            }
+            default -> throw new IllegalArgumentException("ofFloats needs a floating dtype, got " + dtype.cliName());
+        }
+        b.rewind();
+        return of(dtype, shape, b);
+    }
+
+    /** An int32 tensor holding a copy of {@code values}. */
+    public static Tensor ofInts(int[] values, long... shape) {
+        checkCount(values.length, shape);
+        ByteBuffer b = ByteBuffer.allocate(Math.multiplyExact(values.length, 4)).order(ByteOrder.LITTLE_ENDIAN);
+        b.asIntBuffer().put(values);
+        return of(DType.I32, shape, b);
+    }
+
+    /** A uint8 (or bool, with values 0/1) tensor holding a copy of {@code values}. */
+    public static Tensor ofBytes(DType dtype, byte[] values, long... shape) {
+        if (dtype != DType.U8 && dtype != DType.BOOL) {
+            throw new IllegalArgumentException("ofBytes needs u8 or bool, got " + dtype.cliName());
+        }
+        checkCount(values.length, shape);
+        return of(dtype, shape, ByteBuffer.wrap(values.clone()));
+    }
+
+    private static void checkCount(long count, long[] shape) {
+        long n = numel(shape);
+        if (n != count) {
+            throw new IllegalArgumentException("shape " + Arrays.toString(shape) + " holds " + n + " elements, got " + count);
+        }
+    }
+
+    /** Product of the dimensions; every dimension must be non-negative. */
+    public static long numel(long[] shape) {
+        long n = 1;
+        for (long d : shape) {
+            if (d < 0) {
+                throw new IllegalArgumentException("negative dimension in shape " + Arrays.toString(shape));
+            }
+            n = Math.multiplyExact(n, d);
+        }
+        return n;
+    }
+
+    public DType dtype() {
+        return dtype;
+    }
+
+    public long[] shape() {
+        return shape.clone();
+    }
+
+    public int rank() {
+        return shape.length;
+    }
+
+    public long dim(int axis) {
+        return shape[axis];
+    }
+
+    public long numel() {
+        return numel(shape);
+    }
+
+    public long byteSize() {
+        return data.capacity();
+    }
+
+    /** The bytes, little-endian, read-only, positioned at 0. */
+    public ByteBuffer bytes() {
+        return data.duplicate().order(ByteOrder.LITTLE_ENDIAN);
+    }
+
+    /** Elements converted to float (integers and bools by value). Fails above 2^31 − 1 elements. */
+    public float[] toFloatArray() {
+        int n = intCount();
+        float[] out = new float[n];
+        ByteBuffer b = bytes();
+        switch (dtype) {
+            case F32 -> b.asFloatBuffer().get(out);
+            case F16 -> {
+                for (int i = 0; i < n; i++) {
+                    out[i] = HalfFloats.f16ToFloat(b.getShort(2 * i));
+                }
+            }
+            case BF16 -> {
+                for (int i = 0; i < n; i++) {
+                    out[i] = HalfFloats.bf16ToFloat(b.getShort(2 * i));
+                }
+            }
+            case I32 -> {
+                for (int i = 0; i < n; i++) {
+                    out[i] = b.getInt(4 * i);
+                }
+            }
+            case I64 -> {
+                for (int i = 0; i < n; i++) {
+                    out[i] = b.getLong(8 * i);
+                }
+            }
+            case U8 -> {
+                for (int i = 0; i < n; i++) {
+                    out[i] = b.get(i) & 0xff;
+                }
+            }
+            case BOOL -> {
+                for (int i = 0; i < n; i++) {
+                    out[i] = b.get(i) != 0 ? 1f : 0f;
+                }
+            }
+        }
+        return out;
+    }
+
+    /** Elements as booleans (non-zero is true); for bool, u8 and integer tensors. */
+    public boolean[] toBooleanArray() {
+        if (dtype.isFloating()) {
+            throw new IllegalArgumentException("expected a bool or integer tensor, got " + dtype.cliName());
+        }
+        float[] v = toFloatArray();
+        boolean[] out = new boolean[v.length];
+        for (int i = 0; i < v.length; i++) {
+            out[i] = v[i] != 0f;
+        }
+        return out;
+    }
+
+    private int intCount() {
+        long n = numel();
+        if (n > Integer.MAX_VALUE - 8) {
+            throw new IllegalArgumentException("tensor of shape " + Arrays.toString(shape) + " has " + n
+                    + " elements, more than a Java array holds");
+        }
+        return (int) n;
+    }
+
+    /** This tensor's values rounded to {@code target} (a floating dtype). */
+    public Tensor toDType(DType target) {
+        if (target == dtype) {
+            return this;
+        }
+        return ofFloats(target, toFloatArray(), shape);
+    }
+
+    /** Shape as a string like (2, 8, 77, 64). */
+    public String shapeString() {
+        StringBuilder sb = new StringBuilder("(");
+        for (int i = 0; i < shape.length; i++) {
+            if (i > 0) {
+                sb.append(", ");
+            }
+            sb.append(shape[i]);
+        }
+        return sb.append(')').toString();
+    }
+
+    @Override
+    public String toString() {
+        return "Tensor[" + dtype.cliName() + " " + shapeString() + "]";
+    }
+}
