@@ -1,0 +1,201 @@
+package io.headroute.engine;
+
+import io.headroute.pattern.Pattern;
+import io.headroute.tensor.DType;
+import io.headroute.tensor.Tensor;
+import java.util.Objects;
+
+/**
+ * One attention call under the contract: q (B, H, L, D), k and v (B, Hkv, S, D), optional gate
+ * (B, L, H), a pattern with the causal rule already folded in, the softmax scale, the compute dtype
+ * and the algorithm. Validated on construction; build with {@link #builder}.
+ */
+public final class AttentionRequest {
+    private final Tensor q;
+    private final Tensor k;
+    private final Tensor v;
+    private final Tensor gate;
+    private final Pattern pattern;
+    private final float scale;
+    private final DType dtype;
+    private final Algorithm algorithm;
+    private final boolean wantLse;
+    private final AttentionShape shape;
+
+    private AttentionRequest(Builder b) {
+        this.q = Objects.requireNonNull(b.q, "q");
+        this.k = Objects.requireNonNull(b.k, "k");
+        this.v = Objects.requireNonNull(b.v, "v");
+        this.gate = b.gate;
+        this.pattern = b.causal ? b.pattern.withCausal() : b.pattern;
+        this.dtype = b.dtype;
+        this.algorithm = b.algorithm;
+        this.wantLse = b.wantLse;
+        this.shape = validate(q, k, v, gate);
+        if (dtype != DType.F32 && dtype != DType.F16 && dtype != DType.BF16) {
+            throw new ShapeException("compute dtype must be f32, f16 or bf16, got " + dtype.cliName());
+        }
+        float s = b.scale == null ? (float) (1.0 / Math.sqrt(shape.headDim())) : b.scale;
+        if (!Float.isFinite(s)) {
+            throw new ShapeException("scale must be finite, got " + s);
+        }
+        this.scale = s;
+        pattern.check(shape.heads(), shape.qLen(), shape.kvLen());
+    }
+
+    private static AttentionShape validate(Tensor q, Tensor k, Tensor v, Tensor gate) {
+        requireRank("q", q, 4, "(B, H, L, D)");
+        requireRank("k", k, 4, "(B, Hkv, S, D)");
+        requireRank("v", v, 4, "(B, Hkv, S, D)");
+        for (var e : new Object[][] {{"q", q}, {"k", k}, {"v", v}}) {
+            Tensor t = (Tensor) e[1];
+            if (!t.dtype().isFloating()) {
+                throw new ShapeException(e[0] + " must be a floating tensor (f32, f16 or bf16), got " + t.dtype().cliName());
+            }
+        }
+        if (!java.util.Arrays.equals(k.shape(), v.shape())) {
+            throw new ShapeException("k " + k.shapeString() + " and v " + v.shapeString() + " must have the same shape");
+        }
+        if (k.dim(0) != q.dim(0)) {
+            throw new ShapeException("batch differs: q " + q.shapeString() + " has B = " + q.dim(0) + ", k " + k.shapeString()
+                    + " has B = " + k.dim(0));
+        }
+        if (k.dim(3) != q.dim(3)) {
+            throw new ShapeException("head dim differs: q " + q.shapeString() + " has D = " + q.dim(3) + ", k "
+                    + k.shapeString() + " has D = " + k.dim(3));
+        }
+        AttentionShape s = new AttentionShape(toInt("B", q.dim(0)), toInt("H", q.dim(1)), toInt("Hkv", k.dim(1)),
+                toInt("L", q.dim(2)), toInt("S", k.dim(2)), toInt("D", q.dim(3)));
+        if (gate != null) {
+            requireRank("gate", gate, 3, "(B, L, H)");
+            if (gate.dim(0) != s.batch() || gate.dim(1) != s.qLen() || gate.dim(2) != s.heads()) {
+                throw new ShapeException("gate " + gate.shapeString() + " must have shape (B, L, H) = (" + s.batch() + ", "
+                        + s.qLen() + ", " + s.heads() + ")");
+            }
+            if (!gate.dtype().isFloating()) {
+                throw new ShapeException("gate must be a floating tensor, got " + gate.dtype().cliName());
+            }
+        }
+        return s;
+    }
+
+    private static void requireRank(String name, Tensor t, int rank, String expected) {
+        if (t.rank() != rank) {
+            throw new ShapeException(name + " must have shape " + expected + ", got " + t.shapeString());
+        }
+    }
+
+    private static int toInt(String name, long v) {
+        if (v > Integer.MAX_VALUE) {
+            throw new ShapeException(name + " = " + v + " is too large");
+        }
+        return (int) v;
+    }
+
+    public static Builder builder(Tensor q, Tensor k, Tensor v) {
+        return new Builder(q, k, v);
+    }
+
+    public Tensor q() {
+        return q;
+    }
+
+    public Tensor k() {
+        return k;
+    }
+
+    public Tensor v() {
+        return v;
+    }
+
+    /** The gate (B, L, H), or null. */
+    public Tensor gate() {
+        return gate;
+    }
+
+    /** The effective pattern (causal folded in). */
+    public Pattern pattern() {
+        return pattern;
+    }
+
+    public float scale() {
+        return scale;
+    }
+
+    public DType dtype() {
+        return dtype;
+    }
+
+    public Algorithm algorithm() {
+        return algorithm;
+    }
+
+    public boolean wantLse() {
+        return wantLse;
+    }
+
+    public AttentionShape shape() {
+        return shape;
+    }
+
+    /** Builder with the contract's defaults: dense, no gate, scale 1/sqrt(D), f32, auto, no lse. */
+    public static final class Builder {
+        private final Tensor q;
+        private final Tensor k;
+        private final Tensor v;
+        private Tensor gate;
+        private Pattern pattern = new Pattern.Dense();
+        private boolean causal;
+        private Float scale;
+        private DType dtype = DType.F32;
+        private Algorithm algorithm = Algorithm.AUTO;
+        private boolean wantLse;
+
+        private Builder(Tensor q, Tensor k, Tensor v) {
+            this.q = q;
+            this.k = k;
+            this.v = v;
+        }
+
+        public Builder gate(Tensor g) {
+            this.gate = g;
+            return this;
+        }
+
+        public Builder pattern(Pattern p) {
+            this.pattern = Objects.requireNonNull(p, "pattern");
+            return this;
+        }
+
+        /** Adds j ≤ p to the pattern. */
+        public Builder causal(boolean c) {
+            this.causal = c;
+            return this;
+        }
+
+        /** Softmax scale; null means 1/sqrt(D). */
+        public Builder scale(Float s) {
+            this.scale = s;
+            return this;
+        }
+
+        public Builder dtype(DType d) {
+            this.dtype = Objects.requireNonNull(d, "dtype");
+            return this;
+        }
+
+        public Builder algorithm(Algorithm a) {
+            this.algorithm = Objects.requireNonNull(a, "algorithm");
+            return this;
+        }
+
+        public Builder wantLse(boolean w) {
+            this.wantLse = w;
+            return this;
+        }
+
+        public AttentionRequest build() {
+            return new AttentionRequest(this);
+        }
+    }
+}

@@ -1,0 +1,49 @@
+package io.headroute.engine;
+
+/**
+ * The sizes of one attention problem, validated: q (B, H, L, D), k and v (B, Hkv, S, D), optional gate
+ * (B, L, H). L ≤ S and H divisible by Hkv.
+ */
+public record AttentionShape(int batch, int heads, int kvHeads, int qLen, int kvLen, int headDim) {
+    public AttentionShape {
+        if (batch <= 0 || heads <= 0 || kvHeads <= 0 || qLen <= 0 || kvLen <= 0 || headDim <= 0) {
+            throw new ShapeException("sizes must be positive: B=" + batch + " H=" + heads + " Hkv=" + kvHeads + " L=" + qLen
+                    + " S=" + kvLen + " D=" + headDim);
+        }
+        if (heads % kvHeads != 0) {
+            throw new ShapeException("H = " + heads + " query heads is not divisible by Hkv = " + kvHeads + " key/value heads");
+        }
+        if (qLen > kvLen) {
+            throw new ShapeException("L = " + qLen + " queries exceed S = " + kvLen
+                    + " keys (queries sit at the last L key positions)");
+        }
+    }
+
+    /** Query heads per key/value head: head h reads kv head h / group(). */
+    public int group() {
+        return heads / kvHeads;
+    }
+
+    /** Absolute position of query i: i + (S − L). */
+    public int position(int i) {
+        return i + (kvLen - qLen);
+    }
+
+    public long qElements() {
+        return (long) batch * heads * qLen * headDim;
+    }
+
+    public long kvElements() {
+        return (long) batch * kvHeads * kvLen * headDim;
+    }
+
+    /** Dense forward FLOPs, 4·B·H·L·S·D (two GEMMs of 2 FLOPs per multiply-add). */
+    public double denseFlops() {
+        return 4.0 * batch * heads * qLen * kvLen * headDim;
+    }
+
+    @Override
+    public String toString() {
+        return "B=" + batch + " H=" + heads + " Hkv=" + kvHeads + " L=" + qLen + " S=" + kvLen + " D=" + headDim;
+    }
+}

@@ -1,0 +1,16 @@
+package io.headroute.engine;
+
+/**
+ * What one attention run did, measured, not assumed.
+ *
+ * @param engine           the engine that ran ("cpu", "cuda")
+ * @param algorithm        the algorithm actually used (never AUTO)
+ * @param elapsedNanos     wall time of the computation, inputs already in place
+ * @param workspaceBytes   peak scratch memory the algorithm allocated beyond inputs and outputs
+ * @param queryTiles       query tiles executed (gate-skipped rows excluded)
+ * @param keyTilesVisited  (query tile, key tile) pairs computed
+ * @param keyTilesSkipped  (query tile, key tile) pairs skipped because the pattern excludes them
+ * @param rowsSkipped      query rows skipped because their gate is zero
+ */
+public record ExecutionStats(String engine, Algorithm algorithm, long elapsedNanos, long workspaceBytes, long queryTiles,
+        long keyTilesVisited, long keyTilesSkipped, long rowsSkipped) {}

@@ -1,0 +1,10 @@
+package io.headroute.engine;
+
+/** Inputs whose shapes do not fit the attention contract; the message is one line for the user. */
+public final class ShapeException extends IllegalArgumentException {
+    private static final long serialVersionUID = 1L;
+
+    public ShapeException(String message) {
+        super(message);
+    }
+}

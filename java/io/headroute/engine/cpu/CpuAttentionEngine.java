@@ -1,0 +1,483 @@
+package io.headroute.engine.cpu;
+
+import io.headroute.engine.Algorithm;
+import io.headroute.engine.AttentionEngine;
+import io.headroute.engine.AttentionRequest;
+import io.headroute.engine.AttentionResult;
+import io.headroute.engine.AttentionShape;
+import io.headroute.engine.ExecutionStats;
+import io.headroute.pattern.KeyRanges;
+import io.headroute.pattern.Pattern;
+import io.headroute.tensor.DType;
+import io.headroute.tensor.Tensor;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.Supplier;
+
+/**
+ * The pure-Java attention engine: the oracle for the GPU kernels and the default where no GPU is
+ * present. fp32 arithmetic throughout; for f16/bf16 requests the inputs are rounded to that dtype
+ * first (as the GPU stores them) and the output is rounded on the way out.
+ *
+ * <p>Flash path (FlashAttention-2's loop order): work items are (batch, head, tile of up to
+ * {@value #BR} query rows whose gate is non-zero), run on a fixed pool of workers. For each item the
+ * key tiles of {@value #BC} keys are visited in order with an online softmax; a key tile that the
+ * pattern excludes for every row of the item is skipped, and a tile allowed in full needs no mask.
+ * Scratch is O(BR·D + D·BC + BR·BC) per worker.
+ *
+ * <p>Materialized path: the standard algorithm, kept as a baseline: for each (batch, head) the full
+ * L × S score matrix is written, masked, soft-maxed and multiplied by V.
+ */
+public final class CpuAttentionEngine implements AttentionEngine {
+    /** Query rows per tile (the paper's B_r). */
+    static final int BR = 64;
+    /** Keys per tile (the paper's B_c). */
+    static final int BC = 64;
+
+    private static final byte EMPTY = 0;
+    private static final byte PARTIAL = 1;
+    private static final byte FULL = 2;
+
+    private final int threads;
+    private final ExecutorService pool;
+    private volatile boolean closed;
+
+    /** An engine with one worker per available processor. */
+    public CpuAttentionEngine() {
+        this(Runtime.getRuntime().availableProcessors());
+    }
+
+    public CpuAttentionEngine(int threads) {
+        if (threads <= 0) {
+            throw new IllegalArgumentException("threads must be positive, got " + threads);
+        }
+        this.threads = threads;
+        AtomicInteger n = new AtomicInteger();
+        this.pool = Executors.newFixedThreadPool(threads, r -> {
+            Thread t = new Thread(r, "headroute-cpu-" + n.incrementAndGet());
+            t.setDaemon(true);
+            return t;
+        });
+    }
+
+    public int threads() {
+        return threads;
+    }
+
+    @Override
+    public String name() {
+        return "cpu";
+    }
+
+    @Override
+    public AttentionResult run(AttentionRequest req) {
+        if (closed) {
+            throw new IllegalStateException("CPU attention engine is closed");
+        }
+        AttentionShape sh = req.shape();
+        Algorithm algo = switch (req.algorithm()) {
+            // The tiled path already visits only the key tiles the pattern lists, so it is the sparse path too.
+            case AUTO, FLASH, SPARSE -> Algorithm.FLASH;
+            case MATERIALIZED -> Algorithm.MATERIALIZED;
+        };
+        Problem pr = new Problem(sh, rounded(req.q(), req.dtype()), rounded(req.k(), req.dtype()),
+                rounded(req.v(), req.dtype()), req.gate() == null ? null : req.gate().toFloatArray(), req.pattern(),
+                req.scale());
+        checkGate(pr.gate);
+        long t0 = System.nanoTime();
+        ExecutionStats stats = algo == Algorithm.FLASH ? flash(pr) : materialized(pr);
+        long elapsed = System.nanoTime() - t0;
+        stats = new ExecutionStats(name(), algo, elapsed, stats.workspaceBytes(), stats.queryTiles(), stats.keyTilesVisited(),
+                stats.keyTilesSkipped(), stats.rowsSkipped());
+        long[] oShape = {sh.batch(), sh.heads(), sh.qLen(), sh.headDim()};
+        Tensor o = req.dtype() == DType.F32 ? Tensor.ofFloats(pr.out, oShape) : Tensor.ofFloats(req.dtype(), pr.out, oShape);
+        Tensor lse = req.wantLse() ? Tensor.ofFloats(pr.lse, sh.batch(), sh.heads(), sh.qLen()) : null;
+        return new AttentionResult(o, lse, stats);
+    }
+
+    private static float[] rounded(Tensor t, DType dtype) {
+        return dtype == DType.F32 || t.dtype() == dtype ? t.toFloatArray() : t.toDType(dtype).toFloatArray();
+    }
+
+    private static void checkGate(float[] gate) {
+        if (gate == null) {
+            return;
+        }
+        for (int i = 0; i < gate.length; i++) {
+            if (!Float.isFinite(gate[i])) {
+                throw new io.headroute.engine.ShapeException("gate holds a non-finite value (" + gate[i] + ") at flat index " + i);
+            }
+        }
+    }
+
+    /** Inputs as float arrays, plus the outputs being written. */
+    private static final class Problem {
+        final AttentionShape sh;
+        final float[] q;
+        final float[] k;
+        final float[] v;
+        final float[] gate;
+        final Pattern pattern;
+        final float scale;
+        final float[] out;
+        final float[] lse;
+
+        Problem(AttentionShape sh, float[] q, float[] k, float[] v, float[] gate, Pattern pattern, float scale) {
+            this.sh = sh;
+            this.q = q;
+            this.k = k;
+            this.v = v;
+            this.gate = gate;
+            this.pattern = pattern;
+            this.scale = scale;
+            this.out = new float[Math.toIntExact(sh.qElements())];
+            this.lse = new float[Math.toIntExact((long) sh.batch() * sh.heads() * sh.qLen())];
+        }
+
+        float gate(int b, int i, int h) {
+            return gate == null ? 1f : gate[(b * sh.qLen() + i) * sh.heads() + h];
+        }
+    }
+
+    /** Per-worker scratch for one query tile. */
+    private static final class TileScratch {
+        final float[] qs;
+        final float[] kT;
+        final float[] s;
+        final float[] acc;
+        final float[] m = new float[BR];
+        final float[] l = new float[BR];
+        final boolean[] live = new boolean[BR];
+        final byte[] state = new byte[BR];
+        final KeyRanges[] ranges = new KeyRanges[BR];
+        final long bytes;
+
+        TileScratch(int d, int sCols) {
+            qs = new float[BR * d];
+            kT = new float[d * BC];
+            s = new float[BR * sCols];
+            acc = new float[BR * d];
+            for (int r = 0; r < BR; r++) {
+                ranges[r] = new KeyRanges();
+            }
+            bytes = 4L * (qs.length + kT.length + s.length + acc.length + 2 * BR) + 2L * BR;
+        }
+    }
+
+    // ---------------------------------------------------------------- flash
+
+    private ExecutionStats flash(Problem pr) {
+        AttentionShape sh = pr.sh;
+        int bhCount = sh.batch() * sh.heads();
+        int[][] active = new int[bhCount][];
+        List<long[]> items = new ArrayList<>();
+        long rowsSkipped = 0;
+        for (int bh = 0; bh < bhCount; bh++) {
+            int b = bh / sh.heads();
+            int h = bh % sh.heads();
+            int[] rows = new int[sh.qLen()];
+            int n = 0;
+            for (int i = 0; i < sh.qLen(); i++) {
+                if (pr.gate(b, i, h) != 0f) {
+                    rows[n++] = i;
+                } else {
+                    writeEmptyRow(pr, bh, i);
+                }
+            }
+            rowsSkipped += sh.qLen() - n;
+            active[bh] = rows;
+            for (int from = 0; from < n; from += BR) {
+                items.add(new long[] {bh, from, Math.min(BR, n - from)});
+            }
+        }
+        AtomicLong visited = new AtomicLong();
+        AtomicLong skipped = new AtomicLong();
+        long scratchBytes = parallel(items.size(), () -> new TileScratch(sh.headDim(), BC), (w, item) -> {
+            long[] it = items.get(item);
+            int bh = (int) it[0];
+            long[] counts = flashTile(pr, bh, active[bh], (int) it[1], (int) it[2], w);
+            visited.addAndGet(counts[0]);
+            skipped.addAndGet(counts[1]);
+        });
+        return new ExecutionStats(name(), Algorithm.FLASH, 0, scratchBytes, items.size(), visited.get(), skipped.get(),
+                rowsSkipped);
+    }
+
+    /** One work item: rows {@code rows[from .. from+nr)} of (batch, head) {@code bh}. Returns {visited, skipped}. */
+    private static long[] flashTile(Problem pr, int bh, int[] rows, int from, int nr, TileScratch w) {
+        AttentionShape sh = pr.sh;
+        int d = sh.headDim();
+        int kvLen = sh.kvLen();
+        int h = bh % sh.heads();
+        int b = bh / sh.heads();
+        int kvh = h / sh.group();
+        int qBase = bh * sh.qLen() * d;
+        int kBase = (b * sh.kvHeads() + kvh) * kvLen * d;
+
+        // Qi: the tile's query rows, pre-scaled so that S = Qi·Kjᵀ is already scaled.
+        int lo = Integer.MAX_VALUE;
+        int hi = Integer.MIN_VALUE;
+        for (int r = 0; r < nr; r++) {
+            int i = rows[from + r];
+            int src = qBase + i * d;
+            for (int dd = 0; dd < d; dd++) {
+                w.qs[r * d + dd] = pr.q[src + dd] * pr.scale;
+            }
+            pr.pattern.allowedKeys(h, sh.position(i), kvLen, w.ranges[r]);
+            lo = Math.min(lo, w.ranges[r].first());
+            hi = Math.max(hi, w.ranges[r].last());
+            w.m[r] = Float.NEGATIVE_INFINITY;
+            w.l[r] = 0f;
+        }
+        java.util.Arrays.fill(w.acc, 0, nr * d, 0f);
+
+        long visited = 0;
+        long skipped = 0;
+        for (int j0 = lo < hi ? (lo / BC) * BC : kvLen; j0 < hi; j0 += BC) {
+            int n = Math.min(BC, kvLen - j0);
+            boolean anyLive = false;
+            boolean allFull = true;
+            for (int r = 0; r < nr; r++) {
+                int c = w.ranges[r].countIn(j0, j0 + n);
+                w.state[r] = c == 0 ? EMPTY : c == n ? FULL : PARTIAL;
+                w.live[r] = c > 0;
+                anyLive |= c > 0;
+                allFull &= c == n;
+            }
+            if (!anyLive) {
+                skipped++;
+                continue;
+            }
+            visited++;
+            // S = Qi · Kjᵀ (scaled through Qi).
+            TileMath.transposeKeys(pr.k, kBase + j0 * d, n, d, w.kT, BC);
+            TileMath.scores(w.qs, nr, d, w.kT, BC, n, w.s, 0, BC);
+            if (!allFull) {
+                for (int r = 0; r < nr; r++) {
+                    if (w.state[r] == PARTIAL) {
+                        maskRow(w.s, r * BC, j0, n, w.ranges[r]);
+                    }
+                }
+            }
+            // Online softmax: m_new = max(m, rowmax(S)); P = exp(S − m_new); l = l·e^(m − m_new) + rowsum(P).
+            for (int r = 0; r < nr; r++) {
+                if (!w.live[r]) {
+                    continue;
+                }
+                int so = r * BC;
+                float mt = Float.NEGATIVE_INFINITY;
+                for (int c = 0; c < n; c++) {
+                    mt = Math.max(mt, w.s[so + c]);
+                }
+                float mNew = Math.max(w.m[r], mt);
+                float alpha = (float) Math.exp(w.m[r] - mNew);
+                float sum = 0f;
+                for (int c = 0; c < n; c++) {
+                    float e = (float) Math.exp(w.s[so + c] - mNew);
+                    w.s[so + c] = e;
+                    sum += e;
+                }
+                w.l[r] = w.l[r] * alpha + sum;
+                if (alpha != 1f) {
+                    int a = r * d;
+                    for (int dd = 0; dd < d; dd++) {
+                        w.acc[a + dd] *= alpha;
+                    }
+                }
+                w.m[r] = mNew;
+            }
+            // O = O·e^(m − m_new) + P · Vj
+            TileMath.accumulate(w.s, 0, BC, w.live, nr, pr.v, kBase + j0 * d, n, d, w.acc);
+        }
+        for (int r = 0; r < nr; r++) {
+            finishRow(pr, bh, rows[from + r], w.acc, r * d, w.m[r], w.l[r]);
+        }
+        return new long[] {visited, skipped};
+    }
+
+    /** Sets s[off + c] to −∞ for the keys j0 + c (c &lt; n) the row may not attend. */
+    private static void maskRow(float[] s, int off, int j0, int n, KeyRanges ranges) {
+        int next = j0;
+        int end = j0 + n;
+        for (int t = 0; t < ranges.size() && next < end; t++) {
+            int rs = ranges.start(t);
+            int re = ranges.end(t);
+            if (re <= next) {
+                continue;
+            }
+            int gapEnd = Math.min(end, rs);
+            for (int j = next; j < gapEnd; j++) {
+                s[off + j - j0] = Float.NEGATIVE_INFINITY;
+            }
+            next = Math.max(next, re);
+        }
+        for (int j = next; j < end; j++) {
+            s[off + j - j0] = Float.NEGATIVE_INFINITY;
+        }
+    }
+
+    /** o = acc / l · gate; lse = m + ln l; a row with no allowed key gives zeros and lse −∞. */
+    private static void finishRow(Problem pr, int bh, int i, float[] acc, int accOff, float m, float l) {
+        int d = pr.sh.headDim();
+        int row = bh * pr.sh.qLen() + i;
+        if (l == 0f) {
+            writeEmptyRow(pr, bh, i);
+            return;
+        }
+        float g = pr.gate(bh / pr.sh.heads(), i, bh % pr.sh.heads());
+        float f = g / l;
+        int o = row * d;
+        for (int dd = 0; dd < d; dd++) {
+            pr.out[o + dd] = acc[accOff + dd] * f;
+        }
+        pr.lse[row] = (float) (m + Math.log(l));
+    }
+
+    private static void writeEmptyRow(Problem pr, int bh, int i) {
+        int d = pr.sh.headDim();
+        int row = bh * pr.sh.qLen() + i;
+        java.util.Arrays.fill(pr.out, row * d, row * d + d, 0f);
+        pr.lse[row] = Float.NEGATIVE_INFINITY;
+    }
+
+    // ---------------------------------------------------------------- materialized
+
+    private ExecutionStats materialized(Problem pr) {
+        AttentionShape sh = pr.sh;
+        long cells = (long) sh.qLen() * sh.kvLen();
+        if (cells > Integer.MAX_VALUE - 8) {
+            throw new IllegalArgumentException("the materialized path needs an L x S = " + sh.qLen() + " x " + sh.kvLen()
+                    + " score matrix, more than one Java array holds; use --algo flash");
+        }
+        float[] scores = new float[(int) cells];
+        int tiles = (sh.qLen() + BR - 1) / BR;
+        int bhCount = sh.batch() * sh.heads();
+        long rowsSkipped = 0;
+        long scratch = 0;
+        for (int bh = 0; bh < bhCount; bh++) {
+            final int fbh = bh;
+            scratch = Math.max(scratch, parallel(tiles, () -> new TileScratch(sh.headDim(), 0),
+                    (w, tile) -> materializedRows(pr, fbh, tile * BR, Math.min(BR, sh.qLen() - tile * BR), scores, w)));
+            for (int i = 0; i < sh.qLen(); i++) {
+                if (pr.gate(bh / sh.heads(), i, bh % sh.heads()) == 0f) {
+                    rowsSkipped++;
+                }
+            }
+        }
+        long keyTiles = (sh.kvLen() + BC - 1) / BC;
+        return new ExecutionStats(name(), Algorithm.MATERIALIZED, 0, 4L * cells + scratch, (long) tiles * bhCount,
+                (long) tiles * bhCount * keyTiles, 0, rowsSkipped);
+    }
+
+    /** Rows [i0, i0 + nr) of (batch, head) bh: S = scale·Q·Kᵀ into {@code scores}, mask, softmax, O = P·V. */
+    private static void materializedRows(Problem pr, int bh, int i0, int nr, float[] scores, TileScratch w) {
+        AttentionShape sh = pr.sh;
+        int d = sh.headDim();
+        int kvLen = sh.kvLen();
+        int h = bh % sh.heads();
+        int b = bh / sh.heads();
+        int kBase = (b * sh.kvHeads() + h / sh.group()) * kvLen * d;
+        int qBase = bh * sh.qLen() * d;
+        for (int r = 0; r < nr; r++) {
+            for (int dd = 0; dd < d; dd++) {
+                w.qs[r * d + dd] = pr.q[qBase + (i0 + r) * d + dd] * pr.scale;
+            }
+        }
+        for (int j0 = 0; j0 < kvLen; j0 += BC) {
+            int n = Math.min(BC, kvLen - j0);
+            TileMath.transposeKeys(pr.k, kBase + j0 * d, n, d, w.kT, BC);
+            TileMath.scores(w.qs, nr, d, w.kT, BC, n, scores, i0 * kvLen + j0, kvLen);
+        }
+        for (int r = 0; r < nr; r++) {
+            int i = i0 + r;
+            int so = i * kvLen;
+            pr.pattern.allowedKeys(h, sh.position(i), kvLen, w.ranges[r]);
+            maskRow(scores, so, 0, kvLen, w.ranges[r]);
+            float m = Float.NEGATIVE_INFINITY;
+            for (int j = 0; j < kvLen; j++) {
+                m = Math.max(m, scores[so + j]);
+            }
+            float l = 0f;
+            if (m != Float.NEGATIVE_INFINITY) {
+                for (int j = 0; j < kvLen; j++) {
+                    float e = (float) Math.exp(scores[so + j] - m);
+                    scores[so + j] = e;
+                    l += e;
+                }
+            }
+            w.m[r] = m;
+            w.l[r] = l;
+            w.live[r] = l > 0f;
+        }
+        java.util.Arrays.fill(w.acc, 0, nr * d, 0f);
+        TileMath.accumulate(scores, i0 * kvLen, kvLen, w.live, nr, pr.v, kBase, kvLen, d, w.acc);
+        for (int r = 0; r < nr; r++) {
+            int i = i0 + r;
+            if (pr.gate(b, i, h) == 0f) {
+                writeEmptyRow(pr, bh, i);
+            } else {
+                finishRow(pr, bh, i, w.acc, r * d, w.m[r], w.l[r]);
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- workers
+
+    private interface ItemBody<W> {
+        void run(W scratch, int item);
+    }
+
+    /** Runs items 0 … n−1 on the pool, one scratch per worker; returns the scratch bytes in use at once. */
+    private <W> long parallel(int n, Supplier<W> scratch, ItemBody<W> body) {
+        if (n == 0) {
+            return 0;
+        }
+        int workers = Math.min(threads, n);
+        AtomicInteger next = new AtomicInteger();
+        AtomicLong bytes = new AtomicLong();
+        List<Future<?>> futures = new ArrayList<>(workers);
+        for (int t = 0; t < workers; t++) {
+            futures.add(pool.submit(() -> {
+                W w = scratch.get();
+                if (w instanceof TileScratch ts) {
+                    bytes.addAndGet(ts.bytes);
+                }
+                for (int item; (item = next.getAndIncrement()) < n; ) {
+                    body.run(w, item);
+                }
+            }));
+        }
+        for (Future<?> f : futures) {
+            try {
+                f.get();
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                futures.forEach(x -> x.cancel(true));
+                throw new IllegalStateException("interrupted while computing attention", e);
+            } catch (ExecutionException e) {
+                futures.forEach(x -> x.cancel(true));
+                Throwable c = e.getCause();
+                if (c instanceof RuntimeException re) {
+                    throw re;
+                }
+                if (c instanceof Error err) {
+                    throw err;
+                }
+                throw new IllegalStateException(c);
+            }
+        }
+        return bytes.get();
+    }
+
+    @Override
+    public void close() {
+        closed = true;
+        pool.shutdownNow();
+    }
+}

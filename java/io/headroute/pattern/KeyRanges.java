@@ -1,0 +1,151 @@
+package io.headroute.pattern;
+
+import java.util.Arrays;
+
+/**
+ * The keys one query row may attend, as sorted, disjoint, non-adjacent half-open ranges
+ * [start, end). A reusable buffer: patterns {@link #clear()} and refill it for each row.
+ */
+public final class KeyRanges {
+    private int[] bounds = new int[8];
+    private int count;
+
+    public void clear() {
+        count = 0;
+    }
+
+    /** Number of ranges. */
+    public int size() {
+        return count;
+    }
+
+    public int start(int r) {
+        return bounds[2 * r];
+    }
+
+    public int end(int r) {
+        return bounds[2 * r + 1];
+    }
+
+    /** Lowest allowed key, or {@code Integer.MAX_VALUE} when there is none. */
+    public int first() {
+        return count == 0 ? Integer.MAX_VALUE : bounds[0];
+    }
+
+    /** One past the highest allowed key, or {@code Integer.MIN_VALUE} when there is none. */
+    public int last() {
+        return count == 0 ? Integer.MIN_VALUE : bounds[2 * count - 1];
+    }
+
+    /** Total number of allowed keys. */
+    public long keyCount() {
+        long n = 0;
+        for (int r = 0; r < count; r++) {
+            n += bounds[2 * r + 1] - bounds[2 * r];
+        }
+        return n;
+    }
+
+    /** Number of allowed keys in [from, to). */
+    public int countIn(int from, int to) {
+        int n = 0;
+        for (int r = 0; r < count; r++) {
+            int s = Math.max(from, bounds[2 * r]);
+            int e = Math.min(to, bounds[2 * r + 1]);
+            if (e > s) {
+                n += e - s;
+            }
+        }
+        return n;
+    }
+
+    public boolean contains(int key) {
+        for (int r = 0; r < count; r++) {
+            if (key < bounds[2 * r]) {
+                return false;
+            }
+            if (key < bounds[2 * r + 1]) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /**
+     * Adds [start, end) clipped to [0, limit), merging with existing ranges. Ranges are usually
+     * added in increasing order, which is the fast path.
+     */
+    public void add(long start, long end, int limit) {
+        int s = (int) Math.max(0, start);
+        int e = (int) Math.min(limit, end);
+        if (e <= s) {
+            return;
+        }
+        if (count == 0 || s > bounds[2 * count - 1]) {
+            append(s, e);
+            return;
+        }
+        if (s >= bounds[2 * count - 2]) {
+            bounds[2 * count - 1] = Math.max(bounds[2 * count - 1], e);
+            return;
+        }
+        insertAndMerge(s, e);
+    }
+
+    /** Keeps only keys below {@code end} (the causal rule: j ≤ p means end = p + 1). */
+    public void clipBelow(int end) {
+        while (count > 0 && bounds[2 * count - 2] >= end) {
+            count--;
+        }
+        if (count > 0 && bounds[2 * count - 1] > end) {
+            bounds[2 * count - 1] = end;
+        }
+    }
+
+    private void append(int s, int e) {
+        if (2 * count + 2 > bounds.length) {
+            bounds = Arrays.copyOf(bounds, bounds.length * 2);
+        }
+        bounds[2 * count] = s;
+        bounds[2 * count + 1] = e;
+        count++;
+    }
+
+    private void insertAndMerge(int s, int e) {
+        int[] old = Arrays.copyOf(bounds, 2 * count);
+        int n = count;
+        count = 0;
+        boolean placed = false;
+        for (int r = 0; r < n; r++) {
+            int rs = old[2 * r];
+            if (!placed && s <= rs) {
+                appendMerged(s, e);
+                placed = true;
+            }
+            appendMerged(rs, old[2 * r + 1]);
+        }
+        if (!placed) {
+            appendMerged(s, e);
+        }
+    }
+
+    private void appendMerged(int s, int e) {
+        if (count > 0 && s <= bounds[2 * count - 1]) {
+            bounds[2 * count - 1] = Math.max(bounds[2 * count - 1], e);
+        } else {
+            append(s, e);
+        }
+    }
+
+    @Override
+    public String toString() {
+        StringBuilder sb = new StringBuilder("[");
+        for (int r = 0; r < count; r++) {
+            if (r > 0) {
+                sb.append(", ");
+            }
+            sb.append(bounds[2 * r]).append("..").append(bounds[2 * r + 1]);
+        }
+        return sb.append(']').toString();
+    }
+}

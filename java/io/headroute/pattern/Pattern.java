@@ -1,0 +1,276 @@
+package io.headroute.pattern;
+
+import java.util.Arrays;
+
+/**
+ * A token-level attention rule "query i may attend key j", in absolute positions: query i of L sits
+ * at p = i + (S − L) (bottom-right alignment), key j at j. Every backend evaluates a pattern through
+ * {@link #allowedKeys}, which lists a row's allowed keys as ranges, so nothing of size L × S is ever
+ * built. Parse specs with {@link Patterns#parse}.
+ */
+public sealed interface Pattern
+        permits Pattern.Dense, Pattern.Causal, Pattern.Window, Pattern.Longformer, Pattern.BigBird,
+                Pattern.Layout, Pattern.CausalOf {
+
+    /** Fills {@code out} (cleared first) with the keys in [0, kvLen) that position p of head h may attend. */
+    void allowedKeys(int head, int p, int kvLen, KeyRanges out);
+
+    /** The spec this pattern was parsed from, in canonical form. */
+    String spec();
+
+    /** Checks the pattern fits H heads, L queries and S keys; throws {@link PatternException} if not. */
+    default void check(int heads, int qLen, int kvLen) {}
+
+    /** The pattern's own block size (bigbird, layout), or 0 for token-level patterns. */
+    default int blockSize() {
+        return 0;
+    }
+
+    /** True when every query may attend every key (no masking at all). */
+    default boolean isDense() {
+        return false;
+    }
+
+    /** Whether the pattern differs between heads (bigbird's random blocks, per-head layouts). */
+    default boolean perHead() {
+        return false;
+    }
+
+    /** This pattern with the causal rule j ≤ p added. */
+    default Pattern withCausal() {
+        return new CausalOf(this);
+    }
+
+    /** Convenience for tests and debugging: whether position p of head h may attend key j. */
+    default boolean allows(int head, int p, int key, int kvLen) {
+        KeyRanges r = new KeyRanges();
+        allowedKeys(head, p, kvLen, r);
+        return r.contains(key);
+    }
+
+    /** {@code dense}: every key. */
+    record Dense() implements Pattern {
+        @Override
+        public void allowedKeys(int head, int p, int kvLen, KeyRanges out) {
+            out.clear();
+            out.add(0, kvLen, kvLen);
+        }
+
+        @Override
+        public String spec() {
+            return "dense";
+        }
+
+        @Override
+        public boolean isDense() {
+            return true;
+        }
+
+        @Override
+        public Pattern withCausal() {
+            return new Causal();
+        }
+    }
+
+    /** {@code causal}: j ≤ p. */
+    record Causal() implements Pattern {
+        @Override
+        public void allowedKeys(int head, int p, int kvLen, KeyRanges out) {
+            out.clear();
+            out.add(0, (long) p + 1, kvLen);
+        }
+
+        @Override
+        public String spec() {
+            return "causal";
+        }
+
+        @Override
+        public Pattern withCausal() {
+            return this;
+        }
+    }
+
+    /** {@code window:W}: |p − j| ≤ W. */
+    record Window(int w) implements Pattern {
+        @Override
+        public void allowedKeys(int head, int p, int kvLen, KeyRanges out) {
+            out.clear();
+            out.add((long) p - w, (long) p + w + 1, kvLen);
+        }
+
+        @Override
+        public String spec() {
+            return "window:" + w;
+        }
+    }
+
+    /** {@code longformer:W:G}: |p − j| ≤ W, or j &lt; G, or p &lt; G. */
+    record Longformer(int w, int g) implements Pattern {
+        @Override
+        public void allowedKeys(int head, int p, int kvLen, KeyRanges out) {
+            out.clear();
+            if (p < g) {
+                out.add(0, kvLen, kvLen);
+                return;
+            }
+            out.add(0, g, kvLen);
+            out.add((long) p - w, (long) p + w + 1, kvLen);
+        }
+
+        @Override
+        public String spec() {
+            return "longformer:" + w + ":" + g;
+        }
+    }
+
+    /**
+     * {@code bigbird:BS:W:G:R:SEED}: with qb = p / BS and kb = j / BS, |qb − kb| ≤ W, or qb &lt; G, or
+     * kb &lt; G, or kb is one of the R random blocks of (head, qb) given by {@link BigBirdRandom}.
+     */
+    record BigBird(int bs, int w, int g, int r, long seed) implements Pattern {
+        @Override
+        public void allowedKeys(int head, int p, int kvLen, KeyRanges out) {
+            out.clear();
+            int qb = p / bs;
+            if (qb < g) {
+                out.add(0, kvLen, kvLen);
+                return;
+            }
+            out.add(0, (long) g * bs, kvLen);
+            out.add(((long) qb - w) * bs, ((long) qb + w + 1) * bs, kvLen);
+            if (r > 0) {
+                int keyBlocks = Math.floorDiv(kvLen + bs - 1, bs);
+                for (int kb : BigBirdRandom.blocks(seed, head, qb, keyBlocks, r)) {
+                    out.add((long) kb * bs, (long) (kb + 1) * bs, kvLen);
+                }
+            }
+        }
+
+        @Override
+        public String spec() {
+            return "bigbird:" + bs + ":" + w + ":" + g + ":" + r + ":" + seed;
+        }
+
+        @Override
+        public int blockSize() {
+            return bs;
+        }
+
+        @Override
+        public boolean perHead() {
+            return r > 0;
+        }
+    }
+
+    /**
+     * {@code layout:BS:FILE}: a boolean block layout of shape (1 or H, n, n) with n = ceil(S / BS);
+     * entry [h, p / BS, j / BS] says whether position p may attend key j.
+     */
+    record Layout(int bs, int heads, int blocks, boolean[] bits, String source) implements Pattern {
+        public Layout {
+            if (bits.length != (long) heads * blocks * blocks) {
+                throw new IllegalArgumentException("layout bits do not match its shape");
+            }
+            bits = bits.clone();
+        }
+
+        @Override
+        public void allowedKeys(int head, int p, int kvLen, KeyRanges out) {
+            out.clear();
+            int hh = heads == 1 ? 0 : head;
+            int row = (hh * blocks + p / bs) * blocks;
+            int kb = 0;
+            while (kb < blocks) {
+                while (kb < blocks && !bits[row + kb]) {
+                    kb++;
+                }
+                int start = kb;
+                while (kb < blocks && bits[row + kb]) {
+                    kb++;
+                }
+                if (kb > start) {
+                    out.add((long) start * bs, (long) kb * bs, kvLen);
+                }
+            }
+        }
+
+        @Override
+        public void check(int h, int qLen, int kvLen) {
+            int need = Math.floorDiv(kvLen + bs - 1, bs);
+            if (blocks != need) {
+                throw new PatternException("layout " + source + " has " + blocks + "x" + blocks + " blocks of " + bs
+                        + ", but S = " + kvLen + " needs " + need + "x" + need);
+            }
+            if (heads != 1 && heads != h) {
+                throw new PatternException("layout " + source + " has " + heads + " heads, but the input has H = " + h
+                        + " (expected 1 or " + h + ")");
+            }
+        }
+
+        @Override
+        public String spec() {
+            return "layout:" + bs + ":" + source;
+        }
+
+        @Override
+        public int blockSize() {
+            return bs;
+        }
+
+        @Override
+        public boolean perHead() {
+            return heads > 1;
+        }
+
+        @Override
+        public boolean equals(Object o) {
+            return o instanceof Layout l && l.bs == bs && l.heads == heads && l.blocks == blocks
+                    && Arrays.equals(l.bits, bits) && l.source.equals(source);
+        }
+
+        @Override
+        public int hashCode() {
+            return (31 * (31 * bs + heads) + blocks) * 31 + Arrays.hashCode(bits);
+        }
+
+        @Override
+        public String toString() {
+            return "Layout[" + spec() + ", " + heads + "x" + blocks + "x" + blocks + "]";
+        }
+    }
+
+    /** Any pattern with j ≤ p added ({@code --causal}). */
+    record CausalOf(Pattern inner) implements Pattern {
+        @Override
+        public void allowedKeys(int head, int p, int kvLen, KeyRanges out) {
+            inner.allowedKeys(head, p, kvLen, out);
+            out.clipBelow(p + 1);
+        }
+
+        @Override
+        public String spec() {
+            return inner.spec() + "+causal";
+        }
+
+        @Override
+        public void check(int heads, int qLen, int kvLen) {
+            inner.check(heads, qLen, kvLen);
+        }
+
+        @Override
+        public int blockSize() {
+            return inner.blockSize();
+        }
+
+        @Override
+        public boolean perHead() {
+            return inner.perHead();
+        }
+
+        @Override
+        public Pattern withCausal() {
+            return this;
+        }
+    }
+}
