@@ -1,0 +1,105 @@
+package io.headroute.tensor;
+
+import java.io.BufferedOutputStream;
+import java.io.IOException;
+import java.io.OutputStream;
+import java.nio.channels.Channels;
+import java.nio.channels.FileChannel;
+import java.nio.file.AtomicMoveNotSupportedException;
+import java.nio.file.FileAlreadyExistsException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.nio.file.StandardOpenOption;
+import java.util.concurrent.ThreadLocalRandom;
+
+/**
+ * Writes files all-or-nothing: the content goes to a temporary file beside the target, is synced to
+ * disk, and is then renamed over the target. Readers see either the old file or the complete new one.
+ */
+public final class AtomicFiles {
+    private AtomicFiles() {}
+
+    /** Like {@link java.util.function.Consumer}, but may throw {@link IOException}. */
+    @FunctionalInterface
+    public interface IoConsumer<T> {
+        /** Consumes {@code value}. */
+        void accept(T value) throws IOException;
+    }
+
+    /**
+     * Writes {@code target} with the bytes {@code body} puts into the given (buffered) stream. If
+     * {@code body} or the write fails, the temporary file is deleted and an existing target is left as
+     * it was. {@link IOException}s become {@link TensorFileException}s naming {@code target}; runtime
+     * exceptions from {@code body} propagate unchanged.
+     */
+    public static void write(Path target, IoConsumer<OutputStream> body) {
+        Path abs = target.toAbsolutePath();
+        Path dir = abs.getParent();
+        if (dir == null || abs.getFileName() == null) {
+            throw new TensorFileException(target, "not a file path");
+        }
+        if (!Files.isDirectory(dir)) {
+            throw new TensorFileException(target, "cannot write: directory " + dir + " does not exist");
+        }
+        if (Files.isDirectory(abs)) {
+            throw new TensorFileException(target, "cannot write: is a directory");
+        }
+        Path tmp = null;
+        try {
+            FileChannel ch = null;
+            while (ch == null) {
+                tmp = dir.resolve("." + abs.getFileName() + ".tmp-" + Long.toHexString(ThreadLocalRandom.current().nextLong()));
+                try {
+                    ch = FileChannel.open(tmp, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE);
+                } catch (FileAlreadyExistsException e) {
+                    tmp = null; // another writer picked the same name; draw again
+                }
+            }
+            try (FileChannel channel = ch) {
+                OutputStream out = new BufferedOutputStream(Channels.newOutputStream(channel), 1 << 16) {
+                    // The channel must stay open for force() below, so a body that closes its stream only flushes.
+                    @Override
+                    public void close() throws IOException {
+                        flush();
+                    }
+                };
+                body.accept(out);
+                out.flush();
+                channel.force(true);
+            }
+            try {
+                Files.move(tmp, abs, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+            } catch (AtomicMoveNotSupportedException e) {
+                Files.move(tmp, abs, StandardCopyOption.REPLACE_EXISTING);
+            }
+            tmp = null;
+            syncDirectory(dir);
+        } catch (IOException e) {
+            throw new TensorFileException(target, "cannot write: " + describe(e), e);
+        } finally {
+            if (tmp != null) {
+                try {
+                    Files.deleteIfExists(tmp);
+                } catch (IOException ignored) {
+                    // The original failure is the one worth reporting.
+                }
+            }
+        }
+    }
+
+    /** Makes the rename itself durable; not every platform can open a directory, so this is best effort. */
+    private static void syncDirectory(Path dir) {
+        try (FileChannel d = FileChannel.open(dir, StandardOpenOption.READ)) {
+            d.force(true);
+        } catch (IOException | UnsupportedOperationException ignored) {
+            // The data is synced; only the directory entry's durability is not guaranteed here.
+        }
+    }
+
+    static String describe(IOException e) {
+        String name = e.getClass().getSimpleName();
+        String msg = e.getMessage();
+        return msg == null ? name : name + ": " + msg;
+    }
+}

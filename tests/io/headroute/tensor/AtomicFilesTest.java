@@ -1,0 +1,106 @@
+package io.headroute.tensor;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertSame;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+class AtomicFilesTest {
+    @TempDir
+    Path dir;
+
+    private List<String> listing() throws IOException {
+        try (Stream<Path> s = Files.list(dir)) {
+            return s.map(p -> p.getFileName().toString()).sorted().toList();
+        }
+    }
+
+    @Test
+    void writesContentAndLeavesNoTemporaryFile() throws IOException {
+        Path target = dir.resolve("out.bin");
+        AtomicFiles.write(target, out -> out.write("hello".getBytes(StandardCharsets.UTF_8)));
+        assertEquals("hello", Files.readString(target));
+        assertEquals(List.of("out.bin"), listing());
+    }
+
+    @Test
+    void replacesAnExistingFile() throws IOException {
+        Path target = dir.resolve("out.bin");
+        Files.writeString(target, "old content that is longer");
+        AtomicFiles.write(target, out -> out.write('x'));
+        assertEquals("x", Files.readString(target));
+        assertEquals(List.of("out.bin"), listing());
+    }
+
+    @Test
+    void bodyClosingItsStreamIsHarmless() throws IOException {
+        Path target = dir.resolve("out.bin");
+        AtomicFiles.write(target, out -> {
+            out.write(new byte[] {1, 2, 3});
+            out.close();
+        });
+        assertArrayEquals(new byte[] {1, 2, 3}, Files.readAllBytes(target));
+    }
+
+    @Test
+    void ioFailureInBodyLeavesNoFiles() throws IOException {
+        Path target = dir.resolve("out.bin");
+        TensorFileException e = assertThrows(TensorFileException.class, () -> AtomicFiles.write(target, out -> {
+            out.write(new byte[1 << 20]); // past the buffer, so bytes really reached the temporary file
+            throw new IOException("disk on fire");
+        }));
+        assertTrue(e.getMessage().contains("out.bin"), e.getMessage());
+        assertTrue(e.getMessage().contains("disk on fire"), e.getMessage());
+        assertEquals(target, e.file());
+        assertEquals(List.of(), listing());
+    }
+
+    @Test
+    void runtimeFailureInBodyPropagatesAndKeepsTheOldFile() throws IOException {
+        Path target = dir.resolve("out.bin");
+        Files.writeString(target, "precious");
+        IllegalStateException boom = new IllegalStateException("boom");
+        IllegalStateException thrown = assertThrows(IllegalStateException.class, () -> AtomicFiles.write(target, out -> {
+            out.write(new byte[1 << 20]);
+            throw boom;
+        }));
+        assertSame(boom, thrown);
+        assertEquals("precious", Files.readString(target));
+        assertEquals(List.of("out.bin"), listing());
+    }
+
+    @Test
+    void missingDirectoryIsReportedWithThePath() {
+        Path target = dir.resolve("no/such/dir/out.bin");
+        TensorFileException e = assertThrows(TensorFileException.class, () -> AtomicFiles.write(target, out -> out.write(1)));
+        assertTrue(e.getMessage().startsWith(target.toString() + ": "), e.getMessage());
+        assertTrue(e.getMessage().contains("does not exist"), e.getMessage());
+        assertFalse(Files.exists(target));
+    }
+
+    @Test
+    void directoryAsTargetIsRefused() throws IOException {
+        Path target = Files.createDirectory(dir.resolve("sub"));
+        TensorFileException e = assertThrows(TensorFileException.class, () -> AtomicFiles.write(target, out -> out.write(1)));
+        assertTrue(e.getMessage().contains("is a directory"), e.getMessage());
+        assertTrue(Files.isDirectory(target));
+        assertEquals(List.of("sub"), listing());
+    }
+
+    @Test
+    void exceptionMessageIsOneLine() {
+        TensorFileException e = new TensorFileException(Path.of("q.npy"), "first line\nsecond line\r\n");
+        assertEquals("q.npy: first line second line", e.getMessage());
+    }
+}
