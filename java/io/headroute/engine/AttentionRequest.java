@@ -75,6 +75,12 @@ public final class AttentionRequest {
             if (!gate.dtype().isFloating()) {
                 throw new ShapeException("gate must be a floating tensor, got " + gate.dtype().cliName());
             }
+            float[] g = gate.toFloatArray();
+            for (int i = 0; i < g.length; i++) {
+                if (!Float.isFinite(g[i])) {
+                    throw new ShapeException("gate holds a non-finite value (" + g[i] + ") at flat index " + i);
+                }
+            }
         }
         return s;
     }

@@ -38,7 +38,7 @@ public final class CpuAttentionEngine implements AttentionEngine {
     /** Query rows per tile (the paper's B_r). */
     static final int BR = 64;
     /** Keys per tile (the paper's B_c). */
-    static final int BC = 64;
+    static final int BC = 128;
 
     private static final byte EMPTY = 0;
     private static final byte PARTIAL = 1;
@@ -89,8 +89,8 @@ public final class CpuAttentionEngine implements AttentionEngine {
         Problem pr = new Problem(sh, rounded(req.q(), req.dtype()), rounded(req.k(), req.dtype()),
                 rounded(req.v(), req.dtype()), req.gate() == null ? null : req.gate().toFloatArray(), req.pattern(),
                 req.scale());
-        checkGate(pr.gate);
         long t0 = System.nanoTime();
+        repack(pr);
         ExecutionStats stats = algo == Algorithm.FLASH ? flash(pr) : materialized(pr);
         long elapsed = System.nanoTime() - t0;
         stats = new ExecutionStats(name(), algo, elapsed, stats.workspaceBytes(), stats.queryTiles(), stats.keyTilesVisited(),
@@ -105,17 +105,6 @@ public final class CpuAttentionEngine implements AttentionEngine {
         return dtype == DType.F32 || t.dtype() == dtype ? t.toFloatArray() : t.toDType(dtype).toFloatArray();
     }
 
-    private static void checkGate(float[] gate) {
-        if (gate == null) {
-            return;
-        }
-        for (int i = 0; i < gate.length; i++) {
-            if (!Float.isFinite(gate[i])) {
-                throw new io.headroute.engine.ShapeException("gate holds a non-finite value (" + gate[i] + ") at flat index " + i);
-            }
-        }
-    }
-
     /** Inputs as float arrays, plus the outputs being written. */
     private static final class Problem {
         final AttentionShape sh;
@@ -127,6 +116,10 @@ public final class CpuAttentionEngine implements AttentionEngine {
         final float scale;
         final float[] out;
         final float[] lse;
+        /** Per (batch, kv head): key tiles transposed, [tile][d][c]. */
+        float[][][][] keyTiles;
+        /** Per (batch, kv head): value rows, [j][d]. */
+        float[][][] valueRows;
 
         Problem(AttentionShape sh, float[] q, float[] k, float[] v, float[] gate, Pattern pattern, float scale) {
             this.sh = sh;
@@ -140,6 +133,18 @@ public final class CpuAttentionEngine implements AttentionEngine {
             this.lse = new float[Math.toIntExact((long) sh.batch() * sh.heads() * sh.qLen())];
         }
 
+        int kvIndex(int bh) {
+            int b = bh / sh.heads();
+            int h = bh % sh.heads();
+            return b * sh.kvHeads() + h / sh.group();
+        }
+
+        /** Bytes of the repacked K and V. */
+        long repackBytes() {
+            long tiles = (sh.kvLen() + BC - 1) / BC;
+            return 4L * sh.batch() * sh.kvHeads() * (tiles * BC + sh.kvLen()) * sh.headDim();
+        }
+
         float gate(int b, int i, int h) {
             return gate == null ? 1f : gate[(b * sh.qLen() + i) * sh.heads() + h];
         }
@@ -147,10 +152,9 @@ public final class CpuAttentionEngine implements AttentionEngine {
 
     /** Per-worker scratch for one query tile. */
     private static final class TileScratch {
-        final float[] qs;
-        final float[] kT;
-        final float[] s;
-        final float[] acc;
+        final float[][] qs;
+        final float[][] s;
+        final float[][] acc;
         final float[] m = new float[BR];
         final float[] l = new float[BR];
         final boolean[] live = new boolean[BR];
@@ -158,16 +162,28 @@ public final class CpuAttentionEngine implements AttentionEngine {
         final KeyRanges[] ranges = new KeyRanges[BR];
         final long bytes;
 
-        TileScratch(int d, int sCols) {
-            qs = new float[BR * d];
-            kT = new float[d * BC];
-            s = new float[BR * sCols];
-            acc = new float[BR * d];
+        TileScratch(int d) {
+            qs = new float[BR][d];
+            s = new float[BR][BC];
+            acc = new float[BR][d];
             for (int r = 0; r < BR; r++) {
                 ranges[r] = new KeyRanges();
             }
-            bytes = 4L * (qs.length + kT.length + s.length + acc.length + 2 * BR) + 2L * BR;
+            bytes = 4L * BR * (2L * d + BC + 2) + 2L * BR;
         }
+    }
+
+    /** Repacks K into transposed tiles and V into rows, once per (batch, kv head), in parallel. */
+    private void repack(Problem pr) {
+        AttentionShape sh = pr.sh;
+        int n = sh.batch() * sh.kvHeads();
+        pr.keyTiles = new float[n][][][];
+        pr.valueRows = new float[n][][];
+        int stride = sh.kvLen() * sh.headDim();
+        parallel(n, () -> null, (w, kv) -> {
+            pr.keyTiles[kv] = TileMath.keyTiles(pr.k, kv * stride, sh.kvLen(), sh.headDim(), BC);
+            pr.valueRows[kv] = TileMath.valueRows(pr.v, kv * stride, sh.kvLen(), sh.headDim());
+        });
     }
 
     // ---------------------------------------------------------------- flash
@@ -198,14 +214,14 @@ public final class CpuAttentionEngine implements AttentionEngine {
         }
         AtomicLong visited = new AtomicLong();
         AtomicLong skipped = new AtomicLong();
-        long scratchBytes = parallel(items.size(), () -> new TileScratch(sh.headDim(), BC), (w, item) -> {
+        long scratchBytes = parallel(items.size(), () -> new TileScratch(sh.headDim()), (w, item) -> {
             long[] it = items.get(item);
             int bh = (int) it[0];
             long[] counts = flashTile(pr, bh, active[bh], (int) it[1], (int) it[2], w);
             visited.addAndGet(counts[0]);
             skipped.addAndGet(counts[1]);
         });
-        return new ExecutionStats(name(), Algorithm.FLASH, 0, scratchBytes, items.size(), visited.get(), skipped.get(),
+        return new ExecutionStats(name(), Algorithm.FLASH, 0, scratchBytes + pr.repackBytes(), items.size(), visited.get(), skipped.get(),
                 rowsSkipped);
     }
 
@@ -215,10 +231,9 @@ public final class CpuAttentionEngine implements AttentionEngine {
         int d = sh.headDim();
         int kvLen = sh.kvLen();
         int h = bh % sh.heads();
-        int b = bh / sh.heads();
-        int kvh = h / sh.group();
         int qBase = bh * sh.qLen() * d;
-        int kBase = (b * sh.kvHeads() + kvh) * kvLen * d;
+        float[][][] kTiles = pr.keyTiles[pr.kvIndex(bh)];
+        float[][] vRows = pr.valueRows[pr.kvIndex(bh)];
 
         // Qi: the tile's query rows, pre-scaled so that S = Qi·Kjᵀ is already scaled.
         int lo = Integer.MAX_VALUE;
@@ -226,19 +241,19 @@ public final class CpuAttentionEngine implements AttentionEngine {
         for (int r = 0; r < nr; r++) {
             int i = rows[from + r];
             int src = qBase + i * d;
+            float[] qr = w.qs[r];
             for (int dd = 0; dd < d; dd++) {
-                w.qs[r * d + dd] = pr.q[src + dd] * pr.scale;
+                qr[dd] = pr.q[src + dd] * pr.scale;
             }
             pr.pattern.allowedKeys(h, sh.position(i), kvLen, w.ranges[r]);
             lo = Math.min(lo, w.ranges[r].first());
             hi = Math.max(hi, w.ranges[r].last());
             w.m[r] = Float.NEGATIVE_INFINITY;
             w.l[r] = 0f;
+            java.util.Arrays.fill(w.acc[r], 0f);
         }
-        java.util.Arrays.fill(w.acc, 0, nr * d, 0f);
 
         long visited = 0;
-        long skipped = 0;
         for (int j0 = lo < hi ? (lo / BC) * BC : kvLen; j0 < hi; j0 += BC) {
             int n = Math.min(BC, kvLen - j0);
             boolean anyLive = false;
@@ -251,54 +266,53 @@ public final class CpuAttentionEngine implements AttentionEngine {
                 allFull &= c == n;
             }
             if (!anyLive) {
-                skipped++;
                 continue;
             }
             visited++;
             // S = Qi · Kjᵀ (scaled through Qi).
-            TileMath.transposeKeys(pr.k, kBase + j0 * d, n, d, w.kT, BC);
-            TileMath.scores(w.qs, nr, d, w.kT, BC, n, w.s, 0, BC);
+            TileMath.scores(w.qs, nr, d, kTiles[j0 / BC], n, w.s);
             if (!allFull) {
                 for (int r = 0; r < nr; r++) {
                     if (w.state[r] == PARTIAL) {
-                        maskRow(w.s, r * BC, j0, n, w.ranges[r]);
+                        maskRow(w.s[r], 0, j0, n, w.ranges[r]);
                     }
                 }
             }
-            // Online softmax: m_new = max(m, rowmax(S)); P = exp(S − m_new); l = l·e^(m − m_new) + rowsum(P).
             for (int r = 0; r < nr; r++) {
                 if (!w.live[r]) {
                     continue;
                 }
-                int so = r * BC;
+                // Online softmax: m_new = max(m, rowmax(S)); P = exp(S − m_new); l = l·e^(m − m_new) + rowsum(P).
+                float[] sr = w.s[r];
                 float mt = Float.NEGATIVE_INFINITY;
                 for (int c = 0; c < n; c++) {
-                    mt = Math.max(mt, w.s[so + c]);
+                    mt = Math.max(mt, sr[c]);
                 }
                 float mNew = Math.max(w.m[r], mt);
-                float alpha = (float) Math.exp(w.m[r] - mNew);
+                float alpha = FastExp.exp(w.m[r] - mNew);
                 float sum = 0f;
                 for (int c = 0; c < n; c++) {
-                    float e = (float) Math.exp(w.s[so + c] - mNew);
-                    w.s[so + c] = e;
+                    float e = FastExp.exp(sr[c] - mNew);
+                    sr[c] = e;
                     sum += e;
                 }
                 w.l[r] = w.l[r] * alpha + sum;
+                float[] acc = w.acc[r];
                 if (alpha != 1f) {
-                    int a = r * d;
                     for (int dd = 0; dd < d; dd++) {
-                        w.acc[a + dd] *= alpha;
+                        acc[dd] *= alpha;
                     }
                 }
                 w.m[r] = mNew;
+                // O = O·e^(m − m_new) + P · Vj
+                TileMath.accumulateRow(sr, 0, vRows, j0, n, d, acc);
             }
-            // O = O·e^(m − m_new) + P · Vj
-            TileMath.accumulate(w.s, 0, BC, w.live, nr, pr.v, kBase + j0 * d, n, d, w.acc);
         }
         for (int r = 0; r < nr; r++) {
-            finishRow(pr, bh, rows[from + r], w.acc, r * d, w.m[r], w.l[r]);
+            finishRow(pr, bh, rows[from + r], w.acc[r], w.m[r], w.l[r]);
         }
-        return new long[] {visited, skipped};
+        long keyTiles = (kvLen + BC - 1) / BC;
+        return new long[] {visited, keyTiles - visited};
     }
 
     /** Sets s[off + c] to −∞ for the keys j0 + c (c &lt; n) the row may not attend. */
@@ -323,7 +337,7 @@ public final class CpuAttentionEngine implements AttentionEngine {
     }
 
     /** o = acc / l · gate; lse = m + ln l; a row with no allowed key gives zeros and lse −∞. */
-    private static void finishRow(Problem pr, int bh, int i, float[] acc, int accOff, float m, float l) {
+    private static void finishRow(Problem pr, int bh, int i, float[] acc, float m, float l) {
         int d = pr.sh.headDim();
         int row = bh * pr.sh.qLen() + i;
         if (l == 0f) {
@@ -334,7 +348,7 @@ public final class CpuAttentionEngine implements AttentionEngine {
         float f = g / l;
         int o = row * d;
         for (int dd = 0; dd < d; dd++) {
-            pr.out[o + dd] = acc[accOff + dd] * f;
+            pr.out[o + dd] = acc[dd] * f;
         }
         pr.lse[row] = (float) (m + Math.log(l));
     }
@@ -362,7 +376,7 @@ public final class CpuAttentionEngine implements AttentionEngine {
         long scratch = 0;
         for (int bh = 0; bh < bhCount; bh++) {
             final int fbh = bh;
-            scratch = Math.max(scratch, parallel(tiles, () -> new TileScratch(sh.headDim(), 0),
+            scratch = Math.max(scratch, parallel(tiles, () -> new TileScratch(sh.headDim()),
                     (w, tile) -> materializedRows(pr, fbh, tile * BR, Math.min(BR, sh.qLen() - tile * BR), scores, w)));
             for (int i = 0; i < sh.qLen(); i++) {
                 if (pr.gate(bh / sh.heads(), i, bh % sh.heads()) == 0f) {
@@ -371,28 +385,34 @@ public final class CpuAttentionEngine implements AttentionEngine {
             }
         }
         long keyTiles = (sh.kvLen() + BC - 1) / BC;
-        return new ExecutionStats(name(), Algorithm.MATERIALIZED, 0, 4L * cells + scratch, (long) tiles * bhCount,
-                (long) tiles * bhCount * keyTiles, 0, rowsSkipped);
+        return new ExecutionStats(name(), Algorithm.MATERIALIZED, 0, 4L * cells + scratch + pr.repackBytes(),
+                (long) tiles * bhCount, (long) tiles * bhCount * keyTiles, 0, rowsSkipped);
     }
 
-    /** Rows [i0, i0 + nr) of (batch, head) bh: S = scale·Q·Kᵀ into {@code scores}, mask, softmax, O = P·V. */
+    /**
+     * Rows [i0, i0 + nr) of (batch, head) bh, the standard way: S = scale·Q·Kᵀ for every key into
+     * {@code scores}, then the mask, a row softmax, and O = P·V.
+     */
     private static void materializedRows(Problem pr, int bh, int i0, int nr, float[] scores, TileScratch w) {
         AttentionShape sh = pr.sh;
         int d = sh.headDim();
         int kvLen = sh.kvLen();
         int h = bh % sh.heads();
         int b = bh / sh.heads();
-        int kBase = (b * sh.kvHeads() + h / sh.group()) * kvLen * d;
         int qBase = bh * sh.qLen() * d;
+        float[][][] kTiles = pr.keyTiles[pr.kvIndex(bh)];
+        float[][] vRows = pr.valueRows[pr.kvIndex(bh)];
         for (int r = 0; r < nr; r++) {
             for (int dd = 0; dd < d; dd++) {
-                w.qs[r * d + dd] = pr.q[qBase + (i0 + r) * d + dd] * pr.scale;
+                w.qs[r][dd] = pr.q[qBase + (i0 + r) * d + dd] * pr.scale;
             }
         }
         for (int j0 = 0; j0 < kvLen; j0 += BC) {
             int n = Math.min(BC, kvLen - j0);
-            TileMath.transposeKeys(pr.k, kBase + j0 * d, n, d, w.kT, BC);
-            TileMath.scores(w.qs, nr, d, w.kT, BC, n, scores, i0 * kvLen + j0, kvLen);
+            TileMath.scores(w.qs, nr, d, kTiles[j0 / BC], n, w.s);
+            for (int r = 0; r < nr; r++) {
+                System.arraycopy(w.s[r], 0, scores, (i0 + r) * kvLen + j0, n);
+            }
         }
         for (int r = 0; r < nr; r++) {
             int i = i0 + r;
@@ -406,23 +426,19 @@ public final class CpuAttentionEngine implements AttentionEngine {
             float l = 0f;
             if (m != Float.NEGATIVE_INFINITY) {
                 for (int j = 0; j < kvLen; j++) {
-                    float e = (float) Math.exp(scores[so + j] - m);
+                    float e = FastExp.exp(scores[so + j] - m);
                     scores[so + j] = e;
                     l += e;
                 }
             }
-            w.m[r] = m;
-            w.l[r] = l;
-            w.live[r] = l > 0f;
-        }
-        java.util.Arrays.fill(w.acc, 0, nr * d, 0f);
-        TileMath.accumulate(scores, i0 * kvLen, kvLen, w.live, nr, pr.v, kBase, kvLen, d, w.acc);
-        for (int r = 0; r < nr; r++) {
-            int i = i0 + r;
+            java.util.Arrays.fill(w.acc[r], 0f);
+            if (l > 0f) {
+                TileMath.accumulateRow(scores, so, vRows, 0, kvLen, d, w.acc[r]);
+            }
             if (pr.gate(b, i, h) == 0f) {
                 writeEmptyRow(pr, bh, i);
             } else {
-                finishRow(pr, bh, i, w.acc, r * d, w.m[r], w.l[r]);
+                finishRow(pr, bh, i, w.acc[r], m, l);
             }
         }
     }
