@@ -1,0 +1,20 @@
+package io.headroute.cuda.memory;
+
+/**
+ * An allocation that cannot be satisfied even after the pool freed its cache and retried. The message
+ * says what was requested, what the device has in total and free, what headroute has allocated, and
+ * what it holds reserved but unused.
+ */
+public final class DeviceOutOfMemoryException extends RuntimeException {
+    private static final long serialVersionUID = 1L;
+    private final long requestedBytes;
+
+    public DeviceOutOfMemoryException(String message, long requestedBytes) {
+        super(message);
+        this.requestedBytes = requestedBytes;
+    }
+
+    public long requestedBytes() {
+        return requestedBytes;
+    }
+}

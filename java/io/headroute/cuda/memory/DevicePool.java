@@ -1,0 +1,252 @@
+package io.headroute.cuda.memory;
+
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.IdentityHashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+import org.apache.logging.log4j.LogManager;
+import org.apache.logging.log4j.Logger;
+
+/**
+ * A caching device-memory pool in the manner of PyTorch's CUDA caching allocator. Requests are rounded
+ * up to {@value #ROUNDING} bytes; a closed buffer's block stays reserved and serves a later request of
+ * the same size or up to an eighth larger. The pool keeps exact accounting (allocated and reserved
+ * bytes, current and peak, per tag), honours an optional cap on reserved bytes, and on out-of-memory
+ * frees its cache and retries once before failing with a message that explains the memory state.
+ * Closing the pool with live buffers frees them and throws {@link MemoryLeakException} listing each.
+ * Thread-safe: all methods lock the pool.
+ */
+public final class DevicePool implements AutoCloseable {
+    /** Allocation granularity in bytes. */
+    public static final long ROUNDING = 512;
+
+    private static final Logger LOG = LogManager.getLogger(DevicePool.class);
+
+    private final RawAllocator raw;
+    private final String name;
+    private final long limit;
+    private final boolean debug;
+
+    /** Cached (free, still reserved) blocks by size. */
+    private final TreeMap<Long, ArrayDeque<Long>> cache = new TreeMap<>();
+    private final Map<DeviceBuffer, Throwable> live = new IdentityHashMap<>();
+    private final Map<String, long[]> tags = new LinkedHashMap<>();
+
+    private long allocated;
+    private long peakAllocated;
+    private long reserved;
+    private long peakReserved;
+    private long allocations;
+    private long deviceAllocations;
+    private long cacheHits;
+    private long oomCount;
+    private boolean closed;
+
+    private DevicePool(RawAllocator raw, String name, long limit, boolean debug) {
+        this.raw = raw;
+        this.name = name;
+        this.limit = limit;
+        this.debug = debug;
+    }
+
+    /** A pool without a cap. {@code debug} records where each buffer was allocated, for leak reports. */
+    public static DevicePool create(RawAllocator raw, String name, boolean debug) {
+        return new DevicePool(raw, name, Long.MAX_VALUE, debug);
+    }
+
+    /** A pool that never reserves more than {@code limitBytes}, to emulate a smaller card. */
+    public static DevicePool withLimit(RawAllocator raw, String name, long limitBytes, boolean debug) {
+        if (limitBytes <= 0) {
+            throw new IllegalArgumentException("pool limit must be positive, got " + limitBytes);
+        }
+        return new DevicePool(raw, name, limitBytes, debug);
+    }
+
+    /** A pool capped at {@code fraction} (0 &lt; f ≤ 1) of the device's total memory. */
+    public static DevicePool withFraction(RawAllocator raw, String name, double fraction, boolean debug) {
+        if (!(fraction > 0 && fraction <= 1)) {
+            throw new IllegalArgumentException("pool fraction must be in (0, 1], got " + fraction);
+        }
+        return new DevicePool(raw, name, (long) (fraction * raw.totalBytes()), debug);
+    }
+
+    static long roundUp(long bytes) {
+        long r = (Math.max(bytes, 1) + ROUNDING - 1) / ROUNDING * ROUNDING;
+        if (r < bytes) {
+            throw new IllegalArgumentException("allocation of " + bytes + " bytes is too large");
+        }
+        return r;
+    }
+
+    /**
+     * A buffer of at least {@code bytes}, accounted under {@code tag} ("scores", "qkv", "out", ...).
+     *
+     * @throws DeviceOutOfMemoryException when neither the cache, the device nor a retry after freeing
+     *     the cache can satisfy the request, or it would exceed the pool's limit
+     */
+    public synchronized DeviceBuffer allocate(long bytes, String tag) {
+        ensureOpen();
+        if (bytes < 0) {
+            throw new IllegalArgumentException("cannot allocate " + bytes + " bytes (tag " + tag + ")");
+        }
+        long size = roundUp(bytes);
+        allocations++;
+        Map.Entry<Long, ArrayDeque<Long>> hit = cache.ceilingEntry(size);
+        long address;
+        if (hit != null && hit.getKey() <= size + size / 8) {
+            size = hit.getKey();
+            address = hit.getValue().pop();
+            if (hit.getValue().isEmpty()) {
+                cache.remove(size);
+            }
+            cacheHits++;
+        } else {
+            address = allocateFromDevice(bytes, size, tag);
+        }
+        DeviceBuffer b = new DeviceBuffer(this, address, size, bytes, tag);
+        live.put(b, debug ? new Throwable("allocated here") : null);
+        allocated += size;
+        peakAllocated = Math.max(peakAllocated, allocated);
+        long[] t = tags.computeIfAbsent(tag, k -> new long[2]);
+        t[0] += size;
+        t[1] = Math.max(t[1], t[0]);
+        return b;
+    }
+
+    private long allocateFromDevice(long requested, long size, String tag) {
+        if (reserved + size > limit) {
+            emptyCache();
+            if (reserved + size > limit) {
+                oomCount++;
+                throw oom(requested, tag, "the pool's limit of " + Bytes.format(limit) + " would be exceeded");
+            }
+        }
+        long address;
+        try {
+            address = raw.allocate(size);
+        } catch (RawOutOfMemoryException first) {
+            LOG.debug("device out of memory for {} (tag {}); freeing {} of cache and retrying", Bytes.format(size), tag,
+                    Bytes.format(reserved - allocated));
+            emptyCache();
+            try {
+                address = raw.allocate(size);
+            } catch (RawOutOfMemoryException second) {
+                oomCount++;
+                throw oom(requested, tag, "the device has no room");
+            }
+        }
+        deviceAllocations++;
+        reserved += size;
+        peakReserved = Math.max(peakReserved, reserved);
+        return address;
+    }
+
+    private DeviceOutOfMemoryException oom(long requested, String tag, String why) {
+        String msg = "out of device memory on " + raw.deviceDescription() + ": tried to allocate " + Bytes.format(requested)
+                + " (tag " + tag + ") and " + why + "; device total " + Bytes.format(raw.totalBytes()) + ", free "
+                + Bytes.format(raw.freeBytes()) + "; headroute has " + Bytes.format(allocated) + " allocated and "
+                + Bytes.format(reserved - allocated) + " reserved but unused"
+                + (limit != Long.MAX_VALUE ? " (pool limit " + Bytes.format(limit) + ")" : "");
+        return new DeviceOutOfMemoryException(msg, requested);
+    }
+
+    /** Called by {@link DeviceBuffer#close()} with the pool locked. */
+    void release(DeviceBuffer b) {
+        if (live.remove(b) == null) {
+            return; // freed by close() of the pool already
+        }
+        allocated -= b.size();
+        tags.get(b.tag())[0] -= b.size();
+        cache.computeIfAbsent(b.size(), k -> new ArrayDeque<>()).push(b.rawAddress());
+    }
+
+    /** Returns every cached block to the device. */
+    public synchronized void emptyCache() {
+        for (Map.Entry<Long, ArrayDeque<Long>> e : cache.entrySet()) {
+            for (long address : e.getValue()) {
+                raw.free(address);
+                reserved -= e.getKey();
+            }
+        }
+        cache.clear();
+    }
+
+    /** Sets the peaks (overall and per tag) to the current values. */
+    public synchronized void resetPeakStats() {
+        peakAllocated = allocated;
+        peakReserved = reserved;
+        for (long[] t : tags.values()) {
+            t[1] = t[0];
+        }
+    }
+
+    public synchronized MemoryStats stats() {
+        Map<String, MemoryStats.TagStats> byTag = new LinkedHashMap<>();
+        tags.forEach((k, t) -> byTag.put(k, new MemoryStats.TagStats(t[0], t[1])));
+        return new MemoryStats(allocated, peakAllocated, reserved, peakReserved, allocations, deviceAllocations, cacheHits,
+                oomCount, live.size(), limit, Collections.unmodifiableMap(byTag));
+    }
+
+    /** The device this pool allocates on, for messages. */
+    public String deviceDescription() {
+        return raw.deviceDescription();
+    }
+
+    /** One line per live buffer: size, tag and, in debug mode, where it was allocated. Empty when none. */
+    public synchronized List<String> leakReport() {
+        List<String> lines = new ArrayList<>();
+        live.forEach((b, where) -> {
+            StringBuilder sb = new StringBuilder(Bytes.format(b.requestedBytes())).append(" tag ").append(b.tag());
+            if (where != null) {
+                StackTraceElement[] st = where.getStackTrace();
+                for (StackTraceElement e : st) {
+                    if (!e.getClassName().startsWith(DevicePool.class.getPackageName())) {
+                        sb.append(" allocated at ").append(e);
+                        break;
+                    }
+                }
+            }
+            lines.add(sb.toString());
+        });
+        return lines;
+    }
+
+    private void ensureOpen() {
+        if (closed) {
+            throw new IllegalStateException("device pool '" + name + "' is closed");
+        }
+    }
+
+    /**
+     * Frees the cache and any live buffers (which become unusable). Idempotent.
+     *
+     * @throws MemoryLeakException if buffers were still live, listing each
+     */
+    @Override
+    public synchronized void close() {
+        if (closed) {
+            return;
+        }
+        List<String> leaks = leakReport();
+        for (DeviceBuffer b : new ArrayList<>(live.keySet())) {
+            b.close();
+        }
+        emptyCache();
+        closed = true;
+        if (!leaks.isEmpty()) {
+            String msg = "device pool '" + name + "' closed with " + leaks.size() + " live buffer(s): " + String.join("; ", leaks)
+                    + (debug ? "" : " (enable debug to record where each was allocated)");
+            LOG.error(msg);
+            throw new MemoryLeakException(msg);
+        }
+    }
+
+    @Override
+    public synchronized String toString() {
+        return "DevicePool[" + name + " on " + raw.deviceDescription() + ": " + stats() + "]";
+    }
+}
