@@ -1,0 +1,153 @@
+package io.headroute.cuda;
+
+import static jcuda.driver.JCudaDriver.cuCtxSetCurrent;
+import static jcuda.driver.JCudaDriver.cuCtxSynchronize;
+import static jcuda.driver.JCudaDriver.cuDeviceGet;
+import static jcuda.driver.JCudaDriver.cuDeviceGetAttribute;
+import static jcuda.driver.JCudaDriver.cuDeviceGetName;
+import static jcuda.driver.JCudaDriver.cuDevicePrimaryCtxRelease;
+import static jcuda.driver.JCudaDriver.cuDevicePrimaryCtxRetain;
+import static jcuda.driver.JCudaDriver.cuDeviceTotalMem;
+import static jcuda.driver.JCudaDriver.cuInit;
+import static jcuda.driver.JCudaDriver.cuMemGetInfo;
+
+import java.nio.charset.StandardCharsets;
+import jcuda.driver.CUcontext;
+import jcuda.driver.CUdevice;
+import jcuda.driver.CUdevice_attribute;
+import jcuda.driver.JCudaDriver;
+
+/**
+ * One GPU and its primary context (the context the CUDA runtime and other frameworks share). Every
+ * thread that touches the GPU calls {@link #makeCurrent()} first; headroute's GPU classes do so on
+ * each public call. Closing releases the primary context once.
+ */
+public final class CudaDevice implements AutoCloseable {
+    private final int ordinal;
+    private final CUdevice device;
+    private final CUcontext context;
+    private final String name;
+    private final int ccMajor;
+    private final int ccMinor;
+    private final int multiprocessors;
+    private final long totalBytes;
+    private final int maxSharedPerBlockOptin;
+    private boolean closed;
+
+    private CudaDevice(int ordinal) {
+        JCudaDriver.setExceptionsEnabled(false);
+        String where = "GPU " + ordinal;
+        CudaException.check(cuInit(0), "cuInit", where);
+        this.ordinal = ordinal;
+        this.device = new CUdevice();
+        CudaException.check(cuDeviceGet(device, ordinal), "cuDeviceGet(" + ordinal + ")", where);
+        byte[] nameBytes = new byte[256];
+        CudaException.check(cuDeviceGetName(nameBytes, nameBytes.length, device), "cuDeviceGetName", where);
+        int len = 0;
+        while (len < nameBytes.length && nameBytes[len] != 0) {
+            len++;
+        }
+        this.name = new String(nameBytes, 0, len, StandardCharsets.UTF_8);
+        this.ccMajor = attribute(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, where);
+        this.ccMinor = attribute(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, where);
+        this.multiprocessors = attribute(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, where);
+        this.maxSharedPerBlockOptin = attribute(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN, where);
+        long[] total = new long[1];
+        CudaException.check(cuDeviceTotalMem(total, device), "cuDeviceTotalMem", where);
+        this.totalBytes = total[0];
+        this.context = new CUcontext();
+        CudaException.check(cuDevicePrimaryCtxRetain(context, device), "cuDevicePrimaryCtxRetain", describe());
+        makeCurrent();
+    }
+
+    /** Opens GPU {@code ordinal}: initializes the driver and retains its primary context. */
+    public static CudaDevice open(int ordinal) {
+        return new CudaDevice(ordinal);
+    }
+
+    private int attribute(int attr, String where) {
+        int[] v = new int[1];
+        CudaException.check(cuDeviceGetAttribute(v, attr, device), "cuDeviceGetAttribute(" + attr + ")", where);
+        return v[0];
+    }
+
+    /** Makes this device's primary context current on the calling thread. */
+    public void makeCurrent() {
+        if (closed) {
+            throw new IllegalStateException(describe() + " is closed");
+        }
+        CudaException.check(cuCtxSetCurrent(context), "cuCtxSetCurrent", describe());
+    }
+
+    /** Waits for all work on the device's context. */
+    public void synchronize() {
+        makeCurrent();
+        CudaException.check(cuCtxSynchronize(), "cuCtxSynchronize", describe());
+    }
+
+    /** {free, total} bytes right now. */
+    public long[] memoryInfo() {
+        makeCurrent();
+        long[] free = new long[1];
+        long[] total = new long[1];
+        CudaException.check(cuMemGetInfo(free, total), "cuMemGetInfo", describe());
+        return new long[] {free[0], total[0]};
+    }
+
+    public int ordinal() {
+        return ordinal;
+    }
+
+    public String name() {
+        return name;
+    }
+
+    public int computeCapabilityMajor() {
+        return ccMajor;
+    }
+
+    public int computeCapabilityMinor() {
+        return ccMinor;
+    }
+
+    /** "sm_90" for compute capability 9.0. */
+    public String smName() {
+        return "sm_" + ccMajor + ccMinor;
+    }
+
+    public int multiprocessors() {
+        return multiprocessors;
+    }
+
+    public long totalBytes() {
+        return totalBytes;
+    }
+
+    /** The most shared memory one block may opt in to, in bytes. */
+    public int maxSharedMemoryPerBlockOptin() {
+        return maxSharedPerBlockOptin;
+    }
+
+    CUdevice handle() {
+        return device;
+    }
+
+    /** For messages: "GPU 0 (NVIDIA H100 80GB HBM3, sm_90)". */
+    public String describe() {
+        return "GPU " + ordinal + " (" + name + ", " + smName() + ")";
+    }
+
+    @Override
+    public void close() {
+        if (closed) {
+            return;
+        }
+        closed = true;
+        CudaException.check(cuDevicePrimaryCtxRelease(device), "cuDevicePrimaryCtxRelease", describe());
+    }
+
+    @Override
+    public String toString() {
+        return describe();
+    }
+}

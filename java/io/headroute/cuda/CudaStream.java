@@ -1,0 +1,72 @@
+package io.headroute.cuda;
+
+import static jcuda.driver.JCudaDriver.cuStreamCreate;
+import static jcuda.driver.JCudaDriver.cuStreamDestroy;
+import static jcuda.driver.JCudaDriver.cuStreamSynchronize;
+import static jcuda.driver.JCudaDriver.cuStreamWaitEvent;
+
+import jcuda.driver.CUstream;
+import jcuda.driver.CUstream_flags;
+
+/** A non-blocking CUDA stream of one device; closed once. */
+public final class CudaStream implements AutoCloseable {
+    private final CudaDevice device;
+    private final CUstream stream;
+    private final boolean owned;
+    private boolean closed;
+
+    private CudaStream(CudaDevice device, CUstream stream, boolean owned) {
+        this.device = device;
+        this.stream = stream;
+        this.owned = owned;
+    }
+
+    /** A new stream that does not synchronize with the legacy default stream. */
+    public static CudaStream create(CudaDevice device) {
+        device.makeCurrent();
+        CUstream s = new CUstream();
+        CudaException.check(cuStreamCreate(s, CUstream_flags.CU_STREAM_NON_BLOCKING), "cuStreamCreate", device.describe());
+        return new CudaStream(device, s, true);
+    }
+
+    /** Wraps a stream owned by someone else (another framework); closing it does nothing. */
+    public static CudaStream borrow(CudaDevice device, CUstream stream) {
+        return new CudaStream(device, stream, false);
+    }
+
+    public CudaDevice device() {
+        return device;
+    }
+
+    /** The JCuda handle, for launches and copies. */
+    public CUstream handle() {
+        if (closed) {
+            throw new IllegalStateException("stream on " + device.describe() + " is closed");
+        }
+        return stream;
+    }
+
+    /** Blocks until everything queued on this stream has finished. */
+    public void synchronize() {
+        device.makeCurrent();
+        CudaException.check(cuStreamSynchronize(handle()), "cuStreamSynchronize", device.describe());
+    }
+
+    /** Makes later work on this stream wait for {@code event}. */
+    public void waitFor(CudaEvent event) {
+        device.makeCurrent();
+        CudaException.check(cuStreamWaitEvent(handle(), event.handle(), 0), "cuStreamWaitEvent", device.describe());
+    }
+
+    @Override
+    public void close() {
+        if (closed) {
+            return;
+        }
+        closed = true;
+        if (owned) {
+            device.makeCurrent();
+            CudaException.check(cuStreamDestroy(stream), "cuStreamDestroy", device.describe());
+        }
+    }
+}

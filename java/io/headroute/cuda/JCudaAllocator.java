@@ -1,0 +1,53 @@
+package io.headroute.cuda;
+
+import static jcuda.driver.JCudaDriver.cuMemAlloc;
+import static jcuda.driver.JCudaDriver.cuMemFree;
+
+import io.headroute.cuda.memory.Bytes;
+import io.headroute.cuda.memory.RawAllocator;
+import io.headroute.cuda.memory.RawOutOfMemoryException;
+import jcuda.driver.CUresult;
+
+/** {@link RawAllocator} on a real GPU: cuMemAlloc / cuMemFree / cuMemGetInfo in the device's primary context. */
+public final class JCudaAllocator implements RawAllocator {
+    private final CudaDevice device;
+
+    public JCudaAllocator(CudaDevice device) {
+        this.device = device;
+    }
+
+    @Override
+    public long allocate(long bytes) throws RawOutOfMemoryException {
+        device.makeCurrent();
+        DevicePointers.Out p = new DevicePointers.Out();
+        int rc = cuMemAlloc(p, bytes);
+        if (rc == CUresult.CUDA_ERROR_OUT_OF_MEMORY) {
+            throw new RawOutOfMemoryException("cuMemAlloc(" + Bytes.format(bytes) + ") on " + device.describe()
+                    + ": CUDA_ERROR_OUT_OF_MEMORY");
+        }
+        CudaException.check(rc, "cuMemAlloc(" + Bytes.format(bytes) + ")", device.describe());
+        return p.address();
+    }
+
+    @Override
+    public void free(long address) {
+        device.makeCurrent();
+        CudaException.check(cuMemFree(DevicePointers.of(address)), "cuMemFree(0x" + Long.toHexString(address) + ")",
+                device.describe());
+    }
+
+    @Override
+    public long totalBytes() {
+        return device.totalBytes();
+    }
+
+    @Override
+    public long freeBytes() {
+        return device.memoryInfo()[0];
+    }
+
+    @Override
+    public String deviceDescription() {
+        return device.describe();
+    }
+}
