@@ -45,7 +45,7 @@ public final class Patterns {
                 try {
                     seed = Long.parseLong(parts[5]);
                 } catch (NumberFormatException e) {
-                    throw new PatternException("pattern '" + s + "': SEED must be an integer, got '" + parts[5] + "'");
+                    throw new PatternException("pattern " + quote(s) + ": SEED must be an integer, got " + quote(parts[5]));
                 }
                 return new Pattern.BigBird(bs, nonNegative(s, "W", parts[2]), nonNegative(s, "G", parts[3]),
                         nonNegative(s, "R", parts[4]), seed);
@@ -53,12 +53,12 @@ public final class Patterns {
             case "layout" -> {
                 int colon = s.indexOf(':', "layout:".length());
                 if (parts.length < 3 || colon < 0 || colon == s.length() - 1) {
-                    throw new PatternException("pattern '" + s + "': expected layout:BS:FILE");
+                    throw new PatternException("pattern " + quote(s) + ": expected layout:BS:FILE");
                 }
                 int bs = positive(s, "BS", s.substring("layout:".length(), colon));
                 return layout(bs, Path.of(s.substring(colon + 1)));
             }
-            default -> throw new PatternException("unknown pattern '" + s + "' (expected one of " + GRAMMAR + ")");
+            default -> throw new PatternException("unknown pattern " + quote(s) + " (expected one of " + GRAMMAR + ")");
         }
     }
 
@@ -74,6 +74,26 @@ public final class Patterns {
         return new Pattern.Layout(bs, (int) t.dim(0), (int) t.dim(1), t.toBooleanArray(), file.toString());
     }
 
+    /** The text as it may appear inside a one-line message: control characters escaped. */
+    static String quote(String text) {
+        StringBuilder sb = new StringBuilder(text.length() + 2).append('\'');
+        for (int i = 0; i < text.length(); i++) {
+            char c = text.charAt(i);
+            if (c == '\n') {
+                sb.append("\\n");
+            } else if (c == '\r') {
+                sb.append("\\r");
+            } else if (c == '\t') {
+                sb.append("\\t");
+            } else if (Character.isISOControl(c)) {
+                sb.append(String.format("\\u%04x", (int) c));
+            } else {
+                sb.append(c);
+            }
+        }
+        return sb.append('\'').toString();
+    }
+
     private static void arity(String spec, String[] parts, int n) {
         if (parts.length != n) {
             String expected = switch (parts[0]) {
@@ -82,14 +102,14 @@ public final class Patterns {
                 case "bigbird" -> "bigbird:BS:W:G:R:SEED";
                 default -> parts[0];
             };
-            throw new PatternException("pattern '" + spec + "': expected " + expected);
+            throw new PatternException("pattern " + quote(spec) + ": expected " + expected);
         }
     }
 
     private static int nonNegative(String spec, String name, String value) {
         int v = integer(spec, name, value);
         if (v < 0) {
-            throw new PatternException("pattern '" + spec + "': " + name + " must be ≥ 0, got " + v);
+            throw new PatternException("pattern " + quote(spec) + ": " + name + " must be >= 0, got " + v);
         }
         return v;
     }
@@ -97,7 +117,7 @@ public final class Patterns {
     private static int positive(String spec, String name, String value) {
         int v = integer(spec, name, value);
         if (v <= 0) {
-            throw new PatternException("pattern '" + spec + "': " + name + " must be > 0, got " + v);
+            throw new PatternException("pattern " + quote(spec) + ": " + name + " must be > 0, got " + v);
         }
         return v;
     }
@@ -106,7 +126,7 @@ public final class Patterns {
         try {
             return Integer.parseInt(value.trim());
         } catch (NumberFormatException e) {
-            throw new PatternException("pattern '" + spec + "': " + name + " must be an integer, got '" + value + "'");
+            throw new PatternException("pattern " + quote(spec) + ": " + name + " must be an integer, got " + quote(value));
         }
     }
 }

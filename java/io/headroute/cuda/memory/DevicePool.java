@@ -156,9 +156,10 @@ public final class DevicePool implements AutoCloseable {
 
     /** Called by {@link DeviceBuffer#close()} with the pool locked. */
     void release(DeviceBuffer b) {
-        if (live.remove(b) == null) {
+        if (!live.containsKey(b)) {
             return; // freed by close() of the pool already
         }
+        live.remove(b);
         allocated -= b.size();
         tags.get(b.tag())[0] -= b.size();
         cache.computeIfAbsent(b.size(), k -> new ArrayDeque<>()).push(b.rawAddress());
@@ -204,7 +205,7 @@ public final class DevicePool implements AutoCloseable {
             if (where != null) {
                 StackTraceElement[] st = where.getStackTrace();
                 for (StackTraceElement e : st) {
-                    if (!e.getClassName().startsWith(DevicePool.class.getPackageName())) {
+                    if (!e.getClassName().equals(DevicePool.class.getName())) {
                         sb.append(" allocated at ").append(e);
                         break;
                     }

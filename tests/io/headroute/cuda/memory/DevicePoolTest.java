@@ -139,7 +139,7 @@ class DevicePoolTest {
             assertTrue(m.contains("device total 16.00 MiB"), m);
             assertTrue(m.contains("free 6.00 MiB"), m);
             assertTrue(m.contains("10.00 MiB allocated"), m);
-            assertTrue(m.contains("0 B reserved but unused"), m, "the retry freed the 2 MiB cache");
+            assertTrue(m.contains("0 B reserved but unused"), "the retry freed the 2 MiB cache: " + m);
             assertEquals(2, dev.failures);
             assertEquals(1, pool.stats().oomCount());
             a.close();
