@@ -1,0 +1,106 @@
+// headroute: the row-wise softmax of the materialized baseline.
+//
+// cuBLAS writes S = scale·Q·Kᵀ into a (B·H, L, S) buffer; this kernel applies the pattern and the
+// causal rule, computes a numerically stable softmax per row in place (P overwrites S), multiplies by
+// the row's gate, and writes the log-sum-exp. A row with no allowed key, or gate 0, becomes zeros with
+// lse −inf — never NaN. Then cuBLAS computes O = P·V. One block per row.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cstdint>
+
+#include "attention_params.cuh"
+
+// Token-level patterns evaluated in the kernel; block-level ones (bigbird, layouts) go through the
+// block-sparse path.
+enum : int { HR_PATTERN_DENSE = 0, HR_PATTERN_CAUSAL = 1, HR_PATTERN_WINDOW = 2, HR_PATTERN_LONGFORMER = 3 };
+
+struct SoftmaxParams {
+    void* scores;          // (B·H, L, S) row-major, row stride = kv_len; overwritten by P
+    float* lse;            // (B·H·L) natural-log log-sum-exp; nullable
+    const float* gate;     // (B, L, H); nullable
+    int heads, q_len, kv_len;
+    int pattern;           // HR_PATTERN_*
+    int window, globals;   // W of window/longformer, G of longformer
+    int causal;            // j ≤ p added on top of the pattern
+    int rows;              // B·H·L
+};
+static_assert(sizeof(SoftmaxParams) == 56, "SoftmaxParams layout changed: update SoftmaxParams.java");
+
+namespace {
+
+constexpr int kThreads = 256;
+
+__device__ __forceinline__ float to_float(float x) { return x; }
+__device__ __forceinline__ float to_float(__half x) { return __half2float(x); }
+__device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
+template <typename T> __device__ __forceinline__ T from_float(float x);
+template <> __device__ __forceinline__ float from_float<float>(float x) { return x; }
+template <> __device__ __forceinline__ __half from_float<__half>(float x) { return __float2half_rn(x); }
+template <> __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
+
+__device__ __forceinline__ bool allowed(const SoftmaxParams& p, int pos, int j) {
+    bool ok;
+    switch (p.pattern) {
+        case HR_PATTERN_CAUSAL: ok = j <= pos; break;
+        case HR_PATTERN_WINDOW: ok = abs(pos - j) <= p.window; break;
+        case HR_PATTERN_LONGFORMER: ok = abs(pos - j) <= p.window || j < p.globals || pos < p.globals; break;
+        default: ok = true; break;
+    }
+    return ok && (!p.causal || j <= pos);
+}
+
+// Block-wide reduction of one float; `red` holds one slot per warp.
+template <bool IS_MAX>
+__device__ __forceinline__ float block_reduce(float x, float* red) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        const float y = __shfl_xor_sync(0xffffffffu, x, o);
+        x = IS_MAX ? fmaxf(x, y) : x + y;
+    }
+    const int warp = threadIdx.x >> 5;
+    if ((threadIdx.x & 31) == 0) red[warp] = x;
+    __syncthreads();  // every warp's partial is in `red`
+    x = red[0];
+    for (int w = 1; w < kThreads / 32; ++w) x = IS_MAX ? fmaxf(x, red[w]) : x + red[w];
+    __syncthreads();  // `red` may be reused by the next reduction
+    return x;
+}
+
+template <typename T>
+__device__ __forceinline__ void softmax_rows(const SoftmaxParams& p) {
+    __shared__ float red[kThreads / 32];
+    const int64_t row = blockIdx.x;
+    const int i = (int)(row % p.q_len);
+    const int bh = (int)(row / p.q_len);
+    const int h = bh % p.heads;
+    const int b = bh / p.heads;
+    const int pos = i + (p.kv_len - p.q_len);
+    T* s = static_cast<T*>(p.scores) + row * p.kv_len;
+    const float g = p.gate == nullptr ? 1.f : p.gate[((int64_t)b * p.q_len + i) * p.heads + h];
+
+    float mx = hr_neg_inf();
+    if (g != 0.f)
+        for (int j = threadIdx.x; j < p.kv_len; j += kThreads)
+            if (allowed(p, pos, j)) mx = fmaxf(mx, to_float(s[j]));
+    mx = block_reduce<true>(mx, red);
+
+    float sum = 0.f;
+    if (mx != hr_neg_inf())
+        for (int j = threadIdx.x; j < p.kv_len; j += kThreads)
+            if (allowed(p, pos, j)) sum += expf(to_float(s[j]) - mx);
+    sum = block_reduce<false>(sum, red);
+
+    const bool empty = sum == 0.f;  // no allowed key, or gate 0
+    const float f = empty ? 0.f : g / sum;
+    for (int j = threadIdx.x; j < p.kv_len; j += kThreads) {
+        const float e = !empty && allowed(p, pos, j) ? expf(to_float(s[j]) - mx) * f : 0.f;
+        s[j] = from_float<T>(e);
+    }
+    if (p.lse != nullptr && threadIdx.x == 0) p.lse[row] = empty ? hr_neg_inf() : mx + logf(sum);
+}
+
+}  // namespace
+
+extern "C" __global__ void __launch_bounds__(kThreads) hr_softmax_rows_f32(const SoftmaxParams p) { softmax_rows<float>(p); }
+extern "C" __global__ void __launch_bounds__(kThreads) hr_softmax_rows_f16(const SoftmaxParams p) { softmax_rows<__half>(p); }
+extern "C" __global__ void __launch_bounds__(kThreads) hr_softmax_rows_bf16(const SoftmaxParams p) { softmax_rows<__nv_bfloat16>(p); }
