@@ -53,7 +53,12 @@ public final class AttentionBenchmark {
             Objects.requireNonNull(pattern, "pattern");
             Objects.requireNonNull(dtype, "dtype");
             // AttentionShape checks positivity, L ≤ S and H divisible by Hkv, with one-line messages.
-            new AttentionShape(batch, heads, kvHeads, qLen, kvLen, headDim);
+            AttentionShape sh = new AttentionShape(batch, heads, kvHeads, qLen, kvLen, headDim);
+            long most = Math.max(sh.qElements(), sh.kvElements());
+            if (most > Integer.MAX_VALUE - 8) {
+                throw new IllegalArgumentException("an input of " + most + " elements (" + sh
+                        + ") is more than one Java array holds; use smaller sizes");
+            }
             if (algorithms.isEmpty()) {
                 throw new IllegalArgumentException("no algorithm to measure");
             }
