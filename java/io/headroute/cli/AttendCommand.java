@@ -37,13 +37,14 @@ import picocli.CommandLine.Spec;
 @Command(name = "attend", mixinStandardHelpOptions = true, versionProvider = Main.VersionProvider.class,
         header = "Attention from tensor files to tensor files.",
         sortOptions = false,
-        description = {"Computes o = softmax(scale·q·kᵀ + mask)·v (times the gate) from tensor files.",
-            "Inputs: --q/--k/--v [--gate] files (.npy, or .safetensors with one tensor each), or one --input",
-            ".safetensors file holding tensors named q, k, v and optionally gate.",
-            "q (B, H, L, D); k, v (B, Hkv, S, D) with H divisible by Hkv and L ≤ S; gate (B, L, H).",
-            "o (B, H, L, D) and lse (B, H, L) are written as float32."},
+        description = {"Computes o = softmax(scale·q·kᵀ + mask)·v, times the gate, from tensor files.",
+            "Inputs: --q, --k, --v [--gate] files (.npy, or .safetensors holding one tensor each), or one --input "
+                    + ".safetensors file holding tensors named q, k, v and optionally gate.",
+            "Shapes: q (B, H, L, D); k and v (B, Hkv, S, D) with H divisible by Hkv and L ≤ S; gate (B, L, H).",
+            "Outputs: o (B, H, L, D) and lse (B, H, L), written as float32."},
         footer = {"", "Example:",
-            "  headroute attend --q q.npy --k k.npy --v v.npy --pattern window:128 --causal --out o.npy"})
+            "  headroute attend --q q.npy --k k.npy --v v.npy \\",
+            "      --pattern window:128 --causal --out o.npy --lse lse.npy"})
 final class AttendCommand implements Callable<Integer> {
     private static final Logger LOG = LogManager.getLogger(AttendCommand.class);
 

@@ -31,8 +31,8 @@ import picocli.CommandLine.Spec;
 @Command(name = "bench", mixinStandardHelpOptions = true, versionProvider = Main.VersionProvider.class,
         header = "Time attention algorithms against each other on random inputs.",
         sortOptions = false,
-        description = {"Times attention algorithms in one run on the same seeded Gaussian inputs: warm-up calls,",
-            "then the median of the timed calls, GFLOP/s, workspace memory and the outputs' agreement."},
+        description = {"Times attention algorithms in one run on the same seeded Gaussian inputs: warm-up calls, then "
+                + "the median of the timed calls, GFLOP/s, workspace memory and the outputs' agreement."},
         footer = {"", "Example:", "  headroute bench --backend cpu --len 4096 --causal --json bench.json"})
 final class BenchCommand implements Callable<Integer> {
     @Mixin

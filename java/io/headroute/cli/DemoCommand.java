@@ -23,9 +23,9 @@ import picocli.CommandLine.Spec;
 /** {@code headroute demo}: flash against materialized causal attention, checked to agree, timed. */
 @Command(name = "demo", mixinStandardHelpOptions = true, versionProvider = Main.VersionProvider.class,
         header = "Flash vs materialized causal attention: agreement, time, memory.",
-        description = {"Runs causal attention (B=1, H=8, L=S=2048, D=64, f32, random inputs) with the flash and the",
-            "materialized algorithm, checks that they agree (relative L2 difference ≤ 1e-5) and prints the time,",
-            "GFLOP/s and workspace memory of each. Exit status 1 if they disagree."})
+        description = {"Runs causal attention (B=1, H=8, L=S=2048, D=64, f32, random inputs) with the flash and the "
+                + "materialized algorithm, checks that they agree (relative L2 difference ≤ 1e-5) and prints the time, "
+                + "GFLOP/s and workspace memory of each. Exit status 1 if they disagree."})
 final class DemoCommand implements Callable<Integer> {
     static final double TOLERANCE = 1e-5;
 

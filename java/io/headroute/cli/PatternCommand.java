@@ -22,11 +22,12 @@ import picocli.CommandLine.Spec;
 @Command(name = "pattern", mixinStandardHelpOptions = true, versionProvider = Main.VersionProvider.class,
         header = "A pattern's block layout file, block and token densities.",
         sortOptions = false,
-        description = {"Writes a pattern's block layout over absolute positions as uint8 (H, n, n), n = ceil(S / BS):",
-            "entry [h, qb, kb] is 1 when some position of block qb may attend some key of block kb.",
-            "Prints the block density, full/partial/empty block counts and the exact token density of the",
-            "L queries (at positions S − L … S − 1) over S keys."},
-        footer = {"", "Example:", "  headroute pattern --spec bigbird:64:1:1:2:7 --len 4096 --heads 8 --out layout.npy"})
+        description = {"Writes a pattern's block layout over absolute positions as uint8 (H, n, n) with n = ceil(S / BS): "
+                    + "entry [h, qb, kb] is 1 when some position of block qb may attend some key of block kb.",
+            "Prints the block density, the full, partial and empty block counts, and the exact token density of the "
+                    + "L queries (at positions S − L … S − 1) over the S keys."},
+        footer = {"", "Example:", "  headroute pattern --spec bigbird:64:1:1:2:7 --len 4096 --heads 8 \\",
+            "      --out layout.npy"})
 final class PatternCommand implements Callable<Integer> {
     static final int DEFAULT_BLOCK = 64;
 
