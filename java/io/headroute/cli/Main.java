@@ -3,7 +3,10 @@ package io.headroute.cli;
 import io.headroute.attention.BackendUnavailableException;
 import io.headroute.tensor.TensorFileException;
 import java.io.PrintWriter;
-import java.nio.charset.Charset;
+import java.io.FileDescriptor;
+import java.io.FileOutputStream;
+import java.io.OutputStreamWriter;
+import java.nio.charset.StandardCharsets;
 import java.util.concurrent.Callable;
 import org.apache.logging.log4j.Level;
 import org.apache.logging.log4j.LogManager;
@@ -69,8 +72,9 @@ public final class Main implements Callable<Integer> {
 
     /** Runs the command line with the process's stdout and stderr; returns the exit status. */
     public static int run(String... args) {
-        PrintWriter out = new PrintWriter(System.out, true, Charset.defaultCharset());
-        PrintWriter err = new PrintWriter(System.err, true, Charset.defaultCharset());
+        // UTF-8 whatever the locale: help and reports use a few symbols (≤, ·, −) that ASCII lacks.
+        PrintWriter out = new PrintWriter(new OutputStreamWriter(new FileOutputStream(FileDescriptor.out), StandardCharsets.UTF_8), true);
+        PrintWriter err = new PrintWriter(new OutputStreamWriter(new FileOutputStream(FileDescriptor.err), StandardCharsets.UTF_8), true);
         try {
             return run(out, err, args);
         } finally {
