@@ -86,7 +86,11 @@ public final class Main implements Callable<Integer> {
     /** Runs the command line writing results to {@code out} and errors to {@code err}; returns the exit status. */
     public static int run(PrintWriter out, PrintWriter err, String... args) {
         Main main = new Main();
-        CommandLine cl = new CommandLine(main);
+        return execute(main, new CommandLine(main), out, err, args);
+    }
+
+    /** Runs {@code cl} (built on {@code main}) with headroute's error handling and exit statuses. */
+    static int execute(Main main, CommandLine cl, PrintWriter out, PrintWriter err, String... args) {
         cl.setParameterExceptionHandler(Main::onParameterError);
         cl.setExecutionExceptionHandler((ex, cmd, parsed) -> onExecutionError(main, ex, cmd, parsed));
         cl.setOut(out);
