@@ -1,0 +1,275 @@
+package io.headroute.bench;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.headroute.engine.Algorithm;
+import io.headroute.engine.AttentionEngine;
+import io.headroute.engine.AttentionRequest;
+import io.headroute.engine.AttentionResult;
+import io.headroute.engine.AttentionShape;
+import io.headroute.pattern.Pattern;
+import io.headroute.tensor.DType;
+import io.headroute.tensor.Tensor;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Objects;
+import java.util.OptionalDouble;
+import java.util.Random;
+import org.apache.logging.log4j.LogManager;
+import org.apache.logging.log4j.Logger;
+
+/**
+ * Times attention algorithms against each other on one engine, in one run, on the same seeded random
+ * inputs: for each algorithm, warm-up calls, then timed calls; reports the median, GFLOP/s under one
+ * nominal FLOP count ({@link #FLOP_FORMULA}), the workspace each algorithm allocated, and how far each
+ * output is from the first algorithm's.
+ */
+public final class AttentionBenchmark {
+    /** How GFLOP/s are counted; printed with every report. */
+    public static final String FLOP_FORMULA =
+            "FLOPs per call = 4·B·H·L·S·D (two matrix products, 2 FLOPs per multiply-add), halved with --causal;"
+                    + " one nominal count for every algorithm and pattern";
+
+    private static final Logger LOG = LogManager.getLogger(AttentionBenchmark.class);
+    private static final ObjectMapper MAPPER = new ObjectMapper();
+
+    private AttentionBenchmark() {}
+
+    /**
+     * What to measure.
+     *
+     * @param pattern    the pattern before the causal rule ({@code causal} adds it)
+     * @param algorithms measured in this order; the first is the reference for output differences
+     * @param warmup     untimed calls per algorithm
+     * @param repeats    timed calls per algorithm (the median is reported)
+     * @param seed       seed of the Gaussian inputs
+     */
+    public record Config(int batch, int heads, int kvHeads, int qLen, int kvLen, int headDim, boolean causal,
+            Pattern pattern, DType dtype, List<Algorithm> algorithms, int warmup, int repeats, long seed) {
+        public Config {
+            Objects.requireNonNull(pattern, "pattern");
+            Objects.requireNonNull(dtype, "dtype");
+            // AttentionShape checks positivity, L ≤ S and H divisible by Hkv, with one-line messages.
+            AttentionShape sh = new AttentionShape(batch, heads, kvHeads, qLen, kvLen, headDim);
+            long most = Math.max(sh.qElements(), sh.kvElements());
+            if (most > Integer.MAX_VALUE - 8) {
+                throw new IllegalArgumentException("an input of " + most + " elements (" + sh
+                        + ") is more than one Java array holds; use smaller sizes");
+            }
+            if (algorithms.isEmpty()) {
+                throw new IllegalArgumentException("no algorithm to measure");
+            }
+            if (new LinkedHashSet<>(algorithms).size() != algorithms.size()) {
+                throw new IllegalArgumentException("algorithm listed twice: " + algorithms);
+            }
+            algorithms = List.copyOf(algorithms);
+            if (warmup < 0) {
+                throw new IllegalArgumentException("warm-up runs must be ≥ 0, got " + warmup);
+            }
+            if (repeats <= 0) {
+                throw new IllegalArgumentException("repeats must be positive, got " + repeats);
+            }
+        }
+
+        public AttentionShape shape() {
+            return new AttentionShape(batch, heads, kvHeads, qLen, kvLen, headDim);
+        }
+
+        /** The nominal FLOPs of one call, per {@link #FLOP_FORMULA}. */
+        public double flops() {
+            return shape().denseFlops() * (causal ? 0.5 : 1.0);
+        }
+
+        /** The effective pattern's spec, causal rule included. */
+        public String patternSpec() {
+            return causal ? pattern.withCausal().spec() : pattern.spec();
+        }
+    }
+
+    /**
+     * One algorithm's numbers.
+     *
+     * @param used            the algorithm the engine reports it ran
+     * @param timesMs         the timed calls' compute times, in order
+     * @param relL2VsFirst    ‖o − o_first‖₂ / ‖o_first‖₂ against the first algorithm's output (0 for the first)
+     */
+    public record Measurement(Algorithm requested, Algorithm used, String engine, List<Double> timesMs, double medianMs,
+            double minMs, double gflops, long workspaceBytes, long keyTilesVisited, long keyTilesSkipped,
+            double relL2VsFirst) {
+        public Measurement {
+            timesMs = List.copyOf(timesMs);
+        }
+    }
+
+    /** The machine the numbers came from. */
+    public record Machine(int cores, String jvm, String osName, String osArch, long maxHeapBytes) {
+        public static Machine current() {
+            return new Machine(Runtime.getRuntime().availableProcessors(),
+                    System.getProperty("java.vm.name") + " " + System.getProperty("java.runtime.version", System.getProperty("java.version"))
+                            + " (" + System.getProperty("java.vendor") + ")",
+                    System.getProperty("os.name"), System.getProperty("os.arch"), Runtime.getRuntime().maxMemory());
+        }
+    }
+
+    /** A whole run: where, what, and the measurements in the configured order. */
+    public record Report(Machine machine, Config config, String engine, List<Measurement> measurements) {
+        public Report {
+            measurements = List.copyOf(measurements);
+        }
+
+        /** How many times faster {@code fast} ran than {@code base} (median vs median), if both were measured. */
+        public OptionalDouble speedup(Algorithm fast, Algorithm base) {
+            Measurement f = find(fast);
+            Measurement b = find(base);
+            return f == null || b == null ? OptionalDouble.empty() : OptionalDouble.of(b.medianMs() / f.medianMs());
+        }
+
+        private Measurement find(Algorithm a) {
+            for (Measurement m : measurements) {
+                if (m.requested() == a) {
+                    return m;
+                }
+            }
+            return null;
+        }
+
+        /** The report as JSON: machine, config, FLOP formula, measurements and the flash/materialized speed ratio. */
+        public ObjectNode toJson() {
+            ObjectNode root = MAPPER.createObjectNode();
+            ObjectNode mach = root.putObject("machine");
+            mach.put("cores", machine.cores());
+            mach.put("jvm", machine.jvm());
+            mach.put("os_name", machine.osName());
+            mach.put("os_arch", machine.osArch());
+            mach.put("max_heap_bytes", machine.maxHeapBytes());
+            ObjectNode cfg = root.putObject("config");
+            cfg.put("engine", engine);
+            cfg.put("batch", config.batch());
+            cfg.put("heads", config.heads());
+            cfg.put("kv_heads", config.kvHeads());
+            cfg.put("q_len", config.qLen());
+            cfg.put("kv_len", config.kvLen());
+            cfg.put("head_dim", config.headDim());
+            cfg.put("causal", config.causal());
+            cfg.put("pattern", config.patternSpec());
+            cfg.put("dtype", config.dtype().cliName());
+            ArrayNode algos = cfg.putArray("algorithms");
+            config.algorithms().forEach(a -> algos.add(a.cliName()));
+            cfg.put("warmup", config.warmup());
+            cfg.put("repeats", config.repeats());
+            cfg.put("seed", config.seed());
+            root.put("flop_formula", FLOP_FORMULA);
+            root.put("flops_per_call", config.flops());
+            ArrayNode ms = root.putArray("measurements");
+            for (Measurement m : measurements) {
+                ObjectNode n = ms.addObject();
+                n.put("algorithm", m.requested().cliName());
+                n.put("algorithm_used", m.used().cliName());
+                n.put("engine", m.engine());
+                ArrayNode times = n.putArray("times_ms");
+                m.timesMs().forEach(times::add);
+                n.put("median_ms", m.medianMs());
+                n.put("min_ms", m.minMs());
+                n.put("gflops", m.gflops());
+                n.put("workspace_bytes", m.workspaceBytes());
+                n.put("key_tiles_visited", m.keyTilesVisited());
+                n.put("key_tiles_skipped", m.keyTilesSkipped());
+                n.put("rel_l2_vs_first", m.relL2VsFirst());
+            }
+            OptionalDouble s = speedup(Algorithm.FLASH, Algorithm.MATERIALIZED);
+            if (s.isPresent()) {
+                root.put("flash_over_materialized_speed", s.getAsDouble());
+            }
+            return root;
+        }
+    }
+
+    /** The seeded Gaussian inputs of a config: q (B, H, L, D), k and v (B, Hkv, S, D), in {@code dtype}. */
+    public record Inputs(Tensor q, Tensor k, Tensor v) {}
+
+    public static Inputs randomInputs(Config c) {
+        Random rnd = new Random(c.seed());
+        return new Inputs(gaussian(rnd, c.dtype(), c.batch(), c.heads(), c.qLen(), c.headDim()),
+                gaussian(rnd, c.dtype(), c.batch(), c.kvHeads(), c.kvLen(), c.headDim()),
+                gaussian(rnd, c.dtype(), c.batch(), c.kvHeads(), c.kvLen(), c.headDim()));
+    }
+
+    private static Tensor gaussian(Random rnd, DType dtype, long... shape) {
+        float[] x = new float[Math.toIntExact(Tensor.numel(shape))];
+        for (int i = 0; i < x.length; i++) {
+            x[i] = (float) rnd.nextGaussian();
+        }
+        return Tensor.ofFloats(dtype, x, shape);
+    }
+
+    /** Runs the benchmark on {@code engine}; every request is validated before the first call. */
+    public static Report run(AttentionEngine engine, Config c) {
+        Inputs in = randomInputs(c);
+        List<AttentionRequest> requests = new ArrayList<>();
+        for (Algorithm a : c.algorithms()) {
+            requests.add(AttentionRequest.builder(in.q(), in.k(), in.v()).pattern(c.pattern()).causal(c.causal())
+                    .dtype(c.dtype()).algorithm(a).build());
+        }
+        List<Measurement> out = new ArrayList<>();
+        float[] reference = null;
+        for (AttentionRequest req : requests) {
+            for (int w = 0; w < c.warmup(); w++) {
+                LOG.debug("bench {}: warm-up {}/{}", req.algorithm().cliName(), w + 1, c.warmup());
+                engine.run(req);
+            }
+            double[] times = new double[c.repeats()];
+            AttentionResult last = null;
+            for (int r = 0; r < c.repeats(); r++) {
+                last = engine.run(req);
+                times[r] = last.stats().elapsedNanos() / 1e6;
+                LOG.debug("bench {}: run {}/{}: {} ms", req.algorithm().cliName(), r + 1, c.repeats(), times[r]);
+            }
+            float[] o = last.o().toFloatArray();
+            double rel = reference == null ? 0.0 : relativeL2(o, reference);
+            if (reference == null) {
+                reference = o;
+            }
+            double median = median(times);
+            List<Double> list = new ArrayList<>();
+            for (double t : times) {
+                list.add(t);
+            }
+            out.add(new Measurement(req.algorithm(), last.stats().algorithm(), last.stats().engine(), list, median,
+                    Arrays.stream(times).min().orElse(median), c.flops() / (median * 1e6), last.stats().workspaceBytes(),
+                    last.stats().keyTilesVisited(), last.stats().keyTilesSkipped(), rel));
+        }
+        return new Report(Machine.current(), c, engine.name(), out);
+    }
+
+    /** ‖x − ref‖₂ / ‖ref‖₂ in double precision; 0 when both are zero, +∞ when only ref is. NaN stays NaN. */
+    public static double relativeL2(float[] x, float[] ref) {
+        if (x.length != ref.length) {
+            throw new IllegalArgumentException("lengths differ: " + x.length + " vs " + ref.length);
+        }
+        double num = 0;
+        double den = 0;
+        for (int i = 0; i < x.length; i++) {
+            double d = (double) x[i] - ref[i];
+            num += d * d;
+            den += (double) ref[i] * ref[i];
+        }
+        if (den == 0) {
+            return num == 0 ? 0 : Double.POSITIVE_INFINITY;
+        }
+        return Math.sqrt(num / den);
+    }
+
+    /** The median; the mean of the middle two for an even count. */
+    public static double median(double[] values) {
+        if (values.length == 0) {
+            throw new IllegalArgumentException("median of nothing");
+        }
+        double[] s = values.clone();
+        Arrays.sort(s);
+        int n = s.length;
+        return n % 2 == 1 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+    }
+}

@@ -1,0 +1,226 @@
+package io.headroute.cli;
+
+import io.headroute.attention.Backend;
+import io.headroute.attention.Backends;
+import io.headroute.engine.Algorithm;
+import io.headroute.engine.AttentionEngine;
+import io.headroute.engine.AttentionRequest;
+import io.headroute.engine.AttentionResult;
+import io.headroute.engine.AttentionShape;
+import io.headroute.engine.ExecutionStats;
+import io.headroute.pattern.Pattern;
+import io.headroute.pattern.Patterns;
+import io.headroute.tensor.DType;
+import io.headroute.tensor.Safetensors;
+import io.headroute.tensor.SafetensorsFile;
+import io.headroute.tensor.Tensor;
+import io.headroute.tensor.TensorFileException;
+import io.headroute.tensor.TensorFiles;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.Callable;
+import org.apache.logging.log4j.LogManager;
+import org.apache.logging.log4j.Logger;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.ParameterException;
+import picocli.CommandLine.Spec;
+
+/** {@code headroute attend}: attention over tensors read from files, written to files. */
+@Command(name = "attend", mixinStandardHelpOptions = true, versionProvider = Main.VersionProvider.class,
+        header = "Attention from tensor files to tensor files.",
+        sortOptions = false,
+        description = {"Computes o = softmax(scale·q·kᵀ + mask)·v, times the gate, from tensor files.",
+            "Inputs: --q, --k, --v [--gate] files (.npy, or .safetensors holding one tensor each), or one --input "
+                    + ".safetensors file holding tensors named q, k, v and optionally gate.",
+            "Shapes: q (B, H, L, D); k and v (B, Hkv, S, D) with H divisible by Hkv and L ≤ S; gate (B, L, H).",
+            "Outputs: o (B, H, L, D) and lse (B, H, L), written as float32."},
+        footer = {"", "Example:",
+            "  headroute attend --q q.npy --k k.npy --v v.npy \\",
+            "      --pattern window:128 --causal --out o.npy --lse lse.npy"})
+final class AttendCommand implements Callable<Integer> {
+    private static final Logger LOG = LogManager.getLogger(AttendCommand.class);
+
+    @Mixin
+    VerboseMixin verboseMixin;
+
+    @Spec
+    CommandSpec spec;
+
+    @Option(names = "--q", paramLabel = "FILE", description = "Queries (B, H, L, D).")
+    Path q;
+
+    @Option(names = "--k", paramLabel = "FILE", description = "Keys (B, Hkv, S, D).")
+    Path k;
+
+    @Option(names = "--v", paramLabel = "FILE", description = "Values (B, Hkv, S, D).")
+    Path v;
+
+    @Option(names = "--gate", paramLabel = "FILE", description = "Optional per-row gate (B, L, H); 0 skips the row.")
+    Path gate;
+
+    @Option(names = "--input", paramLabel = "FILE", description = "One .safetensors file with tensors q, k, v [, gate] (instead of --q/--k/--v).")
+    Path input;
+
+    @Option(names = "--pattern", paramLabel = "SPEC", defaultValue = "dense",
+            description = "Sparsity pattern: " + Patterns.GRAMMAR + " (default: ${DEFAULT-VALUE}).")
+    String pattern;
+
+    @Option(names = "--causal", description = "Add the causal rule j ≤ i + (S − L) to the pattern.")
+    boolean causal;
+
+    @Option(names = "--scale", paramLabel = "X", description = "Softmax scale (default: 1/sqrt(D)).")
+    Float scale;
+
+    @Option(names = "--backend", paramLabel = "auto|cpu|cuda", defaultValue = "auto", converter = Converters.BackendConverter.class,
+            description = "Where to compute (default: ${DEFAULT-VALUE}: the GPU when usable, else the CPU).")
+    Backend backend;
+
+    @Option(names = "--algo", paramLabel = "auto|materialized|flash|sparse", defaultValue = "auto",
+            converter = Converters.AlgorithmConverter.class, description = "Algorithm (default: ${DEFAULT-VALUE}).")
+    Algorithm algorithm;
+
+    @Option(names = "--dtype", paramLabel = "f32|f16|bf16", defaultValue = "f32", converter = Converters.ComputeDTypeConverter.class,
+            description = "Compute dtype: inputs and output are rounded to it; arithmetic is fp32 (default: ${DEFAULT-VALUE}).")
+    DType dtype;
+
+    @Option(names = "--threads", paramLabel = "N", description = "CPU worker threads (default: all cores).")
+    Integer threads;
+
+    @Option(names = "--out", paramLabel = "FILE", required = true, description = "Output o: .npy or .safetensors (float32).")
+    Path out;
+
+    @Option(names = "--lse", paramLabel = "FILE", description = "Also write the log-sum-exp (B, H, L): .npy or .safetensors (float32).")
+    Path lse;
+
+    @Override
+    public Integer call() {
+        // Everything is checked before anything is computed or written.
+        boolean separate = q != null || k != null || v != null || gate != null;
+        if (input != null && separate) {
+            throw new ParameterException(spec.commandLine(),
+                    "give the inputs either as --q/--k/--v [--gate] files or as one --input .safetensors file, not both");
+        }
+        if (input == null) {
+            List<String> missing = new ArrayList<>();
+            if (q == null) {
+                missing.add("--q");
+            }
+            if (k == null) {
+                missing.add("--k");
+            }
+            if (v == null) {
+                missing.add("--v");
+            }
+            if (!missing.isEmpty()) {
+                throw new ParameterException(spec.commandLine(), "missing " + String.join(", ", missing)
+                        + " (give --q, --k and --v files, or --input FILE.safetensors)");
+            }
+        }
+        int nThreads = threads == null ? Runtime.getRuntime().availableProcessors() : threads;
+        if (nThreads <= 0) {
+            throw new ParameterException(spec.commandLine(), "--threads must be positive, got " + nThreads);
+        }
+        TensorOutputs.checkTensorTarget(out);
+        if (lse != null) {
+            TensorOutputs.checkTensorTarget(lse);
+            if (TensorOutputs.sameFile(out, lse)) {
+                throw new ParameterException(spec.commandLine(), "--out and --lse name the same file: " + out);
+            }
+        }
+        Pattern p = Patterns.parse(pattern);
+
+        Map<String, Tensor> in = input != null ? readInputFile(input) : readSeparateFiles();
+        AttentionRequest req = AttentionRequest.builder(in.get("q"), in.get("k"), in.get("v")).gate(in.get("gate"))
+                .pattern(p).causal(causal).scale(scale).dtype(dtype).algorithm(algorithm).wantLse(lse != null).build();
+        LOG.debug("attend: {}, pattern {}, scale {}, dtype {}, algorithm {}", req.shape(), req.pattern().spec(), req.scale(),
+                dtype.cliName(), algorithm.cliName());
+
+        AttentionResult result;
+        try (AttentionEngine engine = Backends.open(backend, nThreads)) {
+            result = engine.run(req);
+        }
+        Tensor o = result.o().toDType(DType.F32);
+        Map<String, String> meta = metadata(req, result.stats());
+        if (lse != null) {
+            TensorOutputs.write(lse, "lse", result.lse(), meta);
+            try {
+                TensorOutputs.write(out, "o", o, meta);
+            } catch (RuntimeException e) {
+                deleteQuietly(lse); // half an answer is worse than none
+                throw e;
+            }
+        } else {
+            TensorOutputs.write(out, "o", o, meta);
+        }
+        spec.commandLine().getOut().println(summary(req, result.stats()));
+        return Main.OK;
+    }
+
+    private static Map<String, Tensor> readInputFile(Path file) {
+        if (!TensorOutputs.isSafetensors(file)) {
+            throw new TensorFileException(file, "--input needs a .safetensors file holding q, k and v (use --q/--k/--v for .npy files)");
+        }
+        SafetensorsFile f = Safetensors.read(file);
+        Map<String, Tensor> m = new LinkedHashMap<>();
+        for (String name : List.of("q", "k", "v")) {
+            m.put(name, f.tensor(name));
+        }
+        Tensor g = f.tensors().get("gate");
+        if (g != null) {
+            m.put("gate", g);
+        }
+        List<String> ignored = new ArrayList<>(f.names());
+        ignored.removeAll(List.of("q", "k", "v", "gate"));
+        if (!ignored.isEmpty()) {
+            LOG.warn("{}: ignoring tensors other than q, k, v, gate: {}", file, ignored);
+        }
+        return m;
+    }
+
+    private Map<String, Tensor> readSeparateFiles() {
+        Map<String, Tensor> m = new LinkedHashMap<>();
+        m.put("q", TensorFiles.read(q));
+        m.put("k", TensorFiles.read(k));
+        m.put("v", TensorFiles.read(v));
+        if (gate != null) {
+            m.put("gate", TensorFiles.read(gate));
+        }
+        return m;
+    }
+
+    private static Map<String, String> metadata(AttentionRequest req, ExecutionStats st) {
+        Map<String, String> m = new LinkedHashMap<>();
+        m.put("producer", "headroute " + Main.VERSION);
+        m.put("engine", st.engine());
+        m.put("algorithm", st.algorithm().cliName());
+        m.put("pattern", req.pattern().spec());
+        m.put("scale", Float.toString(req.scale()));
+        m.put("dtype", req.dtype().cliName());
+        return m;
+    }
+
+    private String summary(AttentionRequest req, ExecutionStats st) {
+        AttentionShape sh = req.shape();
+        long tiles = st.keyTilesVisited() + st.keyTilesSkipped();
+        return Units.fmt("attend: %s %s, %s, pattern %s, %s, %s, workspace %s, key tiles skipped %d of %d, rows skipped %d -> %s%s",
+                st.engine(), st.algorithm().cliName(), sh, req.pattern().spec(), req.dtype().cliName(),
+                Units.ms(st.elapsedNanos() / 1e6), Units.mib(st.workspaceBytes()), st.keyTilesSkipped(), tiles,
+                st.rowsSkipped(), out, lse == null ? "" : ", " + lse);
+    }
+
+    private static void deleteQuietly(Path p) {
+        try {
+            Files.deleteIfExists(p);
+        } catch (IOException ignored) {
+            // the write failure is the error worth reporting
+        }
+    }
+}

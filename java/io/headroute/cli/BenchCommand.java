@@ -1,0 +1,164 @@
+package io.headroute.cli;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.SerializationFeature;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.headroute.attention.Backend;
+import io.headroute.attention.Backends;
+import io.headroute.bench.AttentionBenchmark;
+import io.headroute.bench.AttentionBenchmark.Config;
+import io.headroute.bench.AttentionBenchmark.Measurement;
+import io.headroute.bench.AttentionBenchmark.Report;
+import io.headroute.engine.Algorithm;
+import io.headroute.engine.AttentionEngine;
+import io.headroute.pattern.Pattern;
+import io.headroute.pattern.Patterns;
+import io.headroute.tensor.AtomicFiles;
+import io.headroute.tensor.DType;
+import java.io.PrintWriter;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.OptionalDouble;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.ParameterException;
+import picocli.CommandLine.Spec;
+
+/** {@code headroute bench}: algorithms timed against each other on random inputs. */
+@Command(name = "bench", mixinStandardHelpOptions = true, versionProvider = Main.VersionProvider.class,
+        header = "Time attention algorithms against each other on random inputs.",
+        sortOptions = false,
+        description = {"Times attention algorithms in one run on the same seeded Gaussian inputs: warm-up calls, then "
+                + "the median of the timed calls, GFLOP/s, workspace memory and the outputs' agreement."},
+        footer = {"", "Example:", "  headroute bench --backend cpu --len 4096 --causal --json bench.json"})
+final class BenchCommand implements Callable<Integer> {
+    @Mixin
+    VerboseMixin verboseMixin;
+
+    @Spec
+    CommandSpec spec;
+
+    @Option(names = "--backend", paramLabel = "auto|cpu|cuda", defaultValue = "auto", converter = Converters.BackendConverter.class,
+            description = "Where to run (default: ${DEFAULT-VALUE}).")
+    Backend backend;
+
+    @Option(names = "--batch", paramLabel = "B", defaultValue = "1", description = "Batch (default: ${DEFAULT-VALUE}).")
+    int batch;
+
+    @Option(names = "--heads", paramLabel = "H", defaultValue = "8", description = "Query heads (default: ${DEFAULT-VALUE}).")
+    int heads;
+
+    @Option(names = "--kv-heads", paramLabel = "HKV", description = "Key/value heads (default: H).")
+    Integer kvHeads;
+
+    @Option(names = "--len", paramLabel = "L", defaultValue = "4096", description = "Queries (default: ${DEFAULT-VALUE}).")
+    int qLen;
+
+    @Option(names = "--kv-len", paramLabel = "S", description = "Keys (default: L).")
+    Integer kvLen;
+
+    @Option(names = "--dim", paramLabel = "D", defaultValue = "64", description = "Head dimension (default: ${DEFAULT-VALUE}).")
+    int dim;
+
+    @Option(names = "--causal", description = "Causal attention (halves the FLOP count).")
+    boolean causal;
+
+    @Option(names = "--pattern", paramLabel = "SPEC", defaultValue = "dense",
+            description = "Pattern: " + Patterns.GRAMMAR + " (default: ${DEFAULT-VALUE}).")
+    String pattern;
+
+    @Option(names = "--algos", paramLabel = "ALGO", split = ",", defaultValue = "flash,materialized",
+            converter = Converters.AlgorithmConverter.class,
+            description = "Algorithms, comma-separated; the first is the reference for differences (default: ${DEFAULT-VALUE}).")
+    List<Algorithm> algorithms;
+
+    @Option(names = "--dtype", paramLabel = "f32|f16|bf16", defaultValue = "f32", converter = Converters.ComputeDTypeConverter.class,
+            description = "Compute dtype (default: ${DEFAULT-VALUE}).")
+    DType dtype;
+
+    @Option(names = "--warmup", paramLabel = "N", defaultValue = "1", description = "Untimed calls per algorithm (default: ${DEFAULT-VALUE}).")
+    int warmup;
+
+    @Option(names = "--repeats", paramLabel = "N", defaultValue = "3", description = "Timed calls per algorithm (default: ${DEFAULT-VALUE}).")
+    int repeats;
+
+    @Option(names = "--threads", paramLabel = "N", description = "CPU worker threads (default: all cores).")
+    Integer threads;
+
+    @Option(names = "--seed", paramLabel = "N", defaultValue = "42", description = "Seed of the random inputs (default: ${DEFAULT-VALUE}).")
+    long seed;
+
+    @Option(names = "--json", paramLabel = "FILE", description = "Also write the report as JSON.")
+    Path json;
+
+    @Override
+    public Integer call() {
+        int s = kvLen == null ? qLen : kvLen;
+        int hkv = kvHeads == null ? heads : kvHeads;
+        for (Object[] o : new Object[][] {{"--batch", batch}, {"--heads", heads}, {"--kv-heads", hkv}, {"--len", qLen},
+            {"--kv-len", s}, {"--dim", dim}, {"--repeats", repeats}}) {
+            if ((int) o[1] <= 0) {
+                throw new ParameterException(spec.commandLine(), o[0] + " must be positive, got " + o[1]);
+            }
+        }
+        if (warmup < 0) {
+            throw new ParameterException(spec.commandLine(), "--warmup must be ≥ 0, got " + warmup);
+        }
+        int nThreads = threads == null ? Runtime.getRuntime().availableProcessors() : threads;
+        if (nThreads <= 0) {
+            throw new ParameterException(spec.commandLine(), "--threads must be positive, got " + nThreads);
+        }
+        if (json != null) {
+            TensorOutputs.checkTarget(json);
+        }
+        Pattern p = Patterns.parse(pattern);
+        Config config = new Config(batch, heads, hkv, qLen, s, dim, causal, p, dtype, algorithms, warmup, repeats, seed);
+
+        Report report;
+        try (AttentionEngine engine = Backends.open(backend, nThreads)) {
+            report = AttentionBenchmark.run(engine, config);
+        }
+        print(spec.commandLine().getOut(), report, nThreads);
+        if (json != null) {
+            writeJson(json, report, nThreads);
+        }
+        return Main.OK;
+    }
+
+    static void print(PrintWriter o, Report r, int threads) {
+        Config c = r.config();
+        o.println(Units.fmt("headroute bench: backend %s%s, %s, pattern %s, %s", r.engine(),
+                r.engine().equals("cpu") ? " (" + threads + " threads)" : "", c.shape(), c.patternSpec(), c.dtype().cliName()));
+        o.println(Units.fmt("FLOPs per call = 4·B·H·L·S·D, halved with --causal = %.3f GFLOP", c.flops() / 1e9));
+        o.println("  (two matrix products at 2 FLOPs per multiply-add; one nominal count for every algorithm and pattern)");
+        o.println(Units.fmt("warm-up %d, then the median of %d timed calls (compute time, inputs in place)", c.warmup(), c.repeats()));
+        String first = c.algorithms().get(0).cliName();
+        o.println(Units.fmt("%-13s %12s %12s %10s %15s %20s %16s", "algorithm", "median ms", "min ms", "GFLOP/s",
+                "workspace MiB", "key tiles run/skip", "rel L2 vs " + first));
+        for (Measurement m : r.measurements()) {
+            String name = m.requested() == m.used() ? m.requested().cliName()
+                    : m.requested().cliName() + "(" + m.used().cliName() + ")";
+            o.println(Units.fmt("%-13s %12.3f %12.3f %10.2f %15.3f %20s %16s", name, m.medianMs(), m.minMs(), m.gflops(),
+                    m.workspaceBytes() / (double) (1L << 20), m.keyTilesVisited() + "/" + m.keyTilesSkipped(),
+                    m == r.measurements().get(0) ? "-" : Units.fmt("%.2e", m.relL2VsFirst())));
+        }
+        OptionalDouble ratio = r.speedup(Algorithm.FLASH, Algorithm.MATERIALIZED);
+        if (ratio.isPresent()) {
+            o.println(Units.fmt("speed flash / materialized: %.2fx", ratio.getAsDouble()));
+        }
+    }
+
+    private static void writeJson(Path file, Report r, int threads) {
+        ObjectNode root = r.toJson();
+        root.put("headroute_version", Main.VERSION);
+        ((ObjectNode) root.get("config")).put("threads", threads);
+        ObjectMapper mapper = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
+        AtomicFiles.write(file, os -> {
+            os.write(mapper.writeValueAsBytes(root));
+            os.write('\n');
+        });
+    }
+}

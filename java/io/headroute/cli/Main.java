@@ -1,0 +1,162 @@
+package io.headroute.cli;
+
+import io.headroute.attention.BackendUnavailableException;
+import io.headroute.tensor.TensorFileException;
+import java.io.PrintWriter;
+import java.io.FileDescriptor;
+import java.io.FileOutputStream;
+import java.io.OutputStreamWriter;
+import java.nio.charset.StandardCharsets;
+import java.util.concurrent.Callable;
+import org.apache.logging.log4j.Level;
+import org.apache.logging.log4j.LogManager;
+import org.apache.logging.log4j.Logger;
+import org.apache.logging.log4j.core.config.Configurator;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.ParameterException;
+import picocli.CommandLine.ParseResult;
+import picocli.CommandLine.Spec;
+
+/**
+ * The {@code headroute} command line. Exit status: 0 success, 1 internal error, 2 bad input (usage
+ * errors, unreadable or inconsistent files, bad patterns, an unavailable backend). Results go to
+ * stdout; errors are one line on stderr; logs go to stderr.
+ */
+@Command(name = "headroute", mixinStandardHelpOptions = true, versionProvider = Main.VersionProvider.class,
+        description = "GPU attention for the JVM: attention from tensor files, sparsity patterns, benchmarks.",
+        subcommands = {AttendCommand.class, PatternCommand.class, BenchCommand.class, DemoCommand.class,
+            InfoCommand.class, CommandLine.HelpCommand.class},
+        commandListHeading = "%nCommands:%n",
+        footer = {"", "Exit status: 0 ok, 1 internal error, 2 bad input.",
+            "Run 'headroute <command> --help' for a command's options."})
+public final class Main implements Callable<Integer> {
+    /** headroute's version. */
+    public static final String VERSION = "0.1.0";
+    /** Exit status for success. */
+    public static final int OK = 0;
+    /** Exit status for a bug or an unexpected failure. */
+    public static final int INTERNAL_ERROR = 1;
+    /** Exit status for bad input: usage, files, patterns, shapes, backends. */
+    public static final int BAD_INPUT = 2;
+
+    private static final Logger LOG = LogManager.getLogger(Main.class);
+
+    @Mixin
+    VerboseMixin verboseMixin;
+
+    @Spec
+    CommandSpec spec;
+
+    /** Set by any command's --verbose. */
+    boolean verbose;
+
+    /** The version line of every command's --version. */
+    public static final class VersionProvider implements CommandLine.IVersionProvider {
+        @Override
+        public String[] getVersion() {
+            return new String[] {"headroute " + VERSION};
+        }
+    }
+
+    @Override
+    public Integer call() {
+        throw new ParameterException(spec.commandLine(), "missing command (expected attend, pattern, bench, demo or info)");
+    }
+
+    public static void main(String[] args) {
+        System.exit(run(args));
+    }
+
+    /** Runs the command line with the process's stdout and stderr; returns the exit status. */
+    public static int run(String... args) {
+        // UTF-8 whatever the locale: help and reports use a few symbols (≤, ·, −) that ASCII lacks.
+        PrintWriter out = new PrintWriter(new OutputStreamWriter(new FileOutputStream(FileDescriptor.out), StandardCharsets.UTF_8), true);
+        PrintWriter err = new PrintWriter(new OutputStreamWriter(new FileOutputStream(FileDescriptor.err), StandardCharsets.UTF_8), true);
+        try {
+            return run(out, err, args);
+        } finally {
+            out.flush();
+            err.flush();
+        }
+    }
+
+    /** Runs the command line writing results to {@code out} and errors to {@code err}; returns the exit status. */
+    public static int run(PrintWriter out, PrintWriter err, String... args) {
+        Main main = new Main();
+        return execute(main, new CommandLine(main), out, err, args);
+    }
+
+    /** Runs {@code cl} (built on {@code main}) with headroute's error handling and exit statuses. */
+    static int execute(Main main, CommandLine cl, PrintWriter out, PrintWriter err, String... args) {
+        cl.setParameterExceptionHandler(Main::onParameterError);
+        cl.setExecutionExceptionHandler((ex, cmd, parsed) -> onExecutionError(main, ex, cmd, parsed));
+        cl.setOut(out);
+        cl.setErr(err);
+        try {
+            return cl.execute(args);
+        } catch (OutOfMemoryError e) {
+            // picocli passes Errors through; an exhausted heap is still worth one clear line.
+            err.println("headroute: internal error: " + oneLine(e.toString())
+                    + " (raise the heap with HEADROUTE_JAVA_OPTS=-Xmx..., or use smaller sizes)");
+            return INTERNAL_ERROR;
+        } catch (RuntimeException | Error e) {
+            internalError(main, err, e);
+            return INTERNAL_ERROR;
+        } finally {
+            out.flush();
+            err.flush();
+        }
+    }
+
+    /** Raises every logger to DEBUG; called once by --verbose. */
+    static void enableDebugLogging() {
+        Configurator.setAllLevels(LogManager.ROOT_LOGGER_NAME, Level.DEBUG);
+    }
+
+    private static int onParameterError(ParameterException ex, String[] args) {
+        CommandLine cl = ex.getCommandLine();
+        String name = cl.getCommandSpec().qualifiedName(" ");
+        PrintWriter err = cl.getErr();
+        err.println(name + ": error: " + oneLine(ex.getMessage()));
+        err.println("see '" + name + " --help'");
+        return BAD_INPUT;
+    }
+
+    private static int onExecutionError(Main main, Exception ex, CommandLine cl, ParseResult parsed) {
+        PrintWriter err = cl.getErr();
+        if (isUserError(ex)) {
+            LOG.debug("bad input", ex);
+            err.println(cl.getCommandSpec().qualifiedName(" ") + ": error: " + oneLine(message(ex)));
+            return BAD_INPUT;
+        }
+        internalError(main, err, ex);
+        return INTERNAL_ERROR;
+    }
+
+    private static void internalError(Main main, PrintWriter err, Throwable ex) {
+        err.println("headroute: internal error: " + ex.getClass().getName() + ": " + oneLine(String.valueOf(ex.getMessage()))
+                + (main.verbose ? "" : " (run with --verbose for the stack trace)"));
+        if (main.verbose) {
+            ex.printStackTrace(err);
+        }
+    }
+
+    /** Failures the user can fix: files, patterns, shapes, backends, values. */
+    static boolean isUserError(Throwable ex) {
+        return ex instanceof TensorFileException || ex instanceof BackendUnavailableException
+                || ex instanceof IllegalArgumentException; // includes PatternException and ShapeException
+    }
+
+    private static String message(Throwable ex) {
+        String m = ex.getMessage();
+        return m == null || m.isBlank() ? ex.getClass().getSimpleName() : m;
+    }
+
+    /** Collapses a message onto one line. */
+    static String oneLine(String s) {
+        return String.valueOf(s).replaceAll("\\s*\\R\\s*", " ").strip();
+    }
+}

@@ -1,0 +1,68 @@
+package io.headroute.attention;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+
+import io.headroute.engine.AttentionEngine;
+import io.headroute.engine.cpu.CpuAttentionEngine;
+import io.headroute.engine.cuda.CudaProbe;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+
+class BackendsTest {
+    private String saved;
+
+    @BeforeEach
+    void disableCuda() {
+        saved = System.getProperty(CudaProbe.DISABLE_PROPERTY);
+        System.setProperty(CudaProbe.DISABLE_PROPERTY, "true");
+    }
+
+    @AfterEach
+    void restore() {
+        if (saved == null) {
+            System.clearProperty(CudaProbe.DISABLE_PROPERTY);
+        } else {
+            System.setProperty(CudaProbe.DISABLE_PROPERTY, saved);
+        }
+    }
+
+    @Test
+    void autoFallsBackToTheCpu() {
+        try (AttentionEngine e = Backends.open(Backend.AUTO, 3)) {
+            CpuAttentionEngine cpu = assertInstanceOf(CpuAttentionEngine.class, e);
+            assertEquals("cpu", cpu.name());
+            assertEquals(3, cpu.threads());
+        }
+    }
+
+    @Test
+    void cpuIsTheCpuEngine() {
+        try (AttentionEngine e = Backends.open(Backend.CPU, 2)) {
+            assertEquals(2, assertInstanceOf(CpuAttentionEngine.class, e).threads());
+        }
+    }
+
+    @Test
+    void cudaWithoutAUsableGpuIsUnavailable() {
+        BackendUnavailableException e = assertThrows(BackendUnavailableException.class, () -> Backends.open(Backend.CUDA, 1));
+        assertEquals("--backend cuda: no usable GPU: disabled by headroute.cuda.disable", e.getMessage());
+    }
+
+    @Test
+    void threadsMustBePositive() {
+        assertThrows(IllegalArgumentException.class, () -> Backends.open(Backend.CPU, 0));
+    }
+
+    @Test
+    void parse() {
+        assertEquals(Backend.AUTO, Backend.parse("auto"));
+        assertEquals(Backend.CPU, Backend.parse(" CPU "));
+        assertEquals(Backend.CUDA, Backend.parse("cuda"));
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> Backend.parse("gpu"));
+        assertEquals("unknown backend 'gpu' (expected auto, cpu or cuda)", e.getMessage());
+        assertEquals("cuda", Backend.CUDA.cliName());
+    }
+}

@@ -1,0 +1,66 @@
+package io.headroute.bench;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.headroute.engine.Algorithm;
+import io.headroute.engine.cpu.CpuAttentionEngine;
+import io.headroute.pattern.Pattern;
+import io.headroute.tensor.DType;
+import java.util.List;
+import org.junit.jupiter.api.Test;
+
+class AttentionBenchmarkTest {
+    private static AttentionBenchmark.Config config(List<Algorithm> algos, int warmup, int repeats) {
+        return new AttentionBenchmark.Config(1, 4, 2, 48, 80, 16, true, new Pattern.Window(20), DType.F32, algos, warmup,
+                repeats, 3);
+    }
+
+    @Test
+    void measuresEveryAlgorithmOnTheSameInputs() {
+        AttentionBenchmark.Report r;
+        try (CpuAttentionEngine e = new CpuAttentionEngine(2)) {
+            r = AttentionBenchmark.run(e, config(List.of(Algorithm.MATERIALIZED, Algorithm.FLASH), 1, 3));
+        }
+        assertEquals("cpu", r.engine());
+        assertEquals(2, r.measurements().size());
+        AttentionBenchmark.Measurement mat = r.measurements().get(0);
+        AttentionBenchmark.Measurement flash = r.measurements().get(1);
+        assertEquals(Algorithm.MATERIALIZED, mat.used());
+        assertEquals(3, mat.timesMs().size());
+        assertEquals(0.0, mat.relL2VsFirst());
+        assertTrue(flash.relL2VsFirst() < 1e-6, "flash vs materialized: " + flash.relL2VsFirst());
+        assertEquals(4.0 * 4 * 48 * 80 * 16 / 2, r.config().flops());
+        assertEquals(r.config().flops() / (flash.medianMs() * 1e6), flash.gflops(), 1e-9);
+        assertEquals(mat.medianMs() / flash.medianMs(), r.speedup(Algorithm.FLASH, Algorithm.MATERIALIZED).getAsDouble(), 1e-12);
+        assertTrue(r.speedup(Algorithm.SPARSE, Algorithm.FLASH).isEmpty());
+        assertEquals("window:20+causal", r.toJson().at("/config/pattern").asText());
+    }
+
+    @Test
+    void sameSeedSameInputs() {
+        var c = config(List.of(Algorithm.FLASH), 0, 1);
+        assertEquals(0.0, AttentionBenchmark.relativeL2(AttentionBenchmark.randomInputs(c).q().toFloatArray(),
+                AttentionBenchmark.randomInputs(c).q().toFloatArray()));
+    }
+
+    @Test
+    void helpers() {
+        assertEquals(2.0, AttentionBenchmark.median(new double[] {3, 1, 2}));
+        assertEquals(2.5, AttentionBenchmark.median(new double[] {4, 1, 2, 3}));
+        assertEquals(0.5, AttentionBenchmark.relativeL2(new float[] {1, 0}, new float[] {2, 0}), 1e-12);
+        assertEquals(0.0, AttentionBenchmark.relativeL2(new float[] {0}, new float[] {0}));
+        assertTrue(Double.isNaN(AttentionBenchmark.relativeL2(new float[] {Float.NaN}, new float[] {1})));
+    }
+
+    @Test
+    void badConfigsAreRefused() {
+        assertThrows(IllegalArgumentException.class, () -> config(List.of(), 0, 1));
+        assertThrows(IllegalArgumentException.class, () -> config(List.of(Algorithm.FLASH, Algorithm.FLASH), 0, 1));
+        assertThrows(IllegalArgumentException.class, () -> config(List.of(Algorithm.FLASH), -1, 1));
+        assertThrows(IllegalArgumentException.class, () -> config(List.of(Algorithm.FLASH), 0, 0));
+        assertThrows(IllegalArgumentException.class, () -> new AttentionBenchmark.Config(1, 64, 64, 1 << 20, 1 << 20, 128, false,
+                new Pattern.Dense(), DType.F32, List.of(Algorithm.FLASH), 0, 1, 0));
+    }
+}

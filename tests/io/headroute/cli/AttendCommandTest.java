@@ -1,0 +1,304 @@
+package io.headroute.cli;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.headroute.engine.Algorithm;
+import io.headroute.engine.AttentionRequest;
+import io.headroute.engine.AttentionResult;
+import io.headroute.engine.cpu.CpuAttentionEngine;
+import io.headroute.engine.cuda.CudaProbe;
+import io.headroute.pattern.Patterns;
+import io.headroute.tensor.DType;
+import io.headroute.tensor.Npy;
+import io.headroute.tensor.Safetensors;
+import io.headroute.tensor.SafetensorsFile;
+import io.headroute.tensor.Tensor;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+class AttendCommandTest {
+    @TempDir
+    Path dir;
+
+    private final Random rnd = new Random(7);
+
+    private Tensor random(long... shape) {
+        float[] x = new float[(int) Tensor.numel(shape)];
+        for (int i = 0; i < x.length; i++) {
+            x[i] = (float) rnd.nextGaussian();
+        }
+        return Tensor.ofFloats(x, shape);
+    }
+
+    private Path npy(String name, Tensor t) {
+        Path p = dir.resolve(name + ".npy");
+        Npy.write(p, t);
+        return p;
+    }
+
+    private static AttentionResult direct(AttentionRequest.Builder b) {
+        try (CpuAttentionEngine e = new CpuAttentionEngine(2)) {
+            return e.run(b.build());
+        }
+    }
+
+    private List<String> args(Path q, Path k, Path v, Path out, String... more) {
+        List<String> a = new ArrayList<>(List.of("attend", "--backend", "cpu", "--threads", "2", "--q", q.toString(), "--k",
+                k.toString(), "--v", v.toString(), "--out", out.toString()));
+        a.addAll(List.of(more));
+        return a;
+    }
+
+    @Test
+    void npyInputsGiveExactlyTheEnginesOutput() {
+        Tensor q = random(2, 4, 37, 16);
+        Tensor k = random(2, 2, 53, 16);
+        Tensor v = random(2, 2, 53, 16);
+        Path out = dir.resolve("o.npy");
+        Cli r = Cli.run(args(npy("q", q), npy("k", k), npy("v", v), out, "--pattern", "window:9", "--causal", "--scale",
+                "0.3", "--algo", "flash")).assertOk();
+        assertTrue(r.out().startsWith("attend: cpu flash, B=2 H=4 Hkv=2 L=37 S=53 D=16, pattern window:9+causal, f32"), r.out());
+        assertEquals(1, r.out().lines().count(), r.out());
+        assertTrue(r.out().contains("workspace") && r.out().contains("key tiles skipped") && r.out().contains("rows skipped"),
+                r.out());
+
+        AttentionResult want = direct(AttentionRequest.builder(q, k, v).pattern(Patterns.parse("window:9")).causal(true)
+                .scale(0.3f).algorithm(Algorithm.FLASH));
+        Tensor got = Npy.read(out);
+        assertEquals(DType.F32, got.dtype());
+        assertArrayEquals(new long[] {2, 4, 37, 16}, got.shape());
+        assertArrayEquals(want.o().toFloatArray(), got.toFloatArray());
+    }
+
+    @Test
+    void materializedAlgorithmIsSelectable() {
+        Tensor q = random(1, 2, 20, 8);
+        Tensor k = random(1, 2, 20, 8);
+        Tensor v = random(1, 2, 20, 8);
+        Path out = dir.resolve("o.npy");
+        Cli r = Cli.run(args(npy("q", q), npy("k", k), npy("v", v), out, "--algo", "materialized")).assertOk();
+        assertTrue(r.out().startsWith("attend: cpu materialized,"), r.out());
+        AttentionResult want = direct(AttentionRequest.builder(q, k, v).algorithm(Algorithm.MATERIALIZED));
+        assertArrayEquals(want.o().toFloatArray(), Npy.read(out).toFloatArray());
+    }
+
+    @Test
+    void safetensorsInputWithGateAndSafetensorsOutputs() {
+        Tensor q = random(1, 4, 24, 8);
+        Tensor k = random(1, 1, 30, 8);
+        Tensor v = random(1, 1, 30, 8);
+        float[] g = new float[24 * 4];
+        for (int i = 0; i < g.length; i++) {
+            g[i] = i % 5 == 0 ? 0f : (float) rnd.nextDouble();
+        }
+        Tensor gate = Tensor.ofFloats(g, 1, 24, 4);
+        Map<String, Tensor> m = new LinkedHashMap<>();
+        m.put("q", q);
+        m.put("k", k);
+        m.put("v", v);
+        m.put("gate", gate);
+        Path in = dir.resolve("qkv.safetensors");
+        Safetensors.write(in, m, Map.of());
+        Path out = dir.resolve("o.safetensors");
+        Path lse = dir.resolve("lse.safetensors");
+        Cli r = Cli.run("attend", "--backend", "cpu", "--input", in.toString(), "--pattern", "longformer:3:2", "--out",
+                out.toString(), "--lse", lse.toString()).assertOk();
+        assertTrue(r.out().contains("rows skipped 20"), r.out());
+
+        AttentionResult want = direct(AttentionRequest.builder(q, k, v).gate(gate).pattern(Patterns.parse("longformer:3:2"))
+                .wantLse(true));
+        SafetensorsFile o = Safetensors.read(out);
+        assertEquals(List.of("o"), o.names());
+        assertEquals("longformer:3:2", o.metadata().get("pattern"));
+        assertArrayEquals(want.o().toFloatArray(), o.tensor("o").toFloatArray());
+        SafetensorsFile l = Safetensors.read(lse);
+        assertEquals(List.of("lse"), l.names());
+        assertArrayEquals(new long[] {1, 4, 24}, l.tensor("lse").shape());
+        float[] lv = l.tensor("lse").toFloatArray();
+        assertArrayEquals(want.lse().toFloatArray(), lv);
+        assertEquals(Float.NEGATIVE_INFINITY, lv[0], "a zero gate skips the row and reports lse -inf");
+    }
+
+    @Test
+    void lseNpyHasShapeBHL() {
+        Tensor q = random(2, 3, 10, 4);
+        Tensor k = random(2, 3, 12, 4);
+        Tensor v = random(2, 3, 12, 4);
+        Path out = dir.resolve("o.npy");
+        Path lse = dir.resolve("lse.npy");
+        Cli.run(args(npy("q", q), npy("k", k), npy("v", v), out, "--lse", lse.toString(), "--causal")).assertOk();
+        Tensor l = Npy.read(lse);
+        assertEquals(DType.F32, l.dtype());
+        assertArrayEquals(new long[] {2, 3, 10}, l.shape());
+        AttentionResult want = direct(AttentionRequest.builder(q, k, v).causal(true).wantLse(true));
+        assertArrayEquals(want.lse().toFloatArray(), l.toFloatArray());
+    }
+
+    @Test
+    void bf16IsComputedInBf16AndWrittenAsFloat32() {
+        Tensor q = random(1, 2, 16, 8);
+        Tensor k = random(1, 2, 16, 8);
+        Tensor v = random(1, 2, 16, 8);
+        Path out = dir.resolve("o.npy");
+        Cli r = Cli.run(args(npy("q", q), npy("k", k), npy("v", v), out, "--dtype", "bf16")).assertOk();
+        assertTrue(r.out().contains(", bf16,"), r.out());
+        Tensor got = Npy.read(out);
+        assertEquals(DType.F32, got.dtype());
+        AttentionResult want = direct(AttentionRequest.builder(q, k, v).dtype(DType.BF16));
+        assertEquals(DType.BF16, want.o().dtype());
+        float[] g = got.toFloatArray();
+        assertArrayEquals(want.o().toFloatArray(), g);
+        for (float x : g) {
+            assertEquals(0, Float.floatToRawIntBits(x) & 0xffff, "value " + x + " is not a bf16 value");
+        }
+    }
+
+    // ------------------------------------------------------------------ bad input
+
+    private record Inputs(Path q, Path k, Path v) {}
+
+    private Inputs inputs(long[] qs, long[] ks, long[] vs) {
+        return new Inputs(npy("q", random(qs)), npy("k", random(ks)), npy("v", random(vs)));
+    }
+
+    private Inputs good() {
+        return inputs(new long[] {1, 2, 8, 4}, new long[] {1, 2, 8, 4}, new long[] {1, 2, 8, 4});
+    }
+
+    @Test
+    void mismatchedShapesAreRefused() {
+        Inputs in = inputs(new long[] {1, 2, 8, 4}, new long[] {1, 2, 8, 4}, new long[] {1, 2, 9, 4});
+        Path out = dir.resolve("o.npy");
+        Cli.run(args(in.q(), in.k(), in.v(), out)).assertBadInput("headroute attend", "same shape", out);
+        Inputs d = inputs(new long[] {1, 2, 8, 4}, new long[] {1, 2, 8, 5}, new long[] {1, 2, 8, 5});
+        Cli.run(args(d.q(), d.k(), d.v(), out)).assertBadInput("headroute attend", "head dim differs", out);
+    }
+
+    @Test
+    void headsMustBeDivisibleByKvHeads() {
+        Inputs in = inputs(new long[] {1, 3, 8, 4}, new long[] {1, 2, 8, 4}, new long[] {1, 2, 8, 4});
+        Path out = dir.resolve("o.npy");
+        Cli.run(args(in.q(), in.k(), in.v(), out)).assertBadInput("headroute attend", "not divisible", out);
+    }
+
+    @Test
+    void moreQueriesThanKeysIsRefused() {
+        Inputs in = inputs(new long[] {1, 2, 16, 4}, new long[] {1, 2, 8, 4}, new long[] {1, 2, 8, 4});
+        Path out = dir.resolve("o.npy");
+        Cli.run(args(in.q(), in.k(), in.v(), out)).assertBadInput("headroute attend", "exceed", out);
+    }
+
+    @Test
+    void unknownPatternIsRefused() {
+        Inputs in = good();
+        Path out = dir.resolve("o.npy");
+        Path lse = dir.resolve("lse.npy");
+        Cli.run(args(in.q(), in.k(), in.v(), out, "--pattern", "diagonal:3", "--lse", lse.toString()))
+                .assertBadInput("headroute attend", "unknown pattern", out, lse);
+        Cli.run(args(in.q(), in.k(), in.v(), out, "--pattern", "window:-1")).assertBadInput("headroute attend", "W", out);
+    }
+
+    @Test
+    void missingFileIsRefused() {
+        Inputs in = good();
+        Path out = dir.resolve("o.npy");
+        Path missing = dir.resolve("nope.npy");
+        Cli.run(args(in.q(), missing, in.v(), out)).assertBadInput("headroute attend", "no such file", out);
+        Cli.run("attend", "--input", dir.resolve("nope.safetensors").toString(), "--out", out.toString())
+                .assertBadInput("headroute attend", "no such file", out);
+    }
+
+    @Test
+    void corruptNpyIsRefused() throws IOException {
+        Inputs in = good();
+        Path bad = Files.write(dir.resolve("bad.npy"), new byte[] {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12});
+        Path out = dir.resolve("o.npy");
+        Cli.run(args(bad, in.k(), in.v(), out)).assertBadInput("headroute attend", "not a .npy file", out);
+        byte[] good = Files.readAllBytes(in.k());
+        Path truncated = Files.write(dir.resolve("truncated.npy"), java.util.Arrays.copyOf(good, good.length - 3));
+        Cli.run(args(in.q(), truncated, in.v(), out)).assertBadInput("headroute attend", "truncated", out);
+    }
+
+    @Test
+    void cudaBackendWithoutAGpuIsRefused() {
+        Inputs in = good();
+        Path out = dir.resolve("o.npy");
+        List<String> a = args(in.q(), in.k(), in.v(), out);
+        a.set(a.indexOf("cpu"), "cuda");
+        Cli r = Cli.run(a);
+        if (CudaProbe.result().usable()) {
+            r.assertBadInput("headroute attend", "not part of this build yet", out);
+        } else {
+            r.assertBadInput("headroute attend", "--backend cuda: no usable GPU: ", out);
+        }
+    }
+
+    @Test
+    void bothInputStylesAreRefused() {
+        Inputs in = good();
+        Path out = dir.resolve("o.npy");
+        Path st = dir.resolve("qkv.safetensors");
+        Safetensors.write(st, Map.of("q", random(1, 2, 8, 4), "k", random(1, 2, 8, 4), "v", random(1, 2, 8, 4)), Map.of());
+        List<String> a = args(in.q(), in.k(), in.v(), out, "--input", st.toString());
+        Cli.run(a).assertBadInput("headroute attend", "not both", out);
+        Cli.run("attend", "--q", in.q().toString(), "--out", out.toString()).assertBadInput("headroute attend", "missing --k, --v",
+                out);
+    }
+
+    @Test
+    void inputFileMustHoldQkv() {
+        Path out = dir.resolve("o.npy");
+        Path st = dir.resolve("qk.safetensors");
+        Safetensors.write(st, Map.of("q", random(1, 2, 8, 4), "k", random(1, 2, 8, 4)), Map.of());
+        Cli.run("attend", "--input", st.toString(), "--out", out.toString()).assertBadInput("headroute attend",
+                "no tensor named 'v'", out);
+        Cli.run("attend", "--input", good().q().toString(), "--out", out.toString()).assertBadInput("headroute attend",
+                ".safetensors", out);
+    }
+
+    @Test
+    void badOptionValuesAreUsageErrors() {
+        Inputs in = good();
+        Path out = dir.resolve("o.npy");
+        Cli.run(args(in.q(), in.k(), in.v(), out, "--dtype", "i32")).assertBadInput("headroute attend", "compute dtype", out);
+        Cli.run(args(in.q(), in.k(), in.v(), out, "--algo", "fast")).assertBadInput("headroute attend", "unknown algorithm", out);
+        Cli.run(args(in.q(), in.k(), in.v(), out, "--scale", "big")).assertBadInput("headroute attend", "--scale", out);
+        Cli.run(args(in.q(), in.k(), in.v(), out, "--scale", "NaN")).assertBadInput("headroute attend", "finite", out);
+        Cli.run(args(in.q(), in.k(), in.v(), out, "--threads", "0")).assertBadInput("headroute attend", "--threads", out);
+        Cli.run(args(in.q(), in.k(), in.v(), out, "--bogus")).assertBadInput("headroute attend", "--bogus", out);
+        Cli.run("attend", "--q", in.q().toString()).assertBadInput("headroute attend", "--out", out);
+    }
+
+    @Test
+    void badOutputsAreRefusedBeforeComputing() {
+        Inputs in = good();
+        Path txt = dir.resolve("o.txt");
+        Cli.run(args(in.q(), in.k(), in.v(), txt)).assertBadInput("headroute attend", "extension", txt);
+        Path nodir = dir.resolve("no/such/dir/o.npy");
+        Cli.run(args(in.q(), in.k(), in.v(), nodir)).assertBadInput("headroute attend", "does not exist", nodir);
+        Path out = dir.resolve("o.npy");
+        Cli.run(args(in.q(), in.k(), in.v(), out, "--lse", dir.resolve("l.pt").toString())).assertBadInput("headroute attend",
+                "extension", out);
+        Cli.run(args(in.q(), in.k(), in.v(), out, "--lse", out.toString())).assertBadInput("headroute attend", "same file", out);
+    }
+
+    @Test
+    void aBadGateIsRefused() {
+        Inputs in = good();
+        Path out = dir.resolve("o.npy");
+        Path gate = npy("gate", random(1, 8, 3));
+        Cli.run(args(in.q(), in.k(), in.v(), out, "--gate", gate.toString())).assertBadInput("headroute attend", "gate", out);
+        assertFalse(Files.exists(out));
+    }
+}

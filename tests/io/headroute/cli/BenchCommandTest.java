@@ -1,0 +1,68 @@
+package io.headroute.cli;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import java.io.IOException;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+class BenchCommandTest {
+    @TempDir
+    Path dir;
+
+    @Test
+    void tinyBenchWritesJsonWithBothAlgorithms() throws IOException {
+        Path json = dir.resolve("bench.json");
+        Cli r = Cli.run("bench", "--backend", "cpu", "--heads", "2", "--len", "64", "--kv-len", "96", "--dim", "16", "--causal",
+                "--warmup", "0", "--repeats", "1", "--threads", "2", "--json", json.toString()).assertOk();
+        assertTrue(r.out().contains("4·B·H·L·S·D"), r.out());
+        assertTrue(r.out().contains("halved with --causal"), r.out());
+        assertTrue(r.out().contains("speed flash / materialized: "), r.out());
+
+        JsonNode root = new ObjectMapper().readTree(json.toFile());
+        assertEquals(Runtime.getRuntime().availableProcessors(), root.at("/machine/cores").asInt());
+        assertTrue(root.at("/machine/jvm").asText().contains(System.getProperty("java.version").split("\\.")[0]));
+        assertEquals(System.getProperty("os.arch"), root.at("/machine/os_arch").asText());
+        assertEquals("0.1.0", root.get("headroute_version").asText());
+        assertEquals(64, root.at("/config/q_len").asInt());
+        assertEquals(96, root.at("/config/kv_len").asInt());
+        assertEquals("causal", root.at("/config/pattern").asText());
+        assertEquals(4.0 * 2 * 64 * 96 * 16 / 2, root.get("flops_per_call").asDouble());
+        List<String> algos = new ArrayList<>();
+        for (JsonNode m : root.get("measurements")) {
+            algos.add(m.get("algorithm").asText());
+            assertEquals(1, m.get("times_ms").size());
+            assertTrue(m.get("median_ms").asDouble() > 0);
+            assertTrue(m.get("gflops").asDouble() > 0);
+            assertTrue(m.get("workspace_bytes").asLong() > 0);
+            assertTrue(m.get("rel_l2_vs_first").asDouble() <= 1e-5, m.toString());
+        }
+        assertEquals(List.of("flash", "materialized"), algos);
+        JsonNode mat = root.get("measurements").get(1);
+        assertTrue(mat.get("workspace_bytes").asLong() >= 4L * 64 * 96, "materialized holds an L x S score matrix");
+        assertTrue(root.get("flash_over_materialized_speed").asDouble() > 0);
+    }
+
+    @Test
+    void badInputIsRefused() {
+        Path json = dir.resolve("b.json");
+        Cli.run("bench", "--backend", "cpu", "--len", "0", "--json", json.toString()).assertBadInput("headroute bench",
+                "--len must be positive", json);
+        Cli.run("bench", "--backend", "cpu", "--len", "64", "--kv-len", "32", "--json", json.toString())
+                .assertBadInput("headroute bench", "exceed", json);
+        Cli.run("bench", "--backend", "cpu", "--len", "64", "--algos", "flash,quick").assertBadInput("headroute bench",
+                "unknown algorithm");
+        Cli.run("bench", "--backend", "cpu", "--len", "64", "--algos", "flash,flash").assertBadInput("headroute bench",
+                "twice");
+        Cli.run("bench", "--backend", "cpu", "--heads", "6", "--kv-heads", "4", "--len", "64").assertBadInput("headroute bench",
+                "not divisible");
+        Cli.run("bench", "--backend", "cpu", "--len", "64", "--json", dir.resolve("no/dir/b.json").toString())
+                .assertBadInput("headroute bench", "does not exist");
+    }
+}

@@ -1,0 +1,57 @@
+package io.headroute.cli;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.io.PrintWriter;
+import java.io.StringWriter;
+import java.util.List;
+import java.util.concurrent.Callable;
+import org.apache.logging.log4j.core.config.Configurator;
+import org.junit.jupiter.api.Test;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+
+class ErrorHandlingTest {
+    @Command(name = "boom")
+    static final class Boom implements Callable<Integer> {
+        @Mixin
+        VerboseMixin verboseMixin;
+
+        @Override
+        public Integer call() {
+            throw new IllegalStateException("kaput\nsecond line");
+        }
+    }
+
+    private static Cli run(String... args) {
+        StringWriter out = new StringWriter();
+        StringWriter err = new StringWriter();
+        Main main = new Main();
+        CommandLine cl = new CommandLine(main).addSubcommand("boom", new Boom());
+        int exit = Main.execute(main, cl, new PrintWriter(out, true), new PrintWriter(err, true), args);
+        return new Cli(exit, out.toString(), err.toString());
+    }
+
+    @Test
+    void unexpectedExceptionIsOneLineWithExitStatus1() {
+        Cli r = run("boom");
+        assertEquals(1, r.exit(), r::toString);
+        assertEquals(List.of("headroute: internal error: java.lang.IllegalStateException: kaput second line "
+                + "(run with --verbose for the stack trace)"), r.errLines());
+        assertEquals("", r.out());
+    }
+
+    @Test
+    void verboseAddsTheStackTrace() {
+        try {
+            Cli r = run("boom", "--verbose");
+            assertEquals(1, r.exit(), r::toString);
+            assertEquals("headroute: internal error: java.lang.IllegalStateException: kaput second line", r.errLines().get(0));
+            assertTrue(r.err().contains("\tat io.headroute.cli.ErrorHandlingTest$Boom.call"), r::toString);
+        } finally {
+            Configurator.reconfigure();
+        }
+    }
+}

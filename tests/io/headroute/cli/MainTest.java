@@ -1,0 +1,59 @@
+package io.headroute.cli;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import org.apache.logging.log4j.LogManager;
+import org.apache.logging.log4j.core.config.Configurator;
+import org.junit.jupiter.api.Test;
+
+class MainTest {
+    @Test
+    void helpAndVersionOnEveryCommand() {
+        Cli top = Cli.run("--help").assertOk();
+        for (String cmd : new String[] {"attend", "pattern", "bench", "demo", "info"}) {
+            assertTrue(top.out().contains(cmd), top.out());
+            Cli h = Cli.run(cmd, "--help").assertOk();
+            assertTrue(h.out().contains("Usage: headroute " + cmd), h.out());
+            assertTrue(h.out().contains("--verbose"), h.out());
+            assertEquals("headroute 0.1.0\n", Cli.run(cmd, "--version").assertOk().out().replace("\r", ""));
+        }
+        assertEquals("headroute 0.1.0\n", Cli.run("--version").assertOk().out().replace("\r", ""));
+        assertTrue(Cli.run("attend", "--help").out().contains("--pattern"));
+    }
+
+    @Test
+    void missingOrUnknownCommandIsAUsageError() {
+        Cli.run().assertBadInput("headroute", "missing command");
+        Cli.run("frobnicate").assertBadInput("headroute", "frobnicate");
+    }
+
+    @Test
+    void infoReportsBackendsCoresAndJvm() {
+        Cli r = Cli.run("info").assertOk();
+        assertTrue(r.out().startsWith("headroute 0.1.0"), r.out());
+        assertTrue(r.out().contains("backend cpu:  available (" + Runtime.getRuntime().availableProcessors() + " cores)"), r.out());
+        assertTrue(r.out().contains("backend cuda: "), r.out());
+        assertTrue(r.out().contains("JVM: "), r.out());
+    }
+
+    @Test
+    void verboseIsAcceptedEverywhere() {
+        try {
+            Cli.run("info", "--verbose").assertOk();
+            Cli.run("--verbose", "info").assertOk();
+            assertTrue(LogManager.getLogger("io.headroute.cli").isDebugEnabled());
+        } finally {
+            Configurator.reconfigure();
+        }
+        assertTrue(!LogManager.getLogger("io.headroute.cli").isDebugEnabled());
+    }
+
+    @Test
+    void demoAgreesOnASmallSize() {
+        Cli r = Cli.run("demo", "--backend", "cpu", "--len", "96", "--threads", "2").assertOk();
+        assertTrue(r.out().contains("flash and materialized agree"), r.out());
+        assertTrue(r.out().contains("GFLOP/s"), r.out());
+        assertTrue(r.out().contains("materialized"), r.out());
+    }
+}
