@@ -23,6 +23,9 @@ void hrshim_missing(unsigned int index) HIDDEN __attribute__((noreturn));
 
 #define DEFAULT_TARGET "libcublas.so.13"
 
+/* Lets CublasLoader tell this file from a real libcublas.so.12 that happens to be on a search path. */
+__attribute__((used)) static const char hrshim_marker[] = "HEADROUTE_CUBLAS_SHIM";
+
 /* What the constructor opened (the loaded file's path when known) and, if dlopen failed, why. */
 static char target[4096] = DEFAULT_TARGET;
 static char failure[2048];
@@ -65,10 +68,14 @@ static void choose_target(void) {
 }
 
 __attribute__((constructor)) static void hrshim_init(void) {
-    choose_target();
-    /* A bare soname also matches a libcublas.so.13 the process already loaded by absolute
-     * path (the loader compares sonames), so the JVM can preload it from anywhere. */
-    void *lib = dlopen(target, RTLD_NOW | RTLD_GLOBAL);
+    /* A libcublas.so.13 already in the process wins, whatever its path: a bare soname matches a
+     * library the JVM loaded by absolute path (the loader compares sonames), and RTLD_NOLOAD
+     * keeps this from loading a second, different copy named by HEADROUTE_CUBLAS13. */
+    void *lib = dlopen(DEFAULT_TARGET, RTLD_NOW | RTLD_GLOBAL | RTLD_NOLOAD);
+    if (lib == NULL) {
+        choose_target();
+        lib = dlopen(target, RTLD_NOW | RTLD_GLOBAL);
+    }
     if (lib == NULL) {
         const char *why = dlerror();
         snprintf(failure, sizeof failure, "%s", why != NULL ? why : "dlopen returned no error text");
