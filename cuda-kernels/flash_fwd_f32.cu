@@ -161,6 +161,6 @@ __device__ __forceinline__ void flash_fwd_f32(const AttnParams& p) {
 
 // Head dims up to 64, 128 and 256; the host picks the smallest that fits and sizes shared memory
 // with sizeof(F32Smem<DMAX>): about 29 KB, 54 KB and 103 KB (above 48 KB it must opt in).
-extern "C" __global__ void __launch_bounds__(kThreads) hr_flash_fwd_f32_d64(const AttnParams p) { flash_fwd_f32<64>(p); }
-extern "C" __global__ void __launch_bounds__(kThreads) hr_flash_fwd_f32_d128(const AttnParams p) { flash_fwd_f32<128>(p); }
-extern "C" __global__ void __launch_bounds__(kThreads) hr_flash_fwd_f32_d256(const AttnParams p) { flash_fwd_f32<256>(p); }
+extern "C" __global__ void __launch_bounds__(kThreads, 2) hr_flash_fwd_f32_d64(const AttnParams p) { flash_fwd_f32<64>(p); }
+extern "C" __global__ void __launch_bounds__(kThreads, 2) hr_flash_fwd_f32_d128(const AttnParams p) { flash_fwd_f32<128>(p); }
+extern "C" __global__ void __launch_bounds__(kThreads, 2) hr_flash_fwd_f32_d256(const AttnParams p) { flash_fwd_f32<256>(p); }
