@@ -2,6 +2,7 @@ package io.headroute.attention;
 
 import io.headroute.engine.AttentionEngine;
 import io.headroute.engine.cpu.CpuAttentionEngine;
+import io.headroute.engine.cuda.CudaAttentionEngine;
 import io.headroute.engine.cuda.CudaProbe;
 import java.util.Objects;
 import org.apache.logging.log4j.LogManager;
@@ -25,25 +26,37 @@ public final class Backends {
         return switch (backend) {
             case CPU -> new CpuAttentionEngine(cpuThreads);
             case CUDA -> {
-                CudaProbe.Result probe = CudaProbe.result();
-                if (!probe.usable()) {
-                    throw new BackendUnavailableException("--backend cuda: no usable GPU: " + probe.reason());
+                String why = cudaUnavailableReason();
+                if (why != null) {
+                    throw new BackendUnavailableException("--backend cuda: " + why);
                 }
-                throw cudaEngineMissing();
+                yield CudaAttentionEngine.open(0);
             }
             case AUTO -> {
-                CudaProbe.Result probe = CudaProbe.result();
-                // The CUDA engine is not in this build yet (issue 4), so even a usable GPU falls back.
-                String why = probe.usable() ? "a GPU is present (" + probe.reason()
-                        + ") but the CUDA attention engine is not part of this build yet" : probe.reason();
+                String why = cudaUnavailableReason();
+                if (why == null) {
+                    try {
+                        yield new FallbackEngine(CudaAttentionEngine.open(0), () -> new CpuAttentionEngine(cpuThreads));
+                    } catch (RuntimeException e) {
+                        why = "the GPU could not be opened: " + e.getMessage();
+                    }
+                }
                 LOG.info("backend auto: using CPU ({})", why);
                 yield new CpuAttentionEngine(cpuThreads);
             }
         };
     }
 
-    private static BackendUnavailableException cudaEngineMissing() {
-        return new BackendUnavailableException(
-                "the CUDA attention engine is not part of this build yet (issue 4); use --backend cpu");
+    /** Why the CUDA engine cannot run here, or null when it can. */
+    static String cudaUnavailableReason() {
+        CudaProbe.Result probe = CudaProbe.result();
+        if (!probe.usable()) {
+            return "no usable GPU: " + probe.reason();
+        }
+        if (!CudaAttentionEngine.kernelsPackaged()) {
+            return "this build has no CUDA kernels (it was built without nvcc; run 'make build' with the CUDA toolkit)";
+        }
+        return null;
     }
+
 }

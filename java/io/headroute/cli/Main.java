@@ -1,6 +1,7 @@
 package io.headroute.cli;
 
 import io.headroute.attention.BackendUnavailableException;
+import io.headroute.cuda.memory.DeviceOutOfMemoryException;
 import io.headroute.tensor.TensorFileException;
 import java.io.PrintWriter;
 import java.io.FileDescriptor;
@@ -147,7 +148,9 @@ public final class Main implements Callable<Integer> {
     /** Failures the user can fix: files, patterns, shapes, backends, values. */
     static boolean isUserError(Throwable ex) {
         return ex instanceof TensorFileException || ex instanceof BackendUnavailableException
-                || ex instanceof IllegalArgumentException; // includes PatternException and ShapeException
+                || ex instanceof IllegalArgumentException // includes PatternException and ShapeException
+                || ex instanceof UnsupportedOperationException // a backend refusing a pattern, head dim or algorithm
+                || ex instanceof DeviceOutOfMemoryException; // the problem does not fit the card
     }
 
     private static String message(Throwable ex) {

@@ -11,6 +11,8 @@ package io.headroute.engine;
  * @param keyTilesVisited  (query tile, key tile) pairs computed
  * @param keyTilesSkipped  (query tile, key tile) pairs skipped because the pattern excludes them
  * @param rowsSkipped      query rows skipped because their gate is zero
+ * @param peakDeviceBytes  peak device memory headroute held during the call (inputs, outputs and
+ *                         workspace, from the pool's accounting), or −1 on the CPU
  */
 public record ExecutionStats(String engine, Algorithm algorithm, long elapsedNanos, long workspaceBytes, long queryTiles,
-        long keyTilesVisited, long keyTilesSkipped, long rowsSkipped) {}
+        long keyTilesVisited, long keyTilesSkipped, long rowsSkipped, long peakDeviceBytes) {}

@@ -94,7 +94,7 @@ public final class CpuAttentionEngine implements AttentionEngine {
         ExecutionStats stats = algo == Algorithm.FLASH ? flash(pr) : materialized(pr);
         long elapsed = System.nanoTime() - t0;
         stats = new ExecutionStats(name(), algo, elapsed, stats.workspaceBytes(), stats.queryTiles(), stats.keyTilesVisited(),
-                stats.keyTilesSkipped(), stats.rowsSkipped());
+                stats.keyTilesSkipped(), stats.rowsSkipped(), -1);
         long[] oShape = {sh.batch(), sh.heads(), sh.qLen(), sh.headDim()};
         Tensor o = req.dtype() == DType.F32 ? Tensor.ofFloats(pr.out, oShape) : Tensor.ofFloats(req.dtype(), pr.out, oShape);
         Tensor lse = req.wantLse() ? Tensor.ofFloats(pr.lse, sh.batch(), sh.heads(), sh.qLen()) : null;
@@ -222,7 +222,7 @@ public final class CpuAttentionEngine implements AttentionEngine {
             skipped.addAndGet(counts[1]);
         });
         return new ExecutionStats(name(), Algorithm.FLASH, 0, scratchBytes + pr.repackBytes(), items.size(), visited.get(), skipped.get(),
-                rowsSkipped);
+                rowsSkipped, -1);
     }
 
     /** One work item: rows {@code rows[from .. from+nr)} of (batch, head) {@code bh}. Returns {visited, skipped}. */
@@ -386,7 +386,7 @@ public final class CpuAttentionEngine implements AttentionEngine {
         }
         long keyTiles = (sh.kvLen() + BC - 1) / BC;
         return new ExecutionStats(name(), Algorithm.MATERIALIZED, 0, 4L * cells + scratch + pr.repackBytes(),
-                (long) tiles * bhCount, (long) tiles * bhCount * keyTiles, 0, rowsSkipped);
+                (long) tiles * bhCount, (long) tiles * bhCount * keyTiles, 0, rowsSkipped, -1);
     }
 
     /**

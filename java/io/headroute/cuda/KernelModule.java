@@ -1,0 +1,150 @@
+package io.headroute.cuda;
+
+import static jcuda.driver.JCudaDriver.cuFuncGetAttribute;
+import static jcuda.driver.JCudaDriver.cuFuncSetAttribute;
+import static jcuda.driver.JCudaDriver.cuLaunchKernel;
+import static jcuda.driver.JCudaDriver.cuModuleGetFunction;
+import static jcuda.driver.JCudaDriver.cuModuleLoadData;
+import static jcuda.driver.JCudaDriver.cuModuleUnload;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import jcuda.Pointer;
+import jcuda.driver.CUfunction;
+import jcuda.driver.CUfunction_attribute;
+import jcuda.driver.CUmodule;
+import jcuda.driver.CUresult;
+
+/**
+ * One of headroute's compiled kernel families ({@code cuda-kernels/NAME.cu}), loaded from the jar
+ * resource {@code io/headroute/kernels/NAME.fatbin} with {@code cuModuleLoadData}. Functions are looked
+ * up once and cached. Closing unloads the module once.
+ */
+public final class KernelModule implements AutoCloseable {
+    /** Where the Makefile's fatbins sit inside the jar. */
+    public static final String RESOURCE_DIR = "io/headroute/kernels/";
+
+    private final CudaDevice device;
+    private final String name;
+    private final CUmodule module = new CUmodule();
+    private final Map<String, CUfunction> functions = new ConcurrentHashMap<>();
+    private boolean closed;
+
+    private KernelModule(CudaDevice device, String name, byte[] image) {
+        this.device = device;
+        this.name = name;
+        device.makeCurrent();
+        int rc = cuModuleLoadData(module, image);
+        if (rc == CUresult.CUDA_ERROR_NO_BINARY_FOR_GPU || rc == CUresult.CUDA_ERROR_UNSUPPORTED_PTX_VERSION) {
+            throw new CudaException("kernel module " + name + ".fatbin has no code that runs on " + device.describe()
+                    + " (compute capability " + device.computeCapabilityMajor() + "." + device.computeCapabilityMinor()
+                    + "; the build targets sm_80, sm_86, sm_89, sm_90 and compute_90 PTX): " + CUresult.stringFor(rc));
+        }
+        CudaException.check(rc, "cuModuleLoadData(" + name + ".fatbin, " + image.length + " bytes)", device.describe());
+    }
+
+    /** Loads {@code NAME.fatbin} from the class path. */
+    public static KernelModule load(CudaDevice device, String name) {
+        return new KernelModule(device, name, readResource(name));
+    }
+
+    /** The fatbin bytes of kernel family {@code name}; a clear error if the build did not package it. */
+    public static byte[] readResource(String name) {
+        String path = RESOURCE_DIR + name + ".fatbin";
+        try (InputStream in = KernelModule.class.getClassLoader().getResourceAsStream(path)) {
+            if (in == null) {
+                throw new CudaException("kernel module " + path + " is not on the class path: the jar was built without"
+                        + " nvcc (run 'make build' on a machine with the CUDA toolkit)");
+            }
+            return in.readAllBytes();
+        } catch (IOException e) {
+            throw new CudaException("cannot read kernel module " + path + ": " + e.getMessage());
+        }
+    }
+
+    /** Whether the jar carries kernel family {@code name}. */
+    public static boolean packaged(String name) {
+        return KernelModule.class.getClassLoader().getResource(RESOURCE_DIR + name + ".fatbin") != null;
+    }
+
+    public String name() {
+        return name;
+    }
+
+    public CudaDevice device() {
+        return device;
+    }
+
+    /** The kernel {@code kernel} of this module (cached). */
+    public CUfunction function(String kernel) {
+        if (closed) {
+            throw new IllegalStateException("kernel module " + name + " is closed");
+        }
+        return functions.computeIfAbsent(kernel, k -> {
+            device.makeCurrent();
+            CUfunction f = new CUfunction();
+            int rc = cuModuleGetFunction(f, module, k);
+            if (rc == CUresult.CUDA_ERROR_NOT_FOUND) {
+                throw new CudaException("kernel " + k + " is not in module " + name + ".fatbin (" + device.describe() + ")");
+            }
+            CudaException.check(rc, "cuModuleGetFunction(" + k + ")", device.describe());
+            return f;
+        });
+    }
+
+    /**
+     * Lets {@code kernel} use {@code bytes} of dynamic shared memory (above 48 KiB this must be asked
+     * for); fails clearly when the device offers less.
+     */
+    public void allowSharedMemory(String kernel, int bytes) {
+        if (bytes > device.maxSharedMemoryPerBlockOptin()) {
+            throw new CudaException("kernel " + kernel + " needs " + bytes + " bytes of shared memory per block; "
+                    + device.describe() + " allows " + device.maxSharedMemoryPerBlockOptin());
+        }
+        device.makeCurrent();
+        CudaException.check(cuFuncSetAttribute(function(kernel),
+                CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes),
+                "cuFuncSetAttribute(" + kernel + ", max dynamic shared memory = " + bytes + ")", device.describe());
+    }
+
+    /** Registers per thread of {@code kernel} as compiled for this device. */
+    public int registers(String kernel) {
+        int[] v = new int[1];
+        device.makeCurrent();
+        CudaException.check(cuFuncGetAttribute(v, CUfunction_attribute.CU_FUNC_ATTRIBUTE_NUM_REGS, function(kernel)),
+                "cuFuncGetAttribute(" + kernel + ", registers)", device.describe());
+        return v[0];
+    }
+
+    /**
+     * Launches {@code kernel} on {@code stream} with one by-value argument: the bytes of a parameter
+     * struct (AttnParams, SoftmaxParams), laid out exactly as the CUDA struct.
+     */
+    public void launch(String kernel, int gridX, int gridY, int gridZ, int block, int sharedBytes, CudaStream stream,
+            byte[] params) {
+        if (gridX <= 0 || gridY <= 0 || gridZ <= 0) {
+            return; // nothing to do: an empty grid is not an error
+        }
+        if (gridY > 65535 || gridZ > 65535) {
+            throw new CudaException("launch of " + kernel + ": grid (" + gridX + ", " + gridY + ", " + gridZ
+                    + ") exceeds 65535 in y or z");
+        }
+        device.makeCurrent();
+        Pointer args = Pointer.to(Pointer.to(params));
+        int rc = cuLaunchKernel(function(kernel), gridX, gridY, gridZ, block, 1, 1, sharedBytes, stream.handle(), args, null);
+        CudaException.check(rc, "cuLaunchKernel(" + kernel + ", grid (" + gridX + ", " + gridY + ", " + gridZ + "), block "
+                + block + ", " + sharedBytes + " B shared)", device.describe());
+    }
+
+    @Override
+    public void close() {
+        if (closed) {
+            return;
+        }
+        closed = true;
+        device.makeCurrent();
+        CudaException.check(cuModuleUnload(module), "cuModuleUnload(" + name + ")", device.describe());
+    }
+}

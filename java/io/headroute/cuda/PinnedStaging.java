@@ -1,0 +1,95 @@
+package io.headroute.cuda;
+
+import static jcuda.driver.JCudaDriver.cuMemAllocHost;
+import static jcuda.driver.JCudaDriver.cuMemFreeHost;
+import static jcuda.driver.JCudaDriver.cuMemcpyDtoHAsync;
+import static jcuda.driver.JCudaDriver.cuMemcpyHtoDAsync;
+
+import io.headroute.cuda.memory.Bytes;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import jcuda.Pointer;
+
+/**
+ * Two page-locked host buffers for large host↔device copies: while one chunk is copied asynchronously
+ * on the stream, the next is filled from (or drained to) Java memory. Closed once.
+ */
+public final class PinnedStaging implements AutoCloseable {
+    private final CudaDevice device;
+    private final long chunk;
+    private final Pointer[] pinned = {new Pointer(), new Pointer()};
+    private final ByteBuffer[] views = new ByteBuffer[2];
+    private final CudaEvent[] done;
+    private boolean closed;
+
+    public PinnedStaging(CudaDevice device, long chunkBytes) {
+        this.device = device;
+        this.chunk = chunkBytes;
+        device.makeCurrent();
+        for (int i = 0; i < 2; i++) {
+            CudaException.check(cuMemAllocHost(pinned[i], chunkBytes), "cuMemAllocHost(" + Bytes.format(chunkBytes) + ")",
+                    device.describe());
+            views[i] = pinned[i].getByteBuffer(0, chunkBytes).order(ByteOrder.LITTLE_ENDIAN);
+        }
+        done = new CudaEvent[] {new CudaEvent(device), new CudaEvent(device)};
+    }
+
+    /** Copies {@code src} (all remaining bytes) to device address {@code dst} through the staging buffers. */
+    public void upload(ByteBuffer src, long dst, CudaStream stream) {
+        ByteBuffer in = src.duplicate();
+        long off = 0;
+        int slot = 0;
+        boolean[] busy = new boolean[2];
+        while (in.hasRemaining()) {
+            int n = (int) Math.min(chunk, in.remaining());
+            if (busy[slot]) {
+                done[slot].synchronize(); // the copy that last used this buffer has finished
+            }
+            ByteBuffer view = views[slot].duplicate();
+            view.clear();
+            ByteBuffer part = in.slice();
+            part.limit(n);
+            view.put(part);
+            in.position(in.position() + n);
+            device.makeCurrent();
+            CudaException.check(cuMemcpyHtoDAsync(DevicePointers.of(dst + off), pinned[slot], n, stream.handle()),
+                    "cuMemcpyHtoDAsync(" + Bytes.format(n) + ")", device.describe());
+            done[slot].record(stream);
+            busy[slot] = true;
+            off += n;
+            slot ^= 1;
+        }
+        stream.synchronize();
+    }
+
+    /** Copies {@code bytes} from device address {@code src} into {@code dst} (a writable buffer). */
+    public void download(long src, ByteBuffer dst, long bytes, CudaStream stream) {
+        long off = 0;
+        while (off < bytes) {
+            int n = (int) Math.min(chunk, bytes - off);
+            device.makeCurrent();
+            CudaException.check(cuMemcpyDtoHAsync(pinned[0], DevicePointers.of(src + off), n, stream.handle()),
+                    "cuMemcpyDtoHAsync(" + Bytes.format(n) + ")", device.describe());
+            stream.synchronize();
+            ByteBuffer view = views[0].duplicate();
+            view.clear().limit(n);
+            dst.put(view);
+            off += n;
+        }
+    }
+
+    @Override
+    public void close() {
+        if (closed) {
+            return;
+        }
+        closed = true;
+        device.makeCurrent();
+        for (CudaEvent e : done) {
+            e.close();
+        }
+        for (Pointer p : pinned) {
+            CudaException.check(cuMemFreeHost(p), "cuMemFreeHost", device.describe());
+        }
+    }
+}

@@ -1,0 +1,133 @@
+package io.headroute.cuda.blas;
+
+import io.headroute.cuda.CudaDevice;
+import io.headroute.cuda.CudaException;
+import io.headroute.cuda.CudaStream;
+import io.headroute.cuda.DevicePointers;
+import io.headroute.tensor.DType;
+import jcuda.Pointer;
+import jcuda.cudaDataType;
+import jcuda.jcublas.JCublas2;
+import jcuda.jcublas.cublasComputeType;
+import jcuda.jcublas.cublasGemmAlgo;
+import jcuda.jcublas.cublasHandle;
+import jcuda.jcublas.cublasOperation;
+import jcuda.jcublas.cublasStatus;
+import jcuda.runtime.cudaStream_t;
+
+/**
+ * One cuBLAS handle for one device, bound to the caller's stream on every call. GEMMs in fp32, fp16
+ * and bf16, always with fp32 accumulation. Matrices are column-major in cuBLAS's sense; the callers
+ * translate their row-major views. Before the first handle the process is prepared by
+ * {@link CublasLoader} (native cuBLAS 12, or the shim to cuBLAS 13). Closed once.
+ */
+public final class Cublas implements AutoCloseable {
+    private final CudaDevice device;
+    private final cublasHandle handle = new cublasHandle();
+    private final CublasLoader.Resolution source;
+    private boolean closed;
+
+    private Cublas(CudaDevice device, CublasLoader.Resolution source) {
+        this.device = device;
+        this.source = source;
+        device.makeCurrent();
+        JCublas2.setExceptionsEnabled(false);
+        check(JCublas2.cublasCreate(handle), "cublasCreate");
+    }
+
+    /**
+     * A handle on {@code device}; throws {@link CudaException} naming the reason when no cuBLAS can be
+     * loaded (the GEMM paths are then unavailable).
+     */
+    public static Cublas create(CudaDevice device) {
+        CublasLoader.Resolution r = CublasLoader.resolve();
+        if (r.source() == CublasLoader.Source.ABSENT) {
+            throw new CudaException("cuBLAS is unavailable, so the GEMM paths (materialized attention) cannot run: "
+                    + r.detail());
+        }
+        return new Cublas(device, r);
+    }
+
+    /** Where this cuBLAS came from (native 12 or the shim to 13). */
+    public CublasLoader.Resolution source() {
+        return source;
+    }
+
+    /** cuBLAS's version number, e.g. 130001. */
+    public int version() {
+        int[] v = new int[1];
+        check(JCublas2.cublasGetVersion(handle(), v), "cublasGetVersion");
+        return v[0];
+    }
+
+    private static int cudaType(DType t) {
+        return switch (t) {
+            case F32 -> cudaDataType.CUDA_R_32F;
+            case F16 -> cudaDataType.CUDA_R_16F;
+            case BF16 -> cudaDataType.CUDA_R_16BF;
+            default -> throw new IllegalArgumentException("cuBLAS GEMM needs f32, f16 or bf16, got " + t.cliName());
+        };
+    }
+
+    /**
+     * C[i] = alpha · op(A[i]) · op(B[i]) + beta · C[i] for i &lt; batch (column-major, m × n result,
+     * k inner), A and B of type {@code ab}, C of type {@code c}, fp32 accumulation. Addresses are raw
+     * device addresses; strides are in elements.
+     */
+    public void gemmStridedBatched(CudaStream stream, boolean transA, boolean transB, int m, int n, int k, float alpha,
+            long a, int lda, long strideA, long b, int ldb, long strideB, float beta, long c, int ldc, long strideC,
+            int batch, DType ab, DType cType) {
+        bind(stream);
+        int rc = JCublas2.cublasGemmStridedBatchedEx(handle(), op(transA), op(transB), m, n, k, Pointer.to(new float[] {alpha}),
+                DevicePointers.of(a), cudaType(ab), lda, strideA, DevicePointers.of(b), cudaType(ab), ldb, strideB,
+                Pointer.to(new float[] {beta}), DevicePointers.of(c), cudaType(cType), ldc, strideC, batch,
+                cublasComputeType.CUBLAS_COMPUTE_32F, cublasGemmAlgo.CUBLAS_GEMM_DEFAULT);
+        check(rc, "cublasGemmStridedBatchedEx(" + (transA ? "T" : "N") + (transB ? "T" : "N") + ", m=" + m + ", n=" + n
+                + ", k=" + k + ", batch=" + batch + ", " + ab.cliName() + "->" + cType.cliName() + ")");
+    }
+
+    /** C = alpha · op(A) · op(B) + beta · C (column-major), fp32 accumulation: the projections' GEMM. */
+    public void gemm(CudaStream stream, boolean transA, boolean transB, int m, int n, int k, float alpha, long a, int lda,
+            long b, int ldb, float beta, long c, int ldc, DType ab, DType cType) {
+        bind(stream);
+        int rc = JCublas2.cublasGemmEx(handle(), op(transA), op(transB), m, n, k, Pointer.to(new float[] {alpha}),
+                DevicePointers.of(a), cudaType(ab), lda, DevicePointers.of(b), cudaType(ab), ldb, Pointer.to(new float[] {beta}),
+                DevicePointers.of(c), cudaType(cType), ldc, cublasComputeType.CUBLAS_COMPUTE_32F,
+                cublasGemmAlgo.CUBLAS_GEMM_DEFAULT);
+        check(rc, "cublasGemmEx(" + (transA ? "T" : "N") + (transB ? "T" : "N") + ", m=" + m + ", n=" + n + ", k=" + k
+                + ", " + ab.cliName() + "->" + cType.cliName() + ")");
+    }
+
+    private static int op(boolean trans) {
+        return trans ? cublasOperation.CUBLAS_OP_T : cublasOperation.CUBLAS_OP_N;
+    }
+
+    private void bind(CudaStream stream) {
+        device.makeCurrent();
+        check(JCublas2.cublasSetStream(handle(), new cudaStream_t(stream.handle())), "cublasSetStream");
+    }
+
+    private cublasHandle handle() {
+        if (closed) {
+            throw new IllegalStateException("cuBLAS handle on " + device.describe() + " is closed");
+        }
+        return handle;
+    }
+
+    private void check(int status, String op) {
+        if (status != cublasStatus.CUBLAS_STATUS_SUCCESS) {
+            throw new CudaException(op + " on " + device.describe() + " failed: " + cublasStatus.stringFor(status) + " ("
+                    + status + "); cuBLAS from " + source.source() + " (" + source.detail() + ")");
+        }
+    }
+
+    @Override
+    public void close() {
+        if (closed) {
+            return;
+        }
+        closed = true;
+        device.makeCurrent();
+        check(JCublas2.cublasDestroy(handle), "cublasDestroy");
+    }
+}

@@ -1,0 +1,56 @@
+package io.headroute.engine.cuda;
+
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+
+/**
+ * The bytes of {@code struct AttnParams} (cuda-kernels/attention_params.cuh), the by-value argument of
+ * every attention kernel. Field order and offsets match the CUDA struct, whose static_asserts pin
+ * them: 7 pointers, 12 int64 strides (in elements), 10 int32/float fields, 2 reserved.
+ */
+public final class AttentionParams {
+    /** sizeof(AttnParams). */
+    public static final int SIZE = 200;
+    static final int OFFSET_STRIDES = 56;
+    static final int OFFSET_SIZES = 152;
+    static final int OFFSET_SCALE = 184;
+
+    private AttentionParams() {}
+
+    /** Device addresses; 0 for the nullable ones (lse, gate, tiles). */
+    public record Pointers(long q, long k, long v, long o, long lse, long gate, long tiles) {}
+
+    /**
+     * Row-major strides in elements of q (B, H, L, D), k and v (B, Hkv, S, D), o (B, H, L, D):
+     * {batch, head, row} each.
+     */
+    public record Strides(long[] q, long[] k, long[] v, long[] o) {
+        /** The strides of contiguous tensors. */
+        public static Strides contiguous(int heads, int kvHeads, int qLen, int kvLen, int d) {
+            long[] q = {(long) heads * qLen * d, (long) qLen * d, d};
+            long[] kv = {(long) kvHeads * kvLen * d, (long) kvLen * d, d};
+            return new Strides(q, kv.clone(), kv.clone(), q.clone());
+        }
+    }
+
+    /** Encodes the struct, little-endian. */
+    public static byte[] encode(Pointers p, Strides s, int batch, int heads, int kvHeads, int qLen, int kvLen, int headDim,
+            boolean causal, int numTiles, float scale) {
+        ByteBuffer b = ByteBuffer.allocate(SIZE).order(ByteOrder.LITTLE_ENDIAN);
+        b.putLong(p.q()).putLong(p.k()).putLong(p.v()).putLong(p.o()).putLong(p.lse()).putLong(p.gate()).putLong(p.tiles());
+        for (long[] st : new long[][] {s.q(), s.k(), s.v(), s.o()}) {
+            if (st.length != 3) {
+                throw new IllegalArgumentException("strides are {batch, head, row}, got " + st.length + " values");
+            }
+            b.putLong(st[0]).putLong(st[1]).putLong(st[2]);
+        }
+        b.putInt(batch).putInt(heads).putInt(kvHeads).putInt(qLen).putInt(kvLen).putInt(headDim);
+        b.putInt(causal ? 1 : 0).putInt(numTiles);
+        b.putFloat(scale).putFloat((float) (scale * (1.0 / Math.log(2.0))));
+        b.putInt(0).putInt(0);
+        if (b.position() != SIZE) {
+            throw new IllegalStateException("AttnParams encoded to " + b.position() + " bytes, expected " + SIZE);
+        }
+        return b.array();
+    }
+}

@@ -1,0 +1,94 @@
+package io.headroute.engine.cuda;
+
+import io.headroute.engine.AttentionShape;
+import io.headroute.pattern.Pattern;
+import io.headroute.tensor.DType;
+
+/**
+ * Host-side planning of one flash forward launch: which kernel of which module, its block shape,
+ * dynamic shared memory and grid, or a clear refusal. Pure Java, so it is tested on the CPU.
+ *
+ * @param module      kernel family (fatbin name)
+ * @param kernel      function name in the module
+ * @param threads     threads per block
+ * @param blockRows   query rows per block (B_r)
+ * @param sharedBytes dynamic shared memory per block
+ * @param gridX       query tiles = ceil(L / B_r)
+ * @param gridY       heads
+ * @param gridZ       batch
+ */
+public record FlashPlan(String module, String kernel, int threads, int blockRows, int sharedBytes, int gridX, int gridY,
+        int gridZ) {
+    /** Head dims of the tensor-core kernel. */
+    static final int[] MMA_HEAD_DIMS = {32, 64, 96, 128};
+    /** Largest head dim of each fp32 kernel variant. */
+    static final int[] F32_HEAD_DIMS = {64, 128, 256};
+
+    /** Plans the flash kernel for {@code shape} in {@code dtype}, refusing what it cannot compute. */
+    public static FlashPlan of(AttentionShape shape, DType dtype, Pattern pattern) {
+        if (!flashSupports(pattern)) {
+            throw new UnsupportedOperationException("pattern " + pattern.spec() + " needs the block-sparse GPU kernel "
+                    + "(issue 5), which is not in this build; the GPU flash kernel takes dense and causal; use --backend cpu");
+        }
+        int d = shape.headDim();
+        int rows;
+        int shared;
+        String kernel;
+        String module;
+        switch (dtype) {
+            case F32 -> {
+                int dmax = 0;
+                for (int c : F32_HEAD_DIMS) {
+                    if (d <= c) {
+                        dmax = c;
+                        break;
+                    }
+                }
+                if (dmax == 0) {
+                    throw new UnsupportedOperationException("head dim D = " + d + " exceeds the fp32 flash kernel's 256");
+                }
+                rows = 32;
+                shared = 4 * (32 * dmax + 2 * 32 * (dmax + 1) + 32 * 32);
+                kernel = "hr_flash_fwd_f32_d" + dmax;
+                module = "flash_fwd_f32";
+            }
+            case F16, BF16 -> {
+                boolean ok = false;
+                for (int c : MMA_HEAD_DIMS) {
+                    ok |= c == d;
+                }
+                if (!ok) {
+                    throw new UnsupportedOperationException("head dim D = " + d + " is not supported by the " + dtype.cliName()
+                            + " tensor-core kernel (it takes 32, 64, 96 and 128); use --dtype f32 (any D up to 256)");
+                }
+                rows = 64;
+                shared = 2 * (64 * (d + 8) + 4 * 64 * (d + 8));
+                kernel = "hr_flash_fwd_" + dtype.cliName() + "_d" + d;
+                module = "flash_fwd_mma";
+            }
+            default -> throw new UnsupportedOperationException("flash attention needs f32, f16 or bf16, got " + dtype.cliName());
+        }
+        if (shape.heads() > 65535 || shape.batch() > 65535) {
+            throw new UnsupportedOperationException("H = " + shape.heads() + " and B = " + shape.batch()
+                    + " must each be at most 65535 (grid y and z)");
+        }
+        int tiles = (shape.qLen() + rows - 1) / rows;
+        return new FlashPlan(module, kernel, 128, rows, shared, tiles, shape.heads(), shape.batch());
+    }
+
+    /** The flash kernels evaluate dense and causal (with or without --causal on top). */
+    static boolean flashSupports(Pattern p) {
+        Pattern inner = p instanceof Pattern.CausalOf c ? c.inner() : p;
+        return inner instanceof Pattern.Dense || inner instanceof Pattern.Causal;
+    }
+
+    /** Whether the kernel must apply the causal rule. */
+    static boolean causal(Pattern p) {
+        return p instanceof Pattern.Causal || p instanceof Pattern.CausalOf;
+    }
+
+    /** Query tiles × heads × batch: the blocks launched. */
+    public long blocks() {
+        return (long) gridX * gridY * gridZ;
+    }
+}

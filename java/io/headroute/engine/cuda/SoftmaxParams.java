@@ -1,0 +1,52 @@
+package io.headroute.engine.cuda;
+
+import io.headroute.pattern.Pattern;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+
+/**
+ * The bytes of {@code struct SoftmaxParams} (cuda-kernels/softmax_rows.cu), the argument of the
+ * materialized path's row softmax: 3 pointers, then 8 int32 fields.
+ */
+public final class SoftmaxParams {
+    public static final int SIZE = 56;
+    static final int DENSE = 0;
+    static final int CAUSAL = 1;
+    static final int WINDOW = 2;
+    static final int LONGFORMER = 3;
+
+    private SoftmaxParams() {}
+
+    /** The token rule the kernel evaluates: {kind, W, G, causal}. Block-level patterns are refused. */
+    static int[] rule(Pattern p) {
+        boolean causal = false;
+        if (p instanceof Pattern.CausalOf c) {
+            causal = true;
+            p = c.inner();
+        }
+        int flag = causal ? 1 : 0;
+        if (p instanceof Pattern.Dense) {
+            return new int[] {DENSE, 0, 0, flag};
+        } else if (p instanceof Pattern.Causal) {
+            return new int[] {CAUSAL, 0, 0, flag};
+        } else if (p instanceof Pattern.Window w) {
+            return new int[] {WINDOW, w.w(), 0, flag};
+        } else if (p instanceof Pattern.Longformer l) {
+            return new int[] {LONGFORMER, l.w(), l.g(), flag};
+        }
+        throw new UnsupportedOperationException("pattern " + p.spec() + " is block-level; the GPU materialized path "
+                + "evaluates dense, causal, window and longformer (block-sparse GPU attention is issue 5); use --backend cpu");
+    }
+
+    /** Encodes the struct, little-endian. */
+    static byte[] encode(long scores, long lse, long gate, int heads, int qLen, int kvLen, Pattern pattern, long rows) {
+        if (rows > Integer.MAX_VALUE) {
+            throw new IllegalArgumentException("B·H·L = " + rows + " rows exceed one launch");
+        }
+        int[] r = rule(pattern);
+        ByteBuffer b = ByteBuffer.allocate(SIZE).order(ByteOrder.LITTLE_ENDIAN);
+        b.putLong(scores).putLong(lse).putLong(gate);
+        b.putInt(heads).putInt(qLen).putInt(kvLen).putInt(r[0]).putInt(r[1]).putInt(r[2]).putInt(r[3]).putInt((int) rows);
+        return b.array();
+    }
+}

@@ -1,0 +1,103 @@
+package io.headroute.engine;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.headroute.bench.AttentionBenchmark;
+import io.headroute.engine.cpu.CpuAttentionEngine;
+import io.headroute.tensor.Tensor;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Random;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+
+class ShardMergeTest {
+    private static final CpuAttentionEngine ENGINE = new CpuAttentionEngine(2);
+
+    @AfterAll
+    static void close() {
+        ENGINE.close();
+    }
+
+    private static Tensor gaussian(Random r, long... shape) {
+        float[] x = new float[(int) Tensor.numel(shape)];
+        for (int i = 0; i < x.length; i++) {
+            x[i] = (float) r.nextGaussian();
+        }
+        return Tensor.ofFloats(x, shape);
+    }
+
+    /** Keys [from, to) of a (B, Hkv, S, D) tensor. */
+    private static Tensor keys(Tensor t, int from, int to) {
+        long[] s = t.shape();
+        float[] x = t.toFloatArray();
+        int d = (int) s[3];
+        int n = to - from;
+        float[] out = new float[(int) (s[0] * s[1]) * n * d];
+        for (int bh = 0; bh < s[0] * s[1]; bh++) {
+            System.arraycopy(x, (int) ((bh * s[2] + from) * d), out, bh * n * d, n * d);
+        }
+        return Tensor.ofFloats(out, s[0], s[1], n, d);
+    }
+
+    @ParameterizedTest(name = "L={0} S={1} shards={2} Hkv={3}")
+    @CsvSource({"1, 1000, 3, 4", "77, 300, 2, 2", "64, 640, 5, 1", "5, 50, 7, 4"})
+    void shardedEqualsUnsharded(int l, int s, int shards, int hkv) {
+        Random r = new Random(l * 31L + s);
+        Tensor q = gaussian(r, 2, 4, l, 64);
+        Tensor k = gaussian(r, 2, hkv, s, 64);
+        Tensor v = gaussian(r, 2, hkv, s, 64);
+        AttentionResult whole = ENGINE.run(AttentionRequest.builder(q, k, v).wantLse(true).build());
+        List<ShardMerge.Part> parts = new ArrayList<>();
+        for (int i = 0; i < shards; i++) {
+            int from = s * i / shards;
+            int to = s * (i + 1) / shards;
+            // Dense attention does not depend on positions, so a shard is plain attention over its keys;
+            // the contract needs L ≤ S in each shard, which the cases keep.
+            assertTrue(to - from >= l, "shard smaller than L");
+            Tensor ks = keys(k, from, to);
+            Tensor vs = keys(v, from, to);
+            AttentionResult res = ENGINE.run(AttentionRequest.builder(q, ks, vs).wantLse(true).build());
+            parts.add(new ShardMerge.Part(res.o(), res.lse()));
+        }
+        ShardMerge.Part merged = ShardMerge.merge(parts);
+        assertTrue(AttentionBenchmark.relativeL2(merged.o().toFloatArray(), whole.o().toFloatArray()) < 1e-6);
+        float[] a = merged.lse().toFloatArray();
+        float[] b = whole.lse().toFloatArray();
+        for (int i = 0; i < a.length; i++) {
+            assertEquals(b[i], a[i], 1e-5 * Math.max(1, Math.abs(b[i])), "lse row " + i);
+        }
+    }
+
+    @Test
+    void rowsEmptyInEveryShardStayEmpty() {
+        Tensor o = Tensor.ofFloats(new float[] {0, 0, 1, 2}, 1, 1, 2, 2);
+        Tensor lse = Tensor.ofFloats(new float[] {Float.NEGATIVE_INFINITY, 0.5f}, 1, 1, 2);
+        Tensor o2 = Tensor.ofFloats(new float[] {0, 0, 3, 4}, 1, 1, 2, 2);
+        Tensor lse2 = Tensor.ofFloats(new float[] {Float.NEGATIVE_INFINITY, Float.NEGATIVE_INFINITY}, 1, 1, 2);
+        ShardMerge.Part m = ShardMerge.merge(List.of(new ShardMerge.Part(o, lse), new ShardMerge.Part(o2, lse2)));
+        float[] mo = m.o().toFloatArray();
+        float[] ml = m.lse().toFloatArray();
+        assertEquals(Float.NEGATIVE_INFINITY, ml[0]);
+        assertEquals(0f, mo[0]);
+        assertEquals(0f, mo[1]);
+        assertEquals(0.5f, ml[1]);
+        assertEquals(1f, mo[2]);
+        assertEquals(2f, mo[3], "a shard with lse −∞ has weight 0");
+    }
+
+    @Test
+    void mismatchedShardsAreRefused() {
+        Tensor o = Tensor.ofFloats(new float[4], 1, 1, 2, 2);
+        Tensor lse = Tensor.ofFloats(new float[2], 1, 1, 2);
+        Tensor o3 = Tensor.ofFloats(new float[6], 1, 1, 3, 2);
+        Tensor lse3 = Tensor.ofFloats(new float[3], 1, 1, 3);
+        assertThrows(ShapeException.class,
+                () -> ShardMerge.merge(List.of(new ShardMerge.Part(o, lse), new ShardMerge.Part(o3, lse3))));
+        assertThrows(IllegalArgumentException.class, () -> ShardMerge.merge(List.of()));
+    }
+}
