@@ -1,0 +1,202 @@
+package io.headroute.engine.cuda;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+import io.headroute.bench.AttentionBenchmark;
+import io.headroute.engine.Algorithm;
+import io.headroute.engine.AttentionRequest;
+import io.headroute.engine.AttentionResult;
+import io.headroute.engine.cpu.CpuAttentionEngine;
+import io.headroute.pattern.Pattern;
+import io.headroute.pattern.Patterns;
+import io.headroute.tensor.DType;
+import io.headroute.tensor.Tensor;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Random;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Tag;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.MethodSource;
+
+/**
+ * The GPU engine against the CPU engine on fresh random inputs, outputs poisoned with NaN before every
+ * run. Tolerances by dtype: the relative L2 error of o within 1e-5 (f32), 2e-3 (f16), 1e-2 (bf16); the
+ * CPU reference for f16/bf16 runs on the same rounded inputs. Skips itself without a usable GPU.
+ */
+@Tag("gpu")
+class CudaAttentionGpuTest {
+    private static CudaAttentionEngine gpu;
+    private static CpuAttentionEngine cpu;
+
+    @BeforeAll
+    static void open() {
+        CudaProbe.Result probe = CudaProbe.result();
+        assumeTrue(probe.usable(), "no usable GPU: " + probe.reason());
+        assumeTrue(CudaAttentionEngine.kernelsPackaged(), "the build has no CUDA kernels (built without nvcc)");
+        gpu = CudaAttentionEngine.open(0);
+        gpu.setPoisonOutputs(true);
+        cpu = new CpuAttentionEngine();
+    }
+
+    @AfterAll
+    static void close() {
+        if (cpu != null) {
+            cpu.close();
+        }
+        if (gpu != null) {
+            gpu.close(); // throws if any device buffer leaked
+        }
+    }
+
+    @AfterEach
+    void nothingLeftAllocated() {
+        if (gpu != null) {
+            assertEquals(0, gpu.pool().stats().allocatedBytes(), "device memory still allocated: " + gpu.pool().stats());
+        }
+    }
+
+    static double tolerance(DType t) {
+        return switch (t) {
+            case F32 -> 1e-5;
+            case F16 -> 2e-3;
+            default -> 1e-2;
+        };
+    }
+
+    static Tensor gaussian(Random r, DType t, long... shape) {
+        float[] x = new float[(int) Tensor.numel(shape)];
+        for (int i = 0; i < x.length; i++) {
+            x[i] = (float) r.nextGaussian();
+        }
+        return Tensor.ofFloats(t, x, shape);
+    }
+
+    /** A gate with about a third of its entries zero, and the first 64 rows of head 0 all zero (a skipped tile). */
+    static Tensor gate(Random r, int b, int l, int h) {
+        float[] g = new float[b * l * h];
+        for (int i = 0; i < g.length; i++) {
+            g[i] = r.nextInt(3) == 0 ? 0f : 0.25f + r.nextFloat();
+        }
+        for (int bb = 0; bb < b; bb++) {
+            for (int i = 0; i < Math.min(64, l); i++) {
+                g[(bb * l + i) * h] = 0f;
+            }
+        }
+        return Tensor.ofFloats(g, b, l, h);
+    }
+
+    static Stream<Arguments> cases() {
+        List<Arguments> out = new ArrayList<>();
+        int[][] shapes = {{1, 4, 4, 77, 77}, {2, 4, 2, 77, 300}, {1, 4, 1, 1, 1000}, {1, 2, 2, 1000, 1000}, {1, 8, 2, 130, 130}};
+        for (Algorithm a : new Algorithm[] {Algorithm.FLASH, Algorithm.MATERIALIZED}) {
+            for (DType t : new DType[] {DType.F32, DType.F16, DType.BF16}) {
+                for (int d : new int[] {64, 128}) {
+                    for (int[] s : shapes) {
+                        for (boolean causal : new boolean[] {false, true}) {
+                            out.add(Arguments.of(a, t, d, s[0], s[1], s[2], s[3], s[4], causal, false));
+                        }
+                    }
+                    out.add(Arguments.of(a, t, d, 2, 4, 2, 300, 300, true, true));
+                }
+            }
+        }
+        // The other head dims each kernel takes.
+        for (int d : new int[] {32, 96}) {
+            out.add(Arguments.of(Algorithm.FLASH, DType.BF16, d, 1, 2, 1, 200, 333, true, false));
+            out.add(Arguments.of(Algorithm.FLASH, DType.F16, d, 1, 2, 2, 200, 200, false, true));
+        }
+        for (int d : new int[] {16, 100, 256}) {
+            out.add(Arguments.of(Algorithm.FLASH, DType.F32, d, 1, 2, 1, 150, 150, true, true));
+        }
+        return out.stream();
+    }
+
+    @ParameterizedTest(name = "{0} {1} D={2} B={3} H={4} Hkv={5} L={6} S={7} causal={8} gate={9}")
+    @MethodSource("cases")
+    void matchesTheCpuEngine(Algorithm algo, DType dtype, int d, int b, int h, int hkv, int l, int s, boolean causal,
+            boolean gated) {
+        Random r = new Random(31L * l + 7L * s + d + (causal ? 1 : 0) + dtype.ordinal());
+        Tensor q = gaussian(r, DType.F32, b, h, l, d);
+        Tensor k = gaussian(r, DType.F32, b, hkv, s, d);
+        Tensor v = gaussian(r, DType.F32, b, hkv, s, d);
+        AttentionRequest.Builder rb = AttentionRequest.builder(q, k, v).causal(causal).dtype(dtype).algorithm(algo).wantLse(true);
+        if (gated) {
+            rb.gate(gate(r, b, l, h));
+        }
+        AttentionRequest req = rb.build();
+        AttentionResult got = gpu.run(req);
+        AttentionResult want = cpu.run(AttentionRequest.builder(q, k, v).causal(causal).dtype(dtype)
+                .algorithm(Algorithm.FLASH).wantLse(true).gate(req.gate()).build());
+        compare(got, want, tolerance(dtype), algo.cliName() + " " + dtype.cliName() + " D=" + d + " B=" + b + " H=" + h
+                + " Hkv=" + hkv + " L=" + l + " S=" + s + (causal ? " causal" : "") + (gated ? " gated" : ""));
+    }
+
+    static void compare(AttentionResult got, AttentionResult want, double tol, String what) {
+        float[] o = got.o().toFloatArray();
+        for (int i = 0; i < o.length; i++) {
+            assertTrue(Float.isFinite(o[i]), what + ": o[" + i + "] = " + o[i] + " (unwritten or NaN)");
+        }
+        double rel = AttentionBenchmark.relativeL2(o, want.o().toFloatArray());
+        assertTrue(rel <= tol, what + ": relative L2 error " + rel + " > " + tol);
+        float[] a = got.lse().toFloatArray();
+        float[] e = want.lse().toFloatArray();
+        for (int i = 0; i < a.length; i++) {
+            if (e[i] == Float.NEGATIVE_INFINITY) {
+                assertEquals(Float.NEGATIVE_INFINITY, a[i], what + ": lse[" + i + "] of an empty or gated row");
+            } else {
+                assertEquals(e[i], a[i], tol * Math.max(1, Math.abs(e[i])) * 10, what + ": lse[" + i + "]");
+            }
+        }
+    }
+
+    @Test
+    void materializedEvaluatesTokenPatterns() {
+        Random r = new Random(5);
+        Tensor q = gaussian(r, DType.F32, 1, 2, 150, 64);
+        Tensor k = gaussian(r, DType.F32, 1, 2, 300, 64);
+        Tensor v = gaussian(r, DType.F32, 1, 2, 300, 64);
+        for (String spec : new String[] {"window:7", "longformer:5:3"}) {
+            for (boolean causal : new boolean[] {false, true}) {
+                Pattern p = Patterns.parse(spec);
+                AttentionRequest req = AttentionRequest.builder(q, k, v).pattern(p).causal(causal)
+                        .algorithm(Algorithm.MATERIALIZED).wantLse(true).build();
+                AttentionResult want = cpu.run(req);
+                compare(gpu.run(req), want, 1e-5, spec + (causal ? "+causal" : ""));
+            }
+        }
+    }
+
+    @Test
+    void patternsWithoutAGpuKernelAreRefusedBeforeAnyWork() {
+        Random r = new Random(6);
+        Tensor q = gaussian(r, DType.F32, 1, 1, 64, 64);
+        AttentionRequest req = AttentionRequest.builder(q, q, q).pattern(Patterns.parse("bigbird:64:1:1:1:1")).build();
+        long before = gpu.pool().stats().allocations();
+        assertThrows(UnsupportedOperationException.class, () -> gpu.run(req));
+        assertEquals(before, gpu.pool().stats().allocations(), "nothing was allocated for a refused request");
+    }
+
+    @Test
+    void flashHoldsOnlyInputsAndOutputs() {
+        Random r = new Random(8);
+        int l = 2048;
+        Tensor q = gaussian(r, DType.F32, 1, 8, l, 128);
+        AttentionRequest req = AttentionRequest.builder(q, q, q).dtype(DType.BF16).causal(true).build();
+        AttentionResult res = gpu.run(req);
+        long io = 4L * 8 * l * 128 * 2 + 4L * 8 * l;
+        assertTrue(res.stats().peakDeviceBytes() <= io * 105 / 100,
+                "flash peak " + res.stats().peakDeviceBytes() + " B vs q+k+v+o+lse " + io + " B");
+        AttentionResult mat = gpu.run(AttentionRequest.builder(q, q, q).dtype(DType.BF16).causal(true)
+                .algorithm(Algorithm.MATERIALIZED).build());
+        assertTrue(mat.stats().workspaceBytes() >= 8L * l * l * 2, "materialized scores are tagged and counted");
+    }
+}

@@ -1,0 +1,153 @@
+package io.headroute.engine.cuda;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.headroute.engine.AttentionShape;
+import io.headroute.pattern.Pattern;
+import io.headroute.pattern.Patterns;
+import io.headroute.tensor.DType;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.regex.Matcher;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+
+/**
+ * The Java side of the kernels' contract, checked against the CUDA sources: parameter struct layouts,
+ * kernel names and shared-memory sizes. Runs without a GPU.
+ */
+class KernelContractTest {
+    private static String source(String file) throws IOException {
+        return Files.readString(Path.of("cuda-kernels", file));
+    }
+
+    private static int asserted(String text, String what) {
+        Matcher m = java.util.regex.Pattern.compile(java.util.regex.Pattern.quote(what) + "\\s*==\\s*(\\d+)").matcher(text);
+        assertTrue(m.find(), "no static_assert on " + what);
+        return Integer.parseInt(m.group(1));
+    }
+
+    @Test
+    void attnParamsLayoutMatchesTheCudaStruct() throws IOException {
+        String h = source("attention_params.cuh");
+        assertEquals(AttentionParams.SIZE, asserted(h, "sizeof(AttnParams)"));
+        assertEquals(AttentionParams.OFFSET_STRIDES, asserted(h, "offsetof(AttnParams, q_batch_stride)"));
+        assertEquals(AttentionParams.OFFSET_SIZES, asserted(h, "offsetof(AttnParams, batch)"));
+        assertEquals(AttentionParams.OFFSET_SCALE, asserted(h, "offsetof(AttnParams, scale)"));
+    }
+
+    @Test
+    void attnParamsEncodeEveryFieldAtItsOffset() {
+        byte[] b = AttentionParams.encode(new AttentionParams.Pointers(0x1000, 0x2000, 0x3000, 0x4000, 0x5000, 0, 0x7000),
+                AttentionParams.Strides.contiguous(8, 2, 77, 300, 64), 3, 8, 2, 77, 300, 64, true, 11, 0.125f);
+        ByteBuffer bb = ByteBuffer.wrap(b).order(ByteOrder.LITTLE_ENDIAN);
+        assertEquals(AttentionParams.SIZE, b.length);
+        assertEquals(0x1000, bb.getLong(0));
+        assertEquals(0x4000, bb.getLong(24));
+        assertEquals(0, bb.getLong(40), "no gate");
+        assertEquals(0x7000, bb.getLong(48));
+        int s = AttentionParams.OFFSET_STRIDES;
+        assertEquals(8L * 77 * 64, bb.getLong(s), "q batch stride");
+        assertEquals(77L * 64, bb.getLong(s + 8), "q head stride");
+        assertEquals(64, bb.getLong(s + 16), "q row stride");
+        assertEquals(2L * 300 * 64, bb.getLong(s + 24), "k batch stride");
+        assertEquals(300L * 64, bb.getLong(s + 32), "k head stride");
+        assertEquals(77L * 64, bb.getLong(s + 9 * 8 + 8), "o head stride");
+        int z = AttentionParams.OFFSET_SIZES;
+        int[] expect = {3, 8, 2, 77, 300, 64, 1, 11};
+        for (int i = 0; i < expect.length; i++) {
+            assertEquals(expect[i], bb.getInt(z + 4 * i), "int field " + i);
+        }
+        assertEquals(0.125f, bb.getFloat(AttentionParams.OFFSET_SCALE));
+        assertEquals(0.125f / (float) Math.log(2), bb.getFloat(AttentionParams.OFFSET_SCALE + 4), 1e-7f, "scale · log2 e");
+    }
+
+    @Test
+    void softmaxParamsLayoutMatchesTheCudaStruct() throws IOException {
+        assertEquals(SoftmaxParams.SIZE, asserted(source("softmax_rows.cu"), "sizeof(SoftmaxParams)"));
+        byte[] b = SoftmaxParams.encode(0x10, 0x20, 0x30, 4, 77, 300, Patterns.parse("longformer:5:3").withCausal(), 616);
+        ByteBuffer bb = ByteBuffer.wrap(b).order(ByteOrder.LITTLE_ENDIAN);
+        assertEquals(0x30, bb.getLong(16));
+        int[] expect = {4, 77, 300, SoftmaxParams.LONGFORMER, 5, 3, 1, 616};
+        for (int i = 0; i < expect.length; i++) {
+            assertEquals(expect[i], bb.getInt(24 + 4 * i), "int field " + i);
+        }
+    }
+
+    @Test
+    void softmaxPatternKindsMatchTheKernelsEnum() throws IOException {
+        String cu = source("softmax_rows.cu");
+        assertEquals(SoftmaxParams.DENSE, enumValue(cu, "HR_PATTERN_DENSE"));
+        assertEquals(SoftmaxParams.CAUSAL, enumValue(cu, "HR_PATTERN_CAUSAL"));
+        assertEquals(SoftmaxParams.WINDOW, enumValue(cu, "HR_PATTERN_WINDOW"));
+        assertEquals(SoftmaxParams.LONGFORMER, enumValue(cu, "HR_PATTERN_LONGFORMER"));
+        assertThrows(UnsupportedOperationException.class, () -> SoftmaxParams.rule(Patterns.parse("bigbird:64:1:1:1:1")));
+    }
+
+    private static int enumValue(String text, String name) {
+        Matcher m = java.util.regex.Pattern.compile("\\b" + name + "\\s*=\\s*(\\d+)").matcher(text);
+        assertTrue(m.find(), "no enumerator " + name);
+        return Integer.parseInt(m.group(1));
+    }
+
+    @ParameterizedTest(name = "{0} D={1}")
+    @CsvSource({"f32, 16, hr_flash_fwd_f32_d64, 32", "f32, 64, hr_flash_fwd_f32_d64, 32", "f32, 100, hr_flash_fwd_f32_d128, 32",
+            "f32, 256, hr_flash_fwd_f32_d256, 32", "bf16, 64, hr_flash_fwd_bf16_d64, 64", "f16, 128, hr_flash_fwd_f16_d128, 64",
+            "bf16, 32, hr_flash_fwd_bf16_d32, 64", "f16, 96, hr_flash_fwd_f16_d96, 64"})
+    void flashPlanPicksAKernelThatExists(String dtype, int d, String kernel, int rows) throws IOException {
+        DType dt = DType.parse(dtype);
+        FlashPlan p = FlashPlan.of(new AttentionShape(2, 16, 4, 1000, 1000, d), dt, new Pattern.Causal());
+        assertEquals(kernel, p.kernel());
+        assertEquals(rows, p.blockRows());
+        assertEquals((1000 + rows - 1) / rows, p.gridX());
+        assertEquals(16, p.gridY());
+        assertEquals(2, p.gridZ());
+        String cu = source(p.module() + ".cu");
+        assertTrue(cu.contains(" " + kernel + "(") || cu.contains("(" + kernel + ","),
+                kernel + " is not defined in " + p.module() + ".cu");
+    }
+
+    @Test
+    void flashSharedMemoryMatchesTheKernelsLayout() {
+        // flash_fwd_mma.cu: (Br·(D+8) + 4·Bc·(D+8)) 2-byte elements, Br = Bc = 64.
+        FlashPlan p = FlashPlan.of(new AttentionShape(1, 1, 1, 64, 64, 128), DType.BF16, new Pattern.Dense());
+        assertEquals((64 * 136 + 4 * 64 * 136) * 2, p.sharedBytes());
+        // flash_fwd_f32.cu: float q[32][DMAX], k[32][DMAX+1], v[32][DMAX+1], p[32][32].
+        FlashPlan f = FlashPlan.of(new AttentionShape(1, 1, 1, 64, 64, 64), DType.F32, new Pattern.Dense());
+        assertEquals(4 * (32 * 64 + 2 * 32 * 65 + 32 * 32), f.sharedBytes());
+    }
+
+    @Test
+    void flashPlanRefusesWhatTheKernelsCannotDo() {
+        AttentionShape d256 = new AttentionShape(1, 1, 1, 64, 64, 256);
+        UnsupportedOperationException e = assertThrows(UnsupportedOperationException.class,
+                () -> FlashPlan.of(d256, DType.BF16, new Pattern.Dense()));
+        assertTrue(e.getMessage().contains("use --dtype f32"), e.getMessage());
+        assertThrows(UnsupportedOperationException.class,
+                () -> FlashPlan.of(new AttentionShape(1, 1, 1, 64, 64, 320), DType.F32, new Pattern.Dense()));
+        assertThrows(UnsupportedOperationException.class,
+                () -> FlashPlan.of(new AttentionShape(1, 1, 1, 64, 64, 48), DType.F16, new Pattern.Dense()));
+        UnsupportedOperationException w = assertThrows(UnsupportedOperationException.class,
+                () -> FlashPlan.of(new AttentionShape(1, 1, 1, 64, 64, 64), DType.F32, Patterns.parse("window:8")));
+        assertTrue(w.getMessage().contains("block-sparse"), w.getMessage());
+        assertTrue(FlashPlan.causal(new Pattern.Dense().withCausal()));
+        assertTrue(FlashPlan.causal(new Pattern.Causal()));
+        assertTrue(!FlashPlan.causal(new Pattern.Dense()));
+    }
+
+    @Test
+    void materializedPlanCountsTheScoreMatrix() {
+        // 16 heads × 32768² scores × 2 bytes: the figure the README quotes for bf16.
+        MaterializedPlan p = MaterializedPlan.of(new AttentionShape(1, 16, 16, 32768, 32768, 128), DType.BF16, false);
+        assertEquals(16L * 32768 * 32768 * 2, p.scoreBytes());
+        assertEquals(DType.BF16, p.scoreDType());
+        long io = 4L * 16 * 32768 * 128 * 2 + 4L * 16 * 32768;
+        assertEquals(io, p.ioBytes());
+    }
+}
