@@ -30,6 +30,11 @@ final class FallbackEngine implements AttentionEngine {
     }
 
     @Override
+    public String device() {
+        return primary.device();
+    }
+
+    @Override
     public AttentionResult run(AttentionRequest request) {
         try {
             return primary.run(request);

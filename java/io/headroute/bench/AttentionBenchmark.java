@@ -3,6 +3,7 @@ package io.headroute.bench;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.headroute.cuda.memory.DeviceOutOfMemoryException;
 import io.headroute.engine.Algorithm;
 import io.headroute.engine.AttentionEngine;
 import io.headroute.engine.AttentionRequest;
@@ -94,13 +95,23 @@ public final class AttentionBenchmark {
      *
      * @param used            the algorithm the engine reports it ran
      * @param timesMs         the timed calls' compute times, in order
-     * @param relL2VsFirst    ‖o − o_first‖₂ / ‖o_first‖₂ against the first algorithm's output (0 for the first)
+     * @param relL2VsFirst    ‖o − o_first‖₂ / ‖o_first‖₂ against the first measured algorithm's output (0 for it)
+     * @param peakDeviceBytes peak device memory of a call (GPU engines), −1 on the CPU
+     * @param status          "ok", or why the algorithm was not measured (it does not fit, or is unsupported)
      */
     public record Measurement(Algorithm requested, Algorithm used, String engine, List<Double> timesMs, double medianMs,
             double minMs, double gflops, long workspaceBytes, long keyTilesVisited, long keyTilesSkipped,
-            double relL2VsFirst) {
+            double relL2VsFirst, long peakDeviceBytes, String status) {
         public Measurement {
             timesMs = List.copyOf(timesMs);
+        }
+
+        public boolean ok() {
+            return "ok".equals(status);
+        }
+
+        static Measurement notRun(Algorithm a, String engine, String why) {
+            return new Measurement(a, a, engine, List.of(), Double.NaN, Double.NaN, Double.NaN, -1, -1, -1, Double.NaN, -1, why);
         }
     }
 
@@ -115,7 +126,7 @@ public final class AttentionBenchmark {
     }
 
     /** A whole run: where, what, and the measurements in the configured order. */
-    public record Report(Machine machine, Config config, String engine, List<Measurement> measurements) {
+    public record Report(Machine machine, Config config, String engine, String device, List<Measurement> measurements) {
         public Report {
             measurements = List.copyOf(measurements);
         }
@@ -124,7 +135,8 @@ public final class AttentionBenchmark {
         public OptionalDouble speedup(Algorithm fast, Algorithm base) {
             Measurement f = find(fast);
             Measurement b = find(base);
-            return f == null || b == null ? OptionalDouble.empty() : OptionalDouble.of(b.medianMs() / f.medianMs());
+            return f == null || b == null || !f.ok() || !b.ok() ? OptionalDouble.empty()
+                    : OptionalDouble.of(b.medianMs() / f.medianMs());
         }
 
         private Measurement find(Algorithm a) {
@@ -147,6 +159,7 @@ public final class AttentionBenchmark {
             mach.put("max_heap_bytes", machine.maxHeapBytes());
             ObjectNode cfg = root.putObject("config");
             cfg.put("engine", engine);
+            cfg.put("device", device);
             cfg.put("batch", config.batch());
             cfg.put("heads", config.heads());
             cfg.put("kv_heads", config.kvHeads());
@@ -178,6 +191,8 @@ public final class AttentionBenchmark {
                 n.put("key_tiles_visited", m.keyTilesVisited());
                 n.put("key_tiles_skipped", m.keyTilesSkipped());
                 n.put("rel_l2_vs_first", m.relL2VsFirst());
+                n.put("peak_device_bytes", m.peakDeviceBytes());
+                n.put("status", m.status());
             }
             OptionalDouble s = speedup(Algorithm.FLASH, Algorithm.MATERIALIZED);
             if (s.isPresent()) {
@@ -216,16 +231,25 @@ public final class AttentionBenchmark {
         List<Measurement> out = new ArrayList<>();
         float[] reference = null;
         for (AttentionRequest req : requests) {
-            for (int w = 0; w < c.warmup(); w++) {
-                LOG.debug("bench {}: warm-up {}/{}", req.algorithm().cliName(), w + 1, c.warmup());
-                engine.run(req);
-            }
             double[] times = new double[c.repeats()];
             AttentionResult last = null;
-            for (int r = 0; r < c.repeats(); r++) {
-                last = engine.run(req);
-                times[r] = last.stats().elapsedNanos() / 1e6;
-                LOG.debug("bench {}: run {}/{}: {} ms", req.algorithm().cliName(), r + 1, c.repeats(), times[r]);
+            try {
+                for (int w = 0; w < c.warmup(); w++) {
+                    LOG.debug("bench {}: warm-up {}/{}", req.algorithm().cliName(), w + 1, c.warmup());
+                    engine.run(req);
+                }
+                for (int r = 0; r < c.repeats(); r++) {
+                    last = engine.run(req);
+                    times[r] = last.stats().elapsedNanos() / 1e6;
+                    LOG.debug("bench {}: run {}/{}: {} ms", req.algorithm().cliName(), r + 1, c.repeats(), times[r]);
+                }
+            } catch (DeviceOutOfMemoryException e) {
+                // The memory plan (or the pool) says the algorithm cannot run on this card: a result, not a crash.
+                out.add(Measurement.notRun(req.algorithm(), engine.name(), "does not fit: " + e.getMessage()));
+                continue;
+            } catch (UnsupportedOperationException e) {
+                out.add(Measurement.notRun(req.algorithm(), engine.name(), "unsupported: " + e.getMessage()));
+                continue;
             }
             float[] o = last.o().toFloatArray();
             double rel = reference == null ? 0.0 : relativeL2(o, reference);
@@ -239,9 +263,9 @@ public final class AttentionBenchmark {
             }
             out.add(new Measurement(req.algorithm(), last.stats().algorithm(), last.stats().engine(), list, median,
                     Arrays.stream(times).min().orElse(median), c.flops() / (median * 1e6), last.stats().workspaceBytes(),
-                    last.stats().keyTilesVisited(), last.stats().keyTilesSkipped(), rel));
+                    last.stats().keyTilesVisited(), last.stats().keyTilesSkipped(), rel, last.stats().peakDeviceBytes(), "ok"));
         }
-        return new Report(Machine.current(), c, engine.name(), out);
+        return new Report(Machine.current(), c, engine.name(), engine.device(), out);
     }
 
     /** ‖x − ref‖₂ / ‖ref‖₂ in double precision; 0 when both are zero, +∞ when only ref is. NaN stays NaN. */

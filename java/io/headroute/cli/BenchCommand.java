@@ -130,20 +130,27 @@ final class BenchCommand implements Callable<Integer> {
 
     static void print(PrintWriter o, Report r, int threads) {
         Config c = r.config();
-        o.println(Units.fmt("headroute bench: backend %s%s, %s, pattern %s, %s", r.engine(),
-                r.engine().equals("cpu") ? " (" + threads + " threads)" : "", c.shape(), c.patternSpec(), c.dtype().cliName()));
+        boolean gpu = !r.engine().equals("cpu");
+        o.println(Units.fmt("headroute bench: backend %s on %s, %s, pattern %s, %s", r.engine(),
+                gpu ? r.device() : "CPU (" + threads + " threads)", c.shape(), c.patternSpec(), c.dtype().cliName()));
         o.println(Units.fmt("FLOPs per call = 4·B·H·L·S·D, halved with --causal = %.3f GFLOP", c.flops() / 1e9));
         o.println("  (two matrix products at 2 FLOPs per multiply-add; one nominal count for every algorithm and pattern)");
-        o.println(Units.fmt("warm-up %d, then the median of %d timed calls (compute time, inputs in place)", c.warmup(), c.repeats()));
-        String first = c.algorithms().get(0).cliName();
-        o.println(Units.fmt("%-13s %12s %12s %10s %15s %20s %16s", "algorithm", "median ms", "min ms", "GFLOP/s",
-                "workspace MiB", "key tiles run/skip", "rel L2 vs " + first));
+        o.println(Units.fmt("warm-up %d, then the median of %d timed calls (compute time%s, inputs in place)", c.warmup(),
+                c.repeats(), gpu ? " by CUDA events" : ""));
+        o.println(Units.fmt("%-13s %12s %12s %10s %15s %15s %20s %16s", "algorithm", "median ms", "min ms", "GFLOP/s",
+                "workspace MiB", "peak dev MiB", "key tiles run/skip", "rel L2 vs first"));
         for (Measurement m : r.measurements()) {
             String name = m.requested() == m.used() ? m.requested().cliName()
                     : m.requested().cliName() + "(" + m.used().cliName() + ")";
-            o.println(Units.fmt("%-13s %12.3f %12.3f %10.2f %15.3f %20s %16s", name, m.medianMs(), m.minMs(), m.gflops(),
-                    m.workspaceBytes() / (double) (1L << 20), m.keyTilesVisited() + "/" + m.keyTilesSkipped(),
-                    m == r.measurements().get(0) ? "-" : Units.fmt("%.2e", m.relL2VsFirst())));
+            if (!m.ok()) {
+                o.println(Units.fmt("%-13s %s", name, m.status()));
+                continue;
+            }
+            o.println(Units.fmt("%-13s %12.3f %12.3f %10.2f %15.3f %15s %20s %16s", name, m.medianMs(), m.minMs(), m.gflops(),
+                    m.workspaceBytes() / (double) (1L << 20),
+                    m.peakDeviceBytes() < 0 ? "-" : Units.fmt("%.1f", m.peakDeviceBytes() / (double) (1L << 20)),
+                    m.keyTilesVisited() < 0 ? "-" : m.keyTilesVisited() + "/" + m.keyTilesSkipped(),
+                    m.relL2VsFirst() == 0 ? "-" : Units.fmt("%.2e", m.relL2VsFirst())));
         }
         OptionalDouble ratio = r.speedup(Algorithm.FLASH, Algorithm.MATERIALIZED);
         if (ratio.isPresent()) {

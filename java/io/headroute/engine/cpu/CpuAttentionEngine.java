@@ -76,6 +76,11 @@ public final class CpuAttentionEngine implements AttentionEngine {
     }
 
     @Override
+    public String device() {
+        return "CPU, " + threads + " threads";
+    }
+
+    @Override
     public AttentionResult run(AttentionRequest req) {
         if (closed) {
             throw new IllegalStateException("CPU attention engine is closed");

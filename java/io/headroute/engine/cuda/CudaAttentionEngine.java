@@ -78,7 +78,12 @@ public final class CudaAttentionEngine implements AttentionEngine {
         return "cuda";
     }
 
-    public CudaDevice device() {
+    @Override
+    public String device() {
+        return device.describe();
+    }
+
+    public CudaDevice cudaDevice() {
         return device;
     }
 
