@@ -48,7 +48,7 @@ public final class Backends {
     }
 
     /** Why the CUDA engine cannot run here, or null when it can. */
-    static String cudaUnavailableReason() {
+    public static String cudaUnavailableReason() {
         CudaProbe.Result probe = CudaProbe.result();
         if (!probe.usable()) {
             return "no usable GPU: " + probe.reason();

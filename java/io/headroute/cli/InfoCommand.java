@@ -1,6 +1,13 @@
 package io.headroute.cli;
 
+import io.headroute.attention.Backends;
+import io.headroute.cuda.CudaDevice;
+import io.headroute.cuda.FatbinInfo;
+import io.headroute.cuda.KernelModule;
+import io.headroute.cuda.blas.CublasLoader;
+import io.headroute.cuda.memory.Bytes;
 import io.headroute.engine.cuda.CudaProbe;
+import java.util.stream.Collectors;
 import java.io.PrintWriter;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
@@ -10,8 +17,10 @@ import picocli.CommandLine.Spec;
 
 /** {@code headroute info}: what this machine offers headroute. */
 @Command(name = "info", mixinStandardHelpOptions = true, versionProvider = Main.VersionProvider.class,
-        header = "Backends available here, cores, JVM, version.",
-        description = "Prints the backends available here (with the reason a GPU is not usable), cores, JVM and version.")
+        header = "Backends, GPUs, cuBLAS and kernels available here.",
+        description = "Prints the backend auto picks and why; each GPU (compute capability, multiprocessors, memory), the "
+                + "driver and JCuda versions, where cuBLAS comes from, the architectures in the packaged kernels and whether "
+                + "they load; cores, JVM and version.")
 final class InfoCommand implements Callable<Integer> {
     @Mixin
     VerboseMixin verboseMixin;
@@ -19,26 +28,84 @@ final class InfoCommand implements Callable<Integer> {
     @Spec
     CommandSpec spec;
 
+    /** The kernel families the engine loads. */
+    static final String[] MODULES = {"flash_fwd_f32", "flash_fwd_mma", "softmax_rows"};
+
     @Override
     public Integer call() {
         PrintWriter o = spec.commandLine().getOut();
         CudaProbe.Result probe = CudaProbe.result();
         Runtime rt = Runtime.getRuntime();
         o.println("headroute " + Main.VERSION);
+        String cudaWhy = Backends.cudaUnavailableReason();
+        o.println("backend auto: " + (cudaWhy == null ? "cuda (GPU 0; requests it cannot run fall back to cpu)" : "cpu (" + cudaWhy + ")"));
         o.println("backend cpu:  available (" + rt.availableProcessors() + " cores)");
-        if (probe.usable()) {
-            o.println("backend cuda: GPU usable (" + probe.reason()
-                    + "), but the CUDA attention engine is not part of this build yet (issue 4)");
-        } else {
-            o.println("backend cuda: not available: " + probe.reason());
-        }
+        o.println("backend cuda: " + (cudaWhy == null ? "available" : "not available: " + cudaWhy));
         for (CudaProbe.DeviceInfo d : probe.devices()) {
             o.println("  " + d + (d.supported() ? "" : " - unsupported, needs compute capability 8.0+"));
         }
-        o.println("backend auto: cpu");
+        if (probe.usable()) {
+            gpuDetails(o, probe);
+        }
+        CublasLoader.Resolution blas = CublasLoader.resolve();
+        o.println("cuBLAS: " + switch (blas.source()) {
+            case NATIVE_12 -> "native cuBLAS 12 (" + blas.detail() + ")";
+            case SHIM_TO_13 -> "cuBLAS 13 through headroute's 12->13 shim (" + blas.detail() + ")";
+            case ABSENT -> "absent, so the GEMM paths (materialized attention) are unavailable: " + blas.detail();
+        });
+        for (String m : MODULES) {
+            o.println("kernels " + m + ": " + architectures(m));
+        }
         o.println("JVM: " + System.getProperty("java.vm.name") + " " + System.getProperty("java.runtime.version") + " ("
                 + System.getProperty("java.vendor") + "), max heap " + Units.mib(rt.maxMemory()));
         o.println("OS: " + System.getProperty("os.name") + " " + System.getProperty("os.version") + " " + System.getProperty("os.arch"));
         return Main.OK;
+    }
+
+    /** Per GPU: multiprocessors, free memory, driver and JCuda versions, and whether each kernel module loads. */
+    private static void gpuDetails(PrintWriter o, CudaProbe.Result probe) {
+        int[] driver = new int[1];
+        jcuda.driver.JCudaDriver.cuDriverGetVersion(driver);
+        o.println("CUDA driver " + driver[0] / 1000 + "." + (driver[0] % 1000) / 10 + "; JCuda " + jcuda.runtime.JCuda.CUDART_VERSION / 1000
+                + "." + (jcuda.runtime.JCuda.CUDART_VERSION % 1000) / 10 + " (runtime API level of the JCuda build)");
+        for (CudaProbe.DeviceInfo d : probe.devices()) {
+            if (!d.supported()) {
+                continue;
+            }
+            try (CudaDevice dev = CudaDevice.open(d.ordinal())) {
+                long[] mem = dev.memoryInfo();
+                o.println("GPU " + d.ordinal() + ": " + dev.name() + ", compute capability " + d.computeCapability() + ", "
+                        + dev.multiprocessors() + " multiprocessors, " + Bytes.format(mem[1]) + " total, " + Bytes.format(mem[0])
+                        + " free, " + dev.maxSharedMemoryPerBlockOptin() / 1024 + " KiB shared memory per block");
+                for (String m : MODULES) {
+                    String status;
+                    if (!KernelModule.packaged(m)) {
+                        status = "not packaged";
+                    } else {
+                        try (KernelModule km = KernelModule.load(dev, m)) {
+                            status = "loads (" + km.name() + ".fatbin)";
+                        } catch (RuntimeException e) {
+                            status = "does not load: " + e.getMessage();
+                        }
+                    }
+                    o.println("  module " + m + " on GPU " + d.ordinal() + ": " + status);
+                }
+            } catch (RuntimeException e) {
+                o.println("GPU " + d.ordinal() + ": cannot be opened: " + Main.oneLine(String.valueOf(e.getMessage())));
+            }
+        }
+    }
+
+    /** The architectures in a packaged fatbin, or why there is none. */
+    static String architectures(String module) {
+        if (!KernelModule.packaged(module)) {
+            return "not in this build (built without nvcc)";
+        }
+        try {
+            return FatbinInfo.images(KernelModule.readResource(module)).stream().map(Object::toString)
+                    .collect(Collectors.joining(" "));
+        } catch (RuntimeException e) {
+            return "unreadable: " + e.getMessage();
+        }
     }
 }

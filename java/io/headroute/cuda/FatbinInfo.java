@@ -1,0 +1,51 @@
+package io.headroute.cuda;
+
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * The architectures inside a fatbin, read from its container header (magic 0xBA55ED50, then entries
+ * of kind 1 = PTX or 2 = ELF machine code, each naming its SM version), so that {@code headroute info}
+ * can say what the jar carries without a GPU or cuobjdump.
+ */
+public final class FatbinInfo {
+    private static final int MAGIC = 0xBA55ED50;
+
+    private FatbinInfo() {}
+
+    /** One image: machine code ("sm_90") or PTX ("compute_90"). */
+    public record Image(boolean ptx, int arch) {
+        @Override
+        public String toString() {
+            return (ptx ? "compute_" : "sm_") + arch;
+        }
+    }
+
+    /** The images of a fatbin; an IllegalArgumentException if the bytes are not one. */
+    public static List<Image> images(byte[] fatbin) {
+        ByteBuffer b = ByteBuffer.wrap(fatbin).order(ByteOrder.LITTLE_ENDIAN);
+        if (fatbin.length < 16 || b.getInt(0) != MAGIC) {
+            throw new IllegalArgumentException("not a CUDA fatbin (bad magic)");
+        }
+        int headerSize = Short.toUnsignedInt(b.getShort(6));
+        long fatSize = b.getLong(8);
+        long end = Math.min(fatbin.length, headerSize + fatSize);
+        List<Image> out = new ArrayList<>();
+        long off = headerSize;
+        while (off + 32 <= end) {
+            int at = (int) off;
+            int kind = Short.toUnsignedInt(b.getShort(at));
+            long entryHeader = Integer.toUnsignedLong(b.getInt(at + 4));
+            long payload = b.getLong(at + 8);
+            int arch = b.getInt(at + 28);
+            if (entryHeader < 32 || payload < 0 || (kind != 1 && kind != 2)) {
+                throw new IllegalArgumentException("malformed fatbin entry at offset " + off);
+            }
+            out.add(new Image(kind == 1, arch));
+            off += entryHeader + payload;
+        }
+        return out;
+    }
+}
