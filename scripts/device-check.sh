@@ -345,10 +345,10 @@ step_info() {
 
 step_gpu_tests() {
     have_java || { status skipped "no java"; return 0; }
-    [[ -f "$BUNDLE/lib/test/headroute-tests.jar" ]] || { status fail "no $BUNDLE/lib/test/headroute-tests.jar"; return 1; }
+    [[ -d "$BUNDLE/lib/test/classes/io" ]] || { status fail "no $BUNDLE/lib/test/classes (make device-bundle)"; return 1; }
     # The class path holds everything (the JVM expands the wildcards); the console launcher then scans the
-    # package in the jars. A per-test timeout makes a test stuck in Java fail instead of using the step up.
-    timeout -k 5 "$(cap 150)" "$OUT/state/jvm" -cp "$BUNDLE/lib/*:$BUNDLE/lib/test/*" \
+    # package in the test classes folder. A per-test timeout makes a test stuck in Java fail instead of using the step up.
+    timeout -k 5 "$(cap 150)" "$OUT/state/jvm" -cp "$BUNDLE/lib/*:$BUNDLE/lib/test/*:$BUNDLE/lib/test/classes" \
         org.junit.platform.console.ConsoleLauncher execute \
         --select-package io.headroute --include-tag gpu --fail-if-no-tests \
         --config 'junit.jupiter.execution.timeout.default=100 s' \

@@ -6,12 +6,14 @@
 #
 #   build/device/jre.tar.gz      a jlink runtime (top folder jre/), modules from jdeps over every jar
 #   build/device/lib/*.jar       the project jar and its runtime dependencies (target/lib/)
-#   build/device/lib/test/*.jar  headroute-tests.jar (target/test-classes) and JUnit's console launcher
+#   build/device/lib/test/       classes/ (a copy of target/test-classes) and JUnit's console launcher jar
 #   build/device/kernels/        target/kernels/*.fatbin and ptxas.txt (loose copies; the jar has them too)
 #   build/device/native/         libcublas.so.12, the cuBLAS 12 -> 13 shim
 #   build/device/MANIFEST.txt    commit (and whether the tree was dirty), date, JDK, modules, sizes
 #
-# The test jars sit in lib/test/ so that `-cp 'build/device/lib/*'` is exactly the runtime class path.
+# The test parts sit in lib/test/ so that `-cp 'build/device/lib/*'` is exactly the runtime class path.
+# The test classes stay a folder, not a jar, as under Maven: tests that open their resources as files
+# (Path.of(getResource(..).toURI()), e.g. NpyTest's fixtures) fail from a jar.
 # Needs JDK 17 (jdeps, jlink, jar), Maven (only to fetch/copy the console launcher; works offline once
 # it is in ~/.m2), tar and gzip. Fails when the bundle is larger than 48 MiB (the device tool carries
 # 64 MiB in all). The runtime is also unpacked to a temporary folder and run here (java -version,
@@ -88,7 +90,7 @@ os.replace(tmp, path)
 PY
     done
 fi
-"$jdk_bin/jar" --create --file "$STAGE/lib/test/headroute-tests.jar" -C target/test-classes .
+cp -r target/test-classes "$STAGE/lib/test/classes"
 console="junit-platform-console-standalone-$JUNIT_CONSOLE_VERSION.jar"
 # shellcheck disable=SC2086  # MVN may hold flags, e.g. "mvn -B -o -q"
 if ! $MVN -q dependency:copy \
@@ -104,7 +106,7 @@ cp target/kernels/*.fatbin target/kernels/ptxas.txt "$STAGE/kernels/"
 cp target/native/libcublas.so.12 "$STAGE/native/"
 
 say "jdeps"
-all_jars=("$STAGE"/lib/*.jar "$STAGE"/lib/test/*.jar)
+all_jars=("$STAGE"/lib/*.jar "$STAGE"/lib/test/*.jar "$STAGE/lib/test/classes")
 cp_all="$(IFS=:; echo "${all_jars[*]}")"
 jdeps_modules="$("$jdk_bin/jdeps" --print-module-deps --ignore-missing-deps --multi-release 17 -q \
     --class-path "$cp_all" "${all_jars[@]}" | tail -n 1)"
@@ -112,7 +114,9 @@ jdeps_modules="$("$jdk_bin/jdeps" --print-module-deps --ignore-missing-deps --mu
 # jdeps' list is used as it is (java.desktop included: Log4j's LoggerContext needs java.beans at start-up),
 # plus java.xml (Log4j's XML configuration), java.logging (JCuda), jdk.unsupported (Log4j, Unsafe) and
 # java.management (Log4j's JMX), named so that they stay should jdeps' list change.
-modules="$(echo "$jdeps_modules,java.xml,java.logging,java.management,jdk.unsupported${HEADROUTE_JLINK_EXTRA_MODULES:+,$HEADROUTE_JLINK_EXTRA_MODULES}" \
+# jdk.zipfs is a service provider jdeps cannot see: without it JUnit's package scan cannot open jars
+# ("Provider \"jar\" not found") and finds no test at all.
+modules="$(echo "$jdeps_modules,java.xml,java.logging,java.management,jdk.unsupported,jdk.zipfs${HEADROUTE_JLINK_EXTRA_MODULES:+,$HEADROUTE_JLINK_EXTRA_MODULES}" \
     | tr ',' '\n' | sort -u | paste -sd, -)"
 say "jdeps: $jdeps_modules"
 say "jlink modules: $modules"
@@ -136,10 +140,16 @@ hr_version="$("$bjava" -cp "$STAGE/lib/*" io.headroute.cli.Main --version 2>&1)"
 # info touches picocli, Log4j (XML configuration) and the GPU probe; disabled CUDA keeps it quick here.
 info_out="$("$bjava" -Dheadroute.cuda.disable=true -cp "$STAGE/lib/*" io.headroute.cli.Main info 2>&1)" \
     || die "headroute info failed on the bundled runtime: $info_out"
-launcher_out="$("$bjava" -cp "$STAGE/lib/*:$STAGE/lib/test/*" org.junit.platform.console.ConsoleLauncher \
-    execute --disable-banner --disable-ansi-colors --details=none --select-class io.headroute.cli.MainTest 2>&1)" \
-    || die "the console launcher failed on the bundled runtime (MainTest):
+# The package scan, as the device check runs it (it needs jdk.zipfs to read the jars), narrowed to one class.
+launcher_out="$("$bjava" -cp "$STAGE/lib/*:$STAGE/lib/test/*:$STAGE/lib/test/classes" org.junit.platform.console.ConsoleLauncher \
+    execute --disable-banner --disable-ansi-colors --details=none --fail-if-no-tests \
+    --select-package io.headroute.cli --include-classname 'io\.headroute\.cli\.MainTest' 2>&1)" \
+    || die "the console launcher failed on the bundled runtime (package scan for MainTest):
 $launcher_out"
+if grep -q 'WARNING: Error scanning' <<<"$launcher_out"; then
+    die "the console launcher could not scan the jars on the bundled runtime:
+$launcher_out"
+fi
 rm -rf "$verify"
 say "runtime ok: $(echo "$runtime_version" | head -n 1); $hr_version; MainTest passes under the console launcher"
 
@@ -171,7 +181,7 @@ size_of() { du -sb "$1" | cut -f1; }
     echo
     echo "sizes (bytes):"
     printf '  %-60s %12s\n' jre.tar.gz "$(size_of "$STAGE/jre.tar.gz")"
-    for f in "$STAGE"/lib/*.jar "$STAGE"/lib/test/*.jar "$STAGE"/kernels/* "$STAGE"/native/*; do
+    for f in "$STAGE"/lib/*.jar "$STAGE"/lib/test/*.jar "$STAGE/lib/test/classes" "$STAGE"/kernels/* "$STAGE"/native/*; do
         printf '  %-60s %12s\n' "${f#"$STAGE"/}" "$(size_of "$f")"
     done
     printf '  %-60s %12s\n' "lib/ (all)" "$(size_of "$STAGE/lib")"

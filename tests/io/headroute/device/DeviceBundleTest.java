@@ -130,7 +130,7 @@ class DeviceBundleTest {
     void bundleHasEveryPartAndFits() throws Exception {
         Path b = bundle();
         for (String part : List.of("jre.tar.gz", "MANIFEST.txt", "kernels/ptxas.txt", "native/libcublas.so.12",
-                "lib/test/headroute-tests.jar", "lib/test/" + CONSOLE_JAR)) {
+                "lib/test/" + CONSOLE_JAR, "lib/test/classes/io/headroute/device/DeviceBundleTest.class")) {
             assertTrue(Files.isRegularFile(b.resolve(part)), "build/device/" + part + " is missing");
         }
         List<String> jars = names(b.resolve("lib"), ".jar");
