@@ -74,10 +74,11 @@ info() { printf '%s: %s\n' "$1" "$2" >>"$OUT/state/info.txt"; }
 status() { printf '%s\t%s\n' "$1" "${2:-}" >"$OUT/state/$STEP.status"; }
 # Seconds left to the running step.
 left() { echo $((STEP_DEADLINE - $(date +%s))); }
-# min(N, seconds left to the step).
+# min(N, seconds left to the step less 3): an inner timeout fires before the step's own, so the step
+# still records what happened.
 cap() {
     local l
-    l="$(left)"
+    l=$(($(left) - 3))
     if ((l < $1)); then echo "$l"; else echo "$1"; fi
 }
 have_gpu() { [[ "${HAVE_GPU:-0}" == 1 ]]; }
@@ -383,15 +384,17 @@ step_bench() {
     if [[ "$QUICK" != 1 ]]; then
         runs+=("16 128 32768 0 window:${w10:-1682} flash" "16 128 32768 0 window:${w50:-9598} flash")
     fi
-    local r h d causal pattern algos name t rc start secs st skip_all="" skip_from=999999 ok=0 failed=0 skipped=0
+    local r h d causal pattern algos name t rc start secs st skip_all="" ok=0 failed=0 skipped=0
+    # After a timeout, the same head configuration is not tried again at that length or above.
+    local -A skip_from=()
     for r in "${runs[@]}"; do
         read -r h d n causal pattern algos <<<"$r"
         name="bench-h$h-d$d-L$n-$([[ $causal == 1 ]] && echo causal || echo "${pattern//:/}")"
-        t="$(cap 100)"
+        t="$(cap 60)"
         if [[ -n "$skip_all" ]]; then
             st="skipped: $skip_all"
-        elif ((n >= skip_from)); then
-            st="skipped: a smaller length timed out"
+        elif ((n >= ${skip_from[$h-$d]:-999999})); then
+            st="skipped: H=$h D=$d timed out at L=${skip_from[$h-$d]}"
         elif ((t < 5)); then
             st="skipped: step budget used up"
         else
@@ -404,15 +407,17 @@ step_bench() {
             continue
         fi
         echo "$name (timeout ${t}s) ..."
+        local cflag=()
+        if [[ $causal == 1 ]]; then cflag=(--causal); fi
         start="$(date +%s)"
         timeout -k 5 "$t" "$OUT/state/hr" bench --backend cuda --dtype bf16 --batch 1 --heads "$h" --dim "$d" \
-            --len "$n" $([[ $causal == 1 ]] && echo --causal) --pattern "$pattern" --algos "$algos" \
+            --len "$n" "${cflag[@]}" --pattern "$pattern" --algos "$algos" \
             --warmup 2 --repeats 5 --json "$OUT/bench/$name.json" >"$OUT/bench/$name.log" 2>&1 </dev/null
         rc=$?
         secs=$(($(date +%s) - start))
         case $rc in
             0) st=ok; ok=$((ok + 1)) ;;
-            124 | 137) st="timeout after ${t}s"; skip_from=$n; failed=$((failed + 1)) ;;
+            124 | 137) st="timeout after ${t}s"; skip_from[$h-$d]=$n; failed=$((failed + 1)) ;;
             *) st="fail (exit $rc): $(last_line "$OUT/bench/$name.log" | cut -c1-80)"; failed=$((failed + 1)) ;;
         esac
         # Exit 2 on the first shape is a usage error or an unavailable backend: the rest would say the same.
@@ -486,9 +491,11 @@ step_compare() {
             printf '%s\t%s\t%s\t%s\t\t0\t%s\t%s\n' "$variant" "$backend" "$algo" "$dtype" "$st" "$name.npy" >>"$dir/runs.tsv"
             continue
         fi
+        local cflag=()
+        if [[ $variant == causal ]]; then cflag=(--causal); fi
         start="$(date +%s)"
         timeout -k 5 "$t" "$OUT/state/hr" attend --q "$dir/q.npy" --k "$dir/k.npy" --v "$dir/v.npy" \
-            $([[ $variant == causal ]] && echo --causal) --backend "$backend" --algo "$algo" --dtype "$dtype" \
+            "${cflag[@]}" --backend "$backend" --algo "$algo" --dtype "$dtype" \
             --out "$dir/out/$name.npy" >"$dir/out/$name.log" 2>&1 </dev/null
         rc=$?
         secs=$(($(date +%s) - start))
@@ -586,8 +593,12 @@ run_step() {
     done
     local now limit
     now="$(date +%s)"
+    # What the later steps' floors leave, but at least this step's own floor, at most its cap, and never past
+    # the deadline less the summary's reserve.
     limit=$((DEADLINE - now - reserve))
+    ((limit < FLOOR[$name])) && limit=${FLOOR[$name]}
     ((limit > CAP[$name])) && limit=${CAP[$name]}
+    ((limit > DEADLINE - now - SUMMARY_RESERVE)) && limit=$((DEADLINE - now - SUMMARY_RESERVE))
     echo ">>> [$(elapsed)s] $name (limit ${limit}s) -> $OUT/$name.log"
     if ((limit < 5)); then
         record "$name" skipped 0 "out of time (budget ${BUDGET}s)"
