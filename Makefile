@@ -86,3 +86,10 @@ clean:
 	rm -rf target
 	$(MAKE) --no-print-directory -C native OUT=$(CURDIR)/$(NATIVE_DIR) clean >/dev/null 2>&1 || true
 
+
+# The one-call GPU device check's bundle, build/device/ (at most 48 MiB): a jlink runtime, the jars, the
+# test jars with JUnit's console launcher, the kernels and the cuBLAS shim; see scripts/README.md.
+# `build` compiles the tests too (Maven's package phase runs test-compile even with -DskipTests).
+.PHONY: device-bundle
+device-bundle: build
+	MVN="$(MVN) $(MVN_FLAGS)" bash scripts/make-device-bundle.sh

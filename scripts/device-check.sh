@@ -1,0 +1,642 @@
+#!/usr/bin/env bash
+# headroute's one-call GPU device check. Run from the repository root on the lent GPU machine:
+#
+#     bash scripts/device-check.sh            # with $OUT set by the device tool (default ./device-out)
+#
+# It needs the bundle from `make device-bundle` (build/device/, carried with the call) and, on that
+# machine, nothing else but bash, coreutils and python3: no Maven, no network, no system Java. Each step
+# logs to $OUT/<step>.log, runs under its own `timeout`, and records its status, so one failing or hanging
+# step does not hide the rest. A summary table is printed last (and written to $OUT/summary.md), because
+# the device tool shows only the last 12,000 characters of output.
+#
+# Steps, in order (each bounded; the whole run stays within HEADROUTE_CHECK_BUDGET seconds, default 330,
+# and every step keeps a floor of time for the ones after it):
+#   facts      date, nvidia-smi, nvcc, java/cuBLAS/torch found on the machine, commit
+#   java       the bundled jlink runtime (unpacked to build/device-jre/), else a system java >= 17
+#   cublas     libcublas.so.13 (ldconfig, /usr/local/cuda*, python's nvidia/* packages); the cuBLAS shim's
+#              coverage of it (nm)
+#   info       headroute info through the bundle
+#   gpu-tests  the @Tag("gpu") JUnit tests through JUnit's console launcher (reports in $OUT/junit/)
+#   bench      headroute bench --backend cuda, bf16, flash and materialized, L = 4K, 16K, 32K, smallest first,
+#              then a sliding window at 32K (flash only)
+#   torch      bench/torch_reference.py: PyTorch SDPA per backend and FlexAttention on the same shapes,
+#              and the comparison inputs with float64 references ($OUT/compare/)
+#   compare    headroute attend (cpu f32; cuda flash/materialized f32/bf16) on the comparison inputs,
+#              relative L2 error against the float64 reference
+#   sanitizer  compute-sanitizer memcheck (flash f32, flash bf16, materialized f32) and racecheck (flash bf16)
+#              on a tiny attend case
+#   summary    the table
+#
+# Environment:
+#   OUT                     output folder (default ./device-out)
+#   HEADROUTE_STEPS         subset, e.g. "gpu-tests,compare" (java and cublas are added when needed)
+#   HEADROUTE_CHECK_BUDGET  seconds for all steps together (default 330)
+#   HEADROUTE_BUNDLE        the bundle folder (default build/device)
+#   HEADROUTE_JAVA          a java to use instead of the bundled one
+#   HEADROUTE_CUBLAS13      a libcublas.so.13 (file or folder) to use instead of searching
+#   HEADROUTE_JAVA_OPTS     extra JVM options for every java run (split on spaces)
+#   HEADROUTE_QUICK=1       small bench shapes only (L = 1024, 2048) and torch_reference.py --quick
+# Without a GPU (e.g. a dry run on a developer machine) every step still runs or says why not, quickly.
+set -uo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
+export ROOT="$PWD"
+export OUT="${OUT:-$ROOT/device-out}"
+mkdir -p "$OUT" || { echo "device-check: cannot create $OUT" >&2; exit 1; }
+OUT="$(cd "$OUT" && pwd)"
+export BUNDLE="${HEADROUTE_BUNDLE:-$ROOT/build/device}"
+export PY="$ROOT/scripts/device_check.py"
+export PYTHONDONTWRITEBYTECODE=1  # no __pycache__ folders in the tree
+export BUDGET="${HEADROUTE_CHECK_BUDGET:-330}"
+export QUICK="${HEADROUTE_QUICK:-0}"
+export T0
+T0="$(date +%s)"
+export DEADLINE=$((T0 + BUDGET))
+SUMMARY_RESERVE=10
+
+ALL_STEPS=(facts java cublas info gpu-tests bench torch compare sanitizer)
+declare -A CAP=([facts]=40 [java]=60 [cublas]=40 [info]=60 [gpu-tests]=150 [bench]=150 [torch]=120 [compare]=60 [sanitizer]=150)
+declare -A FLOOR=([facts]=5 [java]=5 [cublas]=5 [info]=10 [gpu-tests]=30 [bench]=30 [torch]=40 [compare]=15 [sanitizer]=20)
+
+# Only what this script writes is cleared, so a rerun into the same folder starts clean.
+rm -rf "$OUT/state" "$OUT/junit" "$OUT/bench" "$OUT/compare" "$OUT/sanitizer" "$OUT/torch.json" "$OUT/summary.md" \
+    "$OUT/steps.tsv"
+mkdir -p "$OUT/state"
+: >"$OUT/state/info.txt"
+: >"$OUT/state/env.sh"
+printf 'step\tstatus\tsecs\tnote\n' >"$OUT/steps.tsv"
+
+# ----------------------------------------------------------------------------------------- helpers
+elapsed() { echo $(($(date +%s) - T0)); }
+# "key: value" facts for the summary (the last value of a key wins).
+info() { printf '%s: %s\n' "$1" "$2" >>"$OUT/state/info.txt"; }
+# The running step's status and a short note (the runner falls back to the exit code).
+status() { printf '%s\t%s\n' "$1" "${2:-}" >"$OUT/state/$STEP.status"; }
+# Seconds left to the running step.
+left() { echo $((STEP_DEADLINE - $(date +%s))); }
+# min(N, seconds left to the step less 3): an inner timeout fires before the step's own, so the step
+# still records what happened.
+cap() {
+    local l
+    l=$(($(left) - 3))
+    if ((l < $1)); then echo "$l"; else echo "$1"; fi
+}
+have_gpu() { [[ "${HAVE_GPU:-0}" == 1 ]]; }
+have_java() { [[ -n "${JAVA:-}" && -x "${JAVA:-}" ]]; }
+setenv() { printf '%s\n' "$*" >>"$OUT/state/env.sh"; }
+# The JVM options of every java run: the shim's folder and the libcublas.so.13 found by the cublas step.
+jvm_opts() {
+    JOPTS=("-Dheadroute.native.dir=$BUNDLE/native")
+    if [[ -n "${CUBLAS13:-}" ]]; then JOPTS+=("-Dheadroute.cublas13=$CUBLAS13"); fi
+    # shellcheck disable=SC2206  # split on spaces on purpose, like the ./headroute launcher
+    if [[ -n "${HEADROUTE_JAVA_OPTS:-}" ]]; then JOPTS+=(${HEADROUTE_JAVA_OPTS}); fi
+}
+# Launchers usable under `timeout` and compute-sanitizer: $OUT/state/jvm (java + options) and
+# $OUT/state/hr (headroute's command line). They read env.sh when run, so later steps' findings count.
+make_launchers() {
+    cat >"$OUT/state/jvm" <<EOF
+#!/usr/bin/env bash
+source "$OUT/state/env.sh"
+opts=("-Dheadroute.native.dir=$BUNDLE/native")
+if [[ -n "\${CUBLAS13:-}" ]]; then opts+=("-Dheadroute.cublas13=\$CUBLAS13"); fi
+# shellcheck disable=SC2086
+exec "\$JAVA" "\${opts[@]}" \${HEADROUTE_JAVA_OPTS:-} "\$@"
+EOF
+    cat >"$OUT/state/hr" <<EOF
+#!/usr/bin/env bash
+exec "$OUT/state/jvm" -cp "$BUNDLE/lib/*" io.headroute.cli.Main "\$@"
+EOF
+    chmod +x "$OUT/state/jvm" "$OUT/state/hr"
+}
+java_feature() { "$1" -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = //p' | head -n 1; }
+last_line() { grep -v '^[[:space:]]*$' "$1" 2>/dev/null | tail -n 1 | cut -c1-150; }
+
+# ------------------------------------------------------------------------------------------- steps
+step_facts() {
+    echo "== date -u"
+    date -u
+    info date "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    if command -v nvidia-smi >/dev/null 2>&1; then
+        echo "== nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap --format=csv"
+        timeout 20 nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap --format=csv 2>&1
+        local q name mem drv cc
+        q="$(timeout 20 nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap --format=csv,noheader 2>/dev/null | head -n 1)"
+        IFS=',' read -r name mem drv cc <<<"$q"
+        info card "$(echo "${name:-?}" | xargs)"
+        info memory "$(echo "${mem:-?}" | xargs)"
+        info driver "$(echo "${drv:-?}" | xargs)"
+        info compute_cap "$(echo "${cc:-?}" | xargs)"
+        echo "== nvidia-smi"
+        timeout 20 nvidia-smi 2>&1
+    else
+        echo "nvidia-smi: not found"
+        info card "none (no nvidia-smi)"
+    fi
+    echo "== nvcc --version"
+    local nvcc
+    nvcc="$(command -v nvcc || ls /usr/local/cuda/bin/nvcc 2>/dev/null || true)"
+    if [[ -n "$nvcc" ]]; then
+        "$nvcc" --version 2>&1
+        info nvcc "$("$nvcc" --version 2>/dev/null | sed -n 's/.*release \([0-9.]*\), V\([0-9.]*\).*/\2/p')"
+    else
+        echo "nvcc: not found"
+        info nvcc none
+    fi
+    echo "== command -v java"
+    if command -v java; then java -version 2>&1; else echo "no java on the PATH"; fi
+    echo "== ldconfig -p | grep -E 'libcuda.so|libcublas'"
+    ldconfig -p 2>/dev/null | grep -E 'libcuda.so|libcublas' || echo "(none)"
+    echo "== find / -xdev -name 'libcublas.so.1*' (20 s at most)"
+    timeout 20 find / -xdev -name 'libcublas.so.1*' 2>/dev/null | head -n 20
+    echo "== python3, torch"
+    if command -v python3 >/dev/null 2>&1; then
+        python3 --version 2>&1
+        local t
+        t="$(timeout 60 python3 -c 'import torch; print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA device")' 2>&1 | tail -n 1)"
+        echo "$t"
+        info torch "$t"
+    else
+        echo "no python3"
+        info torch "no python3"
+    fi
+    echo "== compute-sanitizer"
+    command -v compute-sanitizer 2>&1 || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null || echo "not found"
+    echo "== commit"
+    local commit="" dirty="" bcommit bdirty bbuilt
+    if command -v git >/dev/null 2>&1 && commit="$(git -C "$ROOT" rev-parse HEAD 2>/dev/null)"; then
+        if [[ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null)" ]]; then dirty=dirty; else dirty=clean; fi
+        echo "git: $commit ($dirty)"
+    else
+        echo "git: no repository here (the commit comes from the bundle's MANIFEST.txt)"
+        commit=""
+    fi
+    bcommit="$(sed -n 's/^commit: //p' "$BUNDLE/MANIFEST.txt" 2>/dev/null)"
+    bdirty="$(sed -n 's/^dirty: //p' "$BUNDLE/MANIFEST.txt" 2>/dev/null)"
+    bbuilt="$(sed -n 's/^built: //p' "$BUNDLE/MANIFEST.txt" 2>/dev/null)"
+    echo "bundle: ${bcommit:-no MANIFEST.txt} (dirty: ${bdirty:-?}, built ${bbuilt:-?})"
+    if [[ -n "$commit" ]]; then
+        info commit "${commit:0:12} ($dirty)"
+    else
+        info commit "${bcommit:0:12} (from the bundle)"
+    fi
+    local same=""
+    if [[ -n "$commit" && -n "$bcommit" && "$commit" != "$bcommit" ]]; then same=" - NOT the tree's commit"; fi
+    info bundle "${bcommit:0:12} (dirty: ${bdirty:-?}) built ${bbuilt:-?}$same"
+    echo "== machine"
+    uname -a
+    nproc
+    free -g 2>/dev/null | head -n 2
+    echo "== bundle"
+    du -sh "$BUNDLE" 2>&1
+    head -n 14 "$BUNDLE/MANIFEST.txt" 2>&1
+    if [[ -n "$same" ]]; then
+        status ok "bundle built from ${bcommit:0:12}, tree at ${commit:0:12}: run make device-bundle"
+    else
+        status ok "$(have_gpu && echo "GPU visible" || echo "no GPU visible")"
+    fi
+}
+
+step_java() {
+    local cand="" desc="" feature
+    if [[ -n "${HEADROUTE_JAVA:-}" ]]; then
+        cand="$HEADROUTE_JAVA"
+        desc="HEADROUTE_JAVA"
+    elif [[ -x "$BUNDLE/jre/bin/java" ]]; then
+        cand="$BUNDLE/jre/bin/java"
+        desc="bundled runtime"
+    elif [[ -f "$BUNDLE/jre.tar.gz" ]]; then
+        # Unpacked beside the bundle, not inside it: build/device/ must stay small enough to carry.
+        local dest="$ROOT/build/device-jre" stamp
+        stamp="$(cksum <"$BUNDLE/jre.tar.gz")"
+        if [[ ! -x "$dest/jre/bin/java" || "$(cat "$dest/.stamp" 2>/dev/null)" != "$stamp" ]]; then
+            echo "unpacking $BUNDLE/jre.tar.gz to $dest"
+            rm -rf "$dest" && mkdir -p "$dest" && tar -C "$dest" -xzf "$BUNDLE/jre.tar.gz" \
+                && echo "$stamp" >"$dest/.stamp" || echo "unpacking failed"
+        fi
+        cand="$dest/jre/bin/java"
+        desc="bundled runtime"
+    else
+        echo "no bundled runtime: $BUNDLE/jre.tar.gz is missing (make device-bundle)"
+    fi
+    if [[ -n "$cand" ]]; then
+        feature="$(java_feature "$cand")"
+        if [[ -z "$feature" ]]; then
+            echo "$cand does not start:"
+            "$cand" -version 2>&1 | tail -n 5
+            cand=""
+        fi
+    fi
+    if [[ -z "$cand" ]]; then
+        local sys
+        for sys in "${JAVA_HOME:+$JAVA_HOME/bin/java}" "$(command -v java 2>/dev/null)"; do
+            [[ -n "$sys" && -x "$sys" ]] || continue
+            feature="$(java_feature "$sys")"
+            echo "system java $sys: specification version ${feature:-?}"
+            if [[ -n "$feature" ]] && ((${feature%%.*} >= 17)); then
+                cand="$sys"
+                desc="system java"
+                break
+            fi
+        done
+    fi
+    if [[ -z "$cand" ]]; then
+        info java "none"
+        status fail "no java: neither $BUNDLE/jre.tar.gz (make device-bundle) nor a system java >= 17"
+        return 1
+    fi
+    cand="$(cd "$(dirname "$cand")" && pwd)/$(basename "$cand")"
+    "$cand" -version 2>&1
+    setenv "JAVA=$(printf '%q' "$cand")"
+    local v
+    v="$("$cand" -version 2>&1 | head -n 1)"
+    info java "$desc: $v ($cand)"
+    if [[ ! -d "$BUNDLE/lib" ]]; then
+        status fail "$desc found, but $BUNDLE/lib is missing (make device-bundle)"
+        return 1
+    fi
+    status ok "$desc, $v"
+}
+
+step_cublas() {
+    local cands=() c d
+    if [[ -n "${HEADROUTE_CUBLAS13:-}" ]]; then
+        if [[ -d "$HEADROUTE_CUBLAS13" ]]; then cands+=("$HEADROUTE_CUBLAS13/libcublas.so.13"); else cands+=("$HEADROUTE_CUBLAS13"); fi
+    fi
+    while read -r c; do [[ -n "$c" ]] && cands+=("$c"); done < <(ldconfig -p 2>/dev/null | awk '/libcublas\.so\.13 /{print $NF}')
+    for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/local/cuda-*/lib64 \
+        /usr/local/cuda-*/targets/x86_64-linux/lib /usr/lib/x86_64-linux-gnu /usr/lib64; do
+        [[ -e "$d/libcublas.so.13" ]] && cands+=("$d/libcublas.so.13")
+    done
+    if command -v python3 >/dev/null 2>&1; then
+        while read -r c; do [[ -n "$c" ]] && cands+=("$c"); done < <(timeout 30 python3 - <<'PY' 2>/dev/null
+import glob, os, site, sys
+dirs = []
+for f in (site.getsitepackages, lambda: [site.getusersitepackages()]):
+    try:
+        dirs += list(f())
+    except Exception:
+        pass
+dirs += [p for p in sys.path if p.endswith("-packages")]
+try:
+    import nvidia
+    dirs += [os.path.dirname(p) for p in nvidia.__path__]
+except Exception:
+    pass
+seen = set()
+for d in dirs:
+    for pat in ("nvidia/cu13/lib/libcublas.so.13*", "nvidia/cublas/lib/libcublas.so.13*",
+                "nvidia/*/lib/libcublas.so.13*", "torch/lib/libcublas.so.13*"):
+        for f in sorted(glob.glob(os.path.join(d, pat))):
+            f = os.path.realpath(f) if not f.endswith("libcublas.so.13") else f
+            if f not in seen:
+                seen.add(f)
+                print(f)
+PY
+        )
+    fi
+    echo "candidates:"
+    local chosen=""
+    for c in "${cands[@]}"; do
+        local lt=no
+        compgen -G "$(dirname "$c")/libcublasLt.so.13*" >/dev/null && lt=yes
+        echo "  $c (exists: $([[ -e "$c" ]] && echo yes || echo no), libcublasLt beside it: $lt)"
+        if [[ -z "$chosen" && -e "$c" && "$lt" == yes ]]; then chosen="$c"; fi
+    done
+    if [[ -z "$chosen" ]]; then
+        for c in "${cands[@]}"; do [[ -e "$c" ]] && { chosen="$c"; break; }; done
+    fi
+    if [[ -z "$chosen" ]]; then
+        info cublas "libcublas.so.13 not found"
+        if have_gpu; then status fail "libcublas.so.13 not found (set HEADROUTE_CUBLAS13)"; return 1; fi
+        status skipped "no GPU; libcublas.so.13 not found either"
+        return 0
+    fi
+    chosen="$(cd "$(dirname "$chosen")" && pwd)/$(basename "$chosen")"
+    d="$(dirname "$chosen")"
+    echo "chosen: $chosen"
+    setenv "CUBLAS13=$(printf '%q' "$chosen")"
+    setenv "export HEADROUTE_CUBLAS13=$(printf '%q' "$chosen")"
+    setenv "export LD_LIBRARY_PATH=$(printf '%q' "$d")\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}"
+    local coverage="nm missing: shim coverage not checked"
+    if command -v nm >/dev/null 2>&1 && [[ -f "$ROOT/native/cublas12-symbols.txt" ]]; then
+        local missing
+        missing="$(grep -v '^#' "$ROOT/native/cublas12-symbols.txt" | LC_ALL=C sort -u | LC_ALL=C comm -23 - \
+            <(nm -D --defined-only "$chosen" 2>/dev/null | awk '{sub(/@.*/, "", $3); print $3}' | LC_ALL=C sort -u))"
+        local n total
+        n="$(printf '%s' "$missing" | grep -c . || true)"
+        total="$(grep -vc '^#' "$ROOT/native/cublas12-symbols.txt")"
+        echo "cuBLAS 12 functions JCublas2 imports that $chosen does not export: $n of $total"
+        printf '%s\n' "$missing" | head -n 40 | sed 's/^/  /'
+        coverage="shim: $n of $total JCublas2 imports missing in it"
+    fi
+    info cublas "$chosen; $coverage"
+    status ok "$(basename "$d")/$(basename "$chosen"); $coverage"
+}
+
+step_info() {
+    have_java || { status skipped "no java"; return 0; }
+    timeout -k 5 "$(cap 60)" "$OUT/state/hr" info
+    local rc=$?
+    echo "(exit $rc)"
+    local cuda
+    cuda="$(grep -m1 '^backend cuda' "$OUT/info.log" | cut -c1-110)"
+    info cuda_backend "${cuda:-?}"
+    if ((rc == 0)); then status ok "${cuda:-}"; else status fail "exit $rc: $(grep -m1 -i 'error' "$OUT/info.log" | cut -c1-100)"; fi
+}
+
+step_gpu_tests() {
+    have_java || { status skipped "no java"; return 0; }
+    [[ -d "$BUNDLE/lib/test/classes/io" ]] || { status fail "no $BUNDLE/lib/test/classes (make device-bundle)"; return 1; }
+    # The class path holds everything (the JVM expands the wildcards); the console launcher then scans the
+    # package in the test classes folder. A per-test timeout makes a test stuck in Java fail instead of using the step up.
+    timeout -k 5 "$(cap 150)" "$OUT/state/jvm" -cp "$BUNDLE/lib/*:$BUNDLE/lib/test/*:$BUNDLE/lib/test/classes" \
+        org.junit.platform.console.ConsoleLauncher execute \
+        --select-package io.headroute --include-tag gpu --fail-if-no-tests \
+        --config 'junit.jupiter.execution.timeout.default=100 s' \
+        --reports-dir "$OUT/junit" --details=tree --disable-banner --disable-ansi-colors </dev/null
+    local rc=$?
+    echo "(console launcher exit $rc)"
+    local counts
+    counts="$(python3 "$PY" junit "$OUT/junit" 2>&1)"
+    echo "$counts"
+    case $rc in
+        0) status ok "$counts" ;;
+        2) status fail "no test tagged gpu found (exit 2)" ;;
+        124 | 137) status timeout "$counts" ;;
+        *) status fail "$counts" ;;
+    esac
+}
+
+step_bench() {
+    have_java || { status skipped "no java"; return 0; }
+    mkdir -p "$OUT/bench"
+    printf 'name\theads\tdim\tlen\tcausal\tpattern\talgos\trc\tsecs\tstatus\n' >"$OUT/bench/runs.tsv"
+    local lens=(4096 16384 32768) w10 w50
+    if [[ "$QUICK" == 1 ]]; then lens=(1024 2048); fi
+    # Window widths for ~10% and ~50% token density at L = 32768: the same as torch_reference.py's FlexAttention.
+    read -r w10 w50 < <(python3 -B -c 'import sys; sys.path.insert(0, "bench"); import torch_reference as t; print(t.window_for_density(32768, 0.1), t.window_for_density(32768, 0.5))' 2>/dev/null || echo "1682 9598")
+    local runs=() n hd c
+    for n in "${lens[@]}"; do
+        for hd in "16 128" "32 64"; do
+            for c in 0 1; do runs+=("$hd $n $c dense flash,materialized"); done
+        done
+    done
+    if [[ "$QUICK" != 1 ]]; then
+        runs+=("16 128 32768 0 window:${w10:-1682} flash" "16 128 32768 0 window:${w50:-9598} flash")
+    fi
+    local r h d causal pattern algos name t rc start secs st skip_all="" ok=0 failed=0 skipped=0
+    # After a timeout, the same head configuration is not tried again at that length or above.
+    local -A skip_from=()
+    for r in "${runs[@]}"; do
+        read -r h d n causal pattern algos <<<"$r"
+        name="bench-h$h-d$d-L$n-$([[ $causal == 1 ]] && echo causal || echo "${pattern//:/}")"
+        t="$(cap 60)"
+        if [[ -n "$skip_all" ]]; then
+            st="skipped: $skip_all"
+        elif ((n >= ${skip_from[$h-$d]:-999999})); then
+            st="skipped: H=$h D=$d timed out at L=${skip_from[$h-$d]}"
+        elif ((t < 5)); then
+            st="skipped: step budget used up"
+        else
+            st=""
+        fi
+        if [[ -n "$st" ]]; then
+            printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t\t0\t%s\n' "$name" "$h" "$d" "$n" "$causal" "$pattern" "$algos" "$st" >>"$OUT/bench/runs.tsv"
+            echo "$name: $st"
+            skipped=$((skipped + 1))
+            continue
+        fi
+        echo "$name (timeout ${t}s) ..."
+        local cflag=()
+        if [[ $causal == 1 ]]; then cflag=(--causal); fi
+        start="$(date +%s)"
+        timeout -k 5 "$t" "$OUT/state/hr" bench --backend cuda --dtype bf16 --batch 1 --heads "$h" --dim "$d" \
+            --len "$n" "${cflag[@]}" --pattern "$pattern" --algos "$algos" \
+            --warmup 2 --repeats 5 --json "$OUT/bench/$name.json" >"$OUT/bench/$name.log" 2>&1 </dev/null
+        rc=$?
+        secs=$(($(date +%s) - start))
+        case $rc in
+            0) st=ok; ok=$((ok + 1)) ;;
+            124 | 137) st="timeout after ${t}s"; skip_from[$h-$d]=$n; failed=$((failed + 1)) ;;
+            *) st="fail (exit $rc): $(last_line "$OUT/bench/$name.log" | cut -c1-80)"; failed=$((failed + 1)) ;;
+        esac
+        # Exit 2 on the first shape is a usage error or an unavailable backend: the rest would say the same.
+        if ((rc == 2 && ok == 0 && failed == 1)); then skip_all="the first run failed with exit 2"; fi
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$h" "$d" "$n" "$causal" "$pattern" "$algos" "$rc" "$secs" "$st" >>"$OUT/bench/runs.tsv"
+        echo "$name: $st (${secs}s)"
+        sed -n '/^algorithm/,$p' "$OUT/bench/$name.log" | head -n 4 | sed 's/^/    /'
+    done
+    local note="$ok ok, $failed failed, $skipped skipped of ${#runs[@]} runs"
+    if ((failed == 0 && ok > 0)); then
+        status ok "$note"
+    elif [[ -n "$skip_all" ]]; then
+        status fail "$note; first: $(last_line "$OUT/bench/$(sed -n '2p' "$OUT/bench/runs.tsv" | cut -f1).log" | cut -c1-70)"
+    else
+        status fail "$note"
+    fi
+}
+
+step_torch() {
+    command -v python3 >/dev/null 2>&1 || { status skipped "no python3"; return 0; }
+    local budget extra=()
+    budget=$(($(left) - 12))
+    if [[ "$QUICK" == 1 ]]; then extra+=(--quick); fi
+    timeout -k 5 "$(cap 120)" python3 "$ROOT/bench/torch_reference.py" --json "$OUT/torch.json" \
+        --compare-dir "$OUT/compare" --budget "$budget" "${extra[@]}" </dev/null
+    local rc=$?
+    echo "(exit $rc)"
+    local counts
+    counts="$(python3 - "$OUT/torch.json" <<'PY' 2>/dev/null
+import json, sys
+try:
+    d = json.load(open(sys.argv[1]))
+except Exception:
+    print("no torch.json")
+    sys.exit()
+rows = d.get("rows", [])
+ok = sum(1 for r in rows if r.get("status") == "ok")
+print("%d rows: %d ok, %d not (torch %s)" % (len(rows), ok, len(rows) - ok, d.get("torch")))
+PY
+)"
+    case $rc in
+        0) status ok "$counts" ;;
+        3) status skipped "torch cannot be imported" ;;
+        124 | 137) status timeout "$counts" ;;
+        *) status fail "exit $rc; $counts" ;;
+    esac
+}
+
+step_compare() {
+    have_java || { status skipped "no java"; return 0; }
+    local dir="$OUT/compare"
+    mkdir -p "$dir/out"
+    if [[ ! -f "$dir/meta.json" ]]; then
+        echo "no comparison inputs from torch_reference.py; numpy fallback"
+        timeout 60 python3 "$PY" make-compare "$dir" || { status skipped "no comparison inputs (no torch, no numpy)"; return 0; }
+    fi
+    printf 'variant\tbackend\talgo\tdtype\trc\tsecs\tstatus\tfile\n' >"$dir/runs.tsv"
+    local runs=() variant r backend algo dtype name t rc start secs st cuda_skip=""
+    for variant in dense causal; do
+        runs+=("$variant cpu flash f32" "$variant cuda flash f32" "$variant cuda flash bf16"
+            "$variant cuda materialized f32" "$variant cuda materialized bf16")
+    done
+    for r in "${runs[@]}"; do
+        read -r variant backend algo dtype <<<"$r"
+        name="$variant-$backend-$algo-$dtype"
+        t="$(cap 40)"
+        st=""
+        if [[ "$backend" == cuda && -n "$cuda_skip" ]]; then st="skipped: $cuda_skip"; fi
+        if [[ -z "$st" ]] && ((t < 5)); then st="skipped: step budget used up"; fi
+        if [[ -n "$st" ]]; then
+            printf '%s\t%s\t%s\t%s\t\t0\t%s\t%s\n' "$variant" "$backend" "$algo" "$dtype" "$st" "$name.npy" >>"$dir/runs.tsv"
+            continue
+        fi
+        local cflag=()
+        if [[ $variant == causal ]]; then cflag=(--causal); fi
+        start="$(date +%s)"
+        timeout -k 5 "$t" "$OUT/state/hr" attend --q "$dir/q.npy" --k "$dir/k.npy" --v "$dir/v.npy" \
+            "${cflag[@]}" --backend "$backend" --algo "$algo" --dtype "$dtype" \
+            --out "$dir/out/$name.npy" >"$dir/out/$name.log" 2>&1 </dev/null
+        rc=$?
+        secs=$(($(date +%s) - start))
+        case $rc in
+            0) st=ok ;;
+            124 | 137) st="timeout" ;;
+            *) st="exit $rc: $(last_line "$dir/out/$name.log" | cut -c1-60)" ;;
+        esac
+        if [[ "$backend" == cuda && $rc == 2 && -z "$cuda_skip" ]]; then cuda_skip="cuda attend failed with exit 2"; fi
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$variant" "$backend" "$algo" "$dtype" "$rc" "$secs" "$st" "$name.npy" >>"$dir/runs.tsv"
+        echo "$name: $st (${secs}s)"
+    done
+    python3 "$PY" compare-eval "$dir"
+    local rc2=$?
+    local n_ok n_all
+    n_all="$(($(wc -l <"$dir/runs.tsv") - 1))"
+    n_ok="$(python3 -c 'import json,sys; print(sum(r["verdict"]=="ok" for r in json.load(open(sys.argv[1]))["results"]))' "$dir/results.json" 2>/dev/null || echo 0)"
+    if ((rc2 == 0)); then status ok "$n_ok of $n_all within tolerance"; else status fail "$n_ok of $n_all within tolerance${cuda_skip:+; $cuda_skip}"; fi
+}
+
+step_sanitizer() {
+    have_gpu || { status skipped "no nvidia-smi/GPU"; return 0; }
+    have_java || { status skipped "no java"; return 0; }
+    local san
+    san="$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer /usr/local/cuda*/compute-sanitizer/compute-sanitizer 2>/dev/null | head -n 1)"
+    [[ -n "$san" ]] || { status skipped "no compute-sanitizer"; return 0; }
+    local dir="$OUT/sanitizer"
+    mkdir -p "$dir"
+    python3 "$PY" npy-random "$dir/in" --shape 1,2,77,64 --seed 7 || { status fail "could not write the tiny inputs"; return 1; }
+    printf 'tool\talgo\tdtype\trc\tsecs\tstatus\tlog\n' >"$dir/runs.tsv"
+    jvm_opts
+    local runs=("memcheck flash f32" "memcheck flash bf16" "memcheck materialized f32" "racecheck flash bf16")
+    local r tool algo dtype name t rc start secs st skip="" bad=0
+    for r in "${runs[@]}"; do
+        read -r tool algo dtype <<<"$r"
+        name="$tool-$algo-$dtype"
+        t="$(cap 60)"
+        st=""
+        if [[ -n "$skip" ]]; then st="skipped: $skip"; elif ((t < 5)); then st="skipped: step budget used up"; fi
+        if [[ -n "$st" ]]; then
+            printf '%s\t%s\t%s\t\t0\t%s\t%s\n' "$tool" "$algo" "$dtype" "$st" "$name.log" >>"$dir/runs.tsv"
+            continue
+        fi
+        start="$(date +%s)"
+        timeout -k 5 "$t" "$san" --tool "$tool" --error-exitcode 3 --print-limit 50 \
+            "$JAVA" "${JOPTS[@]}" -cp "$BUNDLE/lib/*" io.headroute.cli.Main attend \
+            --q "$dir/in/q.npy" --k "$dir/in/k.npy" --v "$dir/in/v.npy" --backend cuda --algo "$algo" --dtype "$dtype" \
+            --out "$dir/o-$name.npy" >"$dir/$name.log" 2>&1 </dev/null
+        rc=$?
+        secs=$(($(date +%s) - start))
+        case $rc in
+            0) st=ok ;;
+            3) st="sanitizer errors"; bad=$((bad + 1)) ;;
+            124 | 137) st="timeout"; bad=$((bad + 1)) ;;
+            *) st="exit $rc: $(grep -v '^=========' "$dir/$name.log" | grep -v '^[[:space:]]*$' | tail -n 1 | cut -c1-60)"; bad=$((bad + 1)) ;;
+        esac
+        if ((rc == 2)) && [[ -z "$skip" ]]; then skip="attend failed with exit 2"; fi
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$tool" "$algo" "$dtype" "$rc" "$secs" "$st" "$name.log" >>"$dir/runs.tsv"
+        echo "$name: $st (${secs}s)"
+    done
+    python3 "$PY" sanitizer-eval "$dir"
+    if ((bad == 0)); then status ok "4 runs clean"; else status fail "$bad of 4 runs not clean${skip:+; $skip}"; fi
+}
+
+export -f elapsed info status left cap have_gpu have_java setenv jvm_opts make_launchers java_feature last_line \
+    step_facts step_java step_cublas step_info step_gpu_tests step_bench step_torch step_compare step_sanitizer
+
+# -------------------------------------------------------------------------------------------- runner
+# Which steps: all, or HEADROUTE_STEPS (java and cublas are added when a selected step runs java).
+read -r -a wanted <<<"$(echo "${HEADROUTE_STEPS:-${ALL_STEPS[*]}}" | tr ',' ' ')"
+needs_java=0
+for s in "${wanted[@]}"; do
+    [[ -n "${CAP[$s]:-}" ]] || { echo "device-check: unknown step '$s' (steps: ${ALL_STEPS[*]})" >&2; exit 2; }
+    case $s in info | gpu-tests | bench | compare | sanitizer) needs_java=1 ;; esac
+done
+STEPS=()
+for s in "${ALL_STEPS[@]}"; do
+    for w in "${wanted[@]}"; do
+        if [[ "$s" == "$w" ]] || { ((needs_java)) && [[ "$s" == java || "$s" == cublas ]]; }; then STEPS+=("$s"); break; fi
+    done
+done
+
+export HAVE_GPU=0
+if command -v nvidia-smi >/dev/null 2>&1 && timeout 20 nvidia-smi -L 2>/dev/null | grep -q '^GPU'; then HAVE_GPU=1; fi
+info budget "$BUDGET"
+echo "device-check: $(date -u +%Y-%m-%dT%H:%M:%SZ), OUT=$OUT, budget ${BUDGET}s, GPU: $(have_gpu && echo yes || echo 'no (nvidia-smi missing or lists none)'), steps: ${STEPS[*]}"
+
+record() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >>"$OUT/steps.tsv"; }
+
+run_step() {
+    local name=$1 i reserve=$SUMMARY_RESERVE after=0
+    for i in "${STEPS[@]}"; do
+        if ((after)); then reserve=$((reserve + FLOOR[$i])); fi
+        [[ "$i" == "$name" ]] && after=1
+    done
+    local now limit
+    now="$(date +%s)"
+    # What the later steps' floors leave, but at least this step's own floor, at most its cap, and never past
+    # the deadline less the summary's reserve.
+    limit=$((DEADLINE - now - reserve))
+    ((limit < FLOOR[$name])) && limit=${FLOOR[$name]}
+    ((limit > CAP[$name])) && limit=${CAP[$name]}
+    ((limit > DEADLINE - now - SUMMARY_RESERVE)) && limit=$((DEADLINE - now - SUMMARY_RESERVE))
+    echo ">>> [$(elapsed)s] $name (limit ${limit}s) -> $OUT/$name.log"
+    if ((limit < 5)); then
+        record "$name" skipped 0 "out of time (budget ${BUDGET}s)"
+        echo "<<< $name: skipped (out of time)"
+        return
+    fi
+    rm -f "$OUT/state/$name.status"
+    export STEP="$name" STEP_DEADLINE=$((now + limit))
+    timeout -k 5 "$limit" bash -c 'set -uo pipefail; source "$OUT/state/env.sh"; "step_${STEP//-/_}"' \
+        >"$OUT/$name.log" 2>&1 </dev/null
+    local rc=$? secs st="" note=""
+    secs=$(($(date +%s) - now))
+    if [[ -f "$OUT/state/$name.status" ]]; then IFS=$'\t' read -r st note <"$OUT/state/$name.status"; fi
+    if ((rc == 124 || rc == 137)); then
+        note="killed after ${limit}s${note:+; $note}"
+        st=timeout
+    elif [[ -z "$st" ]]; then
+        if ((rc == 0)); then st=ok; else st=fail; note="exit $rc: $(last_line "$OUT/$name.log")"; fi
+    fi
+    record "$name" "$st" "$secs" "$note"
+    echo "<<< $name: $st (${secs}s) $note"
+    if [[ "$st" != ok && "$st" != skipped ]]; then
+        tail -n 5 "$OUT/$name.log" | cut -c1-200 | sed 's/^/    | /'
+    fi
+    if [[ "$name" == java || "$name" == cublas ]]; then
+        # shellcheck disable=SC1091
+        source "$OUT/state/env.sh"
+        make_launchers
+    fi
+}
+
+make_launchers
+for s in "${STEPS[@]}"; do run_step "$s"; done
+
+echo ">>> [$(elapsed)s] summary"
+info total "$(elapsed)"
+if ! timeout 30 python3 "$PY" summary "$OUT" 2>"$OUT/summary.err"; then
+    echo "(summary failed: $(tail -n 1 "$OUT/summary.err" 2>/dev/null); the raw step table follows)"
+    column -t -s $'\t' "$OUT/steps.tsv" 2>/dev/null || cat "$OUT/steps.tsv"
+    echo "device-check: done in $(elapsed)s"
+fi

@@ -1,0 +1,517 @@
+#!/usr/bin/env python3
+"""Helpers of scripts/device-check.sh: tensor files, result parsing and the summary table.
+
+Standard library only (numpy is used when present, never required), so that it runs on whatever
+python3 the GPU machine has. Subcommands:
+
+  npy-random DIR --shape B,H,L,D [--seed N]  q.npy, k.npy, v.npy: float32 standard normal
+  make-compare DIR [--seed N]                comparison inputs and a float64 reference with numpy
+                                             (the fallback when bench/torch_reference.py made none)
+  compare-eval DIR                           relative L2 errors of DIR/out/*.npy (runs.tsv) against the
+                                             references; writes DIR/results.json
+  junit DIR                                  counts of the JUnit XML reports in DIR (one line)
+  sanitizer-eval DIR                         error counts of DIR/*.log (runs.tsv); writes DIR/results.json
+  summary OUT                                the summary table: printed, and written to OUT/summary.md
+"""
+import argparse
+import glob
+import json
+import math
+import os
+import random
+import re
+import struct
+import sys
+import xml.etree.ElementTree as ET
+
+COMPARE_SHAPE = (1, 4, 1000, 64)
+TOLERANCE = {"f32": 1e-5, "f16": 1e-2, "bf16": 1e-2}
+
+
+# ------------------------------------------------------------------------------------------ .npy files
+
+def write_npy(path, values, shape, descr="<f4"):
+    fmt = {"<f4": "f", "<f8": "d"}[descr]
+    header = "{'descr': '%s', 'fortran_order': False, 'shape': (%s), }" % (
+        descr, "".join("%d, " % n for n in shape) if len(shape) != 1 else "%d," % shape[0])
+    header += " " * (64 - (10 + len(header) + 1) % 64) + "\n"
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode("latin1"))
+        f.write(struct.pack("<%d%s" % (len(values), fmt), *values))
+    os.replace(tmp, path)
+
+
+def read_npy(path):
+    """(values as a flat list of floats, shape) of a little-endian f4/f8/f2 C-order .npy file."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if data[:6] != b"\x93NUMPY":
+        raise ValueError("%s is not a .npy file" % path)
+    major = data[6]
+    if major == 1:
+        hlen, start = struct.unpack("<H", data[8:10])[0], 10
+    else:
+        hlen, start = struct.unpack("<I", data[8:12])[0], 12
+    header = data[start:start + hlen].decode("latin1")
+    descr = re.search(r"'descr':\s*'([^']+)'", header).group(1)
+    if re.search(r"'fortran_order':\s*True", header):
+        raise ValueError("%s: Fortran order is not supported" % path)
+    shape = tuple(int(x) for x in re.search(r"'shape':\s*\(([^)]*)\)", header).group(1).replace(" ", "").split(",") if x)
+    fmt = {"<f4": "f", "<f8": "d", "<f2": "e"}.get(descr)
+    if fmt is None:
+        raise ValueError("%s: dtype %s is not supported" % (path, descr))
+    n = 1
+    for s in shape:
+        n *= s
+    body = data[start + hlen:]
+    return list(struct.unpack("<%d%s" % (n, fmt), body[:n * struct.calcsize(fmt)])), shape
+
+
+def rel_l2(x, ref):
+    try:
+        import numpy as np
+        a = np.asarray(x, dtype=np.float64).ravel()
+        b = np.asarray(ref, dtype=np.float64).ravel()
+        if a.shape != b.shape:
+            raise ValueError("sizes differ: %d vs %d" % (a.size, b.size))
+        den = float(np.sqrt(np.sum(b * b)))
+        num = float(np.sqrt(np.sum((a - b) ** 2)))
+    except ImportError:
+        if len(x) != len(ref):
+            raise ValueError("sizes differ: %d vs %d" % (len(x), len(ref)))
+        num = math.sqrt(sum((a - b) ** 2 for a, b in zip(x, ref)))
+        den = math.sqrt(sum(b * b for b in ref))
+    if den == 0:
+        return 0.0 if num == 0 else float("inf")
+    return num / den
+
+
+def load(path):
+    try:
+        import numpy as np
+        arr = np.load(path)
+        return arr.astype(np.float64).ravel(), tuple(arr.shape)
+    except ImportError:
+        return read_npy(path)
+
+
+def cmd_npy_random(a):
+    os.makedirs(a.dir, exist_ok=True)
+    shape = tuple(int(x) for x in a.shape.split(","))
+    n = 1
+    for s in shape:
+        n *= s
+    rnd = random.Random(a.seed)
+    for name in ("q", "k", "v"):
+        write_npy(os.path.join(a.dir, name + ".npy"), [rnd.gauss(0.0, 1.0) for _ in range(n)], shape)
+    print("wrote q, k, v %s float32 to %s" % (shape, a.dir))
+    return 0
+
+
+def cmd_make_compare(a):
+    try:
+        import numpy as np
+    except ImportError:
+        print("make-compare: numpy is missing; no comparison inputs", file=sys.stderr)
+        return 3
+    os.makedirs(a.dir, exist_ok=True)
+    b, h, n, d = COMPARE_SHAPE
+    rng = np.random.default_rng(a.seed)
+    q, k, v = (rng.standard_normal((b, h, n, d)).astype(np.float32) for _ in range(3))
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        np.save(os.path.join(a.dir, name + ".npy"), t)
+    scale = 1.0 / math.sqrt(d)
+    refs = {}
+    for variant, causal in (("dense", False), ("causal", True)):
+        s = np.einsum("bhld,bhsd->bhls", q.astype(np.float64), k.astype(np.float64)) * scale
+        if causal:
+            s = np.where(np.tril(np.ones((n, n), dtype=bool)), s, -np.inf)
+        s = s - s.max(axis=-1, keepdims=True)
+        p = np.exp(s)
+        p /= p.sum(axis=-1, keepdims=True)
+        o = np.einsum("bhls,bhsd->bhld", p, v.astype(np.float64))
+        np.save(os.path.join(a.dir, "o_ref_%s_f64.npy" % variant), o)
+        np.save(os.path.join(a.dir, "o_ref_%s_f32.npy" % variant), o.astype(np.float32))
+        refs[variant] = "o_ref_%s_f64.npy" % variant
+    meta = {"source": "numpy %s float64 (fallback: no torch reference)" % np.__version__, "seed": a.seed,
+            "shape": {"B": b, "H": h, "L": n, "S": n, "D": d}, "scale": scale,
+            "inputs": {"q": "q.npy", "k": "k.npy", "v": "v.npy"}, "dtype": "float32", "references": refs}
+    with open(os.path.join(a.dir, "meta.json"), "w") as f:
+        json.dump(meta, f, indent=1)
+    print("make-compare: numpy float64 references in %s" % a.dir)
+    return 0
+
+
+def read_tsv(path):
+    rows = []
+    if not os.path.exists(path):
+        return rows
+    with open(path) as f:
+        lines = [ln.rstrip("\n") for ln in f if ln.strip()]
+    if not lines:
+        return rows
+    keys = lines[0].split("\t")
+    for ln in lines[1:]:
+        vals = ln.split("\t")
+        rows.append(dict(zip(keys, vals + [""] * (len(keys) - len(vals)))))
+    return rows
+
+
+def cmd_compare_eval(a):
+    meta_path = os.path.join(a.dir, "meta.json")
+    meta = json.load(open(meta_path)) if os.path.exists(meta_path) else {}
+    results = []
+    refs = {}
+    for r in read_tsv(os.path.join(a.dir, "runs.tsv")):
+        res = dict(r)
+        tol = TOLERANCE.get(r["dtype"], 1e-2)
+        res["tol"] = tol
+        out = os.path.join(a.dir, "out", r["file"])
+        if r["rc"] != "0" or not os.path.exists(out):
+            res["verdict"] = r.get("status") or ("fail (exit %s)" % r["rc"])
+            res["rel_l2"] = None
+        else:
+            try:
+                if r["variant"] not in refs:
+                    refs[r["variant"]] = load(os.path.join(a.dir, meta["references"][r["variant"]]))
+                ref, ref_shape = refs[r["variant"]]
+                o, shape = load(out)
+                if tuple(shape) != tuple(ref_shape):
+                    raise ValueError("shape %s, reference %s" % (shape, ref_shape))
+                err = rel_l2(o, ref)
+                res["rel_l2"] = err
+                res["verdict"] = "ok" if err <= tol else "FAIL"
+            except Exception as e:  # noqa: BLE001
+                res["rel_l2"] = None
+                res["verdict"] = "error: %s" % e
+        results.append(res)
+    doc = {"source": meta.get("source"), "shape": meta.get("shape"), "results": results}
+    with open(os.path.join(a.dir, "results.json"), "w") as f:
+        json.dump(doc, f, indent=1)
+    for r in results:
+        print("%-7s %-5s %-13s %-5s %-10s %s" % (r["variant"], r["backend"], r["algo"], r["dtype"],
+                                                  "-" if r["rel_l2"] is None else "%.2e" % r["rel_l2"], r["verdict"]))
+    bad = [r for r in results if r["verdict"] != "ok"]
+    return 1 if bad else 0
+
+
+# ------------------------------------------------------------------------------------------------ JUnit
+
+def junit_counts(folder):
+    c = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0, "failed": [], "files": 0}
+    for path in sorted(glob.glob(os.path.join(folder, "TEST-*.xml"))):
+        try:
+            root = ET.parse(path).getroot()
+        except ET.ParseError as e:
+            c.setdefault("parse_errors", []).append("%s: %s" % (os.path.basename(path), e))
+            continue
+        c["files"] += 1
+        suites = [root] if root.tag == "testsuite" else root.iter("testsuite")
+        for s in suites:
+            for case in s.iter("testcase"):
+                c["tests"] += 1
+                name = "%s#%s" % (case.get("classname", "?"), case.get("name", "?"))
+                fail = case.find("failure")
+                err = case.find("error")
+                if fail is not None or err is not None:
+                    node = fail if fail is not None else err
+                    c["failures" if fail is not None else "errors"] += 1
+                    msg = " ".join((node.get("message") or node.get("type") or "").split())
+                    c["failed"].append("%s: %s" % (name, msg[:110]))
+                elif case.find("skipped") is not None:
+                    c["skipped"] += 1
+    c["passed"] = c["tests"] - c["failures"] - c["errors"] - c["skipped"]
+    return c
+
+
+def cmd_junit(a):
+    c = junit_counts(a.dir)
+    if c["files"] == 0:
+        print("no JUnit XML report in %s" % a.dir)
+        return 1
+    print("%d tests: %d passed, %d failed, %d errors, %d skipped" % (
+        c["tests"], c["passed"], c["failures"], c["errors"], c["skipped"]))
+    return 0 if c["failures"] == 0 and c["errors"] == 0 and c["tests"] > 0 else 1
+
+
+# -------------------------------------------------------------------------------------------- sanitizer
+
+def sanitizer_counts(log):
+    text = open(log, errors="replace").read() if os.path.exists(log) else ""
+    res = {"summary": None, "errors": None, "memory": 0, "races": 0, "api": 0}
+    m = re.search(r"ERROR SUMMARY:\s*(\d+) errors?", text)
+    if m:
+        res["errors"] = int(m.group(1))
+        res["summary"] = m.group(0)
+    m = re.search(r"RACECHECK SUMMARY:\s*(\d+) hazards? displayed \((\d+) errors?, (\d+) warnings?\)", text)
+    if m:
+        res["summary"] = m.group(0)
+        res["errors"] = int(m.group(2))
+        res["race_warnings"] = int(m.group(3))
+    res["memory"] = len(re.findall(r"Invalid __(?:global|shared|local)__ (?:read|write)|Misaligned|out of bounds", text))
+    res["races"] = len(re.findall(r"(?:Error|Warning): Race reported", text))
+    res["api"] = len(re.findall(r"Program hit .* on CUDA API call", text))
+    return res
+
+
+def cmd_sanitizer_eval(a):
+    results = []
+    for r in read_tsv(os.path.join(a.dir, "runs.tsv")):
+        res = dict(r)
+        res.update(sanitizer_counts(os.path.join(a.dir, r["log"])))
+        results.append(res)
+        print("%-9s %-13s %-5s exit %-4s %s" % (r["tool"], r["algo"], r["dtype"], r["rc"],
+                                               res["summary"] or r.get("status") or "no sanitizer summary"))
+    with open(os.path.join(a.dir, "results.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- summary
+
+def read_kv(path):
+    kv = {}
+    if os.path.exists(path):
+        for ln in open(path, errors="replace"):
+            if ":" in ln:
+                k, v = ln.split(":", 1)
+                kv[k.strip()] = v.strip()
+    return kv
+
+
+def short_status(text):
+    """A table cell for a status text: ok, skip, timeout, exit N, no fit, oom, fail."""
+    t = (text or "?").strip()
+    low = t.lower()
+    if low.startswith("skip"):
+        return "skip"
+    if "timeout" in low:
+        return "timeout"
+    if "fit" in low:
+        return "no fit"
+    if low.startswith("oom"):
+        return "oom"
+    m = re.search(r"exit (\d+)", low)
+    if m:
+        return "exit " + m.group(1)
+    return t.split(":")[0][:10]
+
+
+def fmt_tf(x):
+    return "-" if x is None else ("%.1f" % x if x < 100 else "%.0f" % x)
+
+
+def bench_cells(out):
+    """{(H, D, L, causal, pattern): {"flash": cell, "materialized": cell, "ms": {...}}} from the bench step."""
+    cells = {}
+    for r in read_tsv(os.path.join(out, "bench", "runs.tsv")):
+        key = (int(r["heads"]), int(r["dim"]), int(r["len"]), r["causal"] == "1", r.get("pattern", "dense"))
+        c = cells.setdefault(key, {"run": r.get("status", "")})
+        path = os.path.join(out, "bench", r["name"] + ".json")
+        log = os.path.join(out, "bench", r["name"] + ".log")
+        logtext = open(log, errors="replace").read() if os.path.exists(log) else ""
+        data = None
+        if os.path.exists(path):
+            try:
+                data = json.load(open(path))
+            except ValueError:
+                data = None
+        for m in (data or {}).get("measurements", []):
+            algo = m.get("algorithm")
+            st = m.get("status") or m.get("skipped") or m.get("error")
+            if isinstance(st, str) and st not in ("ok", ""):
+                c[algo] = {"text": short_status(st)}
+            elif m.get("gflops") is not None:
+                c[algo] = {"tf": m["gflops"] / 1000.0, "ms": m.get("median_ms"), "rel": m.get("rel_l2_vs_first")}
+        for algo in ("flash", "materialized"):
+            if algo in c:
+                continue
+            if algo in r.get("algos", "flash,materialized").split(","):
+                if re.search(r"%s[^\n]*(does not fit|not fit)" % algo, logtext, re.I) or (
+                        algo == "materialized" and re.search(r"does not fit", logtext, re.I)):
+                    c[algo] = {"text": "no fit"}
+                else:
+                    c[algo] = {"text": short_status(r.get("status"))}
+    return cells
+
+
+def torch_best(rows, h, d, n, causal):
+    best = None
+    for r in rows:
+        s = r.get("shape") or {}
+        if (s.get("H"), s.get("D"), s.get("L"), bool(r.get("causal"))) != (h, d, n, causal):
+            continue
+        if r.get("backend") == "FLEX" or r.get("status") != "ok" or not r.get("tflops"):
+            continue
+        if best is None or r["tflops"] > best["tflops"]:
+            best = r
+    return best
+
+
+SHORT_BACKEND = {"FLASH_ATTENTION": "flash", "EFFICIENT_ATTENTION": "effic", "CUDNN_ATTENTION": "cudnn", "MATH": "math"}
+
+
+def cmd_summary(a):
+    out = a.out
+    lines = []
+    add = lines.append
+    info = read_kv(os.path.join(out, "state", "info.txt"))
+    steps = read_tsv(os.path.join(out, "steps.tsv"))
+    add("== headroute device check: summary ==")
+    add("card    %s | %s | cc %s | driver %s | nvcc %s" % (
+        info.get("card", "?"), info.get("memory", "?"), info.get("compute_cap", "?"), info.get("driver", "?"),
+        info.get("nvcc", "?")))
+    add("commit  %s | bundle %s | %s" % (info.get("commit", "?"), info.get("bundle", "?"), info.get("date", "?")))
+    add("java    %s" % info.get("java", "?"))
+    add("cuBLAS  %s" % info.get("cublas", "?"))
+    add("torch   %s" % info.get("torch", "?"))
+    add("time    %s s in all (budget %s s for the steps)" % (info.get("total", "?"), info.get("budget", "?")))
+    add("")
+    add("%-10s %-8s %5s  %s" % ("step", "status", "secs", "note"))
+    for s in steps:
+        add("%-10s %-8s %5s  %s" % (s["step"], s["status"], s["secs"], s.get("note", "")[:96]))
+
+    junit_dir = os.path.join(out, "junit")
+    if os.path.isdir(junit_dir):
+        c = junit_counts(junit_dir)
+        add("")
+        if c["files"]:
+            add("GPU tests (tag gpu): %d tests, %d passed, %d failed, %d errors, %d skipped" % (
+                c["tests"], c["passed"], c["failures"], c["errors"], c["skipped"]))
+            for f in c["failed"][:8]:
+                add("  FAILED " + f)
+            if len(c["failed"]) > 8:
+                add("  ... and %d more (junit/)" % (len(c["failed"]) - 8))
+        else:
+            add("GPU tests: no JUnit report (see gpu-tests.log)")
+
+    san = os.path.join(out, "sanitizer", "results.json")
+    if os.path.exists(san):
+        parts = []
+        for r in json.load(open(san)):
+            if r.get("errors") is not None:
+                what = "%d err" % r["errors"]
+                if r.get("race_warnings"):
+                    what += "+%dw" % r["race_warnings"]
+            else:
+                what = (r.get("status") or "exit %s" % r.get("rc"))[:18]
+            parts.append("%s %s %s: %s" % (r["tool"][:4], r["algo"][:5], r["dtype"], what))
+        add("")
+        add("sanitizer: " + " | ".join(parts))
+
+    cmp_path = os.path.join(out, "compare", "results.json")
+    if os.path.exists(cmp_path):
+        doc = json.load(open(cmp_path))
+        s = doc.get("shape") or {}
+        add("")
+        add("compare vs %s, B=%s H=%s L=S=%s D=%s (rel L2; tol f32 1e-5, bf16 1e-2):" % (
+            doc.get("source") or "?", s.get("B"), s.get("H"), s.get("L"), s.get("D")))
+        add("  %-24s %-22s %-22s" % ("backend algo dtype", "dense", "causal"))
+        table = {}
+        for r in doc.get("results", []):
+            key = "%s %s %s" % (r["backend"], r["algo"], r["dtype"])
+            if r.get("rel_l2") is not None:
+                cell = "%.1e %s" % (r["rel_l2"], "ok" if r["verdict"] == "ok" else r["verdict"])
+            else:
+                cell = short_status(r["verdict"])
+            table.setdefault(key, {})[r["variant"]] = cell
+        for key, v in table.items():
+            add("  %-24s %-22s %-22s" % (key, v.get("dense", "-")[:22], v.get("causal", "-")[:22]))
+
+    trows = []
+    tpath = os.path.join(out, "torch.json")
+    if os.path.exists(tpath):
+        try:
+            tdoc = json.load(open(tpath))
+            trows = tdoc.get("rows", [])
+        except ValueError:
+            tdoc = {}
+    cells = bench_cells(out)
+    if cells or trows:
+        add("")
+        add("bench bf16 B=1, TFLOP/s (4*B*H*L*S*D, /2 causal); torch = best SDPA backend")
+        add("%-7s %6s %-6s %8s %8s %14s %8s" % ("HxD", "L", "causal", "flash", "mater.", "torch best", "fl/torch"))
+        keys = sorted(set(k for k in cells if k[4] == "dense") | set(
+            ((r["shape"]["H"], r["shape"]["D"], r["shape"]["L"], bool(r.get("causal")), "dense")
+             for r in trows if r.get("shape") and r.get("backend") != "FLEX")),
+            key=lambda k: (k[2], k[0], k[3]))
+        for k in keys:
+            h, d, n, causal, _ = k
+            c = cells.get(k, {})
+            fl = c.get("flash", {})
+            ma = c.get("materialized", {})
+            best = torch_best(trows, h, d, n, causal)
+            tnote = "-"
+            if not best:
+                st = [r.get("status", "") for r in trows if r.get("backend") != "FLEX" and r.get("shape")
+                      and (r["shape"].get("H"), r["shape"].get("D"), r["shape"].get("L"), bool(r.get("causal")))
+                      == (h, d, n, causal)]
+                if st:
+                    tnote = short_status(st[0])
+            ratio = "-"
+            if best and fl.get("tf"):
+                ratio = "%.2f" % (fl["tf"] / best["tflops"])
+            add("%-7s %6d %-6s %8s %8s %14s %8s" % (
+                "%dx%d" % (h, d), n, "yes" if causal else "no",
+                fmt_tf(fl["tf"]) if "tf" in fl else fl.get("text", "-"),
+                fmt_tf(ma["tf"]) if "tf" in ma else ma.get("text", "-"),
+                ("%s (%s)" % (fmt_tf(best["tflops"]), SHORT_BACKEND.get(best["backend"], best["backend"])))
+                if best else tnote, ratio))
+        flex = {r.get("window"): r for r in trows if r.get("backend") == "FLEX" and r.get("window") is not None}
+        wins = {}
+        for k, v in cells.items():
+            if k[4].startswith("window:"):
+                wins[int(k[4].split(":")[1])] = v.get("flash", {})
+        if flex or wins:
+            add("window |q-k|<=W, H16 D128 L=S=32768, median ms: headroute flash vs torch FlexAttention")
+            for w in sorted(set(flex) | set(wins)):
+                r = flex.get(w, {})
+                hr = wins.get(w, {})
+                hr_ms = hr.get("ms")
+                fx_ms = r.get("median_ms")
+                add("  W=%-5s density %-5s blocks %-5s | headroute %-8s | flex %-8s%s" % (
+                    w, "%.3f" % r["density"] if r.get("density") else "-",
+                    "%.3f" % r["block_density"] if r.get("block_density") is not None else "-",
+                    "%.2f" % hr_ms if hr_ms else hr.get("text", "-"),
+                    "%.2f" % fx_ms if fx_ms else short_status(r.get("status", "-")),
+                    " | flex/headroute time %.2f" % (fx_ms / hr_ms) if hr_ms and fx_ms else ""))
+    add("")
+    add("logs and JSON: $OUT = %s" % out)
+    text = "\n".join(lines)
+    print(text)
+    with open(os.path.join(out, "summary.md"), "w") as f:
+        f.write("# headroute device check\n\n```\n" + text + "\n```\n")
+    return 0
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description="helpers of scripts/device-check.sh")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("npy-random")
+    s.add_argument("dir")
+    s.add_argument("--shape", required=True)
+    s.add_argument("--seed", type=int, default=7)
+    s.set_defaults(fn=cmd_npy_random)
+    s = sub.add_parser("make-compare")
+    s.add_argument("dir")
+    s.add_argument("--seed", type=int, default=1234)
+    s.set_defaults(fn=cmd_make_compare)
+    s = sub.add_parser("compare-eval")
+    s.add_argument("dir")
+    s.set_defaults(fn=cmd_compare_eval)
+    s = sub.add_parser("junit")
+    s.add_argument("dir")
+    s.set_defaults(fn=cmd_junit)
+    s = sub.add_parser("sanitizer-eval")
+    s.add_argument("dir")
+    s.set_defaults(fn=cmd_sanitizer_eval)
+    s = sub.add_parser("summary")
+    s.add_argument("out")
+    s.set_defaults(fn=cmd_summary)
+    a = p.parse_args(argv)
+    return a.fn(a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,240 @@
+package io.headroute.device;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+import io.headroute.cli.Main;
+import java.io.File;
+import java.io.IOException;
+import java.io.PrintWriter;
+import java.io.Writer;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.TimeUnit;
+import java.util.stream.Collectors;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * The GPU device check's files: scripts/device-check.sh, its Python helper and bench/torch_reference.py
+ * are valid and run where they can (no GPU, no torch here), and - when {@code make device-bundle} has
+ * been run - build/device/ holds every part, fits the 48 MiB budget, and its own runtime starts
+ * headroute.
+ */
+class DeviceBundleTest {
+    private static final long MAX_BUNDLE_BYTES = 48L * 1024 * 1024;
+    private static final String CONSOLE_JAR = "junit-platform-console-standalone-1.14.4.jar";
+
+    private static Path project;
+
+    @TempDir
+    Path tmp;
+
+    @BeforeAll
+    static void findProject() {
+        Path p = Path.of("").toAbsolutePath();
+        while (p != null && !Files.isRegularFile(p.resolve("scripts/device-check.sh"))) {
+            p = p.getParent();
+        }
+        project = p;
+    }
+
+    private static Path bundle() {
+        assumeTrue(project != null, "scripts/device-check.sh not found above " + Path.of("").toAbsolutePath());
+        Path b = project.resolve("build/device");
+        assumeTrue(Files.isDirectory(b), "no build/device here (make device-bundle has not been run)");
+        return b;
+    }
+
+    @Test
+    void scriptsAreValid() throws Exception {
+        assumeTrue(project != null, "scripts/device-check.sh not found");
+        assumeTrue(onPath("bash"), "bash is not on the PATH");
+        for (String script : List.of("scripts/device-check.sh", "scripts/make-device-bundle.sh")) {
+            Result r = run(List.of("bash", "-n", script), Map.of(), 30);
+            assertEquals(0, r.exit, script + " has a syntax error:\n" + r.output);
+        }
+        assumeTrue(onPath("python3"), "python3 is not on the PATH");
+        // compile() rather than py_compile: no __pycache__ folders in the tree.
+        Result r = run(List.of("python3", "-B", "-c",
+                "import sys\nfor f in sys.argv[1:]:\n    compile(open(f).read(), f, 'exec')",
+                "bench/torch_reference.py", "scripts/device_check.py"), Map.of(), 30);
+        assertEquals(0, r.exit, "a Python file does not compile:\n" + r.output);
+        Result help = run(List.of("python3", "-B", "bench/torch_reference.py", "--help"), Map.of(), 30);
+        assertEquals(0, help.exit, help.output);
+        assertTrue(help.output.contains("--quick") && help.output.contains("--json"), help.output);
+        Result bad = run(List.of("python3", "-B", "bench/torch_reference.py", "--backends", "NOPE"), Map.of(), 30);
+        assertEquals(2, bad.exit, "a bad --backends value must be a usage error:\n" + bad.output);
+    }
+
+    @Test
+    void helperWritesTensorsAndReadsJUnitReports() throws Exception {
+        assumeTrue(project != null && onPath("python3"), "python3 or the project not found");
+        Path in = tmp.resolve("in");
+        Result npy = run(List.of("python3", "-B", "scripts/device_check.py", "npy-random", in.toString(),
+                "--shape", "1,2,77,64", "--seed", "7"), Map.of(), 60);
+        assertEquals(0, npy.exit, npy.output);
+        for (String name : List.of("q", "k", "v")) {
+            // float32 (1, 2, 77, 64): 128-byte .npy header (version 1.0, 64-byte aligned) + 9856 values.
+            Path f = in.resolve(name + ".npy");
+            assertEquals(128 + 4L * 2 * 77 * 64, Files.size(f), f.toString());
+        }
+        // headroute itself reads them: the CPU engine on the sanitizer's tiny inputs.
+        Path o = tmp.resolve("o.npy");
+        int exit = Main.run(new PrintWriter(Writer.nullWriter()), new PrintWriter(Writer.nullWriter()),
+                "attend", "--q", in.resolve("q.npy").toString(), "--k", in.resolve("k.npy").toString(),
+                "--v", in.resolve("v.npy").toString(), "--backend", "cpu", "--out", o.toString());
+        assertEquals(Main.OK, exit);
+        assertTrue(Files.size(o) > 0);
+
+        Path junit = Files.createDirectories(tmp.resolve("junit"));
+        Files.writeString(junit.resolve("TEST-junit-jupiter.xml"), "<?xml version=\"1.0\"?>\n"
+                + "<testsuite name=\"JUnit Jupiter\" tests=\"3\">"
+                + "<testcase name=\"a()\" classname=\"x.GpuTest\"/>"
+                + "<testcase name=\"b()\" classname=\"x.GpuTest\"><failure message=\"boom\" type=\"AssertionError\"/></testcase>"
+                + "<testcase name=\"c()\" classname=\"x.GpuTest\"><skipped/></testcase></testsuite>\n");
+        Result counts = run(List.of("python3", "-B", "scripts/device_check.py", "junit", junit.toString()), Map.of(), 30);
+        assertEquals(1, counts.exit, counts.output);
+        assertTrue(counts.output.contains("3 tests: 1 passed, 1 failed, 0 errors, 1 skipped"), counts.output);
+    }
+
+    @Test
+    void deviceCheckEndsWithTheSummary() throws Exception {
+        assumeTrue(project != null && onPath("bash") && onPath("python3") && onPath("timeout"),
+                "bash, python3 or coreutils' timeout missing");
+        Path out = tmp.resolve("out");
+        Map<String, String> env = new HashMap<>();
+        env.put("OUT", out.toString());
+        env.put("HEADROUTE_STEPS", "facts");
+        env.put("HEADROUTE_CHECK_BUDGET", "60");
+        Result r = run(List.of("bash", "scripts/device-check.sh"), env, 120);
+        assertEquals(0, r.exit, r.output);
+        assertTrue(Files.isRegularFile(out.resolve("summary.md")), r.output);
+        assertTrue(Files.isRegularFile(out.resolve("facts.log")), r.output);
+        String[] lines = r.output.strip().split("\n");
+        assertTrue(lines[lines.length - 1].startsWith("logs and JSON"), "the summary is not last:\n" + r.output);
+        assertTrue(r.output.contains("== headroute device check: summary =="), r.output);
+        assertTrue(r.output.matches("(?s).*\nfacts +ok .*"), r.output);
+    }
+
+    @Test
+    void bundleHasEveryPartAndFits() throws Exception {
+        Path b = bundle();
+        for (String part : List.of("jre.tar.gz", "MANIFEST.txt", "kernels/ptxas.txt", "native/libcublas.so.12",
+                "lib/test/" + CONSOLE_JAR, "lib/test/classes/io/headroute/device/DeviceBundleTest.class")) {
+            assertTrue(Files.isRegularFile(b.resolve(part)), "build/device/" + part + " is missing");
+        }
+        List<String> jars = names(b.resolve("lib"), ".jar");
+        assertTrue(jars.stream().anyMatch(n -> n.matches("headroute-.*\\.jar")), "no project jar in " + jars);
+        for (String dep : List.of("jcuda-", "jcuda-natives-", "jcublas-", "jcublas-natives-", "log4j-api-", "log4j-core-",
+                "picocli-", "jackson-databind-")) {
+            assertTrue(jars.stream().anyMatch(n -> n.startsWith(dep)), dep + "*.jar missing from build/device/lib: " + jars);
+        }
+        // One module per .cu file (make kernels), each in the bundle.
+        List<String> cu = names(project.resolve("cuda-kernels"), ".cu");
+        List<String> fatbins = names(b.resolve("kernels"), ".fatbin");
+        for (String c : cu) {
+            String f = c.replaceAll("\\.cu$", ".fatbin");
+            assertTrue(fatbins.contains(f), "build/device/kernels/" + f + " is missing (has " + fatbins + ")");
+        }
+        assertFalse(Files.exists(b.resolve("jre")), "build/device/jre/ (an unpacked runtime) would not fit the carry limit");
+        String manifest = Files.readString(b.resolve("MANIFEST.txt"));
+        assertTrue(manifest.matches("(?s).*\ncommit: [0-9a-f]{40}\n.*|(?s).*\ncommit: unknown\n.*"), manifest);
+        for (String key : List.of("dirty: ", "built: ", "jlink_java: ", "jlink_modules: ", "jre.tar.gz")) {
+            assertTrue(manifest.contains(key), "MANIFEST.txt lacks " + key);
+        }
+        long total;
+        try (Stream<Path> files = Files.walk(b)) {
+            total = files.filter(Files::isRegularFile).mapToLong(DeviceBundleTest::size).sum();
+        }
+        assertTrue(total <= MAX_BUNDLE_BYTES, "build/device is " + total + " bytes, more than 48 MiB");
+    }
+
+    @Test
+    void bundledRuntimeRunsHeadroute() throws Exception {
+        Path b = bundle();
+        assumeTrue(onPath("tar"), "tar is not on the PATH");
+        Result untar = run(List.of("tar", "-C", tmp.toString(), "-xzf", b.resolve("jre.tar.gz").toString()), Map.of(), 120);
+        assertEquals(0, untar.exit, untar.output);
+        String java = tmp.resolve("jre/bin/java").toString();
+        Result version = run(List.of(java, "-version"), Map.of(), 60);
+        assertEquals(0, version.exit, version.output);
+        assertTrue(version.output.contains("\"17"), version.output);
+        String cp = b.resolve("lib") + File.separator + "*";
+        Result hr = run(List.of(java, "-cp", cp, "io.headroute.cli.Main", "--version"), Map.of(), 60);
+        assertEquals(0, hr.exit, hr.output);
+        assertEquals("headroute " + Main.VERSION, hr.output.strip());
+        Result info = run(List.of(java, "-Dheadroute.cuda.disable=true", "-cp", cp, "io.headroute.cli.Main", "info"), Map.of(), 60);
+        assertEquals(0, info.exit, info.output);
+        assertTrue(info.output.contains("backend cpu:"), info.output);
+    }
+
+    // ------------------------------------------------------------------------------------------ helpers
+
+    private record Result(int exit, String output) {}
+
+    private static Result run(List<String> command, Map<String, String> env, long timeoutSeconds)
+            throws IOException, InterruptedException {
+        ProcessBuilder pb = new ProcessBuilder(command).directory(project.toFile()).redirectErrorStream(true);
+        pb.environment().putAll(env);
+        Process p = pb.start();
+        p.getOutputStream().close();
+        // Read while it runs (a full pipe would block the child), on a thread so the timeout still holds.
+        StringBuilder sb = new StringBuilder();
+        Thread reader = new Thread(() -> {
+            try {
+                sb.append(new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8));
+            } catch (IOException e) {
+                sb.append("(output unreadable: ").append(e).append(')');
+            }
+        });
+        reader.start();
+        if (!p.waitFor(timeoutSeconds, TimeUnit.SECONDS)) {
+            p.descendants().forEach(ProcessHandle::destroyForcibly);
+            p.destroyForcibly();
+            reader.join(5000);
+            throw new AssertionError(command + " did not finish in " + timeoutSeconds + " s:\n" + sb);
+        }
+        reader.join(10000);
+        return new Result(p.exitValue(), sb.toString());
+    }
+
+    private static boolean onPath(String tool) {
+        String path = System.getenv("PATH");
+        if (path == null) {
+            return false;
+        }
+        for (String dir : path.split(File.pathSeparator)) {
+            if (Files.isExecutable(Path.of(dir, tool))) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    private static List<String> names(Path dir, String suffix) throws IOException {
+        if (!Files.isDirectory(dir)) {
+            return new ArrayList<>();
+        }
+        try (Stream<Path> s = Files.list(dir)) {
+            return s.map(p -> p.getFileName().toString()).filter(n -> n.endsWith(suffix)).sorted().collect(Collectors.toList());
+        }
+    }
+
+    private static long size(Path p) {
+        try {
+            return Files.size(p);
+        } catch (IOException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+}
