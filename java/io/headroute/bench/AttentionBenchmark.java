@@ -18,7 +18,8 @@ import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Objects;
 import java.util.OptionalDouble;
-import java.util.Random;
+import java.util.SplittableRandom;
+import java.util.stream.IntStream;
 import org.apache.logging.log4j.LogManager;
 import org.apache.logging.log4j.Logger;
 
@@ -206,17 +207,28 @@ public final class AttentionBenchmark {
     public record Inputs(Tensor q, Tensor k, Tensor v) {}
 
     public static Inputs randomInputs(Config c) {
-        Random rnd = new Random(c.seed());
-        return new Inputs(gaussian(rnd, c.dtype(), c.batch(), c.heads(), c.qLen(), c.headDim()),
-                gaussian(rnd, c.dtype(), c.batch(), c.kvHeads(), c.kvLen(), c.headDim()),
-                gaussian(rnd, c.dtype(), c.batch(), c.kvHeads(), c.kvLen(), c.headDim()));
+        return new Inputs(gaussian(c.seed(), 0, c.dtype(), c.batch(), c.heads(), c.qLen(), c.headDim()),
+                gaussian(c.seed(), 1, c.dtype(), c.batch(), c.kvHeads(), c.kvLen(), c.headDim()),
+                gaussian(c.seed(), 2, c.dtype(), c.batch(), c.kvHeads(), c.kvLen(), c.headDim()));
     }
 
-    private static Tensor gaussian(Random rnd, DType dtype, long... shape) {
+    /** Chunk of values drawn from one generator; fixed, so the values do not depend on the thread count. */
+    private static final int CHUNK = 1 << 16;
+
+    /**
+     * Gaussian values in parallel (a 32K-token input has tens of millions), deterministic: chunk c of
+     * tensor t comes from a SplittableRandom seeded with a mix of (seed, t, c).
+     */
+    private static Tensor gaussian(long seed, int tensor, DType dtype, long... shape) {
         float[] x = new float[Math.toIntExact(Tensor.numel(shape))];
-        for (int i = 0; i < x.length; i++) {
-            x[i] = (float) rnd.nextGaussian();
-        }
+        int chunks = (x.length + CHUNK - 1) / CHUNK;
+        IntStream.range(0, chunks).parallel().forEach(ch -> {
+            SplittableRandom r = new SplittableRandom(seed * 0x9E3779B97F4A7C15L + tensor * 0xC2B2AE3D27D4EB4FL + ch);
+            int end = Math.min(x.length, (ch + 1) * CHUNK);
+            for (int i = ch * CHUNK; i < end; i++) {
+                x[i] = (float) r.nextGaussian();
+            }
+        });
         return Tensor.ofFloats(dtype, x, shape);
     }
 
