@@ -55,3 +55,30 @@ __device__ __forceinline__ void hr_block_tile(const AttnParams& p, bool reverse,
         b = blockIdx.z;
     }
 }
+
+// The gate of query row i of (b, h); 1 without a gate.
+__device__ __forceinline__ float hr_gate(const AttnParams& p, int b, int i, int h) {
+    return p.gate == nullptr ? 1.f : p.gate[((int64_t)b * p.q_len + i) * p.heads + h];
+}
+
+// Query tiles whose rows all have gate 0 do no work: this writes their zeros and lse −inf and returns
+// true (the block then returns). Every thread of the block must call it: it contains a barrier.
+template <typename T>
+__device__ __forceinline__ bool hr_skip_gated_tile(const AttnParams& p, T* O, int b, int h, int i0, int rows) {
+    bool live = false;
+    for (int r = threadIdx.x; r < rows; r += blockDim.x) {
+        const int i = i0 + r;
+        live |= i < p.q_len && hr_gate(p, b, i, h) != 0.f;
+    }
+    if (__syncthreads_or(live)) return false;
+    const T zero = T(0.f);
+    const int d = p.head_dim;
+    for (int e = threadIdx.x; e < rows * d; e += blockDim.x) {
+        const int i = i0 + e / d;
+        if (i < p.q_len) O[i * p.o_row_stride + e % d] = zero;
+    }
+    if (p.lse != nullptr)
+        for (int r = threadIdx.x; r < rows && i0 + r < p.q_len; r += blockDim.x)
+            p.lse[((int64_t)b * p.heads + h) * p.q_len + i0 + r] = hr_neg_inf();
+    return true;
+}

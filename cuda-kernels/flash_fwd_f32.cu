@@ -43,21 +43,7 @@ __device__ __forceinline__ void flash_fwd_f32(const AttnParams& p) {
     const float* V = static_cast<const float*>(p.v) + b * p.v_batch_stride + kvh * p.v_head_stride;
     float* O = static_cast<float*>(p.o) + b * p.o_batch_stride + h * p.o_head_stride;
 
-    // A tile whose rows all have gate 0 does no work: zeros and lse −inf.
-    bool live = false;
-    for (int r = tid; r < BR; r += kThreads) {
-        const int i = i0 + r;
-        live |= i < p.q_len && (p.gate == nullptr || p.gate[((int64_t)b * p.q_len + i) * p.heads + h] != 0.f);
-    }
-    if (!__syncthreads_or(live)) {
-        for (int e = tid; e < BR * D; e += kThreads) {
-            const int i = i0 + e / D;
-            if (i < p.q_len) O[i * p.o_row_stride + e % D] = 0.f;
-        }
-        if (p.lse != nullptr && tid < BR && i0 + tid < p.q_len)
-            p.lse[((int64_t)b * p.heads + h) * p.q_len + i0 + tid] = hr_neg_inf();
-        return;
-    }
+    if (hr_skip_gated_tile(p, O, b, h, i0, BR)) return;
 
     // Qi, pre-scaled by scale·log2(e) so that exp2 gives the softmax numerators.
     for (int e = tid; e < BR * D; e += kThreads) {
@@ -143,7 +129,7 @@ __device__ __forceinline__ void flash_fwd_f32(const AttnParams& p) {
     for (int rr = 0; rr < kRowsPerWarp; ++rr) {
         const int i = i0 + warp * kRowsPerWarp + rr;
         if (i >= p.q_len) continue;
-        const float g = p.gate == nullptr ? 1.f : p.gate[((int64_t)b * p.q_len + i) * p.heads + h];
+        const float g = hr_gate(p, b, i, h);
         const bool empty = l[rr] == 0.f || g == 0.f;
         const float f = empty ? 0.f : g / l[rr];
 #pragma unroll

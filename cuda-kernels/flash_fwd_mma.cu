@@ -71,22 +71,7 @@ __device__ __forceinline__ void flash_fwd_mma(const AttnParams& p) {
     const T* V = static_cast<const T*>(p.v) + b * p.v_batch_stride + kvh * p.v_head_stride;
     T* O = static_cast<T*>(p.o) + b * p.o_batch_stride + h * p.o_head_stride;
 
-    // Query tiles whose rows all have gate 0 are skipped: zeros and lse −inf.
-    bool live = false;
-    for (int r = tid; r < kBr; r += kThreads) {
-        const int i = i0 + r;
-        live |= i < p.q_len && (p.gate == nullptr || p.gate[((int64_t)b * p.q_len + i) * p.heads + h] != 0.f);
-    }
-    if (!__syncthreads_or(live)) {
-        const T zero = T(0.f);
-        for (int e = tid; e < kBr * D; e += kThreads) {
-            const int i = i0 + e / D;
-            if (i < p.q_len) O[i * p.o_row_stride + e % D] = zero;
-        }
-        if (p.lse != nullptr && tid < kBr && i0 + tid < p.q_len)
-            p.lse[((int64_t)b * p.heads + h) * p.q_len + i0 + tid] = hr_neg_inf();
-        return;
-    }
+    if (hr_skip_gated_tile(p, O, b, h, i0, kBr)) return;
 
     const int last_row = min(i0 + kBr, p.q_len) - 1;
     int kv_end = p.kv_len;
@@ -224,7 +209,7 @@ __device__ __forceinline__ void flash_fwd_mma(const AttnParams& p) {
         lt += __shfl_xor_sync(0xffffffffu, lt, 2);
         const int i = i0 + warp * 16 + g + rr * 8;
         if (i >= p.q_len) continue;
-        const float gv = p.gate == nullptr ? 1.f : p.gate[((int64_t)b * p.q_len + i) * p.heads + h];
+        const float gv = hr_gate(p, b, i, h);
         const bool empty = lt == 0.f || gv == 0.f;
         const float f = empty ? 0.f : gv / lt;
         T* orow = O + i * p.o_row_stride;
