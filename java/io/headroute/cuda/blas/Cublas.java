@@ -36,14 +36,14 @@ public final class Cublas implements AutoCloseable {
     }
 
     /**
-     * A handle on {@code device}; throws {@link CudaException} naming the reason when no cuBLAS can be
-     * loaded (the GEMM paths are then unavailable).
+     * A handle on {@code device}; throws {@link UnsupportedOperationException} naming the reason when no
+     * cuBLAS can be loaded (the GEMM paths are then unavailable here, the rest of the GPU engine is not).
      */
     public static Cublas create(CudaDevice device) {
         CublasLoader.Resolution r = CublasLoader.resolve();
         if (r.source() == CublasLoader.Source.ABSENT) {
-            throw new CudaException("cuBLAS is unavailable, so the GEMM paths (materialized attention) cannot run: "
-                    + r.detail());
+            throw new UnsupportedOperationException("cuBLAS is unavailable, so the GEMM paths (materialized attention) "
+                    + "cannot run: " + r.detail());
         }
         return new Cublas(device, r);
     }

@@ -139,6 +139,7 @@ public final class CudaAttentionEngine implements AttentionEngine {
         MaterializedPlan mat = algo == Algorithm.MATERIALIZED ? MaterializedPlan.of(sh, dt, req.gate() != null) : null;
         if (mat != null) {
             SoftmaxParams.rule(req.pattern());
+            cublas();
             checkFits(mat);
         }
         device.makeCurrent();
