@@ -100,14 +100,21 @@ public final class DeviceTensor implements AutoCloseable {
         return Tensor.of(dtype, shape, dst);
     }
 
-    /** Fills the tensor with a 32-bit pattern, e.g. a NaN, to poison outputs before a kernel runs. */
-    public void fill32(int pattern, CudaStream stream) {
-        if (byteSize() % 4 != 0) {
-            throw new IllegalArgumentException("fill32 needs a multiple of 4 bytes, " + this + " has " + byteSize());
-        }
+    /**
+     * Fills every element with the bit pattern {@code bits} (the low 16 bits for 2-byte dtypes, 8 for
+     * 1-byte ones), e.g. a NaN, to poison outputs before a kernel runs.
+     */
+    public void fillBits(int bits, CudaStream stream) {
         device.makeCurrent();
-        CudaException.check(jcuda.driver.JCudaDriver.cuMemsetD32Async(DevicePointers.of(address()), pattern, byteSize() / 4,
-                stream.handle()), "cuMemsetD32Async(" + this + ")", device.describe());
+        long n = numel();
+        jcuda.driver.CUdeviceptr p = DevicePointers.of(address());
+        int rc = switch (dtype.byteSize()) {
+            case 4 -> jcuda.driver.JCudaDriver.cuMemsetD32Async(p, bits, n, stream.handle());
+            case 2 -> jcuda.driver.JCudaDriver.cuMemsetD16Async(p, (short) bits, n, stream.handle());
+            case 1 -> jcuda.driver.JCudaDriver.cuMemsetD8Async(p, (byte) bits, n, stream.handle());
+            default -> throw new IllegalArgumentException("fillBits does not take " + dtype.cliName() + " (" + this + ")");
+        };
+        CudaException.check(rc, "cuMemsetD" + 8 * dtype.byteSize() + "Async(" + this + ")", device.describe());
     }
 
     public long address() {

@@ -153,8 +153,8 @@ public final class CudaAttentionEngine implements AttentionEngine {
                 DeviceTensor lse = DeviceTensor.allocate(device, pool, DType.F32, "out", sh.batch(), sh.heads(), sh.qLen());
                 EventTimer timer = new EventTimer(stream)) {
             if (poisonOutputs) {
-                o.fill32(nanPattern(dt), stream);
-                lse.fill32(nanPattern(DType.F32), stream);
+                o.fillBits(nanBits(dt), stream);
+                lse.fillBits(nanBits(DType.F32), stream);
             }
             long workspace;
             float ms;
@@ -187,18 +187,33 @@ public final class CudaAttentionEngine implements AttentionEngine {
             Tensor oh = o.download(stream, staging(o.byteSize()));
             Tensor lh = req.wantLse() ? lse.download(stream, staging(lse.byteSize())) : null;
             long tiles = flash != null ? flash.blocks() : (long) sh.batch() * sh.heads();
-            ExecutionStats st = new ExecutionStats(name(), algo, (long) (ms * 1e6), workspace, tiles, -1, -1, -1, peak);
+            ExecutionStats st = new ExecutionStats(name(), algo, (long) (ms * 1e6), workspace, tiles, -1, -1,
+                    zeroGates(req.gate()), peak);
             return new AttentionResult(oh, lh, st);
         }
     }
 
-    /** Two NaNs of a 2-byte dtype, or one fp32 NaN. */
-    private static int nanPattern(DType dt) {
+    /** A quiet NaN of {@code dt}. */
+    private static int nanBits(DType dt) {
         return switch (dt) {
-            case F16 -> 0x7E007E00;
-            case BF16 -> 0x7FC07FC0;
+            case F16 -> 0x7E00;
+            case BF16 -> 0x7FC0;
             default -> 0x7FC00000;
         };
+    }
+
+    /** Query rows whose gate is zero: the kernels skip them (whole tiles of them without any work). */
+    private static long zeroGates(Tensor gate) {
+        if (gate == null) {
+            return 0;
+        }
+        long n = 0;
+        for (float g : gate.toFloatArray()) {
+            if (g == 0f) {
+                n++;
+            }
+        }
+        return n;
     }
 
     private DeviceTensor upload(Tensor host, DType dtype, String tag) {
