@@ -1,6 +1,5 @@
 package io.headroute.cuda;
 
-import static jcuda.driver.JCudaDriver.cuFuncGetAttribute;
 import static jcuda.driver.JCudaDriver.cuFuncSetAttribute;
 import static jcuda.driver.JCudaDriver.cuLaunchKernel;
 import static jcuda.driver.JCudaDriver.cuModuleGetFunction;
@@ -30,6 +29,8 @@ public final class KernelModule implements AutoCloseable {
     private final String name;
     private final CUmodule module = new CUmodule();
     private final Map<String, CUfunction> functions = new ConcurrentHashMap<>();
+    /** Dynamic shared memory each kernel was already allowed, so repeated launches skip the driver call. */
+    private final Map<String, Integer> sharedAllowed = new ConcurrentHashMap<>();
     private boolean closed;
 
     private KernelModule(CudaDevice device, String name, byte[] image) {
@@ -96,9 +97,13 @@ public final class KernelModule implements AutoCloseable {
 
     /**
      * Lets {@code kernel} use {@code bytes} of dynamic shared memory (above 48 KiB this must be asked
-     * for); fails clearly when the device offers less.
+     * for); fails clearly when the device offers less. Cheap to repeat: the attribute is set once per size.
      */
     public void allowSharedMemory(String kernel, int bytes) {
+        Integer done = sharedAllowed.get(kernel);
+        if (done != null && done >= bytes) {
+            return;
+        }
         if (bytes > device.maxSharedMemoryPerBlockOptin()) {
             throw new CudaException("kernel " + kernel + " needs " + bytes + " bytes of shared memory per block; "
                     + device.describe() + " allows " + device.maxSharedMemoryPerBlockOptin());
@@ -107,15 +112,7 @@ public final class KernelModule implements AutoCloseable {
         CudaException.check(cuFuncSetAttribute(function(kernel),
                 CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes),
                 "cuFuncSetAttribute(" + kernel + ", max dynamic shared memory = " + bytes + ")", device.describe());
-    }
-
-    /** Registers per thread of {@code kernel} as compiled for this device. */
-    public int registers(String kernel) {
-        int[] v = new int[1];
-        device.makeCurrent();
-        CudaException.check(cuFuncGetAttribute(v, CUfunction_attribute.CU_FUNC_ATTRIBUTE_NUM_REGS, function(kernel)),
-                "cuFuncGetAttribute(" + kernel + ", registers)", device.describe());
-        return v[0];
+        sharedAllowed.put(kernel, bytes);
     }
 
     /**

@@ -11,8 +11,9 @@ import java.nio.ByteOrder;
 import jcuda.Pointer;
 
 /**
- * Two page-locked host buffers for large host↔device copies: while one chunk is copied asynchronously
- * on the stream, the next is filled from (or drained to) Java memory. Closed once.
+ * Two page-locked host buffers for large host↔device copies. Uploads alternate between them: while one
+ * chunk is copied asynchronously on the stream, the next is filled from Java memory. Downloads go
+ * through one buffer, chunk by chunk (copy, wait, drain). Closed once.
  */
 public final class PinnedStaging implements AutoCloseable {
     private final CudaDevice device;

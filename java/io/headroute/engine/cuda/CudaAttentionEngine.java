@@ -83,10 +83,6 @@ public final class CudaAttentionEngine implements AttentionEngine {
         return device.describe();
     }
 
-    public CudaDevice cudaDevice() {
-        return device;
-    }
-
     /** The engine's device memory pool (statistics, limits, leak checks). */
     public DevicePool pool() {
         return pool;

@@ -27,10 +27,22 @@ class KernelContractTest {
         return Files.readString(Path.of("cuda-kernels", file));
     }
 
-    private static int asserted(String text, String what) {
-        Matcher m = java.util.regex.Pattern.compile(java.util.regex.Pattern.quote(what) + "\\s*==\\s*(\\d+)").matcher(text);
-        assertTrue(m.find(), "no static_assert on " + what);
+    /** The number after {@code what} and {@code op} in the source, e.g. "sizeof(AttnParams) == 200". */
+    private static int number(String text, String what, String op) {
+        Matcher m = java.util.regex.Pattern.compile(java.util.regex.Pattern.quote(what) + "\\s*" + op + "\\s*(\\d+)")
+                .matcher(text);
+        assertTrue(m.find(), "no '" + what + " " + op + " N' in the CUDA source");
         return Integer.parseInt(m.group(1));
+    }
+
+    /** A value a static_assert pins. */
+    private static int asserted(String text, String what) {
+        return number(text, what, "==");
+    }
+
+    /** An enumerator's value. */
+    private static int enumValue(String text, String name) {
+        return number(text, name, "=");
     }
 
     @Test
@@ -88,12 +100,6 @@ class KernelContractTest {
         assertEquals(SoftmaxParams.WINDOW, enumValue(cu, "HR_PATTERN_WINDOW"));
         assertEquals(SoftmaxParams.LONGFORMER, enumValue(cu, "HR_PATTERN_LONGFORMER"));
         assertThrows(UnsupportedOperationException.class, () -> SoftmaxParams.rule(Patterns.parse("bigbird:64:1:1:1:1")));
-    }
-
-    private static int enumValue(String text, String name) {
-        Matcher m = java.util.regex.Pattern.compile("\\b" + name + "\\s*=\\s*(\\d+)").matcher(text);
-        assertTrue(m.find(), "no enumerator " + name);
-        return Integer.parseInt(m.group(1));
     }
 
     @ParameterizedTest(name = "{0} D={1}")
