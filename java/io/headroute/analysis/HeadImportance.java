@@ -1,0 +1,102 @@
+package io.headroute.analysis;
+
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Comparator;
+import java.util.List;
+
+/**
+ * Head importance by ablation, and greedy pruning plans made from it.
+ *
+ * <p>The importance of head h of a layer is the relative change of the layer's output when h alone is
+ * removed: ‖y − y₋ₕ‖ / ‖y‖ (Frobenius), with y the output with every head active. The layer is given as
+ * a function of its active-head mask, so the same code measures a CPU block, a GPU block or a test
+ * double.
+ */
+public final class HeadImportance {
+    private HeadImportance() {}
+
+    /** A layer (or model) output as a function of which heads are active. */
+    @FunctionalInterface
+    public interface MaskedForward {
+        float[] forward(boolean[] active);
+    }
+
+    /** Importance of each of {@code heads} heads by removing one at a time. */
+    public static double[] ablation(MaskedForward layer, int heads) {
+        if (heads <= 0) {
+            throw new IllegalArgumentException("ablation: heads must be positive, got " + heads);
+        }
+        boolean[] all = new boolean[heads];
+        Arrays.fill(all, true);
+        float[] y = layer.forward(all);
+        double[] importance = new double[heads];
+        for (int h = 0; h < heads; h++) {
+            boolean[] mask = all.clone();
+            mask[h] = false;
+            importance[h] = relativeChange(y, layer.forward(mask));
+        }
+        return importance;
+    }
+
+    /** ‖a − b‖ / ‖a‖ in float64; 0 for two zero outputs, +∞ when only the reference is zero. */
+    public static double relativeChange(float[] reference, float[] other) {
+        if (reference.length != other.length) {
+            throw new IllegalArgumentException("outputs differ in length: " + reference.length + " vs " + other.length);
+        }
+        double diff = 0;
+        double norm = 0;
+        for (int i = 0; i < reference.length; i++) {
+            double x = (double) reference[i] - other[i];
+            diff += x * x;
+            norm += (double) reference[i] * reference[i];
+        }
+        if (norm == 0) {
+            return diff == 0 ? 0 : Double.POSITIVE_INFINITY;
+        }
+        return Math.sqrt(diff / norm);
+    }
+
+    /**
+     * The heads to remove at a budget: the round(fraction · total) least important (layer, head) pairs,
+     * ties by lower layer then lower head, never the last active head of a layer.
+     *
+     * @param importance layers × heads
+     * @param fraction   share of all heads to remove, in [0, 1)
+     * @return removed[layer][head]
+     */
+    public static boolean[][] greedyPlan(double[][] importance, double fraction) {
+        if (!(fraction >= 0 && fraction < 1)) {
+            throw new IllegalArgumentException("pruning fraction must be in [0, 1), got " + fraction);
+        }
+        int layers = importance.length;
+        record Entry(int layer, int head, double importance) {}
+        List<Entry> all = new ArrayList<>();
+        boolean[][] removed = new boolean[layers][];
+        int[] left = new int[layers];
+        for (int l = 0; l < layers; l++) {
+            removed[l] = new boolean[importance[l].length];
+            left[l] = importance[l].length;
+            for (int h = 0; h < importance[l].length; h++) {
+                if (Double.isNaN(importance[l][h])) {
+                    throw new IllegalArgumentException("importance of layer " + l + " head " + h + " is NaN");
+                }
+                all.add(new Entry(l, h, importance[l][h]));
+            }
+        }
+        all.sort(Comparator.comparingDouble(Entry::importance).thenComparingInt(Entry::layer).thenComparingInt(Entry::head));
+        long target = Math.round(fraction * all.size());
+        long done = 0;
+        for (Entry e : all) {
+            if (done == target) {
+                break;
+            }
+            if (left[e.layer()] > 1) {
+                removed[e.layer()][e.head()] = true;
+                left[e.layer()]--;
+                done++;
+            }
+        }
+        return removed;
+    }
+}
