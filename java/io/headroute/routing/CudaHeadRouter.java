@@ -18,7 +18,7 @@ import java.util.List;
  * then {@code hr_router_topk} (cuda-kernels/router.cu) for softmax, top-k, renormalization and block
  * averaging, writing the gate (B, L, H) float32 into device memory from the pool (tag "router"). The
  * device-tensor {@link #route(DeviceTensor, DeviceTensor, RouterConfig, DeviceTensor)} only enqueues
- * work on the stream: no transfer, no synchronization. Not yet run on a GPU (written without one).
+ * work on the stream: no transfer, and no synchronization except when its logits buffer has to grow. Not yet run on a GPU (written without one).
  * Not thread-safe.
  */
 public final class CudaHeadRouter implements HeadRouter {
@@ -38,6 +38,8 @@ public final class CudaHeadRouter implements HeadRouter {
     private final List<AutoCloseable> owned = new ArrayList<>();
     private final Cublas cublas;
     private final KernelModule module;
+    /** The logits Z, reused across calls: all of the router's work runs in order on its stream. */
+    private DeviceTensor logits;
     private boolean closed;
 
     private CudaHeadRouter(CudaDevice device, DevicePool pool, CudaStream stream, boolean ownsContext) {
@@ -107,6 +109,11 @@ public final class CudaHeadRouter implements HeadRouter {
         return pool;
     }
 
+    /** Device bytes the router keeps between calls (its logits buffer), for leak checks. */
+    public long scratchBytes() {
+        return logits == null ? 0 : logits.byteSize();
+    }
+
     /** Refuses what the kernel cannot do, before any device work. */
     static void checkSupported(RouterConfig c) {
         if (c.routedHeads() > MAX_ROUTED) {
@@ -143,22 +150,37 @@ public final class CudaHeadRouter implements HeadRouter {
         int d = (int) x.dim(2);
         int hr = config.routedHeads();
         DeviceTensor gate = DeviceTensor.allocate(device, pool, DType.F32, TAG, x.dim(0), x.dim(1), config.heads());
-        try (DeviceTensor logits = DeviceTensor.allocate(device, pool, DType.F32, TAG, tokens, hr)) {
+        try {
+            long z = logitsScratch(tokens * hr);
             // Row-major Z (N×Hr) = X·Wr is column-major Zᵀ (Hr×N) = Wrc·Xc, where Wrc (Hr×d) and Xc (d×N) are the
             // column-major views of row-major Wr and X: m = Hr, n = N, k = d.
-            cublas.gemm(stream, false, false, hr, n, d, 1f, wr.address(), hr, x.address(), d, 0f, logits.address(), hr,
-                    x.dtype(), DType.F32);
-            byte[] params = RouterParams.encode(logits.address(), gate.address(), probs == null ? 0 : probs.address(),
-                    (int) x.dim(0), (int) x.dim(1), config);
+            cublas.gemm(stream, false, false, hr, n, d, 1f, wr.address(), hr, x.address(), d, 0f, z, hr, x.dtype(), DType.F32);
+            byte[] params = RouterParams.encode(z, gate.address(), probs == null ? 0 : probs.address(), (int) x.dim(0),
+                    (int) x.dim(1), config);
             long groups = RouterParams.groups(x.dim(0), x.dim(1), config.block());
             module.launch(KERNEL, (int) ((groups + GROUPS_PER_BLOCK - 1) / GROUPS_PER_BLOCK), 1, 1, THREADS, 0, stream, params);
-            // Closing returns the logits to the pool while the kernel may still run: the pool's blocks are reused
-            // only by later work on this same stream, which runs after it.
             return gate;
         } catch (RuntimeException e) {
             gate.close();
             throw e;
         }
+    }
+
+    /**
+     * The address of a logits buffer of at least {@code elements} floats. Kept between calls rather than
+     * returned to the pool after each launch: a freed block could be handed to work on another stream (or
+     * to a synchronous copy) while the kernel still reads it.
+     */
+    private long logitsScratch(long elements) {
+        if (logits == null || logits.numel() < elements) {
+            if (logits != null) {
+                stream.synchronize(); // the old buffer may still be read by an earlier launch
+                logits.close();
+                logits = null;
+            }
+            logits = DeviceTensor.allocate(device, pool, DType.F32, TAG, elements);
+        }
+        return logits.address();
     }
 
     @Override
@@ -174,6 +196,9 @@ public final class CudaHeadRouter implements HeadRouter {
                 DeviceTensor dw = DeviceTensor.upload(device, pool, stream, null, wrr, dtype, TAG);
                 DeviceTensor probs = DeviceTensor.allocate(device, pool, DType.F32, TAG, x.dim(0), x.dim(1), config.routedHeads());
                 EventTimer timer = new EventTimer(stream)) {
+            // A synchronous copy from pageable memory may return before its DMA lands, and the router's stream
+            // does not wait for the legacy stream: wait for the whole context once, outside the timed part.
+            device.synchronize();
             timer.start();
             float ms;
             Tensor gateHost;
@@ -194,7 +219,12 @@ public final class CudaHeadRouter implements HeadRouter {
         }
         closed = true;
         RuntimeException first = null;
-        List<AutoCloseable> all = new ArrayList<>(List.of(module, cublas));
+        List<AutoCloseable> all = new ArrayList<>();
+        if (logits != null) {
+            all.add(stream::synchronize); // an enqueued launch may still read the logits
+            all.add(logits);
+        }
+        all.addAll(List.of(module, cublas));
         if (ownsContext) {
             all.addAll(owned);
         }
