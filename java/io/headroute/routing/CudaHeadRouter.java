@@ -7,6 +7,7 @@ import io.headroute.cuda.EventTimer;
 import io.headroute.cuda.JCudaAllocator;
 import io.headroute.cuda.KernelModule;
 import io.headroute.cuda.blas.Cublas;
+import io.headroute.cuda.memory.DeviceBuffer;
 import io.headroute.cuda.memory.DevicePool;
 import io.headroute.tensor.DType;
 import io.headroute.tensor.Tensor;
@@ -39,7 +40,7 @@ public final class CudaHeadRouter implements HeadRouter {
     private final Cublas cublas;
     private final KernelModule module;
     /** The logits Z, reused across calls: all of the router's work runs in order on its stream. */
-    private DeviceTensor logits;
+    private DeviceBuffer logits;
     private boolean closed;
 
     private CudaHeadRouter(CudaDevice device, DevicePool pool, CudaStream stream, boolean ownsContext) {
@@ -109,9 +110,9 @@ public final class CudaHeadRouter implements HeadRouter {
         return pool;
     }
 
-    /** Device bytes the router keeps between calls (its logits buffer), for leak checks. */
+    /** Device bytes the router keeps between calls (its logits buffer, as the pool accounts them), for leak checks. */
     public long scratchBytes() {
-        return logits == null ? 0 : logits.byteSize();
+        return logits == null ? 0 : logits.size();
     }
 
     /** Refuses what the kernel cannot do, before any device work. */
@@ -172,13 +173,14 @@ public final class CudaHeadRouter implements HeadRouter {
      * to a synchronous copy) while the kernel still reads it.
      */
     private long logitsScratch(long elements) {
-        if (logits == null || logits.numel() < elements) {
+        long bytes = Math.multiplyExact(elements, 4L);
+        if (logits == null || logits.requestedBytes() < bytes) {
             if (logits != null) {
                 stream.synchronize(); // the old buffer may still be read by an earlier launch
                 logits.close();
                 logits = null;
             }
-            logits = DeviceTensor.allocate(device, pool, DType.F32, TAG, elements);
+            logits = pool.allocate(bytes, TAG);
         }
         return logits.address();
     }
