@@ -83,6 +83,22 @@ class RouteCommandTest {
     }
 
     @Test
+    void cudaWithoutAUsableGpuIsAUserError() {
+        String why = io.headroute.routing.HeadRouters.cudaUnavailableReason();
+        org.junit.jupiter.api.Assumptions.assumeTrue(why != null, "a GPU router is available here");
+        Random r = new Random(4);
+        Path xf = write("x.npy", random(r, 1, 5, 4));
+        Path wf = write("wr.npy", random(r, 4, 3));
+        Path out = dir.resolve("g.npy");
+        Cli.run("route", "--x", xf.toString(), "--wr", wf.toString(), "--shared", "1", "--k", "1", "--backend", "cuda",
+                "--out", out.toString()).assertBadInput("headroute route", "--backend cuda: ", out);
+        // auto falls back to the CPU.
+        Cli.run("route", "--x", xf.toString(), "--wr", wf.toString(), "--shared", "1", "--k", "1", "--out", out.toString())
+                .assertOk();
+        assertTrue(Files.exists(out));
+    }
+
+    @Test
     void badInputIsRefusedWithOneLine() {
         Random r = new Random(2);
         Path xf = write("x.npy", random(r, 1, 5, 4));
