@@ -126,7 +126,9 @@ public final class CudaHeadRouter implements HeadRouter {
     /**
      * Enqueues routing on the stream: X (B, L, d_model) and Wr (d_model, Hr) on the device in the same
      * dtype (f32, f16 or bf16); returns the gate (B, L, H) float32, owned by the caller (close it). When
-     * {@code probs} (B, L, Hr) float32 is given, the per-token probabilities are written there too.
+     * {@code probs} (B, L, Hr) float32 is given, the per-token probabilities are written there too. Memory
+     * owned by another framework (raw device pointers) enters as {@link DeviceTensor#borrow}. Work that
+     * wrote X or Wr on another stream must be finished (or waited for) first.
      */
     public DeviceTensor route(DeviceTensor x, DeviceTensor wr, RouterConfig config, DeviceTensor probs) {
         if (closed) {
