@@ -36,9 +36,12 @@ import picocli.CommandLine.Spec;
         header = "Time attention algorithms against each other on random inputs.",
         sortOptions = false,
         description = {"Times attention algorithms in one run on the same seeded Gaussian inputs: warm-up calls, then "
-                + "the median of the timed calls, GFLOP/s, workspace memory and the outputs' agreement."},
+                + "the median of the timed calls, GFLOP/s, workspace memory and the outputs' agreement.",
+            "With --route: the head router on random X and Wr (timed), then attention with its gate against dense attention: "
+                    + "routed / dense against the goal (HS + K)/H + 0.05, the router's overhead, work executed and skipped."},
         footer = {"", "Examples:", "  headroute bench --backend cpu --len 4096 --causal --json bench.json",
-            "  headroute bench --backend cuda --dtype bf16 --heads 16 --dim 128 --len 32768 --route 2:4 --json routed.json"})
+            "  headroute bench --backend cuda --dtype bf16 --heads 16 --dim 128 --len 32768 \\",
+            "      --route 2:4 --json routed.json"})
 final class BenchCommand implements Callable<Integer> {
     @Mixin
     VerboseMixin verboseMixin;

@@ -35,7 +35,8 @@ import picocli.CommandLine.Spec;
                 + "to sum 1 and multiplied by K; the other routed heads get 0. Heads 0..HS−1 are shared: always gate 1.",
             "Inputs: X (B, L, d_model) and Wr (d_model, Hr), .npy or .safetensors (one tensor each); H = HS + Hr.",
             "Writes the gate (B, L, H) float32 and prints per-head statistics."},
-        footer = {"", "Example:", "  headroute route --x x.npy --wr wr.npy --shared 2 --k 4 --block 64 --out gate.npy --stats stats.json"})
+        footer = {"", "Example:", "  headroute route --x x.npy --wr wr.npy --shared 2 --k 4 --block 64 \\",
+            "      --out gate.npy --stats stats.json"})
 final class RouteCommand implements Callable<Integer> {
     @Mixin
     VerboseMixin verboseMixin;
@@ -138,8 +139,13 @@ final class RouteCommand implements Callable<Integer> {
         }
         o.println(Units.fmt("load balance Hr·Σ f·P = %.4f (1 = balanced); active heads %.4f of %d (nominal (Hs + k)/H = %.4f); %d tokens",
                 s.loadBalance(), s.activeHeadFraction(), c.heads(), c.activeFraction(), s.tokens()));
-        o.println("  (heads 0.." + (c.sharedHeads() - 1) + " shared, gate 1; tokens routed = share of tokens with a non-zero gate;"
-                + " f = that share / k; mean gate over all tokens; mean P = mean router probability)");
+        String shared = switch (c.sharedHeads()) {
+            case 0 -> "no shared heads";
+            case 1 -> "head 0 shared, gate 1";
+            default -> "heads 0.." + (c.sharedHeads() - 1) + " shared, gate 1";
+        };
+        o.println("  (" + shared + "; tokens routed = share of tokens with a non-zero gate; f = that share / k; mean gate over"
+                + " all tokens; mean P = mean router probability)");
     }
 
     private static void writeStats(Path file, RouterOutput r, Tensor xt) {
