@@ -139,7 +139,8 @@ class CudaHeadRouterGpuTest {
     void gaussianInputsAgreeWhereTheChoiceIsWellConditioned() {
         // Off-grid inputs: the GEMM's summation order differs from the CPU's, so groups whose k-th and (k+1)-th
         // averaged probabilities are closer than 1e-4 (relative) may legitimately choose differently; they are
-        // counted and must be rare, every other group must agree.
+        // counted and must be rare, every other group must agree to the fp32 tolerance (the inputs are the same
+        // rounded values on both sides, the arithmetic fp32).
         Random r = new Random(5);
         int b = 2;
         int l = 257;
@@ -183,7 +184,7 @@ class CudaHeadRouterGpuTest {
                         }
                         for (int t = t0; t < t1; t++) {
                             int row = (bb * l + t) * h;
-                            assertClose(Arrays.copyOfRange(wg, row, row + h), Arrays.copyOfRange(gg, row, row + h), 1e-4,
+                            assertClose(Arrays.copyOfRange(wg, row, row + h), Arrays.copyOfRange(gg, row, row + h), 1e-5,
                                     c + " " + dt.cliName() + " token " + t + " of batch " + bb);
                         }
                     }
