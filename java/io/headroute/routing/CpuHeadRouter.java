@@ -8,8 +8,8 @@ import java.util.stream.IntStream;
 
 /**
  * The head router on the CPU, and the twin of {@code cuda-kernels/router.cu}: the same fp32 operations
- * in the same order (logits by a dot product over d_model in order, softmax with the row maximum
- * subtracted, block sums in token order, the kept sum in rank order), so the two agree to rounding.
+ * (softmax with the row maximum subtracted, block sums in token order, the kept sum in rank order);
+ * only the GEMM's and the softmax sum's summation orders differ, so the two agree to rounding.
  */
 public final class CpuHeadRouter implements HeadRouter {
     private final ForkJoinPool pool;

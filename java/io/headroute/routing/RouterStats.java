@@ -15,8 +15,8 @@ import java.util.Arrays;
  *   <li>{@code meanGate[i]}: the gate averaged over all N tokens, zeros included (Σ over heads = k);</li>
  *   <li>{@code meanProbability[i] = P_i}: the router probability averaged over all N tokens.</li>
  * </ul>
- * {@code loadBalance = Hr · Σ f_i · P_i}: 1.0 for perfectly balanced routing (f_i = P_i = 1/Hr), up to
- * Hr when every token goes to the same heads. {@code activeHeadFraction}: non-zero gate entries over
+ * {@code loadBalance = Hr · Σ f_i · P_i}: 1.0 for perfectly balanced routing (f_i = P_i = 1/Hr), larger
+ * when tokens crowd onto a few heads (Hr when k = 1 and every token goes to one head with certainty). {@code activeHeadFraction}: non-zero gate entries over
  * N·H, measured (the configuration's nominal value is (Hs + k)/H).
  */
 public record RouterStats(RouterConfig config, long tokens, double[] tokenShare, double[] f, double[] meanGate,
