@@ -220,13 +220,18 @@ public final class AttentionBenchmark {
      * tensor t comes from a SplittableRandom seeded with a mix of (seed, t, c).
      */
     private static Tensor gaussian(long seed, int tensor, DType dtype, long... shape) {
+        return gaussian(seed, tensor, dtype, 1f, shape);
+    }
+
+    /** Like {@link #gaussian(long, int, DType, long...)}, each value multiplied by {@code scale} before rounding. */
+    static Tensor gaussian(long seed, int tensor, DType dtype, float scale, long... shape) {
         float[] x = new float[Math.toIntExact(Tensor.numel(shape))];
         int chunks = (x.length + CHUNK - 1) / CHUNK;
         IntStream.range(0, chunks).parallel().forEach(ch -> {
             SplittableRandom r = new SplittableRandom(seed * 0x9E3779B97F4A7C15L + tensor * 0xC2B2AE3D27D4EB4FL + ch);
             int end = Math.min(x.length, (ch + 1) * CHUNK);
             for (int i = ch * CHUNK; i < end; i++) {
-                x[i] = (float) r.nextGaussian();
+                x[i] = (float) r.nextGaussian() * scale;
             }
         });
         return Tensor.ofFloats(dtype, x, shape);

@@ -9,10 +9,14 @@ import io.headroute.bench.AttentionBenchmark;
 import io.headroute.bench.AttentionBenchmark.Config;
 import io.headroute.bench.AttentionBenchmark.Measurement;
 import io.headroute.bench.AttentionBenchmark.Report;
+import io.headroute.bench.RoutedBenchmark;
 import io.headroute.engine.Algorithm;
 import io.headroute.engine.AttentionEngine;
 import io.headroute.pattern.Pattern;
 import io.headroute.pattern.Patterns;
+import io.headroute.routing.HeadRouter;
+import io.headroute.routing.HeadRouters;
+import io.headroute.routing.RouterConfig;
 import io.headroute.tensor.AtomicFiles;
 import io.headroute.tensor.DType;
 import java.io.PrintWriter;
@@ -32,8 +36,12 @@ import picocli.CommandLine.Spec;
         header = "Time attention algorithms against each other on random inputs.",
         sortOptions = false,
         description = {"Times attention algorithms in one run on the same seeded Gaussian inputs: warm-up calls, then "
-                + "the median of the timed calls, GFLOP/s, workspace memory and the outputs' agreement."},
-        footer = {"", "Example:", "  headroute bench --backend cpu --len 4096 --causal --json bench.json"})
+                + "the median of the timed calls, GFLOP/s, workspace memory and the outputs' agreement.",
+            "With --route: the head router on random X and Wr (timed), then attention with its gate against dense attention: "
+                    + "routed / dense against the goal (HS + K)/H + 0.05, the router's overhead, work executed and skipped."},
+        footer = {"", "Examples:", "  headroute bench --backend cpu --len 4096 --causal --json bench.json",
+            "  headroute bench --backend cuda --dtype bf16 --heads 16 --dim 128 --len 32768 \\",
+            "      --route 2:4 --json routed.json"})
 final class BenchCommand implements Callable<Integer> {
     @Mixin
     VerboseMixin verboseMixin;
@@ -70,10 +78,18 @@ final class BenchCommand implements Callable<Integer> {
             description = "Pattern: " + Patterns.GRAMMAR + " (default: ${DEFAULT-VALUE}).")
     String pattern;
 
-    @Option(names = "--algos", paramLabel = "ALGO", split = ",", defaultValue = "flash,materialized",
-            converter = Converters.AlgorithmConverter.class,
-            description = "Algorithms, comma-separated; the first is the reference for differences (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--algos", paramLabel = "ALGO", split = ",", converter = Converters.AlgorithmConverter.class,
+            description = "Algorithms, comma-separated; the first is the reference for differences (default: flash,materialized;"
+                    + " with --route one algorithm, default flash).")
     List<Algorithm> algorithms;
+
+    @Option(names = "--route", paramLabel = "HS:K[:BQ]",
+            description = "Routed benchmark: HS shared heads, the top K of the H − HS routed heads per token (or per block of BQ"
+                    + " tokens); times the router, then routed against dense attention.")
+    String route;
+
+    @Option(names = "--d-model", paramLabel = "N", description = "With --route: width of the router input X (default: H·D).")
+    Integer dModel;
 
     @Option(names = "--dtype", paramLabel = "f32|f16|bf16", defaultValue = "f32", converter = Converters.ComputeDTypeConverter.class,
             description = "Compute dtype (default: ${DEFAULT-VALUE}).")
@@ -115,17 +131,78 @@ final class BenchCommand implements Callable<Integer> {
             TensorOutputs.checkTarget(json);
         }
         Pattern p = Patterns.parse(pattern);
-        Config config = new Config(batch, heads, hkv, qLen, s, dim, causal, p, dtype, algorithms, warmup, repeats, seed);
+        if (route == null) {
+            if (dModel != null) {
+                throw new ParameterException(spec.commandLine(), "--d-model needs --route");
+            }
+            List<Algorithm> algos = algorithms == null ? List.of(Algorithm.FLASH, Algorithm.MATERIALIZED) : algorithms;
+            Config config = new Config(batch, heads, hkv, qLen, s, dim, causal, p, dtype, algos, warmup, repeats, seed);
+            runPlain(config, nThreads);
+        } else {
+            List<Algorithm> algos = algorithms == null ? List.of(Algorithm.FLASH) : algorithms;
+            if (algos.size() != 1) {
+                throw new ParameterException(spec.commandLine(), "with --route, --algos names one algorithm (routed and dense"
+                        + " attention both use it), got " + algos.size());
+            }
+            long width = dModel == null ? (long) heads * dim : dModel;
+            if (width <= 0 || width > Integer.MAX_VALUE) {
+                throw new ParameterException(spec.commandLine(), "--d-model must be positive, got " + width);
+            }
+            RouterConfig rc = RouterConfig.parse(route, heads);
+            Config config = new Config(batch, heads, hkv, qLen, s, dim, causal, p, dtype, algos, warmup, repeats, seed);
+            runRouted(new RoutedBenchmark.Config(config, rc, (int) width), nThreads);
+        }
+        return Main.OK;
+    }
 
+    private void runPlain(Config config, int nThreads) {
         Report report;
         try (AttentionEngine engine = Backends.open(backend, nThreads)) {
             report = AttentionBenchmark.run(engine, config);
         }
         print(spec.commandLine().getOut(), report, nThreads);
         if (json != null) {
-            writeJson(json, report, nThreads);
+            writeJson(json, report.toJson(), nThreads);
         }
-        return Main.OK;
+    }
+
+    private void runRouted(RoutedBenchmark.Config config, int nThreads) {
+        RoutedBenchmark.Report report;
+        try (AttentionEngine engine = Backends.open(backend, nThreads);
+                HeadRouter router = HeadRouters.open(engine.name().equals("cpu") ? Backend.CPU : backend, nThreads)) {
+            report = RoutedBenchmark.run(engine, router, config);
+        }
+        printRouted(spec.commandLine().getOut(), report, nThreads);
+        if (json != null) {
+            writeJson(json, report.toJson(), nThreads);
+        }
+    }
+
+    static void printRouted(PrintWriter o, RoutedBenchmark.Report r, int threads) {
+        RoutedBenchmark.Config rc = r.config();
+        Config c = rc.attention();
+        boolean gpu = !r.engine().equals("cpu");
+        o.println(Units.fmt("headroute bench --route: backend %s on %s, %s, pattern %s, %s, %s", r.engine(),
+                gpu ? r.device() : "CPU (" + threads + " threads)", c.shape(), c.patternSpec(), c.dtype().cliName(),
+                rc.algorithm().cliName()));
+        o.println(Units.fmt("router: %s, d_model %d, on %s (%s)", rc.route(), rc.dModel(), r.routerEngine(), r.routerDevice()));
+        o.println(Units.fmt("warm-up %d, then the median of %d timed calls (compute time%s, inputs in place); dense and routed"
+                + " calls alternate", c.warmup(), c.repeats(), gpu ? " by CUDA events" : ""));
+        o.println(Units.fmt("%-8s %12s %12s %12s %14s %20s", "run", "median ms", "min ms", "query tiles", "rows skipped",
+                "key tiles run/skip"));
+        o.println(Units.fmt("%-8s %12.3f %12.3f", "router", r.router().medianMs(), r.router().minMs()));
+        for (Object[] e : new Object[][] {{"dense", r.dense()}, {"routed", r.routed()}}) {
+            RoutedBenchmark.Timing t = (RoutedBenchmark.Timing) e[1];
+            o.println(Units.fmt("%-8s %12.3f %12.3f %12d %14d %20s", e[0], t.medianMs(), t.minMs(), t.stats().queryTiles(),
+                    t.stats().rowsSkipped(), t.stats().keyTilesVisited() < 0 ? "-"
+                            : t.stats().keyTilesVisited() + "/" + t.stats().keyTilesSkipped()));
+        }
+        o.println(Units.fmt("routed / dense: %.4f (goal ≤ (Hs + k)/H + %.2f = %.4f): %s", r.routedOverDense(),
+                RoutedBenchmark.TARGET_SLACK, rc.target(), r.meetsTarget() ? "met" : "NOT met"));
+        o.println(Units.fmt("router overhead: %.2f%% of the routed attention time (goal ≤ %.0f%%): %s", r.routerOverheadPercent(),
+                RoutedBenchmark.OVERHEAD_TARGET_PERCENT, r.meetsOverheadTarget() ? "met" : "NOT met"));
+        o.println(Units.fmt("routed output vs gate × dense output: relative L2 %.2e", r.relL2VsGatedDense()));
+        RouteCommand.printStats(o, r.routerStats());
     }
 
     static void print(PrintWriter o, Report r, int threads) {
@@ -158,8 +235,7 @@ final class BenchCommand implements Callable<Integer> {
         }
     }
 
-    private static void writeJson(Path file, Report r, int threads) {
-        ObjectNode root = r.toJson();
+    private static void writeJson(Path file, ObjectNode root, int threads) {
         root.put("headroute_version", Main.VERSION);
         ((ObjectNode) root.get("config")).put("threads", threads);
         ObjectMapper mapper = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);

@@ -1,0 +1,256 @@
+package io.headroute.routing;
+
+import io.headroute.cuda.CudaDevice;
+import io.headroute.cuda.CudaStream;
+import io.headroute.cuda.DeviceTensor;
+import io.headroute.cuda.EventTimer;
+import io.headroute.cuda.JCudaAllocator;
+import io.headroute.cuda.KernelModule;
+import io.headroute.cuda.blas.Cublas;
+import io.headroute.cuda.memory.DeviceBuffer;
+import io.headroute.cuda.memory.DevicePool;
+import io.headroute.tensor.DType;
+import io.headroute.tensor.Tensor;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * The head router on one GPU: the logits Z = X·Wr by one cuBLAS GEMM (fp32 accumulation and output),
+ * then {@code hr_router_topk} (cuda-kernels/router.cu) for softmax, top-k, renormalization and block
+ * averaging, writing the gate (B, L, H) float32 into device memory from the pool (tag "router"). The
+ * device-tensor {@link #route(DeviceTensor, DeviceTensor, RouterConfig, DeviceTensor)} only enqueues
+ * work on the stream: no transfer, and no synchronization except when its logits buffer has to grow. Not yet run on a GPU (written without one).
+ * Not thread-safe.
+ */
+public final class CudaHeadRouter implements HeadRouter {
+    /** The kernel's lanes hold two routed heads each. */
+    public static final int MAX_ROUTED = 64;
+    static final String MODULE = "router";
+    static final String KERNEL = "hr_router_topk";
+    /** Four warps per block, one routing group per warp. */
+    static final int THREADS = 128;
+    static final int GROUPS_PER_BLOCK = THREADS / 32;
+    static final String TAG = "router";
+
+    private final CudaDevice device;
+    private final DevicePool pool;
+    private final CudaStream stream;
+    private final boolean ownsContext;
+    private final List<AutoCloseable> owned = new ArrayList<>();
+    private final Cublas cublas;
+    private final KernelModule module;
+    /** The logits Z, reused across calls: all of the router's work runs in order on its stream. */
+    private DeviceBuffer logits;
+    private boolean closed;
+
+    private CudaHeadRouter(CudaDevice device, DevicePool pool, CudaStream stream, boolean ownsContext) {
+        this.device = device;
+        this.pool = pool;
+        this.stream = stream;
+        this.ownsContext = ownsContext;
+        Cublas b = Cublas.create(device);
+        try {
+            this.module = KernelModule.load(device, MODULE);
+        } catch (RuntimeException e) {
+            b.close();
+            throw e;
+        }
+        this.cublas = b;
+    }
+
+    /** A router on GPU {@code ordinal} with its own pool and stream (closed with it). */
+    public static CudaHeadRouter open(int ordinal) {
+        CudaDevice d = CudaDevice.open(ordinal);
+        DevicePool p = null;
+        CudaStream s = null;
+        try {
+            p = DevicePool.create(new JCudaAllocator(d), "cuda:" + ordinal + " router", false);
+            s = CudaStream.create(d);
+            CudaHeadRouter r = new CudaHeadRouter(d, p, s, true);
+            r.owned.add(s);
+            r.owned.add(p);
+            r.owned.add(d);
+            return r;
+        } catch (RuntimeException e) {
+            for (AutoCloseable c : new AutoCloseable[] {s, p, d}) {
+                try {
+                    if (c != null) {
+                        c.close();
+                    }
+                } catch (Exception suppressed) {
+                    e.addSuppressed(suppressed);
+                }
+            }
+            throw e;
+        }
+    }
+
+    /** A router that works on the caller's device, pool and stream (not closed with it). */
+    public static CudaHeadRouter on(CudaDevice device, DevicePool pool, CudaStream stream) {
+        return new CudaHeadRouter(device, pool, stream, false);
+    }
+
+    /** Whether the jar carries the router kernel. */
+    public static boolean kernelsPackaged() {
+        return KernelModule.packaged(MODULE);
+    }
+
+    @Override
+    public String name() {
+        return "cuda";
+    }
+
+    @Override
+    public String device() {
+        return device.describe();
+    }
+
+    /** The pool the gate comes from (statistics, leak checks). */
+    public DevicePool pool() {
+        return pool;
+    }
+
+    /** Device bytes the router keeps between calls (its logits buffer, as the pool accounts them), for leak checks. */
+    public long scratchBytes() {
+        return logits == null ? 0 : logits.size();
+    }
+
+    /** Refuses what the kernel cannot do, before any device work. */
+    static void checkSupported(RouterConfig c) {
+        if (c.routedHeads() > MAX_ROUTED) {
+            throw new UnsupportedOperationException("the GPU router takes at most " + MAX_ROUTED + " routed heads, got "
+                    + c.routedHeads() + "; use --backend cpu");
+        }
+    }
+
+    /**
+     * Enqueues routing on the stream: X (B, L, d_model) and Wr (d_model, Hr) on the device in the same
+     * dtype (f32, f16 or bf16); returns the gate (B, L, H) float32, owned by the caller (close it). When
+     * {@code probs} (B, L, Hr) float32 is given, the per-token probabilities are written there too. Memory
+     * owned by another framework (raw device pointers) enters as {@link DeviceTensor#borrow}. Work that
+     * wrote X or Wr on another stream must be finished (or waited for) first.
+     */
+    public DeviceTensor route(DeviceTensor x, DeviceTensor wr, RouterConfig config, DeviceTensor probs) {
+        if (closed) {
+            throw new IllegalStateException("CUDA head router is closed");
+        }
+        checkSupported(config);
+        if (x.shape().length != 3 || wr.shape().length != 2 || wr.dim(0) != x.dim(2) || wr.dim(1) != config.routedHeads()) {
+            throw new IllegalArgumentException("router inputs " + x + " and " + wr + " do not match (B, L, d_model) and (d_model, "
+                    + config.routedHeads() + ")");
+        }
+        if (x.dtype() != wr.dtype()) {
+            throw new IllegalArgumentException("X " + x + " and Wr " + wr + " must have the same dtype on the device");
+        }
+        long tokens = x.dim(0) * x.dim(1);
+        if (tokens > Integer.MAX_VALUE || x.dim(2) > Integer.MAX_VALUE) {
+            throw new IllegalArgumentException("X " + x + " has too many tokens for one GEMM");
+        }
+        if (probs != null && (probs.dtype() != DType.F32 || probs.numel() != tokens * config.routedHeads())) {
+            throw new IllegalArgumentException("probabilities " + probs + " must be float32 (B, L, " + config.routedHeads() + ")");
+        }
+        int n = (int) tokens;
+        int d = (int) x.dim(2);
+        int hr = config.routedHeads();
+        DeviceTensor gate = DeviceTensor.allocate(device, pool, DType.F32, TAG, x.dim(0), x.dim(1), config.heads());
+        try {
+            long z = logitsScratch(tokens * hr);
+            // Row-major Z (N×Hr) = X·Wr is column-major Zᵀ (Hr×N) = Wrc·Xc, where Wrc (Hr×d) and Xc (d×N) are the
+            // column-major views of row-major Wr and X: m = Hr, n = N, k = d.
+            cublas.gemm(stream, false, false, hr, n, d, 1f, wr.address(), hr, x.address(), d, 0f, z, hr, x.dtype(), DType.F32);
+            byte[] params = RouterParams.encode(z, gate.address(), probs == null ? 0 : probs.address(), (int) x.dim(0),
+                    (int) x.dim(1), config);
+            long groups = RouterParams.groups(x.dim(0), x.dim(1), config.block());
+            module.launch(KERNEL, (int) ((groups + GROUPS_PER_BLOCK - 1) / GROUPS_PER_BLOCK), 1, 1, THREADS, 0, stream, params);
+            return gate;
+        } catch (RuntimeException e) {
+            gate.close();
+            throw e;
+        }
+    }
+
+    /**
+     * The address of a logits buffer of at least {@code elements} floats. Kept between calls rather than
+     * returned to the pool after each launch: a freed block could be handed to work on another stream (or
+     * to a synchronous copy) while the kernel still reads it.
+     */
+    private long logitsScratch(long elements) {
+        long bytes = Math.multiplyExact(elements, 4L);
+        if (logits == null || logits.requestedBytes() < bytes) {
+            if (logits != null) {
+                stream.synchronize(); // the old buffer may still be read by an earlier launch
+                logits.close();
+                logits = null;
+            }
+            logits = pool.allocate(bytes, TAG);
+        }
+        return logits.address();
+    }
+
+    @Override
+    public RouterOutput route(Tensor x, Tensor wr, RouterConfig config, DType dtype) {
+        HeadRouter.checkInputs(x, wr, config, dtype);
+        checkSupported(config);
+        Tensor xr = x.toDType(dtype);
+        Tensor wrr = wr.toDType(dtype);
+        HeadRouter.requireFinite("X", xr.toFloatArray(), dtype);
+        HeadRouter.requireFinite("Wr", wrr.toFloatArray(), dtype);
+        device.makeCurrent();
+        try (DeviceTensor dx = DeviceTensor.upload(device, pool, stream, null, xr, dtype, TAG);
+                DeviceTensor dw = DeviceTensor.upload(device, pool, stream, null, wrr, dtype, TAG);
+                DeviceTensor probs = DeviceTensor.allocate(device, pool, DType.F32, TAG, x.dim(0), x.dim(1), config.routedHeads());
+                EventTimer timer = new EventTimer(stream)) {
+            // A synchronous copy from pageable memory may return before its DMA lands, and the router's stream
+            // does not wait for the legacy stream: wait for the whole context once, outside the timed part.
+            device.synchronize();
+            timer.start();
+            float ms;
+            Tensor gateHost;
+            try (DeviceTensor gate = route(dx, dw, config, probs)) {
+                ms = timer.stopMillis();
+                gateHost = gate.download(stream, null);
+            }
+            Tensor probsHost = probs.download(stream, null);
+            return new RouterOutput(gateHost.toDType(DType.F32), probsHost,
+                    RouterStats.of(config, gateHost.toFloatArray(), probsHost.toFloatArray()), name(), (long) (ms * 1e6));
+        }
+    }
+
+    @Override
+    public void close() {
+        if (closed) {
+            return;
+        }
+        closed = true;
+        RuntimeException first = null;
+        List<AutoCloseable> all = new ArrayList<>();
+        if (logits != null) {
+            all.add(stream::synchronize); // an enqueued launch may still read the logits
+            all.add(logits);
+        }
+        all.addAll(List.of(module, cublas));
+        if (ownsContext) {
+            all.addAll(owned);
+        }
+        for (AutoCloseable c : all) {
+            try {
+                c.close();
+            } catch (Exception e) {
+                RuntimeException r = e instanceof RuntimeException re ? re : new IllegalStateException(e);
+                if (first == null) {
+                    first = r;
+                } else {
+                    first.addSuppressed(r);
+                }
+            }
+        }
+        if (first != null) {
+            throw first;
+        }
+    }
+
+    @Override
+    public String toString() {
+        return "CudaHeadRouter[" + device.describe() + "]";
+    }
+}

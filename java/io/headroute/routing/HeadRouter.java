@@ -1,0 +1,73 @@
+package io.headroute.routing;
+
+import io.headroute.tensor.DType;
+import io.headroute.tensor.Tensor;
+
+/**
+ * Mixture-of-heads routing: from token representations X (B, L, d_model) and router weights
+ * Wr (d_model, Hr), per token P = softmax(X·Wr) over the Hr routed heads (fp32 math; for f16/bf16 the
+ * inputs are first rounded to that dtype); per token, or per block of Bq tokens with P averaged over
+ * the block, the top k of P (ties to the lower head index) renormalized to sum 1 and multiplied by k;
+ * the other routed heads get 0 and the Hs shared heads 0..Hs−1 get 1. The result is the gate
+ * (B, L, H) of the attention contract. Implementations own threads or a device: close them.
+ */
+public interface HeadRouter extends AutoCloseable {
+    /** "cpu" or "cuda". */
+    String name();
+
+    /** Where it computes, for reports. */
+    default String device() {
+        return name();
+    }
+
+    /** Routes host tensors; {@code dtype} (f32, f16, bf16) is the dtype X and Wr are rounded to. */
+    RouterOutput route(Tensor x, Tensor wr, RouterConfig config, DType dtype);
+
+    @Override
+    void close();
+
+    /** Checks X (B, L, d_model) and Wr (d_model, Hr) against {@code config}; one-line IllegalArgumentExceptions. */
+    static void checkInputs(Tensor x, Tensor wr, RouterConfig config, DType dtype) {
+        if (dtype != DType.F32 && dtype != DType.F16 && dtype != DType.BF16) {
+            throw new IllegalArgumentException("router dtype must be f32, f16 or bf16, got " + dtype.cliName());
+        }
+        if (x.rank() != 3) {
+            throw new IllegalArgumentException("X must have shape (B, L, d_model), got " + x.shapeString());
+        }
+        if (wr.rank() != 2) {
+            throw new IllegalArgumentException("Wr must have shape (d_model, Hr), got " + wr.shapeString());
+        }
+        if (!x.dtype().isFloating() || !wr.dtype().isFloating()) {
+            throw new IllegalArgumentException("X and Wr must be floating tensors (f32, f16 or bf16), got "
+                    + x.dtype().cliName() + " and " + wr.dtype().cliName());
+        }
+        if (wr.dim(0) != x.dim(2)) {
+            throw new IllegalArgumentException("Wr " + wr.shapeString() + " must have d_model = " + x.dim(2)
+                    + " rows to match X " + x.shapeString());
+        }
+        if (wr.dim(1) != config.routedHeads()) {
+            throw new IllegalArgumentException("Wr " + wr.shapeString() + " has " + wr.dim(1) + " columns, but " + config
+                    + " routes " + config.routedHeads() + " heads");
+        }
+        for (int a = 0; a < 3; a++) {
+            if (x.dim(a) == 0) {
+                throw new IllegalArgumentException("X " + x.shapeString() + " is empty");
+            }
+        }
+        long tokens = x.dim(0) * x.dim(1);
+        if (x.numel() > Integer.MAX_VALUE - 8 || tokens * config.heads() > Integer.MAX_VALUE - 8) {
+            throw new IllegalArgumentException("X " + x.shapeString() + " with " + config.heads()
+                    + " heads is more than one Java array holds; use smaller inputs");
+        }
+    }
+
+    /** Refuses a non-finite value (in the input, or made by rounding to {@code dtype}) with its index. */
+    static void requireFinite(String name, float[] v, DType dtype) {
+        for (int i = 0; i < v.length; i++) {
+            if (!Float.isFinite(v[i])) {
+                throw new IllegalArgumentException(name + " holds a non-finite value" + (dtype == DType.F32 ? "" : " in "
+                        + dtype.cliName()) + " (" + v[i] + ") at flat index " + i);
+            }
+        }
+    }
+}

@@ -1,0 +1,64 @@
+package io.headroute.routing;
+
+import io.headroute.attention.Backend;
+import io.headroute.attention.BackendUnavailableException;
+import io.headroute.engine.cuda.CudaProbe;
+import java.util.Objects;
+import org.apache.logging.log4j.LogManager;
+import org.apache.logging.log4j.Logger;
+
+/** Opens the head router for a {@link Backend}, the way {@code Backends} opens attention engines. */
+public final class HeadRouters {
+    private static final Logger LOG = LogManager.getLogger(HeadRouters.class);
+
+    private HeadRouters() {}
+
+    /**
+     * A router for {@code backend}; the caller closes it. {@code cuda} fails with
+     * {@link BackendUnavailableException} when the GPU router cannot run; {@code auto} then uses the CPU.
+     */
+    public static HeadRouter open(Backend backend, int cpuThreads) {
+        Objects.requireNonNull(backend, "backend");
+        if (cpuThreads <= 0) {
+            throw new IllegalArgumentException("--threads must be positive, got " + cpuThreads);
+        }
+        return switch (backend) {
+            case CPU -> new CpuHeadRouter(cpuThreads);
+            case CUDA -> {
+                String why = cudaUnavailableReason();
+                if (why != null) {
+                    throw new BackendUnavailableException("--backend cuda: " + why);
+                }
+                try {
+                    yield CudaHeadRouter.open(0);
+                } catch (UnsupportedOperationException e) { // no cuBLAS
+                    throw new BackendUnavailableException("--backend cuda: " + e.getMessage());
+                }
+            }
+            case AUTO -> {
+                String why = cudaUnavailableReason();
+                if (why == null) {
+                    try {
+                        yield CudaHeadRouter.open(0);
+                    } catch (RuntimeException e) {
+                        why = "the GPU router could not be opened: " + e.getMessage();
+                    }
+                }
+                LOG.info("router backend auto: using CPU ({})", why);
+                yield new CpuHeadRouter(cpuThreads);
+            }
+        };
+    }
+
+    /** Why the GPU router cannot run here, or null when it can (cuBLAS is checked on opening). */
+    public static String cudaUnavailableReason() {
+        CudaProbe.Result probe = CudaProbe.result();
+        if (!probe.usable()) {
+            return "no usable GPU: " + probe.reason();
+        }
+        if (!CudaHeadRouter.kernelsPackaged()) {
+            return "this build has no router kernel (it was built without nvcc; run 'make build' with the CUDA toolkit)";
+        }
+        return null;
+    }
+}
