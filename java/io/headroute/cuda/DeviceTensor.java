@@ -72,10 +72,13 @@ public final class DeviceTensor implements AutoCloseable {
         if (staging != null) {
             staging.upload(src, address(), stream);
         } else {
+            // Ordered on the stream: a synchronous cuMemcpyHtoD from pageable memory may return before its
+            // DMA lands, and a non-blocking stream does not wait for the legacy stream it runs on. From
+            // pageable memory the async copy is staged before it returns, so `direct` may go afterwards.
             ByteBuffer direct = src.isDirect() ? src : ByteBuffer.allocateDirect(src.remaining()).put(src).flip();
             device.makeCurrent();
-            CudaException.check(jcuda.driver.JCudaDriver.cuMemcpyHtoD(DevicePointers.of(address()), jcuda.Pointer.to(direct),
-                    byteSize()), "cuMemcpyHtoD(" + byteSize() + " bytes, " + this + ")", device.describe());
+            CudaException.check(jcuda.driver.JCudaDriver.cuMemcpyHtoDAsync(DevicePointers.of(address()), jcuda.Pointer.to(direct),
+                    byteSize(), stream.handle()), "cuMemcpyHtoDAsync(" + byteSize() + " bytes, " + this + ")", device.describe());
         }
     }
 
