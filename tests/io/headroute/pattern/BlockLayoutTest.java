@@ -201,7 +201,7 @@ class BlockLayoutTest {
     void analyticBuilderMatchesTheRowRangeBuilder() {
         Random rnd = new Random(20261127);
         int[] blockSizes = {1, 4, 5, 16, 64, 128};
-        for (int t = 0; t < 1500; t++) {
+        for (int t = 0; t < 800; t++) {
             int kvLen = 1 + rnd.nextInt(rnd.nextInt(4) == 0 ? 40 : 700);
             int qLen = rnd.nextBoolean() ? kvLen : 1 + rnd.nextInt(kvLen);
             int heads = 1 + rnd.nextInt(3);
@@ -210,6 +210,43 @@ class BlockLayoutTest {
             String what = "#" + t + " " + p + " H=" + heads + " L=" + qLen + " S=" + kvLen + " BS=" + bs;
             assertSameLayout(RowRangeLayouts.build(p, heads, qLen, kvLen, bs), BlockLayout.build(p, heads, qLen, kvLen, bs),
                     what);
+        }
+    }
+
+    /** Random rules of every kind, lengths and block sizes, against the float64 oracle's token rule cell by cell. */
+    @Test
+    void randomConfigurationsMatchTheTokenRule() {
+        Random rnd = new Random(5);
+        int[] blockSizes = {4, 5, 16, 64, 128};
+        for (int t = 0; t < 120; t++) {
+            int kvLen = 1 + rnd.nextInt(180);
+            int qLen = rnd.nextBoolean() ? kvLen : 1 + rnd.nextInt(kvLen);
+            int bs = blockSizes[rnd.nextInt(blockSizes.length)];
+            Rule rule = switch (rnd.nextInt(6)) {
+                case 0 -> Rule.dense();
+                case 1 -> Rule.causalRule();
+                case 2 -> Rule.window(rnd.nextInt(40));
+                case 3 -> Rule.longformer(rnd.nextInt(20), rnd.nextInt(30));
+                case 4 -> Rule.bigbird(1 + rnd.nextInt(40), rnd.nextInt(2), rnd.nextInt(2), rnd.nextInt(4), rnd.nextLong());
+                default -> randomLayout(rnd.nextLong(), rnd.nextBoolean() ? 1 : HEADS, kvLen, 1 + rnd.nextInt(40),
+                        rnd.nextDouble());
+            };
+            rule = rule.withCausal(rnd.nextBoolean());
+            String what = "#" + t + " " + rule + " L=" + qLen + " S=" + kvLen + " BS=" + bs;
+            BlockLayout layout = BlockLayout.build(rule.toEffectivePattern(dir, "rnd-" + t), HEADS, qLen, kvLen, bs);
+            for (int h = 0; h < HEADS; h++) {
+                int[][] cls = bruteForce(rule, h, qLen, kvLen, bs);
+                for (int qb = 0; qb < cls.length; qb++) {
+                    List<Integer> full = new ArrayList<>();
+                    List<Integer> partial = new ArrayList<>();
+                    for (int kb = 0; kb < cls[qb].length; kb++) {
+                        (cls[qb][kb] == 2 ? full : cls[qb][kb] == 1 ? partial : new ArrayList<Integer>()).add(kb);
+                    }
+                    assertEquals(full.toString(), Arrays.toString(layout.fullBlocks(h, qb)), what + " head " + h + " tile " + qb);
+                    assertEquals(partial.toString(), Arrays.toString(layout.partialBlocks(h, qb)),
+                            what + " head " + h + " tile " + qb);
+                }
+            }
         }
     }
 

@@ -109,19 +109,16 @@ public final class CpuAttentionEngine implements AttentionEngine {
         }
         AttentionShape sh = req.shape();
         Algorithm algo = req.algorithm();
-        BlockLayout layout = null;
         if (algo == Algorithm.AUTO) {
             // A dense pattern needs no layout to know its density.
-            double density = req.pattern().isDense() ? 1.0 : layout(req).density();
-            algo = AutoPolicy.choose(req.pattern(), density);
+            algo = AutoPolicy.choose(req.pattern(), req.pattern().isDense() ? 1.0 : layout(req).density());
         }
-        if (algo == Algorithm.SPARSE) {
-            layout = layout(req);
-        }
+        BlockLayout layout = algo == Algorithm.SPARSE ? layout(req) : null;
         Problem pr = new Problem(sh, rounded(req.q(), req.dtype()), rounded(req.k(), req.dtype()),
                 rounded(req.v(), req.dtype()), req.gate() == null ? null : req.gate().toFloatArray(), req.pattern(),
                 req.scale());
         long t0 = System.nanoTime();
+        // Sparse reads key tiles of the layout's block size, the other paths tiles of BC keys.
         repack(pr, layout == null ? BC : layout.blockSize());
         ExecutionStats stats = switch (algo) {
             case FLASH -> flash(pr);

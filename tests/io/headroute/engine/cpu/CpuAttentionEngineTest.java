@@ -537,7 +537,7 @@ class CpuAttentionEngineTest {
     /** A narrow window is sparse enough for AUTO to pick sparse; dense and wide patterns run flash. */
     @Test
     void autoPicksByDensity() {
-        Case narrow = new Case("auto-narrow", 1, 2, 1, 700, 700, 16, Rule.window(8), DType.F32, Gate.NONE, null, 31, false);
+        Case narrow = new Case("auto-narrow", 1, 2, 1, 1500, 1500, 16, Rule.window(8), DType.F32, Gate.NONE, null, 31, false);
         Case dense = new Case("auto-dense", 1, 2, 1, 300, 300, 16, Rule.dense(), DType.F32, Gate.NONE, null, 32, false);
         Case wide = new Case("auto-wide", 1, 2, 1, 300, 300, 16, Rule.window(250), DType.F32, Gate.NONE, null, 33, false);
         for (Case c : List.of(narrow, dense, wide)) {
@@ -549,8 +549,8 @@ class CpuAttentionEngineTest {
             assertMatches(c + " AUTO", reference(c), r, c.tolerance(), c.d());
         }
         Pattern narrowPattern = narrow.rule().toPattern(dir, narrow.name());
-        assertEquals(Algorithm.SPARSE, AutoPolicy.choose(narrowPattern, BlockLayout.build(narrowPattern, 2, 700, 700, 64).density()),
-                "window:8 over 700 keys lists 3 of 11 blocks per tile");
+        assertEquals(Algorithm.SPARSE, AutoPolicy.choose(narrowPattern, BlockLayout.build(narrowPattern, 2, 1500, 1500, 64).density()),
+                "window:8 over 1500 keys lists at most 3 of 24 blocks per tile");
         assertEquals(Algorithm.FLASH, AutoPolicy.choose(new Pattern.Dense(), 1.0), "dense");
         assertEquals(Algorithm.FLASH, AutoPolicy.choose(new Pattern.Window(10), AutoPolicy.SPARSE_BELOW), "at the threshold");
         assertEquals(Algorithm.SPARSE, AutoPolicy.choose(new Pattern.Window(10), Math.nextDown(AutoPolicy.SPARSE_BELOW)),
