@@ -14,10 +14,12 @@ public final class AutoPolicy {
     /**
      * Block density (listed blocks / all blocks) below which sparse is picked. Measured on the CPU
      * engine (2 shared cores, f32, B = 1, D = 64, L = S = 2048 and 4096, best of 5 alternating runs,
-     * {@code SparseVsFlashMain} in the tests): below a density of about 0.25 sparse ran 0.83–1.58× the
-     * speed of flash (1.2–1.45× for window:128 and bigbird with 8 random blocks), never far behind;
-     * from 0.25 up (wide windows, causal, dense) flash was as fast or faster, up to 1.3× (sparse's
-     * 64-key blocks cost more per key than flash's 128-key tiles). The CPU flash path already skips
+     * {@code SparseVsFlashMain} in the tests): below a density of 0.25 sparse ran 0.83–1.58× the speed
+     * of flash at block size 64 (1.2–1.58× for narrow windows and bigbird with 8 random blocks);
+     * from 0.25 up it ran 0.77–1.28×, and 0.77–0.89× for wide windows and dense, where flash's
+     * 128-key tiles cost less per key than 64-key blocks. Timings on the shared machine scatter by
+     * about ±20%, so the threshold is where sparse stops being worth its smaller tiles, not a sharp
+     * crossover. The CPU flash path already skips
      * excluded key tiles, so the two differ only in granularity there; the GPU gap is expected to be
      * larger.
      */
