@@ -13,17 +13,15 @@ import io.headroute.pattern.Pattern;
 public final class AutoPolicy {
     /**
      * Block density (listed blocks / all blocks) below which sparse is picked. Measured on the CPU
-     * engine (2 shared cores, f32, B = 1, D = 64, L = S = 2048 and 4096, best of 5 alternating runs,
-     * {@code SparseVsFlashMain} in the tests): below a density of 0.25 sparse ran 0.83–1.58× the speed
-     * of flash at block size 64 (1.2–1.58× for narrow windows and bigbird with 8 random blocks);
-     * from 0.25 up it ran 0.77–1.28×, and 0.77–0.89× for wide windows and dense, where flash's
-     * 128-key tiles cost less per key than 64-key blocks. Timings on the shared machine scatter by
-     * about ±20%, so the threshold is where sparse stops being worth its smaller tiles, not a sharp
-     * crossover. The CPU flash path already skips
-     * excluded key tiles, so the two differ only in granularity there; the GPU gap is expected to be
-     * larger.
+     * engine ({@code SparseVsFlashMain} in the tests: f32, D = 64, block size 64, L = S = 2048 with
+     * H = 4, 4096 with H = 2 and 8192 with H = 1, best of 3–5 alternating runs, 2 shared cores whose
+     * timings scatter by about ±20%): over 12 patterns below density 0.2, sparse ran 0.83–1.58× the
+     * speed of flash (median 1.08×); over 16 at 0.2 and above, 0.73–1.28× (median 0.85×), losing on
+     * every wide window and on dense (and on causal in 2 of 3 runs), where flash's 128-key tiles cost less per key than 64-key
+     * blocks. The CPU flash path skips excluded key tiles too, so the two differ only in granularity
+     * there; the GPU engine should re-measure.
      */
-    public static final double SPARSE_BELOW = 0.25;
+    public static final double SPARSE_BELOW = 0.2;
 
     private AutoPolicy() {}
 
