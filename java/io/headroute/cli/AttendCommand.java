@@ -84,8 +84,13 @@ final class AttendCommand implements Callable<Integer> {
     Backend backend;
 
     @Option(names = "--algo", paramLabel = "auto|materialized|flash|sparse", defaultValue = "auto",
-            converter = Converters.AlgorithmConverter.class, description = "Algorithm (default: ${DEFAULT-VALUE}).")
+            converter = Converters.AlgorithmConverter.class,
+            description = "Algorithm (default: ${DEFAULT-VALUE}: sparse when the pattern's block layout is sparse enough, else flash).")
     Algorithm algorithm;
+
+    @Option(names = "--block-size", paramLabel = "64|128", defaultValue = "64",
+            description = "Block size of the sparse algorithm's layout (default: ${DEFAULT-VALUE}).")
+    int blockSize;
 
     @Option(names = "--dtype", paramLabel = "f32|f16|bf16", defaultValue = "f32", converter = Converters.ComputeDTypeConverter.class,
             description = "Compute dtype: inputs and output are rounded to it; arithmetic is fp32 (default: ${DEFAULT-VALUE}).")
@@ -124,6 +129,9 @@ final class AttendCommand implements Callable<Integer> {
                         + " (give --q, --k and --v files, or --input FILE.safetensors)");
             }
         }
+        if (blockSize != 64 && blockSize != 128) {
+            throw new ParameterException(spec.commandLine(), "--block-size must be 64 or 128, got " + blockSize);
+        }
         int nThreads = threads == null ? Runtime.getRuntime().availableProcessors() : threads;
         if (nThreads <= 0) {
             throw new ParameterException(spec.commandLine(), "--threads must be positive, got " + nThreads);
@@ -139,7 +147,8 @@ final class AttendCommand implements Callable<Integer> {
 
         Map<String, Tensor> in = input != null ? readInputFile(input) : readSeparateFiles();
         AttentionRequest req = AttentionRequest.builder(in.get("q"), in.get("k"), in.get("v")).gate(in.get("gate"))
-                .pattern(p).causal(causal).scale(scale).dtype(dtype).algorithm(algorithm).wantLse(lse != null).build();
+                .pattern(p).causal(causal).scale(scale).dtype(dtype).algorithm(algorithm).blockSize(blockSize).wantLse(lse != null)
+                .build();
         LOG.debug("attend: {}, pattern {}, scale {}, dtype {}, algorithm {}", req.shape(), req.pattern().spec(), req.scale(),
                 dtype.cliName(), algorithm.cliName());
 

@@ -52,7 +52,7 @@ final class PatternCommand implements Callable<Integer> {
     @Option(names = "--heads", paramLabel = "H", defaultValue = "1", description = "Heads in the file (default: ${DEFAULT-VALUE}).")
     int heads;
 
-    @Option(names = "--block", paramLabel = "BS",
+    @Option(names = {"--block-size", "--block"}, paramLabel = "BS",
             description = "Block size for token-level patterns (default: " + DEFAULT_BLOCK + "; bigbird and layout use their own).")
     Integer block;
 
@@ -66,7 +66,7 @@ final class PatternCommand implements Callable<Integer> {
         positive("--kv-len", s);
         positive("--heads", heads);
         if (block != null) {
-            positive("--block", block);
+            positive("--block-size", block);
         }
         if (qLen > s) {
             throw new ParameterException(spec.commandLine(), "--len L = " + qLen + " exceeds --kv-len S = " + s
@@ -79,7 +79,7 @@ final class PatternCommand implements Callable<Integer> {
         }
         int bs = p.blockSize() != 0 ? p.blockSize() : block == null ? DEFAULT_BLOCK : block;
         if (block != null && p.blockSize() != 0 && block != p.blockSize()) {
-            throw new ParameterException(spec.commandLine(), "--block " + block + " conflicts with the block size "
+            throw new ParameterException(spec.commandLine(), "--block-size " + block + " conflicts with the block size "
                     + p.blockSize() + " of pattern '" + p.spec() + "'");
         }
         p.check(heads, qLen, s);

@@ -7,10 +7,14 @@ import java.util.Objects;
 
 /**
  * One attention call under the contract: q (B, H, L, D), k and v (B, Hkv, S, D), optional gate
- * (B, L, H), a pattern with the causal rule already folded in, the softmax scale, the compute dtype
- * and the algorithm. Validated on construction; build with {@link #builder}.
+ * (B, L, H), a pattern with the causal rule already folded in, the softmax scale, the compute dtype,
+ * the algorithm and the block size of the sparse algorithm's layout. Validated on construction; build
+ * with {@link #builder}.
  */
 public final class AttentionRequest {
+    /** The sparse algorithm's default block size. */
+    public static final int DEFAULT_BLOCK_SIZE = 64;
+
     private final Tensor q;
     private final Tensor k;
     private final Tensor v;
@@ -20,6 +24,7 @@ public final class AttentionRequest {
     private final DType dtype;
     private final Algorithm algorithm;
     private final boolean wantLse;
+    private final int blockSize;
     private final AttentionShape shape;
 
     private AttentionRequest(Builder b) {
@@ -31,6 +36,10 @@ public final class AttentionRequest {
         this.dtype = b.dtype;
         this.algorithm = b.algorithm;
         this.wantLse = b.wantLse;
+        if (b.blockSize != 64 && b.blockSize != 128) {
+            throw new ShapeException("block size must be 64 or 128, got " + b.blockSize);
+        }
+        this.blockSize = b.blockSize;
         this.shape = validate(q, k, v, gate);
         if (dtype != DType.F32 && dtype != DType.F16 && dtype != DType.BF16) {
             throw new ShapeException("compute dtype must be f32, f16 or bf16, got " + dtype.cliName());
@@ -144,7 +153,12 @@ public final class AttentionRequest {
         return shape;
     }
 
-    /** Builder with the contract's defaults: dense, no gate, scale 1/sqrt(D), f32, auto, no lse. */
+    /** Block size (query tile and key block) of the block-sparse layout: 64 (default) or 128. */
+    public int blockSize() {
+        return blockSize;
+    }
+
+    /** Builder with the contract's defaults: dense, no gate, scale 1/sqrt(D), f32, auto, no lse, block size 64. */
     public static final class Builder {
         private final Tensor q;
         private final Tensor k;
@@ -156,6 +170,7 @@ public final class AttentionRequest {
         private DType dtype = DType.F32;
         private Algorithm algorithm = Algorithm.AUTO;
         private boolean wantLse;
+        private int blockSize = DEFAULT_BLOCK_SIZE;
 
         private Builder(Tensor q, Tensor k, Tensor v) {
             this.q = q;
@@ -197,6 +212,12 @@ public final class AttentionRequest {
 
         public Builder wantLse(boolean w) {
             this.wantLse = w;
+            return this;
+        }
+
+        /** Block size of the sparse layout: 64 or 128 (anything else is refused by {@link #build}). */
+        public Builder blockSize(int bs) {
+            this.blockSize = bs;
             return this;
         }
 

@@ -8,8 +8,14 @@ import java.util.Arrays;
  * A block-sparse view of a pattern, in the spirit of FlexAttention's BlockMask: for each (head, query
  * tile) the key blocks that have any allowed pair, split into <em>full</em> blocks (every pair allowed,
  * no element mask needed) and <em>partial</em> ones. Query tiles are by query index (rows i·BS … of the
- * L queries); key blocks by key index. Stored CSR-like; built from each row's key ranges in time
- * proportional to rows × ranges plus listed blocks, never through an L × S mask.
+ * L queries); key blocks by key index; the last tile and block of each may be shorter, and a block is
+ * classified on its real (clipped) extent. Stored CSR-like.
+ *
+ * <p>{@link #build} never walks query rows or builds an L × S mask: for each (head, query tile) the
+ * pattern says which keys some row of the tile may attend and which every row may attend
+ * ({@link Pattern#spanKeys}, exact and analytic for every pattern of the contract), and the key blocks
+ * are read off those two range lists. Time and memory are O(H · query tiles + listed blocks), plus, for
+ * bigbird and layout patterns, the pattern's own rows (one per pattern block spanned).
  */
 public final class BlockLayout {
     private final int heads;
@@ -37,11 +43,7 @@ public final class BlockLayout {
         this.fullCounts = fullCounts;
     }
 
-    /**
-     * Builds the layout of {@code pattern} for L queries and S keys with square blocks of
-     * {@code blockSize}; one layout for all heads unless the pattern differs between heads.
-     */
-    public static BlockLayout build(Pattern pattern, int heads, int qLen, int kvLen, int blockSize) {
+    private static void checkSizes(int heads, int qLen, int kvLen, int blockSize) {
         if (heads <= 0 || qLen <= 0 || kvLen <= 0 || blockSize <= 0) {
             throw new IllegalArgumentException("layout sizes must be positive: H=" + heads + " L=" + qLen + " S=" + kvLen
                     + " BS=" + blockSize);
@@ -49,72 +51,136 @@ public final class BlockLayout {
         if (qLen > kvLen) {
             throw new IllegalArgumentException("L = " + qLen + " exceeds S = " + kvLen);
         }
+    }
+
+    /**
+     * Builds the layout of {@code pattern} for L queries and S keys with square blocks of
+     * {@code blockSize}; one layout for all heads unless the pattern differs between heads.
+     */
+    public static BlockLayout build(Pattern pattern, int heads, int qLen, int kvLen, int blockSize) {
+        checkSizes(heads, qLen, kvLen, blockSize);
         pattern.check(heads, qLen, kvLen);
         int layoutHeads = pattern.perHead() ? heads : 1;
         int qBlocks = ceilDiv(qLen, blockSize);
         int kBlocks = ceilDiv(kvLen, blockSize);
-        int offsetShift = kvLen - qLen;
+        int shift = kvLen - qLen;
 
         int[] offsets = new int[layoutHeads * qBlocks + 1];
         int[] fullCounts = new int[layoutHeads * qBlocks];
-        int[] out = new int[Math.max(16, kBlocks)];
+        int[] out = new int[Math.max(16, Math.min(kBlocks, 1 << 16))];
         int used = 0;
-
-        long[] cover = new long[kBlocks];
-        int[] touched = new int[kBlocks];
-        boolean[] isTouched = new boolean[kBlocks];
-        int[] full = new int[kBlocks];
         int[] partial = new int[kBlocks];
-        KeyRanges ranges = new KeyRanges();
+        KeyRanges any = new KeyRanges();
+        KeyRanges all = new KeyRanges();
 
         for (int h = 0; h < layoutHeads; h++) {
             for (int qb = 0; qb < qBlocks; qb++) {
                 int i0 = qb * blockSize;
-                int i1 = Math.min(qLen, i0 + blockSize);
-                int nTouched = 0;
-                for (int i = i0; i < i1; i++) {
-                    pattern.allowedKeys(h, i + offsetShift, kvLen, ranges);
-                    for (int r = 0; r < ranges.size(); r++) {
-                        int s = ranges.start(r);
-                        int e = ranges.end(r);
-                        for (int kb = s / blockSize; kb <= (e - 1) / blockSize; kb++) {
-                            int ks = Math.max(s, kb * blockSize);
-                            int ke = Math.min(e, (kb + 1) * blockSize);
-                            if (!isTouched[kb]) {
-                                isTouched[kb] = true;
-                                touched[nTouched++] = kb;
-                            }
-                            cover[kb] += ke - ks;
-                        }
-                    }
+                int i1 = (int) Math.min(qLen, (long) i0 + blockSize);
+                pattern.spanKeys(h, i0 + shift, i1 - 1 + shift, kvLen, false, any, all);
+                if (out.length - used < kBlocks) {
+                    out = Arrays.copyOf(out, (int) Math.min(Integer.MAX_VALUE - 8, Math.max(2L * out.length, (long) used + kBlocks)));
                 }
-                Arrays.sort(touched, 0, nTouched);
+                // Key blocks meeting `any` are listed; those inside one range of `all` are full.
                 int nFull = 0;
                 int nPartial = 0;
-                long rows = i1 - i0;
-                for (int t = 0; t < nTouched; t++) {
-                    int kb = touched[t];
-                    long width = Math.min(kvLen, (kb + 1L) * blockSize) - (long) kb * blockSize;
-                    if (cover[kb] == rows * width) {
-                        full[nFull++] = kb;
-                    } else {
-                        partial[nPartial++] = kb;
+                int next = 0; // first key block not yet classified
+                int a = 0;
+                for (int r = 0; r < any.size(); r++) {
+                    int kbEnd = (any.end(r) - 1) / blockSize;
+                    for (int kb = Math.max(next, any.start(r) / blockSize); kb <= kbEnd; kb++) {
+                        int ks = kb * blockSize;
+                        int ke = (int) Math.min(kvLen, (long) ks + blockSize);
+                        a = all.firstEndingAfter(ks, a);
+                        if (a < all.size() && all.start(a) <= ks && all.end(a) >= ke) {
+                            out[used + nFull++] = kb;
+                        } else {
+                            partial[nPartial++] = kb;
+                        }
                     }
-                    cover[kb] = 0;
-                    isTouched[kb] = false;
+                    next = Math.max(next, kbEnd + 1);
                 }
-                int cell = h * qBlocks + qb;
-                if (used + nFull + nPartial > out.length) {
-                    out = Arrays.copyOf(out, Math.max(out.length * 2, used + nFull + nPartial));
-                }
-                System.arraycopy(full, 0, out, used, nFull);
                 System.arraycopy(partial, 0, out, used + nFull, nPartial);
                 used += nFull + nPartial;
+                int cell = h * qBlocks + qb;
                 fullCounts[cell] = nFull;
                 offsets[cell + 1] = used;
             }
         }
         return new BlockLayout(layoutHeads, qLen, kvLen, blockSize, offsets, Arrays.copyOf(out, used), fullCounts);
+    }
+
+    /**
+     * A layout from explicit block lists, for layouts no pattern describes: {@code full[h][qb]} and
+     * {@code partial[h][qb]} are the full and partial key blocks of head h's query tile qb, each strictly
+     * ascending, within [0, ceil(S / BS)), and disjoint. One head ({@code full.length == 1}) applies to
+     * all heads. Full blocks are computed without an element mask, so list a block as full only if every
+     * pair in it is allowed; partial blocks are masked with the request's pattern.
+     */
+    public static BlockLayout fromLists(int qLen, int kvLen, int blockSize, int[][][] full, int[][][] partial) {
+        int heads = full.length;
+        checkSizes(heads, qLen, kvLen, blockSize);
+        int qBlocks = ceilDiv(qLen, blockSize);
+        int kBlocks = ceilDiv(kvLen, blockSize);
+        if (partial.length != heads) {
+            throw new IllegalArgumentException("full lists have " + heads + " heads, partial lists " + partial.length);
+        }
+        int[] offsets = new int[heads * qBlocks + 1];
+        int[] fullCounts = new int[heads * qBlocks];
+        long total = 0;
+        for (int h = 0; h < heads; h++) {
+            if (full[h].length != qBlocks || partial[h].length != qBlocks) {
+                throw new IllegalArgumentException("head " + h + ": expected " + qBlocks + " query tiles of " + blockSize
+                        + " for L = " + qLen + ", got " + full[h].length + " full and " + partial[h].length + " partial lists");
+            }
+            for (int qb = 0; qb < qBlocks; qb++) {
+                total += full[h][qb].length + partial[h][qb].length;
+            }
+        }
+        if (total > Integer.MAX_VALUE - 8) {
+            throw new IllegalArgumentException("layout of " + total + " blocks is too large");
+        }
+        int[] blocks = new int[(int) total];
+        boolean[] seen = new boolean[kBlocks];
+        int used = 0;
+        for (int h = 0; h < heads; h++) {
+            for (int qb = 0; qb < qBlocks; qb++) {
+                String where = "head " + h + " query tile " + qb;
+                int[] f = full[h][qb];
+                int[] pl = partial[h][qb];
+                checkList(f, kBlocks, where + " full blocks");
+                checkList(pl, kBlocks, where + " partial blocks");
+                for (int kb : f) {
+                    seen[kb] = true;
+                }
+                for (int kb : pl) {
+                    if (seen[kb]) {
+                        throw new IllegalArgumentException(where + ": key block " + kb + " is listed as full and partial");
+                    }
+                }
+                for (int kb : f) {
+                    seen[kb] = false;
+                }
+                System.arraycopy(f, 0, blocks, used, f.length);
+                System.arraycopy(pl, 0, blocks, used + f.length, pl.length);
+                used += f.length + pl.length;
+                int cell = h * qBlocks + qb;
+                fullCounts[cell] = f.length;
+                offsets[cell + 1] = used;
+            }
+        }
+        return new BlockLayout(heads, qLen, kvLen, blockSize, offsets, blocks, fullCounts);
+    }
+
+    private static void checkList(int[] list, int kBlocks, String what) {
+        for (int t = 0; t < list.length; t++) {
+            if (list[t] < 0 || list[t] >= kBlocks) {
+                throw new IllegalArgumentException(what + ": key block " + list[t] + " is outside 0.." + (kBlocks - 1));
+            }
+            if (t > 0 && list[t] <= list[t - 1]) {
+                throw new IllegalArgumentException(what + " must be strictly ascending: " + list[t - 1] + " then " + list[t]);
+            }
+        }
     }
 
     private static int ceilDiv(int a, int b) {
@@ -160,6 +226,32 @@ public final class BlockLayout {
     public int[] partialBlocks(int head, int qb) {
         int c = cell(head, qb);
         return Arrays.copyOfRange(blocks, offsets[c] + fullCounts[c], offsets[c + 1]);
+    }
+
+    /** Number of full blocks of (head, query tile). */
+    public int fullCount(int head, int qb) {
+        return fullCounts[cell(head, qb)];
+    }
+
+    /** Number of listed (full + partial) blocks of (head, query tile). */
+    public int listedCount(int head, int qb) {
+        int c = cell(head, qb);
+        return offsets[c + 1] - offsets[c];
+    }
+
+    /** CSR row offsets, a copy: (stored head h, query tile qb)'s list is blockIndices()[o[h·qBlocks + qb] … o[… + 1]). */
+    public int[] offsets() {
+        return offsets.clone();
+    }
+
+    /** CSR block lists, a copy: per (stored head, query tile), its full blocks ascending, then its partial ones. */
+    public int[] blockIndices() {
+        return blocks.clone();
+    }
+
+    /** Full blocks at the start of each (stored head, query tile) list, a copy. */
+    public int[] fullCounts() {
+        return fullCounts.clone();
     }
 
     /** Listed (full + partial) blocks over all stored heads. */

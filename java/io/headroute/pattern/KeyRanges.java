@@ -92,6 +92,66 @@ public final class KeyRanges {
         insertAndMerge(s, e);
     }
 
+    /** Makes this a copy of {@code other}. */
+    public void set(KeyRanges other) {
+        if (bounds.length < 2 * other.count) {
+            bounds = new int[Math.max(8, 2 * other.count)];
+        }
+        System.arraycopy(other.bounds, 0, bounds, 0, 2 * other.count);
+        count = other.count;
+    }
+
+    /** Adds every key of {@code other} (set union). */
+    public void addAll(KeyRanges other) {
+        for (int r = 0; r < other.count; r++) {
+            add(other.bounds[2 * r], other.bounds[2 * r + 1], Integer.MAX_VALUE);
+        }
+    }
+
+    /** Keeps only the keys that {@code other} holds too (set intersection), in one merge pass. */
+    public void retainAll(KeyRanges other) {
+        int[] a = Arrays.copyOf(bounds, 2 * count);
+        int na = count;
+        count = 0;
+        int i = 0;
+        int j = 0;
+        while (i < na && j < other.count) {
+            int s = Math.max(a[2 * i], other.bounds[2 * j]);
+            int e = Math.min(a[2 * i + 1], other.bounds[2 * j + 1]);
+            if (s < e) {
+                // Inputs are disjoint and non-adjacent, so the pieces are too: append without merging.
+                append(s, e);
+            }
+            if (a[2 * i + 1] < other.bounds[2 * j + 1]) {
+                i++;
+            } else {
+                j++;
+            }
+        }
+    }
+
+    /** The index of the first range that ends after {@code key}, searching from range {@code from}; size() if none. */
+    public int firstEndingAfter(int key, int from) {
+        int r = from;
+        while (r < count && bounds[2 * r + 1] <= key) {
+            r++;
+        }
+        return r;
+    }
+
+    /** Number of allowed keys in [from, to), looking only at ranges from index {@code first} on. */
+    public int countIn(int from, int to, int first) {
+        int n = 0;
+        for (int r = first; r < count && bounds[2 * r] < to; r++) {
+            int s = Math.max(from, bounds[2 * r]);
+            int e = Math.min(to, bounds[2 * r + 1]);
+            if (e > s) {
+                n += e - s;
+            }
+        }
+        return n;
+    }
+
     /** Keeps only keys below {@code end} (the causal rule: j ≤ p means end = p + 1). */
     public void clipBelow(int end) {
         while (count > 0 && bounds[2 * count - 2] >= end) {

@@ -15,6 +15,15 @@ public sealed interface Pattern
     /** Fills {@code out} (cleared first) with the keys in [0, kvLen) that position p of head h may attend. */
     void allowedKeys(int head, int p, int kvLen, KeyRanges out);
 
+    /**
+     * The keys of a run of positions p0 … p1 (inclusive) of head h, for block layouts: {@code any} (cleared
+     * first) gets the keys that <em>some</em> position may attend, {@code all} (cleared first) the keys
+     * that <em>every</em> position may attend. With {@code causal}, each position p also keeps only j ≤ p.
+     * Exact, and computed from the pattern's structure in time independent of p1 − p0 for the
+     * token-level patterns and proportional to the pattern blocks spanned for bigbird and layouts.
+     */
+    void spanKeys(int head, int p0, int p1, int kvLen, boolean causal, KeyRanges any, KeyRanges all);
+
     /** The spec this pattern was parsed from, in canonical form. */
     String spec();
 
@@ -57,6 +66,11 @@ public sealed interface Pattern
         }
 
         @Override
+        public void spanKeys(int head, int p0, int p1, int kvLen, boolean causal, KeyRanges any, KeyRanges all) {
+            Spans.prefix(p0, p1, kvLen, causal, any, all);
+        }
+
+        @Override
         public String spec() {
             return "dense";
         }
@@ -81,6 +95,11 @@ public sealed interface Pattern
         }
 
         @Override
+        public void spanKeys(int head, int p0, int p1, int kvLen, boolean causal, KeyRanges any, KeyRanges all) {
+            Spans.prefix(p0, p1, kvLen, true, any, all);
+        }
+
+        @Override
         public String spec() {
             return "causal";
         }
@@ -100,6 +119,13 @@ public sealed interface Pattern
         }
 
         @Override
+        public void spanKeys(int head, int p0, int p1, int kvLen, boolean causal, KeyRanges any, KeyRanges all) {
+            any.clear();
+            all.clear();
+            Spans.band(w, p0, p1, kvLen, causal, any, all);
+        }
+
+        @Override
         public String spec() {
             return "window:" + w;
         }
@@ -116,6 +142,36 @@ public sealed interface Pattern
             }
             out.add(0, g, kvLen);
             out.add((long) p - w, (long) p + w + 1, kvLen);
+        }
+
+        /**
+         * Positions below G (global rows) see every key (j ≤ p with causal); the others see the G global
+         * keys plus their band, and ∩ over rows of ([0, G) ∪ band) = [0, G) ∪ ∩ bands. Since p ≥ G there,
+         * the causal rule never cuts the global keys.
+         */
+        @Override
+        public void spanKeys(int head, int p0, int p1, int kvLen, boolean causal, KeyRanges any, KeyRanges all) {
+            any.clear();
+            all.clear();
+            boolean hasGlobal = p0 < g;
+            boolean hasLocal = p1 >= g;
+            if (hasGlobal) {
+                Spans.prefix(p0, Math.min(p1, g - 1), kvLen, causal, any, all);
+            }
+            if (hasLocal) {
+                KeyRanges localAny = new KeyRanges();
+                KeyRanges localAll = new KeyRanges();
+                int q0 = Math.max(p0, g);
+                Spans.band(w, q0, p1, kvLen, causal, localAny, localAll);
+                localAny.add(0, g, kvLen);
+                localAll.add(0, g, kvLen);
+                any.addAll(localAny);
+                if (hasGlobal) {
+                    all.retainAll(localAll);
+                } else {
+                    all.set(localAll);
+                }
+            }
         }
 
         @Override
@@ -145,6 +201,11 @@ public sealed interface Pattern
                     out.add((long) kb * bs, (long) (kb + 1) * bs, kvLen);
                 }
             }
+        }
+
+        @Override
+        public void spanKeys(int head, int p0, int p1, int kvLen, boolean causal, KeyRanges any, KeyRanges all) {
+            Spans.byBlocks(this, bs, head, p0, p1, kvLen, causal, any, all);
         }
 
         @Override
@@ -193,6 +254,11 @@ public sealed interface Pattern
                     out.add((long) start * bs, (long) kb * bs, kvLen);
                 }
             }
+        }
+
+        @Override
+        public void spanKeys(int head, int p0, int p1, int kvLen, boolean causal, KeyRanges any, KeyRanges all) {
+            Spans.byBlocks(this, bs, head, p0, p1, kvLen, causal, any, all);
         }
 
         @Override
@@ -246,6 +312,11 @@ public sealed interface Pattern
         public void allowedKeys(int head, int p, int kvLen, KeyRanges out) {
             inner.allowedKeys(head, p, kvLen, out);
             out.clipBelow(p + 1);
+        }
+
+        @Override
+        public void spanKeys(int head, int p0, int p1, int kvLen, boolean causal, KeyRanges any, KeyRanges all) {
+            inner.spanKeys(head, p0, p1, kvLen, true, any, all);
         }
 
         @Override

@@ -50,11 +50,18 @@ public final class AttentionQuality {
      */
     public static Report measure(AttentionEngine engine, Tensor q, Tensor k, Tensor v, Pattern pattern, Float scale,
             DType dtype, Algorithm algorithm) {
+        return measure(engine, q, k, v, pattern, scale, dtype, algorithm, AttentionRequest.DEFAULT_BLOCK_SIZE);
+    }
+
+    /** As {@link #measure(AttentionEngine, Tensor, Tensor, Tensor, Pattern, Float, DType, Algorithm)}, with the sparse layout's block size. */
+    public static Report measure(AttentionEngine engine, Tensor q, Tensor k, Tensor v, Pattern pattern, Float scale,
+            DType dtype, Algorithm algorithm, int blockSize) {
         Pattern reference = referenceFor(pattern);
+        // Both requests are validated before either runs.
+        AttentionRequest req = AttentionRequest.builder(q, k, v).pattern(pattern).scale(scale).dtype(dtype)
+                .algorithm(algorithm).blockSize(blockSize).wantLse(true).build();
         AttentionResult ref = engine.run(AttentionRequest.builder(q, k, v).pattern(reference).scale(scale).dtype(dtype)
                 .algorithm(Algorithm.FLASH).wantLse(true).build());
-        AttentionRequest req = AttentionRequest.builder(q, k, v).pattern(pattern).scale(scale).dtype(dtype)
-                .algorithm(algorithm).wantLse(true).build();
         AttentionResult got = engine.run(req);
         return compare(req.shape(), got.o().toFloatArray(), got.lse().toFloatArray(), ref.o().toFloatArray(),
                 ref.lse().toFloatArray(), reference);

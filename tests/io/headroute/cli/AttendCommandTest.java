@@ -94,6 +94,28 @@ class AttendCommandTest {
     }
 
     @Test
+    void sparseAlgorithmWithBlockSizes() {
+        Tensor q = random(1, 2, 77, 16);
+        Tensor k = random(1, 1, 300, 16);
+        Tensor v = random(1, 1, 300, 16);
+        Path qf = npy("q", q);
+        Path kf = npy("k", k);
+        Path vf = npy("v", v);
+        for (String bs : new String[] {"64", "128"}) {
+            Path out = dir.resolve("o" + bs + ".npy");
+            Cli r = Cli.run(args(qf, kf, vf, out, "--pattern", "window:20", "--causal", "--algo", "sparse", "--block-size", bs))
+                    .assertOk();
+            assertTrue(r.out().startsWith("attend: cpu sparse, B=1 H=2 Hkv=1 L=77 S=300 D=16"), r.out());
+            AttentionResult want = direct(AttentionRequest.builder(q, k, v).pattern(Patterns.parse("window:20")).causal(true)
+                    .algorithm(Algorithm.SPARSE).blockSize(Integer.parseInt(bs)));
+            assertArrayEquals(want.o().toFloatArray(), Npy.read(out).toFloatArray(), "block size " + bs);
+        }
+        Path out = dir.resolve("bad.npy");
+        Cli.run(args(qf, kf, vf, out, "--algo", "sparse", "--block-size", "32"))
+                .assertBadInput("headroute attend", "--block-size must be 64 or 128, got 32", out);
+    }
+
+    @Test
     void safetensorsInputWithGateAndSafetensorsOutputs() {
         Tensor q = random(1, 4, 24, 8);
         Tensor k = random(1, 1, 30, 8);

@@ -45,6 +45,9 @@ class BlockLayoutTest {
         rs.add(randomLayout(kvLen, 1, kvLen, 64, 0.4));
         rs.add(randomLayout(kvLen + 1, HEADS, kvLen, 20, 0.3));
         rs.add(randomLayout(kvLen + 2, 1, kvLen, 128, 1.0));
+        // Pattern blocks that the layout's blocks do not divide, and that do not divide them.
+        rs.add(randomLayout(kvLen + 3, HEADS, kvLen, 7, 0.2));
+        rs.add(Rule.bigbird(3, 2, 1, 4, 11));
         return rs;
     }
 
@@ -54,7 +57,7 @@ class BlockLayoutTest {
         for (int[] ls : sizes) {
             for (Rule r : rules(ls[1])) {
                 for (boolean causal : new boolean[] {false, true}) {
-                    for (int bs : new int[] {64, 128}) {
+                    for (int bs : ls[0] == 1 ? new int[] {64, 128} : new int[] {5, 16, 64, 128}) {
                         out.add(Arguments.of(r.withCausal(causal), ls[0], ls[1], bs));
                     }
                 }
@@ -144,6 +147,139 @@ class BlockLayoutTest {
                 what + ": full + partial + empty = total");
         assertEquals((double) (full + partial) / total, layout.density(), 1e-12, what + ": density");
         assertTrue(layout.sizeBytes() > 0, what + ": sizeBytes");
+    }
+
+    /** A random pattern of any kind (layouts built directly, not through a file). */
+    static Pattern randomPattern(Random rnd, int heads, int kvLen) {
+        Pattern p = switch (rnd.nextInt(6)) {
+            case 0 -> new Pattern.Dense();
+            case 1 -> new Pattern.Causal();
+            case 2 -> new Pattern.Window(rnd.nextInt(3) == 0 ? rnd.nextInt(3) : rnd.nextInt(kvLen + 5));
+            case 3 -> new Pattern.Longformer(rnd.nextInt(kvLen / 4 + 3), rnd.nextInt(3) == 0 ? 0 : rnd.nextInt(kvLen + 3));
+            case 4 -> new Pattern.BigBird(1 + rnd.nextInt(rnd.nextBoolean() ? 8 : 160), rnd.nextInt(3), rnd.nextInt(3),
+                    rnd.nextInt(5), rnd.nextLong());
+            default -> {
+                int bs = 1 + rnd.nextInt(rnd.nextBoolean() ? 8 : 160);
+                int n = (kvLen + bs - 1) / bs;
+                int lh = rnd.nextBoolean() ? 1 : heads;
+                double keep = rnd.nextDouble();
+                boolean[] bits = new boolean[lh * n * n];
+                for (int t = 0; t < bits.length; t++) {
+                    bits[t] = rnd.nextDouble() < keep;
+                }
+                yield new Pattern.Layout(bs, lh, n, bits, "random-" + bs);
+            }
+        };
+        return rnd.nextBoolean() ? p.withCausal() : p;
+    }
+
+    static void assertSameLayout(BlockLayout want, BlockLayout got, String what) {
+        assertEquals(want.heads(), got.heads(), what + ": heads()");
+        assertEquals(want.qBlocks(), got.qBlocks(), what + ": qBlocks");
+        assertEquals(want.kBlocks(), got.kBlocks(), what + ": kBlocks");
+        for (int h = 0; h < want.heads(); h++) {
+            for (int qb = 0; qb < want.qBlocks(); qb++) {
+                String tile = what + ": head " + h + " query tile " + qb;
+                assertArrayEquals(want.fullBlocks(h, qb), got.fullBlocks(h, qb), tile + ": full blocks");
+                assertArrayEquals(want.partialBlocks(h, qb), got.partialBlocks(h, qb), tile + ": partial blocks");
+                assertEquals(want.fullBlocks(h, qb).length, got.fullCount(h, qb), tile + ": fullCount");
+                assertEquals(want.fullBlocks(h, qb).length + want.partialBlocks(h, qb).length, got.listedCount(h, qb),
+                        tile + ": listedCount");
+            }
+        }
+        assertArrayEquals(want.offsets(), got.offsets(), what + ": CSR offsets");
+        assertArrayEquals(want.blockIndices(), got.blockIndices(), what + ": CSR blocks");
+        assertArrayEquals(want.fullCounts(), got.fullCounts(), what + ": CSR full counts");
+        assertEquals(want.fullBlockCount(), got.fullBlockCount(), what + ": fullBlockCount");
+        assertEquals(want.partialBlockCount(), got.partialBlockCount(), what + ": partialBlockCount");
+        assertEquals(want.sizeBytes(), got.sizeBytes(), what + ": sizeBytes");
+        assertArrayEquals(want.toDense().toBooleanArray(), got.toDense().toBooleanArray(), what + ": toDense");
+    }
+
+    /** The analytic builder equals the row-by-row one on random patterns, lengths, block sizes and heads. */
+    @Test
+    void analyticBuilderMatchesTheRowRangeBuilder() {
+        Random rnd = new Random(20261127);
+        int[] blockSizes = {1, 4, 5, 16, 64, 128};
+        for (int t = 0; t < 800; t++) {
+            int kvLen = 1 + rnd.nextInt(rnd.nextInt(4) == 0 ? 40 : 700);
+            int qLen = rnd.nextBoolean() ? kvLen : 1 + rnd.nextInt(kvLen);
+            int heads = 1 + rnd.nextInt(3);
+            int bs = blockSizes[rnd.nextInt(blockSizes.length)];
+            Pattern p = randomPattern(rnd, heads, kvLen);
+            String what = "#" + t + " " + p + " H=" + heads + " L=" + qLen + " S=" + kvLen + " BS=" + bs;
+            assertSameLayout(RowRangeLayouts.build(p, heads, qLen, kvLen, bs), BlockLayout.build(p, heads, qLen, kvLen, bs),
+                    what);
+        }
+    }
+
+    /** Random rules of every kind, lengths and block sizes, against the float64 oracle's token rule cell by cell. */
+    @Test
+    void randomConfigurationsMatchTheTokenRule() {
+        Random rnd = new Random(5);
+        int[] blockSizes = {4, 5, 16, 64, 128};
+        for (int t = 0; t < 120; t++) {
+            int kvLen = 1 + rnd.nextInt(180);
+            int qLen = rnd.nextBoolean() ? kvLen : 1 + rnd.nextInt(kvLen);
+            int bs = blockSizes[rnd.nextInt(blockSizes.length)];
+            Rule rule = switch (rnd.nextInt(6)) {
+                case 0 -> Rule.dense();
+                case 1 -> Rule.causalRule();
+                case 2 -> Rule.window(rnd.nextInt(40));
+                case 3 -> Rule.longformer(rnd.nextInt(20), rnd.nextInt(30));
+                case 4 -> Rule.bigbird(1 + rnd.nextInt(40), rnd.nextInt(2), rnd.nextInt(2), rnd.nextInt(4), rnd.nextLong());
+                default -> randomLayout(rnd.nextLong(), rnd.nextBoolean() ? 1 : HEADS, kvLen, 1 + rnd.nextInt(40),
+                        rnd.nextDouble());
+            };
+            rule = rule.withCausal(rnd.nextBoolean());
+            String what = "#" + t + " " + rule + " L=" + qLen + " S=" + kvLen + " BS=" + bs;
+            BlockLayout layout = BlockLayout.build(rule.toEffectivePattern(dir, "rnd-" + t), HEADS, qLen, kvLen, bs);
+            for (int h = 0; h < HEADS; h++) {
+                int[][] cls = bruteForce(rule, h, qLen, kvLen, bs);
+                for (int qb = 0; qb < cls.length; qb++) {
+                    List<Integer> full = new ArrayList<>();
+                    List<Integer> partial = new ArrayList<>();
+                    for (int kb = 0; kb < cls[qb].length; kb++) {
+                        (cls[qb][kb] == 2 ? full : cls[qb][kb] == 1 ? partial : new ArrayList<Integer>()).add(kb);
+                    }
+                    assertEquals(full.toString(), Arrays.toString(layout.fullBlocks(h, qb)), what + " head " + h + " tile " + qb);
+                    assertEquals(partial.toString(), Arrays.toString(layout.partialBlocks(h, qb)),
+                            what + " head " + h + " tile " + qb);
+                }
+            }
+        }
+    }
+
+    @Test
+    void explicitListsMakeALayout() {
+        // L = 100, S = 200, BS = 64: 2 query tiles × 4 key blocks, two heads.
+        int[][][] full = {{{0}, {}}, {{1, 3}, {0}}};
+        int[][][] partial = {{{2}, {1, 2, 3}}, {{}, {}}};
+        BlockLayout l = BlockLayout.fromLists(100, 200, 64, full, partial);
+        assertEquals(2, l.heads());
+        assertArrayEquals(new int[] {1, 3}, l.fullBlocks(1, 0));
+        assertArrayEquals(new int[] {1, 2, 3}, l.partialBlocks(0, 1));
+        assertEquals(4, l.fullBlockCount());
+        assertEquals(4, l.partialBlockCount());
+        assertEquals(16 - 8, l.emptyBlockCount());
+        assertArrayEquals(new boolean[] {true, false, true, false, false, true, true, true, false, true, false, true, true,
+            false, false, false}, l.toDense().toBooleanArray());
+        BlockLayout shared = BlockLayout.fromLists(100, 200, 64, new int[][][] {{{0}, {1}}}, new int[][][] {{{}, {}}});
+        assertArrayEquals(new int[] {1}, shared.fullBlocks(5, 1), "one stored head serves every head");
+
+        int[][][] none = {{{}, {}}};
+        assertThrows(IllegalArgumentException.class,
+                () -> BlockLayout.fromLists(100, 200, 64, new int[][][] {{{4}, {}}}, none), "block out of range");
+        assertThrows(IllegalArgumentException.class,
+                () -> BlockLayout.fromLists(100, 200, 64, new int[][][] {{{2, 1}, {}}}, none), "not ascending");
+        assertThrows(IllegalArgumentException.class,
+                () -> BlockLayout.fromLists(100, 200, 64, new int[][][] {{{1, 1}, {}}}, none), "duplicate");
+        assertThrows(IllegalArgumentException.class,
+                () -> BlockLayout.fromLists(100, 200, 64, new int[][][] {{{1}, {}}}, new int[][][] {{{1}, {}}}),
+                "full and partial");
+        assertThrows(IllegalArgumentException.class,
+                () -> BlockLayout.fromLists(100, 200, 64, new int[][][] {{{1}}}, new int[][][] {{{}}}), "one query tile of two");
+        assertThrows(IllegalArgumentException.class, () -> BlockLayout.fromLists(100, 200, 64, full, none), "heads differ");
     }
 
     @Test

@@ -5,13 +5,17 @@ import io.headroute.engine.AttentionEngine;
 import io.headroute.engine.AttentionRequest;
 import io.headroute.engine.AttentionResult;
 import io.headroute.engine.AttentionShape;
+import io.headroute.engine.AutoPolicy;
 import io.headroute.engine.ExecutionStats;
+import io.headroute.pattern.BlockLayout;
 import io.headroute.pattern.KeyRanges;
 import io.headroute.pattern.Pattern;
 import io.headroute.tensor.DType;
 import io.headroute.tensor.Tensor;
 import java.util.ArrayList;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
@@ -31,6 +35,13 @@ import java.util.function.Supplier;
  * pattern excludes for every row of the item is skipped, and a tile allowed in full needs no mask.
  * Scratch is O(BR·D + D·BC + BR·BC) per worker.
  *
+ * <p>Sparse path: the pattern's {@link BlockLayout} (block size BS = 64 or 128, cached per pattern and
+ * sizes) gives each (head, query tile of BS rows) its key blocks; only those are visited, full blocks
+ * without any element mask and partial blocks with the pattern's rule, through the same tile step as
+ * the flash path. Rows with a zero gate are left out of their tile; a tile with no other row is skipped.
+ *
+ * <p>Auto: {@link AutoPolicy} on the layout's density picks sparse or flash.
+ *
  * <p>Materialized path: the standard algorithm, kept as a baseline: for each (batch, head) the full
  * L × S score matrix is written, masked, soft-maxed and multiplied by V.
  */
@@ -44,9 +55,20 @@ public final class CpuAttentionEngine implements AttentionEngine {
     private static final byte PARTIAL = 1;
     private static final byte FULL = 2;
 
+    /** Layouts kept per (pattern, sizes, block size): few, since one model uses few shapes. */
+    private static final int LAYOUT_CACHE_SIZE = 16;
+
     private final int threads;
     private final ExecutorService pool;
     private volatile boolean closed;
+    private final Map<LayoutKey, BlockLayout> layouts = new LinkedHashMap<>(16, 0.75f, true) {
+        @Override
+        protected boolean removeEldestEntry(Map.Entry<LayoutKey, BlockLayout> eldest) {
+            return size() > LAYOUT_CACHE_SIZE;
+        }
+    };
+
+    private record LayoutKey(Pattern pattern, int qLen, int kvLen, int heads, int blockSize) {}
 
     /** An engine with one worker per available processor. */
     public CpuAttentionEngine() {
@@ -86,17 +108,24 @@ public final class CpuAttentionEngine implements AttentionEngine {
             throw new IllegalStateException("CPU attention engine is closed");
         }
         AttentionShape sh = req.shape();
-        Algorithm algo = switch (req.algorithm()) {
-            // The tiled path already visits only the key tiles the pattern lists, so it is the sparse path too.
-            case AUTO, FLASH, SPARSE -> Algorithm.FLASH;
-            case MATERIALIZED -> Algorithm.MATERIALIZED;
-        };
+        Algorithm algo = req.algorithm();
+        if (algo == Algorithm.AUTO) {
+            // A dense pattern needs no layout to know its density.
+            algo = AutoPolicy.choose(req.pattern(), req.pattern().isDense() ? 1.0 : layout(req).density());
+        }
+        BlockLayout layout = algo == Algorithm.SPARSE ? layout(req) : null;
         Problem pr = new Problem(sh, rounded(req.q(), req.dtype()), rounded(req.k(), req.dtype()),
                 rounded(req.v(), req.dtype()), req.gate() == null ? null : req.gate().toFloatArray(), req.pattern(),
                 req.scale());
         long t0 = System.nanoTime();
-        repack(pr);
-        ExecutionStats stats = algo == Algorithm.FLASH ? flash(pr) : materialized(pr);
+        // Sparse reads key tiles of the layout's block size, the other paths tiles of BC keys.
+        repack(pr, layout == null ? BC : layout.blockSize());
+        ExecutionStats stats = switch (algo) {
+            case FLASH -> flash(pr);
+            case SPARSE -> sparse(pr, layout);
+            case MATERIALIZED -> materialized(pr);
+            case AUTO -> throw new AssertionError("auto was resolved above");
+        };
         long elapsed = System.nanoTime() - t0;
         stats = new ExecutionStats(name(), algo, elapsed, stats.workspaceBytes(), stats.queryTiles(), stats.keyTilesVisited(),
                 stats.keyTilesSkipped(), stats.rowsSkipped(), -1);
@@ -104,6 +133,30 @@ public final class CpuAttentionEngine implements AttentionEngine {
         Tensor o = req.dtype() == DType.F32 ? Tensor.ofFloats(pr.out, oShape) : Tensor.ofFloats(req.dtype(), pr.out, oShape);
         Tensor lse = req.wantLse() ? Tensor.ofFloats(pr.lse, sh.batch(), sh.heads(), sh.qLen()) : null;
         return new AttentionResult(o, lse, stats);
+    }
+
+    /** The request's block layout, from the cache or built (outside the lock: building may take a while). */
+    private BlockLayout layout(AttentionRequest req) {
+        AttentionShape sh = req.shape();
+        LayoutKey key = new LayoutKey(req.pattern(), sh.qLen(), sh.kvLen(), sh.heads(), req.blockSize());
+        synchronized (layouts) {
+            BlockLayout l = layouts.get(key);
+            if (l != null) {
+                return l;
+            }
+        }
+        BlockLayout l = BlockLayout.build(req.pattern(), sh.heads(), sh.qLen(), sh.kvLen(), req.blockSize());
+        synchronized (layouts) {
+            layouts.put(key, l);
+        }
+        return l;
+    }
+
+    /** Layouts in the cache now (for tests). */
+    int cachedLayouts() {
+        synchronized (layouts) {
+            return layouts.size();
+        }
     }
 
     private static float[] rounded(Tensor t, DType dtype) {
@@ -121,8 +174,9 @@ public final class CpuAttentionEngine implements AttentionEngine {
         final float scale;
         final float[] out;
         final float[] lse;
-        /** Per (batch, kv head): key tiles transposed, [tile][d][c]. */
+        /** Per (batch, kv head): key tiles of {@link #tile} keys, transposed, [tile][d][c]. */
         float[][][][] keyTiles;
+        int tile;
         /** Per (batch, kv head): value rows, [j][d]. */
         float[][][] valueRows;
 
@@ -146,8 +200,8 @@ public final class CpuAttentionEngine implements AttentionEngine {
 
         /** Bytes of the repacked K and V. */
         long repackBytes() {
-            long tiles = (sh.kvLen() + BC - 1) / BC;
-            return 4L * sh.batch() * sh.kvHeads() * (tiles * BC + sh.kvLen()) * sh.headDim();
+            long tiles = (sh.kvLen() + tile - 1) / tile;
+            return 4L * sh.batch() * sh.kvHeads() * (tiles * tile + sh.kvLen()) * sh.headDim();
         }
 
         float gate(int b, int i, int h) {
@@ -155,38 +209,45 @@ public final class CpuAttentionEngine implements AttentionEngine {
         }
     }
 
-    /** Per-worker scratch for one query tile. */
+    /** Per-worker scratch for one query tile of up to {@code rows} rows against key tiles of up to {@code cols} keys. */
     private static final class TileScratch {
         final float[][] qs;
         final float[][] s;
         final float[][] acc;
-        final float[] m = new float[BR];
-        final float[] l = new float[BR];
-        final boolean[] live = new boolean[BR];
-        final byte[] state = new byte[BR];
-        final KeyRanges[] ranges = new KeyRanges[BR];
+        final float[] m;
+        final float[] l;
+        final byte[] state;
+        final KeyRanges[] ranges;
+        /** Per row: the first of its ranges that may still meet a key tile (key tiles come in ascending order). */
+        final int[] cursor;
         final long bytes;
 
-        TileScratch(int d) {
-            qs = new float[BR][d];
-            s = new float[BR][BC];
-            acc = new float[BR][d];
-            for (int r = 0; r < BR; r++) {
+        TileScratch(int d, int rows, int cols) {
+            qs = new float[rows][d];
+            s = new float[rows][cols];
+            acc = new float[rows][d];
+            m = new float[rows];
+            l = new float[rows];
+            state = new byte[rows];
+            cursor = new int[rows];
+            ranges = new KeyRanges[rows];
+            for (int r = 0; r < rows; r++) {
                 ranges[r] = new KeyRanges();
             }
-            bytes = 4L * BR * (2L * d + BC + 2) + 2L * BR;
+            bytes = 4L * rows * (2L * d + cols + 3) + rows;
         }
     }
 
-    /** Repacks K into transposed tiles and V into rows, once per (batch, kv head), in parallel. */
-    private void repack(Problem pr) {
+    /** Repacks K into transposed tiles of {@code tile} keys and V into rows, once per (batch, kv head), in parallel. */
+    private void repack(Problem pr, int tile) {
         AttentionShape sh = pr.sh;
         int n = sh.batch() * sh.kvHeads();
         pr.keyTiles = new float[n][][][];
         pr.valueRows = new float[n][][];
+        pr.tile = tile;
         int stride = sh.kvLen() * sh.headDim();
         parallel(n, () -> null, (w, kv) -> {
-            pr.keyTiles[kv] = TileMath.keyTiles(pr.k, kv * stride, sh.kvLen(), sh.headDim(), BC);
+            pr.keyTiles[kv] = TileMath.keyTiles(pr.k, kv * stride, sh.kvLen(), sh.headDim(), tile);
             pr.valueRows[kv] = TileMath.valueRows(pr.v, kv * stride, sh.kvLen(), sh.headDim());
         });
     }
@@ -219,7 +280,7 @@ public final class CpuAttentionEngine implements AttentionEngine {
         }
         AtomicLong visited = new AtomicLong();
         AtomicLong skipped = new AtomicLong();
-        long scratchBytes = parallel(items.size(), () -> new TileScratch(sh.headDim()), (w, item) -> {
+        long scratchBytes = parallel(items.size(), () -> new TileScratch(sh.headDim(), BR, BC), (w, item) -> {
             long[] it = items.get(item);
             int bh = (int) it[0];
             long[] counts = flashTile(pr, bh, active[bh], (int) it[1], (int) it[2], w);
@@ -236,82 +297,28 @@ public final class CpuAttentionEngine implements AttentionEngine {
         int d = sh.headDim();
         int kvLen = sh.kvLen();
         int h = bh % sh.heads();
-        int qBase = bh * sh.qLen() * d;
         float[][][] kTiles = pr.keyTiles[pr.kvIndex(bh)];
         float[][] vRows = pr.valueRows[pr.kvIndex(bh)];
 
-        // Qi: the tile's query rows, pre-scaled so that S = Qi·Kjᵀ is already scaled.
+        loadQueries(pr, bh, rows, from, nr, w);
         int lo = Integer.MAX_VALUE;
         int hi = Integer.MIN_VALUE;
         for (int r = 0; r < nr; r++) {
-            int i = rows[from + r];
-            int src = qBase + i * d;
-            float[] qr = w.qs[r];
-            for (int dd = 0; dd < d; dd++) {
-                qr[dd] = pr.q[src + dd] * pr.scale;
-            }
-            pr.pattern.allowedKeys(h, sh.position(i), kvLen, w.ranges[r]);
+            pr.pattern.allowedKeys(h, sh.position(rows[from + r]), kvLen, w.ranges[r]);
+            w.cursor[r] = 0;
             lo = Math.min(lo, w.ranges[r].first());
             hi = Math.max(hi, w.ranges[r].last());
-            w.m[r] = Float.NEGATIVE_INFINITY;
-            w.l[r] = 0f;
-            java.util.Arrays.fill(w.acc[r], 0f);
         }
 
         long visited = 0;
         for (int j0 = lo < hi ? (lo / BC) * BC : kvLen; j0 < hi; j0 += BC) {
             int n = Math.min(BC, kvLen - j0);
-            boolean anyLive = false;
-            boolean allFull = true;
-            for (int r = 0; r < nr; r++) {
-                int c = w.ranges[r].countIn(j0, j0 + n);
-                w.state[r] = c == 0 ? EMPTY : c == n ? FULL : PARTIAL;
-                w.live[r] = c > 0;
-                anyLive |= c > 0;
-                allFull &= c == n;
-            }
-            if (!anyLive) {
+            int kind = classifyRows(w, nr, j0, n);
+            if (kind == EMPTY) {
                 continue;
             }
             visited++;
-            // S = Qi · Kjᵀ (scaled through Qi).
-            TileMath.scores(w.qs, nr, d, kTiles[j0 / BC], n, w.s);
-            if (!allFull) {
-                for (int r = 0; r < nr; r++) {
-                    if (w.state[r] == PARTIAL) {
-                        maskRow(w.s[r], 0, j0, n, w.ranges[r]);
-                    }
-                }
-            }
-            for (int r = 0; r < nr; r++) {
-                if (!w.live[r]) {
-                    continue;
-                }
-                // Online softmax: m_new = max(m, rowmax(S)); P = exp(S − m_new); l = l·e^(m − m_new) + rowsum(P).
-                float[] sr = w.s[r];
-                float mt = Float.NEGATIVE_INFINITY;
-                for (int c = 0; c < n; c++) {
-                    mt = Math.max(mt, sr[c]);
-                }
-                float mNew = Math.max(w.m[r], mt);
-                float alpha = FastExp.exp(w.m[r] - mNew);
-                float sum = 0f;
-                for (int c = 0; c < n; c++) {
-                    float e = FastExp.exp(sr[c] - mNew);
-                    sr[c] = e;
-                    sum += e;
-                }
-                w.l[r] = w.l[r] * alpha + sum;
-                float[] acc = w.acc[r];
-                if (alpha != 1f) {
-                    for (int dd = 0; dd < d; dd++) {
-                        acc[dd] *= alpha;
-                    }
-                }
-                w.m[r] = mNew;
-                // O = O·e^(m − m_new) + P · Vj
-                TileMath.accumulateRow(sr, 0, vRows, j0, n, d, acc);
-            }
+            keyTileStep(w, nr, d, kTiles[j0 / BC], vRows, j0, n, kind == FULL);
         }
         for (int r = 0; r < nr; r++) {
             finishRow(pr, bh, rows[from + r], w.acc[r], w.m[r], w.l[r]);
@@ -320,11 +327,174 @@ public final class CpuAttentionEngine implements AttentionEngine {
         return new long[] {visited, keyTiles - visited};
     }
 
-    /** Sets s[off + c] to −∞ for the keys j0 + c (c &lt; n) the row may not attend. */
-    private static void maskRow(float[] s, int off, int j0, int n, KeyRanges ranges) {
+    /** Qi: the tile's query rows, pre-scaled so that S = Qi·Kjᵀ is already scaled; m = −∞, l = 0, O = 0. */
+    private static void loadQueries(Problem pr, int bh, int[] rows, int from, int nr, TileScratch w) {
+        int d = pr.sh.headDim();
+        int qBase = bh * pr.sh.qLen() * d;
+        for (int r = 0; r < nr; r++) {
+            int src = qBase + rows[from + r] * d;
+            float[] qr = w.qs[r];
+            for (int dd = 0; dd < d; dd++) {
+                qr[dd] = pr.q[src + dd] * pr.scale;
+            }
+            w.m[r] = Float.NEGATIVE_INFINITY;
+            w.l[r] = 0f;
+            java.util.Arrays.fill(w.acc[r], 0f);
+        }
+    }
+
+    /**
+     * Sets each row's state for the key tile j0 … j0+n−1 from its ranges (key tiles must come in
+     * ascending order: the rows' range cursors only move forward). Returns EMPTY when no row may attend
+     * any key of the tile, FULL when every row may attend all of them, else PARTIAL.
+     */
+    private static int classifyRows(TileScratch w, int nr, int j0, int n) {
+        boolean anyLive = false;
+        boolean allFull = true;
+        for (int r = 0; r < nr; r++) {
+            w.cursor[r] = w.ranges[r].firstEndingAfter(j0, w.cursor[r]);
+            int c = w.ranges[r].countIn(j0, j0 + n, w.cursor[r]);
+            w.state[r] = c == 0 ? EMPTY : c == n ? FULL : PARTIAL;
+            anyLive |= c > 0;
+            allFull &= c == n;
+        }
+        return !anyLive ? EMPTY : allFull ? FULL : PARTIAL;
+    }
+
+    /**
+     * One key tile Kj, Vj (keys j0 … j0+n−1) of the online softmax for the tile's nr rows. With
+     * {@code allFull} every row attends every key and no mask is evaluated; otherwise w.state says per
+     * row: EMPTY rows are left as they are, PARTIAL rows are masked by their ranges.
+     */
+    private static void keyTileStep(TileScratch w, int nr, int d, float[][] kT, float[][] vRows, int j0, int n,
+            boolean allFull) {
+        // S = Qi · Kjᵀ (scaled through Qi).
+        TileMath.scores(w.qs, nr, d, kT, n, w.s);
+        for (int r = 0; r < nr; r++) {
+            if (!allFull) {
+                if (w.state[r] == EMPTY) {
+                    continue;
+                }
+                if (w.state[r] == PARTIAL) {
+                    maskRow(w.s[r], 0, j0, n, w.ranges[r], w.cursor[r]);
+                }
+            }
+            // Online softmax: m_new = max(m, rowmax(S)); P = exp(S − m_new); l = l·e^(m − m_new) + rowsum(P).
+            float[] sr = w.s[r];
+            float mt = Float.NEGATIVE_INFINITY;
+            for (int c = 0; c < n; c++) {
+                mt = Math.max(mt, sr[c]);
+            }
+            float mNew = Math.max(w.m[r], mt);
+            float alpha = FastExp.exp(w.m[r] - mNew);
+            float sum = 0f;
+            for (int c = 0; c < n; c++) {
+                float e = FastExp.exp(sr[c] - mNew);
+                sr[c] = e;
+                sum += e;
+            }
+            w.l[r] = w.l[r] * alpha + sum;
+            float[] acc = w.acc[r];
+            if (alpha != 1f) {
+                for (int dd = 0; dd < d; dd++) {
+                    acc[dd] *= alpha;
+                }
+            }
+            w.m[r] = mNew;
+            // O = O·e^(m − m_new) + P · Vj
+            TileMath.accumulateRow(sr, 0, vRows, j0, n, d, acc);
+        }
+    }
+
+    // ---------------------------------------------------------------- sparse
+
+    private ExecutionStats sparse(Problem pr, BlockLayout layout) {
+        AttentionShape sh = pr.sh;
+        int bs = layout.blockSize();
+        int bhCount = sh.batch() * sh.heads();
+        List<int[]> items = new ArrayList<>();
+        long rowsSkipped = 0;
+        long visited = 0;
+        long skipped = 0;
+        for (int bh = 0; bh < bhCount; bh++) {
+            int b = bh / sh.heads();
+            int h = bh % sh.heads();
+            for (int qb = 0; qb < layout.qBlocks(); qb++) {
+                int i0 = qb * bs;
+                int i1 = Math.min(sh.qLen(), i0 + bs);
+                // item = {bh, qb, active rows…}: rows with a zero gate are written now and left out.
+                int[] item = new int[2 + i1 - i0];
+                int n = 0;
+                for (int i = i0; i < i1; i++) {
+                    if (pr.gate(b, i, h) != 0f) {
+                        item[2 + n++] = i;
+                    } else {
+                        writeEmptyRow(pr, bh, i);
+                    }
+                }
+                rowsSkipped += i1 - i0 - n;
+                if (n == 0) {
+                    continue;
+                }
+                item[0] = bh;
+                item[1] = qb;
+                items.add(n == i1 - i0 ? item : java.util.Arrays.copyOf(item, 2 + n));
+                int listed = layout.listedCount(h, qb);
+                visited += listed;
+                skipped += layout.kBlocks() - listed;
+            }
+        }
+        long scratchBytes = parallel(items.size(), () -> new TileScratch(sh.headDim(), bs, bs),
+                (w, t) -> sparseTile(pr, layout, items.get(t), w));
+        return new ExecutionStats(name(), Algorithm.SPARSE, 0, scratchBytes + pr.repackBytes() + layout.sizeBytes(),
+                items.size(), visited, skipped, rowsSkipped, -1);
+    }
+
+    /** One query tile {item[1]} of (batch, head) {item[0]}, rows item[2…]: its full blocks, then its partial ones. */
+    private static void sparseTile(Problem pr, BlockLayout layout, int[] item, TileScratch w) {
+        AttentionShape sh = pr.sh;
+        int bh = item[0];
+        int qb = item[1];
+        int nr = item.length - 2;
+        int d = sh.headDim();
+        int kvLen = sh.kvLen();
+        int bs = layout.blockSize();
+        int h = bh % sh.heads();
+        float[][][] kTiles = pr.keyTiles[pr.kvIndex(bh)];
+        float[][] vRows = pr.valueRows[pr.kvIndex(bh)];
+
+        loadQueries(pr, bh, item, 2, nr, w);
+        // Full blocks: every pair allowed, no element rule at all.
+        for (int kb : layout.fullBlocks(h, qb)) {
+            int j0 = kb * bs;
+            keyTileStep(w, nr, d, kTiles[kb], vRows, j0, Math.min(bs, kvLen - j0), true);
+        }
+        int[] partial = layout.partialBlocks(h, qb);
+        if (partial.length > 0) {
+            for (int r = 0; r < nr; r++) {
+                pr.pattern.allowedKeys(h, sh.position(item[2 + r]), kvLen, w.ranges[r]);
+                w.cursor[r] = 0;
+            }
+            for (int kb : partial) {
+                int j0 = kb * bs;
+                int n = Math.min(bs, kvLen - j0);
+                // Listed for the whole tile, but the rows left after gating may have no key here.
+                int kind = classifyRows(w, nr, j0, n);
+                if (kind != EMPTY) {
+                    keyTileStep(w, nr, d, kTiles[kb], vRows, j0, n, kind == FULL);
+                }
+            }
+        }
+        for (int r = 0; r < nr; r++) {
+            finishRow(pr, bh, item[2 + r], w.acc[r], w.m[r], w.l[r]);
+        }
+    }
+
+    /** Sets s[off + c] to −∞ for the keys j0 + c (c &lt; n) the row may not attend; ranges before {@code first} end before j0. */
+    private static void maskRow(float[] s, int off, int j0, int n, KeyRanges ranges, int first) {
         int next = j0;
         int end = j0 + n;
-        for (int t = 0; t < ranges.size() && next < end; t++) {
+        for (int t = first; t < ranges.size() && next < end; t++) {
             int rs = ranges.start(t);
             int re = ranges.end(t);
             if (re <= next) {
@@ -381,7 +551,7 @@ public final class CpuAttentionEngine implements AttentionEngine {
         long scratch = 0;
         for (int bh = 0; bh < bhCount; bh++) {
             final int fbh = bh;
-            scratch = Math.max(scratch, parallel(tiles, () -> new TileScratch(sh.headDim()),
+            scratch = Math.max(scratch, parallel(tiles, () -> new TileScratch(sh.headDim(), BR, BC),
                     (w, tile) -> materializedRows(pr, fbh, tile * BR, Math.min(BR, sh.qLen() - tile * BR), scores, w)));
             for (int i = 0; i < sh.qLen(); i++) {
                 if (pr.gate(bh / sh.heads(), i, bh % sh.heads()) == 0f) {
@@ -423,7 +593,7 @@ public final class CpuAttentionEngine implements AttentionEngine {
             int i = i0 + r;
             int so = i * kvLen;
             pr.pattern.allowedKeys(h, sh.position(i), kvLen, w.ranges[r]);
-            maskRow(scores, so, 0, kvLen, w.ranges[r]);
+            maskRow(scores, so, 0, kvLen, w.ranges[r], 0);
             float m = Float.NEGATIVE_INFINITY;
             for (int j = 0; j < kvLen; j++) {
                 m = Math.max(m, scores[so + j]);

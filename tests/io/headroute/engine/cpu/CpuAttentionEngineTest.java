@@ -11,10 +11,12 @@ import static org.junit.jupiter.api.Assertions.fail;
 import io.headroute.engine.Algorithm;
 import io.headroute.engine.AttentionRequest;
 import io.headroute.engine.AttentionResult;
+import io.headroute.engine.AutoPolicy;
 import io.headroute.engine.ExecutionStats;
 import io.headroute.engine.ShapeException;
 import io.headroute.engine.cpu.ReferenceAttention.Output;
 import io.headroute.engine.cpu.ReferenceAttention.Rule;
+import io.headroute.pattern.BlockLayout;
 import io.headroute.pattern.Pattern;
 import io.headroute.pattern.PatternException;
 import io.headroute.tensor.DType;
@@ -60,8 +62,11 @@ class CpuAttentionEngineTest {
 
     // ------------------------------------------------------------------ cases and inputs
 
-    /** Gate kinds: none, or random with about 30% zeros and values ≠ 1 elsewhere. */
-    enum Gate { NONE, ZEROS }
+    /**
+     * Gate kinds: none; random with about 30% zeros and values ≠ 1 elsewhere; or that plus whole query
+     * tiles of zeros (head 1 rows 0…127 and head 0 rows 128…255: tiles of 64 and of 128 rows).
+     */
+    enum Gate { NONE, ZEROS, TILES }
 
     /** One problem: sizes, pattern, dtype, gate and scale; {@code halfInputs} hands the engine q, k, v already in the dtype. */
     record Case(String name, int b, int h, int hkv, int l, int s, int d, Rule rule, DType dtype, Gate gate, Float scale,
@@ -69,7 +74,8 @@ class CpuAttentionEngineTest {
         @Override
         public String toString() {
             return name + " [" + rule + ", B=" + b + " H=" + h + " Hkv=" + hkv + " L=" + l + " S=" + s + " D=" + d + ", "
-                    + dtype.cliName() + (halfInputs ? " inputs" : "") + (gate == Gate.ZEROS ? ", gate with zeros" : "")
+                    + dtype.cliName() + (halfInputs ? " inputs" : "") + (gate == Gate.NONE ? "" : gate == Gate.ZEROS
+                    ? ", gate with zeros" : ", gate with zero tiles")
                     + (scale == null ? "" : ", scale=" + scale) + "]";
         }
 
@@ -127,7 +133,20 @@ class CpuAttentionEngineTest {
                 k = k.toDType(c.dtype());
                 v = v.toDType(c.dtype());
             }
-            Tensor gate = c.gate() == Gate.ZEROS ? randomGate(rnd, c.b(), c.l(), c.h()) : null;
+            Tensor gate = c.gate() == Gate.NONE ? null : randomGate(rnd, c.b(), c.l(), c.h());
+            if (c.gate() == Gate.TILES) {
+                float[] g = gate.toFloatArray();
+                for (int b = 0; b < c.b(); b++) {
+                    for (int i = 0; i < c.l(); i++) {
+                        if (i < 128) {
+                            g[(b * c.l() + i) * c.h() + 1] = 0f;
+                        } else if (i < 256) {
+                            g[(b * c.l() + i) * c.h()] = 0f;
+                        }
+                    }
+                }
+                gate = Tensor.ofFloats(g, c.b(), c.l(), c.h());
+            }
             return new Inputs(q, k, v, gate);
         });
     }
@@ -232,6 +251,10 @@ class CpuAttentionEngineTest {
         }
         cs.add(new Case("gate-mqa-300", 1, 4, 1, 300, 300, 16, Rule.causalRule(), DType.F32, Gate.ZEROS, null, seed++,
                 false));
+        // Gates that zero whole query tiles (of 64 and of 128 rows).
+        for (Rule r : List.of(Rule.window(40).withCausal(true), Rule.bigbird(32, 1, 1, 2, 5), sharedLayoutWithEmptyRow())) {
+            cs.add(new Case("gate-tiles-" + r, 2, 2, 1, 300, 300, 32, r, DType.F32, Gate.TILES, null, seed++, false));
+        }
         // Custom scales.
         cs.add(new Case("scale-0.5", 1, 4, 2, 77, 300, 64, Rule.window(30), DType.F32, Gate.NONE, 0.5f, seed++, false));
         cs.add(new Case("scale-0.02", 1, 2, 2, 77, 300, 128, Rule.dense().withCausal(true), DType.F32, Gate.ZEROS, 0.02f,
@@ -339,7 +362,7 @@ class CpuAttentionEngineTest {
 
     /** Layout rows that are all false, or emptied by causal=true, give zeros and lse −∞ on both paths. */
     @ParameterizedTest
-    @ValueSource(strings = {"FLASH", "MATERIALIZED"})
+    @ValueSource(strings = {"FLASH", "MATERIALIZED", "SPARSE"})
     void emptyLayoutRowsGiveZerosAndMinusInfinity(String algoName) {
         Algorithm algo = Algorithm.valueOf(algoName);
         // Per-head layout on H=4, L=77, S=300: head 1 positions 256…287 are empty; with causal also head 0 positions 224…255.
@@ -419,16 +442,146 @@ class CpuAttentionEngineTest {
         }
     }
 
-    /** AUTO and SPARSE run the flash path on the CPU. */
-    @Test
-    void autoAndSparseRunFlash() {
-        Case c = cases().stream().filter(x -> x.name().startsWith("gate-window")).findFirst().orElseThrow();
-        AttentionResult flash = one.run(request(c, Algorithm.FLASH));
-        for (Algorithm a : new Algorithm[] {Algorithm.AUTO, Algorithm.SPARSE}) {
-            AttentionResult r = one.run(request(c, a));
-            assertEquals(Algorithm.FLASH, r.stats().algorithm(), c + ": " + a + " reports");
-            assertArrayEquals(flash.o().toFloatArray(), r.o().toFloatArray(), c + ": " + a + " output vs flash");
+    // ------------------------------------------------------------------ the sparse path
+
+    static AttentionRequest request(Case c, Algorithm algo, int blockSize) {
+        Inputs in = inputs(c);
+        Pattern p = c.rule().toPattern(dir, c.name());
+        return AttentionRequest.builder(in.q(), in.k(), in.v()).gate(in.gate()).pattern(p).causal(c.rule().causal())
+                .scale(c.scale()).dtype(c.dtype()).algorithm(algo).blockSize(blockSize).wantLse(true).build();
+    }
+
+    static Stream<Arguments> sparseMatrix() {
+        List<Arguments> args = new ArrayList<>();
+        for (Case c : cases()) {
+            for (int bs : new int[] {64, 128}) {
+                args.add(Arguments.of(c, bs, c.name().hashCode() % 2 == 0 ? 1 : 3));
+            }
         }
+        return args.stream();
+    }
+
+    /** The block layout's tile counts for the case: {query tiles, visited, skipped}, tiles with only zero-gate rows left out. */
+    static long[] expectedSparseTiles(Case c, int bs) {
+        Pattern p = c.rule().toPattern(dir, c.name());
+        BlockLayout layout = BlockLayout.build(c.rule().causal() ? p.withCausal() : p, c.h(), c.l(), c.s(), bs);
+        Tensor gate = inputs(c).gate();
+        float[] g = gate == null ? null : gate.toFloatArray();
+        long[] t = new long[3];
+        for (int b = 0; b < c.b(); b++) {
+            for (int h = 0; h < c.h(); h++) {
+                for (int qb = 0; qb < layout.qBlocks(); qb++) {
+                    boolean active = false;
+                    for (int i = qb * bs; i < Math.min(c.l(), (qb + 1) * bs); i++) {
+                        active |= g == null || g[(b * c.l() + i) * c.h() + h] != 0f;
+                    }
+                    if (active) {
+                        int listed = layout.fullBlocks(h, qb).length + layout.partialBlocks(h, qb).length;
+                        t[0]++;
+                        t[1] += listed;
+                        t[2] += layout.kBlocks() - listed;
+                    }
+                }
+            }
+        }
+        return t;
+    }
+
+    /** Sparse equals the float64 reference for every case, at block sizes 64 and 128, and reports the layout's tile counts. */
+    @ParameterizedTest(name = "{0} BS={1} threads={2}")
+    @MethodSource("sparseMatrix")
+    void sparseMatchesReference(Case c, int bs, int threads) {
+        String what = c + " SPARSE BS=" + bs + " threads=" + threads;
+        AttentionResult res = engine(threads).run(request(c, Algorithm.SPARSE, bs));
+        assertEquals(c.dtype(), res.o().dtype(), what + ": output dtype");
+        assertEquals(Algorithm.SPARSE, res.stats().algorithm(), what + ": stats algorithm");
+        assertMatches(what, reference(c), res, c.tolerance(), c.d());
+        long[] tiles = expectedSparseTiles(c, bs);
+        assertEquals(tiles[0], res.stats().queryTiles(), what + ": query tiles");
+        assertEquals(tiles[1], res.stats().keyTilesVisited(), what + ": key tiles visited");
+        assertEquals(tiles[2], res.stats().keyTilesSkipped(), what + ": key tiles skipped");
+        long zeros = 0;
+        if (inputs(c).gate() != null) {
+            for (float x : inputs(c).gate().toFloatArray()) {
+                zeros += x == 0f ? 1 : 0;
+            }
+        }
+        assertEquals(zeros, res.stats().rowsSkipped(), what + ": rows skipped");
+    }
+
+    /** Whole query tiles of zero gates are not executed at all. */
+    @Test
+    void sparseSkipsFullyGatedTiles() {
+        for (Case c : cases().stream().filter(x -> x.gate() == Gate.TILES).toList()) {
+            for (int bs : new int[] {64, 128}) {
+                long all = (long) c.b() * c.h() * ((c.l() + bs - 1) / bs);
+                // Head 1's rows 0…127 and head 0's rows 128…255 are gated off in each batch.
+                long gatedTiles = (long) c.b() * (bs == 64 ? 4 : 2);
+                assertEquals(all - gatedTiles, three.run(request(c, Algorithm.SPARSE, bs)).stats().queryTiles(),
+                        c + " BS=" + bs + ": query tiles");
+            }
+        }
+    }
+
+    /** Work items do not depend on the thread count, so neither do the bits. */
+    @Test
+    void sparseThreadCountDoesNotChangeBits() {
+        for (Case c : agreementCases().toList()) {
+            AttentionResult a = one.run(request(c, Algorithm.SPARSE, 64));
+            AttentionResult b = three.run(request(c, Algorithm.SPARSE, 64));
+            assertArrayEquals(a.o().toFloatArray(), b.o().toFloatArray(), c + ": o, 1 vs 3 threads");
+            assertArrayEquals(a.lse().toFloatArray(), b.lse().toFloatArray(), c + ": lse, 1 vs 3 threads");
+        }
+    }
+
+    /** A narrow window is sparse enough for AUTO to pick sparse; dense and wide patterns run flash. */
+    @Test
+    void autoPicksByDensity() {
+        Case narrow = new Case("auto-narrow", 1, 2, 1, 1500, 1500, 16, Rule.window(8), DType.F32, Gate.NONE, null, 31, false);
+        Case dense = new Case("auto-dense", 1, 2, 1, 300, 300, 16, Rule.dense(), DType.F32, Gate.NONE, null, 32, false);
+        Case wide = new Case("auto-wide", 1, 2, 1, 300, 300, 16, Rule.window(250), DType.F32, Gate.NONE, null, 33, false);
+        for (Case c : List.of(narrow, dense, wide)) {
+            Pattern p = c.rule().toPattern(dir, c.name());
+            double density = BlockLayout.build(p, c.h(), c.l(), c.s(), 64).density();
+            Algorithm want = AutoPolicy.choose(p, density);
+            AttentionResult r = one.run(request(c, Algorithm.AUTO));
+            assertEquals(want, r.stats().algorithm(), c + ": density " + density);
+            assertMatches(c + " AUTO", reference(c), r, c.tolerance(), c.d());
+        }
+        Pattern narrowPattern = narrow.rule().toPattern(dir, narrow.name());
+        assertEquals(Algorithm.SPARSE, AutoPolicy.choose(narrowPattern, BlockLayout.build(narrowPattern, 2, 1500, 1500, 64).density()),
+                "window:8 over 1500 keys lists at most 3 of 24 blocks per tile");
+        assertEquals(Algorithm.FLASH, AutoPolicy.choose(new Pattern.Dense(), 1.0), "dense");
+        assertEquals(Algorithm.FLASH, AutoPolicy.choose(new Pattern.Window(10), AutoPolicy.SPARSE_BELOW), "at the threshold");
+        assertEquals(Algorithm.SPARSE, AutoPolicy.choose(new Pattern.Window(10), Math.nextDown(AutoPolicy.SPARSE_BELOW)),
+                "just below the threshold");
+    }
+
+    @Test
+    void layoutsAreCachedAndTheCacheIsBounded() {
+        try (CpuAttentionEngine e = new CpuAttentionEngine(1)) {
+            Case c = new Case("cache", 1, 2, 1, 77, 300, 16, Rule.window(5), DType.F32, Gate.NONE, null, 41, false);
+            e.run(request(c, Algorithm.SPARSE, 64));
+            e.run(request(c, Algorithm.SPARSE, 64));
+            assertEquals(1, e.cachedLayouts(), "the same pattern and sizes reuse one layout");
+            e.run(request(c, Algorithm.SPARSE, 128));
+            assertEquals(2, e.cachedLayouts(), "another block size is another layout");
+            Inputs in = inputs(c);
+            for (int w = 0; w < 40; w++) {
+                e.run(AttentionRequest.builder(in.q(), in.k(), in.v()).pattern(new Pattern.Window(w + 100))
+                        .algorithm(Algorithm.SPARSE).build());
+            }
+            assertTrue(e.cachedLayouts() <= 16, "cache holds " + e.cachedLayouts());
+        }
+    }
+
+    @ParameterizedTest
+    @ValueSource(ints = {0, 32, 65, 256})
+    void otherBlockSizesAreRefused(int bs) {
+        Tensor q = t(1, 2, 8, 16);
+        ShapeException e = assertThrows(ShapeException.class,
+                () -> AttentionRequest.builder(q, q, q).algorithm(Algorithm.SPARSE).blockSize(bs).build());
+        assertEquals("block size must be 64 or 128, got " + bs, e.getMessage());
     }
 
     @Test
@@ -526,7 +679,7 @@ class CpuAttentionEngineTest {
     @ValueSource(strings = {"FLASH", "MATERIALIZED"})
     void zeroGatesSkipRows(String algoName) {
         Algorithm algo = Algorithm.valueOf(algoName);
-        for (Case c : cases().stream().filter(x -> x.gate() == Gate.ZEROS).toList()) {
+        for (Case c : cases().stream().filter(x -> x.gate() != Gate.NONE).toList()) {
             Tensor gate = inputs(c).gate();
             long zeros = 0;
             for (float x : gate.toFloatArray()) {
