@@ -21,9 +21,7 @@ public interface DeviceAttention extends AutoCloseable {
      * the materialized score matrix, B·H·L·S elements of the dtype; nothing for flash and sparse.
      */
     default long workspaceBytes(AttentionShape shape, DType dtype, Algorithm algorithm, Pattern pattern) {
-        return algorithm == Algorithm.MATERIALIZED
-                ? (long) shape.batch() * shape.heads() * shape.qLen() * shape.kvLen() * dtype.byteSize()
-                : 0;
+        return MemoryPlan.Workspace.STANDARD.bytes(shape, dtype, algorithm, pattern);
     }
 
     /**

@@ -46,15 +46,26 @@ public final class GpuModel implements AutoCloseable {
                 "no GPU attention is bound to GPU models (no " + DeviceAttentionProvider.class.getName()
                         + " service on the class path); run the model on the CPU engine"));
         CudaDevice d = CudaDevice.open(ordinal);
+        DeviceAttention attention = null;
         try {
-            return open(d, provider.open(d), model, placement);
+            attention = provider.open(d);
+            return open(d, attention, model, placement);
         } catch (RuntimeException e) {
-            d.close();
+            try {
+                if (attention != null) {
+                    attention.close();
+                }
+            } finally {
+                d.close();
+            }
             throw e;
         }
     }
 
-    /** A GPU model on an opened device with a given attention; the model owns both from here on. */
+    /**
+     * A GPU model on an opened device with a given attention; the model owns both once this returns (on
+     * failure the caller still does).
+     */
     public static GpuModel open(CudaDevice device, DeviceAttention attention, Model model, WeightPlacement placement) {
         if (attention == null) {
             throw new UnsupportedOperationException("no GPU attention is bound to the GPU model; run it on the CPU engine");

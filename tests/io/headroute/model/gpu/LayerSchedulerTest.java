@@ -2,7 +2,9 @@ package io.headroute.model.gpu;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import io.headroute.cuda.memory.DevicePool;
 import io.headroute.engine.Algorithm;
@@ -20,6 +22,7 @@ import java.util.List;
 import java.util.Random;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
 
@@ -145,5 +148,32 @@ class LayerSchedulerTest {
             den += (double) ref[i] * ref[i];
         }
         return Math.sqrt(num / den);
+    }
+
+    @Test
+    void attentionThatCannotRunIsRefusedBeforeAnyScratchIsAllocated() {
+        ModelConfig c = config("mha", DType.F32);
+        Model model = new Model(ModelWeights.random(c, 2));
+        SimulatedDevice dev = new SimulatedDevice(1L << 30);
+        SimulatedOps ops = new SimulatedOps(dev, engine, SimulatedOps.Policy.COPY_FIRST);
+        ops.refuse = "pattern window:3+causal needs the block-sparse GPU kernel";
+        try (DevicePool pool = DevicePool.create(dev, "sim", true);
+                LayerScheduler s = new LayerScheduler(model, WeightPlacement.RESIDENT, pool, ops)) {
+            long weights = pool.stats().allocatedBytes();
+            UnsupportedOperationException e = assertThrows(UnsupportedOperationException.class,
+                    () -> s.forward(Tensor.ofFloats(new float[7 * 24], 1, 7, 24), null));
+            assertEquals(ops.refuse, e.getMessage());
+            assertEquals(weights, pool.stats().peakAllocatedBytes(), "nothing but the weights was ever allocated");
+            assertEquals(0, ops.attentionCalls);
+        }
+    }
+
+    @Test
+    void aGpuModelWithoutBoundAttentionRefusesBeforeTouchingTheDevice() {
+        assumeTrue(DeviceAttentionProvider.find().isEmpty(), "a GPU attention is bound in this build");
+        Model model = new Model(ModelWeights.random(config("mha", DType.F32), 2));
+        UnsupportedOperationException e = assertThrows(UnsupportedOperationException.class,
+                () -> GpuModel.open(0, model, WeightPlacement.JUST_IN_TIME));
+        assertTrue(e.getMessage().startsWith("no GPU attention is bound to GPU models"), e.getMessage());
     }
 }

@@ -34,6 +34,8 @@ final class SimulatedOps implements BlockOps {
     int attentionCalls;
     int markersOpen;
     int pinnedOpen;
+    /** When set, every attention call is refused with this message (an attention that cannot run a pattern). */
+    String refuse;
 
     private record Task(String name, Runnable body, SimMarker waitsFor, SimMarker marks) {}
 
@@ -235,7 +237,11 @@ final class SimulatedOps implements BlockOps {
     }
 
     @Override
-    public void checkAttention(AttentionShape shape, DType dtype, Algorithm algorithm, Pattern pattern) {}
+    public void checkAttention(AttentionShape shape, DType dtype, Algorithm algorithm, Pattern pattern) {
+        if (refuse != null) {
+            throw new UnsupportedOperationException(refuse);
+        }
+    }
 
     /** Elements of a strided (B, H, L, D) view, contiguous. */
     private float[] gather(long base, long[] st, int b, int h, int len, int d, DType dt) {
