@@ -35,7 +35,7 @@ public final class Model {
 
     /** Every layer on {@code x} (B, L, d_model), without gates. */
     public Tensor forward(Tensor x, AttentionEngine engine) {
-        return forward(x, null, engine);
+        return forwardWithGates(x, null, engine);
     }
 
     /**
@@ -46,13 +46,18 @@ public final class Model {
         if (gates != null && gates.size() != blocks.size()) {
             throw new ShapeException(gates.size() + " gates for " + blocks.size() + " layers");
         }
+        return forwardWithGates(x, gates == null ? null : (layer, input) -> gates.get(layer), engine);
+    }
+
+    /** Every layer on {@code x}, each layer's gate asked of {@code gates} (null: no gates) with the layer's input. */
+    public Tensor forwardWithGates(Tensor x, GateSource gates, AttentionEngine engine) {
         if (x.rank() != 3) {
             throw new ShapeException("model input must have shape (B, L, d_model), got " + x.shapeString());
         }
         RotaryTable rope = RotaryTable.of(Math.toIntExact(x.dim(1)), config().headDim(), config().ropeTheta());
         Tensor h = x;
         for (int i = 0; i < blocks.size(); i++) {
-            h = blocks.get(i).forward(h, gates == null ? null : gates.get(i), engine, rope);
+            h = blocks.get(i).forward(h, gates == null ? null : gates.gate(i, h), engine, rope);
         }
         return h;
     }

@@ -109,6 +109,18 @@ public record ModelConfig(int dModel, int heads, int kvHeads, int headDim, DType
         return new ModelConfig(dModel, heads, kvHeads, headDim, dtype, ropeTheta, normEps, l);
     }
 
+    /** This config with one head mask per layer (a pruning plan; a null entry keeps every head). */
+    public ModelConfig withHeadMasks(List<boolean[]> masks) {
+        if (masks.size() != layers.size()) {
+            throw new ModelException(masks.size() + " head masks for " + layers.size() + " layers");
+        }
+        List<LayerSpec> l = new ArrayList<>();
+        for (int i = 0; i < layers.size(); i++) {
+            l.add(layers.get(i).withHeadMask(masks.get(i)));
+        }
+        return new ModelConfig(dModel, heads, kvHeads, headDim, dtype, ropeTheta, normEps, l);
+    }
+
     /** This config with another dtype (the weights must then be converted: {@link ModelWeights#toDType}). */
     public ModelConfig withDType(DType d) {
         return new ModelConfig(dModel, heads, kvHeads, headDim, d, ropeTheta, normEps, layers);

@@ -240,4 +240,27 @@ class AttentionBlockTest {
                 () -> m.forward(x, java.util.Arrays.asList(Tensor.ofFloats(new float[3 * 3], 1, 3, 3), null), engine));
         assertTrue(g.getMessage().contains("(B, L, H) = (1, 3, 4)"), g.getMessage());
     }
+
+    @Test
+    void aGateSourceSeesEachLayersInputAndPruningPlansApplyPerLayer() {
+        ModelConfig c = ModelConfig.uniform(16, 4, 2, 4, DType.F32, 3, LayerSpec.of(new Pattern.Causal(), false, Algorithm.FLASH));
+        ModelConfig pruned = c.withHeadMasks(java.util.Arrays.asList(mask("1100"), null, mask("0001")));
+        assertEquals("1100", pruned.layer(0).maskString());
+        assertEquals(null, pruned.layer(1).headMask());
+        ModelWeights w = weights(c, 4);
+        Model m = new Model(w);
+        Random r = new Random(3);
+        Tensor x = input(r, DType.F32, 1, 9, 16);
+        List<Tensor> seen = new ArrayList<>();
+        Tensor gate = gate(r, 1, 9, 4, 0.3);
+        Tensor out = m.forwardWithGates(x, (layer, in) -> {
+            seen.add(in);
+            return layer == 1 ? gate : null;
+        }, engine);
+        assertEquals(3, seen.size());
+        assertArrayEquals(x.toFloatArray(), seen.get(0).toFloatArray(), "layer 0 sees the model input");
+        Tensor afterTwo = m.blocks().get(1).forward(m.blocks().get(0).forward(x, null, engine), gate, engine);
+        assertArrayEquals(afterTwo.toFloatArray(), seen.get(2).toFloatArray(), "layer 2 sees layer 1's gated output");
+        assertArrayEquals(m.blocks().get(2).forward(afterTwo, null, engine).toFloatArray(), out.toFloatArray());
+    }
 }
