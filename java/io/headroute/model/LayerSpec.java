@@ -1,0 +1,86 @@
+package io.headroute.model;
+
+import io.headroute.engine.Algorithm;
+import io.headroute.pattern.Pattern;
+import java.util.Arrays;
+import java.util.Objects;
+
+/**
+ * How one layer attends: its pattern, whether the causal rule j ≤ p is added, the algorithm, and an
+ * optional static head mask (issue 6's pruning). A pruned head (mask false) is removed from the layer:
+ * its projections and attention are not computed and its buffers not allocated.
+ *
+ * @param pattern   the token rule (any pattern of the contract)
+ * @param causal    adds j ≤ p to the pattern
+ * @param algorithm the attention algorithm the layer asks its engine for
+ * @param headMask  active[h] for each of the H query heads, or null when every head is active
+ */
+public record LayerSpec(Pattern pattern, boolean causal, Algorithm algorithm, boolean[] headMask) {
+    public LayerSpec {
+        Objects.requireNonNull(pattern, "pattern");
+        Objects.requireNonNull(algorithm, "algorithm");
+        headMask = headMask == null ? null : headMask.clone();
+    }
+
+    /** Every head active. */
+    public static LayerSpec of(Pattern pattern, boolean causal, Algorithm algorithm) {
+        return new LayerSpec(pattern, causal, algorithm, null);
+    }
+
+    /** This layer with {@code mask} as its head mask (null: no pruning). */
+    public LayerSpec withHeadMask(boolean[] mask) {
+        return new LayerSpec(pattern, causal, algorithm, mask);
+    }
+
+    @Override
+    public boolean[] headMask() {
+        return headMask == null ? null : headMask.clone();
+    }
+
+    /** Whether query head h is computed. */
+    public boolean active(int h) {
+        return headMask == null || headMask[h];
+    }
+
+    /** Whether the mask removes any head. */
+    public boolean pruned() {
+        if (headMask == null) {
+            return false;
+        }
+        for (boolean a : headMask) {
+            if (!a) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /** The mask as a string of 0 and 1, one character per head ("1101"); null without a mask. */
+    public String maskString() {
+        if (headMask == null) {
+            return null;
+        }
+        StringBuilder sb = new StringBuilder(headMask.length);
+        for (boolean a : headMask) {
+            sb.append(a ? '1' : '0');
+        }
+        return sb.toString();
+    }
+
+    @Override
+    public boolean equals(Object o) {
+        return o instanceof LayerSpec s && s.pattern.equals(pattern) && s.causal == causal && s.algorithm == algorithm
+                && Arrays.equals(s.headMask, headMask);
+    }
+
+    @Override
+    public int hashCode() {
+        return Objects.hash(pattern, causal, algorithm, Arrays.hashCode(headMask));
+    }
+
+    @Override
+    public String toString() {
+        return "LayerSpec[" + pattern.spec() + (causal ? "+causal" : "") + ", " + algorithm.cliName()
+                + (headMask == null ? "" : ", heads " + maskString()) + "]";
+    }
+}

@@ -1,0 +1,26 @@
+package io.headroute.model;
+
+import io.headroute.tensor.Tensor;
+
+/**
+ * One layer's weights, row-major in the X·W convention (a row of activations times a matrix).
+ *
+ * @param attnNorm RMSNorm gain γ, (d_model)
+ * @param wq       (d_model, H·D): column block h·D … h·D + D − 1 is query head h
+ * @param wk       (d_model, Hkv·D)
+ * @param wv       (d_model, Hkv·D)
+ * @param wo       (H·D, d_model): row block h·D … h·D + D − 1 reads query head h's output
+ */
+public record LayerWeights(Tensor attnNorm, Tensor wq, Tensor wk, Tensor wv, Tensor wo) {
+    /** The tensors in file order, with their short names. */
+    public Tensor get(String shortName) {
+        return switch (shortName) {
+            case ModelWeights.ATTN_NORM -> attnNorm;
+            case ModelWeights.WQ -> wq;
+            case ModelWeights.WK -> wk;
+            case ModelWeights.WV -> wv;
+            case ModelWeights.WO -> wo;
+            default -> throw new IllegalArgumentException("no weight '" + shortName + "'");
+        };
+    }
+}

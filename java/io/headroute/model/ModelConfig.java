@@ -1,0 +1,225 @@
+package io.headroute.model;
+
+import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.headroute.engine.Algorithm;
+import io.headroute.pattern.Pattern;
+import io.headroute.pattern.PatternException;
+import io.headroute.pattern.Patterns;
+import io.headroute.tensor.DType;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.List;
+
+/**
+ * The shape of a stack of attention blocks, validated on construction with one-line messages.
+ *
+ * @param dModel    width of the residual stream
+ * @param heads     query heads H
+ * @param kvHeads   key/value heads Hkv (H divisible by Hkv)
+ * @param headDim   D, even (rotary embedding rotates pairs (i, i + D/2))
+ * @param dtype     f32, f16 or bf16: weights and activations are stored in it (see {@link AttentionBlock})
+ * @param ropeTheta rotary base θ (θ_i = theta^(−2i/D)); 10000 by default
+ * @param normEps   RMSNorm epsilon; 1e-5 by default
+ * @param layers    one spec per layer, in order
+ */
+public record ModelConfig(int dModel, int heads, int kvHeads, int headDim, DType dtype, double ropeTheta, double normEps,
+        List<LayerSpec> layers) {
+    public static final double DEFAULT_ROPE_THETA = 10000.0;
+    public static final double DEFAULT_NORM_EPS = 1e-5;
+    /** The {@code __metadata__} key under which a weight file stores its config as JSON. */
+    public static final String METADATA_KEY = "headroute.model";
+
+    private static final ObjectMapper JSON = new ObjectMapper();
+
+    public ModelConfig {
+        if (dModel <= 0 || heads <= 0 || kvHeads <= 0 || headDim <= 0) {
+            throw new ModelException("model sizes must be positive: d_model=" + dModel + " H=" + heads + " Hkv=" + kvHeads
+                    + " D=" + headDim);
+        }
+        if (heads % kvHeads != 0) {
+            throw new ModelException("H = " + heads + " query heads is not divisible by Hkv = " + kvHeads + " key/value heads");
+        }
+        if (headDim % 2 != 0) {
+            throw new ModelException("head dim D = " + headDim + " must be even (rotary embedding rotates pairs (i, i + D/2))");
+        }
+        if (dtype != DType.F32 && dtype != DType.F16 && dtype != DType.BF16) {
+            throw new ModelException("model dtype must be f32, f16 or bf16, got " + (dtype == null ? "none" : dtype.cliName()));
+        }
+        if (!(ropeTheta > 1) || Double.isInfinite(ropeTheta)) {
+            throw new ModelException("RoPE theta must be a finite number above 1, got " + ropeTheta);
+        }
+        if (!(normEps > 0) || Double.isInfinite(normEps)) {
+            throw new ModelException("RMSNorm eps must be a finite positive number, got " + normEps);
+        }
+        if (layers == null || layers.isEmpty()) {
+            throw new ModelException("a model needs at least one layer");
+        }
+        layers = Collections.unmodifiableList(new ArrayList<>(layers));
+        for (int i = 0; i < layers.size(); i++) {
+            LayerSpec s = layers.get(i);
+            if (s == null) {
+                throw new ModelException("layer " + i + " has no spec");
+            }
+            boolean[] mask = s.headMask();
+            if (mask != null) {
+                if (mask.length != heads) {
+                    throw new ModelException("layer " + i + "'s head mask has " + mask.length + " entries, expected H = " + heads);
+                }
+                boolean any = false;
+                for (boolean a : mask) {
+                    any |= a;
+                }
+                if (!any) {
+                    throw new ModelException("layer " + i + "'s head mask prunes every head; keep at least one");
+                }
+            }
+        }
+    }
+
+    /** {@code count} layers with the same spec, default theta and eps. */
+    public static ModelConfig uniform(int dModel, int heads, int kvHeads, int headDim, DType dtype, int count, LayerSpec spec) {
+        if (count <= 0) {
+            throw new ModelException("a model needs at least one layer, got " + count);
+        }
+        return new ModelConfig(dModel, heads, kvHeads, headDim, dtype, DEFAULT_ROPE_THETA, DEFAULT_NORM_EPS,
+                Collections.nCopies(count, spec));
+    }
+
+    public int layerCount() {
+        return layers.size();
+    }
+
+    public LayerSpec layer(int i) {
+        return layers.get(i);
+    }
+
+    /** Query heads per key/value head. */
+    public int group() {
+        return heads / kvHeads;
+    }
+
+    /** This config with layer i's spec replaced. */
+    public ModelConfig withLayer(int i, LayerSpec spec) {
+        List<LayerSpec> l = new ArrayList<>(layers);
+        l.set(i, spec);
+        return new ModelConfig(dModel, heads, kvHeads, headDim, dtype, ropeTheta, normEps, l);
+    }
+
+    /** This config with one head mask per layer (a pruning plan; a null entry keeps every head). */
+    public ModelConfig withHeadMasks(List<boolean[]> masks) {
+        if (masks.size() != layers.size()) {
+            throw new ModelException(masks.size() + " head masks for " + layers.size() + " layers");
+        }
+        List<LayerSpec> l = new ArrayList<>();
+        for (int i = 0; i < layers.size(); i++) {
+            l.add(layers.get(i).withHeadMask(masks.get(i)));
+        }
+        return new ModelConfig(dModel, heads, kvHeads, headDim, dtype, ropeTheta, normEps, l);
+    }
+
+    /** This config with another dtype (the weights must then be converted: {@link ModelWeights#toDType}). */
+    public ModelConfig withDType(DType d) {
+        return new ModelConfig(dModel, heads, kvHeads, headDim, d, ropeTheta, normEps, layers);
+    }
+
+    /** The config as JSON (the form stored in a weight file's metadata). */
+    public String toJson() {
+        ObjectNode root = JSON.createObjectNode();
+        root.put("d_model", dModel).put("heads", heads).put("kv_heads", kvHeads).put("head_dim", headDim)
+                .put("dtype", dtype.cliName()).put("rope_theta", ropeTheta).put("norm_eps", normEps);
+        ArrayNode arr = root.putArray("layers");
+        for (LayerSpec s : layers) {
+            ObjectNode l = arr.addObject();
+            Pattern p = s.pattern();
+            boolean causal = s.causal();
+            if (p instanceof Pattern.CausalOf c) {
+                p = c.inner();
+                causal = true;
+            }
+            l.put("pattern", p.spec()).put("causal", causal).put("algorithm", s.algorithm().cliName());
+            if (s.headMask() != null) {
+                l.put("head_mask", s.maskString());
+            }
+        }
+        try {
+            return JSON.writeValueAsString(root);
+        } catch (JsonProcessingException e) {
+            throw new IllegalStateException("cannot write the model config as JSON", e);
+        }
+    }
+
+    /** Parses {@link #toJson()}'s form; layout patterns re-read their files. */
+    public static ModelConfig fromJson(String json) {
+        JsonNode root;
+        try {
+            root = JSON.readTree(json);
+        } catch (JsonProcessingException e) {
+            throw new ModelException("model config is not valid JSON: " + e.getOriginalMessage());
+        }
+        if (root == null || !root.isObject()) {
+            throw new ModelException("model config must be a JSON object");
+        }
+        JsonNode ls = root.get("layers");
+        if (ls == null || !ls.isArray()) {
+            throw new ModelException("model config has no 'layers' array");
+        }
+        List<LayerSpec> specs = new ArrayList<>();
+        for (int i = 0; i < ls.size(); i++) {
+            JsonNode l = ls.get(i);
+            Pattern p;
+            try {
+                p = Patterns.parse(text(l, "pattern", "layer " + i));
+            } catch (PatternException e) {
+                throw new ModelException("model config layer " + i + ": " + e.getMessage());
+            }
+            Algorithm a;
+            try {
+                a = Algorithm.parse(text(l, "algorithm", "layer " + i));
+            } catch (IllegalArgumentException e) {
+                throw new ModelException("model config layer " + i + ": " + e.getMessage());
+            }
+            boolean[] mask = null;
+            if (l.hasNonNull("head_mask")) {
+                String m = l.get("head_mask").asText();
+                mask = new boolean[m.length()];
+                for (int h = 0; h < m.length(); h++) {
+                    char c = m.charAt(h);
+                    if (c != '0' && c != '1') {
+                        throw new ModelException("model config layer " + i + ": head_mask must be a string of 0 and 1, got '" + m + "'");
+                    }
+                    mask[h] = c == '1';
+                }
+            }
+            specs.add(new LayerSpec(p, l.path("causal").asBoolean(false), a, mask));
+        }
+        DType dt;
+        try {
+            dt = DType.parse(text(root, "dtype", "model config"));
+        } catch (IllegalArgumentException e) {
+            throw new ModelException("model config: " + e.getMessage());
+        }
+        return new ModelConfig(integer(root, "d_model"), integer(root, "heads"), integer(root, "kv_heads"),
+                integer(root, "head_dim"), dt, root.path("rope_theta").asDouble(DEFAULT_ROPE_THETA),
+                root.path("norm_eps").asDouble(DEFAULT_NORM_EPS), specs);
+    }
+
+    private static String text(JsonNode n, String field, String where) {
+        JsonNode v = n.get(field);
+        if (v == null || !v.isTextual()) {
+            throw new ModelException(where + ": missing text field '" + field + "'");
+        }
+        return v.asText();
+    }
+
+    private static int integer(JsonNode n, String field) {
+        JsonNode v = n.get(field);
+        if (v == null || !v.canConvertToInt()) {
+            throw new ModelException("model config: missing integer field '" + field + "'");
+        }
+        return v.asInt();
+    }
+}

@@ -1,0 +1,204 @@
+package io.headroute.model;
+
+import io.headroute.tensor.DType;
+import io.headroute.tensor.Safetensors;
+import io.headroute.tensor.SafetensorsFile;
+import io.headroute.tensor.Tensor;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+
+/**
+ * The weights of every layer of a {@link ModelConfig}, in the config's dtype, validated against it.
+ *
+ * <p>Tensor names (README, "Models and weights"): {@code layers.{i}.attn_norm.weight} (d_model),
+ * {@code layers.{i}.attn.wq} (d_model, H·D), {@code layers.{i}.attn.wk} and {@code layers.{i}.attn.wv}
+ * (d_model, Hkv·D), {@code layers.{i}.attn.wo} (H·D, d_model). Pruned heads keep their (unused) weights,
+ * so one file serves every pruning plan.
+ */
+public final class ModelWeights {
+    static final String ATTN_NORM = "attn_norm.weight";
+    static final String WQ = "attn.wq";
+    static final String WK = "attn.wk";
+    static final String WV = "attn.wv";
+    static final String WO = "attn.wo";
+    /** Short names in file order. */
+    public static final List<String> SHORT_NAMES = List.of(ATTN_NORM, WQ, WK, WV, WO);
+
+    private final ModelConfig config;
+    private final List<LayerWeights> layers;
+
+    private ModelWeights(ModelConfig config, List<LayerWeights> layers) {
+        this.config = config;
+        this.layers = Collections.unmodifiableList(new ArrayList<>(layers));
+    }
+
+    /** Full name of a layer's tensor: {@code layers.3.attn.wq}. */
+    public static String name(int layer, String shortName) {
+        return "layers." + layer + "." + shortName;
+    }
+
+    /** The shape the config demands for a layer tensor. */
+    public static long[] expectedShape(ModelConfig c, String shortName) {
+        long hd = (long) c.heads() * c.headDim();
+        long kvd = (long) c.kvHeads() * c.headDim();
+        return switch (shortName) {
+            case ATTN_NORM -> new long[] {c.dModel()};
+            case WQ -> new long[] {c.dModel(), hd};
+            case WK, WV -> new long[] {c.dModel(), kvd};
+            case WO -> new long[] {hd, c.dModel()};
+            default -> throw new IllegalArgumentException("no weight '" + shortName + "'");
+        };
+    }
+
+    /**
+     * Weights checked against {@code config}: every tensor present with the expected shape and the
+     * config's dtype, and no other tensor. Errors name the tensor, what was expected and what was found.
+     */
+    public static ModelWeights of(ModelConfig config, Map<String, Tensor> tensors) {
+        Map<String, Tensor> left = new LinkedHashMap<>(tensors);
+        List<LayerWeights> ls = new ArrayList<>();
+        for (int i = 0; i < config.layerCount(); i++) {
+            Tensor[] t = new Tensor[SHORT_NAMES.size()];
+            for (int k = 0; k < t.length; k++) {
+                String sn = SHORT_NAMES.get(k);
+                String n = name(i, sn);
+                long[] shape = expectedShape(config, sn);
+                Tensor x = left.remove(n);
+                String expected = config.dtype().cliName() + " " + shapeString(shape);
+                if (x == null) {
+                    throw new ModelException("missing tensor " + n + " (expected " + expected + ")");
+                }
+                if (x.dtype() != config.dtype() || !Arrays.equals(x.shape(), shape)) {
+                    throw new ModelException("tensor " + n + ": expected " + expected + ", found " + x.dtype().cliName() + " "
+                            + x.shapeString());
+                }
+                t[k] = x;
+            }
+            ls.add(new LayerWeights(t[0], t[1], t[2], t[3], t[4]));
+        }
+        if (!left.isEmpty()) {
+            String extra = left.keySet().iterator().next();
+            throw new ModelException("unexpected tensor " + extra + " for a model of " + config.layerCount() + " layer(s)"
+                    + (left.size() > 1 ? " (and " + (left.size() - 1) + " more)" : ""));
+        }
+        return new ModelWeights(config, ls);
+    }
+
+    /**
+     * Random weights, the same for a seed on every machine: γ = 1, and every matrix element drawn from
+     * a normal distribution with standard deviation 1/√fan_in (fan_in = d_model for wq, wk, wv; H·D for
+     * wo), so projections keep the activations' scale. Matrix m of layer i (m = 0 … 3 for wq, wk, wv,
+     * wo) draws its elements in row-major order from {@code java.util.Random(seed + 1000003·(4·i + m))}
+     * with {@code nextGaussian()}, then rounds them to the dtype.
+     */
+    public static ModelWeights random(ModelConfig config, long seed) {
+        List<LayerWeights> ls = new ArrayList<>();
+        for (int i = 0; i < config.layerCount(); i++) {
+            Tensor[] t = new Tensor[SHORT_NAMES.size()];
+            float[] gamma = new float[config.dModel()];
+            Arrays.fill(gamma, 1f);
+            t[0] = Tensor.ofFloats(config.dtype(), gamma, config.dModel());
+            for (int m = 0; m < 4; m++) {
+                long[] shape = expectedShape(config, SHORT_NAMES.get(m + 1));
+                double std = 1.0 / Math.sqrt(shape[0]);
+                Random r = new Random(seed + 1000003L * (4L * i + m));
+                float[] v = new float[Math.toIntExact(Tensor.numel(shape))];
+                for (int e = 0; e < v.length; e++) {
+                    v[e] = (float) (r.nextGaussian() * std);
+                }
+                t[m + 1] = Tensor.ofFloats(config.dtype(), v, shape);
+            }
+            ls.add(new LayerWeights(t[0], t[1], t[2], t[3], t[4]));
+        }
+        return new ModelWeights(config, ls);
+    }
+
+    /** Reads weights and checks them against {@code config} (the file's stored config is not consulted). */
+    public static ModelWeights load(Path file, ModelConfig config) {
+        return of(config, Safetensors.read(file).tensors());
+    }
+
+    /** Reads weights together with the config stored in the file's metadata. */
+    public static ModelWeights load(Path file) {
+        SafetensorsFile f = Safetensors.read(file);
+        String json = f.metadata().get(ModelConfig.METADATA_KEY);
+        if (json == null) {
+            throw new ModelException(file + " holds no model config (no '" + ModelConfig.METADATA_KEY
+                    + "' metadata); give the config explicitly");
+        }
+        return of(ModelConfig.fromJson(json), f.tensors());
+    }
+
+    /** Writes every tensor, and the config as JSON metadata, atomically. */
+    public void save(Path file) {
+        Map<String, Tensor> out = new LinkedHashMap<>();
+        for (int i = 0; i < layers.size(); i++) {
+            for (String sn : SHORT_NAMES) {
+                out.put(name(i, sn), layers.get(i).get(sn));
+            }
+        }
+        Map<String, String> meta = new LinkedHashMap<>();
+        meta.put("producer", "headroute");
+        meta.put(ModelConfig.METADATA_KEY, config.toJson());
+        Safetensors.write(file, out, meta);
+    }
+
+    /** The same weights under another config of the same shapes (e.g. a new pruning plan or patterns). */
+    public ModelWeights withConfig(ModelConfig other) {
+        return of(other, asMap());
+    }
+
+    /** These weights rounded to {@code dtype}, with the config's dtype changed to match. */
+    public ModelWeights toDType(DType dtype) {
+        List<LayerWeights> ls = new ArrayList<>();
+        for (LayerWeights w : layers) {
+            ls.add(new LayerWeights(w.attnNorm().toDType(dtype), w.wq().toDType(dtype), w.wk().toDType(dtype),
+                    w.wv().toDType(dtype), w.wo().toDType(dtype)));
+        }
+        return new ModelWeights(config.withDType(dtype), ls);
+    }
+
+    /** Every tensor by full name. */
+    public Map<String, Tensor> asMap() {
+        Map<String, Tensor> out = new LinkedHashMap<>();
+        for (int i = 0; i < layers.size(); i++) {
+            for (String sn : SHORT_NAMES) {
+                out.put(name(i, sn), layers.get(i).get(sn));
+            }
+        }
+        return out;
+    }
+
+    public ModelConfig config() {
+        return config;
+    }
+
+    public LayerWeights layer(int i) {
+        return layers.get(i);
+    }
+
+    /** Bytes of all weights. */
+    public long byteSize() {
+        long n = 0;
+        for (LayerWeights w : layers) {
+            for (String sn : SHORT_NAMES) {
+                n += w.get(sn).byteSize();
+            }
+        }
+        return n;
+    }
+
+    private static String shapeString(long[] s) {
+        StringBuilder sb = new StringBuilder("(");
+        for (int i = 0; i < s.length; i++) {
+            sb.append(i > 0 ? ", " : "").append(s[i]);
+        }
+        return sb.append(')').toString();
+    }
+}

@@ -1,0 +1,72 @@
+package io.headroute.model.gpu;
+
+import io.headroute.engine.Algorithm;
+import io.headroute.engine.AttentionShape;
+import io.headroute.pattern.Pattern;
+import io.headroute.tensor.DType;
+import java.nio.ByteBuffer;
+
+/**
+ * The device operations a {@link LayerScheduler} issues, asynchronous on one of two lanes (the compute
+ * stream and the weight-copy stream). {@link CudaBlockOps} runs them on a GPU; a test replaces them
+ * with no-ops to run the scheduler's real allocation path over a fake allocator. Device addresses are
+ * raw longs from the scheduler's pool; matrices are row-major.
+ */
+public interface BlockOps extends AutoCloseable {
+    /** The compute stream, or the stream that uploads weights ahead of the layer that needs them. */
+    enum Lane { COMPUTE, COPY }
+
+    /** A point on a lane (a CUDA event), for ordering and timing. */
+    interface Marker extends AutoCloseable {
+        @Override
+        void close();
+    }
+
+    /** Page-locked host memory, so that uploads from it are truly asynchronous. */
+    interface HostBuffer extends AutoCloseable {
+        /** The memory, little-endian, position 0, capacity = the requested bytes. */
+        ByteBuffer buffer();
+
+        @Override
+        void close();
+    }
+
+    HostBuffer pinned(long bytes);
+
+    /** Copies src's remaining bytes (a direct buffer) to dst on {@code lane}. */
+    void upload(ByteBuffer src, long dst, Lane lane);
+
+    /** Waits for the compute lane, then copies dst.remaining() bytes from src into dst. */
+    void download(long src, ByteBuffer dst);
+
+    /** out = round(x · (1/√(mean(x²) + eps)) · γ), row by row. */
+    void rmsNorm(long x, long gamma, long out, long rows, int d, float eps, DType dtype);
+
+    /** Rotary embedding in place on (B, L, heads, D) rows {@code rowStride} elements apart. */
+    void rope(long x, long cosSin, long rowStride, int batch, int len, int heads, int headDim, DType dtype);
+
+    /** C (rows × n) = A (rows × k) · W (k × n) + beta · C, fp32 accumulation, one rounding to dtype. */
+    void gemm(long a, long w, long c, int rows, int k, int n, float beta, DType dtype);
+
+    /** Device workspace of one attention call (the bound attention's answer). */
+    long attentionWorkspace(AttentionShape shape, DType dtype, Algorithm algorithm, Pattern pattern);
+
+    /** Refuses a call the bound attention cannot compute, or any call when none is bound. */
+    void checkAttention(AttentionShape shape, DType dtype, Algorithm algorithm, Pattern pattern);
+
+    void attention(DeviceAttentionCall call);
+
+    Marker mark(Lane lane);
+
+    /** Later work on {@code lane} waits for {@code m}. */
+    void waitFor(Lane lane, Marker m);
+
+    /** Milliseconds between two markers of the compute lane; waits for {@code to}. */
+    float millis(Marker from, Marker to);
+
+    /** Waits for both lanes. */
+    void synchronize();
+
+    @Override
+    void close();
+}

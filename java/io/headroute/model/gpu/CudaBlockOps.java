@@ -1,0 +1,248 @@
+package io.headroute.model.gpu;
+
+import static jcuda.driver.JCudaDriver.cuMemAllocHost;
+import static jcuda.driver.JCudaDriver.cuMemFreeHost;
+import static jcuda.driver.JCudaDriver.cuMemcpyDtoH;
+import static jcuda.driver.JCudaDriver.cuMemcpyHtoDAsync;
+
+import io.headroute.cuda.CudaDevice;
+import io.headroute.cuda.CudaEvent;
+import io.headroute.cuda.CudaException;
+import io.headroute.cuda.CudaStream;
+import io.headroute.cuda.DevicePointers;
+import io.headroute.cuda.KernelModule;
+import io.headroute.cuda.blas.Cublas;
+import io.headroute.cuda.memory.Bytes;
+import io.headroute.engine.Algorithm;
+import io.headroute.engine.AttentionShape;
+import io.headroute.pattern.Pattern;
+import io.headroute.tensor.DType;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import jcuda.Pointer;
+
+/**
+ * {@link BlockOps} on one GPU: two non-blocking streams (compute, weight copies), the block_ops.cu
+ * kernels, cuBLAS GEMMs and the bound {@link DeviceAttention}. Without a bound attention every
+ * attention call is refused (nothing is faked). Written without a GPU: unverified until the GPU tests
+ * run on a device. Closed once.
+ */
+public final class CudaBlockOps implements BlockOps {
+    /** The kernel family of the block's element-wise steps. */
+    public static final String MODULE = "block_ops";
+    private static final int THREADS = 256;
+
+    private final CudaDevice device;
+    private final DeviceAttention attention;
+    private final CudaStream compute;
+    private final CudaStream copy;
+    private KernelModule module;
+    private Cublas cublas;
+    private boolean closed;
+
+    /** Ops on {@code device}; {@code attention} may be null (then attention is refused). */
+    public CudaBlockOps(CudaDevice device, DeviceAttention attention) {
+        this.device = device;
+        this.attention = attention;
+        this.compute = CudaStream.create(device);
+        CudaStream c;
+        try {
+            c = CudaStream.create(device);
+        } catch (RuntimeException e) {
+            compute.close();
+            throw e;
+        }
+        this.copy = c;
+    }
+
+    public CudaStream computeStream() {
+        return compute;
+    }
+
+    private CudaStream stream(Lane lane) {
+        return lane == Lane.COMPUTE ? compute : copy;
+    }
+
+    private KernelModule module() {
+        if (module == null) {
+            module = KernelModule.load(device, MODULE);
+        }
+        return module;
+    }
+
+    private Cublas cublas() {
+        if (cublas == null) {
+            cublas = Cublas.create(device);
+        }
+        return cublas;
+    }
+
+    private static final class Pinned implements HostBuffer {
+        private final CudaDevice device;
+        private final Pointer pointer = new Pointer();
+        private final ByteBuffer view;
+        private boolean closed;
+
+        Pinned(CudaDevice device, long bytes) {
+            this.device = device;
+            device.makeCurrent();
+            CudaException.check(cuMemAllocHost(pointer, Math.max(bytes, 1)), "cuMemAllocHost(" + Bytes.format(bytes) + ")",
+                    device.describe());
+            this.view = pointer.getByteBuffer(0, bytes).order(ByteOrder.LITTLE_ENDIAN);
+        }
+
+        @Override
+        public ByteBuffer buffer() {
+            return view.duplicate().order(ByteOrder.LITTLE_ENDIAN).clear();
+        }
+
+        @Override
+        public void close() {
+            if (closed) {
+                return;
+            }
+            closed = true;
+            device.makeCurrent();
+            CudaException.check(cuMemFreeHost(pointer), "cuMemFreeHost", device.describe());
+        }
+    }
+
+    @Override
+    public HostBuffer pinned(long bytes) {
+        return new Pinned(device, bytes);
+    }
+
+    @Override
+    public void upload(ByteBuffer src, long dst, Lane lane) {
+        long n = src.remaining();
+        if (n == 0) {
+            return;
+        }
+        device.makeCurrent();
+        CudaException.check(cuMemcpyHtoDAsync(DevicePointers.of(dst), Pointer.to(src.slice()), n, stream(lane).handle()),
+                "cuMemcpyHtoDAsync(" + Bytes.format(n) + ", " + lane + " stream)", device.describe());
+    }
+
+    @Override
+    public void download(long src, ByteBuffer dst) {
+        compute.synchronize();
+        long n = dst.remaining();
+        device.makeCurrent();
+        CudaException.check(cuMemcpyDtoH(Pointer.to(dst.slice()), DevicePointers.of(src), n),
+                "cuMemcpyDtoH(" + Bytes.format(n) + ")", device.describe());
+    }
+
+    @Override
+    public void rmsNorm(long x, long gamma, long out, long rows, int d, float eps, DType dtype) {
+        if (rows > Integer.MAX_VALUE) {
+            throw new IllegalArgumentException("RMSNorm of " + rows + " rows exceeds one launch");
+        }
+        module().launch("hr_rmsnorm_" + dtype.cliName(), (int) rows, 1, 1, THREADS, 0, compute,
+                BlockOpsParams.rmsNorm(x, gamma, out, rows, d, eps));
+    }
+
+    @Override
+    public void rope(long x, long cosSin, long rowStride, int batch, int len, int heads, int headDim, DType dtype) {
+        long pairs = (long) batch * len * heads * (headDim / 2);
+        int grid = (int) Math.min((pairs + THREADS - 1) / THREADS, 1L << 20); // grid-stride loop covers the rest
+        module().launch("hr_rope_" + dtype.cliName(), grid, 1, 1, THREADS, 0, compute,
+                BlockOpsParams.rope(x, cosSin, rowStride, batch, len, heads, headDim));
+    }
+
+    @Override
+    public void gemm(long a, long w, long c, int rows, int k, int n, float beta, DType dtype) {
+        // Row-major C (rows×n) = A·W is column-major Cᵀ (n×rows) = Wᵀ·Aᵀ, where Wᵀ and Aᵀ are the column-major
+        // views of row-major W (ld = n) and A (ld = k): m = n, n = rows, k = k.
+        cublas().gemm(compute, false, false, n, rows, k, 1f, w, n, a, k, beta, c, n, dtype, dtype);
+    }
+
+    @Override
+    public long attentionWorkspace(AttentionShape shape, DType dtype, Algorithm algorithm, Pattern pattern) {
+        return attention == null ? MemoryPlan.Workspace.STANDARD.bytes(shape, dtype, algorithm, pattern)
+                : attention.workspaceBytes(shape, dtype, algorithm, pattern);
+    }
+
+    @Override
+    public void checkAttention(AttentionShape shape, DType dtype, Algorithm algorithm, Pattern pattern) {
+        if (attention == null) {
+            throw new UnsupportedOperationException("no GPU attention is bound to the GPU model (a "
+                    + DeviceAttentionProvider.class.getName() + " service); run the model on the CPU engine");
+        }
+        attention.check(shape, dtype, algorithm, pattern);
+    }
+
+    @Override
+    public void attention(DeviceAttentionCall call) {
+        if (attention == null) {
+            throw new UnsupportedOperationException("no GPU attention is bound to the GPU model");
+        }
+        attention.run(call, compute);
+    }
+
+    private static final class Event implements Marker {
+        final CudaEvent event;
+
+        Event(CudaEvent event) {
+            this.event = event;
+        }
+
+        @Override
+        public void close() {
+            event.close();
+        }
+    }
+
+    @Override
+    public Marker mark(Lane lane) {
+        CudaEvent e = new CudaEvent(device);
+        try {
+            e.record(stream(lane));
+        } catch (RuntimeException ex) {
+            e.close();
+            throw ex;
+        }
+        return new Event(e);
+    }
+
+    @Override
+    public void waitFor(Lane lane, Marker m) {
+        stream(lane).waitFor(((Event) m).event);
+    }
+
+    @Override
+    public float millis(Marker from, Marker to) {
+        return ((Event) to).event.millisSince(((Event) from).event);
+    }
+
+    @Override
+    public void synchronize() {
+        compute.synchronize();
+        copy.synchronize();
+    }
+
+    @Override
+    public void close() {
+        if (closed) {
+            return;
+        }
+        closed = true;
+        RuntimeException first = null;
+        for (AutoCloseable c : new AutoCloseable[] {cublas, module, copy, compute}) {
+            if (c == null) {
+                continue;
+            }
+            try {
+                c.close();
+            } catch (Exception e) {
+                if (first == null) {
+                    first = e instanceof RuntimeException r ? r : new IllegalStateException(e);
+                } else {
+                    first.addSuppressed(e);
+                }
+            }
+        }
+        if (first != null) {
+            throw first;
+        }
+    }
+}

@@ -1,0 +1,22 @@
+package io.headroute.model.gpu;
+
+import io.headroute.engine.Algorithm;
+import io.headroute.pattern.Pattern;
+import io.headroute.tensor.DType;
+
+/**
+ * One attention call on device memory, in the contract's terms, with explicit strides so that Q, K, V
+ * and O are read and written where the projections put them, without copies. Layouts as the
+ * scheduler uses them: Q and O rows (b, t) hold the layer's active heads side by side, (B, L, H', D),
+ * so q's strides are {L·H'·D, D, H'·D}; K and V likewise over the active key/value heads.
+ *
+ * @param q, k, v, o        device addresses (dtype elements)
+ * @param gate              (B, L, heads) float32, contiguous, or 0 for no gate
+ * @param workspace         device scratch of {@code workspaceBytes} bytes the call may use (0 if none)
+ * @param qStrides          {batch, head, row} strides of q in elements; likewise the others
+ * @param pattern           the pattern with the causal rule folded in; head i of the call is head i here
+ * @param scale             softmax scale
+ */
+public record DeviceAttentionCall(long q, long k, long v, long o, long gate, long workspace, long workspaceBytes,
+        long[] qStrides, long[] kStrides, long[] vStrides, long[] oStrides, int batch, int heads, int kvHeads, int qLen,
+        int kvLen, int headDim, Pattern pattern, float scale, DType dtype, Algorithm algorithm) {}

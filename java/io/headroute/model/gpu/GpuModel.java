@@ -1,0 +1,141 @@
+package io.headroute.model.gpu;
+
+import io.headroute.cuda.CudaDevice;
+import io.headroute.cuda.JCudaAllocator;
+import io.headroute.cuda.memory.Bytes;
+import io.headroute.cuda.memory.DeviceOutOfMemoryException;
+import io.headroute.cuda.memory.DevicePool;
+import io.headroute.cuda.memory.MemoryStats;
+import io.headroute.model.Model;
+import io.headroute.tensor.Tensor;
+import java.util.List;
+
+/**
+ * A {@link Model} on one GPU: device, pool, {@link CudaBlockOps} and a {@link LayerScheduler}. Each
+ * forward pass first checks its {@link MemoryPlan} against the device's free memory and refuses,
+ * without allocating, a pass that cannot fit. Attention comes from the {@link DeviceAttention} given,
+ * or from the {@link DeviceAttentionProvider} on the class path; with neither, opening refuses.
+ * Written without a GPU: unverified until its GPU tests run on a device.
+ */
+public final class GpuModel implements AutoCloseable {
+    private final CudaDevice device;
+    private final DevicePool pool;
+    private final DeviceAttention attention;
+    private final CudaBlockOps ops;
+    private final LayerScheduler scheduler;
+    private boolean closed;
+
+    private GpuModel(CudaDevice device, DevicePool pool, DeviceAttention attention, Model model, WeightPlacement placement) {
+        this.device = device;
+        this.pool = pool;
+        this.attention = attention;
+        this.ops = new CudaBlockOps(device, attention);
+        LayerScheduler s;
+        try {
+            s = new LayerScheduler(model, placement, pool, ops);
+        } catch (RuntimeException e) {
+            ops.close();
+            throw e;
+        }
+        this.scheduler = s;
+    }
+
+    /** Opens GPU {@code ordinal} with the attention of the class path's {@link DeviceAttentionProvider}. */
+    public static GpuModel open(int ordinal, Model model, WeightPlacement placement) {
+        DeviceAttentionProvider provider = DeviceAttentionProvider.find().orElseThrow(() -> new UnsupportedOperationException(
+                "no GPU attention is bound to GPU models (no " + DeviceAttentionProvider.class.getName()
+                        + " service on the class path); run the model on the CPU engine"));
+        CudaDevice d = CudaDevice.open(ordinal);
+        DeviceAttention attention = null;
+        try {
+            attention = provider.open(d);
+            return open(d, attention, model, placement);
+        } catch (RuntimeException e) {
+            try {
+                if (attention != null) {
+                    attention.close();
+                }
+            } finally {
+                d.close();
+            }
+            throw e;
+        }
+    }
+
+    /**
+     * A GPU model on an opened device with a given attention; the model owns both once this returns (on
+     * failure the caller still does).
+     */
+    public static GpuModel open(CudaDevice device, DeviceAttention attention, Model model, WeightPlacement placement) {
+        if (attention == null) {
+            throw new UnsupportedOperationException("no GPU attention is bound to the GPU model; run it on the CPU engine");
+        }
+        DevicePool pool = DevicePool.create(new JCudaAllocator(device), "model on " + device.describe(), false);
+        try {
+            MemoryPlan weightsOnly = MemoryPlan.of(model.config(), 1, 1, placement, false, attention::workspaceBytes);
+            long free = device.memoryInfo()[0];
+            if (weightsOnly.weightBytes() > free) {
+                throw new DeviceOutOfMemoryException("the model's " + placement.cliName() + " weights need "
+                        + Bytes.format(weightsOnly.weightBytes()) + ", card has " + Bytes.format(free) + " free ("
+                        + device.describe() + ")", weightsOnly.weightBytes());
+            }
+            return new GpuModel(device, pool, attention, model, placement);
+        } catch (RuntimeException e) {
+            pool.close();
+            throw e;
+        }
+    }
+
+    /** The plan of a forward pass of this size (nothing is allocated). */
+    public MemoryPlan plan(int batch, int len, boolean gates) {
+        return scheduler.plan(batch, len, gates);
+    }
+
+    /**
+     * All layers on {@code x} (B, L, d_model) with optional per-layer gates; refuses with "needs …, card
+     * has … free" when the plan's scratch does not fit next to the weights already resident.
+     */
+    public LayerScheduler.Result forward(Tensor x, List<Tensor> gates) {
+        MemoryPlan plan = plan(Math.toIntExact(x.dim(0)), Math.toIntExact(x.dim(1)), gates != null);
+        MemoryStats st = pool.stats();
+        long available = device.memoryInfo()[0] + st.cachedBytes() + plan.weightBytes();
+        if (!plan.fits(available)) {
+            throw new DeviceOutOfMemoryException("model forward pass (B=" + plan.batch() + ", L=" + plan.length() + ") "
+                    + plan.fitMessage(available) + " on " + device.describe(), plan.totalBytes());
+        }
+        return scheduler.forward(x, gates);
+    }
+
+    public DevicePool pool() {
+        return pool;
+    }
+
+    public String describe() {
+        return device.describe() + ", attention: " + attention.describe();
+    }
+
+    @Override
+    public void close() {
+        if (closed) {
+            return;
+        }
+        closed = true;
+        try {
+            scheduler.close();
+        } finally {
+            try {
+                ops.close();
+            } finally {
+                try {
+                    attention.close();
+                } finally {
+                    try {
+                        pool.close();
+                    } finally {
+                        device.close();
+                    }
+                }
+            }
+        }
+    }
+}

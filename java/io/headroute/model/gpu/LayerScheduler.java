@@ -1,0 +1,313 @@
+package io.headroute.model.gpu;
+
+import io.headroute.cuda.memory.DeviceBuffer;
+import io.headroute.cuda.memory.DevicePool;
+import io.headroute.cuda.memory.MemoryStats;
+import io.headroute.engine.AttentionShape;
+import io.headroute.engine.ShapeException;
+import io.headroute.model.AttentionBlock;
+import io.headroute.model.HeadSelection;
+import io.headroute.model.LayerSpec;
+import io.headroute.model.Model;
+import io.headroute.model.ModelConfig;
+import io.headroute.model.PackedWeights;
+import io.headroute.model.RotaryTable;
+import io.headroute.pattern.Pattern;
+import io.headroute.tensor.DType;
+import io.headroute.tensor.Tensor;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * Runs a {@link Model}'s layers in order on a device through {@link BlockOps}, holding exactly the
+ * buffers its {@link MemoryPlan} lists: weights from construction to close, the residual stream and
+ * the per-layer scratch (shared by all layers) for the length of a forward pass.
+ *
+ * <p>Each layer, on the compute lane: n = RMSNorm(x)·γ; Q, K, V = n·Wq, n·Wk, n·Wv (cuBLAS); RoPE on Q
+ * and K in place; attention per {@link HeadSelection.Call}, reading Q, K, V and writing O through
+ * strides in the (B, L, heads, D) layout the projections produce; x += O·Wo (cuBLAS with beta = 1, the
+ * residual add). The same rounding points as {@link AttentionBlock}.
+ *
+ * <p>Just-in-time weights: every layer's packed weights wait in pinned host memory; layer i + 1's are
+ * uploaded on the copy lane into slot (i + 1) mod 2 while layer i computes from slot i mod 2. The
+ * upload first waits for the end of layer i − 1 (the slot's previous user), and layer i + 1 waits for
+ * its upload: two events per layer order the lanes, and at most two layers' weights are on the device.
+ *
+ * <p>Not thread-safe. Close it before its pool.
+ */
+public final class LayerScheduler implements AutoCloseable {
+    /** What one forward pass produced and cost. */
+    public record Result(Tensor output, float[] layerMillis, MemoryStats memory) {
+        /** Peak device bytes the pool held during the pass (weights included). */
+        public long peakBytes() {
+            return memory.peakAllocatedBytes();
+        }
+    }
+
+    private final Model model;
+    private final ModelConfig config;
+    private final WeightPlacement placement;
+    private final DevicePool pool;
+    private final BlockOps ops;
+    private final List<HeadSelection> selections = new ArrayList<>();
+    private final List<long[]> offsets = new ArrayList<>();
+    private final List<DeviceBuffer> weightBuffers = new ArrayList<>();
+    private final List<BlockOps.HostBuffer> hostWeights = new ArrayList<>();
+    private boolean closed;
+
+    public LayerScheduler(Model model, WeightPlacement placement, DevicePool pool, BlockOps ops) {
+        this.model = model;
+        this.config = model.config();
+        this.placement = placement;
+        this.pool = pool;
+        this.ops = ops;
+        for (AttentionBlock b : model.blocks()) {
+            selections.add(b.selection());
+            offsets.add(PackedWeights.offsets(config, b.selection()));
+        }
+        try {
+            for (MemoryPlan.Buffer b : MemoryPlan.weightBuffers(config, placement)) {
+                weightBuffers.add(pool.allocate(b.bytes(), b.tag()));
+            }
+            for (int i = 0; i < config.layerCount(); i++) {
+                BlockOps.HostBuffer h = ops.pinned(offsets.get(i)[5]);
+                hostWeights.add(h);
+                PackedWeights.write(model.blocks().get(i), config, h.buffer());
+                if (placement == WeightPlacement.RESIDENT) {
+                    ops.upload(h.buffer(), weightBuffers.get(i).address(), BlockOps.Lane.COPY);
+                }
+            }
+            if (placement == WeightPlacement.RESIDENT) {
+                ops.synchronize();
+                for (BlockOps.HostBuffer h : hostWeights) {
+                    h.close();
+                }
+                hostWeights.clear();
+            }
+        } catch (RuntimeException e) {
+            close();
+            throw e;
+        }
+    }
+
+    public MemoryPlan plan(int batch, int len, boolean gates) {
+        return MemoryPlan.of(config, batch, len, placement, gates, ops::attentionWorkspace);
+    }
+
+    public WeightPlacement placement() {
+        return placement;
+    }
+
+    /**
+     * All layers on {@code x} (B, L, d_model); {@code gates} is null or one (B, L, H) gate (or null) per
+     * layer. The output is in the model dtype. Attention the bound implementation cannot compute is
+     * refused before any device work.
+     */
+    public Result forward(Tensor x, List<Tensor> gates) {
+        if (closed) {
+            throw new IllegalStateException("layer scheduler is closed");
+        }
+        if (x.rank() != 3 || x.dim(2) != config.dModel()) {
+            throw new ShapeException("model input must have shape (B, L, d_model = " + config.dModel() + "), got "
+                    + x.shapeString());
+        }
+        int n = config.layerCount();
+        if (gates != null && gates.size() != n) {
+            throw new ShapeException(gates.size() + " gates for " + n + " layers");
+        }
+        int batch = Math.toIntExact(x.dim(0));
+        int len = Math.toIntExact(x.dim(1));
+        boolean anyGate = false;
+        for (int i = 0; i < n; i++) {
+            Tensor g = gates == null ? null : gates.get(i);
+            if (g != null) {
+                anyGate = true;
+                if (g.rank() != 3 || g.dim(0) != batch || g.dim(1) != len || g.dim(2) != config.heads()) {
+                    throw new ShapeException("gate of layer " + i + " must have shape (B, L, H) = (" + batch + ", " + len + ", "
+                            + config.heads() + "), got " + g.shapeString());
+                }
+            }
+            LayerSpec s = config.layer(i);
+            for (HeadSelection.Call c : selections.get(i).calls()) {
+                ops.checkAttention(shape(batch, len, c), config.dtype(), s.algorithm(), pattern(i, c, len));
+            }
+        }
+        pool.resetPeakStats();
+        Map<String, DeviceBuffer> scratch = new HashMap<>();
+        List<BlockOps.Marker> markers = new ArrayList<>();
+        try {
+            for (MemoryPlan.Buffer b : MemoryPlan.scratchBuffers(config, batch, len, anyGate, ops::attentionWorkspace)) {
+                scratch.put(b.tag(), pool.allocate(b.bytes(), b.tag()));
+            }
+            DType dt = config.dtype();
+            long residual = scratch.get(MemoryPlan.RESIDUAL).address();
+            ops.upload(direct(x.toDType(dt).bytes()), residual, BlockOps.Lane.COMPUTE);
+            ByteBuffer table = ByteBuffer.allocateDirect(Math.toIntExact(RotaryTable.byteSize(len, config.headDim())))
+                    .order(ByteOrder.LITTLE_ENDIAN);
+            table.asFloatBuffer().put(RotaryTable.of(len, config.headDim(), config.ropeTheta()).cosSin());
+            ops.upload(table, scratch.get(MemoryPlan.ROPE).address(), BlockOps.Lane.COMPUTE);
+
+            BlockOps.Marker[] uploaded = new BlockOps.Marker[n];
+            BlockOps.Marker[] start = new BlockOps.Marker[n];
+            BlockOps.Marker[] done = new BlockOps.Marker[n];
+            boolean jit = placement == WeightPlacement.JUST_IN_TIME;
+            if (jit) {
+                uploaded[0] = uploadWeights(0, markers);
+            }
+            for (int i = 0; i < n; i++) {
+                if (jit && i + 1 < n) {
+                    if (i >= 1) {
+                        ops.waitFor(BlockOps.Lane.COPY, done[i - 1]); // slot (i + 1) mod 2 was layer i − 1's
+                    }
+                    uploaded[i + 1] = uploadWeights(i + 1, markers);
+                }
+                if (jit) {
+                    ops.waitFor(BlockOps.Lane.COMPUTE, uploaded[i]);
+                }
+                Tensor g = gates == null ? null : gates.get(i);
+                if (g != null) {
+                    ops.upload(compactGate(g, batch, len, selections.get(i)), scratch.get(MemoryPlan.GATE).address(),
+                            BlockOps.Lane.COMPUTE);
+                }
+                start[i] = keep(ops.mark(BlockOps.Lane.COMPUTE), markers);
+                layer(i, batch, len, weightAddress(i), scratch, g != null);
+                done[i] = keep(ops.mark(BlockOps.Lane.COMPUTE), markers);
+            }
+            ByteBuffer out = ByteBuffer.allocateDirect(Math.toIntExact(Math.multiplyExact(x.numel(), (long) dt.byteSize())))
+                    .order(ByteOrder.LITTLE_ENDIAN);
+            ops.download(residual, out);
+            float[] ms = new float[n];
+            for (int i = 0; i < n; i++) {
+                ms[i] = ops.millis(start[i], done[i]);
+            }
+            MemoryStats stats = pool.stats();
+            out.rewind();
+            return new Result(Tensor.of(dt, x.shape(), out), ms, stats);
+        } finally {
+            try {
+                ops.synchronize(); // nothing may still use the scratch when it returns to the pool
+            } finally {
+                for (BlockOps.Marker m : markers) {
+                    m.close();
+                }
+                for (DeviceBuffer b : scratch.values()) {
+                    b.close();
+                }
+            }
+        }
+    }
+
+    private static BlockOps.Marker keep(BlockOps.Marker m, List<BlockOps.Marker> all) {
+        all.add(m);
+        return m;
+    }
+
+    private BlockOps.Marker uploadWeights(int layer, List<BlockOps.Marker> markers) {
+        ops.upload(hostWeights.get(layer).buffer(), weightBuffers.get(layer % 2).address(), BlockOps.Lane.COPY);
+        return keep(ops.mark(BlockOps.Lane.COPY), markers);
+    }
+
+    private long weightAddress(int layer) {
+        return weightBuffers.get(placement == WeightPlacement.RESIDENT ? layer : layer % 2).address();
+    }
+
+    private AttentionShape shape(int batch, int len, HeadSelection.Call c) {
+        return new AttentionShape(batch, c.qCount(), c.kvCount(), len, len, config.headDim());
+    }
+
+    private Pattern pattern(int layer, HeadSelection.Call c, int len) {
+        LayerSpec s = config.layer(layer);
+        Pattern p = selections.get(layer).pattern(s.pattern(), c, len);
+        return s.causal() ? p.withCausal() : p;
+    }
+
+    private void layer(int i, int batch, int len, long w, Map<String, DeviceBuffer> scratch, boolean gated) {
+        DType dt = config.dtype();
+        long es = dt.byteSize();
+        int d = config.dModel();
+        int hd = config.headDim();
+        HeadSelection sel = selections.get(i);
+        LayerSpec spec = config.layer(i);
+        long[] off = offsets.get(i);
+        int nq = sel.headCount();
+        int nkv = sel.kvHeadCount();
+        int rows = Math.multiplyExact(batch, len);
+        long x = scratch.get(MemoryPlan.RESIDUAL).address();
+        long norm = scratch.get(MemoryPlan.NORM).address();
+        long q = scratch.get(MemoryPlan.Q).address();
+        long k = scratch.get(MemoryPlan.K).address();
+        long v = scratch.get(MemoryPlan.V).address();
+        long o = scratch.get(MemoryPlan.ATTN_OUT).address();
+        DeviceBuffer wsBuf = scratch.get(MemoryPlan.WORKSPACE);
+        long gate = gated ? scratch.get(MemoryPlan.GATE).address() : 0;
+
+        ops.rmsNorm(x, w + off[PackedWeights.GAMMA], norm, rows, d, (float) config.normEps(), dt);
+        ops.gemm(norm, w + off[PackedWeights.WQ], q, rows, d, nq * hd, 0f, dt);
+        ops.gemm(norm, w + off[PackedWeights.WK], k, rows, d, nkv * hd, 0f, dt);
+        ops.gemm(norm, w + off[PackedWeights.WV], v, rows, d, nkv * hd, 0f, dt);
+        long rope = scratch.get(MemoryPlan.ROPE).address();
+        ops.rope(q, rope, (long) nq * hd, batch, len, nq, hd, dt);
+        ops.rope(k, rope, (long) nkv * hd, batch, len, nkv, hd, dt);
+        long[] qs = {(long) len * nq * hd, hd, (long) nq * hd};
+        long[] kvs = {(long) len * nkv * hd, hd, (long) nkv * hd};
+        for (HeadSelection.Call c : sel.calls()) {
+            AttentionShape sh = shape(batch, len, c);
+            Pattern p = pattern(i, c, len);
+            long wsBytes = ops.attentionWorkspace(sh, dt, spec.algorithm(), p);
+            ops.attention(new DeviceAttentionCall(q + (long) c.qStart() * hd * es, k + (long) c.kvStart() * hd * es,
+                    v + (long) c.kvStart() * hd * es, o + (long) c.qStart() * hd * es,
+                    gated ? gate + 4L * rows * c.qStart() : 0, wsBytes > 0 ? wsBuf.address() : 0, wsBytes, qs.clone(),
+                    kvs.clone(), kvs.clone(), qs.clone(), batch, c.qCount(), c.kvCount(), len, len, hd, p,
+                    (float) (1.0 / Math.sqrt(hd)), dt, spec.algorithm()));
+        }
+        ops.gemm(o, w + off[PackedWeights.WO], x, rows, nq * hd, d, 1f, dt);
+    }
+
+    /** The gate columns of each call's heads, call after call: (B, L, qCount) float32 blocks. */
+    private static ByteBuffer compactGate(Tensor gate, int batch, int len, HeadSelection sel) {
+        float[] g = gate.toFloatArray();
+        int h = Math.toIntExact(gate.dim(2));
+        int rows = batch * len;
+        ByteBuffer out = ByteBuffer.allocateDirect(4 * rows * sel.headCount()).order(ByteOrder.LITTLE_ENDIAN);
+        for (HeadSelection.Call c : sel.calls()) {
+            int[] heads = c.heads();
+            for (int r = 0; r < rows; r++) {
+                for (int head : heads) {
+                    out.putFloat(g[r * h + head]);
+                }
+            }
+        }
+        return out.flip();
+    }
+
+    private static ByteBuffer direct(ByteBuffer src) {
+        if (src.isDirect()) {
+            return src;
+        }
+        ByteBuffer d = ByteBuffer.allocateDirect(src.remaining()).order(ByteOrder.LITTLE_ENDIAN);
+        d.put(src.duplicate()).flip();
+        return d;
+    }
+
+    @Override
+    public void close() {
+        if (closed) {
+            return;
+        }
+        closed = true;
+        try {
+            ops.synchronize();
+        } finally {
+            for (BlockOps.HostBuffer h : hostWeights) {
+                h.close();
+            }
+            for (DeviceBuffer b : weightBuffers) {
+                b.close();
+            }
+        }
+    }
+}

@@ -1,0 +1,233 @@
+package io.headroute.model.gpu;
+
+import io.headroute.cuda.memory.Bytes;
+import io.headroute.cuda.memory.DevicePool;
+import io.headroute.engine.Algorithm;
+import io.headroute.engine.AttentionShape;
+import io.headroute.model.HeadSelection;
+import io.headroute.model.LayerSpec;
+import io.headroute.model.ModelConfig;
+import io.headroute.model.PackedWeights;
+import io.headroute.model.RotaryTable;
+import io.headroute.pattern.Pattern;
+import io.headroute.tensor.DType;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * The device memory a {@link LayerScheduler} will hold for a model, computed without running: from the
+ * config, B, L, where the weights live and whether gates are given. It lists every buffer the scheduler
+ * allocates (the scheduler allocates exactly these), so the predicted peak is exact in the pool's
+ * accounting (requests rounded up to {@link DevicePool#ROUNDING} bytes):
+ *
+ * <ul>
+ *   <li>{@code weights}: every layer's packed, pruned weights (resident), or two slots of the largest
+ *       layer (just in time; one slot for a one-layer model);</li>
+ *   <li>{@code residual}: the residual stream (B, L, d_model), updated in place: the output projection
+ *       accumulates into it (GEMM with beta = 1), which is the residual add;</li>
+ *   <li>{@code rope}: the (L, D/2) cos/sin table, float32;</li>
+ *   <li>{@code norm}, {@code q}, {@code k}, {@code v}, {@code attn_out}: per-layer scratch sized for the
+ *       layer with the most active heads and reused by every layer, so nothing grows with the number of
+ *       layers;</li>
+ *   <li>{@code gate}: one layer's compacted gate (B, L, active heads) float32, when gates are given;</li>
+ *   <li>{@code attn_workspace}: the largest workspace an attention call asks for (materialized: the
+ *       score matrices), when any.</li>
+ * </ul>
+ * cuBLAS's own workspace and the CUDA context are outside the pool and not counted.
+ */
+public final class MemoryPlan {
+    public static final String WEIGHTS = "weights";
+    public static final String RESIDUAL = "residual";
+    public static final String ROPE = "rope";
+    public static final String NORM = "norm";
+    public static final String Q = "q";
+    public static final String K = "k";
+    public static final String V = "v";
+    public static final String ATTN_OUT = "attn_out";
+    public static final String GATE = "gate";
+    public static final String WORKSPACE = "attn_workspace";
+
+    /** One device buffer: its tag and the bytes requested. */
+    public record Buffer(String tag, long bytes) {
+        /** Bytes the pool accounts for it. */
+        public long accountedBytes() {
+            return roundUp(bytes);
+        }
+    }
+
+    /** Device scratch one attention call needs ({@link DeviceAttention#workspaceBytes}'s signature). */
+    @FunctionalInterface
+    public interface Workspace {
+        long bytes(AttentionShape shape, DType dtype, Algorithm algorithm, Pattern pattern);
+
+        /** The standard algorithms' needs ({@link DeviceAttention}'s default). */
+        Workspace STANDARD = (s, d, a, p) -> a == Algorithm.MATERIALIZED
+                ? (long) s.batch() * s.heads() * s.qLen() * s.kvLen() * d.byteSize()
+                : 0;
+    }
+
+    private final ModelConfig config;
+    private final int batch;
+    private final int len;
+    private final WeightPlacement placement;
+    private final List<Buffer> weights;
+    private final List<Buffer> scratch;
+    private final long residentWeights;
+
+    private MemoryPlan(ModelConfig config, int batch, int len, WeightPlacement placement, List<Buffer> weights,
+            List<Buffer> scratch) {
+        this.config = config;
+        this.batch = batch;
+        this.len = len;
+        this.placement = placement;
+        this.weights = List.copyOf(weights);
+        this.scratch = List.copyOf(scratch);
+        this.residentWeights = sum(weightBuffers(config, WeightPlacement.RESIDENT));
+    }
+
+    /** The plan with the standard attention workspace. */
+    public static MemoryPlan of(ModelConfig c, int batch, int len, WeightPlacement placement, boolean gates) {
+        return of(c, batch, len, placement, gates, Workspace.STANDARD);
+    }
+
+    public static MemoryPlan of(ModelConfig c, int batch, int len, WeightPlacement placement, boolean gates, Workspace ws) {
+        return new MemoryPlan(c, batch, len, placement, weightBuffers(c, placement), scratchBuffers(c, batch, len, gates, ws));
+    }
+
+    /** Pool rounding, as {@link DevicePool} applies it. */
+    static long roundUp(long bytes) {
+        return (Math.max(bytes, 1) + DevicePool.ROUNDING - 1) / DevicePool.ROUNDING * DevicePool.ROUNDING;
+    }
+
+    /** The weight buffers, allocated when the scheduler is built and held until it closes. */
+    static List<Buffer> weightBuffers(ModelConfig c, WeightPlacement placement) {
+        List<Buffer> out = new ArrayList<>();
+        long max = 0;
+        for (LayerSpec s : c.layers()) {
+            long bytes = PackedWeights.offsets(c, HeadSelection.of(c, s))[5];
+            max = Math.max(max, bytes);
+            if (placement == WeightPlacement.RESIDENT) {
+                out.add(new Buffer(WEIGHTS, bytes));
+            }
+        }
+        if (placement == WeightPlacement.JUST_IN_TIME) {
+            for (int i = 0; i < Math.min(2, c.layerCount()); i++) {
+                out.add(new Buffer(WEIGHTS, max));
+            }
+        }
+        return out;
+    }
+
+    /** The buffers of one forward pass, in allocation order; freed when it ends. */
+    static List<Buffer> scratchBuffers(ModelConfig c, int batch, int len, boolean gates, Workspace ws) {
+        long rows = (long) batch * len;
+        long es = c.dtype().byteSize();
+        int maxQ = 0;
+        int maxKv = 0;
+        long maxWs = 0;
+        for (LayerSpec s : c.layers()) {
+            HeadSelection sel = HeadSelection.of(c, s);
+            maxQ = Math.max(maxQ, sel.headCount());
+            maxKv = Math.max(maxKv, sel.kvHeadCount());
+            for (HeadSelection.Call call : sel.calls()) {
+                AttentionShape shape = new AttentionShape(batch, call.qCount(), call.kvCount(), len, len, c.headDim());
+                Pattern p = sel.pattern(s.pattern(), call, len);
+                maxWs = Math.max(maxWs, ws.bytes(shape, c.dtype(), s.algorithm(), s.causal() ? p.withCausal() : p));
+            }
+        }
+        List<Buffer> out = new ArrayList<>();
+        out.add(new Buffer(RESIDUAL, rows * c.dModel() * es));
+        out.add(new Buffer(ROPE, RotaryTable.byteSize(len, c.headDim())));
+        out.add(new Buffer(NORM, rows * c.dModel() * es));
+        out.add(new Buffer(Q, rows * maxQ * c.headDim() * es));
+        out.add(new Buffer(K, rows * maxKv * c.headDim() * es));
+        out.add(new Buffer(V, rows * maxKv * c.headDim() * es));
+        out.add(new Buffer(ATTN_OUT, rows * maxQ * c.headDim() * es));
+        if (gates) {
+            out.add(new Buffer(GATE, rows * maxQ * 4));
+        }
+        if (maxWs > 0) {
+            out.add(new Buffer(WORKSPACE, maxWs));
+        }
+        return out;
+    }
+
+    private static long sum(List<Buffer> bs) {
+        long n = 0;
+        for (Buffer b : bs) {
+            n += b.accountedBytes();
+        }
+        return n;
+    }
+
+    /** Weight buffers then scratch buffers, in the order the scheduler allocates them. */
+    public List<Buffer> buffers() {
+        List<Buffer> all = new ArrayList<>(weights);
+        all.addAll(scratch);
+        return Collections.unmodifiableList(all);
+    }
+
+    /** Predicted peak bytes per tag (every buffer is live at the peak). */
+    public Map<String, Long> bytesByTag() {
+        Map<String, Long> m = new LinkedHashMap<>();
+        for (Buffer b : buffers()) {
+            m.merge(b.tag(), b.accountedBytes(), Long::sum);
+        }
+        return Collections.unmodifiableMap(m);
+    }
+
+    /** Predicted peak of the pool's allocated bytes during a forward pass. */
+    public long totalBytes() {
+        return sum(weights) + sum(scratch);
+    }
+
+    /** Device bytes of the weights under this plan's placement. */
+    public long weightBytes() {
+        return sum(weights);
+    }
+
+    /** Device bytes just-in-time weights save against resident ones (0 for a resident plan). */
+    public long savedByJustInTime() {
+        return residentWeights - sum(weights);
+    }
+
+    public WeightPlacement placement() {
+        return placement;
+    }
+
+    public ModelConfig config() {
+        return config;
+    }
+
+    public int batch() {
+        return batch;
+    }
+
+    public int length() {
+        return len;
+    }
+
+    /** Whether the plan fits in {@code freeBytes}. */
+    public boolean fits(long freeBytes) {
+        return totalBytes() <= freeBytes;
+    }
+
+    /** "needs 41.30 GiB, card has 79.10 GiB free". */
+    public String fitMessage(long freeBytes) {
+        return "needs " + Bytes.format(totalBytes()) + ", card has " + Bytes.format(freeBytes) + " free";
+    }
+
+    @Override
+    public String toString() {
+        StringBuilder sb = new StringBuilder("memory plan (B=" + batch + ", L=" + len + ", " + config.layerCount() + " layers, "
+                + placement.cliName() + " weights): " + Bytes.format(totalBytes()));
+        bytesByTag().forEach((t, b) -> sb.append("; ").append(t).append(' ').append(Bytes.format(b)));
+        if (placement == WeightPlacement.JUST_IN_TIME) {
+            sb.append("; just-in-time weights save ").append(Bytes.format(savedByJustInTime()));
+        }
+        return sb.toString();
+    }
+}

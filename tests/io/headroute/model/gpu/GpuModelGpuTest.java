@@ -1,0 +1,114 @@
+package io.headroute.model.gpu;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+import io.headroute.cuda.KernelModule;
+import io.headroute.engine.Algorithm;
+import io.headroute.engine.cpu.CpuAttentionEngine;
+import io.headroute.engine.cuda.CudaProbe;
+import io.headroute.model.LayerSpec;
+import io.headroute.model.Model;
+import io.headroute.model.ModelConfig;
+import io.headroute.model.ModelWeights;
+import io.headroute.pattern.Pattern;
+import io.headroute.tensor.DType;
+import io.headroute.tensor.Tensor;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Random;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Tag;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+
+/**
+ * The GPU model against the CPU model on the same weights and inputs (relative L2 within 1e-5 f32,
+ * 2e-3 f16, 1e-2 bf16), and the pool's measured peak against the memory plan. Needs a GPU and a bound
+ * GPU attention ({@link DeviceAttentionProvider}); skips itself, saying which is missing, otherwise.
+ */
+@Tag("gpu")
+class GpuModelGpuTest {
+    private static CpuAttentionEngine cpu;
+
+    @BeforeAll
+    static void open() {
+        CudaProbe.Result probe = CudaProbe.result();
+        assumeTrue(probe.usable(), "no usable GPU: " + probe.reason());
+        assumeTrue(KernelModule.packaged(CudaBlockOps.MODULE), "the build has no block_ops kernels (built without nvcc)");
+        assumeTrue(DeviceAttentionProvider.find().isPresent(),
+                "no GPU attention is bound to GPU models (no DeviceAttentionProvider service): nothing to compare yet");
+        cpu = new CpuAttentionEngine();
+    }
+
+    @AfterAll
+    static void close() {
+        if (cpu != null) {
+            cpu.close();
+        }
+    }
+
+    static boolean[] mask(String m) {
+        if (m == null || m.isEmpty()) {
+            return null;
+        }
+        boolean[] a = new boolean[m.length()];
+        for (int i = 0; i < a.length; i++) {
+            a[i] = m.charAt(i) == '1';
+        }
+        return a;
+    }
+
+    @ParameterizedTest(name = "{0} layers={1} H={2} Hkv={3} D={4} L={5} {6} mask={7} gates={8}")
+    @CsvSource({
+        "f32, 3, 4, 4, 64, 300, RESIDENT, , false",
+        "f32, 4, 8, 2, 64, 257, JUST_IN_TIME, 11011001, true",
+        "f16, 4, 8, 4, 64, 1000, JUST_IN_TIME, , false",
+        "bf16, 3, 16, 4, 128, 777, JUST_IN_TIME, 1111000011110011, true",
+        "bf16, 2, 8, 8, 128, 2048, RESIDENT, 10101010, false",
+    })
+    void gpuModelMatchesTheCpuModel(String dtype, int layers, int h, int hkv, int hd, int len, WeightPlacement placement,
+            String m, boolean withGates) {
+        DType dt = DType.parse(dtype);
+        List<LayerSpec> specs = new ArrayList<>();
+        for (int i = 0; i < layers; i++) {
+            LayerSpec s = LayerSpec.of(i % 2 == 0 ? new Pattern.Causal() : new Pattern.Dense(), false, Algorithm.FLASH);
+            specs.add(i == 1 ? s.withHeadMask(mask(m)) : s);
+        }
+        int dModel = h * hd / 2 + 8;
+        ModelConfig c = new ModelConfig(dModel, h, hkv, hd, dt, 1e4, 1e-5, specs);
+        Model model = new Model(ModelWeights.random(c, 77));
+        Random r = new Random(len);
+        int b = 2;
+        float[] xs = new float[b * len * dModel];
+        for (int i = 0; i < xs.length; i++) {
+            xs[i] = (float) r.nextGaussian();
+        }
+        Tensor x = Tensor.ofFloats(dt, xs, b, len, dModel);
+        List<Tensor> gates = null;
+        if (withGates) {
+            gates = new ArrayList<>();
+            for (int l = 0; l < layers; l++) {
+                float[] g = new float[b * len * h];
+                for (int i = 0; i < g.length; i++) {
+                    g[i] = r.nextInt(4) == 0 ? 0f : 0.5f + r.nextFloat();
+                }
+                gates.add(Tensor.ofFloats(g, b, len, h));
+            }
+        }
+        Tensor want = model.forward(x, gates, cpu);
+        try (GpuModel gpu = GpuModel.open(0, model, placement)) {
+            MemoryPlan plan = gpu.plan(b, len, withGates);
+            LayerScheduler.Result res = gpu.forward(x, gates);
+            double err = LayerSchedulerTest.relError(res.output().toFloatArray(), want.toFloatArray());
+            double tol = dt == DType.F32 ? 1e-5 : dt == DType.F16 ? 2e-3 : 1e-2;
+            assertTrue(err <= tol, "GPU vs CPU model: relative error " + err + " > " + tol);
+            assertEquals(plan.totalBytes(), res.peakBytes(), "predicted == measured peak on the device: " + plan);
+            for (float ms : res.layerMillis()) {
+                assertTrue(ms > 0 && Float.isFinite(ms), "layer time " + ms + " ms");
+            }
+        }
+    }
+}

@@ -1,0 +1,179 @@
+package io.headroute.model.gpu;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+import io.headroute.cuda.memory.DevicePool;
+import io.headroute.engine.Algorithm;
+import io.headroute.engine.cpu.CpuAttentionEngine;
+import io.headroute.model.LayerSpec;
+import io.headroute.model.Model;
+import io.headroute.model.ModelConfig;
+import io.headroute.model.ModelWeights;
+import io.headroute.pattern.Pattern;
+import io.headroute.pattern.Patterns;
+import io.headroute.tensor.DType;
+import io.headroute.tensor.Tensor;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Random;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+
+/**
+ * The scheduler's real code path on a simulated device: every operation computes its function on
+ * simulated device memory (bounds-checked), lanes run in an order that exposes a missing wait, and the
+ * result must equal the CPU model's. This checks the scheduler's buffers, offsets, strides, packing,
+ * gate compaction and event ordering; the CUDA kernels and cuBLAS calls themselves need the GPU tests.
+ */
+class LayerSchedulerTest {
+    private static CpuAttentionEngine engine;
+
+    @BeforeAll
+    static void open() {
+        engine = new CpuAttentionEngine(2);
+    }
+
+    @AfterAll
+    static void close() {
+        engine.close();
+    }
+
+    static boolean[] mask(String m) {
+        boolean[] a = new boolean[m.length()];
+        for (int i = 0; i < a.length; i++) {
+            a[i] = m.charAt(i) == '1';
+        }
+        return a;
+    }
+
+    /** Four layers exercising MHA/GQA, non-uniform pruning, per-head patterns and the materialized workspace. */
+    static ModelConfig config(String variant, DType dt) {
+        return switch (variant) {
+            case "mha" -> new ModelConfig(24, 4, 4, 8, dt, 1e4, 1e-5, List.of(
+                    LayerSpec.of(new Pattern.Causal(), false, Algorithm.FLASH),
+                    LayerSpec.of(new Pattern.Dense(), false, Algorithm.MATERIALIZED),
+                    LayerSpec.of(Patterns.parse("window:3"), true, Algorithm.FLASH)));
+            case "gqa-pruned" -> new ModelConfig(32, 6, 3, 8, dt, 500.0, 1e-6, List.of(
+                    LayerSpec.of(new Pattern.Dense(), true, Algorithm.FLASH).withHeadMask(mask("110100")),
+                    LayerSpec.of(Patterns.parse("bigbird:4:1:1:1:3"), false, Algorithm.FLASH).withHeadMask(mask("011011")),
+                    LayerSpec.of(Patterns.parse("longformer:2:2"), false, Algorithm.MATERIALIZED).withHeadMask(mask("100000")),
+                    LayerSpec.of(new Pattern.Causal(), false, Algorithm.FLASH)));
+            default -> throw new IllegalArgumentException(variant);
+        };
+    }
+
+    @ParameterizedTest(name = "{0} {1} {2} {3} gates={4}")
+    @CsvSource({
+        "mha, f32, RESIDENT, COPY_FIRST, false",
+        "mha, f32, JUST_IN_TIME, COPY_FIRST, false",
+        "mha, f32, JUST_IN_TIME, COMPUTE_FIRST, true",
+        "gqa-pruned, f32, JUST_IN_TIME, COPY_FIRST, true",
+        "gqa-pruned, f32, JUST_IN_TIME, COMPUTE_FIRST, false",
+        "gqa-pruned, f32, RESIDENT, COMPUTE_FIRST, true",
+        "gqa-pruned, f16, JUST_IN_TIME, COPY_FIRST, true",
+        "mha, bf16, JUST_IN_TIME, COMPUTE_FIRST, false",
+    })
+    void scheduledModelEqualsTheCpuModel(String variant, String dtype, WeightPlacement placement, SimulatedOps.Policy policy,
+            boolean withGates) {
+        DType dt = DType.parse(dtype);
+        ModelConfig c = config(variant, dt);
+        Model model = new Model(ModelWeights.random(c, 21));
+        Random r = new Random(9);
+        int b = 2;
+        int len = 19;
+        float[] xs = new float[b * len * c.dModel()];
+        for (int i = 0; i < xs.length; i++) {
+            xs[i] = (float) r.nextGaussian();
+        }
+        Tensor x = Tensor.ofFloats(dt, xs, b, len, c.dModel());
+        List<Tensor> gates = null;
+        if (withGates) {
+            gates = new ArrayList<>();
+            for (int l = 0; l < c.layerCount(); l++) {
+                if (l == 1) {
+                    gates.add(null); // an ungated layer between gated ones
+                    continue;
+                }
+                float[] g = new float[b * len * c.heads()];
+                for (int i = 0; i < g.length; i++) {
+                    g[i] = r.nextInt(5) == 0 ? 0f : 0.5f + r.nextFloat();
+                }
+                gates.add(Tensor.ofFloats(g, b, len, c.heads()));
+            }
+        }
+        Tensor expected = model.forward(x, gates, engine);
+
+        SimulatedDevice dev = new SimulatedDevice(1L << 30);
+        SimulatedOps ops = new SimulatedOps(dev, engine, policy);
+        try (DevicePool pool = DevicePool.create(dev, "sim", true)) {
+            LayerScheduler.Result res;
+            try (LayerScheduler s = new LayerScheduler(model, placement, pool, ops)) {
+                res = s.forward(x, gates);
+                assertEquals(s.plan(b, len, withGates).totalBytes(), res.peakBytes(), "predicted == measured peak");
+            }
+            assertEquals(0, pool.stats().allocatedBytes(), "everything returned to the pool");
+            assertEquals(dt, res.output().dtype());
+            assertArrayEquals(x.shape(), res.output().shape());
+            double err = relError(res.output().toFloatArray(), expected.toFloatArray());
+            double tol = dt == DType.F32 ? 1e-5 : dt == DType.F16 ? 2e-3 : 1e-2;
+            assertTrue(err <= tol, "scheduled vs CPU model: relative error " + err + " > " + tol);
+            assertEquals(c.layerCount(), res.layerMillis().length);
+        }
+        assertEquals(0, ops.markersOpen, "every event closed");
+        assertEquals(0, ops.pinnedOpen, "pinned host memory freed");
+        int calls = 0;
+        for (int l = 0; l < c.layerCount(); l++) {
+            calls += model.blocks().get(l).selection().calls().size();
+        }
+        assertEquals(calls, ops.attentionCalls);
+        assertEquals(c.layerCount(), ops.copyUploads,
+                "one weight upload per layer (ahead of time, or once at construction)");
+    }
+
+    static double relError(float[] a, float[] ref) {
+        double num = 0;
+        double den = 0;
+        for (int i = 0; i < ref.length; i++) {
+            if (Float.isNaN(a[i])) {
+                return Double.POSITIVE_INFINITY;
+            }
+            num += (double) (a[i] - ref[i]) * (a[i] - ref[i]);
+            den += (double) ref[i] * ref[i];
+        }
+        return Math.sqrt(num / den);
+    }
+
+    @Test
+    void attentionThatCannotRunIsRefusedBeforeAnyScratchIsAllocated() {
+        ModelConfig c = config("mha", DType.F32);
+        Model model = new Model(ModelWeights.random(c, 2));
+        SimulatedDevice dev = new SimulatedDevice(1L << 30);
+        SimulatedOps ops = new SimulatedOps(dev, engine, SimulatedOps.Policy.COPY_FIRST);
+        ops.refuse = "pattern window:3+causal needs the block-sparse GPU kernel";
+        try (DevicePool pool = DevicePool.create(dev, "sim", true);
+                LayerScheduler s = new LayerScheduler(model, WeightPlacement.RESIDENT, pool, ops)) {
+            long weights = pool.stats().allocatedBytes();
+            UnsupportedOperationException e = assertThrows(UnsupportedOperationException.class,
+                    () -> s.forward(Tensor.ofFloats(new float[7 * 24], 1, 7, 24), null));
+            assertEquals(ops.refuse, e.getMessage());
+            assertEquals(weights, pool.stats().peakAllocatedBytes(), "nothing but the weights was ever allocated");
+            assertEquals(0, ops.attentionCalls);
+        }
+    }
+
+    @Test
+    void aGpuModelWithoutBoundAttentionRefusesBeforeTouchingTheDevice() {
+        assumeTrue(DeviceAttentionProvider.find().isEmpty(), "a GPU attention is bound in this build");
+        Model model = new Model(ModelWeights.random(config("mha", DType.F32), 2));
+        UnsupportedOperationException e = assertThrows(UnsupportedOperationException.class,
+                () -> GpuModel.open(0, model, WeightPlacement.JUST_IN_TIME));
+        assertTrue(e.getMessage().startsWith("no GPU attention is bound to GPU models"), e.getMessage());
+    }
+}
