@@ -28,7 +28,7 @@ import picocli.CommandLine.Spec;
  */
 @Command(name = "headroute", mixinStandardHelpOptions = true, versionProvider = Main.VersionProvider.class,
         description = "GPU attention for the JVM: attention from tensor files, sparsity patterns, benchmarks.",
-        subcommands = {AttendCommand.class, PatternCommand.class, BenchCommand.class, DemoCommand.class,
+        subcommands = {AttendCommand.class, PatternCommand.class, BenchCommand.class, DemoCommand.class, ExperimentCommand.class,
             InfoCommand.class, CommandLine.HelpCommand.class},
         commandListHeading = "%nCommands:%n",
         footer = {"", "Exit status: 0 ok, 1 internal error, 2 bad input.",
@@ -64,7 +64,7 @@ public final class Main implements Callable<Integer> {
 
     @Override
     public Integer call() {
-        throw new ParameterException(spec.commandLine(), "missing command (expected attend, pattern, bench, demo or info)");
+        throw new ParameterException(spec.commandLine(), "missing command (expected attend, pattern, bench, demo, experiment or info)");
     }
 
     public static void main(String[] args) {
