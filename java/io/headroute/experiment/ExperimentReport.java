@@ -283,7 +283,7 @@ public final class ExperimentReport {
             }
             md.append(String.format(Locale.ROOT, "| %s | %s | %s | %d | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |%n",
                     cell(r.variant().spec()), cell(r.patternSpec()), r.dtype().cliName(), r.heads(), r.len(), status,
-                    num(r.medianMs(), "%.3f"), num(r.tflops(), "%.4f"), num(r.tokenDensity(), "%.4f"),
+                    num(r.medianMs(), "%.3f"), num(r.tflops(), "%.4g"), num(r.tokenDensity(), "%.4f"),
                     r.measuredPeakBytes() < 0 ? NA : Bytes.format(r.measuredPeakBytes()),
                     Bytes.format(r.predictedPeakBytes()) + " (predicted)",
                     Double.isNaN(r.vramSaved()) ? NA : SeedClaims.pct(r.vramSaved()) + " (" + r.vramBasis() + ")",
