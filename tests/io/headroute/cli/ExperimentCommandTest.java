@@ -144,7 +144,8 @@ class ExperimentCommandTest {
         String md = Files.readString(out.resolve("report.md"));
         assertTrue(md.contains("## Seed claims"), md);
         assertTrue(md.contains("B·H·L·S·2 = 1·8·32768·32768·2 = 17179869184 bytes = 16.00 GiB (17.18 GB)"), md);
-        assertTrue(md.contains("agrees (16 GiB, binary gigabytes)"), md);
+        assertTrue(md.contains("predicted by the memory plan (no GPU here)"), md);
+        assertTrue(md.contains("agrees by arithmetic (16 GiB, binary gigabytes); not measured"), md);
         assertTrue(md.contains("| 37% of heads can be pruned with under 0.5% loss | - | not measured: needs head pruning (issue 6) "
                 + "| not measured |"), md);
         assertTrue(md.contains("| pruning cuts inference latency by up to 42% | - | not measured: needs head pruning (issue 6) "
