@@ -171,6 +171,12 @@ final class ExperimentCommand implements Callable<Integer> {
         o.println(Units.fmt("headroute experiment: %d runs (%d measured, %d not run) on %s in %.1f s", rows.size(), ok,
                 rows.size() - ok, device, seconds));
         o.println("report: " + out.resolve(ExperimentReport.REPORT));
+        long failed = rows.stream().filter(r -> r.status().startsWith(Experiment.FAILED)).count();
+        if (failed > 0) {
+            err.println("headroute experiment: error: " + failed + " run(s) failed; their rows in the report say why "
+                    + "(--verbose logs the stack traces)");
+            return Main.INTERNAL_ERROR;
+        }
         return Main.OK;
     }
 

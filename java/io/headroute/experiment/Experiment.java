@@ -20,6 +20,8 @@ import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.Objects;
+import org.apache.logging.log4j.LogManager;
+import org.apache.logging.log4j.Logger;
 
 /**
  * Runs a {@link Sweep} on one engine. Per (dtype, heads, length): seeded Gaussian inputs (the bench's),
@@ -29,6 +31,11 @@ import java.util.Objects;
  * Nothing here throws for a configuration that does not fit or is unsupported: the row says so.
  */
 public final class Experiment {
+    /** Status prefix of a run whose call threw something other than "does not fit" or "unsupported". */
+    public static final String FAILED = "failed: ";
+
+    private static final Logger LOG = LogManager.getLogger(Experiment.class);
+
     private Experiment() {}
 
     /**
@@ -179,6 +186,13 @@ public final class Experiment {
                 return notRun(v, "does not fit: " + e.getMessage(), density, predicted);
             } catch (UnsupportedOperationException e) {
                 return notRun(v, "unsupported: " + e.getMessage(), density, predicted);
+            } catch (RuntimeException e) {
+                // A failing call (a CUDA error, a bug) is kept as a failed row so that the runs before it
+                // are still written; the command then exits with status 1.
+                LOG.error("experiment: {} {} H={} L={} failed: {}", v.spec(), dtype.cliName(), shape.heads(), shape.qLen(),
+                        e.toString());
+                LOG.debug("experiment: the failure", e);
+                return notRun(v, FAILED + e.getClass().getSimpleName() + ": " + e.getMessage(), density, predicted);
             }
             double median = AttentionBenchmark.median(times);
             double rel = Double.NaN;
@@ -247,6 +261,10 @@ public final class Experiment {
                     return "n/a: the " + ref.spec() + " reference does not fit: " + e.getMessage();
                 } catch (UnsupportedOperationException e) {
                     return "n/a: the " + ref.spec() + " reference is unsupported here: " + e.getMessage();
+                } catch (RuntimeException e) {
+                    LOG.error("experiment: the {} reference failed: {}", ref.spec(), e.toString());
+                    LOG.debug("experiment: the failure", e);
+                    return "n/a: the " + ref.spec() + " reference failed: " + e;
                 }
             });
         }

@@ -271,7 +271,7 @@ public final class ExperimentReport {
         List<String> notes = new ArrayList<>();
         for (Run r : rows) {
             String status = r.ok() ? "ok" : r.status().startsWith("does not fit") ? "does not fit" : r.status().startsWith(
-                    "unsupported") ? "unsupported" : "not run";
+                    "unsupported") ? "unsupported" : r.status().startsWith(Experiment.FAILED) ? "failed" : "not run";
             if (!r.ok()) {
                 notes.add(String.format(Locale.ROOT, "%s, %s, H=%d, L=%d: %s", r.variant().spec(), r.dtype().cliName(),
                         r.heads(), r.len(), r.status()));

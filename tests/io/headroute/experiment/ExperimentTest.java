@@ -35,7 +35,7 @@ class ExperimentTest {
     };
 
     /** The CPU engine, but each timed call reports the next scripted time and a scripted device peak. */
-    private static final class ScriptedEngine implements AttentionEngine {
+    private static class ScriptedEngine implements AttentionEngine {
         final CpuAttentionEngine cpu = new CpuAttentionEngine(2);
         final Deque<Long> nanos = new ArrayDeque<>();
         final long peak;
@@ -116,6 +116,25 @@ class ExperimentTest {
             assertEquals(1 - (double) flashBytes / matBytes, flash.vramSaved(), 1e-12);
             assertEquals("predicted", flash.vramBasis());
             assertEquals(1 + 1, e.calls, "materialized never ran: the flash call and its reference");
+        }
+    }
+
+    @Test
+    void aFailingCallIsAFailedRowAndTheOthersAreKept() {
+        try (ScriptedEngine e = new ScriptedEngine(-1) {
+            @Override
+            public AttentionResult run(AttentionRequest request) {
+                if (request.algorithm() == Algorithm.MATERIALIZED) {
+                    throw new IllegalStateException("boom");
+                }
+                return super.run(request);
+            }
+        }) {
+            List<Run> rows = Experiment.run(e, sweep(List.of(new Variant.Materialized(new Pattern.Dense()),
+                    new Variant.Flash(new Pattern.Dense())), 0, 1), new Experiment.Limits(0, Double.MAX_VALUE), QUIET);
+            assertEquals("failed: IllegalStateException: boom", rows.get(0).status());
+            assertFalse(rows.get(0).ok());
+            assertTrue(rows.get(1).ok(), rows.get(1).status());
         }
     }
 
