@@ -4,6 +4,8 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeFalse;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
@@ -193,6 +195,20 @@ class ExperimentCommandTest {
         try (Stream<Path> s = Files.list(dir)) {
             assertEquals(List.of("a-file", "full"), s.map(p -> p.getFileName().toString()).sorted().toList(),
                     "no folder or temporary left behind");
+        }
+    }
+
+    @Test
+    void aFolderThatCannotBeWrittenIsRefused() throws IOException {
+        Path locked = Files.createDirectories(dir.resolve("locked"));
+        assumeTrue(locked.toFile().setWritable(false, false), "cannot change permissions here");
+        try {
+            assumeFalse(Files.isWritable(locked), "permissions are not enforced for this user (root)");
+            Path out = locked.resolve("exp");
+            Cli.run(args(TINY, "--out", out.toString())).assertBadInput("headroute experiment", "is not writable", out);
+            Cli.run(args(TINY, "--out", locked.toString())).assertBadInput("headroute experiment", "is not writable");
+        } finally {
+            locked.toFile().setWritable(true, false);
         }
     }
 
