@@ -70,11 +70,11 @@ final class ExperimentCommand implements Callable<Integer> {
     @Option(names = "--variants", paramLabel = "LIST", description = "Comma-separated: " + Variant.GRAMMAR + ".")
     String variants;
 
-    @Option(names = "--dtypes", paramLabel = "LIST", split = ",", converter = Converters.ComputeDTypeConverter.class,
+    @Option(names = "--dtypes", paramLabel = "DTYPE", split = ",", converter = Converters.ComputeDTypeConverter.class,
             description = "Compute dtypes, comma-separated: f32, f16, bf16.")
     List<DType> dtypes;
 
-    @Option(names = "--heads", paramLabel = "LIST", split = ",", description = "Query head counts, comma-separated.")
+    @Option(names = "--heads", paramLabel = "H", split = ",", description = "Query head counts, comma-separated.")
     List<Integer> heads;
 
     @Option(names = "--kv-heads", paramLabel = "HKV", description = "Key/value heads (default: H).")

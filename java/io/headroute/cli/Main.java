@@ -27,7 +27,7 @@ import picocli.CommandLine.Spec;
  * stdout; errors are one line on stderr; logs go to stderr.
  */
 @Command(name = "headroute", mixinStandardHelpOptions = true, versionProvider = Main.VersionProvider.class,
-        description = "GPU attention for the JVM: attention from tensor files, sparsity patterns, benchmarks.",
+        description = "GPU attention for the JVM: attention from tensor files, sparsity patterns, benchmarks, experiments.",
         subcommands = {AttendCommand.class, PatternCommand.class, BenchCommand.class, DemoCommand.class, ExperimentCommand.class,
             InfoCommand.class, CommandLine.HelpCommand.class},
         commandListHeading = "%nCommands:%n",

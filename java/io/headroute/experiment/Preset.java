@@ -2,9 +2,7 @@ package io.headroute.experiment;
 
 import io.headroute.pattern.Pattern;
 import io.headroute.tensor.DType;
-import java.util.ArrayList;
 import java.util.List;
-import java.util.Locale;
 
 /** Named sweeps of {@code headroute experiment --preset}. */
 public enum Preset {
@@ -81,13 +79,5 @@ public enum Preset {
             w--;
         }
         return new Pattern.Window(w);
-    }
-
-    static List<String> names() {
-        List<String> n = new ArrayList<>();
-        for (Preset p : values()) {
-            n.add(p.cliName.toLowerCase(Locale.ROOT));
-        }
-        return n;
     }
 }
