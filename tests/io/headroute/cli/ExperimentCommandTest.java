@@ -69,27 +69,11 @@ class ExperimentCommandTest {
             assertTrue(distinctColours(img) > 5, png + " has more than a background");
         }
 
-        List<List<String>> csv = parseCsv(Files.readString(out.resolve("runs.csv")));
-        assertEquals(Run.COLUMNS, csv.get(0));
         JsonNode json = new ObjectMapper().readTree(out.resolve("runs.json").toFile());
         JsonNode runs = json.get("runs");
-        assertEquals(8, csv.size() - 1);
-        assertEquals(csv.size() - 1, runs.size());
-        for (int i = 1; i < csv.size(); i++) {
-            JsonNode row = runs.get(i - 1);
-            for (int c = 0; c < Run.COLUMNS.size(); c++) {
-                String col = Run.COLUMNS.get(c);
-                JsonNode v = row.get(col);
-                assertNotNull(v, col);
-                String cell = csv.get(i).get(c);
-                if (v.isNull()) {
-                    assertEquals("n/a", cell, col + " row " + i);
-                } else if (v.isNumber() && !v.isIntegralNumber()) {
-                    assertEquals(v.asDouble(), Double.parseDouble(cell), 0, col + " row " + i);
-                } else {
-                    assertEquals(v.asText(), cell, col + " row " + i);
-                }
-            }
+        assertEquals(8, runs.size());
+        assertCsvAgreesWithJson(out);
+        for (JsonNode row : runs) {
             assertEquals("ok", row.get("status").asText());
             assertTrue(row.get("median_ms").asDouble() > 0);
             assertTrue(row.get("peak_vram_measured_bytes").isNull(), "no measured VRAM on the CPU");
@@ -132,6 +116,8 @@ class ExperimentCommandTest {
         assertEquals("does not fit: needs " + Bytes.format(mat) + " (predicted), has 150.00 KiB (--device-memory)",
                 big.get("status").asText());
         assertTrue(big.get("median_ms").isNull());
+        assertCsvAgreesWithJson(out);
+        assertTrue(Files.readString(out.resolve("runs.csv")).contains(",\"does not fit: needs "), "quoted: it holds a comma");
         assertEquals("ok", runs.get(5).get("status").asText(), "flash fits");
         String md = Files.readString(out.resolve("report.md"));
         assertTrue(md.contains("does not fit [1]"), md);
@@ -222,6 +208,31 @@ class ExperimentCommandTest {
         }
         String md = Files.readString(out.resolve("report.md"), StandardCharsets.UTF_8);
         assertTrue(md.contains("no patterned variant") || md.contains("![speed-up]"), md);
+    }
+
+    /** runs.csv and runs.json hold the same rows: same columns, same values, n/a where JSON has null. */
+    private static void assertCsvAgreesWithJson(Path out) throws IOException {
+        List<List<String>> csv = parseCsv(Files.readString(out.resolve("runs.csv")));
+        assertEquals(Run.COLUMNS, csv.get(0));
+        JsonNode runs = new ObjectMapper().readTree(out.resolve("runs.json").toFile()).get("runs");
+        assertEquals(csv.size() - 1, runs.size());
+        for (int i = 1; i < csv.size(); i++) {
+            JsonNode row = runs.get(i - 1);
+            assertEquals(Run.COLUMNS.size(), csv.get(i).size(), "row " + i);
+            for (int c = 0; c < Run.COLUMNS.size(); c++) {
+                String col = Run.COLUMNS.get(c);
+                JsonNode v = row.get(col);
+                assertNotNull(v, col);
+                String cell = csv.get(i).get(c);
+                if (v.isNull()) {
+                    assertEquals("n/a", cell, col + " row " + i);
+                } else if (v.isNumber() && !v.isIntegralNumber()) {
+                    assertEquals(v.asDouble(), Double.parseDouble(cell), 0, col + " row " + i);
+                } else {
+                    assertEquals(v.asText(), cell, col + " row " + i);
+                }
+            }
+        }
     }
 
     private static int distinctColours(BufferedImage img) {
