@@ -9,6 +9,7 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import io.headroute.attention.Backends;
 import io.headroute.cuda.memory.Bytes;
 import io.headroute.engine.AttentionShape;
 import io.headroute.engine.cuda.MaterializedPlan;
@@ -182,6 +183,14 @@ class ExperimentCommandTest {
             assertEquals(List.of("a-file", "full"), s.map(p -> p.getFileName().toString()).sorted().toList(),
                     "no folder or temporary left behind");
         }
+    }
+
+    @Test
+    void cudaWithoutAGpuIsRefused() {
+        assumeTrue(Backends.cudaUnavailableReason() != null, "a GPU is usable here");
+        Path out = dir.resolve("gpu");
+        Cli.run(args(TINY, "--backend", "cuda", "--out", out.toString())).assertBadInput("headroute experiment",
+                "--backend cuda: ", out);
     }
 
     @Test
