@@ -3,7 +3,7 @@
 #   make kernels  cuda-kernels/NAME.cu -> target/kernels/NAME.fatbin (skipped without nvcc; fails on spills)
 #   make native   native/ -> target/native/libcublas.so.12, the cuBLAS 12 -> 13 shim
 #   make test     kernels, then the whole test suite (GPU tests skip themselves without a GPU)
-#   make run      build if needed, then ./headroute demo
+#   make run      build if needed, then the default experiment into out/experiment (replacing an old one)
 #   make bench    build if needed, then ./headroute bench --backend cpu
 #   make clean    remove target/
 # Variables: MVN (default "mvn -B"), MVN_FLAGS (e.g. "-o -q"), NVCC, NVCC_FLAGS.
@@ -76,8 +76,12 @@ native:
 test: kernels native
 	$(MVN) $(MVN_FLAGS) test
 
+# The default experiment: the cpu preset without a GPU (about a minute on 2 cores), gpu-32k with one.
+EXPERIMENT_OUT := out/experiment
 run: $(JAR)
-	./headroute demo
+	rm -rf $(EXPERIMENT_OUT)
+	mkdir -p $(dir $(EXPERIMENT_OUT))
+	./headroute experiment --out $(EXPERIMENT_OUT)
 
 bench: $(JAR)
 	./headroute bench --backend cpu

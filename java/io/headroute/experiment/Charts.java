@@ -1,0 +1,87 @@
+package io.headroute.experiment;
+
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Set;
+import java.util.function.Function;
+
+/** The experiment's three charts, built from its rows. */
+final class Charts {
+    private Charts() {}
+
+    /** Peak VRAM (MiB) vs L, log–log, one series per variant: measured on a GPU, predicted on the CPU. */
+    static Chart vram(List<Run> rows, boolean gpu) {
+        Chart c = new Chart("Peak VRAM vs sequence length", "sequence length L = S (tokens)",
+                gpu ? "peak VRAM, measured (MiB)" : "peak VRAM, predicted (MiB)", true, true, true)
+                .note(gpu ? "measured: the device pool's peak during one call"
+                        : "predicted from the GPU memory plans (no GPU here: nothing measured)");
+        group(rows, r -> true, rows).forEach((name, rs) -> {
+            List<double[]> pts = new ArrayList<>();
+            for (Run r : rs) {
+                long bytes = gpu ? (r.ok() ? r.measuredPeakBytes() : -1) : r.predictedPeakBytes();
+                if (bytes > 0) {
+                    pts.add(new double[] {r.len(), bytes / (double) (1L << 20)});
+                }
+            }
+            c.add(name, pts);
+        });
+        return c;
+    }
+
+    /** Median time (ms) vs L, log–log, one series per variant. */
+    static Chart time(List<Run> rows) {
+        Chart c = new Chart("Median time vs sequence length", "sequence length L = S (tokens)", "median time per call (ms)",
+                true, true, true).note("compute only, inputs in place; configurations not run are left out");
+        group(rows, Run::ok, rows).forEach((name, rs) -> {
+            List<double[]> pts = new ArrayList<>();
+            for (Run r : rs) {
+                pts.add(new double[] {r.len(), r.medianMs()});
+            }
+            c.add(name, pts);
+        });
+        return c;
+    }
+
+    /** Speed-up against full attention vs token density, one series per sequence length, patterned variants only. */
+    static Chart speedup(List<Run> rows) {
+        Set<String> baselines = new LinkedHashSet<>();
+        List<Run> sparse = new ArrayList<>();
+        for (Run r : rows) {
+            if (r.ok() && !r.variant().full() && !Double.isNaN(r.speedup())) {
+                sparse.add(r);
+                baselines.add(r.speedupBaseline());
+            }
+        }
+        Chart c = new Chart("Speed-up vs density", "token density (allowed pairs / L·S)",
+                "speed-up vs " + (baselines.isEmpty() ? "full attention" : String.join(" / ", baselines)) + " (x)", false, true,
+                false).note(sparse.isEmpty() ? "no patterned variant was measured in this experiment"
+                        : "each point: one patterned variant at one length; 1x = as fast as full attention");
+        Map<String, List<double[]>> byLen = new LinkedHashMap<>();
+        boolean several = rows.stream().map(r -> r.dtype() + "/" + r.heads()).distinct().count() > 1;
+        sparse.sort((a, b) -> Integer.compare(a.len(), b.len()));
+        for (Run r : sparse) {
+            String name = "L=" + r.len() + (several ? String.format(Locale.ROOT, " %s H=%d", r.dtype().cliName(), r.heads()) : "");
+            byLen.computeIfAbsent(name, k -> new ArrayList<>()).add(new double[] {r.tokenDensity(), r.speedup()});
+        }
+        byLen.forEach(c::add);
+        return c;
+    }
+
+    /** Rows by series name: the variant, plus dtype and heads when the sweep has several of them. */
+    private static Map<String, List<Run>> group(List<Run> rows, Function<Run, Boolean> keep, List<Run> all) {
+        boolean several = all.stream().map(r -> r.dtype() + "/" + r.heads()).distinct().count() > 1;
+        Map<String, List<Run>> out = new LinkedHashMap<>();
+        for (Run r : rows) {
+            if (keep.apply(r)) {
+                String name = r.variant().spec() + (several ? String.format(Locale.ROOT, " %s H=%d", r.dtype().cliName(),
+                        r.heads()) : "");
+                out.computeIfAbsent(name, k -> new ArrayList<>()).add(r);
+            }
+        }
+        return out;
+    }
+}

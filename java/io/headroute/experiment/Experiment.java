@@ -1,0 +1,272 @@
+package io.headroute.experiment;
+
+import io.headroute.bench.AttentionBenchmark;
+import io.headroute.cuda.memory.Bytes;
+import io.headroute.cuda.memory.DeviceOutOfMemoryException;
+import io.headroute.engine.Algorithm;
+import io.headroute.engine.AttentionEngine;
+import io.headroute.engine.AttentionRequest;
+import io.headroute.engine.AttentionResult;
+import io.headroute.engine.AttentionShape;
+import io.headroute.engine.cpu.CpuAttentionEngine;
+import io.headroute.pattern.KeyRanges;
+import io.headroute.pattern.Pattern;
+import io.headroute.quality.AttentionQuality;
+import io.headroute.tensor.DType;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Objects;
+import org.apache.logging.log4j.LogManager;
+import org.apache.logging.log4j.Logger;
+
+/**
+ * Runs a {@link Sweep} on one engine. Per (dtype, heads, length): seeded Gaussian inputs (the bench's),
+ * then each variant: refused up front when its predicted memory exceeds the given device memory (or,
+ * on the CPU, the Java heap), else warm-up calls and timed calls (median), its peak device memory, and
+ * its fidelity against full attention on the same inputs (quality metrics of {@link AttentionQuality}).
+ * Nothing here throws for a configuration that does not fit or is unsupported: the row says so.
+ */
+public final class Experiment {
+    /** Status prefix of a run whose call threw something other than "does not fit" or "unsupported". */
+    public static final String FAILED = "failed: ";
+
+    private static final Logger LOG = LogManager.getLogger(Experiment.class);
+
+    private Experiment() {}
+
+    /**
+     * Limits of a run.
+     *
+     * @param deviceMemoryBytes  refuse variants whose predicted GPU peak exceeds this (0: no such check;
+     *                           the GPU engine still refuses what does not fit the card)
+     * @param maxReferenceFlops  skip the full-attention reference (fidelity n/a) above this nominal cost
+     */
+    public record Limits(long deviceMemoryBytes, double maxReferenceFlops) {
+        public Limits {
+            if (deviceMemoryBytes < 0) {
+                throw new IllegalArgumentException("device memory must be ≥ 0, got " + deviceMemoryBytes);
+            }
+            if (!(maxReferenceFlops >= 0)) {
+                throw new IllegalArgumentException("reference FLOP limit must be ≥ 0, got " + maxReferenceFlops);
+            }
+        }
+    }
+
+    public static List<Run> run(AttentionEngine engine, Sweep sweep, Limits limits, Progress progress) {
+        Objects.requireNonNull(engine, "engine");
+        List<Run> rows = new ArrayList<>();
+        int total = sweep.runCount();
+        int index = 0;
+        for (DType dtype : sweep.dtypes()) {
+            for (int h : sweep.heads()) {
+                for (int len : sweep.lens()) {
+                    Shape one = new Shape(engine, sweep, limits, dtype, h, len);
+                    List<Run> group = new ArrayList<>();
+                    for (Variant v : sweep.variants()) {
+                        progress.starting(index++, total, String.format(Locale.ROOT, "%s %s H=%d L=%d", v.spec(),
+                                dtype.cliName(), h, len));
+                        group.add(one.measure(v));
+                    }
+                    rows.addAll(compare(group, sweep.causal(), dtype, one.shape));
+                }
+            }
+        }
+        progress.finished(total);
+        return rows;
+    }
+
+    /** The runs of one shape, with VRAM saved against materialized and speed-up against full attention filled in. */
+    static List<Run> compare(List<Run> group, boolean causal, DType dtype, AttentionShape shape) {
+        Run matMeasured = null;
+        Run baseline = null;
+        for (Run r : group) {
+            if (r.ok() && r.variant() instanceof Variant.Materialized && r.variant().pattern().isDense()) {
+                matMeasured = r;
+            }
+        }
+        for (Run r : group) {
+            if (r.ok() && r.variant() instanceof Variant.Flash && r.variant().pattern().isDense()) {
+                baseline = r;
+            }
+        }
+        if (baseline == null) {
+            baseline = matMeasured;
+        }
+        long matPredicted = MemoryPrediction.materialized(shape, dtype).bytes();
+        List<Run> out = new ArrayList<>();
+        for (Run r : group) {
+            double saved = Double.NaN;
+            String basis = null;
+            if (matMeasured != null && matMeasured.measuredPeakBytes() > 0 && r.measuredPeakBytes() >= 0) {
+                saved = 1.0 - (double) r.measuredPeakBytes() / matMeasured.measuredPeakBytes();
+                basis = "measured";
+            } else {
+                saved = 1.0 - (double) r.predictedPeakBytes() / matPredicted;
+                basis = "predicted";
+            }
+            double speedup = r.ok() && baseline != null ? baseline.medianMs() / r.medianMs() : Double.NaN;
+            out.add(new Run(r.variant(), r.dtype(), r.batch(), r.heads(), r.kvHeads(), r.len(), r.dim(), r.causal(), r.status(),
+                    r.engine(), r.algorithmUsed(), r.medianMs(), r.minMs(), r.tflops(), r.tokenDensity(), r.measuredPeakBytes(),
+                    r.predictedPeakBytes(), saved, basis, speedup, baseline == null ? null : baseline.variant().spec(),
+                    r.relError(), r.recall(), r.fidelityNote()));
+        }
+        return out;
+    }
+
+    /** The share of the L·S query-key pairs (per head, averaged over heads) that {@code p} allows. */
+    public static double tokenDensity(Pattern p, int heads, int qLen, int kvLen) {
+        KeyRanges r = new KeyRanges();
+        int distinctHeads = p.perHead() ? heads : 1;
+        long allowed = 0;
+        for (int h = 0; h < distinctHeads; h++) {
+            for (int i = 0; i < qLen; i++) {
+                p.allowedKeys(h, i + (kvLen - qLen), kvLen, r);
+                allowed += r.keyCount();
+            }
+        }
+        return allowed / ((double) distinctHeads * qLen * kvLen);
+    }
+
+    /** One (dtype, heads, length) point of the sweep: its inputs and its full-attention reference, made on first need. */
+    private static final class Shape {
+        final AttentionEngine engine;
+        final Sweep sweep;
+        final Limits limits;
+        final DType dtype;
+        final AttentionShape shape;
+        final AttentionBenchmark.Config config;
+        AttentionBenchmark.Inputs inputs;
+        /** Full-attention outputs by reference pattern spec: a float[][] {o, lse}, or the String why it is n/a. */
+        final Map<String, Object> references = new HashMap<>();
+
+        Shape(AttentionEngine engine, Sweep sweep, Limits limits, DType dtype, int heads, int len) {
+            this.engine = engine;
+            this.sweep = sweep;
+            this.limits = limits;
+            this.dtype = dtype;
+            this.shape = new AttentionShape(sweep.batch(), heads, sweep.kvHeadsFor(heads), len, len, sweep.dim());
+            // The bench's config: its seeded inputs and its FLOP formula (the algorithm list is not used here).
+            this.config = new AttentionBenchmark.Config(shape.batch(), heads, shape.kvHeads(), len, len, sweep.dim(),
+                    sweep.causal(), new Pattern.Dense(), dtype, List.of(Algorithm.FLASH), sweep.warmup(), sweep.repeats(),
+                    sweep.seed());
+        }
+
+        Run measure(Variant v) {
+            Pattern effective = sweep.causal() ? v.pattern().withCausal() : v.pattern();
+            effective.check(shape.heads(), shape.qLen(), shape.kvLen());
+            double density = tokenDensity(effective, shape.heads(), shape.qLen(), shape.kvLen());
+            long predicted = v.predictMemory(shape, dtype, sweep.causal()).bytes();
+            String refused = null;
+            if (limits.deviceMemoryBytes() > 0 && predicted > limits.deviceMemoryBytes()) {
+                refused = "does not fit: needs " + Bytes.format(predicted) + " (predicted), has "
+                        + Bytes.format(limits.deviceMemoryBytes()) + " (--device-memory)";
+            } else if (engine instanceof CpuAttentionEngine cpu) {
+                refused = heapRefusal(v, cpu.threads());
+            }
+            if (refused != null) {
+                return notRun(v, refused, density, predicted);
+            }
+            AttentionRequest req = AttentionRequest.builder(inputs().q(), inputs().k(), inputs().v()).pattern(v.pattern())
+                    .causal(sweep.causal()).dtype(dtype).algorithm(v.algorithm()).wantLse(true).build();
+            double[] times = new double[sweep.repeats()];
+            AttentionResult last = null;
+            try {
+                for (int w = 0; w < sweep.warmup(); w++) {
+                    engine.run(req);
+                }
+                for (int r = 0; r < times.length; r++) {
+                    last = engine.run(req);
+                    times[r] = last.stats().elapsedNanos() / 1e6;
+                }
+            } catch (DeviceOutOfMemoryException e) {
+                return notRun(v, "does not fit: " + e.getMessage(), density, predicted);
+            } catch (UnsupportedOperationException e) {
+                return notRun(v, "unsupported: " + e.getMessage(), density, predicted);
+            } catch (RuntimeException e) {
+                // A failing call (a CUDA error, a bug) is kept as a failed row so that the runs before it
+                // are still written; the command then exits with status 1.
+                LOG.error("experiment: {} {} H={} L={} failed: {}", v.spec(), dtype.cliName(), shape.heads(), shape.qLen(),
+                        e.toString());
+                LOG.debug("experiment: the failure", e);
+                return notRun(v, FAILED + e.getClass().getSimpleName() + ": " + e.getMessage(), density, predicted);
+            }
+            double median = AttentionBenchmark.median(times);
+            double rel = Double.NaN;
+            double recall = Double.NaN;
+            String note = null;
+            Object ref = reference(effective);
+            if (ref instanceof String why) {
+                note = why;
+            } else {
+                float[][] r = (float[][]) ref;
+                AttentionQuality.Report q = AttentionQuality.compare(shape, last.o().toFloatArray(), last.lse().toFloatArray(),
+                        r[0], r[1], AttentionQuality.referenceFor(effective));
+                rel = q.relError();
+                recall = q.recall();
+            }
+            return new Run(v, dtype, shape.batch(), shape.heads(), shape.kvHeads(), shape.qLen(), shape.headDim(), sweep.causal(),
+                    "ok", last.stats().engine(), last.stats().algorithm().cliName(), median,
+                    Arrays.stream(times).min().orElse(median), config.flops() / (median * 1e-3) / 1e12, density,
+                    last.stats().peakDeviceBytes(), predicted, Double.NaN, null, Double.NaN, null, rel, recall, note);
+        }
+
+        private Run notRun(Variant v, String status, double density, long predicted) {
+            return new Run(v, dtype, shape.batch(), shape.heads(), shape.kvHeads(), shape.qLen(), shape.headDim(), sweep.causal(),
+                    status, engine.name(), null, Double.NaN, Double.NaN, Double.NaN, density, -1, predicted, Double.NaN, null,
+                    Double.NaN, null, Double.NaN, Double.NaN, "not run");
+        }
+
+        /**
+         * Whether the CPU engine's materialized path (an L × S fp32 score matrix per worker) and the outputs
+         * fit the Java heap that is left; null when they do.
+         */
+        private String heapRefusal(Variant v, int threads) {
+            long outputs = 4L * shape.qElements() * 3;
+            long scores = v.algorithm() == Algorithm.MATERIALIZED
+                    ? 4L * shape.qLen() * shape.kvLen() * Math.min(threads, shape.batch() * shape.heads()) : 0;
+            Runtime rt = Runtime.getRuntime();
+            long free = rt.maxMemory() - (rt.totalMemory() - rt.freeMemory());
+            if (scores + outputs > free) {
+                return "does not fit: the CPU path needs " + Bytes.format(scores + outputs) + " of Java heap, has "
+                        + Bytes.format(free) + " (raise it with HEADROUTE_JAVA_OPTS=-Xmx...)";
+            }
+            return null;
+        }
+
+        private AttentionBenchmark.Inputs inputs() {
+            if (inputs == null) {
+                inputs = AttentionBenchmark.randomInputs(config);
+            }
+            return inputs;
+        }
+
+        /** Full attention (flash, dense or causal as the pattern needs) on the same inputs: {o, lse}, or why not. */
+        private Object reference(Pattern effective) {
+            Pattern ref = AttentionQuality.referenceFor(effective);
+            return references.computeIfAbsent(ref.spec(), k -> {
+                double flops = shape.denseFlops() * (ref instanceof Pattern.Causal ? 0.5 : 1.0);
+                if (flops > limits.maxReferenceFlops()) {
+                    return String.format(Locale.ROOT, "n/a: the %s reference costs %.1f GFLOP, above the %.1f GFLOP limit "
+                            + "(--max-reference-gflop)", ref.spec(), flops / 1e9, limits.maxReferenceFlops() / 1e9);
+                }
+                try {
+                    AttentionResult r = engine.run(AttentionRequest.builder(inputs().q(), inputs().k(), inputs().v()).pattern(ref)
+                            .dtype(dtype).algorithm(Algorithm.FLASH).wantLse(true).build());
+                    return new float[][] {r.o().toFloatArray(), r.lse().toFloatArray()};
+                } catch (DeviceOutOfMemoryException e) {
+                    return "n/a: the " + ref.spec() + " reference does not fit: " + e.getMessage();
+                } catch (UnsupportedOperationException e) {
+                    return "n/a: the " + ref.spec() + " reference is unsupported here: " + e.getMessage();
+                } catch (RuntimeException e) {
+                    LOG.error("experiment: the {} reference failed: {}", ref.spec(), e.toString());
+                    LOG.debug("experiment: the failure", e);
+                    return "n/a: the " + ref.spec() + " reference failed: " + e;
+                }
+            });
+        }
+    }
+}

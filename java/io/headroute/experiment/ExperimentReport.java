@@ -1,0 +1,328 @@
+package io.headroute.experiment;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.SerializationFeature;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.headroute.bench.AttentionBenchmark;
+import io.headroute.cuda.memory.Bytes;
+import io.headroute.tensor.AtomicFiles;
+import io.headroute.tensor.TensorFileException;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.concurrent.ThreadLocalRandom;
+import java.util.stream.Stream;
+import org.apache.logging.log4j.LogManager;
+import org.apache.logging.log4j.Logger;
+
+/**
+ * The output folder of an experiment: report.md (context, table, notes, charts, seed claims), runs.csv
+ * and runs.json (the same rows), and the PNG charts vram.png, time.png and speedup-density.png.
+ */
+public final class ExperimentReport {
+    public static final String REPORT = "report.md";
+    public static final String CSV = "runs.csv";
+    public static final String JSON = "runs.json";
+    public static final String VRAM_CHART = "vram.png";
+    public static final String TIME_CHART = "time.png";
+    public static final String SPEEDUP_CHART = "speedup-density.png";
+    /** Every file an experiment writes. */
+    public static final List<String> FILES = List.of(REPORT, CSV, JSON, VRAM_CHART, TIME_CHART, SPEEDUP_CHART);
+
+    private static final Logger LOG = LogManager.getLogger(ExperimentReport.class);
+    private static final String NA = "n/a";
+
+    /**
+     * Where and how the rows were made.
+     *
+     * @param commandLine the exact command line
+     * @param preset      the preset's name, or null
+     * @param gpu         whether the engine was a GPU's (measured VRAM) or the CPU's (predicted VRAM)
+     * @param claims      seed-claim rows, or an empty list
+     */
+    public record Context(String commandLine, String date, String device, String engine, String commit, String preset,
+            boolean gpu, Sweep sweep, List<SeedClaims.Row> claims) {}
+
+    private ExperimentReport() {}
+
+    /** Refuses an output folder that exists and is not an empty directory, or that cannot be created. */
+    public static void checkOutFolder(Path out) {
+        Path abs = out.toAbsolutePath().normalize();
+        if (Files.exists(abs)) {
+            if (!Files.isDirectory(abs)) {
+                throw new IllegalArgumentException("--out " + out + " exists and is not a directory");
+            }
+            try (Stream<Path> s = Files.list(abs)) {
+                if (s.findAny().isPresent()) {
+                    throw new IllegalArgumentException("--out " + out + " is not empty; name a new folder or empty it");
+                }
+            } catch (IOException e) {
+                throw new IllegalArgumentException("--out " + out + " cannot be read: " + e.getMessage());
+            }
+            if (!Files.isWritable(abs)) {
+                throw new IllegalArgumentException("--out " + out + " is not writable");
+            }
+            return;
+        }
+        Path parent = abs.getParent();
+        while (parent != null && !Files.exists(parent)) {
+            parent = parent.getParent();
+        }
+        if (parent == null || !Files.isDirectory(parent)) {
+            throw new IllegalArgumentException("--out " + out + " cannot be created: " + parent + " is not a directory");
+        }
+        if (!Files.isWritable(parent)) {
+            throw new IllegalArgumentException("--out " + out + " cannot be created: " + parent + " is not writable");
+        }
+    }
+
+    /**
+     * Writes every file into {@code out}. A new folder is filled beside it under a temporary name and
+     * renamed into place; an existing empty one gets each file atomically and loses them all again if
+     * one fails.
+     */
+    public static void write(Path out, List<Run> rows, Context ctx) {
+        Map<String, byte[]> files = render(rows, ctx);
+        Path abs = out.toAbsolutePath().normalize();
+        if (Files.isDirectory(abs)) {
+            List<Path> written = new ArrayList<>();
+            try {
+                for (var e : files.entrySet()) {
+                    Path f = abs.resolve(e.getKey());
+                    AtomicFiles.write(f, os -> os.write(e.getValue()));
+                    written.add(f);
+                }
+            } catch (RuntimeException e) {
+                written.forEach(ExperimentReport::deleteQuietly);
+                throw e;
+            }
+            return;
+        }
+        Path stage = abs.resolveSibling("." + abs.getFileName() + ".tmp-" + Long.toHexString(ThreadLocalRandom.current().nextLong()));
+        try {
+            Files.createDirectories(stage);
+            for (var e : files.entrySet()) {
+                AtomicFiles.write(stage.resolve(e.getKey()), os -> os.write(e.getValue()));
+            }
+            Files.move(stage, abs);
+        } catch (IOException e) {
+            throw new TensorFileException(out, "cannot write the experiment's folder: " + e.getMessage(), e);
+        } finally {
+            if (Files.exists(stage)) {
+                try (Stream<Path> s = Files.list(stage)) {
+                    s.forEach(ExperimentReport::deleteQuietly);
+                } catch (IOException ignored) {
+                    // Best effort; the failure itself is what gets reported.
+                }
+                deleteQuietly(stage);
+            }
+        }
+    }
+
+    private static void deleteQuietly(Path p) {
+        try {
+            Files.deleteIfExists(p);
+        } catch (IOException ignored) {
+            // Best effort clean-up of our own partial output.
+        }
+    }
+
+    /** The files' contents by name, in {@link #FILES} order. */
+    static Map<String, byte[]> render(List<Run> rows, Context ctx) {
+        Map<String, byte[]> files = new LinkedHashMap<>();
+        Map<String, byte[]> charts = new LinkedHashMap<>();
+        String chartFailure = null;
+        try {
+            charts.put(VRAM_CHART, Charts.vram(rows, ctx.gpu()).png());
+            charts.put(TIME_CHART, Charts.time(rows).png());
+            charts.put(SPEEDUP_CHART, Charts.speedup(rows).png());
+        } catch (RuntimeException | Error e) {
+            // Java2D needs fonts from the host (fontconfig); without them the tables are still worth having.
+            if (e instanceof VirtualMachineError v) {
+                throw v;
+            }
+            chartFailure = e.getClass().getSimpleName() + ": " + e.getMessage();
+            charts.clear();
+            LOG.warn("experiment: charts not drawn ({})", chartFailure);
+        }
+        files.put(REPORT, markdown(rows, ctx, chartFailure).getBytes(StandardCharsets.UTF_8));
+        files.put(CSV, csv(rows).getBytes(StandardCharsets.UTF_8));
+        files.put(JSON, json(rows, ctx));
+        files.putAll(charts);
+        return files;
+    }
+
+    static String csv(List<Run> rows) {
+        StringBuilder sb = new StringBuilder(String.join(",", Run.COLUMNS)).append('\n');
+        for (Run r : rows) {
+            List<String> cells = new ArrayList<>();
+            for (Object v : r.values()) {
+                cells.add(csvCell(v));
+            }
+            sb.append(String.join(",", cells)).append('\n');
+        }
+        return sb.toString();
+    }
+
+    /** RFC 4180 quoting; null is "n/a"; numbers as Java prints them (what JSON holds, digit for digit). */
+    private static String csvCell(Object v) {
+        String s = v == null ? NA : v.toString();
+        if (s.contains(",") || s.contains("\"") || s.contains("\n") || s.contains("\r")) {
+            return '"' + s.replace("\"", "\"\"") + '"';
+        }
+        return s;
+    }
+
+    static byte[] json(List<Run> rows, Context ctx) {
+        ObjectMapper mapper = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
+        ObjectNode root = mapper.createObjectNode();
+        root.put("command_line", ctx.commandLine());
+        root.put("date", ctx.date());
+        root.put("device", ctx.device());
+        root.put("engine", ctx.engine());
+        root.put("commit", ctx.commit());
+        root.put("preset", ctx.preset());
+        root.put("vram", ctx.gpu() ? "measured" : "predicted");
+        root.put("flop_formula", AttentionBenchmark.FLOP_FORMULA);
+        ArrayNode runs = root.putArray("runs");
+        for (Run r : rows) {
+            ObjectNode n = runs.addObject();
+            List<Object> values = r.values();
+            for (int i = 0; i < values.size(); i++) {
+                Object v = values.get(i);
+                String k = Run.COLUMNS.get(i);
+                if (v == null) {
+                    n.putNull(k);
+                } else if (v instanceof Integer x) {
+                    n.put(k, x);
+                } else if (v instanceof Long x) {
+                    n.put(k, x);
+                } else if (v instanceof Double x) {
+                    n.put(k, x);
+                } else if (v instanceof Boolean x) {
+                    n.put(k, x);
+                } else {
+                    n.put(k, v.toString());
+                }
+            }
+        }
+        ArrayNode claims = root.putArray("claims");
+        for (SeedClaims.Row c : ctx.claims()) {
+            ObjectNode n = claims.addObject();
+            n.put("claim", c.claim());
+            n.put("configuration", c.configuration());
+            n.put("found", c.found());
+            n.put("verdict", c.verdict());
+        }
+        try {
+            byte[] b = mapper.writeValueAsBytes(root);
+            byte[] withNewline = new byte[b.length + 1];
+            System.arraycopy(b, 0, withNewline, 0, b.length);
+            withNewline[b.length] = '\n';
+            return withNewline;
+        } catch (IOException e) {
+            throw new IllegalStateException("JSON of the experiment: " + e.getMessage(), e);
+        }
+    }
+
+    /** The report's header of the runs table. */
+    static final String TABLE_HEADER = "| variant | pattern | dtype | H | L | status | median ms | eff. TFLOP/s | density "
+            + "| peak VRAM measured | peak VRAM predicted | VRAM saved vs materialized | speed-up vs full | rel. error "
+            + "| mass recall |";
+
+    static String markdown(List<Run> rows, Context ctx, String chartFailure) {
+        Sweep s = ctx.sweep();
+        StringBuilder md = new StringBuilder("# headroute experiment\n\n");
+        md.append("- command: `").append(ctx.commandLine()).append("`\n");
+        md.append("- date: ").append(ctx.date()).append('\n');
+        md.append("- device: ").append(ctx.device()).append(" (engine ").append(ctx.engine()).append(")\n");
+        md.append("- commit: ").append(ctx.commit()).append('\n');
+        if (ctx.preset() != null) {
+            md.append("- preset: ").append(ctx.preset()).append('\n');
+        }
+        md.append(String.format(Locale.ROOT, "- sweep: B=%d, H=%s, Hkv=%s, D=%d, L=S in %s, dtypes %s, %s; %d warm-up and "
+                + "the median of %d timed calls per run; inputs: seeded Gaussian (seed %d), the same for every variant of a "
+                + "shape%n", s.batch(), s.heads(), s.kvHeads() == 0 ? "H" : Integer.toString(s.kvHeads()), s.dim(), s.lens(),
+                s.dtypes().stream().map(d -> d.cliName()).toList(), s.causal() ? "causal" : "not causal", s.warmup(),
+                s.repeats(), s.seed()));
+        md.append("- time: compute only, inputs in place").append(ctx.gpu() ? " (CUDA events)" : "").append('\n');
+        md.append("- ").append(AttentionBenchmark.FLOP_FORMULA).append(". Effective TFLOP/s = that nominal count / median "
+                + "time, so a sparse pattern's effective rate rises with the work it skips.\n");
+        md.append(ctx.gpu() ? "- peak VRAM: measured from the device pool's accounting (inputs, outputs, workspace of one "
+                + "call); predicted from the memory plans alongside.\n"
+                : "- peak VRAM: **measured n/a on the CPU**; the predicted column is what the GPU engine's memory plans say "
+                        + "one call would hold (before the pool's 512-byte rounding).\n");
+        md.append("- VRAM saved: 1 − peak / peak of materialized attention at the same shape (measured when both were "
+                + "measured on the GPU, else predicted).\n");
+        md.append("- fidelity: against full attention (dense, or causal for causal patterns; flash) on the same inputs: "
+                + "output relative error ‖O − O_full‖ / ‖O_full‖ and attention-mass recall (share of the full softmax mass "
+                + "the pattern keeps). Random inputs have no locality, so sparse patterns keep little mass here; trained "
+                + "models differ.\n\n");
+
+        md.append("## Runs\n\n").append(TABLE_HEADER).append('\n');
+        md.append("|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        List<String> notes = new ArrayList<>();
+        for (Run r : rows) {
+            String status = r.ok() ? "ok" : r.status().startsWith("does not fit") ? "does not fit" : r.status().startsWith(
+                    "unsupported") ? "unsupported" : r.status().startsWith(Experiment.FAILED) ? "failed" : "not run";
+            if (!r.ok()) {
+                notes.add(String.format(Locale.ROOT, "%s, %s, H=%d, L=%d: %s", r.variant().spec(), r.dtype().cliName(),
+                        r.heads(), r.len(), r.status()));
+                status += " [" + notes.size() + "]";
+            } else if (r.fidelityNote() != null) {
+                notes.add(String.format(Locale.ROOT, "%s, %s, H=%d, L=%d: fidelity %s", r.variant().spec(),
+                        r.dtype().cliName(), r.heads(), r.len(), r.fidelityNote()));
+                status += " [" + notes.size() + "]";
+            }
+            md.append(String.format(Locale.ROOT, "| %s | %s | %s | %d | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |%n",
+                    cell(r.variant().spec()), cell(r.patternSpec()), r.dtype().cliName(), r.heads(), r.len(), status,
+                    num(r.medianMs(), "%.3f"), num(r.tflops(), "%.4g"), num(r.tokenDensity(), "%.4f"),
+                    r.measuredPeakBytes() < 0 ? NA : Bytes.format(r.measuredPeakBytes()),
+                    Bytes.format(r.predictedPeakBytes()) + " (predicted)",
+                    Double.isNaN(r.vramSaved()) ? NA : SeedClaims.pct(r.vramSaved()) + " (" + r.vramBasis() + ")",
+                    Double.isNaN(r.speedup()) ? NA : String.format(Locale.ROOT, "%.2fx vs %s", r.speedup(), r.speedupBaseline()),
+                    num(r.relError(), "%.2e"), num(r.recall(), "%.4f")));
+        }
+        if (!notes.isEmpty()) {
+            md.append("\nNotes:\n\n");
+            for (int i = 0; i < notes.size(); i++) {
+                md.append(i + 1).append(". ").append(cell(notes.get(i))).append('\n');
+            }
+        }
+        md.append("\n## Charts\n\n");
+        if (chartFailure != null) {
+            md.append("Charts not drawn: ").append(chartFailure).append(" (Java2D needs fonts through fontconfig on this "
+                    + "host).\n");
+        } else {
+            md.append("Peak VRAM vs sequence length (log–log, ").append(ctx.gpu() ? "measured" : "predicted from the memory "
+                    + "plans").append(")\n\n![peak VRAM](").append(VRAM_CHART).append(")\n\n");
+            md.append("Median time vs sequence length (log–log)\n\n![time](").append(TIME_CHART).append(")\n\n");
+            md.append("Speed-up against full attention vs token density (patterned variants)\n\n![speed-up](")
+                    .append(SPEEDUP_CHART).append(")\n");
+        }
+        if (!ctx.claims().isEmpty()) {
+            md.append("\n## Seed claims\n\n| claim | configuration | found | agrees? |\n|---|---|---|---|\n");
+            for (SeedClaims.Row c : ctx.claims()) {
+                md.append("| ").append(cell(c.claim())).append(" | ").append(cell(c.configuration())).append(" | ")
+                        .append(cell(c.found())).append(" | ").append(cell(c.verdict())).append(" |\n");
+            }
+        }
+        return md.toString();
+    }
+
+    private static String num(double v, String fmt) {
+        return Double.isNaN(v) ? NA : String.format(Locale.ROOT, fmt, v);
+    }
+
+    /** A table cell: pipes escaped, one line. */
+    private static String cell(String s) {
+        return s.replace("|", "\\|").replaceAll("\\s*\\R\\s*", " ");
+    }
+}

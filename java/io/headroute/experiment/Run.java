@@ -1,0 +1,64 @@
+package io.headroute.experiment;
+
+import io.headroute.tensor.DType;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+
+/**
+ * One measured (or refused) configuration of an experiment: a row of runs.csv, runs.json and the
+ * report's table. Missing values are NaN or −1 here, "n/a" in the CSV and null in the JSON.
+ *
+ * @param status              "ok", or "does not fit: …" / "unsupported: …"
+ * @param engine              the engine that ran it ("cpu", "cuda"), or the one that refused it
+ * @param algorithmUsed       what the engine reports it ran (the CPU runs sparse as flash), or null
+ * @param medianMs            median of the timed calls' compute times
+ * @param tflops              effective TFLOP/s: the nominal FLOPs of the shape (bench's formula) / median
+ * @param tokenDensity        allowed query-key pairs of the effective pattern / (L·S)
+ * @param measuredPeakBytes   peak device memory of a call from the pool (GPU), −1 when not measured
+ * @param predictedPeakBytes  the GPU peak the memory plans predict for the call
+ * @param vramSaved           1 − peak / (materialized's peak at the same shape), NaN when unknown
+ * @param vramBasis           "measured" (both peaks measured on the GPU) or "predicted"
+ * @param speedup             baseline median / this median, NaN when either is missing
+ * @param speedupBaseline     the variant compared against (dense flash, else dense materialized), or null
+ * @param relError            output relative error against full attention
+ * @param recall              attention-mass recall against full attention
+ * @param fidelityNote        why fidelity is n/a, else null
+ */
+public record Run(Variant variant, DType dtype, int batch, int heads, int kvHeads, int len, int dim, boolean causal,
+        String status, String engine, String algorithmUsed, double medianMs, double minMs, double tflops, double tokenDensity,
+        long measuredPeakBytes, long predictedPeakBytes, double vramSaved, String vramBasis, double speedup,
+        String speedupBaseline, double relError, double recall, String fidelityNote) {
+
+    /** Column names of runs.csv and keys of runs.json, in order. */
+    public static final List<String> COLUMNS = List.of("variant", "pattern", "dtype", "batch", "heads", "kv_heads", "len",
+            "head_dim", "causal", "status", "engine", "algorithm_used", "median_ms", "min_ms", "effective_tflops",
+            "token_density", "peak_vram_measured_bytes", "peak_vram_predicted_bytes", "vram_saved_vs_materialized",
+            "vram_basis", "speedup_vs_full", "speedup_baseline", "rel_error_vs_full", "mass_recall", "fidelity_note");
+
+    public boolean ok() {
+        return "ok".equals(status);
+    }
+
+    /** The effective pattern's spec (the sweep's causal rule included). */
+    public String patternSpec() {
+        return causal ? variant.pattern().withCausal().spec() : variant.pattern().spec();
+    }
+
+    /** The row's values in {@link #COLUMNS} order: String, Long, Integer, Double or Boolean, null for n/a. */
+    public List<Object> values() {
+        List<Object> v = new ArrayList<>(Arrays.asList(variant.spec(), patternSpec(), dtype.cliName(), batch, heads, kvHeads,
+                len, dim, causal, status, engine, algorithmUsed, num(medianMs), num(minMs), num(tflops), num(tokenDensity),
+                measuredPeakBytes < 0 ? null : measuredPeakBytes, predictedPeakBytes, num(vramSaved),
+                Double.isNaN(vramSaved) ? null : vramBasis, num(speedup), Double.isNaN(speedup) ? null : speedupBaseline,
+                num(relError), num(recall), fidelityNote));
+        if (v.size() != COLUMNS.size()) {
+            throw new IllegalStateException("row has " + v.size() + " values for " + COLUMNS.size() + " columns");
+        }
+        return v;
+    }
+
+    private static Double num(double x) {
+        return Double.isNaN(x) ? null : x;
+    }
+}

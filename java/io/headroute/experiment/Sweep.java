@@ -1,0 +1,126 @@
+package io.headroute.experiment;
+
+import io.headroute.engine.AttentionShape;
+import io.headroute.tensor.DType;
+import java.util.ArrayList;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Objects;
+
+/**
+ * What an experiment measures: every combination of dtype, head count and sequence length (L = S),
+ * each with every variant, on the same seeded Gaussian inputs per combination.
+ *
+ * @param kvHeads key/value heads, or 0 for "as many as the query heads"
+ * @param warmup  untimed calls per run
+ * @param repeats timed calls per run; the median is reported
+ */
+public record Sweep(List<Integer> lens, List<Variant> variants, List<DType> dtypes, List<Integer> heads, int kvHeads, int dim,
+        int batch, boolean causal, int warmup, int repeats, long seed) {
+    public Sweep {
+        lens = distinct("--lens", lens);
+        variants = distinct("--variants", variants);
+        dtypes = distinct("--dtypes", dtypes);
+        heads = distinct("--heads", heads);
+        for (int l : lens) {
+            positive("--lens", l);
+        }
+        for (int h : heads) {
+            positive("--heads", h);
+        }
+        if (kvHeads < 0) {
+            throw new IllegalArgumentException("--kv-heads must be positive, got " + kvHeads);
+        }
+        positive("--dim", dim);
+        positive("--batch", batch);
+        positive("--repeats", repeats);
+        if (warmup < 0) {
+            throw new IllegalArgumentException("--warmup must be ≥ 0, got " + warmup);
+        }
+        for (DType d : dtypes) {
+            if (d != DType.F32 && d != DType.F16 && d != DType.BF16) {
+                throw new IllegalArgumentException("--dtypes: " + d.cliName() + " is not a compute dtype (f32, f16, bf16)");
+            }
+        }
+        for (int h : heads) {
+            for (int l : lens) {
+                AttentionShape sh = new AttentionShape(batch, h, kvHeads == 0 ? h : kvHeads, l, l, dim);
+                long most = Math.max(sh.qElements(), sh.kvElements());
+                if (most > Integer.MAX_VALUE - 8) {
+                    throw new IllegalArgumentException("an input of " + most + " elements (" + sh
+                            + ") is more than one Java array holds; use smaller sizes");
+                }
+            }
+        }
+    }
+
+    /** The key/value heads for {@code h} query heads. */
+    public int kvHeadsFor(int h) {
+        return kvHeads == 0 ? h : kvHeads;
+    }
+
+    /** Number of (dtype, heads, length, variant) runs. */
+    public int runCount() {
+        return lens.size() * variants.size() * dtypes.size() * heads.size();
+    }
+
+    /**
+     * Parses {@code --lens}: a comma list ({@code 1024,2048,4096}) or a doubling range
+     * ({@code 1024..32768}: 1024, 2048, … up to and including the end if it is reached by doubling).
+     */
+    public static List<Integer> parseLens(String text) {
+        String s = Objects.requireNonNullElse(text, "").strip();
+        if (s.isEmpty()) {
+            throw new IllegalArgumentException("--lens is empty (expected e.g. 1024,2048 or 1024..32768)");
+        }
+        int dots = s.indexOf("..");
+        List<Integer> out = new ArrayList<>();
+        if (dots >= 0) {
+            int from = lenValue(s, s.substring(0, dots));
+            int to = lenValue(s, s.substring(dots + 2));
+            if (to < from) {
+                throw new IllegalArgumentException("--lens '" + s + "': the range ends below its start");
+            }
+            for (long l = from; l <= to; l *= 2) {
+                out.add((int) l);
+            }
+            return out;
+        }
+        for (String part : s.split(",", -1)) {
+            out.add(lenValue(s, part));
+        }
+        return out;
+    }
+
+    private static int lenValue(String all, String part) {
+        String p = part.strip();
+        int v;
+        try {
+            v = Integer.parseInt(p);
+        } catch (NumberFormatException e) {
+            throw new IllegalArgumentException("--lens '" + all + "': '" + p + "' is not a length (expected e.g. 1024,2048 or "
+                    + "1024..32768)");
+        }
+        if (v <= 0) {
+            throw new IllegalArgumentException("--lens '" + all + "': lengths must be positive, got " + v);
+        }
+        return v;
+    }
+
+    private static void positive(String option, int v) {
+        if (v <= 0) {
+            throw new IllegalArgumentException(option + " must be positive, got " + v);
+        }
+    }
+
+    private static <T> List<T> distinct(String option, List<T> values) {
+        Objects.requireNonNull(values, option);
+        if (values.isEmpty()) {
+            throw new IllegalArgumentException(option + " is empty");
+        }
+        if (new LinkedHashSet<>(values).size() != values.size()) {
+            throw new IllegalArgumentException(option + " lists a value twice: " + values);
+        }
+        return List.copyOf(values);
+    }
+}

@@ -1,0 +1,233 @@
+package io.headroute.experiment;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.headroute.bench.AttentionBenchmark;
+import io.headroute.cuda.memory.Bytes;
+import io.headroute.engine.Algorithm;
+import io.headroute.engine.AttentionEngine;
+import io.headroute.engine.AttentionRequest;
+import io.headroute.engine.AttentionResult;
+import io.headroute.engine.AttentionShape;
+import io.headroute.engine.ExecutionStats;
+import io.headroute.engine.cpu.CpuAttentionEngine;
+import io.headroute.engine.cuda.MaterializedPlan;
+import io.headroute.pattern.BlockLayout;
+import io.headroute.pattern.Pattern;
+import io.headroute.quality.AttentionQuality;
+import io.headroute.tensor.DType;
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.Deque;
+import java.util.List;
+import org.junit.jupiter.api.Test;
+
+class ExperimentTest {
+    private static final Progress QUIET = new Progress() {
+        @Override
+        public void starting(int index, int total, String what) {}
+
+        @Override
+        public void finished(int total) {}
+    };
+
+    /** The CPU engine, but each timed call reports the next scripted time and a scripted device peak. */
+    private static class ScriptedEngine implements AttentionEngine {
+        final CpuAttentionEngine cpu = new CpuAttentionEngine(2);
+        final Deque<Long> nanos = new ArrayDeque<>();
+        final long peak;
+        int calls;
+
+        ScriptedEngine(long peak, long... times) {
+            this.peak = peak;
+            for (long t : times) {
+                nanos.add(t);
+            }
+        }
+
+        @Override
+        public String name() {
+            return "scripted";
+        }
+
+        @Override
+        public AttentionResult run(AttentionRequest request) {
+            calls++;
+            AttentionResult r = cpu.run(request);
+            ExecutionStats s = r.stats();
+            long t = nanos.isEmpty() ? s.elapsedNanos() : nanos.poll();
+            return new AttentionResult(r.o(), r.lse(), new ExecutionStats(name(), s.algorithm(), t, s.workspaceBytes(),
+                    s.queryTiles(), s.keyTilesVisited(), s.keyTilesSkipped(), s.rowsSkipped(), peak));
+        }
+
+        @Override
+        public void close() {
+            cpu.close();
+        }
+    }
+
+    private static Sweep sweep(List<Variant> variants, int warmup, int repeats) {
+        return new Sweep(List.of(96), variants, List.of(DType.F32), List.of(2), 0, 16, 1, false, warmup, repeats, 5);
+    }
+
+    @Test
+    void medianAndMinOfTheTimedCallsAfterWarmup() {
+        // One warm-up (its time is consumed and ignored), then 4 timed calls: 9, 1, 5, 3 ms → median 4, min 1.
+        try (ScriptedEngine e = new ScriptedEngine(12345, 77_000_000L, 9_000_000L, 1_000_000L, 5_000_000L, 3_000_000L)) {
+            List<Run> rows = Experiment.run(e, sweep(List.of(new Variant.Flash(new Pattern.Dense())), 1, 4),
+                    new Experiment.Limits(0, Double.MAX_VALUE), QUIET);
+            Run r = rows.get(0);
+            assertTrue(r.ok(), r.status());
+            assertEquals(4.0, r.medianMs(), 1e-12);
+            assertEquals(1.0, r.minMs(), 1e-12);
+            double flops = 4.0 * 1 * 2 * 96 * 96 * 16;
+            assertEquals(flops / 4e-3 / 1e12, r.tflops(), 1e-12);
+            assertEquals(12345, r.measuredPeakBytes());
+            assertEquals("flash", r.algorithmUsed());
+            assertEquals("scripted", r.engine());
+            assertEquals(1 + 4 + 1, e.calls, "warm-up, timed calls and the full-attention reference");
+        }
+        assertEquals(3.0, AttentionBenchmark.median(new double[] {5, 1, 3}));
+        assertEquals(2.5, AttentionBenchmark.median(new double[] {4, 1, 3, 2}));
+    }
+
+    @Test
+    void variantsOverTheDeviceMemoryAreNotRun() {
+        AttentionShape sh = new AttentionShape(1, 2, 2, 96, 96, 16);
+        long flashBytes = MaterializedPlan.of(sh, DType.F32, false).ioBytes();
+        long matBytes = MaterializedPlan.of(sh, DType.F32, false).totalBytes();
+        // A fake card between the two: flash fits, materialized does not.
+        long card = (flashBytes + matBytes) / 2;
+        try (ScriptedEngine e = new ScriptedEngine(-1)) {
+            List<Run> rows = Experiment.run(e, sweep(List.of(new Variant.Materialized(new Pattern.Dense()),
+                    new Variant.Flash(new Pattern.Dense())), 0, 1), new Experiment.Limits(card, Double.MAX_VALUE), QUIET);
+            Run mat = rows.get(0);
+            assertFalse(mat.ok());
+            assertEquals("does not fit: needs " + Bytes.format(matBytes) + " (predicted), has " + Bytes.format(card)
+                    + " (--device-memory)", mat.status());
+            assertTrue(Double.isNaN(mat.medianMs()));
+            assertEquals(matBytes, mat.predictedPeakBytes());
+            assertEquals(0.0, mat.vramSaved(), 0);
+            Run flash = rows.get(1);
+            assertTrue(flash.ok(), flash.status());
+            assertEquals(1 - (double) flashBytes / matBytes, flash.vramSaved(), 1e-12);
+            assertEquals("predicted", flash.vramBasis());
+            assertEquals(1 + 1, e.calls, "materialized never ran: the flash call and its reference");
+        }
+    }
+
+    @Test
+    void aFailingCallIsAFailedRowAndTheOthersAreKept() {
+        try (ScriptedEngine e = new ScriptedEngine(-1) {
+            @Override
+            public AttentionResult run(AttentionRequest request) {
+                if (request.algorithm() == Algorithm.MATERIALIZED) {
+                    throw new IllegalStateException("boom");
+                }
+                return super.run(request);
+            }
+        }) {
+            List<Run> rows = Experiment.run(e, sweep(List.of(new Variant.Materialized(new Pattern.Dense()),
+                    new Variant.Flash(new Pattern.Dense())), 0, 1), new Experiment.Limits(0, Double.MAX_VALUE), QUIET);
+            assertEquals("failed: IllegalStateException: boom", rows.get(0).status());
+            assertFalse(rows.get(0).ok());
+            assertTrue(rows.get(1).ok(), rows.get(1).status());
+        }
+    }
+
+    @Test
+    void predictedMemoryFollowsThePlans() {
+        AttentionShape sh = new AttentionShape(2, 4, 2, 100, 100, 32);
+        MaterializedPlan plan = MaterializedPlan.of(sh, DType.BF16, false);
+        assertEquals(plan.totalBytes(), new Variant.Materialized(new Pattern.Dense()).predictMemory(sh, DType.BF16, true).bytes());
+        assertEquals(2L * 4 * 100 * 100 * 2, new Variant.Materialized(new Pattern.Dense()).predictMemory(sh, DType.BF16, false)
+                .scoreBytes());
+        assertEquals(plan.ioBytes(), new Variant.Flash(new Pattern.Dense()).predictMemory(sh, DType.BF16, false).bytes());
+        long layout = BlockLayout.build(new Pattern.Window(16).withCausal(), 4, 100, 100, MemoryPrediction.SPARSE_BLOCK)
+                .sizeBytes();
+        assertTrue(layout > 0);
+        assertEquals(plan.ioBytes() + layout, new Variant.Sparse(new Pattern.Window(16)).predictMemory(sh, DType.BF16, true)
+                .bytes());
+    }
+
+    @Test
+    void tokenDensityCountsAllowedPairs() {
+        for (Pattern p : List.of(new Pattern.Dense(), new Pattern.Causal(), new Pattern.Window(5), new Pattern.BigBird(8, 1, 1, 1, 3),
+                new Pattern.Window(3).withCausal())) {
+            int h = 3;
+            int l = 37;
+            int s = 50;
+            long allowed = 0;
+            for (int hh = 0; hh < h; hh++) {
+                for (int i = 0; i < l; i++) {
+                    for (int j = 0; j < s; j++) {
+                        allowed += p.allows(hh, i + s - l, j, s) ? 1 : 0;
+                    }
+                }
+            }
+            assertEquals(allowed / (double) (h * l * s), Experiment.tokenDensity(p, h, l, s), 1e-12, p.spec());
+        }
+    }
+
+    @Test
+    void fidelityIsTheQualityPackagesOnTheSameInputs() {
+        Variant v = new Variant.Sparse(new Pattern.Window(8));
+        Sweep s = sweep(List.of(new Variant.Flash(new Pattern.Dense()), v), 0, 1);
+        try (CpuAttentionEngine cpu = new CpuAttentionEngine(2)) {
+            List<Run> rows = Experiment.run(cpu, s, new Experiment.Limits(0, Double.MAX_VALUE), QUIET);
+            Run dense = rows.get(0);
+            assertEquals(0.0, dense.relError(), 0);
+            assertEquals(1.0, dense.recall(), 1e-6);
+            Run sparse = rows.get(1);
+            assertEquals("flash", sparse.algorithmUsed(), "the CPU runs sparse as flash");
+            AttentionBenchmark.Inputs in = AttentionBenchmark.randomInputs(new AttentionBenchmark.Config(1, 2, 2, 96, 96, 16,
+                    false, new Pattern.Dense(), DType.F32, List.of(Algorithm.FLASH), 0, 1, 5));
+            AttentionQuality.Report q = AttentionQuality.measure(cpu, in.q(), in.k(), in.v(), new Pattern.Window(8), null,
+                    DType.F32, Algorithm.SPARSE);
+            assertEquals(q.recall(), sparse.recall(), 1e-12);
+            assertEquals(q.relError(), sparse.relError(), 1e-12);
+            assertTrue(sparse.recall() < 1 && sparse.recall() > 0);
+            assertEquals(dense.medianMs() / sparse.medianMs(), sparse.speedup(), 1e-12);
+            assertEquals("flash", sparse.speedupBaseline());
+            assertNull(sparse.fidelityNote());
+        }
+    }
+
+    @Test
+    void referenceOverTheLimitLeavesFidelityNa() {
+        try (CpuAttentionEngine cpu = new CpuAttentionEngine(2)) {
+            List<Run> rows = Experiment.run(cpu, sweep(List.of(new Variant.Sparse(new Pattern.Window(8))), 0, 1),
+                    new Experiment.Limits(0, 1e5), QUIET);
+            Run r = rows.get(0);
+            assertTrue(r.ok());
+            assertTrue(Double.isNaN(r.recall()) && Double.isNaN(r.relError()));
+            assertTrue(r.fidelityNote().startsWith("n/a: the dense reference costs 0.0 GFLOP, above the 0.0 GFLOP limit"),
+                    r.fidelityNote());
+        }
+    }
+
+    @Test
+    void vramSavedUsesMeasuredPeaksWhenBothAreMeasured() {
+        AttentionShape sh = new AttentionShape(1, 2, 2, 64, 64, 16);
+        List<Run> group = new ArrayList<>();
+        group.add(row(new Variant.Materialized(new Pattern.Dense()), 1000, 4.0));
+        group.add(row(new Variant.Flash(new Pattern.Dense()), 250, 2.0));
+        group.add(row(new Variant.Sparse(new Pattern.Window(4)), 100, 0.5));
+        List<Run> out = Experiment.compare(group, false, DType.F32, sh);
+        assertEquals(0.0, out.get(0).vramSaved(), 0);
+        assertEquals(0.75, out.get(1).vramSaved(), 1e-12);
+        assertEquals(0.9, out.get(2).vramSaved(), 1e-12);
+        assertEquals("measured", out.get(2).vramBasis());
+        assertEquals(4.0, out.get(2).speedup(), 1e-12);
+        assertEquals(0.5, out.get(0).speedup(), 1e-12);
+        assertEquals("flash", out.get(0).speedupBaseline());
+    }
+
+    private static Run row(Variant v, long peak, double ms) {
+        return new Run(v, DType.F32, 1, 2, 2, 64, 16, false, "ok", "cuda", v.algorithm().cliName(), ms, ms, 1, 1, peak, peak * 2,
+                Double.NaN, null, Double.NaN, null, 0, 1, null);
+    }
+}
