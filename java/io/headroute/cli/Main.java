@@ -28,9 +28,8 @@ import picocli.CommandLine.Spec;
  */
 @Command(name = "headroute", mixinStandardHelpOptions = true, versionProvider = Main.VersionProvider.class,
         description = "GPU attention for the JVM: attention from tensor files, sparsity patterns, benchmarks, experiments.",
-        subcommands = {AttendCommand.class, PatternCommand.class, QualityCommand.class, RouteCommand.class, BenchCommand.class, DemoCommand.class,
-                ExperimentCommand.class,
-            InfoCommand.class, CommandLine.HelpCommand.class},
+        subcommands = {AttendCommand.class, PatternCommand.class, QualityCommand.class, RouteCommand.class, BenchCommand.class,
+            DemoCommand.class, ExperimentCommand.class, InfoCommand.class, CommandLine.HelpCommand.class},
         commandListHeading = "%nCommands:%n",
         footer = {"", "Exit status: 0 ok, 1 internal error, 2 bad input.",
             "Run 'headroute <command> --help' for a command's options."})
