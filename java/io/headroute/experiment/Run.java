@@ -11,7 +11,7 @@ import java.util.List;
  *
  * @param status              "ok", or "does not fit: …" / "unsupported: …"
  * @param engine              the engine that ran it ("cpu", "cuda"), or the one that refused it
- * @param algorithmUsed       what the engine reports it ran (the CPU runs sparse as flash), or null
+ * @param algorithmUsed       what the engine reports it ran, or null
  * @param medianMs            median of the timed calls' compute times
  * @param tflops              effective TFLOP/s: the nominal FLOPs of the shape (bench's formula) / median
  * @param tokenDensity        allowed query-key pairs of the effective pattern / (L·S)
