@@ -18,7 +18,8 @@
 #   info       headroute info through the bundle
 #   gpu-tests  the @Tag("gpu") JUnit tests through JUnit's console launcher (reports in $OUT/junit/)
 #   bench      headroute bench --backend cuda, bf16, flash and materialized, L = 4K, 16K, 32K, smallest first,
-#              then a sliding window at 32K (flash only)
+#              then the block-sparse density sweep at 32K (window:W at ~5/10/25/50% density, and dense, with
+#              --algos sparse) against the dense flash run of the same shape
 #   torch      bench/torch_reference.py: PyTorch SDPA per backend and FlexAttention on the same shapes,
 #              and the comparison inputs with float64 references ($OUT/compare/)
 #   compare    headroute attend (cpu f32; cuda flash/materialized f32/bf16) on the comparison inputs,
@@ -373,23 +374,26 @@ step_bench() {
     printf 'name\theads\tdim\tlen\tcausal\tpattern\talgos\trc\tsecs\tstatus\n' >"$OUT/bench/runs.tsv"
     local lens=(4096 16384 32768) w10 w50
     if [[ "$QUICK" == 1 ]]; then lens=(1024 2048); fi
-    # Window widths for ~10% and ~50% token density at L = 32768: the same as torch_reference.py's FlexAttention.
-    read -r w10 w50 < <(python3 -B -c 'import sys; sys.path.insert(0, "bench"); import torch_reference as t; print(t.window_for_density(32768, 0.1), t.window_for_density(32768, 0.5))' 2>/dev/null || echo "1682 9598")
-    local runs=() n hd c
+    # Window widths for ~5/10/25/50% token density at L = 32768: the same as torch_reference.py's FlexAttention.
+    local dens=()
+    read -r -a dens < <(python3 -B -c 'import sys; sys.path.insert(0, "bench"); import torch_reference as t; print(*[t.window_for_density(32768, x) for x in t.FLEX_DENSITIES])' 2>/dev/null || echo "830 1682 4390 9598")
+    local runs=() n hd c w
     for n in "${lens[@]}"; do
         for hd in "16 128" "32 64"; do
             for c in 0 1; do runs+=("$hd $n $c dense flash,materialized"); done
         done
     done
     if [[ "$QUICK" != 1 ]]; then
-        runs+=("16 128 32768 0 window:${w10:-1682} flash" "16 128 32768 0 window:${w50:-9598} flash")
+        # Issue 5's density table: the sparse kernel at each density; 100% is the dense pattern through the sparse kernel.
+        for w in "${dens[@]}"; do runs+=("16 128 32768 0 window:$w sparse"); done
+        runs+=("16 128 32768 0 dense sparse")
     fi
     local r h d causal pattern algos name t rc start secs st skip_all="" ok=0 failed=0 skipped=0
     # After a timeout, the same head configuration is not tried again at that length or above.
     local -A skip_from=()
     for r in "${runs[@]}"; do
         read -r h d n causal pattern algos <<<"$r"
-        name="bench-h$h-d$d-L$n-$([[ $causal == 1 ]] && echo causal || echo "${pattern//:/}")"
+        name="bench-h$h-d$d-L$n-$([[ $causal == 1 ]] && echo causal || echo "${pattern//:/}")$([[ $algos == sparse ]] && echo -sparse)"
         t="$(cap 60)"
         if [[ -n "$skip_all" ]]; then
             st="skipped: $skip_all"

@@ -383,7 +383,7 @@ public final class CudaAttentionEngine implements AttentionEngine {
         return n;
     }
 
-    private DeviceTensor upload(Tensor host, DType dtype, String tag) {
+    DeviceTensor upload(Tensor host, DType dtype, String tag) {
         long bytes = host.numel() * dtype.byteSize();
         return DeviceTensor.upload(device, pool, stream, staging(bytes), host, dtype, tag);
     }
