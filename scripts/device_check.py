@@ -467,7 +467,7 @@ def cmd_summary(a):
         if flex or sweep:
             dense_flash = cells.get((16, 128, 32768, False, "dense"), {}).get("flash", {}).get("ms")
             add("block-sparse vs density, bf16 H16 D128 L=S=32768, window |q-k|<=W (None = dense through the sparse kernel)")
-            add("  TF/s on allowed pairs; x-flash = dense flash ms / sparse ms (goal: >= 8 at ~10%%, >= 1.8 at ~50%%)")
+            add("  TF/s on allowed pairs; x-flash = dense flash ms / sparse ms (goal: >= 8 at ~10%, >= 1.8 at ~50%)")
             add("  %-6s %-7s %-9s %-7s %-8s %-9s %s" % ("W", "density", "sparse ms", "TF/s", "x-flash", "flex ms",
                                                        "flex/sparse time"))
             n = 32768
