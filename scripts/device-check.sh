@@ -24,8 +24,8 @@
 #              and the comparison inputs with float64 references ($OUT/compare/)
 #   compare    headroute attend (cpu f32; cuda flash/materialized f32/bf16) on the comparison inputs,
 #              relative L2 error against the float64 reference
-#   sanitizer  compute-sanitizer memcheck (flash f32, flash bf16, materialized f32) and racecheck (flash bf16)
-#              on a tiny attend case
+#   sanitizer  compute-sanitizer memcheck (flash f32, flash bf16, materialized f32, sparse bf16 with a gate,
+#              flash f32 with row compaction) and racecheck (flash bf16) on a tiny attend case
 #   summary    the table
 #
 # Environment:
@@ -531,11 +531,19 @@ step_sanitizer() {
     python3 "$PY" npy-random "$dir/in" --shape 1,2,77,64 --seed 7 || { status fail "could not write the tiny inputs"; return 1; }
     printf 'tool\talgo\tdtype\trc\tsecs\tstatus\tlog\n' >"$dir/runs.tsv"
     jvm_opts
-    local runs=("memcheck flash f32" "memcheck flash bf16" "memcheck materialized f32" "racecheck flash bf16")
-    local r tool algo dtype name t rc start secs st skip="" bad=0
+    # sparse: the block-sparse kernel on a causal window with a gate (tile work list, gate_work.cu);
+    # gated: the dense kernel with a gate that switches most rows off (row compaction, gate_work.cu).
+    local runs=("memcheck flash f32" "memcheck flash bf16" "memcheck materialized f32" "racecheck flash bf16"
+        "memcheck sparse bf16" "memcheck gated f32")
+    local r tool algo dtype name t rc start secs st skip="" bad=0 extra
     for r in "${runs[@]}"; do
         read -r tool algo dtype <<<"$r"
         name="$tool-$algo-$dtype"
+        extra=()
+        case $algo in
+            sparse) extra=(--gate "$dir/in/gate.npy" --pattern window:9 --causal) ;;
+            gated) extra=(--gate "$dir/in/gate.npy" --causal) ;;
+        esac
         t="$(cap 60)"
         st=""
         if [[ -n "$skip" ]]; then st="skipped: $skip"; elif ((t < 5)); then st="skipped: step budget used up"; fi
@@ -546,8 +554,8 @@ step_sanitizer() {
         start="$(date +%s)"
         timeout -k 5 "$t" "$san" --tool "$tool" --error-exitcode 3 --print-limit 50 \
             "$JAVA" "${JOPTS[@]}" -cp "$BUNDLE/lib/*" io.headroute.cli.Main attend \
-            --q "$dir/in/q.npy" --k "$dir/in/k.npy" --v "$dir/in/v.npy" --backend cuda --algo "$algo" --dtype "$dtype" \
-            --out "$dir/o-$name.npy" >"$dir/$name.log" 2>&1 </dev/null
+            --q "$dir/in/q.npy" --k "$dir/in/k.npy" --v "$dir/in/v.npy" --backend cuda --algo "${algo/gated/flash}" \
+            --dtype "$dtype" "${extra[@]}" --out "$dir/o-$name.npy" >"$dir/$name.log" 2>&1 </dev/null
         rc=$?
         secs=$(($(date +%s) - start))
         case $rc in
@@ -561,7 +569,7 @@ step_sanitizer() {
         echo "$name: $st (${secs}s)"
     done
     python3 "$PY" sanitizer-eval "$dir"
-    if ((bad == 0)); then status ok "4 runs clean"; else status fail "$bad of 4 runs not clean${skip:+; $skip}"; fi
+    if ((bad == 0)); then status ok "${#runs[@]} runs clean"; else status fail "$bad of ${#runs[@]} runs not clean${skip:+; $skip}"; fi
 }
 
 export -f elapsed info status left cap have_gpu have_java setenv jvm_opts make_launchers java_feature last_line \

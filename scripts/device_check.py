@@ -105,7 +105,17 @@ def cmd_npy_random(a):
     rnd = random.Random(a.seed)
     for name in ("q", "k", "v"):
         write_npy(os.path.join(a.dir, name + ".npy"), [rnd.gauss(0.0, 1.0) for _ in range(n)], shape)
-    print("wrote q, k, v %s float32 to %s" % (shape, a.dir))
+    # A gate (B, L, H) that switches most rows off and the first 64 rows of head 0 whole (a skipped tile):
+    # the work-list and row-compaction paths of the kernels.
+    b, h, l = shape[0], shape[1], shape[2]
+    gate = []
+    for bb in range(b):
+        for i in range(l):
+            for hh in range(h):
+                off = (hh == 0 and i < 64) or rnd.random() < 0.8
+                gate.append(0.0 if off else 0.5 + rnd.random())
+    write_npy(os.path.join(a.dir, "gate.npy"), gate, (b, l, h))
+    print("wrote q, k, v %s and gate %s float32 to %s" % (shape, (b, l, h), a.dir))
     return 0
 
 

@@ -221,6 +221,43 @@ class CudaSparseGpuTest {
         }
     }
 
+    /** Query blocks whose layout row is empty: o = 0 and lse = −inf, from tiles with no key tile at all. */
+    @Test
+    void emptyRowsGiveZerosAndMinusInfinity() {
+        Random r = new Random(15);
+        int l = 300;
+        int bs = 64;
+        int n = (l + bs - 1) / bs;
+        boolean[] bits = new boolean[n * n];
+        for (int qb = 0; qb < n; qb++) {
+            for (int kb = 0; kb < n; kb++) {
+                bits[qb * n + kb] = qb % 2 == 0 && (kb == qb || kb == 0); // odd query blocks attend nothing
+            }
+        }
+        Pattern p = Rule.layout(bs, 1, n, bits).toEffectivePattern(dir, "empty-rows");
+        Tensor q = gaussian(r, DType.F32, 1, 2, l, 64);
+        for (DType dt : new DType[] {DType.F32, DType.BF16}) {
+            AttentionRequest req = AttentionRequest.builder(q, q, q).pattern(p).dtype(dt).algorithm(Algorithm.SPARSE)
+                    .wantLse(true).build();
+            gpu.setSparseBlockSize(64);
+            AttentionResult got = gpu.run(req);
+            compare(got, cpu.run(req), tolerance(dt), "empty rows " + dt.cliName());
+            float[] lse = got.lse().toFloatArray();
+            float[] o = got.o().toFloatArray();
+            for (int h = 0; h < 2; h++) {
+                for (int i = 0; i < l; i++) {
+                    boolean empty = (i / bs) % 2 == 1;
+                    assertEquals(empty, lse[h * l + i] == Float.NEGATIVE_INFINITY, "lse of row " + i + " head " + h);
+                    if (empty) {
+                        for (int d = 0; d < 64; d++) {
+                            assertEquals(0f, o[(h * l + i) * 64 + d], "o of empty row " + i);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     @Test
     void layoutMemoryIsCachedTaggedAndFreed() {
         Random r = new Random(14);
