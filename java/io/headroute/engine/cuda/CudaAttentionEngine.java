@@ -183,8 +183,9 @@ public final class CudaAttentionEngine implements AttentionEngine {
                         throw new IllegalStateException("the device work list has " + work.count() + " tiles, the host plan "
                                 + gp.tiles + " (" + gp.mode + ", B=" + sh.batch() + " H=" + sh.heads() + " L=" + sh.qLen() + ")");
                     }
-                    if (gp.mode == GateMode.COMPACT) {
-                        // Rows the compacted kernel never sees are the gated ones: o = 0, lse = −inf.
+                    if (work != null) {
+                        // Rows no launched block sees (tiles left off the list, rows left out by compaction) are
+                        // gated ones: o = 0, lse = −inf.
                         o.fillBits(0, stream);
                         lse.fillBits(NEG_INF_BITS, stream);
                     }
