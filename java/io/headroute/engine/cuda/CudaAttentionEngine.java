@@ -130,13 +130,7 @@ public final class CudaAttentionEngine implements AttentionEngine {
         }
         AttentionShape sh = req.shape();
         DType dt = req.dtype();
-        // flash takes dense/causal itself and routes every other pattern to the block-sparse kernel.
-        boolean denseKernel = FlashPlan.flashSupports(req.pattern());
-        Algorithm algo = switch (req.algorithm()) {
-            case AUTO, FLASH -> denseKernel ? Algorithm.FLASH : Algorithm.SPARSE;
-            case MATERIALIZED -> Algorithm.MATERIALIZED;
-            case SPARSE -> Algorithm.SPARSE;
-        };
+        Algorithm algo = route(req.algorithm(), req.pattern());
         // Refuse what cannot run before any device memory is touched.
         FlashPlan flash = switch (algo) {
             case FLASH -> FlashPlan.of(sh, dt, req.pattern());
@@ -229,6 +223,18 @@ public final class CudaAttentionEngine implements AttentionEngine {
     }
 
     private static final int NEG_INF_BITS = 0xFF800000;
+
+    /**
+     * The algorithm that runs: auto and flash take dense/causal on the dense kernels and route every
+     * other pattern to the block-sparse kernels; sparse runs the block-sparse kernels for every pattern.
+     */
+    static Algorithm route(Algorithm requested, Pattern pattern) {
+        return switch (requested) {
+            case AUTO, FLASH -> FlashPlan.flashSupports(pattern) ? Algorithm.FLASH : Algorithm.SPARSE;
+            case MATERIALIZED -> Algorithm.MATERIALIZED;
+            case SPARSE -> Algorithm.SPARSE;
+        };
+    }
 
     private static int ceilDiv(int a, int b) {
         return (int) ((a + (long) b - 1) / b);

@@ -95,6 +95,25 @@ class GateWorkTest {
     }
 
     @Test
+    void flashRoutesPatternsTheDenseKernelsCannotTakeToTheSparseKernels() {
+        io.headroute.engine.Algorithm flash = io.headroute.engine.Algorithm.FLASH;
+        io.headroute.engine.Algorithm sparse = io.headroute.engine.Algorithm.SPARSE;
+        for (String spec : new String[] {"dense", "causal"}) {
+            Pattern p = Patterns.parse(spec);
+            assertEquals(flash, CudaAttentionEngine.route(flash, p), spec);
+            assertEquals(flash, CudaAttentionEngine.route(io.headroute.engine.Algorithm.AUTO, p.withCausal()), spec);
+            assertEquals(sparse, CudaAttentionEngine.route(sparse, p), spec + " with --algo sparse");
+        }
+        for (String spec : new String[] {"window:5", "longformer:4:2", "bigbird:64:1:1:1:1"}) {
+            Pattern p = Patterns.parse(spec);
+            assertEquals(sparse, CudaAttentionEngine.route(flash, p), spec);
+            assertEquals(sparse, CudaAttentionEngine.route(io.headroute.engine.Algorithm.AUTO, p.withCausal()), spec);
+            assertEquals(io.headroute.engine.Algorithm.MATERIALIZED,
+                    CudaAttentionEngine.route(io.headroute.engine.Algorithm.MATERIALIZED, p), spec);
+        }
+    }
+
+    @Test
     void compactionPaysBelowThreeQuarters() {
         assertTrue(GateWork.compactionPays(3, 4));
         assertTrue(!GateWork.compactionPays(4, 4));
