@@ -146,7 +146,7 @@ struct HrDenseKeys {
     }
     __device__ __forceinline__ int count() const { return n; }
     __device__ __forceinline__ int tile(int idx) const { return idx; }
-    __device__ __forceinline__ int mask(int idx) const { return idx >= first_masked ? HR_MASK_RULE : HR_MASK_NONE; }
+    __device__ __forceinline__ int mask(int idx, int) const { return idx >= first_masked ? HR_MASK_RULE : HR_MASK_NONE; }
     __device__ __forceinline__ const unsigned long long* bits(int) const { return nullptr; }
 };
 
@@ -170,8 +170,9 @@ struct HrSparseKeys {
     }
     __device__ __forceinline__ int count() const { return n; }
     __device__ __forceinline__ int tile(int idx) const { return list[idx]; }
-    __device__ __forceinline__ int mask(int idx) const {
-        return idx >= n_full ? HR_MASK_BITS : (list[idx] == tail_tile ? HR_MASK_RULE : HR_MASK_NONE);
+    // idx-th listed tile, whose index kt the caller already holds.
+    __device__ __forceinline__ int mask(int idx, int kt) const {
+        return idx >= n_full ? HR_MASK_BITS : (kt == tail_tile ? HR_MASK_RULE : HR_MASK_NONE);
     }
     __device__ __forceinline__ const unsigned long long* bits(int idx) const { return masks + (int64_t)(idx - n_full) * BR; }
 };

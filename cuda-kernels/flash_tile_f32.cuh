@@ -62,7 +62,8 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
 
     const int n_tiles = keys.count();
     for (int t = 0; t < n_tiles; ++t) {
-        const int j0 = keys.tile(t) * kBc;
+        const int kt = keys.tile(t);
+        const int j0 = kt * kBc;
         __syncthreads();  // the previous tile's Kj, Vj and P are no longer read
         for (int e = tid; e < kBc * D; e += kThreads) {
             const int c = e / D, d = e % D;
@@ -72,7 +73,7 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
         }
         __syncthreads();  // Kj, Vj (and on the first tile Qi) are in shared memory
 
-        const int mask = keys.mask(t);
+        const int mask = keys.mask(t, kt);
         const unsigned long long* bits = mask == HR_MASK_BITS ? keys.bits(t) : nullptr;
         const int j = j0 + lane;
 #pragma unroll

@@ -92,10 +92,13 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
     }
 
     const int n_tiles = keys.count();
+    // Key tile indices run two ahead of the math (a sparse list is read from global memory), so the
+    // address of the next cp.async never waits on a load.
+    int kt = n_tiles > 0 ? keys.tile(0) : 0;
+    int kt_next = n_tiles > 1 ? keys.tile(1) : 0;
     // Qi and the first key tile in one cp.async group.
     load_queries<D>(sQ, Q, p.q_row_stride, rows);
     if (n_tiles > 0) {
-        const int kt = keys.tile(0);
         load_keys<D>(sK, K, p.k_row_stride, kt * kBc, p.kv_len);
         load_keys<D>(sV, V, p.v_row_stride, kt * kBc, p.kv_len);
     }
@@ -110,13 +113,22 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
 
     for (int j = 0; j < n_tiles; ++j) {
         const int buf = j & 1;
-        const int kt = keys.tile(j);
         if (j + 1 < n_tiles) {
             // Buffer 1 − buf was last read in iteration j − 1, which ended with a barrier.
-            const int next = keys.tile(j + 1);
-            load_keys<D>(sK + (1 - buf) * TL::kKVElems, K, p.k_row_stride, next * kBc, p.kv_len);
-            load_keys<D>(sV + (1 - buf) * TL::kKVElems, V, p.v_row_stride, next * kBc, p.kv_len);
+            load_keys<D>(sK + (1 - buf) * TL::kKVElems, K, p.k_row_stride, kt_next * kBc, p.kv_len);
+            load_keys<D>(sV + (1 - buf) * TL::kKVElems, V, p.v_row_stride, kt_next * kBc, p.kv_len);
             hr::cp_async_commit();
+        }
+        const int kt_after = j + 2 < n_tiles ? keys.tile(j + 2) : 0;
+        // This tile's mask, and for a partial tile its rows' allowed-key bits, loaded before the math hides them.
+        const int mask = keys.mask(j, kt);
+        unsigned long long w[2] = {~0ull, ~0ull};  // allowed-key bits of rows g, g + 8
+        if (mask == HR_MASK_BITS) {
+            const unsigned long long* bits = keys.bits(j);
+            w[0] = bits[warp * 16 + g];
+            w[1] = bits[warp * 16 + g + 8];
+        }
+        if (j + 1 < n_tiles) {
             hr::cp_async_wait<1>();
         } else {
             hr::cp_async_wait<0>();
@@ -152,13 +164,6 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
         }
 
         // Scale into log2 units, then mask (after scaling: a negative scale must not turn −inf into +inf).
-        const int mask = keys.mask(j);
-        unsigned long long w[2] = {~0ull, ~0ull};  // allowed-key bits of rows g, g + 8
-        if (mask == HR_MASK_BITS) {
-            const unsigned long long* bits = keys.bits(j);
-            w[0] = bits[warp * 16 + g];
-            w[1] = bits[warp * 16 + g + 8];
-        }
 #pragma unroll
         for (int nt = 0; nt < kNT; ++nt) {
 #pragma unroll
@@ -223,6 +228,8 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
             }
         }
         __syncthreads();  // every warp is done with buffer `buf` before iteration j + 1 refills it
+        kt = kt_next;
+        kt_next = kt_after;
     }
     if (n_tiles == 0) hr::cp_async_wait<0>();  // Qi's copy must land before the block exits
 
