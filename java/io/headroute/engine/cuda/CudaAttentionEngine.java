@@ -17,10 +17,10 @@ import io.headroute.engine.AttentionRequest;
 import io.headroute.engine.AttentionResult;
 import io.headroute.engine.AttentionShape;
 import io.headroute.engine.ExecutionStats;
-import io.headroute.tensor.DType;
-import io.headroute.tensor.Tensor;
 import io.headroute.pattern.BlockLayout;
 import io.headroute.pattern.Pattern;
+import io.headroute.tensor.DType;
+import io.headroute.tensor.Tensor;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.Map;
@@ -28,8 +28,10 @@ import org.apache.logging.log4j.LogManager;
 import org.apache.logging.log4j.Logger;
 
 /**
- * Attention on one GPU: the fused flash kernels (fp32 on CUDA cores, fp16/bf16 on tensor cores) and
- * the materialized baseline (cuBLAS GEMMs around a row-softmax kernel). Host tensors are uploaded,
+ * Attention on one GPU: the fused flash kernels (fp32 on CUDA cores, fp16/bf16 on tensor cores) in their
+ * dense/causal and block-sparse forms, and the materialized baseline (cuBLAS GEMMs around a row-softmax
+ * kernel). Block-sparse layouts are uploaded once per (pattern, shape, block size) and cached; a gate
+ * turns into a work list of active query tiles or into per-(b, h) compacted rows (see {@link GateWork}). Host tensors are uploaded,
  * the computation is timed with CUDA events (transfers excluded), and the results are copied back.
  * Device memory comes from the engine's {@link DevicePool}; its statistics say what each call cost.
  * Not thread-safe: one caller at a time.
@@ -38,6 +40,8 @@ public final class CudaAttentionEngine implements AttentionEngine {
     private static final Logger LOG = LogManager.getLogger(CudaAttentionEngine.class);
     private static final long STAGING_CHUNK = 32L << 20;
     private static final long STAGING_THRESHOLD = 4L << 20;
+    private static final int MAX_CACHED_LAYOUTS = 8;
+    private static final int NEG_INF_BITS = 0xFF800000;
 
     private final CudaDevice device;
     private final DevicePool pool;
@@ -45,7 +49,6 @@ public final class CudaAttentionEngine implements AttentionEngine {
     private final Map<String, KernelModule> modules = new HashMap<>();
     private PinnedStaging staging;
     private Cublas cublas;
-    private static final int MAX_CACHED_LAYOUTS = 8;
     private final Map<LayoutKey, SparseUpload> layouts = new LinkedHashMap<>();
     private int sparseBlockSize = 64;
     private boolean poisonOutputs;
@@ -198,8 +201,8 @@ public final class CudaAttentionEngine implements AttentionEngine {
                         m.launch(flash.kernel(), work.count(), 1, 1, flash.threads(), flash.sharedBytes(), stream, params);
                     }
                     ms = timer.stopMillis();
+                    workspace = (layout == null ? 0 : layout.tiles().deviceBytes()) + (work == null ? 0 : work.bytes());
                 }
-                workspace = layout == null ? 0 : layout.tiles().deviceBytes();
                 queryTiles = gp.tiles;
                 visited = gp.keyTilesVisited;
                 skipped = gp.tiles * (long) ceilDiv(sh.kvLen(), flash.tileKeys()) - visited;
@@ -221,8 +224,6 @@ public final class CudaAttentionEngine implements AttentionEngine {
             return new AttentionResult(oh, lh, st);
         }
     }
-
-    private static final int NEG_INF_BITS = 0xFF800000;
 
     /**
      * The algorithm that runs: auto and flash take dense/causal on the dense kernels and route every

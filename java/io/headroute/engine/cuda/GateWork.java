@@ -175,6 +175,11 @@ public final class GateWork {
             return rows == null ? 0 : counts.address();
         }
 
+        /** Device bytes of the list, the counts and the compacted rows. */
+        public long bytes() {
+            return list.byteSize() + counts.byteSize() + (rows == null ? 0 : rows.byteSize());
+        }
+
         /** The triples, copied back (for tests). */
         public int[] downloadList(CudaStream stream) {
             return Arrays.copyOf(ints(list.download(stream, null)), 3 * count);
