@@ -185,6 +185,11 @@ public final class GateWork {
             return Arrays.copyOf(ints(list.download(stream, null)), 3 * count);
         }
 
+        /** The compacted rows (B, H, L), copied back (for tests); empty for a block-granular list. */
+        public int[] downloadRows(CudaStream stream) {
+            return rows == null ? new int[0] : ints(rows.download(stream, null));
+        }
+
         /** The compacted row counts, copied back (for tests); empty for a block-granular list. */
         public int[] downloadCounts(CudaStream stream) {
             return rows == null ? new int[0] : ints(counts.download(stream, null));

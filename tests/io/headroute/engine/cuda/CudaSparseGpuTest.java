@@ -30,6 +30,7 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.CsvSource;
 import org.junit.jupiter.params.provider.MethodSource;
 
 /**
@@ -199,23 +200,30 @@ class CudaSparseGpuTest {
         }
     }
 
-    @Test
-    void deviceWorkListsEqualTheirHostMirror() {
-        Random r = new Random(13);
-        int b = 2;
-        int l = 1000;
-        int h = 5;
-        float[] g = GateWorkTest.gate(r, b, l, h);
+    /** Small and large (several 1024-wide scan chunks over groups and rows), and an all-zero gate. */
+    @ParameterizedTest(name = "B={0} L={1} H={2} zero={3}")
+    @CsvSource({"2, 1000, 5, false", "1, 3000, 16, false", "2, 2500, 3, true"})
+    void deviceWorkListsEqualTheirHostMirror(int b, int l, int h, boolean allZero) {
+        Random r = new Random(13L + l);
+        float[] g = allZero ? new float[b * l * h] : GateWorkTest.gate(r, b, l, h);
         try (DeviceTensor dg = gpu.upload(Tensor.ofFloats(g, b, l, h), DType.F32, "gate")) {
             for (int br : new int[] {32, 64}) {
                 try (GateWork.DeviceWork w = gpu.workList(dg.address(), b, l, h, br, false)) {
-                    assertArrayEquals(GateWork.activeTiles(g, b, l, h, br), w.downloadList(gpu.stream()), "tile list, Br=" + br);
+                    int[] want = GateWork.activeTiles(g, b, l, h, br);
+                    assertEquals(want.length / 3, w.count(), "tile count, Br=" + br);
+                    assertArrayEquals(want, w.downloadList(gpu.stream()), "tile list, Br=" + br);
                 }
                 try (GateWork.DeviceWork w = gpu.workList(dg.address(), b, l, h, br, true)) {
                     GateWork.Compaction c = GateWork.compact(g, b, l, h);
                     assertArrayEquals(c.counts(), w.downloadCounts(gpu.stream()), "row counts, Br=" + br);
                     assertArrayEquals(GateWork.compactedTiles(c.counts(), b, h, br), w.downloadList(gpu.stream()),
                             "compacted tile list, Br=" + br);
+                    int[] rows = w.downloadRows(gpu.stream());
+                    for (int bh = 0; bh < b * h; bh++) {
+                        for (int x = 0; x < c.counts()[bh]; x++) {
+                            assertEquals(c.rows()[bh * l + x], rows[bh * l + x], "compacted row " + x + " of (b, h) " + bh);
+                        }
+                    }
                 }
             }
         }
