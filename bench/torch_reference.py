@@ -53,7 +53,7 @@ MATH_MAX_LEN = 8192
 FLEX_LEN = 32768
 FLEX_HEADS, FLEX_DIM = 16, 128
 FLEX_BLOCK = 128
-FLEX_DENSITIES = (0.10, 0.50)
+FLEX_DENSITIES = (0.05, 0.10, 0.25, 0.50)  # the same windows as the device check's sparse density sweep
 COMPARE_SHAPE = (1, 4, 1000, 64)  # B, H, L=S, D
 
 

@@ -18,13 +18,14 @@
 #   info       headroute info through the bundle
 #   gpu-tests  the @Tag("gpu") JUnit tests through JUnit's console launcher (reports in $OUT/junit/)
 #   bench      headroute bench --backend cuda, bf16, flash and materialized, L = 4K, 16K, 32K, smallest first,
-#              then a sliding window at 32K (flash only)
+#              with the block-sparse density sweep (window:W at ~5/10/25/50% density, and dense, --algos
+#              sparse) right after the 32K H16 D128 dense run it is compared with
 #   torch      bench/torch_reference.py: PyTorch SDPA per backend and FlexAttention on the same shapes,
 #              and the comparison inputs with float64 references ($OUT/compare/)
 #   compare    headroute attend (cpu f32; cuda flash/materialized f32/bf16) on the comparison inputs,
 #              relative L2 error against the float64 reference
-#   sanitizer  compute-sanitizer memcheck (flash f32, flash bf16, materialized f32) and racecheck (flash bf16)
-#              on a tiny attend case
+#   sanitizer  compute-sanitizer memcheck (flash f32, flash bf16, materialized f32, sparse bf16 with a gate,
+#              flash f32 with row compaction) and racecheck (flash bf16) on a tiny attend case
 #   summary    the table
 #
 # Environment:
@@ -373,23 +374,29 @@ step_bench() {
     printf 'name\theads\tdim\tlen\tcausal\tpattern\talgos\trc\tsecs\tstatus\n' >"$OUT/bench/runs.tsv"
     local lens=(4096 16384 32768) w10 w50
     if [[ "$QUICK" == 1 ]]; then lens=(1024 2048); fi
-    # Window widths for ~10% and ~50% token density at L = 32768: the same as torch_reference.py's FlexAttention.
-    read -r w10 w50 < <(python3 -B -c 'import sys; sys.path.insert(0, "bench"); import torch_reference as t; print(t.window_for_density(32768, 0.1), t.window_for_density(32768, 0.5))' 2>/dev/null || echo "1682 9598")
-    local runs=() n hd c
+    # Window widths for ~5/10/25/50% token density at L = 32768: the same as torch_reference.py's FlexAttention.
+    local dens=()
+    read -r -a dens < <(python3 -B -c 'import sys; sys.path.insert(0, "bench"); import torch_reference as t; print(*[t.window_for_density(32768, x) for x in t.FLEX_DENSITIES])' 2>/dev/null || echo "830 1682 4390 9598")
+    local runs=() n hd c w
     for n in "${lens[@]}"; do
         for hd in "16 128" "32 64"; do
-            for c in 0 1; do runs+=("$hd $n $c dense flash,materialized"); done
+            for c in 0 1; do
+                runs+=("$hd $n $c dense flash,materialized")
+                # Issue 5's density table right after its dense flash baseline (so a tight budget cuts other runs
+                # first): the sparse kernel at each density; 100% is the dense pattern through the sparse kernel.
+                if [[ "$QUICK" != 1 && "$hd $n $c" == "16 128 32768 0" ]]; then
+                    for w in "${dens[@]}"; do runs+=("16 128 32768 0 window:$w sparse"); done
+                    runs+=("16 128 32768 0 dense sparse")
+                fi
+            done
         done
     done
-    if [[ "$QUICK" != 1 ]]; then
-        runs+=("16 128 32768 0 window:${w10:-1682} flash" "16 128 32768 0 window:${w50:-9598} flash")
-    fi
     local r h d causal pattern algos name t rc start secs st skip_all="" ok=0 failed=0 skipped=0
     # After a timeout, the same head configuration is not tried again at that length or above.
     local -A skip_from=()
     for r in "${runs[@]}"; do
         read -r h d n causal pattern algos <<<"$r"
-        name="bench-h$h-d$d-L$n-$([[ $causal == 1 ]] && echo causal || echo "${pattern//:/}")"
+        name="bench-h$h-d$d-L$n-$([[ $causal == 1 ]] && echo causal || echo "${pattern//:/}")$([[ $algos == sparse ]] && echo -sparse)"
         t="$(cap 60)"
         if [[ -n "$skip_all" ]]; then
             st="skipped: $skip_all"
@@ -527,11 +534,19 @@ step_sanitizer() {
     python3 "$PY" npy-random "$dir/in" --shape 1,2,77,64 --seed 7 || { status fail "could not write the tiny inputs"; return 1; }
     printf 'tool\talgo\tdtype\trc\tsecs\tstatus\tlog\n' >"$dir/runs.tsv"
     jvm_opts
-    local runs=("memcheck flash f32" "memcheck flash bf16" "memcheck materialized f32" "racecheck flash bf16")
-    local r tool algo dtype name t rc start secs st skip="" bad=0
+    # sparse: the block-sparse kernel on a causal window with a gate (tile work list, gate_work.cu);
+    # gated: the dense kernel with a gate that switches most rows off (row compaction, gate_work.cu).
+    local runs=("memcheck flash f32" "memcheck flash bf16" "memcheck materialized f32" "racecheck flash bf16"
+        "memcheck sparse bf16" "memcheck gated f32")
+    local r tool algo dtype name t rc start secs st skip="" bad=0 extra
     for r in "${runs[@]}"; do
         read -r tool algo dtype <<<"$r"
         name="$tool-$algo-$dtype"
+        extra=()
+        case $algo in
+            sparse) extra=(--gate "$dir/in/gate.npy" --pattern window:9 --causal) ;;
+            gated) extra=(--gate "$dir/in/gate.npy" --causal) ;;
+        esac
         t="$(cap 60)"
         st=""
         if [[ -n "$skip" ]]; then st="skipped: $skip"; elif ((t < 5)); then st="skipped: step budget used up"; fi
@@ -542,8 +557,8 @@ step_sanitizer() {
         start="$(date +%s)"
         timeout -k 5 "$t" "$san" --tool "$tool" --error-exitcode 3 --print-limit 50 \
             "$JAVA" "${JOPTS[@]}" -cp "$BUNDLE/lib/*" io.headroute.cli.Main attend \
-            --q "$dir/in/q.npy" --k "$dir/in/k.npy" --v "$dir/in/v.npy" --backend cuda --algo "$algo" --dtype "$dtype" \
-            --out "$dir/o-$name.npy" >"$dir/$name.log" 2>&1 </dev/null
+            --q "$dir/in/q.npy" --k "$dir/in/k.npy" --v "$dir/in/v.npy" --backend cuda --algo "${algo/gated/flash}" \
+            --dtype "$dtype" "${extra[@]}" --out "$dir/o-$name.npy" >"$dir/$name.log" 2>&1 </dev/null
         rc=$?
         secs=$(($(date +%s) - start))
         case $rc in
@@ -557,7 +572,7 @@ step_sanitizer() {
         echo "$name: $st (${secs}s)"
     done
     python3 "$PY" sanitizer-eval "$dir"
-    if ((bad == 0)); then status ok "4 runs clean"; else status fail "$bad of 4 runs not clean${skip:+; $skip}"; fi
+    if ((bad == 0)); then status ok "${#runs[@]} runs clean"; else status fail "$bad of ${#runs[@]} runs not clean${skip:+; $skip}"; fi
 }
 
 export -f elapsed info status left cap have_gpu have_java setenv jvm_opts make_launchers java_feature last_line \

@@ -105,7 +105,17 @@ def cmd_npy_random(a):
     rnd = random.Random(a.seed)
     for name in ("q", "k", "v"):
         write_npy(os.path.join(a.dir, name + ".npy"), [rnd.gauss(0.0, 1.0) for _ in range(n)], shape)
-    print("wrote q, k, v %s float32 to %s" % (shape, a.dir))
+    # A gate (B, L, H) that switches most rows off and the first 64 rows of head 0 whole (a skipped tile):
+    # the work-list and row-compaction paths of the kernels.
+    b, h, l = shape[0], shape[1], shape[2]
+    gate = []
+    for bb in range(b):
+        for i in range(l):
+            for hh in range(h):
+                off = (hh == 0 and i < 64) or rnd.random() < 0.8
+                gate.append(0.0 if off else 0.5 + rnd.random())
+    write_npy(os.path.join(a.dir, "gate.npy"), gate, (b, l, h))
+    print("wrote q, k, v %s and gate %s float32 to %s" % (shape, (b, l, h), a.dir))
     return 0
 
 
@@ -324,7 +334,7 @@ def bench_cells(out):
                 c[algo] = {"text": short_status(st)}
             elif m.get("gflops") is not None:
                 c[algo] = {"tf": m["gflops"] / 1000.0, "ms": m.get("median_ms"), "rel": m.get("rel_l2_vs_first")}
-        for algo in ("flash", "materialized"):
+        for algo in ("flash", "materialized", "sparse"):
             if algo in c:
                 continue
             if algo in r.get("algos", "flash,materialized").split(","):
@@ -459,23 +469,30 @@ def cmd_summary(a):
                 ("%s (%s)" % (fmt_tf(best["tflops"]), SHORT_BACKEND.get(best["backend"], best["backend"])))
                 if best else tnote, ratio))
         flex = {r.get("window"): r for r in trows if r.get("backend") == "FLEX" and r.get("window") is not None}
-        wins = {}
+        sweep = {}
         for k, v in cells.items():
-            if k[4].startswith("window:"):
-                wins[int(k[4].split(":")[1])] = v.get("flash", {})
-        if flex or wins:
-            add("window |q-k|<=W, H16 D128 L=S=32768, median ms: headroute flash vs torch FlexAttention")
-            for w in sorted(set(flex) | set(wins)):
+            if (k[0], k[1], k[2], k[3]) == (16, 128, 32768, False) and "sparse" in v:
+                w = int(k[4].split(":")[1]) if k[4].startswith("window:") else None
+                sweep[w] = v["sparse"]
+        if flex or sweep:
+            dense_flash = cells.get((16, 128, 32768, False, "dense"), {}).get("flash", {}).get("ms")
+            add("block-sparse vs density, bf16 H16 D128 L=S=32768, window |q-k|<=W (None = dense through the sparse kernel)")
+            add("  TF/s on allowed pairs; x-flash = dense flash ms / sparse ms (goal: >= 8 at ~10%, >= 1.8 at ~50%)")
+            add("  %-6s %-7s %-9s %-7s %-8s %-9s %s" % ("W", "density", "sparse ms", "TF/s", "x-flash", "flex ms",
+                                                       "flex/sparse time"))
+            n = 32768
+            for w in sorted(set(flex) | set(sweep), key=lambda x: (x is None, x or 0)):
                 r = flex.get(w, {})
-                hr = wins.get(w, {})
-                hr_ms = hr.get("ms")
+                sp = sweep.get(w, {})
+                dens = 1.0 if w is None else (n * (2 * w + 1) - w * (w + 1)) / float(n * n)
+                ms = sp.get("ms")
                 fx_ms = r.get("median_ms")
-                add("  W=%-5s density %-5s blocks %-5s | headroute %-8s | flex %-8s%s" % (
-                    w, "%.3f" % r["density"] if r.get("density") else "-",
-                    "%.3f" % r["block_density"] if r.get("block_density") is not None else "-",
-                    "%.2f" % hr_ms if hr_ms else hr.get("text", "-"),
+                add("  %-6s %-7s %-9s %-7s %-8s %-9s %s" % (
+                    w, "%.3f" % dens, "%.2f" % ms if ms else sp.get("text", "-"),
+                    fmt_tf(sp["tf"] * dens) if sp.get("tf") else "-",
+                    "%.2f" % (dense_flash / ms) if ms and dense_flash else "-",
                     "%.2f" % fx_ms if fx_ms else short_status(r.get("status", "-")),
-                    " | flex/headroute time %.2f" % (fx_ms / hr_ms) if hr_ms and fx_ms else ""))
+                    "%.2f" % (fx_ms / ms) if ms and fx_ms else "-"))
     add("")
     add("logs and JSON: $OUT = %s" % out)
     text = "\n".join(lines)

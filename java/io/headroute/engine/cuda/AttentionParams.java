@@ -6,19 +6,35 @@ import java.nio.ByteOrder;
 /**
  * The bytes of {@code struct AttnParams} (cuda-kernels/attention_params.cuh), the by-value argument of
  * every attention kernel. Field order and offsets match the CUDA struct, whose static_asserts pin
- * them: 7 pointers, 12 int64 strides (in elements), 10 int32/float fields, 2 reserved.
+ * them: 13 pointers, 12 int64 strides (in elements), 11 int32/float fields, 1 reserved.
  */
 public final class AttentionParams {
     /** sizeof(AttnParams). */
-    public static final int SIZE = 200;
-    static final int OFFSET_STRIDES = 56;
-    static final int OFFSET_SIZES = 152;
-    static final int OFFSET_SCALE = 184;
+    public static final int SIZE = 248;
+    static final int OFFSET_SPARSE = 56;
+    static final int OFFSET_ROWS = 88;
+    static final int OFFSET_STRIDES = 104;
+    static final int OFFSET_SIZES = 200;
+    static final int OFFSET_SCALE = 232;
+    static final int OFFSET_LAYOUT_HEADS = 240;
 
     private AttentionParams() {}
 
     /** Device addresses; 0 for the nullable ones (lse, gate, tiles). */
     public record Pointers(long q, long k, long v, long o, long lse, long gate, long tiles) {}
+
+    /**
+     * The block-sparse key lists of the sparse kernels (see {@link SparseTiles}); {@link #NONE} for the
+     * dense kernels.
+     */
+    public record Sparse(long offsets, long tiles, long fullBefore, long masks, int layoutHeads) {
+        public static final Sparse NONE = new Sparse(0, 0, 0, 0, 1);
+    }
+
+    /** Compacted query rows per (b, h) and their counts (see {@link GateWork}); {@link #NONE} for plain rows. */
+    public record Rows(long rows, long counts) {
+        public static final Rows NONE = new Rows(0, 0);
+    }
 
     /**
      * Row-major strides in elements of q (B, H, L, D), k and v (B, Hkv, S, D), o (B, H, L, D):
@@ -33,11 +49,19 @@ public final class AttentionParams {
         }
     }
 
-    /** Encodes the struct, little-endian. */
+    /** Encodes the struct of a dense kernel with plain rows, little-endian. */
     public static byte[] encode(Pointers p, Strides s, int batch, int heads, int kvHeads, int qLen, int kvLen, int headDim,
             boolean causal, int numTiles, float scale) {
+        return encode(p, Sparse.NONE, Rows.NONE, s, batch, heads, kvHeads, qLen, kvLen, headDim, causal, numTiles, scale);
+    }
+
+    /** Encodes the struct, little-endian. */
+    public static byte[] encode(Pointers p, Sparse sp, Rows rows, Strides s, int batch, int heads, int kvHeads, int qLen,
+            int kvLen, int headDim, boolean causal, int numTiles, float scale) {
         ByteBuffer b = ByteBuffer.allocate(SIZE).order(ByteOrder.LITTLE_ENDIAN);
         b.putLong(p.q()).putLong(p.k()).putLong(p.v()).putLong(p.o()).putLong(p.lse()).putLong(p.gate()).putLong(p.tiles());
+        b.putLong(sp.offsets()).putLong(sp.tiles()).putLong(sp.fullBefore()).putLong(sp.masks());
+        b.putLong(rows.rows()).putLong(rows.counts());
         for (long[] st : new long[][] {s.q(), s.k(), s.v(), s.o()}) {
             if (st.length != 3) {
                 throw new IllegalArgumentException("strides are {batch, head, row}, got " + st.length + " values");
@@ -47,7 +71,7 @@ public final class AttentionParams {
         b.putInt(batch).putInt(heads).putInt(kvHeads).putInt(qLen).putInt(kvLen).putInt(headDim);
         b.putInt(causal ? 1 : 0).putInt(numTiles);
         b.putFloat(scale).putFloat((float) (scale * (1.0 / Math.log(2.0))));
-        b.putInt(0).putInt(0);
+        b.putInt(sp.layoutHeads()).putInt(0);
         if (b.position() != SIZE) {
             throw new IllegalStateException("AttnParams encoded to " + b.position() + " bytes, expected " + SIZE);
         }

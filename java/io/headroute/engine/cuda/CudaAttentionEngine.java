@@ -17,16 +17,21 @@ import io.headroute.engine.AttentionRequest;
 import io.headroute.engine.AttentionResult;
 import io.headroute.engine.AttentionShape;
 import io.headroute.engine.ExecutionStats;
+import io.headroute.pattern.BlockLayout;
+import io.headroute.pattern.Pattern;
 import io.headroute.tensor.DType;
 import io.headroute.tensor.Tensor;
 import java.util.HashMap;
+import java.util.LinkedHashMap;
 import java.util.Map;
 import org.apache.logging.log4j.LogManager;
 import org.apache.logging.log4j.Logger;
 
 /**
- * Attention on one GPU: the fused flash kernels (fp32 on CUDA cores, fp16/bf16 on tensor cores) and
- * the materialized baseline (cuBLAS GEMMs around a row-softmax kernel). Host tensors are uploaded,
+ * Attention on one GPU: the fused flash kernels (fp32 on CUDA cores, fp16/bf16 on tensor cores) in their
+ * dense/causal and block-sparse forms, and the materialized baseline (cuBLAS GEMMs around a row-softmax
+ * kernel). Block-sparse layouts are uploaded once per (pattern, shape, block size) and cached; a gate
+ * turns into a work list of active query tiles or into per-(b, h) compacted rows (see {@link GateWork}). Host tensors are uploaded,
  * the computation is timed with CUDA events (transfers excluded), and the results are copied back.
  * Device memory comes from the engine's {@link DevicePool}; its statistics say what each call cost.
  * Not thread-safe: one caller at a time.
@@ -35,6 +40,8 @@ public final class CudaAttentionEngine implements AttentionEngine {
     private static final Logger LOG = LogManager.getLogger(CudaAttentionEngine.class);
     private static final long STAGING_CHUNK = 32L << 20;
     private static final long STAGING_THRESHOLD = 4L << 20;
+    private static final int MAX_CACHED_LAYOUTS = 8;
+    private static final int NEG_INF_BITS = 0xFF800000;
 
     private final CudaDevice device;
     private final DevicePool pool;
@@ -42,6 +49,8 @@ public final class CudaAttentionEngine implements AttentionEngine {
     private final Map<String, KernelModule> modules = new HashMap<>();
     private PinnedStaging staging;
     private Cublas cublas;
+    private final Map<LayoutKey, SparseUpload> layouts = new LinkedHashMap<>();
+    private int sparseBlockSize = 64;
     private boolean poisonOutputs;
     private boolean closed;
 
@@ -124,14 +133,13 @@ public final class CudaAttentionEngine implements AttentionEngine {
         }
         AttentionShape sh = req.shape();
         DType dt = req.dtype();
-        Algorithm algo = switch (req.algorithm()) {
-            case AUTO, FLASH -> Algorithm.FLASH;
-            case MATERIALIZED -> Algorithm.MATERIALIZED;
-            case SPARSE -> throw new UnsupportedOperationException(
-                    "the block-sparse GPU kernel (issue 5) is not in this build; use --algo flash or --backend cpu");
-        };
+        Algorithm algo = route(req.algorithm(), req.pattern());
         // Refuse what cannot run before any device memory is touched.
-        FlashPlan flash = algo == Algorithm.FLASH ? FlashPlan.of(sh, dt, req.pattern()) : null;
+        FlashPlan flash = switch (algo) {
+            case FLASH -> FlashPlan.of(sh, dt, req.pattern());
+            case SPARSE -> FlashPlan.sparse(sh, dt);
+            default -> null;
+        };
         MaterializedPlan mat = algo == Algorithm.MATERIALIZED ? MaterializedPlan.of(sh, dt, req.gate() != null) : null;
         if (mat != null) {
             SoftmaxParams.rule(req.pattern());
@@ -141,6 +149,8 @@ public final class CudaAttentionEngine implements AttentionEngine {
         device.makeCurrent();
         pool.resetPeakStats();
         long base = pool.stats().allocatedBytes();
+        SparseUpload layout = flash != null && flash.isSparse() ? layout(req, flash) : null;
+        GatePlan gp = flash != null ? GatePlan.of(req, flash, layout == null ? null : layout.tiles()) : null;
         try (DeviceTensor q = upload(req.q(), dt, "qkv");
                 DeviceTensor k = upload(req.k(), dt, "qkv");
                 DeviceTensor v = upload(req.v(), dt, "qkv");
@@ -154,22 +164,48 @@ public final class CudaAttentionEngine implements AttentionEngine {
             }
             long workspace;
             float ms;
+            long queryTiles;
+            long visited = -1;
+            long skipped = -1;
             if (flash != null) {
                 KernelModule m = module(flash.module());
                 if (flash.sharedBytes() > 48 * 1024) {
                     m.allowSharedMemory(flash.kernel(), flash.sharedBytes());
                 }
-                byte[] params = AttentionParams.encode(
-                        new AttentionParams.Pointers(q.address(), k.address(), v.address(), o.address(), lse.address(),
-                                gate == null ? 0 : gate.address(), 0),
-                        AttentionParams.Strides.contiguous(sh.heads(), sh.kvHeads(), sh.qLen(), sh.kvLen(), sh.headDim()),
-                        sh.batch(), sh.heads(), sh.kvHeads(), sh.qLen(), sh.kvLen(), sh.headDim(),
-                        FlashPlan.causal(req.pattern()), 0, req.scale());
                 timer.start();
-                m.launch(flash.kernel(), flash.gridX(), flash.gridY(), flash.gridZ(), flash.threads(), flash.sharedBytes(),
-                        stream, params);
-                ms = timer.stopMillis();
-                workspace = 0;
+                try (GateWork.DeviceWork work = gp.mode == GateMode.WHOLE_GRID ? null
+                        : GateWork.build(device, pool, stream, module(GateWork.MODULE), gate.address(), sh.batch(), sh.qLen(),
+                                sh.heads(), flash.blockRows(), gp.mode == GateMode.COMPACT)) {
+                    if (work != null && work.count() != gp.tiles) {
+                        throw new IllegalStateException("the device work list has " + work.count() + " tiles, the host plan "
+                                + gp.tiles + " (" + gp.mode + ", B=" + sh.batch() + " H=" + sh.heads() + " L=" + sh.qLen() + ")");
+                    }
+                    if (work != null) {
+                        // Rows no launched block sees (tiles left off the list, rows left out by compaction) are
+                        // gated ones: o = 0, lse = −inf.
+                        o.fillBits(0, stream);
+                        lse.fillBits(NEG_INF_BITS, stream);
+                    }
+                    byte[] params = AttentionParams.encode(
+                            new AttentionParams.Pointers(q.address(), k.address(), v.address(), o.address(), lse.address(),
+                                    gate == null ? 0 : gate.address(), work == null ? 0 : work.list()),
+                            layout == null ? AttentionParams.Sparse.NONE : layout.params(),
+                            work == null ? AttentionParams.Rows.NONE : new AttentionParams.Rows(work.rows(), work.counts()),
+                            AttentionParams.Strides.contiguous(sh.heads(), sh.kvHeads(), sh.qLen(), sh.kvLen(), sh.headDim()),
+                            sh.batch(), sh.heads(), sh.kvHeads(), sh.qLen(), sh.kvLen(), sh.headDim(),
+                            FlashPlan.causal(req.pattern()), work == null ? 0 : work.count(), req.scale());
+                    if (work == null) {
+                        m.launch(flash.kernel(), flash.gridX(), flash.gridY(), flash.gridZ(), flash.threads(), flash.sharedBytes(),
+                                stream, params);
+                    } else {
+                        m.launch(flash.kernel(), work.count(), 1, 1, flash.threads(), flash.sharedBytes(), stream, params);
+                    }
+                    ms = timer.stopMillis();
+                    workspace = (layout == null ? 0 : layout.tiles().deviceBytes()) + (work == null ? 0 : work.bytes());
+                }
+                queryTiles = gp.tiles;
+                visited = gp.keyTilesVisited;
+                skipped = gp.tiles * (long) ceilDiv(sh.kvLen(), flash.tileKeys()) - visited;
             } else {
                 try (DeviceTensor scores = DeviceTensor.allocate(device, pool, mat.scoreDType(), "scores", sh.batch(),
                         sh.heads(), sh.qLen(), sh.kvLen())) {
@@ -178,15 +214,158 @@ public final class CudaAttentionEngine implements AttentionEngine {
                     ms = timer.stopMillis();
                     workspace = scores.byteSize();
                 }
+                queryTiles = (long) sh.batch() * sh.heads();
             }
             long peak = pool.stats().peakAllocatedBytes() - base;
             Tensor oh = o.download(stream, staging(o.byteSize()));
             Tensor lh = req.wantLse() ? lse.download(stream, staging(lse.byteSize())) : null;
-            long tiles = flash != null ? flash.blocks() : (long) sh.batch() * sh.heads();
-            ExecutionStats st = new ExecutionStats(name(), algo, (long) (ms * 1e6), workspace, tiles, -1, -1,
+            ExecutionStats st = new ExecutionStats(name(), algo, (long) (ms * 1e6), workspace, queryTiles, visited, skipped,
                     zeroGates(req.gate()), peak);
             return new AttentionResult(oh, lh, st);
         }
+    }
+
+    /**
+     * The algorithm that runs: auto and flash take dense/causal on the dense kernels and route every
+     * other pattern to the block-sparse kernels; sparse runs the block-sparse kernels for every pattern.
+     */
+    static Algorithm route(Algorithm requested, Pattern pattern) {
+        return switch (requested) {
+            case AUTO, FLASH -> FlashPlan.flashSupports(pattern) ? Algorithm.FLASH : Algorithm.SPARSE;
+            case MATERIALIZED -> Algorithm.MATERIALIZED;
+            case SPARSE -> Algorithm.SPARSE;
+        };
+    }
+
+    private static int ceilDiv(int a, int b) {
+        return (int) ((a + (long) b - 1) / b);
+    }
+
+    /** How the gate shapes the launch. */
+    enum GateMode {
+        /** The whole grid (no gate, or no query tile wholly gated). */
+        WHOLE_GRID,
+        /** Block granularity: a work list of the query tiles with any non-zero gate row. */
+        TILES,
+        /** Token granularity: per (b, h) only the rows with a non-zero gate, compacted into tiles. */
+        COMPACT
+    }
+
+    /**
+     * The host's plan of one flash or sparse launch under a gate, and the exact counts of what the
+     * kernel executes: query tiles launched and (query tile, key tile) pairs computed. Compaction
+     * only for the dense/causal kernel (the sparse kernel's key lists belong to original query tiles).
+     */
+    record GatePlan(GateMode mode, long tiles, long keyTilesVisited) {
+        static GatePlan of(AttentionRequest req, FlashPlan plan, SparseTiles sparse) {
+            AttentionShape sh = req.shape();
+            int br = plan.blockRows();
+            boolean causal = FlashPlan.causal(req.pattern());
+            long all = (long) sh.batch() * sh.heads() * plan.gridX();
+            if (req.gate() == null) {
+                long visited = 0;
+                for (int h = 0; h < sh.heads(); h++) {
+                    for (int t = 0; t < plan.gridX(); t++) {
+                        visited += keyTiles(sh, plan, sparse, causal, h, t * br, Math.min(sh.qLen(), t * br + br) - 1, t);
+                    }
+                }
+                return new GatePlan(GateMode.WHOLE_GRID, all, visited * sh.batch());
+            }
+            float[] g = req.gate().toFloatArray();
+            int[] active = GateWork.activeTiles(g, sh.batch(), sh.qLen(), sh.heads(), br);
+            if (sparse == null) {
+                GateWork.Compaction c = GateWork.compact(g, sh.batch(), sh.qLen(), sh.heads());
+                int[] ct = GateWork.compactedTiles(c.counts(), sh.batch(), sh.heads(), br);
+                if (GateWork.compactionPays(ct.length / 3, active.length / 3)) {
+                    long visited = 0;
+                    for (int e = 0; e < ct.length; e += 3) {
+                        int bh = ct[e] * sh.heads() + ct[e + 1];
+                        int r0 = ct[e + 2] * br;
+                        int r1 = Math.min(c.counts()[bh], r0 + br) - 1;
+                        int[] rows = c.rows();
+                        int baseRow = bh * sh.qLen();
+                        visited += FlashPlan.denseKeyTiles(rows[baseRow + r0], rows[baseRow + r1], sh.qLen(), sh.kvLen(), causal,
+                                plan.tileKeys());
+                    }
+                    return new GatePlan(GateMode.COMPACT, ct.length / 3, visited);
+                }
+            }
+            long visited = 0;
+            for (int e = 0; e < active.length; e += 3) {
+                int t = active[e + 2];
+                visited += keyTiles(sh, plan, sparse, causal, active[e + 1], t * br, Math.min(sh.qLen(), t * br + br) - 1, t);
+            }
+            if (active.length / 3 == all) {
+                return new GatePlan(GateMode.WHOLE_GRID, all, visited);
+            }
+            return new GatePlan(GateMode.TILES, active.length / 3, visited);
+        }
+
+        private static long keyTiles(AttentionShape sh, FlashPlan plan, SparseTiles sparse, boolean causal, int h, int first,
+                int last, int t) {
+            return sparse != null ? sparse.listed(h, t)
+                    : FlashPlan.denseKeyTiles(first, last, sh.qLen(), sh.kvLen(), causal, plan.tileKeys());
+        }
+    }
+
+    /**
+     * The block size of the layouts the sparse kernel runs on: 64 (the default) or 128. The request has
+     * no block-size field; this engine setting is the one place it is chosen.
+     */
+    public void setSparseBlockSize(int blockSize) {
+        if (blockSize != 64 && blockSize != 128) {
+            throw new IllegalArgumentException("sparse block size must be 64 or 128, got " + blockSize);
+        }
+        this.sparseBlockSize = blockSize;
+    }
+
+    /** Frees the cached device layouts (they are also freed on close). */
+    public void clearLayoutCache() {
+        RuntimeException first = null;
+        for (SparseUpload u : layouts.values()) {
+            first = closeQuietly(u, first);
+        }
+        layouts.clear();
+        if (first != null) {
+            throw first;
+        }
+    }
+
+    /** The device layout for this request's pattern and shape, built and uploaded once, then cached. */
+    private SparseUpload layout(AttentionRequest req, FlashPlan plan) {
+        AttentionShape sh = req.shape();
+        LayoutKey key = new LayoutKey(req.pattern(), sh.qLen(), sh.kvLen(), sh.heads(), sparseBlockSize, plan.blockRows(),
+                plan.tileKeys());
+        SparseUpload u = layouts.get(key);
+        if (u != null) {
+            return u;
+        }
+        BlockLayout bl = BlockLayout.build(req.pattern(), sh.heads(), sh.qLen(), sh.kvLen(), sparseBlockSize);
+        SparseTiles st = SparseTiles.build(req.pattern(), bl, sh.qLen(), sh.kvLen(), plan.blockRows(), plan.tileKeys());
+        if (layouts.size() >= MAX_CACHED_LAYOUTS) {
+            LayoutKey eldest = layouts.keySet().iterator().next();
+            layouts.remove(eldest).close();
+        }
+        u = SparseUpload.upload(device, pool, stream, st);
+        layouts.put(key, u);
+        LOG.debug("uploaded {} ({} bytes) for {}", st, st.deviceBytes(), req.pattern().spec());
+        return u;
+    }
+
+    /**
+     * Builds a work list on the device from a gate (B, L, H) already in device memory at {@code gate}:
+     * block granularity (tiles with any non-zero gate row) or, with {@code compact}, token granularity
+     * (rows with a non-zero gate, compacted per (b, h)). {@code tileRows} is the Br of the kernel that
+     * will read it (64 on tensor cores, 32 in fp32). Reads back one 4-byte count (one synchronization).
+     */
+    public GateWork.DeviceWork workList(long gate, int batch, int qLen, int heads, int tileRows, boolean compact) {
+        device.makeCurrent();
+        return GateWork.build(device, pool, stream, module(GateWork.MODULE), gate, batch, qLen, heads, tileRows, compact);
+    }
+
+    /** The engine's stream (for tests reading back device results). */
+    CudaStream stream() {
+        return stream;
     }
 
     /** A quiet NaN of {@code dt}. */
@@ -212,7 +391,7 @@ public final class CudaAttentionEngine implements AttentionEngine {
         return n;
     }
 
-    private DeviceTensor upload(Tensor host, DType dtype, String tag) {
+    DeviceTensor upload(Tensor host, DType dtype, String tag) {
         long bytes = host.numel() * dtype.byteSize();
         return DeviceTensor.upload(device, pool, stream, staging(bytes), host, dtype, tag);
     }
@@ -277,6 +456,10 @@ public final class CudaAttentionEngine implements AttentionEngine {
         }
         closed = true;
         RuntimeException first = null;
+        for (SparseUpload u : layouts.values()) {
+            first = closeQuietly(u, first);
+        }
+        layouts.clear();
         for (AutoCloseable c : new AutoCloseable[] {cublas, staging, stream}) {
             first = closeQuietly(c, first);
         }
@@ -310,7 +493,57 @@ public final class CudaAttentionEngine implements AttentionEngine {
     /** Whether the jar carries the kernels this engine needs. */
     public static boolean kernelsPackaged() {
         return KernelModule.packaged("flash_fwd_f32") && KernelModule.packaged("flash_fwd_mma")
-                && KernelModule.packaged("softmax_rows");
+                && KernelModule.packaged("softmax_rows") && KernelModule.packaged(GateWork.MODULE);
+    }
+
+    /** What a cached layout is built for. */
+    private record LayoutKey(Pattern pattern, int qLen, int kvLen, int heads, int blockSize, int tileRows, int tileKeys) {}
+
+    /** A {@link SparseTiles} in device memory, tagged "layout"; frees its four buffers once. */
+    record SparseUpload(SparseTiles tiles, DeviceTensor offsets, DeviceTensor list, DeviceTensor fullBefore, DeviceTensor masks)
+            implements AutoCloseable {
+        static SparseUpload upload(CudaDevice device, DevicePool pool, CudaStream stream, SparseTiles t) {
+            DeviceTensor[] d = new DeviceTensor[4];
+            try {
+                d[0] = ints(device, pool, stream, t.offsetsArray());
+                d[1] = ints(device, pool, stream, t.tilesArray());
+                d[2] = ints(device, pool, stream, t.fullBeforeArray());
+                long[] m = t.masksArray();
+                java.nio.ByteBuffer bb = java.nio.ByteBuffer.allocate(8 * Math.max(1, m.length)).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+                for (long x : m) {
+                    bb.putLong(x);
+                }
+                bb.rewind();
+                d[3] = DeviceTensor.upload(device, pool, stream, null, Tensor.of(DType.I64, new long[] {Math.max(1, m.length)}, bb),
+                        DType.I64, "layout");
+                return new SparseUpload(t, d[0], d[1], d[2], d[3]);
+            } catch (RuntimeException e) {
+                for (DeviceTensor x : d) {
+                    if (x != null) {
+                        x.close();
+                    }
+                }
+                throw e;
+            }
+        }
+
+        private static DeviceTensor ints(CudaDevice device, DevicePool pool, CudaStream stream, int[] a) {
+            int[] v = a.length == 0 ? new int[1] : a;
+            return DeviceTensor.upload(device, pool, stream, null, Tensor.ofInts(v, v.length), DType.I32, "layout");
+        }
+
+        AttentionParams.Sparse params() {
+            return new AttentionParams.Sparse(offsets.address(), list.address(), fullBefore.address(), masks.address(),
+                    tiles.layoutHeads());
+        }
+
+        @Override
+        public void close() {
+            offsets.close();
+            list.close();
+            fullBefore.close();
+            masks.close();
+        }
     }
 
     /** For messages. */

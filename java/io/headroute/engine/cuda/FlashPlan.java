@@ -24,12 +24,22 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
     /** Largest head dim of each fp32 kernel variant. */
     static final int[] F32_HEAD_DIMS = {64, 128, 256};
 
-    /** Plans the flash kernel for {@code shape} in {@code dtype}, refusing what it cannot compute. */
+    /** Plans the dense/causal flash kernel for {@code shape} in {@code dtype}, refusing what it cannot compute. */
     public static FlashPlan of(AttentionShape shape, DType dtype, Pattern pattern) {
         if (!flashSupports(pattern)) {
             throw new UnsupportedOperationException("pattern " + pattern.spec() + " needs the block-sparse GPU kernel "
-                    + "(issue 5), which is not in this build; the GPU flash kernel takes dense and causal; use --backend cpu");
+                    + "(--algo sparse); the dense flash kernel takes dense and causal");
         }
+        return plan(shape, dtype, false);
+    }
+
+    /** Plans the block-sparse kernel (any pattern) for {@code shape} in {@code dtype}. */
+    public static FlashPlan sparse(AttentionShape shape, DType dtype) {
+        return plan(shape, dtype, true);
+    }
+
+    private static FlashPlan plan(AttentionShape shape, DType dtype, boolean sparse) {
+        String family = sparse ? "hr_flash_sparse_" : "hr_flash_fwd_";
         int d = shape.headDim();
         int rows;
         int shared;
@@ -49,7 +59,7 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
                 }
                 rows = 32;
                 shared = 4 * (32 * dmax + 2 * 32 * (dmax + 1) + 32 * 32);
-                kernel = "hr_flash_fwd_f32_d" + dmax;
+                kernel = family + "f32_d" + dmax;
                 module = "flash_fwd_f32";
             }
             case F16, BF16 -> {
@@ -63,7 +73,7 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
                 }
                 rows = 64;
                 shared = 2 * (64 * (d + 8) + 4 * 64 * (d + 8));
-                kernel = "hr_flash_fwd_" + dtype.cliName() + "_d" + d;
+                kernel = family + dtype.cliName() + "_d" + d;
                 module = "flash_fwd_mma";
             }
             default -> throw new UnsupportedOperationException("flash attention needs f32, f16 or bf16, got " + dtype.cliName());
@@ -85,6 +95,31 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
     /** Whether the kernel must apply the causal rule. */
     static boolean causal(Pattern p) {
         return p instanceof Pattern.Causal || p instanceof Pattern.CausalOf;
+    }
+
+    /** Keys per key tile (B_c): 64 on tensor cores, 32 in fp32; the same as {@link #blockRows()}. */
+    public int tileKeys() {
+        return blockRows;
+    }
+
+    /** Whether this is a block-sparse kernel. */
+    public boolean isSparse() {
+        return kernel.startsWith("hr_flash_sparse_");
+    }
+
+    /**
+     * Key tiles the dense/causal kernel visits for query rows firstRow … lastRow (ascending positions),
+     * exactly as HrDenseKeys computes them.
+     */
+    public static int denseKeyTiles(int firstRow, int lastRow, int qLen, int kvLen, boolean causal, int tileKeys) {
+        if (lastRow < firstRow) {
+            return 0;
+        }
+        int end = kvLen;
+        if (causal) {
+            end = Math.min(end, lastRow + (kvLen - qLen) + 1);
+        }
+        return (end + tileKeys - 1) / tileKeys;
     }
 
     /** Query tiles × heads × batch: the blocks launched. */

@@ -176,10 +176,11 @@ class CudaAttentionGpuTest {
     }
 
     @Test
-    void patternsWithoutAGpuKernelAreRefusedBeforeAnyWork() {
+    void whatNoKernelTakesIsRefusedBeforeAnyWork() {
         Random r = new Random(6);
-        Tensor q = gaussian(r, DType.F32, 1, 1, 64, 64);
-        AttentionRequest req = AttentionRequest.builder(q, q, q).pattern(Patterns.parse("bigbird:64:1:1:1:1")).build();
+        Tensor q = gaussian(r, DType.F32, 1, 1, 64, 256);
+        AttentionRequest req = AttentionRequest.builder(q, q, q).pattern(Patterns.parse("bigbird:64:1:1:1:1"))
+                .dtype(DType.BF16).build();
         long before = gpu.pool().stats().allocations();
         assertThrows(UnsupportedOperationException.class, () -> gpu.run(req));
         assertEquals(before, gpu.pool().stats().allocations(), "nothing was allocated for a refused request");

@@ -52,11 +52,79 @@ class KernelContractTest {
         assertEquals(AttentionParams.OFFSET_STRIDES, asserted(h, "offsetof(AttnParams, q_batch_stride)"));
         assertEquals(AttentionParams.OFFSET_SIZES, asserted(h, "offsetof(AttnParams, batch)"));
         assertEquals(AttentionParams.OFFSET_SCALE, asserted(h, "offsetof(AttnParams, scale)"));
+        assertEquals(AttentionParams.OFFSET_SPARSE, asserted(h, "offsetof(AttnParams, kv_offsets)"));
+        assertEquals(AttentionParams.OFFSET_ROWS, asserted(h, "offsetof(AttnParams, q_rows)"));
+        assertEquals(AttentionParams.OFFSET_LAYOUT_HEADS, asserted(h, "offsetof(AttnParams, layout_heads)"));
+    }
+
+    @Test
+    void gateWorkParamsLayoutMatchesTheCudaStruct() throws IOException {
+        String cu = source("gate_work.cu");
+        assertEquals(GateWork.PARAMS_SIZE, asserted(cu, "sizeof(GateWorkParams)"));
+        assertEquals(GateWork.OFFSET_SIZES, asserted(cu, "offsetof(GateWorkParams, batch)"));
+        assertEquals(GateWork.MODE_TILES, enumValue(cu, "HR_WORK_TILES"));
+        assertEquals(GateWork.MODE_ROWS, enumValue(cu, "HR_WORK_ROWS"));
+        byte[] b = GateWork.encode(0x10, 0x20, 0x30, 0x40, 0x50, 2, 77, 5, 64, GateWork.MODE_ROWS);
+        ByteBuffer bb = ByteBuffer.wrap(b).order(ByteOrder.LITTLE_ENDIAN);
+        assertEquals(GateWork.PARAMS_SIZE, b.length);
+        assertEquals(0x50, bb.getLong(32));
+        int[] expect = {2, 77, 5, 64, GateWork.MODE_ROWS};
+        for (int i = 0; i < expect.length; i++) {
+            assertEquals(expect[i], bb.getInt(GateWork.OFFSET_SIZES + 4 * i), "int field " + i);
+        }
+        for (String k : new String[] {"hr_gate_tile_flags", "hr_gate_compact_rows", "hr_gate_work_list"}) {
+            assertTrue(defines(cu, k), k + " is not defined in gate_work.cu");
+        }
+    }
+
+    @Test
+    void maskKindsMatchTheKernelsEnum() throws IOException {
+        String h = source("attention_params.cuh");
+        assertEquals(0, enumValue(h, "HR_MASK_NONE"));
+        assertEquals(1, enumValue(h, "HR_MASK_RULE"));
+        assertEquals(2, enumValue(h, "HR_MASK_BITS"));
+    }
+
+    /**
+     * Whether the CUDA source defines {@code kernel}: written out, or stamped out by a macro whose body
+     * pastes a prefix onto one of its parameters ({@code hr_flash_fwd_##SUFFIX(}) and which is invoked
+     * with the matching argument.
+     */
+    static boolean defines(String cu, String kernel) {
+        if (cu.contains(" " + kernel + "(")) {
+            return true;
+        }
+        Matcher def = java.util.regex.Pattern.compile("#define (\\w+)\\(([^)]*)\\)").matcher(cu);
+        while (def.find()) {
+            String macro = def.group(1);
+            String[] params = def.group(2).split(",");
+            Matcher paste = java.util.regex.Pattern.compile("(\\w+)##(\\w+)\\(").matcher(cu.substring(def.end()));
+            while (paste.find()) {
+                int at = -1;
+                for (int i = 0; i < params.length; i++) {
+                    if (params[i].trim().equals(paste.group(2))) {
+                        at = i;
+                    }
+                }
+                if (at < 0) {
+                    continue;
+                }
+                Matcher call = java.util.regex.Pattern.compile("(?m)^" + macro + "\\(([^)]*)\\)").matcher(cu);
+                while (call.find()) {
+                    String[] args = call.group(1).split(",");
+                    if (args.length == params.length && (paste.group(1) + args[at].trim()).equals(kernel)) {
+                        return true;
+                    }
+                }
+            }
+        }
+        return false;
     }
 
     @Test
     void attnParamsEncodeEveryFieldAtItsOffset() {
         byte[] b = AttentionParams.encode(new AttentionParams.Pointers(0x1000, 0x2000, 0x3000, 0x4000, 0x5000, 0, 0x7000),
+                new AttentionParams.Sparse(0x8000, 0x9000, 0xA000, 0xB000, 8), new AttentionParams.Rows(0xC000, 0xD000),
                 AttentionParams.Strides.contiguous(8, 2, 77, 300, 64), 3, 8, 2, 77, 300, 64, true, 11, 0.125f);
         ByteBuffer bb = ByteBuffer.wrap(b).order(ByteOrder.LITTLE_ENDIAN);
         assertEquals(AttentionParams.SIZE, b.length);
@@ -64,6 +132,12 @@ class KernelContractTest {
         assertEquals(0x4000, bb.getLong(24));
         assertEquals(0, bb.getLong(40), "no gate");
         assertEquals(0x7000, bb.getLong(48));
+        long[] sparseAndRows = {0x8000, 0x9000, 0xA000, 0xB000, 0xC000, 0xD000};
+        for (int i = 0; i < sparseAndRows.length; i++) {
+            assertEquals(sparseAndRows[i], bb.getLong(AttentionParams.OFFSET_SPARSE + 8 * i), "pointer " + (7 + i));
+        }
+        assertEquals(AttentionParams.OFFSET_ROWS, AttentionParams.OFFSET_SPARSE + 32);
+        assertEquals(8, bb.getInt(AttentionParams.OFFSET_LAYOUT_HEADS), "layout heads");
         int s = AttentionParams.OFFSET_STRIDES;
         assertEquals(8L * 77 * 64, bb.getLong(s), "q batch stride");
         assertEquals(77L * 64, bb.getLong(s + 8), "q head stride");
@@ -115,8 +189,12 @@ class KernelContractTest {
         assertEquals(16, p.gridY());
         assertEquals(2, p.gridZ());
         String cu = source(p.module() + ".cu");
-        assertTrue(cu.contains(" " + kernel + "(") || cu.contains("(" + kernel + ","),
-                kernel + " is not defined in " + p.module() + ".cu");
+        assertTrue(defines(cu, kernel), kernel + " is not defined in " + p.module() + ".cu");
+        FlashPlan sp = FlashPlan.sparse(new AttentionShape(2, 16, 4, 1000, 1000, d), dt);
+        assertEquals(kernel.replace("hr_flash_fwd_", "hr_flash_sparse_"), sp.kernel());
+        assertEquals(p.sharedBytes(), sp.sharedBytes(), "the sparse kernel shares the dense kernel's tiles");
+        assertTrue(defines(cu, sp.kernel()), sp.kernel() + " is not defined in " + p.module() + ".cu");
+        assertTrue(!defines(cu, kernel + "x"), "the definition check is not fooled by a longer name");
     }
 
     @Test

@@ -1,0 +1,260 @@
+package io.headroute.engine.cuda;
+
+import io.headroute.cuda.CudaDevice;
+import io.headroute.cuda.CudaStream;
+import io.headroute.cuda.DeviceTensor;
+import io.headroute.cuda.KernelModule;
+import io.headroute.cuda.memory.DevicePool;
+import io.headroute.tensor.DType;
+import io.headroute.tensor.Tensor;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.util.Arrays;
+
+/**
+ * Head skipping plans from a gate (B, L, H): the host mirror (the CPU twin of cuda-kernels/gate_work.cu,
+ * computing exactly what its kernels compute) and the device builders for a gate already in device
+ * memory.
+ * <ul>
+ *   <li>Block granularity: the (b, h, query tile) triples, ordered by b, h, tile, of the tiles of Br rows
+ *       with any non-zero gate; the attention kernels launch exactly that many blocks.</li>
+ *   <li>Token granularity: per (b, h) the rows with a non-zero gate, ascending (stable compaction), and
+ *       (b, h, tile) triples over those compacted rows, ceil(count / Br) per (b, h); the kernels read Q
+ *       and write O and lse through the row list, so causal and pattern rules see original positions.</li>
+ * </ul>
+ */
+public final class GateWork {
+    /** sizeof(GateWorkParams). */
+    public static final int PARAMS_SIZE = 64;
+    static final int OFFSET_SIZES = 40;
+    static final int MODE_TILES = 0;
+    static final int MODE_ROWS = 1;
+    static final String MODULE = "gate_work";
+
+    private GateWork() {}
+
+    /** Triples (b, h, t) of the query tiles of {@code tileRows} rows with any non-zero gate row. */
+    public static int[] activeTiles(float[] gate, int batch, int qLen, int heads, int tileRows) {
+        int tiles = ceilDiv(qLen, tileRows);
+        int[] out = new int[3 * batch * heads * tiles];
+        int n = 0;
+        for (int b = 0; b < batch; b++) {
+            for (int h = 0; h < heads; h++) {
+                for (int t = 0; t < tiles; t++) {
+                    boolean live = false;
+                    for (int i = t * tileRows; i < Math.min(qLen, (t + 1) * tileRows) && !live; i++) {
+                        live = gate[(b * qLen + i) * heads + h] != 0f;
+                    }
+                    if (live) {
+                        out[3 * n] = b;
+                        out[3 * n + 1] = h;
+                        out[3 * n + 2] = t;
+                        n++;
+                    }
+                }
+            }
+        }
+        return Arrays.copyOf(out, 3 * n);
+    }
+
+    /**
+     * Stable compaction: {@code rows} (B, H, L) holds per (b, h) the rows with a non-zero gate, ascending,
+     * in its first {@code counts[b·H + h]} entries (the rest 0 here; undefined on the device).
+     */
+    public record Compaction(int[] rows, int[] counts) {
+        /** Rows with a non-zero gate, all (b, h) together. */
+        public long activeRows() {
+            long n = 0;
+            for (int c : counts) {
+                n += c;
+            }
+            return n;
+        }
+    }
+
+    public static Compaction compact(float[] gate, int batch, int qLen, int heads) {
+        int[] rows = new int[batch * heads * qLen];
+        int[] counts = new int[batch * heads];
+        for (int b = 0; b < batch; b++) {
+            for (int h = 0; h < heads; h++) {
+                int n = 0;
+                int base = (b * heads + h) * qLen;
+                for (int i = 0; i < qLen; i++) {
+                    if (gate[(b * qLen + i) * heads + h] != 0f) {
+                        rows[base + n++] = i;
+                    }
+                }
+                counts[b * heads + h] = n;
+            }
+        }
+        return new Compaction(rows, counts);
+    }
+
+    /** Triples (b, h, t) over compacted rows: ceil(counts[b·H + h] / tileRows) tiles per (b, h). */
+    public static int[] compactedTiles(int[] counts, int batch, int heads, int tileRows) {
+        int n = 0;
+        for (int c : counts) {
+            n += ceilDiv(c, tileRows);
+        }
+        int[] out = new int[3 * n];
+        int e = 0;
+        for (int b = 0; b < batch; b++) {
+            for (int h = 0; h < heads; h++) {
+                for (int t = 0; t < ceilDiv(counts[b * heads + h], tileRows); t++) {
+                    out[e++] = b;
+                    out[e++] = h;
+                    out[e++] = t;
+                }
+            }
+        }
+        return out;
+    }
+
+    /**
+     * The engine's choice of granularity: compaction when its tiles are at most 3/4 of the block-granular
+     * work list (the row gather through an index costs a little per tile; below that ratio the saved tiles
+     * pay for it with margin). Returns true for compaction.
+     */
+    public static boolean compactionPays(long compactedTiles, long activeTiles) {
+        return compactedTiles * 4 <= activeTiles * 3;
+    }
+
+    /** The values of an int32 tensor. */
+    static int[] ints(Tensor t) {
+        int[] out = new int[(int) t.numel()];
+        t.bytes().order(ByteOrder.LITTLE_ENDIAN).asIntBuffer().get(out);
+        return out;
+    }
+
+    static int ceilDiv(int a, int b) {
+        return (int) ((a + (long) b - 1) / b);
+    }
+
+    /** Encodes GateWorkParams, little-endian. */
+    static byte[] encode(long gate, long counts, long rows, long list, long total, int batch, int qLen, int heads, int tileRows,
+            int mode) {
+        ByteBuffer b = ByteBuffer.allocate(PARAMS_SIZE).order(ByteOrder.LITTLE_ENDIAN);
+        b.putLong(gate).putLong(counts).putLong(rows).putLong(list).putLong(total);
+        b.putInt(batch).putInt(qLen).putInt(heads).putInt(tileRows).putInt(mode).putInt(0);
+        return b.array();
+    }
+
+    /**
+     * A work list in device memory: {@code count} (b, h, tile) triples at {@link #list()}, and for
+     * compaction the row lists and counts. Frees its buffers once on close.
+     */
+    public static final class DeviceWork implements AutoCloseable {
+        private final DeviceTensor list;
+        private final DeviceTensor rows;
+        private final DeviceTensor counts;
+        private final int count;
+
+        DeviceWork(DeviceTensor list, DeviceTensor rows, DeviceTensor counts, int count) {
+            this.list = list;
+            this.rows = rows;
+            this.counts = counts;
+            this.count = count;
+        }
+
+        /** Number of (b, h, tile) triples. */
+        public int count() {
+            return count;
+        }
+
+        /** Device address of the triples. */
+        public long list() {
+            return list.address();
+        }
+
+        /** Compacted rows (B, H, L) and their counts (B, H); 0 for a block-granular list. */
+        public long rows() {
+            return rows == null ? 0 : rows.address();
+        }
+
+        public long counts() {
+            return rows == null ? 0 : counts.address();
+        }
+
+        /** Device bytes of the list, the counts and the compacted rows. */
+        public long bytes() {
+            return list.byteSize() + counts.byteSize() + (rows == null ? 0 : rows.byteSize());
+        }
+
+        /** The triples, copied back (for tests). */
+        public int[] downloadList(CudaStream stream) {
+            return Arrays.copyOf(ints(list.download(stream, null)), 3 * count);
+        }
+
+        /** The compacted rows (B, H, L), copied back (for tests); empty for a block-granular list. */
+        public int[] downloadRows(CudaStream stream) {
+            return rows == null ? new int[0] : ints(rows.download(stream, null));
+        }
+
+        /** The compacted row counts, copied back (for tests); empty for a block-granular list. */
+        public int[] downloadCounts(CudaStream stream) {
+            return rows == null ? new int[0] : ints(counts.download(stream, null));
+        }
+
+        @Override
+        public void close() {
+            list.close();
+            counts.close();
+            if (rows != null) {
+                rows.close();
+            }
+        }
+    }
+
+    /**
+     * Builds the block-granular (compact = false) or token-granular (compact = true) work list on the
+     * device from a gate (B, L, H) at {@code gate}. Synchronizes once, reading back the 4-byte count.
+     */
+    static DeviceWork build(CudaDevice device, DevicePool pool, CudaStream stream, KernelModule module, long gate, int batch,
+            int qLen, int heads, int tileRows, boolean compact) {
+        if (gate == 0) {
+            throw new IllegalArgumentException("a device work list needs a gate");
+        }
+        int tiles = ceilDiv(qLen, tileRows);
+        long groups = compact ? (long) batch * heads : (long) batch * heads * tiles;
+        long maxEntries = (long) batch * heads * tiles;
+        if (maxEntries * 3 > Integer.MAX_VALUE || (long) batch * heads * qLen > Integer.MAX_VALUE) {
+            throw new IllegalArgumentException("gate work list of " + maxEntries + " tiles is too large (B=" + batch + ", H=" + heads
+                    + ", L=" + qLen + ")");
+        }
+        DeviceTensor counts = null;
+        DeviceTensor rows = null;
+        DeviceTensor list = null;
+        DeviceTensor total = null;
+        try {
+            counts = DeviceTensor.allocate(device, pool, DType.I32, "work", groups);
+            rows = compact ? DeviceTensor.allocate(device, pool, DType.I32, "work", batch, heads, qLen) : null;
+            list = DeviceTensor.allocate(device, pool, DType.I32, "work", Math.max(1, maxEntries), 3);
+            total = DeviceTensor.allocate(device, pool, DType.I32, "work", 1);
+            int mode = compact ? MODE_ROWS : MODE_TILES;
+            byte[] p = encode(gate, counts.address(), rows == null ? 0 : rows.address(), list.address(), total.address(), batch,
+                    qLen, heads, tileRows, mode);
+            if (compact) {
+                module.launch("hr_gate_compact_rows", heads, batch, 1, 1024, 0, stream, p);
+            } else {
+                module.launch("hr_gate_tile_flags", (int) ((groups + 255) / 256), 1, 1, 256, 0, stream, p);
+            }
+            module.launch("hr_gate_work_list", 1, 1, 1, 1024, 0, stream, p);
+            Tensor t = total.download(stream, null);
+            int count = ints(t)[0];
+            if (count < 0 || count > maxEntries) {
+                throw new IllegalStateException("gate work list reported " + count + " tiles, at most " + maxEntries + " exist");
+            }
+            DeviceWork w = new DeviceWork(list, rows, counts, count);
+            list = null;
+            rows = null;
+            counts = null;
+            return w;
+        } finally {
+            for (DeviceTensor d : new DeviceTensor[] {counts, rows, list, total}) {
+                if (d != null) {
+                    d.close();
+                }
+            }
+        }
+    }
+}

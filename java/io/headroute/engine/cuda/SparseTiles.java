@@ -1,0 +1,309 @@
+package io.headroute.engine.cuda;
+
+import io.headroute.pattern.BlockLayout;
+import io.headroute.pattern.KeyRanges;
+import io.headroute.pattern.Pattern;
+import java.util.Arrays;
+
+/**
+ * A {@link BlockLayout} in the units of a kernel's tiles (Br query rows × Bc keys), as the int32 CSR
+ * arrays the block-sparse kernels read (AttnParams kv_offsets, kv_tiles, kv_full_before, kv_masks).
+ * Layout blocks of 64 or 128 are split into kernel tiles: a full block's tiles are full; each tile of a
+ * partial block gets the exact element bits of its Br × Bc pairs from the pattern's per-row key ranges,
+ * and is then listed as full (every valid pair allowed), partial (bits in the kernel), or not at all.
+ * Size and build time follow the listed blocks: per cell the rows' key ranges are walked only against
+ * that cell's partial tiles; nothing of size L × S exists.
+ */
+public final class SparseTiles {
+    private final int layoutHeads;
+    private final int qTiles;
+    private final int kTiles;
+    private final int br;
+    private final int bc;
+    private final int[] offsets;
+    private final int[] tiles;
+    private final int[] fullBefore;
+    private final long[] masks;
+
+    private SparseTiles(int layoutHeads, int qTiles, int kTiles, int br, int bc, int[] offsets, int[] tiles, int[] fullBefore,
+            long[] masks) {
+        this.layoutHeads = layoutHeads;
+        this.qTiles = qTiles;
+        this.kTiles = kTiles;
+        this.br = br;
+        this.bc = bc;
+        this.offsets = offsets;
+        this.tiles = tiles;
+        this.fullBefore = fullBefore;
+        this.masks = masks;
+    }
+
+    /**
+     * Splits {@code layout} (built from {@code pattern} for L queries and S keys) into kernel tiles of
+     * {@code br} × {@code bc}; the layout's block size must be a multiple of both, and bc ≤ 64.
+     */
+    public static SparseTiles build(Pattern pattern, BlockLayout layout, int qLen, int kvLen, int br, int bc) {
+        int bs = layout.blockSize();
+        if (bc > 64 || bs % br != 0 || bs % bc != 0) {
+            throw new IllegalArgumentException("layout blocks of " + bs + " do not split into kernel tiles of " + br + " x " + bc);
+        }
+        if (layout.qBlocks() != ceilDiv(qLen, bs) || layout.kBlocks() != ceilDiv(kvLen, bs)) {
+            throw new IllegalArgumentException("layout " + layout + " is not for L = " + qLen + ", S = " + kvLen);
+        }
+        int lh = layout.heads();
+        int qTiles = ceilDiv(qLen, br);
+        int kTiles = ceilDiv(kvLen, bc);
+        int subK = bs / bc;
+        int offsetShift = kvLen - qLen;
+        int cells = lh * qTiles;
+        int[] offsets = new int[cells + 1];
+        int[] fullBefore = new int[cells + 1];
+        IntList out = new IntList();
+        LongList maskOut = new LongList();
+        IntList full = new IntList();
+        IntList cand = new IntList();
+        long[] bits = new long[0];
+        KeyRanges[] ranges = new KeyRanges[br];
+        for (int r = 0; r < br; r++) {
+            ranges[r] = new KeyRanges();
+        }
+        int fullSoFar = 0;
+        for (int h = 0; h < lh; h++) {
+            for (int qt = 0; qt < qTiles; qt++) {
+                int qb = qt * br / bs;
+                int q0 = qt * br;
+                int rows = Math.min(br, qLen - q0);
+                full.clear();
+                for (int kb : layout.fullBlocks(h, qb)) {
+                    for (int kt = kb * subK; kt < Math.min(kTiles, (kb + 1) * subK); kt++) {
+                        full.add(kt);
+                    }
+                }
+                // Candidate tiles of the partial blocks, ascending, and their element bits.
+                cand.clear();
+                for (int kb : layout.partialBlocks(h, qb)) {
+                    for (int kt = kb * subK; kt < Math.min(kTiles, (kb + 1) * subK); kt++) {
+                        cand.add(kt);
+                    }
+                }
+                int nc = cand.size();
+                if (bits.length < nc * br) {
+                    bits = new long[Math.max(nc * br, 2 * bits.length)];
+                }
+                Arrays.fill(bits, 0, nc * br, 0L);
+                if (nc > 0) {
+                    for (int r = 0; r < rows; r++) {
+                        pattern.allowedKeys(h, q0 + r + offsetShift, kvLen, ranges[r]);
+                        KeyRanges kr = ranges[r];
+                        for (int x = 0; x < kr.size(); x++) {
+                            int s = kr.start(x);
+                            int e = kr.end(x);
+                            for (int c = lowerBound(cand.data, nc, s / bc); c < nc && cand.data[c] * bc < e; c++) {
+                                int k0 = cand.data[c] * bc;
+                                int from = Math.max(s, k0) - k0;
+                                int to = Math.min(e, k0 + bc) - k0;
+                                bits[c * br + r] |= span(from, to);
+                            }
+                        }
+                    }
+                }
+                IntList partial = new IntList();
+                for (int c = 0; c < nc; c++) {
+                    int kt = cand.data[c];
+                    long valid = span(0, Math.min(bc, kvLen - kt * bc));
+                    boolean any = false;
+                    boolean all = true;
+                    for (int r = 0; r < rows; r++) {
+                        long w = bits[c * br + r];
+                        any |= w != 0;
+                        all &= w == valid;
+                    }
+                    if (all) {
+                        full.add(kt);
+                    } else if (any) {
+                        partial.add(kt);
+                        for (int r = 0; r < br; r++) {
+                            maskOut.add(bits[c * br + r]);
+                        }
+                    }
+                }
+                Arrays.sort(full.data, 0, full.size());
+                for (int t = 0; t < full.size(); t++) {
+                    out.add(full.data[t]);
+                }
+                for (int t = 0; t < partial.size(); t++) {
+                    out.add(partial.data[t]);
+                }
+                int cell = h * qTiles + qt;
+                fullSoFar += full.size();
+                offsets[cell + 1] = out.size();
+                fullBefore[cell + 1] = fullSoFar;
+            }
+        }
+        return new SparseTiles(lh, qTiles, kTiles, br, bc, offsets, out.toArray(), fullBefore, maskOut.toArray());
+    }
+
+    /** Bits [from, to) of a 64-bit word. */
+    static long span(int from, int to) {
+        if (to <= from) {
+            return 0L;
+        }
+        long hi = to >= 64 ? -1L : (1L << to) - 1;
+        long lo = (1L << from) - 1;
+        return hi & ~lo;
+    }
+
+    private static int lowerBound(int[] a, int n, int key) {
+        int lo = 0;
+        int hi = n;
+        while (lo < hi) {
+            int mid = (lo + hi) >>> 1;
+            if (a[mid] < key) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        return lo;
+    }
+
+    private static int ceilDiv(int a, int b) {
+        return (int) ((a + (long) b - 1) / b);
+    }
+
+    /** 1 when one list serves every head, else H. */
+    public int layoutHeads() {
+        return layoutHeads;
+    }
+
+    public int queryTiles() {
+        return qTiles;
+    }
+
+    public int keyTiles() {
+        return kTiles;
+    }
+
+    public int tileRows() {
+        return br;
+    }
+
+    public int tileKeys() {
+        return bc;
+    }
+
+    private int cell(int head, int qt) {
+        return (layoutHeads == 1 ? 0 : head) * qTiles + qt;
+    }
+
+    /** Key tiles the kernel visits for (head, query tile): full ones and partial ones. */
+    public int listed(int head, int qt) {
+        int c = cell(head, qt);
+        return offsets[c + 1] - offsets[c];
+    }
+
+    /** Full key tiles of (head, query tile), ascending. */
+    public int[] full(int head, int qt) {
+        int c = cell(head, qt);
+        int n = fullBefore[c + 1] - fullBefore[c];
+        return Arrays.copyOfRange(tiles, offsets[c], offsets[c] + n);
+    }
+
+    /** Partial key tiles of (head, query tile), ascending. */
+    public int[] partial(int head, int qt) {
+        int c = cell(head, qt);
+        int n = fullBefore[c + 1] - fullBefore[c];
+        return Arrays.copyOfRange(tiles, offsets[c] + n, offsets[c + 1]);
+    }
+
+    /** The element bits of partial tile {@code k} of (head, query tile): Br words, bit c of word r = (row r, key c). */
+    public long[] mask(int head, int qt, int k) {
+        int c = cell(head, qt);
+        int n = fullBefore[c + 1] - fullBefore[c];
+        int t = offsets[c] + n + k;
+        if (k < 0 || t >= offsets[c + 1]) {
+            throw new IndexOutOfBoundsException("partial tile " + k + " of cell " + c);
+        }
+        int m = (t - fullBefore[c + 1]) * br;
+        return Arrays.copyOfRange(masks, m, m + br);
+    }
+
+    /** Listed tiles over all cells. */
+    public long listedTiles() {
+        return tiles.length;
+    }
+
+    /** The device arrays, in the order of AttnParams. */
+    int[] offsetsArray() {
+        return offsets;
+    }
+
+    int[] tilesArray() {
+        return tiles;
+    }
+
+    int[] fullBeforeArray() {
+        return fullBefore;
+    }
+
+    long[] masksArray() {
+        return masks;
+    }
+
+    /** Bytes of the four device arrays: O(listed tiles + cells), never L × S. */
+    public long deviceBytes() {
+        return 4L * (offsets.length + tiles.length + fullBefore.length) + 8L * masks.length;
+    }
+
+    @Override
+    public String toString() {
+        return "SparseTiles[" + layoutHeads + " x " + qTiles + " x " + kTiles + " tiles of " + br + " x " + bc + ", "
+                + tiles.length + " listed, " + masks.length / br + " partial]";
+    }
+
+    /** A growable int array. */
+    private static final class IntList {
+        int[] data = new int[16];
+        private int n;
+
+        void add(int x) {
+            if (n == data.length) {
+                data = Arrays.copyOf(data, 2 * n);
+            }
+            data[n++] = x;
+        }
+
+        int size() {
+            return n;
+        }
+
+        void clear() {
+            n = 0;
+        }
+
+        int[] toArray() {
+            return Arrays.copyOf(data, n);
+        }
+    }
+
+    /** A growable long array. */
+    private static final class LongList {
+        long[] data = new long[16];
+        private int n;
+
+        void add(long x) {
+            if (n == data.length) {
+                data = Arrays.copyOf(data, 2 * n);
+            }
+            data[n++] = x;
+        }
+
+        int size() {
+            return n;
+        }
+
+        long[] toArray() {
+            return Arrays.copyOf(data, n);
+        }
+    }
+}

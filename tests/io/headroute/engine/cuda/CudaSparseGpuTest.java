@@ -1,0 +1,286 @@
+package io.headroute.engine.cuda;
+
+import static io.headroute.engine.cuda.CudaAttentionGpuTest.compare;
+import static io.headroute.engine.cuda.CudaAttentionGpuTest.gaussian;
+import static io.headroute.engine.cuda.CudaAttentionGpuTest.tolerance;
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+import io.headroute.cuda.DeviceTensor;
+import io.headroute.engine.Algorithm;
+import io.headroute.engine.AttentionRequest;
+import io.headroute.engine.AttentionResult;
+import io.headroute.engine.cpu.CpuAttentionEngine;
+import io.headroute.engine.cpu.ReferenceAttention.Rule;
+import io.headroute.pattern.Pattern;
+import io.headroute.tensor.DType;
+import io.headroute.tensor.Tensor;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Random;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Tag;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.CsvSource;
+import org.junit.jupiter.params.provider.MethodSource;
+
+/**
+ * The block-sparse kernels and head skipping against the CPU engine on fresh random inputs, outputs
+ * poisoned with NaN: every pattern of the contract with and without --causal, layout blocks 64 and 128,
+ * f32/f16/bf16, D 64 and 128, GQA/MQA, odd lengths with L < S, empty rows, gates with wholly gated
+ * tiles (work lists) and sparse gates (compaction); the device work lists against their host mirror,
+ * and the executed-tile counts against brute force. Skips itself without a usable GPU.
+ */
+@Tag("gpu")
+class CudaSparseGpuTest {
+    private static CudaAttentionEngine gpu;
+    private static CpuAttentionEngine cpu;
+
+    @TempDir
+    static Path dir;
+
+    @BeforeAll
+    static void open() {
+        CudaProbe.Result probe = CudaProbe.result();
+        assumeTrue(probe.usable(), "no usable GPU: " + probe.reason());
+        assumeTrue(CudaAttentionEngine.kernelsPackaged(), "the build has no CUDA kernels (built without nvcc)");
+        gpu = CudaAttentionEngine.open(0);
+        gpu.setPoisonOutputs(true);
+        cpu = new CpuAttentionEngine();
+    }
+
+    @AfterAll
+    static void close() {
+        if (cpu != null) {
+            cpu.close();
+        }
+        if (gpu != null) {
+            gpu.close(); // throws if any device buffer leaked
+        }
+    }
+
+    @AfterEach
+    void nothingLeftAllocated() {
+        if (gpu != null) {
+            gpu.clearLayoutCache();
+            assertEquals(0, gpu.pool().stats().allocatedBytes(), "device memory still allocated: " + gpu.pool().stats());
+        }
+    }
+
+    static Rule randomLayout(long seed, int heads, int kvLen, int bs, double keep) {
+        return SparseTilesTest.randomLayout(seed, heads, kvLen, bs, keep);
+    }
+
+    static Stream<Arguments> cases() {
+        List<Arguments> out = new ArrayList<>();
+        // B, H, Hkv, L, S
+        int[][] shapes = {{1, 4, 4, 77, 77}, {2, 4, 2, 77, 300}, {1, 4, 1, 300, 300}, {1, 2, 2, 1000, 1000}, {1, 4, 2, 130, 1000}};
+        int n = 0;
+        for (int si = 0; si < shapes.length; si++) {
+            int[] s = shapes[si];
+            List<Rule> rules = List.of(Rule.dense(), Rule.causalRule(), Rule.window(37), Rule.longformer(20, 5),
+                    Rule.bigbird(48, 1, 1, 2, 7), Rule.bigbird(64, 1, 1, 1, 3), randomLayout(s[4], 1, s[4], 64, 0.4),
+                    randomLayout(s[4] + 1, s[1], s[4], 20, 0.3));
+            for (Rule r : rules) {
+                for (boolean causal : new boolean[] {false, true}) {
+                    DType t = DType.values()[0];
+                    DType[] dts = {DType.F32, DType.F16, DType.BF16};
+                    t = dts[n % 3];
+                    int d = (n / 3) % 2 == 0 ? 64 : 128;
+                    int bs = (n / 2) % 2 == 0 ? 64 : 128;
+                    out.add(Arguments.of(r.withCausal(causal), t, d, bs, s[0], s[1], s[2], s[3], s[4], n % 5 == 0));
+                    n++;
+                }
+            }
+        }
+        return out.stream();
+    }
+
+    @ParameterizedTest(name = "{0} {1} D={2} BS={3} B={4} H={5} Hkv={6} L={7} S={8} gate={9}")
+    @MethodSource("cases")
+    void sparseMatchesTheCpuEngine(Rule rule, DType dtype, int d, int bs, int b, int h, int hkv, int l, int s, boolean gated) {
+        Random r = new Random(31L * l + 7L * s + d + bs + dtype.ordinal() + rule.hashCode());
+        Pattern p = rule.toEffectivePattern(dir, "gpu-" + rule + "-" + s + "-" + h);
+        Tensor q = gaussian(r, DType.F32, b, h, l, d);
+        Tensor k = gaussian(r, DType.F32, b, hkv, s, d);
+        Tensor v = gaussian(r, DType.F32, b, hkv, s, d);
+        AttentionRequest.Builder rb = AttentionRequest.builder(q, k, v).pattern(p).dtype(dtype).algorithm(Algorithm.SPARSE)
+                .wantLse(true);
+        if (gated) {
+            rb.gate(CudaAttentionGpuTest.gate(r, b, l, h));
+        }
+        AttentionRequest req = rb.build();
+        gpu.setSparseBlockSize(bs);
+        AttentionResult got = gpu.run(req);
+        AttentionResult want = cpu.run(AttentionRequest.builder(q, k, v).pattern(p).dtype(dtype).algorithm(Algorithm.FLASH)
+                .wantLse(true).gate(req.gate()).build());
+        String what = "sparse " + rule + " " + dtype.cliName() + " D=" + d + " BS=" + bs + " B=" + b + " H=" + h + " Hkv=" + hkv
+                + " L=" + l + " S=" + s + (gated ? " gated" : "");
+        compare(got, want, tolerance(dtype), what);
+        assertEquals(Algorithm.SPARSE, got.stats().algorithm(), what);
+        assertTrue(got.stats().keyTilesVisited() >= 0 && got.stats().keyTilesSkipped() >= 0, what + ": " + got.stats());
+    }
+
+    @Test
+    void flashRoutesSparsePatternsAndCountsExactly() {
+        Random r = new Random(11);
+        int b = 1;
+        int h = 2;
+        int l = 200;
+        int s = 333;
+        Tensor q = gaussian(r, DType.F32, b, h, l, 64);
+        Tensor k = gaussian(r, DType.F32, b, h, s, 64);
+        Pattern p = Rule.window(50).withCausal(true).toEffectivePattern(dir, "route");
+        AttentionRequest req = AttentionRequest.builder(q, k, k).pattern(p).dtype(DType.BF16).algorithm(Algorithm.FLASH)
+                .wantLse(true).build();
+        gpu.setSparseBlockSize(64);
+        AttentionResult got = gpu.run(req);
+        assertEquals(Algorithm.SPARSE, got.stats().algorithm(), "flash on a window runs the block-sparse kernel");
+        compare(got, cpu.run(req), tolerance(DType.BF16), "routed window:50+causal");
+        long visited = 0;
+        for (int hh = 0; hh < h; hh++) {
+            for (int t = 0; t * 64 < l; t++) {
+                int[] rows = new int[Math.min(64, l - t * 64)];
+                for (int x = 0; x < rows.length; x++) {
+                    rows[x] = t * 64 + x;
+                }
+                visited += GateWorkTest.keyTilesWithAPair(p, hh, rows, l, s, 64);
+            }
+        }
+        long tiles = (long) b * h * ((l + 63) / 64);
+        assertEquals(tiles, got.stats().queryTiles());
+        assertEquals(visited, got.stats().keyTilesVisited(), "key tiles the kernel visits = tiles with an allowed pair");
+        assertEquals(tiles * ((s + 63) / 64) - visited, got.stats().keyTilesSkipped());
+    }
+
+    /** Gates that switch whole tiles off (work list) and most rows off (compaction) on the dense/causal kernels. */
+    @Test
+    void gatedFlashUsesWorkListsAndCompaction() {
+        Random r = new Random(12);
+        for (DType dt : new DType[] {DType.F32, DType.BF16, DType.F16}) {
+            for (boolean causal : new boolean[] {false, true}) {
+                for (double zeros : new double[] {0.9, 0.3}) {
+                    int b = 2;
+                    int h = 3;
+                    int l = 301;
+                    int s = 333;
+                    Tensor q = gaussian(r, DType.F32, b, h, l, 64);
+                    Tensor k = gaussian(r, DType.F32, b, 1, s, 64);
+                    Tensor v = gaussian(r, DType.F32, b, 1, s, 64);
+                    float[] g = new float[b * l * h];
+                    for (int i = 0; i < g.length; i++) {
+                        g[i] = r.nextDouble() < zeros ? 0f : 0.5f + r.nextFloat();
+                    }
+                    for (int i = 0; i < 130; i++) {
+                        g[i * h + 2] = 0f; // head 2 of batch 0: the first two tiles gated whole
+                    }
+                    AttentionRequest req = AttentionRequest.builder(q, k, v).causal(causal).dtype(dt).gate(Tensor.ofFloats(g, b, l, h))
+                            .algorithm(Algorithm.FLASH).wantLse(true).build();
+                    AttentionResult got = gpu.run(req);
+                    String what = dt.cliName() + (causal ? " causal" : "") + " zeros " + zeros;
+                    compare(got, cpu.run(req), tolerance(dt), what);
+                    FlashPlan plan = FlashPlan.of(req.shape(), dt, req.pattern());
+                    CudaAttentionEngine.GatePlan gp = CudaAttentionEngine.GatePlan.of(req, plan, null);
+                    assertEquals(gp.tiles(), got.stats().queryTiles(), what + ": executed tiles");
+                    assertEquals(gp.keyTilesVisited(), got.stats().keyTilesVisited(), what);
+                    if (zeros > 0.5) {
+                        assertEquals(CudaAttentionEngine.GateMode.COMPACT, gp.mode(), what);
+                    }
+                }
+            }
+        }
+    }
+
+    /** Small and large (several 1024-wide scan chunks over groups and rows), and an all-zero gate. */
+    @ParameterizedTest(name = "B={0} L={1} H={2} zero={3}")
+    @CsvSource({"2, 1000, 5, false", "1, 3000, 16, false", "2, 2500, 3, true"})
+    void deviceWorkListsEqualTheirHostMirror(int b, int l, int h, boolean allZero) {
+        Random r = new Random(13L + l);
+        float[] g = allZero ? new float[b * l * h] : GateWorkTest.gate(r, b, l, h);
+        try (DeviceTensor dg = gpu.upload(Tensor.ofFloats(g, b, l, h), DType.F32, "gate")) {
+            for (int br : new int[] {32, 64}) {
+                try (GateWork.DeviceWork w = gpu.workList(dg.address(), b, l, h, br, false)) {
+                    int[] want = GateWork.activeTiles(g, b, l, h, br);
+                    assertEquals(want.length / 3, w.count(), "tile count, Br=" + br);
+                    assertArrayEquals(want, w.downloadList(gpu.stream()), "tile list, Br=" + br);
+                }
+                try (GateWork.DeviceWork w = gpu.workList(dg.address(), b, l, h, br, true)) {
+                    GateWork.Compaction c = GateWork.compact(g, b, l, h);
+                    assertArrayEquals(c.counts(), w.downloadCounts(gpu.stream()), "row counts, Br=" + br);
+                    assertArrayEquals(GateWork.compactedTiles(c.counts(), b, h, br), w.downloadList(gpu.stream()),
+                            "compacted tile list, Br=" + br);
+                    int[] rows = w.downloadRows(gpu.stream());
+                    for (int bh = 0; bh < b * h; bh++) {
+                        for (int x = 0; x < c.counts()[bh]; x++) {
+                            assertEquals(c.rows()[bh * l + x], rows[bh * l + x], "compacted row " + x + " of (b, h) " + bh);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /** Query blocks whose layout row is empty: o = 0 and lse = −inf, from tiles with no key tile at all. */
+    @Test
+    void emptyRowsGiveZerosAndMinusInfinity() {
+        Random r = new Random(15);
+        int l = 300;
+        int bs = 64;
+        int n = (l + bs - 1) / bs;
+        boolean[] bits = new boolean[n * n];
+        for (int qb = 0; qb < n; qb++) {
+            for (int kb = 0; kb < n; kb++) {
+                bits[qb * n + kb] = qb % 2 == 0 && (kb == qb || kb == 0); // odd query blocks attend nothing
+            }
+        }
+        Pattern p = Rule.layout(bs, 1, n, bits).toEffectivePattern(dir, "empty-rows");
+        Tensor q = gaussian(r, DType.F32, 1, 2, l, 64);
+        for (DType dt : new DType[] {DType.F32, DType.BF16}) {
+            AttentionRequest req = AttentionRequest.builder(q, q, q).pattern(p).dtype(dt).algorithm(Algorithm.SPARSE)
+                    .wantLse(true).build();
+            gpu.setSparseBlockSize(64);
+            AttentionResult got = gpu.run(req);
+            compare(got, cpu.run(req), tolerance(dt), "empty rows " + dt.cliName());
+            float[] lse = got.lse().toFloatArray();
+            float[] o = got.o().toFloatArray();
+            for (int h = 0; h < 2; h++) {
+                for (int i = 0; i < l; i++) {
+                    boolean empty = (i / bs) % 2 == 1;
+                    assertEquals(empty, lse[h * l + i] == Float.NEGATIVE_INFINITY, "lse of row " + i + " head " + h);
+                    if (empty) {
+                        for (int d = 0; d < 64; d++) {
+                            assertEquals(0f, o[(h * l + i) * 64 + d], "o of empty row " + i);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    @Test
+    void layoutMemoryIsCachedTaggedAndFreed() {
+        Random r = new Random(14);
+        Tensor q = gaussian(r, DType.F32, 1, 2, 500, 64);
+        Pattern p = Rule.window(30).toEffectivePattern(dir, "cache");
+        AttentionRequest req = AttentionRequest.builder(q, q, q).pattern(p).dtype(DType.BF16).algorithm(Algorithm.SPARSE).build();
+        gpu.setSparseBlockSize(128);
+        gpu.run(req);
+        long held = gpu.pool().stats().allocatedBytes();
+        assertTrue(held > 0, "the layout stays cached on the device");
+        long allocations = gpu.pool().stats().allocations();
+        gpu.run(req);
+        assertEquals(held, gpu.pool().stats().allocatedBytes(), "the second call reuses the cached layout");
+        assertTrue(gpu.pool().stats().allocations() - allocations <= 6, "only inputs and outputs are allocated again");
+        gpu.clearLayoutCache();
+        assertEquals(0, gpu.pool().stats().allocatedBytes());
+    }
+}

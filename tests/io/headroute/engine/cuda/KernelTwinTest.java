@@ -1,0 +1,293 @@
+package io.headroute.engine.cuda;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.headroute.engine.cpu.ReferenceAttention;
+import io.headroute.engine.cpu.ReferenceAttention.Rule;
+import io.headroute.pattern.BlockLayout;
+import io.headroute.pattern.Pattern;
+import io.headroute.tensor.DType;
+import io.headroute.tensor.Tensor;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Random;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.MethodSource;
+
+/**
+ * The CPU twin of the flash kernels' control flow: every block of a launch replayed in Java exactly as
+ * the CUDA code indexes — its (b, h, tile) from the grid or the work list, its rows plain or through
+ * q_rows/q_counts (HrRows), its key tiles from HrDenseKeys or from the raw CSR arrays of a
+ * {@link SparseTiles} (offsets, full-before counts, mask base arithmetic of HrSparseKeys), each tile's
+ * mask kind (none, rule, bits) over zero-filled keys past S, and the online softmax with exp2 —
+ * against the float64 reference of the contract. What it proves is the host/device data contract and
+ * the kernels' indexing; the kernels' arithmetic itself is covered by the GPU tests.
+ */
+class KernelTwinTest {
+    @TempDir
+    static Path dir;
+
+    private static final int NONE = 0;
+    private static final int RULE = 1;
+    private static final int BITS = 2;
+
+    /** One launch as the engine encodes it. */
+    record Launch(int br, int bc, boolean causal, int[] tiles, int[] qRows, int[] qCounts, SparseTiles sparse) {}
+
+    /** Replays the launch; returns {o (B, H, L, D), lse (B, H, L)} with NaN where nothing was written. */
+    static float[][] replay(Launch ln, float[] q, float[] k, float[] v, float[] gate, int b, int h, int hkv, int l, int s, int d,
+            float scale) {
+        float[] o = new float[b * h * l * d];
+        float[] lse = new float[b * h * l];
+        Arrays.fill(o, Float.NaN);
+        Arrays.fill(lse, Float.NaN);
+        if (ln.tiles() != null) { // the engine fills the rows a work list leaves out
+            Arrays.fill(o, 0f);
+            Arrays.fill(lse, Float.NEGATIVE_INFINITY);
+        }
+        float scaleLog2 = (float) (scale * (1.0 / Math.log(2.0)));
+        int qTiles = (l + ln.br() - 1) / ln.br();
+        int blocks = ln.tiles() != null ? ln.tiles().length / 3 : b * h * qTiles;
+        for (int blk = 0; blk < blocks; blk++) {
+            int bb;
+            int hh;
+            int qt;
+            if (ln.tiles() != null) {
+                bb = ln.tiles()[3 * blk];
+                hh = ln.tiles()[3 * blk + 1];
+                qt = ln.tiles()[3 * blk + 2];
+            } else {
+                qt = blk % qTiles;
+                hh = (blk / qTiles) % h;
+                bb = blk / (qTiles * h);
+            }
+            block(ln, q, k, v, gate, o, lse, bb, hh, qt, h, hkv, l, s, d, scaleLog2);
+        }
+        return new float[][] {o, lse};
+    }
+
+    private static void block(Launch ln, float[] q, float[] k, float[] v, float[] gate, float[] o, float[] lse, int b, int h,
+            int qt, int heads, int hkv, int l, int s, int d, float scaleLog2) {
+        int br = ln.br();
+        int bc = ln.bc();
+        // HrRows
+        int base = qt * br;
+        int[] idx = null;
+        int idxBase = 0;
+        int count;
+        if (ln.qRows() != null) {
+            idx = ln.qRows();
+            idxBase = (b * heads + h) * l;
+            count = Math.min(br, ln.qCounts()[b * heads + h] - base);
+        } else {
+            count = Math.min(br, l - base);
+        }
+        int[] row = new int[br];
+        for (int r = 0; r < count; r++) {
+            row[r] = idx != null ? idx[idxBase + base + r] : base + r;
+        }
+        // hr_skip_gated_tile (plain rows only)
+        if (idx == null && gate != null) {
+            boolean live = false;
+            for (int r = 0; r < count; r++) {
+                live |= gate[(b * l + row[r]) * heads + h] != 0f;
+            }
+            if (!live) {
+                for (int r = 0; r < count; r++) {
+                    Arrays.fill(o, ((b * heads + h) * l + row[r]) * d, ((b * heads + h) * l + row[r] + 1) * d, 0f);
+                    lse[(b * heads + h) * l + row[r]] = Float.NEGATIVE_INFINITY;
+                }
+                return;
+            }
+        }
+        int offset = s - l;
+        // Key source: HrSparseKeys from the raw arrays, or HrDenseKeys.
+        int n;
+        int[] list = null;
+        int t0 = 0;
+        int nFull = 0;
+        int maskBase = 0;
+        int tail = s % bc == 0 ? Integer.MAX_VALUE : s / bc;
+        int firstMasked = 0;
+        SparseTiles sp = ln.sparse();
+        if (sp != null) {
+            int cell = (sp.layoutHeads() == 1 ? 0 : h) * ((l + br - 1) / br) + qt;
+            int[] off = sp.offsetsArray();
+            int[] fb = sp.fullBeforeArray();
+            list = sp.tilesArray();
+            t0 = off[cell];
+            n = off[cell + 1] - t0;
+            int fullEnd = fb[cell + 1];
+            nFull = fullEnd - fb[cell];
+            maskBase = (t0 + nFull - fullEnd) * br;
+        } else {
+            int first = row[0];
+            int last = row[count - 1];
+            int kvEnd = s;
+            if (ln.causal()) {
+                kvEnd = Math.min(kvEnd, last + offset + 1);
+            }
+            n = (kvEnd + bc - 1) / bc;
+            firstMasked = s / bc;
+            if (ln.causal()) {
+                firstMasked = Math.min(firstMasked, (first + offset + 1) / bc);
+            }
+        }
+        int kvh = h / (heads / hkv);
+        float[] m = new float[br];
+        float[] lsum = new float[br];
+        float[][] acc = new float[br][d];
+        Arrays.fill(m, Float.NEGATIVE_INFINITY);
+        long[] masks = sp == null ? null : sp.masksArray();
+        for (int j = 0; j < n; j++) {
+            int kt = sp != null ? list[t0 + j] : j;
+            int kind = sp != null ? (j >= nFull ? BITS : (kt == tail ? RULE : NONE)) : (j >= firstMasked ? RULE : NONE);
+            for (int r = 0; r < br; r++) {
+                float[] sc = new float[bc];
+                float mx = Float.NEGATIVE_INFINITY;
+                int pos = r < count ? row[r] + offset : Integer.MAX_VALUE;
+                for (int c = 0; c < bc; c++) {
+                    int key = kt * bc + c;
+                    float dot = 0f;
+                    if (r < count && key < s) { // zero-filled Q rows past count, K rows past S
+                        int qo = ((b * heads + h) * l + row[r]) * d;
+                        int ko = ((b * hkv + kvh) * s + key) * d;
+                        for (int t = 0; t < d; t++) {
+                            dot += q[qo + t] * k[ko + t];
+                        }
+                    }
+                    float val = dot * scaleLog2;
+                    if (kind != NONE) {
+                        boolean ok = kind == BITS ? ((masks[maskBase + (j - nFull) * br + r] >>> c) & 1L) != 0
+                                : key < s && (!ln.causal() || key <= pos);
+                        val = ok ? val : Float.NEGATIVE_INFINITY;
+                    }
+                    sc[c] = val;
+                    mx = Math.max(mx, val);
+                }
+                float mNew = Math.max(m[r], mx);
+                float mUse = mNew == Float.NEGATIVE_INFINITY ? 0f : mNew;
+                float alpha = (float) Math.pow(2, m[r] - mUse);
+                float sum = 0f;
+                for (int c = 0; c < bc; c++) {
+                    sc[c] = (float) Math.pow(2, sc[c] - mUse);
+                    sum += sc[c];
+                }
+                lsum[r] = lsum[r] * alpha + sum;
+                m[r] = mNew;
+                for (int t = 0; t < d; t++) {
+                    float a = acc[r][t] * alpha;
+                    for (int c = 0; c < bc; c++) {
+                        int key = kt * bc + c;
+                        float vv = key < s ? v[((b * hkv + kvh) * s + key) * d + t] : 0f;
+                        a += sc[c] * vv;
+                    }
+                    acc[r][t] = a;
+                }
+            }
+        }
+        for (int r = 0; r < count; r++) {
+            int i = row[r];
+            float g = gate == null ? 1f : gate[(b * l + i) * heads + h];
+            boolean empty = lsum[r] == 0f || g == 0f;
+            float f = empty ? 0f : g / lsum[r];
+            int ro = (b * heads + h) * l + i;
+            for (int t = 0; t < d; t++) {
+                o[ro * d + t] = acc[r][t] * f;
+            }
+            lse[ro] = empty ? Float.NEGATIVE_INFINITY : (float) ((m[r] + Math.log(lsum[r]) / Math.log(2)) * Math.log(2));
+        }
+    }
+
+    static Stream<Arguments> cases() {
+        List<Arguments> out = new ArrayList<>();
+        int[][] sizes = {{77, 300}, {130, 130}, {1, 100}};
+        int n = 0;
+        for (int[] ls : sizes) {
+            List<Rule> rules = List.of(Rule.dense(), Rule.causalRule(), Rule.window(21), Rule.longformer(9, 3),
+                    Rule.bigbird(48, 1, 1, 2, 7), SparseTilesTest.randomLayout(ls[1], 2, ls[1], 20, 0.3));
+            for (Rule r : rules) {
+                for (boolean causal : new boolean[] {false, true}) {
+                    for (String gate : new String[] {"none", "tiles", "compact"}) {
+                        int tile = n % 2 == 0 ? 64 : 32;
+                        int bs = (n / 2) % 2 == 0 ? 64 : 128;
+                        out.add(Arguments.of(r.withCausal(causal), ls[0], ls[1], tile, bs, gate));
+                        n++;
+                    }
+                }
+            }
+        }
+        return out.stream();
+    }
+
+    @ParameterizedTest(name = "{0} L={1} S={2} tile={3} BS={4} gate={5}")
+    @MethodSource("cases")
+    void kernelIndexingComputesTheContract(Rule rule, int l, int s, int tile, int bs, String gateMode) {
+        int b = 2;
+        int h = 2;
+        int hkv = 1;
+        int d = 8;
+        Random rnd = new Random(l * 31L + s + tile + bs + gateMode.hashCode() + rule.hashCode());
+        float[] q = gaussian(rnd, b * h * l * d);
+        float[] k = gaussian(rnd, b * hkv * s * d);
+        float[] v = gaussian(rnd, b * hkv * s * d);
+        float[] gate = null;
+        if (!gateMode.equals("none")) {
+            gate = GateWorkTest.gate(rnd, b, l, h);
+        }
+        Pattern p = rule.toEffectivePattern(dir, "twin-" + rule + "-" + s);
+        boolean dense = FlashPlan.flashSupports(p);
+        boolean causal = FlashPlan.causal(p);
+        SparseTiles sp = dense ? null : SparseTiles.build(p, BlockLayout.build(p, h, l, s, bs), l, s, tile, tile);
+        int[] tiles = null;
+        int[] rows = null;
+        int[] counts = null;
+        if (gateMode.equals("tiles")) {
+            tiles = GateWork.activeTiles(gate, b, l, h, tile);
+        } else if (gateMode.equals("compact")) {
+            if (dense) {
+                GateWork.Compaction c = GateWork.compact(gate, b, l, h);
+                rows = c.rows();
+                counts = c.counts();
+                tiles = GateWork.compactedTiles(counts, b, h, tile);
+            } else {
+                tiles = GateWork.activeTiles(gate, b, l, h, tile); // the sparse kernels take block granularity
+            }
+        }
+        float scale = (float) (1 / Math.sqrt(d));
+        float[][] got = replay(new Launch(tile, tile, causal, tiles, rows, counts, sp), q, k, v, gate, b, h, hkv, l, s, d, scale);
+        Tensor gt = gate == null ? null : Tensor.ofFloats(gate, b, l, h);
+        ReferenceAttention.Output want = ReferenceAttention.compute(Tensor.ofFloats(q, b, h, l, d), Tensor.ofFloats(k, b, hkv, s, d),
+                Tensor.ofFloats(v, b, hkv, s, d), gt, rule, scale, DType.F32);
+        String what = rule + " L=" + l + " S=" + s + " tile=" + tile + " BS=" + bs + " gate=" + gateMode;
+        double num = 0;
+        double den = 0;
+        for (int i = 0; i < got[0].length; i++) {
+            assertTrue(Float.isFinite(got[0][i]), what + ": o[" + i + "] = " + got[0][i] + " (unwritten)");
+            num += (got[0][i] - want.o()[i]) * (got[0][i] - want.o()[i]);
+            den += want.o()[i] * want.o()[i];
+        }
+        assertTrue(Math.sqrt(num / Math.max(den, 1e-30)) <= 1e-5, what + ": relative L2 " + Math.sqrt(num / den));
+        for (int i = 0; i < got[1].length; i++) {
+            if (want.lse()[i] == Double.NEGATIVE_INFINITY) {
+                assertEquals(Float.NEGATIVE_INFINITY, got[1][i], what + ": lse[" + i + "] of an empty or gated row");
+            } else {
+                assertEquals(want.lse()[i], got[1][i], 1e-4 * Math.max(1, Math.abs(want.lse()[i])), what + ": lse[" + i + "]");
+            }
+        }
+    }
+
+    private static float[] gaussian(Random r, int n) {
+        float[] x = new float[n];
+        for (int i = 0; i < n; i++) {
+            x[i] = (float) r.nextGaussian();
+        }
+        return x;
+    }
+}
