@@ -11,7 +11,7 @@ class MainTest {
     @Test
     void helpAndVersionOnEveryCommand() {
         Cli top = Cli.run("--help").assertOk();
-        for (String cmd : new String[] {"attend", "pattern", "bench", "demo", "info"}) {
+        for (String cmd : new String[] {"attend", "pattern", "quality", "route", "bench", "demo", "experiment", "info"}) {
             assertTrue(top.out().contains(cmd), top.out());
             Cli h = Cli.run(cmd, "--help").assertOk();
             assertTrue(h.out().contains("Usage: headroute " + cmd), h.out());
@@ -26,6 +26,17 @@ class MainTest {
     void missingOrUnknownCommandIsAUsageError() {
         Cli.run().assertBadInput("headroute", "missing command");
         Cli.run("frobnicate").assertBadInput("headroute", "frobnicate");
+    }
+
+    @Test
+    void infoListsEveryKernelModuleOfTheBuild() throws java.io.IOException {
+        // One module per cuda-kernels/NAME.cu; info must report each of them, so the list cannot drift.
+        try (var files = java.nio.file.Files.list(java.nio.file.Path.of("cuda-kernels"))) {
+            java.util.Set<String> sources = new java.util.TreeSet<>();
+            files.map(f -> f.getFileName().toString()).filter(n -> n.endsWith(".cu"))
+                    .forEach(n -> sources.add(n.substring(0, n.length() - 3)));
+            assertEquals(sources, new java.util.TreeSet<>(java.util.List.of(InfoCommand.MODULES)));
+        }
     }
 
     @Test
