@@ -48,9 +48,10 @@ public final class AttentionBenchmark {
      * @param warmup     untimed calls per algorithm
      * @param repeats    timed calls per algorithm (the median is reported)
      * @param seed       seed of the Gaussian inputs
+     * @param blockSize  block size of the sparse algorithm's layouts (64 or 128)
      */
     public record Config(int batch, int heads, int kvHeads, int qLen, int kvLen, int headDim, boolean causal,
-            Pattern pattern, DType dtype, List<Algorithm> algorithms, int warmup, int repeats, long seed) {
+            Pattern pattern, DType dtype, List<Algorithm> algorithms, int warmup, int repeats, long seed, int blockSize) {
         public Config {
             Objects.requireNonNull(pattern, "pattern");
             Objects.requireNonNull(dtype, "dtype");
@@ -74,6 +75,15 @@ public final class AttentionBenchmark {
             if (repeats <= 0) {
                 throw new IllegalArgumentException("repeats must be positive, got " + repeats);
             }
+            if (blockSize != 64 && blockSize != 128) {
+                throw new IllegalArgumentException("block size must be 64 or 128, got " + blockSize);
+            }
+        }
+
+        /** With the default block size, 64. */
+        public Config(int batch, int heads, int kvHeads, int qLen, int kvLen, int headDim, boolean causal, Pattern pattern,
+                DType dtype, List<Algorithm> algorithms, int warmup, int repeats, long seed) {
+            this(batch, heads, kvHeads, qLen, kvLen, headDim, causal, pattern, dtype, algorithms, warmup, repeats, seed, 64);
         }
 
         public AttentionShape shape() {
@@ -175,6 +185,7 @@ public final class AttentionBenchmark {
             cfg.put("warmup", config.warmup());
             cfg.put("repeats", config.repeats());
             cfg.put("seed", config.seed());
+            cfg.put("block_size", config.blockSize());
             root.put("flop_formula", FLOP_FORMULA);
             root.put("flops_per_call", config.flops());
             ArrayNode ms = root.putArray("measurements");
@@ -243,7 +254,7 @@ public final class AttentionBenchmark {
         List<AttentionRequest> requests = new ArrayList<>();
         for (Algorithm a : c.algorithms()) {
             requests.add(AttentionRequest.builder(in.q(), in.k(), in.v()).pattern(c.pattern()).causal(c.causal())
-                    .dtype(c.dtype()).algorithm(a).build());
+                    .dtype(c.dtype()).algorithm(a).blockSize(c.blockSize()).build());
         }
         List<Measurement> out = new ArrayList<>();
         float[] reference = null;

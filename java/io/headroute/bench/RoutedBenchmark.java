@@ -254,7 +254,7 @@ public final class RoutedBenchmark {
     private static AttentionRequest request(AttentionBenchmark.Inputs in, AttentionBenchmark.Config a, Algorithm algo,
             Tensor gate) {
         return AttentionRequest.builder(in.q(), in.k(), in.v()).gate(gate).pattern(a.pattern()).causal(a.causal())
-                .dtype(a.dtype()).algorithm(algo).build();
+                .dtype(a.dtype()).algorithm(algo).blockSize(a.blockSize()).build();
     }
 
     /** ‖o_routed − g·o_dense‖₂ / ‖g·o_dense‖₂, with o (B, H, L, D) and g (B, L, H). */

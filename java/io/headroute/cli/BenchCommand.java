@@ -74,6 +74,10 @@ final class BenchCommand implements Callable<Integer> {
     @Option(names = "--causal", description = "Causal attention (halves the FLOP count).")
     boolean causal;
 
+    @Option(names = "--block-size", paramLabel = "64|128", defaultValue = "64",
+            description = "Block size of the sparse algorithm's layout (default: ${DEFAULT-VALUE}).")
+    int blockSize;
+
     @Option(names = "--pattern", paramLabel = "SPEC", defaultValue = "dense",
             description = "Pattern: " + Patterns.GRAMMAR + " (default: ${DEFAULT-VALUE}).")
     String pattern;
@@ -123,6 +127,9 @@ final class BenchCommand implements Callable<Integer> {
         if (warmup < 0) {
             throw new ParameterException(spec.commandLine(), "--warmup must be ≥ 0, got " + warmup);
         }
+        if (blockSize != 64 && blockSize != 128) {
+            throw new ParameterException(spec.commandLine(), "--block-size must be 64 or 128, got " + blockSize);
+        }
         int nThreads = threads == null ? Runtime.getRuntime().availableProcessors() : threads;
         if (nThreads <= 0) {
             throw new ParameterException(spec.commandLine(), "--threads must be positive, got " + nThreads);
@@ -136,7 +143,7 @@ final class BenchCommand implements Callable<Integer> {
                 throw new ParameterException(spec.commandLine(), "--d-model needs --route");
             }
             List<Algorithm> algos = algorithms == null ? List.of(Algorithm.FLASH, Algorithm.MATERIALIZED) : algorithms;
-            Config config = new Config(batch, heads, hkv, qLen, s, dim, causal, p, dtype, algos, warmup, repeats, seed);
+            Config config = new Config(batch, heads, hkv, qLen, s, dim, causal, p, dtype, algos, warmup, repeats, seed, blockSize);
             runPlain(config, nThreads);
         } else {
             List<Algorithm> algos = algorithms == null ? List.of(Algorithm.FLASH) : algorithms;
@@ -149,7 +156,7 @@ final class BenchCommand implements Callable<Integer> {
                 throw new ParameterException(spec.commandLine(), "--d-model must be positive, got " + width);
             }
             RouterConfig rc = RouterConfig.parse(route, heads);
-            Config config = new Config(batch, heads, hkv, qLen, s, dim, causal, p, dtype, algos, warmup, repeats, seed);
+            Config config = new Config(batch, heads, hkv, qLen, s, dim, causal, p, dtype, algos, warmup, repeats, seed, blockSize);
             runRouted(new RoutedBenchmark.Config(config, rc, (int) width), nThreads);
         }
         return Main.OK;

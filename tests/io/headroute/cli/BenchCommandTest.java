@@ -33,6 +33,7 @@ class BenchCommandTest {
         assertEquals(64, root.at("/config/q_len").asInt());
         assertEquals(96, root.at("/config/kv_len").asInt());
         assertEquals("causal", root.at("/config/pattern").asText());
+        assertEquals(64, root.at("/config/block_size").asInt());
         assertEquals(4.0 * 2 * 64 * 96 * 16 / 2, root.get("flops_per_call").asDouble());
         List<String> algos = new ArrayList<>();
         for (JsonNode m : root.get("measurements")) {
@@ -64,5 +65,20 @@ class BenchCommandTest {
                 "not divisible");
         Cli.run("bench", "--backend", "cpu", "--len", "64", "--json", dir.resolve("no/dir/b.json").toString())
                 .assertBadInput("headroute bench", "does not exist");
+        Cli.run("bench", "--backend", "cpu", "--len", "64", "--block-size", "32").assertBadInput("headroute bench",
+                "--block-size must be 64 or 128, got 32");
+    }
+
+    @Test
+    void sparseAtBlockSize128ReportsItAndAgreesWithFlash() throws IOException {
+        Path json = dir.resolve("sparse.json");
+        Cli.run("bench", "--backend", "cpu", "--heads", "2", "--len", "300", "--dim", "16", "--pattern", "window:40",
+                "--algos", "flash,sparse", "--block-size", "128", "--warmup", "0", "--repeats", "1", "--threads", "2",
+                "--json", json.toString()).assertOk();
+        JsonNode root = new ObjectMapper().readTree(json.toFile());
+        assertEquals(128, root.at("/config/block_size").asInt());
+        JsonNode sparse = root.get("measurements").get(1);
+        assertEquals("sparse", sparse.get("algorithm_used").asText());
+        assertTrue(sparse.get("rel_l2_vs_first").asDouble() <= 1e-5, sparse.toString());
     }
 }

@@ -50,7 +50,6 @@ public final class CudaAttentionEngine implements AttentionEngine {
     private PinnedStaging staging;
     private Cublas cublas;
     private final Map<LayoutKey, SparseUpload> layouts = new LinkedHashMap<>();
-    private int sparseBlockSize = 64;
     private boolean poisonOutputs;
     private boolean closed;
 
@@ -308,17 +307,6 @@ public final class CudaAttentionEngine implements AttentionEngine {
         }
     }
 
-    /**
-     * The block size of the layouts the sparse kernel runs on: 64 (the default) or 128. The request has
-     * no block-size field; this engine setting is the one place it is chosen.
-     */
-    public void setSparseBlockSize(int blockSize) {
-        if (blockSize != 64 && blockSize != 128) {
-            throw new IllegalArgumentException("sparse block size must be 64 or 128, got " + blockSize);
-        }
-        this.sparseBlockSize = blockSize;
-    }
-
     /** Frees the cached device layouts (they are also freed on close). */
     public void clearLayoutCache() {
         RuntimeException first = null;
@@ -334,13 +322,13 @@ public final class CudaAttentionEngine implements AttentionEngine {
     /** The device layout for this request's pattern and shape, built and uploaded once, then cached. */
     private SparseUpload layout(AttentionRequest req, FlashPlan plan) {
         AttentionShape sh = req.shape();
-        LayoutKey key = new LayoutKey(req.pattern(), sh.qLen(), sh.kvLen(), sh.heads(), sparseBlockSize, plan.blockRows(),
+        LayoutKey key = new LayoutKey(req.pattern(), sh.qLen(), sh.kvLen(), sh.heads(), req.blockSize(), plan.blockRows(),
                 plan.tileKeys());
         SparseUpload u = layouts.get(key);
         if (u != null) {
             return u;
         }
-        BlockLayout bl = BlockLayout.build(req.pattern(), sh.heads(), sh.qLen(), sh.kvLen(), sparseBlockSize);
+        BlockLayout bl = BlockLayout.build(req.pattern(), sh.heads(), sh.qLen(), sh.kvLen(), req.blockSize());
         SparseTiles st = SparseTiles.build(req.pattern(), bl, sh.qLen(), sh.kvLen(), plan.blockRows(), plan.tileKeys());
         if (layouts.size() >= MAX_CACHED_LAYOUTS) {
             LayoutKey eldest = layouts.keySet().iterator().next();

@@ -114,12 +114,11 @@ class CudaSparseGpuTest {
         Tensor k = gaussian(r, DType.F32, b, hkv, s, d);
         Tensor v = gaussian(r, DType.F32, b, hkv, s, d);
         AttentionRequest.Builder rb = AttentionRequest.builder(q, k, v).pattern(p).dtype(dtype).algorithm(Algorithm.SPARSE)
-                .wantLse(true);
+                .blockSize(bs).wantLse(true);
         if (gated) {
             rb.gate(CudaAttentionGpuTest.gate(r, b, l, h));
         }
         AttentionRequest req = rb.build();
-        gpu.setSparseBlockSize(bs);
         AttentionResult got = gpu.run(req);
         AttentionResult want = cpu.run(AttentionRequest.builder(q, k, v).pattern(p).dtype(dtype).algorithm(Algorithm.FLASH)
                 .wantLse(true).gate(req.gate()).build());
@@ -142,7 +141,6 @@ class CudaSparseGpuTest {
         Pattern p = Rule.window(50).withCausal(true).toEffectivePattern(dir, "route");
         AttentionRequest req = AttentionRequest.builder(q, k, k).pattern(p).dtype(DType.BF16).algorithm(Algorithm.FLASH)
                 .wantLse(true).build();
-        gpu.setSparseBlockSize(64);
         AttentionResult got = gpu.run(req);
         assertEquals(Algorithm.SPARSE, got.stats().algorithm(), "flash on a window runs the block-sparse kernel");
         compare(got, cpu.run(req), tolerance(DType.BF16), "routed window:50+causal");
@@ -247,7 +245,6 @@ class CudaSparseGpuTest {
         for (DType dt : new DType[] {DType.F32, DType.BF16}) {
             AttentionRequest req = AttentionRequest.builder(q, q, q).pattern(p).dtype(dt).algorithm(Algorithm.SPARSE)
                     .wantLse(true).build();
-            gpu.setSparseBlockSize(64);
             AttentionResult got = gpu.run(req);
             compare(got, cpu.run(req), tolerance(dt), "empty rows " + dt.cliName());
             float[] lse = got.lse().toFloatArray();
@@ -271,8 +268,8 @@ class CudaSparseGpuTest {
         Random r = new Random(14);
         Tensor q = gaussian(r, DType.F32, 1, 2, 500, 64);
         Pattern p = Rule.window(30).toEffectivePattern(dir, "cache");
-        AttentionRequest req = AttentionRequest.builder(q, q, q).pattern(p).dtype(DType.BF16).algorithm(Algorithm.SPARSE).build();
-        gpu.setSparseBlockSize(128);
+        AttentionRequest req = AttentionRequest.builder(q, q, q).pattern(p).dtype(DType.BF16).algorithm(Algorithm.SPARSE)
+                .blockSize(128).build();
         gpu.run(req);
         long held = gpu.pool().stats().allocatedBytes();
         assertTrue(held > 0, "the layout stays cached on the device");
