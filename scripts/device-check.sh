@@ -19,7 +19,8 @@
 #   gpu-tests  the @Tag("gpu") JUnit tests through JUnit's console launcher (reports in $OUT/junit/)
 #   bench      headroute bench --backend cuda, bf16, flash and materialized, L = 4K, 16K, 32K, smallest first,
 #              with the block-sparse density sweep (window:W at ~5/10/25/50% density, and dense, --algos
-#              sparse) right after the 32K H16 D128 dense run it is compared with
+#              sparse) right after the 32K H16 D128 dense run it is compared with, then issue 6's routed
+#              runs (bench --route 2:4 and 2:4:64: routed vs dense flash in the same run)
 #   torch      bench/torch_reference.py: PyTorch SDPA per backend and FlexAttention on the same shapes,
 #              and the comparison inputs with float64 references ($OUT/compare/)
 #   compare    headroute attend (cpu f32; cuda flash/materialized f32/bf16) on the comparison inputs,
@@ -371,7 +372,7 @@ step_gpu_tests() {
 step_bench() {
     have_java || { status skipped "no java"; return 0; }
     mkdir -p "$OUT/bench"
-    printf 'name\theads\tdim\tlen\tcausal\tpattern\talgos\trc\tsecs\tstatus\n' >"$OUT/bench/runs.tsv"
+    printf 'name\theads\tdim\tlen\tcausal\tpattern\talgos\trc\tsecs\tstatus\troute\n' >"$OUT/bench/runs.tsv"
     local lens=(4096 16384 32768) w10 w50
     if [[ "$QUICK" == 1 ]]; then lens=(1024 2048); fi
     # Window widths for ~5/10/25/50% token density at L = 32768: the same as torch_reference.py's FlexAttention.
@@ -387,16 +388,19 @@ step_bench() {
                 if [[ "$QUICK" != 1 && "$hd $n $c" == "16 128 32768 0" ]]; then
                     for w in "${dens[@]}"; do runs+=("16 128 32768 0 window:$w sparse"); done
                     runs+=("16 128 32768 0 dense sparse")
+                    # Issue 6: routed heads (Hs = 2 shared, k = 4 of 14 routed) per token and per 64-token block,
+                    # each against dense flash measured in the same run.
+                    runs+=("16 128 32768 0 dense flash 2:4" "16 128 32768 0 dense flash 2:4:64")
                 fi
             done
         done
     done
-    local r h d causal pattern algos name t rc start secs st skip_all="" ok=0 failed=0 skipped=0
+    local r h d causal pattern algos route name t rc start secs st skip_all="" ok=0 failed=0 skipped=0
     # After a timeout, the same head configuration is not tried again at that length or above.
     local -A skip_from=()
     for r in "${runs[@]}"; do
-        read -r h d n causal pattern algos <<<"$r"
-        name="bench-h$h-d$d-L$n-$([[ $causal == 1 ]] && echo causal || echo "${pattern//:/}")$([[ $algos == sparse ]] && echo -sparse)"
+        read -r h d n causal pattern algos route <<<"$r"
+        name="bench-h$h-d$d-L$n-$([[ $causal == 1 ]] && echo causal || echo "${pattern//:/}")$([[ $algos == sparse ]] && echo -sparse)$([[ -n $route ]] && echo "-route${route//:/-}")"
         t="$(cap 60)"
         if [[ -n "$skip_all" ]]; then
             st="skipped: $skip_all"
@@ -408,7 +412,7 @@ step_bench() {
             st=""
         fi
         if [[ -n "$st" ]]; then
-            printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t\t0\t%s\n' "$name" "$h" "$d" "$n" "$causal" "$pattern" "$algos" "$st" >>"$OUT/bench/runs.tsv"
+            printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t\t0\t%s\t%s\n' "$name" "$h" "$d" "$n" "$causal" "$pattern" "$algos" "$st" "$route" >>"$OUT/bench/runs.tsv"
             echo "$name: $st"
             skipped=$((skipped + 1))
             continue
@@ -416,6 +420,7 @@ step_bench() {
         echo "$name (timeout ${t}s) ..."
         local cflag=()
         if [[ $causal == 1 ]]; then cflag=(--causal); fi
+        if [[ -n $route ]]; then cflag+=(--route "$route"); fi
         start="$(date +%s)"
         timeout -k 5 "$t" "$OUT/state/hr" bench --backend cuda --dtype bf16 --batch 1 --heads "$h" --dim "$d" \
             --len "$n" "${cflag[@]}" --pattern "$pattern" --algos "$algos" \
@@ -429,7 +434,7 @@ step_bench() {
         esac
         # Exit 2 on the first shape is a usage error or an unavailable backend: the rest would say the same.
         if ((rc == 2 && ok == 0 && failed == 1)); then skip_all="the first run failed with exit 2"; fi
-        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$h" "$d" "$n" "$causal" "$pattern" "$algos" "$rc" "$secs" "$st" >>"$OUT/bench/runs.tsv"
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$h" "$d" "$n" "$causal" "$pattern" "$algos" "$rc" "$secs" "$st" "$route" >>"$OUT/bench/runs.tsv"
         echo "$name: $st (${secs}s)"
         sed -n '/^algorithm/,$p' "$OUT/bench/$name.log" | head -n 4 | sed 's/^/    /'
     done

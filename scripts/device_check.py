@@ -316,6 +316,8 @@ def bench_cells(out):
     """{(H, D, L, causal, pattern): {"flash": cell, "materialized": cell, "ms": {...}}} from the bench step."""
     cells = {}
     for r in read_tsv(os.path.join(out, "bench", "runs.tsv")):
+        if r.get("route"):
+            continue  # routed runs have their own table (routed_rows)
         key = (int(r["heads"]), int(r["dim"]), int(r["len"]), r["causal"] == "1", r.get("pattern", "dense"))
         c = cells.setdefault(key, {"run": r.get("status", "")})
         path = os.path.join(out, "bench", r["name"] + ".json")
@@ -344,6 +346,23 @@ def bench_cells(out):
                 else:
                     c[algo] = {"text": short_status(r.get("status"))}
     return cells
+
+
+def routed_rows(out):
+    """[(route, status, json or None)] of the bench step's routed runs (bench --route)."""
+    rows = []
+    for r in read_tsv(os.path.join(out, "bench", "runs.tsv")):
+        if not r.get("route"):
+            continue
+        data = None
+        path = os.path.join(out, "bench", r["name"] + ".json")
+        if os.path.exists(path):
+            try:
+                data = json.load(open(path))
+            except ValueError:
+                data = None
+        rows.append((r["route"], r.get("status", ""), data))
+    return rows
 
 
 def torch_best(rows, h, d, n, causal):
@@ -493,6 +512,24 @@ def cmd_summary(a):
                     "%.2f" % (dense_flash / ms) if ms and dense_flash else "-",
                     "%.2f" % fx_ms if fx_ms else short_status(r.get("status", "-")),
                     "%.2f" % (fx_ms / ms) if ms and fx_ms else "-"))
+    routed = routed_rows(out)
+    if routed:
+        add("routed heads (issue 6), bf16 H16 D128 L=S=32768, flash; routed vs dense ungated in the same run")
+        add("  %-8s %-9s %-9s %-7s %-7s %-10s %s" % ("route", "routed ms", "dense ms", "ratio", "target", "router %",
+                                                   "tiles run / rows skipped"))
+        for route, st, data in routed:
+            if not data:
+                add("  %-8s %s" % (route, short_status(st)))
+                continue
+            t = {"routed": data.get("routed") or {}, "dense": data.get("dense") or {}}
+            rms = t.get("routed", {}).get("median_ms")
+            dms = t.get("dense", {}).get("median_ms")
+            add("  %-8s %-9s %-9s %-7s %-7s %-10s %s" % (
+                route, "%.2f" % rms if rms else "-", "%.2f" % dms if dms else "-",
+                "%.3f" % data["routed_over_dense"] if data.get("routed_over_dense") is not None else "-",
+                "%.3f" % data["target_routed_over_dense"] if data.get("target_routed_over_dense") is not None else "-",
+                "%.1f" % data["router_overhead_percent"] if data.get("router_overhead_percent") is not None else "-",
+                "%s / %s" % (t.get("routed", {}).get("query_tiles", "-"), t.get("routed", {}).get("rows_skipped", "-"))))
     add("")
     add("logs and JSON: $OUT = %s" % out)
     text = "\n".join(lines)
