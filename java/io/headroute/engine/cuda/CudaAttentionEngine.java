@@ -1,7 +1,9 @@
 package io.headroute.engine.cuda;
 
 import io.headroute.cuda.CudaDevice;
+import io.headroute.cuda.CudaException;
 import io.headroute.cuda.CudaStream;
+import io.headroute.cuda.DevicePointers;
 import io.headroute.cuda.DeviceTensor;
 import io.headroute.cuda.EventTimer;
 import io.headroute.cuda.JCudaAllocator;
@@ -50,6 +52,8 @@ public final class CudaAttentionEngine implements AttentionEngine {
     private PinnedStaging staging;
     private Cublas cublas;
     private final Map<LayoutKey, SparseUpload> layouts = new LinkedHashMap<>();
+    /** Host-side tile layouts of {@link #launch} (its device copies live in the caller's workspace). */
+    private final Map<LayoutKey, SparseTiles> hostTiles = new LinkedHashMap<>();
     private boolean poisonOutputs;
     private boolean closed;
 
@@ -68,6 +72,15 @@ public final class CudaAttentionEngine implements AttentionEngine {
             d.close();
             throw e;
         }
+    }
+
+    /**
+     * An engine on the GPU that {@code device} drives, with its own handle on the device's primary context
+     * (closing the engine leaves {@code device} open): for running attention inside another component's
+     * device memory ({@link #launch}).
+     */
+    public static CudaAttentionEngine on(CudaDevice device) {
+        return open(device.ordinal());
     }
 
     /** Opens GPU {@code ordinal} with a pool capped at {@code limitBytes}, to emulate a smaller card. */
@@ -222,6 +235,138 @@ public final class CudaAttentionEngine implements AttentionEngine {
                     zeroGates(req.gate()), peak);
             return new AttentionResult(oh, lh, st);
         }
+    }
+
+    /**
+     * One attention call on device memory the caller owns (see {@link #launch}).
+     *
+     * @param q, k, v, o      device addresses of dtype elements, at {@code strides} ({batch, head, row} each, in
+     *                        elements; rows 16-byte aligned), e.g. the (B, L, H, D) rows a projection writes
+     * @param gate            (B, L, H) float32, contiguous, or 0 for none
+     * @param workspace       device scratch of at least {@link #launchWorkspaceBytes} bytes, or 0 when that is 0
+     * @param pattern         the pattern with the causal rule folded in
+     * @param blockSize       the sparse layout's block size (64 or 128)
+     */
+    public record DeviceCall(long q, long k, long v, long o, long gate, long workspace, long workspaceBytes,
+            AttentionParams.Strides strides, AttentionShape shape, Pattern pattern, float scale, DType dtype,
+            Algorithm algorithm, int blockSize) {}
+
+    /**
+     * Refuses, before any device work, a device-memory call this engine cannot launch, with a one-line
+     * {@link UnsupportedOperationException}; returns the algorithm that would run. The materialized
+     * algorithm is not offered on caller-owned memory (it needs its own score buffer and cuBLAS layout).
+     */
+    public static Algorithm checkLaunch(AttentionShape shape, DType dtype, Algorithm algorithm, Pattern pattern) {
+        Algorithm algo = route(algorithm, pattern);
+        switch (algo) {
+            case FLASH -> FlashPlan.of(shape, dtype, pattern);
+            case SPARSE -> FlashPlan.sparse(shape, dtype);
+            default -> throw new UnsupportedOperationException("attention on caller-owned device memory runs flash or sparse, "
+                    + "not " + algo.cliName() + " (" + shape + ")");
+        }
+        return algo;
+    }
+
+    /**
+     * Device workspace {@link #launch} needs for this call: the block-sparse layout's arrays (each
+     * 256-byte aligned) when the sparse kernel runs, else 0. Builds (and caches on the host) the layout.
+     */
+    public long launchWorkspaceBytes(AttentionShape shape, DType dtype, Algorithm algorithm, Pattern pattern, int blockSize) {
+        if (checkLaunch(shape, dtype, algorithm, pattern) != Algorithm.SPARSE) {
+            return 0;
+        }
+        return workspaceLayout(hostTiles(shape, dtype, pattern, blockSize))[4];
+    }
+
+    /**
+     * Queues attention on device memory the caller owns on the caller's {@code stream}: no allocation, no
+     * host round trip, no lse; gated rows as in the contract (gate 0: o = 0; all-zero query tiles are
+     * skipped). For the sparse kernel the layout's arrays are copied (asynchronously, on {@code stream})
+     * into the caller's workspace on every call, so that the caller's memory plan holds all of it. This is
+     * how GPU models (io.headroute.model.gpu) run their attention. Unverified on a GPU so far.
+     */
+    public void launch(DeviceCall c, CudaStream stream) {
+        if (closed) {
+            throw new IllegalStateException("CUDA attention engine is closed");
+        }
+        AttentionShape sh = c.shape();
+        Algorithm algo = checkLaunch(sh, c.dtype(), c.algorithm(), c.pattern());
+        FlashPlan plan = algo == Algorithm.FLASH ? FlashPlan.of(sh, c.dtype(), c.pattern()) : FlashPlan.sparse(sh, c.dtype());
+        AttentionParams.Sparse sparse = AttentionParams.Sparse.NONE;
+        device.makeCurrent();
+        if (algo == Algorithm.SPARSE) {
+            SparseTiles t = hostTiles(sh, c.dtype(), c.pattern(), c.blockSize());
+            long[] at = workspaceLayout(t);
+            if (c.workspace() == 0 || c.workspaceBytes() < at[4]) {
+                throw new IllegalArgumentException("the sparse layout needs " + at[4] + " bytes of workspace, the call gives "
+                        + c.workspaceBytes() + " (" + sh + ", " + c.pattern().spec() + ")");
+            }
+            long ws = c.workspace();
+            copyInts(t.offsetsArray(), ws + at[0], stream);
+            copyInts(t.tilesArray(), ws + at[1], stream);
+            copyInts(t.fullBeforeArray(), ws + at[2], stream);
+            long[] m = t.masksArray();
+            java.nio.ByteBuffer bb = java.nio.ByteBuffer.allocateDirect(8 * Math.max(1, m.length))
+                    .order(java.nio.ByteOrder.LITTLE_ENDIAN);
+            for (long x : m) {
+                bb.putLong(x);
+            }
+            bb.rewind();
+            copy(bb, ws + at[3], stream);
+            sparse = new AttentionParams.Sparse(ws + at[0], ws + at[1], ws + at[2], ws + at[3], t.layoutHeads());
+        }
+        KernelModule m = module(plan.module());
+        if (plan.sharedBytes() > 48 * 1024) {
+            m.allowSharedMemory(plan.kernel(), plan.sharedBytes());
+        }
+        byte[] params = AttentionParams.encode(new AttentionParams.Pointers(c.q(), c.k(), c.v(), c.o(), 0, c.gate(), 0), sparse,
+                AttentionParams.Rows.NONE, c.strides(), sh.batch(), sh.heads(), sh.kvHeads(), sh.qLen(), sh.kvLen(),
+                sh.headDim(), FlashPlan.causal(c.pattern()), 0, c.scale());
+        m.launch(plan.kernel(), plan.gridX(), plan.gridY(), plan.gridZ(), plan.threads(), plan.sharedBytes(), stream, params);
+    }
+
+    /** Offsets of the layout's four arrays in a launch workspace, and its total size (index 4). */
+    static long[] workspaceLayout(SparseTiles t) {
+        long[] sizes = {4L * Math.max(1, t.offsetsArray().length), 4L * Math.max(1, t.tilesArray().length),
+            4L * Math.max(1, t.fullBeforeArray().length), 8L * Math.max(1, t.masksArray().length)};
+        long[] at = new long[5];
+        long off = 0;
+        for (int i = 0; i < 4; i++) {
+            at[i] = off;
+            off += (sizes[i] + 255) / 256 * 256;
+        }
+        at[4] = off;
+        return at;
+    }
+
+    private SparseTiles hostTiles(AttentionShape sh, DType dt, Pattern pattern, int blockSize) {
+        FlashPlan plan = FlashPlan.sparse(sh, dt);
+        LayoutKey key = new LayoutKey(pattern, sh.qLen(), sh.kvLen(), sh.heads(), blockSize, plan.blockRows(), plan.tileKeys());
+        synchronized (hostTiles) {
+            SparseTiles t = hostTiles.get(key);
+            if (t == null) {
+                BlockLayout bl = BlockLayout.build(pattern, sh.heads(), sh.qLen(), sh.kvLen(), blockSize);
+                t = SparseTiles.build(pattern, bl, sh.qLen(), sh.kvLen(), plan.blockRows(), plan.tileKeys());
+                if (hostTiles.size() >= MAX_CACHED_LAYOUTS) {
+                    hostTiles.remove(hostTiles.keySet().iterator().next());
+                }
+                hostTiles.put(key, t);
+            }
+            return t;
+        }
+    }
+
+    private void copyInts(int[] a, long dst, CudaStream stream) {
+        java.nio.ByteBuffer bb = java.nio.ByteBuffer.allocateDirect(4 * Math.max(1, a.length)).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+        bb.asIntBuffer().put(a);
+        copy(bb, dst, stream);
+    }
+
+    /** Host → device on {@code stream}; from pageable memory the copy is staged before this returns. */
+    private void copy(java.nio.ByteBuffer src, long dst, CudaStream stream) {
+        CudaException.check(jcuda.driver.JCudaDriver.cuMemcpyHtoDAsync(DevicePointers.of(dst), jcuda.Pointer.to(src),
+                src.capacity(), stream.handle()), "cuMemcpyHtoDAsync(" + src.capacity() + " bytes of sparse layout)",
+                device.describe());
     }
 
     /**

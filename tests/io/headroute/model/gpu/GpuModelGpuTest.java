@@ -74,7 +74,14 @@ class GpuModelGpuTest {
         DType dt = DType.parse(dtype);
         List<LayerSpec> specs = new ArrayList<>();
         for (int i = 0; i < layers; i++) {
-            LayerSpec s = LayerSpec.of(i % 2 == 0 ? new Pattern.Causal() : new Pattern.Dense(), false, Algorithm.FLASH);
+            // Dense and causal run the flash kernels; the window runs the block-sparse kernel with its layout
+            // in the layer's workspace.
+            Pattern p = switch (i % 3) {
+                case 0 -> new Pattern.Causal();
+                case 1 -> new Pattern.Dense();
+                default -> new Pattern.Window(37);
+            };
+            LayerSpec s = LayerSpec.of(p, i % 3 == 2, Algorithm.FLASH);
             specs.add(i == 1 ? s.withHeadMask(mask(m)) : s);
         }
         int dModel = h * hd / 2 + 8;

@@ -4,7 +4,6 @@ import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import io.headroute.cuda.memory.DevicePool;
 import io.headroute.engine.Algorithm;
@@ -169,11 +168,12 @@ class LayerSchedulerTest {
     }
 
     @Test
-    void aGpuModelWithoutBoundAttentionRefusesBeforeTouchingTheDevice() {
-        assumeTrue(DeviceAttentionProvider.find().isEmpty(), "a GPU attention is bound in this build");
+    void theBuildBindsHeadroutesKernelsAndAModelWithoutAttentionIsRefused() {
+        // META-INF/services names the binding; GpuModel.open(ordinal, …) finds it.
+        assertEquals(EngineAttentionProvider.class, DeviceAttentionProvider.find().orElseThrow().getClass());
         Model model = new Model(ModelWeights.random(config("mha", DType.F32), 2));
         UnsupportedOperationException e = assertThrows(UnsupportedOperationException.class,
-                () -> GpuModel.open(0, model, WeightPlacement.JUST_IN_TIME));
-        assertTrue(e.getMessage().startsWith("no GPU attention is bound to GPU models"), e.getMessage());
+                () -> GpuModel.open(null, null, model, WeightPlacement.JUST_IN_TIME));
+        assertTrue(e.getMessage().startsWith("no GPU attention is bound to the GPU model"), e.getMessage());
     }
 }

@@ -1,0 +1,63 @@
+package io.headroute.model.gpu;
+
+import io.headroute.cuda.CudaDevice;
+import io.headroute.cuda.CudaStream;
+import io.headroute.engine.Algorithm;
+import io.headroute.engine.AttentionShape;
+import io.headroute.engine.cuda.AttentionParams;
+import io.headroute.engine.cuda.CudaAttentionEngine;
+import io.headroute.pattern.Pattern;
+import io.headroute.tensor.DType;
+
+/**
+ * Binds GPU models to headroute's own attention kernels: flash (dense and causal) and block-sparse
+ * (every other pattern), through {@link CudaAttentionEngine#launch} on the scheduler's buffers and
+ * stream. Sparse layouts use blocks of 64 and travel in the layer's workspace, so the memory plan counts
+ * them. The materialized algorithm is refused (it is offered by the attention engine on its own
+ * buffers, not inside a model). Listed in {@code META-INF/services}; unverified on a GPU so far.
+ */
+public final class EngineAttentionProvider implements DeviceAttentionProvider {
+    /** Block size of the sparse layouts of model layers. */
+    public static final int BLOCK_SIZE = 64;
+
+    @Override
+    public DeviceAttention open(CudaDevice device) {
+        return new Attention(CudaAttentionEngine.on(device));
+    }
+
+    private static final class Attention implements DeviceAttention {
+        private final CudaAttentionEngine engine;
+
+        Attention(CudaAttentionEngine engine) {
+            this.engine = engine;
+        }
+
+        @Override
+        public String describe() {
+            return "headroute flash / block-sparse kernels";
+        }
+
+        @Override
+        public long workspaceBytes(AttentionShape shape, DType dtype, Algorithm algorithm, Pattern pattern) {
+            return engine.launchWorkspaceBytes(shape, dtype, algorithm, pattern, BLOCK_SIZE);
+        }
+
+        @Override
+        public void check(AttentionShape shape, DType dtype, Algorithm algorithm, Pattern pattern) {
+            CudaAttentionEngine.checkLaunch(shape, dtype, algorithm, pattern);
+        }
+
+        @Override
+        public void run(DeviceAttentionCall c, CudaStream stream) {
+            AttentionShape shape = new AttentionShape(c.batch(), c.heads(), c.kvHeads(), c.qLen(), c.kvLen(), c.headDim());
+            engine.launch(new CudaAttentionEngine.DeviceCall(c.q(), c.k(), c.v(), c.o(), c.gate(), c.workspace(),
+                    c.workspaceBytes(), new AttentionParams.Strides(c.qStrides(), c.kStrides(), c.vStrides(), c.oStrides()),
+                    shape, c.pattern(), c.scale(), c.dtype(), c.algorithm(), BLOCK_SIZE), stream);
+        }
+
+        @Override
+        public void close() {
+            engine.close();
+        }
+    }
+}
