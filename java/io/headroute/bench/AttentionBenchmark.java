@@ -49,9 +49,11 @@ public final class AttentionBenchmark {
      * @param repeats    timed calls per algorithm (the median is reported)
      * @param seed       seed of the Gaussian inputs
      * @param blockSize  block size of the sparse algorithm's layouts (64 or 128)
+     * @param fp32Scores materialized scores in fp32 for f16/bf16 inputs (else in the input dtype)
      */
     public record Config(int batch, int heads, int kvHeads, int qLen, int kvLen, int headDim, boolean causal,
-            Pattern pattern, DType dtype, List<Algorithm> algorithms, int warmup, int repeats, long seed, int blockSize) {
+            Pattern pattern, DType dtype, List<Algorithm> algorithms, int warmup, int repeats, long seed, int blockSize,
+            boolean fp32Scores) {
         public Config {
             Objects.requireNonNull(pattern, "pattern");
             Objects.requireNonNull(dtype, "dtype");
@@ -80,10 +82,11 @@ public final class AttentionBenchmark {
             }
         }
 
-        /** With the default block size, 64. */
+        /** With the default block size, 64, and scores in the input dtype. */
         public Config(int batch, int heads, int kvHeads, int qLen, int kvLen, int headDim, boolean causal, Pattern pattern,
                 DType dtype, List<Algorithm> algorithms, int warmup, int repeats, long seed) {
-            this(batch, heads, kvHeads, qLen, kvLen, headDim, causal, pattern, dtype, algorithms, warmup, repeats, seed, 64);
+            this(batch, heads, kvHeads, qLen, kvLen, headDim, causal, pattern, dtype, algorithms, warmup, repeats, seed, 64,
+                    false);
         }
 
         public AttentionShape shape() {
@@ -112,7 +115,7 @@ public final class AttentionBenchmark {
      */
     public record Measurement(Algorithm requested, Algorithm used, String engine, List<Double> timesMs, double medianMs,
             double minMs, double gflops, long workspaceBytes, long keyTilesVisited, long keyTilesSkipped,
-            double relL2VsFirst, long peakDeviceBytes, String status) {
+            double relL2VsFirst, long peakDeviceBytes, DType scoreDType, String status) {
         public Measurement {
             timesMs = List.copyOf(timesMs);
         }
@@ -122,7 +125,7 @@ public final class AttentionBenchmark {
         }
 
         static Measurement notRun(Algorithm a, String engine, String why) {
-            return new Measurement(a, a, engine, List.of(), Double.NaN, Double.NaN, Double.NaN, -1, -1, -1, Double.NaN, -1, why);
+            return new Measurement(a, a, engine, List.of(), Double.NaN, Double.NaN, Double.NaN, -1, -1, -1, Double.NaN, -1, null, why);
         }
     }
 
@@ -186,6 +189,7 @@ public final class AttentionBenchmark {
             cfg.put("repeats", config.repeats());
             cfg.put("seed", config.seed());
             cfg.put("block_size", config.blockSize());
+            cfg.put("fp32_scores", config.fp32Scores());
             root.put("flop_formula", FLOP_FORMULA);
             root.put("flops_per_call", config.flops());
             ArrayNode ms = root.putArray("measurements");
@@ -204,6 +208,9 @@ public final class AttentionBenchmark {
                 n.put("key_tiles_skipped", m.keyTilesSkipped());
                 n.put("rel_l2_vs_first", m.relL2VsFirst());
                 n.put("peak_device_bytes", m.peakDeviceBytes());
+                if (m.scoreDType() != null) {
+                    n.put("score_dtype", m.scoreDType().cliName());
+                }
                 n.put("status", m.status());
             }
             OptionalDouble s = speedup(Algorithm.FLASH, Algorithm.MATERIALIZED);
@@ -254,7 +261,7 @@ public final class AttentionBenchmark {
         List<AttentionRequest> requests = new ArrayList<>();
         for (Algorithm a : c.algorithms()) {
             requests.add(AttentionRequest.builder(in.q(), in.k(), in.v()).pattern(c.pattern()).causal(c.causal())
-                    .dtype(c.dtype()).algorithm(a).blockSize(c.blockSize()).build());
+                    .dtype(c.dtype()).algorithm(a).blockSize(c.blockSize()).fp32Scores(c.fp32Scores()).build());
         }
         List<Measurement> out = new ArrayList<>();
         float[] reference = null;
@@ -291,7 +298,8 @@ public final class AttentionBenchmark {
             }
             out.add(new Measurement(req.algorithm(), last.stats().algorithm(), last.stats().engine(), list, median,
                     Arrays.stream(times).min().orElse(median), c.flops() / (median * 1e6), last.stats().workspaceBytes(),
-                    last.stats().keyTilesVisited(), last.stats().keyTilesSkipped(), rel, last.stats().peakDeviceBytes(), "ok"));
+                    last.stats().keyTilesVisited(), last.stats().keyTilesSkipped(), rel, last.stats().peakDeviceBytes(),
+                    last.stats().scoreDType(), "ok"));
         }
         return new Report(Machine.current(), c, engine.name(), engine.device(), out);
     }

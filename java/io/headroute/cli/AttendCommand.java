@@ -92,6 +92,10 @@ final class AttendCommand implements Callable<Integer> {
             description = "Block size of the sparse algorithm's layout (default: ${DEFAULT-VALUE}).")
     int blockSize;
 
+    @Option(names = "--fp32-scores", description = "Materialized: keep the L x S scores in fp32 for f16/bf16 inputs "
+            + "(GPU; the CPU always does). Default: scores in the input dtype.")
+    boolean fp32Scores;
+
     @Option(names = "--dtype", paramLabel = "f32|f16|bf16", defaultValue = "f32", converter = Converters.ComputeDTypeConverter.class,
             description = "Compute dtype: inputs and output are rounded to it; arithmetic is fp32 (default: ${DEFAULT-VALUE}).")
     DType dtype;
@@ -148,7 +152,7 @@ final class AttendCommand implements Callable<Integer> {
         Map<String, Tensor> in = input != null ? readInputFile(input) : readSeparateFiles();
         AttentionRequest req = AttentionRequest.builder(in.get("q"), in.get("k"), in.get("v")).gate(in.get("gate"))
                 .pattern(p).causal(causal).scale(scale).dtype(dtype).algorithm(algorithm).blockSize(blockSize).wantLse(lse != null)
-                .build();
+                .fp32Scores(fp32Scores).build();
         LOG.debug("attend: {}, pattern {}, scale {}, dtype {}, algorithm {}", req.shape(), req.pattern().spec(), req.scale(),
                 dtype.cliName(), algorithm.cliName());
 
@@ -213,14 +217,18 @@ final class AttendCommand implements Callable<Integer> {
         m.put("pattern", req.pattern().spec());
         m.put("scale", Float.toString(req.scale()));
         m.put("dtype", req.dtype().cliName());
+        if (st.scoreDType() != null) {
+            m.put("score_dtype", st.scoreDType().cliName());
+        }
         return m;
     }
 
     private String summary(AttentionRequest req, ExecutionStats st) {
         AttentionShape sh = req.shape();
         long tiles = st.keyTilesVisited() + st.keyTilesSkipped();
-        return Units.fmt("attend: %s %s, %s, pattern %s, %s, %s, workspace %s, key tiles skipped %d of %d, rows skipped %d -> %s%s",
-                st.engine(), st.algorithm().cliName(), sh, req.pattern().spec(), req.dtype().cliName(),
+        return Units.fmt("attend: %s %s%s, %s, pattern %s, %s, %s, workspace %s, key tiles skipped %d of %d, rows skipped %d -> %s%s",
+                st.engine(), st.algorithm().cliName(), st.scoreDType() == null ? "" : " (scores " + st.scoreDType().cliName() + ")",
+                sh, req.pattern().spec(), req.dtype().cliName(),
                 Units.ms(st.elapsedNanos() / 1e6), Units.mib(st.workspaceBytes()), st.keyTilesSkipped(), tiles,
                 st.rowsSkipped(), out, lse == null ? "" : ", " + lse);
     }

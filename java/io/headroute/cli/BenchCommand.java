@@ -78,6 +78,10 @@ final class BenchCommand implements Callable<Integer> {
             description = "Block size of the sparse algorithm's layout (default: ${DEFAULT-VALUE}).")
     int blockSize;
 
+    @Option(names = "--fp32-scores", description = "Materialized: keep the L x S scores in fp32 for f16/bf16 inputs "
+            + "(GPU; the CPU always does). Default: scores in the input dtype.")
+    boolean fp32Scores;
+
     @Option(names = "--pattern", paramLabel = "SPEC", defaultValue = "dense",
             description = "Pattern: " + Patterns.GRAMMAR + " (default: ${DEFAULT-VALUE}).")
     String pattern;
@@ -143,7 +147,8 @@ final class BenchCommand implements Callable<Integer> {
                 throw new ParameterException(spec.commandLine(), "--d-model needs --route");
             }
             List<Algorithm> algos = algorithms == null ? List.of(Algorithm.FLASH, Algorithm.MATERIALIZED) : algorithms;
-            Config config = new Config(batch, heads, hkv, qLen, s, dim, causal, p, dtype, algos, warmup, repeats, seed, blockSize);
+            Config config = new Config(batch, heads, hkv, qLen, s, dim, causal, p, dtype, algos, warmup, repeats, seed, blockSize,
+                    fp32Scores);
             runPlain(config, nThreads);
         } else {
             List<Algorithm> algos = algorithms == null ? List.of(Algorithm.FLASH) : algorithms;
@@ -156,7 +161,8 @@ final class BenchCommand implements Callable<Integer> {
                 throw new ParameterException(spec.commandLine(), "--d-model must be positive, got " + width);
             }
             RouterConfig rc = RouterConfig.parse(route, heads);
-            Config config = new Config(batch, heads, hkv, qLen, s, dim, causal, p, dtype, algos, warmup, repeats, seed, blockSize);
+            Config config = new Config(batch, heads, hkv, qLen, s, dim, causal, p, dtype, algos, warmup, repeats, seed, blockSize,
+                    fp32Scores);
             runRouted(new RoutedBenchmark.Config(config, rc, (int) width), nThreads);
         }
         return Main.OK;
@@ -235,6 +241,11 @@ final class BenchCommand implements Callable<Integer> {
                     m.peakDeviceBytes() < 0 ? "-" : Units.fmt("%.1f", m.peakDeviceBytes() / (double) (1L << 20)),
                     m.keyTilesVisited() < 0 ? "-" : m.keyTilesVisited() + "/" + m.keyTilesSkipped(),
                     m.relL2VsFirst() == 0 ? "-" : Units.fmt("%.2e", m.relL2VsFirst())));
+        }
+        for (Measurement m : r.measurements()) {
+            if (m.ok() && m.scoreDType() != null) {
+                o.println(Units.fmt("%s stored its L x S scores in %s", m.requested().cliName(), m.scoreDType().cliName()));
+            }
         }
         OptionalDouble ratio = r.speedup(Algorithm.FLASH, Algorithm.MATERIALIZED);
         if (ratio.isPresent()) {

@@ -25,6 +25,7 @@ public final class AttentionRequest {
     private final Algorithm algorithm;
     private final boolean wantLse;
     private final int blockSize;
+    private final boolean fp32Scores;
     private final AttentionShape shape;
 
     private AttentionRequest(Builder b) {
@@ -40,6 +41,7 @@ public final class AttentionRequest {
             throw new ShapeException("block size must be 64 or 128, got " + b.blockSize);
         }
         this.blockSize = b.blockSize;
+        this.fp32Scores = b.fp32Scores;
         this.shape = validate(q, k, v, gate);
         if (dtype != DType.F32 && dtype != DType.F16 && dtype != DType.BF16) {
             throw new ShapeException("compute dtype must be f32, f16 or bf16, got " + dtype.cliName());
@@ -158,7 +160,19 @@ public final class AttentionRequest {
         return blockSize;
     }
 
-    /** Builder with the contract's defaults: dense, no gate, scale 1/sqrt(D), f32, auto, no lse, block size 64. */
+    /**
+     * Whether the materialized algorithm stores its L × S scores in fp32 even for fp16/bf16 inputs (on
+     * the GPU; costs 4 bytes per score plus P in the input dtype instead of one matrix in the input
+     * dtype). The CPU computes scores in fp32 regardless. {@link ExecutionStats#scoreDType} says which ran.
+     */
+    public boolean fp32Scores() {
+        return fp32Scores;
+    }
+
+    /**
+     * Builder with the contract's defaults: dense, no gate, scale 1/sqrt(D), f32, auto, no lse, block size 64,
+     * materialized scores in the input dtype.
+     */
     public static final class Builder {
         private final Tensor q;
         private final Tensor k;
@@ -171,6 +185,7 @@ public final class AttentionRequest {
         private Algorithm algorithm = Algorithm.AUTO;
         private boolean wantLse;
         private int blockSize = DEFAULT_BLOCK_SIZE;
+        private boolean fp32Scores;
 
         private Builder(Tensor q, Tensor k, Tensor v) {
             this.q = q;
@@ -218,6 +233,12 @@ public final class AttentionRequest {
         /** Block size of the sparse layout: 64 or 128 (anything else is refused by {@link #build}). */
         public Builder blockSize(int bs) {
             this.blockSize = bs;
+            return this;
+        }
+
+        /** Materialized scores in fp32 for fp16/bf16 inputs (see {@link AttentionRequest#fp32Scores}). */
+        public Builder fp32Scores(boolean f) {
+            this.fp32Scores = f;
             return this;
         }
 

@@ -1,5 +1,7 @@
 package io.headroute.engine;
 
+import io.headroute.tensor.DType;
+
 /**
  * What one attention run did, measured, not assumed.
  *
@@ -13,6 +15,16 @@ package io.headroute.engine;
  * @param rowsSkipped      query rows skipped because their gate is zero
  * @param peakDeviceBytes  peak device memory headroute held during the call (inputs, outputs and
  *                         workspace, from the pool's accounting), or −1 on the CPU
+ * @param scoreDType       the dtype the L × S scores were stored in (materialized), or null when the
+ *                         algorithm never stores them (flash, sparse: fp32 in registers or on the stack)
  */
 public record ExecutionStats(String engine, Algorithm algorithm, long elapsedNanos, long workspaceBytes, long queryTiles,
-        long keyTilesVisited, long keyTilesSkipped, long rowsSkipped, long peakDeviceBytes) {}
+        long keyTilesVisited, long keyTilesSkipped, long rowsSkipped, long peakDeviceBytes, DType scoreDType) {
+
+    /** Statistics of an algorithm that stores no score matrix. */
+    public ExecutionStats(String engine, Algorithm algorithm, long elapsedNanos, long workspaceBytes, long queryTiles,
+            long keyTilesVisited, long keyTilesSkipped, long rowsSkipped, long peakDeviceBytes) {
+        this(engine, algorithm, elapsedNanos, workspaceBytes, queryTiles, keyTilesVisited, keyTilesSkipped, rowsSkipped,
+                peakDeviceBytes, null);
+    }
+}

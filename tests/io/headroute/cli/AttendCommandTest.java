@@ -88,9 +88,15 @@ class AttendCommandTest {
         Tensor v = random(1, 2, 20, 8);
         Path out = dir.resolve("o.npy");
         Cli r = Cli.run(args(npy("q", q), npy("k", k), npy("v", v), out, "--algo", "materialized")).assertOk();
-        assertTrue(r.out().startsWith("attend: cpu materialized,"), r.out());
+        // The CPU stores its scores in fp32, whatever the dtype, and says so.
+        assertTrue(r.out().startsWith("attend: cpu materialized (scores f32),"), r.out());
         AttentionResult want = direct(AttentionRequest.builder(q, k, v).algorithm(Algorithm.MATERIALIZED));
         assertArrayEquals(want.o().toFloatArray(), Npy.read(out).toFloatArray());
+        Cli bf = Cli.run(args(npy("q", q), npy("k", k), npy("v", v), dir.resolve("o2.npy"), "--algo", "materialized", "--dtype",
+                "bf16", "--fp32-scores")).assertOk();
+        assertTrue(bf.out().startsWith("attend: cpu materialized (scores f32),"), bf.out());
+        Cli flash = Cli.run(args(npy("q", q), npy("k", k), npy("v", v), dir.resolve("o3.npy"), "--algo", "flash")).assertOk();
+        assertTrue(flash.out().startsWith("attend: cpu flash,"), "flash stores no scores: " + flash.out());
     }
 
     @Test

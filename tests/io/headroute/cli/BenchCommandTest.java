@@ -34,6 +34,9 @@ class BenchCommandTest {
         assertEquals(96, root.at("/config/kv_len").asInt());
         assertEquals("causal", root.at("/config/pattern").asText());
         assertEquals(64, root.at("/config/block_size").asInt());
+        assertEquals(false, root.at("/config/fp32_scores").asBoolean(true));
+        assertEquals("f32", root.at("/measurements/1/score_dtype").asText(), "the CPU's materialized scores are fp32");
+        assertTrue(root.at("/measurements/0/score_dtype").isMissingNode(), "flash stores no scores");
         assertEquals(4.0 * 2 * 64 * 96 * 16 / 2, root.get("flops_per_call").asDouble());
         List<String> algos = new ArrayList<>();
         for (JsonNode m : root.get("measurements")) {

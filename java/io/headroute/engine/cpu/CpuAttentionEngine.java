@@ -128,7 +128,7 @@ public final class CpuAttentionEngine implements AttentionEngine {
         };
         long elapsed = System.nanoTime() - t0;
         stats = new ExecutionStats(name(), algo, elapsed, stats.workspaceBytes(), stats.queryTiles(), stats.keyTilesVisited(),
-                stats.keyTilesSkipped(), stats.rowsSkipped(), -1);
+                stats.keyTilesSkipped(), stats.rowsSkipped(), -1, stats.scoreDType());
         long[] oShape = {sh.batch(), sh.heads(), sh.qLen(), sh.headDim()};
         Tensor o = req.dtype() == DType.F32 ? Tensor.ofFloats(pr.out, oShape) : Tensor.ofFloats(req.dtype(), pr.out, oShape);
         Tensor lse = req.wantLse() ? Tensor.ofFloats(pr.lse, sh.batch(), sh.heads(), sh.qLen()) : null;
@@ -561,7 +561,7 @@ public final class CpuAttentionEngine implements AttentionEngine {
         }
         long keyTiles = (sh.kvLen() + BC - 1) / BC;
         return new ExecutionStats(name(), Algorithm.MATERIALIZED, 0, 4L * cells + scratch + pr.repackBytes(),
-                (long) tiles * bhCount, (long) tiles * bhCount * keyTiles, 0, rowsSkipped, -1);
+                (long) tiles * bhCount, (long) tiles * bhCount * keyTiles, 0, rowsSkipped, -1, DType.F32);
     }
 
     /**

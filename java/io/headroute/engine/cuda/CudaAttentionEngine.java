@@ -152,7 +152,8 @@ public final class CudaAttentionEngine implements AttentionEngine {
             case SPARSE -> FlashPlan.sparse(sh, dt);
             default -> null;
         };
-        MaterializedPlan mat = algo == Algorithm.MATERIALIZED ? MaterializedPlan.of(sh, dt, req.gate() != null) : null;
+        MaterializedPlan mat = algo == Algorithm.MATERIALIZED
+                ? MaterializedPlan.of(sh, dt, req.gate() != null, req.fp32Scores()) : null;
         if (mat != null) {
             SoftmaxParams.rule(req.pattern());
             cublas();
@@ -220,11 +221,13 @@ public final class CudaAttentionEngine implements AttentionEngine {
                 skipped = gp.tiles * (long) ceilDiv(sh.kvLen(), flash.tileKeys()) - visited;
             } else {
                 try (DeviceTensor scores = DeviceTensor.allocate(device, pool, mat.scoreDType(), "scores", sh.batch(),
-                        sh.heads(), sh.qLen(), sh.kvLen())) {
+                        sh.heads(), sh.qLen(), sh.kvLen());
+                        DeviceTensor probs = mat.separateProbs(dt) ? DeviceTensor.allocate(device, pool, dt, "scores",
+                                sh.batch(), sh.heads(), sh.qLen(), sh.kvLen()) : null) {
                     timer.start();
-                    materialized(req, q, k, v, gate, o, lse, scores);
+                    materialized(req, q, k, v, gate, o, lse, scores, probs);
                     ms = timer.stopMillis();
-                    workspace = scores.byteSize();
+                    workspace = scores.byteSize() + (probs == null ? 0 : probs.byteSize());
                 }
                 queryTiles = (long) sh.batch() * sh.heads();
             }
@@ -232,7 +235,7 @@ public final class CudaAttentionEngine implements AttentionEngine {
             Tensor oh = o.download(stream, staging(o.byteSize()));
             Tensor lh = req.wantLse() ? lse.download(stream, staging(lse.byteSize())) : null;
             ExecutionStats st = new ExecutionStats(name(), algo, (long) (ms * 1e6), workspace, queryTiles, visited, skipped,
-                    zeroGates(req.gate()), peak);
+                    zeroGates(req.gate()), peak, mat == null ? null : mat.scoreDType());
             return new AttentionResult(oh, lh, st);
         }
     }
@@ -549,7 +552,7 @@ public final class CudaAttentionEngine implements AttentionEngine {
      * g within a group, batched over (b, kv head), so query head kvh·G + g meets kv head kvh.
      */
     private void materialized(AttentionRequest req, DeviceTensor q, DeviceTensor k, DeviceTensor v, DeviceTensor gate,
-            DeviceTensor o, DeviceTensor lse, DeviceTensor scores) {
+            DeviceTensor o, DeviceTensor lse, DeviceTensor scores, DeviceTensor probs) {
         AttentionShape sh = req.shape();
         DType dt = req.dtype();
         DType st = scores.dtype();
@@ -569,15 +572,19 @@ public final class CudaAttentionEngine implements AttentionEngine {
                     q.address() + g * L * D * es, D, groups * L * D,
                     0f, scores.address() + g * L * S * ss, (int) S, groups * L * S, batch, dt, st);
         }
-        byte[] sp = SoftmaxParams.encode(scores.address(), lse.address(), gate == null ? 0 : gate.address(), sh.heads(),
-                sh.qLen(), sh.kvLen(), req.pattern(), (long) sh.batch() * sh.heads() * sh.qLen());
-        module("softmax_rows").launch("hr_softmax_rows_" + st.cliName(), (int) ((long) sh.batch() * sh.heads() * L), 1, 1, 256,
-                0, stream, sp);
+        // P: over the scores (same dtype), or into its own matrix in the input dtype (fp32 scores of f16/bf16).
+        byte[] sp = SoftmaxParams.encode(scores.address(), probs == null ? 0 : probs.address(), lse.address(),
+                gate == null ? 0 : gate.address(), sh.heads(), sh.qLen(), sh.kvLen(), req.pattern(),
+                (long) sh.batch() * sh.heads() * sh.qLen());
+        String kernel = "hr_softmax_rows_" + st.cliName() + (probs == null ? "" : "_to_" + dt.cliName());
+        module("softmax_rows").launch(kernel, (int) ((long) sh.batch() * sh.heads() * L), 1, 1, 256, 0, stream, sp);
+        DeviceTensor p = probs == null ? scores : probs;
+        long ps = p.dtype().byteSize();
         for (int g = 0; g < groups; g++) {
             // Row-major O (L×D) = P·V is column-major Oᵀ (D×L) = Vc·Pc: m = D, n = L, k = S.
             blas.gemmStridedBatched(stream, false, false, D, (int) L, (int) S, 1f,
                     v.address(), D, S * D,
-                    scores.address() + g * L * S * ss, (int) S, groups * L * S,
+                    p.address() + g * L * S * ps, (int) S, groups * L * S,
                     0f, o.address() + g * L * D * es, D, groups * L * D, batch, dt, dt);
         }
     }

@@ -6,10 +6,10 @@ import java.nio.ByteOrder;
 
 /**
  * The bytes of {@code struct SoftmaxParams} (cuda-kernels/softmax_rows.cu), the argument of the
- * materialized path's row softmax: 3 pointers, then 8 int32 fields.
+ * materialized path's row softmax: 4 pointers, then 8 int32 fields.
  */
 public final class SoftmaxParams {
-    public static final int SIZE = 56;
+    public static final int SIZE = 64;
     static final int DENSE = 0;
     static final int CAUSAL = 1;
     static final int WINDOW = 2;
@@ -35,17 +35,18 @@ public final class SoftmaxParams {
             return new int[] {LONGFORMER, l.w(), l.g(), flag};
         }
         throw new UnsupportedOperationException("pattern " + p.spec() + " is block-level; the GPU materialized path "
-                + "evaluates dense, causal, window and longformer (block-sparse GPU attention is issue 5); use --backend cpu");
+                + "evaluates dense, causal, window and longformer; use --algo sparse (or flash) for block-level patterns");
     }
 
-    /** Encodes the struct, little-endian. */
-    static byte[] encode(long scores, long lse, long gate, int heads, int qLen, int kvLen, Pattern pattern, long rows) {
+    /** Encodes the struct, little-endian; {@code probs} 0 writes P over the scores. */
+    static byte[] encode(long scores, long probs, long lse, long gate, int heads, int qLen, int kvLen, Pattern pattern,
+            long rows) {
         if (rows > Integer.MAX_VALUE) {
             throw new IllegalArgumentException("B·H·L = " + rows + " rows exceed one launch");
         }
         int[] r = rule(pattern);
         ByteBuffer b = ByteBuffer.allocate(SIZE).order(ByteOrder.LITTLE_ENDIAN);
-        b.putLong(scores).putLong(lse).putLong(gate);
+        b.putLong(scores).putLong(probs).putLong(lse).putLong(gate);
         b.putInt(heads).putInt(qLen).putInt(kvLen).putInt(r[0]).putInt(r[1]).putInt(r[2]).putInt(r[3]).putInt((int) rows);
         return b.array();
     }

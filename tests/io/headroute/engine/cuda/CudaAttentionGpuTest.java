@@ -176,6 +176,32 @@ class CudaAttentionGpuTest {
     }
 
     @Test
+    void materializedScoresInFp32OrTheInputDTypeAndSaysWhich() {
+        Random r = new Random(7);
+        int b = 2;
+        int h = 4;
+        int l = 77;
+        int s = 300;
+        Tensor q = gaussian(r, DType.F32, b, h, l, 64);
+        Tensor k = gaussian(r, DType.F32, b, 2, s, 64);
+        Tensor v = gaussian(r, DType.F32, b, 2, s, 64);
+        Tensor g = gate(r, b, l, h);
+        for (DType dt : new DType[] {DType.F16, DType.BF16}) {
+            AttentionResult want = cpu.run(AttentionRequest.builder(q, k, v).causal(true).gate(g).dtype(dt)
+                    .algorithm(Algorithm.FLASH).wantLse(true).build());
+            for (boolean fp32 : new boolean[] {false, true}) {
+                AttentionResult got = gpu.run(AttentionRequest.builder(q, k, v).causal(true).gate(g).dtype(dt)
+                        .algorithm(Algorithm.MATERIALIZED).fp32Scores(fp32).wantLse(true).build());
+                String what = "materialized " + dt.cliName() + (fp32 ? " fp32 scores" : " input-dtype scores");
+                compare(got, want, tolerance(dt), what);
+                assertEquals(fp32 ? DType.F32 : dt, got.stats().scoreDType(), what);
+                long cells = (long) b * h * l * s;
+                assertEquals(fp32 ? cells * (4 + dt.byteSize()) : cells * dt.byteSize(), got.stats().workspaceBytes(), what);
+            }
+        }
+    }
+
+    @Test
     void whatNoKernelTakesIsRefusedBeforeAnyWork() {
         Random r = new Random(6);
         Tensor q = gaussian(r, DType.F32, 1, 1, 64, 256);

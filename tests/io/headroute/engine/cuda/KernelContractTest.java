@@ -157,13 +157,23 @@ class KernelContractTest {
     @Test
     void softmaxParamsLayoutMatchesTheCudaStruct() throws IOException {
         assertEquals(SoftmaxParams.SIZE, asserted(source("softmax_rows.cu"), "sizeof(SoftmaxParams)"));
-        byte[] b = SoftmaxParams.encode(0x10, 0x20, 0x30, 4, 77, 300, Patterns.parse("longformer:5:3").withCausal(), 616);
+        byte[] b = SoftmaxParams.encode(0x10, 0x18, 0x20, 0x30, 4, 77, 300, Patterns.parse("longformer:5:3").withCausal(), 616);
         ByteBuffer bb = ByteBuffer.wrap(b).order(ByteOrder.LITTLE_ENDIAN);
-        assertEquals(0x30, bb.getLong(16));
+        long[] pointers = {0x10, 0x18, 0x20, 0x30}; // scores, probs, lse, gate: the struct's order
+        for (int i = 0; i < pointers.length; i++) {
+            assertEquals(pointers[i], bb.getLong(8 * i), "pointer " + i);
+        }
         int[] expect = {4, 77, 300, SoftmaxParams.LONGFORMER, 5, 3, 1, 616};
         for (int i = 0; i < expect.length; i++) {
-            assertEquals(expect[i], bb.getInt(24 + 4 * i), "int field " + i);
+            assertEquals(expect[i], bb.getInt(32 + 4 * i), "int field " + i);
         }
+        // The struct's field order in the source: the Java encoding above follows it.
+        String cu = source("softmax_rows.cu");
+        int at = cu.indexOf("struct SoftmaxParams {");
+        String body = cu.substring(at, cu.indexOf("};", at));
+        assertTrue(body.indexOf("void* scores;") < body.indexOf("void* probs;")
+                && body.indexOf("void* probs;") < body.indexOf("float* lse;")
+                && body.indexOf("float* lse;") < body.indexOf("const float* gate;"), body);
     }
 
     @Test
@@ -233,5 +243,15 @@ class KernelContractTest {
         assertEquals(DType.BF16, p.scoreDType());
         long io = 4L * 16 * 32768 * 128 * 2 + 4L * 16 * 32768;
         assertEquals(io, p.ioBytes());
+        // fp32 scores: S in fp32 (4 bytes) and P in bf16 (2 bytes) beside it.
+        MaterializedPlan f = MaterializedPlan.of(new AttentionShape(1, 16, 16, 32768, 32768, 128), DType.BF16, false, true);
+        assertEquals(DType.F32, f.scoreDType());
+        assertEquals(16L * 32768 * 32768 * (4 + 2), f.scoreBytes());
+        assertTrue(f.separateProbs(DType.BF16));
+        assertEquals(io, f.ioBytes());
+        // fp32 inputs: the option changes nothing.
+        MaterializedPlan g = MaterializedPlan.of(new AttentionShape(2, 3, 1, 50, 70, 16), DType.F32, true, true);
+        assertEquals(MaterializedPlan.of(new AttentionShape(2, 3, 1, 50, 70, 16), DType.F32, true), g);
+        assertTrue(!g.separateProbs(DType.F32));
     }
 }
