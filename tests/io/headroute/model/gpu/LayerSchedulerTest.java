@@ -15,6 +15,7 @@ import io.headroute.model.ModelConfig;
 import io.headroute.model.ModelWeights;
 import io.headroute.pattern.Pattern;
 import io.headroute.pattern.Patterns;
+import io.headroute.routing.RouterConfig;
 import io.headroute.tensor.DType;
 import io.headroute.tensor.Tensor;
 import java.util.ArrayList;
@@ -65,6 +66,14 @@ class LayerSchedulerTest {
                     LayerSpec.of(Patterns.parse("bigbird:4:1:1:1:3"), false, Algorithm.FLASH).withHeadMask(mask("011011")),
                     LayerSpec.of(Patterns.parse("longformer:2:2"), false, Algorithm.MATERIALIZED).withHeadMask(mask("100000")),
                     LayerSpec.of(new Pattern.Causal(), false, Algorithm.FLASH)));
+            // Routed layers: per token on all heads; per block with a non-uniform pruning (one call per kv
+            // head, so the router's gate columns are gathered call by call); an unrouted layer between.
+            case "routed" -> new ModelConfig(32, 6, 3, 8, dt, 1e4, 1e-5, List.of(
+                    LayerSpec.of(new Pattern.Causal(), false, Algorithm.FLASH).withRouter(new RouterConfig(2, 4, 2, 1)),
+                    LayerSpec.of(Patterns.parse("window:3"), false, Algorithm.MATERIALIZED),
+                    LayerSpec.of(new Pattern.Dense(), true, Algorithm.FLASH).withHeadMask(mask("110100"))
+                            .withRouter(new RouterConfig(1, 5, 3, 4)),
+                    LayerSpec.of(new Pattern.Dense(), false, Algorithm.FLASH)));
             default -> throw new IllegalArgumentException(variant);
         };
     }
@@ -79,6 +88,10 @@ class LayerSchedulerTest {
         "gqa-pruned, f32, RESIDENT, COMPUTE_FIRST, true",
         "gqa-pruned, f16, JUST_IN_TIME, COPY_FIRST, true",
         "mha, bf16, JUST_IN_TIME, COMPUTE_FIRST, false",
+        "routed, f32, RESIDENT, COPY_FIRST, false",
+        "routed, f32, JUST_IN_TIME, COMPUTE_FIRST, true",
+        "routed, f16, JUST_IN_TIME, COPY_FIRST, false",
+        "routed, bf16, RESIDENT, COMPUTE_FIRST, true",
     })
     void scheduledModelEqualsTheCpuModel(String variant, String dtype, WeightPlacement placement, SimulatedOps.Policy policy,
             boolean withGates) {
@@ -97,8 +110,8 @@ class LayerSchedulerTest {
         if (withGates) {
             gates = new ArrayList<>();
             for (int l = 0; l < c.layerCount(); l++) {
-                if (l == 1) {
-                    gates.add(null); // an ungated layer between gated ones
+                if (l == 1 || c.layer(l).routed()) {
+                    gates.add(null); // an ungated layer between gated ones; routed layers gate themselves
                     continue;
                 }
                 float[] g = new float[b * len * c.heads()];
@@ -133,6 +146,7 @@ class LayerSchedulerTest {
             calls += model.blocks().get(l).selection().calls().size();
         }
         assertEquals(calls, ops.attentionCalls);
+        assertEquals(c.layers().stream().filter(LayerSpec::routed).count(), ops.routerCalls, "one router call per routed layer");
         assertEquals(c.layerCount(), ops.copyUploads,
                 "one weight upload per layer (ahead of time, or once at construction)");
     }
