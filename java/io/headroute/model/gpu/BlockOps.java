@@ -56,6 +56,9 @@ public interface BlockOps extends AutoCloseable {
      */
     void route(long x, long wr, long logits, long gate, int batch, int len, int d, RouterConfig router, DType dtype);
 
+    /** Refuses a router this device cannot run, before any device work; nothing by default. */
+    default void checkRouter(RouterConfig router) {}
+
     /**
      * On the compute lane: dst (rows × cols.length, float32, contiguous) = columns {@code cols} of src
      * (rows × srcCols, float32), in the order given.

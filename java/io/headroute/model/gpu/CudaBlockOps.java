@@ -171,6 +171,14 @@ public final class CudaBlockOps implements BlockOps {
     }
 
     @Override
+    public void checkRouter(RouterConfig config) {
+        if (config.routedHeads() > CudaHeadRouter.MAX_ROUTED) {
+            throw new UnsupportedOperationException("the GPU router takes at most " + CudaHeadRouter.MAX_ROUTED
+                    + " routed heads, got " + config.routedHeads() + "; run the model on the CPU engine");
+        }
+    }
+
+    @Override
     public void gatherColumns(long src, int srcCols, long dst, int[] cols, long rows) {
         // One 2-D copy per run of consecutive columns: rows of the run's width, pitches of the two matrices.
         int at = 0;

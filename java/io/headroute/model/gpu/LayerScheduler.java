@@ -140,6 +140,9 @@ public final class LayerScheduler implements AutoCloseable {
                 }
             }
             LayerSpec s = config.layer(i);
+            if (s.routed()) {
+                ops.checkRouter(s.router());
+            }
             for (HeadSelection.Call c : selections.get(i).calls()) {
                 ops.checkAttention(shape(batch, len, c), config.dtype(), s.algorithm(), pattern(i, c, len));
             }

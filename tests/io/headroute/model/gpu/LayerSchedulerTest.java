@@ -183,6 +183,28 @@ class LayerSchedulerTest {
     }
 
     @Test
+    void aRouterThatCannotRunIsRefusedBeforeAnyScratchIsAllocated() {
+        ModelConfig c = config("routed", DType.F32);
+        Model model = new Model(ModelWeights.random(c, 2));
+        SimulatedDevice dev = new SimulatedDevice(1L << 30);
+        SimulatedOps ops = new SimulatedOps(dev, engine, SimulatedOps.Policy.COPY_FIRST);
+        ops.refuseRouter = "the GPU router takes at most 64 routed heads, got 65; run the model on the CPU engine";
+        try (DevicePool pool = DevicePool.create(dev, "sim", true);
+                LayerScheduler s = new LayerScheduler(model, WeightPlacement.RESIDENT, pool, ops)) {
+            long weights = pool.stats().allocatedBytes();
+            UnsupportedOperationException e = assertThrows(UnsupportedOperationException.class,
+                    () -> s.forward(Tensor.ofFloats(new float[7 * 32], 1, 7, 32), null));
+            assertEquals(ops.refuseRouter, e.getMessage());
+            assertEquals(weights, pool.stats().peakAllocatedBytes(), "nothing but the weights was ever allocated");
+            assertEquals(0, ops.routerCalls);
+            IllegalArgumentException g = assertThrows(IllegalArgumentException.class, () -> s.forward(
+                    Tensor.ofFloats(new float[7 * 32], 1, 7, 32), java.util.Arrays.asList(Tensor.ofFloats(new float[7 * 6], 1, 7, 6),
+                            null, null, null)));
+            assertEquals("layer 0 is routed: its gate comes from its router, not from the caller", g.getMessage());
+        }
+    }
+
+    @Test
     void aGpuModelWithoutBoundAttentionRefusesBeforeTouchingTheDevice() {
         assumeTrue(DeviceAttentionProvider.find().isEmpty(), "a GPU attention is bound in this build");
         Model model = new Model(ModelWeights.random(config("mha", DType.F32), 2));

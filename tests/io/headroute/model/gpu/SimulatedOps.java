@@ -40,6 +40,8 @@ final class SimulatedOps implements BlockOps {
     int pinnedOpen;
     /** When set, every attention call is refused with this message (an attention that cannot run a pattern). */
     String refuse;
+    /** When set, every router is refused with this message (a device whose router cannot run it). */
+    String refuseRouter;
 
     private record Task(String name, Runnable body, SimMarker waitsFor, SimMarker marks) {}
 
@@ -276,6 +278,13 @@ final class SimulatedOps implements BlockOps {
                 gb.putFloat(gb.position() + 4 * i, g[i]);
             }
         });
+    }
+
+    @Override
+    public void checkRouter(RouterConfig config) {
+        if (refuseRouter != null) {
+            throw new UnsupportedOperationException(refuseRouter);
+        }
     }
 
     @Override
