@@ -249,4 +249,25 @@ class ModelRoutingTest {
         assertTrue(m5.getMessage().startsWith("model config layer 0 router: k must be between 1 and the 4 routed heads"),
                 m5.getMessage());
     }
+
+    @Test
+    void specsCarryTheirRouterThroughMasksAndPlans() {
+        RouterConfig rc = new RouterConfig(1, 3, 2, 8);
+        LayerSpec s = LayerSpec.of(new Pattern.Causal(), false, Algorithm.FLASH).withRouter(rc);
+        assertTrue(s.routed());
+        assertEquals(rc, s.withHeadMask(LayerSpecMask.of("1011")).router(), "a head mask keeps the router");
+        assertTrue(!s.equals(s.withRouter(null)) && !s.withRouter(null).routed());
+        assertEquals(s, new LayerSpec(new Pattern.Causal(), false, Algorithm.FLASH, null, new RouterConfig(1, 3, 2, 8)));
+        assertTrue(s.toString().endsWith(", routed Hs=1, Hr=3, k=2, block 8]"), s.toString());
+        ModelConfig c = ModelConfig.uniform(16, 4, 2, 4, DType.F32, 3, LayerSpec.of(new Pattern.Dense(), false, Algorithm.FLASH));
+        assertTrue(!c.routed());
+        ModelConfig routed = c.withRouter(rc);
+        assertTrue(routed.routed() && routed.layers().stream().allMatch(LayerSpec::routed));
+        ModelConfig planned = routed.withHeadMasks(java.util.Arrays.asList(null, LayerSpecMask.of("0111"), null));
+        assertEquals(rc, planned.layer(1).router());
+        assertEquals(routed, ModelConfig.fromJson(routed.toJson()));
+        // The same weights serve a new pruning plan of a routed model.
+        ModelWeights w = ModelWeights.random(routed, 4);
+        assertArrayEquals(w.layer(1).router().toFloatArray(), w.withConfig(planned).layer(1).router().toFloatArray());
+    }
 }
