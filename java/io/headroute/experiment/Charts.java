@@ -46,26 +46,44 @@ final class Charts {
         return c;
     }
 
-    /** Speed-up against full attention vs token density, one series per sequence length, patterned variants only. */
+    /**
+     * The share of attention work a row asks for: the token density of a patterned variant, the measured
+     * share of non-zero gate entries of a routed one, the share of heads kept by a pruned one; NaN for
+     * full attention.
+     */
+    static double workDensity(Run r) {
+        if (r.variant() instanceof Variant.Routed) {
+            return r.details().activeHeadFraction();
+        }
+        if (r.variant() instanceof Variant.Pruned) {
+            return 1.0 - r.details().headsRemoved();
+        }
+        return r.variant().full() ? Double.NaN : r.tokenDensity();
+    }
+
+    /**
+     * Speed-up against full attention vs work density ({@link #workDensity}), one series per sequence
+     * length: patterned, routed and pruned variants.
+     */
     static Chart speedup(List<Run> rows) {
         Set<String> baselines = new LinkedHashSet<>();
         List<Run> sparse = new ArrayList<>();
         for (Run r : rows) {
-            if (r.ok() && !r.variant().full() && !Double.isNaN(r.speedup())) {
+            if (r.ok() && !Double.isNaN(workDensity(r)) && !Double.isNaN(r.speedup())) {
                 sparse.add(r);
                 baselines.add(r.speedupBaseline());
             }
         }
-        Chart c = new Chart("Speed-up vs density", "token density (allowed pairs / L·S)",
+        Chart c = new Chart("Speed-up vs density", "work density (allowed pairs / L·S; routed, pruned: heads computed / H)",
                 "speed-up vs " + (baselines.isEmpty() ? "full attention" : String.join(" / ", baselines)) + " (x)", false, true,
-                false).note(sparse.isEmpty() ? "no patterned variant was measured in this experiment"
-                        : "each point: one patterned variant at one length; 1x = as fast as full attention");
+                false).note(sparse.isEmpty() ? "no patterned, routed or pruned variant was measured in this experiment"
+                        : "each point: one patterned, routed or pruned variant at one length; 1x = as fast as full attention");
         Map<String, List<double[]>> byLen = new LinkedHashMap<>();
         boolean several = rows.stream().map(r -> r.dtype() + "/" + r.heads()).distinct().count() > 1;
         sparse.sort((a, b) -> Integer.compare(a.len(), b.len()));
         for (Run r : sparse) {
             String name = "L=" + r.len() + (several ? String.format(Locale.ROOT, " %s H=%d", r.dtype().cliName(), r.heads()) : "");
-            byLen.computeIfAbsent(name, k -> new ArrayList<>()).add(new double[] {r.tokenDensity(), r.speedup()});
+            byLen.computeIfAbsent(name, k -> new ArrayList<>()).add(new double[] {workDensity(r), r.speedup()});
         }
         byLen.forEach(c::add);
         return c;

@@ -1,6 +1,9 @@
 package io.headroute.experiment;
 
+import io.headroute.attention.Backend;
+import io.headroute.attention.BackendUnavailableException;
 import io.headroute.bench.AttentionBenchmark;
+import io.headroute.bench.RoutedBenchmark;
 import io.headroute.cuda.memory.Bytes;
 import io.headroute.cuda.memory.DeviceOutOfMemoryException;
 import io.headroute.engine.Algorithm;
@@ -8,11 +11,19 @@ import io.headroute.engine.AttentionEngine;
 import io.headroute.engine.AttentionRequest;
 import io.headroute.engine.AttentionResult;
 import io.headroute.engine.AttentionShape;
+import io.headroute.engine.ExecutionStats;
 import io.headroute.engine.cpu.CpuAttentionEngine;
 import io.headroute.pattern.KeyRanges;
 import io.headroute.pattern.Pattern;
 import io.headroute.quality.AttentionQuality;
+import io.headroute.routing.CpuHeadRouter;
+import io.headroute.routing.HeadRouter;
+import io.headroute.routing.HeadRouters;
+import io.headroute.routing.RouterConfig;
+import io.headroute.routing.RouterOutput;
+import io.headroute.routing.RouterStats;
 import io.headroute.tensor.DType;
+import io.headroute.tensor.Tensor;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.HashMap;
@@ -58,13 +69,19 @@ public final class Experiment {
 
     public static List<Run> run(AttentionEngine engine, Sweep sweep, Limits limits, Progress progress) {
         Objects.requireNonNull(engine, "engine");
+        try (Routers routers = new Routers(engine)) {
+            return run(engine, routers, sweep, limits, progress);
+        }
+    }
+
+    private static List<Run> run(AttentionEngine engine, Routers routers, Sweep sweep, Limits limits, Progress progress) {
         List<Run> rows = new ArrayList<>();
         int total = sweep.runCount();
         int index = 0;
         for (DType dtype : sweep.dtypes()) {
             for (int h : sweep.heads()) {
                 for (int len : sweep.lens()) {
-                    Shape one = new Shape(engine, sweep, limits, dtype, h, len);
+                    Shape one = new Shape(engine, routers, sweep, limits, dtype, h, len);
                     List<Run> group = new ArrayList<>();
                     for (Variant v : sweep.variants()) {
                         progress.starting(index++, total, String.format(Locale.ROOT, "%s %s H=%d L=%d", v.spec(),
@@ -109,10 +126,7 @@ public final class Experiment {
                 basis = "predicted";
             }
             double speedup = r.ok() && baseline != null ? baseline.medianMs() / r.medianMs() : Double.NaN;
-            out.add(new Run(r.variant(), r.dtype(), r.batch(), r.heads(), r.kvHeads(), r.len(), r.dim(), r.causal(), r.status(),
-                    r.engine(), r.algorithmUsed(), r.medianMs(), r.minMs(), r.tflops(), r.tokenDensity(), r.measuredPeakBytes(),
-                    r.predictedPeakBytes(), saved, basis, speedup, baseline == null ? null : baseline.variant().spec(),
-                    r.relError(), r.recall(), r.fidelityNote()));
+            out.add(r.compared(saved, basis, speedup, baseline == null ? null : baseline.variant().spec()));
         }
         return out;
     }
@@ -131,9 +145,41 @@ public final class Experiment {
         return allowed / ((double) distinctHeads * qLen * kvLen);
     }
 
+    /**
+     * The head router of routed variants, opened on first need on the engine's device: the CPU router next
+     * to the CPU engine, the GPU router next to a GPU engine.
+     */
+    private static final class Routers implements AutoCloseable {
+        final AttentionEngine engine;
+        HeadRouter router;
+
+        Routers(AttentionEngine engine) {
+            this.engine = engine;
+        }
+
+        HeadRouter get() {
+            if (router == null) {
+                router = engine instanceof CpuAttentionEngine cpu ? new CpuHeadRouter(cpu.threads())
+                        : HeadRouters.open(Backend.CUDA, 1);
+            }
+            return router;
+        }
+
+        @Override
+        public void close() {
+            if (router != null) {
+                router.close();
+            }
+        }
+    }
+
+    /** Timed calls of one request: the per-call times and the last result, or the row saying why it did not run. */
+    private record Timed(double[] times, AttentionResult last, Run failure) {}
+
     /** One (dtype, heads, length) point of the sweep: its inputs and its full-attention reference, made on first need. */
     private static final class Shape {
         final AttentionEngine engine;
+        final Routers routers;
         final Sweep sweep;
         final Limits limits;
         final DType dtype;
@@ -143,8 +189,9 @@ public final class Experiment {
         /** Full-attention outputs by reference pattern spec: a float[][] {o, lse}, or the String why it is n/a. */
         final Map<String, Object> references = new HashMap<>();
 
-        Shape(AttentionEngine engine, Sweep sweep, Limits limits, DType dtype, int heads, int len) {
+        Shape(AttentionEngine engine, Routers routers, Sweep sweep, Limits limits, DType dtype, int heads, int len) {
             this.engine = engine;
+            this.routers = routers;
             this.sweep = sweep;
             this.limits = limits;
             this.dtype = dtype;
@@ -170,8 +217,182 @@ public final class Experiment {
             if (refused != null) {
                 return notRun(v, refused, density, predicted);
             }
+            if (v instanceof Variant.Routed rv) {
+                return routed(rv, density, predicted);
+            }
+            if (v instanceof Variant.Pruned pv) {
+                return pruned(pv, density, predicted);
+            }
             AttentionRequest req = AttentionRequest.builder(inputs().q(), inputs().k(), inputs().v()).pattern(v.pattern())
                     .causal(sweep.causal()).dtype(dtype).algorithm(v.algorithm()).wantLse(true).build();
+            Timed t = time(v, req, density, predicted);
+            if (t.failure() != null) {
+                return t.failure();
+            }
+            double rel = Double.NaN;
+            double recall = Double.NaN;
+            String note = null;
+            Object ref = reference(effective);
+            if (ref instanceof String why) {
+                note = why;
+            } else {
+                float[][] r = (float[][]) ref;
+                AttentionQuality.Report q = AttentionQuality.compare(shape, t.last().o().toFloatArray(),
+                        t.last().lse().toFloatArray(), r[0], r[1], AttentionQuality.referenceFor(effective));
+                rel = q.relError();
+                recall = q.recall();
+            }
+            return ok(v, t, density, predicted, rel, recall, note, details(t.last(), Double.NaN, null, Double.NaN));
+        }
+
+        /**
+         * The router's gate drives dense flash attention on the same inputs. The router is timed on its own
+         * (its median is reported as overhead); the attention's output is compared with the gate times the
+         * dense output: routing changes only which work is skipped, so the two agree to rounding.
+         */
+        private Run routed(Variant.Routed v, double density, long predicted) {
+            RouterConfig rc = v.router(shape.heads());
+            RoutedBenchmark.Config rconf = new RoutedBenchmark.Config(config, rc, shape.heads() * shape.headDim());
+            Tensor[] xw = RoutedBenchmark.randomRouterInputs(rconf);
+            double[] routerMs = new double[sweep.repeats()];
+            RouterOutput routing = null;
+            try {
+                HeadRouter router = routers.get();
+                for (int w = 0; w < sweep.warmup(); w++) {
+                    router.route(xw[0], xw[1], rc, dtype);
+                }
+                for (int r = 0; r < routerMs.length; r++) {
+                    routing = router.route(xw[0], xw[1], rc, dtype);
+                    routerMs[r] = routing.elapsedNanos() / 1e6;
+                }
+            } catch (BackendUnavailableException | UnsupportedOperationException e) {
+                return notRun(v, "unsupported: the router: " + e.getMessage(), density, predicted);
+            } catch (DeviceOutOfMemoryException e) {
+                return notRun(v, "does not fit: the router: " + e.getMessage(), density, predicted);
+            } catch (RuntimeException e) {
+                LOG.error("experiment: the router of {} failed: {}", v.spec(), e.toString());
+                LOG.debug("experiment: the failure", e);
+                return notRun(v, FAILED + "the router: " + e.getClass().getSimpleName() + ": " + e.getMessage(), density,
+                        predicted);
+            }
+            Tensor gate = routing.gate();
+            AttentionRequest req = AttentionRequest.builder(inputs().q(), inputs().k(), inputs().v()).gate(gate)
+                    .pattern(v.pattern()).causal(sweep.causal()).dtype(dtype).algorithm(v.algorithm()).wantLse(true).build();
+            Timed t = time(v, req, density, predicted);
+            if (t.failure() != null) {
+                return t.failure();
+            }
+            double rel = Double.NaN;
+            String note;
+            Pattern effective = sweep.causal() ? v.pattern().withCausal() : v.pattern();
+            Object ref = reference(effective);
+            if (ref instanceof String why) {
+                note = why;
+            } else {
+                rel = relErrorVsGated(t.last().o().toFloatArray(), ((float[][]) ref)[0], gate.toFloatArray());
+                note = "routed: rel. error against gate × " + effective.spec()
+                        + " output (routing changes only the skipped work); mass recall n/a";
+            }
+            RouterStats st = routing.stats();
+            return ok(v, t, density, predicted, rel, Double.NaN, note,
+                    details(t.last(), AttentionBenchmark.median(routerMs), st, Double.NaN));
+        }
+
+        /**
+         * Dense flash attention on the kept heads only: their q heads, and the key/value heads they read,
+         * sliced out of the shape's inputs before the call. The kept heads' output is dense attention's by
+         * construction, so instead of an error the row reports the share of heads removed (and the time
+         * ratio against dense flash).
+         */
+        private Run pruned(Variant.Pruned v, double density, long predicted) {
+            int[] removed = v.removedHeads(shape.heads(), shape.kvHeads());
+            AttentionShape ps = v.prunedShape(shape);
+            boolean[] gone = new boolean[shape.heads()];
+            for (int h : removed) {
+                gone[h] = true;
+            }
+            int g = shape.group();
+            int[] qKeep = new int[ps.heads()];
+            int[] kvKeep = new int[ps.kvHeads()];
+            int nq = 0;
+            int nkv = 0;
+            for (int kv = 0; kv < shape.kvHeads(); kv++) {
+                boolean any = false;
+                for (int i = 0; i < g; i++) {
+                    if (!gone[kv * g + i]) {
+                        qKeep[nq++] = kv * g + i;
+                        any = true;
+                    }
+                }
+                if (any) {
+                    kvKeep[nkv++] = kv;
+                }
+            }
+            Tensor q = heads(inputs().q(), shape.heads(), shape.qLen(), qKeep);
+            Tensor k = heads(inputs().k(), shape.kvHeads(), shape.kvLen(), kvKeep);
+            Tensor vv = heads(inputs().v(), shape.kvHeads(), shape.kvLen(), kvKeep);
+            AttentionRequest req = AttentionRequest.builder(q, k, vv).pattern(v.pattern()).causal(sweep.causal()).dtype(dtype)
+                    .algorithm(v.algorithm()).wantLse(true).build();
+            Timed t = time(v, req, density, predicted);
+            if (t.failure() != null) {
+                return t.failure();
+            }
+            return ok(v, t, density, predicted, Double.NaN, Double.NaN, "pruned: the kept heads are computed exactly as "
+                    + "in dense attention (error 0 by construction) and the removed ones not at all; see heads removed and "
+                    + "the time ratio", details(t.last(), Double.NaN, null, removed.length / (double) shape.heads()));
+        }
+
+        /** Heads {@code keep} of a (B, heads, len, D) tensor, in order. */
+        private Tensor heads(Tensor t, int heads, int len, int[] keep) {
+            float[] a = t.toFloatArray();
+            int b = shape.batch();
+            int per = len * shape.headDim();
+            float[] out = new float[b * keep.length * per];
+            for (int bi = 0; bi < b; bi++) {
+                for (int i = 0; i < keep.length; i++) {
+                    System.arraycopy(a, (bi * heads + keep[i]) * per, out, (bi * keep.length + i) * per, per);
+                }
+            }
+            return Tensor.ofFloats(t.dtype(), out, b, keep.length, len, shape.headDim());
+        }
+
+        /** ‖o − g·o_ref‖ / ‖g·o_ref‖ with o (B, H, L, D) and g (B, L, H). */
+        private double relErrorVsGated(float[] o, float[] ref, float[] gate) {
+            int h = shape.heads();
+            int l = shape.qLen();
+            int d = shape.headDim();
+            float[] expected = new float[ref.length];
+            for (int bb = 0; bb < shape.batch(); bb++) {
+                for (int hh = 0; hh < h; hh++) {
+                    for (int i = 0; i < l; i++) {
+                        float gv = gate[(bb * l + i) * h + hh];
+                        int at = ((bb * h + hh) * l + i) * d;
+                        for (int c = 0; c < d; c++) {
+                            expected[at + c] = gv * ref[at + c];
+                        }
+                    }
+                }
+            }
+            return AttentionBenchmark.relativeL2(o, expected);
+        }
+
+        private static Run.Details details(AttentionResult last, double routerMs, RouterStats st, double headsRemoved) {
+            ExecutionStats s = last.stats();
+            return new Run.Details(s.queryTiles(), s.keyTilesVisited(), s.rowsSkipped(), routerMs,
+                    st == null ? Double.NaN : st.loadBalance(), st == null ? Double.NaN : st.activeHeadFraction(), headsRemoved);
+        }
+
+        private Run ok(Variant v, Timed t, double density, long predicted, double rel, double recall, String note,
+                Run.Details details) {
+            double median = AttentionBenchmark.median(t.times());
+            return new Run(v, dtype, shape.batch(), shape.heads(), shape.kvHeads(), shape.qLen(), shape.headDim(), sweep.causal(),
+                    "ok", t.last().stats().engine(), t.last().stats().algorithm().cliName(), median,
+                    Arrays.stream(t.times()).min().orElse(median), config.flops() / (median * 1e-3) / 1e12, density,
+                    t.last().stats().peakDeviceBytes(), predicted, Double.NaN, null, Double.NaN, null, rel, recall, note, details);
+        }
+
+        /** Warm-up calls, then the timed ones; a call that throws becomes the row that says why. */
+        private Timed time(Variant v, AttentionRequest req, double density, long predicted) {
             double[] times = new double[sweep.repeats()];
             AttentionResult last = null;
             try {
@@ -183,35 +404,19 @@ public final class Experiment {
                     times[r] = last.stats().elapsedNanos() / 1e6;
                 }
             } catch (DeviceOutOfMemoryException e) {
-                return notRun(v, "does not fit: " + e.getMessage(), density, predicted);
+                return new Timed(null, null, notRun(v, "does not fit: " + e.getMessage(), density, predicted));
             } catch (UnsupportedOperationException e) {
-                return notRun(v, "unsupported: " + e.getMessage(), density, predicted);
+                return new Timed(null, null, notRun(v, "unsupported: " + e.getMessage(), density, predicted));
             } catch (RuntimeException e) {
                 // A failing call (a CUDA error, a bug) is kept as a failed row so that the runs before it
                 // are still written; the command then exits with status 1.
                 LOG.error("experiment: {} {} H={} L={} failed: {}", v.spec(), dtype.cliName(), shape.heads(), shape.qLen(),
                         e.toString());
                 LOG.debug("experiment: the failure", e);
-                return notRun(v, FAILED + e.getClass().getSimpleName() + ": " + e.getMessage(), density, predicted);
+                return new Timed(null, null, notRun(v, FAILED + e.getClass().getSimpleName() + ": " + e.getMessage(), density,
+                        predicted));
             }
-            double median = AttentionBenchmark.median(times);
-            double rel = Double.NaN;
-            double recall = Double.NaN;
-            String note = null;
-            Object ref = reference(effective);
-            if (ref instanceof String why) {
-                note = why;
-            } else {
-                float[][] r = (float[][]) ref;
-                AttentionQuality.Report q = AttentionQuality.compare(shape, last.o().toFloatArray(), last.lse().toFloatArray(),
-                        r[0], r[1], AttentionQuality.referenceFor(effective));
-                rel = q.relError();
-                recall = q.recall();
-            }
-            return new Run(v, dtype, shape.batch(), shape.heads(), shape.kvHeads(), shape.qLen(), shape.headDim(), sweep.causal(),
-                    "ok", last.stats().engine(), last.stats().algorithm().cliName(), median,
-                    Arrays.stream(times).min().orElse(median), config.flops() / (median * 1e-3) / 1e12, density,
-                    last.stats().peakDeviceBytes(), predicted, Double.NaN, null, Double.NaN, null, rel, recall, note);
+            return new Timed(times, last, null);
         }
 
         private Run notRun(Variant v, String status, double density, long predicted) {

@@ -237,6 +237,10 @@ public final class ExperimentReport {
             + "| peak VRAM measured | peak VRAM predicted | VRAM saved vs materialized | speed-up vs full | rel. error "
             + "| mass recall |";
 
+    /** The header of the routed and pruned runs' table. */
+    static final String HEAD_TABLE_HEADER = "| variant | dtype | H | L | median ms | time vs full | router ms | router overhead % "
+            + "| active heads (measured) | load balance | heads removed | query tiles | rows skipped |";
+
     static String markdown(List<Run> rows, Context ctx, String chartFailure) {
         Sweep s = ctx.sweep();
         StringBuilder md = new StringBuilder("# headroute experiment\n\n");
@@ -296,6 +300,28 @@ public final class ExperimentReport {
                 md.append(i + 1).append(". ").append(cell(notes.get(i))).append('\n');
             }
         }
+        List<Run> headRows = rows.stream().filter(r -> r.ok() && r.headVariant()).toList();
+        if (!headRows.isEmpty()) {
+            md.append("\n## Routed and pruned runs\n\n");
+            md.append("Routed: the router's gate (seeded X (B, L, H·D) and Wr, as `bench --route`) drives dense flash "
+                    + "attention; the router is timed separately (overhead = router time / attention time). Its rel. error "
+                    + "is against the gate times the dense output: routing changes only which work is skipped. Pruned: the "
+                    + "removed heads' q (and the key/value heads no kept head reads) are sliced out before the call; the "
+                    + "kept heads equal dense attention's by construction. Time ratio = median / median of ")
+                    .append(headRows.get(0).speedupBaseline() == null ? "full attention" : headRows.get(0).speedupBaseline())
+                    .append("; the work counts are the engine's (`ExecutionStats`, last timed call).\n\n");
+            md.append(HEAD_TABLE_HEADER).append('\n');
+            md.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+            for (Run r : headRows) {
+                Run.Details d = r.details();
+                md.append(String.format(Locale.ROOT, "| %s | %s | %d | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |%n",
+                        cell(r.variant().spec()), r.dtype().cliName(), r.heads(), r.len(), num(r.medianMs(), "%.3f"),
+                        num(r.timeRatio(), "%.3f"), num(d.routerMs(), "%.3f"), num(r.routerOverheadPercent(), "%.2f"),
+                        num(d.activeHeadFraction(), "%.4f"), num(d.loadBalance(), "%.4f"), num(d.headsRemoved(), "%.4f"),
+                        d.queryTiles() < 0 ? NA : Long.toString(d.queryTiles()),
+                        d.rowsSkipped() < 0 ? NA : Long.toString(d.rowsSkipped())));
+            }
+        }
         md.append("\n## Charts\n\n");
         if (chartFailure != null) {
             md.append("Charts not drawn: ").append(chartFailure).append(" (Java2D needs fonts through fontconfig on this "
@@ -304,7 +330,8 @@ public final class ExperimentReport {
             md.append("Peak VRAM vs sequence length (log–log, ").append(ctx.gpu() ? "measured" : "predicted from the memory "
                     + "plans").append(")\n\n![peak VRAM](").append(VRAM_CHART).append(")\n\n");
             md.append("Median time vs sequence length (log–log)\n\n![time](").append(TIME_CHART).append(")\n\n");
-            md.append("Speed-up against full attention vs token density (patterned variants)\n\n![speed-up](")
+            md.append("Speed-up against full attention vs work density (patterned variants by token density, routed and "
+                    + "pruned ones by the share of heads computed)\n\n![speed-up](")
                     .append(SPEEDUP_CHART).append(")\n");
         }
         if (!ctx.claims().isEmpty()) {

@@ -23,18 +23,74 @@ import java.util.List;
  * @param speedupBaseline     the variant compared against (dense flash, else dense materialized), or null
  * @param relError            output relative error against full attention
  * @param recall              attention-mass recall against full attention
- * @param fidelityNote        why fidelity is n/a, else null
+ * @param fidelityNote        why fidelity is n/a (or, for routed rows, what it is measured against), else null
+ * @param details             the engine's work counts and the routed / pruned measurements
  */
 public record Run(Variant variant, DType dtype, int batch, int heads, int kvHeads, int len, int dim, boolean causal,
         String status, String engine, String algorithmUsed, double medianMs, double minMs, double tflops, double tokenDensity,
         long measuredPeakBytes, long predictedPeakBytes, double vramSaved, String vramBasis, double speedup,
-        String speedupBaseline, double relError, double recall, String fidelityNote) {
+        String speedupBaseline, double relError, double recall, String fidelityNote, Details details) {
+
+    /**
+     * What the engine reports it executed (last timed call; −1 when not run) and what routed and pruned
+     * variants add (NaN for the others).
+     *
+     * @param queryTiles         query tiles executed (gate-skipped rows excluded)
+     * @param keyTilesVisited    (query tile, key tile) pairs computed
+     * @param rowsSkipped        query rows skipped because their gate is zero
+     * @param routerMs           median time of the router calls (routed)
+     * @param loadBalance        the router's load-balance coefficient Hr·Σ f_i·P_i (routed)
+     * @param activeHeadFraction measured share of non-zero gate entries (routed)
+     * @param headsRemoved       share of the H query heads removed (pruned)
+     */
+    public record Details(long queryTiles, long keyTilesVisited, long rowsSkipped, double routerMs, double loadBalance,
+            double activeHeadFraction, double headsRemoved) {
+        public static final Details NONE = new Details(-1, -1, -1, Double.NaN, Double.NaN, Double.NaN, Double.NaN);
+    }
+
+    public Run {
+        details = details == null ? Details.NONE : details;
+    }
+
+    /** A row without work counts or routing / pruning measurements. */
+    public Run(Variant variant, DType dtype, int batch, int heads, int kvHeads, int len, int dim, boolean causal, String status,
+            String engine, String algorithmUsed, double medianMs, double minMs, double tflops, double tokenDensity,
+            long measuredPeakBytes, long predictedPeakBytes, double vramSaved, String vramBasis, double speedup,
+            String speedupBaseline, double relError, double recall, String fidelityNote) {
+        this(variant, dtype, batch, heads, kvHeads, len, dim, causal, status, engine, algorithmUsed, medianMs, minMs, tflops,
+                tokenDensity, measuredPeakBytes, predictedPeakBytes, vramSaved, vramBasis, speedup, speedupBaseline, relError,
+                recall, fidelityNote, Details.NONE);
+    }
 
     /** Column names of runs.csv and keys of runs.json, in order. */
     public static final List<String> COLUMNS = List.of("variant", "pattern", "dtype", "batch", "heads", "kv_heads", "len",
             "head_dim", "causal", "status", "engine", "algorithm_used", "median_ms", "min_ms", "effective_tflops",
             "token_density", "peak_vram_measured_bytes", "peak_vram_predicted_bytes", "vram_saved_vs_materialized",
-            "vram_basis", "speedup_vs_full", "speedup_baseline", "rel_error_vs_full", "mass_recall", "fidelity_note");
+            "vram_basis", "speedup_vs_full", "speedup_baseline", "rel_error_vs_full", "mass_recall", "fidelity_note",
+            "query_tiles", "key_tiles_visited", "rows_skipped", "time_ratio_vs_full", "router_ms", "router_overhead_percent",
+            "load_balance", "active_head_fraction", "heads_removed");
+
+    /** Whether the variant is routed or pruned (the rows with the extra measurements). */
+    public boolean headVariant() {
+        return variant instanceof Variant.Routed || variant instanceof Variant.Pruned;
+    }
+
+    /** This row's median over the baseline's (1 / speed-up), for routed and pruned rows; NaN otherwise. */
+    public double timeRatio() {
+        return headVariant() && !Double.isNaN(speedup) ? 1.0 / speedup : Double.NaN;
+    }
+
+    /** Router time in percent of the routed attention's median time; NaN when not routed. */
+    public double routerOverheadPercent() {
+        return 100.0 * details.routerMs() / medianMs;
+    }
+
+    /** This row with the comparison columns filled in. */
+    Run compared(double saved, String basis, double speedupValue, String baselineSpec) {
+        return new Run(variant, dtype, batch, heads, kvHeads, len, dim, causal, status, engine, algorithmUsed, medianMs, minMs,
+                tflops, tokenDensity, measuredPeakBytes, predictedPeakBytes, saved, basis, speedupValue, baselineSpec, relError,
+                recall, fidelityNote, details);
+    }
 
     public boolean ok() {
         return "ok".equals(status);
@@ -51,7 +107,9 @@ public record Run(Variant variant, DType dtype, int batch, int heads, int kvHead
                 len, dim, causal, status, engine, algorithmUsed, num(medianMs), num(minMs), num(tflops), num(tokenDensity),
                 measuredPeakBytes < 0 ? null : measuredPeakBytes, predictedPeakBytes, num(vramSaved),
                 Double.isNaN(vramSaved) ? null : vramBasis, num(speedup), Double.isNaN(speedup) ? null : speedupBaseline,
-                num(relError), num(recall), fidelityNote));
+                num(relError), num(recall), fidelityNote, count(details.queryTiles()), count(details.keyTilesVisited()),
+                count(details.rowsSkipped()), num(timeRatio()), num(details.routerMs()), num(routerOverheadPercent()),
+                num(details.loadBalance()), num(details.activeHeadFraction()), num(details.headsRemoved())));
         if (v.size() != COLUMNS.size()) {
             throw new IllegalStateException("row has " + v.size() + " values for " + COLUMNS.size() + " columns");
         }
@@ -59,6 +117,10 @@ public record Run(Variant variant, DType dtype, int batch, int heads, int kvHead
     }
 
     private static Double num(double x) {
-        return Double.isNaN(x) ? null : x;
+        return Double.isNaN(x) || Double.isInfinite(x) ? null : x;
+    }
+
+    private static Long count(long x) {
+        return x < 0 ? null : x;
     }
 }

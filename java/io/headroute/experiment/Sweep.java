@@ -43,6 +43,9 @@ public record Sweep(List<Integer> lens, List<Variant> variants, List<DType> dtyp
             }
         }
         for (int h : heads) {
+            for (Variant v : variants) {
+                v.check(h, kvHeads == 0 ? h : kvHeads, lens.get(0));
+            }
             for (int l : lens) {
                 AttentionShape sh = new AttentionShape(batch, h, kvHeads == 0 ? h : kvHeads, l, l, dim);
                 long most = Math.max(sh.qElements(), sh.kvElements());

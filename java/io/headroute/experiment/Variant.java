@@ -2,10 +2,19 @@ package io.headroute.experiment;
 
 import io.headroute.engine.Algorithm;
 import io.headroute.engine.AttentionShape;
+import io.headroute.engine.cuda.MaterializedPlan;
 import io.headroute.pattern.Pattern;
 import io.headroute.pattern.PatternException;
 import io.headroute.pattern.Patterns;
+import io.headroute.routing.PruningPlan;
+import io.headroute.routing.RouterConfig;
 import io.headroute.tensor.DType;
+import io.headroute.tensor.TensorFileException;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Locale;
 
 /**
  * One way of computing attention that an experiment compares: an algorithm and the pattern it runs.
@@ -15,11 +24,14 @@ import io.headroute.tensor.DType;
  *
  * <p>Grammar ({@link #GRAMMAR}): {@code materialized[:PATTERN]}, {@code flash[:PATTERN]},
  * {@code sparse:PATTERN}; PATTERN is any {@code --pattern} spec (e.g. {@code window:256},
- * {@code bigbird:64:1:1:2:7}). The sweep's {@code --causal} is added to every variant's pattern.
+ * {@code bigbird:64:1:1:2:7}); {@code routed:HS:K[:BQ]} (dense flash attention gated by a head router);
+ * {@code pruned:PLAN.json} or {@code pruned:FRACTION} (dense flash attention without the removed heads).
+ * The sweep's {@code --causal} is added to every variant's pattern.
  */
-public sealed interface Variant permits Variant.Materialized, Variant.Flash, Variant.Sparse {
+public sealed interface Variant permits Variant.Materialized, Variant.Flash, Variant.Sparse, Variant.Routed, Variant.Pruned {
     /** The variant grammar, for help and error messages. */
-    String GRAMMAR = "materialized[:PATTERN], flash[:PATTERN], sparse:PATTERN (PATTERN: " + Patterns.GRAMMAR + ")";
+    String GRAMMAR = "materialized[:PATTERN], flash[:PATTERN], sparse:PATTERN (PATTERN: " + Patterns.GRAMMAR + "), "
+            + "routed:HS:K[:BQ], pruned:PLAN.json, pruned:FRACTION";
 
     /** The spec in canonical form, as it appears in reports. */
     String spec();
@@ -32,6 +44,12 @@ public sealed interface Variant permits Variant.Materialized, Variant.Flash, Var
 
     /** The GPU peak predicted from the memory plans for one call; {@code causal} is the sweep's rule. */
     MemoryPrediction predictMemory(AttentionShape shape, DType dtype, boolean causal);
+
+    /**
+     * Refuses, with a one-line {@link IllegalArgumentException}, a variant that cannot run at this shape
+     * (a routing whose shared heads exceed H, a pruning plan for another head count). Nothing by default.
+     */
+    default void check(int heads, int kvHeads, int len) {}
 
     /** Whether the variant computes every query-key pair of the (causal) reference: dense or causal pattern. */
     default boolean full() {
@@ -92,6 +110,190 @@ public sealed interface Variant permits Variant.Materialized, Variant.Flash, Var
         }
     }
 
+    /**
+     * Dense flash attention whose gate comes from a mixture-of-heads router (like {@code bench --route}):
+     * seeded token representations X (B, L, H·D) and router weights Wr; the gate switches off the rows of
+     * the heads a token is not routed to, and the attention skips them.
+     *
+     * @param sharedHeads Hs, always-active heads
+     * @param k           routed heads kept per token or block
+     * @param block       Bq, tokens per routing decision (1: per token)
+     */
+    record Routed(int sharedHeads, int k, int block) implements Variant {
+        public Routed {
+            if (sharedHeads < 0 || k < 1 || block < 1) {
+                throw new IllegalArgumentException("routed:" + sharedHeads + ":" + k + ":" + block
+                        + ": expected shared heads ≥ 0, k ≥ 1 and block ≥ 1");
+            }
+        }
+
+        /** The router at H = {@code heads}. */
+        public RouterConfig router(int heads) {
+            return RouterConfig.parse(sharedHeads + ":" + k + ":" + block, heads);
+        }
+
+        @Override
+        public String spec() {
+            return "routed:" + sharedHeads + ":" + k + (block == 1 ? "" : ":" + block);
+        }
+
+        @Override
+        public Algorithm algorithm() {
+            return Algorithm.FLASH;
+        }
+
+        @Override
+        public Pattern pattern() {
+            return new Pattern.Dense();
+        }
+
+        @Override
+        public void check(int heads, int kvHeads, int len) {
+            try {
+                router(heads);
+            } catch (IllegalArgumentException e) {
+                throw new IllegalArgumentException("variant '" + spec() + "' at H = " + heads + ": " + e.getMessage());
+            }
+        }
+
+        /** Flash's inputs and outputs plus the gate (B, L, H) float32; the router's own buffers are not in the call. */
+        @Override
+        public MemoryPrediction predictMemory(AttentionShape shape, DType dtype, boolean causal) {
+            return new MemoryPrediction(MaterializedPlan.of(shape, dtype, true).ioBytes(), 0);
+        }
+    }
+
+    /**
+     * Dense flash attention with heads removed before the call (static pruning): the removed query heads'
+     * q rows are sliced out, and so are the key/value heads no kept query head reads, so nothing of
+     * theirs is computed or allocated. The kept heads' output is exactly dense attention's.
+     *
+     * @param source   the plan file or the fraction, as given
+     * @param plan     the pruning plan (its layer 0 applies), or null for a fraction
+     * @param fraction the share of heads to remove, 0 &lt; f &lt; 1, or NaN with a plan
+     */
+    record Pruned(String source, PruningPlan plan, double fraction) implements Variant {
+        @Override
+        public String spec() {
+            return "pruned:" + source;
+        }
+
+        @Override
+        public Algorithm algorithm() {
+            return Algorithm.FLASH;
+        }
+
+        @Override
+        public Pattern pattern() {
+            return new Pattern.Dense();
+        }
+
+        /**
+         * The removed query heads at H = {@code heads}, Hkv = {@code kvHeads}, ascending. A fraction removes
+         * n = round(f·H) heads: the same number from every key/value group (the last heads of each) when
+         * Hkv divides n, else whole groups (the last ones) when H/Hkv divides n. Either way the kept heads
+         * still form equal groups, as the contract's grouping requires; anything else is refused.
+         */
+        public int[] removedHeads(int heads, int kvHeads) {
+            int g = heads / kvHeads;
+            int[] removed;
+            if (plan != null) {
+                if (plan.heads() != heads) {
+                    throw new IllegalArgumentException("variant '" + spec() + "': the plan is for " + plan.heads()
+                            + " heads, the sweep has H = " + heads);
+                }
+                removed = plan.removedHeads(0);
+            } else {
+                int n = (int) Math.round(fraction * heads);
+                if (n < 1 || n >= heads) {
+                    throw new IllegalArgumentException("variant '" + spec() + "': removing " + fraction + " of H = " + heads
+                            + " heads is " + n + " heads; keep at least one and remove at least one");
+                }
+                List<Integer> r = new ArrayList<>();
+                if (n % kvHeads == 0) {
+                    for (int kv = 0; kv < kvHeads; kv++) {
+                        for (int i = g - n / kvHeads; i < g; i++) {
+                            r.add(kv * g + i);
+                        }
+                    }
+                } else if (n % g == 0) {
+                    for (int h = heads - n; h < heads; h++) {
+                        r.add(h);
+                    }
+                } else {
+                    throw new IllegalArgumentException("variant '" + spec() + "': removing " + n + " of H = " + heads
+                            + " heads with Hkv = " + kvHeads + " leaves key/value groups of unequal size; choose a fraction "
+                            + "that removes a multiple of " + kvHeads + " or of " + g + " heads");
+                }
+                removed = r.stream().mapToInt(Integer::intValue).sorted().toArray();
+            }
+            int[] perKv = new int[kvHeads];
+            boolean[] gone = new boolean[heads];
+            for (int h : removed) {
+                gone[h] = true;
+            }
+            for (int h = 0; h < heads; h++) {
+                if (!gone[h]) {
+                    perKv[h / g]++;
+                }
+            }
+            int size = -1;
+            for (int c : perKv) {
+                if (c > 0 && size >= 0 && c != size) {
+                    throw new IllegalArgumentException("variant '" + spec() + "': removing heads " + Arrays.toString(removed)
+                            + " leaves key/value groups of unequal size " + Arrays.toString(perKv) + " (Hkv = " + kvHeads
+                            + "); the attention contract's grouping is uniform");
+                }
+                size = c > 0 ? c : size;
+            }
+            if (size < 0) {
+                throw new IllegalArgumentException("variant '" + spec() + "' removes every head");
+            }
+            return removed;
+        }
+
+        /** The shape of the call with the heads removed. */
+        public AttentionShape prunedShape(AttentionShape shape) {
+            int[] removed = removedHeads(shape.heads(), shape.kvHeads());
+            int g = shape.group();
+            boolean[] gone = new boolean[shape.heads()];
+            for (int h : removed) {
+                gone[h] = true;
+            }
+            int kvKept = 0;
+            for (int kv = 0; kv < shape.kvHeads(); kv++) {
+                boolean any = false;
+                for (int i = 0; i < g; i++) {
+                    any |= !gone[kv * g + i];
+                }
+                kvKept += any ? 1 : 0;
+            }
+            return new AttentionShape(shape.batch(), shape.heads() - removed.length, kvKept, shape.qLen(), shape.kvLen(),
+                    shape.headDim());
+        }
+
+        @Override
+        public void check(int heads, int kvHeads, int len) {
+            removedHeads(heads, kvHeads);
+        }
+
+        /** Flash's inputs and outputs at the pruned shape. */
+        @Override
+        public MemoryPrediction predictMemory(AttentionShape shape, DType dtype, boolean causal) {
+            return MemoryPrediction.flash(prunedShape(shape), dtype);
+        }
+
+        @Override
+        public boolean equals(Object o) {
+            return o instanceof Pruned p && p.source.equals(source);
+        }
+
+        @Override
+        public int hashCode() {
+            return source.hashCode();
+        }
+    }
+
     /** Parses one variant; throws {@link IllegalArgumentException} with a one-line message. */
     static Variant parse(String text) {
         String s = text == null ? "" : text.strip();
@@ -111,10 +313,56 @@ public sealed interface Variant permits Variant.Materialized, Variant.Flash, Var
                     }
                     yield new Sparse(Patterns.parse(rest));
                 }
+                case "routed" -> {
+                    String[] f = rest == null ? new String[0] : rest.split(":", -1);
+                    if (f.length < 2 || f.length > 3) {
+                        throw new IllegalArgumentException("variant '" + s + "': expected routed:HS:K or routed:HS:K:BQ "
+                                + "(shared heads, routed heads kept, tokens per routing block)");
+                    }
+                    int[] v = new int[f.length];
+                    for (int i = 0; i < f.length; i++) {
+                        try {
+                            v[i] = Integer.parseInt(f[i].strip());
+                        } catch (NumberFormatException e) {
+                            throw new IllegalArgumentException("variant '" + s + "': '" + f[i] + "' is not an integer");
+                        }
+                    }
+                    try {
+                        yield new Routed(v[0], v[1], f.length == 3 ? v[2] : 1);
+                    } catch (IllegalArgumentException e) {
+                        throw new IllegalArgumentException("variant '" + s + "': expected shared heads ≥ 0, k ≥ 1 and "
+                                + "block ≥ 1");
+                    }
+                }
+                case "pruned" -> {
+                    if (rest == null) {
+                        throw new IllegalArgumentException("variant 'pruned' needs a plan or a fraction, e.g. pruned:plan.json "
+                                + "or pruned:0.25");
+                    }
+                    yield pruned(s, rest.strip());
+                }
                 default -> throw new IllegalArgumentException("unknown variant '" + s + "' (expected " + GRAMMAR + ")");
             };
         } catch (PatternException e) {
             throw new IllegalArgumentException("variant '" + s + "': " + e.getMessage(), e);
         }
+    }
+
+    private static Pruned pruned(String s, String arg) {
+        double f;
+        try {
+            f = Double.parseDouble(arg);
+        } catch (NumberFormatException e) {
+            try {
+                return new Pruned(arg, PruningPlan.load(Path.of(arg)), Double.NaN);
+            } catch (TensorFileException | IllegalArgumentException ex) {
+                throw new IllegalArgumentException("variant '" + s + "': " + ex.getMessage());
+            }
+        }
+        if (!(f > 0 && f < 1)) {
+            throw new IllegalArgumentException("variant '" + s + "': the fraction of heads to remove must be between 0 and 1 "
+                    + "(exclusive), got " + arg);
+        }
+        return new Pruned(String.format(Locale.ROOT, "%s", arg), null, f);
     }
 }

@@ -2,34 +2,53 @@ package io.headroute.model;
 
 import io.headroute.engine.Algorithm;
 import io.headroute.pattern.Pattern;
+import io.headroute.routing.RouterConfig;
 import java.util.Arrays;
 import java.util.Objects;
 
 /**
  * How one layer attends: its pattern, whether the causal rule j ≤ p is added, the algorithm, and an
- * optional static head mask (issue 6's pruning). A pruned head (mask false) is removed from the layer:
- * its projections and attention are not computed and its buffers not allocated.
+ * optional static head mask (issue 6's pruning), and an optional head router (mixture-of-heads routing).
+ * A pruned head (mask false) is removed from the layer: its projections and attention are not computed
+ * and its buffers not allocated. A routed layer's gate comes from its router (weights
+ * {@code layers.{i}.attn.router}), run on the layer's normed input.
  *
  * @param pattern   the token rule (any pattern of the contract)
  * @param causal    adds j ≤ p to the pattern
  * @param algorithm the attention algorithm the layer asks its engine for
  * @param headMask  active[h] for each of the H query heads, or null when every head is active
+ * @param router    the layer's head routing (Hs + Hr must be the model's H), or null for an unrouted layer
  */
-public record LayerSpec(Pattern pattern, boolean causal, Algorithm algorithm, boolean[] headMask) {
+public record LayerSpec(Pattern pattern, boolean causal, Algorithm algorithm, boolean[] headMask, RouterConfig router) {
     public LayerSpec {
         Objects.requireNonNull(pattern, "pattern");
         Objects.requireNonNull(algorithm, "algorithm");
         headMask = headMask == null ? null : headMask.clone();
     }
 
+    /** An unrouted layer. */
+    public LayerSpec(Pattern pattern, boolean causal, Algorithm algorithm, boolean[] headMask) {
+        this(pattern, causal, algorithm, headMask, null);
+    }
+
     /** Every head active. */
     public static LayerSpec of(Pattern pattern, boolean causal, Algorithm algorithm) {
-        return new LayerSpec(pattern, causal, algorithm, null);
+        return new LayerSpec(pattern, causal, algorithm, null, null);
     }
 
     /** This layer with {@code mask} as its head mask (null: no pruning). */
     public LayerSpec withHeadMask(boolean[] mask) {
-        return new LayerSpec(pattern, causal, algorithm, mask);
+        return new LayerSpec(pattern, causal, algorithm, mask, router);
+    }
+
+    /** This layer with {@code r} as its router (null: unrouted). */
+    public LayerSpec withRouter(RouterConfig r) {
+        return new LayerSpec(pattern, causal, algorithm, headMask, r);
+    }
+
+    /** Whether the layer's gate comes from a router. */
+    public boolean routed() {
+        return router != null;
     }
 
     @Override
@@ -70,17 +89,17 @@ public record LayerSpec(Pattern pattern, boolean causal, Algorithm algorithm, bo
     @Override
     public boolean equals(Object o) {
         return o instanceof LayerSpec s && s.pattern.equals(pattern) && s.causal == causal && s.algorithm == algorithm
-                && Arrays.equals(s.headMask, headMask);
+                && Arrays.equals(s.headMask, headMask) && Objects.equals(s.router, router);
     }
 
     @Override
     public int hashCode() {
-        return Objects.hash(pattern, causal, algorithm, Arrays.hashCode(headMask));
+        return Objects.hash(pattern, causal, algorithm, Arrays.hashCode(headMask), router);
     }
 
     @Override
     public String toString() {
         return "LayerSpec[" + pattern.spec() + (causal ? "+causal" : "") + ", " + algorithm.cliName()
-                + (headMask == null ? "" : ", heads " + maskString()) + "]";
+                + (headMask == null ? "" : ", heads " + maskString()) + (router == null ? "" : ", routed " + router) + "]";
     }
 }

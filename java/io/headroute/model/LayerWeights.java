@@ -10,8 +10,14 @@ import io.headroute.tensor.Tensor;
  * @param wk       (d_model, Hkv·D)
  * @param wv       (d_model, Hkv·D)
  * @param wo       (H·D, d_model): row block h·D … h·D + D − 1 reads query head h's output
+ * @param router   (d_model, Hr) router weights Wr of a routed layer (column i scores head Hs + i), else null
  */
-public record LayerWeights(Tensor attnNorm, Tensor wq, Tensor wk, Tensor wv, Tensor wo) {
+public record LayerWeights(Tensor attnNorm, Tensor wq, Tensor wk, Tensor wv, Tensor wo, Tensor router) {
+    /** An unrouted layer's weights. */
+    public LayerWeights(Tensor attnNorm, Tensor wq, Tensor wk, Tensor wv, Tensor wo) {
+        this(attnNorm, wq, wk, wv, wo, null);
+    }
+
     /** The tensors in file order, with their short names. */
     public Tensor get(String shortName) {
         return switch (shortName) {
@@ -20,6 +26,7 @@ public record LayerWeights(Tensor attnNorm, Tensor wq, Tensor wk, Tensor wv, Ten
             case ModelWeights.WK -> wk;
             case ModelWeights.WV -> wv;
             case ModelWeights.WO -> wo;
+            case ModelWeights.ROUTER -> router;
             default -> throw new IllegalArgumentException("no weight '" + shortName + "'");
         };
     }

@@ -2,15 +2,47 @@ package io.headroute.model;
 
 import io.headroute.engine.AttentionEngine;
 import io.headroute.engine.ShapeException;
+import io.headroute.routing.CpuHeadRouter;
+import io.headroute.routing.HeadRouter;
+import io.headroute.routing.RouterOutput;
+import io.headroute.routing.RouterStats;
 import io.headroute.tensor.Tensor;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.List;
 
-/** A stack of {@link AttentionBlock}s run in order on the host; any engine computes the attention. */
+/**
+ * A stack of {@link AttentionBlock}s run in order on the host; any engine computes the attention.
+ *
+ * <p>A routed layer's gate comes from its head router, run on the layer's <em>normed</em> input
+ * n = round(RMSNorm(x)·γ), the same n the block projects to Q, K and V (in mixture-of-heads, the router
+ * scores the attention block's input tokens; after the norm its logits do not grow with the residual
+ * stream's scale). Heads pruned by the layer's head mask stay pruned: the router still ranks all H
+ * heads, and a pruned head it picks is simply not computed (its gate is ignored), so such a token uses
+ * fewer heads.
+ */
 public final class Model {
     private final ModelWeights weights;
     private final List<AttentionBlock> blocks;
+
+    /**
+     * One forward pass.
+     *
+     * @param output  the last layer's output in the model dtype
+     * @param routing per layer, what its router computed (gate, probabilities, statistics), or null for
+     *                an unrouted layer
+     */
+    public record Pass(Tensor output, List<RouterOutput> routing) {
+        public Pass {
+            routing = Collections.unmodifiableList(new ArrayList<>(routing));
+        }
+
+        /** Router statistics of layer {@code layer}, or null when it is not routed. */
+        public RouterStats routerStats(int layer) {
+            RouterOutput r = routing.get(layer);
+            return r == null ? null : r.stats();
+        }
+    }
 
     public Model(ModelWeights weights) {
         this.weights = weights;
@@ -33,7 +65,7 @@ public final class Model {
         return blocks;
     }
 
-    /** Every layer on {@code x} (B, L, d_model), without gates. */
+    /** Every layer on {@code x} (B, L, d_model), without gates other than the routers'. */
     public Tensor forward(Tensor x, AttentionEngine engine) {
         return forwardWithGates(x, null, engine);
     }
@@ -49,16 +81,65 @@ public final class Model {
         return forwardWithGates(x, gates == null ? null : (layer, input) -> gates.get(layer), engine);
     }
 
-    /** Every layer on {@code x}, each layer's gate asked of {@code gates} (null: no gates) with the layer's input. */
+    /**
+     * Every layer on {@code x}, each unrouted layer's gate asked of {@code gates} (null: no gates) with the
+     * layer's input. Routed layers route on the CPU ({@link CpuHeadRouter}, one thread per core).
+     */
     public Tensor forwardWithGates(Tensor x, GateSource gates, AttentionEngine engine) {
+        if (!config().routed()) {
+            return run(x, gates, engine, null).output();
+        }
+        try (HeadRouter router = new CpuHeadRouter(Runtime.getRuntime().availableProcessors())) {
+            return run(x, gates, engine, router).output();
+        }
+    }
+
+    /**
+     * Every layer on {@code x} (B, L, d_model). Routed layers take their gate from {@code router} on their
+     * normed input; the others ask {@code gates} (null: ungated). A routed layer for which {@code gates}
+     * also returns a gate is refused: its gate comes from its router.
+     */
+    public Pass run(Tensor x, GateSource gates, AttentionEngine engine, HeadRouter router) {
         if (x.rank() != 3) {
             throw new ShapeException("model input must have shape (B, L, d_model), got " + x.shapeString());
         }
+        if (config().routed() && router == null) {
+            throw new IllegalArgumentException("the model has routed layers: give a head router");
+        }
         RotaryTable rope = RotaryTable.of(Math.toIntExact(x.dim(1)), config().headDim(), config().ropeTheta());
         Tensor h = x;
+        List<RouterOutput> routing = new ArrayList<>();
         for (int i = 0; i < blocks.size(); i++) {
-            h = blocks.get(i).forward(h, gates == null ? null : gates.gate(i, h), engine, rope);
+            Tensor g = gates == null ? null : gates.gate(i, h);
+            RouterOutput r = null;
+            LayerSpec spec = config().layer(i);
+            if (spec.routed()) {
+                if (g != null) {
+                    throw new IllegalArgumentException("layer " + i + " is routed: its gate comes from its router, not from "
+                            + "the caller");
+                }
+                r = router.route(routerInput(i, h), weights.layer(i).router(), spec.router(), config().dtype());
+                g = r.gate();
+            }
+            routing.add(r);
+            h = blocks.get(i).forward(h, g, engine, rope);
         }
-        return h;
+        return new Pass(h, routing);
+    }
+
+    /**
+     * What layer {@code layer}'s router sees for the layer input {@code x} (B, L, d_model): the block's
+     * normed input round(RMSNorm(x)·γ) in the model dtype.
+     */
+    public Tensor routerInput(int layer, Tensor x) {
+        if (x.rank() != 3 || x.dim(2) != config().dModel()) {
+            throw new ShapeException("layer input must have shape (B, L, d_model = " + config().dModel() + "), got "
+                    + x.shapeString());
+        }
+        ModelConfig c = config();
+        int rows = Math.toIntExact(x.dim(0) * x.dim(1));
+        float[] n = BlockMath.rmsNorm(x.toDType(c.dtype()).toFloatArray(), rows, c.dModel(),
+                weights.layer(layer).attnNorm().toFloatArray(), c.normEps(), Rounding.of(c.dtype()));
+        return Tensor.ofFloats(c.dtype(), n, x.shape());
     }
 }

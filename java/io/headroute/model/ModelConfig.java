@@ -9,6 +9,7 @@ import io.headroute.engine.Algorithm;
 import io.headroute.pattern.Pattern;
 import io.headroute.pattern.PatternException;
 import io.headroute.pattern.Patterns;
+import io.headroute.routing.RouterConfig;
 import io.headroute.tensor.DType;
 import java.util.ArrayList;
 import java.util.Collections;
@@ -77,6 +78,11 @@ public record ModelConfig(int dModel, int heads, int kvHeads, int headDim, DType
                     throw new ModelException("layer " + i + "'s head mask prunes every head; keep at least one");
                 }
             }
+            RouterConfig r = s.router();
+            if (r != null && r.heads() != heads) {
+                throw new ModelException("layer " + i + "'s routing has Hs + Hr = " + r.sharedHeads() + " + " + r.routedHeads()
+                        + " = " + r.heads() + " heads, but the model has H = " + heads);
+            }
         }
     }
 
@@ -121,6 +127,25 @@ public record ModelConfig(int dModel, int heads, int kvHeads, int headDim, DType
         return new ModelConfig(dModel, heads, kvHeads, headDim, dtype, ropeTheta, normEps, l);
     }
 
+    /** Whether any layer is routed. */
+    public boolean routed() {
+        for (LayerSpec s : layers) {
+            if (s.routed()) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /** This config with {@code router} on every layer (null: none routed). */
+    public ModelConfig withRouter(RouterConfig router) {
+        List<LayerSpec> l = new ArrayList<>();
+        for (LayerSpec s : layers) {
+            l.add(s.withRouter(router));
+        }
+        return new ModelConfig(dModel, heads, kvHeads, headDim, dtype, ropeTheta, normEps, l);
+    }
+
     /** This config with another dtype (the weights must then be converted: {@link ModelWeights#toDType}). */
     public ModelConfig withDType(DType d) {
         return new ModelConfig(dModel, heads, kvHeads, headDim, d, ropeTheta, normEps, layers);
@@ -143,6 +168,11 @@ public record ModelConfig(int dModel, int heads, int kvHeads, int headDim, DType
             l.put("pattern", p.spec()).put("causal", causal).put("algorithm", s.algorithm().cliName());
             if (s.headMask() != null) {
                 l.put("head_mask", s.maskString());
+            }
+            if (s.router() != null) {
+                RouterConfig r = s.router();
+                l.putObject("router").put("shared_heads", r.sharedHeads()).put("routed_heads", r.routedHeads()).put("k", r.k())
+                        .put("block", r.block());
             }
         }
         try {
@@ -194,7 +224,18 @@ public record ModelConfig(int dModel, int heads, int kvHeads, int headDim, DType
                     mask[h] = c == '1';
                 }
             }
-            specs.add(new LayerSpec(p, l.path("causal").asBoolean(false), a, mask));
+            RouterConfig router = null;
+            if (l.hasNonNull("router")) {
+                JsonNode r = l.get("router");
+                String where = "model config layer " + i + " router";
+                try {
+                    router = new RouterConfig(integer(r, "shared_heads", where), integer(r, "routed_heads", where),
+                            integer(r, "k", where), r.has("block") ? integer(r, "block", where) : 1);
+                } catch (IllegalArgumentException e) {
+                    throw new ModelException(where + ": " + e.getMessage());
+                }
+            }
+            specs.add(new LayerSpec(p, l.path("causal").asBoolean(false), a, mask, router));
         }
         DType dt;
         try {
@@ -216,9 +257,13 @@ public record ModelConfig(int dModel, int heads, int kvHeads, int headDim, DType
     }
 
     private static int integer(JsonNode n, String field) {
+        return integer(n, field, "model config");
+    }
+
+    private static int integer(JsonNode n, String field, String where) {
         JsonNode v = n.get(field);
         if (v == null || !v.canConvertToInt()) {
-            throw new ModelException("model config: missing integer field '" + field + "'");
+            throw new ModelException(where + ": missing integer field '" + field + "'");
         }
         return v.asInt();
     }

@@ -18,8 +18,9 @@ import java.util.Random;
  *
  * <p>Tensor names (README, "Models and weights"): {@code layers.{i}.attn_norm.weight} (d_model),
  * {@code layers.{i}.attn.wq} (d_model, H·D), {@code layers.{i}.attn.wk} and {@code layers.{i}.attn.wv}
- * (d_model, Hkv·D), {@code layers.{i}.attn.wo} (H·D, d_model). Pruned heads keep their (unused) weights,
- * so one file serves every pruning plan.
+ * (d_model, Hkv·D), {@code layers.{i}.attn.wo} (H·D, d_model), and for routed layers only
+ * {@code layers.{i}.attn.router} (d_model, Hr). Pruned heads keep their (unused) weights, so one file
+ * serves every pruning plan.
  */
 public final class ModelWeights {
     static final String ATTN_NORM = "attn_norm.weight";
@@ -27,7 +28,8 @@ public final class ModelWeights {
     static final String WK = "attn.wk";
     static final String WV = "attn.wv";
     static final String WO = "attn.wo";
-    /** Short names in file order. */
+    static final String ROUTER = "attn.router";
+    /** Short names in file order (every layer). */
     public static final List<String> SHORT_NAMES = List.of(ATTN_NORM, WQ, WK, WV, WO);
 
     private final ModelConfig config;
@@ -56,6 +58,26 @@ public final class ModelWeights {
         };
     }
 
+    /** The shape of layer {@code layer}'s router weights (d_model, Hr), or null for an unrouted layer. */
+    public static long[] expectedRouterShape(ModelConfig c, int layer) {
+        LayerSpec s = c.layer(layer);
+        return s.routed() ? new long[] {c.dModel(), s.router().routedHeads()} : null;
+    }
+
+    /** The short names layer {@code layer} holds: {@link #SHORT_NAMES}, plus the router for a routed layer. */
+    public static List<String> shortNames(ModelConfig c, int layer) {
+        if (!c.layer(layer).routed()) {
+            return SHORT_NAMES;
+        }
+        List<String> l = new ArrayList<>(SHORT_NAMES);
+        l.add(ROUTER);
+        return List.copyOf(l);
+    }
+
+    private static long[] shapeOf(ModelConfig c, int layer, String shortName) {
+        return ROUTER.equals(shortName) ? expectedRouterShape(c, layer) : expectedShape(c, shortName);
+    }
+
     /**
      * Weights checked against {@code config}: every tensor present with the expected shape and the
      * config's dtype, and no other tensor. Errors name the tensor, what was expected and what was found.
@@ -64,11 +86,12 @@ public final class ModelWeights {
         Map<String, Tensor> left = new LinkedHashMap<>(tensors);
         List<LayerWeights> ls = new ArrayList<>();
         for (int i = 0; i < config.layerCount(); i++) {
-            Tensor[] t = new Tensor[SHORT_NAMES.size()];
-            for (int k = 0; k < t.length; k++) {
-                String sn = SHORT_NAMES.get(k);
+            List<String> names = shortNames(config, i);
+            Tensor[] t = new Tensor[SHORT_NAMES.size() + 1];
+            for (int k = 0; k < names.size(); k++) {
+                String sn = names.get(k);
                 String n = name(i, sn);
-                long[] shape = expectedShape(config, sn);
+                long[] shape = shapeOf(config, i, sn);
                 Tensor x = left.remove(n);
                 String expected = config.dtype().cliName() + " " + shapeString(shape);
                 if (x == null) {
@@ -80,11 +103,17 @@ public final class ModelWeights {
                 }
                 t[k] = x;
             }
-            ls.add(new LayerWeights(t[0], t[1], t[2], t[3], t[4]));
+            ls.add(new LayerWeights(t[0], t[1], t[2], t[3], t[4], t[5]));
         }
         if (!left.isEmpty()) {
             String extra = left.keySet().iterator().next();
-            throw new ModelException("unexpected tensor " + extra + " for a model of " + config.layerCount() + " layer(s)"
+            String why = " for a model of " + config.layerCount() + " layer(s)";
+            for (int i = 0; i < config.layerCount(); i++) {
+                if (extra.equals(name(i, ROUTER))) {
+                    why = ": layer " + i + " is not routed";
+                }
+            }
+            throw new ModelException("unexpected tensor " + extra + why
                     + (left.size() > 1 ? " (and " + (left.size() - 1) + " more)" : ""));
         }
         return new ModelWeights(config, ls);
@@ -95,7 +124,9 @@ public final class ModelWeights {
      * a normal distribution with standard deviation 1/√fan_in (fan_in = d_model for wq, wk, wv; H·D for
      * wo), so projections keep the activations' scale. Matrix m of layer i (m = 0 … 3 for wq, wk, wv,
      * wo) draws its elements in row-major order from {@code java.util.Random(seed + 1000003·(4·i + m))}
-     * with {@code nextGaussian()}, then rounds them to the dtype.
+     * with {@code nextGaussian()}, then rounds them to the dtype. A routed layer's router weights Wr
+     * (standard deviation 1/√d_model) come from {@code java.util.Random(seed − 1000003·(i + 1))}: negative
+     * offsets, so they never share a generator with a projection matrix.
      */
     public static ModelWeights random(ModelConfig config, long seed) {
         List<LayerWeights> ls = new ArrayList<>();
@@ -107,16 +138,26 @@ public final class ModelWeights {
             for (int m = 0; m < 4; m++) {
                 long[] shape = expectedShape(config, SHORT_NAMES.get(m + 1));
                 double std = 1.0 / Math.sqrt(shape[0]);
-                Random r = new Random(seed + 1000003L * (4L * i + m));
-                float[] v = new float[Math.toIntExact(Tensor.numel(shape))];
-                for (int e = 0; e < v.length; e++) {
-                    v[e] = (float) (r.nextGaussian() * std);
-                }
+                float[] v = gaussian(seed + 1000003L * (4L * i + m), shape, std);
                 t[m + 1] = Tensor.ofFloats(config.dtype(), v, shape);
             }
-            ls.add(new LayerWeights(t[0], t[1], t[2], t[3], t[4]));
+            Tensor router = null;
+            long[] rs = expectedRouterShape(config, i);
+            if (rs != null) {
+                router = Tensor.ofFloats(config.dtype(), gaussian(seed - 1000003L * (i + 1), rs, 1.0 / Math.sqrt(rs[0])), rs);
+            }
+            ls.add(new LayerWeights(t[0], t[1], t[2], t[3], t[4], router));
         }
         return new ModelWeights(config, ls);
+    }
+
+    private static float[] gaussian(long seed, long[] shape, double std) {
+        Random r = new Random(seed);
+        float[] v = new float[Math.toIntExact(Tensor.numel(shape))];
+        for (int e = 0; e < v.length; e++) {
+            v[e] = (float) (r.nextGaussian() * std);
+        }
+        return v;
     }
 
     /** Reads weights and checks them against {@code config} (the file's stored config is not consulted). */
@@ -137,12 +178,7 @@ public final class ModelWeights {
 
     /** Writes every tensor, and the config as JSON metadata, atomically. */
     public void save(Path file) {
-        Map<String, Tensor> out = new LinkedHashMap<>();
-        for (int i = 0; i < layers.size(); i++) {
-            for (String sn : SHORT_NAMES) {
-                out.put(name(i, sn), layers.get(i).get(sn));
-            }
-        }
+        Map<String, Tensor> out = asMap();
         Map<String, String> meta = new LinkedHashMap<>();
         meta.put("producer", "headroute");
         meta.put(ModelConfig.METADATA_KEY, config.toJson());
@@ -159,7 +195,7 @@ public final class ModelWeights {
         List<LayerWeights> ls = new ArrayList<>();
         for (LayerWeights w : layers) {
             ls.add(new LayerWeights(w.attnNorm().toDType(dtype), w.wq().toDType(dtype), w.wk().toDType(dtype),
-                    w.wv().toDType(dtype), w.wo().toDType(dtype)));
+                    w.wv().toDType(dtype), w.wo().toDType(dtype), w.router() == null ? null : w.router().toDType(dtype)));
         }
         return new ModelWeights(config.withDType(dtype), ls);
     }
@@ -168,7 +204,7 @@ public final class ModelWeights {
     public Map<String, Tensor> asMap() {
         Map<String, Tensor> out = new LinkedHashMap<>();
         for (int i = 0; i < layers.size(); i++) {
-            for (String sn : SHORT_NAMES) {
+            for (String sn : shortNames(config, i)) {
                 out.put(name(i, sn), layers.get(i).get(sn));
             }
         }
@@ -186,10 +222,8 @@ public final class ModelWeights {
     /** Bytes of all weights. */
     public long byteSize() {
         long n = 0;
-        for (LayerWeights w : layers) {
-            for (String sn : SHORT_NAMES) {
-                n += w.get(sn).byteSize();
-            }
+        for (Tensor t : asMap().values()) {
+            n += t.byteSize();
         }
         return n;
     }

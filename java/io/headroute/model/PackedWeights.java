@@ -4,11 +4,14 @@ import io.headroute.tensor.DType;
 import io.headroute.tensor.HalfFloats;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
+import io.headroute.tensor.Tensor;
+import java.util.ArrayList;
 import java.util.List;
 
 /**
- * One layer's sliced weights as one device image: γ, Wq, Wk, Wv, Wo (active heads only) in the model
- * dtype, row-major, each starting at a multiple of {@value #ALIGN} bytes (cuBLAS's preferred
+ * One layer's sliced weights as one device image: γ, Wq, Wk, Wv, Wo (active heads only) and, for a
+ * routed layer, the router weights Wr (d_model, Hr, all heads: the router ranks every head) in the
+ * model dtype, row-major, each starting at a multiple of {@value #ALIGN} bytes (cuBLAS's preferred
  * alignment). One copy moves a whole layer.
  */
 public final class PackedWeights {
@@ -19,31 +22,44 @@ public final class PackedWeights {
     public static final int WK = 2;
     public static final int WV = 3;
     public static final int WO = 4;
+    /** Wr of a routed layer (an empty slot otherwise). */
+    public static final int ROUTER = 5;
+    /** Index of the image's total size in {@link #offsets}. */
+    public static final int TOTAL = 6;
 
     private PackedWeights() {}
 
-    /** Byte offsets of γ, Wq, Wk, Wv, Wo, then the image's total size, for a layer's head selection. */
-    public static long[] offsets(ModelConfig c, HeadSelection s) {
+    /** Byte offsets of γ, Wq, Wk, Wv, Wo, Wr, then the image's total size ({@link #TOTAL}), for layer {@code layer}. */
+    public static long[] offsets(ModelConfig c, int layer) {
+        LayerSpec spec = c.layer(layer);
+        HeadSelection s = HeadSelection.of(c, spec);
         long d = c.dModel();
         long qd = (long) s.headCount() * c.headDim();
         long kvd = (long) s.kvHeadCount() * c.headDim();
-        long[] elems = {d, d * qd, d * kvd, d * kvd, qd * d};
-        long[] off = new long[6];
+        long wr = spec.routed() ? d * spec.router().routedHeads() : 0;
+        long[] elems = {d, d * qd, d * kvd, d * kvd, qd * d, wr};
+        long[] off = new long[TOTAL + 1];
         long at = 0;
         for (int i = 0; i < elems.length; i++) {
             off[i] = at;
             at += (elems[i] * c.dtype().byteSize() + ALIGN - 1) / ALIGN * ALIGN;
         }
-        off[5] = at;
+        off[TOTAL] = at;
         return off;
     }
 
-    /** Writes block {@code b}'s image into {@code dst} from its position (which must have room). */
-    public static void write(AttentionBlock b, ModelConfig c, ByteBuffer dst) {
-        long[] off = offsets(c, b.selection());
+    /**
+     * Writes block {@code b}'s image into {@code dst} from its position (which must have room);
+     * {@code router} is the layer's Wr (null for an unrouted layer).
+     */
+    public static void write(AttentionBlock b, Tensor router, ModelConfig c, ByteBuffer dst) {
+        long[] off = offsets(c, b.index());
         ByteBuffer out = dst.duplicate().order(ByteOrder.LITTLE_ENDIAN);
         int base = out.position();
-        List<float[]> w = b.slicedWeights();
+        List<float[]> w = new ArrayList<>(b.slicedWeights());
+        if (router != null) {
+            w.add(router.toDType(c.dtype()).toFloatArray());
+        }
         DType dt = c.dtype();
         for (int m = 0; m < w.size(); m++) {
             out.position(base + Math.toIntExact(off[m]));

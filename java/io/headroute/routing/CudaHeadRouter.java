@@ -85,7 +85,10 @@ public final class CudaHeadRouter implements HeadRouter {
         }
     }
 
-    /** A router that works on the caller's device, pool and stream (not closed with it). */
+    /**
+     * A router that works on the caller's device, pool and stream (not closed with it); {@code pool} may be
+     * null when only {@link #routeInto} is used.
+     */
     public static CudaHeadRouter on(CudaDevice device, DevicePool pool, CudaStream stream) {
         return new CudaHeadRouter(device, pool, stream, false);
     }
@@ -149,24 +152,42 @@ public final class CudaHeadRouter implements HeadRouter {
         if (probs != null && (probs.dtype() != DType.F32 || probs.numel() != tokens * config.routedHeads())) {
             throw new IllegalArgumentException("probabilities " + probs + " must be float32 (B, L, " + config.routedHeads() + ")");
         }
-        int n = (int) tokens;
-        int d = (int) x.dim(2);
         int hr = config.routedHeads();
         DeviceTensor gate = DeviceTensor.allocate(device, pool, DType.F32, TAG, x.dim(0), x.dim(1), config.heads());
         try {
             long z = logitsScratch(tokens * hr);
-            // Row-major Z (N×Hr) = X·Wr is column-major Zᵀ (Hr×N) = Wrc·Xc, where Wrc (Hr×d) and Xc (d×N) are the
-            // column-major views of row-major Wr and X: m = Hr, n = N, k = d.
-            cublas.gemm(stream, false, false, hr, n, d, 1f, wr.address(), hr, x.address(), d, 0f, z, hr, x.dtype(), DType.F32);
-            byte[] params = RouterParams.encode(z, gate.address(), probs == null ? 0 : probs.address(), (int) x.dim(0),
-                    (int) x.dim(1), config);
-            long groups = RouterParams.groups(x.dim(0), x.dim(1), config.block());
-            module.launch(KERNEL, (int) ((groups + GROUPS_PER_BLOCK - 1) / GROUPS_PER_BLOCK), 1, 1, THREADS, 0, stream, params);
+            routeInto(x.address(), wr.address(), z, gate.address(), probs == null ? 0 : probs.address(), (int) x.dim(0),
+                    (int) x.dim(1), (int) x.dim(2), config, x.dtype());
             return gate;
         } catch (RuntimeException e) {
             gate.close();
             throw e;
         }
+    }
+
+    /**
+     * Enqueues routing on the stream into buffers the caller owns (a layer scheduler's memory plan): X
+     * (B·L, d_model) and Wr (d_model, Hr) in {@code dtype}, {@code logits} scratch of B·L·Hr float32, the
+     * gate (B, L, H) float32, and optionally ({@code probs} ≠ 0) the probabilities (B, L, Hr) float32.
+     * Allocates nothing.
+     */
+    public void routeInto(long x, long wr, long logits, long gate, long probs, int batch, int len, int dModel,
+            RouterConfig config, DType dtype) {
+        if (closed) {
+            throw new IllegalStateException("CUDA head router is closed");
+        }
+        checkSupported(config);
+        long tokens = (long) batch * len;
+        if (tokens > Integer.MAX_VALUE) {
+            throw new IllegalArgumentException(tokens + " tokens are too many for one router GEMM");
+        }
+        int hr = config.routedHeads();
+        // Row-major Z (N×Hr) = X·Wr is column-major Zᵀ (Hr×N) = Wrc·Xc, where Wrc (Hr×d) and Xc (d×N) are the
+        // column-major views of row-major Wr and X: m = Hr, n = N, k = d.
+        cublas.gemm(stream, false, false, hr, (int) tokens, dModel, 1f, wr, hr, x, dModel, 0f, logits, hr, dtype, DType.F32);
+        byte[] params = RouterParams.encode(logits, gate, probs, batch, len, config);
+        long groups = RouterParams.groups(batch, len, config.block());
+        module.launch(KERNEL, (int) ((groups + GROUPS_PER_BLOCK - 1) / GROUPS_PER_BLOCK), 1, 1, THREADS, 0, stream, params);
     }
 
     /**

@@ -219,6 +219,56 @@ class ExperimentCommandTest {
         assertTrue(md.contains("no patterned variant") || md.contains("![speed-up]"), md);
     }
 
+    @Test
+    void routedAndPrunedVariantsEndToEnd() throws IOException {
+        Path plan = dir.resolve("plan.json");
+        io.headroute.routing.PruningPlan.of(1, 4, java.util.Map.of(0, List.of(2, 3))).save(plan);
+        Path out = dir.resolve("heads");
+        Cli r = Cli.run("experiment", "--backend", "cpu", "--threads", "2", "--lens", "64,96", "--heads", "4", "--kv-heads", "2",
+                "--dim", "16", "--variants", "flash,routed:1:1,routed:2:1:32,pruned:0.5,pruned:" + plan, "--warmup", "0",
+                "--repeats", "1", "--out", out.toString()).assertOk();
+        assertTrue(r.out().contains("10 runs (10 measured, 0 not run)"), r.out());
+        assertCsvAgreesWithJson(out);
+        JsonNode runs = new ObjectMapper().readTree(out.resolve("runs.json").toFile()).get("runs");
+        for (JsonNode row : runs) {
+            String v = row.get("variant").asText();
+            assertEquals("ok", row.get("status").asText(), v);
+            assertTrue(row.get("query_tiles").asLong() > 0, v);
+            if (v.startsWith("routed:")) {
+                assertTrue(row.get("router_ms").asDouble() > 0, v);
+                assertTrue(row.get("router_overhead_percent").asDouble() > 0, v);
+                assertTrue(row.get("load_balance").asDouble() > 0, v);
+                assertTrue(row.get("rows_skipped").asLong() > 0, v);
+                assertTrue(row.get("rel_error_vs_full").asDouble() <= 1e-5, v);
+                assertTrue(row.get("heads_removed").isNull(), v);
+                assertTrue(row.get("time_ratio_vs_full").isNumber(), v);
+            } else if (v.startsWith("pruned:")) {
+                assertEquals(0.5, row.get("heads_removed").asDouble(), 0, v);
+                assertTrue(row.get("router_ms").isNull() && row.get("load_balance").isNull(), v);
+                assertTrue(row.get("rel_error_vs_full").isNull(), v);
+                assertTrue(row.get("time_ratio_vs_full").isNumber(), v);
+            } else {
+                for (String c : List.of("router_ms", "router_overhead_percent", "load_balance", "active_head_fraction",
+                        "heads_removed", "time_ratio_vs_full")) {
+                    assertTrue(row.get(c).isNull(), v + " " + c);
+                }
+            }
+        }
+        String md = Files.readString(out.resolve("report.md"), StandardCharsets.UTF_8);
+        assertTrue(md.contains("## Routed and pruned runs"), md);
+        assertTrue(md.contains("| variant | dtype | H | L | median ms | time vs full | router ms | router overhead % "), md);
+        assertTrue(md.contains("| routed:2:1:32 | f32 | 4 | 96 |"), md);
+        assertTrue(md.contains("| pruned:" + plan + " | f32 | 4 | 64 |"), md);
+
+        Path never = dir.resolve("never");
+        Cli.run("experiment", "--backend", "cpu", "--lens", "64", "--heads", "4", "--variants", "routed:4:1", "--out",
+                never.toString()).assertBadInput("headroute experiment", "shared heads must be between 0 and H − 1 = 3", never);
+        Cli.run("experiment", "--backend", "cpu", "--lens", "64", "--heads", "4", "--kv-heads", "2", "--variants",
+                "pruned:0.25", "--out", never.toString()).assertBadInput("headroute experiment", "unequal size", never);
+        Cli.run("experiment", "--backend", "cpu", "--lens", "64", "--variants", "pruned:" + dir.resolve("none.json"), "--out",
+                never.toString()).assertBadInput("headroute experiment", "no such file", never);
+    }
+
     /** runs.csv and runs.json hold the same rows: same columns, same values, n/a where JSON has null. */
     private static void assertCsvAgreesWithJson(Path out) throws IOException {
         List<List<String>> csv = parseCsv(Files.readString(out.resolve("runs.csv")));

@@ -60,4 +60,32 @@ class ExperimentGpuTest {
             assertTrue(r.recall() > 0.99, what + ": recall " + r.recall());
         }
     }
+
+    /** Routed and pruned rows on the GPU: measured peaks against the predictions, fidelity, skipped work. */
+    @Test
+    void routedAndPrunedRowsOnTheGpu() {
+        CudaProbe.Result probe = CudaProbe.result();
+        assumeTrue(probe.usable(), "no usable GPU: " + probe.reason());
+        assumeTrue(CudaAttentionEngine.kernelsPackaged(), "the build has no CUDA kernels (built without nvcc)");
+        Sweep sweep = new Sweep(List.of(1000), List.of(new Variant.Flash(new Pattern.Dense()), new Variant.Routed(1, 2, 1),
+                new Variant.Routed(1, 2, 64), Variant.parse("pruned:0.5")), List.of(DType.BF16), List.of(8), 2, 64, 2, false,
+                1, 3, 11);
+        List<Run> rows;
+        try (CudaAttentionEngine gpu = CudaAttentionEngine.open(0)) {
+            rows = Experiment.run(gpu, sweep, new Experiment.Limits(0, Double.MAX_VALUE), QUIET);
+        }
+        for (Run r : rows) {
+            String what = r.variant().spec() + ": " + r.status();
+            assertTrue(r.ok(), what);
+            long predicted = r.predictedPeakBytes();
+            assertTrue(r.measuredPeakBytes() >= predicted, what + ": measured " + r.measuredPeakBytes() + " < " + predicted);
+            assertTrue(r.measuredPeakBytes() <= predicted + predicted / 8 + 6 * DevicePool.ROUNDING,
+                    what + ": measured " + r.measuredPeakBytes() + " vs predicted " + predicted);
+            if (r.variant() instanceof Variant.Routed) {
+                assertTrue(r.relError() <= 1e-2, what + ": rel. error vs gate × dense " + r.relError());
+                assertTrue(r.details().rowsSkipped() > 0 && r.details().routerMs() > 0, what);
+                assertEquals(3.0 / 8, r.details().activeHeadFraction(), 1e-12, what + ": (Hs + k)/H");
+            }
+        }
+    }
 }

@@ -230,4 +230,75 @@ class ExperimentTest {
         return new Run(v, DType.F32, 1, 2, 2, 64, 16, false, "ok", "cuda", v.algorithm().cliName(), ms, ms, 1, 1, peak, peak * 2,
                 Double.NaN, null, Double.NaN, null, 0, 1, null);
     }
+
+    /**
+     * Routed rows: the router's gate drives the attention; the row's work counts are the engine's for that
+     * gated call, its skipped rows are the gate's zeros, and its error is against gate × dense. Pruned rows:
+     * the removed heads are not computed (half the heads, half the tiles).
+     */
+    @Test
+    void routedAndPrunedRowsAgreeWithTheEngineAndTheRouter() {
+        int h = 4;
+        int len = 130;
+        Variant flash = new Variant.Flash(new Pattern.Dense());
+        Variant.Routed token = new Variant.Routed(1, 1, 1);
+        Variant.Routed block = new Variant.Routed(1, 2, 64);
+        Variant pruned = Variant.parse("pruned:0.5");
+        Sweep s = new Sweep(List.of(len), List.of(flash, token, block, pruned), List.of(DType.F32), List.of(h), 2, 16, 1, false,
+                0, 2, 11);
+        try (CpuAttentionEngine cpu = new CpuAttentionEngine(2);
+                io.headroute.routing.CpuHeadRouter router = new io.headroute.routing.CpuHeadRouter(1)) {
+            List<Run> rows = Experiment.run(cpu, s, new Experiment.Limits(0, Double.MAX_VALUE), QUIET);
+            assertEquals(4, rows.size());
+            Run dense = rows.get(0);
+            AttentionShape shape = new AttentionShape(1, h, 2, len, len, 16);
+            AttentionBenchmark.Config ac = new AttentionBenchmark.Config(1, h, 2, len, len, 16, false, new Pattern.Dense(),
+                    DType.F32, List.of(Algorithm.FLASH), 0, 2, 11);
+            AttentionBenchmark.Inputs in = AttentionBenchmark.randomInputs(ac);
+            for (Variant.Routed v : List.of(token, block)) {
+                Run r = rows.get(v == token ? 1 : 2);
+                assertTrue(r.ok(), r.status());
+                io.headroute.routing.RouterConfig rc = v.router(h);
+                io.headroute.bench.RoutedBenchmark.Config bc = new io.headroute.bench.RoutedBenchmark.Config(ac, rc, h * 16);
+                io.headroute.tensor.Tensor[] xw = io.headroute.bench.RoutedBenchmark.randomRouterInputs(bc);
+                io.headroute.routing.RouterOutput ro = router.route(xw[0], xw[1], rc, DType.F32);
+                long zeros = 0;
+                for (float g : ro.gate().toFloatArray()) {
+                    zeros += g == 0f ? 1 : 0;
+                }
+                ExecutionStats st = cpu.run(AttentionRequest.builder(in.q(), in.k(), in.v()).gate(ro.gate())
+                        .algorithm(Algorithm.FLASH).build()).stats();
+                assertEquals(zeros, r.details().rowsSkipped(), v.spec() + ": skipped rows = the gate's zeros");
+                assertEquals(st.rowsSkipped(), r.details().rowsSkipped(), v.spec());
+                assertEquals(st.queryTiles(), r.details().queryTiles(), v.spec() + ": query tiles as the engine reports");
+                assertEquals(st.keyTilesVisited(), r.details().keyTilesVisited(), v.spec());
+                assertTrue(r.details().queryTiles() < dense.details().queryTiles(), v.spec() + ": routing skipped tiles");
+                assertEquals(ro.stats().loadBalance(), r.details().loadBalance(), 0, v.spec());
+                assertEquals(ro.stats().activeHeadFraction(), r.details().activeHeadFraction(), 0, v.spec());
+                assertEquals(1.0 - (double) zeros / (len * h), r.details().activeHeadFraction(), 1e-12);
+                assertTrue(r.relError() <= 1e-5, v.spec() + ": rel. error vs gate × dense " + r.relError());
+                assertTrue(Double.isNaN(r.recall()));
+                assertTrue(r.fidelityNote().startsWith("routed: rel. error against gate × dense output"), r.fidelityNote());
+                assertTrue(r.details().routerMs() > 0);
+                assertEquals(100 * r.details().routerMs() / r.medianMs(), r.routerOverheadPercent(), 1e-9);
+                assertEquals(r.medianMs() / dense.medianMs(), r.timeRatio(), 1e-9);
+                assertEquals(MaterializedPlan.of(shape, DType.F32, true).ioBytes(), r.predictedPeakBytes(),
+                        "flash's inputs and outputs plus the gate");
+            }
+            Run p = rows.get(3);
+            assertTrue(p.ok(), p.status());
+            assertEquals(0.5, p.details().headsRemoved(), 0);
+            assertEquals(dense.details().queryTiles() / 2, p.details().queryTiles(), "half the heads, half the query tiles");
+            assertEquals(dense.details().keyTilesVisited() / 2, p.details().keyTilesVisited());
+            assertEquals(0, p.details().rowsSkipped(), "nothing gated: the heads are gone, not zeroed");
+            assertTrue(Double.isNaN(p.relError()) && Double.isNaN(p.recall()));
+            assertTrue(p.fidelityNote().startsWith("pruned: the kept heads are computed exactly"), p.fidelityNote());
+            // Heads 1 and 3 go (one of each group of two); both key/value heads stay.
+            assertEquals(MaterializedPlan.of(new AttentionShape(1, 2, 2, len, len, 16), DType.F32, false).ioBytes(),
+                    p.predictedPeakBytes());
+            assertTrue(Double.isNaN(dense.details().routerMs()) && Double.isNaN(dense.timeRatio()),
+                    "router and head columns only where meaningful");
+            assertTrue(Double.isNaN(dense.details().headsRemoved()));
+        }
+    }
 }

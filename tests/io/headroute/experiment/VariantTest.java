@@ -67,4 +67,90 @@ class VariantTest {
             assertFalse(x.getMessage().contains("\n"), x.getMessage());
         }
     }
+
+    @Test
+    void routedAndPrunedGrammar(@org.junit.jupiter.api.io.TempDir java.nio.file.Path dir) {
+        Variant r = Variant.parse("routed:2:4");
+        assertEquals(new Variant.Routed(2, 4, 1), r);
+        assertEquals("routed:2:4", r.spec());
+        assertEquals(Algorithm.FLASH, r.algorithm());
+        assertEquals(new Pattern.Dense(), r.pattern());
+        assertEquals(new io.headroute.routing.RouterConfig(2, 14, 4, 1), ((Variant.Routed) r).router(16));
+        Variant rb = Variant.parse(" routed:2:4:64 ");
+        assertEquals(new Variant.Routed(2, 4, 64), rb);
+        assertEquals("routed:2:4:64", rb.spec());
+        assertEquals(rb, Variant.parse(rb.spec()));
+        assertEquals("routed:2:4", Variant.parse("routed:2:4:1").spec(), "block 1 is per token, the default");
+
+        Variant p = Variant.parse("pruned:0.375");
+        assertInstanceOf(Variant.Pruned.class, p);
+        assertEquals("pruned:0.375", p.spec());
+        assertEquals(p, Variant.parse(p.spec()));
+        Variant.Pruned pp = (Variant.Pruned) p;
+        // MHA: 6 of 16 heads, the last ones (each head is its own group).
+        assertEquals(List.of(10, 11, 12, 13, 14, 15), java.util.Arrays.stream(pp.removedHeads(16, 16)).boxed().toList());
+        assertEquals(new io.headroute.engine.AttentionShape(1, 10, 10, 64, 64, 32),
+                pp.prunedShape(new io.headroute.engine.AttentionShape(1, 16, 16, 64, 64, 32)));
+        // GQA, Hkv = 2 divides 6: three from each group of 8, the key/value heads both stay.
+        assertEquals(List.of(5, 6, 7, 13, 14, 15), java.util.Arrays.stream(pp.removedHeads(16, 2)).boxed().toList());
+        assertEquals(new io.headroute.engine.AttentionShape(1, 10, 2, 64, 64, 32),
+                pp.prunedShape(new io.headroute.engine.AttentionShape(1, 16, 2, 64, 64, 32)));
+        // GQA, Hkv = 8 (groups of 2): 0.25 · 16 = 4 is a multiple of 8? no; of the group size 2: two whole groups go.
+        Variant.Pruned quarter = (Variant.Pruned) Variant.parse("pruned:0.25");
+        assertEquals(List.of(12, 13, 14, 15), java.util.Arrays.stream(quarter.removedHeads(16, 8)).boxed().toList());
+        assertEquals(new io.headroute.engine.AttentionShape(1, 12, 6, 64, 64, 32),
+                quarter.prunedShape(new io.headroute.engine.AttentionShape(1, 16, 8, 64, 64, 32)));
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> pp.check(16, 4, 64));
+        assertTrue(e.getMessage().contains("leaves key/value groups of unequal size"), e.getMessage());
+        e = assertThrows(IllegalArgumentException.class, () -> Variant.parse("pruned:0.1").check(4, 4, 64));
+        assertTrue(e.getMessage().contains("is 0 heads"), e.getMessage());
+
+        java.nio.file.Path plan = dir.resolve("plan.json");
+        io.headroute.routing.PruningPlan.of(2, 4, java.util.Map.of(0, List.of(1, 3))).save(plan);
+        Variant.Pruned fromPlan = (Variant.Pruned) Variant.parse("pruned:" + plan);
+        assertEquals("pruned:" + plan, fromPlan.spec());
+        assertEquals(List.of(1, 3), java.util.Arrays.stream(fromPlan.removedHeads(4, 4)).boxed().toList());
+        assertEquals(List.of(1, 3), java.util.Arrays.stream(fromPlan.removedHeads(4, 2)).boxed().toList(),
+                "one head from each group of two: still uniform");
+        e = assertThrows(IllegalArgumentException.class, () -> fromPlan.check(8, 8, 64));
+        assertTrue(e.getMessage().endsWith("the plan is for 4 heads, the sweep has H = 8"), e.getMessage());
+        io.headroute.routing.PruningPlan.of(1, 4, java.util.Map.of(0, List.of(0, 1))).save(plan);
+        Variant.Pruned wholeGroup = (Variant.Pruned) Variant.parse("pruned:" + plan);
+        assertEquals(new io.headroute.engine.AttentionShape(1, 2, 1, 64, 64, 32),
+                wholeGroup.prunedShape(new io.headroute.engine.AttentionShape(1, 4, 2, 64, 64, 32)),
+                "a whole group removed takes its key/value head with it");
+        io.headroute.routing.PruningPlan.of(1, 4, java.util.Map.of(0, List.of(0))).save(plan);
+        e = assertThrows(IllegalArgumentException.class, () -> Variant.parse("pruned:" + plan).check(4, 2, 64));
+        assertTrue(e.getMessage().endsWith("leaves key/value groups of unequal size [1, 2] (Hkv = 2); the attention "
+                + "contract's grouping is uniform"), e.getMessage());
+    }
+
+    @Test
+    void routedAndPrunedErrorsAreOneLine() {
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> Variant.parse("routed:2"));
+        assertTrue(e.getMessage().contains("expected routed:HS:K or routed:HS:K:BQ"), e.getMessage());
+        e = assertThrows(IllegalArgumentException.class, () -> Variant.parse("routed"));
+        assertTrue(e.getMessage().contains("expected routed:HS:K"), e.getMessage());
+        e = assertThrows(IllegalArgumentException.class, () -> Variant.parse("routed:2:x"));
+        assertTrue(e.getMessage().contains("'x' is not an integer"), e.getMessage());
+        e = assertThrows(IllegalArgumentException.class, () -> Variant.parse("routed:2:0"));
+        assertTrue(e.getMessage().contains("k ≥ 1"), e.getMessage());
+        e = assertThrows(IllegalArgumentException.class, () -> Variant.parse("routed:4:1").check(4, 4, 64));
+        assertTrue(e.getMessage().startsWith("variant 'routed:4:1' at H = 4: bad routing"), e.getMessage());
+        e = assertThrows(IllegalArgumentException.class, () -> Variant.parse("routed:1:4").check(4, 4, 64));
+        assertTrue(e.getMessage().contains("k must be between 1 and the 3 routed heads"), e.getMessage());
+        e = assertThrows(IllegalArgumentException.class, () -> new Sweep(List.of(64), List.of(Variant.parse("routed:4:1")),
+                List.of(io.headroute.tensor.DType.F32), List.of(4), 0, 16, 1, false, 0, 1, 1));
+        assertTrue(e.getMessage().contains("shared heads must be between 0 and H − 1 = 3"), e.getMessage());
+        e = assertThrows(IllegalArgumentException.class, () -> Variant.parse("pruned"));
+        assertTrue(e.getMessage().contains("needs a plan or a fraction"), e.getMessage());
+        e = assertThrows(IllegalArgumentException.class, () -> Variant.parse("pruned:1.5"));
+        assertTrue(e.getMessage().contains("between 0 and 1"), e.getMessage());
+        e = assertThrows(IllegalArgumentException.class, () -> Variant.parse("pruned:/nonexistent/plan.json"));
+        assertTrue(e.getMessage().startsWith("variant 'pruned:/nonexistent/plan.json': "), e.getMessage());
+        assertTrue(e.getMessage().contains("no such file"), e.getMessage());
+        for (IllegalArgumentException x : List.of(e)) {
+            assertFalse(x.getMessage().contains("\n"));
+        }
+    }
 }

@@ -3,6 +3,7 @@ package io.headroute.model.gpu;
 import io.headroute.engine.Algorithm;
 import io.headroute.engine.AttentionShape;
 import io.headroute.pattern.Pattern;
+import io.headroute.routing.RouterConfig;
 import io.headroute.tensor.DType;
 import java.nio.ByteBuffer;
 
@@ -47,6 +48,22 @@ public interface BlockOps extends AutoCloseable {
 
     /** C (rows × n) = A (rows × k) · W (k × n) + beta · C, fp32 accumulation, one rounding to dtype. */
     void gemm(long a, long w, long c, int rows, int k, int n, float beta, DType dtype);
+
+    /**
+     * The head router on the compute lane: logits Z = X·Wr (float32 accumulation and output, into
+     * {@code logits}, B·L·Hr floats), then per token or block softmax, top-k and renormalization, writing
+     * the gate (B, L, H) float32. X is (B·L, d) and Wr (d, Hr), both in {@code dtype}.
+     */
+    void route(long x, long wr, long logits, long gate, int batch, int len, int d, RouterConfig router, DType dtype);
+
+    /** Refuses a router this device cannot run, before any device work; nothing by default. */
+    default void checkRouter(RouterConfig router) {}
+
+    /**
+     * On the compute lane: dst (rows × cols.length, float32, contiguous) = columns {@code cols} of src
+     * (rows × srcCols, float32), in the order given.
+     */
+    void gatherColumns(long src, int srcCols, long dst, int[] cols, long rows);
 
     /** Device workspace of one attention call (the bound attention's answer). */
     long attentionWorkspace(AttentionShape shape, DType dtype, Algorithm algorithm, Pattern pattern);

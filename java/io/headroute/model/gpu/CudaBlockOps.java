@@ -1,6 +1,7 @@
 package io.headroute.model.gpu;
 
 import static jcuda.driver.JCudaDriver.cuMemAllocHost;
+import static jcuda.driver.JCudaDriver.cuMemcpy2DAsync;
 import static jcuda.driver.JCudaDriver.cuMemFreeHost;
 import static jcuda.driver.JCudaDriver.cuMemcpyDtoH;
 import static jcuda.driver.JCudaDriver.cuMemcpyHtoDAsync;
@@ -16,10 +17,14 @@ import io.headroute.cuda.memory.Bytes;
 import io.headroute.engine.Algorithm;
 import io.headroute.engine.AttentionShape;
 import io.headroute.pattern.Pattern;
+import io.headroute.routing.CudaHeadRouter;
+import io.headroute.routing.RouterConfig;
 import io.headroute.tensor.DType;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import jcuda.Pointer;
+import jcuda.driver.CUDA_MEMCPY2D;
+import jcuda.driver.CUmemorytype;
 
 /**
  * {@link BlockOps} on one GPU: two non-blocking streams (compute, weight copies), the block_ops.cu
@@ -38,6 +43,7 @@ public final class CudaBlockOps implements BlockOps {
     private final CudaStream copy;
     private KernelModule module;
     private Cublas cublas;
+    private CudaHeadRouter router;
     private boolean closed;
 
     /** Ops on {@code device}; {@code attention} may be null (then attention is refused). */
@@ -157,6 +163,47 @@ public final class CudaBlockOps implements BlockOps {
     }
 
     @Override
+    public void route(long x, long wr, long logits, long gate, int batch, int len, int d, RouterConfig config, DType dtype) {
+        if (router == null) {
+            router = CudaHeadRouter.on(device, null, compute); // routeInto allocates nothing
+        }
+        router.routeInto(x, wr, logits, gate, 0, batch, len, d, config, dtype);
+    }
+
+    @Override
+    public void checkRouter(RouterConfig config) {
+        if (config.routedHeads() > CudaHeadRouter.MAX_ROUTED) {
+            throw new UnsupportedOperationException("the GPU router takes at most " + CudaHeadRouter.MAX_ROUTED
+                    + " routed heads, got " + config.routedHeads() + "; run the model on the CPU engine");
+        }
+    }
+
+    @Override
+    public void gatherColumns(long src, int srcCols, long dst, int[] cols, long rows) {
+        // One 2-D copy per run of consecutive columns: rows of the run's width, pitches of the two matrices.
+        int at = 0;
+        while (at < cols.length) {
+            int run = 1;
+            while (at + run < cols.length && cols[at + run] == cols[at] + run) {
+                run++;
+            }
+            CUDA_MEMCPY2D c = new CUDA_MEMCPY2D();
+            c.srcMemoryType = CUmemorytype.CU_MEMORYTYPE_DEVICE;
+            c.srcDevice = DevicePointers.of(src + 4L * cols[at]);
+            c.srcPitch = 4L * srcCols;
+            c.dstMemoryType = CUmemorytype.CU_MEMORYTYPE_DEVICE;
+            c.dstDevice = DevicePointers.of(dst + 4L * at);
+            c.dstPitch = 4L * cols.length;
+            c.WidthInBytes = 4L * run;
+            c.Height = rows;
+            device.makeCurrent();
+            CudaException.check(cuMemcpy2DAsync(c, compute.handle()), "cuMemcpy2DAsync(gate columns " + cols[at] + "…"
+                    + (cols[at] + run - 1) + " of " + srcCols + ", " + rows + " rows)", device.describe());
+            at += run;
+        }
+    }
+
+    @Override
     public long attentionWorkspace(AttentionShape shape, DType dtype, Algorithm algorithm, Pattern pattern) {
         return attention == null ? MemoryPlan.Workspace.STANDARD.bytes(shape, dtype, algorithm, pattern)
                 : attention.workspaceBytes(shape, dtype, algorithm, pattern);
@@ -227,7 +274,7 @@ public final class CudaBlockOps implements BlockOps {
         }
         closed = true;
         RuntimeException first = null;
-        for (AutoCloseable c : new AutoCloseable[] {cublas, module, copy, compute}) {
+        for (AutoCloseable c : new AutoCloseable[] {router, cublas, module, copy, compute}) {
             if (c == null) {
                 continue;
             }

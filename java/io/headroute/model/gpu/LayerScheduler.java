@@ -30,7 +30,10 @@ import java.util.Map;
  * <p>Each layer, on the compute lane: n = RMSNorm(x)·γ; Q, K, V = n·Wq, n·Wk, n·Wv (cuBLAS); RoPE on Q
  * and K in place; attention per {@link HeadSelection.Call}, reading Q, K, V and writing O through
  * strides in the (B, L, heads, D) layout the projections produce; x += O·Wo (cuBLAS with beta = 1, the
- * residual add). The same rounding points as {@link AttentionBlock}.
+ * residual add). The same rounding points as {@link AttentionBlock}. A routed layer runs its router
+ * between the norm and the attention, on the same lane, on the normed input: logits n·Wr (cuBLAS),
+ * top-k in the router kernel into the router's gate (B, L, H), whose columns are then gathered call by
+ * call into the gate the attention reads (pruned heads' columns are left out). No host round trip.
  *
  * <p>Just-in-time weights: every layer's packed weights wait in pinned host memory; layer i + 1's are
  * uploaded on the copy lane into slot (i + 1) mod 2 while layer i computes from slot i mod 2. The
@@ -67,16 +70,16 @@ public final class LayerScheduler implements AutoCloseable {
         this.ops = ops;
         for (AttentionBlock b : model.blocks()) {
             selections.add(b.selection());
-            offsets.add(PackedWeights.offsets(config, b.selection()));
+            offsets.add(PackedWeights.offsets(config, b.index()));
         }
         try {
             for (MemoryPlan.Buffer b : MemoryPlan.weightBuffers(config, placement)) {
                 weightBuffers.add(pool.allocate(b.bytes(), b.tag()));
             }
             for (int i = 0; i < config.layerCount(); i++) {
-                BlockOps.HostBuffer h = ops.pinned(offsets.get(i)[5]);
+                BlockOps.HostBuffer h = ops.pinned(offsets.get(i)[PackedWeights.TOTAL]);
                 hostWeights.add(h);
-                PackedWeights.write(model.blocks().get(i), config, h.buffer());
+                PackedWeights.write(model.blocks().get(i), model.weights().layer(i).router(), config, h.buffer());
                 if (placement == WeightPlacement.RESIDENT) {
                     ops.upload(h.buffer(), weightBuffers.get(i).address(), BlockOps.Lane.COPY);
                 }
@@ -94,6 +97,7 @@ public final class LayerScheduler implements AutoCloseable {
         }
     }
 
+    /** The plan of a pass; {@code gates}: whether the caller gives gates (routed layers need none). */
     public MemoryPlan plan(int batch, int len, boolean gates) {
         return MemoryPlan.of(config, batch, len, placement, gates, ops::attentionWorkspace);
     }
@@ -104,8 +108,8 @@ public final class LayerScheduler implements AutoCloseable {
 
     /**
      * All layers on {@code x} (B, L, d_model); {@code gates} is null or one (B, L, H) gate (or null) per
-     * layer. The output is in the model dtype. Attention the bound implementation cannot compute is
-     * refused before any device work.
+     * layer (routed layers take theirs from their router: a gate given for one is refused). The output is
+     * in the model dtype. Attention the bound implementation cannot compute is refused before any device work.
      */
     public Result forward(Tensor x, List<Tensor> gates) {
         if (closed) {
@@ -125,6 +129,10 @@ public final class LayerScheduler implements AutoCloseable {
         for (int i = 0; i < n; i++) {
             Tensor g = gates == null ? null : gates.get(i);
             if (g != null) {
+                if (config.layer(i).routed()) {
+                    throw new IllegalArgumentException("layer " + i + " is routed: its gate comes from its router, not from "
+                            + "the caller");
+                }
                 anyGate = true;
                 if (g.rank() != 3 || g.dim(0) != batch || g.dim(1) != len || g.dim(2) != config.heads()) {
                     throw new ShapeException("gate of layer " + i + " must have shape (B, L, H) = (" + batch + ", " + len + ", "
@@ -132,16 +140,25 @@ public final class LayerScheduler implements AutoCloseable {
                 }
             }
             LayerSpec s = config.layer(i);
+            if (s.routed()) {
+                ops.checkRouter(s.router());
+            }
             for (HeadSelection.Call c : selections.get(i).calls()) {
                 ops.checkAttention(shape(batch, len, c), config.dtype(), s.algorithm(), pattern(i, c, len));
             }
         }
         pool.resetPeakStats();
         Map<String, DeviceBuffer> scratch = new HashMap<>();
+        List<DeviceBuffer> routerBuffers = new ArrayList<>();
         List<BlockOps.Marker> markers = new ArrayList<>();
         try {
             for (MemoryPlan.Buffer b : MemoryPlan.scratchBuffers(config, batch, len, anyGate, ops::attentionWorkspace)) {
-                scratch.put(b.tag(), pool.allocate(b.bytes(), b.tag()));
+                DeviceBuffer buf = pool.allocate(b.bytes(), b.tag());
+                if (b.tag().equals(MemoryPlan.ROUTER)) {
+                    routerBuffers.add(buf); // logits, then the router's gate
+                } else {
+                    scratch.put(b.tag(), buf);
+                }
             }
             DType dt = config.dtype();
             long residual = scratch.get(MemoryPlan.RESIDUAL).address();
@@ -174,7 +191,7 @@ public final class LayerScheduler implements AutoCloseable {
                             BlockOps.Lane.COMPUTE);
                 }
                 start[i] = keep(ops.mark(BlockOps.Lane.COMPUTE), markers);
-                layer(i, batch, len, weightAddress(i), scratch, g != null);
+                layer(i, batch, len, weightAddress(i), scratch, routerBuffers, g != null);
                 done[i] = keep(ops.mark(BlockOps.Lane.COMPUTE), markers);
             }
             ByteBuffer out = ByteBuffer.allocateDirect(Math.toIntExact(Math.multiplyExact(x.numel(), (long) dt.byteSize())))
@@ -195,6 +212,9 @@ public final class LayerScheduler implements AutoCloseable {
                     m.close();
                 }
                 for (DeviceBuffer b : scratch.values()) {
+                    b.close();
+                }
+                for (DeviceBuffer b : routerBuffers) {
                     b.close();
                 }
             }
@@ -225,7 +245,8 @@ public final class LayerScheduler implements AutoCloseable {
         return s.causal() ? p.withCausal() : p;
     }
 
-    private void layer(int i, int batch, int len, long w, Map<String, DeviceBuffer> scratch, boolean gated) {
+    private void layer(int i, int batch, int len, long w, Map<String, DeviceBuffer> scratch, List<DeviceBuffer> router,
+            boolean gateGiven) {
         DType dt = config.dtype();
         long es = dt.byteSize();
         int d = config.dModel();
@@ -243,9 +264,18 @@ public final class LayerScheduler implements AutoCloseable {
         long v = scratch.get(MemoryPlan.V).address();
         long o = scratch.get(MemoryPlan.ATTN_OUT).address();
         DeviceBuffer wsBuf = scratch.get(MemoryPlan.WORKSPACE);
+        boolean gated = gateGiven || spec.routed();
         long gate = gated ? scratch.get(MemoryPlan.GATE).address() : 0;
 
         ops.rmsNorm(x, w + off[PackedWeights.GAMMA], norm, rows, d, (float) config.normEps(), dt);
+        if (spec.routed()) {
+            long logits = router.get(0).address();
+            long routerGate = router.get(1).address();
+            ops.route(norm, w + off[PackedWeights.ROUTER], logits, routerGate, batch, len, d, spec.router(), dt);
+            for (HeadSelection.Call c : sel.calls()) {
+                ops.gatherColumns(routerGate, config.heads(), gate + 4L * rows * c.qStart(), c.heads(), rows);
+            }
+        }
         ops.gemm(norm, w + off[PackedWeights.WQ], q, rows, d, nq * hd, 0f, dt);
         ops.gemm(norm, w + off[PackedWeights.WK], k, rows, d, nkv * hd, 0f, dt);
         ops.gemm(norm, w + off[PackedWeights.WV], v, rows, d, nkv * hd, 0f, dt);

@@ -32,7 +32,11 @@ import java.util.Map;
  *   <li>{@code norm}, {@code q}, {@code k}, {@code v}, {@code attn_out}: per-layer scratch sized for the
  *       layer with the most active heads and reused by every layer, so nothing grows with the number of
  *       layers;</li>
- *   <li>{@code gate}: one layer's compacted gate (B, L, active heads) float32, when gates are given;</li>
+ *   <li>{@code gate}: one layer's compacted gate (B, L, active heads) float32, when gates are given or a
+ *       layer is routed;</li>
+ *   <li>{@code router}: for a model with routed layers, the router's logits (B, L, Hr) and its gate
+ *       (B, L, H), float32, shared by the routed layers (the router weights travel in the layer's
+ *       {@code weights} image);</li>
  *   <li>{@code attn_workspace}: the largest workspace an attention call asks for (materialized: the
  *       score matrices), when any.</li>
  * </ul>
@@ -49,6 +53,7 @@ public final class MemoryPlan {
     public static final String ATTN_OUT = "attn_out";
     public static final String GATE = "gate";
     public static final String WORKSPACE = "attn_workspace";
+    public static final String ROUTER = "router";
 
     /** One device buffer: its tag and the bytes requested. */
     public record Buffer(String tag, long bytes) {
@@ -106,8 +111,8 @@ public final class MemoryPlan {
     static List<Buffer> weightBuffers(ModelConfig c, WeightPlacement placement) {
         List<Buffer> out = new ArrayList<>();
         long max = 0;
-        for (LayerSpec s : c.layers()) {
-            long bytes = PackedWeights.offsets(c, HeadSelection.of(c, s))[5];
+        for (int i = 0; i < c.layerCount(); i++) {
+            long bytes = PackedWeights.offsets(c, i)[PackedWeights.TOTAL];
             max = Math.max(max, bytes);
             if (placement == WeightPlacement.RESIDENT) {
                 out.add(new Buffer(WEIGHTS, bytes));
@@ -121,14 +126,21 @@ public final class MemoryPlan {
         return out;
     }
 
-    /** The buffers of one forward pass, in allocation order; freed when it ends. */
+    /**
+     * The buffers of one forward pass, in allocation order; freed when it ends. {@code gates}: whether
+     * the caller gives gates (routed layers make their own).
+     */
     static List<Buffer> scratchBuffers(ModelConfig c, int batch, int len, boolean gates, Workspace ws) {
         long rows = (long) batch * len;
         long es = c.dtype().byteSize();
         int maxQ = 0;
         int maxKv = 0;
+        int maxHr = 0;
         long maxWs = 0;
         for (LayerSpec s : c.layers()) {
+            if (s.routed()) {
+                maxHr = Math.max(maxHr, s.router().routedHeads());
+            }
             HeadSelection sel = HeadSelection.of(c, s);
             maxQ = Math.max(maxQ, sel.headCount());
             maxKv = Math.max(maxKv, sel.kvHeadCount());
@@ -146,8 +158,12 @@ public final class MemoryPlan {
         out.add(new Buffer(K, rows * maxKv * c.headDim() * es));
         out.add(new Buffer(V, rows * maxKv * c.headDim() * es));
         out.add(new Buffer(ATTN_OUT, rows * maxQ * c.headDim() * es));
-        if (gates) {
+        if (gates || maxHr > 0) {
             out.add(new Buffer(GATE, rows * maxQ * 4));
+        }
+        if (maxHr > 0) {
+            out.add(new Buffer(ROUTER, rows * maxHr * 4)); // logits
+            out.add(new Buffer(ROUTER, rows * c.heads() * 4)); // the router's gate over all H heads
         }
         if (maxWs > 0) {
             out.add(new Buffer(WORKSPACE, maxWs));

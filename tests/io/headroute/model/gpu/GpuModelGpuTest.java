@@ -13,6 +13,7 @@ import io.headroute.model.Model;
 import io.headroute.model.ModelConfig;
 import io.headroute.model.ModelWeights;
 import io.headroute.pattern.Pattern;
+import io.headroute.routing.RouterConfig;
 import io.headroute.tensor.DType;
 import io.headroute.tensor.Tensor;
 import java.util.ArrayList;
@@ -61,16 +62,18 @@ class GpuModelGpuTest {
         return a;
     }
 
-    @ParameterizedTest(name = "{0} layers={1} H={2} Hkv={3} D={4} L={5} {6} mask={7} gates={8}")
+    @ParameterizedTest(name = "{0} layers={1} H={2} Hkv={3} D={4} L={5} {6} mask={7} gates={8} route={9}")
     @CsvSource({
-        "f32, 3, 4, 4, 64, 300, RESIDENT, , false",
-        "f32, 4, 8, 2, 64, 257, JUST_IN_TIME, 11011001, true",
-        "f16, 4, 8, 4, 64, 1000, JUST_IN_TIME, , false",
-        "bf16, 3, 16, 4, 128, 777, JUST_IN_TIME, 1111000011110011, true",
-        "bf16, 2, 8, 8, 128, 2048, RESIDENT, 10101010, false",
+        "f32, 3, 4, 4, 64, 300, RESIDENT, , false, ",
+        "f32, 4, 8, 2, 64, 257, JUST_IN_TIME, 11011001, true, ",
+        "f16, 4, 8, 4, 64, 1000, JUST_IN_TIME, , false, ",
+        "bf16, 3, 16, 4, 128, 777, JUST_IN_TIME, 1111000011110011, true, ",
+        "bf16, 2, 8, 8, 128, 2048, RESIDENT, 10101010, false, ",
+        "f32, 3, 8, 2, 64, 301, JUST_IN_TIME, 11011001, true, 2:2",
+        "bf16, 3, 16, 4, 128, 777, RESIDENT, 1111000011110011, false, 2:4:64",
     })
     void gpuModelMatchesTheCpuModel(String dtype, int layers, int h, int hkv, int hd, int len, WeightPlacement placement,
-            String m, boolean withGates) {
+            String m, boolean withGates, String route) {
         DType dt = DType.parse(dtype);
         List<LayerSpec> specs = new ArrayList<>();
         for (int i = 0; i < layers; i++) {
@@ -82,7 +85,9 @@ class GpuModelGpuTest {
                 default -> new Pattern.Window(37);
             };
             LayerSpec s = LayerSpec.of(p, i % 3 == 2, Algorithm.FLASH);
-            specs.add(i == 1 ? s.withHeadMask(mask(m)) : s);
+            s = i == 1 ? s.withHeadMask(mask(m)) : s;
+            // Routed layers 1 (pruned too) and 2; layer 0 stays unrouted.
+            specs.add(route != null && i >= 1 ? s.withRouter(RouterConfig.parse(route, h)) : s);
         }
         int dModel = h * hd / 2 + 8;
         ModelConfig c = new ModelConfig(dModel, h, hkv, hd, dt, 1e4, 1e-5, specs);
@@ -98,6 +103,10 @@ class GpuModelGpuTest {
         if (withGates) {
             gates = new ArrayList<>();
             for (int l = 0; l < layers; l++) {
+                if (c.layer(l).routed()) {
+                    gates.add(null);
+                    continue;
+                }
                 float[] g = new float[b * len * h];
                 for (int i = 0; i < g.length; i++) {
                     g[i] = r.nextInt(4) == 0 ? 0f : 0.5f + r.nextFloat();

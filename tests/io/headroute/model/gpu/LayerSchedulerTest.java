@@ -14,6 +14,7 @@ import io.headroute.model.ModelConfig;
 import io.headroute.model.ModelWeights;
 import io.headroute.pattern.Pattern;
 import io.headroute.pattern.Patterns;
+import io.headroute.routing.RouterConfig;
 import io.headroute.tensor.DType;
 import io.headroute.tensor.Tensor;
 import java.util.ArrayList;
@@ -64,6 +65,14 @@ class LayerSchedulerTest {
                     LayerSpec.of(Patterns.parse("bigbird:4:1:1:1:3"), false, Algorithm.FLASH).withHeadMask(mask("011011")),
                     LayerSpec.of(Patterns.parse("longformer:2:2"), false, Algorithm.MATERIALIZED).withHeadMask(mask("100000")),
                     LayerSpec.of(new Pattern.Causal(), false, Algorithm.FLASH)));
+            // Routed layers: per token on all heads; per block with a non-uniform pruning (one call per kv
+            // head, so the router's gate columns are gathered call by call); an unrouted layer between.
+            case "routed" -> new ModelConfig(32, 6, 3, 8, dt, 1e4, 1e-5, List.of(
+                    LayerSpec.of(new Pattern.Causal(), false, Algorithm.FLASH).withRouter(new RouterConfig(2, 4, 2, 1)),
+                    LayerSpec.of(Patterns.parse("window:3"), false, Algorithm.MATERIALIZED),
+                    LayerSpec.of(new Pattern.Dense(), true, Algorithm.FLASH).withHeadMask(mask("110100"))
+                            .withRouter(new RouterConfig(1, 5, 3, 4)),
+                    LayerSpec.of(new Pattern.Dense(), false, Algorithm.FLASH)));
             default -> throw new IllegalArgumentException(variant);
         };
     }
@@ -78,6 +87,10 @@ class LayerSchedulerTest {
         "gqa-pruned, f32, RESIDENT, COMPUTE_FIRST, true",
         "gqa-pruned, f16, JUST_IN_TIME, COPY_FIRST, true",
         "mha, bf16, JUST_IN_TIME, COMPUTE_FIRST, false",
+        "routed, f32, RESIDENT, COPY_FIRST, false",
+        "routed, f32, JUST_IN_TIME, COMPUTE_FIRST, true",
+        "routed, f16, JUST_IN_TIME, COPY_FIRST, false",
+        "routed, bf16, RESIDENT, COMPUTE_FIRST, true",
     })
     void scheduledModelEqualsTheCpuModel(String variant, String dtype, WeightPlacement placement, SimulatedOps.Policy policy,
             boolean withGates) {
@@ -96,8 +109,8 @@ class LayerSchedulerTest {
         if (withGates) {
             gates = new ArrayList<>();
             for (int l = 0; l < c.layerCount(); l++) {
-                if (l == 1) {
-                    gates.add(null); // an ungated layer between gated ones
+                if (l == 1 || c.layer(l).routed()) {
+                    gates.add(null); // an ungated layer between gated ones; routed layers gate themselves
                     continue;
                 }
                 float[] g = new float[b * len * c.heads()];
@@ -132,6 +145,7 @@ class LayerSchedulerTest {
             calls += model.blocks().get(l).selection().calls().size();
         }
         assertEquals(calls, ops.attentionCalls);
+        assertEquals(c.layers().stream().filter(LayerSpec::routed).count(), ops.routerCalls, "one router call per routed layer");
         assertEquals(c.layerCount(), ops.copyUploads,
                 "one weight upload per layer (ahead of time, or once at construction)");
     }
@@ -164,6 +178,28 @@ class LayerSchedulerTest {
             assertEquals(ops.refuse, e.getMessage());
             assertEquals(weights, pool.stats().peakAllocatedBytes(), "nothing but the weights was ever allocated");
             assertEquals(0, ops.attentionCalls);
+        }
+    }
+
+    @Test
+    void aRouterThatCannotRunIsRefusedBeforeAnyScratchIsAllocated() {
+        ModelConfig c = config("routed", DType.F32);
+        Model model = new Model(ModelWeights.random(c, 2));
+        SimulatedDevice dev = new SimulatedDevice(1L << 30);
+        SimulatedOps ops = new SimulatedOps(dev, engine, SimulatedOps.Policy.COPY_FIRST);
+        ops.refuseRouter = "the GPU router takes at most 64 routed heads, got 65; run the model on the CPU engine";
+        try (DevicePool pool = DevicePool.create(dev, "sim", true);
+                LayerScheduler s = new LayerScheduler(model, WeightPlacement.RESIDENT, pool, ops)) {
+            long weights = pool.stats().allocatedBytes();
+            UnsupportedOperationException e = assertThrows(UnsupportedOperationException.class,
+                    () -> s.forward(Tensor.ofFloats(new float[7 * 32], 1, 7, 32), null));
+            assertEquals(ops.refuseRouter, e.getMessage());
+            assertEquals(weights, pool.stats().peakAllocatedBytes(), "nothing but the weights was ever allocated");
+            assertEquals(0, ops.routerCalls);
+            IllegalArgumentException g = assertThrows(IllegalArgumentException.class, () -> s.forward(
+                    Tensor.ofFloats(new float[7 * 32], 1, 7, 32), java.util.Arrays.asList(Tensor.ofFloats(new float[7 * 6], 1, 7, 6),
+                            null, null, null)));
+            assertEquals("layer 0 is routed: its gate comes from its router, not from the caller", g.getMessage());
         }
     }
 

@@ -21,6 +21,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import org.junit.jupiter.api.Test;
+import io.headroute.routing.RouterConfig;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
 
@@ -53,7 +54,7 @@ class MemoryPlanTest {
                 if (gates) {
                     g = new ArrayList<>();
                     for (int i = 0; i < c.layerCount(); i++) {
-                        g.add(Tensor.ofFloats(new float[b * len * c.heads()], b, len, c.heads()));
+                        g.add(c.layer(i).routed() ? null : Tensor.ofFloats(new float[b * len * c.heads()], b, len, c.heads()));
                     }
                 }
                 st = s.forward(x, g).memory();
@@ -135,6 +136,33 @@ class MemoryPlanTest {
             sum += v;
         }
         assertEquals(sum, p.totalBytes());
+    }
+
+    @ParameterizedTest(name = "{0} gates={1}")
+    @CsvSource({"JUST_IN_TIME, false", "RESIDENT, true"})
+    void routedLayersAddTheRouterBuffersAndTheirWeights(WeightPlacement placement, boolean gates) {
+        // Layer 0 routed (Hs 2, Hr 6) and pruned to 4 heads, layer 1 unrouted, layer 2 routed with Hr 3.
+        ModelConfig base = config(3, 8, 2, DType.BF16, "10010011", Algorithm.FLASH);
+        ModelConfig c = base.withLayer(0, base.layer(0).withRouter(new RouterConfig(2, 6, 2, 1)))
+                .withLayer(2, base.layer(2).withRouter(new RouterConfig(5, 3, 1, 64)));
+        int b = 2;
+        int len = 77;
+        MemoryPlan plan = MemoryPlan.of(c, b, len, placement, gates);
+        Measured m = measure(c, placement, b, len, gates);
+        assertEquals(plan.totalBytes(), m.peak(), "total peak: " + plan);
+        assertEquals(plan.bytesByTag(), m.byTag(), "every tag as predicted");
+        long rows = 2 * 77;
+        assertEquals(round(rows * 6 * 4) + round(rows * 8 * 4), plan.bytesByTag().get(MemoryPlan.ROUTER),
+                "logits for the widest router and one gate over all H heads");
+        assertEquals(round(rows * 8 * 4), plan.bytesByTag().get(MemoryPlan.GATE), "routed layers need the compacted gate");
+        ModelConfig unrouted = base;
+        long extraWeights = MemoryPlan.of(c, b, len, WeightPlacement.RESIDENT, gates).weightBytes()
+                - MemoryPlan.of(unrouted, b, len, WeightPlacement.RESIDENT, gates).weightBytes();
+        assertEquals(round(align(48 * 2) + align(48L * 64 * 2) + 2 * align(48L * 32 * 2) + align(64L * 48 * 2)
+                + align(48L * 6 * 2)) - round(align(48 * 2) + align(48L * 64 * 2) + 2 * align(48L * 32 * 2)
+                + align(64L * 48 * 2)) + round(align(48 * 2) + align(48L * 128 * 2) + 2 * align(48L * 32 * 2)
+                + align(128L * 48 * 2) + align(48L * 3 * 2)) - round(align(48 * 2) + align(48L * 128 * 2)
+                + 2 * align(48L * 32 * 2) + align(128L * 48 * 2)), extraWeights, "Wr (d_model, Hr) packed with its layer");
     }
 
     private static long round(long bytes) {

@@ -5,6 +5,8 @@ import io.headroute.engine.AttentionEngine;
 import io.headroute.engine.AttentionRequest;
 import io.headroute.engine.AttentionShape;
 import io.headroute.pattern.Pattern;
+import io.headroute.routing.CpuHeadRouter;
+import io.headroute.routing.RouterConfig;
 import io.headroute.tensor.DType;
 import io.headroute.tensor.HalfFloats;
 import io.headroute.tensor.Tensor;
@@ -32,10 +34,14 @@ final class SimulatedOps implements BlockOps {
     final List<String> trace = new ArrayList<>();
     int copyUploads;
     int attentionCalls;
+    int routerCalls;
+    private CpuHeadRouter router;
     int markersOpen;
     int pinnedOpen;
     /** When set, every attention call is refused with this message (an attention that cannot run a pattern). */
     String refuse;
+    /** When set, every router is refused with this message (a device whose router cannot run it). */
+    String refuseRouter;
 
     private record Task(String name, Runnable body, SimMarker waitsFor, SimMarker marks) {}
 
@@ -231,6 +237,72 @@ final class SimulatedOps implements BlockOps {
         });
     }
 
+    /** The router by its CPU twin ({@link CpuHeadRouter}) on the simulated memory; the logits are Z = X·Wr. */
+    @Override
+    public void route(long x, long wr, long logits, long gate, int batch, int len, int d, RouterConfig config, DType dt) {
+        routerCalls++;
+        long rows = (long) batch * len;
+        int hr = config.routedHeads();
+        mem.at(x, rows * d * dt.byteSize());
+        mem.at(wr, (long) d * hr * dt.byteSize());
+        mem.at(logits, 4L * rows * hr);
+        mem.at(gate, 4L * rows * config.heads());
+        enqueue(Lane.COMPUTE, "route", () -> {
+            ByteBuffer xb = mem.at(x, rows * d * dt.byteSize());
+            ByteBuffer wb = mem.at(wr, (long) d * hr * dt.byteSize());
+            float[] xs = new float[Math.toIntExact(rows * d)];
+            for (int i = 0; i < xs.length; i++) {
+                xs[i] = read(xb, i, dt);
+            }
+            float[] ws = new float[d * hr];
+            for (int i = 0; i < ws.length; i++) {
+                ws[i] = read(wb, i, dt);
+            }
+            ByteBuffer zb = mem.at(logits, 4L * rows * hr);
+            for (int r = 0; r < rows; r++) {
+                for (int j = 0; j < hr; j++) {
+                    float z = 0f;
+                    for (int c = 0; c < d; c++) {
+                        z += xs[r * d + c] * ws[c * hr + j];
+                    }
+                    zb.putFloat(zb.position() + 4 * (r * hr + j), z);
+                }
+            }
+            if (router == null) {
+                router = new CpuHeadRouter(1);
+            }
+            float[] g = router.route(Tensor.ofFloats(dt, xs, batch, len, d), Tensor.ofFloats(dt, ws, d, hr), config, dt)
+                    .gate().toFloatArray();
+            ByteBuffer gb = mem.at(gate, 4L * g.length);
+            for (int i = 0; i < g.length; i++) {
+                gb.putFloat(gb.position() + 4 * i, g[i]);
+            }
+        });
+    }
+
+    @Override
+    public void checkRouter(RouterConfig config) {
+        if (refuseRouter != null) {
+            throw new UnsupportedOperationException(refuseRouter);
+        }
+    }
+
+    @Override
+    public void gatherColumns(long src, int srcCols, long dst, int[] cols, long rows) {
+        mem.at(src, 4L * rows * srcCols);
+        mem.at(dst, 4L * rows * cols.length);
+        int[] cs = cols.clone();
+        enqueue(Lane.COMPUTE, "gather gate columns", () -> {
+            ByteBuffer sb = mem.at(src, 4L * rows * srcCols);
+            ByteBuffer db = mem.at(dst, 4L * rows * cs.length);
+            for (int r = 0; r < rows; r++) {
+                for (int i = 0; i < cs.length; i++) {
+                    db.putFloat(db.position() + 4 * (r * cs.length + i), sb.getFloat(sb.position() + 4 * (r * srcCols + cs[i])));
+                }
+            }
+        });
+    }
+
     @Override
     public long attentionWorkspace(AttentionShape shape, DType dtype, Algorithm algorithm, Pattern pattern) {
         return MemoryPlan.Workspace.STANDARD.bytes(shape, dtype, algorithm, pattern);
@@ -328,5 +400,9 @@ final class SimulatedOps implements BlockOps {
     }
 
     @Override
-    public void close() {}
+    public void close() {
+        if (router != null) {
+            router.close();
+        }
+    }
 }
