@@ -13,6 +13,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "row_ops.cuh"
+
 struct RmsNormParams {
     const void* x;        // (rows, d) in the kernel's dtype
     const void* gamma;    // (d)
@@ -37,13 +39,8 @@ namespace {
 
 constexpr int kThreads = 256;
 
-__device__ __forceinline__ float to_float(float x) { return x; }
-__device__ __forceinline__ float to_float(__half x) { return __half2float(x); }
-__device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
-template <typename T> __device__ __forceinline__ T from_float(float x);
-template <> __device__ __forceinline__ float from_float<float>(float x) { return x; }
-template <> __device__ __forceinline__ __half from_float<__half>(float x) { return __float2half_rn(x); }
-template <> __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
+using hr_row::from_float;
+using hr_row::to_float;
 
 template <typename T>
 __device__ __forceinline__ void rmsnorm(const RmsNormParams& p) {
@@ -59,12 +56,7 @@ __device__ __forceinline__ void rmsnorm(const RmsNormParams& p) {
         const float v = to_float(x[c]);
         ss = __fadd_rn(ss, __fmul_rn(v, v));
     }
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
-    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = ss;
-    __syncthreads();  // every warp's partial sum is in `red`
-    ss = red[0];
-    for (int w = 1; w < kThreads / 32; ++w) ss += red[w];
+    ss = hr_row::block_reduce<false, kThreads>(ss, red);
 
     // out_c = round(x_c · r · γ_c), r = 1/√(ss/d + eps)
     const float r = 1.f / sqrtf(__fadd_rn(ss / (float)p.d, p.eps));

@@ -11,6 +11,7 @@
 #include <cstdint>
 
 #include "attention_params.cuh"
+#include "row_ops.cuh"
 
 // Token-level patterns evaluated in the kernel; block-level ones (bigbird, layouts) go through the
 // block-sparse path.
@@ -33,13 +34,8 @@ namespace {
 
 constexpr int kThreads = 256;
 
-__device__ __forceinline__ float to_float(float x) { return x; }
-__device__ __forceinline__ float to_float(__half x) { return __half2float(x); }
-__device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
-template <typename T> __device__ __forceinline__ T from_float(float x);
-template <> __device__ __forceinline__ float from_float<float>(float x) { return x; }
-template <> __device__ __forceinline__ __half from_float<__half>(float x) { return __float2half_rn(x); }
-template <> __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
+using hr_row::from_float;
+using hr_row::to_float;
 
 __device__ __forceinline__ bool allowed(const SoftmaxParams& p, int pos, int j) {
     bool ok;
@@ -52,21 +48,9 @@ __device__ __forceinline__ bool allowed(const SoftmaxParams& p, int pos, int j) 
     return ok && (!p.causal || j <= pos);
 }
 
-// Block-wide reduction of one float; `red` holds one slot per warp.
 template <bool IS_MAX>
 __device__ __forceinline__ float block_reduce(float x, float* red) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-        const float y = __shfl_xor_sync(0xffffffffu, x, o);
-        x = IS_MAX ? fmaxf(x, y) : x + y;
-    }
-    const int warp = threadIdx.x >> 5;
-    if ((threadIdx.x & 31) == 0) red[warp] = x;
-    __syncthreads();  // every warp's partial is in `red`
-    x = red[0];
-    for (int w = 1; w < kThreads / 32; ++w) x = IS_MAX ? fmaxf(x, red[w]) : x + red[w];
-    __syncthreads();  // `red` may be reused by the next reduction
-    return x;
+    return hr_row::block_reduce<IS_MAX, kThreads>(x, red);
 }
 
 // TS: the scores' dtype; TP: P's (TP == TS: in place, else into p.probs).
