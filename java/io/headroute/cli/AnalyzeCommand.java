@@ -148,11 +148,11 @@ final class AnalyzeCommand implements Callable<Integer> {
             throw new ParameterException(spec.commandLine(), "--threads must be positive, got " + nThreads);
         }
         if (planOut != null) {
-            TensorOutputs.checkTarget(planOut);
             if (planOut.toAbsolutePath().normalize().startsWith(out.toAbsolutePath().normalize())) {
                 throw new ParameterException(spec.commandLine(), "--plan-out " + planOut + " lies inside --out; the folder "
                         + "gets plan.json anyway");
             }
+            TensorOutputs.checkTarget(planOut);
         }
         if (xFile != null && (batch != null || len != null)) {
             throw new ParameterException(spec.commandLine(), "give --x or random-input sizes (--batch, --len), not both");
