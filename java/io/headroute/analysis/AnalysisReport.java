@@ -140,7 +140,8 @@ public final class AnalysisReport {
         ArrayNode pm = pr.putArray("pruned_ms");
         Arrays.stream(p.prunedMs()).forEach(pm::add);
         pr.put("unpruned_median_ms", p.unprunedMedianMs()).put("pruned_median_ms", p.prunedMedianMs())
-                .put("time_ratio", p.timeRatio()).put("latency_reduction", p.latencyReduction());
+                .put("time_ratio", p.timeRatio()).put("latency_reduction", p.latencyReduction())
+                .put("nominal_flop_ratio", p.flopRatio());
         ObjectNode plots = root.putObject("plots");
         plots.put("importance", IMPORTANCE_PNG);
         ArrayNode maps = plots.putArray("attention");
@@ -236,9 +237,10 @@ public final class AnalysisReport {
         }
         md.append(f("%nMeasured on %s: output relative error of the whole model ‖Y − Y_pruned‖ / ‖Y‖ = %s; median forward "
                 + "time %.3f ms unpruned, %.3f ms pruned (%d timed forwards of each, alternating, after %d warm-up each): "
-                + "time ratio %.4f, latency reduction %.2f%%.%n", ctx.device(), importance(p.relativeError()),
-                p.unprunedMedianMs(), p.prunedMedianMs(), ctx.options().repeats(), ctx.options().warmup(), p.timeRatio(),
-                100 * p.latencyReduction()));
+                + "time ratio %.4f, latency reduction %.2f%%. The plan keeps %.2f%% of the nominal FLOPs (projection "
+                + "GEMMs and attention).%n", ctx.device(), importance(p.relativeError()), p.unprunedMedianMs(),
+                p.prunedMedianMs(), ctx.options().repeats(), ctx.options().warmup(), p.timeRatio(), 100 * p.latencyReduction(),
+                100 * p.flopRatio()));
         md.append("\n## Pictures\n\nImportance, layers (rows) × heads (columns), dark = low, yellow = high:\n\n![importance](")
                 .append(IMPORTANCE_PNG).append(")\n");
         for (int[] lh : ctx.plotHeads()) {

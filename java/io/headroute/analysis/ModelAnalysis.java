@@ -75,8 +75,9 @@ public final class ModelAnalysis {
      * @param relativeError ‖Y − Y_pruned‖ / ‖Y‖ of the whole model's output
      * @param unprunedMs    timed forwards of the unpruned model, in call order
      * @param prunedMs      timed forwards of the pruned model, alternating with the unpruned ones
+     * @param flopRatio     nominal FLOPs of the pruned model / the unpruned one ({@link #nominalFlops})
      */
-    public record Pruning(PruningPlan plan, double relativeError, double[] unprunedMs, double[] prunedMs) {
+    public record Pruning(PruningPlan plan, double relativeError, double[] unprunedMs, double[] prunedMs, double flopRatio) {
         public double unprunedMedianMs() {
             return median(unprunedMs);
         }
@@ -196,7 +197,40 @@ public final class ModelAnalysis {
             fullMs[r] = (t1 - t0) / 1e6;
             cutMs[r] = (t2 - t1) / 1e6;
         }
-        return new Pruning(plan, HeadImportance.relativeChange(y.toFloatArray(), yCut.toFloatArray()), fullMs, cutMs);
+        int b = Math.toIntExact(x.dim(0));
+        int len = Math.toIntExact(x.dim(1));
+        double flopRatio = nominalFlops(full.config(), plan, b, len)
+                / nominalFlops(full.config(), PruningPlan.none(plan.layers(), plan.heads()), b, len);
+        return new Pruning(plan, HeadImportance.relativeChange(y.toFloatArray(), yCut.toFloatArray()), fullMs, cutMs, flopRatio);
+    }
+
+    /**
+     * Nominal FLOPs of a forward with {@code plan}'s heads removed: per layer, with H' query heads and
+     * Hkv' key/value heads left, 2·N·d_model·D·(2·H' + 2·Hkv') for the Q, K, V and output projections
+     * (N = B·L) and 4·B·H'·L²·D for attention, halved when the layer is causal (the bench's count, the
+     * same for every pattern). RMSNorm, RoPE and the residual add are left out.
+     */
+    public static double nominalFlops(ModelConfig c, PruningPlan plan, int batch, int len) {
+        double n = (double) batch * len;
+        double total = 0;
+        for (int l = 0; l < c.layerCount(); l++) {
+            boolean[] mask = plan.headMask(l);
+            int h = 0;
+            boolean[] kv = new boolean[c.kvHeads()];
+            for (int i = 0; i < mask.length; i++) {
+                if (mask[i]) {
+                    h++;
+                    kv[i / c.group()] = true;
+                }
+            }
+            int hkv = 0;
+            for (boolean k : kv) {
+                hkv += k ? 1 : 0;
+            }
+            total += 2 * n * c.dModel() * c.headDim() * (2.0 * h + 2.0 * hkv);
+            total += 4.0 * batch * h * (double) len * len * c.headDim() * (c.layer(l).causal() ? 0.5 : 1.0);
+        }
+        return total;
     }
 
     /** The heads with the strongest detector (previous-token, first-token or diagonal mass), at most {@code n}, as {layer, head}. */

@@ -230,8 +230,9 @@ final class AnalyzeCommand implements Callable<Integer> {
                 x.shapeString(), device, seconds));
         long redundant = report.layers().stream().mapToLong(l -> l.redundant().size()).sum();
         o.println(Units.fmt("redundant pairs: %d; pruning %d of %d heads: output relative error %.4e, median %.3f ms -> %.3f ms "
-                + "(time ratio %.4f)", redundant, Math.round(p.plan().removedFraction() * c.layerCount() * c.heads()),
-                c.layerCount() * c.heads(), p.relativeError(), p.unprunedMedianMs(), p.prunedMedianMs(), p.timeRatio()));
+                + "(time ratio %.4f; nominal FLOP ratio %.4f)", redundant, Math.round(p.plan().removedFraction() * c.layerCount()
+                * c.heads()), c.layerCount() * c.heads(), p.relativeError(), p.unprunedMedianMs(), p.prunedMedianMs(),
+                p.timeRatio(), p.flopRatio()));
         o.println("report: " + out.resolve(AnalysisReport.MARKDOWN));
         return Main.OK;
     }

@@ -94,11 +94,9 @@ public final class SeedClaims {
     /**
      * What the pruning claims found.
      *
-     * @param flopRatio          nominal FLOPs (projection GEMMs and attention) of the pruned model / the unpruned one
      * @param contributionChange ‖Y − Y_pruned‖ / ‖Y − X‖: the change against what the attention layers add to X
      */
-    record PruningMeasurement(PruningSetup setup, ModelAnalysis.Pruning pruning, double flopRatio, double contributionChange,
-            double seconds) {
+    record PruningMeasurement(PruningSetup setup, ModelAnalysis.Pruning pruning, double contributionChange, double seconds) {
         static PruningMeasurement run(PruningSetup s) {
             long t0 = System.nanoTime();
             ModelWeights w = ModelWeights.random(s.config(), s.seed());
@@ -116,35 +114,8 @@ public final class SeedClaims {
                     diff += ((double) y[i] - yCut[i]) * ((double) y[i] - yCut[i]);
                     added += ((double) y[i] - xs[i]) * ((double) y[i] - xs[i]);
                 }
-                double flops = nominalFlops(s, PruningPlan.none(plan.layers(), plan.heads()));
-                return new PruningMeasurement(s, p, nominalFlops(s, plan) / flops, Math.sqrt(diff / added),
-                        (System.nanoTime() - t0) / 1e9);
+                return new PruningMeasurement(s, p, Math.sqrt(diff / added), (System.nanoTime() - t0) / 1e9);
             }
-        }
-
-        /** Σ over layers of 2·N·d·D·(2·H' + 2·Hkv') for the projections and 4·B·H'·L²·D (halved when causal) for attention. */
-        static double nominalFlops(PruningSetup s, PruningPlan plan) {
-            ModelConfig c = s.config();
-            double n = (double) s.batch() * s.len();
-            double total = 0;
-            for (int l = 0; l < c.layerCount(); l++) {
-                boolean[] mask = plan.headMask(l);
-                int h = 0;
-                boolean[] kv = new boolean[c.kvHeads()];
-                for (int i = 0; i < mask.length; i++) {
-                    if (mask[i]) {
-                        h++;
-                        kv[i / c.group()] = true;
-                    }
-                }
-                int hkv = 0;
-                for (boolean b : kv) {
-                    hkv += b ? 1 : 0;
-                }
-                total += 2 * n * c.dModel() * c.headDim() * (2.0 * h + 2.0 * hkv);
-                total += 4.0 * s.batch() * h * (double) s.len() * s.len() * c.headDim() * (c.layer(l).causal() ? 0.5 : 1.0);
-            }
-            return total;
         }
 
         int removedHeads() {
@@ -201,7 +172,7 @@ public final class SeedClaims {
             String found = String.format(Locale.ROOT, "the plan of the row above (%d of %d heads): median forward %.2f ms "
                     + "unpruned, %.2f ms pruned, latency cut by %.1f%%; the plan removes %.1f%% of the nominal FLOPs "
                     + "(projection GEMMs and attention)", m.removedHeads(), p.plan().layers() * p.plan().heads(),
-                    p.unprunedMedianMs(), p.prunedMedianMs(), 100 * cut, 100 * (1 - m.flopRatio()));
+                    p.unprunedMedianMs(), p.prunedMedianMs(), 100 * cut, 100 * (1 - p.flopRatio()));
             String verdict = cut >= 0.42 ? "agrees (a cut of 42% or more measured)"
                     : cut > 0 ? "partly agrees: latency falls, by less than 42% at this plan"
                     : "disagrees: no latency cut measured";

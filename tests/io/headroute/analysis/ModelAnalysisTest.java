@@ -262,6 +262,23 @@ class ModelAnalysisTest {
     }
 
     @Test
+    void nominalFlopsCountProjectionsAndAttention() {
+        ModelConfig c = config(2, 4, 2, 8, true); // d_model 32, two query heads per key/value head
+        // Unpruned: per layer 2·N·d·D·(2H + 2Hkv) + 4·B·H·L²·D / 2 (causal), N = B·L = 2·40.
+        double layer = 2.0 * 80 * 32 * 8 * (8 + 4) + 4.0 * 2 * 4 * 40 * 40 * 8 / 2;
+        assertEquals(2 * layer, ModelAnalysis.nominalFlops(c, PruningPlan.none(2, 4), 2, 40), 1e-6);
+        // Layer 1 loses head 2 (its key/value head 1 is still read by head 3), then head 3 too (kv head 1 goes).
+        double oneQ = 2.0 * 80 * 32 * 8 * (6 + 4) + 4.0 * 2 * 3 * 40 * 40 * 8 / 2;
+        assertEquals(layer + oneQ, ModelAnalysis.nominalFlops(c, PruningPlan.of(2, 4, Map.of(1, List.of(2))), 2, 40), 1e-6);
+        double oneKv = 2.0 * 80 * 32 * 8 * (4 + 2) + 4.0 * 2 * 2 * 40 * 40 * 8 / 2;
+        assertEquals(layer + oneKv, ModelAnalysis.nominalFlops(c, PruningPlan.of(2, 4, Map.of(1, List.of(2, 3))), 2, 40), 1e-6);
+        ModelWeights w = ModelWeights.random(c, 3);
+        PruningPlan plan = PruningPlan.of(2, 4, Map.of(1, List.of(2, 3)));
+        ModelAnalysis.Pruning p = ModelAnalysis.measure(w, ModelAnalysis.randomInput(2, 40, 32, 3), plan, engine, 0, 1);
+        assertEquals((layer + oneKv) / (2 * layer), p.flopRatio(), 1e-15);
+    }
+
+    @Test
     void badInputsAreRefused() {
         ModelConfig c = config(1, 2, 2, 8, false);
         ModelWeights w = ModelWeights.random(c, 1);
