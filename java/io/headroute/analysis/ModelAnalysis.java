@@ -172,8 +172,8 @@ public final class ModelAnalysis {
 
     /**
      * The pruned model against the unpruned one on {@code x}: warm-up forwards of each, then
-     * {@code repeats} timed forwards of each, alternating (so drift on a shared machine hits both), and
-     * the relative change of the whole model's output.
+     * {@code repeats} timed forwards of each, alternating in ABBA order (so drift on a shared machine hits
+     * both), and the relative change of the whole model's output.
      */
     public static Pruning measure(ModelWeights weights, Tensor x, PruningPlan plan, AttentionEngine engine, int warmup,
             int repeats) {
@@ -189,13 +189,21 @@ public final class ModelAnalysis {
         Tensor y = null;
         Tensor yCut = null;
         for (int r = 0; r < repeats; r++) {
-            long t0 = System.nanoTime();
-            y = full.forward(x, engine);
-            long t1 = System.nanoTime();
-            yCut = cut.forward(x, engine);
-            long t2 = System.nanoTime();
-            fullMs[r] = (t1 - t0) / 1e6;
-            cutMs[r] = (t2 - t1) / 1e6;
+            // ABBA order: neither model always runs first (right after the other one's garbage).
+            boolean fullFirst = r % 2 == 0;
+            for (int k = 0; k < 2; k++) {
+                boolean runFull = (k == 0) == fullFirst;
+                long t0 = System.nanoTime();
+                Tensor out = (runFull ? full : cut).forward(x, engine);
+                double ms = (System.nanoTime() - t0) / 1e6;
+                if (runFull) {
+                    y = out;
+                    fullMs[r] = ms;
+                } else {
+                    yCut = out;
+                    cutMs[r] = ms;
+                }
+            }
         }
         int b = Math.toIntExact(x.dim(0));
         int len = Math.toIntExact(x.dim(1));

@@ -17,6 +17,8 @@ import java.util.List;
 import java.util.Locale;
 import java.util.Objects;
 import java.util.function.Supplier;
+import org.apache.logging.log4j.LogManager;
+import org.apache.logging.log4j.Logger;
 
 /**
  * Commonly quoted figures about attention's cost, each set next to what this run measured (or, on the
@@ -24,6 +26,8 @@ import java.util.function.Supplier;
  * small model ({@link #PRUNING_SETUP}). Adding a measured claim: a {@link Claim} in {@link #claims}.
  */
 public final class SeedClaims {
+    private static final Logger LOG = LogManager.getLogger(SeedClaims.class);
+
     private SeedClaims() {}
 
     /**
@@ -99,6 +103,7 @@ public final class SeedClaims {
     record PruningMeasurement(PruningSetup setup, ModelAnalysis.Pruning pruning, double contributionChange, double seconds) {
         static PruningMeasurement run(PruningSetup s) {
             long t0 = System.nanoTime();
+            LOG.info("seed claims: measuring head pruning on a {}-layer random model (L = {})", s.config().layerCount(), s.len());
             ModelWeights w = ModelWeights.random(s.config(), s.seed());
             Tensor x = ModelAnalysis.randomInput(s.batch(), s.len(), s.config().dModel(), s.seed());
             try (CpuAttentionEngine engine = new CpuAttentionEngine(Runtime.getRuntime().availableProcessors())) {
