@@ -99,6 +99,7 @@ public final class SeedClaims {
      * What the pruning claims found.
      *
      * @param contributionChange ‖Y − Y_pruned‖ / ‖Y − X‖: the change against what the attention layers add to X
+     * @param seconds            wall time of the whole measurement (importance, plan, timing)
      */
     record PruningMeasurement(PruningSetup setup, ModelAnalysis.Pruning pruning, double contributionChange, double seconds) {
         static PruningMeasurement run(PruningSetup s) {
@@ -148,8 +149,9 @@ public final class SeedClaims {
             String found = String.format(Locale.ROOT, "removed %d of %d heads (%.1f%%); the whole model's output changed by "
                     + "‖Y − Y_pruned‖ / ‖Y‖ = %.3f%% (random weights: this is the output's relative change, not a task "
                     + "loss; Y includes the residual stream X, and against what the attention layers add, ‖Y − X‖, the "
-                    + "change is %.1f%%)", m.removedHeads(), p.plan().layers() * p.plan().heads(),
-                    100 * p.plan().removedFraction(), 100 * p.relativeError(), 100 * m.contributionChange());
+                    + "change is %.1f%%); the pruning measurement took %.1f s", m.removedHeads(),
+                    p.plan().layers() * p.plan().heads(), 100 * p.plan().removedFraction(), 100 * p.relativeError(),
+                    100 * m.contributionChange(), m.seconds());
             String verdict = p.relativeError() < 0.005 ? "agrees on this random-weight model (output change under 0.5%)"
                     : "disagrees on this random-weight model (output change 0.5% or more)";
             return new Row(quote(), m.setup().describe(), found, verdict);

@@ -111,6 +111,7 @@ class SeedClaimsTest {
         List<SeedClaims.Row> c = SeedClaims.evaluate(List.of(), false, () -> good);
         assertEquals("agrees on this random-weight model (output change under 0.5%)", c.get(2).verdict());
         assertTrue(c.get(2).found().contains("= 0.400% (random weights"), c.get(2).found());
+        assertTrue(c.get(2).found().endsWith("; the pruning measurement took 1.0 s"), c.get(2).found());
         assertEquals("agrees (a cut of 42% or more measured)", c.get(3).verdict());
         assertTrue(c.get(3).found().contains("median forward 11.00 ms unpruned, 6.00 ms pruned, latency cut by 45.5%; the plan "
                 + "removes 40.0% of the nominal FLOPs"), c.get(3).found());
