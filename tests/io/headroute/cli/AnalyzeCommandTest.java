@@ -17,12 +17,15 @@ import io.headroute.pattern.Pattern;
 import io.headroute.routing.PruningPlan;
 import io.headroute.tensor.DType;
 import io.headroute.tensor.Npy;
+import io.headroute.tensor.Tensor;
 import java.awt.image.BufferedImage;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.stream.Stream;
 import javax.imageio.ImageIO;
 import org.junit.jupiter.api.Test;
@@ -141,6 +144,41 @@ class AnalyzeCommandTest {
         assertEquals(b.get("pruning").get("relative_error"), a.get("pruning").get("relative_error"));
         assertEquals(weights.toString(), a.get("weights").asText());
         assertEquals("random, seed 42", b.get("weights").asText());
+    }
+
+    @Test
+    void aDuplicatedHeadInAWeightFileIsReportedRedundantInBothFiles() throws IOException {
+        ModelConfig c = ModelConfig.uniform(32, 4, 4, 8, DType.F32, 1, LayerSpec.of(new Pattern.Dense(), true, Algorithm.AUTO));
+        Map<String, Tensor> m = new LinkedHashMap<>(ModelWeights.random(c, 8).asMap());
+        for (String name : List.of("layers.0.attn.wq", "layers.0.attn.wk", "layers.0.attn.wv")) {
+            float[] a = m.get(name).toFloatArray();
+            for (int r = 0; r < 32; r++) {
+                System.arraycopy(a, r * 32 + 3 * 8, a, r * 32 + 0, 8); // head 0 := head 3
+            }
+            m.put(name, Tensor.ofFloats(a, 32, 32));
+        }
+        float[] wo = m.get("layers.0.attn.wo").toFloatArray();
+        System.arraycopy(wo, 3 * 8 * 32, wo, 0, 8 * 32);
+        m.put("layers.0.attn.wo", Tensor.ofFloats(wo, 32, 32));
+        Path weights = dir.resolve("dup.safetensors");
+        ModelWeights.of(c, m).save(weights);
+        Path out = dir.resolve("dup");
+        Cli r = Cli.run("analyze", "--backend", "cpu", "--threads", "2", "--weights", weights.toString(), "--len", "30",
+                "--repeats", "1", "--out", out.toString()).assertOk();
+        assertTrue(r.out().contains("redundant pairs: 1;"), r.out());
+        JsonNode pairs = new ObjectMapper().readTree(out.resolve("analysis.json").toFile()).get("layers").get(0)
+                .get("redundant_pairs");
+        assertEquals(1, pairs.size());
+        assertEquals(0, pairs.get(0).get("a").asInt());
+        assertEquals(3, pairs.get(0).get("b").asInt());
+        assertEquals(1.0, pairs.get(0).get("output_cosine").asDouble(), 1e-9);
+        assertTrue(Files.readString(out.resolve("analysis.md")).contains("| 0 | 0, 3 | 1.0000 | 1.0000 |\n"));
+        // Default pictures: the four heads of the only layer, strongest detector first.
+        JsonNode plots = new ObjectMapper().readTree(out.resolve("analysis.json").toFile()).get("plots").get("attention");
+        assertEquals(4, plots.size());
+        for (JsonNode p : plots) {
+            assertNotNull(ImageIO.read(out.resolve(p.get("file").asText()).toFile()), p.toString());
+        }
     }
 
     @Test
