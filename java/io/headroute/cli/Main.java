@@ -27,9 +27,9 @@ import picocli.CommandLine.Spec;
  * stdout; errors are one line on stderr; logs go to stderr.
  */
 @Command(name = "headroute", mixinStandardHelpOptions = true, versionProvider = Main.VersionProvider.class,
-        description = "GPU attention for the JVM: attention from tensor files, sparsity patterns, benchmarks, experiments.",
+        description = "GPU attention for the JVM: attention from tensor files, sparsity patterns, benchmarks, experiments, head analysis.",
         subcommands = {AttendCommand.class, PatternCommand.class, QualityCommand.class, RouteCommand.class, BenchCommand.class,
-            DemoCommand.class, ExperimentCommand.class, InfoCommand.class, CommandLine.HelpCommand.class},
+            DemoCommand.class, ExperimentCommand.class, AnalyzeCommand.class, InfoCommand.class, CommandLine.HelpCommand.class},
         commandListHeading = "%nCommands:%n",
         footer = {"", "Exit status: 0 ok, 1 internal error, 2 bad input.",
             "Run 'headroute <command> --help' for a command's options."})
@@ -65,7 +65,7 @@ public final class Main implements Callable<Integer> {
     @Override
     public Integer call() {
         throw new ParameterException(spec.commandLine(),
-                "missing command (expected attend, pattern, quality, route, bench, demo, experiment or info)");
+                "missing command (expected attend, pattern, quality, route, bench, demo, experiment, analyze or info)");
     }
 
     public static void main(String[] args) {

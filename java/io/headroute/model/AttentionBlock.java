@@ -77,6 +77,25 @@ public final class AttentionBlock {
     }
 
     Tensor forward(Tensor x, Tensor gate, AttentionEngine engine, RotaryTable rope) {
+        return run(x, gate, engine, rope, false).output();
+    }
+
+    /**
+     * What the block computes on the way, for head analysis: its output and the tensors attention saw.
+     *
+     * @param output x' (B, L, d_model), as {@link #forward} returns it
+     * @param q      post-RoPE queries of the active heads, (B, H', L, D) in the order of {@link #selection()}
+     * @param k      post-RoPE keys of the key/value heads they read, (B, Hkv', L, D)
+     * @param o      each active head's attention output before Wo (gate applied), (B, H', L, D)
+     */
+    public record Trace(Tensor output, Tensor q, Tensor k, Tensor o) {}
+
+    /** {@link #forward} that also keeps Q, K and the heads' outputs (one extra copy of each). */
+    public Trace trace(Tensor x, Tensor gate, AttentionEngine engine) {
+        return run(x, gate, engine, null, true);
+    }
+
+    private Trace run(Tensor x, Tensor gate, AttentionEngine engine, RotaryTable rope, boolean keep) {
         if (x.rank() != 3 || x.dim(2) != config.dModel()) {
             throw new ShapeException("block input must have shape (B, L, d_model = " + config.dModel() + "), got "
                     + x.shapeString());
@@ -121,7 +140,11 @@ public final class AttentionBlock {
         for (int i = 0; i < y.length; i++) {
             y[i] = round.apply(xs[i] + y[i]);
         }
-        return config.dtype() == DType.F32 ? Tensor.ofFloats(y, b, len, d) : Tensor.ofFloats(config.dtype(), y, b, len, d);
+        Tensor out = config.dtype() == DType.F32 ? Tensor.ofFloats(y, b, len, d) : Tensor.ofFloats(config.dtype(), y, b, len, d);
+        if (!keep) {
+            return new Trace(out, null, null, null);
+        }
+        return new Trace(out, heads(q, b, len, nq, hd, 0, nq), heads(k, b, len, nkv, hd, 0, nkv), heads(o, b, len, nq, hd, 0, nq));
     }
 
     /** Heads [h0, h0 + count) of a (B, L, n, D) array as a (B, count, L, D) tensor. */

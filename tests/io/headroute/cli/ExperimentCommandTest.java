@@ -135,13 +135,18 @@ class ExperimentCommandTest {
         assertTrue(md.contains("B·H·L·S·2 = 1·8·32768·32768·2 = 17179869184 bytes = 16.00 GiB (17.18 GB)"), md);
         assertTrue(md.contains("predicted by the memory plan (no GPU here)"), md);
         assertTrue(md.contains("agrees by arithmetic (16 GiB, binary gigabytes); not measured"), md);
-        assertTrue(md.contains("| 37% of heads can be pruned with under 0.5% loss | - | not measured: needs head pruning (issue 6) "
-                + "| not measured |"), md);
-        assertTrue(md.contains("| pruning cuts inference latency by up to 42% | - | not measured: needs head pruning (issue 6) "
-                + "| not measured |"), md);
+        // The pruning claims are measured on the preset's own small model, whatever the sweep's sizes.
+        assertTrue(md.contains("| 37% of heads can be pruned with under 0.5% loss | 4 layers, d_model = 256, H = 8, Hkv = 8, D = 32, "
+                + "dense attention + causal, f32; seeded random weights"), md);
+        assertTrue(md.contains("| removed 12 of 32 heads (37.5%); the whole model's output changed by ‖Y − Y_pruned‖ / ‖Y‖ = "), md);
+        assertTrue(md.contains("| pruning cuts inference latency by up to 42% | 4 layers, d_model = 256"), md);
+        assertFalse(md.contains("needs head pruning"), md);
         JsonNode claims = new ObjectMapper().readTree(out.resolve("runs.json").toFile()).get("claims");
         assertEquals(4, claims.size());
         assertTrue(claims.get(1).get("found").asText().contains("attention-mass recall"), claims.get(1).toString());
+        assertTrue(claims.get(3).get("found").asText().contains("ms pruned, latency cut by "), claims.get(3).toString());
+        assertTrue(claims.get(3).get("verdict").asText().matches("agrees .*|partly agrees: .*|disagrees: .*"),
+                claims.get(3).toString());
     }
 
     @Test
