@@ -7,20 +7,16 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.headroute.model.ModelConfig;
 import io.headroute.routing.PruningPlan;
 import io.headroute.tensor.AtomicFiles;
-import io.headroute.tensor.TensorFileException;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
-import java.util.concurrent.ThreadLocalRandom;
-import java.util.stream.Stream;
 import javax.imageio.ImageIO;
 
 /**
@@ -268,47 +264,6 @@ public final class AnalysisReport {
      * one fails.
      */
     public static void write(Path out, Map<String, byte[]> files) {
-        Path abs = out.toAbsolutePath().normalize();
-        if (Files.isDirectory(abs)) {
-            List<Path> written = new java.util.ArrayList<>();
-            try {
-                for (var e : files.entrySet()) {
-                    Path f = abs.resolve(e.getKey());
-                    AtomicFiles.write(f, os -> os.write(e.getValue()));
-                    written.add(f);
-                }
-            } catch (RuntimeException e) {
-                written.forEach(AnalysisReport::deleteQuietly);
-                throw e;
-            }
-            return;
-        }
-        Path stage = abs.resolveSibling("." + abs.getFileName() + ".tmp-" + Long.toHexString(ThreadLocalRandom.current().nextLong()));
-        try {
-            Files.createDirectories(stage);
-            for (var e : files.entrySet()) {
-                AtomicFiles.write(stage.resolve(e.getKey()), os -> os.write(e.getValue()));
-            }
-            Files.move(stage, abs);
-        } catch (IOException e) {
-            throw new TensorFileException(out, "cannot write the analysis folder: " + e.getMessage(), e);
-        } finally {
-            if (Files.exists(stage)) {
-                try (Stream<Path> s = Files.list(stage)) {
-                    s.forEach(AnalysisReport::deleteQuietly);
-                } catch (IOException ignored) {
-                    // best effort: the error that got us here is the one to report
-                }
-                deleteQuietly(stage);
-            }
-        }
-    }
-
-    private static void deleteQuietly(Path p) {
-        try {
-            Files.deleteIfExists(p);
-        } catch (IOException ignored) {
-            // best effort
-        }
+        AtomicFiles.writeFolder(out, files, "the analysis folder");
     }
 }

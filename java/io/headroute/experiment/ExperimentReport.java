@@ -7,18 +7,14 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.headroute.bench.AttentionBenchmark;
 import io.headroute.cuda.memory.Bytes;
 import io.headroute.tensor.AtomicFiles;
-import io.headroute.tensor.TensorFileException;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
-import java.util.concurrent.ThreadLocalRandom;
-import java.util.stream.Stream;
 import org.apache.logging.log4j.LogManager;
 import org.apache.logging.log4j.Logger;
 
@@ -54,33 +50,7 @@ public final class ExperimentReport {
 
     /** Refuses an output folder that exists and is not an empty directory, or that cannot be created. */
     public static void checkOutFolder(Path out) {
-        Path abs = out.toAbsolutePath().normalize();
-        if (Files.exists(abs)) {
-            if (!Files.isDirectory(abs)) {
-                throw new IllegalArgumentException("--out " + out + " exists and is not a directory");
-            }
-            try (Stream<Path> s = Files.list(abs)) {
-                if (s.findAny().isPresent()) {
-                    throw new IllegalArgumentException("--out " + out + " is not empty; name a new folder or empty it");
-                }
-            } catch (IOException e) {
-                throw new IllegalArgumentException("--out " + out + " cannot be read: " + e.getMessage());
-            }
-            if (!Files.isWritable(abs)) {
-                throw new IllegalArgumentException("--out " + out + " is not writable");
-            }
-            return;
-        }
-        Path parent = abs.getParent();
-        while (parent != null && !Files.exists(parent)) {
-            parent = parent.getParent();
-        }
-        if (parent == null || !Files.isDirectory(parent)) {
-            throw new IllegalArgumentException("--out " + out + " cannot be created: " + parent + " is not a directory");
-        }
-        if (!Files.isWritable(parent)) {
-            throw new IllegalArgumentException("--out " + out + " cannot be created: " + parent + " is not writable");
-        }
+        AtomicFiles.checkNewFolder(out, "--out");
     }
 
     /**
@@ -89,49 +59,7 @@ public final class ExperimentReport {
      * one fails.
      */
     public static void write(Path out, List<Run> rows, Context ctx) {
-        Map<String, byte[]> files = render(rows, ctx);
-        Path abs = out.toAbsolutePath().normalize();
-        if (Files.isDirectory(abs)) {
-            List<Path> written = new ArrayList<>();
-            try {
-                for (var e : files.entrySet()) {
-                    Path f = abs.resolve(e.getKey());
-                    AtomicFiles.write(f, os -> os.write(e.getValue()));
-                    written.add(f);
-                }
-            } catch (RuntimeException e) {
-                written.forEach(ExperimentReport::deleteQuietly);
-                throw e;
-            }
-            return;
-        }
-        Path stage = abs.resolveSibling("." + abs.getFileName() + ".tmp-" + Long.toHexString(ThreadLocalRandom.current().nextLong()));
-        try {
-            Files.createDirectories(stage);
-            for (var e : files.entrySet()) {
-                AtomicFiles.write(stage.resolve(e.getKey()), os -> os.write(e.getValue()));
-            }
-            Files.move(stage, abs);
-        } catch (IOException e) {
-            throw new TensorFileException(out, "cannot write the experiment's folder: " + e.getMessage(), e);
-        } finally {
-            if (Files.exists(stage)) {
-                try (Stream<Path> s = Files.list(stage)) {
-                    s.forEach(ExperimentReport::deleteQuietly);
-                } catch (IOException ignored) {
-                    // Best effort; the failure itself is what gets reported.
-                }
-                deleteQuietly(stage);
-            }
-        }
-    }
-
-    private static void deleteQuietly(Path p) {
-        try {
-            Files.deleteIfExists(p);
-        } catch (IOException ignored) {
-            // Best effort clean-up of our own partial output.
-        }
+        AtomicFiles.writeFolder(out, render(rows, ctx), "the experiment's folder");
     }
 
     /** The files' contents by name, in {@link #FILES} order. */

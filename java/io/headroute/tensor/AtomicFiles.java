@@ -11,11 +11,16 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.nio.file.StandardOpenOption;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
 import java.util.concurrent.ThreadLocalRandom;
+import java.util.stream.Stream;
 
 /**
  * Writes files all-or-nothing: the content goes to a temporary file beside the target, is synced to
  * disk, and is then renamed over the target. Readers see either the old file or the complete new one.
+ * Report folders (experiments, analyses) are written all-or-nothing too ({@link #writeFolder}).
  */
 public final class AtomicFiles {
     private AtomicFiles() {}
@@ -85,6 +90,90 @@ public final class AtomicFiles {
                     // The original failure is the one worth reporting.
                 }
             }
+        }
+    }
+
+    /**
+     * Refuses, before any work, an output folder that exists and is not an empty directory, or that
+     * cannot be created ({@code option} names it in the message, e.g. "--out").
+     */
+    public static void checkNewFolder(Path out, String option) {
+        Path abs = out.toAbsolutePath().normalize();
+        if (Files.exists(abs)) {
+            if (!Files.isDirectory(abs)) {
+                throw new IllegalArgumentException(option + " " + out + " exists and is not a directory");
+            }
+            try (Stream<Path> s = Files.list(abs)) {
+                if (s.findAny().isPresent()) {
+                    throw new IllegalArgumentException(option + " " + out + " is not empty; name a new folder or empty it");
+                }
+            } catch (IOException e) {
+                throw new IllegalArgumentException(option + " " + out + " cannot be read: " + e.getMessage());
+            }
+            if (!Files.isWritable(abs)) {
+                throw new IllegalArgumentException(option + " " + out + " is not writable");
+            }
+            return;
+        }
+        Path parent = abs.getParent();
+        while (parent != null && !Files.exists(parent)) {
+            parent = parent.getParent();
+        }
+        if (parent == null || !Files.isDirectory(parent)) {
+            throw new IllegalArgumentException(option + " " + out + " cannot be created: " + parent + " is not a directory");
+        }
+        if (!Files.isWritable(parent)) {
+            throw new IllegalArgumentException(option + " " + out + " cannot be created: " + parent + " is not writable");
+        }
+    }
+
+    /**
+     * Writes {@code files} (name → content) into the folder {@code out}, all or nothing: a new folder is
+     * filled beside it under a temporary name and renamed into place; an existing (empty) one gets each
+     * file atomically and loses them all again if one fails. {@code what} names the folder in errors.
+     */
+    public static void writeFolder(Path out, Map<String, byte[]> files, String what) {
+        Path abs = out.toAbsolutePath().normalize();
+        if (Files.isDirectory(abs)) {
+            List<Path> written = new ArrayList<>();
+            try {
+                for (var e : files.entrySet()) {
+                    Path f = abs.resolve(e.getKey());
+                    write(f, os -> os.write(e.getValue()));
+                    written.add(f);
+                }
+            } catch (RuntimeException e) {
+                written.forEach(AtomicFiles::deleteQuietly);
+                throw e;
+            }
+            return;
+        }
+        Path stage = abs.resolveSibling("." + abs.getFileName() + ".tmp-" + Long.toHexString(ThreadLocalRandom.current().nextLong()));
+        try {
+            Files.createDirectories(stage);
+            for (var e : files.entrySet()) {
+                write(stage.resolve(e.getKey()), os -> os.write(e.getValue()));
+            }
+            Files.move(stage, abs);
+        } catch (IOException e) {
+            throw new TensorFileException(out, "cannot write " + what + ": " + describe(e), e);
+        } finally {
+            if (Files.exists(stage)) {
+                try (Stream<Path> s = Files.list(stage)) {
+                    s.forEach(AtomicFiles::deleteQuietly);
+                } catch (IOException ignored) {
+                    // Best effort; the failure that got us here is the one to report.
+                }
+                deleteQuietly(stage);
+            }
+        }
+    }
+
+    private static void deleteQuietly(Path p) {
+        try {
+            Files.deleteIfExists(p);
+        } catch (IOException ignored) {
+            // Best effort clean-up of our own partial output.
         }
     }
 

@@ -103,4 +103,36 @@ class AtomicFilesTest {
         TensorFileException e = new TensorFileException(Path.of("q.npy"), "first line\nsecond line\r\n");
         assertEquals("q.npy: first line second line", e.getMessage());
     }
+
+    @Test
+    void foldersAreWrittenWholeOrNotAtAll() throws IOException {
+        java.util.Map<String, byte[]> files = new java.util.LinkedHashMap<>();
+        files.put("a.txt", "A".getBytes(StandardCharsets.UTF_8));
+        files.put("b.txt", "B".getBytes(StandardCharsets.UTF_8));
+        Path fresh = dir.resolve("new/deeper");
+        AtomicFiles.checkNewFolder(fresh, "--out");
+        AtomicFiles.writeFolder(fresh, files, "the test folder");
+        assertEquals("A", Files.readString(fresh.resolve("a.txt")));
+        assertEquals("B", Files.readString(fresh.resolve("b.txt")));
+        try (Stream<Path> s = Files.list(dir.resolve("new"))) {
+            assertEquals(List.of(fresh), s.toList(), "no staging folder is left behind");
+        }
+        IllegalArgumentException notEmpty = assertThrows(IllegalArgumentException.class,
+                () -> AtomicFiles.checkNewFolder(fresh, "--out"));
+        assertEquals("--out " + fresh + " is not empty; name a new folder or empty it", notEmpty.getMessage());
+        Path file = dir.resolve("plain");
+        Files.writeString(file, "x");
+        assertTrue(assertThrows(IllegalArgumentException.class, () -> AtomicFiles.checkNewFolder(file, "--out"))
+                .getMessage().endsWith("exists and is not a directory"));
+        assertTrue(assertThrows(IllegalArgumentException.class, () -> AtomicFiles.checkNewFolder(file.resolve("sub"), "--dir"))
+                .getMessage().startsWith("--dir "));
+
+        // An existing empty folder that fails half way keeps none of the files.
+        Path empty = Files.createDirectory(dir.resolve("empty"));
+        files.put("sub/c.txt", new byte[1]); // its directory does not exist: the third write fails
+        assertThrows(TensorFileException.class, () -> AtomicFiles.writeFolder(empty, files, "the test folder"));
+        try (Stream<Path> s = Files.list(empty)) {
+            assertEquals(0, s.count(), "the files written before the failure are removed again");
+        }
+    }
 }
