@@ -1,5 +1,6 @@
 package io.headroute.analysis;
 
+import io.headroute.bench.AttentionBenchmark;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Comparator;
@@ -39,22 +40,9 @@ public final class HeadImportance {
         return importance;
     }
 
-    /** ‖a − b‖ / ‖a‖ in float64; 0 for two zero outputs, +∞ when only the reference is zero. */
+    /** ‖other − reference‖ / ‖reference‖ in float64; 0 for two zero outputs, +∞ when only the reference is zero. */
     public static double relativeChange(float[] reference, float[] other) {
-        if (reference.length != other.length) {
-            throw new IllegalArgumentException("outputs differ in length: " + reference.length + " vs " + other.length);
-        }
-        double diff = 0;
-        double norm = 0;
-        for (int i = 0; i < reference.length; i++) {
-            double x = (double) reference[i] - other[i];
-            diff += x * x;
-            norm += (double) reference[i] * reference[i];
-        }
-        if (norm == 0) {
-            return diff == 0 ? 0 : Double.POSITIVE_INFINITY;
-        }
-        return Math.sqrt(diff / norm);
+        return AttentionBenchmark.relativeL2(other, reference);
     }
 
     /**
