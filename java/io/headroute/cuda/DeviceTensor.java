@@ -120,6 +120,11 @@ public final class DeviceTensor implements AutoCloseable {
         CudaException.check(rc, "cuMemsetD" + 8 * dtype.byteSize() + "Async(" + this + ")", device.describe());
     }
 
+    /** Bytes the pool reserved for this tensor (its size rounded up by the pool), 0 when borrowed. */
+    public long poolBytes() {
+        return owned == null ? 0 : owned.size();
+    }
+
     public long address() {
         return owned != null ? owned.address() : address;
     }

@@ -1,8 +1,8 @@
 package io.headroute.experiment;
 
 import io.headroute.engine.AttentionShape;
+import io.headroute.engine.cuda.CudaAttentionEngine;
 import io.headroute.engine.cuda.MaterializedPlan;
-import io.headroute.pattern.BlockLayout;
 import io.headroute.pattern.Pattern;
 import io.headroute.tensor.DType;
 
@@ -13,15 +13,16 @@ import io.headroute.tensor.DType;
  * <ul>
  *   <li>materialized: {@link MaterializedPlan#totalBytes()}, the B·H·L·S scores next to q, k, v, o, lse;</li>
  *   <li>flash: the same inputs and outputs, no workspace (the kernel keeps its tiles on chip);</li>
- *   <li>sparse: inputs and outputs plus the block layout (offsets, block lists, full counts) at the
- *       block size the GPU kernel would use (the pattern's own, else {@value #SPARSE_BLOCK}).</li>
+ *   <li>sparse: inputs and outputs plus the device layout the CUDA engine uploads (kernel-tile lists and
+ *       the partial tiles' allowed-pair bits, {@link CudaAttentionEngine#sparseLayoutBytes}) at the
+ *       request's block size, {@value #SPARSE_BLOCK}.</li>
  * </ul>
  *
  * @param bytes       predicted peak bytes
  * @param scoreBytes  of which the L × S score matrices (materialized), else 0
  */
 public record MemoryPrediction(long bytes, long scoreBytes) {
-    /** Block size of the sparse kernel's layout for token-level patterns. */
+    /** Block size of the sparse algorithm's layouts in experiments (the requests' default). */
     public static final int SPARSE_BLOCK = 64;
 
     /** The materialized baseline: scores, inputs and outputs. */
@@ -37,8 +38,7 @@ public record MemoryPrediction(long bytes, long scoreBytes) {
 
     /** Block-sparse: inputs, outputs and the block layout of the effective pattern. */
     static MemoryPrediction sparse(AttentionShape shape, DType dtype, Pattern effective) {
-        int bs = effective.blockSize() != 0 ? effective.blockSize() : SPARSE_BLOCK;
-        long layout = BlockLayout.build(effective, shape.heads(), shape.qLen(), shape.kvLen(), bs).sizeBytes();
+        long layout = CudaAttentionEngine.sparseLayoutBytes(shape, dtype, effective, SPARSE_BLOCK);
         return new MemoryPrediction(MaterializedPlan.of(shape, dtype, false).ioBytes() + layout, 0);
     }
 }

@@ -42,22 +42,23 @@ class ExperimentGpuTest {
         assertEquals(sweep.runCount(), rows.size());
         for (Run r : rows) {
             String what = r.variant().spec() + " " + r.dtype().cliName() + " L=" + r.len() + ": " + r.status();
-            if (r.variant() instanceof Variant.Sparse) {
-                // The GPU's block-sparse kernel is issue 5; until it is in the build the row says so.
-                assertTrue(r.ok() || r.status().startsWith("unsupported: "), what);
-                continue;
-            }
+            boolean sparse = r.variant() instanceof Variant.Sparse;
             assertTrue(r.ok(), what);
             assertEquals("cuda", r.engine(), what);
             assertTrue(r.medianMs() > 0, what);
-            // The pool rounds each of at most 6 buffers up to 512 bytes and may serve a cached block up to an
-            // eighth larger than asked; it never holds less than the plan.
+            // The pool rounds each of at most 6 buffers (10 with a sparse layout's four) up to 512 bytes and may
+            // serve a cached block up to an eighth larger than asked; it never holds less than the plan.
             long predicted = r.predictedPeakBytes();
+            int buffers = sparse ? 10 : 6;
             assertTrue(r.measuredPeakBytes() >= predicted, what + ": measured " + r.measuredPeakBytes() + " < " + predicted);
-            assertTrue(r.measuredPeakBytes() <= predicted + predicted / 8 + 6 * DevicePool.ROUNDING,
+            assertTrue(r.measuredPeakBytes() <= predicted + predicted / 8 + buffers * DevicePool.ROUNDING,
                     what + ": measured " + r.measuredPeakBytes() + " vs predicted " + predicted);
             assertEquals("measured", r.vramBasis(), what);
-            assertTrue(r.recall() > 0.99, what + ": recall " + r.recall());
+            if (sparse) {
+                assertTrue(r.recall() > 0 && r.recall() < 1, what + ": recall " + r.recall());
+            } else {
+                assertTrue(r.recall() > 0.99, what + ": recall " + r.recall());
+            }
         }
     }
 

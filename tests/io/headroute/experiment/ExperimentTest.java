@@ -146,9 +146,12 @@ class ExperimentTest {
         assertEquals(2L * 4 * 100 * 100 * 2, new Variant.Materialized(new Pattern.Dense()).predictMemory(sh, DType.BF16, false)
                 .scoreBytes());
         assertEquals(plan.ioBytes(), new Variant.Flash(new Pattern.Dense()).predictMemory(sh, DType.BF16, false).bytes());
-        long layout = BlockLayout.build(new Pattern.Window(16).withCausal(), 4, 100, 100, MemoryPrediction.SPARSE_BLOCK)
-                .sizeBytes();
+        // The CUDA engine's upload: the layout at block 64 cut into the bf16 kernel's 64 x 64 tiles.
+        Pattern wc = new Pattern.Window(16).withCausal();
+        long layout = io.headroute.engine.cuda.SparseTiles.build(wc,
+                BlockLayout.build(wc, 4, 100, 100, MemoryPrediction.SPARSE_BLOCK), 100, 100, 64, 64).deviceBytes();
         assertTrue(layout > 0);
+        assertEquals(layout, io.headroute.engine.cuda.CudaAttentionEngine.sparseLayoutBytes(sh, DType.BF16, wc, 64));
         assertEquals(plan.ioBytes() + layout, new Variant.Sparse(new Pattern.Window(16)).predictMemory(sh, DType.BF16, true)
                 .bytes());
     }

@@ -162,7 +162,11 @@ public final class CudaAttentionEngine implements AttentionEngine {
         device.makeCurrent();
         pool.resetPeakStats();
         long base = pool.stats().allocatedBytes();
-        SparseUpload layout = flash != null && flash.isSparse() ? layout(req, flash) : null;
+        // A layout cached by an earlier call is already in `base`, but it is part of what this call holds.
+        boolean sparse = flash != null && flash.isSparse();
+        boolean layoutCached = sparse && layouts.containsKey(layoutKey(req, flash));
+        SparseUpload layout = sparse ? layout(req, flash) : null;
+        long heldBefore = layoutCached ? layout.poolBytes() : 0;
         GatePlan gp = flash != null ? GatePlan.of(req, flash, layout == null ? null : layout.tiles()) : null;
         try (DeviceTensor q = upload(req.q(), dt, "qkv");
                 DeviceTensor k = upload(req.k(), dt, "qkv");
@@ -231,7 +235,7 @@ public final class CudaAttentionEngine implements AttentionEngine {
                 }
                 queryTiles = (long) sh.batch() * sh.heads();
             }
-            long peak = pool.stats().peakAllocatedBytes() - base;
+            long peak = pool.stats().peakAllocatedBytes() - base + heldBefore;
             Tensor oh = o.download(stream, staging(o.byteSize()));
             Tensor lh = req.wantLse() ? lse.download(stream, staging(lse.byteSize())) : null;
             ExecutionStats st = new ExecutionStats(name(), algo, (long) (ms * 1e6), workspace, queryTiles, visited, skipped,
@@ -468,10 +472,27 @@ public final class CudaAttentionEngine implements AttentionEngine {
     }
 
     /** The device layout for this request's pattern and shape, built and uploaded once, then cached. */
+    private static LayoutKey layoutKey(AttentionRequest req, FlashPlan plan) {
+        AttentionShape sh = req.shape();
+        return new LayoutKey(req.pattern(), sh.qLen(), sh.kvLen(), sh.heads(), req.blockSize(), plan.blockRows(),
+                plan.tileKeys());
+    }
+
+    /**
+     * Device bytes of the block-sparse layout this engine uploads for a request of {@code shape},
+     * {@code dtype}, {@code pattern} (causal folded in) and {@code blockSize}, before the pool's rounding
+     * of its four buffers: what memory plans (experiments) count for the sparse algorithm. It does not
+     * check that a kernel takes the head dim (predictions are made for shapes the GPU may refuse).
+     */
+    public static long sparseLayoutBytes(AttentionShape shape, DType dtype, Pattern pattern, int blockSize) {
+        int tile = FlashPlan.tileRows(dtype);
+        BlockLayout bl = BlockLayout.build(pattern, shape.heads(), shape.qLen(), shape.kvLen(), blockSize);
+        return SparseTiles.build(pattern, bl, shape.qLen(), shape.kvLen(), tile, tile).deviceBytes();
+    }
+
     private SparseUpload layout(AttentionRequest req, FlashPlan plan) {
         AttentionShape sh = req.shape();
-        LayoutKey key = new LayoutKey(req.pattern(), sh.qLen(), sh.kvLen(), sh.heads(), req.blockSize(), plan.blockRows(),
-                plan.tileKeys());
+        LayoutKey key = layoutKey(req, plan);
         SparseUpload u = layouts.get(key);
         if (u != null) {
             return u;
@@ -670,6 +691,11 @@ public final class CudaAttentionEngine implements AttentionEngine {
         private static DeviceTensor ints(CudaDevice device, DevicePool pool, CudaStream stream, int[] a) {
             int[] v = a.length == 0 ? new int[1] : a;
             return DeviceTensor.upload(device, pool, stream, null, Tensor.ofInts(v, v.length), DType.I32, "layout");
+        }
+
+        /** Bytes the pool holds for the four arrays. */
+        long poolBytes() {
+            return offsets.poolBytes() + list.poolBytes() + fullBefore.poolBytes() + masks.poolBytes();
         }
 
         AttentionParams.Sparse params() {

@@ -57,7 +57,7 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
                 if (dmax == 0) {
                     throw new UnsupportedOperationException("head dim D = " + d + " exceeds the fp32 flash kernel's 256");
                 }
-                rows = 32;
+                rows = tileRows(dtype);
                 shared = 4 * (32 * dmax + 2 * 32 * (dmax + 1) + 32 * 32);
                 kernel = family + "f32_d" + dmax;
                 module = "flash_fwd_f32";
@@ -71,7 +71,7 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
                     throw new UnsupportedOperationException("head dim D = " + d + " is not supported by the " + dtype.cliName()
                             + " tensor-core kernel (it takes 32, 64, 96 and 128); use --dtype f32 (any D up to 256)");
                 }
-                rows = 64;
+                rows = tileRows(dtype);
                 shared = 2 * (64 * (d + 8) + 4 * 64 * (d + 8));
                 kernel = family + dtype.cliName() + "_d" + d;
                 module = "flash_fwd_mma";
@@ -84,6 +84,14 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
         }
         int tiles = (shape.qLen() + rows - 1) / rows;
         return new FlashPlan(module, kernel, 128, rows, shared, tiles, shape.heads(), shape.batch());
+    }
+
+    /**
+     * Query rows (and keys) per kernel tile: 32 for the fp32 kernels, 64 for the tensor-core ones; the
+     * same for every head dim, so a sparse layout's tiles are known without a supported D.
+     */
+    static int tileRows(DType dtype) {
+        return dtype == DType.F32 ? 32 : 64;
     }
 
     /** The flash kernels evaluate dense and causal (with or without --causal on top). */

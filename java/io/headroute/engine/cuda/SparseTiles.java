@@ -250,9 +250,13 @@ public final class SparseTiles {
         return masks;
     }
 
-    /** Bytes of the four device arrays: O(listed tiles + cells), never L × S. */
+    /**
+     * Bytes of the four device arrays as uploaded (an empty array still takes one element): O(listed
+     * tiles + cells), never L × S.
+     */
     public long deviceBytes() {
-        return 4L * (offsets.length + tiles.length + fullBefore.length) + 8L * masks.length;
+        return 4L * (Math.max(1, offsets.length) + Math.max(1, tiles.length) + Math.max(1, fullBefore.length))
+                + 8L * Math.max(1, masks.length);
     }
 
     @Override

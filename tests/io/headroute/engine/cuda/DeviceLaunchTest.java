@@ -46,4 +46,21 @@ class DeviceLaunchTest {
         }
         assertTrue(at[4] >= t.deviceBytes());
     }
+
+    @Test
+    void layoutBytesFollowTheKernelsTilesWhateverTheHeadDim() {
+        for (DType dt : new DType[] {DType.F32, DType.F16, DType.BF16}) {
+            FlashPlan plan = FlashPlan.sparse(SHAPE, dt);
+            assertEquals(plan.blockRows(), FlashPlan.tileRows(dt), dt.cliName());
+            assertEquals(plan.tileKeys(), FlashPlan.tileRows(dt), dt.cliName());
+        }
+        Pattern w = Patterns.parse("window:40").withCausal();
+        long d64 = CudaAttentionEngine.sparseLayoutBytes(SHAPE, DType.F16, w, 64);
+        // D = 16 has no f16 kernel, but a memory prediction for it still has an answer: the same tiles.
+        long d16 = CudaAttentionEngine.sparseLayoutBytes(new AttentionShape(2, 8, 2, 300, 300, 16), DType.F16, w, 64);
+        assertEquals(d64, d16);
+        FlashPlan plan = FlashPlan.sparse(SHAPE, DType.F16);
+        assertEquals(SparseTiles.build(w, BlockLayout.build(w, 8, 300, 300, 64), 300, 300, plan.blockRows(), plan.tileKeys())
+                .deviceBytes(), d64);
+    }
 }
