@@ -89,4 +89,34 @@ class ExperimentGpuTest {
             }
         }
     }
+
+    /**
+     * Issue 7: the gpu-32k preset at its largest length runs within the card's memory: every variant
+     * either runs (its measured peak below the card's memory) or is refused by its memory plan, never
+     * crashes. One timed call per variant.
+     */
+    @Test
+    void theGpu32kPresetRunsWithinTheCard() {
+        CudaProbe.Result probe = CudaProbe.result();
+        assumeTrue(probe.usable(), "no usable GPU: " + probe.reason());
+        assumeTrue(CudaAttentionEngine.kernelsPackaged(), "the build has no CUDA kernels (built without nvcc)");
+        Sweep p = Preset.GPU_32K.sweep(true);
+        Sweep sweep = new Sweep(List.of(32768), p.variants(), p.dtypes(), p.heads(), p.kvHeads(), p.dim(), p.batch(),
+                p.causal(), 0, 1, p.seed());
+        List<Run> rows;
+        long card;
+        try (CudaAttentionEngine gpu = CudaAttentionEngine.open(0);
+                io.headroute.cuda.CudaDevice device = io.headroute.cuda.CudaDevice.open(0)) {
+            rows = Experiment.run(gpu, sweep, new Experiment.Limits(0, Double.MAX_VALUE), QUIET);
+            card = device.totalBytes();
+        }
+        assertEquals(sweep.runCount(), rows.size());
+        for (Run r : rows) {
+            String what = r.variant().spec() + " L=32768: " + r.status();
+            assertTrue(r.ok() || r.status().startsWith("does not fit"), what);
+            if (r.ok()) {
+                assertTrue(r.measuredPeakBytes() > 0 && r.measuredPeakBytes() < card, what + ", peak " + r.measuredPeakBytes());
+            }
+        }
+    }
 }
