@@ -144,5 +144,17 @@ class QualityCommandTest {
         Files.createDirectory(dir.resolve("adir.json"));
         Cli.run("quality", "--backend", "cpu", "--len", "8", "--json", dir.resolve("adir.json").toString())
                 .assertBadInput("headroute quality", "directory");
+        // Non-finite inputs: a NaN in q, and a value that overflows f16 once rounded.
+        float[] x = new float[2 * 8 * 4];
+        x[5] = Float.NaN;
+        Path nan = dir.resolve("nan.npy");
+        Npy.write(nan, Tensor.ofFloats(x, 1, 2, 8, 4));
+        Cli.run("quality", "--backend", "cpu", "--q", nan.toString(), "--k", q.toString(), "--v", q.toString(), "--json",
+                json.toString()).assertBadInput("headroute quality", "q holds a non-finite value (NaN -> NaN) at flat index 5", json);
+        x[5] = 70000f;
+        Path big = dir.resolve("big.npy");
+        Npy.write(big, Tensor.ofFloats(x, 1, 2, 8, 4));
+        Cli.run("quality", "--backend", "cpu", "--q", q.toString(), "--k", big.toString(), "--v", q.toString(), "--dtype", "f16")
+                .assertBadInput("headroute quality", "k holds a non-finite value in f16 (70000.0 -> Infinity)");
     }
 }

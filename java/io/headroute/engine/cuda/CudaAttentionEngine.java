@@ -160,13 +160,13 @@ public final class CudaAttentionEngine implements AttentionEngine {
             checkFits(mat);
         }
         device.makeCurrent();
+        // The layout (uploaded now, or cached by an earlier call) is part of what this call holds; what the
+        // cache holds besides it, and what an eviction freed, is not: the peak counts from after the
+        // layout is in place, plus the layout itself.
+        SparseUpload layout = flash != null && flash.isSparse() ? layout(req, flash) : null;
+        long heldBefore = layout == null ? 0 : layout.poolBytes();
         pool.resetPeakStats();
         long base = pool.stats().allocatedBytes();
-        // A layout cached by an earlier call is already in `base`, but it is part of what this call holds.
-        boolean sparse = flash != null && flash.isSparse();
-        boolean layoutCached = sparse && layouts.containsKey(layoutKey(req, flash));
-        SparseUpload layout = sparse ? layout(req, flash) : null;
-        long heldBefore = layoutCached ? layout.poolBytes() : 0;
         GatePlan gp = flash != null ? GatePlan.of(req, flash, layout == null ? null : layout.tiles()) : null;
         try (DeviceTensor q = upload(req.q(), dt, "qkv");
                 DeviceTensor k = upload(req.k(), dt, "qkv");
