@@ -131,7 +131,7 @@ public final class HeadProbe {
                             int ko = ((bb * hkv + kvh) * s + j) * d;
                             double dot = 0;
                             for (int c = 0; c < d; c++) {
-                                dot += qf[qo + c] * kf[ko + c];
+                                dot += (double) qf[qo + c] * kf[ko + c];
                             }
                             p[j] = dot * sc;
                             max = Math.max(max, p[j]);

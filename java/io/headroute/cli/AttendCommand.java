@@ -85,7 +85,8 @@ final class AttendCommand implements Callable<Integer> {
 
     @Option(names = "--algo", paramLabel = "auto|materialized|flash|sparse", defaultValue = "auto",
             converter = Converters.AlgorithmConverter.class,
-            description = "Algorithm (default: ${DEFAULT-VALUE}: sparse when the pattern's block layout is sparse enough, else flash).")
+            description = "Algorithm (default: ${DEFAULT-VALUE}: on the CPU sparse when the pattern's block layout is sparse "
+                    + "enough, else flash; on the GPU flash for dense/causal, sparse for every other pattern).")
     Algorithm algorithm;
 
     @Option(names = "--block-size", paramLabel = "64|128", defaultValue = "64",

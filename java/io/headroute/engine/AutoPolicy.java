@@ -5,10 +5,12 @@ import io.headroute.pattern.Pattern;
 /**
  * What {@code --algo auto} runs: the block-sparse algorithm when the pattern's block layout lists few
  * enough blocks to pay for the layout walk, else flash. Materialized is never picked (it exists as a
- * baseline). One policy for every engine.
+ * baseline). This is the CPU engine's policy. The GPU engine does not use it: there the dense flash
+ * kernels take only dense and causal, so auto runs every other pattern on the block-sparse kernels
+ * whatever its density (a device measurement should decide whether a dense pattern at high density
+ * should ever run sparse, or a near-dense one flash).
  *
- * <p>The threshold comes from a CPU measurement (see {@link #SPARSE_BELOW}); the GPU engine is to use
- * the same policy until a device measurement says otherwise.
+ * <p>The threshold comes from a CPU measurement (see {@link #SPARSE_BELOW}).
  */
 public final class AutoPolicy {
     /**

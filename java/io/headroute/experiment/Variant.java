@@ -156,7 +156,11 @@ public sealed interface Variant permits Variant.Materialized, Variant.Flash, Var
             }
         }
 
-        /** Flash's inputs and outputs plus the gate (B, L, H) float32; the router's own buffers are not in the call. */
+        /**
+         * Flash's inputs and outputs plus the gate (B, L, H) float32; the router's own buffers are not in the
+         * call. Not counted either: the engine's gate work list (at most B·H·(L + 4·⌈L/Br⌉) + 1 int32s),
+         * whose mode, tiles or compacted rows, the engine picks from the gate's values.
+         */
         @Override
         public MemoryPrediction predictMemory(AttentionShape shape, DType dtype, boolean causal) {
             return new MemoryPrediction(MaterializedPlan.of(shape, dtype, true).ioBytes(), 0);
