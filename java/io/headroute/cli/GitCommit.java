@@ -58,13 +58,22 @@ final class GitCommit {
         cmd[2] = dir.toString();
         System.arraycopy(args, 0, cmd, 3, args.length);
         try {
-            Process p = new ProcessBuilder(cmd).redirectErrorStream(false).redirectError(ProcessBuilder.Redirect.DISCARD).start();
-            byte[] out = p.getInputStream().readAllBytes();
-            if (!p.waitFor(5, TimeUnit.SECONDS) || p.exitValue() != 0) {
-                p.destroy();
-                return null;
+            // Output to a file, so that a git that never exits cannot block a read: wait at most 5 s.
+            java.nio.file.Path outFile = java.nio.file.Files.createTempFile("headroute-git", ".txt");
+            try {
+                Process p = new ProcessBuilder(cmd).redirectOutput(outFile.toFile())
+                        .redirectError(ProcessBuilder.Redirect.DISCARD).start();
+                if (!p.waitFor(5, TimeUnit.SECONDS)) {
+                    p.destroyForcibly();
+                    return null;
+                }
+                if (p.exitValue() != 0) {
+                    return null;
+                }
+                return java.nio.file.Files.readString(outFile, StandardCharsets.UTF_8).strip();
+            } finally {
+                java.nio.file.Files.deleteIfExists(outFile);
             }
-            return new String(out, StandardCharsets.UTF_8).strip();
         } catch (IOException e) {
             return null;
         } catch (InterruptedException e) {

@@ -149,12 +149,19 @@ public final class AtomicFiles {
             return;
         }
         Path stage = abs.resolveSibling("." + abs.getFileName() + ".tmp-" + Long.toHexString(ThreadLocalRandom.current().nextLong()));
+        // Folders above `out` that this call creates, deepest first: removed again if the write fails.
+        List<Path> created = new ArrayList<>();
+        for (Path a = abs.getParent(); a != null && !Files.exists(a); a = a.getParent()) {
+            created.add(a);
+        }
+        boolean done = false;
         try {
             Files.createDirectories(stage);
             for (var e : files.entrySet()) {
                 write(stage.resolve(e.getKey()), os -> os.write(e.getValue()));
             }
             Files.move(stage, abs);
+            done = true;
         } catch (IOException e) {
             throw new TensorFileException(out, "cannot write " + what + ": " + describe(e), e);
         } finally {
@@ -165,6 +172,9 @@ public final class AtomicFiles {
                     // Best effort; the failure that got us here is the one to report.
                 }
                 deleteQuietly(stage);
+            }
+            if (!done) {
+                created.forEach(AtomicFiles::deleteQuietly); // only empty folders go: deleteIfExists refuses others
             }
         }
     }

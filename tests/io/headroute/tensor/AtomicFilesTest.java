@@ -127,6 +127,13 @@ class AtomicFilesTest {
         assertTrue(assertThrows(IllegalArgumentException.class, () -> AtomicFiles.checkNewFolder(file.resolve("sub"), "--dir"))
                 .getMessage().startsWith("--dir "));
 
+        // A new folder whose write fails leaves nothing behind, not even the folders above it it created.
+        java.util.Map<String, byte[]> bad = new java.util.LinkedHashMap<>(files);
+        bad.put("sub/c.txt", new byte[1]); // its directory does not exist: this write fails
+        Path deep = dir.resolve("x/y/z");
+        assertThrows(TensorFileException.class, () -> AtomicFiles.writeFolder(deep, bad, "the test folder"));
+        assertFalse(Files.exists(dir.resolve("x")), "the folders created for the write are removed again");
+
         // An existing empty folder that fails half way keeps none of the files.
         Path empty = Files.createDirectory(dir.resolve("empty"));
         files.put("sub/c.txt", new byte[1]); // its directory does not exist: the third write fails

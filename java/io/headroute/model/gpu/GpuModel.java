@@ -96,7 +96,9 @@ public final class GpuModel implements AutoCloseable {
      * has … free" when the plan's scratch does not fit next to the weights already resident.
      */
     public LayerScheduler.Result forward(Tensor x, List<Tensor> gates) {
-        MemoryPlan plan = plan(Math.toIntExact(x.dim(0)), Math.toIntExact(x.dim(1)), gates != null);
+        // The scheduler allocates a gate buffer only when some layer has a gate: the plan follows the same rule.
+        MemoryPlan plan = plan(Math.toIntExact(x.dim(0)), Math.toIntExact(x.dim(1)),
+                gates != null && gates.stream().anyMatch(java.util.Objects::nonNull));
         MemoryStats st = pool.stats();
         long available = device.memoryInfo()[0] + st.cachedBytes() + plan.weightBytes();
         if (!plan.fits(available)) {
