@@ -16,7 +16,8 @@
 #   cublas     libcublas.so.13 (ldconfig, /usr/local/cuda*, python's nvidia/* packages); the cuBLAS shim's
 #              coverage of it (nm)
 #   info       headroute info through the bundle
-#   gpu-tests  the @Tag("gpu") JUnit tests through JUnit's console launcher (reports in $OUT/junit/)
+#   gpu-tests  the @Tag("gpu") JUnit tests through JUnit's console launcher (reports in $OUT/junit/), but
+#              not those also tagged gpu-long (the 32K experiment preset; the bench step covers 32K)
 #   bench      headroute bench --backend cuda, bf16, flash and materialized, L = 4K, 16K, 32K, smallest first,
 #              with the block-sparse density sweep (window:W at ~5/10/25/50% density, and dense, --algos
 #              sparse) right after the 32K H16 D128 dense run it is compared with, then issue 6's routed
@@ -353,7 +354,7 @@ step_gpu_tests() {
     # package in the test classes folder. A per-test timeout makes a test stuck in Java fail instead of using the step up.
     timeout -k 5 "$(cap 150)" "$OUT/state/jvm" -cp "$BUNDLE/lib/*:$BUNDLE/lib/test/*:$BUNDLE/lib/test/classes" \
         org.junit.platform.console.ConsoleLauncher execute \
-        --select-package io.headroute --include-tag gpu --fail-if-no-tests \
+        --select-package io.headroute --include-tag gpu --exclude-tag gpu-long --fail-if-no-tests \
         --config 'junit.jupiter.execution.timeout.default=100 s' \
         --reports-dir "$OUT/junit" --details=tree --disable-banner --disable-ansi-colors </dev/null
     local rc=$?
