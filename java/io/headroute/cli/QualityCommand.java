@@ -206,7 +206,8 @@ final class QualityCommand implements Callable<Integer> {
     }
 
     static void print(PrintWriter o, Pattern p, AttentionShape sh, String device, Report r) {
-        o.println(Units.fmt("quality of %s against %s on %s, %s", p.spec(), r.reference().spec(), device, sh));
+        o.println(Units.fmt("quality of %s (%s) against %s on %s, %s", p.spec(), r.algorithmUsed().cliName(),
+                r.reference().spec(), device, sh));
         o.println(Units.fmt("%-8s %12s %16s", "head", "mass recall", "relative error"));
         for (int h = 0; h < r.recallPerHead().length; h++) {
             o.println(Units.fmt("%-8d %12.6f %16.6e", h, r.recallPerHead()[h], r.relErrorPerHead()[h]));
@@ -222,6 +223,7 @@ final class QualityCommand implements Callable<Integer> {
         root.put("reference", r.reference().spec());
         root.put("engine", device);
         root.put("algorithm", algorithm.cliName());
+        root.put("algorithm_used", r.algorithmUsed().cliName());
         root.put("block_size", blockSize);
         root.put("dtype", dtype.cliName());
         ObjectNode shape = root.putObject("shape");

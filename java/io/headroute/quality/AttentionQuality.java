@@ -36,9 +36,11 @@ public final class AttentionQuality {
      * @param relErrorPerHead output relative error of each query head
      * @param relError        output relative error over the whole output
      * @param reference       the reference pattern that was run ("dense" or "causal")
+     * @param algorithmUsed   the algorithm the pattern's run used (what auto chose), or null when the
+     *                        report was made from given outputs ({@link #compare})
      */
     public record Report(double[] recallPerHead, double recall, double[] relErrorPerHead, double relError,
-            Pattern reference) {}
+            Pattern reference, Algorithm algorithmUsed) {}
 
     /** The full-attention pattern {@code pattern} is measured against. */
     public static Pattern referenceFor(Pattern pattern) {
@@ -67,8 +69,10 @@ public final class AttentionQuality {
         AttentionResult ref = engine.run(AttentionRequest.builder(q, k, v).pattern(reference).scale(scale).dtype(dtype)
                 .algorithm(Algorithm.FLASH).wantLse(true).build());
         AttentionResult got = engine.run(req);
-        return compare(req.shape(), got.o().toFloatArray(), got.lse().toFloatArray(), ref.o().toFloatArray(),
+        Report r = compare(req.shape(), got.o().toFloatArray(), got.lse().toFloatArray(), ref.o().toFloatArray(),
                 ref.lse().toFloatArray(), reference);
+        return new Report(r.recallPerHead(), r.recall(), r.relErrorPerHead(), r.relError(), reference,
+                got.stats().algorithm());
     }
 
     /** The metrics from the outputs (B, H, L, D) and log-sum-exps (B, H, L) of a pattern and its reference. */
@@ -108,7 +112,7 @@ public final class AttentionQuality {
             diffAll += diff;
             normAll += norm;
         }
-        return new Report(recallPerHead, recallSum / ((double) b * h * l), errPerHead, relative(diffAll, normAll), reference);
+        return new Report(recallPerHead, recallSum / ((double) b * h * l), errPerHead, relative(diffAll, normAll), reference, null);
     }
 
     /**

@@ -70,7 +70,7 @@ class QualityCommandTest {
         Cli r = Cli.run("quality", "--backend", "cpu", "--threads", "2", "--batch", "2", "--heads", "3", "--kv-heads", "1",
                 "--len", "77", "--kv-len", "150", "--dim", "16", "--seed", "5", "--pattern", "window:12", "--causal",
                 "--algo", "sparse", "--json", json.toString()).assertOk();
-        assertTrue(r.out().startsWith("quality of window:12+causal against causal on cpu, B=2 H=3 Hkv=1 L=77 S=150 D=16"),
+        assertTrue(r.out().startsWith("quality of window:12+causal (sparse) against causal on cpu, B=2 H=3 Hkv=1 L=77 S=150 D=16"),
                 r.out());
 
         // The same seeded inputs as the benchmark's, measured directly.
@@ -85,6 +85,15 @@ class QualityCommandTest {
         assertEquals("window:12+causal", root.get("pattern").asText());
         assertEquals("causal", root.get("reference").asText());
         assertEquals("sparse", root.get("algorithm").asText());
+        assertEquals("sparse", root.get("algorithm_used").asText());
+        // auto names what it chose: a 12-wide window at L = 77 lists most blocks, so the CPU runs flash.
+        Path auto = dir.resolve("auto.json");
+        Cli a = Cli.run("quality", "--backend", "cpu", "--threads", "2", "--len", "77", "--heads", "2", "--dim", "16",
+                "--pattern", "window:12", "--json", auto.toString()).assertOk();
+        JsonNode ar = new ObjectMapper().readTree(auto.toFile());
+        assertEquals("auto", ar.get("algorithm").asText());
+        assertTrue(a.out().startsWith("quality of window:12 (" + ar.get("algorithm_used").asText() + ") against dense"), a.out());
+        assertTrue(!ar.get("algorithm_used").asText().equals("auto"), ar.toString());
         assertEquals(3, root.get("heads").size());
         assertEquals(150, root.get("shape").get("kv_len").asInt());
         for (int h = 0; h < 3; h++) {
