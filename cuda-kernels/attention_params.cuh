@@ -18,12 +18,13 @@ struct AttnParams {
     const float* gate;      // (B, L, H) row multipliers; nullable (then every gate is 1)
     const int* tiles;       // optional work list of (b, h, query tile) triples; nullable = the whole grid
     // Block-sparse key lists in kernel tiles (sparse kernels only; null otherwise). Cell c = layout
-    // head · query tiles + query tile, layout head = h, or 0 when one layout serves every head.
+    // head · query tiles + query tile, layout head = h, or 0 when one layout serves every head; with
+    // layout_per_block, c = blockIdx.x (lists merged on the host per launched compacted tile).
     const int* kv_offsets;     // (cells + 1): cell c lists kv_tiles[kv_offsets[c] .. kv_offsets[c + 1])
     const int* kv_tiles;       // per cell: its full key tiles, then its partial ones
     const int* kv_full_before; // (cells + 1): full tiles in cells < c; cell c has the difference of two
     const unsigned long long* kv_masks;  // per partial entry t of cell c, at (t − kv_full_before[c + 1])·Br:
-                                         // Br words, bit c of word r = (row r, key c) allowed
+                                         // Br words, bit c of word r = (row r of the block, key c) allowed
     // Token-granular gating (compaction; null otherwise): per (b, h) the query rows whose gate is
     // non-zero, ascending, and their number. Query tile t of (b, h) is then rows t·Br … of that list.
     const int* q_rows;      // (B, H, L)
@@ -42,7 +43,7 @@ struct AttnParams {
     float scale;                 // softmax scale (1/sqrt(D) by default)
     float scale_log2;            // scale · log2(e): the kernels use exp2
     int layout_heads;            // heads of the block-sparse lists: 1 (shared) or H
-    int reserved0;               // keeps sizeof a multiple of 8
+    int layout_per_block;        // 1: one list per launched block (cell = blockIdx.x), for compacted rows
 };
 
 static_assert(sizeof(void*) == 8, "64-bit device pointers expected");
@@ -52,6 +53,7 @@ static_assert(offsetof(AttnParams, q_batch_stride) == 104, "AttnParams layout ch
 static_assert(offsetof(AttnParams, batch) == 200, "AttnParams layout changed: update AttentionParams.java");
 static_assert(offsetof(AttnParams, scale) == 232, "AttnParams layout changed: update AttentionParams.java");
 static_assert(offsetof(AttnParams, layout_heads) == 240, "AttnParams layout changed: update AttentionParams.java");
+static_assert(offsetof(AttnParams, layout_per_block) == 244, "AttnParams layout changed: update AttentionParams.java");
 static_assert(sizeof(AttnParams) == 248, "AttnParams layout changed: update AttentionParams.java");
 
 // Rows skipped for a zero gate, and rows without any allowed key, report this log-sum-exp.
@@ -103,7 +105,7 @@ __device__ __forceinline__ float hr_gate(const AttnParams& p, int b, int i, int 
 
 // Query tiles whose rows all have gate 0 do no work: this writes their zeros and lse −inf and returns
 // true (the block then returns). Every thread of the block must call it: it contains a barrier.
-// (Compacted tiles hold only rows with a non-zero gate and never call it.)
+// (Compacted tiles hold only rows with a non-zero gate and never call it: i0 would not be a row.)
 template <typename T>
 __device__ __forceinline__ bool hr_skip_gated_tile(const AttnParams& p, T* O, int b, int h, int i0, int rows) {
     bool live = false;
@@ -150,8 +152,10 @@ struct HrDenseKeys {
     __device__ __forceinline__ const unsigned long long* bits(int) const { return nullptr; }
 };
 
-// Block-sparse: the listed key tiles of one (layout head, query tile) cell. Full tiles need no mask
-// except the tile holding the end of S (its zero-filled keys must not count); partial ones use bits.
+// Block-sparse: the listed key tiles of one (layout head, query tile) cell, or of this block's own cell
+// (layout_per_block: compacted rows come from several query tiles, so the host merged their lists).
+// Full tiles need no mask except the tile holding the end of S (its zero-filled keys must not count);
+// partial ones use bits.
 template <int BR, int BC>
 struct HrSparseKeys {
     const int* list;
@@ -159,7 +163,7 @@ struct HrSparseKeys {
     int n, n_full, tail_tile;
     __device__ __forceinline__ HrSparseKeys(const AttnParams& p, int h, int qtile) {
         const int q_tiles = (p.q_len + BR - 1) / BR;
-        const int cell = (p.layout_heads == 1 ? 0 : h) * q_tiles + qtile;
+        const int cell = p.layout_per_block ? (int)blockIdx.x : (p.layout_heads == 1 ? 0 : h) * q_tiles + qtile;
         const int t0 = p.kv_offsets[cell];
         list = p.kv_tiles + t0;
         n = p.kv_offsets[cell + 1] - t0;

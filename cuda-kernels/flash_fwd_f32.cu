@@ -3,7 +3,8 @@
 // inner loop, hr_f32::attend (flash_tile_f32.cuh):
 //   hr_flash_fwd_f32_*    dense/causal key tiles (tiles above a causal diagonal never visited), plain
 //                         or compacted query rows;
-//   hr_flash_sparse_f32_* the listed key tiles of a block-sparse layout (full: no mask; partial: bits).
+//   hr_flash_sparse_f32_* the listed key tiles of a block-sparse layout (full: no mask; partial: bits),
+//                         plain or compacted query rows (one host-merged list per block).
 #include "flash_tile_f32.cuh"
 
 namespace {
@@ -30,8 +31,10 @@ __device__ __forceinline__ void flash_sparse(const AttnParams& p) {
     int qtile, h, b;
     hr_block_tile(p, p.causal != 0, qtile, h, b);
     const HrRows rows = hr_rows(p, b, h, qtile, kBr);
-    float* O = static_cast<float*>(p.o) + b * p.o_batch_stride + h * p.o_head_stride;
-    if (hr_skip_gated_tile(p, O, b, h, rows.base, kBr)) return;
+    if (rows.idx == nullptr) {
+        float* O = static_cast<float*>(p.o) + b * p.o_batch_stride + h * p.o_head_stride;
+        if (hr_skip_gated_tile(p, O, b, h, rows.base, kBr)) return;
+    }
     const HrSparseKeys<kBr, kBc> keys(p, h, qtile);
     hr_f32::attend<DMAX>(p, b, h, rows, keys);
 }

@@ -5,7 +5,8 @@
 //                    never loaded, only the diagonal and the end of S pay for a mask; query rows plain
 //                    (whole grid or a work list of gate-active tiles) or compacted (q_rows);
 //   hr_flash_sparse_* the listed key tiles of a block-sparse layout: full tiles without a mask,
-//                    partial ones with their bits.
+//                    partial ones with their bits; query rows plain or compacted
+//                    (then one host-merged list per launched block).
 #include "flash_tile_mma.cuh"
 
 namespace {
@@ -32,8 +33,10 @@ __device__ __forceinline__ void flash_sparse(const AttnParams& p) {
     int qtile, h, b;
     hr_block_tile(p, p.causal != 0, qtile, h, b);
     const HrRows rows = hr_rows(p, b, h, qtile, kBr);
-    T* O = static_cast<T*>(p.o) + b * p.o_batch_stride + h * p.o_head_stride;
-    if (hr_skip_gated_tile(p, O, b, h, rows.base, kBr)) return;
+    if (rows.idx == nullptr) {
+        T* O = static_cast<T*>(p.o) + b * p.o_batch_stride + h * p.o_head_stride;
+        if (hr_skip_gated_tile(p, O, b, h, rows.base, kBr)) return;
+    }
     const HrSparseKeys<kBr, kBc> keys(p, h, qtile);
     hr_mma::attend<T, D>(p, b, h, rows, keys);
 }

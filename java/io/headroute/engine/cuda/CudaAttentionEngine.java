@@ -189,36 +189,40 @@ public final class CudaAttentionEngine implements AttentionEngine {
                 if (flash.sharedBytes() > 48 * 1024) {
                     m.allowSharedMemory(flash.kernel(), flash.sharedBytes());
                 }
-                timer.start();
-                try (GateWork.DeviceWork work = gp.mode == GateMode.WHOLE_GRID ? null
-                        : GateWork.build(device, pool, stream, module(GateWork.MODULE), gate.address(), sh.batch(), sh.qLen(),
-                                sh.heads(), flash.blockRows(), gp.mode == GateMode.COMPACT)) {
-                    if (work != null && work.count() != gp.tiles) {
-                        throw new IllegalStateException("the device work list has " + work.count() + " tiles, the host plan "
-                                + gp.tiles + " (" + gp.mode + ", B=" + sh.batch() + " H=" + sh.heads() + " L=" + sh.qLen() + ")");
+                // A compacted sparse launch's merged key lists depend on the gate: uploaded for this call only.
+                try (MergedUpload merged = gp.merged() == null ? null : MergedUpload.upload(device, pool, stream, gp.merged())) {
+                    timer.start();
+                    try (GateWork.DeviceWork work = gp.mode == GateMode.WHOLE_GRID ? null
+                            : GateWork.build(device, pool, stream, module(GateWork.MODULE), gate.address(), sh.batch(), sh.qLen(),
+                                    sh.heads(), flash.blockRows(), gp.mode == GateMode.COMPACT)) {
+                        if (work != null && work.count() != gp.tiles) {
+                            throw new IllegalStateException("the device work list has " + work.count() + " tiles, the host plan "
+                                    + gp.tiles + " (" + gp.mode + ", B=" + sh.batch() + " H=" + sh.heads() + " L=" + sh.qLen() + ")");
+                        }
+                        if (work != null) {
+                            // Rows no launched block sees (tiles left off the list, rows left out by compaction) are
+                            // gated ones: o = 0, lse = −inf.
+                            o.fillBits(0, stream);
+                            lse.fillBits(NEG_INF_BITS, stream);
+                        }
+                        byte[] params = AttentionParams.encode(
+                                new AttentionParams.Pointers(q.address(), k.address(), v.address(), o.address(), lse.address(),
+                                        gate == null ? 0 : gate.address(), work == null ? 0 : work.list()),
+                                merged != null ? merged.params() : layout == null ? AttentionParams.Sparse.NONE : layout.params(),
+                                work == null ? AttentionParams.Rows.NONE : new AttentionParams.Rows(work.rows(), work.counts()),
+                                AttentionParams.Strides.contiguous(sh.heads(), sh.kvHeads(), sh.qLen(), sh.kvLen(), sh.headDim()),
+                                sh.batch(), sh.heads(), sh.kvHeads(), sh.qLen(), sh.kvLen(), sh.headDim(),
+                                FlashPlan.causal(req.pattern()), work == null ? 0 : work.count(), req.scale());
+                        if (work == null) {
+                            m.launch(flash.kernel(), flash.gridX(), flash.gridY(), flash.gridZ(), flash.threads(), flash.sharedBytes(),
+                                    stream, params);
+                        } else {
+                            m.launch(flash.kernel(), work.count(), 1, 1, flash.threads(), flash.sharedBytes(), stream, params);
+                        }
+                        ms = timer.stopMillis();
+                        workspace = (layout == null ? 0 : layout.tiles().deviceBytes()) + (work == null ? 0 : work.bytes())
+                                + (merged == null ? 0 : merged.merged().deviceBytes());
                     }
-                    if (work != null) {
-                        // Rows no launched block sees (tiles left off the list, rows left out by compaction) are
-                        // gated ones: o = 0, lse = −inf.
-                        o.fillBits(0, stream);
-                        lse.fillBits(NEG_INF_BITS, stream);
-                    }
-                    byte[] params = AttentionParams.encode(
-                            new AttentionParams.Pointers(q.address(), k.address(), v.address(), o.address(), lse.address(),
-                                    gate == null ? 0 : gate.address(), work == null ? 0 : work.list()),
-                            layout == null ? AttentionParams.Sparse.NONE : layout.params(),
-                            work == null ? AttentionParams.Rows.NONE : new AttentionParams.Rows(work.rows(), work.counts()),
-                            AttentionParams.Strides.contiguous(sh.heads(), sh.kvHeads(), sh.qLen(), sh.kvLen(), sh.headDim()),
-                            sh.batch(), sh.heads(), sh.kvHeads(), sh.qLen(), sh.kvLen(), sh.headDim(),
-                            FlashPlan.causal(req.pattern()), work == null ? 0 : work.count(), req.scale());
-                    if (work == null) {
-                        m.launch(flash.kernel(), flash.gridX(), flash.gridY(), flash.gridZ(), flash.threads(), flash.sharedBytes(),
-                                stream, params);
-                    } else {
-                        m.launch(flash.kernel(), work.count(), 1, 1, flash.threads(), flash.sharedBytes(), stream, params);
-                    }
-                    ms = timer.stopMillis();
-                    workspace = (layout == null ? 0 : layout.tiles().deviceBytes()) + (work == null ? 0 : work.bytes());
                 }
                 queryTiles = gp.tiles;
                 visited = gp.keyTilesVisited;
@@ -404,10 +408,15 @@ public final class CudaAttentionEngine implements AttentionEngine {
 
     /**
      * The host's plan of one flash or sparse launch under a gate, and the exact counts of what the
-     * kernel executes: query tiles launched and (query tile, key tile) pairs computed. Compaction
-     * only for the dense/causal kernel (the sparse kernel's key lists belong to original query tiles).
+     * kernel executes: query tiles launched and (query tile, key tile) pairs computed. A compacted sparse
+     * launch carries its key lists merged per launched tile ({@code merged}; null otherwise), since the
+     * layout's lists belong to original query tiles.
      */
-    record GatePlan(GateMode mode, long tiles, long keyTilesVisited) {
+    record GatePlan(GateMode mode, long tiles, long keyTilesVisited, CompactedSparseTiles merged) {
+        GatePlan(GateMode mode, long tiles, long keyTilesVisited) {
+            this(mode, tiles, keyTilesVisited, null);
+        }
+
         static GatePlan of(AttentionRequest req, FlashPlan plan, SparseTiles sparse) {
             AttentionShape sh = req.shape();
             int br = plan.blockRows();
@@ -424,22 +433,25 @@ public final class CudaAttentionEngine implements AttentionEngine {
             }
             float[] g = req.gate().toFloatArray();
             int[] active = GateWork.activeTiles(g, sh.batch(), sh.qLen(), sh.heads(), br);
-            if (sparse == null) {
-                GateWork.Compaction c = GateWork.compact(g, sh.batch(), sh.qLen(), sh.heads());
-                int[] ct = GateWork.compactedTiles(c.counts(), sh.batch(), sh.heads(), br);
-                if (GateWork.compactionPays(ct.length / 3, active.length / 3)) {
-                    long visited = 0;
-                    for (int e = 0; e < ct.length; e += 3) {
-                        int bh = ct[e] * sh.heads() + ct[e + 1];
-                        int r0 = ct[e + 2] * br;
-                        int r1 = Math.min(c.counts()[bh], r0 + br) - 1;
-                        int[] rows = c.rows();
-                        int baseRow = bh * sh.qLen();
-                        visited += FlashPlan.denseKeyTiles(rows[baseRow + r0], rows[baseRow + r1], sh.qLen(), sh.kvLen(), causal,
-                                plan.tileKeys());
-                    }
-                    return new GatePlan(GateMode.COMPACT, ct.length / 3, visited);
+            GateWork.Compaction c = GateWork.compact(g, sh.batch(), sh.qLen(), sh.heads());
+            int[] ct = GateWork.compactedTiles(c.counts(), sh.batch(), sh.heads(), br);
+            if (GateWork.compactionPays(ct.length / 3, active.length / 3)) {
+                if (sparse != null) {
+                    CompactedSparseTiles merged = CompactedSparseTiles.build(sparse, ct, c.rows(), c.counts(), sh.heads(),
+                            sh.qLen(), sh.kvLen());
+                    return new GatePlan(GateMode.COMPACT, ct.length / 3, merged.listedTiles(), merged);
                 }
+                long visited = 0;
+                for (int e = 0; e < ct.length; e += 3) {
+                    int bh = ct[e] * sh.heads() + ct[e + 1];
+                    int r0 = ct[e + 2] * br;
+                    int r1 = Math.min(c.counts()[bh], r0 + br) - 1;
+                    int[] rows = c.rows();
+                    int baseRow = bh * sh.qLen();
+                    visited += FlashPlan.denseKeyTiles(rows[baseRow + r0], rows[baseRow + r1], sh.qLen(), sh.kvLen(), causal,
+                            plan.tileKeys());
+                }
+                return new GatePlan(GateMode.COMPACT, ct.length / 3, visited);
             }
             long visited = 0;
             for (int e = 0; e < active.length; e += 3) {
@@ -669,14 +681,7 @@ public final class CudaAttentionEngine implements AttentionEngine {
                 d[0] = ints(device, pool, stream, t.offsetsArray());
                 d[1] = ints(device, pool, stream, t.tilesArray());
                 d[2] = ints(device, pool, stream, t.fullBeforeArray());
-                long[] m = t.masksArray();
-                java.nio.ByteBuffer bb = java.nio.ByteBuffer.allocate(8 * Math.max(1, m.length)).order(java.nio.ByteOrder.LITTLE_ENDIAN);
-                for (long x : m) {
-                    bb.putLong(x);
-                }
-                bb.rewind();
-                d[3] = DeviceTensor.upload(device, pool, stream, null, Tensor.of(DType.I64, new long[] {Math.max(1, m.length)}, bb),
-                        DType.I64, "layout");
+                d[3] = longs(device, pool, stream, t.masksArray());
                 return new SparseUpload(t, d[0], d[1], d[2], d[3]);
             } catch (RuntimeException e) {
                 for (DeviceTensor x : d) {
@@ -688,9 +693,19 @@ public final class CudaAttentionEngine implements AttentionEngine {
             }
         }
 
-        private static DeviceTensor ints(CudaDevice device, DevicePool pool, CudaStream stream, int[] a) {
+        static DeviceTensor ints(CudaDevice device, DevicePool pool, CudaStream stream, int[] a) {
             int[] v = a.length == 0 ? new int[1] : a;
             return DeviceTensor.upload(device, pool, stream, null, Tensor.ofInts(v, v.length), DType.I32, "layout");
+        }
+
+        static DeviceTensor longs(CudaDevice device, DevicePool pool, CudaStream stream, long[] m) {
+            java.nio.ByteBuffer bb = java.nio.ByteBuffer.allocate(8 * Math.max(1, m.length)).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+            for (long x : m) {
+                bb.putLong(x);
+            }
+            bb.rewind();
+            return DeviceTensor.upload(device, pool, stream, null, Tensor.of(DType.I64, new long[] {Math.max(1, m.length)}, bb),
+                    DType.I64, "layout");
         }
 
         /** Bytes the pool holds for the four arrays. */
@@ -701,6 +716,44 @@ public final class CudaAttentionEngine implements AttentionEngine {
         AttentionParams.Sparse params() {
             return new AttentionParams.Sparse(offsets.address(), list.address(), fullBefore.address(), masks.address(),
                     tiles.layoutHeads());
+        }
+
+        @Override
+        public void close() {
+            offsets.close();
+            list.close();
+            fullBefore.close();
+            masks.close();
+        }
+    }
+
+    /**
+     * A {@link CompactedSparseTiles} in device memory for one call, tagged "layout" (not cached: the lists
+     * depend on the gate); frees its four buffers once.
+     */
+    record MergedUpload(CompactedSparseTiles merged, DeviceTensor offsets, DeviceTensor list, DeviceTensor fullBefore,
+            DeviceTensor masks) implements AutoCloseable {
+        static MergedUpload upload(CudaDevice device, DevicePool pool, CudaStream stream, CompactedSparseTiles t) {
+            DeviceTensor[] d = new DeviceTensor[4];
+            try {
+                d[0] = SparseUpload.ints(device, pool, stream, t.offsetsArray());
+                d[1] = SparseUpload.ints(device, pool, stream, t.tilesArray());
+                d[2] = SparseUpload.ints(device, pool, stream, t.fullBeforeArray());
+                d[3] = SparseUpload.longs(device, pool, stream, t.masksArray());
+                return new MergedUpload(t, d[0], d[1], d[2], d[3]);
+            } catch (RuntimeException e) {
+                for (DeviceTensor x : d) {
+                    if (x != null) {
+                        x.close();
+                    }
+                }
+                throw e;
+            }
+        }
+
+        /** Lists per launched block (cell = blockIdx.x); layout heads play no part. */
+        AttentionParams.Sparse params() {
+            return new AttentionParams.Sparse(offsets.address(), list.address(), fullBefore.address(), masks.address(), 1, true);
         }
 
         @Override

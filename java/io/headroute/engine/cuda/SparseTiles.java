@@ -167,7 +167,7 @@ public final class SparseTiles {
         return lo;
     }
 
-    private static int ceilDiv(int a, int b) {
+    static int ceilDiv(int a, int b) {
         return (int) ((a + (long) b - 1) / b);
     }
 
@@ -266,7 +266,7 @@ public final class SparseTiles {
     }
 
     /** A growable int array. */
-    private static final class IntList {
+    static final class IntList {
         int[] data = new int[16];
         private int n;
 
@@ -291,7 +291,7 @@ public final class SparseTiles {
     }
 
     /** A growable long array. */
-    private static final class LongList {
+    static final class LongList {
         long[] data = new long[16];
         private int n;
 

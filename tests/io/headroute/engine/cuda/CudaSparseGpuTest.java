@@ -160,6 +160,56 @@ class CudaSparseGpuTest {
         assertEquals(tiles * ((s + 63) / 64) - visited, got.stats().keyTilesSkipped());
     }
 
+    /**
+     * Sparse gates on the block-sparse kernels: compacted rows with key lists merged per launched tile
+     * (layout_per_block), against the CPU engine; executed tiles and key tiles equal the host's plan and
+     * brute force over the compacted rows; the per-call lists are freed (checked after each test).
+     */
+    @Test
+    void gatedSparseRunsCompactedTilesWithMergedLists() {
+        Random r = new Random(16);
+        int b = 2;
+        int h = 3;
+        int l = 301;
+        int s = 333;
+        List<Rule> rules = List.of(Rule.window(37).withCausal(true), Rule.window(20), Rule.longformer(20, 5),
+                Rule.bigbird(48, 1, 1, 2, 7).withCausal(true), randomLayout(s + 2, h, s, 20, 0.3));
+        int n = 0;
+        for (Rule rule : rules) {
+            for (DType dt : new DType[] {DType.F32, DType.BF16, DType.F16}) {
+                int bs = n++ % 2 == 0 ? 64 : 128;
+                Pattern p = rule.toEffectivePattern(dir, "compact-" + rule + "-" + s);
+                Tensor q = gaussian(r, DType.F32, b, h, l, 64);
+                Tensor k = gaussian(r, DType.F32, b, 1, s, 64);
+                Tensor v = gaussian(r, DType.F32, b, 1, s, 64);
+                float[] g = CompactedSparseTilesTest.gate(r, b, l, h, 0.6, 0.8);
+                AttentionRequest req = AttentionRequest.builder(q, k, v).pattern(p).dtype(dt).gate(Tensor.ofFloats(g, b, l, h))
+                        .algorithm(Algorithm.SPARSE).blockSize(bs).wantLse(true).build();
+                String what = "compacted sparse " + rule + " " + dt.cliName() + " BS=" + bs;
+                AttentionResult got = gpu.run(req);
+                compare(got, cpu.run(AttentionRequest.builder(q, k, v).pattern(p).dtype(dt).gate(req.gate())
+                        .algorithm(Algorithm.FLASH).wantLse(true).build()), tolerance(dt), what);
+                FlashPlan plan = FlashPlan.sparse(req.shape(), dt);
+                SparseTiles st = SparseTiles.build(p, io.headroute.pattern.BlockLayout.build(p, h, l, s, bs), l, s, plan.blockRows(),
+                        plan.tileKeys());
+                CudaAttentionEngine.GatePlan gp = CudaAttentionEngine.GatePlan.of(req, plan, st);
+                assertEquals(CudaAttentionEngine.GateMode.COMPACT, gp.mode(), what);
+                assertEquals(gp.tiles(), got.stats().queryTiles(), what + ": executed tiles");
+                assertEquals(gp.keyTilesVisited(), got.stats().keyTilesVisited(), what + ": key tiles visited");
+                GateWork.Compaction c = GateWork.compact(g, b, l, h);
+                long visited = 0;
+                int br = plan.blockRows();
+                for (int bh = 0; bh < b * h; bh++) {
+                    for (int x = 0; x < c.counts()[bh]; x += br) {
+                        int[] rows = java.util.Arrays.copyOfRange(c.rows(), bh * l + x, bh * l + Math.min(c.counts()[bh], x + br));
+                        visited += GateWorkTest.keyTilesWithAPair(p, bh % h, rows, l, s, plan.tileKeys());
+                    }
+                }
+                assertEquals(visited, got.stats().keyTilesVisited(), what + ": key tiles with an allowed pair for the compacted rows");
+            }
+        }
+    }
+
     /** Gates that switch whole tiles off (work list) and most rows off (compaction) on the dense/causal kernels. */
     @Test
     void gatedFlashUsesWorkListsAndCompaction() {

@@ -152,7 +152,8 @@ class GateWorkTest {
 
     @ParameterizedTest(name = "{0} {1} gate zeros={2}")
     @CsvSource({"causal, bf16, 0.9", "causal, f32, 0.9", "dense, bf16, 0.2", "causal, bf16, 0.0", "window:40, bf16, 0.8",
-            "longformer:9:3+causal, f32, 0.5", "dense, f32, -1"})
+            "longformer:9:3+causal, f32, 0.5", "dense, f32, -1", "bigbird:64:1:1:2:7+causal, bf16, 0.7", "window:40, f32, 0.6",
+            "window:40, bf16, 0.1"})
     void launchPlanCountsWhatTheKernelsExecute(String spec, String dtype, double zeros) {
         int b = 2;
         int h = 3;
@@ -218,16 +219,25 @@ class GateWorkTest {
             }
         }
         long all = (long) b * h * ((l + br - 1) / br);
+        if (zeros >= 0.6) {
+            assertEquals(GateMode.COMPACT, gp.mode(), spec + ": a gate this sparse is compacted");
+        }
         if (g == null) {
             assertEquals(GateMode.WHOLE_GRID, gp.mode());
             assertEquals(all, gp.tiles());
             assertEquals(activeVisited, gp.keyTilesVisited(), "key tiles visited without a gate");
-        } else if (!sparse && compactTiles * 4 <= activeTiles * 3) {
+        } else if (compactTiles * 4 <= activeTiles * 3) {
             assertEquals(GateMode.COMPACT, gp.mode(), spec);
             assertEquals(compactTiles, gp.tiles(), "compacted tiles");
             assertEquals(compactVisited, gp.keyTilesVisited(), "key tiles visited by compacted tiles");
             assertTrue(gp.tiles() < activeTiles, "compaction runs fewer tiles");
+            assertEquals(sparse, gp.merged() != null, "merged key lists exactly for the sparse kernels");
+            if (sparse) {
+                assertEquals(compactTiles, gp.merged().blocks(), "one merged list per launched tile");
+                assertEquals(gp.merged().listedTiles(), gp.keyTilesVisited(), "visited = the merged lists' entries");
+            }
         } else {
+            assertEquals(null, gp.merged(), spec);
             assertEquals(activeTiles == all ? GateMode.WHOLE_GRID : GateMode.TILES, gp.mode(), spec);
             assertEquals(activeTiles, gp.tiles(), "active tiles");
             assertEquals(activeVisited, gp.keyTilesVisited(), "key tiles visited by active tiles");

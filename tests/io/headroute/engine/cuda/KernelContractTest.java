@@ -55,6 +55,7 @@ class KernelContractTest {
         assertEquals(AttentionParams.OFFSET_SPARSE, asserted(h, "offsetof(AttnParams, kv_offsets)"));
         assertEquals(AttentionParams.OFFSET_ROWS, asserted(h, "offsetof(AttnParams, q_rows)"));
         assertEquals(AttentionParams.OFFSET_LAYOUT_HEADS, asserted(h, "offsetof(AttnParams, layout_heads)"));
+        assertEquals(AttentionParams.OFFSET_LAYOUT_PER_BLOCK, asserted(h, "offsetof(AttnParams, layout_per_block)"));
     }
 
     @Test
@@ -138,6 +139,12 @@ class KernelContractTest {
         }
         assertEquals(AttentionParams.OFFSET_ROWS, AttentionParams.OFFSET_SPARSE + 32);
         assertEquals(8, bb.getInt(AttentionParams.OFFSET_LAYOUT_HEADS), "layout heads");
+        assertEquals(0, bb.getInt(AttentionParams.OFFSET_LAYOUT_PER_BLOCK), "lists per cell");
+        byte[] pb = AttentionParams.encode(new AttentionParams.Pointers(0, 0, 0, 0, 0, 0, 0),
+                new AttentionParams.Sparse(0x8000, 0x9000, 0xA000, 0xB000, 1, true), AttentionParams.Rows.NONE,
+                AttentionParams.Strides.contiguous(8, 2, 77, 300, 64), 3, 8, 2, 77, 300, 64, true, 11, 0.125f);
+        assertEquals(1, ByteBuffer.wrap(pb).order(ByteOrder.LITTLE_ENDIAN).getInt(AttentionParams.OFFSET_LAYOUT_PER_BLOCK),
+                "lists per launched block");
         int s = AttentionParams.OFFSET_STRIDES;
         assertEquals(8L * 77 * 64, bb.getLong(s), "q batch stride");
         assertEquals(77L * 64, bb.getLong(s + 8), "q head stride");

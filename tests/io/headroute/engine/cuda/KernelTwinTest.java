@@ -23,8 +23,10 @@ import org.junit.jupiter.params.provider.MethodSource;
 /**
  * The CPU twin of the flash kernels' control flow: every block of a launch replayed in Java exactly as
  * the CUDA code indexes — its (b, h, tile) from the grid or the work list, its rows plain or through
- * q_rows/q_counts (HrRows), its key tiles from HrDenseKeys or from the raw CSR arrays of a
- * {@link SparseTiles} (offsets, full-before counts, mask base arithmetic of HrSparseKeys), each tile's
+ * q_rows/q_counts (HrRows), its key tiles from HrDenseKeys or from the raw CSR arrays the engine
+ * uploads — a {@link SparseTiles} (cell per layout head and query tile) or a {@link CompactedSparseTiles}
+ * (layout_per_block: cell = the block's index in the work list) — with HrSparseKeys's offsets,
+ * full-before counts and mask base arithmetic, each tile's
  * mask kind (none, rule, bits) over zero-filled keys past S, and the online softmax with exp2 —
  * against the float64 reference of the contract. What it proves is the host/device data contract and
  * the kernels' indexing; the kernels' arithmetic itself is covered by the GPU tests.
@@ -38,7 +40,19 @@ class KernelTwinTest {
     private static final int BITS = 2;
 
     /** One launch as the engine encodes it. */
-    record Launch(int br, int bc, boolean causal, int[] tiles, int[] qRows, int[] qCounts, SparseTiles sparse) {}
+    record Launch(int br, int bc, boolean causal, int[] tiles, int[] qRows, int[] qCounts, Lists sparse) {}
+
+    /** The four block-sparse arrays and the two ints of AttnParams that say how a block finds its cell. */
+    record Lists(int[] offsets, int[] tiles, int[] fullBefore, long[] masks, int layoutHeads, boolean perBlock) {
+        static Lists of(SparseTiles t) {
+            return t == null ? null
+                    : new Lists(t.offsetsArray(), t.tilesArray(), t.fullBeforeArray(), t.masksArray(), t.layoutHeads(), false);
+        }
+
+        static Lists of(CompactedSparseTiles t) {
+            return new Lists(t.offsetsArray(), t.tilesArray(), t.fullBeforeArray(), t.masksArray(), 1, true);
+        }
+    }
 
     /** Replays the launch; returns {o (B, H, L, D), lse (B, H, L)} with NaN where nothing was written. */
     static float[][] replay(Launch ln, float[] q, float[] k, float[] v, float[] gate, int b, int h, int hkv, int l, int s, int d,
@@ -67,12 +81,12 @@ class KernelTwinTest {
                 hh = (blk / qTiles) % h;
                 bb = blk / (qTiles * h);
             }
-            block(ln, q, k, v, gate, o, lse, bb, hh, qt, h, hkv, l, s, d, scaleLog2);
+            block(ln, blk, q, k, v, gate, o, lse, bb, hh, qt, h, hkv, l, s, d, scaleLog2);
         }
         return new float[][] {o, lse};
     }
 
-    private static void block(Launch ln, float[] q, float[] k, float[] v, float[] gate, float[] o, float[] lse, int b, int h,
+    private static void block(Launch ln, int blockIdx, float[] q, float[] k, float[] v, float[] gate, float[] o, float[] lse, int b, int h,
             int qt, int heads, int hkv, int l, int s, int d, float scaleLog2) {
         int br = ln.br();
         int bc = ln.bc();
@@ -92,7 +106,7 @@ class KernelTwinTest {
         for (int r = 0; r < count; r++) {
             row[r] = idx != null ? idx[idxBase + base + r] : base + r;
         }
-        // hr_skip_gated_tile (plain rows only)
+        // hr_skip_gated_tile (plain rows only, in both kernel families)
         if (idx == null && gate != null) {
             boolean live = false;
             for (int r = 0; r < count; r++) {
@@ -115,12 +129,12 @@ class KernelTwinTest {
         int maskBase = 0;
         int tail = s % bc == 0 ? Integer.MAX_VALUE : s / bc;
         int firstMasked = 0;
-        SparseTiles sp = ln.sparse();
+        Lists sp = ln.sparse();
         if (sp != null) {
-            int cell = (sp.layoutHeads() == 1 ? 0 : h) * ((l + br - 1) / br) + qt;
-            int[] off = sp.offsetsArray();
-            int[] fb = sp.fullBeforeArray();
-            list = sp.tilesArray();
+            int cell = sp.perBlock() ? blockIdx : (sp.layoutHeads() == 1 ? 0 : h) * ((l + br - 1) / br) + qt;
+            int[] off = sp.offsets();
+            int[] fb = sp.fullBefore();
+            list = sp.tiles();
             t0 = off[cell];
             n = off[cell + 1] - t0;
             int fullEnd = fb[cell + 1];
@@ -144,7 +158,7 @@ class KernelTwinTest {
         float[] lsum = new float[br];
         float[][] acc = new float[br][d];
         Arrays.fill(m, Float.NEGATIVE_INFINITY);
-        long[] masks = sp == null ? null : sp.masksArray();
+        long[] masks = sp == null ? null : sp.masks();
         for (int j = 0; j < n; j++) {
             int kt = sp != null ? list[t0 + j] : j;
             int kind = sp != null ? (j >= nFull ? BITS : (kt == tail ? RULE : NONE)) : (j >= firstMasked ? RULE : NONE);
@@ -229,18 +243,46 @@ class KernelTwinTest {
     @ParameterizedTest(name = "{0} L={1} S={2} tile={3} BS={4} gate={5}")
     @MethodSource("cases")
     void kernelIndexingComputesTheContract(Rule rule, int l, int s, int tile, int bs, String gateMode) {
+        Random rnd = new Random(l * 31L + s + tile + bs + gateMode.hashCode() + rule.hashCode());
+        check(rule, l, s, tile, bs, gateMode, gateMode.equals("none") ? null : GateWorkTest.gate(rnd, 2, l, 2), rnd);
+    }
+
+    /** Compacted sparse launches: every pattern family, ± causal, layout blocks 64/128, tiles 64/32, odd L ≤ S. */
+    static Stream<Arguments> compactedSparseCases() {
+        List<Arguments> out = new ArrayList<>();
+        int[][] sizes = {{77, 300}, {130, 130}, {1, 100}, {201, 333}};
+        for (int[] ls : sizes) {
+            List<Rule> rules = List.of(Rule.window(21), Rule.window(0), Rule.longformer(9, 3), Rule.bigbird(48, 1, 1, 2, 7),
+                    SparseTilesTest.randomLayout(ls[1], 1, ls[1], 64, 0.4), SparseTilesTest.randomLayout(ls[1] + 7, 2, ls[1], 20, 0.3));
+            for (Rule r : rules) {
+                for (boolean causal : new boolean[] {false, true}) {
+                    for (int bs : new int[] {64, 128}) {
+                        for (int tile : new int[] {64, 32}) {
+                            out.add(Arguments.of(r.withCausal(causal), ls[0], ls[1], tile, bs));
+                        }
+                    }
+                }
+            }
+        }
+        return out.stream();
+    }
+
+    @ParameterizedTest(name = "{0} L={1} S={2} tile={3} BS={4}")
+    @MethodSource("compactedSparseCases")
+    void compactedSparseLaunchesComputeTheContract(Rule rule, int l, int s, int tile, int bs) {
+        Random rnd = new Random(l * 37L + s + tile + bs + rule.hashCode());
+        check(rule, l, s, tile, bs, "compact", CompactedSparseTilesTest.gate(rnd, 2, l, 2, 0.3, 0.7), rnd);
+    }
+
+    /** Replays one launch planned as the engine plans it and compares it with the float64 reference. */
+    private static void check(Rule rule, int l, int s, int tile, int bs, String gateMode, float[] gate, Random rnd) {
         int b = 2;
         int h = 2;
         int hkv = 1;
         int d = 8;
-        Random rnd = new Random(l * 31L + s + tile + bs + gateMode.hashCode() + rule.hashCode());
         float[] q = gaussian(rnd, b * h * l * d);
         float[] k = gaussian(rnd, b * hkv * s * d);
         float[] v = gaussian(rnd, b * hkv * s * d);
-        float[] gate = null;
-        if (!gateMode.equals("none")) {
-            gate = GateWorkTest.gate(rnd, b, l, h);
-        }
         Pattern p = rule.toEffectivePattern(dir, "twin-" + rule + "-" + s);
         boolean dense = FlashPlan.flashSupports(p);
         boolean causal = FlashPlan.causal(p);
@@ -248,20 +290,21 @@ class KernelTwinTest {
         int[] tiles = null;
         int[] rows = null;
         int[] counts = null;
+        Lists lists = Lists.of(sp);
         if (gateMode.equals("tiles")) {
             tiles = GateWork.activeTiles(gate, b, l, h, tile);
         } else if (gateMode.equals("compact")) {
-            if (dense) {
-                GateWork.Compaction c = GateWork.compact(gate, b, l, h);
-                rows = c.rows();
-                counts = c.counts();
-                tiles = GateWork.compactedTiles(counts, b, h, tile);
-            } else {
-                tiles = GateWork.activeTiles(gate, b, l, h, tile); // the sparse kernels take block granularity
+            GateWork.Compaction c = GateWork.compact(gate, b, l, h);
+            rows = c.rows();
+            counts = c.counts();
+            tiles = GateWork.compactedTiles(counts, b, h, tile);
+            if (!dense) { // key lists merged per launched tile, read at cell = blockIdx.x
+                lists = Lists.of(CompactedSparseTiles.build(sp, tiles, rows, counts, h, l, s));
             }
         }
         float scale = (float) (1 / Math.sqrt(d));
-        float[][] got = replay(new Launch(tile, tile, causal, tiles, rows, counts, sp), q, k, v, gate, b, h, hkv, l, s, d, scale);
+        float[][] got = replay(new Launch(tile, tile, causal, tiles, rows, counts, lists), q, k, v, gate, b, h, hkv, l, s, d,
+                scale);
         Tensor gt = gate == null ? null : Tensor.ofFloats(gate, b, l, h);
         ReferenceAttention.Output want = ReferenceAttention.compute(Tensor.ofFloats(q, b, h, l, d), Tensor.ofFloats(k, b, hkv, s, d),
                 Tensor.ofFloats(v, b, hkv, s, d), gt, rule, scale, DType.F32);

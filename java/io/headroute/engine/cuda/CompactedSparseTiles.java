@@ -1,0 +1,206 @@
+package io.headroute.engine.cuda;
+
+import java.util.Arrays;
+
+/**
+ * Block-sparse key lists for compacted query rows: one list per launched compacted tile (b, h, ct), in
+ * work-list order, so the sparse kernels read cell blockIdx.x (AttnParams layout_per_block). A compacted
+ * tile's rows come from several original query tiles whose lists differ; its list is the union of
+ * theirs, sorted, full entries first (every valid row may attend every key of the kernel tile within S)
+ * then partial ones with one allowed-key word per compacted row (its original tile's bits: all ones
+ * within S for a full original entry, the original word for a partial one, 0 where its tile does not
+ * list the key tile). Union entries no row of the tile may use are left out, so the list holds exactly
+ * the key tiles with an allowed pair. Same four arrays as {@link SparseTiles}; built on the host per call
+ * (they depend on the gate) in O(Σ listed entries × Br).
+ */
+public final class CompactedSparseTiles {
+    private final int br;
+    private final int bc;
+    private final int[] offsets;
+    private final int[] tiles;
+    private final int[] fullBefore;
+    private final long[] masks;
+
+    private CompactedSparseTiles(int br, int bc, int[] offsets, int[] tiles, int[] fullBefore, long[] masks) {
+        this.br = br;
+        this.bc = bc;
+        this.offsets = offsets;
+        this.tiles = tiles;
+        this.fullBefore = fullBefore;
+        this.masks = masks;
+    }
+
+    /**
+     * Merges {@code src}'s lists for the compacted tiles {@code work} ((b, h, ct) triples, as
+     * {@link GateWork#compactedTiles}) over the compacted rows ({@code rows} (B, H, L), {@code counts}
+     * (B, H), as {@link GateWork#compact}).
+     */
+    public static CompactedSparseTiles build(SparseTiles src, int[] work, int[] rows, int[] counts, int heads, int qLen,
+            int kvLen) {
+        int br = src.tileRows();
+        int bc = src.tileKeys();
+        if (work.length % 3 != 0) {
+            throw new IllegalArgumentException("a work list holds (b, h, tile) triples, got " + work.length + " ints");
+        }
+        if (src.queryTiles() != SparseTiles.ceilDiv(qLen, br) || src.keyTiles() != SparseTiles.ceilDiv(kvLen, bc)) {
+            throw new IllegalArgumentException(src + " is not for L = " + qLen + ", S = " + kvLen);
+        }
+        int[] srcOff = src.offsetsArray();
+        int[] srcTiles = src.tilesArray();
+        int[] srcFull = src.fullBeforeArray();
+        long[] srcMasks = src.masksArray();
+        int blocks = work.length / 3;
+        int[] offsets = new int[blocks + 1];
+        int[] fullBefore = new int[blocks + 1];
+        SparseTiles.IntList out = new SparseTiles.IntList();
+        SparseTiles.LongList maskOut = new SparseTiles.LongList();
+        int[] slot = new int[src.keyTiles()];
+        Arrays.fill(slot, -1);
+        int[] union = new int[src.keyTiles()];
+        long[] words = new long[0];
+        int[] partial = new int[src.keyTiles()];
+        int fullSoFar = 0;
+        for (int e = 0; e < blocks; e++) {
+            int b = work[3 * e];
+            int h = work[3 * e + 1];
+            int bh = b * heads + h;
+            int r0 = work[3 * e + 2] * br;
+            int n = Math.min(br, counts[bh] - r0);
+            int rowBase = bh * qLen + r0;
+            int nu = 0;
+            // Rows ascend, so the rows of one original tile are consecutive.
+            for (int r = 0; r < n; ) {
+                int qt = rows[rowBase + r] / br;
+                int rEnd = r;
+                while (rEnd < n && rows[rowBase + rEnd] / br == qt) {
+                    rEnd++;
+                }
+                int cell = (src.layoutHeads() == 1 ? 0 : h) * src.queryTiles() + qt;
+                int t0 = srcOff[cell];
+                int nFull = srcFull[cell + 1] - srcFull[cell];
+                for (int j = t0; j < srcOff[cell + 1]; j++) {
+                    int kt = srcTiles[j];
+                    int u = slot[kt];
+                    if (u < 0) {
+                        u = nu++;
+                        slot[kt] = u;
+                        union[u] = kt;
+                        if (words.length < nu * br) {
+                            words = Arrays.copyOf(words, Math.max(nu * br, 2 * words.length));
+                        }
+                        Arrays.fill(words, u * br, (u + 1) * br, 0L);
+                    }
+                    boolean full = j - t0 < nFull;
+                    long valid = SparseTiles.span(0, Math.min(bc, kvLen - kt * bc));
+                    // HrSparseKeys's mask base: partial entry j of the cell at (j − full_before[cell + 1])·Br.
+                    int m = (j - srcFull[cell + 1]) * br;
+                    for (int x = r; x < rEnd; x++) {
+                        words[u * br + x] = full ? valid : srcMasks[m + rows[rowBase + x] - qt * br];
+                    }
+                }
+                r = rEnd;
+            }
+            Arrays.sort(union, 0, nu);
+            int np = 0;
+            for (int x = 0; x < nu; x++) {
+                int kt = union[x];
+                int u = slot[kt];
+                slot[kt] = -1;
+                long valid = SparseTiles.span(0, Math.min(bc, kvLen - kt * bc));
+                boolean any = false;
+                boolean all = true;
+                for (int r = 0; r < n; r++) {
+                    long w = words[u * br + r];
+                    any |= w != 0;
+                    all &= w == valid;
+                }
+                if (all) {
+                    out.add(kt);
+                    fullSoFar++;
+                } else if (any) {
+                    partial[np++] = kt;
+                    for (int r = 0; r < br; r++) {
+                        maskOut.add(r < n ? words[u * br + r] : 0L);
+                    }
+                }
+            }
+            for (int x = 0; x < np; x++) {
+                out.add(partial[x]);
+            }
+            offsets[e + 1] = out.size();
+            fullBefore[e + 1] = fullSoFar;
+        }
+        return new CompactedSparseTiles(br, bc, offsets, out.toArray(), fullBefore, maskOut.toArray());
+    }
+
+    /** Launched tiles (cells). */
+    public int blocks() {
+        return offsets.length - 1;
+    }
+
+    public int tileRows() {
+        return br;
+    }
+
+    public int tileKeys() {
+        return bc;
+    }
+
+    /** Key tiles launched tile {@code e} visits: full ones and partial ones. */
+    public int listed(int e) {
+        return offsets[e + 1] - offsets[e];
+    }
+
+    /** Full key tiles of launched tile {@code e}, ascending. */
+    public int[] full(int e) {
+        return Arrays.copyOfRange(tiles, offsets[e], offsets[e] + fullBefore[e + 1] - fullBefore[e]);
+    }
+
+    /** Partial key tiles of launched tile {@code e}, ascending. */
+    public int[] partial(int e) {
+        return Arrays.copyOfRange(tiles, offsets[e] + fullBefore[e + 1] - fullBefore[e], offsets[e + 1]);
+    }
+
+    /** The bits of partial tile {@code k} of launched tile {@code e}: Br words, bit c of word r = (compacted row r, key c). */
+    public long[] mask(int e, int k) {
+        int t = offsets[e] + fullBefore[e + 1] - fullBefore[e] + k;
+        if (k < 0 || t >= offsets[e + 1]) {
+            throw new IndexOutOfBoundsException("partial tile " + k + " of launched tile " + e);
+        }
+        int m = (t - fullBefore[e + 1]) * br;
+        return Arrays.copyOfRange(masks, m, m + br);
+    }
+
+    /** Listed tiles over all launched tiles: the (query tile, key tile) pairs the kernel computes. */
+    public long listedTiles() {
+        return tiles.length;
+    }
+
+    int[] offsetsArray() {
+        return offsets;
+    }
+
+    int[] tilesArray() {
+        return tiles;
+    }
+
+    int[] fullBeforeArray() {
+        return fullBefore;
+    }
+
+    long[] masksArray() {
+        return masks;
+    }
+
+    /** Bytes of the four device arrays as uploaded (an empty array still takes one element). */
+    public long deviceBytes() {
+        return 4L * (Math.max(1, offsets.length) + Math.max(1, tiles.length) + Math.max(1, fullBefore.length))
+                + 8L * Math.max(1, masks.length);
+    }
+
+    @Override
+    public String toString() {
+        return "CompactedSparseTiles[" + blocks() + " launched tiles of " + br + " x " + bc + ", " + tiles.length + " listed, "
+                + masks.length / br + " partial]";
+    }
+}
