@@ -16,18 +16,15 @@ import java.util.Arrays;
 public final class CompactedSparseTiles {
     private final int br;
     private final int bc;
-    private final int[] offsets;
-    private final int[] tiles;
-    private final int[] fullBefore;
-    private final long[] masks;
+    private final int blocks;
+    /** Cell = the launched block's index in the work list. */
+    private final TileLists lists;
 
-    private CompactedSparseTiles(int br, int bc, int[] offsets, int[] tiles, int[] fullBefore, long[] masks) {
+    private CompactedSparseTiles(int br, int bc, int blocks, TileLists lists) {
         this.br = br;
         this.bc = bc;
-        this.offsets = offsets;
-        this.tiles = tiles;
-        this.fullBefore = fullBefore;
-        this.masks = masks;
+        this.blocks = blocks;
+        this.lists = lists;
     }
 
     /**
@@ -45,10 +42,10 @@ public final class CompactedSparseTiles {
         if (src.queryTiles() != SparseTiles.ceilDiv(qLen, br) || src.keyTiles() != SparseTiles.ceilDiv(kvLen, bc)) {
             throw new IllegalArgumentException(src + " is not for L = " + qLen + ", S = " + kvLen);
         }
-        int[] srcOff = src.offsetsArray();
-        int[] srcTiles = src.tilesArray();
-        int[] srcFull = src.fullBeforeArray();
-        long[] srcMasks = src.masksArray();
+        int[] srcOff = src.lists().offsets();
+        int[] srcTiles = src.lists().tiles();
+        int[] srcFull = src.lists().fullBefore();
+        long[] srcMasks = src.lists().masks();
         int blocks = work.length / 3;
         int[] offsets = new int[blocks + 1];
         int[] fullBefore = new int[blocks + 1];
@@ -130,12 +127,12 @@ public final class CompactedSparseTiles {
             offsets[e + 1] = out.size();
             fullBefore[e + 1] = fullSoFar;
         }
-        return new CompactedSparseTiles(br, bc, offsets, out.toArray(), fullBefore, maskOut.toArray());
+        return new CompactedSparseTiles(br, bc, blocks, new TileLists(br, offsets, out.toArray(), fullBefore, maskOut.toArray()));
     }
 
     /** Launched tiles (cells). */
     public int blocks() {
-        return offsets.length - 1;
+        return blocks;
     }
 
     public int tileRows() {
@@ -148,59 +145,42 @@ public final class CompactedSparseTiles {
 
     /** Key tiles launched tile {@code e} visits: full ones and partial ones. */
     public int listed(int e) {
-        return offsets[e + 1] - offsets[e];
+        return lists.listed(e);
     }
 
     /** Full key tiles of launched tile {@code e}, ascending. */
     public int[] full(int e) {
-        return Arrays.copyOfRange(tiles, offsets[e], offsets[e] + fullBefore[e + 1] - fullBefore[e]);
+        return lists.full(e);
     }
 
     /** Partial key tiles of launched tile {@code e}, ascending. */
     public int[] partial(int e) {
-        return Arrays.copyOfRange(tiles, offsets[e] + fullBefore[e + 1] - fullBefore[e], offsets[e + 1]);
+        return lists.partial(e);
     }
 
     /** The bits of partial tile {@code k} of launched tile {@code e}: Br words, bit c of word r = (compacted row r, key c). */
     public long[] mask(int e, int k) {
-        int t = offsets[e] + fullBefore[e + 1] - fullBefore[e] + k;
-        if (k < 0 || t >= offsets[e + 1]) {
-            throw new IndexOutOfBoundsException("partial tile " + k + " of launched tile " + e);
-        }
-        int m = (t - fullBefore[e + 1]) * br;
-        return Arrays.copyOfRange(masks, m, m + br);
+        return lists.mask(e, k);
     }
 
     /** Listed tiles over all launched tiles: the (query tile, key tile) pairs the kernel computes. */
     public long listedTiles() {
-        return tiles.length;
+        return lists.listedTiles();
     }
 
-    int[] offsetsArray() {
-        return offsets;
-    }
-
-    int[] tilesArray() {
-        return tiles;
-    }
-
-    int[] fullBeforeArray() {
-        return fullBefore;
-    }
-
-    long[] masksArray() {
-        return masks;
+    /** The device arrays, in the order of AttnParams. */
+    TileLists lists() {
+        return lists;
     }
 
     /** Bytes of the four device arrays as uploaded (an empty array still takes one element). */
     public long deviceBytes() {
-        return 4L * (Math.max(1, offsets.length) + Math.max(1, tiles.length) + Math.max(1, fullBefore.length))
-                + 8L * Math.max(1, masks.length);
+        return lists.deviceBytes();
     }
 
     @Override
     public String toString() {
-        return "CompactedSparseTiles[" + blocks() + " launched tiles of " + br + " x " + bc + ", " + tiles.length + " listed, "
-                + masks.length / br + " partial]";
+        return "CompactedSparseTiles[" + blocks + " launched tiles of " + br + " x " + bc + ", " + lists.listedTiles()
+                + " listed, " + lists.partialCount() + " partial]";
     }
 }

@@ -1,9 +1,7 @@
 package io.headroute.engine.cuda;
 
 import io.headroute.cuda.CudaDevice;
-import io.headroute.cuda.CudaException;
 import io.headroute.cuda.CudaStream;
-import io.headroute.cuda.DevicePointers;
 import io.headroute.cuda.DeviceTensor;
 import io.headroute.cuda.EventTimer;
 import io.headroute.cuda.JCudaAllocator;
@@ -190,7 +188,8 @@ public final class CudaAttentionEngine implements AttentionEngine {
                     m.allowSharedMemory(flash.kernel(), flash.sharedBytes());
                 }
                 // A compacted sparse launch's merged key lists depend on the gate: uploaded for this call only.
-                try (MergedUpload merged = gp.merged() == null ? null : MergedUpload.upload(device, pool, stream, gp.merged())) {
+                try (DeviceTileLists merged = gp.merged() == null ? null
+                        : DeviceTileLists.upload(device, pool, stream, gp.merged().lists())) {
                     timer.start();
                     try (GateWork.DeviceWork work = gp.mode == GateMode.WHOLE_GRID ? null
                             : GateWork.build(device, pool, stream, module(GateWork.MODULE), gate.address(), sh.batch(), sh.qLen(),
@@ -208,7 +207,7 @@ public final class CudaAttentionEngine implements AttentionEngine {
                         byte[] params = AttentionParams.encode(
                                 new AttentionParams.Pointers(q.address(), k.address(), v.address(), o.address(), lse.address(),
                                         gate == null ? 0 : gate.address(), work == null ? 0 : work.list()),
-                                merged != null ? merged.params() : layout == null ? AttentionParams.Sparse.NONE : layout.params(),
+                                merged != null ? merged.params(1, true) : layout == null ? AttentionParams.Sparse.NONE : layout.params(),
                                 work == null ? AttentionParams.Rows.NONE : new AttentionParams.Rows(work.rows(), work.counts()),
                                 AttentionParams.Strides.contiguous(sh.heads(), sh.kvHeads(), sh.qLen(), sh.kvLen(), sh.headDim()),
                                 sh.batch(), sh.heads(), sh.kvHeads(), sh.qLen(), sh.kvLen(), sh.headDim(),
@@ -221,7 +220,7 @@ public final class CudaAttentionEngine implements AttentionEngine {
                         }
                         ms = timer.stopMillis();
                         workspace = (layout == null ? 0 : layout.tiles().deviceBytes()) + (work == null ? 0 : work.bytes())
-                                + (merged == null ? 0 : merged.merged().deviceBytes());
+                                + (gp.merged() == null ? 0 : gp.merged().deviceBytes());
                     }
                 }
                 queryTiles = gp.tiles;
@@ -286,7 +285,7 @@ public final class CudaAttentionEngine implements AttentionEngine {
         if (checkLaunch(shape, dtype, algorithm, pattern) != Algorithm.SPARSE) {
             return 0;
         }
-        return workspaceLayout(hostTiles(shape, dtype, pattern, blockSize))[4];
+        return DeviceTileLists.workspaceLayout(hostTiles(shape, dtype, pattern, blockSize).lists())[4];
     }
 
     /**
@@ -307,24 +306,13 @@ public final class CudaAttentionEngine implements AttentionEngine {
         device.makeCurrent();
         if (algo == Algorithm.SPARSE) {
             SparseTiles t = hostTiles(sh, c.dtype(), c.pattern(), c.blockSize());
-            long[] at = workspaceLayout(t);
-            if (c.workspace() == 0 || c.workspaceBytes() < at[4]) {
-                throw new IllegalArgumentException("the sparse layout needs " + at[4] + " bytes of workspace, the call gives "
+            long need = DeviceTileLists.workspaceLayout(t.lists())[4];
+            if (c.workspace() == 0 || c.workspaceBytes() < need) {
+                throw new IllegalArgumentException("the sparse layout needs " + need + " bytes of workspace, the call gives "
                         + c.workspaceBytes() + " (" + sh + ", " + c.pattern().spec() + ")");
             }
-            long ws = c.workspace();
-            copyInts(t.offsetsArray(), ws + at[0], stream);
-            copyInts(t.tilesArray(), ws + at[1], stream);
-            copyInts(t.fullBeforeArray(), ws + at[2], stream);
-            long[] m = t.masksArray();
-            java.nio.ByteBuffer bb = java.nio.ByteBuffer.allocateDirect(8 * Math.max(1, m.length))
-                    .order(java.nio.ByteOrder.LITTLE_ENDIAN);
-            for (long x : m) {
-                bb.putLong(x);
-            }
-            bb.rewind();
-            copy(bb, ws + at[3], stream);
-            sparse = new AttentionParams.Sparse(ws + at[0], ws + at[1], ws + at[2], ws + at[3], t.layoutHeads());
+            // Borrowed views of the caller's workspace: nothing to free.
+            sparse = DeviceTileLists.into(device, c.workspace(), stream, t.lists()).params(t.layoutHeads(), false);
         }
         KernelModule m = module(plan.module());
         if (plan.sharedBytes() > 48 * 1024) {
@@ -334,20 +322,6 @@ public final class CudaAttentionEngine implements AttentionEngine {
                 AttentionParams.Rows.NONE, c.strides(), sh.batch(), sh.heads(), sh.kvHeads(), sh.qLen(), sh.kvLen(),
                 sh.headDim(), FlashPlan.causal(c.pattern()), 0, c.scale());
         m.launch(plan.kernel(), plan.gridX(), plan.gridY(), plan.gridZ(), plan.threads(), plan.sharedBytes(), stream, params);
-    }
-
-    /** Offsets of the layout's four arrays in a launch workspace, and its total size (index 4). */
-    static long[] workspaceLayout(SparseTiles t) {
-        long[] sizes = {4L * Math.max(1, t.offsetsArray().length), 4L * Math.max(1, t.tilesArray().length),
-            4L * Math.max(1, t.fullBeforeArray().length), 8L * Math.max(1, t.masksArray().length)};
-        long[] at = new long[5];
-        long off = 0;
-        for (int i = 0; i < 4; i++) {
-            at[i] = off;
-            off += (sizes[i] + 255) / 256 * 256;
-        }
-        at[4] = off;
-        return at;
     }
 
     private SparseTiles hostTiles(AttentionShape sh, DType dt, Pattern pattern, int blockSize) {
@@ -365,19 +339,6 @@ public final class CudaAttentionEngine implements AttentionEngine {
             }
             return t;
         }
-    }
-
-    private void copyInts(int[] a, long dst, CudaStream stream) {
-        java.nio.ByteBuffer bb = java.nio.ByteBuffer.allocateDirect(4 * Math.max(1, a.length)).order(java.nio.ByteOrder.LITTLE_ENDIAN);
-        bb.asIntBuffer().put(a);
-        copy(bb, dst, stream);
-    }
-
-    /** Host → device on {@code stream}; from pageable memory the copy is staged before this returns. */
-    private void copy(java.nio.ByteBuffer src, long dst, CudaStream stream) {
-        CudaException.check(jcuda.driver.JCudaDriver.cuMemcpyHtoDAsync(DevicePointers.of(dst), jcuda.Pointer.to(src),
-                src.capacity(), stream.handle()), "cuMemcpyHtoDAsync(" + src.capacity() + " bytes of sparse layout)",
-                device.describe());
     }
 
     /**
@@ -673,97 +634,26 @@ public final class CudaAttentionEngine implements AttentionEngine {
     private record LayoutKey(Pattern pattern, int qLen, int kvLen, int heads, int blockSize, int tileRows, int tileKeys) {}
 
     /** A {@link SparseTiles} in device memory, tagged "layout"; frees its four buffers once. */
-    record SparseUpload(SparseTiles tiles, DeviceTensor offsets, DeviceTensor list, DeviceTensor fullBefore, DeviceTensor masks)
-            implements AutoCloseable {
+    /** A layout of the engine's cache: its host tiles and their device copy. */
+    record SparseUpload(SparseTiles tiles, DeviceTileLists lists) implements AutoCloseable {
         static SparseUpload upload(CudaDevice device, DevicePool pool, CudaStream stream, SparseTiles t) {
-            DeviceTensor[] d = new DeviceTensor[4];
-            try {
-                d[0] = ints(device, pool, stream, t.offsetsArray());
-                d[1] = ints(device, pool, stream, t.tilesArray());
-                d[2] = ints(device, pool, stream, t.fullBeforeArray());
-                d[3] = longs(device, pool, stream, t.masksArray());
-                return new SparseUpload(t, d[0], d[1], d[2], d[3]);
-            } catch (RuntimeException e) {
-                for (DeviceTensor x : d) {
-                    if (x != null) {
-                        x.close();
-                    }
-                }
-                throw e;
-            }
+            return new SparseUpload(t, DeviceTileLists.upload(device, pool, stream, t.lists()));
         }
 
-        static DeviceTensor ints(CudaDevice device, DevicePool pool, CudaStream stream, int[] a) {
-            int[] v = a.length == 0 ? new int[1] : a;
-            return DeviceTensor.upload(device, pool, stream, null, Tensor.ofInts(v, v.length), DType.I32, "layout");
-        }
-
-        static DeviceTensor longs(CudaDevice device, DevicePool pool, CudaStream stream, long[] m) {
-            java.nio.ByteBuffer bb = java.nio.ByteBuffer.allocate(8 * Math.max(1, m.length)).order(java.nio.ByteOrder.LITTLE_ENDIAN);
-            for (long x : m) {
-                bb.putLong(x);
-            }
-            bb.rewind();
-            return DeviceTensor.upload(device, pool, stream, null, Tensor.of(DType.I64, new long[] {Math.max(1, m.length)}, bb),
-                    DType.I64, "layout");
-        }
-
-        /** Bytes the pool holds for the four arrays. */
         long poolBytes() {
-            return offsets.poolBytes() + list.poolBytes() + fullBefore.poolBytes() + masks.poolBytes();
+            return lists.poolBytes();
         }
 
         AttentionParams.Sparse params() {
-            return new AttentionParams.Sparse(offsets.address(), list.address(), fullBefore.address(), masks.address(),
-                    tiles.layoutHeads());
+            return lists.params(tiles.layoutHeads(), false);
         }
 
         @Override
         public void close() {
-            offsets.close();
-            list.close();
-            fullBefore.close();
-            masks.close();
+            lists.close();
         }
     }
 
-    /**
-     * A {@link CompactedSparseTiles} in device memory for one call, tagged "layout" (not cached: the lists
-     * depend on the gate); frees its four buffers once.
-     */
-    record MergedUpload(CompactedSparseTiles merged, DeviceTensor offsets, DeviceTensor list, DeviceTensor fullBefore,
-            DeviceTensor masks) implements AutoCloseable {
-        static MergedUpload upload(CudaDevice device, DevicePool pool, CudaStream stream, CompactedSparseTiles t) {
-            DeviceTensor[] d = new DeviceTensor[4];
-            try {
-                d[0] = SparseUpload.ints(device, pool, stream, t.offsetsArray());
-                d[1] = SparseUpload.ints(device, pool, stream, t.tilesArray());
-                d[2] = SparseUpload.ints(device, pool, stream, t.fullBeforeArray());
-                d[3] = SparseUpload.longs(device, pool, stream, t.masksArray());
-                return new MergedUpload(t, d[0], d[1], d[2], d[3]);
-            } catch (RuntimeException e) {
-                for (DeviceTensor x : d) {
-                    if (x != null) {
-                        x.close();
-                    }
-                }
-                throw e;
-            }
-        }
-
-        /** Lists per launched block (cell = blockIdx.x); layout heads play no part. */
-        AttentionParams.Sparse params() {
-            return new AttentionParams.Sparse(offsets.address(), list.address(), fullBefore.address(), masks.address(), 1, true);
-        }
-
-        @Override
-        public void close() {
-            offsets.close();
-            list.close();
-            fullBefore.close();
-            masks.close();
-        }
-    }
 
     /** For messages. */
     @Override

@@ -20,22 +20,16 @@ public final class SparseTiles {
     private final int kTiles;
     private final int br;
     private final int bc;
-    private final int[] offsets;
-    private final int[] tiles;
-    private final int[] fullBefore;
-    private final long[] masks;
+    /** Cell (layout head, query tile) = head · qTiles + qt. */
+    private final TileLists lists;
 
-    private SparseTiles(int layoutHeads, int qTiles, int kTiles, int br, int bc, int[] offsets, int[] tiles, int[] fullBefore,
-            long[] masks) {
+    private SparseTiles(int layoutHeads, int qTiles, int kTiles, int br, int bc, TileLists lists) {
         this.layoutHeads = layoutHeads;
         this.qTiles = qTiles;
         this.kTiles = kTiles;
         this.br = br;
         this.bc = bc;
-        this.offsets = offsets;
-        this.tiles = tiles;
-        this.fullBefore = fullBefore;
-        this.masks = masks;
+        this.lists = lists;
     }
 
     /**
@@ -140,7 +134,7 @@ public final class SparseTiles {
                 fullBefore[cell + 1] = fullSoFar;
             }
         }
-        return new SparseTiles(lh, qTiles, kTiles, br, bc, offsets, out.toArray(), fullBefore, maskOut.toArray());
+        return new SparseTiles(lh, qTiles, kTiles, br, bc, new TileLists(br, offsets, out.toArray(), fullBefore, maskOut.toArray()));
     }
 
     /** Bits [from, to) of a 64-bit word. */
@@ -198,71 +192,43 @@ public final class SparseTiles {
 
     /** Key tiles the kernel visits for (head, query tile): full ones and partial ones. */
     public int listed(int head, int qt) {
-        int c = cell(head, qt);
-        return offsets[c + 1] - offsets[c];
+        return lists.listed(cell(head, qt));
     }
 
     /** Full key tiles of (head, query tile), ascending. */
     public int[] full(int head, int qt) {
-        int c = cell(head, qt);
-        int n = fullBefore[c + 1] - fullBefore[c];
-        return Arrays.copyOfRange(tiles, offsets[c], offsets[c] + n);
+        return lists.full(cell(head, qt));
     }
 
     /** Partial key tiles of (head, query tile), ascending. */
     public int[] partial(int head, int qt) {
-        int c = cell(head, qt);
-        int n = fullBefore[c + 1] - fullBefore[c];
-        return Arrays.copyOfRange(tiles, offsets[c] + n, offsets[c + 1]);
+        return lists.partial(cell(head, qt));
     }
 
     /** The element bits of partial tile {@code k} of (head, query tile): Br words, bit c of word r = (row r, key c). */
     public long[] mask(int head, int qt, int k) {
-        int c = cell(head, qt);
-        int n = fullBefore[c + 1] - fullBefore[c];
-        int t = offsets[c] + n + k;
-        if (k < 0 || t >= offsets[c + 1]) {
-            throw new IndexOutOfBoundsException("partial tile " + k + " of cell " + c);
-        }
-        int m = (t - fullBefore[c + 1]) * br;
-        return Arrays.copyOfRange(masks, m, m + br);
+        return lists.mask(cell(head, qt), k);
     }
 
     /** Listed tiles over all cells. */
     public long listedTiles() {
-        return tiles.length;
+        return lists.listedTiles();
     }
 
     /** The device arrays, in the order of AttnParams. */
-    int[] offsetsArray() {
-        return offsets;
+    TileLists lists() {
+        return lists;
     }
 
-    int[] tilesArray() {
-        return tiles;
-    }
-
-    int[] fullBeforeArray() {
-        return fullBefore;
-    }
-
-    long[] masksArray() {
-        return masks;
-    }
-
-    /**
-     * Bytes of the four device arrays as uploaded (an empty array still takes one element): O(listed
-     * tiles + cells), never L × S.
-     */
+    /** Bytes of the four device arrays as uploaded: O(listed tiles + cells), never L × S. */
     public long deviceBytes() {
-        return 4L * (Math.max(1, offsets.length) + Math.max(1, tiles.length) + Math.max(1, fullBefore.length))
-                + 8L * Math.max(1, masks.length);
+        return lists.deviceBytes();
     }
 
     @Override
     public String toString() {
         return "SparseTiles[" + layoutHeads + " x " + qTiles + " x " + kTiles + " tiles of " + br + " x " + bc + ", "
-                + tiles.length + " listed, " + masks.length / br + " partial]";
+                + lists.listedTiles() + " listed, " + lists.partialCount() + " partial]";
     }
 
     /** A growable int array. */

@@ -128,11 +128,11 @@ class CompactedSparseTilesTest {
             assertEquals(wantFull.size() + wantPartial.size(), m.listed(e), cell + ": listed");
             listed += m.listed(e);
             fullSoFar += wantFull.size();
-            assertEquals(listed, m.offsetsArray()[e + 1], cell + ": offsets");
-            assertEquals(fullSoFar, m.fullBeforeArray()[e + 1], cell + ": full-before count");
+            assertEquals(listed, m.lists().offsets()[e + 1], cell + ": offsets");
+            assertEquals(fullSoFar, m.lists().fullBefore()[e + 1], cell + ": full-before count");
         }
         assertEquals(listed, m.listedTiles(), what + ": listed over all launched tiles");
-        assertEquals((listed - fullSoFar) * tile, m.masksArray().length, what + ": one Br-word mask per partial entry");
+        assertEquals((listed - fullSoFar) * tile, m.lists().masks().length, what + ": one Br-word mask per partial entry");
     }
 
     /** A compacted tile of a window gathers far-apart rows: its list is the union, not any one tile's list. */

@@ -35,9 +35,9 @@ class DeviceLaunchTest {
         FlashPlan plan = FlashPlan.sparse(SHAPE, DType.BF16);
         SparseTiles t = SparseTiles.build(p, BlockLayout.build(p, SHAPE.heads(), SHAPE.qLen(), SHAPE.kvLen(), 64), SHAPE.qLen(),
                 SHAPE.kvLen(), plan.blockRows(), plan.tileKeys());
-        long[] at = CudaAttentionEngine.workspaceLayout(t);
-        long[] sizes = {4L * t.offsetsArray().length, 4L * t.tilesArray().length, 4L * t.fullBeforeArray().length,
-            8L * t.masksArray().length};
+        long[] at = DeviceTileLists.workspaceLayout(t.lists());
+        long[] sizes = {4L * t.lists().offsets().length, 4L * t.lists().tiles().length, 4L * t.lists().fullBefore().length,
+            8L * t.lists().masks().length};
         assertEquals(0, at[0]);
         for (int i = 0; i < 4; i++) {
             assertEquals(0, at[i] % 256, "array " + i + " is 256-byte aligned");

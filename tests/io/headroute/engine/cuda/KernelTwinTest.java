@@ -46,11 +46,11 @@ class KernelTwinTest {
     record Lists(int[] offsets, int[] tiles, int[] fullBefore, long[] masks, int layoutHeads, boolean perBlock) {
         static Lists of(SparseTiles t) {
             return t == null ? null
-                    : new Lists(t.offsetsArray(), t.tilesArray(), t.fullBeforeArray(), t.masksArray(), t.layoutHeads(), false);
+                    : new Lists(t.lists().offsets(), t.lists().tiles(), t.lists().fullBefore(), t.lists().masks(), t.layoutHeads(), false);
         }
 
         static Lists of(CompactedSparseTiles t) {
-            return new Lists(t.offsetsArray(), t.tilesArray(), t.fullBeforeArray(), t.masksArray(), 1, true);
+            return new Lists(t.lists().offsets(), t.lists().tiles(), t.lists().fullBefore(), t.lists().masks(), 1, true);
         }
     }
 
