@@ -7,6 +7,7 @@
 // Bc = 32 keys are visited with the online softmax of FlashAttention-2; scores never leave the chip.
 #pragma once
 #include "attention_params.cuh"
+#include "dynamic_smem.cuh"
 
 namespace hr_f32 {
 
@@ -29,7 +30,7 @@ struct Smem {
 // gate) and lse of every valid row; rows without any allowed key get zeros and −inf.
 template <int DMAX, class Keys>
 __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const HrRows& rows, const Keys& keys) {
-    extern __shared__ __align__(16) unsigned char smem_raw[];
+    HR_DYNAMIC_SMEM(smem_raw);
     Smem<DMAX>& sm = *reinterpret_cast<Smem<DMAX>*>(smem_raw);
     const int tid = threadIdx.x;
     const int lane = tid & 31;

@@ -9,6 +9,7 @@
 // so scores never touch shared memory. Only tiles the key source marks pay for an element mask.
 #pragma once
 #include "attention_params.cuh"
+#include "dynamic_smem.cuh"
 #include "mma_sm80.cuh"
 
 namespace hr_mma {
@@ -65,7 +66,7 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
     constexpr int kNT = kBc / 8;  // n-tiles of S per warp (8 keys each)
     constexpr int kDT = D / 8;    // n-tiles of O per warp (8 dims each)
 
-    extern __shared__ __align__(16) unsigned char smem_raw[];
+    HR_DYNAMIC_SMEM(smem_raw);
     T* sQ = reinterpret_cast<T*>(smem_raw);
     T* sK = sQ + TL::kQElems;       // two buffers of kKVElems
     T* sV = sK + 2 * TL::kKVElems;  // two buffers of kKVElems

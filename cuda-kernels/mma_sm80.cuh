@@ -12,6 +12,17 @@
 
 namespace hr {
 
+#ifdef HR_EMULATION
+// The CPU emulator (native/emu/runtime) executes these warp-wide with the same fragment layouts.
+__device__ __forceinline__ void cp_async_16(void* smem, const void* gmem, int src_bytes) {
+    ::hr_emu::cp_async_16(smem, gmem, src_bytes);
+}
+__device__ __forceinline__ void cp_async_commit() { ::hr_emu::cp_async_commit(); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() { ::hr_emu::cp_async_wait(N); }
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* smem) { ::hr_emu::ldmatrix_x4(r, smem, false); }
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* smem) { ::hr_emu::ldmatrix_x4(r, smem, true); }
+#else
 __device__ __forceinline__ uint32_t smem_addr(const void* p) {
     return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
@@ -40,6 +51,8 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* 
                  : "r"(smem_addr(smem)));
 }
 
+#endif  // HR_EMULATION
+
 template <typename T>
 struct MmaOp;
 
@@ -47,11 +60,15 @@ struct MmaOp;
 template <>
 struct MmaOp<__nv_bfloat16> {
     static __device__ __forceinline__ void run(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+#ifdef HR_EMULATION
+        ::hr_emu::mma_m16n8k16(c, a, b0, b1, true);
+#else
         asm volatile(
             "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
             "{%0, %1, %2, %3};\n"
             : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
             : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#endif
     }
     // Two floats → one b32 holding (lo, hi) rounded to nearest even.
     static __device__ __forceinline__ uint32_t pack(float lo, float hi) {
@@ -64,11 +81,15 @@ struct MmaOp<__nv_bfloat16> {
 template <>
 struct MmaOp<__half> {
     static __device__ __forceinline__ void run(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+#ifdef HR_EMULATION
+        ::hr_emu::mma_m16n8k16(c, a, b0, b1, false);
+#else
         asm volatile(
             "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
             "{%0, %1, %2, %3};\n"
             : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
             : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#endif
     }
     static __device__ __forceinline__ uint32_t pack(float lo, float hi) {
         __half2 v = __floats2half2_rn(lo, hi);

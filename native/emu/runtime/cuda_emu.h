@@ -1,0 +1,162 @@
+// headroute CPU emulator: what a kernel source (cuda-kernels/*.cu) sees when it is compiled as C++ for
+// the host (`g++ -include cuda_emu.h -DHR_EMULATION`). Every CUDA thread of a block runs as a fiber of
+// one host thread (emu_runtime.cpp); barriers and warp-wide operations switch fibers, so the kernel
+// code runs unchanged, with the semantics of the GPU:
+//   __syncthreads / __syncthreads_or: block barrier (error if a thread has exited or another waits on a
+//     warp operation: divergent barrier);
+//   __shfl_xor_sync / __shfl_up_sync / __syncwarp: all 32 lanes must arrive (full masks only);
+//   mma.sync m16n8k16 (f16/bf16 -> f32), ldmatrix x4 (and .trans): warp-collective, fragment layouts of
+//     the PTX ISA, addresses checked to be 16-byte aligned and inside the block's shared memory;
+//   cp.async: queued per thread and copied only at cp.async.wait_group, so a read before the wait sees
+//     the poisoned old bytes, like a race on the GPU would.
+// Dynamic shared memory is filled with 0xFF (NaN) before each block and ends at a guard page.
+#pragma once
+#ifndef HR_EMULATION
+#error "cuda_emu.h is for the CPU emulation build only (-DHR_EMULATION)"
+#endif
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+#define __restrict__ __restrict
+#define __align__(n) alignas(n)
+// Statically declared shared memory: one variable for all threads. Blocks run one after another, so a
+// function-local static is exactly one block's shared variable.
+#define __shared__ static
+
+struct hr_emu_dim3 {
+    unsigned x, y, z;
+};
+
+namespace hr_emu {
+
+const hr_emu_dim3& thread_idx();
+const hr_emu_dim3& block_idx();
+const hr_emu_dim3& block_dim();
+const hr_emu_dim3& grid_dim();
+
+void sync_threads();
+int sync_threads_or(int pred);
+void sync_warp(unsigned mask);
+// Warp exchange: every lane deposits `n` (≤ 64) bytes, waits for the other 31, and gets the 32 deposits
+// (64 bytes apart, by lane), valid until this lane's next exchange.
+const unsigned char* warp_gather(int op, const void* in, size_t n, unsigned mask);
+int lane_id();
+
+unsigned char* dynamic_smem();
+void check_shared(const void* p, size_t bytes, const char* what);
+
+void cp_async_16(void* smem, const void* gmem, int src_bytes);
+void cp_async_commit();
+void cp_async_wait(int n);
+
+void ldmatrix_x4(uint32_t (&r)[4], const void* smem, bool trans);
+void mma_m16n8k16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1, bool bf16);
+
+[[noreturn]] void fail(const char* fmt, ...);
+
+enum Op { OP_SHFL = 1, OP_LDMATRIX = 2, OP_MMA = 3, OP_SYNCWARP = 4 };
+
+template <typename T>
+T shfl_from(unsigned mask, T v, int src) {
+    static_assert(sizeof(T) <= 8 && std::is_trivially_copyable<T>::value, "shuffle of a 32- or 64-bit value");
+    const unsigned char* all = warp_gather(OP_SHFL, &v, sizeof(T), mask);
+    T r;
+    std::memcpy(&r, all + 64 * (src < 0 || src > 31 ? lane_id() : src), sizeof(T));
+    return r;
+}
+
+}  // namespace hr_emu
+
+#define threadIdx (::hr_emu::thread_idx())
+#define blockIdx (::hr_emu::block_idx())
+#define blockDim (::hr_emu::block_dim())
+#define gridDim (::hr_emu::grid_dim())
+
+inline void __syncthreads() { ::hr_emu::sync_threads(); }
+inline int __syncthreads_or(int pred) { return ::hr_emu::sync_threads_or(pred); }
+inline void __syncwarp(unsigned mask = 0xffffffffu) { ::hr_emu::sync_warp(mask); }
+
+template <typename T>
+inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask) {
+    return ::hr_emu::shfl_from(mask, v, ::hr_emu::lane_id() ^ lane_mask);
+}
+
+template <typename T>
+inline T __shfl_up_sync(unsigned mask, T v, unsigned delta) {
+    // Lanes below delta keep their own value.
+    return ::hr_emu::shfl_from(mask, v, ::hr_emu::lane_id() - (int)delta);
+}
+
+inline float __int_as_float(int i) {
+    float f;
+    std::memcpy(&f, &i, 4);
+    return f;
+}
+
+inline int __float_as_int(float f) {
+    int i;
+    std::memcpy(&i, &f, 4);
+    return i;
+}
+
+// Round-to-nearest-even single operations that the compiler must not fuse (-ffp-contract=off).
+inline float __fmul_rn(float a, float b) { return a * b; }
+inline float __fadd_rn(float a, float b) { return a + b; }
+inline float __fsub_rn(float a, float b) { return a - b; }
+
+// CUDA's min/max take mixed integer types; the host's std ones do not.
+template <typename A, typename B>
+inline typename std::common_type<A, B>::type min(A a, B b) {
+    using C = typename std::common_type<A, B>::type;
+    return (C)a < (C)b ? (C)a : (C)b;
+}
+
+template <typename A, typename B>
+inline typename std::common_type<A, B>::type max(A a, B b) {
+    using C = typename std::common_type<A, B>::type;
+    return (C)a > (C)b ? (C)a : (C)b;
+}
+
+// The dynamic shared memory of the launch (cuda-kernels/smem.cuh declares it through this).
+#define HR_EMU_DYNAMIC_SMEM(name) unsigned char* const name = ::hr_emu::dynamic_smem()
+
+// Registration of a kernel defined in the translation unit: its name, how to call it with the driver's
+// argument array (one by-value parameter record), and the size of that record.
+namespace hr_emu {
+
+using Entry = void (*)(void** args);
+void register_kernel(const char* name, Entry entry, size_t param_bytes);
+
+template <typename P>
+inline void invoke(void (*kernel)(P), void** args) {
+    using R = typename std::remove_cv<typename std::remove_reference<P>::type>::type;
+    kernel(*static_cast<const R*>(args[0]));
+}
+
+template <typename P>
+constexpr size_t param_bytes(void (*)(P)) {
+    return sizeof(typename std::remove_cv<typename std::remove_reference<P>::type>::type);
+}
+
+struct Registrar {
+    Registrar(const char* name, Entry entry, size_t bytes) { register_kernel(name, entry, bytes); }
+};
+
+}  // namespace hr_emu
+
+#define HR_EMU_REGISTER(name)                                                                      \
+    static ::hr_emu::Registrar hr_emu_registrar_##name(                                            \
+        #name, [](void** args) { ::hr_emu::invoke(&name, args); }, ::hr_emu::param_bytes(&name));

@@ -1,0 +1,515 @@
+// headroute CPU emulator: runs a kernel launch on the host. Blocks run one after another; the threads
+// of a block are fibers of the calling host thread (their own stacks, switched by a few instructions of
+// assembly), resumed in a fixed order until each reaches a barrier, a warp operation or its end. So a
+// launch is deterministic, barriers and warp operations have the GPU's meaning, and a kernel that
+// diverges on a barrier, deadlocks or misuses shared memory fails with a message instead of hanging.
+//
+// Entry points for the fake driver (native/emu/driver): hr_emu_launch, hr_emu_has_kernel.
+// HR_EMU_SCHEDULE=reverse resumes threads in descending order (a missing barrier then shows as a
+// different result), HR_EMU_TRACE=1 prints each launch.
+#define HR_EMULATION 1
+#include "cuda_emu.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstdarg>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#if !defined(__x86_64__)
+#error "the emulator's fiber switch is x86-64 assembly"
+#endif
+
+// void hr_emu_switch(void** save_sp, void* load_sp): saves the callee-saved registers, MXCSR and the x87
+// control word on the current stack, stores its pointer in *save_sp, and resumes the stack load_sp.
+asm(R"(
+    .text
+    .globl hr_emu_switch
+    .hidden hr_emu_switch
+    .type hr_emu_switch, @function
+hr_emu_switch:
+    pushq %rbp
+    pushq %rbx
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    subq $8, %rsp
+    stmxcsr (%rsp)
+    fnstcw 4(%rsp)
+    movq %rsp, (%rdi)
+    movq %rsi, %rsp
+    ldmxcsr (%rsp)
+    fldcw 4(%rsp)
+    addq $8, %rsp
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbx
+    popq %rbp
+    ret
+    .size hr_emu_switch, .-hr_emu_switch
+    .section .note.GNU-stack,"",@progbits
+    .text
+)");
+
+extern "C" void hr_emu_switch(void** save_sp, void* load_sp);
+
+namespace hr_emu {
+namespace {
+
+constexpr size_t kStackBytes = 256 * 1024;
+constexpr int kMaxThreads = 1024;
+constexpr size_t kSlotBytes = 64;
+
+enum class State { Runnable, AtBarrier, AtWarp, Done };
+
+struct CpCopy {
+    void* dst;
+    const void* src;
+    int src_bytes;
+};
+
+struct Fiber {
+    void* sp = nullptr;
+    unsigned char* stack = nullptr;  // kStackBytes, a guard page below
+    hr_emu_dim3 tid{};
+    int linear = 0;
+    State state = State::Runnable;
+    int warp_op = 0;
+    long exchanges = 0;  // warp exchanges this thread took part in (their parity picks the slots)
+    std::vector<std::vector<CpCopy>> cp_groups;  // committed groups, oldest first
+    std::vector<CpCopy> cp_open;                 // not yet committed
+};
+
+struct Registered {
+    Entry entry;
+    size_t param_bytes;
+};
+
+std::map<std::string, Registered>& registry() {
+    static std::map<std::string, Registered> r;
+    return r;
+}
+
+// The launch in progress (one at a time, under g_launch_mutex).
+std::mutex g_launch_mutex;
+Entry g_entry = nullptr;
+void** g_args = nullptr;
+hr_emu_dim3 g_grid{}, g_block{}, g_block_idx{};
+int g_threads = 0;
+std::vector<Fiber> g_fibers;
+Fiber* g_current = nullptr;
+void* g_scheduler_sp = nullptr;
+bool g_reverse = false;
+
+// Shared memory: the dynamic part of the launch, ending at a guard page.
+unsigned char* g_smem_map = nullptr;
+size_t g_smem_map_bytes = 0;
+unsigned char* g_smem = nullptr;
+size_t g_smem_bytes = 0;
+
+// Block barrier and warp exchange state. Warp exchanges alternate between two sets of slots: a lane can
+// deposit for exchange n + 1 while slower lanes still read exchange n, but not for n + 2, which needs
+// every lane to have arrived at n + 1, after reading n.
+int g_barrier_or = 0;
+int g_barrier_at = 0;  // threads waiting at __syncthreads
+int g_barrier_pred = 0;
+int g_done = 0;        // threads that exited
+unsigned char g_slots[kMaxThreads / 32][2][32][kSlotBytes];
+int g_warp_at[kMaxThreads / 32];  // lanes waiting at a warp exchange
+
+// First error of the launch, and the fiber that raised it.
+std::string g_error;
+
+std::string where() {
+    char b[160];
+    if (g_current == nullptr) return "outside any thread";
+    std::snprintf(b, sizeof b, "block (%u, %u, %u) thread (%u, %u, %u)", g_block_idx.x, g_block_idx.y, g_block_idx.z,
+                  g_current->tid.x, g_current->tid.y, g_current->tid.z);
+    return b;
+}
+
+void yield_to_scheduler() {
+    Fiber* f = g_current;
+    hr_emu_switch(&f->sp, g_scheduler_sp);
+}
+
+[[noreturn]] void fiber_main() {
+    g_entry(g_args);
+    Fiber* f = g_current;
+    if (!f->cp_open.empty() || !f->cp_groups.empty()) {
+        // Copies never waited for: on the GPU they may or may not land; nothing may depend on them.
+        f->cp_open.clear();
+        f->cp_groups.clear();
+    }
+    f->state = State::Done;
+    g_done++;
+    yield_to_scheduler();
+    std::abort();  // a finished fiber is never resumed
+}
+
+// The stack a fresh fiber starts on: hr_emu_switch's frame (MXCSR and control word, six registers) and a
+// return address into fiber_main, which itself sees the alignment of a normal call.
+void* fresh_stack(Fiber& f) {
+    uintptr_t top = reinterpret_cast<uintptr_t>(f.stack) + kStackBytes;
+    top &= ~uintptr_t(15);
+    auto* p = reinterpret_cast<uint64_t*>(top);
+    *--p = 0;                                                // fiber_main's (unused) return address
+    *--p = reinterpret_cast<uint64_t>(&fiber_main);          // hr_emu_switch's ret
+    for (int i = 0; i < 6; ++i) *--p = 0;                    // rbp rbx r12 r13 r14 r15
+    uint32_t mxcsr;
+    uint16_t fpcw;
+    asm volatile("stmxcsr %0" : "=m"(mxcsr));
+    asm volatile("fnstcw %0" : "=m"(fpcw));
+    *--p = (uint64_t)mxcsr | ((uint64_t)fpcw << 32);
+    return p;
+}
+
+void ensure_fibers(int n) {
+    while ((int)g_fibers.size() < n) {
+        g_fibers.emplace_back();
+        Fiber& f = g_fibers.back();
+        const size_t page = (size_t)sysconf(_SC_PAGESIZE);
+        void* m = mmap(nullptr, kStackBytes + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (m == MAP_FAILED) {
+            std::fprintf(stderr, "hr-emu: cannot map a fiber stack\n");
+            std::abort();
+        }
+        mprotect(m, page, PROT_NONE);  // a stack overflow faults instead of corrupting the next stack
+        f.stack = static_cast<unsigned char*>(m) + page;
+    }
+}
+
+bool ensure_smem(size_t bytes) {
+    const size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    const size_t need = ((bytes + page - 1) / page) * page + page;
+    if (g_smem_map_bytes < need) {
+        if (g_smem_map != nullptr) munmap(g_smem_map, g_smem_map_bytes);
+        void* m = mmap(nullptr, need, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (m == MAP_FAILED) {
+            g_smem_map = nullptr;
+            g_smem_map_bytes = 0;
+            return false;
+        }
+        g_smem_map = static_cast<unsigned char*>(m);
+        g_smem_map_bytes = need;
+    }
+    mprotect(g_smem_map, g_smem_map_bytes, PROT_READ | PROT_WRITE);
+    mprotect(g_smem_map + g_smem_map_bytes - page, page, PROT_NONE);
+    // The launch's bytes end at the guard page; 16-byte alignment is kept (sizes are multiples of 16 or
+    // the start is rounded down, leaving a few poisoned bytes before it).
+    g_smem_bytes = bytes;
+    g_smem = g_smem_map + g_smem_map_bytes - page - ((bytes + 15) & ~size_t(15));
+    return true;
+}
+
+const char* state_name(State s) {
+    switch (s) {
+        case State::Runnable: return "runnable";
+        case State::AtBarrier: return "at __syncthreads";
+        case State::AtWarp: return "at a warp operation";
+        case State::Done: return "exited";
+    }
+    return "?";
+}
+
+std::string describe_states() {
+    std::string s;
+    int counts[4] = {0, 0, 0, 0};
+    for (int i = 0; i < g_threads; ++i) counts[(int)g_fibers[i].state]++;
+    const State all[4] = {State::Runnable, State::AtBarrier, State::AtWarp, State::Done};
+    for (int k = 0; k < 4; ++k) {
+        if (counts[k] == 0) continue;
+        if (!s.empty()) s += ", ";
+        s += std::to_string(counts[k]) + " " + state_name(all[k]);
+    }
+    return s;
+}
+
+// Runs one block to its end: resumes runnable threads in order until every thread exited. Barriers and
+// warp exchanges are released by their last arriving thread, which goes on running; when no thread can
+// run and some have not exited, the block is stuck (divergent barrier or exchange).
+bool run_block() {
+    for (int i = 0; i < g_threads; ++i) {
+        Fiber& f = g_fibers[i];
+        f.tid = hr_emu_dim3{(unsigned)(i % g_block.x), (unsigned)((i / g_block.x) % g_block.y), (unsigned)(i / (g_block.x * g_block.y))};
+        f.linear = i;
+        f.state = State::Runnable;
+        f.exchanges = 0;
+        f.cp_groups.clear();
+        f.cp_open.clear();
+        f.sp = fresh_stack(f);
+    }
+    for (int w = 0; w < kMaxThreads / 32; ++w) g_warp_at[w] = 0;
+    g_barrier_at = 0;
+    g_barrier_pred = 0;
+    g_done = 0;
+    if (g_smem_bytes > 0) std::memset(g_smem, 0xff, g_smem_bytes);
+    for (;;) {
+        bool progressed = false;
+        for (int k = 0; k < g_threads; ++k) {
+            const int i = g_reverse ? g_threads - 1 - k : k;
+            Fiber& f = g_fibers[i];
+            if (f.state != State::Runnable) continue;
+            g_current = &f;
+            hr_emu_switch(&g_scheduler_sp, f.sp);
+            g_current = nullptr;
+            progressed = true;
+            if (!g_error.empty()) return false;
+        }
+        if (g_done == g_threads) return true;
+        if (!progressed) {
+            char b[240];
+            std::snprintf(b, sizeof b, "block (%u, %u, %u): no thread can go on (%s)%s", g_block_idx.x, g_block_idx.y,
+                          g_block_idx.z, describe_states().c_str(),
+                          g_barrier_at > 0 && g_done > 0 ? ": __syncthreads after some threads exited"
+                                                         : ": divergent __syncthreads or warp operation");
+            g_error = b;
+            return false;
+        }
+    }
+}
+
+void check_mask(unsigned mask, const char* what) {
+    if (mask != 0xffffffffu) fail("%s with mask %#x: the emulator supports full-warp masks only", what, mask);
+}
+
+}  // namespace
+
+// ------------------------------------------------------------------------------------- device side
+const hr_emu_dim3& thread_idx() { return g_current->tid; }
+const hr_emu_dim3& block_idx() { return g_block_idx; }
+const hr_emu_dim3& block_dim() { return g_block; }
+const hr_emu_dim3& grid_dim() { return g_grid; }
+
+int lane_id() { return g_current->linear & 31; }
+
+void fail(const char* fmt, ...) {
+    char b[400];
+    va_list ap;
+    va_start(ap, fmt);
+    std::vsnprintf(b, sizeof b, fmt, ap);
+    va_end(ap);
+    if (g_error.empty()) g_error = where() + ": " + b;
+    // This fiber never runs again; the scheduler abandons the launch.
+    g_current->state = State::Done;
+    yield_to_scheduler();
+    std::abort();
+}
+
+namespace {
+
+// Waits at the block barrier; the last thread to arrive releases the others and goes on.
+void block_barrier(int pred) {
+    g_barrier_pred |= pred != 0;
+    if (++g_barrier_at < g_threads - g_done) {
+        g_current->state = State::AtBarrier;
+        yield_to_scheduler();
+        return;
+    }
+    if (g_done > 0) fail("__syncthreads reached after %d of %d threads exited", g_done, g_threads);
+    g_barrier_or = g_barrier_pred;
+    g_barrier_pred = 0;
+    g_barrier_at = 0;
+    for (int i = 0; i < g_threads; ++i) {
+        if (g_fibers[i].state == State::AtBarrier) g_fibers[i].state = State::Runnable;
+    }
+}
+
+}  // namespace
+
+void sync_threads() { block_barrier(0); }
+
+int sync_threads_or(int pred) {
+    block_barrier(pred);
+    return g_barrier_or;
+}
+
+const unsigned char* warp_gather(int op, const void* in, size_t n, unsigned mask) {
+    check_mask(mask, "a warp operation");
+    if (g_threads % 32 != 0) fail("warp operation in a block of %d threads (not whole warps)", g_threads);
+    if (n > kSlotBytes) fail("warp exchange of %zu bytes", n);
+    Fiber* f = g_current;
+    const int w = f->linear >> 5;
+    const int parity = (int)(f->exchanges++ & 1);
+    std::memcpy(g_slots[w][parity][f->linear & 31], in, n);
+    f->warp_op = op;
+    if (++g_warp_at[w] < 32) {
+        f->state = State::AtWarp;
+        yield_to_scheduler();
+    } else {
+        g_warp_at[w] = 0;
+        for (int l = 0; l < 32; ++l) {
+            Fiber& o = g_fibers[w * 32 + l];
+            if (o.warp_op != op || o.exchanges != f->exchanges)
+                fail("lanes of warp %d at different warp operations (divergent code)", w);
+            o.state = State::Runnable;
+        }
+    }
+    return &g_slots[w][parity][0][0];
+}
+
+void sync_warp(unsigned mask) {
+    int dummy = 0;
+    warp_gather(OP_SYNCWARP, &dummy, sizeof dummy, mask);
+}
+
+unsigned char* dynamic_smem() { return g_smem; }
+
+void check_shared(const void* p, size_t bytes, const char* what) {
+    const auto* c = static_cast<const unsigned char*>(p);
+    if (c < g_smem || c + bytes > g_smem + g_smem_bytes)
+        fail("%s at %p (%zu bytes) outside the block's %zu bytes of dynamic shared memory", what, p, bytes, g_smem_bytes);
+    if ((reinterpret_cast<uintptr_t>(c) - reinterpret_cast<uintptr_t>(g_smem)) % 16 != 0)
+        fail("%s at shared offset %td: not 16-byte aligned", what, c - g_smem);
+}
+
+void cp_async_16(void* smem, const void* gmem, int src_bytes) {
+    check_shared(smem, 16, "cp.async destination");
+    if (src_bytes != 0 && src_bytes != 16) fail("cp.async with src-size %d (the kernels use 0 or 16)", src_bytes);
+    if (src_bytes != 0 && reinterpret_cast<uintptr_t>(gmem) % 16 != 0) fail("cp.async source %p not 16-byte aligned", gmem);
+    g_current->cp_open.push_back(CpCopy{smem, gmem, src_bytes});
+}
+
+void cp_async_commit() {
+    Fiber* f = g_current;
+    f->cp_groups.push_back(std::move(f->cp_open));
+    f->cp_open.clear();
+}
+
+void cp_async_wait(int n) {
+    Fiber* f = g_current;
+    while ((int)f->cp_groups.size() > n) {
+        for (const CpCopy& c : f->cp_groups.front()) {
+            if (c.src_bytes == 16) {
+                std::memcpy(c.dst, c.src, 16);
+            } else {
+                std::memset(c.dst, 0, 16);
+            }
+        }
+        f->cp_groups.erase(f->cp_groups.begin());
+    }
+}
+
+void ldmatrix_x4(uint32_t (&r)[4], const void* smem, bool trans) {
+    check_shared(smem, 16, "ldmatrix row");
+    const void* mine = smem;
+    const unsigned char* all = warp_gather(OP_LDMATRIX, &mine, sizeof mine, 0xffffffffu);
+    const int lane = lane_id();
+    for (int m = 0; m < 4; ++m) {
+        uint16_t e[2];
+        for (int h = 0; h < 2; ++h) {
+            // Matrix m's rows come from lanes 8m … 8m+7; lane gets row lane/4, columns 2(lane%4) + h, or
+            // transposed: row 2(lane%4) + h, column lane/4.
+            const int row = trans ? 2 * (lane & 3) + h : lane >> 2;
+            const int col = trans ? lane >> 2 : 2 * (lane & 3) + h;
+            const unsigned char* rowp;
+            std::memcpy(&rowp, all + kSlotBytes * (8 * m + row), sizeof rowp);
+            std::memcpy(&e[h], rowp + 2 * col, 2);
+        }
+        r[m] = (uint32_t)e[0] | ((uint32_t)e[1] << 16);
+    }
+}
+
+namespace {
+
+float half_bits(uint32_t reg, int hi, bool bf16) {
+    const uint16_t h = (uint16_t)(hi ? reg >> 16 : reg & 0xffffu);
+    return bf16 ? hr_emu_half::bf16_to_float(h) : hr_emu_half::f16_to_float(h);
+}
+
+struct MmaIn {
+    uint32_t a[4];
+    uint32_t b[2];
+};
+
+}  // namespace
+
+void mma_m16n8k16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1, bool bf16) {
+    MmaIn in{{a[0], a[1], a[2], a[3]}, {b0, b1}};
+    const unsigned char* all = warp_gather(OP_MMA, &in, sizeof in, 0xffffffffu);
+    auto lane_in = [&](int l) {
+        MmaIn x;
+        std::memcpy(&x, all + kSlotBytes * l, sizeof x);
+        return x;
+    };
+    // A[r][k]: lane 4·(r % 8) + (k % 8) / 2, register (r ≥ 8) + 2·(k ≥ 8), half k % 2.
+    // B[k][n]: lane 4·n + (k % 8) / 2, register (k ≥ 8), half k % 2.
+    const int lane = lane_id();
+    const int g = lane >> 2, t = lane & 3;
+    float out[4];
+    for (int e = 0; e < 4; ++e) {
+        const int r = g + 8 * (e >> 1);
+        const int n = 2 * t + (e & 1);
+        double s = 0.0;
+        for (int k = 0; k < 16; ++k) {
+            const MmaIn la = lane_in(4 * (r & 7) + ((k & 7) >> 1));
+            const MmaIn lb = lane_in(4 * n + ((k & 7) >> 1));
+            const float av = half_bits(la.a[(r >= 8) + 2 * (k >= 8)], k & 1, bf16);
+            const float bv = half_bits(lb.b[k >= 8], k & 1, bf16);
+            s += (double)av * (double)bv;
+        }
+        out[e] = (float)((double)c[e] + s);
+    }
+    for (int e = 0; e < 4; ++e) c[e] = out[e];
+}
+
+void register_kernel(const char* name, Entry entry, size_t param_bytes) {
+    registry()[name] = Registered{entry, param_bytes};
+}
+
+}  // namespace hr_emu
+
+// ----------------------------------------------------------------------------------- driver side
+extern "C" int hr_emu_has_kernel(const char* name) {
+    return name != nullptr && hr_emu::registry().count(name) != 0;
+}
+
+extern "C" int hr_emu_launch(const char* name, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
+                             unsigned smem_bytes, void** args, char* err, size_t err_len) {
+    using namespace hr_emu;
+    auto error = [&](const std::string& m) {
+        if (err != nullptr && err_len > 0) std::snprintf(err, err_len, "%s", m.c_str());
+        return 1;
+    };
+    std::lock_guard<std::mutex> lock(g_launch_mutex);
+    auto it = registry().find(name == nullptr ? "" : name);
+    if (it == registry().end()) return error(std::string("no emulated kernel named ") + (name ? name : "(null)"));
+    const long threads = (long)bx * by * bz;
+    if (gx == 0 || gy == 0 || gz == 0 || threads == 0 || threads > kMaxThreads)
+        return error("grid (" + std::to_string(gx) + ", " + std::to_string(gy) + ", " + std::to_string(gz) + ") block (" +
+                     std::to_string(bx) + ", " + std::to_string(by) + ", " + std::to_string(bz) + "): empty or over 1024 threads");
+    if (args == nullptr || args[0] == nullptr) return error("no kernel parameter record");
+    const char* sched = std::getenv("HR_EMU_SCHEDULE");
+    g_reverse = sched != nullptr && std::strcmp(sched, "reverse") == 0;
+    if (std::getenv("HR_EMU_TRACE") != nullptr)
+        std::fprintf(stderr, "hr-emu: %s grid (%u, %u, %u) block (%u, %u, %u) smem %u\n", name, gx, gy, gz, bx, by, bz, smem_bytes);
+    if (!ensure_smem(smem_bytes)) return error("cannot map " + std::to_string(smem_bytes) + " bytes of shared memory");
+    ensure_fibers((int)threads);
+    g_entry = it->second.entry;
+    g_args = args;
+    g_grid = hr_emu_dim3{gx, gy, gz};
+    g_block = hr_emu_dim3{bx, by, bz};
+    g_threads = (int)threads;
+    g_error.clear();
+    for (unsigned z = 0; z < gz; ++z) {
+        for (unsigned y = 0; y < gy; ++y) {
+            for (unsigned x = 0; x < gx; ++x) {
+                g_block_idx = hr_emu_dim3{x, y, z};
+                if (!run_block()) {
+                    std::string m = std::string(name) + ": " + g_error;
+                    g_error.clear();
+                    return error(m);
+                }
+            }
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,232 @@
+// Tests of the emulator's device semantics (cuda_emu.h, emu_runtime.cpp) with small kernels defined
+// here: shuffles, barriers (and the errors for divergent ones), cp.async's deferred copies, ldmatrix and
+// mma.sync against a plain matrix product, shared-memory checks. `make -C native/emu test` runs it.
+#include "dynamic_smem.cuh"
+#include "mma_sm80.cuh"
+
+#include <cstdio>
+#include <random>
+#include <string>
+#include <vector>
+
+extern "C" int hr_emu_launch(const char* name, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
+                             unsigned smem_bytes, void** args, char* err, size_t err_len);
+
+namespace {
+
+int failures = 0;
+
+void check(bool ok, const std::string& what) {
+    if (!ok) {
+        failures++;
+        std::printf("FAIL %s\n", what.c_str());
+    }
+}
+
+struct Buf {
+    int* out;
+    const void* in;
+    int n;
+    int mode;
+};
+
+std::string launch(const char* name, unsigned grid, unsigned threads, unsigned smem, Buf b) {
+    void* args[] = {&b};
+    char err[600] = "";
+    return hr_emu_launch(name, grid, 1, 1, threads, 1, 1, smem, args, err, sizeof err) == 0 ? "" : std::string(err);
+}
+
+}  // namespace
+
+// out[tid] = value of lane (lane ^ 5) and of lane − 3 (own below 3), per warp.
+extern "C" __global__ void t_shuffles(const Buf b) {
+    const int v = 1000 * (int)blockIdx.x + (int)threadIdx.x;
+    b.out[2 * threadIdx.x] = __shfl_xor_sync(0xffffffffu, v, 5);
+    b.out[2 * threadIdx.x + 1] = __shfl_up_sync(0xffffffffu, v, 3);
+}
+
+// Each thread writes shared[tid], a barrier, then reads its neighbour's; __syncthreads_or of one thread.
+extern "C" __global__ void t_barrier(const Buf b) {
+    __shared__ int s[256];
+    s[threadIdx.x] = (int)threadIdx.x * 3;
+    __syncthreads();
+    b.out[threadIdx.x] = s[(threadIdx.x + 1) % blockDim.x];
+    b.out[blockDim.x + threadIdx.x] = __syncthreads_or(threadIdx.x == 77);
+    b.out[2 * blockDim.x + threadIdx.x] = __syncthreads_or(0);
+}
+
+// mode 0: half the threads skip a barrier; mode 1: thread 0 exits before a barrier; mode 2: half a warp
+// shuffles.
+extern "C" __global__ void t_divergent(const Buf b) {
+    if (b.mode == 0 && threadIdx.x < 64) __syncthreads();
+    if (b.mode == 1 && threadIdx.x == 0) return;
+    if (b.mode == 1) __syncthreads();
+    if (b.mode == 2 && threadIdx.x < 16) b.out[0] = __shfl_xor_sync(0xffffffffu, 1, 1);
+}
+
+// cp.async of 16 bytes per thread into shared memory; reads before and after the wait.
+extern "C" __global__ void t_cp_async(const Buf b) {
+    HR_DYNAMIC_SMEM(smem);
+    const int t = threadIdx.x;
+    hr::cp_async_16(smem + 16 * t, static_cast<const unsigned char*>(b.in) + 16 * t, t % 2 == 0 ? 16 : 0);
+    hr::cp_async_commit();
+    int before;
+    std::memcpy(&before, smem + 16 * t, 4);
+    hr::cp_async_wait<0>();
+    int after;
+    std::memcpy(&after, smem + 16 * t, 4);
+    b.out[2 * t] = before;
+    b.out[2 * t + 1] = after;
+}
+
+// mode 0: ldmatrix at a misaligned shared address; mode 1: past the end of shared memory.
+extern "C" __global__ void t_bad_shared(const Buf b) {
+    HR_DYNAMIC_SMEM(smem);
+    uint32_t r[4];
+    hr::ldmatrix_x4(r, smem + (b.mode == 0 ? 8 : 1024));
+    b.out[threadIdx.x] = (int)r[0];
+}
+
+// One warp: C (16×8, fp32) = A (16×16, row-major in `in`) · B (16×8, given as Bᵀ 8×16 row-major after A),
+// fragments loaded with ldmatrix from shared memory, the way the attention kernels do.
+template <typename T>
+__device__ void mma_product(const Buf& b) {
+    HR_DYNAMIC_SMEM(smem);
+    T* sA = reinterpret_cast<T*>(smem);
+    T* sB = sA + 16 * 16;
+    const T* g = static_cast<const T*>(b.in);
+    const int lane = threadIdx.x;
+    for (int i = lane; i < 16 * 16 + 8 * 16; i += 32) sA[i] = g[i];
+    __syncwarp();
+    uint32_t a[4], kb[4];
+    hr::ldmatrix_x4(a, sA + ((lane & 7) + ((lane >> 3) & 1) * 8) * 16 + (lane >> 4) * 8);
+    // Bᵀ rows 0–7 (keys), the two k halves: matrices 0 and 1 (2 and 3 repeat them).
+    hr::ldmatrix_x4(kb, sB + (lane & 7) * 16 + ((lane >> 3) & 1) * 8);
+    float c[4] = {1.f, 1.f, 1.f, 1.f};
+    hr::MmaOp<T>::run(c, a, kb[0], kb[1]);
+    const int gi = lane >> 2, t4 = lane & 3;
+    float* out = reinterpret_cast<float*>(b.out);
+    out[gi * 8 + 2 * t4] = c[0];
+    out[gi * 8 + 2 * t4 + 1] = c[1];
+    out[(gi + 8) * 8 + 2 * t4] = c[2];
+    out[(gi + 8) * 8 + 2 * t4 + 1] = c[3];
+}
+
+extern "C" __global__ void t_mma_bf16(const Buf b) { mma_product<__nv_bfloat16>(b); }
+extern "C" __global__ void t_mma_f16(const Buf b) { mma_product<__half>(b); }
+
+// Transposed ldmatrix: thread lane gets matrix m's elements (2(lane%4) + h, lane/4) of a row-major 8×8.
+extern "C" __global__ void t_ldmatrix_trans(const Buf b) {
+    HR_DYNAMIC_SMEM(smem);
+    uint16_t* s = reinterpret_cast<uint16_t*>(smem);
+    const int lane = threadIdx.x;
+    for (int i = lane; i < 4 * 64; i += 32) s[i] = (uint16_t)i;
+    __syncwarp();
+    uint32_t r[4];
+    hr::ldmatrix_x4_trans(r, s + (lane >> 3) * 64 + (lane & 7) * 8);
+    for (int m = 0; m < 4; ++m) b.out[4 * lane + m] = (int)r[m];
+}
+
+HR_EMU_REGISTER(t_shuffles)
+HR_EMU_REGISTER(t_barrier)
+HR_EMU_REGISTER(t_divergent)
+HR_EMU_REGISTER(t_cp_async)
+HR_EMU_REGISTER(t_bad_shared)
+HR_EMU_REGISTER(t_mma_bf16)
+HR_EMU_REGISTER(t_mma_f16)
+HR_EMU_REGISTER(t_ldmatrix_trans)
+
+template <typename T>
+void test_mma(const char* kernel, float (*to_float)(uint16_t), uint16_t (*from_float)(float)) {
+    std::mt19937 rng(5);
+    std::normal_distribution<float> nd;
+    std::vector<uint16_t> in(16 * 16 + 8 * 16);
+    for (auto& x : in) x = from_float(nd(rng));
+    std::vector<float> out(16 * 8, -1.f);
+    const std::string e = launch(kernel, 1, 32, 2 * (unsigned)in.size(), Buf{reinterpret_cast<int*>(out.data()), in.data(), 0, 0});
+    check(e.empty(), std::string(kernel) + " launched: " + e);
+    double worst = 0;
+    for (int r = 0; r < 16; ++r) {
+        for (int n = 0; n < 8; ++n) {
+            double s = 1.0;
+            for (int k = 0; k < 16; ++k) s += (double)to_float(in[r * 16 + k]) * to_float(in[256 + n * 16 + k]);
+            worst = std::max(worst, std::abs(s - out[r * 8 + n]) / (1.0 + std::abs(s)));
+        }
+    }
+    check(worst < 1e-6, std::string(kernel) + ": C = A·B + 1 (worst " + std::to_string(worst) + ")");
+}
+
+int main() {
+    {
+        std::vector<int> out(2 * 64);
+        check(launch("t_shuffles", 1, 64, 0, Buf{out.data(), nullptr, 0, 0}).empty(), "shuffles launched");
+        bool ok = true;
+        for (int t = 0; t < 64; ++t) {
+            const int lane = t & 31, base = t & ~31;
+            ok &= out[2 * t] == base + (lane ^ 5);
+            ok &= out[2 * t + 1] == (lane >= 3 ? t - 3 : t);
+        }
+        check(ok, "__shfl_xor_sync / __shfl_up_sync values");
+    }
+    {
+        std::vector<int> out(3 * 160);
+        check(launch("t_barrier", 2, 160, 0, Buf{out.data(), nullptr, 0, 0}).empty(), "barrier launched");
+        bool ok = true;
+        for (int t = 0; t < 160; ++t) {
+            ok &= out[t] == ((t + 1) % 160) * 3;
+            ok &= out[160 + t] == 1 && out[320 + t] == 0;
+        }
+        check(ok, "__syncthreads orders shared memory; __syncthreads_or");
+    }
+    for (int mode = 0; mode < 3; ++mode) {
+        std::vector<int> out(4);
+        const std::string e = launch("t_divergent", 1, 128, 0, Buf{out.data(), nullptr, 0, mode});
+        check(!e.empty(), "divergent mode " + std::to_string(mode) + " is an error");
+        std::printf("  (divergent %d: %s)\n", mode, e.c_str());
+    }
+    {
+        std::vector<int> in(4 * 64), out(2 * 64);
+        for (size_t i = 0; i < in.size(); ++i) in[i] = 7 + (int)i;
+        check(launch("t_cp_async", 1, 64, 16 * 64, Buf{out.data(), in.data(), 0, 0}).empty(), "cp.async launched");
+        bool ok = true;
+        for (int t = 0; t < 64; ++t) {
+            ok &= out[2 * t] == -1;                                  // 0xFF poison: not copied before the wait
+            ok &= out[2 * t + 1] == (t % 2 == 0 ? in[4 * t] : 0);    // src-size 0 zero-fills
+        }
+        check(ok, "cp.async lands at wait_group, zero-fills with src-size 0");
+    }
+    for (int mode = 0; mode < 2; ++mode) {
+        std::vector<int> out(32);
+        const std::string e = launch("t_bad_shared", 1, 32, 1024, Buf{out.data(), nullptr, 0, mode});
+        check(!e.empty(), "bad shared access " + std::to_string(mode) + " is an error");
+        std::printf("  (bad shared %d: %s)\n", mode, e.c_str());
+    }
+    test_mma<__nv_bfloat16>("t_mma_bf16", hr_emu_half::bf16_to_float, hr_emu_half::float_to_bf16);
+    test_mma<__half>("t_mma_f16", hr_emu_half::f16_to_float, hr_emu_half::float_to_f16);
+    {
+        std::vector<int> out(4 * 32);
+        check(launch("t_ldmatrix_trans", 1, 32, 512, Buf{out.data(), nullptr, 0, 0}).empty(), "ldmatrix.trans launched");
+        bool ok = true;
+        for (int lane = 0; lane < 32; ++lane) {
+            for (int m = 0; m < 4; ++m) {
+                const int r0 = 2 * (lane & 3), c = lane >> 2;
+                const uint32_t want = (uint32_t)(m * 64 + r0 * 8 + c) | ((uint32_t)(m * 64 + (r0 + 1) * 8 + c) << 16);
+                ok &= (uint32_t)out[4 * lane + m] == want;
+            }
+        }
+        check(ok, "ldmatrix .trans layout");
+    }
+    {
+        // binary16 / bfloat16 rounding corner cases.
+        using namespace hr_emu_half;
+        check(float_to_f16(65504.f) == 0x7bff && float_to_f16(65520.f) == 0x7c00, "f16 max and overflow");
+        check(float_to_f16(5.9604644775390625e-8f) == 0x0001 && float_to_f16(2.98023223876953125e-8f) == 0x0000,
+              "f16 smallest subnormal, tie to even at half of it");
+        check(float_to_f16(1.f + 1.f / 2048) == 0x3c00 && float_to_f16(1.f + 3.f / 2048) == 0x3c02, "f16 ties to even");
+        check(f16_to_float(0x0001) == 5.9604644775390625e-8f && f16_to_float(0xfc00) == -INFINITY, "f16 decode");
+        check(float_to_bf16(1.f + 1.f / 256) == 0x3f80 && float_to_bf16(1.f + 3.f / 256) == 0x3f82, "bf16 ties to even");
+        check((float_to_bf16(NAN) & 0x7fc0) == 0x7fc0, "bf16 NaN stays NaN");
+    }
+    std::printf("%s: %d failure(s)\n", failures == 0 ? "runtime_test passed" : "runtime_test FAILED", failures);
+    return failures == 0 ? 0 : 1;
+}
