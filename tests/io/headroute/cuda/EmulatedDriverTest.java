@@ -1,0 +1,158 @@
+package io.headroute.cuda;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+import io.headroute.cuda.blas.Cublas;
+import io.headroute.cuda.blas.CublasLoader;
+import io.headroute.cuda.memory.DevicePool;
+import io.headroute.engine.cuda.CudaProbe;
+import io.headroute.tensor.DType;
+import io.headroute.tensor.Tensor;
+import java.util.Random;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Tag;
+import org.junit.jupiter.api.Test;
+
+/**
+ * headroute's unchanged JCuda/JCublas2 code against the CPU emulator's fake driver and cuBLAS
+ * (native/emu/driver). Runs only with {@code -Dheadroute.emulator=true} and the fake libcuda.so.1 first
+ * on LD_LIBRARY_PATH ({@code make -C native/emu/driver jvm-test}); skips otherwise.
+ */
+@Tag("emu")
+class EmulatedDriverTest {
+    static final String EMULATOR_PROPERTY = "headroute.emulator";
+    static final String DEVICE_NAME = "headroute CPU emulator";
+
+    private CudaDevice device;
+    private DevicePool pool;
+    private CudaStream stream;
+
+    @BeforeEach
+    void open() {
+        assumeTrue(Boolean.parseBoolean(System.getProperty(EMULATOR_PROPERTY, "false")),
+                "not running against the CPU emulator (-D" + EMULATOR_PROPERTY + "=true)");
+        device = CudaDevice.open(0);
+        pool = DevicePool.create(new JCudaAllocator(device), "emulator test", false);
+        stream = CudaStream.create(device);
+    }
+
+    @AfterEach
+    void close() {
+        if (stream != null) {
+            stream.close();
+        }
+        if (pool != null) {
+            pool.close(); // throws if a buffer leaked
+        }
+        if (device != null) {
+            device.close();
+        }
+    }
+
+    @Test
+    void probeSeesTheEmulatedDevice() {
+        CudaProbe.Result r = CudaProbe.result();
+        assertTrue(r.usable(), r.reason());
+        assertEquals(1, r.devices().size());
+        CudaProbe.DeviceInfo d = r.devices().get(0);
+        assertEquals(DEVICE_NAME, d.name());
+        assertEquals("9.0", d.computeCapability());
+        assertEquals(expectedTotalBytes(), d.totalMemoryBytes());
+
+        assertEquals(DEVICE_NAME, device.name());
+        assertEquals("sm_90", device.smName());
+        assertEquals(132, device.multiprocessors());
+        assertEquals(227 * 1024, device.maxSharedMemoryPerBlockOptin());
+        assertEquals(expectedTotalBytes(), device.totalBytes());
+    }
+
+    @Test
+    void tensorsRoundTripThroughDeviceMemory() {
+        Random rnd = new Random(42);
+        float[] x = new float[1037];
+        for (int i = 0; i < x.length; i++) {
+            x[i] = (float) rnd.nextGaussian();
+        }
+        long freeBefore = device.memoryInfo()[0];
+        for (DType t : new DType[] {DType.F32, DType.F16, DType.BF16}) {
+            Tensor host = Tensor.ofFloats(t, x, 17, 61);
+            try (PinnedStaging staging = new PinnedStaging(device, 1024);
+                    DeviceTensor direct = DeviceTensor.upload(device, pool, stream, null, host, t, "direct");
+                    DeviceTensor staged = DeviceTensor.upload(device, pool, stream, staging, host, t, "staged")) {
+                assertTrue(device.memoryInfo()[0] < freeBefore, "cuMemGetInfo's free bytes did not drop");
+                assertArrayEquals(host.toFloatArray(), direct.download(stream, null).toFloatArray(), t.cliName());
+                assertArrayEquals(host.toFloatArray(), staged.download(stream, staging).toFloatArray(), t.cliName());
+
+                direct.fillBits(t == DType.F32 ? 0x7fc00000 : 0x7fc0, stream); // a NaN in f16 and bf16 alike
+                for (float v : direct.download(stream, null).toFloatArray()) {
+                    assertTrue(Float.isNaN(v), t.cliName() + " fill left " + v);
+                }
+            }
+        }
+        pool.emptyCache();
+        assertEquals(freeBefore, device.memoryInfo()[0], "device memory not returned after the pool emptied its cache");
+    }
+
+    @Test
+    void eventsMeasureHostTime() throws InterruptedException {
+        try (CudaEvent start = new CudaEvent(device); CudaEvent end = new CudaEvent(device)) {
+            start.record(stream);
+            Thread.sleep(20);
+            end.record(stream);
+            end.synchronize();
+            float ms = end.millisSince(start);
+            assertTrue(ms >= 19 && ms < 10_000, "elapsed " + ms + " ms for a 20 ms sleep");
+        }
+    }
+
+    /** One GEMM through JCublas2, the cuBLAS 12 shim and the fake cuBLAS 13, against a double reference. */
+    @Test
+    void gemmThroughJCublas() {
+        CublasLoader.Resolution r = CublasLoader.resolve();
+        assumeTrue(r.source() != CublasLoader.Source.ABSENT, "no cuBLAS: " + r.detail());
+        int m = 37;
+        int n = 23;
+        int k = 19;
+        Random rnd = new Random(7);
+        float[] a = new float[m * k]; // column-major m × k
+        float[] b = new float[k * n]; // column-major k × n
+        for (int i = 0; i < a.length; i++) {
+            a[i] = (float) rnd.nextGaussian();
+        }
+        for (int i = 0; i < b.length; i++) {
+            b[i] = (float) rnd.nextGaussian();
+        }
+        try (Cublas blas = Cublas.create(device);
+                DeviceTensor da = DeviceTensor.upload(device, pool, stream, null, Tensor.ofFloats(a, a.length), DType.F32, "a");
+                DeviceTensor db = DeviceTensor.upload(device, pool, stream, null, Tensor.ofFloats(b, b.length), DType.F32, "b");
+                DeviceTensor dc = DeviceTensor.allocate(device, pool, DType.F32, "c", (long) m * n)) {
+            assertNotEquals(0, blas.version());
+            dc.fillBits(0x7fc00000, stream); // beta = 0 must not read C
+            blas.gemm(stream, false, false, m, n, k, 1.5f, da.address(), m, db.address(), k, 0f, dc.address(), m, DType.F32,
+                    DType.F32);
+            float[] c = dc.download(stream, null).toFloatArray();
+            for (int j = 0; j < n; j++) {
+                for (int i = 0; i < m; i++) {
+                    double want = 0;
+                    for (int p = 0; p < k; p++) {
+                        want += (double) a[p * m + i] * b[j * k + p];
+                    }
+                    want *= 1.5;
+                    double got = c[j * m + i];
+                    assertTrue(Math.abs(got - want) <= 1e-5 * Math.max(1, Math.abs(want)),
+                            "C(" + i + ", " + j + ") = " + got + ", want " + want);
+                }
+            }
+        }
+    }
+
+    private static long expectedTotalBytes() {
+        String env = System.getenv("HR_EMU_MEMORY_BYTES");
+        return env == null || env.isBlank() ? 16L << 30 : Long.parseLong(env.strip());
+    }
+}
