@@ -12,7 +12,14 @@ import io.headroute.cuda.memory.DevicePool;
 import io.headroute.engine.cuda.CudaProbe;
 import io.headroute.tensor.DType;
 import io.headroute.tensor.Tensor;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
 import java.util.Random;
+import jcuda.Pointer;
+import jcuda.driver.CUfunction;
+import jcuda.driver.CUmodule;
+import jcuda.driver.CUresult;
+import jcuda.driver.JCudaDriver;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Tag;
@@ -107,6 +114,37 @@ class EmulatedDriverTest {
             end.synchronize();
             float ms = end.millisSince(start);
             assertTrue(ms >= 19 && ms < 10_000, "elapsed " + ms + " ms for a 20 ms sleep");
+        }
+    }
+
+    /**
+     * A launch with KernelModule's argument marshalling (one by-value struct as {@code Pointer.to(Pointer.to(bytes))})
+     * of the test stub's kernel hr_emu_test_fill(struct {float* out; int n; float value;}). Skips when the linked
+     * runtime is the real one, which has no such kernel.
+     */
+    @Test
+    void launchPassesTheParameterStruct() {
+        CUmodule module = new CUmodule();
+        CudaException.check(JCudaDriver.cuModuleLoadData(module, new byte[] {1, 2, 3, 4}), "cuModuleLoadData", device.describe());
+        try (DeviceTensor out = DeviceTensor.allocate(device, pool, DType.F32, "out", 300)) {
+            CUfunction f = new CUfunction();
+            int rc = JCudaDriver.cuModuleGetFunction(f, module, "hr_emu_test_fill");
+            assumeTrue(rc != CUresult.CUDA_ERROR_NOT_FOUND, "the linked emulator runtime has no hr_emu_test_fill");
+            CudaException.check(rc, "cuModuleGetFunction(hr_emu_test_fill)", device.describe());
+            byte[] params = ByteBuffer.allocate(16).order(ByteOrder.LITTLE_ENDIAN).putLong(out.address()).putInt(250)
+                    .putFloat(-3.25f).array();
+            CudaException.check(JCudaDriver.cuLaunchKernel(f, 2, 1, 1, 128, 1, 1, 0, stream.handle(),
+                    Pointer.to(Pointer.to(params)), null), "cuLaunchKernel(hr_emu_test_fill)", device.describe());
+            float[] got = out.download(stream, null).toFloatArray();
+            for (int i = 0; i < got.length; i++) {
+                if (i < 250) {
+                    assertEquals(-3.25f, got[i], "out[" + i + "]");
+                } else {
+                    assertTrue(Float.isNaN(got[i]), "out[" + i + "] = " + got[i] + " should still hold the allocation's poison");
+                }
+            }
+        } finally {
+            CudaException.check(JCudaDriver.cuModuleUnload(module), "cuModuleUnload", device.describe());
         }
     }
 
