@@ -189,6 +189,37 @@ void test_memory() {
     EXPECT_RC(cuMemFreeHost(host), CUDA_ERROR_INVALID_VALUE);
 }
 
+// The global lock keeps the books straight when threads allocate and free at once.
+void test_threads(CUcontext ctx) {
+    std::vector<std::thread> threads;
+    std::vector<int> failures(4, 0);
+    for (int t = 0; t < 4; t++) {
+        threads.emplace_back([ctx, t, &failures] {
+            if (cuCtxSetCurrent(ctx) != CUDA_SUCCESS) {
+                failures[t]++;
+                return;
+            }
+            for (int i = 0; i < 500; i++) {
+                CUdeviceptr p = 0;
+                size_t n = 16 + static_cast<size_t>((i * 37 + t * 101) % 4000);
+                if (cuMemAlloc(&p, n) != CUDA_SUCCESS || cuMemsetD8Async(p, static_cast<unsigned char>(t), n, nullptr) != CUDA_SUCCESS
+                    || reinterpret_cast<unsigned char*>(p)[n - 1] != t || cuMemFree(p) != CUDA_SUCCESS) {
+                    failures[t]++;
+                }
+            }
+        });
+    }
+    for (auto& th : threads) {
+        th.join();
+    }
+    for (int f : failures) {
+        CHECK(f == 0);
+    }
+    size_t free = 0, total = 0;
+    OK(cuMemGetInfo(&free, &total));
+    CHECK(free == total);
+}
+
 void test_copies_and_memsets(CUstream s) {
     CUdeviceptr d = 0;
     OK(cuMemAlloc(&d, 64 * sizeof(float)));
@@ -590,8 +621,9 @@ void test_cublas() {
 int main() {
     setenv("HR_EMU_MEMORY_BYTES", "1048576", 1);  // read once, on first use
     test_before_init();
-    test_device_and_context();
+    CUcontext ctx = test_device_and_context();
     test_memory();
+    test_threads(ctx);
     CUstream s = nullptr;
     OK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
     test_copies_and_memsets(s);
