@@ -16,7 +16,9 @@ import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.util.Random;
 import jcuda.Pointer;
+import jcuda.driver.CUDA_MEMCPY2D;
 import jcuda.driver.CUfunction;
+import jcuda.driver.CUmemorytype;
 import jcuda.driver.CUmodule;
 import jcuda.driver.CUresult;
 import jcuda.driver.JCudaDriver;
@@ -105,6 +107,36 @@ class EmulatedDriverTest {
         assertEquals(freeBefore, device.memoryInfo()[0], "device memory not returned after the pool emptied its cache");
     }
 
+    /** A device-to-device 2-D copy filled in as CudaBlockOps.gatherColumns does: JCuda's struct reaches the driver intact. */
+    @Test
+    void copy2dGathersColumns() {
+        int rows = 5;
+        int srcCols = 7;
+        float[] x = new float[rows * srcCols];
+        for (int i = 0; i < x.length; i++) {
+            x[i] = i;
+        }
+        try (DeviceTensor src = DeviceTensor.upload(device, pool, stream, null, Tensor.ofFloats(x, rows, srcCols), DType.F32, "src");
+                DeviceTensor dst = DeviceTensor.allocate(device, pool, DType.F32, "dst", rows, 2)) {
+            CUDA_MEMCPY2D c = new CUDA_MEMCPY2D();
+            c.srcMemoryType = CUmemorytype.CU_MEMORYTYPE_DEVICE;
+            c.srcDevice = DevicePointers.of(src.address() + 4L * 3);
+            c.srcPitch = 4L * srcCols;
+            c.dstMemoryType = CUmemorytype.CU_MEMORYTYPE_DEVICE;
+            c.dstDevice = DevicePointers.of(dst.address());
+            c.dstPitch = 4L * 2;
+            c.WidthInBytes = 4L * 2;
+            c.Height = rows;
+            device.makeCurrent();
+            CudaException.check(JCudaDriver.cuMemcpy2DAsync(c, stream.handle()), "cuMemcpy2DAsync", device.describe());
+            float[] got = dst.download(stream, null).toFloatArray();
+            for (int r = 0; r < rows; r++) {
+                assertEquals(x[r * srcCols + 3], got[r * 2], "row " + r);
+                assertEquals(x[r * srcCols + 4], got[r * 2 + 1], "row " + r);
+            }
+        }
+    }
+
     @Test
     void eventsMeasureHostTime() throws InterruptedException {
         try (CudaEvent start = new CudaEvent(device); CudaEvent end = new CudaEvent(device)) {
@@ -148,42 +180,60 @@ class EmulatedDriverTest {
         }
     }
 
-    /** One GEMM through JCublas2, the cuBLAS 12 shim and the fake cuBLAS 13, against a double reference. */
+    /**
+     * GEMMs through JCublas2, the cuBLAS 12 shim and the fake cuBLAS 13 (f32 plain, bf16 → f32 strided batched with
+     * transposed A), against a double reference on the same rounded inputs.
+     */
     @Test
     void gemmThroughJCublas() {
         CublasLoader.Resolution r = CublasLoader.resolve();
         assumeTrue(r.source() != CublasLoader.Source.ABSENT, "no cuBLAS: " + r.detail());
-        int m = 37;
-        int n = 23;
-        int k = 19;
+        try (Cublas blas = Cublas.create(device)) {
+            assertNotEquals(0, blas.version());
+            checkGemm(blas, DType.F32, false, 37, 23, 19, 1);
+            checkGemm(blas, DType.BF16, true, 21, 17, 33, 3);
+        }
+    }
+
+    /** C[b] = 1.5 · op(A[b]) · B[b] (column-major, batch b), C poisoned with NaN first: beta = 0 must not read it. */
+    private void checkGemm(Cublas blas, DType ab, boolean transA, int m, int n, int k, int batch) {
         Random rnd = new Random(7);
-        float[] a = new float[m * k]; // column-major m × k
-        float[] b = new float[k * n]; // column-major k × n
+        float[] a = new float[batch * m * k]; // per batch: m × k, or k × m when transposed
+        float[] b = new float[batch * k * n];
         for (int i = 0; i < a.length; i++) {
             a[i] = (float) rnd.nextGaussian();
         }
         for (int i = 0; i < b.length; i++) {
             b[i] = (float) rnd.nextGaussian();
         }
-        try (Cublas blas = Cublas.create(device);
-                DeviceTensor da = DeviceTensor.upload(device, pool, stream, null, Tensor.ofFloats(a, a.length), DType.F32, "a");
-                DeviceTensor db = DeviceTensor.upload(device, pool, stream, null, Tensor.ofFloats(b, b.length), DType.F32, "b");
-                DeviceTensor dc = DeviceTensor.allocate(device, pool, DType.F32, "c", (long) m * n)) {
-            assertNotEquals(0, blas.version());
-            dc.fillBits(0x7fc00000, stream); // beta = 0 must not read C
-            blas.gemm(stream, false, false, m, n, k, 1.5f, da.address(), m, db.address(), k, 0f, dc.address(), m, DType.F32,
-                    DType.F32);
+        try (DeviceTensor da = DeviceTensor.upload(device, pool, stream, null, Tensor.ofFloats(a, a.length), ab, "a");
+                DeviceTensor db = DeviceTensor.upload(device, pool, stream, null, Tensor.ofFloats(b, b.length), ab, "b");
+                DeviceTensor dc = DeviceTensor.allocate(device, pool, DType.F32, "c", (long) batch * m * n)) {
+            float[] ar = da.download(stream, null).toFloatArray(); // the rounded inputs the GEMM sees
+            float[] br = db.download(stream, null).toFloatArray();
+            dc.fillBits(0x7fc00000, stream);
+            int lda = transA ? k : m;
+            if (batch == 1) {
+                blas.gemm(stream, transA, false, m, n, k, 1.5f, da.address(), lda, db.address(), k, 0f, dc.address(), m, ab,
+                        DType.F32);
+            } else {
+                blas.gemmStridedBatched(stream, transA, false, m, n, k, 1.5f, da.address(), lda, (long) m * k, db.address(), k,
+                        (long) k * n, 0f, dc.address(), m, (long) m * n, batch, ab, DType.F32);
+            }
             float[] c = dc.download(stream, null).toFloatArray();
-            for (int j = 0; j < n; j++) {
-                for (int i = 0; i < m; i++) {
-                    double want = 0;
-                    for (int p = 0; p < k; p++) {
-                        want += (double) a[p * m + i] * b[j * k + p];
+            for (int q = 0; q < batch; q++) {
+                for (int j = 0; j < n; j++) {
+                    for (int i = 0; i < m; i++) {
+                        double want = 0;
+                        for (int p = 0; p < k; p++) {
+                            double av = ar[q * m * k + (transA ? i * lda + p : p * lda + i)];
+                            want += av * br[q * k * n + j * k + p];
+                        }
+                        want *= 1.5;
+                        double got = c[q * m * n + j * m + i];
+                        assertTrue(Math.abs(got - want) <= 1e-5 * Math.max(1, Math.abs(want)),
+                                ab.cliName() + " batch " + q + ": C(" + i + ", " + j + ") = " + got + ", want " + want);
                     }
-                    want *= 1.5;
-                    double got = c[j * m + i];
-                    assertTrue(Math.abs(got - want) <= 1e-5 * Math.max(1, Math.abs(want)),
-                            "C(" + i + ", " + j + ") = " + got + ", want " + want);
                 }
             }
         }
