@@ -78,7 +78,9 @@ public final class Cublas implements AutoCloseable {
             long a, int lda, long strideA, long b, int ldb, long strideB, float beta, long c, int ldc, long strideC,
             int batch, DType ab, DType cType) {
         bind(stream);
-        int rc = JCublas2.cublasGemmStridedBatchedEx(handle(), op(transA), op(transB), m, n, k, Pointer.to(new float[] {alpha}),
+        // The _new entry points take a cublasComputeType; JCublas2's plain GemmEx/GemmStridedBatchedEx expect a
+        // legacy cudaDataType there and answer CUBLAS_COMPUTE_32F with NOT_SUPPORTED without calling cuBLAS.
+        int rc = JCublas2.cublasGemmStridedBatchedEx_new(handle(), op(transA), op(transB), m, n, k, Pointer.to(new float[] {alpha}),
                 DevicePointers.of(a), cudaType(ab), lda, strideA, DevicePointers.of(b), cudaType(ab), ldb, strideB,
                 Pointer.to(new float[] {beta}), DevicePointers.of(c), cudaType(cType), ldc, strideC, batch,
                 cublasComputeType.CUBLAS_COMPUTE_32F, cublasGemmAlgo.CUBLAS_GEMM_DEFAULT);
@@ -90,7 +92,7 @@ public final class Cublas implements AutoCloseable {
     public void gemm(CudaStream stream, boolean transA, boolean transB, int m, int n, int k, float alpha, long a, int lda,
             long b, int ldb, float beta, long c, int ldc, DType ab, DType cType) {
         bind(stream);
-        int rc = JCublas2.cublasGemmEx(handle(), op(transA), op(transB), m, n, k, Pointer.to(new float[] {alpha}),
+        int rc = JCublas2.cublasGemmEx_new(handle(), op(transA), op(transB), m, n, k, Pointer.to(new float[] {alpha}),
                 DevicePointers.of(a), cudaType(ab), lda, DevicePointers.of(b), cudaType(ab), ldb, Pointer.to(new float[] {beta}),
                 DevicePointers.of(c), cudaType(cType), ldc, cublasComputeType.CUBLAS_COMPUTE_32F,
                 cublasGemmAlgo.CUBLAS_GEMM_DEFAULT);
