@@ -2,7 +2,9 @@
 #   make build    kernels, then the jar and its runtime dependencies (target/lib/)
 #   make kernels  cuda-kernels/NAME.cu -> target/kernels/NAME.fatbin (skipped without nvcc; fails on spills)
 #   make native   native/ -> target/native/libcublas.so.12, the cuBLAS 12 -> 13 shim
-#   make test     kernels, then the whole test suite (GPU tests skip themselves without a GPU)
+#   make emu      native/emu -> target/native/emu: the CPU emulator (kernels as C++, fake libcuda/cuBLAS)
+#   make test     kernels, then the whole test suite (GPU tests skip themselves without a GPU), then emu-test
+#   make emu-test the emulator's own tests, then the GPU-tagged tests on the emulator (no GPU needed)
 #   make run      build if needed, then the default experiment into out/experiment (replacing an old one)
 #   make bench    build if needed, then ./headroute bench --backend cpu
 #   make clean    remove target/
@@ -33,7 +35,7 @@ JAR := target/headroute-$(VERSION).jar
 JAVA_SOURCES := $(shell find java -type f 2>/dev/null)
 
 .DEFAULT_GOAL := build
-.PHONY: build kernels native test run bench clean
+.PHONY: build kernels native emu emu-test test run bench clean
 
 build: kernels native
 	$(MVN) $(MVN_FLAGS) package -DskipTests
@@ -73,8 +75,32 @@ native:
 		$(MAKE) --no-print-directory -C native OUT=$(CURDIR)/$(NATIVE_DIR); \
 	else echo "native: gcc or x86-64 missing; skipping the cuBLAS shim"; fi
 
+# The CPU emulator needs g++ on x86-64 Linux and CUDA's headers (cuda.h: the fake driver's ABI); the GPU tests
+# on it also need the compiled kernels (KernelModule loads the packaged fatbins before the emulator resolves
+# kernels by name).
+EMU_DIR := target/native/emu
+CUDA_INCLUDE ?= $(patsubst %/,%,$(dir $(firstword $(wildcard $(dir $(realpath $(NVCC)))../include/cuda.h /usr/local/cuda/include/cuda.h))))
+EMU_OK := $(shell command -v g++ >/dev/null 2>&1 && [ "$$(uname -m)" = x86_64 ] && [ -f "$(CUDA_INCLUDE)/cuda.h" ] && echo yes)
+
+ifeq ($(EMU_OK),yes)
+emu:
+	@$(MAKE) --no-print-directory -C native/emu OUT=$(CURDIR)/$(EMU_DIR) CUDA_INCLUDE=$(CUDA_INCLUDE)
+
+# GPU-tagged tests (not gpu-long) and the emulator's own JVM test, with the fake libcuda.so.1 first on the
+# loader's path and JCublas going through the shim to the fake libcublas.so.13.
+emu-test: kernels native emu
+	@$(MAKE) --no-print-directory -C native/emu OUT=$(CURDIR)/$(EMU_DIR) CUDA_INCLUDE=$(CUDA_INCLUDE) test
+	LD_LIBRARY_PATH=$(CURDIR)/$(EMU_DIR)$${LD_LIBRARY_PATH:+:$$LD_LIBRARY_PATH} \
+		$(MVN) $(MVN_FLAGS) test -Dtest.groups='gpu | emu' -Dtest.excludedGroups=gpu-long \
+		-Dheadroute.emulator=true -Dheadroute.cublas13=$(CURDIR)/$(EMU_DIR)/libcublas.so.13 -Dsurefire.reportNameSuffix=emu
+else
+emu emu-test:
+	@echo "$@: the CPU emulator needs g++ on x86-64 Linux and CUDA's cuda.h (CUDA_INCLUDE=$(CUDA_INCLUDE)); skipped"
+endif
+
 test: kernels native
 	$(MVN) $(MVN_FLAGS) test
+	@$(MAKE) --no-print-directory emu-test
 
 # The default experiment: the cpu preset without a GPU (about a minute on 2 cores), gpu-32k with one.
 EXPERIMENT_OUT := out/experiment
