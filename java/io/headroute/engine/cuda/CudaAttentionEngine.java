@@ -313,7 +313,7 @@ public final class CudaAttentionEngine implements AttentionEngine {
         return gateBlock % FlashPlan.tileRows(dtype) == 0 ? GateMode.TILES : GateMode.COMPACT;
     }
 
-    /** Workspace bytes of the device-built work list of such a call (0 when it builds none). */
+    /** Where the device-built work list of such a call sits in its part of the workspace; null when it builds none. */
     static GateWork.Layout deviceWorkLayout(AttentionShape shape, DType dtype, Algorithm algorithm, int gateBlock) {
         GateMode mode = deviceGateMode(algorithm, dtype, gateBlock);
         return mode == GateMode.WHOLE_GRID ? null

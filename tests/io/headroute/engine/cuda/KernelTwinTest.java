@@ -380,7 +380,9 @@ class KernelTwinTest {
                 for (int tile : new int[] {64, 32}) {
                     // per token; per block of two kernel tiles (whole tiles switch); per block of 48 (not a multiple)
                     for (int bq : new int[] {1, 2 * tile, 48}) {
-                        out.add(Arguments.of(r.withCausal(false), ls[0], ls[1], tile, bq));
+                        for (boolean causal : new boolean[] {false, true}) {
+                            out.add(Arguments.of(r.withCausal(causal), ls[0], ls[1], tile, bq));
+                        }
                     }
                 }
             }
