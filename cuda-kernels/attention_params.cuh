@@ -29,6 +29,9 @@ struct AttnParams {
     // non-zero, ascending, and their number. Query tile t of (b, h) is then rows t·Br … of that list.
     const int* q_rows;      // (B, H, L)
     const int* q_counts;    // (B, H)
+    // Entries in `tiles` as a device int (a work list built on the device, whose length the host never
+    // reads): blocks with blockIdx.x ≥ *tiles_total of a maximal grid exit at once. Null: num_tiles.
+    const int* tiles_total;
 
     int64_t q_batch_stride, q_head_stride, q_row_stride;  // in elements
     int64_t k_batch_stride, k_head_stride, k_row_stride;
@@ -39,7 +42,7 @@ struct AttnParams {
     int q_len, kv_len;           // L ≤ S; query i sits at position i + (S − L)
     int head_dim;
     int causal;                  // 1: key j allowed only when j ≤ i + (S − L)
-    int num_tiles;               // entries in `tiles` (when non-null)
+    int num_tiles;               // entries in `tiles` (when non-null and tiles_total is null)
     float scale;                 // softmax scale (1/sqrt(D) by default)
     float scale_log2;            // scale · log2(e): the kernels use exp2
     int layout_heads;            // heads of the block-sparse lists: 1 (shared) or H
@@ -49,21 +52,24 @@ struct AttnParams {
 static_assert(sizeof(void*) == 8, "64-bit device pointers expected");
 static_assert(offsetof(AttnParams, kv_offsets) == 56, "AttnParams layout changed: update AttentionParams.java");
 static_assert(offsetof(AttnParams, q_rows) == 88, "AttnParams layout changed: update AttentionParams.java");
-static_assert(offsetof(AttnParams, q_batch_stride) == 104, "AttnParams layout changed: update AttentionParams.java");
-static_assert(offsetof(AttnParams, batch) == 200, "AttnParams layout changed: update AttentionParams.java");
-static_assert(offsetof(AttnParams, scale) == 232, "AttnParams layout changed: update AttentionParams.java");
-static_assert(offsetof(AttnParams, layout_heads) == 240, "AttnParams layout changed: update AttentionParams.java");
-static_assert(offsetof(AttnParams, layout_per_block) == 244, "AttnParams layout changed: update AttentionParams.java");
-static_assert(sizeof(AttnParams) == 248, "AttnParams layout changed: update AttentionParams.java");
+static_assert(offsetof(AttnParams, tiles_total) == 104, "AttnParams layout changed: update AttentionParams.java");
+static_assert(offsetof(AttnParams, q_batch_stride) == 112, "AttnParams layout changed: update AttentionParams.java");
+static_assert(offsetof(AttnParams, batch) == 208, "AttnParams layout changed: update AttentionParams.java");
+static_assert(offsetof(AttnParams, scale) == 240, "AttnParams layout changed: update AttentionParams.java");
+static_assert(offsetof(AttnParams, layout_heads) == 248, "AttnParams layout changed: update AttentionParams.java");
+static_assert(offsetof(AttnParams, layout_per_block) == 252, "AttnParams layout changed: update AttentionParams.java");
+static_assert(sizeof(AttnParams) == 256, "AttnParams layout changed: update AttentionParams.java");
 
 // Rows skipped for a zero gate, and rows without any allowed key, report this log-sum-exp.
 __device__ __forceinline__ float hr_neg_inf() { return __int_as_float(0xff800000); }
 
 // Resolves the (batch, head, query tile) of this block: from the work list when there is one, else
 // from the grid (x = query tile, y = head, z = batch). `reverse` runs the last query tiles first, which
-// under a causal mask are the longest, so the tail of the grid is short work.
-__device__ __forceinline__ void hr_block_tile(const AttnParams& p, bool reverse, int& qtile, int& h, int& b) {
+// under a causal mask are the longest, so the tail of the grid is short work. Returns false for a block
+// past the end of a device-sized work list (tiles_total): the whole block returns before any barrier.
+__device__ __forceinline__ bool hr_block_tile(const AttnParams& p, bool reverse, int& qtile, int& h, int& b) {
     if (p.tiles != nullptr) {
+        if (p.tiles_total != nullptr && (int)blockIdx.x >= *p.tiles_total) return false;
         const int* t = p.tiles + 3 * blockIdx.x;
         b = t[0];
         h = t[1];
@@ -73,6 +79,7 @@ __device__ __forceinline__ void hr_block_tile(const AttnParams& p, bool reverse,
         h = blockIdx.y;
         b = blockIdx.z;
     }
+    return true;
 }
 
 // The query rows a block owns: rows base … base + count − 1 of the L queries, or (compacted) entries

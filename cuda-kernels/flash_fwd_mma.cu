@@ -18,7 +18,7 @@ using hr_mma::kThreads;
 template <typename T, int D>
 __device__ __forceinline__ void flash_dense(const AttnParams& p) {
     int qtile, h, b;
-    hr_block_tile(p, p.causal != 0, qtile, h, b);
+    if (!hr_block_tile(p, p.causal != 0, qtile, h, b)) return;  // past a device-sized work list
     const HrRows rows = hr_rows(p, b, h, qtile, kBr);
     if (rows.idx == nullptr) {
         T* O = static_cast<T*>(p.o) + b * p.o_batch_stride + h * p.o_head_stride;
@@ -31,7 +31,7 @@ __device__ __forceinline__ void flash_dense(const AttnParams& p) {
 template <typename T, int D>
 __device__ __forceinline__ void flash_sparse(const AttnParams& p) {
     int qtile, h, b;
-    hr_block_tile(p, p.causal != 0, qtile, h, b);
+    if (!hr_block_tile(p, p.causal != 0, qtile, h, b)) return;  // past a device-sized work list
     const HrRows rows = hr_rows(p, b, h, qtile, kBr);
     if (rows.idx == nullptr) {
         T* O = static_cast<T*>(p.o) + b * p.o_batch_stride + h * p.o_head_stride;

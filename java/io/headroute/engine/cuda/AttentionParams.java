@@ -6,18 +6,19 @@ import java.nio.ByteOrder;
 /**
  * The bytes of {@code struct AttnParams} (cuda-kernels/attention_params.cuh), the by-value argument of
  * every attention kernel. Field order and offsets match the CUDA struct, whose static_asserts pin
- * them: 13 pointers, 12 int64 strides (in elements), 12 int32/float fields.
+ * them: 14 pointers, 12 int64 strides (in elements), 12 int32/float fields.
  */
 public final class AttentionParams {
     /** sizeof(AttnParams). */
-    public static final int SIZE = 248;
+    public static final int SIZE = 256;
     static final int OFFSET_SPARSE = 56;
     static final int OFFSET_ROWS = 88;
-    static final int OFFSET_STRIDES = 104;
-    static final int OFFSET_SIZES = 200;
-    static final int OFFSET_SCALE = 232;
-    static final int OFFSET_LAYOUT_HEADS = 240;
-    static final int OFFSET_LAYOUT_PER_BLOCK = 244;
+    static final int OFFSET_TILES_TOTAL = 104;
+    static final int OFFSET_STRIDES = 112;
+    static final int OFFSET_SIZES = 208;
+    static final int OFFSET_SCALE = 240;
+    static final int OFFSET_LAYOUT_HEADS = 248;
+    static final int OFFSET_LAYOUT_PER_BLOCK = 252;
 
     private AttentionParams() {}
 
@@ -62,13 +63,22 @@ public final class AttentionParams {
         return encode(p, Sparse.NONE, Rows.NONE, s, batch, heads, kvHeads, qLen, kvLen, headDim, causal, numTiles, scale);
     }
 
-    /** Encodes the struct, little-endian. */
+    /** Encodes the struct, little-endian, with the work list's length given by the host ({@code numTiles}). */
     public static byte[] encode(Pointers p, Sparse sp, Rows rows, Strides s, int batch, int heads, int kvHeads, int qLen,
             int kvLen, int headDim, boolean causal, int numTiles, float scale) {
+        return encode(p, sp, rows, 0, s, batch, heads, kvHeads, qLen, kvLen, headDim, causal, numTiles, scale);
+    }
+
+    /**
+     * Encodes the struct, little-endian. {@code tilesTotal}: device address of an int holding the work
+     * list's length (a list built on the device; blocks past it exit), or 0 to use {@code numTiles}.
+     */
+    public static byte[] encode(Pointers p, Sparse sp, Rows rows, long tilesTotal, Strides s, int batch, int heads,
+            int kvHeads, int qLen, int kvLen, int headDim, boolean causal, int numTiles, float scale) {
         ByteBuffer b = ByteBuffer.allocate(SIZE).order(ByteOrder.LITTLE_ENDIAN);
         b.putLong(p.q()).putLong(p.k()).putLong(p.v()).putLong(p.o()).putLong(p.lse()).putLong(p.gate()).putLong(p.tiles());
         b.putLong(sp.offsets()).putLong(sp.tiles()).putLong(sp.fullBefore()).putLong(sp.masks());
-        b.putLong(rows.rows()).putLong(rows.counts());
+        b.putLong(rows.rows()).putLong(rows.counts()).putLong(tilesTotal);
         for (long[] st : new long[][] {s.q(), s.k(), s.v(), s.o()}) {
             if (st.length != 3) {
                 throw new IllegalArgumentException("strides are {batch, head, row}, got " + st.length + " values");

@@ -1,7 +1,9 @@
 package io.headroute.engine.cuda;
 
 import io.headroute.cuda.CudaDevice;
+import io.headroute.cuda.CudaException;
 import io.headroute.cuda.CudaStream;
+import io.headroute.cuda.DevicePointers;
 import io.headroute.cuda.DeviceTensor;
 import io.headroute.cuda.EventTimer;
 import io.headroute.cuda.JCudaAllocator;
@@ -21,8 +23,11 @@ import io.headroute.pattern.BlockLayout;
 import io.headroute.pattern.Pattern;
 import io.headroute.tensor.DType;
 import io.headroute.tensor.Tensor;
+import jcuda.driver.JCudaDriver;
+import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 import org.apache.logging.log4j.LogManager;
 import org.apache.logging.log4j.Logger;
@@ -256,10 +261,22 @@ public final class CudaAttentionEngine implements AttentionEngine {
      * @param workspace       device scratch of at least {@link #launchWorkspaceBytes} bytes, or 0 when that is 0
      * @param pattern         the pattern with the causal rule folded in
      * @param blockSize       the sparse layout's block size (64 or 128)
+     * @param gateBlock       how the gate may vary, which picks the work list built on the device (see
+     *                        {@link #deviceGateMode}): 0 builds none (the whole grid runs; tiles whose rows are
+     *                        all gated off exit early); 1: rows may differ within a kernel tile (per-token
+     *                        routing, a caller's gate); Bq &gt; 1: constant over aligned blocks of Bq query rows
+     *                        (block routing)
      */
     public record DeviceCall(long q, long k, long v, long o, long gate, long workspace, long workspaceBytes,
             AttentionParams.Strides strides, AttentionShape shape, Pattern pattern, float scale, DType dtype,
-            Algorithm algorithm, int blockSize) {}
+            Algorithm algorithm, int blockSize, int gateBlock) {
+        /** A call that builds no device work list (gate, if any, applied on the whole grid). */
+        public DeviceCall(long q, long k, long v, long o, long gate, long workspace, long workspaceBytes,
+                AttentionParams.Strides strides, AttentionShape shape, Pattern pattern, float scale, DType dtype,
+                Algorithm algorithm, int blockSize) {
+            this(q, k, v, o, gate, workspace, workspaceBytes, strides, shape, pattern, scale, dtype, algorithm, blockSize, 0);
+        }
+    }
 
     /**
      * Refuses, before any device work, a device-memory call this engine cannot launch, with a one-line
@@ -278,22 +295,159 @@ public final class CudaAttentionEngine implements AttentionEngine {
     }
 
     /**
-     * Device workspace {@link #launch} needs for this call: the block-sparse layout's arrays (each
-     * 256-byte aligned) when the sparse kernel runs, else 0. Builds (and caches on the host) the layout.
+     * The work list a call on device memory builds from its gate, chosen without reading the gate:
+     * none without a gate or with {@code gateBlock} 0; block granularity (a list of active query tiles)
+     * when the gate is constant over whole kernel tiles (Bq a multiple of Br: a tile is all on or all
+     * off, so the list wastes no row); token granularity (per-(b, h) row compaction) when rows may differ
+     * within a tile. The sparse kernels always take the tile list: their compacted launches need key
+     * lists merged per compacted tile on the host ({@link CompactedSparseTiles}), which needs the gate on
+     * the host.
      */
+    static GateMode deviceGateMode(Algorithm algorithm, DType dtype, int gateBlock) {
+        if (gateBlock <= 0) {
+            return GateMode.WHOLE_GRID;
+        }
+        if (algorithm == Algorithm.SPARSE) {
+            return GateMode.TILES;
+        }
+        return gateBlock % FlashPlan.tileRows(dtype) == 0 ? GateMode.TILES : GateMode.COMPACT;
+    }
+
+    /** Where the device-built work list of such a call sits in its part of the workspace; null when it builds none. */
+    static GateWork.Layout deviceWorkLayout(AttentionShape shape, DType dtype, Algorithm algorithm, int gateBlock) {
+        GateMode mode = deviceGateMode(algorithm, dtype, gateBlock);
+        return mode == GateMode.WHOLE_GRID ? null
+                : GateWork.Layout.of(shape.batch(), shape.qLen(), shape.heads(), FlashPlan.tileRows(dtype), mode == GateMode.COMPACT);
+    }
+
+    /** {@link #launchWorkspaceBytes(AttentionShape, DType, Algorithm, Pattern, int, int)} without a device work list. */
     public long launchWorkspaceBytes(AttentionShape shape, DType dtype, Algorithm algorithm, Pattern pattern, int blockSize) {
-        if (checkLaunch(shape, dtype, algorithm, pattern) != Algorithm.SPARSE) {
+        return launchWorkspaceBytes(shape, dtype, algorithm, pattern, blockSize, 0);
+    }
+
+    /**
+     * Device workspace {@link #launch} needs for this call: the block-sparse layout's arrays (each
+     * 256-byte aligned) when the sparse kernel runs, then the work list built from the gate (see
+     * {@link #deviceGateMode}; its counts, compacted rows, triples and length, each 256-byte aligned).
+     * Builds (and caches on the host) the layout.
+     */
+    public long launchWorkspaceBytes(AttentionShape shape, DType dtype, Algorithm algorithm, Pattern pattern, int blockSize,
+            int gateBlock) {
+        Algorithm algo = checkLaunch(shape, dtype, algorithm, pattern);
+        long layout = algo == Algorithm.SPARSE ? DeviceTileLists.workspaceLayout(hostTiles(shape, dtype, pattern, blockSize).lists())[4]
+                : 0;
+        GateWork.Layout w = deviceWorkLayout(shape, dtype, algo, gateBlock);
+        return layout + (w == null ? 0 : w.bytes());
+    }
+
+    /**
+     * What {@link #launchWorkspaceBytes(AttentionShape, DType, Algorithm, Pattern, int, int)} answers,
+     * without an engine (nor its layout cache): for memory plans made off the device. Does not check that
+     * a kernel takes the head dim.
+     */
+    public static long deviceWorkspaceBytes(AttentionShape shape, DType dtype, Algorithm algorithm, Pattern pattern,
+            int blockSize, int gateBlock) {
+        Algorithm algo = deviceRoute(shape, algorithm, pattern);
+        GateWork.Layout w = deviceWorkLayout(shape, dtype, algo, gateBlock);
+        return uncachedLayoutBytes(shape, dtype, algo, pattern, blockSize) + (w == null ? 0 : w.bytes());
+    }
+
+    /**
+     * Where, from the start of the workspace, a call of these parameters keeps its device-built work
+     * list's length (an int); -1 when it builds none. Without an engine, like {@link #deviceWorkspaceBytes}.
+     */
+    public static long deviceWorkTotalOffset(AttentionShape shape, DType dtype, Algorithm algorithm, Pattern pattern,
+            int blockSize, int gateBlock) {
+        Algorithm algo = deviceRoute(shape, algorithm, pattern);
+        GateWork.Layout w = deviceWorkLayout(shape, dtype, algo, gateBlock);
+        return w == null ? -1 : uncachedLayoutBytes(shape, dtype, algo, pattern, blockSize) + w.total();
+    }
+
+    /**
+     * The host mirror of the work list a call of these parameters builds on the device from {@code gate}
+     * (B, L, H): its (b, h, tile) triples, as gate_work.cu computes them (compacted tiles for token
+     * granularity); null when the call builds none (then the whole grid runs).
+     */
+    public static int[] deviceWorkList(float[] gate, AttentionShape shape, DType dtype, Algorithm algorithm, Pattern pattern,
+            int gateBlock) {
+        GateMode mode = deviceGateMode(deviceRoute(shape, algorithm, pattern), dtype, gateBlock);
+        int br = FlashPlan.tileRows(dtype);
+        return switch (mode) {
+            case WHOLE_GRID -> null;
+            case TILES -> GateWork.activeTiles(gate, shape.batch(), shape.qLen(), shape.heads(), br);
+            case COMPACT -> GateWork.compactedTiles(GateWork.compact(gate, shape.batch(), shape.qLen(), shape.heads()).counts(),
+                    shape.batch(), shape.heads(), br);
+        };
+    }
+
+    private static Algorithm deviceRoute(AttentionShape shape, Algorithm algorithm, Pattern pattern) {
+        Algorithm algo = route(algorithm, pattern);
+        if (algo == Algorithm.MATERIALIZED) {
+            throw new UnsupportedOperationException("attention on caller-owned device memory runs flash or sparse, not "
+                    + algo.cliName() + " (" + shape + ")");
+        }
+        return algo;
+    }
+
+    private static long uncachedLayoutBytes(AttentionShape shape, DType dtype, Algorithm algo, Pattern pattern, int blockSize) {
+        if (algo != Algorithm.SPARSE) {
             return 0;
         }
-        return DeviceTileLists.workspaceLayout(hostTiles(shape, dtype, pattern, blockSize).lists())[4];
+        int tile = FlashPlan.tileRows(dtype);
+        BlockLayout bl = BlockLayout.build(pattern, shape.heads(), shape.qLen(), shape.kvLen(), blockSize);
+        return DeviceTileLists.workspaceLayout(SparseTiles.build(pattern, bl, shape.qLen(), shape.kvLen(), tile, tile).lists())[4];
+    }
+
+    /**
+     * Where, from the start of the call's workspace, the int holding the length of its device-built work
+     * list sits; -1 when the call builds none.
+     */
+    long workTotalOffset(DeviceCall c) {
+        Algorithm algo = checkLaunch(c.shape(), c.dtype(), c.algorithm(), c.pattern());
+        GateWork.Layout w = c.gate() == 0 ? null : deviceWorkLayout(c.shape(), c.dtype(), algo, c.gateBlock());
+        if (w == null) {
+            return -1;
+        }
+        long layout = algo == Algorithm.SPARSE
+                ? DeviceTileLists.workspaceLayout(hostTiles(c.shape(), c.dtype(), c.pattern(), c.blockSize()).lists())[4] : 0;
+        return layout + w.total();
+    }
+
+    /**
+     * Query tiles × heads × batch of the call's kernel, B·H·ceil(L / Br): the grid a launch without a work
+     * list runs, and the most tiles a device-built list can hold. Does not check the head dim.
+     */
+    public static long gridTiles(AttentionShape shape, DType dtype, Algorithm algorithm, Pattern pattern) {
+        deviceRoute(shape, algorithm, pattern);
+        return (long) shape.batch() * shape.heads() * ceilDiv(shape.qLen(), FlashPlan.tileRows(dtype));
+    }
+
+    /**
+     * Query tiles the last {@link #launch} of {@code c} ran, for tests and benchmarks: the length of its
+     * device-built work list, read back (this waits for {@code stream}), or the whole grid when it builds
+     * none. Only valid while nothing else has used the call's workspace since.
+     */
+    public long launchedTiles(DeviceCall c, CudaStream stream) {
+        long off = workTotalOffset(c);
+        if (off < 0) {
+            return gridTiles(c.shape(), c.dtype(), c.algorithm(), c.pattern());
+        }
+        device.makeCurrent();
+        DeviceTensor total = DeviceTensor.borrow(device, c.workspace() + off, DType.I32, 1);
+        return GateWork.ints(total.download(stream, null))[0];
     }
 
     /**
      * Queues attention on device memory the caller owns on the caller's {@code stream}: no allocation, no
-     * host round trip, no lse; gated rows as in the contract (gate 0: o = 0; all-zero query tiles are
-     * skipped). For the sparse kernel the layout's arrays are copied (asynchronously, on {@code stream})
-     * into the caller's workspace on every call, so that the caller's memory plan holds all of it. This is
-     * how GPU models (io.headroute.model.gpu) run their attention. Unverified on a GPU so far.
+     * synchronization, no host round trip, no lse; gated rows as in the contract (gate 0: o = 0). For the
+     * sparse kernel the layout's arrays are copied (asynchronously, on {@code stream}) into the caller's
+     * workspace on every call, so that the caller's memory plan holds all of it. With a gate and a
+     * {@code gateBlock} the skip happens on the device: the call's o rows are zeroed, the gate_work
+     * kernels build the work list ({@link #deviceGateMode}) into the workspace, and the attention kernel
+     * runs the maximal grid, B·H·ceil(L / Br) blocks, of which those past the list's length (read by the
+     * kernel from the workspace, AttnParams.tiles_total) exit at once. Without a {@code gateBlock} the
+     * whole grid runs and only tiles whose rows are all gated off exit early. This is how GPU models
+     * (io.headroute.model.gpu) run their attention. Unverified on a GPU so far.
      */
     public void launch(DeviceCall c, CudaStream stream) {
         if (closed) {
@@ -302,15 +456,20 @@ public final class CudaAttentionEngine implements AttentionEngine {
         AttentionShape sh = c.shape();
         Algorithm algo = checkLaunch(sh, c.dtype(), c.algorithm(), c.pattern());
         FlashPlan plan = algo == Algorithm.FLASH ? FlashPlan.of(sh, c.dtype(), c.pattern()) : FlashPlan.sparse(sh, c.dtype());
-        AttentionParams.Sparse sparse = AttentionParams.Sparse.NONE;
+        GateMode mode = c.gate() == 0 ? GateMode.WHOLE_GRID : deviceGateMode(algo, c.dtype(), c.gateBlock());
+        SparseTiles t = algo == Algorithm.SPARSE ? hostTiles(sh, c.dtype(), c.pattern(), c.blockSize()) : null;
+        long layoutBytes = t == null ? 0 : DeviceTileLists.workspaceLayout(t.lists())[4];
+        GateWork.Layout work = mode == GateMode.WHOLE_GRID ? null
+                : GateWork.Layout.of(sh.batch(), sh.qLen(), sh.heads(), plan.blockRows(), mode == GateMode.COMPACT);
+        long need = layoutBytes + (work == null ? 0 : work.bytes());
+        if (need > 0 && (c.workspace() == 0 || c.workspaceBytes() < need)) {
+            throw new IllegalArgumentException("the call needs " + need + " bytes of workspace (sparse layout " + layoutBytes
+                    + ", work list " + (need - layoutBytes) + "), it gives " + c.workspaceBytes() + " (" + sh + ", "
+                    + c.pattern().spec() + ")");
+        }
         device.makeCurrent();
-        if (algo == Algorithm.SPARSE) {
-            SparseTiles t = hostTiles(sh, c.dtype(), c.pattern(), c.blockSize());
-            long need = DeviceTileLists.workspaceLayout(t.lists())[4];
-            if (c.workspace() == 0 || c.workspaceBytes() < need) {
-                throw new IllegalArgumentException("the sparse layout needs " + need + " bytes of workspace, the call gives "
-                        + c.workspaceBytes() + " (" + sh + ", " + c.pattern().spec() + ")");
-            }
+        AttentionParams.Sparse sparse = AttentionParams.Sparse.NONE;
+        if (t != null) {
             // Borrowed views of the caller's workspace: nothing to free.
             sparse = DeviceTileLists.into(device, c.workspace(), stream, t.lists()).params(t.layoutHeads(), false);
         }
@@ -318,10 +477,73 @@ public final class CudaAttentionEngine implements AttentionEngine {
         if (plan.sharedBytes() > 48 * 1024) {
             m.allowSharedMemory(plan.kernel(), plan.sharedBytes());
         }
-        byte[] params = AttentionParams.encode(new AttentionParams.Pointers(c.q(), c.k(), c.v(), c.o(), 0, c.gate(), 0), sparse,
-                AttentionParams.Rows.NONE, c.strides(), sh.batch(), sh.heads(), sh.kvHeads(), sh.qLen(), sh.kvLen(),
-                sh.headDim(), FlashPlan.causal(c.pattern()), 0, c.scale());
-        m.launch(plan.kernel(), plan.gridX(), plan.gridY(), plan.gridZ(), plan.threads(), plan.sharedBytes(), stream, params);
+        AttentionParams.Strides st = c.strides();
+        if (work == null) {
+            byte[] params = AttentionParams.encode(new AttentionParams.Pointers(c.q(), c.k(), c.v(), c.o(), 0, c.gate(), 0), sparse,
+                    AttentionParams.Rows.NONE, st, sh.batch(), sh.heads(), sh.kvHeads(), sh.qLen(), sh.kvLen(),
+                    sh.headDim(), FlashPlan.causal(c.pattern()), 0, c.scale());
+            m.launch(plan.kernel(), plan.gridX(), plan.gridY(), plan.gridZ(), plan.threads(), plan.sharedBytes(), stream, params);
+            return;
+        }
+        GateWork.Layout w = work.at(c.workspace() + layoutBytes);
+        // Rows no launched block writes (tiles off the list, rows left out by compaction) are gated ones: o = 0.
+        for (long[] z : zeroSpans(st, sh, c.dtype().byteSize())) {
+            CudaException.check(JCudaDriver.cuMemsetD2D8Async(DevicePointers.of(c.o() + z[0]), z[1], (byte) 0, z[2], z[3],
+                    stream.handle()), "cuMemsetD2D8Async(o + " + z[0] + ", pitch " + z[1] + ", " + z[2] + " x " + z[3]
+                    + " bytes, " + sh + ")", device.describe());
+        }
+        GateWork.queue(module(GateWork.MODULE), stream, c.gate(), w, sh.batch(), sh.qLen(), sh.heads(), plan.blockRows(),
+                mode == GateMode.COMPACT);
+        long grid = plan.blocks(); // ≤ Integer.MAX_VALUE / 3: GateWork.Layout.of checked it
+        byte[] params = AttentionParams.encode(new AttentionParams.Pointers(c.q(), c.k(), c.v(), c.o(), 0, c.gate(), w.list()),
+                sparse, mode == GateMode.COMPACT ? new AttentionParams.Rows(w.rows(), w.counts()) : AttentionParams.Rows.NONE,
+                w.total(), st, sh.batch(), sh.heads(), sh.kvHeads(), sh.qLen(), sh.kvLen(), sh.headDim(),
+                FlashPlan.causal(c.pattern()), (int) grid, c.scale());
+        m.launch(plan.kernel(), (int) grid, 1, 1, plan.threads(), plan.sharedBytes(), stream, params);
+    }
+
+    /**
+     * The 2-D memsets {offset, pitch, width, height} (bytes from o; rows of width bytes, pitch apart)
+     * that zero exactly the (B, H, L, D) elements of an o at {@code strides}, without touching what lies
+     * between them (other heads' rows of a (B, L, H', D) buffer): whole rows of heads side by side when
+     * heads are D apart, whole (b, h) planes when rows are, else one D-wide column per (b, h).
+     */
+    static List<long[]> zeroSpans(AttentionParams.Strides strides, AttentionShape sh, long es) {
+        long sb = strides.o()[0];
+        long shd = strides.o()[1];
+        long sr = strides.o()[2];
+        long d = sh.headDim();
+        int nb = sh.batch();
+        int nh = sh.heads();
+        int nl = sh.qLen();
+        List<long[]> out = new ArrayList<>();
+        if (shd == d && sr >= nh * d) {
+            if (sb == nl * sr) {
+                out.add(new long[] {0, sr * es, nh * d * es, (long) nb * nl});
+            } else {
+                for (int b = 0; b < nb; b++) {
+                    out.add(new long[] {b * sb * es, sr * es, nh * d * es, nl});
+                }
+            }
+        } else if (sr == d && shd >= nl * d) {
+            if (sb == nh * shd) {
+                out.add(new long[] {0, shd * es, nl * d * es, (long) nb * nh});
+            } else {
+                for (int b = 0; b < nb; b++) {
+                    out.add(new long[] {b * sb * es, shd * es, nl * d * es, nh});
+                }
+            }
+        } else {
+            if (sr < d) {
+                throw new IllegalArgumentException("o rows overlap: row stride " + sr + " < D = " + d);
+            }
+            for (int b = 0; b < nb; b++) {
+                for (int h = 0; h < nh; h++) {
+                    out.add(new long[] {(b * sb + h * shd) * es, sr * es, d * es, nl});
+                }
+            }
+        }
+        return out;
     }
 
     private SparseTiles hostTiles(AttentionShape sh, DType dt, Pattern pattern, int blockSize) {
@@ -394,35 +616,41 @@ public final class CudaAttentionEngine implements AttentionEngine {
             }
             float[] g = req.gate().toFloatArray();
             int[] active = GateWork.activeTiles(g, sh.batch(), sh.qLen(), sh.heads(), br);
+            long activeVisited = 0;
+            for (int e = 0; e < active.length; e += 3) {
+                int t = active[e + 2];
+                activeVisited += keyTiles(sh, plan, sparse, causal, active[e + 1], t * br, Math.min(sh.qLen(), t * br + br) - 1, t);
+            }
             GateWork.Compaction c = GateWork.compact(g, sh.batch(), sh.qLen(), sh.heads());
             int[] ct = GateWork.compactedTiles(c.counts(), sh.batch(), sh.heads(), br);
-            if (GateWork.compactionPays(ct.length / 3, active.length / 3)) {
+            // Compaction is weighed only when it launches fewer tiles; then on the key tiles both would visit.
+            if (ct.length < active.length) {
                 if (sparse != null) {
                     CompactedSparseTiles merged = CompactedSparseTiles.build(sparse, ct, c.rows(), c.counts(), sh.heads(),
                             sh.qLen(), sh.kvLen());
-                    return new GatePlan(GateMode.COMPACT, ct.length / 3, merged.listedTiles(), merged);
-                }
-                long visited = 0;
-                for (int e = 0; e < ct.length; e += 3) {
-                    int bh = ct[e] * sh.heads() + ct[e + 1];
-                    int r0 = ct[e + 2] * br;
-                    int r1 = Math.min(c.counts()[bh], r0 + br) - 1;
+                    if (GateWork.compactionPays(merged.listedTiles(), activeVisited)) {
+                        return new GatePlan(GateMode.COMPACT, ct.length / 3, merged.listedTiles(), merged);
+                    }
+                } else {
+                    long visited = 0;
                     int[] rows = c.rows();
-                    int baseRow = bh * sh.qLen();
-                    visited += FlashPlan.denseKeyTiles(rows[baseRow + r0], rows[baseRow + r1], sh.qLen(), sh.kvLen(), causal,
-                            plan.tileKeys());
+                    for (int e = 0; e < ct.length; e += 3) {
+                        int bh = ct[e] * sh.heads() + ct[e + 1];
+                        int r0 = ct[e + 2] * br;
+                        int r1 = Math.min(c.counts()[bh], r0 + br) - 1;
+                        int baseRow = bh * sh.qLen();
+                        visited += FlashPlan.denseKeyTiles(rows[baseRow + r0], rows[baseRow + r1], sh.qLen(), sh.kvLen(), causal,
+                                plan.tileKeys());
+                    }
+                    if (GateWork.compactionPays(visited, activeVisited)) {
+                        return new GatePlan(GateMode.COMPACT, ct.length / 3, visited);
+                    }
                 }
-                return new GatePlan(GateMode.COMPACT, ct.length / 3, visited);
-            }
-            long visited = 0;
-            for (int e = 0; e < active.length; e += 3) {
-                int t = active[e + 2];
-                visited += keyTiles(sh, plan, sparse, causal, active[e + 1], t * br, Math.min(sh.qLen(), t * br + br) - 1, t);
             }
             if (active.length / 3 == all) {
-                return new GatePlan(GateMode.WHOLE_GRID, all, visited);
+                return new GatePlan(GateMode.WHOLE_GRID, all, activeVisited);
             }
-            return new GatePlan(GateMode.TILES, active.length / 3, visited);
+            return new GatePlan(GateMode.TILES, active.length / 3, activeVisited);
         }
 
         private static long keyTiles(AttentionShape sh, FlashPlan plan, SparseTiles sparse, boolean causal, int h, int first,

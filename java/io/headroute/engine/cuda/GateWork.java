@@ -111,12 +111,48 @@ public final class GateWork {
     }
 
     /**
-     * The engine's choice of granularity: compaction when its tiles are at most 3/4 of the block-granular
-     * work list (the row gather through an index costs a little per tile; below that ratio the saved tiles
-     * pay for it with margin). Returns true for compaction.
+     * The engine's choice of granularity, on the work the kernels execute: (query tile, key tile) pairs
+     * visited by the compacted tiles against those of the block-granular list. Compaction when it visits
+     * at most 3/4 of them (the row gather through an index costs a little per tile; below that ratio
+     * the saved work pays for it with margin). Query tiles alone are not the work: a compacted tile's
+     * rows span several original tiles, so it may visit more key tiles (the union of their sparse lists,
+     * or under a causal mask the keys up to its last row). Returns true for compaction.
      */
-    public static boolean compactionPays(long compactedTiles, long activeTiles) {
-        return compactedTiles * 4 <= activeTiles * 3;
+    public static boolean compactionPays(long compactedKeyTiles, long activeKeyTiles) {
+        return compactedKeyTiles * 4 <= activeKeyTiles * 3;
+    }
+
+    /**
+     * Where a work list built on the device sits in a caller's workspace: byte offsets from its start,
+     * each array 256-byte aligned — per-group counts (tile flags, or compacted row counts), compacted
+     * rows (B, H, L) (compaction only: {@code rowsBytes} 0 otherwise), the (b, h, tile) triples (room for
+     * every query tile), the one int holding their number, and the bytes it takes in all.
+     */
+    public record Layout(long counts, long rows, long rowsBytes, long list, long total, long bytes) {
+        /** The layout of {@code compact} (token granularity) or block-granular work for tiles of {@code tileRows}. */
+        public static Layout of(int batch, int qLen, int heads, int tileRows, boolean compact) {
+            long tiles = (long) batch * heads * ceilDiv(qLen, tileRows);
+            if (tiles * 3 > Integer.MAX_VALUE || (long) batch * heads * qLen > Integer.MAX_VALUE) {
+                throw new IllegalArgumentException("gate work list of " + tiles + " tiles is too large (B=" + batch + ", H=" + heads
+                        + ", L=" + qLen + ")");
+            }
+            long groups = compact ? (long) batch * heads : tiles;
+            long rowsBytes = compact ? 4L * batch * heads * qLen : 0;
+            long counts = 0;
+            long rows = align(counts + 4 * Math.max(1, groups));
+            long list = align(rows + rowsBytes);
+            long total = align(list + 12 * Math.max(1, tiles));
+            return new Layout(counts, rows, rowsBytes, list, total, align(total + 4));
+        }
+
+        /** This layout placed at device address {@code base}. */
+        Layout at(long base) {
+            return new Layout(base + counts, rowsBytes == 0 ? 0 : base + rows, rowsBytes, base + list, base + total, bytes);
+        }
+    }
+
+    static long align(long bytes) {
+        return (bytes + 255) / 256 * 256;
     }
 
     /** The values of an int32 tensor. */
@@ -205,6 +241,32 @@ public final class GateWork {
         }
     }
 
+    /** Queues the kernels that fill counts (and rows), then the list and its total, from encoded params. */
+    private static void launch(KernelModule module, CudaStream stream, byte[] params, long groups, int batch, int heads,
+            boolean compact) {
+        if (compact) {
+            module.launch("hr_gate_compact_rows", heads, batch, 1, 1024, 0, stream, params);
+        } else {
+            module.launch("hr_gate_tile_flags", (int) ((groups + 255) / 256), 1, 1, 256, 0, stream, params);
+        }
+        module.launch("hr_gate_work_list", 1, 1, 1, 1024, 0, stream, params);
+    }
+
+    /**
+     * Queues on {@code stream} the building of a work list into the caller's workspace at {@code at}
+     * ({@link Layout#of} placed there): no allocation, no synchronization, no read-back. The list's length
+     * stays on the device at {@code at.total()}, for kernels that read AttnParams.tiles_total.
+     */
+    static void queue(KernelModule module, CudaStream stream, long gate, Layout at, int batch, int qLen, int heads,
+            int tileRows, boolean compact) {
+        if (gate == 0) {
+            throw new IllegalArgumentException("a device work list needs a gate");
+        }
+        long groups = compact ? (long) batch * heads : (long) batch * heads * ceilDiv(qLen, tileRows);
+        launch(module, stream, encode(gate, at.counts(), at.rows(), at.list(), at.total(), batch, qLen, heads, tileRows,
+                compact ? MODE_ROWS : MODE_TILES), groups, batch, heads, compact);
+    }
+
     /**
      * Builds the block-granular (compact = false) or token-granular (compact = true) work list on the
      * device from a gate (B, L, H) at {@code gate}. Synchronizes once, reading back the 4-byte count.
@@ -230,15 +292,8 @@ public final class GateWork {
             rows = compact ? DeviceTensor.allocate(device, pool, DType.I32, "work", batch, heads, qLen) : null;
             list = DeviceTensor.allocate(device, pool, DType.I32, "work", Math.max(1, maxEntries), 3);
             total = DeviceTensor.allocate(device, pool, DType.I32, "work", 1);
-            int mode = compact ? MODE_ROWS : MODE_TILES;
-            byte[] p = encode(gate, counts.address(), rows == null ? 0 : rows.address(), list.address(), total.address(), batch,
-                    qLen, heads, tileRows, mode);
-            if (compact) {
-                module.launch("hr_gate_compact_rows", heads, batch, 1, 1024, 0, stream, p);
-            } else {
-                module.launch("hr_gate_tile_flags", (int) ((groups + 255) / 256), 1, 1, 256, 0, stream, p);
-            }
-            module.launch("hr_gate_work_list", 1, 1, 1, 1024, 0, stream, p);
+            launch(module, stream, encode(gate, counts.address(), rows == null ? 0 : rows.address(), list.address(),
+                    total.address(), batch, qLen, heads, tileRows, compact ? MODE_ROWS : MODE_TILES), groups, batch, heads, compact);
             Tensor t = total.download(stream, null);
             int count = ints(t)[0];
             if (count < 0 || count > maxEntries) {

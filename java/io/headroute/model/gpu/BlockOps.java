@@ -65,13 +65,19 @@ public interface BlockOps extends AutoCloseable {
      */
     void gatherColumns(long src, int srcCols, long dst, int[] cols, long rows);
 
-    /** Device workspace of one attention call (the bound attention's answer). */
-    long attentionWorkspace(AttentionShape shape, DType dtype, Algorithm algorithm, Pattern pattern);
+    /** Device workspace of one attention call (the bound attention's answer); gateBlock as in {@link DeviceAttentionCall}. */
+    long attentionWorkspace(AttentionShape shape, DType dtype, Algorithm algorithm, Pattern pattern, int gateBlock);
 
     /** Refuses a call the bound attention cannot compute, or any call when none is bound. */
     void checkAttention(AttentionShape shape, DType dtype, Algorithm algorithm, Pattern pattern);
 
     void attention(DeviceAttentionCall call);
+
+    /**
+     * Waits for the compute lane, then reads back what the last {@link #attention} of {@code call}
+     * launched (before anything else reuses its workspace). For tests and benchmarks only: it synchronizes.
+     */
+    AttentionWork attentionWork(DeviceAttentionCall call);
 
     Marker mark(Lane lane);
 

@@ -204,9 +204,9 @@ public final class CudaBlockOps implements BlockOps {
     }
 
     @Override
-    public long attentionWorkspace(AttentionShape shape, DType dtype, Algorithm algorithm, Pattern pattern) {
-        return attention == null ? MemoryPlan.Workspace.STANDARD.bytes(shape, dtype, algorithm, pattern)
-                : attention.workspaceBytes(shape, dtype, algorithm, pattern);
+    public long attentionWorkspace(AttentionShape shape, DType dtype, Algorithm algorithm, Pattern pattern, int gateBlock) {
+        return attention == null ? MemoryPlan.Workspace.STANDARD.bytes(shape, dtype, algorithm, pattern, gateBlock)
+                : attention.workspaceBytes(shape, dtype, algorithm, pattern, gateBlock);
     }
 
     @Override
@@ -224,6 +224,14 @@ public final class CudaBlockOps implements BlockOps {
             throw new UnsupportedOperationException("no GPU attention is bound to the GPU model");
         }
         attention.run(call, compute);
+    }
+
+    @Override
+    public AttentionWork attentionWork(DeviceAttentionCall call) {
+        if (attention == null) {
+            throw new UnsupportedOperationException("no GPU attention is bound to the GPU model");
+        }
+        return attention.work(call, compute);
     }
 
     private static final class Event implements Marker {

@@ -17,11 +17,12 @@ public interface DeviceAttention extends AutoCloseable {
     String describe();
 
     /**
-     * Device scratch one call of this shape needs. The default is what the standard algorithms need:
-     * the materialized score matrix, B·H·L·S elements of the dtype; nothing for flash and sparse.
+     * Device scratch one call of this shape needs, {@code gateBlock} as in {@link DeviceAttentionCall}.
+     * The default is what the standard algorithms need: the materialized score matrix, B·H·L·S elements
+     * of the dtype; nothing for flash and sparse.
      */
-    default long workspaceBytes(AttentionShape shape, DType dtype, Algorithm algorithm, Pattern pattern) {
-        return MemoryPlan.Workspace.STANDARD.bytes(shape, dtype, algorithm, pattern);
+    default long workspaceBytes(AttentionShape shape, DType dtype, Algorithm algorithm, Pattern pattern, int gateBlock) {
+        return MemoryPlan.Workspace.STANDARD.bytes(shape, dtype, algorithm, pattern, gateBlock);
     }
 
     /**
@@ -32,6 +33,15 @@ public interface DeviceAttention extends AutoCloseable {
 
     /** Queues the attention of {@code call} on {@code stream}. */
     void run(DeviceAttentionCall call, CudaStream stream);
+
+    /**
+     * What the last {@link #run} of {@code call} launched, read back from the device (waits for
+     * {@code stream}); for tests and benchmarks, never in the normal path. Implementations that cannot
+     * count refuse.
+     */
+    default AttentionWork work(DeviceAttentionCall call, CudaStream stream) {
+        throw new UnsupportedOperationException(describe() + " does not count the query tiles it launches");
+    }
 
     /** Releases what the implementation holds (kernel modules); nothing by default. */
     @Override

@@ -16,7 +16,11 @@ import io.headroute.tensor.DType;
  * @param qStrides          {batch, head, row} strides of q in elements; likewise the others
  * @param pattern           the pattern with the causal rule folded in; head i of the call is head i here
  * @param scale             softmax scale
+ * @param gateBlock         how the gate may vary, which decides the work list built on the device from it:
+ *                          0: none (whole grid); 1: row by row (per-token routing, a caller's gate); Bq &gt; 1:
+ *                          constant over aligned blocks of Bq query rows (block routing); see
+ *                          {@link MemoryPlan#gateBlock}
  */
 public record DeviceAttentionCall(long q, long k, long v, long o, long gate, long workspace, long workspaceBytes,
         long[] qStrides, long[] kStrides, long[] vStrides, long[] oStrides, int batch, int heads, int kvHeads, int qLen,
-        int kvLen, int headDim, Pattern pattern, float scale, DType dtype, Algorithm algorithm) {}
+        int kvLen, int headDim, Pattern pattern, float scale, DType dtype, Algorithm algorithm, int gateBlock) {}

@@ -13,7 +13,7 @@ import io.headroute.tensor.DType;
  * Binds GPU models to headroute's own attention kernels: flash (dense and causal) and block-sparse
  * (every other pattern), through {@link CudaAttentionEngine#launch} on the scheduler's buffers and
  * stream. Sparse layouts use blocks of 64 and travel in the layer's workspace, so the memory plan counts
- * them. The materialized algorithm is refused (it is offered by the attention engine on its own
+ * them; so do the work lists gated calls build on the device (the skip of routed heads). The materialized algorithm is refused (it is offered by the attention engine on its own
  * buffers, not inside a model). Listed in {@code META-INF/services}; unverified on a GPU so far.
  */
 public final class EngineAttentionProvider implements DeviceAttentionProvider {
@@ -38,8 +38,8 @@ public final class EngineAttentionProvider implements DeviceAttentionProvider {
         }
 
         @Override
-        public long workspaceBytes(AttentionShape shape, DType dtype, Algorithm algorithm, Pattern pattern) {
-            return engine.launchWorkspaceBytes(shape, dtype, algorithm, pattern, BLOCK_SIZE);
+        public long workspaceBytes(AttentionShape shape, DType dtype, Algorithm algorithm, Pattern pattern, int gateBlock) {
+            return engine.launchWorkspaceBytes(shape, dtype, algorithm, pattern, BLOCK_SIZE, gateBlock);
         }
 
         @Override
@@ -49,10 +49,21 @@ public final class EngineAttentionProvider implements DeviceAttentionProvider {
 
         @Override
         public void run(DeviceAttentionCall c, CudaStream stream) {
+            engine.launch(call(c), stream);
+        }
+
+        @Override
+        public AttentionWork work(DeviceAttentionCall c, CudaStream stream) {
+            CudaAttentionEngine.DeviceCall d = call(c);
+            return new AttentionWork(engine.launchedTiles(d, stream),
+                    CudaAttentionEngine.gridTiles(d.shape(), d.dtype(), d.algorithm(), d.pattern()));
+        }
+
+        private static CudaAttentionEngine.DeviceCall call(DeviceAttentionCall c) {
             AttentionShape shape = new AttentionShape(c.batch(), c.heads(), c.kvHeads(), c.qLen(), c.kvLen(), c.headDim());
-            engine.launch(new CudaAttentionEngine.DeviceCall(c.q(), c.k(), c.v(), c.o(), c.gate(), c.workspace(),
-                    c.workspaceBytes(), new AttentionParams.Strides(c.qStrides(), c.kStrides(), c.vStrides(), c.oStrides()),
-                    shape, c.pattern(), c.scale(), c.dtype(), c.algorithm(), BLOCK_SIZE), stream);
+            return new CudaAttentionEngine.DeviceCall(c.q(), c.k(), c.v(), c.o(), c.gate(), c.workspace(), c.workspaceBytes(),
+                    new AttentionParams.Strides(c.qStrides(), c.kStrides(), c.vStrides(), c.oStrides()), shape, c.pattern(),
+                    c.scale(), c.dtype(), c.algorithm(), BLOCK_SIZE, c.gateBlock());
         }
 
         @Override

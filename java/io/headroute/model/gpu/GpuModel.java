@@ -108,6 +108,11 @@ public final class GpuModel implements AutoCloseable {
         return scheduler.forward(x, gates);
     }
 
+    /** See {@link LayerScheduler#setCountWork}: for tests and benchmarks (it synchronizes per attention call). */
+    public void setCountWork(boolean count) {
+        scheduler.setCountWork(count);
+    }
+
     public DevicePool pool() {
         return pool;
     }

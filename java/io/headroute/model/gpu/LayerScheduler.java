@@ -34,6 +34,11 @@ import java.util.Map;
  * between the norm and the attention, on the same lane, on the normed input: logits n·Wr (cuBLAS),
  * top-k in the router kernel into the router's gate (B, L, H), whose columns are then gathered call by
  * call into the gate the attention reads (pruned heads' columns are left out). No host round trip.
+ * Gated calls (routed layers, layers given a gate) skip the inactive heads' work on the device: the
+ * attention builds a work list from the gate there, of tiles for block routing whose Bq covers whole
+ * kernel tiles, else of compacted rows ({@link DeviceAttentionCall#gateBlock}), in the layer's workspace.
+ * With {@link #setCountWork} the scheduler reads back, after each call, how many query tiles ran
+ * ({@link Result#layerWork}); that synchronizes, so it is for tests and benchmarks only.
  *
  * <p>Just-in-time weights: every layer's packed weights wait in pinned host memory; layer i + 1's are
  * uploaded on the copy lane into slot (i + 1) mod 2 while layer i computes from slot i mod 2. The
@@ -43,8 +48,11 @@ import java.util.Map;
  * <p>Not thread-safe. Close it before its pool.
  */
 public final class LayerScheduler implements AutoCloseable {
-    /** What one forward pass produced and cost. */
-    public record Result(Tensor output, float[] layerMillis, MemoryStats memory) {
+    /**
+     * What one forward pass produced and cost; {@code layerWork}: per layer, the query tiles its
+     * attention launched against its grid, or null when not counted ({@link #setCountWork}).
+     */
+    public record Result(Tensor output, float[] layerMillis, MemoryStats memory, AttentionWork[] layerWork) {
         /** Peak device bytes the pool held during the pass (weights included). */
         public long peakBytes() {
             return memory.peakAllocatedBytes();
@@ -60,6 +68,7 @@ public final class LayerScheduler implements AutoCloseable {
     private final List<long[]> offsets = new ArrayList<>();
     private final List<DeviceBuffer> weightBuffers = new ArrayList<>();
     private final List<BlockOps.HostBuffer> hostWeights = new ArrayList<>();
+    private boolean countWork;
     private boolean closed;
 
     public LayerScheduler(Model model, WeightPlacement placement, DevicePool pool, BlockOps ops) {
@@ -104,6 +113,14 @@ public final class LayerScheduler implements AutoCloseable {
 
     public WeightPlacement placement() {
         return placement;
+    }
+
+    /**
+     * Whether forward passes read back each attention call's launched query tiles (one synchronization
+     * per call: layer times then include the host's waits). Off by default.
+     */
+    public void setCountWork(boolean count) {
+        this.countWork = count;
     }
 
     /**
@@ -171,6 +188,7 @@ public final class LayerScheduler implements AutoCloseable {
             BlockOps.Marker[] uploaded = new BlockOps.Marker[n];
             BlockOps.Marker[] start = new BlockOps.Marker[n];
             BlockOps.Marker[] done = new BlockOps.Marker[n];
+            AttentionWork[] work = countWork ? new AttentionWork[n] : null;
             boolean jit = placement == WeightPlacement.JUST_IN_TIME;
             if (jit) {
                 uploaded[0] = uploadWeights(0, markers);
@@ -191,7 +209,10 @@ public final class LayerScheduler implements AutoCloseable {
                             BlockOps.Lane.COMPUTE);
                 }
                 start[i] = keep(ops.mark(BlockOps.Lane.COMPUTE), markers);
-                layer(i, batch, len, weightAddress(i), scratch, routerBuffers, g != null);
+                AttentionWork w = layer(i, batch, len, weightAddress(i), scratch, routerBuffers, g != null);
+                if (work != null) {
+                    work[i] = w;
+                }
                 done[i] = keep(ops.mark(BlockOps.Lane.COMPUTE), markers);
             }
             ByteBuffer out = ByteBuffer.allocateDirect(Math.toIntExact(Math.multiplyExact(x.numel(), (long) dt.byteSize())))
@@ -203,7 +224,7 @@ public final class LayerScheduler implements AutoCloseable {
             }
             MemoryStats stats = pool.stats();
             out.rewind();
-            return new Result(Tensor.of(dt, x.shape(), out), ms, stats);
+            return new Result(Tensor.of(dt, x.shape(), out), ms, stats, work);
         } finally {
             try {
                 ops.synchronize(); // nothing may still use the scratch when it returns to the pool
@@ -245,7 +266,8 @@ public final class LayerScheduler implements AutoCloseable {
         return s.causal() ? p.withCausal() : p;
     }
 
-    private void layer(int i, int batch, int len, long w, Map<String, DeviceBuffer> scratch, List<DeviceBuffer> router,
+    /** Queues layer i; returns its attention's counted work when counting, else null. */
+    private AttentionWork layer(int i, int batch, int len, long w, Map<String, DeviceBuffer> scratch, List<DeviceBuffer> router,
             boolean gateGiven) {
         DType dt = config.dtype();
         long es = dt.byteSize();
@@ -266,6 +288,8 @@ public final class LayerScheduler implements AutoCloseable {
         DeviceBuffer wsBuf = scratch.get(MemoryPlan.WORKSPACE);
         boolean gated = gateGiven || spec.routed();
         long gate = gated ? scratch.get(MemoryPlan.GATE).address() : 0;
+        int gateBlock = MemoryPlan.gateBlock(spec, gateGiven);
+        AttentionWork work = countWork ? AttentionWork.NONE : null;
 
         ops.rmsNorm(x, w + off[PackedWeights.GAMMA], norm, rows, d, (float) config.normEps(), dt);
         if (spec.routed()) {
@@ -287,14 +311,19 @@ public final class LayerScheduler implements AutoCloseable {
         for (HeadSelection.Call c : sel.calls()) {
             AttentionShape sh = shape(batch, len, c);
             Pattern p = pattern(i, c, len);
-            long wsBytes = ops.attentionWorkspace(sh, dt, spec.algorithm(), p);
-            ops.attention(new DeviceAttentionCall(q + (long) c.qStart() * hd * es, k + (long) c.kvStart() * hd * es,
+            long wsBytes = ops.attentionWorkspace(sh, dt, spec.algorithm(), p, gateBlock);
+            DeviceAttentionCall call = new DeviceAttentionCall(q + (long) c.qStart() * hd * es, k + (long) c.kvStart() * hd * es,
                     v + (long) c.kvStart() * hd * es, o + (long) c.qStart() * hd * es,
                     gated ? gate + 4L * rows * c.qStart() : 0, wsBytes > 0 ? wsBuf.address() : 0, wsBytes, qs.clone(),
                     kvs.clone(), kvs.clone(), qs.clone(), batch, c.qCount(), c.kvCount(), len, len, hd, p,
-                    (float) (1.0 / Math.sqrt(hd)), dt, spec.algorithm()));
+                    (float) (1.0 / Math.sqrt(hd)), dt, spec.algorithm(), gateBlock);
+            ops.attention(call);
+            if (work != null) {
+                work = work.plus(ops.attentionWork(call)); // before the next call reuses the workspace
+            }
         }
         ops.gemm(o, w + off[PackedWeights.WO], x, rows, nq * hd, d, 1f, dt);
+        return work;
     }
 
     /** The gate columns of each call's heads, call after call: (B, L, qCount) float32 blocks. */

@@ -38,7 +38,8 @@ import java.util.Map;
  *       (B, L, H), float32, shared by the routed layers (the router weights travel in the layer's
  *       {@code weights} image);</li>
  *   <li>{@code attn_workspace}: the largest workspace an attention call asks for (materialized: the
- *       score matrices), when any.</li>
+ *       score matrices; flash and sparse: a sparse layout's arrays and a gated call's device work
+ *       list), when any.</li>
  * </ul>
  * cuBLAS's own workspace and the CUDA context are outside the pool and not counted.
  */
@@ -66,10 +67,10 @@ public final class MemoryPlan {
     /** Device scratch one attention call needs ({@link DeviceAttention#workspaceBytes}'s signature). */
     @FunctionalInterface
     public interface Workspace {
-        long bytes(AttentionShape shape, DType dtype, Algorithm algorithm, Pattern pattern);
+        long bytes(AttentionShape shape, DType dtype, Algorithm algorithm, Pattern pattern, int gateBlock);
 
         /** The standard algorithms' needs ({@link DeviceAttention}'s default). */
-        Workspace STANDARD = (s, d, a, p) -> a == Algorithm.MATERIALIZED
+        Workspace STANDARD = (s, d, a, p, g) -> a == Algorithm.MATERIALIZED
                 ? (long) s.batch() * s.heads() * s.qLen() * s.kvLen() * d.byteSize()
                 : 0;
     }
@@ -100,6 +101,14 @@ public final class MemoryPlan {
 
     public static MemoryPlan of(ModelConfig c, int batch, int len, WeightPlacement placement, boolean gates, Workspace ws) {
         return new MemoryPlan(c, batch, len, placement, weightBuffers(c, placement), scratchBuffers(c, batch, len, gates, ws));
+    }
+
+    /**
+     * How a layer's gate may vary, as its attention calls are told ({@link DeviceAttentionCall#gateBlock}):
+     * a routed layer's router block Bq (1 per token), 1 for a gate the caller gives (any rows), 0 without a gate.
+     */
+    public static int gateBlock(LayerSpec s, boolean gateGiven) {
+        return s.routed() ? s.router().block() : gateGiven ? 1 : 0;
     }
 
     /** Pool rounding, as {@link DevicePool} applies it. */
@@ -147,7 +156,8 @@ public final class MemoryPlan {
             for (HeadSelection.Call call : sel.calls()) {
                 AttentionShape shape = new AttentionShape(batch, call.qCount(), call.kvCount(), len, len, c.headDim());
                 Pattern p = sel.pattern(s.pattern(), call, len);
-                maxWs = Math.max(maxWs, ws.bytes(shape, c.dtype(), s.algorithm(), s.causal() ? p.withCausal() : p));
+                maxWs = Math.max(maxWs, ws.bytes(shape, c.dtype(), s.algorithm(), s.causal() ? p.withCausal() : p,
+                        gateBlock(s, gates)));
             }
         }
         List<Buffer> out = new ArrayList<>();

@@ -10,7 +10,11 @@ import io.headroute.pattern.BlockLayout;
 import io.headroute.pattern.Pattern;
 import io.headroute.pattern.Patterns;
 import io.headroute.tensor.DType;
+import java.util.List;
+import java.util.Random;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
 
 /** The host side of attention on caller-owned device memory (CudaAttentionEngine.launch), without a GPU. */
 class DeviceLaunchTest {
@@ -62,5 +66,130 @@ class DeviceLaunchTest {
         FlashPlan plan = FlashPlan.sparse(SHAPE, DType.F16);
         assertEquals(SparseTiles.build(w, BlockLayout.build(w, 8, 300, 300, 64), 300, 300, plan.blockRows(), plan.tileKeys())
                 .deviceBytes(), d64);
+    }
+
+    @ParameterizedTest(name = "B={0} L={1} H={2} Br={3} compact={4}")
+    @CsvSource({"2, 300, 8, 64, false", "2, 300, 8, 64, true", "1, 1, 1, 32, true", "3, 777, 5, 32, false", "1, 32768, 16, 64, true"})
+    void deviceWorkListsAreCarvedAlignedFromTheWorkspace(int b, int l, int h, int br, boolean compact) {
+        GateWork.Layout w = GateWork.Layout.of(b, l, h, br, compact);
+        long tiles = (long) b * h * ((l + br - 1) / br);
+        long[] at = {w.counts(), w.rows(), w.list(), w.total(), w.bytes()};
+        long[] need = {4L * (compact ? (long) b * h : tiles), compact ? 4L * b * h * l : 0, 12L * tiles, 4};
+        assertEquals(0, w.counts());
+        for (int i = 0; i < 4; i++) {
+            assertEquals(0, at[i] % 256, "array " + i + " is 256-byte aligned");
+            assertTrue(at[i + 1] - at[i] >= need[i], "array " + i + " fits before the next");
+            assertTrue(at[i + 1] - at[i] < Math.max(need[i], 4) + 256, "no more than one alignment gap after array " + i);
+        }
+        assertEquals(compact ? 4L * b * h * l : 0, w.rowsBytes());
+        assertEquals(0, w.bytes() % 256);
+        GateWork.Layout placed = w.at(1L << 20);
+        assertEquals((1L << 20) + w.list(), placed.list());
+        assertEquals((1L << 20) + w.total(), placed.total());
+        assertEquals(compact ? (1L << 20) + w.rows() : 0, placed.rows(), "no row list without compaction");
+    }
+
+    @Test
+    void theGranularityIsChosenWithoutTheGate() {
+        for (DType dt : new DType[] {DType.F32, DType.BF16, DType.F16}) {
+            int br = FlashPlan.tileRows(dt);
+            assertEquals(CudaAttentionEngine.GateMode.WHOLE_GRID, CudaAttentionEngine.deviceGateMode(Algorithm.FLASH, dt, 0));
+            assertEquals(CudaAttentionEngine.GateMode.COMPACT, CudaAttentionEngine.deviceGateMode(Algorithm.FLASH, dt, 1),
+                    "per-token routing and callers' gates compact");
+            assertEquals(CudaAttentionEngine.GateMode.TILES, CudaAttentionEngine.deviceGateMode(Algorithm.FLASH, dt, br),
+                    "routing blocks of one kernel tile switch whole tiles");
+            assertEquals(CudaAttentionEngine.GateMode.TILES, CudaAttentionEngine.deviceGateMode(Algorithm.FLASH, dt, 4 * br));
+            assertEquals(CudaAttentionEngine.GateMode.COMPACT, CudaAttentionEngine.deviceGateMode(Algorithm.FLASH, dt, br / 2),
+                    "blocks smaller than a tile vary within it");
+            assertEquals(CudaAttentionEngine.GateMode.COMPACT, CudaAttentionEngine.deviceGateMode(Algorithm.FLASH, dt, br + 16));
+            for (int g : new int[] {1, br / 2, br, br + 16}) {
+                assertEquals(CudaAttentionEngine.GateMode.TILES, CudaAttentionEngine.deviceGateMode(Algorithm.SPARSE, dt, g),
+                        "sparse kernels take tile lists: compacted launches need host-merged key lists");
+            }
+        }
+    }
+
+    @Test
+    void theWorkspaceHoldsTheLayoutThenTheWorkList() {
+        Pattern w = Patterns.parse("window:40").withCausal();
+        FlashPlan plan = FlashPlan.sparse(SHAPE, DType.BF16);
+        long layout = DeviceTileLists.workspaceLayout(SparseTiles.build(w, BlockLayout.build(w, 8, 300, 300, 64), 300, 300,
+                plan.blockRows(), plan.tileKeys()).lists())[4];
+        GateWork.Layout tiles = GateWork.Layout.of(2, 300, 8, 64, false);
+        assertEquals(layout, CudaAttentionEngine.deviceWorkspaceBytes(SHAPE, DType.BF16, Algorithm.FLASH, w, 64, 0));
+        assertEquals(layout + tiles.bytes(), CudaAttentionEngine.deviceWorkspaceBytes(SHAPE, DType.BF16, Algorithm.FLASH, w, 64, 1),
+                "a routed sparse layer adds a tile list");
+        assertEquals(layout + tiles.total(), CudaAttentionEngine.deviceWorkTotalOffset(SHAPE, DType.BF16, Algorithm.FLASH, w, 64, 1));
+        assertEquals(-1, CudaAttentionEngine.deviceWorkTotalOffset(SHAPE, DType.BF16, Algorithm.FLASH, w, 64, 0));
+        Pattern c = new Pattern.Causal();
+        GateWork.Layout rows = GateWork.Layout.of(2, 300, 8, 64, true);
+        assertEquals(0, CudaAttentionEngine.deviceWorkspaceBytes(SHAPE, DType.BF16, Algorithm.FLASH, c, 64, 0));
+        assertEquals(rows.bytes(), CudaAttentionEngine.deviceWorkspaceBytes(SHAPE, DType.BF16, Algorithm.FLASH, c, 64, 1));
+        assertEquals(tiles.bytes(), CudaAttentionEngine.deviceWorkspaceBytes(SHAPE, DType.BF16, Algorithm.FLASH, c, 64, 128));
+        assertEquals(rows.total(), CudaAttentionEngine.deviceWorkTotalOffset(SHAPE, DType.BF16, Algorithm.FLASH, c, 64, 1));
+        assertEquals(2L * 8 * 5, CudaAttentionEngine.gridTiles(SHAPE, DType.BF16, Algorithm.FLASH, c));
+        assertEquals(2L * 8 * 10, CudaAttentionEngine.gridTiles(SHAPE, DType.F32, Algorithm.FLASH, c));
+        assertThrows(UnsupportedOperationException.class,
+                () -> CudaAttentionEngine.deviceWorkspaceBytes(SHAPE, DType.BF16, Algorithm.MATERIALIZED, c, 64, 1));
+    }
+
+    @Test
+    void deviceWorkListsMirrorTheHostPlans() {
+        Random r = new Random(5);
+        float[] g = GateWorkTest.gate(r, 2, 300, 8);
+        AttentionShape sh = SHAPE;
+        assertEquals(null, CudaAttentionEngine.deviceWorkList(g, sh, DType.BF16, Algorithm.FLASH, new Pattern.Causal(), 0));
+        org.junit.jupiter.api.Assertions.assertArrayEquals(GateWork.compactedTiles(GateWork.compact(g, 2, 300, 8).counts(), 2, 8, 64),
+                CudaAttentionEngine.deviceWorkList(g, sh, DType.BF16, Algorithm.FLASH, new Pattern.Causal(), 1));
+        org.junit.jupiter.api.Assertions.assertArrayEquals(GateWork.activeTiles(g, 2, 300, 8, 32),
+                CudaAttentionEngine.deviceWorkList(g, sh, DType.F32, Algorithm.FLASH, Patterns.parse("window:9"), 1));
+    }
+
+    /** Strided o views: the memsets cover exactly the (B, H, L, D) elements, nothing between them. */
+    @ParameterizedTest(name = "{0}")
+    @CsvSource({"contiguous", "rows-of-heads", "rows-of-heads-padded-batch", "planes-padded-batch", "columns"})
+    void zeroSpansCoverExactlyTheOutput(String layout) {
+        int b = 2;
+        int h = 3;
+        int l = 5;
+        int d = 8;
+        int es = 2;
+        long[] st = switch (layout) {
+            case "contiguous" -> new long[] {(long) h * l * d, (long) l * d, d};
+            // a call of heads 2..4 of 7 in a (B, L, 7, D) buffer: o starts 2·D in, rows 7·D apart
+            case "rows-of-heads" -> new long[] {7L * l * d, d, 7L * d};
+            case "rows-of-heads-padded-batch" -> new long[] {7L * l * d + 24, d, 7L * d};
+            case "planes-padded-batch" -> new long[] {(long) h * (l * d + 8) + 40, l * d + 8, d};
+            default -> new long[] {9L * l * d * 2, 3L * d, 9L * d}; // heads 3·D apart in rows of 9 heads
+        };
+        AttentionShape sh = new AttentionShape(b, h, h, l, l, d);
+        List<long[]> spans = CudaAttentionEngine.zeroSpans(new AttentionParams.Strides(st, st, st, st), sh, es);
+        long extent = ((b - 1) * st[0] + (h - 1) * st[1] + (l - 1) * st[2] + d) * es;
+        int[] hits = new int[(int) extent + 64];
+        for (long[] z : spans) {
+            assertTrue(z[2] <= z[1] || z[3] == 1, layout + ": width within the pitch");
+            for (long row = 0; row < z[3]; row++) {
+                for (long x = 0; x < z[2]; x++) {
+                    hits[(int) (z[0] + row * z[1] + x)]++;
+                }
+            }
+        }
+        boolean[] want = new boolean[hits.length];
+        for (int bb = 0; bb < b; bb++) {
+            for (int hh = 0; hh < h; hh++) {
+                for (int i = 0; i < l; i++) {
+                    for (int e = 0; e < d * es; e++) {
+                        want[(int) ((bb * st[0] + hh * st[1] + i * st[2]) * es + e)] = true;
+                    }
+                }
+            }
+        }
+        for (int i = 0; i < hits.length; i++) {
+            assertEquals(want[i] ? 1 : 0, hits[i], layout + ": byte " + i);
+        }
+        assertTrue(spans.size() <= b * h, layout + ": " + spans.size() + " memsets");
+        if (layout.equals("contiguous") || layout.equals("rows-of-heads")) {
+            assertEquals(1, spans.size(), layout + ": one 2-D memset");
+        }
     }
 }

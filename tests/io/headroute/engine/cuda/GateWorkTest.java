@@ -14,6 +14,7 @@ import io.headroute.pattern.Patterns;
 import io.headroute.tensor.DType;
 import io.headroute.tensor.Tensor;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.Random;
 import org.junit.jupiter.api.Test;
@@ -226,11 +227,12 @@ class GateWorkTest {
             assertEquals(GateMode.WHOLE_GRID, gp.mode());
             assertEquals(all, gp.tiles());
             assertEquals(activeVisited, gp.keyTilesVisited(), "key tiles visited without a gate");
-        } else if (compactTiles * 4 <= activeTiles * 3) {
+        } else if (compactTiles < activeTiles && compactVisited * 4 <= activeVisited * 3) {
             assertEquals(GateMode.COMPACT, gp.mode(), spec);
             assertEquals(compactTiles, gp.tiles(), "compacted tiles");
             assertEquals(compactVisited, gp.keyTilesVisited(), "key tiles visited by compacted tiles");
             assertTrue(gp.tiles() < activeTiles, "compaction runs fewer tiles");
+            assertTrue(gp.keyTilesVisited() * 4 <= activeVisited * 3, "and visits at most 3/4 of the key tiles");
             assertEquals(sparse, gp.merged() != null, "merged key lists exactly for the sparse kernels");
             if (sparse) {
                 assertEquals(compactTiles, gp.merged().blocks(), "one merged list per launched tile");
@@ -242,5 +244,59 @@ class GateWorkTest {
             assertEquals(activeTiles, gp.tiles(), "active tiles");
             assertEquals(activeVisited, gp.keyTilesVisited(), "key tiles visited by active tiles");
         }
+    }
+
+    /**
+     * A gate keeping the first 48 of every 64 rows: compaction launches 3/4 of the query tiles (the old
+     * rule on query tiles took it), but each compacted tile spans two original tiles, so under BigBird's
+     * random blocks (different per query block) it visits the union of two tiles' key lists: more key
+     * tiles than the tile list in all.
+     */
+    @Test
+    void compactionThatVisitsMoreKeyTilesLoses() {
+        int b = 1;
+        int h = 2;
+        int l = 1024;
+        Random r = new Random(3);
+        Tensor q = gaussian(r, b, h, l, 64);
+        Pattern p = Patterns.parse("bigbird:64:0:0:4:7");
+        float[] g = new float[b * l * h];
+        for (int i = 0; i < l; i++) {
+            for (int hh = 0; hh < h; hh++) {
+                g[i * h + hh] = i % 64 < 48 ? 1f : 0f;
+            }
+        }
+        AttentionRequest req = AttentionRequest.builder(q, q, q).pattern(p).dtype(DType.BF16).gate(Tensor.ofFloats(g, b, l, h))
+                .build();
+        FlashPlan plan = FlashPlan.sparse(req.shape(), DType.BF16);
+        SparseTiles st = SparseTiles.build(p, BlockLayout.build(p, h, l, l, 64), l, l, plan.blockRows(), plan.tileKeys());
+        GatePlan gp = GatePlan.of(req, plan, st);
+        int[] active = GateWork.activeTiles(g, b, l, h, 64);
+        GateWork.Compaction c = GateWork.compact(g, b, l, h);
+        int[] ct = GateWork.compactedTiles(c.counts(), b, h, 64);
+        assertEquals(2 * 16, active.length / 3);
+        assertEquals(2 * 12, ct.length / 3);
+        assertTrue((ct.length / 3) * 4 <= (active.length / 3) * 3, "on query tiles alone compaction would pay");
+        long activeVisited = 0;
+        for (int e = 0; e < active.length; e += 3) {
+            int[] rows = new int[64];
+            for (int i = 0; i < 64; i++) {
+                rows[i] = active[e + 2] * 64 + i;
+            }
+            activeVisited += keyTilesWithAPair(p, active[e + 1], rows, l, l, 64);
+        }
+        long compactVisited = 0;
+        for (int e = 0; e < ct.length; e += 3) {
+            int bh = ct[e] * h + ct[e + 1];
+            int[] rows = Arrays.copyOfRange(c.rows(), bh * l + ct[e + 2] * 64, bh * l + Math.min(c.counts()[bh], ct[e + 2] * 64 + 64));
+            compactVisited += keyTilesWithAPair(p, ct[e + 1], rows, l, l, 64);
+        }
+        assertTrue(compactVisited * 4 > activeVisited * 3, "compaction visits " + compactVisited + " key tiles, the tile list "
+                + activeVisited);
+        assertEquals(GateMode.WHOLE_GRID, gp.mode(), "block granularity runs less work (here every tile has a live row)");
+        assertEquals(active.length / 3, gp.tiles());
+        assertEquals(activeVisited, gp.keyTilesVisited());
+        assertEquals(null, gp.merged());
+        assertTrue(GateWork.compactionPays(3, 4) && !GateWork.compactionPays(compactVisited, activeVisited));
     }
 }

@@ -54,6 +54,7 @@ class KernelContractTest {
         assertEquals(AttentionParams.OFFSET_SCALE, asserted(h, "offsetof(AttnParams, scale)"));
         assertEquals(AttentionParams.OFFSET_SPARSE, asserted(h, "offsetof(AttnParams, kv_offsets)"));
         assertEquals(AttentionParams.OFFSET_ROWS, asserted(h, "offsetof(AttnParams, q_rows)"));
+        assertEquals(AttentionParams.OFFSET_TILES_TOTAL, asserted(h, "offsetof(AttnParams, tiles_total)"));
         assertEquals(AttentionParams.OFFSET_LAYOUT_HEADS, asserted(h, "offsetof(AttnParams, layout_heads)"));
         assertEquals(AttentionParams.OFFSET_LAYOUT_PER_BLOCK, asserted(h, "offsetof(AttnParams, layout_per_block)"));
     }
@@ -138,6 +139,8 @@ class KernelContractTest {
             assertEquals(sparseAndRows[i], bb.getLong(AttentionParams.OFFSET_SPARSE + 8 * i), "pointer " + (7 + i));
         }
         assertEquals(AttentionParams.OFFSET_ROWS, AttentionParams.OFFSET_SPARSE + 32);
+        assertEquals(0, bb.getLong(AttentionParams.OFFSET_TILES_TOTAL), "the host-given num_tiles counts");
+        assertEquals(AttentionParams.OFFSET_TILES_TOTAL + 8, AttentionParams.OFFSET_STRIDES, "the last pointer");
         assertEquals(8, bb.getInt(AttentionParams.OFFSET_LAYOUT_HEADS), "layout heads");
         assertEquals(0, bb.getInt(AttentionParams.OFFSET_LAYOUT_PER_BLOCK), "lists per cell");
         byte[] pb = AttentionParams.encode(new AttentionParams.Pointers(0, 0, 0, 0, 0, 0, 0),
@@ -145,6 +148,18 @@ class KernelContractTest {
                 AttentionParams.Strides.contiguous(8, 2, 77, 300, 64), 3, 8, 2, 77, 300, 64, true, 11, 0.125f);
         assertEquals(1, ByteBuffer.wrap(pb).order(ByteOrder.LITTLE_ENDIAN).getInt(AttentionParams.OFFSET_LAYOUT_PER_BLOCK),
                 "lists per launched block");
+        // A device-built list: its length at a device int, the host's num_tiles the maximal grid.
+        byte[] dw = AttentionParams.encode(new AttentionParams.Pointers(0x1000, 0x2000, 0x3000, 0x4000, 0, 0x6000, 0x7000),
+                AttentionParams.Sparse.NONE, new AttentionParams.Rows(0xC000, 0xD000), 0xE000,
+                AttentionParams.Strides.contiguous(8, 2, 77, 300, 64), 3, 8, 2, 77, 300, 64, true, 48, 0.125f);
+        ByteBuffer dwb = ByteBuffer.wrap(dw).order(ByteOrder.LITTLE_ENDIAN);
+        assertEquals(0x7000, dwb.getLong(48), "tiles");
+        assertEquals(0xC000, dwb.getLong(AttentionParams.OFFSET_ROWS), "q_rows");
+        assertEquals(0xD000, dwb.getLong(AttentionParams.OFFSET_ROWS + 8), "q_counts");
+        assertEquals(0xE000, dwb.getLong(AttentionParams.OFFSET_TILES_TOTAL), "tiles_total");
+        assertEquals(8L * 77 * 64, dwb.getLong(AttentionParams.OFFSET_STRIDES), "strides follow tiles_total");
+        assertEquals(48, dwb.getInt(AttentionParams.OFFSET_SIZES + 7 * 4), "num_tiles");
+        assertEquals(0.125f, dwb.getFloat(AttentionParams.OFFSET_SCALE));
         int s = AttentionParams.OFFSET_STRIDES;
         assertEquals(8L * 77 * 64, bb.getLong(s), "q batch stride");
         assertEquals(77L * 64, bb.getLong(s + 8), "q head stride");

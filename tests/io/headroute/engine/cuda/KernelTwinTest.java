@@ -39,8 +39,16 @@ class KernelTwinTest {
     private static final int RULE = 1;
     private static final int BITS = 2;
 
-    /** One launch as the engine encodes it. */
-    record Launch(int br, int bc, boolean causal, int[] tiles, int[] qRows, int[] qCounts, Lists sparse) {}
+    /**
+     * One launch as the engine encodes it. {@code tilesTotal}: the device int AttnParams.tiles_total
+     * points at (a list built on the device), or null; with it the grid is the maximal one, B·H·ceil(L/Br),
+     * and {@code tiles} has room for that many triples.
+     */
+    record Launch(int br, int bc, boolean causal, int[] tiles, int[] qRows, int[] qCounts, Lists sparse, Integer tilesTotal) {
+        Launch(int br, int bc, boolean causal, int[] tiles, int[] qRows, int[] qCounts, Lists sparse) {
+            this(br, bc, causal, tiles, qRows, qCounts, sparse, null);
+        }
+    }
 
     /** The four block-sparse arrays and the two ints of AttnParams that say how a block finds its cell. */
     record Lists(int[] offsets, int[] tiles, int[] fullBefore, long[] masks, int layoutHeads, boolean perBlock) {
@@ -54,7 +62,10 @@ class KernelTwinTest {
         }
     }
 
-    /** Replays the launch; returns {o (B, H, L, D), lse (B, H, L)} with NaN where nothing was written. */
+    /**
+     * Replays the launch; returns {o (B, H, L, D), lse (B, H, L)} with NaN where nothing was written, and
+     * {blocks launched, blocks that got past hr_block_tile}.
+     */
     static float[][] replay(Launch ln, float[] q, float[] k, float[] v, float[] gate, int b, int h, int hkv, int l, int s, int d,
             float scale) {
         float[] o = new float[b * h * l * d];
@@ -67,12 +78,16 @@ class KernelTwinTest {
         }
         float scaleLog2 = (float) (scale * (1.0 / Math.log(2.0)));
         int qTiles = (l + ln.br() - 1) / ln.br();
-        int blocks = ln.tiles() != null ? ln.tiles().length / 3 : b * h * qTiles;
+        int blocks = ln.tilesTotal() != null ? b * h * qTiles : ln.tiles() != null ? ln.tiles().length / 3 : b * h * qTiles;
+        int worked = 0;
         for (int blk = 0; blk < blocks; blk++) {
             int bb;
             int hh;
             int qt;
             if (ln.tiles() != null) {
+                if (ln.tilesTotal() != null && blk >= ln.tilesTotal()) {
+                    continue; // hr_block_tile: past the device-sized list, the whole block returns
+                }
                 bb = ln.tiles()[3 * blk];
                 hh = ln.tiles()[3 * blk + 1];
                 qt = ln.tiles()[3 * blk + 2];
@@ -81,9 +96,10 @@ class KernelTwinTest {
                 hh = (blk / qTiles) % h;
                 bb = blk / (qTiles * h);
             }
+            worked++;
             block(ln, blk, q, k, v, gate, o, lse, bb, hh, qt, h, hkv, l, s, d, scaleLog2);
         }
-        return new float[][] {o, lse};
+        return new float[][] {o, lse, {blocks, worked}};
     }
 
     private static void block(Launch ln, int blockIdx, float[] q, float[] k, float[] v, float[] gate, float[] o, float[] lse, int b, int h,
@@ -324,6 +340,140 @@ class KernelTwinTest {
                 assertEquals(want.lse()[i], got[1][i], 1e-4 * Math.max(1, Math.abs(want.lse()[i])), what + ": lse[" + i + "]");
             }
         }
+    }
+
+    /**
+     * A router's gate (B, L, H): per token (bq = 1) or per block of bq positions, the hs shared heads get 1,
+     * k of the routed heads hs … H−1 (drawn at random) a positive weight, the rest 0.
+     */
+    static float[] routedGate(Random r, int b, int l, int h, int hs, int k, int bq) {
+        float[] g = new float[b * l * h];
+        for (int bb = 0; bb < b; bb++) {
+            for (int i0 = 0; i0 < l; i0 += bq) {
+                List<Integer> routed = new ArrayList<>();
+                for (int x = hs; x < h; x++) {
+                    routed.add(x);
+                }
+                java.util.Collections.shuffle(routed, r);
+                float[] w = new float[h];
+                for (int x = 0; x < hs; x++) {
+                    w[x] = 1f;
+                }
+                for (int x = 0; x < k; x++) {
+                    w[routed.get(x)] = 0.25f + r.nextFloat();
+                }
+                for (int i = i0; i < Math.min(l, i0 + bq); i++) {
+                    System.arraycopy(w, 0, g, (bb * l + i) * h, h);
+                }
+            }
+        }
+        return g;
+    }
+
+    /** Routed gates on the path of GPU models: work lists built on the device, sized by tiles_total. */
+    static Stream<Arguments> deviceRoutedCases() {
+        List<Arguments> out = new ArrayList<>();
+        int[][] sizes = {{77, 300}, {130, 130}, {1, 100}, {200, 200}};
+        for (int[] ls : sizes) {
+            List<Rule> rules = List.of(Rule.dense(), Rule.causalRule(), Rule.window(21), Rule.bigbird(48, 1, 1, 2, 7));
+            for (Rule r : rules) {
+                for (int tile : new int[] {64, 32}) {
+                    // per token; per block of two kernel tiles (whole tiles switch); per block of 48 (not a multiple)
+                    for (int bq : new int[] {1, 2 * tile, 48}) {
+                        for (boolean causal : new boolean[] {false, true}) {
+                            out.add(Arguments.of(r.withCausal(causal), ls[0], ls[1], tile, bq));
+                        }
+                    }
+                }
+            }
+        }
+        return out.stream();
+    }
+
+    @ParameterizedTest(name = "{0} L={1} S={2} tile={3} Bq={4}")
+    @MethodSource("deviceRoutedCases")
+    void deviceBuiltWorkListsComputeTheContractAndSkipTheRoutedHeads(Rule rule, int l, int s, int tile, int bq) {
+        Random rnd = new Random(l * 41L + s + tile * 7L + bq + rule.hashCode());
+        int b = 2;
+        int h = 4;
+        int hkv = 2;
+        int d = 8;
+        int hs = 1;
+        int k = 1;
+        float[] gate = routedGate(rnd, b, l, h, hs, k, bq);
+        float[] q = gaussian(rnd, b * h * l * d);
+        float[] kk = gaussian(rnd, b * hkv * s * d);
+        float[] v = gaussian(rnd, b * hkv * s * d);
+        Pattern p = rule.toEffectivePattern(dir, "device-" + rule + "-" + s);
+        boolean dense = FlashPlan.flashSupports(p);
+        io.headroute.engine.Algorithm algo = dense ? io.headroute.engine.Algorithm.FLASH : io.headroute.engine.Algorithm.SPARSE;
+        DType dt = tile == 64 ? DType.BF16 : DType.F32;
+        assertEquals(tile, FlashPlan.tileRows(dt));
+        CudaAttentionEngine.GateMode mode = CudaAttentionEngine.deviceGateMode(algo, dt, bq);
+        int qTiles = (l + tile - 1) / tile;
+        int grid = b * h * qTiles;
+
+        // What gate_work.cu leaves in the workspace: a list with room for the whole grid (the rest garbage
+        // no block may read), its length in one int, and for compaction the rows (garbage past each count).
+        int[] built = CudaAttentionEngine.deviceWorkList(gate, new io.headroute.engine.AttentionShape(b, h, hkv, l, s, d), dt, algo,
+                p, bq);
+        int[] list = new int[3 * grid];
+        Arrays.fill(list, -7);
+        System.arraycopy(built, 0, list, 0, built.length);
+        int[] rows = null;
+        int[] counts = null;
+        if (mode == CudaAttentionEngine.GateMode.COMPACT) {
+            GateWork.Compaction c = GateWork.compact(gate, b, l, h);
+            counts = c.counts();
+            rows = c.rows().clone();
+            for (int bh = 0; bh < b * h; bh++) {
+                Arrays.fill(rows, bh * l + counts[bh], (bh + 1) * l, -1);
+            }
+        }
+        SparseTiles sp = dense ? null : SparseTiles.build(p, BlockLayout.build(p, h, l, s, 64), l, s, tile, tile);
+        float scale = (float) (1 / Math.sqrt(d));
+        float[][] got = replay(new Launch(tile, tile, FlashPlan.causal(p), list, rows, counts, Lists.of(sp), built.length / 3), q, kk,
+                v, gate, b, h, hkv, l, s, d, scale);
+
+        // The tiles that must run, counted from the gate directly.
+        long expected = 0;
+        for (int bb = 0; bb < b; bb++) {
+            for (int hh = 0; hh < h; hh++) {
+                int live = 0;
+                int liveTiles = 0;
+                for (int t = 0; t < qTiles; t++) {
+                    boolean any = false;
+                    for (int i = t * tile; i < Math.min(l, t * tile + tile); i++) {
+                        boolean on = gate[(bb * l + i) * h + hh] != 0f;
+                        any |= on;
+                        live += on ? 1 : 0;
+                    }
+                    liveTiles += any ? 1 : 0;
+                }
+                expected += mode == CudaAttentionEngine.GateMode.COMPACT ? (live + tile - 1) / tile : liveTiles;
+            }
+        }
+        String what = rule + " L=" + l + " S=" + s + " tile=" + tile + " Bq=" + bq + " " + mode;
+        assertEquals(grid, (int) got[2][0], what + ": the maximal grid is launched");
+        assertEquals(expected, (long) got[2][1], what + ": blocks with work");
+        if (bq % tile == 0) {
+            // Whole tiles inside one routing block: exactly the hs shared and k routed heads' tiles run.
+            assertEquals(CudaAttentionEngine.GateMode.TILES, mode, what);
+            assertEquals((long) b * qTiles * (hs + k), expected, what + ": (Hs + k) / H of the grid");
+        }
+        if (!dense) {
+            assertEquals(CudaAttentionEngine.GateMode.TILES, mode, what + ": sparse kernels take tile lists");
+        }
+        ReferenceAttention.Output want = ReferenceAttention.compute(Tensor.ofFloats(q, b, h, l, d), Tensor.ofFloats(kk, b, hkv, s, d),
+                Tensor.ofFloats(v, b, hkv, s, d), Tensor.ofFloats(gate, b, l, h), rule, scale, DType.F32);
+        double num = 0;
+        double den = 0;
+        for (int i = 0; i < got[0].length; i++) {
+            assertTrue(Float.isFinite(got[0][i]), what + ": o[" + i + "] = " + got[0][i] + " (unwritten)");
+            num += (got[0][i] - want.o()[i]) * (got[0][i] - want.o()[i]);
+            den += want.o()[i] * want.o()[i];
+        }
+        assertTrue(Math.sqrt(num / Math.max(den, 1e-30)) <= 1e-5, what + ": relative L2 " + Math.sqrt(num / den));
     }
 
     private static float[] gaussian(Random r, int n) {

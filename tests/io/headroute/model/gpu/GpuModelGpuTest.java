@@ -6,6 +6,9 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import io.headroute.cuda.KernelModule;
 import io.headroute.engine.Algorithm;
+import io.headroute.engine.AttentionShape;
+import io.headroute.engine.cuda.CudaAttentionEngine;
+import io.headroute.model.HeadSelection;
 import io.headroute.engine.cpu.CpuAttentionEngine;
 import io.headroute.engine.cuda.CudaProbe;
 import io.headroute.model.LayerSpec;
@@ -13,6 +16,7 @@ import io.headroute.model.Model;
 import io.headroute.model.ModelConfig;
 import io.headroute.model.ModelWeights;
 import io.headroute.pattern.Pattern;
+import io.headroute.routing.CpuHeadRouter;
 import io.headroute.routing.RouterConfig;
 import io.headroute.tensor.DType;
 import io.headroute.tensor.Tensor;
@@ -127,6 +131,75 @@ class GpuModelGpuTest {
             assertEquals(plan.totalBytes(), res.peakBytes(), "predicted == measured peak on the device: " + plan);
             for (float ms : res.layerMillis()) {
                 assertTrue(ms > 0 && Float.isFinite(ms), "layer time " + ms + " ms");
+            }
+        }
+    }
+
+    /**
+     * Routed layers skip their inactive heads' work on the device: the GPU model equals the CPU model, and
+     * each layer's launched query tiles (read back from the device work lists) equal the CPU twin's count
+     * ({@link CudaAttentionEngine#deviceWorkList} on the CPU model's own router gates, column by call).
+     * f32 only, for the reason above (near-ties of the top-k). Per token on the dense and causal kernels
+     * (compaction), per block of whole tiles on the sparse and causal kernels (tile lists), and per token on
+     * the sparse kernel (a tile list too: with 4 of 14 routed heads per token nearly every 32-row tile has
+     * a live row, so that layer is counted but not expected to skip).
+     */
+    @ParameterizedTest(name = "{0} L={1} {2}")
+    @CsvSource({"f32, 301, JUST_IN_TIME", "f32, 1000, RESIDENT"})
+    void routedGpuModelSkipsTheRoutedHeadsWork(String dtype, int len, WeightPlacement placement) {
+        DType dt = DType.parse(dtype);
+        int h = 16;
+        int hd = 64;
+        ModelConfig c = new ModelConfig(h * hd / 2 + 8, h, 4, hd, dt, 1e4, 1e-5, List.of(
+                LayerSpec.of(new Pattern.Causal(), false, Algorithm.FLASH).withRouter(new RouterConfig(2, 14, 4, 1)),
+                LayerSpec.of(new Pattern.Dense(), false, Algorithm.FLASH).withRouter(new RouterConfig(2, 14, 4, 1)),
+                LayerSpec.of(new Pattern.Window(37), true, Algorithm.FLASH).withRouter(new RouterConfig(2, 14, 4, 64)),
+                LayerSpec.of(new Pattern.Causal(), false, Algorithm.FLASH).withHeadMask(mask("1111000011110011"))
+                        .withRouter(new RouterConfig(2, 14, 4, 64)),
+                LayerSpec.of(new Pattern.Window(37), false, Algorithm.FLASH).withRouter(new RouterConfig(2, 14, 4, 1))));
+        Model model = new Model(ModelWeights.random(c, 78));
+        Random r = new Random(len + 1);
+        int b = 2;
+        float[] xs = new float[b * len * c.dModel()];
+        for (int i = 0; i < xs.length; i++) {
+            xs[i] = (float) r.nextGaussian();
+        }
+        Tensor x = Tensor.ofFloats(dt, xs, b, len, c.dModel());
+        Model.Pass pass;
+        try (CpuHeadRouter router = new CpuHeadRouter(2)) {
+            pass = model.run(x, null, cpu, router);
+        }
+        try (GpuModel gpu = GpuModel.open(0, model, placement)) {
+            gpu.setCountWork(true);
+            MemoryPlan plan = gpu.plan(b, len, false);
+            LayerScheduler.Result res = gpu.forward(x, null);
+            double err = LayerSchedulerTest.relError(res.output().toFloatArray(), pass.output().toFloatArray());
+            assertTrue(err <= 1e-5, "GPU vs CPU routed model: relative error " + err);
+            assertEquals(plan.totalBytes(), res.peakBytes(), "predicted == measured peak with the device work lists: " + plan);
+            for (int l = 0; l < c.layerCount(); l++) {
+                float[] g = pass.routing().get(l).gate().toFloatArray();
+                long want = 0;
+                long grid = 0;
+                LayerSpec s = c.layer(l);
+                for (HeadSelection.Call call : model.blocks().get(l).selection().calls()) {
+                    float[] cols = new float[b * len * call.qCount()];
+                    for (int row = 0; row < b * len; row++) {
+                        for (int j = 0; j < call.qCount(); j++) {
+                            cols[row * call.qCount() + j] = g[row * h + call.heads()[j]];
+                        }
+                    }
+                    AttentionShape sh = new AttentionShape(b, call.qCount(), call.kvCount(), len, len, hd);
+                    Pattern p = model.blocks().get(l).selection().pattern(s.pattern(), call, len);
+                    p = s.causal() ? p.withCausal() : p;
+                    want += CudaAttentionEngine.deviceWorkList(cols, sh, dt, s.algorithm(), p, s.router().block()).length / 3;
+                    grid += CudaAttentionEngine.gridTiles(sh, dt, s.algorithm(), p);
+                }
+                AttentionWork w = res.layerWork()[l];
+                assertEquals(grid, w.gridTiles(), "layer " + l + ": grid");
+                assertEquals(want, w.launchedTiles(), "layer " + l + ": launched query tiles, device vs CPU twin");
+                if (l < 4) {
+                    assertTrue(w.launchedTiles() < w.gridTiles(), "layer " + l + " skips routed heads' tiles: " + w);
+                }
             }
         }
     }

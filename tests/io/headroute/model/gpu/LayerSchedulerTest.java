@@ -150,6 +150,103 @@ class LayerSchedulerTest {
                 "one weight upload per layer (ahead of time, or once at construction)");
     }
 
+    /**
+     * The GPU engine's path for routed layers, simulated: workspaces as the engine sizes them, each gated
+     * call's work list length written where its kernels would read it, read back per layer when counted.
+     * Per layer the launched tiles must equal those the gate calls for, counted here from the CPU model's
+     * own router gates: compacted tiles (per token, a caller's gate), or active tiles (sparse kernels;
+     * routing blocks of whole kernel tiles, where exactly (Hs + k) / H of the grid runs).
+     */
+    @ParameterizedTest(name = "gates={0}")
+    @CsvSource({"false", "true"})
+    void routedLayersLaunchOnlyTheirActiveHeadsTiles(boolean withGates) {
+        DType dt = DType.F32; // kernel tiles of 32 rows
+        int br = 32;
+        ModelConfig c = new ModelConfig(32, 6, 3, 8, dt, 1e4, 1e-5, List.of(
+                LayerSpec.of(new Pattern.Causal(), false, Algorithm.FLASH).withRouter(new RouterConfig(2, 4, 2, 1)),
+                LayerSpec.of(Patterns.parse("window:5"), false, Algorithm.FLASH).withRouter(new RouterConfig(1, 5, 2, 1)),
+                LayerSpec.of(new Pattern.Dense(), true, Algorithm.FLASH).withRouter(new RouterConfig(1, 5, 3, 32)),
+                LayerSpec.of(new Pattern.Dense(), false, Algorithm.FLASH).withHeadMask(mask("110100"))
+                        .withRouter(new RouterConfig(1, 5, 3, 64)),
+                LayerSpec.of(new Pattern.Causal(), false, Algorithm.FLASH)));
+        Model model = new Model(ModelWeights.random(c, 5));
+        Random r = new Random(17);
+        int b = 2;
+        int len = 70;
+        float[] xs = new float[b * len * c.dModel()];
+        for (int i = 0; i < xs.length; i++) {
+            xs[i] = (float) r.nextGaussian();
+        }
+        Tensor x = Tensor.ofFloats(dt, xs, b, len, c.dModel());
+        List<Tensor> gates = null;
+        if (withGates) {
+            gates = new ArrayList<>(java.util.Collections.nCopies(c.layerCount(), (Tensor) null));
+            float[] g = new float[b * len * c.heads()];
+            for (int i = 0; i < g.length; i++) {
+                g[i] = r.nextInt(3) == 0 ? 0f : 0.5f + r.nextFloat();
+            }
+            gates.set(4, Tensor.ofFloats(g, b, len, c.heads()));
+        }
+        List<Tensor> given = gates;
+        Model.Pass pass;
+        try (io.headroute.routing.CpuHeadRouter router = new io.headroute.routing.CpuHeadRouter(1)) {
+            pass = model.run(x, given == null ? null : (layer, in) -> given.get(layer), engine, router);
+        }
+        SimulatedDevice dev = new SimulatedDevice(1L << 30);
+        SimulatedOps ops = new SimulatedOps(dev, engine, SimulatedOps.Policy.COMPUTE_FIRST);
+        ops.deviceWork = true;
+        LayerScheduler.Result res;
+        try (DevicePool pool = DevicePool.create(dev, "sim", true);
+                LayerScheduler s = new LayerScheduler(model, WeightPlacement.JUST_IN_TIME, pool, ops)) {
+            s.setCountWork(true);
+            res = s.forward(x, gates);
+            assertEquals(MemoryPlan.of(c, b, len, WeightPlacement.JUST_IN_TIME, withGates, MemoryPlanTest.ENGINE).totalBytes(),
+                    res.peakBytes(), "predicted == measured peak with the engine's work lists");
+            s.setCountWork(false);
+            assertEquals(null, s.forward(x, gates).layerWork(), "not counted unless asked");
+        }
+        double err = relError(res.output().toFloatArray(), pass.output().toFloatArray());
+        assertTrue(err <= 1e-5, "scheduled vs CPU model: relative error " + err);
+        int qTiles = (len + br - 1) / br;
+        for (int l = 0; l < c.layerCount(); l++) {
+            float[] g = c.layer(l).routed() ? pass.routing().get(l).gate().toFloatArray()
+                    : gates == null || gates.get(l) == null ? null : gates.get(l).toFloatArray();
+            // Layers 0 (per token, dense kernel) and 4 (a caller's gate) compact; 1 (sparse kernel), 2 and 3
+            // (routing blocks of 32 and 64 rows: whole tiles) run tile lists; ungated layers the grid.
+            boolean compact = l == 0 || l == 4;
+            long launched = 0;
+            long grid = 0;
+            for (io.headroute.model.HeadSelection.Call call : model.blocks().get(l).selection().calls()) {
+                grid += (long) b * call.qCount() * qTiles;
+                for (int bb = 0; bb < b; bb++) {
+                    for (int head : call.heads()) {
+                        int live = 0;
+                        int liveTiles = 0;
+                        for (int t = 0; t < qTiles; t++) {
+                            boolean any = false;
+                            for (int i = t * br; i < Math.min(len, t * br + br); i++) {
+                                boolean on = g == null || g[(bb * len + i) * c.heads() + head] != 0f;
+                                any |= on;
+                                live += on ? 1 : 0;
+                            }
+                            liveTiles += any ? 1 : 0;
+                        }
+                        launched += g == null ? qTiles : compact ? (live + br - 1) / br : liveTiles;
+                    }
+                }
+            }
+            AttentionWork w = res.layerWork()[l];
+            assertEquals(grid, w.gridTiles(), "layer " + l + ": grid");
+            assertEquals(launched, w.launchedTiles(), "layer " + l + ": launched query tiles");
+            if (c.layer(l).routed()) {
+                assertTrue(w.launchedTiles() < w.gridTiles(), "layer " + l + " skips routed heads: " + w);
+            }
+        }
+        RouterConfig block = c.layer(2).router();
+        assertEquals((long) b * qTiles * (block.sharedHeads() + block.k()), res.layerWork()[2].launchedTiles(),
+                "block routing over whole tiles: (Hs + k) / H of the grid");
+    }
+
     static double relError(float[] a, float[] ref) {
         double num = 0;
         double den = 0;

@@ -7,6 +7,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import io.headroute.cuda.memory.DevicePool;
 import io.headroute.cuda.memory.MemoryStats;
 import io.headroute.engine.Algorithm;
+import io.headroute.engine.AttentionShape;
+import io.headroute.engine.cuda.CudaAttentionEngine;
 import io.headroute.model.LayerSpec;
 import io.headroute.model.Model;
 import io.headroute.model.ModelConfig;
@@ -43,9 +45,15 @@ class MemoryPlanTest {
 
     /** Runs the scheduler with no-op operations on a fresh pool and returns the pool's peaks. */
     static Measured measure(ModelConfig c, WeightPlacement placement, int b, int len, boolean gates) {
+        return measure(c, placement, b, len, gates, false);
+    }
+
+    /** With {@code deviceWork}: attention workspaces as the GPU engine sizes them (layouts, device work lists). */
+    static Measured measure(ModelConfig c, WeightPlacement placement, int b, int len, boolean gates, boolean deviceWork) {
         Model model = new Model(ModelWeights.random(c, 1));
         SimulatedDevice dev = new SimulatedDevice(1L << 40);
         SimulatedOps ops = new SimulatedOps(dev, null, SimulatedOps.Policy.COPY_FIRST);
+        ops.deviceWork = deviceWork;
         try (DevicePool pool = DevicePool.create(dev, "plan", true)) {
             MemoryStats st;
             try (LayerScheduler s = new LayerScheduler(model, placement, pool, ops)) {
@@ -163,6 +171,38 @@ class MemoryPlanTest {
                 + align(64L * 48 * 2)) + round(align(48 * 2) + align(48L * 128 * 2) + 2 * align(48L * 32 * 2)
                 + align(128L * 48 * 2) + align(48L * 3 * 2)) - round(align(48 * 2) + align(48L * 128 * 2)
                 + 2 * align(48L * 32 * 2) + align(128L * 48 * 2)), extraWeights, "Wr (d_model, Hr) packed with its layer");
+    }
+
+    /** The GPU engine's workspace for a call on caller-owned memory (EngineAttentionProvider's answer). */
+    static final MemoryPlan.Workspace ENGINE = (s, d, a, p, g) -> CudaAttentionEngine.deviceWorkspaceBytes(s, d, a, p,
+            EngineAttentionProvider.BLOCK_SIZE, g);
+
+    /**
+     * Routed layers (per token, per block of whole kernel tiles, pruned), a sparse routed layer and a
+     * gated one, with the GPU engine's workspaces: the device work lists are in the plan, exactly.
+     */
+    @ParameterizedTest(name = "{0} {1} gates={2}")
+    @CsvSource({"bf16, JUST_IN_TIME, false", "f32, RESIDENT, true", "f16, JUST_IN_TIME, true", "bf16, RESIDENT, true"})
+    void deviceWorkListsAreInThePlanExactly(String dtype, WeightPlacement placement, boolean gates) {
+        DType dt = DType.parse(dtype);
+        int tile = dt == DType.F32 ? 32 : 64;
+        ModelConfig base = config(4, 8, 2, dt, null, Algorithm.FLASH);
+        ModelConfig c = base.withLayer(0, base.layer(0).withRouter(new RouterConfig(2, 6, 2, 1)))
+                .withLayer(1, LayerSpec.of(Patterns.parse("window:20"), true, Algorithm.FLASH).withRouter(new RouterConfig(2, 6, 3, 64)))
+                .withLayer(2, LayerSpec.of(new Pattern.Dense(), false, Algorithm.FLASH))
+                .withLayer(3, base.layer(3).withHeadMask(LayerSchedulerTest.mask("10010011")).withRouter(new RouterConfig(1, 7, 2, 128)));
+        int b = 2;
+        int len = 300;
+        MemoryPlan plan = MemoryPlan.of(c, b, len, placement, gates, ENGINE);
+        Measured m = measure(c, placement, b, len, gates, true);
+        assertEquals(plan.totalBytes(), m.peak(), "total peak: " + plan);
+        assertEquals(plan.bytesByTag(), m.byTag(), "every tag as predicted");
+        // The widest call compacts all 8 heads' rows (layer 0, per token): counts, rows, the list and its length.
+        io.headroute.engine.cuda.GateWork.Layout rows = io.headroute.engine.cuda.GateWork.Layout.of(b, len, 8, tile, true);
+        assertEquals(round(Math.max(rows.bytes(), ENGINE.bytes(new AttentionShape(b, 8, 2, len, len, 16), dt, Algorithm.FLASH,
+                Patterns.parse("window:20").withCausal(), 64))), plan.bytesByTag().get(MemoryPlan.WORKSPACE));
+        MemoryPlan ungated = MemoryPlan.of(c, b, len, placement, gates, (s, d, a, p, g) -> ENGINE.bytes(s, d, a, p, 0));
+        assertTrue(plan.totalBytes() > ungated.totalBytes(), "the work lists take room: " + plan + " vs " + ungated);
     }
 
     private static long round(long bytes) {

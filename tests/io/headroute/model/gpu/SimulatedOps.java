@@ -4,6 +4,7 @@ import io.headroute.engine.Algorithm;
 import io.headroute.engine.AttentionEngine;
 import io.headroute.engine.AttentionRequest;
 import io.headroute.engine.AttentionShape;
+import io.headroute.engine.cuda.CudaAttentionEngine;
 import io.headroute.pattern.Pattern;
 import io.headroute.routing.CpuHeadRouter;
 import io.headroute.routing.RouterConfig;
@@ -42,6 +43,13 @@ final class SimulatedOps implements BlockOps {
     String refuse;
     /** When set, every router is refused with this message (a device whose router cannot run it). */
     String refuseRouter;
+    /**
+     * When set, attention workspaces are what the GPU engine asks for (sparse layouts and the work lists
+     * gated calls build on the device), and each gated call writes its work list's length where the
+     * engine's kernels would, computed by the engine's host mirror of gate_work.cu from the gate in
+     * simulated memory ({@link #attentionWork} reads it back). Flash and sparse only.
+     */
+    boolean deviceWork;
 
     private record Task(String name, Runnable body, SimMarker waitsFor, SimMarker marks) {}
 
@@ -71,6 +79,11 @@ final class SimulatedOps implements BlockOps {
 
     private void enqueue(Lane lane, String name, Runnable body) {
         lanes.get(lane.ordinal()).add(new Task(name, engine == null ? () -> {} : body, null, null));
+    }
+
+    /** A task that runs even with no-op operations (it models what the device itself writes). */
+    private void enqueueAlways(Lane lane, String name, Runnable body) {
+        lanes.get(lane.ordinal()).add(new Task(name, body, null, null));
     }
 
     private void drain() {
@@ -304,8 +317,32 @@ final class SimulatedOps implements BlockOps {
     }
 
     @Override
-    public long attentionWorkspace(AttentionShape shape, DType dtype, Algorithm algorithm, Pattern pattern) {
-        return MemoryPlan.Workspace.STANDARD.bytes(shape, dtype, algorithm, pattern);
+    public long attentionWorkspace(AttentionShape shape, DType dtype, Algorithm algorithm, Pattern pattern, int gateBlock) {
+        return deviceWork
+                ? CudaAttentionEngine.deviceWorkspaceBytes(shape, dtype, algorithm, pattern, EngineAttentionProvider.BLOCK_SIZE, gateBlock)
+                : MemoryPlan.Workspace.STANDARD.bytes(shape, dtype, algorithm, pattern, gateBlock);
+    }
+
+    private static AttentionShape shape(DeviceAttentionCall c) {
+        return new AttentionShape(c.batch(), c.heads(), c.kvHeads(), c.qLen(), c.kvLen(), c.headDim());
+    }
+
+    /** Offset of the call's work-list length in its workspace, -1 when it builds none. */
+    private long workTotalOffset(DeviceAttentionCall c) {
+        return !deviceWork || c.gate() == 0 ? -1 : CudaAttentionEngine.deviceWorkTotalOffset(shape(c), c.dtype(), c.algorithm(),
+                c.pattern(), EngineAttentionProvider.BLOCK_SIZE, c.gateBlock());
+    }
+
+    @Override
+    public AttentionWork attentionWork(DeviceAttentionCall c) {
+        drain();
+        long grid = CudaAttentionEngine.gridTiles(shape(c), c.dtype(), c.algorithm(), c.pattern());
+        long off = workTotalOffset(c);
+        if (off < 0) {
+            return new AttentionWork(grid, grid);
+        }
+        ByteBuffer t = mem.at(c.workspace() + off, 4);
+        return new AttentionWork(t.getInt(t.position()), grid);
     }
 
     @Override
@@ -338,6 +375,25 @@ final class SimulatedOps implements BlockOps {
         attentionCalls++;
         if (c.workspaceBytes() > 0) {
             mem.at(c.workspace(), c.workspaceBytes());
+        }
+        long off = workTotalOffset(c);
+        if (off >= 0) {
+            if (off + 4 > c.workspaceBytes()) {
+                throw new AssertionError("the work list's length at " + off + " lies outside the call's " + c.workspaceBytes()
+                        + "-byte workspace");
+            }
+            mem.at(c.gate(), 4L * c.batch() * c.qLen() * c.heads());
+            enqueueAlways(Lane.COMPUTE, "gate work list", () -> {
+                int n = c.batch() * c.qLen() * c.heads();
+                ByteBuffer gb = mem.at(c.gate(), 4L * n);
+                float[] g = new float[n];
+                for (int i = 0; i < n; i++) {
+                    g[i] = gb.getFloat(gb.position() + 4 * i);
+                }
+                int[] list = CudaAttentionEngine.deviceWorkList(g, shape(c), c.dtype(), c.algorithm(), c.pattern(), c.gateBlock());
+                ByteBuffer t = mem.at(c.workspace() + off, 4);
+                t.putInt(t.position(), list.length / 3);
+            });
         }
         enqueue(Lane.COMPUTE, "attention " + c.heads() + "/" + c.kvHeads() + " heads", () -> {
             DType dt = c.dtype();

@@ -1,0 +1,149 @@
+package io.headroute.engine.cuda;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+import io.headroute.cuda.DeviceTensor;
+import io.headroute.engine.Algorithm;
+import io.headroute.engine.AttentionRequest;
+import io.headroute.engine.AttentionShape;
+import io.headroute.engine.cpu.CpuAttentionEngine;
+import io.headroute.pattern.Pattern;
+import io.headroute.pattern.Patterns;
+import io.headroute.tensor.DType;
+import io.headroute.tensor.Tensor;
+import java.util.Arrays;
+import java.util.Random;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Tag;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+
+/**
+ * {@link CudaAttentionEngine#launch} with a device-built work list, as GPU models call it: Q and O are
+ * heads 2 … 2+H−1 of (B, L, 7, D) buffers, K and V (B, S, Hkv, D), the gate a router's (per token or per
+ * block). The call's heads must equal the CPU engine, the other heads' elements (poisoned with NaN) must
+ * stay untouched by the o memset, and the launched tiles read back must equal the host mirror's count.
+ */
+@Tag("gpu")
+class DeviceLaunchGpuTest {
+    private static CudaAttentionEngine gpu;
+    private static CpuAttentionEngine cpu;
+
+    @BeforeAll
+    static void open() {
+        CudaProbe.Result probe = CudaProbe.result();
+        assumeTrue(probe.usable(), "no usable GPU: " + probe.reason());
+        assumeTrue(CudaAttentionEngine.kernelsPackaged(), "the build has no CUDA kernels (built without nvcc)");
+        gpu = CudaAttentionEngine.open(0);
+        cpu = new CpuAttentionEngine();
+    }
+
+    @AfterAll
+    static void close() {
+        if (cpu != null) {
+            cpu.close();
+        }
+        if (gpu != null) {
+            gpu.close();
+        }
+    }
+
+    @ParameterizedTest(name = "{0} {1} L={2} S={3} Bq={4}")
+    @CsvSource({"f32, causal, 301, 301, 1", "f32, dense, 77, 300, 32", "f32, window:37, 257, 257, 1", "bf16, causal, 1000, 1000, 1",
+        "bf16, causal, 1000, 1000, 64", "bf16, dense, 333, 400, 48", "bf16, window:37, 700, 700, 128", "f16, causal, 513, 513, 0"})
+    void deviceGatedLaunchesMatchTheCpuEngineAndCountTheirTiles(String dtype, String spec, int l, int s, int bq) {
+        DType dt = DType.parse(dtype);
+        int b = 2;
+        int hTot = 7;
+        int h = 4;
+        int h0 = 2;
+        int hkv = 2;
+        int d = 64;
+        Pattern p = Patterns.parse(spec);
+        Random r = new Random(l * 31L + s + bq);
+        float[] qAll = Tensor.ofFloats(dt, gaussian(r, b * l * hTot * d), b, l, hTot, d).toFloatArray();
+        float[] kAll = Tensor.ofFloats(dt, gaussian(r, b * s * hkv * d), b, s, hkv, d).toFloatArray();
+        float[] vAll = Tensor.ofFloats(dt, gaussian(r, b * s * hkv * d), b, s, hkv, d).toFloatArray();
+        float[] gate = KernelTwinTest.routedGate(r, b, l, h, 1, 1, Math.max(1, bq));
+        AttentionShape sh = new AttentionShape(b, h, hkv, l, s, d);
+        long es = dt.byteSize();
+        long ws = gpu.launchWorkspaceBytes(sh, dt, Algorithm.FLASH, p, 64, bq);
+        float[] nan = new float[b * l * hTot * d];
+        Arrays.fill(nan, Float.NaN);
+        float[] got;
+        long launched;
+        try (DeviceTensor q = gpu.upload(Tensor.ofFloats(dt, qAll, b, l, hTot, d), dt, "qkv");
+                DeviceTensor k = gpu.upload(Tensor.ofFloats(dt, kAll, b, s, hkv, d), dt, "qkv");
+                DeviceTensor v = gpu.upload(Tensor.ofFloats(dt, vAll, b, s, hkv, d), dt, "qkv");
+                DeviceTensor o = gpu.upload(Tensor.ofFloats(dt, nan, b, l, hTot, d), dt, "out");
+                DeviceTensor g = gpu.upload(Tensor.ofFloats(gate, b, l, h), DType.F32, "gate");
+                DeviceTensor w = ws == 0 ? null : gpu.upload(Tensor.ofInts(new int[(int) ((ws + 3) / 4)], (ws + 3) / 4), DType.I32,
+                        "work")) {
+            long[] qs = {(long) l * hTot * d, d, (long) hTot * d};
+            long[] kvs = {(long) s * hkv * d, d, (long) hkv * d};
+            CudaAttentionEngine.DeviceCall call = new CudaAttentionEngine.DeviceCall(q.address() + h0 * d * es, k.address(),
+                    v.address(), o.address() + h0 * d * es, g.address(), w == null ? 0 : w.address(), ws,
+                    new AttentionParams.Strides(qs, kvs, kvs.clone(), qs.clone()), sh, p, (float) (1 / Math.sqrt(d)), dt,
+                    Algorithm.FLASH, 64, bq);
+            gpu.launch(call, gpu.stream());
+            launched = gpu.launchedTiles(call, gpu.stream());
+            got = o.download(gpu.stream(), null).toFloatArray();
+        }
+        String what = dtype + " " + spec + " L=" + l + " S=" + s + " Bq=" + bq;
+        int[] list = CudaAttentionEngine.deviceWorkList(gate, sh, dt, Algorithm.FLASH, p, bq);
+        long grid = CudaAttentionEngine.gridTiles(sh, dt, Algorithm.FLASH, p);
+        assertEquals(list == null ? grid : list.length / 3, launched, what + ": launched tiles, device vs host mirror");
+
+        float[] qc = new float[b * h * l * d];
+        float[] kc = new float[b * hkv * s * d];
+        float[] vc = new float[b * hkv * s * d];
+        for (int bb = 0; bb < b; bb++) {
+            for (int i = 0; i < l; i++) {
+                for (int hh = 0; hh < h; hh++) {
+                    System.arraycopy(qAll, ((bb * l + i) * hTot + h0 + hh) * d, qc, ((bb * h + hh) * l + i) * d, d);
+                }
+            }
+            for (int j = 0; j < s; j++) {
+                for (int hh = 0; hh < hkv; hh++) {
+                    System.arraycopy(kAll, ((bb * s + j) * hkv + hh) * d, kc, ((bb * hkv + hh) * s + j) * d, d);
+                    System.arraycopy(vAll, ((bb * s + j) * hkv + hh) * d, vc, ((bb * hkv + hh) * s + j) * d, d);
+                }
+            }
+        }
+        float[] want = cpu.run(AttentionRequest.builder(Tensor.ofFloats(dt, qc, b, h, l, d), Tensor.ofFloats(dt, kc, b, hkv, s, d),
+                Tensor.ofFloats(dt, vc, b, hkv, s, d)).gate(Tensor.ofFloats(gate, b, l, h)).pattern(p).dtype(dt).build()).o()
+                .toFloatArray();
+        double num = 0;
+        double den = 0;
+        for (int bb = 0; bb < b; bb++) {
+            for (int i = 0; i < l; i++) {
+                for (int hh = 0; hh < hTot; hh++) {
+                    for (int e = 0; e < d; e++) {
+                        float x = got[((bb * l + i) * hTot + hh) * d + e];
+                        if (hh < h0 || hh >= h0 + h) {
+                            assertTrue(Float.isNaN(x), what + ": head " + hh + " is not the call's and must stay untouched");
+                            continue;
+                        }
+                        float y = want[((bb * h + hh - h0) * l + i) * d + e];
+                        assertTrue(Float.isFinite(x), what + ": o[" + bb + ", " + i + ", " + hh + ", " + e + "] = " + x);
+                        num += (double) (x - y) * (x - y);
+                        den += (double) y * y;
+                    }
+                }
+            }
+        }
+        double tol = CudaAttentionGpuTest.tolerance(dt);
+        assertTrue(Math.sqrt(num / den) <= tol, what + ": relative L2 " + Math.sqrt(num / den) + " > " + tol);
+    }
+
+    private static float[] gaussian(Random r, int n) {
+        float[] x = new float[n];
+        for (int i = 0; i < n; i++) {
+            x[i] = (float) r.nextGaussian();
+        }
+        return x;
+    }
+}
