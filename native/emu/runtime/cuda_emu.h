@@ -7,8 +7,9 @@
 //   __shfl_xor_sync / __shfl_up_sync / __syncwarp: all 32 lanes must arrive (full masks only);
 //   mma.sync m16n8k16 (f16/bf16 -> f32), ldmatrix x4 (and .trans): warp-collective, fragment layouts of
 //     the PTX ISA, addresses checked to be 16-byte aligned and inside the block's shared memory;
-//   cp.async: queued per thread and copied only at cp.async.wait_group, so a read before the wait sees
-//     the poisoned old bytes, like a race on the GPU would.
+//   cp.async: the destination is poisoned (0xFF, NaN) when the copy is issued and written only at
+//     cp.async.wait_group, so both a read before the wait and a missing barrier before a buffer is
+//     refilled read NaN, like a race on the GPU may.
 // Dynamic shared memory is filled with 0xFF (NaN) before each block and ends at a guard page.
 #pragma once
 #ifndef HR_EMULATION

@@ -1,12 +1,13 @@
 // headroute CPU emulator: runs a kernel launch on the host. Blocks run one after another; the threads
 // of a block are fibers of the calling host thread (their own stacks, switched by a few instructions of
-// assembly), resumed in a fixed order until each reaches a barrier, a warp operation or its end. So a
+// assembly); the lowest-numbered runnable thread runs until it reaches a barrier, a warp operation or its
+// end, so warps run as far apart as the kernel's barriers allow. So a
 // launch is deterministic, barriers and warp operations have the GPU's meaning, and a kernel that
 // diverges on a barrier, deadlocks or misuses shared memory fails with a message instead of hanging.
 //
 // Entry points for the fake driver (native/emu/driver): hr_emu_launch, hr_emu_has_kernel.
-// HR_EMU_SCHEDULE=reverse resumes threads in descending order (a missing barrier then shows as a
-// different result), HR_EMU_TRACE=1 prints each launch.
+// Blocks whose (x + y + z) is odd prefer the highest-numbered thread instead (races the other way round);
+// HR_EMU_SCHEDULE=forward or =reverse uses one order for all blocks. HR_EMU_TRACE=1 prints each launch.
 #define HR_EMULATION 1
 #include "cuda_emu.h"
 
@@ -252,29 +253,31 @@ bool run_block() {
     g_barrier_pred = 0;
     g_done = 0;
     if (g_smem_bytes > 0) std::memset(g_smem, 0xff, g_smem_bytes);
+    // The lowest-numbered runnable thread always goes next (the highest in reverse order): warp 0 runs ahead
+    // until it waits at a barrier, so a missing __syncthreads (or __syncwarp) shows as a read of data another
+    // thread has not written yet, or has already overwritten. Which of the two orders catches a race depends
+    // on the race, so by default blocks alternate between them.
     for (;;) {
-        bool progressed = false;
-        for (int k = 0; k < g_threads; ++k) {
+        int next = -1;
+        for (int k = 0; k < g_threads && next < 0; ++k) {
             const int i = g_reverse ? g_threads - 1 - k : k;
-            Fiber& f = g_fibers[i];
-            if (f.state != State::Runnable) continue;
-            g_current = &f;
-            hr_emu_switch(&g_scheduler_sp, f.sp);
-            g_current = nullptr;
-            progressed = true;
-            if (!g_error.empty()) return false;
+            if (g_fibers[i].state == State::Runnable) next = i;
         }
-        if (g_done == g_threads) return true;
-        if (!progressed) {
-            char b[240];
-            std::snprintf(b, sizeof b, "block (%u, %u, %u): no thread can go on (%s)%s", g_block_idx.x, g_block_idx.y,
-                          g_block_idx.z, describe_states().c_str(),
-                          g_barrier_at > 0 && g_done > 0 ? ": __syncthreads after some threads exited"
-                                                         : ": divergent __syncthreads or warp operation");
-            g_error = b;
-            return false;
-        }
+        if (next < 0) break;
+        Fiber& f = g_fibers[next];
+        g_current = &f;
+        hr_emu_switch(&g_scheduler_sp, f.sp);
+        g_current = nullptr;
+        if (!g_error.empty()) return false;
     }
+    if (g_done == g_threads) return true;
+    char b[240];
+    std::snprintf(b, sizeof b, "block (%u, %u, %u): no thread can go on (%s)%s", g_block_idx.x, g_block_idx.y, g_block_idx.z,
+                  describe_states().c_str(),
+                  g_barrier_at > 0 && g_done > 0 ? ": __syncthreads after some threads exited"
+                                                 : ": divergent __syncthreads or warp operation");
+    g_error = b;
+    return false;
 }
 
 void check_mask(unsigned mask, const char* what) {
@@ -375,6 +378,10 @@ void cp_async_16(void* smem, const void* gmem, int src_bytes) {
     check_shared(smem, 16, "cp.async destination");
     if (src_bytes != 0 && src_bytes != 16) fail("cp.async with src-size %d (the kernels use 0 or 16)", src_bytes);
     if (src_bytes != 0 && reinterpret_cast<uintptr_t>(gmem) % 16 != 0) fail("cp.async source %p not 16-byte aligned", gmem);
+    // Until the wait the destination is undefined: poison it now, so that a read before the wait (a missing
+    // cp.async.wait_group or barrier) and a thread still reading the old contents (a missing barrier before
+    // the buffer is refilled) both see NaN.
+    std::memset(smem, 0xff, 16);
     g_current->cp_open.push_back(CpCopy{smem, gmem, src_bytes});
 }
 
@@ -488,7 +495,7 @@ extern "C" int hr_emu_launch(const char* name, unsigned gx, unsigned gy, unsigne
                      std::to_string(bx) + ", " + std::to_string(by) + ", " + std::to_string(bz) + "): empty or over 1024 threads");
     if (args == nullptr || args[0] == nullptr) return error("no kernel parameter record");
     const char* sched = std::getenv("HR_EMU_SCHEDULE");
-    g_reverse = sched != nullptr && std::strcmp(sched, "reverse") == 0;
+    const int order = sched == nullptr ? 0 : std::strcmp(sched, "forward") == 0 ? 1 : std::strcmp(sched, "reverse") == 0 ? 2 : 0;
     if (std::getenv("HR_EMU_TRACE") != nullptr)
         std::fprintf(stderr, "hr-emu: %s grid (%u, %u, %u) block (%u, %u, %u) smem %u\n", name, gx, gy, gz, bx, by, bz, smem_bytes);
     if (!ensure_smem(smem_bytes)) return error("cannot map " + std::to_string(smem_bytes) + " bytes of shared memory");
@@ -503,6 +510,7 @@ extern "C" int hr_emu_launch(const char* name, unsigned gx, unsigned gy, unsigne
         for (unsigned y = 0; y < gy; ++y) {
             for (unsigned x = 0; x < gx; ++x) {
                 g_block_idx = hr_emu_dim3{x, y, z};
+                g_reverse = order == 2 || (order == 0 && (x + y + z) % 2 == 1);
                 if (!run_block()) {
                     std::string m = std::string(name) + ": " + g_error;
                     g_error.clear();
