@@ -86,11 +86,13 @@ ifeq ($(EMU_OK),yes)
 emu:
 	@$(MAKE) --no-print-directory -C native/emu OUT=$(CURDIR)/$(EMU_DIR) CUDA_INCLUDE=$(CUDA_INCLUDE)
 
-# GPU-tagged tests (not gpu-long) and the emulator's own JVM test, with the fake libcuda.so.1 first on the
-# loader's path and JCublas going through the shim to the fake libcublas.so.13.
+# GPU-tagged tests (not gpu-long) and the emulator's own JVM tests, with the fake libcuda.so.1 first on the
+# loader's path and JCublas going through the shim to the fake libcublas.so.13; every launch's executed
+# instructions go to launches.tsv (EmulatedWorkTest reads them).
 emu-test: kernels native emu
 	@$(MAKE) --no-print-directory -C native/emu OUT=$(CURDIR)/$(EMU_DIR) CUDA_INCLUDE=$(CUDA_INCLUDE) test
-	LD_LIBRARY_PATH=$(CURDIR)/$(EMU_DIR)$${LD_LIBRARY_PATH:+:$$LD_LIBRARY_PATH} \
+	rm -f $(EMU_DIR)/launches.tsv
+	LD_LIBRARY_PATH=$(CURDIR)/$(EMU_DIR)$${LD_LIBRARY_PATH:+:$$LD_LIBRARY_PATH} HR_EMU_STATS=$(CURDIR)/$(EMU_DIR)/launches.tsv \
 		$(MVN) $(MVN_FLAGS) test -Dtest.groups='gpu | emu' -Dtest.excludedGroups=gpu-long \
 		-Dheadroute.emulator=true -Dheadroute.cublas13=$(CURDIR)/$(EMU_DIR)/libcublas.so.13 -Dsurefire.reportNameSuffix=emu
 else

@@ -310,6 +310,24 @@ void test_copies_and_memsets(CUstream s) {
     EXPECT_RC(cuMemsetD32Async(d + 2, 0, 1, s), CUDA_ERROR_INVALID_VALUE);
     EXPECT_RC(cuMemsetD16Async(d + 1, 0, 1, s), CUDA_ERROR_INVALID_VALUE);
     OK(cuMemsetD8Async(d, 0, 0, s));
+
+    // 2-D memsets: rows of Width elements, Pitch bytes apart; the gaps between rows untouched.
+    OK(cuMemsetD32Async(d, 0, 64, s));
+    OK(cuMemsetD2D8Async(d + 2, 16, 0x11, 3, 4, s));  // bytes 2..4 of rows 0..3 (pitch 16 bytes)
+    CHECK(bytes[1] == 0 && bytes[2] == 0x11 && bytes[4] == 0x11 && bytes[5] == 0 && bytes[50] == 0x11 && bytes[66] == 0);
+    OK(cuMemsetD2D16Async(d + 64, 12, 0x3C00, 2, 3, s));  // 2 halves per row, rows 12 bytes apart
+    uint16_t h2[18];
+    std::memcpy(h2, bytes + 64, sizeof h2);
+    CHECK(h2[0] == 0x3C00 && h2[1] == 0x3C00 && h2[2] == 0 && h2[6] == 0x3C00 && h2[12] == 0x3C00 && h2[13] == 0x3C00
+          && h2[14] == 0);
+    OK(cuMemsetD2D32Async(d + 128, 64, 0x7FC00000u, 4, 2, s));  // rows 16 floats apart
+    OK(cuMemcpyDtoH(dst.data(), d, 64 * sizeof(float)));
+    CHECK(std::isnan(dst[32]) && std::isnan(dst[35]) && dst[36] == 0.0f && std::isnan(dst[48]) && std::isnan(dst[51])
+          && dst[52] == 0.0f);
+    EXPECT_RC(cuMemsetD2D32Async(d + 128, 8, 0, 4, 2, s), CUDA_ERROR_INVALID_VALUE);     // pitch < row
+    EXPECT_RC(cuMemsetD2D32Async(d + 128, 64, 0, 4, 3, s), CUDA_ERROR_INVALID_VALUE);    // past the end
+    EXPECT_RC(cuMemsetD2D16Async(d + 1, 4, 0, 1, 1, s), CUDA_ERROR_INVALID_VALUE);       // misaligned
+    OK(cuMemsetD2D8Async(d, 1, 0, 0, 5, s));
     OK(cuMemFree(d));
 }
 

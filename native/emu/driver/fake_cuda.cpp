@@ -162,6 +162,31 @@ CUresult memset_n(CUdeviceptr dst, const void* value, size_t width, size_t n, CU
     return CUDA_SUCCESS;
 }
 
+// Height rows of n elements, `pitch` bytes apart (cuMemsetD2D*): every row inside one allocation.
+CUresult memset_2d(CUdeviceptr dst, size_t pitch, const void* value, size_t width, size_t n, size_t height, CUstream stream) {
+    CUresult rc = need_context();
+    if (rc != CUDA_SUCCESS) {
+        return rc;
+    }
+    if (!is_stream(stream)) {
+        return CUDA_ERROR_INVALID_HANDLE;
+    }
+    if (n == 0 || height == 0) {
+        return CUDA_SUCCESS;
+    }
+    if (dst % width != 0 || pitch % width != 0 || n > SIZE_MAX / width || pitch < n * width
+        || height - 1 > (SIZE_MAX - n * width) / pitch || !is_device_range(dst, (height - 1) * pitch + n * width)) {
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    for (size_t r = 0; r < height; r++) {
+        unsigned char* row = reinterpret_cast<unsigned char*>(dst + r * pitch);
+        for (size_t i = 0; i < n; i++) {
+            std::memcpy(row + i * width, value, width);
+        }
+    }
+    return CUDA_SUCCESS;
+}
+
 // One side of a 2D copy: where its rows start and whether they are valid.
 CUresult copy2d_side(CUmemorytype type, const void* host, CUdeviceptr device, size_t x, size_t y, size_t pitch,
                      size_t width, size_t height, unsigned char** base) {
@@ -584,6 +609,24 @@ CUresult cuMemsetD16Async(CUdeviceptr dstDevice, unsigned short us, size_t N, CU
 CUresult cuMemsetD32Async(CUdeviceptr dstDevice, unsigned int ui, size_t N, CUstream hStream) {
     std::lock_guard<std::mutex> lock(mu);
     return memset_n(dstDevice, &ui, 4, N, hStream);
+}
+
+CUresult cuMemsetD2D8Async(CUdeviceptr dstDevice, size_t dstPitch, unsigned char uc, size_t Width, size_t Height,
+                           CUstream hStream) {
+    std::lock_guard<std::mutex> lock(mu);
+    return memset_2d(dstDevice, dstPitch, &uc, 1, Width, Height, hStream);
+}
+
+CUresult cuMemsetD2D16Async(CUdeviceptr dstDevice, size_t dstPitch, unsigned short us, size_t Width, size_t Height,
+                            CUstream hStream) {
+    std::lock_guard<std::mutex> lock(mu);
+    return memset_2d(dstDevice, dstPitch, &us, 2, Width, Height, hStream);
+}
+
+CUresult cuMemsetD2D32Async(CUdeviceptr dstDevice, size_t dstPitch, unsigned int ui, size_t Width, size_t Height,
+                            CUstream hStream) {
+    std::lock_guard<std::mutex> lock(mu);
+    return memset_2d(dstDevice, dstPitch, &ui, 4, Width, Height, hStream);
 }
 
 CUresult cuStreamCreate(CUstream* phStream, unsigned int Flags) {

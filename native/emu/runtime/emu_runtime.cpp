@@ -7,7 +7,9 @@
 //
 // Entry points for the fake driver (native/emu/driver): hr_emu_launch, hr_emu_has_kernel.
 // Blocks whose (x + y + z) is odd prefer the highest-numbered thread instead (races the other way round);
-// HR_EMU_SCHEDULE=forward or =reverse uses one order for all blocks. HR_EMU_TRACE=1 prints each launch.
+// HR_EMU_SCHEDULE=forward or =reverse uses one order for all blocks. HR_EMU_TRACE=1 prints each launch;
+// HR_EMU_STATS=FILE appends what each launch executed (kernel, blocks, mma.sync and ldmatrix warp
+// instructions, cp.async bytes), one tab-separated line per launch.
 #define HR_EMULATION 1
 #include "cuda_emu.h"
 
@@ -125,6 +127,11 @@ int g_barrier_pred = 0;
 int g_done = 0;        // threads that exited
 unsigned char g_slots[kMaxThreads / 32][2][32][kSlotBytes];
 int g_warp_at[kMaxThreads / 32];  // lanes waiting at a warp exchange
+
+// What the launch executed, warp-level instructions counted once per warp (HR_EMU_STATS).
+struct LaunchStats {
+    long long blocks, mma, ldmatrix, cp_async_bytes;
+} g_stats;
 
 // First error of the launch, and the fiber that raised it.
 std::string g_error;
@@ -349,6 +356,8 @@ const unsigned char* warp_gather(int op, const void* in, size_t n, unsigned mask
         yield_to_scheduler();
     } else {
         g_warp_at[w] = 0;
+        if (op == OP_MMA) g_stats.mma++;
+        if (op == OP_LDMATRIX) g_stats.ldmatrix++;
         for (int l = 0; l < 32; ++l) {
             Fiber& o = g_fibers[w * 32 + l];
             if (o.warp_op != op || o.exchanges != f->exchanges)
@@ -382,6 +391,7 @@ void cp_async_16(void* smem, const void* gmem, int src_bytes) {
     // cp.async.wait_group or barrier) and a thread still reading the old contents (a missing barrier before
     // the buffer is refilled) both see NaN.
     std::memset(smem, 0xff, 16);
+    g_stats.cp_async_bytes += 16;
     g_current->cp_open.push_back(CpCopy{smem, gmem, src_bytes});
 }
 
@@ -506,6 +516,7 @@ extern "C" int hr_emu_launch(const char* name, unsigned gx, unsigned gy, unsigne
     g_block = hr_emu_dim3{bx, by, bz};
     g_threads = (int)threads;
     g_error.clear();
+    g_stats = LaunchStats{(long long)gx * gy * gz, 0, 0, 0};
     for (unsigned z = 0; z < gz; ++z) {
         for (unsigned y = 0; y < gy; ++y) {
             for (unsigned x = 0; x < gx; ++x) {
@@ -517,6 +528,14 @@ extern "C" int hr_emu_launch(const char* name, unsigned gx, unsigned gy, unsigne
                     return error(m);
                 }
             }
+        }
+    }
+    if (const char* path = std::getenv("HR_EMU_STATS")) {
+        // One line per launch: kernel, blocks, mma.sync, ldmatrix (warp instructions), cp.async bytes.
+        if (FILE* f = std::fopen(path, "a")) {
+            std::fprintf(f, "%s\t%lld\t%lld\t%lld\t%lld\n", name, g_stats.blocks, g_stats.mma, g_stats.ldmatrix,
+                         g_stats.cp_async_bytes);
+            std::fclose(f);
         }
     }
     return 0;

@@ -1,0 +1,174 @@
+package io.headroute.engine.cuda;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+import io.headroute.engine.Algorithm;
+import io.headroute.engine.AttentionRequest;
+import io.headroute.engine.AttentionResult;
+import io.headroute.engine.ExecutionStats;
+import io.headroute.engine.cpu.CpuAttentionEngine;
+import io.headroute.pattern.Patterns;
+import io.headroute.tensor.DType;
+import io.headroute.tensor.Tensor;
+import java.io.IOException;
+import java.io.RandomAccessFile;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.List;
+import java.util.Random;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Tag;
+import org.junit.jupiter.api.Test;
+
+/**
+ * What the tensor-core kernels really execute, counted by the CPU emulator (HR_EMU_STATS: mma.sync warp
+ * instructions per launch), against the engine's own account of the work (query tiles launched, key tiles
+ * visited): each (query tile, key tile) pair costs 4 warps × (D/2 for S = Qi·Kjᵀ + D/2 for O += P·Vj) = 4·D
+ * mma.sync, so a kernel that computed skipped heads and threw the result away would fail here. Issue 6's
+ * routing (2 shared heads, 4 of 14 routed per token) then shows its executed share of the dense work.
+ * Instruction counts, not time: runs only on the emulator (make emu-test).
+ */
+@Tag("emu")
+class EmulatedWorkTest {
+    private static final int B = 1;
+    private static final int H = 16;
+    private static final int D = 64;
+    private static final int L = 512;
+    private static CudaAttentionEngine gpu;
+    private static Path stats;
+
+    @BeforeAll
+    static void open() {
+        assumeTrue(Boolean.getBoolean("headroute.emulator"), "runs on the CPU emulator only (make emu-test)");
+        String file = System.getenv("HR_EMU_STATS");
+        assumeTrue(file != null && !file.isEmpty(), "HR_EMU_STATS is not set (make emu-test sets it)");
+        stats = Path.of(file);
+        CudaProbe.Result probe = CudaProbe.result();
+        assumeTrue(probe.usable(), "no usable (emulated) GPU: " + probe.reason());
+        assumeTrue(CudaAttentionEngine.kernelsPackaged(), "the build has no CUDA kernels (built without nvcc)");
+        gpu = CudaAttentionEngine.open(0);
+        gpu.setPoisonOutputs(true);
+    }
+
+    @AfterAll
+    static void close() {
+        if (gpu != null) {
+            gpu.close();
+        }
+    }
+
+    /** One line of HR_EMU_STATS. */
+    record Launch(String kernel, long blocks, long mma) {}
+
+    /** Runs the request and returns the attention kernel's launch as the emulator counted it. */
+    private static Launch run(AttentionRequest req, ExecutionStats[] out) throws IOException {
+        long before = Files.exists(stats) ? Files.size(stats) : 0;
+        AttentionResult r = gpu.run(req);
+        out[0] = r.stats();
+        List<Launch> flash = new ArrayList<>();
+        try (RandomAccessFile f = new RandomAccessFile(stats.toFile(), "r")) {
+            f.seek(before);
+            byte[] b = new byte[(int) (f.length() - before)];
+            f.readFully(b);
+            for (String line : new String(b, StandardCharsets.UTF_8).split("\n")) {
+                String[] c = line.split("\t");
+                if (c.length == 5 && c[0].startsWith("hr_flash_")) {
+                    flash.add(new Launch(c[0], Long.parseLong(c[1]), Long.parseLong(c[2])));
+                }
+            }
+        }
+        assertEquals(1, flash.size(), "attention launches of one call: " + flash);
+        return flash.get(0);
+    }
+
+    private static Tensor gaussian(Random r, long... shape) {
+        float[] x = new float[(int) Tensor.numel(shape)];
+        for (int i = 0; i < x.length; i++) {
+            x[i] = (float) r.nextGaussian();
+        }
+        return Tensor.ofFloats(x, shape);
+    }
+
+    /**
+     * Issue 6's gate: heads 0 and 1 shared (gate 1), 4 of the 14 others per token (or per block of
+     * {@code block} tokens) with gate 1; the rest 0.
+     */
+    private static Tensor routedGate(Random r, int block) {
+        float[] g = new float[B * L * H];
+        int[] chosen = new int[4];
+        for (int i = 0; i < L; i++) {
+            if (i % block == 0) {
+                List<Integer> heads = new ArrayList<>();
+                for (int h = 2; h < H; h++) {
+                    heads.add(h);
+                }
+                Collections.shuffle(heads, r);
+                for (int k = 0; k < 4; k++) {
+                    chosen[k] = heads.get(k);
+                }
+            }
+            g[i * H] = 1f;
+            g[i * H + 1] = 1f;
+            for (int h : chosen) {
+                g[i * H + h] = 1f;
+            }
+        }
+        return Tensor.ofFloats(g, B, L, H);
+    }
+
+    @Test
+    void kernelsExecuteExactlyThePlannedTilePairs() throws IOException {
+        Random r = new Random(606);
+        Tensor q = gaussian(r, B, H, L, D);
+        Tensor k = gaussian(r, B, H, L, D);
+        Tensor v = gaussian(r, B, H, L, D);
+        ExecutionStats[] st = new ExecutionStats[1];
+        long perPair = 4L * D;
+
+        Launch dense = run(AttentionRequest.builder(q, k, v).dtype(DType.BF16).algorithm(Algorithm.FLASH).build(), st);
+        long tiles = L / 64;
+        assertEquals((long) B * H * tiles * tiles, st[0].keyTilesVisited());
+        assertEquals(perPair * st[0].keyTilesVisited(), dense.mma(), "dense: " + dense);
+        assertEquals((long) B * H * tiles, dense.blocks());
+
+        Launch causal = run(AttentionRequest.builder(q, k, v).causal(true).dtype(DType.BF16).algorithm(Algorithm.FLASH)
+                .build(), st);
+        assertEquals(perPair * st[0].keyTilesVisited(), causal.mma(), "causal: " + causal);
+        assertEquals((long) B * H * tiles * (tiles + 1) / 2, st[0].keyTilesVisited(), "causal visits the lower triangle");
+
+        Launch window = run(AttentionRequest.builder(q, k, v).pattern(Patterns.parse("window:30")).dtype(DType.BF16)
+                .algorithm(Algorithm.SPARSE).build(), st);
+        assertEquals(perPair * st[0].keyTilesVisited(), window.mma(), "window: " + window);
+        assertTrue(window.mma() < dense.mma() / 2, "a 61-key window over 512 keys skips most tile pairs: " + window);
+
+        for (int block : new int[] {1, 64}) {
+            Tensor gate = routedGate(r, block);
+            Launch routed = run(AttentionRequest.builder(q, k, v).gate(gate).dtype(DType.BF16).algorithm(Algorithm.FLASH)
+                    .build(), st);
+            assertEquals(perPair * st[0].keyTilesVisited(), routed.mma(), "routed per " + block + ": " + routed);
+            assertEquals(st[0].queryTiles(), routed.blocks(), "one block per planned query tile");
+            double share = routed.mma() / (double) dense.mma();
+            // 6 of 16 heads active per token: compacted rows fill ceil(count / 64) tiles per head, so the share is
+            // 6/16 plus at most one partial tile per head.
+            double bound = 6.0 / 16 + (double) H / (H * tiles);
+            assertTrue(share >= 6.0 / 16 - 1e-9 && share <= bound, "routed per " + block + " executes " + share
+                    + " of dense mma.sync (6/16 = 0.375, at most " + bound + ")");
+            System.out.printf("emulated mma.sync, routed 2+4 of 16 heads per %d token(s), L=%d: %d of %d dense = %.4f%n",
+                    block, L, routed.mma(), dense.mma(), share);
+            // And it still computes the right thing.
+            try (CpuAttentionEngine cpu = new CpuAttentionEngine()) {
+                AttentionResult want = cpu.run(AttentionRequest.builder(q, k, v).gate(gate).dtype(DType.BF16).wantLse(true)
+                        .build());
+                AttentionResult got = gpu.run(AttentionRequest.builder(q, k, v).gate(gate).dtype(DType.BF16)
+                        .algorithm(Algorithm.FLASH).wantLse(true).build());
+                CudaAttentionGpuTest.compare(got, want, 1e-2, "routed per " + block);
+            }
+        }
+    }
+}
