@@ -226,11 +226,13 @@ final class AttendCommand implements Callable<Integer> {
 
     private String summary(AttentionRequest req, ExecutionStats st) {
         AttentionShape sh = req.shape();
-        long tiles = st.keyTilesVisited() + st.keyTilesSkipped();
-        return Units.fmt("attend: %s %s%s, %s, pattern %s, %s, %s, workspace %s, key tiles skipped %d of %d, rows skipped %d -> %s%s",
+        // The GPU's materialized path runs no tiles (cuBLAS GEMMs over whole rows): it reports −1.
+        String tiles = st.keyTilesVisited() < 0 ? "no key tiles (whole score rows)"
+                : "key tiles skipped " + st.keyTilesSkipped() + " of " + (st.keyTilesVisited() + st.keyTilesSkipped());
+        return Units.fmt("attend: %s %s%s, %s, pattern %s, %s, %s, workspace %s, %s, rows skipped %d -> %s%s",
                 st.engine(), st.algorithm().cliName(), st.scoreDType() == null ? "" : " (scores " + st.scoreDType().cliName() + ")",
                 sh, req.pattern().spec(), req.dtype().cliName(),
-                Units.ms(st.elapsedNanos() / 1e6), Units.mib(st.workspaceBytes()), st.keyTilesSkipped(), tiles,
+                Units.ms(st.elapsedNanos() / 1e6), Units.mib(st.workspaceBytes()), tiles,
                 st.rowsSkipped(), out, lse == null ? "" : ", " + lse);
     }
 

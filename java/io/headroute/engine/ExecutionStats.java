@@ -10,8 +10,9 @@ import io.headroute.tensor.DType;
  * @param elapsedNanos     wall time of the computation, inputs already in place
  * @param workspaceBytes   peak scratch memory the algorithm allocated beyond inputs and outputs
  * @param queryTiles       query tiles executed (gate-skipped rows excluded)
- * @param keyTilesVisited  (query tile, key tile) pairs computed
- * @param keyTilesSkipped  (query tile, key tile) pairs skipped because the pattern excludes them
+ * @param keyTilesVisited  (query tile, key tile) pairs computed; −1 for an algorithm without tiles (the GPU's
+ *                         materialized path: cuBLAS GEMMs over whole score rows)
+ * @param keyTilesSkipped  (query tile, key tile) pairs skipped because the pattern excludes them; −1 likewise
  * @param rowsSkipped      query rows skipped because their gate is zero
  * @param peakDeviceBytes  peak device memory headroute held during the call (inputs, outputs and
  *                         workspace, from the pool's accounting), or −1 on the CPU

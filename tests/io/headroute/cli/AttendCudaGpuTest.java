@@ -1,0 +1,100 @@
+package io.headroute.cli;
+
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+import io.headroute.bench.AttentionBenchmark;
+import io.headroute.engine.Algorithm;
+import io.headroute.engine.AttentionRequest;
+import io.headroute.engine.cpu.CpuAttentionEngine;
+import io.headroute.engine.cuda.CudaAttentionEngine;
+import io.headroute.engine.cuda.CudaProbe;
+import io.headroute.pattern.Patterns;
+import io.headroute.tensor.DType;
+import io.headroute.tensor.Npy;
+import io.headroute.tensor.Tensor;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Random;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Tag;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * {@code headroute attend --backend cuda} end to end, the way the device check's compare and sanitizer
+ * steps call it: every algorithm, a gate, a sparse pattern; the file it writes against the CPU engine, and
+ * its one-line summary.
+ */
+@Tag("gpu")
+class AttendCudaGpuTest {
+    @TempDir
+    Path dir;
+
+    @BeforeAll
+    static void gpu() {
+        CudaProbe.Result probe = CudaProbe.result();
+        assumeTrue(probe.usable(), "no usable GPU: " + probe.reason());
+        assumeTrue(CudaAttentionEngine.kernelsPackaged(), "the build has no CUDA kernels (built without nvcc)");
+    }
+
+    private static Tensor random(Random r, long... shape) {
+        float[] x = new float[(int) Tensor.numel(shape)];
+        for (int i = 0; i < x.length; i++) {
+            x[i] = (float) r.nextGaussian();
+        }
+        return Tensor.ofFloats(x, shape);
+    }
+
+    @Test
+    void everyAlgorithmMatchesTheCpuEngineFromTheCommandLine() {
+        Random r = new Random(77);
+        Tensor q = random(r, 1, 2, 77, 64);
+        Tensor k = random(r, 1, 2, 77, 64);
+        Tensor v = random(r, 1, 2, 77, 64);
+        float[] g = new float[77 * 2];
+        for (int i = 0; i < g.length; i++) {
+            g[i] = r.nextInt(3) == 0 ? 0f : 0.5f + r.nextFloat();
+        }
+        Tensor gate = Tensor.ofFloats(g, 1, 77, 2);
+        Path qp = dir.resolve("q.npy");
+        Path kp = dir.resolve("k.npy");
+        Path vp = dir.resolve("v.npy");
+        Path gp = dir.resolve("gate.npy");
+        Npy.write(qp, q);
+        Npy.write(kp, k);
+        Npy.write(vp, v);
+        Npy.write(gp, gate);
+        String[][] cases = {{"flash", "f32", ""}, {"flash", "bf16", ""}, {"materialized", "f32", ""},
+            {"materialized", "f16", ""}, {"sparse", "bf16", "window:9"}, {"flash", "f32", "gate"}};
+        for (String[] c : cases) {
+            Path out = dir.resolve("o-" + String.join("-", c) + ".npy");
+            List<String> a = new ArrayList<>(List.of("attend", "--backend", "cuda", "--q", qp.toString(), "--k", kp.toString(),
+                    "--v", vp.toString(), "--algo", c[0], "--dtype", c[1], "--causal", "--out", out.toString()));
+            AttentionRequest.Builder want = AttentionRequest.builder(q, k, v).causal(true).dtype(DType.parse(c[1]))
+                    .algorithm(Algorithm.FLASH);
+            if (c[2].equals("gate")) {
+                a.addAll(List.of("--gate", gp.toString()));
+                want.gate(gate);
+            } else if (!c[2].isEmpty()) {
+                a.addAll(List.of("--pattern", c[2]));
+                want.pattern(Patterns.parse(c[2]));
+            }
+            Cli res = Cli.run(a).assertOk();
+            String what = String.join(" ", c) + ": " + res.out();
+            assertTrue(res.out().startsWith("attend: cuda " + c[0]), what);
+            assertFalse(res.out().contains("skipped -1") || res.out().contains("of -"), "no placeholder counts: " + what);
+            assertTrue(res.out().contains(c[0].equals("materialized") ? "no key tiles" : "key tiles skipped"), what);
+            float[] got = Npy.read(out).toFloatArray();
+            float[] ref;
+            try (CpuAttentionEngine cpu = new CpuAttentionEngine(2)) {
+                ref = cpu.run(want.build()).o().toFloatArray();
+            }
+            double tol = c[1].equals("f32") ? 1e-5 : c[1].equals("f16") ? 2e-3 : 1e-2;
+            double rel = AttentionBenchmark.relativeL2(got, ref);
+            assertTrue(rel <= tol, what + ": relative L2 error " + rel + " > " + tol);
+        }
+    }
+}
