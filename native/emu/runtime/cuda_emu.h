@@ -101,17 +101,8 @@ inline T __shfl_up_sync(unsigned mask, T v, unsigned delta) {
     return ::hr_emu::shfl_from(mask, v, ::hr_emu::lane_id() - (int)delta);
 }
 
-inline float __int_as_float(int i) {
-    float f;
-    std::memcpy(&f, &i, 4);
-    return f;
-}
-
-inline int __float_as_int(float f) {
-    int i;
-    std::memcpy(&i, &f, 4);
-    return i;
-}
+inline float __int_as_float(int i) { return hr_emu_half::bits_f32((uint32_t)i); }
+inline int __float_as_int(float f) { return (int)hr_emu_half::f32_bits(f); }
 
 // Round-to-nearest-even single operations that the compiler must not fuse (-ffp-contract=off).
 inline float __fmul_rn(float a, float b) { return a * b; }

@@ -507,7 +507,8 @@ extern "C" int hr_emu_launch(const char* name, unsigned gx, unsigned gy, unsigne
     const char* sched = std::getenv("HR_EMU_SCHEDULE");
     const int order = sched == nullptr ? 0 : std::strcmp(sched, "forward") == 0 ? 1 : std::strcmp(sched, "reverse") == 0 ? 2 : 0;
     if (std::getenv("HR_EMU_TRACE") != nullptr)
-        std::fprintf(stderr, "hr-emu: %s grid (%u, %u, %u) block (%u, %u, %u) smem %u\n", name, gx, gy, gz, bx, by, bz, smem_bytes);
+        std::fprintf(stderr, "hr-emu: %s grid (%u, %u, %u) block (%u, %u, %u) smem %u, parameter record %zu bytes\n", name, gx, gy,
+                     gz, bx, by, bz, smem_bytes, it->second.param_bytes);
     if (!ensure_smem(smem_bytes)) return error("cannot map " + std::to_string(smem_bytes) + " bytes of shared memory");
     ensure_fibers((int)threads);
     g_entry = it->second.entry;
