@@ -39,6 +39,8 @@
 #   HEADROUTE_CUBLAS13      a libcublas.so.13 (file or folder) to use instead of searching
 #   HEADROUTE_JAVA_OPTS     extra JVM options for every java run (split on spaces)
 #   HEADROUTE_QUICK=1       small bench shapes only (L = 1024, 2048) and torch_reference.py --quick
+#   HEADROUTE_BENCH_LENS    the bench step's lengths instead (e.g. "256" for a pre-flight on the CPU emulator:
+#                           LD_LIBRARY_PATH=target/native/emu HEADROUTE_CUBLAS13=target/native/emu/libcublas.so.13)
 # Without a GPU (e.g. a dry run on a developer machine) every step still runs or says why not, quickly.
 set -uo pipefail
 
@@ -376,6 +378,7 @@ step_bench() {
     printf 'name\theads\tdim\tlen\tcausal\tpattern\talgos\trc\tsecs\tstatus\troute\n' >"$OUT/bench/runs.tsv"
     local lens=(4096 16384 32768) w10 w50
     if [[ "$QUICK" == 1 ]]; then lens=(1024 2048); fi
+    if [[ -n "${HEADROUTE_BENCH_LENS:-}" ]]; then read -r -a lens <<<"${HEADROUTE_BENCH_LENS//,/ }"; fi
     # Window widths for ~5/10/25/50% token density at L = 32768: the same as torch_reference.py's FlexAttention.
     local dens=()
     read -r -a dens < <(python3 -B -c 'import sys; sys.path.insert(0, "bench"); import torch_reference as t; print(*[t.window_for_density(32768, x) for x in t.FLEX_DENSITIES])' 2>/dev/null || echo "830 1682 4390 9598")
