@@ -861,7 +861,6 @@ public final class CudaAttentionEngine implements AttentionEngine {
     /** What a cached layout is built for. */
     private record LayoutKey(Pattern pattern, int qLen, int kvLen, int heads, int blockSize, int tileRows, int tileKeys) {}
 
-    /** A {@link SparseTiles} in device memory, tagged "layout"; frees its four buffers once. */
     /** A layout of the engine's cache: its host tiles and their device copy. */
     record SparseUpload(SparseTiles tiles, DeviceTileLists lists) implements AutoCloseable {
         static SparseUpload upload(CudaDevice device, DevicePool pool, CudaStream stream, SparseTiles t) {
