@@ -98,6 +98,26 @@ public final class AttentionBenchmark {
             return shape().denseFlops() * (causal ? 0.5 : 1.0);
         }
 
+        /** The call's shape, pattern and dtype into a report's "config" object. */
+        void writeShape(ObjectNode cfg) {
+            cfg.put("batch", batch);
+            cfg.put("heads", heads);
+            cfg.put("kv_heads", kvHeads);
+            cfg.put("q_len", qLen);
+            cfg.put("kv_len", kvLen);
+            cfg.put("head_dim", headDim);
+            cfg.put("causal", causal);
+            cfg.put("pattern", patternSpec());
+            cfg.put("dtype", dtype.cliName());
+        }
+
+        /** Warm-up calls, timed calls and the inputs' seed into a report's "config" object. */
+        void writeRuns(ObjectNode cfg) {
+            cfg.put("warmup", warmup);
+            cfg.put("repeats", repeats);
+            cfg.put("seed", seed);
+        }
+
         /** The effective pattern's spec, causal rule included. */
         public String patternSpec() {
             return causal ? pattern.withCausal().spec() : pattern.spec();
@@ -137,6 +157,15 @@ public final class AttentionBenchmark {
                             + " (" + System.getProperty("java.vendor") + ")",
                     System.getProperty("os.name"), System.getProperty("os.arch"), Runtime.getRuntime().maxMemory());
         }
+
+        /** The machine as a report's "machine" object. */
+        void writeJson(ObjectNode n) {
+            n.put("cores", cores);
+            n.put("jvm", jvm);
+            n.put("os_name", osName);
+            n.put("os_arch", osArch);
+            n.put("max_heap_bytes", maxHeapBytes);
+        }
     }
 
     /** A whole run: where, what, and the measurements in the configured order. */
@@ -165,29 +194,14 @@ public final class AttentionBenchmark {
         /** The report as JSON: machine, config, FLOP formula, measurements and the flash/materialized speed ratio. */
         public ObjectNode toJson() {
             ObjectNode root = MAPPER.createObjectNode();
-            ObjectNode mach = root.putObject("machine");
-            mach.put("cores", machine.cores());
-            mach.put("jvm", machine.jvm());
-            mach.put("os_name", machine.osName());
-            mach.put("os_arch", machine.osArch());
-            mach.put("max_heap_bytes", machine.maxHeapBytes());
+            machine.writeJson(root.putObject("machine"));
             ObjectNode cfg = root.putObject("config");
             cfg.put("engine", engine);
             cfg.put("device", device);
-            cfg.put("batch", config.batch());
-            cfg.put("heads", config.heads());
-            cfg.put("kv_heads", config.kvHeads());
-            cfg.put("q_len", config.qLen());
-            cfg.put("kv_len", config.kvLen());
-            cfg.put("head_dim", config.headDim());
-            cfg.put("causal", config.causal());
-            cfg.put("pattern", config.patternSpec());
-            cfg.put("dtype", config.dtype().cliName());
+            config.writeShape(cfg);
             ArrayNode algos = cfg.putArray("algorithms");
             config.algorithms().forEach(a -> algos.add(a.cliName()));
-            cfg.put("warmup", config.warmup());
-            cfg.put("repeats", config.repeats());
-            cfg.put("seed", config.seed());
+            config.writeRuns(cfg);
             cfg.put("block_size", config.blockSize());
             cfg.put("fp32_scores", config.fp32Scores());
             root.put("flop_formula", FLOP_FORMULA);
