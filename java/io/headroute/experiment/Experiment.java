@@ -278,7 +278,8 @@ public final class Experiment {
             Tensor gate = routing.gate();
             AttentionRequest req = AttentionRequest.builder(inputs().q(), inputs().k(), inputs().v()).gate(gate)
                     .pattern(v.pattern()).causal(sweep.causal()).dtype(dtype).algorithm(v.algorithm()).wantLse(true).build();
-            Timed t = time(v, req, density, predicted);
+            long exact = v.predictMemory(req).bytes();
+            Timed t = time(v, req, density, exact);
             if (t.failure() != null) {
                 return t.failure();
             }
@@ -294,7 +295,7 @@ public final class Experiment {
                         + " output (routing changes only the skipped work); mass recall n/a";
             }
             RouterStats st = routing.stats();
-            return ok(v, t, density, predicted, rel, Double.NaN, note,
+            return ok(v, t, density, exact, rel, Double.NaN, note,
                     details(t.last(), AttentionBenchmark.median(routerMs), st, Double.NaN));
         }
 

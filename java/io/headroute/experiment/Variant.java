@@ -1,7 +1,11 @@
 package io.headroute.experiment;
 
 import io.headroute.engine.Algorithm;
+import io.headroute.engine.AttentionRequest;
 import io.headroute.engine.AttentionShape;
+import io.headroute.engine.cuda.CudaAttentionEngine;
+import io.headroute.engine.cuda.FlashPlan;
+import io.headroute.engine.cuda.GateWork;
 import io.headroute.engine.cuda.MaterializedPlan;
 import io.headroute.pattern.Pattern;
 import io.headroute.pattern.PatternException;
@@ -157,13 +161,24 @@ public sealed interface Variant permits Variant.Materialized, Variant.Flash, Var
         }
 
         /**
-         * Flash's inputs and outputs plus the gate (B, L, H) float32; the router's own buffers are not in the
-         * call. Not counted either: the engine's gate work list (at most B·H·(L + 4·⌈L/Br⌉) + 1 int32s),
-         * whose mode, tiles or compacted rows, the engine picks from the gate's values.
+         * Before the router runs, a bound: flash's inputs and outputs plus the gate (B, L, H) float32, plus
+         * the largest work list the engine may build from a gate (token compaction's, {@link
+         * GateWork#buildBytes}); the router's own buffers are not in the call. Once the gate is known the
+         * experiment reports {@link #predictMemory(AttentionRequest)} instead.
          */
         @Override
         public MemoryPrediction predictMemory(AttentionShape shape, DType dtype, boolean causal) {
-            return new MemoryPrediction(MaterializedPlan.of(shape, dtype, true).ioBytes(), 0);
+            return new MemoryPrediction(MaterializedPlan.of(shape, dtype, true).ioBytes()
+                    + GateWork.buildBytes(shape.batch(), shape.qLen(), shape.heads(), FlashPlan.tileRows(dtype), true), 0);
+        }
+
+        /**
+         * The exact prediction for the gated call {@code req}: inputs, outputs and gate, plus the work list
+         * the engine builds for this gate's values ({@link CudaAttentionEngine#gateWorkBytes}).
+         */
+        public MemoryPrediction predictMemory(AttentionRequest req) {
+            return new MemoryPrediction(MaterializedPlan.of(req.shape(), req.dtype(), req.gate() != null).ioBytes()
+                    + CudaAttentionEngine.gateWorkBytes(req), 0);
         }
     }
 

@@ -380,6 +380,38 @@ public final class CudaAttentionEngine implements AttentionEngine {
         };
     }
 
+    /**
+     * Device bytes that the gate's work list adds to a {@link #run} of this request, before the pool's
+     * rounding: what {@link GateWork#buildBytes} holds, plus a compacted sparse launch's merged key lists;
+     * 0 without a gate, for the materialized algorithm, or when the gate switches off no query tile (the
+     * whole grid runs). The mode is chosen from the gate's values exactly as {@code run} chooses it.
+     */
+    public static long gateWorkBytes(AttentionRequest req) {
+        if (req.gate() == null) {
+            return 0;
+        }
+        AttentionShape sh = req.shape();
+        FlashPlan flash = switch (route(req.algorithm(), req.pattern())) {
+            case FLASH -> FlashPlan.of(sh, req.dtype(), req.pattern());
+            case SPARSE -> FlashPlan.sparse(sh, req.dtype());
+            default -> null;
+        };
+        if (flash == null) {
+            return 0;
+        }
+        SparseTiles tiles = null;
+        if (flash.isSparse()) {
+            BlockLayout bl = BlockLayout.build(req.pattern(), sh.heads(), sh.qLen(), sh.kvLen(), req.blockSize());
+            tiles = SparseTiles.build(req.pattern(), bl, sh.qLen(), sh.kvLen(), flash.blockRows(), flash.tileKeys());
+        }
+        GatePlan gp = GatePlan.of(req, flash, tiles);
+        if (gp.mode == GateMode.WHOLE_GRID) {
+            return 0;
+        }
+        return GateWork.buildBytes(sh.batch(), sh.qLen(), sh.heads(), flash.blockRows(), gp.mode == GateMode.COMPACT)
+                + (gp.merged() == null ? 0 : gp.merged().deviceBytes());
+    }
+
     private static Algorithm deviceRoute(AttentionShape shape, Algorithm algorithm, Pattern pattern) {
         Algorithm algo = route(algorithm, pattern);
         if (algo == Algorithm.MATERIALIZED) {

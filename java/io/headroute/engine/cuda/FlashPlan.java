@@ -90,7 +90,7 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
      * Query rows (and keys) per kernel tile: 32 for the fp32 kernels, 64 for the tensor-core ones; the
      * same for every head dim, so a sparse layout's tiles are known without a supported D.
      */
-    static int tileRows(DType dtype) {
+    public static int tileRows(DType dtype) {
         return dtype == DType.F32 ? 32 : 64;
     }
 

@@ -271,6 +271,17 @@ public final class GateWork {
      * Builds the block-granular (compact = false) or token-granular (compact = true) work list on the
      * device from a gate (B, L, H) at {@code gate}. Synchronizes once, reading back the 4-byte count.
      */
+    /**
+     * Device bytes {@link #build} holds at once, before the pool's rounding: the per-group counts, the
+     * compacted rows (compaction only), room for every tile's triple, and their total.
+     */
+    public static long buildBytes(int batch, int qLen, int heads, int tileRows, boolean compact) {
+        long tiles = (long) batch * heads * ceilDiv(qLen, tileRows);
+        long groups = compact ? (long) batch * heads : tiles;
+        long rows = compact ? (long) batch * heads * qLen : 0;
+        return 4 * (groups + rows + 3 * Math.max(1, tiles) + 1);
+    }
+
     static DeviceWork build(CudaDevice device, DevicePool pool, CudaStream stream, KernelModule module, long gate, int batch,
             int qLen, int heads, int tileRows, boolean compact) {
         if (gate == 0) {

@@ -226,4 +226,57 @@ class CudaAttentionGpuTest {
                 .algorithm(Algorithm.MATERIALIZED).build());
         assertTrue(mat.stats().workspaceBytes() >= 8L * l * l * 2, "materialized scores are tagged and counted");
     }
+
+    /**
+     * A gated call holds its inputs, outputs, gate and the work list built from the gate, and nothing else:
+     * the peak of a fresh engine (no cached blocks) is the sum of those buffers, each rounded up by the pool,
+     * and {@link CudaAttentionEngine#gateWorkBytes} predicts the work list's part. L = 300, H = 2, bf16 (tiles
+     * of 64 rows, 5 per head).
+     */
+    @Test
+    void gatedCallHoldsTheWorkListItPredicts() {
+        int l = 300;
+        int h = 2;
+        int d = 64;
+        Random r = new Random(12);
+        Tensor q = gaussian(r, DType.F32, 1, h, l, d);
+        Tensor k = gaussian(r, DType.F32, 1, h, l, d);
+        Tensor v = gaussian(r, DType.F32, 1, h, l, d);
+        float[] token = new float[l * h]; // head 0 every row; head 1 every 7th row: compaction, 5 + 1 tiles
+        float[] block = new float[l * h]; // head 1 off on rows 64…191 (tiles 1 and 2): a list of 8 of 10 tiles
+        float[] none = new float[l * h]; // no row off: the whole grid, no list
+        for (int i = 0; i < l; i++) {
+            token[i * h] = 1f;
+            token[i * h + 1] = i % 7 == 0 ? 0.5f : 0f;
+            block[i * h] = 1f;
+            block[i * h + 1] = i >= 64 && i < 192 ? 0f : 0.25f;
+            none[i * h] = 1f;
+            none[i * h + 1] = i % 2 == 0 ? 0.5f : 1f;
+        }
+        long io = 3 * round(2L * h * l * d) + round(4L * l * h) + round(2L * h * l * d) + round(4L * h * l);
+        long tiles = 2 * 5;
+        // counts, compacted rows, room for every tile's triple, their total.
+        long compactWork = 4L * h + 4L * h * l + 12 * tiles + 4;
+        long compactRounded = round(4L * h) + round(4L * h * l) + round(12 * tiles) + round(4);
+        long tileWork = 4 * tiles + 12 * tiles + 4;
+        long tileRounded = round(4 * tiles) + round(12 * tiles) + round(4);
+        for (Object[] c : new Object[][] {{token, compactWork, compactRounded, 6L}, {block, tileWork, tileRounded, 8L},
+                {none, 0L, 0L, 10L}}) {
+            Tensor g = Tensor.ofFloats(DType.F32, (float[]) c[0], 1, l, h);
+            AttentionRequest req = AttentionRequest.builder(q, k, v).gate(g).dtype(DType.BF16).wantLse(true).build();
+            assertEquals((long) c[1], CudaAttentionEngine.gateWorkBytes(req), "predicted work-list bytes");
+            try (CudaAttentionEngine fresh = CudaAttentionEngine.open(0)) {
+                AttentionResult res = fresh.run(req);
+                assertEquals((long) c[3], res.stats().queryTiles(), "query tiles launched");
+                assertEquals(io + (long) c[2], res.stats().peakDeviceBytes(),
+                        "peak = q, k, v, gate, o, lse and the work list, each rounded to the pool's 512 bytes");
+                compare(res, cpu.run(AttentionRequest.builder(q, k, v).gate(g).dtype(DType.BF16).wantLse(true).build()),
+                        tolerance(DType.BF16), "gated bf16, L=300, work " + c[1]);
+            }
+        }
+    }
+
+    private static long round(long bytes) {
+        return (bytes + 511) / 512 * 512;
+    }
 }
