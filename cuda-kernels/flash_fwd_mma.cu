@@ -7,15 +7,17 @@
 //   hr_flash_sparse_* the listed key tiles of a block-sparse layout: full tiles without a mask,
 //                    partial ones with their bits; query rows plain or compacted
 //                    (then one host-merged list per launched block).
+// Tilings of the block's 64 rows (flash_tile_mma.cuh): every kernel in W4 (hr_flash_fwd_bf16_d128, ...);
+// the dense/causal ones for D ≥ 64 also in W2 (hr_flash_fwd_w2_bf16_d128, ...). The host picks
+// (FlashPlan); the device check times both.
 #include "flash_tile_mma.cuh"
 
 namespace {
 
 using hr_mma::kBc;
 using hr_mma::kBr;
-using hr_mma::kThreads;
 
-template <typename T, int D>
+template <typename T, class TL>
 __device__ __forceinline__ void flash_dense(const AttnParams& p) {
     int qtile, h, b;
     if (!hr_block_tile(p, p.causal != 0, qtile, h, b)) return;  // past a device-sized work list
@@ -25,10 +27,10 @@ __device__ __forceinline__ void flash_dense(const AttnParams& p) {
         if (hr_skip_gated_tile(p, O, b, h, rows.base, kBr)) return;
     }
     const HrDenseKeys<kBc> keys(p, rows.row(0), rows.row(rows.count - 1));
-    hr_mma::attend<T, D>(p, b, h, rows, keys);
+    hr_mma::attend<T, TL>(p, b, h, rows, keys);
 }
 
-template <typename T, int D>
+template <typename T, class TL>
 __device__ __forceinline__ void flash_sparse(const AttnParams& p) {
     int qtile, h, b;
     if (!hr_block_tile(p, p.causal != 0, qtile, h, b)) return;  // past a device-sized work list
@@ -38,19 +40,30 @@ __device__ __forceinline__ void flash_sparse(const AttnParams& p) {
         if (hr_skip_gated_tile(p, O, b, h, rows.base, kBr)) return;
     }
     const HrSparseKeys<kBr, kBc> keys(p, h, qtile);
-    hr_mma::attend<T, D>(p, b, h, rows, keys);
+    hr_mma::attend<T, TL>(p, b, h, rows, keys);
 }
 
 }  // namespace
 
-#define HR_FLASH_MMA(T, D, SUFFIX)                                                                        \
-    extern "C" __global__ void __launch_bounds__(kThreads) hr_flash_fwd_##SUFFIX(const AttnParams p) {    \
-        flash_dense<T, D>(p);                                                                               \
-    }                                                                                                       \
-    extern "C" __global__ void __launch_bounds__(kThreads) hr_flash_sparse_##SUFFIX(const AttnParams p) { \
-        flash_sparse<T, D>(p);                                                                              \
-    }                                                                                                       \
-    static_assert(hr_mma::Tile<D>::kSmemBytes <= 227 * 1024, "shared memory of the " #SUFFIX " kernels exceeds sm_90")
+// The dense/causal and block-sparse kernels of a dtype and head dim in the W4 tiling.
+#define HR_FLASH_MMA(T, D, SUFFIX)                                                                                  \
+    extern "C" __global__ void __launch_bounds__(hr_mma::W4<D>::kThreads) hr_flash_fwd_##SUFFIX(const AttnParams p) { \
+        flash_dense<T, hr_mma::W4<D>>(p);                                                                             \
+    }                                                                                                                 \
+    extern "C" __global__ void __launch_bounds__(hr_mma::W4<D>::kThreads)                                             \
+        hr_flash_sparse_##SUFFIX(const AttnParams p) {                                                                \
+        flash_sparse<T, hr_mma::W4<D>>(p);                                                                            \
+    }                                                                                                                 \
+    static_assert(hr_mma::W4<D>::kSmemBytes <= 227 * 1024, "shared memory of the " #SUFFIX " kernels exceeds sm_90")
+
+// The dense/causal kernel in W2 (prefix w2_), for D = 64, 96 and 128. Not the sparse kernel, whose mask
+// words and list pointers made ptxas spill, nor D = 32 (spills on sm_86/sm_89; and little to gain there).
+#define HR_FLASH_MMA_W2(T, D, SUFFIX)                                                                               \
+    extern "C" __global__ void __launch_bounds__(hr_mma::W2<D>::kThreads)                                             \
+        hr_flash_fwd_w2_##SUFFIX(const AttnParams p) {                                                                \
+        flash_dense<T, hr_mma::W2<D>>(p);                                                                             \
+    }                                                                                                                 \
+    static_assert(hr_mma::W2<D>::kSmemBytes <= 227 * 1024, "shared memory of the w2_" #SUFFIX " kernel exceeds sm_90")
 
 HR_FLASH_MMA(__nv_bfloat16, 32, bf16_d32);
 HR_FLASH_MMA(__nv_bfloat16, 64, bf16_d64);
@@ -60,3 +73,9 @@ HR_FLASH_MMA(__half, 32, f16_d32);
 HR_FLASH_MMA(__half, 64, f16_d64);
 HR_FLASH_MMA(__half, 96, f16_d96);
 HR_FLASH_MMA(__half, 128, f16_d128);
+HR_FLASH_MMA_W2(__nv_bfloat16, 64, bf16_d64);
+HR_FLASH_MMA_W2(__nv_bfloat16, 96, bf16_d96);
+HR_FLASH_MMA_W2(__nv_bfloat16, 128, bf16_d128);
+HR_FLASH_MMA_W2(__half, 64, f16_d64);
+HR_FLASH_MMA_W2(__half, 96, f16_d96);
+HR_FLASH_MMA_W2(__half, 128, f16_d128);

@@ -53,6 +53,17 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* 
 
 #endif  // HR_EMULATION
 
+// The pointer, hidden from the optimizer: addresses derived from it inside a loop are then computed
+// where they are used, not hoisted out of the loop into registers of their own (a loop-invariant tile
+// base would otherwise pin one register per ldmatrix address of the unrolled loop body).
+template <typename P>
+__device__ __forceinline__ P* opaque(P* p) {
+#ifndef HR_EMULATION
+    asm volatile("" : "+l"(p));
+#endif
+    return p;
+}
+
 template <typename T>
 struct MmaOp;
 

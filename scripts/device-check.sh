@@ -18,7 +18,8 @@
 #   info       headroute info through the bundle
 #   gpu-tests  the @Tag("gpu") JUnit tests through JUnit's console launcher (reports in $OUT/junit/), but
 #              not those also tagged gpu-long (the 32K experiment preset; the bench step covers 32K)
-#   bench      headroute bench --backend cuda, bf16, flash and materialized, L = 4K, 16K, 32K, smallest first,
+#   bench      headroute bench --backend cuda, bf16, flash (default W4 tiling, then W2: --tilings w2) and
+#              materialized, L = 4K, 16K, 32K, smallest first,
 #              with the block-sparse density sweep (window:W at ~5/10/25/50% density, and dense, --algos
 #              sparse) right after the 32K H16 D128 dense run it is compared with, then issue 6's routed
 #              runs (bench --route 2:4 and 2:4:64: routed vs dense flash in the same run)
@@ -425,6 +426,8 @@ step_bench() {
         local cflag=()
         if [[ $causal == 1 ]]; then cflag=(--causal); fi
         if [[ -n $route ]]; then cflag+=(--route "$route"); fi
+        # The dense runs also time flash in the W2 tiling (2 warps x 32 rows) on the same inputs.
+        if [[ -z $route && $algos == *flash* ]]; then cflag+=(--tilings w2); fi
         start="$(date +%s)"
         timeout -k 5 "$t" "$OUT/state/hr" bench --backend cuda --dtype bf16 --batch 1 --heads "$h" --dim "$d" \
             --len "$n" "${cflag[@]}" --pattern "$pattern" --algos "$algos" \

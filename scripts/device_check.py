@@ -330,7 +330,7 @@ def bench_cells(out):
             except ValueError:
                 data = None
         for m in (data or {}).get("measurements", []):
-            algo = m.get("algorithm")
+            algo = m.get("algorithm") + ("_" + m["tiling"] if m.get("tiling") else "")
             st = m.get("status") or m.get("skipped") or m.get("error")
             if isinstance(st, str) and st not in ("ok", ""):
                 c[algo] = {"text": short_status(st)}
@@ -460,7 +460,10 @@ def cmd_summary(a):
     if cells or trows:
         add("")
         add("bench bf16 B=1, TFLOP/s (4*B*H*L*S*D, /2 causal); torch = best SDPA backend")
-        add("%-7s %6s %-6s %8s %8s %14s %8s" % ("HxD", "L", "causal", "flash", "mater.", "torch best", "fl/torch"))
+        add("flash = W4 tiling (default), w2 = W2 tiling (2 warps x 32 rows), same inputs and run;"
+            " ours/torch = the faster of the two / torch best")
+        add("%-7s %6s %-6s %8s %8s %8s %14s %8s" % ("HxD", "L", "causal", "flash", "w2", "mater.", "torch best",
+                                                   "ours/torch"))
         keys = sorted(set(k for k in cells if k[4] == "dense") | set(
             ((r["shape"]["H"], r["shape"]["D"], r["shape"]["L"], bool(r.get("causal")), "dense")
              for r in trows if r.get("shape") and r.get("backend") != "FLEX")),
@@ -469,6 +472,7 @@ def cmd_summary(a):
             h, d, n, causal, _ = k
             c = cells.get(k, {})
             fl = c.get("flash", {})
+            w2 = c.get("flash_w2", {})
             ma = c.get("materialized", {})
             best = torch_best(trows, h, d, n, causal)
             tnote = "-"
@@ -479,11 +483,13 @@ def cmd_summary(a):
                 if st:
                     tnote = short_status(st[0])
             ratio = "-"
-            if best and fl.get("tf"):
-                ratio = "%.2f" % (fl["tf"] / best["tflops"])
-            add("%-7s %6d %-6s %8s %8s %14s %8s" % (
+            ours = max([x["tf"] for x in (fl, w2) if x.get("tf")], default=None)
+            if best and ours:
+                ratio = "%.2f" % (ours / best["tflops"])
+            add("%-7s %6d %-6s %8s %8s %8s %14s %8s" % (
                 "%dx%d" % (h, d), n, "yes" if causal else "no",
                 fmt_tf(fl["tf"]) if "tf" in fl else fl.get("text", "-"),
+                fmt_tf(w2["tf"]) if "tf" in w2 else w2.get("text", "-"),
                 fmt_tf(ma["tf"]) if "tf" in ma else ma.get("text", "-"),
                 ("%s (%s)" % (fmt_tf(best["tflops"]), SHORT_BACKEND.get(best["backend"], best["backend"])))
                 if best else tnote, ratio))

@@ -9,6 +9,8 @@ import io.headroute.engine.AttentionEngine;
 import io.headroute.engine.AttentionRequest;
 import io.headroute.engine.AttentionResult;
 import io.headroute.engine.AttentionShape;
+import io.headroute.engine.cuda.CudaAttentionEngine;
+import io.headroute.engine.cuda.FlashPlan;
 import io.headroute.pattern.Pattern;
 import io.headroute.tensor.DType;
 import io.headroute.tensor.Tensor;
@@ -135,9 +137,15 @@ public final class AttentionBenchmark {
      */
     public record Measurement(Algorithm requested, Algorithm used, String engine, List<Double> timesMs, double medianMs,
             double minMs, double gflops, long workspaceBytes, long keyTilesVisited, long keyTilesSkipped,
-            double relL2VsFirst, long peakDeviceBytes, DType scoreDType, String status) {
+            double relL2VsFirst, long peakDeviceBytes, DType scoreDType, String status, FlashPlan.Tiling tiling) {
         public Measurement {
             timesMs = List.copyOf(timesMs);
+        }
+
+        /** The algorithm's name, with the tensor-core tiling when one was asked for ({@code flash[w2]}). */
+        public String label() {
+            String name = requested == used ? requested.cliName() : requested.cliName() + "(" + used.cliName() + ")";
+            return tiling == null ? name : name + "[" + tiling.cliName() + "]";
         }
 
         public boolean ok() {
@@ -145,7 +153,12 @@ public final class AttentionBenchmark {
         }
 
         static Measurement notRun(Algorithm a, String engine, String why) {
-            return new Measurement(a, a, engine, List.of(), Double.NaN, Double.NaN, Double.NaN, -1, -1, -1, Double.NaN, -1, null, why);
+            return notRun(a, engine, why, null);
+        }
+
+        static Measurement notRun(Algorithm a, String engine, String why, FlashPlan.Tiling tiling) {
+            return new Measurement(a, a, engine, List.of(), Double.NaN, Double.NaN, Double.NaN, -1, -1, -1, Double.NaN, -1, null, why,
+                    tiling);
         }
     }
 
@@ -184,7 +197,7 @@ public final class AttentionBenchmark {
 
         private Measurement find(Algorithm a) {
             for (Measurement m : measurements) {
-                if (m.requested() == a) {
+                if (m.requested() == a && m.tiling() == null) {
                     return m;
                 }
             }
@@ -211,6 +224,9 @@ public final class AttentionBenchmark {
                 ObjectNode n = ms.addObject();
                 n.put("algorithm", m.requested().cliName());
                 n.put("algorithm_used", m.used().cliName());
+                if (m.tiling() != null) {
+                    n.put("tiling", m.tiling().cliName());
+                }
                 n.put("engine", m.engine());
                 ArrayNode times = n.putArray("times_ms");
                 m.timesMs().forEach(times::add);
@@ -271,6 +287,28 @@ public final class AttentionBenchmark {
 
     /** Runs the benchmark on {@code engine}; every request is validated before the first call. */
     public static Report run(AttentionEngine engine, Config c) {
+        return run(engine, c, List.of());
+    }
+
+    /**
+     * {@link #run(AttentionEngine, Config)}, then flash once more in each of {@code flashTilings} (the
+     * tensor-core kernels' tilings, {@link FlashPlan.Tiling}) on the same inputs: measurements labelled
+     * {@code flash[w2]}, ... after the configured ones. Needs the CUDA engine, flash among the algorithms,
+     * and f16 or bf16.
+     */
+    public static Report run(AttentionEngine engine, Config c, List<FlashPlan.Tiling> flashTilings) {
+        CudaAttentionEngine cuda = null;
+        if (!flashTilings.isEmpty()) {
+            if (!(engine instanceof CudaAttentionEngine e)) {
+                throw new IllegalArgumentException("--tilings compares the CUDA tensor-core kernels; the " + engine.name()
+                        + " engine has none (use --backend cuda)");
+            }
+            if (!c.algorithms().contains(Algorithm.FLASH) || c.dtype() == DType.F32) {
+                throw new IllegalArgumentException("--tilings compares the f16/bf16 flash kernels: needs flash in --algos and "
+                        + "--dtype f16 or bf16");
+            }
+            cuda = e;
+        }
         Inputs in = randomInputs(c);
         List<AttentionRequest> requests = new ArrayList<>();
         for (Algorithm a : c.algorithms()) {
@@ -278,44 +316,62 @@ public final class AttentionBenchmark {
                     .dtype(c.dtype()).algorithm(a).blockSize(c.blockSize()).fp32Scores(c.fp32Scores()).build());
         }
         List<Measurement> out = new ArrayList<>();
-        float[] reference = null;
+        float[][] reference = {null};
         for (AttentionRequest req : requests) {
-            double[] times = new double[c.repeats()];
-            AttentionResult last = null;
+            out.add(measure(engine, c, req, null, reference));
+        }
+        if (cuda != null) {
+            AttentionRequest flash = requests.get(c.algorithms().indexOf(Algorithm.FLASH));
+            FlashPlan.Tiling before = cuda.mmaTiling();
             try {
-                for (int w = 0; w < c.warmup(); w++) {
-                    LOG.debug("bench {}: warm-up {}/{}", req.algorithm().cliName(), w + 1, c.warmup());
-                    engine.run(req);
+                for (FlashPlan.Tiling t : flashTilings) {
+                    cuda.setMmaTiling(t);
+                    out.add(measure(engine, c, flash, t, reference));
                 }
-                for (int r = 0; r < c.repeats(); r++) {
-                    last = engine.run(req);
-                    times[r] = last.stats().elapsedNanos() / 1e6;
-                    LOG.debug("bench {}: run {}/{}: {} ms", req.algorithm().cliName(), r + 1, c.repeats(), times[r]);
-                }
-            } catch (DeviceOutOfMemoryException e) {
-                // The memory plan (or the pool) says the algorithm cannot run on this card: a result, not a crash.
-                out.add(Measurement.notRun(req.algorithm(), engine.name(), "does not fit: " + e.getMessage()));
-                continue;
-            } catch (UnsupportedOperationException e) {
-                out.add(Measurement.notRun(req.algorithm(), engine.name(), "unsupported: " + e.getMessage()));
-                continue;
+            } finally {
+                cuda.setMmaTiling(before);
             }
-            float[] o = last.o().toFloatArray();
-            double rel = reference == null ? 0.0 : relativeL2(o, reference);
-            if (reference == null) {
-                reference = o;
-            }
-            double median = median(times);
-            List<Double> list = new ArrayList<>();
-            for (double t : times) {
-                list.add(t);
-            }
-            out.add(new Measurement(req.algorithm(), last.stats().algorithm(), last.stats().engine(), list, median,
-                    Arrays.stream(times).min().orElse(median), c.flops() / (median * 1e6), last.stats().workspaceBytes(),
-                    last.stats().keyTilesVisited(), last.stats().keyTilesSkipped(), rel, last.stats().peakDeviceBytes(),
-                    last.stats().scoreDType(), "ok"));
         }
         return new Report(Machine.current(), c, engine.name(), engine.device(), out);
+    }
+
+    /** Warm-up and timed calls of one algorithm; {@code reference[0]} is the first measured output. */
+    private static Measurement measure(AttentionEngine engine, Config c, AttentionRequest req, FlashPlan.Tiling tiling,
+            float[][] reference) {
+        Algorithm a = req.algorithm();
+        double[] times = new double[c.repeats()];
+        AttentionResult last = null;
+        String what = a.cliName() + (tiling == null ? "" : "[" + tiling.cliName() + "]");
+        try {
+            for (int w = 0; w < c.warmup(); w++) {
+                LOG.debug("bench {}: warm-up {}/{}", what, w + 1, c.warmup());
+                engine.run(req);
+            }
+            for (int r = 0; r < c.repeats(); r++) {
+                last = engine.run(req);
+                times[r] = last.stats().elapsedNanos() / 1e6;
+                LOG.debug("bench {}: run {}/{}: {} ms", what, r + 1, c.repeats(), times[r]);
+            }
+        } catch (DeviceOutOfMemoryException e) {
+            // The memory plan (or the pool) says the algorithm cannot run on this card: a result, not a crash.
+            return Measurement.notRun(a, engine.name(), "does not fit: " + e.getMessage(), tiling);
+        } catch (UnsupportedOperationException e) {
+            return Measurement.notRun(a, engine.name(), "unsupported: " + e.getMessage(), tiling);
+        }
+        float[] o = last.o().toFloatArray();
+        double rel = reference[0] == null ? 0.0 : relativeL2(o, reference[0]);
+        if (reference[0] == null) {
+            reference[0] = o;
+        }
+        double median = median(times);
+        List<Double> list = new ArrayList<>();
+        for (double t : times) {
+            list.add(t);
+        }
+        return new Measurement(a, last.stats().algorithm(), last.stats().engine(), list, median,
+                Arrays.stream(times).min().orElse(median), c.flops() / (median * 1e6), last.stats().workspaceBytes(),
+                last.stats().keyTilesVisited(), last.stats().keyTilesSkipped(), rel, last.stats().peakDeviceBytes(),
+                last.stats().scoreDType(), "ok", tiling);
     }
 
     /** ‖x − ref‖₂ / ‖ref‖₂ in double precision; 0 when both are zero, +∞ when only ref is. NaN stays NaN. */

@@ -12,6 +12,7 @@ import io.headroute.bench.AttentionBenchmark.Report;
 import io.headroute.bench.RoutedBenchmark;
 import io.headroute.engine.Algorithm;
 import io.headroute.engine.AttentionEngine;
+import io.headroute.engine.cuda.FlashPlan;
 import io.headroute.pattern.Pattern;
 import io.headroute.pattern.Patterns;
 import io.headroute.routing.HeadRouter;
@@ -21,6 +22,7 @@ import io.headroute.tensor.AtomicFiles;
 import io.headroute.tensor.DType;
 import java.io.PrintWriter;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.OptionalDouble;
 import java.util.concurrent.Callable;
@@ -91,6 +93,11 @@ final class BenchCommand implements Callable<Integer> {
                     + " with --route one algorithm, default flash).")
     List<Algorithm> algorithms;
 
+    @Option(names = "--tilings", paramLabel = "w4|w2", split = ",",
+            description = "Also time flash in these tensor-core tilings (f16/bf16, --backend cuda), after the configured"
+                    + " algorithms on the same inputs: w4 = 4 warps x 16 query rows (the default kernel), w2 = 2 warps x 32 rows.")
+    List<String> tilings;
+
     @Option(names = "--route", paramLabel = "HS:K[:BQ]",
             description = "Routed benchmark: HS shared heads, the top K of the H − HS routed heads per token (or per block of BQ"
                     + " tokens); times the router, then routed against dense attention.")
@@ -142,6 +149,18 @@ final class BenchCommand implements Callable<Integer> {
             TensorOutputs.checkTarget(json);
         }
         Pattern p = Patterns.parse(pattern);
+        List<FlashPlan.Tiling> flashTilings = new ArrayList<>();
+        for (String t : tilings == null ? List.<String>of() : tilings) {
+            try {
+                flashTilings.add(FlashPlan.Tiling.parse(t));
+            } catch (IllegalArgumentException e) {
+                throw new ParameterException(spec.commandLine(), "--tilings: " + e.getMessage());
+            }
+        }
+        if (!flashTilings.isEmpty() && (route != null || backend == Backend.CPU)) {
+            throw new ParameterException(spec.commandLine(), "--tilings times the CUDA flash kernels of the plain bench: "
+                    + (route != null ? "not with --route" : "not with --backend cpu"));
+        }
         if (route == null) {
             if (dModel != null) {
                 throw new ParameterException(spec.commandLine(), "--d-model needs --route");
@@ -149,7 +168,7 @@ final class BenchCommand implements Callable<Integer> {
             List<Algorithm> algos = algorithms == null ? List.of(Algorithm.FLASH, Algorithm.MATERIALIZED) : algorithms;
             Config config = new Config(batch, heads, hkv, qLen, s, dim, causal, p, dtype, algos, warmup, repeats, seed, blockSize,
                     fp32Scores);
-            runPlain(config, nThreads);
+            runPlain(config, flashTilings, nThreads);
         } else {
             List<Algorithm> algos = algorithms == null ? List.of(Algorithm.FLASH) : algorithms;
             if (algos.size() != 1) {
@@ -168,10 +187,11 @@ final class BenchCommand implements Callable<Integer> {
         return Main.OK;
     }
 
-    private void runPlain(Config config, int nThreads) {
+    private void runPlain(Config config, List<FlashPlan.Tiling> flashTilings, int nThreads) {
         Report report;
-        try (AttentionEngine engine = Backends.open(backend, nThreads)) {
-            report = AttentionBenchmark.run(engine, config);
+        // Tilings need the CUDA engine itself, not auto's fallback wrapper.
+        try (AttentionEngine engine = Backends.open(flashTilings.isEmpty() ? backend : Backend.CUDA, nThreads)) {
+            report = AttentionBenchmark.run(engine, config, flashTilings);
         }
         print(spec.commandLine().getOut(), report, nThreads);
         if (json != null) {
@@ -229,9 +249,9 @@ final class BenchCommand implements Callable<Integer> {
                 c.repeats(), gpu ? " by CUDA events" : ""));
         o.println(Units.fmt("%-13s %12s %12s %10s %15s %15s %20s %16s", "algorithm", "median ms", "min ms", "GFLOP/s",
                 "workspace MiB", "peak dev MiB", "key tiles run/skip", "rel L2 vs first"));
+        boolean first = true;
         for (Measurement m : r.measurements()) {
-            String name = m.requested() == m.used() ? m.requested().cliName()
-                    : m.requested().cliName() + "(" + m.used().cliName() + ")";
+            String name = m.label();
             if (!m.ok()) {
                 o.println(Units.fmt("%-13s %s", name, m.status()));
                 continue;
@@ -240,7 +260,8 @@ final class BenchCommand implements Callable<Integer> {
                     m.workspaceBytes() / (double) (1L << 20),
                     m.peakDeviceBytes() < 0 ? "-" : Units.fmt("%.1f", m.peakDeviceBytes() / (double) (1L << 20)),
                     m.keyTilesVisited() < 0 ? "-" : m.keyTilesVisited() + "/" + m.keyTilesSkipped(),
-                    m.relL2VsFirst() == 0 ? "-" : Units.fmt("%.2e", m.relL2VsFirst())));
+                    first ? "-" : Units.fmt("%.2e", m.relL2VsFirst())));
+            first = false;
         }
         for (Measurement m : r.measurements()) {
             if (m.ok() && m.scoreDType() != null) {

@@ -1,5 +1,6 @@
 package io.headroute.cli;
 
+import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
@@ -96,5 +97,23 @@ class AttendCudaGpuTest {
             double rel = AttentionBenchmark.relativeL2(got, ref);
             assertTrue(rel <= tol, what + ": relative L2 error " + rel + " > " + tol);
         }
+    }
+
+    /** bench --tilings w2: flash again in the W2 tiling on the same inputs, labelled, in the JSON with its tiling. */
+    @Test
+    void benchTimesTheW2TilingBesideTheDefault() throws Exception {
+        Path json = dir.resolve("b.json");
+        Cli res = Cli.run("bench", "--backend", "cuda", "--dtype", "bf16", "--heads", "2", "--dim", "64", "--len", "130",
+                "--causal", "--algos", "flash", "--tilings", "w2", "--warmup", "0", "--repeats", "1", "--json", json.toString())
+                .assertOk();
+        assertTrue(res.out().contains("\nflash[w2] "), res.out());
+        com.fasterxml.jackson.databind.JsonNode ms = new com.fasterxml.jackson.databind.ObjectMapper().readTree(json.toFile())
+                .get("measurements");
+        assertEquals(2, ms.size(), ms.toString());
+        assertFalse(ms.get(0).has("tiling"), "the configured flash measurement runs the default tiling");
+        assertEquals("w2", ms.get(1).get("tiling").asText());
+        assertEquals("ok", ms.get(1).get("status").asText());
+        assertTrue(ms.get(1).get("rel_l2_vs_first").asDouble() <= 1e-2, "W2 computes what W4 does: " + ms.get(1));
+        assertEquals(ms.get(0).get("key_tiles_visited").asLong(), ms.get(1).get("key_tiles_visited").asLong());
     }
 }

@@ -70,6 +70,13 @@ class BenchCommandTest {
                 .assertBadInput("headroute bench", "does not exist");
         Cli.run("bench", "--backend", "cpu", "--len", "64", "--block-size", "32").assertBadInput("headroute bench",
                 "--block-size must be 64 or 128, got 32");
+        Cli.run("bench", "--backend", "cpu", "--len", "64", "--tilings", "w2", "--json", json.toString())
+                .assertBadInput("headroute bench", "--tilings times the CUDA flash kernels of the plain bench: not with --backend cpu",
+                        json);
+        Cli.run("bench", "--backend", "cuda", "--len", "64", "--tilings", "w8").assertBadInput("headroute bench",
+                "--tilings: unknown tiling 'w8' (expected w4 or w2)");
+        Cli.run("bench", "--len", "64", "--tilings", "w2", "--route", "2:4").assertBadInput("headroute bench",
+                "not with --route");
     }
 
     @Test

@@ -58,6 +58,7 @@ public final class CudaAttentionEngine implements AttentionEngine {
     /** Host-side tile layouts of {@link #launch} (its device copies live in the caller's workspace). */
     private final Map<LayoutKey, SparseTiles> hostTiles = new LinkedHashMap<>();
     private boolean poisonOutputs;
+    private FlashPlan.Tiling tiling = FlashPlan.Tiling.W4;
     private boolean closed;
 
     private CudaAttentionEngine(CudaDevice device, DevicePool pool) {
@@ -113,6 +114,18 @@ public final class CudaAttentionEngine implements AttentionEngine {
     }
 
     /**
+     * The tiling of the f16/bf16 dense/causal flash kernels from now on ({@link FlashPlan.Tiling}; W4
+     * unless set). The other kernels have one tiling. For benchmarks that compare the two.
+     */
+    public void setMmaTiling(FlashPlan.Tiling tiling) {
+        this.tiling = java.util.Objects.requireNonNull(tiling, "tiling");
+    }
+
+    public FlashPlan.Tiling mmaTiling() {
+        return tiling;
+    }
+
+    /**
      * Fills o and lse with NaN before every computation, so that a kernel that leaves an element unwritten
      * is caught by the tests instead of passing on stale memory from the pool.
      */
@@ -151,7 +164,7 @@ public final class CudaAttentionEngine implements AttentionEngine {
         Algorithm algo = route(req.algorithm(), req.pattern());
         // Refuse what cannot run before any device memory is touched.
         FlashPlan flash = switch (algo) {
-            case FLASH -> FlashPlan.of(sh, dt, req.pattern());
+            case FLASH -> FlashPlan.of(sh, dt, req.pattern(), tiling);
             case SPARSE -> FlashPlan.sparse(sh, dt);
             default -> null;
         };
@@ -487,7 +500,7 @@ public final class CudaAttentionEngine implements AttentionEngine {
         }
         AttentionShape sh = c.shape();
         Algorithm algo = checkLaunch(sh, c.dtype(), c.algorithm(), c.pattern());
-        FlashPlan plan = algo == Algorithm.FLASH ? FlashPlan.of(sh, c.dtype(), c.pattern()) : FlashPlan.sparse(sh, c.dtype());
+        FlashPlan plan = algo == Algorithm.FLASH ? FlashPlan.of(sh, c.dtype(), c.pattern(), tiling) : FlashPlan.sparse(sh, c.dtype());
         GateMode mode = c.gate() == 0 ? GateMode.WHOLE_GRID : deviceGateMode(algo, c.dtype(), c.gateBlock());
         SparseTiles t = algo == Algorithm.SPARSE ? hostTiles(sh, c.dtype(), c.pattern(), c.blockSize()) : null;
         long layoutBytes = t == null ? 0 : DeviceTileLists.workspaceLayout(t.lists())[4];

@@ -24,24 +24,56 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
     /** Largest head dim of each fp32 kernel variant. */
     static final int[] F32_HEAD_DIMS = {64, 128, 256};
 
+    /**
+     * How the tensor-core kernels spread a block's 64 query rows over warps (cuda-kernels/flash_tile_mma.cuh):
+     * {@code W4}, 4 warps × 16 rows with double-buffered key/value tiles (every kernel has it); {@code W2},
+     * 2 warps × 32 rows with single-buffered tiles, half the shared-memory reads per flop (the f16/bf16
+     * dense/causal kernels for D ≥ 64 only). The others (fp32, block-sparse, D = 32) have one tiling and
+     * ignore the choice.
+     */
+    public enum Tiling {
+        W4,
+        W2;
+
+        public String cliName() {
+            return name().toLowerCase(java.util.Locale.ROOT);
+        }
+
+        /** The tiling named {@code s} (w4 or w2). */
+        public static Tiling parse(String s) {
+            for (Tiling t : values()) {
+                if (t.cliName().equals(s)) {
+                    return t;
+                }
+            }
+            throw new IllegalArgumentException("unknown tiling '" + s + "' (expected w4 or w2)");
+        }
+    }
+
     /** Plans the dense/causal flash kernel for {@code shape} in {@code dtype}, refusing what it cannot compute. */
     public static FlashPlan of(AttentionShape shape, DType dtype, Pattern pattern) {
+        return of(shape, dtype, pattern, Tiling.W4);
+    }
+
+    /** {@link #of(AttentionShape, DType, Pattern)} in {@code tiling} where the kernel has it (f16/bf16). */
+    public static FlashPlan of(AttentionShape shape, DType dtype, Pattern pattern, Tiling tiling) {
         if (!flashSupports(pattern)) {
             throw new UnsupportedOperationException("pattern " + pattern.spec() + " needs the block-sparse GPU kernel "
                     + "(--algo sparse); the dense flash kernel takes dense and causal");
         }
-        return plan(shape, dtype, false);
+        return plan(shape, dtype, false, tiling);
     }
 
     /** Plans the block-sparse kernel (any pattern) for {@code shape} in {@code dtype}. */
     public static FlashPlan sparse(AttentionShape shape, DType dtype) {
-        return plan(shape, dtype, true);
+        return plan(shape, dtype, true, Tiling.W4);
     }
 
-    private static FlashPlan plan(AttentionShape shape, DType dtype, boolean sparse) {
+    private static FlashPlan plan(AttentionShape shape, DType dtype, boolean sparse, Tiling tiling) {
         String family = sparse ? "hr_flash_sparse_" : "hr_flash_fwd_";
         int d = shape.headDim();
         int rows;
+        int threads = 128;
         int shared;
         String kernel;
         String module;
@@ -72,8 +104,11 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
                             + " tensor-core kernel (it takes 32, 64, 96 and 128); use --dtype f32 (any D up to 256)");
                 }
                 rows = tileRows(dtype);
-                shared = 2 * (64 * (d + 8) + 4 * 64 * (d + 8));
-                kernel = family + dtype.cliName() + "_d" + d;
+                // Rows padded by 8 elements; Qi, then Kj and Vj in two buffers each (W4) or one (W2).
+                boolean w2 = tiling == Tiling.W2 && !sparse && d >= 64;
+                shared = 2 * (64 * (d + 8) + (w2 ? 2 : 4) * 64 * (d + 8));
+                threads = w2 ? 64 : 128;
+                kernel = family + (w2 ? "w2_" : "") + dtype.cliName() + "_d" + d;
                 module = "flash_fwd_mma";
             }
             default -> throw new UnsupportedOperationException("flash attention needs f32, f16 or bf16, got " + dtype.cliName());
@@ -83,7 +118,7 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
                     + " must each be at most 65535 (grid y and z)");
         }
         int tiles = (shape.qLen() + rows - 1) / rows;
-        return new FlashPlan(module, kernel, 128, rows, shared, tiles, shape.heads(), shape.batch());
+        return new FlashPlan(module, kernel, threads, rows, shared, tiles, shape.heads(), shape.batch());
     }
 
     /**

@@ -140,6 +140,46 @@ class CudaAttentionGpuTest {
                 + " Hkv=" + hkv + " L=" + l + " S=" + s + (causal ? " causal" : "") + (gated ? " gated" : ""));
     }
 
+    static Stream<Arguments> w2Cases() {
+        List<Arguments> out = new ArrayList<>();
+        for (DType t : new DType[] {DType.F16, DType.BF16}) {
+            for (int d : new int[] {64, 96, 128}) {
+                out.add(Arguments.of(t, d, 1, 4, 2, 77, 300, true, true));
+                out.add(Arguments.of(t, d, 1, 2, 2, 130, 130, false, false));
+            }
+        }
+        for (int d : new int[] {64, 128}) {
+            out.add(Arguments.of(DType.BF16, d, 1, 4, 1, 1, 1000, true, false));
+            out.add(Arguments.of(DType.BF16, d, 1, 2, 2, 1000, 1000, true, true));
+            out.add(Arguments.of(DType.F16, d, 2, 4, 4, 200, 200, false, true));
+        }
+        return out.stream();
+    }
+
+    /** The W2 tiling of the f16/bf16 flash kernels (2 warps × 32 rows, single-buffered) against the CPU engine. */
+    @ParameterizedTest(name = "w2 {0} D={1} B={2} H={3} Hkv={4} L={5} S={6} causal={7} gate={8}")
+    @MethodSource("w2Cases")
+    void w2TilingMatchesTheCpuEngine(DType dtype, int d, int b, int h, int hkv, int l, int s, boolean causal, boolean gated) {
+        Random r = new Random(17L * l + 5L * s + d + (causal ? 1 : 0) + dtype.ordinal());
+        Tensor q = gaussian(r, DType.F32, b, h, l, d);
+        Tensor k = gaussian(r, DType.F32, b, hkv, s, d);
+        Tensor v = gaussian(r, DType.F32, b, hkv, s, d);
+        AttentionRequest.Builder rb = AttentionRequest.builder(q, k, v).causal(causal).dtype(dtype).wantLse(true);
+        if (gated) {
+            rb.gate(gate(r, b, l, h));
+        }
+        AttentionRequest req = rb.build();
+        AttentionResult got;
+        gpu.setMmaTiling(FlashPlan.Tiling.W2);
+        try {
+            got = gpu.run(req);
+        } finally {
+            gpu.setMmaTiling(FlashPlan.Tiling.W4);
+        }
+        compare(got, cpu.run(req), tolerance(dtype), "w2 " + dtype.cliName() + " D=" + d + " B=" + b + " H=" + h + " Hkv=" + hkv
+                + " L=" + l + " S=" + s + (causal ? " causal" : "") + (gated ? " gated" : ""));
+    }
+
     static void compare(AttentionResult got, AttentionResult want, double tol, String what) {
         float[] o = got.o().toFloatArray();
         for (int i = 0; i < o.length; i++) {
@@ -265,13 +305,16 @@ class CudaAttentionGpuTest {
             Tensor g = Tensor.ofFloats(DType.F32, (float[]) c[0], 1, l, h);
             AttentionRequest req = AttentionRequest.builder(q, k, v).gate(g).dtype(DType.BF16).wantLse(true).build();
             assertEquals((long) c[1], CudaAttentionEngine.gateWorkBytes(req), "predicted work-list bytes");
-            try (CudaAttentionEngine fresh = CudaAttentionEngine.open(0)) {
-                AttentionResult res = fresh.run(req);
-                assertEquals((long) c[3], res.stats().queryTiles(), "query tiles launched");
-                assertEquals(io + (long) c[2], res.stats().peakDeviceBytes(),
-                        "peak = q, k, v, gate, o, lse and the work list, each rounded to the pool's 512 bytes");
-                compare(res, cpu.run(AttentionRequest.builder(q, k, v).gate(g).dtype(DType.BF16).wantLse(true).build()),
-                        tolerance(DType.BF16), "gated bf16, L=300, work " + c[1]);
+            for (FlashPlan.Tiling tiling : FlashPlan.Tiling.values()) {
+                try (CudaAttentionEngine fresh = CudaAttentionEngine.open(0)) {
+                    fresh.setMmaTiling(tiling);
+                    AttentionResult res = fresh.run(req);
+                    assertEquals((long) c[3], res.stats().queryTiles(), "query tiles launched");
+                    assertEquals(io + (long) c[2], res.stats().peakDeviceBytes(),
+                            "peak = q, k, v, gate, o, lse and the work list, each rounded to the pool's 512 bytes");
+                    compare(res, cpu.run(AttentionRequest.builder(q, k, v).gate(g).dtype(DType.BF16).wantLse(true).build()),
+                            tolerance(DType.BF16), "gated bf16 " + tiling + ", L=300, work " + c[1]);
+                }
             }
         }
     }

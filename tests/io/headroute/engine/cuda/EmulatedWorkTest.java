@@ -64,7 +64,7 @@ class EmulatedWorkTest {
     }
 
     /** One line of HR_EMU_STATS. */
-    record Launch(String kernel, long blocks, long mma) {}
+    record Launch(String kernel, long blocks, long mma, long ldmatrix, long cpAsyncBytes) {}
 
     /** Runs the request and returns the attention kernel's launch as the emulator counted it. */
     private static Launch run(AttentionRequest req, ExecutionStats[] out) throws IOException {
@@ -79,7 +79,8 @@ class EmulatedWorkTest {
             for (String line : new String(b, StandardCharsets.UTF_8).split("\n")) {
                 String[] c = line.split("\t");
                 if (c.length == 5 && c[0].startsWith("hr_flash_")) {
-                    flash.add(new Launch(c[0], Long.parseLong(c[1]), Long.parseLong(c[2])));
+                    flash.add(new Launch(c[0], Long.parseLong(c[1]), Long.parseLong(c[2]), Long.parseLong(c[3]),
+                            Long.parseLong(c[4])));
                 }
             }
         }
@@ -169,6 +170,45 @@ class EmulatedWorkTest {
                         .algorithm(Algorithm.FLASH).wantLse(true).build());
                 CudaAttentionGpuTest.compare(got, want, 1e-2, "routed per " + block);
             }
+        }
+    }
+
+    /**
+     * The W2 tiling does the same tensor-core work as W4 with fewer shared-memory reads: per (query tile,
+     * key tile) pair 4·D mma.sync in both; ldmatrix (512 bytes each) K and V 4·D/16 per warp and, at
+     * D = 128, Qi 2·D/16 per warp (re-read from shared memory), so 2 warps issue 160 against W4's 4 warps'
+     * 256 (plus W4's one-time Qi loads): 0.625 of W4's ldmatrix bytes. At D = 64 W2 keeps Qi in registers.
+     */
+    @Test
+    void w2ReadsLessSharedMemoryPerTilePair() throws IOException {
+        Random r = new Random(607);
+        for (int d : new int[] {64, 128}) {
+            Tensor q = gaussian(r, B, 4, L, d);
+            Tensor k = gaussian(r, B, 4, L, d);
+            Tensor v = gaussian(r, B, 4, L, d);
+            AttentionRequest req = AttentionRequest.builder(q, k, v).dtype(DType.BF16).algorithm(Algorithm.FLASH).build();
+            ExecutionStats[] st = new ExecutionStats[1];
+            Launch w4 = run(req, st);
+            long pairs = st[0].keyTilesVisited();
+            long blocks = st[0].queryTiles();
+            gpu.setMmaTiling(FlashPlan.Tiling.W2);
+            Launch w2;
+            try {
+                w2 = run(req, st);
+            } finally {
+                gpu.setMmaTiling(FlashPlan.Tiling.W4);
+            }
+            assertTrue(w2.kernel().startsWith("hr_flash_fwd_w2_"), w2.kernel());
+            assertEquals(pairs, st[0].keyTilesVisited());
+            assertEquals(4L * d * pairs, w4.mma(), "W4 " + w4);
+            assertEquals(4L * d * pairs, w2.mma(), "W2 does the same mma.sync: " + w2);
+            long qOnce = 4L * (d / 16); // W4 and W2 at D = 64: Qi into registers once per block (one ldmatrix per k step and m-tile)
+            assertEquals(4 * (d / 16 * 4 + 4 * (d / 16)) * pairs + qOnce * blocks, w4.ldmatrix(), "W4 " + w4);
+            long w2PerPair = 2 * (d / 16 * 4 + 4 * (d / 16) + (d > 64 ? 2 * (d / 16) : 0));
+            assertEquals(w2PerPair * pairs + (d > 64 ? 0 : qOnce * blocks), w2.ldmatrix(), "W2 " + w2);
+            assertEquals(w4.cpAsyncBytes(), w2.cpAsyncBytes(), "the same tiles are copied in");
+            System.out.printf("emulated ldmatrix, bf16 D=%d, %d tile pairs: W4 %d, W2 %d = %.3f of W4%n", d, pairs, w4.ldmatrix(),
+                    w2.ldmatrix(), w2.ldmatrix() / (double) w4.ldmatrix());
         }
     }
 }

@@ -230,6 +230,37 @@ class KernelContractTest {
     }
 
     @Test
+    void theW2TilingPlansItsOwnKernelWhereOneExists() throws IOException {
+        String cu = source("flash_fwd_mma.cu");
+        for (DType dt : new DType[] {DType.F16, DType.BF16}) {
+            for (int d : new int[] {64, 96, 128}) {
+                AttentionShape sh = new AttentionShape(1, 8, 2, 300, 300, d);
+                FlashPlan w2 = FlashPlan.of(sh, dt, new Pattern.Causal(), FlashPlan.Tiling.W2);
+                FlashPlan w4 = FlashPlan.of(sh, dt, new Pattern.Causal(), FlashPlan.Tiling.W4);
+                assertEquals("hr_flash_fwd_w2_" + dt.cliName() + "_d" + d, w2.kernel());
+                assertTrue(defines(cu, w2.kernel()), w2.kernel() + " is not defined in flash_fwd_mma.cu");
+                assertEquals(64, w2.threads(), "2 warps");
+                assertEquals(128, w4.threads(), "4 warps");
+                // Qi and one key and one value buffer (W2) against two of each (W4), rows padded by 8 elements.
+                assertEquals((64 + 2 * 64) * (d + 8) * 2, w2.sharedBytes());
+                assertEquals((64 + 4 * 64) * (d + 8) * 2, w4.sharedBytes());
+                assertEquals(w4.blockRows(), w2.blockRows(), "the same 64-row tiles: work lists and layouts are shared");
+                assertEquals(w4.gridX(), w2.gridX());
+                assertEquals(FlashPlan.of(sh, dt, new Pattern.Causal()), w4, "W4 is the default");
+            }
+        }
+        // Kernels with one tiling ignore the choice: fp32, the block-sparse kernels, D = 32.
+        AttentionShape sh = new AttentionShape(1, 2, 2, 100, 100, 64);
+        AttentionShape d32 = new AttentionShape(1, 2, 2, 100, 100, 32);
+        assertEquals("hr_flash_fwd_bf16_d32", FlashPlan.of(d32, DType.BF16, new Pattern.Dense(), FlashPlan.Tiling.W2).kernel());
+        assertEquals(FlashPlan.of(sh, DType.F32, new Pattern.Dense()), FlashPlan.of(sh, DType.F32, new Pattern.Dense(),
+                FlashPlan.Tiling.W2));
+        assertEquals("hr_flash_sparse_bf16_d64", FlashPlan.sparse(sh, DType.BF16).kernel());
+        assertEquals(FlashPlan.Tiling.W2, FlashPlan.Tiling.parse("w2"));
+        assertThrows(IllegalArgumentException.class, () -> FlashPlan.Tiling.parse("w8"));
+    }
+
+    @Test
     void flashSharedMemoryMatchesTheKernelsLayout() {
         // flash_fwd_mma.cu: (Br·(D+8) + 4·Bc·(D+8)) 2-byte elements, Br = Bc = 64.
         FlashPlan p = FlashPlan.of(new AttentionShape(1, 1, 1, 64, 64, 128), DType.BF16, new Pattern.Dense());
