@@ -25,10 +25,11 @@
 #              runs (bench --route 2:4 and 2:4:64: routed vs dense flash in the same run)
 #   torch      bench/torch_reference.py: PyTorch SDPA per backend and FlexAttention on the same shapes,
 #              and the comparison inputs with float64 references ($OUT/compare/)
-#   compare    headroute attend (cpu f32; cuda flash/materialized f32/bf16) on the comparison inputs,
+#   compare    headroute attend (cpu f32; cuda flash/materialized f32/bf16, flash bf16 in W2) on the comparison inputs,
 #              relative L2 error against the float64 reference
 #   sanitizer  compute-sanitizer memcheck (flash f32, flash bf16, materialized f32, sparse bf16 with a gate,
-#              flash f32 with row compaction) and racecheck (flash bf16) on a tiny attend case
+#              flash f32 with row compaction, flash bf16 in the W2 tiling) and racecheck (flash bf16 in W4
+#              and W2) on a tiny attend case
 #   summary    the table
 #
 # Environment:
@@ -118,6 +119,11 @@ java_feature() { "$1" -XshowSettings:properties -version 2>&1 | sed -n 's/^ *jav
 last_line() { grep -v '^[[:space:]]*$' "$1" 2>/dev/null | tail -n 1 | cut -c1-150; }
 
 # ------------------------------------------------------------------------------------------- steps
+# attend's --algo for a run's label: gated and flash-w2 are flash runs (with --gate, --tiling w2).
+attend_algo() {
+    case $1 in gated | flash-w2) echo flash ;; *) echo "$1" ;; esac
+}
+
 step_facts() {
     echo "== date -u"
     date -u
@@ -496,7 +502,7 @@ step_compare() {
     printf 'variant\tbackend\talgo\tdtype\trc\tsecs\tstatus\tfile\n' >"$dir/runs.tsv"
     local runs=() variant r backend algo dtype name t rc start secs st cuda_skip=""
     for variant in dense causal; do
-        runs+=("$variant cpu flash f32" "$variant cuda flash f32" "$variant cuda flash bf16"
+        runs+=("$variant cpu flash f32" "$variant cuda flash f32" "$variant cuda flash bf16" "$variant cuda flash-w2 bf16"
             "$variant cuda materialized f32" "$variant cuda materialized bf16")
     done
     for r in "${runs[@]}"; do
@@ -512,9 +518,10 @@ step_compare() {
         fi
         local cflag=()
         if [[ $variant == causal ]]; then cflag=(--causal); fi
+        if [[ $algo == flash-w2 ]]; then cflag+=(--tiling w2); fi
         start="$(date +%s)"
         timeout -k 5 "$t" "$OUT/state/hr" attend --q "$dir/q.npy" --k "$dir/k.npy" --v "$dir/v.npy" \
-            "${cflag[@]}" --backend "$backend" --algo "$algo" --dtype "$dtype" \
+            "${cflag[@]}" --backend "$backend" --algo "$(attend_algo "$algo")" --dtype "$dtype" \
             --out "$dir/out/$name.npy" >"$dir/out/$name.log" 2>&1 </dev/null
         rc=$?
         secs=$(($(date +%s) - start))
@@ -548,8 +555,9 @@ step_sanitizer() {
     jvm_opts
     # sparse: the block-sparse kernel on a causal window with a gate (tile work list, gate_work.cu);
     # gated: the dense kernel with a gate that switches most rows off (row compaction, gate_work.cu).
+    # flash-w2: the dense kernel in the W2 tiling (single-buffered K/V, its own barrier order).
     local runs=("memcheck flash f32" "memcheck flash bf16" "memcheck materialized f32" "racecheck flash bf16"
-        "memcheck sparse bf16" "memcheck gated f32")
+        "memcheck sparse bf16" "memcheck gated f32" "memcheck flash-w2 bf16" "racecheck flash-w2 bf16")
     local r tool algo dtype name t rc start secs st skip="" bad=0 extra
     for r in "${runs[@]}"; do
         read -r tool algo dtype <<<"$r"
@@ -558,6 +566,7 @@ step_sanitizer() {
         case $algo in
             sparse) extra=(--gate "$dir/in/gate.npy" --pattern window:9 --causal) ;;
             gated) extra=(--gate "$dir/in/gate.npy" --causal) ;;
+            flash-w2) extra=(--tiling w2 --causal) ;;
         esac
         t="$(cap 60)"
         st=""
@@ -569,7 +578,7 @@ step_sanitizer() {
         start="$(date +%s)"
         timeout -k 5 "$t" "$san" --tool "$tool" --error-exitcode 3 --print-limit 50 \
             "$JAVA" "${JOPTS[@]}" -cp "$BUNDLE/lib/*" io.headroute.cli.Main attend \
-            --q "$dir/in/q.npy" --k "$dir/in/k.npy" --v "$dir/in/v.npy" --backend cuda --algo "${algo/gated/flash}" \
+            --q "$dir/in/q.npy" --k "$dir/in/k.npy" --v "$dir/in/v.npy" --backend cuda --algo "$(attend_algo "$algo")" \
             --dtype "$dtype" "${extra[@]}" --out "$dir/o-$name.npy" >"$dir/$name.log" 2>&1 </dev/null
         rc=$?
         secs=$(($(date +%s) - start))
@@ -587,7 +596,7 @@ step_sanitizer() {
     if ((bad == 0)); then status ok "${#runs[@]} runs clean"; else status fail "$bad of ${#runs[@]} runs not clean${skip:+; $skip}"; fi
 }
 
-export -f elapsed info status left cap have_gpu have_java setenv jvm_opts make_launchers java_feature last_line \
+export -f elapsed info status left cap have_gpu have_java setenv jvm_opts make_launchers java_feature last_line attend_algo \
     step_facts step_java step_cublas step_info step_gpu_tests step_bench step_torch step_compare step_sanitizer
 
 # -------------------------------------------------------------------------------------------- runner

@@ -8,6 +8,8 @@ import io.headroute.engine.AttentionRequest;
 import io.headroute.engine.AttentionResult;
 import io.headroute.engine.AttentionShape;
 import io.headroute.engine.ExecutionStats;
+import io.headroute.engine.cuda.CudaAttentionEngine;
+import io.headroute.engine.cuda.FlashPlan;
 import io.headroute.pattern.Pattern;
 import io.headroute.pattern.Patterns;
 import io.headroute.tensor.DType;
@@ -97,6 +99,11 @@ final class AttendCommand implements Callable<Integer> {
             + "(GPU; the CPU always does). Default: scores in the input dtype.")
     boolean fp32Scores;
 
+    @Option(names = "--tiling", paramLabel = "w4|w2",
+            description = "Tensor-core tiling of the CUDA flash kernel (--backend cuda --algo flash, f16/bf16, dense or causal,"
+                    + " D >= 64 for w2): w4 = 4 warps x 16 query rows (default), w2 = 2 warps x 32 rows.")
+    String tiling;
+
     @Option(names = "--dtype", paramLabel = "f32|f16|bf16", defaultValue = "f32", converter = Converters.ComputeDTypeConverter.class,
             description = "Compute dtype: inputs and output are rounded to it; arithmetic is fp32 (default: ${DEFAULT-VALUE}).")
     DType dtype;
@@ -149,6 +156,18 @@ final class AttendCommand implements Callable<Integer> {
             }
         }
         Pattern p = Patterns.parse(pattern);
+        FlashPlan.Tiling flashTiling = null;
+        if (tiling != null) {
+            try {
+                flashTiling = FlashPlan.Tiling.parse(tiling);
+            } catch (IllegalArgumentException e) {
+                throw new ParameterException(spec.commandLine(), "--tiling: " + e.getMessage());
+            }
+            if (backend != Backend.CUDA || algorithm != Algorithm.FLASH) {
+                throw new ParameterException(spec.commandLine(), "--tiling picks the CUDA flash kernel: needs --backend cuda "
+                        + "and --algo flash");
+            }
+        }
 
         Map<String, Tensor> in = input != null ? readInputFile(input) : readSeparateFiles();
         AttentionRequest req = AttentionRequest.builder(in.get("q"), in.get("k"), in.get("v")).gate(in.get("gate"))
@@ -157,12 +176,26 @@ final class AttendCommand implements Callable<Integer> {
         LOG.debug("attend: {}, pattern {}, scale {}, dtype {}, algorithm {}", req.shape(), req.pattern().spec(), req.scale(),
                 dtype.cliName(), algorithm.cliName());
 
+        if (flashTiling != null) {
+            // A tiling the planned kernel does not have would silently run the other one: refused instead.
+            String kernel = FlashPlan.of(req.shape(), dtype, req.pattern(), flashTiling).kernel();
+            if (flashTiling == FlashPlan.Tiling.W2 && !kernel.contains("_w2_")) {
+                throw new ParameterException(spec.commandLine(), "--tiling w2: the " + kernel + " kernel has one tiling (w2 "
+                        + "takes f16/bf16 and D = 64, 96 or 128)");
+            }
+        }
         AttentionResult result;
         try (AttentionEngine engine = Backends.open(backend, nThreads)) {
+            if (flashTiling != null) {
+                ((CudaAttentionEngine) engine).setMmaTiling(flashTiling);
+            }
             result = engine.run(req);
         }
         Tensor o = result.o().toDType(DType.F32);
         Map<String, String> meta = metadata(req, result.stats());
+        if (flashTiling != null) {
+            meta.put("tiling", flashTiling.cliName());
+        }
         if (lse != null) {
             TensorOutputs.write(lse, "lse", result.lse(), meta);
             try {

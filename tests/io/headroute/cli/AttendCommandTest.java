@@ -119,6 +119,11 @@ class AttendCommandTest {
         Path out = dir.resolve("bad.npy");
         Cli.run(args(qf, kf, vf, out, "--algo", "sparse", "--block-size", "32"))
                 .assertBadInput("headroute attend", "--block-size must be 64 or 128, got 32", out);
+        // --tiling picks a CUDA flash kernel: refused on the CPU, with another algorithm, or by an unknown name.
+        Cli.run(args(qf, kf, vf, out, "--algo", "flash", "--tiling", "w2"))
+                .assertBadInput("headroute attend", "--tiling picks the CUDA flash kernel: needs --backend cuda and --algo flash", out);
+        Cli.run(args(qf, kf, vf, out, "--algo", "flash", "--tiling", "w3"))
+                .assertBadInput("headroute attend", "--tiling: unknown tiling 'w3' (expected w4 or w2)", out);
     }
 
     @Test

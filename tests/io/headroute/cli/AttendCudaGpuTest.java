@@ -69,17 +69,21 @@ class AttendCudaGpuTest {
         Npy.write(vp, v);
         Npy.write(gp, gate);
         String[][] cases = {{"flash", "f32", ""}, {"flash", "bf16", ""}, {"materialized", "f32", ""},
-            {"materialized", "f16", ""}, {"sparse", "bf16", "window:9"}, {"flash", "f32", "gate"}};
+            {"materialized", "f16", ""}, {"sparse", "bf16", "window:9"}, {"flash", "f32", "gate"}, {"flash", "bf16", "w2"},
+            {"flash", "f16", "w2+gate"}};
         for (String[] c : cases) {
             Path out = dir.resolve("o-" + String.join("-", c) + ".npy");
             List<String> a = new ArrayList<>(List.of("attend", "--backend", "cuda", "--q", qp.toString(), "--k", kp.toString(),
                     "--v", vp.toString(), "--algo", c[0], "--dtype", c[1], "--causal", "--out", out.toString()));
             AttentionRequest.Builder want = AttentionRequest.builder(q, k, v).causal(true).dtype(DType.parse(c[1]))
                     .algorithm(Algorithm.FLASH);
-            if (c[2].equals("gate")) {
+            if (c[2].startsWith("w2")) {
+                a.addAll(List.of("--tiling", "w2"));
+            }
+            if (c[2].endsWith("gate")) {
                 a.addAll(List.of("--gate", gp.toString()));
                 want.gate(gate);
-            } else if (!c[2].isEmpty()) {
+            } else if (!c[2].isEmpty() && !c[2].equals("w2")) {
                 a.addAll(List.of("--pattern", c[2]));
                 want.pattern(Patterns.parse(c[2]));
             }
@@ -115,5 +119,20 @@ class AttendCudaGpuTest {
         assertEquals("ok", ms.get(1).get("status").asText());
         assertTrue(ms.get(1).get("rel_l2_vs_first").asDouble() <= 1e-2, "W2 computes what W4 does: " + ms.get(1));
         assertEquals(ms.get(0).get("key_tiles_visited").asLong(), ms.get(1).get("key_tiles_visited").asLong());
+    }
+
+    /** --tiling w2 where the planned kernel has no W2 tiling is refused, not silently run as W4. */
+    @Test
+    void aTilingTheKernelLacksIsRefused() {
+        Random r = new Random(78);
+        Path qp = dir.resolve("q.npy");
+        Npy.write(qp, random(r, 1, 2, 40, 32));
+        Path out = dir.resolve("o.npy");
+        Cli.run("attend", "--backend", "cuda", "--q", qp.toString(), "--k", qp.toString(), "--v", qp.toString(), "--algo", "flash",
+                "--dtype", "bf16", "--tiling", "w2", "--out", out.toString())
+                .assertBadInput("headroute attend", "--tiling w2: the hr_flash_fwd_bf16_d32 kernel has one tiling", out);
+        Cli.run("attend", "--backend", "cuda", "--q", qp.toString(), "--k", qp.toString(), "--v", qp.toString(), "--algo", "flash",
+                "--dtype", "f32", "--tiling", "w2", "--out", out.toString())
+                .assertBadInput("headroute attend", "--tiling w2: the hr_flash_fwd_f32_d64 kernel has one tiling", out);
     }
 }
