@@ -8,8 +8,8 @@
 // shared memory. Only tiles the key source marks pay for an element mask. Two tilings (Tiling below):
 //   W4  4 warps × 16 rows; Qi kept in registers; Kj and Vj double-buffered: tile j + 1 is in flight
 //       while tile j is multiplied.
-//   W2  2 warps × 32 rows: every K or V fragment read from shared memory feeds two m-tiles, half the
-//       shared-memory reads per flop of W4; Kj and Vj single-buffered (Vj loads while S = Qi·Kjᵀ is
+//   W2  2 warps × 32 rows: every K or V fragment read from shared memory feeds two m-tiles, half W4's
+//       K and V reads per flop; Kj and Vj single-buffered (Vj loads while S = Qi·Kjᵀ is
 //       computed, Kj+1 while P·Vj is), so that four blocks fit an SM at D = 128; Qi kept in registers
 //       up to D = 64, re-read from shared memory above (the registers hold O's 2·D accumulators).
 #pragma once
@@ -212,7 +212,6 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
         const T* k_tile = hr::opaque(sK + buf * TL::kKVElems);
         const T* v_tile = hr::opaque(sV + buf * TL::kKVElems);
         const T* q_tile = hr::opaque(sQ);
-
 
         // S = Qi · Kjᵀ: B = Kjᵀ is Kj read row-major, so a plain ldmatrix yields B-fragments; each
         // feeds the warp's M m-tiles.

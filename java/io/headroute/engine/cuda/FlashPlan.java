@@ -27,7 +27,7 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
     /**
      * How the tensor-core kernels spread a block's 64 query rows over warps (cuda-kernels/flash_tile_mma.cuh):
      * {@code W4}, 4 warps × 16 rows with double-buffered key/value tiles (every kernel has it); {@code W2},
-     * 2 warps × 32 rows with single-buffered tiles, half the shared-memory reads per flop (the f16/bf16
+     * 2 warps × 32 rows with single-buffered tiles, half W4's shared-memory reads of K and V per flop (the f16/bf16
      * dense/causal kernels for D ≥ 64 only). The others (fp32, block-sparse, D = 32) have one tiling and
      * ignore the choice.
      */

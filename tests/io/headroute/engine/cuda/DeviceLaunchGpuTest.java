@@ -51,10 +51,12 @@ class DeviceLaunchGpuTest {
         }
     }
 
-    @ParameterizedTest(name = "{0} {1} L={2} S={3} Bq={4}")
-    @CsvSource({"f32, causal, 301, 301, 1", "f32, dense, 77, 300, 32", "f32, window:37, 257, 257, 1", "bf16, causal, 1000, 1000, 1",
-        "bf16, causal, 1000, 1000, 64", "bf16, dense, 333, 400, 48", "bf16, window:37, 700, 700, 128", "f16, causal, 513, 513, 0"})
-    void deviceGatedLaunchesMatchTheCpuEngineAndCountTheirTiles(String dtype, String spec, int l, int s, int bq) {
+    @ParameterizedTest(name = "{0} {1} L={2} S={3} Bq={4} {5}")
+    @CsvSource({"f32, causal, 301, 301, 1, w4", "f32, dense, 77, 300, 32, w4", "f32, window:37, 257, 257, 1, w4",
+        "bf16, causal, 1000, 1000, 1, w4", "bf16, causal, 1000, 1000, 64, w4", "bf16, dense, 333, 400, 48, w4",
+        "bf16, window:37, 700, 700, 128, w4", "f16, causal, 513, 513, 0, w4", "bf16, causal, 1000, 1000, 1, w2",
+        "f16, dense, 333, 400, 48, w2"})
+    void deviceGatedLaunchesMatchTheCpuEngineAndCountTheirTiles(String dtype, String spec, int l, int s, int bq, String tiling) {
         DType dt = DType.parse(dtype);
         int b = 2;
         int hTot = 7;
@@ -88,11 +90,16 @@ class DeviceLaunchGpuTest {
                     v.address(), o.address() + h0 * d * es, g.address(), w == null ? 0 : w.address(), ws,
                     new AttentionParams.Strides(qs, kvs, kvs.clone(), qs.clone()), sh, p, (float) (1 / Math.sqrt(d)), dt,
                     Algorithm.FLASH, 64, bq);
-            gpu.launch(call, gpu.stream());
+            gpu.setMmaTiling(FlashPlan.Tiling.parse(tiling));
+            try {
+                gpu.launch(call, gpu.stream());
+            } finally {
+                gpu.setMmaTiling(FlashPlan.Tiling.W4);
+            }
             launched = gpu.launchedTiles(call, gpu.stream());
             got = o.download(gpu.stream(), null).toFloatArray();
         }
-        String what = dtype + " " + spec + " L=" + l + " S=" + s + " Bq=" + bq;
+        String what = dtype + " " + spec + " L=" + l + " S=" + s + " Bq=" + bq + " " + tiling;
         int[] list = CudaAttentionEngine.deviceWorkList(gate, sh, dt, Algorithm.FLASH, p, bq);
         long grid = CudaAttentionEngine.gridTiles(sh, dt, Algorithm.FLASH, p);
         assertEquals(list == null ? grid : list.length / 3, launched, what + ": launched tiles, device vs host mirror");
