@@ -62,7 +62,7 @@ export DEADLINE=$((T0 + BUDGET))
 SUMMARY_RESERVE=10
 
 ALL_STEPS=(facts java cublas info gpu-tests bench torch compare sanitizer)
-declare -A CAP=([facts]=40 [java]=60 [cublas]=40 [info]=60 [gpu-tests]=150 [bench]=150 [torch]=120 [compare]=60 [sanitizer]=150)
+declare -A CAP=([facts]=40 [java]=60 [cublas]=40 [info]=60 [gpu-tests]=150 [bench]=150 [torch]=120 [compare]=75 [sanitizer]=150)
 declare -A FLOOR=([facts]=5 [java]=5 [cublas]=5 [info]=10 [gpu-tests]=30 [bench]=30 [torch]=40 [compare]=15 [sanitizer]=20)
 
 # Only what this script writes is cleared, so a rerun into the same folder starts clean.
