@@ -330,7 +330,7 @@ def bench_cells(out):
             except ValueError:
                 data = None
         for m in (data or {}).get("measurements", []):
-            algo = m.get("algorithm") + ("_" + m["tiling"] if m.get("tiling") else "")
+            algo = (m.get("algorithm") or "") + ("_" + m["tiling"] if m.get("tiling") else "")
             st = m.get("status") or m.get("skipped") or m.get("error")
             if isinstance(st, str) and st not in ("ok", ""):
                 c[algo] = {"text": short_status(st)}

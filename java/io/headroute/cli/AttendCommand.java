@@ -99,10 +99,10 @@ final class AttendCommand implements Callable<Integer> {
             + "(GPU; the CPU always does). Default: scores in the input dtype.")
     boolean fp32Scores;
 
-    @Option(names = "--tiling", paramLabel = "w4|w2",
+    @Option(names = "--tiling", paramLabel = "w4|w2", converter = Converters.TilingConverter.class,
             description = "Tensor-core tiling of the CUDA flash kernel (--backend cuda --algo flash, f16/bf16, dense or causal,"
                     + " D >= 64 for w2): w4 = 4 warps x 16 query rows (default), w2 = 2 warps x 32 rows.")
-    String tiling;
+    FlashPlan.Tiling tiling;
 
     @Option(names = "--dtype", paramLabel = "f32|f16|bf16", defaultValue = "f32", converter = Converters.ComputeDTypeConverter.class,
             description = "Compute dtype: inputs and output are rounded to it; arithmetic is fp32 (default: ${DEFAULT-VALUE}).")
@@ -156,17 +156,9 @@ final class AttendCommand implements Callable<Integer> {
             }
         }
         Pattern p = Patterns.parse(pattern);
-        FlashPlan.Tiling flashTiling = null;
-        if (tiling != null) {
-            try {
-                flashTiling = FlashPlan.Tiling.parse(tiling);
-            } catch (IllegalArgumentException e) {
-                throw new ParameterException(spec.commandLine(), "--tiling: " + e.getMessage());
-            }
-            if (backend != Backend.CUDA || algorithm != Algorithm.FLASH) {
-                throw new ParameterException(spec.commandLine(), "--tiling picks the CUDA flash kernel: needs --backend cuda "
-                        + "and --algo flash");
-            }
+        if (tiling != null && (backend != Backend.CUDA || algorithm != Algorithm.FLASH)) {
+            throw new ParameterException(spec.commandLine(), "--tiling picks the CUDA flash kernel: needs --backend cuda and "
+                    + "--algo flash");
         }
 
         Map<String, Tensor> in = input != null ? readInputFile(input) : readSeparateFiles();
@@ -176,25 +168,25 @@ final class AttendCommand implements Callable<Integer> {
         LOG.debug("attend: {}, pattern {}, scale {}, dtype {}, algorithm {}", req.shape(), req.pattern().spec(), req.scale(),
                 dtype.cliName(), algorithm.cliName());
 
-        if (flashTiling != null) {
+        if (tiling != null) {
             // A tiling the planned kernel does not have would silently run the other one: refused instead.
-            String kernel = FlashPlan.of(req.shape(), dtype, req.pattern(), flashTiling).kernel();
-            if (flashTiling == FlashPlan.Tiling.W2 && !kernel.contains("_w2_")) {
-                throw new ParameterException(spec.commandLine(), "--tiling w2: the " + kernel + " kernel has one tiling (w2 "
-                        + "takes f16/bf16 and D = 64, 96 or 128)");
+            FlashPlan plan = FlashPlan.of(req.shape(), dtype, req.pattern(), tiling);
+            if (!tiling.appliesTo(dtype, req.shape().headDim(), false)) {
+                throw new ParameterException(spec.commandLine(), "--tiling " + tiling.cliName() + ": the " + plan.kernel()
+                        + " kernel has one tiling (w2 takes f16/bf16 and D = 64, 96 or 128)");
             }
         }
         AttentionResult result;
         try (AttentionEngine engine = Backends.open(backend, nThreads)) {
-            if (flashTiling != null) {
-                ((CudaAttentionEngine) engine).setMmaTiling(flashTiling);
+            if (tiling != null) {
+                ((CudaAttentionEngine) engine).setMmaTiling(tiling);
             }
             result = engine.run(req);
         }
         Tensor o = result.o().toDType(DType.F32);
         Map<String, String> meta = metadata(req, result.stats());
-        if (flashTiling != null) {
-            meta.put("tiling", flashTiling.cliName());
+        if (tiling != null) {
+            meta.put("tiling", tiling.cliName());
         }
         if (lse != null) {
             TensorOutputs.write(lse, "lse", result.lse(), meta);

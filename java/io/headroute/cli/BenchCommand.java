@@ -22,7 +22,6 @@ import io.headroute.tensor.AtomicFiles;
 import io.headroute.tensor.DType;
 import java.io.PrintWriter;
 import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.List;
 import java.util.OptionalDouble;
 import java.util.concurrent.Callable;
@@ -93,10 +92,10 @@ final class BenchCommand implements Callable<Integer> {
                     + " with --route one algorithm, default flash).")
     List<Algorithm> algorithms;
 
-    @Option(names = "--tilings", paramLabel = "w4|w2", split = ",",
+    @Option(names = "--tilings", paramLabel = "w4|w2", split = ",", converter = Converters.TilingConverter.class,
             description = "Also time flash in these tensor-core tilings (f16/bf16, --backend cuda), after the configured"
                     + " algorithms on the same inputs: w4 = 4 warps x 16 query rows (the default kernel), w2 = 2 warps x 32 rows.")
-    List<String> tilings;
+    List<FlashPlan.Tiling> tilings;
 
     @Option(names = "--route", paramLabel = "HS:K[:BQ]",
             description = "Routed benchmark: HS shared heads, the top K of the H − HS routed heads per token (or per block of BQ"
@@ -149,14 +148,7 @@ final class BenchCommand implements Callable<Integer> {
             TensorOutputs.checkTarget(json);
         }
         Pattern p = Patterns.parse(pattern);
-        List<FlashPlan.Tiling> flashTilings = new ArrayList<>();
-        for (String t : tilings == null ? List.<String>of() : tilings) {
-            try {
-                flashTilings.add(FlashPlan.Tiling.parse(t));
-            } catch (IllegalArgumentException e) {
-                throw new ParameterException(spec.commandLine(), "--tilings: " + e.getMessage());
-            }
-        }
+        List<FlashPlan.Tiling> flashTilings = tilings == null ? List.of() : tilings;
         if (!flashTilings.isEmpty() && (route != null || backend == Backend.CPU)) {
             throw new ParameterException(spec.commandLine(), "--tilings times the CUDA flash kernels of the plain bench: "
                     + (route != null ? "not with --route" : "not with --backend cpu"));

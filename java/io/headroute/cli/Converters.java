@@ -2,6 +2,7 @@ package io.headroute.cli;
 
 import io.headroute.attention.Backend;
 import io.headroute.engine.Algorithm;
+import io.headroute.engine.cuda.FlashPlan;
 import io.headroute.tensor.DType;
 import picocli.CommandLine.ITypeConverter;
 import picocli.CommandLine.TypeConversionException;
@@ -26,6 +27,18 @@ final class Converters {
         public Algorithm convert(String value) {
             try {
                 return Algorithm.parse(value);
+            } catch (IllegalArgumentException e) {
+                throw new TypeConversionException(e.getMessage());
+            }
+        }
+    }
+
+    /** The tensor-core kernels' tilings: w4, w2. */
+    static final class TilingConverter implements ITypeConverter<FlashPlan.Tiling> {
+        @Override
+        public FlashPlan.Tiling convert(String value) {
+            try {
+                return FlashPlan.Tiling.parse(value);
             } catch (IllegalArgumentException e) {
                 throw new TypeConversionException(e.getMessage());
             }

@@ -39,6 +39,14 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
             return name().toLowerCase(java.util.Locale.ROOT);
         }
 
+        /**
+         * Whether the kernel planned for these has this tiling: W4 every one; W2 the f16/bf16 dense/causal
+         * kernels for D = 64, 96 and 128.
+         */
+        public boolean appliesTo(DType dtype, int headDim, boolean sparse) {
+            return this == W4 || (dtype == DType.F16 || dtype == DType.BF16) && !sparse && headDim >= 64 && headDim <= 128;
+        }
+
         /** The tiling named {@code s} (w4 or w2). */
         public static Tiling parse(String s) {
             for (Tiling t : values()) {
@@ -105,7 +113,7 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
                 }
                 rows = tileRows(dtype);
                 // Rows padded by 8 elements; Qi, then Kj and Vj in two buffers each (W4) or one (W2).
-                boolean w2 = tiling == Tiling.W2 && !sparse && d >= 64;
+                boolean w2 = tiling == Tiling.W2 && tiling.appliesTo(dtype, d, sparse);
                 shared = 2 * (64 * (d + 8) + (w2 ? 2 : 4) * 64 * (d + 8));
                 threads = w2 ? 64 : 128;
                 kernel = family + (w2 ? "w2_" : "") + dtype.cliName() + "_d" + d;

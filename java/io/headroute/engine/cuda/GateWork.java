@@ -131,17 +131,12 @@ public final class GateWork {
     public record Layout(long counts, long rows, long rowsBytes, long list, long total, long bytes) {
         /** The layout of {@code compact} (token granularity) or block-granular work for tiles of {@code tileRows}. */
         public static Layout of(int batch, int qLen, int heads, int tileRows, boolean compact) {
-            long tiles = (long) batch * heads * ceilDiv(qLen, tileRows);
-            if (tiles * 3 > Integer.MAX_VALUE || (long) batch * heads * qLen > Integer.MAX_VALUE) {
-                throw new IllegalArgumentException("gate work list of " + tiles + " tiles is too large (B=" + batch + ", H=" + heads
-                        + ", L=" + qLen + ")");
-            }
-            long groups = compact ? (long) batch * heads : tiles;
-            long rowsBytes = compact ? 4L * batch * heads * qLen : 0;
+            Sizes z = Sizes.of(batch, qLen, heads, tileRows, compact);
+            long rowsBytes = 4 * z.rows();
             long counts = 0;
-            long rows = align(counts + 4 * Math.max(1, groups));
+            long rows = align(counts + 4 * Math.max(1, z.groups()));
             long list = align(rows + rowsBytes);
-            long total = align(list + 12 * Math.max(1, tiles));
+            long total = align(list + 12 * Math.max(1, z.tiles()));
             return new Layout(counts, rows, rowsBytes, list, total, align(total + 4));
         }
 
@@ -262,38 +257,46 @@ public final class GateWork {
         if (gate == 0) {
             throw new IllegalArgumentException("a device work list needs a gate");
         }
-        long groups = compact ? (long) batch * heads : (long) batch * heads * ceilDiv(qLen, tileRows);
         launch(module, stream, encode(gate, at.counts(), at.rows(), at.list(), at.total(), batch, qLen, heads, tileRows,
-                compact ? MODE_ROWS : MODE_TILES), groups, batch, heads, compact);
+                compact ? MODE_ROWS : MODE_TILES), Sizes.of(batch, qLen, heads, tileRows, compact).groups(), batch, heads, compact);
+    }
+
+    /**
+     * Element counts of a work list's arrays: (b, h, tile) triples room for every query tile, one count per
+     * group (per tile, or per (b, h) for compaction) and the compacted rows (B, H, L; compaction only).
+     */
+    private record Sizes(long tiles, long groups, long rows) {
+        static Sizes of(int batch, int qLen, int heads, int tileRows, boolean compact) {
+            long tiles = (long) batch * heads * ceilDiv(qLen, tileRows);
+            if (tiles * 3 > Integer.MAX_VALUE || (long) batch * heads * qLen > Integer.MAX_VALUE) {
+                throw new IllegalArgumentException("gate work list of " + tiles + " tiles is too large (B=" + batch + ", H="
+                        + heads + ", L=" + qLen + ")");
+            }
+            return new Sizes(tiles, compact ? (long) batch * heads : tiles, compact ? (long) batch * heads * qLen : 0);
+        }
+    }
+
+    /**
+     * Device bytes {@link #build} holds at once, before the pool's rounding: the per-group counts, the
+     * compacted rows (compaction only), room for every tile's triple, and their total.
+     */
+    public static long buildBytes(int batch, int qLen, int heads, int tileRows, boolean compact) {
+        Sizes z = Sizes.of(batch, qLen, heads, tileRows, compact);
+        return 4 * (z.groups() + z.rows() + 3 * Math.max(1, z.tiles()) + 1);
     }
 
     /**
      * Builds the block-granular (compact = false) or token-granular (compact = true) work list on the
      * device from a gate (B, L, H) at {@code gate}. Synchronizes once, reading back the 4-byte count.
      */
-    /**
-     * Device bytes {@link #build} holds at once, before the pool's rounding: the per-group counts, the
-     * compacted rows (compaction only), room for every tile's triple, and their total.
-     */
-    public static long buildBytes(int batch, int qLen, int heads, int tileRows, boolean compact) {
-        long tiles = (long) batch * heads * ceilDiv(qLen, tileRows);
-        long groups = compact ? (long) batch * heads : tiles;
-        long rows = compact ? (long) batch * heads * qLen : 0;
-        return 4 * (groups + rows + 3 * Math.max(1, tiles) + 1);
-    }
-
     static DeviceWork build(CudaDevice device, DevicePool pool, CudaStream stream, KernelModule module, long gate, int batch,
             int qLen, int heads, int tileRows, boolean compact) {
         if (gate == 0) {
             throw new IllegalArgumentException("a device work list needs a gate");
         }
-        int tiles = ceilDiv(qLen, tileRows);
-        long groups = compact ? (long) batch * heads : (long) batch * heads * tiles;
-        long maxEntries = (long) batch * heads * tiles;
-        if (maxEntries * 3 > Integer.MAX_VALUE || (long) batch * heads * qLen > Integer.MAX_VALUE) {
-            throw new IllegalArgumentException("gate work list of " + maxEntries + " tiles is too large (B=" + batch + ", H=" + heads
-                    + ", L=" + qLen + ")");
-        }
+        Sizes z = Sizes.of(batch, qLen, heads, tileRows, compact);
+        long groups = z.groups();
+        long maxEntries = z.tiles();
         DeviceTensor counts = null;
         DeviceTensor rows = null;
         DeviceTensor list = null;

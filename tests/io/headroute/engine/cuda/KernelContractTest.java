@@ -256,6 +256,10 @@ class KernelContractTest {
         assertEquals(FlashPlan.of(sh, DType.F32, new Pattern.Dense()), FlashPlan.of(sh, DType.F32, new Pattern.Dense(),
                 FlashPlan.Tiling.W2));
         assertEquals("hr_flash_sparse_bf16_d64", FlashPlan.sparse(sh, DType.BF16).kernel());
+        assertTrue(FlashPlan.Tiling.W2.appliesTo(DType.BF16, 128, false) && FlashPlan.Tiling.W2.appliesTo(DType.F16, 64, false));
+        assertTrue(!FlashPlan.Tiling.W2.appliesTo(DType.BF16, 32, false) && !FlashPlan.Tiling.W2.appliesTo(DType.F32, 64, false)
+                && !FlashPlan.Tiling.W2.appliesTo(DType.BF16, 64, true));
+        assertTrue(FlashPlan.Tiling.W4.appliesTo(DType.F32, 256, true), "every kernel has W4");
         assertEquals(FlashPlan.Tiling.W2, FlashPlan.Tiling.parse("w2"));
         assertThrows(IllegalArgumentException.class, () -> FlashPlan.Tiling.parse("w8"));
     }
