@@ -7,24 +7,24 @@
 //   hr_flash_sparse_* the listed key tiles of a block-sparse layout: full tiles without a mask,
 //                    partial ones with their bits; query rows plain or compacted
 //                    (then one host-merged list per launched block).
-// Tilings of the block's 64 rows (flash_tile_mma.cuh): every kernel in W4 (hr_flash_fwd_bf16_d128, ...);
-// the dense/causal ones for D ≥ 64 also in W2 (hr_flash_fwd_w2_bf16_d128, ...). The host picks
-// (FlashPlan); the device check times both.
+// Tilings (flash_tile_mma.cuh): every kernel in W4 (64-row blocks: hr_flash_fwd_bf16_d128, ...); the
+// dense/causal ones for D ≥ 64 also in W2 (64 rows: hr_flash_fwd_w2_bf16_d128, ...), and for D = 64 and
+// 128 in W4X2 (128 rows: hr_flash_fwd_w4x2_bf16_d128, ...), whose work lists and compacted tiles then
+// count 128 rows. The host picks (FlashPlan); the device check times all three.
 #include "flash_tile_mma.cuh"
 
 namespace {
 
 using hr_mma::kBc;
-using hr_mma::kBr;
 
 template <typename T, class TL>
 __device__ __forceinline__ void flash_dense(const AttnParams& p) {
     int qtile, h, b;
     if (!hr_block_tile(p, p.causal != 0, qtile, h, b)) return;  // past a device-sized work list
-    const HrRows rows = hr_rows(p, b, h, qtile, kBr);
+    const HrRows rows = hr_rows(p, b, h, qtile, TL::kBr);
     if (rows.idx == nullptr) {
         T* O = static_cast<T*>(p.o) + b * p.o_batch_stride + h * p.o_head_stride;
-        if (hr_skip_gated_tile(p, O, b, h, rows.base, kBr)) return;
+        if (hr_skip_gated_tile(p, O, b, h, rows.base, TL::kBr)) return;
     }
     const HrDenseKeys<kBc> keys(p, rows.row(0), rows.row(rows.count - 1));
     hr_mma::attend<T, TL>(p, b, h, rows, keys);
@@ -34,12 +34,12 @@ template <typename T, class TL>
 __device__ __forceinline__ void flash_sparse(const AttnParams& p) {
     int qtile, h, b;
     if (!hr_block_tile(p, p.causal != 0, qtile, h, b)) return;  // past a device-sized work list
-    const HrRows rows = hr_rows(p, b, h, qtile, kBr);
+    const HrRows rows = hr_rows(p, b, h, qtile, TL::kBr);
     if (rows.idx == nullptr) {
         T* O = static_cast<T*>(p.o) + b * p.o_batch_stride + h * p.o_head_stride;
-        if (hr_skip_gated_tile(p, O, b, h, rows.base, kBr)) return;
+        if (hr_skip_gated_tile(p, O, b, h, rows.base, TL::kBr)) return;
     }
-    const HrSparseKeys<kBr, kBc> keys(p, h, qtile);
+    const HrSparseKeys<TL::kBr, kBc> keys(p, h, qtile);
     hr_mma::attend<T, TL>(p, b, h, rows, keys);
 }
 
@@ -65,6 +65,14 @@ __device__ __forceinline__ void flash_sparse(const AttnParams& p) {
     }                                                                                                                 \
     static_assert(hr_mma::W2<D>::kSmemBytes <= 227 * 1024, "shared memory of the w2_" #SUFFIX " kernel exceeds sm_90")
 
+// The dense/causal kernel in W4X2 (prefix w4x2_): 128-row blocks, for D = 64 and 128.
+#define HR_FLASH_MMA_W4X2(T, D, SUFFIX)                                                                             \
+    extern "C" __global__ void __launch_bounds__(hr_mma::W4X2<D>::kThreads)                                           \
+        hr_flash_fwd_w4x2_##SUFFIX(const AttnParams p) {                                                              \
+        flash_dense<T, hr_mma::W4X2<D>>(p);                                                                           \
+    }                                                                                                                 \
+    static_assert(hr_mma::W4X2<D>::kSmemBytes <= 227 * 1024, "shared memory of the w4x2_" #SUFFIX " kernel exceeds sm_90")
+
 HR_FLASH_MMA(__nv_bfloat16, 32, bf16_d32);
 HR_FLASH_MMA(__nv_bfloat16, 64, bf16_d64);
 HR_FLASH_MMA(__nv_bfloat16, 96, bf16_d96);
@@ -79,3 +87,7 @@ HR_FLASH_MMA_W2(__nv_bfloat16, 128, bf16_d128);
 HR_FLASH_MMA_W2(__half, 64, f16_d64);
 HR_FLASH_MMA_W2(__half, 96, f16_d96);
 HR_FLASH_MMA_W2(__half, 128, f16_d128);
+HR_FLASH_MMA_W4X2(__nv_bfloat16, 64, bf16_d64);
+HR_FLASH_MMA_W4X2(__nv_bfloat16, 128, bf16_d128);
+HR_FLASH_MMA_W4X2(__half, 64, f16_d64);
+HR_FLASH_MMA_W4X2(__half, 128, f16_d128);

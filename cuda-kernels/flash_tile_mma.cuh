@@ -2,16 +2,20 @@
 // FlashAttention-2 style), shared by the dense/causal and the block-sparse kernels, which differ only
 // in the key tiles they hand it (HrDenseKeys, HrSparseKeys in attention_params.cuh).
 //
-// A block owns Br = 64 query rows; each warp owns 16·M of them. Key tiles of Bc = 64 keys stream through
-// shared memory with cp.async. S = Qi·Kjᵀ and O += P·Vj are mma.sync m16n8k16 with fp32 accumulation; P
-// goes from the S accumulators straight into A-fragments (same register layout), so scores never touch
-// shared memory. Only tiles the key source marks pay for an element mask. Two tilings (Tiling below):
-//   W4  4 warps × 16 rows; Qi kept in registers; Kj and Vj double-buffered: tile j + 1 is in flight
-//       while tile j is multiplied.
-//   W2  2 warps × 32 rows: every K or V fragment read from shared memory feeds two m-tiles, half W4's
-//       K and V reads per flop; Kj and Vj single-buffered (Vj loads while S = Qi·Kjᵀ is
-//       computed, Kj+1 while P·Vj is), so that four blocks fit an SM at D = 128; Qi kept in registers
-//       up to D = 64, re-read from shared memory above (the registers hold O's 2·D accumulators).
+// A block owns Br = 64 or 128 query rows; each warp owns 16·M of them. Key tiles of Bc = 64 keys stream
+// through shared memory with cp.async. S = Qi·Kjᵀ and O += P·Vj are mma.sync m16n8k16 with fp32
+// accumulation; P goes from the S accumulators straight into A-fragments (same register layout), so
+// scores never touch shared memory. Only tiles the key source marks pay for an element mask. Three
+// tilings (Tiling below):
+//   W4    64 rows, 4 warps × 16; Qi kept in registers; Kj and Vj double-buffered: tile j + 1 is in
+//         flight while tile j is multiplied.
+//   W2    64 rows, 2 warps × 32: every K or V fragment read from shared memory feeds two m-tiles, half
+//         W4's K and V reads per flop; Kj and Vj single-buffered (Vj loads while S = Qi·Kjᵀ is
+//         computed, Kj+1 while P·Vj is), so that four blocks fit an SM at D = 128; Qi kept in registers
+//         up to D = 64, re-read from shared memory above (the registers hold O's 2·D accumulators).
+//   W4X2  128 rows, 4 warps × 32 (FlashAttention-2's forward shape at D = 128): each warp as in W2, and
+//         every key/value tile copied into shared memory serves 128 query rows, half the L2-to-SM
+//         traffic per flop of the 64-row tilings. Double-buffering spilled (284 bytes at D = 128).
 #pragma once
 #include "attention_params.cuh"
 #include "dynamic_smem.cuh"
@@ -19,7 +23,6 @@
 
 namespace hr_mma {
 
-constexpr int kBr = 64;  // query rows per block
 constexpr int kBc = 64;  // keys per tile (one 64-bit mask word per row)
 
 template <int D, int Warps, int M, int Stages, bool QRegs>
@@ -27,12 +30,13 @@ struct Tiling {
     static_assert(D % 32 == 0 && D >= 32 && D <= 128,
                   "head dim must be 32, 64, 96 or 128: Q·Kᵀ steps k by 16 and P·V loads V in 16-column pairs; "
                   "D = 256 would need 128 accumulator registers for O alone");
-    static_assert(16 * M * Warps == kBr, "the warps' m-tiles must cover the block's 64 rows");
+    static_assert(16 * M * Warps == 64 || 16 * M * Warps == 128, "a block owns 64 or 128 query rows");
     static_assert(Stages == 1 || Stages == 2, "key/value tiles are single- or double-buffered");
     static constexpr int kD = D;
     static constexpr int kWarps = Warps;
     static constexpr int kThreads = 32 * Warps;
     static constexpr int kM = M;  // m-tiles (16 rows each) per warp
+    static constexpr int kBr = 16 * M * Warps;  // query rows per block
     static constexpr int kStages = Stages;
     static constexpr bool kQRegs = QRegs;
     static constexpr int kChunks = D / 8;  // 16-byte chunks per row
@@ -48,6 +52,8 @@ template <int D>
 using W4 = Tiling<D, 4, 1, 2, true>;
 template <int D>
 using W2 = Tiling<D, 2, 2, 1, (D <= 64)>;
+template <int D>
+using W4X2 = Tiling<D, 4, 2, 1, (D <= 64)>;
 
 // Copies key rows [row0, row0 + kBc) of a (rows × D) matrix into shared memory; rows ≥ valid are zeros.
 // Issued inside the key loop, where S or O holds most registers: each thread walks its rows with one
@@ -82,7 +88,7 @@ __device__ __forceinline__ void load_keys(T* smem, const T* g, int64_t row_strid
 // Copies the block's query rows (plain or compacted) into shared memory; rows ≥ count are zeros.
 template <class TL, typename T>
 __device__ __forceinline__ void load_queries(T* smem, const T* g, int64_t row_stride, const HrRows& rows) {
-    for (int c = threadIdx.x; c < kBr * TL::kChunks; c += TL::kThreads) {
+    for (int c = threadIdx.x; c < TL::kBr * TL::kChunks; c += TL::kThreads) {
         const int r = c / TL::kChunks;
         const int ch = c % TL::kChunks;
         const bool in = r < rows.count;

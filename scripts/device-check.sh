@@ -18,18 +18,20 @@
 #   info       headroute info through the bundle
 #   gpu-tests  the @Tag("gpu") JUnit tests through JUnit's console launcher (reports in $OUT/junit/), but
 #              not those also tagged gpu-long (the 32K experiment preset; the bench step covers 32K)
-#   bench      headroute bench --backend cuda, bf16, flash (default W4 tiling, then W2: --tilings w2) and
+#   bench      headroute bench --backend cuda, bf16, flash (default W4 tiling, then W2 and W4X2:
+#              --tilings w2,w4x2) and
 #              materialized, L = 4K, 16K, 32K, smallest first,
 #              with the block-sparse density sweep (window:W at ~5/10/25/50% density, and dense, --algos
 #              sparse) right after the 32K H16 D128 dense run it is compared with, then issue 6's routed
 #              runs (bench --route 2:4 and 2:4:64: routed vs dense flash in the same run)
 #   torch      bench/torch_reference.py: PyTorch SDPA per backend and FlexAttention on the same shapes,
 #              and the comparison inputs with float64 references ($OUT/compare/)
-#   compare    headroute attend (cpu f32; cuda flash/materialized f32/bf16, flash bf16 in W2) on the comparison inputs,
+#   compare    headroute attend (cpu f32; cuda flash/materialized f32/bf16, flash bf16 in W2 and W4X2) on the
+#              comparison inputs,
 #              relative L2 error against the float64 reference
 #   sanitizer  compute-sanitizer memcheck (flash f32, flash bf16, materialized f32, sparse bf16 with a gate,
-#              flash f32 with row compaction, flash bf16 in the W2 tiling) and racecheck (flash bf16 in W4
-#              and W2) on a tiny attend case
+#              flash f32 with row compaction, flash bf16 in the W2 and W4X2 tilings) and racecheck (flash
+#              bf16 in W4, W2 and W4X2) on a tiny attend case
 #   summary    the table
 #
 # Environment:
@@ -119,9 +121,9 @@ java_feature() { "$1" -XshowSettings:properties -version 2>&1 | sed -n 's/^ *jav
 last_line() { grep -v '^[[:space:]]*$' "$1" 2>/dev/null | tail -n 1 | cut -c1-150; }
 
 # ------------------------------------------------------------------------------------------- steps
-# attend's --algo for a run's label: gated and flash-w2 are flash runs (with --gate, --tiling w2).
+# attend's --algo for a run's label: gated, flash-w2 and flash-w4x2 are flash runs (with --gate, --tiling).
 attend_algo() {
-    case $1 in gated | flash-w2) echo flash ;; *) echo "$1" ;; esac
+    case $1 in gated | flash-w2 | flash-w4x2) echo flash ;; *) echo "$1" ;; esac
 }
 
 step_facts() {
@@ -432,8 +434,9 @@ step_bench() {
         local cflag=()
         if [[ $causal == 1 ]]; then cflag=(--causal); fi
         if [[ -n $route ]]; then cflag+=(--route "$route"); fi
-        # The dense runs also time flash in the W2 tiling (2 warps x 32 rows) on the same inputs.
-        if [[ -z $route && $algos == *flash* ]]; then cflag+=(--tilings w2); fi
+        # The dense runs also time flash in the W2 (2 warps x 32 rows) and W4X2 (4 warps x 32 rows, 128-row
+        # blocks) tilings on the same inputs.
+        if [[ -z $route && $algos == *flash* ]]; then cflag+=(--tilings w2,w4x2); fi
         start="$(date +%s)"
         timeout -k 5 "$t" "$OUT/state/hr" bench --backend cuda --dtype bf16 --batch 1 --heads "$h" --dim "$d" \
             --len "$n" "${cflag[@]}" --pattern "$pattern" --algos "$algos" \
@@ -503,7 +506,7 @@ step_compare() {
     local runs=() variant r backend algo dtype name t rc start secs st cuda_skip=""
     for variant in dense causal; do
         runs+=("$variant cpu flash f32" "$variant cuda flash f32" "$variant cuda flash bf16" "$variant cuda flash-w2 bf16"
-            "$variant cuda materialized f32" "$variant cuda materialized bf16")
+            "$variant cuda flash-w4x2 bf16" "$variant cuda materialized f32" "$variant cuda materialized bf16")
     done
     for r in "${runs[@]}"; do
         read -r variant backend algo dtype <<<"$r"
@@ -518,7 +521,7 @@ step_compare() {
         fi
         local cflag=()
         if [[ $variant == causal ]]; then cflag=(--causal); fi
-        if [[ $algo == flash-w2 ]]; then cflag+=(--tiling w2); fi
+        if [[ $algo == flash-w* ]]; then cflag+=(--tiling "${algo#flash-}"); fi
         start="$(date +%s)"
         timeout -k 5 "$t" "$OUT/state/hr" attend --q "$dir/q.npy" --k "$dir/k.npy" --v "$dir/v.npy" \
             "${cflag[@]}" --backend "$backend" --algo "$(attend_algo "$algo")" --dtype "$dtype" \
@@ -555,10 +558,11 @@ step_sanitizer() {
     jvm_opts
     # sparse: the block-sparse kernel on a causal window with a gate (tile work list, gate_work.cu);
     # gated: the dense kernel with a gate that switches most rows off (row compaction, gate_work.cu).
-    # flash-w2: the dense kernel in the W2 tiling (single-buffered K/V, its own barrier order, never run on a
-    # GPU before): its racecheck comes early, in case the budget cuts the last runs.
-    local runs=("memcheck flash bf16" "racecheck flash-w2 bf16" "racecheck flash bf16" "memcheck flash-w2 bf16"
-        "memcheck flash f32" "memcheck sparse bf16" "memcheck gated f32" "memcheck materialized f32")
+    # flash-w2, flash-w4x2: the dense kernel in the W2 and W4X2 tilings (single-buffered K/V, their own barrier
+    # order, never run on a GPU before): their racechecks come early, in case the budget cuts the last runs.
+    local runs=("memcheck flash bf16" "racecheck flash-w2 bf16" "racecheck flash-w4x2 bf16" "racecheck flash bf16"
+        "memcheck flash-w2 bf16" "memcheck flash-w4x2 bf16" "memcheck flash f32" "memcheck sparse bf16" "memcheck gated f32"
+        "memcheck materialized f32")
     local r tool algo dtype name t rc start secs st skip="" bad=0 extra
     for r in "${runs[@]}"; do
         read -r tool algo dtype <<<"$r"
@@ -567,7 +571,7 @@ step_sanitizer() {
         case $algo in
             sparse) extra=(--gate "$dir/in/gate.npy" --pattern window:9 --causal) ;;
             gated) extra=(--gate "$dir/in/gate.npy" --causal) ;;
-            flash-w2) extra=(--tiling w2 --causal) ;;
+            flash-w2 | flash-w4x2) extra=(--tiling "${algo#flash-}" --causal) ;;
         esac
         t="$(cap 60)"
         st=""

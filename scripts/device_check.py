@@ -460,10 +460,10 @@ def cmd_summary(a):
     if cells or trows:
         add("")
         add("bench bf16 B=1, TFLOP/s (4*B*H*L*S*D, /2 causal); torch = best SDPA backend")
-        add("flash = W4 tiling (default), w2 = W2 tiling (2 warps x 32 rows), same inputs and run;"
-            " ours/torch = the faster of the two / torch best")
-        add("%-7s %6s %-6s %8s %8s %8s %14s %8s" % ("HxD", "L", "causal", "flash", "w2", "mater.", "torch best",
-                                                   "ours/torch"))
+        add("flash = W4 tiling (default), w2 = W2 (2 warps x 32 rows), w4x2 = W4X2 (4 warps x 32 rows, 128-row"
+            " blocks), same inputs and run; ours/torch = the fastest tiling / torch best")
+        add("%-7s %6s %-6s %8s %8s %8s %8s %14s %8s" % ("HxD", "L", "causal", "flash", "w2", "w4x2", "mater.",
+                                                        "torch best", "ours/torch"))
         keys = sorted(set(k for k in cells if k[4] == "dense") | set(
             ((r["shape"]["H"], r["shape"]["D"], r["shape"]["L"], bool(r.get("causal")), "dense")
              for r in trows if r.get("shape") and r.get("backend") != "FLEX")),
@@ -473,6 +473,7 @@ def cmd_summary(a):
             c = cells.get(k, {})
             fl = c.get("flash", {})
             w2 = c.get("flash_w2", {})
+            w42 = c.get("flash_w4x2", {})
             ma = c.get("materialized", {})
             best = torch_best(trows, h, d, n, causal)
             tnote = "-"
@@ -483,13 +484,14 @@ def cmd_summary(a):
                 if st:
                     tnote = short_status(st[0])
             ratio = "-"
-            ours = max([x["tf"] for x in (fl, w2) if x.get("tf")], default=None)
+            ours = max([x["tf"] for x in (fl, w2, w42) if x.get("tf")], default=None)
             if best and ours:
                 ratio = "%.2f" % (ours / best["tflops"])
-            add("%-7s %6d %-6s %8s %8s %8s %14s %8s" % (
+            add("%-7s %6d %-6s %8s %8s %8s %8s %14s %8s" % (
                 "%dx%d" % (h, d), n, "yes" if causal else "no",
                 fmt_tf(fl["tf"]) if "tf" in fl else fl.get("text", "-"),
                 fmt_tf(w2["tf"]) if "tf" in w2 else w2.get("text", "-"),
+                fmt_tf(w42["tf"]) if "tf" in w42 else w42.get("text", "-"),
                 fmt_tf(ma["tf"]) if "tf" in ma else ma.get("text", "-"),
                 ("%s (%s)" % (fmt_tf(best["tflops"]), SHORT_BACKEND.get(best["backend"], best["backend"])))
                 if best else tnote, ratio))

@@ -293,8 +293,8 @@ public final class AttentionBenchmark {
     /**
      * {@link #run(AttentionEngine, Config)}, then flash once more in each of {@code flashTilings} (the
      * tensor-core kernels' tilings, {@link FlashPlan.Tiling}) on the same inputs: measurements labelled
-     * {@code flash[w2]}, ... after the configured ones. Needs the CUDA engine, flash among the algorithms,
-     * and f16 or bf16.
+     * {@code flash[w2]}, ... after the configured ones (a tiling the head dim's kernel lacks gives a row not
+     * run, "unsupported"). Needs the CUDA engine, flash among the algorithms, and f16 or bf16.
      */
     public static Report run(AttentionEngine engine, Config c, List<FlashPlan.Tiling> flashTilings) {
         CudaAttentionEngine cuda = null;
@@ -325,6 +325,12 @@ public final class AttentionBenchmark {
             FlashPlan.Tiling before = cuda.mmaTiling();
             try {
                 for (FlashPlan.Tiling t : flashTilings) {
+                    if (!t.appliesTo(c.dtype(), c.headDim(), false)) {
+                        // The planned kernel would run in W4: a row labelled with another tiling would lie.
+                        out.add(Measurement.notRun(Algorithm.FLASH, engine.name(), "unsupported: the " + c.dtype().cliName()
+                                + " flash kernel for D = " + c.headDim() + " has no " + t.cliName() + " tiling", t));
+                        continue;
+                    }
                     cuda.setMmaTiling(t);
                     out.add(measure(engine, c, flash, t, reference));
                 }

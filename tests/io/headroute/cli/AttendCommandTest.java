@@ -123,7 +123,7 @@ class AttendCommandTest {
         Cli.run(args(qf, kf, vf, out, "--algo", "flash", "--tiling", "w2"))
                 .assertBadInput("headroute attend", "--tiling picks the CUDA flash kernel: needs --backend cuda and --algo flash", out);
         Cli.run(args(qf, kf, vf, out, "--algo", "flash", "--tiling", "w3"))
-                .assertBadInput("headroute attend", "unknown tiling 'w3' (expected w4 or w2)", out);
+                .assertBadInput("headroute attend", "unknown tiling 'w3' (expected w4, w2 or w4x2)", out);
     }
 
     @Test

@@ -70,20 +70,21 @@ class AttendCudaGpuTest {
         Npy.write(gp, gate);
         String[][] cases = {{"flash", "f32", ""}, {"flash", "bf16", ""}, {"materialized", "f32", ""},
             {"materialized", "f16", ""}, {"sparse", "bf16", "window:9"}, {"flash", "f32", "gate"}, {"flash", "bf16", "w2"},
-            {"flash", "f16", "w2+gate"}};
+            {"flash", "f16", "w2+gate"}, {"flash", "bf16", "w4x2"}, {"flash", "f16", "w4x2+gate"}};
         for (String[] c : cases) {
             Path out = dir.resolve("o-" + String.join("-", c) + ".npy");
             List<String> a = new ArrayList<>(List.of("attend", "--backend", "cuda", "--q", qp.toString(), "--k", kp.toString(),
                     "--v", vp.toString(), "--algo", c[0], "--dtype", c[1], "--causal", "--out", out.toString()));
             AttentionRequest.Builder want = AttentionRequest.builder(q, k, v).causal(true).dtype(DType.parse(c[1]))
                     .algorithm(Algorithm.FLASH);
-            if (c[2].startsWith("w2")) {
-                a.addAll(List.of("--tiling", "w2"));
+            boolean tiled = c[2].startsWith("w2") || c[2].startsWith("w4x2");
+            if (tiled) {
+                a.addAll(List.of("--tiling", c[2].split("\\+")[0]));
             }
             if (c[2].endsWith("gate")) {
                 a.addAll(List.of("--gate", gp.toString()));
                 want.gate(gate);
-            } else if (!c[2].isEmpty() && !c[2].equals("w2")) {
+            } else if (!c[2].isEmpty() && !tiled) {
                 a.addAll(List.of("--pattern", c[2]));
                 want.pattern(Patterns.parse(c[2]));
             }
@@ -103,22 +104,38 @@ class AttendCudaGpuTest {
         }
     }
 
-    /** bench --tilings w2: flash again in the W2 tiling on the same inputs, labelled, in the JSON with its tiling. */
+    /**
+     * bench --tilings w2,w4x2: flash again in each tiling on the same inputs, labelled, in the JSON with its
+     * tiling; a tiling the head dim's kernel lacks is a row not run, not W4 under another name.
+     */
     @Test
-    void benchTimesTheW2TilingBesideTheDefault() throws Exception {
+    void benchTimesTheOtherTilingsBesideTheDefault() throws Exception {
         Path json = dir.resolve("b.json");
         Cli res = Cli.run("bench", "--backend", "cuda", "--dtype", "bf16", "--heads", "2", "--dim", "64", "--len", "130",
-                "--causal", "--algos", "flash", "--tilings", "w2", "--warmup", "0", "--repeats", "1", "--json", json.toString())
-                .assertOk();
-        assertTrue(res.out().contains("\nflash[w2] "), res.out());
-        com.fasterxml.jackson.databind.JsonNode ms = new com.fasterxml.jackson.databind.ObjectMapper().readTree(json.toFile())
-                .get("measurements");
-        assertEquals(2, ms.size(), ms.toString());
+                "--causal", "--algos", "flash", "--tilings", "w2,w4x2", "--warmup", "0", "--repeats", "1", "--json",
+                json.toString()).assertOk();
+        assertTrue(res.out().contains("\nflash[w2] ") && res.out().contains("\nflash[w4x2] "), res.out());
+        com.fasterxml.jackson.databind.ObjectMapper mapper = new com.fasterxml.jackson.databind.ObjectMapper();
+        com.fasterxml.jackson.databind.JsonNode ms = mapper.readTree(json.toFile()).get("measurements");
+        assertEquals(3, ms.size(), ms.toString());
         assertFalse(ms.get(0).has("tiling"), "the configured flash measurement runs the default tiling");
         assertEquals("w2", ms.get(1).get("tiling").asText());
-        assertEquals("ok", ms.get(1).get("status").asText());
-        assertTrue(ms.get(1).get("rel_l2_vs_first").asDouble() <= 1e-2, "W2 computes what W4 does: " + ms.get(1));
+        assertEquals("w4x2", ms.get(2).get("tiling").asText());
+        for (int i = 1; i <= 2; i++) {
+            assertEquals("ok", ms.get(i).get("status").asText());
+            assertTrue(ms.get(i).get("rel_l2_vs_first").asDouble() <= 1e-2, "the tiling computes what W4 does: " + ms.get(i));
+        }
+        // Causal, L = 130: 64-row tiles visit 1 + 2 + 3 key tiles; W4X2's 128-row tiles 2 + 3.
+        assertEquals(6, ms.get(0).get("key_tiles_visited").asLong() / 2);
         assertEquals(ms.get(0).get("key_tiles_visited").asLong(), ms.get(1).get("key_tiles_visited").asLong());
+        assertEquals(5, ms.get(2).get("key_tiles_visited").asLong() / 2);
+
+        Cli.run("bench", "--backend", "cuda", "--dtype", "bf16", "--heads", "2", "--dim", "96", "--len", "70", "--algos", "flash",
+                "--tilings", "w4x2", "--warmup", "0", "--repeats", "1", "--json", json.toString()).assertOk();
+        com.fasterxml.jackson.databind.JsonNode d96 = mapper.readTree(json.toFile()).get("measurements");
+        assertEquals(2, d96.size(), d96.toString());
+        assertTrue(d96.get(1).get("status").asText().startsWith("unsupported: the bf16 flash kernel for D = 96 has no w4x2 tiling"),
+                d96.get(1).toString());
     }
 
     /** --tiling w2 where the planned kernel has no W2 tiling is refused, not silently run as W4. */
@@ -130,9 +147,14 @@ class AttendCudaGpuTest {
         Path out = dir.resolve("o.npy");
         Cli.run("attend", "--backend", "cuda", "--q", qp.toString(), "--k", qp.toString(), "--v", qp.toString(), "--algo", "flash",
                 "--dtype", "bf16", "--tiling", "w2", "--out", out.toString())
-                .assertBadInput("headroute attend", "--tiling w2: the hr_flash_fwd_bf16_d32 kernel has one tiling", out);
+                .assertBadInput("headroute attend", "--tiling w2: the hr_flash_fwd_bf16_d32 kernel has no w2 tiling", out);
         Cli.run("attend", "--backend", "cuda", "--q", qp.toString(), "--k", qp.toString(), "--v", qp.toString(), "--algo", "flash",
                 "--dtype", "f32", "--tiling", "w2", "--out", out.toString())
-                .assertBadInput("headroute attend", "--tiling w2: the hr_flash_fwd_f32_d64 kernel has one tiling", out);
+                .assertBadInput("headroute attend", "--tiling w2: the hr_flash_fwd_f32_d64 kernel has no w2 tiling", out);
+        Path q96 = dir.resolve("q96.npy");
+        Npy.write(q96, random(r, 1, 2, 40, 96));
+        Cli.run("attend", "--backend", "cuda", "--q", q96.toString(), "--k", q96.toString(), "--v", q96.toString(), "--algo",
+                "flash", "--dtype", "bf16", "--tiling", "w4x2", "--out", out.toString())
+                .assertBadInput("headroute attend", "--tiling w4x2: the hr_flash_fwd_bf16_d96 kernel has no w4x2 tiling", out);
     }
 }

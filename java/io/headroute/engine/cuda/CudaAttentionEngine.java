@@ -115,7 +115,9 @@ public final class CudaAttentionEngine implements AttentionEngine {
 
     /**
      * The tiling of the f16/bf16 dense/causal flash kernels from now on ({@link FlashPlan.Tiling}; W4
-     * unless set). The other kernels have one tiling. For benchmarks that compare the two.
+     * unless set). The other kernels have one tiling. For benchmarks that compare them. Calls on
+     * caller-owned memory ({@link #launch}) run W4X2 as W2 (same warps, 64-row blocks): their workspace
+     * and work-list sizes are planned without an engine, for 64-row tiles.
      */
     public void setMmaTiling(FlashPlan.Tiling tiling) {
         this.tiling = java.util.Objects.requireNonNull(tiling, "tiling");
@@ -400,12 +402,17 @@ public final class CudaAttentionEngine implements AttentionEngine {
      * whole grid runs). The mode is chosen from the gate's values exactly as {@code run} chooses it.
      */
     public static long gateWorkBytes(AttentionRequest req) {
+        return gateWorkBytes(req, FlashPlan.Tiling.W4);
+    }
+
+    /** {@link #gateWorkBytes(AttentionRequest)} of an engine set to {@code tiling} (W4X2's work list counts 128-row tiles). */
+    public static long gateWorkBytes(AttentionRequest req, FlashPlan.Tiling tiling) {
         if (req.gate() == null) {
             return 0;
         }
         AttentionShape sh = req.shape();
         FlashPlan flash = switch (route(req.algorithm(), req.pattern())) {
-            case FLASH -> FlashPlan.of(sh, req.dtype(), req.pattern());
+            case FLASH -> FlashPlan.of(sh, req.dtype(), req.pattern(), tiling);
             case SPARSE -> FlashPlan.sparse(sh, req.dtype());
             default -> null;
         };
@@ -500,7 +507,8 @@ public final class CudaAttentionEngine implements AttentionEngine {
         }
         AttentionShape sh = c.shape();
         Algorithm algo = checkLaunch(sh, c.dtype(), c.algorithm(), c.pattern());
-        FlashPlan plan = algo == Algorithm.FLASH ? FlashPlan.of(sh, c.dtype(), c.pattern(), tiling) : FlashPlan.sparse(sh, c.dtype());
+        FlashPlan.Tiling t64 = tiling == FlashPlan.Tiling.W4X2 ? FlashPlan.Tiling.W2 : tiling;
+        FlashPlan plan = algo == Algorithm.FLASH ? FlashPlan.of(sh, c.dtype(), c.pattern(), t64) : FlashPlan.sparse(sh, c.dtype());
         GateMode mode = c.gate() == 0 ? GateMode.WHOLE_GRID : deviceGateMode(algo, c.dtype(), c.gateBlock());
         SparseTiles t = algo == Algorithm.SPARSE ? hostTiles(sh, c.dtype(), c.pattern(), c.blockSize()) : null;
         long layoutBytes = t == null ? 0 : DeviceTileLists.workspaceLayout(t.lists())[4];

@@ -25,15 +25,29 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
     static final int[] F32_HEAD_DIMS = {64, 128, 256};
 
     /**
-     * How the tensor-core kernels spread a block's 64 query rows over warps (cuda-kernels/flash_tile_mma.cuh):
-     * {@code W4}, 4 warps × 16 rows with double-buffered key/value tiles (every kernel has it); {@code W2},
-     * 2 warps × 32 rows with single-buffered tiles, half W4's shared-memory reads of K and V per flop (the f16/bf16
-     * dense/causal kernels for D ≥ 64 only). The others (fp32, block-sparse, D = 32) have one tiling and
-     * ignore the choice.
+     * How the tensor-core kernels spread a block's query rows over warps (cuda-kernels/flash_tile_mma.cuh):
+     * {@code W4}, 64 rows as 4 warps × 16 with double-buffered key/value tiles (every kernel has it); {@code W2},
+     * 64 rows as 2 warps × 32 with single-buffered tiles, half W4's shared-memory reads of K and V per flop (the
+     * f16/bf16 dense/causal kernels for D = 64, 96, 128); {@code W4X2}, 128 rows as 4 warps × 32, each warp as
+     * in W2 and each key/value tile copied once for 128 rows, half the 64-row tilings' L2-to-SM traffic per flop
+     * (the f16/bf16 dense/causal kernels for D = 64 and 128). The others (fp32, block-sparse, D = 32) have one
+     * tiling and ignore the choice.
      */
     public enum Tiling {
-        W4,
-        W2;
+        W4(64),
+        W2(64),
+        W4X2(128);
+
+        private final int rows;
+
+        Tiling(int rows) {
+            this.rows = rows;
+        }
+
+        /** Query rows per block of the kernels in this tiling (the tile of work lists and compacted rows). */
+        public int blockRows() {
+            return rows;
+        }
 
         public String cliName() {
             return name().toLowerCase(java.util.Locale.ROOT);
@@ -41,20 +55,24 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
 
         /**
          * Whether the kernel planned for these has this tiling: W4 every one; W2 the f16/bf16 dense/causal
-         * kernels for D = 64, 96 and 128.
+         * kernels for D = 64, 96 and 128; W4X2 those for D = 64 and 128.
          */
         public boolean appliesTo(DType dtype, int headDim, boolean sparse) {
-            return this == W4 || (dtype == DType.F16 || dtype == DType.BF16) && !sparse && headDim >= 64 && headDim <= 128;
+            if (this == W4) {
+                return true;
+            }
+            boolean mmaDense = (dtype == DType.F16 || dtype == DType.BF16) && !sparse;
+            return this == W2 ? mmaDense && headDim >= 64 && headDim <= 128 : mmaDense && (headDim == 64 || headDim == 128);
         }
 
-        /** The tiling named {@code s} (w4 or w2). */
+        /** The tiling named {@code s} (w4, w2 or w4x2). */
         public static Tiling parse(String s) {
             for (Tiling t : values()) {
                 if (t.cliName().equals(s)) {
                     return t;
                 }
             }
-            throw new IllegalArgumentException("unknown tiling '" + s + "' (expected w4 or w2)");
+            throw new IllegalArgumentException("unknown tiling '" + s + "' (expected w4, w2 or w4x2)");
         }
     }
 
@@ -111,12 +129,12 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
                     throw new UnsupportedOperationException("head dim D = " + d + " is not supported by the " + dtype.cliName()
                             + " tensor-core kernel (it takes 32, 64, 96 and 128); use --dtype f32 (any D up to 256)");
                 }
-                rows = tileRows(dtype);
-                // Rows padded by 8 elements; Qi, then Kj and Vj in two buffers each (W4) or one (W2).
-                boolean w2 = tiling == Tiling.W2 && tiling.appliesTo(dtype, d, sparse);
-                shared = 2 * (64 * (d + 8) + (w2 ? 2 : 4) * 64 * (d + 8));
-                threads = w2 ? 64 : 128;
-                kernel = family + (w2 ? "w2_" : "") + dtype.cliName() + "_d" + d;
+                // Rows padded by 8 elements; Qi, then Kj and Vj in two buffers each (W4) or one (W2, W4X2).
+                Tiling t = tiling.appliesTo(dtype, d, sparse) ? tiling : Tiling.W4;
+                rows = t.blockRows();
+                shared = 2 * (rows * (d + 8) + (t == Tiling.W4 ? 4 : 2) * tileRows(dtype) * (d + 8));
+                threads = t == Tiling.W2 ? 64 : 128;
+                kernel = family + (t == Tiling.W4 ? "" : t.cliName() + "_") + dtype.cliName() + "_d" + d;
                 module = "flash_fwd_mma";
             }
             default -> throw new UnsupportedOperationException("flash attention needs f32, f16 or bf16, got " + dtype.cliName());
@@ -130,8 +148,9 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
     }
 
     /**
-     * Query rows (and keys) per kernel tile: 32 for the fp32 kernels, 64 for the tensor-core ones; the
-     * same for every head dim, so a sparse layout's tiles are known without a supported D.
+     * Keys per kernel tile, and query rows of every kernel but the W4X2 ones (128 rows): 32 for the fp32
+     * kernels, 64 for the tensor-core ones; the same for every head dim, so a sparse layout's tiles are
+     * known without a supported D.
      */
     public static int tileRows(DType dtype) {
         return dtype == DType.F32 ? 32 : 64;
@@ -148,9 +167,9 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
         return p instanceof Pattern.Causal || p instanceof Pattern.CausalOf;
     }
 
-    /** Keys per key tile (B_c): 64 on tensor cores, 32 in fp32; the same as {@link #blockRows()}. */
+    /** Keys per key tile (B_c): 64 on tensor cores, 32 in fp32 (the fp32 kernels' {@link #blockRows()}). */
     public int tileKeys() {
-        return blockRows;
+        return module.equals("flash_fwd_f32") ? tileRows(DType.F32) : tileRows(DType.F16);
     }
 
     /** Whether this is a block-sparse kernel. */

@@ -140,26 +140,34 @@ class CudaAttentionGpuTest {
                 + " Hkv=" + hkv + " L=" + l + " S=" + s + (causal ? " causal" : "") + (gated ? " gated" : ""));
     }
 
-    static Stream<Arguments> w2Cases() {
+    static Stream<Arguments> tilingCases() {
         List<Arguments> out = new ArrayList<>();
-        for (DType t : new DType[] {DType.F16, DType.BF16}) {
-            for (int d : new int[] {64, 96, 128}) {
-                out.add(Arguments.of(t, d, 1, 4, 2, 77, 300, true, true));
-                out.add(Arguments.of(t, d, 1, 2, 2, 130, 130, false, false));
+        for (FlashPlan.Tiling tiling : new FlashPlan.Tiling[] {FlashPlan.Tiling.W2, FlashPlan.Tiling.W4X2}) {
+            for (DType t : new DType[] {DType.F16, DType.BF16}) {
+                for (int d : new int[] {64, 96, 128}) {
+                    if (tiling.appliesTo(t, d, false)) {
+                        out.add(Arguments.of(tiling, t, d, 1, 4, 2, 77, 300, true, true));
+                        out.add(Arguments.of(tiling, t, d, 1, 2, 2, 130, 130, false, false));
+                    }
+                }
             }
-        }
-        for (int d : new int[] {64, 128}) {
-            out.add(Arguments.of(DType.BF16, d, 1, 4, 1, 1, 1000, true, false));
-            out.add(Arguments.of(DType.BF16, d, 1, 2, 2, 1000, 1000, true, true));
-            out.add(Arguments.of(DType.F16, d, 2, 4, 4, 200, 200, false, true));
+            for (int d : new int[] {64, 128}) {
+                out.add(Arguments.of(tiling, DType.BF16, d, 1, 4, 1, 1, 1000, true, false));
+                out.add(Arguments.of(tiling, DType.BF16, d, 1, 2, 2, 1000, 1000, true, true));
+                out.add(Arguments.of(tiling, DType.F16, d, 2, 4, 4, 200, 200, false, true));
+            }
         }
         return out.stream();
     }
 
-    /** The W2 tiling of the f16/bf16 flash kernels (2 warps × 32 rows, single-buffered) against the CPU engine. */
-    @ParameterizedTest(name = "w2 {0} D={1} B={2} H={3} Hkv={4} L={5} S={6} causal={7} gate={8}")
-    @MethodSource("w2Cases")
-    void w2TilingMatchesTheCpuEngine(DType dtype, int d, int b, int h, int hkv, int l, int s, boolean causal, boolean gated) {
+    /**
+     * The other tilings of the f16/bf16 flash kernels against the CPU engine: W2 (2 warps × 32 rows,
+     * single-buffered) and W4X2 (4 warps × 32 rows, 128-row blocks, so gates give 128-row work lists).
+     */
+    @ParameterizedTest(name = "{0} {1} D={2} B={3} H={4} Hkv={5} L={6} S={7} causal={8} gate={9}")
+    @MethodSource("tilingCases")
+    void otherTilingsMatchTheCpuEngine(FlashPlan.Tiling tiling, DType dtype, int d, int b, int h, int hkv, int l, int s,
+            boolean causal, boolean gated) {
         Random r = new Random(17L * l + 5L * s + d + (causal ? 1 : 0) + dtype.ordinal());
         Tensor q = gaussian(r, DType.F32, b, h, l, d);
         Tensor k = gaussian(r, DType.F32, b, hkv, s, d);
@@ -170,14 +178,14 @@ class CudaAttentionGpuTest {
         }
         AttentionRequest req = rb.build();
         AttentionResult got;
-        gpu.setMmaTiling(FlashPlan.Tiling.W2);
+        gpu.setMmaTiling(tiling);
         try {
             got = gpu.run(req);
         } finally {
             gpu.setMmaTiling(FlashPlan.Tiling.W4);
         }
-        compare(got, cpu.run(req), tolerance(dtype), "w2 " + dtype.cliName() + " D=" + d + " B=" + b + " H=" + h + " Hkv=" + hkv
-                + " L=" + l + " S=" + s + (causal ? " causal" : "") + (gated ? " gated" : ""));
+        compare(got, cpu.run(req), tolerance(dtype), tiling.cliName() + " " + dtype.cliName() + " D=" + d + " B=" + b + " H=" + h
+                + " Hkv=" + hkv + " L=" + l + " S=" + s + (causal ? " causal" : "") + (gated ? " gated" : ""));
     }
 
     static void compare(AttentionResult got, AttentionResult want, double tol, String what) {
@@ -270,8 +278,8 @@ class CudaAttentionGpuTest {
     /**
      * A gated call holds its inputs, outputs, gate and the work list built from the gate, and nothing else:
      * the peak of a fresh engine (no cached blocks) is the sum of those buffers, each rounded up by the pool,
-     * and {@link CudaAttentionEngine#gateWorkBytes} predicts the work list's part. L = 300, H = 2, bf16 (tiles
-     * of 64 rows, 5 per head).
+     * and {@link CudaAttentionEngine#gateWorkBytes} predicts the work list's part. L = 300, H = 2, bf16, in each
+     * tiling (64-row tiles: 5 per head; W4X2's 128-row tiles: 3).
      */
     @Test
     void gatedCallHoldsTheWorkListItPredicts() {
@@ -294,28 +302,73 @@ class CudaAttentionGpuTest {
             none[i * h + 1] = i % 2 == 0 ? 0.5f : 1f;
         }
         long io = 3 * round(2L * h * l * d) + round(4L * l * h) + round(2L * h * l * d) + round(4L * h * l);
-        long tiles = 2 * 5;
-        // counts, compacted rows, room for every tile's triple, their total.
-        long compactWork = 4L * h + 4L * h * l + 12 * tiles + 4;
-        long compactRounded = round(4L * h) + round(4L * h * l) + round(12 * tiles) + round(4);
-        long tileWork = 4 * tiles + 12 * tiles + 4;
-        long tileRounded = round(4 * tiles) + round(12 * tiles) + round(4);
-        for (Object[] c : new Object[][] {{token, compactWork, compactRounded, 6L}, {block, tileWork, tileRounded, 8L},
-                {none, 0L, 0L, 10L}}) {
-            Tensor g = Tensor.ofFloats(DType.F32, (float[]) c[0], 1, l, h);
-            AttentionRequest req = AttentionRequest.builder(q, k, v).gate(g).dtype(DType.BF16).wantLse(true).build();
-            assertEquals((long) c[1], CudaAttentionEngine.gateWorkBytes(req), "predicted work-list bytes");
-            for (FlashPlan.Tiling tiling : FlashPlan.Tiling.values()) {
+        for (FlashPlan.Tiling tiling : FlashPlan.Tiling.values()) {
+            // 64-row tiles: 5 per head; W4X2's 128-row tiles: 3 per head. Then head 1's 43 routed rows of the
+            // token gate compact into 1 tile (5 + 1, or 3 + 1); the block gate's off rows 64…191 switch off
+            // tiles 1 and 2 of 64 rows but no tile of 128 (and compacting its 172 rows into 2 tiles saves only
+            // 1 of 6 tiles' key tiles: not enough to pay), so W4X2 runs the whole grid there.
+            boolean big = tiling.blockRows() == 128;
+            long grid = big ? 6 : 10;
+            // counts, compacted rows, room for every tile's triple, their total.
+            long compactWork = 4L * h + 4L * h * l + 12 * grid + 4;
+            long compactRounded = round(4L * h) + round(4L * h * l) + round(12 * grid) + round(4);
+            long tileWork = 4 * grid + 12 * grid + 4;
+            long tileRounded = round(4 * grid) + round(12 * grid) + round(4);
+            Object[][] cases = big ? new Object[][] {{token, compactWork, compactRounded, 4L}, {block, 0L, 0L, 6L}, {none, 0L, 0L, 6L}}
+                    : new Object[][] {{token, compactWork, compactRounded, 6L}, {block, tileWork, tileRounded, 8L}, {none, 0L, 0L, 10L}};
+            for (Object[] c : cases) {
+                Tensor g = Tensor.ofFloats(DType.F32, (float[]) c[0], 1, l, h);
+                AttentionRequest req = AttentionRequest.builder(q, k, v).gate(g).dtype(DType.BF16).wantLse(true).build();
+                assertEquals((long) c[1], CudaAttentionEngine.gateWorkBytes(req, tiling), "predicted work-list bytes, " + tiling);
+                if (tiling == FlashPlan.Tiling.W4) {
+                    assertEquals((long) c[1], CudaAttentionEngine.gateWorkBytes(req), "predicted work-list bytes, default tiling");
+                }
                 try (CudaAttentionEngine fresh = CudaAttentionEngine.open(0)) {
                     fresh.setMmaTiling(tiling);
                     AttentionResult res = fresh.run(req);
-                    assertEquals((long) c[3], res.stats().queryTiles(), "query tiles launched");
+                    assertEquals((long) c[3], res.stats().queryTiles(), "query tiles launched, " + tiling);
                     assertEquals(io + (long) c[2], res.stats().peakDeviceBytes(),
-                            "peak = q, k, v, gate, o, lse and the work list, each rounded to the pool's 512 bytes");
+                            "peak = q, k, v, gate, o, lse and the work list, each rounded to the pool's 512 bytes, " + tiling);
                     compare(res, cpu.run(AttentionRequest.builder(q, k, v).gate(g).dtype(DType.BF16).wantLse(true).build()),
                             tolerance(DType.BF16), "gated bf16 " + tiling + ", L=300, work " + c[1]);
                 }
             }
+        }
+    }
+
+    /**
+     * W4X2's gate work list counts 128-row tiles: head 1 off on rows 128…255 switches off its tile 1 of 3
+     * (5 of 6 launched); the same gate in W4 switches off 64-row tiles 2 and 3 (8 of 10). Compacting head
+     * 1's 172 live rows would launch 2 tiles, no fewer, so both run the tile list.
+     */
+    @Test
+    void w4x2ListsOnlyIts128RowTilesWithALiveRow() {
+        int l = 300;
+        int h = 2;
+        int d = 128;
+        Random r = new Random(41);
+        Tensor q = gaussian(r, DType.F32, 1, h, l, d);
+        Tensor k = gaussian(r, DType.F32, 1, h, l, d);
+        Tensor v = gaussian(r, DType.F32, 1, h, l, d);
+        float[] g = new float[l * h];
+        for (int i = 0; i < l; i++) {
+            g[i * h] = 0.5f + r.nextFloat();
+            g[i * h + 1] = i >= 128 && i < 256 ? 0f : 0.5f + r.nextFloat();
+        }
+        AttentionRequest req = AttentionRequest.builder(q, k, v).gate(Tensor.ofFloats(g, 1, l, h)).causal(true)
+                .dtype(DType.BF16).wantLse(true).build();
+        AttentionResult want = cpu.run(req);
+        for (Object[] c : new Object[][] {{FlashPlan.Tiling.W4X2, 5L, 6L}, {FlashPlan.Tiling.W4, 8L, 10L}}) {
+            FlashPlan.Tiling tiling = (FlashPlan.Tiling) c[0];
+            AttentionResult got;
+            gpu.setMmaTiling(tiling);
+            try {
+                got = gpu.run(req);
+            } finally {
+                gpu.setMmaTiling(FlashPlan.Tiling.W4);
+            }
+            assertEquals((long) c[1], got.stats().queryTiles(), tiling + ": query tiles launched of " + c[2]);
+            compare(got, want, tolerance(DType.BF16), tiling + " block-gated causal bf16 L=300");
         }
     }
 

@@ -55,7 +55,7 @@ class DeviceLaunchGpuTest {
     @CsvSource({"f32, causal, 301, 301, 1, w4", "f32, dense, 77, 300, 32, w4", "f32, window:37, 257, 257, 1, w4",
         "bf16, causal, 1000, 1000, 1, w4", "bf16, causal, 1000, 1000, 64, w4", "bf16, dense, 333, 400, 48, w4",
         "bf16, window:37, 700, 700, 128, w4", "f16, causal, 513, 513, 0, w4", "bf16, causal, 1000, 1000, 1, w2",
-        "f16, dense, 333, 400, 48, w2"})
+        "f16, dense, 333, 400, 48, w2", "bf16, causal, 1000, 1000, 64, w4x2"})
     void deviceGatedLaunchesMatchTheCpuEngineAndCountTheirTiles(String dtype, String spec, int l, int s, int bq, String tiling) {
         DType dt = DType.parse(dtype);
         int b = 2;

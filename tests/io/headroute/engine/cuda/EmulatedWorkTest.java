@@ -178,9 +178,10 @@ class EmulatedWorkTest {
      * key tile) pair 4·D mma.sync in both; ldmatrix (512 bytes each) K and V 4·D/16 per warp and, at
      * D = 128, Qi 2·D/16 per warp (re-read from shared memory), so 2 warps issue 160 against W4's 4 warps'
      * 256 (plus W4's one-time Qi loads): 0.625 of W4's ldmatrix bytes. At D = 64 W2 keeps Qi in registers.
+     * W4X2 (two W2 warp pairs over 128 rows) reads shared memory exactly as W2 and copies K and V half as often.
      */
     @Test
-    void w2ReadsLessSharedMemoryPerTilePair() throws IOException {
+    void w2AndW4x2ReadLessSharedMemoryPerTilePair() throws IOException {
         Random r = new Random(607);
         for (int d : new int[] {64, 128}) {
             Tensor q = gaussian(r, B, 4, L, d);
@@ -209,6 +210,27 @@ class EmulatedWorkTest {
             assertEquals(w4.cpAsyncBytes(), w2.cpAsyncBytes(), "the same tiles are copied in");
             System.out.printf("emulated ldmatrix, bf16 D=%d, %d tile pairs: W4 %d, W2 %d = %.3f of W4%n", d, pairs, w4.ldmatrix(),
                     w2.ldmatrix(), w2.ldmatrix() / (double) w4.ldmatrix());
+
+            // W4X2: 128-row blocks of 4 W2-shaped warps. The same mma.sync and ldmatrix as W2 (each warp's work per
+            // 64-key tile is W2's), but each K/V tile is copied into shared memory once per 128 query rows.
+            gpu.setMmaTiling(FlashPlan.Tiling.W4X2);
+            Launch w4x2;
+            try {
+                w4x2 = run(req, st);
+            } finally {
+                gpu.setMmaTiling(FlashPlan.Tiling.W4);
+            }
+            assertTrue(w4x2.kernel().startsWith("hr_flash_fwd_w4x2_"), w4x2.kernel());
+            assertEquals(pairs / 2, st[0].keyTilesVisited(), "128-row query tiles: half the (query tile, key tile) pairs");
+            assertEquals(blocks / 2, w4x2.blocks(), "half the blocks");
+            assertEquals(4L * d * pairs, w4x2.mma(), "W4X2 does the same mma.sync: " + w4x2);
+            assertEquals(w2.ldmatrix(), w4x2.ldmatrix(), "W4X2 reads shared memory as W2 does: " + w4x2);
+            long qBytes = 2L * q.numel();
+            long kvBytes = pairs * 2 * 64 * d * 2; // K and V tiles of 64 keys, once per 64-row query tile
+            assertEquals(qBytes + kvBytes, w4.cpAsyncBytes(), "W4 copies Q once and K, V per tile pair");
+            assertEquals(qBytes + kvBytes / 2, w4x2.cpAsyncBytes(), "W4X2 copies K and V once per 128 query rows");
+            System.out.printf("emulated cp.async, bf16 D=%d: W4 %d bytes, W4X2 %d = %.3f of W4%n", d, w4.cpAsyncBytes(),
+                    w4x2.cpAsyncBytes(), w4x2.cpAsyncBytes() / (double) w4.cpAsyncBytes());
         }
     }
 }

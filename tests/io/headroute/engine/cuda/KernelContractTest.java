@@ -265,6 +265,35 @@ class KernelContractTest {
     }
 
     @Test
+    void theW4x2TilingPlans128RowBlocks() throws IOException {
+        String cu = source("flash_fwd_mma.cu");
+        for (DType dt : new DType[] {DType.F16, DType.BF16}) {
+            for (int d : new int[] {64, 128}) {
+                AttentionShape sh = new AttentionShape(2, 8, 2, 300, 300, d);
+                FlashPlan p = FlashPlan.of(sh, dt, new Pattern.Dense(), FlashPlan.Tiling.W4X2);
+                assertEquals("hr_flash_fwd_w4x2_" + dt.cliName() + "_d" + d, p.kernel());
+                assertTrue(defines(cu, p.kernel()), p.kernel() + " is not defined in flash_fwd_mma.cu");
+                assertEquals(128, p.threads(), "4 warps");
+                assertEquals(128, p.blockRows());
+                assertEquals(64, p.tileKeys(), "key tiles stay 64 keys");
+                assertEquals(3, p.gridX(), "ceil(300 / 128) query tiles");
+                assertEquals(16, p.blocks() / p.gridX());
+                // Qi of 128 rows, one key and one value buffer of 64 rows, rows padded by 8 elements.
+                assertEquals((128 + 2 * 64) * (d + 8) * 2, p.sharedBytes());
+            }
+            // D = 96 (and 32) have no W4X2 kernel: W4 runs.
+            AttentionShape d96 = new AttentionShape(1, 2, 2, 100, 100, 96);
+            assertEquals(FlashPlan.of(d96, dt, new Pattern.Dense()), FlashPlan.of(d96, dt, new Pattern.Dense(), FlashPlan.Tiling.W4X2));
+            assertTrue(!FlashPlan.Tiling.W4X2.appliesTo(dt, 96, false) && !FlashPlan.Tiling.W4X2.appliesTo(dt, 32, false)
+                    && !FlashPlan.Tiling.W4X2.appliesTo(dt, 128, true));
+        }
+        assertTrue(!FlashPlan.Tiling.W4X2.appliesTo(DType.F32, 64, false));
+        assertEquals(64, FlashPlan.Tiling.W2.blockRows());
+        assertEquals(FlashPlan.Tiling.W4X2, FlashPlan.Tiling.parse("w4x2"));
+        assertEquals("hr_flash_sparse_bf16_d128", FlashPlan.sparse(new AttentionShape(1, 2, 2, 100, 100, 128), DType.BF16).kernel());
+    }
+
+    @Test
     void flashSharedMemoryMatchesTheKernelsLayout() {
         // flash_fwd_mma.cu: (Br·(D+8) + 4·Bc·(D+8)) 2-byte elements, Br = Bc = 64.
         FlashPlan p = FlashPlan.of(new AttentionShape(1, 1, 1, 64, 64, 128), DType.BF16, new Pattern.Dense());
