@@ -32,6 +32,8 @@
 #   sanitizer  compute-sanitizer memcheck (flash f32, flash bf16, materialized f32, sparse bf16 with a gate,
 #              flash f32 with row compaction, flash bf16 in the W2 and W4X2 tilings) and racecheck (flash
 #              bf16 in W4, W2 and W4X2) on a tiny attend case
+#   ncu        Nsight Compute on the flash kernel in W4, W2 and W4X2 (one bench process, bf16 H16 D128
+#              L=S=8192): throughput sections, then tensor-pipe and shared-memory counters, with the time left
 #   summary    the table
 #
 # Environment:
@@ -63,12 +65,14 @@ T0="$(date +%s)"
 export DEADLINE=$((T0 + BUDGET))
 SUMMARY_RESERVE=10
 
-ALL_STEPS=(facts java cublas info gpu-tests bench torch compare sanitizer)
-declare -A CAP=([facts]=40 [java]=60 [cublas]=40 [info]=60 [gpu-tests]=150 [bench]=150 [torch]=120 [compare]=75 [sanitizer]=150)
-declare -A FLOOR=([facts]=5 [java]=5 [cublas]=5 [info]=10 [gpu-tests]=30 [bench]=30 [torch]=40 [compare]=15 [sanitizer]=20)
+ALL_STEPS=(facts java cublas info gpu-tests bench torch compare sanitizer ncu)
+declare -A CAP=([facts]=40 [java]=60 [cublas]=40 [info]=60 [gpu-tests]=150 [bench]=150 [torch]=120 [compare]=75 [sanitizer]=150
+    [ncu]=75)
+declare -A FLOOR=([facts]=5 [java]=5 [cublas]=5 [info]=10 [gpu-tests]=30 [bench]=30 [torch]=40 [compare]=15 [sanitizer]=20
+    [ncu]=10)
 
 # Only what this script writes is cleared, so a rerun into the same folder starts clean.
-rm -rf "$OUT/state" "$OUT/junit" "$OUT/bench" "$OUT/compare" "$OUT/sanitizer" "$OUT/torch.json" "$OUT/summary.md" \
+rm -rf "$OUT/state" "$OUT/junit" "$OUT/bench" "$OUT/compare" "$OUT/sanitizer" "$OUT/ncu" "$OUT/torch.json" "$OUT/summary.md" \
     "$OUT/steps.tsv"
 mkdir -p "$OUT/state"
 : >"$OUT/state/info.txt"
@@ -601,8 +605,46 @@ step_sanitizer() {
     if ((bad == 0)); then status ok "${#runs[@]} runs clean"; else status fail "$bad of ${#runs[@]} runs not clean${skip:+; $skip}"; fi
 }
 
+# Nsight Compute on the flash kernel in each tiling, one bench process (bf16 B=1 H=16 D=128 L=S=8192, one call
+# per tiling): what bounds each (SM, L1/shared memory, L2, DRAM throughput, issue slots, occupancy). The
+# sections first (stable names); then, with the time left, raw tensor-pipe and shared-memory counters in a
+# second run, whose failure (an unknown metric name on this ncu) costs only its own table rows.
+step_ncu() {
+    have_gpu || { status skipped "no nvidia-smi/GPU"; return 0; }
+    have_java || { status skipped "no java"; return 0; }
+    local ncu
+    ncu="$(command -v ncu || ls /usr/local/cuda*/bin/ncu /usr/local/cuda*/nsight-compute*/ncu 2>/dev/null | head -n 1)"
+    [[ -n "$ncu" ]] || { status skipped "no ncu"; return 0; }
+    local dir="$OUT/ncu" t rc
+    mkdir -p "$dir"
+    jvm_opts
+    local app=("$JAVA" "${JOPTS[@]}" -cp "$BUNDLE/lib/*" io.headroute.cli.Main bench --backend cuda --dtype bf16 --batch 1
+        --heads 16 --dim 128 --len 8192 --algos flash --tilings w2,w4x2 --warmup 0 --repeats 1)
+    local t1
+    t1="$(cap 50)"
+    timeout -k 5 "$t1" "$ncu" --target-processes all -k regex:hr_flash_fwd --launch-count 3 \
+        --section SpeedOfLight --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis --section Occupancy \
+        --section LaunchStats --csv --page details --log-file "$dir/sections.csv" "${app[@]}" >"$dir/sections.log" 2>&1 </dev/null
+    rc=$?
+    echo "sections: exit $rc"
+    tail -n 5 "$dir/sections.log"
+    t="$(cap 30)"
+    if ((rc == 0 && t >= 15)); then
+        timeout -k 5 "$t" "$ncu" --target-processes all -k regex:hr_flash_fwd --launch-count 3 --metrics \
+            sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,l1tex__data_pipe_lsu_wavefronts_mem_shared.sum,smsp__inst_executed_pipe_xu.avg.pct_of_peak_sustained_active \
+            --csv --page raw --log-file "$dir/metrics.csv" "${app[@]}" >"$dir/metrics.log" 2>&1 </dev/null
+        echo "metrics: exit $?"
+    fi
+    python3 "$PY" ncu-eval "$dir"
+    case $rc in
+        0) status ok "$(head -n 1 "$dir/results.txt" 2>/dev/null)" ;;
+        124 | 137) status timeout "the sections run took over ${t1}s" ;;
+        *) status fail "exit $rc: $(grep -E 'ERR|rror' "$dir/sections.csv" "$dir/sections.log" 2>/dev/null | head -n 1 | cut -c1-90)" ;;
+    esac
+}
+
 export -f elapsed info status left cap have_gpu have_java setenv jvm_opts make_launchers java_feature last_line attend_algo \
-    step_facts step_java step_cublas step_info step_gpu_tests step_bench step_torch step_compare step_sanitizer
+    step_facts step_java step_cublas step_info step_gpu_tests step_bench step_torch step_compare step_sanitizer step_ncu
 
 # -------------------------------------------------------------------------------------------- runner
 # Which steps: all, or HEADROUTE_STEPS (java and cublas are added when a selected step runs java).

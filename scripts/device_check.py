@@ -11,6 +11,8 @@ python3 the GPU machine has. Subcommands:
                                              references; writes DIR/results.json
   junit DIR                                  counts of the JUnit XML reports in DIR (one line)
   sanitizer-eval DIR                         error counts of DIR/*.log (runs.tsv); writes DIR/results.json
+  ncu-eval DIR                               the flash kernels' Nsight Compute figures from DIR/sections.csv
+                                             and DIR/metrics.csv; writes DIR/results.txt and results.json
   summary OUT                                the summary table: printed, and written to OUT/summary.md
 """
 import argparse
@@ -278,6 +280,90 @@ def cmd_sanitizer_eval(a):
     return 0
 
 
+# ------------------------------------------------------------------------------------------------- ncu
+
+NCU_ROWS = ["Duration", "Compute (SM) Throughput", "Memory Throughput", "L1/TEX Cache Throughput",
+            "L2 Cache Throughput", "DRAM Throughput", "Issue Slots Busy", "Executed Ipc Active", "L2 Hit Rate",
+            "Registers Per Thread", "Theoretical Occupancy", "Achieved Occupancy",
+            "sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active",
+            "l1tex__data_pipe_lsu_wavefronts_mem_shared.sum",
+            "smsp__inst_executed_pipe_xu.avg.pct_of_peak_sustained_active"]
+NCU_LABEL = {"sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active": "tensor pipe active % of peak",
+             "l1tex__data_pipe_lsu_wavefronts_mem_shared.sum": "shared-memory wavefronts",
+             "smsp__inst_executed_pipe_xu.avg.pct_of_peak_sustained_active": "XU pipe (exp2) % of peak"}
+
+
+def ncu_tiling(kernel):
+    """w4, w2 or w4x2 from a flash kernel's name (ncu may print it with its parameter list)."""
+    name = (kernel or "?").split("(")[0].strip()
+    m = re.match(r"hr_flash_fwd_(w2|w4x2)_", name)
+    return m.group(1) if m else ("w4" if name.startswith("hr_flash_fwd_") else name)
+
+
+def ncu_csv_rows(path):
+    """The CSV records of an ncu --csv log (its ==PROF== and other tool lines dropped)."""
+    import csv
+    if not os.path.exists(path):
+        return []
+    lines = [ln for ln in open(path, errors="replace") if ln.startswith('"')]
+    return list(csv.reader(lines))
+
+
+def ncu_table(dir_):
+    """{tiling: {row: "value unit"}} from the details page (sections) and the raw page (metrics)."""
+    table = {}
+    rows = ncu_csv_rows(os.path.join(dir_, "sections.csv"))
+    if rows and "Metric Name" in rows[0] and "Metric Value" in rows[0]:
+        h = rows[0]
+        ik, im, iu, iv = (h.index("Kernel Name"), h.index("Metric Name"), h.index("Metric Unit"),
+                          h.index("Metric Value"))
+        for r in rows[1:]:
+            if len(r) <= max(ik, im, iu, iv):
+                continue
+            cell = table.setdefault(ncu_tiling(r[ik]), {})
+            name = r[im]
+            unit = r[iu].strip()
+            # "Memory Throughput" is a % in SpeedOfLight and bytes/s in MemoryWorkloadAnalysis: the first wins.
+            # Units that say what the number is (%, time, bytes/s); counts go bare.
+            keep = unit == "%" or unit in ("ns", "us", "usecond", "ms", "msecond", "s", "second") or unit.endswith("byte/s")
+            cell.setdefault(name, (r[iv] + (" " + unit if keep else "")).strip())
+    rows = ncu_csv_rows(os.path.join(dir_, "metrics.csv"))
+    if rows and "Kernel Name" in rows[0]:
+        h = rows[0]
+        ik = h.index("Kernel Name")
+        for r in rows[1:]:
+            # The raw page's second record holds the units (no kernel name).
+            if len(r) != len(h) or not r[ik] or not r[ik].startswith("hr_"):
+                continue
+            cell = table.setdefault(ncu_tiling(r[ik]), {})
+            for i, name in enumerate(h):
+                if "__" in name:
+                    cell.setdefault(name, r[i])
+    return table
+
+
+def cmd_ncu_eval(a):
+    table = ncu_table(a.dir)
+    order = [t for t in ("w4", "w2", "w4x2") if t in table] + sorted(t for t in table if t not in ("w4", "w2", "w4x2"))
+    lines = []
+    if not order:
+        lines.append("no ncu figures (see ncu/sections.log)")
+    else:
+        lines.append("Duration: " + ", ".join("%s %s" % (t, table[t].get("Duration", "?")) for t in order))
+        lines.append("%-34s %s" % ("flash bf16 H16 D128 L=S=8192", " ".join("%16s" % t for t in order)))
+        for row in NCU_ROWS:
+            if any(row in table[t] for t in order):
+                label = NCU_LABEL.get(row, row)
+                lines.append("%-34s %s" % (label, " ".join("%16s" % table[t].get(row, "-")[:16] for t in order)))
+    text = "\n".join(lines)
+    print(text)
+    with open(os.path.join(a.dir, "results.txt"), "w") as f:
+        f.write(text + "\n")
+    with open(os.path.join(a.dir, "results.json"), "w") as f:
+        json.dump(table, f, indent=1)
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------- summary
 
 def read_kv(path):
@@ -429,6 +515,13 @@ def cmd_summary(a):
         add("")
         add("sanitizer: " + " | ".join(parts))
 
+    ncu_txt = os.path.join(out, "ncu", "results.txt")
+    if os.path.exists(ncu_txt):
+        add("")
+        add("ncu (Nsight Compute; full CSV in ncu/):")
+        for ln in open(ncu_txt, errors="replace").read().splitlines()[1:]:
+            add("  " + ln)
+
     cmp_path = os.path.join(out, "compare", "results.json")
     if os.path.exists(cmp_path):
         doc = json.load(open(cmp_path))
@@ -568,6 +661,9 @@ def main(argv=None):
     s = sub.add_parser("sanitizer-eval")
     s.add_argument("dir")
     s.set_defaults(fn=cmd_sanitizer_eval)
+    s = sub.add_parser("ncu-eval")
+    s.add_argument("dir")
+    s.set_defaults(fn=cmd_ncu_eval)
     s = sub.add_parser("summary")
     s.add_argument("out")
     s.set_defaults(fn=cmd_summary)

@@ -107,6 +107,38 @@ class DeviceBundleTest {
         assertTrue(counts.output.contains("3 tests: 1 passed, 1 failed, 0 errors, 1 skipped"), counts.output);
     }
 
+    /**
+     * The ncu step's reader on ncu's CSV shapes: the details page (one record per kernel and metric, tool lines
+     * between) and the raw page (one column per metric, a units record, one record per kernel); the kernels
+     * are named by tiling.
+     */
+    @Test
+    void helperTablesNsightComputeFigures() throws Exception {
+        assumeTrue(project != null && onPath("python3"), "python3 or the project not found");
+        Path dir = Files.createDirectories(tmp.resolve("ncu"));
+        String head = "\"ID\",\"Process ID\",\"Process Name\",\"Host Name\",\"Kernel Name\",\"Context\",\"Stream\","
+                + "\"Block Size\",\"Grid Size\",\"Device\",\"CC\",";
+        Files.writeString(dir.resolve("sections.csv"), "==PROF== Connected to process 9 (java)\n"
+                + head + "\"Section Name\",\"Metric Name\",\"Metric Unit\",\"Metric Value\"\n"
+                + "\"0\",\"9\",\"java\",\"h\",\"hr_flash_fwd_bf16_d128\",\"1\",\"7\",\"(128, 1, 1)\",\"(128, 16, 1)\",\"0\",\"9.0\","
+                + "\"GPU Speed Of Light Throughput\",\"Duration\",\"ms\",\"4.12\"\n"
+                + "==PROF== Profiling \"hr_flash_fwd_w4x2_bf16_d128\": 100%\n"
+                + "\"1\",\"9\",\"java\",\"h\",\"hr_flash_fwd_w4x2_bf16_d128\",\"1\",\"7\",\"(128, 1, 1)\",\"(64, 16, 1)\",\"0\",\"9.0\","
+                + "\"GPU Speed Of Light Throughput\",\"Duration\",\"ms\",\"2.91\"\n"
+                + "\"1\",\"9\",\"java\",\"h\",\"hr_flash_fwd_w4x2_bf16_d128\",\"1\",\"7\",\"(128, 1, 1)\",\"(64, 16, 1)\",\"0\",\"9.0\","
+                + "\"Launch Statistics\",\"Registers Per Thread\",\"register/thread\",\"255\"\n");
+        Files.writeString(dir.resolve("metrics.csv"), head
+                + "\"sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active\"\n"
+                + "\"\",\"\",\"\",\"\",\"\",\"\",\"\",\"\",\"\",\"\",\"\",\"%\"\n"
+                + "\"0\",\"9\",\"java\",\"h\",\"hr_flash_fwd_bf16_d128\",\"1\",\"7\",\"(128, 1, 1)\",\"(128, 16, 1)\",\"0\",\"9.0\",\"45.1\"\n");
+        Result r = run(List.of("python3", "-B", "scripts/device_check.py", "ncu-eval", dir.toString()), Map.of(), 30);
+        assertEquals(0, r.exit, r.output);
+        assertTrue(r.output.startsWith("Duration: w4 4.12 ms, w4x2 2.91 ms"), r.output);
+        assertTrue(r.output.matches("(?s).*\nRegisters Per Thread +- +255\n.*"), r.output);
+        assertTrue(r.output.matches("(?s).*\ntensor pipe active % of peak +45\\.1 +-\\s*"), r.output);
+        assertTrue(Files.readString(dir.resolve("results.txt")).startsWith("Duration: w4 4.12 ms"));
+    }
+
     @Test
     void deviceCheckEndsWithTheSummary() throws Exception {
         assumeTrue(project != null && onPath("bash") && onPath("python3") && onPath("timeout"),
