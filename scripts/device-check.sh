@@ -371,11 +371,12 @@ step_gpu_tests() {
         org.junit.platform.console.ConsoleLauncher execute \
         --select-package io.headroute --include-tag gpu --exclude-tag gpu-long --fail-if-no-tests \
         --config 'junit.jupiter.execution.timeout.default=100 s' \
-        --reports-dir "$OUT/junit" --details=tree --disable-banner --disable-ansi-colors </dev/null
+        --reports-dir "$OUT/junit" --details=flat --disable-banner --disable-ansi-colors </dev/null
     local rc=$?
     echo "(console launcher exit $rc)"
     local counts
-    counts="$(python3 "$PY" junit "$OUT/junit" 2>&1)"
+    # The XML report is written at the end; cut off by the timeout, the flat log (printed as tests finish) counts.
+    counts="$(python3 "$PY" junit "$OUT/junit" --log "$OUT/gpu-tests.log" 2>&1)"
     echo "$counts"
     case $rc in
         0) status ok "$counts" ;;

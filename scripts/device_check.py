@@ -9,7 +9,9 @@ python3 the GPU machine has. Subcommands:
                                              (the fallback when bench/torch_reference.py made none)
   compare-eval DIR                           relative L2 errors of DIR/out/*.npy (runs.tsv) against the
                                              references; writes DIR/results.json
-  junit DIR                                  counts of the JUnit XML reports in DIR (one line)
+  junit DIR [--log LOG]                      counts of the JUnit XML reports in DIR (one line); without a
+                                             report (a run cut off) those of the console launcher's
+                                             --details=flat log LOG, and the test still running
   sanitizer-eval DIR                         error counts of DIR/*.log (runs.tsv); writes DIR/results.json
   ncu-eval DIR                               the flash kernels' Nsight Compute figures from DIR/sections.csv
                                              and DIR/metrics.csv; writes DIR/results.txt and results.json
@@ -237,14 +239,69 @@ def junit_counts(folder):
     return c
 
 
+def console_counts(log):
+    """Counts from the console launcher's --details=flat output, which it prints as tests finish (the XML
+    report and the tree come only at the end, so a run cut off by a timeout leaves just this): tests
+    finished (an "=> Exception" line after a Finished line: TestAbortedException is a skip, an assertion a
+    failure, anything else an error), and those started but never finished (running when it stopped)."""
+    c = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0, "failed": [], "files": 0, "running": []}
+    if not os.path.exists(log):
+        c["passed"] = 0
+        return c
+    lines = open(log, errors="replace").read().splitlines()
+    started = {}
+    for i, ln in enumerate(lines):
+        m = re.match(r"^(Started|Finished|Skipped):\s+(.*) \((\[engine:.*\])\)\s*$", ln)
+        if not m:
+            continue
+        kind, name, uid = m.groups()
+        if not re.search(r"\[(method|test-template-invocation|dynamic-test):", uid):
+            continue  # a container
+        cls = re.search(r"\[class:([^\]]+)\]", uid)
+        full = "%s#%s" % (cls.group(1) if cls else "?", name)
+        if kind == "Started":
+            started[uid] = full
+            continue
+        c["tests"] += 1
+        if kind == "Skipped":
+            c["skipped"] += 1
+            continue
+        started.pop(uid, None)
+        e = re.match(r"^\s+=> Exception: (\S+?)(?:: (.*))?$", lines[i + 1] if i + 1 < len(lines) else "")
+        if e:
+            if "TestAbortedException" in e.group(1):
+                c["skipped"] += 1
+            else:
+                c["failures" if "Assertion" in e.group(1) else "errors"] += 1
+                c["failed"].append("%s: %s" % (full, " ".join((e.group(2) or e.group(1)).split())[:110]))
+    c["running"] = list(started.values())
+    c["passed"] = c["tests"] - c["failures"] - c["errors"] - c["skipped"]
+    return c
+
+
+def gpu_test_counts(folder, log):
+    """The XML reports' counts, or the console log's (marked from_log) where the log saw more tests: each
+    engine's report is written when that engine finishes, so a run cut off leaves the Jupiter tests only
+    in the log (and maybe an empty suite engine's report)."""
+    c = junit_counts(folder)
+    if log and os.path.exists(log):
+        lc = console_counts(log)
+        if lc["tests"] > c["tests"]:
+            lc["from_log"] = True
+            return lc
+    return c
+
+
 def cmd_junit(a):
-    c = junit_counts(a.dir)
-    if c["files"] == 0:
-        print("no JUnit XML report in %s" % a.dir)
+    c = gpu_test_counts(a.dir, a.log)
+    if c["files"] == 0 and not c.get("from_log"):
+        print("no JUnit XML report in %s and no test in the console log" % a.dir)
         return 1
-    print("%d tests: %d passed, %d failed, %d errors, %d skipped" % (
-        c["tests"], c["passed"], c["failures"], c["errors"], c["skipped"]))
-    return 0 if c["failures"] == 0 and c["errors"] == 0 and c["tests"] > 0 else 1
+    print("%d tests: %d passed, %d failed, %d errors, %d skipped%s" % (
+        c["tests"], c["passed"], c["failures"], c["errors"], c["skipped"],
+        "" if not c.get("from_log") else "; from the console log (cut off before the XML report)%s" % (
+            "; still running: " + ", ".join(c["running"])[:120] if c["running"] else "")))
+    return 0 if c["failures"] == 0 and c["errors"] == 0 and c["tests"] > 0 and not c.get("from_log") else 1
 
 
 # -------------------------------------------------------------------------------------------- sanitizer
@@ -489,11 +546,14 @@ def cmd_summary(a):
 
     junit_dir = os.path.join(out, "junit")
     if os.path.isdir(junit_dir):
-        c = junit_counts(junit_dir)
+        c = gpu_test_counts(junit_dir, os.path.join(out, "gpu-tests.log"))
         add("")
-        if c["files"]:
-            add("GPU tests (tag gpu): %d tests, %d passed, %d failed, %d errors, %d skipped" % (
-                c["tests"], c["passed"], c["failures"], c["errors"], c["skipped"]))
+        if c["files"] or c.get("from_log"):
+            add("GPU tests (tag gpu): %d tests, %d passed, %d failed, %d errors, %d skipped%s" % (
+                c["tests"], c["passed"], c["failures"], c["errors"], c["skipped"],
+                " (from the console log: the run was cut off before its XML report)" if c.get("from_log") else ""))
+            for r in c.get("running", [])[:3]:
+                add("  STILL RUNNING when stopped: " + r)
             for f in c["failed"][:8]:
                 add("  FAILED " + f)
             if len(c["failed"]) > 8:
@@ -657,6 +717,7 @@ def main(argv=None):
     s.set_defaults(fn=cmd_compare_eval)
     s = sub.add_parser("junit")
     s.add_argument("dir")
+    s.add_argument("--log")
     s.set_defaults(fn=cmd_junit)
     s = sub.add_parser("sanitizer-eval")
     s.add_argument("dir")

@@ -105,6 +105,23 @@ class DeviceBundleTest {
         Result counts = run(List.of("python3", "-B", "scripts/device_check.py", "junit", junit.toString()), Map.of(), 30);
         assertEquals(1, counts.exit, counts.output);
         assertTrue(counts.output.contains("3 tests: 1 passed, 1 failed, 0 errors, 1 skipped"), counts.output);
+
+        // A run cut off before the XML report: the console launcher's flat log, printed as tests finish.
+        Path log = tmp.resolve("gpu-tests.log");
+        String c = "([engine:junit-jupiter]/[class:x.GpuTest]";
+        Files.writeString(log, "Started:     GpuTest " + c + ")\n"
+                + "Started:     a() " + c + "/[method:a()])\nFinished:    a() " + c + "/[method:a()])\n"
+                + "Started:     b() " + c + "/[method:b()])\nFinished:    b() " + c + "/[method:b()])\n"
+                + "             => Exception: org.opentest4j.AssertionFailedError: boom ==> expected: <1> but was: <2>\n"
+                + "             \tat x.GpuTest.b(GpuTest.java:9)\n"
+                + "Started:     c() " + c + "/[method:c()])\nFinished:    c() " + c + "/[method:c()])\n"
+                + "             => Exception: org.opentest4j.TestAbortedException: Assumption failed: no GPU\n"
+                + "Started:     p 1 " + c + "/[test-template:p(int)]/[test-template-invocation:#1])\n");
+        Result cut = run(List.of("python3", "-B", "scripts/device_check.py", "junit", tmp.resolve("none").toString(), "--log",
+                log.toString()), Map.of(), 30);
+        assertEquals(1, cut.exit, cut.output);
+        assertTrue(cut.output.contains("3 tests: 1 passed, 1 failed, 0 errors, 1 skipped; from the console log (cut off before the XML report); "
+                + "still running: x.GpuTest#p 1"), cut.output);
     }
 
     /**
