@@ -58,20 +58,22 @@ public final class CudaAttentionEngine implements AttentionEngine {
     /** Host-side tile layouts of {@link #launch} (its device copies live in the caller's workspace). */
     private final Map<LayoutKey, SparseTiles> hostTiles = new LinkedHashMap<>();
     private boolean poisonOutputs;
-    private FlashPlan.Tiling tiling = FlashPlan.Tiling.W4;
+    private FlashPlan.Tiling tiling;
     private boolean closed;
 
-    private CudaAttentionEngine(CudaDevice device, DevicePool pool) {
+    private CudaAttentionEngine(CudaDevice device, DevicePool pool, FlashPlan.Tiling tiling) {
         this.device = device;
         this.pool = pool;
+        this.tiling = tiling;
         this.stream = CudaStream.create(device);
     }
 
     /** Opens GPU {@code ordinal} with an uncapped pool. */
     public static CudaAttentionEngine open(int ordinal) {
+        FlashPlan.Tiling t = startTiling(); // a bad -Dheadroute.tiling is refused before the device is touched
         CudaDevice d = CudaDevice.open(ordinal);
         try {
-            return new CudaAttentionEngine(d, DevicePool.create(new JCudaAllocator(d), "cuda:" + ordinal, false));
+            return new CudaAttentionEngine(d, DevicePool.create(new JCudaAllocator(d), "cuda:" + ordinal, false), t);
         } catch (RuntimeException e) {
             d.close();
             throw e;
@@ -89,9 +91,10 @@ public final class CudaAttentionEngine implements AttentionEngine {
 
     /** Opens GPU {@code ordinal} with a pool capped at {@code limitBytes}, to emulate a smaller card. */
     public static CudaAttentionEngine open(int ordinal, long limitBytes) {
+        FlashPlan.Tiling t = startTiling();
         CudaDevice d = CudaDevice.open(ordinal);
         try {
-            return new CudaAttentionEngine(d, DevicePool.withLimit(new JCudaAllocator(d), "cuda:" + ordinal, limitBytes, false));
+            return new CudaAttentionEngine(d, DevicePool.withLimit(new JCudaAllocator(d), "cuda:" + ordinal, limitBytes, false), t);
         } catch (RuntimeException e) {
             d.close();
             throw e;
@@ -114,10 +117,33 @@ public final class CudaAttentionEngine implements AttentionEngine {
     }
 
     /**
-     * The tiling of the f16/bf16 dense/causal flash kernels from now on ({@link FlashPlan.Tiling}; W4
-     * unless set). The other kernels have one tiling. For benchmarks that compare them. Calls on
-     * caller-owned memory ({@link #launch}) run W4X2 as W2 (same warps, 64-row blocks): their workspace
-     * and work-list sizes are planned without an engine, for 64-row tiles.
+     * The system property naming the tiling engines start in (w4, w2 or w4x2; W4 when unset), e.g.
+     * {@code HEADROUTE_JAVA_OPTS=-Dheadroute.tiling=w4x2}: every engine of the process (attend, bench, routed
+     * runs, experiments, GPU models) then runs it without a rebuild.
+     */
+    public static final String TILING_PROPERTY = "headroute.tiling";
+
+    /**
+     * The tiling engines start in: the one {@link #TILING_PROPERTY} names, W4 when it is unset; a one-line
+     * error for another name. The static planning methods without a tiling argument plan for it.
+     */
+    public static FlashPlan.Tiling startTiling() {
+        String s = System.getProperty(TILING_PROPERTY);
+        if (s == null || s.isBlank()) {
+            return FlashPlan.Tiling.W4;
+        }
+        try {
+            return FlashPlan.Tiling.parse(s.trim());
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException("-D" + TILING_PROPERTY + "=" + s + ": " + e.getMessage());
+        }
+    }
+
+    /**
+     * The tiling of the f16/bf16 dense/causal flash kernels from now on ({@link FlashPlan.Tiling}; W4, or
+     * what {@link #TILING_PROPERTY} names, unless set). The other kernels have one tiling. For benchmarks
+     * that compare them. Calls on caller-owned memory ({@link #launch}) size their workspace and work lists
+     * for the tiling set when they ask ({@link #launchWorkspaceBytes}) and launch: set it before either.
      */
     public void setMmaTiling(FlashPlan.Tiling tiling) {
         this.tiling = java.util.Objects.requireNonNull(tiling, "tiling");
@@ -319,20 +345,32 @@ public final class CudaAttentionEngine implements AttentionEngine {
      * the host.
      */
     static GateMode deviceGateMode(Algorithm algorithm, DType dtype, int gateBlock) {
+        return deviceGateMode(algorithm, FlashPlan.tileRows(dtype), gateBlock);
+    }
+
+    /** {@link #deviceGateMode(Algorithm, DType, int)} for a kernel of {@code blockRows} query rows per block. */
+    static GateMode deviceGateMode(Algorithm algorithm, int blockRows, int gateBlock) {
         if (gateBlock <= 0) {
             return GateMode.WHOLE_GRID;
         }
         if (algorithm == Algorithm.SPARSE) {
             return GateMode.TILES;
         }
-        return gateBlock % FlashPlan.tileRows(dtype) == 0 ? GateMode.TILES : GateMode.COMPACT;
+        return gateBlock % blockRows == 0 ? GateMode.TILES : GateMode.COMPACT;
+    }
+
+    /** Query rows per block of the kernel a call on device memory launches in {@code tiling}. */
+    private static int launchRows(AttentionShape shape, DType dtype, Algorithm algo, FlashPlan.Tiling tiling) {
+        return FlashPlan.blockRows(dtype, shape.headDim(), algo == Algorithm.SPARSE, tiling);
     }
 
     /** Where the device-built work list of such a call sits in its part of the workspace; null when it builds none. */
-    static GateWork.Layout deviceWorkLayout(AttentionShape shape, DType dtype, Algorithm algorithm, int gateBlock) {
-        GateMode mode = deviceGateMode(algorithm, dtype, gateBlock);
+    static GateWork.Layout deviceWorkLayout(AttentionShape shape, DType dtype, Algorithm algorithm, int gateBlock,
+            FlashPlan.Tiling tiling) {
+        int rows = launchRows(shape, dtype, algorithm, tiling);
+        GateMode mode = deviceGateMode(algorithm, rows, gateBlock);
         return mode == GateMode.WHOLE_GRID ? null
-                : GateWork.Layout.of(shape.batch(), shape.qLen(), shape.heads(), FlashPlan.tileRows(dtype), mode == GateMode.COMPACT);
+                : GateWork.Layout.of(shape.batch(), shape.qLen(), shape.heads(), rows, mode == GateMode.COMPACT);
     }
 
     /** {@link #launchWorkspaceBytes(AttentionShape, DType, Algorithm, Pattern, int, int)} without a device work list. */
@@ -351,42 +389,56 @@ public final class CudaAttentionEngine implements AttentionEngine {
         Algorithm algo = checkLaunch(shape, dtype, algorithm, pattern);
         long layout = algo == Algorithm.SPARSE ? DeviceTileLists.workspaceLayout(hostTiles(shape, dtype, pattern, blockSize).lists())[4]
                 : 0;
-        GateWork.Layout w = deviceWorkLayout(shape, dtype, algo, gateBlock);
+        GateWork.Layout w = deviceWorkLayout(shape, dtype, algo, gateBlock, tiling);
         return layout + (w == null ? 0 : w.bytes());
     }
 
     /**
-     * What {@link #launchWorkspaceBytes(AttentionShape, DType, Algorithm, Pattern, int, int)} answers,
-     * without an engine (nor its layout cache): for memory plans made off the device. Does not check that
-     * a kernel takes the head dim.
+     * What {@link #launchWorkspaceBytes(AttentionShape, DType, Algorithm, Pattern, int, int)} answers for an
+     * engine in its starting tiling ({@link #startTiling}), without an engine (nor its layout cache): for
+     * memory plans made off the device. Does not check that a kernel takes the head dim.
      */
     public static long deviceWorkspaceBytes(AttentionShape shape, DType dtype, Algorithm algorithm, Pattern pattern,
             int blockSize, int gateBlock) {
+        return deviceWorkspaceBytes(shape, dtype, algorithm, pattern, blockSize, gateBlock, startTiling());
+    }
+
+    /** {@link #deviceWorkspaceBytes(AttentionShape, DType, Algorithm, Pattern, int, int)} of an engine in {@code tiling}. */
+    public static long deviceWorkspaceBytes(AttentionShape shape, DType dtype, Algorithm algorithm, Pattern pattern,
+            int blockSize, int gateBlock, FlashPlan.Tiling tiling) {
         Algorithm algo = deviceRoute(shape, algorithm, pattern);
-        GateWork.Layout w = deviceWorkLayout(shape, dtype, algo, gateBlock);
+        GateWork.Layout w = deviceWorkLayout(shape, dtype, algo, gateBlock, tiling);
         return uncachedLayoutBytes(shape, dtype, algo, pattern, blockSize) + (w == null ? 0 : w.bytes());
     }
 
     /**
      * Where, from the start of the workspace, a call of these parameters keeps its device-built work
-     * list's length (an int); -1 when it builds none. Without an engine, like {@link #deviceWorkspaceBytes}.
+     * list's length (an int); -1 when it builds none. Without an engine, like {@link #deviceWorkspaceBytes},
+     * in the starting tiling.
      */
     public static long deviceWorkTotalOffset(AttentionShape shape, DType dtype, Algorithm algorithm, Pattern pattern,
             int blockSize, int gateBlock) {
         Algorithm algo = deviceRoute(shape, algorithm, pattern);
-        GateWork.Layout w = deviceWorkLayout(shape, dtype, algo, gateBlock);
+        GateWork.Layout w = deviceWorkLayout(shape, dtype, algo, gateBlock, startTiling());
         return w == null ? -1 : uncachedLayoutBytes(shape, dtype, algo, pattern, blockSize) + w.total();
     }
 
     /**
      * The host mirror of the work list a call of these parameters builds on the device from {@code gate}
-     * (B, L, H): its (b, h, tile) triples, as gate_work.cu computes them (compacted tiles for token
-     * granularity); null when the call builds none (then the whole grid runs).
+     * (B, L, H) in the starting tiling: its (b, h, tile) triples, as gate_work.cu computes them (compacted
+     * tiles for token granularity); null when the call builds none (then the whole grid runs).
      */
     public static int[] deviceWorkList(float[] gate, AttentionShape shape, DType dtype, Algorithm algorithm, Pattern pattern,
             int gateBlock) {
-        GateMode mode = deviceGateMode(deviceRoute(shape, algorithm, pattern), dtype, gateBlock);
-        int br = FlashPlan.tileRows(dtype);
+        return deviceWorkList(gate, shape, dtype, algorithm, pattern, gateBlock, startTiling());
+    }
+
+    /** {@link #deviceWorkList(float[], AttentionShape, DType, Algorithm, Pattern, int)} of an engine in {@code tiling}. */
+    public static int[] deviceWorkList(float[] gate, AttentionShape shape, DType dtype, Algorithm algorithm, Pattern pattern,
+            int gateBlock, FlashPlan.Tiling tiling) {
+        Algorithm algo = deviceRoute(shape, algorithm, pattern);
+        int br = launchRows(shape, dtype, algo, tiling);
+        GateMode mode = deviceGateMode(algo, br, gateBlock);
         return switch (mode) {
             case WHOLE_GRID -> null;
             case TILES -> GateWork.activeTiles(gate, shape.batch(), shape.qLen(), shape.heads(), br);
@@ -399,10 +451,11 @@ public final class CudaAttentionEngine implements AttentionEngine {
      * Device bytes that the gate's work list adds to a {@link #run} of this request, before the pool's
      * rounding: what {@link GateWork#buildBytes} holds, plus a compacted sparse launch's merged key lists;
      * 0 without a gate, for the materialized algorithm, or when the gate switches off no query tile (the
-     * whole grid runs). The mode is chosen from the gate's values exactly as {@code run} chooses it.
+     * whole grid runs). The mode is chosen from the gate's values exactly as {@code run} chooses it, for an
+     * engine in its starting tiling.
      */
     public static long gateWorkBytes(AttentionRequest req) {
-        return gateWorkBytes(req, FlashPlan.Tiling.W4);
+        return gateWorkBytes(req, startTiling());
     }
 
     /** {@link #gateWorkBytes(AttentionRequest)} of an engine set to {@code tiling} (W4X2's work list counts 128-row tiles). */
@@ -456,7 +509,7 @@ public final class CudaAttentionEngine implements AttentionEngine {
      */
     long workTotalOffset(DeviceCall c) {
         Algorithm algo = checkLaunch(c.shape(), c.dtype(), c.algorithm(), c.pattern());
-        GateWork.Layout w = c.gate() == 0 ? null : deviceWorkLayout(c.shape(), c.dtype(), algo, c.gateBlock());
+        GateWork.Layout w = c.gate() == 0 ? null : deviceWorkLayout(c.shape(), c.dtype(), algo, c.gateBlock(), tiling);
         if (w == null) {
             return -1;
         }
@@ -466,12 +519,18 @@ public final class CudaAttentionEngine implements AttentionEngine {
     }
 
     /**
-     * Query tiles × heads × batch of the call's kernel, B·H·ceil(L / Br): the grid a launch without a work
-     * list runs, and the most tiles a device-built list can hold. Does not check the head dim.
+     * Query tiles × heads × batch of the call's kernel in the starting tiling, B·H·ceil(L / Br): the grid a
+     * launch without a work list runs, and the most tiles a device-built list can hold. Does not check the
+     * head dim.
      */
     public static long gridTiles(AttentionShape shape, DType dtype, Algorithm algorithm, Pattern pattern) {
-        deviceRoute(shape, algorithm, pattern);
-        return (long) shape.batch() * shape.heads() * ceilDiv(shape.qLen(), FlashPlan.tileRows(dtype));
+        return gridTiles(shape, dtype, algorithm, pattern, startTiling());
+    }
+
+    /** {@link #gridTiles(AttentionShape, DType, Algorithm, Pattern)} of an engine in {@code tiling}. */
+    public static long gridTiles(AttentionShape shape, DType dtype, Algorithm algorithm, Pattern pattern, FlashPlan.Tiling tiling) {
+        Algorithm algo = deviceRoute(shape, algorithm, pattern);
+        return (long) shape.batch() * shape.heads() * ceilDiv(shape.qLen(), launchRows(shape, dtype, algo, tiling));
     }
 
     /**
@@ -482,7 +541,7 @@ public final class CudaAttentionEngine implements AttentionEngine {
     public long launchedTiles(DeviceCall c, CudaStream stream) {
         long off = workTotalOffset(c);
         if (off < 0) {
-            return gridTiles(c.shape(), c.dtype(), c.algorithm(), c.pattern());
+            return gridTiles(c.shape(), c.dtype(), c.algorithm(), c.pattern(), tiling);
         }
         device.makeCurrent();
         DeviceTensor total = DeviceTensor.borrow(device, c.workspace() + off, DType.I32, 1);
@@ -507,9 +566,8 @@ public final class CudaAttentionEngine implements AttentionEngine {
         }
         AttentionShape sh = c.shape();
         Algorithm algo = checkLaunch(sh, c.dtype(), c.algorithm(), c.pattern());
-        FlashPlan.Tiling t64 = tiling == FlashPlan.Tiling.W4X2 ? FlashPlan.Tiling.W2 : tiling;
-        FlashPlan plan = algo == Algorithm.FLASH ? FlashPlan.of(sh, c.dtype(), c.pattern(), t64) : FlashPlan.sparse(sh, c.dtype());
-        GateMode mode = c.gate() == 0 ? GateMode.WHOLE_GRID : deviceGateMode(algo, c.dtype(), c.gateBlock());
+        FlashPlan plan = algo == Algorithm.FLASH ? FlashPlan.of(sh, c.dtype(), c.pattern(), tiling) : FlashPlan.sparse(sh, c.dtype());
+        GateMode mode = c.gate() == 0 ? GateMode.WHOLE_GRID : deviceGateMode(algo, plan.blockRows(), c.gateBlock());
         SparseTiles t = algo == Algorithm.SPARSE ? hostTiles(sh, c.dtype(), c.pattern(), c.blockSize()) : null;
         long layoutBytes = t == null ? 0 : DeviceTileLists.workspaceLayout(t.lists())[4];
         GateWork.Layout work = mode == GateMode.WHOLE_GRID ? null

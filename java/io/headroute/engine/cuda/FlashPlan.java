@@ -131,7 +131,7 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
                 }
                 // Rows padded by 8 elements; Qi, then Kj and Vj in two buffers each (W4) or one (W2, W4X2).
                 Tiling t = tiling.appliesTo(dtype, d, sparse) ? tiling : Tiling.W4;
-                rows = t.blockRows();
+                rows = blockRows(dtype, d, sparse, tiling);
                 shared = 2 * (rows * (d + 8) + (t == Tiling.W4 ? 4 : 2) * tileRows(dtype) * (d + 8));
                 threads = t == Tiling.W2 ? 64 : 128;
                 kernel = family + (t == Tiling.W4 ? "" : t.cliName() + "_") + dtype.cliName() + "_d" + d;
@@ -154,6 +154,15 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
      */
     public static int tileRows(DType dtype) {
         return dtype == DType.F32 ? 32 : 64;
+    }
+
+    /**
+     * Query rows per block of the kernel planned for these in {@code tiling} (its {@link Tiling#blockRows()}
+     * where the kernel has the tiling, else {@link #tileRows}), without checking that a kernel takes the head
+     * dim: for work-list sizes planned off the device.
+     */
+    public static int blockRows(DType dtype, int headDim, boolean sparse, Tiling tiling) {
+        return tiling != Tiling.W4 && tiling.appliesTo(dtype, headDim, sparse) ? tiling.blockRows() : tileRows(dtype);
     }
 
     /** The flash kernels evaluate dense and causal (with or without --causal on top). */

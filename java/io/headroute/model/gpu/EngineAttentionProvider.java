@@ -56,7 +56,7 @@ public final class EngineAttentionProvider implements DeviceAttentionProvider {
         public AttentionWork work(DeviceAttentionCall c, CudaStream stream) {
             CudaAttentionEngine.DeviceCall d = call(c);
             return new AttentionWork(engine.launchedTiles(d, stream),
-                    CudaAttentionEngine.gridTiles(d.shape(), d.dtype(), d.algorithm(), d.pattern()));
+                    CudaAttentionEngine.gridTiles(d.shape(), d.dtype(), d.algorithm(), d.pattern(), engine.mmaTiling()));
         }
 
         private static CudaAttentionEngine.DeviceCall call(DeviceAttentionCall c) {

@@ -55,7 +55,8 @@ class DeviceLaunchGpuTest {
     @CsvSource({"f32, causal, 301, 301, 1, w4", "f32, dense, 77, 300, 32, w4", "f32, window:37, 257, 257, 1, w4",
         "bf16, causal, 1000, 1000, 1, w4", "bf16, causal, 1000, 1000, 64, w4", "bf16, dense, 333, 400, 48, w4",
         "bf16, window:37, 700, 700, 128, w4", "f16, causal, 513, 513, 0, w4", "bf16, causal, 1000, 1000, 1, w2",
-        "f16, dense, 333, 400, 48, w2", "bf16, causal, 1000, 1000, 64, w4x2"})
+        "f16, dense, 333, 400, 48, w2", "bf16, causal, 1000, 1000, 64, w4x2", "f16, dense, 333, 400, 128, w4x2",
+        "bf16, causal, 300, 300, 0, w4x2"})
     void deviceGatedLaunchesMatchTheCpuEngineAndCountTheirTiles(String dtype, String spec, int l, int s, int bq, String tiling) {
         DType dt = DType.parse(dtype);
         int b = 2;
@@ -69,10 +70,20 @@ class DeviceLaunchGpuTest {
         float[] qAll = Tensor.ofFloats(dt, gaussian(r, b * l * hTot * d), b, l, hTot, d).toFloatArray();
         float[] kAll = Tensor.ofFloats(dt, gaussian(r, b * s * hkv * d), b, s, hkv, d).toFloatArray();
         float[] vAll = Tensor.ofFloats(dt, gaussian(r, b * s * hkv * d), b, s, hkv, d).toFloatArray();
-        float[] gate = KernelTwinTest.routedGate(r, b, l, h, 1, 1, Math.max(1, bq));
+        // Bq = 0 builds no work list: the gate then switches whole 128-row blocks, so that whole kernel tiles
+        // (64 or 128 rows) are gated off and exit early.
+        float[] gate = KernelTwinTest.routedGate(r, b, l, h, 1, 1, bq == 0 ? 128 : bq);
         AttentionShape sh = new AttentionShape(b, h, hkv, l, s, d);
         long es = dt.byteSize();
-        long ws = gpu.launchWorkspaceBytes(sh, dt, Algorithm.FLASH, p, 64, bq);
+        FlashPlan.Tiling t = FlashPlan.Tiling.parse(tiling);
+        gpu.setMmaTiling(t);
+        long ws;
+        try {
+            ws = gpu.launchWorkspaceBytes(sh, dt, Algorithm.FLASH, p, 64, bq);
+        } finally {
+            gpu.setMmaTiling(FlashPlan.Tiling.W4);
+        }
+        assertEquals(ws, CudaAttentionEngine.deviceWorkspaceBytes(sh, dt, Algorithm.FLASH, p, 64, bq, t), "workspace, engine vs plan");
         float[] nan = new float[b * l * hTot * d];
         Arrays.fill(nan, Float.NaN);
         float[] got;
@@ -90,18 +101,18 @@ class DeviceLaunchGpuTest {
                     v.address(), o.address() + h0 * d * es, g.address(), w == null ? 0 : w.address(), ws,
                     new AttentionParams.Strides(qs, kvs, kvs.clone(), qs.clone()), sh, p, (float) (1 / Math.sqrt(d)), dt,
                     Algorithm.FLASH, 64, bq);
-            gpu.setMmaTiling(FlashPlan.Tiling.parse(tiling));
+            gpu.setMmaTiling(t);
             try {
                 gpu.launch(call, gpu.stream());
+                launched = gpu.launchedTiles(call, gpu.stream());
             } finally {
                 gpu.setMmaTiling(FlashPlan.Tiling.W4);
             }
-            launched = gpu.launchedTiles(call, gpu.stream());
             got = o.download(gpu.stream(), null).toFloatArray();
         }
         String what = dtype + " " + spec + " L=" + l + " S=" + s + " Bq=" + bq + " " + tiling;
-        int[] list = CudaAttentionEngine.deviceWorkList(gate, sh, dt, Algorithm.FLASH, p, bq);
-        long grid = CudaAttentionEngine.gridTiles(sh, dt, Algorithm.FLASH, p);
+        int[] list = CudaAttentionEngine.deviceWorkList(gate, sh, dt, Algorithm.FLASH, p, bq, t);
+        long grid = CudaAttentionEngine.gridTiles(sh, dt, Algorithm.FLASH, p, t);
         assertEquals(list == null ? grid : list.length / 3, launched, what + ": launched tiles, device vs host mirror");
 
         float[] qc = new float[b * h * l * d];

@@ -131,6 +131,22 @@ class DeviceLaunchTest {
         assertEquals(2L * 8 * 10, CudaAttentionEngine.gridTiles(SHAPE, DType.F32, Algorithm.FLASH, c));
         assertThrows(UnsupportedOperationException.class,
                 () -> CudaAttentionEngine.deviceWorkspaceBytes(SHAPE, DType.BF16, Algorithm.MATERIALIZED, c, 64, 1));
+
+        // W4X2: work lists of 128-row tiles for the dense kernels (Bq = 64 then needs compaction); the sparse
+        // kernels, fp32 and D = 96 have no W4X2 and keep their rows.
+        FlashPlan.Tiling x = FlashPlan.Tiling.W4X2;
+        GateWork.Layout rows128 = GateWork.Layout.of(2, 300, 8, 128, true);
+        GateWork.Layout tiles128 = GateWork.Layout.of(2, 300, 8, 128, false);
+        assertEquals(rows128.bytes(), CudaAttentionEngine.deviceWorkspaceBytes(SHAPE, DType.BF16, Algorithm.FLASH, c, 64, 64, x));
+        assertEquals(tiles128.bytes(), CudaAttentionEngine.deviceWorkspaceBytes(SHAPE, DType.BF16, Algorithm.FLASH, c, 64, 256, x));
+        assertEquals(2L * 8 * 3, CudaAttentionEngine.gridTiles(SHAPE, DType.BF16, Algorithm.FLASH, c, x));
+        assertEquals(2L * 8 * 10, CudaAttentionEngine.gridTiles(SHAPE, DType.F32, Algorithm.FLASH, c, x));
+        AttentionShape d96 = new AttentionShape(2, 8, 2, 300, 300, 96);
+        assertEquals(2L * 8 * 5, CudaAttentionEngine.gridTiles(d96, DType.BF16, Algorithm.FLASH, c, x));
+        assertEquals(layout + tiles.bytes(), CudaAttentionEngine.deviceWorkspaceBytes(SHAPE, DType.BF16, Algorithm.FLASH, w, 64, 1, x),
+                "the sparse kernels keep 64-row tiles");
+        assertEquals(CudaAttentionEngine.GateMode.COMPACT, CudaAttentionEngine.deviceGateMode(Algorithm.FLASH, 128, 64));
+        assertEquals(CudaAttentionEngine.GateMode.TILES, CudaAttentionEngine.deviceGateMode(Algorithm.FLASH, 128, 256));
     }
 
     @Test
@@ -143,6 +159,8 @@ class DeviceLaunchTest {
                 CudaAttentionEngine.deviceWorkList(g, sh, DType.BF16, Algorithm.FLASH, new Pattern.Causal(), 1));
         org.junit.jupiter.api.Assertions.assertArrayEquals(GateWork.activeTiles(g, 2, 300, 8, 32),
                 CudaAttentionEngine.deviceWorkList(g, sh, DType.F32, Algorithm.FLASH, Patterns.parse("window:9"), 1));
+        org.junit.jupiter.api.Assertions.assertArrayEquals(GateWork.compactedTiles(GateWork.compact(g, 2, 300, 8).counts(), 2, 8, 128),
+                CudaAttentionEngine.deviceWorkList(g, sh, DType.BF16, Algorithm.FLASH, new Pattern.Causal(), 1, FlashPlan.Tiling.W4X2));
     }
 
     /** Strided o views: the memsets cover exactly the (B, H, L, D) elements, nothing between them. */
