@@ -20,10 +20,10 @@
 #              not those also tagged gpu-long (the 32K experiment preset; the bench step covers 32K)
 #   bench      headroute bench --backend cuda, bf16, flash (default W4 tiling, then W2 and W4X2:
 #              --tilings w2,w4x2) and
-#              materialized, L = 4K, 16K, 32K, smallest first,
-#              with the block-sparse density sweep (window:W at ~5/10/25/50% density, and dense, --algos
-#              sparse) right after the 32K H16 D128 dense run it is compared with, then issue 6's routed
-#              runs (bench --route 2:4 and 2:4:64: routed vs dense flash in the same run)
+#              materialized, L = 4K, 16K, 32K: first the 32K H16 D128 dense run, the block-sparse density
+#              sweep compared with it (window:W at ~5/10/25/50% density, and dense, --algos sparse) and
+#              issue 6's routed runs (bench --route 2:4 and 2:4:64: routed vs dense flash in the same
+#              run); then the other shapes, smallest first
 #   torch      bench/torch_reference.py: PyTorch SDPA per backend and FlexAttention on the same shapes,
 #              and the comparison inputs with float64 references ($OUT/compare/)
 #   compare    headroute attend (cpu f32; cuda flash/materialized f32/bf16, flash bf16 in W2 and W4X2) on the
@@ -397,19 +397,23 @@ step_bench() {
     local dens=()
     read -r -a dens < <(python3 -B -c 'import sys; sys.path.insert(0, "bench"); import torch_reference as t; print(*[t.window_for_density(32768, x) for x in t.FLEX_DENSITIES])' 2>/dev/null || echo "830 1682 4390 9598")
     local runs=() n hd c w
+    # First what only L = 32768 gives (so that the step's budget cuts the other shapes, not these): the
+    # H=16 D=128 dense run, issue 5's density table against it (the sparse kernel at each density; 100% is
+    # the dense pattern through the sparse kernel) and issue 6's routed heads (Hs = 2 shared, k = 4 of 14
+    # routed, per token and per 64-token block, each against dense flash in the same run). Then the rest,
+    # smallest first.
+    local first=0
+    for n in "${lens[@]}"; do [[ "$QUICK" != 1 && "$n" == 32768 ]] && first=1; done
+    if ((first)); then
+        runs+=("16 128 32768 0 dense flash,materialized")
+        for w in "${dens[@]}"; do runs+=("16 128 32768 0 window:$w sparse"); done
+        runs+=("16 128 32768 0 dense sparse" "16 128 32768 0 dense flash 2:4" "16 128 32768 0 dense flash 2:4:64")
+    fi
     for n in "${lens[@]}"; do
         for hd in "16 128" "32 64"; do
             for c in 0 1; do
+                if ((first)) && [[ "$hd $n $c" == "16 128 32768 0" ]]; then continue; fi
                 runs+=("$hd $n $c dense flash,materialized")
-                # Issue 5's density table right after its dense flash baseline (so a tight budget cuts other runs
-                # first): the sparse kernel at each density; 100% is the dense pattern through the sparse kernel.
-                if [[ "$QUICK" != 1 && "$hd $n $c" == "16 128 32768 0" ]]; then
-                    for w in "${dens[@]}"; do runs+=("16 128 32768 0 window:$w sparse"); done
-                    runs+=("16 128 32768 0 dense sparse")
-                    # Issue 6: routed heads (Hs = 2 shared, k = 4 of 14 routed) per token and per 64-token block,
-                    # each against dense flash measured in the same run.
-                    runs+=("16 128 32768 0 dense flash 2:4" "16 128 32768 0 dense flash 2:4:64")
-                fi
             done
         done
     done
@@ -442,10 +446,13 @@ step_bench() {
         # The dense runs also time flash in the W2 (2 warps x 32 rows) and W4X2 (4 warps x 32 rows, 128-row
         # blocks) tilings on the same inputs.
         if [[ -z $route && $algos == *flash* ]]; then cflag+=(--tilings w2,w4x2); fi
+        # Every call uploads its inputs from the host (a 32K run's calls are mostly that): fewer calls there.
+        local reps=(--warmup 2 --repeats 5)
+        if ((n >= 32768)); then reps=(--warmup 1 --repeats 3); fi
         start="$(date +%s)"
         timeout -k 5 "$t" "$OUT/state/hr" bench --backend cuda --dtype bf16 --batch 1 --heads "$h" --dim "$d" \
             --len "$n" "${cflag[@]}" --pattern "$pattern" --algos "$algos" \
-            --warmup 2 --repeats 5 --json "$OUT/bench/$name.json" >"$OUT/bench/$name.log" 2>&1 </dev/null
+            "${reps[@]}" --json "$OUT/bench/$name.json" >"$OUT/bench/$name.log" 2>&1 </dev/null
         rc=$?
         secs=$(($(date +%s) - start))
         case $rc in
