@@ -56,22 +56,16 @@ __device__ __forceinline__ void flash_sparse(const AttnParams& p) {
     }                                                                                                                 \
     static_assert(hr_mma::W4<D>::kSmemBytes <= 227 * 1024, "shared memory of the " #SUFFIX " kernels exceeds sm_90")
 
-// The dense/causal kernel in W2 (prefix w2_), for D = 64, 96 and 128. Not the sparse kernel, whose mask
-// words and list pointers made ptxas spill, nor D = 32 (spills on sm_86/sm_89; and little to gain there).
-#define HR_FLASH_MMA_W2(T, D, SUFFIX)                                                                               \
-    extern "C" __global__ void __launch_bounds__(hr_mma::W2<D>::kThreads)                                             \
-        hr_flash_fwd_w2_##SUFFIX(const AttnParams p) {                                                                \
-        flash_dense<T, hr_mma::W2<D>>(p);                                                                             \
+// The dense/causal kernel alone in another tiling TL, named with PREFIX (hr_flash_fwd_w2_bf16_d128, ...):
+// W2 for D = 64, 96 and 128; W4X2 (128-row blocks) for D = 64 and 128. Not the sparse kernel, whose mask
+// words and list pointers made ptxas spill (W2 at D = 128), nor D = 32 (W2 spilled on sm_86/sm_89; and
+// little to gain there).
+#define HR_FLASH_MMA_DENSE(TL, PREFIX, T, D, SUFFIX)                                                                \
+    extern "C" __global__ void __launch_bounds__(hr_mma::TL<D>::kThreads)                                             \
+        hr_flash_fwd_##PREFIX##SUFFIX(const AttnParams p) {                                                           \
+        flash_dense<T, hr_mma::TL<D>>(p);                                                                             \
     }                                                                                                                 \
-    static_assert(hr_mma::W2<D>::kSmemBytes <= 227 * 1024, "shared memory of the w2_" #SUFFIX " kernel exceeds sm_90")
-
-// The dense/causal kernel in W4X2 (prefix w4x2_): 128-row blocks, for D = 64 and 128.
-#define HR_FLASH_MMA_W4X2(T, D, SUFFIX)                                                                             \
-    extern "C" __global__ void __launch_bounds__(hr_mma::W4X2<D>::kThreads)                                           \
-        hr_flash_fwd_w4x2_##SUFFIX(const AttnParams p) {                                                              \
-        flash_dense<T, hr_mma::W4X2<D>>(p);                                                                           \
-    }                                                                                                                 \
-    static_assert(hr_mma::W4X2<D>::kSmemBytes <= 227 * 1024, "shared memory of the w4x2_" #SUFFIX " kernel exceeds sm_90")
+    static_assert(hr_mma::TL<D>::kSmemBytes <= 227 * 1024, "shared memory of the " #PREFIX #SUFFIX " kernel exceeds sm_90")
 
 HR_FLASH_MMA(__nv_bfloat16, 32, bf16_d32);
 HR_FLASH_MMA(__nv_bfloat16, 64, bf16_d64);
@@ -81,13 +75,13 @@ HR_FLASH_MMA(__half, 32, f16_d32);
 HR_FLASH_MMA(__half, 64, f16_d64);
 HR_FLASH_MMA(__half, 96, f16_d96);
 HR_FLASH_MMA(__half, 128, f16_d128);
-HR_FLASH_MMA_W2(__nv_bfloat16, 64, bf16_d64);
-HR_FLASH_MMA_W2(__nv_bfloat16, 96, bf16_d96);
-HR_FLASH_MMA_W2(__nv_bfloat16, 128, bf16_d128);
-HR_FLASH_MMA_W2(__half, 64, f16_d64);
-HR_FLASH_MMA_W2(__half, 96, f16_d96);
-HR_FLASH_MMA_W2(__half, 128, f16_d128);
-HR_FLASH_MMA_W4X2(__nv_bfloat16, 64, bf16_d64);
-HR_FLASH_MMA_W4X2(__nv_bfloat16, 128, bf16_d128);
-HR_FLASH_MMA_W4X2(__half, 64, f16_d64);
-HR_FLASH_MMA_W4X2(__half, 128, f16_d128);
+HR_FLASH_MMA_DENSE(W2, w2_, __nv_bfloat16, 64, bf16_d64);
+HR_FLASH_MMA_DENSE(W2, w2_, __nv_bfloat16, 96, bf16_d96);
+HR_FLASH_MMA_DENSE(W2, w2_, __nv_bfloat16, 128, bf16_d128);
+HR_FLASH_MMA_DENSE(W2, w2_, __half, 64, f16_d64);
+HR_FLASH_MMA_DENSE(W2, w2_, __half, 96, f16_d96);
+HR_FLASH_MMA_DENSE(W2, w2_, __half, 128, f16_d128);
+HR_FLASH_MMA_DENSE(W4X2, w4x2_, __nv_bfloat16, 64, bf16_d64);
+HR_FLASH_MMA_DENSE(W4X2, w4x2_, __nv_bfloat16, 128, bf16_d128);
+HR_FLASH_MMA_DENSE(W4X2, w4x2_, __half, 64, f16_d64);
+HR_FLASH_MMA_DENSE(W4X2, w4x2_, __half, 128, f16_d128);

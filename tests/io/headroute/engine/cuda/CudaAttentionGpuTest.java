@@ -177,15 +177,18 @@ class CudaAttentionGpuTest {
             rb.gate(gate(r, b, l, h));
         }
         AttentionRequest req = rb.build();
-        AttentionResult got;
+        compare(runIn(tiling, req), cpu.run(req), tolerance(dtype), tiling.cliName() + " " + dtype.cliName() + " D=" + d + " B=" + b + " H=" + h
+                + " Hkv=" + hkv + " L=" + l + " S=" + s + (causal ? " causal" : "") + (gated ? " gated" : ""));
+    }
+
+    /** {@code req} on the shared engine in {@code tiling} (back to W4 after). */
+    static AttentionResult runIn(FlashPlan.Tiling tiling, AttentionRequest req) {
         gpu.setMmaTiling(tiling);
         try {
-            got = gpu.run(req);
+            return gpu.run(req);
         } finally {
             gpu.setMmaTiling(FlashPlan.Tiling.W4);
         }
-        compare(got, cpu.run(req), tolerance(dtype), tiling.cliName() + " " + dtype.cliName() + " D=" + d + " B=" + b + " H=" + h
-                + " Hkv=" + hkv + " L=" + l + " S=" + s + (causal ? " causal" : "") + (gated ? " gated" : ""));
     }
 
     static void compare(AttentionResult got, AttentionResult want, double tol, String what) {
@@ -360,13 +363,7 @@ class CudaAttentionGpuTest {
         AttentionResult want = cpu.run(req);
         for (Object[] c : new Object[][] {{FlashPlan.Tiling.W4X2, 5L, 6L}, {FlashPlan.Tiling.W4, 8L, 10L}}) {
             FlashPlan.Tiling tiling = (FlashPlan.Tiling) c[0];
-            AttentionResult got;
-            gpu.setMmaTiling(tiling);
-            try {
-                got = gpu.run(req);
-            } finally {
-                gpu.setMmaTiling(FlashPlan.Tiling.W4);
-            }
+            AttentionResult got = runIn(tiling, req);
             assertEquals((long) c[1], got.stats().queryTiles(), tiling + ": query tiles launched of " + c[2]);
             compare(got, want, tolerance(DType.BF16), tiling + " block-gated causal bf16 L=300");
         }

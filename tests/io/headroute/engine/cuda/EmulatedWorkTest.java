@@ -67,6 +67,16 @@ class EmulatedWorkTest {
     record Launch(String kernel, long blocks, long mma, long ldmatrix, long cpAsyncBytes) {}
 
     /** Runs the request and returns the attention kernel's launch as the emulator counted it. */
+    /** {@link #run} with the engine in {@code tiling} (back to W4 after). */
+    private static Launch runIn(FlashPlan.Tiling tiling, AttentionRequest req, ExecutionStats[] out) throws IOException {
+        gpu.setMmaTiling(tiling);
+        try {
+            return run(req, out);
+        } finally {
+            gpu.setMmaTiling(FlashPlan.Tiling.W4);
+        }
+    }
+
     private static Launch run(AttentionRequest req, ExecutionStats[] out) throws IOException {
         long before = Files.exists(stats) ? Files.size(stats) : 0;
         AttentionResult r = gpu.run(req);
@@ -192,13 +202,7 @@ class EmulatedWorkTest {
             Launch w4 = run(req, st);
             long pairs = st[0].keyTilesVisited();
             long blocks = st[0].queryTiles();
-            gpu.setMmaTiling(FlashPlan.Tiling.W2);
-            Launch w2;
-            try {
-                w2 = run(req, st);
-            } finally {
-                gpu.setMmaTiling(FlashPlan.Tiling.W4);
-            }
+            Launch w2 = runIn(FlashPlan.Tiling.W2, req, st);
             assertTrue(w2.kernel().startsWith("hr_flash_fwd_w2_"), w2.kernel());
             assertEquals(pairs, st[0].keyTilesVisited());
             assertEquals(4L * d * pairs, w4.mma(), "W4 " + w4);
@@ -213,13 +217,7 @@ class EmulatedWorkTest {
 
             // W4X2: 128-row blocks of 4 W2-shaped warps. The same mma.sync and ldmatrix as W2 (each warp's work per
             // 64-key tile is W2's), but each K/V tile is copied into shared memory once per 128 query rows.
-            gpu.setMmaTiling(FlashPlan.Tiling.W4X2);
-            Launch w4x2;
-            try {
-                w4x2 = run(req, st);
-            } finally {
-                gpu.setMmaTiling(FlashPlan.Tiling.W4);
-            }
+            Launch w4x2 = runIn(FlashPlan.Tiling.W4X2, req, st);
             assertTrue(w4x2.kernel().startsWith("hr_flash_fwd_w4x2_"), w4x2.kernel());
             assertEquals(pairs / 2, st[0].keyTilesVisited(), "128-row query tiles: half the (query tile, key tile) pairs");
             assertEquals(blocks / 2, w4x2.blocks(), "half the blocks");

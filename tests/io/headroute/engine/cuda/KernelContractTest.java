@@ -13,6 +13,8 @@ import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.regex.Matcher;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -99,22 +101,26 @@ class KernelContractTest {
         Matcher def = java.util.regex.Pattern.compile("#define (\\w+)\\(([^)]*)\\)").matcher(cu);
         while (def.find()) {
             String macro = def.group(1);
-            String[] params = def.group(2).split(",");
-            Matcher paste = java.util.regex.Pattern.compile("(\\w+)##(\\w+)\\(").matcher(cu.substring(def.end()));
+            List<String> params = new ArrayList<>();
+            for (String x : def.group(2).split(",")) {
+                params.add(x.trim());
+            }
+            // A name pasted from pieces (hr_flash_fwd_##PREFIX##SUFFIX): each piece a literal or a parameter.
+            Matcher paste = java.util.regex.Pattern.compile("(\\w+(?:##\\w+)+)\\(").matcher(cu.substring(def.end()));
             while (paste.find()) {
-                int at = -1;
-                for (int i = 0; i < params.length; i++) {
-                    if (params[i].trim().equals(paste.group(2))) {
-                        at = i;
-                    }
-                }
-                if (at < 0) {
-                    continue;
-                }
+                String[] pieces = paste.group(1).split("##");
                 Matcher call = java.util.regex.Pattern.compile("(?m)^" + macro + "\\(([^)]*)\\)").matcher(cu);
                 while (call.find()) {
                     String[] args = call.group(1).split(",");
-                    if (args.length == params.length && (paste.group(1) + args[at].trim()).equals(kernel)) {
+                    if (args.length != params.size()) {
+                        continue;
+                    }
+                    StringBuilder name = new StringBuilder();
+                    for (String piece : pieces) {
+                        int at = params.indexOf(piece);
+                        name.append(at < 0 ? piece : args[at].trim());
+                    }
+                    if (name.toString().equals(kernel)) {
                         return true;
                     }
                 }
