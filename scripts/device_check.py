@@ -9,9 +9,10 @@ python3 the GPU machine has. Subcommands:
                                              (the fallback when bench/torch_reference.py made none)
   compare-eval DIR                           relative L2 errors of DIR/out/*.npy (runs.tsv) against the
                                              references; writes DIR/results.json
-  junit DIR [--log LOG]                      counts of the JUnit XML reports in DIR (one line); without a
-                                             report (a run cut off) those of the console launcher's
-                                             --details=flat log LOG, and the test still running
+  junit DIR [--log LOG]                      counts of the JUnit XML reports in DIR (one line), or, where
+                                             the console launcher's --details=flat log LOG saw more tests
+                                             (a run cut off before its report), the log's, with the test
+                                             still running
   sanitizer-eval DIR                         error counts of DIR/*.log (runs.tsv); writes DIR/results.json
   ncu-eval DIR                               the flash kernels' Nsight Compute figures from DIR/sections.csv
                                              and DIR/metrics.csv; writes DIR/results.txt and results.json

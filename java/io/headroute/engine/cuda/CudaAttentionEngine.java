@@ -342,13 +342,8 @@ public final class CudaAttentionEngine implements AttentionEngine {
      * off, so the list wastes no row); token granularity (per-(b, h) row compaction) when rows may differ
      * within a tile. The sparse kernels always take the tile list: their compacted launches need key
      * lists merged per compacted tile on the host ({@link CompactedSparseTiles}), which needs the gate on
-     * the host.
+     * the host. {@code blockRows}: Br of the kernel that runs (the tiling's).
      */
-    static GateMode deviceGateMode(Algorithm algorithm, DType dtype, int gateBlock) {
-        return deviceGateMode(algorithm, FlashPlan.tileRows(dtype), gateBlock);
-    }
-
-    /** {@link #deviceGateMode(Algorithm, DType, int)} for a kernel of {@code blockRows} query rows per block. */
     static GateMode deviceGateMode(Algorithm algorithm, int blockRows, int gateBlock) {
         if (gateBlock <= 0) {
             return GateMode.WHOLE_GRID;

@@ -93,17 +93,17 @@ class DeviceLaunchTest {
     void theGranularityIsChosenWithoutTheGate() {
         for (DType dt : new DType[] {DType.F32, DType.BF16, DType.F16}) {
             int br = FlashPlan.tileRows(dt);
-            assertEquals(CudaAttentionEngine.GateMode.WHOLE_GRID, CudaAttentionEngine.deviceGateMode(Algorithm.FLASH, dt, 0));
-            assertEquals(CudaAttentionEngine.GateMode.COMPACT, CudaAttentionEngine.deviceGateMode(Algorithm.FLASH, dt, 1),
+            assertEquals(CudaAttentionEngine.GateMode.WHOLE_GRID, CudaAttentionEngine.deviceGateMode(Algorithm.FLASH, br, 0));
+            assertEquals(CudaAttentionEngine.GateMode.COMPACT, CudaAttentionEngine.deviceGateMode(Algorithm.FLASH, br, 1),
                     "per-token routing and callers' gates compact");
-            assertEquals(CudaAttentionEngine.GateMode.TILES, CudaAttentionEngine.deviceGateMode(Algorithm.FLASH, dt, br),
+            assertEquals(CudaAttentionEngine.GateMode.TILES, CudaAttentionEngine.deviceGateMode(Algorithm.FLASH, br, br),
                     "routing blocks of one kernel tile switch whole tiles");
-            assertEquals(CudaAttentionEngine.GateMode.TILES, CudaAttentionEngine.deviceGateMode(Algorithm.FLASH, dt, 4 * br));
-            assertEquals(CudaAttentionEngine.GateMode.COMPACT, CudaAttentionEngine.deviceGateMode(Algorithm.FLASH, dt, br / 2),
+            assertEquals(CudaAttentionEngine.GateMode.TILES, CudaAttentionEngine.deviceGateMode(Algorithm.FLASH, br, 4 * br));
+            assertEquals(CudaAttentionEngine.GateMode.COMPACT, CudaAttentionEngine.deviceGateMode(Algorithm.FLASH, br, br / 2),
                     "blocks smaller than a tile vary within it");
-            assertEquals(CudaAttentionEngine.GateMode.COMPACT, CudaAttentionEngine.deviceGateMode(Algorithm.FLASH, dt, br + 16));
+            assertEquals(CudaAttentionEngine.GateMode.COMPACT, CudaAttentionEngine.deviceGateMode(Algorithm.FLASH, br, br + 16));
             for (int g : new int[] {1, br / 2, br, br + 16}) {
-                assertEquals(CudaAttentionEngine.GateMode.TILES, CudaAttentionEngine.deviceGateMode(Algorithm.SPARSE, dt, g),
+                assertEquals(CudaAttentionEngine.GateMode.TILES, CudaAttentionEngine.deviceGateMode(Algorithm.SPARSE, br, g),
                         "sparse kernels take tile lists: compacted launches need host-merged key lists");
             }
         }
