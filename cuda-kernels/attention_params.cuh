@@ -141,6 +141,7 @@ enum HrMask { HR_MASK_NONE = 0, HR_MASK_RULE = 1, HR_MASK_BITS = 2 };
 // not in the count, and only tiles from first_masked on (the diagonal, the end of S) pay for a mask.
 template <int BC>
 struct HrDenseKeys {
+    static constexpr bool kStaged = false;
     int n;
     int first_masked;
     __device__ __forceinline__ HrDenseKeys(const AttnParams& p, int first_row, int last_row) {
@@ -160,11 +161,13 @@ struct HrDenseKeys {
 };
 
 // Block-sparse: the listed key tiles of one (layout head, query tile) cell, or of this block's own cell
-// (layout_per_block: compacted rows come from several query tiles, so the host merged their lists).
+// (layout_per_block: compacted rows come from several query tiles, so the host merged their lists; see
+// HrMergedKeys for the merge on the device).
 // Full tiles need no mask except the tile holding the end of S (its zero-filled keys must not count);
 // partial ones use bits.
 template <int BR, int BC>
 struct HrSparseKeys {
+    static constexpr bool kStaged = false;
     const int* list;
     const unsigned long long* masks;  // this cell's first partial entry
     int n, n_full, tail_tile;
@@ -186,4 +189,131 @@ struct HrSparseKeys {
         return idx >= n_full ? HR_MASK_BITS : (kt == tail_tile ? HR_MASK_RULE : HR_MASK_NONE);
     }
     __device__ __forceinline__ const unsigned long long* bits(int idx) const { return masks + (int64_t)(idx - n_full) * BR; }
+};
+
+// Where a kernel's merge state (HrMergedKeys) starts in its dynamic shared memory: after the loop's own
+// `bytes`, 16-byte aligned. The host adds hr_merge_smem_bytes to the launch (FlashPlan.mergeSharedBytes).
+__host__ __device__ constexpr int hr_merge_offset(int bytes) { return (bytes + 15) / 16 * 16; }
+__host__ __device__ constexpr int hr_merge_smem_bytes(int br, int key_tiles) {
+    return 2 * br * 8 + br * 6 * 4 + (key_tiles + 31) / 32 * 4;
+}
+static_assert(hr_merge_smem_bytes(64, 512) == 2624, "merge state changed: update FlashPlan.mergeSharedBytes");
+static_assert(hr_merge_smem_bytes(32, 33) == 1288, "merge state changed: update FlashPlan.mergeSharedBytes");
+static_assert(hr_merge_offset(69633) == 69648, "merge offset changed: update FlashPlan.mergeOffset");
+
+// Block-sparse for compacted query rows, merged on the device: the rows of a compacted tile come from
+// several original query tiles, whose lists (the layout's cells, layout_per_block = 0) differ. The
+// block visits the union of those cells' key tiles, ascending; a row's allowed keys in key tile kt are
+// its own cell's: all valid keys for a full entry, the entry's bits for a partial one, none where its
+// cell does not list kt. Nothing depends on the gate on the host, so a work list built on the device
+// (GPU models) needs no host round trip (the engine's run() merges on the host instead: CompactedSparseTiles,
+// which also drops union tiles that none of the block's rows may use; here such a tile is visited with
+// every score masked).
+//
+// State in dynamic shared memory at `extra` (hr_merge_smem_bytes): the words of two key tiles (Br each:
+// the tile being computed and the next), per row a cursor into its cell's full and partial entries, and
+// a bitmap of the union over the key tiles. The loop calls tile(0), tile(1), ... once each and in order
+// (the next set bit after the last); stage(j, kt) writes tile j's words (thread r < Br: row r) into buffer
+// j & 1, which the loop reads after the barrier that follows; the constructor stages tile 0. Every thread
+// of the block constructs it (barriers inside).
+template <int BR, int BC>
+struct HrMergedKeys {
+    static constexpr bool kStaged = true;
+    const int* list;                      // p.kv_tiles
+    const unsigned long long* all_masks;  // p.kv_masks
+    unsigned long long* words;            // [2][BR]
+    int* cur;                             // [BR][6]: full cursor, full end, partial cursor, partial end,
+                                          // full_before[cell + 1], row within its tile
+    const unsigned* bitmap;
+    int n, first, live_rows, kv_len;
+    mutable int prev;
+
+    __device__ __forceinline__ HrMergedKeys(const AttnParams& p, int h, const HrRows& rows, unsigned char* extra) {
+        words = reinterpret_cast<unsigned long long*>(extra);
+        cur = reinterpret_cast<int*>(extra + 2 * BR * 8);
+        unsigned* bm = reinterpret_cast<unsigned*>(extra + 2 * BR * 8 + BR * 6 * 4);
+        bitmap = bm;
+        list = p.kv_tiles;
+        all_masks = p.kv_masks;
+        live_rows = rows.count;
+        kv_len = p.kv_len;
+        const int q_tiles = (p.q_len + BR - 1) / BR;
+        const int nw = ((p.kv_len + BC - 1) / BC + 31) / 32;
+        for (int x = threadIdx.x; x < nw; x += blockDim.x) bm[x] = 0u;
+        __syncthreads();
+        const int r = threadIdx.x;
+        if (r < BR && r < rows.count) {
+            const int i = rows.row(r);
+            const int qt = i / BR;
+            const int cell = (p.layout_heads == 1 ? 0 : h) * q_tiles + qt;
+            const int t0 = p.kv_offsets[cell];
+            const int t1 = p.kv_offsets[cell + 1];
+            const int fb1 = p.kv_full_before[cell + 1];
+            const int full_end = t0 + fb1 - p.kv_full_before[cell];
+            // The first row of each original tile adds its cell's tiles to the union (rows ascend, so a
+            // tile's rows are consecutive).
+            if (r == 0 || rows.row(r - 1) / BR != qt)
+                for (int t = t0; t < t1; ++t) atomicOr(&bm[list[t] >> 5], 1u << (list[t] & 31));
+            int* c = cur + 6 * r;
+            c[0] = t0;
+            c[1] = full_end;
+            c[2] = full_end;
+            c[3] = t1;
+            c[4] = fb1;
+            c[5] = i - qt * BR;
+        }
+        __syncthreads();
+        n = 0;
+        first = 0;
+        for (int x = nw - 1; x >= 0; --x) {
+            const unsigned w = bitmap[x];
+            if (w != 0u) first = 32 * x + __ffs((int)w) - 1;
+            n += __popc(w);
+        }
+        prev = -1;
+        if (n > 0) stage(0, first);
+    }
+
+    __device__ __forceinline__ int count() const { return n; }
+    // The idx-th tile of the union: called for idx = 0, 1, ... in order, each once.
+    __device__ __forceinline__ int tile(int idx) const {
+        if (idx == 0) {
+            prev = first;
+            return first;
+        }
+        const int x = prev + 1;
+        int wi = x >> 5;
+        unsigned w = bitmap[wi] & (~0u << (x & 31));
+        while (w == 0u) w = bitmap[++wi];
+        prev = 32 * wi + __ffs((int)w) - 1;
+        return prev;
+    }
+    __device__ __forceinline__ int mask(int, int) const { return HR_MASK_BITS; }
+    __device__ __forceinline__ const unsigned long long* bits(int idx) const { return words + (idx & 1) * BR; }
+
+    // Thread r < Br writes row r's allowed-key word of key tile kt (the idx-th) into buffer idx & 1,
+    // advancing its cursors (kt ascends, and so do its cell's full and partial entries).
+    __device__ __forceinline__ void stage(int idx, int kt) const {
+        const int r = threadIdx.x;
+        if (r >= BR) return;
+        unsigned long long w = ~0ull;  // a row past the block's count: never written out
+        if (r < live_rows) {
+            int* c = cur + 6 * r;
+            int fc = c[0];
+            const int fe = c[1];
+            while (fc < fe && list[fc] < kt) ++fc;
+            c[0] = fc;
+            if (fc < fe && list[fc] == kt) {
+                const int valid = min(BC, kv_len - kt * BC);
+                w = valid >= 64 ? ~0ull : (1ull << valid) - 1ull;
+            } else {
+                int pc = c[2];
+                const int pe = c[3];
+                while (pc < pe && list[pc] < kt) ++pc;
+                c[2] = pc;
+                w = pc < pe && list[pc] == kt ? all_masks[(int64_t)(pc - c[4]) * BR + c[5]] : 0ull;
+            }
+        }
+        words[(idx & 1) * BR + r] = w;
+    }
 };

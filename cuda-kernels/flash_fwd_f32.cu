@@ -4,7 +4,9 @@
 //   hr_flash_fwd_f32_*    dense/causal key tiles (tiles above a causal diagonal never visited), plain
 //                         or compacted query rows;
 //   hr_flash_sparse_f32_* the listed key tiles of a block-sparse layout (full: no mask; partial: bits),
-//                         plain or compacted query rows (one host-merged list per block).
+//                         plain or compacted query rows (one host-merged list per block);
+//   hr_flash_sparse_merge_f32_* compacted query rows over a block-sparse layout, their original tiles'
+//                         lists merged in the kernel (device-built work lists).
 #include "flash_tile_f32.cuh"
 
 namespace {
@@ -39,6 +41,17 @@ __device__ __forceinline__ void flash_sparse(const AttnParams& p) {
     hr_f32::attend<DMAX>(p, b, h, rows, keys);
 }
 
+// Compacted query rows over a block-sparse layout, their original tiles' lists merged in the kernel.
+template <int DMAX>
+__device__ __forceinline__ void flash_sparse_merge(const AttnParams& p) {
+    int qtile, h, b;
+    if (!hr_block_tile(p, p.causal != 0, qtile, h, b)) return;  // past a device-sized work list
+    const HrRows rows = hr_rows(p, b, h, qtile, kBr);
+    HR_DYNAMIC_SMEM(smem_raw);
+    const HrMergedKeys<kBr, kBc> keys(p, h, rows, smem_raw + hr_merge_offset((int)sizeof(hr_f32::Smem<DMAX>)));
+    hr_f32::attend<DMAX>(p, b, h, rows, keys);
+}
+
 }  // namespace
 
 // Head dims up to 64, 128 and 256; the host picks the smallest that fits and sizes shared memory
@@ -49,6 +62,10 @@ __device__ __forceinline__ void flash_sparse(const AttnParams& p) {
     }                                                                                                              \
     extern "C" __global__ void __launch_bounds__(kThreads, 2) hr_flash_sparse_f32_d##DMAX(const AttnParams p) { \
         flash_sparse<DMAX>(p);                                                                                     \
+    }                                                                                                              \
+    extern "C" __global__ void __launch_bounds__(kThreads, 2)                                                      \
+        hr_flash_sparse_merge_f32_d##DMAX(const AttnParams p) {                                                    \
+        flash_sparse_merge<DMAX>(p);                                                                               \
     }
 
 HR_FLASH_F32(64)

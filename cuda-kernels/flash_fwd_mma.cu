@@ -6,7 +6,9 @@
 //                    (whole grid or a work list of gate-active tiles) or compacted (q_rows);
 //   hr_flash_sparse_* the listed key tiles of a block-sparse layout: full tiles without a mask,
 //                    partial ones with their bits; query rows plain or compacted
-//                    (then one host-merged list per launched block).
+//                    (then one host-merged list per launched block);
+//   hr_flash_sparse_merge_* compacted query rows over a block-sparse layout, the lists of the rows'
+//                    original tiles merged in the kernel (device-built work lists: GPU models).
 // Tilings (flash_tile_mma.cuh): every kernel in W4 (64-row blocks: hr_flash_fwd_bf16_d128, ...); the
 // dense/causal ones for D ≥ 64 also in W2 (64 rows: hr_flash_fwd_w2_bf16_d128, ...), and for D = 64 and
 // 128 in W4X2 (128 rows: hr_flash_fwd_w4x2_bf16_d128, ...), whose work lists and compacted tiles then
@@ -43,9 +45,21 @@ __device__ __forceinline__ void flash_sparse(const AttnParams& p) {
     hr_mma::attend<T, TL>(p, b, h, rows, keys);
 }
 
+// Compacted query rows (q_rows) over a block-sparse layout, the union of their original tiles' lists
+// merged on the device (HrMergedKeys): for work lists built on the device, whose gate the host never sees.
+template <typename T, class TL>
+__device__ __forceinline__ void flash_sparse_merge(const AttnParams& p) {
+    int qtile, h, b;
+    if (!hr_block_tile(p, p.causal != 0, qtile, h, b)) return;  // past a device-sized work list
+    const HrRows rows = hr_rows(p, b, h, qtile, TL::kBr);
+    HR_DYNAMIC_SMEM(smem_raw);
+    const HrMergedKeys<TL::kBr, kBc> keys(p, h, rows, smem_raw + hr_merge_offset(TL::kSmemBytes));
+    hr_mma::attend<T, TL>(p, b, h, rows, keys);
+}
+
 }  // namespace
 
-// The dense/causal and block-sparse kernels of a dtype and head dim in the W4 tiling.
+// The dense/causal, block-sparse and merged block-sparse kernels of a dtype and head dim in the W4 tiling.
 #define HR_FLASH_MMA(T, D, SUFFIX)                                                                                  \
     extern "C" __global__ void __launch_bounds__(hr_mma::W4<D>::kThreads) hr_flash_fwd_##SUFFIX(const AttnParams p) { \
         flash_dense<T, hr_mma::W4<D>>(p);                                                                             \
@@ -53,6 +67,10 @@ __device__ __forceinline__ void flash_sparse(const AttnParams& p) {
     extern "C" __global__ void __launch_bounds__(hr_mma::W4<D>::kThreads)                                             \
         hr_flash_sparse_##SUFFIX(const AttnParams p) {                                                                \
         flash_sparse<T, hr_mma::W4<D>>(p);                                                                            \
+    }                                                                                                                 \
+    extern "C" __global__ void __launch_bounds__(hr_mma::W4<D>::kThreads)                                             \
+        hr_flash_sparse_merge_##SUFFIX(const AttnParams p) {                                                          \
+        flash_sparse_merge<T, hr_mma::W4<D>>(p);                                                                      \
     }                                                                                                                 \
     static_assert(hr_mma::W4<D>::kSmemBytes <= 227 * 1024, "shared memory of the " #SUFFIX " kernels exceeds sm_90")
 

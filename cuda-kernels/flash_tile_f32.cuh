@@ -1,5 +1,6 @@
 // headroute: the one inner loop of the fp32 attention kernels (CUDA cores), shared by the dense/causal
-// and the block-sparse kernels, which differ only in the key tiles they hand it.
+// and the block-sparse kernels, which differ only in the key tiles they hand it (HrDenseKeys,
+// HrSparseKeys, HrMergedKeys in attention_params.cuh).
 //
 // The exact-precision path (fp32 ≤ 1e-5 relative against the CPU engine) and the fallback for head
 // dimensions the tensor-core kernels do not take. One block of 128 threads (4 warps) owns Br = 32
@@ -62,8 +63,10 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
     }
 
     const int n_tiles = keys.count();
+    // A staged source's tile t + 1 is read during tile t (its bits are staged then); the others' on the spot.
+    int kt_staged = Keys::kStaged && n_tiles > 0 ? keys.tile(0) : 0;
     for (int t = 0; t < n_tiles; ++t) {
-        const int kt = keys.tile(t);
+        const int kt = Keys::kStaged ? kt_staged : keys.tile(t);
         const int j0 = kt * kBc;
         __syncthreads();  // the previous tile's Kj, Vj and P are no longer read
         for (int e = tid; e < kBc * D; e += kThreads) {
@@ -76,6 +79,13 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
 
         const int mask = keys.mask(t, kt);
         const unsigned long long* bits = mask == HR_MASK_BITS ? keys.bits(t) : nullptr;
+        // Bits staged in shared memory: the next tile's go to the other buffer, read after the next barrier.
+        if constexpr (Keys::kStaged) {
+            if (t + 1 < n_tiles) {
+                kt_staged = keys.tile(t + 1);
+                keys.stage(t + 1, kt_staged);
+            }
+        }
         const int j = j0 + lane;
 #pragma unroll
         for (int rr = 0; rr < kRowsPerWarp; ++rr) {

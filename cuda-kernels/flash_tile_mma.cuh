@@ -1,6 +1,6 @@
 // headroute: the one inner loop of the tensor-core attention kernels (fp16 and bf16,
 // FlashAttention-2 style), shared by the dense/causal and the block-sparse kernels, which differ only
-// in the key tiles they hand it (HrDenseKeys, HrSparseKeys in attention_params.cuh).
+// in the key tiles they hand it (HrDenseKeys, HrSparseKeys, HrMergedKeys in attention_params.cuh).
 //
 // A block owns Br = 64 or 128 query rows; each warp owns 16·M of them. Key tiles of Bc = 64 keys stream
 // through shared memory with cp.async. S = Qi·Kjᵀ and O += P·Vj are mma.sync m16n8k16 with fp32
@@ -105,6 +105,17 @@ __device__ __forceinline__ void load_q_fragment(uint32_t (&a)[4], const T* sQ, i
     hr::ldmatrix_x4(a, sQ + row * TL::kStride + col);
 }
 
+// The allowed-key words of the thread's rows (g and g + 8 of each of its warp's M m-tiles) from a tile's
+// Br words.
+template <int M>
+__device__ __forceinline__ void load_bits(unsigned long long (&w)[M][2], const unsigned long long* bits, int warp, int g) {
+#pragma unroll
+    for (int mi = 0; mi < M; ++mi) {
+        w[mi][0] = bits[(warp * M + mi) * 16 + g];
+        w[mi][1] = bits[(warp * M + mi) * 16 + g + 8];
+    }
+}
+
 // Attention of the block's query rows (b, h, rows) over the key tiles of `keys`: writes O (times the
 // gate) and lse of every valid row; rows without any allowed key get zeros and −inf.
 template <typename T, class TL, class Keys>
@@ -179,19 +190,13 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
             hr::cp_async_commit();
         }
         const int kt_after = j + 2 < n_tiles ? keys.tile(j + 2) : 0;
-        // This tile's mask, and for a partial tile its rows' allowed-key bits, loaded before the math hides them.
-        const int mask = keys.mask(j, kt);
+        // This tile's mask, and for a partial tile its rows' allowed-key bits, loaded before the math hides
+        // them (bits staged in shared memory are read after the barrier below).
+        int mask = keys.mask(j, kt);
         unsigned long long w[M][2];  // allowed-key bits of the thread's rows
 #pragma unroll
         for (int mi = 0; mi < M; ++mi) w[mi][0] = w[mi][1] = ~0ull;
-        if (mask == HR_MASK_BITS) {
-            const unsigned long long* bits = keys.bits(j);
-#pragma unroll
-            for (int mi = 0; mi < M; ++mi) {
-                w[mi][0] = bits[(warp * M + mi) * 16 + g];
-                w[mi][1] = bits[(warp * M + mi) * 16 + g + 8];
-            }
-        }
+        if (!Keys::kStaged && mask == HR_MASK_BITS) load_bits<M>(w, keys.bits(j), warp, g);
         if constexpr (TL::kStages == 2) {
             if (j + 1 < n_tiles) {
                 hr::cp_async_wait<1>();
@@ -205,6 +210,16 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
             __syncthreads();  // Kj (and Qi) visible; every warp is done with Vj−1, so its buffer is free
             load_keys<TL>(sV, V, p.v_row_stride, kt * kBc, p.kv_len);
             hr::cp_async_commit();
+        }
+
+        if constexpr (Keys::kStaged) {
+            load_bits<M>(w, keys.bits(j), warp, g);
+            if (j + 1 < n_tiles) keys.stage(j + 1, kt_next);  // read after the next iteration's first barrier
+            // A thread whose rows may use every key of the tile skips the element mask.
+            bool all = true;
+#pragma unroll
+            for (int mi = 0; mi < M; ++mi) all &= (w[mi][0] & w[mi][1]) == ~0ull;
+            if (all) mask = HR_MASK_NONE;
         }
 
         if constexpr (TL::kQRegs) {

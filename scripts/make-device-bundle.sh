@@ -7,7 +7,7 @@
 #   build/device/jre.tar.gz      a jlink runtime (top folder jre/), modules from jdeps over every jar
 #   build/device/lib/*.jar       the project jar and its runtime dependencies (target/lib/)
 #   build/device/lib/test/       classes/ (a copy of target/test-classes) and JUnit's console launcher jar
-#   build/device/kernels/        target/kernels/*.fatbin and ptxas.txt (loose copies; the jar has them too)
+#   build/device/kernels/        ptxas.txt (the register report; the modules themselves travel in the jar only)
 #   build/device/native/         libcublas.so.12, the cuBLAS 12 -> 13 shim
 #   build/device/MANIFEST.txt    commit (and whether the tree was dirty), date, JDK, modules, sizes
 #
@@ -102,7 +102,9 @@ fi
 rm -f "$STAGE/mvn.log"
 
 say "kernels, native shim"
-cp target/kernels/*.fatbin target/kernels/ptxas.txt "$STAGE/kernels/"
+# The fatbins are in the jar (io/headroute/kernels/, where KernelModule loads them); loose copies would cost
+# ~11 MB of the carry limit, so the bundle keeps only ptxas's report, and MANIFEST.txt their checksums.
+cp target/kernels/ptxas.txt "$STAGE/kernels/"
 cp target/native/libcublas.so.12 "$STAGE/native/"
 
 say "jdeps"
@@ -189,7 +191,8 @@ size_of() { du -sb "$1" | cut -f1; }
     printf '  %-60s %12s\n' "native/ (all)" "$(size_of "$STAGE/native")"
     echo
     echo "sha256:"
-    (cd "$STAGE" && sha256sum kernels/*.fatbin native/libcublas.so.12 "lib/headroute-$version.jar" | sed 's/^/  /')
+    (cd "$STAGE" && sha256sum native/libcublas.so.12 "lib/headroute-$version.jar" | sed 's/^/  /')
+    (cd target && sha256sum kernels/*.fatbin | sed 's/^/  /; s/$/ (in the jar)/')
 } >"$STAGE/MANIFEST.txt"
 
 total="$(size_of "$STAGE")"

@@ -7,6 +7,7 @@
 //   __shfl_xor_sync / __shfl_up_sync / __syncwarp: all 32 lanes must arrive (full masks only);
 //   mma.sync m16n8k16 (f16/bf16 -> f32), ldmatrix x4 (and .trans): warp-collective, fragment layouts of
 //     the PTX ISA, addresses checked to be 16-byte aligned and inside the block's shared memory;
+//   atomicOr on shared memory, __popc, __ffs: as on the GPU;
 //   cp.async: the destination is poisoned (0xFF, NaN) when the copy is issued and written only at
 //     cp.async.wait_group, so both a read before the wait and a missing barrier before a buffer is
 //     refilled read NaN, like a race on the GPU may.
@@ -100,6 +101,18 @@ inline T __shfl_up_sync(unsigned mask, T v, unsigned delta) {
     // Lanes below delta keep their own value.
     return ::hr_emu::shfl_from(mask, v, ::hr_emu::lane_id() - (int)delta);
 }
+
+// Shared-memory atomics: the fibers of a block switch only at barriers and warp operations, so a plain
+// read-modify-write is atomic here.
+inline unsigned atomicOr(unsigned* a, unsigned v) {
+    const unsigned old = *a;
+    *a = old | v;
+    return old;
+}
+
+inline int __popc(unsigned x) { return __builtin_popcount(x); }
+// 1 + the index of the lowest set bit; 0 for 0.
+inline int __ffs(int x) { return __builtin_ffs(x); }
 
 inline float __int_as_float(int i) { return hr_emu_half::bits_f32((uint32_t)i); }
 inline int __float_as_int(float f) { return (int)hr_emu_half::f32_bits(f); }

@@ -188,12 +188,14 @@ class DeviceBundleTest {
                 "picocli-", "jackson-databind-")) {
             assertTrue(jars.stream().anyMatch(n -> n.startsWith(dep)), dep + "*.jar missing from build/device/lib: " + jars);
         }
-        // One module per .cu file (make kernels), each in the bundle.
+        // One module per .cu file (make kernels), each in the bundle's project jar (where KernelModule loads it).
         List<String> cu = names(project.resolve("cuda-kernels"), ".cu");
-        List<String> fatbins = names(b.resolve("kernels"), ".fatbin");
-        for (String c : cu) {
-            String f = c.replaceAll("\\.cu$", ".fatbin");
-            assertTrue(fatbins.contains(f), "build/device/kernels/" + f + " is missing (has " + fatbins + ")");
+        Path jar = b.resolve("lib").resolve(jars.stream().filter(n -> n.matches("headroute-.*\\.jar")).findFirst().orElseThrow());
+        try (java.util.zip.ZipFile z = new java.util.zip.ZipFile(jar.toFile())) {
+            for (String c : cu) {
+                String f = "io/headroute/kernels/" + c.replaceAll("\\.cu$", ".fatbin");
+                assertTrue(z.getEntry(f) != null, f + " is missing from " + jar.getFileName());
+            }
         }
         assertFalse(Files.exists(b.resolve("jre")), "build/device/jre/ (an unpacked runtime) would not fit the carry limit");
         String manifest = Files.readString(b.resolve("MANIFEST.txt"));

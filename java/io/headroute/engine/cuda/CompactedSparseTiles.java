@@ -130,6 +130,46 @@ public final class CompactedSparseTiles {
         return new CompactedSparseTiles(br, bc, blocks, new TileLists(br, offsets, out.toArray(), fullBefore, maskOut.toArray()));
     }
 
+    /**
+     * Key tiles the kernel that merges on the device (hr_flash_sparse_merge_*, HrMergedKeys) visits for the
+     * compacted tiles {@code work} over {@code rows}/{@code counts} (as {@link #build} takes them): per tile
+     * the union of its rows' original tiles' lists, each tile once, including those none of its rows may use
+     * ({@link #build} leaves them out, so its {@link #listedTiles} is at most this). The host's account of a
+     * device-built list's work, for tests and reports.
+     */
+    public static long deviceMergedTiles(SparseTiles src, int[] work, int[] rows, int[] counts, int heads, int qLen) {
+        int br = src.tileRows();
+        if (work.length % 3 != 0) {
+            throw new IllegalArgumentException("a work list holds (b, h, tile) triples, got " + work.length + " ints");
+        }
+        int[] off = src.lists().offsets();
+        int[] tiles = src.lists().tiles();
+        boolean[] seen = new boolean[src.keyTiles()];
+        long total = 0;
+        for (int e = 0; e < work.length; e += 3) {
+            int bh = work[e] * heads + work[e + 1];
+            int r0 = work[e + 2] * br;
+            int n = Math.min(br, counts[bh] - r0);
+            int prevTile = -1;
+            Arrays.fill(seen, false);
+            for (int r = 0; r < n; r++) {
+                int qt = rows[bh * qLen + r0 + r] / br;
+                if (qt == prevTile) {
+                    continue;
+                }
+                prevTile = qt;
+                int cell = (src.layoutHeads() == 1 ? 0 : work[e + 1]) * src.queryTiles() + qt;
+                for (int j = off[cell]; j < off[cell + 1]; j++) {
+                    if (!seen[tiles[j]]) {
+                        seen[tiles[j]] = true;
+                        total++;
+                    }
+                }
+            }
+        }
+        return total;
+    }
+
     /** Launched tiles (cells). */
     public int blocks() {
         return blocks;

@@ -340,16 +340,13 @@ public final class CudaAttentionEngine implements AttentionEngine {
      * none without a gate or with {@code gateBlock} 0; block granularity (a list of active query tiles)
      * when the gate is constant over whole kernel tiles (Bq a multiple of Br: a tile is all on or all
      * off, so the list wastes no row); token granularity (per-(b, h) row compaction) when rows may differ
-     * within a tile. The sparse kernels always take the tile list: their compacted launches need key
-     * lists merged per compacted tile on the host ({@link CompactedSparseTiles}), which needs the gate on
-     * the host. {@code blockRows}: Br of the kernel that runs (the tiling's).
+     * within a tile. The same for both algorithms: a compacted sparse launch runs the kernel that merges its
+     * rows' key lists on the device ({@link FlashPlan#sparseMerge}), so the gate never goes to the host.
+     * {@code blockRows}: Br of the kernel that runs (the tiling's).
      */
     static GateMode deviceGateMode(Algorithm algorithm, int blockRows, int gateBlock) {
         if (gateBlock <= 0) {
             return GateMode.WHOLE_GRID;
-        }
-        if (algorithm == Algorithm.SPARSE) {
-            return GateMode.TILES;
         }
         return gateBlock % blockRows == 0 ? GateMode.TILES : GateMode.COMPACT;
     }
@@ -551,7 +548,8 @@ public final class CudaAttentionEngine implements AttentionEngine {
      * {@code gateBlock} the skip happens on the device: the call's o rows are zeroed, the gate_work
      * kernels build the work list ({@link #deviceGateMode}) into the workspace, and the attention kernel
      * runs the maximal grid, B·H·ceil(L / Br) blocks, of which those past the list's length (read by the
-     * kernel from the workspace, AttnParams.tiles_total) exit at once. Without a {@code gateBlock} the
+     * kernel from the workspace, AttnParams.tiles_total) exit at once; compacted rows on a sparse layout run
+     * the kernel that merges their original tiles' key lists on the device. Without a {@code gateBlock} the
      * whole grid runs and only tiles whose rows are all gated off exit early. This is how GPU models
      * (io.headroute.model.gpu) run their attention. Unverified on a GPU so far.
      */
@@ -563,6 +561,9 @@ public final class CudaAttentionEngine implements AttentionEngine {
         Algorithm algo = checkLaunch(sh, c.dtype(), c.algorithm(), c.pattern());
         FlashPlan plan = algo == Algorithm.FLASH ? FlashPlan.of(sh, c.dtype(), c.pattern(), tiling) : FlashPlan.sparse(sh, c.dtype());
         GateMode mode = c.gate() == 0 ? GateMode.WHOLE_GRID : deviceGateMode(algo, plan.blockRows(), c.gateBlock());
+        if (algo == Algorithm.SPARSE && mode == GateMode.COMPACT) {
+            plan = FlashPlan.sparseMerge(sh, c.dtype()); // same rows and layout; the lists merged in the kernel
+        }
         SparseTiles t = algo == Algorithm.SPARSE ? hostTiles(sh, c.dtype(), c.pattern(), c.blockSize()) : null;
         long layoutBytes = t == null ? 0 : DeviceTileLists.workspaceLayout(t.lists())[4];
         GateWork.Layout work = mode == GateMode.WHOLE_GRID ? null

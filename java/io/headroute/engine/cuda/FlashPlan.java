@@ -95,6 +95,36 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
         return plan(shape, dtype, true, Tiling.W4);
     }
 
+    /**
+     * Plans the block-sparse kernel that merges key lists on the device (hr_flash_sparse_merge_*): compacted
+     * query rows (q_rows) whose work list was built on the device, each block visiting the union of its rows'
+     * original tiles' lists. Its shared memory adds {@link #mergeSharedBytes} to the sparse kernel's.
+     */
+    public static FlashPlan sparseMerge(AttentionShape shape, DType dtype) {
+        FlashPlan p = plan(shape, dtype, true, Tiling.W4);
+        int keyTiles = (int) ((shape.kvLen() + (long) p.tileKeys() - 1) / p.tileKeys());
+        return new FlashPlan(p.module, p.kernel.replace("hr_flash_sparse_", "hr_flash_sparse_merge_"), p.threads,
+                p.blockRows, mergeOffset(p.sharedBytes) + mergeSharedBytes(p.blockRows, keyTiles), p.gridX, p.gridY, p.gridZ);
+    }
+
+    /** Where the merge state starts after a kernel's {@code bytes} of shared memory (attention_params.cuh hr_merge_offset). */
+    static int mergeOffset(int bytes) {
+        return (bytes + 15) / 16 * 16;
+    }
+
+    /**
+     * Shared memory of HrMergedKeys (attention_params.cuh hr_merge_smem_bytes): two key tiles' words per row,
+     * six ints of cursors per row, a bitmap over the key tiles.
+     */
+    static int mergeSharedBytes(int blockRows, int keyTiles) {
+        return 2 * blockRows * 8 + blockRows * 6 * 4 + (keyTiles + 31) / 32 * 4;
+    }
+
+    /** Whether this is the block-sparse kernel that merges compacted rows' key lists on the device. */
+    public boolean mergesOnDevice() {
+        return kernel.startsWith("hr_flash_sparse_merge_");
+    }
+
     private static FlashPlan plan(AttentionShape shape, DType dtype, boolean sparse, Tiling tiling) {
         String family = sparse ? "hr_flash_sparse_" : "hr_flash_fwd_";
         int d = shape.headDim();

@@ -24,7 +24,8 @@ import org.junit.jupiter.params.provider.CsvSource;
 /**
  * {@link CudaAttentionEngine#launch} with a device-built work list, as GPU models call it: Q and O are
  * heads 2 … 2+H−1 of (B, L, 7, D) buffers, K and V (B, S, Hkv, D), the gate a router's (per token or per
- * block). The call's heads must equal the CPU engine, the other heads' elements (poisoned with NaN) must
+ * block). Sparse patterns ("+causal": with the causal rule) routed per token run the kernel that merges
+ * the compacted rows' key lists on the device. The call's heads must equal the CPU engine, the other heads' elements (poisoned with NaN) must
  * stay untouched by the o memset, and the launched tiles read back must equal the host mirror's count.
  */
 @Tag("gpu")
@@ -56,7 +57,9 @@ class DeviceLaunchGpuTest {
         "bf16, causal, 1000, 1000, 1, w4", "bf16, causal, 1000, 1000, 64, w4", "bf16, dense, 333, 400, 48, w4",
         "bf16, window:37, 700, 700, 128, w4", "f16, causal, 513, 513, 0, w4", "bf16, causal, 1000, 1000, 1, w2",
         "f16, dense, 333, 400, 48, w2", "bf16, causal, 1000, 1000, 64, w4x2", "f16, dense, 333, 400, 128, w4x2",
-        "bf16, causal, 300, 300, 0, w4x2"})
+        "bf16, causal, 300, 300, 0, w4x2", "bf16, window:37, 700, 700, 1, w4", "f16, longformer:20:3, 333, 400, 1, w4",
+        "bf16, bigbird:16:1:1:2:9+causal, 513, 513, 16, w4", "f32, bigbird:16:1:1:2:9, 301, 301, 1, w4",
+        "f32, window:37+causal, 257, 300, 8, w4", "f16, window:37, 700, 700, 1, w4x2"})
     void deviceGatedLaunchesMatchTheCpuEngineAndCountTheirTiles(String dtype, String spec, int l, int s, int bq, String tiling) {
         DType dt = DType.parse(dtype);
         int b = 2;
@@ -65,7 +68,8 @@ class DeviceLaunchGpuTest {
         int h0 = 2;
         int hkv = 2;
         int d = 64;
-        Pattern p = Patterns.parse(spec);
+        Pattern p = spec.endsWith("+causal") ? Patterns.parse(spec.substring(0, spec.length() - 7)).withCausal()
+                : Patterns.parse(spec);
         Random r = new Random(l * 31L + s + bq);
         float[] qAll = Tensor.ofFloats(dt, gaussian(r, b * l * hTot * d), b, l, hTot, d).toFloatArray();
         float[] kAll = Tensor.ofFloats(dt, gaussian(r, b * s * hkv * d), b, s, hkv, d).toFloatArray();

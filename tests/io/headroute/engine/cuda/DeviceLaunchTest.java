@@ -102,9 +102,10 @@ class DeviceLaunchTest {
             assertEquals(CudaAttentionEngine.GateMode.COMPACT, CudaAttentionEngine.deviceGateMode(Algorithm.FLASH, br, br / 2),
                     "blocks smaller than a tile vary within it");
             assertEquals(CudaAttentionEngine.GateMode.COMPACT, CudaAttentionEngine.deviceGateMode(Algorithm.FLASH, br, br + 16));
-            for (int g : new int[] {1, br / 2, br, br + 16}) {
-                assertEquals(CudaAttentionEngine.GateMode.TILES, CudaAttentionEngine.deviceGateMode(Algorithm.SPARSE, br, g),
-                        "sparse kernels take tile lists: compacted launches need host-merged key lists");
+            for (int g : new int[] {0, 1, br / 2, br, 4 * br, br + 16}) {
+                assertEquals(CudaAttentionEngine.deviceGateMode(Algorithm.FLASH, br, g),
+                        CudaAttentionEngine.deviceGateMode(Algorithm.SPARSE, br, g),
+                        "sparse launches compact rows too (their key lists merged in the kernel), Bq = " + g);
             }
         }
     }
@@ -117,12 +118,14 @@ class DeviceLaunchTest {
                 plan.blockRows(), plan.tileKeys()).lists())[4];
         GateWork.Layout tiles = GateWork.Layout.of(2, 300, 8, 64, false);
         assertEquals(layout, CudaAttentionEngine.deviceWorkspaceBytes(SHAPE, DType.BF16, Algorithm.FLASH, w, 64, 0));
-        assertEquals(layout + tiles.bytes(), CudaAttentionEngine.deviceWorkspaceBytes(SHAPE, DType.BF16, Algorithm.FLASH, w, 64, 1),
-                "a routed sparse layer adds a tile list");
-        assertEquals(layout + tiles.total(), CudaAttentionEngine.deviceWorkTotalOffset(SHAPE, DType.BF16, Algorithm.FLASH, w, 64, 1));
+        GateWork.Layout rows = GateWork.Layout.of(2, 300, 8, 64, true);
+        assertEquals(layout + rows.bytes(), CudaAttentionEngine.deviceWorkspaceBytes(SHAPE, DType.BF16, Algorithm.FLASH, w, 64, 1),
+                "a sparse layer routed per token adds its compacted rows and their tiles");
+        assertEquals(layout + rows.total(), CudaAttentionEngine.deviceWorkTotalOffset(SHAPE, DType.BF16, Algorithm.FLASH, w, 64, 1));
+        assertEquals(layout + tiles.bytes(), CudaAttentionEngine.deviceWorkspaceBytes(SHAPE, DType.BF16, Algorithm.FLASH, w, 64, 64),
+                "a sparse layer routed per 64-row block adds a tile list");
         assertEquals(-1, CudaAttentionEngine.deviceWorkTotalOffset(SHAPE, DType.BF16, Algorithm.FLASH, w, 64, 0));
         Pattern c = new Pattern.Causal();
-        GateWork.Layout rows = GateWork.Layout.of(2, 300, 8, 64, true);
         assertEquals(0, CudaAttentionEngine.deviceWorkspaceBytes(SHAPE, DType.BF16, Algorithm.FLASH, c, 64, 0));
         assertEquals(rows.bytes(), CudaAttentionEngine.deviceWorkspaceBytes(SHAPE, DType.BF16, Algorithm.FLASH, c, 64, 1));
         assertEquals(tiles.bytes(), CudaAttentionEngine.deviceWorkspaceBytes(SHAPE, DType.BF16, Algorithm.FLASH, c, 64, 128));
@@ -143,7 +146,7 @@ class DeviceLaunchTest {
         assertEquals(2L * 8 * 10, CudaAttentionEngine.gridTiles(SHAPE, DType.F32, Algorithm.FLASH, c, x));
         AttentionShape d96 = new AttentionShape(2, 8, 2, 300, 300, 96);
         assertEquals(2L * 8 * 5, CudaAttentionEngine.gridTiles(d96, DType.BF16, Algorithm.FLASH, c, x));
-        assertEquals(layout + tiles.bytes(), CudaAttentionEngine.deviceWorkspaceBytes(SHAPE, DType.BF16, Algorithm.FLASH, w, 64, 1, x),
+        assertEquals(layout + rows.bytes(), CudaAttentionEngine.deviceWorkspaceBytes(SHAPE, DType.BF16, Algorithm.FLASH, w, 64, 1, x),
                 "the sparse kernels keep 64-row tiles");
         assertEquals(CudaAttentionEngine.GateMode.COMPACT, CudaAttentionEngine.deviceGateMode(Algorithm.FLASH, 128, 64));
         assertEquals(CudaAttentionEngine.GateMode.TILES, CudaAttentionEngine.deviceGateMode(Algorithm.FLASH, 128, 256));
@@ -157,8 +160,10 @@ class DeviceLaunchTest {
         assertEquals(null, CudaAttentionEngine.deviceWorkList(g, sh, DType.BF16, Algorithm.FLASH, new Pattern.Causal(), 0));
         org.junit.jupiter.api.Assertions.assertArrayEquals(GateWork.compactedTiles(GateWork.compact(g, 2, 300, 8).counts(), 2, 8, 64),
                 CudaAttentionEngine.deviceWorkList(g, sh, DType.BF16, Algorithm.FLASH, new Pattern.Causal(), 1));
-        org.junit.jupiter.api.Assertions.assertArrayEquals(GateWork.activeTiles(g, 2, 300, 8, 32),
+        org.junit.jupiter.api.Assertions.assertArrayEquals(GateWork.compactedTiles(GateWork.compact(g, 2, 300, 8).counts(), 2, 8, 32),
                 CudaAttentionEngine.deviceWorkList(g, sh, DType.F32, Algorithm.FLASH, Patterns.parse("window:9"), 1));
+        org.junit.jupiter.api.Assertions.assertArrayEquals(GateWork.activeTiles(g, 2, 300, 8, 32),
+                CudaAttentionEngine.deviceWorkList(g, sh, DType.F32, Algorithm.FLASH, Patterns.parse("window:9"), 32));
         org.junit.jupiter.api.Assertions.assertArrayEquals(GateWork.compactedTiles(GateWork.compact(g, 2, 300, 8).counts(), 2, 8, 128),
                 CudaAttentionEngine.deviceWorkList(g, sh, DType.BF16, Algorithm.FLASH, new Pattern.Causal(), 1, FlashPlan.Tiling.W4X2));
     }

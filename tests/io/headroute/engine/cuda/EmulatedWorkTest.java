@@ -81,21 +81,7 @@ class EmulatedWorkTest {
         long before = Files.exists(stats) ? Files.size(stats) : 0;
         AttentionResult r = gpu.run(req);
         out[0] = r.stats();
-        List<Launch> flash = new ArrayList<>();
-        try (RandomAccessFile f = new RandomAccessFile(stats.toFile(), "r")) {
-            f.seek(before);
-            byte[] b = new byte[(int) (f.length() - before)];
-            f.readFully(b);
-            for (String line : new String(b, StandardCharsets.UTF_8).split("\n")) {
-                String[] c = line.split("\t");
-                if (c.length == 5 && c[0].startsWith("hr_flash_")) {
-                    flash.add(new Launch(c[0], Long.parseLong(c[1]), Long.parseLong(c[2]), Long.parseLong(c[3]),
-                            Long.parseLong(c[4])));
-                }
-            }
-        }
-        assertEquals(1, flash.size(), "attention launches of one call: " + flash);
-        return flash.get(0);
+        return flashLaunchSince(before);
     }
 
     private static Tensor gaussian(Random r, long... shape) {
@@ -180,6 +166,102 @@ class EmulatedWorkTest {
                         .algorithm(Algorithm.FLASH).wantLse(true).build());
                 CudaAttentionGpuTest.compare(got, want, 1e-2, "routed per " + block);
             }
+        }
+    }
+
+    /** The attention launch of the newest lines of HR_EMU_STATS, from {@code before} bytes on. */
+    private static Launch flashLaunchSince(long before) throws IOException {
+        List<Launch> flash = new ArrayList<>();
+        try (RandomAccessFile f = new RandomAccessFile(stats.toFile(), "r")) {
+            f.seek(before);
+            byte[] b = new byte[(int) (f.length() - before)];
+            f.readFully(b);
+            for (String line : new String(b, StandardCharsets.UTF_8).split("\n")) {
+                String[] c = line.split("\t");
+                if (c.length == 5 && c[0].startsWith("hr_flash_")) {
+                    flash.add(new Launch(c[0], Long.parseLong(c[1]), Long.parseLong(c[2]), Long.parseLong(c[3]),
+                            Long.parseLong(c[4])));
+                }
+            }
+        }
+        assertEquals(1, flash.size(), "attention launches of one call: " + flash);
+        return flash.get(0);
+    }
+
+    /**
+     * A sparse layer routed per token on device memory (as GPU models call it): the work list of compacted
+     * rows is built on the device and the kernel merges the rows' original tiles' key lists itself. It executes
+     * exactly the union the host mirror counts (4·D mma.sync per pair, each block's pairs; blocks past the
+     * device-sized list exit at once), less than a tile list of the same gate would, and the right answer.
+     */
+    @Test
+    void sparseLayersRoutedPerTokenOnTheDeviceComputeOnlyTheMergedLists() throws IOException {
+        Random r = new Random(608);
+        io.headroute.pattern.Pattern window = Patterns.parse("window:30");
+        io.headroute.engine.AttentionShape sh = new io.headroute.engine.AttentionShape(B, H, H, L, L, D);
+        Tensor q = Tensor.ofFloats(DType.BF16, gaussian(r, B, H, L, D).toFloatArray(), B, H, L, D);
+        Tensor k = Tensor.ofFloats(DType.BF16, gaussian(r, B, H, L, D).toFloatArray(), B, H, L, D);
+        Tensor v = Tensor.ofFloats(DType.BF16, gaussian(r, B, H, L, D).toFloatArray(), B, H, L, D);
+        Tensor gate = routedGate(r, 1);
+        long[] st = {(long) H * L * D, (long) L * D, D};
+        long[] mma = new long[2];
+        float[] got = null;
+        for (int routed = 0; routed < 2; routed++) {
+            int bq = routed == 1 ? 1 : 0;
+            long ws = gpu.launchWorkspaceBytes(sh, DType.BF16, Algorithm.SPARSE, window, 64, bq);
+            try (io.headroute.cuda.DeviceTensor dq = gpu.upload(q, DType.BF16, "qkv");
+                    io.headroute.cuda.DeviceTensor dk = gpu.upload(k, DType.BF16, "qkv");
+                    io.headroute.cuda.DeviceTensor dv = gpu.upload(v, DType.BF16, "qkv");
+                    io.headroute.cuda.DeviceTensor o = gpu.upload(Tensor.ofFloats(DType.BF16, new float[(int) q.numel()], B, H, L, D),
+                            DType.BF16, "out");
+                    io.headroute.cuda.DeviceTensor g = gpu.upload(gate, DType.F32, "gate");
+                    io.headroute.cuda.DeviceTensor w = gpu.upload(Tensor.ofInts(new int[(int) ((ws + 3) / 4)], (ws + 3) / 4),
+                            DType.I32, "work")) {
+                CudaAttentionEngine.DeviceCall call = new CudaAttentionEngine.DeviceCall(dq.address(), dk.address(), dv.address(),
+                        o.address(), routed == 1 ? g.address() : 0, w.address(), ws,
+                        new AttentionParams.Strides(st, st.clone(), st.clone(), st.clone()), sh, window, (float) (1 / Math.sqrt(D)),
+                        DType.BF16, Algorithm.SPARSE, 64, bq);
+                long before = Files.exists(stats) ? Files.size(stats) : 0;
+                gpu.launch(call, gpu.stream());
+                o.download(gpu.stream(), null); // waits for the launch
+                Launch l = flashLaunchSince(before);
+                mma[routed] = l.mma();
+                if (routed == 1) {
+                    assertTrue(l.kernel().startsWith("hr_flash_sparse_merge_"), l.kernel());
+                    got = o.download(gpu.stream(), null).toFloatArray();
+                } else {
+                    assertTrue(l.kernel().startsWith("hr_flash_sparse_bf16"), l.kernel());
+                }
+            }
+        }
+        float[] gf = gate.toFloatArray();
+        GateWork.Compaction c = GateWork.compact(gf, B, L, H);
+        int[] work = GateWork.compactedTiles(c.counts(), B, H, 64);
+        SparseTiles tiles = SparseTiles.build(window, io.headroute.pattern.BlockLayout.build(window, H, L, L, 64), L, L, 64, 64);
+        long pairs = CompactedSparseTiles.deviceMergedTiles(tiles, work, c.rows(), c.counts(), H, L);
+        assertEquals(4L * D * pairs, mma[1], "routed: the merged lists' pairs");
+        int perHead = tiles.layoutHeads() == 1 ? H : 1;
+        assertEquals(4L * D * B * perHead * tiles.listedTiles(), mma[0], "unrouted: the layout's pairs");
+        // What a tile list (the previous plan: every 64-row tile with a routed row) would have run.
+        int[] active = GateWork.activeTiles(gf, B, L, H, 64);
+        long tileListPairs = 0;
+        for (int e = 0; e < active.length; e += 3) {
+            tileListPairs += tiles.listed(active[e + 1], active[e + 2]);
+        }
+        double share = mma[1] / (double) mma[0];
+        System.out.printf("emulated mma.sync, %s routed 2+4 of 16 heads per token on the device, L=%d: %d of %d = %.4f"
+                + " (a tile list: %.4f)%n", window.spec(), L, mma[1], mma[0], share, tileListPairs / (double) (mma[0] / (4L * D)));
+        assertTrue(pairs < tileListPairs, "compaction beats the tile list: " + pairs + " vs " + tileListPairs + " pairs");
+        try (CpuAttentionEngine cpu = new CpuAttentionEngine()) {
+            float[] want = cpu.run(AttentionRequest.builder(q, k, v).gate(gate).pattern(window).dtype(DType.BF16).build()).o()
+                    .toFloatArray();
+            double num = 0;
+            double den = 0;
+            for (int i = 0; i < want.length; i++) {
+                num += (double) (got[i] - want[i]) * (got[i] - want[i]);
+                den += (double) want[i] * want[i];
+            }
+            assertTrue(Math.sqrt(num / den) <= 1e-2, "relative L2 " + Math.sqrt(num / den));
         }
     }
 

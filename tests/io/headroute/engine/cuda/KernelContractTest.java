@@ -233,6 +233,24 @@ class KernelContractTest {
         assertEquals(p.sharedBytes(), sp.sharedBytes(), "the sparse kernel shares the dense kernel's tiles");
         assertTrue(defines(cu, sp.kernel()), sp.kernel() + " is not defined in " + p.module() + ".cu");
         assertTrue(!defines(cu, kernel + "x"), "the definition check is not fooled by a longer name");
+        // The kernel that merges compacted rows' key lists on the device: same tiles, its state after them.
+        FlashPlan mp = FlashPlan.sparseMerge(new AttentionShape(2, 16, 4, 1000, 1000, d), dt);
+        assertEquals(kernel.replace("hr_flash_fwd_", "hr_flash_sparse_merge_"), mp.kernel());
+        assertTrue(defines(cu, mp.kernel()), mp.kernel() + " is not defined in " + p.module() + ".cu");
+        assertTrue(mp.isSparse() && mp.mergesOnDevice() && !sp.mergesOnDevice());
+        int keyTiles = (1000 + sp.tileKeys() - 1) / sp.tileKeys();
+        assertEquals(FlashPlan.mergeOffset(sp.sharedBytes()) + FlashPlan.mergeSharedBytes(sp.blockRows(), keyTiles), mp.sharedBytes());
+        assertEquals(sp.blockRows(), mp.blockRows());
+        assertEquals(sp.gridX(), mp.gridX());
+    }
+
+    @Test
+    void theMergeStateMatchesTheCudaFormula() throws IOException {
+        String h = source("attention_params.cuh");
+        assertEquals(FlashPlan.mergeSharedBytes(64, 512), asserted(h, "hr_merge_smem_bytes(64, 512)"));
+        assertEquals(FlashPlan.mergeSharedBytes(32, 33), asserted(h, "hr_merge_smem_bytes(32, 33)"));
+        assertEquals(FlashPlan.mergeOffset(69633), asserted(h, "hr_merge_offset(69633)"));
+        assertEquals(FlashPlan.mergeOffset(69632), 69632);
     }
 
     @Test
