@@ -473,6 +473,8 @@ def bench_cells(out):
                 data = json.load(open(path))
             except ValueError:
                 data = None
+        if (data or {}).get("config", {}).get("flash_tiling"):
+            c["flash_tiling"] = data["config"]["flash_tiling"]
         for m in (data or {}).get("measurements", []):
             algo = (m.get("algorithm") or "") + ("_" + m["tiling"] if m.get("tiling") else "")
             st = m.get("status") or m.get("skipped") or m.get("error")
@@ -614,8 +616,10 @@ def cmd_summary(a):
     if cells or trows:
         add("")
         add("bench bf16 B=1, TFLOP/s (4*B*H*L*S*D, /2 causal); torch = best SDPA backend")
-        add("flash = W4 tiling (default), w2 = W2 (2 warps x 32 rows), w4x2 = W4X2 (4 warps x 32 rows, 128-row"
-            " blocks), same inputs and run; ours/torch = the fastest tiling / torch best")
+        # The engine's tiling (-Dheadroute.tiling) as each bench JSON states it; W4 unless set otherwise.
+        ran = sorted(set(c["flash_tiling"].upper() for c in cells.values() if c.get("flash_tiling"))) or ["W4"]
+        add("flash = the engine's tiling (%s), w2 = W2 (2 warps x 32 rows), w4x2 = W4X2 (4 warps x 32 rows, 128-row"
+            " blocks), same inputs and run; ours/torch = the fastest tiling / torch best" % "/".join(ran))
         add("%-7s %6s %-6s %8s %8s %8s %8s %14s %8s" % ("HxD", "L", "causal", "flash", "w2", "w4x2", "mater.",
                                                         "torch best", "ours/torch"))
         keys = sorted(set(k for k in cells if k[4] == "dense") | set(

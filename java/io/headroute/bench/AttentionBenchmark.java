@@ -182,9 +182,20 @@ public final class AttentionBenchmark {
     }
 
     /** A whole run: where, what, and the measurements in the configured order. */
-    public record Report(Machine machine, Config config, String engine, String device, List<Measurement> measurements) {
+    /**
+     * @param flashTiling the tiling the tensor-core dense/causal kernel ran in for the configured rows (those
+     *                    without a {@link Measurement#tiling()}): the CUDA engine's, or W4 where the head dim's
+     *                    kernel lacks it; null without tensor-core kernels (CPU engine, fp32). The block-sparse
+     *                    kernels have W4 only.
+     */
+    public record Report(Machine machine, Config config, String engine, String device, List<Measurement> measurements,
+            String flashTiling) {
         public Report {
             measurements = List.copyOf(measurements);
+        }
+
+        public Report(Machine machine, Config config, String engine, String device, List<Measurement> measurements) {
+            this(machine, config, engine, device, measurements, null);
         }
 
         /** How many times faster {@code fast} ran than {@code base} (median vs median), if both were measured. */
@@ -217,6 +228,9 @@ public final class AttentionBenchmark {
             config.writeRuns(cfg);
             cfg.put("block_size", config.blockSize());
             cfg.put("fp32_scores", config.fp32Scores());
+            if (flashTiling != null) {
+                cfg.put("flash_tiling", flashTiling);
+            }
             root.put("flop_formula", FLOP_FORMULA);
             root.put("flops_per_call", config.flops());
             ArrayNode ms = root.putArray("measurements");
@@ -338,7 +352,16 @@ public final class AttentionBenchmark {
                 cuda.setMmaTiling(before);
             }
         }
-        return new Report(Machine.current(), c, engine.name(), engine.device(), out);
+        return new Report(Machine.current(), c, engine.name(), engine.device(), out, configuredTiling(engine, c));
+    }
+
+    /** {@link Report#flashTiling()} of a run of {@code c} on {@code engine}. */
+    static String configuredTiling(AttentionEngine engine, Config c) {
+        if (!(engine instanceof CudaAttentionEngine e) || c.dtype() == DType.F32) {
+            return null;
+        }
+        FlashPlan.Tiling t = e.mmaTiling();
+        return (t.appliesTo(c.dtype(), c.headDim(), false) ? t : FlashPlan.Tiling.W4).cliName();
     }
 
     /** Warm-up and timed calls of one algorithm; {@code reference[0]} is the first measured output. */

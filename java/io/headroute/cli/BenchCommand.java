@@ -234,8 +234,9 @@ final class BenchCommand implements Callable<Integer> {
     static void print(PrintWriter o, Report r, int threads) {
         Config c = r.config();
         boolean gpu = !r.engine().equals("cpu");
-        o.println(Units.fmt("headroute bench: backend %s on %s, %s, pattern %s, %s", r.engine(),
-                gpu ? r.device() : "CPU (" + threads + " threads)", c.shape(), c.patternSpec(), c.dtype().cliName()));
+        o.println(Units.fmt("headroute bench: backend %s on %s, %s, pattern %s, %s%s", r.engine(),
+                gpu ? r.device() : "CPU (" + threads + " threads)", c.shape(), c.patternSpec(), c.dtype().cliName(),
+                r.flashTiling() == null ? "" : ", flash kernel tiling " + r.flashTiling()));
         o.println(Units.fmt("FLOPs per call = 4·B·H·L·S·D, halved with --causal = %.3f GFLOP", c.flops() / 1e9));
         o.println("  (two matrix products at 2 FLOPs per multiply-add; one nominal count for every algorithm and pattern)");
         o.println(Units.fmt("warm-up %d, then the median of %d timed calls (compute time%s, inputs in place)", c.warmup(),

@@ -36,6 +36,7 @@ class AttentionBenchmarkTest {
         assertEquals(mat.medianMs() / flash.medianMs(), r.speedup(Algorithm.FLASH, Algorithm.MATERIALIZED).getAsDouble(), 1e-12);
         assertTrue(r.speedup(Algorithm.SPARSE, Algorithm.FLASH).isEmpty());
         assertEquals("window:20+causal", r.toJson().at("/config/pattern").asText());
+        assertTrue(r.toJson().at("/config/flash_tiling").isMissingNode(), "the CPU engine has no tensor-core tilings");
     }
 
     @Test

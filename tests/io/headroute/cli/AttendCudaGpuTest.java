@@ -119,6 +119,8 @@ class AttendCudaGpuTest {
         com.fasterxml.jackson.databind.JsonNode ms = mapper.readTree(json.toFile()).get("measurements");
         assertEquals(3, ms.size(), ms.toString());
         assertFalse(ms.get(0).has("tiling"), "the configured flash measurement runs the default tiling");
+        assertEquals("w4", mapper.readTree(json.toFile()).at("/config/flash_tiling").asText(), "and the JSON says which");
+        assertTrue(res.out().contains(", flash kernel tiling w4\n"), res.out());
         assertEquals("w2", ms.get(1).get("tiling").asText());
         assertEquals("w4x2", ms.get(2).get("tiling").asText());
         for (int i = 1; i <= 2; i++) {

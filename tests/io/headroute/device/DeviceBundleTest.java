@@ -156,6 +156,23 @@ class DeviceBundleTest {
         assertTrue(Files.readString(dir.resolve("results.txt")).startsWith("Duration: w4 4.12 ms"));
     }
 
+    /** The bench table names the tiling the configured flash rows ran in, as each bench JSON states it. */
+    @Test
+    void summaryLabelsTheFlashColumnWithTheEnginesTiling() throws Exception {
+        assumeTrue(project != null && onPath("python3"), "python3 or the project not found");
+        Path out = tmp.resolve("summary-tiling");
+        Path bench = Files.createDirectories(out.resolve("bench"));
+        Files.writeString(bench.resolve("runs.tsv"), "name\theads\tdim\tlen\tcausal\tpattern\talgos\trc\tsecs\tstatus\troute\n"
+                + "b1\t16\t128\t4096\t0\tdense\tflash\t0\t3\tok\t\n");
+        Files.writeString(bench.resolve("b1.json"), "{\"config\": {\"flash_tiling\": \"w4x2\"}, \"measurements\": ["
+                + "{\"algorithm\": \"flash\", \"status\": \"ok\", \"gflops\": 300000, \"median_ms\": 1.0},"
+                + "{\"algorithm\": \"flash\", \"tiling\": \"w2\", \"status\": \"ok\", \"gflops\": 250000, \"median_ms\": 1.2}]}");
+        Result r = run(List.of("python3", "-B", "scripts/device_check.py", "summary", out.toString()), Map.of(), 30);
+        assertEquals(0, r.exit, r.output);
+        assertTrue(r.output.contains("flash = the engine's tiling (W4X2), w2 = W2"), r.output);
+        assertTrue(r.output.matches("(?s).*\n16x128 +4096 no +300 +250 .*"), r.output);
+    }
+
     @Test
     void deviceCheckEndsWithTheSummary() throws Exception {
         assumeTrue(project != null && onPath("bash") && onPath("python3") && onPath("timeout"),
