@@ -203,12 +203,11 @@ static_assert(hr_merge_offset(69633) == 69648, "merge offset changed: update Fla
 
 // Block-sparse for compacted query rows, merged on the device: the rows of a compacted tile come from
 // several original query tiles, whose lists (the layout's cells, layout_per_block = 0) differ. The
-// block visits the union of those cells' key tiles, ascending; a row's allowed keys in key tile kt are
-// its own cell's: all valid keys for a full entry, the entry's bits for a partial one, none where its
-// cell does not list kt. Nothing depends on the gate on the host, so a work list built on the device
-// (GPU models) needs no host round trip (the engine's run() merges on the host instead: CompactedSparseTiles,
-// which also drops union tiles that none of the block's rows may use; here such a tile is visited with
-// every score masked).
+// block visits, ascending, the key tiles some of its rows may use; a row's allowed keys in key tile kt
+// are its own cell's: all valid keys for a full entry, the entry's bits for a partial one, none where
+// its cell does not list kt. The same tiles as the host's merge (CompactedSparseTiles, which the
+// engine's run() uploads per call), without the gate ever leaving the device: for work lists built on
+// the device (GPU models).
 //
 // State in dynamic shared memory at `extra` (hr_merge_smem_bytes): the words of two key tiles (Br each:
 // the tile being computed and the next), per row a cursor into its cell's full and partial entries, and
@@ -250,10 +249,13 @@ struct HrMergedKeys {
             const int t1 = p.kv_offsets[cell + 1];
             const int fb1 = p.kv_full_before[cell + 1];
             const int full_end = t0 + fb1 - p.kv_full_before[cell];
-            // The first row of each original tile adds its cell's tiles to the union (rows ascend, so a
-            // tile's rows are consecutive).
+            // The union holds exactly the key tiles some row may use: its cell's full tiles (added by the
+            // first row of each original tile; rows ascend, so a tile's rows are consecutive) and the partial
+            // ones whose bits for this row are not all zero.
             if (r == 0 || rows.row(r - 1) / BR != qt)
-                for (int t = t0; t < t1; ++t) atomicOr(&bm[list[t] >> 5], 1u << (list[t] & 31));
+                for (int t = t0; t < full_end; ++t) atomicOr(&bm[list[t] >> 5], 1u << (list[t] & 31));
+            for (int t = full_end; t < t1; ++t)
+                if (all_masks[(int64_t)(t - fb1) * BR + (i - qt * BR)] != 0ull) atomicOr(&bm[list[t] >> 5], 1u << (list[t] & 31));
             int* c = cur + 6 * r;
             c[0] = t0;
             c[1] = full_end;

@@ -4,7 +4,9 @@ import java.util.Arrays;
 
 /**
  * Block-sparse key lists for compacted query rows: one list per launched compacted tile (b, h, ct), in
- * work-list order, so the sparse kernels read cell blockIdx.x (AttnParams layout_per_block). A compacted
+ * work-list order, so the sparse kernels read cell blockIdx.x (AttnParams layout_per_block). The kernels
+ * that merge on the device (hr_flash_sparse_merge_*, HrMergedKeys: work lists built on the device) visit
+ * exactly these tiles per block, so {@link #listedTiles} is the host's account of their work too. A compacted
  * tile's rows come from several original query tiles whose lists differ; its list is the union of
  * theirs, sorted, full entries first (every valid row may attend every key of the kernel tile within S)
  * then partial ones with one allowed-key word per compacted row (its original tile's bits: all ones
@@ -128,46 +130,6 @@ public final class CompactedSparseTiles {
             fullBefore[e + 1] = fullSoFar;
         }
         return new CompactedSparseTiles(br, bc, blocks, new TileLists(br, offsets, out.toArray(), fullBefore, maskOut.toArray()));
-    }
-
-    /**
-     * Key tiles the kernel that merges on the device (hr_flash_sparse_merge_*, HrMergedKeys) visits for the
-     * compacted tiles {@code work} over {@code rows}/{@code counts} (as {@link #build} takes them): per tile
-     * the union of its rows' original tiles' lists, each tile once, including those none of its rows may use
-     * ({@link #build} leaves them out, so its {@link #listedTiles} is at most this). The host's account of a
-     * device-built list's work, for tests and reports.
-     */
-    public static long deviceMergedTiles(SparseTiles src, int[] work, int[] rows, int[] counts, int heads, int qLen) {
-        int br = src.tileRows();
-        if (work.length % 3 != 0) {
-            throw new IllegalArgumentException("a work list holds (b, h, tile) triples, got " + work.length + " ints");
-        }
-        int[] off = src.lists().offsets();
-        int[] tiles = src.lists().tiles();
-        boolean[] seen = new boolean[src.keyTiles()];
-        long total = 0;
-        for (int e = 0; e < work.length; e += 3) {
-            int bh = work[e] * heads + work[e + 1];
-            int r0 = work[e + 2] * br;
-            int n = Math.min(br, counts[bh] - r0);
-            int prevTile = -1;
-            Arrays.fill(seen, false);
-            for (int r = 0; r < n; r++) {
-                int qt = rows[bh * qLen + r0 + r] / br;
-                if (qt == prevTile) {
-                    continue;
-                }
-                prevTile = qt;
-                int cell = (src.layoutHeads() == 1 ? 0 : work[e + 1]) * src.queryTiles() + qt;
-                for (int j = off[cell]; j < off[cell + 1]; j++) {
-                    if (!seen[tiles[j]]) {
-                        seen[tiles[j]] = true;
-                        total++;
-                    }
-                }
-            }
-        }
-        return total;
     }
 
     /** Launched tiles (cells). */

@@ -191,8 +191,9 @@ class EmulatedWorkTest {
     /**
      * A sparse layer routed per token on device memory (as GPU models call it): the work list of compacted
      * rows is built on the device and the kernel merges the rows' original tiles' key lists itself. It executes
-     * exactly the union the host mirror counts (4·D mma.sync per pair, each block's pairs; blocks past the
-     * device-sized list exit at once), less than a tile list of the same gate would, and the right answer.
+     * exactly the pairs of the host's merge of the same gate (CompactedSparseTiles: 4·D mma.sync per pair;
+     * blocks past the device-sized list exit at once), less than a tile list of the same gate would, and the
+     * right answer.
      */
     @Test
     void sparseLayersRoutedPerTokenOnTheDeviceComputeOnlyTheMergedLists() throws IOException {
@@ -238,8 +239,8 @@ class EmulatedWorkTest {
         GateWork.Compaction c = GateWork.compact(gf, B, L, H);
         int[] work = GateWork.compactedTiles(c.counts(), B, H, 64);
         SparseTiles tiles = SparseTiles.build(window, io.headroute.pattern.BlockLayout.build(window, H, L, L, 64), L, L, 64, 64);
-        long pairs = CompactedSparseTiles.deviceMergedTiles(tiles, work, c.rows(), c.counts(), H, L);
-        assertEquals(4L * D * pairs, mma[1], "routed: the merged lists' pairs");
+        long pairs = CompactedSparseTiles.build(tiles, work, c.rows(), c.counts(), H, L, L).listedTiles();
+        assertEquals(4L * D * pairs, mma[1], "routed: the pairs of the host's merged lists");
         int perHead = tiles.layoutHeads() == 1 ? H : 1;
         assertEquals(4L * D * B * perHead * tiles.listedTiles(), mma[0], "unrouted: the layout's pairs");
         // What a tile list (the previous plan: every 64-row tile with a routed row) would have run.

@@ -26,7 +26,8 @@ import org.junit.jupiter.params.provider.MethodSource;
  * q_rows/q_counts (HrRows), its key tiles from HrDenseKeys or from the raw CSR arrays the engine
  * uploads — a {@link SparseTiles} (cell per layout head and query tile) or a {@link CompactedSparseTiles}
  * (layout_per_block: cell = the block's index in the work list) — with HrSparseKeys's offsets,
- * full-before counts and mask base arithmetic, each tile's
+ * full-before counts and mask base arithmetic, or (compacted rows on a device-built list) HrMergedKeys's
+ * union of the tiles its rows may use and its per-row cursors, each tile's
  * mask kind (none, rule, bits) over zero-filled keys past S, and the online softmax with exp2 —
  * against the float64 reference of the contract. What it proves is the host/device data contract and
  * the kernels' indexing; the kernels' arithmetic itself is covered by the GPU tests.
@@ -51,20 +52,28 @@ class KernelTwinTest {
     }
 
     /** The four block-sparse arrays and the two ints of AttnParams that say how a block finds its cell. */
-    record Lists(int[] offsets, int[] tiles, int[] fullBefore, long[] masks, int layoutHeads, boolean perBlock) {
+    /** {@code merged}: the layout's own cells read by the kernel that merges compacted rows' lists (HrMergedKeys). */
+    record Lists(int[] offsets, int[] tiles, int[] fullBefore, long[] masks, int layoutHeads, boolean perBlock, boolean merged) {
         static Lists of(SparseTiles t) {
             return t == null ? null
-                    : new Lists(t.lists().offsets(), t.lists().tiles(), t.lists().fullBefore(), t.lists().masks(), t.layoutHeads(), false);
+                    : new Lists(t.lists().offsets(), t.lists().tiles(), t.lists().fullBefore(), t.lists().masks(), t.layoutHeads(), false,
+                            false);
         }
 
         static Lists of(CompactedSparseTiles t) {
-            return new Lists(t.lists().offsets(), t.lists().tiles(), t.lists().fullBefore(), t.lists().masks(), 1, true);
+            return new Lists(t.lists().offsets(), t.lists().tiles(), t.lists().fullBefore(), t.lists().masks(), 1, true, false);
+        }
+
+        /** {@code t} as hr_flash_sparse_merge_* reads it (compacted rows, lists merged in the kernel). */
+        static Lists merged(SparseTiles t) {
+            return new Lists(t.lists().offsets(), t.lists().tiles(), t.lists().fullBefore(), t.lists().masks(), t.layoutHeads(), false,
+                    true);
         }
     }
 
     /**
      * Replays the launch; returns {o (B, H, L, D), lse (B, H, L)} with NaN where nothing was written, and
-     * {blocks launched, blocks that got past hr_block_tile}.
+     * {blocks launched, blocks that got past hr_block_tile, key tiles visited}.
      */
     static float[][] replay(Launch ln, float[] q, float[] k, float[] v, float[] gate, int b, int h, int hkv, int l, int s, int d,
             float scale) {
@@ -80,6 +89,7 @@ class KernelTwinTest {
         int qTiles = (l + ln.br() - 1) / ln.br();
         int blocks = ln.tilesTotal() != null ? b * h * qTiles : ln.tiles() != null ? ln.tiles().length / 3 : b * h * qTiles;
         int worked = 0;
+        long[] visited = {0};
         for (int blk = 0; blk < blocks; blk++) {
             int bb;
             int hh;
@@ -97,12 +107,13 @@ class KernelTwinTest {
                 bb = blk / (qTiles * h);
             }
             worked++;
-            block(ln, blk, q, k, v, gate, o, lse, bb, hh, qt, h, hkv, l, s, d, scaleLog2);
+            visited[0] += block(ln, blk, q, k, v, gate, o, lse, bb, hh, qt, h, hkv, l, s, d, scaleLog2);
         }
-        return new float[][] {o, lse, {blocks, worked}};
+        return new float[][] {o, lse, {blocks, worked, visited[0]}};
     }
 
-    private static void block(Launch ln, int blockIdx, float[] q, float[] k, float[] v, float[] gate, float[] o, float[] lse, int b, int h,
+    /** One block; returns the key tiles it visited. */
+    private static int block(Launch ln, int blockIdx, float[] q, float[] k, float[] v, float[] gate, float[] o, float[] lse, int b, int h,
             int qt, int heads, int hkv, int l, int s, int d, float scaleLog2) {
         int br = ln.br();
         int bc = ln.bc();
@@ -133,7 +144,7 @@ class KernelTwinTest {
                     Arrays.fill(o, ((b * heads + h) * l + row[r]) * d, ((b * heads + h) * l + row[r] + 1) * d, 0f);
                     lse[(b * heads + h) * l + row[r]] = Float.NEGATIVE_INFINITY;
                 }
-                return;
+                return 0;
             }
         }
         int offset = s - l;
@@ -146,7 +157,52 @@ class KernelTwinTest {
         int tail = s % bc == 0 ? Integer.MAX_VALUE : s / bc;
         int firstMasked = 0;
         Lists sp = ln.sparse();
-        if (sp != null) {
+        long[][] mergedWords = null; // HrMergedKeys: per visited tile, the words stage() writes
+        int[] mergedTiles = null;
+        if (sp != null && sp.merged()) {
+            int[] off = sp.offsets();
+            int[] fb = sp.fullBefore();
+            list = sp.tiles();
+            int qTilesL = (l + br - 1) / br;
+            int kTiles = (s + bc - 1) / bc;
+            boolean[] used = new boolean[kTiles];
+            int[][] cur = new int[count][]; // full cursor, full end, partial cursor, partial end, full_before[cell + 1], row in tile
+            for (int r = 0; r < count; r++) {
+                int qtr = row[r] / br;
+                int cell = (sp.layoutHeads() == 1 ? 0 : h) * qTilesL + qtr;
+                int fullEnd = off[cell] + fb[cell + 1] - fb[cell];
+                if (r == 0 || row[r - 1] / br != qtr) {
+                    for (int t = off[cell]; t < fullEnd; t++) {
+                        used[list[t]] = true;
+                    }
+                }
+                for (int t = fullEnd; t < off[cell + 1]; t++) {
+                    used[list[t]] |= sp.masks()[(t - fb[cell + 1]) * br + row[r] - qtr * br] != 0L;
+                }
+                cur[r] = new int[] {off[cell], fullEnd, fullEnd, off[cell + 1], fb[cell + 1], row[r] - qtr * br};
+            }
+            mergedTiles = java.util.stream.IntStream.range(0, kTiles).filter(x -> used[x]).toArray();
+            n = mergedTiles.length;
+            mergedWords = new long[n][br];
+            for (int j = 0; j < n; j++) {
+                int kt = mergedTiles[j];
+                Arrays.fill(mergedWords[j], -1L); // rows past the count
+                for (int r = 0; r < count; r++) {
+                    int[] c = cur[r];
+                    while (c[0] < c[1] && list[c[0]] < kt) {
+                        c[0]++;
+                    }
+                    if (c[0] < c[1] && list[c[0]] == kt) {
+                        mergedWords[j][r] = SparseTiles.span(0, Math.min(bc, s - kt * bc));
+                        continue;
+                    }
+                    while (c[2] < c[3] && list[c[2]] < kt) {
+                        c[2]++;
+                    }
+                    mergedWords[j][r] = c[2] < c[3] && list[c[2]] == kt ? sp.masks()[(c[2] - c[4]) * br + c[5]] : 0L;
+                }
+            }
+        } else if (sp != null) {
             int cell = sp.perBlock() ? blockIdx : (sp.layoutHeads() == 1 ? 0 : h) * ((l + br - 1) / br) + qt;
             int[] off = sp.offsets();
             int[] fb = sp.fullBefore();
@@ -176,8 +232,9 @@ class KernelTwinTest {
         Arrays.fill(m, Float.NEGATIVE_INFINITY);
         long[] masks = sp == null ? null : sp.masks();
         for (int j = 0; j < n; j++) {
-            int kt = sp != null ? list[t0 + j] : j;
-            int kind = sp != null ? (j >= nFull ? BITS : (kt == tail ? RULE : NONE)) : (j >= firstMasked ? RULE : NONE);
+            int kt = mergedTiles != null ? mergedTiles[j] : sp != null ? list[t0 + j] : j;
+            int kind = mergedTiles != null ? BITS
+                    : sp != null ? (j >= nFull ? BITS : (kt == tail ? RULE : NONE)) : (j >= firstMasked ? RULE : NONE);
             for (int r = 0; r < br; r++) {
                 float[] sc = new float[bc];
                 float mx = Float.NEGATIVE_INFINITY;
@@ -194,7 +251,8 @@ class KernelTwinTest {
                     }
                     float val = dot * scaleLog2;
                     if (kind != NONE) {
-                        boolean ok = kind == BITS ? ((masks[maskBase + (j - nFull) * br + r] >>> c) & 1L) != 0
+                        long word = mergedWords != null ? mergedWords[j][r] : kind == BITS ? masks[maskBase + (j - nFull) * br + r] : 0L;
+                        boolean ok = kind == BITS ? ((word >>> c) & 1L) != 0
                                 : key < s && (!ln.causal() || key <= pos);
                         val = ok ? val : Float.NEGATIVE_INFINITY;
                     }
@@ -233,6 +291,7 @@ class KernelTwinTest {
             }
             lse[ro] = empty ? Float.NEGATIVE_INFINITY : (float) ((m[r] + Math.log(lsum[r]) / Math.log(2)) * Math.log(2));
         }
+        return n;
     }
 
     static Stream<Arguments> cases() {
@@ -432,7 +491,8 @@ class KernelTwinTest {
         }
         SparseTiles sp = dense ? null : SparseTiles.build(p, BlockLayout.build(p, h, l, s, 64), l, s, tile, tile);
         float scale = (float) (1 / Math.sqrt(d));
-        float[][] got = replay(new Launch(tile, tile, FlashPlan.causal(p), list, rows, counts, Lists.of(sp), built.length / 3), q, kk,
+        Lists lists = sp == null ? null : mode == CudaAttentionEngine.GateMode.COMPACT ? Lists.merged(sp) : Lists.of(sp);
+        float[][] got = replay(new Launch(tile, tile, FlashPlan.causal(p), list, rows, counts, lists, built.length / 3), q, kk,
                 v, gate, b, h, hkv, l, s, d, scale);
 
         // The tiles that must run, counted from the gate directly.
@@ -461,8 +521,10 @@ class KernelTwinTest {
             assertEquals(CudaAttentionEngine.GateMode.TILES, mode, what);
             assertEquals((long) b * qTiles * (hs + k), expected, what + ": (Hs + k) / H of the grid");
         }
-        if (!dense) {
-            assertEquals(CudaAttentionEngine.GateMode.TILES, mode, what + ": sparse kernels take tile lists");
+        if (sp != null && mode == CudaAttentionEngine.GateMode.COMPACT) {
+            // The kernel that merges on the device visits exactly the tiles of the host's merge.
+            assertEquals(CompactedSparseTiles.build(sp, built, rows, counts, h, l, s).listedTiles(), (long) got[2][2],
+                    what + ": key tiles the merged lists visit");
         }
         ReferenceAttention.Output want = ReferenceAttention.compute(Tensor.ofFloats(q, b, h, l, d), Tensor.ofFloats(kk, b, hkv, s, d),
                 Tensor.ofFloats(v, b, hkv, s, d), Tensor.ofFloats(gate, b, l, h), rule, scale, DType.F32);

@@ -211,9 +211,10 @@ class LayerSchedulerTest {
         for (int l = 0; l < c.layerCount(); l++) {
             float[] g = c.layer(l).routed() ? pass.routing().get(l).gate().toFloatArray()
                     : gates == null || gates.get(l) == null ? null : gates.get(l).toFloatArray();
-            // Layers 0 (per token, dense kernel) and 4 (a caller's gate) compact; 1 (sparse kernel), 2 and 3
-            // (routing blocks of 32 and 64 rows: whole tiles) run tile lists; ungated layers the grid.
-            boolean compact = l == 0 || l == 4;
+            // Layers 0 (per token, dense kernel), 1 (per token, sparse kernel: lists merged in the kernel) and 4
+            // (a caller's gate) compact; 2 and 3 (routing blocks of 32 and 64 rows: whole tiles) run tile lists;
+            // ungated layers the grid.
+            boolean compact = l == 0 || l == 1 || l == 4;
             long launched = 0;
             long grid = 0;
             for (io.headroute.model.HeadSelection.Call call : model.blocks().get(l).selection().calls()) {
