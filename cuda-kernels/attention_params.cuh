@@ -211,7 +211,7 @@ static_assert(hr_merge_offset(69633) == 69648, "merge offset changed: update Fla
 //
 // State in dynamic shared memory at `extra` (hr_merge_smem_bytes): the words of two key tiles (Br each:
 // the tile being computed and the next), per row a cursor into its cell's full and partial entries, and
-// a bitmap of the union over the key tiles. The loop calls tile(0), tile(1), ... once each and in order
+// a bitmap over the key tiles of those to visit. The loop calls tile(0), tile(1), ... once each and in order
 // (the next set bit after the last); stage(j, kt) writes tile j's words (thread r < Br: row r) into buffer
 // j & 1, which the loop reads after the barrier that follows; the constructor stages tile 0. Every thread
 // of the block constructs it (barriers inside).
@@ -249,7 +249,7 @@ struct HrMergedKeys {
             const int t1 = p.kv_offsets[cell + 1];
             const int fb1 = p.kv_full_before[cell + 1];
             const int full_end = t0 + fb1 - p.kv_full_before[cell];
-            // The union holds exactly the key tiles some row may use: its cell's full tiles (added by the
+            // The bitmap holds exactly the key tiles some row may use: its cell's full tiles (added by the
             // first row of each original tile; rows ascend, so a tile's rows are consecutive) and the partial
             // ones whose bits for this row are not all zero.
             if (r == 0 || rows.row(r - 1) / BR != qt)
@@ -277,7 +277,7 @@ struct HrMergedKeys {
     }
 
     __device__ __forceinline__ int count() const { return n; }
-    // The idx-th tile of the union: called for idx = 0, 1, ... in order, each once.
+    // The idx-th tile to visit: called for idx = 0, 1, ... in order, each once.
     __device__ __forceinline__ int tile(int idx) const {
         if (idx == 0) {
             prev = first;

@@ -45,8 +45,8 @@ __device__ __forceinline__ void flash_sparse(const AttnParams& p) {
     hr_mma::attend<T, TL>(p, b, h, rows, keys);
 }
 
-// Compacted query rows (q_rows) over a block-sparse layout, the union of their original tiles' lists
-// merged on the device (HrMergedKeys): for work lists built on the device, whose gate the host never sees.
+// Compacted query rows (q_rows) over a block-sparse layout, their original tiles' lists merged on the
+// device (HrMergedKeys): for work lists built on the device, whose gate the host never sees.
 template <typename T, class TL>
 __device__ __forceinline__ void flash_sparse_merge(const AttnParams& p) {
     int qtile, h, b;

@@ -181,8 +181,9 @@ public final class AttentionBenchmark {
         }
     }
 
-    /** A whole run: where, what, and the measurements in the configured order. */
     /**
+     * A whole run: where, what, and the measurements in the configured order.
+     *
      * @param flashTiling the tiling the tensor-core dense/causal kernel ran in for the configured rows (those
      *                    without a {@link Measurement#tiling()}): the CUDA engine's, or W4 where the head dim's
      *                    kernel lacks it; null without tensor-core kernels (CPU engine, fp32). The block-sparse

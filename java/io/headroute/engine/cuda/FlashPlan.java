@@ -97,15 +97,26 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
 
     /**
      * Plans the block-sparse kernel that merges key lists on the device (hr_flash_sparse_merge_*): compacted
-     * query rows (q_rows) whose work list was built on the device, each block visiting the union of its rows'
-     * original tiles' lists. Its shared memory adds {@link #mergeSharedBytes} to the sparse kernel's.
+     * query rows (q_rows) whose work list was built on the device, each block visiting the key tiles some of
+     * its rows may use in their original tiles' lists (the tiles {@link CompactedSparseTiles} lists). Its
+     * shared memory adds {@link #mergeSharedBytes} to the sparse kernel's (a bitmap over S's key tiles:
+     * refused where that passes sm_90's 227 KB).
      */
     public static FlashPlan sparseMerge(AttentionShape shape, DType dtype) {
         FlashPlan p = plan(shape, dtype, true, Tiling.W4);
         int keyTiles = (int) ((shape.kvLen() + (long) p.tileKeys() - 1) / p.tileKeys());
-        return new FlashPlan(p.module, p.kernel.replace("hr_flash_sparse_", "hr_flash_sparse_merge_"), p.threads,
-                p.blockRows, mergeOffset(p.sharedBytes) + mergeSharedBytes(p.blockRows, keyTiles), p.gridX, p.gridY, p.gridZ);
+        int shared = mergeOffset(p.sharedBytes) + mergeSharedBytes(p.blockRows, keyTiles);
+        if (shared > MAX_SHARED_BYTES) {
+            throw new UnsupportedOperationException("S = " + shape.kvLen() + " keys: the merged sparse kernel would need " + shared
+                    + " bytes of shared memory (at most " + MAX_SHARED_BYTES + "); route per block of " + p.blockRows
+                    + " rows instead of per token");
+        }
+        return new FlashPlan(p.module, p.kernel.replace("hr_flash_sparse_", "hr_flash_sparse_merge_"), p.threads, p.blockRows,
+                shared, p.gridX, p.gridY, p.gridZ);
     }
+
+    /** Dynamic shared memory a block may opt into on sm_90 (227 KB; less on sm_86/sm_89, where the driver refuses more). */
+    static final int MAX_SHARED_BYTES = 227 * 1024;
 
     /** Where the merge state starts after a kernel's {@code bytes} of shared memory (attention_params.cuh hr_merge_offset). */
     static int mergeOffset(int bytes) {

@@ -251,6 +251,13 @@ class KernelContractTest {
         assertEquals(FlashPlan.mergeSharedBytes(32, 33), asserted(h, "hr_merge_smem_bytes(32, 33)"));
         assertEquals(FlashPlan.mergeOffset(69633), asserted(h, "hr_merge_offset(69633)"));
         assertEquals(FlashPlan.mergeOffset(69632), 69632);
+        // A bitmap over S's key tiles: refused in one line where it would pass 227 KB (S of about 10^8).
+        AttentionShape huge = new AttentionShape(1, 1, 1, 64, 100_000_000, 128);
+        UnsupportedOperationException e = assertThrows(UnsupportedOperationException.class,
+                () -> FlashPlan.sparseMerge(huge, DType.BF16));
+        assertTrue(e.getMessage().contains("route per block"), e.getMessage());
+        assertTrue(FlashPlan.sparseMerge(new AttentionShape(1, 16, 16, 32768, 32768, 128), DType.BF16).sharedBytes()
+                <= FlashPlan.MAX_SHARED_BYTES);
     }
 
     @Test
