@@ -207,13 +207,15 @@ class EmulatedWorkTest {
         long[] st = {(long) H * L * D, (long) L * D, D};
         long[] mma = new long[2];
         float[] got = null;
+        float[] poison = new float[(int) q.numel()];
+        java.util.Arrays.fill(poison, Float.NaN); // every output element must be written (or zeroed by the launch)
         for (int routed = 0; routed < 2; routed++) {
             int bq = routed == 1 ? 1 : 0;
             long ws = gpu.launchWorkspaceBytes(sh, DType.BF16, Algorithm.SPARSE, window, 64, bq);
             try (io.headroute.cuda.DeviceTensor dq = gpu.upload(q, DType.BF16, "qkv");
                     io.headroute.cuda.DeviceTensor dk = gpu.upload(k, DType.BF16, "qkv");
                     io.headroute.cuda.DeviceTensor dv = gpu.upload(v, DType.BF16, "qkv");
-                    io.headroute.cuda.DeviceTensor o = gpu.upload(Tensor.ofFloats(DType.BF16, new float[(int) q.numel()], B, H, L, D),
+                    io.headroute.cuda.DeviceTensor o = gpu.upload(Tensor.ofFloats(DType.BF16, poison, B, H, L, D),
                             DType.BF16, "out");
                     io.headroute.cuda.DeviceTensor g = gpu.upload(gate, DType.F32, "gate");
                     io.headroute.cuda.DeviceTensor w = gpu.upload(Tensor.ofInts(new int[(int) ((ws + 3) / 4)], (ws + 3) / 4),
@@ -259,6 +261,7 @@ class EmulatedWorkTest {
             double num = 0;
             double den = 0;
             for (int i = 0; i < want.length; i++) {
+                assertTrue(Float.isFinite(got[i]), "o[" + i + "] = " + got[i]);
                 num += (double) (got[i] - want[i]) * (got[i] - want[i]);
                 den += (double) want[i] * want[i];
             }
