@@ -340,11 +340,12 @@ public final class CudaAttentionEngine implements AttentionEngine {
      * none without a gate or with {@code gateBlock} 0; block granularity (a list of active query tiles)
      * when the gate is constant over whole kernel tiles (Bq a multiple of Br: a tile is all on or all
      * off, so the list wastes no row); token granularity (per-(b, h) row compaction) when rows may differ
-     * within a tile. The same for both algorithms: a compacted sparse launch runs the kernel that merges its
-     * rows' key lists on the device ({@link FlashPlan#sparseMerge}), so the gate never goes to the host.
+     * within a tile. The same for both algorithms (so it takes neither): a compacted sparse launch runs the
+     * kernel that merges its rows' key lists on the device ({@link FlashPlan#sparseMerge}), so the gate
+     * never goes to the host.
      * {@code blockRows}: Br of the kernel that runs (the tiling's).
      */
-    static GateMode deviceGateMode(Algorithm algorithm, int blockRows, int gateBlock) {
+    static GateMode deviceGateMode(int blockRows, int gateBlock) {
         if (gateBlock <= 0) {
             return GateMode.WHOLE_GRID;
         }
@@ -360,7 +361,7 @@ public final class CudaAttentionEngine implements AttentionEngine {
     static GateWork.Layout deviceWorkLayout(AttentionShape shape, DType dtype, Algorithm algorithm, int gateBlock,
             FlashPlan.Tiling tiling) {
         int rows = launchRows(shape, dtype, algorithm, tiling);
-        GateMode mode = deviceGateMode(algorithm, rows, gateBlock);
+        GateMode mode = deviceGateMode(rows, gateBlock);
         return mode == GateMode.WHOLE_GRID ? null
                 : GateWork.Layout.of(shape.batch(), shape.qLen(), shape.heads(), rows, mode == GateMode.COMPACT);
     }
@@ -430,7 +431,7 @@ public final class CudaAttentionEngine implements AttentionEngine {
             int gateBlock, FlashPlan.Tiling tiling) {
         Algorithm algo = deviceRoute(shape, algorithm, pattern);
         int br = launchRows(shape, dtype, algo, tiling);
-        GateMode mode = deviceGateMode(algo, br, gateBlock);
+        GateMode mode = deviceGateMode(br, gateBlock);
         return switch (mode) {
             case WHOLE_GRID -> null;
             case TILES -> GateWork.activeTiles(gate, shape.batch(), shape.qLen(), shape.heads(), br);
@@ -560,7 +561,7 @@ public final class CudaAttentionEngine implements AttentionEngine {
         AttentionShape sh = c.shape();
         Algorithm algo = checkLaunch(sh, c.dtype(), c.algorithm(), c.pattern());
         FlashPlan plan = algo == Algorithm.FLASH ? FlashPlan.of(sh, c.dtype(), c.pattern(), tiling) : FlashPlan.sparse(sh, c.dtype());
-        GateMode mode = c.gate() == 0 ? GateMode.WHOLE_GRID : deviceGateMode(algo, plan.blockRows(), c.gateBlock());
+        GateMode mode = c.gate() == 0 ? GateMode.WHOLE_GRID : deviceGateMode(plan.blockRows(), c.gateBlock());
         if (algo == Algorithm.SPARSE && mode == GateMode.COMPACT) {
             plan = FlashPlan.sparseMerge(sh, c.dtype()); // same rows and layout; the lists merged in the kernel
         }

@@ -93,20 +93,15 @@ class DeviceLaunchTest {
     void theGranularityIsChosenWithoutTheGate() {
         for (DType dt : new DType[] {DType.F32, DType.BF16, DType.F16}) {
             int br = FlashPlan.tileRows(dt);
-            assertEquals(CudaAttentionEngine.GateMode.WHOLE_GRID, CudaAttentionEngine.deviceGateMode(Algorithm.FLASH, br, 0));
-            assertEquals(CudaAttentionEngine.GateMode.COMPACT, CudaAttentionEngine.deviceGateMode(Algorithm.FLASH, br, 1),
+            assertEquals(CudaAttentionEngine.GateMode.WHOLE_GRID, CudaAttentionEngine.deviceGateMode(br, 0));
+            assertEquals(CudaAttentionEngine.GateMode.COMPACT, CudaAttentionEngine.deviceGateMode(br, 1),
                     "per-token routing and callers' gates compact");
-            assertEquals(CudaAttentionEngine.GateMode.TILES, CudaAttentionEngine.deviceGateMode(Algorithm.FLASH, br, br),
+            assertEquals(CudaAttentionEngine.GateMode.TILES, CudaAttentionEngine.deviceGateMode(br, br),
                     "routing blocks of one kernel tile switch whole tiles");
-            assertEquals(CudaAttentionEngine.GateMode.TILES, CudaAttentionEngine.deviceGateMode(Algorithm.FLASH, br, 4 * br));
-            assertEquals(CudaAttentionEngine.GateMode.COMPACT, CudaAttentionEngine.deviceGateMode(Algorithm.FLASH, br, br / 2),
+            assertEquals(CudaAttentionEngine.GateMode.TILES, CudaAttentionEngine.deviceGateMode(br, 4 * br));
+            assertEquals(CudaAttentionEngine.GateMode.COMPACT, CudaAttentionEngine.deviceGateMode(br, br / 2),
                     "blocks smaller than a tile vary within it");
-            assertEquals(CudaAttentionEngine.GateMode.COMPACT, CudaAttentionEngine.deviceGateMode(Algorithm.FLASH, br, br + 16));
-            for (int g : new int[] {0, 1, br / 2, br, 4 * br, br + 16}) {
-                assertEquals(CudaAttentionEngine.deviceGateMode(Algorithm.FLASH, br, g),
-                        CudaAttentionEngine.deviceGateMode(Algorithm.SPARSE, br, g),
-                        "sparse launches compact rows too (their key lists merged in the kernel), Bq = " + g);
-            }
+            assertEquals(CudaAttentionEngine.GateMode.COMPACT, CudaAttentionEngine.deviceGateMode(br, br + 16));
         }
     }
 
@@ -148,8 +143,8 @@ class DeviceLaunchTest {
         assertEquals(2L * 8 * 5, CudaAttentionEngine.gridTiles(d96, DType.BF16, Algorithm.FLASH, c, x));
         assertEquals(layout + rows.bytes(), CudaAttentionEngine.deviceWorkspaceBytes(SHAPE, DType.BF16, Algorithm.FLASH, w, 64, 1, x),
                 "the sparse kernels keep 64-row tiles");
-        assertEquals(CudaAttentionEngine.GateMode.COMPACT, CudaAttentionEngine.deviceGateMode(Algorithm.FLASH, 128, 64));
-        assertEquals(CudaAttentionEngine.GateMode.TILES, CudaAttentionEngine.deviceGateMode(Algorithm.FLASH, 128, 256));
+        assertEquals(CudaAttentionEngine.GateMode.COMPACT, CudaAttentionEngine.deviceGateMode(128, 64));
+        assertEquals(CudaAttentionEngine.GateMode.TILES, CudaAttentionEngine.deviceGateMode(128, 256));
     }
 
     @Test

@@ -468,7 +468,7 @@ class KernelTwinTest {
         io.headroute.engine.Algorithm algo = dense ? io.headroute.engine.Algorithm.FLASH : io.headroute.engine.Algorithm.SPARSE;
         DType dt = tile == 64 ? DType.BF16 : DType.F32;
         assertEquals(tile, FlashPlan.tileRows(dt));
-        CudaAttentionEngine.GateMode mode = CudaAttentionEngine.deviceGateMode(algo, tile, bq);
+        CudaAttentionEngine.GateMode mode = CudaAttentionEngine.deviceGateMode(tile, bq);
         int qTiles = (l + tile - 1) / tile;
         int grid = b * h * qTiles;
 
