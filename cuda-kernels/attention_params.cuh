@@ -18,8 +18,7 @@ struct AttnParams {
     const float* gate;      // (B, L, H) row multipliers; nullable (then every gate is 1)
     const int* tiles;       // optional work list of (b, h, query tile) triples; nullable = the whole grid
     // Block-sparse key lists in kernel tiles (sparse kernels only; null otherwise). Cell c = layout
-    // head · query tiles + query tile, layout head = h, or 0 when one layout serves every head; with
-    // layout_per_block, c = blockIdx.x (lists merged on the host per launched compacted tile).
+    // head · query tiles + query tile, layout head = h, or 0 when one layout serves every head.
     const int* kv_offsets;     // (cells + 1): cell c lists kv_tiles[kv_offsets[c] .. kv_offsets[c + 1])
     const int* kv_tiles;       // per cell: its full key tiles, then its partial ones
     const int* kv_full_before; // (cells + 1): full tiles in cells < c; cell c has the difference of two
@@ -46,7 +45,7 @@ struct AttnParams {
     float scale;                 // softmax scale (1/sqrt(D) by default)
     float scale_log2;            // scale · log2(e): the kernels use exp2
     int layout_heads;            // heads of the block-sparse lists: 1 (shared) or H
-    int layout_per_block;        // 1: one list per launched block (cell = blockIdx.x), for compacted rows
+    // 4 bytes of tail padding (the record is 8-byte aligned): the host writes them as zero.
 };
 
 static_assert(sizeof(void*) == 8, "64-bit device pointers expected");
@@ -57,7 +56,6 @@ static_assert(offsetof(AttnParams, q_batch_stride) == 112, "AttnParams layout ch
 static_assert(offsetof(AttnParams, batch) == 208, "AttnParams layout changed: update AttentionParams.java");
 static_assert(offsetof(AttnParams, scale) == 240, "AttnParams layout changed: update AttentionParams.java");
 static_assert(offsetof(AttnParams, layout_heads) == 248, "AttnParams layout changed: update AttentionParams.java");
-static_assert(offsetof(AttnParams, layout_per_block) == 252, "AttnParams layout changed: update AttentionParams.java");
 static_assert(sizeof(AttnParams) == 256, "AttnParams layout changed: update AttentionParams.java");
 
 // Rows skipped for a zero gate, and rows without any allowed key, report this log-sum-exp.
@@ -102,6 +100,16 @@ __device__ __forceinline__ HrRows hr_rows(const AttnParams& p, int b, int h, int
         rows.idx = nullptr;
         rows.count = min(br, p.q_len - rows.base);
     }
+    return rows;
+}
+
+// Plain rows only (q_rows ignored): the rows of the block-sparse kernels that read their own tile's list
+// (compacted rows run the merging kernels instead).
+__device__ __forceinline__ HrRows hr_plain_rows(const AttnParams& p, int qtile, int br) {
+    HrRows rows;
+    rows.idx = nullptr;
+    rows.base = qtile * br;
+    rows.count = min(br, p.q_len - rows.base);
     return rows;
 }
 
@@ -160,9 +168,8 @@ struct HrDenseKeys {
     __device__ __forceinline__ const unsigned long long* bits(int) const { return nullptr; }
 };
 
-// Block-sparse: the listed key tiles of one (layout head, query tile) cell, or of this block's own cell
-// (layout_per_block: compacted rows come from several query tiles, so the host merged their lists; see
-// HrMergedKeys for the merge on the device).
+// Block-sparse: the listed key tiles of one (layout head, query tile) cell (compacted rows, which come
+// from several query tiles, merge their tiles' lists on the device: HrMergedKeys).
 // Full tiles need no mask except the tile holding the end of S (its zero-filled keys must not count);
 // partial ones use bits.
 template <int BR, int BC>
@@ -173,7 +180,7 @@ struct HrSparseKeys {
     int n, n_full, tail_tile;
     __device__ __forceinline__ HrSparseKeys(const AttnParams& p, int h, int qtile) {
         const int q_tiles = (p.q_len + BR - 1) / BR;
-        const int cell = p.layout_per_block ? (int)blockIdx.x : (p.layout_heads == 1 ? 0 : h) * q_tiles + qtile;
+        const int cell = (p.layout_heads == 1 ? 0 : h) * q_tiles + qtile;
         const int t0 = p.kv_offsets[cell];
         list = p.kv_tiles + t0;
         n = p.kv_offsets[cell + 1] - t0;
@@ -202,12 +209,12 @@ static_assert(hr_merge_smem_bytes(32, 33) == 1288, "merge state changed: update 
 static_assert(hr_merge_offset(69633) == 69648, "merge offset changed: update FlashPlan.mergeOffset");
 
 // Block-sparse for compacted query rows, merged on the device: the rows of a compacted tile come from
-// several original query tiles, whose lists (the layout's cells, layout_per_block = 0) differ. The
-// block visits, ascending, the key tiles some of its rows may use; a row's allowed keys in key tile kt
-// are its own cell's: all valid keys for a full entry, the entry's bits for a partial one, none where
-// its cell does not list kt. The same tiles as the host's merge (CompactedSparseTiles, which the
-// engine's run() uploads per call), without the gate ever leaving the device: for work lists built on
-// the device (GPU models).
+// several original query tiles, whose lists (the layout's cells) differ. The block visits, ascending,
+// the key tiles some of its rows may use; a row's allowed keys in key tile kt are its own cell's: all
+// valid keys for a full entry, the entry's bits for a partial one, none where its cell does not list kt.
+// The same tiles as the host's model of the merge (CompactedSparseTiles, from which the engine counts
+// the work), without the merged lists ever being uploaded: the one kernel for compacted rows on a
+// sparse layout, whether the work list was built from a host gate (run) or on the device (GPU models).
 //
 // State in dynamic shared memory at `extra` (hr_merge_smem_bytes): the words of two key tiles (Br each:
 // the tile being computed and the next), per row a cursor into its cell's full and partial entries, and

@@ -4,9 +4,9 @@
 //   hr_flash_fwd_f32_*    dense/causal key tiles (tiles above a causal diagonal never visited), plain
 //                         or compacted query rows;
 //   hr_flash_sparse_f32_* the listed key tiles of a block-sparse layout (full: no mask; partial: bits),
-//                         plain or compacted query rows (one host-merged list per block);
+//                         plain query rows (whole grid or a work list);
 //   hr_flash_sparse_merge_f32_* compacted query rows over a block-sparse layout, their original tiles'
-//                         lists merged in the kernel (device-built work lists).
+//                         lists merged in the kernel.
 #include "flash_tile_f32.cuh"
 
 namespace {
@@ -32,11 +32,9 @@ template <int DMAX>
 __device__ __forceinline__ void flash_sparse(const AttnParams& p) {
     int qtile, h, b;
     if (!hr_block_tile(p, p.causal != 0, qtile, h, b)) return;  // past a device-sized work list
-    const HrRows rows = hr_rows(p, b, h, qtile, kBr);
-    if (rows.idx == nullptr) {
-        float* O = static_cast<float*>(p.o) + b * p.o_batch_stride + h * p.o_head_stride;
-        if (hr_skip_gated_tile(p, O, b, h, rows.base, kBr)) return;
-    }
+    const HrRows rows = hr_plain_rows(p, qtile, kBr);
+    float* O = static_cast<float*>(p.o) + b * p.o_batch_stride + h * p.o_head_stride;
+    if (hr_skip_gated_tile(p, O, b, h, rows.base, kBr)) return;
     const HrSparseKeys<kBr, kBc> keys(p, h, qtile);
     hr_f32::attend<DMAX>(p, b, h, rows, keys);
 }

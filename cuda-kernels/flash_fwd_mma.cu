@@ -5,10 +5,9 @@
 //                    never loaded, only the diagonal and the end of S pay for a mask; query rows plain
 //                    (whole grid or a work list of gate-active tiles) or compacted (q_rows);
 //   hr_flash_sparse_* the listed key tiles of a block-sparse layout: full tiles without a mask,
-//                    partial ones with their bits; query rows plain or compacted
-//                    (then one host-merged list per launched block);
+//                    partial ones with their bits; plain query rows (whole grid or a work list);
 //   hr_flash_sparse_merge_* compacted query rows over a block-sparse layout, the lists of the rows'
-//                    original tiles merged in the kernel (device-built work lists: GPU models).
+//                    original tiles merged in the kernel.
 // Tilings (flash_tile_mma.cuh): every kernel in W4 (64-row blocks: hr_flash_fwd_bf16_d128, ...); the
 // dense/causal ones for D ≥ 64 also in W2 (64 rows: hr_flash_fwd_w2_bf16_d128, ...), and for D = 64 and
 // 128 in W4X2 (128 rows: hr_flash_fwd_w4x2_bf16_d128, ...), whose work lists and compacted tiles then
@@ -36,17 +35,15 @@ template <typename T, class TL>
 __device__ __forceinline__ void flash_sparse(const AttnParams& p) {
     int qtile, h, b;
     if (!hr_block_tile(p, p.causal != 0, qtile, h, b)) return;  // past a device-sized work list
-    const HrRows rows = hr_rows(p, b, h, qtile, TL::kBr);
-    if (rows.idx == nullptr) {
-        T* O = static_cast<T*>(p.o) + b * p.o_batch_stride + h * p.o_head_stride;
-        if (hr_skip_gated_tile(p, O, b, h, rows.base, TL::kBr)) return;
-    }
+    const HrRows rows = hr_plain_rows(p, qtile, TL::kBr);
+    T* O = static_cast<T*>(p.o) + b * p.o_batch_stride + h * p.o_head_stride;
+    if (hr_skip_gated_tile(p, O, b, h, rows.base, TL::kBr)) return;
     const HrSparseKeys<TL::kBr, kBc> keys(p, h, qtile);
     hr_mma::attend<T, TL>(p, b, h, rows, keys);
 }
 
 // Compacted query rows (q_rows) over a block-sparse layout, their original tiles' lists merged on the
-// device (HrMergedKeys): for work lists built on the device, whose gate the host never sees.
+// device (HrMergedKeys): no merged list is ever uploaded, and a work list built on the device needs none.
 template <typename T, class TL>
 __device__ __forceinline__ void flash_sparse_merge(const AttnParams& p) {
     int qtile, h, b;

@@ -29,9 +29,10 @@
 #   compare    headroute attend (cpu f32; cuda flash/materialized f32/bf16, flash bf16 in W2 and W4X2) on the
 #              comparison inputs,
 #              relative L2 error against the float64 reference
-#   sanitizer  compute-sanitizer memcheck (flash f32, flash bf16, materialized f32, sparse bf16 with a gate,
-#              flash f32 with row compaction, flash bf16 in the W2 and W4X2 tilings) and racecheck (flash
-#              bf16 in W4, W2 and W4X2) on a tiny attend case
+#   sanitizer  compute-sanitizer memcheck (flash f32, flash bf16, materialized f32, sparse bf16 with a gate
+#              (tile list), sparse bf16 with row compaction (the merging kernel), flash f32 with row
+#              compaction, flash bf16 in the W2 and W4X2 tilings) and racecheck (flash bf16 in W4, W2 and
+#              W4X2; the merging sparse kernel) on tiny attend cases
 #   ncu        Nsight Compute on the flash kernel in W4, W2 and W4X2 (one bench process, bf16 H16 D128
 #              L=S=8192): throughput sections, then tensor-pipe and shared-memory counters, with the time left
 #   summary    the table
@@ -127,7 +128,7 @@ last_line() { grep -v '^[[:space:]]*$' "$1" 2>/dev/null | tail -n 1 | cut -c1-15
 # ------------------------------------------------------------------------------------------- steps
 # attend's --algo for a run's label: gated, flash-w2 and flash-w4x2 are flash runs (with --gate, --tiling).
 attend_algo() {
-    case $1 in gated | flash-w2 | flash-w4x2) echo flash ;; *) echo "$1" ;; esac
+    case $1 in gated | flash-w2 | flash-w4x2) echo flash ;; sparse-compact) echo sparse ;; *) echo "$1" ;; esac
 }
 
 step_facts() {
@@ -566,22 +567,29 @@ step_sanitizer() {
     local dir="$OUT/sanitizer"
     mkdir -p "$dir"
     python3 "$PY" npy-random "$dir/in" --shape 1,2,77,64 --seed 7 || { status fail "could not write the tiny inputs"; return 1; }
+    # L = 300 rows: enough tiles that the engine compacts the sparse case's gate (DeviceBundleTest pins which
+    # work list each gated case gets).
+    python3 "$PY" npy-random "$dir/in300" --shape 1,2,300,64 --seed 8 || { status fail "could not write the tiny inputs"; return 1; }
     printf 'tool\talgo\tdtype\trc\tsecs\tstatus\tlog\n' >"$dir/runs.tsv"
     jvm_opts
     # sparse: the block-sparse kernel on a causal window with a gate (tile work list, gate_work.cu);
+    # sparse-compact: the same on 300 rows, whose gate is compacted (hr_flash_sparse_merge_*: shared-memory
+    # bitmap, atomics, words staged a tile ahead);
     # gated: the dense kernel with a gate that switches most rows off (row compaction, gate_work.cu).
     # flash-w2, flash-w4x2: the dense kernel in the W2 and W4X2 tilings (single-buffered K/V, their own barrier
     # order, never run on a GPU before): their racechecks come early, in case the budget cuts the last runs.
-    local runs=("memcheck flash bf16" "racecheck flash-w2 bf16" "racecheck flash-w4x2 bf16" "racecheck flash bf16"
-        "memcheck flash-w2 bf16" "memcheck flash-w4x2 bf16" "memcheck flash f32" "memcheck sparse bf16" "memcheck gated f32"
-        "memcheck materialized f32")
-    local r tool algo dtype name t rc start secs st skip="" bad=0 extra
+    local runs=("memcheck flash bf16" "racecheck flash-w2 bf16" "racecheck flash-w4x2 bf16" "racecheck sparse-compact bf16"
+        "racecheck flash bf16" "memcheck flash-w2 bf16" "memcheck flash-w4x2 bf16" "memcheck sparse-compact bf16"
+        "memcheck flash f32" "memcheck sparse bf16" "memcheck gated f32" "memcheck materialized f32")
+    local r tool algo dtype name t rc start secs st skip="" bad=0 extra in
     for r in "${runs[@]}"; do
         read -r tool algo dtype <<<"$r"
         name="$tool-$algo-$dtype"
         extra=()
+        in="$dir/in"
         case $algo in
             sparse) extra=(--gate "$dir/in/gate.npy" --pattern window:9 --causal) ;;
+            sparse-compact) in="$dir/in300" extra=(--gate "$dir/in300/gate.npy" --pattern window:9 --causal) ;;
             gated) extra=(--gate "$dir/in/gate.npy" --causal) ;;
             flash-w2 | flash-w4x2) extra=(--tiling "${algo#flash-}" --causal) ;;
         esac
@@ -595,7 +603,7 @@ step_sanitizer() {
         start="$(date +%s)"
         timeout -k 5 "$t" "$san" --tool "$tool" --error-exitcode 3 --print-limit 50 \
             "$JAVA" "${JOPTS[@]}" -cp "$BUNDLE/lib/*" io.headroute.cli.Main attend \
-            --q "$dir/in/q.npy" --k "$dir/in/k.npy" --v "$dir/in/v.npy" --backend cuda --algo "$(attend_algo "$algo")" \
+            --q "$in/q.npy" --k "$in/k.npy" --v "$in/v.npy" --backend cuda --algo "$(attend_algo "$algo")" \
             --dtype "$dtype" "${extra[@]}" --out "$dir/o-$name.npy" >"$dir/$name.log" 2>&1 </dev/null
         rc=$?
         secs=$(($(date +%s) - start))

@@ -6,6 +6,14 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import io.headroute.cli.Main;
+import io.headroute.engine.Algorithm;
+import io.headroute.engine.AttentionRequest;
+import io.headroute.engine.cuda.CudaAttentionEngine;
+import io.headroute.engine.cuda.FlashPlan;
+import io.headroute.engine.cuda.GateWork;
+import io.headroute.pattern.Patterns;
+import io.headroute.tensor.DType;
+import io.headroute.tensor.Npy;
 import java.io.File;
 import java.io.IOException;
 import java.io.PrintWriter;
@@ -74,6 +82,32 @@ class DeviceBundleTest {
         assertTrue(help.output.contains("--quick") && help.output.contains("--json"), help.output);
         Result bad = run(List.of("python3", "-B", "bench/torch_reference.py", "--backends", "NOPE"), Map.of(), 30);
         assertEquals(2, bad.exit, "a bad --backends value must be a usage error:\n" + bad.output);
+    }
+
+    /**
+     * The sanitizer step's gated cases reach the paths they are named for: on its inputs (npy-random, the
+     * same shapes and seeds as scripts/device-check.sh) the engine plans a tile list for "sparse" (77 rows)
+     * and row compaction, hence the merging sparse kernel, for "sparse-compact" (300 rows) and "gated".
+     */
+    @Test
+    void sanitizerGatedCasesGetTheirWorkLists() throws Exception {
+        assumeTrue(project != null && onPath("python3"), "python3 or the project not found");
+        for (Object[] c : new Object[][] {{"sparse", 77, 7, "window:9", DType.BF16, false},
+                {"sparse-compact", 300, 8, "window:9", DType.BF16, true}, {"gated", 77, 7, "dense", DType.F32, true}}) {
+            Path in = tmp.resolve("in-" + c[0]);
+            int l = (Integer) c[1];
+            Result npy = run(List.of("python3", "-B", "scripts/device_check.py", "npy-random", in.toString(),
+                    "--shape", "1,2," + l + ",64", "--seed", String.valueOf(c[2])), Map.of(), 60);
+            assertEquals(0, npy.exit, npy.output);
+            DType dt = (DType) c[4];
+            AttentionRequest req = AttentionRequest.builder(Npy.read(in.resolve("q.npy")), Npy.read(in.resolve("k.npy")),
+                    Npy.read(in.resolve("v.npy"))).gate(Npy.read(in.resolve("gate.npy"))).pattern(Patterns.parse((String) c[3]))
+                    .causal(true).dtype(dt).algorithm(c[3].equals("dense") ? Algorithm.FLASH : Algorithm.SPARSE).build();
+            boolean compact = (Boolean) c[5];
+            // The work list's device bytes tell the two apart: compaction also holds B·H·L row indices.
+            assertEquals(GateWork.buildBytes(1, l, 2, FlashPlan.tileRows(dt), compact), CudaAttentionEngine.gateWorkBytes(req),
+                    c[0] + ": " + (compact ? "row compaction" : "a tile list") + " expected");
+        }
     }
 
     @Test

@@ -6,7 +6,8 @@ import java.nio.ByteOrder;
 /**
  * The bytes of {@code struct AttnParams} (cuda-kernels/attention_params.cuh), the by-value argument of
  * every attention kernel. Field order and offsets match the CUDA struct, whose static_asserts pin
- * them: 14 pointers, 12 int64 strides (in elements), 12 int32/float fields.
+ * them: 14 pointers, 12 int64 strides (in elements), 11 int32/float fields and 4 bytes of tail padding
+ * (written as zero).
  */
 public final class AttentionParams {
     /** sizeof(AttnParams). */
@@ -18,7 +19,6 @@ public final class AttentionParams {
     static final int OFFSET_SIZES = 208;
     static final int OFFSET_SCALE = 240;
     static final int OFFSET_LAYOUT_HEADS = 248;
-    static final int OFFSET_LAYOUT_PER_BLOCK = 252;
 
     private AttentionParams() {}
 
@@ -26,17 +26,11 @@ public final class AttentionParams {
     public record Pointers(long q, long k, long v, long o, long lse, long gate, long tiles) {}
 
     /**
-     * The block-sparse key lists of the sparse kernels: one per (layout head, query tile) cell (see
-     * {@link SparseTiles}), or with {@code perBlock} one per launched block, in work-list order (see
-     * {@link CompactedSparseTiles}); {@link #NONE} for the dense kernels.
+     * The block-sparse key lists of the sparse kernels, one per (layout head, query tile) cell (see
+     * {@link SparseTiles}); {@link #NONE} for the dense kernels.
      */
-    public record Sparse(long offsets, long tiles, long fullBefore, long masks, int layoutHeads, boolean perBlock) {
+    public record Sparse(long offsets, long tiles, long fullBefore, long masks, int layoutHeads) {
         public static final Sparse NONE = new Sparse(0, 0, 0, 0, 1);
-
-        /** Lists per (layout head, query tile) cell. */
-        public Sparse(long offsets, long tiles, long fullBefore, long masks, int layoutHeads) {
-            this(offsets, tiles, fullBefore, masks, layoutHeads, false);
-        }
     }
 
     /** Compacted query rows per (b, h) and their counts (see {@link GateWork}); {@link #NONE} for plain rows. */
@@ -88,7 +82,7 @@ public final class AttentionParams {
         b.putInt(batch).putInt(heads).putInt(kvHeads).putInt(qLen).putInt(kvLen).putInt(headDim);
         b.putInt(causal ? 1 : 0).putInt(numTiles);
         b.putFloat(scale).putFloat((float) (scale * (1.0 / Math.log(2.0))));
-        b.putInt(sp.layoutHeads()).putInt(sp.perBlock() ? 1 : 0);
+        b.putInt(sp.layoutHeads()).putInt(0); // tail padding
         if (b.position() != SIZE) {
             throw new IllegalStateException("AttnParams encoded to " + b.position() + " bytes, expected " + SIZE);
         }

@@ -3,30 +3,32 @@ package io.headroute.engine.cuda;
 import java.util.Arrays;
 
 /**
- * Block-sparse key lists for compacted query rows: one list per launched compacted tile (b, h, ct), in
- * work-list order, so the sparse kernels read cell blockIdx.x (AttnParams layout_per_block). The kernels
- * that merge on the device (hr_flash_sparse_merge_*, HrMergedKeys: work lists built on the device) visit
- * exactly these tiles per block, so {@link #listedTiles} is the host's account of their work too. A compacted
- * tile's rows come from several original query tiles whose lists differ; its list is the union of
- * theirs, sorted, full entries first (every valid row may attend every key of the kernel tile within S)
- * then partial ones with one allowed-key word per compacted row (its original tile's bits: all ones
- * within S for a full original entry, the original word for a partial one, 0 where its tile does not
- * list the key tile). Union entries no row of the tile may use are left out, so the list holds exactly
- * the key tiles with an allowed pair. Same four arrays as {@link SparseTiles}; built on the host per call
- * (they depend on the gate) in O(Σ listed entries × Br).
+ * The host's model of what the merging sparse kernels (hr_flash_sparse_merge_*, HrMergedKeys in
+ * attention_params.cuh) visit for compacted query rows: one key list per launched compacted tile
+ * (b, h, ct), in work-list order. The kernels build the same lists on the device and never read these;
+ * the engine counts their work with {@link #listedTiles(SparseTiles, int[], int[], int[], int, int, int)}
+ * and tests check the kernels against {@link #build}. A compacted tile's rows come from several original
+ * query tiles whose lists differ; its list is the union of theirs, sorted, full entries first (every
+ * valid row may attend every key of the kernel tile within S) then partial ones with one allowed-key
+ * word per compacted row (its original tile's bits: all ones within S for a full original entry, the
+ * original word for a partial one, 0 where its tile does not list the key tile). Union entries no row
+ * of the tile may use are left out, so the list holds exactly the key tiles with an allowed pair. Same
+ * four arrays as {@link SparseTiles}; O(Σ listed entries × Br) host time.
  */
 public final class CompactedSparseTiles {
     private final int br;
     private final int bc;
     private final int blocks;
-    /** Cell = the launched block's index in the work list. */
+    /** Cell = the launched block's index in the work list; null where only the count was kept. */
     private final TileLists lists;
+    private final long listed;
 
-    private CompactedSparseTiles(int br, int bc, int blocks, TileLists lists) {
+    private CompactedSparseTiles(int br, int bc, int blocks, TileLists lists, long listed) {
         this.br = br;
         this.bc = bc;
         this.blocks = blocks;
         this.lists = lists;
+        this.listed = listed;
     }
 
     /**
@@ -36,6 +38,20 @@ public final class CompactedSparseTiles {
      */
     public static CompactedSparseTiles build(SparseTiles src, int[] work, int[] rows, int[] counts, int heads, int qLen,
             int kvLen) {
+        return merge(src, work, rows, counts, heads, qLen, kvLen, true);
+    }
+
+    /**
+     * The (launched tile, key tile) pairs of {@link #build}'s lists, {@code build(...).listedTiles()},
+     * without keeping the lists or their words.
+     */
+    public static long listedTiles(SparseTiles src, int[] work, int[] rows, int[] counts, int heads, int qLen, int kvLen) {
+        return merge(src, work, rows, counts, heads, qLen, kvLen, false).listed;
+    }
+
+    /** With {@code keep}, the lists; else only the count. */
+    private static CompactedSparseTiles merge(SparseTiles src, int[] work, int[] rows, int[] counts, int heads, int qLen,
+            int kvLen, boolean keep) {
         int br = src.tileRows();
         int bc = src.tileKeys();
         if (work.length % 3 != 0) {
@@ -49,10 +65,11 @@ public final class CompactedSparseTiles {
         int[] srcFull = src.lists().fullBefore();
         long[] srcMasks = src.lists().masks();
         int blocks = work.length / 3;
-        int[] offsets = new int[blocks + 1];
-        int[] fullBefore = new int[blocks + 1];
+        int[] offsets = new int[keep ? blocks + 1 : 1];
+        int[] fullBefore = new int[keep ? blocks + 1 : 1];
         SparseTiles.IntList out = new SparseTiles.IntList();
         SparseTiles.LongList maskOut = new SparseTiles.LongList();
+        long listed = 0;
         int[] slot = new int[src.keyTiles()];
         Arrays.fill(slot, -1);
         int[] union = new int[src.keyTiles()];
@@ -113,6 +130,12 @@ public final class CompactedSparseTiles {
                     any |= w != 0;
                     all &= w == valid;
                 }
+                if (any) {
+                    listed++;
+                }
+                if (!keep) {
+                    continue;
+                }
                 if (all) {
                     out.add(kt);
                     fullSoFar++;
@@ -123,13 +146,16 @@ public final class CompactedSparseTiles {
                     }
                 }
             }
-            for (int x = 0; x < np; x++) {
-                out.add(partial[x]);
+            if (keep) {
+                for (int x = 0; x < np; x++) {
+                    out.add(partial[x]);
+                }
+                offsets[e + 1] = out.size();
+                fullBefore[e + 1] = fullSoFar;
             }
-            offsets[e + 1] = out.size();
-            fullBefore[e + 1] = fullSoFar;
         }
-        return new CompactedSparseTiles(br, bc, blocks, new TileLists(br, offsets, out.toArray(), fullBefore, maskOut.toArray()));
+        TileLists lists = keep ? new TileLists(br, offsets, out.toArray(), fullBefore, maskOut.toArray()) : null;
+        return new CompactedSparseTiles(br, bc, blocks, lists, listed);
     }
 
     /** Launched tiles (cells). */
@@ -167,17 +193,12 @@ public final class CompactedSparseTiles {
 
     /** Listed tiles over all launched tiles: the (query tile, key tile) pairs the kernel computes. */
     public long listedTiles() {
-        return lists.listedTiles();
+        return listed;
     }
 
-    /** The device arrays, in the order of AttnParams. */
+    /** The four arrays, laid out as {@link SparseTiles}'s (cell = launched tile). */
     TileLists lists() {
         return lists;
-    }
-
-    /** Bytes of the four device arrays as uploaded (an empty array still takes one element). */
-    public long deviceBytes() {
-        return lists.deviceBytes();
     }
 
     @Override

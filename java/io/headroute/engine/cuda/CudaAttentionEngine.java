@@ -212,6 +212,9 @@ public final class CudaAttentionEngine implements AttentionEngine {
         pool.resetPeakStats();
         long base = pool.stats().allocatedBytes();
         GatePlan gp = flash != null ? GatePlan.of(req, flash, layout == null ? null : layout.tiles()) : null;
+        if (layout != null && gp.mode == GateMode.COMPACT) {
+            flash = FlashPlan.sparseMerge(sh, dt); // same rows and layout; the rows' lists merged in the kernel
+        }
         try (DeviceTensor q = upload(req.q(), dt, "qkv");
                 DeviceTensor k = upload(req.k(), dt, "qkv");
                 DeviceTensor v = upload(req.v(), dt, "qkv");
@@ -233,41 +236,36 @@ public final class CudaAttentionEngine implements AttentionEngine {
                 if (flash.sharedBytes() > 48 * 1024) {
                     m.allowSharedMemory(flash.kernel(), flash.sharedBytes());
                 }
-                // A compacted sparse launch's merged key lists depend on the gate: uploaded for this call only.
-                try (DeviceTileLists merged = gp.merged() == null ? null
-                        : DeviceTileLists.upload(device, pool, stream, gp.merged().lists())) {
-                    timer.start();
-                    try (GateWork.DeviceWork work = gp.mode == GateMode.WHOLE_GRID ? null
-                            : GateWork.build(device, pool, stream, module(GateWork.MODULE), gate.address(), sh.batch(), sh.qLen(),
-                                    sh.heads(), flash.blockRows(), gp.mode == GateMode.COMPACT)) {
-                        if (work != null && work.count() != gp.tiles) {
-                            throw new IllegalStateException("the device work list has " + work.count() + " tiles, the host plan "
-                                    + gp.tiles + " (" + gp.mode + ", B=" + sh.batch() + " H=" + sh.heads() + " L=" + sh.qLen() + ")");
-                        }
-                        if (work != null) {
-                            // Rows no launched block sees (tiles left off the list, rows left out by compaction) are
-                            // gated ones: o = 0, lse = −inf.
-                            o.fillBits(0, stream);
-                            lse.fillBits(NEG_INF_BITS, stream);
-                        }
-                        byte[] params = AttentionParams.encode(
-                                new AttentionParams.Pointers(q.address(), k.address(), v.address(), o.address(), lse.address(),
-                                        gate == null ? 0 : gate.address(), work == null ? 0 : work.list()),
-                                merged != null ? merged.params(1, true) : layout == null ? AttentionParams.Sparse.NONE : layout.params(),
-                                work == null ? AttentionParams.Rows.NONE : new AttentionParams.Rows(work.rows(), work.counts()),
-                                AttentionParams.Strides.contiguous(sh.heads(), sh.kvHeads(), sh.qLen(), sh.kvLen(), sh.headDim()),
-                                sh.batch(), sh.heads(), sh.kvHeads(), sh.qLen(), sh.kvLen(), sh.headDim(),
-                                FlashPlan.causal(req.pattern()), work == null ? 0 : work.count(), req.scale());
-                        if (work == null) {
-                            m.launch(flash.kernel(), flash.gridX(), flash.gridY(), flash.gridZ(), flash.threads(), flash.sharedBytes(),
-                                    stream, params);
-                        } else {
-                            m.launch(flash.kernel(), work.count(), 1, 1, flash.threads(), flash.sharedBytes(), stream, params);
-                        }
-                        ms = timer.stopMillis();
-                        workspace = (layout == null ? 0 : layout.tiles().deviceBytes()) + (work == null ? 0 : work.bytes())
-                                + (gp.merged() == null ? 0 : gp.merged().deviceBytes());
+                timer.start();
+                try (GateWork.DeviceWork work = gp.mode == GateMode.WHOLE_GRID ? null
+                        : GateWork.build(device, pool, stream, module(GateWork.MODULE), gate.address(), sh.batch(), sh.qLen(),
+                                sh.heads(), flash.blockRows(), gp.mode == GateMode.COMPACT)) {
+                    if (work != null && work.count() != gp.tiles) {
+                        throw new IllegalStateException("the device work list has " + work.count() + " tiles, the host plan "
+                                + gp.tiles + " (" + gp.mode + ", B=" + sh.batch() + " H=" + sh.heads() + " L=" + sh.qLen() + ")");
                     }
+                    if (work != null) {
+                        // Rows no launched block sees (tiles left off the list, rows left out by compaction) are
+                        // gated ones: o = 0, lse = −inf.
+                        o.fillBits(0, stream);
+                        lse.fillBits(NEG_INF_BITS, stream);
+                    }
+                    byte[] params = AttentionParams.encode(
+                            new AttentionParams.Pointers(q.address(), k.address(), v.address(), o.address(), lse.address(),
+                                    gate == null ? 0 : gate.address(), work == null ? 0 : work.list()),
+                            layout == null ? AttentionParams.Sparse.NONE : layout.params(),
+                            work == null ? AttentionParams.Rows.NONE : new AttentionParams.Rows(work.rows(), work.counts()),
+                            AttentionParams.Strides.contiguous(sh.heads(), sh.kvHeads(), sh.qLen(), sh.kvLen(), sh.headDim()),
+                            sh.batch(), sh.heads(), sh.kvHeads(), sh.qLen(), sh.kvLen(), sh.headDim(),
+                            FlashPlan.causal(req.pattern()), work == null ? 0 : work.count(), req.scale());
+                    if (work == null) {
+                        m.launch(flash.kernel(), flash.gridX(), flash.gridY(), flash.gridZ(), flash.threads(), flash.sharedBytes(),
+                                stream, params);
+                    } else {
+                        m.launch(flash.kernel(), work.count(), 1, 1, flash.threads(), flash.sharedBytes(), stream, params);
+                    }
+                    ms = timer.stopMillis();
+                    workspace = (layout == null ? 0 : layout.tiles().deviceBytes()) + (work == null ? 0 : work.bytes());
                 }
                 queryTiles = gp.tiles;
                 visited = gp.keyTilesVisited;
@@ -442,10 +440,9 @@ public final class CudaAttentionEngine implements AttentionEngine {
 
     /**
      * Device bytes that the gate's work list adds to a {@link #run} of this request, before the pool's
-     * rounding: what {@link GateWork#buildBytes} holds, plus a compacted sparse launch's merged key lists;
-     * 0 without a gate, for the materialized algorithm, or when the gate switches off no query tile (the
-     * whole grid runs). The mode is chosen from the gate's values exactly as {@code run} chooses it, for an
-     * engine in its starting tiling.
+     * rounding: what {@link GateWork#buildBytes} holds; 0 without a gate, for the materialized algorithm, or
+     * when the gate switches off no query tile (the whole grid runs). The mode is chosen from the gate's
+     * values exactly as {@code run} chooses it, for an engine in its starting tiling.
      */
     public static long gateWorkBytes(AttentionRequest req) {
         return gateWorkBytes(req, startTiling());
@@ -474,8 +471,7 @@ public final class CudaAttentionEngine implements AttentionEngine {
         if (gp.mode == GateMode.WHOLE_GRID) {
             return 0;
         }
-        return GateWork.buildBytes(sh.batch(), sh.qLen(), sh.heads(), flash.blockRows(), gp.mode == GateMode.COMPACT)
-                + (gp.merged() == null ? 0 : gp.merged().deviceBytes());
+        return GateWork.buildBytes(sh.batch(), sh.qLen(), sh.heads(), flash.blockRows(), gp.mode == GateMode.COMPACT);
     }
 
     private static Algorithm deviceRoute(AttentionShape shape, Algorithm algorithm, Pattern pattern) {
@@ -579,7 +575,7 @@ public final class CudaAttentionEngine implements AttentionEngine {
         AttentionParams.Sparse sparse = AttentionParams.Sparse.NONE;
         if (t != null) {
             // Borrowed views of the caller's workspace: nothing to free.
-            sparse = DeviceTileLists.into(device, c.workspace(), stream, t.lists()).params(t.layoutHeads(), false);
+            sparse = DeviceTileLists.into(device, c.workspace(), stream, t.lists()).params(t.layoutHeads());
         }
         KernelModule m = module(plan.module());
         if (plan.sharedBytes() > 48 * 1024) {
@@ -700,14 +696,11 @@ public final class CudaAttentionEngine implements AttentionEngine {
     /**
      * The host's plan of one flash or sparse launch under a gate, and the exact counts of what the
      * kernel executes: query tiles launched and (query tile, key tile) pairs computed. A compacted sparse
-     * launch carries its key lists merged per launched tile ({@code merged}; null otherwise), since the
-     * layout's lists belong to original query tiles.
+     * launch runs the kernel that merges its rows' key lists ({@link FlashPlan#sparseMerge}); its pairs are
+     * counted by the host's model of that merge ({@link CompactedSparseTiles}), and it is not chosen where
+     * that kernel's shared memory would not fit.
      */
-    record GatePlan(GateMode mode, long tiles, long keyTilesVisited, CompactedSparseTiles merged) {
-        GatePlan(GateMode mode, long tiles, long keyTilesVisited) {
-            this(mode, tiles, keyTilesVisited, null);
-        }
-
+    record GatePlan(GateMode mode, long tiles, long keyTilesVisited) {
         static GatePlan of(AttentionRequest req, FlashPlan plan, SparseTiles sparse) {
             AttentionShape sh = req.shape();
             int br = plan.blockRows();
@@ -734,10 +727,12 @@ public final class CudaAttentionEngine implements AttentionEngine {
             // Compaction is weighed only when it launches fewer tiles; then on the key tiles both would visit.
             if (ct.length < active.length) {
                 if (sparse != null) {
-                    CompactedSparseTiles merged = CompactedSparseTiles.build(sparse, ct, c.rows(), c.counts(), sh.heads(),
-                            sh.qLen(), sh.kvLen());
-                    if (GateWork.compactionPays(merged.listedTiles(), activeVisited)) {
-                        return new GatePlan(GateMode.COMPACT, ct.length / 3, merged.listedTiles(), merged);
+                    if (FlashPlan.sparseMergeFits(sh, req.dtype())) {
+                        long merged = CompactedSparseTiles.listedTiles(sparse, ct, c.rows(), c.counts(), sh.heads(), sh.qLen(),
+                                sh.kvLen());
+                        if (GateWork.compactionPays(merged, activeVisited)) {
+                            return new GatePlan(GateMode.COMPACT, ct.length / 3, merged);
+                        }
                     }
                 } else {
                     long visited = 0;
@@ -980,7 +975,7 @@ public final class CudaAttentionEngine implements AttentionEngine {
         }
 
         AttentionParams.Sparse params() {
-            return lists.params(tiles.layoutHeads(), false);
+            return lists.params(tiles.layoutHeads());
         }
 
         @Override

@@ -86,10 +86,10 @@ final class DeviceTileLists implements AutoCloseable {
         return new DeviceTileLists(d);
     }
 
-    /** The kernels' view: lists per (layout head, query tile) cell, or per launched block. */
-    AttentionParams.Sparse params(int layoutHeads, boolean perBlock) {
+    /** The kernels' view: lists per (layout head, query tile) cell. */
+    AttentionParams.Sparse params(int layoutHeads) {
         return new AttentionParams.Sparse(offsets.address(), tiles.address(), fullBefore.address(), masks.address(),
-                layoutHeads, perBlock);
+                layoutHeads);
     }
 
     /** Bytes the pool holds for the four arrays (0 inside a borrowed workspace). */

@@ -97,15 +97,14 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
 
     /**
      * Plans the block-sparse kernel that merges key lists on the device (hr_flash_sparse_merge_*): compacted
-     * query rows (q_rows) whose work list was built on the device, each block visiting the key tiles some of
-     * its rows may use in their original tiles' lists (the tiles {@link CompactedSparseTiles} lists). Its
+     * query rows (q_rows), each block visiting the key tiles some of its rows may use in their original
+     * tiles' lists (the tiles {@link CompactedSparseTiles} lists). Its
      * shared memory adds {@link #mergeSharedBytes} to the sparse kernel's (a bitmap over S's key tiles:
      * refused where that passes sm_90's 227 KB).
      */
     public static FlashPlan sparseMerge(AttentionShape shape, DType dtype) {
         FlashPlan p = plan(shape, dtype, true, Tiling.W4);
-        int keyTiles = (int) ((shape.kvLen() + (long) p.tileKeys() - 1) / p.tileKeys());
-        int shared = mergeOffset(p.sharedBytes) + mergeSharedBytes(p.blockRows, keyTiles);
+        int shared = mergeShared(p, shape);
         if (shared > MAX_SHARED_BYTES) {
             throw new UnsupportedOperationException("S = " + shape.kvLen() + " keys: the merged sparse kernel would need " + shared
                     + " bytes of shared memory (at most " + MAX_SHARED_BYTES + "); route per block of " + p.blockRows
@@ -113,6 +112,16 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
         }
         return new FlashPlan(p.module, p.kernel.replace("hr_flash_sparse_", "hr_flash_sparse_merge_"), p.threads, p.blockRows,
                 shared, p.gridX, p.gridY, p.gridZ);
+    }
+
+    /** Whether {@link #sparseMerge} plans this call (its shared memory fits); refuses what {@link #sparse} refuses. */
+    public static boolean sparseMergeFits(AttentionShape shape, DType dtype) {
+        return mergeShared(plan(shape, dtype, true, Tiling.W4), shape) <= MAX_SHARED_BYTES;
+    }
+
+    private static int mergeShared(FlashPlan sparse, AttentionShape shape) {
+        int keyTiles = (int) ((shape.kvLen() + (long) sparse.tileKeys() - 1) / sparse.tileKeys());
+        return mergeOffset(sparse.sharedBytes) + mergeSharedBytes(sparse.blockRows, keyTiles);
     }
 
     /** Dynamic shared memory a block may opt into on sm_90 (227 KB; less on sm_86/sm_89, where the driver refuses more). */

@@ -161,9 +161,10 @@ class CudaSparseGpuTest {
     }
 
     /**
-     * Sparse gates on the block-sparse kernels: compacted rows with key lists merged per launched tile
-     * (layout_per_block), against the CPU engine; executed tiles and key tiles equal the host's plan and
-     * brute force over the compacted rows; the per-call lists are freed (checked after each test).
+     * Sparse gates on the block-sparse kernels: compacted rows, each block merging its rows' original
+     * tiles' key lists (hr_flash_sparse_merge_*), against the CPU engine; executed tiles and key tiles
+     * equal the host's plan and brute force over the compacted rows; the pool holds nothing after each
+     * call but the cached layouts (checked after each test).
      */
     @Test
     void gatedSparseRunsCompactedTilesWithMergedLists() {

@@ -193,7 +193,7 @@ class EmulatedWorkTest {
      * rows is built on the device and the kernel merges the rows' original tiles' key lists itself. It executes
      * exactly the pairs of the host's merge of the same gate (CompactedSparseTiles: 4·D mma.sync per pair;
      * blocks past the device-sized list exit at once), less than a tile list of the same gate would, and the
-     * right answer.
+     * right answer. The same gate given to {@code run} (on the host) runs the same kernel and pairs.
      */
     @Test
     void sparseLayersRoutedPerTokenOnTheDeviceComputeOnlyTheMergedLists() throws IOException {
@@ -243,6 +243,13 @@ class EmulatedWorkTest {
         SparseTiles tiles = SparseTiles.build(window, io.headroute.pattern.BlockLayout.build(window, H, L, L, 64), L, L, 64, 64);
         long pairs = CompactedSparseTiles.build(tiles, work, c.rows(), c.counts(), H, L, L).listedTiles();
         assertEquals(4L * D * pairs, mma[1], "routed: the pairs of the host's merged lists");
+        ExecutionStats[] viaRun = new ExecutionStats[1];
+        Launch ran = run(AttentionRequest.builder(q, k, v).gate(gate).pattern(window).dtype(DType.BF16).algorithm(Algorithm.SPARSE)
+                .build(), viaRun);
+        assertTrue(ran.kernel().startsWith("hr_flash_sparse_merge_"), "run() with the gate on the host: " + ran.kernel());
+        assertEquals(mma[1], ran.mma(), "run(): the pairs launch() executed");
+        assertEquals(pairs, viaRun[0].keyTilesVisited(), "run()'s account of its pairs");
+        assertEquals(work.length / 3, viaRun[0].queryTiles(), "run(): the compacted tiles");
         int perHead = tiles.layoutHeads() == 1 ? H : 1;
         assertEquals(4L * D * B * perHead * tiles.listedTiles(), mma[0], "unrouted: the layout's pairs");
         // What a tile list (the previous plan: every 64-row tile with a routed row) would have run.

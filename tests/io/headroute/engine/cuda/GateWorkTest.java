@@ -233,13 +233,7 @@ class GateWorkTest {
             assertEquals(compactVisited, gp.keyTilesVisited(), "key tiles visited by compacted tiles");
             assertTrue(gp.tiles() < activeTiles, "compaction runs fewer tiles");
             assertTrue(gp.keyTilesVisited() * 4 <= activeVisited * 3, "and visits at most 3/4 of the key tiles");
-            assertEquals(sparse, gp.merged() != null, "merged key lists exactly for the sparse kernels");
-            if (sparse) {
-                assertEquals(compactTiles, gp.merged().blocks(), "one merged list per launched tile");
-                assertEquals(gp.merged().listedTiles(), gp.keyTilesVisited(), "visited = the merged lists' entries");
-            }
         } else {
-            assertEquals(null, gp.merged(), spec);
             assertEquals(activeTiles == all ? GateMode.WHOLE_GRID : GateMode.TILES, gp.mode(), spec);
             assertEquals(activeTiles, gp.tiles(), "active tiles");
             assertEquals(activeVisited, gp.keyTilesVisited(), "key tiles visited by active tiles");
@@ -296,7 +290,6 @@ class GateWorkTest {
         assertEquals(GateMode.WHOLE_GRID, gp.mode(), "block granularity runs less work (here every tile has a live row)");
         assertEquals(active.length / 3, gp.tiles());
         assertEquals(activeVisited, gp.keyTilesVisited());
-        assertEquals(null, gp.merged());
         assertTrue(GateWork.compactionPays(3, 4) && !GateWork.compactionPays(compactVisited, activeVisited));
     }
 }

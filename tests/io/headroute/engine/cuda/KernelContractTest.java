@@ -58,7 +58,6 @@ class KernelContractTest {
         assertEquals(AttentionParams.OFFSET_ROWS, asserted(h, "offsetof(AttnParams, q_rows)"));
         assertEquals(AttentionParams.OFFSET_TILES_TOTAL, asserted(h, "offsetof(AttnParams, tiles_total)"));
         assertEquals(AttentionParams.OFFSET_LAYOUT_HEADS, asserted(h, "offsetof(AttnParams, layout_heads)"));
-        assertEquals(AttentionParams.OFFSET_LAYOUT_PER_BLOCK, asserted(h, "offsetof(AttnParams, layout_per_block)"));
     }
 
     @Test
@@ -148,12 +147,8 @@ class KernelContractTest {
         assertEquals(0, bb.getLong(AttentionParams.OFFSET_TILES_TOTAL), "the host-given num_tiles counts");
         assertEquals(AttentionParams.OFFSET_TILES_TOTAL + 8, AttentionParams.OFFSET_STRIDES, "the last pointer");
         assertEquals(8, bb.getInt(AttentionParams.OFFSET_LAYOUT_HEADS), "layout heads");
-        assertEquals(0, bb.getInt(AttentionParams.OFFSET_LAYOUT_PER_BLOCK), "lists per cell");
-        byte[] pb = AttentionParams.encode(new AttentionParams.Pointers(0, 0, 0, 0, 0, 0, 0),
-                new AttentionParams.Sparse(0x8000, 0x9000, 0xA000, 0xB000, 1, true), AttentionParams.Rows.NONE,
-                AttentionParams.Strides.contiguous(8, 2, 77, 300, 64), 3, 8, 2, 77, 300, 64, true, 11, 0.125f);
-        assertEquals(1, ByteBuffer.wrap(pb).order(ByteOrder.LITTLE_ENDIAN).getInt(AttentionParams.OFFSET_LAYOUT_PER_BLOCK),
-                "lists per launched block");
+        assertEquals(AttentionParams.SIZE, AttentionParams.OFFSET_LAYOUT_HEADS + 8, "layout_heads is the last field");
+        assertEquals(0, bb.getInt(AttentionParams.OFFSET_LAYOUT_HEADS + 4), "tail padding");
         // A device-built list: its length at a device int, the host's num_tiles the maximal grid.
         byte[] dw = AttentionParams.encode(new AttentionParams.Pointers(0x1000, 0x2000, 0x3000, 0x4000, 0, 0x6000, 0x7000),
                 AttentionParams.Sparse.NONE, new AttentionParams.Rows(0xC000, 0xD000), 0xE000,

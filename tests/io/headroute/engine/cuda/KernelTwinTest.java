@@ -23,11 +23,11 @@ import org.junit.jupiter.params.provider.MethodSource;
 /**
  * The CPU twin of the flash kernels' control flow: every block of a launch replayed in Java exactly as
  * the CUDA code indexes — its (b, h, tile) from the grid or the work list, its rows plain or through
- * q_rows/q_counts (HrRows), its key tiles from HrDenseKeys or from the raw CSR arrays the engine
- * uploads — a {@link SparseTiles} (cell per layout head and query tile) or a {@link CompactedSparseTiles}
- * (layout_per_block: cell = the block's index in the work list) — with HrSparseKeys's offsets,
- * full-before counts and mask base arithmetic, or (compacted rows on a device-built list) HrMergedKeys's
- * union of the tiles its rows may use and its per-row cursors, each tile's
+ * q_rows/q_counts (HrRows; the plain sparse kernels ignore q_rows, hr_plain_rows), its key tiles from
+ * HrDenseKeys or from the raw CSR arrays of a {@link SparseTiles} (cell per layout head and query tile)
+ * with HrSparseKeys's offsets, full-before counts and mask base arithmetic, or (compacted rows: the
+ * merging sparse kernels) HrMergedKeys's union of the tiles its rows may use and its per-row cursors,
+ * each tile's
  * mask kind (none, rule, bits) over zero-filled keys past S, and the online softmax with exp2 —
  * against the float64 reference of the contract. What it proves is the host/device data contract and
  * the kernels' indexing; the kernels' arithmetic itself is covered by the GPU tests.
@@ -51,23 +51,19 @@ class KernelTwinTest {
         }
     }
 
-    /** The four block-sparse arrays and the two ints of AttnParams that say how a block finds its cell. */
-    /** {@code merged}: the layout's own cells read by the kernel that merges compacted rows' lists (HrMergedKeys). */
-    record Lists(int[] offsets, int[] tiles, int[] fullBefore, long[] masks, int layoutHeads, boolean perBlock, boolean merged) {
+    /**
+     * The four block-sparse arrays and AttnParams.layout_heads; {@code merged}: read by the kernel that
+     * merges compacted rows' lists (HrMergedKeys), else by HrSparseKeys.
+     */
+    record Lists(int[] offsets, int[] tiles, int[] fullBefore, long[] masks, int layoutHeads, boolean merged) {
         static Lists of(SparseTiles t) {
             return t == null ? null
-                    : new Lists(t.lists().offsets(), t.lists().tiles(), t.lists().fullBefore(), t.lists().masks(), t.layoutHeads(), false,
-                            false);
-        }
-
-        static Lists of(CompactedSparseTiles t) {
-            return new Lists(t.lists().offsets(), t.lists().tiles(), t.lists().fullBefore(), t.lists().masks(), 1, true, false);
+                    : new Lists(t.lists().offsets(), t.lists().tiles(), t.lists().fullBefore(), t.lists().masks(), t.layoutHeads(), false);
         }
 
         /** {@code t} as hr_flash_sparse_merge_* reads it (compacted rows, lists merged in the kernel). */
         static Lists merged(SparseTiles t) {
-            return new Lists(t.lists().offsets(), t.lists().tiles(), t.lists().fullBefore(), t.lists().masks(), t.layoutHeads(), false,
-                    true);
+            return new Lists(t.lists().offsets(), t.lists().tiles(), t.lists().fullBefore(), t.lists().masks(), t.layoutHeads(), true);
         }
     }
 
@@ -107,13 +103,13 @@ class KernelTwinTest {
                 bb = blk / (qTiles * h);
             }
             worked++;
-            visited[0] += block(ln, blk, q, k, v, gate, o, lse, bb, hh, qt, h, hkv, l, s, d, scaleLog2);
+            visited[0] += block(ln, q, k, v, gate, o, lse, bb, hh, qt, h, hkv, l, s, d, scaleLog2);
         }
         return new float[][] {o, lse, {blocks, worked, visited[0]}};
     }
 
     /** One block; returns the key tiles it visited. */
-    private static int block(Launch ln, int blockIdx, float[] q, float[] k, float[] v, float[] gate, float[] o, float[] lse, int b, int h,
+    private static int block(Launch ln, float[] q, float[] k, float[] v, float[] gate, float[] o, float[] lse, int b, int h,
             int qt, int heads, int hkv, int l, int s, int d, float scaleLog2) {
         int br = ln.br();
         int bc = ln.bc();
@@ -122,7 +118,7 @@ class KernelTwinTest {
         int[] idx = null;
         int idxBase = 0;
         int count;
-        if (ln.qRows() != null) {
+        if (ln.qRows() != null && (ln.sparse() == null || ln.sparse().merged())) {
             idx = ln.qRows();
             idxBase = (b * heads + h) * l;
             count = Math.min(br, ln.qCounts()[b * heads + h] - base);
@@ -203,7 +199,7 @@ class KernelTwinTest {
                 }
             }
         } else if (sp != null) {
-            int cell = sp.perBlock() ? blockIdx : (sp.layoutHeads() == 1 ? 0 : h) * ((l + br - 1) / br) + qt;
+            int cell = (sp.layoutHeads() == 1 ? 0 : h) * ((l + br - 1) / br) + qt;
             int[] off = sp.offsets();
             int[] fb = sp.fullBefore();
             list = sp.tiles();
@@ -373,8 +369,8 @@ class KernelTwinTest {
             rows = c.rows();
             counts = c.counts();
             tiles = GateWork.compactedTiles(counts, b, h, tile);
-            if (!dense) { // key lists merged per launched tile, read at cell = blockIdx.x
-                lists = Lists.of(CompactedSparseTiles.build(sp, tiles, rows, counts, h, l, s));
+            if (!dense) { // the layout's own lists, merged per block in the kernel
+                lists = Lists.merged(sp);
             }
         }
         float scale = (float) (1 / Math.sqrt(d));
@@ -384,6 +380,11 @@ class KernelTwinTest {
         ReferenceAttention.Output want = ReferenceAttention.compute(Tensor.ofFloats(q, b, h, l, d), Tensor.ofFloats(k, b, hkv, s, d),
                 Tensor.ofFloats(v, b, hkv, s, d), gt, rule, scale, DType.F32);
         String what = rule + " L=" + l + " S=" + s + " tile=" + tile + " BS=" + bs + " gate=" + gateMode;
+        if (rows != null && !dense) {
+            long merged = CompactedSparseTiles.build(sp, tiles, rows, counts, h, l, s).listedTiles();
+            assertEquals(merged, (long) got[2][2], what + ": key tiles visited = the host's merge");
+            assertEquals(merged, CompactedSparseTiles.listedTiles(sp, tiles, rows, counts, h, l, s), what + ": its count alone");
+        }
         double num = 0;
         double den = 0;
         for (int i = 0; i < got[0].length; i++) {
