@@ -48,12 +48,12 @@ final class Charts {
 
     /**
      * The share of attention work a row asks for: the token density of a patterned variant, the measured
-     * share of non-zero gate entries of a routed one, the share of heads kept by a pruned one; NaN for
-     * full attention.
+     * share of non-zero gate entries of a routed one (times its pattern's token density), the share of
+     * heads kept by a pruned one; NaN for full attention.
      */
     static double workDensity(Run r) {
         if (r.variant() instanceof Variant.Routed) {
-            return r.details().activeHeadFraction();
+            return r.details().activeHeadFraction() * (r.variant().full() ? 1.0 : r.tokenDensity());
         }
         if (r.variant() instanceof Variant.Pruned) {
             return 1.0 - r.details().headsRemoved();

@@ -286,7 +286,7 @@ public final class Experiment {
             double rel = Double.NaN;
             String note;
             Pattern effective = sweep.causal() ? v.pattern().withCausal() : v.pattern();
-            Object ref = reference(effective);
+            Object ref = ungated(effective, v.algorithm(), density);
             if (ref instanceof String why) {
                 note = why;
             } else {
@@ -453,26 +453,41 @@ public final class Experiment {
         /** Full attention (flash, dense or causal as the pattern needs) on the same inputs: {o, lse}, or why not. */
         private Object reference(Pattern effective) {
             Pattern ref = AttentionQuality.referenceFor(effective);
-            return references.computeIfAbsent(ref.spec(), k -> {
-                double flops = shape.denseFlops() * (ref instanceof Pattern.Causal ? 0.5 : 1.0);
-                if (flops > limits.maxReferenceFlops()) {
-                    return String.format(Locale.ROOT, "n/a: the %s reference costs %.1f GFLOP, above the %.1f GFLOP limit "
-                            + "(--max-reference-gflop)", ref.spec(), flops / 1e9, limits.maxReferenceFlops() / 1e9);
-                }
-                try {
-                    AttentionResult r = engine.run(AttentionRequest.builder(inputs().q(), inputs().k(), inputs().v()).pattern(ref)
-                            .dtype(dtype).algorithm(Algorithm.FLASH).wantLse(true).build());
-                    return new float[][] {r.o().toFloatArray(), r.lse().toFloatArray()};
-                } catch (DeviceOutOfMemoryException e) {
-                    return "n/a: the " + ref.spec() + " reference does not fit: " + e.getMessage();
-                } catch (UnsupportedOperationException e) {
-                    return "n/a: the " + ref.spec() + " reference is unsupported here: " + e.getMessage();
-                } catch (RuntimeException e) {
-                    LOG.error("experiment: the {} reference failed: {}", ref.spec(), e.toString());
-                    LOG.debug("experiment: the failure", e);
-                    return "n/a: the " + ref.spec() + " reference failed: " + e;
-                }
-            });
+            return references.computeIfAbsent(ref.spec(), k -> output(ref, Algorithm.FLASH,
+                    shape.denseFlops() * (ref instanceof Pattern.Causal ? 0.5 : 1.0)));
+        }
+
+        /**
+         * The ungated output of the pattern {@code effective} itself, {o, lse}, or the String why it is n/a:
+         * the full reference for dense and causal, else one call of {@code algo} on the pattern (what a
+         * routed row on a sparse pattern is compared with, times its gate).
+         */
+        private Object ungated(Pattern effective, Algorithm algo, double density) {
+            if (AttentionQuality.referenceFor(effective).equals(effective)) {
+                return reference(effective);
+            }
+            return references.computeIfAbsent("ungated " + effective.spec(),
+                    k -> output(effective, algo, shape.denseFlops() * density));
+        }
+
+        private Object output(Pattern p, Algorithm algo, double flops) {
+            if (flops > limits.maxReferenceFlops()) {
+                return String.format(Locale.ROOT, "n/a: the %s reference costs %.1f GFLOP, above the %.1f GFLOP limit "
+                        + "(--max-reference-gflop)", p.spec(), flops / 1e9, limits.maxReferenceFlops() / 1e9);
+            }
+            try {
+                AttentionResult r = engine.run(AttentionRequest.builder(inputs().q(), inputs().k(), inputs().v()).pattern(p)
+                        .dtype(dtype).algorithm(algo).wantLse(true).build());
+                return new float[][] {r.o().toFloatArray(), r.lse().toFloatArray()};
+            } catch (DeviceOutOfMemoryException e) {
+                return "n/a: the " + p.spec() + " reference does not fit: " + e.getMessage();
+            } catch (UnsupportedOperationException e) {
+                return "n/a: the " + p.spec() + " reference is unsupported here: " + e.getMessage();
+            } catch (RuntimeException e) {
+                LOG.error("experiment: the {} reference failed: {}", p.spec(), e.toString());
+                LOG.debug("experiment: the failure", e);
+                return "n/a: the " + p.spec() + " reference failed: " + e;
+            }
         }
     }
 }

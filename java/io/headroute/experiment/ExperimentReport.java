@@ -231,9 +231,10 @@ public final class ExperimentReport {
         List<Run> headRows = rows.stream().filter(r -> r.ok() && r.headVariant()).toList();
         if (!headRows.isEmpty()) {
             md.append("\n## Routed and pruned runs\n\n");
-            md.append("Routed: the router's gate (seeded X (B, L, H·D) and Wr, as `bench --route`) drives dense flash "
-                    + "attention; the router is timed separately (overhead = router time / attention time). Its rel. error "
-                    + "is against the gate times the dense output: routing changes only which work is skipped. Pruned: the "
+            md.append("Routed: the router's gate (seeded X (B, L, H·D) and Wr, as `bench --route`) drives the attention "
+                    + "(dense flash, or the block-sparse kernel on the variant's pattern); the router is timed separately "
+                    + "(overhead = router time / attention time). Its rel. error is against the gate times the ungated "
+                    + "output of the same pattern: routing changes only which work is skipped. Pruned: the "
                     + "removed heads' q (and the key/value heads no kept head reads) are sliced out before the call; the "
                     + "kept heads equal dense attention's by construction. Time ratio = median / median of ")
                     .append(headRows.get(0).speedupBaseline() == null ? "full attention" : headRows.get(0).speedupBaseline())

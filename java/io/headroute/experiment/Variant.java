@@ -28,14 +28,15 @@ import java.util.Locale;
  *
  * <p>Grammar ({@link #GRAMMAR}): {@code materialized[:PATTERN]}, {@code flash[:PATTERN]},
  * {@code sparse:PATTERN}; PATTERN is any {@code --pattern} spec (e.g. {@code window:256},
- * {@code bigbird:64:1:1:2:7}); {@code routed:HS:K[:BQ]} (dense flash attention gated by a head router);
+ * {@code bigbird:64:1:1:2:7}); {@code routed:HS:K[:BQ][:PATTERN]} (attention gated by a head router: dense
+ * flash, or the block-sparse kernel on PATTERN);
  * {@code pruned:PLAN.json} or {@code pruned:FRACTION} (dense flash attention without the removed heads).
  * The sweep's {@code --causal} is added to every variant's pattern.
  */
 public sealed interface Variant permits Variant.Materialized, Variant.Flash, Variant.Sparse, Variant.Routed, Variant.Pruned {
     /** The variant grammar, for help and error messages. */
     String GRAMMAR = "materialized[:PATTERN], flash[:PATTERN], sparse:PATTERN (PATTERN: " + Patterns.GRAMMAR + "), "
-            + "routed:HS:K[:BQ], pruned:PLAN.json, pruned:FRACTION";
+            + "routed:HS:K[:BQ][:PATTERN], pruned:PLAN.json, pruned:FRACTION";
 
     /** The spec in canonical form, as it appears in reports. */
     String spec();
@@ -115,20 +116,28 @@ public sealed interface Variant permits Variant.Materialized, Variant.Flash, Var
     }
 
     /**
-     * Dense flash attention whose gate comes from a mixture-of-heads router (like {@code bench --route}):
-     * seeded token representations X (B, L, H·D) and router weights Wr; the gate switches off the rows of
-     * the heads a token is not routed to, and the attention skips them.
+     * Attention whose gate comes from a mixture-of-heads router (like {@code bench --route}): seeded token
+     * representations X (B, L, H·D) and router weights Wr; the gate switches off the rows of the heads a
+     * token is not routed to, and the attention skips them. Dense flash attention, or on a sparse pattern
+     * the block-sparse kernel (the gate's work skipped on top of the pattern's).
      *
      * @param sharedHeads Hs, always-active heads
      * @param k           routed heads kept per token or block
      * @param block       Bq, tokens per routing decision (1: per token)
+     * @param pattern     the attention pattern (before the sweep's causal rule); dense by default
      */
-    record Routed(int sharedHeads, int k, int block) implements Variant {
+    record Routed(int sharedHeads, int k, int block, Pattern pattern) implements Variant {
         public Routed {
             if (sharedHeads < 0 || k < 1 || block < 1) {
                 throw new IllegalArgumentException("routed:" + sharedHeads + ":" + k + ":" + block
                         + ": expected shared heads ≥ 0, k ≥ 1 and block ≥ 1");
             }
+            pattern = pattern == null ? new Pattern.Dense() : pattern;
+        }
+
+        /** Routed dense attention. */
+        public Routed(int sharedHeads, int k, int block) {
+            this(sharedHeads, k, block, new Pattern.Dense());
         }
 
         /** The router at H = {@code heads}. */
@@ -138,17 +147,14 @@ public sealed interface Variant permits Variant.Materialized, Variant.Flash, Var
 
         @Override
         public String spec() {
-            return "routed:" + sharedHeads + ":" + k + (block == 1 ? "" : ":" + block);
+            return "routed:" + sharedHeads + ":" + k + (block == 1 ? "" : ":" + block)
+                    + (pattern.isDense() ? "" : ":" + pattern.spec());
         }
 
+        /** Flash for the full patterns (dense, causal), the block-sparse algorithm for the others. */
         @Override
         public Algorithm algorithm() {
-            return Algorithm.FLASH;
-        }
-
-        @Override
-        public Pattern pattern() {
-            return new Pattern.Dense();
+            return full() ? Algorithm.FLASH : Algorithm.SPARSE;
         }
 
         @Override
@@ -161,24 +167,30 @@ public sealed interface Variant permits Variant.Materialized, Variant.Flash, Var
         }
 
         /**
-         * Before the router runs, a bound: flash's inputs and outputs plus the gate (B, L, H) float32, plus
-         * the largest work list the engine may build from a gate (token compaction's, {@link
-         * GateWork#buildBytes}); the router's own buffers are not in the call. Once the gate is known the
-         * experiment reports {@link #predictMemory(AttentionRequest)} instead.
+         * Before the router runs, a bound: the inputs and outputs plus the gate (B, L, H) float32, the
+         * sparse pattern's block layout (if any), plus the largest work list the engine may build from a
+         * gate (token compaction's, {@link GateWork#buildBytes}); the router's own buffers are not in the
+         * call. Once the gate is known the experiment reports {@link #predictMemory(AttentionRequest)} instead.
          */
         @Override
         public MemoryPrediction predictMemory(AttentionShape shape, DType dtype, boolean causal) {
             return new MemoryPrediction(MaterializedPlan.of(shape, dtype, true).ioBytes()
+                    + layoutBytes(shape, dtype, causal ? pattern.withCausal() : pattern)
                     + GateWork.buildBytes(shape.batch(), shape.qLen(), shape.heads(), FlashPlan.tileRows(dtype), true), 0);
         }
 
         /**
-         * The exact prediction for the gated call {@code req}: inputs, outputs and gate, plus the work list
-         * the engine builds for this gate's values ({@link CudaAttentionEngine#gateWorkBytes}).
+         * The exact prediction for the gated call {@code req}: inputs, outputs and gate, the sparse
+         * pattern's block layout (if any), plus the work list the engine builds for this gate's values
+         * ({@link CudaAttentionEngine#gateWorkBytes}).
          */
         public MemoryPrediction predictMemory(AttentionRequest req) {
             return new MemoryPrediction(MaterializedPlan.of(req.shape(), req.dtype(), req.gate() != null).ioBytes()
-                    + CudaAttentionEngine.gateWorkBytes(req), 0);
+                    + layoutBytes(req.shape(), req.dtype(), req.pattern()) + CudaAttentionEngine.gateWorkBytes(req), 0);
+        }
+
+        private long layoutBytes(AttentionShape shape, DType dtype, Pattern effective) {
+            return full() ? 0 : CudaAttentionEngine.sparseLayoutBytes(shape, dtype, effective, MemoryPrediction.SPARSE_BLOCK);
         }
     }
 
@@ -333,21 +345,28 @@ public sealed interface Variant permits Variant.Materialized, Variant.Flash, Var
                     yield new Sparse(Patterns.parse(rest));
                 }
                 case "routed" -> {
+                    // HS:K, then BQ if the next field is a number, then the pattern (whose specs start with a name).
                     String[] f = rest == null ? new String[0] : rest.split(":", -1);
-                    if (f.length < 2 || f.length > 3) {
-                        throw new IllegalArgumentException("variant '" + s + "': expected routed:HS:K or routed:HS:K:BQ "
-                                + "(shared heads, routed heads kept, tokens per routing block)");
+                    int numbers = 0;
+                    while (numbers < Math.min(3, f.length) && (numbers < 2 || f[numbers].strip().matches("[+-]?[0-9]+"))) {
+                        numbers++;
                     }
-                    int[] v = new int[f.length];
-                    for (int i = 0; i < f.length; i++) {
+                    if (numbers < 2) {
+                        throw new IllegalArgumentException("variant '" + s + "': expected routed:HS:K[:BQ][:PATTERN] "
+                                + "(shared heads, routed heads kept, tokens per routing block, attention pattern)");
+                    }
+                    int[] v = new int[numbers];
+                    for (int i = 0; i < numbers; i++) {
                         try {
                             v[i] = Integer.parseInt(f[i].strip());
                         } catch (NumberFormatException e) {
                             throw new IllegalArgumentException("variant '" + s + "': '" + f[i] + "' is not an integer");
                         }
                     }
+                    Pattern pattern = numbers == f.length ? new Pattern.Dense()
+                            : Patterns.parse(String.join(":", Arrays.copyOfRange(f, numbers, f.length)));
                     try {
-                        yield new Routed(v[0], v[1], f.length == 3 ? v[2] : 1);
+                        yield new Routed(v[0], v[1], numbers == 3 ? v[2] : 1, pattern);
                     } catch (IllegalArgumentException e) {
                         throw new IllegalArgumentException("variant '" + s + "': expected shared heads ≥ 0, k ≥ 1 and "
                                 + "block ≥ 1");

@@ -62,7 +62,10 @@ class ExperimentGpuTest {
         }
     }
 
-    /** Routed and pruned rows on the GPU: measured peaks against the predictions, fidelity, skipped work. */
+    /**
+     * Routed (dense and on a window pattern) and pruned rows on the GPU: measured peaks against the
+     * predictions, fidelity, skipped work.
+     */
     @Test
     void routedAndPrunedRowsOnTheGpu() {
         CudaProbe.Result probe = CudaProbe.result();
@@ -71,10 +74,15 @@ class ExperimentGpuTest {
         Sweep sweep = new Sweep(List.of(1000), List.of(new Variant.Flash(new Pattern.Dense()), new Variant.Routed(1, 2, 1),
                 new Variant.Routed(1, 2, 64), Variant.parse("pruned:0.5")), List.of(DType.BF16), List.of(8), 2, 64, 2, false,
                 1, 3, 11);
-        List<Run> rows;
+        // Routing on the block-sparse kernel, per token and per block, on a shorter sweep (the emulator's time).
+        Sweep sparse = new Sweep(List.of(300), List.of(new Variant.Routed(1, 2, 1, new Pattern.Window(40)),
+                new Variant.Routed(1, 2, 64, new Pattern.Window(40))), List.of(DType.BF16), List.of(8), 2, 64, 2, false, 0, 1, 12);
+        List<Run> rows = new java.util.ArrayList<>();
         try (CudaAttentionEngine gpu = CudaAttentionEngine.open(0)) {
-            rows = Experiment.run(gpu, sweep, new Experiment.Limits(0, Double.MAX_VALUE), QUIET);
+            rows.addAll(Experiment.run(gpu, sweep, new Experiment.Limits(0, Double.MAX_VALUE), QUIET));
+            rows.addAll(Experiment.run(gpu, sparse, new Experiment.Limits(0, Double.MAX_VALUE), QUIET));
         }
+        assertEquals(6, rows.size());
         for (Run r : rows) {
             String what = r.variant().spec() + ": " + r.status();
             assertTrue(r.ok(), what);
@@ -82,8 +90,9 @@ class ExperimentGpuTest {
             assertTrue(r.measuredPeakBytes() >= predicted, what + ": measured " + r.measuredPeakBytes() + " < " + predicted);
             assertTrue(r.measuredPeakBytes() <= predicted + predicted / 8 + 6 * DevicePool.ROUNDING,
                     what + ": measured " + r.measuredPeakBytes() + " vs predicted " + predicted);
-            if (r.variant() instanceof Variant.Routed) {
-                assertTrue(r.relError() <= 1e-2, what + ": rel. error vs gate × dense " + r.relError());
+            if (r.variant() instanceof Variant.Routed rv) {
+                assertEquals(rv.full() ? "flash" : "sparse", r.algorithmUsed(), what);
+                assertTrue(r.relError() <= 1e-2, what + ": rel. error vs gate × the ungated pattern " + r.relError());
                 assertTrue(r.details().rowsSkipped() > 0 && r.details().routerMs() > 0, what);
                 assertEquals(3.0 / 8, r.details().activeHeadFraction(), 1e-12, what + ": (Hs + k)/H");
             }

@@ -310,4 +310,60 @@ class ExperimentTest {
             assertTrue(Double.isNaN(dense.details().headsRemoved()));
         }
     }
+    /**
+     * A routed variant on a sparse pattern runs the block-sparse algorithm under the router's gate: the
+     * engine's counts for that gated sparse call, fewer key tiles than the pattern alone, its error against
+     * gate × the pattern's output, the layout in its predicted peak, and gate share × token density as its
+     * work density.
+     */
+    @Test
+    void routedSparseRowsSkipWorkOnTopOfThePattern() {
+        int h = 4;
+        int len = 200;
+        Pattern window = new Pattern.Window(20);
+        Variant sparse = new Variant.Sparse(window);
+        Variant.Routed routed = new Variant.Routed(1, 1, 64, window); // per 64-token block: whole query tiles switch off
+        Sweep s = new Sweep(List.of(len), List.of(new Variant.Flash(new Pattern.Dense()), sparse, routed), List.of(DType.F32),
+                List.of(h), 2, 16, 1, false, 0, 2, 11);
+        try (CpuAttentionEngine cpu = new CpuAttentionEngine(2);
+                io.headroute.routing.CpuHeadRouter router = new io.headroute.routing.CpuHeadRouter(1)) {
+            List<Run> rows = Experiment.run(cpu, s, new Experiment.Limits(0, Double.MAX_VALUE), QUIET);
+            Run sp = rows.get(1);
+            Run r = rows.get(2);
+            assertTrue(sp.ok() && r.ok(), sp.status() + " / " + r.status());
+            assertEquals("sparse", r.algorithmUsed());
+            assertEquals(sp.tokenDensity(), r.tokenDensity(), 0);
+            AttentionShape shape = new AttentionShape(1, h, 2, len, len, 16);
+            AttentionBenchmark.Config ac = new AttentionBenchmark.Config(1, h, 2, len, len, 16, false, new Pattern.Dense(),
+                    DType.F32, List.of(Algorithm.FLASH), 0, 2, 11);
+            AttentionBenchmark.Inputs in = AttentionBenchmark.randomInputs(ac);
+            io.headroute.routing.RouterConfig rc = routed.router(h);
+            io.headroute.tensor.Tensor[] xw = io.headroute.bench.RoutedBenchmark.randomRouterInputs(
+                    new io.headroute.bench.RoutedBenchmark.Config(ac, rc, h * 16));
+            io.headroute.routing.RouterOutput ro = router.route(xw[0], xw[1], rc, DType.F32);
+            AttentionRequest gated = AttentionRequest.builder(in.q(), in.k(), in.v()).gate(ro.gate()).pattern(window)
+                    .dtype(DType.F32).algorithm(Algorithm.SPARSE).build();
+            ExecutionStats st = cpu.run(gated).stats();
+            assertEquals(st.queryTiles(), r.details().queryTiles());
+            assertEquals(st.keyTilesVisited(), r.details().keyTilesVisited());
+            assertEquals(st.rowsSkipped(), r.details().rowsSkipped());
+            assertTrue(r.details().queryTiles() < sp.details().queryTiles()
+                    && r.details().keyTilesVisited() < sp.details().keyTilesVisited(),
+                    "routing skips work on top of the pattern: " + r.details() + " vs " + sp.details());
+            long zeros = 0;
+            for (float g : ro.gate().toFloatArray()) {
+                zeros += g == 0f ? 1 : 0;
+            }
+            assertEquals(zeros, r.details().rowsSkipped(), "skipped rows = the gate's zeros");
+            assertTrue(r.relError() <= 1e-5, "rel. error vs gate × window output " + r.relError());
+            assertTrue(r.fidelityNote().startsWith("routed: rel. error against gate × window:20 output"), r.fidelityNote());
+            assertEquals(MaterializedPlan.of(shape, DType.F32, true).ioBytes()
+                    + io.headroute.engine.cuda.CudaAttentionEngine.sparseLayoutBytes(shape, DType.F32, window,
+                            MemoryPrediction.SPARSE_BLOCK)
+                    + io.headroute.engine.cuda.CudaAttentionEngine.gateWorkBytes(gated), r.predictedPeakBytes(),
+                    "inputs, outputs and gate, the layout, and the work list built from this gate");
+            assertTrue(routed.predictMemory(shape, DType.F32, false).bytes() >= r.predictedPeakBytes());
+            assertEquals(r.details().activeHeadFraction() * r.tokenDensity(), Charts.workDensity(r), 1e-12);
+        }
+    }
 }

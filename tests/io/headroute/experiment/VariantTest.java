@@ -81,6 +81,24 @@ class VariantTest {
         assertEquals("routed:2:4:64", rb.spec());
         assertEquals(rb, Variant.parse(rb.spec()));
         assertEquals("routed:2:4", Variant.parse("routed:2:4:1").spec(), "block 1 is per token, the default");
+        // A pattern after HS:K or HS:K:BQ: the block-sparse kernel under the router's gate.
+        Variant rw = Variant.parse("routed:2:4:window:256");
+        assertEquals(new Variant.Routed(2, 4, 1, new Pattern.Window(256)), rw);
+        assertEquals("routed:2:4:window:256", rw.spec());
+        assertEquals(Algorithm.SPARSE, rw.algorithm());
+        assertFalse(rw.full());
+        Variant rbw = Variant.parse("routed:2:4:64:bigbird:64:1:1:2:7");
+        assertEquals(new Variant.Routed(2, 4, 64, new Pattern.BigBird(64, 1, 1, 2, 7)), rbw);
+        assertEquals(rbw, Variant.parse(rbw.spec()));
+        assertEquals(rw, Variant.parse(rw.spec()));
+        assertEquals(Algorithm.FLASH, Variant.parse("routed:2:4:causal").algorithm(), "causal runs flash");
+        assertEquals("routed:2:4", Variant.parse("routed:2:4:dense").spec(), "dense is the default");
+        // The bound before routing adds the layout to dense routing's.
+        io.headroute.engine.AttentionShape sh = new io.headroute.engine.AttentionShape(1, 16, 16, 4096, 4096, 64);
+        assertEquals(r.predictMemory(sh, io.headroute.tensor.DType.BF16, true).bytes()
+                + io.headroute.engine.cuda.CudaAttentionEngine.sparseLayoutBytes(sh, io.headroute.tensor.DType.BF16,
+                        new Pattern.Window(256).withCausal(), MemoryPrediction.SPARSE_BLOCK),
+                rw.predictMemory(sh, io.headroute.tensor.DType.BF16, true).bytes());
 
         Variant p = Variant.parse("pruned:0.375");
         assertInstanceOf(Variant.Pruned.class, p);
@@ -128,11 +146,17 @@ class VariantTest {
     @Test
     void routedAndPrunedErrorsAreOneLine() {
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> Variant.parse("routed:2"));
-        assertTrue(e.getMessage().contains("expected routed:HS:K or routed:HS:K:BQ"), e.getMessage());
+        assertTrue(e.getMessage().contains("expected routed:HS:K[:BQ][:PATTERN]"), e.getMessage());
         e = assertThrows(IllegalArgumentException.class, () -> Variant.parse("routed"));
         assertTrue(e.getMessage().contains("expected routed:HS:K"), e.getMessage());
         e = assertThrows(IllegalArgumentException.class, () -> Variant.parse("routed:2:x"));
         assertTrue(e.getMessage().contains("'x' is not an integer"), e.getMessage());
+        e = assertThrows(IllegalArgumentException.class, () -> Variant.parse("routed:2:4:window:x"));
+        assertTrue(e.getMessage().startsWith("variant 'routed:2:4:window:x': "), e.getMessage());
+        e = assertThrows(IllegalArgumentException.class, () -> Variant.parse("routed:2:4:64:nope"));
+        assertTrue(e.getMessage().contains("unknown pattern"), e.getMessage());
+        e = assertThrows(IllegalArgumentException.class, () -> Variant.parse("routed:2:4:"));
+        assertTrue(e.getMessage().startsWith("variant 'routed:2:4:': "), e.getMessage());
         e = assertThrows(IllegalArgumentException.class, () -> Variant.parse("routed:2:0"));
         assertTrue(e.getMessage().contains("k ≥ 1"), e.getMessage());
         e = assertThrows(IllegalArgumentException.class, () -> Variant.parse("routed:4:1").check(4, 4, 64));
