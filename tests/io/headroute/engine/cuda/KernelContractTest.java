@@ -1,6 +1,7 @@
 package io.headroute.engine.cuda;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -251,8 +252,10 @@ class KernelContractTest {
         UnsupportedOperationException e = assertThrows(UnsupportedOperationException.class,
                 () -> FlashPlan.sparseMerge(huge, DType.BF16));
         assertTrue(e.getMessage().contains("route per block"), e.getMessage());
-        assertTrue(FlashPlan.sparseMerge(new AttentionShape(1, 16, 16, 32768, 32768, 128), DType.BF16).sharedBytes()
-                <= FlashPlan.MAX_SHARED_BYTES);
+        assertFalse(FlashPlan.sparseMergeFits(huge, DType.BF16), "run() then keeps the tile list");
+        AttentionShape long32k = new AttentionShape(1, 16, 16, 32768, 32768, 128);
+        assertTrue(FlashPlan.sparseMergeFits(long32k, DType.BF16));
+        assertTrue(FlashPlan.sparseMerge(long32k, DType.BF16).sharedBytes() <= FlashPlan.MAX_SHARED_BYTES);
     }
 
     @Test
