@@ -566,17 +566,17 @@ def cmd_summary(a):
 
     san = os.path.join(out, "sanitizer", "results.json")
     if os.path.exists(san):
-        parts = []
+        # One line per run: the case names tell the tilings and kernels apart (flash-w2, sparse-compact, ...).
+        add("")
+        add("sanitizer (tool, case, dtype: errors)")
         for r in json.load(open(san)):
             if r.get("errors") is not None:
-                what = "%d err" % r["errors"]
+                what = "%d errors" % r["errors"]
                 if r.get("race_warnings"):
-                    what += "+%dw" % r["race_warnings"]
+                    what += ", %d race warnings" % r["race_warnings"]
             else:
-                what = (r.get("status") or "exit %s" % r.get("rc"))[:18]
-            parts.append("%s %s %s: %s" % (r["tool"][:4], r["algo"][:5], r["dtype"], what))
-        add("")
-        add("sanitizer: " + " | ".join(parts))
+                what = (r.get("status") or "exit %s" % r.get("rc"))[:60]
+            add("  %-9s %-14s %-4s %s" % (r["tool"], r["algo"], r["dtype"], what))
 
     ncu_txt = os.path.join(out, "ncu", "results.txt")
     if os.path.exists(ncu_txt):
