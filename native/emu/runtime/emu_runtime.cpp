@@ -9,7 +9,7 @@
 // Blocks whose (x + y + z) is odd prefer the highest-numbered thread instead (races the other way round);
 // HR_EMU_SCHEDULE=forward or =reverse uses one order for all blocks. HR_EMU_TRACE=1 prints each launch;
 // HR_EMU_STATS=FILE appends what each launch executed (kernel, blocks, mma.sync and ldmatrix warp
-// instructions, cp.async bytes), one tab-separated line per launch.
+// instructions, cp.async bytes, ldmatrix shared-memory wavefronts), one tab-separated line per launch.
 #define HR_EMULATION 1
 #include "cuda_emu.h"
 
@@ -130,7 +130,7 @@ int g_warp_at[kMaxThreads / 32];  // lanes waiting at a warp exchange
 
 // What the launch executed, warp-level instructions counted once per warp (HR_EMU_STATS).
 struct LaunchStats {
-    long long blocks, mma, ldmatrix, cp_async_bytes;
+    long long blocks, mma, ldmatrix, cp_async_bytes, ldmatrix_wavefronts;
 } g_stats;
 
 // First error of the launch, and the fiber that raised it.
@@ -342,6 +342,39 @@ int sync_threads_or(int pred) {
     return g_barrier_or;
 }
 
+namespace {
+
+// Shared-memory wavefronts of one ldmatrix .x4 (`slots`: each lane's row address): its four 8x8 matrices
+// are served one after another, each from the 8 row addresses of lanes 8m … 8m+7, 16 bytes each (4
+// consecutive of the 32 four-byte banks); a matrix takes as many wavefronts as the most distinct words
+// one bank must deliver (the same word for several lanes is a broadcast). 4 when conflict-free.
+long long ldmatrix_wavefronts(const unsigned char (*slots)[kSlotBytes]) {
+    long long total = 0;
+    for (int m = 0; m < 4; ++m) {
+        uintptr_t words[32][8];
+        int count[32] = {0};
+        int most = 0;
+        for (int l = 8 * m; l < 8 * m + 8; ++l) {
+            const unsigned char* p;
+            std::memcpy(&p, slots[l], sizeof p);
+            const uintptr_t first = (uintptr_t)(p - g_smem) / 4;
+            for (uintptr_t word = first; word < first + 4; ++word) {
+                const int bank = (int)(word % 32);
+                bool seen = false;
+                for (int i = 0; i < count[bank]; ++i) seen |= words[bank][i] == word;
+                if (!seen) {
+                    words[bank][count[bank]++] = word;
+                    most = std::max(most, count[bank]);
+                }
+            }
+        }
+        total += most;
+    }
+    return total;
+}
+
+}  // namespace
+
 const unsigned char* warp_gather(int op, const void* in, size_t n, unsigned mask) {
     check_mask(mask, "a warp operation");
     if (g_threads % 32 != 0) fail("warp operation in a block of %d threads (not whole warps)", g_threads);
@@ -357,7 +390,10 @@ const unsigned char* warp_gather(int op, const void* in, size_t n, unsigned mask
     } else {
         g_warp_at[w] = 0;
         if (op == OP_MMA) g_stats.mma++;
-        if (op == OP_LDMATRIX) g_stats.ldmatrix++;
+        if (op == OP_LDMATRIX) {
+            g_stats.ldmatrix++;
+            g_stats.ldmatrix_wavefronts += ldmatrix_wavefronts(g_slots[w][parity]);
+        }
         for (int l = 0; l < 32; ++l) {
             Fiber& o = g_fibers[w * 32 + l];
             if (o.warp_op != op || o.exchanges != f->exchanges)
@@ -517,7 +553,7 @@ extern "C" int hr_emu_launch(const char* name, unsigned gx, unsigned gy, unsigne
     g_block = hr_emu_dim3{bx, by, bz};
     g_threads = (int)threads;
     g_error.clear();
-    g_stats = LaunchStats{(long long)gx * gy * gz, 0, 0, 0};
+    g_stats = LaunchStats{(long long)gx * gy * gz, 0, 0, 0, 0};
     for (unsigned z = 0; z < gz; ++z) {
         for (unsigned y = 0; y < gy; ++y) {
             for (unsigned x = 0; x < gx; ++x) {
@@ -532,10 +568,11 @@ extern "C" int hr_emu_launch(const char* name, unsigned gx, unsigned gy, unsigne
         }
     }
     if (const char* path = std::getenv("HR_EMU_STATS")) {
-        // One line per launch: kernel, blocks, mma.sync, ldmatrix (warp instructions), cp.async bytes.
+        // One line per launch: kernel, blocks, mma.sync, ldmatrix (warp instructions), cp.async bytes,
+        // ldmatrix wavefronts.
         if (FILE* f = std::fopen(path, "a")) {
-            std::fprintf(f, "%s\t%lld\t%lld\t%lld\t%lld\n", name, g_stats.blocks, g_stats.mma, g_stats.ldmatrix,
-                         g_stats.cp_async_bytes);
+            std::fprintf(f, "%s\t%lld\t%lld\t%lld\t%lld\t%lld\n", name, g_stats.blocks, g_stats.mma, g_stats.ldmatrix,
+                         g_stats.cp_async_bytes, g_stats.ldmatrix_wavefronts);
             std::fclose(f);
         }
     }

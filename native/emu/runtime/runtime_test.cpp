@@ -4,7 +4,10 @@
 #include "dynamic_smem.cuh"
 #include "mma_sm80.cuh"
 
+#include <unistd.h>
+
 #include <cstdio>
+#include <cstdlib>
 #include <random>
 #include <string>
 #include <vector>
@@ -127,6 +130,18 @@ extern "C" __global__ void t_ldmatrix_trans(const Buf b) {
     for (int m = 0; m < 4; ++m) b.out[4 * lane + m] = (int)r[m];
 }
 
+// One ldmatrix .x4 whose lane l reads row l at b.n bytes apart (0: every lane the same row), for the
+// wavefront count of HR_EMU_STATS.
+extern "C" __global__ void t_ldmatrix_banks(const Buf b) {
+    HR_DYNAMIC_SMEM(smem);
+    const int lane = threadIdx.x;
+    for (int i = lane; i < 32 * 512 / 4; i += 32) reinterpret_cast<int*>(smem)[i] = i;
+    __syncwarp();
+    uint32_t r[4];
+    hr::ldmatrix_x4(r, smem + lane * b.n);
+    b.out[lane] = (int)r[0];
+}
+
 HR_EMU_REGISTER(t_shuffles)
 HR_EMU_REGISTER(t_barrier)
 HR_EMU_REGISTER(t_divergent)
@@ -135,6 +150,7 @@ HR_EMU_REGISTER(t_bad_shared)
 HR_EMU_REGISTER(t_mma_bf16)
 HR_EMU_REGISTER(t_mma_f16)
 HR_EMU_REGISTER(t_ldmatrix_trans)
+HR_EMU_REGISTER(t_ldmatrix_banks)
 
 template <typename T>
 void test_mma(const char* kernel, float (*to_float)(uint16_t), uint16_t (*from_float)(float)) {
@@ -215,6 +231,36 @@ int main() {
             }
         }
         check(ok, "ldmatrix .trans layout");
+    }
+    {
+        // Wavefronts of one ldmatrix .x4 (the last field of HR_EMU_STATS): rows 128 bytes apart share their
+        // 4 banks (8 per matrix), rows padded to 144 bytes do not (1 per matrix), the same row is a broadcast
+        // (1), rows 64 bytes apart fall on 2 groups of banks (4 per matrix).
+        char file[] = "/tmp/hr_emu_stats_XXXXXX";
+        const int fd = mkstemp(file);
+        check(fd >= 0, "a temporary stats file");
+        if (fd >= 0) close(fd);
+        setenv("HR_EMU_STATS", file, 1);
+        std::vector<int> out(32);
+        const int strides[] = {128, 144, 0, 64};
+        const long long want[] = {32, 4, 4, 16};
+        for (int i = 0; i < 4; ++i) {
+            check(launch("t_ldmatrix_banks", 1, 32, 32 * 512, Buf{out.data(), nullptr, strides[i], 0}).empty(),
+                  "ldmatrix banks launched");
+        }
+        unsetenv("HR_EMU_STATS");
+        FILE* f = std::fopen(file, "r");
+        check(f != nullptr, "HR_EMU_STATS written");
+        for (int i = 0; f != nullptr && i < 4; ++i) {
+            char name[64];
+            long long blocks, mma, ldm, cp, waves;
+            const bool read = std::fscanf(f, "%63s %lld %lld %lld %lld %lld", name, &blocks, &mma, &ldm, &cp, &waves) == 6;
+            check(read && ldm == 1 && waves == want[i],
+                  "ldmatrix rows " + std::to_string(strides[i]) + " bytes apart: " + std::to_string(read ? waves : -1)
+                      + " wavefronts, expected " + std::to_string(want[i]));
+        }
+        if (f != nullptr) std::fclose(f);
+        std::remove(file);
     }
     {
         // binary16 / bfloat16 rounding corner cases.

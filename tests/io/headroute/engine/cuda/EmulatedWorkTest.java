@@ -63,8 +63,8 @@ class EmulatedWorkTest {
         }
     }
 
-    /** One line of HR_EMU_STATS. */
-    record Launch(String kernel, long blocks, long mma, long ldmatrix, long cpAsyncBytes) {}
+    /** One line of HR_EMU_STATS; {@code wavefronts}: the shared-memory wavefronts its ldmatrix took (4 each, conflict-free). */
+    record Launch(String kernel, long blocks, long mma, long ldmatrix, long cpAsyncBytes, long wavefronts) {}
 
     /** Runs the request and returns the attention kernel's launch as the emulator counted it. */
     /** {@link #run} with the engine in {@code tiling} (back to W4 after). */
@@ -178,9 +178,9 @@ class EmulatedWorkTest {
             f.readFully(b);
             for (String line : new String(b, StandardCharsets.UTF_8).split("\n")) {
                 String[] c = line.split("\t");
-                if (c.length == 5 && c[0].startsWith("hr_flash_")) {
+                if (c.length == 6 && c[0].startsWith("hr_flash_")) {
                     flash.add(new Launch(c[0], Long.parseLong(c[1]), Long.parseLong(c[2]), Long.parseLong(c[3]),
-                            Long.parseLong(c[4])));
+                            Long.parseLong(c[4]), Long.parseLong(c[5])));
                 }
             }
         }
@@ -322,6 +322,50 @@ class EmulatedWorkTest {
             assertEquals(qBytes + kvBytes / 2, w4x2.cpAsyncBytes(), "W4X2 copies K and V once per 128 query rows");
             System.out.printf("emulated cp.async, bf16 D=%d: W4 %d bytes, W4X2 %d = %.3f of W4%n", d, w4.cpAsyncBytes(),
                     w4x2.cpAsyncBytes(), w4x2.cpAsyncBytes() / (double) w4.cpAsyncBytes());
+        }
+    }
+    /**
+     * Every ldmatrix of the tensor-core kernels is free of shared-memory bank conflicts (4 wavefronts per
+     * .x4: each 8x8 matrix's 8 rows of 16 bytes land in 8 distinct groups of 4 banks, which the rows'
+     * padding by 8 elements gives): every head dim, the W4, W2 and W4X2 tilings, the sparse and the merging
+     * sparse kernels, with an odd length (tails zero-filled in place). The emulator counts the wavefronts
+     * from the lanes' addresses as the hardware serves them (one phase per matrix).
+     */
+    @Test
+    void ldmatrixIsFreeOfBankConflicts() throws IOException {
+        Random r = new Random(609);
+        int l = 200;
+        int h = 2;
+        for (int d : new int[] {32, 64, 96, 128}) {
+            Tensor q = gaussian(r, 1, h, l, d);
+            Tensor k = gaussian(r, 1, h, l, d);
+            Tensor v = gaussian(r, 1, h, l, d);
+            List<Launch> launches = new ArrayList<>();
+            ExecutionStats[] st = new ExecutionStats[1];
+            AttentionRequest dense = AttentionRequest.builder(q, k, v).dtype(DType.BF16).algorithm(Algorithm.FLASH).build();
+            launches.add(run(dense, st));
+            if (d >= 64) {
+                launches.add(runIn(FlashPlan.Tiling.W2, dense, st));
+            }
+            if (d == 64 || d == 128) {
+                launches.add(runIn(FlashPlan.Tiling.W4X2, dense, st));
+            }
+            io.headroute.pattern.Pattern window = Patterns.parse("window:40");
+            launches.add(run(AttentionRequest.builder(q, k, v).pattern(window).dtype(DType.F16).algorithm(Algorithm.SPARSE).build(),
+                    st));
+            // Most rows gated off: compacted rows on the window run the merging kernel.
+            float[] g = new float[l * h];
+            for (int i = 0; i < g.length; i++) {
+                g[i] = r.nextDouble() < 0.8 ? 0f : 1f;
+            }
+            launches.add(run(AttentionRequest.builder(q, k, v).pattern(window).gate(Tensor.ofFloats(g, 1, l, h))
+                    .dtype(DType.BF16).algorithm(Algorithm.SPARSE).build(), st));
+            assertTrue(launches.get(launches.size() - 1).kernel().startsWith("hr_flash_sparse_merge_"),
+                    launches.get(launches.size() - 1).kernel());
+            for (Launch x : launches) {
+                assertTrue(x.ldmatrix() > 0, x.toString());
+                assertEquals(4 * x.ldmatrix(), x.wavefronts(), "D=" + d + ": bank conflicts in " + x);
+            }
         }
     }
 }
