@@ -5,8 +5,11 @@
 // A block owns Br = 64 or 128 query rows; each warp owns 16·M of them. Key tiles of Bc = 64 keys stream
 // through shared memory with cp.async. S = Qi·Kjᵀ and O += P·Vj are mma.sync m16n8k16 with fp32
 // accumulation; P goes from the S accumulators straight into A-fragments (same register layout), so
-// scores never touch shared memory. Only tiles the key source marks pay for an element mask. Three
-// tilings (Tiling below):
+// scores never touch shared memory. Only tiles the key source marks pay for an element mask, in one
+// branch that full tiles skip. The softmax takes FlashAttention-2's form, P = exp2(c·S − m) in one FFMA
+// and one MUFU.EX2 per score (for scale > 0; others scale S first), and rescales O only when a row's
+// max grows by more than 2^8 (FlashAttention-4's conditional rescaling). `scripts/sass_loop.py` shows
+// what the loop issues per tile. Three tilings (Tiling below):
 //   W4    64 rows, 4 warps × 16; Qi kept in registers; Kj and Vj double-buffered: tile j + 1 is in
 //         flight while tile j is multiplied.
 //   W2    64 rows, 2 warps × 32: every K or V fragment read from shared memory feeds two m-tiles, half
@@ -24,6 +27,8 @@
 namespace hr_mma {
 
 constexpr int kBc = 64;  // keys per tile (one 64-bit mask word per row)
+// A row's running max m (log2 units) moves up only when a tile's max exceeds it by more than this: P ≤ 2^8.
+constexpr float kRescaleLog2 = 8.f;
 
 template <int D, int Warps, int M, int Stages, bool QRegs>
 struct Tiling {
@@ -56,23 +61,33 @@ template <int D>
 using W4X2 = Tiling<D, 4, 2, 1, (D <= 64)>;
 
 // Copies key rows [row0, row0 + kBc) of a (rows × D) matrix into shared memory; rows ≥ valid are zeros.
-// Issued inside the key loop, where S or O holds most registers: each thread walks its rows with one
-// source and one destination pointer instead of the unrolled loop's address per copy.
+// Issued inside the key loop, where S or O holds most registers. When the block's threads cover whole rows
+// per round, each thread walks its rows with one source pointer (one 64-bit add per copy) and constant
+// destination offsets, and only a tile holding the end of the rows (the last, when S is not a multiple of
+// kBc) tests rows: the other tiles cost one cp.async and one add per copy. W2 and W4X2 at D = 128 hold
+// O's 256 accumulators in 255 registers; the second path spilled there (sm_90), so they test every tile.
 template <class TL, typename T>
 __device__ __forceinline__ void load_keys(T* smem, const T* g, int64_t row_stride, int row0, int valid) {
     if constexpr (TL::kThreads % TL::kChunks == 0) {
         constexpr int kStep = TL::kThreads / TL::kChunks;  // rows per round of the block's threads
-        [[maybe_unused]] constexpr int kUnroll = 2;  // two copies in flight per round; full unrolling would cost one address each
+        constexpr int kRounds = kBc / kStep;
+        static_assert(kBc % kStep == 0, "rounds cover the tile");
+        constexpr bool kFastPath = !(TL::kM == 2 && TL::kD == 128);
         const int ch = threadIdx.x % TL::kChunks;
-        int r = threadIdx.x / TL::kChunks;
+        const int r = threadIdx.x / TL::kChunks;
         const T* src = g + (row0 + r) * row_stride + ch * 8;
         T* dst = smem + r * TL::kStride + ch * 8;
-#pragma unroll kUnroll
-        for (; r < kBc; r += kStep) {
-            const bool in = row0 + r < valid;
-            hr::cp_async_16(dst, in ? src : g, in ? 16 : 0);
-            src += kStep * row_stride;
-            dst += kStep * TL::kStride;
+        const int64_t step = kStep * row_stride;
+        if (kFastPath && row0 + kBc <= valid) {
+#pragma unroll
+            for (int i = 0; i < kRounds; ++i, src += step) hr::cp_async_16(dst + i * kStep * TL::kStride, src, 16);
+        } else {
+            // Two copies in flight per round; fully unrolled, each copy's row test held a register.
+#pragma unroll 2
+            for (int i = 0; i < kRounds; ++i, src += step) {
+                const bool in = row0 + r + i * kStep < valid;
+                hr::cp_async_16(dst + i * kStep * TL::kStride, in ? src : g, in ? 16 : 0);
+            }
         }
     } else {
         for (int c = threadIdx.x; c < kBc * TL::kChunks; c += TL::kThreads) {
@@ -116,6 +131,33 @@ __device__ __forceinline__ void load_bits(unsigned long long (&w)[M][2], const u
     }
 }
 
+// The max of S over row g (rr = 0) or g + 8 (rr = 1) of an m-tile, across the 4 threads that share it.
+template <int NT>
+__device__ __forceinline__ float row_max(const float (&s)[NT][4], int rr) {
+    float mx = hr_neg_inf();
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) mx = fmaxf(mx, fmaxf(s[nt][2 * rr], s[nt][2 * rr + 1]));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+    return fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+}
+
+// The rule's allowed-key words of the thread's rows in the key tile starting at k0: a prefix of the tile,
+// keys < S and, under a causal mask, keys ≤ the row's position i + S − L (rows past the block's count:
+// every key < S). Positions are looked up here, on masked tiles only, not held in registers.
+template <int M>
+__device__ __forceinline__ void rule_words(unsigned long long (&w)[M][2], const AttnParams& p, const HrRows& rows,
+                                           int warp, int g, int k0) {
+#pragma unroll
+    for (int mi = 0; mi < M; ++mi)
+#pragma unroll
+        for (int rr = 0; rr < 2; ++rr) {
+            const int r = (warp * M + mi) * 16 + g + rr * 8;
+            int lim = p.kv_len - k0;
+            if (p.causal && r < rows.count) lim = min(lim, rows.row(r) + (p.kv_len - p.q_len) - k0 + 1);
+            w[mi][rr] = lim >= kBc ? ~0ull : lim <= 0 ? 0ull : (1ull << lim) - 1ull;
+        }
+}
+
 // Attention of the block's query rows (b, h, rows) over the key tiles of `keys`: writes O (times the
 // gate) and lse of every valid row; rows without any allowed key get zeros and −inf.
 template <typename T, class TL, class Keys>
@@ -139,22 +181,18 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
     const int g = lane >> 2;  // mma group: rows g and g + 8 of each m-tile
     const int t4 = lane & 3;  // thread in group: columns 2·t4, 2·t4 + 1 of each n-tile
     const int kvh = h / (p.heads / p.kv_heads);
-    const int offset = p.kv_len - p.q_len;
 
     const T* Q = static_cast<const T*>(p.q) + b * p.q_batch_stride + h * p.q_head_stride;
     const T* K = static_cast<const T*>(p.k) + b * p.k_batch_stride + kvh * p.k_head_stride;
     const T* V = static_cast<const T*>(p.v) + b * p.v_batch_stride + kvh * p.v_head_stride;
 
     // This thread's rows: m-tile mi of the warp is block m-tile warp·M + mi, and the thread holds its
-    // rows g (rr = 0) and g + 8 (rr = 1): local row 16·(warp·M + mi) + g + 8·rr.
-    int pos[M][2];  // absolute positions (for the causal rule)
-#pragma unroll
-    for (int mi = 0; mi < M; ++mi)
-#pragma unroll
-        for (int rr = 0; rr < 2; ++rr) {
-            const int r = (warp * M + mi) * 16 + g + rr * 8;
-            pos[mi][rr] = r < rows.count ? rows.row(r) + offset : 0x7fffffff;
-        }
+    // rows g (rr = 0) and g + 8 (rr = 1): local row 16·(warp·M + mi) + g + 8·rr (rule_words).
+
+    // Scores in log2 units are c·S; see the mask step in the loop for fold and cm.
+    const float c = p.scale_log2;
+    const bool fold = c > 0.f;
+    const float cm = fold ? c : 1.f;
 
     const int n_tiles = keys.count();
     // Key tile indices run two ahead of the math (a sparse list is read from global memory), so the
@@ -274,54 +312,70 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
             }
         }
 
+        // Mask and log2 units, in one branch that full tiles skip (with c > 0 and no mask it costs them
+        // nothing). Fast path, c = scale·log2(e) > 0: S stays raw, masked keys −inf, the row max is taken
+        // over raw S and c is folded into the exponent's FFMA (cm = c). Otherwise S is scaled first (a −inf
+        // score times c ≤ 0 would turn into +inf or NaN) and cm = 1.
+        if (!fold || mask != HR_MASK_NONE) {
+            if (mask == HR_MASK_RULE) rule_words<M>(w, p, rows, warp, g, kt * kBc);
 #pragma unroll
-        for (int mi = 0; mi < M; ++mi) {
-            // Scale into log2 units, then mask (after scaling: a negative scale must not turn −inf into +inf).
+            for (int mi = 0; mi < M; ++mi)
 #pragma unroll
-            for (int nt = 0; nt < kNT; ++nt) {
+                for (int rr = 0; rr < 2; ++rr) {
+                    // The thread's columns are 2·t4 + 8·nt + {0, 1}: shift once, then test constant bits.
+                    const unsigned long long ws = w[mi][rr] >> (2 * t4);
 #pragma unroll
-                for (int e = 0; e < 4; ++e) {
-                    float v = s[mi][nt][e] * p.scale_log2;
-                    if (mask != HR_MASK_NONE) {
-                        const int c = nt * 8 + 2 * t4 + (e & 1);
-                        const int key = kt * kBc + c;
-                        const bool ok = mask == HR_MASK_BITS ? ((w[mi][e >> 1] >> c) & 1ull) != 0
-                                                             : key < p.kv_len && (!p.causal || key <= pos[mi][e >> 1]);
-                        v = ok ? v : hr_neg_inf();
-                    }
-                    s[mi][nt][e] = v;
+                    for (int nt = 0; nt < kNT; ++nt)
+#pragma unroll
+                        for (int e = 0; e < 2; ++e) {
+                            const float v = fold ? s[mi][nt][2 * rr + e] : s[mi][nt][2 * rr + e] * c;
+                            s[mi][nt][2 * rr + e] = (ws >> (8 * nt + e)) & 1ull ? v : hr_neg_inf();
+                        }
                 }
-            }
+        }
 
-            // Online softmax on rows g (e = 0, 1) and g + 8 (e = 2, 3); the 4 threads of a group share a
-            // row: m_new = max(m, rowmax S); P = exp2(S − m_new); l = l·exp2(m − m_new) + rowsum P;
-            // O *= exp2(m − m_new).
+        // Online softmax on rows g (e = 0, 1) and g + 8 (e = 2, 3); the 4 threads of a group share a row.
+        // m moves up to the true max (O and l times exp2(m − m_new)) only when some row of the warp would
+        // otherwise get P > 2^kRescaleLog2: a stale m keeps P ≤ 256 (no overflow in the fp32 sums or the
+        // fp16/bf16 P fragments) and cancels exactly in O / l and lse. Once a row's max settles, its tiles
+        // skip the D/2·M multiplies of O (FlashAttention-4's conditional rescaling). The rare rescale
+        // takes the row maxima again rather than keep them in registers through the vote.
+        bool grow = false;  // false while a row is masked: −inf > anything is false
+#pragma unroll
+        for (int mi = 0; mi < M; ++mi)
+#pragma unroll
+            for (int rr = 0; rr < 2; ++rr) grow |= row_max<kNT>(s[mi], rr) * cm > m[mi][rr] + kRescaleLog2;
+        if (__any_sync(0xffffffffu, grow)) {
+#pragma unroll
+            for (int mi = 0; mi < M; ++mi)
+#pragma unroll
+                for (int rr = 0; rr < 2; ++rr) {
+                    const float m_new = fmaxf(m[mi][rr], row_max<kNT>(s[mi], rr) * cm);
+                    const float alpha = hr::exp2_ftz(m[mi][rr] - (m_new == hr_neg_inf() ? 0.f : m_new));
+                    l[mi][rr] *= alpha;
+                    m[mi][rr] = m_new;
+#pragma unroll
+                    for (int x = 0; x < kDT; ++x) {
+                        acc_o[mi][x][2 * rr] *= alpha;
+                        acc_o[mi][x][2 * rr + 1] *= alpha;
+                    }
+                }
+        }
+        // P = exp2(cm·S − m); a row masked so far (m = −inf) uses 0 and gets P = 0.
+#pragma unroll
+        for (int mi = 0; mi < M; ++mi)
 #pragma unroll
             for (int rr = 0; rr < 2; ++rr) {
-                float mx = hr_neg_inf();
-#pragma unroll
-                for (int nt = 0; nt < kNT; ++nt) mx = fmaxf(mx, fmaxf(s[mi][nt][2 * rr], s[mi][nt][2 * rr + 1]));
-                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-                const float m_new = fmaxf(m[mi][rr], mx);
-                const float m_use = m_new == hr_neg_inf() ? 0.f : m_new;  // a row masked so far stays at zero weight
-                const float alpha = exp2f(m[mi][rr] - m_use);
+                const float m_use = m[mi][rr] == hr_neg_inf() ? 0.f : m[mi][rr];
                 float sum = 0.f;
 #pragma unroll
                 for (int nt = 0; nt < kNT; ++nt) {
-                    s[mi][nt][2 * rr] = exp2f(s[mi][nt][2 * rr] - m_use);
-                    s[mi][nt][2 * rr + 1] = exp2f(s[mi][nt][2 * rr + 1] - m_use);
+                    s[mi][nt][2 * rr] = hr::exp2_ftz(fmaf(s[mi][nt][2 * rr], cm, -m_use));
+                    s[mi][nt][2 * rr + 1] = hr::exp2_ftz(fmaf(s[mi][nt][2 * rr + 1], cm, -m_use));
                     sum += s[mi][nt][2 * rr] + s[mi][nt][2 * rr + 1];
                 }
-                l[mi][rr] = l[mi][rr] * alpha + sum;
-                m[mi][rr] = m_new;
-#pragma unroll
-                for (int x = 0; x < kDT; ++x) {
-                    acc_o[mi][x][2 * rr] *= alpha;
-                    acc_o[mi][x][2 * rr + 1] *= alpha;
-                }
+                l[mi][rr] += sum;
             }
-        }
 
         if constexpr (TL::kStages == 1) {
             if (j + 1 < n_tiles) {

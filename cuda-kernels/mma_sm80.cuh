@@ -53,6 +53,20 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* 
 
 #endif  // HR_EMULATION
 
+// 2^x, a result below 2^-126 flushed to zero: one MUFU.EX2 (exp2f wraps it in a fix-up for subnormal
+// results, three more instructions per call). The softmax loses nothing measurable: its terms are relative
+// to a row maximum whose own term is at least 1, and fp16 P cannot hold such values at all.
+__device__ __forceinline__ float exp2_ftz(float x) {
+#ifdef HR_EMULATION
+    const float y = exp2f(x);
+    return y < 1.17549435e-38f ? 0.f : y;
+#else
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
+#endif
+}
+
 // The pointer, hidden from the optimizer: addresses derived from it inside a loop are then computed
 // where they are used, not hoisted out of the loop into registers of their own (a loop-invariant tile
 // base would otherwise pin one register per ldmatrix address of the unrolled loop body).

@@ -4,7 +4,7 @@
 // code runs unchanged, with the semantics of the GPU:
 //   __syncthreads / __syncthreads_or: block barrier (error if a thread has exited or another waits on a
 //     warp operation: divergent barrier);
-//   __shfl_xor_sync / __shfl_up_sync / __syncwarp: all 32 lanes must arrive (full masks only);
+//   __shfl_xor_sync / __shfl_up_sync / __any_sync / __syncwarp: all 32 lanes must arrive (full masks only);
 //   mma.sync m16n8k16 (f16/bf16 -> f32), ldmatrix x4 (and .trans): warp-collective, fragment layouts of
 //     the PTX ISA, addresses checked to be 16-byte aligned and inside the block's shared memory;
 //   atomicOr on shared memory, __popc, __ffs: as on the GPU;
@@ -69,7 +69,7 @@ void mma_m16n8k16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b
 
 [[noreturn]] void fail(const char* fmt, ...);
 
-enum Op { OP_SHFL = 1, OP_LDMATRIX = 2, OP_MMA = 3, OP_SYNCWARP = 4 };
+enum Op { OP_SHFL = 1, OP_LDMATRIX = 2, OP_MMA = 3, OP_SYNCWARP = 4, OP_VOTE = 5 };
 
 template <typename T>
 T shfl_from(unsigned mask, T v, int src) {
@@ -94,6 +94,18 @@ inline void __syncwarp(unsigned mask = 0xffffffffu) { ::hr_emu::sync_warp(mask);
 template <typename T>
 inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask) {
     return ::hr_emu::shfl_from(mask, v, ::hr_emu::lane_id() ^ lane_mask);
+}
+
+// Nonzero when pred is nonzero on some lane of the warp.
+inline int __any_sync(unsigned mask, int pred) {
+    const int mine = pred != 0;
+    const unsigned char* all = ::hr_emu::warp_gather(::hr_emu::OP_VOTE, &mine, sizeof mine, mask);
+    for (int l = 0; l < 32; ++l) {
+        int v;
+        std::memcpy(&v, all + 64 * l, sizeof v);
+        if (v != 0) return 1;
+    }
+    return 0;
 }
 
 template <typename T>

@@ -41,11 +41,14 @@ std::string launch(const char* name, unsigned grid, unsigned threads, unsigned s
 
 }  // namespace
 
-// out[tid] = value of lane (lane ^ 5) and of lane − 3 (own below 3), per warp.
+// out[tid] = value of lane (lane ^ 5) and of lane − 3 (own below 3), per warp; then __any_sync of
+// "thread 40" (true on one lane of warp 1 only) and of a false predicate.
 extern "C" __global__ void t_shuffles(const Buf b) {
     const int v = 1000 * (int)blockIdx.x + (int)threadIdx.x;
-    b.out[2 * threadIdx.x] = __shfl_xor_sync(0xffffffffu, v, 5);
-    b.out[2 * threadIdx.x + 1] = __shfl_up_sync(0xffffffffu, v, 3);
+    b.out[4 * threadIdx.x] = __shfl_xor_sync(0xffffffffu, v, 5);
+    b.out[4 * threadIdx.x + 1] = __shfl_up_sync(0xffffffffu, v, 3);
+    b.out[4 * threadIdx.x + 2] = __any_sync(0xffffffffu, threadIdx.x == 40);
+    b.out[4 * threadIdx.x + 3] = __any_sync(0xffffffffu, 0);
 }
 
 // Each thread writes shared[tid], a barrier, then reads its neighbour's; __syncthreads_or of one thread.
@@ -174,15 +177,17 @@ void test_mma(const char* kernel, float (*to_float)(uint16_t), uint16_t (*from_f
 
 int main() {
     {
-        std::vector<int> out(2 * 64);
+        std::vector<int> out(4 * 64);
         check(launch("t_shuffles", 1, 64, 0, Buf{out.data(), nullptr, 0, 0}).empty(), "shuffles launched");
-        bool ok = true;
+        bool ok = true, any = true;
         for (int t = 0; t < 64; ++t) {
             const int lane = t & 31, base = t & ~31;
-            ok &= out[2 * t] == base + (lane ^ 5);
-            ok &= out[2 * t + 1] == (lane >= 3 ? t - 3 : t);
+            ok &= out[4 * t] == base + (lane ^ 5);
+            ok &= out[4 * t + 1] == (lane >= 3 ? t - 3 : t);
+            any &= out[4 * t + 2] == (t >= 32 ? 1 : 0) && out[4 * t + 3] == 0;
         }
         check(ok, "__shfl_xor_sync / __shfl_up_sync values");
+        check(any, "__any_sync: one lane's predicate reaches its whole warp, no other");
     }
     {
         std::vector<int> out(3 * 160);

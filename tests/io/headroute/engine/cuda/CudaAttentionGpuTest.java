@@ -60,6 +60,7 @@ class CudaAttentionGpuTest {
     @AfterEach
     void nothingLeftAllocated() {
         if (gpu != null) {
+            gpu.clearLayoutCache(); // the sparse cases' layouts stay cached per pattern
             assertEquals(0, gpu.pool().stats().allocatedBytes(), "device memory still allocated: " + gpu.pool().stats());
         }
     }
@@ -179,6 +180,62 @@ class CudaAttentionGpuTest {
         AttentionRequest req = rb.build();
         compare(runIn(tiling, req), cpu.run(req), tolerance(dtype), tiling.cliName() + " " + dtype.cliName() + " D=" + d + " B=" + b + " H=" + h
                 + " Hkv=" + hkv + " L=" + l + " S=" + s + (causal ? " causal" : "") + (gated ? " gated" : ""));
+    }
+
+    static Stream<Arguments> scaleCases() {
+        List<Arguments> out = new ArrayList<>();
+        // kernel: W4/W2/W4X2 (tensor cores), "f32", or "sparse" (W4 over a window layout)
+        String[][] kernels = {{"W4", "bf16"}, {"W4", "f16"}, {"W2", "bf16"}, {"W4X2", "f16"}, {"f32", "f32"}, {"sparse", "bf16"},
+            {"sparse", "f16"}};
+        int n = 0;
+        for (String[] kern : kernels) {
+            for (float scale : new float[] {-0.3f, 0f, 0.9f}) {
+                for (int d : new int[] {64, 128}) {
+                    out.add(Arguments.of(kern[0], DType.parse(kern[1]), scale, d, n++ % 2 == 0));
+                }
+            }
+        }
+        return out.stream();
+    }
+
+    /**
+     * Any finite scale, on scores whose row maxima keep growing along the keys (key j's row scaled by
+     * 1 + 9j/S): a negative or zero scale takes the kernels' scale-first path; at 0.9 a row's max (log2
+     * units) grows by more than 8 between key tiles and by more than 128 along the row, so the tensor-core
+     * loop must rescale O and l (it skips that while the max grows by at most 8) or P overflows, whatever
+     * the dtype (with the rescale disabled, 20 of these 42 cases read NaN or inf). L = 130 and S = 300 leave a ragged last
+     * key tile (its rows zero-filled) and, causal, diagonal tiles.
+     */
+    @ParameterizedTest(name = "{0} {1} scale={2} D={3} causal={4}")
+    @MethodSource("scaleCases")
+    void anyScaleAndGrowingScoresMatchTheCpuEngine(String kernel, DType dtype, float scale, int d, boolean causal) {
+        int b = 1;
+        int h = 2;
+        int l = 130;
+        int s = 300;
+        Random r = new Random(1000L * d + Float.floatToIntBits(scale) + kernel.hashCode() + dtype.ordinal());
+        Tensor q = gaussian(r, DType.F32, b, h, l, d);
+        float[] kx = gaussian(r, DType.F32, b, 1, s, d).toFloatArray();
+        for (int j = 0; j < s; j++) {
+            for (int x = 0; x < d; x++) {
+                kx[j * d + x] *= 1f + 9f * j / s;
+            }
+        }
+        Tensor k = Tensor.ofFloats(kx, b, 1, s, d);
+        Tensor v = gaussian(r, DType.F32, b, 1, s, d);
+        Pattern p = kernel.equals("sparse") ? Patterns.parse("window:150") : Patterns.parse("dense");
+        AttentionRequest req = AttentionRequest.builder(q, k, v).pattern(p).causal(causal).scale(scale).dtype(dtype)
+                .algorithm(kernel.equals("sparse") ? Algorithm.SPARSE : Algorithm.FLASH).wantLse(true).build();
+        AttentionResult got = switch (kernel) {
+            case "W2" -> runIn(FlashPlan.Tiling.W2, req);
+            case "W4X2" -> runIn(FlashPlan.Tiling.W4X2, req);
+            default -> gpu.run(req);
+        };
+        AttentionResult want = cpu.run(AttentionRequest.builder(q, k, v).pattern(p).causal(causal).scale(scale).dtype(dtype)
+                .algorithm(Algorithm.FLASH).wantLse(true).build());
+        String what = kernel + " " + dtype.cliName() + " scale=" + scale + " D=" + d + (causal ? " causal" : "");
+        compare(got, want, tolerance(dtype), what);
+        assertEquals(kernel.equals("sparse") ? Algorithm.SPARSE : Algorithm.FLASH, got.stats().algorithm(), what);
     }
 
     /** {@code req} on the shared engine in {@code tiling} (back to W4 after). */

@@ -1,0 +1,128 @@
+#!/usr/bin/env python3
+"""The main loop of a kernel in SASS: its basic blocks, their sizes and opcode mix.
+
+A static view of what the key-tile loop issues per tile (the tensor-core kernels' loop is one tile per
+iteration), for comparing two builds without a GPU. Input: a cubin (run through nvdisasm) or the text of
+`nvdisasm -c` / `cuobjdump -sass`.
+
+    nvcc -cubin -O3 -std=c++17 -arch=sm_80 -Icuda-kernels -o /tmp/mma.cubin cuda-kernels/flash_fwd_mma.cu
+    scripts/sass_loop.py /tmp/mma.cubin hr_flash_fwd_bf16_d128
+
+nvdisasm comes with the CUDA toolkit (not with the nvcc-only install on the CI machines); NVDISASM names
+another. --legacy-elf rewrites the cubin's ELF header to the older ABI (version 7) first, which lets an
+older nvdisasm (e.g. CUDA 11.8's) read a CUDA 13 sm_80 cubin; its sm_90 output has gaps, so use sm_80.
+
+A block line: its label, first address, instruction count, most frequent opcodes, and the branch that
+ends it. A tile takes one path through the loop's blocks; which one depends on the mask and rescale
+branches, so the reader adds up the path (the totals line is the whole loop, every path).
+"""
+import argparse
+import collections
+import os
+import re
+import struct
+import subprocess
+import sys
+import tempfile
+
+
+def disassemble(cubin, legacy):
+    tool = os.environ.get("NVDISASM", "nvdisasm")
+    path = cubin
+    if legacy:
+        data = bytearray(open(cubin, "rb").read())
+        flags = struct.unpack_from("<I", data, 0x30)[0]
+        sm = (flags >> 8) & 0xFF  # ABI 8 keeps the SM in bits 8-15
+        data[8] = 7
+        struct.pack_into("<I", data, 0x30, sm | (sm << 16) | 0x500)
+        fd, path = tempfile.mkstemp(suffix=".cubin")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+    try:
+        return subprocess.run([tool, "-c", path], check=True, capture_output=True, text=True).stdout
+    finally:
+        if path != cubin:
+            os.unlink(path)
+
+
+def kernel_lines(text, name):
+    out, inside = [], False
+    for line in text.splitlines():
+        if line.startswith(".text."):
+            inside = line.strip() == ".text.%s:" % name
+            continue
+        if inside:
+            out.append(line)
+    if not out:
+        sys.exit("sass_loop: no kernel %s in the disassembly" % name)
+    return out
+
+
+def opcode(ins):
+    return re.sub(r"^@!?U?P\w+\s+", "", ins).split()[0].split(".")[0]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("input", help="a cubin, or a SASS text file (.sass/.txt)")
+    ap.add_argument("kernel")
+    ap.add_argument("--legacy-elf", action="store_true", help="rewrite the ELF header for an older nvdisasm")
+    args = ap.parse_args()
+    if args.input.endswith((".sass", ".txt")):
+        text = open(args.input).read()
+    else:
+        text = disassemble(args.input, args.legacy_elf)
+
+    ins, labels, pending = [], {}, []
+    for line in kernel_lines(text, args.kernel):
+        m = re.match(r"^\s*(\.L_x_\d+):", line)
+        if m:
+            pending.append(m.group(1))
+            continue
+        m = re.match(r"\s*/\*([0-9a-f]{4,})\*/\s+(.*?)\s*;", line)
+        if m:
+            addr = int(m.group(1), 16)
+            for p in pending:
+                labels[p] = addr
+            ins.append((addr, m.group(2), pending))
+            pending = []
+    index = {a: i for i, (a, _, _) in enumerate(ins)}
+
+    # Loops: backward branches; the main loop is the one with the most tensor-core (or FMA) instructions.
+    loops = []
+    for i, (a, s, _) in enumerate(ins):
+        m = re.search(r"BRA\s+(?:`\()?(\.L_x_\d+)", s)
+        if m and labels.get(m.group(1), 1 << 62) <= a:
+            lo = index[labels[m.group(1)]]
+            body = [opcode(x[1]) for x in ins[lo:i + 1]]
+            loops.append((body.count("HMMA") or body.count("FFMA"), lo, i))
+    if not loops:
+        sys.exit("sass_loop: %s has no loop" % args.kernel)
+    _, lo, hi = max(loops)
+
+    print("%s: %d instructions; main loop %x-%x" % (args.kernel, len(ins), ins[lo][0], ins[hi][0]))
+    block, name = [], None
+
+    def flush():
+        if block:
+            c = collections.Counter(opcode(s) for _, s in block)
+            last = block[-1][1]
+            end = last if "BRA" in last or "EXIT" in last else ""
+            print("  %-12s %5x n=%-4d %-60s %s" % (name or "", block[0][0], len(block),
+                                                   " ".join("%s:%d" % kv for kv in c.most_common(7)), end))
+
+    for a, s, labs in ins[lo:hi + 1]:
+        if labs:
+            flush()
+            block, name = [], labs[-1]
+        block.append((a, s))
+        if "BRA" in s or "EXIT" in s:
+            flush()
+            block, name = [], None
+    flush()
+    total = collections.Counter(opcode(s) for _, s, _ in ins[lo:hi + 1])
+    print("  all paths: %d instructions: %s" % (hi - lo + 1, " ".join("%s:%d" % kv for kv in total.most_common(12))))
+
+
+if __name__ == "__main__":
+    main()
