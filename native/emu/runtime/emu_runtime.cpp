@@ -128,9 +128,10 @@ int g_done = 0;        // threads that exited
 unsigned char g_slots[kMaxThreads / 32][2][32][kSlotBytes];
 int g_warp_at[kMaxThreads / 32];  // lanes waiting at a warp exchange
 
-// What the launch executed, warp-level instructions counted once per warp (HR_EMU_STATS).
+// What the launch executed, warp-level instructions counted once per warp (HR_EMU_STATS); votes:
+// __any_sync, and how many of them came out true.
 struct LaunchStats {
-    long long blocks, mma, ldmatrix, cp_async_bytes, ldmatrix_wavefronts;
+    long long blocks, mma, ldmatrix, cp_async_bytes, ldmatrix_wavefronts, votes, votes_true;
 } g_stats;
 
 // First error of the launch, and the fiber that raised it.
@@ -394,6 +395,16 @@ const unsigned char* warp_gather(int op, const void* in, size_t n, unsigned mask
             g_stats.ldmatrix++;
             g_stats.ldmatrix_wavefronts += ldmatrix_wavefronts(g_slots[w][parity]);
         }
+        if (op == OP_VOTE) {
+            g_stats.votes++;
+            bool any = false;
+            for (int l = 0; l < 32; ++l) {
+                int v;
+                std::memcpy(&v, g_slots[w][parity][l], sizeof v);
+                any |= v != 0;
+            }
+            g_stats.votes_true += any;
+        }
         for (int l = 0; l < 32; ++l) {
             Fiber& o = g_fibers[w * 32 + l];
             if (o.warp_op != op || o.exchanges != f->exchanges)
@@ -553,7 +564,7 @@ extern "C" int hr_emu_launch(const char* name, unsigned gx, unsigned gy, unsigne
     g_block = hr_emu_dim3{bx, by, bz};
     g_threads = (int)threads;
     g_error.clear();
-    g_stats = LaunchStats{(long long)gx * gy * gz, 0, 0, 0, 0};
+    g_stats = LaunchStats{(long long)gx * gy * gz, 0, 0, 0, 0, 0, 0};
     for (unsigned z = 0; z < gz; ++z) {
         for (unsigned y = 0; y < gy; ++y) {
             for (unsigned x = 0; x < gx; ++x) {
@@ -569,10 +580,11 @@ extern "C" int hr_emu_launch(const char* name, unsigned gx, unsigned gy, unsigne
     }
     if (const char* path = std::getenv("HR_EMU_STATS")) {
         // One line per launch: kernel, blocks, mma.sync, ldmatrix (warp instructions), cp.async bytes,
-        // ldmatrix wavefronts.
+        // ldmatrix wavefronts, __any_sync votes, votes that came out true.
         if (FILE* f = std::fopen(path, "a")) {
-            std::fprintf(f, "%s\t%lld\t%lld\t%lld\t%lld\t%lld\n", name, g_stats.blocks, g_stats.mma, g_stats.ldmatrix,
-                         g_stats.cp_async_bytes, g_stats.ldmatrix_wavefronts);
+            std::fprintf(f, "%s\t%lld\t%lld\t%lld\t%lld\t%lld\t%lld\t%lld\n", name, g_stats.blocks, g_stats.mma,
+                         g_stats.ldmatrix, g_stats.cp_async_bytes, g_stats.ldmatrix_wavefronts, g_stats.votes,
+                         g_stats.votes_true);
             std::fclose(f);
         }
     }

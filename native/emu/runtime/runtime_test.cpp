@@ -238,7 +238,7 @@ int main() {
         check(ok, "ldmatrix .trans layout");
     }
     {
-        // Wavefronts of one ldmatrix .x4 (the last field of HR_EMU_STATS): rows 128 bytes apart share their
+        // Wavefronts of one ldmatrix .x4 (the sixth field of HR_EMU_STATS): rows 128 bytes apart share their
         // 4 banks (8 per matrix), rows padded to 144 bytes do not (1 per matrix), the same row is a broadcast
         // (1), rows 64 bytes apart fall on 2 groups of banks (4 per matrix).
         char file[] = "/tmp/hr_emu_stats_XXXXXX";
@@ -253,14 +253,25 @@ int main() {
             check(launch("t_ldmatrix_banks", 1, 32, 32 * 512, Buf{out.data(), nullptr, strides[i], 0}).empty(),
                   "ldmatrix banks launched");
         }
+        // And the last two fields, __any_sync votes and true votes: t_shuffles votes twice per warp, and only
+        // warp 1's first vote (thread 40) is true.
+        std::vector<int> shuffled(4 * 64);
+        check(launch("t_shuffles", 1, 64, 0, Buf{shuffled.data(), nullptr, 0, 0}).empty(), "shuffles launched");
         unsetenv("HR_EMU_STATS");
         FILE* f = std::fopen(file, "r");
         check(f != nullptr, "HR_EMU_STATS written");
-        for (int i = 0; f != nullptr && i < 4; ++i) {
+        for (int i = 0; f != nullptr && i < 5; ++i) {
             char name[64];
-            long long blocks, mma, ldm, cp, waves;
-            const bool read = std::fscanf(f, "%63s %lld %lld %lld %lld %lld", name, &blocks, &mma, &ldm, &cp, &waves) == 6;
-            check(read && ldm == 1 && waves == want[i],
+            long long blocks, mma, ldm, cp, waves, votes, votes_true;
+            const bool read = std::fscanf(f, "%63s %lld %lld %lld %lld %lld %lld %lld", name, &blocks, &mma, &ldm, &cp, &waves,
+                                          &votes, &votes_true) == 8;
+            if (i == 4) {
+                check(read && votes == 4 && votes_true == 1,
+                      "t_shuffles: " + std::to_string(read ? votes : -1) + " votes, " + std::to_string(read ? votes_true : -1)
+                          + " true, expected 4 and 1");
+                continue;
+            }
+            check(read && ldm == 1 && waves == want[i] && votes == 0,
                   "ldmatrix rows " + std::to_string(strides[i]) + " bytes apart: " + std::to_string(read ? waves : -1)
                       + " wavefronts, expected " + std::to_string(want[i]));
         }

@@ -63,8 +63,12 @@ class EmulatedWorkTest {
         }
     }
 
-    /** One line of HR_EMU_STATS; {@code wavefronts}: the shared-memory wavefronts its ldmatrix took (4 each, conflict-free). */
-    record Launch(String kernel, long blocks, long mma, long ldmatrix, long cpAsyncBytes, long wavefronts) {}
+    /**
+     * One line of HR_EMU_STATS; {@code wavefronts}: the shared-memory wavefronts its ldmatrix took (4 each,
+     * conflict-free); {@code votes}: its warps' __any_sync, {@code votesTrue} those that came out true.
+     */
+    record Launch(String kernel, long blocks, long mma, long ldmatrix, long cpAsyncBytes, long wavefronts, long votes,
+            long votesTrue) {}
 
     /** Runs the request and returns the attention kernel's launch as the emulator counted it. */
     /** {@link #run} with the engine in {@code tiling} (back to W4 after). */
@@ -178,9 +182,9 @@ class EmulatedWorkTest {
             f.readFully(b);
             for (String line : new String(b, StandardCharsets.UTF_8).split("\n")) {
                 String[] c = line.split("\t");
-                if (c.length == 6 && c[0].startsWith("hr_flash_")) {
+                if (c.length == 8 && c[0].startsWith("hr_flash_")) {
                     flash.add(new Launch(c[0], Long.parseLong(c[1]), Long.parseLong(c[2]), Long.parseLong(c[3]),
-                            Long.parseLong(c[4]), Long.parseLong(c[5])));
+                            Long.parseLong(c[4]), Long.parseLong(c[5]), Long.parseLong(c[6]), Long.parseLong(c[7])));
                 }
             }
         }
@@ -367,5 +371,51 @@ class EmulatedWorkTest {
                 assertEquals(4 * x.ldmatrix(), x.wavefronts(), "D=" + d + ": bank conflicts in " + x);
             }
         }
+    }
+
+    /**
+     * The tensor-core loop rescales O and l only when a row's max grows by more than 2^8 (log2 units): each
+     * warp votes once per key tile (__any_sync), and a true vote is a rescale. On Gaussian scores
+     * (bf16, H = 4, D = 64, L = S = 1024, scale 1/√D) only each warp's first tile rescales: every later
+     * tile skips the D/2 multiplies of O per thread. With key j's row scaled by 1 + 9j/S and scale 0.9 the
+     * row maxima keep growing and later tiles rescale too (the output checked against the CPU engine).
+     */
+    @Test
+    void rescalesOnlyWhenARowMaxGrowsBy256() throws IOException {
+        Random r = new Random(77);
+        int h = 4;
+        int d = 64;
+        int l = 1024;
+        Tensor q = gaussian(r, 1, h, l, d);
+        Tensor k = gaussian(r, 1, h, l, d);
+        Tensor v = gaussian(r, 1, h, l, d);
+        ExecutionStats[] st = new ExecutionStats[1];
+        Launch plain = run(AttentionRequest.builder(q, k, v).dtype(DType.BF16).algorithm(Algorithm.FLASH).build(), st);
+        long warps = 4 * plain.blocks();
+        assertEquals(h * (l / 64), plain.blocks(), plain.toString());
+        assertEquals(warps * (l / 64), plain.votes(), "one vote per warp and key tile: " + plain);
+        assertEquals(warps, plain.votesTrue(), "only the first key tile rescales: " + plain);
+
+        float[] kx = k.toFloatArray();
+        for (int j = 0; j < h * l; j++) {
+            for (int x = 0; x < d; x++) {
+                kx[j * d + x] *= 1f + 9f * (j % l) / l;
+            }
+        }
+        Tensor grown = Tensor.ofFloats(kx, 1, h, l, d);
+        AttentionRequest req = AttentionRequest.builder(q, grown, v).scale(0.9f).dtype(DType.BF16).algorithm(Algorithm.FLASH)
+                .build();
+        long before = Files.exists(stats) ? Files.size(stats) : 0;
+        AttentionResult got = gpu.run(req);
+        Launch growing = flashLaunchSince(before);
+        assertEquals(plain.votes(), growing.votes(), growing.toString());
+        assertTrue(growing.votesTrue() > 2 * warps, "growing maxima rescale later tiles too: " + growing);
+        try (CpuAttentionEngine cpu = new CpuAttentionEngine()) {
+            double rel = io.headroute.bench.AttentionBenchmark.relativeL2(got.o().toFloatArray(), cpu.run(req).o().toFloatArray());
+            assertTrue(rel <= 1e-2, "relative L2 error " + rel);
+        }
+        System.out.printf("emulated rescales, bf16 D=%d L=S=%d: Gaussian scores %d of %d warp-tiles (%.3f), growing maxima %d (%.3f)%n",
+                d, l, plain.votesTrue(), plain.votes(), plain.votesTrue() / (double) plain.votes(), growing.votesTrue(),
+                growing.votesTrue() / (double) growing.votes());
     }
 }
