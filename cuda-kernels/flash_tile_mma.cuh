@@ -63,30 +63,31 @@ using W4X2 = Tiling<D, 4, 2, 1, (D <= 64)>;
 // Copies key rows [row0, row0 + kBc) of a (rows × D) matrix into shared memory; rows ≥ valid are zeros.
 // Issued inside the key loop, where S or O holds most registers. When the block's threads cover whole rows
 // per round, each thread walks its rows with one source pointer (one 64-bit add per copy) and constant
-// destination offsets, and only a tile holding the end of the rows (the last, when S is not a multiple of
-// kBc) tests rows: the other tiles cost one cp.async and one add per copy. W2 and W4X2 at D = 128 hold
-// O's 256 accumulators in 255 registers; the second path spilled there (sm_90), so they test every tile.
+// destination offsets from one 32-bit shared address, and only a tile holding the end of the rows (the
+// last, when S is not a multiple of kBc) tests rows: the other tiles cost one cp.async and one add per
+// copy. (W2 and W4X2 at D = 128, whose O accumulators fill 255 registers, spilled on sm_90 with this
+// second path until shared memory was addressed by 32-bit addresses here and in the ldmatrix loads.)
 template <class TL, typename T>
 __device__ __forceinline__ void load_keys(T* smem, const T* g, int64_t row_stride, int row0, int valid) {
     if constexpr (TL::kThreads % TL::kChunks == 0) {
         constexpr int kStep = TL::kThreads / TL::kChunks;  // rows per round of the block's threads
         constexpr int kRounds = kBc / kStep;
         static_assert(kBc % kStep == 0, "rounds cover the tile");
-        constexpr bool kFastPath = !(TL::kM == 2 && TL::kD == 128);
+        constexpr int kRoundBytes = kStep * TL::kStride * (int)sizeof(T);  // destination bytes per round
         const int ch = threadIdx.x % TL::kChunks;
         const int r = threadIdx.x / TL::kChunks;
         const T* src = g + (row0 + r) * row_stride + ch * 8;
-        T* dst = smem + r * TL::kStride + ch * 8;
+        const hr::SmemAddr dst = hr::smem_at(smem + r * TL::kStride + ch * 8);
         const int64_t step = kStep * row_stride;
-        if (kFastPath && row0 + kBc <= valid) {
+        if (row0 + kBc <= valid) {
 #pragma unroll
-            for (int i = 0; i < kRounds; ++i, src += step) hr::cp_async_16(dst + i * kStep * TL::kStride, src, 16);
+            for (int i = 0; i < kRounds; ++i, src += step) hr::cp_async_16_at(dst + i * kRoundBytes, src, 16);
         } else {
             // Two copies in flight per round; fully unrolled, each copy's row test held a register.
 #pragma unroll 2
             for (int i = 0; i < kRounds; ++i, src += step) {
                 const bool in = row0 + r + i * kStep < valid;
-                hr::cp_async_16(dst + i * kStep * TL::kStride, in ? src : g, in ? 16 : 0);
+                hr::cp_async_16_at(dst + i * kRoundBytes, in ? src : g, in ? 16 : 0);
             }
         }
     } else {
@@ -114,10 +115,10 @@ __device__ __forceinline__ void load_queries(T* smem, const T* g, int64_t row_st
 
 // The A-fragment of Qi's m-tile `mt` (rows 16·mt … 16·mt + 15) for k step kk, from shared memory.
 template <class TL, typename T>
-__device__ __forceinline__ void load_q_fragment(uint32_t (&a)[4], const T* sQ, int mt, int kk, int lane) {
+__device__ __forceinline__ void load_q_fragment(uint32_t (&a)[4], hr::SmemAddr sQ, int mt, int kk, int lane) {
     const int row = mt * 16 + (lane & 7) + ((lane >> 3) & 1) * 8;
     const int col = kk * 16 + (lane >> 4) * 8;
-    hr::ldmatrix_x4(a, sQ + row * TL::kStride + col);
+    hr::ldmatrix_x4_at(a, sQ + (row * TL::kStride + col) * (int)sizeof(T));
 }
 
 // The allowed-key words of the thread's rows (g and g + 8 of each of its warp's M m-tiles) from a tile's
@@ -265,12 +266,13 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
 #pragma unroll
                 for (int mi = 0; mi < M; ++mi)
 #pragma unroll
-                    for (int kk = 0; kk < D / 16; ++kk) load_q_fragment<TL>(qf[mi][kk], sQ, warp * M + mi, kk, lane);
+                    for (int kk = 0; kk < D / 16; ++kk) load_q_fragment<TL, T>(qf[mi][kk], hr::smem_at(sQ), warp * M + mi, kk, lane);
             }
         }
-        const T* k_tile = hr::opaque(sK + buf * TL::kKVElems);
-        const T* v_tile = hr::opaque(sV + buf * TL::kKVElems);
-        const T* q_tile = hr::opaque(sQ);
+        // Tile bases as 32-bit shared addresses (one register each, where a generic pointer takes two).
+        const hr::SmemAddr k_tile = hr::opaque_addr(hr::smem_at(sK + buf * TL::kKVElems));
+        const hr::SmemAddr v_tile = hr::opaque_addr(hr::smem_at(sV + buf * TL::kKVElems));
+        const hr::SmemAddr q_tile = hr::opaque_addr(hr::smem_at(sQ));
 
         // S = Qi · Kjᵀ: B = Kjᵀ is Kj read row-major, so a plain ldmatrix yields B-fragments; each
         // feeds the warp's M m-tiles.
@@ -288,7 +290,7 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
 #pragma unroll
                     for (int e = 0; e < 4; ++e) qa[mi][e] = qf[mi][kk][e];
                 } else {
-                    load_q_fragment<TL>(qa[mi], q_tile, warp * M + mi, kk, lane);
+                    load_q_fragment<TL, T>(qa[mi], q_tile, warp * M + mi, kk, lane);
                 }
             }
 #pragma unroll
@@ -296,7 +298,7 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
                 uint32_t kb[4];
                 const int row = np * 16 + (lane & 7) + (lane >> 4) * 8;
                 const int col = kk * 16 + ((lane >> 3) & 1) * 8;
-                hr::ldmatrix_x4(kb, k_tile + row * TL::kStride + col);
+                hr::ldmatrix_x4_at(kb, k_tile + (row * TL::kStride + col) * (int)sizeof(T));
 #pragma unroll
                 for (int mi = 0; mi < M; ++mi) {
                     Mma::run(s[mi][2 * np], qa[mi], kb[0], kb[1]);
@@ -403,7 +405,7 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
                 uint32_t vb[4];
                 const int row = kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8;
                 const int col = dp * 16 + (lane >> 4) * 8;
-                hr::ldmatrix_x4_trans(vb, v_tile + row * TL::kStride + col);
+                hr::ldmatrix_x4_trans_at(vb, v_tile + (row * TL::kStride + col) * (int)sizeof(T));
 #pragma unroll
                 for (int mi = 0; mi < M; ++mi) {
                     Mma::run(acc_o[mi][2 * dp], pa[mi], vb[0], vb[1]);

@@ -13,6 +13,13 @@
 namespace hr {
 
 #ifdef HR_EMULATION
+// A shared-memory address as the cp.async and ldmatrix forms below take it, plus byte offsets: a 32-bit
+// shared-window address on the GPU (one register, where a generic pointer takes two), a pointer here.
+using SmemAddr = unsigned char*;
+__device__ __forceinline__ SmemAddr smem_at(void* p) { return static_cast<unsigned char*>(p); }
+__device__ __forceinline__ void cp_async_16_at(SmemAddr smem, const void* gmem, int src_bytes) {
+    ::hr_emu::cp_async_16(smem, gmem, src_bytes);
+}
 // The CPU emulator (native/emu/runtime) executes these warp-wide with the same fragment layouts.
 __device__ __forceinline__ void cp_async_16(void* smem, const void* gmem, int src_bytes) {
     ::hr_emu::cp_async_16(smem, gmem, src_bytes);
@@ -20,16 +27,23 @@ __device__ __forceinline__ void cp_async_16(void* smem, const void* gmem, int sr
 __device__ __forceinline__ void cp_async_commit() { ::hr_emu::cp_async_commit(); }
 template <int N>
 __device__ __forceinline__ void cp_async_wait() { ::hr_emu::cp_async_wait(N); }
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* smem) { ::hr_emu::ldmatrix_x4(r, smem, false); }
-__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* smem) { ::hr_emu::ldmatrix_x4(r, smem, true); }
+__device__ __forceinline__ void ldmatrix_x4_at(uint32_t (&r)[4], SmemAddr smem) { ::hr_emu::ldmatrix_x4(r, smem, false); }
+__device__ __forceinline__ void ldmatrix_x4_trans_at(uint32_t (&r)[4], SmemAddr smem) { ::hr_emu::ldmatrix_x4(r, smem, true); }
+__device__ __forceinline__ SmemAddr opaque_addr(SmemAddr a) { return a; }
 #else
 __device__ __forceinline__ uint32_t smem_addr(const void* p) {
     return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
 
+using SmemAddr = uint32_t;
+__device__ __forceinline__ SmemAddr smem_at(void* p) { return smem_addr(p); }
+
 // 16 bytes global → shared, bypassing L1; src_bytes = 0 writes zeros (rows past the end).
+__device__ __forceinline__ void cp_async_16_at(SmemAddr smem, const void* gmem, int src_bytes) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem), "l"(gmem), "r"(src_bytes));
+}
 __device__ __forceinline__ void cp_async_16(void* smem, const void* gmem, int src_bytes) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(smem)), "l"(gmem), "r"(src_bytes));
+    cp_async_16_at(smem_addr(smem), gmem, src_bytes);
 }
 
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
@@ -38,17 +52,25 @@ template <int N>
 __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
 
 // Four 8×8 b16 matrices; lanes 8m … 8m+7 give the row addresses of matrix m, register m receives it.
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* smem) {
+__device__ __forceinline__ void ldmatrix_x4_at(uint32_t (&r)[4], SmemAddr smem) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(smem_addr(smem)));
+                 : "r"(smem));
 }
 
 // The same, each 8×8 matrix transposed on the way into registers.
-__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* smem) {
+__device__ __forceinline__ void ldmatrix_x4_trans_at(uint32_t (&r)[4], SmemAddr smem) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(smem_addr(smem)));
+                 : "r"(smem));
+}
+
+// The address, hidden from the optimizer: addresses derived from it inside a loop are then computed
+// where they are used, not hoisted out of the loop into registers of their own (a loop-invariant tile
+// base would otherwise pin one register per ldmatrix address of the unrolled loop body).
+__device__ __forceinline__ SmemAddr opaque_addr(SmemAddr a) {
+    asm volatile("" : "+r"(a));
+    return a;
 }
 
 #endif  // HR_EMULATION
@@ -65,17 +87,6 @@ __device__ __forceinline__ float exp2_ftz(float x) {
     asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
     return y;
 #endif
-}
-
-// The pointer, hidden from the optimizer: addresses derived from it inside a loop are then computed
-// where they are used, not hoisted out of the loop into registers of their own (a loop-invariant tile
-// base would otherwise pin one register per ldmatrix address of the unrolled loop body).
-template <typename P>
-__device__ __forceinline__ P* opaque(P* p) {
-#ifndef HR_EMULATION
-    asm volatile("" : "+l"(p));
-#endif
-    return p;
 }
 
 template <typename T>

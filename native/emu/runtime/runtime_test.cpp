@@ -89,7 +89,7 @@ extern "C" __global__ void t_cp_async(const Buf b) {
 extern "C" __global__ void t_bad_shared(const Buf b) {
     HR_DYNAMIC_SMEM(smem);
     uint32_t r[4];
-    hr::ldmatrix_x4(r, smem + (b.mode == 0 ? 8 : 1024));
+    hr::ldmatrix_x4_at(r, hr::smem_at(smem + (b.mode == 0 ? 8 : 1024)));
     b.out[threadIdx.x] = (int)r[0];
 }
 
@@ -105,9 +105,9 @@ __device__ void mma_product(const Buf& b) {
     for (int i = lane; i < 16 * 16 + 8 * 16; i += 32) sA[i] = g[i];
     __syncwarp();
     uint32_t a[4], kb[4];
-    hr::ldmatrix_x4(a, sA + ((lane & 7) + ((lane >> 3) & 1) * 8) * 16 + (lane >> 4) * 8);
+    hr::ldmatrix_x4_at(a, hr::smem_at(sA + ((lane & 7) + ((lane >> 3) & 1) * 8) * 16 + (lane >> 4) * 8));
     // Bᵀ rows 0–7 (keys), the two k halves: matrices 0 and 1 (2 and 3 repeat them).
-    hr::ldmatrix_x4(kb, sB + (lane & 7) * 16 + ((lane >> 3) & 1) * 8);
+    hr::ldmatrix_x4_at(kb, hr::smem_at(sB + (lane & 7) * 16 + ((lane >> 3) & 1) * 8));
     float c[4] = {1.f, 1.f, 1.f, 1.f};
     hr::MmaOp<T>::run(c, a, kb[0], kb[1]);
     const int gi = lane >> 2, t4 = lane & 3;
@@ -129,7 +129,7 @@ extern "C" __global__ void t_ldmatrix_trans(const Buf b) {
     for (int i = lane; i < 4 * 64; i += 32) s[i] = (uint16_t)i;
     __syncwarp();
     uint32_t r[4];
-    hr::ldmatrix_x4_trans(r, s + (lane >> 3) * 64 + (lane & 7) * 8);
+    hr::ldmatrix_x4_trans_at(r, hr::smem_at(s + (lane >> 3) * 64 + (lane & 7) * 8));
     for (int m = 0; m < 4; ++m) b.out[4 * lane + m] = (int)r[m];
 }
 
@@ -141,7 +141,7 @@ extern "C" __global__ void t_ldmatrix_banks(const Buf b) {
     for (int i = lane; i < 32 * 512 / 4; i += 32) reinterpret_cast<int*>(smem)[i] = i;
     __syncwarp();
     uint32_t r[4];
-    hr::ldmatrix_x4(r, smem + lane * b.n);
+    hr::ldmatrix_x4_at(r, hr::smem_at(smem + lane * b.n));
     b.out[lane] = (int)r[0];
 }
 
