@@ -6,6 +6,9 @@
 // dimensions the tensor-core kernels do not take. One block of 128 threads (4 warps) owns Br = 32
 // query rows; warp w owns rows 8w … 8w+7 whole, so every row reduction is a warp shuffle. Key tiles of
 // Bc = 32 keys are visited with the online softmax of FlashAttention-2; scores never leave the chip.
+// Both products run over the warp's 8 rows at once: a K or V element read from shared memory feeds 8
+// FMAs and Q and P come as 16-byte broadcasts (0.2 to 0.4 shared loads per FMA, against 2 when each score
+// and each output element was its own loop), and every sum keeps its order (d, then c, ascending).
 #pragma once
 #include "attention_params.cuh"
 #include "dynamic_smem.cuh"
@@ -87,12 +90,28 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
             }
         }
         const int j = j0 + lane;
+        // S = Qi·Kjᵀ for the warp's rows at once: each Kj[c][d] read from shared memory serves all of them,
+        // each Qi[r][d … d+3] is one 16-byte broadcast. Every score still sums d = 0, 1, … in order.
+        float s[kRowsPerWarp];
+#pragma unroll
+        for (int rr = 0; rr < kRowsPerWarp; ++rr) s[rr] = 0.f;
+        const int d4 = D & ~3;
+        for (int d = 0; d < d4; d += 4) {
+            const float k0 = sm.k[lane][d], k1 = sm.k[lane][d + 1], k2 = sm.k[lane][d + 2], k3 = sm.k[lane][d + 3];
+#pragma unroll
+            for (int rr = 0; rr < kRowsPerWarp; ++rr) {
+                const float4 q = *reinterpret_cast<const float4*>(&sm.q[warp * kRowsPerWarp + rr][d]);
+                s[rr] = fmaf(q.w, k3, fmaf(q.z, k2, fmaf(q.y, k1, fmaf(q.x, k0, s[rr]))));
+            }
+        }
+        for (int d = d4; d < D; ++d) {
+            const float kd = sm.k[lane][d];
+#pragma unroll
+            for (int rr = 0; rr < kRowsPerWarp; ++rr) s[rr] = fmaf(sm.q[warp * kRowsPerWarp + rr][d], kd, s[rr]);
+        }
 #pragma unroll
         for (int rr = 0; rr < kRowsPerWarp; ++rr) {
             const int r = warp * kRowsPerWarp + rr;
-            // S[r][c] = Qi[r] · Kj[c] (already scaled)
-            float s = 0.f;
-            for (int d = 0; d < D; ++d) s = fmaf(sm.q[r][d], sm.k[lane][d], s);
             if (mask != HR_MASK_NONE) {
                 bool allowed;
                 if (mask == HR_MASK_BITS) {
@@ -101,16 +120,16 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
                     const int pos = r < rows.count ? rows.row(r) + offset : 0x7fffffff;
                     allowed = j < p.kv_len && (!p.causal || j <= pos);
                 }
-                s = allowed ? s : hr_neg_inf();
+                s[rr] = allowed ? s[rr] : hr_neg_inf();
             }
             // m_new = max(m, rowmax S); P = exp2(S − m_new); l = l·exp2(m − m_new) + rowsum P
-            float mx = s;
+            float mx = s[rr];
 #pragma unroll
             for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
             const float m_new = fmaxf(m[rr], mx);
             const float m_use = m_new == hr_neg_inf() ? 0.f : m_new;  // not −inf − −inf = NaN
             const float alpha = exp2f(m[rr] - m_use);
-            const float pr = exp2f(s - m_use);
+            const float pr = exp2f(s[rr] - m_use);
             float sum = pr;
 #pragma unroll
             for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
@@ -121,18 +140,20 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
             for (int x = 0; x < kDPerLane; ++x) acc[rr][x] *= alpha;
         }
         __syncwarp();  // this warp's P rows are written before its lanes read them
-        // O[r][d] += Σ_c P[r][c] · Vj[c][d], lane owning d = lane + 32x
+        // O[r][d] += Σ_c P[r][c] · Vj[c][d], lane owning d = lane + 32x: each Vj[c][d] read serves all the
+        // warp's rows, each P[r][c … c+3] is one 16-byte broadcast; every sum runs c = 0, 1, … in order.
+        for (int c = 0; c < kBc; c += 4) {
+            float v[4][kDPerLane];
 #pragma unroll
-        for (int rr = 0; rr < kRowsPerWarp; ++rr) {
-            const int r = warp * kRowsPerWarp + rr;
+            for (int cc = 0; cc < 4; ++cc)
 #pragma unroll
-            for (int x = 0; x < kDPerLane; ++x) {
-                const int d = lane + 32 * x;
-                if (d < D) {
-                    float o = acc[rr][x];
-                    for (int c = 0; c < kBc; ++c) o = fmaf(sm.p[r][c], sm.v[c][d], o);
-                    acc[rr][x] = o;
-                }
+                for (int x = 0; x < kDPerLane; ++x) v[cc][x] = lane + 32 * x < D ? sm.v[c + cc][lane + 32 * x] : 0.f;
+#pragma unroll
+            for (int rr = 0; rr < kRowsPerWarp; ++rr) {
+                const float4 pr = *reinterpret_cast<const float4*>(&sm.p[warp * kRowsPerWarp + rr][c]);
+#pragma unroll
+                for (int x = 0; x < kDPerLane; ++x)
+                    acc[rr][x] = fmaf(pr.w, v[3][x], fmaf(pr.z, v[2][x], fmaf(pr.y, v[1][x], fmaf(pr.x, v[0][x], acc[rr][x]))));
             }
         }
     }

@@ -27,6 +27,11 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+// CUDA's 16-byte vector type (vector_types.h), as the kernels load it from shared memory.
+struct alignas(16) float4 {
+    float x, y, z, w;
+};
+
 #define __global__
 #define __device__
 #define __host__
