@@ -113,12 +113,12 @@ __device__ __forceinline__ void load_queries(T* smem, const T* g, int64_t row_st
     }
 }
 
-// The A-fragment of Qi's m-tile `mt` (rows 16·mt … 16·mt + 15) for k step kk, from shared memory.
+// The A-fragment of Qi's m-tile `mt` (rows 16·mt … 16·mt + 15) for k step kk, from shared memory; q_lane:
+// this lane's row address in Qi (q_lane_bytes in attend), matrices (rows 0-7, k 0-7), (rows 8-15, k 0-7),
+// (rows 0-7, k 8-15), (rows 8-15, k 8-15).
 template <class TL, typename T>
-__device__ __forceinline__ void load_q_fragment(uint32_t (&a)[4], hr::SmemAddr sQ, int mt, int kk, int lane) {
-    const int row = mt * 16 + (lane & 7) + ((lane >> 3) & 1) * 8;
-    const int col = kk * 16 + (lane >> 4) * 8;
-    hr::ldmatrix_x4_at(a, sQ + (row * TL::kStride + col) * (int)sizeof(T));
+__device__ __forceinline__ void load_q_fragment(uint32_t (&a)[4], hr::SmemAddr q_lane, int mt, int kk) {
+    hr::ldmatrix_x4_at(a, q_lane + (mt * 16 * TL::kStride + kk * 16) * (int)sizeof(T));
 }
 
 // The allowed-key words of the thread's rows (g and g + 8 of each of its warp's M m-tiles) from a tile's
@@ -189,6 +189,14 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
 
     // This thread's rows: m-tile mi of the warp is block m-tile warp·M + mi, and the thread holds its
     // rows g (rr = 0) and g + 8 (rr = 1): local row 16·(warp·M + mi) + g + 8·rr (rule_words).
+
+    // The byte offsets of this lane's ldmatrix row (lanes 8m … 8m+7 address matrix m) in Qi (A-fragments,
+    // load_q_fragment), in a K tile (plain loads, B-fragments of S = Qi·Kjᵀ: matrices (n 0-7, k 0-7),
+    // (n 0-7, k 8-15), (n 8-15, k 0-7), (n 8-15, k 8-15)) and in a V tile (transposed loads, B-fragments of
+    // P·Vj: (k 0-7, n 0-7), (k 8-15, n 0-7), (k 0-7, n 8-15), (k 8-15, n 8-15)).
+    const int q_lane_bytes = (((lane & 7) + ((lane >> 3) & 1) * 8) * TL::kStride + (lane >> 4) * 8) * (int)sizeof(T);
+    const int k_lane_bytes = (((lane & 7) + (lane >> 4) * 8) * TL::kStride + ((lane >> 3) & 1) * 8) * (int)sizeof(T);
+    const int v_lane_bytes = (((lane & 7) + ((lane >> 3) & 1) * 8) * TL::kStride + (lane >> 4) * 8) * (int)sizeof(T);
 
     // Scores in log2 units are c·S; see the mask step in the loop for fold and cm.
     const float c = p.scale_log2;
@@ -266,13 +274,15 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
 #pragma unroll
                 for (int mi = 0; mi < M; ++mi)
 #pragma unroll
-                    for (int kk = 0; kk < D / 16; ++kk) load_q_fragment<TL, T>(qf[mi][kk], hr::smem_at(sQ), warp * M + mi, kk, lane);
+                    for (int kk = 0; kk < D / 16; ++kk)
+                        load_q_fragment<TL, T>(qf[mi][kk], hr::smem_at(sQ) + q_lane_bytes, warp * M + mi, kk);
             }
         }
-        // Tile bases as 32-bit shared addresses (one register each, where a generic pointer takes two).
-        const hr::SmemAddr k_tile = hr::opaque_addr(hr::smem_at(sK + buf * TL::kKVElems));
-        const hr::SmemAddr v_tile = hr::opaque_addr(hr::smem_at(sV + buf * TL::kKVElems));
-        const hr::SmemAddr q_tile = hr::opaque_addr(hr::smem_at(sQ));
+        // This lane's ldmatrix rows of the tiles, as 32-bit shared addresses (one register each, where a
+        // generic pointer takes two); each load below adds a constant.
+        const hr::SmemAddr k_lane = hr::opaque_addr(hr::smem_at(sK + buf * TL::kKVElems) + k_lane_bytes);
+        const hr::SmemAddr v_lane = hr::opaque_addr(hr::smem_at(sV + buf * TL::kKVElems) + v_lane_bytes);
+        const hr::SmemAddr q_lane = hr::opaque_addr(hr::smem_at(sQ) + q_lane_bytes);
 
         // S = Qi · Kjᵀ: B = Kjᵀ is Kj read row-major, so a plain ldmatrix yields B-fragments; each
         // feeds the warp's M m-tiles.
@@ -290,15 +300,13 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
 #pragma unroll
                     for (int e = 0; e < 4; ++e) qa[mi][e] = qf[mi][kk][e];
                 } else {
-                    load_q_fragment<TL, T>(qa[mi], q_tile, warp * M + mi, kk, lane);
+                    load_q_fragment<TL, T>(qa[mi], q_lane, warp * M + mi, kk);
                 }
             }
 #pragma unroll
             for (int np = 0; np < kNT / 2; ++np) {
                 uint32_t kb[4];
-                const int row = np * 16 + (lane & 7) + (lane >> 4) * 8;
-                const int col = kk * 16 + ((lane >> 3) & 1) * 8;
-                hr::ldmatrix_x4_at(kb, k_tile + (row * TL::kStride + col) * (int)sizeof(T));
+                hr::ldmatrix_x4_at(kb, k_lane + (np * 16 * TL::kStride + kk * 16) * (int)sizeof(T));
 #pragma unroll
                 for (int mi = 0; mi < M; ++mi) {
                     Mma::run(s[mi][2 * np], qa[mi], kb[0], kb[1]);
@@ -403,9 +411,7 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
 #pragma unroll
             for (int dp = 0; dp < D / 16; ++dp) {
                 uint32_t vb[4];
-                const int row = kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8;
-                const int col = dp * 16 + (lane >> 4) * 8;
-                hr::ldmatrix_x4_trans_at(vb, v_tile + (row * TL::kStride + col) * (int)sizeof(T));
+                hr::ldmatrix_x4_trans_at(vb, v_lane + (kk * 16 * TL::kStride + dp * 16) * (int)sizeof(T));
 #pragma unroll
                 for (int mi = 0; mi < M; ++mi) {
                     Mma::run(acc_o[mi][2 * dp], pa[mi], vb[0], vb[1]);
