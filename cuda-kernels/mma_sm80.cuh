@@ -16,7 +16,7 @@ namespace hr {
 // A shared-memory address as the cp.async and ldmatrix forms below take it, plus byte offsets: a 32-bit
 // shared-window address on the GPU (one register, where a generic pointer takes two), a pointer here.
 using SmemAddr = unsigned char*;
-__device__ __forceinline__ SmemAddr smem_at(void* p) { return static_cast<unsigned char*>(p); }
+__device__ __forceinline__ SmemAddr smem_at(const void* p) { return static_cast<unsigned char*>(const_cast<void*>(p)); }
 __device__ __forceinline__ void cp_async_16_at(SmemAddr smem, const void* gmem, int src_bytes) {
     ::hr_emu::cp_async_16(smem, gmem, src_bytes);
 }
@@ -31,19 +31,15 @@ __device__ __forceinline__ void ldmatrix_x4_at(uint32_t (&r)[4], SmemAddr smem) 
 __device__ __forceinline__ void ldmatrix_x4_trans_at(uint32_t (&r)[4], SmemAddr smem) { ::hr_emu::ldmatrix_x4(r, smem, true); }
 __device__ __forceinline__ SmemAddr opaque_addr(SmemAddr a) { return a; }
 #else
-__device__ __forceinline__ uint32_t smem_addr(const void* p) {
-    return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
 using SmemAddr = uint32_t;
-__device__ __forceinline__ SmemAddr smem_at(void* p) { return smem_addr(p); }
+__device__ __forceinline__ SmemAddr smem_at(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
 
 // 16 bytes global → shared, bypassing L1; src_bytes = 0 writes zeros (rows past the end).
 __device__ __forceinline__ void cp_async_16_at(SmemAddr smem, const void* gmem, int src_bytes) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem), "l"(gmem), "r"(src_bytes));
 }
 __device__ __forceinline__ void cp_async_16(void* smem, const void* gmem, int src_bytes) {
-    cp_async_16_at(smem_addr(smem), gmem, src_bytes);
+    cp_async_16_at(smem_at(smem), gmem, src_bytes);
 }
 
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }

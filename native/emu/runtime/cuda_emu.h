@@ -76,6 +76,9 @@ void mma_m16n8k16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b
 
 enum Op { OP_SHFL = 1, OP_LDMATRIX = 2, OP_MMA = 3, OP_SYNCWARP = 4, OP_VOTE = 5 };
 
+// Whether some lane's int in a warp exchange's slots (warp_gather's result) is nonzero: __any_sync.
+bool any_lane_set(const unsigned char* slots);
+
 template <typename T>
 T shfl_from(unsigned mask, T v, int src) {
     static_assert(sizeof(T) <= 8 && std::is_trivially_copyable<T>::value, "shuffle of a 32- or 64-bit value");
@@ -104,13 +107,7 @@ inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask) {
 // Nonzero when pred is nonzero on some lane of the warp.
 inline int __any_sync(unsigned mask, int pred) {
     const int mine = pred != 0;
-    const unsigned char* all = ::hr_emu::warp_gather(::hr_emu::OP_VOTE, &mine, sizeof mine, mask);
-    for (int l = 0; l < 32; ++l) {
-        int v;
-        std::memcpy(&v, all + 64 * l, sizeof v);
-        if (v != 0) return 1;
-    }
-    return 0;
+    return ::hr_emu::any_lane_set(::hr_emu::warp_gather(::hr_emu::OP_VOTE, &mine, sizeof mine, mask));
 }
 
 template <typename T>

@@ -376,6 +376,15 @@ long long ldmatrix_wavefronts(const unsigned char (*slots)[kSlotBytes]) {
 
 }  // namespace
 
+bool any_lane_set(const unsigned char* slots) {
+    for (int l = 0; l < 32; ++l) {
+        int v;
+        std::memcpy(&v, slots + kSlotBytes * l, sizeof v);
+        if (v != 0) return true;
+    }
+    return false;
+}
+
 const unsigned char* warp_gather(int op, const void* in, size_t n, unsigned mask) {
     check_mask(mask, "a warp operation");
     if (g_threads % 32 != 0) fail("warp operation in a block of %d threads (not whole warps)", g_threads);
@@ -397,13 +406,7 @@ const unsigned char* warp_gather(int op, const void* in, size_t n, unsigned mask
         }
         if (op == OP_VOTE) {
             g_stats.votes++;
-            bool any = false;
-            for (int l = 0; l < 32; ++l) {
-                int v;
-                std::memcpy(&v, g_slots[w][parity][l], sizeof v);
-                any |= v != 0;
-            }
-            g_stats.votes_true += any;
+            g_stats.votes_true += any_lane_set(&g_slots[w][parity][0][0]);
         }
         for (int l = 0; l < 32; ++l) {
             Fiber& o = g_fibers[w * 32 + l];
