@@ -29,6 +29,9 @@ KERNEL_DIR := target/kernels
 # One fatbin (one CUDA module) per .cu file: each kernel family is loaded on its own.
 FATBINS := $(patsubst cuda-kernels/%.cu,$(KERNEL_DIR)/%.fatbin,$(CU_SOURCES))
 NATIVE_DIR := target/native
+# The wgmma kernels (flash_fwd_wgmma.cu) use sm_90a's arch-specific instructions: sm_90a machine code only,
+# no PTX (arch-specific PTX runs on no later architecture either).
+$(KERNEL_DIR)/flash_fwd_wgmma.fatbin: GENCODE := -gencode arch=compute_90a,code=sm_90a
 
 VERSION := $(shell sed -n 's|^  <version>\(.*\)</version>$$|\1|p' pom.xml | head -n 1)
 JAR := target/headroute-$(VERSION).jar

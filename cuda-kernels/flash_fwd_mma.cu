@@ -11,25 +11,14 @@
 // Tilings (flash_tile_mma.cuh): every kernel in W4 (64-row blocks: hr_flash_fwd_bf16_d128, ...); the
 // dense/causal ones for D ≥ 64 also in W2 (64 rows: hr_flash_fwd_w2_bf16_d128, ...), and for D = 64 and
 // 128 in W4X2 (128 rows: hr_flash_fwd_w4x2_bf16_d128, ...), whose work lists and compacted tiles then
-// count 128 rows. The host picks (FlashPlan); the device check times all three.
+// count 128 rows. The host picks (FlashPlan); the device check times all three. The WG tiling (wgmma,
+// sm_90a only) is a module of its own, flash_fwd_wgmma.cu.
 #include "flash_tile_mma.cuh"
 
 namespace {
 
+using hr_mma::flash_dense;
 using hr_mma::kBc;
-
-template <typename T, class TL>
-__device__ __forceinline__ void flash_dense(const AttnParams& p) {
-    int qtile, h, b;
-    if (!hr_block_tile(p, p.causal != 0, qtile, h, b)) return;  // past a device-sized work list
-    const HrRows rows = hr_rows(p, b, h, qtile, TL::kBr);
-    if (rows.idx == nullptr) {
-        T* O = static_cast<T*>(p.o) + b * p.o_batch_stride + h * p.o_head_stride;
-        if (hr_skip_gated_tile(p, O, b, h, rows.base, TL::kBr)) return;
-    }
-    const HrDenseKeys<kBc> keys(p, rows.row(0), rows.row(rows.count - 1));
-    hr_mma::attend<T, TL>(p, b, h, rows, keys);
-}
 
 template <typename T, class TL>
 __device__ __forceinline__ void flash_sparse(const AttnParams& p) {

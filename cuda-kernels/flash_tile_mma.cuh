@@ -9,7 +9,7 @@
 // branch that full tiles skip. The softmax takes FlashAttention-2's form, P = exp2(c·S − m) in one FFMA
 // and one MUFU.EX2 per score (for scale > 0; others scale S first), and rescales O only when a row's
 // max grows by more than 2^8 (FlashAttention-4's conditional rescaling). `scripts/sass_loop.py` shows
-// what the loop issues per tile. Three tilings (Tiling below):
+// what the loop issues per tile. Four tilings (Tiling below):
 //   W4    64 rows, 4 warps × 16; Qi kept in registers; Kj and Vj double-buffered: tile j + 1 is in
 //         flight while tile j is multiplied.
 //   W2    64 rows, 2 warps × 32: every K or V fragment read from shared memory feeds two m-tiles, half
@@ -19,10 +19,17 @@
 //   W4X2  128 rows, 4 warps × 32 (FlashAttention-2's forward shape at D = 128): each warp as in W2, and
 //         every key/value tile copied into shared memory serves 128 query rows, half the L2-to-SM
 //         traffic per flop of the 64-row tilings. Double-buffering spilled (284 bytes at D = 128).
+//   WG    Hopper (sm_90a only): W4's 64 rows, Qi in registers and double-buffered tiles, with both products
+//         as warpgroup wgmma.mma_async m64n64k16 (mma_sm90.cuh) instead of mma.sync: the four warps issue
+//         D/16 + D/16 wgmma per key tile in place of 4·D mma.sync (D per warp) and every ldmatrix of K and V
+//         (the tensor cores read Kj and Vj from shared memory themselves). Kj and Vj are stored as 16-byte columns
+//         of 64 keys (wg_tile_offset), wgmma's no-swizzle core-matrix layout for both operands. S and O keep
+//         the mma.sync register layout, so the mask, softmax and output steps are the same code.
 #pragma once
 #include "attention_params.cuh"
 #include "dynamic_smem.cuh"
 #include "mma_sm80.cuh"
+#include "mma_sm90.cuh"
 
 namespace hr_mma {
 
@@ -30,13 +37,15 @@ constexpr int kBc = 64;  // keys per tile (one 64-bit mask word per row)
 // A row's running max m (log2 units) moves up only when a tile's max exceeds it by more than this: P ≤ 2^8.
 constexpr float kRescaleLog2 = 8.f;
 
-template <int D, int Warps, int M, int Stages, bool QRegs>
+template <int D, int Warps, int M, int Stages, bool QRegs, bool Wgmma = false>
 struct Tiling {
     static_assert(D % 32 == 0 && D >= 32 && D <= 128,
                   "head dim must be 32, 64, 96 or 128: Q·Kᵀ steps k by 16 and P·V loads V in 16-column pairs; "
                   "D = 256 would need 128 accumulator registers for O alone");
     static_assert(16 * M * Warps == 64 || 16 * M * Warps == 128, "a block owns 64 or 128 query rows");
     static_assert(Stages == 1 || Stages == 2, "key/value tiles are single- or double-buffered");
+    static_assert(!Wgmma || (Warps == 4 && M == 1 && QRegs && D % 64 == 0),
+                  "wgmma: one warpgroup of 64 rows, Qi in registers, O in m64n64 pieces");
     static constexpr int kD = D;
     static constexpr int kWarps = Warps;
     static constexpr int kThreads = 32 * Warps;
@@ -44,11 +53,13 @@ struct Tiling {
     static constexpr int kBr = 16 * M * Warps;  // query rows per block
     static constexpr int kStages = Stages;
     static constexpr bool kQRegs = QRegs;
+    static constexpr bool kWgmma = Wgmma;
     static constexpr int kChunks = D / 8;  // 16-byte chunks per row
     // Rows padded by 16 bytes: ldmatrix's 8 row addresses then fall in 8 different 4-bank groups.
     static constexpr int kStride = D + 8;
     static constexpr int kQElems = kBr * kStride;
-    static constexpr int kKVElems = kBc * kStride;
+    // A key/value tile: padded rows, or (wgmma) D/8 columns of 64 keys × 16 bytes, unpadded.
+    static constexpr int kKVElems = Wgmma ? kBc * D : kBc * kStride;
     // Qi, then Kj (Stages buffers), then Vj (Stages buffers).
     static constexpr int kSmemBytes = (kQElems + 2 * Stages * kKVElems) * 2;
 };
@@ -59,6 +70,34 @@ template <int D>
 using W2 = Tiling<D, 2, 2, 1, (D <= 64)>;
 template <int D>
 using W4X2 = Tiling<D, 4, 2, 1, (D <= 64)>;
+template <int D>
+using WG = Tiling<D, 4, 1, 2, true, true>;
+
+// The byte offset of key row r's 16-byte chunk ch in a WG tile: chunk columns of kBc keys, so that the 8
+// keys r … r + 7 (r % 8 = 0) of one chunk form a core matrix (128 contiguous bytes). For S = Qi·Kjᵀ (B K-major:
+// k = head dim) the next core matrix along k is the next column (LBO = kBc·16), along n the next 8 keys
+// (SBO = 128); for O = P·Vj (B MN-major: k = keys) the other way round.
+__host__ __device__ constexpr int wg_tile_offset(int r, int ch) { return ch * kBc * 16 + r * 16; }
+constexpr uint32_t kWgColumnBytes = kBc * 16;
+
+// Copies key rows [row0, row0 + kBc) of a (rows × D) matrix into a WG tile (wg_tile_offset); rows ≥ valid
+// are zeros. Lane l of warp w copies row 16w + l % 16, chunks 2i + l / 16: a warp reads 32 whole bytes of each
+// of 16 rows per round (full 32-byte sectors) and writes two runs of 256 contiguous bytes (no bank conflict).
+template <class TL, typename T>
+__device__ __forceinline__ void load_keys_wg(T* smem, const T* g, int64_t row_stride, int row0, int valid) {
+    static_assert(TL::kThreads == 128 && TL::kChunks % 2 == 0, "4 warps × 16 rows cover the tile's 64 rows");
+    const int lane = threadIdx.x & 31;
+    const int r = (threadIdx.x >> 5) * 16 + (lane & 15);
+    const int ch = lane >> 4;
+    const T* src = g + (row0 + r) * row_stride + ch * 8;
+    const hr::SmemAddr dst = hr::smem_at(smem) + wg_tile_offset(r, ch);
+    const bool in = row0 + r < valid;
+    const T* from = in ? src : g;  // a row past the end copies nothing (src-size 0) from a valid address
+    const int bytes = in ? 16 : 0;
+#pragma unroll
+    for (int i = 0; i < TL::kChunks / 2; ++i) hr::cp_async_16_at(dst + 2 * i * kWgColumnBytes, from + 16 * i, bytes);
+}
+
 
 // Copies key rows [row0, row0 + kBc) of a (rows × D) matrix into shared memory; rows ≥ valid are zeros.
 // Issued inside the key loop, where S or O holds most registers. When the block's threads cover whole rows
@@ -98,6 +137,16 @@ __device__ __forceinline__ void load_keys(T* smem, const T* g, int64_t row_strid
             const T* src = in ? g + (row0 + r) * row_stride + ch * 8 : g;
             hr::cp_async_16(smem + r * TL::kStride + ch * 8, src, in ? 16 : 0);
         }
+    }
+}
+
+// The key copy of tiling TL.
+template <class TL, typename T>
+__device__ __forceinline__ void load_tile(T* smem, const T* g, int64_t row_stride, int row0, int valid) {
+    if constexpr (TL::kWgmma) {
+        load_keys_wg<TL>(smem, g, row_stride, row0, valid);
+    } else {
+        load_keys<TL>(smem, g, row_stride, row0, valid);
     }
 }
 
@@ -164,6 +213,7 @@ __device__ __forceinline__ void rule_words(unsigned long long (&w)[M][2], const 
 template <typename T, class TL, class Keys>
 __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const HrRows& rows, const Keys& keys) {
     using Mma = hr::MmaOp<T>;
+    using Wgmma = hr::WgmmaOp<T>;
     constexpr int D = TL::kD;
     constexpr int M = TL::kM;
     constexpr int kNT = kBc / 8;  // n-tiles of S per m-tile (8 keys each)
@@ -193,10 +243,10 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
     // The byte offsets of this lane's ldmatrix row (lanes 8m … 8m+7 address matrix m) in Qi (A-fragments,
     // load_q_fragment), in a K tile (plain loads, B-fragments of S = Qi·Kjᵀ: matrices (n 0-7, k 0-7),
     // (n 0-7, k 8-15), (n 8-15, k 0-7), (n 8-15, k 8-15)) and in a V tile (transposed loads, B-fragments of
-    // P·Vj: (k 0-7, n 0-7), (k 8-15, n 0-7), (k 0-7, n 8-15), (k 8-15, n 8-15)).
+    // P·Vj: (k 0-7, n 0-7), (k 8-15, n 0-7), (k 0-7, n 8-15), (k 8-15, n 8-15)). WG reads Qi only.
     const int q_lane_bytes = (((lane & 7) + ((lane >> 3) & 1) * 8) * TL::kStride + (lane >> 4) * 8) * (int)sizeof(T);
-    const int k_lane_bytes = (((lane & 7) + (lane >> 4) * 8) * TL::kStride + ((lane >> 3) & 1) * 8) * (int)sizeof(T);
-    const int v_lane_bytes = (((lane & 7) + ((lane >> 3) & 1) * 8) * TL::kStride + (lane >> 4) * 8) * (int)sizeof(T);
+    [[maybe_unused]] const int k_lane_bytes = (((lane & 7) + (lane >> 4) * 8) * TL::kStride + ((lane >> 3) & 1) * 8) * (int)sizeof(T);
+    [[maybe_unused]] const int v_lane_bytes = (((lane & 7) + ((lane >> 3) & 1) * 8) * TL::kStride + (lane >> 4) * 8) * (int)sizeof(T);
 
     // Scores in log2 units are c·S; see the mask step in the loop for fold and cm.
     const float c = p.scale_log2;
@@ -211,8 +261,8 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
     // Qi and the first key tile (and with two stages its values) in one cp.async group.
     load_queries<TL>(sQ, Q, p.q_row_stride, rows);
     if (n_tiles > 0) {
-        load_keys<TL>(sK, K, p.k_row_stride, kt * kBc, p.kv_len);
-        if (TL::kStages == 2) load_keys<TL>(sV, V, p.v_row_stride, kt * kBc, p.kv_len);
+        load_tile<TL>(sK, K, p.k_row_stride, kt * kBc, p.kv_len);
+        if (TL::kStages == 2) load_tile<TL>(sV, V, p.v_row_stride, kt * kBc, p.kv_len);
     }
     hr::cp_async_commit();
 
@@ -232,8 +282,8 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
         const int buf = TL::kStages == 2 ? (j & 1) : 0;
         if (TL::kStages == 2 && j + 1 < n_tiles) {
             // Buffer 1 − buf was last read in iteration j − 1, which ended with a barrier.
-            load_keys<TL>(sK + (1 - buf) * TL::kKVElems, K, p.k_row_stride, kt_next * kBc, p.kv_len);
-            load_keys<TL>(sV + (1 - buf) * TL::kKVElems, V, p.v_row_stride, kt_next * kBc, p.kv_len);
+            load_tile<TL>(sK + (1 - buf) * TL::kKVElems, K, p.k_row_stride, kt_next * kBc, p.kv_len);
+            load_tile<TL>(sV + (1 - buf) * TL::kKVElems, V, p.v_row_stride, kt_next * kBc, p.kv_len);
             hr::cp_async_commit();
         }
         const int kt_after = j + 2 < n_tiles ? keys.tile(j + 2) : 0;
@@ -250,12 +300,13 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
             } else {
                 hr::cp_async_wait<0>();
             }
+            if constexpr (TL::kWgmma) hr::fence_proxy_async();  // this thread's copies, to wgmma's reads
             __syncthreads();  // tile j (and on j = 0, Qi) is visible to every warp
         } else {
             // Only Kj (on j = 0 with Qi) is in flight: it was queued once every warp was done with Kj−1.
             hr::cp_async_wait<0>();
             __syncthreads();  // Kj (and Qi) visible; every warp is done with Vj−1, so its buffer is free
-            load_keys<TL>(sV, V, p.v_row_stride, kt * kBc, p.kv_len);
+            load_tile<TL>(sV, V, p.v_row_stride, kt * kBc, p.kv_len);
             hr::cp_async_commit();
         }
 
@@ -278,46 +329,57 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
                         load_q_fragment<TL, T>(qf[mi][kk], hr::smem_at(sQ) + q_lane_bytes, warp * M + mi, kk);
             }
         }
-        // This lane's ldmatrix rows of the tiles, as 32-bit shared addresses (one register each, where a
-        // generic pointer takes two); each load below adds a constant.
-        const hr::SmemAddr k_lane = hr::opaque_addr(hr::smem_at(sK + buf * TL::kKVElems) + k_lane_bytes);
-        const hr::SmemAddr v_lane = hr::opaque_addr(hr::smem_at(sV + buf * TL::kKVElems) + v_lane_bytes);
-        const hr::SmemAddr q_lane = hr::opaque_addr(hr::smem_at(sQ) + q_lane_bytes);
-
-        // S = Qi · Kjᵀ: B = Kjᵀ is Kj read row-major, so a plain ldmatrix yields B-fragments; each
-        // feeds the warp's M m-tiles.
         float s[M][kNT][4];
 #pragma unroll
         for (int mi = 0; mi < M; ++mi)
 #pragma unroll
             for (int nt = 0; nt < kNT; ++nt) s[mi][nt][0] = s[mi][nt][1] = s[mi][nt][2] = s[mi][nt][3] = 0.f;
+        if constexpr (TL::kWgmma) {
+            // S = Qi · Kjᵀ as D/16 wgmma m64n64k16: A = Qi's fragments of k step kk (registers), B = Kjᵀ
+            // K-major, k step kk = columns 2kk and 2kk + 1 of the tile.
+            const uint64_t kd = hr::wgmma_desc(hr::smem_at(sK + buf * TL::kKVElems), kWgColumnBytes, 128);
+            hr::wgmma_fence();
+#pragma unroll
+            for (int kk = 0; kk < D / 16; ++kk) Wgmma::template run<false>(s[0], qf[0][kk], kd + kk * (2 * kWgColumnBytes / 16), true);
+            hr::wgmma_commit();
+            hr::wgmma_wait<0>();
+            hr::wgmma_fence_operands(s[0]);
+        } else {
+            // This lane's ldmatrix rows of the tiles, as 32-bit shared addresses (one register each, where a
+            // generic pointer takes two); each load below adds a constant.
+            const hr::SmemAddr k_lane = hr::opaque_addr(hr::smem_at(sK + buf * TL::kKVElems) + k_lane_bytes);
+            const hr::SmemAddr q_lane = hr::opaque_addr(hr::smem_at(sQ) + q_lane_bytes);
+
+            // S = Qi · Kjᵀ: B = Kjᵀ is Kj read row-major, so a plain ldmatrix yields B-fragments; each
+            // feeds the warp's M m-tiles.
 #pragma unroll kKUnroll
-        for (int kk = 0; kk < D / 16; ++kk) {
-            uint32_t qa[M][4];  // Qi's fragments of this k step: from registers, or re-read from shared memory
-#pragma unroll
-            for (int mi = 0; mi < M; ++mi) {
-                if constexpr (TL::kQRegs) {
-#pragma unroll
-                    for (int e = 0; e < 4; ++e) qa[mi][e] = qf[mi][kk][e];
-                } else {
-                    load_q_fragment<TL, T>(qa[mi], q_lane, warp * M + mi, kk);
-                }
-            }
-#pragma unroll
-            for (int np = 0; np < kNT / 2; ++np) {
-                uint32_t kb[4];
-                hr::ldmatrix_x4_at(kb, k_lane + (np * 16 * TL::kStride + kk * 16) * (int)sizeof(T));
+            for (int kk = 0; kk < D / 16; ++kk) {
+                uint32_t qa[M][4];  // Qi's fragments of this k step: from registers, or re-read from shared memory
 #pragma unroll
                 for (int mi = 0; mi < M; ++mi) {
-                    Mma::run(s[mi][2 * np], qa[mi], kb[0], kb[1]);
-                    Mma::run(s[mi][2 * np + 1], qa[mi], kb[2], kb[3]);
+                    if constexpr (TL::kQRegs) {
+#pragma unroll
+                        for (int e = 0; e < 4; ++e) qa[mi][e] = qf[mi][kk][e];
+                    } else {
+                        load_q_fragment<TL, T>(qa[mi], q_lane, warp * M + mi, kk);
+                    }
+                }
+#pragma unroll
+                for (int np = 0; np < kNT / 2; ++np) {
+                    uint32_t kb[4];
+                    hr::ldmatrix_x4_at(kb, k_lane + (np * 16 * TL::kStride + kk * 16) * (int)sizeof(T));
+#pragma unroll
+                    for (int mi = 0; mi < M; ++mi) {
+                        Mma::run(s[mi][2 * np], qa[mi], kb[0], kb[1]);
+                        Mma::run(s[mi][2 * np + 1], qa[mi], kb[2], kb[3]);
+                    }
                 }
             }
         }
         if constexpr (TL::kStages == 1) {
             __syncthreads();  // every warp is done with Kj: its buffer takes Kj+1 while P·Vj is computed
             if (j + 1 < n_tiles) {
-                load_keys<TL>(sK, K, p.k_row_stride, kt_next * kBc, p.kv_len);
+                load_tile<TL>(sK, K, p.k_row_stride, kt_next * kBc, p.kv_len);
                 hr::cp_async_commit();
             }
         }
@@ -396,26 +458,55 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
             __syncthreads();  // Vj is visible to every warp
         }
 
-        // O += P · Vj: P's accumulator layout is the A-fragment layout; Vj needs transposed loads, each
-        // feeding the warp's M m-tiles.
+        if constexpr (TL::kWgmma) {
+            // O += P · Vj as 4·D/64 wgmma m64n64k16: A = P's fragments of 16 keys (registers, packed first and
+            // kept alive until the wait: the tensor cores read them after issue), B = Vj MN-major, keys
+            // 16kk … 16kk + 15 and head dims 64h … 64h + 63 (columns 8h … 8h + 7).
+            const uint64_t vd = hr::wgmma_desc(hr::smem_at(sV + buf * TL::kKVElems), 128, kWgColumnBytes);
+            uint32_t pw[kNT / 2][4];
 #pragma unroll
-        for (int kk = 0; kk < kNT / 2; ++kk) {
-            uint32_t pa[M][4];
-#pragma unroll
-            for (int mi = 0; mi < M; ++mi) {
-                pa[mi][0] = Mma::pack(s[mi][2 * kk][0], s[mi][2 * kk][1]);
-                pa[mi][1] = Mma::pack(s[mi][2 * kk][2], s[mi][2 * kk][3]);
-                pa[mi][2] = Mma::pack(s[mi][2 * kk + 1][0], s[mi][2 * kk + 1][1]);
-                pa[mi][3] = Mma::pack(s[mi][2 * kk + 1][2], s[mi][2 * kk + 1][3]);
+            for (int kk = 0; kk < kNT / 2; ++kk) {
+                pw[kk][0] = Mma::pack(s[0][2 * kk][0], s[0][2 * kk][1]);
+                pw[kk][1] = Mma::pack(s[0][2 * kk][2], s[0][2 * kk][3]);
+                pw[kk][2] = Mma::pack(s[0][2 * kk + 1][0], s[0][2 * kk + 1][1]);
+                pw[kk][3] = Mma::pack(s[0][2 * kk + 1][2], s[0][2 * kk + 1][3]);
             }
+            hr::wgmma_fence();
 #pragma unroll
-            for (int dp = 0; dp < D / 16; ++dp) {
-                uint32_t vb[4];
-                hr::ldmatrix_x4_trans_at(vb, v_lane + (kk * 16 * TL::kStride + dp * 16) * (int)sizeof(T));
+            for (int kk = 0; kk < kNT / 2; ++kk)
+#pragma unroll
+                for (int hh = 0; hh < D / 64; ++hh)
+                    Wgmma::template run<true>(*reinterpret_cast<float(*)[8][4]>(&acc_o[0][8 * hh][0]), pw[kk],
+                                              vd + (kk * 16 * 16 + hh * 8 * kWgColumnBytes) / 16, true);
+            hr::wgmma_commit();
+            hr::wgmma_wait<0>();
+#pragma unroll
+            for (int kk = 0; kk < kNT / 2; ++kk) hr::wgmma_fence_operands(pw[kk]);
+#pragma unroll
+            for (int hh = 0; hh < D / 64; ++hh) hr::wgmma_fence_operands(*reinterpret_cast<float(*)[8][4]>(&acc_o[0][8 * hh][0]));
+        } else {
+            const hr::SmemAddr v_lane = hr::opaque_addr(hr::smem_at(sV + buf * TL::kKVElems) + v_lane_bytes);
+            // O += P · Vj: P's accumulator layout is the A-fragment layout; Vj needs transposed loads, each
+            // feeding the warp's M m-tiles.
+#pragma unroll
+            for (int kk = 0; kk < kNT / 2; ++kk) {
+                uint32_t pa[M][4];
 #pragma unroll
                 for (int mi = 0; mi < M; ++mi) {
-                    Mma::run(acc_o[mi][2 * dp], pa[mi], vb[0], vb[1]);
-                    Mma::run(acc_o[mi][2 * dp + 1], pa[mi], vb[2], vb[3]);
+                    pa[mi][0] = Mma::pack(s[mi][2 * kk][0], s[mi][2 * kk][1]);
+                    pa[mi][1] = Mma::pack(s[mi][2 * kk][2], s[mi][2 * kk][3]);
+                    pa[mi][2] = Mma::pack(s[mi][2 * kk + 1][0], s[mi][2 * kk + 1][1]);
+                    pa[mi][3] = Mma::pack(s[mi][2 * kk + 1][2], s[mi][2 * kk + 1][3]);
+                }
+#pragma unroll
+                for (int dp = 0; dp < D / 16; ++dp) {
+                    uint32_t vb[4];
+                    hr::ldmatrix_x4_trans_at(vb, v_lane + (kk * 16 * TL::kStride + dp * 16) * (int)sizeof(T));
+#pragma unroll
+                    for (int mi = 0; mi < M; ++mi) {
+                        Mma::run(acc_o[mi][2 * dp], pa[mi], vb[0], vb[1]);
+                        Mma::run(acc_o[mi][2 * dp + 1], pa[mi], vb[2], vb[3]);
+                    }
                 }
             }
         }
@@ -452,6 +543,22 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
                 p.lse[((int64_t)b * p.heads + h) * p.q_len + i] =
                     empty ? hr_neg_inf() : (m[mi][rr] + log2f(lt)) * 0.69314718055994531f;
         }
+}
+
+// The dense/causal kernel body of tiling TL: the block's key tiles up to the causal diagonal (HrDenseKeys),
+// query rows plain (whole grid or a work list; a tile whose gate rows are all zero writes zeros and exits)
+// or compacted (q_rows).
+template <typename T, class TL>
+__device__ __forceinline__ void flash_dense(const AttnParams& p) {
+    int qtile, h, b;
+    if (!hr_block_tile(p, p.causal != 0, qtile, h, b)) return;  // past a device-sized work list
+    const HrRows rows = hr_rows(p, b, h, qtile, TL::kBr);
+    if (rows.idx == nullptr) {
+        T* O = static_cast<T*>(p.o) + b * p.o_batch_stride + h * p.o_head_stride;
+        if (hr_skip_gated_tile(p, O, b, h, rows.base, TL::kBr)) return;
+    }
+    const HrDenseKeys<kBc> keys(p, rows.row(0), rows.row(rows.count - 1));
+    attend<T, TL>(p, b, h, rows, keys);
 }
 
 }  // namespace hr_mma

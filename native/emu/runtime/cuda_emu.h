@@ -7,6 +7,9 @@
 //   __shfl_xor_sync / __shfl_up_sync / __any_sync / __syncwarp: all 32 lanes must arrive (full masks only);
 //   mma.sync m16n8k16 (f16/bf16 -> f32), ldmatrix x4 (and .trans): warp-collective, fragment layouts of
 //     the PTX ISA, addresses checked to be 16-byte aligned and inside the block's shared memory;
+//   wgmma.mma_async m64n64k16 (f16/bf16 -> f32, A in registers, B by a no-swizzle shared-memory matrix
+//     descriptor, K- or MN-major): computed per warp (each warp's 16 rows of A need only B), asynchronous
+//     as on the GPU: the accumulators read NaN from the issue until wgmma.wait_group retires their group;
 //   atomicOr on shared memory, __popc, __ffs: as on the GPU;
 //   cp.async: the destination is poisoned (0xFF, NaN) when the copy is issued and written only at
 //     cp.async.wait_group, so both a read before the wait and a missing barrier before a buffer is
@@ -71,10 +74,17 @@ void cp_async_wait(int n);
 
 void ldmatrix_x4(uint32_t (&r)[4], const void* smem, bool trans);
 void mma_m16n8k16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1, bool bf16);
+// wgmma: d (32 floats, the m64n64 accumulator layout) = A·B (+ d when scale_d); desc: B's descriptor, whose
+// start address is a byte offset into the dynamic shared memory (wgmma_desc_base).
+void wgmma_m64n64k16(float* d, const uint32_t (&a)[4], uint64_t desc, bool trans_b, bool bf16, bool scale_d);
+void wgmma_commit();
+void wgmma_wait(int n);
+// The offset of a shared-memory pointer in the launch's dynamic shared memory, as a descriptor start address.
+uint64_t wgmma_desc_base(const void* smem);
 
 [[noreturn]] void fail(const char* fmt, ...);
 
-enum Op { OP_SHFL = 1, OP_LDMATRIX = 2, OP_MMA = 3, OP_SYNCWARP = 4, OP_VOTE = 5 };
+enum Op { OP_SHFL = 1, OP_LDMATRIX = 2, OP_MMA = 3, OP_SYNCWARP = 4, OP_VOTE = 5, OP_WGMMA = 6 };
 
 // Whether some lane's int in a warp exchange's slots (warp_gather's result) is nonzero: __any_sync.
 bool any_lane_set(const unsigned char* slots);

@@ -9,7 +9,8 @@
 // Blocks whose (x + y + z) is odd prefer the highest-numbered thread instead (races the other way round);
 // HR_EMU_SCHEDULE=forward or =reverse uses one order for all blocks. HR_EMU_TRACE=1 prints each launch;
 // HR_EMU_STATS=FILE appends what each launch executed (kernel, blocks, mma.sync and ldmatrix warp
-// instructions, cp.async bytes, ldmatrix shared-memory wavefronts), one tab-separated line per launch.
+// instructions, cp.async bytes, ldmatrix shared-memory wavefronts, votes, wgmma warpgroup instructions),
+// one tab-separated line per launch.
 #define HR_EMULATION 1
 #include "cuda_emu.h"
 
@@ -19,6 +20,7 @@
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <string>
@@ -79,6 +81,13 @@ struct CpCopy {
     int src_bytes;
 };
 
+// One wgmma's result for one thread: the accumulator registers it writes (on the fiber's stack) and the
+// values they receive when its group is retired by wgmma.wait_group.
+struct WgResult {
+    float* d;
+    float v[32];
+};
+
 struct Fiber {
     void* sp = nullptr;
     unsigned char* stack = nullptr;  // kStackBytes, a guard page below
@@ -89,6 +98,8 @@ struct Fiber {
     long exchanges = 0;  // warp exchanges this thread took part in (their parity picks the slots)
     std::vector<std::vector<CpCopy>> cp_groups;  // committed groups, oldest first
     std::vector<CpCopy> cp_open;                 // not yet committed
+    std::vector<std::vector<WgResult>> wg_groups;  // committed wgmma groups, oldest first
+    std::vector<WgResult> wg_open;                 // issued, not yet committed
 };
 
 struct Registered {
@@ -132,6 +143,7 @@ int g_warp_at[kMaxThreads / 32];  // lanes waiting at a warp exchange
 // __any_sync, and how many of them came out true.
 struct LaunchStats {
     long long blocks, mma, ldmatrix, cp_async_bytes, ldmatrix_wavefronts, votes, votes_true;
+    long long wgmma_warps;  // wgmma issued, per warp (4 per warpgroup instruction)
 } g_stats;
 
 // First error of the launch, and the fiber that raised it.
@@ -158,6 +170,9 @@ void yield_to_scheduler() {
         f->cp_open.clear();
         f->cp_groups.clear();
     }
+    // Likewise wgmma never waited for (its registers are never read again).
+    f->wg_open.clear();
+    f->wg_groups.clear();
     f->state = State::Done;
     g_done++;
     yield_to_scheduler();
@@ -254,6 +269,8 @@ bool run_block() {
         f.exchanges = 0;
         f.cp_groups.clear();
         f.cp_open.clear();
+        f.wg_groups.clear();
+        f.wg_open.clear();
         f.sp = fresh_stack(f);
     }
     for (int w = 0; w < kMaxThreads / 32; ++w) g_warp_at[w] = 0;
@@ -404,6 +421,7 @@ const unsigned char* warp_gather(int op, const void* in, size_t n, unsigned mask
             g_stats.ldmatrix++;
             g_stats.ldmatrix_wavefronts += ldmatrix_wavefronts(g_slots[w][parity]);
         }
+        if (op == OP_WGMMA) g_stats.wgmma_warps++;
         if (op == OP_VOTE) {
             g_stats.votes++;
             g_stats.votes_true += any_lane_set(&g_slots[w][parity][0][0]);
@@ -528,6 +546,107 @@ void mma_m16n8k16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b
     for (int e = 0; e < 4; ++e) c[e] = out[e];
 }
 
+namespace {
+
+struct WgIn {
+    uint32_t a[4];
+    uint64_t desc;
+    int flags;  // bit 0 trans_b, bit 1 bf16, bit 2 scale_d
+};
+
+// The newest value a thread's wgmma left for accumulator register block d (issued or committed, not yet
+// retired): the next wgmma on the same registers accumulates onto it, as the hardware chains them.
+const WgResult* pending_for(const Fiber& f, const float* d) {
+    for (auto it = f.wg_open.rbegin(); it != f.wg_open.rend(); ++it)
+        if (it->d == d) return &*it;
+    for (auto g = f.wg_groups.rbegin(); g != f.wg_groups.rend(); ++g)
+        for (auto it = g->rbegin(); it != g->rend(); ++it)
+            if (it->d == d) return &*it;
+    return nullptr;
+}
+
+}  // namespace
+
+uint64_t wgmma_desc_base(const void* smem) {
+    check_shared(smem, 16, "wgmma matrix descriptor start");
+    return (uint64_t)((static_cast<const unsigned char*>(smem) - g_smem) >> 4);
+}
+
+void wgmma_m64n64k16(float* d, const uint32_t (&a)[4], uint64_t desc, bool trans_b, bool bf16, bool scale_d) {
+    if (g_threads % 128 != 0) fail("wgmma in a block of %d threads (not whole warpgroups)", g_threads);
+    WgIn in{{a[0], a[1], a[2], a[3]}, desc, (trans_b ? 1 : 0) | (bf16 ? 2 : 0) | (scale_d ? 4 : 0)};
+    const unsigned char* all = warp_gather(OP_WGMMA, &in, sizeof in, 0xffffffffu);
+    auto lane_in = [&](int l) {
+        WgIn x;
+        std::memcpy(&x, all + kSlotBytes * l, sizeof x);
+        return x;
+    };
+    const WgIn first = lane_in(0);
+    for (int l = 1; l < 32; ++l) {
+        const WgIn x = lane_in(l);
+        if (x.desc != first.desc || x.flags != first.flags)
+            fail("wgmma: lanes of one warp give different descriptors or flags (lane 0 %#llx/%d, lane %d %#llx/%d)",
+                 (unsigned long long)first.desc, first.flags, l, (unsigned long long)x.desc, x.flags);
+    }
+    // Descriptor (PTX ISA, matrix descriptor format): start address, leading and stride byte offsets, all
+    // in 16-byte units in bits 0-13, 16-29, 32-45; base offset bits 49-51; swizzle mode bits 62-63.
+    if ((desc >> 62) != 0) fail("wgmma descriptor %#llx: swizzled layouts are not emulated", (unsigned long long)desc);
+    if (((desc >> 49) & 7) != 0) fail("wgmma descriptor %#llx: nonzero base offset", (unsigned long long)desc);
+    const size_t start = (size_t)(desc & 0x3fff) << 4;
+    const size_t lbo = (size_t)((desc >> 16) & 0x3fff) << 4;
+    const size_t sbo = (size_t)((desc >> 32) & 0x3fff) << 4;
+    // B (16 × 64) from no-swizzle core matrices (8 rows of 16 bytes, 128 contiguous bytes): K-major
+    // (trans_b = 0): element (k, n) at start + (n / 8)·SBO + (n % 8)·16 + (k / 8)·LBO + (k % 8)·2; MN-major
+    // (trans_b = 1): start + (n / 8)·SBO + (n % 8)·2 + (k / 8)·LBO + (k % 8)·16. LBO steps along K, SBO
+    // along N in both (CUTLASS's canonical INTERLEAVE layouts).
+    float b[16][64];
+    for (int k = 0; k < 16; ++k)
+        for (int n = 0; n < 64; ++n) {
+            const size_t row = start + (n / 8) * sbo + (k / 8) * lbo + (trans_b ? (k % 8) * 16 : (n % 8) * 16);
+            check_shared(g_smem + row, 16, "wgmma B core-matrix row");
+            uint16_t h;
+            std::memcpy(&h, g_smem + row + 2 * (trans_b ? n % 8 : k % 8), 2);
+            b[k][n] = bf16 ? hr_emu_half::bf16_to_float(h) : hr_emu_half::f16_to_float(h);
+        }
+    // This warp's 16 rows of A in the mma.m16n8k16 A-fragment layout; this thread's accumulators: register
+    // 4j + e holds row g + 8·(e / 2), column 8j + 2t + e % 2.
+    Fiber& f = *g_current;
+    const WgResult* prev = pending_for(f, d);
+    const float* acc = prev != nullptr ? prev->v : d;
+    const int lane = lane_id();
+    const int g = lane >> 2, t = lane & 3;
+    WgResult out;
+    out.d = d;
+    for (int j = 0; j < 8; ++j)
+        for (int e = 0; e < 4; ++e) {
+            const int r = g + 8 * (e >> 1);
+            const int n = 8 * j + 2 * t + (e & 1);
+            double s = 0.0;
+            for (int k = 0; k < 16; ++k) {
+                const WgIn la = lane_in(4 * (r & 7) + ((k & 7) >> 1));
+                s += (double)half_bits(la.a[(r >= 8) + 2 * (k >= 8)], k & 1, bf16) * (double)b[k][n];
+            }
+            out.v[4 * j + e] = (float)((scale_d ? (double)acc[4 * j + e] : 0.0) + s);
+        }
+    f.wg_open.push_back(out);
+    // Until its group is retired the accumulators are undefined: a read before wgmma.wait_group sees NaN.
+    for (int i = 0; i < 32; ++i) d[i] = std::numeric_limits<float>::quiet_NaN();
+}
+
+void wgmma_commit() {
+    Fiber* f = g_current;
+    f->wg_groups.push_back(std::move(f->wg_open));
+    f->wg_open.clear();
+}
+
+void wgmma_wait(int n) {
+    Fiber* f = g_current;
+    while ((int)f->wg_groups.size() > n) {
+        for (const WgResult& r : f->wg_groups.front()) std::memcpy(r.d, r.v, sizeof r.v);
+        f->wg_groups.erase(f->wg_groups.begin());
+    }
+}
+
 void register_kernel(const char* name, Entry entry, size_t param_bytes) {
     registry()[name] = Registered{entry, param_bytes};
 }
@@ -567,7 +686,7 @@ extern "C" int hr_emu_launch(const char* name, unsigned gx, unsigned gy, unsigne
     g_block = hr_emu_dim3{bx, by, bz};
     g_threads = (int)threads;
     g_error.clear();
-    g_stats = LaunchStats{(long long)gx * gy * gz, 0, 0, 0, 0, 0, 0};
+    g_stats = LaunchStats{(long long)gx * gy * gz, 0, 0, 0, 0, 0, 0, 0};
     for (unsigned z = 0; z < gz; ++z) {
         for (unsigned y = 0; y < gy; ++y) {
             for (unsigned x = 0; x < gx; ++x) {
@@ -583,11 +702,11 @@ extern "C" int hr_emu_launch(const char* name, unsigned gx, unsigned gy, unsigne
     }
     if (const char* path = std::getenv("HR_EMU_STATS")) {
         // One line per launch: kernel, blocks, mma.sync, ldmatrix (warp instructions), cp.async bytes,
-        // ldmatrix wavefronts, __any_sync votes, votes that came out true.
+        // ldmatrix wavefronts, __any_sync votes, votes that came out true, wgmma (warpgroup instructions).
         if (FILE* f = std::fopen(path, "a")) {
-            std::fprintf(f, "%s\t%lld\t%lld\t%lld\t%lld\t%lld\t%lld\t%lld\n", name, g_stats.blocks, g_stats.mma,
+            std::fprintf(f, "%s\t%lld\t%lld\t%lld\t%lld\t%lld\t%lld\t%lld\t%lld\n", name, g_stats.blocks, g_stats.mma,
                          g_stats.ldmatrix, g_stats.cp_async_bytes, g_stats.ldmatrix_wavefronts, g_stats.votes,
-                         g_stats.votes_true);
+                         g_stats.votes_true, g_stats.wgmma_warps / 4);
             std::fclose(f);
         }
     }

@@ -1,8 +1,9 @@
 // Tests of the emulator's device semantics (cuda_emu.h, emu_runtime.cpp) with small kernels defined
 // here: shuffles, barriers (and the errors for divergent ones), cp.async's deferred copies, ldmatrix and
-// mma.sync against a plain matrix product, shared-memory checks. `make -C native/emu test` runs it.
+// mma.sync and wgmma against a plain matrix product, shared-memory checks. `make -C native/emu test` runs it.
 #include "dynamic_smem.cuh"
 #include "mma_sm80.cuh"
+#include "mma_sm90.cuh"
 
 #include <unistd.h>
 
@@ -145,6 +146,45 @@ extern "C" __global__ void t_ldmatrix_banks(const Buf b) {
     b.out[lane] = (int)r[0];
 }
 
+// One warpgroup: D (64×64, fp32) = A·B + A·B (two chained wgmma), A (64×16, row-major in `in`) built into
+// each warp's A-fragments, B (16×64, row-major after A) stored in shared memory as no-swizzle core matrices,
+// K-major (b.mode 0: LBO 128, SBO 256) or MN-major (mode 1: LBO 1024, SBO 128). out: D row-major, then
+// D's first register as read between the issue and the wait (NaN on every thread).
+extern "C" __global__ void t_wgmma(const Buf b) {
+    HR_DYNAMIC_SMEM(smem);
+    const uint16_t* g = static_cast<const uint16_t*>(b.in);
+    const bool mn = b.mode == 1;
+    const uint32_t lbo = mn ? 1024 : 128, sbo = mn ? 128 : 256;
+    uint16_t* sb = reinterpret_cast<uint16_t*>(smem);
+    for (int i = threadIdx.x; i < 16 * 64; i += blockDim.x) {
+        const int k = i / 64, n = i % 64;
+        const int at = (n / 8) * sbo + (k / 8) * lbo + (mn ? (k % 8) * 16 + (n % 8) * 2 : (n % 8) * 16 + (k % 8) * 2);
+        sb[at / 2] = g[64 * 16 + i];
+    }
+    __syncthreads();
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gi = lane >> 2, t = lane & 3;
+    auto a_at = [&](int r, int k) { return (uint32_t)g[(16 * warp + r) * 16 + k]; };
+    const uint32_t a[4] = {a_at(gi, 2 * t) | a_at(gi, 2 * t + 1) << 16, a_at(gi + 8, 2 * t) | a_at(gi + 8, 2 * t + 1) << 16,
+                           a_at(gi, 2 * t + 8) | a_at(gi, 2 * t + 9) << 16, a_at(gi + 8, 2 * t + 8) | a_at(gi + 8, 2 * t + 9) << 16};
+    float d[8][4];
+    const uint64_t desc = hr::wgmma_desc(hr::smem_at(smem), lbo, sbo);
+    hr::wgmma_fence();
+    if (mn) {
+        hr::WgmmaOp<__nv_bfloat16>::run<true>(d, a, desc, false);
+        hr::WgmmaOp<__nv_bfloat16>::run<true>(d, a, desc, true);
+    } else {
+        hr::WgmmaOp<__nv_bfloat16>::run<false>(d, a, desc, false);
+        hr::WgmmaOp<__nv_bfloat16>::run<false>(d, a, desc, true);
+    }
+    hr::wgmma_commit();
+    const float early = d[0][0];
+    hr::wgmma_wait<0>();
+    float* out = reinterpret_cast<float*>(b.out);
+    for (int j = 0; j < 8; ++j)
+        for (int e = 0; e < 4; ++e) out[(16 * warp + gi + 8 * (e >> 1)) * 64 + 8 * j + 2 * t + (e & 1)] = d[j][e];
+    out[64 * 64 + threadIdx.x] = early;
+}
+
 HR_EMU_REGISTER(t_shuffles)
 HR_EMU_REGISTER(t_barrier)
 HR_EMU_REGISTER(t_divergent)
@@ -154,6 +194,7 @@ HR_EMU_REGISTER(t_mma_bf16)
 HR_EMU_REGISTER(t_mma_f16)
 HR_EMU_REGISTER(t_ldmatrix_trans)
 HR_EMU_REGISTER(t_ldmatrix_banks)
+HR_EMU_REGISTER(t_wgmma)
 
 template <typename T>
 void test_mma(const char* kernel, float (*to_float)(uint16_t), uint16_t (*from_float)(float)) {
@@ -173,6 +214,31 @@ void test_mma(const char* kernel, float (*to_float)(uint16_t), uint16_t (*from_f
         }
     }
     check(worst < 1e-6, std::string(kernel) + ": C = A·B + 1 (worst " + std::to_string(worst) + ")");
+}
+
+// t_wgmma in both B layouts against a plain product (each chains D = A·B, then D += A·B).
+void test_wgmma() {
+    std::mt19937 rng(11);
+    std::normal_distribution<float> nd;
+    std::vector<uint16_t> in(64 * 16 + 16 * 64);
+    for (auto& x : in) x = hr_emu_half::float_to_bf16(nd(rng));
+    for (int mode = 0; mode < 2; ++mode) {
+        std::vector<float> out(64 * 64 + 128, -1.f);
+        const std::string e = launch("t_wgmma", 1, 128, 4096, Buf{reinterpret_cast<int*>(out.data()), in.data(), 0, mode});
+        check(e.empty(), "t_wgmma launched: " + e);
+        double worst = 0;
+        for (int r = 0; r < 64; ++r)
+            for (int n = 0; n < 64; ++n) {
+                double s = 0;
+                for (int k = 0; k < 16; ++k)
+                    s += (double)hr_emu_half::bf16_to_float(in[r * 16 + k]) * hr_emu_half::bf16_to_float(in[1024 + k * 64 + n]);
+                worst = std::max(worst, std::abs(2 * s - out[r * 64 + n]) / (1.0 + std::abs(2 * s)));
+            }
+        check(worst < 1e-6, std::string("wgmma ") + (mode ? "MN" : "K") + "-major: D = 2·A·B (worst " + std::to_string(worst) + ")");
+        bool nan = true;
+        for (int t = 0; t < 128; ++t) nan &= std::isnan(out[4096 + t]);
+        check(nan, "wgmma accumulators read NaN between issue and wait_group");
+    }
 }
 
 int main() {
@@ -224,6 +290,7 @@ int main() {
     }
     test_mma<__nv_bfloat16>("t_mma_bf16", hr_emu_half::bf16_to_float, hr_emu_half::float_to_bf16);
     test_mma<__half>("t_mma_f16", hr_emu_half::f16_to_float, hr_emu_half::float_to_f16);
+    test_wgmma();
     {
         std::vector<int> out(4 * 32);
         check(launch("t_ldmatrix_trans", 1, 32, 512, Buf{out.data(), nullptr, 0, 0}).empty(), "ldmatrix.trans launched");
@@ -257,21 +324,29 @@ int main() {
         // warp 1's first vote (thread 40) is true.
         std::vector<int> shuffled(4 * 64);
         check(launch("t_shuffles", 1, 64, 0, Buf{shuffled.data(), nullptr, 0, 0}).empty(), "shuffles launched");
+        // And the ninth, wgmma warpgroup instructions: t_wgmma issues two.
+        std::vector<uint16_t> wg_in(2048, 0x3f80);
+        std::vector<float> wg_out(64 * 64 + 128);
+        check(launch("t_wgmma", 1, 128, 4096, Buf{reinterpret_cast<int*>(wg_out.data()), wg_in.data(), 0, 0}).empty(), "t_wgmma launched");
         unsetenv("HR_EMU_STATS");
         FILE* f = std::fopen(file, "r");
         check(f != nullptr, "HR_EMU_STATS written");
-        for (int i = 0; f != nullptr && i < 5; ++i) {
+        for (int i = 0; f != nullptr && i < 6; ++i) {
             char name[64];
-            long long blocks, mma, ldm, cp, waves, votes, votes_true;
-            const bool read = std::fscanf(f, "%63s %lld %lld %lld %lld %lld %lld %lld", name, &blocks, &mma, &ldm, &cp, &waves,
-                                          &votes, &votes_true) == 8;
+            long long blocks, mma, ldm, cp, waves, votes, votes_true, wgmma;
+            const bool read = std::fscanf(f, "%63s %lld %lld %lld %lld %lld %lld %lld %lld", name, &blocks, &mma, &ldm, &cp, &waves,
+                                          &votes, &votes_true, &wgmma) == 9;
+            if (i == 5) {
+                check(read && wgmma == 2 && mma == 0, "t_wgmma: " + std::to_string(read ? wgmma : -1) + " wgmma, expected 2");
+                continue;
+            }
             if (i == 4) {
                 check(read && votes == 4 && votes_true == 1,
                       "t_shuffles: " + std::to_string(read ? votes : -1) + " votes, " + std::to_string(read ? votes_true : -1)
                           + " true, expected 4 and 1");
                 continue;
             }
-            check(read && ldm == 1 && waves == want[i] && votes == 0,
+            check(read && ldm == 1 && waves == want[i] && votes == 0 && wgmma == 0,
                   "ldmatrix rows " + std::to_string(strides[i]) + " bytes apart: " + std::to_string(read ? waves : -1)
                       + " wavefronts, expected " + std::to_string(want[i]));
         }

@@ -346,6 +346,11 @@ public final class AttentionBenchmark {
                                 + " flash kernel for D = " + c.headDim() + " has no " + t.cliName() + " tiling", t));
                         continue;
                     }
+                    String why = cuda.tilingUnavailable(t);
+                    if (why != null) {
+                        out.add(Measurement.notRun(Algorithm.FLASH, engine.name(), "unsupported: " + why, t));
+                        continue;
+                    }
                     cuda.setMmaTiling(t);
                     out.add(measure(engine, c, flash, t, reference));
                 }

@@ -99,10 +99,10 @@ final class AttendCommand implements Callable<Integer> {
             + "(GPU; the CPU always does). Default: scores in the input dtype.")
     boolean fp32Scores;
 
-    @Option(names = "--tiling", paramLabel = "w4|w2|w4x2", converter = Converters.TilingConverter.class,
+    @Option(names = "--tiling", paramLabel = "w4|w2|w4x2|wg", converter = Converters.TilingConverter.class,
             description = "Tensor-core tiling of the CUDA flash kernel (--backend cuda --algo flash, f16/bf16, dense or causal;"
-                    + " w2: D = 64, 96 or 128; w4x2: D = 64 or 128): w4 = 4 warps x 16 query rows (default), w2 = 2 warps x 32"
-                    + " rows, w4x2 = 4 warps x 32 rows (128-row blocks).")
+                    + " w2: D = 64, 96 or 128; w4x2, wg: D = 64 or 128): w4 = 4 warps x 16 query rows (default), w2 = 2 warps x 32"
+                    + " rows, w4x2 = 4 warps x 32 rows (128-row blocks), wg = w4 with Hopper's wgmma (compute capability 9.0 only).")
     FlashPlan.Tiling tiling;
 
     @Option(names = "--dtype", paramLabel = "f32|f16|bf16", defaultValue = "f32", converter = Converters.ComputeDTypeConverter.class,
@@ -174,8 +174,8 @@ final class AttendCommand implements Callable<Integer> {
             FlashPlan plan = FlashPlan.of(req.shape(), dtype, req.pattern(), tiling);
             if (!tiling.appliesTo(dtype, req.shape().headDim(), false)) {
                 throw new ParameterException(spec.commandLine(), "--tiling " + tiling.cliName() + ": the " + plan.kernel()
-                        + " kernel has no " + tiling.cliName() + " tiling (w2 takes f16/bf16 and D = 64, 96 or 128; w4x2 f16/bf16 and D = 64"
-                        + " or 128)");
+                        + " kernel has no " + tiling.cliName() + " tiling (w2 takes f16/bf16 and D = 64, 96 or 128; w4x2 and wg f16/bf16"
+                        + " and D = 64 or 128)");
             }
         }
         AttentionResult result;

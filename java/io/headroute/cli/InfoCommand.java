@@ -29,7 +29,8 @@ final class InfoCommand implements Callable<Integer> {
     CommandSpec spec;
 
     /** The kernel families the engine loads. */
-    static final String[] MODULES = {"flash_fwd_f32", "flash_fwd_mma", "softmax_rows", "gate_work", "router", "block_ops"};
+    static final String[] MODULES = {"flash_fwd_f32", "flash_fwd_mma", "flash_fwd_wgmma", "softmax_rows", "gate_work", "router",
+        "block_ops"};
 
     @Override
     public Integer call() {

@@ -8,18 +8,26 @@ import java.util.List;
 /**
  * The architectures inside a fatbin, read from its container header (magic 0xBA55ED50, then entries
  * of kind 1 = PTX or 2 = ELF machine code, each naming its SM version), so that {@code headroute info}
- * can say what the jar carries without a GPU or cuobjdump.
+ * can say what the jar carries without a GPU or cuobjdump. An entry built for an arch-specific target
+ * (sm_90a) carries flag 0x00100000 in its word at byte 40 (as CUDA 13.0's nvcc writes it; checked against
+ * the sm_90 and sm_90a entries of this project's own fatbins).
  */
 public final class FatbinInfo {
     private static final int MAGIC = 0xBA55ED50;
 
     private FatbinInfo() {}
 
-    /** One image: machine code ("sm_90") or PTX ("compute_90"). */
-    public record Image(boolean ptx, int arch) {
+    private static final int ARCH_SPECIFIC = 0x00100000;
+
+    /** One image: machine code ("sm_90", "sm_90a": arch-specific) or PTX ("compute_90"). */
+    public record Image(boolean ptx, int arch, boolean archSpecific) {
+        public Image(boolean ptx, int arch) {
+            this(ptx, arch, false);
+        }
+
         @Override
         public String toString() {
-            return (ptx ? "compute_" : "sm_") + arch;
+            return (ptx ? "compute_" : "sm_") + arch + (archSpecific ? "a" : "");
         }
     }
 
@@ -43,7 +51,7 @@ public final class FatbinInfo {
             if (entryHeader < 32 || payload < 0 || (kind != 1 && kind != 2)) {
                 throw new IllegalArgumentException("malformed fatbin entry at offset " + off);
             }
-            out.add(new Image(kind == 1, arch));
+            out.add(new Image(kind == 1, arch, (b.getInt(at + 40) & ARCH_SPECIFIC) != 0));
             off += entryHeader + payload;
         }
         return out;

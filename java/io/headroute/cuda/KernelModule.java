@@ -41,9 +41,17 @@ public final class KernelModule implements AutoCloseable {
         if (rc == CUresult.CUDA_ERROR_NO_BINARY_FOR_GPU || rc == CUresult.CUDA_ERROR_UNSUPPORTED_PTX_VERSION) {
             throw new CudaException("kernel module " + name + ".fatbin has no code that runs on " + device.describe()
                     + " (compute capability " + device.computeCapabilityMajor() + "." + device.computeCapabilityMinor()
-                    + "; the build targets sm_80, sm_86, sm_89, sm_90 and compute_90 PTX): " + CUresult.stringFor(rc));
+                    + "; the module holds " + holds(image) + "): " + CUresult.stringFor(rc));
         }
         CudaException.check(rc, "cuModuleLoadData(" + name + ".fatbin, " + image.length + " bytes)", device.describe());
+    }
+
+    private static String holds(byte[] image) {
+        try {
+            return FatbinInfo.images(image).toString();
+        } catch (IllegalArgumentException e) {
+            return "no readable fatbin header";
+        }
     }
 
     /** Loads {@code NAME.fatbin} from the class path. */

@@ -13,7 +13,10 @@ import java.util.List;
 import org.junit.jupiter.api.Test;
 
 class FatbinInfoTest {
-    /** A container with the given (kind, arch, payload size) entries, laid out as nvcc writes them. */
+    /**
+     * A container with the given (kind, arch, payload size[, flags at byte 40]) entries, laid out as nvcc
+     * writes them.
+     */
     private static byte[] fatbin(int[][] entries) {
         int size = 16;
         for (int[] e : entries) {
@@ -25,6 +28,7 @@ class FatbinInfoTest {
             int at = b.position();
             b.putShort((short) e[0]).putShort((short) 0x101).putInt(64).putLong(e[2]);
             b.putInt(at + 28, e[1]);
+            b.putInt(at + 40, e.length > 3 ? e[3] : 0x11);
             b.position(at + 64 + e[2]);
         }
         return b.array();
@@ -34,6 +38,8 @@ class FatbinInfoTest {
     void listsMachineCodeAndPtx() {
         List<FatbinInfo.Image> images = FatbinInfo.images(fatbin(new int[][] {{2, 80, 100}, {2, 86, 3}, {1, 90, 17}}));
         assertEquals("[sm_80, sm_86, compute_90]", images.toString());
+        // The arch-specific flag (nvcc's sm_90a entries): 0x00100011 where sm_90's entries have 0x11.
+        assertEquals("[sm_90, sm_90a]", FatbinInfo.images(fatbin(new int[][] {{2, 90, 8}, {2, 90, 8, 0x00100011}})).toString());
     }
 
     @Test
@@ -49,5 +55,8 @@ class FatbinInfoTest {
         assumeTrue(Files.exists(f), "kernels not built here (no nvcc)");
         List<FatbinInfo.Image> images = FatbinInfo.images(Files.readAllBytes(f));
         assertEquals("[sm_80, sm_86, sm_89, compute_90, sm_90]", images.toString());
+        // The wgmma module: sm_90a machine code only.
+        Path wg = Path.of("target/kernels/flash_fwd_wgmma.fatbin");
+        assertEquals("[sm_90a]", FatbinInfo.images(Files.readAllBytes(wg)).toString());
     }
 }

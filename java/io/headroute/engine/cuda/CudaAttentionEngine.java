@@ -62,6 +62,10 @@ public final class CudaAttentionEngine implements AttentionEngine {
     private boolean closed;
 
     private CudaAttentionEngine(CudaDevice device, DevicePool pool, FlashPlan.Tiling tiling) {
+        String why = tilingUnavailable(device, tiling);
+        if (why != null) {
+            throw new UnsupportedOperationException("-D" + TILING_PROPERTY + "=" + tiling.cliName() + ": " + why);
+        }
         this.device = device;
         this.pool = pool;
         this.tiling = tiling;
@@ -117,7 +121,7 @@ public final class CudaAttentionEngine implements AttentionEngine {
     }
 
     /**
-     * The system property naming the tiling engines start in (w4, w2 or w4x2; W4 when unset), e.g.
+     * The system property naming the tiling engines start in (w4, w2, w4x2 or wg; W4 when unset), e.g.
      * {@code HEADROUTE_JAVA_OPTS=-Dheadroute.tiling=w4x2}: every engine of the process (attend, bench, routed
      * runs, experiments, GPU models) then runs it without a rebuild.
      */
@@ -146,7 +150,33 @@ public final class CudaAttentionEngine implements AttentionEngine {
      * for the tiling set when they ask ({@link #launchWorkspaceBytes}) and launch: set it before either.
      */
     public void setMmaTiling(FlashPlan.Tiling tiling) {
-        this.tiling = java.util.Objects.requireNonNull(tiling, "tiling");
+        String why = tilingUnavailable(java.util.Objects.requireNonNull(tiling, "tiling"));
+        if (why != null) {
+            throw new UnsupportedOperationException("tiling " + tiling.cliName() + ": " + why);
+        }
+        this.tiling = tiling;
+    }
+
+    /**
+     * Why this engine cannot run {@code tiling}'s kernels, or null when it can: WG's wgmma kernels are sm_90a
+     * machine code (compute capability 9.0 only, H100/H200) in a module of their own.
+     */
+    public String tilingUnavailable(FlashPlan.Tiling tiling) {
+        return tilingUnavailable(device, tiling);
+    }
+
+    private static String tilingUnavailable(CudaDevice device, FlashPlan.Tiling tiling) {
+        if (tiling != FlashPlan.Tiling.WG) {
+            return null;
+        }
+        if (device.computeCapabilityMajor() != 9 || device.computeCapabilityMinor() != 0) {
+            return "the wgmma kernels run on compute capability 9.0 only (H100, H200: sm_90a); " + device.describe() + " is "
+                    + device.smName();
+        }
+        if (!KernelModule.packaged(FlashPlan.WGMMA_MODULE)) {
+            return "the jar was built without " + FlashPlan.WGMMA_MODULE + ".fatbin (run 'make build' with nvcc)";
+        }
+        return null;
     }
 
     public FlashPlan.Tiling mmaTiling() {

@@ -19,6 +19,9 @@ import io.headroute.tensor.DType;
  */
 public record FlashPlan(String module, String kernel, int threads, int blockRows, int sharedBytes, int gridX, int gridY,
         int gridZ) {
+    /** The module of the WG tiling's kernels (cuda-kernels/flash_fwd_wgmma.cu, sm_90a only). */
+    public static final String WGMMA_MODULE = "flash_fwd_wgmma";
+
     /** Head dims of the tensor-core kernel. */
     static final int[] MMA_HEAD_DIMS = {32, 64, 96, 128};
     /** Largest head dim of each fp32 kernel variant. */
@@ -30,13 +33,16 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
      * 64 rows as 2 warps × 32 with single-buffered tiles, half W4's shared-memory reads of K and V per flop (the
      * f16/bf16 dense/causal kernels for D = 64, 96, 128); {@code W4X2}, 128 rows as 4 warps × 32, each warp as
      * in W2 and each key/value tile copied once for 128 rows, half the 64-row tilings' L2-to-SM traffic per flop
-     * (the f16/bf16 dense/causal kernels for D = 64 and 128). The others (fp32, block-sparse, D = 32) have one
-     * tiling and ignore the choice.
+     * (the f16/bf16 dense/causal kernels for D = 64 and 128); {@code WG}, W4's 64 rows with both products as
+     * Hopper's warpgroup {@code wgmma.mma_async} (the f16/bf16 dense/causal kernels for D = 64 and 128, in their
+     * own module {@value #WGMMA_MODULE}, sm_90a machine code only: compute capability 9.0 devices). The others
+     * (fp32, block-sparse, D = 32) have one tiling and ignore the choice.
      */
     public enum Tiling {
         W4(64),
         W2(64),
-        W4X2(128);
+        W4X2(128),
+        WG(64);
 
         private final int rows;
 
@@ -55,7 +61,8 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
 
         /**
          * Whether the kernel planned for these has this tiling: W4 every one; W2 the f16/bf16 dense/causal
-         * kernels for D = 64, 96 and 128; W4X2 those for D = 64 and 128.
+         * kernels for D = 64, 96 and 128; W4X2 and WG those for D = 64 and 128. (WG runs only on compute
+         * capability 9.0: {@code CudaAttentionEngine.tilingUnavailable}.)
          */
         public boolean appliesTo(DType dtype, int headDim, boolean sparse) {
             if (this == W4) {
@@ -65,14 +72,19 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
             return this == W2 ? mmaDense && headDim >= 64 && headDim <= 128 : mmaDense && (headDim == 64 || headDim == 128);
         }
 
-        /** The tiling named {@code s} (w4, w2 or w4x2). */
+        /** The kernel module (fatbin) of this tiling's kernels. */
+        public String module() {
+            return this == WG ? WGMMA_MODULE : "flash_fwd_mma";
+        }
+
+        /** The tiling named {@code s} (w4, w2, w4x2 or wg). */
         public static Tiling parse(String s) {
             for (Tiling t : values()) {
                 if (t.cliName().equals(s)) {
                     return t;
                 }
             }
-            throw new IllegalArgumentException("unknown tiling '" + s + "' (expected w4, w2 or w4x2)");
+            throw new IllegalArgumentException("unknown tiling '" + s + "' (expected w4, w2, w4x2 or wg)");
         }
     }
 
@@ -179,13 +191,15 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
                     throw new UnsupportedOperationException("head dim D = " + d + " is not supported by the " + dtype.cliName()
                             + " tensor-core kernel (it takes 32, 64, 96 and 128); use --dtype f32 (any D up to 256)");
                 }
-                // Rows padded by 8 elements; Qi, then Kj and Vj in two buffers each (W4) or one (W2, W4X2).
+                // Qi's rows padded by 8 elements, then Kj and Vj in two buffers each (W4, WG) or one (W2, W4X2):
+                // padded rows, or WG's unpadded 16-byte columns.
                 Tiling t = tiling.appliesTo(dtype, d, sparse) ? tiling : Tiling.W4;
                 rows = blockRows(dtype, d, sparse, tiling);
-                shared = 2 * (rows * (d + 8) + (t == Tiling.W4 ? 4 : 2) * tileRows(dtype) * (d + 8));
+                int kvRow = t == Tiling.WG ? d : d + 8;
+                shared = 2 * (rows * (d + 8) + (t == Tiling.W4 || t == Tiling.WG ? 4 : 2) * tileRows(dtype) * kvRow);
                 threads = t == Tiling.W2 ? 64 : 128;
                 kernel = family + (t == Tiling.W4 ? "" : t.cliName() + "_") + dtype.cliName() + "_d" + d;
-                module = "flash_fwd_mma";
+                module = t.module();
             }
             default -> throw new UnsupportedOperationException("flash attention needs f32, f16 or bf16, got " + dtype.cliName());
         }

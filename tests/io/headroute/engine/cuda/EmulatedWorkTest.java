@@ -65,10 +65,11 @@ class EmulatedWorkTest {
 
     /**
      * One line of HR_EMU_STATS; {@code wavefronts}: the shared-memory wavefronts its ldmatrix took (4 each,
-     * conflict-free); {@code votes}: its warps' __any_sync, {@code votesTrue} those that came out true.
+     * conflict-free); {@code votes}: its warps' __any_sync, {@code votesTrue} those that came out true;
+     * {@code wgmma}: its warpgroup wgmma.mma_async (m64n64k16) instructions.
      */
     record Launch(String kernel, long blocks, long mma, long ldmatrix, long cpAsyncBytes, long wavefronts, long votes,
-            long votesTrue) {}
+            long votesTrue, long wgmma) {}
 
     /** Runs the request and returns the attention kernel's launch as the emulator counted it. */
     /** {@link #run} with the engine in {@code tiling} (back to W4 after). */
@@ -182,9 +183,10 @@ class EmulatedWorkTest {
             f.readFully(b);
             for (String line : new String(b, StandardCharsets.UTF_8).split("\n")) {
                 String[] c = line.split("\t");
-                if (c.length == 8 && c[0].startsWith("hr_flash_")) {
+                if (c.length == 9 && c[0].startsWith("hr_flash_")) {
                     flash.add(new Launch(c[0], Long.parseLong(c[1]), Long.parseLong(c[2]), Long.parseLong(c[3]),
-                            Long.parseLong(c[4]), Long.parseLong(c[5]), Long.parseLong(c[6]), Long.parseLong(c[7])));
+                            Long.parseLong(c[4]), Long.parseLong(c[5]), Long.parseLong(c[6]), Long.parseLong(c[7]),
+                            Long.parseLong(c[8])));
                 }
             }
         }
@@ -326,6 +328,40 @@ class EmulatedWorkTest {
             assertEquals(qBytes + kvBytes / 2, w4x2.cpAsyncBytes(), "W4X2 copies K and V once per 128 query rows");
             System.out.printf("emulated cp.async, bf16 D=%d: W4 %d bytes, W4X2 %d = %.3f of W4%n", d, w4.cpAsyncBytes(),
                     w4x2.cpAsyncBytes(), w4x2.cpAsyncBytes() / (double) w4.cpAsyncBytes());
+        }
+    }
+
+    /**
+     * WG (wgmma) does W4's work with warpgroup instructions: per (query tile, key tile) pair D/16 wgmma
+     * m64n64k16 for S = Qi·Kjᵀ and 4·D/64 for O += P·Vj (one m64n64k16 is the work of 32 m16n8k16: 32·D/8 =
+     * W4's 4·D mma.sync), no mma.sync, and no ldmatrix but Qi's, once per block; the same tiles copied in, the
+     * same pairs visited, the same votes of the softmax.
+     */
+    @Test
+    void wgIssuesWgmmaInPlaceOfMmaSyncAndLdmatrix() throws IOException {
+        Random r = new Random(611);
+        for (int d : new int[] {64, 128}) {
+            Tensor q = gaussian(r, B, 4, L, d);
+            Tensor k = gaussian(r, B, 4, L, d);
+            Tensor v = gaussian(r, B, 4, L, d);
+            AttentionRequest req = AttentionRequest.builder(q, k, v).dtype(DType.BF16).algorithm(Algorithm.FLASH).causal(true).build();
+            ExecutionStats[] st = new ExecutionStats[1];
+            Launch w4 = run(req, st);
+            long pairs = st[0].keyTilesVisited();
+            long blocks = st[0].queryTiles();
+            Launch wg = runIn(FlashPlan.Tiling.WG, req, st);
+            assertTrue(wg.kernel().startsWith("hr_flash_fwd_wg_"), wg.kernel());
+            assertEquals(pairs, st[0].keyTilesVisited(), "the same key tiles");
+            assertEquals(blocks, wg.blocks());
+            assertEquals(0, wg.mma(), "no mma.sync: " + wg);
+            assertEquals((d / 16 + 4 * d / 64) * pairs, wg.wgmma(), "WG " + wg);
+            assertEquals(32 * wg.wgmma(), w4.mma(), "one m64n64k16 does the work of 32 m16n8k16");
+            assertEquals(4L * (d / 16) * blocks, wg.ldmatrix(), "ldmatrix for Qi only, once per block: " + wg);
+            assertEquals(4L * (d / 16) * blocks, wg.wavefronts() / 4, "Qi's loads conflict-free");
+            assertEquals(w4.cpAsyncBytes(), wg.cpAsyncBytes(), "the same tiles are copied in");
+            assertEquals(w4.votes(), wg.votes(), "the same softmax steps");
+            System.out.printf("emulated WG, bf16 D=%d causal, %d tile pairs: %d wgmma (W4: %d mma.sync, %d ldmatrix)%n", d, pairs,
+                    wg.wgmma(), w4.mma(), w4.ldmatrix());
         }
     }
     /**

@@ -307,7 +307,7 @@ class KernelContractTest {
                     new Pattern.Causal()), "the static plans follow the starting tiling");
             System.setProperty(CudaAttentionEngine.TILING_PROPERTY, "w9");
             IllegalArgumentException e = assertThrows(IllegalArgumentException.class, CudaAttentionEngine::startTiling);
-            assertEquals("-Dheadroute.tiling=w9: unknown tiling 'w9' (expected w4, w2 or w4x2)", e.getMessage());
+            assertEquals("-Dheadroute.tiling=w9: unknown tiling 'w9' (expected w4, w2, w4x2 or wg)", e.getMessage());
         } finally {
             if (before == null) {
                 System.clearProperty(CudaAttentionEngine.TILING_PROPERTY);
@@ -344,6 +344,41 @@ class KernelContractTest {
         assertEquals(64, FlashPlan.Tiling.W2.blockRows());
         assertEquals(FlashPlan.Tiling.W4X2, FlashPlan.Tiling.parse("w4x2"));
         assertEquals("hr_flash_sparse_bf16_d128", FlashPlan.sparse(new AttentionShape(1, 2, 2, 100, 100, 128), DType.BF16).kernel());
+    }
+
+    /**
+     * WG: W4's 64-row blocks with wgmma, its kernels in a module of their own (flash_fwd_wgmma.cu, built for sm_90a
+     * alone); key/value tiles unpadded (16-byte columns of 64 keys), Qi padded as in W4.
+     */
+    @Test
+    void theWgTilingPlansTheWgmmaModule() throws IOException {
+        String cu = source("flash_fwd_wgmma.cu");
+        for (DType dt : new DType[] {DType.F16, DType.BF16}) {
+            for (int d : new int[] {64, 128}) {
+                AttentionShape sh = new AttentionShape(2, 8, 2, 300, 300, d);
+                FlashPlan p = FlashPlan.of(sh, dt, new Pattern.Causal(), FlashPlan.Tiling.WG);
+                assertEquals("hr_flash_fwd_wg_" + dt.cliName() + "_d" + d, p.kernel());
+                assertEquals(FlashPlan.WGMMA_MODULE, p.module());
+                assertTrue(defines(cu, p.kernel()), p.kernel() + " is not defined in flash_fwd_wgmma.cu");
+                assertEquals(128, p.threads(), "one warpgroup");
+                assertEquals(64, p.blockRows());
+                assertEquals(5, p.gridX(), "ceil(300 / 64) query tiles");
+                assertEquals((64 * (d + 8) + 4 * 64 * d) * 2, p.sharedBytes(), "Qi padded, two K and two V tiles unpadded");
+            }
+            AttentionShape d96 = new AttentionShape(1, 2, 2, 100, 100, 96);
+            assertEquals(FlashPlan.of(d96, dt, new Pattern.Dense()), FlashPlan.of(d96, dt, new Pattern.Dense(), FlashPlan.Tiling.WG));
+            assertTrue(!FlashPlan.Tiling.WG.appliesTo(dt, 96, false) && !FlashPlan.Tiling.WG.appliesTo(dt, 128, true));
+        }
+        assertTrue(!FlashPlan.Tiling.WG.appliesTo(DType.F32, 64, false));
+        assertEquals("flash_fwd_mma", FlashPlan.of(new AttentionShape(1, 2, 2, 100, 100, 96), DType.BF16, new Pattern.Dense(),
+                FlashPlan.Tiling.WG).module(), "W4 runs where WG has no kernel");
+        assertEquals(FlashPlan.Tiling.WG, FlashPlan.Tiling.parse("wg"));
+        // The Makefile builds this module for sm_90a only, and the kernels' shared memory is the planned one.
+        String make = Files.readString(Path.of("Makefile"));
+        assertTrue(make.contains("$(KERNEL_DIR)/flash_fwd_wgmma.fatbin: GENCODE := -gencode arch=compute_90a,code=sm_90a"), make);
+        String tile = source("flash_tile_mma.cuh");
+        assertTrue(tile.contains("using WG = Tiling<D, 4, 1, 2, true, true>;"), "WG: 4 warps x 16 rows, two stages, Qi in registers");
+        assertTrue(tile.contains("static constexpr int kKVElems = Wgmma ? kBc * D : kBc * kStride;"), "unpadded wgmma tiles");
     }
 
     @Test
