@@ -70,14 +70,19 @@ class AttendCudaGpuTest {
         Npy.write(gp, gate);
         String[][] cases = {{"flash", "f32", ""}, {"flash", "bf16", ""}, {"materialized", "f32", ""},
             {"materialized", "f16", ""}, {"sparse", "bf16", "window:9"}, {"flash", "f32", "gate"}, {"flash", "bf16", "w2"},
-            {"flash", "f16", "w2+gate"}, {"flash", "bf16", "w4x2"}, {"flash", "f16", "w4x2+gate"}};
+            {"flash", "f16", "w2+gate"}, {"flash", "bf16", "w4x2"}, {"flash", "f16", "w4x2+gate"}, {"flash", "bf16", "wg"},
+            {"flash", "f16", "wg+gate"}};
+        boolean wg = wgRuns();
         for (String[] c : cases) {
+            if (c[2].startsWith("wg") && !wg) {
+                continue; // the wgmma kernels need compute capability 9.0
+            }
             Path out = dir.resolve("o-" + String.join("-", c) + ".npy");
             List<String> a = new ArrayList<>(List.of("attend", "--backend", "cuda", "--q", qp.toString(), "--k", kp.toString(),
                     "--v", vp.toString(), "--algo", c[0], "--dtype", c[1], "--causal", "--out", out.toString()));
             AttentionRequest.Builder want = AttentionRequest.builder(q, k, v).causal(true).dtype(DType.parse(c[1]))
                     .algorithm(Algorithm.FLASH);
-            boolean tiled = c[2].startsWith("w2") || c[2].startsWith("w4x2");
+            boolean tiled = c[2].startsWith("w2") || c[2].startsWith("w4x2") || c[2].startsWith("wg");
             if (tiled) {
                 a.addAll(List.of("--tiling", c[2].split("\\+")[0]));
             }
@@ -104,26 +109,40 @@ class AttendCudaGpuTest {
         }
     }
 
+    /** Whether this GPU runs the WG tiling's wgmma kernels (compute capability 9.0; the emulator reports 9.0). */
+    private static boolean wgRuns() {
+        try (io.headroute.engine.cuda.CudaAttentionEngine e = io.headroute.engine.cuda.CudaAttentionEngine.open(0)) {
+            return e.tilingUnavailable(io.headroute.engine.cuda.FlashPlan.Tiling.WG) == null;
+        }
+    }
+
     /**
-     * bench --tilings w2,w4x2: flash again in each tiling on the same inputs, labelled, in the JSON with its
-     * tiling; a tiling the head dim's kernel lacks is a row not run, not W4 under another name.
+     * bench --tilings w2,w4x2,wg: flash again in each tiling on the same inputs, labelled, in the JSON with its
+     * tiling; a tiling the head dim's kernel lacks (or this GPU cannot run) is a row not run, not W4 under
+     * another name.
      */
     @Test
     void benchTimesTheOtherTilingsBesideTheDefault() throws Exception {
         Path json = dir.resolve("b.json");
         Cli res = Cli.run("bench", "--backend", "cuda", "--dtype", "bf16", "--heads", "2", "--dim", "64", "--len", "130",
-                "--causal", "--algos", "flash", "--tilings", "w2,w4x2", "--warmup", "0", "--repeats", "1", "--json",
+                "--causal", "--algos", "flash", "--tilings", "w2,w4x2,wg", "--warmup", "0", "--repeats", "1", "--json",
                 json.toString()).assertOk();
-        assertTrue(res.out().contains("\nflash[w2] ") && res.out().contains("\nflash[w4x2] "), res.out());
+        assertTrue(res.out().contains("\nflash[w2] ") && res.out().contains("\nflash[w4x2] ") && res.out().contains("\nflash[wg] "),
+                res.out());
         com.fasterxml.jackson.databind.ObjectMapper mapper = new com.fasterxml.jackson.databind.ObjectMapper();
         com.fasterxml.jackson.databind.JsonNode ms = mapper.readTree(json.toFile()).get("measurements");
-        assertEquals(3, ms.size(), ms.toString());
+        assertEquals(4, ms.size(), ms.toString());
         assertFalse(ms.get(0).has("tiling"), "the configured flash measurement runs the default tiling");
         assertEquals("w4", mapper.readTree(json.toFile()).at("/config/flash_tiling").asText(), "and the JSON says which");
         assertTrue(res.out().contains(", flash kernel tiling w4\n"), res.out());
         assertEquals("w2", ms.get(1).get("tiling").asText());
         assertEquals("w4x2", ms.get(2).get("tiling").asText());
-        for (int i = 1; i <= 2; i++) {
+        assertEquals("wg", ms.get(3).get("tiling").asText());
+        if (!wgRuns()) {
+            assertTrue(ms.get(3).get("status").asText().startsWith("unsupported: the wgmma kernels run on compute capability 9.0"),
+                    ms.get(3).toString());
+        }
+        for (int i = 1; i <= (wgRuns() ? 3 : 2); i++) {
             assertEquals("ok", ms.get(i).get("status").asText());
             assertTrue(ms.get(i).get("rel_l2_vs_first").asDouble() <= 1e-2, "the tiling computes what W4 does: " + ms.get(i));
         }
@@ -131,6 +150,9 @@ class AttendCudaGpuTest {
         assertEquals(6, ms.get(0).get("key_tiles_visited").asLong() / 2);
         assertEquals(ms.get(0).get("key_tiles_visited").asLong(), ms.get(1).get("key_tiles_visited").asLong());
         assertEquals(5, ms.get(2).get("key_tiles_visited").asLong() / 2);
+        if (wgRuns()) {
+            assertEquals(ms.get(0).get("key_tiles_visited").asLong(), ms.get(3).get("key_tiles_visited").asLong(), "WG: W4's tiles");
+        }
 
         Cli.run("bench", "--backend", "cuda", "--dtype", "bf16", "--heads", "2", "--dim", "96", "--len", "70", "--algos", "flash",
                 "--tilings", "w4x2", "--warmup", "0", "--repeats", "1", "--json", json.toString()).assertOk();
