@@ -57,11 +57,16 @@ kernels:
 else
 kernels: $(KERNEL_DIR)/ptxas.txt
 
-# ptxas's register/spill report for every kernel; a kernel that spills registers fails the build.
+# ptxas's register/spill report for every kernel; a kernel that spills registers (or whose wgmma ptxas
+# serializes) fails the build.
 $(KERNEL_DIR)/ptxas.txt: $(FATBINS)
 	@cat $(FATBINS:.fatbin=.ptxas.txt) > $@
 	@if grep -E '[1-9][0-9]* bytes spill (stores|loads)' $@ >/dev/null; then \
 		echo "kernels: register spills (see $@):" >&2; grep -B2 -E '[1-9][0-9]* bytes spill' $@ >&2; rm -f $@; exit 1; fi
+	@# ptxas serializes wgmma it cannot pipeline (C751x "Potential Performance Loss"), or injects warpgroup
+	@# waits/arrives where the code touches wgmma registers unfenced (C7517, C7519): as bad as a spill.
+	@if grep -E 'wgmma.mma_async instructions are serialized|warpgroup\.(arrive|wait) is injected' $@ >/dev/null; then \
+		echo "kernels: serialized wgmma (see $@):" >&2; grep -E 'serialized|is injected' $@ >&2; rm -f $@; exit 1; fi
 	@echo "kernels: $(words $(FATBINS)) modules in $(KERNEL_DIR), no register spills"
 
 $(KERNEL_DIR)/%.fatbin: cuda-kernels/%.cu $(CU_HEADERS)

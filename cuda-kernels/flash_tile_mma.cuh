@@ -329,6 +329,15 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
                         load_q_fragment<TL, T>(qf[mi][kk], hr::smem_at(sQ) + q_lane_bytes, warp * M + mi, kk);
             }
         }
+        // This lane's ldmatrix rows of the tiles, as 32-bit shared addresses (one register each, where a
+        // generic pointer takes two); each load below adds a constant. (WG's products read no ldmatrix rows.)
+        [[maybe_unused]] hr::SmemAddr k_lane{}, v_lane{}, q_lane{};
+        if constexpr (!TL::kWgmma) {
+            k_lane = hr::opaque_addr(hr::smem_at(sK + buf * TL::kKVElems) + k_lane_bytes);
+            v_lane = hr::opaque_addr(hr::smem_at(sV + buf * TL::kKVElems) + v_lane_bytes);
+            q_lane = hr::opaque_addr(hr::smem_at(sQ) + q_lane_bytes);
+        }
+
         float s[M][kNT][4];
 #pragma unroll
         for (int mi = 0; mi < M; ++mi)
@@ -345,11 +354,6 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
             hr::wgmma_wait<0>();
             hr::wgmma_fence_operands(s[0]);
         } else {
-            // This lane's ldmatrix rows of the tiles, as 32-bit shared addresses (one register each, where a
-            // generic pointer takes two); each load below adds a constant.
-            const hr::SmemAddr k_lane = hr::opaque_addr(hr::smem_at(sK + buf * TL::kKVElems) + k_lane_bytes);
-            const hr::SmemAddr q_lane = hr::opaque_addr(hr::smem_at(sQ) + q_lane_bytes);
-
             // S = Qi · Kjᵀ: B = Kjᵀ is Kj read row-major, so a plain ldmatrix yields B-fragments; each
             // feeds the warp's M m-tiles.
 #pragma unroll kKUnroll
@@ -485,7 +489,6 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
 #pragma unroll
             for (int hh = 0; hh < D / 64; ++hh) hr::wgmma_fence_operands(*reinterpret_cast<float(*)[8][4]>(&acc_o[0][8 * hh][0]));
         } else {
-            const hr::SmemAddr v_lane = hr::opaque_addr(hr::smem_at(sV + buf * TL::kKVElems) + v_lane_bytes);
             // O += P · Vj: P's accumulator layout is the A-fragment layout; Vj needs transposed loads, each
             // feeding the warp's M m-tiles.
 #pragma unroll
