@@ -15,50 +15,20 @@
 // sm_90a only) is a module of its own, flash_fwd_wgmma.cu.
 #include "flash_tile_mma.cuh"
 
-namespace {
-
-using hr_mma::flash_dense;
-using hr_mma::kBc;
-
-template <typename T, class TL>
-__device__ __forceinline__ void flash_sparse(const AttnParams& p) {
-    int qtile, h, b;
-    if (!hr_block_tile(p, p.causal != 0, qtile, h, b)) return;  // past a device-sized work list
-    const HrRows rows = hr_plain_rows(p, qtile, TL::kBr);
-    T* O = static_cast<T*>(p.o) + b * p.o_batch_stride + h * p.o_head_stride;
-    if (hr_skip_gated_tile(p, O, b, h, rows.base, TL::kBr)) return;
-    const HrSparseKeys<TL::kBr, kBc> keys(p, h, qtile);
-    hr_mma::attend<T, TL>(p, b, h, rows, keys);
-}
-
-// Compacted query rows (q_rows) over a block-sparse layout, their original tiles' lists merged on the
-// device (HrMergedKeys): no merged list is ever uploaded, and a work list built on the device needs none.
-template <typename T, class TL>
-__device__ __forceinline__ void flash_sparse_merge(const AttnParams& p) {
-    int qtile, h, b;
-    if (!hr_block_tile(p, p.causal != 0, qtile, h, b)) return;  // past a device-sized work list
-    const HrRows rows = hr_rows(p, b, h, qtile, TL::kBr);
-    HR_DYNAMIC_SMEM(smem_raw);
-    const HrMergedKeys<TL::kBr, kBc> keys(p, h, rows, smem_raw + hr_merge_offset(TL::kSmemBytes));
-    hr_mma::attend<T, TL>(p, b, h, rows, keys);
-}
-
-}  // namespace
-
 // The dense/causal, block-sparse and merged block-sparse kernels of a dtype and head dim in the W4 tiling.
 // The merging kernels ask for 2 blocks per SM: left to itself, ptxas held them to 168 registers at D = 96
 // on sm_80 (3 blocks) and spilled; shared memory allows 2 (D = 128) or 3 (D = 96) anyway.
-#define HR_FLASH_MMA(T, D, SUFFIX)                                                                                  \
+#define HR_FLASH_MMA(T, D, SUFFIX)                                                                                    \
     extern "C" __global__ void __launch_bounds__(hr_mma::W4<D>::kThreads) hr_flash_fwd_##SUFFIX(const AttnParams p) { \
-        flash_dense<T, hr_mma::W4<D>>(p);                                                                             \
+        hr_mma::flash_dense<T, hr_mma::W4<D>>(p);                                                                     \
     }                                                                                                                 \
     extern "C" __global__ void __launch_bounds__(hr_mma::W4<D>::kThreads)                                             \
         hr_flash_sparse_##SUFFIX(const AttnParams p) {                                                                \
-        flash_sparse<T, hr_mma::W4<D>>(p);                                                                            \
+        hr_mma::flash_sparse<T, hr_mma::W4<D>>(p);                                                                    \
     }                                                                                                                 \
     extern "C" __global__ void __launch_bounds__(hr_mma::W4<D>::kThreads, 2)                                          \
         hr_flash_sparse_merge_##SUFFIX(const AttnParams p) {                                                          \
-        flash_sparse_merge<T, hr_mma::W4<D>>(p);                                                                      \
+        hr_mma::flash_sparse_merge<T, hr_mma::W4<D>>(p);                                                              \
     }                                                                                                                 \
     static_assert(hr_mma::W4<D>::kSmemBytes <= 227 * 1024, "shared memory of the " #SUFFIX " kernels exceeds sm_90")
 
@@ -66,10 +36,10 @@ __device__ __forceinline__ void flash_sparse_merge(const AttnParams& p) {
 // W2 for D = 64, 96 and 128; W4X2 (128-row blocks) for D = 64 and 128. Not the sparse kernel, whose mask
 // words and list pointers made ptxas spill (W2 at D = 128), nor D = 32 (W2 spilled on sm_86/sm_89; and
 // little to gain there).
-#define HR_FLASH_MMA_DENSE(TL, PREFIX, T, D, SUFFIX)                                                                \
+#define HR_FLASH_MMA_DENSE(TL, PREFIX, T, D, SUFFIX)                                                                  \
     extern "C" __global__ void __launch_bounds__(hr_mma::TL<D>::kThreads)                                             \
         hr_flash_fwd_##PREFIX##SUFFIX(const AttnParams p) {                                                           \
-        flash_dense<T, hr_mma::TL<D>>(p);                                                                             \
+        hr_mma::flash_dense<T, hr_mma::TL<D>>(p);                                                                     \
     }                                                                                                                 \
     static_assert(hr_mma::TL<D>::kSmemBytes <= 227 * 1024, "shared memory of the " #PREFIX #SUFFIX " kernel exceeds sm_90")
 

@@ -564,4 +564,29 @@ __device__ __forceinline__ void flash_dense(const AttnParams& p) {
     attend<T, TL>(p, b, h, rows, keys);
 }
 
+// The block-sparse kernel body of tiling TL: the listed key tiles of the block's query tile (HrSparseKeys),
+// plain query rows (whole grid or a work list).
+template <typename T, class TL>
+__device__ __forceinline__ void flash_sparse(const AttnParams& p) {
+    int qtile, h, b;
+    if (!hr_block_tile(p, p.causal != 0, qtile, h, b)) return;  // past a device-sized work list
+    const HrRows rows = hr_plain_rows(p, qtile, TL::kBr);
+    T* O = static_cast<T*>(p.o) + b * p.o_batch_stride + h * p.o_head_stride;
+    if (hr_skip_gated_tile(p, O, b, h, rows.base, TL::kBr)) return;
+    const HrSparseKeys<TL::kBr, kBc> keys(p, h, qtile);
+    attend<T, TL>(p, b, h, rows, keys);
+}
+
+// Compacted query rows (q_rows) over a block-sparse layout, their original tiles' lists merged on the
+// device (HrMergedKeys): no merged list is ever uploaded, and a work list built on the device needs none.
+template <typename T, class TL>
+__device__ __forceinline__ void flash_sparse_merge(const AttnParams& p) {
+    int qtile, h, b;
+    if (!hr_block_tile(p, p.causal != 0, qtile, h, b)) return;  // past a device-sized work list
+    const HrRows rows = hr_rows(p, b, h, qtile, TL::kBr);
+    HR_DYNAMIC_SMEM(smem_raw);
+    const HrMergedKeys<TL::kBr, kBc> keys(p, h, rows, smem_raw + hr_merge_offset(TL::kSmemBytes));
+    attend<T, TL>(p, b, h, rows, keys);
+}
+
 }  // namespace hr_mma

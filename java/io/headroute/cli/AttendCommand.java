@@ -101,8 +101,9 @@ final class AttendCommand implements Callable<Integer> {
 
     @Option(names = "--tiling", paramLabel = "w4|w2|w4x2|wg", converter = Converters.TilingConverter.class,
             description = "Tensor-core tiling of the CUDA flash kernel (--backend cuda --algo flash, f16/bf16, dense or causal;"
-                    + " w2: D = 64, 96 or 128; w4x2, wg: D = 64 or 128): w4 = 4 warps x 16 query rows (default), w2 = 2 warps x 32"
-                    + " rows, w4x2 = 4 warps x 32 rows (128-row blocks), wg = w4 with Hopper's wgmma (compute capability 9.0 only).")
+                    + " w2: D = 64, 96 or 128; w4x2, wg: D = 64 or 128) or sparse kernel (--algo sparse: w4 or wg): w4 = 4 warps"
+                    + " x 16 query rows (default), w2 = 2 warps x 32 rows, w4x2 = 4 warps x 32 rows (128-row blocks), wg = w4 with"
+                    + " Hopper's wgmma (compute capability 9.0 only).")
     FlashPlan.Tiling tiling;
 
     @Option(names = "--dtype", paramLabel = "f32|f16|bf16", defaultValue = "f32", converter = Converters.ComputeDTypeConverter.class,
@@ -157,9 +158,9 @@ final class AttendCommand implements Callable<Integer> {
             }
         }
         Pattern p = Patterns.parse(pattern);
-        if (tiling != null && (backend != Backend.CUDA || algorithm != Algorithm.FLASH)) {
-            throw new ParameterException(spec.commandLine(), "--tiling picks the CUDA flash kernel: needs --backend cuda and "
-                    + "--algo flash");
+        if (tiling != null && (backend != Backend.CUDA || (algorithm != Algorithm.FLASH && algorithm != Algorithm.SPARSE))) {
+            throw new ParameterException(spec.commandLine(), "--tiling picks the CUDA flash or sparse kernel: needs --backend cuda and "
+                    + "--algo flash or sparse");
         }
 
         Map<String, Tensor> in = input != null ? readInputFile(input) : readSeparateFiles();
@@ -171,11 +172,12 @@ final class AttendCommand implements Callable<Integer> {
 
         if (tiling != null) {
             // A tiling the planned kernel does not have would silently run the other one: refused instead.
-            FlashPlan plan = FlashPlan.of(req.shape(), dtype, req.pattern(), tiling);
-            if (!tiling.appliesTo(dtype, req.shape().headDim(), false)) {
+            boolean sparse = algorithm == Algorithm.SPARSE;
+            FlashPlan plan = sparse ? FlashPlan.sparse(req.shape(), dtype, tiling) : FlashPlan.of(req.shape(), dtype, req.pattern(), tiling);
+            if (!tiling.appliesTo(dtype, req.shape().headDim(), sparse)) {
                 throw new ParameterException(spec.commandLine(), "--tiling " + tiling.cliName() + ": the " + plan.kernel()
-                        + " kernel has no " + tiling.cliName() + " tiling (w2 takes f16/bf16 and D = 64, 96 or 128; w4x2 and wg f16/bf16"
-                        + " and D = 64 or 128)");
+                        + " kernel has no " + tiling.cliName() + " tiling (w2 takes f16/bf16 flash and D = 64, 96 or 128; w4x2 f16/bf16"
+                        + " flash and D = 64 or 128; wg f16/bf16 flash or sparse and D = 64 or 128)");
             }
         }
         AttentionResult result;

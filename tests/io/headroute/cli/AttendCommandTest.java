@@ -119,11 +119,12 @@ class AttendCommandTest {
         Path out = dir.resolve("bad.npy");
         Cli.run(args(qf, kf, vf, out, "--algo", "sparse", "--block-size", "32"))
                 .assertBadInput("headroute attend", "--block-size must be 64 or 128, got 32", out);
-        // --tiling picks a CUDA flash kernel: refused on the CPU, with another algorithm, or by an unknown name.
-        Cli.run(args(qf, kf, vf, out, "--algo", "flash", "--tiling", "w2"))
-                .assertBadInput("headroute attend", "--tiling picks the CUDA flash kernel: needs --backend cuda and --algo flash", out);
+        // --tiling picks a CUDA flash or sparse kernel: refused on the CPU, with another algorithm, or by an unknown name.
+        String needs = "--tiling picks the CUDA flash or sparse kernel: needs --backend cuda and --algo flash or sparse";
+        Cli.run(args(qf, kf, vf, out, "--algo", "flash", "--tiling", "w2")).assertBadInput("headroute attend", needs, out);
+        Cli.run(args(qf, kf, vf, out, "--algo", "materialized", "--tiling", "w4")).assertBadInput("headroute attend", needs, out);
         Cli.run(args(qf, kf, vf, out, "--algo", "flash", "--tiling", "w3"))
-                .assertBadInput("headroute attend", "unknown tiling 'w3' (expected w4, w2 or w4x2)", out);
+                .assertBadInput("headroute attend", "unknown tiling 'w3' (expected w4, w2, w4x2 or wg)", out);
     }
 
     @Test

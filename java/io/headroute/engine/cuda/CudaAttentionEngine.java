@@ -223,7 +223,7 @@ public final class CudaAttentionEngine implements AttentionEngine {
         // Refuse what cannot run before any device memory is touched.
         FlashPlan flash = switch (algo) {
             case FLASH -> FlashPlan.of(sh, dt, req.pattern(), tiling);
-            case SPARSE -> FlashPlan.sparse(sh, dt);
+            case SPARSE -> FlashPlan.sparse(sh, dt, tiling);
             default -> null;
         };
         MaterializedPlan mat = algo == Algorithm.MATERIALIZED
@@ -243,7 +243,7 @@ public final class CudaAttentionEngine implements AttentionEngine {
         long base = pool.stats().allocatedBytes();
         GatePlan gp = flash != null ? GatePlan.of(req, flash, layout == null ? null : layout.tiles()) : null;
         if (layout != null && gp.mode == GateMode.COMPACT) {
-            flash = FlashPlan.sparseMerge(sh, dt); // same rows and layout; the rows' lists merged in the kernel
+            flash = flash.merging(sh); // same rows and layout; the rows' lists merged in the kernel
         }
         try (DeviceTensor q = upload(req.q(), dt, "qkv");
                 DeviceTensor k = upload(req.k(), dt, "qkv");
@@ -486,7 +486,7 @@ public final class CudaAttentionEngine implements AttentionEngine {
         AttentionShape sh = req.shape();
         FlashPlan flash = switch (route(req.algorithm(), req.pattern())) {
             case FLASH -> FlashPlan.of(sh, req.dtype(), req.pattern(), tiling);
-            case SPARSE -> FlashPlan.sparse(sh, req.dtype());
+            case SPARSE -> FlashPlan.sparse(sh, req.dtype(), tiling);
             default -> null;
         };
         if (flash == null) {
@@ -586,10 +586,11 @@ public final class CudaAttentionEngine implements AttentionEngine {
         }
         AttentionShape sh = c.shape();
         Algorithm algo = checkLaunch(sh, c.dtype(), c.algorithm(), c.pattern());
-        FlashPlan plan = algo == Algorithm.FLASH ? FlashPlan.of(sh, c.dtype(), c.pattern(), tiling) : FlashPlan.sparse(sh, c.dtype());
+        FlashPlan plan = algo == Algorithm.FLASH ? FlashPlan.of(sh, c.dtype(), c.pattern(), tiling)
+                : FlashPlan.sparse(sh, c.dtype(), tiling);
         GateMode mode = c.gate() == 0 ? GateMode.WHOLE_GRID : deviceGateMode(plan.blockRows(), c.gateBlock());
         if (algo == Algorithm.SPARSE && mode == GateMode.COMPACT) {
-            plan = FlashPlan.sparseMerge(sh, c.dtype()); // same rows and layout; the lists merged in the kernel
+            plan = plan.merging(sh); // same rows and layout; the lists merged in the kernel
         }
         SparseTiles t = algo == Algorithm.SPARSE ? hostTiles(sh, c.dtype(), c.pattern(), c.blockSize()) : null;
         long layoutBytes = t == null ? 0 : DeviceTileLists.workspaceLayout(t.lists())[4];
@@ -757,7 +758,7 @@ public final class CudaAttentionEngine implements AttentionEngine {
             // Compaction is weighed only when it launches fewer tiles; then on the key tiles both would visit.
             if (ct.length < active.length) {
                 if (sparse != null) {
-                    if (FlashPlan.sparseMergeFits(sh, req.dtype())) {
+                    if (plan.mergeFits(sh)) {
                         long merged = CompactedSparseTiles.listedTiles(sparse, ct, c.rows(), c.counts(), sh.heads(), sh.qLen(),
                                 sh.kvLen());
                         if (GateWork.compactionPays(merged, activeVisited)) {

@@ -34,9 +34,9 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
      * f16/bf16 dense/causal kernels for D = 64, 96, 128); {@code W4X2}, 128 rows as 4 warps × 32, each warp as
      * in W2 and each key/value tile copied once for 128 rows, half the 64-row tilings' L2-to-SM traffic per flop
      * (the f16/bf16 dense/causal kernels for D = 64 and 128); {@code WG}, W4's 64 rows with both products as
-     * Hopper's warpgroup {@code wgmma.mma_async} (the f16/bf16 dense/causal kernels for D = 64 and 128, in their
-     * own module {@value #WGMMA_MODULE}, sm_90a machine code only: compute capability 9.0 devices). The others
-     * (fp32, block-sparse, D = 32) have one tiling and ignore the choice.
+     * Hopper's warpgroup {@code wgmma.mma_async} (the f16/bf16 dense/causal and block-sparse kernels for D = 64
+     * and 128, in their own module {@value #WGMMA_MODULE}, sm_90a machine code only: compute capability 9.0
+     * devices). The others (fp32, D = 32, the block-sparse kernels but in WG) have W4 alone and ignore the choice.
      */
     public enum Tiling {
         W4(64),
@@ -61,15 +61,20 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
 
         /**
          * Whether the kernel planned for these has this tiling: W4 every one; W2 the f16/bf16 dense/causal
-         * kernels for D = 64, 96 and 128; W4X2 and WG those for D = 64 and 128. (WG runs only on compute
-         * capability 9.0: {@code CudaAttentionEngine.tilingUnavailable}.)
+         * kernels for D = 64, 96 and 128; W4X2 those for D = 64 and 128; WG the f16/bf16 dense/causal and
+         * block-sparse (plain and merging) kernels for D = 64 and 128. (WG runs only on compute capability
+         * 9.0: {@code CudaAttentionEngine.tilingUnavailable}.)
          */
         public boolean appliesTo(DType dtype, int headDim, boolean sparse) {
             if (this == W4) {
                 return true;
             }
-            boolean mmaDense = (dtype == DType.F16 || dtype == DType.BF16) && !sparse;
-            return this == W2 ? mmaDense && headDim >= 64 && headDim <= 128 : mmaDense && (headDim == 64 || headDim == 128);
+            boolean mma = dtype == DType.F16 || dtype == DType.BF16;
+            return switch (this) {
+                case W2 -> mma && !sparse && headDim >= 64 && headDim <= 128;
+                case W4X2 -> mma && !sparse && (headDim == 64 || headDim == 128);
+                default -> mma && (headDim == 64 || headDim == 128);
+            };
         }
 
         /** The kernel module (fatbin) of this tiling's kernels. */
@@ -104,7 +109,12 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
 
     /** Plans the block-sparse kernel (any pattern) for {@code shape} in {@code dtype}. */
     public static FlashPlan sparse(AttentionShape shape, DType dtype) {
-        return plan(shape, dtype, true, Tiling.W4);
+        return sparse(shape, dtype, Tiling.W4);
+    }
+
+    /** {@link #sparse(AttentionShape, DType)} in {@code tiling} where the kernel has it (WG: f16/bf16, D = 64, 128). */
+    public static FlashPlan sparse(AttentionShape shape, DType dtype, Tiling tiling) {
+        return plan(shape, dtype, true, tiling);
     }
 
     /**
@@ -115,20 +125,35 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
      * refused where that passes sm_90's 227 KB).
      */
     public static FlashPlan sparseMerge(AttentionShape shape, DType dtype) {
-        FlashPlan p = plan(shape, dtype, true, Tiling.W4);
-        int shared = mergeShared(p, shape);
+        return sparse(shape, dtype).merging(shape);
+    }
+
+    /**
+     * The merging counterpart of this block-sparse plan (the same tiling, rows and layout; {@link #sparseMerge}),
+     * refused in one line where its shared memory passes the limit.
+     */
+    public FlashPlan merging(AttentionShape shape) {
+        if (!isSparse() || mergesOnDevice()) {
+            throw new IllegalStateException(kernel + " is not a plain block-sparse kernel");
+        }
+        int shared = mergeShared(this, shape);
         if (shared > MAX_SHARED_BYTES) {
             throw new UnsupportedOperationException("S = " + shape.kvLen() + " keys: the merged sparse kernel would need " + shared
-                    + " bytes of shared memory (at most " + MAX_SHARED_BYTES + "); route per block of " + p.blockRows
+                    + " bytes of shared memory (at most " + MAX_SHARED_BYTES + "); route per block of " + blockRows
                     + " rows instead of per token");
         }
-        return new FlashPlan(p.module, p.kernel.replace("hr_flash_sparse_", "hr_flash_sparse_merge_"), p.threads, p.blockRows,
-                shared, p.gridX, p.gridY, p.gridZ);
+        return new FlashPlan(module, kernel.replace("hr_flash_sparse_", "hr_flash_sparse_merge_"), threads, blockRows, shared, gridX,
+                gridY, gridZ);
     }
 
     /** Whether {@link #sparseMerge} plans this call (its shared memory fits); refuses what {@link #sparse} refuses. */
     public static boolean sparseMergeFits(AttentionShape shape, DType dtype) {
-        return mergeShared(plan(shape, dtype, true, Tiling.W4), shape) <= MAX_SHARED_BYTES;
+        return sparse(shape, dtype).mergeFits(shape);
+    }
+
+    /** Whether {@link #merging} plans this block-sparse plan's merging counterpart for {@code shape}. */
+    public boolean mergeFits(AttentionShape shape) {
+        return mergeShared(this, shape) <= MAX_SHARED_BYTES;
     }
 
     private static int mergeShared(FlashPlan sparse, AttentionShape shape) {

@@ -105,6 +105,25 @@ class CudaSparseGpuTest {
         return out.stream();
     }
 
+    /** The f16/bf16 cases of {@link #cases}, which the WG (wgmma) block-sparse kernels also take. */
+    static Stream<Arguments> wgCases() {
+        return cases().filter(a -> a.get()[1] != DType.F32);
+    }
+
+    /** The block-sparse kernels in the WG tiling (wgmma; compute capability 9.0 only) against the CPU engine. */
+    @ParameterizedTest(name = "{0} {1} D={2} BS={3} B={4} H={5} Hkv={6} L={7} S={8} gate={9}")
+    @MethodSource("wgCases")
+    void sparseInWgMatchesTheCpuEngine(Rule rule, DType dtype, int d, int bs, int b, int h, int hkv, int l, int s, boolean gated) {
+        String why = gpu.tilingUnavailable(FlashPlan.Tiling.WG);
+        org.junit.jupiter.api.Assumptions.assumeTrue(why == null, () -> "wg: " + why);
+        gpu.setMmaTiling(FlashPlan.Tiling.WG);
+        try {
+            sparseMatchesTheCpuEngine(rule, dtype, d, bs, b, h, hkv, l, s, gated);
+        } finally {
+            gpu.setMmaTiling(FlashPlan.Tiling.W4);
+        }
+    }
+
     @ParameterizedTest(name = "{0} {1} D={2} BS={3} B={4} H={5} Hkv={6} L={7} S={8} gate={9}")
     @MethodSource("cases")
     void sparseMatchesTheCpuEngine(Rule rule, DType dtype, int d, int bs, int b, int h, int hkv, int l, int s, boolean gated) {
@@ -122,7 +141,7 @@ class CudaSparseGpuTest {
         AttentionResult got = gpu.run(req);
         AttentionResult want = cpu.run(AttentionRequest.builder(q, k, v).pattern(p).dtype(dtype).algorithm(Algorithm.FLASH)
                 .wantLse(true).gate(req.gate()).build());
-        String what = "sparse " + rule + " " + dtype.cliName() + " D=" + d + " BS=" + bs + " B=" + b + " H=" + h + " Hkv=" + hkv
+        String what = "sparse[" + gpu.mmaTiling().cliName() + "] " + rule + " " + dtype.cliName() + " D=" + d + " BS=" + bs + " B=" + b + " H=" + h + " Hkv=" + hkv
                 + " L=" + l + " S=" + s + (gated ? " gated" : "");
         compare(got, want, tolerance(dtype), what);
         assertEquals(Algorithm.SPARSE, got.stats().algorithm(), what);
@@ -166,8 +185,22 @@ class CudaSparseGpuTest {
      * equal the host's plan and brute force over the compacted rows; the pool holds nothing after each
      * call but the cached layouts (checked after each test).
      */
-    @Test
-    void gatedSparseRunsCompactedTilesWithMergedLists() {
+    /** In W4, and in WG (f16/bf16: hr_flash_sparse_merge_wg_*; compute capability 9.0 only). */
+    @ParameterizedTest(name = "{0}")
+    @org.junit.jupiter.params.provider.ValueSource(strings = {"w4", "wg"})
+    void gatedSparseRunsCompactedTilesWithMergedLists(String tilingName) {
+        FlashPlan.Tiling tiling = FlashPlan.Tiling.parse(tilingName);
+        String why = gpu.tilingUnavailable(tiling);
+        org.junit.jupiter.api.Assumptions.assumeTrue(why == null, () -> tilingName + ": " + why);
+        gpu.setMmaTiling(tiling);
+        try {
+            gatedSparseRunsCompactedTilesWithMergedLists(tiling);
+        } finally {
+            gpu.setMmaTiling(FlashPlan.Tiling.W4);
+        }
+    }
+
+    private void gatedSparseRunsCompactedTilesWithMergedLists(FlashPlan.Tiling tiling) {
         Random r = new Random(16);
         int b = 2;
         int h = 3;
@@ -179,15 +212,18 @@ class CudaSparseGpuTest {
         for (Rule rule : rules) {
             for (DType dt : new DType[] {DType.F32, DType.BF16, DType.F16}) {
                 int bs = n++ % 2 == 0 ? 64 : 128;
+                if (!tiling.appliesTo(dt, 64, true)) {
+                    continue;
+                }
                 Pattern p = rule.toEffectivePattern(dir, "compact-" + rule + "-" + s);
                 Tensor q = gaussian(r, DType.F32, b, h, l, 64);
                 Tensor k = gaussian(r, DType.F32, b, 1, s, 64);
                 Tensor v = gaussian(r, DType.F32, b, 1, s, 64);
-                String what = "compacted sparse " + rule + " " + dt.cliName() + " BS=" + bs;
+                String what = "compacted sparse[" + tiling.cliName() + "] " + rule + " " + dt.cliName() + " BS=" + bs;
                 // Compaction must pay in key tiles visited (GateWork.compactionPays): a compacted tile's merged list
                 // covers the key tiles of every original tile its rows come from, so the sparser the gate, the
                 // likelier it pays. The first of these gates that the engine compacts is the case.
-                FlashPlan plan = FlashPlan.sparse(new io.headroute.engine.AttentionShape(b, h, 1, l, s, 64), dt);
+                FlashPlan plan = FlashPlan.sparse(new io.headroute.engine.AttentionShape(b, h, 1, l, s, 64), dt, tiling);
                 SparseTiles st = SparseTiles.build(p, io.headroute.pattern.BlockLayout.build(p, h, l, s, bs), l, s, plan.blockRows(),
                         plan.tileKeys());
                 float[] g = null;

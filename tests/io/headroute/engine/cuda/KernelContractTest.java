@@ -364,10 +364,23 @@ class KernelContractTest {
                 assertEquals(64, p.blockRows());
                 assertEquals(5, p.gridX(), "ceil(300 / 64) query tiles");
                 assertEquals((64 * (d + 8) + 4 * 64 * d) * 2, p.sharedBytes(), "Qi padded, two K and two V tiles unpadded");
+                // The block-sparse kernels too, plain and merging, in the same module and block shape.
+                FlashPlan sp = FlashPlan.sparse(sh, dt, FlashPlan.Tiling.WG);
+                assertEquals("hr_flash_sparse_wg_" + dt.cliName() + "_d" + d, sp.kernel());
+                assertTrue(defines(cu, sp.kernel()), sp.kernel() + " is not defined in flash_fwd_wgmma.cu");
+                assertEquals(List.of(FlashPlan.WGMMA_MODULE, 128, 64, p.sharedBytes(), 5), List.of(sp.module(), sp.threads(),
+                        sp.blockRows(), sp.sharedBytes(), sp.gridX()));
+                FlashPlan mg = sp.merging(sh);
+                assertEquals("hr_flash_sparse_merge_wg_" + dt.cliName() + "_d" + d, mg.kernel());
+                assertTrue(defines(cu, mg.kernel()) && mg.mergesOnDevice(), mg.kernel());
+                assertEquals(FlashPlan.mergeOffset(sp.sharedBytes()) + FlashPlan.mergeSharedBytes(64, 5), mg.sharedBytes());
             }
             AttentionShape d96 = new AttentionShape(1, 2, 2, 100, 100, 96);
             assertEquals(FlashPlan.of(d96, dt, new Pattern.Dense()), FlashPlan.of(d96, dt, new Pattern.Dense(), FlashPlan.Tiling.WG));
-            assertTrue(!FlashPlan.Tiling.WG.appliesTo(dt, 96, false) && !FlashPlan.Tiling.WG.appliesTo(dt, 128, true));
+            assertEquals(FlashPlan.sparse(d96, dt), FlashPlan.sparse(d96, dt, FlashPlan.Tiling.WG), "W4 runs where WG has no kernel");
+            assertTrue(!FlashPlan.Tiling.WG.appliesTo(dt, 96, false) && FlashPlan.Tiling.WG.appliesTo(dt, 128, true));
+            assertTrue(!FlashPlan.Tiling.W2.appliesTo(dt, 128, true) && !FlashPlan.Tiling.W4X2.appliesTo(dt, 128, true),
+                    "W2 and W4X2 have no sparse kernels");
         }
         assertTrue(!FlashPlan.Tiling.WG.appliesTo(DType.F32, 64, false));
         assertEquals("flash_fwd_mma", FlashPlan.of(new AttentionShape(1, 2, 2, 100, 100, 96), DType.BF16, new Pattern.Dense(),
