@@ -9,7 +9,8 @@
 //     the PTX ISA, addresses checked to be 16-byte aligned and inside the block's shared memory;
 //   wgmma.mma_async m64n64k16 (f16/bf16 -> f32, A in registers, B by a no-swizzle shared-memory matrix
 //     descriptor, K- or MN-major): computed per warp (each warp's 16 rows of A need only B), asynchronous
-//     as on the GPU: the accumulators read NaN from the issue until wgmma.wait_group retires their group;
+//     as on the GPU: the accumulators read NaN from the issue until wgmma.wait_group retires their group,
+//     and writing them or changing the A registers in between is an error (the tensor cores own both);
 //   atomicOr on shared memory, __popc, __ffs: as on the GPU;
 //   cp.async: the destination is poisoned (0xFF, NaN) when the copy is issued and written only at
 //     cp.async.wait_group, so both a read before the wait and a missing barrier before a buffer is

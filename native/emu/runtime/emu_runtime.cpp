@@ -20,7 +20,6 @@
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
-#include <limits>
 #include <map>
 #include <mutex>
 #include <string>
@@ -82,10 +81,13 @@ struct CpCopy {
 };
 
 // One wgmma's result for one thread: the accumulator registers it writes (on the fiber's stack) and the
-// values they receive when its group is retired by wgmma.wait_group.
+// values they receive when its group is retired by wgmma.wait_group; the A registers it reads (the tensor
+// cores read them after the issue) and their values at the issue.
 struct WgResult {
     float* d;
     float v[32];
+    const uint32_t* a;
+    uint32_t a_at_issue[4];
 };
 
 struct Fiber {
@@ -548,6 +550,10 @@ void mma_m16n8k16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b
 
 namespace {
 
+// The accumulators' contents from a wgmma's issue to its wait (a quiet NaN in every register).
+const float kWgPoison[32] = {NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN,
+                             NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN};
+
 struct WgIn {
     uint32_t a[4];
     uint64_t desc;
@@ -617,6 +623,8 @@ void wgmma_m64n64k16(float* d, const uint32_t (&a)[4], uint64_t desc, bool trans
     const int g = lane >> 2, t = lane & 3;
     WgResult out;
     out.d = d;
+    out.a = a;
+    std::memcpy(out.a_at_issue, a, sizeof out.a_at_issue);
     for (int j = 0; j < 8; ++j)
         for (int e = 0; e < 4; ++e) {
             const int r = g + 8 * (e >> 1);
@@ -630,7 +638,7 @@ void wgmma_m64n64k16(float* d, const uint32_t (&a)[4], uint64_t desc, bool trans
         }
     f.wg_open.push_back(out);
     // Until its group is retired the accumulators are undefined: a read before wgmma.wait_group sees NaN.
-    for (int i = 0; i < 32; ++i) d[i] = std::numeric_limits<float>::quiet_NaN();
+    std::memcpy(d, kWgPoison, sizeof kWgPoison);
 }
 
 void wgmma_commit() {
@@ -642,8 +650,22 @@ void wgmma_commit() {
 void wgmma_wait(int n) {
     Fiber* f = g_current;
     while ((int)f->wg_groups.size() > n) {
-        for (const WgResult& r : f->wg_groups.front()) std::memcpy(r.d, r.v, sizeof r.v);
+        std::vector<WgResult> done = std::move(f->wg_groups.front());
         f->wg_groups.erase(f->wg_groups.begin());
+        // The hardware reads A and writes D between the issue and the wait: a thread that wrote either in
+        // between raced with the tensor cores (on the GPU: wrong results, or ptxas serializing the wgmma).
+        for (const WgResult& r : done) {
+            if (std::memcmp(r.d, kWgPoison, sizeof kWgPoison) != 0)
+                fail("wgmma accumulator registers written between the wgmma and its wgmma.wait_group");
+            if (std::memcmp(r.a, r.a_at_issue, sizeof r.a_at_issue) != 0)
+                fail("wgmma A registers changed between the wgmma and its wgmma.wait_group");
+        }
+        // Each accumulator block takes its newest retired value, unless a wgmma still pending writes it too.
+        for (size_t i = 0; i < done.size(); ++i) {
+            bool later = pending_for(*f, done[i].d) != nullptr;
+            for (size_t k = i + 1; k < done.size(); ++k) later |= done[k].d == done[i].d;
+            if (!later) std::memcpy(done[i].d, done[i].v, sizeof done[i].v);
+        }
     }
 }
 

@@ -185,6 +185,23 @@ extern "C" __global__ void t_wgmma(const Buf b) {
     out[64 * 64 + threadIdx.x] = early;
 }
 
+// The hazards of an asynchronous wgmma: mode 0 writes an accumulator, mode 1 an A register, between the
+// wgmma and its wait (both errors); mode 2 touches neither (fine).
+extern "C" __global__ void t_wgmma_hazard(const Buf b) {
+    HR_DYNAMIC_SMEM(smem);
+    for (int i = threadIdx.x; i < 1024; i += blockDim.x) reinterpret_cast<uint16_t*>(smem)[i] = 0x3f80;
+    __syncthreads();
+    uint32_t a[4] = {0x3f803f80u, 0x3f803f80u, 0x3f803f80u, 0x3f803f80u};
+    float d[8][4];
+    hr::wgmma_fence();
+    hr::WgmmaOp<__nv_bfloat16>::run<false>(d, a, hr::wgmma_desc(hr::smem_at(smem), 128, 256), false);
+    hr::wgmma_commit();
+    if (b.mode == 0) d[3][1] = 1.f;
+    if (b.mode == 1) a[2] = 0;
+    hr::wgmma_wait<0>();
+    b.out[threadIdx.x] = (int)d[0][0];
+}
+
 HR_EMU_REGISTER(t_shuffles)
 HR_EMU_REGISTER(t_barrier)
 HR_EMU_REGISTER(t_divergent)
@@ -195,6 +212,7 @@ HR_EMU_REGISTER(t_mma_f16)
 HR_EMU_REGISTER(t_ldmatrix_trans)
 HR_EMU_REGISTER(t_ldmatrix_banks)
 HR_EMU_REGISTER(t_wgmma)
+HR_EMU_REGISTER(t_wgmma_hazard)
 
 template <typename T>
 void test_mma(const char* kernel, float (*to_float)(uint16_t), uint16_t (*from_float)(float)) {
@@ -238,6 +256,12 @@ void test_wgmma() {
         bool nan = true;
         for (int t = 0; t < 128; ++t) nan &= std::isnan(out[4096 + t]);
         check(nan, "wgmma accumulators read NaN between issue and wait_group");
+    }
+    for (int mode = 0; mode < 3; ++mode) {
+        std::vector<int> out(128);
+        const std::string e = launch("t_wgmma_hazard", 1, 128, 4096, Buf{out.data(), nullptr, 0, mode});
+        check(mode == 2 ? e.empty() && out[0] == 16 : !e.empty(), "wgmma hazard mode " + std::to_string(mode) + ": " + e);
+        if (mode < 2) std::printf("  (wgmma hazard %d: %s)\n", mode, e.c_str());
     }
 }
 
