@@ -98,7 +98,6 @@ __device__ __forceinline__ void load_keys_wg(T* smem, const T* g, int64_t row_st
     for (int i = 0; i < TL::kChunks / 2; ++i) hr::cp_async_16_at(dst + 2 * i * kWgColumnBytes, from + 16 * i, bytes);
 }
 
-
 // Copies key rows [row0, row0 + kBc) of a (rows × D) matrix into shared memory; rows ≥ valid are zeros.
 // Issued inside the key loop, where S or O holds most registers. When the block's threads cover whole rows
 // per round, each thread walks its rows with one source pointer (one 64-bit add per copy) and constant
@@ -245,8 +244,10 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
     // (n 0-7, k 8-15), (n 8-15, k 0-7), (n 8-15, k 8-15)) and in a V tile (transposed loads, B-fragments of
     // P·Vj: (k 0-7, n 0-7), (k 8-15, n 0-7), (k 0-7, n 8-15), (k 8-15, n 8-15)). WG reads Qi only.
     const int q_lane_bytes = (((lane & 7) + ((lane >> 3) & 1) * 8) * TL::kStride + (lane >> 4) * 8) * (int)sizeof(T);
-    [[maybe_unused]] const int k_lane_bytes = (((lane & 7) + (lane >> 4) * 8) * TL::kStride + ((lane >> 3) & 1) * 8) * (int)sizeof(T);
-    [[maybe_unused]] const int v_lane_bytes = (((lane & 7) + ((lane >> 3) & 1) * 8) * TL::kStride + (lane >> 4) * 8) * (int)sizeof(T);
+    [[maybe_unused]] const int k_lane_bytes =
+        (((lane & 7) + (lane >> 4) * 8) * TL::kStride + ((lane >> 3) & 1) * 8) * (int)sizeof(T);
+    [[maybe_unused]] const int v_lane_bytes =
+        (((lane & 7) + ((lane >> 3) & 1) * 8) * TL::kStride + (lane >> 4) * 8) * (int)sizeof(T);
 
     // Scores in log2 units are c·S; see the mask step in the loop for fold and cm.
     const float c = p.scale_log2;
@@ -349,7 +350,8 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
             const uint64_t kd = hr::wgmma_desc(hr::smem_at(sK + buf * TL::kKVElems), kWgColumnBytes, 128);
             hr::wgmma_fence();
 #pragma unroll
-            for (int kk = 0; kk < D / 16; ++kk) Wgmma::template run<false>(s[0], qf[0][kk], kd + kk * (2 * kWgColumnBytes / 16), true);
+            for (int kk = 0; kk < D / 16; ++kk)
+                Wgmma::template run<false>(s[0], qf[0][kk], kd + kk * (2 * kWgColumnBytes / 16), true);
             hr::wgmma_commit();
             hr::wgmma_wait<0>();
             hr::wgmma_fence_operands(s[0]);
@@ -487,7 +489,8 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
 #pragma unroll
             for (int kk = 0; kk < kNT / 2; ++kk) hr::wgmma_fence_operands(pw[kk]);
 #pragma unroll
-            for (int hh = 0; hh < D / 64; ++hh) hr::wgmma_fence_operands(*reinterpret_cast<float(*)[8][4]>(&acc_o[0][8 * hh][0]));
+            for (int hh = 0; hh < D / 64; ++hh)
+                hr::wgmma_fence_operands(*reinterpret_cast<float(*)[8][4]>(&acc_o[0][8 * hh][0]));
         } else {
             // O += P · Vj: P's accumulator layout is the A-fragment layout; Vj needs transposed loads, each
             // feeding the warp's M m-tiles.
