@@ -345,8 +345,10 @@ NCU_ROWS = ["Duration", "Compute (SM) Throughput", "Memory Throughput", "L1/TEX 
             "Registers Per Thread", "Theoretical Occupancy", "Achieved Occupancy",
             "sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active",
             "l1tex__data_pipe_lsu_wavefronts_mem_shared.sum",
-            "smsp__inst_executed_pipe_xu.avg.pct_of_peak_sustained_active"]
+            "smsp__inst_executed_pipe_xu.avg.pct_of_peak_sustained_active",
+            "sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_active"]
 NCU_LABEL = {"sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active": "tensor pipe active % of peak",
+             "sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_active": "wgmma pipe active % of peak",
              "l1tex__data_pipe_lsu_wavefronts_mem_shared.sum": "shared-memory wavefronts",
              "smsp__inst_executed_pipe_xu.avg.pct_of_peak_sustained_active": "XU pipe (exp2) % of peak"}
 
@@ -385,8 +387,10 @@ def ncu_table(dir_):
             # Units that say what the number is (%, time, bytes/s); counts go bare.
             keep = unit == "%" or unit in ("ns", "us", "usecond", "ms", "msecond", "s", "second") or unit.endswith("byte/s")
             cell.setdefault(name, (r[iv] + (" " + unit if keep else "")).strip())
-    rows = ncu_csv_rows(os.path.join(dir_, "metrics.csv"))
-    if rows and "Kernel Name" in rows[0]:
+    for raw in ("metrics.csv", "metrics_gmma.csv"):
+        rows = ncu_csv_rows(os.path.join(dir_, raw))
+        if not rows or "Kernel Name" not in rows[0]:
+            continue
         h = rows[0]
         ik = h.index("Kernel Name")
         for r in rows[1:]:

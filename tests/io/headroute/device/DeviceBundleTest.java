@@ -182,11 +182,17 @@ class DeviceBundleTest {
                 + "\"sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active\"\n"
                 + "\"\",\"\",\"\",\"\",\"\",\"\",\"\",\"\",\"\",\"\",\"\",\"%\"\n"
                 + "\"0\",\"9\",\"java\",\"h\",\"hr_flash_fwd_bf16_d128\",\"1\",\"7\",\"(128, 1, 1)\",\"(128, 16, 1)\",\"0\",\"9.0\",\"45.1\"\n");
+        // The wgmma pipe comes from a run of its own (metrics_gmma.csv), here of the WG kernel alone.
+        Files.writeString(dir.resolve("metrics_gmma.csv"), head
+                + "\"sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_active\"\n"
+                + "\"\",\"\",\"\",\"\",\"\",\"\",\"\",\"\",\"\",\"\",\"\",\"%\"\n"
+                + "\"3\",\"9\",\"java\",\"h\",\"hr_flash_fwd_wg_bf16_d128\",\"1\",\"7\",\"(128, 1, 1)\",\"(128, 16, 1)\",\"0\",\"9.0\",\"71.5\"\n");
         Result r = run(List.of("python3", "-B", "scripts/device_check.py", "ncu-eval", dir.toString()), Map.of(), 30);
         assertEquals(0, r.exit, r.output);
         assertTrue(r.output.startsWith("Duration: w4 4.12 ms, w4x2 2.91 ms"), r.output);
-        assertTrue(r.output.matches("(?s).*\nRegisters Per Thread +- +255\n.*"), r.output);
-        assertTrue(r.output.matches("(?s).*\ntensor pipe active % of peak +45\\.1 +-\\s*"), r.output);
+        assertTrue(r.output.matches("(?s).*\nRegisters Per Thread +- +255 +-\n.*"), r.output);
+        assertTrue(r.output.matches("(?s).*\ntensor pipe active % of peak +45\\.1 +- +-\n.*"), r.output);
+        assertTrue(r.output.matches("(?s).*\nwgmma pipe active % of peak +- +- +71\\.5\\s*"), r.output);
         assertTrue(Files.readString(dir.resolve("results.txt")).startsWith("Duration: w4 4.12 ms"));
     }
 
