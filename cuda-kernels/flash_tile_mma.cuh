@@ -37,7 +37,7 @@ constexpr int kBc = 64;  // keys per tile (one 64-bit mask word per row)
 // A row's running max m (log2 units) moves up only when a tile's max exceeds it by more than this: P ≤ 2^8.
 constexpr float kRescaleLog2 = 8.f;
 
-template <int D, int Warps, int M, int Stages, bool QRegs, bool Wgmma = false>
+template <int D, int Warps, int M, int Stages, bool QRegs, bool Wgmma = false, bool Pipelined = false>
 struct Tiling {
     static_assert(D % 32 == 0 && D >= 32 && D <= 128,
                   "head dim must be 32, 64, 96 or 128: Q·Kᵀ steps k by 16 and P·V loads V in 16-column pairs; "
@@ -46,6 +46,7 @@ struct Tiling {
     static_assert(Stages == 1 || Stages == 2, "key/value tiles are single- or double-buffered");
     static_assert(!Wgmma || (Warps == 4 && M == 1 && QRegs && D % 64 == 0),
                   "wgmma: one warpgroup of 64 rows, Qi in registers, O in m64n64 pieces");
+    static_assert(!Pipelined || (Wgmma && Stages == 2), "the pipelined loop is the wgmma one, double-buffered");
     static constexpr int kD = D;
     static constexpr int kWarps = Warps;
     static constexpr int kThreads = 32 * Warps;
@@ -54,6 +55,7 @@ struct Tiling {
     static constexpr int kStages = Stages;
     static constexpr bool kQRegs = QRegs;
     static constexpr bool kWgmma = Wgmma;
+    static constexpr bool kPipelined = Pipelined;
     static constexpr int kChunks = D / 8;  // 16-byte chunks per row
     // Rows padded by 16 bytes: ldmatrix's 8 row addresses then fall in 8 different 4-bank groups.
     static constexpr int kStride = D + 8;
@@ -72,6 +74,8 @@ template <int D>
 using W4X2 = Tiling<D, 4, 2, 1, (D <= 64)>;
 template <int D>
 using WG = Tiling<D, 4, 1, 2, true, true>;
+template <int D>
+using WGP = Tiling<D, 4, 1, 2, true, true, true>;
 
 // The byte offset of key row r's 16-byte chunk ch in a WG tile: chunk columns of kBc keys, so that the 8
 // keys r … r + 7 (r % 8 = 0) of one chunk form a core matrix (128 contiguous bytes). For S = Qi·Kjᵀ (B K-major:
@@ -96,6 +100,48 @@ __device__ __forceinline__ void load_keys_wg(T* smem, const T* g, int64_t row_st
     const int bytes = in ? 16 : 0;
 #pragma unroll
     for (int i = 0; i < TL::kChunks / 2; ++i) hr::cp_async_16_at(dst + 2 * i * kWgColumnBytes, from + 16 * i, bytes);
+}
+
+// P (the S accumulators after the softmax) as the A-fragments of O += P·Vj: 16 keys per k step.
+template <typename T>
+__device__ __forceinline__ void wg_pack_p(uint32_t (&pw)[kBc / 16][4], const float (&s)[kBc / 8][4]) {
+    using Mma = hr::MmaOp<T>;
+#pragma unroll
+    for (int kk = 0; kk < kBc / 16; ++kk) {
+        pw[kk][0] = Mma::pack(s[2 * kk][0], s[2 * kk][1]);
+        pw[kk][1] = Mma::pack(s[2 * kk][2], s[2 * kk][3]);
+        pw[kk][2] = Mma::pack(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+        pw[kk][3] = Mma::pack(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+    }
+}
+
+// The m64n64 block hh of O's accumulators (head dims 64hh … 64hh + 63).
+template <int D>
+__device__ __forceinline__ float (&wg_o_block(float (&acc_o)[D / 8][4], int hh))[8][4] {
+    return *reinterpret_cast<float(*)[8][4]>(&acc_o[8 * hh][0]);
+}
+
+// Issues O += P·Vj as 4·D/64 wgmma m64n64k16 (after a wgmma_fence; not committed): A = P's fragments of
+// 16 keys (registers, which the tensor cores read after the issue: kept until the wait), B = the V tile at
+// sv, MN-major, keys 16kk … 16kk + 15 and head dims 64hh … 64hh + 63 (columns 8hh … 8hh + 7).
+template <typename T, int D>
+__device__ __forceinline__ void wg_issue_pv(float (&acc_o)[D / 8][4], const uint32_t (&pw)[kBc / 16][4], const T* sv) {
+    const uint64_t vd = hr::wgmma_desc(hr::smem_at(sv), 128, kWgColumnBytes);
+#pragma unroll
+    for (int kk = 0; kk < kBc / 16; ++kk)
+#pragma unroll
+        for (int hh = 0; hh < D / 64; ++hh)
+            hr::WgmmaOp<T>::template run<true>(wg_o_block<D>(acc_o, hh), pw[kk],
+                                               vd + (kk * 16 * 16 + hh * 8 * kWgColumnBytes) / 16, true);
+}
+
+// After the wait of a P·Vj group: O's accumulators and P's fragments are the program's again.
+template <int D>
+__device__ __forceinline__ void wg_fence_pv(float (&acc_o)[D / 8][4], uint32_t (&pw)[kBc / 16][4]) {
+#pragma unroll
+    for (int kk = 0; kk < kBc / 16; ++kk) hr::wgmma_fence_operands(pw[kk]);
+#pragma unroll
+    for (int hh = 0; hh < D / 64; ++hh) hr::wgmma_fence_operands(wg_o_block<D>(acc_o, hh));
 }
 
 // Copies key rows [row0, row0 + kBc) of a (rows × D) matrix into shared memory; rows ≥ valid are zeros.
@@ -263,7 +309,7 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
     load_queries<TL>(sQ, Q, p.q_row_stride, rows);
     if (n_tiles > 0) {
         load_tile<TL>(sK, K, p.k_row_stride, kt * kBc, p.kv_len);
-        if (TL::kStages == 2) load_tile<TL>(sV, V, p.v_row_stride, kt * kBc, p.kv_len);
+        if (TL::kStages == 2 && !TL::kPipelined) load_tile<TL>(sV, V, p.v_row_stride, kt * kBc, p.kv_len);
     }
     hr::cp_async_commit();
 
@@ -278,10 +324,19 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
 #pragma unroll
         for (int x = 0; x < kDT; ++x) acc_o[mi][x][0] = acc_o[mi][x][1] = acc_o[mi][x][2] = acc_o[mi][x][3] = 0.f;
     }
+    // Pipelined (WGP): P of the previous tile, whose P·V runs on the tensor cores while this tile's softmax
+    // runs on the others.
+    [[maybe_unused]] uint32_t pw_prev[TL::kPipelined ? kNT / 2 : 1][4] = {};
 
     for (int j = 0; j < n_tiles; ++j) {
         const int buf = TL::kStages == 2 ? (j & 1) : 0;
-        if (TL::kStages == 2 && j + 1 < n_tiles) {
+        if constexpr (TL::kPipelined) {
+            // Kj+1 with Vj: values lag keys by a tile, as P·V lags S = Q·Kᵀ. Buffer 1 − buf of K held Kj−1
+            // and buffer buf of V held Vj−2, both waited for in iteration j − 1, which ended with a barrier.
+            if (j + 1 < n_tiles) load_tile<TL>(sK + (1 - buf) * TL::kKVElems, K, p.k_row_stride, kt_next * kBc, p.kv_len);
+            load_tile<TL>(sV + buf * TL::kKVElems, V, p.v_row_stride, kt * kBc, p.kv_len);
+            hr::cp_async_commit();
+        } else if (TL::kStages == 2 && j + 1 < n_tiles) {
             // Buffer 1 − buf was last read in iteration j − 1, which ended with a barrier.
             load_tile<TL>(sK + (1 - buf) * TL::kKVElems, K, p.k_row_stride, kt_next * kBc, p.kv_len);
             load_tile<TL>(sV + (1 - buf) * TL::kKVElems, V, p.v_row_stride, kt_next * kBc, p.kv_len);
@@ -296,8 +351,8 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
         for (int mi = 0; mi < M; ++mi) w[mi][0] = w[mi][1] = ~0ull;
         if (!Keys::kStaged && mask == HR_MASK_BITS) load_bits<M>(w, keys.bits(j), warp, g);
         if constexpr (TL::kStages == 2) {
-            if (j + 1 < n_tiles) {
-                hr::cp_async_wait<1>();
+            if (TL::kPipelined || j + 1 < n_tiles) {
+                hr::cp_async_wait<1>();  // pipelined: Kj and Vj−1 have landed, Kj+1 and Vj may not
             } else {
                 hr::cp_async_wait<0>();
             }
@@ -347,13 +402,27 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
         if constexpr (TL::kWgmma) {
             // S = Qi · Kjᵀ as D/16 wgmma m64n64k16: A = Qi's fragments of k step kk (registers), B = Kjᵀ
             // K-major, k step kk = columns 2kk and 2kk + 1 of the tile.
+            // Pipelined: then O += Pj−1·Vj−1 in a group of its own, left running through this tile's softmax.
             const uint64_t kd = hr::wgmma_desc(hr::smem_at(sK + buf * TL::kKVElems), kWgColumnBytes, 128);
             hr::wgmma_fence();
 #pragma unroll
             for (int kk = 0; kk < D / 16; ++kk)
                 Wgmma::template run<false>(s[0], qf[0][kk], kd + kk * (2 * kWgColumnBytes / 16), true);
             hr::wgmma_commit();
-            hr::wgmma_wait<0>();
+            bool pv_running = false;
+            if constexpr (TL::kPipelined) {
+                if (j > 0) {
+                    hr::wgmma_fence();
+                    wg_issue_pv<T, D>(acc_o[0], pw_prev, sV + (1 - buf) * TL::kKVElems);
+                    hr::wgmma_commit();
+                    pv_running = true;
+                }
+            }
+            if (pv_running) {
+                hr::wgmma_wait<1>();  // S is done; P·V may still run
+            } else {
+                hr::wgmma_wait<0>();
+            }
             hr::wgmma_fence_operands(s[0]);
         } else {
             // S = Qi · Kjᵀ: B = Kjᵀ is Kj read row-major, so a plain ldmatrix yields B-fragments; each
@@ -418,12 +487,15 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
         // fp16/bf16 P fragments) and cancels exactly in O / l and lse. Once a row's max settles, its tiles
         // skip the D/2·M multiplies of O (FlashAttention-4's conditional rescaling). The rare rescale
         // takes the row maxima again rather than keep them in registers through the vote.
+        // Pipelined: O belongs to the running P·V until its wait, so O's factors wait in alpha_o.
         bool grow = false;  // false while a row is masked: −inf > anything is false
 #pragma unroll
         for (int mi = 0; mi < M; ++mi)
 #pragma unroll
             for (int rr = 0; rr < 2; ++rr) grow |= row_max<kNT>(s[mi], rr) * cm > m[mi][rr] + kRescaleLog2;
-        if (__any_sync(0xffffffffu, grow)) {
+        const bool rescale = __any_sync(0xffffffffu, grow);
+        [[maybe_unused]] float alpha_o[M][2] = {};
+        if (rescale) {
 #pragma unroll
             for (int mi = 0; mi < M; ++mi)
 #pragma unroll
@@ -432,10 +504,14 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
                     const float alpha = hr::exp2_ftz(m[mi][rr] - (m_new == hr_neg_inf() ? 0.f : m_new));
                     l[mi][rr] *= alpha;
                     m[mi][rr] = m_new;
+                    if constexpr (TL::kPipelined) {
+                        alpha_o[mi][rr] = alpha;
+                    } else {
 #pragma unroll
-                    for (int x = 0; x < kDT; ++x) {
-                        acc_o[mi][x][2 * rr] *= alpha;
-                        acc_o[mi][x][2 * rr + 1] *= alpha;
+                        for (int x = 0; x < kDT; ++x) {
+                            acc_o[mi][x][2 * rr] *= alpha;
+                            acc_o[mi][x][2 * rr + 1] *= alpha;
+                        }
                     }
                 }
         }
@@ -464,33 +540,34 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
             __syncthreads();  // Vj is visible to every warp
         }
 
-        if constexpr (TL::kWgmma) {
-            // O += P · Vj as 4·D/64 wgmma m64n64k16: A = P's fragments of 16 keys (registers, packed first and
-            // kept alive until the wait: the tensor cores read them after issue), B = Vj MN-major, keys
-            // 16kk … 16kk + 15 and head dims 64h … 64h + 63 (columns 8h … 8h + 7).
-            const uint64_t vd = hr::wgmma_desc(hr::smem_at(sV + buf * TL::kKVElems), 128, kWgColumnBytes);
+        if constexpr (TL::kPipelined) {
+            // Pj waits for the next iteration (or the end); O's rescale waits for Pj−1·Vj−1 to finish.
             uint32_t pw[kNT / 2][4];
+            wg_pack_p<T>(pw, s[0]);
+            hr::wgmma_wait<0>();
+            wg_fence_pv<D>(acc_o[0], pw_prev);
+            if (rescale) {
 #pragma unroll
-            for (int kk = 0; kk < kNT / 2; ++kk) {
-                pw[kk][0] = Mma::pack(s[0][2 * kk][0], s[0][2 * kk][1]);
-                pw[kk][1] = Mma::pack(s[0][2 * kk][2], s[0][2 * kk][3]);
-                pw[kk][2] = Mma::pack(s[0][2 * kk + 1][0], s[0][2 * kk + 1][1]);
-                pw[kk][3] = Mma::pack(s[0][2 * kk + 1][2], s[0][2 * kk + 1][3]);
+                for (int rr = 0; rr < 2; ++rr)
+#pragma unroll
+                    for (int x = 0; x < kDT; ++x) {
+                        acc_o[0][x][2 * rr] *= alpha_o[0][rr];
+                        acc_o[0][x][2 * rr + 1] *= alpha_o[0][rr];
+                    }
             }
-            hr::wgmma_fence();
 #pragma unroll
             for (int kk = 0; kk < kNT / 2; ++kk)
 #pragma unroll
-                for (int hh = 0; hh < D / 64; ++hh)
-                    Wgmma::template run<true>(*reinterpret_cast<float(*)[8][4]>(&acc_o[0][8 * hh][0]), pw[kk],
-                                              vd + (kk * 16 * 16 + hh * 8 * kWgColumnBytes) / 16, true);
+                for (int e = 0; e < 4; ++e) pw_prev[kk][e] = pw[kk][e];
+        } else if constexpr (TL::kWgmma) {
+            // O += P · Vj as 4·D/64 wgmma m64n64k16 (wg_issue_pv), waited for at once.
+            uint32_t pw[kNT / 2][4];
+            wg_pack_p<T>(pw, s[0]);
+            hr::wgmma_fence();
+            wg_issue_pv<T, D>(acc_o[0], pw, sV + buf * TL::kKVElems);
             hr::wgmma_commit();
             hr::wgmma_wait<0>();
-#pragma unroll
-            for (int kk = 0; kk < kNT / 2; ++kk) hr::wgmma_fence_operands(pw[kk]);
-#pragma unroll
-            for (int hh = 0; hh < D / 64; ++hh)
-                hr::wgmma_fence_operands(*reinterpret_cast<float(*)[8][4]>(&acc_o[0][8 * hh][0]));
+            wg_fence_pv<D>(acc_o[0], pw);
         } else {
             // O += P · Vj: P's accumulator layout is the A-fragment layout; Vj needs transposed loads, each
             // feeding the warp's M m-tiles.
@@ -523,6 +600,19 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
         kt_next = kt_after;
     }
     if (n_tiles == 0) hr::cp_async_wait<0>();  // Qi's copy must land before the block exits
+    if constexpr (TL::kPipelined) {
+        if (n_tiles > 0) {
+            // The last tile's O += P·V: its values were the last copy queued.
+            hr::cp_async_wait<0>();
+            hr::fence_proxy_async();
+            __syncthreads();
+            hr::wgmma_fence();
+            wg_issue_pv<T, D>(acc_o[0], pw_prev, sV + ((n_tiles - 1) & 1) * TL::kKVElems);
+            hr::wgmma_commit();
+            hr::wgmma_wait<0>();
+            wg_fence_pv<D>(acc_o[0], pw_prev);
+        }
+    }
 
     // O = acc / l · gate and lse = (m + log2 l)·ln 2, with l summed over the 4 threads of the row.
     T* O = static_cast<T*>(p.o) + b * p.o_batch_stride + h * p.o_head_stride;

@@ -121,7 +121,7 @@ public final class CudaAttentionEngine implements AttentionEngine {
     }
 
     /**
-     * The system property naming the tiling engines start in (w4, w2, w4x2 or wg; W4 when unset), e.g.
+     * The system property naming the tiling engines start in (w4, w2, w4x2, wg or wgp; W4 when unset), e.g.
      * {@code HEADROUTE_JAVA_OPTS=-Dheadroute.tiling=w4x2}: every engine of the process (attend, bench, routed
      * runs, experiments, GPU models) then runs it without a rebuild.
      */
@@ -158,7 +158,7 @@ public final class CudaAttentionEngine implements AttentionEngine {
     }
 
     /**
-     * Why this engine cannot run {@code tiling}'s kernels, or null when it can: WG's wgmma kernels are sm_90a
+     * Why this engine cannot run {@code tiling}'s kernels, or null when it can: the WG and WGP wgmma kernels are sm_90a
      * machine code (compute capability 9.0 only, H100/H200) in a module of their own.
      */
     public String tilingUnavailable(FlashPlan.Tiling tiling) {
@@ -166,7 +166,7 @@ public final class CudaAttentionEngine implements AttentionEngine {
     }
 
     private static String tilingUnavailable(CudaDevice device, FlashPlan.Tiling tiling) {
-        if (tiling != FlashPlan.Tiling.WG) {
+        if (!tiling.wgmma()) {
             return null;
         }
         if (device.computeCapabilityMajor() != 9 || device.computeCapabilityMinor() != 0) {

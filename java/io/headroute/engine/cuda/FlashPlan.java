@@ -19,7 +19,7 @@ import io.headroute.tensor.DType;
  */
 public record FlashPlan(String module, String kernel, int threads, int blockRows, int sharedBytes, int gridX, int gridY,
         int gridZ) {
-    /** The module of the WG tiling's kernels (cuda-kernels/flash_fwd_wgmma.cu, sm_90a only). */
+    /** The module of the WG and WGP tilings' kernels (cuda-kernels/flash_fwd_wgmma.cu, sm_90a only). */
     public static final String WGMMA_MODULE = "flash_fwd_wgmma";
 
     /** Head dims of the tensor-core kernel. */
@@ -36,13 +36,16 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
      * (the f16/bf16 dense/causal kernels for D = 64 and 128); {@code WG}, W4's 64 rows with both products as
      * Hopper's warpgroup {@code wgmma.mma_async} (the f16/bf16 dense/causal and block-sparse kernels for D = 64
      * and 128, in their own module {@value #WGMMA_MODULE}, sm_90a machine code only: compute capability 9.0
-     * devices). The others (fp32, D = 32, the block-sparse kernels but in WG) have W4 alone and ignore the choice.
+     * devices); {@code WGP}, WG pipelined: each tile's P·V runs on the tensor cores while the next tile's softmax
+     * runs (the same kernels and module). The others (fp32, D = 32, the block-sparse kernels but in WG and WGP)
+     * have W4 alone and ignore the choice.
      */
     public enum Tiling {
         W4(64),
         W2(64),
         W4X2(128),
-        WG(64);
+        WG(64),
+        WGP(64);
 
         private final int rows;
 
@@ -61,9 +64,9 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
 
         /**
          * Whether the kernel planned for these has this tiling: W4 every one; W2 the f16/bf16 dense/causal
-         * kernels for D = 64, 96 and 128; W4X2 those for D = 64 and 128; WG the f16/bf16 dense/causal and
-         * block-sparse (plain and merging) kernels for D = 64 and 128. (WG runs only on compute capability
-         * 9.0: {@code CudaAttentionEngine.tilingUnavailable}.)
+         * kernels for D = 64, 96 and 128; W4X2 those for D = 64 and 128; WG and WGP the f16/bf16 dense/causal
+         * and block-sparse (plain and merging) kernels for D = 64 and 128. (WG and WGP run only on compute
+         * capability 9.0: {@code CudaAttentionEngine.tilingUnavailable}.)
          */
         public boolean appliesTo(DType dtype, int headDim, boolean sparse) {
             if (this == W4) {
@@ -77,19 +80,24 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
             };
         }
 
-        /** The kernel module (fatbin) of this tiling's kernels. */
-        public String module() {
-            return this == WG ? WGMMA_MODULE : "flash_fwd_mma";
+        /** Whether this tiling's kernels are the wgmma ones (sm_90a, module {@value #WGMMA_MODULE}). */
+        public boolean wgmma() {
+            return this == WG || this == WGP;
         }
 
-        /** The tiling named {@code s} (w4, w2, w4x2 or wg). */
+        /** The kernel module (fatbin) of this tiling's kernels. */
+        public String module() {
+            return wgmma() ? WGMMA_MODULE : "flash_fwd_mma";
+        }
+
+        /** The tiling named {@code s} (w4, w2, w4x2, wg or wgp). */
         public static Tiling parse(String s) {
             for (Tiling t : values()) {
                 if (t.cliName().equals(s)) {
                     return t;
                 }
             }
-            throw new IllegalArgumentException("unknown tiling '" + s + "' (expected w4, w2, w4x2 or wg)");
+            throw new IllegalArgumentException("unknown tiling '" + s + "' (expected w4, w2, w4x2, wg or wgp)");
         }
     }
 
@@ -216,12 +224,12 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
                     throw new UnsupportedOperationException("head dim D = " + d + " is not supported by the " + dtype.cliName()
                             + " tensor-core kernel (it takes 32, 64, 96 and 128); use --dtype f32 (any D up to 256)");
                 }
-                // Qi's rows padded by 8 elements, then Kj and Vj in two buffers each (W4, WG) or one (W2, W4X2):
-                // padded rows, or WG's unpadded 16-byte columns.
+                // Qi's rows padded by 8 elements, then Kj and Vj in two buffers each (W4, WG, WGP) or one (W2,
+                // W4X2): padded rows, or the wgmma tilings' unpadded 16-byte columns.
                 Tiling t = tiling.appliesTo(dtype, d, sparse) ? tiling : Tiling.W4;
                 rows = blockRows(dtype, d, sparse, tiling);
-                int kvRow = t == Tiling.WG ? d : d + 8;
-                shared = 2 * (rows * (d + 8) + (t == Tiling.W4 || t == Tiling.WG ? 4 : 2) * tileRows(dtype) * kvRow);
+                int kvRow = t.wgmma() ? d : d + 8;
+                shared = 2 * (rows * (d + 8) + (t == Tiling.W4 || t.wgmma() ? 4 : 2) * tileRows(dtype) * kvRow);
                 threads = t == Tiling.W2 ? 64 : 128;
                 kernel = family + (t == Tiling.W4 ? "" : t.cliName() + "_") + dtype.cliName() + "_d" + d;
                 module = t.module();

@@ -105,18 +105,27 @@ class CudaSparseGpuTest {
         return out.stream();
     }
 
-    /** The f16/bf16 cases of {@link #cases}, which the WG (wgmma) block-sparse kernels also take. */
+    /**
+     * The f16/bf16 cases of {@link #cases}, which the wgmma block-sparse kernels also take: alternately in WG
+     * and WGP.
+     */
     static Stream<Arguments> wgCases() {
-        return cases().filter(a -> a.get()[1] != DType.F32);
+        int[] n = {0};
+        return cases().filter(a -> a.get()[1] != DType.F32).map(a -> {
+            List<Object> x = new ArrayList<>(List.of(a.get()));
+            x.add(0, n[0]++ % 2 == 0 ? FlashPlan.Tiling.WG : FlashPlan.Tiling.WGP);
+            return Arguments.of(x.toArray());
+        });
     }
 
-    /** The block-sparse kernels in the WG tiling (wgmma; compute capability 9.0 only) against the CPU engine. */
-    @ParameterizedTest(name = "{0} {1} D={2} BS={3} B={4} H={5} Hkv={6} L={7} S={8} gate={9}")
+    /** The block-sparse kernels in the WG and WGP tilings (wgmma; compute capability 9.0 only) against the CPU engine. */
+    @ParameterizedTest(name = "{0} {1} {2} D={3} BS={4} B={5} H={6} Hkv={7} L={8} S={9} gate={10}")
     @MethodSource("wgCases")
-    void sparseInWgMatchesTheCpuEngine(Rule rule, DType dtype, int d, int bs, int b, int h, int hkv, int l, int s, boolean gated) {
-        String why = gpu.tilingUnavailable(FlashPlan.Tiling.WG);
-        org.junit.jupiter.api.Assumptions.assumeTrue(why == null, () -> "wg: " + why);
-        gpu.setMmaTiling(FlashPlan.Tiling.WG);
+    void sparseInWgMatchesTheCpuEngine(FlashPlan.Tiling tiling, Rule rule, DType dtype, int d, int bs, int b, int h, int hkv, int l,
+            int s, boolean gated) {
+        String why = gpu.tilingUnavailable(tiling);
+        org.junit.jupiter.api.Assumptions.assumeTrue(why == null, () -> tiling.cliName() + ": " + why);
+        gpu.setMmaTiling(tiling);
         try {
             sparseMatchesTheCpuEngine(rule, dtype, d, bs, b, h, hkv, l, s, gated);
         } finally {
@@ -185,9 +194,9 @@ class CudaSparseGpuTest {
      * equal the host's plan and brute force over the compacted rows; the pool holds nothing after each
      * call but the cached layouts (checked after each test).
      */
-    /** In W4, and in WG (f16/bf16: hr_flash_sparse_merge_wg_*; compute capability 9.0 only). */
+    /** In W4, and in WG and WGP (f16/bf16: hr_flash_sparse_merge_wg_*, _wgp_*; compute capability 9.0 only). */
     @ParameterizedTest(name = "{0}")
-    @org.junit.jupiter.params.provider.ValueSource(strings = {"w4", "wg"})
+    @org.junit.jupiter.params.provider.ValueSource(strings = {"w4", "wg", "wgp"})
     void gatedSparseRunsCompactedTilesWithMergedLists(String tilingName) {
         FlashPlan.Tiling tiling = FlashPlan.Tiling.parse(tilingName);
         String why = gpu.tilingUnavailable(tiling);

@@ -335,7 +335,8 @@ class EmulatedWorkTest {
      * WG (wgmma) does W4's work with warpgroup instructions: per (query tile, key tile) pair D/16 wgmma
      * m64n64k16 for S = Qi·Kjᵀ and 4·D/64 for O += P·Vj (one m64n64k16 is the work of 32 m16n8k16: 32·D/8 =
      * W4's 4·D mma.sync), no mma.sync, and no ldmatrix but Qi's, once per block; the same tiles copied in, the
-     * same pairs visited, the same votes of the softmax.
+     * same pairs visited, the same votes of the softmax. WGP, which overlaps each tile's P·V with the next
+     * tile's softmax, issues exactly what WG does.
      */
     @Test
     void wgIssuesWgmmaInPlaceOfMmaSyncAndLdmatrix() throws IOException {
@@ -362,6 +363,11 @@ class EmulatedWorkTest {
             assertEquals(w4.votes(), wg.votes(), "the same softmax steps");
             System.out.printf("emulated WG, bf16 D=%d causal, %d tile pairs: %d wgmma (W4: %d mma.sync, %d ldmatrix)%n", d, pairs,
                     wg.wgmma(), w4.mma(), w4.ldmatrix());
+            Launch wgp = runIn(FlashPlan.Tiling.WGP, req, st);
+            assertTrue(wgp.kernel().startsWith("hr_flash_fwd_wgp_"), wgp.kernel());
+            assertEquals(pairs, st[0].keyTilesVisited(), "WGP: the same key tiles");
+            assertEquals(List.of(wg.blocks(), 0L, wg.wgmma(), wg.ldmatrix(), wg.cpAsyncBytes(), wg.votes()),
+                    List.of(wgp.blocks(), wgp.mma(), wgp.wgmma(), wgp.ldmatrix(), wgp.cpAsyncBytes(), wgp.votes()), "WGP issues what WG does");
         }
     }
     /**

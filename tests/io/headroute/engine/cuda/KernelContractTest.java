@@ -307,7 +307,7 @@ class KernelContractTest {
                     new Pattern.Causal()), "the static plans follow the starting tiling");
             System.setProperty(CudaAttentionEngine.TILING_PROPERTY, "w9");
             IllegalArgumentException e = assertThrows(IllegalArgumentException.class, CudaAttentionEngine::startTiling);
-            assertEquals("-Dheadroute.tiling=w9: unknown tiling 'w9' (expected w4, w2, w4x2 or wg)", e.getMessage());
+            assertEquals("-Dheadroute.tiling=w9: unknown tiling 'w9' (expected w4, w2, w4x2, wg or wgp)", e.getMessage());
         } finally {
             if (before == null) {
                 System.clearProperty(CudaAttentionEngine.TILING_PROPERTY);
@@ -347,50 +347,56 @@ class KernelContractTest {
     }
 
     /**
-     * WG: W4's 64-row blocks with wgmma, its kernels in a module of their own (flash_fwd_wgmma.cu, built for sm_90a
-     * alone); key/value tiles unpadded (16-byte columns of 64 keys), Qi padded as in W4.
+     * WG and WGP: W4's 64-row blocks with wgmma, their kernels in a module of their own (flash_fwd_wgmma.cu, built
+     * for sm_90a alone); key/value tiles unpadded (16-byte columns of 64 keys), Qi padded as in W4.
      */
     @Test
     void theWgTilingPlansTheWgmmaModule() throws IOException {
         String cu = source("flash_fwd_wgmma.cu");
-        for (DType dt : new DType[] {DType.F16, DType.BF16}) {
-            for (int d : new int[] {64, 128}) {
-                AttentionShape sh = new AttentionShape(2, 8, 2, 300, 300, d);
-                FlashPlan p = FlashPlan.of(sh, dt, new Pattern.Causal(), FlashPlan.Tiling.WG);
-                assertEquals("hr_flash_fwd_wg_" + dt.cliName() + "_d" + d, p.kernel());
-                assertEquals(FlashPlan.WGMMA_MODULE, p.module());
-                assertTrue(defines(cu, p.kernel()), p.kernel() + " is not defined in flash_fwd_wgmma.cu");
-                assertEquals(128, p.threads(), "one warpgroup");
-                assertEquals(64, p.blockRows());
-                assertEquals(5, p.gridX(), "ceil(300 / 64) query tiles");
-                assertEquals((64 * (d + 8) + 4 * 64 * d) * 2, p.sharedBytes(), "Qi padded, two K and two V tiles unpadded");
-                // The block-sparse kernels too, plain and merging, in the same module and block shape.
-                FlashPlan sp = FlashPlan.sparse(sh, dt, FlashPlan.Tiling.WG);
-                assertEquals("hr_flash_sparse_wg_" + dt.cliName() + "_d" + d, sp.kernel());
-                assertTrue(defines(cu, sp.kernel()), sp.kernel() + " is not defined in flash_fwd_wgmma.cu");
-                assertEquals(List.of(FlashPlan.WGMMA_MODULE, 128, 64, p.sharedBytes(), 5), List.of(sp.module(), sp.threads(),
-                        sp.blockRows(), sp.sharedBytes(), sp.gridX()));
-                FlashPlan mg = sp.merging(sh);
-                assertEquals("hr_flash_sparse_merge_wg_" + dt.cliName() + "_d" + d, mg.kernel());
-                assertTrue(defines(cu, mg.kernel()) && mg.mergesOnDevice(), mg.kernel());
-                assertEquals(FlashPlan.mergeOffset(sp.sharedBytes()) + FlashPlan.mergeSharedBytes(64, 5), mg.sharedBytes());
+        for (FlashPlan.Tiling tiling : new FlashPlan.Tiling[] {FlashPlan.Tiling.WG, FlashPlan.Tiling.WGP}) {
+            String prefix = tiling.cliName() + "_";
+            for (DType dt : new DType[] {DType.F16, DType.BF16}) {
+                for (int d : new int[] {64, 128}) {
+                    AttentionShape sh = new AttentionShape(2, 8, 2, 300, 300, d);
+                    FlashPlan p = FlashPlan.of(sh, dt, new Pattern.Causal(), tiling);
+                    assertEquals("hr_flash_fwd_" + prefix + dt.cliName() + "_d" + d, p.kernel());
+                    assertEquals(FlashPlan.WGMMA_MODULE, p.module());
+                    assertTrue(defines(cu, p.kernel()), p.kernel() + " is not defined in flash_fwd_wgmma.cu");
+                    assertEquals(128, p.threads(), "one warpgroup");
+                    assertEquals(64, p.blockRows());
+                    assertEquals(5, p.gridX(), "ceil(300 / 64) query tiles");
+                    assertEquals((64 * (d + 8) + 4 * 64 * d) * 2, p.sharedBytes(), "Qi padded, two K and two V tiles unpadded");
+                    // The block-sparse kernels too, plain and merging, in the same module and block shape.
+                    FlashPlan sp = FlashPlan.sparse(sh, dt, tiling);
+                    assertEquals("hr_flash_sparse_" + prefix + dt.cliName() + "_d" + d, sp.kernel());
+                    assertTrue(defines(cu, sp.kernel()), sp.kernel() + " is not defined in flash_fwd_wgmma.cu");
+                    assertEquals(List.of(FlashPlan.WGMMA_MODULE, 128, 64, p.sharedBytes(), 5), List.of(sp.module(), sp.threads(),
+                            sp.blockRows(), sp.sharedBytes(), sp.gridX()));
+                    FlashPlan mg = sp.merging(sh);
+                    assertEquals("hr_flash_sparse_merge_" + prefix + dt.cliName() + "_d" + d, mg.kernel());
+                    assertTrue(defines(cu, mg.kernel()) && mg.mergesOnDevice(), mg.kernel());
+                    assertEquals(FlashPlan.mergeOffset(sp.sharedBytes()) + FlashPlan.mergeSharedBytes(64, 5), mg.sharedBytes());
+                }
+                AttentionShape d96 = new AttentionShape(1, 2, 2, 100, 100, 96);
+                assertEquals(FlashPlan.of(d96, dt, new Pattern.Dense()), FlashPlan.of(d96, dt, new Pattern.Dense(), tiling));
+                assertEquals(FlashPlan.sparse(d96, dt), FlashPlan.sparse(d96, dt, tiling), "W4 runs where WG has no kernel");
+                assertTrue(!tiling.appliesTo(dt, 96, false) && tiling.appliesTo(dt, 128, true));
+                assertTrue(!FlashPlan.Tiling.W2.appliesTo(dt, 128, true) && !FlashPlan.Tiling.W4X2.appliesTo(dt, 128, true),
+                        "W2 and W4X2 have no sparse kernels");
             }
-            AttentionShape d96 = new AttentionShape(1, 2, 2, 100, 100, 96);
-            assertEquals(FlashPlan.of(d96, dt, new Pattern.Dense()), FlashPlan.of(d96, dt, new Pattern.Dense(), FlashPlan.Tiling.WG));
-            assertEquals(FlashPlan.sparse(d96, dt), FlashPlan.sparse(d96, dt, FlashPlan.Tiling.WG), "W4 runs where WG has no kernel");
-            assertTrue(!FlashPlan.Tiling.WG.appliesTo(dt, 96, false) && FlashPlan.Tiling.WG.appliesTo(dt, 128, true));
-            assertTrue(!FlashPlan.Tiling.W2.appliesTo(dt, 128, true) && !FlashPlan.Tiling.W4X2.appliesTo(dt, 128, true),
-                    "W2 and W4X2 have no sparse kernels");
+            assertTrue(tiling.wgmma() && !tiling.appliesTo(DType.F32, 64, false));
         }
-        assertTrue(!FlashPlan.Tiling.WG.appliesTo(DType.F32, 64, false));
+        assertTrue(!FlashPlan.Tiling.W4.wgmma() && !FlashPlan.Tiling.W4X2.wgmma());
         assertEquals("flash_fwd_mma", FlashPlan.of(new AttentionShape(1, 2, 2, 100, 100, 96), DType.BF16, new Pattern.Dense(),
                 FlashPlan.Tiling.WG).module(), "W4 runs where WG has no kernel");
         assertEquals(FlashPlan.Tiling.WG, FlashPlan.Tiling.parse("wg"));
+        assertEquals(FlashPlan.Tiling.WGP, FlashPlan.Tiling.parse("wgp"));
         // The Makefile builds this module for sm_90a only, and the kernels' shared memory is the planned one.
         String make = Files.readString(Path.of("Makefile"));
         assertTrue(make.contains("$(KERNEL_DIR)/flash_fwd_wgmma.fatbin: GENCODE := -gencode arch=compute_90a,code=sm_90a"), make);
         String tile = source("flash_tile_mma.cuh");
         assertTrue(tile.contains("using WG = Tiling<D, 4, 1, 2, true, true>;"), "WG: 4 warps x 16 rows, two stages, Qi in registers");
+        assertTrue(tile.contains("using WGP = Tiling<D, 4, 1, 2, true, true, true>;"), "WGP: WG pipelined, the same shared memory");
         assertTrue(tile.contains("static constexpr int kKVElems = Wgmma ? kBc * D : kBc * kStride;"), "unpadded wgmma tiles");
     }
 
