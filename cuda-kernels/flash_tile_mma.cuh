@@ -9,7 +9,7 @@
 // branch that full tiles skip. The softmax takes FlashAttention-2's form, P = exp2(c·S − m) in one FFMA
 // and one MUFU.EX2 per score (for scale > 0; others scale S first), and rescales O only when a row's
 // max grows by more than 2^8 (FlashAttention-4's conditional rescaling). `scripts/sass_loop.py` shows
-// what the loop issues per tile. Four tilings (Tiling below):
+// what the loop issues per tile. Five tilings (Tiling below):
 //   W4    64 rows, 4 warps × 16; Qi kept in registers; Kj and Vj double-buffered: tile j + 1 is in
 //         flight while tile j is multiplied.
 //   W2    64 rows, 2 warps × 32: every K or V fragment read from shared memory feeds two m-tiles, half
@@ -25,6 +25,10 @@
 //         (the tensor cores read Kj and Vj from shared memory themselves). Kj and Vj are stored as 16-byte columns
 //         of 64 keys (wg_tile_offset), wgmma's no-swizzle core-matrix layout for both operands. S and O keep
 //         the mma.sync register layout, so the mask, softmax and output steps are the same code.
+//   WGP   WG pipelined (FlashAttention-3's intra-warpgroup overlap): tile j's S = Qi·Kjᵀ and tile j − 1's
+//         O += P·V are issued together as two wgmma groups; the warps wait for S only, and tile j's mask
+//         and softmax run while P·V keeps the tensor cores busy. V is copied a tile behind K, O's rescale
+//         waits for the P·V group, and the last tile's P·V follows the loop.
 #pragma once
 #include "attention_params.cuh"
 #include "dynamic_smem.cuh"
