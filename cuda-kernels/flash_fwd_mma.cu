@@ -11,26 +11,20 @@
 // Tilings (flash_tile_mma.cuh): every kernel in W4 (64-row blocks: hr_flash_fwd_bf16_d128, ...); the
 // dense/causal ones for D ≥ 64 also in W2 (64 rows: hr_flash_fwd_w2_bf16_d128, ...), and for D = 64 and
 // 128 in W4X2 (128 rows: hr_flash_fwd_w4x2_bf16_d128, ...), whose work lists and compacted tiles then
-// count 128 rows. The host picks (FlashPlan); the device check times all three. The WG tiling (wgmma,
-// sm_90a only) is a module of its own, flash_fwd_wgmma.cu.
+// count 128 rows. The host picks (FlashPlan); the device check times all three. The WG and WGP tilings
+// (wgmma, sm_90a only) are a module of their own, flash_fwd_wgmma.cu.
 #include "flash_tile_mma.cuh"
 
-// The dense/causal, block-sparse and merged block-sparse kernels of a dtype and head dim in the W4 tiling.
-// The merging kernels ask for 2 blocks per SM: left to itself, ptxas held them to 168 registers at D = 96
-// on sm_80 (3 blocks) and spilled; shared memory allows 2 (D = 128) or 3 (D = 96) anyway.
-#define HR_FLASH_MMA(T, D, SUFFIX)                                                                                    \
-    extern "C" __global__ void __launch_bounds__(hr_mma::W4<D>::kThreads) hr_flash_fwd_##SUFFIX(const AttnParams p) { \
-        hr_mma::flash_dense<T, hr_mma::W4<D>>(p);                                                                     \
-    }                                                                                                                 \
-    extern "C" __global__ void __launch_bounds__(hr_mma::W4<D>::kThreads)                                             \
-        hr_flash_sparse_##SUFFIX(const AttnParams p) {                                                                \
-        hr_mma::flash_sparse<T, hr_mma::W4<D>>(p);                                                                    \
-    }                                                                                                                 \
-    extern "C" __global__ void __launch_bounds__(hr_mma::W4<D>::kThreads, 2)                                          \
-        hr_flash_sparse_merge_##SUFFIX(const AttnParams p) {                                                          \
-        hr_mma::flash_sparse_merge<T, hr_mma::W4<D>>(p);                                                              \
-    }                                                                                                                 \
-    static_assert(hr_mma::W4<D>::kSmemBytes <= 227 * 1024, "shared memory of the " #SUFFIX " kernels exceeds sm_90")
+// The dense/causal, block-sparse and merging kernels of each dtype and head dim in W4 (HR_FLASH_MMA_KERNELS,
+// flash_tile_mma.cuh), named without a tiling prefix.
+HR_FLASH_MMA_KERNELS(W4, , __nv_bfloat16, 32, bf16_d32);
+HR_FLASH_MMA_KERNELS(W4, , __nv_bfloat16, 64, bf16_d64);
+HR_FLASH_MMA_KERNELS(W4, , __nv_bfloat16, 96, bf16_d96);
+HR_FLASH_MMA_KERNELS(W4, , __nv_bfloat16, 128, bf16_d128);
+HR_FLASH_MMA_KERNELS(W4, , __half, 32, f16_d32);
+HR_FLASH_MMA_KERNELS(W4, , __half, 64, f16_d64);
+HR_FLASH_MMA_KERNELS(W4, , __half, 96, f16_d96);
+HR_FLASH_MMA_KERNELS(W4, , __half, 128, f16_d128);
 
 // The dense/causal kernel alone in another tiling TL, named with PREFIX (hr_flash_fwd_w2_bf16_d128, ...):
 // W2 for D = 64, 96 and 128; W4X2 (128-row blocks) for D = 64 and 128. Not the sparse kernel, whose mask
@@ -43,14 +37,6 @@
     }                                                                                                                 \
     static_assert(hr_mma::TL<D>::kSmemBytes <= 227 * 1024, "shared memory of the " #PREFIX #SUFFIX " kernel exceeds sm_90")
 
-HR_FLASH_MMA(__nv_bfloat16, 32, bf16_d32);
-HR_FLASH_MMA(__nv_bfloat16, 64, bf16_d64);
-HR_FLASH_MMA(__nv_bfloat16, 96, bf16_d96);
-HR_FLASH_MMA(__nv_bfloat16, 128, bf16_d128);
-HR_FLASH_MMA(__half, 32, f16_d32);
-HR_FLASH_MMA(__half, 64, f16_d64);
-HR_FLASH_MMA(__half, 96, f16_d96);
-HR_FLASH_MMA(__half, 128, f16_d128);
 HR_FLASH_MMA_DENSE(W2, w2_, __nv_bfloat16, 64, bf16_d64);
 HR_FLASH_MMA_DENSE(W2, w2_, __nv_bfloat16, 96, bf16_d96);
 HR_FLASH_MMA_DENSE(W2, w2_, __nv_bfloat16, 128, bf16_d128);

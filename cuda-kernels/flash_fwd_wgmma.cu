@@ -11,26 +11,11 @@
 //                                    (2 blocks per SM asked for, as in W4).
 #include "flash_tile_mma.cuh"
 
-#define HR_FLASH_WG(TL, PREFIX, T, D, SUFFIX)                                                                         \
-    extern "C" __global__ void __launch_bounds__(hr_mma::TL<D>::kThreads)                                             \
-        hr_flash_fwd_##PREFIX##SUFFIX(const AttnParams p) {                                                           \
-        hr_mma::flash_dense<T, hr_mma::TL<D>>(p);                                                                     \
-    }                                                                                                                 \
-    extern "C" __global__ void __launch_bounds__(hr_mma::TL<D>::kThreads)                                             \
-        hr_flash_sparse_##PREFIX##SUFFIX(const AttnParams p) {                                                        \
-        hr_mma::flash_sparse<T, hr_mma::TL<D>>(p);                                                                    \
-    }                                                                                                                 \
-    extern "C" __global__ void __launch_bounds__(hr_mma::TL<D>::kThreads, 2)                                          \
-        hr_flash_sparse_merge_##PREFIX##SUFFIX(const AttnParams p) {                                                  \
-        hr_mma::flash_sparse_merge<T, hr_mma::TL<D>>(p);                                                              \
-    }                                                                                                                 \
-    static_assert(hr_mma::TL<D>::kSmemBytes <= 227 * 1024, "shared memory of the " #PREFIX #SUFFIX " kernels exceeds sm_90")
-
-HR_FLASH_WG(WG, wg_, __nv_bfloat16, 64, bf16_d64);
-HR_FLASH_WG(WG, wg_, __nv_bfloat16, 128, bf16_d128);
-HR_FLASH_WG(WG, wg_, __half, 64, f16_d64);
-HR_FLASH_WG(WG, wg_, __half, 128, f16_d128);
-HR_FLASH_WG(WGP, wgp_, __nv_bfloat16, 64, bf16_d64);
-HR_FLASH_WG(WGP, wgp_, __nv_bfloat16, 128, bf16_d128);
-HR_FLASH_WG(WGP, wgp_, __half, 64, f16_d64);
-HR_FLASH_WG(WGP, wgp_, __half, 128, f16_d128);
+HR_FLASH_MMA_KERNELS(WG, wg_, __nv_bfloat16, 64, bf16_d64);
+HR_FLASH_MMA_KERNELS(WG, wg_, __nv_bfloat16, 128, bf16_d128);
+HR_FLASH_MMA_KERNELS(WG, wg_, __half, 64, f16_d64);
+HR_FLASH_MMA_KERNELS(WG, wg_, __half, 128, f16_d128);
+HR_FLASH_MMA_KERNELS(WGP, wgp_, __nv_bfloat16, 64, bf16_d64);
+HR_FLASH_MMA_KERNELS(WGP, wgp_, __nv_bfloat16, 128, bf16_d128);
+HR_FLASH_MMA_KERNELS(WGP, wgp_, __half, 64, f16_d64);
+HR_FLASH_MMA_KERNELS(WGP, wgp_, __half, 128, f16_d128);

@@ -687,3 +687,23 @@ __device__ __forceinline__ void flash_sparse_merge(const AttnParams& p) {
 }
 
 }  // namespace hr_mma
+
+// The dense/causal, block-sparse and merging kernels of tiling TL, dtype T and head dim D, named
+// hr_flash_fwd_<PREFIX><SUFFIX>, hr_flash_sparse_<PREFIX><SUFFIX> and hr_flash_sparse_merge_<PREFIX><SUFFIX>
+// (PREFIX empty in W4: hr_flash_fwd_bf16_d128; wg_ in WG: hr_flash_fwd_wg_bf16_d128). The merging kernels ask
+// for 2 blocks per SM: left to itself, ptxas held them to 168 registers at D = 96 on sm_80 (3 blocks) and
+// spilled; shared memory allows 2 (D = 128) or 3 (D = 96) anyway.
+#define HR_FLASH_MMA_KERNELS(TL, PREFIX, T, D, SUFFIX)                                                                \
+    extern "C" __global__ void __launch_bounds__(hr_mma::TL<D>::kThreads)                                             \
+        hr_flash_fwd_##PREFIX##SUFFIX(const AttnParams p) {                                                           \
+        hr_mma::flash_dense<T, hr_mma::TL<D>>(p);                                                                     \
+    }                                                                                                                 \
+    extern "C" __global__ void __launch_bounds__(hr_mma::TL<D>::kThreads)                                             \
+        hr_flash_sparse_##PREFIX##SUFFIX(const AttnParams p) {                                                        \
+        hr_mma::flash_sparse<T, hr_mma::TL<D>>(p);                                                                    \
+    }                                                                                                                 \
+    extern "C" __global__ void __launch_bounds__(hr_mma::TL<D>::kThreads, 2)                                          \
+        hr_flash_sparse_merge_##PREFIX##SUFFIX(const AttnParams p) {                                                  \
+        hr_mma::flash_sparse_merge<T, hr_mma::TL<D>>(p);                                                              \
+    }                                                                                                                 \
+    static_assert(hr_mma::TL<D>::kSmemBytes <= 227 * 1024, "shared memory of the " #PREFIX #SUFFIX " kernels exceeds sm_90")

@@ -30,6 +30,29 @@ class KernelContractTest {
         return Files.readString(Path.of("cuda-kernels", file));
     }
 
+    /**
+     * A kernel file with the project headers it includes, each once, after it: where {@link #defines} looks for
+     * the macros that stamp kernels out (HR_FLASH_MMA_KERNELS lives in flash_tile_mma.cuh).
+     */
+    static String withHeaders(String file) throws IOException {
+        StringBuilder text = new StringBuilder();
+        java.util.Set<String> seen = new java.util.HashSet<>();
+        java.util.ArrayDeque<String> todo = new java.util.ArrayDeque<>(List.of(file));
+        while (!todo.isEmpty()) {
+            String f = todo.poll();
+            if (!seen.add(f) || !Files.exists(Path.of("cuda-kernels", f))) {
+                continue;
+            }
+            String src = source(f);
+            text.append(src).append('\n');
+            Matcher inc = java.util.regex.Pattern.compile("(?m)^#include \"([\\w.]+)\"").matcher(src);
+            while (inc.find()) {
+                todo.add(inc.group(1));
+            }
+        }
+        return text.toString();
+    }
+
     /** The number after {@code what} and {@code op} in the source, e.g. "sizeof(AttnParams) == 200". */
     private static int number(String text, String what, String op) {
         Matcher m = java.util.regex.Pattern.compile(java.util.regex.Pattern.quote(what) + "\\s*" + op + "\\s*(\\d+)")
@@ -222,7 +245,7 @@ class KernelContractTest {
         assertEquals((1000 + rows - 1) / rows, p.gridX());
         assertEquals(16, p.gridY());
         assertEquals(2, p.gridZ());
-        String cu = source(p.module() + ".cu");
+        String cu = withHeaders(p.module() + ".cu");
         assertTrue(defines(cu, kernel), kernel + " is not defined in " + p.module() + ".cu");
         FlashPlan sp = FlashPlan.sparse(new AttentionShape(2, 16, 4, 1000, 1000, d), dt);
         assertEquals(kernel.replace("hr_flash_fwd_", "hr_flash_sparse_"), sp.kernel());
@@ -260,7 +283,7 @@ class KernelContractTest {
 
     @Test
     void theW2TilingPlansItsOwnKernelWhereOneExists() throws IOException {
-        String cu = source("flash_fwd_mma.cu");
+        String cu = withHeaders("flash_fwd_mma.cu");
         for (DType dt : new DType[] {DType.F16, DType.BF16}) {
             for (int d : new int[] {64, 96, 128}) {
                 AttentionShape sh = new AttentionShape(1, 8, 2, 300, 300, d);
@@ -319,7 +342,7 @@ class KernelContractTest {
 
     @Test
     void theW4x2TilingPlans128RowBlocks() throws IOException {
-        String cu = source("flash_fwd_mma.cu");
+        String cu = withHeaders("flash_fwd_mma.cu");
         for (DType dt : new DType[] {DType.F16, DType.BF16}) {
             for (int d : new int[] {64, 128}) {
                 AttentionShape sh = new AttentionShape(2, 8, 2, 300, 300, d);
@@ -352,7 +375,7 @@ class KernelContractTest {
      */
     @Test
     void theWgTilingPlansTheWgmmaModule() throws IOException {
-        String cu = source("flash_fwd_wgmma.cu");
+        String cu = withHeaders("flash_fwd_wgmma.cu");
         for (FlashPlan.Tiling tiling : new FlashPlan.Tiling[] {FlashPlan.Tiling.WG, FlashPlan.Tiling.WGP}) {
             String prefix = tiling.cliName() + "_";
             for (DType dt : new DType[] {DType.F16, DType.BF16}) {
