@@ -120,7 +120,7 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
         return sparse(shape, dtype, Tiling.W4);
     }
 
-    /** {@link #sparse(AttentionShape, DType)} in {@code tiling} where the kernel has it (WG: f16/bf16, D = 64, 128). */
+    /** {@link #sparse(AttentionShape, DType)} in {@code tiling} where the kernel has it (WG, WGP: f16/bf16, D = 64, 128). */
     public static FlashPlan sparse(AttentionShape shape, DType dtype, Tiling tiling) {
         return plan(shape, dtype, true, tiling);
     }
