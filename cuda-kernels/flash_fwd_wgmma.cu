@@ -19,3 +19,61 @@ HR_FLASH_MMA_KERNELS(WGP, wgp_, __nv_bfloat16, 64, bf16_d64);
 HR_FLASH_MMA_KERNELS(WGP, wgp_, __nv_bfloat16, 128, bf16_d128);
 HR_FLASH_MMA_KERNELS(WGP, wgp_, __half, 64, f16_d64);
 HR_FLASH_MMA_KERNELS(WGP, wgp_, __half, 128, f16_d128);
+
+// Probes of the wgmma operand layouts alone, for the device check's first run: one warpgroup computes
+// D (64 × 64, fp32) = A (64 × 16) · B (16 × 64), bf16, A given row-major and turned into registers in the
+// mma.sync A-fragment layout, B stored in shared memory exactly as the WG tiles store keys and values
+// (wg_tile_offset) and read through the descriptors attend() builds: hr_wgmma_probe_k as S = Qi·Kjᵀ reads
+// Kj (B = Kᵀ, K-major: B[k][n] is key n's element k), hr_wgmma_probe_mn as O = P·Vj reads Vj (B[k][n] is
+// key k's element n, MN-major). When the WG kernels disagree with the CPU engine, these say whether the
+// layouts are to blame.
+struct HrWgmmaProbeParams {
+    const __nv_bfloat16* a;  // 64 × 16, row-major
+    const __nv_bfloat16* b;  // 16 × 64, row-major
+    float* d;                // 64 × 64, row-major
+};
+
+namespace {
+
+template <bool kMnMajor>
+__device__ __forceinline__ void wgmma_probe(const HrWgmmaProbeParams& p) {
+    using hr_mma::kWgColumnBytes;
+    using hr_mma::wg_tile_offset;
+    HR_DYNAMIC_SMEM(smem);
+    // The tile: 64 keys × 64 dims (8 columns of 16 bytes), zeros where B does not reach.
+    for (int i = threadIdx.x; i < 64 * 64 / 2; i += 128) reinterpret_cast<uint32_t*>(smem)[i] = 0u;
+    __syncthreads();
+    for (int i = threadIdx.x; i < 16 * 64; i += 128) {
+        const int k = i / 64, n = i % 64;
+        // K-major: key n, dim k (a K tile's row n); MN-major: key k, dim n (a V tile's row k).
+        const int key = kMnMajor ? k : n, dim = kMnMajor ? n : k;
+        *reinterpret_cast<uint16_t*>(smem + wg_tile_offset(key, dim / 8) + 2 * (dim % 8)) = reinterpret_cast<const uint16_t*>(p.b)[i];
+    }
+    hr::fence_proxy_async();
+    __syncthreads();
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    auto pair = [&](int r, int c) {  // A[r][c], A[r][c + 1] as one b32 (the lower element in the low half)
+        const uint16_t* x = reinterpret_cast<const uint16_t*>(p.a) + (16 * warp + r) * 16 + c;
+        return (uint32_t)x[0] | ((uint32_t)x[1] << 16);
+    };
+    uint32_t a[4] = {pair(g, 2 * t), pair(g + 8, 2 * t), pair(g, 2 * t + 8), pair(g + 8, 2 * t + 8)};
+    float d[8][4] = {};
+    // The descriptors of attend(): K tiles (LBO the next column, SBO the next 8 keys), V tiles the other way.
+    const uint64_t desc = kMnMajor ? hr::wgmma_desc(hr::smem_at(smem), 128, kWgColumnBytes)
+                                   : hr::wgmma_desc(hr::smem_at(smem), kWgColumnBytes, 128);
+    hr::wgmma_fence();
+    hr::WgmmaOp<__nv_bfloat16>::run<kMnMajor>(d, a, desc, false);
+    hr::wgmma_commit();
+    hr::wgmma_wait<0>();
+    hr::wgmma_fence_operands(d);
+    hr::wgmma_fence_operands(a);
+#pragma unroll
+    for (int j = 0; j < 8; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) p.d[(16 * warp + g + 8 * (e >> 1)) * 64 + 8 * j + 2 * t + (e & 1)] = d[j][e];
+}
+
+}  // namespace
+
+extern "C" __global__ void __launch_bounds__(128) hr_wgmma_probe_k(const HrWgmmaProbeParams p) { wgmma_probe<false>(p); }
+extern "C" __global__ void __launch_bounds__(128) hr_wgmma_probe_mn(const HrWgmmaProbeParams p) { wgmma_probe<true>(p); }
