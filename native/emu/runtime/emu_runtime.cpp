@@ -9,8 +9,8 @@
 // Blocks whose (x + y + z) is odd prefer the highest-numbered thread instead (races the other way round);
 // HR_EMU_SCHEDULE=forward or =reverse uses one order for all blocks. HR_EMU_TRACE=1 prints each launch;
 // HR_EMU_STATS=FILE appends what each launch executed (kernel, blocks, mma.sync and ldmatrix warp
-// instructions, cp.async bytes, ldmatrix shared-memory wavefronts, votes, wgmma warpgroup instructions),
-// one tab-separated line per launch.
+// instructions, cp.async bytes, ldmatrix shared-memory wavefronts, votes, wgmma warpgroup instructions,
+// wgmma waits that left a group running), one tab-separated line per launch.
 #define HR_EMULATION 1
 #include "cuda_emu.h"
 
@@ -145,7 +145,8 @@ int g_warp_at[kMaxThreads / 32];  // lanes waiting at a warp exchange
 // __any_sync, and how many of them came out true.
 struct LaunchStats {
     long long blocks, mma, ldmatrix, cp_async_bytes, ldmatrix_wavefronts, votes, votes_true;
-    long long wgmma_warps;  // wgmma issued, per warp (4 per warpgroup instruction)
+    long long wgmma_warps;          // wgmma issued, per warp (4 per warpgroup instruction)
+    long long wgmma_overlap_warps;  // wgmma.wait_group that left a committed group running, per warp
 } g_stats;
 
 // First error of the launch, and the fiber that raised it.
@@ -667,6 +668,8 @@ void wgmma_wait(int n) {
             if (!later) std::memcpy(done[i].d, done[i].v, sizeof done[i].v);
         }
     }
+    // A wait that leaves work on the tensor cores while the warp goes on (the overlap WGP is built for).
+    if (!f->wg_groups.empty() && lane_id() == 0) g_stats.wgmma_overlap_warps++;
 }
 
 void register_kernel(const char* name, Entry entry, size_t param_bytes) {
@@ -708,7 +711,7 @@ extern "C" int hr_emu_launch(const char* name, unsigned gx, unsigned gy, unsigne
     g_block = hr_emu_dim3{bx, by, bz};
     g_threads = (int)threads;
     g_error.clear();
-    g_stats = LaunchStats{(long long)gx * gy * gz, 0, 0, 0, 0, 0, 0, 0};
+    g_stats = LaunchStats{(long long)gx * gy * gz, 0, 0, 0, 0, 0, 0, 0, 0};
     for (unsigned z = 0; z < gz; ++z) {
         for (unsigned y = 0; y < gy; ++y) {
             for (unsigned x = 0; x < gx; ++x) {
@@ -724,11 +727,12 @@ extern "C" int hr_emu_launch(const char* name, unsigned gx, unsigned gy, unsigne
     }
     if (const char* path = std::getenv("HR_EMU_STATS")) {
         // One line per launch: kernel, blocks, mma.sync, ldmatrix (warp instructions), cp.async bytes,
-        // ldmatrix wavefronts, __any_sync votes, votes that came out true, wgmma (warpgroup instructions).
+        // ldmatrix wavefronts, __any_sync votes, votes that came out true, wgmma (warpgroup instructions), wgmma
+        // waits that left a group running (per warpgroup).
         if (FILE* f = std::fopen(path, "a")) {
-            std::fprintf(f, "%s\t%lld\t%lld\t%lld\t%lld\t%lld\t%lld\t%lld\t%lld\n", name, g_stats.blocks, g_stats.mma,
-                         g_stats.ldmatrix, g_stats.cp_async_bytes, g_stats.ldmatrix_wavefronts, g_stats.votes,
-                         g_stats.votes_true, g_stats.wgmma_warps / 4);
+            std::fprintf(f, "%s\t%lld\t%lld\t%lld\t%lld\t%lld\t%lld\t%lld\t%lld\t%lld\n", name, g_stats.blocks,
+                         g_stats.mma, g_stats.ldmatrix, g_stats.cp_async_bytes, g_stats.ldmatrix_wavefronts, g_stats.votes,
+                         g_stats.votes_true, g_stats.wgmma_warps / 4, g_stats.wgmma_overlap_warps / 4);
             std::fclose(f);
         }
     }

@@ -357,11 +357,12 @@ int main() {
         check(f != nullptr, "HR_EMU_STATS written");
         for (int i = 0; f != nullptr && i < 6; ++i) {
             char name[64];
-            long long blocks, mma, ldm, cp, waves, votes, votes_true, wgmma;
-            const bool read = std::fscanf(f, "%63s %lld %lld %lld %lld %lld %lld %lld %lld", name, &blocks, &mma, &ldm, &cp, &waves,
-                                          &votes, &votes_true, &wgmma) == 9;
+            long long blocks, mma, ldm, cp, waves, votes, votes_true, wgmma, overlaps;
+            const bool read = std::fscanf(f, "%63s %lld %lld %lld %lld %lld %lld %lld %lld %lld", name, &blocks, &mma, &ldm, &cp,
+                                          &waves, &votes, &votes_true, &wgmma, &overlaps) == 10;
             if (i == 5) {
-                check(read && wgmma == 2 && mma == 0, "t_wgmma: " + std::to_string(read ? wgmma : -1) + " wgmma, expected 2");
+                check(read && wgmma == 2 && mma == 0 && overlaps == 0,
+                      "t_wgmma: " + std::to_string(read ? wgmma : -1) + " wgmma, expected 2, none left running at its wait");
                 continue;
             }
             if (i == 4) {

@@ -66,10 +66,11 @@ class EmulatedWorkTest {
     /**
      * One line of HR_EMU_STATS; {@code wavefronts}: the shared-memory wavefronts its ldmatrix took (4 each,
      * conflict-free); {@code votes}: its warps' __any_sync, {@code votesTrue} those that came out true;
-     * {@code wgmma}: its warpgroup wgmma.mma_async (m64n64k16) instructions.
+     * {@code wgmma}: its warpgroup wgmma.mma_async (m64n64k16) instructions; {@code wgmmaOverlaps}: its
+     * warpgroups' wgmma.wait_group that left a committed group running.
      */
     record Launch(String kernel, long blocks, long mma, long ldmatrix, long cpAsyncBytes, long wavefronts, long votes,
-            long votesTrue, long wgmma) {}
+            long votesTrue, long wgmma, long wgmmaOverlaps) {}
 
     /** Runs the request and returns the attention kernel's launch as the emulator counted it. */
     /** {@link #run} with the engine in {@code tiling} (back to W4 after). */
@@ -183,10 +184,10 @@ class EmulatedWorkTest {
             f.readFully(b);
             for (String line : new String(b, StandardCharsets.UTF_8).split("\n")) {
                 String[] c = line.split("\t");
-                if (c.length == 9 && c[0].startsWith("hr_flash_")) {
+                if (c.length == 10 && c[0].startsWith("hr_flash_")) {
                     flash.add(new Launch(c[0], Long.parseLong(c[1]), Long.parseLong(c[2]), Long.parseLong(c[3]),
                             Long.parseLong(c[4]), Long.parseLong(c[5]), Long.parseLong(c[6]), Long.parseLong(c[7]),
-                            Long.parseLong(c[8])));
+                            Long.parseLong(c[8]), Long.parseLong(c[9])));
                 }
             }
         }
@@ -336,7 +337,8 @@ class EmulatedWorkTest {
      * m64n64k16 for S = Qi·Kjᵀ and 4·D/64 for O += P·Vj (one m64n64k16 is the work of 32 m16n8k16: 32·D/8 =
      * W4's 4·D mma.sync), no mma.sync, and no ldmatrix but Qi's, once per block; the same tiles copied in, the
      * same pairs visited, the same votes of the softmax. WGP, which overlaps each tile's P·V with the next
-     * tile's softmax, issues exactly what WG does.
+     * tile's softmax, issues exactly what WG does, and leaves a P·V running at the S wait of every tile but
+     * each block's first (WG never).
      */
     @Test
     void wgIssuesWgmmaInPlaceOfMmaSyncAndLdmatrix() throws IOException {
@@ -368,6 +370,8 @@ class EmulatedWorkTest {
             assertEquals(pairs, st[0].keyTilesVisited(), "WGP: the same key tiles");
             assertEquals(List.of(wg.blocks(), 0L, wg.wgmma(), wg.ldmatrix(), wg.cpAsyncBytes(), wg.votes()),
                     List.of(wgp.blocks(), wgp.mma(), wgp.wgmma(), wgp.ldmatrix(), wgp.cpAsyncBytes(), wgp.votes()), "WGP issues what WG does");
+            assertEquals(0, wg.wgmmaOverlaps(), "WG waits for every group at once");
+            assertEquals(pairs - blocks, wgp.wgmmaOverlaps(), "WGP: a P·V running through each tile's softmax but the first");
         }
     }
     /**
