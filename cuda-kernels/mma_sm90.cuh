@@ -1,5 +1,5 @@
 // headroute: Hopper's warpgroup tensor-core product (PTX ISA: wgmma.mma_async, sm_90a only), as the WG
-// tiling of flash_tile_mma.cuh uses it: D (64 × 64, fp32) += A (64 × 16, f16/bf16, in registers) ·
+// and WGP tilings of flash_tile_mma.cuh use it: D (64 × 64, fp32) += A (64 × 16, f16/bf16, in registers) ·
 // B (16 × 64, f16/bf16, in shared memory, named by a matrix descriptor).
 //
 // Layouts (the four warps of a warpgroup, warp w holding rows 16w … 16w + 15; g = lane / 4, t = lane % 4):
@@ -12,8 +12,9 @@
 //      B = V for O = P·V): 8 k × 8 n. A key tile stored as 16-byte columns of 64 keys (wg_tile_offset) is
 //      both: one K tile's and one V tile's core matrices are the same 128-byte blocks.
 // wgmma is asynchronous: wgmma_fence() before the first product that reads registers written since,
-// wgmma_commit() after the products, wgmma_wait<0>() before their accumulators are read or written, or
-// their shared memory is refilled. cp.async writes reach wgmma's (async proxy) reads only after
+// wgmma_commit() after the products (one group), wgmma_wait<N>() (at most the N newest groups still
+// running) before a group's accumulators are read or written, its A registers reused, or its shared memory
+// refilled; wgmma_fence_operands() after the wait ties those registers to it. cp.async writes reach wgmma's (async proxy) reads only after
 // fence_proxy_async() by the writing thread and a barrier.
 #pragma once
 #include "mma_sm80.cuh"
