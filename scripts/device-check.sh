@@ -368,6 +368,13 @@ step_gpu_tests() {
     [[ -d "$BUNDLE/lib/test/classes/io" ]] || { status fail "no $BUNDLE/lib/test/classes (make device-bundle)"; return 1; }
     # The class path holds everything (the JVM expands the wildcards); the console launcher then scans the
     # package in the test classes folder. A per-test timeout makes a test stuck in Java fail instead of using the step up.
+    # First the wgmma layout probes on their own (seconds; reports in junit-probe/): should the step's limit
+    # cut the whole run short, their verdict still tells a misread descriptor from a bug in the WG/WGP loop.
+    timeout -k 5 "$(cap 30)" "$OUT/state/jvm" -cp "$BUNDLE/lib/*:$BUNDLE/lib/test/*:$BUNDLE/lib/test/classes" \
+        org.junit.platform.console.ConsoleLauncher execute \
+        --select-class io.headroute.engine.cuda.WgmmaProbeGpuTest --include-tag gpu \
+        --reports-dir "$OUT/junit-probe" --details=flat --disable-banner --disable-ansi-colors </dev/null
+    echo "(wgmma probes: console launcher exit $?)"
     timeout -k 5 "$(cap 150)" "$OUT/state/jvm" -cp "$BUNDLE/lib/*:$BUNDLE/lib/test/*:$BUNDLE/lib/test/classes" \
         org.junit.platform.console.ConsoleLauncher execute \
         --select-package io.headroute --include-tag gpu --exclude-tag gpu-long --fail-if-no-tests \

@@ -568,6 +568,14 @@ def cmd_summary(a):
                 add("  ... and %d more (junit/)" % (len(c["failed"]) - 8))
         else:
             add("GPU tests: no JUnit report (see gpu-tests.log)")
+    probe_dir = os.path.join(out, "junit-probe")
+    if os.path.isdir(probe_dir):
+        # WgmmaProbeGpuTest run first, alone: the wgmma layouts apart from the WG/WGP loop (skipped below sm_90).
+        c = junit_counts(probe_dir)
+        add("wgmma layout probes (run first): %d tests, %d passed, %d failed, %d errors, %d skipped" % (
+            c["tests"], c["passed"], c["failures"], c["errors"], c["skipped"]))
+        for f in c["failed"][:2]:
+            add("  FAILED " + f)
 
     san = os.path.join(out, "sanitizer", "results.json")
     if os.path.exists(san):
