@@ -26,17 +26,9 @@ HR_FLASH_MMA_KERNELS(W4, , __half, 64, f16_d64);
 HR_FLASH_MMA_KERNELS(W4, , __half, 96, f16_d96);
 HR_FLASH_MMA_KERNELS(W4, , __half, 128, f16_d128);
 
-// The dense/causal kernel alone in another tiling TL, named with PREFIX (hr_flash_fwd_w2_bf16_d128, ...):
-// W2 for D = 64, 96 and 128; W4X2 (128-row blocks) for D = 64 and 128. Not the sparse kernel, whose mask
-// words and list pointers made ptxas spill (W2 at D = 128), nor D = 32 (W2 spilled on sm_86/sm_89; and
-// little to gain there).
-#define HR_FLASH_MMA_DENSE(TL, PREFIX, T, D, SUFFIX)                                                                  \
-    extern "C" __global__ void __launch_bounds__(hr_mma::TL<D>::kThreads)                                             \
-        hr_flash_fwd_##PREFIX##SUFFIX(const AttnParams p) {                                                           \
-        hr_mma::flash_dense<T, hr_mma::TL<D>>(p);                                                                     \
-    }                                                                                                                 \
-    static_assert(hr_mma::TL<D>::kSmemBytes <= 227 * 1024, "shared memory of the " #PREFIX #SUFFIX " kernel exceeds sm_90")
-
+// The dense/causal kernel alone (HR_FLASH_MMA_DENSE, flash_tile_mma.cuh) in W2 for D = 64, 96 and 128 and in
+// W4X2 (128-row blocks) for D = 64 and 128. Not the sparse kernel, whose mask words and list pointers made ptxas
+// spill (W2 at D = 128), nor D = 32 (W2 spilled on sm_86/sm_89; and little to gain there).
 HR_FLASH_MMA_DENSE(W2, w2_, __nv_bfloat16, 64, bf16_d64);
 HR_FLASH_MMA_DENSE(W2, w2_, __nv_bfloat16, 96, bf16_d96);
 HR_FLASH_MMA_DENSE(W2, w2_, __nv_bfloat16, 128, bf16_d128);

@@ -9,7 +9,7 @@
 // branch that full tiles skip. The softmax takes FlashAttention-2's form, P = exp2(c·S − m) in one FFMA
 // and one MUFU.EX2 per score (for scale > 0; others scale S first), and rescales O only when a row's
 // max grows by more than 2^8 (FlashAttention-4's conditional rescaling). `scripts/sass_loop.py` shows
-// what the loop issues per tile. Five tilings (Tiling below):
+// what the loop issues per tile. Seven tilings (Tiling below):
 //   W4    64 rows, 4 warps × 16; Qi kept in registers; Kj and Vj double-buffered: tile j + 1 is in
 //         flight while tile j is multiplied.
 //   W2    64 rows, 2 warps × 32: every K or V fragment read from shared memory feeds two m-tiles, half
@@ -29,6 +29,10 @@
 //         O += P·V are issued together as two wgmma groups; the warps wait for S only, and tile j's mask
 //         and softmax run while P·V keeps the tensor cores busy. V is copied a tile behind K, O's rescale
 //         waits for the P·V group, and the last tile's P·V follows the loop.
+//   WGX2  WG with 128 rows: two warpgroups of 64 rows (8 warps), each issuing its own wgmma on the same Kj and
+//   WGPX2 Vj tiles (and WGPX2: WGP's loop per warpgroup), so that every key/value tile copied into shared
+//         memory serves 128 query rows: half the L2-to-SM traffic per flop of WG and WGP, as W4X2 to W4
+//         (FlashAttention-3's two consumer warpgroups, without its producer warp). Dense/causal kernels only.
 #pragma once
 #include "attention_params.cuh"
 #include "dynamic_smem.cuh"
@@ -48,8 +52,8 @@ struct Tiling {
                   "D = 256 would need 128 accumulator registers for O alone");
     static_assert(16 * M * Warps == 64 || 16 * M * Warps == 128, "a block owns 64 or 128 query rows");
     static_assert(Stages == 1 || Stages == 2, "key/value tiles are single- or double-buffered");
-    static_assert(!Wgmma || (Warps == 4 && M == 1 && QRegs && D % 64 == 0),
-                  "wgmma: one warpgroup of 64 rows, Qi in registers, O in m64n64 pieces");
+    static_assert(!Wgmma || ((Warps == 4 || Warps == 8) && M == 1 && QRegs && D % 64 == 0),
+                  "wgmma: one or two warpgroups of 64 rows, Qi in registers, O in m64n64 pieces");
     static_assert(!Pipelined || (Wgmma && Stages == 2), "the pipelined loop is the wgmma one, double-buffered");
     static constexpr int kD = D;
     static constexpr int kWarps = Warps;
@@ -80,6 +84,10 @@ template <int D>
 using WG = Tiling<D, 4, 1, 2, true, true>;
 template <int D>
 using WGP = Tiling<D, 4, 1, 2, true, true, true>;
+template <int D>
+using WGX2 = Tiling<D, 8, 1, 2, true, true>;
+template <int D>
+using WGPX2 = Tiling<D, 8, 1, 2, true, true, true>;
 
 // The byte offset of key row r's 16-byte chunk ch in a WG tile: chunk columns of kBc keys, so that the 8
 // keys r … r + 7 (r % 8 = 0) of one chunk form a core matrix (128 contiguous bytes). For S = Qi·Kjᵀ (B K-major:
@@ -89,21 +97,26 @@ __host__ __device__ constexpr int wg_tile_offset(int r, int ch) { return ch * kB
 constexpr uint32_t kWgColumnBytes = kBc * 16;
 
 // Copies key rows [row0, row0 + kBc) of a (rows × D) matrix into a WG tile (wg_tile_offset); rows ≥ valid
-// are zeros. Lane l of warp w copies row 16w + l % 16, chunks 2i + l / 16: a warp reads 32 whole bytes of each
-// of 16 rows per round (full 32-byte sectors) and writes two runs of 256 contiguous bytes (no bank conflict).
+// are zeros. Lane l of warp w copies row 16·(w % 4) + l % 16, chunks 2·(G·i + w / 4) + l / 16 (G warpgroups): a
+// warp reads 32 whole bytes of each of 16 rows per round (full 32-byte sectors) and writes two runs of 256
+// contiguous bytes (no bank conflict); a second warpgroup takes every other pair of columns.
 template <class TL, typename T>
 __device__ __forceinline__ void load_keys_wg(T* smem, const T* g, int64_t row_stride, int row0, int valid) {
-    static_assert(TL::kThreads == 128 && TL::kChunks % 2 == 0, "4 warps × 16 rows cover the tile's 64 rows");
+    constexpr int kGroups = TL::kThreads / 128;
+    static_assert(TL::kThreads % 128 == 0 && TL::kChunks % (2 * kGroups) == 0,
+                  "each warpgroup's 4 warps × 16 rows cover the tile's 64 rows, its column pairs whole");
     const int lane = threadIdx.x & 31;
-    const int r = (threadIdx.x >> 5) * 16 + (lane & 15);
-    const int ch = lane >> 4;
+    const int warp = threadIdx.x >> 5;
+    const int r = (kGroups == 1 ? warp : warp & 3) * 16 + (lane & 15);
+    const int ch = (kGroups == 1 ? 0 : 2 * (warp >> 2)) + (lane >> 4);
     const T* src = g + (row0 + r) * row_stride + ch * 8;
     const hr::SmemAddr dst = hr::smem_at(smem) + wg_tile_offset(r, ch);
     const bool in = row0 + r < valid;
     const T* from = in ? src : g;  // a row past the end copies nothing (src-size 0) from a valid address
     const int bytes = in ? 16 : 0;
 #pragma unroll
-    for (int i = 0; i < TL::kChunks / 2; ++i) hr::cp_async_16_at(dst + 2 * i * kWgColumnBytes, from + 16 * i, bytes);
+    for (int i = 0; i < TL::kChunks / (2 * kGroups); ++i)
+        hr::cp_async_16_at(dst + 2 * kGroups * i * kWgColumnBytes, from + 16 * kGroups * i, bytes);
 }
 
 // P (the S accumulators after the softmax) as the A-fragments of O += P·Vj: 16 keys per k step.
@@ -707,3 +720,12 @@ __device__ __forceinline__ void flash_sparse_merge(const AttnParams& p) {
         hr_mma::flash_sparse_merge<T, hr_mma::TL<D>>(p);                                                              \
     }                                                                                                                 \
     static_assert(hr_mma::TL<D>::kSmemBytes <= 227 * 1024, "shared memory of the " #PREFIX #SUFFIX " kernels exceeds sm_90")
+
+// The dense/causal kernel alone in tiling TL, named hr_flash_fwd_<PREFIX><SUFFIX> (hr_flash_fwd_w2_bf16_d128, ...):
+// the tilings whose block-sparse kernels are not built.
+#define HR_FLASH_MMA_DENSE(TL, PREFIX, T, D, SUFFIX)                                                                  \
+    extern "C" __global__ void __launch_bounds__(hr_mma::TL<D>::kThreads)                                             \
+        hr_flash_fwd_##PREFIX##SUFFIX(const AttnParams p) {                                                           \
+        hr_mma::flash_dense<T, hr_mma::TL<D>>(p);                                                                     \
+    }                                                                                                                 \
+    static_assert(hr_mma::TL<D>::kSmemBytes <= 227 * 1024, "shared memory of the " #PREFIX #SUFFIX " kernel exceeds sm_90")

@@ -99,12 +99,12 @@ final class AttendCommand implements Callable<Integer> {
             + "(GPU; the CPU always does). Default: scores in the input dtype.")
     boolean fp32Scores;
 
-    @Option(names = "--tiling", paramLabel = "w4|w2|w4x2|wg|wgp", converter = Converters.TilingConverter.class,
+    @Option(names = "--tiling", paramLabel = "w4|w2|w4x2|wg|wgp|wgx2|wgpx2", converter = Converters.TilingConverter.class,
             description = "Tensor-core tiling of the CUDA flash kernel (--backend cuda --algo flash, f16/bf16, dense or causal;"
-                    + " w2: D = 64, 96 or 128; w4x2, wg, wgp: D = 64 or 128) or sparse kernel (--algo sparse: w4, wg or wgp): w4 ="
+                    + " w2: D = 64, 96 or 128; the others: D = 64 or 128) or sparse kernel (--algo sparse: w4, wg or wgp): w4 ="
                     + " 4 warps x 16 query rows (default), w2 = 2 warps x 32 rows, w4x2 = 4 warps x 32 rows (128-row blocks), wg = w4"
-                    + " with Hopper's wgmma, wgp = wg with each tile's P.V overlapping the next softmax (wg, wgp: compute capability"
-                    + " 9.0 only).")
+                    + " with Hopper's wgmma, wgp = wg with each tile's P.V overlapping the next softmax, wgx2 and wgpx2 = wg and wgp"
+                    + " with two warpgroups on 128-row blocks (wg, wgp, wgx2, wgpx2: compute capability 9.0 only).")
     FlashPlan.Tiling tiling;
 
     @Option(names = "--dtype", paramLabel = "f32|f16|bf16", defaultValue = "f32", converter = Converters.ComputeDTypeConverter.class,
@@ -178,7 +178,8 @@ final class AttendCommand implements Callable<Integer> {
             if (!tiling.appliesTo(dtype, req.shape().headDim(), sparse)) {
                 throw new ParameterException(spec.commandLine(), "--tiling " + tiling.cliName() + ": the " + plan.kernel()
                         + " kernel has no " + tiling.cliName() + " tiling (w2 takes f16/bf16 flash and D = 64, 96 or 128; w4x2 f16/bf16"
-                        + " flash and D = 64 or 128; wg and wgp f16/bf16 flash or sparse and D = 64 or 128)");
+                        + " flash and D = 64 or 128; wg and wgp f16/bf16 flash or sparse and D = 64 or 128; wgx2 and wgpx2 f16/bf16"
+                        + " flash and D = 64 or 128)");
             }
         }
         AttentionResult result;

@@ -92,12 +92,12 @@ final class BenchCommand implements Callable<Integer> {
                     + " with --route one algorithm, default flash).")
     List<Algorithm> algorithms;
 
-    @Option(names = "--tilings", paramLabel = "w4|w2|w4x2|wg|wgp", split = ",", converter = Converters.TilingConverter.class,
+    @Option(names = "--tilings", paramLabel = "w4|w2|w4x2|wg|wgp|wgx2|wgpx2", split = ",", converter = Converters.TilingConverter.class,
             description = "Also time flash in these tensor-core tilings (f16/bf16, --backend cuda), after the configured"
                     + " algorithms on the same inputs: w4 = 4 warps x 16 query rows (the default kernel), w2 = 2 warps x 32 rows,"
                     + " w4x2 = 4 warps x 32 rows (128-row blocks; D = 64 and 128), wg = w4 with Hopper's wgmma, wgp = wg with each"
-                    + " tile's P.V overlapping the next softmax (wg, wgp: D = 64 and 128, compute capability 9.0 only, else"
-                    + " reported as unsupported).")
+                    + " tile's P.V overlapping the next softmax, wgx2 and wgpx2 = wg and wgp with two warpgroups on 128-row blocks"
+                    + " (wg, wgp, wgx2, wgpx2: D = 64 and 128, compute capability 9.0 only, else reported as unsupported).")
     List<FlashPlan.Tiling> tilings;
 
     @Option(names = "--route", paramLabel = "HS:K[:BQ]",

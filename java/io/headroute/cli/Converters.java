@@ -33,7 +33,7 @@ final class Converters {
         }
     }
 
-    /** The tensor-core kernels' tilings: w4, w2, w4x2. */
+    /** The tensor-core kernels' tilings: w4, w2, w4x2, wg, wgp, wgx2, wgpx2. */
     static final class TilingConverter implements ITypeConverter<FlashPlan.Tiling> {
         @Override
         public FlashPlan.Tiling convert(String value) {

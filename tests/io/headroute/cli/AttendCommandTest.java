@@ -124,7 +124,7 @@ class AttendCommandTest {
         Cli.run(args(qf, kf, vf, out, "--algo", "flash", "--tiling", "w2")).assertBadInput("headroute attend", needs, out);
         Cli.run(args(qf, kf, vf, out, "--algo", "materialized", "--tiling", "w4")).assertBadInput("headroute attend", needs, out);
         Cli.run(args(qf, kf, vf, out, "--algo", "flash", "--tiling", "w3"))
-                .assertBadInput("headroute attend", "unknown tiling 'w3' (expected w4, w2, w4x2, wg or wgp)", out);
+                .assertBadInput("headroute attend", "unknown tiling 'w3' (expected w4, w2, w4x2, wg, wgp, wgx2 or wgpx2)", out);
     }
 
     @Test

@@ -71,7 +71,7 @@ class AttendCudaGpuTest {
         String[][] cases = {{"flash", "f32", ""}, {"flash", "bf16", ""}, {"materialized", "f32", ""},
             {"materialized", "f16", ""}, {"sparse", "bf16", "window:9"}, {"flash", "f32", "gate"}, {"flash", "bf16", "w2"},
             {"flash", "f16", "w2+gate"}, {"flash", "bf16", "w4x2"}, {"flash", "f16", "w4x2+gate"}, {"flash", "bf16", "wg"},
-            {"flash", "f16", "wg+gate"}, {"flash", "bf16", "wgp+gate"}};
+            {"flash", "f16", "wg+gate"}, {"flash", "bf16", "wgp+gate"}, {"flash", "bf16", "wgx2"}, {"flash", "f16", "wgpx2+gate"}};
         boolean wg = wgRuns();
         for (String[] c : cases) {
             if (c[2].startsWith("wg") && !wg) {
@@ -82,7 +82,7 @@ class AttendCudaGpuTest {
                     "--v", vp.toString(), "--algo", c[0], "--dtype", c[1], "--causal", "--out", out.toString()));
             AttentionRequest.Builder want = AttentionRequest.builder(q, k, v).causal(true).dtype(DType.parse(c[1]))
                     .algorithm(Algorithm.FLASH);
-            boolean tiled = c[2].startsWith("w2") || c[2].startsWith("w4x2") || c[2].startsWith("wg"); // wg, wgp
+            boolean tiled = c[2].startsWith("w2") || c[2].startsWith("w4x2") || c[2].startsWith("wg"); // wg, wgp, wgx2, wgpx2
             if (tiled) {
                 a.addAll(List.of("--tiling", c[2].split("\\+")[0]));
             }
@@ -117,7 +117,7 @@ class AttendCudaGpuTest {
     }
 
     /**
-     * bench --tilings w2,w4x2,wg,wgp: flash again in each tiling on the same inputs, labelled, in the JSON with its
+     * bench --tilings w2,w4x2,wg,wgp,wgx2,wgpx2: flash again in each tiling on the same inputs, labelled, in the JSON with its
      * tiling; a tiling the head dim's kernel lacks (or this GPU cannot run) is a row not run, not W4 under
      * another name.
      */
@@ -125,14 +125,14 @@ class AttendCudaGpuTest {
     void benchTimesTheOtherTilingsBesideTheDefault() throws Exception {
         Path json = dir.resolve("b.json");
         Cli res = Cli.run("bench", "--backend", "cuda", "--dtype", "bf16", "--heads", "2", "--dim", "64", "--len", "130",
-                "--causal", "--algos", "flash", "--tilings", "w2,w4x2,wg,wgp", "--warmup", "0", "--repeats", "1", "--json",
-                json.toString()).assertOk();
-        for (String t : new String[] {"w2", "w4x2", "wg", "wgp"}) {
+                "--causal", "--algos", "flash", "--tilings", "w2,w4x2,wg,wgp,wgx2,wgpx2", "--warmup", "0", "--repeats", "1",
+                "--json", json.toString()).assertOk();
+        for (String t : new String[] {"w2", "w4x2", "wg", "wgp", "wgx2", "wgpx2"}) {
             assertTrue(res.out().contains("\nflash[" + t + "] "), res.out());
         }
         com.fasterxml.jackson.databind.ObjectMapper mapper = new com.fasterxml.jackson.databind.ObjectMapper();
         com.fasterxml.jackson.databind.JsonNode ms = mapper.readTree(json.toFile()).get("measurements");
-        assertEquals(5, ms.size(), ms.toString());
+        assertEquals(7, ms.size(), ms.toString());
         assertFalse(ms.get(0).has("tiling"), "the configured flash measurement runs the default tiling");
         assertEquals("w4", mapper.readTree(json.toFile()).at("/config/flash_tiling").asText(), "and the JSON says which");
         assertTrue(res.out().contains(", flash kernel tiling w4\n"), res.out());
@@ -140,21 +140,25 @@ class AttendCudaGpuTest {
         assertEquals("w4x2", ms.get(2).get("tiling").asText());
         assertEquals("wg", ms.get(3).get("tiling").asText());
         assertEquals("wgp", ms.get(4).get("tiling").asText());
-        for (int i = 3; i <= 4 && !wgRuns(); i++) {
+        assertEquals("wgx2", ms.get(5).get("tiling").asText());
+        assertEquals("wgpx2", ms.get(6).get("tiling").asText());
+        for (int i = 3; i <= 6 && !wgRuns(); i++) {
             assertTrue(ms.get(i).get("status").asText().startsWith("unsupported: the wgmma kernels run on compute capability 9.0"),
                     ms.get(i).toString());
         }
-        for (int i = 1; i <= (wgRuns() ? 4 : 2); i++) {
+        for (int i = 1; i <= (wgRuns() ? 6 : 2); i++) {
             assertEquals("ok", ms.get(i).get("status").asText());
             assertTrue(ms.get(i).get("rel_l2_vs_first").asDouble() <= 1e-2, "the tiling computes what W4 does: " + ms.get(i));
         }
-        // Causal, L = 130: 64-row tiles visit 1 + 2 + 3 key tiles; W4X2's 128-row tiles 2 + 3.
+        // Causal, L = 130: 64-row tiles visit 1 + 2 + 3 key tiles; the 128-row tiles of W4X2, WGX2, WGPX2 2 + 3.
         assertEquals(6, ms.get(0).get("key_tiles_visited").asLong() / 2);
         assertEquals(ms.get(0).get("key_tiles_visited").asLong(), ms.get(1).get("key_tiles_visited").asLong());
         assertEquals(5, ms.get(2).get("key_tiles_visited").asLong() / 2);
         if (wgRuns()) {
             assertEquals(ms.get(0).get("key_tiles_visited").asLong(), ms.get(3).get("key_tiles_visited").asLong(), "WG: W4's tiles");
             assertEquals(ms.get(0).get("key_tiles_visited").asLong(), ms.get(4).get("key_tiles_visited").asLong(), "WGP: W4's tiles");
+            assertEquals(ms.get(2).get("key_tiles_visited").asLong(), ms.get(5).get("key_tiles_visited").asLong(), "WGX2: W4X2's");
+            assertEquals(ms.get(2).get("key_tiles_visited").asLong(), ms.get(6).get("key_tiles_visited").asLong(), "WGPX2: W4X2's");
         }
 
         Cli.run("bench", "--backend", "cuda", "--dtype", "bf16", "--heads", "2", "--dim", "96", "--len", "70", "--algos", "flash",

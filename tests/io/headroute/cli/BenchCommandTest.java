@@ -74,7 +74,7 @@ class BenchCommandTest {
                 .assertBadInput("headroute bench", "--tilings times the CUDA flash kernels of the plain bench: not with --backend cpu",
                         json);
         Cli.run("bench", "--backend", "cuda", "--len", "64", "--tilings", "w8").assertBadInput("headroute bench",
-                "unknown tiling 'w8' (expected w4, w2, w4x2, wg or wgp)");
+                "unknown tiling 'w8' (expected w4, w2, w4x2, wg, wgp, wgx2 or wgpx2)");
         Cli.run("bench", "--len", "64", "--tilings", "w2", "--route", "2:4").assertBadInput("headroute bench",
                 "not with --route");
     }

@@ -121,7 +121,7 @@ public final class CudaAttentionEngine implements AttentionEngine {
     }
 
     /**
-     * The system property naming the tiling engines start in (w4, w2, w4x2, wg or wgp; W4 when unset), e.g.
+     * The system property naming the tiling engines start in (w4, w2, w4x2, wg, wgp, wgx2 or wgpx2; W4 when unset), e.g.
      * {@code HEADROUTE_JAVA_OPTS=-Dheadroute.tiling=w4x2}: every engine of the process (attend, bench, routed
      * runs, experiments, GPU models) then runs it without a rebuild.
      */
@@ -158,7 +158,7 @@ public final class CudaAttentionEngine implements AttentionEngine {
     }
 
     /**
-     * Why this engine cannot run {@code tiling}'s kernels, or null when it can: the WG and WGP wgmma kernels are sm_90a
+     * Why this engine cannot run {@code tiling}'s kernels, or null when it can: the wgmma kernels (WG, WGP, WGX2, WGPX2) are sm_90a
      * machine code (compute capability 9.0 only, H100/H200) in a module of their own.
      */
     public String tilingUnavailable(FlashPlan.Tiling tiling) {
@@ -478,7 +478,10 @@ public final class CudaAttentionEngine implements AttentionEngine {
         return gateWorkBytes(req, startTiling());
     }
 
-    /** {@link #gateWorkBytes(AttentionRequest)} of an engine set to {@code tiling} (W4X2's work list counts 128-row tiles). */
+    /**
+     * {@link #gateWorkBytes(AttentionRequest)} of an engine set to {@code tiling} (the 128-row tilings' work lists count
+     * 128-row tiles).
+     */
     public static long gateWorkBytes(AttentionRequest req, FlashPlan.Tiling tiling) {
         if (req.gate() == null) {
             return 0;

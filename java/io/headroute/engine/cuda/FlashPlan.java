@@ -37,7 +37,9 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
      * Hopper's warpgroup {@code wgmma.mma_async} (the f16/bf16 dense/causal and block-sparse kernels for D = 64
      * and 128, in their own module {@value #WGMMA_MODULE}, sm_90a machine code only: compute capability 9.0
      * devices); {@code WGP}, WG pipelined: each tile's P·V runs on the tensor cores while the next tile's softmax
-     * runs (the same kernels and module). The others (fp32, D = 32, the block-sparse kernels but in WG and WGP)
+     * runs (the same kernels and module); {@code WGX2} and {@code WGPX2}, WG and WGP with two warpgroups on 128-row
+     * blocks, each key/value tile copied once for 128 rows as in W4X2 (the f16/bf16 dense/causal kernels for D = 64
+     * and 128, module {@value #WGMMA_MODULE}). The others (fp32, D = 32, the block-sparse kernels but in WG and WGP)
      * have W4 alone and ignore the choice.
      */
     public enum Tiling {
@@ -45,7 +47,9 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
         W2(64),
         W4X2(128),
         WG(64),
-        WGP(64);
+        WGP(64),
+        WGX2(128),
+        WGPX2(128);
 
         private final int rows;
 
@@ -58,15 +62,29 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
             return rows;
         }
 
+        /** Threads per block of this tiling's kernels: 32 per warp of flash_tile_mma.cuh's Tiling. */
+        public int threads() {
+            return switch (this) {
+                case W2 -> 64;
+                case WGX2, WGPX2 -> 256;
+                default -> 128;
+            };
+        }
+
+        /** Key/value tile buffers per block: double-buffered (W4 and the wgmma tilings) or single (W2, W4X2). */
+        int kvStages() {
+            return this == W2 || this == W4X2 ? 1 : 2;
+        }
+
         public String cliName() {
             return name().toLowerCase(java.util.Locale.ROOT);
         }
 
         /**
          * Whether the kernel planned for these has this tiling: W4 every one; W2 the f16/bf16 dense/causal
-         * kernels for D = 64, 96 and 128; W4X2 those for D = 64 and 128; WG and WGP the f16/bf16 dense/causal
-         * and block-sparse (plain and merging) kernels for D = 64 and 128. (WG and WGP run only on compute
-         * capability 9.0: {@code CudaAttentionEngine.tilingUnavailable}.)
+         * kernels for D = 64, 96 and 128; W4X2, WGX2 and WGPX2 those for D = 64 and 128; WG and WGP the f16/bf16
+         * dense/causal and block-sparse (plain and merging) kernels for D = 64 and 128. (The wgmma tilings run only
+         * on compute capability 9.0: {@code CudaAttentionEngine.tilingUnavailable}.)
          */
         public boolean appliesTo(DType dtype, int headDim, boolean sparse) {
             if (this == W4) {
@@ -75,14 +93,14 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
             boolean mma = dtype == DType.F16 || dtype == DType.BF16;
             return switch (this) {
                 case W2 -> mma && !sparse && headDim >= 64 && headDim <= 128;
-                case W4X2 -> mma && !sparse && (headDim == 64 || headDim == 128);
+                case W4X2, WGX2, WGPX2 -> mma && !sparse && (headDim == 64 || headDim == 128);
                 default -> mma && (headDim == 64 || headDim == 128);
             };
         }
 
         /** Whether this tiling's kernels are the wgmma ones (sm_90a, module {@value #WGMMA_MODULE}). */
         public boolean wgmma() {
-            return this == WG || this == WGP;
+            return this == WG || this == WGP || this == WGX2 || this == WGPX2;
         }
 
         /** The kernel module (fatbin) of this tiling's kernels. */
@@ -90,14 +108,14 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
             return wgmma() ? WGMMA_MODULE : "flash_fwd_mma";
         }
 
-        /** The tiling named {@code s} (w4, w2, w4x2, wg or wgp). */
+        /** The tiling named {@code s} (w4, w2, w4x2, wg, wgp, wgx2 or wgpx2). */
         public static Tiling parse(String s) {
             for (Tiling t : values()) {
                 if (t.cliName().equals(s)) {
                     return t;
                 }
             }
-            throw new IllegalArgumentException("unknown tiling '" + s + "' (expected w4, w2, w4x2, wg or wgp)");
+            throw new IllegalArgumentException("unknown tiling '" + s + "' (expected w4, w2, w4x2, wg, wgp, wgx2 or wgpx2)");
         }
     }
 
@@ -224,13 +242,13 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
                     throw new UnsupportedOperationException("head dim D = " + d + " is not supported by the " + dtype.cliName()
                             + " tensor-core kernel (it takes 32, 64, 96 and 128); use --dtype f32 (any D up to 256)");
                 }
-                // Qi's rows padded by 8 elements, then Kj and Vj in two buffers each (W4, WG, WGP) or one (W2,
-                // W4X2): padded rows, or the wgmma tilings' unpadded 16-byte columns.
+                // Qi's rows padded by 8 elements, then Kj and Vj in two buffers each (W4 and the wgmma tilings)
+                // or one (W2, W4X2): padded rows, or the wgmma tilings' unpadded 16-byte columns.
                 Tiling t = tiling.appliesTo(dtype, d, sparse) ? tiling : Tiling.W4;
                 rows = blockRows(dtype, d, sparse, tiling);
                 int kvRow = t.wgmma() ? d : d + 8;
-                shared = 2 * (rows * (d + 8) + (t == Tiling.W4 || t.wgmma() ? 4 : 2) * tileRows(dtype) * kvRow);
-                threads = t == Tiling.W2 ? 64 : 128;
+                shared = 2 * (rows * (d + 8) + 2 * t.kvStages() * tileRows(dtype) * kvRow);
+                threads = t.threads();
                 kernel = family + (t == Tiling.W4 ? "" : t.cliName() + "_") + dtype.cliName() + "_d" + d;
                 module = t.module();
             }
@@ -245,7 +263,7 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
     }
 
     /**
-     * Keys per kernel tile, and query rows of every kernel but the W4X2 ones (128 rows): 32 for the fp32
+     * Keys per kernel tile, and query rows of every kernel but the 128-row tilings' (W4X2, WGX2, WGPX2): 32 for the fp32
      * kernels, 64 for the tensor-core ones; the same for every head dim, so a sparse layout's tiles are
      * known without a supported D.
      */

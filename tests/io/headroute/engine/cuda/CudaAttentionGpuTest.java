@@ -144,7 +144,7 @@ class CudaAttentionGpuTest {
     static Stream<Arguments> tilingCases() {
         List<Arguments> out = new ArrayList<>();
         for (FlashPlan.Tiling tiling : new FlashPlan.Tiling[] {FlashPlan.Tiling.W2, FlashPlan.Tiling.W4X2, FlashPlan.Tiling.WG,
-            FlashPlan.Tiling.WGP}) {
+            FlashPlan.Tiling.WGP, FlashPlan.Tiling.WGX2, FlashPlan.Tiling.WGPX2}) {
             for (DType t : new DType[] {DType.F16, DType.BF16}) {
                 for (int d : new int[] {64, 96, 128}) {
                     if (tiling.appliesTo(t, d, false)) {
@@ -165,8 +165,8 @@ class CudaAttentionGpuTest {
     /**
      * The other tilings of the f16/bf16 flash kernels against the CPU engine: W2 (2 warps × 32 rows,
      * single-buffered), W4X2 (4 warps × 32 rows, 128-row blocks, so gates give 128-row work lists), WG
-     * (wgmma) and WGP (wgmma, P·V overlapping the next softmax); WG and WGP need compute capability 9.0 (skipped
-     * on other GPUs).
+     * (wgmma), WGP (wgmma, P·V overlapping the next softmax), WGX2 and WGPX2 (WG and WGP with two warpgroups on
+     * 128-row blocks); the wgmma tilings need compute capability 9.0 (skipped on other GPUs).
      */
     @ParameterizedTest(name = "{0} {1} D={2} B={3} H={4} Hkv={5} L={6} S={7} causal={8} gate={9}")
     @MethodSource("tilingCases")
@@ -187,9 +187,10 @@ class CudaAttentionGpuTest {
 
     static Stream<Arguments> scaleCases() {
         List<Arguments> out = new ArrayList<>();
-        // kernel: W4/W2/W4X2/WG/WGP (tensor cores), "f32", or "sparse" (W4 over a window layout)
+        // kernel: a tensor-core tiling (W4, W2, W4X2, WG, WGP, WGX2, WGPX2), "f32", or "sparse" (W4 over a window layout)
         String[][] kernels = {{"W4", "bf16"}, {"W4", "f16"}, {"W2", "bf16"}, {"W4X2", "f16"}, {"WG", "bf16"}, {"WG", "f16"},
-            {"WGP", "bf16"}, {"WGP", "f16"}, {"f32", "f32"}, {"sparse", "bf16"}, {"sparse", "f16"}};
+            {"WGP", "bf16"}, {"WGP", "f16"}, {"WGX2", "bf16"}, {"WGPX2", "f16"}, {"f32", "f32"}, {"sparse", "bf16"},
+            {"sparse", "f16"}};
         int n = 0;
         for (String[] kern : kernels) {
             for (float scale : new float[] {-0.3f, 0f, 0.9f}) {
@@ -206,7 +207,7 @@ class CudaAttentionGpuTest {
      * 1 + 9j/S): a negative or zero scale takes the kernels' scale-first path; at 0.9 a row's max (log2
      * units) grows by more than 8 between key tiles and by more than 128 along the row, so the tensor-core
      * loop must rescale O and l (it skips that while the max grows by at most 8) or P overflows, whatever
-     * the dtype (with the rescale disabled, 20 of the 42 cases without WG and WGP read NaN or inf). L = 130 and S = 300 leave a ragged last
+     * the dtype (with the rescale disabled, 20 of the 42 cases without the wgmma tilings read NaN or inf). L = 130 and S = 300 leave a ragged last
      * key tile (its rows zero-filled) and, causal, diagonal tiles.
      */
     @ParameterizedTest(name = "{0} {1} scale={2} D={3} causal={4}")
@@ -230,11 +231,8 @@ class CudaAttentionGpuTest {
         AttentionRequest req = AttentionRequest.builder(q, k, v).pattern(p).causal(causal).scale(scale).dtype(dtype)
                 .algorithm(kernel.equals("sparse") ? Algorithm.SPARSE : Algorithm.FLASH).wantLse(true).build();
         AttentionResult got = switch (kernel) {
-            case "W2" -> runIn(FlashPlan.Tiling.W2, req);
-            case "W4X2" -> runIn(FlashPlan.Tiling.W4X2, req);
-            case "WG" -> runIn(FlashPlan.Tiling.WG, req);
-            case "WGP" -> runIn(FlashPlan.Tiling.WGP, req);
-            default -> gpu.run(req);
+            case "W4", "f32", "sparse" -> gpu.run(req);
+            default -> runIn(FlashPlan.Tiling.valueOf(kernel), req);
         };
         AttentionResult want = cpu.run(AttentionRequest.builder(q, k, v).pattern(p).causal(causal).scale(scale).dtype(dtype)
                 .algorithm(Algorithm.FLASH).wantLse(true).build());

@@ -374,6 +374,47 @@ class EmulatedWorkTest {
             assertEquals(pairs - blocks, wgp.wgmmaOverlaps(), "WGP: a P·V running through each tile's softmax but the first");
         }
     }
+
+    /**
+     * WGX2 and WGPX2 (two warpgroups on 128-row blocks) visit W4X2's tile pairs and copy what W4X2 copies (each key
+     * and value tile once per 128 query rows: half of WG's), with WG's wgmma per warpgroup and pair (D/16 + 4·D/64,
+     * twice per 128-row pair), Qi's ldmatrix once per block, a vote per warp and tile; WGPX2 issues what WGX2 does
+     * and leaves each warpgroup's P·V running at the S wait of every tile but the block's first.
+     */
+    @Test
+    void twoWarpgroupTilingsCopyEachKeyTileOncePer128Rows() throws IOException {
+        Random r = new Random(613);
+        for (int d : new int[] {64, 128}) {
+            Tensor q = gaussian(r, B, 4, L, d);
+            Tensor k = gaussian(r, B, 4, L, d);
+            Tensor v = gaussian(r, B, 4, L, d);
+            AttentionRequest req = AttentionRequest.builder(q, k, v).dtype(DType.BF16).algorithm(Algorithm.FLASH).causal(true).build();
+            ExecutionStats[] st = new ExecutionStats[1];
+            Launch wg = runIn(FlashPlan.Tiling.WG, req, st);
+            Launch w4x2 = runIn(FlashPlan.Tiling.W4X2, req, st);
+            long pairs = st[0].keyTilesVisited();
+            long blocks = st[0].queryTiles();
+            Launch wgx2 = runIn(FlashPlan.Tiling.WGX2, req, st);
+            assertTrue(wgx2.kernel().startsWith("hr_flash_fwd_wgx2_"), wgx2.kernel());
+            assertEquals(List.of(pairs, blocks), List.of(st[0].keyTilesVisited(), wgx2.blocks()), "W4X2's tiles and blocks");
+            assertEquals(0, wgx2.mma(), "no mma.sync: " + wgx2);
+            assertEquals(2 * (d / 16 + 4 * d / 64) * pairs, wgx2.wgmma(), "WGX2 " + wgx2);
+            assertEquals(8L * (d / 16) * blocks, wgx2.ldmatrix(), "ldmatrix for Qi only, once per block: " + wgx2);
+            assertEquals(w4x2.cpAsyncBytes(), wgx2.cpAsyncBytes(), "K and V copied once per 128 query rows, as in W4X2");
+            assertTrue(wgx2.cpAsyncBytes() < wg.cpAsyncBytes(), wgx2 + " vs WG " + wg);
+            assertEquals(8 * pairs, wgx2.votes(), "one vote per warp and tile");
+            System.out.printf("emulated WGX2, bf16 D=%d causal: cp.async %d bytes = %.3f of WG's, %d wgmma (WG %d)%n", d,
+                    wgx2.cpAsyncBytes(), wgx2.cpAsyncBytes() / (double) wg.cpAsyncBytes(), wgx2.wgmma(), wg.wgmma());
+            Launch wgpx2 = runIn(FlashPlan.Tiling.WGPX2, req, st);
+            assertTrue(wgpx2.kernel().startsWith("hr_flash_fwd_wgpx2_"), wgpx2.kernel());
+            assertEquals(List.of(wgx2.blocks(), 0L, wgx2.wgmma(), wgx2.ldmatrix(), wgx2.cpAsyncBytes(), wgx2.votes()),
+                    List.of(wgpx2.blocks(), wgpx2.mma(), wgpx2.wgmma(), wgpx2.ldmatrix(), wgpx2.cpAsyncBytes(), wgpx2.votes()),
+                    "WGPX2 issues what WGX2 does");
+            assertEquals(0, wgx2.wgmmaOverlaps(), "WGX2 waits for every group at once");
+            assertEquals(2 * (pairs - blocks), wgpx2.wgmmaOverlaps(), "WGPX2: each warpgroup's P·V running but the first");
+        }
+    }
+
     /**
      * Every ldmatrix of the tensor-core kernels is free of shared-memory bank conflicts (4 wavefronts per
      * .x4: each 8x8 matrix's 8 rows of 16 bytes land in 8 distinct groups of 4 banks, which the rows'

@@ -330,7 +330,7 @@ class KernelContractTest {
                     new Pattern.Causal()), "the static plans follow the starting tiling");
             System.setProperty(CudaAttentionEngine.TILING_PROPERTY, "w9");
             IllegalArgumentException e = assertThrows(IllegalArgumentException.class, CudaAttentionEngine::startTiling);
-            assertEquals("-Dheadroute.tiling=w9: unknown tiling 'w9' (expected w4, w2, w4x2, wg or wgp)", e.getMessage());
+            assertEquals("-Dheadroute.tiling=w9: unknown tiling 'w9' (expected w4, w2, w4x2, wg, wgp, wgx2 or wgpx2)", e.getMessage());
         } finally {
             if (before == null) {
                 System.clearProperty(CudaAttentionEngine.TILING_PROPERTY);
@@ -421,6 +421,45 @@ class KernelContractTest {
         assertTrue(tile.contains("using WG = Tiling<D, 4, 1, 2, true, true>;"), "WG: 4 warps x 16 rows, two stages, Qi in registers");
         assertTrue(tile.contains("using WGP = Tiling<D, 4, 1, 2, true, true, true>;"), "WGP: WG pipelined, the same shared memory");
         assertTrue(tile.contains("static constexpr int kKVElems = Wgmma ? kBc * D : kBc * kStride;"), "unpadded wgmma tiles");
+    }
+
+    /**
+     * WGX2 and WGPX2: WG and WGP with two warpgroups on 128-row blocks (256 threads), dense/causal kernels only, in
+     * the wgmma module; Qi of 128 padded rows, two K and two V tiles unpadded as in WG.
+     */
+    @Test
+    void theTwoWarpgroupTilingsPlan128RowBlocks() throws IOException {
+        String cu = withHeaders("flash_fwd_wgmma.cu");
+        for (FlashPlan.Tiling tiling : new FlashPlan.Tiling[] {FlashPlan.Tiling.WGX2, FlashPlan.Tiling.WGPX2}) {
+            for (DType dt : new DType[] {DType.F16, DType.BF16}) {
+                for (int d : new int[] {64, 128}) {
+                    AttentionShape sh = new AttentionShape(2, 8, 2, 300, 300, d);
+                    FlashPlan p = FlashPlan.of(sh, dt, new Pattern.Causal(), tiling);
+                    assertEquals("hr_flash_fwd_" + tiling.cliName() + "_" + dt.cliName() + "_d" + d, p.kernel());
+                    assertEquals(FlashPlan.WGMMA_MODULE, p.module());
+                    assertTrue(defines(cu, p.kernel()), p.kernel() + " is not defined in flash_fwd_wgmma.cu");
+                    assertEquals(256, p.threads(), "two warpgroups");
+                    assertEquals(128, p.blockRows());
+                    assertEquals(64, p.tileKeys(), "key tiles stay 64 keys");
+                    assertEquals(3, p.gridX(), "ceil(300 / 128) query tiles");
+                    assertEquals((128 * (d + 8) + 4 * 64 * d) * 2, p.sharedBytes(), "Qi padded, two K and two V tiles unpadded");
+                    // No block-sparse kernel in this tiling: W4's runs.
+                    assertEquals(FlashPlan.sparse(sh, dt), FlashPlan.sparse(sh, dt, tiling));
+                    assertTrue(!tiling.appliesTo(dt, d, true) && tiling.appliesTo(dt, d, false));
+                }
+                AttentionShape d96 = new AttentionShape(1, 2, 2, 100, 100, 96);
+                assertEquals(FlashPlan.of(d96, dt, new Pattern.Dense()), FlashPlan.of(d96, dt, new Pattern.Dense(), tiling));
+            }
+            assertTrue(tiling.wgmma() && !tiling.appliesTo(DType.F32, 64, false));
+            assertEquals(128, FlashPlan.blockRows(DType.BF16, 128, false, tiling), "work lists count 128-row tiles");
+            assertEquals(64, FlashPlan.blockRows(DType.BF16, 128, true, tiling), "the sparse kernels stay in W4's 64 rows");
+            assertEquals(tiling, FlashPlan.Tiling.parse(tiling.cliName()));
+        }
+        assertEquals("wgx2", FlashPlan.Tiling.WGX2.cliName());
+        assertEquals("wgpx2", FlashPlan.Tiling.WGPX2.cliName());
+        String tile = source("flash_tile_mma.cuh");
+        assertTrue(tile.contains("using WGX2 = Tiling<D, 8, 1, 2, true, true>;"), "WGX2: 8 warps x 16 rows, two stages");
+        assertTrue(tile.contains("using WGPX2 = Tiling<D, 8, 1, 2, true, true, true>;"), "WGPX2: WGX2 pipelined");
     }
 
     @Test
