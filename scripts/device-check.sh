@@ -18,22 +18,23 @@
 #   info       headroute info through the bundle
 #   gpu-tests  the @Tag("gpu") JUnit tests through JUnit's console launcher (reports in $OUT/junit/), but
 #              not those also tagged gpu-long (the 32K experiment preset; the bench step covers 32K)
-#   bench      headroute bench --backend cuda, bf16, flash (default W4 tiling, then W2, W4X2, WG and WGP:
-#              --tilings w2,w4x2,wg,wgp; WG, WGP = wgmma, sm_90 only) and
+#   bench      headroute bench --backend cuda, bf16, flash (default W4 tiling, then W2, W4X2, WG, WGP, WGX2 and
+#              WGPX2: --tilings w2,w4x2,wg,wgp,wgx2,wgpx2; WG* = wgmma, sm_90 only) and
 #              materialized, L = 4K, 16K, 32K: first the 32K H16 D128 dense run, the block-sparse density
 #              sweep compared with it (window:W at ~5/10/25/50% density, and dense, --algos sparse) and
 #              issue 6's routed runs (bench --route 2:4 and 2:4:64: routed vs dense flash in the same
 #              run); then the other shapes, smallest first
 #   torch      bench/torch_reference.py: PyTorch SDPA per backend and FlexAttention on the same shapes,
 #              and the comparison inputs with float64 references ($OUT/compare/)
-#   compare    headroute attend (cpu f32; cuda flash/materialized f32/bf16, flash bf16 in W2, W4X2, WG, WGP) on the
+#   compare    headroute attend (cpu f32; cuda flash/materialized f32/bf16, flash bf16 in W2, W4X2, WG, WGP, WGX2,
+#              WGPX2) on the
 #              comparison inputs,
 #              relative L2 error against the float64 reference
 #   sanitizer  compute-sanitizer memcheck (flash f32, flash bf16, materialized f32, sparse bf16 with a gate
 #              (tile list), sparse bf16 with row compaction (the merging kernel), flash f32 with row
-#              compaction, flash bf16 in the W2, W4X2, WG and WGP tilings) and racecheck (flash bf16 in W4,
-#              W2, W4X2, WG and WGP; the merging sparse kernel) on tiny attend cases
-#   ncu        Nsight Compute on the flash kernel in W4, W2, W4X2, WG and WGP (one bench process, bf16 H16 D128
+#              compaction, flash bf16 in the W2, W4X2, WG, WGP, WGX2 and WGPX2 tilings) and racecheck (flash bf16
+#              in W4, W2, W4X2, WG, WGP and WGPX2; the merging sparse kernel) on tiny attend cases
+#   ncu        Nsight Compute on the flash kernel in W4, W2, W4X2, WG, WGP, WGX2 and WGPX2 (one bench process, bf16 H16 D128
 #              L=S=8192): throughput sections, then tensor-pipe and shared-memory counters, with the time left
 #   summary    the table
 #
@@ -126,9 +127,10 @@ java_feature() { "$1" -XshowSettings:properties -version 2>&1 | sed -n 's/^ *jav
 last_line() { grep -v '^[[:space:]]*$' "$1" 2>/dev/null | tail -n 1 | cut -c1-150; }
 
 # ------------------------------------------------------------------------------------------- steps
-# attend's --algo for a run's label: gated and flash-TILING (w2, w4x2, wg, wgp) are flash runs (with --gate, --tiling).
+# attend's --algo for a run's label: gated and flash-TILING (w2, w4x2, wg, wgp, wgx2, wgpx2) are flash runs (with
+# --gate, --tiling).
 attend_algo() {
-    case $1 in gated | flash-w2 | flash-w4x2 | flash-wg | flash-wgp) echo flash ;; sparse-compact) echo sparse ;; *) echo "$1" ;; esac
+    case $1 in gated | flash-w*) echo flash ;; sparse-compact) echo sparse ;; *) echo "$1" ;; esac
 }
 
 step_facts() {
@@ -452,9 +454,10 @@ step_bench() {
         if [[ $causal == 1 ]]; then cflag=(--causal); fi
         if [[ -n $route ]]; then cflag+=(--route "$route"); fi
         # The dense runs also time flash in the W2 (2 warps x 32 rows), W4X2 (4 warps x 32 rows, 128-row
-        # blocks), WG (W4 with wgmma) and WGP (WG, P.V overlapping the next softmax) tilings on the same
-        # inputs (WG and WGP: sm_90 only, else rows marked unsupported).
-        if [[ -z $route && $algos == *flash* ]]; then cflag+=(--tilings w2,w4x2,wg,wgp); fi
+        # blocks), WG (W4 with wgmma), WGP (WG, P.V overlapping the next softmax), WGX2 and WGPX2 (WG and WGP
+        # with two warpgroups on 128-row blocks) tilings on the same inputs (WG*: sm_90 only, else rows marked
+        # unsupported).
+        if [[ -z $route && $algos == *flash* ]]; then cflag+=(--tilings w2,w4x2,wg,wgp,wgx2,wgpx2); fi
         # Every call uploads its inputs from the host (a 32K run's calls are mostly that): fewer calls there.
         local reps=(--warmup 2 --repeats 5)
         if ((n >= 32768)); then reps=(--warmup 1 --repeats 3); fi
@@ -528,7 +531,8 @@ step_compare() {
     for variant in dense causal; do
         runs+=("$variant cpu flash f32" "$variant cuda flash f32" "$variant cuda flash bf16" "$variant cuda flash-w2 bf16"
             "$variant cuda flash-w4x2 bf16" "$variant cuda flash-wg bf16" "$variant cuda flash-wgp bf16"
-            "$variant cuda materialized f32" "$variant cuda materialized bf16")
+            "$variant cuda flash-wgx2 bf16" "$variant cuda flash-wgpx2 bf16" "$variant cuda materialized f32"
+            "$variant cuda materialized bf16")
     done
     for r in "${runs[@]}"; do
         read -r variant backend algo dtype <<<"$r"
@@ -587,12 +591,13 @@ step_sanitizer() {
     # gated: the dense kernel with a gate that switches most rows off (row compaction, gate_work.cu).
     # flash-w2, flash-w4x2: the dense kernel in the W2 and W4X2 tilings (single-buffered K/V, their own barrier
     # order, never run on a GPU before): their racechecks come early, in case the budget cuts the last runs.
-    # flash-wg, flash-wgp: the wgmma kernels (descriptors, async proxy fences, WGP's P.V left running through
-    # the next softmax; never run on a GPU): memcheck early.
-    local runs=("memcheck flash bf16" "memcheck flash-wg bf16" "memcheck flash-wgp bf16" "racecheck flash-w2 bf16"
-        "racecheck flash-w4x2 bf16" "racecheck sparse-compact bf16" "racecheck flash-wgp bf16" "racecheck flash-wg bf16"
-        "racecheck flash bf16" "memcheck flash-w2 bf16" "memcheck flash-w4x2 bf16" "memcheck sparse-compact bf16"
-        "memcheck flash f32" "memcheck sparse bf16" "memcheck gated f32" "memcheck materialized f32")
+    # flash-wg, flash-wgp, flash-wgpx2: the wgmma kernels (descriptors, async proxy fences, WGP's P.V left running
+    # through the next softmax, WGPX2's two warpgroups sharing each tile; never run on a GPU): memcheck early.
+    local runs=("memcheck flash bf16" "memcheck flash-wg bf16" "memcheck flash-wgp bf16" "memcheck flash-wgpx2 bf16"
+        "racecheck flash-w2 bf16" "racecheck flash-w4x2 bf16" "racecheck sparse-compact bf16" "racecheck flash-wgp bf16"
+        "racecheck flash-wgpx2 bf16" "racecheck flash-wg bf16" "racecheck flash bf16" "memcheck flash-w2 bf16"
+        "memcheck flash-w4x2 bf16" "memcheck sparse-compact bf16" "memcheck flash-wgx2 bf16" "memcheck flash f32"
+        "memcheck sparse bf16" "memcheck gated f32" "memcheck materialized f32")
     local r tool algo dtype name t rc start secs st skip="" bad=0 extra in
     for r in "${runs[@]}"; do
         read -r tool algo dtype <<<"$r"
@@ -603,7 +608,7 @@ step_sanitizer() {
             sparse) extra=(--gate "$dir/in/gate.npy" --pattern window:9 --causal) ;;
             sparse-compact) in="$dir/in300" extra=(--gate "$dir/in300/gate.npy" --pattern window:9 --causal) ;;
             gated) extra=(--gate "$dir/in/gate.npy" --causal) ;;
-            flash-w2 | flash-w4x2 | flash-wg | flash-wgp) extra=(--tiling "${algo#flash-}" --causal) ;;
+            flash-w*) extra=(--tiling "${algo#flash-}" --causal) ;;
         esac
         t="$(cap 60)"
         st=""
@@ -647,10 +652,10 @@ step_ncu() {
     mkdir -p "$dir"
     jvm_opts
     local app=("$JAVA" "${JOPTS[@]}" -cp "$BUNDLE/lib/*" io.headroute.cli.Main bench --backend cuda --dtype bf16 --batch 1
-        --heads 16 --dim 128 --len 8192 --algos flash --tilings w2,w4x2,wg,wgp --warmup 0 --repeats 1)
+        --heads 16 --dim 128 --len 8192 --algos flash --tilings w2,w4x2,wg,wgp,wgx2,wgpx2 --warmup 0 --repeats 1)
     local t1
     t1="$(cap 50)"
-    timeout -k 5 "$t1" "$ncu" --target-processes all -k regex:hr_flash_fwd --launch-count 5 \
+    timeout -k 5 "$t1" "$ncu" --target-processes all -k regex:hr_flash_fwd --launch-count 7 \
         --section SpeedOfLight --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis --section Occupancy \
         --section LaunchStats --csv --page details --log-file "$dir/sections.csv" "${app[@]}" >"$dir/sections.log" 2>&1 </dev/null
     rc=$?
@@ -658,7 +663,7 @@ step_ncu() {
     tail -n 5 "$dir/sections.log"
     t="$(cap 30)"
     if ((rc == 0 && t >= 15)); then
-        timeout -k 5 "$t" "$ncu" --target-processes all -k regex:hr_flash_fwd --launch-count 5 --metrics \
+        timeout -k 5 "$t" "$ncu" --target-processes all -k regex:hr_flash_fwd --launch-count 7 --metrics \
             sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,l1tex__data_pipe_lsu_wavefronts_mem_shared.sum,smsp__inst_executed_pipe_xu.avg.pct_of_peak_sustained_active \
             --csv --page raw --log-file "$dir/metrics.csv" "${app[@]}" >"$dir/metrics.log" 2>&1 </dev/null
         echo "metrics: exit $?"
@@ -666,7 +671,7 @@ step_ncu() {
         # name this ncu does not know costs only this run.
         t="$(cap 20)"
         if ((t >= 12)); then
-            timeout -k 5 "$t" "$ncu" --target-processes all -k regex:hr_flash_fwd --launch-count 5 --metrics \
+            timeout -k 5 "$t" "$ncu" --target-processes all -k regex:hr_flash_fwd --launch-count 7 --metrics \
                 sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_active \
                 --csv --page raw --log-file "$dir/metrics_gmma.csv" "${app[@]}" >"$dir/metrics_gmma.log" 2>&1 </dev/null
             echo "gmma metric: exit $?"

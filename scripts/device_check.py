@@ -354,9 +354,9 @@ NCU_LABEL = {"sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_ac
 
 
 def ncu_tiling(kernel):
-    """w4, w2, w4x2, wg or wgp from a flash kernel's name (ncu may print it with its parameter list)."""
+    """w4, w2, w4x2, wg, wgp, wgx2 or wgpx2 from a flash kernel's name (ncu may print it with its parameter list)."""
     name = (kernel or "?").split("(")[0].strip()
-    m = re.match(r"hr_flash_fwd_(w2|w4x2|wgp|wg)_", name)
+    m = re.match(r"hr_flash_fwd_(w2|w4x2|wgpx2|wgx2|wgp|wg)_", name)
     return m.group(1) if m else ("w4" if name.startswith("hr_flash_fwd_") else name)
 
 
@@ -406,7 +406,7 @@ def ncu_table(dir_):
 
 def cmd_ncu_eval(a):
     table = ncu_table(a.dir)
-    known = ("w4", "w2", "w4x2", "wg", "wgp")
+    known = ("w4", "w2", "w4x2", "wg", "wgp", "wgx2", "wgpx2")
     order = [t for t in known if t in table] + sorted(t for t in table if t not in known)
     lines = []
     if not order:
@@ -632,10 +632,11 @@ def cmd_summary(a):
         # The engine's tiling (-Dheadroute.tiling) as each bench JSON states it; W4 unless set otherwise.
         ran = sorted(set(c["flash_tiling"].upper() for c in cells.values() if c.get("flash_tiling"))) or ["W4"]
         add("flash = the engine's tiling (%s), w2 = W2 (2 warps x 32 rows), w4x2 = W4X2 (4 warps x 32 rows, 128-row"
-            " blocks), wg = W4 with wgmma, wgp = wg with P.V overlapping the next softmax (wg, wgp: sm_90), same inputs"
-            " and run; ours/torch = the fastest tiling / torch best" % "/".join(ran))
-        add("%-7s %6s %-6s %8s %8s %8s %8s %8s %8s %14s %8s" % ("HxD", "L", "causal", "flash", "w2", "w4x2", "wg", "wgp",
-                                                                "mater.", "torch best", "ours/torch"))
+            " blocks), wg = W4 with wgmma, wgp = wg with P.V overlapping the next softmax, wgx2/wgpx2 = wg/wgp with two"
+            " warpgroups on 128-row blocks (wg*: sm_90), same inputs and run; ours/torch = the fastest tiling / torch best"
+            % "/".join(ran))
+        add("%-7s %6s %-6s %8s %8s %8s %8s %8s %8s %8s %8s %14s %8s" % (
+            "HxD", "L", "causal", "flash", "w2", "w4x2", "wg", "wgp", "wgx2", "wgpx2", "mater.", "torch best", "ours/torch"))
         keys = sorted(set(k for k in cells if k[4] == "dense") | set(
             ((r["shape"]["H"], r["shape"]["D"], r["shape"]["L"], bool(r.get("causal")), "dense")
              for r in trows if r.get("shape") and r.get("backend") != "FLEX")),
@@ -648,6 +649,8 @@ def cmd_summary(a):
             w42 = c.get("flash_w4x2", {})
             wg = c.get("flash_wg", {})
             wgp = c.get("flash_wgp", {})
+            wgx2 = c.get("flash_wgx2", {})
+            wgpx2 = c.get("flash_wgpx2", {})
             ma = c.get("materialized", {})
             best = torch_best(trows, h, d, n, causal)
             tnote = "-"
@@ -658,16 +661,18 @@ def cmd_summary(a):
                 if st:
                     tnote = short_status(st[0])
             ratio = "-"
-            ours = max([x["tf"] for x in (fl, w2, w42, wg, wgp) if x.get("tf")], default=None)
+            ours = max([x["tf"] for x in (fl, w2, w42, wg, wgp, wgx2, wgpx2) if x.get("tf")], default=None)
             if best and ours:
                 ratio = "%.2f" % (ours / best["tflops"])
-            add("%-7s %6d %-6s %8s %8s %8s %8s %8s %8s %14s %8s" % (
+            add("%-7s %6d %-6s %8s %8s %8s %8s %8s %8s %8s %8s %14s %8s" % (
                 "%dx%d" % (h, d), n, "yes" if causal else "no",
                 fmt_tf(fl["tf"]) if "tf" in fl else fl.get("text", "-"),
                 fmt_tf(w2["tf"]) if "tf" in w2 else w2.get("text", "-"),
                 fmt_tf(w42["tf"]) if "tf" in w42 else w42.get("text", "-"),
                 fmt_tf(wg["tf"]) if "tf" in wg else wg.get("text", "-"),
                 fmt_tf(wgp["tf"]) if "tf" in wgp else wgp.get("text", "-"),
+                fmt_tf(wgx2["tf"]) if "tf" in wgx2 else wgx2.get("text", "-"),
+                fmt_tf(wgpx2["tf"]) if "tf" in wgpx2 else wgpx2.get("text", "-"),
                 fmt_tf(ma["tf"]) if "tf" in ma else ma.get("text", "-"),
                 ("%s (%s)" % (fmt_tf(best["tflops"]), SHORT_BACKEND.get(best["backend"], best["backend"])))
                 if best else tnote, ratio))

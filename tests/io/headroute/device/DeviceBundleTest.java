@@ -182,17 +182,18 @@ class DeviceBundleTest {
                 + "\"sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active\"\n"
                 + "\"\",\"\",\"\",\"\",\"\",\"\",\"\",\"\",\"\",\"\",\"\",\"%\"\n"
                 + "\"0\",\"9\",\"java\",\"h\",\"hr_flash_fwd_bf16_d128\",\"1\",\"7\",\"(128, 1, 1)\",\"(128, 16, 1)\",\"0\",\"9.0\",\"45.1\"\n");
-        // The wgmma pipe comes from a run of its own (metrics_gmma.csv), here of the WG kernel alone.
+        // The wgmma pipe comes from a run of its own (metrics_gmma.csv), here of the WG and WGPX2 kernels alone.
         Files.writeString(dir.resolve("metrics_gmma.csv"), head
                 + "\"sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_active\"\n"
                 + "\"\",\"\",\"\",\"\",\"\",\"\",\"\",\"\",\"\",\"\",\"\",\"%\"\n"
-                + "\"3\",\"9\",\"java\",\"h\",\"hr_flash_fwd_wg_bf16_d128\",\"1\",\"7\",\"(128, 1, 1)\",\"(128, 16, 1)\",\"0\",\"9.0\",\"71.5\"\n");
+                + "\"3\",\"9\",\"java\",\"h\",\"hr_flash_fwd_wg_bf16_d128\",\"1\",\"7\",\"(128, 1, 1)\",\"(128, 16, 1)\",\"0\",\"9.0\",\"71.5\"\n"
+                + "\"6\",\"9\",\"java\",\"h\",\"hr_flash_fwd_wgpx2_bf16_d128\",\"1\",\"7\",\"(256, 1, 1)\",\"(64, 16, 1)\",\"0\",\"9.0\",\"80.2\"\n");
         Result r = run(List.of("python3", "-B", "scripts/device_check.py", "ncu-eval", dir.toString()), Map.of(), 30);
         assertEquals(0, r.exit, r.output);
         assertTrue(r.output.startsWith("Duration: w4 4.12 ms, w4x2 2.91 ms"), r.output);
-        assertTrue(r.output.matches("(?s).*\nRegisters Per Thread +- +255 +-\n.*"), r.output);
-        assertTrue(r.output.matches("(?s).*\ntensor pipe active % of peak +45\\.1 +- +-\n.*"), r.output);
-        assertTrue(r.output.matches("(?s).*\nwgmma pipe active % of peak +- +- +71\\.5\\s*"), r.output);
+        assertTrue(r.output.matches("(?s).*\nRegisters Per Thread +- +255 +- +-\n.*"), r.output);
+        assertTrue(r.output.matches("(?s).*\ntensor pipe active % of peak +45\\.1 +- +- +-\n.*"), r.output);
+        assertTrue(r.output.matches("(?s).*\nwgmma pipe active % of peak +- +- +71\\.5 +80\\.2\\s*"), r.output);
         assertTrue(Files.readString(dir.resolve("results.txt")).startsWith("Duration: w4 4.12 ms"));
     }
 
@@ -206,11 +207,13 @@ class DeviceBundleTest {
                 + "b1\t16\t128\t4096\t0\tdense\tflash\t0\t3\tok\t\n");
         Files.writeString(bench.resolve("b1.json"), "{\"config\": {\"flash_tiling\": \"w4x2\"}, \"measurements\": ["
                 + "{\"algorithm\": \"flash\", \"status\": \"ok\", \"gflops\": 300000, \"median_ms\": 1.0},"
-                + "{\"algorithm\": \"flash\", \"tiling\": \"w2\", \"status\": \"ok\", \"gflops\": 250000, \"median_ms\": 1.2}]}");
+                + "{\"algorithm\": \"flash\", \"tiling\": \"w2\", \"status\": \"ok\", \"gflops\": 250000, \"median_ms\": 1.2},"
+                + "{\"algorithm\": \"flash\", \"tiling\": \"wgpx2\", \"status\": \"ok\", \"gflops\": 410000, \"median_ms\": 0.7}]}");
         Result r = run(List.of("python3", "-B", "scripts/device_check.py", "summary", out.toString()), Map.of(), 30);
         assertEquals(0, r.exit, r.output);
         assertTrue(r.output.contains("flash = the engine's tiling (W4X2), w2 = W2"), r.output);
-        assertTrue(r.output.matches("(?s).*\n16x128 +4096 no +300 +250 .*"), r.output);
+        // Columns flash, w2, w4x2, wg, wgp, wgx2, wgpx2: the fastest of them is "ours".
+        assertTrue(r.output.matches("(?s).*\n16x128 +4096 no +300 +250 +- +- +- +- +410 .*"), r.output);
     }
 
     @Test
