@@ -367,7 +367,7 @@ public final class AttentionBenchmark {
             return null;
         }
         FlashPlan.Tiling t = e.mmaTiling();
-        return (t.appliesTo(c.dtype(), c.headDim(), false) ? t : FlashPlan.Tiling.W4).cliName();
+        return t.resolve(c.dtype(), c.headDim(), false).cliName();
     }
 
     /** Warm-up and timed calls of one algorithm; {@code reference[0]} is the first measured output. */

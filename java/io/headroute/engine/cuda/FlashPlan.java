@@ -39,8 +39,8 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
      * devices); {@code WGP}, WG pipelined: each tile's P·V runs on the tensor cores while the next tile's softmax
      * runs (the same kernels and module); {@code WGX2} and {@code WGPX2}, WG and WGP with two warpgroups on 128-row
      * blocks, each key/value tile copied once for 128 rows as in W4X2 (the f16/bf16 dense/causal kernels for D = 64
-     * and 128, module {@value #WGMMA_MODULE}). The others (fp32, D = 32, the block-sparse kernels but in WG and WGP)
-     * have W4 alone and ignore the choice.
+     * and 128, module {@value #WGMMA_MODULE}). A kernel without the tiling asked for (fp32, D = 32, the block-sparse
+     * kernels but in WG and WGP) runs in the nearest it has ({@link #resolve}): WG for WGX2, WGP for WGPX2, else W4.
      */
     public enum Tiling {
         W4(64),
@@ -96,6 +96,19 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
                 case W4X2, WGX2, WGPX2 -> mma && !sparse && (headDim == 64 || headDim == 128);
                 default -> mma && (headDim == 64 || headDim == 128);
             };
+        }
+
+        /**
+         * The tiling the kernel planned for these runs in when this one is asked for: this one where the kernel has it,
+         * else the nearest it has — WG for WGX2 and WGP for WGPX2 (the block-sparse kernels: the same wgmma loop on
+         * 64-row blocks), else W4.
+         */
+        public Tiling resolve(DType dtype, int headDim, boolean sparse) {
+            if (appliesTo(dtype, headDim, sparse)) {
+                return this;
+            }
+            Tiling near = this == WGX2 ? WG : this == WGPX2 ? WGP : W4;
+            return near.appliesTo(dtype, headDim, sparse) ? near : W4;
         }
 
         /** Whether this tiling's kernels are the wgmma ones (sm_90a, module {@value #WGMMA_MODULE}). */
@@ -244,7 +257,7 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
                 }
                 // Qi's rows padded by 8 elements, then Kj and Vj in two buffers each (W4 and the wgmma tilings)
                 // or one (W2, W4X2): padded rows, or the wgmma tilings' unpadded 16-byte columns.
-                Tiling t = tiling.appliesTo(dtype, d, sparse) ? tiling : Tiling.W4;
+                Tiling t = tiling.resolve(dtype, d, sparse);
                 rows = blockRows(dtype, d, sparse, tiling);
                 int kvRow = t.wgmma() ? d : d + 8;
                 shared = 2 * (rows * (d + 8) + 2 * t.kvStages() * tileRows(dtype) * kvRow);
@@ -272,12 +285,12 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
     }
 
     /**
-     * Query rows per block of the kernel planned for these in {@code tiling} (its {@link Tiling#blockRows()}
-     * where the kernel has the tiling, else {@link #tileRows}), without checking that a kernel takes the head
-     * dim: for work-list sizes planned off the device.
+     * Query rows per block of the kernel planned for these in {@code tiling} (the {@link Tiling#blockRows()} of the
+     * tiling it runs in, {@link Tiling#resolve}; {@link #tileRows} in fp32), without checking that a kernel takes the
+     * head dim: for work-list sizes planned off the device.
      */
     public static int blockRows(DType dtype, int headDim, boolean sparse, Tiling tiling) {
-        return tiling != Tiling.W4 && tiling.appliesTo(dtype, headDim, sparse) ? tiling.blockRows() : tileRows(dtype);
+        return dtype == DType.F32 ? tileRows(dtype) : tiling.resolve(dtype, headDim, sparse).blockRows();
     }
 
     /** The flash kernels evaluate dense and causal (with or without --causal on top). */

@@ -283,6 +283,14 @@ class EmulatedWorkTest {
         }
     }
 
+    /** Flash attention on Gaussian bf16 inputs, B × 4 heads × L rows, head dim d. */
+    private static AttentionRequest bf16Flash(Random r, int d, boolean causal) {
+        Tensor q = gaussian(r, B, 4, L, d);
+        Tensor k = gaussian(r, B, 4, L, d);
+        Tensor v = gaussian(r, B, 4, L, d);
+        return AttentionRequest.builder(q, k, v).dtype(DType.BF16).algorithm(Algorithm.FLASH).causal(causal).build();
+    }
+
     /**
      * The W2 tiling does the same tensor-core work as W4 with fewer shared-memory reads: per (query tile,
      * key tile) pair 4·D mma.sync in both; ldmatrix (512 bytes each) K and V 4·D/16 per warp and, at
@@ -294,10 +302,7 @@ class EmulatedWorkTest {
     void w2AndW4x2ReadLessSharedMemoryPerTilePair() throws IOException {
         Random r = new Random(607);
         for (int d : new int[] {64, 128}) {
-            Tensor q = gaussian(r, B, 4, L, d);
-            Tensor k = gaussian(r, B, 4, L, d);
-            Tensor v = gaussian(r, B, 4, L, d);
-            AttentionRequest req = AttentionRequest.builder(q, k, v).dtype(DType.BF16).algorithm(Algorithm.FLASH).build();
+            AttentionRequest req = bf16Flash(r, d, false);
             ExecutionStats[] st = new ExecutionStats[1];
             Launch w4 = run(req, st);
             long pairs = st[0].keyTilesVisited();
@@ -323,7 +328,7 @@ class EmulatedWorkTest {
             assertEquals(blocks / 2, w4x2.blocks(), "half the blocks");
             assertEquals(4L * d * pairs, w4x2.mma(), "W4X2 does the same mma.sync: " + w4x2);
             assertEquals(w2.ldmatrix(), w4x2.ldmatrix(), "W4X2 reads shared memory as W2 does: " + w4x2);
-            long qBytes = 2L * q.numel();
+            long qBytes = 2L * req.q().numel();
             long kvBytes = pairs * 2 * 64 * d * 2; // K and V tiles of 64 keys, once per 64-row query tile
             assertEquals(qBytes + kvBytes, w4.cpAsyncBytes(), "W4 copies Q once and K, V per tile pair");
             assertEquals(qBytes + kvBytes / 2, w4x2.cpAsyncBytes(), "W4X2 copies K and V once per 128 query rows");
@@ -344,10 +349,7 @@ class EmulatedWorkTest {
     void wgIssuesWgmmaInPlaceOfMmaSyncAndLdmatrix() throws IOException {
         Random r = new Random(611);
         for (int d : new int[] {64, 128}) {
-            Tensor q = gaussian(r, B, 4, L, d);
-            Tensor k = gaussian(r, B, 4, L, d);
-            Tensor v = gaussian(r, B, 4, L, d);
-            AttentionRequest req = AttentionRequest.builder(q, k, v).dtype(DType.BF16).algorithm(Algorithm.FLASH).causal(true).build();
+            AttentionRequest req = bf16Flash(r, d, true);
             ExecutionStats[] st = new ExecutionStats[1];
             Launch w4 = run(req, st);
             long pairs = st[0].keyTilesVisited();
@@ -385,10 +387,7 @@ class EmulatedWorkTest {
     void twoWarpgroupTilingsCopyEachKeyTileOncePer128Rows() throws IOException {
         Random r = new Random(613);
         for (int d : new int[] {64, 128}) {
-            Tensor q = gaussian(r, B, 4, L, d);
-            Tensor k = gaussian(r, B, 4, L, d);
-            Tensor v = gaussian(r, B, 4, L, d);
-            AttentionRequest req = AttentionRequest.builder(q, k, v).dtype(DType.BF16).algorithm(Algorithm.FLASH).causal(true).build();
+            AttentionRequest req = bf16Flash(r, d, true);
             ExecutionStats[] st = new ExecutionStats[1];
             Launch wg = runIn(FlashPlan.Tiling.WG, req, st);
             Launch w4x2 = runIn(FlashPlan.Tiling.W4X2, req, st);
@@ -413,6 +412,15 @@ class EmulatedWorkTest {
             assertEquals(0, wgx2.wgmmaOverlaps(), "WGX2 waits for every group at once");
             assertEquals(2 * (pairs - blocks), wgpx2.wgmmaOverlaps(), "WGPX2: each warpgroup's P·V running but the first");
         }
+        // They have no block-sparse kernels: an engine set to them runs the 64-row wgmma ones (WG, WGP).
+        Tensor q = gaussian(r, B, 2, 300, 64);
+        Tensor k = gaussian(r, B, 2, 300, 64);
+        Tensor v = gaussian(r, B, 2, 300, 64);
+        AttentionRequest sparse = AttentionRequest.builder(q, k, v).dtype(DType.F16).algorithm(Algorithm.SPARSE)
+                .pattern(io.headroute.pattern.Patterns.parse("window:70")).build();
+        ExecutionStats[] st = new ExecutionStats[1];
+        assertTrue(runIn(FlashPlan.Tiling.WGX2, sparse, st).kernel().startsWith("hr_flash_sparse_wg_f16_"), "WGX2 -> WG");
+        assertTrue(runIn(FlashPlan.Tiling.WGPX2, sparse, st).kernel().startsWith("hr_flash_sparse_wgp_f16_"), "WGPX2 -> WGP");
     }
 
     /**

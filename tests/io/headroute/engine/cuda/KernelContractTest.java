@@ -443,16 +443,24 @@ class KernelContractTest {
                     assertEquals(64, p.tileKeys(), "key tiles stay 64 keys");
                     assertEquals(3, p.gridX(), "ceil(300 / 128) query tiles");
                     assertEquals((128 * (d + 8) + 4 * 64 * d) * 2, p.sharedBytes(), "Qi padded, two K and two V tiles unpadded");
-                    // No block-sparse kernel in this tiling: W4's runs.
-                    assertEquals(FlashPlan.sparse(sh, dt), FlashPlan.sparse(sh, dt, tiling));
+                    // No block-sparse kernel in this tiling: the 64-row wgmma one runs (WG for WGX2, WGP for WGPX2).
+                    FlashPlan.Tiling near = tiling == FlashPlan.Tiling.WGX2 ? FlashPlan.Tiling.WG : FlashPlan.Tiling.WGP;
+                    assertEquals(FlashPlan.sparse(sh, dt, near), FlashPlan.sparse(sh, dt, tiling));
+                    assertEquals(near, tiling.resolve(dt, d, true));
+                    assertEquals(tiling, tiling.resolve(dt, d, false));
                     assertTrue(!tiling.appliesTo(dt, d, true) && tiling.appliesTo(dt, d, false));
                 }
+                // D = 96: no wgmma kernel at all, W4 runs (fp32 likewise).
                 AttentionShape d96 = new AttentionShape(1, 2, 2, 100, 100, 96);
                 assertEquals(FlashPlan.of(d96, dt, new Pattern.Dense()), FlashPlan.of(d96, dt, new Pattern.Dense(), tiling));
+                assertEquals(FlashPlan.sparse(d96, dt), FlashPlan.sparse(d96, dt, tiling));
+                assertEquals(FlashPlan.Tiling.W4, tiling.resolve(dt, 96, true));
             }
             assertTrue(tiling.wgmma() && !tiling.appliesTo(DType.F32, 64, false));
+            assertEquals(FlashPlan.Tiling.W4, tiling.resolve(DType.F32, 64, false));
             assertEquals(128, FlashPlan.blockRows(DType.BF16, 128, false, tiling), "work lists count 128-row tiles");
-            assertEquals(64, FlashPlan.blockRows(DType.BF16, 128, true, tiling), "the sparse kernels stay in W4's 64 rows");
+            assertEquals(64, FlashPlan.blockRows(DType.BF16, 128, true, tiling), "the sparse kernels' 64-row blocks");
+            assertEquals(32, FlashPlan.blockRows(DType.F32, 64, false, tiling), "fp32: its own 32-row blocks");
             assertEquals(tiling, FlashPlan.Tiling.parse(tiling.cliName()));
         }
         assertEquals("wgx2", FlashPlan.Tiling.WGX2.cliName());
