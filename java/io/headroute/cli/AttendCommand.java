@@ -172,9 +172,10 @@ final class AttendCommand implements Callable<Integer> {
                 dtype.cliName(), algorithm.cliName());
 
         if (tiling != null) {
-            // A tiling the planned kernel does not have would silently run the other one: refused instead.
+            // A tiling the planned kernel does not have would silently run another one: refused instead (the kernel named
+            // as planned by default, in W4).
             boolean sparse = algorithm == Algorithm.SPARSE;
-            FlashPlan plan = sparse ? FlashPlan.sparse(req.shape(), dtype, tiling) : FlashPlan.of(req.shape(), dtype, req.pattern(), tiling);
+            FlashPlan plan = sparse ? FlashPlan.sparse(req.shape(), dtype) : FlashPlan.of(req.shape(), dtype, req.pattern());
             if (!tiling.appliesTo(dtype, req.shape().headDim(), sparse)) {
                 throw new ParameterException(spec.commandLine(), "--tiling " + tiling.cliName() + ": the " + plan.kernel()
                         + " kernel has no " + tiling.cliName() + " tiling (w2 takes f16/bf16 flash and D = 64, 96 or 128; w4x2 f16/bf16"

@@ -187,5 +187,11 @@ class AttendCudaGpuTest {
         Cli.run("attend", "--backend", "cuda", "--q", q96.toString(), "--k", q96.toString(), "--v", q96.toString(), "--algo",
                 "flash", "--dtype", "bf16", "--tiling", "w4x2", "--out", out.toString())
                 .assertBadInput("headroute attend", "--tiling w4x2: the hr_flash_fwd_bf16_d96 kernel has no w4x2 tiling", out);
+        // The block-sparse kernels have WG and WGP but no two-warpgroup tiling (an engine set to wgx2 runs them in WG).
+        Path q64 = dir.resolve("q64.npy");
+        Npy.write(q64, random(r, 1, 2, 40, 64));
+        Cli.run("attend", "--backend", "cuda", "--q", q64.toString(), "--k", q64.toString(), "--v", q64.toString(), "--algo",
+                "sparse", "--pattern", "window:9", "--dtype", "bf16", "--tiling", "wgx2", "--out", out.toString())
+                .assertBadInput("headroute attend", "--tiling wgx2: the hr_flash_sparse_bf16_d64 kernel has no wgx2 tiling", out);
     }
 }
