@@ -141,6 +141,19 @@ int g_done = 0;        // threads that exited
 unsigned char g_slots[kMaxThreads / 32][2][32][kSlotBytes];
 int g_warp_at[kMaxThreads / 32];  // lanes waiting at a warp exchange
 
+// What the warps of a warpgroup issue of wgmma, commit_group and wait_group, in order: the four warps must
+// issue the same sequence (one warpgroup instruction; B's descriptor and the flags are the warpgroup's). The
+// first warp to take step i records it, the others compare theirs; at the end of the block every warp must
+// have taken as many steps.
+struct WgStep {
+    int kind;  // 0 wgmma, 1 commit_group, 2 wait_group
+    unsigned long long desc;
+    int flags;  // wgmma: trans-b, bf16, scale-d bits; wait_group: N
+    int warp;   // the warp that recorded it
+};
+std::vector<WgStep> g_wg_log[kMaxThreads / 128];
+int g_wg_steps[kMaxThreads / 32];
+
 // What the launch executed, warp-level instructions counted once per warp (HR_EMU_STATS); votes:
 // __any_sync, and how many of them came out true.
 struct LaunchStats {
@@ -277,6 +290,8 @@ bool run_block() {
         f.sp = fresh_stack(f);
     }
     for (int w = 0; w < kMaxThreads / 32; ++w) g_warp_at[w] = 0;
+    for (int w = 0; w < kMaxThreads / 32; ++w) g_wg_steps[w] = 0;
+    for (auto& log : g_wg_log) log.clear();
     g_barrier_at = 0;
     g_barrier_pred = 0;
     g_done = 0;
@@ -298,7 +313,19 @@ bool run_block() {
         g_current = nullptr;
         if (!g_error.empty()) return false;
     }
-    if (g_done == g_threads) return true;
+    if (g_done == g_threads) {
+        for (int w = 0; w < g_threads / 32; ++w) {
+            const int first = w / 4 * 4;
+            if (g_wg_steps[w] != g_wg_steps[first]) {
+                char m[200];
+                std::snprintf(m, sizeof m, "block (%u, %u, %u): warpgroup %d: warp %d took %d wgmma/commit/wait steps, warp %d %d",
+                              g_block_idx.x, g_block_idx.y, g_block_idx.z, w / 4, first, g_wg_steps[first], w, g_wg_steps[w]);
+                g_error = m;
+                return false;
+            }
+        }
+        return true;
+    }
     char b[240];
     std::snprintf(b, sizeof b, "block (%u, %u, %u): no thread can go on (%s)%s", g_block_idx.x, g_block_idx.y, g_block_idx.z,
                   describe_states().c_str(),
@@ -574,6 +601,25 @@ const WgResult* pending_for(const Fiber& f, const float* d) {
 
 }  // namespace
 
+const char* wg_step_name(int kind) { return kind == 0 ? "wgmma" : kind == 1 ? "wgmma.commit_group" : "wgmma.wait_group"; }
+
+// Records (lane 0) or checks this warp's next warpgroup step against the one its warpgroup took first.
+void wg_step(int kind, unsigned long long desc, int flags) {
+    if (lane_id() != 0) return;
+    const int warp = g_current->linear / 32;
+    std::vector<WgStep>& log = g_wg_log[warp / 4];
+    const int n = g_wg_steps[warp]++;
+    if (n == (int)log.size()) {
+        log.push_back(WgStep{kind, desc, flags, warp});
+        return;
+    }
+    const WgStep& s = log[n];
+    if (s.kind != kind || s.desc != desc || s.flags != flags)
+        fail("warpgroup %d, step %d: warp %d issued %s (descriptor %#llx, flags %d) where warp %d issued %s (descriptor %#llx, "
+             "flags %d): the four warps of a warpgroup issue one instruction",
+             warp / 4, n, warp, wg_step_name(kind), desc, flags, s.warp, wg_step_name(s.kind), s.desc, s.flags);
+}
+
 uint64_t wgmma_desc_base(const void* smem) {
     check_shared(smem, 16, "wgmma matrix descriptor start");
     return (uint64_t)((static_cast<const unsigned char*>(smem) - g_smem) >> 4);
@@ -595,6 +641,7 @@ void wgmma_m64n64k16(float* d, const uint32_t (&a)[4], uint64_t desc, bool trans
             fail("wgmma: lanes of one warp give different descriptors or flags (lane 0 %#llx/%d, lane %d %#llx/%d)",
                  (unsigned long long)first.desc, first.flags, l, (unsigned long long)x.desc, x.flags);
     }
+    wg_step(0, (unsigned long long)first.desc, first.flags);
     // Descriptor (PTX ISA, matrix descriptor format): start address, leading and stride byte offsets, all
     // in 16-byte units in bits 0-13, 16-29, 32-45; base offset bits 49-51; swizzle mode bits 62-63.
     if ((desc >> 62) != 0) fail("wgmma descriptor %#llx: swizzled layouts are not emulated", (unsigned long long)desc);
@@ -643,12 +690,14 @@ void wgmma_m64n64k16(float* d, const uint32_t (&a)[4], uint64_t desc, bool trans
 }
 
 void wgmma_commit() {
+    wg_step(1, 0, 0);
     Fiber* f = g_current;
     f->wg_groups.push_back(std::move(f->wg_open));
     f->wg_open.clear();
 }
 
 void wgmma_wait(int n) {
+    wg_step(2, 0, n);
     Fiber* f = g_current;
     while ((int)f->wg_groups.size() > n) {
         std::vector<WgResult> done = std::move(f->wg_groups.front());

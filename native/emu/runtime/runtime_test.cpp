@@ -186,16 +186,22 @@ extern "C" __global__ void t_wgmma(const Buf b) {
 }
 
 // The hazards of an asynchronous wgmma: mode 0 writes an accumulator, mode 1 an A register, between the
-// wgmma and its wait (both errors); mode 2 touches neither (fine).
+// wgmma and its wait (both errors); mode 2 touches neither (fine). With two warpgroups (256 threads): mode 3,
+// warp 6 gives another descriptor than warps 4, 5 and 7 (an error); mode 4, warp 2 commits a second group
+// its warpgroup does not (an error); mode 5, the second warpgroup uses another descriptor than the first
+// (fine: each warpgroup issues its own instruction).
 extern "C" __global__ void t_wgmma_hazard(const Buf b) {
     HR_DYNAMIC_SMEM(smem);
     for (int i = threadIdx.x; i < 1024; i += blockDim.x) reinterpret_cast<uint16_t*>(smem)[i] = 0x3f80;
     __syncthreads();
+    const int warp = threadIdx.x >> 5;
     uint32_t a[4] = {0x3f803f80u, 0x3f803f80u, 0x3f803f80u, 0x3f803f80u};
     float d[8][4];
+    const uint32_t sbo = (b.mode == 3 && warp == 6) || (b.mode == 5 && warp >= 4) ? 128 : 256;
     hr::wgmma_fence();
-    hr::WgmmaOp<__nv_bfloat16>::run<false>(d, a, hr::wgmma_desc(hr::smem_at(smem), 128, 256), false);
+    hr::WgmmaOp<__nv_bfloat16>::run<false>(d, a, hr::wgmma_desc(hr::smem_at(smem), 128, sbo), false);
     hr::wgmma_commit();
+    if (b.mode == 4 && warp == 2) hr::wgmma_commit();
     if (b.mode == 0) d[3][1] = 1.f;
     if (b.mode == 1) a[2] = 0;
     hr::wgmma_wait<0>();
@@ -257,11 +263,14 @@ void test_wgmma() {
         for (int t = 0; t < 128; ++t) nan &= std::isnan(out[4096 + t]);
         check(nan, "wgmma accumulators read NaN between issue and wait_group");
     }
-    for (int mode = 0; mode < 3; ++mode) {
-        std::vector<int> out(128);
-        const std::string e = launch("t_wgmma_hazard", 1, 128, 4096, Buf{out.data(), nullptr, 0, mode});
-        check(mode == 2 ? e.empty() && out[0] == 16 : !e.empty(), "wgmma hazard mode " + std::to_string(mode) + ": " + e);
-        if (mode < 2) std::printf("  (wgmma hazard %d: %s)\n", mode, e.c_str());
+    for (int mode = 0; mode < 6; ++mode) {
+        std::vector<int> out(256, -1);
+        const unsigned threads = mode < 3 ? 128 : 256;
+        const std::string e = launch("t_wgmma_hazard", 1, threads, 4096, Buf{out.data(), nullptr, 0, mode});
+        const bool fine = mode == 2 || mode == 5;
+        check(fine ? e.empty() && out[0] == 16 && out[threads - 1] == 16 : !e.empty(),
+              "wgmma hazard mode " + std::to_string(mode) + ": " + e);
+        if (!fine) std::printf("  (wgmma hazard %d: %s)\n", mode, e.c_str());
     }
 }
 
