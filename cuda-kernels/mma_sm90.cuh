@@ -37,7 +37,7 @@ __device__ __forceinline__ void wgmma_fence() {}
 __device__ __forceinline__ void wgmma_commit() { ::hr_emu::wgmma_commit(); }
 template <int N>
 __device__ __forceinline__ void wgmma_wait() { ::hr_emu::wgmma_wait(N); }
-__device__ __forceinline__ void fence_proxy_async() {}
+__device__ __forceinline__ void fence_proxy_async() { ::hr_emu::fence_proxy_async(); }
 #else
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }

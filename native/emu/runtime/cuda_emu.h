@@ -10,7 +10,9 @@
 //   wgmma.mma_async m64n64k16 (f16/bf16 -> f32, A in registers, B by a no-swizzle shared-memory matrix
 //     descriptor, K- or MN-major): computed per warp (each warp's 16 rows of A need only B), asynchronous
 //     as on the GPU: the accumulators read NaN from the issue until wgmma.wait_group retires their group,
-//     and writing them or changing the A registers in between is an error (the tensor cores own both);
+//     and writing them or changing the A registers in between is an error (the tensor cores own both); the
+//     four warps of a warpgroup must issue the same wgmma (descriptor, flags), commits and waits; B read
+//     from a shared chunk that a cp.async wrote is an error until the writing thread's fence.proxy.async;
 //   atomicOr on shared memory, __popc, __ffs: as on the GPU;
 //   cp.async: the destination is poisoned (0xFF, NaN) when the copy is issued and written only at
 //     cp.async.wait_group, so both a read before the wait and a missing barrier before a buffer is
@@ -72,6 +74,8 @@ void check_shared(const void* p, size_t bytes, const char* what);
 void cp_async_16(void* smem, const void* gmem, int src_bytes);
 void cp_async_commit();
 void cp_async_wait(int n);
+// fence.proxy.async: this thread's completed cp.async writes become visible to wgmma's (async-proxy) reads.
+void fence_proxy_async();
 
 void ldmatrix_x4(uint32_t (&r)[4], const void* smem, bool trans);
 void mma_m16n8k16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1, bool bf16);

@@ -102,6 +102,7 @@ struct Fiber {
     std::vector<CpCopy> cp_open;                 // not yet committed
     std::vector<std::vector<WgResult>> wg_groups;  // committed wgmma groups, oldest first
     std::vector<WgResult> wg_open;                 // issued, not yet committed
+    std::vector<uint32_t> unfenced;  // 16-byte shared chunks its completed cp.async wrote since its last fence.proxy.async
 };
 
 struct Registered {
@@ -130,6 +131,10 @@ unsigned char* g_smem_map = nullptr;
 size_t g_smem_map_bytes = 0;
 unsigned char* g_smem = nullptr;
 size_t g_smem_bytes = 0;
+// Per 16-byte chunk of shared memory: 1 + the thread whose completed cp.async last wrote it, until that thread's
+// fence.proxy.async (0: nothing to fence). wgmma reads shared memory through the async proxy, which sees
+// generic-proxy writes only after the writer's fence.proxy.async.
+std::vector<int> g_unfenced;
 
 // Block barrier and warp exchange state. Warp exchanges alternate between two sets of slots: a lane can
 // deposit for exchange n + 1 while slower lanes still read exchange n, but not for n + 2, which needs
@@ -287,6 +292,7 @@ bool run_block() {
         f.cp_open.clear();
         f.wg_groups.clear();
         f.wg_open.clear();
+        f.unfenced.clear();
         f.sp = fresh_stack(f);
     }
     for (int w = 0; w < kMaxThreads / 32; ++w) g_warp_at[w] = 0;
@@ -296,6 +302,7 @@ bool run_block() {
     g_barrier_pred = 0;
     g_done = 0;
     if (g_smem_bytes > 0) std::memset(g_smem, 0xff, g_smem_bytes);
+    g_unfenced.assign((g_smem_bytes + 15) / 16, 0);
     // The lowest-numbered runnable thread always goes next (the highest in reverse order): warp 0 runs ahead
     // until it waits at a barrier, so a missing __syncthreads (or __syncwarp) shows as a read of data another
     // thread has not written yet, or has already overwritten. Which of the two orders catches a race depends
@@ -508,9 +515,19 @@ void cp_async_wait(int n) {
             } else {
                 std::memset(c.dst, 0, 16);
             }
+            const uint32_t chunk = (uint32_t)((static_cast<unsigned char*>(c.dst) - g_smem) / 16);
+            g_unfenced[chunk] = f->linear + 1;
+            f->unfenced.push_back(chunk);
         }
         f->cp_groups.erase(f->cp_groups.begin());
     }
+}
+
+void fence_proxy_async() {
+    Fiber* f = g_current;
+    for (uint32_t chunk : f->unfenced)
+        if (g_unfenced[chunk] == f->linear + 1) g_unfenced[chunk] = 0;
+    f->unfenced.clear();
 }
 
 void ldmatrix_x4(uint32_t (&r)[4], const void* smem, bool trans) {
@@ -658,6 +675,9 @@ void wgmma_m64n64k16(float* d, const uint32_t (&a)[4], uint64_t desc, bool trans
         for (int n = 0; n < 64; ++n) {
             const size_t row = start + (n / 8) * sbo + (k / 8) * lbo + (trans_b ? (k % 8) * 16 : (n % 8) * 16);
             check_shared(g_smem + row, 16, "wgmma B core-matrix row");
+            if (const int writer = g_unfenced[row / 16])
+                fail("wgmma reads shared offset %zu, which thread %d wrote by cp.async without a fence.proxy.async since "
+                     "(the async proxy need not see it)", row, writer - 1);
             uint16_t h;
             std::memcpy(&h, g_smem + row + 2 * (trans_b ? n % 8 : k % 8), 2);
             b[k][n] = bf16 ? hr_emu_half::bf16_to_float(h) : hr_emu_half::f16_to_float(h);

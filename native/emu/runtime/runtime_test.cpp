@@ -208,6 +208,25 @@ extern "C" __global__ void t_wgmma_hazard(const Buf b) {
     b.out[threadIdx.x] = (int)d[0][0];
 }
 
+// B copied into shared memory by cp.async (every thread 16 of its 2048 bytes), then read by a wgmma: mode 0 with
+// each thread's fence.proxy.async after its wait (fine), mode 1 without (an error: the async proxy need not see
+// the copies).
+extern "C" __global__ void t_wgmma_proxy(const Buf b) {
+    HR_DYNAMIC_SMEM(smem);
+    hr::cp_async_16(smem + 16 * threadIdx.x, static_cast<const unsigned char*>(b.in) + 16 * threadIdx.x, 16);
+    hr::cp_async_commit();
+    hr::cp_async_wait<0>();
+    if (b.mode == 0) hr::fence_proxy_async();
+    __syncthreads();
+    const uint32_t a[4] = {0x3f803f80u, 0x3f803f80u, 0x3f803f80u, 0x3f803f80u};
+    float d[8][4];
+    hr::wgmma_fence();
+    hr::WgmmaOp<__nv_bfloat16>::run<false>(d, a, hr::wgmma_desc(hr::smem_at(smem), 128, 256), false);
+    hr::wgmma_commit();
+    hr::wgmma_wait<0>();
+    b.out[threadIdx.x] = (int)d[0][0];
+}
+
 HR_EMU_REGISTER(t_shuffles)
 HR_EMU_REGISTER(t_barrier)
 HR_EMU_REGISTER(t_divergent)
@@ -219,6 +238,7 @@ HR_EMU_REGISTER(t_ldmatrix_trans)
 HR_EMU_REGISTER(t_ldmatrix_banks)
 HR_EMU_REGISTER(t_wgmma)
 HR_EMU_REGISTER(t_wgmma_hazard)
+HR_EMU_REGISTER(t_wgmma_proxy)
 
 template <typename T>
 void test_mma(const char* kernel, float (*to_float)(uint16_t), uint16_t (*from_float)(float)) {
@@ -271,6 +291,14 @@ void test_wgmma() {
         check(fine ? e.empty() && out[0] == 16 && out[threads - 1] == 16 : !e.empty(),
               "wgmma hazard mode " + std::to_string(mode) + ": " + e);
         if (!fine) std::printf("  (wgmma hazard %d: %s)\n", mode, e.c_str());
+    }
+    const std::vector<uint16_t> ones(1024, 0x3f80);  // bf16 1.0
+    for (int mode = 0; mode < 2; ++mode) {
+        std::vector<int> out(128, -1);
+        const std::string e = launch("t_wgmma_proxy", 1, 128, 2048, Buf{out.data(), ones.data(), 0, mode});
+        check(mode == 0 ? e.empty() && out[0] == 16 && out[127] == 16 : e.find("without a fence.proxy.async") != std::string::npos,
+              "wgmma after cp.async, mode " + std::to_string(mode) + ": " + e);
+        if (mode == 1) std::printf("  (wgmma proxy 1: %s)\n", e.c_str());
     }
 }
 
