@@ -12,7 +12,8 @@
 //     as on the GPU: the accumulators read NaN from the issue until wgmma.wait_group retires their group,
 //     and writing them or changing the A registers in between is an error (the tensor cores own both); the
 //     four warps of a warpgroup must issue the same wgmma (descriptor, flags), commits and waits; B read
-//     from a shared chunk that a cp.async wrote is an error until the writing thread's fence.proxy.async;
+//     from a shared chunk that a cp.async wrote is an error until the writing thread's fence.proxy.async,
+//     and so is a cp.async into a chunk a wgmma not yet retired reads;
 //   atomicOr on shared memory, __popc, __ffs: as on the GPU;
 //   cp.async: the destination is poisoned (0xFF, NaN) when the copy is issued and written only at
 //     cp.async.wait_group, so both a read before the wait and a missing barrier before a buffer is

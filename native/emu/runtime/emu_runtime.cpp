@@ -20,6 +20,7 @@
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
+#include <deque>
 #include <map>
 #include <mutex>
 #include <string>
@@ -103,6 +104,7 @@ struct Fiber {
     std::vector<std::vector<WgResult>> wg_groups;  // committed wgmma groups, oldest first
     std::vector<WgResult> wg_open;                 // issued, not yet committed
     std::vector<uint32_t> unfenced;  // 16-byte shared chunks its completed cp.async wrote since its last fence.proxy.async
+    long long wg_retired = 0;        // wgmma this thread's waits retired
 };
 
 struct Registered {
@@ -135,6 +137,14 @@ size_t g_smem_bytes = 0;
 // fence.proxy.async (0: nothing to fence). wgmma reads shared memory through the async proxy, which sees
 // generic-proxy writes only after the writer's fence.proxy.async.
 std::vector<int> g_unfenced;
+// Per 16-byte chunk: the issued, not yet retired wgmma (one per warp) that read it as B. The tensor cores may
+// read B any time until the wait that retires the group, so a cp.async into such a chunk races with them.
+std::vector<int> g_wg_readers;
+// Per warp: B of its latest wgmma, read from shared memory once for the warp when its last lane arrives
+// (wg_gather_done), and the chunks each of its wgmma not yet retired read, oldest first.
+float g_wg_b[kMaxThreads / 32][16][64];
+std::deque<std::vector<uint32_t>> g_wg_chunks[kMaxThreads / 32];
+long long g_wg_retired[kMaxThreads / 32];  // the warp's wgmma retired by the first of its lanes to wait for them
 
 // Block barrier and warp exchange state. Warp exchanges alternate between two sets of slots: a lane can
 // deposit for exchange n + 1 while slower lanes still read exchange n, but not for n + 2, which needs
@@ -293,6 +303,7 @@ bool run_block() {
         f.wg_groups.clear();
         f.wg_open.clear();
         f.unfenced.clear();
+        f.wg_retired = 0;
         f.sp = fresh_stack(f);
     }
     for (int w = 0; w < kMaxThreads / 32; ++w) g_warp_at[w] = 0;
@@ -303,6 +314,9 @@ bool run_block() {
     g_done = 0;
     if (g_smem_bytes > 0) std::memset(g_smem, 0xff, g_smem_bytes);
     g_unfenced.assign((g_smem_bytes + 15) / 16, 0);
+    g_wg_readers.assign((g_smem_bytes + 15) / 16, 0);
+    for (auto& q : g_wg_chunks) q.clear();
+    for (auto& r : g_wg_retired) r = 0;
     // The lowest-numbered runnable thread always goes next (the highest in reverse order): warp 0 runs ahead
     // until it waits at a barrier, so a missing __syncthreads (or __syncwarp) shows as a read of data another
     // thread has not written yet, or has already overwritten. Which of the two orders catches a race depends
@@ -439,6 +453,8 @@ bool any_lane_set(const unsigned char* slots) {
     return false;
 }
 
+void wg_gather_done(int w, const unsigned char* slots);
+
 const unsigned char* warp_gather(int op, const void* in, size_t n, unsigned mask) {
     check_mask(mask, "a warp operation");
     if (g_threads % 32 != 0) fail("warp operation in a block of %d threads (not whole warps)", g_threads);
@@ -458,7 +474,10 @@ const unsigned char* warp_gather(int op, const void* in, size_t n, unsigned mask
             g_stats.ldmatrix++;
             g_stats.ldmatrix_wavefronts += ldmatrix_wavefronts(g_slots[w][parity]);
         }
-        if (op == OP_WGMMA) g_stats.wgmma_warps++;
+        if (op == OP_WGMMA) {
+            g_stats.wgmma_warps++;
+            wg_gather_done(w, &g_slots[w][parity][0][0]);
+        }
         if (op == OP_VOTE) {
             g_stats.votes++;
             g_stats.votes_true += any_lane_set(&g_slots[w][parity][0][0]);
@@ -492,6 +511,9 @@ void cp_async_16(void* smem, const void* gmem, int src_bytes) {
     check_shared(smem, 16, "cp.async destination");
     if (src_bytes != 0 && src_bytes != 16) fail("cp.async with src-size %d (the kernels use 0 or 16)", src_bytes);
     if (src_bytes != 0 && reinterpret_cast<uintptr_t>(gmem) % 16 != 0) fail("cp.async source %p not 16-byte aligned", gmem);
+    if (g_wg_readers[(static_cast<unsigned char*>(smem) - g_smem) / 16] > 0)
+        fail("cp.async into shared offset %td, which a wgmma not yet retired by wgmma.wait_group reads as B",
+             static_cast<unsigned char*>(smem) - g_smem);
     // Until the wait the destination is undefined: poison it now, so that a read before the wait (a missing
     // cp.async.wait_group or barrier) and a thread still reading the old contents (a missing barrier before
     // the buffer is refilled) both see NaN.
@@ -642,13 +664,14 @@ uint64_t wgmma_desc_base(const void* smem) {
     return (uint64_t)((static_cast<const unsigned char*>(smem) - g_smem) >> 4);
 }
 
-void wgmma_m64n64k16(float* d, const uint32_t (&a)[4], uint64_t desc, bool trans_b, bool bf16, bool scale_d) {
-    if (g_threads % 128 != 0) fail("wgmma in a block of %d threads (not whole warpgroups)", g_threads);
-    WgIn in{{a[0], a[1], a[2], a[3]}, desc, (trans_b ? 1 : 0) | (bf16 ? 2 : 0) | (scale_d ? 4 : 0)};
-    const unsigned char* all = warp_gather(OP_WGMMA, &in, sizeof in, 0xffffffffu);
+// The warp's wgmma, once all 32 lanes have deposited their operands (run by the last to arrive, before any
+// lane goes on): the lanes agree on descriptor and flags; B is read from shared memory into g_wg_b[w] — at
+// the issue, as far as the program can tell: until the wait that retires it, any cp.async into those chunks
+// fails (g_wg_readers), and so does reading a chunk a cp.async wrote before its thread's fence.proxy.async.
+void wg_gather_done(int w, const unsigned char* slots) {
     auto lane_in = [&](int l) {
         WgIn x;
-        std::memcpy(&x, all + kSlotBytes * l, sizeof x);
+        std::memcpy(&x, slots + kSlotBytes * l, sizeof x);
         return x;
     };
     const WgIn first = lane_in(0);
@@ -658,7 +681,8 @@ void wgmma_m64n64k16(float* d, const uint32_t (&a)[4], uint64_t desc, bool trans
             fail("wgmma: lanes of one warp give different descriptors or flags (lane 0 %#llx/%d, lane %d %#llx/%d)",
                  (unsigned long long)first.desc, first.flags, l, (unsigned long long)x.desc, x.flags);
     }
-    wg_step(0, (unsigned long long)first.desc, first.flags);
+    const uint64_t desc = first.desc;
+    const bool trans_b = (first.flags & 1) != 0, bf16 = (first.flags & 2) != 0;
     // Descriptor (PTX ISA, matrix descriptor format): start address, leading and stride byte offsets, all
     // in 16-byte units in bits 0-13, 16-29, 32-45; base offset bits 49-51; swizzle mode bits 62-63.
     if ((desc >> 62) != 0) fail("wgmma descriptor %#llx: swizzled layouts are not emulated", (unsigned long long)desc);
@@ -670,18 +694,38 @@ void wgmma_m64n64k16(float* d, const uint32_t (&a)[4], uint64_t desc, bool trans
     // (trans_b = 0): element (k, n) at start + (n / 8)·SBO + (n % 8)·16 + (k / 8)·LBO + (k % 8)·2; MN-major
     // (trans_b = 1): start + (n / 8)·SBO + (n % 8)·2 + (k / 8)·LBO + (k % 8)·16. LBO steps along K, SBO
     // along N in both (CUTLASS's canonical INTERLEAVE layouts).
-    float b[16][64];
+    std::vector<uint32_t> chunks;
     for (int k = 0; k < 16; ++k)
         for (int n = 0; n < 64; ++n) {
             const size_t row = start + (n / 8) * sbo + (k / 8) * lbo + (trans_b ? (k % 8) * 16 : (n % 8) * 16);
             check_shared(g_smem + row, 16, "wgmma B core-matrix row");
-            if (const int writer = g_unfenced[row / 16])
-                fail("wgmma reads shared offset %zu, which thread %d wrote by cp.async without a fence.proxy.async since "
-                     "(the async proxy need not see it)", row, writer - 1);
+            if ((trans_b ? n % 8 : k % 8) == 0) {
+                chunks.push_back((uint32_t)(row / 16));
+                if (const int writer = g_unfenced[row / 16])
+                    fail("wgmma reads shared offset %zu, which thread %d wrote by cp.async without a fence.proxy.async "
+                         "since (the async proxy need not see it)", row, writer - 1);
+            }
             uint16_t h;
             std::memcpy(&h, g_smem + row + 2 * (trans_b ? n % 8 : k % 8), 2);
-            b[k][n] = bf16 ? hr_emu_half::bf16_to_float(h) : hr_emu_half::f16_to_float(h);
+            g_wg_b[w][k][n] = bf16 ? hr_emu_half::bf16_to_float(h) : hr_emu_half::f16_to_float(h);
         }
+    std::sort(chunks.begin(), chunks.end());
+    chunks.erase(std::unique(chunks.begin(), chunks.end()), chunks.end());
+    for (uint32_t c : chunks) g_wg_readers[c]++;
+    g_wg_chunks[w].push_back(std::move(chunks));
+}
+
+void wgmma_m64n64k16(float* d, const uint32_t (&a)[4], uint64_t desc, bool trans_b, bool bf16, bool scale_d) {
+    if (g_threads % 128 != 0) fail("wgmma in a block of %d threads (not whole warpgroups)", g_threads);
+    WgIn in{{a[0], a[1], a[2], a[3]}, desc, (trans_b ? 1 : 0) | (bf16 ? 2 : 0) | (scale_d ? 4 : 0)};
+    const unsigned char* all = warp_gather(OP_WGMMA, &in, sizeof in, 0xffffffffu);
+    auto lane_in = [&](int l) {
+        WgIn x;
+        std::memcpy(&x, all + kSlotBytes * l, sizeof x);
+        return x;
+    };
+    wg_step(0, (unsigned long long)desc, in.flags);
+    const float(&b)[16][64] = g_wg_b[g_current->linear >> 5];
     // This warp's 16 rows of A in the mma.m16n8k16 A-fragment layout; this thread's accumulators: register
     // 4j + e holds row g + 8·(e / 2), column 8j + 2t + e % 2.
     Fiber& f = *g_current;
@@ -722,6 +766,16 @@ void wgmma_wait(int n) {
     while ((int)f->wg_groups.size() > n) {
         std::vector<WgResult> done = std::move(f->wg_groups.front());
         f->wg_groups.erase(f->wg_groups.begin());
+        // The first lane of the warp past the wait retires its wgmma (wgmma.wait_group is warp-wide): their B
+        // chunks may be refilled from then on.
+        const int w = f->linear >> 5;
+        for (size_t i = 0; i < done.size(); ++i) {
+            if (++f->wg_retired > g_wg_retired[w]) {
+                g_wg_retired[w] = f->wg_retired;
+                for (uint32_t c : g_wg_chunks[w].front()) g_wg_readers[c]--;
+                g_wg_chunks[w].pop_front();
+            }
+        }
         // The hardware reads A and writes D between the issue and the wait: a thread that wrote either in
         // between raced with the tensor cores (on the GPU: wrong results, or ptxas serializing the wgmma).
         for (const WgResult& r : done) {

@@ -227,6 +227,30 @@ extern "C" __global__ void t_wgmma_proxy(const Buf b) {
     b.out[threadIdx.x] = (int)d[0][0];
 }
 
+// A cp.async into shared memory that a wgmma reads as B: mode 0 before the wait that retires the wgmma (an
+// error: the tensor cores may still read it), mode 1 after the wait and a barrier (fine: every warp's wgmma is
+// retired).
+extern "C" __global__ void t_wgmma_war(const Buf b) {
+    HR_DYNAMIC_SMEM(smem);
+    for (int i = threadIdx.x; i < 1024; i += blockDim.x) reinterpret_cast<uint16_t*>(smem)[i] = 0x3f80;
+    hr::fence_proxy_async();
+    __syncthreads();
+    const uint32_t a[4] = {0x3f803f80u, 0x3f803f80u, 0x3f803f80u, 0x3f803f80u};
+    float d[8][4];
+    hr::wgmma_fence();
+    hr::WgmmaOp<__nv_bfloat16>::run<false>(d, a, hr::wgmma_desc(hr::smem_at(smem), 128, 256), false);
+    hr::wgmma_commit();
+    if (b.mode == 1) {
+        hr::wgmma_wait<0>();
+        __syncthreads();
+    }
+    hr::cp_async_16(smem + 16 * (threadIdx.x % 8), b.in, 16);
+    hr::cp_async_commit();
+    hr::wgmma_wait<0>();
+    hr::cp_async_wait<0>();
+    b.out[threadIdx.x] = (int)d[0][0];
+}
+
 HR_EMU_REGISTER(t_shuffles)
 HR_EMU_REGISTER(t_barrier)
 HR_EMU_REGISTER(t_divergent)
@@ -239,6 +263,7 @@ HR_EMU_REGISTER(t_ldmatrix_banks)
 HR_EMU_REGISTER(t_wgmma)
 HR_EMU_REGISTER(t_wgmma_hazard)
 HR_EMU_REGISTER(t_wgmma_proxy)
+HR_EMU_REGISTER(t_wgmma_war)
 
 template <typename T>
 void test_mma(const char* kernel, float (*to_float)(uint16_t), uint16_t (*from_float)(float)) {
@@ -299,6 +324,13 @@ void test_wgmma() {
         check(mode == 0 ? e.empty() && out[0] == 16 && out[127] == 16 : e.find("without a fence.proxy.async") != std::string::npos,
               "wgmma after cp.async, mode " + std::to_string(mode) + ": " + e);
         if (mode == 1) std::printf("  (wgmma proxy 1: %s)\n", e.c_str());
+    }
+    for (int mode = 0; mode < 2; ++mode) {
+        std::vector<int> out(128, -1);
+        const std::string e = launch("t_wgmma_war", 1, 128, 2048, Buf{out.data(), ones.data(), 0, mode});
+        check(mode == 1 ? e.empty() && out[0] == 16 : e.find("not yet retired") != std::string::npos,
+              "cp.async over a wgmma's B, mode " + std::to_string(mode) + ": " + e);
+        if (mode == 0) std::printf("  (wgmma war 0: %s)\n", e.c_str());
     }
 }
 
