@@ -185,6 +185,15 @@ extern "C" __global__ void t_wgmma(const Buf b) {
     out[64 * 64 + threadIdx.x] = early;
 }
 
+// A all ones (bf16); one wgmma m64n64k16 on B at the start of shared memory (K-major, LBO 128, SBO sbo),
+// committed as a group of its own.
+constexpr uint32_t kOnes = 0x3f803f80u;
+__device__ void wgmma_group(float (&d)[8][4], const uint32_t (&a)[4], unsigned char* smem, uint32_t sbo) {
+    hr::wgmma_fence();
+    hr::WgmmaOp<__nv_bfloat16>::run<false>(d, a, hr::wgmma_desc(hr::smem_at(smem), 128, sbo), false);
+    hr::wgmma_commit();
+}
+
 // The hazards of an asynchronous wgmma: mode 0 writes an accumulator, mode 1 an A register, between the
 // wgmma and its wait (both errors); mode 2 touches neither (fine). With two warpgroups (256 threads): mode 3,
 // warp 6 gives another descriptor than warps 4, 5 and 7 (an error); mode 4, warp 2 commits a second group
@@ -195,12 +204,9 @@ extern "C" __global__ void t_wgmma_hazard(const Buf b) {
     for (int i = threadIdx.x; i < 1024; i += blockDim.x) reinterpret_cast<uint16_t*>(smem)[i] = 0x3f80;
     __syncthreads();
     const int warp = threadIdx.x >> 5;
-    uint32_t a[4] = {0x3f803f80u, 0x3f803f80u, 0x3f803f80u, 0x3f803f80u};
+    uint32_t a[4] = {kOnes, kOnes, kOnes, kOnes};
     float d[8][4];
-    const uint32_t sbo = (b.mode == 3 && warp == 6) || (b.mode == 5 && warp >= 4) ? 128 : 256;
-    hr::wgmma_fence();
-    hr::WgmmaOp<__nv_bfloat16>::run<false>(d, a, hr::wgmma_desc(hr::smem_at(smem), 128, sbo), false);
-    hr::wgmma_commit();
+    wgmma_group(d, a, smem, (b.mode == 3 && warp == 6) || (b.mode == 5 && warp >= 4) ? 128 : 256);
     if (b.mode == 4 && warp == 2) hr::wgmma_commit();
     if (b.mode == 0) d[3][1] = 1.f;
     if (b.mode == 1) a[2] = 0;
@@ -218,11 +224,9 @@ extern "C" __global__ void t_wgmma_proxy(const Buf b) {
     hr::cp_async_wait<0>();
     if (b.mode == 0) hr::fence_proxy_async();
     __syncthreads();
-    const uint32_t a[4] = {0x3f803f80u, 0x3f803f80u, 0x3f803f80u, 0x3f803f80u};
+    const uint32_t a[4] = {kOnes, kOnes, kOnes, kOnes};
     float d[8][4];
-    hr::wgmma_fence();
-    hr::WgmmaOp<__nv_bfloat16>::run<false>(d, a, hr::wgmma_desc(hr::smem_at(smem), 128, 256), false);
-    hr::wgmma_commit();
+    wgmma_group(d, a, smem, 256);
     hr::wgmma_wait<0>();
     b.out[threadIdx.x] = (int)d[0][0];
 }
@@ -235,11 +239,9 @@ extern "C" __global__ void t_wgmma_war(const Buf b) {
     for (int i = threadIdx.x; i < 1024; i += blockDim.x) reinterpret_cast<uint16_t*>(smem)[i] = 0x3f80;
     hr::fence_proxy_async();
     __syncthreads();
-    const uint32_t a[4] = {0x3f803f80u, 0x3f803f80u, 0x3f803f80u, 0x3f803f80u};
+    const uint32_t a[4] = {kOnes, kOnes, kOnes, kOnes};
     float d[8][4];
-    hr::wgmma_fence();
-    hr::WgmmaOp<__nv_bfloat16>::run<false>(d, a, hr::wgmma_desc(hr::smem_at(smem), 128, 256), false);
-    hr::wgmma_commit();
+    wgmma_group(d, a, smem, 256);
     if (b.mode == 1) {
         hr::wgmma_wait<0>();
         __syncthreads();
