@@ -27,15 +27,13 @@
 #   torch      bench/torch_reference.py: PyTorch SDPA per backend and FlexAttention on the same shapes,
 #              and the comparison inputs with float64 references ($OUT/compare/)
 #   compare    headroute attend (cpu f32; cuda flash/materialized f32/bf16, flash bf16 in W2, W4X2, WG, WGP, WGX2,
-#              WGPX2) on the
-#              comparison inputs,
-#              relative L2 error against the float64 reference
+#              WGPX2) on the comparison inputs, relative L2 error against the float64 reference
 #   sanitizer  compute-sanitizer memcheck (flash f32, flash bf16, materialized f32, sparse bf16 with a gate
 #              (tile list), sparse bf16 with row compaction (the merging kernel), flash f32 with row
 #              compaction, flash bf16 in the W2, W4X2, WG, WGP, WGX2 and WGPX2 tilings) and racecheck (flash bf16
 #              in W4, W2, W4X2, WG, WGP and WGPX2; the merging sparse kernel) on tiny attend cases
-#   ncu        Nsight Compute on the flash kernel in W4, W2, W4X2, WG, WGP, WGX2 and WGPX2 (one bench process, bf16 H16 D128
-#              L=S=8192): throughput sections, then tensor-pipe and shared-memory counters, with the time left
+#   ncu        Nsight Compute on the flash kernel in W4, W2, W4X2, WG, WGP, WGX2 and WGPX2 (one bench process,
+#              bf16 H16 D128 L=S=8192): throughput sections, then tensor-pipe and shared-memory counters, with the time left
 #   summary    the table
 #
 # Environment:
