@@ -43,18 +43,25 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
      * kernels but in WG and WGP) runs in the nearest it has ({@link #resolve}): WG for WGX2, WGP for WGPX2, else W4.
      */
     public enum Tiling {
-        W4(64),
-        W2(64),
-        W4X2(128),
-        WG(64),
-        WGP(64),
-        WGX2(128),
-        WGPX2(128);
+        // Query rows, threads and key/value buffers per block, and wgmma: flash_tile_mma.cuh's Tiling.
+        W4(64, 128, 2, false),
+        W2(64, 64, 1, false),
+        W4X2(128, 128, 1, false),
+        WG(64, 128, 2, true),
+        WGP(64, 128, 2, true),
+        WGX2(128, 256, 2, true),
+        WGPX2(128, 256, 2, true);
 
         private final int rows;
+        private final int threads;
+        private final int kvStages;
+        private final boolean wgmma;
 
-        Tiling(int rows) {
+        Tiling(int rows, int threads, int kvStages, boolean wgmma) {
             this.rows = rows;
+            this.threads = threads;
+            this.kvStages = kvStages;
+            this.wgmma = wgmma;
         }
 
         /** Query rows per block of the kernels in this tiling (the tile of work lists and compacted rows). */
@@ -64,16 +71,12 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
 
         /** Threads per block of this tiling's kernels: 32 per warp of flash_tile_mma.cuh's Tiling. */
         public int threads() {
-            return switch (this) {
-                case W2 -> 64;
-                case WGX2, WGPX2 -> 256;
-                default -> 128;
-            };
+            return threads;
         }
 
         /** Key/value tile buffers per block: double-buffered (W4 and the wgmma tilings) or single (W2, W4X2). */
         int kvStages() {
-            return this == W2 || this == W4X2 ? 1 : 2;
+            return kvStages;
         }
 
         public String cliName() {
@@ -113,7 +116,7 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
 
         /** Whether this tiling's kernels are the wgmma ones (sm_90a, module {@value #WGMMA_MODULE}). */
         public boolean wgmma() {
-            return this == WG || this == WGP || this == WGX2 || this == WGPX2;
+            return wgmma;
         }
 
         /** The kernel module (fatbin) of this tiling's kernels. */
@@ -258,7 +261,7 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
                 // Qi's rows padded by 8 elements, then Kj and Vj in two buffers each (W4 and the wgmma tilings)
                 // or one (W2, W4X2): padded rows, or the wgmma tilings' unpadded 16-byte columns.
                 Tiling t = tiling.resolve(dtype, d, sparse);
-                rows = blockRows(dtype, d, sparse, tiling);
+                rows = t.blockRows();
                 int kvRow = t.wgmma() ? d : d + 8;
                 shared = 2 * (rows * (d + 8) + 2 * t.kvStages() * tileRows(dtype) * kvRow);
                 threads = t.threads();
