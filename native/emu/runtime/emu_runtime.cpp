@@ -699,7 +699,7 @@ void wg_gather_done(int w, const unsigned char* slots) {
         for (int n = 0; n < 64; ++n) {
             const size_t row = start + (n / 8) * sbo + (k / 8) * lbo + (trans_b ? (k % 8) * 16 : (n % 8) * 16);
             check_shared(g_smem + row, 16, "wgmma B core-matrix row");
-            if ((trans_b ? n % 8 : k % 8) == 0) {
+            if ((trans_b ? n % 8 : k % 8) == 0) {  // each 16-byte row once
                 chunks.push_back((uint32_t)(row / 16));
                 if (const int writer = g_unfenced[row / 16])
                     fail("wgmma reads shared offset %zu, which thread %d wrote by cp.async without a fence.proxy.async "
@@ -709,8 +709,6 @@ void wg_gather_done(int w, const unsigned char* slots) {
             std::memcpy(&h, g_smem + row + 2 * (trans_b ? n % 8 : k % 8), 2);
             g_wg_b[w][k][n] = bf16 ? hr_emu_half::bf16_to_float(h) : hr_emu_half::f16_to_float(h);
         }
-    std::sort(chunks.begin(), chunks.end());
-    chunks.erase(std::unique(chunks.begin(), chunks.end()), chunks.end());
     for (uint32_t c : chunks) g_wg_readers[c]++;
     g_wg_chunks[w].push_back(std::move(chunks));
 }
