@@ -6,12 +6,12 @@
 // (FlashPlan.Tiling.wgmma()). The same three kinds, contract, key tiles and
 // query rows as flash_fwd_mma.cu's W4 kernels, and the same code (hr_mma::flash_dense, flash_sparse,
 // flash_sparse_merge over the one inner loop):
-//   hr_flash_fwd_{wg,wgp}_*          dense/causal;
-//   hr_flash_sparse_{wg,wgp}_*       the listed key tiles of a block-sparse layout;
-//   hr_flash_sparse_merge_{wg,wgp}_* compacted rows over a block-sparse layout, lists merged in the kernel
-//                                    (2 blocks per SM asked for, as in W4);
-//   hr_flash_fwd_{wgx2,wgpx2}_*      dense/causal in 128-row blocks (as W4X2: no sparse kernels; work lists and
-//                                    compacted tiles then count 128 rows).
+//   hr_flash_fwd_<tiling>_*          dense/causal;
+//   hr_flash_sparse_<tiling>_*       the listed key tiles of a block-sparse layout;
+//   hr_flash_sparse_merge_<tiling>_* compacted rows over a block-sparse layout, lists merged in the kernel
+//                                    (WG, WGP: 2 blocks per SM asked for, as in W4; WGX2, WGPX2: 1);
+// for each tiling wg, wgp, wgx2 and wgpx2. WGX2 and WGPX2's blocks are 128 rows: their work lists and compacted
+// tiles count 128 rows, and a block-sparse layout is listed for them in 128-row tiles (SparseTiles).
 #include "flash_tile_mma.cuh"
 
 HR_FLASH_MMA_KERNELS(WG, wg_, __nv_bfloat16, 64, bf16_d64);
@@ -22,14 +22,14 @@ HR_FLASH_MMA_KERNELS(WGP, wgp_, __nv_bfloat16, 64, bf16_d64);
 HR_FLASH_MMA_KERNELS(WGP, wgp_, __nv_bfloat16, 128, bf16_d128);
 HR_FLASH_MMA_KERNELS(WGP, wgp_, __half, 64, f16_d64);
 HR_FLASH_MMA_KERNELS(WGP, wgp_, __half, 128, f16_d128);
-HR_FLASH_MMA_DENSE(WGX2, wgx2_, __nv_bfloat16, 64, bf16_d64);
-HR_FLASH_MMA_DENSE(WGX2, wgx2_, __nv_bfloat16, 128, bf16_d128);
-HR_FLASH_MMA_DENSE(WGX2, wgx2_, __half, 64, f16_d64);
-HR_FLASH_MMA_DENSE(WGX2, wgx2_, __half, 128, f16_d128);
-HR_FLASH_MMA_DENSE(WGPX2, wgpx2_, __nv_bfloat16, 64, bf16_d64);
-HR_FLASH_MMA_DENSE(WGPX2, wgpx2_, __nv_bfloat16, 128, bf16_d128);
-HR_FLASH_MMA_DENSE(WGPX2, wgpx2_, __half, 64, f16_d64);
-HR_FLASH_MMA_DENSE(WGPX2, wgpx2_, __half, 128, f16_d128);
+HR_FLASH_MMA_KERNELS(WGX2, wgx2_, __nv_bfloat16, 64, bf16_d64);
+HR_FLASH_MMA_KERNELS(WGX2, wgx2_, __nv_bfloat16, 128, bf16_d128);
+HR_FLASH_MMA_KERNELS(WGX2, wgx2_, __half, 64, f16_d64);
+HR_FLASH_MMA_KERNELS(WGX2, wgx2_, __half, 128, f16_d128);
+HR_FLASH_MMA_KERNELS(WGPX2, wgpx2_, __nv_bfloat16, 64, bf16_d64);
+HR_FLASH_MMA_KERNELS(WGPX2, wgpx2_, __nv_bfloat16, 128, bf16_d128);
+HR_FLASH_MMA_KERNELS(WGPX2, wgpx2_, __half, 64, f16_d64);
+HR_FLASH_MMA_KERNELS(WGPX2, wgpx2_, __half, 128, f16_d128);
 
 // Probes of the wgmma operand layouts alone, for the device check's first run: one warpgroup computes
 // D (64 × 64, fp32) = A (64 × 16) · B (16 × 64), bf16, A given row-major and turned into registers in the

@@ -32,7 +32,7 @@
 //   WGX2  WG with 128 rows: two warpgroups of 64 rows (8 warps), each issuing its own wgmma on the same Kj and
 //   WGPX2 Vj tiles (and WGPX2: WGP's loop per warpgroup), so that every key/value tile copied into shared
 //         memory serves 128 query rows: half the L2-to-SM traffic per flop of WG and WGP, as W4X2 to W4
-//         (FlashAttention-3's two consumer warpgroups, without its producer warp). Dense/causal kernels only.
+//         (FlashAttention-3's two consumer warpgroups, without its producer warp).
 #pragma once
 #include "attention_params.cuh"
 #include "dynamic_smem.cuh"
@@ -703,9 +703,10 @@ __device__ __forceinline__ void flash_sparse_merge(const AttnParams& p) {
 
 // The dense/causal, block-sparse and merging kernels of tiling TL, dtype T and head dim D, named
 // hr_flash_fwd_<PREFIX><SUFFIX>, hr_flash_sparse_<PREFIX><SUFFIX> and hr_flash_sparse_merge_<PREFIX><SUFFIX>
-// (PREFIX empty in W4: hr_flash_fwd_bf16_d128; wg_ in WG: hr_flash_fwd_wg_bf16_d128). The merging kernels ask
-// for 2 blocks per SM: left to itself, ptxas held them to 168 registers at D = 96 on sm_80 (3 blocks) and
-// spilled; shared memory allows 2 (D = 128) or 3 (D = 96) anyway.
+// (PREFIX empty in W4: hr_flash_fwd_bf16_d128; wg_ in WG: hr_flash_fwd_wg_bf16_d128). The merging kernels of the
+// 128-thread tilings ask for 2 blocks per SM: left to itself, ptxas held them to 168 registers at D = 96 on sm_80
+// (3 blocks) and spilled; shared memory allows 2 (D = 128) or 3 (D = 96) anyway. Those of the 256-thread tilings
+// (WGX2, WGPX2) ask for 1: 2 would cap them at 128 registers, below what their loop holds.
 #define HR_FLASH_MMA_KERNELS(TL, PREFIX, T, D, SUFFIX)                                                                \
     extern "C" __global__ void __launch_bounds__(hr_mma::TL<D>::kThreads)                                             \
         hr_flash_fwd_##PREFIX##SUFFIX(const AttnParams p) {                                                           \
@@ -715,7 +716,7 @@ __device__ __forceinline__ void flash_sparse_merge(const AttnParams& p) {
         hr_flash_sparse_##PREFIX##SUFFIX(const AttnParams p) {                                                        \
         hr_mma::flash_sparse<T, hr_mma::TL<D>>(p);                                                                    \
     }                                                                                                                 \
-    extern "C" __global__ void __launch_bounds__(hr_mma::TL<D>::kThreads, 2)                                          \
+    extern "C" __global__ void __launch_bounds__(hr_mma::TL<D>::kThreads, hr_mma::TL<D>::kThreads == 256 ? 1 : 2)     \
         hr_flash_sparse_merge_##PREFIX##SUFFIX(const AttnParams p) {                                                  \
         hr_mma::flash_sparse_merge<T, hr_mma::TL<D>>(p);                                                              \
     }                                                                                                                 \

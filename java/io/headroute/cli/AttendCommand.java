@@ -179,8 +179,7 @@ final class AttendCommand implements Callable<Integer> {
             if (!tiling.appliesTo(dtype, req.shape().headDim(), sparse)) {
                 throw new ParameterException(spec.commandLine(), "--tiling " + tiling.cliName() + ": the " + plan.kernel()
                         + " kernel has no " + tiling.cliName() + " tiling (w2 takes f16/bf16 flash and D = 64, 96 or 128; w4x2 f16/bf16"
-                        + " flash and D = 64 or 128; wg and wgp f16/bf16 flash or sparse and D = 64 or 128; wgx2 and wgpx2 f16/bf16"
-                        + " flash and D = 64 or 128)");
+                        + " flash and D = 64 or 128; wg, wgp, wgx2 and wgpx2 f16/bf16 flash or sparse and D = 64 or 128)");
             }
         }
         AttentionResult result;

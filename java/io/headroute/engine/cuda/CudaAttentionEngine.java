@@ -429,7 +429,7 @@ public final class CudaAttentionEngine implements AttentionEngine {
             int blockSize, int gateBlock, FlashPlan.Tiling tiling) {
         Algorithm algo = deviceRoute(shape, algorithm, pattern);
         GateWork.Layout w = deviceWorkLayout(shape, dtype, algo, gateBlock, tiling);
-        return uncachedLayoutBytes(shape, dtype, algo, pattern, blockSize) + (w == null ? 0 : w.bytes());
+        return uncachedLayoutBytes(shape, dtype, algo, pattern, blockSize, tiling) + (w == null ? 0 : w.bytes());
     }
 
     /**
@@ -440,8 +440,9 @@ public final class CudaAttentionEngine implements AttentionEngine {
     public static long deviceWorkTotalOffset(AttentionShape shape, DType dtype, Algorithm algorithm, Pattern pattern,
             int blockSize, int gateBlock) {
         Algorithm algo = deviceRoute(shape, algorithm, pattern);
-        GateWork.Layout w = deviceWorkLayout(shape, dtype, algo, gateBlock, startTiling());
-        return w == null ? -1 : uncachedLayoutBytes(shape, dtype, algo, pattern, blockSize) + w.total();
+        FlashPlan.Tiling tiling = startTiling();
+        GateWork.Layout w = deviceWorkLayout(shape, dtype, algo, gateBlock, tiling);
+        return w == null ? -1 : uncachedLayoutBytes(shape, dtype, algo, pattern, blockSize, tiling) + w.total();
     }
 
     /**
@@ -516,13 +517,23 @@ public final class CudaAttentionEngine implements AttentionEngine {
         return algo;
     }
 
-    private static long uncachedLayoutBytes(AttentionShape shape, DType dtype, Algorithm algo, Pattern pattern, int blockSize) {
+    private static long uncachedLayoutBytes(AttentionShape shape, DType dtype, Algorithm algo, Pattern pattern, int blockSize,
+            FlashPlan.Tiling tiling) {
         if (algo != Algorithm.SPARSE) {
             return 0;
         }
-        int tile = FlashPlan.tileRows(dtype);
+        return DeviceTileLists.workspaceLayout(kernelTiles(shape, dtype, pattern, blockSize, tiling).lists())[4];
+    }
+
+    /**
+     * The layout of {@code pattern} in the tiles of the block-sparse kernel an engine in {@code tiling} runs (its rows:
+     * {@link FlashPlan#blockRows}; keys: {@link FlashPlan#tileRows}), without checking that a kernel takes the head dim.
+     */
+    private static SparseTiles kernelTiles(AttentionShape shape, DType dtype, Pattern pattern, int blockSize,
+            FlashPlan.Tiling tiling) {
         BlockLayout bl = BlockLayout.build(pattern, shape.heads(), shape.qLen(), shape.kvLen(), blockSize);
-        return DeviceTileLists.workspaceLayout(SparseTiles.build(pattern, bl, shape.qLen(), shape.kvLen(), tile, tile).lists())[4];
+        return SparseTiles.build(pattern, bl, shape.qLen(), shape.kvLen(), FlashPlan.blockRows(dtype, shape.headDim(), true, tiling),
+                FlashPlan.tileRows(dtype));
     }
 
     /**
@@ -684,8 +695,9 @@ public final class CudaAttentionEngine implements AttentionEngine {
         return out;
     }
 
+    /** The layout in the tiles of this engine's block-sparse kernel (its tiling's rows), built once and cached. */
     private SparseTiles hostTiles(AttentionShape sh, DType dt, Pattern pattern, int blockSize) {
-        FlashPlan plan = FlashPlan.sparse(sh, dt);
+        FlashPlan plan = FlashPlan.sparse(sh, dt, tiling);
         LayoutKey key = new LayoutKey(pattern, sh.qLen(), sh.kvLen(), sh.heads(), blockSize, plan.blockRows(), plan.tileKeys());
         synchronized (hostTiles) {
             SparseTiles t = hostTiles.get(key);
@@ -705,7 +717,7 @@ public final class CudaAttentionEngine implements AttentionEngine {
      * The algorithm that runs: auto and flash take dense/causal on the dense kernels and route every
      * other pattern to the block-sparse kernels; sparse runs the block-sparse kernels for every pattern.
      */
-    static Algorithm route(Algorithm requested, Pattern pattern) {
+    public static Algorithm route(Algorithm requested, Pattern pattern) {
         return switch (requested) {
             case AUTO, FLASH -> FlashPlan.flashSupports(pattern) ? Algorithm.FLASH : Algorithm.SPARSE;
             case MATERIALIZED -> Algorithm.MATERIALIZED;
@@ -819,13 +831,18 @@ public final class CudaAttentionEngine implements AttentionEngine {
     /**
      * Device bytes of the block-sparse layout this engine uploads for a request of {@code shape},
      * {@code dtype}, {@code pattern} (causal folded in) and {@code blockSize}, before the pool's rounding
-     * of its four buffers: what memory plans (experiments) count for the sparse algorithm. It does not
-     * check that a kernel takes the head dim (predictions are made for shapes the GPU may refuse).
+     * of its four buffers: what memory plans (experiments) count for the sparse algorithm; for an engine in its
+     * starting tiling ({@link #startTiling}: the 128-row tilings list 128-row tiles). It does not check that a kernel
+     * takes the head dim (predictions are made for shapes the GPU may refuse).
      */
     public static long sparseLayoutBytes(AttentionShape shape, DType dtype, Pattern pattern, int blockSize) {
-        int tile = FlashPlan.tileRows(dtype);
-        BlockLayout bl = BlockLayout.build(pattern, shape.heads(), shape.qLen(), shape.kvLen(), blockSize);
-        return SparseTiles.build(pattern, bl, shape.qLen(), shape.kvLen(), tile, tile).deviceBytes();
+        return sparseLayoutBytes(shape, dtype, pattern, blockSize, startTiling());
+    }
+
+    /** {@link #sparseLayoutBytes(AttentionShape, DType, Pattern, int)} of an engine in {@code tiling}. */
+    public static long sparseLayoutBytes(AttentionShape shape, DType dtype, Pattern pattern, int blockSize,
+            FlashPlan.Tiling tiling) {
+        return kernelTiles(shape, dtype, pattern, blockSize, tiling).deviceBytes();
     }
 
     private SparseUpload layout(AttentionRequest req, FlashPlan plan) {

@@ -38,9 +38,9 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
      * and 128, in their own module {@value #WGMMA_MODULE}, sm_90a machine code only: compute capability 9.0
      * devices); {@code WGP}, WG pipelined: each tile's P·V runs on the tensor cores while the next tile's softmax
      * runs (the same kernels and module); {@code WGX2} and {@code WGPX2}, WG and WGP with two warpgroups on 128-row
-     * blocks, each key/value tile copied once for 128 rows as in W4X2 (the f16/bf16 dense/causal kernels for D = 64
-     * and 128, module {@value #WGMMA_MODULE}). A kernel without the tiling asked for (fp32, D = 32, the block-sparse
-     * kernels but in WG and WGP) runs in the nearest it has ({@link #resolve}): WG for WGX2, WGP for WGPX2, else W4.
+     * blocks, each key/value tile copied once for 128 rows as in W4X2 (the same kernels as WG and WGP, module
+     * {@value #WGMMA_MODULE}). A kernel without the tiling asked for (fp32, D = 32, the block-sparse kernels in W2 and
+     * W4X2) runs in W4, which every kernel has ({@link #resolve}).
      */
     public enum Tiling {
         // Query rows, threads and key/value buffers per block, and wgmma: flash_tile_mma.cuh's Tiling.
@@ -85,7 +85,7 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
 
         /**
          * Whether the kernel planned for these has this tiling: W4 every one; W2 the f16/bf16 dense/causal
-         * kernels for D = 64, 96 and 128; W4X2, WGX2 and WGPX2 those for D = 64 and 128; WG and WGP the f16/bf16
+         * kernels for D = 64, 96 and 128; W4X2 those for D = 64 and 128; WG, WGP, WGX2 and WGPX2 the f16/bf16
          * dense/causal and block-sparse (plain and merging) kernels for D = 64 and 128. (The wgmma tilings run only
          * on compute capability 9.0: {@code CudaAttentionEngine.tilingUnavailable}.)
          */
@@ -96,22 +96,17 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
             boolean mma = dtype == DType.F16 || dtype == DType.BF16;
             return switch (this) {
                 case W2 -> mma && !sparse && headDim >= 64 && headDim <= 128;
-                case W4X2, WGX2, WGPX2 -> mma && !sparse && (headDim == 64 || headDim == 128);
+                case W4X2 -> mma && !sparse && (headDim == 64 || headDim == 128);
                 default -> mma && (headDim == 64 || headDim == 128);
             };
         }
 
         /**
          * The tiling the kernel planned for these runs in when this one is asked for: this one where the kernel has it,
-         * else the nearest it has — WG for WGX2 and WGP for WGPX2 (the block-sparse kernels: the same wgmma loop on
-         * 64-row blocks), else W4.
+         * else W4 (which every kernel has).
          */
         public Tiling resolve(DType dtype, int headDim, boolean sparse) {
-            if (appliesTo(dtype, headDim, sparse)) {
-                return this;
-            }
-            Tiling near = this == WGX2 ? WG : this == WGPX2 ? WGP : W4;
-            return near.appliesTo(dtype, headDim, sparse) ? near : W4;
+            return appliesTo(dtype, headDim, sparse) ? this : W4;
         }
 
         /** Whether this tiling's kernels are the wgmma ones (sm_90a, module {@value #WGMMA_MODULE}). */
@@ -154,7 +149,10 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
         return sparse(shape, dtype, Tiling.W4);
     }
 
-    /** {@link #sparse(AttentionShape, DType)} in {@code tiling} where the kernel has it (WG, WGP: f16/bf16, D = 64, 128). */
+    /**
+     * {@link #sparse(AttentionShape, DType)} in {@code tiling} where the kernel has it (WG, WGP, WGX2, WGPX2: f16/bf16,
+     * D = 64, 128).
+     */
     public static FlashPlan sparse(AttentionShape shape, DType dtype, Tiling tiling) {
         return plan(shape, dtype, true, tiling);
     }

@@ -10,7 +10,10 @@ import java.util.Arrays;
  * arrays the block-sparse kernels read (AttnParams kv_offsets, kv_tiles, kv_full_before, kv_masks).
  * Layout blocks of 64 or 128 are split into kernel tiles: a full block's tiles are full; each tile of a
  * partial block gets the exact element bits of its Br × Bc pairs from the pattern's per-row key ranges,
- * and is then listed as full (every valid pair allowed), partial (bits in the kernel), or not at all.
+ * and is then listed as full (every valid pair allowed), partial (bits in the kernel), or not at all. A
+ * kernel tile of several layout rows (Br = 128 over blocks of 64: the 128-row tilings) is full where every
+ * one of its layout rows lists the block full; the other blocks any of them lists are classified by their
+ * exact bits as partial blocks are.
  * Size and build time follow the listed blocks: per cell the rows' key ranges are walked only against
  * that cell's partial tiles; nothing of size L × S exists.
  */
@@ -34,11 +37,11 @@ public final class SparseTiles {
 
     /**
      * Splits {@code layout} (built from {@code pattern} for L queries and S keys) into kernel tiles of
-     * {@code br} × {@code bc}; the layout's block size must be a multiple of both, and bc ≤ 64.
+     * {@code br} × {@code bc}; the layout's block size must be a multiple of bc ≤ 64, and a multiple or a divisor of br.
      */
     public static SparseTiles build(Pattern pattern, BlockLayout layout, int qLen, int kvLen, int br, int bc) {
         int bs = layout.blockSize();
-        if (bc > 64 || bs % br != 0 || bs % bc != 0) {
+        if (bc > 64 || (bs % br != 0 && br % bs != 0) || bs % bc != 0) {
             throw new IllegalArgumentException("layout blocks of " + bs + " do not split into kernel tiles of " + br + " x " + bc);
         }
         if (layout.qBlocks() != ceilDiv(qLen, bs) || layout.kBlocks() != ceilDiv(kvLen, bs)) {
@@ -56,6 +59,10 @@ public final class SparseTiles {
         LongList maskOut = new LongList();
         IntList full = new IntList();
         IntList cand = new IntList();
+        IntList fullBlocks = new IntList();
+        IntList candBlocks = new IntList();
+        IntList scratch = new IntList();
+        IntList scratchFull = new IntList();
         long[] bits = new long[0];
         KeyRanges[] ranges = new KeyRanges[br];
         for (int r = 0; r < br; r++) {
@@ -64,22 +71,21 @@ public final class SparseTiles {
         int fullSoFar = 0;
         for (int h = 0; h < lh; h++) {
             for (int qt = 0; qt < qTiles; qt++) {
-                int qb = qt * br / bs;
                 int q0 = qt * br;
                 int rows = Math.min(br, qLen - q0);
+                int qb0 = q0 / bs;
+                int qb1 = (q0 + rows - 1) / bs;
                 full.clear();
-                for (int kb : layout.fullBlocks(h, qb)) {
-                    for (int kt = kb * subK; kt < Math.min(kTiles, (kb + 1) * subK); kt++) {
-                        full.add(kt);
-                    }
-                }
-                // Candidate tiles of the partial blocks, ascending, and their element bits.
                 cand.clear();
-                for (int kb : layout.partialBlocks(h, qb)) {
-                    for (int kt = kb * subK; kt < Math.min(kTiles, (kb + 1) * subK); kt++) {
-                        cand.add(kt);
-                    }
+                if (qb0 == qb1) {
+                    addTiles(full, layout.fullBlocks(h, qb0), subK, kTiles);
+                    addTiles(cand, layout.partialBlocks(h, qb0), subK, kTiles);
+                } else {
+                    spannedBlocks(layout, h, qb0, qb1, fullBlocks, candBlocks, scratch, scratchFull);
+                    addTiles(full, fullBlocks.toArray(), subK, kTiles);
+                    addTiles(cand, candBlocks.toArray(), subK, kTiles);
                 }
+                // Candidate tiles (of the partial blocks), ascending, and their element bits.
                 int nc = cand.size();
                 if (bits.length < nc * br) {
                     bits = new long[Math.max(nc * br, 2 * bits.length)];
@@ -135,6 +141,60 @@ public final class SparseTiles {
             }
         }
         return new SparseTiles(lh, qTiles, kTiles, br, bc, new TileLists(br, offsets, out.toArray(), fullBefore, maskOut.toArray()));
+    }
+
+    /** Appends the kernel key tiles of layout blocks {@code blocks} (ascending): subK each, those below kTiles. */
+    private static void addTiles(IntList out, int[] blocks, int subK, int kTiles) {
+        for (int kb : blocks) {
+            for (int kt = kb * subK; kt < Math.min(kTiles, (kb + 1) * subK); kt++) {
+                out.add(kt);
+            }
+        }
+    }
+
+    /**
+     * The key blocks of a kernel tile spanning layout rows qb0 … qb1 of head h, ascending: into {@code full} those
+     * every one of the rows lists full, into {@code cand} the others that any of them lists (full or partial); {@code all}
+     * and {@code fullAll} are scratch.
+     */
+    private static void spannedBlocks(BlockLayout layout, int h, int qb0, int qb1, IntList full, IntList cand, IntList all,
+            IntList fullAll) {
+        all.clear();
+        fullAll.clear();
+        for (int qb = qb0; qb <= qb1; qb++) {
+            for (int kb : layout.fullBlocks(h, qb)) {
+                all.add(kb);
+                fullAll.add(kb);
+            }
+            for (int kb : layout.partialBlocks(h, qb)) {
+                all.add(kb);
+            }
+        }
+        Arrays.sort(all.data, 0, all.size());
+        Arrays.sort(fullAll.data, 0, fullAll.size());
+        full.clear();
+        cand.clear();
+        int spanned = qb1 - qb0 + 1;
+        int f = 0;
+        for (int x = 0; x < all.size(); x++) {
+            int kb = all.data[x];
+            if (x > 0 && all.data[x - 1] == kb) {
+                continue;
+            }
+            int times = 0;
+            while (f < fullAll.size() && fullAll.data[f] < kb) {
+                f++;
+            }
+            while (f < fullAll.size() && fullAll.data[f] == kb) {
+                f++;
+                times++;
+            }
+            if (times == spanned) {
+                full.add(kb);
+            } else {
+                cand.add(kb);
+            }
+        }
     }
 
     /** Bits [from, to) of a 64-bit word. */

@@ -106,19 +106,29 @@ class CudaSparseGpuTest {
     }
 
     /**
-     * The f16/bf16 cases of {@link #cases}, which the wgmma block-sparse kernels also take: alternately in WG
-     * and WGP.
+     * The f16/bf16 cases of {@link #cases}, which the wgmma block-sparse kernels also take, each twice: alternately
+     * in WG and WGP (64-row blocks), and alternately in WGX2 and WGPX2 (128-row blocks: a kernel tile spans two
+     * layout rows where BS = 64).
      */
     static Stream<Arguments> wgCases() {
         int[] n = {0};
-        return cases().filter(a -> a.get()[1] != DType.F32).map(a -> {
-            List<Object> x = new ArrayList<>(List.of(a.get()));
-            x.add(0, n[0]++ % 2 == 0 ? FlashPlan.Tiling.WG : FlashPlan.Tiling.WGP);
-            return Arguments.of(x.toArray());
+        return cases().filter(a -> a.get()[1] != DType.F32).flatMap(a -> {
+            boolean even = n[0]++ % 2 == 0;
+            List<Arguments> both = new ArrayList<>();
+            for (FlashPlan.Tiling t : even ? new FlashPlan.Tiling[] {FlashPlan.Tiling.WG, FlashPlan.Tiling.WGX2}
+                    : new FlashPlan.Tiling[] {FlashPlan.Tiling.WGP, FlashPlan.Tiling.WGPX2}) {
+                List<Object> x = new ArrayList<>(List.of(a.get()));
+                x.add(0, t);
+                both.add(Arguments.of(x.toArray()));
+            }
+            return both.stream();
         });
     }
 
-    /** The block-sparse kernels in the WG and WGP tilings (wgmma; compute capability 9.0 only) against the CPU engine. */
+    /**
+     * The block-sparse kernels in the WG, WGP, WGX2 and WGPX2 tilings (wgmma; compute capability 9.0 only) against
+     * the CPU engine.
+     */
     @ParameterizedTest(name = "{0} {1} {2} D={3} BS={4} B={5} H={6} Hkv={7} L={8} S={9} gate={10}")
     @MethodSource("wgCases")
     void sparseInWgMatchesTheCpuEngine(FlashPlan.Tiling tiling, Rule rule, DType dtype, int d, int bs, int b, int h, int hkv, int l,
@@ -194,9 +204,12 @@ class CudaSparseGpuTest {
      * equal the host's plan and brute force over the compacted rows; the pool holds nothing after each
      * call but the cached layouts (checked after each test).
      */
-    /** In W4, and in WG and WGP (f16/bf16: hr_flash_sparse_merge_wg_*, _wgp_*; compute capability 9.0 only). */
+    /**
+     * In W4, and in WG, WGP, WGX2 and WGPX2 (f16/bf16: hr_flash_sparse_merge_wg_*, ..., _wgpx2_*; compute capability 9.0
+     * only).
+     */
     @ParameterizedTest(name = "{0}")
-    @org.junit.jupiter.params.provider.ValueSource(strings = {"w4", "wg", "wgp"})
+    @org.junit.jupiter.params.provider.ValueSource(strings = {"w4", "wg", "wgp", "wgx2", "wgpx2"})
     void gatedSparseRunsCompactedTilesWithMergedLists(String tilingName) {
         FlashPlan.Tiling tiling = FlashPlan.Tiling.parse(tilingName);
         String why = gpu.tilingUnavailable(tiling);

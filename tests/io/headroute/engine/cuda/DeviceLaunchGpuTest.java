@@ -62,7 +62,9 @@ class DeviceLaunchGpuTest {
         "f32, window:37+causal, 257, 300, 8, w4", "f16, window:37, 700, 700, 1, w4x2", "bf16, causal, 1000, 1000, 1, wg",
         "f16, dense, 333, 400, 48, wg", "bf16, causal, 300, 300, 0, wg", "f16, causal, 1000, 1000, 1, wgp",
         "bf16, dense, 333, 400, 64, wgp", "bf16, causal, 1000, 1000, 64, wgx2", "f16, dense, 333, 400, 128, wgx2",
-        "bf16, causal, 300, 300, 0, wgpx2", "f16, causal, 1000, 1000, 1, wgpx2"})
+        "bf16, causal, 300, 300, 0, wgpx2", "f16, causal, 1000, 1000, 1, wgpx2", "bf16, window:37, 700, 700, 1, wgx2",
+        "f16, bigbird:16:1:1:2:9+causal, 513, 513, 128, wgpx2", "bf16, window:37+causal, 257, 300, 0, wgx2",
+        "f16, longformer:20:3, 333, 400, 48, wgpx2"})
     void deviceGatedLaunchesMatchTheCpuEngineAndCountTheirTiles(String dtype, String spec, int l, int s, int bq, String tiling) {
         DType dt = DType.parse(dtype);
         int b = 2;

@@ -412,15 +412,39 @@ class EmulatedWorkTest {
             assertEquals(0, wgx2.wgmmaOverlaps(), "WGX2 waits for every group at once");
             assertEquals(2 * (pairs - blocks), wgpx2.wgmmaOverlaps(), "WGPX2: each warpgroup's P·V running but the first");
         }
-        // They have no block-sparse kernels: an engine set to them runs the 64-row wgmma ones (WG, WGP).
-        Tensor q = gaussian(r, B, 2, 300, 64);
-        Tensor k = gaussian(r, B, 2, 300, 64);
-        Tensor v = gaussian(r, B, 2, 300, 64);
+    }
+
+    /**
+     * The block-sparse kernels of WGX2 and WGPX2 run 128-row tiles over a layout of 64-row blocks: each tile lists
+     * the key tiles either of its two layout rows lists (more than half of WG's pairs, fewer than all), copies each
+     * once for 128 rows (fewer K/V bytes than WG) and multiplies it in both warpgroups: 2·(D/16 + 4·D/64) wgmma per
+     * pair visited, the pairs the host counts; WGPX2 issues what WGX2 does.
+     */
+    @Test
+    void twoWarpgroupSparseKernelsVisitTheListedTilesOncePer128Rows() throws IOException {
+        Random r = new Random(617);
+        int d = 64;
+        Tensor q = gaussian(r, B, 2, 300, d);
+        Tensor k = gaussian(r, B, 2, 300, d);
+        Tensor v = gaussian(r, B, 2, 300, d);
         AttentionRequest sparse = AttentionRequest.builder(q, k, v).dtype(DType.F16).algorithm(Algorithm.SPARSE)
-                .pattern(io.headroute.pattern.Patterns.parse("window:70")).build();
+                .pattern(io.headroute.pattern.Patterns.parse("window:70")).blockSize(64).build();
         ExecutionStats[] st = new ExecutionStats[1];
-        assertTrue(runIn(FlashPlan.Tiling.WGX2, sparse, st).kernel().startsWith("hr_flash_sparse_wg_f16_"), "WGX2 -> WG");
-        assertTrue(runIn(FlashPlan.Tiling.WGPX2, sparse, st).kernel().startsWith("hr_flash_sparse_wgp_f16_"), "WGPX2 -> WGP");
+        Launch wg = runIn(FlashPlan.Tiling.WG, sparse, st);
+        long wgPairs = st[0].keyTilesVisited();
+        Launch wgx2 = runIn(FlashPlan.Tiling.WGX2, sparse, st);
+        long pairs = st[0].keyTilesVisited();
+        assertTrue(wgx2.kernel().startsWith("hr_flash_sparse_wgx2_f16_"), wgx2.kernel());
+        assertEquals((long) B * 2 * 3, wgx2.blocks(), "ceil(300 / 128) tiles per (b, h)");
+        assertTrue(pairs < wgPairs && 2 * pairs > wgPairs, pairs + " pairs of 128-row tiles, WG " + wgPairs);
+        assertEquals(2L * (d / 16 + 4 * d / 64) * pairs, wgx2.wgmma(), "both warpgroups on each listed pair: " + wgx2);
+        assertTrue(wgx2.cpAsyncBytes() < wg.cpAsyncBytes(), wgx2 + " vs WG " + wg);
+        Launch wgpx2 = runIn(FlashPlan.Tiling.WGPX2, sparse, st);
+        assertTrue(wgpx2.kernel().startsWith("hr_flash_sparse_wgpx2_f16_"), wgpx2.kernel());
+        assertEquals(List.of(wgx2.blocks(), wgx2.wgmma(), wgx2.cpAsyncBytes(), wgx2.votes()),
+                List.of(wgpx2.blocks(), wgpx2.wgmma(), wgpx2.cpAsyncBytes(), wgpx2.votes()), "WGPX2 issues what WGX2 does");
+        System.out.printf("emulated sparse window:70 f16 D=%d L=300: WGX2 %d pairs, cp.async %d bytes = %.3f of WG's (%d pairs)%n", d,
+                pairs, wgx2.cpAsyncBytes(), wgx2.cpAsyncBytes() / (double) wg.cpAsyncBytes(), wgPairs);
     }
 
     /**

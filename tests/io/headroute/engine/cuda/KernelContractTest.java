@@ -424,8 +424,10 @@ class KernelContractTest {
     }
 
     /**
-     * WGX2 and WGPX2: WG and WGP with two warpgroups on 128-row blocks (256 threads), dense/causal kernels only, in
-     * the wgmma module; Qi of 128 padded rows, two K and two V tiles unpadded as in WG.
+     * WGX2 and WGPX2: WG and WGP with two warpgroups on 128-row blocks (256 threads), dense/causal, block-sparse and
+     * merging kernels, in the wgmma module; Qi of 128 padded rows, two K and two V tiles unpadded as in WG; the merge
+     * state for 128 rows after them, and the merging kernel asks for one block per SM (two would cap its registers
+     * at 128).
      */
     @Test
     void theTwoWarpgroupTilingsPlan128RowBlocks() throws IOException {
@@ -443,12 +445,19 @@ class KernelContractTest {
                     assertEquals(64, p.tileKeys(), "key tiles stay 64 keys");
                     assertEquals(3, p.gridX(), "ceil(300 / 128) query tiles");
                     assertEquals((128 * (d + 8) + 4 * 64 * d) * 2, p.sharedBytes(), "Qi padded, two K and two V tiles unpadded");
-                    // No block-sparse kernel in this tiling: the 64-row wgmma one runs (WG for WGX2, WGP for WGPX2).
-                    FlashPlan.Tiling near = tiling == FlashPlan.Tiling.WGX2 ? FlashPlan.Tiling.WG : FlashPlan.Tiling.WGP;
-                    assertEquals(FlashPlan.sparse(sh, dt, near), FlashPlan.sparse(sh, dt, tiling));
-                    assertEquals(near, tiling.resolve(dt, d, true));
+                    // The block-sparse kernels too, plain and merging, in the same module and block shape.
+                    FlashPlan sp = FlashPlan.sparse(sh, dt, tiling);
+                    assertEquals("hr_flash_sparse_" + tiling.cliName() + "_" + dt.cliName() + "_d" + d, sp.kernel());
+                    assertTrue(defines(cu, sp.kernel()), sp.kernel() + " is not defined in flash_fwd_wgmma.cu");
+                    assertEquals(List.of(FlashPlan.WGMMA_MODULE, 256, 128, p.sharedBytes(), 3), List.of(sp.module(), sp.threads(),
+                            sp.blockRows(), sp.sharedBytes(), sp.gridX()));
+                    FlashPlan mg = sp.merging(sh);
+                    assertEquals("hr_flash_sparse_merge_" + tiling.cliName() + "_" + dt.cliName() + "_d" + d, mg.kernel());
+                    assertTrue(defines(cu, mg.kernel()) && mg.mergesOnDevice(), mg.kernel());
+                    assertEquals(FlashPlan.mergeOffset(sp.sharedBytes()) + FlashPlan.mergeSharedBytes(128, 5), mg.sharedBytes());
+                    assertEquals(tiling, tiling.resolve(dt, d, true));
                     assertEquals(tiling, tiling.resolve(dt, d, false));
-                    assertTrue(!tiling.appliesTo(dt, d, true) && tiling.appliesTo(dt, d, false));
+                    assertTrue(tiling.appliesTo(dt, d, true) && tiling.appliesTo(dt, d, false));
                 }
                 // D = 96: no wgmma kernel at all, W4 runs (fp32 likewise).
                 AttentionShape d96 = new AttentionShape(1, 2, 2, 100, 100, 96);
@@ -459,7 +468,8 @@ class KernelContractTest {
             assertTrue(tiling.wgmma() && !tiling.appliesTo(DType.F32, 64, false));
             assertEquals(FlashPlan.Tiling.W4, tiling.resolve(DType.F32, 64, false));
             assertEquals(128, FlashPlan.blockRows(DType.BF16, 128, false, tiling), "work lists count 128-row tiles");
-            assertEquals(64, FlashPlan.blockRows(DType.BF16, 128, true, tiling), "the sparse kernels' 64-row blocks");
+            assertEquals(128, FlashPlan.blockRows(DType.BF16, 128, true, tiling), "the sparse kernels' too");
+            assertEquals(64, FlashPlan.blockRows(DType.BF16, 96, true, tiling), "W4's where the tiling has no kernel");
             assertEquals(32, FlashPlan.blockRows(DType.F32, 64, false, tiling), "fp32: its own 32-row blocks");
             assertEquals(tiling, FlashPlan.Tiling.parse(tiling.cliName()));
         }
@@ -468,6 +478,8 @@ class KernelContractTest {
         String tile = source("flash_tile_mma.cuh");
         assertTrue(tile.contains("using WGX2 = Tiling<D, 8, 1, 2, true, true>;"), "WGX2: 8 warps x 16 rows, two stages");
         assertTrue(tile.contains("using WGPX2 = Tiling<D, 8, 1, 2, true, true, true>;"), "WGPX2: WGX2 pipelined");
+        assertTrue(tile.contains("__launch_bounds__(hr_mma::TL<D>::kThreads, hr_mma::TL<D>::kThreads == 256 ? 1 : 2)"),
+                "the merging kernels of 256 threads ask for one block per SM");
     }
 
     @Test

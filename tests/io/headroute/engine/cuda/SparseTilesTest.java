@@ -23,9 +23,9 @@ import org.junit.jupiter.params.provider.MethodSource;
 
 /**
  * The block-sparse kernels' host planning: a BlockLayout split into kernel tiles (64 × 64 on tensor
- * cores, 32 × 32 in fp32) against brute force over every (row, key) pair of the token rule: a tile is
- * listed iff it has an allowed pair, full iff every valid pair is allowed, and a partial tile's bits
- * are exactly the allowed pairs.
+ * cores, 128 × 64 in the 128-row tilings, 32 × 32 in fp32) against brute force over every (row, key)
+ * pair of the token rule: a tile is listed iff it has an allowed pair, full iff every valid pair is
+ * allowed, and a partial tile's bits are exactly the allowed pairs.
  */
 class SparseTilesTest {
     private static final int HEADS = 3;
@@ -54,8 +54,10 @@ class SparseTilesTest {
             for (Rule r : rules) {
                 for (boolean causal : new boolean[] {false, true}) {
                     for (int bs : new int[] {64, 128}) {
-                        out.add(Arguments.of(r.withCausal(causal), ls[0], ls[1], bs, 64));
-                        out.add(Arguments.of(r.withCausal(causal), ls[0], ls[1], bs, 32));
+                        out.add(Arguments.of(r.withCausal(causal), ls[0], ls[1], bs, 64, 64));
+                        out.add(Arguments.of(r.withCausal(causal), ls[0], ls[1], bs, 32, 32));
+                        // The 128-row tilings: over blocks of 64 a kernel tile spans two layout rows.
+                        out.add(Arguments.of(r.withCausal(causal), ls[0], ls[1], bs, 128, 64));
                     }
                 }
             }
@@ -63,15 +65,15 @@ class SparseTilesTest {
         return out.stream();
     }
 
-    @ParameterizedTest(name = "{0} L={1} S={2} BS={3} tile={4}")
+    @ParameterizedTest(name = "{0} L={1} S={2} BS={3} tile={4}x{5}")
     @MethodSource("cases")
-    void kernelTilesMatchTheTokenRuleByBruteForce(Rule rule, int qLen, int kvLen, int bs, int tile) {
-        String what = rule + " L=" + qLen + " S=" + kvLen + " BS=" + bs + " tile=" + tile;
+    void kernelTilesMatchTheTokenRuleByBruteForce(Rule rule, int qLen, int kvLen, int bs, int br, int bc) {
+        String what = rule + " L=" + qLen + " S=" + kvLen + " BS=" + bs + " tile=" + br + "x" + bc;
         Pattern p = rule.toEffectivePattern(dir, "st-" + rule + "-" + kvLen);
         BlockLayout layout = BlockLayout.build(p, HEADS, qLen, kvLen, bs);
-        SparseTiles st = SparseTiles.build(p, layout, qLen, kvLen, tile, tile);
-        int qTiles = (qLen + tile - 1) / tile;
-        int kTiles = (kvLen + tile - 1) / tile;
+        SparseTiles st = SparseTiles.build(p, layout, qLen, kvLen, br, bc);
+        int qTiles = (qLen + br - 1) / br;
+        int kTiles = (kvLen + bc - 1) / bc;
         assertEquals(qTiles, st.queryTiles(), what);
         assertEquals(kTiles, st.keyTiles(), what);
         assertEquals(layout.heads(), st.layoutHeads(), what);
@@ -82,13 +84,13 @@ class SparseTilesTest {
                 List<Integer> wantPartial = new ArrayList<>();
                 List<long[]> wantBits = new ArrayList<>();
                 for (int kt = 0; kt < kTiles; kt++) {
-                    long[] bits = new long[tile];
+                    long[] bits = new long[br];
                     boolean any = false;
                     boolean all = true;
-                    for (int r = 0; r < tile && qt * tile + r < qLen; r++) {
-                        int pos = qt * tile + r + kvLen - qLen;
-                        for (int c = 0; c < tile && kt * tile + c < kvLen; c++) {
-                            boolean a = ReferenceAttention.allowed(rule, h, pos, kt * tile + c, kvLen);
+                    for (int r = 0; r < br && qt * br + r < qLen; r++) {
+                        int pos = qt * br + r + kvLen - qLen;
+                        for (int c = 0; c < bc && kt * bc + c < kvLen; c++) {
+                            boolean a = ReferenceAttention.allowed(rule, h, pos, kt * bc + c, kvLen);
                             any |= a;
                             all &= a;
                             if (a) {
@@ -146,6 +148,8 @@ class SparseTilesTest {
         Pattern w = Patterns.parse("window:4");
         BlockLayout layout = BlockLayout.build(w, 1, 100, 100, 64);
         assertThrows(IllegalArgumentException.class, () -> SparseTiles.build(w, layout, 100, 100, 128, 128));
+        assertThrows(IllegalArgumentException.class, () -> SparseTiles.build(w, layout, 100, 100, 96, 64));
+        assertThrows(IllegalArgumentException.class, () -> SparseTiles.build(w, layout, 100, 100, 64, 48));
         assertThrows(IllegalArgumentException.class, () -> SparseTiles.build(w, layout, 100, 200, 64, 64));
     }
 
