@@ -21,16 +21,18 @@
 #   bench      headroute bench --backend cuda, bf16, flash (default W4 tiling, then W2, W4X2, WG, WGP, WGX2 and
 #              WGPX2: --tilings w2,w4x2,wg,wgp,wgx2,wgpx2; WG* = wgmma, sm_90 only) and
 #              materialized, L = 4K, 16K, 32K: first the 32K H16 D128 dense run, the block-sparse density
-#              sweep compared with it (window:W at ~5/10/25/50% density, and dense, --algos sparse) and
+#              sweep compared with it (window:W at ~5/10/25/50% density, and dense, --algos sparse; at ~10%
+#              and ~50% also in WGPX2, --tilings wgpx2) and
 #              issue 6's routed runs (bench --route 2:4 and 2:4:64: routed vs dense flash in the same
 #              run); then the other shapes, smallest first
 #   torch      bench/torch_reference.py: PyTorch SDPA per backend and FlexAttention on the same shapes,
 #              and the comparison inputs with float64 references ($OUT/compare/)
 #   compare    headroute attend (cpu f32; cuda flash/materialized f32/bf16, flash bf16 in W2, W4X2, WG, WGP, WGX2,
-#              WGPX2) on the comparison inputs, relative L2 error against the float64 reference
+#              WGPX2, sparse bf16 in WGPX2) on the comparison inputs, relative L2 error against the float64 reference
 #   sanitizer  compute-sanitizer memcheck (flash f32, flash bf16, materialized f32, sparse bf16 with a gate
 #              (tile list), sparse bf16 with row compaction (the merging kernel), flash f32 with row
-#              compaction, flash bf16 in the W2, W4X2, WG, WGP, WGX2 and WGPX2 tilings) and racecheck (flash bf16
+#              compaction, flash bf16 in the W2, W4X2, WG, WGP, WGX2 and WGPX2 tilings, sparse bf16 with a gate in
+#              WGPX2) and racecheck (flash bf16
 #              in W4, W2, W4X2, WG, WGP and WGPX2; the merging sparse kernel) on tiny attend cases
 #   ncu        Nsight Compute on the flash kernel in W4, W2, W4X2, WG, WGP, WGX2 and WGPX2 (one bench process,
 #              bf16 H16 D128 L=S=8192): throughput sections, then tensor-pipe and shared-memory counters, with the time left
@@ -126,9 +128,9 @@ last_line() { grep -v '^[[:space:]]*$' "$1" 2>/dev/null | tail -n 1 | cut -c1-15
 
 # ------------------------------------------------------------------------------------------- steps
 # attend's --algo for a run's label: gated and flash-TILING (w2, w4x2, wg, wgp, wgx2, wgpx2) are flash runs (with
-# --gate, --tiling).
+# --gate, --tiling), sparse-compact and sparse-TILING (wg, wgp, wgx2, wgpx2) sparse ones.
 attend_algo() {
-    case $1 in gated | flash-w*) echo flash ;; sparse-compact) echo sparse ;; *) echo "$1" ;; esac
+    case $1 in gated | flash-w*) echo flash ;; sparse-compact | sparse-w*) echo sparse ;; *) echo "$1" ;; esac
 }
 
 step_facts() {
@@ -404,7 +406,9 @@ step_bench() {
     # Window widths for ~5/10/25/50% token density at L = 32768: the same as torch_reference.py's FlexAttention.
     local dens=()
     read -r -a dens < <(python3 -B -c 'import sys; sys.path.insert(0, "bench"); import torch_reference as t; print(*[t.window_for_density(32768, x) for x in t.FLEX_DENSITIES])' 2>/dev/null || echo "830 1682 4390 9598")
-    local runs=() n hd c w
+    local runs=() n hd c i
+    # Runs that also time their algorithms in other tilings (bench --tilings), by run.
+    local -A run_tilings=()
     # First what only L = 32768 gives (so that the step's budget cuts the other shapes, not these): the
     # H=16 D=128 dense run, issue 5's density table against it (the sparse kernel at each density; 100% is
     # the dense pattern through the sparse kernel) and issue 6's routed heads (Hs = 2 shared, k = 4 of 14
@@ -414,7 +418,11 @@ step_bench() {
     for n in "${lens[@]}"; do [[ "$QUICK" != 1 && "$n" == 32768 ]] && first=1; done
     if ((first)); then
         runs+=("16 128 32768 0 dense flash,materialized")
-        for w in "${dens[@]}"; do runs+=("16 128 32768 0 window:$w sparse"); done
+        for i in "${!dens[@]}"; do
+            runs+=("16 128 32768 0 window:${dens[$i]} sparse")
+            # The ~10% and ~50% goals also in WGPX2 (128-row tiles; the dense run times flash in it too).
+            if ((i == 1 || i == 3)); then run_tilings["16 128 32768 0 window:${dens[$i]} sparse"]=wgpx2; fi
+        done
         runs+=("16 128 32768 0 dense sparse" "16 128 32768 0 dense flash 2:4" "16 128 32768 0 dense flash 2:4:64")
     fi
     for n in "${lens[@]}"; do
@@ -456,6 +464,7 @@ step_bench() {
         # with two warpgroups on 128-row blocks) tilings on the same inputs (WG*: sm_90 only, else rows marked
         # unsupported).
         if [[ -z $route && $algos == *flash* ]]; then cflag+=(--tilings w2,w4x2,wg,wgp,wgx2,wgpx2); fi
+        if [[ -n ${run_tilings[$r]:-} ]]; then cflag+=(--tilings "${run_tilings[$r]}"); fi
         # Every call uploads its inputs from the host (a 32K run's calls are mostly that): fewer calls there.
         local reps=(--warmup 2 --repeats 5)
         if ((n >= 32768)); then reps=(--warmup 1 --repeats 3); fi
@@ -529,8 +538,8 @@ step_compare() {
     for variant in dense causal; do
         runs+=("$variant cpu flash f32" "$variant cuda flash f32" "$variant cuda flash bf16" "$variant cuda flash-w2 bf16"
             "$variant cuda flash-w4x2 bf16" "$variant cuda flash-wg bf16" "$variant cuda flash-wgp bf16"
-            "$variant cuda flash-wgx2 bf16" "$variant cuda flash-wgpx2 bf16" "$variant cuda materialized f32"
-            "$variant cuda materialized bf16")
+            "$variant cuda flash-wgx2 bf16" "$variant cuda flash-wgpx2 bf16" "$variant cuda sparse-wgpx2 bf16"
+            "$variant cuda materialized f32" "$variant cuda materialized bf16")
     done
     for r in "${runs[@]}"; do
         read -r variant backend algo dtype <<<"$r"
@@ -545,7 +554,8 @@ step_compare() {
         fi
         local cflag=()
         if [[ $variant == causal ]]; then cflag=(--causal); fi
-        if [[ $algo == flash-w* ]]; then cflag+=(--tiling "${algo#flash-}"); fi
+        # flash-TILING, sparse-TILING: the dense or the block-sparse kernel (here on the dense or causal layout) in it.
+        if [[ $algo == flash-w* || $algo == sparse-w* ]]; then cflag+=(--tiling "${algo#*-}"); fi
         start="$(date +%s)"
         timeout -k 5 "$t" "$OUT/state/hr" attend --q "$dir/q.npy" --k "$dir/k.npy" --v "$dir/v.npy" \
             "${cflag[@]}" --backend "$backend" --algo "$(attend_algo "$algo")" --dtype "$dtype" \
@@ -591,7 +601,10 @@ step_sanitizer() {
     # order, never run on a GPU before): their racechecks come early, in case the budget cuts the last runs.
     # flash-wg, flash-wgp, flash-wgpx2: the wgmma kernels (descriptors, async proxy fences, WGP's P.V left running
     # through the next softmax, WGPX2's two warpgroups sharing each tile; never run on a GPU): memcheck early.
+    # sparse-wgpx2: sparse-compact's case in WGPX2, 128-row tiles whose lists join two layout rows' (the gate is
+    # compacted there too, so the merging kernel hr_flash_sparse_merge_wgpx2_* runs: DeviceBundleTest pins it).
     local runs=("memcheck flash bf16" "memcheck flash-wg bf16" "memcheck flash-wgp bf16" "memcheck flash-wgpx2 bf16"
+        "memcheck sparse-wgpx2 bf16"
         "racecheck flash-w2 bf16" "racecheck flash-w4x2 bf16" "racecheck sparse-compact bf16" "racecheck flash-wgp bf16"
         "racecheck flash-wgpx2 bf16" "racecheck flash-wg bf16" "racecheck flash bf16" "memcheck flash-w2 bf16"
         "memcheck flash-w4x2 bf16" "memcheck sparse-compact bf16" "memcheck flash-wgx2 bf16" "memcheck flash f32"
@@ -605,6 +618,7 @@ step_sanitizer() {
         case $algo in
             sparse) extra=(--gate "$dir/in/gate.npy" --pattern window:9 --causal) ;;
             sparse-compact) in="$dir/in300" extra=(--gate "$dir/in300/gate.npy" --pattern window:9 --causal) ;;
+            sparse-w*) in="$dir/in300" extra=(--gate "$dir/in300/gate.npy" --pattern window:9 --causal --tiling "${algo#sparse-}") ;;
             gated) extra=(--gate "$dir/in/gate.npy" --causal) ;;
             flash-w*) extra=(--tiling "${algo#flash-}" --causal) ;;
         esac

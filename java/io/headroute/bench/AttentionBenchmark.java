@@ -184,19 +184,20 @@ public final class AttentionBenchmark {
     /**
      * A whole run: where, what, and the measurements in the configured order.
      *
-     * @param flashTiling the tiling the tensor-core dense/causal kernel ran in for the configured rows (those
-     *                    without a {@link Measurement#tiling()}): the CUDA engine's, or W4 where the head dim's
-     *                    kernel lacks it; null without tensor-core kernels (CPU engine, fp32). The block-sparse
-     *                    kernels have W4 only.
+     * @param flashTiling  the tiling the tensor-core dense/causal kernel ran in for the configured rows (those
+     *                     without a {@link Measurement#tiling()}): the CUDA engine's, or W4 where the head dim's
+     *                     kernel lacks it; null without tensor-core kernels (CPU engine, fp32) or where no
+     *                     configured algorithm runs that kernel
+     * @param sparseTiling the same for the tensor-core block-sparse kernel
      */
     public record Report(Machine machine, Config config, String engine, String device, List<Measurement> measurements,
-            String flashTiling) {
+            String flashTiling, String sparseTiling) {
         public Report {
             measurements = List.copyOf(measurements);
         }
 
         public Report(Machine machine, Config config, String engine, String device, List<Measurement> measurements) {
-            this(machine, config, engine, device, measurements, null);
+            this(machine, config, engine, device, measurements, null, null);
         }
 
         /** How many times faster {@code fast} ran than {@code base} (median vs median), if both were measured. */
@@ -231,6 +232,9 @@ public final class AttentionBenchmark {
             cfg.put("fp32_scores", config.fp32Scores());
             if (flashTiling != null) {
                 cfg.put("flash_tiling", flashTiling);
+            }
+            if (sparseTiling != null) {
+                cfg.put("sparse_tiling", sparseTiling);
             }
             root.put("flop_formula", FLOP_FORMULA);
             root.put("flops_per_call", config.flops());
@@ -306,21 +310,23 @@ public final class AttentionBenchmark {
     }
 
     /**
-     * {@link #run(AttentionEngine, Config)}, then flash once more in each of {@code flashTilings} (the
-     * tensor-core kernels' tilings, {@link FlashPlan.Tiling}) on the same inputs: measurements labelled
-     * {@code flash[w2]}, ... after the configured ones (a tiling the head dim's kernel lacks gives a row not
-     * run, "unsupported"). Needs the CUDA engine, flash among the algorithms, and f16 or bf16.
+     * {@link #run(AttentionEngine, Config)}, then flash and sparse (those of the configured algorithms) once more in
+     * each of {@code tilings} (the tensor-core kernels' tilings, {@link FlashPlan.Tiling}) on the same inputs:
+     * measurements labelled {@code flash[w2]}, {@code sparse[wgx2]}, ... after the configured ones (a tiling the
+     * kernel that runs lacks — the block-sparse one where flash takes a sparse pattern — gives a row not run,
+     * "unsupported"). Needs the CUDA engine, flash or sparse among the algorithms, and f16 or bf16.
      */
-    public static Report run(AttentionEngine engine, Config c, List<FlashPlan.Tiling> flashTilings) {
+    public static Report run(AttentionEngine engine, Config c, List<FlashPlan.Tiling> tilings) {
         CudaAttentionEngine cuda = null;
-        if (!flashTilings.isEmpty()) {
+        List<Algorithm> tiled = c.algorithms().stream().filter(a -> a == Algorithm.FLASH || a == Algorithm.SPARSE).toList();
+        if (!tilings.isEmpty()) {
             if (!(engine instanceof CudaAttentionEngine e)) {
                 throw new IllegalArgumentException("--tilings compares the CUDA tensor-core kernels; the " + engine.name()
                         + " engine has none (use --backend cuda)");
             }
-            if (!c.algorithms().contains(Algorithm.FLASH) || c.dtype() == DType.F32) {
-                throw new IllegalArgumentException("--tilings compares the f16/bf16 flash kernels: needs flash in --algos and "
-                        + "--dtype f16 or bf16");
+            if (tiled.isEmpty() || c.dtype() == DType.F32) {
+                throw new IllegalArgumentException("--tilings compares the f16/bf16 flash and sparse kernels: needs flash or sparse"
+                        + " in --algos and --dtype f16 or bf16");
             }
             cuda = e;
         }
@@ -336,38 +342,51 @@ public final class AttentionBenchmark {
             out.add(measure(engine, c, req, null, reference));
         }
         if (cuda != null) {
-            AttentionRequest flash = requests.get(c.algorithms().indexOf(Algorithm.FLASH));
             FlashPlan.Tiling before = cuda.mmaTiling();
             try {
-                for (FlashPlan.Tiling t : flashTilings) {
-                    if (!t.appliesTo(c.dtype(), c.headDim(), false)) {
-                        // The planned kernel would run in W4: a row labelled with another tiling would lie.
-                        out.add(Measurement.notRun(Algorithm.FLASH, engine.name(), "unsupported: the " + c.dtype().cliName()
-                                + " flash kernel for D = " + c.headDim() + " has no " + t.cliName() + " tiling", t));
-                        continue;
+                for (Algorithm a : tiled) {
+                    AttentionRequest req = requests.get(c.algorithms().indexOf(a));
+                    boolean sparse = runsSparse(a, c);
+                    for (FlashPlan.Tiling t : tilings) {
+                        if (!t.appliesTo(c.dtype(), c.headDim(), sparse)) {
+                            // The planned kernel would run in W4: a row labelled with another tiling would lie.
+                            out.add(Measurement.notRun(a, engine.name(), "unsupported: the " + c.dtype().cliName() + " "
+                                    + (sparse ? "block-sparse" : "flash") + " kernel for D = " + c.headDim() + " has no "
+                                    + t.cliName() + " tiling", t));
+                            continue;
+                        }
+                        String why = cuda.tilingUnavailable(t);
+                        if (why != null) {
+                            out.add(Measurement.notRun(a, engine.name(), "unsupported: " + why, t));
+                            continue;
+                        }
+                        cuda.setMmaTiling(t);
+                        out.add(measure(engine, c, req, t, reference));
                     }
-                    String why = cuda.tilingUnavailable(t);
-                    if (why != null) {
-                        out.add(Measurement.notRun(Algorithm.FLASH, engine.name(), "unsupported: " + why, t));
-                        continue;
-                    }
-                    cuda.setMmaTiling(t);
-                    out.add(measure(engine, c, flash, t, reference));
                 }
             } finally {
                 cuda.setMmaTiling(before);
             }
         }
-        return new Report(Machine.current(), c, engine.name(), engine.device(), out, configuredTiling(engine, c));
+        return new Report(Machine.current(), c, engine.name(), engine.device(), out, configuredTiling(engine, c, false),
+                configuredTiling(engine, c, true));
     }
 
-    /** {@link Report#flashTiling()} of a run of {@code c} on {@code engine}. */
-    static String configuredTiling(AttentionEngine engine, Config c) {
-        if (!(engine instanceof CudaAttentionEngine e) || c.dtype() == DType.F32) {
+    /** Whether {@code a} runs the block-sparse kernel on the CUDA engine for {@code c}'s pattern (causal rule included). */
+    private static boolean runsSparse(Algorithm a, Config c) {
+        return CudaAttentionEngine.route(a, c.causal() ? c.pattern().withCausal() : c.pattern()) == Algorithm.SPARSE;
+    }
+
+    /**
+     * {@link Report#flashTiling()} ({@code sparse} false) or {@link Report#sparseTiling()} of a run of {@code c} on
+     * {@code engine}: null unless some configured algorithm runs that tensor-core kernel there.
+     */
+    static String configuredTiling(AttentionEngine engine, Config c, boolean sparse) {
+        if (!(engine instanceof CudaAttentionEngine e) || c.dtype() == DType.F32
+                || c.algorithms().stream().noneMatch(a -> a != Algorithm.MATERIALIZED && runsSparse(a, c) == sparse)) {
             return null;
         }
-        FlashPlan.Tiling t = e.mmaTiling();
-        return t.resolve(c.dtype(), c.headDim(), false).cliName();
+        return e.mmaTiling().resolve(c.dtype(), c.headDim(), sparse).cliName();
     }
 
     /** Warm-up and timed calls of one algorithm; {@code reference[0]} is the first measured output. */

@@ -93,9 +93,10 @@ final class BenchCommand implements Callable<Integer> {
     List<Algorithm> algorithms;
 
     @Option(names = "--tilings", paramLabel = "w4|w2|w4x2|wg|wgp|wgx2|wgpx2", split = ",", converter = Converters.TilingConverter.class,
-            description = "Also time flash in these tensor-core tilings (f16/bf16, --backend cuda), after the configured"
-                    + " algorithms on the same inputs: w4 = 4 warps x 16 query rows (the default kernel), w2 = 2 warps x 32 rows,"
-                    + " w4x2 = 4 warps x 32 rows (128-row blocks; D = 64 and 128), wg = w4 with Hopper's wgmma, wgp = wg with each"
+            description = "Also time flash and sparse (those in --algos) in these tensor-core tilings (f16/bf16, --backend cuda),"
+                    + " after the configured algorithms on the same inputs: w4 = 4 warps x 16 query rows (the default kernel),"
+                    + " w2 = 2 warps x 32 rows, w4x2 = 4 warps x 32 rows (128-row blocks; D = 64 and 128), wg = w4 with Hopper's"
+                    + " wgmma, wgp = wg with each"
                     + " tile's P.V overlapping the next softmax, wgx2 and wgpx2 = wg and wgp with two warpgroups on 128-row blocks"
                     + " (wg, wgp, wgx2, wgpx2: D = 64 and 128, compute capability 9.0 only, else reported as unsupported).")
     List<FlashPlan.Tiling> tilings;
@@ -153,7 +154,7 @@ final class BenchCommand implements Callable<Integer> {
         Pattern p = Patterns.parse(pattern);
         List<FlashPlan.Tiling> flashTilings = tilings == null ? List.of() : tilings;
         if (!flashTilings.isEmpty() && (route != null || backend == Backend.CPU)) {
-            throw new ParameterException(spec.commandLine(), "--tilings times the CUDA flash kernels of the plain bench: "
+            throw new ParameterException(spec.commandLine(), "--tilings times the CUDA flash and sparse kernels of the plain bench: "
                     + (route != null ? "not with --route" : "not with --backend cpu"));
         }
         if (route == null) {
@@ -238,7 +239,8 @@ final class BenchCommand implements Callable<Integer> {
         boolean gpu = !r.engine().equals("cpu");
         o.println(Units.fmt("headroute bench: backend %s on %s, %s, pattern %s, %s%s", r.engine(),
                 gpu ? r.device() : "CPU (" + threads + " threads)", c.shape(), c.patternSpec(), c.dtype().cliName(),
-                r.flashTiling() == null ? "" : ", flash kernel tiling " + r.flashTiling()));
+                (r.flashTiling() == null ? "" : ", flash kernel tiling " + r.flashTiling())
+                        + (r.sparseTiling() == null ? "" : ", sparse kernel tiling " + r.sparseTiling())));
         o.println(Units.fmt("FLOPs per call = 4·B·H·L·S·D, halved with --causal = %.3f GFLOP", c.flops() / 1e9));
         o.println("  (two matrix products at 2 FLOPs per multiply-add; one nominal count for every algorithm and pattern)");
         o.println(Units.fmt("warm-up %d, then the median of %d timed calls (compute time%s, inputs in place)", c.warmup(),

@@ -71,7 +71,8 @@ class AttendCudaGpuTest {
         String[][] cases = {{"flash", "f32", ""}, {"flash", "bf16", ""}, {"materialized", "f32", ""},
             {"materialized", "f16", ""}, {"sparse", "bf16", "window:9"}, {"flash", "f32", "gate"}, {"flash", "bf16", "w2"},
             {"flash", "f16", "w2+gate"}, {"flash", "bf16", "w4x2"}, {"flash", "f16", "w4x2+gate"}, {"flash", "bf16", "wg"},
-            {"flash", "f16", "wg+gate"}, {"flash", "bf16", "wgp+gate"}, {"flash", "bf16", "wgx2"}, {"flash", "f16", "wgpx2+gate"}};
+            {"flash", "f16", "wg+gate"}, {"flash", "bf16", "wgp+gate"}, {"flash", "bf16", "wgx2"}, {"flash", "f16", "wgpx2+gate"},
+            {"sparse", "bf16", "wgx2+window:9"}, {"sparse", "f16", "wgpx2+window:9+gate"}};
         boolean wg = wgRuns();
         for (String[] c : cases) {
             if (c[2].startsWith("wg") && !wg) {
@@ -82,16 +83,17 @@ class AttendCudaGpuTest {
                     "--v", vp.toString(), "--algo", c[0], "--dtype", c[1], "--causal", "--out", out.toString()));
             AttentionRequest.Builder want = AttentionRequest.builder(q, k, v).causal(true).dtype(DType.parse(c[1]))
                     .algorithm(Algorithm.FLASH);
-            boolean tiled = c[2].startsWith("w2") || c[2].startsWith("w4x2") || c[2].startsWith("wg"); // wg, wgp, wgx2, wgpx2
-            if (tiled) {
-                a.addAll(List.of("--tiling", c[2].split("\\+")[0]));
-            }
-            if (c[2].endsWith("gate")) {
-                a.addAll(List.of("--gate", gp.toString()));
-                want.gate(gate);
-            } else if (!c[2].isEmpty() && !tiled) {
-                a.addAll(List.of("--pattern", c[2]));
-                want.pattern(Patterns.parse(c[2]));
+            // c[2]: '+'-separated options: a tiling (w2, w4x2, wg, wgp, wgx2, wgpx2), "gate", or a pattern.
+            for (String opt : c[2].isEmpty() ? new String[0] : c[2].split("\\+")) {
+                if (opt.equals("gate")) {
+                    a.addAll(List.of("--gate", gp.toString()));
+                    want.gate(gate);
+                } else if (opt.startsWith("w2") || opt.startsWith("w4x2") || opt.startsWith("wg")) {
+                    a.addAll(List.of("--tiling", opt));
+                } else {
+                    a.addAll(List.of("--pattern", opt));
+                    want.pattern(Patterns.parse(opt));
+                }
             }
             Cli res = Cli.run(a).assertOk();
             String what = String.join(" ", c) + ": " + res.out();
@@ -117,8 +119,8 @@ class AttendCudaGpuTest {
     }
 
     /**
-     * bench --tilings w2,w4x2,wg,wgp,wgx2,wgpx2: flash again in each tiling on the same inputs, labelled, in the JSON with its
-     * tiling; a tiling the head dim's kernel lacks (or this GPU cannot run) is a row not run, not W4 under
+     * bench --tilings w2,w4x2,wg,wgp,wgx2,wgpx2: flash (and sparse) again in each tiling on the same inputs, labelled,
+     * in the JSON with its tiling; a tiling the kernel lacks (or this GPU cannot run) is a row not run, not W4 under
      * another name.
      */
     @Test
@@ -167,6 +169,42 @@ class AttendCudaGpuTest {
         assertEquals(2, d96.size(), d96.toString());
         assertTrue(d96.get(1).get("status").asText().startsWith("unsupported: the bf16 flash kernel for D = 96 has no w4x2 tiling"),
                 d96.get(1).toString());
+
+        // The block-sparse kernel: in W4X2 it has no kernel (a row not run), in WGX2 and WGPX2 128-row tiles; flash on a
+        // window pattern runs the block-sparse kernel too, and is labelled by its tilings.
+        Cli sp = Cli.run("bench", "--backend", "cuda", "--dtype", "f16", "--heads", "2", "--dim", "64", "--len", "300", "--pattern",
+                "window:40", "--algos", "sparse,flash", "--tilings", "w4x2,wgx2,wgpx2", "--warmup", "0", "--repeats", "1", "--json",
+                json.toString()).assertOk();
+        assertTrue(sp.out().contains(", sparse kernel tiling w4\n"), sp.out());
+        assertFalse(sp.out().contains("flash kernel tiling"), "no configured algorithm runs the dense kernel: " + sp.out());
+        com.fasterxml.jackson.databind.JsonNode sj = mapper.readTree(json.toFile());
+        assertEquals("w4", sj.at("/config/sparse_tiling").asText());
+        assertTrue(sj.at("/config/flash_tiling").isMissingNode(), sj.get("config").toString());
+        com.fasterxml.jackson.databind.JsonNode sm = sj.get("measurements");
+        assertEquals(8, sm.size(), sm.toString());
+        String[] algo = {"sparse", "flash", "sparse", "sparse", "sparse", "flash", "flash", "flash"};
+        String[] tiling = {null, null, "w4x2", "wgx2", "wgpx2", "w4x2", "wgx2", "wgpx2"};
+        for (int i = 0; i < 8; i++) {
+            assertEquals(algo[i], sm.get(i).get("algorithm").asText(), sm.get(i).toString());
+            assertEquals(tiling[i], sm.get(i).has("tiling") ? sm.get(i).get("tiling").asText() : null, sm.get(i).toString());
+            boolean ran = tiling[i] == null || (!tiling[i].equals("w4x2") && wgRuns());
+            if (ran) {
+                assertEquals("ok", sm.get(i).get("status").asText(), sm.get(i).toString());
+                assertTrue(sm.get(i).get("rel_l2_vs_first").asDouble() <= 2e-3, "the same attention: " + sm.get(i));
+            }
+        }
+        for (int i : new int[] {2, 5}) {
+            assertTrue(sm.get(i).get("status").asText().startsWith("unsupported: the f16 block-sparse kernel for D = 64 has no w4x2"),
+                    sm.get(i).toString());
+        }
+        if (wgRuns()) {
+            // 300 rows: 3 tiles of 128 rows against 5 of 64, each listing the key tiles within ±40 of its rows.
+            long w4 = sm.get(0).get("key_tiles_visited").asLong();
+            long x2 = sm.get(3).get("key_tiles_visited").asLong();
+            assertTrue(x2 < w4, x2 + " pairs of 128-row tiles vs W4's " + w4);
+            assertEquals(x2, sm.get(4).get("key_tiles_visited").asLong(), "WGPX2: WGX2's tiles");
+            assertEquals(x2, sm.get(6).get("key_tiles_visited").asLong(), "flash on a window runs the same sparse kernel");
+        }
     }
 
     /** --tiling w2 where the planned kernel has no W2 tiling is refused, not silently run as W4. */
@@ -187,11 +225,11 @@ class AttendCudaGpuTest {
         Cli.run("attend", "--backend", "cuda", "--q", q96.toString(), "--k", q96.toString(), "--v", q96.toString(), "--algo",
                 "flash", "--dtype", "bf16", "--tiling", "w4x2", "--out", out.toString())
                 .assertBadInput("headroute attend", "--tiling w4x2: the hr_flash_fwd_bf16_d96 kernel has no w4x2 tiling", out);
-        // The block-sparse kernels have WG and WGP but no two-warpgroup tiling (an engine set to wgx2 runs them in WG).
+        // The block-sparse kernels have the wgmma tilings but not W4X2 (an engine set to w4x2 runs them in W4).
         Path q64 = dir.resolve("q64.npy");
         Npy.write(q64, random(r, 1, 2, 40, 64));
         Cli.run("attend", "--backend", "cuda", "--q", q64.toString(), "--k", q64.toString(), "--v", q64.toString(), "--algo",
-                "sparse", "--pattern", "window:9", "--dtype", "bf16", "--tiling", "wgx2", "--out", out.toString())
-                .assertBadInput("headroute attend", "--tiling wgx2: the hr_flash_sparse_bf16_d64 kernel has no wgx2 tiling", out);
+                "sparse", "--pattern", "window:9", "--dtype", "bf16", "--tiling", "w4x2", "--out", out.toString())
+                .assertBadInput("headroute attend", "--tiling w4x2: the hr_flash_sparse_bf16_d64 kernel has no w4x2 tiling", out);
     }
 }

@@ -71,7 +71,7 @@ class BenchCommandTest {
         Cli.run("bench", "--backend", "cpu", "--len", "64", "--block-size", "32").assertBadInput("headroute bench",
                 "--block-size must be 64 or 128, got 32");
         Cli.run("bench", "--backend", "cpu", "--len", "64", "--tilings", "w2", "--json", json.toString())
-                .assertBadInput("headroute bench", "--tilings times the CUDA flash kernels of the plain bench: not with --backend cpu",
+                .assertBadInput("headroute bench", "--tilings times the CUDA flash and sparse kernels of the plain bench: not with --backend cpu",
                         json);
         Cli.run("bench", "--backend", "cuda", "--len", "64", "--tilings", "w8").assertBadInput("headroute bench",
                 "unknown tiling 'w8' (expected w4, w2, w4x2, wg, wgp, wgx2 or wgpx2)");

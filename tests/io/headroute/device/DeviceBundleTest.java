@@ -87,13 +87,16 @@ class DeviceBundleTest {
     /**
      * The sanitizer step's gated cases reach the paths they are named for: on its inputs (npy-random, the
      * same shapes and seeds as scripts/device-check.sh) the engine plans a tile list for "sparse" (77 rows)
-     * and row compaction, hence the merging sparse kernel, for "sparse-compact" (300 rows) and "gated".
+     * and row compaction, hence the merging sparse kernel, for "sparse-compact" (300 rows) and "gated"; in WGPX2
+     * (128-row tiles) "sparse-wgpx2", on sparse-compact's inputs, gets row compaction too.
      */
     @Test
     void sanitizerGatedCasesGetTheirWorkLists() throws Exception {
         assumeTrue(project != null && onPath("python3"), "python3 or the project not found");
-        for (Object[] c : new Object[][] {{"sparse", 77, 7, "window:9", DType.BF16, false},
-                {"sparse-compact", 300, 8, "window:9", DType.BF16, true}, {"gated", 77, 7, "dense", DType.F32, true}}) {
+        for (Object[] c : new Object[][] {{"sparse", 77, 7, "window:9", DType.BF16, false, FlashPlan.Tiling.W4},
+                {"sparse-compact", 300, 8, "window:9", DType.BF16, true, FlashPlan.Tiling.W4},
+                {"gated", 77, 7, "dense", DType.F32, true, FlashPlan.Tiling.W4},
+                {"sparse-wgpx2", 300, 8, "window:9", DType.BF16, true, FlashPlan.Tiling.WGPX2}}) {
             Path in = tmp.resolve("in-" + c[0]);
             int l = (Integer) c[1];
             Result npy = run(List.of("python3", "-B", "scripts/device_check.py", "npy-random", in.toString(),
@@ -104,9 +107,10 @@ class DeviceBundleTest {
                     Npy.read(in.resolve("v.npy"))).gate(Npy.read(in.resolve("gate.npy"))).pattern(Patterns.parse((String) c[3]))
                     .causal(true).dtype(dt).algorithm(c[3].equals("dense") ? Algorithm.FLASH : Algorithm.SPARSE).build();
             boolean compact = (Boolean) c[5];
+            FlashPlan.Tiling tiling = (FlashPlan.Tiling) c[6];
             // The work list's device bytes tell the two apart: compaction also holds B·H·L row indices.
-            assertEquals(GateWork.buildBytes(1, l, 2, FlashPlan.tileRows(dt), compact), CudaAttentionEngine.gateWorkBytes(req),
-                    c[0] + ": " + (compact ? "row compaction" : "a tile list") + " expected");
+            assertEquals(GateWork.buildBytes(1, l, 2, FlashPlan.blockRows(dt, 64, !c[3].equals("dense"), tiling), compact),
+                    CudaAttentionEngine.gateWorkBytes(req, tiling), c[0] + ": " + (compact ? "row compaction" : "a tile list") + " expected");
         }
     }
 
@@ -214,6 +218,35 @@ class DeviceBundleTest {
         assertTrue(r.output.contains("flash = the engine's tiling (W4X2), w2 = W2"), r.output);
         // Columns flash, w2, w4x2, wg, wgp, wgx2, wgpx2: the fastest of them is "ours".
         assertTrue(r.output.matches("(?s).*\n16x128 +4096 no +300 +250 +- +- +- +- +410 .*"), r.output);
+    }
+
+    /**
+     * The density table: the sparse kernel in the engine's tiling and, where the sweep ran it, in WGPX2, each against
+     * the dense run's flash in the same tiling.
+     */
+    @Test
+    void summaryTablesTheSparseSweepInEachTilingAgainstFlashInThatTiling() throws Exception {
+        assumeTrue(project != null && onPath("python3"), "python3 or the project not found");
+        Path out = tmp.resolve("summary-sweep");
+        Path bench = Files.createDirectories(out.resolve("bench"));
+        Files.writeString(bench.resolve("runs.tsv"), "name\theads\tdim\tlen\tcausal\tpattern\talgos\trc\tsecs\tstatus\troute\n"
+                + "d\t16\t128\t32768\t0\tdense\tflash\t0\t9\tok\t\n"
+                + "w\t16\t128\t32768\t0\twindow:1682\tsparse\t0\t5\tok\t\n"
+                + "v\t16\t128\t32768\t0\twindow:830\tsparse\t0\t5\tok\t\n");
+        Files.writeString(bench.resolve("d.json"), "{\"config\": {\"flash_tiling\": \"w4\"}, \"measurements\": ["
+                + "{\"algorithm\": \"flash\", \"status\": \"ok\", \"gflops\": 440000, \"median_ms\": 20.0},"
+                + "{\"algorithm\": \"flash\", \"tiling\": \"wgpx2\", \"status\": \"ok\", \"gflops\": 730000, \"median_ms\": 12.0}]}");
+        Files.writeString(bench.resolve("w.json"), "{\"config\": {\"sparse_tiling\": \"w4\"}, \"measurements\": ["
+                + "{\"algorithm\": \"sparse\", \"status\": \"ok\", \"gflops\": 3500000, \"median_ms\": 2.5},"
+                + "{\"algorithm\": \"sparse\", \"tiling\": \"wgpx2\", \"status\": \"ok\", \"gflops\": 6250000, \"median_ms\": 1.4}]}");
+        Files.writeString(bench.resolve("v.json"), "{\"config\": {\"sparse_tiling\": \"w4\"}, \"measurements\": ["
+                + "{\"algorithm\": \"sparse\", \"status\": \"ok\", \"gflops\": 7000000, \"median_ms\": 1.25}]}");
+        Result r = run(List.of("python3", "-B", "scripts/device_check.py", "summary", out.toString()), Map.of(), 30);
+        assertEquals(0, r.exit, r.output);
+        assertTrue(r.output.contains("sparse = the engine's tiling (W4), wgpx2 = sparse[wgpx2] where run"), r.output);
+        // W, density, sparse ms, TF/s, x-flash (20 / 2.5), wgpx2 ms, x-flash (12 / 1.4), flex ms, flex/ours.
+        assertTrue(r.output.matches("(?s).*\n  1682 +0\\.10\\d +2\\.50 +\\S+ +8\\.00 +1\\.40 +8\\.57 +- +-\n.*"), r.output);
+        assertTrue(r.output.matches("(?s).*\n  830 +0\\.05\\d +1\\.25 +\\S+ +16\\.00 +- +- +- +-\n.*"), r.output);
     }
 
     @Test
