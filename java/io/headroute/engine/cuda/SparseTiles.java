@@ -75,17 +75,20 @@ public final class SparseTiles {
                 int rows = Math.min(br, qLen - q0);
                 int qb0 = q0 / bs;
                 int qb1 = (q0 + rows - 1) / bs;
+                // Full tiles, and candidate tiles (ascending) that their element bits classify: those of the partial
+                // blocks of the tile's layout row, or of every block its layout rows list but not all of them full.
                 full.clear();
                 cand.clear();
                 if (qb0 == qb1) {
-                    addTiles(full, layout.fullBlocks(h, qb0), subK, kTiles);
-                    addTiles(cand, layout.partialBlocks(h, qb0), subK, kTiles);
+                    int[] f = layout.fullBlocks(h, qb0);
+                    int[] p = layout.partialBlocks(h, qb0);
+                    addTiles(full, f, f.length, subK, kTiles);
+                    addTiles(cand, p, p.length, subK, kTiles);
                 } else {
                     spannedBlocks(layout, h, qb0, qb1, fullBlocks, candBlocks, scratch, scratchFull);
-                    addTiles(full, fullBlocks.toArray(), subK, kTiles);
-                    addTiles(cand, candBlocks.toArray(), subK, kTiles);
+                    addTiles(full, fullBlocks.data, fullBlocks.size(), subK, kTiles);
+                    addTiles(cand, candBlocks.data, candBlocks.size(), subK, kTiles);
                 }
-                // Candidate tiles (of the partial blocks), ascending, and their element bits.
                 int nc = cand.size();
                 if (bits.length < nc * br) {
                     bits = new long[Math.max(nc * br, 2 * bits.length)];
@@ -143,9 +146,10 @@ public final class SparseTiles {
         return new SparseTiles(lh, qTiles, kTiles, br, bc, new TileLists(br, offsets, out.toArray(), fullBefore, maskOut.toArray()));
     }
 
-    /** Appends the kernel key tiles of layout blocks {@code blocks} (ascending): subK each, those below kTiles. */
-    private static void addTiles(IntList out, int[] blocks, int subK, int kTiles) {
-        for (int kb : blocks) {
+    /** Appends the kernel key tiles of layout blocks {@code blocks[0 … n)} (ascending): subK each, those below kTiles. */
+    private static void addTiles(IntList out, int[] blocks, int n, int subK, int kTiles) {
+        for (int x = 0; x < n; x++) {
+            int kb = blocks[x];
             for (int kt = kb * subK; kt < Math.min(kTiles, (kb + 1) * subK); kt++) {
                 out.add(kt);
             }
