@@ -101,7 +101,7 @@ final class AttendCommand implements Callable<Integer> {
 
     @Option(names = "--tiling", paramLabel = "w4|w2|w4x2|wg|wgp|wgx2|wgpx2", converter = Converters.TilingConverter.class,
             description = "Tensor-core tiling of the CUDA flash kernel (--backend cuda --algo flash, f16/bf16, dense or causal;"
-                    + " w2: D = 64, 96 or 128; the others: D = 64 or 128) or sparse kernel (--algo sparse: w4, wg or wgp): w4 ="
+                    + " w2: D = 64, 96 or 128; the others: D = 64 or 128) or sparse kernel (--algo sparse: w4, wg, wgp, wgx2 or wgpx2): w4 ="
                     + " 4 warps x 16 query rows (default), w2 = 2 warps x 32 rows, w4x2 = 4 warps x 32 rows (128-row blocks), wg = w4"
                     + " with Hopper's wgmma, wgp = wg with each tile's P.V overlapping the next softmax, wgx2 and wgpx2 = wg and wgp"
                     + " with two warpgroups on 128-row blocks (wg, wgp, wgx2, wgpx2: compute capability 9.0 only).")

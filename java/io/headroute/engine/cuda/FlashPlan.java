@@ -19,7 +19,7 @@ import io.headroute.tensor.DType;
  */
 public record FlashPlan(String module, String kernel, int threads, int blockRows, int sharedBytes, int gridX, int gridY,
         int gridZ) {
-    /** The module of the WG and WGP tilings' kernels (cuda-kernels/flash_fwd_wgmma.cu, sm_90a only). */
+    /** The module of the wgmma tilings' kernels (WG, WGP, WGX2, WGPX2: cuda-kernels/flash_fwd_wgmma.cu, sm_90a only). */
     public static final String WGMMA_MODULE = "flash_fwd_wgmma";
 
     /** Head dims of the tensor-core kernel. */
