@@ -32,7 +32,8 @@
 //   WGX2  WG with 128 rows: two warpgroups of 64 rows (8 warps), each issuing its own wgmma on the same Kj and
 //   WGPX2 Vj tiles (and WGPX2: WGP's loop per warpgroup), so that every key/value tile copied into shared
 //         memory serves 128 query rows: half the L2-to-SM traffic per flop of WG and WGP, as W4X2 to W4
-//         (FlashAttention-3's two consumer warpgroups, without its producer warp).
+//         (FlashAttention-3's two consumer warpgroups, without its producer warp). A warpgroup skips a tile none
+//         of its rows may use (wg_vote_slots), so the two issue WG's wgmma between them.
 #pragma once
 #include "attention_params.cuh"
 #include "dynamic_smem.cuh"
@@ -270,6 +271,20 @@ __device__ __forceinline__ void rule_words(unsigned long long (&w)[M][2], const 
         }
 }
 
+// Two warpgroups (WGX2, WGPX2): a warpgroup skips a key tile that none of its 64 rows may use — no wgmma, no
+// softmax, O and l untouched, as the tile's zero probabilities would leave them — where the block's other rows
+// need it: in a block-sparse list of a 128-row tile, a tile listed for the other warpgroup's rows alone (the
+// union of two layout rows' lists); under a causal rule, the first warpgroup's share of the block's last
+// diagonal tile; and every tile, for a warpgroup with no valid rows. The decision is the warpgroup's alone
+// (uniform over its 4 warps: wgmma is one warpgroup instruction), from row positions (a rule tile) or from its
+// warps' votes over their rows' mask words (a partial tile), cast before the tile's first barrier into these
+// shared slots, one per warp.
+template <class TL>
+__device__ __forceinline__ int* wg_vote_slots() {
+    __shared__ int votes[TL::kWarps];
+    return votes;
+}
+
 // Attention of the block's query rows (b, h, rows) over the key tiles of `keys`: writes O (times the
 // gate) and lse of every valid row; rows without any allowed key get zeros and −inf.
 template <typename T, class TL, class Keys>
@@ -344,6 +359,11 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
     // Pipelined (WGP): P of the previous tile, whose P·V runs on the tensor cores while this tile's softmax
     // runs on the others.
     [[maybe_unused]] uint32_t pw_prev[TL::kPipelined ? kNT / 2 : 1][4] = {};
+    // Two warpgroups: tiles a warpgroup may skip (wg_vote_slots); its first row; whether pw_prev holds a P whose P·V
+    // is still to be issued (WGPX2: a skipped tile leaves none; one warpgroup: every tile but the first).
+    constexpr bool kWgSkip = TL::kWgmma && TL::kWarps == 8;
+    [[maybe_unused]] const int wg_row0 = 64 * (warp >> 2);
+    [[maybe_unused]] bool pv_pending = false;
 
     for (int j = 0; j < n_tiles; ++j) {
         const int buf = TL::kStages == 2 ? (j & 1) : 0;
@@ -367,6 +387,13 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
 #pragma unroll
         for (int mi = 0; mi < M; ++mi) w[mi][0] = w[mi][1] = ~0ull;
         if (!Keys::kStaged && mask == HR_MASK_BITS) load_bits<M>(w, keys.bits(j), warp, g);
+        if constexpr (kWgSkip && !Keys::kStaged) {
+            // Read after the barrier below; last read before the tile's end barrier, so one slot per warp serves.
+            if (mask == HR_MASK_BITS) {
+                const bool any = __any_sync(0xffffffffu, (w[0][0] | w[0][1]) != 0ull);
+                if (lane == 0) wg_vote_slots<TL>()[warp] = any;
+            }
+        }
         if constexpr (TL::kStages == 2) {
             if (TL::kPipelined || j + 1 < n_tiles) {
                 hr::cp_async_wait<1>();  // pipelined: Kj and Vj−1 have landed, Kj+1 and Vj may not
@@ -402,6 +429,36 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
                         load_q_fragment<TL, T>(qf[mi][kk], hr::smem_at(sQ) + q_lane_bytes, warp * M + mi, kk);
             }
         }
+        if constexpr (kWgSkip) {
+            // Whether no row of this warpgroup may use tile j (see wg_vote_slots); rows ascend, so under a causal
+            // rule the warpgroup's last valid row is the one that reaches furthest.
+            bool skip = wg_row0 >= rows.count;
+            if (!skip && mask == HR_MASK_RULE && p.causal)
+                skip = rows.row(min(wg_row0 + 63, rows.count - 1)) + (p.kv_len - p.q_len) < kt * kBc;
+            if constexpr (!Keys::kStaged) {
+                if (!skip && mask == HR_MASK_BITS) {
+                    const int* v = wg_vote_slots<TL>() + (warp & ~3);
+                    skip = (v[0] | v[1] | v[2] | v[3]) == 0;
+                }
+            }
+            if (skip) {
+                if constexpr (TL::kPipelined) {
+                    // The previous tile's P·V reads V's other buffer, which the next iteration refills: done now.
+                    if (pv_pending) {
+                        hr::wgmma_fence();
+                        wg_issue_pv<T, D>(acc_o[0], pw_prev, sV + (1 - buf) * TL::kKVElems);
+                        hr::wgmma_commit();
+                        hr::wgmma_wait<0>();
+                        wg_fence_pv<D>(acc_o[0], pw_prev);
+                        pv_pending = false;
+                    }
+                }
+                __syncthreads();  // the other warpgroup's end of tile j (two stages: see the loop's last barrier)
+                kt = kt_next;
+                kt_next = kt_after;
+                continue;
+            }
+        }
         // This lane's ldmatrix rows of the tiles, as 32-bit shared addresses (one register each, where a
         // generic pointer takes two); each load below adds a constant. (WG's products read no ldmatrix rows.)
         [[maybe_unused]] hr::SmemAddr k_lane{}, v_lane{}, q_lane{};
@@ -428,7 +485,7 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
             hr::wgmma_commit();
             bool pv_running = false;
             if constexpr (TL::kPipelined) {
-                if (j > 0) {
+                if (kWgSkip ? pv_pending : j > 0) {
                     hr::wgmma_fence();
                     wg_issue_pv<T, D>(acc_o[0], pw_prev, sV + (1 - buf) * TL::kKVElems);
                     hr::wgmma_commit();
@@ -576,6 +633,7 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
             for (int kk = 0; kk < kNT / 2; ++kk)
 #pragma unroll
                 for (int e = 0; e < 4; ++e) pw_prev[kk][e] = pw[kk][e];
+            pv_pending = true;
         } else if constexpr (TL::kWgmma) {
             // O += P · Vj as 4·D/64 wgmma m64n64k16 (wg_issue_pv), waited for at once.
             uint32_t pw[kNT / 2][4];
@@ -619,15 +677,18 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
     if (n_tiles == 0) hr::cp_async_wait<0>();  // Qi's copy must land before the block exits
     if constexpr (TL::kPipelined) {
         if (n_tiles > 0) {
-            // The last tile's O += P·V: its values were the last copy queued.
+            // The last tile's O += P·V: its values were the last copy queued. (Two warpgroups: not for one that
+            // skipped the last tile; the barrier is every thread's.)
             hr::cp_async_wait<0>();
             hr::fence_proxy_async();
             __syncthreads();
-            hr::wgmma_fence();
-            wg_issue_pv<T, D>(acc_o[0], pw_prev, sV + ((n_tiles - 1) & 1) * TL::kKVElems);
-            hr::wgmma_commit();
-            hr::wgmma_wait<0>();
-            wg_fence_pv<D>(acc_o[0], pw_prev);
+            if (!kWgSkip || pv_pending) {
+                hr::wgmma_fence();
+                wg_issue_pv<T, D>(acc_o[0], pw_prev, sV + ((n_tiles - 1) & 1) * TL::kKVElems);
+                hr::wgmma_commit();
+                hr::wgmma_wait<0>();
+                wg_fence_pv<D>(acc_o[0], pw_prev);
+            }
         }
     }
 

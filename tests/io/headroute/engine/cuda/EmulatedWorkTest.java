@@ -9,6 +9,8 @@ import io.headroute.engine.AttentionRequest;
 import io.headroute.engine.AttentionResult;
 import io.headroute.engine.ExecutionStats;
 import io.headroute.engine.cpu.CpuAttentionEngine;
+import io.headroute.pattern.BlockLayout;
+import io.headroute.pattern.Pattern;
 import io.headroute.pattern.Patterns;
 import io.headroute.tensor.DType;
 import io.headroute.tensor.Tensor;
@@ -380,8 +382,10 @@ class EmulatedWorkTest {
     /**
      * WGX2 and WGPX2 (two warpgroups on 128-row blocks) visit W4X2's tile pairs and copy what W4X2 copies (each key
      * and value tile once per 128 query rows: half of WG's), with WG's wgmma per warpgroup and pair (D/16 + 4·D/64,
-     * twice per 128-row pair), Qi's ldmatrix once per block, a vote per warp and tile; WGPX2 issues what WGX2 does
-     * and leaves each warpgroup's P·V running at the S wait of every tile but the block's first.
+     * twice per 128-row pair) but for the block's last (diagonal) tile, which the first warpgroup's rows cannot use
+     * and it skips; Qi's ldmatrix once per block, a vote per warp and tile it computes; WGPX2 issues what WGX2 does
+     * and leaves a warpgroup's P·V running at the S wait of every tile it computes but its first (the first
+     * warpgroup issues its last P·V at the skipped tile, and waits for it there).
      */
     @Test
     void twoWarpgroupTilingsCopyEachKeyTileOncePer128Rows() throws IOException {
@@ -397,11 +401,11 @@ class EmulatedWorkTest {
             assertTrue(wgx2.kernel().startsWith("hr_flash_fwd_wgx2_"), wgx2.kernel());
             assertEquals(List.of(pairs, blocks), List.of(st[0].keyTilesVisited(), wgx2.blocks()), "W4X2's tiles and blocks");
             assertEquals(0, wgx2.mma(), "no mma.sync: " + wgx2);
-            assertEquals(2 * (d / 16 + 4 * d / 64) * pairs, wgx2.wgmma(), "WGX2 " + wgx2);
+            assertEquals((d / 16 + 4 * d / 64) * (2 * pairs - blocks), wgx2.wgmma(), "WGX2 " + wgx2);
             assertEquals(8L * (d / 16) * blocks, wgx2.ldmatrix(), "ldmatrix for Qi only, once per block: " + wgx2);
             assertEquals(w4x2.cpAsyncBytes(), wgx2.cpAsyncBytes(), "K and V copied once per 128 query rows, as in W4X2");
             assertTrue(wgx2.cpAsyncBytes() < wg.cpAsyncBytes(), wgx2 + " vs WG " + wg);
-            assertEquals(8 * pairs, wgx2.votes(), "one vote per warp and tile");
+            assertEquals(4 * (2 * pairs - blocks), wgx2.votes(), "one vote per warp and tile computed");
             System.out.printf("emulated WGX2, bf16 D=%d causal: cp.async %d bytes = %.3f of WG's, %d wgmma (WG %d)%n", d,
                     wgx2.cpAsyncBytes(), wgx2.cpAsyncBytes() / (double) wg.cpAsyncBytes(), wgx2.wgmma(), wg.wgmma());
             Launch wgpx2 = runIn(FlashPlan.Tiling.WGPX2, req, st);
@@ -410,41 +414,76 @@ class EmulatedWorkTest {
                     List.of(wgpx2.blocks(), wgpx2.mma(), wgpx2.wgmma(), wgpx2.ldmatrix(), wgpx2.cpAsyncBytes(), wgpx2.votes()),
                     "WGPX2 issues what WGX2 does");
             assertEquals(0, wgx2.wgmmaOverlaps(), "WGX2 waits for every group at once");
-            assertEquals(2 * (pairs - blocks), wgpx2.wgmmaOverlaps(), "WGPX2: each warpgroup's P·V running but the first");
+            assertEquals(2 * (pairs - blocks) - blocks, wgpx2.wgmmaOverlaps(), "WGPX2: each warpgroup's P·V running but the first");
         }
     }
 
     /**
      * The block-sparse kernels of WGX2 and WGPX2 run 128-row tiles over a layout of 64-row blocks: each tile lists
-     * the key tiles either of its two layout rows lists (more than half of WG's pairs, fewer than all), copies each
-     * once for 128 rows (fewer K/V bytes than WG) and multiplies it in both warpgroups: 2·(D/16 + 4·D/64) wgmma per
-     * pair visited, the pairs the host counts; WGPX2 issues what WGX2 does.
+     * the key tiles either of its two layout rows lists (at least half of WG's pairs, fewer than all) and copies
+     * each once for 128 rows (fewer K/V bytes than WG); a warpgroup multiplies a listed tile only where one of its
+     * 64 rows may use it (D/16 + 4·D/64 wgmma, a vote per warp): a full tile in both (where both have rows), a
+     * partial one where its mask words are not all zero — as many as the host's lists say. WGPX2 issues what WGX2
+     * does.
      */
     @Test
     void twoWarpgroupSparseKernelsVisitTheListedTilesOncePer128Rows() throws IOException {
         Random r = new Random(617);
         int d = 64;
-        Tensor q = gaussian(r, B, 2, 300, d);
-        Tensor k = gaussian(r, B, 2, 300, d);
-        Tensor v = gaussian(r, B, 2, 300, d);
-        AttentionRequest sparse = AttentionRequest.builder(q, k, v).dtype(DType.F16).algorithm(Algorithm.SPARSE)
-                .pattern(io.headroute.pattern.Patterns.parse("window:70")).blockSize(64).build();
-        ExecutionStats[] st = new ExecutionStats[1];
-        Launch wg = runIn(FlashPlan.Tiling.WG, sparse, st);
-        long wgPairs = st[0].keyTilesVisited();
-        Launch wgx2 = runIn(FlashPlan.Tiling.WGX2, sparse, st);
-        long pairs = st[0].keyTilesVisited();
-        assertTrue(wgx2.kernel().startsWith("hr_flash_sparse_wgx2_f16_"), wgx2.kernel());
-        assertEquals((long) B * 2 * 3, wgx2.blocks(), "ceil(300 / 128) tiles per (b, h)");
-        assertTrue(pairs < wgPairs && 2 * pairs > wgPairs, pairs + " pairs of 128-row tiles, WG " + wgPairs);
-        assertEquals(2L * (d / 16 + 4 * d / 64) * pairs, wgx2.wgmma(), "both warpgroups on each listed pair: " + wgx2);
-        assertTrue(wgx2.cpAsyncBytes() < wg.cpAsyncBytes(), wgx2 + " vs WG " + wg);
-        Launch wgpx2 = runIn(FlashPlan.Tiling.WGPX2, sparse, st);
-        assertTrue(wgpx2.kernel().startsWith("hr_flash_sparse_wgpx2_f16_"), wgpx2.kernel());
-        assertEquals(List.of(wgx2.blocks(), wgx2.wgmma(), wgx2.cpAsyncBytes(), wgx2.votes()),
-                List.of(wgpx2.blocks(), wgpx2.wgmma(), wgpx2.cpAsyncBytes(), wgpx2.votes()), "WGPX2 issues what WGX2 does");
-        System.out.printf("emulated sparse window:70 f16 D=%d L=300: WGX2 %d pairs, cp.async %d bytes = %.3f of WG's (%d pairs)%n", d,
-                pairs, wgx2.cpAsyncBytes(), wgx2.cpAsyncBytes() / (double) wg.cpAsyncBytes(), wgPairs);
+        int heads = 2;
+        // A window (the two layout rows of a tile list nearly the same blocks) and BigBird with 4 random blocks per
+        // layout row (they differ: a tile's list holds both rows' random blocks, each only one warpgroup's).
+        for (Object[] c : new Object[][] {{"window:70", 300}, {"bigbird:64:1:1:4:9", 640}}) {
+            String spec = (String) c[0];
+            int l = (Integer) c[1];
+            Tensor q = gaussian(r, B, heads, l, d);
+            Tensor k = gaussian(r, B, heads, l, d);
+            Tensor v = gaussian(r, B, heads, l, d);
+            Pattern p = Patterns.parse(spec);
+            AttentionRequest sparse = AttentionRequest.builder(q, k, v).dtype(DType.F16).algorithm(Algorithm.SPARSE).pattern(p)
+                    .blockSize(64).build();
+            ExecutionStats[] st = new ExecutionStats[1];
+            Launch wg = runIn(FlashPlan.Tiling.WG, sparse, st);
+            long wgPairs = st[0].keyTilesVisited();
+            Launch wgx2 = runIn(FlashPlan.Tiling.WGX2, sparse, st);
+            long pairs = st[0].keyTilesVisited();
+            assertTrue(wgx2.kernel().startsWith("hr_flash_sparse_wgx2_f16_"), wgx2.kernel());
+            assertEquals((long) B * heads * ((l + 127) / 128), wgx2.blocks(), spec + ": ceil(L / 128) tiles per (b, h)");
+            assertTrue(pairs < wgPairs && 2 * pairs >= wgPairs, spec + ": " + pairs + " pairs of 128-row tiles, WG " + wgPairs);
+            SparseTiles st128 = SparseTiles.build(p, BlockLayout.build(p, heads, l, l, 64), l, l, 128, 64);
+            long computed = 0; // (128-row tile, key tile, warpgroup) with a row of the warpgroup that may use the tile
+            long partials = 0;
+            for (int h = 0; h < heads; h++) {
+                for (int qt = 0; qt < st128.queryTiles(); qt++) {
+                    int groups = l - 128 * qt > 64 ? 2 : 1;
+                    computed += (long) groups * st128.full(h, qt).length;
+                    partials += st128.partial(h, qt).length;
+                    for (int x = 0; x < st128.partial(h, qt).length; x++) {
+                        long[] words = st128.mask(h, qt, x);
+                        for (int g = 0; g < 2; g++) {
+                            long any = 0;
+                            for (int row = 64 * g; row < 64 * g + 64; row++) {
+                                any |= words[row];
+                            }
+                            computed += any != 0 ? 1 : 0;
+                        }
+                    }
+                }
+            }
+            long layoutHeads = st128.layoutHeads() == 1 ? heads : 1;
+            assertEquals(pairs, st128.listedTiles() * layoutHeads, spec + ": the host's pairs are the lists'");
+            assertTrue(computed < 2 * pairs, spec + ": " + computed + " warpgroup tiles of " + pairs + " pairs: some serve one warpgroup");
+            assertEquals((d / 16 + 4 * d / 64) * computed, wgx2.wgmma(), spec + ": each warpgroup on the tiles its rows use: " + wgx2);
+            assertEquals(4 * computed + 8 * partials, wgx2.votes(), spec + ": a vote per warp and tile computed, and on partial tiles' words");
+            assertTrue(wgx2.cpAsyncBytes() < wg.cpAsyncBytes(), wgx2 + " vs WG " + wg);
+            Launch wgpx2 = runIn(FlashPlan.Tiling.WGPX2, sparse, st);
+            assertTrue(wgpx2.kernel().startsWith("hr_flash_sparse_wgpx2_f16_"), wgpx2.kernel());
+            assertEquals(List.of(wgx2.blocks(), wgx2.wgmma(), wgx2.cpAsyncBytes(), wgx2.votes()),
+                    List.of(wgpx2.blocks(), wgpx2.wgmma(), wgpx2.cpAsyncBytes(), wgpx2.votes()), spec + ": WGPX2 issues what WGX2 does");
+            System.out.printf("emulated sparse %s f16 D=%d L=%d: WGX2 %d pairs (WG %d), wgmma %.3f of WG's (both warpgroups on every"
+                    + " pair: %.3f), cp.async %.3f of WG's%n", spec, d, l, pairs, wgPairs, wgx2.wgmma() / (double) wg.wgmma(),
+                    2.0 * pairs / wgPairs, wgx2.cpAsyncBytes() / (double) wg.cpAsyncBytes());
+        }
     }
 
     /**
