@@ -96,9 +96,9 @@ final class BenchCommand implements Callable<Integer> {
             description = "Also time flash and sparse (those in --algos) in these tensor-core tilings (f16/bf16, --backend cuda),"
                     + " after the configured algorithms on the same inputs: w4 = 4 warps x 16 query rows (the default kernel),"
                     + " w2 = 2 warps x 32 rows, w4x2 = 4 warps x 32 rows (128-row blocks; D = 64 and 128), wg = w4 with Hopper's"
-                    + " wgmma, wgp = wg with each"
-                    + " tile's P.V overlapping the next softmax, wgx2 and wgpx2 = wg and wgp with two warpgroups on 128-row blocks"
-                    + " (wg, wgp, wgx2, wgpx2: D = 64 and 128, compute capability 9.0 only, else reported as unsupported).")
+                    + " wgmma, wgp = wg with each tile's P.V overlapping the next softmax, wgx2 and wgpx2 = wg and wgp with two"
+                    + " warpgroups on 128-row blocks (wg, wgp, wgx2, wgpx2: D = 64 and 128, compute capability 9.0 only, else"
+                    + " reported as unsupported).")
     List<FlashPlan.Tiling> tilings;
 
     @Option(names = "--route", paramLabel = "HS:K[:BQ]",
@@ -152,8 +152,8 @@ final class BenchCommand implements Callable<Integer> {
             TensorOutputs.checkTarget(json);
         }
         Pattern p = Patterns.parse(pattern);
-        List<FlashPlan.Tiling> flashTilings = tilings == null ? List.of() : tilings;
-        if (!flashTilings.isEmpty() && (route != null || backend == Backend.CPU)) {
+        List<FlashPlan.Tiling> extraTilings = tilings == null ? List.of() : tilings;
+        if (!extraTilings.isEmpty() && (route != null || backend == Backend.CPU)) {
             throw new ParameterException(spec.commandLine(), "--tilings times the CUDA flash and sparse kernels of the plain bench: "
                     + (route != null ? "not with --route" : "not with --backend cpu"));
         }
@@ -164,7 +164,7 @@ final class BenchCommand implements Callable<Integer> {
             List<Algorithm> algos = algorithms == null ? List.of(Algorithm.FLASH, Algorithm.MATERIALIZED) : algorithms;
             Config config = new Config(batch, heads, hkv, qLen, s, dim, causal, p, dtype, algos, warmup, repeats, seed, blockSize,
                     fp32Scores);
-            runPlain(config, flashTilings, nThreads);
+            runPlain(config, extraTilings, nThreads);
         } else {
             List<Algorithm> algos = algorithms == null ? List.of(Algorithm.FLASH) : algorithms;
             if (algos.size() != 1) {
@@ -183,11 +183,11 @@ final class BenchCommand implements Callable<Integer> {
         return Main.OK;
     }
 
-    private void runPlain(Config config, List<FlashPlan.Tiling> flashTilings, int nThreads) {
+    private void runPlain(Config config, List<FlashPlan.Tiling> extraTilings, int nThreads) {
         Report report;
         // Tilings need the CUDA engine itself, not auto's fallback wrapper.
-        try (AttentionEngine engine = Backends.open(flashTilings.isEmpty() ? backend : Backend.CUDA, nThreads)) {
-            report = AttentionBenchmark.run(engine, config, flashTilings);
+        try (AttentionEngine engine = Backends.open(extraTilings.isEmpty() ? backend : Backend.CUDA, nThreads)) {
+            report = AttentionBenchmark.run(engine, config, extraTilings);
         }
         print(spec.commandLine().getOut(), report, nThreads);
         if (json != null) {
