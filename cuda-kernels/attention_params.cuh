@@ -202,10 +202,10 @@ struct HrSparseKeys {
 // `bytes`, 16-byte aligned. The host adds hr_merge_smem_bytes to the launch (FlashPlan.mergeSharedBytes).
 __host__ __device__ constexpr int hr_merge_offset(int bytes) { return (bytes + 15) / 16 * 16; }
 __host__ __device__ constexpr int hr_merge_smem_bytes(int br, int key_tiles) {
-    return 2 * br * 8 + br * 6 * 4 + (key_tiles + 31) / 32 * 4;
+    return 2 * br * 8 + br * 6 * 4 + (key_tiles + 31) / 32 * 4 + 2 * (br / 32) * 4;
 }
-static_assert(hr_merge_smem_bytes(64, 512) == 2624, "merge state changed: update FlashPlan.mergeSharedBytes");
-static_assert(hr_merge_smem_bytes(32, 33) == 1288, "merge state changed: update FlashPlan.mergeSharedBytes");
+static_assert(hr_merge_smem_bytes(64, 512) == 2640, "merge state changed: update FlashPlan.mergeSharedBytes");
+static_assert(hr_merge_smem_bytes(32, 33) == 1296, "merge state changed: update FlashPlan.mergeSharedBytes");
 static_assert(hr_merge_offset(69633) == 69648, "merge offset changed: update FlashPlan.mergeOffset");
 
 // Block-sparse for compacted query rows, merged on the device: the rows of a compacted tile come from
@@ -217,19 +217,23 @@ static_assert(hr_merge_offset(69633) == 69648, "merge offset changed: update Fla
 // sparse layout, whether the work list was built from a host gate (run) or on the device (GPU models).
 //
 // State in dynamic shared memory at `extra` (hr_merge_smem_bytes): the words of two key tiles (Br each:
-// the tile being computed and the next), per row a cursor into its cell's full and partial entries, and
-// a bitmap over the key tiles of those to visit. The loop calls tile(0), tile(1), ... once each and in order
-// (the next set bit after the last); stage(j, kt) writes tile j's words (thread r < Br: row r) into buffer
-// j & 1, which the loop reads after the barrier that follows; the constructor stages tile 0. Every thread
-// of the block constructs it (barriers inside).
-template <int BR, int BC>
+// the tile being computed and the next), per row a cursor into its cell's full and partial entries, a
+// bitmap over the key tiles of those to visit, and per 32 rows whether one of their valid rows may use
+// each of the two tiles (written with kGroupVotes: the two-warpgroup tilings' skip). The loop calls
+// tile(0), tile(1), ... once each and in order (the next set bit after the last); stage(j, kt) writes tile
+// j's words (thread r < Br: row r) into buffer j & 1, which the loop reads after the barrier that follows;
+// the constructor stages tile 0. Every thread of the block constructs it (barriers inside).
+template <int BR, int BC, bool kGroupVotes = false>
 struct HrMergedKeys {
+    static_assert(BR % 32 == 0, "whole warps stage the rows");
     static constexpr bool kStaged = true;
+    static constexpr bool kVotes = kGroupVotes;
     const int* list;                      // p.kv_tiles
     const unsigned long long* all_masks;  // p.kv_masks
     unsigned long long* words;            // [2][BR]
     int* cur;                             // [BR][6]: full cursor, full end, partial cursor, partial end,
                                           // full_before[cell + 1], row within its tile
+    int* group_any;                       // [2][BR / 32], after the bitmap: kGroupVotes
     const unsigned* bitmap;
     int n, first, live_rows, kv_len;
     mutable int prev;
@@ -245,6 +249,7 @@ struct HrMergedKeys {
         kv_len = p.kv_len;
         const int q_tiles = (p.q_len + BR - 1) / BR;
         const int nw = ((p.kv_len + BC - 1) / BC + 31) / 32;
+        group_any = reinterpret_cast<int*>(bm + nw);  // after the bitmap: the other kernels' offsets stay put
         for (int x = threadIdx.x; x < nw; x += blockDim.x) bm[x] = 0u;
         __syncthreads();
         const int r = threadIdx.x;
@@ -299,6 +304,8 @@ struct HrMergedKeys {
     }
     __device__ __forceinline__ int mask(int, int) const { return HR_MASK_BITS; }
     __device__ __forceinline__ const unsigned long long* bits(int idx) const { return words + (idx & 1) * BR; }
+    // kGroupVotes: per group of 32 rows, whether one of its valid rows may use the idx-th tile (read as bits()).
+    __device__ __forceinline__ const int* group_votes(int idx) const { return group_any + (idx & 1) * (BR / 32); }
 
     // Thread r < Br writes row r's allowed-key word of key tile kt (the idx-th) into buffer idx & 1,
     // advancing its cursors (kt ascends, and so do its cell's full and partial entries).
@@ -322,6 +329,11 @@ struct HrMergedKeys {
                 c[2] = pc;
                 w = pc < pe && list[pc] == kt ? all_masks[(int64_t)(pc - c[4]) * BR + c[5]] : 0ull;
             }
+        }
+        if constexpr (kGroupVotes) {
+            // Every lane of the warp is here (BR is whole warps; the rows past the count rejoin above).
+            const int any = __any_sync(0xffffffffu, r < live_rows && w != 0ull);
+            if ((r & 31) == 0) group_any[(idx & 1) * (BR / 32) + r / 32] = any;
         }
         words[(idx & 1) * BR + r] = w;
     }

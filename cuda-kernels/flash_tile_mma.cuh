@@ -271,6 +271,10 @@ __device__ __forceinline__ void rule_words(unsigned long long (&w)[M][2], const 
         }
 }
 
+// Whether tiling TL is two warpgroups of wgmma (WGX2, WGPX2).
+template <class TL>
+constexpr bool kTwoWarpgroups = TL::kWgmma && TL::kWarps == 8;
+
 // Two warpgroups (WGX2, WGPX2): a warpgroup skips a key tile that none of its 64 rows may use — no wgmma, no
 // softmax, O and l untouched, as the tile's zero probabilities would leave them — where the block's other rows
 // need it: in a block-sparse list of a 128-row tile, a tile listed for the other warpgroup's rows alone (the
@@ -278,7 +282,8 @@ __device__ __forceinline__ void rule_words(unsigned long long (&w)[M][2], const 
 // diagonal tile; and every tile, for a warpgroup with no valid rows. The decision is the warpgroup's alone
 // (uniform over its 4 warps: wgmma is one warpgroup instruction), from row positions (a rule tile) or from its
 // warps' votes over their rows' mask words (a partial tile), cast before the tile's first barrier into these
-// shared slots, one per warp.
+// shared slots, one per warp (compacted rows over a sparse layout: the votes HrMergedKeys casts as it stages
+// the words, per 32 rows).
 template <class TL>
 __device__ __forceinline__ int* wg_vote_slots() {
     __shared__ int votes[TL::kWarps];
@@ -361,7 +366,7 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
     [[maybe_unused]] uint32_t pw_prev[TL::kPipelined ? kNT / 2 : 1][4] = {};
     // Two warpgroups: tiles a warpgroup may skip (wg_vote_slots); its first row; whether pw_prev holds a P whose P·V
     // is still to be issued (WGPX2: a skipped tile leaves none; one warpgroup: every tile but the first).
-    constexpr bool kWgSkip = TL::kWgmma && TL::kWarps == 8;
+    constexpr bool kWgSkip = kTwoWarpgroups<TL>;
     [[maybe_unused]] const int wg_row0 = 64 * (warp >> 2);
     [[maybe_unused]] bool pv_pending = false;
 
@@ -439,6 +444,12 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
                 if (!skip && mask == HR_MASK_BITS) {
                     const int* v = wg_vote_slots<TL>() + (warp & ~3);
                     skip = (v[0] | v[1] | v[2] | v[3]) == 0;
+                }
+            } else {
+                static_assert(Keys::kVotes, "staged words with the votes of their 32-row groups");
+                if (!skip) {
+                    const int* v = keys.group_votes(j) + 2 * (warp >> 2);
+                    skip = (v[0] | v[1]) == 0;
                 }
             }
             if (skip) {
@@ -756,7 +767,7 @@ __device__ __forceinline__ void flash_sparse_merge(const AttnParams& p) {
     if (!hr_block_tile(p, p.causal != 0, qtile, h, b)) return;  // past a device-sized work list
     const HrRows rows = hr_rows(p, b, h, qtile, TL::kBr);
     HR_DYNAMIC_SMEM(smem_raw);
-    const HrMergedKeys<TL::kBr, kBc> keys(p, h, rows, smem_raw + hr_merge_offset(TL::kSmemBytes));
+    const HrMergedKeys<TL::kBr, kBc, kTwoWarpgroups<TL>> keys(p, h, rows, smem_raw + hr_merge_offset(TL::kSmemBytes));
     attend<T, TL>(p, b, h, rows, keys);
 }
 

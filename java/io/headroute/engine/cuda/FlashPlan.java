@@ -211,10 +211,10 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
 
     /**
      * Shared memory of HrMergedKeys (attention_params.cuh hr_merge_smem_bytes): two key tiles' words per row,
-     * six ints of cursors per row, a bitmap over the key tiles.
+     * six ints of cursors per row, a bitmap over the key tiles, two key tiles' votes per 32 rows.
      */
     static int mergeSharedBytes(int blockRows, int keyTiles) {
-        return 2 * blockRows * 8 + blockRows * 6 * 4 + (keyTiles + 31) / 32 * 4;
+        return 2 * blockRows * 8 + blockRows * 6 * 4 + (keyTiles + 31) / 32 * 4 + 2 * (blockRows / 32) * 4;
     }
 
     /** Whether this is the block-sparse kernel that merges compacted rows' key lists on the device. */

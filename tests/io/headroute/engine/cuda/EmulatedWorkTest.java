@@ -487,6 +487,68 @@ class EmulatedWorkTest {
     }
 
     /**
+     * The merging kernel of WGX2 (compacted rows over a block-sparse layout, lists merged on the device): a
+     * compacted 128-row tile's rows come from several original tiles, so its merged list holds key tiles only
+     * some rows use; each warpgroup multiplies those of the tiles its own valid rows may use (HrMergedKeys' votes
+     * per 32 rows), as many as the host's model of the merge says (CompactedSparseTiles' per-row words).
+     */
+    @Test
+    void twoWarpgroupMergingKernelSkipsWhatItsRowsCannotUse() throws IOException {
+        Random r = new Random(619);
+        int d = 64;
+        int heads = 2;
+        int l = 640;
+        Pattern p = Patterns.parse("bigbird:64:1:1:4:9");
+        Tensor q = gaussian(r, B, heads, l, d);
+        Tensor k = gaussian(r, B, heads, l, d);
+        Tensor v = gaussian(r, B, heads, l, d);
+        FlashPlan plan = FlashPlan.sparse(new io.headroute.engine.AttentionShape(B, heads, heads, l, l, d), DType.F16,
+                FlashPlan.Tiling.WGX2);
+        SparseTiles st128 = SparseTiles.build(p, BlockLayout.build(p, heads, l, l, 64), l, l, 128, 64);
+        // The first of these gates that the engine compacts (compaction must pay in key tiles visited).
+        float[] g = null;
+        AttentionRequest req = null;
+        for (double[] zeros : new double[][] {{0.6, 0.8}, {0.85, 0.9}, {0.93, 0.96}}) {
+            g = CompactedSparseTilesTest.gate(r, B, l, heads, zeros[0], zeros[1]);
+            req = AttentionRequest.builder(q, k, v).dtype(DType.F16).algorithm(Algorithm.SPARSE).pattern(p).blockSize(64)
+                    .gate(Tensor.ofFloats(g, B, l, heads)).build();
+            if (CudaAttentionEngine.GatePlan.of(req, plan, st128).mode() == CudaAttentionEngine.GateMode.COMPACT) {
+                break;
+            }
+        }
+        ExecutionStats[] st = new ExecutionStats[1];
+        Launch wgx2 = runIn(FlashPlan.Tiling.WGX2, req, st);
+        assertTrue(wgx2.kernel().startsWith("hr_flash_sparse_merge_wgx2_f16_"), wgx2.kernel());
+        GateWork.Compaction c = GateWork.compact(g, B, l, heads);
+        int[] work = GateWork.compactedTiles(c.counts(), B, heads, 128);
+        CompactedSparseTiles merged = CompactedSparseTiles.build(st128, work, c.rows(), c.counts(), heads, l, l);
+        long computed = 0; // (compacted tile, key tile, warpgroup) with a row of the warpgroup that may use the tile
+        for (int e = 0; e < merged.blocks(); e++) {
+            int n = Math.min(128, c.counts()[work[3 * e] * heads + work[3 * e + 1]] - 128 * work[3 * e + 2]);
+            computed += (long) (n > 64 ? 2 : 1) * merged.full(e).length;
+            for (int x = 0; x < merged.partial(e).length; x++) {
+                long[] words = merged.mask(e, x);
+                for (int grp = 0; grp < 2; grp++) {
+                    long any = 0;
+                    for (int row = 64 * grp; row < 64 * grp + 64; row++) {
+                        any |= words[row];
+                    }
+                    computed += any != 0 ? 1 : 0;
+                }
+            }
+        }
+        long pairs = merged.listedTiles();
+        assertEquals(pairs, st[0].keyTilesVisited(), "the engine's count is the model's");
+        assertTrue(computed < 2 * pairs, computed + " warpgroup tiles of " + pairs + " pairs: some serve one warpgroup");
+        assertEquals((d / 16 + 4 * d / 64) * computed, wgx2.wgmma(), "each warpgroup on the tiles its rows use: " + wgx2);
+        Launch wgpx2 = runIn(FlashPlan.Tiling.WGPX2, req, st);
+        assertTrue(wgpx2.kernel().startsWith("hr_flash_sparse_merge_wgpx2_f16_"), wgpx2.kernel());
+        assertEquals(wgx2.wgmma(), wgpx2.wgmma(), "WGPX2 issues what WGX2 does");
+        System.out.printf("emulated merging sparse %s f16 D=%d L=%d, compacted rows: WGX2 %d pairs, wgmma %.3f of both warpgroups"
+                + " on every pair%n", p.spec(), d, l, pairs, computed / (2.0 * pairs));
+    }
+
+    /**
      * Every ldmatrix of the tensor-core kernels is free of shared-memory bank conflicts (4 wavefronts per
      * .x4: each 8x8 matrix's 8 rows of 16 bytes land in 8 distinct groups of 4 banks, which the rows'
      * padding by 8 elements gives): every head dim, the W4, W2 and W4X2 tilings, the sparse and the merging
