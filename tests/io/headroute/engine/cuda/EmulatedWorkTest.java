@@ -459,14 +459,7 @@ class EmulatedWorkTest {
                     computed += (long) groups * st128.full(h, qt).length;
                     partials += st128.partial(h, qt).length;
                     for (int x = 0; x < st128.partial(h, qt).length; x++) {
-                        long[] words = st128.mask(h, qt, x);
-                        for (int g = 0; g < 2; g++) {
-                            long any = 0;
-                            for (int row = 64 * g; row < 64 * g + 64; row++) {
-                                any |= words[row];
-                            }
-                            computed += any != 0 ? 1 : 0;
-                        }
+                        computed += warpgroupsUsing(st128.mask(h, qt, x));
                     }
                 }
             }
@@ -484,6 +477,19 @@ class EmulatedWorkTest {
                     + " pair: %.3f), cp.async %.3f of WG's%n", spec, d, l, pairs, wgPairs, wgx2.wgmma() / (double) wg.wgmma(),
                     2.0 * pairs / wgPairs, wgx2.cpAsyncBytes() / (double) wg.cpAsyncBytes());
         }
+    }
+
+    /** Of a partial tile's 128 row words, how many 64-row halves (warpgroups) have a row that may use a key. */
+    private static int warpgroupsUsing(long[] words) {
+        int n = 0;
+        for (int g = 0; g < 2; g++) {
+            long any = 0;
+            for (int row = 64 * g; row < 64 * g + 64; row++) {
+                any |= words[row];
+            }
+            n += any != 0 ? 1 : 0;
+        }
+        return n;
     }
 
     /**
@@ -527,14 +533,7 @@ class EmulatedWorkTest {
             int n = Math.min(128, c.counts()[work[3 * e] * heads + work[3 * e + 1]] - 128 * work[3 * e + 2]);
             computed += (long) (n > 64 ? 2 : 1) * merged.full(e).length;
             for (int x = 0; x < merged.partial(e).length; x++) {
-                long[] words = merged.mask(e, x);
-                for (int grp = 0; grp < 2; grp++) {
-                    long any = 0;
-                    for (int row = 64 * grp; row < 64 * grp + 64; row++) {
-                        any |= words[row];
-                    }
-                    computed += any != 0 ? 1 : 0;
-                }
+                computed += warpgroupsUsing(merged.mask(e, x));
             }
         }
         long pairs = merged.listedTiles();
