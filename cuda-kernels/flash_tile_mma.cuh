@@ -162,6 +162,16 @@ __device__ __forceinline__ void wg_fence_pv(float (&acc_o)[D / 8][4], uint32_t (
     for (int hh = 0; hh < D / 64; ++hh) hr::wgmma_fence_operands(wg_o_block<D>(acc_o, hh));
 }
 
+// O += P·V now: issued (wg_issue_pv), committed, waited for, and O's accumulators and P's fragments fenced.
+template <typename T, int D>
+__device__ __forceinline__ void wg_pv_wait(float (&acc_o)[D / 8][4], uint32_t (&pw)[kBc / 16][4], const T* sv) {
+    hr::wgmma_fence();
+    wg_issue_pv<T, D>(acc_o, pw, sv);
+    hr::wgmma_commit();
+    hr::wgmma_wait<0>();
+    wg_fence_pv<D>(acc_o, pw);
+}
+
 // Copies key rows [row0, row0 + kBc) of a (rows × D) matrix into shared memory; rows ≥ valid are zeros.
 // Issued inside the key loop, where S or O holds most registers. When the block's threads cover whole rows
 // per round, each thread walks its rows with one source pointer (one 64-bit add per copy) and constant
@@ -456,11 +466,7 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
                 if constexpr (TL::kPipelined) {
                     // The previous tile's P·V reads V's other buffer, which the next iteration refills: done now.
                     if (pv_pending) {
-                        hr::wgmma_fence();
-                        wg_issue_pv<T, D>(acc_o[0], pw_prev, sV + (1 - buf) * TL::kKVElems);
-                        hr::wgmma_commit();
-                        hr::wgmma_wait<0>();
-                        wg_fence_pv<D>(acc_o[0], pw_prev);
+                        wg_pv_wait<T, D>(acc_o[0], pw_prev, sV + (1 - buf) * TL::kKVElems);
                         pv_pending = false;
                     }
                 }
@@ -649,11 +655,7 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
             // O += P · Vj as 4·D/64 wgmma m64n64k16 (wg_issue_pv), waited for at once.
             uint32_t pw[kNT / 2][4];
             wg_pack_p<T>(pw, s[0]);
-            hr::wgmma_fence();
-            wg_issue_pv<T, D>(acc_o[0], pw, sV + buf * TL::kKVElems);
-            hr::wgmma_commit();
-            hr::wgmma_wait<0>();
-            wg_fence_pv<D>(acc_o[0], pw);
+            wg_pv_wait<T, D>(acc_o[0], pw, sV + buf * TL::kKVElems);
         } else {
             // O += P · Vj: P's accumulator layout is the A-fragment layout; Vj needs transposed loads, each
             // feeding the warp's M m-tiles.
@@ -693,13 +695,7 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
             hr::cp_async_wait<0>();
             hr::fence_proxy_async();
             __syncthreads();
-            if (!kWgSkip || pv_pending) {
-                hr::wgmma_fence();
-                wg_issue_pv<T, D>(acc_o[0], pw_prev, sV + ((n_tiles - 1) & 1) * TL::kKVElems);
-                hr::wgmma_commit();
-                hr::wgmma_wait<0>();
-                wg_fence_pv<D>(acc_o[0], pw_prev);
-            }
+            if (!kWgSkip || pv_pending) wg_pv_wait<T, D>(acc_o[0], pw_prev, sV + ((n_tiles - 1) & 1) * TL::kKVElems);
         }
     }
 

@@ -496,11 +496,7 @@ public final class CudaAttentionEngine implements AttentionEngine {
         if (flash == null) {
             return 0;
         }
-        SparseTiles tiles = null;
-        if (flash.isSparse()) {
-            BlockLayout bl = BlockLayout.build(req.pattern(), sh.heads(), sh.qLen(), sh.kvLen(), req.blockSize());
-            tiles = SparseTiles.build(req.pattern(), bl, sh.qLen(), sh.kvLen(), flash.blockRows(), flash.tileKeys());
-        }
+        SparseTiles tiles = flash.isSparse() ? kernelTiles(sh, req.dtype(), req.pattern(), req.blockSize(), tiling) : null;
         GatePlan gp = GatePlan.of(req, flash, tiles);
         if (gp.mode == GateMode.WHOLE_GRID) {
             return 0;
@@ -702,8 +698,7 @@ public final class CudaAttentionEngine implements AttentionEngine {
         synchronized (hostTiles) {
             SparseTiles t = hostTiles.get(key);
             if (t == null) {
-                BlockLayout bl = BlockLayout.build(pattern, sh.heads(), sh.qLen(), sh.kvLen(), blockSize);
-                t = SparseTiles.build(pattern, bl, sh.qLen(), sh.kvLen(), plan.blockRows(), plan.tileKeys());
+                t = kernelTiles(sh, dt, pattern, blockSize, tiling);
                 if (hostTiles.size() >= MAX_CACHED_LAYOUTS) {
                     hostTiles.remove(hostTiles.keySet().iterator().next());
                 }
@@ -852,8 +847,7 @@ public final class CudaAttentionEngine implements AttentionEngine {
         if (u != null) {
             return u;
         }
-        BlockLayout bl = BlockLayout.build(req.pattern(), sh.heads(), sh.qLen(), sh.kvLen(), req.blockSize());
-        SparseTiles st = SparseTiles.build(req.pattern(), bl, sh.qLen(), sh.kvLen(), plan.blockRows(), plan.tileKeys());
+        SparseTiles st = kernelTiles(sh, req.dtype(), req.pattern(), req.blockSize(), tiling);
         if (layouts.size() >= MAX_CACHED_LAYOUTS) {
             LayoutKey eldest = layouts.keySet().iterator().next();
             layouts.remove(eldest).close();
