@@ -164,7 +164,54 @@ class CudaSparseGpuTest {
                 + " L=" + l + " S=" + s + (gated ? " gated" : "");
         compare(got, want, tolerance(dtype), what);
         assertEquals(Algorithm.SPARSE, got.stats().algorithm(), what);
-        assertTrue(got.stats().keyTilesVisited() >= 0 && got.stats().keyTilesSkipped() >= 0, what + ": " + got.stats());
+        FlashPlan plan = FlashPlan.sparse(new io.headroute.engine.AttentionShape(b, h, hkv, l, s, d), dtype, gpu.mmaTiling());
+        long[][] expected = bruteForceCounts(p, req.gate() == null ? null : req.gate().toFloatArray(), b, h, l, s,
+                plan.blockRows(), plan.tileKeys());
+        long[] counted = {got.stats().queryTiles(), got.stats().keyTilesVisited()};
+        assertTrue(java.util.Arrays.equals(expected[0], counted) || java.util.Arrays.equals(expected[1], counted),
+                what + ": (query tiles, key tiles visited) = " + java.util.Arrays.toString(counted) + ", brute force: "
+                        + java.util.Arrays.toString(expected[0]) + " as tiles, " + java.util.Arrays.toString(expected[1])
+                        + " as compacted rows");
+        assertEquals(counted[0] * ((s + plan.tileKeys() - 1) / plan.tileKeys()) - counted[1], got.stats().keyTilesSkipped(),
+                what + ": key tiles skipped");
+    }
+
+    /**
+     * (query tiles, key tiles visited) by brute force over the token rule, for the two ways a launch may take a
+     * gate: [0] tiles of {@code br} rows, every tile with a non-zero gate row (all of them without a gate), each
+     * visiting the key tiles of {@code bc} keys holding an allowed (row, key) pair of its rows; [1] each (b, h)'s
+     * rows with a non-zero gate, in order, cut into tiles of {@code br}, each visiting the key tiles with an allowed
+     * pair of its own rows. Without a gate both are the first.
+     */
+    static long[][] bruteForceCounts(Pattern p, float[] gate, int b, int h, int l, int s, int br, int bc) {
+        long[] tiles = new long[2];
+        long[] compacted = new long[2];
+        for (int bb = 0; bb < b; bb++) {
+            for (int hh = 0; hh < h; hh++) {
+                List<Integer> live = new ArrayList<>();
+                for (int t = 0; t * br < l; t++) {
+                    int[] rows = new int[Math.min(br, l - t * br)];
+                    boolean any = gate == null;
+                    for (int x = 0; x < rows.length; x++) {
+                        rows[x] = t * br + x;
+                        if (gate != null && gate[(bb * l + rows[x]) * h + hh] != 0f) {
+                            any = true;
+                            live.add(rows[x]);
+                        }
+                    }
+                    if (any) {
+                        tiles[0]++;
+                        tiles[1] += GateWorkTest.keyTilesWithAPair(p, hh, rows, l, s, bc);
+                    }
+                }
+                for (int x = 0; x < live.size(); x += br) {
+                    int[] rows = live.subList(x, Math.min(live.size(), x + br)).stream().mapToInt(Integer::intValue).toArray();
+                    compacted[0]++;
+                    compacted[1] += GateWorkTest.keyTilesWithAPair(p, hh, rows, l, s, bc);
+                }
+            }
+        }
+        return new long[][] {tiles, gate == null ? tiles : compacted};
     }
 
     @Test
@@ -176,8 +223,9 @@ class CudaSparseGpuTest {
         int s = 333;
         Tensor q = gaussian(r, DType.F32, b, h, l, 64);
         Tensor k = gaussian(r, DType.F32, b, h, s, 64);
+        Tensor v = gaussian(r, DType.F32, b, h, s, 64);
         Pattern p = Rule.window(50).withCausal(true).toEffectivePattern(dir, "route");
-        AttentionRequest req = AttentionRequest.builder(q, k, k).pattern(p).dtype(DType.BF16).algorithm(Algorithm.FLASH)
+        AttentionRequest req = AttentionRequest.builder(q, k, v).pattern(p).dtype(DType.BF16).algorithm(Algorithm.FLASH)
                 .wantLse(true).build();
         AttentionResult got = gpu.run(req);
         assertEquals(Algorithm.SPARSE, got.stats().algorithm(), "flash on a window runs the block-sparse kernel");
@@ -362,8 +410,10 @@ class CudaSparseGpuTest {
         }
         Pattern p = Rule.layout(bs, 1, n, bits).toEffectivePattern(dir, "empty-rows");
         Tensor q = gaussian(r, DType.F32, 1, 2, l, 64);
+        Tensor k = gaussian(r, DType.F32, 1, 2, l, 64);
+        Tensor v = gaussian(r, DType.F32, 1, 2, l, 64);
         for (DType dt : new DType[] {DType.F32, DType.BF16}) {
-            AttentionRequest req = AttentionRequest.builder(q, q, q).pattern(p).dtype(dt).algorithm(Algorithm.SPARSE)
+            AttentionRequest req = AttentionRequest.builder(q, k, v).pattern(p).dtype(dt).algorithm(Algorithm.SPARSE)
                     .wantLse(true).build();
             AttentionResult got = gpu.run(req);
             compare(got, cpu.run(req), tolerance(dt), "empty rows " + dt.cliName());
