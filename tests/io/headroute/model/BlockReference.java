@@ -8,7 +8,7 @@ import io.headroute.tensor.Tensor;
  * three projections, rotate-half RoPE with angles t·theta^(−2i/D), softmax attention with the pattern
  * evaluated key by key, the gate, pruned heads contributing nothing, output projection, residual.
  */
-final class BlockReference {
+public final class BlockReference {
     private BlockReference() {}
 
     static double[] forward(ModelConfig c, int layer, LayerWeights w, double[] x, int b, int len, float[] gate) {
@@ -142,6 +142,51 @@ final class BlockReference {
             den += ref[i] * ref[i];
         }
         return Math.sqrt(num / den);
+    }
+
+    /**
+     * {@link ModelWeights#random} with a random γ in [0.5, 1.5) per layer (random init sets every γ = 1, which would
+     * hide a missing γ, or another layer's).
+     */
+    public static ModelWeights weights(ModelConfig c, long seed) {
+        java.util.Map<String, io.headroute.tensor.Tensor> m = new java.util.LinkedHashMap<>(ModelWeights.random(c, seed).asMap());
+        java.util.Random r = new java.util.Random(seed ^ 0x5eed);
+        for (int i = 0; i < c.layerCount(); i++) {
+            float[] g = new float[c.dModel()];
+            for (int e = 0; e < g.length; e++) {
+                g[e] = 0.5f + r.nextFloat();
+            }
+            m.put(ModelWeights.name(i, "attn_norm.weight"), io.headroute.tensor.Tensor.ofFloats(c.dtype(), g, c.dModel()));
+        }
+        return ModelWeights.of(c, m);
+    }
+
+    /**
+     * The relative error of the residual update, ‖(a − x) − (ref − x)‖ / ‖ref − x‖: a block's (or a model's) output
+     * is x plus what its attention adds, and x's share of ‖ref‖ would dilute that part's error in {@link #relError}.
+     * NaN in {@code a} gives +∞.
+     */
+    public static double updateError(float[] a, double[] ref, float[] x) {
+        double num = 0;
+        double den = 0;
+        for (int i = 0; i < ref.length; i++) {
+            if (Float.isNaN(a[i])) {
+                return Double.POSITIVE_INFINITY;
+            }
+            double e = (double) a[i] - ref[i];
+            num += e * e;
+            den += (ref[i] - x[i]) * (ref[i] - x[i]);
+        }
+        return Math.sqrt(num / den);
+    }
+
+    /** {@link #updateError(float[], double[], float[])} against a float reference. */
+    public static double updateError(float[] a, float[] ref, float[] x) {
+        double[] r = new double[ref.length];
+        for (int i = 0; i < r.length; i++) {
+            r[i] = ref[i];
+        }
+        return updateError(a, r, x);
     }
 
     static double relError(float[] a, float[] ref) {

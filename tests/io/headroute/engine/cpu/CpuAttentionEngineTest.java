@@ -323,8 +323,19 @@ class CpuAttentionEngineTest {
                     }
                 }
             } else {
-                if (Float.isInfinite(got) || Math.abs(got - r) > tol * Math.max(1, Math.abs(r))) {
+                if (Double.isNaN(r) || Float.isInfinite(got) || Math.abs(got - r) > tol * Math.max(1, Math.abs(r))) {
                     fail(what + ": lse[" + row + "] = " + got + ", reference " + r + " (tolerance " + tol + ")");
+                }
+                // Row by row too: one wrong row moves the whole output's error by only 1/sqrt(rows) of its own.
+                double rowDiff = 0;
+                double rowNorm = 0;
+                for (int t = row * d; t < row * d + d; t++) {
+                    rowDiff += (o[t] - ref.o()[t]) * (o[t] - ref.o()[t]);
+                    rowNorm += ref.o()[t] * ref.o()[t];
+                }
+                double rowRel = rowNorm == 0 ? Math.sqrt(rowDiff) : Math.sqrt(rowDiff / rowNorm);
+                if (!(rowRel <= tol)) {
+                    fail(what + ": row " + row + ": ||o - ref|| / ||ref|| = " + rowRel + " > " + tol);
                 }
             }
         }

@@ -385,14 +385,7 @@ class KernelTwinTest {
             assertEquals(merged, (long) got[2][2], what + ": key tiles visited = the host's merge");
             assertEquals(merged, CompactedSparseTiles.listedTiles(sp, tiles, rows, counts, h, l, s), what + ": its count alone");
         }
-        double num = 0;
-        double den = 0;
-        for (int i = 0; i < got[0].length; i++) {
-            assertTrue(Float.isFinite(got[0][i]), what + ": o[" + i + "] = " + got[0][i] + " (unwritten)");
-            num += (got[0][i] - want.o()[i]) * (got[0][i] - want.o()[i]);
-            den += want.o()[i] * want.o()[i];
-        }
-        assertTrue(Math.sqrt(num / Math.max(den, 1e-30)) <= 1e-5, what + ": relative L2 " + Math.sqrt(num / den));
+        assertCloseToReference(got[0], want.o(), d, what);
         for (int i = 0; i < got[1].length; i++) {
             if (want.lse()[i] == Double.NEGATIVE_INFINITY) {
                 assertEquals(Float.NEGATIVE_INFINITY, got[1][i], what + ": lse[" + i + "] of an empty or gated row");
@@ -529,14 +522,29 @@ class KernelTwinTest {
         }
         ReferenceAttention.Output want = ReferenceAttention.compute(Tensor.ofFloats(q, b, h, l, d), Tensor.ofFloats(kk, b, hkv, s, d),
                 Tensor.ofFloats(v, b, hkv, s, d), Tensor.ofFloats(gate, b, l, h), rule, scale, DType.F32);
+        assertCloseToReference(got[0], want.o(), d, what);
+    }
+
+    /** o within 1e-5 relative L2 of the float64 reference, over the whole output and in each row of {@code d}. */
+    private static void assertCloseToReference(float[] o, double[] want, int d, String what) {
         double num = 0;
         double den = 0;
-        for (int i = 0; i < got[0].length; i++) {
-            assertTrue(Float.isFinite(got[0][i]), what + ": o[" + i + "] = " + got[0][i] + " (unwritten)");
-            num += (got[0][i] - want.o()[i]) * (got[0][i] - want.o()[i]);
-            den += want.o()[i] * want.o()[i];
+        for (int i = 0; i < o.length; i++) {
+            assertTrue(Float.isFinite(o[i]), what + ": o[" + i + "] = " + o[i] + " (unwritten)");
+            num += (o[i] - want[i]) * (o[i] - want[i]);
+            den += want[i] * want[i];
         }
         assertTrue(Math.sqrt(num / Math.max(den, 1e-30)) <= 1e-5, what + ": relative L2 " + Math.sqrt(num / den));
+        for (int row = 0; row < o.length / d; row++) {
+            double rowNum = 0;
+            double rowDen = 0;
+            for (int i = row * d; i < row * d + d; i++) {
+                rowNum += (o[i] - want[i]) * (o[i] - want[i]);
+                rowDen += want[i] * want[i];
+            }
+            double rel = rowDen == 0 ? Math.sqrt(rowNum) : Math.sqrt(rowNum / rowDen);
+            assertTrue(rel <= 1e-5, what + ": row " + row + ": relative L2 " + rel);
+        }
     }
 
     private static float[] gaussian(Random r, int n) {
