@@ -189,7 +189,7 @@ public final class BlockReference {
         return updateError(a, r, x);
     }
 
-    static double relError(float[] a, float[] ref) {
+    public static double relError(float[] a, float[] ref) {
         double[] r = new double[ref.length];
         for (int i = 0; i < r.length; i++) {
             r[i] = ref[i];
