@@ -1,5 +1,6 @@
 package io.headroute.analysis;
 
+import io.headroute.bench.AttentionBenchmark;
 import io.headroute.engine.AttentionEngine;
 import io.headroute.engine.ShapeException;
 import io.headroute.model.AttentionBlock;
@@ -49,8 +50,9 @@ public final class ModelAnalysis {
             if (!(prune >= 0 && prune < 1)) {
                 throw new IllegalArgumentException("pruning fraction must be in [0, 1), got " + prune);
             }
-            if (warmup < 0 || repeats <= 0) {
-                throw new IllegalArgumentException("warm-up must be ≥ 0 and repeats ≥ 1, got " + warmup + " and " + repeats);
+            if (warmup < 0 || repeats <= 0 || warmup > AttentionBenchmark.MAX_REPEATS || repeats > AttentionBenchmark.MAX_REPEATS) {
+                throw new IllegalArgumentException("warm-up must be in 0.." + AttentionBenchmark.MAX_REPEATS + " and repeats in 1.."
+                        + AttentionBenchmark.MAX_REPEATS + ", got " + warmup + " and " + repeats);
             }
         }
     }

@@ -32,6 +32,12 @@ import org.apache.logging.log4j.Logger;
  * output is from the first algorithm's.
  */
 public final class AttentionBenchmark {
+    /**
+     * The most timed calls a run takes: every call's time is kept (for the median), and more than this says
+     * nothing a median of fewer would not; warm-up runs are capped likewise.
+     */
+    public static final int MAX_REPEATS = 100_000;
+
     /** How GFLOP/s are counted; printed with every report. */
     public static final String FLOP_FORMULA =
             "FLOPs per call = 4·B·H·L·S·D (two matrix products, 2 FLOPs per multiply-add), halved with --causal;"
@@ -73,11 +79,11 @@ public final class AttentionBenchmark {
                 throw new IllegalArgumentException("algorithm listed twice: " + algorithms);
             }
             algorithms = List.copyOf(algorithms);
-            if (warmup < 0) {
-                throw new IllegalArgumentException("warm-up runs must be ≥ 0, got " + warmup);
+            if (warmup < 0 || warmup > MAX_REPEATS) {
+                throw new IllegalArgumentException("warm-up runs must be in 0.." + MAX_REPEATS + ", got " + warmup);
             }
-            if (repeats <= 0) {
-                throw new IllegalArgumentException("repeats must be positive, got " + repeats);
+            if (repeats <= 0 || repeats > MAX_REPEATS) {
+                throw new IllegalArgumentException("repeats must be in 1.." + MAX_REPEATS + ", got " + repeats);
             }
             if (blockSize != 64 && blockSize != 128) {
                 throw new IllegalArgumentException("block size must be 64 or 128, got " + blockSize);

@@ -153,6 +153,9 @@ final class AnalyzeCommand implements Callable<Integer> {
                         + "gets plan.json anyway");
             }
             TensorOutputs.checkTarget(planOut);
+            TensorOutputs.checkDistinct(spec.commandLine(), TensorOutputs.files("--plan-out", planOut),
+                    TensorOutputs.files("--x", xFile, "--weights", weightsFile, "--pattern",
+                            pattern == null ? null : TensorOutputs.patternFile(Patterns.parse(pattern))));
         }
         if (xFile != null && (batch != null || len != null)) {
             throw new ParameterException(spec.commandLine(), "give --x or random-input sizes (--batch, --len), not both");

@@ -154,11 +154,11 @@ final class AttendCommand implements Callable<Integer> {
         TensorOutputs.checkTensorTarget(out);
         if (lse != null) {
             TensorOutputs.checkTensorTarget(lse);
-            if (TensorOutputs.sameFile(out, lse)) {
-                throw new ParameterException(spec.commandLine(), "--out and --lse name the same file: " + out);
-            }
         }
         Pattern p = Patterns.parse(pattern);
+        TensorOutputs.checkDistinct(spec.commandLine(), TensorOutputs.files("--out", out, "--lse", lse),
+                TensorOutputs.files("--q", q, "--k", k, "--v", v, "--gate", gate, "--input", input, "--pattern",
+                        TensorOutputs.patternFile(p)));
         if (tiling != null && (backend != Backend.CUDA || (algorithm != Algorithm.FLASH && algorithm != Algorithm.SPARSE))) {
             throw new ParameterException(spec.commandLine(), "--tiling picks the CUDA flash or sparse kernel: needs --backend cuda and "
                     + "--algo flash or sparse");
@@ -168,6 +168,7 @@ final class AttendCommand implements Callable<Integer> {
         AttentionRequest req = AttentionRequest.builder(in.get("q"), in.get("k"), in.get("v")).gate(in.get("gate"))
                 .pattern(p).causal(causal).scale(scale).dtype(dtype).algorithm(algorithm).blockSize(blockSize).wantLse(lse != null)
                 .fp32Scores(fp32Scores).build();
+        req.requireFiniteInputs();
         LOG.debug("attend: {}, pattern {}, scale {}, dtype {}, algorithm {}", req.shape(), req.pattern().spec(), req.scale(),
                 dtype.cliName(), algorithm.cliName());
 

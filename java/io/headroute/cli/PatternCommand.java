@@ -74,6 +74,8 @@ final class PatternCommand implements Callable<Integer> {
         }
         TensorOutputs.checkTensorTarget(out);
         Pattern p = Patterns.parse(patternSpec);
+        TensorOutputs.checkDistinct(spec.commandLine(), TensorOutputs.files("--out", out),
+                TensorOutputs.files("--spec", TensorOutputs.patternFile(p)));
         if (causal) {
             p = p.withCausal();
         }

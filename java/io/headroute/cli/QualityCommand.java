@@ -156,6 +156,8 @@ final class QualityCommand implements Callable<Integer> {
             TensorOutputs.checkTarget(json);
         }
         Pattern p = Patterns.parse(pattern);
+        TensorOutputs.checkDistinct(spec.commandLine(), TensorOutputs.files("--json", json), TensorOutputs.files("--q", q, "--k", k,
+                "--v", v, "--input", input, "--pattern", TensorOutputs.patternFile(p)));
         if (causal) {
             p = p.withCausal();
         }

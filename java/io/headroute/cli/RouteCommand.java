@@ -86,10 +86,9 @@ final class RouteCommand implements Callable<Integer> {
         TensorOutputs.checkTensorTarget(out);
         if (stats != null) {
             TensorOutputs.checkTarget(stats);
-            if (TensorOutputs.sameFile(out, stats)) {
-                throw new ParameterException(spec.commandLine(), "--out and --stats name the same file: " + out);
-            }
         }
+        TensorOutputs.checkDistinct(spec.commandLine(), TensorOutputs.files("--out", out, "--stats", stats),
+                TensorOutputs.files("--x", x, "--wr", wr));
         Tensor xt = TensorFiles.read(x);
         Tensor wt = TensorFiles.read(wr);
         if (wt.rank() != 2) {

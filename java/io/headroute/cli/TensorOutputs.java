@@ -4,10 +4,17 @@ import io.headroute.tensor.Npy;
 import io.headroute.tensor.Safetensors;
 import io.headroute.tensor.Tensor;
 import io.headroute.tensor.TensorFileException;
+import io.headroute.pattern.Pattern;
+import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import picocli.CommandLine;
+import picocli.CommandLine.ParameterException;
 
 /** Output files of the commands: checked before any work, written atomically after it. */
 final class TensorOutputs {
@@ -60,8 +67,56 @@ final class TensorOutputs {
         }
     }
 
-    /** Both paths name the same file (before either exists). */
+    /** Both paths name the same file: the same file where both exist (links included), else the same path. */
     static boolean sameFile(Path a, Path b) {
+        if (Files.exists(a) && Files.exists(b)) {
+            try {
+                return Files.isSameFile(a, b);
+            } catch (IOException e) {
+                // Not comparable as files: compared as paths below.
+            }
+        }
         return a.toAbsolutePath().normalize().equals(b.toAbsolutePath().normalize());
+    }
+
+    /**
+     * Refuses, before any work, an output that names an input file or another output (each keyed by its option,
+     * e.g. "--out"; null paths ignored): written after the work, it would replace the input, or the other output.
+     */
+    static void checkDistinct(CommandLine cl, Map<String, Path> outputs, Map<String, Path> inputs) {
+        List<Map.Entry<String, Path>> outs = new ArrayList<>();
+        for (Map.Entry<String, Path> o : outputs.entrySet()) {
+            if (o.getValue() == null) {
+                continue;
+            }
+            for (Map.Entry<String, Path> i : inputs.entrySet()) {
+                if (i.getValue() != null && sameFile(o.getValue(), i.getValue())) {
+                    throw new ParameterException(cl, o.getKey() + " names the input file of " + i.getKey() + ": " + o.getValue());
+                }
+            }
+            for (Map.Entry<String, Path> earlier : outs) {
+                if (sameFile(o.getValue(), earlier.getValue())) {
+                    throw new ParameterException(cl, earlier.getKey() + " and " + o.getKey() + " name the same file: " + o.getValue());
+                }
+            }
+            outs.add(o);
+        }
+    }
+
+    /** The option → file map of {@link #checkDistinct}: name, path, name, path, ... (paths may be null). */
+    static Map<String, Path> files(Object... namesAndPaths) {
+        Map<String, Path> m = new LinkedHashMap<>();
+        for (int i = 0; i < namesAndPaths.length; i += 2) {
+            m.put((String) namesAndPaths[i], (Path) namesAndPaths[i + 1]);
+        }
+        return m;
+    }
+
+    /** The file a pattern reads (a layout file, possibly under --causal), or null. */
+    static Path patternFile(Pattern p) {
+        if (p instanceof Pattern.Layout l) {
+            return Path.of(l.source());
+        }
+        return p instanceof Pattern.CausalOf c ? patternFile(c.inner()) : null;
     }
 }

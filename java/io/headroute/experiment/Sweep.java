@@ -1,5 +1,6 @@
 package io.headroute.experiment;
 
+import io.headroute.bench.AttentionBenchmark;
 import io.headroute.engine.AttentionShape;
 import io.headroute.tensor.DType;
 import java.util.ArrayList;
@@ -33,9 +34,11 @@ public record Sweep(List<Integer> lens, List<Variant> variants, List<DType> dtyp
         }
         positive("--dim", dim);
         positive("--batch", batch);
-        positive("--repeats", repeats);
-        if (warmup < 0) {
-            throw new IllegalArgumentException("--warmup must be ≥ 0, got " + warmup);
+        if (repeats <= 0 || repeats > AttentionBenchmark.MAX_REPEATS) {
+            throw new IllegalArgumentException("--repeats must be in 1.." + AttentionBenchmark.MAX_REPEATS + ", got " + repeats);
+        }
+        if (warmup < 0 || warmup > AttentionBenchmark.MAX_REPEATS) {
+            throw new IllegalArgumentException("--warmup must be in 0.." + AttentionBenchmark.MAX_REPEATS + ", got " + warmup);
         }
         for (DType d : dtypes) {
             if (d != DType.F32 && d != DType.F16 && d != DType.BF16) {
@@ -43,9 +46,7 @@ public record Sweep(List<Integer> lens, List<Variant> variants, List<DType> dtyp
             }
         }
         for (int h : heads) {
-            for (Variant v : variants) {
-                v.check(h, kvHeads == 0 ? h : kvHeads, lens.get(0));
-            }
+            // The shapes first (H divisible by Hkv, sizes an array holds): the variants' checks take them as given.
             for (int l : lens) {
                 AttentionShape sh = new AttentionShape(batch, h, kvHeads == 0 ? h : kvHeads, l, l, dim);
                 long most = Math.max(sh.qElements(), sh.kvElements());
@@ -53,6 +54,9 @@ public record Sweep(List<Integer> lens, List<Variant> variants, List<DType> dtyp
                     throw new IllegalArgumentException("an input of " + most + " elements (" + sh
                             + ") is more than one Java array holds; use smaller sizes");
                 }
+            }
+            for (Variant v : variants) {
+                v.check(h, kvHeads == 0 ? h : kvHeads, lens.get(0));
             }
         }
     }

@@ -132,6 +132,25 @@ public final class Tensor {
         return data.duplicate().order(ByteOrder.LITTLE_ENDIAN);
     }
 
+    /**
+     * Refuses (an {@link IllegalArgumentException} of one line naming {@code name}, the value and its flat index) a
+     * NaN or infinity here, or one made by rounding to {@code as} (f16 overflows above 65504).
+     */
+    public void requireFinite(String name, DType as) {
+        float[] x = toFloatArray();
+        for (int i = 0; i < x.length; i++) {
+            float r = switch (as) {
+                case F16 -> HalfFloats.roundToF16(x[i]);
+                case BF16 -> HalfFloats.roundToBf16(x[i]);
+                default -> x[i];
+            };
+            if (!Float.isFinite(r)) {
+                throw new IllegalArgumentException(name + " holds a non-finite value" + (as == DType.F16 || as == DType.BF16
+                        ? " in " + as.cliName() : "") + " (" + x[i] + " -> " + r + ") at flat index " + i);
+            }
+        }
+    }
+
     /** Elements converted to float (integers and bools by value). Fails above 2^31 − 1 elements. */
     public float[] toFloatArray() {
         int n = intCount();

@@ -206,6 +206,10 @@ class AnalyzeCommandTest {
                 .assertBadInput(cmd, "does not exist", out);
         Cli.run(args(TINY, "--plan-out", out.resolve("p.json").toString(), "--out", out.toString()))
                 .assertBadInput(cmd, "lies inside --out", out);
+        byte[] xBytes = Files.readAllBytes(x);
+        Cli.run("analyze", "--backend", "cpu", "--heads", "4", "--dim", "4", "--x", x.toString(), "--plan-out", x.toString(), "--out",
+                out.toString()).assertBadInput(cmd, "--plan-out names the input file of --x", out);
+        org.junit.jupiter.api.Assertions.assertArrayEquals(xBytes, Files.readAllBytes(x));
         Cli.run(TINY).assertBadInput(cmd, "--out");
 
         Path full = Files.createDirectories(dir.resolve("full"));

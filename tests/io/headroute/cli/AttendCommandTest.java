@@ -335,4 +335,45 @@ class AttendCommandTest {
         Cli.run(args(in.q(), in.k(), in.v(), out, "--gate", gate.toString())).assertBadInput("headroute attend", "gate", out);
         assertFalse(Files.exists(out));
     }
+
+    @Test
+    void anOutputNamingAnInputIsRefusedAndTheInputKept() throws IOException {
+        Inputs in = good();
+        byte[] q = Files.readAllBytes(in.q());
+        byte[] k = Files.readAllBytes(in.k());
+        Cli.run(args(in.q(), in.k(), in.v(), in.q())).assertBadInput("headroute attend", "--out names the input file of --q");
+        Path out = dir.resolve("o.npy");
+        Cli.run(args(in.q(), in.k(), in.v(), out, "--lse", in.k().toString())).assertBadInput("headroute attend",
+                "--lse names the input file of --k", out);
+        Path link = Files.createSymbolicLink(dir.resolve("link.npy"), in.q());
+        Cli.run(args(in.q(), in.k(), in.v(), link)).assertBadInput("headroute attend", "--out names the input file of --q");
+        Path layout = npy("layout", Tensor.ofInts(new int[] {1}, 1, 1, 1));
+        byte[] lay = Files.readAllBytes(layout);
+        Cli.run(args(in.q(), in.k(), in.v(), layout, "--pattern", "layout:64:" + layout, "--causal")).assertBadInput(
+                "headroute attend", "--out names the input file of --pattern", out);
+        assertArrayEquals(q, Files.readAllBytes(in.q()));
+        assertArrayEquals(k, Files.readAllBytes(in.k()));
+        assertArrayEquals(lay, Files.readAllBytes(layout));
+    }
+
+    @Test
+    void nonFiniteInputsAndOverflowingScoresAreRefused() {
+        Inputs in = good();
+        Path out = dir.resolve("o.npy");
+        Tensor bad = random(1, 2, 8, 4);
+        float[] x = bad.toFloatArray();
+        x[5] = Float.NaN;
+        Path nanQ = npy("nanq", Tensor.ofFloats(x, 1, 2, 8, 4));
+        Cli.run(args(nanQ, in.k(), in.v(), out)).assertBadInput("headroute attend", "q holds a non-finite value (NaN -> NaN) at flat index 5",
+                out);
+        x[5] = Float.POSITIVE_INFINITY;
+        Path infV = npy("infv", Tensor.ofFloats(x, 1, 2, 8, 4));
+        Cli.run(args(in.q(), in.k(), infV, out)).assertBadInput("headroute attend", "v holds a non-finite value", out);
+        x[5] = 70000f; // finite in f32, infinite once rounded to f16
+        Path bigK = npy("bigk", Tensor.ofFloats(x, 1, 2, 8, 4));
+        Cli.run(args(in.q(), bigK, in.v(), out, "--dtype", "f16")).assertBadInput("headroute attend",
+                "k holds a non-finite value in f16 (70000.0 -> Infinity)", out);
+        Cli.run(args(in.q(), in.k(), in.v(), out, "--scale", "1e38")).assertBadInput("headroute attend", "can overflow the scores",
+                out);
+    }
 }

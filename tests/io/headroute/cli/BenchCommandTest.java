@@ -66,6 +66,9 @@ class BenchCommandTest {
                 "twice");
         Cli.run("bench", "--backend", "cpu", "--heads", "6", "--kv-heads", "4", "--len", "64").assertBadInput("headroute bench",
                 "not divisible");
+        // Every timed call's time is kept: a count no run needs is refused, not an out-of-memory error.
+        Cli.run("bench", "--backend", "cpu", "--len", "64", "--repeats", "2000000000").assertBadInput("headroute bench",
+                "repeats must be in 1..100000");
         Cli.run("bench", "--backend", "cpu", "--len", "64", "--json", dir.resolve("no/dir/b.json").toString())
                 .assertBadInput("headroute bench", "does not exist");
         Cli.run("bench", "--backend", "cpu", "--len", "64", "--block-size", "32").assertBadInput("headroute bench",

@@ -164,6 +164,14 @@ class ExperimentCommandTest {
                 "unknown compute dtype", out);
         Cli.run(args(TINY, "--heads", "3", "--kv-heads", "2", "--out", out.toString())).assertBadInput("headroute experiment",
                 "not divisible", out);
+        // Shapes are checked before a pruned variant divides heads by key/value heads (it divided by zero).
+        for (String[] hk : new String[][] {{"2", "4"}, {"2,3", "2"}}) {
+            Cli.run("experiment", "--backend", "cpu", "--lens", "64", "--heads", hk[0], "--kv-heads", hk[1], "--dim", "16",
+                    "--variants", "flash,pruned:0.5", "--warmup", "0", "--repeats", "1", "--out", out.toString())
+                    .assertBadInput("headroute experiment", "not divisible", out);
+        }
+        Cli.run(args(TINY, "--repeats", "2000000000", "--out", out.toString())).assertBadInput("headroute experiment",
+                "--repeats must be in 1..100000", out);
         Cli.run(args(TINY, "--preset", "fast", "--out", out.toString())).assertBadInput("headroute experiment",
                 "unknown preset 'fast'", out);
         Cli.run(args(TINY, "--device-memory", "lots", "--out", out.toString())).assertBadInput("headroute experiment",

@@ -152,5 +152,11 @@ class PatternCommandTest {
         Cli.run("pattern", "--spec", "dense", "--len", "64", "--out", dir.resolve("x.csv").toString())
                 .assertBadInput("headroute pattern", "extension", dir.resolve("x.csv"));
         Cli.run(List.of("pattern", "--len", "64", "--out", out.toString())).assertBadInput("headroute pattern", "--spec", out);
+        // The layout file read is not the one written.
+        Path layout = dir.resolve("layout.npy");
+        io.headroute.tensor.Npy.write(layout, io.headroute.tensor.Tensor.ofInts(new int[] {1}, 1, 1, 1));
+        Cli.run("pattern", "--spec", "layout:64:" + layout, "--len", "64", "--out", layout.toString())
+                .assertBadInput("headroute pattern", "--out names the input file of --spec");
+        assertTrue(io.headroute.pattern.Patterns.layout(64, layout).bits()[0], "the layout file is as it was");
     }
 }

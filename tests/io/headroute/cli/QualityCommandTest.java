@@ -165,5 +165,13 @@ class QualityCommandTest {
         Npy.write(big, Tensor.ofFloats(x, 1, 2, 8, 4));
         Cli.run("quality", "--backend", "cpu", "--q", q.toString(), "--k", big.toString(), "--v", q.toString(), "--dtype", "f16")
                 .assertBadInput("headroute quality", "k holds a non-finite value in f16 (70000.0 -> Infinity)");
+        // Scores that can overflow fp32, and a JSON output naming an input (kept as it was).
+        Npy.write(q, Tensor.ofFloats(new float[] {0.5f, -2f, 1f, 3f}, 1, 1, 1, 4));
+        byte[] qBytes = Files.readAllBytes(q);
+        Cli.run("quality", "--backend", "cpu", "--q", q.toString(), "--k", q.toString(), "--v", q.toString(), "--scale", "1e38")
+                .assertBadInput("headroute quality", "can overflow the scores");
+        Cli.run("quality", "--backend", "cpu", "--q", q.toString(), "--k", q.toString(), "--v", q.toString(), "--json", q.toString())
+                .assertBadInput("headroute quality", "--json names the input file of --q");
+        org.junit.jupiter.api.Assertions.assertArrayEquals(qBytes, Files.readAllBytes(q));
     }
 }

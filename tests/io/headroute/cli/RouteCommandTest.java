@@ -126,6 +126,11 @@ class RouteCommandTest {
                 "--out", dir.resolve("g.txt").toString()).assertBadInput(cmd, "extension");
         Cli.run("route", "--x", xf.toString(), "--wr", wf.toString(), "--shared", "1", "--k", "1", "--backend", "cpu",
                 "--out", out.toString(), "--stats", out.toString()).assertBadInput(cmd, "same file", out);
+        Cli.run("route", "--x", xf.toString(), "--wr", wf.toString(), "--shared", "1", "--k", "1", "--backend", "cpu",
+                "--out", out.toString(), "--stats", xf.toString()).assertBadInput(cmd, "--stats names the input file of --x", out);
+        Cli.run("route", "--x", xf.toString(), "--wr", wf.toString(), "--shared", "1", "--k", "1", "--backend", "cpu",
+                "--out", wf.toString()).assertBadInput(cmd, "--out names the input file of --wr");
+        assertTrue(Files.exists(xf) && Files.exists(wf));
         Cli.run("route", "--x", xf.toString(), "--wr", wf.toString(), "--k", "1", "--out", out.toString())
                 .assertBadInput(cmd, "--shared", out);
         Cli.run("route", "--x", xf.toString(), "--wr", wf.toString(), "--shared", "1", "--k", "1", "--dtype", "i32",
