@@ -112,7 +112,7 @@ test: kernels native
 	$(MVN) $(MVN_FLAGS) test
 	@$(MAKE) --no-print-directory emu-test
 
-# The default experiment: the cpu preset without a GPU (about a minute on 2 cores), gpu-32k with one.
+# The default experiment: the cpu preset without a GPU (10-45 s on 2 cores, see README), gpu-32k with one.
 EXPERIMENT_OUT := out/experiment
 run: $(JAR)
 	rm -rf $(EXPERIMENT_OUT)
