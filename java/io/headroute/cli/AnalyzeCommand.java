@@ -177,6 +177,7 @@ final class AnalyzeCommand implements Callable<Integer> {
         String inputSource;
         if (xFile != null) {
             x = TensorFiles.read(xFile);
+            x.requireFinite("X", c.dtype());
             inputSource = xFile.toString();
         } else {
             int b = batch == null ? 1 : batch;

@@ -122,7 +122,13 @@ public final class Main implements Callable<Integer> {
         CommandLine cl = ex.getCommandLine();
         String name = cl.getCommandSpec().qualifiedName(" ");
         PrintWriter err = cl.getErr();
-        err.println(name + ": error: " + oneLine(ex.getMessage()));
+        String message = ex.getMessage();
+        if (ex instanceof CommandLine.UnmatchedArgumentException u && cl.getParent() == null && u.getUnmatched().size() > 0
+                && args.length > 0 && u.getUnmatched().get(0).equals(args[0]) && !args[0].startsWith("-")) {
+            // picocli says "Unmatched argument at index 0" for a command it does not know.
+            message = "unknown command '" + args[0] + "' (expected one of " + String.join(", ", cl.getSubcommands().keySet()) + ")";
+        }
+        err.println(name + ": error: " + oneLine(message));
         err.println("see '" + name + " --help'");
         return BAD_INPUT;
     }

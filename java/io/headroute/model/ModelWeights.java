@@ -101,6 +101,11 @@ public final class ModelWeights {
                     throw new ModelException("tensor " + n + ": expected " + expected + ", found " + x.dtype().cliName() + " "
                             + x.shapeString());
                 }
+                try {
+                    x.requireFinite("tensor " + n, config.dtype());
+                } catch (IllegalArgumentException e) {
+                    throw new ModelException(e.getMessage());
+                }
                 t[k] = x;
             }
             ls.add(new LayerWeights(t[0], t[1], t[2], t[3], t[4], t[5]));

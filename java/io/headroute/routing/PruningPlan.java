@@ -183,6 +183,8 @@ public final class PruningPlan {
             text = Files.readString(file, StandardCharsets.UTF_8);
         } catch (NoSuchFileException e) {
             throw new TensorFileException(file, "no such file");
+        } catch (java.nio.charset.CharacterCodingException e) {
+            throw new TensorFileException(file, "not a text file (a pruning plan is JSON in UTF-8)");
         } catch (IOException e) {
             throw new TensorFileException(file, "cannot read: " + e.getMessage());
         }

@@ -81,7 +81,9 @@ public final class AtomicFiles {
             tmp = null;
             syncDirectory(dir);
         } catch (IOException e) {
-            throw new TensorFileException(target, "cannot write: " + describe(e), e);
+            // The message names the staging file where the failure was there: the user knows only the target.
+            String why = describe(e);
+            throw new TensorFileException(target, "cannot write: " + (tmp == null ? why : why.replace(tmp.toString(), abs.toString())), e);
         } finally {
             if (tmp != null) {
                 try {

@@ -202,6 +202,12 @@ class AnalyzeCommandTest {
         Cli.run(args(TINY, "--x", x.toString(), "--out", out.toString())).assertBadInput(cmd, "--x or random-input sizes", out);
         Cli.run("analyze", "--backend", "cpu", "--heads", "4", "--dim", "8", "--x", x.toString(), "--out", out.toString())
                 .assertBadInput(cmd, "X must have shape (B, L, d_model = 32), got (1, 10, 16)", out);
+        float[] xs = ModelAnalysis.randomInput(1, 10, 32, 1).toFloatArray();
+        xs[3] = Float.POSITIVE_INFINITY;
+        Path inf = dir.resolve("xinf.npy");
+        Npy.write(inf, io.headroute.tensor.Tensor.ofFloats(xs, 1, 10, 32));
+        Cli.run("analyze", "--backend", "cpu", "--heads", "4", "--dim", "8", "--x", inf.toString(), "--out", out.toString())
+                .assertBadInput(cmd, "X holds a non-finite value (Infinity -> Infinity) at flat index 3", out);
         Cli.run(args(TINY, "--plan-out", dir.resolve("no/such/dir/p.json").toString(), "--out", out.toString()))
                 .assertBadInput(cmd, "does not exist", out);
         Cli.run(args(TINY, "--plan-out", out.resolve("p.json").toString(), "--out", out.toString()))

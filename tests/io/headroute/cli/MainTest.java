@@ -26,6 +26,7 @@ class MainTest {
     void missingOrUnknownCommandIsAUsageError() {
         Cli.run().assertBadInput("headroute", "missing command");
         Cli.run("frobnicate").assertBadInput("headroute", "frobnicate");
+        Cli.run("attendd", "--q", "q.npy").assertBadInput("headroute", "unknown command 'attendd' (expected one of attend, ");
     }
 
     @Test

@@ -136,6 +136,13 @@ class ModelWeightsTest {
         extra.put("layers.3.attn.wq", good.get("layers.0.attn.wq"));
         e = assertThrows(ModelException.class, () -> ModelWeights.of(c, extra));
         assertEquals("unexpected tensor layers.3.attn.wq for a model of 3 layer(s)", e.getMessage());
+
+        Map<String, Tensor> nan = new LinkedHashMap<>(good);
+        float[] wv = good.get("layers.1.attn.wv").toFloatArray();
+        wv[7] = Float.NaN;
+        nan.put("layers.1.attn.wv", Tensor.ofFloats(wv, good.get("layers.1.attn.wv").shape()));
+        e = assertThrows(ModelException.class, () -> ModelWeights.of(c, nan));
+        assertEquals("tensor layers.1.attn.wv holds a non-finite value (NaN -> NaN) at flat index 7", e.getMessage());
     }
 
     @Test

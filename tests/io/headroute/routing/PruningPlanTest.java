@@ -120,5 +120,9 @@ class PruningPlanTest {
         PruningPlanException e = assertThrows(PruningPlanException.class, () -> PruningPlan.load(f));
         assertTrue(e.getMessage().startsWith(f + ": pruning plan: unknown layer 9"), e.getMessage());
         assertThrows(TensorFileException.class, () -> PruningPlan.load(dir.resolve("missing.json")));
+        Path binary = dir.resolve("plan.npy");
+        Files.write(binary, new byte[] {(byte) 0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (byte) 0xff});
+        TensorFileException t = assertThrows(TensorFileException.class, () -> PruningPlan.load(binary));
+        assertTrue(t.getMessage().contains("not a text file"), t.getMessage());
     }
 }
