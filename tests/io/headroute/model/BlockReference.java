@@ -1,5 +1,6 @@
 package io.headroute.model;
 
+import io.headroute.engine.cpu.ReferenceAttention;
 import io.headroute.pattern.Pattern;
 import io.headroute.tensor.Tensor;
 
@@ -39,7 +40,7 @@ public final class BlockReference {
         double[] v = mm(n, rows, d, wv, hkv * hd);
         rope(q, b, len, h, hd, c.ropeTheta());
         rope(k, b, len, hkv, hd, c.ropeTheta());
-        Pattern p = s.causal() ? s.pattern().withCausal() : s.pattern();
+        ReferenceAttention.Rule p = rule(s.pattern()).withCausal(s.causal());
         double scale = 1 / Math.sqrt(hd);
         double[] o = new double[rows * h * hd];
         for (int bi = 0; bi < b; bi++) {
@@ -53,7 +54,7 @@ public final class BlockReference {
                     double[] sc = new double[len];
                     double max = Double.NEGATIVE_INFINITY;
                     for (int j = 0; j < len; j++) {
-                        if (!p.allows(head, t, j, len)) {
+                        if (!ReferenceAttention.allowed(p, head, t, j, len)) {
                             sc[j] = Double.NEGATIVE_INFINITY;
                             continue;
                         }
@@ -142,6 +143,29 @@ public final class BlockReference {
             den += ref[i] * ref[i];
         }
         return Math.sqrt(num / den);
+    }
+
+    /**
+     * The layer's pattern as the float64 reference's own rule ({@link ReferenceAttention#allowed}), so that the
+     * masks are not evaluated by the code under test.
+     */
+    static ReferenceAttention.Rule rule(Pattern p) {
+        if (p instanceof Pattern.Dense) {
+            return ReferenceAttention.Rule.dense();
+        } else if (p instanceof Pattern.Causal) {
+            return ReferenceAttention.Rule.causalRule();
+        } else if (p instanceof Pattern.Window w) {
+            return ReferenceAttention.Rule.window(w.w());
+        } else if (p instanceof Pattern.Longformer l) {
+            return ReferenceAttention.Rule.longformer(l.w(), l.g());
+        } else if (p instanceof Pattern.BigBird bb) {
+            return ReferenceAttention.Rule.bigbird(bb.bs(), bb.w(), bb.g(), bb.r(), bb.seed());
+        } else if (p instanceof Pattern.Layout l) {
+            return ReferenceAttention.Rule.layout(l.bs(), l.heads(), l.blocks(), l.bits());
+        } else if (p instanceof Pattern.CausalOf c) {
+            return rule(c.inner()).withCausal(true);
+        }
+        throw new IllegalArgumentException("no reference rule for " + p);
     }
 
     /**
