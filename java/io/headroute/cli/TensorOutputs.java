@@ -1,10 +1,10 @@
 package io.headroute.cli;
 
+import io.headroute.pattern.Pattern;
 import io.headroute.tensor.Npy;
 import io.headroute.tensor.Safetensors;
 import io.headroute.tensor.Tensor;
 import io.headroute.tensor.TensorFileException;
-import io.headroute.pattern.Pattern;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
