@@ -169,14 +169,22 @@ public sealed interface Variant permits Variant.Materialized, Variant.Flash, Var
         /**
          * Before the router runs, a bound: the inputs and outputs plus the gate (B, L, H) float32, the
          * sparse pattern's block layout (if any), plus the largest work list the engine may build from a
-         * gate (token compaction's, {@link GateWork#buildBytes}); the router's own buffers are not in the
+         * gate (token compaction's, {@link GateWork#buildBytes}, in the rows per block of the kernel the engine's
+         * starting tiling runs); the router's own buffers are not in the
          * call. Once the gate is known the experiment reports {@link #predictMemory(AttentionRequest)} instead.
          */
         @Override
         public MemoryPrediction predictMemory(AttentionShape shape, DType dtype, boolean causal) {
+            return predictMemory(shape, dtype, causal, CudaAttentionEngine.startTiling());
+        }
+
+        /** {@link #predictMemory(AttentionShape, DType, boolean)} for an engine in {@code tiling}. */
+        MemoryPrediction predictMemory(AttentionShape shape, DType dtype, boolean causal, FlashPlan.Tiling tiling) {
+            Pattern effective = causal ? pattern.withCausal() : pattern;
             return new MemoryPrediction(MaterializedPlan.of(shape, dtype, true).ioBytes()
-                    + layoutBytes(shape, dtype, causal ? pattern.withCausal() : pattern)
-                    + GateWork.buildBytes(shape.batch(), shape.qLen(), shape.heads(), FlashPlan.tileRows(dtype), true), 0);
+                    + (full() ? 0 : CudaAttentionEngine.sparseLayoutBytes(shape, dtype, effective, MemoryPrediction.SPARSE_BLOCK, tiling))
+                    + GateWork.buildBytes(shape.batch(), shape.qLen(), shape.heads(),
+                            FlashPlan.blockRows(dtype, shape.headDim(), !full(), tiling), true), 0);
         }
 
         /**

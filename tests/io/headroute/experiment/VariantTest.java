@@ -99,6 +99,27 @@ class VariantTest {
                 + io.headroute.engine.cuda.CudaAttentionEngine.sparseLayoutBytes(sh, io.headroute.tensor.DType.BF16,
                         new Pattern.Window(256).withCausal(), MemoryPrediction.SPARSE_BLOCK),
                 rw.predictMemory(sh, io.headroute.tensor.DType.BF16, true).bytes());
+        // In a 128-row tiling the bound sizes the layout and the work list in 128-row tiles (the list was sized in 64-row
+        // tiles), and is still a bound on the list of a gate that compacts (one row of each 128 live).
+        io.headroute.engine.cuda.FlashPlan.Tiling wgx2 = io.headroute.engine.cuda.FlashPlan.Tiling.WGX2;
+        for (Variant.Routed v : new Variant.Routed[] {(Variant.Routed) r, (Variant.Routed) rw}) {
+            long x2 = v.predictMemory(sh, io.headroute.tensor.DType.BF16, true, wgx2).bytes();
+            float[] g = new float[sh.qLen() * sh.heads()];
+            for (int t = 0; t < sh.qLen(); t += 128) {
+                java.util.Arrays.fill(g, t * sh.heads(), t * sh.heads() + sh.heads(), 1f);
+            }
+            io.headroute.tensor.Tensor q = io.headroute.tensor.Tensor.ofFloats(new float[sh.qLen() * sh.heads() * 64], 1, 16, 4096, 64);
+            io.headroute.engine.AttentionRequest req = io.headroute.engine.AttentionRequest.builder(q, q, q).pattern(v.pattern())
+                    .causal(true).dtype(io.headroute.tensor.DType.BF16).algorithm(v.algorithm())
+                    .gate(io.headroute.tensor.Tensor.ofFloats(g, 1, 4096, 16)).build();
+            long work = io.headroute.engine.cuda.CudaAttentionEngine.gateWorkBytes(req, wgx2);
+            assertTrue(work > 0, v.spec() + ": the gate is compacted");
+            long io16 = io.headroute.engine.cuda.MaterializedPlan.of(sh, io.headroute.tensor.DType.BF16, true).ioBytes();
+            long layout = v.full() ? 0 : io.headroute.engine.cuda.CudaAttentionEngine.sparseLayoutBytes(sh, io.headroute.tensor.DType.BF16,
+                    v.pattern().withCausal(), MemoryPrediction.SPARSE_BLOCK, wgx2);
+            assertEquals(io16 + layout + io.headroute.engine.cuda.GateWork.buildBytes(1, 4096, 16, 128, true), x2, v.spec());
+            assertTrue(x2 >= io16 + layout + work, v.spec() + ": bound " + x2 + " < " + (io16 + layout + work));
+        }
 
         Variant p = Variant.parse("pruned:0.375");
         assertInstanceOf(Variant.Pruned.class, p);
