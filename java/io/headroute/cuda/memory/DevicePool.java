@@ -94,7 +94,6 @@ public final class DevicePool implements AutoCloseable {
             throw new IllegalArgumentException("cannot allocate " + bytes + " bytes (tag " + tag + ")");
         }
         long size = roundUp(bytes);
-        allocations++;
         Map.Entry<Long, ArrayDeque<Long>> hit = cache.ceilingEntry(size);
         long address;
         if (hit != null && hit.getKey() <= size + size / 8) {
@@ -108,6 +107,7 @@ public final class DevicePool implements AutoCloseable {
             address = allocateFromDevice(bytes, size, tag);
         }
         DeviceBuffer b = new DeviceBuffer(this, address, size, bytes, tag);
+        allocations++;
         live.put(b, debug ? new Throwable("allocated here") : null);
         allocated += size;
         peakAllocated = Math.max(peakAllocated, allocated);
@@ -165,15 +165,21 @@ public final class DevicePool implements AutoCloseable {
         cache.computeIfAbsent(b.size(), k -> new ArrayDeque<>()).push(b.rawAddress());
     }
 
-    /** Returns every cached block to the device. */
+    /**
+     * Returns every cached block to the device. Each block leaves the cache before it is freed: if a free fails,
+     * that block is never handed out again (nor freed twice) and stays counted as reserved, the blocks freed before
+     * it are gone from the cache, and the rest stay cached.
+     */
     public synchronized void emptyCache() {
-        for (Map.Entry<Long, ArrayDeque<Long>> e : cache.entrySet()) {
-            for (long address : e.getValue()) {
-                raw.free(address);
-                reserved -= e.getKey();
+        while (!cache.isEmpty()) {
+            Map.Entry<Long, ArrayDeque<Long>> e = cache.firstEntry();
+            long address = e.getValue().pop();
+            if (e.getValue().isEmpty()) {
+                cache.remove(e.getKey());
             }
+            raw.free(address);
+            reserved -= e.getKey();
         }
-        cache.clear();
     }
 
     /** Sets the peaks (overall and per tag) to the current values. */
@@ -236,13 +242,25 @@ public final class DevicePool implements AutoCloseable {
         for (DeviceBuffer b : new ArrayList<>(live.keySet())) {
             b.close();
         }
-        emptyCache();
+        RuntimeException freeFailure = null;
+        try {
+            emptyCache();
+        } catch (RuntimeException e) {
+            freeFailure = e; // closed all the same; a leak report, if any, comes first
+        }
         closed = true;
         if (!leaks.isEmpty()) {
             String msg = "device pool '" + name + "' closed with " + leaks.size() + " live buffer(s): " + String.join("; ", leaks)
                     + (debug ? "" : " (enable debug to record where each was allocated)");
             LOG.error(msg);
-            throw new MemoryLeakException(msg);
+            MemoryLeakException leak = new MemoryLeakException(msg);
+            if (freeFailure != null) {
+                leak.addSuppressed(freeFailure);
+            }
+            throw leak;
+        }
+        if (freeFailure != null) {
+            throw freeFailure;
         }
     }
 

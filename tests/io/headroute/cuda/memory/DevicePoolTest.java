@@ -164,6 +164,49 @@ class DevicePoolTest {
     }
 
     @Test
+    void aFailedFreeNeitherHandsOutNorFreesAgainWhatWasFreed() {
+        FakeAllocator dev = new FakeAllocator(16 * MiB);
+        DevicePool pool = DevicePool.create(dev, "t", false);
+        List<DeviceBuffer> bs = new ArrayList<>();
+        for (int i = 0; i < 3; i++) {
+            bs.add(pool.allocate(4096, "x"));
+        }
+        bs.forEach(DeviceBuffer::close);
+        dev.failFreeCall = dev.freeCalls + 2; // the second of the three frees fails
+        assertThrows(IllegalStateException.class, pool::emptyCache);
+        assertEquals(2, dev.live.size(), "one block freed, the failed one and the last still on the device");
+        assertEquals(2 * 4096, pool.stats().reservedBytes(), "the failed block stays counted, the freed one does not");
+        DeviceBuffer again = pool.allocate(4096, "x");
+        assertTrue(dev.live.containsKey(again.address()), "a cached block the device still holds, never a freed one");
+        again.close();
+        pool.close(); // frees the last cached block once; the failed one is not freed twice
+        assertEquals(1, dev.live.size());
+    }
+
+    @Test
+    void aFailedFreeAtCloseStillReportsTheLeaksAndCloses() {
+        FakeAllocator dev = new FakeAllocator(16 * MiB);
+        DevicePool pool = DevicePool.create(dev, "t", false);
+        pool.allocate(MiB, "kept");
+        dev.failFreeCall = dev.freeCalls + 1;
+        MemoryLeakException e = assertThrows(MemoryLeakException.class, pool::close);
+        assertEquals(1, e.getSuppressed().length, "the failed free rides along");
+        assertThrows(IllegalStateException.class, () -> pool.allocate(1, "late"), "closed all the same");
+    }
+
+    @Test
+    void onlyBuffersHandedOutAreCountedAsAllocations() {
+        FakeAllocator dev = new FakeAllocator(64 * MiB);
+        try (DevicePool pool = DevicePool.withLimit(dev, "t", 4096, false)) {
+            assertThrows(DeviceOutOfMemoryException.class, () -> pool.allocate(8192, "big"));
+            assertEquals(0, pool.stats().allocations());
+            assertEquals(1, pool.stats().oomCount());
+            pool.allocate(100, "small").close();
+            assertEquals(1, pool.stats().allocations());
+        }
+    }
+
+    @Test
     void closingThePoolWithLiveBuffersReportsEachLeakAndFreesEverything() {
         FakeAllocator dev = new FakeAllocator(16 * MiB);
         DevicePool pool = DevicePool.create(dev, "layer3", true);

@@ -12,6 +12,8 @@ final class FakeAllocator implements RawAllocator {
     int allocateCalls;
     int freeCalls;
     int failures;
+    /** The free call (1-based, counting every call) that fails, leaving its block live; 0: none. */
+    int failFreeCall;
 
     FakeAllocator(long capacity) {
         this.capacity = capacity;
@@ -37,6 +39,9 @@ final class FakeAllocator implements RawAllocator {
     @Override
     public void free(long address) {
         freeCalls++;
+        if (freeCalls == failFreeCall) {
+            throw new IllegalStateException("fake free failure at " + Long.toHexString(address));
+        }
         Long size = live.remove(address);
         if (size == null) {
             throw new AssertionError("free of an address that is not live: " + Long.toHexString(address));
