@@ -8,6 +8,7 @@ import java.util.regex.Pattern;
 import jcuda.CudaException;
 import jcuda.driver.CUdevice;
 import jcuda.driver.CUdevice_attribute;
+import jcuda.driver.CUresult;
 import jcuda.driver.JCudaDriver;
 import org.apache.logging.log4j.LogManager;
 import org.apache.logging.log4j.Logger;
@@ -93,13 +94,15 @@ public final class CudaProbe {
      */
     static Result probe() {
         try {
-            JCudaDriver.setExceptionsEnabled(true);
+            // Exceptions stay off, as the rest of headroute runs JCuda (CudaDevice): this setting is the process's, and
+            // every call checks its own result code, so that errors name the operation, sizes and device.
+            JCudaDriver.setExceptionsEnabled(false);
         } catch (Throwable t) {
             LOG.debug("loading JCuda's driver library failed", t);
             return new Result(false, describeLoadFailure(t), List.of());
         }
         try {
-            JCudaDriver.cuInit(0);
+            check(JCudaDriver.cuInit(0), "cuInit");
         } catch (Throwable t) {
             LOG.debug("cuInit failed", t);
             return new Result(false, describeInitFailure(t), List.of());
@@ -107,7 +110,7 @@ public final class CudaProbe {
         List<DeviceInfo> devices = new ArrayList<>();
         try {
             int[] count = new int[1];
-            JCudaDriver.cuDeviceGetCount(count);
+            check(JCudaDriver.cuDeviceGetCount(count), "cuDeviceGetCount");
             for (int i = 0; i < count[0]; i++) {
                 devices.add(device(i));
             }
@@ -122,16 +125,25 @@ public final class CudaProbe {
 
     private static DeviceInfo device(int ordinal) {
         CUdevice dev = new CUdevice();
-        JCudaDriver.cuDeviceGet(dev, ordinal);
+        check(JCudaDriver.cuDeviceGet(dev, ordinal), "cuDeviceGet(" + ordinal + ")");
         int[] major = new int[1];
         int[] minor = new int[1];
-        JCudaDriver.cuDeviceGetAttribute(major, CUdevice_attribute.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev);
-        JCudaDriver.cuDeviceGetAttribute(minor, CUdevice_attribute.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev);
+        check(JCudaDriver.cuDeviceGetAttribute(major, CUdevice_attribute.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev),
+                "cuDeviceGetAttribute(compute capability major) of GPU " + ordinal);
+        check(JCudaDriver.cuDeviceGetAttribute(minor, CUdevice_attribute.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev),
+                "cuDeviceGetAttribute(compute capability minor) of GPU " + ordinal);
         byte[] name = new byte[256];
-        JCudaDriver.cuDeviceGetName(name, name.length, dev);
+        check(JCudaDriver.cuDeviceGetName(name, name.length, dev), "cuDeviceGetName of GPU " + ordinal);
         long[] mem = new long[1];
-        JCudaDriver.cuDeviceTotalMem(mem, dev);
+        check(JCudaDriver.cuDeviceTotalMem(mem, dev), "cuDeviceTotalMem of GPU " + ordinal);
         return new DeviceInfo(ordinal, cString(name), major[0], minor[0], mem[0]);
+    }
+
+    /** A driver result other than CUDA_SUCCESS as an exception naming the call and the result. */
+    private static void check(int result, String call) {
+        if (result != CUresult.CUDA_SUCCESS) {
+            throw new CudaException(call + ": " + CUresult.stringFor(result));
+        }
     }
 
     /** Decides usability from the device list (package-private for tests). */
@@ -173,7 +185,7 @@ public final class CudaProbe {
     }
 
     private static String describeInitFailure(Throwable t) {
-        String msg = describe(t);
+        String msg = describe(t).replaceFirst("^cuInit: ", "");
         if (msg.contains("CUDA_ERROR_NO_DEVICE")) {
             return "CUDA driver found but no device (cuInit: CUDA_ERROR_NO_DEVICE)";
         }
