@@ -18,25 +18,41 @@ import jcuda.Pointer;
 public final class PinnedStaging implements AutoCloseable {
     private final CudaDevice device;
     private final long chunk;
-    private final Pointer[] pinned = {new Pointer(), new Pointer()};
+    private final Pointer[] pinned = new Pointer[2];
     private final ByteBuffer[] views = new ByteBuffer[2];
-    private final CudaEvent[] done;
+    private final CudaEvent[] done = new CudaEvent[2];
     private boolean closed;
 
+    /** Allocates both buffers and their events; on a failure frees what it had made and rethrows. */
     public PinnedStaging(CudaDevice device, long chunkBytes) {
         this.device = device;
         this.chunk = chunkBytes;
-        device.makeCurrent();
-        for (int i = 0; i < 2; i++) {
-            CudaException.check(cuMemAllocHost(pinned[i], chunkBytes), "cuMemAllocHost(" + Bytes.format(chunkBytes) + ")",
-                    device.describe());
-            views[i] = pinned[i].getByteBuffer(0, chunkBytes).order(ByteOrder.LITTLE_ENDIAN);
+        try {
+            device.makeCurrent();
+            for (int i = 0; i < 2; i++) {
+                Pointer p = new Pointer();
+                CudaException.check(cuMemAllocHost(p, chunkBytes), "cuMemAllocHost(" + Bytes.format(chunkBytes) + ")",
+                        device.describe());
+                pinned[i] = p;
+                views[i] = p.getByteBuffer(0, chunkBytes).order(ByteOrder.LITTLE_ENDIAN);
+            }
+            for (int i = 0; i < 2; i++) {
+                done[i] = new CudaEvent(device);
+            }
+        } catch (RuntimeException e) {
+            throw Resources.closeAfter(e, this);
         }
-        done = new CudaEvent[] {new CudaEvent(device), new CudaEvent(device)};
+    }
+
+    private void ensureOpen() {
+        if (closed) {
+            throw new IllegalStateException("pinned staging buffers on " + device.describe() + " are closed");
+        }
     }
 
     /** Copies {@code src} (all remaining bytes) to device address {@code dst} through the staging buffers. */
     public void upload(ByteBuffer src, long dst, CudaStream stream) {
+        ensureOpen();
         ByteBuffer in = src.duplicate();
         long off = 0;
         int slot = 0;
@@ -65,6 +81,7 @@ public final class PinnedStaging implements AutoCloseable {
 
     /** Copies {@code bytes} from device address {@code src} into {@code dst} (a writable buffer). */
     public void download(long src, ByteBuffer dst, long bytes, CudaStream stream) {
+        ensureOpen();
         long off = 0;
         while (off < bytes) {
             int n = (int) Math.min(chunk, bytes - off);
@@ -79,18 +96,20 @@ public final class PinnedStaging implements AutoCloseable {
         }
     }
 
+    /** Frees the events and both buffers, each attempted whatever failed before it; the first failure is thrown. */
     @Override
     public void close() {
         if (closed) {
             return;
         }
         closed = true;
-        device.makeCurrent();
-        for (CudaEvent e : done) {
-            e.close();
-        }
-        for (Pointer p : pinned) {
-            CudaException.check(cuMemFreeHost(p), "cuMemFreeHost", device.describe());
-        }
+        Resources.closeAll(done[0], done[1], freeHost(pinned[0]), freeHost(pinned[1]));
+    }
+
+    private AutoCloseable freeHost(Pointer p) {
+        return p == null ? null : () -> {
+            device.makeCurrent();
+            CudaException.check(cuMemFreeHost(p), "cuMemFreeHost(" + Bytes.format(chunk) + ")", device.describe());
+        };
     }
 }

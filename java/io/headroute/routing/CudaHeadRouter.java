@@ -6,6 +6,7 @@ import io.headroute.cuda.DeviceTensor;
 import io.headroute.cuda.EventTimer;
 import io.headroute.cuda.JCudaAllocator;
 import io.headroute.cuda.KernelModule;
+import io.headroute.cuda.Resources;
 import io.headroute.cuda.blas.Cublas;
 import io.headroute.cuda.memory.DeviceBuffer;
 import io.headroute.cuda.memory.DevicePool;
@@ -72,16 +73,7 @@ public final class CudaHeadRouter implements HeadRouter {
             r.owned.add(d);
             return r;
         } catch (RuntimeException e) {
-            for (AutoCloseable c : new AutoCloseable[] {s, p, d}) {
-                try {
-                    if (c != null) {
-                        c.close();
-                    }
-                } catch (Exception suppressed) {
-                    e.addSuppressed(suppressed);
-                }
-            }
-            throw e;
+            throw Resources.closeAfter(e, s, p, d);
         }
     }
 
@@ -243,31 +235,17 @@ public final class CudaHeadRouter implements HeadRouter {
             return;
         }
         closed = true;
-        RuntimeException first = null;
         List<AutoCloseable> all = new ArrayList<>();
         if (logits != null) {
             all.add(stream::synchronize); // an enqueued launch may still read the logits
             all.add(logits);
         }
-        all.addAll(List.of(module, cublas));
+        all.add(module);
+        all.add(cublas);
         if (ownsContext) {
             all.addAll(owned);
         }
-        for (AutoCloseable c : all) {
-            try {
-                c.close();
-            } catch (Exception e) {
-                RuntimeException r = e instanceof RuntimeException re ? re : new IllegalStateException(e);
-                if (first == null) {
-                    first = r;
-                } else {
-                    first.addSuppressed(r);
-                }
-            }
-        }
-        if (first != null) {
-            throw first;
-        }
+        Resources.closeAll(all);
     }
 
     @Override

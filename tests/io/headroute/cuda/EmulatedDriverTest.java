@@ -109,6 +109,17 @@ class EmulatedDriverTest {
 
     /** A device-to-device 2-D copy filled in as CudaBlockOps.gatherColumns does: JCuda's struct reaches the driver intact. */
     @Test
+    void closedStagingBuffersRefuseUse() {
+        PinnedStaging staging = new PinnedStaging(device, 1 << 16);
+        staging.close();
+        staging.close(); // idempotent
+        org.junit.jupiter.api.Assertions.assertThrows(IllegalStateException.class,
+                () -> staging.download(0, ByteBuffer.allocate(16), 16, stream));
+        org.junit.jupiter.api.Assertions.assertThrows(IllegalStateException.class,
+                () -> staging.upload(ByteBuffer.allocate(16), 0, stream));
+    }
+
+    @Test
     void copy2dGathersColumns() {
         int rows = 5;
         int srcCols = 7;

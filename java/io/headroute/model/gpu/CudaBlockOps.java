@@ -12,6 +12,7 @@ import io.headroute.cuda.CudaException;
 import io.headroute.cuda.CudaStream;
 import io.headroute.cuda.DevicePointers;
 import io.headroute.cuda.KernelModule;
+import io.headroute.cuda.Resources;
 import io.headroute.cuda.blas.Cublas;
 import io.headroute.cuda.memory.Bytes;
 import io.headroute.engine.Algorithm;
@@ -281,23 +282,6 @@ public final class CudaBlockOps implements BlockOps {
             return;
         }
         closed = true;
-        RuntimeException first = null;
-        for (AutoCloseable c : new AutoCloseable[] {router, cublas, module, copy, compute}) {
-            if (c == null) {
-                continue;
-            }
-            try {
-                c.close();
-            } catch (Exception e) {
-                if (first == null) {
-                    first = e instanceof RuntimeException r ? r : new IllegalStateException(e);
-                } else {
-                    first.addSuppressed(e);
-                }
-            }
-        }
-        if (first != null) {
-            throw first;
-        }
+        Resources.closeAll(router, cublas, module, copy, compute);
     }
 }

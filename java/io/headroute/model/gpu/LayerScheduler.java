@@ -1,5 +1,6 @@
 package io.headroute.model.gpu;
 
+import io.headroute.cuda.Resources;
 import io.headroute.cuda.memory.DeviceBuffer;
 import io.headroute.cuda.memory.DevicePool;
 import io.headroute.cuda.memory.MemoryStats;
@@ -101,8 +102,7 @@ public final class LayerScheduler implements AutoCloseable {
                 hostWeights.clear();
             }
         } catch (RuntimeException e) {
-            close();
-            throw e;
+            throw Resources.closeAfter(e, this); // the failure first, not an error of the cleanup after it
         }
     }
 
@@ -224,22 +224,27 @@ public final class LayerScheduler implements AutoCloseable {
             }
             MemoryStats stats = pool.stats();
             out.rewind();
-            return new Result(Tensor.of(dt, x.shape(), out), ms, stats, work);
-        } finally {
-            try {
-                ops.synchronize(); // nothing may still use the scratch when it returns to the pool
-            } finally {
-                for (BlockOps.Marker m : markers) {
-                    m.close();
-                }
-                for (DeviceBuffer b : scratch.values()) {
-                    b.close();
-                }
-                for (DeviceBuffer b : routerBuffers) {
-                    b.close();
-                }
-            }
+            Result r = new Result(Tensor.of(dt, x.shape(), out), ms, stats, work);
+            Resources.closeAll(release(markers, scratch, routerBuffers));
+            return r;
+        } catch (RuntimeException e) {
+            throw Resources.closeAfter(e, release(markers, scratch, routerBuffers)); // the pass's error first
+        } catch (Error e) {
+            throw Resources.closeAfter(e, release(markers, scratch, routerBuffers));
         }
+    }
+
+    /**
+     * What a pass returns, in order, each whatever failed before it: a wait for both lanes (nothing may still use the
+     * scratch when it returns to the pool), its markers, its scratch and router buffers.
+     */
+    private AutoCloseable[] release(List<BlockOps.Marker> markers, Map<String, DeviceBuffer> scratch, List<DeviceBuffer> routerBuffers) {
+        List<AutoCloseable> all = new ArrayList<>();
+        all.add(ops::synchronize);
+        all.addAll(markers);
+        all.addAll(scratch.values());
+        all.addAll(routerBuffers);
+        return all.toArray(new AutoCloseable[0]);
     }
 
     private static BlockOps.Marker keep(BlockOps.Marker m, List<BlockOps.Marker> all) {

@@ -290,6 +290,28 @@ class LayerSchedulerTest {
     }
 
     @Test
+    void aPassThatFailsReturnsItsScratchAndReportsItsOwnError() {
+        ModelConfig c = config("routed", DType.F32);
+        Model model = new Model(BlockReference.weights(c, 2));
+        SimulatedDevice dev = new SimulatedDevice(1L << 30);
+        SimulatedOps ops = new SimulatedOps(dev, engine, SimulatedOps.Policy.COPY_FIRST);
+        try (DevicePool pool = DevicePool.create(dev, "sim", true);
+                LayerScheduler s = new LayerScheduler(model, WeightPlacement.JUST_IN_TIME, pool, ops)) {
+            long weights = pool.stats().allocatedBytes();
+            ops.failDownload = "copy to the host failed";
+            ops.failSynchronize = "the device keeps the error";
+            IllegalStateException e = assertThrows(IllegalStateException.class,
+                    () -> s.forward(Tensor.ofFloats(new float[7 * 32], 1, 7, 32), null));
+            assertEquals(ops.failDownload, e.getMessage(), "the pass's error, not the cleanup's");
+            assertEquals(1, e.getSuppressed().length, "the failed wait rides along");
+            assertEquals(weights, pool.stats().allocatedBytes(), "every scratch and router buffer back in the pool");
+            assertEquals(0, ops.markersOpen, "every marker closed");
+            ops.failDownload = null;
+            ops.failSynchronize = null;
+        }
+    }
+
+    @Test
     void theBuildBindsHeadroutesKernelsAndAModelWithoutAttentionIsRefused() {
         // META-INF/services names the binding; GpuModel.open(ordinal, …) finds it.
         assertEquals(EngineAttentionProvider.class, DeviceAttentionProvider.find().orElseThrow().getClass());

@@ -43,6 +43,10 @@ final class SimulatedOps implements BlockOps {
     String refuse;
     /** When set, every router is refused with this message (a device whose router cannot run it). */
     String refuseRouter;
+    /** When set, downloads fail with this message (a copy that fails mid-pass). */
+    String failDownload;
+    /** When set, waits for the lanes fail with this message after draining them (an error the device keeps). */
+    String failSynchronize;
     /**
      * When set, attention workspaces are what the GPU engine asks for (sparse layouts and the work lists
      * gated calls build on the device), and each gated call writes its work list's length where the
@@ -146,6 +150,9 @@ final class SimulatedOps implements BlockOps {
     @Override
     public void download(long src, ByteBuffer dst) {
         drain();
+        if (failDownload != null) {
+            throw new IllegalStateException(failDownload);
+        }
         ByteBuffer from = mem.at(src, dst.remaining());
         from.limit(from.position() + dst.remaining());
         dst.duplicate().put(from);
@@ -453,6 +460,9 @@ final class SimulatedOps implements BlockOps {
     @Override
     public void synchronize() {
         drain();
+        if (failSynchronize != null) {
+            throw new IllegalStateException(failSynchronize);
+        }
     }
 
     @Override
