@@ -66,8 +66,10 @@ final class InfoCommand implements Callable<Integer> {
     /** Per GPU: multiprocessors, free memory, driver and JCuda versions, and whether each kernel module loads. */
     private static void gpuDetails(PrintWriter o, CudaProbe.Result probe) {
         int[] driver = new int[1];
-        jcuda.driver.JCudaDriver.cuDriverGetVersion(driver);
-        o.println("CUDA driver " + driver[0] / 1000 + "." + (driver[0] % 1000) / 10 + "; JCuda " + jcuda.runtime.JCuda.CUDART_VERSION / 1000
+        int rc = jcuda.driver.JCudaDriver.cuDriverGetVersion(driver);
+        String version = rc == jcuda.driver.CUresult.CUDA_SUCCESS ? driver[0] / 1000 + "." + (driver[0] % 1000) / 10
+                : "version unknown (cuDriverGetVersion: " + jcuda.driver.CUresult.stringFor(rc) + ")";
+        o.println("CUDA driver " + version + "; JCuda " + jcuda.runtime.JCuda.CUDART_VERSION / 1000
                 + "." + (jcuda.runtime.JCuda.CUDART_VERSION % 1000) / 10 + " (runtime API level of the JCuda build)");
         for (CudaProbe.DeviceInfo d : probe.devices()) {
             if (!d.supported()) {

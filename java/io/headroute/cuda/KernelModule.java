@@ -112,6 +112,17 @@ public final class KernelModule implements AutoCloseable {
         if (done != null && done >= bytes) {
             return;
         }
+        synchronized (sharedAllowed) {
+            setSharedMemory(kernel, bytes);
+        }
+    }
+
+    /** Under the lock: two threads raising the attribute cannot leave the cache above what the driver holds. */
+    private void setSharedMemory(String kernel, int bytes) {
+        Integer done = sharedAllowed.get(kernel);
+        if (done != null && done >= bytes) {
+            return;
+        }
         if (bytes > device.maxSharedMemoryPerBlockOptin()) {
             throw new CudaException("kernel " + kernel + " needs " + bytes + " bytes of shared memory per block; "
                     + device.describe() + " allows " + device.maxSharedMemoryPerBlockOptin());

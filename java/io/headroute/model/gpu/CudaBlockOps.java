@@ -70,7 +70,14 @@ public final class CudaBlockOps implements BlockOps {
         return lane == Lane.COMPUTE ? compute : copy;
     }
 
+    private void ensureOpen() {
+        if (closed) {
+            throw new IllegalStateException("GPU block ops on " + device.describe() + " are closed");
+        }
+    }
+
     private KernelModule module() {
+        ensureOpen(); // created lazily: after close nothing would free it
         if (module == null) {
             module = KernelModule.load(device, MODULE);
         }
@@ -78,6 +85,7 @@ public final class CudaBlockOps implements BlockOps {
     }
 
     private Cublas cublas() {
+        ensureOpen();
         if (cublas == null) {
             cublas = Cublas.create(device);
         }
@@ -165,6 +173,7 @@ public final class CudaBlockOps implements BlockOps {
 
     @Override
     public void route(long x, long wr, long logits, long gate, int batch, int len, int d, RouterConfig config, DType dtype) {
+        ensureOpen();
         if (router == null) {
             router = CudaHeadRouter.on(device, null, compute); // routeInto allocates nothing
         }
