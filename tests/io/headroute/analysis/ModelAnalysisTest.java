@@ -41,6 +41,20 @@ class ModelAnalysisTest {
         engine.close();
     }
 
+    /** assertEquals(double, double) counts NaN equal to NaN: the values compared must be real numbers. */
+    private static double finite(double x, String what) {
+        assertTrue(Double.isFinite(x), what + " = " + x);
+        return x;
+    }
+
+    private static float[] finite(float[] a, String what) {
+        assertTrue(a.length > 0, what + " is empty");
+        for (int i = 0; i < a.length; i++) {
+            assertTrue(Float.isFinite(a[i]), what + "[" + i + "] = " + a[i]);
+        }
+        return a;
+    }
+
     private static final ModelAnalysis.Options OPT = new ModelAnalysis.Options(1000, 16, 0.25, 0, 3);
 
     private static ModelConfig config(int layers, int heads, int kvHeads, int dim, boolean causal) {
@@ -93,12 +107,12 @@ class ModelAnalysisTest {
         assertEquals(1.0, p.outputCosine(), 1e-9);
         assertEquals(1.0, p.mapCosine(), 1e-9);
         // Identical heads in identical places: removing either leaves the same sums.
-        assertEquals(l1.importance()[1], l1.importance()[2]);
+        assertEquals(finite(l1.importance()[1], "importance of head 1"), l1.importance()[2]);
         assertTrue(r.layers().get(0).redundant().isEmpty(), () -> r.layers().get(0).redundant().toString());
         for (int a = 0; a < 4; a++) {
             assertEquals(1.0, l1.outputSimilarity()[a][a], 1e-12);
             for (int b = 0; b < 4; b++) {
-                assertEquals(l1.mapSimilarity()[a][b], l1.mapSimilarity()[b][a]);
+                assertEquals(finite(l1.mapSimilarity()[a][b], "map similarity " + a + "," + b), l1.mapSimilarity()[b][a]);
             }
         }
     }
@@ -138,16 +152,17 @@ class ModelAnalysisTest {
         for (int l = 0; l < 3; l++) {
             masks.add(plan.headMask(l));
         }
-        float[] y = new Model(w).forward(x, engine).toFloatArray();
-        float[] yCut = new Model(w.withConfig(c.withHeadMasks(masks))).forward(x, engine).toFloatArray();
-        assertEquals(HeadImportance.relativeChange(y, yCut), r.pruning().relativeError());
+        float[] y = finite(new Model(w).forward(x, engine).toFloatArray(), "y");
+        float[] yCut = finite(new Model(w.withConfig(c.withHeadMasks(masks))).forward(x, engine).toFloatArray(), "pruned y");
+        assertEquals(finite(HeadImportance.relativeChange(y, yCut), "relative change"), r.pruning().relativeError());
         assertTrue(r.pruning().relativeError() > 0);
         assertEquals(OPT.repeats(), r.pruning().unprunedMs().length);
         assertEquals(OPT.repeats(), r.pruning().prunedMs().length);
         for (int i = 0; i < OPT.repeats(); i++) {
             assertTrue(r.pruning().unprunedMs()[i] > 0 && r.pruning().prunedMs()[i] > 0);
         }
-        assertEquals(r.pruning().prunedMedianMs() / r.pruning().unprunedMedianMs(), r.pruning().timeRatio());
+        assertEquals(finite(r.pruning().prunedMedianMs() / r.pruning().unprunedMedianMs(), "median ratio"),
+                r.pruning().timeRatio());
 
         // Importance is the ablation of each layer on the unpruned model's input to it.
         Model full = new Model(w);
@@ -156,7 +171,8 @@ class ModelAnalysisTest {
         boolean[] mask = {true, true, false, true};
         float[] y1Cut = new AttentionBlock(c.withLayer(1, c.layer(1).withHeadMask(mask)), 1, w.layer(1)).forward(in1, null, engine)
                 .toFloatArray();
-        assertEquals(HeadImportance.relativeChange(y1.toFloatArray(), y1Cut), r.layers().get(1).importance()[2]);
+        assertEquals(finite(HeadImportance.relativeChange(finite(y1.toFloatArray(), "layer 1 output"), finite(y1Cut, "cut output")),
+                "relative change"), r.layers().get(1).importance()[2]);
     }
 
     @Test
@@ -164,8 +180,9 @@ class ModelAnalysisTest {
         ModelConfig c = config(1, 1, 1, 8, true);
         ModelWeights w = ModelWeights.random(c, 2);
         Tensor x = ModelAnalysis.randomInput(1, 9, c.dModel(), 2);
-        float[] y = new Model(w).forward(x, engine).toFloatArray();
-        assertEquals(HeadImportance.relativeChange(y, x.toFloatArray()), ModelAnalysis.importance(w, x, engine)[0][0]);
+        float[] y = finite(new Model(w).forward(x, engine).toFloatArray(), "y");
+        assertEquals(finite(HeadImportance.relativeChange(y, x.toFloatArray()), "relative change"),
+                ModelAnalysis.importance(w, x, engine)[0][0]);
     }
 
     @Test
@@ -175,7 +192,7 @@ class ModelAnalysisTest {
         Tensor x = ModelAnalysis.randomInput(2, 13, c.dModel(), 4);
         AttentionBlock b = new AttentionBlock(c, 0, w.layer(0));
         AttentionBlock.Trace t = b.trace(x, null, engine);
-        assertArrayEquals(b.forward(x, null, engine).toFloatArray(), t.output().toFloatArray());
+        assertArrayEquals(finite(b.forward(x, null, engine).toFloatArray(), "forward"), t.output().toFloatArray());
         assertArrayEquals(new long[] {2, 4, 13, 8}, t.q().shape());
         assertArrayEquals(new long[] {2, 2, 13, 8}, t.k().shape());
         assertArrayEquals(new long[] {2, 4, 13, 8}, t.o().shape());

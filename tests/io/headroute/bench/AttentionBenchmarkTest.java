@@ -42,8 +42,31 @@ class AttentionBenchmarkTest {
     @Test
     void sameSeedSameInputs() {
         var c = config(List.of(Algorithm.FLASH), 0, 1);
-        assertEquals(0.0, AttentionBenchmark.relativeL2(AttentionBenchmark.randomInputs(c).q().toFloatArray(),
-                AttentionBenchmark.randomInputs(c).q().toFloatArray()));
+        AttentionBenchmark.Inputs a = AttentionBenchmark.randomInputs(c);
+        AttentionBenchmark.Inputs b = AttentionBenchmark.randomInputs(c);
+        String[] names = {"q", "k", "v"};
+        float[][] first = {a.q().toFloatArray(), a.k().toFloatArray(), a.v().toFloatArray()};
+        float[][] again = {b.q().toFloatArray(), b.k().toFloatArray(), b.v().toFloatArray()};
+        for (int t = 0; t < 3; t++) {
+            // relativeL2(x, x) is 0 for all-zero inputs too, and a NaN would hide in it: real, non-zero values first.
+            int nonZero = 0;
+            for (int i = 0; i < first[t].length; i++) {
+                assertTrue(Float.isFinite(first[t][i]), names[t] + "[" + i + "] = " + first[t][i]);
+                nonZero += first[t][i] != 0f ? 1 : 0;
+            }
+            assertTrue(nonZero > first[t].length * 0.99, names[t] + ": only " + nonZero + " of " + first[t].length + " non-zero");
+            assertEquals(0.0, AttentionBenchmark.relativeL2(again[t], first[t]), "the same seed draws the same " + names[t]);
+        }
+        // Each tensor its own draw: K and V (B, Hkv, S, D) differ from each other and from Q's first elements.
+        assertTrue(AttentionBenchmark.relativeL2(first[2], first[1]) > 0.5, "v is not a copy of k");
+        float[] qHead = java.util.Arrays.copyOf(first[0], first[1].length);
+        assertTrue(AttentionBenchmark.relativeL2(first[1], qHead) > 0.5, "k is not q's leading elements");
+        assertTrue(AttentionBenchmark.relativeL2(first[2], qHead) > 0.5, "v is not q's leading elements");
+        // Another seed, other inputs.
+        var other = new AttentionBenchmark.Config(1, 4, 2, 48, 80, 16, true, new Pattern.Window(20), DType.F32,
+                List.of(Algorithm.FLASH), 0, 1, 4);
+        assertTrue(AttentionBenchmark.relativeL2(AttentionBenchmark.randomInputs(other).q().toFloatArray(), first[0]) > 0.5,
+                "seed 4 draws another q than seed 3");
     }
 
     @Test

@@ -53,6 +53,18 @@ class AttendCommandTest {
         }
     }
 
+    /**
+     * Returns {@code a} after checking every element is finite: JUnit's assertArrayEquals(float[]...) counts NaN equal to
+     * NaN, so a comparison of two NaN-filled outputs (an engine that wrote nothing into poisoned memory) would pass.
+     */
+    private static float[] finite(float[] a, String what) {
+        assertTrue(a.length > 0, what + " is empty");
+        for (int i = 0; i < a.length; i++) {
+            assertTrue(Float.isFinite(a[i]), what + "[" + i + "] = " + a[i]);
+        }
+        return a;
+    }
+
     private List<String> args(Path q, Path k, Path v, Path out, String... more) {
         List<String> a = new ArrayList<>(List.of("attend", "--backend", "cpu", "--threads", "2", "--q", q.toString(), "--k",
                 k.toString(), "--v", v.toString(), "--out", out.toString()));
@@ -78,7 +90,7 @@ class AttendCommandTest {
         Tensor got = Npy.read(out);
         assertEquals(DType.F32, got.dtype());
         assertArrayEquals(new long[] {2, 4, 37, 16}, got.shape());
-        assertArrayEquals(want.o().toFloatArray(), got.toFloatArray());
+        assertArrayEquals(want.o().toFloatArray(), finite(got.toFloatArray(), "o"));
     }
 
     @Test
@@ -91,7 +103,7 @@ class AttendCommandTest {
         // The CPU stores its scores in fp32, whatever the dtype, and says so.
         assertTrue(r.out().startsWith("attend: cpu materialized (scores f32),"), r.out());
         AttentionResult want = direct(AttentionRequest.builder(q, k, v).algorithm(Algorithm.MATERIALIZED));
-        assertArrayEquals(want.o().toFloatArray(), Npy.read(out).toFloatArray());
+        assertArrayEquals(want.o().toFloatArray(), finite(Npy.read(out).toFloatArray(), "materialized o"));
         Cli bf = Cli.run(args(npy("q", q), npy("k", k), npy("v", v), dir.resolve("o2.npy"), "--algo", "materialized", "--dtype",
                 "bf16", "--fp32-scores")).assertOk();
         assertTrue(bf.out().startsWith("attend: cpu materialized (scores f32),"), bf.out());
@@ -114,7 +126,8 @@ class AttendCommandTest {
             assertTrue(r.out().startsWith("attend: cpu sparse, B=1 H=2 Hkv=1 L=77 S=300 D=16"), r.out());
             AttentionResult want = direct(AttentionRequest.builder(q, k, v).pattern(Patterns.parse("window:20")).causal(true)
                     .algorithm(Algorithm.SPARSE).blockSize(Integer.parseInt(bs)));
-            assertArrayEquals(want.o().toFloatArray(), Npy.read(out).toFloatArray(), "block size " + bs);
+            assertArrayEquals(want.o().toFloatArray(), finite(Npy.read(out).toFloatArray(), "block size " + bs + " o"),
+                    "block size " + bs);
         }
         Path out = dir.resolve("bad.npy");
         Cli.run(args(qf, kf, vf, out, "--algo", "sparse", "--block-size", "32"))
@@ -155,13 +168,24 @@ class AttendCommandTest {
         SafetensorsFile o = Safetensors.read(out);
         assertEquals(List.of("o"), o.names());
         assertEquals("longformer:3:2", o.metadata().get("pattern"));
-        assertArrayEquals(want.o().toFloatArray(), o.tensor("o").toFloatArray());
+        assertArrayEquals(want.o().toFloatArray(), finite(o.tensor("o").toFloatArray(), "o"));
         SafetensorsFile l = Safetensors.read(lse);
         assertEquals(List.of("lse"), l.names());
         assertArrayEquals(new long[] {1, 4, 24}, l.tensor("lse").shape());
         float[] lv = l.tensor("lse").toFloatArray();
         assertArrayEquals(want.lse().toFloatArray(), lv);
         assertEquals(Float.NEGATIVE_INFINITY, lv[0], "a zero gate skips the row and reports lse -inf");
+        // lse is [B, H, L], the gate [B, L, H]: -inf exactly where the gate is zero, finite (never NaN) everywhere else.
+        for (int h = 0; h < 4; h++) {
+            for (int t = 0; t < 24; t++) {
+                float x = lv[h * 24 + t];
+                if (g[t * 4 + h] == 0f) {
+                    assertEquals(Float.NEGATIVE_INFINITY, x, "lse of the skipped row h=" + h + " t=" + t);
+                } else {
+                    assertTrue(Float.isFinite(x), "lse of row h=" + h + " t=" + t + " = " + x);
+                }
+            }
+        }
     }
 
     @Test
@@ -176,7 +200,7 @@ class AttendCommandTest {
         assertEquals(DType.F32, l.dtype());
         assertArrayEquals(new long[] {2, 3, 10}, l.shape());
         AttentionResult want = direct(AttentionRequest.builder(q, k, v).causal(true).wantLse(true));
-        assertArrayEquals(want.lse().toFloatArray(), l.toFloatArray());
+        assertArrayEquals(want.lse().toFloatArray(), finite(l.toFloatArray(), "lse"));
     }
 
     @Test
@@ -191,7 +215,7 @@ class AttendCommandTest {
         assertEquals(DType.F32, got.dtype());
         AttentionResult want = direct(AttentionRequest.builder(q, k, v).dtype(DType.BF16));
         assertEquals(DType.BF16, want.o().dtype());
-        float[] g = got.toFloatArray();
+        float[] g = finite(got.toFloatArray(), "bf16 o");
         assertArrayEquals(want.o().toFloatArray(), g);
         for (float x : g) {
             assertEquals(0, Float.floatToRawIntBits(x) & 0xffff, "value " + x + " is not a bf16 value");

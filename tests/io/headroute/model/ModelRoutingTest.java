@@ -47,6 +47,18 @@ class ModelRoutingTest {
         router.close();
     }
 
+    /**
+     * Returns {@code a} after checking every element is finite: assertArrayEquals(float[]...) counts NaN equal to NaN,
+     * so two NaN-filled arrays would compare equal.
+     */
+    private static float[] finite(float[] a, String what) {
+        assertTrue(a.length > 0, what + " is empty");
+        for (int i = 0; i < a.length; i++) {
+            assertTrue(Float.isFinite(a[i]), what + "[" + i + "] = " + a[i]);
+        }
+        return a;
+    }
+
     /** Three layers: routed per token, unrouted, routed per block of 4 with a pruned head (GQA). */
     static ModelConfig config(DType dt) {
         return new ModelConfig(24, 6, 3, 8, dt, 500.0, 1e-6, List.of(
@@ -162,7 +174,7 @@ class ModelRoutingTest {
         double err = BlockReference.updateError(pass.output().toFloatArray(), ref, x.toFloatArray());
         assertTrue(err <= 1e-5, "routed model vs reference: relative error of the residual updates " + err);
         // forward() routes too, and gives the same output.
-        assertArrayEquals(pass.output().toFloatArray(), new Model(w).forward(x, engine).toFloatArray());
+        assertArrayEquals(finite(pass.output().toFloatArray(), "run's output"), new Model(w).forward(x, engine).toFloatArray());
     }
 
     @Test
@@ -239,13 +251,14 @@ class ModelRoutingTest {
         assertTrue(w.asMap().containsKey("layers.2.attn.router"));
         assertTrue(!w.asMap().containsKey("layers.1.attn.router"));
         // Seeded: the same seed gives the same router, another layer another one.
-        assertArrayEquals(w.layer(0).router().toFloatArray(), ModelWeights.random(c, 77).layer(0).router().toFloatArray());
+        assertArrayEquals(finite(w.layer(0).router().toFloatArray(), "layer 0 router"),
+                ModelWeights.random(c, 77).layer(0).router().toFloatArray());
         Path f = dir.resolve("w.safetensors");
         w.save(f);
         ModelWeights back = ModelWeights.load(f);
         assertEquals(c, back.config());
         for (var e : w.asMap().entrySet()) {
-            assertArrayEquals(e.getValue().toFloatArray(), back.asMap().get(e.getKey()).toFloatArray(), e.getKey());
+            assertArrayEquals(finite(e.getValue().toFloatArray(), e.getKey()), back.asMap().get(e.getKey()).toFloatArray(), e.getKey());
         }
         assertEquals(c, ModelConfig.fromJson(c.toJson()));
 
@@ -288,6 +301,7 @@ class ModelRoutingTest {
         assertEquals(routed, ModelConfig.fromJson(routed.toJson()));
         // The same weights serve a new pruning plan of a routed model.
         ModelWeights w = ModelWeights.random(routed, 4);
-        assertArrayEquals(w.layer(1).router().toFloatArray(), w.withConfig(planned).layer(1).router().toFloatArray());
+        assertArrayEquals(finite(w.layer(1).router().toFloatArray(), "layer 1 router"),
+                w.withConfig(planned).layer(1).router().toFloatArray());
     }
 }
