@@ -119,13 +119,66 @@ class AttendCudaGpuTest {
     }
 
     /**
+     * HR_EMU_STATS, the CPU emulator's log of every kernel launch by name (make emu-test sets it), or null on a GPU or
+     * without it: there the kernel each bench row ran is read back, not only the tiling the row is labelled with.
+     */
+    private static Path launchLog() {
+        String f = System.getenv("HR_EMU_STATS");
+        return Boolean.getBoolean("headroute.emulator") && f != null && !f.isEmpty() ? Path.of(f) : null;
+    }
+
+    private static long logSize(Path log) throws java.io.IOException {
+        return log == null || !java.nio.file.Files.exists(log) ? 0 : java.nio.file.Files.size(log);
+    }
+
+    /** The attention kernels (hr_flash_*) launched since {@code before} bytes of the launch log, in order. */
+    private static List<String> attentionLaunchesSince(Path log, long before) throws java.io.IOException {
+        byte[] all = java.nio.file.Files.readAllBytes(log);
+        List<String> names = new ArrayList<>();
+        for (String line : new String(all, (int) before, all.length - (int) before, java.nio.charset.StandardCharsets.UTF_8)
+                .split("\n")) {
+            String name = line.split("\t")[0];
+            if (name.startsWith("hr_flash_")) {
+                names.add(name);
+            }
+        }
+        return names;
+    }
+
+    /**
+     * Every row of a bench report either ran ("ok") in a tiling its kernel has, which therefore ran in that tiling and
+     * not W4 under another name ({@link io.headroute.engine.cuda.FlashPlan.Tiling#resolve}), or says it did not run
+     * ("unsupported: ..."), with no numbers.
+     */
+    private static void assertRowsRanTheirTiling(com.fasterxml.jackson.databind.JsonNode ms, DType dt, int d, boolean[] sparse) {
+        for (int i = 0; i < ms.size(); i++) {
+            com.fasterxml.jackson.databind.JsonNode m = ms.get(i);
+            String status = m.get("status").asText();
+            if (status.equals("ok")) {
+                if (m.has("tiling")) {
+                    io.headroute.engine.cuda.FlashPlan.Tiling t = io.headroute.engine.cuda.FlashPlan.Tiling.parse(m.get("tiling").asText());
+                    assertTrue(t.appliesTo(dt, d, sparse[i]), "a row that ran in a tiling its kernel lacks ran W4: " + m);
+                }
+                double rel = m.get("rel_l2_vs_first").asDouble(Double.NaN);
+                assertTrue(Double.isFinite(rel), "an ok row has its error against the first: " + m);
+            } else {
+                assertTrue(status.startsWith("unsupported: "), m.toString());
+                assertEquals(-1, m.get("key_tiles_visited").asLong(), "a row not run has no counts: " + m);
+            }
+        }
+    }
+
+    /**
      * bench --tilings w2,w4x2,wg,wgp,wgx2,wgpx2: flash (and sparse) again in each tiling on the same inputs, labelled,
      * in the JSON with its tiling; a tiling the kernel lacks (or this GPU cannot run) is a row not run, not W4 under
-     * another name.
+     * another name. On the emulator with HR_EMU_STATS (make emu-test), the kernels launched are read back and must be
+     * the rows' tilings' own, in order.
      */
     @Test
     void benchTimesTheOtherTilingsBesideTheDefault() throws Exception {
         Path json = dir.resolve("b.json");
+        Path log = launchLog();
+        long mark = logSize(log);
         Cli res = Cli.run("bench", "--backend", "cuda", "--dtype", "bf16", "--heads", "2", "--dim", "64", "--len", "130",
                 "--causal", "--algos", "flash", "--tilings", "w2,w4x2,wg,wgp,wgx2,wgpx2", "--warmup", "0", "--repeats", "1",
                 "--json", json.toString()).assertOk();
@@ -152,6 +205,17 @@ class AttendCudaGpuTest {
             assertEquals("ok", ms.get(i).get("status").asText());
             assertTrue(ms.get(i).get("rel_l2_vs_first").asDouble() <= 1e-2, "the tiling computes what W4 does: " + ms.get(i));
         }
+        // An error of 0 against W4 is also what W4 run again gives: each row must have run in its own tiling.
+        assertRowsRanTheirTiling(ms, DType.BF16, 64, new boolean[7]);
+        if (log != null) {
+            List<String> kernels = new ArrayList<>(List.of("hr_flash_fwd_bf16_d64", "hr_flash_fwd_w2_bf16_d64",
+                    "hr_flash_fwd_w4x2_bf16_d64"));
+            if (wgRuns()) {
+                kernels.addAll(List.of("hr_flash_fwd_wg_bf16_d64", "hr_flash_fwd_wgp_bf16_d64", "hr_flash_fwd_wgx2_bf16_d64",
+                        "hr_flash_fwd_wgpx2_bf16_d64"));
+            }
+            assertEquals(kernels, attentionLaunchesSince(log, mark), "the kernel each row ran, in order, by the emulator's log");
+        }
         // Causal, L = 130: 64-row tiles visit 1 + 2 + 3 key tiles; the 128-row tiles of W4X2, WGX2, WGPX2 2 + 3.
         assertEquals(6, ms.get(0).get("key_tiles_visited").asLong() / 2);
         assertEquals(ms.get(0).get("key_tiles_visited").asLong(), ms.get(1).get("key_tiles_visited").asLong());
@@ -163,15 +227,22 @@ class AttendCudaGpuTest {
             assertEquals(ms.get(2).get("key_tiles_visited").asLong(), ms.get(6).get("key_tiles_visited").asLong(), "WGPX2: W4X2's");
         }
 
+        mark = logSize(log);
         Cli.run("bench", "--backend", "cuda", "--dtype", "bf16", "--heads", "2", "--dim", "96", "--len", "70", "--algos", "flash",
                 "--tilings", "w4x2", "--warmup", "0", "--repeats", "1", "--json", json.toString()).assertOk();
         com.fasterxml.jackson.databind.JsonNode d96 = mapper.readTree(json.toFile()).get("measurements");
         assertEquals(2, d96.size(), d96.toString());
+        assertEquals("ok", d96.get(0).get("status").asText(), d96.get(0).toString());
         assertTrue(d96.get(1).get("status").asText().startsWith("unsupported: the bf16 flash kernel for D = 96 has no w4x2 tiling"),
                 d96.get(1).toString());
+        assertRowsRanTheirTiling(d96, DType.BF16, 96, new boolean[2]);
+        if (log != null) {
+            assertEquals(List.of("hr_flash_fwd_bf16_d96"), attentionLaunchesSince(log, mark), "the w4x2 row launched nothing");
+        }
 
         // The block-sparse kernel: in W4X2 it has no kernel (a row not run), in WGX2 and WGPX2 128-row tiles; flash on a
         // window pattern runs the block-sparse kernel too, and is labelled by its tilings.
+        mark = logSize(log);
         Cli sp = Cli.run("bench", "--backend", "cuda", "--dtype", "f16", "--heads", "2", "--dim", "64", "--len", "300", "--pattern",
                 "window:40", "--algos", "sparse,flash", "--tilings", "w4x2,wgx2,wgpx2", "--warmup", "0", "--repeats", "1", "--json",
                 json.toString()).assertOk();
@@ -196,6 +267,17 @@ class AttendCudaGpuTest {
         for (int i : new int[] {2, 5}) {
             assertTrue(sm.get(i).get("status").asText().startsWith("unsupported: the f16 block-sparse kernel for D = 64 has no w4x2"),
                     sm.get(i).toString());
+        }
+        boolean[] sparseRows = new boolean[8];
+        java.util.Arrays.fill(sparseRows, true); // flash on a window pattern runs the block-sparse kernel too
+        assertRowsRanTheirTiling(sm, DType.F16, 64, sparseRows);
+        if (log != null) {
+            List<String> kernels = new ArrayList<>(List.of("hr_flash_sparse_f16_d64", "hr_flash_sparse_f16_d64"));
+            if (wgRuns()) {
+                kernels.addAll(List.of("hr_flash_sparse_wgx2_f16_d64", "hr_flash_sparse_wgpx2_f16_d64", "hr_flash_sparse_wgx2_f16_d64",
+                        "hr_flash_sparse_wgpx2_f16_d64"));
+            }
+            assertEquals(kernels, attentionLaunchesSince(log, mark), "the kernel each row ran, in order, by the emulator's log");
         }
         if (wgRuns()) {
             // 300 rows: 3 tiles of 128 rows against 5 of 64, each listing the key tiles within ±40 of its rows.
