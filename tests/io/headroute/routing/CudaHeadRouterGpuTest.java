@@ -93,14 +93,62 @@ class CudaHeadRouterGpuTest {
         assertClose(want.gate().toFloatArray(), got.gate().toFloatArray(), 1e-5, "gate " + c);
         float[] wp = want.probs().toFloatArray();
         float[] gp = got.probs().toFloatArray();
-        for (int i = 0; i < wp.length; i++) {
-            int at = i;
-            assertEquals(wp[i], gp[i], 1e-5 * wp[i], () -> "probabilities " + c + ": flat index " + at);
-        }
+        assertProbsClose(wp, gp, "probabilities " + c);
+        // assertEquals(double, double, delta) passes NaN against NaN: the CPU router's statistics must be real numbers.
+        assertTrue(Double.isFinite(want.stats().activeHeadFraction()), "active head fraction " + want.stats().activeHeadFraction());
         assertEquals(want.stats().activeHeadFraction(), got.stats().activeHeadFraction(), 0.0);
+        for (double f : want.stats().f()) {
+            assertTrue(Double.isFinite(f), "f " + java.util.Arrays.toString(want.stats().f()));
+        }
         assertArrayEquals(want.stats().f(), got.stats().f(), 0.0);
+        assertTrue(Double.isFinite(want.stats().loadBalance()), "load balance " + want.stats().loadBalance());
         assertEquals(want.stats().loadBalance(), got.stats().loadBalance(), 1e-5 * want.stats().loadBalance());
         assertTrue(got.elapsedNanos() > 0);
+        // The same routing into buffers poisoned with NaN: every gate entry (the unrouted heads' zeros included) and
+        // every probability written by the kernel, the logits by the GEMM.
+        float[][] poisoned = routePoisoned(x, wr, c, dt);
+        assertClose(want.gate().toFloatArray(), poisoned[0], 1e-5, "gate into a poisoned buffer " + c);
+        assertProbsClose(wp, poisoned[1], "probabilities into a poisoned buffer " + c);
+    }
+
+    /** Each probability within 1e-5 relative of the CPU's; neither side NaN (assertEquals would take NaN for NaN). */
+    private static void assertProbsClose(float[] want, float[] got, String what) {
+        assertEquals(want.length, got.length, what);
+        for (int i = 0; i < want.length; i++) {
+            int at = i;
+            assertTrue(Float.isFinite(want[i]) && Float.isFinite(got[i]),
+                    () -> what + ": flat index " + at + " CPU " + want[at] + ", GPU " + got[at]);
+            assertEquals(want[i], got[i], 1e-5 * want[i], () -> what + ": flat index " + at);
+        }
+    }
+
+    /**
+     * The GPU router into buffers the caller owns ({@link CudaHeadRouter#routeInto}), the logits, the gate and the
+     * probabilities each filled with NaN first, so that an entry the kernel leaves unwritten (an unrouted head's 0, a
+     * shared head's 1) reads as NaN rather than as what fresh device memory held. Returns {gate, probabilities}.
+     */
+    private static float[][] routePoisoned(Tensor x, Tensor wr, RouterConfig c, DType dt) {
+        int b = (int) x.dim(0);
+        int l = (int) x.dim(1);
+        int d = (int) x.dim(2);
+        int nan = 0x7FC00000;
+        try (var dev = io.headroute.cuda.CudaDevice.open(0);
+                CudaStream s = CudaStream.create(dev);
+                var pool = io.headroute.cuda.memory.DevicePool.create(new io.headroute.cuda.JCudaAllocator(dev), "poisoned", true);
+                CudaHeadRouter router = CudaHeadRouter.on(dev, pool, s)) {
+            try (DeviceTensor dx = DeviceTensor.upload(dev, pool, s, null, x, dt, "in");
+                    DeviceTensor dw = DeviceTensor.upload(dev, pool, s, null, wr, dt, "in");
+                    DeviceTensor logits = DeviceTensor.allocate(dev, pool, DType.F32, "out", (long) b * l * c.routedHeads());
+                    DeviceTensor gate = DeviceTensor.allocate(dev, pool, DType.F32, "out", b, l, c.heads());
+                    DeviceTensor probs = DeviceTensor.allocate(dev, pool, DType.F32, "out", b, l, c.routedHeads())) {
+                logits.fillBits(nan, s);
+                gate.fillBits(nan, s);
+                probs.fillBits(nan, s);
+                dev.synchronize(); // the uploads' DMA (the router's stream does not wait for the legacy stream) and the fills
+                router.routeInto(dx.address(), dw.address(), logits.address(), gate.address(), probs.address(), b, l, d, c, dt);
+                return new float[][] {gate.download(s, null).toFloatArray(), probs.download(s, null).toFloatArray()};
+            }
+        }
     }
 
     @Test
@@ -129,9 +177,13 @@ class CudaHeadRouterGpuTest {
         // All logits equal (X = 0): the k lowest heads, each gate 1.
         Tensor zeros = Tensor.ofFloats(new float[3 * 5 * d], 3, 5, d);
         float[] g = gpu.route(zeros, wr, new RouterConfig(1, hr, 3, 2), DType.F32).gate().toFloatArray();
+        // Into a NaN-poisoned gate too: the seven zeros of each token are written, not left from fresh memory.
+        float[] gp = routePoisoned(zeros, wr, new RouterConfig(1, hr, 3, 2), DType.F32)[0];
         for (int t = 0; t < 15; t++) {
             float[] row = Arrays.copyOfRange(g, t * (1 + hr), (t + 1) * (1 + hr));
             assertArrayEquals(new float[] {1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0}, row, 1e-6f, "token " + t);
+            assertArrayEquals(new float[] {1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0}, Arrays.copyOfRange(gp, t * (1 + hr), (t + 1) * (1 + hr)),
+                    1e-6f, "token " + t + ", poisoned gate");
         }
     }
 

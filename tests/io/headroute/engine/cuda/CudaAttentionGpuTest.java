@@ -460,6 +460,9 @@ class CudaAttentionGpuTest {
                     if (fresh.tilingUnavailable(tiling) != null) {
                         continue; // WG needs compute capability 9.0
                     }
+                    // Poisoned like the shared engine's: gated rows no launched block writes must still come out 0, not
+                    // whatever a fresh allocation held (the fill writes into o and lse, allocating nothing).
+                    fresh.setPoisonOutputs(true);
                     fresh.setMmaTiling(tiling);
                     AttentionResult res = fresh.run(req);
                     assertEquals((long) c[3], res.stats().queryTiles(), "query tiles launched, " + tiling);

@@ -5,6 +5,9 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import io.headroute.model.BlockReference;
+import io.headroute.cuda.CudaDevice;
+import io.headroute.cuda.CudaStream;
+import io.headroute.cuda.DevicePointers;
 import io.headroute.cuda.KernelModule;
 import io.headroute.engine.Algorithm;
 import io.headroute.engine.AttentionShape;
@@ -24,6 +27,7 @@ import io.headroute.tensor.Tensor;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Random;
+import jcuda.driver.JCudaDriver;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Tag;
@@ -53,6 +57,94 @@ class GpuModelGpuTest {
     static void close() {
         if (cpu != null) {
             cpu.close();
+        }
+    }
+
+    /**
+     * The bound GPU attention with each call's output poisoned first: every (b, h, t) row of the call's o, D elements at
+     * its strides, filled with NaN on the call's stream before the launch, so that a row the kernels (or the engine's
+     * zeroing of gated rows) leave unwritten shows up as NaN instead of passing on what the scheduler's buffer held
+     * (fresh device memory is often all zero: exactly a gated row's output). Only the call's own elements: the other
+     * heads' rows of a shared (B, L, H', D) buffer stay as they are.
+     */
+    private static final class PoisonedAttention implements DeviceAttention {
+        private final CudaDevice device;
+        private final DeviceAttention inner;
+        int poisonedCalls;
+
+        PoisonedAttention(CudaDevice device, DeviceAttention inner) {
+            this.device = device;
+            this.inner = inner;
+        }
+
+        @Override
+        public String describe() {
+            return inner.describe() + " (outputs poisoned)";
+        }
+
+        @Override
+        public long workspaceBytes(AttentionShape shape, DType dtype, Algorithm algorithm, Pattern pattern, int gateBlock) {
+            return inner.workspaceBytes(shape, dtype, algorithm, pattern, gateBlock);
+        }
+
+        @Override
+        public void check(AttentionShape shape, DType dtype, Algorithm algorithm, Pattern pattern) {
+            inner.check(shape, dtype, algorithm, pattern);
+        }
+
+        @Override
+        public void run(DeviceAttentionCall c, CudaStream stream) {
+            device.makeCurrent();
+            long es = c.dtype().byteSize();
+            long[] st = c.oStrides();
+            for (int b = 0; b < c.batch(); b++) {
+                for (int h = 0; h < c.heads(); h++) {
+                    // qLen rows of D elements, st[2] elements apart.
+                    jcuda.driver.CUdeviceptr p = DevicePointers.of(c.o() + (b * st[0] + h * st[1]) * es);
+                    int rc = switch (c.dtype()) {
+                        case F32 -> JCudaDriver.cuMemsetD2D32Async(p, st[2] * es, 0x7FC00000, c.headDim(), c.qLen(),
+                                stream.handle());
+                        case F16 -> JCudaDriver.cuMemsetD2D16Async(p, st[2] * es, (short) 0x7E00, c.headDim(), c.qLen(),
+                                stream.handle());
+                        case BF16 -> JCudaDriver.cuMemsetD2D16Async(p, st[2] * es, (short) 0x7FC0, c.headDim(), c.qLen(),
+                                stream.handle());
+                        default -> throw new AssertionError("no NaN to poison " + c.dtype() + " with");
+                    };
+                    assertEquals(0, rc, "poisoning o of " + c.dtype() + " call, b " + b + " h " + h);
+                }
+            }
+            poisonedCalls++;
+            inner.run(c, stream);
+        }
+
+        @Override
+        public AttentionWork work(DeviceAttentionCall c, CudaStream stream) {
+            return inner.work(c, stream);
+        }
+
+        @Override
+        public void close() {
+            inner.close();
+        }
+    }
+
+    /** {@link GpuModel#open(int, Model, WeightPlacement)} with the bound attention's outputs poisoned. */
+    private static GpuModel openPoisoned(Model model, WeightPlacement placement, PoisonedAttention[] out) {
+        CudaDevice d = CudaDevice.open(0);
+        DeviceAttention attention = null;
+        try {
+            attention = new PoisonedAttention(d, DeviceAttentionProvider.find().orElseThrow().open(d));
+            out[0] = (PoisonedAttention) attention;
+            return GpuModel.open(d, attention, model, placement);
+        } catch (RuntimeException e) {
+            try {
+                if (attention != null) {
+                    attention.close();
+                }
+            } finally {
+                d.close();
+            }
+            throw e;
         }
     }
 
@@ -123,9 +215,11 @@ class GpuModelGpuTest {
             }
         }
         Tensor want = model.forward(x, gates, cpu);
-        try (GpuModel gpu = GpuModel.open(0, model, placement)) {
+        PoisonedAttention[] poisoned = new PoisonedAttention[1];
+        try (GpuModel gpu = openPoisoned(model, placement, poisoned)) {
             MemoryPlan plan = gpu.plan(b, len, withGates);
             LayerScheduler.Result res = gpu.forward(x, gates);
+            assertTrue(poisoned[0].poisonedCalls >= layers, "every layer's attention ran poisoned: " + poisoned[0].poisonedCalls);
             // In f32 the residual updates are compared (x's share of the output would dilute their error). In f16 and
             // bf16 each side rounds its residual stream x + update to the dtype after every layer, on values that
             // differ by its GEMMs' and kernels' rounding: a difference of the order of |x + update|·2⁻⁹ (bf16) that is
@@ -175,7 +269,8 @@ class GpuModelGpuTest {
         try (CpuHeadRouter router = new CpuHeadRouter(2)) {
             pass = model.run(x, null, cpu, router);
         }
-        try (GpuModel gpu = GpuModel.open(0, model, placement)) {
+        PoisonedAttention[] poisoned = new PoisonedAttention[1];
+        try (GpuModel gpu = openPoisoned(model, placement, poisoned)) {
             gpu.setCountWork(true);
             MemoryPlan plan = gpu.plan(b, len, false);
             LayerScheduler.Result res = gpu.forward(x, null);

@@ -8,10 +8,16 @@ import java.util.Map;
 import java.util.TreeMap;
 
 /**
- * Device memory simulated in host memory: every allocation is a zeroed byte buffer at a fake address,
- * with gaps between allocations, and every access is bounds-checked against the buffer it falls in.
+ * Device memory simulated in host memory: every allocation is a byte buffer at a fake address, with gaps
+ * between allocations, and every access is bounds-checked against the buffer it falls in. New allocations are
+ * poisoned, every byte {@link #POISON} (NaN in f32, f16 and bf16; -1 as an int32), as cuMemAlloc promises nothing
+ * about what fresh device memory holds: a buffer read before anything wrote it shows up as NaN instead of a
+ * plausible zero.
  */
 final class SimulatedDevice implements RawAllocator {
+    /** The byte every new allocation is filled with: 0xFFFF is a NaN in f16 and bf16, 0xFFFFFFFF one in f32. */
+    static final byte POISON = (byte) 0xFF;
+
     private final long capacity;
     private final TreeMap<Long, ByteBuffer> blocks = new TreeMap<>();
     private final Map<Long, Long> live = new java.util.HashMap<>();
@@ -31,7 +37,9 @@ final class SimulatedDevice implements RawAllocator {
         }
         long a = next;
         next += bytes + 4096; // a gap, so an overrun never lands in the next buffer
-        blocks.put(a, ByteBuffer.allocate(Math.toIntExact(bytes)).order(ByteOrder.LITTLE_ENDIAN));
+        ByteBuffer b = ByteBuffer.allocate(Math.toIntExact(bytes)).order(ByteOrder.LITTLE_ENDIAN);
+        java.util.Arrays.fill(b.array(), POISON);
+        blocks.put(a, b);
         live.put(a, bytes);
         used += bytes;
         return a;
