@@ -2,6 +2,7 @@ package io.headroute.model.gpu;
 
 import io.headroute.cuda.CudaDevice;
 import io.headroute.cuda.JCudaAllocator;
+import io.headroute.cuda.Resources;
 import io.headroute.cuda.memory.Bytes;
 import io.headroute.cuda.memory.DeviceOutOfMemoryException;
 import io.headroute.cuda.memory.DevicePool;
@@ -51,14 +52,7 @@ public final class GpuModel implements AutoCloseable {
             attention = provider.open(d);
             return open(d, attention, model, placement);
         } catch (RuntimeException e) {
-            try {
-                if (attention != null) {
-                    attention.close();
-                }
-            } finally {
-                d.close();
-            }
-            throw e;
+            throw Resources.closeAfter(e, attention, d);
         }
     }
 

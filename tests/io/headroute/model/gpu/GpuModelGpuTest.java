@@ -9,6 +9,7 @@ import io.headroute.cuda.CudaDevice;
 import io.headroute.cuda.CudaStream;
 import io.headroute.cuda.DevicePointers;
 import io.headroute.cuda.KernelModule;
+import io.headroute.cuda.Resources;
 import io.headroute.engine.Algorithm;
 import io.headroute.engine.AttentionShape;
 import io.headroute.engine.cuda.CudaAttentionEngine;
@@ -137,14 +138,7 @@ class GpuModelGpuTest {
             out[0] = (PoisonedAttention) attention;
             return GpuModel.open(d, attention, model, placement);
         } catch (RuntimeException e) {
-            try {
-                if (attention != null) {
-                    attention.close();
-                }
-            } finally {
-                d.close();
-            }
-            throw e;
+            throw Resources.closeAfter(e, attention, d);
         }
     }
 
