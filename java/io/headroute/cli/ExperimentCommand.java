@@ -156,7 +156,7 @@ final class ExperimentCommand implements Callable<Integer> {
             double refLimit = maxReferenceGflop != null ? maxReferenceGflop * 1e9
                     : gpu ? Double.MAX_VALUE : CPU_REFERENCE_GFLOP * 1e9;
             LOG.info("experiment: {} runs on {} (preset {})", sweep.runCount(), engine.device(), base.cliName());
-            rows = Experiment.run(engine, sweep, new Experiment.Limits(deviceBytes, refLimit), progress);
+            rows = Experiment.run(engine, sweep, new Experiment.Limits(deviceBytes, refLimit, Experiment.FIRST_LENGTH_WARMUP_NANOS), progress);
             device = engine.device();
             engineName = engine.name();
         }

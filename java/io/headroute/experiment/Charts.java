@@ -17,7 +17,7 @@ final class Charts {
     static Chart vram(List<Run> rows, boolean gpu) {
         Chart c = new Chart("Peak VRAM vs sequence length", "sequence length L = S (tokens)",
                 gpu ? "peak VRAM, measured (MiB)" : "peak VRAM, predicted (MiB)", true, true, true)
-                .note(gpu ? "measured: the device pool's peak during one call"
+                .note(gpu ? "measured: the device pool's peak during one call; configurations not run are left out"
                         : "predicted from the GPU memory plans (no GPU here: nothing measured)");
         group(rows, r -> true, rows).forEach((name, rs) -> {
             List<double[]> pts = new ArrayList<>();
@@ -47,18 +47,20 @@ final class Charts {
     }
 
     /**
-     * The share of attention work a row asks for: the token density of a patterned variant, the measured
-     * share of non-zero gate entries of a routed one (times its pattern's token density), the share of
-     * heads kept by a pruned one; NaN for full attention.
+     * The share of full attention's work a row asks for, full attention being the speed-ups' baseline (dense, or
+     * causal under --causal): a patterned variant's token density over the baseline's (causal keeps (L + 1) / 2L of
+     * the L·S pairs at L = S), the measured share of non-zero gate entries of a routed one (times its pattern's
+     * share), the share of heads kept by a pruned one; NaN for full attention itself.
      */
     static double workDensity(Run r) {
+        double full = r.causal() ? (r.len() + 1) / (2.0 * r.len()) : 1.0;
         if (r.variant() instanceof Variant.Routed) {
-            return r.details().activeHeadFraction() * (r.variant().full() ? 1.0 : r.tokenDensity());
+            return r.details().activeHeadFraction() * (r.variant().full() ? 1.0 : r.tokenDensity() / full);
         }
         if (r.variant() instanceof Variant.Pruned) {
             return 1.0 - r.details().headsRemoved();
         }
-        return r.variant().full() ? Double.NaN : r.tokenDensity();
+        return r.variant().full() ? Double.NaN : r.tokenDensity() / full;
     }
 
     /**
@@ -74,7 +76,7 @@ final class Charts {
                 baselines.add(r.speedupBaseline());
             }
         }
-        Chart c = new Chart("Speed-up vs density", "work density (allowed pairs / L·S; routed, pruned: heads computed / H)",
+        Chart c = new Chart("Speed-up vs density", "work density (allowed pairs / full attention's; routed, pruned: heads computed / H)",
                 "speed-up vs " + (baselines.isEmpty() ? "full attention" : String.join(" / ", baselines)) + " (x)", false, true,
                 false).note(sparse.isEmpty() ? "no patterned, routed or pruned variant was measured in this experiment"
                         : "each point: one patterned, routed or pruned variant at one length; 1x = as fast as full attention");

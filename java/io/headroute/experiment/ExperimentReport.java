@@ -186,7 +186,8 @@ public final class ExperimentReport {
                 s.repeats(), s.seed()));
         md.append("- time: compute only, inputs in place").append(ctx.gpu() ? " (CUDA events)" : "").append('\n');
         md.append("- ").append(AttentionBenchmark.FLOP_FORMULA).append(". Effective TFLOP/s = that nominal count / median "
-                + "time, so a sparse pattern's effective rate rises with the work it skips.\n");
+                + "time, so a sparse pattern's effective rate rises with the work it skips, and so does a routed or pruned "
+                + "row's (counted at the full shape's H heads).\n");
         md.append(ctx.gpu() ? "- peak VRAM: measured from the device pool's accounting (inputs, outputs, workspace of one "
                 + "call); predicted from the memory plans alongside.\n"
                 : "- peak VRAM: **measured n/a on the CPU**; the predicted column is what the GPU engine's memory plans say "
@@ -196,7 +197,9 @@ public final class ExperimentReport {
         md.append("- fidelity: against full attention (dense, or causal for causal patterns; flash) on the same inputs: "
                 + "output relative error ‖O − O_full‖ / ‖O_full‖ and attention-mass recall (share of the full softmax mass "
                 + "the pattern keeps). Random inputs have no locality, so sparse patterns keep little mass here; trained "
-                + "models differ.\n\n");
+                + "models differ. The reference is the flash call in the run's dtype, so the flash rows' error is 0 by "
+                + "construction, and in f16/bf16 the reference carries the same rounding: the columns measure what a pattern "
+                + "gives up, not precision.\n\n");
 
         md.append("## Runs\n\n").append(TABLE_HEADER).append('\n');
         md.append("|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");

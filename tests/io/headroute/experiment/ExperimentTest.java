@@ -207,7 +207,7 @@ class ExperimentTest {
             Run r = rows.get(0);
             assertTrue(r.ok());
             assertTrue(Double.isNaN(r.recall()) && Double.isNaN(r.relError()));
-            assertTrue(r.fidelityNote().startsWith("n/a: the dense reference costs 0.0 GFLOP, above the 0.0 GFLOP limit"),
+            assertTrue(r.fidelityNote().startsWith("n/a: the dense reference costs 0.00118 GFLOP, above the 0.000100 GFLOP limit"),
                     r.fidelityNote());
         }
     }
@@ -227,6 +227,63 @@ class ExperimentTest {
         assertEquals(4.0, out.get(2).speedup(), 1e-12);
         assertEquals(0.5, out.get(0).speedup(), 1e-12);
         assertEquals("flash", out.get(0).speedupBaseline());
+    }
+
+    @Test
+    void theFirstLengthWarmsUpForItsTimeBudget() {
+        // 40 ms of warm-up per run at the first length (by the clock, not the calls' reported times), beyond the one
+        // counted call; at the second length the counted call only: 1 + 2 calls there, and one reference call at each.
+        try (ScriptedEngine e = new ScriptedEngine(1)) {
+            Sweep s = new Sweep(List.of(96, 128), List.of(new Variant.Flash(new Pattern.Dense())), List.of(DType.F32), List.of(2), 0,
+                    16, 1, false, 1, 2, 5);
+            List<Run> rows = Experiment.run(e, s, new Experiment.Limits(0, Double.MAX_VALUE, 40_000_000L), QUIET);
+            assertEquals(2, rows.size());
+            assertTrue(e.calls > (1 + 2 + 1) + (1 + 2 + 1), "the first length warmed up beyond its one counted call: " + e.calls);
+        }
+        try (ScriptedEngine e = new ScriptedEngine(1)) {
+            Sweep s = new Sweep(List.of(96, 128), List.of(new Variant.Flash(new Pattern.Dense())), List.of(DType.F32), List.of(2), 0,
+                    16, 1, false, 0, 2, 5);
+            Experiment.run(e, s, new Experiment.Limits(0, Double.MAX_VALUE, 40_000_000L), QUIET);
+            assertEquals(2 * (2 + 1), e.calls, "no warm-up asked, none given: the timed calls and the references only");
+        }
+    }
+
+    @Test
+    void aRoutedRunAtAHeadDimNoGpuKernelTakesStillRunsOnTheCpu() {
+        // f16 at D = 16: no tensor-core kernel, so no exact GPU work-list prediction; the CPU runs it, and the row keeps
+        // the bound made before routing (it threw, and the whole experiment with it).
+        try (CpuAttentionEngine cpu = new CpuAttentionEngine(2)) {
+            Variant routed = Variant.parse("routed:1:1");
+            Sweep s = new Sweep(List.of(64), List.of(routed), List.of(DType.F16), List.of(2), 0, 16, 1, false, 0, 1, 5);
+            Run r = Experiment.run(cpu, s, new Experiment.Limits(0, Double.MAX_VALUE), QUIET).get(0);
+            assertTrue(r.ok(), r.status());
+            assertEquals(routed.predictMemory(new io.headroute.engine.AttentionShape(1, 2, 2, 64, 64, 16), DType.F16, false).bytes(),
+                    r.predictedPeakBytes());
+        }
+    }
+
+    @Test
+    void workDensityIsTheShareOfTheBaselinesWorkUnderCausalToo() {
+        // L = S = 64 causal: full (causal) attention keeps 65/128 of the L·S pairs.
+        double causal = 65 / 128.0;
+        Run.Details half = new Run.Details(1, 1, 1, 1, 1, 0.5, 0.5);
+        Variant window = Variant.parse("sparse:window:8");
+        Variant routed = Variant.parse("routed:1:1");
+        Variant routedWindow = Variant.parse("routed:1:1:window:8");
+        Variant pruned = Variant.parse("pruned:0.5");
+        for (boolean c : new boolean[] {false, true}) {
+            double full = c ? causal : 1.0;
+            assertEquals(0.2 / full, Charts.workDensity(causalRow(window, c, 0.2, Run.Details.NONE)), 1e-12);
+            assertEquals(0.5, Charts.workDensity(causalRow(routed, c, full, half)), 1e-12);
+            assertEquals(0.5 * 0.2 / full, Charts.workDensity(causalRow(routedWindow, c, 0.2, half)), 1e-12);
+            assertEquals(0.5, Charts.workDensity(causalRow(pruned, c, full, half)), 1e-12);
+            assertTrue(Double.isNaN(Charts.workDensity(causalRow(Variant.parse("flash"), c, full, Run.Details.NONE))));
+        }
+    }
+
+    private static Run causalRow(Variant v, boolean causal, double density, Run.Details d) {
+        return new Run(v, DType.F32, 1, 2, 2, 64, 16, causal, "ok", "cpu", v.algorithm().cliName(), 1, 1, 1, density, -1, 1,
+                Double.NaN, null, 2, "flash", 0, 1, null, d);
     }
 
     private static Run row(Variant v, long peak, double ms) {
