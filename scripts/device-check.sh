@@ -18,13 +18,13 @@
 #   info       headroute info through the bundle
 #   gpu-tests  the @Tag("gpu") JUnit tests through JUnit's console launcher (reports in $OUT/junit/), but
 #              not those also tagged gpu-long (the 32K experiment preset; the bench step covers 32K)
-#   bench      headroute bench --backend cuda, bf16, flash (default W4 tiling, then W2, W4X2, WG, WGP, WGX2 and
-#              WGPX2: --tilings w2,w4x2,wg,wgp,wgx2,wgpx2; WG* = wgmma, sm_90 only) and
-#              materialized, L = 4K, 16K, 32K: first the 32K H16 D128 dense run, the block-sparse density
-#              sweep compared with it (window:W at ~5/10/25/50% density, and dense, --algos sparse; at ~10%
-#              and ~50% also in WGPX2, --tilings wgpx2) and
-#              issue 6's routed runs (bench --route 2:4 and 2:4:64: routed vs dense flash in the same
-#              run); then the other shapes, smallest first
+#   bench      headroute bench --backend cuda, bf16, flash (the default W4 tiling) and materialized, L = 4K, 16K,
+#              32K: first the 32K H16 D128 dense run, the block-sparse density sweep compared with it (window:W
+#              at ~5/10/25/50% density, and dense, --algos sparse) and issue 6's routed runs (bench --route 2:4
+#              and 2:4:64: routed vs dense flash in the same run); then the other shapes, smallest first; then,
+#              each in a run of its own (a failure or hang costs only that run), flash in W2, W4X2, WG, WGP,
+#              WGX2 and WGPX2 (--tilings w2,w4x2,wg,wgp,wgx2,wgpx2; WG* = wgmma, sm_90 only) on every dense
+#              shape, and sparse in WGPX2 at ~10% and ~50% density
 #   torch      bench/torch_reference.py: PyTorch SDPA per backend and FlexAttention on the same shapes,
 #              and the comparison inputs with float64 references ($OUT/compare/)
 #   compare    headroute attend (cpu f32; cuda flash/materialized f32/bf16, flash bf16 in W2, W4X2, WG, WGP, WGX2,
@@ -74,7 +74,7 @@ declare -A FLOOR=([facts]=5 [java]=5 [cublas]=5 [info]=10 [gpu-tests]=30 [bench]
     [ncu]=10)
 
 # Only what this script writes is cleared, so a rerun into the same folder starts clean.
-rm -rf "$OUT/state" "$OUT/junit" "$OUT/bench" "$OUT/compare" "$OUT/sanitizer" "$OUT/ncu" "$OUT/torch.json" "$OUT/summary.md" \
+rm -rf "$OUT/state" "$OUT/junit" "$OUT/junit-probe" "$OUT/junit-probe.log" "$OUT/bench" "$OUT/compare" "$OUT/sanitizer" "$OUT/ncu" "$OUT/torch.json" "$OUT/summary.md" \
     "$OUT/steps.tsv"
 mkdir -p "$OUT/state"
 : >"$OUT/state/info.txt"
@@ -137,6 +137,28 @@ step_facts() {
     echo "== date -u"
     date -u
     info date "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    # The commit first: the results are filed under it, whatever the slower probes below run into.
+    echo "== commit"
+    local commit="" dirty="" bcommit bdirty bbuilt
+    if command -v git >/dev/null 2>&1 && commit="$(git -C "$ROOT" rev-parse HEAD 2>/dev/null)"; then
+        if [[ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null)" ]]; then dirty=dirty; else dirty=clean; fi
+        echo "git: $commit ($dirty)"
+    else
+        echo "git: no repository here (the commit comes from the bundle's MANIFEST.txt)"
+        commit=""
+    fi
+    bcommit="$(sed -n 's/^commit: //p' "$BUNDLE/MANIFEST.txt" 2>/dev/null)"
+    bdirty="$(sed -n 's/^dirty: //p' "$BUNDLE/MANIFEST.txt" 2>/dev/null)"
+    bbuilt="$(sed -n 's/^built: //p' "$BUNDLE/MANIFEST.txt" 2>/dev/null)"
+    echo "bundle: ${bcommit:-no MANIFEST.txt} (dirty: ${bdirty:-?}, built ${bbuilt:-?})"
+    if [[ -n "$commit" ]]; then
+        info commit "${commit:0:12} ($dirty)"
+    else
+        info commit "${bcommit:0:12} (from the bundle)"
+    fi
+    local same=""
+    if [[ -n "$commit" && -n "$bcommit" && "$commit" != "$bcommit" ]]; then same=" - NOT the tree's commit"; fi
+    info bundle "${bcommit:0:12} (dirty: ${bdirty:-?}) built ${bbuilt:-?}$same"
     if command -v nvidia-smi >/dev/null 2>&1; then
         echo "== nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap --format=csv"
         timeout 20 nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap --format=csv 2>&1
@@ -167,13 +189,13 @@ step_facts() {
     if command -v java; then java -version 2>&1; else echo "no java on the PATH"; fi
     echo "== ldconfig -p | grep -E 'libcuda.so|libcublas'"
     ldconfig -p 2>/dev/null | grep -E 'libcuda.so|libcublas' || echo "(none)"
-    echo "== find / -xdev -name 'libcublas.so.1*' (20 s at most)"
-    timeout 20 find / -xdev -name 'libcublas.so.1*' 2>/dev/null | head -n 20
+    echo "== find / -xdev -name 'libcublas.so.1*' (15 s at most)"
+    timeout "$(cap 15)" find / -xdev -name 'libcublas.so.1*' 2>/dev/null | head -n 20
     echo "== python3, torch"
     if command -v python3 >/dev/null 2>&1; then
         python3 --version 2>&1
         local t
-        t="$(timeout 60 python3 -c 'import torch; print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA device")' 2>&1 | tail -n 1)"
+        t="$(timeout "$(cap 15)" python3 -c 'import torch; print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA device")' 2>&1 | tail -n 1)"
         echo "$t"
         info torch "$t"
     else
@@ -182,27 +204,6 @@ step_facts() {
     fi
     echo "== compute-sanitizer"
     command -v compute-sanitizer 2>&1 || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null || echo "not found"
-    echo "== commit"
-    local commit="" dirty="" bcommit bdirty bbuilt
-    if command -v git >/dev/null 2>&1 && commit="$(git -C "$ROOT" rev-parse HEAD 2>/dev/null)"; then
-        if [[ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null)" ]]; then dirty=dirty; else dirty=clean; fi
-        echo "git: $commit ($dirty)"
-    else
-        echo "git: no repository here (the commit comes from the bundle's MANIFEST.txt)"
-        commit=""
-    fi
-    bcommit="$(sed -n 's/^commit: //p' "$BUNDLE/MANIFEST.txt" 2>/dev/null)"
-    bdirty="$(sed -n 's/^dirty: //p' "$BUNDLE/MANIFEST.txt" 2>/dev/null)"
-    bbuilt="$(sed -n 's/^built: //p' "$BUNDLE/MANIFEST.txt" 2>/dev/null)"
-    echo "bundle: ${bcommit:-no MANIFEST.txt} (dirty: ${bdirty:-?}, built ${bbuilt:-?})"
-    if [[ -n "$commit" ]]; then
-        info commit "${commit:0:12} ($dirty)"
-    else
-        info commit "${bcommit:0:12} (from the bundle)"
-    fi
-    local same=""
-    if [[ -n "$commit" && -n "$bcommit" && "$commit" != "$bcommit" ]]; then same=" - NOT the tree's commit"; fi
-    info bundle "${bcommit:0:12} (dirty: ${bdirty:-?}) built ${bbuilt:-?}$same"
     echo "== machine"
     uname -a
     nproc
@@ -375,8 +376,10 @@ step_gpu_tests() {
     timeout -k 5 "$(cap 30)" "$OUT/state/jvm" -cp "$BUNDLE/lib/*:$BUNDLE/lib/test/*:$BUNDLE/lib/test/classes" \
         org.junit.platform.console.ConsoleLauncher execute \
         --select-class io.headroute.engine.cuda.WgmmaProbeGpuTest --include-tag gpu \
-        --reports-dir "$OUT/junit-probe" --details=flat --disable-banner --disable-ansi-colors </dev/null
-    echo "(wgmma probes: console launcher exit $?)"
+        --reports-dir "$OUT/junit-probe" --details=flat --disable-banner --disable-ansi-colors >"$OUT/junit-probe.log" 2>&1 \
+        </dev/null
+    # Its console output has a log of its own: this step's log is the main run's, which the summary counts.
+    echo "(wgmma probes: console launcher exit $?; $OUT/junit-probe.log)"
     timeout -k 5 "$(cap 150)" "$OUT/state/jvm" -cp "$BUNDLE/lib/*:$BUNDLE/lib/test/*:$BUNDLE/lib/test/classes" \
         org.junit.platform.console.ConsoleLauncher execute \
         --select-package io.headroute --include-tag gpu --exclude-tag gpu-long --fail-if-no-tests \
@@ -406,44 +409,55 @@ step_bench() {
     # Window widths for ~5/10/25/50% token density at L = 32768: the same as torch_reference.py's FlexAttention.
     local dens=()
     read -r -a dens < <(python3 -B -c 'import sys; sys.path.insert(0, "bench"); import torch_reference as t; print(*[t.window_for_density(32768, x) for x in t.FLEX_DENSITIES])' 2>/dev/null || echo "830 1682 4390 9598")
+    # Each run: "H D L causal pattern algos route tilings" ("-": no route, no other tilings).
     local runs=() n hd c i
-    # Runs that also time their algorithms in other tilings (bench --tilings), by run.
-    local -A run_tilings=()
+    # The tilings never run on a GPU before (W2, W4X2 and the wgmma ones) are timed in runs of their own after
+    # every baseline run, so that one that fails or hangs costs its own run, not the baseline's numbers nor the
+    # runs after it; the summary takes each algorithm's first measurement of a shape.
+    local later=()
+    local all_tilings=w2,w4x2,wg,wgp,wgx2,wgpx2
     # First what only L = 32768 gives (so that the step's budget cuts the other shapes, not these): the
     # H=16 D=128 dense run, issue 5's density table against it (the sparse kernel at each density; 100% is
     # the dense pattern through the sparse kernel) and issue 6's routed heads (Hs = 2 shared, k = 4 of 14
     # routed, per token and per 64-token block, each against dense flash in the same run). Then the rest,
-    # smallest first.
+    # smallest first; then the other tilings, in the same order.
     local first=0
     for n in "${lens[@]}"; do [[ "$QUICK" != 1 && "$n" == 32768 ]] && first=1; done
     if ((first)); then
-        runs+=("16 128 32768 0 dense flash,materialized")
+        runs+=("16 128 32768 0 dense flash,materialized - -")
+        later+=("16 128 32768 0 dense flash - $all_tilings")
         for i in "${!dens[@]}"; do
-            runs+=("16 128 32768 0 window:${dens[$i]} sparse")
+            runs+=("16 128 32768 0 window:${dens[$i]} sparse - -")
             # The ~10% and ~50% goals also in WGPX2 (128-row tiles; the dense run times flash in it too).
-            if ((i == 1 || i == 3)); then run_tilings["16 128 32768 0 window:${dens[$i]} sparse"]=wgpx2; fi
+            if ((i == 1 || i == 3)); then later+=("16 128 32768 0 window:${dens[$i]} sparse - wgpx2"); fi
         done
-        runs+=("16 128 32768 0 dense sparse" "16 128 32768 0 dense flash 2:4" "16 128 32768 0 dense flash 2:4:64")
+        runs+=("16 128 32768 0 dense sparse - -" "16 128 32768 0 dense flash 2:4 -" "16 128 32768 0 dense flash 2:4:64 -")
     fi
     for n in "${lens[@]}"; do
         for hd in "16 128" "32 64"; do
             for c in 0 1; do
                 if ((first)) && [[ "$hd $n $c" == "16 128 32768 0" ]]; then continue; fi
-                runs+=("$hd $n $c dense flash,materialized")
+                runs+=("$hd $n $c dense flash,materialized - -")
+                later+=("$hd $n $c dense flash - $all_tilings")
             done
         done
     done
-    local r h d causal pattern algos route name t rc start secs st skip_all="" ok=0 failed=0 skipped=0
-    # After a timeout, the same head configuration is not tried again at that length or above.
+    runs+=("${later[@]}")
+    local r h d causal pattern algos route tilings kind name t rc start secs st skip_all="" ok=0 failed=0 skipped=0
+    # After a timeout, the same head configuration is not tried again at that length or above, in the same kind
+    # of run (the baseline, or the other tilings).
     local -A skip_from=()
     for r in "${runs[@]}"; do
-        read -r h d n causal pattern algos route <<<"$r"
-        name="bench-h$h-d$d-L$n-$([[ $causal == 1 ]] && echo causal || echo "${pattern//:/}")$([[ $algos == sparse ]] && echo -sparse)$([[ -n $route ]] && echo "-route${route//:/-}")"
+        read -r h d n causal pattern algos route tilings <<<"$r"
+        [[ $route == - ]] && route=""
+        [[ $tilings == - ]] && tilings=""
+        kind=$([[ -n $tilings ]] && echo tilings || echo base)
+        name="bench-h$h-d$d-L$n-$([[ $causal == 1 ]] && echo causal || echo "${pattern//:/}")$([[ $algos == sparse ]] && echo -sparse)$([[ -n $route ]] && echo "-route${route//:/-}")$([[ -n $tilings ]] && echo -tilings)"
         t="$(cap 60)"
         if [[ -n "$skip_all" ]]; then
             st="skipped: $skip_all"
-        elif ((n >= ${skip_from[$h-$d]:-999999})); then
-            st="skipped: H=$h D=$d timed out at L=${skip_from[$h-$d]}"
+        elif ((n >= ${skip_from[$h-$d-$kind]:-999999})); then
+            st="skipped: H=$h D=$d ($kind) timed out at L=${skip_from[$h-$d-$kind]}"
         elif ((t < 5)); then
             st="skipped: step budget used up"
         else
@@ -459,12 +473,11 @@ step_bench() {
         local cflag=()
         if [[ $causal == 1 ]]; then cflag=(--causal); fi
         if [[ -n $route ]]; then cflag+=(--route "$route"); fi
-        # The dense runs also time flash in the W2 (2 warps x 32 rows), W4X2 (4 warps x 32 rows, 128-row
+        # The tilings runs time flash (or sparse) in the W2 (2 warps x 32 rows), W4X2 (4 warps x 32 rows, 128-row
         # blocks), WG (W4 with wgmma), WGP (WG, P.V overlapping the next softmax), WGX2 and WGPX2 (WG and WGP
-        # with two warpgroups on 128-row blocks) tilings on the same inputs (WG*: sm_90 only, else rows marked
-        # unsupported).
-        if [[ -z $route && $algos == *flash* ]]; then cflag+=(--tilings w2,w4x2,wg,wgp,wgx2,wgpx2); fi
-        if [[ -n ${run_tilings[$r]:-} ]]; then cflag+=(--tilings "${run_tilings[$r]}"); fi
+        # with two warpgroups on 128-row blocks) tilings after the engine's own, on the same inputs (WG*: sm_90
+        # only, else rows marked unsupported).
+        if [[ -n $tilings ]]; then cflag+=(--tilings "$tilings"); fi
         # Every call uploads its inputs from the host (a 32K run's calls are mostly that): fewer calls there.
         local reps=(--warmup 2 --repeats 5)
         if ((n >= 32768)); then reps=(--warmup 1 --repeats 3); fi
@@ -476,7 +489,7 @@ step_bench() {
         secs=$(($(date +%s) - start))
         case $rc in
             0) st=ok; ok=$((ok + 1)) ;;
-            124 | 137) st="timeout after ${t}s"; skip_from[$h-$d]=$n; failed=$((failed + 1)) ;;
+            124 | 137) st="timeout after ${t}s"; skip_from[$h-$d-$kind]=$n; failed=$((failed + 1)) ;;
             *) st="fail (exit $rc): $(last_line "$OUT/bench/$name.log" | cut -c1-80)"; failed=$((failed + 1)) ;;
         esac
         # Exit 2 on the first shape is a usage error or an unavailable backend: the rest would say the same.
@@ -534,7 +547,7 @@ step_compare() {
         timeout 60 python3 "$PY" make-compare "$dir" || { status skipped "no comparison inputs (no torch, no numpy)"; return 0; }
     fi
     printf 'variant\tbackend\talgo\tdtype\trc\tsecs\tstatus\tfile\n' >"$dir/runs.tsv"
-    local runs=() variant r backend algo dtype name t rc start secs st cuda_skip=""
+    local runs=() variant r backend algo dtype name t rc start secs st cuda_skip="" cuda_runs=0
     for variant in dense causal; do
         runs+=("$variant cpu flash f32" "$variant cuda flash f32" "$variant cuda flash bf16" "$variant cuda flash-w2 bf16"
             "$variant cuda flash-w4x2 bf16" "$variant cuda flash-wg bf16" "$variant cuda flash-wgp bf16"
@@ -567,7 +580,12 @@ step_compare() {
             124 | 137) st="timeout" ;;
             *) st="exit $rc: $(last_line "$dir/out/$name.log" | cut -c1-60)" ;;
         esac
-        if [[ "$backend" == cuda && $rc == 2 && -z "$cuda_skip" ]]; then cuda_skip="cuda attend failed with exit 2"; fi
+        # Exit 2 on the first CUDA run is an unavailable backend: the rest would say the same. Later, it is that one
+        # algorithm's (cuBLAS missing for materialized, a tiling this card lacks): the other kernels still count.
+        if [[ "$backend" == cuda ]]; then
+            cuda_runs=$((cuda_runs + 1))
+            if ((rc == 2 && cuda_runs == 1)) && [[ -z "$cuda_skip" ]]; then cuda_skip="the first cuda attend failed with exit 2"; fi
+        fi
         printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$variant" "$backend" "$algo" "$dtype" "$rc" "$secs" "$st" "$name.npy" >>"$dir/runs.tsv"
         echo "$name: $st (${secs}s)"
     done
@@ -609,7 +627,7 @@ step_sanitizer() {
         "racecheck flash-wgpx2 bf16" "racecheck flash-wg bf16" "racecheck flash bf16" "memcheck flash-w2 bf16"
         "memcheck flash-w4x2 bf16" "memcheck sparse-compact bf16" "memcheck flash-wgx2 bf16" "memcheck flash f32"
         "memcheck sparse bf16" "memcheck gated f32" "memcheck materialized f32")
-    local r tool algo dtype name t rc start secs st skip="" bad=0 extra in
+    local r tool algo dtype name t rc start secs st skip="" bad=0 san_runs=0 extra in
     for r in "${runs[@]}"; do
         read -r tool algo dtype <<<"$r"
         name="$tool-$algo-$dtype"
@@ -642,7 +660,9 @@ step_sanitizer() {
             124 | 137) st="timeout"; bad=$((bad + 1)) ;;
             *) st="exit $rc: $(grep -v '^=========' "$dir/$name.log" | grep -v '^[[:space:]]*$' | tail -n 1 | cut -c1-60)"; bad=$((bad + 1)) ;;
         esac
-        if ((rc == 2)) && [[ -z "$skip" ]]; then skip="attend failed with exit 2"; fi
+        san_runs=$((san_runs + 1))
+        # Only an exit 2 of the first run (no usable backend) stops the rest; later it is that case's own.
+        if ((rc == 2 && san_runs == 1)) && [[ -z "$skip" ]]; then skip="the first attend failed with exit 2"; fi
         printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$tool" "$algo" "$dtype" "$rc" "$secs" "$st" "$name.log" >>"$dir/runs.tsv"
         echo "$name: $st (${secs}s)"
     done
@@ -744,9 +764,15 @@ run_step() {
     fi
     rm -f "$OUT/state/$name.status"
     export STEP="$name" STEP_DEADLINE=$((now + limit))
+    # In the background and waited for, so that a TERM to this script (the device call's own limit) is handled at
+    # once: the step is stopped and the summary of what ran is still printed (see on_term).
     timeout -k 5 "$limit" bash -c 'set -uo pipefail; source "$OUT/state/env.sh"; "step_${STEP//-/_}"' \
-        >"$OUT/$name.log" 2>&1 </dev/null
+        >"$OUT/$name.log" 2>&1 </dev/null &
+    STEP_PID=$!
+    STEP_START=$now
+    wait "$STEP_PID"
     local rc=$? secs st="" note=""
+    STEP_PID=""
     secs=$(($(date +%s) - now))
     if [[ -f "$OUT/state/$name.status" ]]; then IFS=$'\t' read -r st note <"$OUT/state/$name.status"; fi
     if ((rc == 124 || rc == 137)); then
@@ -767,13 +793,33 @@ run_step() {
     fi
 }
 
+summarize() {
+    echo ">>> [$(elapsed)s] summary"
+    info total "$(elapsed)"
+    if ! timeout 30 python3 "$PY" summary "$OUT" 2>"$OUT/summary.err"; then
+        echo "(summary failed: $(tail -n 1 "$OUT/summary.err" 2>/dev/null); the raw step table follows)"
+        column -t -s $'\t' "$OUT/steps.tsv" 2>/dev/null || cat "$OUT/steps.tsv"
+        echo "device-check: done in $(elapsed)s"
+    fi
+}
+
+# Stopped from outside (a device call's limit shorter than the budget): stop the running step, record it, and
+# print the summary of what ran before exiting.
+STEP_PID=""
+on_term() {
+    trap - TERM INT
+    if [[ -n "$STEP_PID" ]]; then
+        kill -TERM "$STEP_PID" 2>/dev/null
+        sleep 1
+        kill -KILL "$STEP_PID" 2>/dev/null
+        record "${STEP:-?}" timeout "$(($(date +%s) - ${STEP_START:-$T0}))" "stopped from outside at $(elapsed)s"
+    fi
+    echo ">>> stopped from outside at $(elapsed)s"
+    summarize
+    exit 143
+}
+trap on_term TERM INT
+
 make_launchers
 for s in "${STEPS[@]}"; do run_step "$s"; done
-
-echo ">>> [$(elapsed)s] summary"
-info total "$(elapsed)"
-if ! timeout 30 python3 "$PY" summary "$OUT" 2>"$OUT/summary.err"; then
-    echo "(summary failed: $(tail -n 1 "$OUT/summary.err" 2>/dev/null); the raw step table follows)"
-    column -t -s $'\t' "$OUT/steps.tsv" 2>/dev/null || cat "$OUT/steps.tsv"
-    echo "device-check: done in $(elapsed)s"
-fi
+summarize

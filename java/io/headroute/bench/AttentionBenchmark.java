@@ -38,6 +38,9 @@ public final class AttentionBenchmark {
      */
     public static final int MAX_REPEATS = 100_000;
 
+    /** Status prefix of a row whose calls threw something other than out-of-memory, unsupported or bad input. */
+    public static final String ERROR = "error: ";
+
     /** How GFLOP/s are counted; printed with every report. */
     public static final String FLOP_FORMULA =
             "FLOPs per call = 4·B·H·L·S·D (two matrix products, 2 FLOPs per multiply-add), halved with --causal;"
@@ -417,6 +420,15 @@ public final class AttentionBenchmark {
             return Measurement.notRun(a, engine.name(), "does not fit: " + e.getMessage(), tiling);
         } catch (UnsupportedOperationException e) {
             return Measurement.notRun(a, engine.name(), "unsupported: " + e.getMessage(), tiling);
+        } catch (IllegalArgumentException e) {
+            throw e; // bad input: the whole bench is refused
+        } catch (RuntimeException e) {
+            // A failing call (a CUDA error in a kernel never run on this card, a bug) is a row that says so: the
+            // rows measured before it are kept and reported; the command exits 1 after writing them.
+            LOG.error("bench {}: {}", what, e.toString());
+            LOG.debug("bench: the failure", e);
+            return Measurement.notRun(a, engine.name(), ERROR + e.getClass().getSimpleName() + ": "
+                    + String.valueOf(e.getMessage()).replaceAll("\\s*\\R\\s*", " "), tiling);
         }
         float[] o = last.o().toFloatArray();
         double rel = reference[0] == null ? 0.0 : relativeL2(o, reference[0]);

@@ -184,14 +184,26 @@ final class BenchCommand implements Callable<Integer> {
     }
 
     private void runPlain(Config config, List<FlashPlan.Tiling> extraTilings, int nThreads) {
-        Report report;
+        Report report = null;
+        RuntimeException closing = null;
         // Tilings need the CUDA engine itself, not auto's fallback wrapper.
         try (AttentionEngine engine = Backends.open(extraTilings.isEmpty() ? backend : Backend.CUDA, nThreads)) {
             report = AttentionBenchmark.run(engine, config, extraTilings);
+        } catch (RuntimeException e) {
+            if (report == null) {
+                throw e;
+            }
+            closing = e; // after a CUDA error the engine may fail to close: the rows measured are still reported
         }
         print(spec.commandLine().getOut(), report, nThreads);
         if (json != null) {
             writeJson(json, report.toJson(), nThreads);
+        }
+        long errors = report.measurements().stream().filter(m -> m.status().startsWith(AttentionBenchmark.ERROR)).count();
+        if (errors > 0 || closing != null) {
+            throw new IllegalStateException((errors > 0 ? errors + " of " + report.measurements().size() + " rows failed (the table"
+                    + (json != null ? " and " + json : "") + " say which)" : "the rows were measured")
+                    + (closing != null ? "; closing the engine failed: " + closing : ""));
         }
     }
 

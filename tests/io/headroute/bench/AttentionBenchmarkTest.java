@@ -18,6 +18,36 @@ class AttentionBenchmarkTest {
     }
 
     @Test
+    void aFailingAlgorithmIsARowAndTheOthersAreKept() {
+        // An engine whose flash calls fail (as a kernel never run on a card may): materialized before it and sparse after
+        // it are measured; flash's row says why; bad input still refuses the whole bench.
+        try (CpuAttentionEngine cpu = new CpuAttentionEngine(2)) {
+            io.headroute.engine.AttentionEngine failing = new io.headroute.engine.AttentionEngine() {
+                @Override
+                public String name() {
+                    return "failing";
+                }
+
+                @Override
+                public io.headroute.engine.AttentionResult run(io.headroute.engine.AttentionRequest request) {
+                    if (request.algorithm() == Algorithm.FLASH) {
+                        throw new IllegalStateException("CUDA_ERROR_ILLEGAL_ADDRESS in hr_flash_fwd\nsecond line");
+                    }
+                    return cpu.run(request);
+                }
+
+                @Override
+                public void close() {}
+            };
+            AttentionBenchmark.Report r = AttentionBenchmark.run(failing,
+                    config(List.of(Algorithm.MATERIALIZED, Algorithm.FLASH, Algorithm.SPARSE), 0, 2));
+            assertEquals(List.of("ok", "error: IllegalStateException: CUDA_ERROR_ILLEGAL_ADDRESS in hr_flash_fwd second line", "ok"),
+                    r.measurements().stream().map(AttentionBenchmark.Measurement::status).toList());
+            assertTrue(r.measurements().get(2).relL2VsFirst() < 1e-5, "sparse still compared with the first row");
+        }
+    }
+
+    @Test
     void measuresEveryAlgorithmOnTheSameInputs() {
         AttentionBenchmark.Report r;
         try (CpuAttentionEngine e = new CpuAttentionEngine(2)) {
