@@ -130,6 +130,7 @@ final class ExperimentCommand implements Callable<Integer> {
         PrintWriter err = spec.commandLine().getErr();
         Progress progress = System.console() != null ? Progress.bar(err) : Progress.log();
         List<Run> rows;
+        Experiment.Limits limits;
         String device;
         String engineName;
         boolean gpu;
@@ -156,7 +157,8 @@ final class ExperimentCommand implements Callable<Integer> {
             double refLimit = maxReferenceGflop != null ? maxReferenceGflop * 1e9
                     : gpu ? Double.MAX_VALUE : CPU_REFERENCE_GFLOP * 1e9;
             LOG.info("experiment: {} runs on {} (preset {})", sweep.runCount(), engine.device(), base.cliName());
-            rows = Experiment.run(engine, sweep, new Experiment.Limits(deviceBytes, refLimit, Experiment.FIRST_LENGTH_WARMUP_NANOS), progress);
+            limits = new Experiment.Limits(deviceBytes, refLimit, Experiment.FIRST_LENGTH_WARMUP_NANOS);
+            rows = Experiment.run(engine, sweep, limits, progress);
             device = engine.device();
             engineName = engine.name();
         }
@@ -164,7 +166,7 @@ final class ExperimentCommand implements Callable<Integer> {
         boolean claims = base == Preset.SEED_CLAIMS;
         ExperimentReport.Context ctx = new ExperimentReport.Context(commandLine(), Instant.now().truncatedTo(ChronoUnit.SECONDS)
                 .toString(), device, engineName, GitCommit.describe(), chosen == null ? base.cliName() + " (default)"
-                        : base.cliName(), gpu, sweep, claims ? SeedClaims.evaluate(rows, gpu) : List.of());
+                        : base.cliName(), gpu, sweep, claims ? SeedClaims.evaluate(rows, gpu) : List.of(), limits);
         ExperimentReport.write(out, rows, ctx);
         long ok = rows.stream().filter(Run::ok).count();
         PrintWriter o = spec.commandLine().getOut();

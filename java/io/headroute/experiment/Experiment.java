@@ -53,7 +53,7 @@ public final class Experiment {
      */
     public static final long FIRST_LENGTH_WARMUP_NANOS = 500_000_000L;
     /** The most warm-up calls that time buys. */
-    static final int FIRST_LENGTH_MAX_WARMUP = 200;
+    public static final int FIRST_LENGTH_MAX_WARMUP = 200;
 
     private static final Logger LOG = LogManager.getLogger(Experiment.class);
 

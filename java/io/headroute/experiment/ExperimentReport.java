@@ -42,9 +42,10 @@ public final class ExperimentReport {
      * @param preset      the preset's name, or null
      * @param gpu         whether the engine was a GPU's (measured VRAM) or the CPU's (predicted VRAM)
      * @param claims      seed-claim rows, or an empty list
+     * @param limits      the run's limits (its first length's warm-up time)
      */
     public record Context(String commandLine, String date, String device, String engine, String commit, String preset,
-            boolean gpu, Sweep sweep, List<SeedClaims.Row> claims) {}
+            boolean gpu, Sweep sweep, List<SeedClaims.Row> claims, Experiment.Limits limits) {}
 
     private ExperimentReport() {}
 
@@ -184,6 +185,11 @@ public final class ExperimentReport {
                 + "shape%n", s.batch(), s.heads(), s.kvHeads() == 0 ? "H" : Integer.toString(s.kvHeads()), s.dim(), s.lens(),
                 s.dtypes().stream().map(d -> d.cliName()).toList(), s.causal() ? "causal" : "not causal", s.warmup(),
                 s.repeats(), s.seed()));
+        if (s.warmup() > 0 && ctx.limits().firstWarmupNanos() > 0) {
+            md.append(String.format(Locale.ROOT, "- warm-up: the runs of the first length of each dtype and head count go on "
+                    + "warming up for %.1f s (at most %d calls): the JVM compiles the engine's code paths there%n",
+                    ctx.limits().firstWarmupNanos() / 1e9, Experiment.FIRST_LENGTH_MAX_WARMUP));
+        }
         md.append("- time: compute only, inputs in place").append(ctx.gpu() ? " (CUDA events)" : "").append('\n');
         md.append("- ").append(AttentionBenchmark.FLOP_FORMULA).append(". Effective TFLOP/s = that nominal count / median "
                 + "time, so a sparse pattern's effective rate rises with the work it skips, and so does a routed or pruned "
