@@ -74,8 +74,8 @@ declare -A FLOOR=([facts]=5 [java]=5 [cublas]=5 [info]=10 [gpu-tests]=30 [bench]
     [ncu]=10)
 
 # Only what this script writes is cleared, so a rerun into the same folder starts clean.
-rm -rf "$OUT/state" "$OUT/junit" "$OUT/junit-probe" "$OUT/junit-probe.log" "$OUT/bench" "$OUT/compare" "$OUT/sanitizer" "$OUT/ncu" "$OUT/torch.json" "$OUT/summary.md" \
-    "$OUT/steps.tsv"
+rm -rf "$OUT/state" "$OUT/junit" "$OUT/junit-probe" "$OUT/junit-probe.log" "$OUT/bench" "$OUT/compare" "$OUT/sanitizer" \
+    "$OUT/ncu" "$OUT/torch.json" "$OUT/summary.md" "$OUT/steps.tsv"
 mkdir -p "$OUT/state"
 : >"$OUT/state/info.txt"
 : >"$OUT/state/env.sh"
