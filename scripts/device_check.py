@@ -385,7 +385,8 @@ def ncu_table(dir_):
             unit = r[iu].strip()
             # "Memory Throughput" is a % in SpeedOfLight and bytes/s in MemoryWorkloadAnalysis: the first wins.
             # Units that say what the number is (%, time, bytes/s); counts go bare.
-            keep = unit == "%" or unit in ("ns", "us", "usecond", "ms", "msecond", "s", "second") or unit.endswith("byte/s")
+            keep = (unit == "%" or unit in ("ns", "nsecond", "us", "usecond", "ms", "msecond", "s", "second")
+                    or unit.endswith("byte/s") or unit.endswith("byte/second"))
             cell.setdefault(name, (r[iv] + (" " + unit if keep else "")).strip())
     for raw in ("metrics.csv", "metrics_gmma.csv"):
         rows = ncu_csv_rows(os.path.join(dir_, raw))
