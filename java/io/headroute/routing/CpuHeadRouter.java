@@ -43,8 +43,8 @@ public final class CpuHeadRouter implements HeadRouter {
         int h = config.heads();
         float[] xs = rounded(x, dtype);
         float[] ws = rounded(wr, dtype);
-        HeadRouter.requireFinite("X", xs, dtype);
-        HeadRouter.requireFinite("Wr", ws, dtype);
+        Tensor.requireFinite("X", xs, dtype);
+        Tensor.requireFinite("Wr", ws, dtype);
         long start = System.nanoTime();
         float[] probs = new float[b * l * hr];
         float[] gate = new float[b * l * h];

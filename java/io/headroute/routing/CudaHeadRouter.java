@@ -206,8 +206,8 @@ public final class CudaHeadRouter implements HeadRouter {
         checkSupported(config);
         Tensor xr = x.toDType(dtype);
         Tensor wrr = wr.toDType(dtype);
-        HeadRouter.requireFinite("X", xr.toFloatArray(), dtype);
-        HeadRouter.requireFinite("Wr", wrr.toFloatArray(), dtype);
+        Tensor.requireFinite("X", xr.toFloatArray(), dtype);
+        Tensor.requireFinite("Wr", wrr.toFloatArray(), dtype);
         device.makeCurrent();
         try (DeviceTensor dx = DeviceTensor.upload(device, pool, stream, null, xr, dtype, TAG);
                 DeviceTensor dw = DeviceTensor.upload(device, pool, stream, null, wrr, dtype, TAG);

@@ -60,14 +60,4 @@ public interface HeadRouter extends AutoCloseable {
                     + " heads is more than one Java array holds; use smaller inputs");
         }
     }
-
-    /** Refuses a non-finite value (in the input, or made by rounding to {@code dtype}) with its index. */
-    static void requireFinite(String name, float[] v, DType dtype) {
-        for (int i = 0; i < v.length; i++) {
-            if (!Float.isFinite(v[i])) {
-                throw new IllegalArgumentException(name + " holds a non-finite value" + (dtype == DType.F32 ? "" : " in "
-                        + dtype.cliName()) + " (" + v[i] + ") at flat index " + i);
-            }
-        }
-    }
 }

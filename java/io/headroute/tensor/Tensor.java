@@ -137,7 +137,11 @@ public final class Tensor {
      * NaN or infinity here, or one made by rounding to {@code as} (f16 overflows above 65504).
      */
     public void requireFinite(String name, DType as) {
-        float[] x = toFloatArray();
+        requireFinite(name, toFloatArray(), as);
+    }
+
+    /** {@link #requireFinite(String, DType)} of a tensor's values already read (or rounded) into {@code x}. */
+    public static void requireFinite(String name, float[] x, DType as) {
         for (int i = 0; i < x.length; i++) {
             float r = switch (as) {
                 case F16 -> HalfFloats.roundToF16(x[i]);
