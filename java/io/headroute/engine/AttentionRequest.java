@@ -146,23 +146,15 @@ public final class AttentionRequest {
      * each score). Scans the inputs: for callers that check a user's data (the command line), not every call.
      */
     public void requireFiniteInputs() {
-        q.requireFinite("q", dtype);
-        k.requireFinite("k", dtype);
+        double maxQ = q.requireFinite("q", dtype);
+        double maxK = k.requireFinite("k", dtype);
         v.requireFinite("v", dtype);
-        double bound = Math.abs((double) scale) * 1.4426950408889634 * shape.headDim() * maxAbs(q) * maxAbs(k);
+        double bound = Math.abs((double) scale) * 1.4426950408889634 * shape.headDim() * maxQ * maxK;
         if (bound > Float.MAX_VALUE / 2) {
             throw new IllegalArgumentException("scale " + scale + " can overflow the scores: |scale|·log2(e)·D·max|q|·max|k| = "
                     + String.format(java.util.Locale.ROOT, "%.3g", bound) + " passes half of fp32's range ("
                     + String.format(java.util.Locale.ROOT, "%.3g", Float.MAX_VALUE / 2.0) + ")");
         }
-    }
-
-    private double maxAbs(Tensor t) {
-        double m = 0;
-        for (float x : t.toDType(dtype).toFloatArray()) {
-            m = Math.max(m, Math.abs(x));
-        }
-        return m;
     }
 
     public DType dtype() {

@@ -134,14 +134,16 @@ public final class Tensor {
 
     /**
      * Refuses (an {@link IllegalArgumentException} of one line naming {@code name}, the value and its flat index) a
-     * NaN or infinity here, or one made by rounding to {@code as} (f16 overflows above 65504).
+     * NaN or infinity here, or one made by rounding to {@code as} (f16 overflows above 65504); returns the largest
+     * magnitude once rounded.
      */
-    public void requireFinite(String name, DType as) {
-        requireFinite(name, toFloatArray(), as);
+    public double requireFinite(String name, DType as) {
+        return requireFinite(name, toFloatArray(), as);
     }
 
     /** {@link #requireFinite(String, DType)} of a tensor's values already read (or rounded) into {@code x}. */
-    public static void requireFinite(String name, float[] x, DType as) {
+    public static double requireFinite(String name, float[] x, DType as) {
+        double max = 0;
         for (int i = 0; i < x.length; i++) {
             float r = switch (as) {
                 case F16 -> HalfFloats.roundToF16(x[i]);
@@ -152,7 +154,9 @@ public final class Tensor {
                 throw new IllegalArgumentException(name + " holds a non-finite value" + (as == DType.F16 || as == DType.BF16
                         ? " in " + as.cliName() : "") + " (" + x[i] + " -> " + r + ") at flat index " + i);
             }
+            max = Math.max(max, Math.abs(r));
         }
+        return max;
     }
 
     /** Elements converted to float (integers and bools by value). Fails above 2^31 − 1 elements. */
