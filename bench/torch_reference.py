@@ -26,8 +26,10 @@ done so far):
 3. FlexAttention (torch.compile'd flex_attention with create_block_mask, block size 128) for a
    symmetric sliding window |q - k| <= W at B=1, H=16, D=128, L=S=32768 in bf16, with W chosen to
    allow ~10% and ~50% of the query-key pairs (the same pattern as headroute's window:W). Its TFLOP/s
-   count only the allowed pairs (dense FLOPs x token density); the row records W, the token density
-   and the block mask's density.
+   count only the allowed pairs (dense FLOPs x token density); the row records W, the token density,
+   the block mask's density and compile_s (block mask + first call). One mask function serves every
+   density (W lives in a device tensor), so flex_attention compiles once, not once per density; if
+   that fails, the rows fall back to a constant W per density and record why (shared_mask_error).
 
 JSON: {"tool", "device", "torch", "cuda", "started", "finished", "config", "rows": [{"shape": {"B","H",
 "L","S","D"}, "dtype", "causal", "backend", "median_ms", "times_ms", "tflops", "peak_bytes", "status",
@@ -77,7 +79,8 @@ def parse_args(argv=None):
     p.add_argument("--no-compare", action="store_true", help="skip the comparison inputs")
     p.add_argument("--seed", type=int, default=1234, help="seed of the comparison inputs (default: %(default)s)")
     p.add_argument("--budget", type=float, default=0.0, metavar="SECONDS",
-                   help="soft time budget: no new row starts after it (0 = none); flex needs 45 s of it left")
+                   help="soft time budget: no new row starts after it (0 = none); flex needs 45 s of it left "
+                        "for its first row (the compile), 15 s for each after")
     p.add_argument("--device", default="cuda", help="torch device for the timings (default: %(default)s)")
     a = p.parse_args(argv)
     if a.warmup < 0 or a.repeats < 1:
@@ -301,35 +304,65 @@ def flex_rows(torch, args, doc, deadline):
             doc.row(dict(base, target_density=dens, status="unsupported: " + short(e)))
         return
     compiled = torch.compile(flex_attention)
+    # One mask function for every density, reading W from a device tensor updated in place: torch.compile
+    # guards on the mask function's identity (and on constants it closes over), so a new function per
+    # density would recompile flex_attention each time (~30-40 s). Should the shared-tensor mask fail, the
+    # rows fall back to a function with W as a constant (one compile per density), and say so.
+    width = torch.zeros((), dtype=torch.int32, device=args.device)
+
+    def shared_window(b, hh, qi, ki):
+        return (qi - ki).abs() <= width
+
+    shared = True
+    compiled_once = False
     for dens in FLEX_ORDER:
         w = window_for_density(n, dens)
         row = dict(base, target_density=dens, window=w, pattern="window:%d" % w, density=window_density(n, w),
                    flops_dense=flops(1, h, n, n, d, False))
         row["flops"] = row["flops_dense"] * row["density"]
-        if deadline and time.time() > deadline - 45:
-            row["status"] = "skipped: time budget (flex needs ~45 s to compile and run)"
+        need = 15 if shared and compiled_once else 45
+        if deadline and time.time() > deadline - need:
+            row["status"] = "skipped: time budget (flex needs ~%d s to %s)" % (
+                need, "run" if need < 45 else "compile and run")
             doc.row(row)
             continue
         q = k = v = None
         try:
-            def window(b, hh, qi, ki, w=w):
-                return (qi - ki).abs() <= w
-
-            t0 = time.time()
-            mask = create_block_mask(window, B=None, H=None, Q_LEN=n, KV_LEN=n, device=args.device,
-                                     BLOCK_SIZE=FLEX_BLOCK)
-            try:
-                row["block_density"] = 1.0 - float(mask.sparsity()) / 100.0
-            except Exception:  # noqa: BLE001 - older/newer BlockMask without sparsity()
-                row["block_density"] = None
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
             q = torch.randn(1, h, n, d, device=args.device, dtype=torch.bfloat16)
             k = torch.randn(1, h, n, d, device=args.device, dtype=torch.bfloat16)
             v = torch.randn(1, h, n, d, device=args.device, dtype=torch.bfloat16)
-            compiled(q, k, v, block_mask=mask)  # compile outside the timing
+            t0 = time.time()
+            mask = None
+            if shared:
+                try:
+                    width.fill_(w)
+                    mask = create_block_mask(shared_window, B=None, H=None, Q_LEN=n, KV_LEN=n, device=args.device,
+                                             BLOCK_SIZE=FLEX_BLOCK)
+                    compiled(q, k, v, block_mask=mask)  # compiles on the first density only
+                    row["mask_mod"] = "shared (W in a device tensor)"
+                except torch.cuda.OutOfMemoryError:
+                    raise
+                except Exception as e:  # noqa: BLE001 - fall back to a constant W, recorded in the row
+                    shared = False
+                    mask = None
+                    row["shared_mask_error"] = short(e)
+            if mask is None:
+                def constant_window(b, hh, qi, ki, w=w):
+                    return (qi - ki).abs() <= w
+
+                mask = create_block_mask(constant_window, B=None, H=None, Q_LEN=n, KV_LEN=n, device=args.device,
+                                         BLOCK_SIZE=FLEX_BLOCK)
+                compiled(q, k, v, block_mask=mask)  # compile outside the timing
+                row["mask_mod"] = "constant W (one compile per density)"
             torch.cuda.synchronize()
+            compiled_once = True
             row["compile_s"] = time.time() - t0
+            try:
+                row["block_density"] = 1.0 - float(mask.sparsity()) / 100.0
+            except Exception:  # noqa: BLE001 - older/newer BlockMask without sparsity()
+                row["block_density"] = None
             med, times = time_calls(torch, lambda: compiled(q, k, v, block_mask=mask), args.warmup, args.repeats)
             row.update(median_ms=med, times_ms=times, tflops=row["flops"] / (med * 1e-3) / 1e12,
                        tflops_dense_equivalent=row["flops_dense"] / (med * 1e-3) / 1e12,

@@ -85,6 +85,18 @@ class DeviceBundleTest {
     }
 
     /**
+     * torch_reference.py's FlexAttention rows, against a stand-in torch (tests/python/test_torch_reference.py):
+     * one compile for all densities, each call masked with its own row's window, the constant-window fallback.
+     */
+    @Test
+    void torchReferenceFlexRows() throws Exception {
+        assumeTrue(project != null && onPath("python3"), "python3 or the project not found");
+        Result r = run(List.of("python3", "-B", "tests/python/test_torch_reference.py"), Map.of(), 60);
+        assertEquals(0, r.exit, r.output);
+        assertTrue(r.output.contains("OK"), r.output);
+    }
+
+    /**
      * The sanitizer step's gated cases reach the paths they are named for: on its inputs (npy-random, the
      * same shapes and seeds as scripts/device-check.sh) the engine plans a tile list for "sparse" (77 rows)
      * and row compaction, hence the merging sparse kernel, for "sparse-compact" (300 rows) and "gated"; in WGPX2

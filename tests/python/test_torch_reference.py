@@ -1,0 +1,196 @@
+#!/usr/bin/env python3
+"""Tests of bench/torch_reference.py's FlexAttention rows against a stand-in torch (no torch here).
+
+The stand-in models what matters to the rows: torch.compile "recompiles" whenever the block mask's mask
+function is one it has not seen (torch.compile guards on the function's identity and on the constants it
+closes over), and each call evaluates the mask function as it is at that moment, the way the kernel
+evaluates partial blocks. Run: python3 -B tests/python/test_torch_reference.py (DeviceBundleTest does).
+"""
+import os
+import sys
+import types
+import unittest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+import torch_reference as ref  # noqa: E402
+
+
+class Scalar:
+    """A 0-d integer 'tensor' (also used for the index arguments of a mask function)."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def fill_(self, value):
+        self.value = value
+        return self
+
+    def __sub__(self, other):
+        return Scalar(self.value - val(other))
+
+    def abs(self):
+        return Scalar(abs(self.value))
+
+    def __le__(self, other):
+        return self.value <= val(other)
+
+
+def val(x):
+    return x.value if isinstance(x, Scalar) else x
+
+
+def window_of(mask_mod, n):
+    """The largest W with mask_mod(q=0, k=W) true, checking the band is contiguous at its edge."""
+    lo, hi = 0, n - 1
+    if not mask_mod(0, 0, Scalar(0), Scalar(0)):
+        return -1
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if mask_mod(0, 0, Scalar(0), Scalar(mid)):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+class FakeTorch:
+    def __init__(self, n, fail_shared=False):
+        self.n = n
+        self.fail_shared = fail_shared
+        self.compiled_for = []  # mask functions torch.compile has compiled for, in order
+        self.calls = []  # (window seen by the call)
+        self.masks = []  # window seen when each block mask was built
+        self.int32 = "int32"
+        self.bfloat16 = "bfloat16"
+        torch = self
+
+        class OutOfMemoryError(RuntimeError):
+            pass
+
+        class Event:
+            def __init__(self, enable_timing=False):
+                self.t = 0.0
+
+            def record(self):
+                torch.clock += 1.0
+                self.t = torch.clock
+
+            def synchronize(self):
+                pass
+
+            def elapsed_time(self, other):
+                return other.t - self.t
+
+        self.clock = 0.0
+        self.cuda = types.SimpleNamespace(
+            OutOfMemoryError=OutOfMemoryError, Event=Event, empty_cache=lambda: None,
+            reset_peak_memory_stats=lambda: None, synchronize=lambda: None, max_memory_allocated=lambda: 1 << 30)
+
+    def zeros(self, shape, dtype=None, device=None):
+        assert shape == ()
+        return Scalar(0)
+
+    def randn(self, *shape, device=None, dtype=None):
+        return object()
+
+    def compile(self, fn):
+        def compiled(q, k, v, block_mask=None):
+            mod = block_mask.mask_mod
+            if mod not in self.compiled_for:
+                if self.fail_shared and mod.__closure__:
+                    raise RuntimeError("captured tensors are not supported (stand-in)")
+                self.compiled_for.append(mod)
+            self.calls.append(window_of(mod, self.n))
+        return compiled
+
+    def flex_module(self):
+        torch = self
+
+        class BlockMask:
+            def __init__(self, mask_mod):
+                self.mask_mod = mask_mod
+
+            def sparsity(self):
+                return 90.0
+
+        def create_block_mask(mask_mod, B=None, H=None, Q_LEN=None, KV_LEN=None, device=None, BLOCK_SIZE=None):
+            assert (Q_LEN, KV_LEN, BLOCK_SIZE) == (torch.n, torch.n, ref.FLEX_BLOCK)
+            torch.masks.append(window_of(mask_mod, torch.n))
+            return BlockMask(mask_mod)
+
+        return types.SimpleNamespace(create_block_mask=create_block_mask, flex_attention=lambda *a, **k: None)
+
+
+class Doc:
+    def __init__(self):
+        self.rows = []
+
+    def row(self, row):
+        self.rows.append(row)
+
+
+def run_flex(fake, budget=0.0):
+    mods = {"torch": fake, "torch.nn": types.ModuleType("torch.nn"),
+            "torch.nn.attention": types.ModuleType("torch.nn.attention"),
+            "torch.nn.attention.flex_attention": fake.flex_module()}
+    saved = {k: sys.modules.get(k) for k in mods}
+    sys.modules.update(mods)
+    try:
+        args = ref.parse_args(["--warmup", "1", "--repeats", "3"])
+        args.quick = False
+        doc = Doc()
+        deadline = ref.time.time() + budget if budget else 0.0
+        ref.flex_rows(fake, args, doc, deadline)
+        return doc.rows
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                sys.modules.pop(k, None)
+            else:
+                sys.modules[k] = v
+
+
+class FlexRowsTest(unittest.TestCase):
+    def windows(self):
+        return [ref.window_for_density(ref.FLEX_LEN, d) for d in ref.FLEX_ORDER]
+
+    def test_one_compile_for_every_density_and_each_call_sees_its_row_window(self):
+        fake = FakeTorch(ref.FLEX_LEN)
+        rows = run_flex(fake)
+        self.assertEqual([r["status"] for r in rows], ["ok"] * len(ref.FLEX_ORDER))
+        self.assertEqual(len(fake.compiled_for), 1, "flex_attention compiled more than once")
+        self.assertEqual([r["window"] for r in rows], self.windows())
+        self.assertEqual(fake.masks, self.windows(), "a block mask was built with another row's window")
+        per_row = 1 + 1 + 3  # the compiling call, warm-up, repeats
+        self.assertEqual(len(fake.calls), per_row * len(rows))
+        for i, w in enumerate(self.windows()):
+            self.assertEqual(fake.calls[i * per_row:(i + 1) * per_row], [w] * per_row,
+                             "row %d's calls ran with another window" % i)
+        for r in rows:
+            self.assertEqual(r["mask_mod"], "shared (W in a device tensor)")
+            self.assertAlmostEqual(r["density"], ref.window_density(ref.FLEX_LEN, r["window"]))
+            self.assertEqual(r["median_ms"], 1.0)
+            self.assertGreater(r["tflops"], 0)
+
+    def test_falls_back_to_a_constant_window_and_says_why(self):
+        fake = FakeTorch(ref.FLEX_LEN, fail_shared=True)
+        rows = run_flex(fake)
+        self.assertEqual([r["status"] for r in rows], ["ok"] * len(ref.FLEX_ORDER))
+        self.assertIn("captured tensors are not supported", rows[0]["shared_mask_error"])
+        self.assertNotIn("shared_mask_error", rows[1])
+        self.assertEqual({r["mask_mod"] for r in rows}, {"constant W (one compile per density)"})
+        self.assertEqual(len(fake.compiled_for), len(rows))
+        self.assertEqual(fake.masks[-len(rows):], self.windows())
+        per_row = 1 + 1 + 3
+        self.assertEqual(fake.calls[-per_row:], [self.windows()[-1]] * per_row)
+
+    def test_budget_after_the_first_compile_asks_for_less(self):
+        fake = FakeTorch(ref.FLEX_LEN)
+        rows = run_flex(fake, budget=30.0)  # less than a compile needs: nothing starts
+        self.assertTrue(all(r["status"].startswith("skipped: time budget (flex needs ~45 s") for r in rows), rows)
+        self.assertEqual(fake.calls, [])
+
+
+if __name__ == "__main__":
+    unittest.main()
