@@ -6,7 +6,9 @@ import java.awt.Font;
 import java.awt.FontMetrics;
 import java.awt.Graphics2D;
 import java.awt.RenderingHints;
+import java.awt.Shape;
 import java.awt.geom.AffineTransform;
+import java.awt.geom.Path2D;
 import java.awt.image.BufferedImage;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
@@ -16,11 +18,14 @@ import java.util.Comparator;
 import java.util.List;
 import java.util.Locale;
 import java.util.TreeSet;
+import java.util.function.DoubleUnaryOperator;
 import javax.imageio.ImageIO;
 
 /**
  * A small line or scatter chart rendered to PNG with Java2D in headless mode: title, axes with ticks and
  * tick labels, axis labels, one colour and marker per series, and a legend. Linear or logarithmic axes.
+ * Reference curves (a 1x line, an ideal) are drawn dashed in grey across the data's x range and listed in
+ * the legend after the series; the y axis takes in their values at the data's x values.
  */
 final class Chart {
     static final int WIDTH = 960;
@@ -37,6 +42,11 @@ final class Chart {
     /** A named series of (x, y) points. */
     record Series(String name, List<double[]> points) {}
 
+    /** A named curve y = f(x), drawn dashed. */
+    record Reference(String name, DoubleUnaryOperator f) {}
+
+    private static final Color[] REFERENCE_COLORS = {new Color(0x444444), new Color(0x999999)};
+
     private final String title;
     private final String xLabel;
     private final String yLabel;
@@ -44,6 +54,7 @@ final class Chart {
     private final boolean logY;
     private final boolean lines;
     private final List<Series> series = new ArrayList<>();
+    private final List<Reference> references = new ArrayList<>();
     private String note;
 
     Chart(String title, String xLabel, String yLabel, boolean logX, boolean logY, boolean lines) {
@@ -67,6 +78,12 @@ final class Chart {
         if (!kept.isEmpty()) {
             series.add(new Series(name, kept));
         }
+        return this;
+    }
+
+    /** Adds a reference curve y = f(x) (drawn only where there are data points to refer to). */
+    Chart reference(String name, DoubleUnaryOperator f) {
+        references.add(new Reference(name, f));
         return this;
     }
 
@@ -149,6 +166,35 @@ final class Chart {
             String s = label(t);
             g.drawString(s, LEFT - 8 - fm.stringWidth(s), py + fm.getAscent() / 2 - 1);
         }
+        Shape clip = g.getClip();
+        g.clipRect(LEFT + 1, TOP + 1, pw - 1, ph - 1);
+        for (int i = 0; i < references.size(); i++) {
+            g.setColor(REFERENCE_COLORS[i % REFERENCE_COLORS.length]);
+            g.setStroke(dashed());
+            DoubleUnaryOperator f = references.get(i).f();
+            // One path, so that the dashes run on across its segments.
+            Path2D.Double path = new Path2D.Double();
+            boolean have = false;
+            for (int k = 0; k <= 200; k++) {
+                double t = k / 200.0;
+                double xv = x.log ? x.lo * Math.pow(x.hi / x.lo, t) : x.lo + (x.hi - x.lo) * t;
+                double yv = f.applyAsDouble(xv);
+                if (!Double.isFinite(yv) || (y.log && yv <= 0)) {
+                    have = false;
+                    continue;
+                }
+                double px = LEFT + t * pw;
+                double py = TOP + ph - Math.max(-2.0, Math.min(3.0, y.frac(yv))) * ph;
+                if (have) {
+                    path.lineTo(px, py);
+                } else {
+                    path.moveTo(px, py);
+                }
+                have = true;
+            }
+            g.draw(path);
+        }
+        g.setClip(clip);
         g.setStroke(new BasicStroke(2f));
         for (int i = 0; i < series.size(); i++) {
             Series s = series.get(i);
@@ -181,6 +227,19 @@ final class Chart {
             g.drawString(fit(g, series.get(i).name(), RIGHT - 52), LEFT + pw + 44, ly + fm.getAscent() / 2 - 1);
             ly += 22;
         }
+        for (int i = 0; i < references.size(); i++) {
+            g.setColor(REFERENCE_COLORS[i % REFERENCE_COLORS.length]);
+            g.setStroke(dashed());
+            g.drawLine(LEFT + pw + 14, ly, LEFT + pw + 38, ly);
+            g.setStroke(new BasicStroke(1f));
+            g.setColor(Color.BLACK);
+            g.drawString(fit(g, references.get(i).name(), RIGHT - 52), LEFT + pw + 44, ly + fm.getAscent() / 2 - 1);
+            ly += 22;
+        }
+    }
+
+    private static BasicStroke dashed() {
+        return new BasicStroke(1.5f, BasicStroke.CAP_BUTT, BasicStroke.JOIN_MITER, 10f, new float[] {6f, 4f}, 0f);
     }
 
     /** Filled circle, square, triangle or diamond, by series. */
@@ -230,6 +289,20 @@ final class Chart {
         }
     }
 
+    /** The legend's entries in order: the series, then the references (for tests). */
+    List<String> legend() {
+        List<String> names = new ArrayList<>();
+        series.forEach(x -> names.add(x.name()));
+        references.forEach(r -> names.add(r.name()));
+        return names;
+    }
+
+    /** The y axis's range, {lo, hi}, as drawn (for tests). */
+    double[] yRange() {
+        Axis a = axis(1, logY);
+        return new double[] {a.lo, a.hi};
+    }
+
     private Axis axis(int dim, boolean log) {
         double lo = Double.POSITIVE_INFINITY;
         double hi = Double.NEGATIVE_INFINITY;
@@ -239,6 +312,16 @@ final class Chart {
                 lo = Math.min(lo, p[dim]);
                 hi = Math.max(hi, p[dim]);
                 values.add(p[dim]);
+                if (dim == 1) {
+                    // The references' values where there are data, so that a 1x line or an ideal is in view.
+                    for (Reference r : references) {
+                        double v = r.f().applyAsDouble(p[0]);
+                        if (Double.isFinite(v) && (!log || v > 0)) {
+                            lo = Math.min(lo, v);
+                            hi = Math.max(hi, v);
+                        }
+                    }
+                }
             }
         }
         if (log) {

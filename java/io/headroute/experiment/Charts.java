@@ -64,8 +64,9 @@ final class Charts {
     }
 
     /**
-     * Speed-up against full attention vs work density ({@link #workDensity}), one series per sequence
-     * length: patterned, routed and pruned variants.
+     * Speed-up against full attention vs work density ({@link #workDensity}), one series per kind of variant
+     * (patterned, routed, pruned) and sequence length, with a 1x line (as fast as full attention) and the
+     * ideal 1 / work density (time proportional to the work done) for reference.
      */
     static Chart speedup(List<Run> rows) {
         Set<String> baselines = new LinkedHashSet<>();
@@ -79,16 +80,29 @@ final class Charts {
         Chart c = new Chart("Speed-up vs density", "work density (allowed pairs / full attention's; routed, pruned: heads computed / H)",
                 "speed-up vs " + (baselines.isEmpty() ? "full attention" : String.join(" / ", baselines)) + " (x)", false, true,
                 false).note(sparse.isEmpty() ? "no patterned, routed or pruned variant was measured in this experiment"
-                        : "each point: one patterned, routed or pruned variant at one length; 1x = as fast as full attention");
-        Map<String, List<double[]>> byLen = new LinkedHashMap<>();
+                        : "each point: one variant at one length; dashed: 1x (as fast as full attention) and the ideal");
+        Map<String, List<double[]>> byKind = new LinkedHashMap<>();
         boolean several = rows.stream().map(r -> r.dtype() + "/" + r.heads()).distinct().count() > 1;
-        sparse.sort((a, b) -> Integer.compare(a.len(), b.len()));
+        sparse.sort((a, b) -> a.len() != b.len() ? Integer.compare(a.len(), b.len())
+                : Integer.compare(kindOrder(a.variant()), kindOrder(b.variant())));
         for (Run r : sparse) {
-            String name = "L=" + r.len() + (several ? String.format(Locale.ROOT, " %s H=%d", r.dtype().cliName(), r.heads()) : "");
-            byLen.computeIfAbsent(name, k -> new ArrayList<>()).add(new double[] {workDensity(r), r.speedup()});
+            String name = kind(r.variant()) + " L=" + r.len()
+                    + (several ? String.format(Locale.ROOT, " %s H=%d", r.dtype().cliName(), r.heads()) : "");
+            byKind.computeIfAbsent(name, k -> new ArrayList<>()).add(new double[] {workDensity(r), r.speedup()});
         }
-        byLen.forEach(c::add);
+        byKind.forEach(c::add);
+        if (!sparse.isEmpty()) {
+            c.reference("1x: full attention", d -> 1.0).reference("ideal: 1 / work density", d -> 1.0 / d);
+        }
         return c;
+    }
+
+    private static String kind(Variant v) {
+        return v instanceof Variant.Routed ? "routed" : v instanceof Variant.Pruned ? "pruned" : "pattern";
+    }
+
+    private static int kindOrder(Variant v) {
+        return v instanceof Variant.Routed ? 1 : v instanceof Variant.Pruned ? 2 : 0;
     }
 
     /** Rows by series name: the variant, plus dtype and heads when the sweep has several of them. */

@@ -49,11 +49,11 @@ public final class Experiment {
      * The command line's warm-up time per run at the first length of each (dtype, heads) ({@link Limits}): for the JVM
      * to compile the engine's code paths, on this machine type's 2 cores beside the timed work. With one warm-up call
      * and none of this, a cpu-preset sweep from L = 256 measured materialized at 47.8 ms at L = 256 against 27.3 ms at
-     * L = 512 (2.5 ms against 6.5 ms with it).
+     * L = 512 (2.5 ms against 6.5 ms with it). The warm-up then goes on until the JVM has settled ({@link WarmUp}).
      */
     public static final long FIRST_LENGTH_WARMUP_NANOS = 500_000_000L;
-    /** The most warm-up calls that time buys. */
-    public static final int FIRST_LENGTH_MAX_WARMUP = 200;
+    /** The most warm-up calls of a run. */
+    public static final int FIRST_LENGTH_MAX_WARMUP = WarmUp.MAX_CALLS;
 
     private static final Logger LOG = LogManager.getLogger(Experiment.class);
 
@@ -66,8 +66,9 @@ public final class Experiment {
      *                             the GPU engine still refuses what does not fit the card)
      * @param maxReferenceFlops    skip the full-attention reference (fidelity n/a) above this nominal cost
      * @param firstWarmupNanos     when the sweep asks for any warm-up, the runs of the first length of each (dtype,
-     *                             heads) go on with untimed calls until this much time has passed (at most
-     *                             {@link #FIRST_LENGTH_MAX_WARMUP} calls): the JIT's warm-up
+     *                             heads) go on with untimed calls for at least this long and then until the JIT is
+     *                             quiet and the calls' times agree, for at most twice as long and
+     *                             {@link #FIRST_LENGTH_MAX_WARMUP} calls ({@link WarmUp})
      */
     public record Limits(long deviceMemoryBytes, double maxReferenceFlops, long firstWarmupNanos) {
         public Limits {
@@ -284,9 +285,10 @@ public final class Experiment {
             RouterOutput routing = null;
             try {
                 HeadRouter router = routers.get();
-                long until = System.nanoTime() + warmupNanos;
-                for (int w = 0; w < sweep.warmup() || (w < FIRST_LENGTH_MAX_WARMUP && System.nanoTime() < until); w++) {
+                for (WarmUp w = WarmUp.of(sweep.warmup(), warmupNanos); w.more(); ) {
+                    long t0 = System.nanoTime();
                     router.route(xw[0], xw[1], rc, dtype);
+                    w.called(System.nanoTime() - t0);
                 }
                 for (int r = 0; r < routerMs.length; r++) {
                     routing = router.route(xw[0], xw[1], rc, dtype);
@@ -429,9 +431,10 @@ public final class Experiment {
             double[] times = new double[sweep.repeats()];
             AttentionResult last = null;
             try {
-                long until = System.nanoTime() + warmupNanos;
-                for (int w = 0; w < sweep.warmup() || (w < FIRST_LENGTH_MAX_WARMUP && System.nanoTime() < until); w++) {
+                for (WarmUp w = WarmUp.of(sweep.warmup(), warmupNanos); w.more(); ) {
+                    long t0 = System.nanoTime();
                     engine.run(req);
+                    w.called(System.nanoTime() - t0);
                 }
                 for (int r = 0; r < times.length; r++) {
                     last = engine.run(req);

@@ -28,6 +28,8 @@ public final class ExperimentReport {
     public static final String JSON = "runs.json";
     public static final String VRAM_CHART = "vram.png";
     public static final String TIME_CHART = "time.png";
+    /** A speed-up above this many times 1 / work density gets a note: more than the work skipped explains. */
+    static final double ABOVE_IDEAL = 1.25;
     public static final String SPEEDUP_CHART = "speedup-density.png";
     /** Every file an experiment writes. */
     public static final List<String> FILES = List.of(REPORT, CSV, JSON, VRAM_CHART, TIME_CHART, SPEEDUP_CHART);
@@ -187,8 +189,10 @@ public final class ExperimentReport {
                 s.repeats(), s.seed()));
         if (s.warmup() > 0 && ctx.limits().firstWarmupNanos() > 0) {
             md.append(String.format(Locale.ROOT, "- warm-up: the runs of the first length of each dtype and head count go on "
-                    + "warming up for %.1f s (at most %d calls): the JVM compiles the engine's code paths there%n",
-                    ctx.limits().firstWarmupNanos() / 1e9, Experiment.FIRST_LENGTH_MAX_WARMUP));
+                    + "warming up for %.1f s and then until the just-in-time compiler has been quiet for %.1f s and the last "
+                    + "%d calls' times agree within %.0f%% (at most %.1f s and %d calls): the JVM compiles the engine's code "
+                    + "paths there%n", ctx.limits().firstWarmupNanos() / 1e9, WarmUp.QUIET_NANOS / 1e9, WarmUp.SETTLED_CALLS,
+                    100 * WarmUp.SETTLED_SPREAD, 2 * ctx.limits().firstWarmupNanos() / 1e9, Experiment.FIRST_LENGTH_MAX_WARMUP));
         }
         md.append("- time: compute only, inputs in place").append(ctx.gpu() ? " (CUDA events)" : "").append('\n');
         md.append("- ").append(AttentionBenchmark.FLOP_FORMULA).append(". Effective TFLOP/s = that nominal count / median "
@@ -222,14 +226,23 @@ public final class ExperimentReport {
                         r.dtype().cliName(), r.heads(), r.len(), r.fidelityNote()));
                 status += " [" + notes.size() + "]";
             }
+            String speedup = Double.isNaN(r.speedup()) ? NA
+                    : String.format(Locale.ROOT, "%.2fx vs %s", r.speedup(), r.speedupBaseline());
+            double work = r.ok() ? Charts.workDensity(r) : Double.NaN;
+            if (!Double.isNaN(r.speedup()) && work > 0 && r.speedup() > ABOVE_IDEAL / work) {
+                notes.add(String.format(Locale.ROOT, "%s, %s, H=%d, L=%d: speed-up %.2fx is more than %.2f × 1 / work density "
+                        + "(%.2fx): faster than its share of the work allows; suspect timing noise in this row or in its "
+                        + "baseline (rerun with more --repeats), or a smaller working set's cache effects",
+                        r.variant().spec(), r.dtype().cliName(), r.heads(), r.len(), r.speedup(), ABOVE_IDEAL, 1 / work));
+                speedup += " [" + notes.size() + "]";
+            }
             md.append(String.format(Locale.ROOT, "| %s | %s | %s | %d | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |%n",
                     cell(r.variant().spec()), cell(r.patternSpec()), r.dtype().cliName(), r.heads(), r.len(), status,
                     num(r.medianMs(), "%.3f"), num(r.tflops(), "%.4g"), num(r.tokenDensity(), "%.4f"),
                     r.measuredPeakBytes() < 0 ? NA : Bytes.format(r.measuredPeakBytes()),
                     Bytes.format(r.predictedPeakBytes()) + " (predicted)",
                     Double.isNaN(r.vramSaved()) ? NA : SeedClaims.pct(r.vramSaved()) + " (" + r.vramBasis() + ")",
-                    Double.isNaN(r.speedup()) ? NA : String.format(Locale.ROOT, "%.2fx vs %s", r.speedup(), r.speedupBaseline()),
-                    num(r.relError(), "%.2e"), num(r.recall(), "%.4f")));
+                    speedup, num(r.relError(), "%.2e"), num(r.recall(), "%.4f")));
         }
         if (!notes.isEmpty()) {
             md.append("\nNotes:\n\n");

@@ -48,6 +48,38 @@ class ChartTest {
         }
     }
 
+    /** A reference curve brings its values at the data's x into the y range and is drawn in its own grey. */
+    @Test
+    void referenceCurvesAreInViewAndDrawn() throws IOException {
+        Chart c = new Chart("t", "x", "y", false, true, false)
+                .add("a", List.of(new double[] {0.1, 3}, new double[] {0.5, 2}))
+                .reference("1x", x -> 1.0).reference("ideal", x -> 1 / x).reference("nowhere", x -> Double.NaN);
+        assertEquals(List.of("a", "1x", "ideal", "nowhere"), c.legend());
+        double[] y = c.yRange();
+        assertEquals(true, y[0] < 1 && y[1] > 10, java.util.Arrays.toString(y));
+        Chart plain = new Chart("t", "x", "y", false, true, false)
+                .add("a", List.of(new double[] {0.1, 3}, new double[] {0.5, 2}));
+        assertEquals(0, greyPlotPixels(decode(plain)), "grey in a chart without references");
+        assertEquals(true, greyPlotPixels(decode(c)) > 400, "the dashed references are missing");
+        // Without data there is nothing to refer to: no range, nothing drawn but the empty frame.
+        decode(new Chart("empty", "x", "y", false, true, false).reference("1x", x -> 1.0));
+    }
+
+    /** Pixels inside the plot's frame of a grey darker than the grid (the references' dashes, antialiased). */
+    private static int greyPlotPixels(BufferedImage img) {
+        int n = 0;
+        for (int y = 62; y < Chart.HEIGHT - 82; y++) {
+            for (int x = 102; x < Chart.WIDTH - 262; x++) {
+                int rgb = img.getRGB(x, y);
+                int r = (rgb >> 16) & 0xff;
+                int g = (rgb >> 8) & 0xff;
+                int b = rgb & 0xff;
+                n += r == g && g == b && r >= 0x30 && r <= 0xd0 ? 1 : 0;
+            }
+        }
+        return n;
+    }
+
     @Test
     void tickLabelsAreShort() {
         assertEquals("4096", Chart.label(4096));

@@ -281,6 +281,47 @@ class ExperimentTest {
         }
     }
 
+    /**
+     * The speed-up chart: one series per kind of variant and length (so a routed point is not read as a pattern's),
+     * and its 1x line and ideal 1 / work density in view even where every point lies between them.
+     */
+    @Test
+    void speedupChartSeriesByKindWithItsReferenceLines() throws Exception {
+        Run.Details half = new Run.Details(1, 1, 1, 1, 1, 0.5, 0.5);
+        List<Run> rows = List.of(causalRow(Variant.parse("routed:1:1"), false, 1, half),
+                causalRow(Variant.parse("sparse:window:8"), false, 0.2, Run.Details.NONE),
+                causalRow(Variant.parse("pruned:0.5"), false, 1, half),
+                causalRow(Variant.parse("flash"), false, 1, Run.Details.NONE));
+        Chart c = Charts.speedup(rows);
+        assertEquals(List.of("pattern L=64", "routed L=64", "pruned L=64", "1x: full attention", "ideal: 1 / work density"),
+                c.legend());
+        double[] y = c.yRange(); // points at 2x; the references at 1x and 1 / 0.2 = 5x
+        assertTrue(y[0] < 1 && y[1] > 5, java.util.Arrays.toString(y));
+        c.png();
+        Chart none = Charts.speedup(List.of(causalRow(Variant.parse("flash"), false, 1, Run.Details.NONE)));
+        assertTrue(none.isEmpty() && none.legend().isEmpty(), none.legend().toString());
+        none.png();
+    }
+
+    /** A speed-up beyond what the work skipped explains gets a note; one within it does not. */
+    @Test
+    void reportNotesSpeedupsAboveTheIdeal() {
+        Run.Details half = new Run.Details(1, 1, 1, 1, 1, 0.5, 0.5);
+        Variant pruned = Variant.parse("pruned:0.5");
+        Variant window = Variant.parse("sparse:window:8");
+        List<Run> rows = List.of(causalRow(Variant.parse("flash"), false, 1, Run.Details.NONE).compared(0, "predicted", 1, "flash"),
+                causalRow(pruned, false, 1, half).compared(0, "predicted", 3.40, "flash"), // ideal 2x: 3.4 > 1.25 × 2
+                causalRow(window, false, 0.2, Run.Details.NONE).compared(0, "predicted", 6.0, "flash")); // 6 < 1.25 × 5
+        Sweep s = new Sweep(List.of(64), List.of(Variant.parse("flash"), pruned, window), List.of(DType.F32), List.of(2), 0, 16,
+                1, false, 0, 1, 5);
+        String md = ExperimentReport.markdown(rows, new ExperimentReport.Context("headroute experiment", "today", "CPU", "cpu",
+                "abc", "cpu", false, s, List.of(), new Experiment.Limits(0, 1e12)), null);
+        assertTrue(md.contains("| 3.40x vs flash [1] |"), md);
+        assertTrue(md.contains("1. pruned:0.5, f32, H=2, L=64: speed-up 3.40x is more than 1.25 × 1 / work density (2.00x)"),
+                md);
+        assertTrue(md.contains("| 6.00x vs flash |") && !md.contains("\n2. "), md);
+    }
+
     private static Run causalRow(Variant v, boolean causal, double density, Run.Details d) {
         return new Run(v, DType.F32, 1, 2, 2, 64, 16, causal, "ok", "cpu", v.algorithm().cliName(), 1, 1, 1, density, -1, 1,
                 Double.NaN, null, 2, "flash", 0, 1, null, d);
