@@ -342,6 +342,8 @@ void test_streams_and_events(CUstream s) {
     OK(cuEventRecord(b, nullptr));
     OK(cuEventRecord(untimed, s));
     OK(cuEventSynchronize(b));
+    OK(cuEventQuery(untimed));  // work runs when queued: complete
+    OK(cuEventQuery(fresh));    // never recorded: complete, as on a GPU
     float ms = -1;
     OK(cuEventElapsedTime(&ms, a, b));
     CHECK(ms >= 19.0f && ms < 10000.0f);
@@ -360,6 +362,7 @@ void test_streams_and_events(CUstream s) {
     }
     EXPECT_RC(cuEventDestroy(a), CUDA_ERROR_INVALID_HANDLE);
     EXPECT_RC(cuEventRecord(a, s), CUDA_ERROR_INVALID_HANDLE);
+    EXPECT_RC(cuEventQuery(a), CUDA_ERROR_INVALID_HANDLE);
 }
 
 struct FillArgs {

@@ -733,6 +733,16 @@ CUresult cuEventSynchronize(CUevent hEvent) {
     return is_event(hEvent) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
 }
 
+// Work runs when it is queued, so a recorded event is always complete.
+CUresult cuEventQuery(CUevent hEvent) {
+    std::lock_guard<std::mutex> lock(mu);
+    CUresult rc = need_context();
+    if (rc != CUDA_SUCCESS) {
+        return rc;
+    }
+    return is_event(hEvent) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
+}
+
 CUresult cuEventElapsedTime(float* pMilliseconds, CUevent hStart, CUevent hEnd) {
     std::lock_guard<std::mutex> lock(mu);
     CUresult rc = need_context();

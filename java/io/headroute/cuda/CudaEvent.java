@@ -3,22 +3,34 @@ package io.headroute.cuda;
 import static jcuda.driver.JCudaDriver.cuEventCreate;
 import static jcuda.driver.JCudaDriver.cuEventDestroy;
 import static jcuda.driver.JCudaDriver.cuEventElapsedTime;
+import static jcuda.driver.JCudaDriver.cuEventQuery;
 import static jcuda.driver.JCudaDriver.cuEventRecord;
 import static jcuda.driver.JCudaDriver.cuEventSynchronize;
 
+import io.headroute.cuda.memory.Fence;
 import jcuda.driver.CUevent;
 import jcuda.driver.CUevent_flags;
+import jcuda.driver.CUresult;
 
-/** A CUDA event with timing enabled; closed once. */
-public final class CudaEvent implements AutoCloseable {
+/**
+ * A CUDA event, with timing enabled unless made by {@link CudaStream#fence()}; closed once. As a {@link Fence} it is
+ * complete once the work queued before its last recording has finished (at once if never recorded).
+ */
+public final class CudaEvent implements Fence {
     private final CudaDevice device;
     private final CUevent event = new CUevent();
     private boolean closed;
 
     public CudaEvent(CudaDevice device) {
+        this(device, true);
+    }
+
+    /** An event with or without timing (without: cheaper to record and query, no {@link #millisSince}). */
+    public CudaEvent(CudaDevice device, boolean timing) {
         this.device = device;
         device.makeCurrent();
-        CudaException.check(cuEventCreate(event, CUevent_flags.CU_EVENT_DEFAULT), "cuEventCreate", device.describe());
+        CudaException.check(cuEventCreate(event, timing ? CUevent_flags.CU_EVENT_DEFAULT : CUevent_flags.CU_EVENT_DISABLE_TIMING),
+                "cuEventCreate", device.describe());
     }
 
     /** Records the event on {@code stream}. */
@@ -30,6 +42,22 @@ public final class CudaEvent implements AutoCloseable {
     public void synchronize() {
         device.makeCurrent();
         CudaException.check(cuEventSynchronize(handle()), "cuEventSynchronize", device.describe());
+    }
+
+    @Override
+    public boolean isComplete() {
+        device.makeCurrent();
+        int rc = cuEventQuery(handle());
+        if (rc == CUresult.CUDA_ERROR_NOT_READY) {
+            return false;
+        }
+        CudaException.check(rc, "cuEventQuery", device.describe());
+        return true;
+    }
+
+    @Override
+    public void await() {
+        synchronize();
     }
 
     /** Milliseconds from {@code start} to this event (both recorded; waits for this one). */

@@ -52,6 +52,20 @@ public final class CudaStream implements AutoCloseable {
         CudaException.check(cuStreamSynchronize(handle()), "cuStreamSynchronize", device.describe());
     }
 
+    /**
+     * A fence after the work queued on this stream so far: an event without timing, recorded now. Hand it to
+     * {@link io.headroute.cuda.memory.DeviceBuffer#closeAfter} (which closes it), or close it.
+     */
+    public CudaEvent fence() {
+        CudaEvent e = new CudaEvent(device, false);
+        try {
+            e.record(this);
+        } catch (RuntimeException ex) {
+            throw Resources.closeAfter(ex, e);
+        }
+        return e;
+    }
+
     /** Makes later work on this stream wait for {@code event}. */
     public void waitFor(CudaEvent event) {
         device.makeCurrent();

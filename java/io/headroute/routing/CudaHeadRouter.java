@@ -20,7 +20,8 @@ import java.util.List;
  * then {@code hr_router_topk} (cuda-kernels/router.cu) for softmax, top-k, renormalization and block
  * averaging, writing the gate (B, L, H) float32 into device memory from the pool (tag "router"). The
  * device-tensor {@link #route(DeviceTensor, DeviceTensor, RouterConfig, DeviceTensor)} only enqueues
- * work on the stream: no transfer, and no synchronization except when its logits buffer has to grow. Not yet run on a GPU (written without one).
+ * work on the stream: no transfer and no synchronization (a logits buffer that has to grow is closed after a
+ * fence: {@link io.headroute.cuda.memory.DeviceBuffer#closeAfter}). Not yet run on a GPU (written without one).
  * Not thread-safe.
  */
 public final class CudaHeadRouter implements HeadRouter {
@@ -183,16 +184,15 @@ public final class CudaHeadRouter implements HeadRouter {
     }
 
     /**
-     * The address of a logits buffer of at least {@code elements} floats. Kept between calls rather than
-     * returned to the pool after each launch: a freed block could be handed to work on another stream (or
-     * to a synchronous copy) while the kernel still reads it.
+     * The address of a logits buffer of at least {@code elements} floats, kept between calls. A smaller one
+     * is closed after a fence on the router's stream: earlier launches may still read it, and the pool
+     * hands its block to no one until they have finished.
      */
     private long logitsScratch(long elements) {
         long bytes = Math.multiplyExact(elements, 4L);
         if (logits == null || logits.requestedBytes() < bytes) {
             if (logits != null) {
-                stream.synchronize(); // the old buffer may still be read by an earlier launch
-                logits.close();
+                logits.closeAfter(stream.fence());
                 logits = null;
             }
             logits = pool.allocate(bytes, TAG);

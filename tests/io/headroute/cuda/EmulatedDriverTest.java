@@ -3,12 +3,15 @@ package io.headroute.cuda;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import io.headroute.cuda.blas.Cublas;
 import io.headroute.cuda.blas.CublasLoader;
+import io.headroute.cuda.memory.DeviceBuffer;
 import io.headroute.cuda.memory.DevicePool;
+import io.headroute.cuda.memory.MemoryStats;
 import io.headroute.engine.cuda.CudaProbe;
 import io.headroute.tensor.DType;
 import io.headroute.tensor.Tensor;
@@ -157,6 +160,34 @@ class EmulatedDriverTest {
             end.synchronize();
             float ms = end.millisSince(start);
             assertTrue(ms >= 19 && ms < 10_000, "elapsed " + ms + " ms for a 20 ms sleep");
+        }
+    }
+
+    /**
+     * A stream's fence through the driver (an untimed event, cuEventQuery): the pool takes back a buffer closed
+     * after it at the next allocation (the emulator runs work when it is queued, so the fence is complete) and
+     * destroys the event; an untimed event refuses timing.
+     */
+    @Test
+    void streamFenceReturnsABufferClosedAfterIt() {
+        DeviceBuffer a = pool.allocate(4096, "fenced");
+        long addr = a.address();
+        CudaEvent fence = stream.fence();
+        assertTrue(fence.isComplete());
+        fence.await();
+        a.closeAfter(fence);
+        MemoryStats s = pool.stats(); // takes back the completed fence's buffer
+        assertEquals(0, s.pendingBuffers(), s.toString());
+        assertEquals(0, s.allocatedBytes(), s.toString());
+        try (DeviceBuffer b = pool.allocate(4096, "fenced")) {
+            assertEquals(addr, b.address(), "the block came back to the cache");
+        }
+        assertThrows(IllegalStateException.class, fence::isComplete, "the pool closed the fence");
+        try (CudaEvent untimed = new CudaEvent(device, false); CudaEvent timed = new CudaEvent(device)) {
+            timed.record(stream);
+            untimed.record(stream);
+            CudaException e = assertThrows(CudaException.class, () -> untimed.millisSince(timed));
+            assertTrue(e.getMessage().contains("cuEventElapsedTime"), e.getMessage());
         }
     }
 

@@ -1,8 +1,12 @@
 package io.headroute.cuda.memory;
 
+import java.util.Objects;
+
 /**
  * Device memory owned by a {@link DevicePool}. {@link #close()} returns it to the pool's cache; it is
- * idempotent, and the address may not be used afterwards.
+ * idempotent, and the address may not be used afterwards. The pool hands a cached block to the next
+ * request at once, whichever stream that request's work goes to: close a buffer that queued work may
+ * still use with {@link #closeAfter} (or after synchronizing).
  */
 public final class DeviceBuffer implements AutoCloseable {
     private final DevicePool pool;
@@ -59,6 +63,24 @@ public final class DeviceBuffer implements AutoCloseable {
             }
             closed = true;
             pool.release(this);
+        }
+    }
+
+    /**
+     * Closes this buffer now and returns its memory to the pool once {@code fence} has completed, so that
+     * no later request reuses it while work queued before the fence (a kernel or copy on any stream) may
+     * still read or write it. Until then its bytes stay counted as allocated (under its tag); the pool
+     * takes the fence and closes it. On a buffer closed already, only closes the fence.
+     */
+    public void closeAfter(Fence fence) {
+        Objects.requireNonNull(fence, "fence");
+        synchronized (pool) {
+            if (closed) {
+                fence.close();
+                return;
+            }
+            closed = true;
+            pool.releaseAfter(this, fence);
         }
     }
 

@@ -4,6 +4,7 @@ import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.IdentityHashMap;
+import java.util.Iterator;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -18,7 +19,13 @@ import org.apache.logging.log4j.Logger;
  * bytes, current and peak, per tag), honours an optional cap on reserved bytes, and on out-of-memory
  * frees its cache and retries once before failing with a message that explains the memory state.
  * Closing the pool with live buffers frees them and throws {@link MemoryLeakException} listing each.
- * Thread-safe: all methods lock the pool.
+ *
+ * <p>Streams: a block closed with {@link DeviceBuffer#close()} may serve the next request at once, which is
+ * safe when that request's work is queued behind the old work (the same stream) or the old work has finished.
+ * A buffer closed with {@link DeviceBuffer#closeAfter} waits, still counted as allocated, until its fence has
+ * completed: every allocation first takes back the blocks whose fences have completed (a query, no wait);
+ * before giving up on memory ({@link #emptyCache}, the out-of-memory retry) and at close the pool waits for
+ * all of them. Thread-safe: all methods lock the pool.
  */
 public final class DevicePool implements AutoCloseable {
     /** Allocation granularity in bytes. */
@@ -35,6 +42,10 @@ public final class DevicePool implements AutoCloseable {
     private final TreeMap<Long, ArrayDeque<Long>> cache = new TreeMap<>();
     private final Map<DeviceBuffer, Throwable> live = new IdentityHashMap<>();
     private final Map<String, long[]> tags = new LinkedHashMap<>();
+    /** Buffers closed after a fence, in closing order: their blocks return to the cache once it completes. */
+    private final List<Pending> pending = new ArrayList<>();
+
+    private record Pending(DeviceBuffer buffer, Fence fence) {}
 
     private long allocated;
     private long peakAllocated;
@@ -94,6 +105,7 @@ public final class DevicePool implements AutoCloseable {
             throw new IllegalArgumentException("cannot allocate " + bytes + " bytes (tag " + tag + ")");
         }
         long size = roundUp(bytes);
+        reclaim(false);
         Map.Entry<Long, ArrayDeque<Long>> hit = cache.ceilingEntry(size);
         long address;
         if (hit != null && hit.getKey() <= size + size / 8) {
@@ -160,17 +172,55 @@ public final class DevicePool implements AutoCloseable {
             return; // freed by close() of the pool already
         }
         live.remove(b);
+        recycle(b);
+    }
+
+    /** Called by {@link DeviceBuffer#closeAfter} with the pool locked. */
+    void releaseAfter(DeviceBuffer b, Fence fence) {
+        if (!live.containsKey(b)) {
+            fence.close(); // freed by close() of the pool already
+            return;
+        }
+        live.remove(b);
+        pending.add(new Pending(b, fence));
+    }
+
+    private void recycle(DeviceBuffer b) {
         allocated -= b.size();
         tags.get(b.tag())[0] -= b.size();
         cache.computeIfAbsent(b.size(), k -> new ArrayDeque<>()).push(b.rawAddress());
     }
 
     /**
-     * Returns every cached block to the device. Each block leaves the cache before it is freed: if a free fails,
-     * that block is never handed out again (nor freed twice) and stays counted as reserved, the blocks freed before
-     * it are gone from the cache, and the rest stay cached.
+     * Returns to the cache the blocks of pending buffers whose fences have completed; with {@code wait}, waits for
+     * every fence. A fence that fails leaves its block pending (never reused) and the failure propagates.
+     */
+    private void reclaim(boolean wait) {
+        for (Iterator<Pending> it = pending.iterator(); it.hasNext(); ) {
+            Pending p = it.next();
+            if (wait) {
+                p.fence().await();
+            } else if (!p.fence().isComplete()) {
+                continue;
+            }
+            it.remove();
+            recycle(p.buffer());
+            p.fence().close();
+        }
+    }
+
+    /**
+     * Waits for the fences of buffers closed with {@link DeviceBuffer#closeAfter}, then returns every cached block
+     * to the device. Each block leaves the cache before it is freed: if a free fails, that block is never handed out
+     * again (nor freed twice) and stays counted as reserved, the blocks freed before it are gone from the cache, and
+     * the rest stay cached.
      */
     public synchronized void emptyCache() {
+        reclaim(true);
+        freeCache();
+    }
+
+    private void freeCache() {
         while (!cache.isEmpty()) {
             Map.Entry<Long, ArrayDeque<Long>> e = cache.firstEntry();
             long address = e.getValue().pop();
@@ -191,11 +241,19 @@ public final class DevicePool implements AutoCloseable {
         }
     }
 
+    /** The accounting now, after taking back the blocks whose fences have completed. */
     public synchronized MemoryStats stats() {
+        if (!closed) {
+            reclaim(false);
+        }
+        return snapshot();
+    }
+
+    private MemoryStats snapshot() {
         Map<String, MemoryStats.TagStats> byTag = new LinkedHashMap<>();
         tags.forEach((k, t) -> byTag.put(k, new MemoryStats.TagStats(t[0], t[1])));
         return new MemoryStats(allocated, peakAllocated, reserved, peakReserved, allocations, deviceAllocations, cacheHits,
-                oomCount, live.size(), limit, Collections.unmodifiableMap(byTag));
+                oomCount, live.size(), pending.size(), limit, Collections.unmodifiableMap(byTag));
     }
 
     /** The device this pool allocates on, for messages. */
@@ -229,7 +287,8 @@ public final class DevicePool implements AutoCloseable {
     }
 
     /**
-     * Frees the cache and any live buffers (which become unusable). Idempotent.
+     * Waits for the fences of buffers closed with {@link DeviceBuffer#closeAfter}, then frees the cache and any live
+     * buffers (which become unusable). Idempotent.
      *
      * @throws MemoryLeakException if buffers were still live, listing each
      */
@@ -239,14 +298,29 @@ public final class DevicePool implements AutoCloseable {
             return;
         }
         List<String> leaks = leakReport();
+        RuntimeException freeFailure = null;
+        for (Pending p : pending) {
+            // A fence that fails (a broken context) does not keep the memory: the pool is going away.
+            try {
+                p.fence().await();
+            } catch (RuntimeException e) {
+                freeFailure = addFailure(freeFailure, e);
+            }
+            try {
+                p.fence().close();
+            } catch (RuntimeException e) {
+                freeFailure = addFailure(freeFailure, e);
+            }
+            recycle(p.buffer());
+        }
+        pending.clear();
         for (DeviceBuffer b : new ArrayList<>(live.keySet())) {
             b.close();
         }
-        RuntimeException freeFailure = null;
         try {
-            emptyCache();
+            freeCache();
         } catch (RuntimeException e) {
-            freeFailure = e; // closed all the same; a leak report, if any, comes first
+            freeFailure = addFailure(freeFailure, e); // closed all the same; a leak report, if any, comes first
         }
         closed = true;
         if (!leaks.isEmpty()) {
@@ -264,8 +338,16 @@ public final class DevicePool implements AutoCloseable {
         }
     }
 
+    private static RuntimeException addFailure(RuntimeException first, RuntimeException next) {
+        if (first == null) {
+            return next;
+        }
+        first.addSuppressed(next);
+        return first;
+    }
+
     @Override
     public synchronized String toString() {
-        return "DevicePool[" + name + " on " + raw.deviceDescription() + ": " + stats() + "]";
+        return "DevicePool[" + name + " on " + raw.deviceDescription() + ": " + snapshot() + "]";
     }
 }

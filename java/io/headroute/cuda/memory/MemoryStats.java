@@ -6,7 +6,7 @@ import java.util.Map;
  * A snapshot of a pool's accounting, in PyTorch's terms: <em>allocated</em> bytes are held by live
  * buffers; <em>reserved</em> bytes are held from the device (allocated plus cached for reuse).
  *
- * @param allocatedBytes     bytes in live buffers (sizes after rounding)
+ * @param allocatedBytes     bytes in live and pending buffers (sizes after rounding)
  * @param peakAllocatedBytes highest allocatedBytes since creation or the last peak reset
  * @param reservedBytes      bytes obtained from the device and not yet returned
  * @param peakReservedBytes  highest reservedBytes since creation or the last peak reset
@@ -15,17 +15,20 @@ import java.util.Map;
  * @param cacheHits          buffers served from the cache
  * @param oomCount           allocations that failed with out-of-memory
  * @param liveBuffers        buffers not yet closed
+ * @param pendingBuffers     buffers closed after a fence that had not completed when last checked: their
+ *                           bytes stay in allocatedBytes until the pool takes their blocks back
  * @param limitBytes         the pool's cap on reserved bytes, or {@code Long.MAX_VALUE}
  * @param byTag              current and peak allocated bytes per tag
  */
 public record MemoryStats(long allocatedBytes, long peakAllocatedBytes, long reservedBytes, long peakReservedBytes,
-        long allocations, long deviceAllocations, long cacheHits, long oomCount, long liveBuffers, long limitBytes,
+        long allocations, long deviceAllocations, long cacheHits, long oomCount, long liveBuffers, long pendingBuffers,
+        long limitBytes,
         Map<String, TagStats> byTag) {
 
     /** Allocated bytes under one tag. */
     public record TagStats(long currentBytes, long peakBytes) {}
 
-    /** Bytes reserved from the device but not in a live buffer. */
+    /** Bytes reserved from the device and held by no live or pending buffer (ready for reuse). */
     public long cachedBytes() {
         return reservedBytes - allocatedBytes;
     }
@@ -36,6 +39,7 @@ public record MemoryStats(long allocatedBytes, long peakAllocatedBytes, long res
         sb.append("allocated ").append(Bytes.format(allocatedBytes)).append(" (peak ").append(Bytes.format(peakAllocatedBytes))
                 .append("), reserved ").append(Bytes.format(reservedBytes)).append(" (peak ")
                 .append(Bytes.format(peakReservedBytes)).append("), ").append(liveBuffers).append(" live buffers, ")
+                .append(pendingBuffers > 0 ? pendingBuffers + " pending, " : "")
                 .append(allocations).append(" allocations (").append(cacheHits).append(" from cache), ").append(oomCount)
                 .append(" OOM");
         if (limitBytes != Long.MAX_VALUE) {

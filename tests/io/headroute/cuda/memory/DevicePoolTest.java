@@ -259,4 +259,191 @@ class DevicePoolTest {
             assertEquals(0, dev.used);
         }
     }
+
+    @Test
+    void aBufferClosedAfterAFenceIsNotReusedBeforeItCompletes() {
+        FakeAllocator dev = new FakeAllocator(64 * MiB);
+        try (DevicePool pool = DevicePool.create(dev, "t", false)) {
+            DeviceBuffer a = pool.allocate(MiB, "scratch");
+            long addr = a.address();
+            FakeFence f = new FakeFence();
+            a.closeAfter(f);
+            assertTrue(a.isClosed());
+            assertThrows(IllegalStateException.class, a::address);
+            MemoryStats s = pool.stats();
+            assertEquals(MiB, s.allocatedBytes(), "still in use by queued work");
+            assertEquals(MiB, s.byTag().get("scratch").currentBytes());
+            assertEquals(0, s.liveBuffers());
+            assertEquals(1, s.pendingBuffers());
+            assertTrue(s.toString().contains("1 pending"), s.toString());
+
+            DeviceBuffer b = pool.allocate(MiB, "scratch");
+            assertNotEquals(addr, b.address(), "handed out while the fence was incomplete");
+            assertEquals(2, pool.stats().deviceAllocations());
+            assertEquals(2 * MiB, pool.stats().allocatedBytes());
+
+            f.complete = true;
+            DeviceBuffer c = pool.allocate(MiB, "scratch");
+            assertEquals(addr, c.address(), "taken back once complete");
+            assertEquals(1, f.closes);
+            assertEquals(0, f.awaits, "an allocation only queries");
+            assertEquals(0, pool.stats().pendingBuffers());
+            assertEquals(2 * MiB, pool.stats().allocatedBytes());
+            b.close();
+            c.close();
+        }
+    }
+
+    @Test
+    void fencesCompleteInAnyOrderAndStatsTakeBackTheCompleted() {
+        FakeAllocator dev = new FakeAllocator(64 * MiB);
+        try (DevicePool pool = DevicePool.create(dev, "t", false)) {
+            FakeFence first = new FakeFence();
+            FakeFence second = new FakeFence();
+            pool.allocate(MiB, "x").closeAfter(first);
+            pool.allocate(2 * MiB, "x").closeAfter(second);
+            second.complete = true;
+            MemoryStats s = pool.stats();
+            assertEquals(MiB, s.allocatedBytes());
+            assertEquals(1, s.pendingBuffers());
+            assertEquals(3 * MiB, s.reservedBytes());
+            assertEquals(1, second.closes);
+            assertEquals(0, first.closes);
+            first.complete = true;
+            assertEquals(0, pool.stats().allocatedBytes());
+            assertEquals(1, first.closes);
+        }
+    }
+
+    @Test
+    void outOfMemoryWaitsForPendingBuffersBeforeFailing() {
+        FakeAllocator dev = new FakeAllocator(4 * MiB);
+        try (DevicePool pool = DevicePool.create(dev, "t", false)) {
+            FakeFence f = new FakeFence();
+            pool.allocate(3 * MiB, "big").closeAfter(f);
+            // 2 MiB more does not fit beside the pending 3 MiB: the retry waits for its fence, frees it, succeeds.
+            DeviceBuffer b = pool.allocate(2 * MiB, "other");
+            assertEquals(1, f.awaits);
+            assertEquals(1, f.closes);
+            assertEquals(2 * MiB, dev.used);
+            b.close();
+            // The limit's path waits too.
+            try (DevicePool capped = DevicePool.withLimit(new FakeAllocator(64 * MiB), "c", 4 * MiB, false)) {
+                FakeFence g = new FakeFence();
+                capped.allocate(3 * MiB, "big").closeAfter(g);
+                capped.allocate(2 * MiB, "other").close();
+                assertEquals(1, g.awaits);
+            }
+        }
+    }
+
+    @Test
+    void emptyCacheAndCloseWaitForPendingBuffers() {
+        FakeAllocator dev = new FakeAllocator(64 * MiB);
+        DevicePool pool = DevicePool.create(dev, "t", false);
+        FakeFence f = new FakeFence();
+        pool.allocate(MiB, "x").closeAfter(f);
+        pool.emptyCache();
+        assertEquals(1, f.awaits);
+        assertEquals(0, dev.used);
+        FakeFence g = new FakeFence();
+        pool.allocate(MiB, "x").closeAfter(g);
+        pool.close(); // no leak: the buffer was closed, its fence is waited for
+        assertEquals(1, g.awaits);
+        assertEquals(1, g.closes);
+        assertEquals(0, dev.used);
+        // After close: the fence is only closed.
+        FakeFence late = new FakeFence();
+        DeviceBuffer dead = DevicePool.create(new FakeAllocator(MiB), "d", false).allocate(1, "x");
+        dead.close();
+        dead.closeAfter(late);
+        assertEquals(1, late.closes);
+        assertEquals(0, late.awaits + late.queries);
+    }
+
+    @Test
+    void aFailingFenceKeepsItsBlockFromReuseAndCloseStillFreesEverything() {
+        FakeAllocator dev = new FakeAllocator(64 * MiB);
+        DevicePool pool = DevicePool.create(dev, "t", false);
+        FakeFence f = new FakeFence();
+        DeviceBuffer a = pool.allocate(MiB, "x");
+        long addr = a.address();
+        a.closeAfter(f);
+        f.failure = new IllegalStateException("cuEventQuery failed: an illegal memory access");
+        IllegalStateException e = assertThrows(IllegalStateException.class, () -> pool.allocate(MiB, "x"));
+        assertTrue(e.getMessage().contains("illegal memory access"), e.getMessage());
+        f.failure = null;
+        DeviceBuffer b = pool.allocate(MiB, "x"); // the fence still incomplete: not reused
+        assertNotEquals(addr, b.address());
+        b.close();
+        f.failure = new IllegalStateException("cuEventSynchronize failed");
+        IllegalStateException atClose = assertThrows(IllegalStateException.class, pool::close);
+        assertEquals("cuEventSynchronize failed", atClose.getMessage());
+        assertEquals(0, dev.used, "the pool freed all of its memory all the same");
+        assertEquals(1, f.closes);
+        assertThrows(IllegalStateException.class, () -> pool.allocate(1, "late"));
+    }
+
+    /**
+     * Random allocations, closes and closes after fences that complete at random later steps: the accounting
+     * stays exact and no block is handed out while a fence over its previous buffer is incomplete.
+     */
+    @Test
+    void randomWorkloadWithFencesNeverReusesABusyBlock() {
+        FakeAllocator dev = new FakeAllocator(256 * MiB);
+        SplittableRandom rnd = new SplittableRandom(5);
+        try (DevicePool pool = DevicePool.withLimit(dev, "t", 96 * MiB, false)) {
+            List<DeviceBuffer> open = new ArrayList<>();
+            java.util.Map<Long, FakeFence> busy = new java.util.HashMap<>(); // address → fence of its last buffer
+            java.util.Map<Long, Long> busySize = new java.util.HashMap<>();
+            List<FakeFence> fences = new ArrayList<>();
+            for (int step = 0; step < 5000; step++) {
+                int op = rnd.nextInt(6);
+                if (open.isEmpty() || op < 3) {
+                    DeviceBuffer b;
+                    try {
+                        b = pool.allocate(rnd.nextLong(4 * MiB), "t" + rnd.nextInt(2));
+                    } catch (DeviceOutOfMemoryException e) {
+                        open.remove(rnd.nextInt(open.size())).close();
+                        continue;
+                    }
+                    FakeFence f = busy.get(b.address());
+                    assertTrue(f == null || f.complete, "step " + step + ": a block handed out under an incomplete fence");
+                    busy.remove(b.address());
+                    busySize.remove(b.address());
+                    open.add(b);
+                } else if (op == 3) {
+                    open.remove(rnd.nextInt(open.size())).close();
+                } else if (op == 4) {
+                    DeviceBuffer b = open.remove(rnd.nextInt(open.size()));
+                    FakeFence f = new FakeFence();
+                    busy.put(b.address(), f);
+                    busySize.put(b.address(), b.size());
+                    fences.add(f);
+                    b.closeAfter(f);
+                } else if (!fences.isEmpty()) {
+                    fences.remove(rnd.nextInt(fences.size())).complete = true; // the GPU finishes some work
+                }
+                fences.removeIf(f -> f.complete);
+                MemoryStats s = pool.stats();
+                long pendingBytes = 0;
+                int pendingCount = 0;
+                for (var e : busy.entrySet()) {
+                    if (!e.getValue().complete) {
+                        pendingBytes += busySize.get(e.getKey());
+                        pendingCount++;
+                    }
+                }
+                long sum = open.stream().mapToLong(DeviceBuffer::size).sum() + pendingBytes;
+                assertEquals(sum, s.allocatedBytes(), "step " + step);
+                assertEquals(pendingCount, s.pendingBuffers(), "step " + step);
+                assertEquals(open.size(), s.liveBuffers(), "step " + step);
+                assertEquals(dev.used, s.reservedBytes(), "step " + step);
+                assertTrue(s.reservedBytes() <= 96 * MiB, "step " + step);
+                assertEquals(sum, s.byTag().values().stream().mapToLong(MemoryStats.TagStats::currentBytes).sum(), "step " + step);
+            }
+            open.forEach(DeviceBuffer::close);
+        }
+        assertEquals(0, dev.used);
+    }
 }
