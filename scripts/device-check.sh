@@ -373,14 +373,17 @@ step_gpu_tests() {
     # package in the test classes folder. A per-test timeout makes a test stuck in Java fail instead of using the step up.
     # First the wgmma layout probes on their own (seconds; reports in junit-probe/): should the step's limit
     # cut the whole run short, their verdict still tells a misread descriptor from a bug in the WG/WGP loop.
-    timeout -k 5 "$(cap 30)" "$OUT/state/jvm" -cp "$BUNDLE/lib/*:$BUNDLE/lib/test/*:$BUNDLE/lib/test/classes" \
+    # -Dheadroute.pool.poison=true: as under Maven, every device pool fills what it hands out with NaN bytes.
+    timeout -k 5 "$(cap 30)" "$OUT/state/jvm" -Dheadroute.pool.poison=true \
+        -cp "$BUNDLE/lib/*:$BUNDLE/lib/test/*:$BUNDLE/lib/test/classes" \
         org.junit.platform.console.ConsoleLauncher execute \
         --select-class io.headroute.engine.cuda.WgmmaProbeGpuTest --include-tag gpu \
         --reports-dir "$OUT/junit-probe" --details=flat --disable-banner --disable-ansi-colors >"$OUT/junit-probe.log" 2>&1 \
         </dev/null
     # Its console output has a log of its own: this step's log is the main run's, which the summary counts.
     echo "(wgmma probes: console launcher exit $?; $OUT/junit-probe.log)"
-    timeout -k 5 "$(cap 150)" "$OUT/state/jvm" -cp "$BUNDLE/lib/*:$BUNDLE/lib/test/*:$BUNDLE/lib/test/classes" \
+    timeout -k 5 "$(cap 150)" "$OUT/state/jvm" -Dheadroute.pool.poison=true \
+        -cp "$BUNDLE/lib/*:$BUNDLE/lib/test/*:$BUNDLE/lib/test/classes" \
         org.junit.platform.console.ConsoleLauncher execute \
         --select-package io.headroute --include-tag gpu --exclude-tag gpu-long --fail-if-no-tests \
         --config 'junit.jupiter.execution.timeout.default=100 s' \

@@ -2,11 +2,13 @@ package io.headroute.cuda;
 
 import static jcuda.driver.JCudaDriver.cuMemAlloc;
 import static jcuda.driver.JCudaDriver.cuMemFree;
+import static jcuda.driver.JCudaDriver.cuMemsetD8Async;
 
 import io.headroute.cuda.memory.Bytes;
 import io.headroute.cuda.memory.RawAllocator;
 import io.headroute.cuda.memory.RawOutOfMemoryException;
 import jcuda.driver.CUresult;
+import jcuda.driver.CUstream;
 
 /** {@link RawAllocator} on a real GPU: cuMemAlloc / cuMemFree / cuMemGetInfo in the device's primary context. */
 public final class JCudaAllocator implements RawAllocator {
@@ -34,6 +36,16 @@ public final class JCudaAllocator implements RawAllocator {
         device.makeCurrent();
         CudaException.check(cuMemFree(DevicePointers.of(address)), "cuMemFree(0x" + Long.toHexString(address) + ")",
                 device.describe());
+    }
+
+    /** Waits for the whole context (work on any stream may still use the block), fills, and waits for the fill. */
+    @Override
+    public void poison(long address, long bytes) {
+        device.synchronize();
+        CudaException.check(cuMemsetD8Async(DevicePointers.of(address), (byte) 0xFF, bytes, new CUstream()),
+                "cuMemsetD8Async(0x" + Long.toHexString(address) + ", 0xFF, " + Bytes.format(bytes) + ", poison)",
+                device.describe());
+        device.synchronize();
     }
 
     @Override

@@ -30,6 +30,13 @@ import org.apache.logging.log4j.Logger;
 public final class DevicePool implements AutoCloseable {
     /** Allocation granularity in bytes. */
     public static final long ROUNDING = 512;
+    /**
+     * System property: when "true", pools created afterwards fill every buffer they hand out (fresh or from the
+     * cache) with 0xFF bytes, NaN in every float dtype ({@link RawAllocator#poison}), so that a kernel reading memory
+     * nothing wrote fails a test instead of reading zeros or the last call's values. For tests: on a GPU each
+     * allocation then waits for the whole device twice.
+     */
+    public static final String POISON_PROPERTY = "headroute.pool.poison";
 
     private static final Logger LOG = LogManager.getLogger(DevicePool.class);
 
@@ -37,6 +44,7 @@ public final class DevicePool implements AutoCloseable {
     private final String name;
     private final long limit;
     private final boolean debug;
+    private final boolean poison;
 
     /** Cached (free, still reserved) blocks by size. */
     private final TreeMap<Long, ArrayDeque<Long>> cache = new TreeMap<>();
@@ -58,10 +66,20 @@ public final class DevicePool implements AutoCloseable {
     private boolean closed;
 
     private DevicePool(RawAllocator raw, String name, long limit, boolean debug) {
+        this(raw, name, limit, debug, Boolean.getBoolean(POISON_PROPERTY));
+    }
+
+    private DevicePool(RawAllocator raw, String name, long limit, boolean debug, boolean poison) {
         this.raw = raw;
         this.name = name;
         this.limit = limit;
         this.debug = debug;
+        this.poison = poison;
+    }
+
+    /** A pool without a cap that poisons (or not) whatever the system property says; for tests. */
+    static DevicePool poisoning(RawAllocator raw, String name, boolean poison) {
+        return new DevicePool(raw, name, Long.MAX_VALUE, false, poison);
     }
 
     /** A pool without a cap. {@code debug} records where each buffer was allocated, for leak reports. */
@@ -108,15 +126,26 @@ public final class DevicePool implements AutoCloseable {
         reclaim(false);
         Map.Entry<Long, ArrayDeque<Long>> hit = cache.ceilingEntry(size);
         long address;
-        if (hit != null && hit.getKey() <= size + size / 8) {
+        boolean fromCache = hit != null && hit.getKey() <= size + size / 8;
+        if (fromCache) {
             size = hit.getKey();
             address = hit.getValue().pop();
             if (hit.getValue().isEmpty()) {
                 cache.remove(size);
             }
-            cacheHits++;
         } else {
             address = allocateFromDevice(bytes, size, tag);
+        }
+        if (poison) {
+            try {
+                raw.poison(address, size);
+            } catch (RuntimeException e) {
+                cache.computeIfAbsent(size, k -> new ArrayDeque<>()).push(address); // still reserved, not handed out
+                throw e;
+            }
+        }
+        if (fromCache) {
+            cacheHits++;
         }
         DeviceBuffer b = new DeviceBuffer(this, address, size, bytes, tag);
         allocations++;
@@ -254,6 +283,11 @@ public final class DevicePool implements AutoCloseable {
         tags.forEach((k, t) -> byTag.put(k, new MemoryStats.TagStats(t[0], t[1])));
         return new MemoryStats(allocated, peakAllocated, reserved, peakReserved, allocations, deviceAllocations, cacheHits,
                 oomCount, live.size(), pending.size(), limit, Collections.unmodifiableMap(byTag));
+    }
+
+    /** Whether this pool fills every buffer it hands out with NaN bytes ({@link #POISON_PROPERTY}). */
+    public boolean isPoisoning() {
+        return poison;
     }
 
     /** The device this pool allocates on, for messages. */

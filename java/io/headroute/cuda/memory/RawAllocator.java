@@ -24,4 +24,15 @@ public interface RawAllocator {
 
     /** For messages: which device, e.g. "GPU 0 (NVIDIA H100 80GB HBM3, sm_90)". */
     String deviceDescription();
+
+    /**
+     * Fills [address, address + bytes) of an allocation with the byte 0xFF (NaN in f32, f16 and bf16, -1 in int32)
+     * after all work queued on the device so far, and returns once the fill has landed: the pool's poison mode
+     * ({@link DevicePool#POISON_PROPERTY}), a testing aid that makes a read of memory nothing wrote show as NaN.
+     *
+     * @throws UnsupportedOperationException where the device cannot
+     */
+    default void poison(long address, long bytes) {
+        throw new UnsupportedOperationException(deviceDescription() + " cannot poison memory");
+    }
 }

@@ -446,4 +446,36 @@ class DevicePoolTest {
         }
         assertEquals(0, dev.used);
     }
+
+    @Test
+    void poisonModeFillsEveryBufferHandedOutFreshOrCached() {
+        FakeAllocator dev = new FakeAllocator(64 * MiB);
+        try (DevicePool pool = DevicePool.poisoning(dev, "t", true)) {
+            assertTrue(pool.isPoisoning());
+            pool.allocate(1000, "x").close();
+            assertEquals(1, dev.poisonCalls);
+            pool.allocate(1000, "x").close(); // from the cache: poisoned again
+            assertEquals(2, dev.poisonCalls);
+            assertEquals(1, pool.stats().cacheHits());
+            // A failed fill hands nothing out and loses nothing: the block stays cached, counted as reserved.
+            dev.failPoison = true;
+            assertThrows(IllegalStateException.class, () -> pool.allocate(1000, "x"));
+            MemoryStats s = pool.stats();
+            assertEquals(0, s.allocatedBytes());
+            assertEquals(512 * 2, s.reservedBytes());
+            assertEquals(1, s.cacheHits(), "a failed allocation is no cache hit");
+            assertEquals(2, s.allocations());
+            dev.failPoison = false;
+            pool.allocate(1000, "x").close();
+            assertEquals(2, pool.stats().cacheHits());
+        }
+        try (DevicePool plain = DevicePool.poisoning(dev, "u", false)) {
+            int before = dev.poisonCalls;
+            plain.allocate(1000, "x").close();
+            assertEquals(before, dev.poisonCalls);
+            assertFalse(plain.isPoisoning());
+        }
+        // Tests run with the property set (pom.xml), so every pool in them poisons.
+        assertEquals(Boolean.getBoolean(DevicePool.POISON_PROPERTY), DevicePool.create(dev, "p", false).isPoisoning());
+    }
 }

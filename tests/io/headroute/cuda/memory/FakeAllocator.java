@@ -14,6 +14,8 @@ final class FakeAllocator implements RawAllocator {
     int failures;
     /** The free call (1-based, counting every call) that fails, leaving its block live; 0: none. */
     int failFreeCall;
+    int poisonCalls;
+    boolean failPoison;
 
     FakeAllocator(long capacity) {
         this.capacity = capacity;
@@ -47,6 +49,18 @@ final class FakeAllocator implements RawAllocator {
             throw new AssertionError("free of an address that is not live: " + Long.toHexString(address));
         }
         used -= size;
+    }
+
+    @Override
+    public void poison(long address, long bytes) {
+        poisonCalls++;
+        if (failPoison) {
+            throw new IllegalStateException("fake poison failure");
+        }
+        Long size = live.get(address);
+        if (size == null || bytes > size) {
+            throw new AssertionError("poison of [" + Long.toHexString(address) + ", +" + bytes + ") outside a live block");
+        }
     }
 
     @Override

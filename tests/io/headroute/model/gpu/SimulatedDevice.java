@@ -70,6 +70,15 @@ final class SimulatedDevice implements RawAllocator {
         return "simulated GPU (" + capacity + " bytes)";
     }
 
+    /** The pool's poison mode: the range becomes {@link #POISON} bytes again. */
+    @Override
+    public void poison(long address, long bytes) {
+        ByteBuffer b = at(address, bytes);
+        for (long i = 0; i < bytes; i++) {
+            b.put(POISON);
+        }
+    }
+
     /** The buffer holding [address, address + bytes), positioned at address; fails on any overrun. */
     ByteBuffer at(long address, long bytes) {
         Map.Entry<Long, ByteBuffer> e = blocks.floorEntry(address);
