@@ -77,7 +77,7 @@ public final class DevicePool implements AutoCloseable {
         this.poison = poison;
     }
 
-    /** A pool without a cap that poisons (or not) whatever the system property says; for tests. */
+    /** A pool without a cap that poisons as told, whatever the system property says; for tests. */
     static DevicePool poisoning(RawAllocator raw, String name, boolean poison) {
         return new DevicePool(raw, name, Long.MAX_VALUE, false, poison);
     }
