@@ -192,5 +192,53 @@ class FlexRowsTest(unittest.TestCase):
         self.assertEqual(fake.calls, [])
 
 
+class SdpaOrderTest(unittest.TestCase):
+    def test_anchor_length_first_then_the_longest(self):
+        fake = FakeTorch(ref.FLEX_LEN)
+        seen = []
+        fake.randn = lambda *shape, device=None, dtype=None: shape
+        functional = types.ModuleType("torch.nn.functional")
+        functional.scaled_dot_product_attention = lambda q, k, v, is_causal=False: seen.append(q[2])
+        attention = types.ModuleType("torch.nn.attention")
+        attention.SDPBackend = types.SimpleNamespace(**{b: b for b in ref.BACKENDS})
+
+        class Kernel:
+            def __init__(self, backend):
+                pass
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                return False
+
+        attention.sdpa_kernel = Kernel
+        nn = types.ModuleType("torch.nn")
+        nn.functional, nn.attention = functional, attention
+        fake.nn = nn
+        mods = {"torch": fake, "torch.nn": nn, "torch.nn.functional": functional, "torch.nn.attention": attention}
+        saved = {k: sys.modules.get(k) for k in mods}
+        sys.modules.update(mods)
+        try:
+            args = ref.parse_args(["--warmup", "0", "--repeats", "1"])
+            doc = Doc()
+            ref.sdpa_rows(fake, args, doc, 0.0)
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    sys.modules.pop(k, None)
+                else:
+                    sys.modules[k] = v
+        lens = []
+        for r in doc.rows:
+            if not lens or lens[-1] != r["shape"]["L"]:
+                lens.append(r["shape"]["L"])
+        self.assertEqual(lens, [16384, 32768, 4096])
+        self.assertEqual(sorted(set(seen)), [4096, 16384, 32768])
+        math_rows = [r for r in doc.rows if r["backend"] == "MATH"]
+        self.assertTrue(all(r["status"].startswith("skipped") for r in math_rows if r["shape"]["L"] > ref.MATH_MAX_LEN))
+        self.assertTrue(all(r["status"] == "ok" for r in doc.rows if r["backend"] != "MATH"), doc.rows[:2])
+
+
 if __name__ == "__main__":
     unittest.main()
