@@ -6,6 +6,7 @@ function is one it has not seen (torch.compile guards on the function's identity
 closes over), and each call evaluates the mask function as it is at that moment, the way the kernel
 evaluates partial blocks. Run: python3 -B tests/python/test_torch_reference.py (DeviceBundleTest does).
 """
+import contextlib
 import os
 import sys
 import types
@@ -130,25 +131,30 @@ class Doc:
         self.rows.append(row)
 
 
-def run_flex(fake, budget=0.0):
-    mods = {"torch": fake, "torch.nn": types.ModuleType("torch.nn"),
-            "torch.nn.attention": types.ModuleType("torch.nn.attention"),
-            "torch.nn.attention.flex_attention": fake.flex_module()}
+@contextlib.contextmanager
+def modules(mods):
+    """sys.modules with the stand-in modules in place, restored afterwards."""
     saved = {k: sys.modules.get(k) for k in mods}
     sys.modules.update(mods)
     try:
-        args = ref.parse_args(["--warmup", "1", "--repeats", "3"])
-        args.quick = False
-        doc = Doc()
-        deadline = ref.time.time() + budget if budget else 0.0
-        ref.flex_rows(fake, args, doc, deadline)
-        return doc.rows
+        yield
     finally:
         for k, v in saved.items():
             if v is None:
                 sys.modules.pop(k, None)
             else:
                 sys.modules[k] = v
+
+
+def run_flex(fake, budget=0.0):
+    with modules({"torch": fake, "torch.nn": types.ModuleType("torch.nn"),
+                  "torch.nn.attention": types.ModuleType("torch.nn.attention"),
+                  "torch.nn.attention.flex_attention": fake.flex_module()}):
+        args = ref.parse_args(["--warmup", "1", "--repeats", "3"])
+        doc = Doc()
+        deadline = ref.time.time() + budget if budget else 0.0
+        ref.flex_rows(fake, args, doc, deadline)
+        return doc.rows
 
 
 class FlexRowsTest(unittest.TestCase):
@@ -216,19 +222,9 @@ class SdpaOrderTest(unittest.TestCase):
         nn = types.ModuleType("torch.nn")
         nn.functional, nn.attention = functional, attention
         fake.nn = nn
-        mods = {"torch": fake, "torch.nn": nn, "torch.nn.functional": functional, "torch.nn.attention": attention}
-        saved = {k: sys.modules.get(k) for k in mods}
-        sys.modules.update(mods)
-        try:
-            args = ref.parse_args(["--warmup", "0", "--repeats", "1"])
-            doc = Doc()
-            ref.sdpa_rows(fake, args, doc, 0.0)
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    sys.modules.pop(k, None)
-                else:
-                    sys.modules[k] = v
+        doc = Doc()
+        with modules({"torch": fake, "torch.nn": nn, "torch.nn.functional": functional, "torch.nn.attention": attention}):
+            ref.sdpa_rows(fake, ref.parse_args(["--warmup", "0", "--repeats", "1"]), doc, 0.0)
         lens = []
         for r in doc.rows:
             if not lens or lens[-1] != r["shape"]["L"]:
