@@ -164,6 +164,29 @@ class EmulatedDriverTest {
     }
 
     /**
+     * The pool's poison mode through the driver (set for test runs in pom.xml): a block handed out again from the
+     * cache reads NaN everywhere, not the values its last buffer held.
+     */
+    @Test
+    void poisonedPoolHandsOutNanFromTheCacheToo() {
+        assertTrue(pool.isPoisoning(), "pom.xml sets " + DevicePool.POISON_PROPERTY + " for test runs");
+        float[] x = new float[1000];
+        java.util.Arrays.fill(x, 1.5f);
+        long addr;
+        try (DeviceTensor t = DeviceTensor.upload(device, pool, stream, null, Tensor.ofFloats(DType.F32, x, 1000), DType.F32,
+                "p")) {
+            assertArrayEquals(x, t.download(stream, null).toFloatArray());
+            addr = t.address();
+        }
+        try (DeviceTensor again = DeviceTensor.allocate(device, pool, DType.F32, "p", 1000)) {
+            assertEquals(addr, again.address(), "the same block, from the cache");
+            for (float v : again.download(stream, null).toFloatArray()) {
+                assertTrue(Float.isNaN(v), "a cached block kept " + v);
+            }
+        }
+    }
+
+    /**
      * A stream's fence through the driver (an untimed event, cuEventQuery): the pool takes back a buffer closed
      * after it at the next allocation (the emulator runs work when it is queued, so the fence is complete) and
      * destroys the event; an untimed event refuses timing.
