@@ -28,11 +28,11 @@ public final class ExperimentReport {
     public static final String JSON = "runs.json";
     public static final String VRAM_CHART = "vram.png";
     public static final String TIME_CHART = "time.png";
-    /** A speed-up above this many times 1 / work density gets a note: more than the work skipped explains. */
-    static final double ABOVE_IDEAL = 1.25;
     public static final String SPEEDUP_CHART = "speedup-density.png";
     /** Every file an experiment writes. */
     public static final List<String> FILES = List.of(REPORT, CSV, JSON, VRAM_CHART, TIME_CHART, SPEEDUP_CHART);
+    /** A speed-up above this many times 1 / work density gets a note: more than the work skipped explains. */
+    static final double ABOVE_IDEAL = 1.25;
 
     private static final Logger LOG = LogManager.getLogger(ExperimentReport.class);
     private static final String NA = "n/a";
