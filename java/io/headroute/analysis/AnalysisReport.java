@@ -111,7 +111,8 @@ public final class AnalysisReport {
                 ObjectNode h = heads.addObject();
                 h.put("head", s.head()).put("importance", l.importance()[s.head()]).put("previous_token", s.prevToken())
                         .put("first_token", s.firstToken()).put("diagonal", s.diagonal()).put("entropy", s.entropy())
-                        .put("local_width", s.localWidth()).put("labels", s.labels()).put("pruned", !mask[s.head()]);
+                        .put("local_width", s.localWidth()).put("probed_rows", s.rows()).put("labels", s.labels())
+                        .put("pruned", !mask[s.head()]);
             }
             matrix(n.putArray("output_similarity"), l.outputSimilarity());
             matrix(n.putArray("map_similarity"), l.mapSimilarity());
@@ -192,23 +193,24 @@ public final class AnalysisReport {
         md.append("\nImportance: relative change ‖y − y₋ₕ‖ / ‖y‖ of the layer's output y when the head alone is removed. "
                 + "Masses: mean attention on the previous token, the first token and the query's own position; a head is "
                 + "labelled when a mass is at least ").append(HeadProbe.LABEL_THRESHOLD).append(". Local width: median "
-                + "smallest window |p − j| ≤ w holding ").append(HeadProbe.LOCAL_MASS).append(" of a row's mass.\n");
+                + "smallest window |p − j| ≤ w holding ").append(HeadProbe.LOCAL_MASS).append(" of a row's mass. Rows: probed rows that "
+                + "counted (rows with no allowed key, and rows a routed head's gate does not send to it, are left out).\n");
         md.append("\n## Heads\n\n| layer | head | importance | previous-token | first-token | diagonal | entropy (nats) "
-                + "| local width | labels | pruned |\n|---|---|---|---|---|---|---|---|---|---|\n");
+                + "| local width | rows | labels | pruned |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
         for (ModelAnalysis.Layer l : r.layers()) {
             boolean[] mask = plan.headMask(l.layer());
             for (HeadProbe.HeadStats s : l.probe().heads()) {
                 md.append("| ").append(l.layer()).append(" | ").append(s.head()).append(" | ")
                         .append(importance(l.importance()[s.head()])).append(" | ").append(mass(s.prevToken())).append(" | ")
                         .append(mass(s.firstToken())).append(" | ").append(mass(s.diagonal())).append(" | ")
-                        .append(mass(s.entropy())).append(" | ").append(s.localWidth()).append(" | ")
+                        .append(mass(s.entropy())).append(" | ").append(s.localWidth()).append(" | ").append(s.rows()).append(" | ")
                         .append(s.labels().isEmpty() ? "-" : s.labels()).append(" | ").append(mask[s.head()] ? "no" : "yes")
                         .append(" |\n");
             }
         }
-        md.append(f("%n## Redundant pairs%n%nPairs of heads of one layer whose outputs before Wo have cosine ≥ %.2f and whose "
-                + "downsampled attention maps have cosine ≥ %.2f (one of the two can go, its Wo block folded into the "
-                + "other's when the outputs are proportional).%n%n", ModelAnalysis.REDUNDANT_OUTPUT_COSINE,
+        md.append(f("%n## Redundant pairs%n%nPairs of heads of one layer whose outputs before Wo have |cosine| ≥ %.2f and "
+                + "whose downsampled attention maps have cosine ≥ %.2f (one of the two can go, its Wo block folded into the "
+                + "other's when the outputs are proportional, with either sign).%n%n", ModelAnalysis.REDUNDANT_OUTPUT_COSINE,
                 ModelAnalysis.REDUNDANT_MAP_COSINE));
         boolean any = false;
         for (ModelAnalysis.Layer l : r.layers()) {

@@ -19,8 +19,11 @@ import java.util.stream.IntStream;
  *       P[0], diagonal mass P[p];</li>
  *   <li>entropy −Σ P log P in nats;</li>
  *   <li>local width: the smallest w with Σ_{|p−j| ≤ w} P[j] ≥ {@value #LOCAL_MASS}; the head's value is
- *       the median over probed rows.</li>
+ *       the median over probed rows (the upper one of an even count).</li>
  * </ul>
+ * A probed row counts only where the head attends: rows with no allowed key (an empty row of a layout has no
+ * softmax) and, given a gate, rows whose gate for the head is 0 (a routed head does not compute them) are
+ * left out of every mean, the median and the maps; {@link HeadStats#rows} says how many counted.
  */
 public final class HeadProbe {
     /** Share of a row's mass that its local window must hold. */
@@ -39,8 +42,10 @@ public final class HeadProbe {
      * @param diagonal    mean mass on the query's own position
      * @param entropy     mean row entropy, nats
      * @param localWidth  median over rows of the smallest window holding {@value #LOCAL_MASS} of the mass
+     * @param rows        probed rows that counted (over all batch entries); 0 leaves every detector 0
      */
-    public record HeadStats(int head, double prevToken, double firstToken, double diagonal, double entropy, int localWidth) {
+    public record HeadStats(int head, double prevToken, double firstToken, double diagonal, double entropy, int localWidth,
+            int rows) {
         /** The detectors this head trips: "previous-token", "first-token", "diagonal", or none. */
         public String labels() {
             StringBuilder sb = new StringBuilder();
@@ -81,6 +86,14 @@ public final class HeadProbe {
      * @param mapSize  side of the downsampled maps (at most min(L, S))
      */
     public static Result probe(Tensor q, Tensor k, Pattern pattern, Float scale, int maxRows, int mapSize) {
+        return probe(q, k, pattern, scale, maxRows, mapSize, null);
+    }
+
+    /**
+     * As {@link #probe(Tensor, Tensor, Pattern, Float, int, int)}, leaving out the rows {@code gate} (B, L, H, as
+     * floats; null: none) does not send to a head.
+     */
+    public static Result probe(Tensor q, Tensor k, Pattern pattern, Float scale, int maxRows, int mapSize, float[] gate) {
         if (q.rank() != 4 || k.rank() != 4 || q.dim(0) != k.dim(0) || q.dim(3) != k.dim(3) || q.dim(1) % k.dim(1) != 0
                 || q.dim(2) > k.dim(2)) {
             throw new IllegalArgumentException("probe: q " + q.shapeString() + " and k " + k.shapeString()
@@ -96,6 +109,10 @@ public final class HeadProbe {
         int hkv = (int) k.dim(1);
         int s = (int) k.dim(2);
         pattern.check(h, l, s);
+        if (gate != null && gate.length != (long) b * l * h) {
+            throw new IllegalArgumentException("probe: a gate of " + gate.length + " values is not (B, L, H) = (" + b + ", " + l
+                    + ", " + h + ")");
+        }
         int side = Math.min(mapSize, Math.min(l, s));
         float sc = scale == null ? (float) (1 / Math.sqrt(d)) : scale;
         float[] qf = q.toFloatArray();
@@ -118,12 +135,14 @@ public final class HeadProbe {
             for (int bb = 0; bb < b; bb++) {
                 for (int i : rows) {
                     int pos = i + (s - l);
-                    pattern.allowedKeys(hh, pos, s, ranges);
-                    Arrays.fill(p, 0);
-                    if (ranges.size() == 0) {
-                        widths[nw++] = 0;
+                    if (gate != null && gate[(bb * l + i) * h + hh] == 0) {
                         continue;
                     }
+                    pattern.allowedKeys(hh, pos, s, ranges);
+                    if (ranges.size() == 0) {
+                        continue;
+                    }
+                    Arrays.fill(p, 0);
                     int qo = ((bb * h + hh) * l + i) * d;
                     double max = Double.NEGATIVE_INFINITY;
                     for (int r = 0; r < ranges.size(); r++) {
@@ -163,14 +182,14 @@ public final class HeadProbe {
                     widths[nw++] = localWidth(p, pos, s);
                 }
             }
-            double n = (double) b * rows.length;
+            double n = Math.max(1, nw); // every counted row recorded a width
             for (int r = 0; r < side; r++) {
                 for (int c = 0; c < side && binRows[r] > 0; c++) {
                     map[r][c] /= binRows[r];
                 }
             }
             Arrays.sort(widths, 0, nw);
-            stats[hh] = new HeadStats(hh, prev / n, first / n, diag / n, entropy / n, widths[nw / 2]);
+            stats[hh] = new HeadStats(hh, prev / n, first / n, diag / n, entropy / n, nw == 0 ? 0 : widths[nw / 2], nw);
             maps[hh] = map;
         });
         return new Result(stats, maps, rows.length);

@@ -9,6 +9,8 @@ import io.headroute.model.Model;
 import io.headroute.model.ModelConfig;
 import io.headroute.model.ModelWeights;
 import io.headroute.pattern.Pattern;
+import io.headroute.routing.CpuHeadRouter;
+import io.headroute.routing.HeadRouter;
 import io.headroute.routing.PruningPlan;
 import io.headroute.tensor.Tensor;
 import java.util.ArrayList;
@@ -24,9 +26,13 @@ import java.util.TreeMap;
  * per head its ablation importance, its pattern detectors ({@link HeadProbe} on the layer's post-RoPE Q
  * and K), pairwise similarity of head outputs and attention maps with redundant pairs flagged; then a
  * greedy pruning plan at a budget with the pruned model's measured output error and speed.
+ *
+ * <p>A routed layer is analysed as it runs: its router's gate (the CPU router on the layer's normed input, as
+ * {@link Model#forward}) gates the traced attention and every ablation, the detectors leave out the query rows
+ * the gate does not send to the head, and the next layer sees the gated output.
  */
 public final class ModelAnalysis {
-    /** A pair of heads is redundant when the cosine of their outputs (before Wo) reaches this ... */
+    /** A pair of heads is redundant when the |cosine| of their outputs (before Wo; either sign) reaches this ... */
     public static final double REDUNDANT_OUTPUT_COSINE = 0.9;
     /** ... and the cosine of their downsampled attention maps reaches this. */
     public static final double REDUNDANT_MAP_COSINE = 0.9;
@@ -133,10 +139,13 @@ public final class ModelAnalysis {
         checkInput(model.config(), x);
         List<Layer> layers = new ArrayList<>();
         Tensor h = x;
-        for (AttentionBlock block : model.blocks()) {
-            AttentionBlock.Trace t = block.trace(h, null, engine);
-            layers.add(layer(model, block, h, t, engine, opt));
-            h = t.output();
+        try (HeadRouter router = router(model)) {
+            for (AttentionBlock block : model.blocks()) {
+                Tensor gate = gate(model, block.index(), h, router);
+                AttentionBlock.Trace t = block.trace(h, gate, engine);
+                layers.add(layer(model, block, h, gate, t, engine, opt));
+                h = t.output();
+            }
         }
         double[][] importance = layers.stream().map(Layer::importance).toArray(double[][]::new);
         PruningPlan plan = plan(importance, opt.prune());
@@ -150,12 +159,30 @@ public final class ModelAnalysis {
         checkInput(model.config(), x);
         double[][] out = new double[model.blocks().size()][];
         Tensor h = x;
-        for (AttentionBlock block : model.blocks()) {
-            Tensor y = block.forward(h, null, engine);
-            out[block.index()] = layerImportance(model.config(), block.index(), model.weights(), h, y, engine);
-            h = y;
+        try (HeadRouter router = router(model)) {
+            for (AttentionBlock block : model.blocks()) {
+                Tensor gate = gate(model, block.index(), h, router);
+                Tensor y = block.forward(h, gate, engine);
+                out[block.index()] = layerImportance(model.config(), block.index(), model.weights(), h, gate, y, engine);
+                h = y;
+            }
         }
         return out;
+    }
+
+    /** The CPU router {@link Model#forward} uses, for a model with routed layers; else null. */
+    private static HeadRouter router(Model model) {
+        return model.config().routed() ? new CpuHeadRouter(Runtime.getRuntime().availableProcessors()) : null;
+    }
+
+    /** Layer i's gate on its input {@code h}: its router's for a routed layer, else none. */
+    private static Tensor gate(Model model, int i, Tensor h, HeadRouter router) {
+        LayerSpec spec = model.config().layer(i);
+        if (!spec.routed()) {
+            return null;
+        }
+        return router.route(model.routerInput(i, h), model.weights().layer(i).router(), spec.router(), model.config().dtype())
+                .gate();
     }
 
     /** The greedy plan ({@link HeadImportance#greedyPlan}) as a {@link PruningPlan}. */
@@ -262,14 +289,15 @@ public final class ModelAnalysis {
         return Math.max(s.prevToken(), Math.max(s.firstToken(), s.diagonal()));
     }
 
-    private static Layer layer(Model model, AttentionBlock block, Tensor input, AttentionBlock.Trace t, AttentionEngine engine,
-            Options opt) {
+    private static Layer layer(Model model, AttentionBlock block, Tensor input, Tensor gate, AttentionBlock.Trace t,
+            AttentionEngine engine, Options opt) {
         ModelConfig c = model.config();
         int i = block.index();
-        double[] importance = layerImportance(c, i, model.weights(), input, t.output(), engine);
+        double[] importance = layerImportance(c, i, model.weights(), input, gate, t.output(), engine);
         LayerSpec spec = c.layer(i);
         Pattern effective = spec.causal() ? spec.pattern().withCausal() : spec.pattern();
-        HeadProbe.Result probe = HeadProbe.probe(t.q(), t.k(), effective, null, opt.probeRows(), opt.mapSize());
+        HeadProbe.Result probe = HeadProbe.probe(t.q(), t.k(), effective, null, opt.probeRows(), opt.mapSize(),
+                gate == null ? null : gate.toFloatArray());
         int b = Math.toIntExact(t.o().dim(0));
         int h = c.heads();
         double[][] outSim = Similarity.headOutputs(t.o().toFloatArray(), b, h, Math.toIntExact(t.o().dim(2)), c.headDim());
@@ -278,7 +306,7 @@ public final class ModelAnalysis {
         for (int a = 0; a < h; a++) {
             for (int e = a; e < h; e++) {
                 mapSim[a][e] = mapSim[e][a] = probe.mapSimilarity(a, e);
-                if (e > a && outSim[a][e] >= REDUNDANT_OUTPUT_COSINE && mapSim[a][e] >= REDUNDANT_MAP_COSINE) {
+                if (e > a && Math.abs(outSim[a][e]) >= REDUNDANT_OUTPUT_COSINE && mapSim[a][e] >= REDUNDANT_MAP_COSINE) {
                     redundant.add(new RedundantPair(a, e, outSim[a][e], mapSim[a][e]));
                 }
             }
@@ -288,11 +316,26 @@ public final class ModelAnalysis {
 
     /**
      * Ablation importance of layer i's heads: the block rebuilt with head h masked out (really not
-     * computed), on the same input, against the full block's output {@code y}.
+     * computed), on the same input and gate, against the full block's output {@code y}.
+     *
+     * @throws IllegalArgumentException when y is not finite (an overflow in the model's dtype) or zero (a
+     *     relative change of it is undefined)
      */
-    private static double[] layerImportance(ModelConfig c, int i, ModelWeights w, Tensor input, Tensor y,
+    private static double[] layerImportance(ModelConfig c, int i, ModelWeights w, Tensor input, Tensor gate, Tensor y,
             AttentionEngine engine) {
         float[] full = y.toFloatArray();
+        double norm = 0;
+        for (float v : full) {
+            if (!Float.isFinite(v)) {
+                throw new IllegalArgumentException("layer " + i + "'s output on this input is not finite (" + v + ") in "
+                        + c.dtype().cliName() + ": an overflow? Importance needs a finite output");
+            }
+            norm += (double) v * v;
+        }
+        if (norm == 0) {
+            throw new IllegalArgumentException("layer " + i + "'s output on this input is zero: its heads' importance "
+                    + "‖y − y₋ₕ‖ / ‖y‖ is undefined");
+        }
         float[] residualOnly = input.toDType(c.dtype()).toFloatArray();
         HeadImportance.MaskedForward forward = active -> {
             boolean all = true;
@@ -309,7 +352,7 @@ public final class ModelAnalysis {
                 return residualOnly;
             }
             ModelConfig masked = c.withLayer(i, c.layer(i).withHeadMask(active));
-            return new AttentionBlock(masked, i, w.layer(i)).forward(input, null, engine).toFloatArray();
+            return new AttentionBlock(masked, i, w.layer(i)).forward(input, gate, engine).toFloatArray();
         };
         return HeadImportance.ablation(forward, c.heads());
     }

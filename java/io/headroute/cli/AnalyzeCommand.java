@@ -2,12 +2,14 @@ package io.headroute.cli;
 
 import io.headroute.analysis.AnalysisReport;
 import io.headroute.analysis.ModelAnalysis;
+import io.headroute.bench.AttentionBenchmark;
 import io.headroute.attention.Backend;
 import io.headroute.attention.Backends;
 import io.headroute.engine.Algorithm;
 import io.headroute.engine.AttentionEngine;
 import io.headroute.experiment.ExperimentReport;
 import io.headroute.model.LayerSpec;
+import io.headroute.model.ModelException;
 import io.headroute.model.ModelConfig;
 import io.headroute.model.ModelWeights;
 import io.headroute.pattern.Pattern;
@@ -16,7 +18,6 @@ import io.headroute.tensor.AtomicFiles;
 import io.headroute.tensor.DType;
 import io.headroute.tensor.Tensor;
 import io.headroute.tensor.TensorFiles;
-import java.io.IOException;
 import java.io.PrintWriter;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -160,23 +161,57 @@ final class AnalyzeCommand implements Callable<Integer> {
         if (xFile != null && (batch != null || len != null)) {
             throw new ParameterException(spec.commandLine(), "give --x or random-input sizes (--batch, --len), not both");
         }
+        if (probeRows <= 0 || mapSize <= 0) {
+            throw new ParameterException(spec.commandLine(), "--probe-rows and --map-size must be positive, got " + probeRows
+                    + " and " + mapSize);
+        }
+        if (warmup < 0 || repeats <= 0 || warmup > AttentionBenchmark.MAX_REPEATS || repeats > AttentionBenchmark.MAX_REPEATS) {
+            throw new ParameterException(spec.commandLine(), "--warmup must be in 0.." + AttentionBenchmark.MAX_REPEATS
+                    + " and --repeats in 1.." + AttentionBenchmark.MAX_REPEATS + ", got " + warmup + " and " + repeats);
+        }
         ModelAnalysis.Options opt = new ModelAnalysis.Options(probeRows, mapSize, prune, warmup, repeats);
         long s = seed == null ? 42 : seed;
 
         ModelWeights weights;
         String weightsSource;
         if (weightsFile != null) {
-            weights = configGiven() ? ModelWeights.load(weightsFile, config()) : ModelWeights.load(weightsFile);
+            if (configGiven()) {
+                try {
+                    weights = ModelWeights.load(weightsFile, config());
+                } catch (ModelException e) {
+                    throw new ModelException(e.getMessage() + " (config options replace the file's stored config as a whole: "
+                            + "give all of it, or none to use the stored one)");
+                }
+            } else {
+                weights = ModelWeights.load(weightsFile);
+            }
             weightsSource = weightsFile.toString();
         } else {
             weights = ModelWeights.random(config(), s);
             weightsSource = "random, seed " + s;
         }
         ModelConfig c = weights.config();
+        if (planOut != null) {
+            // The weights' stored config may name layout files of its own.
+            List<Object> layouts = new ArrayList<>();
+            for (int i = 0; i < c.layerCount(); i++) {
+                Path f = TensorOutputs.patternFile(c.layer(i).pattern());
+                if (f != null) {
+                    layouts.add("the layout of layer " + i);
+                    layouts.add(f);
+                }
+            }
+            TensorOutputs.checkDistinct(spec.commandLine(), TensorOutputs.files("--plan-out", planOut),
+                    TensorOutputs.files(layouts.toArray()));
+        }
         Tensor x;
         String inputSource;
         if (xFile != null) {
             x = TensorFiles.read(xFile);
+            if (!x.dtype().isFloating()) {
+                throw new IllegalArgumentException("X in " + xFile + " holds " + x.dtype().cliName() + " values; activations must "
+                        + "be f32, f16 or bf16");
+            }
             x.requireFinite("X", c.dtype());
             inputSource = xFile.toString();
         } else {
@@ -212,33 +247,41 @@ final class AnalyzeCommand implements Callable<Integer> {
         AnalysisReport.Context ctx = new AnalysisReport.Context(commandLine(), Instant.now().truncatedTo(ChronoUnit.SECONDS)
                 .toString(), device, GitCommit.describe(), weightsSource, inputSource, opt, plots);
         Map<String, byte[]> files = AnalysisReport.render(report, ctx);
+        // The folder first: should the plan's write then fail, the folder goes again (half an answer is worse than
+        // none), and a plan file that was there before is left as it was.
+        boolean outExisted = Files.isDirectory(out);
+        AnalysisReport.write(out, files);
         if (planOut != null) {
             byte[] plan = report.pruning().plan().toJson().getBytes(StandardCharsets.UTF_8);
-            AtomicFiles.write(planOut, os -> os.write(plan));
             try {
-                AnalysisReport.write(out, files);
+                AtomicFiles.write(planOut, os -> os.write(plan));
             } catch (RuntimeException e) {
-                try {
-                    Files.deleteIfExists(planOut); // half an answer is worse than none
-                } catch (IOException ignored) {
-                    // the write error is the one to report
-                }
+                AtomicFiles.removeWritten(out, files.keySet(), !outExisted);
                 throw e;
             }
-        } else {
-            AnalysisReport.write(out, files);
         }
         ModelAnalysis.Pruning p = report.pruning();
         PrintWriter o = spec.commandLine().getOut();
-        o.println(Units.fmt("headroute analyze: %d layers × %d heads, X %s, on %s in %.1f s", c.layerCount(), c.heads(),
-                x.shapeString(), device, seconds));
+        o.println(Units.fmt("headroute analyze: %s × %s, X %s, on %s in %.1f s", plural(c.layerCount(), "layer"),
+                plural(c.heads(), "head"), x.shapeString(), device, seconds));
         long redundant = report.layers().stream().mapToLong(l -> l.redundant().size()).sum();
         o.println(Units.fmt("redundant pairs: %d; pruning %d of %d heads: output relative error %.4e, median %.3f ms -> %.3f ms "
                 + "(time ratio %.4f; nominal FLOP ratio %.4f)", redundant, Math.round(p.plan().removedFraction() * c.layerCount()
                 * c.heads()), c.layerCount() * c.heads(), p.relativeError(), p.unprunedMedianMs(), p.prunedMedianMs(),
                 p.timeRatio(), p.flopRatio()));
+        long asked = Math.round(prune * c.layerCount() * c.heads());
+        long removed = Math.round(p.plan().removedFraction() * c.layerCount() * c.heads());
+        if (removed == 0) {
+            o.println("note: nothing was pruned, so both timed models are the same model: the time ratio is timing noise");
+        } else if (removed < asked) {
+            o.println(Units.fmt("note: %d of %d heads asked for were pruned: every layer keeps at least one head", removed, asked));
+        }
         o.println("report: " + out.resolve(AnalysisReport.MARKDOWN));
         return Main.OK;
+    }
+
+    private static String plural(int n, String word) {
+        return n + " " + word + (n == 1 ? "" : "s");
     }
 
     private boolean configGiven() {

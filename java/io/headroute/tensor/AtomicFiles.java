@@ -12,6 +12,7 @@ import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
+import java.util.Collection;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ThreadLocalRandom;
@@ -100,6 +101,9 @@ public final class AtomicFiles {
      * cannot be created ({@code option} names it in the message, e.g. "--out").
      */
     public static void checkNewFolder(Path out, String option) {
+        if (out.toString().isEmpty()) {
+            throw new IllegalArgumentException(option + " needs a folder name, got an empty one");
+        }
         Path abs = out.toAbsolutePath().normalize();
         if (Files.exists(abs)) {
             if (!Files.isDirectory(abs)) {
@@ -126,6 +130,28 @@ public final class AtomicFiles {
         }
         if (!Files.isWritable(parent)) {
             throw new IllegalArgumentException(option + " " + out + " cannot be created: " + parent + " is not writable");
+        }
+        // The permission bits are not the whole story (root, read-only or special file systems such as /proc): try.
+        try {
+            Files.delete(Files.createTempDirectory(parent, ".headroute-probe-"));
+        } catch (IOException | RuntimeException e) {
+            throw new IllegalArgumentException(option + " " + out + " cannot be created in " + parent + ": " + describe(
+                    e instanceof IOException io ? io : new IOException(e.getMessage(), e)));
+        }
+    }
+
+    /**
+     * Removes what {@link #writeFolder} wrote into {@code out} (the files named), and the folder itself when
+     * {@code folderToo} (the caller's call created it), for an output that must not stay when a later output
+     * failed. Best effort: a file that cannot be removed is left.
+     */
+    public static void removeWritten(Path out, Collection<String> names, boolean folderToo) {
+        Path abs = out.toAbsolutePath().normalize();
+        for (String n : names) {
+            deleteQuietly(abs.resolve(n));
+        }
+        if (folderToo) {
+            deleteQuietly(abs);
         }
     }
 

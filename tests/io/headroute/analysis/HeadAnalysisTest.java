@@ -53,6 +53,52 @@ class HeadAnalysisTest {
         return new Tensor[] {Tensor.ofFloats(q, 1, H, L, D), Tensor.ofFloats(k, 1, H, L, D), Tensor.ofFloats(v, 1, H, L, D)};
     }
 
+    /**
+     * Rows that no key is allowed (an empty layout row block) and rows a gate keeps from a head count nowhere: the
+     * planted heads read the same on the rows that are left, and a head without rows reads 0.
+     */
+    @Test
+    void emptyAndUngatedRowsAreLeftOut() {
+        Tensor[] t = planted();
+        HeadProbe.Result all = HeadProbe.probe(t[0], t[1], new Pattern.Causal(), null, 1000, 8);
+        float[] ones = new float[L * H];
+        Arrays.fill(ones, 1f);
+        HeadProbe.Result gatedAll = HeadProbe.probe(t[0], t[1], new Pattern.Causal(), null, 1000, 8, ones);
+        for (int h = 0; h < H; h++) {
+            assertEquals(all.heads()[h], gatedAll.heads()[h], "a gate of ones changes nothing");
+            assertEquals(L, all.heads()[h].rows());
+        }
+        // Head 0 keeps only the even rows; head 2 none; the others all.
+        float[] gate = ones.clone();
+        for (int i = 0; i < L; i++) {
+            gate[i * H + 2] = 0;
+            if (i % 2 == 1) {
+                gate[i * H] = 0;
+            }
+        }
+        HeadProbe.Result g = HeadProbe.probe(t[0], t[1], new Pattern.Causal(), null, 1000, 8, gate);
+        assertEquals(L / 2, g.heads()[0].rows());
+        assertEquals("previous-token", g.heads()[0].labels());
+        assertEquals(1, g.heads()[0].localWidth());
+        assertEquals(new HeadProbe.HeadStats(2, 0, 0, 0, 0, 0, 0), g.heads()[2]);
+        assertEquals(all.heads()[3], g.heads()[3]);
+        assertThrows(IllegalArgumentException.class, () -> HeadProbe.probe(t[0], t[1], new Pattern.Causal(), null, 1000, 8,
+                new float[3]));
+
+        // A layout (blocks of 8) whose only non-empty query block is the first: 8 rows count, and the diagonal head's
+        // rows are as peaked as before (an empty row used to count as a width-0, zero-mass row).
+        int blocks = L / 8;
+        boolean[] bits = new boolean[H * blocks * blocks];
+        for (int h = 0; h < H; h++) {
+            bits[h * blocks * blocks] = true; // query block 0, key block 0
+        }
+        HeadProbe.Result lay = HeadProbe.probe(t[0], t[1], new Pattern.Layout(8, H, blocks, bits, "test"), null, 1000, 8);
+        for (HeadProbe.HeadStats st : lay.heads()) {
+            assertEquals(8, st.rows(), "head " + st.head());
+        }
+        assertTrue(lay.heads()[3].diagonal() > 0.99, "diagonal head on its 8 rows: " + lay.heads()[3].diagonal());
+    }
+
     @Test
     void detectorsFindThePlantedHeads() {
         Tensor[] t = planted();

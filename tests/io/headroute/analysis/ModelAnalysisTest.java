@@ -117,6 +117,81 @@ class ModelAnalysisTest {
         }
     }
 
+    /** A head that equals another with its values negated has outputs of cosine −1: proportional, so redundant. */
+    @Test
+    void aNegatedDuplicateIsRedundantToo() {
+        ModelConfig c = config(1, 4, 4, 8, true);
+        ModelWeights w = duplicateHead(ModelWeights.random(c, 7), 0, 1, 2);
+        Map<String, Tensor> m = new LinkedHashMap<>(w.asMap());
+        Tensor wv = m.get(ModelWeights.name(0, "attn.wv"));
+        float[] a = wv.toFloatArray();
+        int cols = (int) wv.dim(1);
+        for (int r = 0; r < c.dModel(); r++) {
+            for (int e = 0; e < c.headDim(); e++) {
+                a[r * cols + 2 * c.headDim() + e] = -a[r * cols + 2 * c.headDim() + e];
+            }
+        }
+        m.put(ModelWeights.name(0, "attn.wv"), Tensor.ofFloats(a, wv.shape()));
+        ModelAnalysis.Report r = ModelAnalysis.analyze(ModelWeights.of(c, m), ModelAnalysis.randomInput(1, 31, c.dModel(), 3),
+                engine, OPT);
+        ModelAnalysis.Layer l0 = r.layers().get(0);
+        assertEquals(1, l0.redundant().size(), () -> l0.redundant().toString());
+        assertEquals(-1.0, l0.redundant().get(0).outputCosine(), 1e-9);
+        assertEquals(1.0, l0.redundant().get(0).mapCosine(), 1e-9);
+    }
+
+    /**
+     * A routed layer is analysed through its router, as the pruned model that is measured runs: head h's importance
+     * is the relative change of the model's output when the plan removes h alone, and a routed head's detectors count
+     * only the rows routed to it.
+     */
+    @Test
+    void aRoutedLayerIsAnalysedThroughItsGate() {
+        int len = 33;
+        ModelConfig c = new ModelConfig(48, 6, 6, 8, DType.F32, 10000.0, 1e-6, List.of(
+                LayerSpec.of(new Pattern.Dense(), true, Algorithm.FLASH).withRouter(new io.headroute.routing.RouterConfig(2, 4,
+                        1, 1))));
+        ModelWeights w = ModelWeights.random(c, 13);
+        Tensor x = ModelAnalysis.randomInput(1, len, c.dModel(), 9);
+        double[][] imp = ModelAnalysis.importance(w, x, engine);
+        float[] y = finite(ModelAnalysis.unpruned(w).forward(x, engine).toFloatArray(), "y");
+        ModelConfig plain = c.withLayer(0, c.layer(0).withRouter(null));
+        Map<String, Tensor> pm = new LinkedHashMap<>(w.asMap());
+        pm.remove(ModelWeights.name(0, "attn.router"));
+        double[][] ungated = ModelAnalysis.importance(ModelWeights.of(plain, pm), x, engine);
+        boolean differs = false;
+        for (int h = 0; h < 6; h++) {
+            Map<Integer, List<Integer>> one = new java.util.TreeMap<>();
+            one.put(0, List.of(h));
+            float[] yCut = ModelAnalysis.pruned(w, PruningPlan.of(1, 6, one)).forward(x, engine).toFloatArray();
+            assertEquals(HeadImportance.relativeChange(y, yCut), finite(imp[0][h], "importance " + h), 1e-12 * imp[0][h],
+                    "head " + h);
+            differs |= Math.abs(imp[0][h] - ungated[0][h]) > 1e-3 * ungated[0][h];
+        }
+        assertTrue(differs, "the router's gate changed no importance");
+        ModelAnalysis.Report r = ModelAnalysis.analyze(w, x, engine, OPT);
+        assertArrayEquals(imp[0], r.layers().get(0).importance());
+        int routedRows = 0;
+        for (HeadProbe.HeadStats st : r.layers().get(0).probe().heads()) {
+            if (st.head() < 2) {
+                assertEquals(len, st.rows(), "a shared head computes every row");
+            } else {
+                assertTrue(st.rows() < len, "routed head " + st.head() + ": " + st.rows() + " rows");
+                routedRows += st.rows();
+            }
+        }
+        assertEquals(len, routedRows, "k = 1: each row goes to one routed head");
+    }
+
+    /** A layer whose output is zero (X = 0: no norm, no values, no residual) has no relative importance: refused. */
+    @Test
+    void aZeroLayerOutputIsRefusedNotReportedAsInfinity() {
+        ModelConfig c = config(1, 2, 2, 8, false);
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> ModelAnalysis.analyze(
+                ModelWeights.random(c, 1), Tensor.ofFloats(new float[3 * c.dModel()], 1, 3, c.dModel()), engine, OPT));
+        assertTrue(e.getMessage().startsWith("layer 0's output on this input is zero"), e.getMessage());
+    }
+
     @Test
     void aHeadWithAZeroOutputProjectionHasZeroImportanceAndIsPrunedFirst() {
         ModelConfig c = config(2, 4, 2, 8, false);

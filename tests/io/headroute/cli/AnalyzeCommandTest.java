@@ -97,9 +97,10 @@ class AnalyzeCommandTest {
                         + AnalysisReport.mass(h.get("first_token").asDouble()) + " | "
                         + AnalysisReport.mass(h.get("diagonal").asDouble()) + " | "
                         + AnalysisReport.mass(h.get("entropy").asDouble()) + " | " + h.get("local_width").asInt() + " | "
-                        + (labels.isEmpty() ? "-" : labels) + " | " + (h.get("pruned").asBoolean() ? "yes" : "no") + " |";
+                        + h.get("probed_rows").asInt() + " | " + (labels.isEmpty() ? "-" : labels) + " | " + (h.get("pruned").asBoolean() ? "yes" : "no") + " |";
                 assertTrue(md.contains(row + "\n"), () -> "missing row " + row + " in\n" + md);
                 assertTrue(h.get("importance").asDouble() > 0);
+                assertEquals(24, h.get("probed_rows").asInt(), "every row of B = 1, L = 24 counts (dense)");
                 removed += h.get("pruned").asBoolean() ? 1 : 0;
             }
         }
@@ -144,6 +145,15 @@ class AnalyzeCommandTest {
         assertEquals(b.get("pruning").get("relative_error"), a.get("pruning").get("relative_error"));
         assertEquals(weights.toString(), a.get("weights").asText());
         assertEquals("random, seed 42", b.get("weights").asText());
+        // One config option replaces the stored config as a whole; the error says so.
+        Cli.run("analyze", "--backend", "cpu", "--weights", weights.toString(), "--x", x.toString(), "--causal", "--out",
+                dir.resolve("never").toString()).assertBadInput("headroute analyze",
+                "config options replace the file's stored config as a whole", dir.resolve("never"));
+        // Nothing to prune (one head per layer): said so; singular counts.
+        Cli one = Cli.run("analyze", "--backend", "cpu", "--threads", "2", "--layers", "1", "--heads", "1", "--dim", "8", "--len",
+                "12", "--repeats", "1", "--warmup", "0", "--prune", "0.9", "--out", dir.resolve("one").toString()).assertOk();
+        assertTrue(one.out().startsWith("headroute analyze: 1 layer × 1 head, X (1, 12, 8)"), one.out());
+        assertTrue(one.out().contains("note: nothing was pruned"), one.out());
     }
 
     @Test
@@ -222,6 +232,33 @@ class AnalyzeCommandTest {
         Files.writeString(full.resolve("old.txt"), "keep me");
         Cli.run(args(TINY, "--out", full.toString())).assertBadInput(cmd, "is not empty");
         assertEquals(List.of("old.txt"), files(full));
+        Cli.run(args(TINY, "--out", "")).assertBadInput(cmd, "--out needs a folder name");
+        Cli.run(args(TINY, "--probe-rows", "0", "--out", out.toString())).assertBadInput(cmd,
+                "--probe-rows and --map-size must be positive, got 0 and 12", out);
+        Path xi = dir.resolve("xint.npy");
+        Npy.write(xi, io.headroute.tensor.Tensor.ofInts(new int[10 * 32], 1, 10, 32));
+        Cli.run("analyze", "--backend", "cpu", "--heads", "4", "--dim", "8", "--x", xi.toString(), "--out", out.toString())
+                .assertBadInput(cmd, "holds i32 values; activations must be f32, f16 or bf16", out);
+
+        // A layout file named in a weight file's stored config is an input too.
+        Path lay = dir.resolve("lay.npy");
+        Cli.run("pattern", "--spec", "window:4", "--len", "24", "--block", "4", "--out", lay.toString()).assertOk();
+        byte[] layBytes = Files.readAllBytes(lay);
+        Path wf = dir.resolve("w.safetensors");
+        io.headroute.model.ModelWeights.random(io.headroute.model.ModelConfig.uniform(16, 2, 2, 8, io.headroute.tensor.DType.F32,
+                1, io.headroute.model.LayerSpec.of(io.headroute.pattern.Patterns.parse("layout:4:" + lay),
+                        false, io.headroute.engine.Algorithm.AUTO)), 3).save(wf);
+        Cli.run("analyze", "--backend", "cpu", "--weights", wf.toString(), "--len", "24", "--plan-out", lay.toString(), "--out",
+                out.toString()).assertBadInput(cmd, "--plan-out names the input file of the layout of layer 0", out);
+        org.junit.jupiter.api.Assertions.assertArrayEquals(layBytes, Files.readAllBytes(lay));
+        // A --plan-out file that was there stays as it was when --out cannot be written; that is found before any work.
+        Path oldPlan = dir.resolve("old-plan.json");
+        Files.writeString(oldPlan, "precious");
+        Path blocked = dir.resolve("a-file");
+        Files.writeString(blocked, "not a folder");
+        Cli.run(args(TINY, "--plan-out", oldPlan.toString(), "--out", blocked.resolve("out").toString()))
+                .assertBadInput(cmd, "cannot be created");
+        assertEquals("precious", Files.readString(oldPlan));
         try (Stream<Path> s = Files.list(dir)) {
             assertFalse(s.anyMatch(p -> p.getFileName().toString().startsWith(".never")), "no staging folder left");
         }
