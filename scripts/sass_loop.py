@@ -40,6 +40,11 @@ def disassemble(cubin, legacy):
             f.write(data)
     try:
         return subprocess.run([tool, "-c", path], check=True, capture_output=True, text=True).stdout
+    except FileNotFoundError:
+        sys.exit("sass_loop: %s not found: it comes with the full CUDA toolkit, not the nvcc-only install (set NVDISASM, "
+                 "or pass the text of `cuobjdump -sass` instead of a cubin)" % tool)
+    except subprocess.CalledProcessError as e:
+        sys.exit("sass_loop: %s -c %s failed: %s" % (tool, path, (e.stderr or "").strip()[:300]))
     finally:
         if path != cubin:
             os.unlink(path)

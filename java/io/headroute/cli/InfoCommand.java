@@ -52,7 +52,8 @@ final class InfoCommand implements Callable<Integer> {
         o.println("cuBLAS: " + switch (blas.source()) {
             case NATIVE_12 -> "native cuBLAS 12 (" + blas.detail() + ")";
             case SHIM_TO_13 -> "cuBLAS 13 through headroute's 12->13 shim (" + blas.detail() + ")";
-            case ABSENT -> "absent, so the GEMM paths (materialized attention) are unavailable: " + blas.detail();
+            case ABSENT -> "absent, so the GPU's GEMM paths (materialized attention, models and the router on the GPU) are "
+                    + "unavailable (the CPU engine needs none): " + blas.detail();
         });
         for (String m : MODULES) {
             o.println("kernels " + m + ": " + architectures(m));
@@ -69,8 +70,8 @@ final class InfoCommand implements Callable<Integer> {
         int rc = jcuda.driver.JCudaDriver.cuDriverGetVersion(driver);
         String version = rc == jcuda.driver.CUresult.CUDA_SUCCESS ? driver[0] / 1000 + "." + (driver[0] % 1000) / 10
                 : "version unknown (cuDriverGetVersion: " + jcuda.driver.CUresult.stringFor(rc) + ")";
-        o.println("CUDA driver " + version + "; JCuda " + jcuda.runtime.JCuda.CUDART_VERSION / 1000
-                + "." + (jcuda.runtime.JCuda.CUDART_VERSION % 1000) / 10 + " (runtime API level of the JCuda build)");
+        o.println("CUDA driver " + version + "; JCuda " + jcuda.JCudaVersion.get() + " (its CUDA runtime API level "
+                + jcuda.runtime.JCuda.CUDART_VERSION / 1000 + "." + (jcuda.runtime.JCuda.CUDART_VERSION % 1000) / 10 + ")");
         for (CudaProbe.DeviceInfo d : probe.devices()) {
             if (!d.supported()) {
                 continue;

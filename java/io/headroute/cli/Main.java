@@ -100,9 +100,14 @@ public final class Main implements Callable<Integer> {
         try {
             return cl.execute(args);
         } catch (OutOfMemoryError e) {
-            // picocli passes Errors through; an exhausted heap is still worth one clear line.
-            err.println("headroute: internal error: " + oneLine(e.toString())
-                    + " (raise the heap with HEADROUTE_JAVA_OPTS=-Xmx..., or use smaller sizes)");
+            // picocli passes Errors through; an exhausted heap is still worth one clear line (a resource limit, not a
+            // bug, but no bad input either: exit 1).
+            String name = cl.getParseResult() == null ? "headroute" : commandName(cl.getParseResult());
+            err.println(name + ": error: the Java heap is exhausted (" + oneLine(e.toString())
+                    + "): raise it with HEADROUTE_JAVA_OPTS=-Xmx..., or use smaller sizes");
+            if (main.verbose) {
+                e.printStackTrace(err);
+            }
             return INTERNAL_ERROR;
         } catch (RuntimeException | Error e) {
             internalError(main, err, e);
@@ -111,6 +116,15 @@ public final class Main implements Callable<Integer> {
             out.flush();
             err.flush();
         }
+    }
+
+    /** "headroute bench": the innermost subcommand parsed. */
+    private static String commandName(ParseResult parsed) {
+        ParseResult p = parsed;
+        while (p.subcommand() != null) {
+            p = p.subcommand();
+        }
+        return p.commandSpec().qualifiedName(" ");
     }
 
     /** Raises every logger to DEBUG; called once by --verbose. */

@@ -37,7 +37,7 @@ final class PatternCommand implements Callable<Integer> {
     @Spec
     CommandSpec spec;
 
-    @Option(names = "--spec", paramLabel = "SPEC", required = true, description = "Pattern: " + Patterns.GRAMMAR + ".")
+    @Option(names = {"--spec", "--pattern"}, paramLabel = "SPEC", required = true, description = "Pattern: " + Patterns.GRAMMAR + ".")
     String patternSpec;
 
     @Option(names = "--causal", description = "Add the causal rule j ≤ p.")

@@ -151,8 +151,9 @@ public final class Tensor {
                 default -> x[i];
             };
             if (!Float.isFinite(r)) {
-                throw new IllegalArgumentException(name + " holds a non-finite value" + (as == DType.F16 || as == DType.BF16
-                        ? " in " + as.cliName() : "") + " (" + x[i] + " -> " + r + ") at flat index " + i);
+                // "(70000.0 -> Infinity in f16)" where rounding made it non-finite, else just the value.
+                throw new IllegalArgumentException(name + " holds a non-finite value" + (Float.isFinite(x[i])
+                        ? " in " + as.cliName() + " (" + x[i] + " -> " + r + ")" : " (" + x[i] + ")") + " at flat index " + i);
             }
             max = Math.max(max, Math.abs(r));
         }

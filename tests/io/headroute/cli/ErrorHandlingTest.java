@@ -25,11 +25,22 @@ class ErrorHandlingTest {
         }
     }
 
+    @Command(name = "hungry")
+    static final class Hungry implements Callable<Integer> {
+        @Mixin
+        VerboseMixin verboseMixin;
+
+        @Override
+        public Integer call() {
+            throw new OutOfMemoryError("Java heap space");
+        }
+    }
+
     private static Cli run(String... args) {
         StringWriter out = new StringWriter();
         StringWriter err = new StringWriter();
         Main main = new Main();
-        CommandLine cl = new CommandLine(main).addSubcommand("boom", new Boom());
+        CommandLine cl = new CommandLine(main).addSubcommand("boom", new Boom()).addSubcommand("hungry", new Hungry());
         int exit = Main.execute(main, cl, new PrintWriter(out, true), new PrintWriter(err, true), args);
         return new Cli(exit, out.toString(), err.toString());
     }
@@ -41,6 +52,21 @@ class ErrorHandlingTest {
         assertEquals(List.of("headroute: internal error: java.lang.IllegalStateException: kaput second line "
                 + "(run with --verbose for the stack trace)"), r.errLines());
         assertEquals("", r.out());
+    }
+
+    /** An exhausted heap: one line naming the command and the way out, exit 1; --verbose adds the stack trace. */
+    @Test
+    void anExhaustedHeapIsOneLineNamingTheCommand() {
+        Cli r = run("hungry");
+        assertEquals(1, r.exit(), r::toString);
+        assertEquals(List.of("headroute hungry: error: the Java heap is exhausted (java.lang.OutOfMemoryError: Java heap space): "
+                + "raise it with HEADROUTE_JAVA_OPTS=-Xmx..., or use smaller sizes"), r.errLines());
+        try {
+            Cli v = run("hungry", "--verbose");
+            assertTrue(v.err().contains("\tat io.headroute.cli.ErrorHandlingTest$Hungry.call"), v::toString);
+        } finally {
+            Configurator.reconfigure();
+        }
     }
 
     @Test

@@ -542,7 +542,7 @@ public final class CpuAttentionEngine implements AttentionEngine {
         long cells = (long) sh.qLen() * sh.kvLen();
         if (cells > Integer.MAX_VALUE - 8) {
             throw new IllegalArgumentException("the materialized path needs an L x S = " + sh.qLen() + " x " + sh.kvLen()
-                    + " score matrix, more than one Java array holds; use --algo flash");
+                    + " score matrix, more than one Java array holds; use the flash algorithm");
         }
         float[] scores = new float[(int) cells];
         int tiles = (sh.qLen() + BR - 1) / BR;
