@@ -257,16 +257,18 @@ final class BenchCommand implements Callable<Integer> {
         o.println("  (two matrix products at 2 FLOPs per multiply-add; one nominal count for every algorithm and pattern)");
         o.println(Units.fmt("warm-up %d, then the median of %d timed calls (compute time%s, inputs in place)", c.warmup(),
                 c.repeats(), gpu ? " by CUDA events" : ""));
-        o.println(Units.fmt("%-13s %12s %12s %10s %15s %15s %20s %16s", "algorithm", "median ms", "min ms", "GFLOP/s",
+        // The name column as wide as the longest label ("flash(sparse)[wgpx2]"), so that the columns stay aligned.
+        int w = Math.max(13, r.measurements().stream().mapToInt(m -> m.label().length()).max().orElse(0));
+        o.println(Units.fmt("%-" + w + "s %12s %12s %10s %15s %15s %20s %16s", "algorithm", "median ms", "min ms", "GFLOP/s",
                 "workspace MiB", "peak dev MiB", "key tiles run/skip", "rel L2 vs first"));
         boolean first = true;
         for (Measurement m : r.measurements()) {
             String name = m.label();
             if (!m.ok()) {
-                o.println(Units.fmt("%-13s %s", name, m.status()));
+                o.println(Units.fmt("%-" + w + "s %s", name, m.status()));
                 continue;
             }
-            o.println(Units.fmt("%-13s %12.3f %12.3f %10.2f %15.3f %15s %20s %16s", name, m.medianMs(), m.minMs(), m.gflops(),
+            o.println(Units.fmt("%-" + w + "s %12.3f %12.3f %10.2f %15.3f %15s %20s %16s", name, m.medianMs(), m.minMs(), m.gflops(),
                     m.workspaceBytes() / (double) (1L << 20),
                     m.peakDeviceBytes() < 0 ? "-" : Units.fmt("%.1f", m.peakDeviceBytes() / (double) (1L << 20)),
                     m.keyTilesVisited() < 0 ? "-" : m.keyTilesVisited() + "/" + m.keyTilesSkipped(),
