@@ -2,15 +2,15 @@ package io.headroute.cli;
 
 import io.headroute.analysis.AnalysisReport;
 import io.headroute.analysis.ModelAnalysis;
-import io.headroute.bench.AttentionBenchmark;
 import io.headroute.attention.Backend;
 import io.headroute.attention.Backends;
+import io.headroute.bench.AttentionBenchmark;
 import io.headroute.engine.Algorithm;
 import io.headroute.engine.AttentionEngine;
 import io.headroute.experiment.ExperimentReport;
 import io.headroute.model.LayerSpec;
-import io.headroute.model.ModelException;
 import io.headroute.model.ModelConfig;
+import io.headroute.model.ModelException;
 import io.headroute.model.ModelWeights;
 import io.headroute.pattern.Pattern;
 import io.headroute.pattern.Patterns;
