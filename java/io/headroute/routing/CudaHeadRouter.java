@@ -204,10 +204,11 @@ public final class CudaHeadRouter implements HeadRouter {
     public RouterOutput route(Tensor x, Tensor wr, RouterConfig config, DType dtype) {
         HeadRouter.checkInputs(x, wr, config, dtype);
         checkSupported(config);
+        // On the given values, so that a message can say "in f16 (1000000.0 -> Infinity)".
+        x.requireFinite("X", dtype);
+        wr.requireFinite("Wr", dtype);
         Tensor xr = x.toDType(dtype);
         Tensor wrr = wr.toDType(dtype);
-        Tensor.requireFinite("X", xr.toFloatArray(), dtype);
-        Tensor.requireFinite("Wr", wrr.toFloatArray(), dtype);
         device.makeCurrent();
         try (DeviceTensor dx = DeviceTensor.upload(device, pool, stream, null, xr, dtype, TAG);
                 DeviceTensor dw = DeviceTensor.upload(device, pool, stream, null, wrr, dtype, TAG);

@@ -141,7 +141,7 @@ public final class Tensor {
         return requireFinite(name, toFloatArray(), as);
     }
 
-    /** {@link #requireFinite(String, DType)} of a tensor's values already read (or rounded) into {@code x}. */
+    /** {@link #requireFinite(String, DType)} of values already read into {@code x} (before rounding, for the message). */
     public static double requireFinite(String name, float[] x, DType as) {
         double max = 0;
         for (int i = 0; i < x.length; i++) {
