@@ -142,6 +142,11 @@ public final class Main implements Callable<Integer> {
             // picocli says "Unmatched argument at index 0" for a command it does not know.
             message = "unknown command '" + args[0] + "' (expected one of " + String.join(", ", cl.getSubcommands().keySet()) + ")";
         }
+        // picocli's own messages start with a capital ("Missing required option ..."), headroute's do not.
+        if (message != null && message.length() > 1 && Character.isUpperCase(message.charAt(0))
+                && Character.isLowerCase(message.charAt(1))) {
+            message = Character.toLowerCase(message.charAt(0)) + message.substring(1);
+        }
         err.println(name + ": error: " + oneLine(message));
         err.println("see '" + name + " --help'");
         return BAD_INPUT;

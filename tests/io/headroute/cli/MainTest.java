@@ -27,6 +27,9 @@ class MainTest {
         Cli.run().assertBadInput("headroute", "missing command");
         Cli.run("frobnicate").assertBadInput("headroute", "frobnicate");
         Cli.run("attendd", "--q", "q.npy").assertBadInput("headroute", "unknown command 'attendd' (expected one of attend, ");
+        // picocli's messages in headroute's form: lower case after "error: ".
+        Cli.run("pattern", "--len", "8", "--out", "x.npy").assertBadInput("headroute pattern", "error: missing required option");
+        Cli.run("bench", "--frobnicate").assertBadInput("headroute bench", "error: unknown option: '--frobnicate'");
     }
 
     @Test
