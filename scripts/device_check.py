@@ -466,6 +466,19 @@ def fmt_tf(x):
 BENCH_TOL = 1e-2
 
 
+def flex_line(rows):
+    """How FlexAttention's mask was built and compiled: the shared-W mask compiles once; its fallback once per density."""
+    rows = sorted(rows, key=lambda r: r.get("target_density") or 0)
+    kinds = sorted({r.get("mask_mod") for r in rows if r.get("mask_mod")})
+    comp = ", ".join("%s%%: %.1f s" % (round(100 * (r.get("target_density") or 0)), r["compile_s"]) for r in rows
+                     if r.get("compile_s") is not None)
+    text = "flex mask: %s; mask + first call %s" % (" / ".join(kinds) or "none built", comp or "-")
+    errors = [r["shared_mask_error"] for r in rows if r.get("shared_mask_error")]
+    if errors:
+        text += "; shared-W mask failed: " + errors[0][:120]
+    return text
+
+
 def memory_lines(cells):
     """Issue 4's memory goal at L = 32768 (bf16 H16 D128 dense): flash's measured peak against Q+K+V+O (bf16) + lse
     (fp32), goal <= 1.05x; materialized's against those plus its L x S scores (16 x 32768^2 of its score bytes)."""
@@ -757,6 +770,8 @@ def cmd_summary(a):
                     "%.2f" % (dense_x2 / x2_ms) if x2_ms and dense_x2 else "-",
                     "%.2f" % fx_ms if fx_ms else short_status(r.get("status", "-")),
                     "%.2f" % (fx_ms / ours) if ours and fx_ms else "-"))
+            if flex:
+                add("  " + flex_line(flex.values()))
     routed = routed_rows(out)
     if routed:
         add("routed heads (issue 6), bf16 H16 D128 L=S=32768, flash; routed vs dense ungated in the same run")

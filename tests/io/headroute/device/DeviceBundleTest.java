@@ -259,6 +259,17 @@ class DeviceBundleTest {
         // W, density, sparse ms, TF/s, x-flash (20 / 2.5), wgpx2 ms, x-flash (12 / 1.4), flex ms, flex/ours.
         assertTrue(r.output.matches("(?s).*\n  1682 +0\\.10\\d +2\\.50 +\\S+ +8\\.00 +1\\.40 +8\\.57 +- +-\n.*"), r.output);
         assertTrue(r.output.matches("(?s).*\n  830 +0\\.05\\d +1\\.25 +\\S+ +16\\.00 +- +- +- +-\n.*"), r.output);
+
+        // With FlexAttention's rows: its time against our faster sparse time, and how its mask was compiled.
+        Files.writeString(out.resolve("torch.json"), "{\"rows\": [{\"backend\": \"FLEX\", \"window\": 1682, \"median_ms\": 5.0, "
+                + "\"status\": \"ok\", \"target_density\": 0.1, \"mask_mod\": \"shared (W in a device tensor)\", \"compile_s\": 38.2}, "
+                + "{\"backend\": \"FLEX\", \"window\": 830, \"median_ms\": 2.0, \"status\": \"ok\", \"target_density\": 0.05, "
+                + "\"mask_mod\": \"shared (W in a device tensor)\", \"compile_s\": 1.5}]}");
+        Result f = run(List.of("python3", "-B", "scripts/device_check.py", "summary", out.toString()), Map.of(), 30);
+        assertEquals(0, f.exit, f.output);
+        assertTrue(f.output.matches("(?s).*\n  1682 +0\\.10\\d +2\\.50 +\\S+ +8\\.00 +1\\.40 +8\\.57 +5\\.00 +3\\.57\n.*"), f.output);
+        assertTrue(f.output.contains("flex mask: shared (W in a device tensor); mask + first call 5%: 1.5 s, 10%: 38.2 s"),
+                f.output);
     }
 
     @Test
