@@ -57,7 +57,8 @@ extern "C" __global__ void __launch_bounds__(kThreads) hr_router_topk(const Rout
     const int lane = threadIdx.x & 31;
     const int64_t group = (int64_t)blockIdx.x * kWarps + (threadIdx.x >> 5);
     if (group >= p.groups) return;  // whole warps leave together
-    const int blocks_per_seq = (p.q_len + p.block - 1) / p.block;
+    // The host clamps Bq to L (RouterParams.encode); written so that no Bq overflows int all the same.
+    const int blocks_per_seq = p.q_len / p.block + (p.q_len % p.block != 0);
     const int b = (int)(group / blocks_per_seq);
     const int t0 = (int)(group % blocks_per_seq) * p.block;
     const int t1 = min(t0 + p.block, p.q_len);

@@ -12,14 +12,13 @@ import io.headroute.engine.cuda.CudaAttentionEngine;
 import io.headroute.engine.cuda.FlashPlan;
 import io.headroute.pattern.Pattern;
 import io.headroute.pattern.Patterns;
+import io.headroute.tensor.AtomicFiles;
 import io.headroute.tensor.DType;
 import io.headroute.tensor.Safetensors;
 import io.headroute.tensor.SafetensorsFile;
 import io.headroute.tensor.Tensor;
 import io.headroute.tensor.TensorFileException;
 import io.headroute.tensor.TensorFiles;
-import java.io.IOException;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -195,16 +194,13 @@ final class AttendCommand implements Callable<Integer> {
         if (tiling != null) {
             meta.put("tiling", tiling.cliName());
         }
-        if (lse != null) {
-            TensorOutputs.write(lse, "lse", result.lse(), meta);
-            try {
-                TensorOutputs.write(out, "o", o, meta);
-            } catch (RuntimeException e) {
-                deleteQuietly(lse); // half an answer is worse than none
-                throw e;
-            }
-        } else {
+        // Both outputs or neither (half an answer is worse than none), and files already there stay as they were.
+        try (AtomicFiles.Batch batch = AtomicFiles.batch()) {
             TensorOutputs.write(out, "o", o, meta);
+            if (lse != null) {
+                TensorOutputs.write(lse, "lse", result.lse(), meta);
+            }
+            batch.commit();
         }
         spec.commandLine().getOut().println(summary(req, result.stats()));
         return Main.OK;
@@ -266,13 +262,5 @@ final class AttendCommand implements Callable<Integer> {
                 sh, req.pattern().spec(), req.dtype().cliName(),
                 Units.ms(st.elapsedNanos() / 1e6), Units.mib(st.workspaceBytes()), tiles,
                 st.rowsSkipped(), out, lse == null ? "" : ", " + lse);
-    }
-
-    private static void deleteQuietly(Path p) {
-        try {
-            Files.deleteIfExists(p);
-        } catch (IOException ignored) {
-            // the write failure is the error worth reporting
-        }
     }
 }

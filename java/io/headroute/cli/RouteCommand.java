@@ -14,7 +14,6 @@ import io.headroute.tensor.DType;
 import io.headroute.tensor.Tensor;
 import io.headroute.tensor.TensorFiles;
 import java.io.PrintWriter;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.LinkedHashMap;
 import java.util.Map;
@@ -98,7 +97,7 @@ final class RouteCommand implements Callable<Integer> {
         HeadRouter.checkInputs(xt, wt, config, dtype);
 
         RouterOutput result;
-        try (HeadRouter router = HeadRouters.open(backend, nThreads)) {
+        try (HeadRouter router = HeadRouters.open(backend, nThreads, config)) {
             result = router.route(xt, wt, config, dtype);
         }
         Map<String, String> meta = new LinkedHashMap<>();
@@ -106,20 +105,13 @@ final class RouteCommand implements Callable<Integer> {
         meta.put("router", config.toString());
         meta.put("engine", result.engine());
         meta.put("dtype", dtype.cliName());
-        if (stats != null) {
-            writeStats(stats, result, xt);
-            try {
-                TensorOutputs.write(out, "gate", result.gate(), meta);
-            } catch (RuntimeException e) {
-                try {
-                    Files.deleteIfExists(stats); // half an answer is worse than none
-                } catch (java.io.IOException ignored) {
-                    // the write error is the one to report
-                }
-                throw e;
-            }
-        } else {
+        // Both outputs or neither (half an answer is worse than none), and files already there stay as they were.
+        try (AtomicFiles.Batch batch = AtomicFiles.batch()) {
             TensorOutputs.write(out, "gate", result.gate(), meta);
+            if (stats != null) {
+                writeStats(stats, result, xt, dtype);
+            }
+            batch.commit();
         }
         PrintWriter o = spec.commandLine().getOut();
         o.println(Units.fmt("headroute route: %s on %s, X %s, %s, %s, %.3f ms", config, result.engine(), xt.shapeString(),
@@ -147,11 +139,12 @@ final class RouteCommand implements Callable<Integer> {
                 + " all tokens; mean P = mean router probability)");
     }
 
-    private static void writeStats(Path file, RouterOutput r, Tensor xt) {
+    private static void writeStats(Path file, RouterOutput r, Tensor xt, DType dtype) {
         ObjectNode root = new ObjectMapper().createObjectNode();
         root.put("headroute_version", Main.VERSION);
         root.put("engine", r.engine());
         root.put("x_shape", xt.shapeString());
+        root.put("dtype", dtype.cliName());
         RouterConfig c = r.stats().config();
         root.put("shared_heads", c.sharedHeads());
         root.put("routed_heads", c.routedHeads());

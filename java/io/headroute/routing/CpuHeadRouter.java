@@ -1,5 +1,6 @@
 package io.headroute.routing;
 
+import io.headroute.engine.cpu.CpuAttentionEngine;
 import io.headroute.tensor.DType;
 import io.headroute.tensor.Tensor;
 import java.util.concurrent.ExecutionException;
@@ -16,8 +17,8 @@ public final class CpuHeadRouter implements HeadRouter {
     private final int threads;
 
     public CpuHeadRouter(int threads) {
-        if (threads <= 0) {
-            throw new IllegalArgumentException("--threads must be positive, got " + threads);
+        if (threads <= 0 || threads > CpuAttentionEngine.MAX_THREADS) {
+            throw new IllegalArgumentException("--threads must be in 1.." + CpuAttentionEngine.MAX_THREADS + ", got " + threads);
         }
         this.threads = threads;
         this.pool = new ForkJoinPool(threads);
@@ -42,18 +43,18 @@ public final class CpuHeadRouter implements HeadRouter {
         int hr = config.routedHeads();
         int h = config.heads();
         // On the given values, so that a message can say "in f16 (1000000.0 -> Infinity)".
-        x.requireFinite("X", dtype);
-        wr.requireFinite("Wr", dtype);
+        HeadRouter.checkLogitBound(x.requireFinite("X", dtype), wr.requireFinite("Wr", dtype), d);
         float[] xs = rounded(x, dtype);
         float[] ws = rounded(wr, dtype);
         long start = System.nanoTime();
         float[] probs = new float[b * l * hr];
         float[] gate = new float[b * l * h];
-        int blocksPerSeq = (l + config.block() - 1) / config.block();
+        int bq = Math.min(config.block(), l); // a block of at least L tokens is the whole sequence
+        int blocksPerSeq = (l + bq - 1) / bq;
         run(IntStream.range(0, b * blocksPerSeq), g -> {
             int bb = g / blocksPerSeq;
-            int t0 = (g % blocksPerSeq) * config.block();
-            int t1 = Math.min(t0 + config.block(), l);
+            int t0 = (g % blocksPerSeq) * bq;
+            int t1 = Math.min(t0 + bq, l);
             float[] z = new float[hr];
             float[] acc = new float[hr];
             for (int t = t0; t < t1; t++) {

@@ -205,8 +205,7 @@ public final class CudaHeadRouter implements HeadRouter {
         HeadRouter.checkInputs(x, wr, config, dtype);
         checkSupported(config);
         // On the given values, so that a message can say "in f16 (1000000.0 -> Infinity)".
-        x.requireFinite("X", dtype);
-        wr.requireFinite("Wr", dtype);
+        HeadRouter.checkLogitBound(x.requireFinite("X", dtype), wr.requireFinite("Wr", dtype), x.dim(2));
         Tensor xr = x.toDType(dtype);
         Tensor wrr = wr.toDType(dtype);
         device.makeCurrent();

@@ -27,6 +27,20 @@ public interface HeadRouter extends AutoCloseable {
     void close();
 
     /** Checks X (B, L, d_model) and Wr (d_model, Hr) against {@code config}; one-line IllegalArgumentExceptions. */
+    /**
+     * Refuses X and Wr whose logits X·Wr could overflow fp32: |z| ≤ d_model · max|X| · max|Wr| must stay within half
+     * of fp32's range (so that z − max z stays finite too). {@code maxX} and {@code maxW} are the magnitudes once
+     * rounded to the router's dtype ({@link Tensor#requireFinite}).
+     */
+    static void checkLogitBound(double maxX, double maxW, long dModel) {
+        double bound = maxX * maxW * dModel;
+        if (bound > Float.MAX_VALUE / 2.0) {
+            throw new IllegalArgumentException(String.format(java.util.Locale.ROOT, "X and Wr could overflow the fp32 logits "
+                    + "X·Wr: d_model · max|X| · max|Wr| = %d · %.3g · %.3g = %.3g exceeds %.3g", dModel, maxX, maxW, bound,
+                    Float.MAX_VALUE / 2.0));
+        }
+    }
+
     static void checkInputs(Tensor x, Tensor wr, RouterConfig config, DType dtype) {
         if (dtype != DType.F32 && dtype != DType.F16 && dtype != DType.BF16) {
             throw new IllegalArgumentException("router dtype must be f32, f16 or bf16, got " + dtype.cliName());

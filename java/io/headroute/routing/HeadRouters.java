@@ -14,6 +14,19 @@ public final class HeadRouters {
     private HeadRouters() {}
 
     /**
+     * A router for {@code backend} and {@code config}: as {@link #open(Backend, int)}, except that {@code auto} picks the
+     * CPU for a routing the GPU router does not take (more than {@link CudaHeadRouter#MAX_ROUTED} routed heads).
+     */
+    public static HeadRouter open(Backend backend, int cpuThreads, RouterConfig config) {
+        if (backend == Backend.AUTO && config.routedHeads() > CudaHeadRouter.MAX_ROUTED) {
+            LOG.info("router backend auto: using CPU (the GPU router takes at most {} routed heads, got {})",
+                    CudaHeadRouter.MAX_ROUTED, config.routedHeads());
+            return open(Backend.CPU, cpuThreads);
+        }
+        return open(backend, cpuThreads);
+    }
+
+    /**
      * A router for {@code backend}; the caller closes it. {@code cuda} fails with
      * {@link BackendUnavailableException} when the GPU router cannot run; {@code auto} then uses the CPU.
      */

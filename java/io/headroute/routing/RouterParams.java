@@ -18,6 +18,11 @@ final class RouterParams {
         return batch * ((qLen + block - 1) / block);
     }
 
+    /** Bq as the kernel sees it: a block of at least L tokens is the whole sequence (and keeps int sums in range). */
+    static int effectiveBlock(int block, long qLen) {
+        return (int) Math.min(block, Math.max(1, qLen));
+    }
+
     static byte[] encode(long logits, long gate, long probs, int batch, int qLen, RouterConfig c) {
         long groups = groups(batch, qLen, c.block());
         if (groups > Integer.MAX_VALUE) {
@@ -26,7 +31,7 @@ final class RouterParams {
         ByteBuffer b = ByteBuffer.allocate(SIZE).order(ByteOrder.LITTLE_ENDIAN);
         b.putLong(logits).putLong(gate).putLong(probs);
         b.putInt(batch).putInt(qLen).putInt(c.heads()).putInt(c.sharedHeads()).putInt(c.routedHeads()).putInt(c.k())
-                .putInt(c.block()).putInt((int) groups);
+                .putInt(effectiveBlock(c.block(), qLen)).putInt((int) groups);
         return b.array();
     }
 }

@@ -21,10 +21,78 @@ import java.util.stream.Stream;
 /**
  * Writes files all-or-nothing: the content goes to a temporary file beside the target, is synced to
  * disk, and is then renamed over the target. Readers see either the old file or the complete new one.
- * Report folders (experiments, analyses) are written all-or-nothing too ({@link #writeFolder}).
+ * Report folders (experiments, analyses) are written all-or-nothing too ({@link #writeFolder}), and so are
+ * several files written by one command ({@link #batch}).
  */
 public final class AtomicFiles {
+    /** The batch open on this thread, if any: {@link #write} stages into it instead of renaming. */
+    private static final ThreadLocal<Batch> BATCH = new ThreadLocal<>();
+
     private AtomicFiles() {}
+
+    /**
+     * Files written together, all or nothing: while the batch is open, every {@link #write} on this thread (also
+     * through {@link Npy} and {@link Safetensors}) stages its complete, synced file beside its target and renames
+     * nothing; {@link Batch#commit} then renames each into place, and {@link Batch#close} without a commit deletes
+     * the staged files, leaving every target as it was. (Should a rename itself fail partway through the commit,
+     * the targets renamed before it stay new: renames cannot be undone.)
+     */
+    public static Batch batch() {
+        if (BATCH.get() != null) {
+            throw new IllegalStateException("a batch of atomic writes is already open on this thread");
+        }
+        Batch b = new Batch();
+        BATCH.set(b);
+        return b;
+    }
+
+    /** See {@link #batch()}. */
+    public static final class Batch implements AutoCloseable {
+        private record Staged(Path tmp, Path target) {}
+
+        private final List<Staged> staged = new ArrayList<>();
+        private boolean done;
+
+        private Batch() {}
+
+        /** Renames every staged file over its target, in the order written. */
+        public void commit() {
+            if (done) {
+                throw new IllegalStateException("this batch is closed");
+            }
+            done = true;
+            BATCH.remove();
+            try {
+                while (!staged.isEmpty()) {
+                    Staged st = staged.get(0);
+                    try {
+                        move(st.tmp(), st.target());
+                    } catch (IOException e) {
+                        throw new TensorFileException(st.target(), "cannot write: " + describe(e).replace(st.tmp().toString(),
+                                st.target().toString()), e);
+                    }
+                    staged.remove(0);
+                }
+            } finally {
+                discard();
+            }
+        }
+
+        /** Deletes what is still staged (everything, unless {@link #commit} ran). */
+        @Override
+        public void close() {
+            if (BATCH.get() == this) {
+                BATCH.remove();
+            }
+            done = true;
+            discard();
+        }
+
+        private void discard() {
+            staged.forEach(st -> deleteQuietly(st.tmp()));
+            staged.clear();
+        }
+    }
 
     /** Like {@link java.util.function.Consumer}, but may throw {@link IOException}. */
     @FunctionalInterface
@@ -74,13 +142,14 @@ public final class AtomicFiles {
                 out.flush();
                 channel.force(true);
             }
-            try {
-                Files.move(tmp, abs, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
-            } catch (AtomicMoveNotSupportedException e) {
-                Files.move(tmp, abs, StandardCopyOption.REPLACE_EXISTING);
+            Batch batch = BATCH.get();
+            if (batch != null) {
+                batch.staged.add(new Batch.Staged(tmp, abs)); // renamed by the batch's commit, or deleted by its close
+                tmp = null;
+                return;
             }
+            move(tmp, abs);
             tmp = null;
-            syncDirectory(dir);
         } catch (IOException e) {
             // The message names the staging file where the failure was there: the user knows only the target.
             String why = describe(e);
@@ -161,6 +230,9 @@ public final class AtomicFiles {
      * file atomically and loses them all again if one fails. {@code what} names the folder in errors.
      */
     public static void writeFolder(Path out, Map<String, byte[]> files, String what) {
+        if (BATCH.get() != null) {
+            throw new IllegalStateException("a folder cannot be written inside a batch of atomic writes");
+        }
         Path abs = out.toAbsolutePath().normalize();
         if (Files.isDirectory(abs)) {
             List<Path> written = new ArrayList<>();
@@ -205,6 +277,16 @@ public final class AtomicFiles {
                 created.forEach(AtomicFiles::deleteQuietly); // only empty folders go: deleteIfExists refuses others
             }
         }
+    }
+
+    /** Renames {@code tmp} over {@code target} (atomically where the file system can) and syncs the directory. */
+    private static void move(Path tmp, Path target) throws IOException {
+        try {
+            Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+        } catch (AtomicMoveNotSupportedException e) {
+            Files.move(tmp, target, StandardCopyOption.REPLACE_EXISTING);
+        }
+        syncDirectory(target.getParent());
     }
 
     private static void deleteQuietly(Path p) {

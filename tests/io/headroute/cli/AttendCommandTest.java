@@ -65,10 +65,18 @@ class AttendCommandTest {
         return a;
     }
 
+    /** attend with --backend cpu --threads 2 and the given files; {@code more} adds options or replaces those two. */
     private List<String> args(Path q, Path k, Path v, Path out, String... more) {
         List<String> a = new ArrayList<>(List.of("attend", "--backend", "cpu", "--threads", "2", "--q", q.toString(), "--k",
                 k.toString(), "--v", v.toString(), "--out", out.toString()));
-        a.addAll(List.of(more));
+        for (int i = 0; i < more.length; i++) {
+            int at = (more[i].equals("--threads") || more[i].equals("--backend")) && i + 1 < more.length ? a.indexOf(more[i]) : -1;
+            if (at >= 0) {
+                a.set(at + 1, more[++i]);
+            } else {
+                a.add(more[i]);
+            }
+        }
         return a;
     }
 
@@ -333,7 +341,10 @@ class AttendCommandTest {
         Cli.run(args(in.q(), in.k(), in.v(), out, "--algo", "fast")).assertBadInput("headroute attend", "unknown algorithm", out);
         Cli.run(args(in.q(), in.k(), in.v(), out, "--scale", "big")).assertBadInput("headroute attend", "--scale", out);
         Cli.run(args(in.q(), in.k(), in.v(), out, "--scale", "NaN")).assertBadInput("headroute attend", "finite", out);
-        Cli.run(args(in.q(), in.k(), in.v(), out, "--threads", "0")).assertBadInput("headroute attend", "--threads", out);
+        Cli.run(args(in.q(), in.k(), in.v(), out, "--threads", "0")).assertBadInput("headroute attend",
+                "--threads must be positive, got 0", out);
+        Cli.run(args(in.q(), in.k(), in.v(), out, "--threads", "40000")).assertBadInput("headroute attend",
+                "threads must be in 1..4096, got 40000", out);
         Cli.run(args(in.q(), in.k(), in.v(), out, "--bogus")).assertBadInput("headroute attend", "--bogus", out);
         Cli.run("attend", "--q", in.q().toString()).assertBadInput("headroute attend", "--out", out);
     }

@@ -64,6 +64,7 @@ class RouteCommandTest {
         assertEquals("Hs=2, Hr=6, k=2, block 4", file.metadata().get("router"));
 
         JsonNode j = new ObjectMapper().readTree(stats.toFile());
+        assertEquals("f32", j.get("dtype").asText());
         assertEquals(38, j.at("/stats/tokens").asLong());
         assertEquals(expected.stats().loadBalance(), j.at("/stats/load_balance").asDouble(), 1e-12);
         assertEquals(6, j.at("/stats/routed_heads").size());

@@ -160,6 +160,20 @@ class CpuHeadRouterTest {
         assertEquals("cpu", out.engine());
     }
 
+    /** A block of at least L tokens is one group per sequence, up to Bq = 2^31 − 1 (whose ceil(L / Bq) overflowed). */
+    @Test
+    void aBlockLongerThanTheSequenceIsTheWholeSequence() {
+        Random r = new Random(4);
+        Tensor x = ReferenceRouter.grid(r, DType.F32, 2, 7, 6);
+        Tensor wr = ReferenceRouter.grid(r, DType.F32, 6, 5);
+        float[] whole = router.route(x, wr, new RouterConfig(1, 5, 2, 7), DType.F32).gate().toFloatArray();
+        for (int bq : new int[] {8, 1_000_000, Integer.MAX_VALUE - 1, Integer.MAX_VALUE}) {
+            assertArrayEquals(whole, router.route(x, wr, new RouterConfig(1, 5, 2, bq), DType.F32).gate().toFloatArray(),
+                    "Bq = " + bq);
+        }
+        assertEquals(1f, whole[0], "the shared head"); // not the all-zero gate the overflow made
+    }
+
     @Test
     void badInputsAreRefusedWithOneLine() {
         Tensor x = Tensor.ofFloats(new float[2 * 3 * 4], 2, 3, 4);
@@ -177,6 +191,13 @@ class CpuHeadRouterTest {
         float[] big = new float[24];
         big[7] = 1e6f; // finite in f32, infinite in f16
         assertMessage("non-finite value in f16", () -> router.route(Tensor.ofFloats(big, 2, 3, 4), wr, c, DType.F16));
+        // Finite X and Wr whose logits could overflow fp32 (here 4 · 1e20 · 1e19): refused, not NaN gates.
+        float[] huge = new float[24];
+        huge[0] = 1e20f;
+        float[] hugeW = new float[20];
+        hugeW[0] = 1e19f;
+        assertMessage("could overflow the fp32 logits", () -> router.route(Tensor.ofFloats(huge, 2, 3, 4),
+                Tensor.ofFloats(hugeW, 4, 5), c, DType.F32));
         assertMessage("k must be between 1 and the 5", () -> new RouterConfig(1, 5, 6, 1));
         assertMessage("k must be between", () -> new RouterConfig(1, 5, 0, 1));
         assertMessage("block", () -> new RouterConfig(1, 5, 2, 0));

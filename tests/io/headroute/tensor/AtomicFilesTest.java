@@ -34,6 +34,49 @@ class AtomicFilesTest {
         assertEquals(List.of("out.bin"), listing());
     }
 
+    /** A batch renames nothing until its commit; closed without one it leaves every target as it was. */
+    @Test
+    void aBatchWritesAllOrNothingAndKeepsOldFiles() throws IOException {
+        Path a = dir.resolve("a.bin");
+        Path b = dir.resolve("b.npy");
+        Files.writeString(a, "old a");
+        try (AtomicFiles.Batch batch = AtomicFiles.batch()) {
+            AtomicFiles.write(a, out -> out.write("new a".getBytes(StandardCharsets.UTF_8)));
+            assertEquals("old a", Files.readString(a), "renamed before the commit");
+            Npy.write(b, Tensor.ofFloats(new float[] {1, 2}, 2)); // the tensor writers stage into the batch too
+            assertFalse(Files.exists(b));
+            batch.commit();
+        }
+        assertEquals("new a", Files.readString(a));
+        assertArrayEquals(new float[] {1, 2}, Npy.read(b).toFloatArray());
+        assertEquals(List.of("a.bin", "b.npy"), listing());
+
+        // The second write fails: the first target keeps its old content, nothing staged is left.
+        IllegalStateException e = assertThrows(IllegalStateException.class, () -> {
+            try (AtomicFiles.Batch batch = AtomicFiles.batch()) {
+                AtomicFiles.write(a, out -> out.write("newer a".getBytes(StandardCharsets.UTF_8)));
+                AtomicFiles.write(b, out -> {
+                    throw new IllegalStateException("boom");
+                });
+                batch.commit();
+            }
+        });
+        assertEquals("boom", e.getMessage());
+        assertEquals("new a", Files.readString(a));
+        assertEquals(List.of("a.bin", "b.npy"), listing(), "no staged file left");
+        // Outside a batch, writes rename at once again; batches do not nest; folders are not written inside one.
+        AtomicFiles.write(a, out -> out.write('x'));
+        assertEquals("x", Files.readString(a));
+        AtomicFiles.Batch open = AtomicFiles.batch();
+        try {
+            assertThrows(IllegalStateException.class, AtomicFiles::batch);
+            assertThrows(IllegalStateException.class, () -> AtomicFiles.writeFolder(dir.resolve("f"), java.util.Map.of(), "f"));
+        } finally {
+            open.close();
+        }
+        assertEquals(List.of("a.bin", "b.npy"), listing());
+    }
+
     @Test
     void replacesAnExistingFile() throws IOException {
         Path target = dir.resolve("out.bin");

@@ -46,6 +46,9 @@ import java.util.function.Supplier;
  * L × S score matrix is written, masked, soft-maxed and multiplied by V.
  */
 public final class CpuAttentionEngine implements AttentionEngine {
+    /** The most worker threads a CPU engine (or router) takes: a thread per core of any machine we know of, and then some. */
+    public static final int MAX_THREADS = 4096;
+
     /** Query rows per tile (the paper's B_r). */
     static final int BR = 64;
     /** Keys per tile (the paper's B_c). */
@@ -72,12 +75,13 @@ public final class CpuAttentionEngine implements AttentionEngine {
 
     /** An engine with one worker per available processor. */
     public CpuAttentionEngine() {
-        this(Runtime.getRuntime().availableProcessors());
+        this(Math.min(Runtime.getRuntime().availableProcessors(), MAX_THREADS));
     }
 
+    /** An engine with {@code threads} workers (1 … {@link #MAX_THREADS}). */
     public CpuAttentionEngine(int threads) {
-        if (threads <= 0) {
-            throw new IllegalArgumentException("threads must be positive, got " + threads);
+        if (threads <= 0 || threads > MAX_THREADS) {
+            throw new IllegalArgumentException("threads must be in 1.." + MAX_THREADS + ", got " + threads);
         }
         this.threads = threads;
         AtomicInteger n = new AtomicInteger();
