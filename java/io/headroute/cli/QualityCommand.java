@@ -172,10 +172,10 @@ final class QualityCommand implements Callable<Integer> {
             device = engine.name();
             report = AttentionQuality.measure(engine, qkv[0], qkv[1], qkv[2], p, scale, dtype, algorithm, blockSize);
         }
-        print(spec.commandLine().getOut(), p, shape, device, report);
         if (json != null) {
-            writeJson(json, p, shape, device, report);
+            writeJson(json, p, shape, device, report); // first: a failed write prints no results
         }
+        print(spec.commandLine().getOut(), p, shape, device, report);
         return Main.OK;
     }
 

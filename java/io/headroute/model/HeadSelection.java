@@ -150,7 +150,7 @@ public final class HeadSelection {
         }
         if (base instanceof Pattern.BigBird b) {
             int bs = b.bs();
-            int n = Math.floorDiv(kvLen + bs - 1, bs);
+            int n = (int) (((long) kvLen + bs - 1) / bs);
             boolean[] bits = new boolean[heads.length * n * n];
             KeyRanges r = new KeyRanges();
             for (int i = 0; i < heads.length; i++) {

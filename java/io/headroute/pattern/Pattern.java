@@ -196,7 +196,7 @@ public sealed interface Pattern
             out.add(0, (long) g * bs, kvLen);
             out.add(((long) qb - w) * bs, ((long) qb + w + 1) * bs, kvLen);
             if (r > 0) {
-                int keyBlocks = Math.floorDiv(kvLen + bs - 1, bs);
+                int keyBlocks = (int) (((long) kvLen + bs - 1) / bs); // long: a block near 2^31 overflowed
                 for (int kb : BigBirdRandom.blocks(seed, head, qb, keyBlocks, r)) {
                     out.add((long) kb * bs, (long) (kb + 1) * bs, kvLen);
                 }
@@ -263,14 +263,14 @@ public sealed interface Pattern
 
         @Override
         public void check(int h, int qLen, int kvLen) {
-            int need = Math.floorDiv(kvLen + bs - 1, bs);
+            int need = (int) (((long) kvLen + bs - 1) / bs);
             if (blocks != need) {
                 throw new PatternException("layout " + source + " has " + blocks + "x" + blocks + " blocks of " + bs
                         + ", but S = " + kvLen + " needs " + need + "x" + need);
             }
             if (heads != 1 && heads != h) {
-                throw new PatternException("layout " + source + " has " + heads + " heads, but the input has H = " + h
-                        + " (expected 1 or " + h + ")");
+                throw new PatternException("layout " + source + " has " + heads + " heads, but H = " + h
+                        + " heads attend (--heads, or the inputs' H): a layout holds 1 or " + h);
             }
         }
 

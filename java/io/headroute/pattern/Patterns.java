@@ -43,7 +43,7 @@ public final class Patterns {
                 int bs = positive(s, "BS", parts[1]);
                 long seed;
                 try {
-                    seed = Long.parseLong(parts[5]);
+                    seed = Long.parseLong(parts[5].trim()); // trimmed like the other fields
                 } catch (NumberFormatException e) {
                     throw new PatternException("pattern " + quote(s) + ": SEED must be an integer, got " + quote(parts[5]));
                 }

@@ -307,6 +307,14 @@ public final class AtomicFiles {
     }
 
     static String describe(IOException e) {
+        // The common file-system failures in words, with the file they name (Java's own messages are the path alone).
+        if (e instanceof java.nio.file.FileSystemException fs) {
+            String what = fs instanceof java.nio.file.AccessDeniedException ? "permission denied"
+                    : fs instanceof java.nio.file.NoSuchFileException ? "no such file or directory" : fs.getReason();
+            if (what != null) {
+                return fs.getFile() == null ? what : what + " (" + fs.getFile() + ")";
+            }
+        }
         String name = e.getClass().getSimpleName();
         String msg = e.getMessage();
         return msg == null ? name : name + ": " + msg;

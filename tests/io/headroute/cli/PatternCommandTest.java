@@ -137,6 +137,10 @@ class PatternCommandTest {
     @Test
     void badInputIsRefused() {
         Path out = dir.resolve("x.npy");
+        // A block size near 2^31: one block, not an int overflow (NegativeArraySizeException, exit 1).
+        Cli big = Cli.run("pattern", "--spec", "bigbird:2147483647:1:0:1:5", "--len", "100", "--kv-len", "1000", "--out",
+                dir.resolve("big.npy").toString()).assertOk();
+        assertTrue(big.out().contains("1 x 1 blocks per head"), big.out());
         Cli.run("pattern", "--spec", "dense", "--len", "0", "--out", out.toString()).assertBadInput("headroute pattern",
                 "--len must be positive", out);
         Cli.run("pattern", "--spec", "dense", "--len", "64", "--kv-len", "32", "--out", out.toString())

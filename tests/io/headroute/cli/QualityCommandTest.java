@@ -148,6 +148,11 @@ class QualityCommandTest {
                 .assertBadInput("headroute quality", "exceed", json);
         Cli.run("quality", "--backend", "cpu", "--heads", "3", "--kv-heads", "2", "--len", "8")
                 .assertBadInput("headroute quality", "divisible");
+        if (Files.isDirectory(Path.of("/proc"))) {
+            // A --json that passes the checks but cannot be written (/proc takes no new files): no table printed first.
+            Cli.run("quality", "--backend", "cpu", "--heads", "1", "--len", "16", "--json", "/proc/headroute-quality.json")
+                    .assertBadInput("headroute quality", "cannot write: no such file or directory");
+        }
         Cli.run("quality", "--backend", "cpu", "--q", q.toString(), "--k", q.toString(), "--v", q.toString(), "--len", "8")
                 .assertBadInput("headroute quality", "not both");
         Cli.run("quality", "--backend", "cpu", "--q", q.toString(), "--k", q.toString())

@@ -41,6 +41,7 @@ class PatternsTest {
                 Arguments.of("longformer:256:2", new Pattern.Longformer(256, 2), "longformer:256:2"),
                 Arguments.of("longformer:0:0", new Pattern.Longformer(0, 0), "longformer:0:0"),
                 Arguments.of("bigbird:64:1:2:3:42", new Pattern.BigBird(64, 1, 2, 3, 42), "bigbird:64:1:2:3:42"),
+                Arguments.of("bigbird:64:1:2:3: 42", new Pattern.BigBird(64, 1, 2, 3, 42), "bigbird:64:1:2:3:42"),
                 Arguments.of("bigbird:1:0:0:0:-9223372036854775808",
                         new Pattern.BigBird(1, 0, 0, 0, Long.MIN_VALUE), "bigbird:1:0:0:0:-9223372036854775808"),
                 Arguments.of("bigbird:48:0:0:5:9223372036854775807",
