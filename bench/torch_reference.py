@@ -309,8 +309,9 @@ def flex_rows(torch, args, doc, deadline):
     compiled = torch.compile(flex_attention)
     # One mask function for every density, reading W from a device tensor updated in place: torch.compile
     # guards on the mask function's identity (and on constants it closes over), so a new function per
-    # density would recompile flex_attention each time (~30-40 s). Should the shared-tensor mask fail, the
-    # rows fall back to a function with W as a constant (one compile per density), and say so.
+    # density would recompile flex_attention each time (the budget allows 45 s per compile; not measured here).
+    # Should the shared-tensor mask fail, the rows fall back to a function with W as a constant (one compile per
+    # density), and say so.
     width = torch.zeros((), dtype=torch.int32, device=args.device)
 
     def shared_window(b, hh, qi, ki):

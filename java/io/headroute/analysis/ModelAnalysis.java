@@ -51,13 +51,14 @@ public final class ModelAnalysis {
     public record Options(int probeRows, int mapSize, double prune, int warmup, int repeats) {
         public Options {
             if (probeRows <= 0 || mapSize <= 0) {
-                throw new IllegalArgumentException("probe rows and map size must be positive, got " + probeRows + " and " + mapSize);
+                throw new IllegalArgumentException("--probe-rows and --map-size must be positive, got " + probeRows + " and "
+                        + mapSize);
             }
             if (!(prune >= 0 && prune < 1)) {
                 throw new IllegalArgumentException("pruning fraction must be in [0, 1), got " + prune);
             }
             if (warmup < 0 || repeats <= 0 || warmup > AttentionBenchmark.MAX_REPEATS || repeats > AttentionBenchmark.MAX_REPEATS) {
-                throw new IllegalArgumentException("warm-up must be in 0.." + AttentionBenchmark.MAX_REPEATS + " and repeats in 1.."
+                throw new IllegalArgumentException("--warmup must be in 0.." + AttentionBenchmark.MAX_REPEATS + " and --repeats in 1.."
                         + AttentionBenchmark.MAX_REPEATS + ", got " + warmup + " and " + repeats);
             }
         }
@@ -175,14 +176,9 @@ public final class ModelAnalysis {
         return model.config().routed() ? new CpuHeadRouter(Runtime.getRuntime().availableProcessors()) : null;
     }
 
-    /** Layer i's gate on its input {@code h}: its router's for a routed layer, else none. */
+    /** Layer i's gate on its input {@code h}: its router's for a routed layer ({@link Model#route}), else none. */
     private static Tensor gate(Model model, int i, Tensor h, HeadRouter router) {
-        LayerSpec spec = model.config().layer(i);
-        if (!spec.routed()) {
-            return null;
-        }
-        return router.route(model.routerInput(i, h), model.weights().layer(i).router(), spec.router(), model.config().dtype())
-                .gate();
+        return model.config().layer(i).routed() ? model.route(i, h, router).gate() : null;
     }
 
     /** The greedy plan ({@link HeadImportance#greedyPlan}) as a {@link PruningPlan}. */

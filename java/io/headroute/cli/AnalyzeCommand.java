@@ -4,7 +4,6 @@ import io.headroute.analysis.AnalysisReport;
 import io.headroute.analysis.ModelAnalysis;
 import io.headroute.attention.Backend;
 import io.headroute.attention.Backends;
-import io.headroute.bench.AttentionBenchmark;
 import io.headroute.engine.Algorithm;
 import io.headroute.engine.AttentionEngine;
 import io.headroute.experiment.ExperimentReport;
@@ -160,14 +159,6 @@ final class AnalyzeCommand implements Callable<Integer> {
         }
         if (xFile != null && (batch != null || len != null)) {
             throw new ParameterException(spec.commandLine(), "give --x or random-input sizes (--batch, --len), not both");
-        }
-        if (probeRows <= 0 || mapSize <= 0) {
-            throw new ParameterException(spec.commandLine(), "--probe-rows and --map-size must be positive, got " + probeRows
-                    + " and " + mapSize);
-        }
-        if (warmup < 0 || repeats <= 0 || warmup > AttentionBenchmark.MAX_REPEATS || repeats > AttentionBenchmark.MAX_REPEATS) {
-            throw new ParameterException(spec.commandLine(), "--warmup must be in 0.." + AttentionBenchmark.MAX_REPEATS
-                    + " and --repeats in 1.." + AttentionBenchmark.MAX_REPEATS + ", got " + warmup + " and " + repeats);
         }
         ModelAnalysis.Options opt = new ModelAnalysis.Options(probeRows, mapSize, prune, warmup, repeats);
         long s = seed == null ? 42 : seed;

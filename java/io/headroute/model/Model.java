@@ -118,13 +118,22 @@ public final class Model {
                     throw new IllegalArgumentException("layer " + i + " is routed: its gate comes from its router, not from "
                             + "the caller");
                 }
-                r = router.route(routerInput(i, h), weights.layer(i).router(), spec.router(), config().dtype());
+                r = route(i, h, router);
                 g = r.gate();
             }
             routing.add(r);
             h = blocks.get(i).forward(h, g, engine, rope);
         }
         return new Pass(h, routing);
+    }
+
+    /** Routed layer {@code layer}'s router on its input {@code x} (B, L, d_model): gate, probabilities, statistics. */
+    public RouterOutput route(int layer, Tensor x, HeadRouter router) {
+        LayerSpec spec = config().layer(layer);
+        if (!spec.routed()) {
+            throw new IllegalArgumentException("layer " + layer + " is not routed");
+        }
+        return router.route(routerInput(layer, x), weights.layer(layer).router(), spec.router(), config().dtype());
     }
 
     /**

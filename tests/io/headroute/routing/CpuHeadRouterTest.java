@@ -163,15 +163,7 @@ class CpuHeadRouterTest {
     /** A block of at least L tokens is one group per sequence, up to Bq = 2^31 − 1 (whose ceil(L / Bq) overflowed). */
     @Test
     void aBlockLongerThanTheSequenceIsTheWholeSequence() {
-        Random r = new Random(4);
-        Tensor x = ReferenceRouter.grid(r, DType.F32, 2, 7, 6);
-        Tensor wr = ReferenceRouter.grid(r, DType.F32, 6, 5);
-        float[] whole = router.route(x, wr, new RouterConfig(1, 5, 2, 7), DType.F32).gate().toFloatArray();
-        for (int bq : new int[] {8, 1_000_000, Integer.MAX_VALUE - 1, Integer.MAX_VALUE}) {
-            assertArrayEquals(whole, router.route(x, wr, new RouterConfig(1, 5, 2, bq), DType.F32).gate().toFloatArray(),
-                    "Bq = " + bq);
-        }
-        assertEquals(1f, whole[0], "the shared head"); // not the all-zero gate the overflow made
+        ReferenceRouter.assertBlocksBeyondTheSequenceAreTheWholeSequence(router, router, 0f);
     }
 
     @Test

@@ -154,14 +154,7 @@ class CudaHeadRouterGpuTest {
     /** Bq ≥ L is one group per sequence on the GPU too, up to 2^31 − 1 (whose ceil(L / Bq) overflowed in the kernel). */
     @Test
     void aBlockLongerThanTheSequenceIsTheWholeSequence() {
-        Random r = new Random(4);
-        Tensor x = ReferenceRouter.grid(r, DType.F32, 2, 7, 6);
-        Tensor wr = ReferenceRouter.grid(r, DType.F32, 6, 5);
-        float[] want = cpu.route(x, wr, new RouterConfig(1, 5, 2, 7), DType.F32).gate().toFloatArray();
-        for (int bq : new int[] {7, 1_000_000, Integer.MAX_VALUE - 3, Integer.MAX_VALUE}) {
-            assertClose(want, gpu.route(x, wr, new RouterConfig(1, 5, 2, bq), DType.F32).gate().toFloatArray(), 1e-5,
-                    "Bq = " + bq);
-        }
+        ReferenceRouter.assertBlocksBeyondTheSequenceAreTheWholeSequence(cpu, gpu, 1e-5f);
     }
 
     /** auto takes the GPU router where it can run the routing, else the CPU one (more routed heads than it takes). */

@@ -89,4 +89,23 @@ final class ReferenceRouter {
         }
         return Tensor.ofFloats(dtype, v, shape);
     }
+
+    /**
+     * Bq ≥ L is one group per sequence, up to 2^31 − 1 (whose ceil(L / Bq) overflowed): {@code router}'s gates for such
+     * blocks equal {@code reference}'s at Bq = L, within {@code tol} (relative, per element).
+     */
+    static void assertBlocksBeyondTheSequenceAreTheWholeSequence(HeadRouter reference, HeadRouter router, float tol) {
+        java.util.Random r = new java.util.Random(4);
+        Tensor x = grid(r, DType.F32, 2, 7, 6);
+        Tensor wr = grid(r, DType.F32, 6, 5);
+        float[] want = reference.route(x, wr, new RouterConfig(1, 5, 2, 7), DType.F32).gate().toFloatArray();
+        org.junit.jupiter.api.Assertions.assertEquals(1f, want[0], "the shared head"); // not the overflow's all-zero gate
+        for (int bq : new int[] {8, 1_000_000, Integer.MAX_VALUE - 3, Integer.MAX_VALUE}) {
+            float[] got = router.route(x, wr, new RouterConfig(1, 5, 2, bq), DType.F32).gate().toFloatArray();
+            for (int i = 0; i < want.length; i++) {
+                org.junit.jupiter.api.Assertions.assertEquals(want[i], got[i], tol * Math.max(1, Math.abs(want[i])),
+                        "Bq = " + bq + ", element " + i);
+            }
+        }
+    }
 }

@@ -476,6 +476,8 @@ class DevicePoolTest {
             assertFalse(plain.isPoisoning());
         }
         // Tests run with the property set (pom.xml), so every pool in them poisons.
-        assertEquals(Boolean.getBoolean(DevicePool.POISON_PROPERTY), DevicePool.create(dev, "p", false).isPoisoning());
+        try (DevicePool byProperty = DevicePool.create(dev, "p", false)) {
+            assertEquals(Boolean.getBoolean(DevicePool.POISON_PROPERTY), byProperty.isPoisoning());
+        }
     }
 }
