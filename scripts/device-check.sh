@@ -24,7 +24,8 @@
 #              and 2:4:64: routed vs dense flash in the same run); then the other shapes, smallest first; then,
 #              each in a run of its own (a failure or hang costs only that run), flash in W2, W4X2, WG, WGP,
 #              WGX2 and WGPX2 (--tilings w2,w4x2,wg,wgp,wgx2,wgpx2; WG* = wgmma, sm_90 only) on every dense
-#              shape, and sparse in WGPX2 at ~10% and ~50% density
+#              shape, and sparse in WGPX2 at ~10% and ~50% density on 128-blocks (--block-size 128: the block
+#              mask FlexAttention's rows use; the sweep's own runs use the default, 64)
 #   torch      bench/torch_reference.py: PyTorch SDPA per backend and FlexAttention on the same shapes,
 #              and the comparison inputs with float64 references ($OUT/compare/)
 #   compare    headroute attend (cpu f32; cuda flash/materialized f32/bf16, flash bf16 in W2, W4X2, WG, WGP, WGX2,
@@ -405,14 +406,15 @@ step_gpu_tests() {
 step_bench() {
     have_java || { status skipped "no java"; return 0; }
     mkdir -p "$OUT/bench"
-    printf 'name\theads\tdim\tlen\tcausal\tpattern\talgos\trc\tsecs\tstatus\troute\n' >"$OUT/bench/runs.tsv"
+    printf 'name\theads\tdim\tlen\tcausal\tpattern\talgos\trc\tsecs\tstatus\troute\tblock_size\n' >"$OUT/bench/runs.tsv"
     local lens=(4096 16384 32768) w10 w50
     if [[ "$QUICK" == 1 ]]; then lens=(1024 2048); fi
     if [[ -n "${HEADROUTE_BENCH_LENS:-}" ]]; then read -r -a lens <<<"${HEADROUTE_BENCH_LENS//,/ }"; fi
     # Window widths for ~5/10/25/50% token density at L = 32768: the same as torch_reference.py's FlexAttention.
     local dens=()
     read -r -a dens < <(python3 -B -c 'import sys; sys.path.insert(0, "bench"); import torch_reference as t; print(*[t.window_for_density(32768, x) for x in t.FLEX_DENSITIES])' 2>/dev/null || echo "830 1682 4390 9598")
-    # Each run: "H D L causal pattern algos route tilings" ("-": no route, no other tilings).
+    # Each run: "H D L causal pattern algos route tilings block-size" ("-": no route, no other tilings, the
+    # sparse layout's default block size, 64).
     local runs=() n hd c i
     # The tilings never run on a GPU before (W2, W4X2 and the wgmma ones) are timed in runs of their own after
     # every baseline run, so that one that fails or hangs costs its own run, not the baseline's numbers nor the
@@ -427,35 +429,38 @@ step_bench() {
     local first=0
     for n in "${lens[@]}"; do [[ "$QUICK" != 1 && "$n" == 32768 ]] && first=1; done
     if ((first)); then
-        runs+=("16 128 32768 0 dense flash,materialized - -")
-        later+=("16 128 32768 0 dense flash - $all_tilings")
+        runs+=("16 128 32768 0 dense flash,materialized - - -")
+        later+=("16 128 32768 0 dense flash - $all_tilings -")
         for i in "${!dens[@]}"; do
-            runs+=("16 128 32768 0 window:${dens[$i]} sparse - -")
-            # The ~10% and ~50% goals also in WGPX2 (128-row tiles; the dense run times flash in it too).
-            if ((i == 1 || i == 3)); then later+=("16 128 32768 0 window:${dens[$i]} sparse - wgpx2"); fi
+            runs+=("16 128 32768 0 window:${dens[$i]} sparse - - -")
+            # The ~10% and ~50% goals also in WGPX2 (128-row tiles; the dense run times flash in it too), on
+            # 128-blocks: the same block mask as FlexAttention's rows (torch_reference.py's FLEX_BLOCK).
+            if ((i == 1 || i == 3)); then later+=("16 128 32768 0 window:${dens[$i]} sparse - wgpx2 128"); fi
         done
-        runs+=("16 128 32768 0 dense sparse - -" "16 128 32768 0 dense flash 2:4 -" "16 128 32768 0 dense flash 2:4:64 -")
+        runs+=("16 128 32768 0 dense sparse - - -" "16 128 32768 0 dense flash 2:4 - -"
+            "16 128 32768 0 dense flash 2:4:64 - -")
     fi
     for n in "${lens[@]}"; do
         for hd in "16 128" "32 64"; do
             for c in 0 1; do
                 if ((first)) && [[ "$hd $n $c" == "16 128 32768 0" ]]; then continue; fi
-                runs+=("$hd $n $c dense flash,materialized - -")
-                later+=("$hd $n $c dense flash - $all_tilings")
+                runs+=("$hd $n $c dense flash,materialized - - -")
+                later+=("$hd $n $c dense flash - $all_tilings -")
             done
         done
     done
     runs+=("${later[@]}")
-    local r h d causal pattern algos route tilings kind name t rc start secs st skip_all="" ok=0 failed=0 skipped=0
+    local r h d causal pattern algos route tilings bs kind name t rc start secs st skip_all="" ok=0 failed=0 skipped=0
     # After a timeout, the same head configuration is not tried again at that length or above, in the same kind
     # of run (the baseline, or the other tilings).
     local -A skip_from=()
     for r in "${runs[@]}"; do
-        read -r h d n causal pattern algos route tilings <<<"$r"
+        read -r h d n causal pattern algos route tilings bs <<<"$r"
         [[ $route == - ]] && route=""
         [[ $tilings == - ]] && tilings=""
+        [[ $bs == - ]] && bs=""
         kind=$([[ -n $tilings ]] && echo tilings || echo base)
-        name="bench-h$h-d$d-L$n-$([[ $causal == 1 ]] && echo causal || echo "${pattern//:/}")$([[ $algos == sparse ]] && echo -sparse)$([[ -n $route ]] && echo "-route${route//:/-}")$([[ -n $tilings ]] && echo -tilings)"
+        name="bench-h$h-d$d-L$n-$([[ $causal == 1 ]] && echo causal || echo "${pattern//:/}")$([[ $algos == sparse ]] && echo -sparse)$([[ -n $route ]] && echo "-route${route//:/-}")$([[ -n $tilings ]] && echo -tilings)$([[ -n $bs ]] && echo "-bs$bs")"
         t="$(cap 60)"
         if [[ -n "$skip_all" ]]; then
             st="skipped: $skip_all"
@@ -467,7 +472,7 @@ step_bench() {
             st=""
         fi
         if [[ -n "$st" ]]; then
-            printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t\t0\t%s\t%s\n' "$name" "$h" "$d" "$n" "$causal" "$pattern" "$algos" "$st" "$route" >>"$OUT/bench/runs.tsv"
+            printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t\t0\t%s\t%s\t%s\n' "$name" "$h" "$d" "$n" "$causal" "$pattern" "$algos" "$st" "$route" "$bs" >>"$OUT/bench/runs.tsv"
             echo "$name: $st"
             skipped=$((skipped + 1))
             continue
@@ -481,6 +486,7 @@ step_bench() {
         # with two warpgroups on 128-row blocks) tilings after the engine's own, on the same inputs (WG*: sm_90
         # only, else rows marked unsupported).
         if [[ -n $tilings ]]; then cflag+=(--tilings "$tilings"); fi
+        if [[ -n $bs ]]; then cflag+=(--block-size "$bs"); fi
         # Every call uploads its inputs from the host (a 32K run's calls are mostly that): fewer calls there.
         local reps=(--warmup 2 --repeats 5)
         if ((n >= 32768)); then reps=(--warmup 1 --repeats 3); fi
@@ -497,7 +503,7 @@ step_bench() {
         esac
         # Exit 2 on the first shape is a usage error or an unavailable backend: the rest would say the same.
         if ((rc == 2 && ok == 0 && failed == 1)); then skip_all="the first run failed with exit 2"; fi
-        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$h" "$d" "$n" "$causal" "$pattern" "$algos" "$rc" "$secs" "$st" "$route" >>"$OUT/bench/runs.tsv"
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$h" "$d" "$n" "$causal" "$pattern" "$algos" "$rc" "$secs" "$st" "$route" "$bs" >>"$OUT/bench/runs.tsv"
         echo "$name: $st (${secs}s)"
         sed -n '/^algorithm/,$p' "$OUT/bench/$name.log" | head -n 4 | sed 's/^/    /'
     done

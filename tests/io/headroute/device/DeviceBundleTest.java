@@ -270,6 +270,27 @@ class DeviceBundleTest {
         assertTrue(f.output.matches("(?s).*\n  1682 +0\\.10\\d +2\\.50 +\\S+ +8\\.00 +1\\.40 +8\\.57 +5\\.00 +3\\.57\n.*"), f.output);
         assertTrue(f.output.contains("flex mask: shared (W in a device tensor); mask + first call 5%: 1.5 s, 10%: 38.2 s"),
                 f.output);
+
+        // Flex on 128-blocks: compared with our run on 128-blocks (WGPX2 here, 1.6 ms, though W4 on 64-blocks took
+        // 1.25); where only 64-blocks ran, the ratio is marked.
+        Files.writeString(bench.resolve("runs.tsv"), "name\theads\tdim\tlen\tcausal\tpattern\talgos\trc\tsecs\tstatus\troute"
+                + "\tblock_size\n"
+                + "d\t16\t128\t32768\t0\tdense\tflash\t0\t9\tok\t\t\n"
+                + "v\t16\t128\t32768\t0\twindow:830\tsparse\t0\t5\tok\t\t\n"
+                + "w\t16\t128\t32768\t0\twindow:1682\tsparse\t0\t5\tok\t\t\n"
+                + "v128\t16\t128\t32768\t0\twindow:830\tsparse\t0\t5\tok\t\t128\n");
+        Files.writeString(bench.resolve("v128.json"), "{\"config\": {\"sparse_tiling\": \"w4\", \"block_size\": 128}, "
+                + "\"measurements\": [{\"algorithm\": \"sparse\", \"status\": \"ok\", \"gflops\": 5000000, \"median_ms\": 1.7},"
+                + "{\"algorithm\": \"sparse\", \"tiling\": \"wgpx2\", \"status\": \"ok\", \"gflops\": 5300000, \"median_ms\": 1.6}]}");
+        Files.writeString(out.resolve("torch.json"), "{\"rows\": [{\"backend\": \"FLEX\", \"window\": 1682, \"median_ms\": 5.0, "
+                + "\"status\": \"ok\", \"block_size\": 128}, "
+                + "{\"backend\": \"FLEX\", \"window\": 830, \"median_ms\": 2.0, \"status\": \"ok\", \"block_size\": 128}]}");
+        Result b = run(List.of("python3", "-B", "scripts/device_check.py", "summary", out.toString()), Map.of(), 30);
+        assertEquals(0, b.exit, b.output);
+        assertTrue(b.output.contains("block sizes: sparse 64, wgpx2 64/128, flex 128"), b.output);
+        assertTrue(b.output.matches("(?s).*\n  830 +0\\.05\\d +1\\.25 +\\S+ +16\\.00 +1\\.60 +\\S+ +2\\.00 +1\\.25\n.*"), b.output);
+        assertTrue(b.output.matches("(?s).*\n  1682 +0\\.10\\d +2\\.50 +\\S+ +8\\.00 +1\\.40 +8\\.57 +5\\.00 +3\\.57\\*\n.*"),
+                b.output);
     }
 
     @Test
