@@ -72,6 +72,8 @@ __device__ __forceinline__ void wgmma_probe(const HrWgmmaProbeParams& p) {
     // The descriptors of attend(): K tiles (LBO the next column, SBO the next 8 keys), V tiles the other way.
     const uint64_t desc = kMnMajor ? hr::wgmma_desc(hr::smem_at(smem), 128, kWgColumnBytes)
                                    : hr::wgmma_desc(hr::smem_at(smem), kWgColumnBytes, 128);
+    hr::wgmma_fence_operands(d);  // registers the product reads are written before the fence (PTX: wgmma.fence)
+    hr::wgmma_fence_operands(a);
     hr::wgmma_fence();
     hr::WgmmaOp<__nv_bfloat16>::run<kMnMajor>(d, a, desc, false);
     hr::wgmma_commit();

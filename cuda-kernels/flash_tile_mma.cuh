@@ -165,6 +165,7 @@ __device__ __forceinline__ void wg_fence_pv(float (&acc_o)[D / 8][4], uint32_t (
 // O += P·V now: issued (wg_issue_pv), committed, waited for, and O's accumulators and P's fragments fenced.
 template <typename T, int D>
 __device__ __forceinline__ void wg_pv_wait(float (&acc_o)[D / 8][4], uint32_t (&pw)[kBc / 16][4], const T* sv) {
+    wg_fence_pv<D>(acc_o, pw);  // P's packing and O's rescaling are done before the fence (PTX: wgmma.fence)
     hr::wgmma_fence();
     wg_issue_pv<T, D>(acc_o, pw, sv);
     hr::wgmma_commit();
@@ -495,6 +496,14 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
             // K-major, k step kk = columns 2kk and 2kk + 1 of the tile.
             // Pipelined: then O += Pj−1·Vj−1 in a group of its own, left running through this tile's softmax.
             const uint64_t kd = hr::wgmma_desc(hr::smem_at(sK + buf * TL::kKVElems), kWgColumnBytes, 128);
+            // PTX: a register the products read (S's zeros, Qi's fragments; pipelined: O and Pj−1, written in the
+            // last iteration) is written before wgmma.fence, else the behaviour is undefined; these empty asm
+            // statements pin those writes before it. (Not before the P·V issue below: between the S products and
+            // their wait, ptxas would take them for writes of wgmma inputs and serialize the products.)
+            hr::wgmma_fence_operands(s[0]);
+#pragma unroll
+            for (int kk = 0; kk < D / 16; ++kk) hr::wgmma_fence_operands(qf[0][kk]);
+            if constexpr (TL::kPipelined) wg_fence_pv<D>(acc_o[0], pw_prev);
             hr::wgmma_fence();
 #pragma unroll
             for (int kk = 0; kk < D / 16; ++kk)
