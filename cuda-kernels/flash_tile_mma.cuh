@@ -378,6 +378,7 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
     // Two warpgroups: tiles a warpgroup may skip (wg_vote_slots); its first row; whether pw_prev holds a P whose P·V
     // is still to be issued (WGPX2: a skipped tile leaves none; one warpgroup: every tile but the first).
     constexpr bool kWgSkip = kTwoWarpgroups<TL>;
+    static_assert(!kWgSkip || TL::kStages == 2, "a skipped tile's barrier stands for the two-stage loop's last one");
     [[maybe_unused]] const int wg_row0 = 64 * (warp >> 2);
     [[maybe_unused]] bool pv_pending = false;
 
@@ -471,7 +472,9 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
                         pv_pending = false;
                     }
                 }
-                __syncthreads();  // the other warpgroup's end of tile j (two stages: see the loop's last barrier)
+                // The other warpgroup's end of tile j (two stages: see the loop's last barrier), met from another
+                // place in the code: not the .aligned barrier of __syncthreads().
+                hr::sync_block_any_site();
                 kt = kt_next;
                 kt_next = kt_after;
                 continue;
@@ -692,7 +695,13 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
         }
         // Two stages: every warp is done with buffer `buf` before iteration j + 1 refills it. One stage:
         // the next iteration's first barrier does that for Vj, and Kj+1 is already queued.
-        if constexpr (TL::kStages == 2) __syncthreads();
+        if constexpr (TL::kStages == 2) {
+            if constexpr (kWgSkip) {
+                hr::sync_block_any_site();  // a warpgroup that skipped tile j meets this barrier from its skip
+            } else {
+                __syncthreads();
+            }
+        }
         kt = kt_next;
         kt_next = kt_after;
     }

@@ -30,6 +30,7 @@ __device__ __forceinline__ void cp_async_wait() { ::hr_emu::cp_async_wait(N); }
 __device__ __forceinline__ void ldmatrix_x4_at(uint32_t (&r)[4], SmemAddr smem) { ::hr_emu::ldmatrix_x4(r, smem, false); }
 __device__ __forceinline__ void ldmatrix_x4_trans_at(uint32_t (&r)[4], SmemAddr smem) { ::hr_emu::ldmatrix_x4(r, smem, true); }
 __device__ __forceinline__ SmemAddr opaque_addr(SmemAddr a) { return a; }
+__device__ __forceinline__ void sync_block_any_site() { __syncthreads(); }
 #else
 using SmemAddr = uint32_t;
 __device__ __forceinline__ SmemAddr smem_at(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
@@ -68,6 +69,11 @@ __device__ __forceinline__ SmemAddr opaque_addr(SmemAddr a) {
     asm volatile("" : "+r"(a));
     return a;
 }
+
+// A block-wide barrier that threads may reach from different places in the code (barrier.sync without
+// .aligned): __syncthreads() is bar.sync, the .aligned form, whose threads must all execute the same
+// instruction (PTX ISA, barrier), so two paths that meet at one barrier each use this instead.
+__device__ __forceinline__ void sync_block_any_site() { asm volatile("barrier.sync 0;\n" ::: "memory"); }
 
 #endif  // HR_EMULATION
 
