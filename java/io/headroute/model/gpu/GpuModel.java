@@ -6,7 +6,6 @@ import io.headroute.cuda.Resources;
 import io.headroute.cuda.memory.Bytes;
 import io.headroute.cuda.memory.DeviceOutOfMemoryException;
 import io.headroute.cuda.memory.DevicePool;
-import io.headroute.cuda.memory.MemoryStats;
 import io.headroute.model.Model;
 import io.headroute.tensor.Tensor;
 import java.util.List;
@@ -66,12 +65,14 @@ public final class GpuModel implements AutoCloseable {
         }
         DevicePool pool = DevicePool.create(new JCudaAllocator(device), "model on " + device.describe(), false);
         try {
-            MemoryPlan weightsOnly = MemoryPlan.of(model.config(), 1, 1, placement, false, attention::workspaceBytes);
+            // The weights alone: a pass's scratch depends on its shape (a layout pattern or the materialized
+            // algorithm has no plan at a dummy one), and forward checks it.
+            long weights = MemoryPlan.weightBytes(model.config(), placement);
             long free = device.memoryInfo()[0];
-            if (weightsOnly.weightBytes() > free) {
+            if (weights > free) {
                 throw new DeviceOutOfMemoryException("the model's " + placement.cliName() + " weights need "
-                        + Bytes.format(weightsOnly.weightBytes()) + ", card has " + Bytes.format(free) + " free ("
-                        + device.describe() + ")", weightsOnly.weightBytes());
+                        + Bytes.format(weights) + ", card has " + Bytes.format(free) + " free (" + device.describe() + ")",
+                        weights);
             }
             return new GpuModel(device, pool, attention, model, placement);
         } catch (RuntimeException e) {
@@ -90,14 +91,19 @@ public final class GpuModel implements AutoCloseable {
      * has … free" when the plan's scratch does not fit next to the weights already resident.
      */
     public LayerScheduler.Result forward(Tensor x, List<Tensor> gates) {
-        // The scheduler allocates a gate buffer only when some layer has a gate: the plan follows the same rule.
-        MemoryPlan plan = plan(Math.toIntExact(x.dim(0)), Math.toIntExact(x.dim(1)),
-                gates != null && gates.stream().anyMatch(java.util.Objects::nonNull));
-        MemoryStats st = pool.stats();
-        long available = device.memoryInfo()[0] + st.cachedBytes() + plan.weightBytes();
-        if (!plan.fits(available)) {
-            throw new DeviceOutOfMemoryException("model forward pass (B=" + plan.batch() + ", L=" + plan.length() + ") "
-                    + plan.fitMessage(available) + " on " + device.describe(), plan.totalBytes());
+        // Bad input is refused as such before its size is weighed; the scheduler allocates a gate buffer only when
+        // some layer has a gate: the plan follows the same rule.
+        boolean anyGate = scheduler.validate(x, gates);
+        MemoryPlan plan = plan(Math.toIntExact(x.dim(0)), Math.toIntExact(x.dim(1)), anyGate);
+        // The weights are resident already: the pass's scratch must fit in what is free plus the pool's cache.
+        long scratch = plan.totalBytes() - plan.weightBytes();
+        long free = device.memoryInfo()[0];
+        long cached = pool.stats().cachedBytes();
+        if (scratch > free + cached) {
+            throw new DeviceOutOfMemoryException("model forward pass (B=" + plan.batch() + ", L=" + plan.length() + ") needs "
+                    + Bytes.format(scratch) + " of scratch beside its " + Bytes.format(plan.weightBytes()) + " of weights, card has "
+                    + Bytes.format(free) + " free" + (cached > 0 ? " and " + Bytes.format(cached) + " cached in the pool" : "")
+                    + " on " + device.describe(), scratch);
         }
         return scheduler.forward(x, gates);
     }

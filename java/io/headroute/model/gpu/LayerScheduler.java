@@ -124,11 +124,11 @@ public final class LayerScheduler implements AutoCloseable {
     }
 
     /**
-     * All layers on {@code x} (B, L, d_model); {@code gates} is null or one (B, L, H) gate (or null) per
-     * layer (routed layers take theirs from their router: a gate given for one is refused). The output is
-     * in the model dtype. Attention the bound implementation cannot compute is refused before any device work.
+     * The checks of {@link #forward} before any device work: x's shape, the gates' count, shapes and values
+     * (finite, as the CPU model requires), and that the bound implementation computes every layer's attention
+     * and router. Returns whether any layer has a gate given.
      */
-    public Result forward(Tensor x, List<Tensor> gates) {
+    public boolean validate(Tensor x, List<Tensor> gates) {
         if (closed) {
             throw new IllegalStateException("layer scheduler is closed");
         }
@@ -155,6 +155,16 @@ public final class LayerScheduler implements AutoCloseable {
                     throw new ShapeException("gate of layer " + i + " must have shape (B, L, H) = (" + batch + ", " + len + ", "
                             + config.heads() + "), got " + g.shapeString());
                 }
+                if (!g.dtype().isFloating()) {
+                    throw new ShapeException("gate of layer " + i + " must be a floating tensor, got " + g.dtype().cliName());
+                }
+                float[] v = g.toFloatArray();
+                for (int k = 0; k < v.length; k++) {
+                    if (!Float.isFinite(v[k])) {
+                        throw new ShapeException("gate of layer " + i + " holds a non-finite value (" + v[k] + ") at flat index "
+                                + k);
+                    }
+                }
             }
             LayerSpec s = config.layer(i);
             if (s.routed()) {
@@ -164,6 +174,19 @@ public final class LayerScheduler implements AutoCloseable {
                 ops.checkAttention(shape(batch, len, c), config.dtype(), s.algorithm(), pattern(i, c, len));
             }
         }
+        return anyGate;
+    }
+
+    /**
+     * All layers on {@code x} (B, L, d_model); {@code gates} is null or one (B, L, H) gate (or null) per
+     * layer (routed layers take theirs from their router: a gate given for one is refused). The output is
+     * in the model dtype. Attention the bound implementation cannot compute is refused before any device work.
+     */
+    public Result forward(Tensor x, List<Tensor> gates) {
+        boolean anyGate = validate(x, gates);
+        int n = config.layerCount();
+        int batch = Math.toIntExact(x.dim(0));
+        int len = Math.toIntExact(x.dim(1));
         pool.resetPeakStats();
         Map<String, DeviceBuffer> scratch = new HashMap<>();
         List<DeviceBuffer> routerBuffers = new ArrayList<>();

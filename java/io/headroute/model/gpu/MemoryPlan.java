@@ -116,6 +116,11 @@ public final class MemoryPlan {
         return (Math.max(bytes, 1) + DevicePool.ROUNDING - 1) / DevicePool.ROUNDING * DevicePool.ROUNDING;
     }
 
+    /** Bytes the pool accounts for the weights of {@code c} in {@code placement} (a pass's scratch aside). */
+    public static long weightBytes(ModelConfig c, WeightPlacement placement) {
+        return sum(weightBuffers(c, placement));
+    }
+
     /** The weight buffers, allocated when the scheduler is built and held until it closes. */
     static List<Buffer> weightBuffers(ModelConfig c, WeightPlacement placement) {
         List<Buffer> out = new ArrayList<>();

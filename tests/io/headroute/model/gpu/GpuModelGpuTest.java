@@ -296,4 +296,90 @@ class GpuModelGpuTest {
             }
         }
     }
+
+    /**
+     * Layers whose pattern is a layout file: the GPU model opens (it planned a pass at L = S = 1 to weigh its weights,
+     * which no layout of more than one block passed) and equals the CPU model, its measured peak the plan's. A
+     * materialized layer (which GPU models do not run) opens too, and its pass is refused before any device work,
+     * naming the pass's shape (it was refused at open, naming L = S = 1).
+     */
+    @org.junit.jupiter.api.Test
+    void layoutLayersRunOnTheGpu() {
+        boolean[] bits = {true, false, true, true}; // 2 x 2 blocks of 64: lower triangle
+        List<LayerSpec> specs = List.of(LayerSpec.of(new Pattern.Layout(64, 1, 2, bits, "test"), false, Algorithm.FLASH),
+                LayerSpec.of(new Pattern.Window(9), true, Algorithm.FLASH),
+                LayerSpec.of(new Pattern.Layout(64, 1, 2, bits, "test"), true, Algorithm.SPARSE));
+        ModelConfig c = new ModelConfig(40, 2, 2, 32, DType.F32, 1e4, 1e-5, specs);
+        Model model = new Model(BlockReference.weights(c, 79));
+        int b = 1;
+        int len = 128;
+        Tensor x = randomInput(c, b, len, 80);
+        Tensor want = model.forward(x, null, cpu);
+        PoisonedAttention[] poisoned = new PoisonedAttention[1];
+        try (GpuModel gpu = openPoisoned(model, WeightPlacement.RESIDENT, poisoned)) {
+            MemoryPlan plan = gpu.plan(b, len, false);
+            LayerScheduler.Result res = gpu.forward(x, null);
+            double err = BlockReference.updateError(res.output().toFloatArray(), want.toFloatArray(), x.toFloatArray());
+            assertTrue(err <= 1e-5, "GPU vs CPU model: relative error of the residual updates " + err);
+            assertEquals(plan.totalBytes(), res.peakBytes(), "predicted == measured peak: " + plan);
+        }
+
+        ModelConfig m = new ModelConfig(40, 2, 2, 32, DType.F32, 1e4, 1e-5,
+                List.of(LayerSpec.of(new Pattern.Layout(64, 1, 2, bits, "test"), false, Algorithm.MATERIALIZED)));
+        Model materialized = new Model(BlockReference.weights(m, 83));
+        try (GpuModel gpu = openPoisoned(materialized, WeightPlacement.RESIDENT, poisoned)) {
+            long weights = gpu.pool().stats().allocatedBytes();
+            var e = org.junit.jupiter.api.Assertions.assertThrows(UnsupportedOperationException.class,
+                    () -> gpu.forward(randomInput(m, b, len, 84), null));
+            assertTrue(e.getMessage().contains("not materialized (B=1 H=2 Hkv=2 L=128 S=128 D=32)"), e.getMessage());
+            assertEquals(0, poisoned[0].poisonedCalls, "no attention ran");
+            assertEquals(weights, gpu.pool().stats().peakAllocatedBytes(), "nothing beyond the weights was allocated");
+        }
+    }
+
+    /**
+     * Input the CPU model refuses is refused by the GPU model too, before any scratch is allocated and before its size
+     * is weighed: a gate holding NaN or infinity (it was uploaded, and 80 outputs came back non-finite), an input of
+     * the wrong rank (an ArrayIndexOutOfBoundsException) or width (an out-of-memory message for 8M rows of width 1).
+     */
+    @org.junit.jupiter.api.Test
+    void badInputIsRefusedBeforeAnyDeviceWork() {
+        ModelConfig c = new ModelConfig(40, 2, 2, 32, DType.F32, 1e4, 1e-5,
+                List.of(LayerSpec.of(new Pattern.Causal(), false, Algorithm.FLASH)));
+        Model model = new Model(BlockReference.weights(c, 81));
+        Tensor x = randomInput(c, 1, 64, 82);
+        PoisonedAttention[] poisoned = new PoisonedAttention[1];
+        try (GpuModel gpu = openPoisoned(model, WeightPlacement.RESIDENT, poisoned)) {
+            long weights = gpu.pool().stats().allocatedBytes();
+            for (float bad : new float[] {Float.NaN, Float.POSITIVE_INFINITY}) {
+                float[] g = new float[64 * 2];
+                java.util.Arrays.fill(g, 1f);
+                g[5] = bad;
+                List<Tensor> gates = List.of(Tensor.ofFloats(g, 1, 64, 2));
+                var cpuError = org.junit.jupiter.api.Assertions.assertThrows(io.headroute.engine.ShapeException.class,
+                        () -> model.forward(x, gates, cpu));
+                var e = org.junit.jupiter.api.Assertions.assertThrows(io.headroute.engine.ShapeException.class,
+                        () -> gpu.forward(x, gates));
+                assertEquals("gate of layer 0 holds a non-finite value (" + bad + ") at flat index 5", e.getMessage(),
+                        "the CPU model says: " + cpuError.getMessage());
+            }
+            for (long[] shape : new long[][] {{1, 8_000_000, 1}, {72}, {1, 64, 5}}) {
+                Tensor bad = Tensor.ofFloats(new float[Math.toIntExact(Tensor.numel(shape))], shape);
+                var e = org.junit.jupiter.api.Assertions.assertThrows(io.headroute.engine.ShapeException.class,
+                        () -> gpu.forward(bad, null), java.util.Arrays.toString(shape));
+                assertTrue(e.getMessage().startsWith("model input must have shape (B, L, d_model = 40)"), e.getMessage());
+            }
+            assertEquals(0, poisoned[0].poisonedCalls, "no attention ran");
+            assertEquals(weights, gpu.pool().stats().peakAllocatedBytes(), "nothing beyond the weights was allocated");
+        }
+    }
+
+    private static Tensor randomInput(ModelConfig c, int b, int len, long seed) {
+        Random r = new Random(seed);
+        float[] xs = new float[b * len * c.dModel()];
+        for (int i = 0; i < xs.length; i++) {
+            xs[i] = (float) r.nextGaussian();
+        }
+        return Tensor.ofFloats(c.dtype(), xs, b, len, c.dModel());
+    }
 }
