@@ -33,18 +33,36 @@ public final class Backends {
                 yield CudaAttentionEngine.open(0);
             }
             case AUTO -> {
-                String why = cudaUnavailableReason();
-                if (why == null) {
-                    try {
-                        yield new FallbackEngine(CudaAttentionEngine.open(0), () -> new CpuAttentionEngine(cpuThreads));
-                    } catch (RuntimeException e) {
-                        why = "the GPU could not be opened: " + e.getMessage();
-                    }
-                }
-                LOG.info("backend auto: using CPU ({})", why);
-                yield new CpuAttentionEngine(cpuThreads);
+                AttentionEngine whole = openWhole(Backend.AUTO, cpuThreads);
+                yield whole instanceof CudaAttentionEngine
+                        ? new FallbackEngine(whole, () -> new CpuAttentionEngine(cpuThreads)) : whole;
             }
         };
+    }
+
+    /**
+     * One engine for a whole measured run, never two devices in one table: {@code auto} is the CUDA engine where
+     * a GPU is usable, else the CPU engine, without {@link #open}'s per-call CPU fallback (what the GPU cannot run
+     * is then refused, and a benchmark reports it as unsupported instead of timing it on the CPU beside GPU rows).
+     */
+    public static AttentionEngine openWhole(Backend backend, int cpuThreads) {
+        Objects.requireNonNull(backend, "backend");
+        if (backend != Backend.AUTO) {
+            return open(backend, cpuThreads);
+        }
+        if (cpuThreads <= 0) {
+            throw new IllegalArgumentException("--threads must be positive, got " + cpuThreads);
+        }
+        String why = cudaUnavailableReason();
+        if (why == null) {
+            try {
+                return CudaAttentionEngine.open(0);
+            } catch (RuntimeException e) {
+                why = "the GPU could not be opened: " + e.getMessage();
+            }
+        }
+        LOG.info("backend auto: using CPU ({})", why);
+        return new CpuAttentionEngine(cpuThreads);
     }
 
     /** Why the CUDA engine cannot run here, or null when it can. */

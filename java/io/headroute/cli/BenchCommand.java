@@ -186,8 +186,9 @@ final class BenchCommand implements Callable<Integer> {
     private void runPlain(Config config, List<FlashPlan.Tiling> extraTilings, int nThreads) {
         Report report = null;
         RuntimeException closing = null;
-        // Tilings need the CUDA engine itself, not auto's fallback wrapper.
-        try (AttentionEngine engine = Backends.open(extraTilings.isEmpty() ? backend : Backend.CUDA, nThreads)) {
+        // One engine for every row (auto: the GPU where usable, without a per-call CPU fallback that would time some
+        // rows on the CPU beside GPU ones); tilings need the CUDA engine itself.
+        try (AttentionEngine engine = Backends.openWhole(extraTilings.isEmpty() ? backend : Backend.CUDA, nThreads)) {
             report = AttentionBenchmark.run(engine, config, extraTilings);
         } catch (RuntimeException e) {
             if (report == null) {
@@ -209,7 +210,7 @@ final class BenchCommand implements Callable<Integer> {
 
     private void runRouted(RoutedBenchmark.Config config, int nThreads) {
         RoutedBenchmark.Report report;
-        try (AttentionEngine engine = Backends.open(backend, nThreads);
+        try (AttentionEngine engine = Backends.openWhole(backend, nThreads);
                 HeadRouter router = HeadRouters.open(engine.name().equals("cpu") ? Backend.CPU : backend, nThreads)) {
             report = RoutedBenchmark.run(engine, router, config);
         }

@@ -57,10 +57,16 @@ final class DemoCommand implements Callable<Integer> {
         Config c = new Config(1, 8, 8, len, len, 64, true, new Pattern.Dense(), DType.F32,
                 List.of(Algorithm.FLASH, Algorithm.MATERIALIZED), 1, 3, 42);
         Report r;
-        try (AttentionEngine engine = Backends.open(backend, nThreads)) {
+        try (AttentionEngine engine = Backends.openWhole(backend, nThreads)) {
             r = AttentionBenchmark.run(engine, c);
         }
-        PrintWriter o = spec.commandLine().getOut();
+        return print(r, nThreads, spec.commandLine().getOut(), spec.commandLine().getErr());
+    }
+
+    /** The demo's table and verdict: its exit code (a failed call or a disagreement: an internal error). */
+    static int print(Report r, int nThreads, PrintWriter o, PrintWriter err) {
+        Config c = r.config();
+        int len = c.qLen();
         o.println(Units.fmt("headroute demo: causal attention, %s, f32, random inputs, backend %s%s", c.shape(), r.engine(),
                 r.engine().equals("cpu") ? " (" + nThreads + " threads)" : ""));
         o.println(Units.fmt("FLOPs per call = 4·B·H·L·S·D / 2 (causal) = %.2f GFLOP; median of %d calls after %d warm-up",
@@ -86,6 +92,13 @@ final class DemoCommand implements Callable<Integer> {
                     Units.mib(m.workspaceBytes()), what));
         }
         o.println();
+        long failed = r.measurements().stream().filter(m -> m.status().startsWith(AttentionBenchmark.ERROR)).count();
+        if (failed > 0) {
+            // A call that failed (not one that does not fit or is unsupported) is an error, as in bench.
+            err.println("headroute demo: error: " + failed + " of " + r.measurements().size()
+                    + " algorithms failed (the table says why)");
+            return Main.INTERNAL_ERROR;
+        }
         if (!r.measurements().get(0).ok() || !r.measurements().get(1).ok()) {
             o.println("flash and materialized were not both measured here, so their agreement is not checked");
             return Main.OK;
@@ -94,7 +107,7 @@ final class DemoCommand implements Callable<Integer> {
         double speed = r.speedup(Algorithm.FLASH, Algorithm.MATERIALIZED).orElse(Double.NaN);
         o.println(Units.fmt("flash runs %.2fx the speed of materialized", speed));
         if (!(diff <= TOLERANCE)) {
-            spec.commandLine().getErr().println(Units.fmt(
+            err.println(Units.fmt(
                     "headroute demo: error: flash and materialized disagree: relative L2 difference %.3e exceeds %.0e", diff,
                     TOLERANCE));
             return Main.INTERNAL_ERROR;

@@ -185,19 +185,7 @@ final class ExperimentCommand implements Callable<Integer> {
     private AttentionEngine openEngine(int threads) {
         // Not Backends' auto engine: its per-call CPU fallback would run a 32K sparse variant on the CPU for
         // minutes and mix two devices in one table; here what the GPU cannot run is reported as unsupported.
-        if (backend == Backend.AUTO) {
-            String why = Backends.cudaUnavailableReason();
-            if (why == null) {
-                try {
-                    return Backends.open(Backend.CUDA, threads);
-                } catch (RuntimeException e) {
-                    why = "the GPU could not be opened: " + e.getMessage();
-                }
-            }
-            LOG.info("backend auto: using CPU ({})", why);
-            return Backends.open(Backend.CPU, threads);
-        }
-        return Backends.open(backend, threads);
+        return Backends.openWhole(backend, threads);
     }
 
     private String commandLine() {

@@ -174,6 +174,28 @@ class AttendCudaGpuTest {
      * another name. On the emulator with HR_EMU_STATS (make emu-test), the kernels launched are read back and must be
      * the rows' tilings' own, in order.
      */
+    /**
+     * {@code bench --backend auto} (the default) keeps every row on the GPU: an algorithm the GPU refuses (materialized
+     * on a BigBird pattern) is reported as unsupported, not timed on the CPU engine beside the GPU rows with a
+     * flash / materialized speed ratio across the two devices.
+     */
+    @Test
+    void benchAutoTimesEveryRowOnTheGpu() throws Exception {
+        Path json = dir.resolve("auto.json");
+        Cli res = Cli.run("bench", "--backend", "auto", "--heads", "2", "--len", "128", "--algos", "flash,materialized",
+                "--pattern", "bigbird:64:1:1:2:7", "--warmup", "0", "--repeats", "1", "--json", json.toString()).assertOk();
+        com.fasterxml.jackson.databind.JsonNode ms = new com.fasterxml.jackson.databind.ObjectMapper().readTree(json.toFile())
+                .get("measurements");
+        assertEquals(2, ms.size(), ms.toString());
+        assertEquals("ok", ms.get(0).get("status").asText(), ms.toString());
+        assertEquals("cuda", ms.get(0).get("engine").asText(), ms.toString());
+        assertTrue(ms.get(1).get("status").asText().startsWith("unsupported: "), ms.toString());
+        assertFalse(res.out().contains("speed flash / materialized"), res.out());
+
+        Cli demo = Cli.run("demo", "--backend", "auto", "--len", "64").assertOk();
+        assertTrue(demo.out().contains("backend cuda"), demo.out());
+    }
+
     @Test
     void benchTimesTheOtherTilingsBesideTheDefault() throws Exception {
         Path json = dir.resolve("b.json");

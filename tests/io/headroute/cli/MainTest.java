@@ -71,4 +71,37 @@ class MainTest {
         assertTrue(r.out().contains("GFLOP/s"), r.out());
         assertTrue(r.out().contains("materialized"), r.out());
     }
+
+    /**
+     * A failed call (an "error: " row, e.g. a CUDA error on a first GPU run) makes the demo fail, as it makes bench
+     * fail; an algorithm that does not fit is reported and the demo still succeeds.
+     */
+    @Test
+    void demoFailsWhenACallFailed() {
+        var c = new io.headroute.bench.AttentionBenchmark.Config(1, 8, 8, 64, 64, 64, true, new io.headroute.pattern.Pattern.Dense(),
+                io.headroute.tensor.DType.F32, java.util.List.of(io.headroute.engine.Algorithm.FLASH,
+                        io.headroute.engine.Algorithm.MATERIALIZED), 1, 3, 42);
+        var flash = new io.headroute.bench.AttentionBenchmark.Measurement(io.headroute.engine.Algorithm.FLASH,
+                io.headroute.engine.Algorithm.FLASH, "cuda", java.util.List.of(1.0, 1.0, 1.0), 1.0, 1.0, 10.0, 0, 1, 0, 0.0, 1 << 20,
+                null, "ok", null);
+        for (String status : new String[] {io.headroute.bench.AttentionBenchmark.ERROR + "CUDA_ERROR_ILLEGAL_ADDRESS",
+            "does not fit: the materialized path needs 1.50 MiB"}) {
+            var materialized = new io.headroute.bench.AttentionBenchmark.Measurement(io.headroute.engine.Algorithm.MATERIALIZED,
+                    io.headroute.engine.Algorithm.MATERIALIZED, "cuda", java.util.List.of(), Double.NaN, Double.NaN, Double.NaN, -1,
+                    -1, -1, Double.NaN, -1, null, status, null);
+            var report = new io.headroute.bench.AttentionBenchmark.Report(io.headroute.bench.AttentionBenchmark.Machine.current(),
+                    c, "cuda", "GPU 0", java.util.List.of(flash, materialized));
+            java.io.StringWriter out = new java.io.StringWriter();
+            java.io.StringWriter err = new java.io.StringWriter();
+            int rc = DemoCommand.print(report, 2, new java.io.PrintWriter(out, true), new java.io.PrintWriter(err, true));
+            assertTrue(out.toString().contains(status), out.toString());
+            if (status.startsWith(io.headroute.bench.AttentionBenchmark.ERROR)) {
+                assertEquals(Main.INTERNAL_ERROR, rc, out + "" + err);
+                assertEquals("headroute demo: error: 1 of 2 algorithms failed (the table says why)", err.toString().strip());
+            } else {
+                assertEquals(Main.OK, rc, out + "" + err);
+                assertTrue(out.toString().contains("not both measured"), out.toString());
+            }
+        }
+    }
 }
