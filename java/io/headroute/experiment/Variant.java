@@ -91,9 +91,13 @@ public sealed interface Variant permits Variant.Materialized, Variant.Flash, Var
             return Algorithm.FLASH;
         }
 
+        /** Flash on a pattern its dense kernels lack runs the block-sparse kernel (with its uploaded layout). */
         @Override
         public MemoryPrediction predictMemory(AttentionShape shape, DType dtype, boolean causal) {
-            return MemoryPrediction.flash(shape, dtype);
+            Pattern effective = causal ? pattern.withCausal() : pattern;
+            return CudaAttentionEngine.route(Algorithm.FLASH, effective) == Algorithm.SPARSE
+                    ? MemoryPrediction.sparse(shape, dtype, effective)
+                    : MemoryPrediction.flash(shape, dtype);
         }
     }
 

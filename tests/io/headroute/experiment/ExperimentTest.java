@@ -154,6 +154,10 @@ class ExperimentTest {
         assertEquals(layout, io.headroute.engine.cuda.CudaAttentionEngine.sparseLayoutBytes(sh, DType.BF16, wc, 64));
         assertEquals(plan.ioBytes() + layout, new Variant.Sparse(new Pattern.Window(16)).predictMemory(sh, DType.BF16, true)
                 .bytes());
+        // Flash on a window runs the block-sparse kernel, layout and all (it was predicted as flash's inputs and outputs).
+        assertEquals(plan.ioBytes() + layout, new Variant.Flash(new Pattern.Window(16)).predictMemory(sh, DType.BF16, true)
+                .bytes());
+        assertEquals(plan.ioBytes(), new Variant.Flash(new Pattern.Dense()).predictMemory(sh, DType.BF16, true).bytes());
     }
 
     @Test
