@@ -90,3 +90,116 @@ __device__ __forceinline__ void wgmma_probe(const HrWgmmaProbeParams& p) {
 
 extern "C" __global__ void __launch_bounds__(128) hr_wgmma_probe_k(const HrWgmmaProbeParams p) { wgmma_probe<false>(p); }
 extern "C" __global__ void __launch_bounds__(128) hr_wgmma_probe_mn(const HrWgmmaProbeParams p) { wgmma_probe<true>(p); }
+
+// Probes of the attention loop's own wgmma steps at D = 128, fp16 and bf16, where the single products above
+// leave off: the 64-key tile loaded by the kernels' cp.async loader (load_keys_wg) into the second buffer (a
+// descriptor start other than the dynamic shared memory's first byte), fenced to the async proxy, and the
+// kernels' issue functions, whose descriptors step through k (and, for P·V, the two 64-column halves of O),
+// every product accumulating onto D's previous value:
+//   hr_wgmma_probe_s_*:  D (64 × 64) = C + Q·Kᵀ by wg_issue_s (8 chained products), Q row-major in registers as
+//                        the A-fragments, K the tile (64 keys × 128 dims, row-major in global memory);
+//   hr_wgmma_probe_pv_*: D (64 × 128) = C + P·V by wg_pv_wait (8 chained products), P given as fp32 values in
+//                        S's accumulator layout and packed by wg_pack_p, V the tile.
+struct HrWgmmaChainParams {
+    const void* a;   // Q: 64 × 128 of T, row-major; P: 64 × 64 fp32 (values representable in T), row-major
+    const void* b;   // K or V: 64 × 128 of T, row-major
+    const float* c;  // C: 64 × 64 (S) or 64 × 128 (P·V), row-major
+    float* d;        // D, as C
+};
+
+namespace {
+
+constexpr int kProbeD = 128;
+
+template <typename T>
+__device__ __forceinline__ T* probe_tile(unsigned char* smem) {
+    // The second of two key/value buffers of a WG kernel at D = 128.
+    return reinterpret_cast<T*>(smem) + hr_mma::WG<kProbeD>::kKVElems;
+}
+
+template <typename T>
+__device__ __forceinline__ void probe_load_tile(T* tile, const void* b) {
+    hr_mma::load_keys_wg<hr_mma::WG<kProbeD>, T>(tile, static_cast<const T*>(b), kProbeD, 0, hr_mma::kBc);
+    hr::cp_async_commit();
+    hr::cp_async_wait<0>();
+    hr::fence_proxy_async();
+    __syncthreads();
+}
+
+// This thread's accumulators of a 64 × n block at column col0, row-major with row length ld:
+// x[j][e] = M[16w + g + 8(e / 2)][col0 + 8j + 2t + e % 2].
+template <int J, bool kStore>
+__device__ __forceinline__ void probe_block(float (&x)[J][4], const float* m, float* out, int ld) {
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+#pragma unroll
+    for (int j = 0; j < J; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+            const int i = (16 * warp + g + 8 * (e >> 1)) * ld + 8 * j + 2 * t + (e & 1);
+            if constexpr (kStore) {
+                out[i] = x[j][e];
+            } else {
+                x[j][e] = m[i];
+            }
+        }
+}
+
+template <typename T>
+__device__ __forceinline__ void wgmma_probe_s(const HrWgmmaChainParams& p) {
+    HR_DYNAMIC_SMEM(smem);
+    T* tile = probe_tile<T>(smem);
+    probe_load_tile<T>(tile, p.b);
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    auto pair = [&](int r, int c) {  // Q[16w + r][c], Q[16w + r][c + 1] as one b32 (the lower element in the low half)
+        const uint16_t* x = static_cast<const uint16_t*>(p.a) + (16 * warp + r) * kProbeD + c;
+        return (uint32_t)x[0] | ((uint32_t)x[1] << 16);
+    };
+    uint32_t qf[kProbeD / 16][4];
+#pragma unroll
+    for (int kk = 0; kk < kProbeD / 16; ++kk) {
+        qf[kk][0] = pair(g, 16 * kk + 2 * t);
+        qf[kk][1] = pair(g + 8, 16 * kk + 2 * t);
+        qf[kk][2] = pair(g, 16 * kk + 2 * t + 8);
+        qf[kk][3] = pair(g + 8, 16 * kk + 2 * t + 8);
+    }
+    float s[hr_mma::kBc / 8][4];
+    probe_block<hr_mma::kBc / 8, false>(s, p.c, nullptr, hr_mma::kBc);
+    hr::wgmma_fence_operands(s);
+#pragma unroll
+    for (int kk = 0; kk < kProbeD / 16; ++kk) hr::wgmma_fence_operands(qf[kk]);
+    hr::wgmma_fence();
+    hr_mma::wg_issue_s<T, kProbeD>(s, qf, tile);
+    hr::wgmma_commit();
+    hr::wgmma_wait<0>();
+    hr::wgmma_fence_operands(s);
+#pragma unroll
+    for (int kk = 0; kk < kProbeD / 16; ++kk) hr::wgmma_fence_operands(qf[kk]);
+    probe_block<hr_mma::kBc / 8, true>(s, nullptr, p.d, hr_mma::kBc);
+}
+
+template <typename T>
+__device__ __forceinline__ void wgmma_probe_pv(const HrWgmmaChainParams& p) {
+    HR_DYNAMIC_SMEM(smem);
+    T* tile = probe_tile<T>(smem);
+    probe_load_tile<T>(tile, p.b);
+    float sp[hr_mma::kBc / 8][4];
+    probe_block<hr_mma::kBc / 8, false>(sp, static_cast<const float*>(p.a), nullptr, hr_mma::kBc);
+    uint32_t pw[hr_mma::kBc / 16][4];
+    hr_mma::wg_pack_p<T>(pw, sp);
+    float acc_o[kProbeD / 8][4];
+    probe_block<kProbeD / 8, false>(acc_o, p.c, nullptr, kProbeD);
+    hr_mma::wg_pv_wait<T, kProbeD>(acc_o, pw, tile);
+    probe_block<kProbeD / 8, true>(acc_o, nullptr, p.d, kProbeD);
+}
+
+}  // namespace
+
+// Dynamic shared memory: two D = 128 tiles (the probe uses the second), 32 KiB.
+extern "C" __global__ void __launch_bounds__(128) hr_wgmma_probe_s_bf16(const HrWgmmaChainParams p) {
+    wgmma_probe_s<__nv_bfloat16>(p);
+}
+extern "C" __global__ void __launch_bounds__(128) hr_wgmma_probe_s_f16(const HrWgmmaChainParams p) { wgmma_probe_s<__half>(p); }
+extern "C" __global__ void __launch_bounds__(128) hr_wgmma_probe_pv_bf16(const HrWgmmaChainParams p) {
+    wgmma_probe_pv<__nv_bfloat16>(p);
+}
+extern "C" __global__ void __launch_bounds__(128) hr_wgmma_probe_pv_f16(const HrWgmmaChainParams p) { wgmma_probe_pv<__half>(p); }

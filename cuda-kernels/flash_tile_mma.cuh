@@ -139,6 +139,17 @@ __device__ __forceinline__ float (&wg_o_block(float (&acc_o)[D / 8][4], int hh))
     return *reinterpret_cast<float(*)[8][4]>(&acc_o[8 * hh][0]);
 }
 
+// Issues S += Qi·Kjᵀ as D/16 wgmma m64n64k16 (after a wgmma_fence; not committed): A = Qi's fragments of k step
+// kk (registers, read after the issue: kept until the wait), B = the K tile at sk, K-major, k step kk = head dims
+// 16kk … 16kk + 15 (columns 2kk and 2kk + 1).
+template <typename T, int D>
+__device__ __forceinline__ void wg_issue_s(float (&s)[kBc / 8][4], const uint32_t (&qf)[D / 16][4], const T* sk) {
+    const uint64_t kd = hr::wgmma_desc(hr::smem_at(sk), kWgColumnBytes, 128);
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk)
+        hr::WgmmaOp<T>::template run<false>(s, qf[kk], kd + kk * (2 * kWgColumnBytes / 16), true);
+}
+
 // Issues O += P·Vj as 4·D/64 wgmma m64n64k16 (after a wgmma_fence; not committed): A = P's fragments of
 // 16 keys (registers, which the tensor cores read after the issue: kept until the wait), B = the V tile at
 // sv, MN-major, keys 16kk … 16kk + 15 and head dims 64hh … 64hh + 63 (columns 8hh … 8hh + 7).
@@ -306,7 +317,6 @@ __device__ __forceinline__ int* wg_vote_slots() {
 template <typename T, class TL, class Keys>
 __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const HrRows& rows, const Keys& keys) {
     using Mma = hr::MmaOp<T>;
-    using Wgmma = hr::WgmmaOp<T>;
     constexpr int D = TL::kD;
     constexpr int M = TL::kM;
     constexpr int kNT = kBc / 8;  // n-tiles of S per m-tile (8 keys each)
@@ -495,10 +505,8 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
 #pragma unroll
             for (int nt = 0; nt < kNT; ++nt) s[mi][nt][0] = s[mi][nt][1] = s[mi][nt][2] = s[mi][nt][3] = 0.f;
         if constexpr (TL::kWgmma) {
-            // S = Qi · Kjᵀ as D/16 wgmma m64n64k16: A = Qi's fragments of k step kk (registers), B = Kjᵀ
-            // K-major, k step kk = columns 2kk and 2kk + 1 of the tile.
+            // S = Qi · Kjᵀ as D/16 wgmma m64n64k16 (wg_issue_s).
             // Pipelined: then O += Pj−1·Vj−1 in a group of its own, left running through this tile's softmax.
-            const uint64_t kd = hr::wgmma_desc(hr::smem_at(sK + buf * TL::kKVElems), kWgColumnBytes, 128);
             // PTX: a register the products read (S's zeros, Qi's fragments; pipelined: O and Pj−1, written in the
             // last iteration) is written before wgmma.fence, else the behaviour is undefined; these empty asm
             // statements pin those writes before it. (Not before the P·V issue below: between the S products and
@@ -508,9 +516,7 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
             for (int kk = 0; kk < D / 16; ++kk) hr::wgmma_fence_operands(qf[0][kk]);
             if constexpr (TL::kPipelined) wg_fence_pv<D>(acc_o[0], pw_prev);
             hr::wgmma_fence();
-#pragma unroll
-            for (int kk = 0; kk < D / 16; ++kk)
-                Wgmma::template run<false>(s[0], qf[0][kk], kd + kk * (2 * kWgColumnBytes / 16), true);
+            wg_issue_s<T, D>(s[0], qf[0], sK + buf * TL::kKVElems);
             hr::wgmma_commit();
             bool pv_running = false;
             if constexpr (TL::kPipelined) {

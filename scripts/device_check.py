@@ -626,7 +626,9 @@ def cmd_summary(a):
         c = junit_counts(probe_dir)
         add("wgmma layout probes (run first): %d tests, %d passed, %d failed, %d errors, %d skipped" % (
             c["tests"], c["passed"], c["failures"], c["errors"], c["skipped"]))
-        for f in c["failed"][:2]:
+        # All six: which of the single products (layouts) and the chained steps (accumulation, descriptor steps,
+        # f16, the cp.async path) fail is the diagnosis.
+        for f in c["failed"][:6]:
             add("  FAILED " + f)
 
     san = os.path.join(out, "sanitizer", "results.json")

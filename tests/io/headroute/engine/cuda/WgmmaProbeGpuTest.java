@@ -27,7 +27,9 @@ import org.junit.jupiter.params.provider.ValueSource;
  * flash_fwd_wgmma.cu): one m64n64k16 product with B stored as a K tile (K-major) or a V tile (MN-major)
  * through the kernels' own tile offsets and descriptors, against a plain product of the same bf16 values. On
  * a GPU this separates a misread descriptor from a bug in the attention loop; on the emulator it checks the
- * probes against the emulator's reading. Needs compute capability 9.0 (skips elsewhere).
+ * probes against the emulator's reading. Then the loop's own steps at D = 128 (hr_wgmma_probe_s_*,
+ * hr_wgmma_probe_pv_*): chained accumulating products, descriptor steps, f16, the cp.async loader. Needs compute
+ * capability 9.0 (skips elsewhere).
  */
 @Tag("gpu")
 class WgmmaProbeGpuTest {
@@ -114,6 +116,76 @@ class WgmmaProbeGpuTest {
         double rel = Math.sqrt(num / den);
         // fp32 accumulation of 16 exact bf16 products: only the sum's rounding differs.
         assertTrue(rel <= 1e-5, kernel + ": relative L2 error " + rel + " of D = A·B");
+        assertEquals(0, pool.stats().allocatedBytes(), "device memory still allocated: " + pool.stats());
+    }
+
+    /**
+     * The attention loop's own wgmma steps at D = 128 (hr_wgmma_probe_s_*, hr_wgmma_probe_pv_*): the tile loaded by the
+     * kernels' cp.async loader into the second buffer, the kernels' issue functions stepping their descriptors through
+     * k (and O's two 64-column halves), every product accumulating onto a random C. Each mistake the single products
+     * cannot show (scale-d inverted, a descriptor step or a non-zero start misread, f16, the cp.async-to-wgmma path, P's
+     * packing) gives an error of order 1 here.
+     */
+    @ParameterizedTest(name = "{0}")
+    @ValueSource(strings = {"hr_wgmma_probe_s_bf16", "hr_wgmma_probe_s_f16", "hr_wgmma_probe_pv_bf16", "hr_wgmma_probe_pv_f16"})
+    void chainedProductsAccumulate(String kernel) {
+        boolean pv = kernel.contains("_pv_");
+        DType dt = kernel.endsWith("f16") && !kernel.endsWith("bf16") ? DType.F16 : DType.BF16;
+        int d = 128;
+        int keys = 64;
+        int n = pv ? d : keys; // D's columns
+        int kDim = pv ? keys : d; // the products' k
+        Random r = new Random(kernel.hashCode());
+        // A: Q (64 x 128) or P (64 x 64, non-negative like softmax weights); B: K or V (64 keys x 128).
+        float[] a = new float[64 * kDim];
+        for (int i = 0; i < a.length; i++) {
+            a[i] = pv ? r.nextFloat() : (float) r.nextGaussian();
+        }
+        float[] b = new float[keys * d];
+        for (int i = 0; i < b.length; i++) {
+            b[i] = (float) r.nextGaussian();
+        }
+        float[] c = new float[64 * n];
+        for (int i = 0; i < c.length; i++) {
+            c[i] = (float) r.nextGaussian();
+        }
+        Tensor at = Tensor.ofFloats(a, 64, kDim).toDType(dt);
+        Tensor bt = Tensor.ofFloats(b, keys, d).toDType(dt);
+        float[] ar = at.toFloatArray();
+        float[] br = bt.toFloatArray();
+        float[] nan = new float[64 * n];
+        Arrays.fill(nan, Float.NaN);
+        float[] got;
+        // P goes in as fp32 holding its rounded values (the kernel packs it); Q as the dtype.
+        try (DeviceTensor ad = pv ? DeviceTensor.upload(device, pool, stream, null, Tensor.ofFloats(ar, 64, kDim), DType.F32, "probe")
+                        : DeviceTensor.upload(device, pool, stream, null, at, dt, "probe");
+                DeviceTensor bd = DeviceTensor.upload(device, pool, stream, null, bt, dt, "probe");
+                DeviceTensor cd = DeviceTensor.upload(device, pool, stream, null, Tensor.ofFloats(c, 64, n), DType.F32, "probe");
+                DeviceTensor dd = DeviceTensor.upload(device, pool, stream, null, Tensor.ofFloats(nan, 64, n), DType.F32, "probe")) {
+            ByteBuffer p = ByteBuffer.allocate(32).order(ByteOrder.LITTLE_ENDIAN);
+            p.putLong(ad.address()).putLong(bd.address()).putLong(cd.address()).putLong(dd.address());
+            // Two D = 128 key tiles of dynamic shared memory; the probe uses the second.
+            module.launch(kernel, 1, 1, 1, 128, 2 * keys * d * 2, stream, p.array());
+            got = dd.download(stream, null).toFloatArray();
+        }
+        double num = 0;
+        double den = 0;
+        for (int i = 0; i < 64; i++) {
+            for (int j = 0; j < n; j++) {
+                double s = c[i * n + j];
+                for (int k = 0; k < kDim; k++) {
+                    // S = Q·Kᵀ: K's row j; P·V: V's row k.
+                    s += pv ? (double) ar[i * kDim + k] * br[k * d + j] : (double) ar[i * kDim + k] * br[j * d + k];
+                }
+                float g = got[i * n + j];
+                assertTrue(Float.isFinite(g), kernel + ": D[" + i + "][" + j + "] = " + g + " (unwritten or NaN)");
+                num += (g - s) * (g - s);
+                den += s * s;
+            }
+        }
+        double rel = Math.sqrt(num / den);
+        // fp32 accumulation of exact f16/bf16 products onto C: only the sums' rounding differs.
+        assertTrue(rel <= 1e-5, kernel + ": relative L2 error " + rel + " of D = C + A·B");
         assertEquals(0, pool.stats().allocatedBytes(), "device memory still allocated: " + pool.stats());
     }
 }
