@@ -30,7 +30,7 @@ __device__ __forceinline__ void cp_async_wait() { ::hr_emu::cp_async_wait(N); }
 __device__ __forceinline__ void ldmatrix_x4_at(uint32_t (&r)[4], SmemAddr smem) { ::hr_emu::ldmatrix_x4(r, smem, false); }
 __device__ __forceinline__ void ldmatrix_x4_trans_at(uint32_t (&r)[4], SmemAddr smem) { ::hr_emu::ldmatrix_x4(r, smem, true); }
 __device__ __forceinline__ SmemAddr opaque_addr(SmemAddr a) { return a; }
-__device__ __forceinline__ void sync_block_any_site() { __syncthreads(); }
+__device__ __forceinline__ void sync_block_any_site() { ::hr_emu::sync_threads(nullptr); }
 #else
 using SmemAddr = uint32_t;
 __device__ __forceinline__ SmemAddr smem_at(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }

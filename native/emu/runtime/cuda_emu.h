@@ -3,7 +3,8 @@
 // one host thread (emu_runtime.cpp); barriers and warp-wide operations switch fibers, so the kernel
 // code runs unchanged, with the semantics of the GPU:
 //   __syncthreads / __syncthreads_or: block barrier (error if a thread has exited or another waits on a
-//     warp operation: divergent barrier);
+//     warp operation: divergent barrier; or if threads reach it from different call sites: bar.sync is
+//     .aligned; barrier.sync, hr::sync_block_any_site, may be reached from anywhere);
 //   __shfl_xor_sync / __shfl_up_sync / __any_sync / __syncwarp: all 32 lanes must arrive (full masks only);
 //   mma.sync m16n8k16 (f16/bf16 -> f32), ldmatrix x4 (and .trans): warp-collective, fragment layouts of
 //     the PTX ISA, addresses checked to be 16-byte aligned and inside the block's shared memory;
@@ -61,8 +62,9 @@ const hr_emu_dim3& block_idx();
 const hr_emu_dim3& block_dim();
 const hr_emu_dim3& grid_dim();
 
-void sync_threads();
-int sync_threads_or(int pred);
+// site: where the kernel reached the barrier ("file:line" of its __syncthreads), or null for barrier.sync (no .aligned).
+void sync_threads(const char* site);
+int sync_threads_or(int pred, const char* site);
 void sync_warp(unsigned mask);
 // Warp exchange: every lane deposits `n` (≤ 64) bytes, waits for the other 31, and gets the 32 deposits
 // (64 bytes apart, by lane), valid until this lane's next exchange.
@@ -111,8 +113,11 @@ T shfl_from(unsigned mask, T v, int src) {
 #define blockDim (::hr_emu::block_dim())
 #define gridDim (::hr_emu::grid_dim())
 
-inline void __syncthreads() { ::hr_emu::sync_threads(); }
-inline int __syncthreads_or(int pred) { return ::hr_emu::sync_threads_or(pred); }
+// Each call site of __syncthreads is told apart (bar.sync is .aligned: every thread must reach the same one).
+#define HR_EMU_STR2(x) #x
+#define HR_EMU_STR(x) HR_EMU_STR2(x)
+#define __syncthreads() ::hr_emu::sync_threads(__FILE__ ":" HR_EMU_STR(__LINE__))
+#define __syncthreads_or(pred) ::hr_emu::sync_threads_or((pred), __FILE__ ":" HR_EMU_STR(__LINE__))
 inline void __syncwarp(unsigned mask = 0xffffffffu) { ::hr_emu::sync_warp(mask); }
 
 template <typename T>

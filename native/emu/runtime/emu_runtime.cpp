@@ -152,6 +152,9 @@ long long g_wg_retired[kMaxThreads / 32];  // the warp's wgmma retired by the fi
 int g_barrier_or = 0;
 int g_barrier_at = 0;  // threads waiting at __syncthreads
 int g_barrier_pred = 0;
+// Where the threads waiting at the barrier reached it: bar.sync (__syncthreads) is .aligned, so every thread must
+// reach the same instruction; barrier.sync (a null site here) may be reached from anywhere, but not mixed with it.
+const char* g_barrier_site = nullptr;
 int g_done = 0;        // threads that exited
 unsigned char g_slots[kMaxThreads / 32][2][32][kSlotBytes];
 int g_warp_at[kMaxThreads / 32];  // lanes waiting at a warp exchange
@@ -386,7 +389,14 @@ void fail(const char* fmt, ...) {
 namespace {
 
 // Waits at the block barrier; the last thread to arrive releases the others and goes on.
-void block_barrier(int pred) {
+void block_barrier(int pred, const char* site) {
+    if (g_barrier_at == 0) {
+        g_barrier_site = site;
+    } else if (site != g_barrier_site && (site == nullptr || g_barrier_site == nullptr || std::strcmp(site, g_barrier_site) != 0)) {
+        fail("threads meet at a block barrier from different places (%s and %s): __syncthreads (bar.sync) is .aligned, "
+             "every thread must reach the same one; two paths that meet use barrier.sync (hr::sync_block_any_site) both",
+             g_barrier_site ? g_barrier_site : "barrier.sync", site ? site : "barrier.sync");
+    }
     g_barrier_pred |= pred != 0;
     if (++g_barrier_at < g_threads - g_done) {
         g_current->state = State::AtBarrier;
@@ -404,10 +414,10 @@ void block_barrier(int pred) {
 
 }  // namespace
 
-void sync_threads() { block_barrier(0); }
+void sync_threads(const char* site) { block_barrier(0, site); }
 
-int sync_threads_or(int pred) {
-    block_barrier(pred);
+int sync_threads_or(int pred, const char* site) {
+    block_barrier(pred, site);
     return g_barrier_or;
 }
 

@@ -63,12 +63,34 @@ extern "C" __global__ void t_barrier(const Buf b) {
 }
 
 // mode 0: half the threads skip a barrier; mode 1: thread 0 exits before a barrier; mode 2: half a warp
-// shuffles.
+// shuffles; mode 3: two warp-aligned halves meet at one barrier from two __syncthreads (bar.sync is .aligned);
+// mode 4: one of them barrier.sync.
 extern "C" __global__ void t_divergent(const Buf b) {
     if (b.mode == 0 && threadIdx.x < 64) __syncthreads();
     if (b.mode == 1 && threadIdx.x == 0) return;
     if (b.mode == 1) __syncthreads();
     if (b.mode == 2 && threadIdx.x < 16) b.out[0] = __shfl_xor_sync(0xffffffffu, 1, 1);
+    if (b.mode == 3 || b.mode == 4) {
+        if (threadIdx.x < 64) {
+            __syncthreads();
+        } else if (b.mode == 3) {
+            __syncthreads();
+        } else {
+            hr::sync_block_any_site();
+        }
+    }
+}
+
+// Two warp-aligned halves meet at one barrier from two call sites of barrier.sync (no .aligned): allowed.
+extern "C" __global__ void t_any_site(const Buf b) {
+    __shared__ int s[128];
+    s[threadIdx.x] = (int)threadIdx.x;
+    if (threadIdx.x < 64) {
+        hr::sync_block_any_site();
+    } else {
+        hr::sync_block_any_site();
+    }
+    b.out[threadIdx.x] = s[(threadIdx.x + 64) % 128];
 }
 
 // cp.async of 16 bytes per thread into shared memory; reads before and after the wait.
@@ -256,6 +278,7 @@ extern "C" __global__ void t_wgmma_war(const Buf b) {
 HR_EMU_REGISTER(t_shuffles)
 HR_EMU_REGISTER(t_barrier)
 HR_EMU_REGISTER(t_divergent)
+HR_EMU_REGISTER(t_any_site)
 HR_EMU_REGISTER(t_cp_async)
 HR_EMU_REGISTER(t_bad_shared)
 HR_EMU_REGISTER(t_mma_bf16)
@@ -360,11 +383,19 @@ int main() {
         }
         check(ok, "__syncthreads orders shared memory; __syncthreads_or");
     }
-    for (int mode = 0; mode < 3; ++mode) {
+    for (int mode = 0; mode < 5; ++mode) {
         std::vector<int> out(4);
         const std::string e = launch("t_divergent", 1, 128, 0, Buf{out.data(), nullptr, 0, mode});
         check(!e.empty(), "divergent mode " + std::to_string(mode) + " is an error");
+        if (mode >= 3) check(e.find("from different places") != std::string::npos, "mode " + std::to_string(mode) + ": " + e);
         std::printf("  (divergent %d: %s)\n", mode, e.c_str());
+    }
+    {
+        std::vector<int> out(128);
+        check(launch("t_any_site", 1, 128, 0, Buf{out.data(), nullptr, 0, 0}).empty(), "barrier.sync from two places");
+        bool ok = true;
+        for (int t = 0; t < 128; ++t) ok &= out[t] == (t + 64) % 128;
+        check(ok, "barrier.sync from two places orders shared memory");
     }
     {
         std::vector<int> in(4 * 64), out(2 * 64);
