@@ -190,6 +190,7 @@ final class AttendCommand implements Callable<Integer> {
             result = engine.run(req);
         }
         Tensor o = result.o().toDType(DType.F32);
+        refuseOverflow(o, req);
         Map<String, String> meta = metadata(req, result.stats());
         if (tiling != null) {
             meta.put("tiling", tiling.cliName());
@@ -204,6 +205,32 @@ final class AttendCommand implements Callable<Integer> {
         }
         spec.commandLine().getOut().println(summary(req, result.stats()));
         return Main.OK;
+    }
+
+    /**
+     * Finite inputs give a non-finite output only where gate × v overflows the dtype (|o| ≤ |gate|·max|v|): refused, and
+     * nothing written, instead of files holding infinities.
+     */
+    private static void refuseOverflow(Tensor o, AttentionRequest req) {
+        float[] x = o.toFloatArray();
+        for (int i = 0; i < x.length; i++) {
+            if (!Float.isFinite(x[i])) {
+                double maxGate = 1;
+                if (req.gate() != null) {
+                    maxGate = 0;
+                    for (float g : req.gate().toFloatArray()) {
+                        maxGate = Math.max(maxGate, Math.abs(g));
+                    }
+                }
+                double maxV = 0;
+                for (float v : req.v().toDType(req.dtype()).toFloatArray()) {
+                    maxV = Math.max(maxV, Math.abs(v));
+                }
+                throw new IllegalArgumentException(String.format(java.util.Locale.ROOT, "the output overflows %s: o holds %s at "
+                        + "flat index %d (|o| <= max|gate| * max|v| = %.4g * %.4g); nothing was written", req.dtype().cliName(),
+                        x[i], i, maxGate, maxV));
+            }
+        }
     }
 
     private static Map<String, Tensor> readInputFile(Path file) {

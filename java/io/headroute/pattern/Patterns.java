@@ -45,7 +45,8 @@ public final class Patterns {
                 try {
                     seed = Long.parseLong(parts[5].trim()); // trimmed like the other fields
                 } catch (NumberFormatException e) {
-                    throw new PatternException("pattern " + quote(s) + ": SEED must be an integer, got " + quote(parts[5]));
+                    throw new PatternException("pattern " + quote(s) + ": SEED must be a decimal integer from " + Long.MIN_VALUE
+                            + " to " + Long.MAX_VALUE + ", got " + quote(parts[5]));
                 }
                 return new Pattern.BigBird(bs, nonNegative(s, "W", parts[2]), nonNegative(s, "G", parts[3]),
                         nonNegative(s, "R", parts[4]), seed);
@@ -126,7 +127,9 @@ public final class Patterns {
         try {
             return Integer.parseInt(value.trim());
         } catch (NumberFormatException e) {
-            throw new PatternException("pattern " + quote(spec) + ": " + name + " must be an integer, got " + quote(value));
+            boolean digits = value.trim().matches("[+-]?\\d+");
+            throw new PatternException("pattern " + quote(spec) + ": " + name + " must be an integer"
+                    + (digits ? " of at most " + Integer.MAX_VALUE + " in magnitude" : "") + ", got " + quote(value));
         }
     }
 }

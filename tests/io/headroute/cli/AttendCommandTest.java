@@ -242,6 +242,31 @@ class AttendCommandTest {
         return inputs(new long[] {1, 2, 8, 4}, new long[] {1, 2, 8, 4}, new long[] {1, 2, 8, 4});
     }
 
+    /**
+     * Finite inputs whose gate × v passes the dtype's range: refused with one line, no file written (the f16 output
+     * held infinities, exit 0); a gate that stays in range is fine.
+     */
+    @Test
+    void anOutputThatOverflowsItsDtypeIsRefused() {
+        Tensor q = random(1, 2, 40, 8);
+        Tensor k = random(1, 2, 40, 8);
+        float[] vs = new float[2 * 40 * 8];
+        java.util.Arrays.fill(vs, 10f);
+        Path v = npy("v", Tensor.ofFloats(vs, 1, 2, 40, 8));
+        float[] gs = new float[40 * 2];
+        java.util.Arrays.fill(gs, 1e5f);
+        Path g = npy("g", Tensor.ofFloats(gs, 1, 40, 2));
+        Path out = dir.resolve("o.npy");
+        Path lse = dir.resolve("lse.npy");
+        Cli.run(args(npy("q", q), npy("k", k), v, out, "--gate", g.toString(), "--dtype", "f16", "--lse", lse.toString()))
+                .assertBadInput("headroute attend", "the output overflows f16: o holds Infinity at flat index 0 "
+                        + "(|o| <= max|gate| * max|v| = 1.000e+05 * 10.00); nothing was written", out);
+        assertFalse(java.nio.file.Files.exists(lse), "no lse either");
+        java.util.Arrays.fill(gs, 6000f);
+        Cli.run(args(npy("q", q), npy("k", k), v, out, "--gate", npy("g", Tensor.ofFloats(gs, 1, 40, 2)).toString(), "--dtype",
+                "f16")).assertOk();
+    }
+
     @Test
     void mismatchedShapesAreRefused() {
         Inputs in = inputs(new long[] {1, 2, 8, 4}, new long[] {1, 2, 8, 4}, new long[] {1, 2, 9, 4});

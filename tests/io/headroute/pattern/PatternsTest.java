@@ -123,6 +123,17 @@ class PatternsTest {
         assertOneLine(e, "spec '" + spec + "'");
     }
 
+    /** Out-of-range numbers say so (they were "must be an integer"). */
+    @Test
+    void outOfRangeNumbersSaySo() {
+        assertEquals("pattern 'window:99999999999': W must be an integer of at most 2147483647 in magnitude, got '99999999999'",
+                assertThrows(PatternException.class, () -> Patterns.parse("window:99999999999")).getMessage());
+        assertEquals("pattern 'window:abc': W must be an integer, got 'abc'",
+                assertThrows(PatternException.class, () -> Patterns.parse("window:abc")).getMessage());
+        assertTrue(assertThrows(PatternException.class, () -> Patterns.parse("bigbird:64:1:1:1:18446744073709551615")).getMessage()
+                .contains("SEED must be a decimal integer from -9223372036854775808 to 9223372036854775807"));
+    }
+
     @Test
     void nullSpecIsRejected() {
         assertOneLine(assertThrows(PatternException.class, () -> Patterns.parse(null)), "null spec");

@@ -708,6 +708,55 @@ class CpuAttentionEngineTest {
         }
     }
 
+    /**
+     * Long rows of peaked scores (std 3, S = 16384) against the float64 reference in f32: the materialized path summed
+     * a row's 8192 exp values in one fp32 sum, its lse 3.7e-6 low and o 3.2e-5 off (2.7e-5 and 5.9e-5 at S = 32768).
+     * And gates so small that gate / l is subnormal (1e-42): their outputs, subnormal too, within one ulp of the
+     * reference's (they were 3 to 7 ulps off on every algorithm).
+     */
+    @ParameterizedTest
+    @ValueSource(strings = {"FLASH", "MATERIALIZED", "SPARSE"})
+    void longRowsAndTinyGatesKeepF32Precision(String algoName) {
+        Algorithm algo = Algorithm.valueOf(algoName);
+        int l = 32;
+        int d = 64;
+        for (int s : new int[] {16384, 300}) {
+            boolean tiny = s == 300;
+            Random r = new Random(8222 + s);
+            float[] q = new float[2 * l * d];
+            float[] k = new float[s * d];
+            float[] v = new float[s * d];
+            for (int i = 0; i < q.length; i++) {
+                q[i] = 3f * (float) r.nextGaussian();
+            }
+            for (int i = 0; i < k.length; i++) {
+                k[i] = (float) r.nextGaussian();
+                v[i] = (float) r.nextGaussian();
+            }
+            float[] g = new float[l * 2];
+            for (int i = 0; i < g.length; i++) {
+                g[i] = tiny ? 1e-42f : i % 2 == 0 ? 1f : 0.37f;
+            }
+            Tensor qt = Tensor.ofFloats(q, 1, 2, l, d);
+            Tensor kt = Tensor.ofFloats(k, 1, 1, s, d);
+            Tensor vt = Tensor.ofFloats(v, 1, 1, s, d);
+            Tensor gt = Tensor.ofFloats(g, 1, l, 2);
+            ReferenceAttention.Output ref = ReferenceAttention.compute(qt, kt, vt, gt, ReferenceAttention.Rule.dense(),
+                    1 / Math.sqrt(d), DType.F32);
+            AttentionResult res = three.run(AttentionRequest.builder(qt, kt, vt).gate(gt).algorithm(algo).wantLse(true).build());
+            if (!tiny) {
+                assertMatches(algo + " S=" + s, ref, res, 1e-5, d);
+                continue;
+            }
+            float[] o = res.o().toFloatArray();
+            for (int t = 0; t < o.length; t++) {
+                float want = (float) ref.o()[t];
+                assertTrue(Math.abs(o[t] - want) <= Float.MIN_VALUE, algo + ": gate 1e-42, o[" + t + "] = " + o[t]
+                        + ", reference " + ref.o()[t] + " (" + Math.round(Math.abs(o[t] - want) / Float.MIN_VALUE) + " ulps)");
+            }
+        }
+    }
+
     /** Materialized holds the L × S float scores; flash never does. */
     @Test
     void workspaceReflectsTheAlgorithm() {
