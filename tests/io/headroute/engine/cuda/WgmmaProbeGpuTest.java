@@ -99,23 +99,36 @@ class WgmmaProbeGpuTest {
             module.launch(kernel, 1, 1, 1, 128, 64 * 64 * 2, stream, p.array());
             got = dd.download(stream, null).toFloatArray();
         }
+        // fp32 accumulation of 16 exact bf16 products: only the sum's rounding differs.
+        assertProduct(kernel + ": D = A·B", got, 64, (i, n) -> {
+            double s = 0;
+            for (int k = 0; k < 16; k++) {
+                s += (double) ar[i * 16 + k] * br[k * 64 + n];
+            }
+            return s;
+        });
+    }
+
+    /** The exact value of D[i][j]. */
+    private interface Element {
+        double at(int i, int j);
+    }
+
+    /** D (64 × n, row-major) finite everywhere and within 1e-5 relative L2 of {@code want}; no device memory left. */
+    private static void assertProduct(String what, float[] got, int n, Element want) {
         double num = 0;
         double den = 0;
         for (int i = 0; i < 64; i++) {
-            for (int n = 0; n < 64; n++) {
-                double s = 0;
-                for (int k = 0; k < 16; k++) {
-                    s += (double) ar[i * 16 + k] * br[k * 64 + n];
-                }
-                float g = got[i * 64 + n];
-                assertTrue(Float.isFinite(g), kernel + ": D[" + i + "][" + n + "] = " + g + " (unwritten or NaN)");
+            for (int j = 0; j < n; j++) {
+                double s = want.at(i, j);
+                float g = got[i * n + j];
+                assertTrue(Float.isFinite(g), what + ": D[" + i + "][" + j + "] = " + g + " (unwritten or NaN)");
                 num += (g - s) * (g - s);
                 den += s * s;
             }
         }
         double rel = Math.sqrt(num / den);
-        // fp32 accumulation of 16 exact bf16 products: only the sum's rounding differs.
-        assertTrue(rel <= 1e-5, kernel + ": relative L2 error " + rel + " of D = A·B");
+        assertTrue(rel <= 1e-5, what + ": relative L2 error " + rel);
         assertEquals(0, pool.stats().allocatedBytes(), "device memory still allocated: " + pool.stats());
     }
 
@@ -168,24 +181,14 @@ class WgmmaProbeGpuTest {
             module.launch(kernel, 1, 1, 1, 128, 2 * keys * d * 2, stream, p.array());
             got = dd.download(stream, null).toFloatArray();
         }
-        double num = 0;
-        double den = 0;
-        for (int i = 0; i < 64; i++) {
-            for (int j = 0; j < n; j++) {
-                double s = c[i * n + j];
-                for (int k = 0; k < kDim; k++) {
-                    // S = Q·Kᵀ: K's row j; P·V: V's row k.
-                    s += pv ? (double) ar[i * kDim + k] * br[k * d + j] : (double) ar[i * kDim + k] * br[j * d + k];
-                }
-                float g = got[i * n + j];
-                assertTrue(Float.isFinite(g), kernel + ": D[" + i + "][" + j + "] = " + g + " (unwritten or NaN)");
-                num += (g - s) * (g - s);
-                den += s * s;
-            }
-        }
-        double rel = Math.sqrt(num / den);
         // fp32 accumulation of exact f16/bf16 products onto C: only the sums' rounding differs.
-        assertTrue(rel <= 1e-5, kernel + ": relative L2 error " + rel + " of D = C + A·B");
-        assertEquals(0, pool.stats().allocatedBytes(), "device memory still allocated: " + pool.stats());
+        assertProduct(kernel + ": D = C + A·B", got, n, (i, j) -> {
+            double s = c[i * n + j];
+            for (int k = 0; k < kDim; k++) {
+                // S = Q·Kᵀ: K's row j; P·V: V's row k.
+                s += pv ? (double) ar[i * kDim + k] * br[k * d + j] : (double) ar[i * kDim + k] * br[j * d + k];
+            }
+            return s;
+        });
     }
 }
