@@ -61,7 +61,7 @@ extern "C" __global__ void __launch_bounds__(kThreads) hr_router_topk(const Rout
     const int blocks_per_seq = p.q_len / p.block + (p.q_len % p.block != 0);
     const int b = (int)(group / blocks_per_seq);
     const int t0 = (int)(group % blocks_per_seq) * p.block;
-    const int t1 = min(t0 + p.block, p.q_len);
+    const int t1 = (int)min((int64_t)t0 + p.block, (int64_t)p.q_len);
 
     // P̄_j = Σ_t P_t,j / n, summed in token order
     float acc[kPerLane] = {0.f, 0.f};

@@ -140,7 +140,12 @@ public final class KernelModule implements AutoCloseable {
      */
     public void launch(String kernel, int gridX, int gridY, int gridZ, int block, int sharedBytes, CudaStream stream,
             byte[] params) {
-        if (gridX <= 0 || gridY <= 0 || gridZ <= 0) {
+        if (gridX < 0 || gridY < 0 || gridZ < 0) {
+            // An overflowed count: launching nothing would leave the outputs unwritten without a word.
+            throw new IllegalArgumentException("launch of " + kernel + ": negative grid (" + gridX + ", " + gridY + ", " + gridZ
+                    + ")");
+        }
+        if (gridX == 0 || gridY == 0 || gridZ == 0) {
             return; // nothing to do: an empty grid is not an error
         }
         if (gridY > 65535 || gridZ > 65535) {

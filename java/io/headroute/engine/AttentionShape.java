@@ -5,10 +5,19 @@ package io.headroute.engine;
  * (B, L, H). L ≤ S and H divisible by Hkv.
  */
 public record AttentionShape(int batch, int heads, int kvHeads, int qLen, int kvLen, int headDim) {
+    /**
+     * The longest L and S: 2^31 − 2^16, so that tile and block arithmetic in int (a tile's end, a count of tiles
+     * rounded up, a loop's next index) cannot overflow anywhere, on the CPU or in the kernels.
+     */
+    public static final int MAX_LEN = Integer.MAX_VALUE - 65535;
+
     public AttentionShape {
         if (batch <= 0 || heads <= 0 || kvHeads <= 0 || qLen <= 0 || kvLen <= 0 || headDim <= 0) {
             throw new ShapeException("sizes must be positive: B=" + batch + " H=" + heads + " Hkv=" + kvHeads + " L=" + qLen
                     + " S=" + kvLen + " D=" + headDim);
+        }
+        if (qLen > MAX_LEN || kvLen > MAX_LEN) {
+            throw new ShapeException("L = " + qLen + " and S = " + kvLen + " must be at most " + MAX_LEN + " (2^31 - 2^16)");
         }
         if (heads % kvHeads != 0) {
             throw new ShapeException("H = " + heads + " query heads is not divisible by Hkv = " + kvHeads + " key/value heads");

@@ -272,7 +272,7 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
             throw new UnsupportedOperationException("H = " + shape.heads() + " and B = " + shape.batch()
                     + " must each be at most 65535 (grid y and z)");
         }
-        int tiles = (shape.qLen() + rows - 1) / rows;
+        int tiles = (int) (((long) shape.qLen() + rows - 1) / rows);
         return new FlashPlan(module, kernel, threads, rows, shared, tiles, shape.heads(), shape.batch());
     }
 
