@@ -348,6 +348,39 @@ public final class CudaAttentionEngine implements AttentionEngine {
     }
 
     /**
+     * Refuses caller memory the kernels cannot address: the tensor-core kernels copy q, k and v rows 16 bytes at a
+     * time (cp.async) and write o 4 bytes at a time (two elements); the fp32 kernels read and write single floats; the
+     * gate is read as floats, the workspace's arrays as ints. On a GPU a misaligned access is a sticky error that ends
+     * the whole context.
+     */
+    static void checkAlignment(DeviceCall c) {
+        long es = c.dtype().byteSize();
+        int in = c.dtype() == DType.F32 ? 4 : 16;
+        AttentionParams.Strides st = c.strides();
+        Object[][] tensors = {{"q", c.q(), st.q(), in}, {"k", c.k(), st.k(), in}, {"v", c.v(), st.v(), in}, {"o", c.o(), st.o(), 4}};
+        for (Object[] t : tensors) {
+            long address = (long) t[1];
+            long[] strides = (long[]) t[2];
+            int align = (int) t[3];
+            if (address % align != 0) {
+                throw new IllegalArgumentException(t[0] + " at 0x" + Long.toHexString(address) + " is not " + align
+                        + "-byte aligned (" + c.shape() + ")");
+            }
+            for (int i = 0; i < strides.length; i++) {
+                if (strides[i] * es % align != 0) {
+                    throw new IllegalArgumentException(t[0] + "'s " + new String[] {"batch", "head", "row"}[i] + " stride of "
+                            + strides[i] + " elements (" + strides[i] * es + " bytes) is not a multiple of " + align + " bytes ("
+                            + c.shape() + ")");
+                }
+            }
+        }
+        if (c.gate() % 4 != 0 || c.workspace() % 16 != 0) {
+            throw new IllegalArgumentException("the gate (0x" + Long.toHexString(c.gate()) + ") must be 4-byte and the workspace (0x"
+                    + Long.toHexString(c.workspace()) + ") 16-byte aligned (" + c.shape() + ")");
+        }
+    }
+
+    /**
      * Refuses, before any device work, a device-memory call this engine cannot launch, with a one-line
      * {@link UnsupportedOperationException}; returns the algorithm that would run. The materialized
      * algorithm is not offered on caller-owned memory (it needs its own score buffer and cuBLAS layout).
@@ -596,6 +629,7 @@ public final class CudaAttentionEngine implements AttentionEngine {
         }
         AttentionShape sh = c.shape();
         Algorithm algo = checkLaunch(sh, c.dtype(), c.algorithm(), c.pattern());
+        checkAlignment(c);
         FlashPlan plan = algo == Algorithm.FLASH ? FlashPlan.of(sh, c.dtype(), c.pattern(), tiling)
                 : FlashPlan.sparse(sh, c.dtype(), tiling);
         GateMode mode = c.gate() == 0 ? GateMode.WHOLE_GRID : deviceGateMode(plan.blockRows(), c.gateBlock());

@@ -529,4 +529,33 @@ class KernelContractTest {
         assertEquals(MaterializedPlan.of(new AttentionShape(2, 3, 1, 50, 70, 16), DType.F32, true), g);
         assertTrue(!g.separateProbs(DType.F32));
     }
+
+    /** Caller memory the kernels cannot address is refused before any launch (on a GPU: a sticky misaligned-address error). */
+    @Test
+    void deviceCallsNeedAlignedMemory() {
+        AttentionShape sh = new AttentionShape(1, 2, 2, 100, 100, 64);
+        AttentionParams.Strides st = AttentionParams.Strides.contiguous(2, 2, 100, 100, 64);
+        java.util.function.Function<long[], CudaAttentionEngine.DeviceCall> call = a -> new CudaAttentionEngine.DeviceCall(a[0], a[1],
+                a[2], a[3], a[4], a[5], 1 << 20, st, sh, new Pattern.Dense(), 0.125f, DType.BF16, io.headroute.engine.Algorithm.FLASH, 64);
+        long base = 1L << 32;
+        CudaAttentionEngine.checkAlignment(call.apply(new long[] {base, base + 512, base + 1024, base + 1536, base + 2048, base + 4096}));
+        for (int i = 0; i < 6; i++) {
+            long[] a = {base, base + 512, base + 1024, base + 1536, base + 2048, base + 4096};
+            a[i] += i == 3 || i == 4 ? 2 : 8;
+            String what = new String[] {"q", "k", "v", "o", "gate", "workspace"}[i];
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> CudaAttentionEngine.checkAlignment(
+                    call.apply(a)), what);
+            assertTrue(e.getMessage().contains(i < 4 ? what + " at 0x" : "must be 4-byte and the workspace"), e.getMessage());
+        }
+        // A row stride of 36 bf16 elements (72 bytes) breaks 16-byte copies; in f32 (read as single floats) D = 3 is fine.
+        AttentionParams.Strides odd = new AttentionParams.Strides(st.q(), new long[] {7200, 3600, 36}, st.v(), st.o());
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> CudaAttentionEngine.checkAlignment(
+                new CudaAttentionEngine.DeviceCall(base, base, base, base, 0, 0, 0, odd, sh, new Pattern.Dense(), 0.125f, DType.BF16,
+                        io.headroute.engine.Algorithm.FLASH, 64)));
+        assertEquals("k's row stride of 36 elements (72 bytes) is not a multiple of 16 bytes (" + sh + ")", e.getMessage());
+        AttentionShape d3 = new AttentionShape(1, 2, 2, 100, 100, 3);
+        CudaAttentionEngine.checkAlignment(new CudaAttentionEngine.DeviceCall(base + 4, base + 8, base + 12, base + 4, 0, 0, 0,
+                AttentionParams.Strides.contiguous(2, 2, 100, 100, 3), d3, new Pattern.Dense(), 0.5f, DType.F32,
+                io.headroute.engine.Algorithm.FLASH, 64));
+    }
 }
