@@ -637,7 +637,9 @@ def cmd_summary(a):
         add("")
         add("sanitizer (tool, case, dtype: errors)")
         for r in json.load(open(san)):
-            if r.get("errors") is not None:
+            # Error counts only of runs that ended as the sanitizer ends (0: clean, 3: errors found); another exit
+            # (the program failed, or the sanitizer could not run it) shows as such, whatever its log counted.
+            if r.get("errors") is not None and str(r.get("rc")) in ("0", "3"):
                 what = "%d errors" % r["errors"]
                 if r.get("race_warnings"):
                     what += ", %d race warnings" % r["race_warnings"]
@@ -804,7 +806,11 @@ def cmd_summary(a):
                 "%.1f" % data["router_overhead_percent"] if data.get("router_overhead_percent") is not None else "-",
                 "%s / %s" % (t.get("routed", {}).get("query_tiles", "-"), t.get("routed", {}).get("rows_skipped", "-"))))
     add("")
-    add("logs and JSON: $OUT = %s" % out)
+    # The top of a long summary can fall off the 12,000 characters the device tool shows: the essentials again.
+    add("recap   %s | commit %s | %s" % (info.get("card", "?"), info.get("commit", "?"),
+                                        " ".join("%s:%s" % (s["step"], s["status"]) for s in steps)))
+    add("logs and JSON: results.tar.gz beside summary.md (the work folder %s, without .npy files; its left-out.txt"
+        " names anything else left out)" % out)
     text = "\n".join(lines)
     print(text)
     with open(os.path.join(out, "summary.md"), "w") as f:

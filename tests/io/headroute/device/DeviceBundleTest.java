@@ -298,14 +298,24 @@ class DeviceBundleTest {
         assumeTrue(project != null && onPath("bash") && onPath("python3") && onPath("timeout"),
                 "bash, python3 or coreutils' timeout missing");
         Path out = tmp.resolve("out");
+        Path work = tmp.resolve("work");
         Map<String, String> env = new HashMap<>();
         env.put("OUT", out.toString());
+        env.put("HEADROUTE_WORK", work.toString());
         env.put("HEADROUTE_STEPS", "facts");
         env.put("HEADROUTE_CHECK_BUDGET", "60");
         Result r = run(List.of("bash", "scripts/device-check.sh"), env, 120);
         assertEquals(0, r.exit, r.output);
-        assertTrue(Files.isRegularFile(out.resolve("summary.md")), r.output);
-        assertTrue(Files.isRegularFile(out.resolve("facts.log")), r.output);
+        // The device tool brings back at most 8 files from $OUT: three, the logs packed in results.tar.gz.
+        try (var files = Files.list(out)) {
+            assertEquals(List.of("results.tar.gz", "steps.tsv", "summary.md"),
+                    files.map(f -> f.getFileName().toString()).sorted().toList(), r.output);
+        }
+        assertTrue(Files.isRegularFile(work.resolve("facts.log")), r.output);
+        Result tar = run(List.of("tar", "-tzf", out.resolve("results.tar.gz").toString()), Map.of(), 30);
+        assertEquals(0, tar.exit, tar.output);
+        assertTrue(tar.output.contains("work/facts.log"), tar.output);
+        assertTrue(tar.output.contains("work/summary.md") && tar.output.contains("work/left-out.txt"), tar.output);
         String[] lines = r.output.strip().split("\n");
         assertTrue(lines[lines.length - 1].startsWith("logs and JSON"), "the summary is not last:\n" + r.output);
         assertTrue(r.output.contains("== headroute device check: summary =="), r.output);
