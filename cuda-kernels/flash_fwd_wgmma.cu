@@ -126,8 +126,8 @@ __device__ __forceinline__ void probe_load_tile(T* tile, const void* b) {
     __syncthreads();
 }
 
-// This thread's accumulators of a 64 × n block at column col0, row-major with row length ld:
-// x[j][e] = M[16w + g + 8(e / 2)][col0 + 8j + 2t + e % 2].
+// This thread's accumulators of a 64 × 8J matrix M, row-major with row length ld, read from m (or stored to out):
+// x[j][e] = M[16w + g + 8(e / 2)][8j + 2t + e % 2].
 template <int J, bool kStore>
 __device__ __forceinline__ void probe_block(float (&x)[J][4], const float* m, float* out, int ld) {
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
