@@ -225,6 +225,12 @@ class SdpaOrderTest(unittest.TestCase):
         doc = Doc()
         with modules({"torch": fake, "torch.nn": nn, "torch.nn.functional": functional, "torch.nn.attention": attention}):
             ref.sdpa_rows(fake, ref.parse_args(["--warmup", "0", "--repeats", "1"]), doc, 0.0)
+            parts = {}
+            for part in ("anchor", "rest"):
+                d = Doc()
+                ref.sdpa_rows(fake, ref.parse_args(["--warmup", "0", "--repeats", "1"]), d, 0.0, part)
+                parts[part] = sorted({r["shape"]["L"] for r in d.rows})
+        self.assertEqual(parts, {"anchor": [16384], "rest": [4096, 32768]})
         lens = []
         for r in doc.rows:
             if not lens or lens[-1] != r["shape"]["L"]:
@@ -234,6 +240,24 @@ class SdpaOrderTest(unittest.TestCase):
         math_rows = [r for r in doc.rows if r["backend"] == "MATH"]
         self.assertTrue(all(r["status"].startswith("skipped") for r in math_rows if r["shape"]["L"] > ref.MATH_MAX_LEN))
         self.assertTrue(all(r["status"] == "ok" for r in doc.rows if r["backend"] != "MATH"), doc.rows[:2])
+
+    def test_main_runs_the_anchor_then_flex_then_the_other_lengths(self):
+        calls = []
+        fake = types.SimpleNamespace(__version__="2.11", version=types.SimpleNamespace(cuda="13.0"),
+                                     cuda=types.SimpleNamespace(is_available=lambda: True, get_device_name=lambda: "fake"),
+                                     backends=types.SimpleNamespace(cuda=types.SimpleNamespace(
+                                         matmul=types.SimpleNamespace(allow_tf32=True))))
+        saved = (ref.sdpa_rows, ref.flex_rows, ref.make_compare)
+        ref.sdpa_rows = lambda torch, args, doc, deadline, part=None: calls.append("sdpa:%s" % part)
+        ref.flex_rows = lambda torch, args, doc, deadline: calls.append("flex")
+        ref.make_compare = lambda torch, args, doc: calls.append("compare")
+        try:
+            import tempfile
+            with tempfile.TemporaryDirectory() as d, modules({"torch": fake}):
+                self.assertEqual(0, ref.main(["--json", os.path.join(d, "t.json"), "--device", "cuda"]))
+        finally:
+            ref.sdpa_rows, ref.flex_rows, ref.make_compare = saved
+        self.assertEqual(calls, ["compare", "sdpa:anchor", "flex", "sdpa:rest"])
 
 
 if __name__ == "__main__":
