@@ -73,12 +73,16 @@ public final class DeviceTensor implements AutoCloseable {
             staging.upload(src, address(), stream);
         } else {
             // Ordered on the stream: a synchronous cuMemcpyHtoD from pageable memory may return before its
-            // DMA lands, and a non-blocking stream does not wait for the legacy stream it runs on. From
-            // pageable memory the async copy is staged before it returns, so `direct` may go afterwards.
+            // DMA lands, and a non-blocking stream does not wait for the legacy stream it runs on. CUDA does not
+            // promise that an async copy from pageable memory has read it when the call returns ("may synchronize
+            // with the stream and stage the copy"): the stream is synchronized before `direct` (a temporary the
+            // collector may free, or the caller's buffer, which it may reuse) is let go.
             ByteBuffer direct = src.isDirect() ? src : ByteBuffer.allocateDirect(src.remaining()).put(src).flip();
             device.makeCurrent();
             CudaException.check(jcuda.driver.JCudaDriver.cuMemcpyHtoDAsync(DevicePointers.of(address()), jcuda.Pointer.to(direct),
                     byteSize(), stream.handle()), "cuMemcpyHtoDAsync(" + byteSize() + " bytes, " + this + ")", device.describe());
+            stream.synchronize();
+            java.lang.ref.Reference.reachabilityFence(direct);
         }
     }
 

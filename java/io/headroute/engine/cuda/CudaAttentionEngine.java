@@ -613,8 +613,9 @@ public final class CudaAttentionEngine implements AttentionEngine {
     /**
      * Queues attention on device memory the caller owns on the caller's {@code stream}: no allocation, no
      * synchronization, no host round trip, no lse; gated rows as in the contract (gate 0: o = 0). For the
-     * sparse kernel the layout's arrays are copied (asynchronously, on {@code stream}) into the caller's
-     * workspace on every call, so that the caller's memory plan holds all of it. With a gate and a
+     * sparse kernel the layout's arrays are copied (on {@code stream}) into the caller's workspace on every call,
+     * so that the caller's memory plan holds all of it; that copy reads pageable host memory, which CUDA does not
+     * promise to have read when an async copy returns, so this one call synchronizes {@code stream} after it. With a gate and a
      * {@code gateBlock} the skip happens on the device: the call's o rows are zeroed, the gate_work
      * kernels build the work list ({@link #deviceGateMode}) into the workspace, and the attention kernel
      * runs the maximal grid, B·H·ceil(L / Br) blocks, of which those past the list's length (read by the
@@ -1000,6 +1001,9 @@ public final class CudaAttentionEngine implements AttentionEngine {
         }
         closed = true;
         RuntimeException first = null;
+        // Work a failed call left queued may still use the pool's memory and the modules: wait for it before freeing
+        // them (cuMemFree only "may" synchronize, and cuStreamDestroy lets queued work run on).
+        first = closeQuietly(device::synchronize, first);
         for (SparseUpload u : layouts.values()) {
             first = closeQuietly(u, first);
         }

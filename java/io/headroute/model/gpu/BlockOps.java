@@ -34,7 +34,11 @@ public interface BlockOps extends AutoCloseable {
 
     HostBuffer pinned(long bytes);
 
-    /** Copies src's remaining bytes (a direct buffer) to dst on {@code lane}. */
+    /**
+     * Copies src's remaining bytes (a direct buffer) to dst on {@code lane}. The copy may read src after this returns
+     * (CUDA does not promise that an async copy from pageable memory has read it by then): the caller keeps src
+     * unchanged and reachable until the lane's work is done.
+     */
     void upload(ByteBuffer src, long dst, Lane lane);
 
     /** Waits for the compute lane, then copies dst.remaining() bytes from src into dst. */

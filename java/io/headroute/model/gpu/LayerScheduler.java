@@ -191,6 +191,8 @@ public final class LayerScheduler implements AutoCloseable {
         Map<String, DeviceBuffer> scratch = new HashMap<>();
         List<DeviceBuffer> routerBuffers = new ArrayList<>();
         List<BlockOps.Marker> markers = new ArrayList<>();
+        // The pass's host buffers an async copy may still read (BlockOps.upload): reachable until both lanes are done.
+        List<ByteBuffer> uploads = new ArrayList<>();
         try {
             for (MemoryPlan.Buffer b : MemoryPlan.scratchBuffers(config, batch, len, anyGate, ops::attentionWorkspace)) {
                 DeviceBuffer buf = pool.allocate(b.bytes(), b.tag());
@@ -202,11 +204,11 @@ public final class LayerScheduler implements AutoCloseable {
             }
             DType dt = config.dtype();
             long residual = scratch.get(MemoryPlan.RESIDUAL).address();
-            ops.upload(direct(x.toDType(dt).bytes()), residual, BlockOps.Lane.COMPUTE);
+            ops.upload(held(direct(x.toDType(dt).bytes()), uploads), residual, BlockOps.Lane.COMPUTE);
             ByteBuffer table = ByteBuffer.allocateDirect(Math.toIntExact(RotaryTable.byteSize(len, config.headDim())))
                     .order(ByteOrder.LITTLE_ENDIAN);
             table.asFloatBuffer().put(RotaryTable.of(len, config.headDim(), config.ropeTheta()).cosSin());
-            ops.upload(table, scratch.get(MemoryPlan.ROPE).address(), BlockOps.Lane.COMPUTE);
+            ops.upload(held(table, uploads), scratch.get(MemoryPlan.ROPE).address(), BlockOps.Lane.COMPUTE);
 
             BlockOps.Marker[] uploaded = new BlockOps.Marker[n];
             BlockOps.Marker[] start = new BlockOps.Marker[n];
@@ -228,8 +230,8 @@ public final class LayerScheduler implements AutoCloseable {
                 }
                 Tensor g = gates == null ? null : gates.get(i);
                 if (g != null) {
-                    ops.upload(compactGate(g, batch, len, selections.get(i)), scratch.get(MemoryPlan.GATE).address(),
-                            BlockOps.Lane.COMPUTE);
+                    ops.upload(held(compactGate(g, batch, len, selections.get(i)), uploads),
+                            scratch.get(MemoryPlan.GATE).address(), BlockOps.Lane.COMPUTE);
                 }
                 start[i] = keep(ops.mark(BlockOps.Lane.COMPUTE), markers);
                 AttentionWork w = layer(i, batch, len, weightAddress(i), scratch, routerBuffers, g != null);
@@ -254,7 +256,14 @@ public final class LayerScheduler implements AutoCloseable {
             throw Resources.closeAfter(e, release(markers, scratch, routerBuffers)); // the pass's error first
         } catch (Error e) {
             throw Resources.closeAfter(e, release(markers, scratch, routerBuffers));
+        } finally {
+            java.lang.ref.Reference.reachabilityFence(uploads); // release() waited for both lanes
         }
+    }
+
+    private static ByteBuffer held(ByteBuffer b, List<ByteBuffer> uploads) {
+        uploads.add(b);
+        return b;
     }
 
     /**
