@@ -213,8 +213,8 @@ public final class CudaHeadRouter implements HeadRouter {
                 DeviceTensor dw = DeviceTensor.upload(device, pool, stream, null, wrr, dtype, TAG);
                 DeviceTensor probs = DeviceTensor.allocate(device, pool, DType.F32, TAG, x.dim(0), x.dim(1), config.routedHeads());
                 EventTimer timer = new EventTimer(stream)) {
-            // A synchronous copy from pageable memory may return before its DMA lands, and the router's stream
-            // does not wait for the legacy stream: wait for the whole context once, outside the timed part.
+            // The uploads ran on the router's stream (and waited for it); the whole context once more, so that nothing
+            // else queued on the device runs inside the timed part.
             device.synchronize();
             timer.start();
             float ms;
