@@ -723,7 +723,8 @@ step_sanitizer() {
 }
 
 # Nsight Compute on the flash kernel in each tiling, one bench process (bf16 B=1 H=16 D=128 L=S=8192, one call
-# per tiling), with --clock-control none (the card's clocks are left as they are, by this workplace's rule): what bounds each (SM, L1/shared memory, L2, DRAM throughput, issue slots, occupancy). The
+# per tiling), with --clock-control none (the card's clocks are left as they are, by this workplace's rule): what
+# bounds each (SM, L1/shared memory, L2, DRAM throughput, issue slots, occupancy). The
 # sections first (stable names); then, with the time left, raw tensor-pipe and shared-memory counters in a
 # second run, whose failure (an unknown metric name on this ncu) costs only its own table rows.
 step_ncu() {
