@@ -804,10 +804,20 @@ kill_gpu_leftovers() {
     local pids
     pids="$(timeout 10 nvidia-smi --query-compute-apps=pid --format=csv,noheader 2>/dev/null | tr -d ' ' | grep -E '^[0-9]+$')"
     [[ -n "$pids" ]] || return 0
-    echo "    (ending what is left on the GPU: pids $(echo "$pids" | tr '\n' ' '))"
-    # shellcheck disable=SC2086  # one pid per word
-    kill -9 $pids 2>/dev/null
-    sleep 1
+    # Only this check's kinds of process, seen in this machine's /proc (a runtime whose nvidia-smi reports another
+    # pid namespace must not make it kill something else, least of all this script).
+    local pid comm killed=()
+    for pid in $pids; do
+        [[ "$pid" == "$$" ]] && continue
+        comm="$(cat "/proc/$pid/comm" 2>/dev/null)" || continue
+        case $comm in
+            java | python* | compute-sanitiz* | ncu*) kill -9 "$pid" 2>/dev/null && killed+=("$pid $comm") ;;
+        esac
+    done
+    if ((${#killed[@]})); then
+        echo "    (ended what was left on the GPU: ${killed[*]})"
+        sleep 1
+    fi
 }
 
 # What comes back: the device tool returns at most 8 files from $OUT, 16 MiB each. summary.md and steps.tsv, and
