@@ -14,25 +14,25 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 
 class ErrorHandlingTest {
-    @Command(name = "boom")
-    static final class Boom implements Callable<Integer> {
+    /** A command that throws what it is given: "boom" an internal error, "hungry" an exhausted heap. */
+    @Command
+    static final class Failing implements Callable<Integer> {
         @Mixin
         VerboseMixin verboseMixin;
 
-        @Override
-        public Integer call() {
-            throw new IllegalStateException("kaput\nsecond line");
+        private final java.util.function.Supplier<Throwable> failure;
+
+        Failing(java.util.function.Supplier<Throwable> failure) {
+            this.failure = failure;
         }
-    }
-
-    @Command(name = "hungry")
-    static final class Hungry implements Callable<Integer> {
-        @Mixin
-        VerboseMixin verboseMixin;
 
         @Override
-        public Integer call() {
-            throw new OutOfMemoryError("Java heap space");
+        public Integer call() throws Exception {
+            Throwable t = failure.get();
+            if (t instanceof Error e) {
+                throw e;
+            }
+            throw (Exception) t;
         }
     }
 
@@ -40,7 +40,8 @@ class ErrorHandlingTest {
         StringWriter out = new StringWriter();
         StringWriter err = new StringWriter();
         Main main = new Main();
-        CommandLine cl = new CommandLine(main).addSubcommand("boom", new Boom()).addSubcommand("hungry", new Hungry());
+        CommandLine cl = new CommandLine(main).addSubcommand("boom", new Failing(() -> new IllegalStateException("kaput\nsecond line")))
+                .addSubcommand("hungry", new Failing(() -> new OutOfMemoryError("Java heap space")));
         int exit = Main.execute(main, cl, new PrintWriter(out, true), new PrintWriter(err, true), args);
         return new Cli(exit, out.toString(), err.toString());
     }
@@ -63,7 +64,7 @@ class ErrorHandlingTest {
                 + "raise it with HEADROUTE_JAVA_OPTS=-Xmx..., or use smaller sizes"), r.errLines());
         try {
             Cli v = run("hungry", "--verbose");
-            assertTrue(v.err().contains("\tat io.headroute.cli.ErrorHandlingTest$Hungry.call"), v::toString);
+            assertTrue(v.err().contains("\tat io.headroute.cli.ErrorHandlingTest$Failing.call"), v::toString);
         } finally {
             Configurator.reconfigure();
         }
@@ -75,7 +76,7 @@ class ErrorHandlingTest {
             Cli r = run("boom", "--verbose");
             assertEquals(1, r.exit(), r::toString);
             assertEquals("headroute: internal error: java.lang.IllegalStateException: kaput second line", r.errLines().get(0));
-            assertTrue(r.err().contains("\tat io.headroute.cli.ErrorHandlingTest$Boom.call"), r::toString);
+            assertTrue(r.err().contains("\tat io.headroute.cli.ErrorHandlingTest$Failing.call"), r::toString);
         } finally {
             Configurator.reconfigure();
         }

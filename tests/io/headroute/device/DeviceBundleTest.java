@@ -219,14 +219,12 @@ class DeviceBundleTest {
         assumeTrue(project != null && onPath("python3"), "python3 or the project not found");
         Path out = tmp.resolve("summary-tiling");
         Path bench = Files.createDirectories(out.resolve("bench"));
-        Files.writeString(bench.resolve("runs.tsv"), "name\theads\tdim\tlen\tcausal\tpattern\talgos\trc\tsecs\tstatus\troute\n"
-                + "b1\t16\t128\t4096\t0\tdense\tflash\t0\t3\tok\t\n");
+        writeRuns(bench, "b1 16 128 4096 0 dense flash");
         Files.writeString(bench.resolve("b1.json"), "{\"config\": {\"flash_tiling\": \"w4x2\"}, \"measurements\": ["
                 + "{\"algorithm\": \"flash\", \"status\": \"ok\", \"gflops\": 300000, \"median_ms\": 1.0},"
                 + "{\"algorithm\": \"flash\", \"tiling\": \"w2\", \"status\": \"ok\", \"gflops\": 250000, \"median_ms\": 1.2},"
                 + "{\"algorithm\": \"flash\", \"tiling\": \"wgpx2\", \"status\": \"ok\", \"gflops\": 410000, \"median_ms\": 0.7}]}");
-        Result r = run(List.of("python3", "-B", "scripts/device_check.py", "summary", out.toString()), Map.of(), 30);
-        assertEquals(0, r.exit, r.output);
+        Result r = summary(out);
         assertTrue(r.output.contains("flash = the engine's tiling (W4X2), w2 = W2"), r.output);
         // Columns flash, w2, w4x2, wg, wgp, wgx2, wgpx2: the fastest of them is "ours".
         assertTrue(r.output.matches("(?s).*\n16x128 +4096 no +300 +250 +- +- +- +- +410 .*"), r.output);
@@ -241,10 +239,8 @@ class DeviceBundleTest {
         assumeTrue(project != null && onPath("python3"), "python3 or the project not found");
         Path out = tmp.resolve("summary-sweep");
         Path bench = Files.createDirectories(out.resolve("bench"));
-        Files.writeString(bench.resolve("runs.tsv"), "name\theads\tdim\tlen\tcausal\tpattern\talgos\trc\tsecs\tstatus\troute\n"
-                + "d\t16\t128\t32768\t0\tdense\tflash\t0\t9\tok\t\n"
-                + "w\t16\t128\t32768\t0\twindow:1682\tsparse\t0\t5\tok\t\n"
-                + "v\t16\t128\t32768\t0\twindow:830\tsparse\t0\t5\tok\t\n");
+        writeRuns(bench, "d 16 128 32768 0 dense flash", "w 16 128 32768 0 window:1682 sparse",
+                "v 16 128 32768 0 window:830 sparse");
         Files.writeString(bench.resolve("d.json"), "{\"config\": {\"flash_tiling\": \"w4\"}, \"measurements\": ["
                 + "{\"algorithm\": \"flash\", \"status\": \"ok\", \"gflops\": 440000, \"median_ms\": 20.0},"
                 + "{\"algorithm\": \"flash\", \"tiling\": \"wgpx2\", \"status\": \"ok\", \"gflops\": 730000, \"median_ms\": 12.0}]}");
@@ -253,8 +249,7 @@ class DeviceBundleTest {
                 + "{\"algorithm\": \"sparse\", \"tiling\": \"wgpx2\", \"status\": \"ok\", \"gflops\": 6250000, \"median_ms\": 1.4}]}");
         Files.writeString(bench.resolve("v.json"), "{\"config\": {\"sparse_tiling\": \"w4\"}, \"measurements\": ["
                 + "{\"algorithm\": \"sparse\", \"status\": \"ok\", \"gflops\": 7000000, \"median_ms\": 1.25}]}");
-        Result r = run(List.of("python3", "-B", "scripts/device_check.py", "summary", out.toString()), Map.of(), 30);
-        assertEquals(0, r.exit, r.output);
+        Result r = summary(out);
         assertTrue(r.output.contains("sparse = the engine's tiling (W4), wgpx2 = sparse[wgpx2] where run"), r.output);
         // W, density, sparse ms, TF/s, x-flash (20 / 2.5), wgpx2 ms, x-flash (12 / 1.4), flex ms, flex/ours.
         assertTrue(r.output.matches("(?s).*\n  1682 +0\\.10\\d +2\\.50 +\\S+ +8\\.00 +1\\.40 +8\\.57 +- +-\n.*"), r.output);
@@ -265,32 +260,47 @@ class DeviceBundleTest {
                 + "\"status\": \"ok\", \"target_density\": 0.1, \"mask_mod\": \"shared (W in a device tensor)\", \"compile_s\": 38.2}, "
                 + "{\"backend\": \"FLEX\", \"window\": 830, \"median_ms\": 2.0, \"status\": \"ok\", \"target_density\": 0.05, "
                 + "\"mask_mod\": \"shared (W in a device tensor)\", \"compile_s\": 1.5}]}");
-        Result f = run(List.of("python3", "-B", "scripts/device_check.py", "summary", out.toString()), Map.of(), 30);
-        assertEquals(0, f.exit, f.output);
+        Result f = summary(out);
         assertTrue(f.output.matches("(?s).*\n  1682 +0\\.10\\d +2\\.50 +\\S+ +8\\.00 +1\\.40 +8\\.57 +5\\.00 +3\\.57\n.*"), f.output);
         assertTrue(f.output.contains("flex mask: shared (W in a device tensor); mask + first call 5%: 1.5 s, 10%: 38.2 s"),
                 f.output);
 
         // Flex on 128-blocks: compared with our run on 128-blocks (WGPX2 here, 1.6 ms, though W4 on 64-blocks took
         // 1.25); where only 64-blocks ran, the ratio is marked.
-        Files.writeString(bench.resolve("runs.tsv"), "name\theads\tdim\tlen\tcausal\tpattern\talgos\trc\tsecs\tstatus\troute"
-                + "\tblock_size\n"
-                + "d\t16\t128\t32768\t0\tdense\tflash\t0\t9\tok\t\t\n"
-                + "v\t16\t128\t32768\t0\twindow:830\tsparse\t0\t5\tok\t\t\n"
-                + "w\t16\t128\t32768\t0\twindow:1682\tsparse\t0\t5\tok\t\t\n"
-                + "v128\t16\t128\t32768\t0\twindow:830\tsparse\t0\t5\tok\t\t128\n");
+        writeRuns(bench, "d 16 128 32768 0 dense flash", "v 16 128 32768 0 window:830 sparse",
+                "w 16 128 32768 0 window:1682 sparse", "v128 16 128 32768 0 window:830 sparse 128");
         Files.writeString(bench.resolve("v128.json"), "{\"config\": {\"sparse_tiling\": \"w4\", \"block_size\": 128}, "
                 + "\"measurements\": [{\"algorithm\": \"sparse\", \"status\": \"ok\", \"gflops\": 5000000, \"median_ms\": 1.7},"
                 + "{\"algorithm\": \"sparse\", \"tiling\": \"wgpx2\", \"status\": \"ok\", \"gflops\": 5300000, \"median_ms\": 1.6}]}");
         Files.writeString(out.resolve("torch.json"), "{\"rows\": [{\"backend\": \"FLEX\", \"window\": 1682, \"median_ms\": 5.0, "
                 + "\"status\": \"ok\", \"block_size\": 128}, "
                 + "{\"backend\": \"FLEX\", \"window\": 830, \"median_ms\": 2.0, \"status\": \"ok\", \"block_size\": 128}]}");
-        Result b = run(List.of("python3", "-B", "scripts/device_check.py", "summary", out.toString()), Map.of(), 30);
-        assertEquals(0, b.exit, b.output);
+        Result b = summary(out);
         assertTrue(b.output.contains("block sizes: sparse 64, wgpx2 64/128, flex 128"), b.output);
         assertTrue(b.output.matches("(?s).*\n  830 +0\\.05\\d +1\\.25 +\\S+ +16\\.00 +1\\.60 +\\S+ +2\\.00 +1\\.25\n.*"), b.output);
         assertTrue(b.output.matches("(?s).*\n  1682 +0\\.10\\d +2\\.50 +\\S+ +8\\.00 +1\\.40 +8\\.57 +5\\.00 +3\\.57\\*\n.*"),
                 b.output);
+    }
+
+    /**
+     * bench/runs.tsv as the bench step writes it, one row per "NAME H D L CAUSAL PATTERN ALGOS [BLOCK_SIZE]" (exit 0,
+     * status ok, no route).
+     */
+    private static void writeRuns(Path bench, String... rows) throws java.io.IOException {
+        StringBuilder tsv = new StringBuilder("name\theads\tdim\tlen\tcausal\tpattern\talgos\trc\tsecs\tstatus\troute\tblock_size\n");
+        for (String row : rows) {
+            String[] f = row.split(" ");
+            tsv.append(String.join("\t", f[0], f[1], f[2], f[3], f[4], f[5], f[6], "0", "1", "ok", "", f.length > 7 ? f[7] : ""))
+                    .append('\n');
+        }
+        Files.writeString(bench.resolve("runs.tsv"), tsv);
+    }
+
+    /** device_check.py's summary of {@code out}, which must succeed. */
+    private static Result summary(Path out) throws Exception {
+        Result r = run(List.of("python3", "-B", "scripts/device_check.py", "summary", out.toString()), Map.of(), 30);
+        assertEquals(0, r.exit, r.output);
+        return r;
     }
 
     @Test
