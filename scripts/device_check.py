@@ -752,15 +752,15 @@ def cmd_summary(a):
             dense_flash = dense.get("flash", {}).get("ms")
             dense_x2 = dense.get("flash_wgpx2", {}).get("ms")
             add("block-sparse vs density, bf16 H16 D128 L=S=32768, window |q-k|<=W (None = dense through the sparse kernel)")
-            flex_bs = sorted({r.get("block_size") for r in flex.values() if r.get("block_size")})
             add("  sparse = the engine's tiling (%s), wgpx2 = sparse[wgpx2] where run; TF/s on allowed pairs; x-flash = dense"
                 " flash ms / sparse ms in the same tiling (goal: >= 8 at ~10%%, >= 1.8 at ~50%%); flex/ours = flex ms /"
                 " our faster sparse ms on flex's block size (* where only another block size ran)"
                 % ("/".join(sorted(sparse_tilings)) or "W4"))
-            add("  block sizes: sparse %s, wgpx2 %s, flex %s" % tuple(
-                "/".join(str(b) for b in bs) or "-" for bs in (
-                    sorted({c["bs"] for c in sweep.values() if c.get("bs")}),
-                    sorted({c["bs"] for c in sweep_x2.values() if c.get("bs")}), flex_bs)))
+            def sizes(rows, key):
+                return "/".join(str(b) for b in sorted({r[key] for r in rows if r.get(key)})) or "-"
+
+            add("  block sizes: sparse %s, wgpx2 %s, flex %s" % (
+                sizes(sweep.values(), "bs"), sizes(sweep_x2.values(), "bs"), sizes(flex.values(), "block_size")))
             add("  %-6s %-7s %-9s %-7s %-8s %-9s %-8s %-9s %s" % ("W", "density", "sparse ms", "TF/s", "x-flash", "wgpx2 ms",
                                                               "x-flash", "flex ms", "flex/ours"))
             n = 32768

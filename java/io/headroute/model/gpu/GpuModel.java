@@ -105,7 +105,7 @@ public final class GpuModel implements AutoCloseable {
                     + Bytes.format(free) + " free" + (cached > 0 ? " and " + Bytes.format(cached) + " cached in the pool" : "")
                     + " on " + device.describe(), scratch);
         }
-        return scheduler.forward(x, gates);
+        return scheduler.forwardValidated(x, gates, anyGate);
     }
 
     /** See {@link LayerScheduler#setCountWork}: for tests and benchmarks (it synchronizes per attention call). */

@@ -183,7 +183,11 @@ public final class LayerScheduler implements AutoCloseable {
      * in the model dtype. Attention the bound implementation cannot compute is refused before any device work.
      */
     public Result forward(Tensor x, List<Tensor> gates) {
-        boolean anyGate = validate(x, gates);
+        return forwardValidated(x, gates, validate(x, gates));
+    }
+
+    /** {@link #forward} on input {@link #validate} passed ({@code anyGate}: what it returned). */
+    Result forwardValidated(Tensor x, List<Tensor> gates, boolean anyGate) {
         int n = config.layerCount();
         int batch = Math.toIntExact(x.dim(0));
         int len = Math.toIntExact(x.dim(1));
