@@ -142,6 +142,14 @@ public final class Main implements Callable<Integer> {
             // picocli says "Unmatched argument at index 0" for a command it does not know.
             message = "unknown command '" + args[0] + "' (expected one of " + String.join(", ", cl.getSubcommands().keySet()) + ")";
         }
+        if (ex instanceof CommandLine.MissingParameterException) {
+            // picocli checks required options before it reports unknown ones: "attend --bogus" would say that --out
+            // is missing, while the mistake is the option.
+            String unknown = unknownOption(cl, args);
+            if (unknown != null) {
+                message = "unknown option: '" + unknown + "'";
+            }
+        }
         // picocli's own messages start with a capital ("Missing required option ..."), headroute's do not.
         if (message != null && message.length() > 1 && Character.isUpperCase(message.charAt(0))
                 && Character.isLowerCase(message.charAt(1))) {
@@ -150,6 +158,37 @@ public final class Main implements Callable<Integer> {
         err.println(name + ": error: " + oneLine(message));
         err.println("see '" + name + " --help'");
         return BAD_INPUT;
+    }
+
+    /**
+     * The first argument that reads as an option (-x, --name, --name=value) and that neither {@code cl}'s command
+     * nor a command above it knows, skipping the values of options that take one and everything after "--";
+     * null when there is none.
+     */
+    static String unknownOption(CommandLine cl, String[] args) {
+        boolean valueNext = false;
+        for (String a : args) {
+            if (valueNext) {
+                valueNext = false;
+                continue;
+            }
+            if (a.equals("--")) {
+                return null;
+            }
+            if (!a.startsWith("-") || a.length() < 2 || !(Character.isLetter(a.charAt(1)) || a.charAt(1) == '-')) {
+                continue;
+            }
+            String name = a.contains("=") ? a.substring(0, a.indexOf('=')) : a;
+            CommandLine.Model.OptionSpec known = null;
+            for (CommandLine c = cl; c != null && known == null; c = c.getParent()) {
+                known = c.getCommandSpec().findOption(name);
+            }
+            if (known == null) {
+                return name;
+            }
+            valueNext = !a.contains("=") && known.arity().max() > 0;
+        }
+        return null;
     }
 
     private static int onExecutionError(Main main, Exception ex, CommandLine cl, ParseResult parsed) {

@@ -30,6 +30,13 @@ class MainTest {
         // picocli's messages in headroute's form: lower case after "error: ".
         Cli.run("pattern", "--len", "8", "--out", "x.npy").assertBadInput("headroute pattern", "error: missing required option");
         Cli.run("bench", "--frobnicate").assertBadInput("headroute bench", "error: unknown option: '--frobnicate'");
+        // A required option missing too: the unknown option is the mistake to name (picocli checks required ones first).
+        Cli.run("attend", "--bogus").assertBadInput("headroute attend", "error: unknown option: '--bogus'");
+        Cli.run("attend", "--q", "q.npy", "--bogus=3").assertBadInput("headroute attend", "error: unknown option: '--bogus'");
+        Cli.run("--verbose", "attend", "-Z").assertBadInput("headroute attend", "error: unknown option: '-Z'");
+        // Values of options are not options, even when they start with a dash.
+        Cli.run("attend", "--q", "-q.npy", "--k", "k.npy").assertBadInput("headroute attend", "error: missing required option");
+        Cli.run("attend", "--q", "q.npy", "--", "--bogus").assertBadInput("headroute attend", "error: ");
     }
 
     @Test
