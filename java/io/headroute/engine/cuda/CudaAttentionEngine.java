@@ -266,35 +266,40 @@ public final class CudaAttentionEngine implements AttentionEngine {
                 if (flash.sharedBytes() > 48 * 1024) {
                     m.allowSharedMemory(flash.kernel(), flash.sharedBytes());
                 }
+                // What a call on caller memory (launch) runs: the work list built on the device and the maximal
+                // grid, whose blocks past the list's length (read by the kernel) exit at once; nothing waits for
+                // the host between the timer's events. The list's length is read back afterwards, as a check.
                 timer.start();
                 try (GateWork.DeviceWork work = gp.mode == GateMode.WHOLE_GRID ? null
-                        : GateWork.build(device, pool, stream, module(GateWork.MODULE), gate.address(), sh.batch(), sh.qLen(),
-                                sh.heads(), flash.blockRows(), gp.mode == GateMode.COMPACT)) {
-                    if (work != null && work.count() != gp.tiles) {
-                        throw new IllegalStateException("the device work list has " + work.count() + " tiles, the host plan "
-                                + gp.tiles + " (" + gp.mode + ", B=" + sh.batch() + " H=" + sh.heads() + " L=" + sh.qLen() + ")");
-                    }
+                        : GateWork.queueOwned(device, pool, stream, module(GateWork.MODULE), gate.address(), sh.batch(),
+                                sh.qLen(), sh.heads(), flash.blockRows(), gp.mode == GateMode.COMPACT)) {
                     if (work != null) {
                         // Rows no launched block sees (tiles left off the list, rows left out by compaction) are
                         // gated ones: o = 0, lse = −inf.
                         o.fillBits(0, stream);
                         lse.fillBits(NEG_INF_BITS, stream);
                     }
+                    long grid = flash.blocks(); // ≤ Integer.MAX_VALUE / 3 with a work list: its Sizes checked it
                     byte[] params = AttentionParams.encode(
                             new AttentionParams.Pointers(q.address(), k.address(), v.address(), o.address(), lse.address(),
                                     gate == null ? 0 : gate.address(), work == null ? 0 : work.list()),
                             layout == null ? AttentionParams.Sparse.NONE : layout.params(),
                             work == null ? AttentionParams.Rows.NONE : new AttentionParams.Rows(work.rows(), work.counts()),
+                            work == null ? 0 : work.total(),
                             AttentionParams.Strides.contiguous(sh.heads(), sh.kvHeads(), sh.qLen(), sh.kvLen(), sh.headDim()),
                             sh.batch(), sh.heads(), sh.kvHeads(), sh.qLen(), sh.kvLen(), sh.headDim(),
-                            FlashPlan.causal(req.pattern()), work == null ? 0 : work.count(), req.scale());
+                            FlashPlan.causal(req.pattern()), work == null ? 0 : (int) grid, req.scale());
                     if (work == null) {
                         m.launch(flash.kernel(), flash.gridX(), flash.gridY(), flash.gridZ(), flash.threads(), flash.sharedBytes(),
                                 stream, params);
                     } else {
-                        m.launch(flash.kernel(), work.count(), 1, 1, flash.threads(), flash.sharedBytes(), stream, params);
+                        m.launch(flash.kernel(), (int) grid, 1, 1, flash.threads(), flash.sharedBytes(), stream, params);
                     }
                     ms = timer.stopMillis();
+                    if (work != null && work.readCount(stream) != gp.tiles) {
+                        throw new IllegalStateException("the device work list has " + work.count() + " tiles, the host plan "
+                                + gp.tiles + " (" + gp.mode + ", B=" + sh.batch() + " H=" + sh.heads() + " L=" + sh.qLen() + ")");
+                    }
                     workspace = (layout == null ? 0 : layout.tiles().deviceBytes()) + (work == null ? 0 : work.bytes());
                 }
                 queryTiles = gp.tiles;

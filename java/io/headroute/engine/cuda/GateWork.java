@@ -4,6 +4,7 @@ import io.headroute.cuda.CudaDevice;
 import io.headroute.cuda.CudaStream;
 import io.headroute.cuda.DeviceTensor;
 import io.headroute.cuda.KernelModule;
+import io.headroute.cuda.Resources;
 import io.headroute.cuda.memory.DevicePool;
 import io.headroute.tensor.DType;
 import io.headroute.tensor.Tensor;
@@ -17,7 +18,8 @@ import java.util.Arrays;
  * memory.
  * <ul>
  *   <li>Block granularity: the (b, h, query tile) triples, ordered by b, h, tile, of the tiles of Br rows
- *       with any non-zero gate; the attention kernels launch exactly that many blocks.</li>
+ *       with any non-zero gate; the attention kernels compute exactly those tiles (on the maximal grid,
+ *       blocks past the list's length, read from device memory, return at once).</li>
  *   <li>Token granularity: per (b, h) the rows with a non-zero gate, ascending (stable compaction), and
  *       (b, h, tile) triples over those compacted rows, ceil(count / Br) per (b, h); the kernels read Q
  *       and write O and lse through the row list, so causal and pattern rules see original positions.</li>
@@ -171,30 +173,57 @@ public final class GateWork {
     }
 
     /**
-     * A work list in device memory: {@code count} (b, h, tile) triples at {@link #list()}, and for
-     * compaction the row lists and counts. Frees its buffers once on close.
+     * A work list in device memory: (b, h, tile) triples at {@link #list()}, their number at {@link #total()}
+     * (an int the kernels read, AttnParams.tiles_total), and for compaction the row lists and counts. The number
+     * reaches the host only through {@link #readCount} (one synchronization). Frees its buffers once on close.
      */
     public static final class DeviceWork implements AutoCloseable {
         private final DeviceTensor list;
         private final DeviceTensor rows;
         private final DeviceTensor counts;
-        private final int count;
+        private final DeviceTensor total;
+        private final long maxEntries;
+        private int count = -1;
 
-        DeviceWork(DeviceTensor list, DeviceTensor rows, DeviceTensor counts, int count) {
+        DeviceWork(DeviceTensor list, DeviceTensor rows, DeviceTensor counts, DeviceTensor total, long maxEntries) {
             this.list = list;
             this.rows = rows;
             this.counts = counts;
-            this.count = count;
+            this.total = total;
+            this.maxEntries = maxEntries;
         }
 
-        /** Number of (b, h, tile) triples. */
+        /**
+         * Waits for {@code stream} (on which the list was built) and reads the number of (b, h, tile) triples
+         * back, once; refuses a number outside 0 … the room the list has.
+         */
+        public int readCount(CudaStream stream) {
+            if (count < 0) {
+                int n = ints(total.download(stream, null))[0];
+                if (n < 0 || n > maxEntries) {
+                    throw new IllegalStateException("gate work list reported " + n + " tiles, at most " + maxEntries + " exist");
+                }
+                count = n;
+            }
+            return count;
+        }
+
+        /** Number of (b, h, tile) triples, as {@link #readCount} read it. */
         public int count() {
+            if (count < 0) {
+                throw new IllegalStateException("the work list's length has not been read back from the device");
+            }
             return count;
         }
 
         /** Device address of the triples. */
         public long list() {
             return list.address();
+        }
+
+        /** Device address of the int holding the number of triples. */
+        public long total() {
+            return total.address();
         }
 
         /** Compacted rows (B, H, L) and their counts (B, H); 0 for a block-granular list. */
@@ -206,14 +235,14 @@ public final class GateWork {
             return rows == null ? 0 : counts.address();
         }
 
-        /** Device bytes of the list, the counts and the compacted rows. */
+        /** Device bytes of the list, its length, the counts and the compacted rows. */
         public long bytes() {
-            return list.byteSize() + counts.byteSize() + (rows == null ? 0 : rows.byteSize());
+            return list.byteSize() + total.byteSize() + counts.byteSize() + (rows == null ? 0 : rows.byteSize());
         }
 
         /** The triples, copied back (for tests). */
         public int[] downloadList(CudaStream stream) {
-            return Arrays.copyOf(ints(list.download(stream, null)), 3 * count);
+            return Arrays.copyOf(ints(list.download(stream, null)), 3 * readCount(stream));
         }
 
         /** The compacted rows (B, H, L), copied back (for tests); empty for a block-granular list. */
@@ -228,11 +257,7 @@ public final class GateWork {
 
         @Override
         public void close() {
-            list.close();
-            counts.close();
-            if (rows != null) {
-                rows.close();
-            }
+            Resources.closeAll(list, total, counts, rows);
         }
     }
 
@@ -291,39 +316,41 @@ public final class GateWork {
      */
     static DeviceWork build(CudaDevice device, DevicePool pool, CudaStream stream, KernelModule module, long gate, int batch,
             int qLen, int heads, int tileRows, boolean compact) {
+        DeviceWork w = queueOwned(device, pool, stream, module, gate, batch, qLen, heads, tileRows, compact);
+        try {
+            w.readCount(stream);
+            return w;
+        } catch (RuntimeException e) {
+            throw Resources.closeAfter(e, w);
+        }
+    }
+
+    /**
+     * Allocates a work list's arrays from the pool (tag "work") and queues its building on {@code stream}
+     * from a gate (B, L, H) at {@code gate}: no synchronization; the list's length stays on the device
+     * ({@link DeviceWork#total()}) for kernels launched on the maximal grid, until {@link DeviceWork#readCount}.
+     */
+    static DeviceWork queueOwned(CudaDevice device, DevicePool pool, CudaStream stream, KernelModule module, long gate,
+            int batch, int qLen, int heads, int tileRows, boolean compact) {
         if (gate == 0) {
             throw new IllegalArgumentException("a device work list needs a gate");
         }
         Sizes z = Sizes.of(batch, qLen, heads, tileRows, compact);
-        long groups = z.groups();
-        long maxEntries = z.tiles();
         DeviceTensor counts = null;
         DeviceTensor rows = null;
         DeviceTensor list = null;
         DeviceTensor total = null;
         try {
-            counts = DeviceTensor.allocate(device, pool, DType.I32, "work", groups);
+            counts = DeviceTensor.allocate(device, pool, DType.I32, "work", z.groups());
             rows = compact ? DeviceTensor.allocate(device, pool, DType.I32, "work", batch, heads, qLen) : null;
-            list = DeviceTensor.allocate(device, pool, DType.I32, "work", Math.max(1, maxEntries), 3);
+            list = DeviceTensor.allocate(device, pool, DType.I32, "work", Math.max(1, z.tiles()), 3);
             total = DeviceTensor.allocate(device, pool, DType.I32, "work", 1);
             launch(module, stream, encode(gate, counts.address(), rows == null ? 0 : rows.address(), list.address(),
-                    total.address(), batch, qLen, heads, tileRows, compact ? MODE_ROWS : MODE_TILES), groups, batch, heads, compact);
-            Tensor t = total.download(stream, null);
-            int count = ints(t)[0];
-            if (count < 0 || count > maxEntries) {
-                throw new IllegalStateException("gate work list reported " + count + " tiles, at most " + maxEntries + " exist");
-            }
-            DeviceWork w = new DeviceWork(list, rows, counts, count);
-            list = null;
-            rows = null;
-            counts = null;
-            return w;
-        } finally {
-            for (DeviceTensor d : new DeviceTensor[] {counts, rows, list, total}) {
-                if (d != null) {
-                    d.close();
-                }
-            }
+                    total.address(), batch, qLen, heads, tileRows, compact ? MODE_ROWS : MODE_TILES), z.groups(), batch, heads,
+                    compact);
+            return new DeviceWork(list, rows, counts, total, z.tiles());
+        } catch (RuntimeException e) {
+            throw Resources.closeAfter(e, counts, rows, list, total);
         }
     }
 }
