@@ -26,6 +26,7 @@ import io.headroute.tensor.Tensor;
 import jcuda.driver.JCudaDriver;
 import java.util.ArrayList;
 import java.util.HashMap;
+import java.util.Iterator;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -57,6 +58,8 @@ public final class CudaAttentionEngine implements AttentionEngine {
     private final Map<LayoutKey, SparseUpload> layouts = new LinkedHashMap<>();
     /** Host-side tile layouts of {@link #launch} (its device copies live in the caller's workspace). */
     private final Map<LayoutKey, SparseTiles> hostTiles = new LinkedHashMap<>();
+    /** Page-locked copies of {@link #hostTiles}' layouts, which {@link #launch} copies into callers' workspaces. */
+    private final Map<LayoutKey, DeviceTileLists.Pinned> pinnedLayouts = new LinkedHashMap<>();
     private boolean poisonOutputs;
     private FlashPlan.Tiling tiling;
     private boolean closed;
@@ -619,8 +622,8 @@ public final class CudaAttentionEngine implements AttentionEngine {
      * Queues attention on device memory the caller owns on the caller's {@code stream}: no allocation, no
      * synchronization, no host round trip, no lse; gated rows as in the contract (gate 0: o = 0). For the
      * sparse kernel the layout's arrays are copied (on {@code stream}) into the caller's workspace on every call,
-     * so that the caller's memory plan holds all of it; that copy reads pageable host memory, which CUDA does not
-     * promise to have read when an async copy returns, so this one call synchronizes {@code stream} after it. With a gate and a
+     * so that the caller's memory plan holds all of it, from a page-locked copy the engine makes once per layout
+     * (host memory; the first call with a layout also builds it on the host). With a gate and a
      * {@code gateBlock} the skip happens on the device: the call's o rows are zeroed, the gate_work
      * kernels build the work list ({@link #deviceGateMode}) into the workspace, and the attention kernel
      * runs the maximal grid, B·H·ceil(L / Br) blocks, of which those past the list's length (read by the
@@ -656,7 +659,7 @@ public final class CudaAttentionEngine implements AttentionEngine {
         AttentionParams.Sparse sparse = AttentionParams.Sparse.NONE;
         if (t != null) {
             // Borrowed views of the caller's workspace: nothing to free.
-            sparse = DeviceTileLists.into(device, c.workspace(), stream, t.lists()).params(t.layoutHeads());
+            sparse = copyLayout(sh, c.dtype(), c.pattern(), c.blockSize(), c.workspace(), stream).params(t.layoutHeads());
         }
         KernelModule m = module(plan.module());
         if (plan.sharedBytes() > 48 * 1024) {
@@ -733,8 +736,7 @@ public final class CudaAttentionEngine implements AttentionEngine {
 
     /** The layout in the tiles of this engine's block-sparse kernel (its tiling's rows), built once and cached. */
     private SparseTiles hostTiles(AttentionShape sh, DType dt, Pattern pattern, int blockSize) {
-        FlashPlan plan = FlashPlan.sparse(sh, dt, tiling);
-        LayoutKey key = new LayoutKey(pattern, sh.qLen(), sh.kvLen(), sh.heads(), blockSize, plan.blockRows(), plan.tileKeys());
+        LayoutKey key = hostKey(sh, dt, pattern, blockSize);
         synchronized (hostTiles) {
             SparseTiles t = hostTiles.get(key);
             if (t == null) {
@@ -745,6 +747,37 @@ public final class CudaAttentionEngine implements AttentionEngine {
                 hostTiles.put(key, t);
             }
             return t;
+        }
+    }
+
+    private LayoutKey hostKey(AttentionShape sh, DType dt, Pattern pattern, int blockSize) {
+        FlashPlan plan = FlashPlan.sparse(sh, dt, tiling);
+        return new LayoutKey(pattern, sh.qLen(), sh.kvLen(), sh.heads(), blockSize, plan.blockRows(), plan.tileKeys());
+    }
+
+    /**
+     * Queues on {@code stream} the copy of a call's layout ({@link #hostTiles}) into its workspace, from a page-locked
+     * copy made once per layout and cached: nothing waits for the copy. Evicting a page-locked copy waits for the
+     * device first (a copy from it may still be queued on some caller's stream).
+     */
+    private DeviceTileLists copyLayout(AttentionShape sh, DType dt, Pattern pattern, int blockSize, long workspace,
+            CudaStream stream) {
+        LayoutKey key = hostKey(sh, dt, pattern, blockSize);
+        SparseTiles t = hostTiles(sh, dt, pattern, blockSize);
+        synchronized (hostTiles) {
+            DeviceTileLists.Pinned p = pinnedLayouts.get(key);
+            if (p == null) {
+                if (pinnedLayouts.size() >= MAX_CACHED_LAYOUTS) {
+                    Iterator<DeviceTileLists.Pinned> oldest = pinnedLayouts.values().iterator();
+                    DeviceTileLists.Pinned old = oldest.next();
+                    oldest.remove();
+                    device.synchronize();
+                    old.close();
+                }
+                p = new DeviceTileLists.Pinned(device, t.lists());
+                pinnedLayouts.put(key, p);
+            }
+            return p.into(device, workspace, stream);
         }
     }
 
@@ -1013,6 +1046,12 @@ public final class CudaAttentionEngine implements AttentionEngine {
             first = closeQuietly(u, first);
         }
         layouts.clear();
+        synchronized (hostTiles) {
+            for (DeviceTileLists.Pinned p : pinnedLayouts.values()) {
+                first = closeQuietly(p, first);
+            }
+            pinnedLayouts.clear();
+        }
         for (AutoCloseable c : new AutoCloseable[] {cublas, staging, stream}) {
             first = closeQuietly(c, first);
         }

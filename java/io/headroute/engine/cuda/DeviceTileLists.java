@@ -3,6 +3,8 @@ package io.headroute.engine.cuda;
 import io.headroute.cuda.CudaDevice;
 import io.headroute.cuda.CudaStream;
 import io.headroute.cuda.DeviceTensor;
+import io.headroute.cuda.PinnedBuffer;
+import io.headroute.cuda.Resources;
 import io.headroute.cuda.memory.DevicePool;
 import io.headroute.tensor.DType;
 import io.headroute.tensor.Tensor;
@@ -11,8 +13,8 @@ import java.nio.ByteOrder;
 
 /**
  * The four {@link TileLists} arrays on the device, copied on a stream: in buffers of their own from the
- * pool (tag "layout"; {@link #upload}) or inside a workspace someone else owns ({@link #into}). An empty
- * array still takes one element, so every pointer is valid.
+ * pool (tag "layout"; {@link #upload}) or inside a workspace someone else owns ({@link Pinned#into}). An
+ * empty array still takes one element, so every pointer is valid.
  */
 final class DeviceTileLists implements AutoCloseable {
     private final DeviceTensor offsets;
@@ -74,16 +76,55 @@ final class DeviceTileLists implements AutoCloseable {
         return at;
     }
 
-    /** Copies {@code lists} into the caller's workspace at {@link #workspaceLayout}; closing frees nothing. */
-    static DeviceTileLists into(CudaDevice device, long workspace, CudaStream stream, TileLists lists) {
-        Tensor[] h = host(lists);
-        long[] at = workspaceLayout(lists);
-        DeviceTensor[] d = new DeviceTensor[4];
-        for (int i = 0; i < 4; i++) {
-            d[i] = DeviceTensor.borrow(device, workspace + at[i], h[i].dtype(), h[i].shape());
-            d[i].copyFrom(h[i], stream, null);
+    /**
+     * A layout's four arrays in one page-locked host buffer, each where {@link #workspaceLayout} puts it in a
+     * workspace: {@link #into} copies them there with one asynchronous copy that nothing waits for. The owner
+     * closes it once no copy from it is queued.
+     */
+    static final class Pinned implements AutoCloseable {
+        private static final DType[] TYPES = {DType.I32, DType.I32, DType.I32, DType.I64};
+        private final PinnedBuffer buffer;
+        private final long[] at;
+        private final long[] lengths = new long[4];
+
+        Pinned(CudaDevice device, TileLists lists) {
+            Tensor[] h = host(lists);
+            this.at = workspaceLayout(lists);
+            this.buffer = new PinnedBuffer(device, at[4]);
+            try {
+                ByteBuffer b = buffer.buffer();
+                for (int i = 0; i < 4; i++) {
+                    b.position((int) at[i]);
+                    b.put(h[i].bytes().duplicate());
+                    lengths[i] = h[i].numel();
+                }
+            } catch (RuntimeException e) {
+                throw Resources.closeAfter(e, buffer);
+            }
         }
-        return new DeviceTileLists(d);
+
+        /** Bytes of the workspace the arrays take. */
+        long bytes() {
+            return at[4];
+        }
+
+        /**
+         * Queues the copy into the workspace at {@code workspace} on {@code stream} and returns views of the
+         * arrays there; closing them frees nothing.
+         */
+        DeviceTileLists into(CudaDevice device, long workspace, CudaStream stream) {
+            buffer.copyToDevice(workspace, at[4], stream);
+            DeviceTensor[] d = new DeviceTensor[4];
+            for (int i = 0; i < 4; i++) {
+                d[i] = DeviceTensor.borrow(device, workspace + at[i], TYPES[i], lengths[i]);
+            }
+            return new DeviceTileLists(d);
+        }
+
+        @Override
+        public void close() {
+            buffer.close();
+        }
     }
 
     /** The kernels' view: lists per (layout head, query tile) cell. */

@@ -1,8 +1,6 @@
 package io.headroute.model.gpu;
 
-import static jcuda.driver.JCudaDriver.cuMemAllocHost;
 import static jcuda.driver.JCudaDriver.cuMemcpy2DAsync;
-import static jcuda.driver.JCudaDriver.cuMemFreeHost;
 import static jcuda.driver.JCudaDriver.cuMemcpyDtoH;
 import static jcuda.driver.JCudaDriver.cuMemcpyHtoDAsync;
 
@@ -12,6 +10,7 @@ import io.headroute.cuda.CudaException;
 import io.headroute.cuda.CudaStream;
 import io.headroute.cuda.DevicePointers;
 import io.headroute.cuda.KernelModule;
+import io.headroute.cuda.PinnedBuffer;
 import io.headroute.cuda.Resources;
 import io.headroute.cuda.blas.Cublas;
 import io.headroute.cuda.memory.Bytes;
@@ -22,7 +21,6 @@ import io.headroute.routing.CudaHeadRouter;
 import io.headroute.routing.RouterConfig;
 import io.headroute.tensor.DType;
 import java.nio.ByteBuffer;
-import java.nio.ByteOrder;
 import jcuda.Pointer;
 import jcuda.driver.CUDA_MEMCPY2D;
 import jcuda.driver.CUmemorytype;
@@ -92,39 +90,21 @@ public final class CudaBlockOps implements BlockOps {
         return cublas;
     }
 
-    private static final class Pinned implements HostBuffer {
-        private final CudaDevice device;
-        private final Pointer pointer = new Pointer();
-        private final ByteBuffer view;
-        private boolean closed;
-
-        Pinned(CudaDevice device, long bytes) {
-            this.device = device;
-            device.makeCurrent();
-            CudaException.check(cuMemAllocHost(pointer, Math.max(bytes, 1)), "cuMemAllocHost(" + Bytes.format(bytes) + ")",
-                    device.describe());
-            this.view = pointer.getByteBuffer(0, bytes).order(ByteOrder.LITTLE_ENDIAN);
-        }
-
+    private record Pinned(PinnedBuffer pinned) implements HostBuffer {
         @Override
         public ByteBuffer buffer() {
-            return view.duplicate().order(ByteOrder.LITTLE_ENDIAN).clear();
+            return pinned.buffer();
         }
 
         @Override
         public void close() {
-            if (closed) {
-                return;
-            }
-            closed = true;
-            device.makeCurrent();
-            CudaException.check(cuMemFreeHost(pointer), "cuMemFreeHost", device.describe());
+            pinned.close();
         }
     }
 
     @Override
     public HostBuffer pinned(long bytes) {
-        return new Pinned(device, bytes);
+        return new Pinned(new PinnedBuffer(device, bytes));
     }
 
     @Override

@@ -18,6 +18,7 @@ import java.util.Random;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Tag;
+import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
 
@@ -166,6 +167,52 @@ class DeviceLaunchGpuTest {
         }
         double tol = CudaAttentionGpuTest.tolerance(dt);
         assertTrue(Math.sqrt(num / den) <= tol, what + ": relative L2 " + Math.sqrt(num / den) + " > " + tol);
+    }
+
+    /**
+     * A sparse call copies its layout into the workspace from a page-locked copy the engine caches per layout
+     * (eight at most): eleven layouts in turn, then the first again (its copy evicted and made anew), each into
+     * the same workspace, which holds the previous layout until the copy lands.
+     */
+    @Test
+    void sparseLayoutCopiesStayRightAcrossEvictions() {
+        DType dt = DType.BF16;
+        int b = 1;
+        int h = 2;
+        int l = 150;
+        int d = 64;
+        AttentionShape sh = new AttentionShape(b, h, h, l, l, d);
+        Random r = new Random(11);
+        Tensor qh = Tensor.ofFloats(dt, gaussian(r, b * h * l * d), b, h, l, d);
+        Tensor kh = Tensor.ofFloats(dt, gaussian(r, b * h * l * d), b, h, l, d);
+        Tensor vh = Tensor.ofFloats(dt, gaussian(r, b * h * l * d), b, h, l, d);
+        int[] windows = {3, 9, 17, 25, 33, 41, 49, 57, 65, 97, 129, 3};
+        long ws = 0;
+        for (int w : windows) {
+            ws = Math.max(ws, gpu.launchWorkspaceBytes(sh, dt, Algorithm.SPARSE, Patterns.parse("window:" + w), 64));
+        }
+        try (DeviceTensor q = gpu.upload(qh, dt, "qkv");
+                DeviceTensor k = gpu.upload(kh, dt, "qkv");
+                DeviceTensor v = gpu.upload(vh, dt, "qkv");
+                DeviceTensor o = gpu.upload(Tensor.ofFloats(dt, new float[b * h * l * d], b, h, l, d), dt, "out");
+                DeviceTensor work = gpu.upload(Tensor.ofInts(new int[(int) ((ws + 3) / 4)], (ws + 3) / 4), DType.I32, "work")) {
+            AttentionParams.Strides st = AttentionParams.Strides.contiguous(h, h, l, l, d);
+            for (int w : windows) {
+                Pattern p = Patterns.parse("window:" + w);
+                gpu.launch(new CudaAttentionEngine.DeviceCall(q.address(), k.address(), v.address(), o.address(), 0,
+                        work.address(), ws, st, sh, p, (float) (1 / Math.sqrt(d)), dt, Algorithm.SPARSE, 64), gpu.stream());
+                float[] got = o.download(gpu.stream(), null).toFloatArray();
+                float[] want = cpu.run(AttentionRequest.builder(qh, kh, vh).pattern(p).dtype(dt).build()).o().toFloatArray();
+                double num = 0;
+                double den = 0;
+                for (int i = 0; i < got.length; i++) {
+                    num += (double) (got[i] - want[i]) * (got[i] - want[i]);
+                    den += (double) want[i] * want[i];
+                }
+                double tol = CudaAttentionGpuTest.tolerance(dt);
+                assertTrue(Math.sqrt(num / den) <= tol, "window:" + w + ": relative L2 " + Math.sqrt(num / den) + " > " + tol);
+            }
+        }
     }
 
     private static float[] gaussian(Random r, int n) {
