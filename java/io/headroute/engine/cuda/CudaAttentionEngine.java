@@ -269,9 +269,10 @@ public final class CudaAttentionEngine implements AttentionEngine {
                 if (flash.sharedBytes() > 48 * 1024) {
                     m.allowSharedMemory(flash.kernel(), flash.sharedBytes());
                 }
-                // What a call on caller memory (launch) runs: the work list built on the device and the maximal
-                // grid, whose blocks past the list's length (read by the kernel) exit at once; nothing waits for
-                // the host between the timer's events. The list's length is read back afterwards, as a check.
+                // The work list built on the device, as a call on caller memory (launch) builds it, but with the
+                // grid the host plan counted (the gate is on the host too): only active tiles are launched, and
+                // nothing waits for the host between the timer's events. The kernel reads the list's length from
+                // the device (blocks past it would exit); read back after the call, it must equal the plan's.
                 timer.start();
                 try (GateWork.DeviceWork work = gp.mode == GateMode.WHOLE_GRID ? null
                         : GateWork.queueOwned(device, pool, stream, module(GateWork.MODULE), gate.address(), sh.batch(),
@@ -282,7 +283,7 @@ public final class CudaAttentionEngine implements AttentionEngine {
                         o.fillBits(0, stream);
                         lse.fillBits(NEG_INF_BITS, stream);
                     }
-                    long grid = flash.blocks(); // ≤ Integer.MAX_VALUE / 3 with a work list: its Sizes checked it
+                    long grid = work == null ? flash.blocks() : gp.tiles; // ≤ Integer.MAX_VALUE / 3: Sizes checked it
                     byte[] params = AttentionParams.encode(
                             new AttentionParams.Pointers(q.address(), k.address(), v.address(), o.address(), lse.address(),
                                     gate == null ? 0 : gate.address(), work == null ? 0 : work.list()),

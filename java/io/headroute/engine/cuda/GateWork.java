@@ -18,8 +18,9 @@ import java.util.Arrays;
  * memory.
  * <ul>
  *   <li>Block granularity: the (b, h, query tile) triples, ordered by b, h, tile, of the tiles of Br rows
- *       with any non-zero gate; the attention kernels compute exactly those tiles (on the maximal grid,
- *       blocks past the list's length, read from device memory, return at once).</li>
+ *       with any non-zero gate; the attention kernels compute exactly those tiles (a grid of the host plan's
+ *       count, or on the maximal grid, whose blocks past the list's length, read from device memory, return at
+ *       once).</li>
  *   <li>Token granularity: per (b, h) the rows with a non-zero gate, ascending (stable compaction), and
  *       (b, h, tile) triples over those compacted rows, ceil(count / Br) per (b, h); the kernels read Q
  *       and write O and lse through the row list, so causal and pattern rules see original positions.</li>
