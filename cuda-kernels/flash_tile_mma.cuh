@@ -52,10 +52,11 @@ struct Tiling {
                   "head dim must be 32, 64, 96 or 128: Q·Kᵀ steps k by 16 and P·V loads V in 16-column pairs; "
                   "D = 256 would need 128 accumulator registers for O alone");
     static_assert(16 * M * Warps == 64 || 16 * M * Warps == 128, "a block owns 64 or 128 query rows");
-    static_assert(Stages == 1 || Stages == 2, "key/value tiles are single- or double-buffered");
+    static_assert(Stages == 1 || Stages == 2 || (Stages == 3 && Pipelined),
+                  "key/value tiles are single-, double- or (the pipelined loop) triple-buffered");
     static_assert(!Wgmma || ((Warps == 4 || Warps == 8) && M == 1 && QRegs && D % 64 == 0),
                   "wgmma: one or two warpgroups of 64 rows, Qi in registers, O in m64n64 pieces");
-    static_assert(!Pipelined || (Wgmma && Stages == 2), "the pipelined loop is the wgmma one, double-buffered");
+    static_assert(!Pipelined || (Wgmma && Stages == 3), "the pipelined loop is the wgmma one, triple-buffered");
     static constexpr int kD = D;
     static constexpr int kWarps = Warps;
     static constexpr int kThreads = 32 * Warps;
@@ -84,11 +85,11 @@ using W4X2 = Tiling<D, 4, 2, 1, (D <= 64)>;
 template <int D>
 using WG = Tiling<D, 4, 1, 2, true, true>;
 template <int D>
-using WGP = Tiling<D, 4, 1, 2, true, true, true>;
+using WGP = Tiling<D, 4, 1, 3, true, true, true>;
 template <int D>
 using WGX2 = Tiling<D, 8, 1, 2, true, true>;
 template <int D>
-using WGPX2 = Tiling<D, 8, 1, 2, true, true, true>;
+using WGPX2 = Tiling<D, 8, 1, 3, true, true, true>;
 
 // The byte offset of key row r's 16-byte chunk ch in a WG tile: chunk columns of kBc keys, so that the 8
 // keys r … r + 7 (r % 8 = 0) of one chunk form a core matrix (128 contiguous bytes). For S = Qi·Kjᵀ (B K-major:
@@ -306,10 +307,24 @@ constexpr bool kTwoWarpgroups = TL::kWgmma && TL::kWarps == 8;
 // warps' votes over their rows' mask words (a partial tile), cast before the tile's first barrier into these
 // shared slots, one per warp (compacted rows over a sparse layout: the votes HrMergedKeys casts as it stages
 // the words, per 32 rows).
+//
+// Two sets of slots, by tile parity: the pipelined loop has no end-of-tile barrier, so a warp may cast tile j + 1's
+// vote while another still reads tile j's.
 template <class TL>
-__device__ __forceinline__ int* wg_vote_slots() {
-    __shared__ int votes[TL::kWarps];
-    return votes;
+__device__ __forceinline__ int* wg_vote_slots(int j) {
+    __shared__ int votes[2][TL::kWarps];
+    return votes[j & 1];
+}
+
+// The pipelined loop's copies for later tiles, queued in iteration j once its softmax is done: K of tile j + 2 and
+// V of tile j + 1 (each when it exists), into the buffers that held tiles j − 1 and j − 2, in one cp.async group
+// (committed even when empty, so that every iteration commits exactly one). Every thread takes part.
+template <class TL, typename T>
+__device__ __forceinline__ void load_ahead(T* sK, T* sV, const T* K, const T* V, const AttnParams& p, int j, int n_tiles,
+                                           int kt_next, int kt_after) {
+    if (j + 2 < n_tiles) load_tile<TL>(sK + ((j + 2) % 3) * TL::kKVElems, K, p.k_row_stride, kt_after * kBc, p.kv_len);
+    if (j + 1 < n_tiles) load_tile<TL>(sV + ((j + 1) % 3) * TL::kKVElems, V, p.v_row_stride, kt_next * kBc, p.kv_len);
+    hr::cp_async_commit();
 }
 
 // Attention of the block's query rows (b, h, rows) over the key tiles of `keys`: writes O (times the
@@ -363,13 +378,19 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
     // address of the next cp.async never waits on a load.
     int kt = n_tiles > 0 ? keys.tile(0) : 0;
     int kt_next = n_tiles > 1 ? keys.tile(1) : 0;
-    // Qi and the first key tile (and with two stages its values) in one cp.async group.
+    // Qi and the first key tile (and with two stages its values) in one cp.async group; pipelined, the second
+    // key tile and the first values in a second group (then load_ahead: one group per iteration).
     load_queries<TL>(sQ, Q, p.q_row_stride, rows);
     if (n_tiles > 0) {
         load_tile<TL>(sK, K, p.k_row_stride, kt * kBc, p.kv_len);
-        if (TL::kStages == 2 && !TL::kPipelined) load_tile<TL>(sV, V, p.v_row_stride, kt * kBc, p.kv_len);
+        if (TL::kStages == 2) load_tile<TL>(sV, V, p.v_row_stride, kt * kBc, p.kv_len);
     }
     hr::cp_async_commit();
+    if constexpr (TL::kPipelined) {
+        if (n_tiles > 1) load_tile<TL>(sK + TL::kKVElems, K, p.k_row_stride, kt_next * kBc, p.kv_len);
+        if (n_tiles > 0) load_tile<TL>(sV, V, p.v_row_stride, kt * kBc, p.kv_len);
+        hr::cp_async_commit();
+    }
 
     uint32_t qf[M][TL::kQRegs ? D / 16 : 1][4];  // Qi as A-fragments (kQRegs only)
     float acc_o[M][kDT][4];
@@ -388,19 +409,17 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
     // Two warpgroups: tiles a warpgroup may skip (wg_vote_slots); its first row; whether pw_prev holds a P whose P·V
     // is still to be issued (WGPX2: a skipped tile leaves none; one warpgroup: every tile but the first).
     constexpr bool kWgSkip = kTwoWarpgroups<TL>;
-    static_assert(!kWgSkip || TL::kStages == 2, "a skipped tile's barrier stands for the two-stage loop's last one");
+    static_assert(!kWgSkip || TL::kStages >= 2,
+                  "a skipped tile meets the two-stage loop's end barrier, or (three stages) only the loop's first");
     [[maybe_unused]] const int wg_row0 = 64 * (warp >> 2);
     [[maybe_unused]] bool pv_pending = false;
 
     for (int j = 0; j < n_tiles; ++j) {
-        const int buf = TL::kStages == 2 ? (j & 1) : 0;
-        if constexpr (TL::kPipelined) {
-            // Kj+1 with Vj: values lag keys by a tile, as P·V lags S = Q·Kᵀ. Buffer 1 − buf of K held Kj−1
-            // and buffer buf of V held Vj−2, both waited for in iteration j − 1, which ended with a barrier.
-            if (j + 1 < n_tiles) load_tile<TL>(sK + (1 - buf) * TL::kKVElems, K, p.k_row_stride, kt_next * kBc, p.kv_len);
-            load_tile<TL>(sV + buf * TL::kKVElems, V, p.v_row_stride, kt * kBc, p.kv_len);
-            hr::cp_async_commit();
-        } else if (TL::kStages == 2 && j + 1 < n_tiles) {
+        // Pipelined: tile j's K in buffer j % 3 and its V likewise (Vj−1, which this tile's P·V reads, in buffer
+        // (j + 2) % 3); the copies for later tiles are queued after the softmax (load_ahead).
+        const int buf = TL::kPipelined ? j % 3 : TL::kStages == 2 ? (j & 1) : 0;
+        [[maybe_unused]] const int pv_buf = TL::kPipelined ? (j + 2) % 3 : 0;
+        if (TL::kStages == 2 && j + 1 < n_tiles) {
             // Buffer 1 − buf was last read in iteration j − 1, which ended with a barrier.
             load_tile<TL>(sK + (1 - buf) * TL::kKVElems, K, p.k_row_stride, kt_next * kBc, p.kv_len);
             load_tile<TL>(sV + (1 - buf) * TL::kKVElems, V, p.v_row_stride, kt_next * kBc, p.kv_len);
@@ -415,15 +434,16 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
         for (int mi = 0; mi < M; ++mi) w[mi][0] = w[mi][1] = ~0ull;
         if (!Keys::kStaged && mask == HR_MASK_BITS) load_bits<M>(w, keys.bits(j), warp, g);
         if constexpr (kWgSkip && !Keys::kStaged) {
-            // Read after the barrier below; last read before the tile's end barrier, so one slot per warp serves.
+            // Read after the barrier below, before the next iteration's: one slot per warp and tile parity serves
+            // (the pipelined loop has no end barrier: a warp may cast tile j + 1's vote while another reads tile j's).
             if (mask == HR_MASK_BITS) {
                 const bool any = __any_sync(0xffffffffu, (w[0][0] | w[0][1]) != 0ull);
-                if (lane == 0) wg_vote_slots<TL>()[warp] = any;
+                if (lane == 0) wg_vote_slots<TL>(j)[warp] = any;
             }
         }
-        if constexpr (TL::kStages == 2) {
+        if constexpr (TL::kStages >= 2) {
             if (TL::kPipelined || j + 1 < n_tiles) {
-                hr::cp_async_wait<1>();  // pipelined: Kj and Vj−1 have landed, Kj+1 and Vj may not
+                hr::cp_async_wait<1>();  // pipelined: Kj and Vj−1 have landed (the group before last), Kj+1 and Vj may not
             } else {
                 hr::cp_async_wait<0>();
             }
@@ -464,7 +484,7 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
                 skip = rows.row(min(wg_row0 + 63, rows.count - 1)) + (p.kv_len - p.q_len) < kt * kBc;
             if constexpr (!Keys::kStaged) {
                 if (!skip && mask == HR_MASK_BITS) {
-                    const int* v = wg_vote_slots<TL>() + (warp & ~3);
+                    const int* v = wg_vote_slots<TL>(j) + (warp & ~3);
                     skip = (v[0] | v[1] | v[2] | v[3]) == 0;
                 }
             } else {
@@ -476,15 +496,17 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
             }
             if (skip) {
                 if constexpr (TL::kPipelined) {
-                    // The previous tile's P·V reads V's other buffer, which the next iteration refills: done now.
+                    // The previous tile's P·V reads buffer pv_buf of V, which the next iteration refills: done now.
                     if (pv_pending) {
-                        wg_pv_wait<T, D>(acc_o[0], pw_prev, sV + (1 - buf) * TL::kKVElems);
+                        wg_pv_wait<T, D>(acc_o[0], pw_prev, sV + pv_buf * TL::kKVElems);
                         pv_pending = false;
                     }
+                    load_ahead<TL>(sK, sV, K, V, p, j, n_tiles, kt_next, kt_after);  // this warpgroup's share
+                } else {
+                    // The other warpgroup's end of tile j (two stages: see the loop's last barrier), met from
+                    // another place in the code: not the .aligned barrier of __syncthreads().
+                    hr::sync_block_any_site();
                 }
-                // The other warpgroup's end of tile j (two stages: see the loop's last barrier), met from another
-                // place in the code: not the .aligned barrier of __syncthreads().
-                hr::sync_block_any_site();
                 kt = kt_next;
                 kt_next = kt_after;
                 continue;
@@ -522,7 +544,7 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
             if constexpr (TL::kPipelined) {
                 if (kWgSkip ? pv_pending : j > 0) {
                     hr::wgmma_fence();
-                    wg_issue_pv<T, D>(acc_o[0], pw_prev, sV + (1 - buf) * TL::kKVElems);
+                    wg_issue_pv<T, D>(acc_o[0], pw_prev, sV + pv_buf * TL::kKVElems);
                     hr::wgmma_commit();
                     pv_running = true;
                 }
@@ -650,9 +672,12 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
         }
 
         if constexpr (TL::kPipelined) {
-            // Pj waits for the next iteration (or the end); O's rescale waits for Pj−1·Vj−1 to finish.
-            uint32_t pw[kNT / 2][4];
-            wg_pack_p<T>(pw, s[0]);
+            // The copies for later tiles, queued here: their uniform branches end the block of code that holds
+            // the exponentials, so that ptxas cannot hoist the wait below (an instruction without inputs) above
+            // them, which left the tensor cores idle through the softmax.
+            load_ahead<TL>(sK, sV, K, V, p, j, n_tiles, kt_next, kt_after);
+            // O's rescale and Pj's packing (into the registers Pj−1·Vj−1 reads: written before its wait, they
+            // would serialize the products) wait for Pj−1·Vj−1 to finish; Pj's P·V waits for the next iteration.
             hr::wgmma_wait<0>();
             wg_fence_pv<D>(acc_o[0], pw_prev);
             if (rescale) {
@@ -664,10 +689,7 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
                         acc_o[0][x][2 * rr + 1] *= alpha_o[0][rr];
                     }
             }
-#pragma unroll
-            for (int kk = 0; kk < kNT / 2; ++kk)
-#pragma unroll
-                for (int e = 0; e < 4; ++e) pw_prev[kk][e] = pw[kk][e];
+            wg_pack_p<T>(pw_prev, s[0]);
             pv_pending = true;
         } else if constexpr (TL::kWgmma) {
             // O += P · Vj as 4·D/64 wgmma m64n64k16 (wg_issue_pv), waited for at once.
@@ -700,7 +722,10 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
             }
         }
         // Two stages: every warp is done with buffer `buf` before iteration j + 1 refills it. One stage:
-        // the next iteration's first barrier does that for Vj, and Kj+1 is already queued.
+        // the next iteration's first barrier does that for Vj, and Kj+1 is already queued. Three (pipelined):
+        // iteration j refills the buffers of tiles j − 1 (K, read by S, waited for in iteration j − 1) and j − 2
+        // (V, read by P·V, waited for in iteration j − 1) after its first barrier, which every thread reaches
+        // only once done with iteration j − 1: no barrier here.
         if constexpr (TL::kStages == 2) {
             if constexpr (kWgSkip) {
                 hr::sync_block_any_site();  // a warpgroup that skipped tile j meets this barrier from its skip
@@ -719,7 +744,7 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
             hr::cp_async_wait<0>();
             hr::fence_proxy_async();
             __syncthreads();
-            if (!kWgSkip || pv_pending) wg_pv_wait<T, D>(acc_o[0], pw_prev, sV + ((n_tiles - 1) & 1) * TL::kKVElems);
+            if (!kWgSkip || pv_pending) wg_pv_wait<T, D>(acc_o[0], pw_prev, sV + ((n_tiles - 1) % 3) * TL::kKVElems);
         }
     }
 

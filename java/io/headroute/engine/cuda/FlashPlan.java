@@ -48,9 +48,9 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
         W2(64, 64, 1, false),
         W4X2(128, 128, 1, false),
         WG(64, 128, 2, true),
-        WGP(64, 128, 2, true),
+        WGP(64, 128, 3, true),
         WGX2(128, 256, 2, true),
-        WGPX2(128, 256, 2, true);
+        WGPX2(128, 256, 3, true);
 
         private final int rows;
         private final int threads;

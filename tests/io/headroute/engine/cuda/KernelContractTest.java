@@ -371,7 +371,8 @@ class KernelContractTest {
 
     /**
      * WG and WGP: W4's 64-row blocks with wgmma, their kernels in a module of their own (flash_fwd_wgmma.cu, built
-     * for sm_90a alone); key/value tiles unpadded (16-byte columns of 64 keys), Qi padded as in W4.
+     * for sm_90a alone); key/value tiles unpadded (16-byte columns of 64 keys), two buffers each (WGP: three), Qi
+     * padded as in W4.
      */
     @Test
     void theWgTilingPlansTheWgmmaModule() throws IOException {
@@ -388,7 +389,9 @@ class KernelContractTest {
                     assertEquals(128, p.threads(), "one warpgroup");
                     assertEquals(64, p.blockRows());
                     assertEquals(5, p.gridX(), "ceil(300 / 64) query tiles");
-                    assertEquals((64 * (d + 8) + 4 * 64 * d) * 2, p.sharedBytes(), "Qi padded, two K and two V tiles unpadded");
+                    int stages = tiling == FlashPlan.Tiling.WGP ? 3 : 2; // the pipelined loop triple-buffers
+                    assertEquals((64 * (d + 8) + 2 * stages * 64 * d) * 2, p.sharedBytes(),
+                            "Qi padded, " + stages + " K and " + stages + " V tiles unpadded");
                     // The block-sparse kernels too, plain and merging, in the same module and block shape.
                     FlashPlan sp = FlashPlan.sparse(sh, dt, tiling);
                     assertEquals("hr_flash_sparse_" + prefix + dt.cliName() + "_d" + d, sp.kernel());
@@ -419,13 +422,14 @@ class KernelContractTest {
         assertTrue(make.contains("$(KERNEL_DIR)/flash_fwd_wgmma.fatbin: GENCODE := -gencode arch=compute_90a,code=sm_90a"), make);
         String tile = source("flash_tile_mma.cuh");
         assertTrue(tile.contains("using WG = Tiling<D, 4, 1, 2, true, true>;"), "WG: 4 warps x 16 rows, two stages, Qi in registers");
-        assertTrue(tile.contains("using WGP = Tiling<D, 4, 1, 2, true, true, true>;"), "WGP: WG pipelined, the same shared memory");
+        assertTrue(tile.contains("using WGP = Tiling<D, 4, 1, 3, true, true, true>;"), "WGP: WG pipelined, three stages");
         assertTrue(tile.contains("static constexpr int kKVElems = Wgmma ? kBc * D : kBc * kStride;"), "unpadded wgmma tiles");
     }
 
     /**
      * WGX2 and WGPX2: WG and WGP with two warpgroups on 128-row blocks (256 threads), dense/causal, block-sparse and
-     * merging kernels, in the wgmma module; Qi of 128 padded rows, two K and two V tiles unpadded as in WG; the merge
+     * merging kernels, in the wgmma module; Qi of 128 padded rows, two K and two V tiles unpadded as in WG (WGPX2:
+     * three of each); the merge
      * state for 128 rows after them, and the merging kernel asks for one block per SM (two would cap its registers
      * at 128).
      */
@@ -444,7 +448,9 @@ class KernelContractTest {
                     assertEquals(128, p.blockRows());
                     assertEquals(64, p.tileKeys(), "key tiles stay 64 keys");
                     assertEquals(3, p.gridX(), "ceil(300 / 128) query tiles");
-                    assertEquals((128 * (d + 8) + 4 * 64 * d) * 2, p.sharedBytes(), "Qi padded, two K and two V tiles unpadded");
+                    int stages = tiling == FlashPlan.Tiling.WGPX2 ? 3 : 2; // the pipelined loop triple-buffers
+                    assertEquals((128 * (d + 8) + 2 * stages * 64 * d) * 2, p.sharedBytes(),
+                            "Qi padded, " + stages + " K and " + stages + " V tiles unpadded");
                     // The block-sparse kernels too, plain and merging, in the same module and block shape.
                     FlashPlan sp = FlashPlan.sparse(sh, dt, tiling);
                     assertEquals("hr_flash_sparse_" + tiling.cliName() + "_" + dt.cliName() + "_d" + d, sp.kernel());
@@ -477,7 +483,7 @@ class KernelContractTest {
         assertEquals("wgpx2", FlashPlan.Tiling.WGPX2.cliName());
         String tile = source("flash_tile_mma.cuh");
         assertTrue(tile.contains("using WGX2 = Tiling<D, 8, 1, 2, true, true>;"), "WGX2: 8 warps x 16 rows, two stages");
-        assertTrue(tile.contains("using WGPX2 = Tiling<D, 8, 1, 2, true, true, true>;"), "WGPX2: WGX2 pipelined");
+        assertTrue(tile.contains("using WGPX2 = Tiling<D, 8, 1, 3, true, true, true>;"), "WGPX2: WGX2 pipelined, three stages");
         assertTrue(tile.contains("__launch_bounds__(hr_mma::TL<D>::kThreads, hr_mma::TL<D>::kThreads == 256 ? 1 : 2)"),
                 "the merging kernels of 256 threads ask for one block per SM");
     }
