@@ -1,6 +1,7 @@
 package io.headroute.cli;
 
 import io.headroute.pattern.Pattern;
+import io.headroute.tensor.AtomicFiles;
 import io.headroute.tensor.Npy;
 import io.headroute.tensor.Safetensors;
 import io.headroute.tensor.Tensor;
@@ -38,18 +39,14 @@ final class TensorOutputs {
         checkTarget(file);
     }
 
-    /** Fails now if the directory of {@code file} is missing or not writable, or if {@code file} is a directory. */
+    /**
+     * Fails now if {@code file} could not be written later: its directory is missing (or a file) or not writable, or
+     * {@code file} is a directory.
+     */
     static void checkTarget(Path file) {
-        Path abs = file.toAbsolutePath();
-        Path dir = abs.getParent();
-        if (dir == null || !Files.isDirectory(dir)) {
-            throw new TensorFileException(file, "cannot write: directory " + dir + " does not exist");
-        }
+        Path dir = AtomicFiles.checkTarget(file).getParent();
         if (!Files.isWritable(dir)) {
             throw new TensorFileException(file, "cannot write: directory " + dir + " is not writable");
-        }
-        if (Files.isDirectory(abs)) {
-            throw new TensorFileException(file, "cannot write: is a directory");
         }
     }
 

@@ -108,17 +108,8 @@ public final class AtomicFiles {
      * exceptions from {@code body} propagate unchanged.
      */
     public static void write(Path target, IoConsumer<OutputStream> body) {
-        Path abs = target.toAbsolutePath();
+        Path abs = checkTarget(target);
         Path dir = abs.getParent();
-        if (dir == null || abs.getFileName() == null) {
-            throw new TensorFileException(target, "not a file path");
-        }
-        if (!Files.isDirectory(dir)) {
-            throw new TensorFileException(target, "cannot write: directory " + dir + " does not exist");
-        }
-        if (Files.isDirectory(abs)) {
-            throw new TensorFileException(target, "cannot write: is a directory");
-        }
         Path tmp = null;
         try {
             FileChannel ch = null;
@@ -163,6 +154,34 @@ public final class AtomicFiles {
                 }
             }
         }
+    }
+
+    /**
+     * Fails unless {@link #write} could write {@code target} (permissions aside): a file path whose folder exists and
+     * that is not a folder itself. Returns its absolute path.
+     */
+    public static Path checkTarget(Path target) {
+        Path abs = target.toAbsolutePath();
+        Path dir = abs.getParent();
+        if (dir == null || abs.getFileName() == null) {
+            throw new TensorFileException(target, "not a file path");
+        }
+        if (!Files.isDirectory(dir)) {
+            throw new TensorFileException(target, "cannot write: " + folderProblem(dir));
+        }
+        if (Files.isDirectory(abs)) {
+            throw new TensorFileException(target, "cannot write: is a directory");
+        }
+        return abs;
+    }
+
+    /** Why the folder {@code dir}, which is not a directory, cannot take a file: a file is in the way, or it is missing. */
+    private static String folderProblem(Path dir) {
+        Path p = dir;
+        while (p != null && !Files.exists(p)) {
+            p = p.getParent();
+        }
+        return p != null && !Files.isDirectory(p) ? p + " is not a directory" : "directory " + dir + " does not exist";
     }
 
     /**

@@ -375,12 +375,17 @@ class AttendCommandTest {
     }
 
     @Test
-    void badOutputsAreRefusedBeforeComputing() {
+    void badOutputsAreRefusedBeforeComputing() throws IOException {
         Inputs in = good();
         Path txt = dir.resolve("o.txt");
         Cli.run(args(in.q(), in.k(), in.v(), txt)).assertBadInput("headroute attend", "extension", txt);
         Path nodir = dir.resolve("no/such/dir/o.npy");
         Cli.run(args(in.q(), in.k(), in.v(), nodir)).assertBadInput("headroute attend", "does not exist", nodir);
+        Path afile = Files.writeString(dir.resolve("afile"), "hi");
+        for (Path under : List.of(afile.resolve("o.npy"), afile.resolve("deeper/o.npy"))) {
+            Cli.run(args(in.q(), in.k(), in.v(), under)).assertBadInput("headroute attend",
+                    "cannot write: " + afile.toAbsolutePath() + " is not a directory", under);
+        }
         Path out = dir.resolve("o.npy");
         Cli.run(args(in.q(), in.k(), in.v(), out, "--lse", dir.resolve("l.pt").toString())).assertBadInput("headroute attend",
                 "extension", out);

@@ -132,6 +132,18 @@ class AtomicFilesTest {
         assertFalse(Files.exists(target));
     }
 
+    /** A file where the target's folder should be is named as such, not as a missing directory. */
+    @Test
+    void aFileAsTheFolderIsNamed() throws IOException {
+        Path afile = Files.writeString(dir.resolve("afile"), "hi");
+        for (Path target : List.of(afile.resolve("out.bin"), afile.resolve("sub/out.bin"))) {
+            TensorFileException e = assertThrows(TensorFileException.class, () -> AtomicFiles.write(target, out -> out.write(1)));
+            assertEquals(target + ": cannot write: " + afile + " is not a directory", e.getMessage());
+        }
+        assertEquals("hi", Files.readString(afile));
+        assertEquals(List.of("afile"), listing());
+    }
+
     @Test
     void directoryAsTargetIsRefused() throws IOException {
         Path target = Files.createDirectory(dir.resolve("sub"));
