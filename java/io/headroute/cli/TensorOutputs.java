@@ -33,6 +33,9 @@ final class TensorOutputs {
 
     /** Fails now if {@code file} could not be written later: unknown extension, no such directory, a directory. */
     static void checkTensorTarget(Path file) {
+        if (file.toString().isEmpty()) {
+            throw new TensorFileException(file, "expected a .npy or .safetensors file");
+        }
         if (!isNpy(file) && !isSafetensors(file)) {
             throw new TensorFileException(file, "unknown tensor file extension; expected .npy or .safetensors");
         }

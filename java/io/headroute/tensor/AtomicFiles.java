@@ -161,6 +161,9 @@ public final class AtomicFiles {
      * that is not a folder itself. Returns its absolute path.
      */
     public static Path checkTarget(Path target) {
+        if (target.toString().isEmpty()) {
+            throw new TensorFileException(target, "expected a file name");
+        }
         Path abs = target.toAbsolutePath();
         Path dir = abs.getParent();
         if (dir == null || abs.getFileName() == null) {

@@ -4,8 +4,8 @@ import java.nio.file.Path;
 import java.util.Objects;
 
 /**
- * A tensor file could not be read or written. The message is one line, {@code "<path>: <problem>"},
- * fit to show a user as is.
+ * A tensor file could not be read or written. The message is one line, {@code "<path>: <problem>"}
+ * ({@code "empty path: <problem>"} for an empty path), fit to show a user as is.
  */
 public class TensorFileException extends RuntimeException {
     private final transient Path file;
@@ -29,7 +29,9 @@ public class TensorFileException extends RuntimeException {
 
     private static String format(Path file, String problem) {
         Objects.requireNonNull(file, "file");
+        // An empty path (e.g. --out "") would make the message start with ": ".
+        String where = file.toString().isEmpty() ? "empty path" : file.toString();
         // Problems may quote a library's message, which can span lines; the contract is one line.
-        return file + ": " + String.valueOf(problem).replaceAll("\\s*\\R\\s*", " ").strip();
+        return where + ": " + String.valueOf(problem).replaceAll("\\s*\\R\\s*", " ").strip();
     }
 }

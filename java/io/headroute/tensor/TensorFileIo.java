@@ -19,6 +19,9 @@ final class TensorFileIo {
 
     /** Opens {@code file} for reading, turning the usual failures into one-line messages. */
     static FileChannel openForRead(Path file) {
+        if (file.toString().isEmpty()) {
+            throw new TensorFileException(file, "expected a file name"); // "" would mean the working directory
+        }
         if (Files.isDirectory(file)) {
             throw new TensorFileException(file, "is a directory, not a tensor file");
         }

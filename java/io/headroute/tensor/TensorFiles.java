@@ -54,6 +54,9 @@ public final class TensorFiles {
     }
 
     private static Format format(Path file) {
+        if (file.toString().isEmpty()) {
+            throw new TensorFileException(file, "expected a .npy or .safetensors file");
+        }
         String name = fileName(file).toLowerCase(Locale.ROOT);
         if (name.endsWith(".npy")) {
             return Format.NPY;

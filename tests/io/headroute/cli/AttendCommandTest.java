@@ -387,6 +387,8 @@ class AttendCommandTest {
                     "cannot write: " + afile.toAbsolutePath() + " is not a directory", under);
         }
         Path out = dir.resolve("o.npy");
+        Cli.run(args(in.q(), in.k(), in.v(), Path.of(""))).assertBadInput("headroute attend",
+                "error: empty path: expected a .npy or .safetensors file");
         Cli.run(args(in.q(), in.k(), in.v(), out, "--lse", dir.resolve("l.pt").toString())).assertBadInput("headroute attend",
                 "extension", out);
         Cli.run(args(in.q(), in.k(), in.v(), out, "--lse", out.toString())).assertBadInput("headroute attend", "same file", out);

@@ -60,4 +60,18 @@ class TensorFilesTest {
             assertEquals(f + ": unknown tensor file extension; expected .npy or .safetensors", e.getMessage());
         }
     }
+
+    /** An empty path (e.g. --out "") is named as such, not as ": unknown tensor file extension". */
+    @Test
+    void anEmptyPathIsNamed() {
+        Path empty = Path.of("");
+        for (Runnable r : List.<Runnable>of(() -> TensorFiles.read(empty), () -> TensorFiles.readAll(empty),
+                () -> TensorFiles.write(empty, t))) {
+            TensorFileException e = assertThrows(TensorFileException.class, r::run);
+            assertEquals("empty path: expected a .npy or .safetensors file", e.getMessage());
+        }
+        assertEquals("empty path: expected a file name", assertThrows(TensorFileException.class, () -> Npy.read(empty)).getMessage());
+        assertEquals("empty path: expected a file name",
+                assertThrows(TensorFileException.class, () -> AtomicFiles.write(empty, out -> out.write(1))).getMessage());
+    }
 }
