@@ -5,6 +5,7 @@ import java.io.IOException;
 import java.io.OutputStream;
 import java.nio.channels.Channels;
 import java.nio.channels.FileChannel;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.AtomicMoveNotSupportedException;
 import java.nio.file.FileAlreadyExistsException;
 import java.nio.file.Files;
@@ -14,6 +15,7 @@ import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.Collection;
 import java.util.List;
+import java.util.Locale;
 import java.util.Map;
 import java.util.concurrent.ThreadLocalRandom;
 import java.util.stream.Stream;
@@ -27,6 +29,13 @@ import java.util.stream.Stream;
 public final class AtomicFiles {
     /** The batch open on this thread, if any: {@link #write} stages into it instead of renaming. */
     private static final ThreadLocal<Batch> BATCH = new ThreadLocal<>();
+    /**
+     * The longest file name, in bytes, that common file systems take (ext4, XFS, btrfs, APFS; NTFS counts UTF-16
+     * units): a longer output name is refused before any work instead of failing at the final rename.
+     */
+    static final int MAX_NAME_BYTES = 255;
+    /** Temporary files and folders are named this, 16 hex digits and ".tmp": short, whatever the target's name. */
+    static final String TEMP_PREFIX = ".headroute-";
 
     private AtomicFiles() {}
 
@@ -114,7 +123,7 @@ public final class AtomicFiles {
         try {
             FileChannel ch = null;
             while (ch == null) {
-                tmp = dir.resolve("." + abs.getFileName() + ".tmp-" + Long.toHexString(ThreadLocalRandom.current().nextLong()));
+                tmp = tempName(dir);
                 try {
                     ch = FileChannel.open(tmp, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE);
                 } catch (FileAlreadyExistsException e) {
@@ -169,6 +178,10 @@ public final class AtomicFiles {
         if (dir == null || abs.getFileName() == null) {
             throw new TensorFileException(target, "not a file path");
         }
+        String tooLong = nameTooLong(abs);
+        if (tooLong != null) {
+            throw new TensorFileException(target, "cannot write: " + tooLong);
+        }
         if (!Files.isDirectory(dir)) {
             throw new TensorFileException(target, "cannot write: " + folderProblem(dir));
         }
@@ -176,6 +189,19 @@ public final class AtomicFiles {
             throw new TensorFileException(target, "cannot write: is a directory");
         }
         return abs;
+    }
+
+    /** Why the last name of {@code path} is too long for a file system, or null when it is not. */
+    private static String nameTooLong(Path path) {
+        Path name = path.getFileName();
+        int bytes = name == null ? 0 : name.toString().getBytes(StandardCharsets.UTF_8).length;
+        return bytes <= MAX_NAME_BYTES ? null
+                : "the name is " + bytes + " bytes long; file systems take at most " + MAX_NAME_BYTES;
+    }
+
+    /** A fresh name, of a fixed short length whatever the target's, for a temporary file or folder in {@code dir}. */
+    private static Path tempName(Path dir) {
+        return dir.resolve(String.format(Locale.ROOT, "%s%016x.tmp", TEMP_PREFIX, ThreadLocalRandom.current().nextLong()));
     }
 
     /** Why the folder {@code dir}, which is not a directory, cannot take a file: a file is in the way, or it is missing. */
@@ -196,6 +222,10 @@ public final class AtomicFiles {
             throw new IllegalArgumentException(option + " needs a folder name, got an empty one");
         }
         Path abs = out.toAbsolutePath().normalize();
+        String tooLong = nameTooLong(abs);
+        if (tooLong != null) {
+            throw new IllegalArgumentException(option + " " + out + " cannot be created: " + tooLong);
+        }
         if (Files.exists(abs)) {
             if (!Files.isDirectory(abs)) {
                 throw new IllegalArgumentException(option + " " + out + " exists and is not a directory");
@@ -270,7 +300,7 @@ public final class AtomicFiles {
             }
             return;
         }
-        Path stage = abs.resolveSibling("." + abs.getFileName() + ".tmp-" + Long.toHexString(ThreadLocalRandom.current().nextLong()));
+        Path stage = tempName(abs.getParent());
         // Folders above `out` that this call creates, deepest first: removed again if the write fails.
         List<Path> created = new ArrayList<>();
         for (Path a = abs.getParent(); a != null && !Files.exists(a); a = a.getParent()) {

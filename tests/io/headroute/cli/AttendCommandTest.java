@@ -387,6 +387,8 @@ class AttendCommandTest {
                     "cannot write: " + afile.toAbsolutePath() + " is not a directory", under);
         }
         Path out = dir.resolve("o.npy");
+        Path tooLong = dir.resolve("o".repeat(300) + ".npy");
+        Cli.run(args(in.q(), in.k(), in.v(), tooLong)).assertBadInput("headroute attend", "the name is 304 bytes long");
         Cli.run(args(in.q(), in.k(), in.v(), Path.of(""))).assertBadInput("headroute attend",
                 "error: empty path: expected a .npy or .safetensors file");
         Cli.run(args(in.q(), in.k(), in.v(), out, "--lse", dir.resolve("l.pt").toString())).assertBadInput("headroute attend",

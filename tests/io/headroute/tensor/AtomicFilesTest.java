@@ -144,6 +144,29 @@ class AtomicFilesTest {
         assertEquals(List.of("afile"), listing());
     }
 
+    /** The temporary name is short whatever the target's: a 250-byte name is written; a 256-byte one is refused first. */
+    @Test
+    void longNamesAreWrittenAndTooLongOnesRefusedBeforeTheWork() throws IOException {
+        Path longest = dir.resolve("x".repeat(251) + ".npy");
+        Npy.write(longest, Tensor.ofFloats(new float[] {1, 2}, 2));
+        assertArrayEquals(new float[] {1, 2}, Npy.read(longest).toFloatArray());
+        assertEquals(List.of(longest.getFileName().toString()), listing());
+
+        Path tooLong = dir.resolve("x".repeat(252) + ".bin");
+        boolean[] ran = {false};
+        TensorFileException e = assertThrows(TensorFileException.class, () -> AtomicFiles.write(tooLong, out -> ran[0] = true));
+        assertEquals(tooLong + ": cannot write: the name is 256 bytes long; file systems take at most 255", e.getMessage());
+        assertFalse(ran[0], "the body ran");
+        IllegalArgumentException folder = assertThrows(IllegalArgumentException.class,
+                () -> AtomicFiles.checkNewFolder(dir.resolve("y".repeat(300)), "--out"));
+        assertTrue(folder.getMessage().endsWith("cannot be created: the name is 300 bytes long; file systems take at most 255"),
+                folder.getMessage());
+        Path longFolder = dir.resolve("z".repeat(255));
+        AtomicFiles.writeFolder(longFolder, java.util.Map.of("a.txt", new byte[] {'A'}), "the test folder");
+        assertEquals("A", Files.readString(longFolder.resolve("a.txt")));
+        assertEquals(List.of(longest.getFileName().toString(), longFolder.getFileName().toString()), listing());
+    }
+
     @Test
     void directoryAsTargetIsRefused() throws IOException {
         Path target = Files.createDirectory(dir.resolve("sub"));
