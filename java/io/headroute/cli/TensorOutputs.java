@@ -67,7 +67,10 @@ final class TensorOutputs {
         }
     }
 
-    /** Both paths name the same file: the same file where both exist (links included), else the same path. */
+    /**
+     * Both paths name the same file: the same file where both exist (links included), else the same path once
+     * links are followed (a link to a file not yet written names that file).
+     */
     static boolean sameFile(Path a, Path b) {
         if (Files.exists(a) && Files.exists(b)) {
             try {
@@ -76,7 +79,7 @@ final class TensorOutputs {
                 // Not comparable as files: compared as paths below.
             }
         }
-        return a.toAbsolutePath().normalize().equals(b.toAbsolutePath().normalize());
+        return AtomicFiles.writtenPath(a).normalize().equals(AtomicFiles.writtenPath(b).normalize());
     }
 
     /**

@@ -9,26 +9,34 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.AtomicMoveNotSupportedException;
 import java.nio.file.FileAlreadyExistsException;
 import java.nio.file.Files;
+import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.nio.file.StandardOpenOption;
+import java.nio.file.attribute.PosixFileAttributeView;
+import java.nio.file.attribute.PosixFilePermission;
 import java.util.ArrayList;
 import java.util.Collection;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import java.util.Set;
 import java.util.concurrent.ThreadLocalRandom;
 import java.util.stream.Stream;
 
 /**
  * Writes files all-or-nothing: the content goes to a temporary file beside the target, is synced to
  * disk, and is then renamed over the target. Readers see either the old file or the complete new one.
+ * A replaced file keeps its permissions, and a target that is a symbolic link is written through, as
+ * {@code np.save} writes: the file it leads to is replaced, the link stays.
  * Report folders (experiments, analyses) are written all-or-nothing too ({@link #writeFolder}), and so are
  * several files written by one command ({@link #batch}).
  */
 public final class AtomicFiles {
     /** The batch open on this thread, if any: {@link #write} stages into it instead of renaming. */
     private static final ThreadLocal<Batch> BATCH = new ThreadLocal<>();
+    /** Longer chains of symbolic links are refused, as Linux refuses them (ELOOP). */
+    private static final int MAX_LINKS = 40;
     /**
      * The longest file name, in bytes, that common file systems take (ext4, XFS, btrfs, APFS; NTFS counts UTF-16
      * units): a longer output name is refused before any work instead of failing at the final rename.
@@ -57,7 +65,8 @@ public final class AtomicFiles {
 
     /** See {@link #batch()}. */
     public static final class Batch implements AutoCloseable {
-        private record Staged(Path tmp, Path target) {}
+        /** {@code tmp} is renamed over {@code target}, the file {@code named} (perhaps a link) leads to. */
+        private record Staged(Path tmp, Path target, Path named) {}
 
         private final List<Staged> staged = new ArrayList<>();
         private boolean done;
@@ -77,7 +86,7 @@ public final class AtomicFiles {
                     try {
                         move(st.tmp(), st.target());
                     } catch (IOException e) {
-                        throw new TensorFileException(st.target(), "cannot write: " + describe(e).replace(st.tmp().toString(),
+                        throw new TensorFileException(st.named(), "cannot write: " + describe(e).replace(st.tmp().toString(),
                                 st.target().toString()), e);
                     }
                     staged.remove(0);
@@ -117,8 +126,9 @@ public final class AtomicFiles {
      * exceptions from {@code body} propagate unchanged.
      */
     public static void write(Path target, IoConsumer<OutputStream> body) {
-        Path abs = checkTarget(target);
-        Path dir = abs.getParent();
+        Path abs = target.toAbsolutePath();
+        Path real = checkTarget(target);
+        Path dir = real.getParent();
         Path tmp = null;
         try {
             FileChannel ch = null;
@@ -144,11 +154,11 @@ public final class AtomicFiles {
             }
             Batch batch = BATCH.get();
             if (batch != null) {
-                batch.staged.add(new Batch.Staged(tmp, abs)); // renamed by the batch's commit, or deleted by its close
+                batch.staged.add(new Batch.Staged(tmp, real, target)); // renamed by the commit, or deleted by the close
                 tmp = null;
                 return;
             }
-            move(tmp, abs);
+            move(tmp, real);
             tmp = null;
         } catch (IOException e) {
             // The message names the staging file where the failure was there: the user knows only the target.
@@ -167,28 +177,70 @@ public final class AtomicFiles {
 
     /**
      * Fails unless {@link #write} could write {@code target} (permissions aside): a file path whose folder exists and
-     * that is not a folder itself. Returns its absolute path.
+     * that is not a folder itself. Returns the absolute path of the file a write replaces: {@code target}, or where
+     * {@code target} is a symbolic link, the file it leads to (which need not exist yet), as {@code open} would.
      */
     public static Path checkTarget(Path target) {
         if (target.toString().isEmpty()) {
             throw new TensorFileException(target, "expected a file name");
         }
         Path abs = target.toAbsolutePath();
-        Path dir = abs.getParent();
-        if (dir == null || abs.getFileName() == null) {
+        if (abs.getParent() == null || abs.getFileName() == null) {
             throw new TensorFileException(target, "not a file path");
         }
         String tooLong = nameTooLong(abs);
         if (tooLong != null) {
             throw new TensorFileException(target, "cannot write: " + tooLong);
         }
+        Path real;
+        try {
+            real = followLinks(abs);
+        } catch (IOException e) {
+            throw new TensorFileException(target, "cannot write: " + describe(e), e);
+        }
+        Path dir = real.getParent();
+        if (dir == null || real.getFileName() == null) {
+            throw new TensorFileException(target, "cannot write: the link leads to " + real + ", not a file path");
+        }
+        tooLong = nameTooLong(real);
+        if (tooLong != null) {
+            throw new TensorFileException(target, "cannot write: the link leads to " + real + ": " + tooLong);
+        }
         if (!Files.isDirectory(dir)) {
             throw new TensorFileException(target, "cannot write: " + folderProblem(dir));
         }
-        if (Files.isDirectory(abs)) {
+        if (Files.isDirectory(real)) {
             throw new TensorFileException(target, "cannot write: is a directory");
         }
-        return abs;
+        return real;
+    }
+
+    /**
+     * The absolute path of the file a write of {@code path} replaces: {@code path}, or the path its chain of
+     * symbolic links leads to (which need not exist); {@code path} itself where the links cannot be followed.
+     */
+    public static Path writtenPath(Path path) {
+        Path abs = path.toAbsolutePath();
+        try {
+            return followLinks(abs);
+        } catch (IOException e) {
+            return abs;
+        }
+    }
+
+    /**
+     * {@code abs} (absolute), or where it is a symbolic link, the path the chain of links leads to, which need not
+     * exist. A write goes through a link, as numpy's {@code np.save} does, rather than replacing it.
+     */
+    private static Path followLinks(Path abs) throws IOException {
+        Path p = abs;
+        for (int hops = 0; Files.isSymbolicLink(p); hops++) {
+            if (hops == MAX_LINKS) {
+                throw new java.nio.file.FileSystemException(abs.toString(), null, "too many levels of symbolic links");
+            }
+            p = p.resolveSibling(Files.readSymbolicLink(p));
+        }
+        return p;
     }
 
     /** Why the last name of {@code path} is too long for a file system, or null when it is not. */
@@ -225,6 +277,11 @@ public final class AtomicFiles {
         String tooLong = nameTooLong(abs);
         if (tooLong != null) {
             throw new IllegalArgumentException(option + " " + out + " cannot be created: " + tooLong);
+        }
+        try {
+            abs = followLinks(abs);
+        } catch (IOException e) {
+            throw new IllegalArgumentException(option + " " + out + " cannot be created: " + describe(e));
         }
         if (Files.exists(abs)) {
             if (!Files.isDirectory(abs)) {
@@ -285,7 +342,12 @@ public final class AtomicFiles {
         if (BATCH.get() != null) {
             throw new IllegalStateException("a folder cannot be written inside a batch of atomic writes");
         }
-        Path abs = out.toAbsolutePath().normalize();
+        Path abs;
+        try {
+            abs = followLinks(out.toAbsolutePath().normalize()); // a link to a folder yet to be made: made there
+        } catch (IOException e) {
+            throw new TensorFileException(out, "cannot write " + what + ": " + describe(e), e);
+        }
         if (Files.isDirectory(abs)) {
             List<Path> written = new ArrayList<>();
             try {
@@ -331,14 +393,33 @@ public final class AtomicFiles {
         }
     }
 
-    /** Renames {@code tmp} over {@code target} (atomically where the file system can) and syncs the directory. */
+    /**
+     * Renames {@code tmp} over {@code target} (atomically where the file system can) and syncs the directory. A
+     * target that exists keeps its permissions: they are copied to {@code tmp} first.
+     */
     private static void move(Path tmp, Path target) throws IOException {
+        copyPermissions(target, tmp);
         try {
             Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
         } catch (AtomicMoveNotSupportedException e) {
             Files.move(tmp, target, StandardCopyOption.REPLACE_EXISTING);
         }
         syncDirectory(target.getParent());
+    }
+
+    /** Gives {@code to} the POSIX permissions of {@code from}, where the file system has them and {@code from} exists. */
+    private static void copyPermissions(Path from, Path to) throws IOException {
+        PosixFileAttributeView view = Files.getFileAttributeView(from, PosixFileAttributeView.class);
+        if (view == null) {
+            return;
+        }
+        Set<PosixFilePermission> perms;
+        try {
+            perms = view.readAttributes().permissions();
+        } catch (NoSuchFileException e) {
+            return; // a new file: the default permissions, as for any new file
+        }
+        Files.setPosixFilePermissions(to, perms);
     }
 
     private static void deleteQuietly(Path p) {

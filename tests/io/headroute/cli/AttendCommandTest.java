@@ -396,6 +396,25 @@ class AttendCommandTest {
         Cli.run(args(in.q(), in.k(), in.v(), out, "--lse", out.toString())).assertBadInput("headroute attend", "same file", out);
     }
 
+    /** An output that is a link is written through (the link stays), and a replaced output keeps its permissions. */
+    @Test
+    void anOutputLinkIsWrittenThroughAndKeepsThePermissions() throws IOException {
+        Inputs in = good();
+        Path real = Files.createDirectory(dir.resolve("results")).resolve("o.npy");
+        Files.writeString(real, "old");
+        boolean posix = Files.getFileStore(dir).supportsFileAttributeView("posix");
+        if (posix) {
+            Files.setPosixFilePermissions(real, java.nio.file.attribute.PosixFilePermissions.fromString("rw-------"));
+        }
+        Path link = Files.createSymbolicLink(dir.resolve("o.npy"), real);
+        Cli.run(args(in.q(), in.k(), in.v(), link)).assertOk();
+        assertTrue(Files.isSymbolicLink(link));
+        assertEquals(4, Npy.read(real).rank());
+        if (posix) {
+            assertEquals("rw-------", java.nio.file.attribute.PosixFilePermissions.toString(Files.getPosixFilePermissions(real)));
+        }
+    }
+
     @Test
     void aBadGateIsRefused() {
         Inputs in = good();
@@ -416,6 +435,11 @@ class AttendCommandTest {
                 "--lse names the input file of --k", out);
         Path link = Files.createSymbolicLink(dir.resolve("link.npy"), in.q());
         Cli.run(args(in.q(), in.k(), in.v(), link)).assertBadInput("headroute attend", "--out names the input file of --q");
+        // A link to a file not yet written names that file: --out and --lse would both write lse.npy.
+        Path lse = dir.resolve("lse.npy");
+        Path toLse = Files.createSymbolicLink(dir.resolve("to-lse.npy"), lse);
+        Cli.run(args(in.q(), in.k(), in.v(), toLse, "--lse", lse.toString())).assertBadInput("headroute attend",
+                "--out and --lse name the same file", lse);
         Path layout = npy("layout", Tensor.ofInts(new int[] {1}, 1, 1, 1));
         byte[] lay = Files.readAllBytes(layout);
         Cli.run(args(in.q(), in.k(), in.v(), layout, "--pattern", "layout:64:" + layout, "--causal")).assertBadInput(

@@ -6,12 +6,17 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.attribute.PosixFileAttributeView;
+import java.nio.file.attribute.PosixFilePermission;
+import java.nio.file.attribute.PosixFilePermissions;
 import java.util.List;
+import java.util.Set;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -165,6 +170,79 @@ class AtomicFilesTest {
         AtomicFiles.writeFolder(longFolder, java.util.Map.of("a.txt", new byte[] {'A'}), "the test folder");
         assertEquals("A", Files.readString(longFolder.resolve("a.txt")));
         assertEquals(List.of(longest.getFileName().toString(), longFolder.getFileName().toString()), listing());
+    }
+
+    /** A replaced file keeps its permissions (a new file gets the default ones), in a batch too. */
+    @Test
+    void aReplacedFileKeepsItsPermissions() throws IOException {
+        assumeTrue(Files.getFileStore(dir).supportsFileAttributeView(PosixFileAttributeView.class), "no POSIX permissions here");
+        Path target = dir.resolve("out.bin");
+        Files.writeString(target, "old");
+        Set<PosixFilePermission> odd = PosixFilePermissions.fromString("rw-r----x");
+        Files.setPosixFilePermissions(target, odd);
+        AtomicFiles.write(target, out -> out.write("new".getBytes(StandardCharsets.UTF_8)));
+        assertEquals("new", Files.readString(target));
+        assertEquals(odd, Files.getPosixFilePermissions(target));
+
+        Set<PosixFilePermission> secret = PosixFilePermissions.fromString("rw-------");
+        Files.setPosixFilePermissions(target, secret);
+        try (AtomicFiles.Batch batch = AtomicFiles.batch()) {
+            Npy.write(target, Tensor.ofFloats(new float[] {3}, 1));
+            batch.commit();
+        }
+        assertEquals(secret, Files.getPosixFilePermissions(target));
+
+        Path fresh = dir.resolve("fresh.bin");
+        AtomicFiles.write(fresh, out -> out.write(1));
+        Path plain = Files.createFile(dir.resolve("plain.bin"));
+        assertEquals(Files.getPosixFilePermissions(plain), Files.getPosixFilePermissions(fresh));
+    }
+
+    /** A symbolic link is written through, as np.save writes: the file it leads to is replaced, the link stays. */
+    @Test
+    void aSymbolicLinkIsWrittenThrough() throws IOException {
+        Path elsewhere = Files.createDirectory(dir.resolve("elsewhere"));
+        Path real = Files.writeString(elsewhere.resolve("real.bin"), "old");
+        Path link = Files.createSymbolicLink(dir.resolve("link.bin"), Path.of("elsewhere/real.bin")); // relative
+        Path chain = Files.createSymbolicLink(dir.resolve("chain.bin"), link);
+        AtomicFiles.write(chain, out -> out.write("new".getBytes(StandardCharsets.UTF_8)));
+        assertEquals("new", Files.readString(real));
+        assertTrue(Files.isSymbolicLink(link) && Files.isSymbolicLink(chain), "a link was replaced");
+        assertEquals(List.of("chain.bin", "elsewhere", "link.bin"), listing());
+        try (Stream<Path> s = Files.list(elsewhere)) {
+            assertEquals(List.of(real), s.toList(), "the temporary file is staged beside the real file and renamed");
+        }
+        // A dangling link: the file it names is created, as open() creates it.
+        Path dangling = Files.createSymbolicLink(dir.resolve("dangling.bin"), elsewhere.resolve("new.bin"));
+        try (AtomicFiles.Batch batch = AtomicFiles.batch()) {
+            AtomicFiles.write(dangling, out -> out.write("made".getBytes(StandardCharsets.UTF_8)));
+            batch.commit();
+        }
+        assertEquals("made", Files.readString(elsewhere.resolve("new.bin")));
+        assertTrue(Files.isSymbolicLink(dangling));
+        // A link to a folder, or a loop of links, is refused before any work.
+        Path toDir = Files.createSymbolicLink(dir.resolve("todir.bin"), elsewhere);
+        assertTrue(assertThrows(TensorFileException.class, () -> AtomicFiles.write(toDir, out -> out.write(1)))
+                .getMessage().endsWith("cannot write: is a directory"));
+        Path loop = Files.createSymbolicLink(dir.resolve("loop.bin"), dir.resolve("loop.bin"));
+        assertTrue(assertThrows(TensorFileException.class, () -> AtomicFiles.write(loop, out -> out.write(1)))
+                .getMessage().contains("too many levels of symbolic links"));
+        Path toNowhere = Files.createSymbolicLink(dir.resolve("nowhere.bin"), dir.resolve("no/such/x.bin"));
+        assertTrue(assertThrows(TensorFileException.class, () -> AtomicFiles.write(toNowhere, out -> out.write(1)))
+                .getMessage().endsWith("cannot write: directory " + dir.resolve("no/such") + " does not exist"));
+        assertEquals(elsewhere.resolve("new.bin"), AtomicFiles.writtenPath(dangling));
+        assertEquals(dir.resolve("plain.bin"), AtomicFiles.writtenPath(dir.resolve("plain.bin")));
+    }
+
+    /** A new report folder named by a dangling link is made where the link leads. */
+    @Test
+    void aFolderNamedByADanglingLinkIsMadeWhereItLeads() throws IOException {
+        Path link = Files.createSymbolicLink(dir.resolve("report"), dir.resolve("real/report"));
+        AtomicFiles.checkNewFolder(link, "--out");
+        AtomicFiles.writeFolder(link, java.util.Map.of("a.txt", new byte[] {'A'}), "the test folder");
+        assertEquals("A", Files.readString(dir.resolve("real/report/a.txt")));
+        assertTrue(Files.isSymbolicLink(link));
+        assertEquals("A", Files.readString(link.resolve("a.txt")));
     }
 
     @Test
