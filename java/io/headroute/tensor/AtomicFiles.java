@@ -28,7 +28,8 @@ import java.util.stream.Stream;
  * Writes files all-or-nothing: the content goes to a temporary file beside the target, is synced to
  * disk, and is then renamed over the target. Readers see either the old file or the complete new one.
  * A replaced file keeps its permissions, and a target that is a symbolic link is written through, as
- * {@code np.save} writes: the file it leads to is replaced, the link stays.
+ * {@code np.save} writes: the file it leads to is replaced, the link stays. Should the JVM exit during a
+ * write, a shutdown hook deletes the temporary files ({@link PendingFiles}).
  * Report folders (experiments, analyses) are written all-or-nothing too ({@link #writeFolder}), and so are
  * several files written by one command ({@link #batch}).
  */
@@ -85,6 +86,7 @@ public final class AtomicFiles {
                     Staged st = staged.get(0);
                     try {
                         move(st.tmp(), st.target());
+                        PendingFiles.WRITES.remove(st.tmp());
                     } catch (IOException e) {
                         throw new TensorFileException(st.named(), "cannot write: " + describe(e).replace(st.tmp().toString(),
                                 st.target().toString()), e);
@@ -107,7 +109,10 @@ public final class AtomicFiles {
         }
 
         private void discard() {
-            staged.forEach(st -> deleteQuietly(st.tmp()));
+            for (Staged st : staged) {
+                deleteQuietly(st.tmp());
+                PendingFiles.WRITES.remove(st.tmp());
+            }
             staged.clear();
         }
     }
@@ -130,14 +135,22 @@ public final class AtomicFiles {
         Path real = checkTarget(target);
         Path dir = real.getParent();
         Path tmp = null;
+        Path registered = null; // in PendingFiles until renamed or deleted (or handed to the batch)
         try {
             FileChannel ch = null;
             while (ch == null) {
                 tmp = tempName(dir);
+                if (!PendingFiles.WRITES.add(tmp)) {
+                    tmp = null;
+                    throw new TensorFileException(target, "cannot write: the JVM is shutting down");
+                }
+                registered = tmp;
                 try {
                     ch = FileChannel.open(tmp, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE);
                 } catch (FileAlreadyExistsException e) {
-                    tmp = null; // another writer picked the same name; draw again
+                    PendingFiles.WRITES.remove(tmp); // another writer picked the same name; draw again
+                    registered = null;
+                    tmp = null;
                 }
             }
             try (FileChannel channel = ch) {
@@ -156,6 +169,7 @@ public final class AtomicFiles {
             if (batch != null) {
                 batch.staged.add(new Batch.Staged(tmp, real, target)); // renamed by the commit, or deleted by the close
                 tmp = null;
+                registered = null;
                 return;
             }
             move(tmp, real);
@@ -171,6 +185,9 @@ public final class AtomicFiles {
                 } catch (IOException ignored) {
                     // The original failure is the one worth reporting.
                 }
+            }
+            if (registered != null) {
+                PendingFiles.WRITES.remove(registered);
             }
         }
     }
@@ -369,6 +386,9 @@ public final class AtomicFiles {
             created.add(a);
         }
         boolean done = false;
+        if (!PendingFiles.WRITES.add(stage)) {
+            throw new TensorFileException(out, "cannot write " + what + ": the JVM is shutting down");
+        }
         try {
             Files.createDirectories(stage);
             for (var e : files.entrySet()) {
@@ -387,6 +407,7 @@ public final class AtomicFiles {
                 }
                 deleteQuietly(stage);
             }
+            PendingFiles.WRITES.remove(stage);
             if (!done) {
                 created.forEach(AtomicFiles::deleteQuietly); // only empty folders go: deleteIfExists refuses others
             }
