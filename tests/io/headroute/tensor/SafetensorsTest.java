@@ -181,7 +181,7 @@ class SafetensorsTest {
                 Arguments.of(build("{} {}", 0), "not valid JSON"),
                 Arguments.of(build("[1, 2]", 0), "not a JSON object"),
                 Arguments.of(build("\"text\"", 0), "not a JSON object"),
-                Arguments.of(build("{\"a\":" + f32x3 + ",\"a\":" + f32x3 + "}", 12), "Duplicate field 'a'"),
+                Arguments.of(build("{\"a\":" + f32x3 + ",\"a\":" + f32x3 + "}", 12), "duplicate key 'a'"),
                 Arguments.of(build("{\"a\": 5}", 0), "tensor 'a': entry must be an object, got a number"),
                 Arguments.of(build("{\"a\":{\"dtype\":\"F32\",\"data_offsets\":[0,12]}}", 12), "tensor 'a': missing field \"shape\""),
                 Arguments.of(build("{\"a\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,12],\"x\":1}}", 12),
@@ -211,6 +211,44 @@ class SafetensorsTest {
                 Arguments.of(build("{}", 1), "trailing bytes"),
                 Arguments.of(build("{\"__metadata__\": [\"x\"]}", 0), "__metadata__ must be an object of strings, got an array"),
                 Arguments.of(build("{\"__metadata__\": {\"epoch\": 3}}", 0), "__metadata__ must map strings to strings; 'epoch' is a number"));
+    }
+
+    static Stream<Arguments> invalidJson() {
+        String deep = "{\"__metadata__\":" + "[".repeat(1500) + "]".repeat(1500) + "}";
+        return Stream.of(
+                Arguments.of("{\"a\": [1, 2", "the JSON ends early inside an array (line 1, column 12); the 8-byte header length may be wrong"),
+                Arguments.of("{\"a\": {\"b\": 1", "the JSON ends early inside an object (line 1, column 14); the 8-byte header length may be wrong"),
+                Arguments.of("{\"a\": \"ab", "the JSON ends early inside a string (line 1, column 10); the 8-byte header length may be wrong"),
+                Arguments.of("{\"a\": 1} {}", "more text after the JSON object (line 1, column 10)"),
+                Arguments.of("{\"a\": 1,}", "unexpected character ('}'): was expecting double-quote to start field name (line 1, column 9)"),
+                Arguments.of("{\"a\": [1}", "unexpected close marker '}': expected ']' (line 1, column 9)"),
+                Arguments.of("{\"a\": NaN}", "non-standard token 'NaN' (line 1, column 10)"),
+                Arguments.of("{\"a\": 1}\u0000\u0000", "illegal character (control character 0): only regular white space"),
+                Arguments.of("{\"a\": \"x\ny\"}", "illegal unquoted character (control character 10): has to be escaped"),
+                Arguments.of("\uFEFF{}", "it starts with a byte order mark (EF BB BF)"),
+                Arguments.of(deep, "nested more than 1000 levels deep"));
+    }
+
+    /** Jackson's messages are put plainly: no class or feature names, and the line and column where they apply. */
+    @ParameterizedTest
+    @MethodSource("invalidJson")
+    void invalidJsonIsDescribedPlainly(String json, String problem) throws IOException {
+        Path f = file("bad.safetensors", build(json, 0));
+        TensorFileException e = assertThrows(TensorFileException.class, () -> Safetensors.read(f));
+        assertTrue(e.getMessage().startsWith(f + ": header is not valid JSON: " + problem), e.getMessage());
+        for (String leak : List.of("`", "Source", "REDACTED", "Feature", "com.fasterxml", "bound as", "code ")) {
+            assertFalse(e.getMessage().contains(leak), () -> "'" + leak + "' in: " + e.getMessage());
+        }
+    }
+
+    @Test
+    void anEmptyHeaderSaysSo() throws IOException {
+        Path f = file("bad.safetensors", build("", 0));
+        assertEquals(f + ": header is empty; the 8-byte header length may be wrong",
+                assertThrows(TensorFileException.class, () -> Safetensors.read(f)).getMessage());
+        Path g = file("blank.safetensors", build("        ", 0));
+        assertEquals(g + ": header is empty (only white space); the 8-byte header length may be wrong",
+                assertThrows(TensorFileException.class, () -> Safetensors.read(g)).getMessage());
     }
 
     @ParameterizedTest
