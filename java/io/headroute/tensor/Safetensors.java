@@ -30,11 +30,16 @@ import java.util.Map;
 import java.util.Set;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
+import org.apache.logging.log4j.LogManager;
+import org.apache.logging.log4j.Logger;
 
 /**
  * {@code .safetensors} files: an 8-byte little-endian header length, a JSON header, then the tensor
- * bytes. Reading memory-maps the file and validates the header as strictly as the reference Rust
- * implementation (every data byte belongs to exactly one tensor); tensors are views of the map.
+ * bytes. Reading memory-maps the file and validates the header as the reference Rust implementation
+ * does: every data byte belongs to exactly one tensor, offsets match shapes and dtypes. Like it, this
+ * reader takes {@code "__metadata__": null} as no metadata and ignores fields of a tensor's entry other
+ * than dtype, shape and data_offsets (logged at DEBUG); it refuses a key given twice. Tensors are views
+ * of the map.
  */
 public final class Safetensors {
     /** The reference implementation's limit; larger means corrupt or not a safetensors file. */
@@ -45,6 +50,7 @@ public final class Safetensors {
             .enable(JsonParser.Feature.STRICT_DUPLICATE_DETECTION)
             .enable(DeserializationFeature.FAIL_ON_TRAILING_TOKENS);
     private static final Set<String> FIELDS = Set.of("dtype", "shape", "data_offsets");
+    private static final Logger LOG = LogManager.getLogger(Safetensors.class);
 
     private Safetensors() {}
 
@@ -84,7 +90,9 @@ public final class Safetensors {
         List<Entry> entries = new ArrayList<>();
         for (Map.Entry<String, JsonNode> field : root.properties()) {
             if (field.getKey().equals(METADATA_KEY)) {
-                metadata = metadata(file, field.getValue());
+                if (!field.getValue().isNull()) { // null: no metadata, as the reference reader takes it
+                    metadata = metadata(file, field.getValue());
+                }
             } else {
                 entries.add(entry(file, field.getKey(), field.getValue(), dataSize));
             }
@@ -205,9 +213,8 @@ public final class Safetensors {
             }
         }
         for (Map.Entry<String, JsonNode> f : node.properties()) {
-            if (!FIELDS.contains(f.getKey())) {
-                throw new TensorFileException(file, where + "unexpected field \"" + f.getKey()
-                        + "\" (expected dtype, shape, data_offsets)");
+            if (!FIELDS.contains(f.getKey())) { // the reference reader ignores them too
+                LOG.debug("{}: tensor '{}': ignoring the field \"{}\" (not dtype, shape or data_offsets)", file, name, f.getKey());
             }
         }
         JsonNode dt = node.get("dtype");

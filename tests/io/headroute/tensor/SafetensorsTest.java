@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.headroute.LogCapture;
 import java.io.IOException;
 import java.io.RandomAccessFile;
 import java.nio.ByteBuffer;
@@ -21,6 +22,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.stream.Stream;
+import org.apache.logging.log4j.Level;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -184,8 +186,6 @@ class SafetensorsTest {
                 Arguments.of(build("{\"a\":" + f32x3 + ",\"a\":" + f32x3 + "}", 12), "duplicate key 'a'"),
                 Arguments.of(build("{\"a\": 5}", 0), "tensor 'a': entry must be an object, got a number"),
                 Arguments.of(build("{\"a\":{\"dtype\":\"F32\",\"data_offsets\":[0,12]}}", 12), "tensor 'a': missing field \"shape\""),
-                Arguments.of(build("{\"a\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,12],\"x\":1}}", 12),
-                        "tensor 'a': unexpected field \"x\""),
                 Arguments.of(build("{\"a\":{\"dtype\":\"F64\",\"shape\":[3],\"data_offsets\":[0,24]}}", 24),
                         "tensor 'a': unsupported dtype F64"),
                 Arguments.of(build("{\"a\":{\"dtype\":7,\"shape\":[3],\"data_offsets\":[0,12]}}", 12), "dtype must be a string"),
@@ -211,6 +211,24 @@ class SafetensorsTest {
                 Arguments.of(build("{}", 1), "trailing bytes"),
                 Arguments.of(build("{\"__metadata__\": [\"x\"]}", 0), "__metadata__ must be an object of strings, got an array"),
                 Arguments.of(build("{\"__metadata__\": {\"epoch\": 3}}", 0), "__metadata__ must map strings to strings; 'epoch' is a number"));
+    }
+
+    /**
+     * Valid files the reference reader takes: {@code "__metadata__": null} (no metadata) and fields of a tensor's
+     * entry beyond dtype, shape and data_offsets (ignored, logged at DEBUG).
+     */
+    @Test
+    void nullMetadataAndUnknownTensorFieldsAreAccepted() throws IOException {
+        Path f = file("lenient.safetensors", build("{\"__metadata__\":null,\"a\":{\"dtype\":\"F32\",\"shape\":[3],"
+                + "\"data_offsets\":[0,12],\"x\":1,\"note\":{\"y\":[null]}}}", 12));
+        try (LogCapture log = LogCapture.of(Safetensors.class, Level.DEBUG)) {
+            SafetensorsFile sf = Safetensors.read(f);
+            assertEquals(Map.of(), sf.metadata());
+            assertArrayEquals(new float[3], sf.tensor("a").toFloatArray());
+            assertEquals(List.of(new LogCapture.Event(Level.DEBUG, f + ": tensor 'a': ignoring the field \"x\" (not dtype, shape or data_offsets)"),
+                    new LogCapture.Event(Level.DEBUG, f + ": tensor 'a': ignoring the field \"note\" (not dtype, shape or data_offsets)")),
+                    log.events());
+        }
     }
 
     static Stream<Arguments> invalidJson() {
