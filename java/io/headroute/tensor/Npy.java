@@ -20,8 +20,8 @@ import java.util.Set;
 
 /**
  * NumPy {@code .npy} files: reads format versions 1.0, 2.0 and 3.0, writes 1.0 (2.0 when the header
- * needs it) byte for byte as {@code np.save} does. Only C-ordered, little-endian arrays of the dtypes
- * in {@link DType} except bf16 are supported.
+ * needs it) byte for byte as {@code np.save} does. Only little-endian arrays of the dtypes in
+ * {@link DType} except bf16 are supported, in C order (or Fortran order where the bytes are the same).
  */
 public final class Npy {
     /** Data sections larger than this are memory-mapped instead of copied to the heap. */
@@ -207,9 +207,6 @@ public final class Npy {
         if (!(dict.get("fortran_order") instanceof Boolean fortran)) {
             throw malformed(file, "'fortran_order' must be True or False", text);
         }
-        if (fortran) {
-            throw new TensorFileException(file, "Fortran order not supported; save with np.ascontiguousarray");
-        }
         DType dtype = dtype(file, dict.get("descr"), text);
         if (!(dict.get("shape") instanceof Tuple tuple)) {
             throw malformed(file, "'shape' must be a tuple", text);
@@ -221,7 +218,27 @@ public final class Npy {
             }
             shape[i] = d;
         }
+        if (fortran && !sameInBothOrders(shape)) {
+            throw new TensorFileException(file, "Fortran order not supported; save with np.ascontiguousarray");
+        }
         return new Header(dtype, shape);
+    }
+
+    /**
+     * Whether an array of {@code shape} has the same bytes in Fortran order as in C order: at most one axis longer
+     * than 1 (a scalar, a vector, (1, n), ...), or no elements at all.
+     */
+    private static boolean sameInBothOrders(long[] shape) {
+        int longer = 0;
+        for (long d : shape) {
+            if (d == 0) {
+                return true;
+            }
+            if (d > 1) {
+                longer++;
+            }
+        }
+        return longer <= 1;
     }
 
     private static DType dtype(Path file, Object descr, String text) {
@@ -248,6 +265,7 @@ public final class Npy {
                 case "f8" -> "; convert with arr.astype(np.float32)";
                 case "i1", "i2", "u2" -> "; convert with arr.astype(np.int32)";
                 case "u4", "u8" -> "; convert with arr.astype(np.int64) if the values fit";
+                case "V2" -> "; bf16 saved through ml_dtypes? .npy cannot hold bf16 portably; use .safetensors";
                 default -> "";
             };
             throw new TensorFileException(file, "unsupported dtype " + s + " (supported: " + SUPPORTED + ")" + hint);

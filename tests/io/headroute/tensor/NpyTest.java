@@ -219,6 +219,32 @@ class NpyTest {
         }
     }
 
+    /**
+     * Fortran order where it gives the same bytes as C order, as numpy writes it for a 1-d array saved from a
+     * Fortran-ordered one: at most one axis longer than 1, or no elements. Refused otherwise (the 2x3 fixture).
+     */
+    @ParameterizedTest
+    @ValueSource(strings = {"(3,)", "()", "(1, 3)", "(3, 1, 1)", "(0, 2)"})
+    void fortranOrderIsReadWhereTheBytesAreTheSame(String shape) throws IOException {
+        String dict = "{'descr': '<f4', 'fortran_order': True, 'shape': " + shape + ", }";
+        int n = shape.equals("()") ? 1 : shape.contains("0") ? 0 : 3;
+        float[] values = Arrays.copyOf(new float[] {1, 2, 3}, n);
+        Tensor t = Npy.read(file("f.npy", npyV1(dict, f32Bytes(values))));
+        assertArrayEquals(values, t.toFloatArray(), shape);
+        Path twoD = file("f2.npy", npyV1("{'descr': '<f4', 'fortran_order': True, 'shape': (2, 3), }", f32Bytes(new float[6])));
+        assertProblem(twoD, "Fortran order not supported", () -> Npy.read(twoD));
+    }
+
+    /** What np.save writes for ml_dtypes' bfloat16 ('<V2', raw void) is refused with the way out. */
+    @ParameterizedTest
+    @ValueSource(strings = {"<V2", "|V2"})
+    void bf16SavedThroughMlDtypesGetsAHint(String descr) throws IOException {
+        Path f = file("bf16.npy", npyV1("{'descr': '" + descr + "', 'fortran_order': False, 'shape': (3,), }", new byte[6]));
+        TensorFileException e = assertThrows(TensorFileException.class, () -> Npy.read(f));
+        assertEquals(f + ": unsupported dtype " + descr + " (supported: <f4, <f2, <i4, <i8, |u1, |b1); bf16 saved through"
+                + " ml_dtypes? .npy cannot hold bf16 portably; use .safetensors", e.getMessage());
+    }
+
     @ParameterizedTest
     @ValueSource(strings = {"|u1", "<u1", ">u1", "=u1"})
     void oneByteTypesIgnoreByteOrder(String descr) throws IOException {
