@@ -61,7 +61,8 @@ public final class Backends {
                 why = "the GPU could not be opened: " + e.getMessage();
             }
         }
-        LOG.info("backend auto: using CPU ({})", why);
+        // DEBUG (--verbose): every command's output names the engine that ran, and 'headroute info' says why.
+        LOG.debug("backend auto: using CPU ({})", why);
         return new CpuAttentionEngine(cpuThreads);
     }
 

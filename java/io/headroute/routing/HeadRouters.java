@@ -19,7 +19,8 @@ public final class HeadRouters {
      */
     public static HeadRouter open(Backend backend, int cpuThreads, RouterConfig config) {
         if (backend == Backend.AUTO && config.routedHeads() > CudaHeadRouter.MAX_ROUTED) {
-            LOG.info("router backend auto: using CPU (the GPU router takes at most {} routed heads, got {})",
+            // DEBUG (--verbose), as below: the commands' output names the router's engine.
+            LOG.debug("router backend auto: using CPU (the GPU router takes at most {} routed heads, got {})",
                     CudaHeadRouter.MAX_ROUTED, config.routedHeads());
             return open(Backend.CPU, cpuThreads);
         }
@@ -57,7 +58,8 @@ public final class HeadRouters {
                         why = "the GPU router could not be opened: " + e.getMessage();
                     }
                 }
-                LOG.info("router backend auto: using CPU ({})", why);
+                // DEBUG (--verbose): the commands' output names the engine that ran, and 'headroute info' says why.
+                LOG.debug("router backend auto: using CPU ({})", why);
                 yield new CpuHeadRouter(cpuThreads);
             }
         };

@@ -4,9 +4,12 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 
+import io.headroute.LogCapture;
 import io.headroute.engine.AttentionEngine;
 import io.headroute.engine.cpu.CpuAttentionEngine;
 import io.headroute.engine.cuda.CudaProbe;
+import java.util.List;
+import org.apache.logging.log4j.Level;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -35,6 +38,17 @@ class BackendsTest {
             CpuAttentionEngine cpu = assertInstanceOf(CpuAttentionEngine.class, e);
             assertEquals("cpu", cpu.name());
             assertEquals(3, cpu.threads());
+        }
+    }
+
+    /** The choice is logged at DEBUG (--verbose) only: the commands' output names the engine that ran. */
+    @Test
+    void autoLogsItsChoiceAtDebugOnly() {
+        try (LogCapture log = LogCapture.of(Backends.class, Level.TRACE); AttentionEngine e = Backends.open(Backend.AUTO, 1)) {
+            assertEquals("cpu", e.name());
+            assertEquals(List.of(), log.atLeast(Level.INFO));
+            assertEquals(List.of(new LogCapture.Event(Level.DEBUG, "backend auto: using CPU (no usable GPU: disabled by "
+                    + CudaProbe.DISABLE_PROPERTY + ")")), log.events());
         }
     }
 
