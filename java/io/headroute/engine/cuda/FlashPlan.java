@@ -74,7 +74,10 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
             return threads;
         }
 
-        /** Key/value tile buffers per block: double-buffered (W4 and the wgmma tilings) or single (W2, W4X2). */
+        /**
+         * Key/value tile buffers per block: double-buffered (W4, WG, WGX2), triple-buffered (the pipelined WGP and WGPX2)
+         * or single (W2, W4X2).
+         */
         int kvStages() {
             return kvStages;
         }
@@ -256,8 +259,8 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
                     throw new UnsupportedOperationException("head dim D = " + d + " is not supported by the " + dtype.cliName()
                             + " tensor-core kernel (it takes 32, 64, 96 and 128); use --dtype f32 (any D up to 256)");
                 }
-                // Qi's rows padded by 8 elements, then Kj and Vj in two buffers each (W4 and the wgmma tilings)
-                // or one (W2, W4X2): padded rows, or the wgmma tilings' unpadded 16-byte columns.
+                // Qi's rows padded by 8 elements, then Kj and Vj in kvStages buffers each (two, three or one):
+                // padded rows, or the wgmma tilings' unpadded 16-byte columns.
                 Tiling t = tiling.resolve(dtype, d, sparse);
                 rows = t.blockRows();
                 int kvRow = t.wgmma() ? d : d + 8;
