@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 
 import io.headroute.LogCapture;
+import io.headroute.SystemProperty;
 import io.headroute.engine.AttentionEngine;
 import io.headroute.engine.cpu.CpuAttentionEngine;
 import io.headroute.engine.cuda.CudaProbe;
@@ -15,21 +16,16 @@ import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 
 class BackendsTest {
-    private String saved;
+    private SystemProperty noCuda;
 
     @BeforeEach
     void disableCuda() {
-        saved = System.getProperty(CudaProbe.DISABLE_PROPERTY);
-        System.setProperty(CudaProbe.DISABLE_PROPERTY, "true");
+        noCuda = SystemProperty.set(CudaProbe.DISABLE_PROPERTY, "true");
     }
 
     @AfterEach
     void restore() {
-        if (saved == null) {
-            System.clearProperty(CudaProbe.DISABLE_PROPERTY);
-        } else {
-            System.setProperty(CudaProbe.DISABLE_PROPERTY, saved);
-        }
+        noCuda.close();
     }
 
     @Test

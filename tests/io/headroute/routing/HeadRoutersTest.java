@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 
 import io.headroute.LogCapture;
+import io.headroute.SystemProperty;
 import io.headroute.attention.Backend;
 import io.headroute.engine.cuda.CudaProbe;
 import java.util.List;
@@ -13,21 +14,16 @@ import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 
 class HeadRoutersTest {
-    private String saved;
+    private SystemProperty noCuda;
 
     @BeforeEach
     void disableCuda() {
-        saved = System.getProperty(CudaProbe.DISABLE_PROPERTY);
-        System.setProperty(CudaProbe.DISABLE_PROPERTY, "true");
+        noCuda = SystemProperty.set(CudaProbe.DISABLE_PROPERTY, "true");
     }
 
     @AfterEach
     void restore() {
-        if (saved == null) {
-            System.clearProperty(CudaProbe.DISABLE_PROPERTY);
-        } else {
-            System.setProperty(CudaProbe.DISABLE_PROPERTY, saved);
-        }
+        noCuda.close();
     }
 
     /** auto's choice of the CPU is logged at DEBUG (--verbose) only: the commands' output names the router's engine. */

@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.headroute.SystemProperty;
 import java.util.List;
 import org.junit.jupiter.api.Test;
 
@@ -25,19 +26,14 @@ class CudaProbeTest {
 
     @Test
     void disabledByProperty() {
-        String saved = System.getProperty(CudaProbe.DISABLE_PROPERTY);
-        System.setProperty(CudaProbe.DISABLE_PROPERTY, "true");
+        SystemProperty disabled = SystemProperty.set(CudaProbe.DISABLE_PROPERTY, "true");
         try {
             CudaProbe.Result r = CudaProbe.result();
             assertFalse(r.usable());
             assertEquals("disabled by headroute.cuda.disable", r.reason());
             assertTrue(r.devices().isEmpty());
         } finally {
-            if (saved == null) {
-                System.clearProperty(CudaProbe.DISABLE_PROPERTY);
-            } else {
-                System.setProperty(CudaProbe.DISABLE_PROPERTY, saved);
-            }
+            disabled.close();
         }
     }
 

@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.headroute.SystemProperty;
 import io.headroute.engine.AttentionShape;
 import io.headroute.pattern.Pattern;
 import io.headroute.pattern.Patterns;
@@ -319,24 +320,16 @@ class KernelContractTest {
     /** -Dheadroute.tiling picks the tiling engines start in (and the static plans assume); a bad name is one line. */
     @Test
     void theTilingPropertyPicksTheStartingTiling() {
-        String before = System.getProperty(CudaAttentionEngine.TILING_PROPERTY);
-        try {
-            System.clearProperty(CudaAttentionEngine.TILING_PROPERTY);
+        try (SystemProperty tiling = SystemProperty.set(CudaAttentionEngine.TILING_PROPERTY, null)) {
             assertEquals(FlashPlan.Tiling.W4, CudaAttentionEngine.startTiling());
-            System.setProperty(CudaAttentionEngine.TILING_PROPERTY, "w4x2");
+            tiling.put("w4x2");
             assertEquals(FlashPlan.Tiling.W4X2, CudaAttentionEngine.startTiling());
             AttentionShape sh = new AttentionShape(2, 8, 2, 300, 300, 64);
             assertEquals(2L * 8 * 3, CudaAttentionEngine.gridTiles(sh, DType.BF16, io.headroute.engine.Algorithm.FLASH,
                     new Pattern.Causal()), "the static plans follow the starting tiling");
-            System.setProperty(CudaAttentionEngine.TILING_PROPERTY, "w9");
+            tiling.put("w9");
             IllegalArgumentException e = assertThrows(IllegalArgumentException.class, CudaAttentionEngine::startTiling);
             assertEquals("-Dheadroute.tiling=w9: unknown tiling 'w9' (expected w4, w2, w4x2, wg, wgp, wgx2 or wgpx2)", e.getMessage());
-        } finally {
-            if (before == null) {
-                System.clearProperty(CudaAttentionEngine.TILING_PROPERTY);
-            } else {
-                System.setProperty(CudaAttentionEngine.TILING_PROPERTY, before);
-            }
         }
     }
 
