@@ -23,7 +23,8 @@ done so far):
    EFFICIENT_ATTENTION, CUDNN_ATTENTION, MATH (MATH only up to L=8192: it materializes L x S scores).
    A backend that refuses a shape is recorded as "unsupported: ...", an out-of-memory as "oom".
    Inputs are fresh torch.randn per (shape, backend); --warmup untimed calls, then --repeats calls each
-   timed with CUDA events; the median is reported. FLOPs = 4*B*H*L*S*D, halved for causal.
+   timed with CUDA events; the median is reported. FLOPs = 4*B*H*L*S*D; causal 4*B*H*D*(L*S - L^2/2), half
+   of it at L = S (causal_pairs: the same count as headroute bench).
    Peak memory = torch.cuda.max_memory_allocated() over the run (inputs and output included).
 3. FlexAttention (torch.compile'd flex_attention with create_block_mask, block size 128) for a
    symmetric sliding window |q - k| <= W at B=1, H=16, D=128, L=S=32768 in bf16, with W chosen to
@@ -105,9 +106,17 @@ def parse_args(argv=None):
 
 # ---------------------------------------------------------------------------------------------- helpers
 
+def causal_pairs(l, s):
+    """The (query, key) pairs of a bottom-right-aligned causal mask (headroute's alignment: query i at key position
+    i + S - L), counted as a continuous triangle: L*S - L^2/2 when L <= S, S^2/2 when L > S. L*S/2 at L = S.
+    The same count as headroute's AttentionShape.causalPairs."""
+    l, s = float(l), float(s)
+    return l * s - l * l / 2 if l <= s else s * s / 2
+
+
 def flops(b, h, l, s, d, causal):
-    f = 4.0 * b * h * l * s * d
-    return f / 2 if causal else f
+    """4*B*H*L*S*D (two matrix products, 2 FLOPs per multiply-add); causal: 4*B*H*D*causal_pairs(L, S)."""
+    return 4.0 * b * h * d * (causal_pairs(l, s) if causal else float(l) * s)
 
 
 def window_for_density(s, density):
@@ -404,7 +413,8 @@ def main(argv=None):
         "device": torch.cuda.get_device_name() if cuda else "none (no CUDA device)",
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)), "finished": None,
         "config": {"quick": args.quick, "warmup": args.warmup, "repeats": args.repeats, "dtype": "bf16",
-                   "flop_formula": "4*B*H*L*S*D, halved for causal; FLEX: times the token density",
+                   "flop_formula": "4*B*H*L*S*D; causal 4*B*H*D*(L*S - L^2/2) (half at L = S); FLEX: times the token"
+                                   " density",
                    "timing": "CUDA events after warm-up, median of repeats"},
         "rows": [], "compare": None})
     print("torch_reference: torch %s (CUDA %s) on %s" % (torch.__version__, torch.version.cuda, doc.data["device"]),

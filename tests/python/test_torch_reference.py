@@ -198,6 +198,23 @@ class FlexRowsTest(unittest.TestCase):
         self.assertEqual(fake.calls, [])
 
 
+class FlopsTest(unittest.TestCase):
+    """Causal FLOPs count the pairs of the bottom-right-aligned mask, as headroute's AttentionShape.causalPairs does
+    (AttentionShapeTest pins the same numbers)."""
+
+    def test_half_only_at_equal_lengths(self):
+        self.assertEqual(ref.flops(1, 16, 32768, 32768, 128, True), ref.flops(1, 16, 32768, 32768, 128, False) / 2)
+        self.assertEqual(ref.flops(1, 16, 32768, 32768, 128, False), 4.0 * 16 * 32768 * 32768 * 128)
+
+    def test_fewer_queries_than_keys(self):
+        self.assertEqual(ref.causal_pairs(64, 96), 64 * 96 - 64 * 64 / 2)
+        self.assertEqual(ref.flops(2, 2, 64, 96, 16, True), 4.0 * 2 * 2 * 16 * (64 * 32 + 64 * 64 / 2))
+
+    def test_more_queries_than_keys(self):
+        self.assertEqual(ref.causal_pairs(160, 96), 96 * 96 / 2)
+        self.assertEqual(ref.causal_pairs(160, 96), ref.causal_pairs(96, 96))
+
+
 class SdpaOrderTest(unittest.TestCase):
     def test_anchor_length_first_then_the_longest(self):
         fake = FakeTorch(ref.FLEX_LEN)

@@ -43,7 +43,8 @@ public final class AttentionBenchmark {
 
     /** How GFLOP/s are counted; printed with every report. */
     public static final String FLOP_FORMULA =
-            "FLOPs per call = 4·B·H·L·S·D (two matrix products, 2 FLOPs per multiply-add), halved with --causal;"
+            "FLOPs per call = 4·B·H·L·S·D (two matrix products, 2 FLOPs per multiply-add); with --causal"
+                    + " 4·B·H·D·(L·S − L²/2), the pairs of the bottom-right-aligned mask (half of it at L = S);"
                     + " one nominal count for every algorithm and pattern";
 
     private static final Logger LOG = LogManager.getLogger(AttentionBenchmark.class);
@@ -106,7 +107,7 @@ public final class AttentionBenchmark {
 
         /** The nominal FLOPs of one call, per {@link #FLOP_FORMULA}. */
         public double flops() {
-            return shape().denseFlops() * (causal ? 0.5 : 1.0);
+            return shape().flops(causal);
         }
 
         /** The call's shape, pattern and dtype into a report's "config" object. */

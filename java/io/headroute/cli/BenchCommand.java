@@ -72,7 +72,7 @@ final class BenchCommand implements Callable<Integer> {
     @Option(names = "--dim", paramLabel = "D", defaultValue = "64", description = "Head dimension (default: ${DEFAULT-VALUE}).")
     int dim;
 
-    @Option(names = "--causal", description = "Causal attention (halves the FLOP count).")
+    @Option(names = "--causal", description = "Causal attention (FLOPs 4·B·H·D·(L·S − L²/2): half the dense count at L = S).")
     boolean causal;
 
     @Option(names = "--block-size", paramLabel = "64|128", defaultValue = "64",
@@ -254,7 +254,8 @@ final class BenchCommand implements Callable<Integer> {
                 gpu ? r.device() : "CPU (" + threads + " threads)", c.shape(), c.patternSpec(), c.dtype().cliName(),
                 (r.flashTiling() == null ? "" : ", flash kernel tiling " + r.flashTiling())
                         + (r.sparseTiling() == null ? "" : ", sparse kernel tiling " + r.sparseTiling())));
-        o.println(Units.fmt("FLOPs per call = 4·B·H·L·S·D, halved with --causal = %.3f GFLOP", c.flops() / 1e9));
+        o.println(Units.fmt("FLOPs per call = 4·B·H·L·S·D, with --causal 4·B·H·D·(L·S − L²/2) (half at L = S) = %.3f GFLOP",
+                c.flops() / 1e9));
         o.println("  (two matrix products at 2 FLOPs per multiply-add; one nominal count for every algorithm and pattern)");
         o.println(Units.fmt("warm-up %d, then the median of %d timed calls (compute time%s, inputs in place)", c.warmup(),
                 c.repeats(), gpu ? " by CUDA events" : ""));

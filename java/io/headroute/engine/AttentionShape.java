@@ -51,6 +51,31 @@ public record AttentionShape(int batch, int heads, int kvHeads, int qLen, int kv
         return 4.0 * batch * heads * qLen * kvLen * headDim;
     }
 
+    /**
+     * Causal forward FLOPs, 4·B·H·D·{@link #causalPairs}(L, S): the pairs the bottom-right-aligned causal mask
+     * allows (query i sits at key position i + S − L), half of {@link #denseFlops()} only when L = S.
+     */
+    public double causalFlops() {
+        return 4.0 * batch * heads * headDim * causalPairs(qLen, kvLen);
+    }
+
+    /** {@link #causalFlops()} or {@link #denseFlops()}. */
+    public double flops(boolean causal) {
+        return causal ? causalFlops() : denseFlops();
+    }
+
+    /**
+     * The nominal (query, key) pairs of a bottom-right-aligned causal mask on L queries and S keys, counted
+     * as a continuous triangle: L·S − L²/2 when L ≤ S (a full L × (S − L) block, then a triangle), S²/2 when
+     * L &gt; S (the first L − S queries see no key). L·S/2 at L = S, the usual halving. The same count as
+     * bench/torch_reference.py's {@code causal_pairs}.
+     */
+    public static double causalPairs(long qLen, long kvLen) {
+        double l = qLen;
+        double s = kvLen;
+        return qLen <= kvLen ? l * s - l * l / 2 : s * s / 2;
+    }
+
     @Override
     public String toString() {
         return "B=" + batch + " H=" + heads + " Hkv=" + kvHeads + " L=" + qLen + " S=" + kvLen + " D=" + headDim;

@@ -61,7 +61,8 @@ class AttentionBenchmarkTest {
         assertEquals(3, mat.timesMs().size());
         assertEquals(0.0, mat.relL2VsFirst());
         assertTrue(flash.relL2VsFirst() < 1e-6, "flash vs materialized: " + flash.relL2VsFirst());
-        assertEquals(4.0 * 4 * 48 * 80 * 16 / 2, r.config().flops());
+        // Causal at L = 48 < S = 80 (bottom-right aligned): L·S − L²/2 pairs, not half of L·S.
+        assertEquals(4.0 * 4 * 16 * (48 * 80 - 48 * 48 / 2), r.config().flops());
         assertEquals(r.config().flops() / (flash.medianMs() * 1e6), flash.gflops(), 1e-9);
         assertEquals(mat.medianMs() / flash.medianMs(), r.speedup(Algorithm.FLASH, Algorithm.MATERIALIZED).getAsDouble(), 1e-12);
         assertTrue(r.speedup(Algorithm.SPARSE, Algorithm.FLASH).isEmpty());

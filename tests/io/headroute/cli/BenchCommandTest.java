@@ -22,7 +22,7 @@ class BenchCommandTest {
         Cli r = Cli.run("bench", "--backend", "cpu", "--heads", "2", "--len", "64", "--kv-len", "96", "--dim", "16", "--causal",
                 "--warmup", "0", "--repeats", "1", "--threads", "2", "--json", json.toString()).assertOk();
         assertTrue(r.out().contains("4·B·H·L·S·D"), r.out());
-        assertTrue(r.out().contains("halved with --causal"), r.out());
+        assertTrue(r.out().contains("with --causal 4·B·H·D·(L·S − L²/2) (half at L = S)"), r.out());
         assertTrue(r.out().contains("speed flash / materialized: "), r.out());
 
         JsonNode root = new ObjectMapper().readTree(json.toFile());
@@ -37,7 +37,8 @@ class BenchCommandTest {
         assertEquals(false, root.at("/config/fp32_scores").asBoolean(true));
         assertEquals("f32", root.at("/measurements/1/score_dtype").asText(), "the CPU's materialized scores are fp32");
         assertTrue(root.at("/measurements/0/score_dtype").isMissingNode(), "flash stores no scores");
-        assertEquals(4.0 * 2 * 64 * 96 * 16 / 2, root.get("flops_per_call").asDouble());
+        // L = 64 < S = 96, causal aligned bottom-right: 64 × 32 pairs in full, then a 64-row triangle (not half of 64 × 96).
+        assertEquals(4.0 * 2 * 16 * (64 * 96 - 64 * 64 / 2), root.get("flops_per_call").asDouble());
         List<String> algos = new ArrayList<>();
         for (JsonNode m : root.get("measurements")) {
             algos.add(m.get("algorithm").asText());

@@ -27,4 +27,25 @@ class AttentionShapeTest {
         assertEquals("L = 8 and S = 2147418113 must be at most 2147418112 (2^31 - 2^16)", e.getMessage());
         assertThrows(ShapeException.class, () -> new AttentionShape(1, 1, 1, Integer.MAX_VALUE, Integer.MAX_VALUE, 64));
     }
+
+    /**
+     * Causal FLOPs count the pairs of the bottom-right-aligned mask: half the dense count only at L = S (issue 4's
+     * halving); L·S − L²/2 below it (a 64 × 32 block in full, then a 64-row triangle), S²/2 past it (bench/
+     * torch_reference.py's causal_pairs counts the same: tests/python/test_torch_reference.py).
+     */
+    @Test
+    void causalFlopsCountTheBottomRightAlignedPairs() {
+        AttentionShape square = new AttentionShape(1, 16, 16, 32768, 32768, 128);
+        assertEquals(4.0 * 16 * 32768 * 32768 * 128, square.denseFlops());
+        assertEquals(square.denseFlops() / 2, square.causalFlops());
+        assertEquals(square.causalFlops(), square.flops(true));
+        assertEquals(square.denseFlops(), square.flops(false));
+        AttentionShape wide = new AttentionShape(2, 2, 1, 64, 96, 16);
+        assertEquals(64.0 * 96 - 64.0 * 64 / 2, AttentionShape.causalPairs(64, 96));
+        assertEquals(4.0 * 2 * 2 * 16 * (64 * 32 + 64 * 64 / 2), wide.causalFlops());
+        assertTrue(wide.causalFlops() > wide.denseFlops() / 2, "more than half: the first S − L keys are seen by every query");
+        // L > S (no AttentionShape allows it, the count still does): the first L − S queries see no key.
+        assertEquals(96.0 * 96 / 2, AttentionShape.causalPairs(160, 96));
+        assertEquals(AttentionShape.causalPairs(96, 96), AttentionShape.causalPairs(160, 96));
+    }
 }
