@@ -29,7 +29,8 @@ import org.apache.logging.log4j.Logger;
  * Times attention algorithms against each other on one engine, in one run, on the same seeded random
  * inputs: for each algorithm, warm-up calls, then timed calls; reports the median, GFLOP/s under one
  * nominal FLOP count ({@link #FLOP_FORMULA}), the workspace each algorithm allocated, and how far each
- * output is from the first algorithm's.
+ * output is from the reference: the first output without NaN or infinite values (an output with any is a row
+ * {@link #WRONG}, never the reference).
  */
 public final class AttentionBenchmark {
     /**
@@ -40,6 +41,24 @@ public final class AttentionBenchmark {
 
     /** Status prefix of a row whose calls threw something other than out-of-memory, unsupported or bad input. */
     public static final String ERROR = "error: ";
+
+    /**
+     * Status prefix of a row whose calls ran but whose output holds NaN or infinite values: timed, yet no result
+     * (its times stay in the report; it never serves as the reference).
+     */
+    public static final String WRONG = "wrong: ";
+
+    /**
+     * Status prefix of a row the engine's memory plan refused before allocating anything (the plan's message says
+     * what it needs and what the card has).
+     */
+    public static final String DOES_NOT_FIT = "does not fit (memory plan): ";
+
+    /** Status prefix of a row whose call ran out of device memory while allocating (the pool's message). */
+    public static final String OUT_OF_MEMORY = "out of memory at run: ";
+
+    /** How {@link io.headroute.cuda.memory.DevicePool}'s own out-of-memory messages begin. */
+    static final String POOL_OOM_MESSAGE = "out of device memory";
 
     /** How GFLOP/s are counted; printed with every report. */
     public static final String FLOP_FORMULA =
@@ -141,15 +160,28 @@ public final class AttentionBenchmark {
      *
      * @param used            the algorithm the engine reports it ran
      * @param timesMs         the timed calls' compute times, in order
-     * @param relL2VsFirst    ‖o − o_first‖₂ / ‖o_first‖₂ against the first measured algorithm's output (0 for it)
+     * @param relL2VsFirst    ‖o − o_ref‖₂ / ‖o_ref‖₂ against the reference, the first output without NaN or infinite
+     *                        values (0 for it; NaN for an output with such values and for a row not run)
      * @param peakDeviceBytes peak device memory of a call (GPU engines), −1 on the CPU
-     * @param status          "ok", or why the algorithm was not measured (it does not fit, or is unsupported)
+     * @param status          "ok", or why the algorithm was not measured (it does not fit, is unsupported, failed) or
+     *                        why its output is no result ({@link #WRONG})
+     * @param reference       whether this row's output is the one the others are compared with
+     * @param nonFiniteValues NaN or infinite values in the last timed call's output; −1 for a row not run
      */
     public record Measurement(Algorithm requested, Algorithm used, String engine, List<Double> timesMs, double medianMs,
             double minMs, double gflops, long workspaceBytes, long keyTilesVisited, long keyTilesSkipped,
-            double relL2VsFirst, long peakDeviceBytes, DType scoreDType, String status, FlashPlan.Tiling tiling) {
+            double relL2VsFirst, long peakDeviceBytes, DType scoreDType, String status, FlashPlan.Tiling tiling,
+            boolean reference, long nonFiniteValues) {
         public Measurement {
             timesMs = List.copyOf(timesMs);
+        }
+
+        /** A row with a finite output that is not the reference. */
+        public Measurement(Algorithm requested, Algorithm used, String engine, List<Double> timesMs, double medianMs,
+                double minMs, double gflops, long workspaceBytes, long keyTilesVisited, long keyTilesSkipped,
+                double relL2VsFirst, long peakDeviceBytes, DType scoreDType, String status, FlashPlan.Tiling tiling) {
+            this(requested, used, engine, timesMs, medianMs, minMs, gflops, workspaceBytes, keyTilesVisited, keyTilesSkipped,
+                    relL2VsFirst, peakDeviceBytes, scoreDType, status, tiling, false, "ok".equals(status) ? 0 : -1);
         }
 
         /** The algorithm's name, with the tensor-core tiling when one was asked for ({@code flash[w2]}). */
@@ -162,13 +194,18 @@ public final class AttentionBenchmark {
             return "ok".equals(status);
         }
 
+        /** A call that threw ({@link #ERROR}) or an output that is no result ({@link #WRONG}). */
+        public boolean failed() {
+            return status.startsWith(ERROR) || status.startsWith(WRONG);
+        }
+
         static Measurement notRun(Algorithm a, String engine, String why) {
             return notRun(a, engine, why, null);
         }
 
         static Measurement notRun(Algorithm a, String engine, String why, FlashPlan.Tiling tiling) {
             return new Measurement(a, a, engine, List.of(), Double.NaN, Double.NaN, Double.NaN, -1, -1, -1, Double.NaN, -1, null, why,
-                    tiling);
+                    tiling, false, -1);
         }
     }
 
@@ -266,6 +303,11 @@ public final class AttentionBenchmark {
                 n.put("key_tiles_visited", m.keyTilesVisited());
                 n.put("key_tiles_skipped", m.keyTilesSkipped());
                 n.put("rel_l2_vs_first", m.relL2VsFirst());
+                n.put("reference", m.reference());
+                if (m.nonFiniteValues() >= 0) {
+                    n.put("output_finite", m.nonFiniteValues() == 0);
+                    n.put("non_finite_values", m.nonFiniteValues());
+                }
                 n.put("peak_device_bytes", m.peakDeviceBytes());
                 if (m.scoreDType() != null) {
                     n.put("score_dtype", m.scoreDType().cliName());
@@ -399,7 +441,10 @@ public final class AttentionBenchmark {
         return e.mmaTiling().resolve(c.dtype(), c.headDim(), sparse).cliName();
     }
 
-    /** Warm-up and timed calls of one algorithm; {@code reference[0]} is the first measured output. */
+    /**
+     * Warm-up and timed calls of one algorithm; {@code reference[0]} is the first measured output without NaN or
+     * infinite values (this one's, when it is the first).
+     */
     private static Measurement measure(AttentionEngine engine, Config c, AttentionRequest req, FlashPlan.Tiling tiling,
             float[][] reference) {
         Algorithm a = req.algorithm();
@@ -417,8 +462,10 @@ public final class AttentionBenchmark {
                 LOG.debug("bench {}: run {}/{}: {} ms", what, r + 1, c.repeats(), times[r]);
             }
         } catch (DeviceOutOfMemoryException e) {
-            // The memory plan (or the pool) says the algorithm cannot run on this card: a result, not a crash.
-            return Measurement.notRun(a, engine.name(), "does not fit: " + e.getMessage(), tiling);
+            // The algorithm cannot run on this card: a result, not a crash. The memory plan's refusal (before anything
+            // was allocated, with what it needs and what the card has) and the pool's out-of-memory during the call are
+            // told apart: the second may be fragmentation or another process, not the algorithm's size.
+            return Measurement.notRun(a, engine.name(), outOfMemoryStatus(e), tiling);
         } catch (UnsupportedOperationException e) {
             return Measurement.notRun(a, engine.name(), "unsupported: " + e.getMessage(), tiling);
         } catch (IllegalArgumentException e) {
@@ -432,10 +479,15 @@ public final class AttentionBenchmark {
                     + String.valueOf(e.getMessage()).replaceAll("\\s*\\R\\s*", " "), tiling);
         }
         float[] o = last.o().toFloatArray();
-        double rel = reference[0] == null ? 0.0 : relativeL2(o, reference[0]);
-        if (reference[0] == null) {
+        long nonFinite = nonFinite(o);
+        boolean isReference = nonFinite == 0 && reference[0] == null;
+        // An output with NaN or infinite values is wrong whatever it is compared with, and never the reference: the
+        // rows after it are compared with the first finite output.
+        double rel = nonFinite > 0 ? Double.NaN : isReference ? 0.0 : relativeL2(o, reference[0]);
+        if (isReference) {
             reference[0] = o;
         }
+        String status = nonFinite == 0 ? "ok" : WRONG + nonFinite + " of " + o.length + " output values are NaN or infinite";
         double median = median(times);
         List<Double> list = new ArrayList<>();
         for (double t : times) {
@@ -444,7 +496,24 @@ public final class AttentionBenchmark {
         return new Measurement(a, last.stats().algorithm(), last.stats().engine(), list, median,
                 Arrays.stream(times).min().orElse(median), c.flops() / (median * 1e6), last.stats().workspaceBytes(),
                 last.stats().keyTilesVisited(), last.stats().keyTilesSkipped(), rel, last.stats().peakDeviceBytes(),
-                last.stats().scoreDType(), "ok", tiling);
+                last.stats().scoreDType(), status, tiling, isReference, nonFinite);
+    }
+
+    /** The status of a row whose call threw {@code e}: the memory plan's refusal, or the pool's out-of-memory. */
+    static String outOfMemoryStatus(DeviceOutOfMemoryException e) {
+        String msg = String.valueOf(e.getMessage());
+        return (msg.startsWith(POOL_OOM_MESSAGE) ? OUT_OF_MEMORY : DOES_NOT_FIT) + msg;
+    }
+
+    /** How many of {@code x} are NaN or infinite. */
+    static long nonFinite(float[] x) {
+        long n = 0;
+        for (float v : x) {
+            if (!Float.isFinite(v)) {
+                n++;
+            }
+        }
+        return n;
     }
 
     /** ‖x − ref‖₂ / ‖ref‖₂ in double precision; 0 when both are zero, +∞ when only ref is. NaN stays NaN. */

@@ -200,7 +200,7 @@ final class BenchCommand implements Callable<Integer> {
         if (json != null) {
             writeJson(json, report.toJson(), nThreads);
         }
-        long errors = report.measurements().stream().filter(m -> m.status().startsWith(AttentionBenchmark.ERROR)).count();
+        long errors = report.measurements().stream().filter(Measurement::failed).count();
         if (errors > 0 || closing != null) {
             throw new IllegalStateException((errors > 0 ? errors + " of " + report.measurements().size() + " rows failed (the table"
                     + (json != null ? " and " + json : "") + " say which)" : "the rows were measured")
@@ -263,7 +263,6 @@ final class BenchCommand implements Callable<Integer> {
         int w = Math.max(13, r.measurements().stream().mapToInt(m -> m.label().length()).max().orElse(0));
         o.println(Units.fmt("%-" + w + "s %12s %12s %10s %15s %15s %20s %16s", "algorithm", "median ms", "min ms", "GFLOP/s",
                 "workspace MiB", "peak dev MiB", "key tiles run/skip", "rel L2 vs first"));
-        boolean first = true;
         for (Measurement m : r.measurements()) {
             String name = m.label();
             if (!m.ok()) {
@@ -274,8 +273,7 @@ final class BenchCommand implements Callable<Integer> {
                     m.workspaceBytes() / (double) (1L << 20),
                     m.peakDeviceBytes() < 0 ? "-" : Units.fmt("%.1f", m.peakDeviceBytes() / (double) (1L << 20)),
                     m.keyTilesVisited() < 0 ? "-" : m.keyTilesVisited() + "/" + m.keyTilesSkipped(),
-                    first ? "-" : Units.fmt("%.2e", m.relL2VsFirst())));
-            first = false;
+                    m.reference() ? "-" : Units.fmt("%.2e", m.relL2VsFirst())));
         }
         for (Measurement m : r.measurements()) {
             if (m.ok() && m.scoreDType() != null) {

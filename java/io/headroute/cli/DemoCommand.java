@@ -92,7 +92,7 @@ final class DemoCommand implements Callable<Integer> {
                     Units.mib(m.workspaceBytes()), what));
         }
         o.println();
-        long failed = r.measurements().stream().filter(m -> m.status().startsWith(AttentionBenchmark.ERROR)).count();
+        long failed = r.measurements().stream().filter(AttentionBenchmark.Measurement::failed).count();
         if (failed > 0) {
             // A call that failed (not one that does not fit or is unsupported) is an error, as in bench.
             err.println("headroute demo: error: " + failed + " of " + r.measurements().size()

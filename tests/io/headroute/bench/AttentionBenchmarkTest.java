@@ -47,6 +47,121 @@ class AttentionBenchmarkTest {
         }
     }
 
+    /** An engine that runs on the CPU, except that {@code poisoned}'s output gets a NaN and {@code throwing} throws. */
+    private static io.headroute.engine.AttentionEngine doctored(CpuAttentionEngine cpu, Algorithm poisoned, Algorithm throwing,
+            RuntimeException thrown) {
+        return new io.headroute.engine.AttentionEngine() {
+            @Override
+            public String name() {
+                return "doctored";
+            }
+
+            @Override
+            public io.headroute.engine.AttentionResult run(io.headroute.engine.AttentionRequest request) {
+                if (request.algorithm() == throwing) {
+                    throw thrown;
+                }
+                io.headroute.engine.AttentionResult r = cpu.run(request);
+                if (request.algorithm() != poisoned) {
+                    return r;
+                }
+                float[] o = r.o().toFloatArray();
+                o[o.length / 2] = Float.NaN;
+                o[0] = Float.POSITIVE_INFINITY;
+                return new io.headroute.engine.AttentionResult(io.headroute.tensor.Tensor.ofFloats(r.o().dtype(), o, r.o().shape()),
+                        r.lse(), r.stats());
+            }
+
+            @Override
+            public void close() {}
+        };
+    }
+
+    /**
+     * The first algorithm is checked too: an output with NaN or infinite values is a row "wrong: ..." (its times
+     * kept, never the reference, never ok), the next finite output becomes the reference, and the JSON says which.
+     */
+    @Test
+    void aNonFiniteOutputIsWrongEvenFirstAndNeverTheReference() {
+        try (CpuAttentionEngine cpu = new CpuAttentionEngine(2)) {
+            AttentionBenchmark.Report r = AttentionBenchmark.run(doctored(cpu, Algorithm.MATERIALIZED, null, null),
+                    config(List.of(Algorithm.MATERIALIZED, Algorithm.FLASH, Algorithm.SPARSE), 0, 2));
+            AttentionBenchmark.Measurement mat = r.measurements().get(0);
+            AttentionBenchmark.Measurement flash = r.measurements().get(1);
+            AttentionBenchmark.Measurement sparse = r.measurements().get(2);
+            assertEquals("wrong: 2 of " + 4 * 48 * 16 + " output values are NaN or infinite", mat.status());
+            assertTrue(mat.failed() && !mat.ok() && !mat.reference(), mat.toString());
+            assertEquals(2, mat.timesMs().size(), "its times are kept");
+            assertTrue(Double.isNaN(mat.relL2VsFirst()));
+            assertEquals(2, mat.nonFiniteValues());
+            assertTrue(flash.ok() && flash.reference(), "the first finite output is the reference: " + flash);
+            assertEquals(0.0, flash.relL2VsFirst());
+            assertEquals(0, flash.nonFiniteValues());
+            assertTrue(sparse.ok() && !sparse.reference());
+            assertTrue(sparse.relL2VsFirst() < 1e-5, "sparse compared with flash: " + sparse.relL2VsFirst());
+            assertTrue(r.speedup(Algorithm.FLASH, Algorithm.MATERIALIZED).isEmpty(), "no speed ratio against a wrong row");
+            com.fasterxml.jackson.databind.JsonNode ms = r.toJson().get("measurements");
+            assertEquals(false, ms.get(0).get("output_finite").asBoolean(true));
+            assertEquals(2, ms.get(0).get("non_finite_values").asLong());
+            assertEquals(false, ms.get(0).get("reference").asBoolean(true));
+            assertEquals(true, ms.get(1).get("output_finite").asBoolean(false));
+            assertEquals(true, ms.get(1).get("reference").asBoolean(false));
+            assertEquals(false, ms.get(2).get("reference").asBoolean(true));
+        }
+    }
+
+    /**
+     * The memory plan's refusal (before any allocation, with what it needs and what the card has) and the pool's
+     * out-of-memory during a call are different rows: the DevicePool's own message is recognized as the second.
+     */
+    @Test
+    void aPlanRefusalIsNotAnOutOfMemoryAtRun() {
+        io.headroute.cuda.memory.RawAllocator full = new io.headroute.cuda.memory.RawAllocator() {
+            @Override
+            public long allocate(long bytes) throws io.headroute.cuda.memory.RawOutOfMemoryException {
+                throw new io.headroute.cuda.memory.RawOutOfMemoryException("CUDA_ERROR_OUT_OF_MEMORY");
+            }
+
+            @Override
+            public void free(long address) {}
+
+            @Override
+            public long totalBytes() {
+                return 1L << 30;
+            }
+
+            @Override
+            public long freeBytes() {
+                return 0;
+            }
+
+            @Override
+            public String deviceDescription() {
+                return "GPU 0 (fake)";
+            }
+        };
+        io.headroute.cuda.memory.DeviceOutOfMemoryException pool;
+        try (io.headroute.cuda.memory.DevicePool p = io.headroute.cuda.memory.DevicePool.create(full, "test", false)) {
+            pool = assertThrows(io.headroute.cuda.memory.DeviceOutOfMemoryException.class, () -> p.allocate(4096, "scores"));
+        }
+        var plan = new io.headroute.cuda.memory.DeviceOutOfMemoryException("the materialized path needs 32.00 GiB (32.00 GiB of"
+                + " bf16 scores), but GPU 0 (fake) has 10.00 GiB available (10.00 GiB free of 80.00 GiB)", 1L << 35);
+        try (CpuAttentionEngine cpu = new CpuAttentionEngine(2)) {
+            for (var e : List.of(pool, plan)) {
+                AttentionBenchmark.Report r = AttentionBenchmark.run(doctored(cpu, null, Algorithm.MATERIALIZED, e),
+                        config(List.of(Algorithm.FLASH, Algorithm.MATERIALIZED), 0, 1));
+                String status = r.measurements().get(1).status();
+                if (e == plan) {
+                    assertEquals("does not fit (memory plan): " + plan.getMessage(), status);
+                } else {
+                    assertTrue(status.startsWith("out of memory at run: out of device memory on GPU 0 (fake)"), status);
+                }
+                assertTrue(!r.measurements().get(1).failed(), "not a failure of the code: " + status);
+                assertTrue(r.measurements().get(0).ok() && r.measurements().get(0).reference());
+            }
+        }
+    }
+
     @Test
     void measuresEveryAlgorithmOnTheSameInputs() {
         AttentionBenchmark.Report r;
@@ -60,6 +175,7 @@ class AttentionBenchmarkTest {
         assertEquals(Algorithm.MATERIALIZED, mat.used());
         assertEquals(3, mat.timesMs().size());
         assertEquals(0.0, mat.relL2VsFirst());
+        assertTrue(mat.reference() && !flash.reference(), "the first finite output is the reference");
         assertTrue(flash.relL2VsFirst() < 1e-6, "flash vs materialized: " + flash.relL2VsFirst());
         // Causal at L = 48 < S = 80 (bottom-right aligned): L·S − L²/2 pairs, not half of L·S.
         assertEquals(4.0 * 4 * 16 * (48 * 80 - 48 * 48 / 2), r.config().flops());
