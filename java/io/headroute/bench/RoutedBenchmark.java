@@ -112,8 +112,19 @@ public final class RoutedBenchmark {
             return routed.medianMs() / dense.medianMs();
         }
 
+        /** The relative L2 error the routed output may have: {@link AttentionBenchmark#tolerance} of the dtype. */
+        public double tolerance() {
+            return AttentionBenchmark.tolerance(config.attention().dtype());
+        }
+
+        /** Whether the routed output is gate × dense output within {@link #tolerance()} (false for NaN). */
+        public boolean withinTolerance() {
+            return relL2VsGatedDense <= tolerance();
+        }
+
+        /** Routed / dense within the target, and the routed output right ({@link #withinTolerance()}): a fast wrong output meets nothing. */
         public boolean meetsTarget() {
-            return routedOverDense() <= config.target();
+            return withinTolerance() && routedOverDense() <= config.target();
         }
 
         /** Router time in percent of the routed attention time (medians). */
@@ -121,8 +132,9 @@ public final class RoutedBenchmark {
             return 100.0 * router.medianMs() / routed.medianMs();
         }
 
+        /** The router's overhead within its bound, and the routed output right ({@link #withinTolerance()}). */
         public boolean meetsOverheadTarget() {
-            return routerOverheadPercent() <= OVERHEAD_TARGET_PERCENT;
+            return withinTolerance() && routerOverheadPercent() <= OVERHEAD_TARGET_PERCENT;
         }
 
         public ObjectNode toJson() {
@@ -157,6 +169,8 @@ public final class RoutedBenchmark {
             root.put("target_router_overhead_percent", OVERHEAD_TARGET_PERCENT);
             root.put("meets_overhead_target", meetsOverheadTarget());
             root.put("rel_l2_routed_vs_gated_dense", relL2VsGatedDense);
+            root.put("tolerance", tolerance());
+            root.put("within_tolerance", withinTolerance());
             return root;
         }
 

@@ -243,7 +243,8 @@ final class BenchCommand implements Callable<Integer> {
                 RoutedBenchmark.TARGET_SLACK, rc.target(), r.meetsTarget() ? "met" : "NOT met"));
         o.println(Units.fmt("router overhead: %.2f%% of the routed attention time (goal ≤ %.0f%%): %s", r.routerOverheadPercent(),
                 RoutedBenchmark.OVERHEAD_TARGET_PERCENT, r.meetsOverheadTarget() ? "met" : "NOT met"));
-        o.println(Units.fmt("routed output vs gate × dense output: relative L2 %.2e", r.relL2VsGatedDense()));
+        o.println(Units.fmt("routed output vs gate × dense output: relative L2 %.2e (%s tolerance %.0e): %s", r.relL2VsGatedDense(),
+                c.dtype().cliName(), r.tolerance(), r.withinTolerance() ? "within" : "OUTSIDE (neither goal counts as met)"));
         RouteCommand.printStats(o, r.routerStats());
     }
 

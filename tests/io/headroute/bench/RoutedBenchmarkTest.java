@@ -42,9 +42,40 @@ class RoutedBenchmarkTest {
         assertEquals(3L * tilesPerHead, r.routed().stats().queryTiles(), "1 shared + k = 2 routed heads per block");
         assertEquals(130L * 3, r.routed().stats().rowsSkipped());
         assertTrue(r.relL2VsGatedDense() <= 1e-5, "rel L2 " + r.relL2VsGatedDense());
+        assertTrue(r.withinTolerance());
+        assertEquals(1e-5, r.toJson().get("tolerance").asDouble());
+        assertTrue(r.toJson().get("within_tolerance").asBoolean());
         assertEquals(0.5 + 0.05, c.target(), 1e-15);
         assertEquals(r.routed().medianMs() / r.dense().medianMs(), r.routedOverDense(), 1e-15);
         assertEquals(0.5, r.routerStats().activeHeadFraction(), 1e-15);
+    }
+
+    /**
+     * Issue 6's goals count only with the routed output right: within the dtype's tolerance of gate × dense output
+     * (bf16 1e-2, f16 2e-3, f32 1e-5); a NaN error meets nothing.
+     */
+    @Test
+    void goalsNeedTheRoutedOutputWithinTheDtypesTolerance() {
+        assertEquals(1e-5, AttentionBenchmark.tolerance(DType.F32));
+        assertEquals(2e-3, AttentionBenchmark.tolerance(DType.F16));
+        assertEquals(1e-2, AttentionBenchmark.tolerance(DType.BF16));
+        AttentionBenchmark.Config bf16 = new AttentionBenchmark.Config(1, 16, 16, 130, 130, 16, false, new Pattern.Dense(), DType.BF16,
+                List.of(Algorithm.FLASH), 0, 1, 9);
+        RoutedBenchmark.Config c = new RoutedBenchmark.Config(bf16, new RouterConfig(2, 14, 4, 1), 24);
+        assertEquals(6.0 / 16 + 0.05, c.target(), 1e-15);
+        RoutedBenchmark.Timing router = new RoutedBenchmark.Timing(List.of(0.1), 0.1, 0.1, null);
+        RoutedBenchmark.Timing routed = new RoutedBenchmark.Timing(List.of(4.0), 4.0, 4.0, null);
+        RoutedBenchmark.Timing dense = new RoutedBenchmark.Timing(List.of(10.0), 10.0, 10.0, null);
+        for (double rel : new double[] {5e-3, 1e-2, 1.01e-2, 0.3, Double.NaN}) {
+            RoutedBenchmark.Report r = new RoutedBenchmark.Report(AttentionBenchmark.Machine.current(), c, "cuda", "GPU 0", "cuda",
+                    "GPU 0", router, null, routed, dense, rel);
+            boolean right = rel <= 1e-2;
+            assertEquals(right, r.withinTolerance(), "rel " + rel);
+            assertEquals(0.4, r.routedOverDense(), 1e-15);
+            assertEquals(2.5, r.routerOverheadPercent(), 1e-12);
+            assertEquals(right, r.meetsTarget(), "0.4 <= 0.425 counts only with the output right, rel " + rel);
+            assertEquals(right, r.meetsOverheadTarget(), "2.5% <= 5% counts only with the output right, rel " + rel);
+        }
     }
 
     @Test

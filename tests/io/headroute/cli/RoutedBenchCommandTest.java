@@ -28,6 +28,7 @@ class RoutedBenchCommandTest {
         assertTrue(r.out().contains("routed / dense: "), r.out());
         assertTrue(r.out().contains("goal ≤ (Hs + k)/H + 0.05 = 0.5500"), r.out());
         assertTrue(r.out().contains("router overhead: "), r.out());
+        assertTrue(r.out().contains("(f32 tolerance 1e-05): within"), r.out());
         assertTrue(r.out().contains("load balance"), r.out());
 
         JsonNode j = new ObjectMapper().readTree(json.toFile());
@@ -54,6 +55,7 @@ class RoutedBenchCommandTest {
         assertEquals(0.55, j.at("/target_routed_over_dense").asDouble(), 1e-12);
         double ratio = j.at("/routed/median_ms").asDouble() / j.at("/dense/median_ms").asDouble();
         assertEquals(ratio, j.at("/routed_over_dense").asDouble(), 1e-12);
+        assertTrue(j.at("/within_tolerance").asBoolean(), j.toString());
         assertEquals(ratio <= 0.55, j.at("/meets_target").asBoolean());
         double overhead = 100 * j.at("/router/median_ms").asDouble() / j.at("/routed/median_ms").asDouble();
         assertEquals(overhead, j.at("/router_overhead_percent").asDouble(), 1e-9);
