@@ -30,7 +30,9 @@ import sys
 import xml.etree.ElementTree as ET
 
 COMPARE_SHAPE = (1, 4, 1000, 64)
-TOLERANCE = {"f32": 1e-5, "f16": 1e-2, "bf16": 1e-2}
+# Relative L2 error allowed per dtype: the GPU tests' (CudaAttentionGpuTest.tolerance) and headroute's
+# AttentionBenchmark.tolerance, for the compare step, the bench rows' agreement and the routed output.
+TOLERANCE = {"f32": 1e-5, "f16": 2e-3, "bf16": 1e-2}
 
 
 # ------------------------------------------------------------------------------------------ .npy files
@@ -158,6 +160,16 @@ def cmd_make_compare(a):
     return 0
 
 
+def read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def read_text(path):
+    with open(path, errors="replace") as f:
+        return f.read()
+
+
 def read_tsv(path):
     rows = []
     if not os.path.exists(path):
@@ -175,7 +187,7 @@ def read_tsv(path):
 
 def cmd_compare_eval(a):
     meta_path = os.path.join(a.dir, "meta.json")
-    meta = json.load(open(meta_path)) if os.path.exists(meta_path) else {}
+    meta = read_json(meta_path) if os.path.exists(meta_path) else {}
     results = []
     refs = {}
     for r in read_tsv(os.path.join(a.dir, "runs.tsv")):
@@ -249,7 +261,7 @@ def console_counts(log):
     if not os.path.exists(log):
         c["passed"] = 0
         return c
-    lines = open(log, errors="replace").read().splitlines()
+    lines = read_text(log).splitlines()
     started = {}
     for i, ln in enumerate(lines):
         m = re.match(r"^(Started|Finished|Skipped):\s+(.*) \((\[engine:.*\])\)\s*$", ln)
@@ -308,7 +320,7 @@ def cmd_junit(a):
 # -------------------------------------------------------------------------------------------- sanitizer
 
 def sanitizer_counts(log):
-    text = open(log, errors="replace").read() if os.path.exists(log) else ""
+    text = read_text(log) if os.path.exists(log) else ""
     res = {"summary": None, "errors": None, "memory": 0, "races": 0, "api": 0}
     m = re.search(r"ERROR SUMMARY:\s*(\d+) errors?", text)
     if m:
@@ -365,7 +377,7 @@ def ncu_csv_rows(path):
     import csv
     if not os.path.exists(path):
         return []
-    lines = [ln for ln in open(path, errors="replace") if ln.startswith('"')]
+    lines = [ln for ln in read_text(path).splitlines(True) if ln.startswith('"')]
     return list(csv.reader(lines))
 
 
@@ -433,7 +445,7 @@ def cmd_ncu_eval(a):
 def read_kv(path):
     kv = {}
     if os.path.exists(path):
-        for ln in open(path, errors="replace"):
+        for ln in read_text(path).splitlines():
             if ":" in ln:
                 k, v = ln.split(":", 1)
                 kv[k.strip()] = v.strip()
@@ -441,17 +453,20 @@ def read_kv(path):
 
 
 def short_status(text):
-    """A table cell for a status text: ok, skip, timeout, exit N, no fit, oom, fail."""
+    """A table cell for a status text: ok, skip, timeout, exit N, no fit (the memory plan refused it), oom (out of
+    memory while it ran), WRONG (an output with NaN/inf), fail."""
     t = (text or "?").strip()
     low = t.lower()
     if low.startswith("skip"):
         return "skip"
     if "timeout" in low:
         return "timeout"
-    if "fit" in low:
-        return "no fit"
-    if low.startswith("oom"):
+    if low.startswith("wrong"):
+        return "WRONG"
+    if low.startswith("oom") or low.startswith("out of memory"):
         return "oom"
+    if "does not fit" in low or "no fit" in low:
+        return "no fit"
     m = re.search(r"exit (\d+)", low)
     if m:
         return "exit " + m.group(1)
@@ -462,8 +477,55 @@ def fmt_tf(x):
     return "-" if x is None else ("%.1f" % x if x < 100 else "%.0f" % x)
 
 
-# The bench step runs bf16: a row further than this (relative L2) from the run's first algorithm is wrong.
-BENCH_TOL = 1e-2
+def bench_tolerance(data):
+    """The relative L2 distance two rows of a bench run (its dtype) may be apart: TOLERANCE, bf16 by default."""
+    return TOLERANCE.get(((data or {}).get("config") or {}).get("dtype") or "bf16", TOLERANCE["bf16"])
+
+
+def algo_label(m):
+    """A bench measurement's column: flash, materialized, sparse, or flash_w2, sparse_wgpx2, ... for a tiling's row."""
+    return (m.get("algorithm") or "") + ("_" + m["tiling"] if m.get("tiling") else "")
+
+
+def reference_index(ms):
+    """The index of a bench run's reference row: the one marked "reference" (the first finite output), or in a JSON
+    from before that key, the first row that ran (rel 0)."""
+    for i, m in enumerate(ms):
+        if m.get("reference") is True:
+            return i
+    if any("reference" in m for m in ms):
+        return None  # the run has no finite output at all
+    for i, m in enumerate(ms):
+        if m.get("status") == "ok" and m.get("rel_l2_vs_first") == 0:
+            return i
+    return None
+
+
+def run_checks(data):
+    """{label: mark} of a bench run's rows that are no result: "WRONG" (an output with NaN or inf, the reference's
+    included), "disagree" (further than the dtype's tolerance from the run's reference: then the row AND the
+    reference are marked, as two rows cannot tell which is right); and the notes saying why."""
+    ms = (data or {}).get("measurements", [])
+    tol = bench_tolerance(data)
+    ref = reference_index(ms)
+    marks, notes = {}, []
+    for i, m in enumerate(ms):
+        label = algo_label(m)
+        st = m.get("status") or ""
+        if st.startswith("wrong") or m.get("output_finite") is False:
+            marks[label] = "WRONG"
+            notes.append("%s: output has NaN/inf (%s)" % (label, st or "output_finite false"))
+            continue
+        if st != "ok" or i == ref or ref is None:
+            continue
+        rel = m.get("rel_l2_vs_first")
+        if rel is None or not (rel <= tol):
+            ref_label = algo_label(ms[ref])
+            marks[label] = marks.get(label) or "disagree"
+            marks[ref_label] = marks.get(ref_label) or "disagree"
+            notes.append("%s vs %s: rel L2 %s > %.0e" % (label, ref_label, "NaN" if rel is None or rel != rel else "%.1e" % rel,
+                                                          tol))
+    return marks, notes
 
 
 def flex_line(rows):
@@ -505,7 +567,10 @@ def memory_lines(cells):
 
 
 def bench_cells(out):
-    """{(H, D, L, causal, pattern): {"flash": cell, "materialized": cell, "ms": {...}}} from the bench step."""
+    """{(H, D, L, causal, pattern): {"flash": cell, "materialized": cell, ...}} from the bench step. A cell is
+    {"tf", "ms", ...} for a result, or {"text": why not}. Rows no result ("WRONG", "disagree": run_checks) at a shape
+    stay so whatever another run of the shape measured (a later run of the same algorithm does not clear them), and
+    the shape's "checks" list says why."""
     cells = {}
     for r in read_tsv(os.path.join(out, "bench", "runs.tsv")):
         if r.get("route"):
@@ -514,40 +579,51 @@ def bench_cells(out):
         c = cells.setdefault(key, {"run": r.get("status", "")})
         path = os.path.join(out, "bench", r["name"] + ".json")
         log = os.path.join(out, "bench", r["name"] + ".log")
-        logtext = open(log, errors="replace").read() if os.path.exists(log) else ""
+        logtext = read_text(log) if os.path.exists(log) else ""
         data = None
         if os.path.exists(path):
             try:
-                data = json.load(open(path))
+                data = read_json(path)
             except ValueError:
                 data = None
         for key in ("flash_tiling", "sparse_tiling"):
             if (data or {}).get("config", {}).get(key):
                 c[key] = data["config"][key]
+        marks, notes = run_checks(data)
+        known = c.setdefault("marks", {})
+        for label, mark in marks.items():
+            if mark == "WRONG" or label not in known:
+                known[label] = mark
+        c.setdefault("checks", []).extend(notes)
         for m in (data or {}).get("measurements", []):
-            algo = (m.get("algorithm") or "") + ("_" + m["tiling"] if m.get("tiling") else "")
+            algo = algo_label(m)
             if "tf" in c.get(algo, {}):
                 continue  # a shape's first measurement of an algorithm wins (a tilings run times the engine's own again)
             st = m.get("status") or m.get("skipped") or m.get("error")
-            rel = m.get("rel_l2_vs_first")
             if isinstance(st, str) and st not in ("ok", ""):
                 c[algo] = {"text": short_status(st)}
-            elif rel is not None and not (rel <= BENCH_TOL):
-                # Fast but wrong is not a result: shown as such, and never the fastest.
-                c[algo] = {"text": "WRONG %.0e" % rel if rel == rel else "WRONG NaN"}
             elif m.get("gflops") is not None:
-                c[algo] = {"tf": m["gflops"] / 1000.0, "ms": m.get("median_ms"), "rel": rel,
+                c[algo] = {"tf": m["gflops"] / 1000.0, "ms": m.get("median_ms"), "rel": m.get("rel_l2_vs_first"),
                            "peak": m.get("peak_device_bytes"), "scores": m.get("score_dtype"),
-                           "bs": (data or {}).get("config", {}).get("block_size") or 64}
+                           "bs": (data or {}).get("config", {}).get("block_size") or 64,
+                           "tiles": (m.get("key_tiles_visited"), m.get("key_tiles_skipped"))}
         for algo in ("flash", "materialized", "sparse"):
             if algo in c:
                 continue
             if algo in r.get("algos", "flash,materialized").split(","):
-                if re.search(r"%s[^\n]*(does not fit|not fit)" % algo, logtext, re.I) or (
-                        algo == "materialized" and re.search(r"does not fit", logtext, re.I)):
+                if re.search(r"%s[^\n]*(does not fit|not fit)" % algo, logtext, re.I):
                     c[algo] = {"text": "no fit"}
+                elif re.search(r"%s[^\n]*out of memory at run" % algo, logtext, re.I):
+                    c[algo] = {"text": "oom"}
+                elif r.get("status") == "ok":
+                    # The run ended well, yet its JSON has no row for the algorithm: missing, not "ok".
+                    c[algo] = {"text": "missing"}
                 else:
                     c[algo] = {"text": short_status(r.get("status"))}
+    # Fast but wrong is not a result: shown as such, never the fastest, in no ratio.
+    for c in cells.values():
+        for label, mark in c.get("marks", {}).items():
+            c[label] = {"text": mark}
     return cells
 
 
@@ -561,7 +637,7 @@ def routed_rows(out):
         path = os.path.join(out, "bench", r["name"] + ".json")
         if os.path.exists(path):
             try:
-                data = json.load(open(path))
+                data = read_json(path)
             except ValueError:
                 data = None
         rows.append((r["route"], r.get("status", ""), data))
@@ -636,7 +712,7 @@ def cmd_summary(a):
         # One line per run: the case names tell the tilings and kernels apart (flash-w2, sparse-compact, ...).
         add("")
         add("sanitizer (tool, case, dtype: errors)")
-        for r in json.load(open(san)):
+        for r in read_json(san):
             # Error counts only of runs that ended as the sanitizer ends (0: clean, 3: errors found); another exit
             # (the program failed, or the sanitizer could not run it) shows as such, whatever its log counted.
             if r.get("errors") is not None and str(r.get("rc")) in ("0", "3"):
@@ -651,12 +727,12 @@ def cmd_summary(a):
     if os.path.exists(ncu_txt):
         add("")
         add("ncu (Nsight Compute; full CSV in ncu/):")
-        for ln in open(ncu_txt, errors="replace").read().splitlines()[1:]:
+        for ln in read_text(ncu_txt).splitlines()[1:]:
             add("  " + ln)
 
     cmp_path = os.path.join(out, "compare", "results.json")
     if os.path.exists(cmp_path):
-        doc = json.load(open(cmp_path))
+        doc = read_json(cmp_path)
         s = doc.get("shape") or {}
         add("")
         add("compare vs %s, B=%s H=%s L=S=%s D=%s (rel L2; tol f32 1e-5, bf16 1e-2):" % (
@@ -677,7 +753,7 @@ def cmd_summary(a):
     tpath = os.path.join(out, "torch.json")
     if os.path.exists(tpath):
         try:
-            tdoc = json.load(open(tpath))
+            tdoc = read_json(tpath)
             trows = tdoc.get("rows", [])
         except ValueError:
             tdoc = {}
@@ -690,8 +766,11 @@ def cmd_summary(a):
         add("flash = the engine's tiling (%s), w2 = W2 (2 warps x 32 rows), w4x2 = W4X2 (4 warps x 32 rows, 128-row"
             " blocks), wg = W4 with wgmma, wgp = wg with P.V overlapping the next softmax, wgx2/wgpx2 = wg/wgp with two"
             " warpgroups on 128-row blocks (wg*: sm_90), same seeded inputs, timed in a run of their own after the"
-            " baseline; WRONG = more than 1e-2 from W4; ours/torch = the fastest tiling / torch best"
-            % "/".join(ran))
+            " baseline; ours/torch = the fastest tiling / torch best" % "/".join(ran))
+        add("WRONG = an output with NaN/inf; disagree = a row further than the dtype's tolerance (bf16 1e-2, rel L2)"
+            " from its run's reference (the first finite output: the engine's flash): both it and the reference are"
+            " marked at that shape, as two rows cannot tell which is right, and neither counts; missing = the run"
+            " ended well but its JSON has no such row; no fit = the memory plan refused it; oom = out of memory at run")
         add("%-7s %6s %-6s %8s %8s %8s %8s %8s %8s %8s %8s %14s %8s" % (
             "HxD", "L", "causal", "flash", "w2", "w4x2", "wg", "wgp", "wgx2", "wgpx2", "mater.", "torch best", "ours/torch"))
         keys = sorted(set(k for k in cells if k[4] == "dense") | set(
@@ -733,6 +812,9 @@ def cmd_summary(a):
                 fmt_tf(ma["tf"]) if "tf" in ma else ma.get("text", "-"),
                 ("%s (%s)" % (fmt_tf(best["tflops"]), SHORT_BACKEND.get(best["backend"], best["backend"])))
                 if best else tnote, ratio))
+        for k in keys:
+            for note in cells.get(k, {}).get("checks", [])[:4]:
+                add("  %dx%d L=%d %s: %s" % (k[0], k[1], k[2], "causal" if k[3] else "dense", note))
         add("")
         for line in memory_lines(cells):
             add(line)

@@ -97,6 +97,18 @@ class DeviceBundleTest {
     }
 
     /**
+     * device_check.py's summary on fabricated work folders (tests/python/test_device_check.py): which rows count, the
+     * torch comparison, the memory lines, the density and routed tables, the issues' verdict lines.
+     */
+    @Test
+    void deviceCheckSummaryJudgesOnlyWhatWasMeasured() throws Exception {
+        assumeTrue(project != null && onPath("python3"), "python3 or the project not found");
+        Result r = run(List.of("python3", "-B", "tests/python/test_device_check.py"), Map.of(), 120);
+        assertEquals(0, r.exit, r.output);
+        assertTrue(r.output.contains("OK"), r.output);
+    }
+
+    /**
      * The sanitizer step's gated cases reach the paths they are named for: on its inputs (npy-random, the
      * same shapes and seeds as scripts/device-check.sh) the engine plans a tile list for "sparse" (77 rows)
      * and row compaction, hence the merging sparse kernel, for "sparse-compact" (300 rows) and "gated"; in WGPX2

@@ -1,0 +1,200 @@
+#!/usr/bin/env python3
+"""Tests of scripts/device_check.py's summary on fabricated device-check work folders (no GPU, no torch here).
+
+Each test writes what the steps would have written (bench/runs.tsv and the bench JSON files, torch.json,
+compare/results.json) and reads the summary it prints. Run: python3 -B tests/python/test_device_check.py
+(DeviceBundleTest does), or python3 -m pytest tests/python.
+"""
+import contextlib
+import io
+import json
+import os
+import shutil
+import sys
+import tempfile
+import unittest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+import device_check as dc  # noqa: E402
+
+RUNS_HEADER = ["name", "heads", "dim", "len", "causal", "pattern", "algos", "rc", "secs", "status", "route", "block_size"]
+
+
+def m(algorithm, gflops=None, ms=None, status="ok", rel=0.0, tiling=None, reference=False, **extra):
+    """A bench JSON measurement as AttentionBenchmark writes it."""
+    row = {"algorithm": algorithm, "status": status, "rel_l2_vs_first": rel, "reference": reference}
+    if tiling:
+        row["tiling"] = tiling
+    if gflops is not None:
+        row["gflops"] = gflops
+        row["median_ms"] = ms
+    if status == "ok" or status.startswith("wrong"):
+        row["output_finite"] = not status.startswith("wrong")
+    row.update(extra)
+    return row
+
+
+class Work:
+    """A device-check work folder: bench runs, torch rows and compare results, then the summary's text."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="device-check-test-")
+        os.makedirs(os.path.join(self.dir, "bench"))
+        self.runs = []
+
+    def close(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def bench(self, name, h, d, n, causal, pattern, algos, measurements=None, status="ok", route="", bs="", config=None,
+              doc=None, log=""):
+        """One bench run: its runs.tsv row and (unless measurements and doc are None) its JSON."""
+        self.runs.append([name, str(h), str(d), str(n), "1" if causal else "0", pattern, algos,
+                          "0" if status == "ok" else "1", "1", status, route, str(bs)])
+        with open(os.path.join(self.dir, "bench", "runs.tsv"), "w") as f:
+            f.write("\t".join(RUNS_HEADER) + "\n")
+            for r in self.runs:
+                f.write("\t".join(r) + "\n")
+        if doc is None and measurements is not None:
+            cfg = {"dtype": "bf16", "block_size": int(bs) if bs else 64}
+            cfg.update(config or {})
+            doc = {"config": cfg, "measurements": measurements}
+        if doc is not None:
+            with open(os.path.join(self.dir, "bench", name + ".json"), "w") as f:
+                json.dump(doc, f)
+        if log:
+            with open(os.path.join(self.dir, "bench", name + ".log"), "w") as f:
+                f.write(log)
+
+    def torch(self, rows):
+        with open(os.path.join(self.dir, "torch.json"), "w") as f:
+            json.dump({"rows": rows}, f)
+
+    def compare(self, results, shape=None):
+        os.makedirs(os.path.join(self.dir, "compare"), exist_ok=True)
+        with open(os.path.join(self.dir, "compare", "results.json"), "w") as f:
+            json.dump({"source": "test", "shape": shape or {"B": 1, "H": 4, "L": 1000, "S": 1000, "D": 64},
+                       "results": results}, f)
+
+    def summary(self):
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            self_rc = dc.main(["summary", self.dir])
+        assert self_rc == 0
+        return buf.getvalue()
+
+
+def row(text, *head):
+    """The fields of the summary line whose first fields are head (as strings), or None."""
+    want = [str(x) for x in head]
+    for ln in text.splitlines():
+        f = ln.split()
+        if f[:len(want)] == want:
+            return f
+    return None
+
+
+def sdpa(h, d, n, causal, backend, tflops=None, status="ok"):
+    return {"shape": {"B": 1, "H": h, "L": n, "S": n, "D": d}, "causal": causal, "backend": backend, "status": status,
+            "tflops": tflops if status == "ok" else None, "median_ms": 1.0 if status == "ok" else None}
+
+
+class WorkTest(unittest.TestCase):
+    def setUp(self):
+        self.w = Work()
+
+    def tearDown(self):
+        self.w.close()
+
+
+class BenchRowChecksTest(WorkTest):
+    """Finding 2: the first row of a run is checked too; a disagreement makes both rows suspect."""
+
+    def test_a_disagreement_marks_the_row_and_the_reference(self):
+        self.w.bench("b", 16, 128, 4096, False, "dense", "flash,materialized",
+                     [m("flash", 300000, 1.0, reference=True), m("materialized", 100000, 3.0, rel=3e-2)])
+        t = self.w.summary()
+        f = row(t, "16x128", 4096, "no")
+        self.assertEqual(f[3], "disagree", t)  # flash
+        self.assertEqual(f[10], "disagree", t)  # mater.
+        self.assertIn("16x128 L=4096 dense: materialized vs flash: rel L2 3.0e-02 > 1e-02", t)
+
+    def test_within_tolerance_both_count(self):
+        self.w.bench("b", 16, 128, 4096, False, "dense", "flash,materialized",
+                     [m("flash", 300000, 1.0, reference=True), m("materialized", 100000, 3.0, rel=4e-3)])
+        f = row(self.w.summary(), "16x128", 4096, "no")
+        self.assertEqual((f[3], f[10]), ("300", "100"))
+
+    def test_a_non_finite_output_is_wrong_even_first(self):
+        self.w.bench("b", 16, 128, 4096, False, "dense", "flash,materialized",
+                     [m("flash", 300000, 1.0, status="wrong: 3 of 8388608 output values are NaN or infinite",
+                        rel=float("nan")),
+                      m("materialized", 100000, 3.0, reference=True)])
+        t = self.w.summary()
+        f = row(t, "16x128", 4096, "no")
+        self.assertEqual((f[3], f[10]), ("WRONG", "100"), t)
+        self.assertIn("flash: output has NaN/inf", t)
+
+    def test_non_finite_flag_alone_is_wrong(self):
+        self.w.bench("b", 16, 128, 4096, False, "dense", "flash,materialized",
+                     [m("flash", 300000, 1.0, reference=True), m("materialized", 100000, 3.0, rel=1e-3, output_finite=False)])
+        f = row(self.w.summary(), "16x128", 4096, "no")
+        self.assertEqual((f[3], f[10]), ("300", "WRONG"))
+
+    def test_a_later_run_does_not_clear_a_mark(self):
+        # The baseline run's flash disagrees with materialized; the tilings run's flash agrees with W2: flash stays
+        # suspect at this shape (its row of the baseline run is not cleared by a later one).
+        self.w.bench("b", 16, 128, 4096, False, "dense", "flash,materialized",
+                     [m("flash", 300000, 1.0, reference=True), m("materialized", 100000, 3.0, rel=5e-2)])
+        self.w.bench("t", 16, 128, 4096, False, "dense", "flash",
+                     [m("flash", 310000, 1.0, reference=True), m("flash", 250000, 1.2, rel=1e-3, tiling="w2")])
+        f = row(self.w.summary(), "16x128", 4096, "no")
+        self.assertEqual((f[3], f[4], f[10]), ("disagree", "250", "disagree"))
+
+    def test_a_disagreeing_tiling_marks_the_engines_flash_too(self):
+        self.w.bench("t", 16, 128, 4096, False, "dense", "flash",
+                     [m("flash", 310000, 1.0, reference=True), m("flash", 250000, 1.2, rel=1e-3, tiling="w2"),
+                      m("flash", 900000, 0.4, rel=0.2, tiling="wgpx2")])
+        f = row(self.w.summary(), "16x128", 4096, "no")
+        self.assertEqual((f[3], f[4], f[9]), ("disagree", "250", "disagree"))
+
+    def test_json_without_the_reference_key_takes_the_first_row_that_ran(self):
+        self.w.bench("b", 16, 128, 4096, False, "dense", "flash,materialized", doc={"config": {}, "measurements": [
+            {"algorithm": "flash", "status": "ok", "gflops": 300000, "median_ms": 1.0, "rel_l2_vs_first": 0.0},
+            {"algorithm": "materialized", "status": "ok", "gflops": 100000, "median_ms": 3.0, "rel_l2_vs_first": 0.5}]})
+        f = row(self.w.summary(), "16x128", 4096, "no")
+        self.assertEqual((f[3], f[10]), ("disagree", "disagree"))
+
+    def test_a_missing_row_of_a_run_that_ended_well_is_missing_not_ok(self):
+        self.w.bench("b", 16, 128, 4096, False, "dense", "flash,materialized", [m("flash", 300000, 1.0, reference=True)])
+        f = row(self.w.summary(), "16x128", 4096, "no")
+        self.assertEqual(f[10], "missing")
+
+    def test_a_failed_run_shows_its_status(self):
+        self.w.bench("b", 16, 128, 4096, False, "dense", "flash,materialized", None, status="timeout after 60s")
+        f = row(self.w.summary(), "16x128", 4096, "no")
+        self.assertEqual((f[3], f[10]), ("timeout", "timeout"))
+
+    def test_plan_refusal_and_out_of_memory_at_run_differ(self):
+        self.w.bench("b", 16, 128, 32768, False, "dense", "flash,materialized",
+                     [m("flash", 300000, 1.0, reference=True),
+                      m("materialized", status="does not fit (memory plan): the materialized path needs 34.00 GiB")])
+        self.w.bench("c", 16, 128, 32768, True, "dense", "flash,materialized",
+                     [m("flash", 300000, 1.0, reference=True),
+                      m("materialized", status="out of memory at run: out of device memory on GPU 0: tried to ...")])
+        t = self.w.summary()
+        self.assertEqual(row(t, "16x128", 32768, "no")[10], "no", t)  # "no fit"
+        self.assertEqual(row(t, "16x128", 32768, "no")[11], "fit", t)
+        self.assertEqual(row(t, "16x128", 32768, "yes")[10], "oom", t)
+
+    def test_short_status(self):
+        self.assertEqual(dc.short_status("does not fit (memory plan): needs 3 GiB"), "no fit")
+        self.assertEqual(dc.short_status("out of memory at run: out of device memory on GPU 0"), "oom")
+        self.assertEqual(dc.short_status("oom: CUDA out of memory"), "oom")
+        self.assertEqual(dc.short_status("wrong: 1 of 4 output values are NaN or infinite"), "WRONG")
+        self.assertEqual(dc.TOLERANCE, {"f32": 1e-5, "f16": 2e-3, "bf16": 1e-2})
+
+
+if __name__ == "__main__":
+    unittest.main()
