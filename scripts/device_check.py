@@ -644,20 +644,71 @@ def routed_rows(out):
     return rows
 
 
-def torch_best(rows, h, d, n, causal):
-    best = None
+# bench/torch_reference.py's SDPA backends, and the length above which it does not time MATH (by design: MATH
+# materializes the L x S scores); tests/python/test_device_check.py checks they agree.
+SDPA_BACKENDS = ("FLASH_ATTENTION", "EFFICIENT_ATTENTION", "CUDNN_ATTENTION", "MATH")
+MATH_MAX_LEN = 8192
+SHORT_BACKEND = {"FLASH_ATTENTION": "flash", "EFFICIENT_ATTENTION": "effic", "CUDNN_ATTENTION": "cudnn", "MATH": "math"}
+
+
+def torch_shape(rows, h, d, n, causal):
+    """PyTorch's SDPA rows of one shape: (best, missing, seen). best: the fastest row that ran ("ok"); missing: [(backend,
+    why)] of each backend that neither ran nor refused the shape ("unsupported") - skipped for time, oom, an error, no
+    row at all - so that best may not be the best of every backend; MATH is not expected above MATH_MAX_LEN. seen:
+    whether torch.json has any row of the shape."""
+    mine = {}
     for r in rows:
         s = r.get("shape") or {}
-        if (s.get("H"), s.get("D"), s.get("L"), bool(r.get("causal"))) != (h, d, n, causal):
+        if r.get("backend") == "FLEX" or (s.get("H"), s.get("D"), s.get("L"), bool(r.get("causal"))) != (h, d, n, causal):
             continue
-        if r.get("backend") == "FLEX" or r.get("status") != "ok" or not r.get("tflops"):
+        mine.setdefault(r.get("backend"), r)
+    best, missing = None, []
+    for b in SDPA_BACKENDS:
+        r = mine.get(b)
+        st = (r or {}).get("status") or ""
+        if r is not None and st == "ok" and r.get("tflops"):
+            if best is None or r["tflops"] > best["tflops"]:
+                best = r
+        elif st.startswith("unsupported") or (b == "MATH" and n > MATH_MAX_LEN):
             continue
-        if best is None or r["tflops"] > best["tflops"]:
-            best = r
-    return best
+        else:
+            missing.append((SHORT_BACKEND[b], short_status(st) if r is not None else "no row"))
+    return best, missing, bool(mine)
 
 
-SHORT_BACKEND = {"FLASH_ATTENTION": "flash", "EFFICIENT_ATTENTION": "effic", "CUDNN_ATTENTION": "cudnn", "MATH": "math"}
+FLASH_LABELS = ("flash", "flash_w2", "flash_w4x2", "flash_wg", "flash_wgp", "flash_wgx2", "flash_wgpx2")
+
+
+def ours_vs_torch(cells, trows, h, d, n, causal):
+    """Issue 4's comparison on one shape: {"ours": our fastest flash TF/s (rows that count), "best": torch's best row,
+    "ratio": ours / best, or None with "why": the ratio counts only where every SDPA backend ran or refused the shape}."""
+    c = cells.get((h, d, n, causal, "dense"), {})
+    ours = max([c[a]["tf"] for a in FLASH_LABELS if c.get(a, {}).get("tf")], default=None)
+    best, missing, seen = torch_shape(trows, h, d, n, causal)
+    res = {"ours": ours, "best": best, "missing": missing, "ratio": None}
+    if ours is None:
+        res["why"] = "no flash result that counts"
+    elif not seen:
+        res["why"] = "no torch rows"
+    elif missing:
+        res["why"] = "partial (%s)" % ", ".join("%s %s" % m for m in missing)
+    elif best is None:
+        res["why"] = "no torch backend ran"
+    else:
+        res["ratio"] = ours / best["tflops"]
+    return res
+
+
+def fmt_vs(x, *thresholds, digits=2):
+    """x with enough decimals that it never shows equal to a threshold it is not equal to (0.4254 against 0.425, not
+    0.425; 0.4996 against 0.5, not 0.50)."""
+    if x is None:
+        return "-"
+    if x != x:
+        return "NaN"
+    while digits < 9 and any(x != t and "%.*f" % (digits, x) == "%.*f" % (digits, t) for t in thresholds):
+        digits += 1
+    return "%.*f" % (digits, x)
 
 
 def cmd_summary(a):
@@ -760,7 +811,10 @@ def cmd_summary(a):
     cells = bench_cells(out)
     if cells or trows:
         add("")
-        add("bench bf16 B=1, TFLOP/s (4*B*H*L*S*D, /2 causal); torch = best SDPA backend")
+        add("bench bf16 B=1, TFLOP/s (4*B*H*L*S*D; causal 4*B*H*D*(L*S - L^2/2), half at L = S); torch = the fastest SDPA"
+            " backend (flash, effic, cudnn, and math up to L=%d: torch_reference.py does not time it above); ours/torch"
+            " only where each of them ran or refused the shape (unsupported), else partial (what is missing), not"
+            " counted as measured" % MATH_MAX_LEN)
         # The engine's tiling (-Dheadroute.tiling) as each bench JSON states it; W4 unless set otherwise.
         ran = sorted(set(c["flash_tiling"].upper() for c in cells.values() if c.get("flash_tiling"))) or ["W4"]
         add("flash = the engine's tiling (%s), w2 = W2 (2 warps x 32 rows), w4x2 = W4X2 (4 warps x 32 rows, 128-row"
@@ -771,7 +825,7 @@ def cmd_summary(a):
             " from its run's reference (the first finite output: the engine's flash): both it and the reference are"
             " marked at that shape, as two rows cannot tell which is right, and neither counts; missing = the run"
             " ended well but its JSON has no such row; no fit = the memory plan refused it; oom = out of memory at run")
-        add("%-7s %6s %-6s %8s %8s %8s %8s %8s %8s %8s %8s %14s %8s" % (
+        add("%-7s %6s %-6s %8s %8s %8s %8s %8s %8s %8s %8s %14s %s" % (
             "HxD", "L", "causal", "flash", "w2", "w4x2", "wg", "wgp", "wgx2", "wgpx2", "mater.", "torch best", "ours/torch"))
         keys = sorted(set(k for k in cells if k[4] == "dense") | set(
             ((r["shape"]["H"], r["shape"]["D"], r["shape"]["L"], bool(r.get("causal")), "dense")
@@ -788,7 +842,8 @@ def cmd_summary(a):
             wgx2 = c.get("flash_wgx2", {})
             wgpx2 = c.get("flash_wgpx2", {})
             ma = c.get("materialized", {})
-            best = torch_best(trows, h, d, n, causal)
+            cmp = ours_vs_torch(cells, trows, h, d, n, causal)
+            best = cmp["best"]
             tnote = "-"
             if not best:
                 st = [r.get("status", "") for r in trows if r.get("backend") != "FLEX" and r.get("shape")
@@ -796,11 +851,13 @@ def cmd_summary(a):
                       == (h, d, n, causal)]
                 if st:
                     tnote = short_status(st[0])
-            ratio = "-"
-            ours = max([x["tf"] for x in (fl, w2, w42, wg, wgp, wgx2, wgpx2) if x.get("tf")], default=None)
-            if best and ours:
-                ratio = "%.2f" % (ours / best["tflops"])
-            add("%-7s %6d %-6s %8s %8s %8s %8s %8s %8s %8s %8s %14s %8s" % (
+            if cmp["ratio"] is not None:
+                ratio = fmt_vs(cmp["ratio"], 0.5, 1.0)
+            elif cmp["ours"] is not None and cmp["why"].startswith("partial"):
+                ratio = cmp["why"]
+            else:
+                ratio = "-"
+            add("%-7s %6d %-6s %8s %8s %8s %8s %8s %8s %8s %8s %14s %s" % (
                 "%dx%d" % (h, d), n, "yes" if causal else "no",
                 fmt_tf(fl["tf"]) if "tf" in fl else fl.get("text", "-"),
                 fmt_tf(w2["tf"]) if "tf" in w2 else w2.get("text", "-"),

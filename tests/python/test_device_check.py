@@ -196,5 +196,52 @@ class BenchRowChecksTest(WorkTest):
         self.assertEqual(dc.TOLERANCE, {"f32": 1e-5, "f16": 2e-3, "bf16": 1e-2})
 
 
+class TorchComparisonTest(WorkTest):
+    """Finding 1: "torch best" is the best of every SDPA backend that can run the shape, or no ratio is printed."""
+
+    def flash(self, n, tf=300000):
+        self.w.bench("b%d" % n, 16, 128, n, False, "dense", "flash", [m("flash", tf, 1.0, reference=True)])
+
+    def test_every_backend_ran_or_refused(self):
+        self.flash(4096)
+        self.w.torch([sdpa(16, 128, 4096, False, "FLASH_ATTENTION", 400.0), sdpa(16, 128, 4096, False, "EFFICIENT_ATTENTION", 300.0),
+                      sdpa(16, 128, 4096, False, "CUDNN_ATTENTION", status="unsupported: No available kernel"),
+                      sdpa(16, 128, 4096, False, "MATH", 50.0)])
+        f = row(self.w.summary(), "16x128", 4096, "no")
+        self.assertEqual(f[11:], ["400", "(flash)", "0.75"])
+
+    def test_a_backend_skipped_for_time_leaves_the_shape_unmeasured(self):
+        self.flash(32768)
+        # MATH is not timed above L = 8192 by design: not missing. cuDNN skipped for time: missing.
+        self.w.torch([sdpa(16, 128, 32768, False, "FLASH_ATTENTION", 400.0), sdpa(16, 128, 32768, False, "EFFICIENT_ATTENTION", 300.0),
+                      sdpa(16, 128, 32768, False, "CUDNN_ATTENTION", status="skipped: time budget"),
+                      sdpa(16, 128, 32768, False, "MATH", status="skipped: MATH materializes L x S scores (L > 8192)")])
+        t = self.w.summary()
+        self.assertEqual(" ".join(row(t, "16x128", 32768, "no")[13:]), "partial (cudnn skip)", t)
+
+    def test_a_backend_without_a_row_or_out_of_memory_is_missing(self):
+        self.flash(4096)
+        self.w.torch([sdpa(16, 128, 4096, False, "FLASH_ATTENTION", 400.0),
+                      sdpa(16, 128, 4096, False, "CUDNN_ATTENTION", status="oom: CUDA out of memory"),
+                      sdpa(16, 128, 4096, False, "MATH", 50.0)])
+        f = row(self.w.summary(), "16x128", 4096, "no")
+        self.assertEqual(" ".join(f[13:]), "partial (effic no row, cudnn oom)")
+
+    def test_a_ratio_near_a_bar_shows_enough_digits(self):
+        self.flash(4096, tf=199990)
+        self.w.torch([sdpa(16, 128, 4096, False, b, 400.0) for b in dc.SDPA_BACKENDS])
+        self.assertEqual(row(self.w.summary(), "16x128", 4096, "no")[-1], "0.49998")
+        self.assertEqual(dc.fmt_vs(0.4254, 0.425, digits=3), "0.4254")
+        self.assertEqual(dc.fmt_vs(0.4250, 0.425, digits=3), "0.425")
+        self.assertEqual(dc.fmt_vs(0.42496, 0.425, digits=3), "0.42496")
+        self.assertEqual(dc.fmt_vs(7.9999, 8), "7.9999")
+        self.assertEqual(dc.fmt_vs(8.2, 8), "8.20")
+
+    def test_backends_as_torch_reference_times_them(self):
+        import torch_reference as ref
+        self.assertEqual(dc.SDPA_BACKENDS, ref.BACKENDS)
+        self.assertEqual(dc.MATH_MAX_LEN, ref.MATH_MAX_LEN)
+
+
 if __name__ == "__main__":
     unittest.main()
