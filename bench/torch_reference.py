@@ -12,9 +12,10 @@ done so far):
 
 1. Comparison inputs (--compare-dir, default: the JSON file's folder + /compare): q, k, v drawn with
    torch.manual_seed(--seed) as float32 (B=1, H=4, L=S=1000, D=64) and saved as .npy, with the float64
-   MATH-backend output of dense and causal attention (scale 1/sqrt(D)), as o_ref_{dense,causal}_f64.npy
-   and a float32 copy (o_ref_*_f32.npy, which headroute's .npy reader accepts). meta.json describes
-   them. Computed on the CPU, so this part also runs without a GPU.
+   MATH-backend output of dense, causal and window attention (scale 1/sqrt(D); window: |q - k| <= 150,
+   headroute's window:150, as a boolean attn_mask), as o_ref_{dense,causal,window}_f64.npy and a float32
+   copy (o_ref_*_f32.npy, which headroute's .npy reader accepts). meta.json describes them. Computed on
+   the CPU, so this part also runs without a GPU.
 2. scaled_dot_product_attention in bf16 on the shapes of the device check's bench step: B=1,
    (H, D) in {(16, 128), (32, 64)}, L=S in {16384, 32768, 4096} (in that order: the anchor length first,
    then FlexAttention (3.), whose first compile needs ~45 s of the budget, then the others, so that a budget
@@ -63,6 +64,9 @@ FLEX_DENSITIES = (0.05, 0.10, 0.25, 0.50)  # the same windows as the device chec
 # The order FlexAttention is timed in: issue 5's goals (~10%, ~50%) first, as the time budget may stop the rest.
 FLEX_ORDER = (0.10, 0.50, 0.05, 0.25)
 COMPARE_SHAPE = (1, 4, 1000, 64)  # B, H, L=S, D
+# The window reference's W (|q - k| <= W, headroute's window:W): at L = S = 1000, 64- and 128-blocks that are full,
+# partial and skipped, and a last block of each size cut short - the density sweep's pattern at a small size.
+COMPARE_WINDOW = 150
 
 
 def parse_args(argv=None):
@@ -216,15 +220,18 @@ def make_compare(torch, args, doc):
     from torch.nn.attention import SDPBackend, sdpa_kernel
     import torch.nn.functional as F
     refs = {}
-    for variant, causal in (("dense", False), ("causal", True)):
+    idx = torch.arange(n)
+    window = (idx[:, None] - idx[None, :]).abs() <= COMPARE_WINDOW  # True: the pair takes part
+    for variant, causal, mask in (("dense", False, None), ("causal", True, None), ("window", False, window)):
         with sdpa_kernel(SDPBackend.MATH):
-            o = F.scaled_dot_product_attention(q.double(), k.double(), v.double(), is_causal=causal)
+            o = F.scaled_dot_product_attention(q.double(), k.double(), v.double(), attn_mask=mask, is_causal=causal)
         write_npy(os.path.join(out, "o_ref_%s_f64.npy" % variant), o)
         write_npy(os.path.join(out, "o_ref_%s_f32.npy" % variant), o.float())
         refs[variant] = "o_ref_%s_f64.npy" % variant
     meta = {"source": "torch %s, SDPBackend.MATH in float64 on the CPU" % torch.__version__,
             "seed": args.seed, "shape": {"B": b, "H": h, "L": n, "S": n, "D": d}, "scale": 1 / math.sqrt(d),
             "inputs": {"q": "q.npy", "k": "k.npy", "v": "v.npy"}, "dtype": "float32", "references": refs,
+            "window": COMPARE_WINDOW, "patterns": {"dense": "dense", "causal": "causal", "window": "window:%d" % COMPARE_WINDOW},
             "causal_alignment": "L = S, so top-left (torch) and bottom-right (headroute) alignment agree"}
     with open(os.path.join(out, "meta.json"), "w") as f:
         json.dump(meta, f, indent=1)

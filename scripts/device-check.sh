@@ -32,8 +32,10 @@
 #              mask FlexAttention's rows use; the sweep's own runs use the default, 64)
 #   torch      bench/torch_reference.py: PyTorch SDPA per backend and FlexAttention on the same shapes,
 #              and the comparison inputs with float64 references ($OUT/compare/)
-#   compare    headroute attend (cpu f32; cuda flash/materialized f32/bf16, flash bf16 in W2, W4X2, WG, WGP, WGX2,
-#              WGPX2, sparse bf16 in WGPX2) on the comparison inputs, relative L2 error against the float64 reference
+#   compare    headroute attend (cpu f32; sparse bf16 on a window pattern, in the engine's tiling on 64-blocks and in
+#              WGPX2 on 128-blocks, the density sweep's check; cuda flash/materialized f32/bf16, flash bf16 in W2, W4X2,
+#              WG, WGP, WGX2, WGPX2, sparse bf16 in WGPX2) on the comparison inputs, relative L2 error against the
+#              float64 reference
 #   sanitizer  compute-sanitizer memcheck (flash f32, flash bf16, materialized f32, sparse bf16 with a gate
 #              (tile list), sparse bf16 with row compaction (the merging kernel), flash f32 with row
 #              compaction, flash bf16 in the W2, W4X2, WG, WGP, WGX2 and WGPX2 tilings, sparse bf16 with a gate in
@@ -578,11 +580,16 @@ step_compare() {
         timeout 60 python3 "$PY" make-compare "$dir" || { status skipped "no comparison inputs (no torch, no numpy)"; return 0; }
     fi
     printf 'variant\tbackend\talgo\tdtype\trc\tsecs\tstatus\tfile\n' >"$dir/runs.tsv"
-    local runs=() variant r backend algo dtype name t rc start secs st cuda_skip="" cuda_runs=0
+    local runs=() variant r backend algo dtype name t rc start secs st cuda_skip="" cuda_runs=0 base bs window
+    # The window reference's W (|q - k| <= W; torch_reference.py's COMPARE_WINDOW), if the references have one.
+    window="$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1])).get("window") or "")' "$dir/meta.json" 2>/dev/null)"
     # Each case dense then causal, the kernels never run on a GPU (the wgmma tilings) early: with a JVM per run, the
-    # step's time may end the list before its end.
+    # step's time may end the list before its end. First after the CPU's, the block-sparse kernel on a window pattern,
+    # the density sweep's (the bench step times it alone, with no row to compare with): "sparse-bs64" in the engine's
+    # tiling on 64-blocks (the sweep's sparse column), "sparse-wgpx2-bs128" in WGPX2 on 128-blocks (its wgpx2 column).
     local c
-    for c in "cpu flash f32" "cuda flash bf16" "cuda flash-wgpx2 bf16" "cuda flash-wg bf16" "cuda flash-wgp bf16" \
+    runs+=("dense cpu flash f32" "causal cpu flash f32" "window cuda sparse-bs64 bf16" "window cuda sparse-wgpx2-bs128 bf16")
+    for c in "cuda flash bf16" "cuda flash-wgpx2 bf16" "cuda flash-wg bf16" "cuda flash-wgp bf16" \
         "cuda flash-wgx2 bf16" "cuda sparse-wgpx2 bf16" "cuda flash-w2 bf16" "cuda flash-w4x2 bf16" "cuda flash f32" \
         "cuda materialized bf16" "cuda materialized f32"; do
         runs+=("dense $c" "causal $c")
@@ -593,6 +600,7 @@ step_compare() {
         t="$(cap 40)"
         st=""
         if [[ "$backend" == cuda && -n "$cuda_skip" ]]; then st="skipped: $cuda_skip"; fi
+        if [[ -z "$st" && $variant == window && -z "$window" ]]; then st="skipped: no window reference in meta.json"; fi
         if [[ -z "$st" ]] && ((t < 5)); then st="skipped: step budget used up"; fi
         if [[ -n "$st" ]]; then
             printf '%s\t%s\t%s\t%s\t\t0\t%s\t%s\n' "$variant" "$backend" "$algo" "$dtype" "$st" "$name.npy" >>"$dir/runs.tsv"
@@ -600,11 +608,15 @@ step_compare() {
         fi
         local cflag=()
         if [[ $variant == causal ]]; then cflag=(--causal); fi
+        if [[ $variant == window ]]; then cflag=(--pattern "window:$window"); fi
+        # ALGO-bsN: ALGO on N-blocks (--block-size N).
+        base="$algo" bs=""
+        if [[ $algo == *-bs* ]]; then base="${algo%-bs*}" bs="${algo##*-bs}"; cflag+=(--block-size "$bs"); fi
         # flash-TILING, sparse-TILING: the dense or the block-sparse kernel (here on the dense or causal layout) in it.
-        if [[ $algo == flash-w* || $algo == sparse-w* ]]; then cflag+=(--tiling "${algo#*-}"); fi
+        if [[ $base == flash-w* || $base == sparse-w* ]]; then cflag+=(--tiling "${base#*-}"); fi
         start="$(date +%s)"
         timeout -k 5 "$t" "$OUT/state/hr" attend --q "$dir/q.npy" --k "$dir/k.npy" --v "$dir/v.npy" \
-            "${cflag[@]}" --backend "$backend" --algo "$(attend_algo "$algo")" --dtype "$dtype" \
+            "${cflag[@]}" --backend "$backend" --algo "$(attend_algo "$base")" --dtype "$dtype" \
             --out "$dir/out/$name.npy" >"$dir/out/$name.log" 2>&1 </dev/null
         rc=$?
         secs=$(($(date +%s) - start))

@@ -5,7 +5,7 @@ Standard library only (numpy is used when present, never required), so that it r
 python3 the GPU machine has. Subcommands:
 
   npy-random DIR --shape B,H,L,D [--seed N]  q.npy, k.npy, v.npy: float32 standard normal
-  make-compare DIR [--seed N]                comparison inputs and a float64 reference with numpy
+  make-compare DIR [--seed N]                comparison inputs and float64 references (dense, causal, window) with numpy
                                              (the fallback when bench/torch_reference.py made none)
   compare-eval DIR                           relative L2 errors of DIR/out/*.npy (runs.tsv) against the
                                              references; writes DIR/results.json
@@ -30,6 +30,7 @@ import sys
 import xml.etree.ElementTree as ET
 
 COMPARE_SHAPE = (1, 4, 1000, 64)
+COMPARE_WINDOW = 150  # bench/torch_reference.py's: the window reference's W (|q - k| <= W)
 # Relative L2 error allowed per dtype: the GPU tests' (CudaAttentionGpuTest.tolerance) and headroute's
 # AttentionBenchmark.tolerance, for the compare step, the bench rows' agreement and the routed output.
 TOLERANCE = {"f32": 1e-5, "f16": 2e-3, "bf16": 1e-2}
@@ -140,10 +141,13 @@ def cmd_make_compare(a):
         np.save(os.path.join(a.dir, name + ".npy"), t)
     scale = 1.0 / math.sqrt(d)
     refs = {}
-    for variant, causal in (("dense", False), ("causal", True)):
+    idx = np.arange(n)
+    masks = {"dense": None, "causal": np.tril(np.ones((n, n), dtype=bool)),
+             "window": np.abs(idx[:, None] - idx[None, :]) <= COMPARE_WINDOW}
+    for variant, mask in masks.items():
         s = np.einsum("bhld,bhsd->bhls", q.astype(np.float64), k.astype(np.float64)) * scale
-        if causal:
-            s = np.where(np.tril(np.ones((n, n), dtype=bool)), s, -np.inf)
+        if mask is not None:
+            s = np.where(mask, s, -np.inf)
         s = s - s.max(axis=-1, keepdims=True)
         p = np.exp(s)
         p /= p.sum(axis=-1, keepdims=True)
@@ -153,7 +157,8 @@ def cmd_make_compare(a):
         refs[variant] = "o_ref_%s_f64.npy" % variant
     meta = {"source": "numpy %s float64 (fallback: no torch reference)" % np.__version__, "seed": a.seed,
             "shape": {"B": b, "H": h, "L": n, "S": n, "D": d}, "scale": scale,
-            "inputs": {"q": "q.npy", "k": "k.npy", "v": "v.npy"}, "dtype": "float32", "references": refs}
+            "inputs": {"q": "q.npy", "k": "k.npy", "v": "v.npy"}, "dtype": "float32", "references": refs,
+            "window": COMPARE_WINDOW, "patterns": {"dense": "dense", "causal": "causal", "window": "window:%d" % COMPARE_WINDOW}}
     with open(os.path.join(a.dir, "meta.json"), "w") as f:
         json.dump(meta, f, indent=1)
     print("make-compare: numpy float64 references in %s" % a.dir)
@@ -213,7 +218,7 @@ def cmd_compare_eval(a):
                 res["rel_l2"] = None
                 res["verdict"] = "error: %s" % e
         results.append(res)
-    doc = {"source": meta.get("source"), "shape": meta.get("shape"), "results": results}
+    doc = {"source": meta.get("source"), "shape": meta.get("shape"), "window": meta.get("window"), "results": results}
     with open(os.path.join(a.dir, "results.json"), "w") as f:
         json.dump(doc, f, indent=1)
     for r in results:
@@ -688,6 +693,34 @@ def torch_shape(rows, h, d, n, causal):
 FLASH_LABELS = ("flash", "flash_w2", "flash_w4x2", "flash_wg", "flash_wgp", "flash_wgx2", "flash_wgpx2")
 
 
+# The compare step's window cases that check the density sweep's kernels: (case, the sweep column it checks).
+SWEEP_CHECKS = (("sparse-bs64", "sparse (the engine's tiling, 64-blocks)"), ("sparse-wgpx2-bs128", "wgpx2 (128-blocks)"))
+
+
+def sweep_checks(out):
+    """{case: (verdict, rel L2 or None)} of the compare step's window cases (SWEEP_CHECKS): the density sweep's only
+    correctness check (its bench runs time the sparse kernel alone, with no other row to compare with); and the
+    line that says so."""
+    path = os.path.join(out, "compare", "results.json")
+    doc = read_json(path) if os.path.exists(path) else {}
+    found = {r["algo"]: (r.get("verdict") or "?", r.get("rel_l2")) for r in doc.get("results", [])
+             if r.get("variant") == "window" and r.get("backend") == "cuda"}
+    res = {case: found.get(case, ("not run" if doc else "no compare step", None)) for case, _ in SWEEP_CHECKS}
+
+    def text(verdict, rel):
+        if verdict in ("not run", "no compare step"):
+            return verdict
+        return (verdict if verdict in ("ok", "FAIL") else short_status(verdict)) + (" (%.1e)" % rel if rel is not None else "")
+
+    parts = ["%s %s" % (what, text(*res[case])) for case, what in SWEEP_CHECKS]
+    s = doc.get("shape") or {}
+    line = ("correctness: the sweep's runs time sparse alone (no row to compare with); checked by the compare step's"
+            " window:%s cases (B=%s H=%s L=S=%s D=%s, bf16 vs float64, tol 1e-2): %s"
+            % (doc.get("window") or COMPARE_WINDOW, s.get("B", "?"), s.get("H", "?"), s.get("L", "?"), s.get("D", "?"),
+               "; ".join(parts)))
+    return res, line
+
+
 def ours_vs_torch(cells, trows, h, d, n, causal):
     """Issue 4's comparison on one shape: {"ours": our fastest flash TF/s (rows that count), "best": torch's best row,
     "ratio": ours / best, or None with "why": the ratio counts only where every SDPA backend ran or refused the shape}."""
@@ -795,9 +828,9 @@ def cmd_summary(a):
         doc = read_json(cmp_path)
         s = doc.get("shape") or {}
         add("")
-        add("compare vs %s, B=%s H=%s L=S=%s D=%s (rel L2; tol f32 1e-5, bf16 1e-2):" % (
+        add("compare vs %s, B=%s H=%s L=S=%s D=%s (rel L2; tol f32 1e-5, bf16 1e-2; -bsN: on N-blocks):" % (
             doc.get("source") or "?", s.get("B"), s.get("H"), s.get("L"), s.get("D")))
-        add("  %-24s %-22s %-22s" % ("backend algo dtype", "dense", "causal"))
+        add("  %-24s %-22s %-22s %-22s" % ("backend algo dtype", "dense", "causal", "window:%s" % (doc.get("window") or "?")))
         table = {}
         for r in doc.get("results", []):
             key = "%s %s %s" % (r["backend"], r["algo"], r["dtype"])
@@ -807,7 +840,8 @@ def cmd_summary(a):
                 cell = short_status(r["verdict"])
             table.setdefault(key, {})[r["variant"]] = cell
         for key, v in table.items():
-            add("  %-24s %-22s %-22s" % (key, v.get("dense", "-")[:22], v.get("causal", "-")[:22]))
+            add("  %-24s %-22s %-22s %-22s" % (key, v.get("dense", "-")[:22], v.get("causal", "-")[:22],
+                                              v.get("window", "-")[:22]))
 
     trows = []
     tpath = os.path.join(out, "torch.json")
@@ -900,6 +934,7 @@ def cmd_summary(a):
             dense_flash = dense.get("flash", {}).get("ms")
             dense_x2 = dense.get("flash_wgpx2", {}).get("ms")
             add("block-sparse vs density, bf16 H16 D128 L=S=32768, window |q-k|<=W (None = dense through the sparse kernel)")
+            add("  " + sweep_checks(out)[1])
             add("  sparse = the engine's tiling (%s), wgpx2 = sparse[wgpx2] where run; TF/s on allowed pairs; x-flash = dense"
                 " flash ms / sparse ms in the same tiling (goal: >= 8 at ~10%%, >= 1.8 at ~50%%); flex/ours = flex ms /"
                 " our faster sparse ms on flex's block size (* where only another block size ran)"

@@ -75,7 +75,7 @@ class Work:
         os.makedirs(os.path.join(self.dir, "compare"), exist_ok=True)
         with open(os.path.join(self.dir, "compare", "results.json"), "w") as f:
             json.dump({"source": "test", "shape": shape or {"B": 1, "H": 4, "L": 1000, "S": 1000, "D": 64},
-                       "results": results}, f)
+                       "window": dc.COMPARE_WINDOW, "results": results}, f)
 
     def summary(self):
         buf = io.StringIO()
@@ -272,6 +272,75 @@ class MemoryLinesTest(WorkTest):
         self.assertIn("16 heads x 32768^2 scores x 4 B = 64.00 GiB (scores alone): 1.516x; with Q+K+V+O+lse and P in bf16"
                       " 96.50 GiB: 1.005x", t)
         self.assertIn("  flash pool peak not measured", t)
+
+
+def cmp(variant, backend, algo, dtype, rel, verdict=None):
+    return {"variant": variant, "backend": backend, "algo": algo, "dtype": dtype, "rel_l2": rel,
+            "verdict": verdict or ("ok" if rel is not None and rel <= dc.TOLERANCE[dtype] else "FAIL")}
+
+
+class SweepCorrectnessTest(WorkTest):
+    """Finding 2: the density sweep's sparse runs have no row to compare with; the compare step's window cases check
+    the same kernels on the same kind of pattern, and the density table says so, with their status."""
+
+    def sweep(self):
+        self.w.bench("d", 16, 128, 32768, False, "dense", "flash", [m("flash", 440000, 20.0, reference=True)])
+        self.w.bench("w", 16, 128, 32768, False, "window:1682", "sparse", [m("sparse", 3500000, 2.5, reference=True)])
+
+    def test_the_density_table_names_its_check_and_its_status(self):
+        self.sweep()
+        self.w.compare([cmp("window", "cuda", "sparse-bs64", "bf16", 3.1e-3),
+                        cmp("window", "cuda", "sparse-wgpx2-bs128", "bf16", 2.5e-2)])
+        t = self.w.summary()
+        self.assertIn("correctness: the sweep's runs time sparse alone (no row to compare with); checked by the compare"
+                      " step's window:150 cases (B=1 H=4 L=S=1000 D=64, bf16 vs float64, tol 1e-2): sparse (the engine's"
+                      " tiling, 64-blocks) ok (3.1e-03); wgpx2 (128-blocks) FAIL (2.5e-02)", t)
+        f = row(t, "cuda", "sparse-wgpx2-bs128", "bf16")
+        self.assertEqual(f[3:], ["-", "-", "2.5e-02", "FAIL"], t)
+        self.assertIn("window:150", row(t, "backend", "algo", "dtype"))
+
+    def test_without_the_compare_step_the_sweep_is_unchecked(self):
+        self.sweep()
+        t = self.w.summary()
+        self.assertIn("sparse (the engine's tiling, 64-blocks) no compare step; wgpx2 (128-blocks) no compare step", t)
+        self.w.compare([cmp("dense", "cpu", "flash", "f32", 1e-7),
+                        cmp("window", "cuda", "sparse-bs64", "bf16", None, "skipped: step budget used up")])
+        t = self.w.summary()
+        self.assertIn("sparse (the engine's tiling, 64-blocks) skip; wgpx2 (128-blocks) not run", t)
+
+    def test_numpy_window_reference_is_the_masked_softmax(self):
+        try:
+            import numpy as np
+        except ImportError:
+            self.skipTest("no numpy")
+        d = os.path.join(self.w.dir, "compare")
+        with contextlib.redirect_stdout(io.StringIO()):
+            self.assertEqual(0, dc.main(["make-compare", d]))
+        meta = dc.read_json(os.path.join(d, "meta.json"))
+        self.assertEqual(meta["window"], dc.COMPARE_WINDOW)
+        self.assertEqual(meta["references"]["window"], "o_ref_window_f64.npy")
+        q, k, v = (np.load(os.path.join(d, x + ".npy")).astype(np.float64) for x in "qkv")
+        o = np.load(os.path.join(d, "o_ref_window_f64.npy"))
+        # Row 500 of head 2 by hand: keys 350..650 only.
+        s = q[0, 2, 500] @ k[0, 2, 350:651].T / 8.0
+        p = np.exp(s - s.max())
+        self.assertTrue(np.allclose(o[0, 2, 500], (p / p.sum()) @ v[0, 2, 350:651], rtol=0, atol=1e-12))
+        # compare-eval takes a window output against it.
+        os.makedirs(os.path.join(d, "out"))
+        np.save(os.path.join(d, "out", "w.npy"), o.astype(np.float32))
+        with open(os.path.join(d, "runs.tsv"), "w") as f:
+            f.write("variant\tbackend\talgo\tdtype\trc\tsecs\tstatus\tfile\n")
+            f.write("window\tcuda\tsparse-bs64\tbf16\t0\t1\tok\tw.npy\n")
+        with contextlib.redirect_stdout(io.StringIO()):
+            self.assertEqual(0, dc.main(["compare-eval", d]))
+        res = dc.read_json(os.path.join(d, "results.json"))
+        self.assertEqual(res["window"], dc.COMPARE_WINDOW)
+        self.assertEqual(res["results"][0]["verdict"], "ok")
+
+    def test_the_same_window_as_torch_reference(self):
+        import torch_reference as ref
+        self.assertEqual(dc.COMPARE_WINDOW, ref.COMPARE_WINDOW)
+        self.assertEqual(dc.COMPARE_SHAPE, ref.COMPARE_SHAPE)
 
 
 if __name__ == "__main__":

@@ -109,6 +109,38 @@ class DeviceBundleTest {
     }
 
     /**
+     * The compare step's window reference (make-compare's numpy fallback; torch_reference.py builds the same mask) is
+     * headroute's window:W: the CPU engine in f32, flash and block-sparse on 64- and 128-blocks, is within 1e-5 of it,
+     * as compare-eval judges it.
+     */
+    @Test
+    void compareWindowReferenceIsHeadroutesWindowPattern() throws Exception {
+        assumeTrue(project != null && onPath("python3"), "python3 or the project not found");
+        Path dir = tmp.resolve("compare");
+        Result make = run(List.of("python3", "-B", "scripts/device_check.py", "make-compare", dir.toString()), Map.of(), 120);
+        assumeTrue(make.exit != 3, "no numpy: " + make.output);
+        assertEquals(0, make.exit, make.output);
+        String meta = Files.readString(dir.resolve("meta.json"));
+        assertTrue(meta.contains("\"window\": 150"), meta);
+        Files.createDirectories(dir.resolve("out"));
+        StringBuilder tsv = new StringBuilder("variant\tbackend\talgo\tdtype\trc\tsecs\tstatus\tfile\n");
+        for (String[] c : new String[][] {{"flash", "64"}, {"sparse", "64"}, {"sparse", "128"}}) {
+            String name = "window-cpu-" + c[0] + "-bs" + c[1] + "-f32.npy";
+            int exit = Main.run(new PrintWriter(Writer.nullWriter()), new PrintWriter(Writer.nullWriter()), "attend",
+                    "--q", dir.resolve("q.npy").toString(), "--k", dir.resolve("k.npy").toString(), "--v",
+                    dir.resolve("v.npy").toString(), "--backend", "cpu", "--algo", c[0], "--block-size", c[1], "--pattern",
+                    "window:150", "--out", dir.resolve("out").resolve(name).toString());
+            assertEquals(Main.OK, exit, name);
+            tsv.append("window\tcpu\t").append(c[0]).append("-bs").append(c[1]).append("\tf32\t0\t1\tok\t").append(name)
+                    .append('\n');
+        }
+        Files.writeString(dir.resolve("runs.tsv"), tsv);
+        Result eval = run(List.of("python3", "-B", "scripts/device_check.py", "compare-eval", dir.toString()), Map.of(), 120);
+        assertEquals(0, eval.exit, "every case within 1e-5 of the window reference:\n" + eval.output);
+        assertEquals(3, eval.output.strip().split("\n").length, eval.output);
+    }
+
+    /**
      * The sanitizer step's gated cases reach the paths they are named for: on its inputs (npy-random, the
      * same shapes and seeds as scripts/device-check.sh) the engine plans a tile list for "sparse" (77 rows)
      * and row compaction, hence the merging sparse kernel, for "sparse-compact" (300 rows) and "gated"; in WGPX2
