@@ -580,6 +580,140 @@ def memory_lines(cells):
     return lines
 
 
+def window_density(n, w):
+    """Token density of |i - j| <= W on an n x n grid: allowed pairs / n^2 (torch_reference.py's window_density)."""
+    return (n * (2 * w + 1) - w * (w + 1)) / float(n * n)
+
+
+def window_for_density(s, density):
+    """torch_reference.py's window_for_density (the bench step's windows): the smallest W of token density >= density."""
+    target = density * s * s
+    w = max(0, int(s * (1 - math.sqrt(max(0.0, 1 - density)))) - 2)
+    while s * (2 * w + 1) - w * (w + 1) < target and w < s:
+        w += 1
+    return w
+
+
+def layout_block_density(n, w, b):
+    """Block density of |i - j| <= W (None: dense) in b x b blocks (the last cut short): the blocks with any allowed
+    pair over all blocks, as a block-sparse layout (or FlexAttention's block mask) counts them."""
+    nb = (n + b - 1) // b
+    if w is None:
+        return 1.0
+    count = 0
+    for qb in range(nb):
+        q0, q1 = qb * b, min(n, qb * b + b) - 1
+        count += min(nb - 1, (q1 + w) // b) - max(0, (q0 - w) // b) + 1
+    return count / float(nb * nb)
+
+
+def tile_density(cell):
+    """The block density a sparse run's kernel reports: key tiles run / (run + skipped), or None."""
+    run, skipped = (cell.get("tiles") or (None, None))
+    if run is None or skipped is None or run < 0 or skipped < 0 or run + skipped == 0:
+        return None
+    return run / float(run + skipped)
+
+
+SWEEP_SHAPE = (16, 128, 32768)  # issue 5's: bf16 H16 D128 L=S=32768
+SWEEP_GOALS = ((0.10, 8.0), (0.50, 1.8))  # (token density of the row, sparse-over-dense-flash goal)
+
+
+def density_rows(cells, trows):
+    """Issue 5's density sweep, one dict per window W (None: the dense pattern through the sparse kernel): token
+    density, our sparse cells (the engine's tiling; WGPX2), their block densities, the dense flash baselines, and
+    FlexAttention's row. Cells that are no result (WRONG, disagree) carry no time."""
+    h, d, n = SWEEP_SHAPE
+    flex = {r.get("window"): r for r in trows if r.get("backend") == "FLEX" and r.get("window") is not None}
+    sweep = {}
+    tilings = set()
+    checks = []
+    for k, v in cells.items():
+        if (k[0], k[1], k[2], k[3]) == (h, d, n, False) and "sparse" in v:
+            w = int(k[4].split(":")[1]) if k[4].startswith("window:") else None
+            sweep[w] = (v["sparse"], v.get("sparse_wgpx2", {}))
+            checks += ["W=%s: %s" % (w, c) for c in v.get("checks", [])]
+            if v.get("sparse_tiling"):
+                tilings.add(v["sparse_tiling"].upper())
+    dense = cells.get((h, d, n, False, "dense"), {})
+    rows = []
+    for w in sorted(set(flex) | set(sweep), key=lambda x: (x is None, x or 0)):
+        sp, x2 = sweep.get(w, ({}, {}))
+        blocks = []
+        for c in (sp, x2):
+            bd = tile_density(c)
+            blocks.append((bd, "") if bd is not None else
+                          ((layout_block_density(n, w, c["bs"]), "c") if c.get("bs") else (None, "")))
+        rows.append({"w": w, "token": 1.0 if w is None else window_density(n, w), "sparse": sp, "wgpx2": x2,
+                     "blocks": blocks[0], "blocks_x2": blocks[1], "flex": flex.get(w, {})})
+    return {"rows": rows, "tilings": sorted(tilings), "dense": dense, "checks": checks}
+
+
+def fmt_pct(x, mark=""):
+    return "-" if x is None else "%.1f%%%s" % (100 * x, mark)
+
+
+def density_lines(sweep, out):
+    """The density table (issue 5)."""
+    rows = sweep["rows"]
+    if not rows:
+        return []
+    dense = sweep["dense"]
+    dense_flash = dense.get("flash", {}).get("ms")
+    dense_x2 = dense.get("flash_wgpx2", {}).get("ms")
+    goals = ", ".join("W=%d (token %d%%)" % (window_for_density(SWEEP_SHAPE[2], t), round(100 * t)) for t, _ in SWEEP_GOALS)
+    lines = ["block-sparse vs density (issue 5), bf16 H16 D128 L=S=32768, window |q-k|<=W (None = dense through the"
+             " sparse kernel)",
+             "  " + sweep_checks(out)[1],
+             "  token = allowed pairs / L*S; blocks = the kernel's key tiles run / (run + skipped) from its bench JSON"
+             " (c: computed from the layout at the run's block size); flex blk = FlexAttention's block mask density;"
+             " the issue's 10%% and 50%% rows are the token-density ones, %s: their block densities are at least as high" % goals,
+             "  TF/s = effective TFLOP/s on token-density FLOPs (4*B*H*L*S*D x token density), the count FlexAttention's"
+             " rows use too; x-flash = dense flash ms / sparse ms in the same tiling (issue 5: >= 8 at 10%, >= 1.8 at"
+             " 50%); speed vs flex = flex ms / our faster sparse ms on flex's block size: >= 1 is faster than Flex"
+             " (* where only another block size ran: not the same block mask, counted nowhere)",
+             "  sparse = the engine's tiling (%s), wgpx2 = sparse[wgpx2] where run" % ("/".join(sweep["tilings"]) or "W4")]
+
+    def sizes(cells, key):
+        return "/".join(str(b) for b in sorted({c[key] for c in cells if c.get(key)})) or "-"
+
+    lines.append("  block sizes: sparse %s, wgpx2 %s, flex %s" % (
+        sizes([r["sparse"] for r in rows], "bs"), sizes([r["wgpx2"] for r in rows], "bs"),
+        sizes([r["flex"] for r in rows], "block_size")))
+    fmt = "  %-6s %-7s %-8s %-9s %-7s %-8s %-8s %-9s %-8s %-8s %-9s %s"
+    lines.append(fmt % ("W", "token", "blocks", "sparse ms", "TF/s", "x-flash", "blocks", "wgpx2 ms", "x-flash",
+                        "flex blk", "flex ms", "speed vs flex"))
+    for r in rows:
+        sp, x2, fx = r["sparse"], r["wgpx2"], r["flex"]
+        ms, x2_ms, fx_ms = sp.get("ms"), x2.get("ms"), fx.get("median_ms")
+        ratio, mark = speed_vs_flex(r)
+        lines.append(fmt % (
+            r["w"], fmt_pct(r["token"]), fmt_pct(*r["blocks"]), "%.2f" % ms if ms else sp.get("text", "-"),
+            fmt_tf(sp["tf"] * r["token"]) if sp.get("tf") else "-",
+            fmt_vs(dense_flash / ms, 8.0, 1.8) if ms and dense_flash else "-",
+            fmt_pct(*r["blocks_x2"]), "%.2f" % x2_ms if x2_ms else x2.get("text", "-"),
+            fmt_vs(dense_x2 / x2_ms, 8.0, 1.8) if x2_ms and dense_x2 else "-",
+            fmt_pct(fx.get("block_density")), "%.2f" % fx_ms if fx_ms else short_status(fx.get("status", "-")),
+            fmt_vs(ratio, 0.5, 1.0) + mark if ratio is not None else "-"))
+    for c in sweep["checks"][:6]:
+        lines.append("  " + c)
+    if any(r["flex"] for r in rows):
+        lines.append("  " + flex_line([r["flex"] for r in rows if r["flex"]]))
+    return lines
+
+
+def speed_vs_flex(r):
+    """(flex ms / our faster sparse ms on flex's block size, "") - or on another block size, marked "*" - or (None, "")."""
+    fx_ms = r["flex"].get("median_ms")
+    timed = [(c.get("ms"), c.get("bs")) for c in (r["sparse"], r["wgpx2"]) if c.get("ms")]
+    if not fx_ms or not timed:
+        return None, ""
+    same = [t for t, bs in timed if bs == r["flex"].get("block_size")]
+    if same:
+        return fx_ms / min(same), ""
+    return fx_ms / min(t for t, _ in timed), "*" if r["flex"].get("block_size") else ""
+
+
 def bench_cells(out):
     """{(H, D, L, causal, pattern): {"flash": cell, "materialized": cell, ...}} from the bench step. A cell is
     {"tf", "ms", ...} for a result, or {"text": why not}. Rows no result ("WRONG", "disagree": run_checks) at a shape
@@ -713,7 +847,7 @@ def sweep_checks(out):
         return (verdict if verdict in ("ok", "FAIL") else short_status(verdict)) + (" (%.1e)" % rel if rel is not None else "")
 
     parts = ["%s %s" % (what, text(*res[case])) for case, what in SWEEP_CHECKS]
-    s = doc.get("shape") or {}
+    s = doc.get("shape") or dict(zip("BHLD", COMPARE_SHAPE))
     line = ("correctness: the sweep's runs time sparse alone (no row to compare with); checked by the compare step's"
             " window:%s cases (B=%s H=%s L=S=%s D=%s, bf16 vs float64, tol 1e-2): %s"
             % (doc.get("window") or COMPARE_WINDOW, s.get("B", "?"), s.get("H", "?"), s.get("L", "?"), s.get("D", "?"),
@@ -918,58 +1052,8 @@ def cmd_summary(a):
         add("")
         for line in memory_lines(cells):
             add(line)
-        flex = {r.get("window"): r for r in trows if r.get("backend") == "FLEX" and r.get("window") is not None}
-        sweep = {}
-        sweep_x2 = {}
-        sparse_tilings = set()
-        for k, v in cells.items():
-            if (k[0], k[1], k[2], k[3]) == (16, 128, 32768, False) and "sparse" in v:
-                w = int(k[4].split(":")[1]) if k[4].startswith("window:") else None
-                sweep[w] = v["sparse"]
-                sweep_x2[w] = v.get("sparse_wgpx2", {})
-                if v.get("sparse_tiling"):
-                    sparse_tilings.add(v["sparse_tiling"].upper())
-        if flex or sweep:
-            dense = cells.get((16, 128, 32768, False, "dense"), {})
-            dense_flash = dense.get("flash", {}).get("ms")
-            dense_x2 = dense.get("flash_wgpx2", {}).get("ms")
-            add("block-sparse vs density, bf16 H16 D128 L=S=32768, window |q-k|<=W (None = dense through the sparse kernel)")
-            add("  " + sweep_checks(out)[1])
-            add("  sparse = the engine's tiling (%s), wgpx2 = sparse[wgpx2] where run; TF/s on allowed pairs; x-flash = dense"
-                " flash ms / sparse ms in the same tiling (goal: >= 8 at ~10%%, >= 1.8 at ~50%%); flex/ours = flex ms /"
-                " our faster sparse ms on flex's block size (* where only another block size ran)"
-                % ("/".join(sorted(sparse_tilings)) or "W4"))
-            def sizes(rows, key):
-                return "/".join(str(b) for b in sorted({r[key] for r in rows if r.get(key)})) or "-"
-
-            add("  block sizes: sparse %s, wgpx2 %s, flex %s" % (
-                sizes(sweep.values(), "bs"), sizes(sweep_x2.values(), "bs"), sizes(flex.values(), "block_size")))
-            add("  %-6s %-7s %-9s %-7s %-8s %-9s %-8s %-9s %s" % ("W", "density", "sparse ms", "TF/s", "x-flash", "wgpx2 ms",
-                                                              "x-flash", "flex ms", "flex/ours"))
-            n = 32768
-            for w in sorted(set(flex) | set(sweep), key=lambda x: (x is None, x or 0)):
-                r = flex.get(w, {})
-                sp = sweep.get(w, {})
-                x2 = sweep_x2.get(w, {})
-                dens = 1.0 if w is None else (n * (2 * w + 1) - w * (w + 1)) / float(n * n)
-                ms = sp.get("ms")
-                x2_ms = x2.get("ms")
-                # Against FlexAttention the same block mask counts: our runs on its block size if any ran.
-                timed = [(c.get("ms"), c.get("bs")) for c in (sp, x2) if c.get("ms")]
-                same = [t for t, bs in timed if bs == r.get("block_size")]
-                ours = min(same or [t for t, _ in timed], default=None)
-                mark = "*" if timed and not same and r.get("block_size") else ""
-                fx_ms = r.get("median_ms")
-                add("  %-6s %-7s %-9s %-7s %-8s %-9s %-8s %-9s %s" % (
-                    w, "%.3f" % dens, "%.2f" % ms if ms else sp.get("text", "-"),
-                    fmt_tf(sp["tf"] * dens) if sp.get("tf") else "-",
-                    "%.2f" % (dense_flash / ms) if ms and dense_flash else "-",
-                    "%.2f" % x2_ms if x2_ms else x2.get("text", "-"),
-                    "%.2f" % (dense_x2 / x2_ms) if x2_ms and dense_x2 else "-",
-                    "%.2f" % fx_ms if fx_ms else short_status(r.get("status", "-")),
-                    "%.2f%s" % (fx_ms / ours, mark) if ours and fx_ms else "-"))
-            if flex:
-                add("  " + flex_line(flex.values()))
+        for line in density_lines(density_rows(cells, trows), out):
+            add(line)
     routed = routed_rows(out)
     if routed:
         add("routed heads (issue 6), bf16 H16 D128 L=S=32768, flash; routed vs dense ungated in the same run")

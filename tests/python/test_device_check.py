@@ -343,5 +343,68 @@ class SweepCorrectnessTest(WorkTest):
         self.assertEqual(dc.COMPARE_SHAPE, ref.COMPARE_SHAPE)
 
 
+class DensityTableTest(WorkTest):
+    """Finding 4: each row's block density beside its token density, the FLOP convention of TF/s; finding 8: the Flex
+    column says its direction."""
+
+    def test_layout_block_density_counts_blocks_with_any_allowed_pair(self):
+        for n, w, b in ((300, 20, 64), (1000, 150, 128), (1000, 150, 64), (257, 0, 64), (130, 500, 64)):
+            nb = (n + b - 1) // b
+            hit = sum(1 for qb in range(nb) for kb in range(nb)
+                      if any(abs(i - j) <= w for i in range(qb * b, min(n, qb * b + b))
+                             for j in range(kb * b, min(n, kb * b + b))))
+            self.assertAlmostEqual(dc.layout_block_density(n, w, b), hit / float(nb * nb), msg=(n, w, b))
+        self.assertEqual(dc.layout_block_density(1000, None, 64), 1.0)
+
+    def test_windows_as_the_bench_step_and_torch_reference_choose_them(self):
+        import torch_reference as ref
+        for dens in ref.FLEX_DENSITIES:
+            self.assertEqual(dc.window_for_density(32768, dens), ref.window_for_density(32768, dens))
+            w = ref.window_for_density(32768, dens)
+            self.assertAlmostEqual(dc.window_density(32768, w), ref.window_density(32768, w))
+
+    def test_rows_show_the_kernels_block_density_and_the_flop_convention(self):
+        self.w.bench("d", 16, 128, 32768, False, "dense", "flash",
+                     [m("flash", 440000, 20.0, reference=True), m("flash", 730000, 12.0, rel=1e-3, tiling="wgpx2")])
+        # The kernel's own tile counts: 11 of 100 (query tile, key tile) pairs run.
+        self.w.bench("w", 16, 128, 32768, False, "window:1682", "sparse",
+                     [m("sparse", 3500000, 2.5, reference=True, key_tiles_visited=11, key_tiles_skipped=89)])
+        self.w.bench("x", 16, 128, 32768, False, "window:1682", "sparse",
+                     [m("sparse", 3400000, 2.6, reference=True),
+                      m("sparse", 6250000, 1.5005, rel=2e-3, tiling="wgpx2")], bs=128)
+        self.w.torch([{"backend": "FLEX", "window": 1682, "median_ms": 1.5, "status": "ok", "block_size": 128,
+                       "block_density": 0.1124, "target_density": 0.1}])
+        t = self.w.summary()
+        self.assertIn("TF/s = effective TFLOP/s on token-density FLOPs (4*B*H*L*S*D x token density), the count"
+                      " FlexAttention's rows use too", t)
+        self.assertIn("speed vs flex = flex ms / our faster sparse ms on flex's block size: >= 1 is faster than Flex", t)
+        self.assertIn("the issue's 10% and 50% rows are the token-density ones, W=1682 (token 10%), W=9598 (token 50%)", t)
+        f = row(t, "W", "token", "blocks")
+        self.assertEqual(f[-3:], ["speed", "vs", "flex"])
+        f = row(t, 1682)
+        # token 10.0%, blocks 11.0% (the kernel's), 2.50 ms, 350 TF/s (3500 x token density 0.1), x-flash 20 / 2.5;
+        # wgpx2 on 128-blocks: blocks from the layout (c), 1.50 ms, 12 / 1.5005; flex 11.2%, 1.50 ms; 1.5 / 1.5005
+        # shows as 0.9997 (never 1.00).
+        self.assertEqual(f[1:], ["10.0%", "11.0%", "2.50", "350", "8.00", "%.1f%%c" % (100 * dc.layout_block_density(
+            32768, 1682, 128)), "1.50", "7.997", "11.2%", "1.50", "0.9997"], t)
+
+    def test_a_disagreeing_sweep_row_counts_nowhere_and_says_why(self):
+        self.w.bench("x", 16, 128, 32768, False, "window:9598", "sparse",
+                     [m("sparse", 3400000, 2.6, reference=True), m("sparse", 6250000, 1.5, rel=0.3, tiling="wgpx2")], bs=128)
+        t = self.w.summary()
+        f = row(t, 9598)
+        self.assertEqual((f[3], f[7]), ("disagree", "disagree"), t)
+        self.assertIn("  W=9598: sparse_wgpx2 vs sparse: rel L2 3.0e-01 > 1e-02", t)
+
+    def test_dense_row_and_flex_without_our_run(self):
+        self.w.bench("d", 16, 128, 32768, False, "dense", "flash", [m("flash", 440000, 20.0, reference=True)])
+        self.w.bench("s", 16, 128, 32768, False, "dense", "sparse",
+                     [m("sparse", 440000, 21.0, reference=True, key_tiles_visited=262144, key_tiles_skipped=0)])
+        self.w.torch([{"backend": "FLEX", "window": 830, "median_ms": 2.0, "status": "ok", "block_size": 128}])
+        t = self.w.summary()
+        self.assertEqual(row(t, "None")[1:4], ["100.0%", "100.0%", "21.00"], t)
+        self.assertEqual(row(t, 830)[1:], ["5.0%", "-", "-", "-", "-", "-", "-", "-", "-", "2.00", "-"], t)
+
+
 if __name__ == "__main__":
     unittest.main()

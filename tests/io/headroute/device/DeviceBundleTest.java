@@ -295,9 +295,11 @@ class DeviceBundleTest {
                 + "{\"algorithm\": \"sparse\", \"status\": \"ok\", \"gflops\": 7000000, \"median_ms\": 1.25}]}");
         Result r = summary(out);
         assertTrue(r.output.contains("sparse = the engine's tiling (W4), wgpx2 = sparse[wgpx2] where run"), r.output);
-        // W, density, sparse ms, TF/s, x-flash (20 / 2.5), wgpx2 ms, x-flash (12 / 1.4), flex ms, flex/ours.
-        assertTrue(r.output.matches("(?s).*\n  1682 +0\\.10\\d +2\\.50 +\\S+ +8\\.00 +1\\.40 +8\\.57 +- +-\n.*"), r.output);
-        assertTrue(r.output.matches("(?s).*\n  830 +0\\.05\\d +1\\.25 +\\S+ +16\\.00 +- +- +- +-\n.*"), r.output);
+        // W, token density, blocks (c: from the layout, the JSON has no tile counts), sparse ms, TF/s, x-flash (20 / 2.5),
+        // blocks, wgpx2 ms, x-flash (12 / 1.4), flex blocks, flex ms, speed vs flex.
+        assertTrue(r.output.matches("(?s).*\n  1682 +10\\.0% +10\\.5%c +2\\.50 +\\S+ +8\\.00 +10\\.5%c +1\\.40 +8\\.57 +- +- +-\n.*"),
+                r.output);
+        assertTrue(r.output.matches("(?s).*\n  830 +5\\.0% +5\\.2%c +1\\.25 +\\S+ +16\\.00 +- +- +- +- +- +-\n.*"), r.output);
 
         // With FlexAttention's rows: its time against our faster sparse time, and how its mask was compiled.
         Files.writeString(out.resolve("torch.json"), "{\"rows\": [{\"backend\": \"FLEX\", \"window\": 1682, \"median_ms\": 5.0, "
@@ -305,7 +307,8 @@ class DeviceBundleTest {
                 + "{\"backend\": \"FLEX\", \"window\": 830, \"median_ms\": 2.0, \"status\": \"ok\", \"target_density\": 0.05, "
                 + "\"mask_mod\": \"shared (W in a device tensor)\", \"compile_s\": 1.5}]}");
         Result f = summary(out);
-        assertTrue(f.output.matches("(?s).*\n  1682 +0\\.10\\d +2\\.50 +\\S+ +8\\.00 +1\\.40 +8\\.57 +5\\.00 +3\\.57\n.*"), f.output);
+        assertTrue(f.output.matches("(?s).*\n  1682 +10\\.0% +\\S+ +2\\.50 +\\S+ +8\\.00 +\\S+ +1\\.40 +8\\.57 +- +5\\.00 +3\\.57\n.*"),
+                f.output);
         assertTrue(f.output.contains("flex mask: shared (W in a device tensor); mask + first call 5%: 1.5 s, 10%: 38.2 s"),
                 f.output);
 
@@ -321,8 +324,9 @@ class DeviceBundleTest {
                 + "{\"backend\": \"FLEX\", \"window\": 830, \"median_ms\": 2.0, \"status\": \"ok\", \"block_size\": 128}]}");
         Result b = summary(out);
         assertTrue(b.output.contains("block sizes: sparse 64, wgpx2 64/128, flex 128"), b.output);
-        assertTrue(b.output.matches("(?s).*\n  830 +0\\.05\\d +1\\.25 +\\S+ +16\\.00 +1\\.60 +\\S+ +2\\.00 +1\\.25\n.*"), b.output);
-        assertTrue(b.output.matches("(?s).*\n  1682 +0\\.10\\d +2\\.50 +\\S+ +8\\.00 +1\\.40 +8\\.57 +5\\.00 +3\\.57\\*\n.*"),
+        assertTrue(b.output.matches("(?s).*\n  830 +5\\.0% +\\S+ +1\\.25 +\\S+ +16\\.00 +\\S+ +1\\.60 +\\S+ +- +2\\.00 +1\\.25\n.*"),
+                b.output);
+        assertTrue(b.output.matches("(?s).*\n  1682 +10\\.0% +\\S+ +2\\.50 +\\S+ +8\\.00 +\\S+ +1\\.40 +8\\.57 +- +5\\.00 +3\\.57\\*\n.*"),
                 b.output);
     }
 
