@@ -406,5 +406,40 @@ class DensityTableTest(WorkTest):
         self.assertEqual(row(t, 830)[1:], ["5.0%", "-", "-", "-", "-", "-", "-", "-", "-", "2.00", "-"], t)
 
 
+def routed_doc(ratio, overhead, rel, target=0.425, dtype="bf16", dense_ms=40.0):
+    return {"config": {"dtype": dtype, "route": {"shared_heads": 2, "routed_heads": 14, "k": 4}},
+            "routed": {"median_ms": dense_ms * ratio, "query_tiles": 100, "rows_skipped": 5},
+            "dense": {"median_ms": dense_ms}, "routed_over_dense": ratio, "target_routed_over_dense": target,
+            "router_overhead_percent": overhead, "rel_l2_routed_vs_gated_dense": rel,
+            "meets_target": ratio <= target, "meets_overhead_target": overhead <= 5}
+
+
+class RoutedTableTest(WorkTest):
+    """Finding 3: the routed verdict needs the output right; the table shows the error and what is met."""
+
+    def test_correct_and_fast_is_met(self):
+        self.w.bench("r", 16, 128, 32768, False, "dense", "flash", route="2:4", doc=routed_doc(0.41, 2.1, 3e-3))
+        t = self.w.summary()
+        self.assertIn("rel L2 = routed output vs gate x dense output (tolerance bf16 1e-2", t)
+        self.assertEqual(row(t, "2:4")[1:], ["16.40", "40.00", "0.410", "0.425", "2.1", "3.0e-03", "yes/yes", "100", "/", "5"])
+
+    def test_fast_but_wrong_meets_nothing(self):
+        # The JSON's own flags (from before its bench judged correctness) say met: the summary judges from the numbers.
+        self.w.bench("r", 16, 128, 32768, False, "dense", "flash", route="2:4", doc=routed_doc(0.41, 2.1, 2e-2))
+        self.w.bench("b", 16, 128, 32768, False, "dense", "flash", route="2:4:64", doc=routed_doc(0.41, 2.1, float("nan")))
+        t = self.w.summary()
+        self.assertEqual(row(t, "2:4")[6:9], ["2.0e-02", "OUT", "no/no"], t)
+        self.assertEqual(row(t, "2:4:64")[6:9], ["nan", "OUT", "no/no"], t)
+
+    def test_just_over_the_target_never_shows_as_it(self):
+        self.w.bench("r", 16, 128, 32768, False, "dense", "flash", route="2:4", doc=routed_doc(0.4254, 5.04, 3e-3))
+        f = row(self.w.summary(), "2:4")
+        self.assertEqual(f[3:5] + f[5:6] + f[7:8], ["0.4254", "0.425", "5.04", "no/no"])
+
+    def test_a_run_without_json_shows_its_status(self):
+        self.w.bench("r", 16, 128, 32768, False, "dense", "flash", route="2:4:64", status="timeout after 60s")
+        self.assertEqual(row(self.w.summary(), "2:4:64"), ["2:4:64", "timeout"])
+
+
 if __name__ == "__main__":
     unittest.main()
