@@ -845,6 +845,149 @@ def routed_lines(routed):
     return lines
 
 
+# Issue 4's shapes: bf16 B=1, (H, D) in {(16, 128), (32, 64)}, L = S in {4K, 16K, 32K}, dense and causal.
+ISSUE4_SHAPES = [(h, d, n, c) for h, d in ((16, 128), (32, 64)) for n in (4096, 16384, 32768) for c in (False, True)]
+ISSUE6_ROUTES = (("token", "2:4"), ("block", "2:4:64"))
+
+
+def shape_label(h, d, n, causal):
+    return "%dx%d L=%d %s" % (h, d, n, "causal" if causal else "dense")
+
+
+def bars(values, bar):
+    """(met, of): how many of the measured values reach bar."""
+    return sum(1 for v in values if v >= bar), len(values)
+
+
+def judged(met, of, expected):
+    """A verdict over expected cases: not judged while any is missing, else met only if every one is."""
+    if of < expected:
+        return "not judged (%d of %d measured)" % (of, expected)
+    return "met" if met == of else "NOT met (%d of %d)" % (met, of)
+
+
+def issue4_lines(cells, trows):
+    measured, missing = [], []
+    for h, d, n, causal in ISSUE4_SHAPES:
+        c = ours_vs_torch(cells, trows, h, d, n, causal)
+        if c["ratio"] is None:
+            missing.append("%s (%s)" % (shape_label(h, d, n, causal), c["why"]))
+        else:
+            measured.append((shape_label(h, d, n, causal), c["ratio"]))
+    lines = ["issue 4 (flash vs PyTorch's fastest SDPA backend, bf16 B=1, %d shapes: H16 D128 and H32 D64, L=S 4K/16K/32K,"
+             " dense and causal): ours/torch measured on %d of %d" % (len(ISSUE4_SHAPES), len(measured), len(ISSUE4_SHAPES))]
+    ratios = [r for _, r in measured]
+    for name, bar in (("first bar", 0.5), ("goal", 1.0)):
+        met, of = bars(ratios, bar)
+        below = ["%s %s" % (lab, fmt_vs(r, bar)) for lab, r in measured if r < bar]
+        lines.append("  %s (ours >= %.1f x torch): met on %d of %d measured%s -> %s" % (
+            name, bar, met, of, "; below: " + ", ".join(below) if below else "", judged(met, of, len(ISSUE4_SHAPES))))
+    if missing:
+        lines.append("  not measured: " + "; ".join(missing))
+    fl = cells.get((16, 128, 32768, False, "dense"), {}).get("flash", {})
+    io = 4 * 16 * 32768 * 128 * 2 + 16 * 32768 * 4
+    if fl.get("peak") and fl["peak"] > 0:
+        ratio = fl["peak"] / float(io)
+        lines.append("  memory at L=32768 (H16 D128): flash pool peak / (Q+K+V+O+lse) %s (goal <= 1.05): %s" % (
+            fmt_vs(ratio, 1.05, digits=3), "met" if ratio <= 1.05 else "NOT met"))
+    else:
+        lines.append("  memory at L=32768 (H16 D128): not judged (no flash peak measured)")
+    return lines
+
+
+def issue5_lines(cells, trows, out):
+    sweep = density_rows(cells, trows)
+    checks = sweep_checks(out)[0]
+    ok_cols = {"sparse": checks["sparse-bs64"][0] == "ok", "wgpx2": checks["sparse-wgpx2-bs128"][0] == "ok"}
+    dense = sweep["dense"]
+    flash = [(dense[a]["ms"], a) for a in FLASH_LABELS if dense.get(a, {}).get("ms")]
+    best_flash = min(flash) if flash else None
+    n = SWEEP_SHAPE[2]
+    lines = ["issue 5 (block-sparse vs dense flash, bf16 H16 D128 L=S=32768; our sparse counts only where its compare-step"
+             " window check is ok: sparse %s, wgpx2 %s)" % (checks["sparse-bs64"][0], checks["sparse-wgpx2-bs128"][0])]
+    verdict = []
+    flex_ratios = []
+    for token, goal in SWEEP_GOALS:
+        w = window_for_density(n, token)
+        r = next((x for x in sweep["rows"] if x["w"] == w), None)
+        label = "%d%% (W=%d: token %s" % (round(100 * token), w, fmt_pct(window_density(n, w)))
+        if r is None:
+            lines.append("  %s): not measured (no run)" % label)
+            verdict.append("%d%% not judged" % round(100 * token))
+            flex_ratios.append((token, None, "no run"))
+            continue
+        label += ", blocks %s)" % " / ".join("%s (%s)" % (fmt_pct(*r[b]), col) for b, col in (("blocks", "sparse"),
+                                                                                         ("blocks_x2", "wgpx2"))
+                                              if r[b][0] is not None)
+        ours = [(r[col]["ms"], col) for col in ("sparse", "wgpx2") if r[col].get("ms") and ok_cols[col]]
+        if not ours or not best_flash:
+            why = "no dense flash result" if not best_flash else "no sparse result that counts: " + ", ".join(
+                "%s %s" % (col, "check " + checks[case][0] if r[col].get("ms") else r[col].get("text", "no run"))
+                for col, case in (("sparse", "sparse-bs64"), ("wgpx2", "sparse-wgpx2-bs128")))
+            lines.append("  %s: not measured (%s)" % (label, why))
+            verdict.append("%d%% not judged" % round(100 * token))
+        else:
+            ms, col = min(ours)
+            x = best_flash[0] / ms
+            met = x >= goal
+            lines.append("  %s: best sparse %.2f ms (%s) vs best dense flash %.2f ms (%s): %sx (goal >= %g): %s" % (
+                label, ms, col, best_flash[0], best_flash[1], fmt_vs(x, goal), goal, "met" if met else "NOT met"))
+            verdict.append("%d%% %s" % (round(100 * token), "met" if met else "NOT met"))
+        # Against Flex only the same block mask counts (our runs on its block size), and only a checked column.
+        fx = r["flex"]
+        same = [c for c in ("sparse", "wgpx2") if r[c].get("ms") and fx and r[c].get("bs") == fx.get("block_size")]
+        checked = [r[c]["ms"] for c in same if ok_cols[c]]
+        if not fx:
+            flex_ratios.append((token, None, "no flex row"))
+        elif not fx.get("median_ms"):
+            flex_ratios.append((token, None, "flex " + short_status(fx.get("status"))))
+        elif not same:
+            flex_ratios.append((token, None, "no run of ours on flex's block size"))
+        elif not checked:
+            flex_ratios.append((token, None, "our run on it not checked"))
+        else:
+            flex_ratios.append((token, fx["median_ms"] / min(checked), ""))
+    lines.append("  sparse vs dense flash: " + ", ".join(verdict))
+    measured = [x for _, x, _ in flex_ratios if x is not None]
+    parts = ["%d%% %s" % (round(100 * t), fmt_vs(x, 0.5, 1.0) if x is not None else "- (%s)" % why)
+             for t, x, why in flex_ratios]
+    lines.append("  vs FlexAttention on the same block mask (speed vs flex, >= 1 faster): %s" % ", ".join(parts))
+    for name, bar in (("first bar", 0.5), ("goal", 1.0)):
+        met, of = bars(measured, bar)
+        lines.append("    %s (>= %.1f): met on %d of %d measured -> %s" % (name, bar, met, of, judged(met, of, len(SWEEP_GOALS))))
+    return lines
+
+
+def issue6_lines(out):
+    runs = {route: (st, data) for route, st, data in routed_rows(out)}
+    lines = ["issue 6 (routed heads: 2 shared + 4 of 14 routed = 6/16 active; routed/dense <= 6/16 + 0.05 = 0.425, router"
+             " <= 5% of the routed attention, routed output within the dtype's tolerance of gate x dense)"]
+    verdict = []
+    for gran, route in ISSUE6_ROUTES:
+        st, data = runs.get(route, ("no run", None))
+        if not data:
+            lines.append("  %s granularity (%s): not measured (%s)" % (gran, route, short_status(st) if st != "no run" else st))
+            verdict.append("%s not judged" % gran)
+            continue
+        v = routed_verdict(data)
+        lines.append("  %s granularity (%s): ratio %s vs %s: %s; router %s%% vs 5%%: %s; rel L2 %s vs %s %.0e: %s -> %s" % (
+            gran, route, fmt_vs(v["ratio"], v["target"], digits=3) if v["target"] is not None else fmt_vs(v["ratio"]),
+            "%.3f" % v["target"] if v["target"] is not None else "?",
+            "met" if v["ratio_met"] else "NOT met" if v["correct"] else "not counted",
+            fmt_vs(v["overhead"], ROUTER_OVERHEAD_GOAL, digits=1), "met" if v["overhead_met"] else "NOT met" if v["correct"]
+            else "not counted", "-" if v["rel"] is None else "%.1e" % v["rel"], v["dtype"], v["tol"],
+            "ok" if v["correct"] else "OUTSIDE", "met" if v["met"] else "NOT met"))
+        verdict.append("%s %s" % (gran, "met" if v["met"] else "NOT met"))
+    lines.append("  verdict: " + ", ".join(verdict))
+    return lines
+
+
+def verdict_lines(out, cells, trows):
+    """Issue 4, 5 and 6's verdicts from what this run measured: a bar is met, NOT met, or not judged while a case it
+    covers is missing; values print with enough digits never to show equal to a bar they miss."""
+    return ["verdicts (from this run only)"] + issue4_lines(cells, trows) + issue5_lines(cells, trows, out) + issue6_lines(out)
+
+
 def torch_shape(rows, h, d, n, causal):
     """PyTorch's SDPA rows of one shape: (best, missing, seen). best: the fastest row that ran ("ok"); missing: [(backend,
     why)] of each backend that neither ran nor refused the shape ("unsupported") - skipped for time, oom, an error, no
@@ -1010,7 +1153,7 @@ def cmd_summary(a):
         add("")
         add("compare vs %s, B=%s H=%s L=S=%s D=%s (rel L2; tol f32 1e-5, bf16 1e-2; -bsN: on N-blocks):" % (
             doc.get("source") or "?", s.get("B"), s.get("H"), s.get("L"), s.get("D")))
-        add("  %-24s %-22s %-22s %-22s" % ("backend algo dtype", "dense", "causal", "window:%s" % (doc.get("window") or "?")))
+        add("  %-29s %-22s %-22s %-22s" % ("backend algo dtype", "dense", "causal", "window:%s" % (doc.get("window") or "?")))
         table = {}
         for r in doc.get("results", []):
             key = "%s %s %s" % (r["backend"], r["algo"], r["dtype"])
@@ -1020,8 +1163,8 @@ def cmd_summary(a):
                 cell = short_status(r["verdict"])
             table.setdefault(key, {})[r["variant"]] = cell
         for key, v in table.items():
-            add("  %-24s %-22s %-22s %-22s" % (key, v.get("dense", "-")[:22], v.get("causal", "-")[:22],
-                                              v.get("window", "-")[:22]))
+            add("  %-29s %-22s %-22s %s" % (key, v.get("dense", "-")[:22], v.get("causal", "-")[:22],
+                                             v.get("window", "-")[:22]))
 
     trows = []
     tpath = os.path.join(out, "torch.json")
@@ -1101,6 +1244,10 @@ def cmd_summary(a):
         for line in density_lines(density_rows(cells, trows), out):
             add(line)
     for line in routed_lines(routed_rows(out)):
+        add(line)
+    # The verdicts last but the recap: the device tool shows only the last 12,000 characters.
+    add("")
+    for line in verdict_lines(out, cells, trows):
         add(line)
     add("")
     # The top of a long summary can fall off the 12,000 characters the device tool shows: the essentials again.

@@ -441,5 +441,106 @@ class RoutedTableTest(WorkTest):
         self.assertEqual(row(self.w.summary(), "2:4:64"), ["2:4:64", "timeout"])
 
 
+class VerdictLinesTest(WorkTest):
+    """Finding 7: explicit verdict lines for issues 4, 5 and 6, "not judged" while a case is missing."""
+
+    def issue4(self, skip=(), ours=400000, cudnn_skip=()):
+        rows = []
+        for h, d, n, c in dc.ISSUE4_SHAPES:
+            if (h, d, n, c) not in skip:
+                self.w.bench("b%d-%d-%d-%d" % (h, d, n, c), h, d, n, c, "dense", "flash,materialized",
+                             [m("flash", ours, 1.0, reference=True), m("materialized", 100000, 4.0, rel=1e-3)])
+            for b in dc.SDPA_BACKENDS:
+                if b == "MATH" and n > dc.MATH_MAX_LEN:
+                    rows.append(sdpa(h, d, n, c, b, status="skipped: MATH materializes L x S scores (L > 8192)"))
+                elif b == "CUDNN_ATTENTION" and (h, d, n, c) in cudnn_skip:
+                    rows.append(sdpa(h, d, n, c, b, status="skipped: time budget"))
+                else:
+                    rows.append(sdpa(h, d, n, c, b, 500.0 if b == "CUDNN_ATTENTION" else 350.0))
+        self.w.torch(rows)
+
+    def test_issue4_judged_on_all_twelve_shapes(self):
+        self.issue4(ours=400000)
+        t = self.w.summary()
+        self.assertIn("ours/torch measured on 12 of 12", t)
+        self.assertIn("  first bar (ours >= 0.5 x torch): met on 12 of 12 measured -> met", t)
+        self.assertIn("  goal (ours >= 1.0 x torch): met on 0 of 12 measured; below: 16x128 L=4096 dense 0.80", t)
+        self.assertIn("-> NOT met (0 of 12)", t)
+
+    def test_issue4_not_judged_with_a_shape_missing_and_names_it(self):
+        self.issue4(skip={(32, 64, 32768, True)}, cudnn_skip={(16, 128, 4096, True)}, ours=249990)
+        t = self.w.summary()
+        self.assertIn("ours/torch measured on 10 of 12", t)
+        # 249.99 / 500 = 0.49998: below the first bar, and shown so.
+        self.assertIn("  first bar (ours >= 0.5 x torch): met on 0 of 10 measured; below: 16x128 L=4096 dense 0.49998", t)
+        self.assertIn("-> not judged (10 of 12 measured)", t)
+        self.assertIn("  not measured: 16x128 L=4096 causal (partial (cudnn skip)); 32x64 L=32768 causal (no flash result"
+                      " that counts)", t)
+        self.assertIn("  memory at L=32768 (H16 D128): not judged (no flash peak measured)", t)
+
+    def sweep(self, checks=("ok", "ok"), flex=True):
+        self.w.bench("d", 16, 128, 32768, False, "dense", "flash",
+                     [m("flash", 440000, 20.0, reference=True), m("flash", 730000, 12.0, rel=1e-3, tiling="wgpx2")])
+        self.w.bench("w10", 16, 128, 32768, False, "window:1682", "sparse", [m("sparse", 3500000, 2.5, reference=True)])
+        self.w.bench("w50", 16, 128, 32768, False, "window:9598", "sparse", [m("sparse", 800000, 7.0, reference=True)])
+        self.w.bench("x10", 16, 128, 32768, False, "window:1682", "sparse",
+                     [m("sparse", 3400000, 2.6, reference=True), m("sparse", 6250000, 1.45, rel=2e-3, tiling="wgpx2")], bs=128)
+        self.w.bench("x50", 16, 128, 32768, False, "window:9598", "sparse",
+                     [m("sparse", 700000, 8.0, reference=True), m("sparse", 900000, 6.5, rel=2e-3, tiling="wgpx2")], bs=128)
+        self.w.compare([cmp("window", "cuda", "sparse-bs64", "bf16", 3e-3 if checks[0] == "ok" else 5e-2),
+                        cmp("window", "cuda", "sparse-wgpx2-bs128", "bf16", 3e-3 if checks[1] == "ok" else 5e-2)])
+        if flex:
+            self.w.torch([{"backend": "FLEX", "window": 1682, "median_ms": 1.45, "status": "ok", "block_size": 128},
+                          {"backend": "FLEX", "window": 9598, "median_ms": 13.0, "status": "ok", "block_size": 128}])
+
+    def test_issue5_sparse_vs_dense_and_flex(self):
+        self.sweep()
+        t = self.w.summary()
+        # Best sparse (WGPX2, 1.45 ms) against the best dense flash (WGPX2, 12 ms): 8.28; at 50%: 12 / 6.5.
+        self.assertIn("  10% (W=1682: token 10.0%, blocks 10.5%c (sparse) / 11.0%c (wgpx2)): best sparse 1.45 ms (wgpx2) vs"
+                      " best dense flash 12.00 ms (flash_wgpx2): 8.28x (goal >= 8): met", t)
+        self.assertIn("best sparse 6.50 ms (wgpx2) vs best dense flash 12.00 ms (flash_wgpx2): 1.85x (goal >= 1.8): met", t)
+        self.assertIn("  sparse vs dense flash: 10% met, 50% met", t)
+        # Flex on 128-blocks against our 128-block runs (WGPX2's here): 1.45 / 1.45 and 13 / 6.5.
+        self.assertIn("(speed vs flex, >= 1 faster): 10% 1.00, 50% 2.00", t)
+        self.assertIn("    first bar (>= 0.5): met on 2 of 2 measured -> met", t)
+        self.assertIn("    goal (>= 1.0): met on 2 of 2 measured -> met", t)
+
+    def test_issue5_counts_only_checked_columns(self):
+        self.sweep(checks=("ok", "FAIL"))
+        t = self.w.summary()
+        self.assertIn("window check is ok: sparse ok, wgpx2 FAIL)", t)
+        self.assertIn("best sparse 2.50 ms (sparse) vs best dense flash 12.00 ms (flash_wgpx2): 4.80x (goal >= 8): NOT met", t)
+        # Against Flex only our 128-block runs count: the WGPX2 column here, whose check failed.
+        self.assertIn("(speed vs flex, >= 1 faster): 10% - (our run on it not checked), 50% - (our run on it not checked)", t)
+        self.assertIn("    goal (>= 1.0): met on 0 of 0 measured -> not judged (0 of 2 measured)", t)
+
+    def test_issue5_not_judged_without_its_runs(self):
+        self.w.bench("d", 16, 128, 32768, False, "dense", "flash", [m("flash", 440000, 20.0, reference=True)])
+        t = self.w.summary()
+        self.assertNotIn("issue 5 (", t.split("verdicts")[0])
+        self.assertIn("  10% (W=1682: token 10.0%): not measured (no run)", t)
+        self.assertIn("  sparse vs dense flash: 10% not judged, 50% not judged", t)
+        self.assertIn("    first bar (>= 0.5): met on 0 of 0 measured -> not judged (0 of 2 measured)", t)
+
+    def test_issue6_token_and_block(self):
+        self.w.bench("r", 16, 128, 32768, False, "dense", "flash", route="2:4", doc=routed_doc(0.4254, 2.1, 3e-3))
+        self.w.bench("b", 16, 128, 32768, False, "dense", "flash", route="2:4:64", doc=routed_doc(0.40, 4.2, 2e-3))
+        t = self.w.summary()
+        self.assertIn("  token granularity (2:4): ratio 0.4254 vs 0.425: NOT met; router 2.1% vs 5%: met; rel L2 3.0e-03 vs"
+                      " bf16 1e-02: ok -> NOT met", t)
+        self.assertIn("  block granularity (2:4:64): ratio 0.400 vs 0.425: met; router 4.2% vs 5%: met; rel L2 2.0e-03 vs"
+                      " bf16 1e-02: ok -> met", t)
+        self.assertIn("  verdict: token NOT met, block met", t)
+
+    def test_issue6_wrong_output_and_missing_run(self):
+        self.w.bench("r", 16, 128, 32768, False, "dense", "flash", route="2:4", doc=routed_doc(0.30, 1.0, 0.2))
+        t = self.w.summary()
+        self.assertIn("  token granularity (2:4): ratio 0.300 vs 0.425: not counted; router 1.0% vs 5%: not counted; rel L2"
+                      " 2.0e-01 vs bf16 1e-02: OUTSIDE -> NOT met", t)
+        self.assertIn("  block granularity (2:4:64): not measured (no run)", t)
+        self.assertIn("  verdict: token NOT met, block not judged", t)
+
+
 if __name__ == "__main__":
     unittest.main()
