@@ -263,7 +263,7 @@ final class BenchCommand implements Callable<Integer> {
         // The name column as wide as the longest label ("flash(sparse)[wgpx2]"), so that the columns stay aligned.
         int w = Math.max(13, r.measurements().stream().mapToInt(m -> m.label().length()).max().orElse(0));
         o.println(Units.fmt("%-" + w + "s %12s %12s %10s %15s %15s %20s %16s", "algorithm", "median ms", "min ms", "GFLOP/s",
-                "workspace MiB", "peak dev MiB", "key tiles run/skip", "rel L2 vs first"));
+                "workspace MiB", "peak dev MiB", "key tiles run/skip", "rel L2 vs ref"));
         for (Measurement m : r.measurements()) {
             String name = m.label();
             if (!m.ok()) {
