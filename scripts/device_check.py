@@ -170,6 +170,50 @@ def read_json(path):
         return json.load(f)
 
 
+# Jackson (the bench JSON's writer) writes a non-finite double as a string.
+NON_FINITE = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
+
+
+def num(x):
+    """A JSON number as a float: an int or a float, or the string Jackson writes for a non-finite double ("NaN",
+    "Infinity", "-Infinity"); None for anything else (missing, null, a boolean, other text). Every number the summary
+    reads from a JSON file goes through here, so that no comparison meets a string."""
+    if isinstance(x, bool):
+        return None
+    if isinstance(x, (int, float)):
+        return float(x)
+    if isinstance(x, str):
+        return NON_FINITE.get(x)
+    return None
+
+
+def finite(x):
+    """num(x) where it is finite, else None (a time or a throughput that is NaN or infinite is no result)."""
+    v = num(x)
+    return v if v is not None and math.isfinite(v) else None
+
+
+def count(x):
+    """num(x) as an int where it is a finite whole number, else None (block sizes, tile counts, byte counts)."""
+    v = finite(x)
+    return int(v) if v is not None and v == int(v) else None
+
+
+def obj(x):
+    """x where it is a JSON object, else {} (a null or a list where an object was expected)."""
+    return x if isinstance(x, dict) else {}
+
+
+def seq(x):
+    """x where it is a JSON array, else []."""
+    return x if isinstance(x, list) else []
+
+
+def text_of(x):
+    """x where it is a string, else "" (a status field that is null or a number)."""
+    return x if isinstance(x, str) else ""
+
+
 def read_text(path):
     with open(path, errors="replace") as f:
         return f.read()
@@ -484,12 +528,36 @@ def fmt_tf(x):
 
 def bench_tolerance(data):
     """The relative L2 distance two rows of a bench run (its dtype) may be apart: TOLERANCE, bf16 by default."""
-    return TOLERANCE.get(((data or {}).get("config") or {}).get("dtype") or "bf16", TOLERANCE["bf16"])
+    return TOLERANCE.get(text_of(obj(obj(data).get("config")).get("dtype")) or "bf16", TOLERANCE["bf16"])
 
 
 def algo_label(m):
     """A bench measurement's column: flash, materialized, sparse, or flash_w2, sparse_wgpx2, ... for a tiling's row."""
     return (m.get("algorithm") or "") + ("_" + m["tiling"] if m.get("tiling") else "")
+
+
+def bench_doc(data):
+    """A bench JSON as the summary reads it: {"config": {...}, "measurements": [...]}, each measurement's numbers read
+    through num (NaN and infinity as Jackson writes them included) and its texts as strings; {} for no JSON."""
+    data = obj(data)
+    cfg = dict(obj(data.get("config")))
+    cfg["block_size"] = count(cfg.get("block_size"))
+    for k in ("dtype", "flash_tiling", "sparse_tiling"):
+        cfg[k] = text_of(cfg.get(k))
+    ms = []
+    for m in seq(data.get("measurements")):
+        if not isinstance(m, dict):
+            continue
+        row = dict(m)
+        for k in ("algorithm", "tiling", "status", "skipped", "error", "score_dtype"):
+            row[k] = text_of(m.get(k))
+        for k in ("gflops", "median_ms"):
+            row[k] = finite(m.get(k))
+        row["rel_l2_vs_first"] = num(m.get("rel_l2_vs_first"))
+        for k in ("peak_device_bytes", "key_tiles_visited", "key_tiles_skipped"):
+            row[k] = count(m.get(k))
+        ms.append(row)
+    return {"config": cfg, "measurements": ms} if data else {}
 
 
 def reference_index(ms):
@@ -501,7 +569,7 @@ def reference_index(ms):
     if any("reference" in m for m in ms):
         return None  # the run has no finite output at all
     for i, m in enumerate(ms):
-        if m.get("status") == "ok" and m.get("rel_l2_vs_first") == 0:
+        if m.get("status") == "ok" and num(m.get("rel_l2_vs_first")) == 0:
             return i
     return None
 
@@ -510,7 +578,8 @@ def run_checks(data):
     """{label: mark} of a bench run's rows that are no result: "WRONG" (an output with NaN or inf, the reference's
     included), "disagree" (further than the dtype's tolerance from the run's reference: then the row AND the
     reference are marked, as two rows cannot tell which is right); and the notes saying why."""
-    ms = (data or {}).get("measurements", [])
+    data = bench_doc(data)
+    ms = data.get("measurements", [])
     tol = bench_tolerance(data)
     ref = reference_index(ms)
     marks, notes = {}, []
@@ -523,7 +592,7 @@ def run_checks(data):
             continue
         if st != "ok" or i == ref or ref is None:
             continue
-        rel = m.get("rel_l2_vs_first")
+        rel = num(m.get("rel_l2_vs_first"))
         if rel is None or not (rel <= tol):
             ref_label = algo_label(ms[ref])
             marks[label] = marks.get(label) or "disagree"
@@ -728,14 +797,16 @@ def bench_cells(out):
         path = os.path.join(out, "bench", r["name"] + ".json")
         log = os.path.join(out, "bench", r["name"] + ".log")
         logtext = read_text(log) if os.path.exists(log) else ""
-        data = None
+        data, bad_json = None, False
         if os.path.exists(path):
             try:
-                data = read_json(path)
-            except ValueError:
-                data = None
+                data = bench_doc(read_json(path))
+            except (OSError, ValueError) as e:
+                bad_json = True
+                c.setdefault("checks", []).append("%s.json unreadable (%s)" % (r["name"], one_line(e, 80)))
+        data = data or {}
         for key in ("flash_tiling", "sparse_tiling"):
-            if (data or {}).get("config", {}).get(key):
+            if data.get("config", {}).get(key):
                 c[key] = data["config"][key]
         marks, notes = run_checks(data)
         known = c.setdefault("marks", {})
@@ -743,17 +814,17 @@ def bench_cells(out):
             if mark == "WRONG" or label not in known:
                 known[label] = mark
         c.setdefault("checks", []).extend(notes)
-        for m in (data or {}).get("measurements", []):
+        for m in data.get("measurements", []):
             algo = algo_label(m)
             if "tf" in c.get(algo, {}):
                 continue  # a shape's first measurement of an algorithm wins (a tilings run times the engine's own again)
             st = m.get("status") or m.get("skipped") or m.get("error")
-            if isinstance(st, str) and st not in ("ok", ""):
+            if st not in ("ok", ""):
                 c[algo] = {"text": short_status(st)}
             elif m.get("gflops") is not None:
                 c[algo] = {"tf": m["gflops"] / 1000.0, "ms": m.get("median_ms"), "rel": m.get("rel_l2_vs_first"),
                            "peak": m.get("peak_device_bytes"), "scores": m.get("score_dtype"),
-                           "bs": (data or {}).get("config", {}).get("block_size") or 64,
+                           "bs": data.get("config", {}).get("block_size") or 64,
                            "tiles": (m.get("key_tiles_visited"), m.get("key_tiles_skipped"))}
         for algo in ("flash", "materialized", "sparse"):
             if algo in c:
@@ -763,6 +834,8 @@ def bench_cells(out):
                     c[algo] = {"text": "no fit"}
                 elif re.search(r"%s[^\n]*out of memory at run" % algo, logtext, re.I):
                     c[algo] = {"text": "oom"}
+                elif bad_json:
+                    c[algo] = {"text": "bad JSON"}
                 elif r.get("status") == "ok":
                     # The run ended well, yet its JSON has no row for the algorithm: missing, not "ok".
                     c[algo] = {"text": "missing"}
@@ -782,13 +855,14 @@ def routed_rows(out):
         if not r.get("route"):
             continue
         data = None
+        st = r.get("status", "")
         path = os.path.join(out, "bench", r["name"] + ".json")
         if os.path.exists(path):
             try:
-                data = read_json(path)
-            except ValueError:
-                data = None
-        rows.append((r["route"], r.get("status", ""), data))
+                data = obj(read_json(path)) or None
+            except (OSError, ValueError) as e:
+                st = "JSON unreadable (%s)" % one_line(e, 80)
+        rows.append((r["route"], st, data))
     return rows
 
 
@@ -806,9 +880,9 @@ def routed_verdict(data):
     """Issue 6's goals on one routed run's JSON, judged here from its numbers: routed / dense <= its target
     ((Hs + k)/H + 0.05), router overhead <= 5%, each met only with the routed output within the dtype's tolerance of
     gate x dense output (a fast wrong output meets nothing)."""
-    v = {"ratio": data.get("routed_over_dense"), "target": data.get("target_routed_over_dense"),
-         "overhead": data.get("router_overhead_percent"), "rel": data.get("rel_l2_routed_vs_gated_dense"),
-         "dtype": (data.get("config") or {}).get("dtype") or "bf16"}
+    v = {"ratio": num(data.get("routed_over_dense")), "target": num(data.get("target_routed_over_dense")),
+         "overhead": num(data.get("router_overhead_percent")), "rel": num(data.get("rel_l2_routed_vs_gated_dense")),
+         "dtype": text_of(obj(data.get("config")).get("dtype")) or "bf16"}
     v["tol"] = TOLERANCE.get(v["dtype"], TOLERANCE["bf16"])
     v["correct"] = v["rel"] is not None and v["rel"] <= v["tol"]
     v["ratio_met"] = v["correct"] and None not in (v["ratio"], v["target"]) and v["ratio"] <= v["target"]
@@ -831,17 +905,17 @@ def routed_lines(routed):
             lines.append("  %-8s %s" % (route, short_status(st)))
             continue
         v = routed_verdict(data)
-        rt = data.get("routed") or {}
-        rms = rt.get("median_ms")
-        dms = (data.get("dense") or {}).get("median_ms")
+        rt = obj(data.get("routed"))
+        rms = finite(rt.get("median_ms"))
+        dms = finite(obj(data.get("dense")).get("median_ms"))
         lines.append(fmt % (
             route, "%.2f" % rms if rms else "-", "%.2f" % dms if dms else "-",
             fmt_vs(v["ratio"], v["target"], digits=3) if v["ratio"] is not None and v["target"] is not None else "-",
             "%.3f" % v["target"] if v["target"] is not None else "-",
             fmt_vs(v["overhead"], ROUTER_OVERHEAD_GOAL, digits=1) if v["overhead"] is not None else "-",
-            "-" if v["rel"] is None else "%.1e%s" % (v["rel"], "" if v["correct"] else " OUT"),
+            "-" if v["rel"] is None else "%s%s" % (fmt_err(v["rel"], v["tol"]), "" if v["correct"] else " OUT"),
             "%s/%s" % ("yes" if v["ratio_met"] else "no", "yes" if v["overhead_met"] else "no"),
-            "%s / %s" % (rt.get("query_tiles", "-"), rt.get("rows_skipped", "-"))))
+            "%s / %s" % tuple("-" if count(rt.get(k)) is None else count(rt.get(k)) for k in ("query_tiles", "rows_skipped"))))
     return lines
 
 
@@ -975,17 +1049,56 @@ def issue6_lines(out):
             "%.3f" % v["target"] if v["target"] is not None else "?",
             "met" if v["ratio_met"] else "NOT met" if v["correct"] else "not counted",
             fmt_vs(v["overhead"], ROUTER_OVERHEAD_GOAL, digits=1), "met" if v["overhead_met"] else "NOT met" if v["correct"]
-            else "not counted", "-" if v["rel"] is None else "%.1e" % v["rel"], v["dtype"], v["tol"],
+            else "not counted", fmt_err(v["rel"], v["tol"]), v["dtype"], v["tol"],
             "ok" if v["correct"] else "OUTSIDE", "met" if v["met"] else "NOT met"))
         verdict.append("%s %s" % (gran, "met" if v["met"] else "NOT met"))
     lines.append("  verdict: " + ", ".join(verdict))
     return lines
 
 
-def verdict_lines(out, cells, trows):
-    """Issue 4, 5 and 6's verdicts from what this run measured: a bar is met, NOT met, or not judged while a case it
-    covers is missing; values print with enough digits never to show equal to a bar they miss."""
-    return ["verdicts (from this run only)"] + issue4_lines(cells, trows) + issue5_lines(cells, trows, out) + issue6_lines(out)
+TORCH_NUMBERS = ("tflops", "median_ms", "block_density", "target_density", "density", "compile_s")
+TORCH_COUNTS = ("block_size", "window")
+
+
+def torch_row(r):
+    """One torch.json row with its numbers read through num (count: block size, window) and its texts as strings;
+    None where it is not a JSON object."""
+    if not isinstance(r, dict):
+        return None
+    row = dict(r)
+    for k in TORCH_NUMBERS:
+        row[k] = finite(r.get(k))
+    for k in TORCH_COUNTS:
+        row[k] = count(r.get(k))
+    shape = obj(r.get("shape"))
+    row["shape"] = {k: count(shape.get(k)) for k in ("B", "H", "L", "S", "D")} if shape else {}
+    row["causal"] = r.get("causal") is True
+    for k in ("backend", "status", "mask_mod", "shared_mask_error"):
+        row[k] = text_of(r.get(k))
+    return row
+
+
+def read_torch(out):
+    """(rows, note) of torch.json: its rows read through torch_row, and a line saying why there are none (no file, or
+    unreadable: a step killed mid-write), or None."""
+    path = os.path.join(out, "torch.json")
+    if not os.path.exists(path):
+        return [], None
+    try:
+        doc = read_json(path)
+    except (OSError, ValueError) as e:
+        return [], "torch.json unreadable (%s): no torch rows" % one_line(e)
+    if not isinstance(doc, dict) or not isinstance(doc.get("rows"), list):
+        return [], "torch.json unreadable (no \"rows\" list): no torch rows"
+    return [x for x in (torch_row(r) for r in doc["rows"]) if x is not None], None
+
+
+def one_line(e, limit=160):
+    """An exception as one short line: its type and message, and where in this file it was raised."""
+    import traceback
+    where = [f for f in traceback.extract_tb(e.__traceback__) if f.filename.endswith("device_check.py")]
+    msg = " ".join(str(e).split())
+    return ("%s: %s" % (type(e).__name__, msg))[:limit] + (" (device_check.py:%d)" % where[-1].lineno if where else "")
 
 
 def torch_shape(rows, h, d, n, causal):
@@ -1076,189 +1189,241 @@ def fmt_vs(x, *thresholds, digits=2):
     return "%.*f" % (digits, x)
 
 
-def cmd_summary(a):
-    out = a.out
-    lines = []
-    add = lines.append
-    info = read_kv(os.path.join(out, "state", "info.txt"))
-    steps = read_tsv(os.path.join(out, "steps.tsv"))
-    add("== headroute device check: summary ==")
-    add("card    %s | %s | cc %s | driver %s | nvcc %s" % (
-        info.get("card", "?"), info.get("memory", "?"), info.get("compute_cap", "?"), info.get("driver", "?"),
-        info.get("nvcc", "?")))
-    add("commit  %s | bundle %s | %s" % (info.get("commit", "?"), info.get("bundle", "?"), info.get("date", "?")))
-    add("java    %s" % info.get("java", "?"))
-    add("cuBLAS  %s" % info.get("cublas", "?"))
-    add("torch   %s" % info.get("torch", "?"))
-    add("time    %s s in all (budget %s s for the steps)" % (info.get("total", "?"), info.get("budget", "?")))
-    add("")
-    add("%-10s %-8s %5s  %s" % ("step", "status", "secs", "note"))
-    for s in steps:
-        add("%-10s %-8s %5s  %s" % (s["step"], s["status"], s["secs"], s.get("note", "")[:96]))
+def fmt_err(x, tol):
+    """A relative error in %.1e, with more digits where it would show equal to the tolerance it is not equal to
+    (0.01004 against 1e-2: 1.004e-02, not 1.0e-02); NaN as NaN, "-" for None."""
+    if x is None:
+        return "-"
+    if x != x:
+        return "NaN"
+    digits = 1
+    while digits < 9 and x != tol and "%.*e" % (digits, x) == "%.*e" % (digits, tol):
+        digits += 1
+    return "%.*e" % (digits, x)
 
+
+def header_lines(info, steps):
+    lines = ["== headroute device check: summary ==",
+             "card    %s | %s | cc %s | driver %s | nvcc %s" % (
+                 info.get("card", "?"), info.get("memory", "?"), info.get("compute_cap", "?"), info.get("driver", "?"),
+                 info.get("nvcc", "?")),
+             "commit  %s | bundle %s | %s" % (info.get("commit", "?"), info.get("bundle", "?"), info.get("date", "?")),
+             "java    %s" % info.get("java", "?"),
+             "cuBLAS  %s" % info.get("cublas", "?"),
+             "torch   %s" % info.get("torch", "?"),
+             "time    %s s in all (budget %s s for the steps)" % (info.get("total", "?"), info.get("budget", "?")),
+             "",
+             "%-10s %-8s %5s  %s" % ("step", "status", "secs", "note")]
+    for s in steps:
+        lines.append("%-10s %-8s %5s  %s" % (s.get("step", "?"), s.get("status", "?"), s.get("secs", "?"),
+                                             s.get("note", "")[:96]))
+    return lines
+
+
+def gpu_test_lines(out):
+    lines = []
     junit_dir = os.path.join(out, "junit")
     if os.path.isdir(junit_dir):
         c = gpu_test_counts(junit_dir, os.path.join(out, "gpu-tests.log"))
-        add("")
+        lines.append("")
         if c["files"] or c.get("from_log"):
-            add("GPU tests (tag gpu): %d tests, %d passed, %d failed, %d errors, %d skipped%s" % (
+            lines.append("GPU tests (tag gpu): %d tests, %d passed, %d failed, %d errors, %d skipped%s" % (
                 c["tests"], c["passed"], c["failures"], c["errors"], c["skipped"],
                 " (from the console log: the run was cut off before its XML report)" if c.get("from_log") else ""))
             for r in c.get("running", [])[:3]:
-                add("  STILL RUNNING when stopped: " + r)
+                lines.append("  STILL RUNNING when stopped: " + r)
             for f in c["failed"][:8]:
-                add("  FAILED " + f)
+                lines.append("  FAILED " + f)
             if len(c["failed"]) > 8:
-                add("  ... and %d more (junit/)" % (len(c["failed"]) - 8))
+                lines.append("  ... and %d more (junit/)" % (len(c["failed"]) - 8))
         else:
-            add("GPU tests: no JUnit report (see gpu-tests.log)")
+            lines.append("GPU tests: no JUnit report (see gpu-tests.log)")
     probe_dir = os.path.join(out, "junit-probe")
     if os.path.isdir(probe_dir):
         # WgmmaProbeGpuTest run first, alone: the wgmma layouts apart from the WG/WGP loop (skipped below sm_90).
         c = junit_counts(probe_dir)
-        add("wgmma layout probes (run first): %d tests, %d passed, %d failed, %d errors, %d skipped" % (
+        lines.append("wgmma layout probes (run first): %d tests, %d passed, %d failed, %d errors, %d skipped" % (
             c["tests"], c["passed"], c["failures"], c["errors"], c["skipped"]))
         # All six: which of the single products (layouts) and the chained steps (accumulation, descriptor steps,
         # f16, the cp.async path) fail is the diagnosis.
         for f in c["failed"][:6]:
-            add("  FAILED " + f)
+            lines.append("  FAILED " + f)
+    return lines
 
+
+def sanitizer_lines(out):
     san = os.path.join(out, "sanitizer", "results.json")
-    if os.path.exists(san):
-        # One line per run: the case names tell the tilings and kernels apart (flash-w2, sparse-compact, ...).
-        add("")
-        add("sanitizer (tool, case, dtype: errors)")
-        for r in read_json(san):
-            # Error counts only of runs that ended as the sanitizer ends (0: clean, 3: errors found); another exit
-            # (the program failed, or the sanitizer could not run it) shows as such, whatever its log counted.
-            if r.get("errors") is not None and str(r.get("rc")) in ("0", "3"):
-                what = "%d errors" % r["errors"]
-                if r.get("race_warnings"):
-                    what += ", %d race warnings" % r["race_warnings"]
-            else:
-                what = (r.get("status") or "exit %s" % r.get("rc"))[:60]
-            add("  %-9s %-14s %-4s %s" % (r["tool"], r["algo"], r["dtype"], what))
+    if not os.path.exists(san):
+        return []
+    # One line per run: the case names tell the tilings and kernels apart (flash-w2, sparse-compact, ...).
+    lines = ["", "sanitizer (tool, case, dtype: errors)"]
+    for r in seq(read_json(san)):
+        r = obj(r)
+        errors, warnings = count(r.get("errors")), count(r.get("race_warnings"))
+        # Error counts only of runs that ended as the sanitizer ends (0: clean, 3: errors found); another exit
+        # (the program failed, or the sanitizer could not run it) shows as such, whatever its log counted.
+        if errors is not None and str(r.get("rc")) in ("0", "3"):
+            what = "%d errors" % errors
+            if warnings:
+                what += ", %d race warnings" % warnings
+        else:
+            what = (text_of(r.get("status")) or "exit %s" % r.get("rc"))[:60]
+        lines.append("  %-9s %-14s %-4s %s" % (r.get("tool", "?"), r.get("algo", "?"), r.get("dtype", "?"), what))
+    return lines
 
+
+def ncu_lines(out):
     ncu_txt = os.path.join(out, "ncu", "results.txt")
-    if os.path.exists(ncu_txt):
-        add("")
-        add("ncu (Nsight Compute; full CSV in ncu/):")
-        for ln in read_text(ncu_txt).splitlines()[1:]:
-            add("  " + ln)
+    if not os.path.exists(ncu_txt):
+        return []
+    return ["", "ncu (Nsight Compute; full CSV in ncu/):"] + ["  " + ln for ln in read_text(ncu_txt).splitlines()[1:]]
 
+
+def compare_lines(out):
     cmp_path = os.path.join(out, "compare", "results.json")
-    if os.path.exists(cmp_path):
-        doc = read_json(cmp_path)
-        s = doc.get("shape") or {}
-        add("")
-        add("compare vs %s, B=%s H=%s L=S=%s D=%s (rel L2; tol f32 1e-5, bf16 1e-2; -bsN: on N-blocks):" % (
-            doc.get("source") or "?", s.get("B"), s.get("H"), s.get("L"), s.get("D")))
-        add("  %-29s %-22s %-22s %-22s" % ("backend algo dtype", "dense", "causal", "window:%s" % (doc.get("window") or "?")))
-        table = {}
-        for r in doc.get("results", []):
-            key = "%s %s %s" % (r["backend"], r["algo"], r["dtype"])
-            if r.get("rel_l2") is not None:
-                cell = "%.1e %s" % (r["rel_l2"], "ok" if r["verdict"] == "ok" else r["verdict"])
-            else:
-                cell = short_status(r["verdict"])
-            table.setdefault(key, {})[r["variant"]] = cell
-        for key, v in table.items():
-            add("  %-29s %-22s %-22s %s" % (key, v.get("dense", "-")[:22], v.get("causal", "-")[:22],
-                                             v.get("window", "-")[:22]))
+    if not os.path.exists(cmp_path):
+        return []
+    doc = obj(read_json(cmp_path))
+    s = obj(doc.get("shape"))
+    lines = ["", "compare vs %s, B=%s H=%s L=S=%s D=%s (rel L2; tol f32 1e-5, bf16 1e-2; -bsN: on N-blocks):" % (
+        doc.get("source") or "?", s.get("B"), s.get("H"), s.get("L"), s.get("D")),
+        "  %-29s %-22s %-22s %-22s" % ("backend algo dtype", "dense", "causal", "window:%s" % (doc.get("window") or "?"))]
+    table = {}
+    for r in seq(doc.get("results")):
+        r = obj(r)
+        key = "%s %s %s" % (r.get("backend"), r.get("algo"), r.get("dtype"))
+        verdict = text_of(r.get("verdict")) or "?"
+        rel = num(r.get("rel_l2"))
+        if rel is not None:
+            cell = "%.1e %s" % (rel, "ok" if verdict == "ok" else verdict)
+        else:
+            cell = short_status(verdict)
+        table.setdefault(key, {})[r.get("variant")] = cell
+    for key, v in table.items():
+        lines.append("  %-29s %-22s %-22s %s" % (key, v.get("dense", "-")[:22], v.get("causal", "-")[:22],
+                                                  v.get("window", "-")[:22]))
+    return lines
 
-    trows = []
-    tpath = os.path.join(out, "torch.json")
-    if os.path.exists(tpath):
+
+def bench_table_lines(cells, trows):
+    lines = ["", "bench bf16 B=1, TFLOP/s (4*B*H*L*S*D; causal 4*B*H*D*(L*S - L^2/2), half at L = S); torch = the fastest"
+             " SDPA backend (flash, effic, cudnn, and math up to L=%d: torch_reference.py does not time it above);"
+             " ours/torch only where each of them ran or refused the shape (unsupported), else partial (what is"
+             " missing), not counted as measured" % MATH_MAX_LEN]
+    add = lines.append
+    # The engine's tiling (-Dheadroute.tiling) as each bench JSON states it; W4 unless set otherwise.
+    ran = sorted(set(c["flash_tiling"].upper() for c in cells.values() if c.get("flash_tiling"))) or ["W4"]
+    add("flash = the engine's tiling (%s), w2 = W2 (2 warps x 32 rows), w4x2 = W4X2 (4 warps x 32 rows, 128-row"
+        " blocks), wg = W4 with wgmma, wgp = wg with P.V overlapping the next softmax, wgx2/wgpx2 = wg/wgp with two"
+        " warpgroups on 128-row blocks (wg*: sm_90), same seeded inputs, timed in a run of their own after the"
+        " baseline; ours/torch = the fastest tiling / torch best" % "/".join(ran))
+    add("WRONG = an output with NaN/inf; disagree = a row further than the dtype's tolerance (bf16 1e-2, rel L2)"
+        " from its run's reference (the first finite output: the engine's flash): both it and the reference are"
+        " marked at that shape, as two rows cannot tell which is right, and neither counts; missing = the run"
+        " ended well but its JSON has no such row; no fit = the memory plan refused it; oom = out of memory at run")
+    add("%-7s %6s %-6s %8s %8s %8s %8s %8s %8s %8s %8s %14s %s" % (
+        "HxD", "L", "causal", "flash", "w2", "w4x2", "wg", "wgp", "wgx2", "wgpx2", "mater.", "torch best", "ours/torch"))
+    keys = sorted(set(k for k in cells if k[4] == "dense") | set(
+        ((r["shape"]["H"], r["shape"]["D"], r["shape"]["L"], bool(r.get("causal")), "dense")
+         for r in trows if None not in (r["shape"].get("H"), r["shape"].get("D"), r["shape"].get("L"))
+         and r.get("backend") != "FLEX")),
+        key=lambda k: (k[2], k[0], k[3]))
+    for k in keys:
+        h, d, n, causal, _ = k
+        c = cells.get(k, {})
+        cmp = ours_vs_torch(cells, trows, h, d, n, causal)
+        best = cmp["best"]
+        tnote = "-"
+        if not best:
+            st = [r.get("status", "") for r in trows if r.get("backend") != "FLEX"
+                  and (r["shape"].get("H"), r["shape"].get("D"), r["shape"].get("L"), bool(r.get("causal")))
+                  == (h, d, n, causal)]
+            if st:
+                tnote = short_status(st[0])
+        if cmp["ratio"] is not None:
+            ratio = fmt_vs(cmp["ratio"], 0.5, 1.0)
+        elif cmp["ours"] is not None and cmp["why"].startswith("partial"):
+            ratio = cmp["why"]
+        else:
+            ratio = "-"
+        cols = [c.get(a, {}) for a in FLASH_LABELS] + [c.get("materialized", {})]
+        add("%-7s %6d %-6s %8s %8s %8s %8s %8s %8s %8s %8s %14s %s" % tuple(
+            ["%dx%d" % (h, d), n, "yes" if causal else "no"]
+            + [fmt_tf(x["tf"]) if "tf" in x else x.get("text", "-") for x in cols]
+            + [("%s (%s)" % (fmt_tf(best["tflops"]), SHORT_BACKEND.get(best["backend"], best["backend"])))
+               if best else tnote, ratio]))
+    for k in keys:
+        for note in cells.get(k, {}).get("checks", [])[:4]:
+            add("  %dx%d L=%d %s: %s" % (k[0], k[1], k[2], "causal" if k[3] else "dense", note))
+    return lines
+
+
+def render_summary(out, lines):
+    """Appends the summary's lines to lines. Each section is rendered on its own: one that raises leaves the line
+    "section X failed: <error>" in its place, and the others still render."""
+    def section(name, fn, *args, default=None):
         try:
-            tdoc = read_json(tpath)
-            trows = tdoc.get("rows", [])
-        except ValueError:
-            tdoc = {}
-    cells = bench_cells(out)
-    if cells or trows:
-        add("")
-        add("bench bf16 B=1, TFLOP/s (4*B*H*L*S*D; causal 4*B*H*D*(L*S - L^2/2), half at L = S); torch = the fastest SDPA"
-            " backend (flash, effic, cudnn, and math up to L=%d: torch_reference.py does not time it above); ours/torch"
-            " only where each of them ran or refused the shape (unsupported), else partial (what is missing), not"
-            " counted as measured" % MATH_MAX_LEN)
-        # The engine's tiling (-Dheadroute.tiling) as each bench JSON states it; W4 unless set otherwise.
-        ran = sorted(set(c["flash_tiling"].upper() for c in cells.values() if c.get("flash_tiling"))) or ["W4"]
-        add("flash = the engine's tiling (%s), w2 = W2 (2 warps x 32 rows), w4x2 = W4X2 (4 warps x 32 rows, 128-row"
-            " blocks), wg = W4 with wgmma, wgp = wg with P.V overlapping the next softmax, wgx2/wgpx2 = wg/wgp with two"
-            " warpgroups on 128-row blocks (wg*: sm_90), same seeded inputs, timed in a run of their own after the"
-            " baseline; ours/torch = the fastest tiling / torch best" % "/".join(ran))
-        add("WRONG = an output with NaN/inf; disagree = a row further than the dtype's tolerance (bf16 1e-2, rel L2)"
-            " from its run's reference (the first finite output: the engine's flash): both it and the reference are"
-            " marked at that shape, as two rows cannot tell which is right, and neither counts; missing = the run"
-            " ended well but its JSON has no such row; no fit = the memory plan refused it; oom = out of memory at run")
-        add("%-7s %6s %-6s %8s %8s %8s %8s %8s %8s %8s %8s %14s %s" % (
-            "HxD", "L", "causal", "flash", "w2", "w4x2", "wg", "wgp", "wgx2", "wgpx2", "mater.", "torch best", "ours/torch"))
-        keys = sorted(set(k for k in cells if k[4] == "dense") | set(
-            ((r["shape"]["H"], r["shape"]["D"], r["shape"]["L"], bool(r.get("causal")), "dense")
-             for r in trows if r.get("shape") and r.get("backend") != "FLEX")),
-            key=lambda k: (k[2], k[0], k[3]))
-        for k in keys:
-            h, d, n, causal, _ = k
-            c = cells.get(k, {})
-            fl = c.get("flash", {})
-            w2 = c.get("flash_w2", {})
-            w42 = c.get("flash_w4x2", {})
-            wg = c.get("flash_wg", {})
-            wgp = c.get("flash_wgp", {})
-            wgx2 = c.get("flash_wgx2", {})
-            wgpx2 = c.get("flash_wgpx2", {})
-            ma = c.get("materialized", {})
-            cmp = ours_vs_torch(cells, trows, h, d, n, causal)
-            best = cmp["best"]
-            tnote = "-"
-            if not best:
-                st = [r.get("status", "") for r in trows if r.get("backend") != "FLEX" and r.get("shape")
-                      and (r["shape"].get("H"), r["shape"].get("D"), r["shape"].get("L"), bool(r.get("causal")))
-                      == (h, d, n, causal)]
-                if st:
-                    tnote = short_status(st[0])
-            if cmp["ratio"] is not None:
-                ratio = fmt_vs(cmp["ratio"], 0.5, 1.0)
-            elif cmp["ours"] is not None and cmp["why"].startswith("partial"):
-                ratio = cmp["why"]
-            else:
-                ratio = "-"
-            add("%-7s %6d %-6s %8s %8s %8s %8s %8s %8s %8s %8s %14s %s" % (
-                "%dx%d" % (h, d), n, "yes" if causal else "no",
-                fmt_tf(fl["tf"]) if "tf" in fl else fl.get("text", "-"),
-                fmt_tf(w2["tf"]) if "tf" in w2 else w2.get("text", "-"),
-                fmt_tf(w42["tf"]) if "tf" in w42 else w42.get("text", "-"),
-                fmt_tf(wg["tf"]) if "tf" in wg else wg.get("text", "-"),
-                fmt_tf(wgp["tf"]) if "tf" in wgp else wgp.get("text", "-"),
-                fmt_tf(wgx2["tf"]) if "tf" in wgx2 else wgx2.get("text", "-"),
-                fmt_tf(wgpx2["tf"]) if "tf" in wgpx2 else wgpx2.get("text", "-"),
-                fmt_tf(ma["tf"]) if "tf" in ma else ma.get("text", "-"),
-                ("%s (%s)" % (fmt_tf(best["tflops"]), SHORT_BACKEND.get(best["backend"], best["backend"])))
-                if best else tnote, ratio))
-        for k in keys:
-            for note in cells.get(k, {}).get("checks", [])[:4]:
-                add("  %dx%d L=%d %s: %s" % (k[0], k[1], k[2], "causal" if k[3] else "dense", note))
-        add("")
-        for line in memory_lines(cells):
-            add(line)
-        for line in density_lines(density_rows(cells, trows), out):
-            add(line)
-    for line in routed_lines(routed_rows(out)):
-        add(line)
+            res = fn(*args)
+        except Exception as e:  # noqa: BLE001 - one broken input must not lose the rest of the summary
+            lines.append("section %s failed: %s" % (name, one_line(e)))
+            return default
+        return res
+
+    info = section("info", read_kv, os.path.join(out, "state", "info.txt"), default={})
+    steps = section("steps", read_tsv, os.path.join(out, "steps.tsv"), default=[])
+    lines.extend(section("header", header_lines, info, steps, default=[]))
+    for name, fn in (("GPU tests", gpu_test_lines), ("sanitizer", sanitizer_lines), ("ncu", ncu_lines),
+                     ("compare", compare_lines)):
+        lines.extend(section(name, fn, out, default=[]))
+    trows, tnote = section("torch", read_torch, out, default=([], None))
+    cells = section("bench", bench_cells, out, default={})
+    if cells or trows or tnote:
+        lines.extend(section("bench table", bench_table_lines, cells, trows, default=[]))
+        if tnote:
+            lines.append(tnote)
+        lines.append("")
+        lines.extend(section("memory", memory_lines, cells, default=[]))
+        lines.extend(section("density", lambda: density_lines(density_rows(cells, trows), out), default=[]))
+    lines.extend(section("routed", lambda: routed_lines(routed_rows(out)), default=[]))
     # The verdicts last but the recap: the device tool shows only the last 12,000 characters.
-    add("")
-    for line in verdict_lines(out, cells, trows):
-        add(line)
-    add("")
+    lines.append("")
+    lines.append("verdicts (from this run only)")
+    lines.extend(section("issue 4 verdict", issue4_lines, cells, trows, default=[]))
+    lines.extend(section("issue 5 verdict", issue5_lines, cells, trows, out, default=[]))
+    lines.extend(section("issue 6 verdict", issue6_lines, out, default=[]))
+    lines.append("")
     # The top of a long summary can fall off the 12,000 characters the device tool shows: the essentials again.
-    add("recap   %s | commit %s | %s" % (info.get("card", "?"), info.get("commit", "?"),
-                                        " ".join("%s:%s" % (s["step"], s["status"]) for s in steps)))
-    add("logs and JSON: results.tar.gz beside summary.md (the work folder %s, without .npy files; its left-out.txt"
-        " names anything else left out)" % out)
+    lines.append("recap   %s | commit %s | %s" % (info.get("card", "?"), info.get("commit", "?"),
+                                                  " ".join("%s:%s" % (s.get("step", "?"), s.get("status", "?"))
+                                                           for s in steps)))
+    lines.append("logs and JSON: results.tar.gz beside summary.md (the work folder %s, without .npy files; its"
+                 " left-out.txt names anything else left out)" % out)
+
+
+def write_atomic(path, text):
+    """Writes text to path through a temporary file and a rename: a reader never sees it half written."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def cmd_summary(a):
+    out = a.out
+    lines = []
+    failed = None
+    try:
+        render_summary(out, lines)
+    except Exception as e:  # noqa: BLE001 - whatever escaped the sections: what was rendered is still written
+        failed = e
+        lines.append("summary failed: %s (the lines above are what was rendered before it)" % one_line(e))
     text = "\n".join(lines)
     print(text)
-    with open(os.path.join(out, "summary.md"), "w") as f:
-        f.write("# headroute device check\n\n```\n" + text + "\n```\n")
+    write_atomic(os.path.join(out, "summary.md"), "# headroute device check\n\n```\n" + text + "\n```\n")
+    if failed is not None:
+        import traceback
+        traceback.print_exception(type(failed), failed, failed.__traceback__, file=sys.stderr)
+        return 1
     return 0
 
 

@@ -429,7 +429,7 @@ class RoutedTableTest(WorkTest):
         self.w.bench("b", 16, 128, 32768, False, "dense", "flash", route="2:4:64", doc=routed_doc(0.41, 2.1, float("nan")))
         t = self.w.summary()
         self.assertEqual(row(t, "2:4")[6:9], ["2.0e-02", "OUT", "no/no"], t)
-        self.assertEqual(row(t, "2:4:64")[6:9], ["nan", "OUT", "no/no"], t)
+        self.assertEqual(row(t, "2:4:64")[6:9], ["NaN", "OUT", "no/no"], t)
 
     def test_just_over_the_target_never_shows_as_it(self):
         self.w.bench("r", 16, 128, 32768, False, "dense", "flash", route="2:4", doc=routed_doc(0.4254, 5.04, 3e-3))
@@ -540,6 +540,96 @@ class VerdictLinesTest(WorkTest):
                       " 2.0e-01 vs bf16 1e-02: OUTSIDE -> NOT met", t)
         self.assertIn("  block granularity (2:4:64): not measured (no run)", t)
         self.assertIn("  verdict: token NOT met, block not judged", t)
+
+
+class RobustReadingTest(WorkTest):
+    """Review 148d761, finding 1: a number written as Jackson writes a non-finite double, or a JSON of an unexpected
+    shape, never loses the summary: each section fails on its own, and summary.md is written whatever escapes."""
+
+    def test_num_reads_jacksons_non_finite_strings(self):
+        self.assertEqual(dc.num(3), 3.0)
+        self.assertEqual(dc.num(2.5), 2.5)
+        self.assertTrue(dc.num("NaN") != dc.num("NaN"))
+        self.assertEqual(dc.num("Infinity"), float("inf"))
+        self.assertEqual(dc.num("-Infinity"), float("-inf"))
+        for x in (None, True, "1.5", "nan", [], {}):
+            self.assertIsNone(dc.num(x), x)
+        self.assertIsNone(dc.finite("NaN"))
+        self.assertEqual(dc.count(64.0), 64)
+        self.assertIsNone(dc.count(1.5))
+
+    def test_routed_rel_nan_as_a_string_is_outside_the_tolerance(self):
+        d = routed_doc(0.40, 2.1, 3e-3)
+        d["rel_l2_routed_vs_gated_dense"] = "NaN"
+        self.w.bench("r", 16, 128, 32768, False, "dense", "flash", route="2:4", doc=d)
+        t = self.w.summary()
+        self.assertEqual(row(t, "2:4")[6:9], ["NaN", "OUT", "no/no"], t)
+        self.assertIn("rel L2 NaN vs bf16 1e-02: OUTSIDE -> NOT met", t)
+        self.assertTrue(os.path.exists(os.path.join(self.w.dir, "summary.md")))
+
+    def test_routed_overhead_infinity_is_not_met(self):
+        d = routed_doc(0.40, 2.1, 3e-3)
+        d["router_overhead_percent"] = "Infinity"
+        self.w.bench("r", 16, 128, 32768, False, "dense", "flash", route="2:4", doc=d)
+        self.assertIn("router inf% vs 5%: NOT met", self.w.summary())
+
+    def test_bench_numbers_as_strings_and_null_parts(self):
+        self.w.bench("b", 16, 128, 4096, False, "dense", "flash,materialized",
+                     [m("flash", 300000, 1.0, reference=True), m("materialized", 100000, 3.0, rel="NaN")])
+        self.w.bench("z", 16, 128, 4096, True, "dense", "flash", doc={"config": None, "measurements": None})
+        self.w.bench("e", 16, 128, 16384, False, "dense", "flash", doc={"config": {"dtype": "bf16"}})
+        with open(os.path.join(self.w.dir, "bench", "e.json"), "w") as f:
+            f.write("")  # a run killed while writing
+        t = self.w.summary()
+        self.assertEqual(row(t, "16x128", 4096, "no")[3], "disagree", t)
+        self.assertIn("materialized vs flash: rel L2 NaN > 1e-02", t)
+        self.assertEqual(row(t, "16x128", 16384, "no")[3], "bad", t)  # "bad JSON"
+        self.assertIn("16x128 L=16384 dense: e.json unreadable (JSONDecodeError", t)
+
+    def test_torch_json_of_another_shape_says_unreadable(self):
+        self.w.bench("b", 16, 128, 4096, False, "dense", "flash", [m("flash", 300000, 1.0, reference=True)])
+        for doc in ({"rows": None}, [], "x"):
+            with open(os.path.join(self.w.dir, "torch.json"), "w") as f:
+                json.dump(doc, f)
+            self.assertIn("torch.json unreadable (no \"rows\" list): no torch rows", self.w.summary())
+        with open(os.path.join(self.w.dir, "torch.json"), "w") as f:
+            f.write('{"rows": [')
+        self.assertIn("torch.json unreadable (JSONDecodeError", self.w.summary())
+
+    def test_a_section_that_raises_leaves_one_line_and_the_rest_renders(self):
+        self.w.bench("r", 16, 128, 32768, False, "dense", "flash", route="2:4", doc=routed_doc(0.40, 2.1, 3e-3))
+        saved = dc.routed_lines
+
+        def broken(routed):
+            raise TypeError("'<=' not supported between instances of 'str' and 'float'")
+        dc.routed_lines = broken
+        try:
+            t = self.w.summary()
+        finally:
+            dc.routed_lines = saved
+        self.assertIn("section routed failed: TypeError: '<=' not supported between instances of 'str' and 'float'"
+                      " (device_check.py:", t)
+        self.assertIn("  token granularity (2:4): ratio 0.400 vs 0.425: met", t)
+        self.assertIn("\nrecap ", t)
+
+    def test_summary_md_is_written_whatever_escapes(self):
+        saved = dc.render_summary
+
+        def broken(out, lines):
+            lines.append("== headroute device check: summary ==")
+            raise RuntimeError("boom")
+        dc.render_summary = broken
+        err = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+                rc = dc.main(["summary", self.w.dir])
+        finally:
+            dc.render_summary = saved
+        self.assertEqual(rc, 1)
+        with open(os.path.join(self.w.dir, "summary.md")) as f:
+            md = f.read()
+        self.assertIn("== headroute device check: summary ==\nsummary failed: RuntimeError: boom", md)
+        self.assertIn("RuntimeError: boom", err.getvalue())
 
 
 if __name__ == "__main__":
