@@ -159,8 +159,7 @@ def cmd_make_compare(a):
             "shape": {"B": b, "H": h, "L": n, "S": n, "D": d}, "scale": scale,
             "inputs": {"q": "q.npy", "k": "k.npy", "v": "v.npy"}, "dtype": "float32", "references": refs,
             "window": COMPARE_WINDOW, "patterns": {"dense": "dense", "causal": "causal", "window": "window:%d" % COMPARE_WINDOW}}
-    with open(os.path.join(a.dir, "meta.json"), "w") as f:
-        json.dump(meta, f, indent=1)
+    write_json(os.path.join(a.dir, "meta.json"), meta)
     print("make-compare: numpy float64 references in %s" % a.dir)
     return 0
 
@@ -168,6 +167,28 @@ def cmd_make_compare(a):
 def read_json(path):
     with open(path) as f:
         return json.load(f)
+
+
+def read_json_guarded(path):
+    """(doc, None) of a JSON file, or (None, why) where it cannot be read (empty, or cut short: a step killed while it
+    wrote it before writes were atomic, or a disk that filled)."""
+    try:
+        return read_json(path), None
+    except (OSError, ValueError) as e:
+        return None, "%s: %s" % (type(e).__name__, " ".join(str(e).split())[:100])
+
+
+def write_atomic(path, text):
+    """Writes text to path through a temporary file and a rename: a reader never sees it half written, and a step
+    killed while writing leaves the previous file (or none), never a truncated one."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def write_json(path, doc):
+    write_atomic(path, json.dumps(doc, indent=1))
 
 
 # Jackson (the bench JSON's writer) writes a non-finite double as a string.
@@ -263,8 +284,7 @@ def cmd_compare_eval(a):
                 res["verdict"] = "error: %s" % e
         results.append(res)
     doc = {"source": meta.get("source"), "shape": meta.get("shape"), "window": meta.get("window"), "results": results}
-    with open(os.path.join(a.dir, "results.json"), "w") as f:
-        json.dump(doc, f, indent=1)
+    write_json(os.path.join(a.dir, "results.json"), doc)
     for r in results:
         print("%-7s %-5s %-13s %-5s %-10s %s" % (r["variant"], r["backend"], r["algo"], r["dtype"],
                                                   "-" if r["rel_l2"] is None else "%.2e" % r["rel_l2"], r["verdict"]))
@@ -394,8 +414,7 @@ def cmd_sanitizer_eval(a):
         results.append(res)
         print("%-9s %-13s %-5s exit %-4s %s" % (r["tool"], r["algo"], r["dtype"], r["rc"],
                                                res["summary"] or r.get("status") or "no sanitizer summary"))
-    with open(os.path.join(a.dir, "results.json"), "w") as f:
-        json.dump(results, f, indent=1)
+    write_json(os.path.join(a.dir, "results.json"), results)
     return 0
 
 
@@ -482,10 +501,8 @@ def cmd_ncu_eval(a):
                 lines.append("%-34s %s" % (label, " ".join("%16s" % table[t].get(row, "-")[:16] for t in order)))
     text = "\n".join(lines)
     print(text)
-    with open(os.path.join(a.dir, "results.txt"), "w") as f:
-        f.write(text + "\n")
-    with open(os.path.join(a.dir, "results.json"), "w") as f:
-        json.dump(table, f, indent=1)
+    write_atomic(os.path.join(a.dir, "results.txt"), text + "\n")
+    write_json(os.path.join(a.dir, "results.json"), table)
     return 0
 
 
@@ -1133,23 +1150,41 @@ FLASH_LABELS = ("flash", "flash_w2", "flash_w4x2", "flash_wg", "flash_wgp", "fla
 SWEEP_CHECKS = (("sparse-bs64", "sparse (the engine's tiling, 64-blocks)"), ("sparse-wgpx2-bs128", "wgpx2 (128-blocks)"))
 
 
+def compare_doc(out):
+    """(doc, missing) of the compare step's results.json: doc with its results' fields read as strings and rel_l2
+    through num; missing None, or why there are no results ("no compare step", "unreadable")."""
+    path = os.path.join(out, "compare", "results.json")
+    if not os.path.exists(path):
+        return {}, "no compare step"
+    doc, err = read_json_guarded(path)
+    if err:
+        return {}, "unreadable"  # the compare section says why
+    doc = obj(doc)
+    results = []
+    for r in seq(doc.get("results")):
+        if isinstance(r, dict):
+            results.append({"variant": text_of(r.get("variant")), "backend": text_of(r.get("backend")),
+                            "algo": text_of(r.get("algo")), "dtype": text_of(r.get("dtype")),
+                            "verdict": text_of(r.get("verdict")) or "?", "rel_l2": num(r.get("rel_l2"))})
+    return dict(doc, results=results), None
+
+
 def sweep_checks(out):
     """{case: (verdict, rel L2 or None)} of the compare step's window cases (SWEEP_CHECKS): the density sweep's only
     correctness check (its bench runs time the sparse kernel alone, with no other row to compare with); and the
     line that says so."""
-    path = os.path.join(out, "compare", "results.json")
-    doc = read_json(path) if os.path.exists(path) else {}
-    found = {r["algo"]: (r.get("verdict") or "?", r.get("rel_l2")) for r in doc.get("results", [])
-             if r.get("variant") == "window" and r.get("backend") == "cuda"}
-    res = {case: found.get(case, ("not run" if doc else "no compare step", None)) for case, _ in SWEEP_CHECKS}
+    doc, missing = compare_doc(out)
+    found = {r["algo"]: (r["verdict"], r["rel_l2"]) for r in doc.get("results", [])
+             if r["variant"] == "window" and r["backend"] == "cuda"}
+    res = {case: found.get(case, (missing or "not run", None)) for case, _ in SWEEP_CHECKS}
 
     def text(verdict, rel):
-        if verdict in ("not run", "no compare step"):
+        if verdict == "not run" or verdict == missing:
             return verdict
         return (verdict if verdict in ("ok", "FAIL") else short_status(verdict)) + (" (%.1e)" % rel if rel is not None else "")
 
     parts = ["%s %s" % (what, text(*res[case])) for case, what in SWEEP_CHECKS]
-    s = doc.get("shape") or dict(zip("BHLD", COMPARE_SHAPE))
+    s = obj(doc.get("shape")) or dict(zip("BHLD", COMPARE_SHAPE))
     line = ("correctness: the sweep's runs time sparse alone (no row to compare with); checked by the compare step's"
             " window:%s cases (B=%s H=%s L=S=%s D=%s, bf16 vs float64, tol 1e-2): %s"
             % (doc.get("window") or COMPARE_WINDOW, s.get("B", "?"), s.get("H", "?"), s.get("L", "?"), s.get("D", "?"),
@@ -1257,7 +1292,10 @@ def sanitizer_lines(out):
         return []
     # One line per run: the case names tell the tilings and kernels apart (flash-w2, sparse-compact, ...).
     lines = ["", "sanitizer (tool, case, dtype: errors)"]
-    for r in seq(read_json(san)):
+    doc, err = read_json_guarded(san)
+    if err:
+        return lines + ["  sanitizer/results.json unreadable (%s): no counts; see sanitizer/*.log" % err]
+    for r in seq(doc):
         r = obj(r)
         errors, warnings = count(r.get("errors")), count(r.get("race_warnings"))
         # Error counts only of runs that ended as the sanitizer ends (0: clean, 3: errors found); another exit
@@ -1283,7 +1321,10 @@ def compare_lines(out):
     cmp_path = os.path.join(out, "compare", "results.json")
     if not os.path.exists(cmp_path):
         return []
-    doc = obj(read_json(cmp_path))
+    doc, err = read_json_guarded(cmp_path)
+    if err:
+        return ["", "compare: compare/results.json unreadable (%s): no comparison; see compare/out/*.log" % err]
+    doc = obj(doc)
     s = obj(doc.get("shape"))
     lines = ["", "compare vs %s, B=%s H=%s L=S=%s D=%s (rel L2; tol f32 1e-5, bf16 1e-2; -bsN: on N-blocks):" % (
         doc.get("source") or "?", s.get("B"), s.get("H"), s.get("L"), s.get("D")),
@@ -1398,14 +1439,6 @@ def render_summary(out, lines):
                                                            for s in steps)))
     lines.append("logs and JSON: results.tar.gz beside summary.md (the work folder %s, without .npy files; its"
                  " left-out.txt names anything else left out)" % out)
-
-
-def write_atomic(path, text):
-    """Writes text to path through a temporary file and a rename: a reader never sees it half written."""
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def cmd_summary(a):

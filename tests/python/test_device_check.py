@@ -632,5 +632,52 @@ class RobustReadingTest(WorkTest):
         self.assertIn("RuntimeError: boom", err.getvalue())
 
 
+class GuardedResultsTest(WorkTest):
+    """Review 148d761, finding 2: compare/results.json and sanitizer/results.json cut short (a step killed while it
+    wrote them) show as unreadable, and the steps write them atomically."""
+
+    def test_truncated_compare_and_sanitizer_results_show_as_unreadable(self):
+        self.w.bench("d", 16, 128, 32768, False, "dense", "flash", [m("flash", 440000, 20.0, reference=True)])
+        self.w.bench("w", 16, 128, 32768, False, "window:1682", "sparse", [m("sparse", 3500000, 2.5, reference=True)])
+        os.makedirs(os.path.join(self.w.dir, "compare"))
+        open(os.path.join(self.w.dir, "compare", "results.json"), "w").close()
+        os.makedirs(os.path.join(self.w.dir, "sanitizer"))
+        with open(os.path.join(self.w.dir, "sanitizer", "results.json"), "w") as f:
+            f.write('[{"tool": "memcheck", "algo": "flash"')
+        t = self.w.summary()
+        self.assertIn("compare: compare/results.json unreadable (JSONDecodeError: Expecting value", t)
+        self.assertIn("  sanitizer/results.json unreadable (JSONDecodeError:", t)
+        self.assertIn("window check is ok: sparse unreadable, wgpx2 unreadable)", t)
+        self.assertIn("not measured (no sparse result that counts: sparse check unreadable, wgpx2 no run)", t)
+
+    def test_results_with_null_fields(self):
+        self.w.compare(None)
+        self.w.bench("w", 16, 128, 32768, False, "window:1682", "sparse", [m("sparse", 3500000, 2.5, reference=True)])
+        self.assertIn("window check is ok: sparse not run, wgpx2 not run)", self.w.summary())
+
+    def test_the_steps_write_results_atomically(self):
+        d = os.path.join(self.w.dir, "san")
+        os.makedirs(d)
+        with open(os.path.join(d, "runs.tsv"), "w") as f:
+            f.write("tool\talgo\tdtype\trc\tsecs\tstatus\tlog\n")
+            f.write("memcheck\tflash\tbf16\t0\t1\tok\tm.log\n")
+        with open(os.path.join(d, "m.log"), "w") as f:
+            f.write("========= ERROR SUMMARY: 0 errors\n")
+        replaced = []
+        saved = os.replace
+
+        def spy(src, dst):
+            replaced.append((os.path.basename(src), os.path.basename(dst)))
+            return saved(src, dst)
+        os.replace = spy
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                dc.main(["sanitizer-eval", d])
+        finally:
+            os.replace = saved
+        self.assertIn(("results.json.tmp", "results.json"), replaced)
+        self.assertEqual(dc.read_json(os.path.join(d, "results.json"))[0]["errors"], 0)
+
+
 if __name__ == "__main__":
     unittest.main()
