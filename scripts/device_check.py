@@ -802,17 +802,25 @@ def speed_vs_flex(r):
 
 def bench_cells(out):
     """{(H, D, L, causal, pattern): {"flash": cell, "materialized": cell, ...}} from the bench step. A cell is
-    {"tf", "ms", ...} for a result, or {"text": why not}. Rows no result ("WRONG", "disagree": run_checks) at a shape
-    stay so whatever another run of the shape measured (a later run of the same algorithm does not clear them), and
-    the shape's "checks" list says why."""
+    {"tf", "ms", ...} for a result, or {"text": why not}. A shape's first result or mark of an algorithm takes its
+    column (a tilings run times the engine's own flash again; a later run does not clear a mark). Marks (run_checks)
+    belong to their run: "disagree" evicts only that run's rows, never another run's measurement of the same label
+    (a disagreeing WGPX2 leaves the baseline run's flash standing); "WRONG" (NaN/inf: the kernel's own output, no
+    ambiguous pair) also evicts the label's result of another run at the same block size. A row that agreed with its
+    run's reference counts only if that reference is not marked, in its run or in the column the table shows for it:
+    otherwise "unverif." (unverified). The shape's "checks" list says why."""
     cells = {}
+    wrong = {}  # key -> {(label, block size): run} of outputs with NaN/inf
     for r in read_tsv(os.path.join(out, "bench", "runs.tsv")):
         if r.get("route"):
             continue  # routed runs have their own table (routed_rows)
         key = (int(r["heads"]), int(r["dim"]), int(r["len"]), r["causal"] == "1", r.get("pattern", "dense"))
         c = cells.setdefault(key, {"run": r.get("status", "")})
-        path = os.path.join(out, "bench", r["name"] + ".json")
-        log = os.path.join(out, "bench", r["name"] + ".log")
+        checks = c.setdefault("checks", [])
+        run_marks = c.setdefault("run_marks", {})
+        name = r["name"]
+        path = os.path.join(out, "bench", name + ".json")
+        log = os.path.join(out, "bench", name + ".log")
         logtext = read_text(log) if os.path.exists(log) else ""
         data, bad_json = None, False
         if os.path.exists(path):
@@ -820,29 +828,36 @@ def bench_cells(out):
                 data = bench_doc(read_json(path))
             except (OSError, ValueError) as e:
                 bad_json = True
-                c.setdefault("checks", []).append("%s.json unreadable (%s)" % (r["name"], one_line(e, 80)))
+                checks.append("%s.json unreadable (%s)" % (name, one_line(e, 80)))
         data = data or {}
-        for key in ("flash_tiling", "sparse_tiling"):
-            if data.get("config", {}).get(key):
-                c[key] = data["config"][key]
+        for k in ("flash_tiling", "sparse_tiling"):
+            if data.get("config", {}).get(k):
+                c[k] = data["config"][k]
+        bs = data.get("config", {}).get("block_size") or 64
         marks, notes = run_checks(data)
-        known = c.setdefault("marks", {})
-        for label, mark in marks.items():
-            if mark == "WRONG" or label not in known:
-                known[label] = mark
-        c.setdefault("checks", []).extend(notes)
-        for m in data.get("measurements", []):
+        run_marks[name] = marks
+        checks.extend(notes)
+        ms = data.get("measurements", [])
+        ref = reference_index(ms)
+        ref_label = algo_label(ms[ref]) if ref is not None else None
+        for i, m in enumerate(ms):
             algo = algo_label(m)
-            if "tf" in c.get(algo, {}):
-                continue  # a shape's first measurement of an algorithm wins (a tilings run times the engine's own again)
+            if marks.get(algo) == "WRONG":
+                wrong.setdefault(key, {}).setdefault((algo, bs), name)
+            prev = c.get(algo, {})
+            if "tf" in prev or prev.get("mark"):
+                continue  # the shape's first result or mark of the algorithm holds the column
+            if algo in marks:
+                c[algo] = {"text": marks[algo], "mark": marks[algo], "run": name}
+                continue
             st = m.get("status") or m.get("skipped") or m.get("error")
             if st not in ("ok", ""):
                 c[algo] = {"text": short_status(st)}
             elif m.get("gflops") is not None:
                 c[algo] = {"tf": m["gflops"] / 1000.0, "ms": m.get("median_ms"), "rel": m.get("rel_l2_vs_first"),
-                           "peak": m.get("peak_device_bytes"), "scores": m.get("score_dtype"),
-                           "bs": data.get("config", {}).get("block_size") or 64,
-                           "tiles": (m.get("key_tiles_visited"), m.get("key_tiles_skipped"))}
+                           "peak": m.get("peak_device_bytes"), "scores": m.get("score_dtype"), "bs": bs,
+                           "tiles": (m.get("key_tiles_visited"), m.get("key_tiles_skipped")), "run": name,
+                           "ref": ref_label if i != ref else None}
         for algo in ("flash", "materialized", "sparse"):
             if algo in c:
                 continue
@@ -858,10 +873,24 @@ def bench_cells(out):
                     c[algo] = {"text": "missing"}
                 else:
                     c[algo] = {"text": short_status(r.get("status"))}
-    # Fast but wrong is not a result: shown as such, never the fastest, in no ratio.
-    for c in cells.values():
-        for label, mark in c.get("marks", {}).items():
-            c[label] = {"text": mark}
+    for key, c in cells.items():
+        # Fast but wrong is not a result: shown as such, never the fastest, in no ratio.
+        for (label, bs), run in wrong.get(key, {}).items():
+            if c.get(label, {}).get("bs") == bs and "tf" in c[label]:
+                c["checks"].append("%s: output has NaN/inf in run %s, so run %s's time does not count either"
+                                   % (label, run, c[label]["run"]))
+                c[label] = {"text": "WRONG", "mark": "WRONG", "run": c[label]["run"]}
+        # Checked only against a reference that is itself marked: unverified.
+        for label in list(c):
+            cell = c[label]
+            if not isinstance(cell, dict) or "tf" not in cell or not cell.get("ref"):
+                continue
+            ref = cell["ref"]
+            mark = c.get("run_marks", {}).get(cell["run"], {}).get(ref) or c.get(ref, {}).get("mark")
+            if mark:
+                c[label] = {"text": "unverif.", "unverified": True, "run": cell["run"]}
+                c["checks"].append("%s: agreed with %s, which is marked %s at this shape: unverified, not counted"
+                                   % (label, ref, mark))
     return cells
 
 
@@ -1007,9 +1036,9 @@ def issue5_lines(cells, trows, out):
             verdict.append("%d%% not judged" % round(100 * token))
             flex_ratios.append((token, None, "no run"))
             continue
-        label += ", blocks %s)" % " / ".join("%s (%s)" % (fmt_pct(*r[b]), col) for b, col in (("blocks", "sparse"),
-                                                                                         ("blocks_x2", "wgpx2"))
-                                              if r[b][0] is not None)
+        blocks = ["%s (%s)" % (fmt_pct(*r[b]), col) for b, col in (("blocks", "sparse"), ("blocks_x2", "wgpx2"))
+                  if r[b][0] is not None]
+        label += (", blocks %s)" % " / ".join(blocks)) if blocks else ")"
         ours = [(r[col]["ms"], col) for col in ("sparse", "wgpx2") if r[col].get("ms") and ok_cols[col]]
         if not ours or not best_flash:
             why = "no dense flash result" if not best_flash else "no sparse result that counts: " + ", ".join(
@@ -1358,10 +1387,12 @@ def bench_table_lines(cells, trows):
         " blocks), wg = W4 with wgmma, wgp = wg with P.V overlapping the next softmax, wgx2/wgpx2 = wg/wgp with two"
         " warpgroups on 128-row blocks (wg*: sm_90), same seeded inputs, timed in a run of their own after the"
         " baseline; ours/torch = the fastest tiling / torch best" % "/".join(ran))
-    add("WRONG = an output with NaN/inf; disagree = a row further than the dtype's tolerance (bf16 1e-2, rel L2)"
-        " from its run's reference (the first finite output: the engine's flash): both it and the reference are"
-        " marked at that shape, as two rows cannot tell which is right, and neither counts; missing = the run"
-        " ended well but its JSON has no such row; no fit = the memory plan refused it; oom = out of memory at run")
+    add("WRONG = an output with NaN/inf (that kernel's time from another run of the shape is void too); disagree ="
+        " a row further than the dtype's tolerance (bf16 1e-2, rel L2) from its run's reference (the first finite"
+        " output: the engine's flash): both it and the reference are marked in that run, as two rows cannot tell"
+        " which is right, and neither counts; unverif. = it agreed with its run's reference, but that reference is"
+        " marked (in its run, or in the column shown for it): not counted; missing = the run ended well but its JSON"
+        " has no such row; no fit = the memory plan refused it; oom = out of memory at run; unsupp. = unsupported")
     add("%-7s %6s %-6s %8s %8s %8s %8s %8s %8s %8s %8s %14s %s" % (
         "HxD", "L", "causal", "flash", "w2", "w4x2", "wg", "wgp", "wgx2", "wgpx2", "mater.", "torch best", "ours/torch"))
     keys = sorted(set(k for k in cells if k[4] == "dense") | set(

@@ -144,20 +144,54 @@ class BenchRowChecksTest(WorkTest):
 
     def test_a_later_run_does_not_clear_a_mark(self):
         # The baseline run's flash disagrees with materialized; the tilings run's flash agrees with W2: flash stays
-        # suspect at this shape (its row of the baseline run is not cleared by a later one).
+        # suspect at this shape (its row of the baseline run is not cleared by a later one), and W2, checked only
+        # against that flash, is unverified (review 148d761, finding 3).
         self.w.bench("b", 16, 128, 4096, False, "dense", "flash,materialized",
                      [m("flash", 300000, 1.0, reference=True), m("materialized", 100000, 3.0, rel=5e-2)])
         self.w.bench("t", 16, 128, 4096, False, "dense", "flash",
                      [m("flash", 310000, 1.0, reference=True), m("flash", 250000, 1.2, rel=1e-3, tiling="w2")])
-        f = row(self.w.summary(), "16x128", 4096, "no")
-        self.assertEqual((f[3], f[4], f[10]), ("disagree", "250", "disagree"))
+        t = self.w.summary()
+        f = row(t, "16x128", 4096, "no")
+        self.assertEqual((f[3], f[4], f[10]), ("disagree", "unverif.", "disagree"), t)
+        self.assertIn("16x128 L=4096 dense: flash_w2: agreed with flash, which is marked disagree at this shape:"
+                      " unverified, not counted", t)
+        self.assertIn("32x64 L=32768 causal (no flash result that counts)", t)
+        self.assertIn("16x128 L=4096 dense (no flash result that counts)", t)
 
     def test_a_disagreeing_tiling_marks_the_engines_flash_too(self):
         self.w.bench("t", 16, 128, 4096, False, "dense", "flash",
                      [m("flash", 310000, 1.0, reference=True), m("flash", 250000, 1.2, rel=1e-3, tiling="w2"),
                       m("flash", 900000, 0.4, rel=0.2, tiling="wgpx2")])
         f = row(self.w.summary(), "16x128", 4096, "no")
-        self.assertEqual((f[3], f[4], f[9]), ("disagree", "250", "disagree"))
+        self.assertEqual((f[3], f[4], f[9]), ("disagree", "unverif.", "disagree"))
+
+    def test_a_disagreeing_tiling_leaves_the_baselines_flash_standing(self):
+        # Review 148d761, finding 4: the marks of the tilings run are its own; the baseline run's flash (checked
+        # against materialized) and materialized still count.
+        self.w.bench("b", 16, 128, 4096, False, "dense", "flash,materialized",
+                     [m("flash", 400000, 1.0, reference=True), m("materialized", 100000, 4.0, rel=1e-3)])
+        self.w.bench("t", 16, 128, 4096, False, "dense", "flash",
+                     [m("flash", 400000, 1.0, reference=True), m("flash", 240000, 1.0, rel=1e-3, tiling="w2"),
+                      m("flash", 900000, 1.0, rel=0.5, tiling="wgpx2")])
+        self.w.torch([sdpa(16, 128, 4096, False, b, 450.0 if b == "CUDNN_ATTENTION" else 350.0)
+                      for b in dc.SDPA_BACKENDS])
+        t = self.w.summary()
+        f = row(t, "16x128", 4096, "no")
+        self.assertEqual((f[3], f[4], f[9], f[10]), ("400", "unverif.", "disagree", "100"), t)
+        self.assertEqual(f[-1], "0.89", t)
+
+    def test_wrong_sticks_across_runs_of_a_label(self):
+        # NaN/inf is the kernel's own fault, not an ambiguous pair: the baseline's time of the same label goes too.
+        self.w.bench("b", 16, 128, 4096, False, "dense", "flash,materialized",
+                     [m("flash", 400000, 1.0, reference=True), m("materialized", 100000, 4.0, rel=1e-3)])
+        self.w.bench("t", 16, 128, 4096, False, "dense", "flash",
+                     [m("flash", status="wrong: 3 of 8 output values are NaN or infinite", rel=None),
+                      m("flash", 240000, 1.0, reference=True, tiling="w2")])
+        t = self.w.summary()
+        f = row(t, "16x128", 4096, "no")
+        # materialized agreed only with that flash: unverified.
+        self.assertEqual((f[3], f[4], f[10]), ("WRONG", "240", "unverif."), t)
+        self.assertIn("flash: output has NaN/inf in run t, so run b's time does not count either", t)
 
     def test_json_without_the_reference_key_takes_the_first_row_that_ran(self):
         self.w.bench("b", 16, 128, 4096, False, "dense", "flash,materialized", doc={"config": {}, "measurements": [
@@ -522,6 +556,26 @@ class VerdictLinesTest(WorkTest):
         self.assertIn("  10% (W=1682: token 10.0%): not measured (no run)", t)
         self.assertIn("  sparse vs dense flash: 10% not judged, 50% not judged", t)
         self.assertIn("    first bar (>= 0.5): met on 0 of 0 measured -> not judged (0 of 2 measured)", t)
+
+    def test_issue5_a_bad_128_block_run_leaves_the_64_block_sweep_standing(self):
+        # Review 148d761, finding 4: the 128-block run's WGPX2 bug marks that run's rows only.
+        self.w.bench("d", 16, 128, 32768, False, "dense", "flash", [m("flash", 440000, 20.0, reference=True)])
+        self.w.bench("w10", 16, 128, 32768, False, "window:1682", "sparse", [m("sparse", 3500000, 2.4, reference=True)])
+        self.w.bench("x10", 16, 128, 32768, False, "window:1682", "sparse",
+                     [m("sparse", 3400000, 2.6, reference=True), m("sparse", 6250000, 1.5, rel=0.3, tiling="wgpx2")],
+                     bs=128)
+        self.w.compare([cmp("window", "cuda", "sparse-bs64", "bf16", 3e-3),
+                        cmp("window", "cuda", "sparse-wgpx2-bs128", "bf16", 5e-2)])
+        t = self.w.summary()
+        self.assertEqual(row(t, 1682)[3], "2.40", t)
+        self.assertIn("  10% (W=1682: token 10.0%, blocks 10.5%c (sparse)): best sparse 2.40 ms (sparse) vs best dense"
+                      " flash 20.00 ms (flash): 8.33x (goal >= 8): met", t)
+
+    def test_issue5_label_without_block_densities(self):
+        self.w.bench("d", 16, 128, 32768, False, "dense", "flash", [m("flash", 440000, 20.0, reference=True)])
+        self.w.bench("w10", 16, 128, 32768, False, "window:1682", "sparse", None, status="timeout after 60s")
+        t = self.w.summary()
+        self.assertIn("  10% (W=1682: token 10.0%): not measured (no sparse result that counts:", t)
 
     def test_issue6_token_and_block(self):
         self.w.bench("r", 16, 128, 32768, False, "dense", "flash", route="2:4", doc=routed_doc(0.4254, 2.1, 3e-3))
