@@ -986,10 +986,33 @@ def judged(met, of, expected):
     return "met" if met == of else "NOT met (%d of %d)" % (met, of)
 
 
-def issue4_lines(cells, trows):
+def issue4_check_line(cells, fchecks, missing):
+    """Which flash columns the compare step's float64 check let count on the issue's shapes."""
+    labels = [a for a in FLASH_LABELS if any(cells.get((h, d, n, c, "dense"), {}).get(a, {}).get("tf")
+                                             for h, d, n, c in ISSUE4_SHAPES)]
+    if missing:
+        return ("  compare-step float64 check of the flash tilings: %s (neither helps nor hurts: every measured"
+                " column counts)" % missing)
+    parts, not_run = [], []
+    for a in labels:
+        v = [fchecks.get((compare_case(a), var)) for var in ("dense", "causal")]
+        if v == [None, None]:
+            not_run.append(a)
+            continue
+        parts.append("%s %s" % (a, "/".join("-" if x is None else x if x in ("ok", "FAIL") else short_status(x)
+                                            for x in v)))
+    line = ("  compare-step float64 check (bf16, dense/causal) of the flash columns: a column whose check FAILED does"
+            " not count on that kind of shape: %s" % (", ".join(parts) or "none of them checked"))
+    if not_run:
+        line += "; not run: %s (neither helps nor hurts)" % ", ".join(not_run)
+    return line
+
+
+def issue4_lines(cells, trows, out):
+    fchecks, fmissing = flash_checks(out)
     measured, missing = [], []
     for h, d, n, causal in ISSUE4_SHAPES:
-        c = ours_vs_torch(cells, trows, h, d, n, causal)
+        c = ours_vs_torch(cells, trows, h, d, n, causal, fchecks)
         if c["ratio"] is None:
             missing.append("%s (%s)" % (shape_label(h, d, n, causal), c["why"]))
         else:
@@ -1004,6 +1027,7 @@ def issue4_lines(cells, trows):
             name, bar, met, of, "; below: " + ", ".join(below) if below else "", judged(met, of, len(ISSUE4_SHAPES))))
     if missing:
         lines.append("  not measured: " + "; ".join(missing))
+    lines.append(issue4_check_line(cells, fchecks, fmissing))
     fl = cells.get((16, 128, 32768, False, "dense"), {}).get("flash", {})
     io = 4 * 16 * 32768 * 128 * 2 + 16 * 32768 * 4
     if fl.get("peak") and fl["peak"] > 0:
@@ -1221,11 +1245,35 @@ def sweep_checks(out):
     return res, line
 
 
-def ours_vs_torch(cells, trows, h, d, n, causal):
-    """Issue 4's comparison on one shape: {"ours": our fastest flash TF/s (rows that count), "best": torch's best row,
-    "ratio": ours / best, or None with "why": the ratio counts only where every SDPA backend ran or refused the shape}."""
+def compare_case(label):
+    """The compare step's case of a bench column: flash -> flash, flash_w2 -> flash-w2, sparse_wgpx2 -> sparse-wgpx2."""
+    return label.replace("_", "-")
+
+
+def flash_checks(out):
+    """({(case, variant): verdict}, missing) of the compare step's float64 checks of the dense kernels: cuda, bf16,
+    dense and causal; missing as compare_doc's."""
+    doc, missing = compare_doc(out)
+    res = {}
+    for r in doc.get("results", []):
+        if r["backend"] == "cuda" and r["dtype"] == "bf16" and r["variant"] in ("dense", "causal"):
+            res[(r["algo"], r["variant"])] = r["verdict"]
+    return res, missing
+
+
+def check_failed(fchecks, label, causal):
+    """Whether the compare step's float64 check of a flash column FAILED on the variant of the shape (causal or dense):
+    such a column does not count for issue 4. A check not run neither helps nor hurts."""
+    return (fchecks or {}).get((compare_case(label), "causal" if causal else "dense")) == "FAIL"
+
+
+def ours_vs_torch(cells, trows, h, d, n, causal, fchecks=None):
+    """Issue 4's comparison on one shape: {"ours": our fastest flash TF/s (rows that count, and not a tiling whose
+    compare-step check FAILED: fchecks), "best": torch's best row, "ratio": ours / best, or None with "why": the ratio
+    counts only where every SDPA backend ran or refused the shape}."""
     c = cells.get((h, d, n, causal, "dense"), {})
-    ours = max([c[a]["tf"] for a in FLASH_LABELS if c.get(a, {}).get("tf")], default=None)
+    ours = max([c[a]["tf"] for a in FLASH_LABELS if c.get(a, {}).get("tf") and not check_failed(fchecks, a, causal)],
+               default=None)
     best, missing, seen = torch_shape(trows, h, d, n, causal)
     res = {"ours": ours, "best": best, "missing": missing, "ratio": None}
     if ours is None:
@@ -1375,7 +1423,8 @@ def compare_lines(out):
     return lines
 
 
-def bench_table_lines(cells, trows):
+def bench_table_lines(cells, trows, out):
+    fchecks = flash_checks(out)[0]
     lines = ["", "bench bf16 B=1, TFLOP/s (4*B*H*L*S*D; causal 4*B*H*D*(L*S - L^2/2), half at L = S); torch = the fastest"
              " SDPA backend (flash, effic, cudnn, and math up to L=%d: torch_reference.py does not time it above);"
              " ours/torch only where each of them ran or refused the shape (unsupported), else partial (what is"
@@ -1392,7 +1441,8 @@ def bench_table_lines(cells, trows):
         " output: the engine's flash): both it and the reference are marked in that run, as two rows cannot tell"
         " which is right, and neither counts; unverif. = it agreed with its run's reference, but that reference is"
         " marked (in its run, or in the column shown for it): not counted; missing = the run ended well but its JSON"
-        " has no such row; no fit = the memory plan refused it; oom = out of memory at run; unsupp. = unsupported")
+        " has no such row; no fit = the memory plan refused it; oom = out of memory at run; unsupp. = unsupported; !"
+        " = its compare-step float64 check (the dense or causal case, as the row) FAILED: not counted")
     add("%-7s %6s %-6s %8s %8s %8s %8s %8s %8s %8s %8s %14s %s" % (
         "HxD", "L", "causal", "flash", "w2", "w4x2", "wg", "wgp", "wgx2", "wgpx2", "mater.", "torch best", "ours/torch"))
     keys = sorted(set(k for k in cells if k[4] == "dense") | set(
@@ -1403,7 +1453,7 @@ def bench_table_lines(cells, trows):
     for k in keys:
         h, d, n, causal, _ = k
         c = cells.get(k, {})
-        cmp = ours_vs_torch(cells, trows, h, d, n, causal)
+        cmp = ours_vs_torch(cells, trows, h, d, n, causal, fchecks)
         best = cmp["best"]
         tnote = "-"
         if not best:
@@ -1418,10 +1468,11 @@ def bench_table_lines(cells, trows):
             ratio = cmp["why"]
         else:
             ratio = "-"
-        cols = [c.get(a, {}) for a in FLASH_LABELS] + [c.get("materialized", {})]
+        cols = [(a, c.get(a, {})) for a in FLASH_LABELS + ("materialized",)]
         add("%-7s %6d %-6s %8s %8s %8s %8s %8s %8s %8s %8s %14s %s" % tuple(
             ["%dx%d" % (h, d), n, "yes" if causal else "no"]
-            + [fmt_tf(x["tf"]) if "tf" in x else x.get("text", "-") for x in cols]
+            + [(fmt_tf(x["tf"]) + ("!" if check_failed(fchecks, a, causal) else "")) if "tf" in x else x.get("text", "-")
+               for a, x in cols]
             + [("%s (%s)" % (fmt_tf(best["tflops"]), SHORT_BACKEND.get(best["backend"], best["backend"])))
                if best else tnote, ratio]))
     for k in keys:
@@ -1450,7 +1501,7 @@ def render_summary(out, lines):
     trows, tnote = section("torch", read_torch, out, default=([], None))
     cells = section("bench", bench_cells, out, default={})
     if cells or trows or tnote:
-        lines.extend(section("bench table", bench_table_lines, cells, trows, default=[]))
+        lines.extend(section("bench table", bench_table_lines, cells, trows, out, default=[]))
         if tnote:
             lines.append(tnote)
         lines.append("")
@@ -1460,7 +1511,7 @@ def render_summary(out, lines):
     # The verdicts last but the recap: the device tool shows only the last 12,000 characters.
     lines.append("")
     lines.append("verdicts (from this run only)")
-    lines.extend(section("issue 4 verdict", issue4_lines, cells, trows, default=[]))
+    lines.extend(section("issue 4 verdict", issue4_lines, cells, trows, out, default=[]))
     lines.extend(section("issue 5 verdict", issue5_lines, cells, trows, out, default=[]))
     lines.extend(section("issue 6 verdict", issue6_lines, out, default=[]))
     lines.append("")

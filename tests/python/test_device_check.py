@@ -512,6 +512,30 @@ class VerdictLinesTest(WorkTest):
                       " that counts)", t)
         self.assertIn("  memory at L=32768 (H16 D128): not judged (no flash peak measured)", t)
 
+    def test_issue4_leaves_out_a_tiling_whose_compare_check_failed(self):
+        # Review 148d761, finding 3: WGPX2 is the fastest, but its float64 check failed on the dense case: it does not
+        # count on the dense shapes (the causal ones keep it); W2 was not checked: it counts, and the line says so.
+        self.issue4(ours=400000)
+        for h, d, n, c in dc.ISSUE4_SHAPES:
+            self.w.bench("t%d-%d-%d-%d" % (h, d, n, c), h, d, n, c, "dense", "flash",
+                         [m("flash", 400000, 1.0, reference=True), m("flash", 410000, 1.0, rel=1e-3, tiling="w2"),
+                          m("flash", 900000, 0.5, rel=1e-3, tiling="wgpx2")])
+        self.w.compare([cmp("dense", "cuda", "flash", "bf16", 3e-3), cmp("causal", "cuda", "flash", "bf16", 3e-3),
+                        cmp("dense", "cuda", "flash-wgpx2", "bf16", 0.3), cmp("causal", "cuda", "flash-wgpx2", "bf16", 3e-3)])
+        t = self.w.summary()
+        self.assertEqual(row(t, "16x128", 4096, "no")[9], "900!", t)
+        self.assertEqual(row(t, "16x128", 4096, "no")[-1], "0.82", t)  # 410 (W2) / 500
+        self.assertEqual(row(t, "16x128", 4096, "yes")[-1], "1.80", t)  # 900 / 500
+        self.assertIn("  compare-step float64 check (bf16, dense/causal) of the flash columns: a column whose check"
+                      " FAILED does not count on that kind of shape: flash ok/ok, flash_wgpx2 FAIL/ok; not run:"
+                      " flash_w2 (neither helps nor hurts)", t)
+        self.assertIn("  goal (ours >= 1.0 x torch): met on 6 of 12 measured", t)
+
+    def test_issue4_without_the_compare_step_says_so(self):
+        self.issue4(ours=400000)
+        self.assertIn("  compare-step float64 check of the flash tilings: no compare step (neither helps nor hurts: every"
+                      " measured column counts)", self.w.summary())
+
     def sweep(self, checks=("ok", "ok"), flex=True):
         self.w.bench("d", 16, 128, 32768, False, "dense", "flash",
                      [m("flash", 440000, 20.0, reference=True), m("flash", 730000, 12.0, rel=1e-3, tiling="wgpx2")])
