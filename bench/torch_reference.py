@@ -22,7 +22,8 @@ done so far):
    that runs out drops the short rows), causal and not, once per backend,
    each selected explicitly with torch.nn.attention.sdpa_kernel(SDPBackend.X): FLASH_ATTENTION,
    EFFICIENT_ATTENTION, CUDNN_ATTENTION, MATH (MATH only up to L=8192: it materializes L x S scores).
-   A backend that refuses a shape is recorded as "unsupported: ...", an out-of-memory as "oom".
+   A backend that refuses a shape is recorded as "unsupported: ..." (only the messages that say so: see
+   sdpa_failure_status), an out-of-memory as "oom", any other failure as "error: ...".
    Inputs are fresh torch.randn per (shape, backend); --warmup untimed calls, then --repeats calls each
    timed with CUDA events; the median is reported. FLOPs = 4*B*H*L*S*D; causal 4*B*H*D*(L*S - L^2/2), half
    of it at L = S (causal_pairs: the same count as headroute bench).
@@ -137,6 +138,23 @@ def window_for_density(s, density):
 
 def window_density(s, w):
     return (s * (2 * w + 1) - w * (w + 1)) / float(s * s)
+
+
+# How a backend says it cannot run the inputs: PyTorch's SDPA dispatcher after its per-backend checks fail ("No
+# available kernel. Aborting execution.", with the reasons as warnings; "No viable backend for
+# scaled_dot_product_attention was found." on other dispatch paths), and cuDNN's statuses for a configuration it does
+# not support on this card. Anything else is an error, cuDNN frontend errors such as "No execution plans support the
+# graph" included: they have also come from a library that failed to load (libnvrtc), a machine's fault rather than the
+# shape's, and a backend that could have run the shape must count as missing (its time unknown), never as refused.
+UNSUPPORTED_MESSAGES = ("No available kernel", "No viable backend for scaled_dot_product_attention",
+                        "CUDNN_STATUS_NOT_SUPPORTED", "CUDNN_STATUS_ARCH_MISMATCH")
+
+
+def sdpa_failure_status(exc):
+    """A failed SDPA row's status: "unsupported: ..." where the message is one of UNSUPPORTED_MESSAGES, else
+    "error: ..."."""
+    unsupported = any(m in str(exc) for m in UNSUPPORTED_MESSAGES)
+    return ("unsupported: " if unsupported else "error: ") + short(exc)
 
 
 def short(exc, limit=160):
@@ -306,9 +324,7 @@ def sdpa_rows(torch, args, doc, deadline, part=None):
                     except torch.cuda.OutOfMemoryError as e:
                         row["status"] = "oom: " + short(e, 120)
                     except RuntimeError as e:
-                        msg = short(e)
-                        row["status"] = ("unsupported: " if "No available kernel" in str(e)
-                                         or "not supported" in str(e).lower() else "error: ") + msg
+                        row["status"] = sdpa_failure_status(e)
                     except Exception as e:  # noqa: BLE001 - every failure becomes a row
                         row["status"] = "error: " + short(e)
                     finally:

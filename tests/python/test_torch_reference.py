@@ -277,5 +277,25 @@ class SdpaOrderTest(unittest.TestCase):
         self.assertEqual(calls, ["compare", "sdpa:anchor", "flex", "sdpa:rest"])
 
 
+
+class SdpaFailureStatusTest(unittest.TestCase):
+    """Review 148d761, finding 5: only messages that say the backend cannot run the inputs are "unsupported" (left out of
+    torch's best); any other failure is an error (the shape's baseline is then partial)."""
+
+    def test_refusals_are_unsupported(self):
+        for msg in ("No available kernel. Aborting execution.",
+                    "No viable backend for scaled_dot_product_attention was found.",
+                    "cuDNN Frontend error: CUDNN_STATUS_NOT_SUPPORTED",
+                    "CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR: CUDNN_STATUS_ARCH_MISMATCH"):
+            self.assertTrue(ref.sdpa_failure_status(RuntimeError(msg)).startswith("unsupported: RuntimeError: "), msg)
+
+    def test_other_failures_are_errors(self):
+        for msg in ("cuDNN Frontend error: [cudnn_frontend] Error: No execution plans support the graph.",
+                    "CUDA error: operation not supported on global/shared address space",
+                    "CUDA error: the launch timed out and was terminated (CUDA_ERROR_LAUNCH_TIMEOUT)",
+                    "Expected query, key, and value to have the same dtype"):
+            self.assertTrue(ref.sdpa_failure_status(RuntimeError(msg)).startswith("error: RuntimeError: "), msg)
+
+
 if __name__ == "__main__":
     unittest.main()
