@@ -1054,13 +1054,13 @@ def issue4_lines(cells, trows, out):
 def issue5_lines(cells, trows, out):
     sweep = density_rows(cells, trows)
     checks = sweep_checks(out)[0]
-    ok_cols = {"sparse": checks["sparse-bs64"][0] == "ok", "wgpx2": checks["sparse-wgpx2-bs128"][0] == "ok"}
     dense = sweep["dense"]
     flash = [(dense[a]["ms"], a) for a in FLASH_LABELS if dense.get(a, {}).get("ms")]
     best_flash = min(flash) if flash else None
     n = SWEEP_SHAPE[2]
-    lines = ["issue 5 (block-sparse vs dense flash, bf16 H16 D128 L=S=32768; our sparse counts only where its compare-step"
-             " window check is ok: sparse %s, wgpx2 %s)" % (checks["sparse-bs64"][0], checks["sparse-wgpx2-bs128"][0])]
+    lines = ["issue 5 (block-sparse vs dense flash, bf16 H16 D128 L=S=32768; our sparse counts only where the compare-step"
+             " window check of its own tiling and block size is ok: %s)" % ", ".join(
+                 "%s %s" % (case, checks[case][0]) for case in sorted(c for c in checks if c))]
     verdict = []
     flex_ratios = []
     for token, goal in SWEEP_GOALS:
@@ -1075,11 +1075,13 @@ def issue5_lines(cells, trows, out):
         blocks = ["%s (%s)" % (fmt_pct(*r[b]), col) for b, col in (("blocks", "sparse"), ("blocks_x2", "wgpx2"))
                   if r[b][0] is not None]
         label += (", blocks %s)" % " / ".join(blocks)) if blocks else ")"
-        ours = [(r[col]["ms"], col) for col in ("sparse", "wgpx2") if r[col].get("ms") and ok_cols[col]]
+        ok = {col: sweep_check(checks, col, r[col])[1] == "ok" for col in ("sparse", "wgpx2")}
+        ours = [(r[col]["ms"], col) for col in ("sparse", "wgpx2") if r[col].get("ms") and ok[col]]
         if not ours or not best_flash:
             why = "no dense flash result" if not best_flash else "no sparse result that counts: " + ", ".join(
-                "%s %s" % (col, "check " + checks[case][0] if r[col].get("ms") else r[col].get("text", "no run"))
-                for col, case in (("sparse", "sparse-bs64"), ("wgpx2", "sparse-wgpx2-bs128")))
+                "%s %s" % (col, "check %s %s" % sweep_check(checks, col, r[col]) if r[col].get("ms")
+                           else r[col].get("text", "no run"))
+                for col in ("sparse", "wgpx2"))
             lines.append("  %s: not measured (%s)" % (label, why))
             verdict.append("%d%% not judged" % round(100 * token))
         else:
@@ -1092,7 +1094,7 @@ def issue5_lines(cells, trows, out):
         # Against Flex only the same block mask counts (our runs on its block size), and only a checked column.
         fx = r["flex"]
         same = [c for c in ("sparse", "wgpx2") if r[c].get("ms") and fx and r[c].get("bs") == fx.get("block_size")]
-        checked = [r[c]["ms"] for c in same if ok_cols[c]]
+        checked = [r[c]["ms"] for c in same if ok[c]]
         if not fx:
             flex_ratios.append((token, None, "no flex row"))
         elif not fx.get("median_ms"):
@@ -1100,7 +1102,8 @@ def issue5_lines(cells, trows, out):
         elif not same:
             flex_ratios.append((token, None, "no run of ours on flex's block size"))
         elif not checked:
-            flex_ratios.append((token, None, "our run on it not checked"))
+            flex_ratios.append((token, None, "our run on it: " + ", ".join(
+                "check %s %s" % sweep_check(checks, c, r[c]) for c in same)))
         else:
             flex_ratios.append((token, fx["median_ms"] / min(checked), ""))
     lines.append("  sparse vs dense flash: " + ", ".join(verdict))
@@ -1241,7 +1244,9 @@ def sweep_checks(out):
     doc, missing = compare_doc(out)
     found = {r["algo"]: (r["verdict"], r["rel_l2"]) for r in doc.get("results", [])
              if r["variant"] == "window" and r["backend"] == "cuda"}
-    res = {case: found.get(case, (missing or "not run", None)) for case, _ in SWEEP_CHECKS}
+    res = dict(found)
+    res.update({case: found.get(case, (missing or "not run", None)) for case, _ in SWEEP_CHECKS})
+    res[None] = (missing or "not run", None)  # any other case
 
     def text(verdict, rel):
         if verdict == "not run" or verdict == missing:
@@ -1277,6 +1282,19 @@ def check_failed(fchecks, label, causal):
     """Whether the compare step's float64 check of a flash column FAILED on the variant of the shape (causal or dense):
     such a column does not count for issue 4. A check not run neither helps nor hurts."""
     return (fchecks or {}).get((compare_case(label), "causal" if causal else "dense")) == "FAIL"
+
+
+def sweep_case(col, cell):
+    """The compare step's window case that checks a density-sweep column's kernel as that cell ran it: its tiling
+    (the engine's for "sparse") and its block size: sparse-bs64, sparse-bs128, sparse-wgpx2-bs128, ..."""
+    bs = cell.get("bs") or 64
+    return "sparse-bs%d" % bs if col == "sparse" else "sparse-%s-bs%d" % (col, bs)
+
+
+def sweep_check(checks, col, cell):
+    """(case, verdict) of a sweep column's cell (sweep_case) in sweep_checks' results."""
+    case = sweep_case(col, cell)
+    return case, checks.get(case, checks[None])[0]
 
 
 def ours_vs_torch(cells, trows, h, d, n, causal, fchecks=None):

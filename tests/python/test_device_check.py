@@ -586,10 +586,11 @@ class VerdictLinesTest(WorkTest):
     def test_issue5_counts_only_checked_columns(self):
         self.sweep(checks=("ok", "FAIL"))
         t = self.w.summary()
-        self.assertIn("window check is ok: sparse ok, wgpx2 FAIL)", t)
+        self.assertIn("window check of its own tiling and block size is ok: sparse-bs64 ok, sparse-wgpx2-bs128 FAIL)", t)
         self.assertIn("best sparse 2.50 ms (sparse) vs best dense flash 12.00 ms (flash_wgpx2): 4.80x (goal >= 8): NOT met", t)
         # Against Flex only our 128-block runs count: the WGPX2 column here, whose check failed.
-        self.assertIn("(speed vs flex, >= 1 faster): 10% - (our run on it not checked), 50% - (our run on it not checked)", t)
+        self.assertIn("(speed vs flex, >= 1 faster): 10% - (our run on it: check sparse-wgpx2-bs128 FAIL), 50% - (our run"
+                      " on it: check sparse-wgpx2-bs128 FAIL)", t)
         self.assertIn("    goal (>= 1.0): met on 0 of 0 measured -> not judged (0 of 2 measured, none below)", t)
 
     def test_issue5_not_judged_without_its_runs(self):
@@ -613,6 +614,22 @@ class VerdictLinesTest(WorkTest):
         self.assertEqual(row(t, 1682)[3], "2.40", t)
         self.assertIn("  10% (W=1682: token 10.0%, blocks 10.5%c (sparse)): best sparse 2.40 ms (sparse) vs best dense"
                       " flash 20.00 ms (flash): 8.33x (goal >= 8): met", t)
+
+    def test_issue5_gates_each_column_by_its_own_block_size(self):
+        # Review 148d761, finding 6: the 64-block sweep timed out, so the 128-block run's engine-tiling row takes the
+        # sparse column: the 64-block check (ok) says nothing of it; its own case (sparse-bs128) did not run.
+        self.w.bench("d", 16, 128, 32768, False, "dense", "flash", [m("flash", 440000, 20.0, reference=True)])
+        self.w.bench("w10", 16, 128, 32768, False, "window:1682", "sparse", None, status="timeout after 60s")
+        self.w.bench("x10", 16, 128, 32768, False, "window:1682", "sparse",
+                     [m("sparse", 3400000, 2.4, reference=True), m("sparse", 6250000, 3.0, rel=2e-3, tiling="wgpx2")],
+                     bs=128)
+        self.w.compare([cmp("window", "cuda", "sparse-bs64", "bf16", 3e-3),
+                        cmp("window", "cuda", "sparse-wgpx2-bs128", "bf16", 5e-2)])
+        self.w.torch([{"backend": "FLEX", "window": 1682, "median_ms": 2.0, "status": "ok", "block_size": 128}])
+        t = self.w.summary()
+        self.assertIn("  10% (W=1682: token 10.0%, blocks 11.0%c (sparse) / 11.0%c (wgpx2)): not measured (no sparse"
+                      " result that counts: sparse check sparse-bs128 not run, wgpx2 check sparse-wgpx2-bs128 FAIL)", t)
+        self.assertIn("10% - (our run on it: check sparse-bs128 not run, check sparse-wgpx2-bs128 FAIL)", t)
 
     def test_issue5_label_without_block_densities(self):
         self.w.bench("d", 16, 128, 32768, False, "dense", "flash", [m("flash", 440000, 20.0, reference=True)])
@@ -744,13 +761,13 @@ class GuardedResultsTest(WorkTest):
         t = self.w.summary()
         self.assertIn("compare: compare/results.json unreadable (JSONDecodeError: Expecting value", t)
         self.assertIn("  sanitizer/results.json unreadable (JSONDecodeError:", t)
-        self.assertIn("window check is ok: sparse unreadable, wgpx2 unreadable)", t)
-        self.assertIn("not measured (no sparse result that counts: sparse check unreadable, wgpx2 no run)", t)
+        self.assertIn("block size is ok: sparse-bs64 unreadable, sparse-wgpx2-bs128 unreadable)", t)
+        self.assertIn("not measured (no sparse result that counts: sparse check sparse-bs64 unreadable, wgpx2 no run)", t)
 
     def test_results_with_null_fields(self):
         self.w.compare(None)
         self.w.bench("w", 16, 128, 32768, False, "window:1682", "sparse", [m("sparse", 3500000, 2.5, reference=True)])
-        self.assertIn("window check is ok: sparse not run, wgpx2 not run)", self.w.summary())
+        self.assertIn("block size is ok: sparse-bs64 not run, sparse-wgpx2-bs128 not run)", self.w.summary())
 
     def test_the_steps_write_results_atomically(self):
         d = os.path.join(self.w.dir, "san")
