@@ -739,25 +739,44 @@ def fmt_pct(x, mark=""):
     return "-" if x is None else "%.1f%%%s" % (100 * x, mark)
 
 
+def best_dense_flash(dense):
+    """(ms, label) of the fastest dense flash column at the sweep's shape (issue 5's denominator), or None."""
+    flash = [(dense[a]["ms"], a) for a in FLASH_LABELS if dense.get(a, {}).get("ms")]
+    return min(flash) if flash else None
+
+
 def density_lines(sweep, out):
     """The density table (issue 5)."""
     rows = sweep["rows"]
     if not rows:
         return []
-    dense = sweep["dense"]
-    dense_flash = dense.get("flash", {}).get("ms")
-    dense_x2 = dense.get("flash_wgpx2", {}).get("ms")
+    best = best_dense_flash(sweep["dense"])
+    checks, check_line = sweep_checks(out)
+
+    def mark(col, cell):
+        """"" where the column's own compare-step window check is ok, "!" where it FAILED, "?" where it did not run."""
+        v = sweep_check(checks, col, cell)[1]
+        return "" if v == "ok" else "!" if v == "FAIL" else "?"
+
+    def ms_x(col, cell):
+        ms = cell.get("ms")
+        if not ms:
+            return cell.get("text", "-"), "-"
+        mk = mark(col, cell)
+        return "%.2f%s" % (ms, mk), (fmt_vs(best[0] / ms, 8.0, 1.8) + mk) if best else "-"
     goals = ", ".join("W=%d (token %d%%)" % (window_for_density(SWEEP_SHAPE[2], t), round(100 * t)) for t, _ in SWEEP_GOALS)
     lines = ["block-sparse vs density (issue 5), bf16 H16 D128 L=S=32768, window |q-k|<=W (None = dense through the"
              " sparse kernel)",
-             "  " + sweep_checks(out)[1],
+             "  " + check_line,
              "  token = allowed pairs / L*S; blocks = the kernel's key tiles run / (run + skipped) from its bench JSON"
              " (c: computed from the layout at the run's block size); flex blk = FlexAttention's block mask density;"
              " the issue's 10%% and 50%% rows are the token-density ones, %s: their block densities are at least as high" % goals,
              "  TF/s = effective TFLOP/s on token-density FLOPs (4*B*H*L*S*D x token density), the count FlexAttention's"
-             " rows use too; x-flash = dense flash ms / sparse ms in the same tiling (issue 5: >= 8 at 10%, >= 1.8 at"
-             " 50%); speed vs flex = flex ms / our faster sparse ms on flex's block size: >= 1 is faster than Flex"
-             " (* where only another block size ran: not the same block mask, counted nowhere)",
+             " rows use too; x-best = the best dense flash ms (%s, the verdict's denominator) / sparse ms (issue 5: >= 8"
+             " at 10%%, >= 1.8 at 50%%); ! = the column's own compare-step window check (its tiling and block size)"
+             " FAILED, ? = that check did not run: such numbers count nowhere; speed vs flex = flex ms / our faster"
+             " sparse ms on flex's block size: >= 1 is faster than Flex (* where only another block size ran: not the"
+             " same block mask, counted nowhere)" % ("%s %.2f ms" % (best[1], best[0]) if best else "none measured"),
              "  sparse = the engine's tiling (%s), wgpx2 = sparse[wgpx2] where run" % ("/".join(sweep["tilings"]) or "W4")]
 
     def sizes(cells, key):
@@ -767,20 +786,17 @@ def density_lines(sweep, out):
         sizes([r["sparse"] for r in rows], "bs"), sizes([r["wgpx2"] for r in rows], "bs"),
         sizes([r["flex"] for r in rows], "block_size")))
     fmt = "  %-6s %-7s %-8s %-9s %-7s %-8s %-8s %-9s %-8s %-8s %-9s %s"
-    lines.append(fmt % ("W", "token", "blocks", "sparse ms", "TF/s", "x-flash", "blocks", "wgpx2 ms", "x-flash",
+    lines.append(fmt % ("W", "token", "blocks", "sparse ms", "TF/s", "x-best", "blocks", "wgpx2 ms", "x-best",
                         "flex blk", "flex ms", "speed vs flex"))
     for r in rows:
         sp, x2, fx = r["sparse"], r["wgpx2"], r["flex"]
-        ms, x2_ms, fx_ms = sp.get("ms"), x2.get("ms"), fx.get("median_ms")
-        ratio, mark = speed_vs_flex(r)
-        lines.append(fmt % (
-            r["w"], fmt_pct(r["token"]), fmt_pct(*r["blocks"]), "%.2f" % ms if ms else sp.get("text", "-"),
-            fmt_tf(sp["tf"] * r["token"]) if sp.get("tf") else "-",
-            fmt_vs(dense_flash / ms, 8.0, 1.8) if ms and dense_flash else "-",
-            fmt_pct(*r["blocks_x2"]), "%.2f" % x2_ms if x2_ms else x2.get("text", "-"),
-            fmt_vs(dense_x2 / x2_ms, 8.0, 1.8) if x2_ms and dense_x2 else "-",
+        fx_ms = fx.get("median_ms")
+        ratio, star = speed_vs_flex(r)
+        lines.append(fmt % ((r["w"], fmt_pct(r["token"]), fmt_pct(*r["blocks"]), ms_x("sparse", sp)[0],
+                             fmt_tf(sp["tf"] * r["token"]) if sp.get("tf") else "-", ms_x("sparse", sp)[1],
+                             fmt_pct(*r["blocks_x2"])) + ms_x("wgpx2", x2) + (
             fmt_pct(fx.get("block_density")), "%.2f" % fx_ms if fx_ms else short_status(fx.get("status", "-")),
-            fmt_vs(ratio, 0.5, 1.0) + mark if ratio is not None else "-"))
+            fmt_vs(ratio, 0.5, 1.0) + star if ratio is not None else "-")))
     for c in sweep["checks"][:6]:
         lines.append("  " + c)
     if any(r["flex"] for r in rows):
@@ -1054,9 +1070,7 @@ def issue4_lines(cells, trows, out):
 def issue5_lines(cells, trows, out):
     sweep = density_rows(cells, trows)
     checks = sweep_checks(out)[0]
-    dense = sweep["dense"]
-    flash = [(dense[a]["ms"], a) for a in FLASH_LABELS if dense.get(a, {}).get("ms")]
-    best_flash = min(flash) if flash else None
+    best_flash = best_dense_flash(sweep["dense"])
     n = SWEEP_SHAPE[2]
     lines = ["issue 5 (block-sparse vs dense flash, bf16 H16 D128 L=S=32768; our sparse counts only where the compare-step"
              " window check of its own tiling and block size is ok: %s)" % ", ".join(

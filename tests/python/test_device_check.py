@@ -408,6 +408,8 @@ class DensityTableTest(WorkTest):
                       m("sparse", 6250000, 1.5005, rel=2e-3, tiling="wgpx2")], bs=128)
         self.w.torch([{"backend": "FLEX", "window": 1682, "median_ms": 1.5, "status": "ok", "block_size": 128,
                        "block_density": 0.1124, "target_density": 0.1}])
+        self.w.compare([cmp("window", "cuda", "sparse-bs64", "bf16", 3e-3),
+                        cmp("window", "cuda", "sparse-wgpx2-bs128", "bf16", 3e-3)])
         t = self.w.summary()
         self.assertIn("TF/s = effective TFLOP/s on token-density FLOPs (4*B*H*L*S*D x token density), the count"
                       " FlexAttention's rows use too", t)
@@ -416,10 +418,11 @@ class DensityTableTest(WorkTest):
         f = row(t, "W", "token", "blocks")
         self.assertEqual(f[-3:], ["speed", "vs", "flex"])
         f = row(t, 1682)
-        # token 10.0%, blocks 11.0% (the kernel's), 2.50 ms, 350 TF/s (3500 x token density 0.1), x-flash 20 / 2.5;
-        # wgpx2 on 128-blocks: blocks from the layout (c), 1.50 ms, 12 / 1.5005; flex 11.2%, 1.50 ms; 1.5 / 1.5005
-        # shows as 0.9997 (never 1.00).
-        self.assertEqual(f[1:], ["10.0%", "11.0%", "2.50", "350", "8.00", "%.1f%%c" % (100 * dc.layout_block_density(
+        # token 10.0%, blocks 11.0% (the kernel's), 2.50 ms, 350 TF/s (3500 x token density 0.1), x-best: the best
+        # dense flash (WGPX2, 12 ms) / 2.5; wgpx2 on 128-blocks: blocks from the layout (c), 1.50 ms, 12 / 1.5005;
+        # flex 11.2%, 1.50 ms; 1.5 / 1.5005 shows as 0.9997 (never 1.00).
+        self.assertIn("x-best = the best dense flash ms (flash_wgpx2 12.00 ms, the verdict's denominator) / sparse ms", t)
+        self.assertEqual(f[1:], ["10.0%", "11.0%", "2.50", "350", "4.80", "%.1f%%c" % (100 * dc.layout_block_density(
             32768, 1682, 128)), "1.50", "7.997", "11.2%", "1.50", "0.9997"], t)
 
     def test_a_disagreeing_sweep_row_counts_nowhere_and_says_why(self):
@@ -436,7 +439,7 @@ class DensityTableTest(WorkTest):
                      [m("sparse", 440000, 21.0, reference=True, key_tiles_visited=262144, key_tiles_skipped=0)])
         self.w.torch([{"backend": "FLEX", "window": 830, "median_ms": 2.0, "status": "ok", "block_size": 128}])
         t = self.w.summary()
-        self.assertEqual(row(t, "None")[1:4], ["100.0%", "100.0%", "21.00"], t)
+        self.assertEqual(row(t, "None")[1:4], ["100.0%", "100.0%", "21.00?"], t)  # ?: no compare step
         self.assertEqual(row(t, 830)[1:], ["5.0%", "-", "-", "-", "-", "-", "-", "-", "-", "2.00", "-"], t)
 
 
@@ -592,6 +595,16 @@ class VerdictLinesTest(WorkTest):
         self.assertIn("(speed vs flex, >= 1 faster): 10% - (our run on it: check sparse-wgpx2-bs128 FAIL), 50% - (our run"
                       " on it: check sparse-wgpx2-bs128 FAIL)", t)
         self.assertIn("    goal (>= 1.0): met on 0 of 0 measured -> not judged (0 of 2 measured, none below)", t)
+
+    def test_density_table_marks_columns_whose_check_failed_or_did_not_run(self):
+        # Review 148d761, finding 7: the table divides by the verdict's denominator (the best dense flash, WGPX2's
+        # 12 ms), and marks the numbers of a column whose own check FAILED (!) or did not run (?).
+        self.sweep(checks=("ok", "FAIL"))
+        t = self.w.summary()
+        self.assertEqual(row(t, 1682)[3:9], ["2.50", "350", "4.80", "11.0%c", "1.45!", "8.28!"], t)
+        self.assertIn("best sparse 2.50 ms (sparse) vs best dense flash 12.00 ms (flash_wgpx2): 4.80x (goal >= 8)", t)
+        self.w.compare([cmp("window", "cuda", "sparse-bs64", "bf16", 3e-3)])
+        self.assertEqual(row(self.w.summary(), 1682)[7:9], ["1.45?", "8.28?"])
 
     def test_issue5_not_judged_without_its_runs(self):
         self.w.bench("d", 16, 128, 32768, False, "dense", "flash", [m("flash", 440000, 20.0, reference=True)])
