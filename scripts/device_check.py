@@ -946,10 +946,26 @@ def routed_verdict(data):
          "overhead": num(data.get("router_overhead_percent")), "rel": num(data.get("rel_l2_routed_vs_gated_dense")),
          "dtype": text_of(obj(data.get("config")).get("dtype")) or "bf16"}
     v["tol"] = TOLERANCE.get(v["dtype"], TOLERANCE["bf16"])
-    v["correct"] = v["rel"] is not None and v["rel"] <= v["tol"]
-    v["ratio_met"] = v["correct"] and None not in (v["ratio"], v["target"]) and v["ratio"] <= v["target"]
-    v["overhead_met"] = v["correct"] and v["overhead"] is not None and v["overhead"] <= ROUTER_OVERHEAD_GOAL
-    v["met"] = v["ratio_met"] and v["overhead_met"]
+    # None where the JSON lacks the field: not judged, never a NOT met (nor a met) by default.
+    v["correct"] = None if v["rel"] is None else v["rel"] <= v["tol"]
+    ratio_ok = None if None in (v["ratio"], v["target"]) else v["ratio"] <= v["target"]
+    overhead_ok = None if v["overhead"] is None else v["overhead"] <= ROUTER_OVERHEAD_GOAL
+
+    def state(ok):
+        if ok is None or (ok and v["correct"] is None):
+            return "not judged"
+        if v["correct"] is False:
+            return "not counted"
+        return "met" if ok else "NOT met"
+    v["ratio_state"], v["overhead_state"] = state(ratio_ok), state(overhead_ok)
+    v["ratio_met"], v["overhead_met"] = v["ratio_state"] == "met", v["overhead_state"] == "met"
+    if v["correct"] is False or False in (ratio_ok, overhead_ok):
+        v["verdict"] = "NOT met"
+    elif v["ratio_met"] and v["overhead_met"]:
+        v["verdict"] = "met"
+    else:
+        v["verdict"] = "not judged"
+    v["met"] = v["verdict"] == "met"
     return v
 
 
@@ -959,7 +975,7 @@ def routed_lines(routed):
         return []
     lines = ["routed heads (issue 6), bf16 H16 D128 L=S=32768, flash; routed vs dense ungated in the same run; rel L2 ="
              " routed output vs gate x dense output (tolerance bf16 1e-2; OUT: outside it); met = ratio <= target /"
-             " router <= 5%, each only with rel L2 within the tolerance"]
+             " router <= 5%, each only with rel L2 within the tolerance (-: not judged, a field missing)"]
     fmt = "  %-8s %-9s %-9s %-8s %-7s %-9s %-12s %-8s %s"
     lines.append(fmt % ("route", "routed ms", "dense ms", "ratio", "target", "router %", "rel L2", "met", "tiles run / rows skipped"))
     for route, st, data in routed:
@@ -976,7 +992,8 @@ def routed_lines(routed):
             "%.3f" % v["target"] if v["target"] is not None else "-",
             fmt_vs(v["overhead"], ROUTER_OVERHEAD_GOAL, digits=1) if v["overhead"] is not None else "-",
             "-" if v["rel"] is None else "%s%s" % (fmt_err(v["rel"], v["tol"]), "" if v["correct"] else " OUT"),
-            "%s/%s" % ("yes" if v["ratio_met"] else "no", "yes" if v["overhead_met"] else "no"),
+            "/".join("yes" if x == "met" else "-" if x == "not judged" else "no"
+                     for x in (v["ratio_state"], v["overhead_state"])),
             "%s / %s" % tuple("-" if count(rt.get(k)) is None else count(rt.get(k)) for k in ("query_tiles", "rows_skipped"))))
     return lines
 
@@ -1143,14 +1160,13 @@ def issue6_lines(out):
             verdict.append("%s not judged" % gran)
             continue
         v = routed_verdict(data)
-        lines.append("  %s granularity (%s): ratio %s vs %s: %s; router %s%% vs 5%%: %s; rel L2 %s vs %s %.0e: %s -> %s" % (
+        lines.append("  %s granularity (%s): ratio %s vs %s: %s; router %s vs 5%%: %s; rel L2 %s vs %s %.0e: %s -> %s" % (
             gran, route, fmt_vs(v["ratio"], v["target"], digits=3) if v["target"] is not None else fmt_vs(v["ratio"]),
-            "%.3f" % v["target"] if v["target"] is not None else "?",
-            "met" if v["ratio_met"] else "NOT met" if v["correct"] else "not counted",
-            fmt_vs(v["overhead"], ROUTER_OVERHEAD_GOAL, digits=1), "met" if v["overhead_met"] else "NOT met" if v["correct"]
-            else "not counted", fmt_err(v["rel"], v["tol"]), v["dtype"], v["tol"],
-            "ok" if v["correct"] else "OUTSIDE", "met" if v["met"] else "NOT met"))
-        verdict.append("%s %s" % (gran, "met" if v["met"] else "NOT met"))
+            "%.3f" % v["target"] if v["target"] is not None else "- (no target)", v["ratio_state"],
+            "%s%%" % fmt_vs(v["overhead"], ROUTER_OVERHEAD_GOAL, digits=1) if v["overhead"] is not None else "- (missing)",
+            v["overhead_state"], fmt_err(v["rel"], v["tol"]) + (" (missing)" if v["rel"] is None else ""), v["dtype"],
+            v["tol"], "not judged" if v["correct"] is None else "ok" if v["correct"] else "OUTSIDE", v["verdict"]))
+        verdict.append("%s %s" % (gran, v["verdict"]))
     lines.append("  verdict: " + ", ".join(verdict))
     return lines
 

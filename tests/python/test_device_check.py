@@ -477,6 +477,33 @@ class RoutedTableTest(WorkTest):
         self.w.bench("r", 16, 128, 32768, False, "dense", "flash", route="2:4:64", status="timeout after 60s")
         self.assertEqual(row(self.w.summary(), "2:4:64"), ["2:4:64", "timeout"])
 
+    def test_a_missing_field_is_not_judged(self):
+        # Review 148d761, finding 8: a field the JSON lacks is not judged, never NOT met by default.
+        d = routed_doc(0.40, 2.1, 3e-3)
+        del d["rel_l2_routed_vs_gated_dense"]
+        self.w.bench("r", 16, 128, 32768, False, "dense", "flash", route="2:4", doc=d)
+        d = routed_doc(0.40, 2.1, 3e-3)
+        del d["router_overhead_percent"]
+        del d["target_routed_over_dense"]
+        self.w.bench("b", 16, 128, 32768, False, "dense", "flash", route="2:4:64", doc=d)
+        t = self.w.summary()
+        self.assertIn("  token granularity (2:4): ratio 0.400 vs 0.425: not judged; router 2.1% vs 5%: not judged;"
+                      " rel L2 - (missing) vs bf16 1e-02: not judged -> not judged", t)
+        self.assertIn("  block granularity (2:4:64): ratio 0.40 vs - (no target): not judged; router - (missing) vs 5%:"
+                      " not judged; rel L2 3.0e-03 vs bf16 1e-02: ok -> not judged", t)
+        self.assertIn("  verdict: token not judged, block not judged", t)
+        self.assertEqual(row(t, "2:4")[6:8], ["-", "-/-"], t)
+
+    def test_a_missing_field_does_not_hide_a_failed_one(self):
+        d = routed_doc(0.60, 2.1, 3e-3)
+        del d["rel_l2_routed_vs_gated_dense"]
+        self.w.bench("r", 16, 128, 32768, False, "dense", "flash", route="2:4", doc=d)
+        self.w.bench("b", 16, 128, 32768, False, "dense", "flash", route="2:4:64", doc={"config": None, "routed": None})
+        t = self.w.summary()
+        self.assertIn("ratio 0.600 vs 0.425: NOT met; router 2.1% vs 5%: not judged; rel L2 - (missing) vs bf16 1e-02:"
+                      " not judged -> NOT met", t)
+        self.assertIn("  verdict: token NOT met, block not judged", t)
+
 
 class VerdictLinesTest(WorkTest):
     """Finding 7: explicit verdict lines for issues 4, 5 and 6, "not judged" while a case is missing."""
