@@ -519,14 +519,17 @@ def read_kv(path):
 
 
 def short_status(text):
-    """A table cell for a status text: ok, skip, timeout, exit N, no fit (the memory plan refused it), oom (out of
-    memory while it ran), WRONG (an output with NaN/inf), fail."""
+    """A table cell of at most 8 characters for a status text: ok, skip, timeout, exit N, no fit (the memory plan
+    refused it), oom (out of memory while it ran), WRONG (an output with NaN/inf), unsupp. (unsupported), error, or
+    the text's first word cut to 8."""
     t = (text or "?").strip()
     low = t.lower()
     if low.startswith("skip"):
         return "skip"
-    if "timeout" in low:
+    if low.startswith("timeout"):
         return "timeout"
+    if low.startswith("unsupported"):
+        return "unsupp."
     if low.startswith("wrong"):
         return "WRONG"
     if low.startswith("oom") or low.startswith("out of memory"):
@@ -536,7 +539,7 @@ def short_status(text):
     m = re.search(r"exit (\d+)", low)
     if m:
         return "exit " + m.group(1)
-    return t.split(":")[0][:10]
+    return t.split(":")[0][:8]
 
 
 def fmt_tf(x):
@@ -614,7 +617,7 @@ def run_checks(data):
             ref_label = algo_label(ms[ref])
             marks[label] = marks.get(label) or "disagree"
             marks[ref_label] = marks.get(ref_label) or "disagree"
-            notes.append("%s vs %s: rel L2 %s > %.0e" % (label, ref_label, "NaN" if rel is None or rel != rel else "%.1e" % rel,
+            notes.append("%s vs %s: rel L2 %s > %.0e" % (label, ref_label, "NaN" if rel is None else fmt_err(rel, tol),
                                                           tol))
     return marks, notes
 
@@ -711,6 +714,10 @@ def density_rows(cells, trows):
     FlexAttention's row. Cells that are no result (WRONG, disagree) carry no time."""
     h, d, n = SWEEP_SHAPE
     flex = {r.get("window"): r for r in trows if r.get("backend") == "FLEX" and r.get("window") is not None}
+    # Rows of a FlexAttention that never ran (its import failed) have a density but no window: the bench step's W.
+    for r in trows:
+        if r.get("backend") == "FLEX" and r.get("window") is None and r.get("target_density") is not None:
+            flex.setdefault(window_for_density(r["shape"].get("L") or n, r["target_density"]), r)
     sweep = {}
     tilings = set()
     checks = []
@@ -1129,7 +1136,7 @@ def issue5_lines(cells, trows, out):
         if not fx:
             flex_ratios.append((token, None, "no flex row"))
         elif not fx.get("median_ms"):
-            flex_ratios.append((token, None, "flex " + short_status(fx.get("status"))))
+            flex_ratios.append((token, None, "flex " + (fx.get("status") or "no time")[:80]))
         elif not same:
             flex_ratios.append((token, None, "no run of ours on flex's block size"))
         elif not checked:
@@ -1281,7 +1288,8 @@ def sweep_checks(out):
     def text(verdict, rel):
         if verdict == "not run" or verdict == missing:
             return verdict
-        return (verdict if verdict in ("ok", "FAIL") else short_status(verdict)) + (" (%.1e)" % rel if rel is not None else "")
+        return (verdict if verdict in ("ok", "FAIL") else short_status(verdict)) + (
+            " (%s)" % fmt_err(rel, TOLERANCE["bf16"]) if rel is not None else "")
 
     parts = ["%s %s" % (what, text(*res[case])) for case, what in SWEEP_CHECKS]
     s = obj(doc.get("shape")) or dict(zip("BHLD", COMPARE_SHAPE))
@@ -1476,7 +1484,8 @@ def compare_lines(out):
         verdict = text_of(r.get("verdict")) or "?"
         rel = num(r.get("rel_l2"))
         if rel is not None:
-            cell = "%.1e %s" % (rel, "ok" if verdict == "ok" else verdict)
+            tol = num(r.get("tol")) or TOLERANCE.get(text_of(r.get("dtype")), TOLERANCE["bf16"])
+            cell = "%s %s" % (fmt_err(rel, tol), "ok" if verdict == "ok" else verdict)
         else:
             cell = short_status(verdict)
         table.setdefault(key, {})[r.get("variant")] = cell
@@ -1518,18 +1527,15 @@ def bench_table_lines(cells, trows, out):
         h, d, n, causal, _ = k
         c = cells.get(k, {})
         cmp = ours_vs_torch(cells, trows, h, d, n, causal, fchecks)
-        best = cmp["best"]
-        tnote = "-"
-        if not best:
-            st = [r.get("status", "") for r in trows if r.get("backend") != "FLEX"
-                  and (r["shape"].get("H"), r["shape"].get("D"), r["shape"].get("L"), bool(r.get("causal")))
-                  == (h, d, n, causal)]
-            if st:
-                tnote = short_status(st[0])
+        best, missing, seen = torch_shape(trows, h, d, n, causal)
+        # Without a row that ran, "torch best" says so and ours/torch says why (each backend's status).
+        tnote = "none ran" if seen and not best else "-"
         if cmp["ratio"] is not None:
             ratio = fmt_vs(cmp["ratio"], 0.5, 1.0)
         elif cmp["bound"] is not None:
             ratio = "<=%s %s" % (fmt_vs(cmp["bound"], 0.5, 1.0), cmp["why"])
+        elif seen and not best:
+            ratio = "- (%s)" % (", ".join("%s %s" % x for x in missing) or "every backend unsupported")
         else:
             ratio = "-"
         cols = [(a, c.get(a, {})) for a in FLASH_LABELS + ("materialized",)]

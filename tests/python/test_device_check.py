@@ -228,6 +228,27 @@ class BenchRowChecksTest(WorkTest):
         self.assertEqual(dc.short_status("oom: CUDA out of memory"), "oom")
         self.assertEqual(dc.short_status("wrong: 1 of 4 output values are NaN or infinite"), "WRONG")
         self.assertEqual(dc.TOLERANCE, {"f32": 1e-5, "f16": 2e-3, "bf16": 1e-2})
+        # Review 148d761, finding 9: at most 8 characters (the table's columns), "timeout" only for a timeout.
+        self.assertEqual(dc.short_status("unsupported: the wgmma tilings need sm_90 (this card is sm_89)"), "unsupp.")
+        self.assertEqual(dc.short_status("error: CUDA error: the launch timed out (CUDA_ERROR_LAUNCH_TIMEOUT)"), "error")
+        self.assertEqual(dc.short_status("timeout after 60s"), "timeout")
+        self.assertEqual(dc.short_status("interrupted by the step's end"), "interrup")
+        for st in ("unsupported: x", "skipped: y", "exit 137: z", "does not fit (memory plan)", "error: w" * 9):
+            self.assertLessEqual(len(dc.short_status(st)), 8, st)
+
+    def test_an_error_just_over_the_tolerance_never_shows_as_it(self):
+        self.assertEqual(dc.fmt_err(0.01004, 1e-2), "1.004e-02")
+        self.assertEqual(dc.fmt_err(0.0123, 1e-2), "1.2e-02")
+        self.assertEqual(dc.fmt_err(1e-2, 1e-2), "1.0e-02")
+        self.assertEqual(dc.fmt_err(float("nan"), 1e-2), "NaN")
+        self.w.bench("b", 16, 128, 4096, False, "dense", "flash,materialized",
+                     [m("flash", 300000, 1.0, reference=True), m("materialized", 100000, 3.0, rel=0.01004)])
+        self.w.bench("r", 16, 128, 32768, False, "dense", "flash", route="2:4", doc=routed_doc(0.40, 2.1, 0.01004))
+        self.w.compare([cmp("dense", "cuda", "flash", "bf16", 0.01004)])
+        t = self.w.summary()
+        self.assertIn("materialized vs flash: rel L2 1.004e-02 > 1e-02", t)
+        self.assertIn("rel L2 1.004e-02 vs bf16 1e-02: OUTSIDE", t)
+        self.assertEqual(row(t, "cuda", "flash", "bf16")[3:5], ["1.004e-02", "FAIL"], t)
 
 
 class TorchComparisonTest(WorkTest):
@@ -270,6 +291,16 @@ class TorchComparisonTest(WorkTest):
         self.assertEqual(dc.fmt_vs(0.42496, 0.425, digits=3), "0.42496")
         self.assertEqual(dc.fmt_vs(7.9999, 8), "7.9999")
         self.assertEqual(dc.fmt_vs(8.2, 8), "8.20")
+
+    def test_torch_best_without_a_row_that_ran_says_why(self):
+        # Review 148d761, finding 9: not the first backend's status in "torch best", but "none ran" and each status.
+        self.flash(4096)
+        self.w.torch([sdpa(16, 128, 4096, False, "FLASH_ATTENTION", status="error: RuntimeError: boom"),
+                      sdpa(16, 128, 4096, False, "EFFICIENT_ATTENTION", status="unsupported: No available kernel"),
+                      sdpa(16, 128, 4096, False, "CUDNN_ATTENTION", status="oom: CUDA out of memory"),
+                      sdpa(16, 128, 4096, False, "MATH", status="skipped: time budget")])
+        f = row(self.w.summary(), "16x128", 4096, "no")
+        self.assertEqual(" ".join(f[11:]), "none ran - (flash error, cudnn oom, math skip)")
 
     def test_backends_as_torch_reference_times_them(self):
         import torch_reference as ref
@@ -432,6 +463,18 @@ class DensityTableTest(WorkTest):
         f = row(t, 9598)
         self.assertEqual((f[3], f[7]), ("disagree", "disagree"), t)
         self.assertIn("  W=9598: sparse_wgpx2 vs sparse: rel L2 3.0e-01 > 1e-02", t)
+
+    def test_flex_that_could_not_be_imported_says_why(self):
+        # Review 148d761, finding 9: FlexAttention's rows without a window (its import failed) still give the reason.
+        self.w.bench("d", 16, 128, 32768, False, "dense", "flash", [m("flash", 440000, 20.0, reference=True)])
+        self.w.bench("w10", 16, 128, 32768, False, "window:1682", "sparse", [m("sparse", 3500000, 2.5, reference=True)])
+        self.w.torch([{"backend": "FLEX", "target_density": x, "block_size": 128, "causal": False,
+                       "status": "unsupported: ImportError: cannot import name 'flex_attention'",
+                       "shape": {"B": 1, "H": 16, "L": 32768, "S": 32768, "D": 128}} for x in (0.05, 0.1, 0.25, 0.5)])
+        t = self.w.summary()
+        self.assertEqual(row(t, 1682)[-2:], ["unsupp.", "-"], t)
+        self.assertIn("(speed vs flex, >= 1 faster): 10% - (flex unsupported: ImportError: cannot import name"
+                      " 'flex_attention'), 50% - (flex unsupported: ImportError", t)
 
     def test_dense_row_and_flex_without_our_run(self):
         self.w.bench("d", 16, 128, 32768, False, "dense", "flash", [m("flash", 440000, 20.0, reference=True)])
