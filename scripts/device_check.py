@@ -1070,8 +1070,10 @@ def issue4_lines(cells, trows, out):
                  ", %d partial (<= x: ours over the best backend that ran, an upper bound: it counts only below a bar)"
                  % len(partial) if partial else "")]
     bounds = [(lab, b) for lab, b, _ in partial]
+    short = []
     for name, bar in (("first bar", 0.5), ("goal", 1.0)):
         verdict, met, below = bar_verdict(measured, bounds, bar, len(ISSUE4_SHAPES))
+        short.append("%s %s" % ("bar" if bar < 1 else "goal", head(verdict)))
         lines.append("  %s (ours >= %.1f x torch): met on %d of %d measured%s -> %s" % (
             name, bar, met, len(measured), "; below: " + ", ".join("%s %s" % x for x in below) if below else "",
             verdict))
@@ -1086,9 +1088,11 @@ def issue4_lines(cells, trows, out):
         ratio = fl["peak"] / float(io)
         lines.append("  memory at L=32768 (H16 D128): flash pool peak / (Q+K+V+O+lse) %s (goal <= 1.05): %s" % (
             fmt_vs(ratio, 1.05, digits=3), "met" if ratio <= 1.05 else "NOT met"))
+        short.append("mem " + ("met" if ratio <= 1.05 else "NOT met"))
     else:
         lines.append("  memory at L=32768 (H16 D128): not judged (no flash peak measured)")
-    return lines
+        short.append("mem not judged")
+    return lines, "issue4 " + ", ".join(short)
 
 
 def issue5_lines(cells, trows, out):
@@ -1149,10 +1153,12 @@ def issue5_lines(cells, trows, out):
     parts = ["%d%% %s" % (round(100 * t), fmt_vs(x, 0.5, 1.0) if x is not None else "- (%s)" % why)
              for t, x, why in flex_ratios]
     lines.append("  vs FlexAttention on the same block mask (speed vs flex, >= 1 faster): %s" % ", ".join(parts))
+    short = ["issue5 " + ", ".join(verdict)]
     for name, bar in (("first bar", 0.5), ("goal", 1.0)):
-        verdict, met, _ = bar_verdict(measured, [], bar, len(SWEEP_GOALS))
-        lines.append("    %s (>= %.1f): met on %d of %d measured -> %s" % (name, bar, met, len(measured), verdict))
-    return lines
+        flex_verdict, met, _ = bar_verdict(measured, [], bar, len(SWEEP_GOALS))
+        lines.append("    %s (>= %.1f): met on %d of %d measured -> %s" % (name, bar, met, len(measured), flex_verdict))
+        short.append("flex %s %s" % ("bar" if bar < 1 else "goal", head(flex_verdict)))
+    return lines, ", ".join(short)
 
 
 def issue6_lines(out):
@@ -1175,7 +1181,12 @@ def issue6_lines(out):
             v["tol"], "not judged" if v["correct"] is None else "ok" if v["correct"] else "OUTSIDE", v["verdict"]))
         verdict.append("%s %s" % (gran, v["verdict"]))
     lines.append("  verdict: " + ", ".join(verdict))
-    return lines
+    return lines, "issue6 " + ", ".join(verdict)
+
+
+def head(verdict):
+    """A verdict without its parenthesis: met, NOT met or not judged."""
+    return verdict.split(" (")[0]
 
 
 TORCH_NUMBERS = ("tflops", "median_ms", "block_density", "target_density", "density", "compile_s")
@@ -1581,16 +1592,24 @@ def render_summary(out, lines):
     # The verdicts last but the recap: the device tool shows only the last 12,000 characters.
     lines.append("")
     lines.append("verdicts (from this run only)")
-    lines.extend(section("issue 4 verdict", issue4_lines, cells, trows, out, default=[]))
-    lines.extend(section("issue 5 verdict", issue5_lines, cells, trows, out, default=[]))
-    lines.extend(section("issue 6 verdict", issue6_lines, out, default=[]))
+    verdicts = []
+    for n, fn, args in ((4, issue4_lines, (cells, trows, out)), (5, issue5_lines, (cells, trows, out)),
+                        (6, issue6_lines, (out,))):
+        ls, short = section("issue %d verdict" % n, fn, *args, default=([], "issue%d section failed" % n))
+        lines.extend(ls)
+        verdicts.append(short)
     lines.append("")
-    # The top of a long summary can fall off the 12,000 characters the device tool shows: the essentials again.
-    lines.append("recap   %s | commit %s | %s" % (info.get("card", "?"), info.get("commit", "?"),
-                                                  " ".join("%s:%s" % (s.get("step", "?"), s.get("status", "?"))
-                                                           for s in steps)))
     lines.append("logs and JSON: results.tar.gz beside summary.md (the work folder %s, without .npy files; its"
                  " left-out.txt names anything else left out)" % out)
+    # Last, one line: the top of a long summary can fall off the 12,000 characters the device tool shows, and the
+    # verdict block with it: the essentials again.
+    lines.append(recap_line(info, steps, verdicts))
+
+
+def recap_line(info, steps, verdicts):
+    return " | ".join(["recap   %s" % info.get("card", "?"), "commit %s" % info.get("commit", "?"),
+                       " ".join("%s:%s" % (s.get("step", "?"), s.get("status", "?")) for s in steps) or "no steps.tsv"]
+                      + verdicts)
 
 
 def cmd_summary(a):

@@ -720,6 +720,22 @@ class VerdictLinesTest(WorkTest):
         t = self.w.summary()
         self.assertIn("  10% (W=1682: token 10.0%): not measured (no sparse result that counts:", t)
 
+    def test_the_last_line_recaps_the_verdicts(self):
+        # Review 148d761, finding 10: the one line that survives a cut of the output carries the verdicts too.
+        self.issue4(ours=400000)
+        self.sweep(flex=False)
+        self.w.bench("r", 16, 128, 32768, False, "dense", "flash", route="2:4", doc=routed_doc(0.40, 2.1, 3e-3))
+        os.makedirs(os.path.join(self.w.dir, "state"))
+        with open(os.path.join(self.w.dir, "state", "info.txt"), "w") as f:
+            f.write("card: NVIDIA H200\ncommit: abc1234\n")
+        with open(os.path.join(self.w.dir, "steps.tsv"), "w") as f:
+            f.write("step\tstatus\tsecs\tnote\nbench\tok\t100\t\ntorch\tpartial\t90\t\n")
+        last = self.w.summary().rstrip("\n").splitlines()[-1]
+        self.assertEqual(last, "recap   NVIDIA H200 | commit abc1234 | bench:ok torch:partial | issue4 bar met, goal NOT met,"
+                               " mem not judged | issue5 10% NOT met, 50% NOT met, flex bar not judged, flex goal not judged |"
+                               " issue6 token met,"
+                               " block not judged")
+
     def test_issue6_token_and_block(self):
         self.w.bench("r", 16, 128, 32768, False, "dense", "flash", route="2:4", doc=routed_doc(0.4254, 2.1, 3e-3))
         self.w.bench("b", 16, 128, 32768, False, "dense", "flash", route="2:4:64", doc=routed_doc(0.40, 4.2, 2e-3))
@@ -807,7 +823,15 @@ class RobustReadingTest(WorkTest):
         self.assertIn("section routed failed: TypeError: '<=' not supported between instances of 'str' and 'float'"
                       " (device_check.py:", t)
         self.assertIn("  token granularity (2:4): ratio 0.400 vs 0.425: met", t)
-        self.assertIn("\nrecap ", t)
+        self.assertTrue(t.rstrip().splitlines()[-1].startswith("recap"), t)
+        saved = dc.issue6_lines
+        dc.issue6_lines = lambda out: 1 / 0
+        try:
+            t = self.w.summary()
+        finally:
+            dc.issue6_lines = saved
+        self.assertIn("section issue 6 verdict failed: ZeroDivisionError: division by zero", t)
+        self.assertTrue(t.rstrip().splitlines()[-1].endswith("| issue6 section failed"), t)
 
     def test_summary_md_is_written_whatever_escapes(self):
         saved = dc.render_summary
