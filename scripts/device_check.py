@@ -798,12 +798,12 @@ def density_lines(sweep, out):
     for r in rows:
         sp, x2, fx = r["sparse"], r["wgpx2"], r["flex"]
         fx_ms = fx.get("median_ms")
-        ratio, star = speed_vs_flex(r)
+        ratio, star, col = speed_vs_flex(r)
         lines.append(fmt % ((r["w"], fmt_pct(r["token"]), fmt_pct(*r["blocks"]), ms_x("sparse", sp)[0],
                              fmt_tf(sp["tf"] * r["token"]) if sp.get("tf") else "-", ms_x("sparse", sp)[1],
                              fmt_pct(*r["blocks_x2"])) + ms_x("wgpx2", x2) + (
             fmt_pct(fx.get("block_density")), "%.2f" % fx_ms if fx_ms else short_status(fx.get("status", "-")),
-            fmt_vs(ratio, 0.5, 1.0) + star if ratio is not None else "-")))
+            fmt_vs(ratio, 0.5, 1.0) + star + mark(col, r[col]) if ratio is not None else "-")))
     for c in sweep["checks"][:6]:
         lines.append("  " + c)
     if any(r["flex"] for r in rows):
@@ -812,15 +812,18 @@ def density_lines(sweep, out):
 
 
 def speed_vs_flex(r):
-    """(flex ms / our faster sparse ms on flex's block size, "") - or on another block size, marked "*" - or (None, "")."""
+    """(flex ms / our faster sparse ms on flex's block size, "", its column) - or on another block size, marked "*" - or
+    (None, "", None)."""
     fx_ms = r["flex"].get("median_ms")
-    timed = [(c.get("ms"), c.get("bs")) for c in (r["sparse"], r["wgpx2"]) if c.get("ms")]
+    timed = [(r[col]["ms"], col) for col in ("sparse", "wgpx2") if r[col].get("ms")]
     if not fx_ms or not timed:
-        return None, ""
-    same = [t for t, bs in timed if bs == r["flex"].get("block_size")]
+        return None, "", None
+    same = [(t, col) for t, col in timed if r[col].get("bs") == r["flex"].get("block_size")]
     if same:
-        return fx_ms / min(same), ""
-    return fx_ms / min(t for t, _ in timed), "*" if r["flex"].get("block_size") else ""
+        t, col = min(same)
+        return fx_ms / t, "", col
+    t, col = min(timed)
+    return fx_ms / t, "*" if r["flex"].get("block_size") else "", col
 
 
 def bench_cells(out):

@@ -672,6 +672,7 @@ class VerdictLinesTest(WorkTest):
         self.sweep(checks=("ok", "FAIL"))
         t = self.w.summary()
         self.assertEqual(row(t, 1682)[3:9], ["2.50", "350", "4.80", "11.0%c", "1.45!", "8.28!"], t)
+        self.assertEqual(row(t, 1682)[-1], "1.00!", t)  # speed vs flex: the 128-block WGPX2 column's
         self.assertIn("best sparse 2.50 ms (sparse) vs best dense flash 12.00 ms (flash_wgpx2): 4.80x (goal >= 8)", t)
         self.w.compare([cmp("window", "cuda", "sparse-bs64", "bf16", 3e-3)])
         self.assertEqual(row(self.w.summary(), 1682)[7:9], ["1.45?", "8.28?"])
