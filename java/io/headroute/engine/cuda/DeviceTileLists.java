@@ -103,11 +103,6 @@ final class DeviceTileLists implements AutoCloseable {
             }
         }
 
-        /** Bytes of the workspace the arrays take. */
-        long bytes() {
-            return at[4];
-        }
-
         /**
          * Queues the copy into the workspace at {@code workspace} on {@code stream} and returns views of the
          * arrays there; closing them frees nothing.
