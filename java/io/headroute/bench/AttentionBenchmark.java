@@ -57,20 +57,6 @@ public final class AttentionBenchmark {
     /** Status prefix of a row whose call ran out of device memory while allocating (the pool's message). */
     public static final String OUT_OF_MEMORY = "out of memory at run: ";
 
-    /**
-     * The relative L2 error an output of {@code dtype} may have against an exact or an equally rounded one: 1e-5 in
-     * f32, 2e-3 in f16, 1e-2 in bf16 (the GPU tests' tolerances, CudaAttentionGpuTest; the device check's compare step
-     * uses the same).
-     */
-    public static double tolerance(DType dtype) {
-        return switch (dtype) {
-            case F32 -> 1e-5;
-            case F16 -> 2e-3;
-            case BF16 -> 1e-2;
-            default -> throw new IllegalArgumentException(dtype.cliName() + " is not a compute dtype");
-        };
-    }
-
     /** How {@link io.headroute.cuda.memory.DevicePool}'s own out-of-memory messages begin. */
     static final String POOL_OOM_MESSAGE = "out of device memory";
 

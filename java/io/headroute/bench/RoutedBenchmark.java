@@ -112,9 +112,9 @@ public final class RoutedBenchmark {
             return routed.medianMs() / dense.medianMs();
         }
 
-        /** The relative L2 error the routed output may have: {@link AttentionBenchmark#tolerance} of the dtype. */
+        /** The relative L2 error the routed output may have: the dtype's ({@link io.headroute.tensor.DType#tolerance()}). */
         public double tolerance() {
-            return AttentionBenchmark.tolerance(config.attention().dtype());
+            return config.attention().dtype().tolerance();
         }
 
         /** Whether the routed output is gate × dense output within {@link #tolerance()} (false for NaN). */

@@ -34,6 +34,20 @@ public enum DType {
         return name().toLowerCase(Locale.ROOT);
     }
 
+    /**
+     * The relative L2 error a computed output of this dtype may have against an exact one (or one from equally
+     * rounded inputs): 1e-5 in f32, 2e-3 in f16, 1e-2 in bf16 — the project's tolerances by dtype, for the GPU tests,
+     * the bench's checks and the device check's compare step alike.
+     */
+    public double tolerance() {
+        return switch (this) {
+            case F32 -> 1e-5;
+            case F16 -> 2e-3;
+            case BF16 -> 1e-2;
+            default -> throw new IllegalArgumentException(cliName() + " is not a compute dtype");
+        };
+    }
+
     /** Parses a command-line dtype name (case-insensitive: f32, f16, bf16, ...). */
     public static DType parse(String name) {
         for (DType t : values()) {

@@ -56,9 +56,9 @@ class RoutedBenchmarkTest {
      */
     @Test
     void goalsNeedTheRoutedOutputWithinTheDtypesTolerance() {
-        assertEquals(1e-5, AttentionBenchmark.tolerance(DType.F32));
-        assertEquals(2e-3, AttentionBenchmark.tolerance(DType.F16));
-        assertEquals(1e-2, AttentionBenchmark.tolerance(DType.BF16));
+        assertEquals(1e-5, DType.F32.tolerance());
+        assertEquals(2e-3, DType.F16.tolerance());
+        assertEquals(1e-2, DType.BF16.tolerance());
         AttentionBenchmark.Config bf16 = new AttentionBenchmark.Config(1, 16, 16, 130, 130, 16, false, new Pattern.Dense(), DType.BF16,
                 List.of(Algorithm.FLASH), 0, 1, 9);
         RoutedBenchmark.Config c = new RoutedBenchmark.Config(bf16, new RouterConfig(2, 14, 4, 1), 24);

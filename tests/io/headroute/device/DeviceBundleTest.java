@@ -90,10 +90,7 @@ class DeviceBundleTest {
      */
     @Test
     void torchReferenceFlexRows() throws Exception {
-        assumeTrue(project != null && onPath("python3"), "python3 or the project not found");
-        Result r = run(List.of("python3", "-B", "tests/python/test_torch_reference.py"), Map.of(), 60);
-        assertEquals(0, r.exit, r.output);
-        assertTrue(r.output.contains("OK"), r.output);
+        pythonTestsPass("tests/python/test_torch_reference.py", 60);
     }
 
     /**
@@ -102,8 +99,13 @@ class DeviceBundleTest {
      */
     @Test
     void deviceCheckSummaryJudgesOnlyWhatWasMeasured() throws Exception {
+        pythonTestsPass("tests/python/test_device_check.py", 120);
+    }
+
+    /** Runs a Python unittest file of the project; it must end "OK". */
+    private void pythonTestsPass(String file, int timeoutSeconds) throws Exception {
         assumeTrue(project != null && onPath("python3"), "python3 or the project not found");
-        Result r = run(List.of("python3", "-B", "tests/python/test_device_check.py"), Map.of(), 120);
+        Result r = run(List.of("python3", "-B", file), Map.of(), timeoutSeconds);
         assertEquals(0, r.exit, r.output);
         assertTrue(r.output.contains("OK"), r.output);
     }

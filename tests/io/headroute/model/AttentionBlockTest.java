@@ -39,11 +39,7 @@ class AttentionBlockTest {
     }
 
     static double tolerance(DType t) {
-        return switch (t) {
-            case F32 -> 1e-5;
-            case F16 -> 2e-3;
-            default -> 1e-2;
-        };
+        return t.tolerance();
     }
 
     static ModelWeights weights(ModelConfig c, long seed) {

@@ -67,11 +67,7 @@ class BlockOpsGpuTest {
     }
 
     static double tolerance(DType t) {
-        return switch (t) {
-            case F32 -> 1e-5;
-            case F16 -> 2e-3;
-            default -> 1e-2;
-        };
+        return t.tolerance();
     }
 
     /** Values rounded to dtype, so CPU and GPU start from the same numbers. */

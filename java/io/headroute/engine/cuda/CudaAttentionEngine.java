@@ -56,10 +56,8 @@ public final class CudaAttentionEngine implements AttentionEngine {
     private PinnedStaging staging;
     private Cublas cublas;
     private final Map<LayoutKey, SparseUpload> layouts = new LinkedHashMap<>();
-    /** Host-side tile layouts of {@link #launch} (its device copies live in the caller's workspace). */
-    private final Map<LayoutKey, SparseTiles> hostTiles = new LinkedHashMap<>();
-    /** Page-locked copies of {@link #hostTiles}' layouts, which {@link #launch} copies into callers' workspaces. */
-    private final Map<LayoutKey, DeviceTileLists.Pinned> pinnedLayouts = new LinkedHashMap<>();
+    /** Host-side tile layouts of {@link #launch} and their page-locked copies (device copies: in callers' workspaces). */
+    private final Map<LayoutKey, HostLayout> hostTiles = new LinkedHashMap<>();
     private boolean poisonOutputs;
     private FlashPlan.Tiling tiling;
     private boolean closed;
@@ -646,7 +644,8 @@ public final class CudaAttentionEngine implements AttentionEngine {
         if (algo == Algorithm.SPARSE && mode == GateMode.COMPACT) {
             plan = plan.merging(sh); // same rows and layout; the lists merged in the kernel
         }
-        SparseTiles t = algo == Algorithm.SPARSE ? hostTiles(sh, c.dtype(), c.pattern(), c.blockSize()) : null;
+        HostLayout hl = algo == Algorithm.SPARSE ? hostLayout(sh, c.dtype(), c.pattern(), c.blockSize()) : null;
+        SparseTiles t = hl == null ? null : hl.tiles;
         long layoutBytes = t == null ? 0 : DeviceTileLists.workspaceLayout(t.lists())[4];
         GateWork.Layout work = mode == GateMode.WHOLE_GRID ? null
                 : GateWork.Layout.of(sh.batch(), sh.qLen(), sh.heads(), plan.blockRows(), mode == GateMode.COMPACT);
@@ -660,7 +659,7 @@ public final class CudaAttentionEngine implements AttentionEngine {
         AttentionParams.Sparse sparse = AttentionParams.Sparse.NONE;
         if (t != null) {
             // Borrowed views of the caller's workspace: nothing to free.
-            sparse = copyLayout(sh, c.dtype(), c.pattern(), c.blockSize(), c.workspace(), stream).params(t.layoutHeads());
+            sparse = hl.copyInto(device, c.workspace(), stream).params(t.layoutHeads());
         }
         KernelModule m = module(plan.module());
         if (plan.sharedBytes() > 48 * 1024) {
@@ -735,50 +734,55 @@ public final class CudaAttentionEngine implements AttentionEngine {
         return out;
     }
 
-    /** The layout in the tiles of this engine's block-sparse kernel (its tiling's rows), built once and cached. */
-    private SparseTiles hostTiles(AttentionShape sh, DType dt, Pattern pattern, int blockSize) {
-        LayoutKey key = hostKey(sh, dt, pattern, blockSize);
-        synchronized (hostTiles) {
-            SparseTiles t = hostTiles.get(key);
-            if (t == null) {
-                t = kernelTiles(sh, dt, pattern, blockSize, tiling);
-                if (hostTiles.size() >= MAX_CACHED_LAYOUTS) {
-                    hostTiles.remove(hostTiles.keySet().iterator().next());
-                }
-                hostTiles.put(key, t);
+    /**
+     * A layout in the tiles of this engine's block-sparse kernel, and its page-locked copy, made by the first
+     * {@link #launch} that copies the layout into a caller's workspace (one asynchronous copy per call, nothing
+     * waited for).
+     */
+    private static final class HostLayout {
+        final SparseTiles tiles;
+        DeviceTileLists.Pinned pinned;
+
+        HostLayout(SparseTiles tiles) {
+            this.tiles = tiles;
+        }
+
+        DeviceTileLists copyInto(CudaDevice device, long workspace, CudaStream stream) {
+            if (pinned == null) {
+                pinned = new DeviceTileLists.Pinned(device, tiles.lists());
             }
-            return t;
+            return pinned.into(device, workspace, stream);
         }
     }
 
-    private LayoutKey hostKey(AttentionShape sh, DType dt, Pattern pattern, int blockSize) {
-        FlashPlan plan = FlashPlan.sparse(sh, dt, tiling);
-        return new LayoutKey(pattern, sh.qLen(), sh.kvLen(), sh.heads(), blockSize, plan.blockRows(), plan.tileKeys());
+    /** The layout in the tiles of this engine's block-sparse kernel (its tiling's rows), built once and cached. */
+    private SparseTiles hostTiles(AttentionShape sh, DType dt, Pattern pattern, int blockSize) {
+        return hostLayout(sh, dt, pattern, blockSize).tiles;
     }
 
     /**
-     * Queues on {@code stream} the copy of a call's layout ({@link #hostTiles}) into its workspace, from a page-locked
-     * copy made once per layout and cached: nothing waits for the copy. Evicting a page-locked copy waits for the
-     * device first (a copy from it may still be queued on some caller's stream).
+     * {@link #hostTiles}' cache entry. Evicting one with a page-locked copy waits for the device first: a copy from it
+     * may still be queued on some caller's stream.
      */
-    private DeviceTileLists copyLayout(AttentionShape sh, DType dt, Pattern pattern, int blockSize, long workspace,
-            CudaStream stream) {
-        LayoutKey key = hostKey(sh, dt, pattern, blockSize);
-        SparseTiles t = hostTiles(sh, dt, pattern, blockSize);
+    private HostLayout hostLayout(AttentionShape sh, DType dt, Pattern pattern, int blockSize) {
+        FlashPlan plan = FlashPlan.sparse(sh, dt, tiling);
+        LayoutKey key = new LayoutKey(pattern, sh.qLen(), sh.kvLen(), sh.heads(), blockSize, plan.blockRows(), plan.tileKeys());
         synchronized (hostTiles) {
-            DeviceTileLists.Pinned p = pinnedLayouts.get(key);
-            if (p == null) {
-                if (pinnedLayouts.size() >= MAX_CACHED_LAYOUTS) {
-                    Iterator<DeviceTileLists.Pinned> oldest = pinnedLayouts.values().iterator();
-                    DeviceTileLists.Pinned old = oldest.next();
+            HostLayout l = hostTiles.get(key);
+            if (l == null) {
+                l = new HostLayout(kernelTiles(sh, dt, pattern, blockSize, tiling));
+                if (hostTiles.size() >= MAX_CACHED_LAYOUTS) {
+                    Iterator<HostLayout> oldest = hostTiles.values().iterator();
+                    HostLayout old = oldest.next();
                     oldest.remove();
-                    device.synchronize();
-                    old.close();
+                    if (old.pinned != null) {
+                        device.synchronize();
+                        old.pinned.close();
+                    }
                 }
-                p = new DeviceTileLists.Pinned(device, t.lists());
-                pinnedLayouts.put(key, p);
+                hostTiles.put(key, l);
             }
-            return p.into(device, workspace, stream);
+            return l;
         }
     }
 
@@ -1048,10 +1052,10 @@ public final class CudaAttentionEngine implements AttentionEngine {
         }
         layouts.clear();
         synchronized (hostTiles) {
-            for (DeviceTileLists.Pinned p : pinnedLayouts.values()) {
-                first = closeQuietly(p, first);
+            for (HostLayout l : hostTiles.values()) {
+                first = closeQuietly(l.pinned, first);
             }
-            pinnedLayouts.clear();
+            hostTiles.clear();
         }
         for (AutoCloseable c : new AutoCloseable[] {cublas, staging, stream}) {
             first = closeQuietly(c, first);

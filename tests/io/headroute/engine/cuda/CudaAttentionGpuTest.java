@@ -66,11 +66,7 @@ class CudaAttentionGpuTest {
     }
 
     static double tolerance(DType t) {
-        return switch (t) {
-            case F32 -> 1e-5;
-            case F16 -> 2e-3;
-            default -> 1e-2;
-        };
+        return t.tolerance();
     }
 
     static Tensor gaussian(Random r, DType t, long... shape) {
