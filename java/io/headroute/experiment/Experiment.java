@@ -490,7 +490,7 @@ public final class Experiment {
         private Object reference(Pattern effective) {
             Pattern ref = AttentionQuality.referenceFor(effective);
             return references.computeIfAbsent(ref.spec(), k -> output(ref, Algorithm.FLASH,
-                    shape.denseFlops() * (ref instanceof Pattern.Causal ? 0.5 : 1.0)));
+                    shape.flops(ref instanceof Pattern.Causal)));
         }
 
         /**
