@@ -193,8 +193,8 @@ public final class AtomicFiles {
     }
 
     /**
-     * Fails unless {@link #write} could write {@code target} (permissions aside): a file path whose folder exists and
-     * that is not a folder itself. Returns the absolute path of the file a write replaces: {@code target}, or where
+     * Fails unless {@link #write} could write {@code target} (the folder's permissions aside): a file path whose folder
+     * exists, that is not a folder itself, and not an existing file the user may not write. Returns the absolute path of the file a write replaces: {@code target}, or where
      * {@code target} is a symbolic link, the file it leads to (which need not exist yet), as {@code open} would.
      */
     public static Path checkTarget(Path target) {
@@ -228,6 +228,11 @@ public final class AtomicFiles {
         }
         if (Files.isDirectory(real)) {
             throw new TensorFileException(target, "cannot write: is a directory");
+        }
+        // Renaming over a file needs only the folder's permission; open(2), and so np.save, refuses a file the user
+        // may not write (root may): so does this.
+        if (Files.exists(real) && !Files.isWritable(real)) {
+            throw new TensorFileException(target, "cannot write: permission denied");
         }
         return real;
     }

@@ -172,6 +172,30 @@ class AtomicFilesTest {
         assertEquals(List.of(longest.getFileName().toString(), longFolder.getFileName().toString()), listing());
     }
 
+    /**
+     * A file the user may not write is refused, as open(2) and np.save refuse it, and left as it was; root may write
+     * it (open(2) lets root), and then it keeps its permissions as any replaced file.
+     */
+    @Test
+    void aFileTheUserMayNotWriteIsRefused() throws IOException {
+        assumeTrue(Files.getFileStore(dir).supportsFileAttributeView(PosixFileAttributeView.class), "no POSIX permissions here");
+        Path target = dir.resolve("out.npy");
+        Files.writeString(target, "old");
+        Set<PosixFilePermission> readOnly = PosixFilePermissions.fromString("r--r--r--");
+        Files.setPosixFilePermissions(target, readOnly);
+        Tensor t = Tensor.ofFloats(new float[] {3}, 1);
+        if (Files.isWritable(target)) { // root: the bits do not bind
+            Npy.write(target, t);
+            assertEquals(1, Npy.read(target).shape()[0]);
+        } else {
+            TensorFileException e = assertThrows(TensorFileException.class, () -> Npy.write(target, t));
+            assertTrue(e.getMessage().endsWith("cannot write: permission denied"), e.getMessage());
+            assertEquals("old", Files.readString(target));
+        }
+        assertEquals(readOnly, Files.getPosixFilePermissions(target));
+        assertEquals(List.of("out.npy"), listing());
+    }
+
     /** A replaced file keeps its permissions (a new file gets the default ones), in a batch too. */
     @Test
     void aReplacedFileKeepsItsPermissions() throws IOException {
