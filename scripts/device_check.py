@@ -746,9 +746,12 @@ def fmt_pct(x, mark=""):
     return "-" if x is None else "%.1f%%%s" % (100 * x, mark)
 
 
-def best_dense_flash(dense):
-    """(ms, label) of the fastest dense flash column at the sweep's shape (issue 5's denominator), or None."""
-    flash = [(dense[a]["ms"], a) for a in FLASH_LABELS if dense.get(a, {}).get("ms")]
+def best_dense_flash(dense, fchecks):
+    """(ms, label) of the fastest dense flash column at the sweep's shape (issue 5's denominator), or None. A column
+    whose compare-step float64 check of the dense case FAILED does not count (as for issue 4): a wrong kernel's
+    time is no baseline."""
+    flash = [(dense[a]["ms"], a) for a in FLASH_LABELS
+             if dense.get(a, {}).get("ms") and not check_failed(fchecks, a, False)]
     return min(flash) if flash else None
 
 
@@ -757,7 +760,7 @@ def density_lines(sweep, out):
     rows = sweep["rows"]
     if not rows:
         return []
-    best = best_dense_flash(sweep["dense"])
+    best = best_dense_flash(sweep["dense"], flash_checks(out)[0])
     checks, check_line = sweep_checks(out)
 
     def mark(col, cell):
@@ -779,7 +782,7 @@ def density_lines(sweep, out):
              " (c: computed from the layout at the run's block size); flex blk = FlexAttention's block mask density;"
              " the issue's 10%% and 50%% rows are the token-density ones, %s: their block densities are at least as high" % goals,
              "  TF/s = effective TFLOP/s on token-density FLOPs (4*B*H*L*S*D x token density), the count FlexAttention's"
-             " rows use too; x-best = the best dense flash ms (%s, the verdict's denominator) / sparse ms (issue 5: >= 8"
+             " rows use too; x-best = the best dense flash ms (%s, the verdict's denominator; a tiling whose dense compare check FAILED is left out) / sparse ms (issue 5: >= 8"
              " at 10%%, >= 1.8 at 50%%); ! = the column's own compare-step window check (its tiling and block size)"
              " FAILED, ? = that check did not run: such numbers count nowhere; speed vs flex = flex ms / our faster"
              " sparse ms on flex's block size: >= 1 is faster than Flex (* where only another block size ran: not the"
@@ -840,7 +843,9 @@ def bench_cells(out):
     for r in read_tsv(os.path.join(out, "bench", "runs.tsv")):
         if r.get("route"):
             continue  # routed runs have their own table (routed_rows)
-        key = (int(r["heads"]), int(r["dim"]), int(r["len"]), r["causal"] == "1", r.get("pattern", "dense"))
+        key = bench_row_key(r)
+        if key is None:
+            continue  # malformed_bench_rows names it under the table
         c = cells.setdefault(key, {"run": r.get("status", "")})
         checks = c.setdefault("checks", [])
         run_marks = c.setdefault("run_marks", {})
@@ -920,12 +925,34 @@ def bench_cells(out):
     return cells
 
 
+def bench_row_key(r):
+    """(H, D, L, causal, pattern) of a runs.tsv row of the bench step, or None where the row is malformed (a field
+    missing or not a number: a step cut while writing it)."""
+    try:
+        if not r.get("name"):
+            return None
+        return (int(r["heads"]), int(r["dim"]), int(r["len"]), r["causal"] == "1", r.get("pattern") or "dense")
+    except (KeyError, ValueError):
+        return None
+
+
+def malformed_bench_rows(out):
+    """Lines naming the bench step's runs.tsv rows that bench_cells leaves out as malformed."""
+    lines = []
+    for i, r in enumerate(read_tsv(os.path.join(out, "bench", "runs.tsv")), start=2):
+        if (r.get("route") and r.get("name")) or (not r.get("route") and bench_row_key(r) is not None):
+            continue
+        fields = " ".join("%s=%s" % kv for kv in r.items() if kv[1])
+        lines.append("  bench/runs.tsv line %d is malformed, left out: %s" % (i, " ".join(fields.split())[:120]))
+    return lines
+
+
 def routed_rows(out):
     """[(route, status, json or None)] of the bench step's routed runs (bench --route)."""
     rows = []
     for r in read_tsv(os.path.join(out, "bench", "runs.tsv")):
-        if not r.get("route"):
-            continue
+        if not r.get("route") or not r.get("name"):
+            continue  # a malformed routed row: malformed_bench_rows names it
         data = None
         st = r.get("status", "")
         path = os.path.join(out, "bench", r["name"] + ".json")
@@ -1101,7 +1128,7 @@ def issue4_lines(cells, trows, out):
 def issue5_lines(cells, trows, out):
     sweep = density_rows(cells, trows)
     checks = sweep_checks(out)[0]
-    best_flash = best_dense_flash(sweep["dense"])
+    best_flash = best_dense_flash(sweep["dense"], flash_checks(out)[0])
     n = SWEEP_SHAPE[2]
     lines = ["issue 5 (block-sparse vs dense flash, bf16 H16 D128 L=S=32768; our sparse counts only where the compare-step"
              " window check of its own tiling and block size is ok: %s)" % ", ".join(
@@ -1562,6 +1589,7 @@ def bench_table_lines(cells, trows, out):
     for k in keys:
         for note in cells.get(k, {}).get("checks", [])[:4]:
             add("  %dx%d L=%d %s: %s" % (k[0], k[1], k[2], "causal" if k[3] else "dense", note))
+    lines.extend(malformed_bench_rows(out))
     return lines
 
 

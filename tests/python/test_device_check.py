@@ -452,7 +452,8 @@ class DensityTableTest(WorkTest):
         # token 10.0%, blocks 11.0% (the kernel's), 2.50 ms, 350 TF/s (3500 x token density 0.1), x-best: the best
         # dense flash (WGPX2, 12 ms) / 2.5; wgpx2 on 128-blocks: blocks from the layout (c), 1.50 ms, 12 / 1.5005;
         # flex 11.2%, 1.50 ms; 1.5 / 1.5005 shows as 0.9997 (never 1.00).
-        self.assertIn("x-best = the best dense flash ms (flash_wgpx2 12.00 ms, the verdict's denominator) / sparse ms", t)
+        self.assertIn("x-best = the best dense flash ms (flash_wgpx2 12.00 ms, the verdict's denominator; a tiling whose dense compare"
+                      " check FAILED is left out) / sparse ms", t)
         self.assertEqual(f[1:], ["10.0%", "11.0%", "2.50", "350", "4.80", "%.1f%%c" % (100 * dc.layout_block_density(
             32768, 1682, 128)), "1.50", "7.997", "11.2%", "1.50", "0.9997"], t)
 
@@ -677,6 +678,18 @@ class VerdictLinesTest(WorkTest):
         self.w.compare([cmp("window", "cuda", "sparse-bs64", "bf16", 3e-3)])
         self.assertEqual(row(self.w.summary(), 1682)[7:9], ["1.45?", "8.28?"])
 
+    def test_issue5_leaves_out_a_dense_flash_whose_compare_check_failed(self):
+        # The fastest dense flash (WGPX2, 12 ms) failed its dense float64 check: the denominator is the engine's
+        # flash (20 ms), in the verdict and in the table alike.
+        self.sweep()
+        self.w.compare([cmp("window", "cuda", "sparse-bs64", "bf16", 3e-3),
+                        cmp("window", "cuda", "sparse-wgpx2-bs128", "bf16", 3e-3),
+                        cmp("dense", "cuda", "flash-wgpx2", "bf16", 0.3)])
+        t = self.w.summary()
+        self.assertIn("best sparse 1.45 ms (wgpx2) vs best dense flash 20.00 ms (flash): 13.79x (goal >= 8): met", t)
+        self.assertIn("the best dense flash ms (flash 20.00 ms, the verdict's denominator;", t)
+        self.assertEqual(row(t, 1682)[5], "8.00", t)  # 20 / 2.5
+
     def test_issue5_not_judged_without_its_runs(self):
         self.w.bench("d", 16, 128, 32768, False, "dense", "flash", [m("flash", 440000, 20.0, reference=True)])
         t = self.w.summary()
@@ -833,6 +846,16 @@ class RobustReadingTest(WorkTest):
             dc.issue6_lines = saved
         self.assertIn("section issue 6 verdict failed: ZeroDivisionError: division by zero", t)
         self.assertTrue(t.rstrip().splitlines()[-1].endswith("| issue6 section failed"), t)
+
+    def test_a_malformed_bench_row_is_named_and_the_rest_renders(self):
+        # A step cut while writing runs.tsv leaves a short or garbled row: named under the table, the rest counted.
+        self.w.bench("b", 16, 128, 4096, False, "dense", "flash", [m("flash", 400000, 1.0, reference=True)])
+        with open(os.path.join(self.w.dir, "bench", "runs.tsv"), "a") as f:
+            f.write("cut\t16\tsixteen\n")
+        t = self.w.summary()
+        self.assertNotIn("section bench", t)
+        self.assertEqual(row(t, "16x128", 4096, "no")[3], "400", t)
+        self.assertIn("  bench/runs.tsv line 3 is malformed, left out: name=cut", t)
 
     def test_summary_md_is_written_whatever_escapes(self):
         saved = dc.render_summary
