@@ -57,24 +57,29 @@ public final class PinnedStaging implements AutoCloseable {
         long off = 0;
         int slot = 0;
         boolean[] busy = new boolean[2];
-        while (in.hasRemaining()) {
-            int n = (int) Math.min(chunk, in.remaining());
-            if (busy[slot]) {
-                done[slot].synchronize(); // the copy that last used this buffer has finished
+        try {
+            while (in.hasRemaining()) {
+                int n = (int) Math.min(chunk, in.remaining());
+                if (busy[slot]) {
+                    done[slot].synchronize(); // the copy that last used this buffer has finished
+                }
+                ByteBuffer view = views[slot].duplicate();
+                view.clear();
+                ByteBuffer part = in.slice();
+                part.limit(n);
+                view.put(part);
+                in.position(in.position() + n);
+                device.makeCurrent();
+                CudaException.check(cuMemcpyHtoDAsync(DevicePointers.of(dst + off), pinned[slot], n, stream.handle()),
+                        "cuMemcpyHtoDAsync(" + Bytes.format(n) + " to offset " + off + ")", device.describe());
+                done[slot].record(stream);
+                busy[slot] = true;
+                off += n;
+                slot ^= 1;
             }
-            ByteBuffer view = views[slot].duplicate();
-            view.clear();
-            ByteBuffer part = in.slice();
-            part.limit(n);
-            view.put(part);
-            in.position(in.position() + n);
-            device.makeCurrent();
-            CudaException.check(cuMemcpyHtoDAsync(DevicePointers.of(dst + off), pinned[slot], n, stream.handle()),
-                    "cuMemcpyHtoDAsync(" + Bytes.format(n) + ")", device.describe());
-            done[slot].record(stream);
-            busy[slot] = true;
-            off += n;
-            slot ^= 1;
+        } catch (RuntimeException e) {
+            // A chunk queued before the failure may still read a staging buffer the next call would refill.
+            throw Resources.closeAfter(e, stream::synchronize);
         }
         stream.synchronize();
     }

@@ -271,6 +271,7 @@ public final class CudaBlockOps implements BlockOps {
             return;
         }
         closed = true;
-        Resources.closeAll(router, cublas, module, copy, compute);
+        // Work still queued on the lanes may use the module, cuBLAS or the router: wait for it first.
+        Resources.closeAll(this::synchronize, router, cublas, module, copy, compute);
     }
 }
