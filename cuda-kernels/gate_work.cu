@@ -5,8 +5,9 @@
 //   token granularity: hr_gate_compact_rows lists per (b, h) the rows with a non-zero gate, in order
 //     (stable compaction by a block-wide prefix sum); hr_gate_work_list turns the per-(b, h) row counts
 //     into (b, h, tile) triples over the compacted rows, ceil(count / Br) tiles each.
-// Lists are ordered by (b, h, tile); the total goes to `total` (the engine's `run` reads those 4 bytes
-// back to size the grid; GPU models launch the maximal grid and the kernels read it: AttnParams.tiles_total).
+// Lists are ordered by (b, h, tile); the total goes to `total`, which the attention kernels read
+// (AttnParams.tiles_total): the engine's `run` launches the host plan's tile count and reads the total back
+// after the call to check it, GPU models launch the maximal grid and blocks past the total exit.
 #include <cstddef>
 #include <cstdint>
 

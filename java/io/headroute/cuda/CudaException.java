@@ -21,6 +21,20 @@ public final class CudaException extends RuntimeException {
         this.code = -1;
     }
 
+    private CudaException(String message, int code, CudaException cause) {
+        super(message, cause);
+        this.code = code;
+    }
+
+    /**
+     * This failure with the call it happened in named (e.g. "attention flash hr_flash_fwd_bf16_d128, B=1 ..."): an
+     * asynchronous kernel fault is reported by the next driver call that waits (cuEventSynchronize, a copy back),
+     * whose own message names only itself. Same code; this exception is the cause.
+     */
+    public CudaException during(String call) {
+        return new CudaException(getMessage() + " (during " + call + ")", code, this);
+    }
+
     /** The CUresult code, or −1 when the failure did not come from the driver. */
     public int code() {
         return code;

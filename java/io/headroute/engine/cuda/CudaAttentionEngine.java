@@ -1,6 +1,7 @@
 package io.headroute.engine.cuda;
 
 import io.headroute.cuda.CudaDevice;
+import io.headroute.cuda.CudaEvent;
 import io.headroute.cuda.CudaException;
 import io.headroute.cuda.CudaStream;
 import io.headroute.cuda.DevicePointers;
@@ -26,6 +27,7 @@ import io.headroute.tensor.Tensor;
 import jcuda.driver.JCudaDriver;
 import java.util.ArrayList;
 import java.util.HashMap;
+import java.util.IdentityHashMap;
 import java.util.Iterator;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -56,8 +58,13 @@ public final class CudaAttentionEngine implements AttentionEngine {
     private PinnedStaging staging;
     private Cublas cublas;
     private final Map<LayoutKey, SparseUpload> layouts = new LinkedHashMap<>();
-    /** Host-side tile layouts of {@link #launch} and their page-locked copies (device copies: in callers' workspaces). */
-    private final Map<LayoutKey, HostLayout> hostTiles = new LinkedHashMap<>();
+    /**
+     * Host-side tile layouts of {@link #launch} and their page-locked copies (device copies: in callers' workspaces),
+     * least recently used first.
+     */
+    private final Map<LayoutKey, HostLayout> hostTiles = new LinkedHashMap<>(16, 0.75f, true);
+    /** Evicted layouts whose page-locked copy a queued copy may still read: freed once their fences complete. */
+    private final List<HostLayout> retiredLayouts = new ArrayList<>();
     private boolean poisonOutputs;
     private FlashPlan.Tiling tiling;
     private boolean closed;
@@ -246,6 +253,19 @@ public final class CudaAttentionEngine implements AttentionEngine {
         if (layout != null && gp.mode == GateMode.COMPACT) {
             flash = flash.merging(sh); // same rows and layout; the rows' lists merged in the kernel
         }
+        try {
+            return run(req, algo, flash, mat, layout, gp, heldBefore, base);
+        } catch (CudaException e) {
+            throw e.during("attention " + algo.cliName() + " (" + (flash != null ? flash.kernel() : "cuBLAS + softmax rows")
+                    + ", " + sh + ", " + dt.cliName() + ")");
+        }
+    }
+
+    /** {@link #run(AttentionRequest)} once planned: upload, compute (timed), download. */
+    private AttentionResult run(AttentionRequest req, Algorithm algo, FlashPlan flash, MaterializedPlan mat, SparseUpload layout,
+                                GatePlan gp, long heldBefore, long base) {
+        AttentionShape sh = req.shape();
+        DType dt = req.dtype();
         try (DeviceTensor q = upload(req.q(), dt, "qkv");
                 DeviceTensor k = upload(req.k(), dt, "qkv");
                 DeviceTensor v = upload(req.v(), dt, "qkv");
@@ -269,13 +289,17 @@ public final class CudaAttentionEngine implements AttentionEngine {
                 }
                 // The work list built on the device, as a call on caller memory (launch) builds it, but with the
                 // grid the host plan counted (the gate is on the host too): only active tiles are launched, and
-                // nothing waits for the host between the timer's events. The kernel reads the list's length from
-                // the device (blocks past it would exit); read back after the call, it must equal the plan's.
-                timer.start();
+                // nothing waits for the host between the timer's events (the list's memory and module are had
+                // before: the interval holds the list's building, the fills below and the attention). The kernel
+                // reads the list's length from the device (blocks past it would exit); read back after the call,
+                // it must equal the plan's.
+                KernelModule gateModule = gp.mode == GateMode.WHOLE_GRID ? null : module(GateWork.MODULE);
                 try (GateWork.DeviceWork work = gp.mode == GateMode.WHOLE_GRID ? null
-                        : GateWork.queueOwned(device, pool, stream, module(GateWork.MODULE), gate.address(), sh.batch(),
-                                sh.qLen(), sh.heads(), flash.blockRows(), gp.mode == GateMode.COMPACT)) {
+                        : GateWork.allocate(device, pool, sh.batch(), sh.qLen(), sh.heads(), flash.blockRows(),
+                                gp.mode == GateMode.COMPACT)) {
+                    timer.start();
                     if (work != null) {
+                        work.queue(gateModule, stream, gate.address());
                         // Rows no launched block sees (tiles left off the list, rows left out by compaction) are
                         // gated ones: o = 0, lse = −inf.
                         o.fillBits(0, stream);
@@ -737,11 +761,16 @@ public final class CudaAttentionEngine implements AttentionEngine {
     /**
      * A layout in the tiles of this engine's block-sparse kernel, and its page-locked copy, made by the first
      * {@link #launch} that copies the layout into a caller's workspace (one asynchronous copy per call, nothing
-     * waited for).
+     * waited for). After each copy an event is recorded on the copy's stream, one event per stream, re-recorded
+     * (stream order: its last recording follows every earlier copy there): the copy may be freed once they have
+     * all completed.
      */
-    private static final class HostLayout {
+    private static final class HostLayout implements AutoCloseable {
+        /** Streams a layout's events are kept for before the completed ones are pruned. */
+        private static final int MAX_STREAMS = 8;
         final SparseTiles tiles;
         DeviceTileLists.Pinned pinned;
+        private final Map<CudaStream, CudaEvent> copies = new IdentityHashMap<>();
 
         HostLayout(SparseTiles tiles) {
             this.tiles = tiles;
@@ -751,9 +780,55 @@ public final class CudaAttentionEngine implements AttentionEngine {
             if (pinned == null) {
                 pinned = new DeviceTileLists.Pinned(device, tiles.lists());
             }
-            return pinned.into(device, workspace, stream);
+            CudaEvent done = copies.get(stream);
+            if (done == null) {
+                if (copies.size() >= MAX_STREAMS) {
+                    pruneCompleted();
+                }
+                done = new CudaEvent(device, false);
+                copies.put(stream, done);
+            }
+            DeviceTileLists views = pinned.into(device, workspace, stream);
+            done.record(stream);
+            return views;
+        }
+
+        /** Whether no queued copy may still read the page-locked copy (queries events: does not block). */
+        boolean idle() {
+            for (CudaEvent e : copies.values()) {
+                if (!e.isComplete()) {
+                    return false;
+                }
+            }
+            return true;
+        }
+
+        private void pruneCompleted() {
+            for (Iterator<CudaEvent> it = copies.values().iterator(); it.hasNext(); ) {
+                CudaEvent e = it.next();
+                if (e.isComplete()) {
+                    it.remove();
+                    e.close();
+                }
+            }
+        }
+
+        /** Frees the page-locked copy and the events: only once no copy from it is queued. */
+        @Override
+        public void close() {
+            RuntimeException first = null;
+            for (CudaEvent e : copies.values()) {
+                first = closeQuietly(e, first);
+            }
+            copies.clear();
+            first = closeQuietly(pinned, first);
+            pinned = null;
+            if (first != null) {
+                throw first;
+            }
         }
     }
+
 
     /** The layout in the tiles of this engine's block-sparse kernel (its tiling's rows), built once and cached. */
     private SparseTiles hostTiles(AttentionShape sh, DType dt, Pattern pattern, int blockSize) {
@@ -761,29 +836,44 @@ public final class CudaAttentionEngine implements AttentionEngine {
     }
 
     /**
-     * {@link #hostTiles}' cache entry. Evicting one with a page-locked copy waits for the device first: a copy from it
-     * may still be queued on some caller's stream.
+     * {@link #hostTiles}' cache entry. The least recently used one goes when a ninth is added; its page-locked copy,
+     * which a queued copy on some caller's stream may still read, is retired and freed once its events say no copy
+     * is pending (checked here, without blocking, on every call; at {@link #close} after waiting for the device).
      */
     private HostLayout hostLayout(AttentionShape sh, DType dt, Pattern pattern, int blockSize) {
         FlashPlan plan = FlashPlan.sparse(sh, dt, tiling);
         LayoutKey key = new LayoutKey(pattern, sh.qLen(), sh.kvLen(), sh.heads(), blockSize, plan.blockRows(), plan.tileKeys());
-        synchronized (hostTiles) {
-            HostLayout l = hostTiles.get(key);
-            if (l == null) {
-                l = new HostLayout(kernelTiles(sh, dt, pattern, blockSize, tiling));
-                if (hostTiles.size() >= MAX_CACHED_LAYOUTS) {
-                    Iterator<HostLayout> oldest = hostTiles.values().iterator();
-                    HostLayout old = oldest.next();
-                    oldest.remove();
-                    if (old.pinned != null) {
-                        device.synchronize();
-                        old.pinned.close();
-                    }
+        freeIdleRetired();
+        HostLayout l = hostTiles.get(key);
+        if (l == null) {
+            l = new HostLayout(kernelTiles(sh, dt, pattern, blockSize, tiling));
+            if (hostTiles.size() >= MAX_CACHED_LAYOUTS) {
+                Iterator<HostLayout> oldest = hostTiles.values().iterator();
+                HostLayout old = oldest.next();
+                oldest.remove();
+                if (old.pinned != null) {
+                    retiredLayouts.add(old);
                 }
-                hostTiles.put(key, l);
             }
-            return l;
+            hostTiles.put(key, l);
         }
+        return l;
+    }
+
+    /** Frees the retired layouts no queued copy reads any more. */
+    private void freeIdleRetired() {
+        for (Iterator<HostLayout> it = retiredLayouts.iterator(); it.hasNext(); ) {
+            HostLayout old = it.next();
+            if (old.idle()) {
+                it.remove();
+                old.close();
+            }
+        }
+    }
+
+    /** Page-locked layout copies evicted but not yet freed (a queued copy may read them), for tests. */
+    int retiredLayoutCopies() {
+        return retiredLayouts.size();
     }
 
     /**
@@ -1051,12 +1141,14 @@ public final class CudaAttentionEngine implements AttentionEngine {
             first = closeQuietly(u, first);
         }
         layouts.clear();
-        synchronized (hostTiles) {
-            for (HostLayout l : hostTiles.values()) {
-                first = closeQuietly(l.pinned, first);
-            }
-            hostTiles.clear();
+        for (HostLayout l : hostTiles.values()) {
+            first = closeQuietly(l, first);
         }
+        hostTiles.clear();
+        for (HostLayout l : retiredLayouts) {
+            first = closeQuietly(l, first);
+        }
+        retiredLayouts.clear();
         for (AutoCloseable c : new AutoCloseable[] {cublas, staging, stream}) {
             first = closeQuietly(c, first);
         }

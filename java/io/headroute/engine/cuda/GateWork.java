@@ -184,14 +184,39 @@ public final class GateWork {
         private final DeviceTensor counts;
         private final DeviceTensor total;
         private final long maxEntries;
+        private final int batch;
+        private final int qLen;
+        private final int heads;
+        private final int tileRows;
+        private final long groups;
         private int count = -1;
 
-        DeviceWork(DeviceTensor list, DeviceTensor rows, DeviceTensor counts, DeviceTensor total, long maxEntries) {
+        private DeviceWork(DeviceTensor list, DeviceTensor rows, DeviceTensor counts, DeviceTensor total, Sizes z, int batch,
+                           int qLen, int heads, int tileRows) {
             this.list = list;
             this.rows = rows;
             this.counts = counts;
             this.total = total;
-            this.maxEntries = maxEntries;
+            this.maxEntries = z.tiles();
+            this.groups = z.groups();
+            this.batch = batch;
+            this.qLen = qLen;
+            this.heads = heads;
+            this.tileRows = tileRows;
+        }
+
+        /**
+         * Queues the building of the list on {@code stream} from a gate (B, L, H) at {@code gate}: no
+         * synchronization; its length stays on the device ({@link #total()}) until {@link #readCount}.
+         */
+        public void queue(KernelModule module, CudaStream stream, long gate) {
+            if (gate == 0) {
+                throw new IllegalArgumentException("a device work list needs a gate");
+            }
+            count = -1;
+            launch(module, stream, encode(gate, counts.address(), rows == null ? 0 : rows.address(), list.address(),
+                    total.address(), batch, qLen, heads, tileRows, rows != null ? MODE_ROWS : MODE_TILES), groups, batch, heads,
+                    rows != null);
         }
 
         /**
@@ -317,8 +342,9 @@ public final class GateWork {
      */
     static DeviceWork build(CudaDevice device, DevicePool pool, CudaStream stream, KernelModule module, long gate, int batch,
             int qLen, int heads, int tileRows, boolean compact) {
-        DeviceWork w = queueOwned(device, pool, stream, module, gate, batch, qLen, heads, tileRows, compact);
+        DeviceWork w = allocate(device, pool, batch, qLen, heads, tileRows, compact);
         try {
+            w.queue(module, stream, gate);
             w.readCount(stream);
             return w;
         } catch (RuntimeException e) {
@@ -327,15 +353,11 @@ public final class GateWork {
     }
 
     /**
-     * Allocates a work list's arrays from the pool (tag "work") and queues its building on {@code stream}
-     * from a gate (B, L, H) at {@code gate}: no synchronization; the list's length stays on the device
-     * ({@link DeviceWork#total()}) for kernels launched on the maximal grid, until {@link DeviceWork#readCount}.
+     * Allocates a work list's arrays from the pool (tag "work"), nothing queued: {@link DeviceWork#queue} builds the
+     * list (so that a timed call allocates before its timer starts).
      */
-    static DeviceWork queueOwned(CudaDevice device, DevicePool pool, CudaStream stream, KernelModule module, long gate,
-            int batch, int qLen, int heads, int tileRows, boolean compact) {
-        if (gate == 0) {
-            throw new IllegalArgumentException("a device work list needs a gate");
-        }
+    static DeviceWork allocate(CudaDevice device, DevicePool pool, int batch, int qLen, int heads, int tileRows,
+            boolean compact) {
         Sizes z = Sizes.of(batch, qLen, heads, tileRows, compact);
         DeviceTensor counts = null;
         DeviceTensor rows = null;
@@ -346,10 +368,7 @@ public final class GateWork {
             rows = compact ? DeviceTensor.allocate(device, pool, DType.I32, "work", batch, heads, qLen) : null;
             list = DeviceTensor.allocate(device, pool, DType.I32, "work", Math.max(1, z.tiles()), 3);
             total = DeviceTensor.allocate(device, pool, DType.I32, "work", 1);
-            launch(module, stream, encode(gate, counts.address(), rows == null ? 0 : rows.address(), list.address(),
-                    total.address(), batch, qLen, heads, tileRows, compact ? MODE_ROWS : MODE_TILES), z.groups(), batch, heads,
-                    compact);
-            return new DeviceWork(list, rows, counts, total, z.tiles());
+            return new DeviceWork(list, rows, counts, total, z, batch, qLen, heads, tileRows);
         } catch (RuntimeException e) {
             throw Resources.closeAfter(e, counts, rows, list, total);
         }

@@ -211,8 +211,13 @@ class DeviceLaunchGpuTest {
                 }
                 double tol = CudaAttentionGpuTest.tolerance(dt);
                 assertTrue(Math.sqrt(num / den) <= tol, "window:" + w + ": relative L2 " + Math.sqrt(num / den) + " > " + tol);
+                // An evicted copy is freed by the next lookup once its copy has landed (the download waited for it).
+                assertTrue(gpu.retiredLayoutCopies() <= 1, "retired layout copies: " + gpu.retiredLayoutCopies());
             }
         }
+        assertEquals(1, gpu.retiredLayoutCopies(), "the last call evicted a copy (window:25's), kept until the next lookup");
+        gpu.launchWorkspaceBytes(sh, dt, Algorithm.SPARSE, Patterns.parse("window:3"), 64);
+        assertEquals(0, gpu.retiredLayoutCopies(), "freed by the next call, its copy done");
     }
 
     private static float[] gaussian(Random r, int n) {
