@@ -102,6 +102,15 @@ class DeviceBundleTest {
         pythonTestsPass("tests/python/test_device_check.py", 120);
     }
 
+    /**
+     * sass_loop.py's choice of a kernel's main loop on fabricated SASS (tests/python/test_sass_loop.py): the loop holding
+     * the tensor-core instructions (HGMMA on sm_90a), not the epilogue's shuffle fallback.
+     */
+    @Test
+    void sassLoopFindsTheKeyLoop() throws Exception {
+        pythonTestsPass("tests/python/test_sass_loop.py", 60);
+    }
+
     /** Runs a Python unittest file of the project; it must end "OK". */
     private void pythonTestsPass(String file, int timeoutSeconds) throws Exception {
         assumeTrue(project != null && onPath("python3"), "python3 or the project not found");
