@@ -16,11 +16,12 @@ another. --legacy-elf rewrites the cubin's ELF header to the older ABI (version 
 older nvdisasm (e.g. CUDA 11.8's) read a CUDA 13 sm_80 cubin; its sm_90 output has gaps, so use sm_80.
 CUDA 12.4's nvdisasm reads CUDA 13's sm_90a cubins as they are.
 
-The main loop is the backward branch's range holding the most tensor-core instructions (HMMA, or HGMMA on
-sm_90a), else the most FFMA; --contains OPCODE picks by another opcode. Among loops holding as many, the
-shortest (the innermost that holds them all). Blocks placed after the function's body that branch back into
-the loop (e.g. the warp-divergent fallback of a shuffle) are not part of the range, and a loop that such a
-branch seems to close wins only if it holds more of them (the key loop holds every HGMMA of a tile).
+The main loop is the natural loop (the basic blocks of a back edge whose target dominates it) holding the
+most tensor-core instructions (HMMA, or HGMMA on sm_90a), then the most FFMA; --contains OPCODE picks by
+another opcode. Among loops holding as many, the smallest (the innermost that holds them all). Its blocks
+are the ones on a path around the loop wherever ptxas placed them: the warp-divergent fallback of a shuffle
+(after the function's end) counts, code placed between the loop's blocks that leaves it does not; a branch
+from such a fallback back into the loop's middle closes no loop of its own.
 
 A block line: its label, first address, instruction count, most frequent opcodes, and the branch that
 ends it. A tile takes one path through the loop's blocks; which one depends on the mask and rescale
@@ -79,30 +80,84 @@ def opcode(ins):
 
 
 TENSOR = ("HMMA", "HGMMA")
+BRANCH = re.compile(r"\bBRA(?:\.\w+)*\s+(?:[^`]*,\s*)?`?\(?(\.L_x_\d+)")
+
+
+def blocks_of(ins, labels):
+    """Basic blocks as (first, last) instruction indices, in address order, and each one's successors (block
+    numbers): a block starts at a label or after a branch or EXIT; an unpredicated BRA or EXIT does not fall through."""
+    index = {a: i for i, (a, _, _) in enumerate(ins)}
+    starts = {0}
+    for i, (_, s, labs) in enumerate(ins):
+        if labs:
+            starts.add(i)
+        if BRANCH.search(s) or "EXIT" in s:
+            starts.add(i + 1)
+    starts = sorted(x for x in starts if x < len(ins))
+    blocks = [(b, (starts[k + 1] if k + 1 < len(starts) else len(ins)) - 1) for k, b in enumerate(starts)]
+    number = {b: k for k, (b, _) in enumerate(blocks)}
+    succ = []
+    for k, (_, last) in enumerate(blocks):
+        s = ins[last][1]
+        out = []
+        m = BRANCH.search(s)
+        if m and m.group(1) in labels:
+            out.append(number[index[labels[m.group(1)]]])
+        ends = (m or "EXIT" in s) and not s.startswith("@") and not s.startswith("BRA.DIV")
+        if not ends and k + 1 < len(blocks):
+            out.append(k + 1)
+        succ.append(out)
+    return blocks, succ
+
+
+def natural_loops(blocks, succ):
+    """{header: set of blocks} for every back edge tail -> header whose header dominates its tail (a branch from an
+    out-of-line block back into a loop's middle closes no loop of its own); back edges to one header merge."""
+    n = len(blocks)
+    pred = [[] for _ in range(n)]
+    for a, out in enumerate(succ):
+        for b in out:
+            pred[b].append(a)
+
+    def reachable(without):
+        seen, stack = {0}, [0]
+        while stack:
+            for b in succ[stack.pop()]:
+                if b != without and b not in seen:
+                    seen.add(b)
+                    stack.append(b)
+        return seen
+
+    loops = {}
+    for tail, out in enumerate(succ):
+        for head in out:
+            if head > tail or (head != 0 and tail in reachable(head)):
+                continue  # not backward, or head does not dominate tail
+            body, stack = {head, tail}, [tail] if tail != head else []
+            while stack:
+                for p in pred[stack.pop()]:
+                    if p not in body:
+                        body.add(p)
+                        stack.append(p)
+            loops.setdefault(head, set()).update(body)
+    return loops
 
 
 def main_loop(ins, labels, contains=None):
-    """(first, last) instruction index of the main loop: of the ranges closed by a backward branch, the one holding
-    the most `contains` opcodes (default: HMMA + HGMMA, else FFMA), the shortest among equals; (None, None) if none
-    holds any (or there is no backward branch)."""
-    index = {a: i for i, (a, _, _) in enumerate(ins)}
-    loops = []
-    for i, (a, s, _) in enumerate(ins):
-        m = re.search(r"BRA\s+(?:`\()?(\.L_x_\d+)", s)
-        if m and labels.get(m.group(1), 1 << 62) <= a:
-            lo = index[labels[m.group(1)]]
-            body = collections.Counter(opcode(x[1]) for x in ins[lo:i + 1])
-            if contains:
-                key = (body[contains], 0)
-            else:
-                key = (sum(body[t] for t in TENSOR), body["FFMA"])
-            loops.append((key, -(i - lo), lo, i))
-    if contains:
-        loops = [x for x in loops if x[0][0] > 0]
-    if not loops:
-        return None, None
-    _, _, lo, hi = max(loops)
-    return lo, hi
+    """The main loop's instruction indices (sorted; None if none): of the natural loops, the one holding the most
+    `contains` opcodes (default: HMMA + HGMMA, then FFMA), the smallest among equals (the innermost that holds them
+    all). Its blocks placed elsewhere (e.g. a shuffle's warp-divergent fallback after the function's end) count."""
+    blocks, succ = blocks_of(ins, labels)
+    best = None
+    for head, body in natural_loops(blocks, succ).items():
+        idx = sorted(i for k in body for i in range(blocks[k][0], blocks[k][1] + 1))
+        c = collections.Counter(opcode(ins[i][1]) for i in idx)
+        key = (c[contains], 0) if contains else (sum(c[t] for t in TENSOR), c["FFMA"])
+        if contains and key[0] == 0:
+            continue
+        if best is None or (key, -len(idx)) > best[0]:
+            best = ((key, -len(idx)), idx)
+    return best[1] if best else None
 
 
 def counts(total):
@@ -146,11 +201,12 @@ def main():
         text = disassemble(args.input, args.legacy_elf)
 
     ins, labels = parse(kernel_lines(text, args.kernel))
-    lo, hi = main_loop(ins, labels, args.contains)
-    if lo is None:
+    loop = main_loop(ins, labels, args.contains)
+    if loop is None:
         sys.exit("sass_loop: %s has no loop" % args.kernel + (" holding %s" % args.contains if args.contains else ""))
 
-    print("%s: %d instructions; main loop %x-%x" % (args.kernel, len(ins), ins[lo][0], ins[hi][0]))
+    print("%s: %d instructions; main loop %x-%x, %d instructions" % (args.kernel, len(ins), ins[loop[0]][0],
+                                                                     ins[loop[-1]][0], len(loop)))
     block, name = [], None
 
     def flush():
@@ -161,17 +217,20 @@ def main():
             print("  %-12s %5x n=%-4d %-60s %s" % (name or "", block[0][0], len(block),
                                                    " ".join("%s:%d" % kv for kv in c.most_common(7)), end))
 
-    for a, s, labs in ins[lo:hi + 1]:
-        if labs:
+    prev = None
+    for i in loop:
+        a, s, labs = ins[i]
+        if labs or (prev is not None and i != prev + 1):
             flush()
-            block, name = [], labs[-1]
+            block, name = [], labs[-1] if labs else None
         block.append((a, s))
         if "BRA" in s or "EXIT" in s:
             flush()
             block, name = [], None
+        prev = i
     flush()
-    total = collections.Counter(opcode(s) for _, s, _ in ins[lo:hi + 1])
-    print("  all paths: %d instructions: %s" % (hi - lo + 1, " ".join("%s:%d" % kv for kv in total.most_common(12))))
+    total = collections.Counter(opcode(ins[i][1]) for i in loop)
+    print("  all paths: %d instructions: %s" % (len(loop), " ".join("%s:%d" % kv for kv in total.most_common(12))))
     c = counts(total)
     print("  counts: total %(total)d tensor %(tensor)d mufu %(mufu)d other %(other)d r2ur %(r2ur)d" % c)
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Tests of scripts/sass_loop.py's choice of a kernel's main loop, on fabricated `nvdisasm -c` text (no CUDA here).
 
-The sm_90a attention kernels' key loop issues HGMMA, not HMMA, and holds fewer FFMA than the epilogue's
-warp-divergent fallback loop; the tool once picked the latter. Run: python3 -B tests/python/test_sass_loop.py
+The sm_90a attention kernels' key loop issues HGMMA, not HMMA; counting FFMA, the tool once took the range from a
+shuffle's out-of-line fallback back to its target inside the key loop (the end of the function) for the main loop. Run: python3 -B tests/python/test_sass_loop.py
 (DeviceBundleTest does), or python3 -m pytest tests/python.
 """
 import contextlib
@@ -29,8 +29,8 @@ def sass(kernel, body):
     return "\n".join(out) + "\n"
 
 
-# A key loop (.L_x_1: two HGMMA, R2UR, one MUFU, one FFMA), then an epilogue loop with more FFMA (.L_x_3), then an
-# out-of-line shuffle fallback that branches back into the key loop (.L_x_2 ... BRA .L_x_4).
+# A key loop (.L_x_1: two HGMMA, two R2UR, one MUFU, one FFMA), then an epilogue loop with three FFMA (.L_x_3), then
+# an out-of-line shuffle fallback (one FFMA) that branches back into the key loop (.L_x_2 ... BRA .L_x_4).
 KERNEL = sass("hr_k", [
     "MOV R1, c[0x0][0x28]",
     ".L_x_1",
@@ -57,31 +57,31 @@ KERNEL = sass("hr_k", [
 
 
 class MainLoopTest(unittest.TestCase):
-    def parsed(self):
-        return sass_loop.parse(sass_loop.kernel_lines(KERNEL, "hr_k"))
+    def parsed(self, text=KERNEL):
+        return sass_loop.parse(sass_loop.kernel_lines(text, "hr_k"))
 
-    def test_key_loop_is_the_one_holding_hgmma(self):
+    def test_key_loop_is_the_one_holding_hgmma_with_its_fallback(self):
         ins, labels = self.parsed()
-        lo, hi = sass_loop.main_loop(ins, labels)
-        self.assertEqual((ins[lo][0], ins[hi][0]), (0x10, 0x80))
+        loop = sass_loop.main_loop(ins, labels)
+        # .L_x_1 to the back edge, and the fallback after EXIT (it returns into the loop), not the epilogue loop
+        self.assertEqual([ins[i][0] for i in loop], [0x10, 0x20, 0x30, 0x40, 0x50, 0x60, 0x70, 0x80, 0xe0, 0xf0, 0x100])
+
+    def test_a_branch_back_into_a_loop_closes_no_loop(self):
+        ins, labels = self.parsed()
+        blocks, succ = sass_loop.blocks_of(ins, labels)
+        heads = sorted(ins[blocks[h][0]][0] for h in sass_loop.natural_loops(blocks, succ))
+        self.assertEqual(heads, [0x10, 0x90])  # .L_x_1 and .L_x_3; .L_x_4 (the fallback's target) heads none
 
     def test_contains_picks_by_opcode(self):
         ins, labels = self.parsed()
-        lo, hi = sass_loop.main_loop(ins, labels, "SHFL")
-        self.assertEqual(ins[lo][1].split()[0], "MUFU.EX2")  # the fallback's range: from .L_x_4 to its branch back
-        self.assertEqual(ins[hi][1], "BRA `(.L_x_4)")
-        self.assertEqual(sass_loop.main_loop(ins, labels, "LDGSTS"), (None, None))
+        loop = sass_loop.main_loop(ins, labels, "FFMA")
+        self.assertEqual([ins[i][0] for i in loop], [0x90, 0xa0, 0xb0, 0xc0])  # three FFMA against the key loop's two
+        self.assertIsNone(sass_loop.main_loop(ins, labels, "LDGSTS"))
 
     def test_without_tensor_cores_the_most_ffma(self):
-        # Counting FFMA alone picks the fallback's range (five FFMA, the epilogue loop's among them): the old choice
-        # on the sm_90a kernels, whose key loop holds HGMMA and no HMMA.
-        ins, labels = sass_loop.parse(sass_loop.kernel_lines(KERNEL.replace("HGMMA", "HFMA2"), "hr_k"))
-        lo, hi = sass_loop.main_loop(ins, labels)
-        self.assertEqual((ins[lo][0], ins[hi][1]), (0x60, "BRA `(.L_x_4)"))
-        without_fallback = KERNEL.replace("HGMMA", "HFMA2").split(".L_x_2:")[0]
-        ins, labels = sass_loop.parse(sass_loop.kernel_lines(without_fallback, "hr_k"))
-        lo, hi = sass_loop.main_loop(ins, labels)
-        self.assertEqual((ins[lo][1], hi - lo), ("FFMA R9, R9, R9, R9", 3))  # the epilogue loop
+        ins, labels = self.parsed(KERNEL.replace("HGMMA", "HFMA2"))
+        loop = sass_loop.main_loop(ins, labels)
+        self.assertEqual(ins[loop[0]][1], "FFMA R9, R9, R9, R9")  # the epilogue loop
 
     def test_counts_line(self):
         with tempfile.TemporaryDirectory() as d:
@@ -93,8 +93,8 @@ class MainLoopTest(unittest.TestCase):
             with contextlib.redirect_stdout(out):
                 sass_loop.main()
         text = out.getvalue()
-        self.assertIn("main loop 10-80", text)
-        self.assertIn("counts: total 8 tensor 2 mufu 1 other 5 r2ur 2", text)
+        self.assertIn("main loop 10-100, 11 instructions", text)
+        self.assertIn("counts: total 11 tensor 2 mufu 1 other 8 r2ur 2", text)
 
 
 if __name__ == "__main__":
