@@ -168,7 +168,7 @@ __device__ __forceinline__ void wgmma_probe_s(const HrWgmmaChainParams& p) {
 #pragma unroll
     for (int kk = 0; kk < kProbeD / 16; ++kk) hr::wgmma_fence_operands(qf[kk]);
     hr::wgmma_fence();
-    hr_mma::wg_issue_s<T, kProbeD>(s, qf, tile);
+    hr_mma::wg_issue_s<T, kProbeD>(s, qf, hr_mma::wg_k_desc(hr::smem_at(tile)));
     hr::wgmma_commit();
     hr::wgmma_wait<0>();
     hr::wgmma_fence_operands(s);
@@ -188,7 +188,7 @@ __device__ __forceinline__ void wgmma_probe_pv(const HrWgmmaChainParams& p) {
     hr_mma::wg_pack_p<T>(pw, sp);
     float acc_o[kProbeD / 8][4];
     probe_block<kProbeD / 8, false>(acc_o, p.c, nullptr, kProbeD);
-    hr_mma::wg_pv_wait<T, kProbeD>(acc_o, pw, tile);
+    hr_mma::wg_pv_wait<T, kProbeD>(acc_o, pw, hr_mma::wg_v_desc(hr::smem_at(tile)));
     probe_block<kProbeD / 8, true>(acc_o, nullptr, p.d, kProbeD);
 }
 

@@ -140,29 +140,36 @@ __device__ __forceinline__ float (&wg_o_block(float (&acc_o)[D / 8][4], int hh))
     return *reinterpret_cast<float(*)[8][4]>(&acc_o[8 * hh][0]);
 }
 
+// The low descriptor words (wgmma_desc_lo) of a K tile at sk (K-major: LBO the next column, SBO the next 8 keys) and
+// of a V tile at sv (MN-major: LBO the next 8 keys, SBO the next column). A tile b buffers further on adds b times
+// the buffer's bytes / 16 (kDescStep in attend): the key loop builds them once and adds the buffer's offset per tile.
+__device__ __forceinline__ uint32_t wg_k_desc(hr::SmemAddr sk) { return hr::wgmma_desc_lo(sk, kWgColumnBytes); }
+__device__ __forceinline__ uint32_t wg_v_desc(hr::SmemAddr sv) { return hr::wgmma_desc_lo(sv, 128); }
+
 // Issues S += Qi·Kjᵀ as D/16 wgmma m64n64k16 (after a wgmma_fence; not committed): A = Qi's fragments of k step
-// kk (registers, read after the issue: kept until the wait), B = the K tile at sk, K-major, k step kk = head dims
-// 16kk … 16kk + 15 (columns 2kk and 2kk + 1).
+// kk (registers, read after the issue: kept until the wait), B = the K tile of low descriptor word kd (wg_k_desc),
+// K-major, k step kk = head dims 16kk … 16kk + 15 (columns 2kk and 2kk + 1).
 template <typename T, int D>
-__device__ __forceinline__ void wg_issue_s(float (&s)[kBc / 8][4], const uint32_t (&qf)[D / 16][4], const T* sk) {
-    const uint64_t kd = hr::wgmma_desc(hr::smem_at(sk), kWgColumnBytes, 128);
+__device__ __forceinline__ void wg_issue_s(float (&s)[kBc / 8][4], const uint32_t (&qf)[D / 16][4], uint32_t kd) {
+    kd = hr::warp_uniform(kd);
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk)
-        hr::WgmmaOp<T>::template run<false>(s, qf[kk], kd + kk * (2 * kWgColumnBytes / 16), true);
+        hr::WgmmaOp<T>::template run<false>(s, qf[kk], hr::wgmma_desc_join(kd + kk * (2 * kWgColumnBytes / 16), 128), true);
 }
 
 // Issues O += P·Vj as 4·D/64 wgmma m64n64k16 (after a wgmma_fence; not committed): A = P's fragments of
-// 16 keys (registers, which the tensor cores read after the issue: kept until the wait), B = the V tile at
-// sv, MN-major, keys 16kk … 16kk + 15 and head dims 64hh … 64hh + 63 (columns 8hh … 8hh + 7).
+// 16 keys (registers, which the tensor cores read after the issue: kept until the wait), B = the V tile of low
+// descriptor word vd (wg_v_desc), MN-major, keys 16kk … 16kk + 15 and head dims 64hh … 64hh + 63 (columns 8hh … 8hh + 7).
 template <typename T, int D>
-__device__ __forceinline__ void wg_issue_pv(float (&acc_o)[D / 8][4], const uint32_t (&pw)[kBc / 16][4], const T* sv) {
-    const uint64_t vd = hr::wgmma_desc(hr::smem_at(sv), 128, kWgColumnBytes);
+__device__ __forceinline__ void wg_issue_pv(float (&acc_o)[D / 8][4], const uint32_t (&pw)[kBc / 16][4], uint32_t vd) {
+    vd = hr::warp_uniform(vd);
 #pragma unroll
     for (int kk = 0; kk < kBc / 16; ++kk)
 #pragma unroll
         for (int hh = 0; hh < D / 64; ++hh)
-            hr::WgmmaOp<T>::template run<true>(wg_o_block<D>(acc_o, hh), pw[kk],
-                                               vd + (kk * 16 * 16 + hh * 8 * kWgColumnBytes) / 16, true);
+            hr::WgmmaOp<T>::template run<true>(
+                wg_o_block<D>(acc_o, hh), pw[kk],
+                hr::wgmma_desc_join(vd + (kk * 16 * 16 + hh * 8 * kWgColumnBytes) / 16, kWgColumnBytes), true);
 }
 
 // After the wait of a P·Vj group: O's accumulators and P's fragments are the program's again.
@@ -176,10 +183,10 @@ __device__ __forceinline__ void wg_fence_pv(float (&acc_o)[D / 8][4], uint32_t (
 
 // O += P·V now: issued (wg_issue_pv), committed, waited for, and O's accumulators and P's fragments fenced.
 template <typename T, int D>
-__device__ __forceinline__ void wg_pv_wait(float (&acc_o)[D / 8][4], uint32_t (&pw)[kBc / 16][4], const T* sv) {
+__device__ __forceinline__ void wg_pv_wait(float (&acc_o)[D / 8][4], uint32_t (&pw)[kBc / 16][4], uint32_t vd) {
     wg_fence_pv<D>(acc_o, pw);  // P's packing and O's rescaling are done before the fence (PTX: wgmma.fence)
     hr::wgmma_fence();
-    wg_issue_pv<T, D>(acc_o, pw, sv);
+    wg_issue_pv<T, D>(acc_o, pw, vd);
     hr::wgmma_commit();
     hr::wgmma_wait<0>();
     wg_fence_pv<D>(acc_o, pw);
@@ -413,6 +420,13 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
                   "a skipped tile meets the two-stage loop's end barrier, or (three stages) only the loop's first");
     [[maybe_unused]] const int wg_row0 = 64 * (warp >> 2);
     [[maybe_unused]] bool pv_pending = false;
+    // wgmma: the low descriptor words of the first K and V buffers; buffer b's add b · kDescStep (wg_k_desc).
+    [[maybe_unused]] constexpr uint32_t kDescStep = TL::kKVElems * sizeof(T) / 16;
+    [[maybe_unused]] uint32_t k_desc = 0, v_desc = 0;
+    if constexpr (TL::kWgmma) {
+        k_desc = wg_k_desc(hr::smem_at(sK));
+        v_desc = wg_v_desc(hr::smem_at(sV));
+    }
 
     for (int j = 0; j < n_tiles; ++j) {
         // Pipelined: tile j's K in buffer j % 3 and its V likewise (Vj−1, which this tile's P·V reads, in buffer
@@ -498,7 +512,7 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
                 if constexpr (TL::kPipelined) {
                     // The previous tile's P·V reads buffer pv_buf of V, which the next iteration refills: done now.
                     if (pv_pending) {
-                        wg_pv_wait<T, D>(acc_o[0], pw_prev, sV + pv_buf * TL::kKVElems);
+                        wg_pv_wait<T, D>(acc_o[0], pw_prev, v_desc + pv_buf * kDescStep);
                         pv_pending = false;
                     }
                     load_ahead<TL>(sK, sV, K, V, p, j, n_tiles, kt_next, kt_after);  // this warpgroup's share
@@ -538,13 +552,13 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
             for (int kk = 0; kk < D / 16; ++kk) hr::wgmma_fence_operands(qf[0][kk]);
             if constexpr (TL::kPipelined) wg_fence_pv<D>(acc_o[0], pw_prev);
             hr::wgmma_fence();
-            wg_issue_s<T, D>(s[0], qf[0], sK + buf * TL::kKVElems);
+            wg_issue_s<T, D>(s[0], qf[0], k_desc + buf * kDescStep);
             hr::wgmma_commit();
             bool pv_running = false;
             if constexpr (TL::kPipelined) {
                 if (kWgSkip ? pv_pending : j > 0) {
                     hr::wgmma_fence();
-                    wg_issue_pv<T, D>(acc_o[0], pw_prev, sV + pv_buf * TL::kKVElems);
+                    wg_issue_pv<T, D>(acc_o[0], pw_prev, v_desc + pv_buf * kDescStep);
                     hr::wgmma_commit();
                     pv_running = true;
                 }
@@ -695,7 +709,7 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
             // O += P · Vj as 4·D/64 wgmma m64n64k16 (wg_issue_pv), waited for at once.
             uint32_t pw[kNT / 2][4];
             wg_pack_p<T>(pw, s[0]);
-            wg_pv_wait<T, D>(acc_o[0], pw, sV + buf * TL::kKVElems);
+            wg_pv_wait<T, D>(acc_o[0], pw, v_desc + buf * kDescStep);
         } else {
             // O += P · Vj: P's accumulator layout is the A-fragment layout; Vj needs transposed loads, each
             // feeding the warp's M m-tiles.
@@ -744,7 +758,7 @@ __device__ __forceinline__ void attend(const AttnParams& p, int b, int h, const 
             hr::cp_async_wait<0>();
             hr::fence_proxy_async();
             __syncthreads();
-            if (!kWgSkip || pv_pending) wg_pv_wait<T, D>(acc_o[0], pw_prev, sV + ((n_tiles - 1) % 3) * TL::kKVElems);
+            if (!kWgSkip || pv_pending) wg_pv_wait<T, D>(acc_o[0], pw_prev, v_desc + ((n_tiles - 1) % 3) * kDescStep);
         }
     }
 

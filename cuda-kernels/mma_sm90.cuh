@@ -21,15 +21,36 @@
 
 namespace hr {
 
-// A no-swizzle matrix descriptor: start address, LBO and SBO in 16-byte units (bits 0-13, 16-29, 32-45),
-// base offset 0, swizzle mode 0 (bits 62-63). Advancing the start by b bytes adds b / 16.
-__device__ __forceinline__ uint64_t wgmma_desc(SmemAddr start, uint32_t lbo_bytes, uint32_t sbo_bytes) {
+// A no-swizzle matrix descriptor (PTX ISA: matrix descriptor format): start address, LBO and SBO in 16-byte units
+// (bits 0-13, 16-29, 32-45), base offset 0 (bits 49-51), swizzle mode 0 (bits 62-63). Kept as its two 32-bit words:
+// the low word (start and LBO, wgmma_desc_lo) and the high word (SBO, wgmma_desc_join). Advancing the start by b
+// bytes adds b / 16 to the low word alone: the start field is the CTA's shared address bits 4-17, and an address
+// that stays inside the CTA's shared memory (under 2^18 bytes) carries nothing out of it: one 32-bit add per
+// product, where a 64-bit add carried into the high word (IADD3 + IMAD.X, and both words moved to uniform registers).
+__device__ __forceinline__ uint32_t wgmma_desc_lo(SmemAddr start, uint32_t lbo_bytes) {
 #ifdef HR_EMULATION
-    const uint64_t base = ::hr_emu::wgmma_desc_base(start);
+    const uint32_t base = (uint32_t)::hr_emu::wgmma_desc_base(start);
 #else
-    const uint64_t base = (start >> 4) & 0x3fffu;
+    const uint32_t base = (start >> 4) & 0x3fffu;
 #endif
-    return base | ((uint64_t)((lbo_bytes >> 4) & 0x3fffu) << 16) | ((uint64_t)((sbo_bytes >> 4) & 0x3fffu) << 32);
+    return base | (((lbo_bytes >> 4) & 0x3fffu) << 16);
+}
+__device__ __forceinline__ uint64_t wgmma_desc_join(uint32_t lo, uint32_t sbo_bytes) {
+    return ((uint64_t)((sbo_bytes >> 4) & 0x3fffu) << 32) | lo;
+}
+// x, the same on every lane of the warp (all 32 lanes converged), as ptxas's uniform value: a warp reduction's result
+// lands in a uniform register (REDUX), and what is computed from it and constants stays on the uniform datapath. The
+// key loop's buffer index is uniform, but ptxas cannot prove it (the loop's branches depend on loads) and kept each
+// descriptor in vector registers, moving both words (R2UR) before every wgmma: 48 R2UR per tile in WGPX2 at D = 128.
+__device__ __forceinline__ uint32_t warp_uniform(uint32_t x) {
+#ifdef HR_EMULATION
+    return x;
+#else
+    return __reduce_or_sync(0xffffffffu, x);
+#endif
+}
+__device__ __forceinline__ uint64_t wgmma_desc(SmemAddr start, uint32_t lbo_bytes, uint32_t sbo_bytes) {
+    return wgmma_desc_join(wgmma_desc_lo(start, lbo_bytes), sbo_bytes);
 }
 
 #ifdef HR_EMULATION
