@@ -829,7 +829,6 @@ public final class CudaAttentionEngine implements AttentionEngine {
         }
     }
 
-
     /** The layout in the tiles of this engine's block-sparse kernel (its tiling's rows), built once and cached. */
     private SparseTiles hostTiles(AttentionShape sh, DType dt, Pattern pattern, int blockSize) {
         return hostLayout(sh, dt, pattern, blockSize).tiles;
