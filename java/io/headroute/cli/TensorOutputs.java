@@ -43,14 +43,11 @@ final class TensorOutputs {
     }
 
     /**
-     * Fails now if {@code file} could not be written later: its directory is missing (or a file) or not writable, or
-     * {@code file} is a directory.
+     * Fails now if {@code file} could not be written later: its directory is missing (or a file) or does not take a new
+     * file (tried: a temporary file is created there and deleted), or {@code file} is a directory.
      */
     static void checkTarget(Path file) {
-        Path dir = AtomicFiles.checkTarget(file).getParent();
-        if (!Files.isWritable(dir)) {
-            throw new TensorFileException(file, "cannot write: directory " + dir + " is not writable");
-        }
+        AtomicFiles.checkWritable(file);
     }
 
     /**

@@ -238,6 +238,50 @@ public final class AtomicFiles {
     }
 
     /**
+     * {@link #checkTarget}, and then a real try: a temporary file is created in the target's folder and deleted again.
+     * Permission bits are not the whole story (root, read-only mounts, special file systems such as /sys), so this is
+     * what to call before any work whose result goes to {@code target}. Returns what {@link #checkTarget} returns.
+     */
+    public static Path checkWritable(Path target) {
+        Path real = checkTarget(target);
+        Path dir = real.getParent();
+        String why = probeFolder(dir, false);
+        if (why != null) {
+            throw new TensorFileException(target, "cannot write: directory " + dir + " does not take new files: " + why);
+        }
+        return real;
+    }
+
+    /**
+     * Tries to create (and then deletes) a temporary file, or a temporary folder where {@code asFolder}, in the folder
+     * {@code dir}, named as {@link #write}'s temporary files are. Returns null when that worked, else why not (the
+     * temporary name left out).
+     */
+    private static String probeFolder(Path dir, boolean asFolder) {
+        Path tmp = tempName(dir);
+        if (!PendingFiles.WRITES.add(tmp)) {
+            return "the JVM is shutting down";
+        }
+        try {
+            if (asFolder) {
+                Files.createDirectory(tmp);
+            } else {
+                Files.newByteChannel(tmp, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE).close();
+            }
+            Files.delete(tmp);
+            return null;
+        } catch (IOException e) {
+            deleteQuietly(tmp);
+            return describe(e).replace(" (" + tmp + ")", "").replace(tmp.toString(), dir.toString());
+        } catch (RuntimeException e) { // e.g. a SecurityException, or a file system that cannot create such a file
+            deleteQuietly(tmp);
+            return e.getMessage() == null ? e.getClass().getSimpleName() : e.getMessage();
+        } finally {
+            PendingFiles.WRITES.remove(tmp);
+        }
+    }
+
+    /**
      * The absolute path of the file a write of {@code path} replaces: {@code path}, or the path its chain of
      * symbolic links leads to (which need not exist); {@code path} itself where the links cannot be followed.
      */
@@ -319,6 +363,10 @@ public final class AtomicFiles {
             if (!Files.isWritable(abs)) {
                 throw new IllegalArgumentException(option + " " + out + " is not writable");
             }
+            String why = probeFolder(abs, false); // the permission bits are not the whole story: try
+            if (why != null) {
+                throw new IllegalArgumentException(option + " " + out + " does not take new files: " + why);
+            }
             return;
         }
         Path parent = abs.getParent();
@@ -332,11 +380,9 @@ public final class AtomicFiles {
             throw new IllegalArgumentException(option + " " + out + " cannot be created: " + parent + " is not writable");
         }
         // The permission bits are not the whole story (root, read-only or special file systems such as /proc): try.
-        try {
-            Files.delete(Files.createTempDirectory(parent, ".headroute-probe-"));
-        } catch (IOException | RuntimeException e) {
-            throw new IllegalArgumentException(option + " " + out + " cannot be created in " + parent + ": " + describe(
-                    e instanceof IOException io ? io : new IOException(e.getMessage(), e)));
+        String why = probeFolder(parent, true);
+        if (why != null) {
+            throw new IllegalArgumentException(option + " " + out + " cannot be created in " + parent + ": " + why);
         }
     }
 

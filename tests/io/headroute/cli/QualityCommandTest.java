@@ -151,7 +151,7 @@ class QualityCommandTest {
         if (Files.isDirectory(Path.of("/proc"))) {
             // A --json that passes the checks but cannot be written (/proc takes no new files): no table printed first.
             Cli.run("quality", "--backend", "cpu", "--heads", "1", "--len", "16", "--json", "/proc/headroute-quality.json")
-                    .assertBadInput("headroute quality", "cannot write: no such file or directory");
+                    .assertBadInput("headroute quality", "cannot write: directory /proc does not take new files");
         }
         Cli.run("quality", "--backend", "cpu", "--q", q.toString(), "--k", q.toString(), "--v", q.toString(), "--len", "8")
                 .assertBadInput("headroute quality", "not both");
