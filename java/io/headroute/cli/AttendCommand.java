@@ -23,6 +23,7 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Locale;
 import java.util.Map;
 import java.util.concurrent.Callable;
 import org.apache.logging.log4j.LogManager;
@@ -208,8 +209,10 @@ final class AttendCommand implements Callable<Integer> {
     }
 
     /**
-     * Finite inputs give a non-finite output only where gate × v overflows the dtype (|o| ≤ |gate|·max|v|): refused, and
-     * nothing written, instead of files holding infinities.
+     * Finite inputs give a non-finite output where gate × v overflows the dtype (|o| ≤ |gate|·max|v|), or where an fp32
+     * intermediate overflows although o would be finite: the weighted sum of v's rows, Σ p_j·v_j with weights p_j ≤ 1
+     * (up to S·max|v|), is formed before it is divided by the weights' sum. Either way refused, and nothing written,
+     * instead of files holding infinities; the message says which it is (or that it may be either).
      */
     private static void refuseOverflow(Tensor o, AttentionRequest req) {
         float[] x = o.toFloatArray();
@@ -226,11 +229,41 @@ final class AttendCommand implements Callable<Integer> {
                 for (float v : req.v().toDType(req.dtype()).toFloatArray()) {
                     maxV = Math.max(maxV, Math.abs(v));
                 }
-                throw new IllegalArgumentException(String.format(java.util.Locale.ROOT, "the output overflows %s: o holds %s at "
-                        + "flat index %d (|o| <= max|gate| * max|v| = %.4g * %.4g); nothing was written", req.dtype().cliName(),
-                        x[i], i, maxGate, maxV));
+                throw new IllegalArgumentException(overflowMessage(req.dtype(), x[i], i, maxGate, maxV, req.shape().kvLen()));
             }
         }
+    }
+
+    /** The largest finite value of a floating dtype. */
+    private static double maxFinite(DType dtype) {
+        return switch (dtype) {
+            case F16 -> 65504.0;
+            case BF16 -> 3.3895313892515355e38; // (2 − 2^−7)·2^127
+            default -> Float.MAX_VALUE;
+        };
+    }
+
+    /** The one-line refusal of an output holding {@code value} at {@code index}; see {@link #refuseOverflow}. */
+    static String overflowMessage(DType dtype, float value, int index, double maxGate, double maxV, int kvLen) {
+        double bound = maxGate * maxV;
+        double sumBound = kvLen * maxV * Math.max(1, maxGate);
+        boolean outputMay = bound > maxFinite(dtype);
+        boolean intermediateMay = sumBound > Float.MAX_VALUE;
+        String at = String.format(Locale.ROOT, "o holds %s at flat index %d", value, index);
+        String boundText = String.format(Locale.ROOT, "|o| <= max|gate| * max|v| = %.4g * %.4g", maxGate, maxV);
+        String sumText = String.format(Locale.ROOT, "the weighted sum of v's rows, up to S * max|v| = %d * %.4g, before it is "
+                + "divided by the weights' sum", kvLen, maxV);
+        if (!outputMay) {
+            return String.format(Locale.ROOT, "the computation overflowed fp32: an intermediate (%s) passed f32's largest value "
+                    + "%.4g, though o itself is within %s (%s); %s; scale v down (divide it by a power of two, then multiply o "
+                    + "by it); nothing was written", sumText, (double) Float.MAX_VALUE, dtype.cliName(), boundText, at);
+        }
+        if (!intermediateMay) {
+            return String.format(Locale.ROOT, "the output overflows %s: %s (%s); nothing was written", dtype.cliName(), at,
+                    boundText);
+        }
+        return String.format(Locale.ROOT, "%s: the output may overflow %s (%s), or the computation overflowed fp32 in an "
+                + "intermediate (%s); scale v (or the gate) down; nothing was written", at, dtype.cliName(), boundText, sumText);
     }
 
     private static Map<String, Tensor> readInputFile(Path file) {

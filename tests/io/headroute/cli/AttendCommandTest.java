@@ -267,6 +267,28 @@ class AttendCommandTest {
                 "f16")).assertOk();
     }
 
+    /**
+     * v near f32's largest value: o (a weighted mean of v's rows, ~2e38) is finite, but the weighted sum formed before the
+     * division overflows fp32. Refused, nothing written, and the message says so (it said the output overflows f32).
+     */
+    @Test
+    void anIntermediateThatOverflowsFp32IsNamedAsSuch() {
+        Tensor v = random(1, 1, 8, 4);
+        float[] vs = v.toFloatArray();
+        for (int j = 0; j < 8; j++) {
+            vs[j * 4] = 2e38f; // v[0, 0, :, 0]
+        }
+        Path out = dir.resolve("o.npy");
+        Path q = npy("q", random(1, 1, 8, 4));
+        Cli r = Cli.run(args(q, npy("k", random(1, 1, 8, 4)), npy("v", Tensor.ofFloats(vs, 1, 1, 8, 4)), out))
+                .assertBadInput("headroute attend", "the computation overflowed fp32: an intermediate (the weighted sum of "
+                        + "v's rows, up to S * max|v| = 8 * 2.000e+38, before it is divided by the weights' sum)", out);
+        assertTrue(r.err().contains("though o itself is within f32 (|o| <= max|gate| * max|v| = 1.000 * 2.000e+38)"), r::toString);
+        assertTrue(r.err().contains("scale v down"), r::toString);
+        assertTrue(r.err().contains("nothing was written"), r::toString);
+        assertFalse(r.err().contains("the output overflows"), r::toString);
+    }
+
     @Test
     void mismatchedShapesAreRefused() {
         Inputs in = inputs(new long[] {1, 2, 8, 4}, new long[] {1, 2, 8, 4}, new long[] {1, 2, 9, 4});
