@@ -2,6 +2,7 @@ package io.headroute.cli;
 
 import io.headroute.attention.BackendUnavailableException;
 import io.headroute.cuda.memory.DeviceOutOfMemoryException;
+import io.headroute.engine.cuda.CudaAttentionEngine;
 import io.headroute.tensor.TensorFileException;
 import java.io.PrintWriter;
 import java.io.FileDescriptor;
@@ -97,6 +98,10 @@ public final class Main implements Callable<Integer> {
         cl.setExecutionExceptionHandler((ex, cmd, parsed) -> onExecutionError(main, ex, cmd, parsed));
         cl.setOut(out);
         cl.setErr(err);
+        cl.setExecutionStrategy(parsed -> {
+            refuseBadSettings(parsed);
+            return new CommandLine.RunLast().execute(parsed);
+        });
         try {
             return cl.execute(args);
         } catch (OutOfMemoryError e) {
@@ -115,6 +120,32 @@ public final class Main implements Callable<Integer> {
         } finally {
             out.flush();
             err.flush();
+        }
+    }
+
+    /**
+     * Refuses, before any command runs, a process-wide setting the command would otherwise ignore where it does not
+     * reach a GPU: an unknown {@code -Dheadroute.tiling} (read only when a CUDA engine starts) is one line and exit 2 in
+     * every command, whatever the backend. Help and version requests are answered anyway.
+     */
+    private static void refuseBadSettings(ParseResult parsed) {
+        ParseResult p = parsed;
+        while (true) {
+            if (p.isUsageHelpRequested() || p.isVersionHelpRequested()) {
+                return;
+            }
+            if (p.subcommand() == null) {
+                break;
+            }
+            p = p.subcommand();
+        }
+        if (p.commandSpec().userObject() instanceof CommandLine.HelpCommand) {
+            return;
+        }
+        try {
+            CudaAttentionEngine.startTiling();
+        } catch (IllegalArgumentException e) {
+            throw new CommandLine.ExecutionException(p.commandSpec().commandLine(), e.getMessage(), e);
         }
     }
 

@@ -3,6 +3,8 @@ package io.headroute.cli;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.headroute.SystemProperty;
+import io.headroute.engine.cuda.CudaAttentionEngine;
 import org.apache.logging.log4j.LogManager;
 import org.apache.logging.log4j.core.config.Configurator;
 import org.junit.jupiter.api.Test;
@@ -20,6 +22,28 @@ class MainTest {
         }
         assertEquals("headroute 0.1.0\n", Cli.run("--version").assertOk().out().replace("\r", ""));
         assertTrue(Cli.run("attend", "--help").out().contains("--pattern"));
+    }
+
+    /**
+     * An unknown -Dheadroute.tiling is refused in one line by every command, whatever the backend (CPU runs ignored it
+     * and exited 0); help and version still answer.
+     */
+    @Test
+    void anUnknownTilingPropertyIsRefusedByEveryCommand() {
+        try (SystemProperty tiling = SystemProperty.set(CudaAttentionEngine.TILING_PROPERTY, null)) {
+            tiling.put("bogus");
+            String why = "-Dheadroute.tiling=bogus: unknown tiling 'bogus' (expected ";
+            Cli.run("attend", "--backend", "cpu", "--q", "missing-q.npy", "--k", "k.npy", "--v", "v.npy", "--out", "o.npy")
+                    .assertBadInput("headroute attend", why);
+            Cli.run("bench", "--backend", "cpu", "--heads", "1", "--len", "16", "--repeats", "1", "--warmup", "0")
+                    .assertBadInput("headroute bench", why);
+            Cli.run("quality", "--backend", "cpu", "--heads", "1", "--len", "16").assertBadInput("headroute quality", why);
+            Cli.run("pattern", "--spec", "window:4", "--len", "16", "--out", "p.npy").assertBadInput("headroute pattern", why);
+            Cli.run("info").assertBadInput("headroute info", why);
+            Cli.run("attend", "--help").assertOk();
+            Cli.run("--version").assertOk();
+            Cli.run("help", "bench").assertOk();
+        }
     }
 
     @Test
