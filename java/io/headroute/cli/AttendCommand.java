@@ -159,6 +159,11 @@ final class AttendCommand implements Callable<Integer> {
         TensorOutputs.checkDistinct(spec.commandLine(), TensorOutputs.files("--out", out, "--lse", lse),
                 TensorOutputs.files("--q", q, "--k", k, "--v", v, "--gate", gate, "--input", input, "--pattern",
                         TensorOutputs.patternFile(p)));
+        if (fp32Scores && algorithm != Algorithm.MATERIALIZED && algorithm != Algorithm.AUTO) {
+            // auto may pick materialized, so it keeps the option; flash and sparse never store the scores.
+            throw new ParameterException(spec.commandLine(), "--fp32-scores applies to --algo materialized only (flash and "
+                    + "sparse never store the L x S scores), not --algo " + algorithm.cliName());
+        }
         if (tiling != null && (backend != Backend.CUDA || (algorithm != Algorithm.FLASH && algorithm != Algorithm.SPARSE))) {
             throw new ParameterException(spec.commandLine(), "--tiling picks the CUDA flash or sparse kernel: needs --backend cuda and "
                     + "--algo flash or sparse");

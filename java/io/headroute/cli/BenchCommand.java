@@ -157,6 +157,11 @@ final class BenchCommand implements Callable<Integer> {
             throw new ParameterException(spec.commandLine(), "--tilings times the CUDA flash and sparse kernels of the plain bench: "
                     + (route != null ? "not with --route" : "not with --backend cpu"));
         }
+        if (fp32Scores && algorithms != null && !algorithms.contains(Algorithm.MATERIALIZED) && !algorithms.contains(Algorithm.AUTO)) {
+            throw new ParameterException(spec.commandLine(), "--fp32-scores applies to the materialized algorithm only (flash "
+                    + "and sparse never store the L x S scores): --algos " + String.join(",", algorithms.stream()
+                    .map(Algorithm::cliName).toList()) + " has no materialized (or auto)");
+        }
         if (route == null) {
             if (dModel != null) {
                 throw new ParameterException(spec.commandLine(), "--d-model needs --route");

@@ -289,6 +289,20 @@ class AttendCommandTest {
         assertFalse(r.err().contains("the output overflows"), r::toString);
     }
 
+    /** --fp32-scores with an algorithm that stores no scores was ignored (exit 0); auto may pick materialized: kept. */
+    @Test
+    void fp32ScoresWithFlashOrSparseIsRefused() {
+        Inputs in = good();
+        Path out = dir.resolve("o.npy");
+        for (String algo : new String[] {"flash", "sparse"}) {
+            Cli.run(args(in.q(), in.k(), in.v(), out, "--algo", algo, "--fp32-scores")).assertBadInput("headroute attend",
+                    "--fp32-scores applies to --algo materialized only (flash and sparse never store the L x S scores), not "
+                            + "--algo " + algo, out);
+        }
+        Cli.run(args(in.q(), in.k(), in.v(), out, "--algo", "auto", "--fp32-scores")).assertOk();
+        Cli.run(args(in.q(), in.k(), in.v(), out, "--algo", "materialized", "--fp32-scores")).assertOk();
+    }
+
     @Test
     void mismatchedShapesAreRefused() {
         Inputs in = inputs(new long[] {1, 2, 8, 4}, new long[] {1, 2, 8, 4}, new long[] {1, 2, 9, 4});

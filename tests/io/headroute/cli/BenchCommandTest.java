@@ -63,6 +63,9 @@ class BenchCommandTest {
                 .assertBadInput("headroute bench", "exceed", json);
         Cli.run("bench", "--backend", "cpu", "--len", "64", "--algos", "flash,quick").assertBadInput("headroute bench",
                 "unknown algorithm");
+        Cli.run("bench", "--backend", "cpu", "--len", "64", "--algos", "flash,sparse", "--fp32-scores", "--json", json.toString())
+                .assertBadInput("headroute bench", "--fp32-scores applies to the materialized algorithm only (flash and sparse "
+                        + "never store the L x S scores): --algos flash,sparse has no materialized (or auto)", json);
         Cli.run("bench", "--backend", "cpu", "--len", "64", "--algos", "flash,flash").assertBadInput("headroute bench",
                 "twice");
         Cli.run("bench", "--backend", "cpu", "--heads", "6", "--kv-heads", "4", "--len", "64").assertBadInput("headroute bench",
