@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.headroute.attention.Backend;
+import io.headroute.attention.BackendUnavailableException;
 import io.headroute.attention.Backends;
 import io.headroute.bench.AttentionBenchmark;
 import io.headroute.bench.AttentionBenchmark.Config;
@@ -156,6 +157,14 @@ final class BenchCommand implements Callable<Integer> {
         if (!extraTilings.isEmpty() && (route != null || backend == Backend.CPU)) {
             throw new ParameterException(spec.commandLine(), "--tilings times the CUDA flash and sparse kernels of the plain bench: "
                     + (route != null ? "not with --route" : "not with --backend cpu"));
+        }
+        if (!extraTilings.isEmpty() && backend == Backend.AUTO) {
+            // The run then opens the CUDA engine whatever auto would pick: a refusal names what the user passed.
+            String why = Backends.cudaUnavailableReason();
+            if (why != null) {
+                throw new BackendUnavailableException("--tilings needs the CUDA backend, which --backend auto cannot use here: "
+                        + why);
+            }
         }
         if (fp32Scores && algorithms != null && !algorithms.contains(Algorithm.MATERIALIZED) && !algorithms.contains(Algorithm.AUTO)) {
             throw new ParameterException(spec.commandLine(), "--fp32-scores applies to the materialized algorithm only (flash "

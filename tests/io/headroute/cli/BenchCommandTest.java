@@ -1,10 +1,13 @@
 package io.headroute.cli;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import io.headroute.attention.Backends;
 import java.io.IOException;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -52,6 +55,18 @@ class BenchCommandTest {
         JsonNode mat = root.get("measurements").get(1);
         assertTrue(mat.get("workspace_bytes").asLong() >= 4L * 64 * 96, "materialized holds an L x S score matrix");
         assertTrue(root.get("flash_over_materialized_speed").asDouble() > 0);
+    }
+
+    /** Without a GPU, --tilings under --backend auto said "--backend cuda: ...", an option the user did not pass. */
+    @Test
+    void tilingsUnderAutoWithoutAGpuNameAuto() {
+        String why = Backends.cudaUnavailableReason();
+        assumeTrue(why != null, "a GPU is usable here");
+        Path json = dir.resolve("t.json");
+        Cli r = Cli.run("bench", "--backend", "auto", "--heads", "2", "--len", "256", "--tilings", "w2", "--json", json.toString())
+                .assertBadInput("headroute bench", "--tilings needs the CUDA backend, which --backend auto cannot use here: " + why,
+                        json);
+        assertFalse(r.err().contains("--backend cuda"), r::toString);
     }
 
     @Test
