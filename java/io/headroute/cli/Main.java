@@ -98,6 +98,7 @@ public final class Main implements Callable<Integer> {
         cl.setExecutionExceptionHandler((ex, cmd, parsed) -> onExecutionError(main, ex, cmd, parsed));
         cl.setOut(out);
         cl.setErr(err);
+        verbatimExamples(cl);
         cl.setExecutionStrategy(parsed -> {
             refuseBadSettings(parsed);
             return new CommandLine.RunLast().execute(parsed);
@@ -122,6 +123,33 @@ public final class Main implements Callable<Integer> {
             err.flush();
         }
     }
+
+    /**
+     * Every command's footer prints its example command lines ("  headroute ...") as written: picocli wraps footer text
+     * at the usage width, which broke long examples in the middle of an argument (copy-paste then fails). Other footer
+     * lines wrap as before.
+     */
+    static void verbatimExamples(CommandLine cl) {
+        cl.getHelpSectionMap().put(CommandLine.Model.UsageMessageSpec.SECTION_KEY_FOOTER, help -> {
+            CommandLine.Model.UsageMessageSpec usage = help.commandSpec().usageMessage();
+            StringBuilder sb = new StringBuilder();
+            for (String line : usage.footer()) {
+                if (line.startsWith(EXAMPLE_PREFIX)) {
+                    sb.append(line).append(System.lineSeparator());
+                } else {
+                    CommandLine.Help.join(help.ansi(), usage.width(), usage.adjustLineBreaksForWideCJKCharacters(),
+                            new String[] {line}, sb);
+                }
+            }
+            return sb.toString();
+        });
+        for (CommandLine sub : cl.getSubcommands().values()) {
+            verbatimExamples(sub);
+        }
+    }
+
+    /** How an example command line in a footer starts; such lines are never re-wrapped. */
+    static final String EXAMPLE_PREFIX = "  headroute ";
 
     /**
      * Refuses, before any command runs, a process-wide setting the command would otherwise ignore where it does not

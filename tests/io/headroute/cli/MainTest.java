@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.headroute.SystemProperty;
 import io.headroute.engine.cuda.CudaAttentionEngine;
+import java.util.List;
 import org.apache.logging.log4j.LogManager;
 import org.apache.logging.log4j.core.config.Configurator;
 import org.junit.jupiter.api.Test;
@@ -44,6 +45,54 @@ class MainTest {
             Cli.run("--version").assertOk();
             Cli.run("help", "bench").assertOk();
         }
+    }
+
+    /**
+     * Each example in a command's help is one line (or shell lines joined by a trailing backslash) exactly as written:
+     * picocli wrapped long ones mid-argument ("--variants flash,sparse:" / "window:256 ..."), breaking copy-paste.
+     */
+    @Test
+    void helpExamplesAreUnbrokenLines() {
+        picocli.CommandLine cl = new picocli.CommandLine(new Main());
+        List<String> commands = new java.util.ArrayList<>(cl.getSubcommands().keySet());
+        commands.remove("help");
+        int examples = 0;
+        for (String cmd : commands) {
+            List<String> shown = joinContinuations(Cli.run(cmd, "--help").assertOk().out().lines().toList());
+            List<String> viaHelp = joinContinuations(Cli.run("help", cmd).assertOk().out().lines().toList());
+            for (String example : joinContinuations(List.of(cl.getSubcommands().get(cmd).getCommandSpec().usageMessage().footer()))) {
+                if (example.startsWith("  headroute ")) {
+                    examples++;
+                    assertTrue(shown.contains(example), () -> cmd + " --help does not show on one line: " + example + "\n" + shown);
+                    assertTrue(viaHelp.contains(example), () -> "help " + cmd + " does not show on one line: " + example);
+                }
+            }
+        }
+        assertTrue(examples >= 10, "examples found: " + examples);
+    }
+
+    /** Lines ending in " \\" joined with the next (a shell continuation is one command). */
+    private static List<String> joinContinuations(List<String> lines) {
+        List<String> out = new java.util.ArrayList<>();
+        StringBuilder cur = null;
+        for (String l : lines) {
+            String line = l.replace("\r", "");
+            if (cur != null) {
+                cur.append(' ').append(line.strip());
+            } else {
+                cur = new StringBuilder(line);
+            }
+            if (cur.toString().endsWith(" \\")) {
+                cur.setLength(cur.length() - 2);
+            } else {
+                out.add(cur.toString());
+                cur = null;
+            }
+        }
+        if (cur != null) {
+            out.add(cur.toString());
+        }
+        return out;
     }
 
     @Test
