@@ -236,8 +236,8 @@ public final class Experiment {
             long predicted = v.predictMemory(shape, dtype, sweep.causal()).bytes();
             String refused = null;
             if (limits.deviceMemoryBytes() > 0 && predicted > limits.deviceMemoryBytes()) {
-                refused = "does not fit: needs " + Bytes.format(predicted) + " (predicted), has "
-                        + Bytes.format(limits.deviceMemoryBytes()) + " (--device-memory)";
+                String[] needHas = Bytes.formatDistinct(predicted, limits.deviceMemoryBytes());
+                refused = "does not fit: needs " + needHas[0] + " (predicted), has " + needHas[1] + " (--device-memory)";
             } else if (engine instanceof CpuAttentionEngine cpu) {
                 refused = heapRefusal(v, cpu.threads());
             }

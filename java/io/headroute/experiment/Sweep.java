@@ -7,6 +7,7 @@ import java.util.ArrayList;
 import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Objects;
+import java.util.Set;
 
 /**
  * What an experiment measures: every combination of dtype, head count and sequence length (L = S),
@@ -120,13 +121,22 @@ public record Sweep(List<Integer> lens, List<Variant> variants, List<DType> dtyp
         }
     }
 
+    /** A value as the user writes it: a variant by its spec ("flash", "sparse:window:256"), not as a record; a dtype as "f16". */
+    private static String shown(Object value) {
+        return value instanceof Variant v ? v.spec() : value instanceof DType d ? d.cliName() : String.valueOf(value);
+    }
+
     private static <T> List<T> distinct(String option, List<T> values) {
         Objects.requireNonNull(values, option);
         if (values.isEmpty()) {
             throw new IllegalArgumentException(option + " is empty");
         }
-        if (new LinkedHashSet<>(values).size() != values.size()) {
-            throw new IllegalArgumentException(option + " lists a value twice: " + values);
+        Set<T> seen = new LinkedHashSet<>();
+        for (T v : values) {
+            if (!seen.add(v)) {
+                throw new IllegalArgumentException(option + " lists " + shown(v) + " twice: " + String.join(",",
+                        values.stream().map(Sweep::shown).toList()));
+            }
         }
         return List.copyOf(values);
     }

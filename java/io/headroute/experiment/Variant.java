@@ -266,7 +266,7 @@ public sealed interface Variant permits Variant.Materialized, Variant.Flash, Var
                 } else {
                     throw new IllegalArgumentException("variant '" + spec() + "': removing " + n + " of H = " + heads
                             + " heads with Hkv = " + kvHeads + " leaves key/value groups of unequal size; choose a fraction "
-                            + "that removes a multiple of " + kvHeads + " or of " + g + " heads");
+                            + "that removes a multiple of " + (kvHeads == g ? kvHeads : kvHeads + " or of " + g) + " heads");
                 }
                 removed = r.stream().mapToInt(Integer::intValue).sorted().toArray();
             }

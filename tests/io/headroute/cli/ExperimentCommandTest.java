@@ -279,7 +279,15 @@ class ExperimentCommandTest {
         Cli.run("experiment", "--backend", "cpu", "--lens", "64", "--heads", "4", "--variants", "routed:4:1", "--out",
                 never.toString()).assertBadInput("headroute experiment", "shared heads must be between 0 and H − 1 = 3", never);
         Cli.run("experiment", "--backend", "cpu", "--lens", "64", "--heads", "4", "--kv-heads", "2", "--variants",
-                "pruned:0.25", "--out", never.toString()).assertBadInput("headroute experiment", "unequal size", never);
+                "pruned:0.25", "--out", never.toString()).assertBadInput("headroute experiment", "unequal size; choose a fraction "
+                        + "that removes a multiple of 2 heads", never);
+        Cli.run("experiment", "--backend", "cpu", "--lens", "64", "--heads", "6", "--kv-heads", "2", "--variants",
+                "pruned:0.17", "--out", never.toString()).assertBadInput("headroute experiment", "unequal size; choose a fraction "
+                        + "that removes a multiple of 2 or of 3 heads", never);
+        // A repeated variant is named as written, not as the record it parses to ("[Flash[pattern=Dense[]], ...]").
+        Cli.run("experiment", "--backend", "cpu", "--lens", "64", "--variants", "flash,sparse:window:8,flash", "--out",
+                never.toString()).assertBadInput("headroute experiment", "--variants lists flash twice: flash,sparse:window:8,flash",
+                        never);
         Cli.run("experiment", "--backend", "cpu", "--lens", "64", "--variants", "pruned:" + dir.resolve("none.json"), "--out",
                 never.toString()).assertBadInput("headroute experiment", "no such file", never);
     }

@@ -7,6 +7,11 @@ public final class Bytes {
     private Bytes() {}
 
     public static String format(long bytes) {
+        return format(bytes, 2);
+    }
+
+    /** {@link #format} with {@code decimals} digits after the point (a count under 1 KiB is exact anyway). */
+    private static String format(long bytes, int decimals) {
         if (Math.abs(bytes) < 1024) {
             return bytes + " B";
         }
@@ -17,6 +22,22 @@ public final class Bytes {
             v /= 1024;
             u++;
         }
-        return String.format(Locale.ROOT, "%.2f %s", v, units[u]);
+        return String.format(Locale.ROOT, "%." + decimals + "f %s", v, units[u]);
+    }
+
+    /**
+     * {@code a} and {@code b} formatted for comparison: as {@link #format}, with more digits where two decimals would show
+     * two different counts as equal ("3.004 MiB" against "3.000 MiB", not "3.00 MiB" twice), and exact byte counts where
+     * even six would.
+     */
+    public static String[] formatDistinct(long a, long b) {
+        for (int d = 2; d <= 6; d++) {
+            String fa = format(a, d);
+            String fb = format(b, d);
+            if (a == b || !fa.equals(fb)) {
+                return new String[] {fa, fb};
+            }
+        }
+        return new String[] {format(a) + " (" + a + " bytes)", format(b) + " (" + b + " bytes)"};
     }
 }
