@@ -175,7 +175,7 @@ final class QualityCommand implements Callable<Integer> {
         if (json != null) {
             writeJson(json, p, shape, device, report); // first: a failed write prints no results
         }
-        print(spec.commandLine().getOut(), p, shape, device, report);
+        print(spec.commandLine().getOut(), p, shape, dtype, device, report);
         return Main.OK;
     }
 
@@ -207,9 +207,9 @@ final class QualityCommand implements Callable<Integer> {
         return new Tensor[] {in.q(), in.k(), in.v()};
     }
 
-    static void print(PrintWriter o, Pattern p, AttentionShape sh, String device, Report r) {
-        o.println(Units.fmt("quality of %s (%s) against %s on %s, %s", p.spec(), r.algorithmUsed().cliName(),
-                r.reference().spec(), device, sh));
+    static void print(PrintWriter o, Pattern p, AttentionShape sh, DType dtype, String device, Report r) {
+        o.println(Units.fmt("quality of %s (%s) against %s on %s, %s, %s", p.spec(), r.algorithmUsed().cliName(),
+                r.reference().spec(), device, sh, dtype.cliName()));
         o.println(Units.fmt("%-8s %12s %16s", "head", "mass recall", "relative error"));
         for (int h = 0; h < r.recallPerHead().length; h++) {
             o.println(Units.fmt("%-8d %12.6f %16.6e", h, r.recallPerHead()[h], r.relErrorPerHead()[h]));

@@ -75,8 +75,13 @@ class QualityCommandTest {
         Cli r = Cli.run("quality", "--backend", "cpu", "--threads", "2", "--batch", "2", "--heads", "3", "--kv-heads", "1",
                 "--len", "77", "--kv-len", "150", "--dim", "16", "--seed", "5", "--pattern", "window:12", "--causal",
                 "--algo", "sparse", "--json", json.toString()).assertOk();
-        assertTrue(r.out().startsWith("quality of window:12+causal (sparse) against causal on cpu, B=2 H=3 Hkv=1 L=77 S=150 D=16"),
+        assertTrue(r.out().startsWith("quality of window:12+causal (sparse) against causal on cpu, B=2 H=3 Hkv=1 L=77 S=150 D=16, f32\n"),
                 r.out());
+        // The header names the dtype, as the JSON does.
+        Cli b = Cli.run("quality", "--backend", "cpu", "--threads", "2", "--heads", "1", "--len", "16", "--dim", "8", "--dtype",
+                "bf16").assertOk();
+        assertTrue(b.out().startsWith("quality of dense (") && b.out().lines().findFirst().orElseThrow().endsWith(" D=8, bf16"),
+                b.out());
 
         // The same seeded inputs as the benchmark's, measured directly.
         Pattern p = Patterns.parse("window:12").withCausal();
