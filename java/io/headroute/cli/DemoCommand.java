@@ -42,7 +42,7 @@ final class DemoCommand implements Callable<Integer> {
     @Option(names = "--len", defaultValue = "2048", hidden = true, description = "L = S (for quick tests).")
     int len;
 
-    @Option(names = "--threads", paramLabel = "N", hidden = true, description = "CPU worker threads (default: all cores).")
+    @Option(names = "--threads", paramLabel = "N", description = "CPU worker threads (default: all cores).")
     Integer threads;
 
     @Override

@@ -199,7 +199,12 @@ public final class Main implements Callable<Integer> {
         if (ex instanceof CommandLine.UnmatchedArgumentException u && cl.getParent() == null && u.getUnmatched().size() > 0
                 && args.length > 0 && u.getUnmatched().get(0).equals(args[0]) && !args[0].startsWith("-")) {
             // picocli says "Unmatched argument at index 0" for a command it does not know.
-            message = "unknown command '" + args[0] + "' (expected one of " + String.join(", ", cl.getSubcommands().keySet()) + ")";
+            message = unknownCommand(cl, args[0]);
+        }
+        java.util.regex.Matcher helpOf = HELP_UNKNOWN.matcher(String.valueOf(message));
+        if (cl.getParent() == null && helpOf.matches()) {
+            // 'headroute help bogus': picocli's help command says "Unknown subcommand 'bogus'."; said as for 'headroute bogus'.
+            message = unknownCommand(cl, helpOf.group(1));
         }
         if (ex instanceof CommandLine.MissingParameterException) {
             // picocli checks required options before it reports unknown ones: "attend --bogus" would say that --out
@@ -217,6 +222,14 @@ public final class Main implements Callable<Integer> {
         err.println(name + ": error: " + oneLine(message));
         err.println("see '" + name + " --help'");
         return BAD_INPUT;
+    }
+
+    /** picocli's help command's message for a command it does not know. */
+    private static final java.util.regex.Pattern HELP_UNKNOWN = java.util.regex.Pattern.compile("Unknown subcommand '(.*)'\\.");
+
+    /** "unknown command 'x' (expected one of attend, ...)": the top command's message for a command it does not know. */
+    private static String unknownCommand(CommandLine top, String name) {
+        return "unknown command '" + name + "' (expected one of " + String.join(", ", top.getSubcommands().keySet()) + ")";
     }
 
     /**

@@ -23,6 +23,8 @@ class MainTest {
         }
         assertEquals("headroute 0.1.0\n", Cli.run("--version").assertOk().out().replace("\r", ""));
         assertTrue(Cli.run("attend", "--help").out().contains("--pattern"));
+        // Every option a command takes is listed (demo --threads worked but was hidden).
+        assertTrue(Cli.run("demo", "--help").out().contains("--threads=N"), Cli.run("demo", "--help").out());
     }
 
     /**
@@ -99,6 +101,9 @@ class MainTest {
     void missingOrUnknownCommandIsAUsageError() {
         Cli.run().assertBadInput("headroute", "missing command");
         Cli.run("frobnicate").assertBadInput("headroute", "frobnicate");
+        // 'help bogus' says what 'bogus' says (picocli's help command said "unknown subcommand 'bogus'.").
+        String unknown = Cli.run("bogus").assertBadInput("headroute", "unknown command 'bogus' (expected one of attend, ").errLines().get(0);
+        assertEquals(unknown, Cli.run("help", "bogus").assertBadInput("headroute", "unknown command 'bogus'").errLines().get(0));
         Cli.run("attendd", "--q", "q.npy").assertBadInput("headroute", "unknown command 'attendd' (expected one of attend, ");
         // picocli's messages in headroute's form: lower case after "error: ".
         Cli.run("pattern", "--len", "8", "--out", "x.npy").assertBadInput("headroute pattern", "error: missing required option");
