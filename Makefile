@@ -7,6 +7,7 @@
 #   make emu-test the emulator's own tests, then the GPU-tagged tests on the emulator (no GPU needed)
 #   make run      build if needed, then the default experiment into out/experiment (replacing an old one)
 #   make bench    build if needed, then ./headroute bench --backend cpu
+#   make device-bundle  build, then build/device/: what a GPU machine without Maven needs (scripts/README.md)
 #   make clean    remove target/
 # Variables: MVN (default "mvn -B"), MVN_FLAGS (e.g. "-o -q"), NVCC, NVCC_FLAGS.
 
