@@ -27,6 +27,8 @@ import java.util.List;
  * active head reads), so its projections, attention and output rows are never computed.
  */
 public final class AttentionBlock {
+    /** The most elements one activation array (rows × width) may hold: a Java array's limit. */
+    static final long MAX_ARRAY = Integer.MAX_VALUE - 8;
     private final ModelConfig config;
     private final int index;
     private final LayerSpec spec;
@@ -114,6 +116,11 @@ public final class AttentionBlock {
         int rows = b * len;
         int nq = sel.headCount();
         int nkv = sel.kvHeadCount();
+        long widest = (long) rows * Math.max(d, Math.max(nq, nkv) * (long) hd);
+        if (widest > MAX_ARRAY) {
+            throw new ShapeException("layer " + index + " on the CPU: B·L = " + rows + " rows × " + (widest / rows)
+                    + " values = " + widest + " elements exceed one Java array (" + MAX_ARRAY + "); use fewer rows (B, L)");
+        }
         float[] xs = x.toDType(config.dtype()).toFloatArray();
         float[] n = BlockMath.rmsNorm(xs, rows, d, gamma, config.normEps(), round);
         float[] q = BlockMath.matmul(n, rows, d, wq, nq * hd);

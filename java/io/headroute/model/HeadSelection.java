@@ -1,6 +1,5 @@
 package io.headroute.model;
 
-import io.headroute.pattern.KeyRanges;
 import io.headroute.pattern.Pattern;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -130,9 +129,8 @@ public final class HeadSelection {
     }
 
     /**
-     * A per-head pattern restricted to {@code heads}: call head i behaves as original head heads[i].
-     * Bigbird and layouts are block rules (qb = p / BS, kb = j / BS), so a layout of the same block size
-     * over ceil(S / BS) blocks reproduces them exactly.
+     * A per-head pattern restricted to {@code heads}: call head i behaves as original head heads[i]. A layout
+     * keeps those heads' blocks (at most its own size); bigbird is wrapped ({@link Pattern.HeadsOf}).
      */
     static Pattern forHeads(Pattern base, int[] heads, int kvLen) {
         if (base instanceof Pattern.CausalOf c) {
@@ -148,23 +146,10 @@ public final class HeadSelection {
             }
             return new Pattern.Layout(l.bs(), heads.length, n, bits, l.source() + headsSuffix(heads));
         }
-        if (base instanceof Pattern.BigBird b) {
-            int bs = b.bs();
-            int n = (int) (((long) kvLen + bs - 1) / bs);
-            boolean[] bits = new boolean[heads.length * n * n];
-            KeyRanges r = new KeyRanges();
-            for (int i = 0; i < heads.length; i++) {
-                for (int qb = 0; qb < n; qb++) {
-                    b.allowedKeys(heads[i], qb * bs, kvLen, r);
-                    int row = (i * n + qb) * n;
-                    for (int e = 0; e < r.size(); e++) {
-                        for (int kb = r.start(e) / bs; kb <= (r.end(e) - 1) / bs; kb++) {
-                            bits[row + kb] = true;
-                        }
-                    }
-                }
-            }
-            return new Pattern.Layout(bs, heads.length, n, bits, b.spec() + headsSuffix(heads));
+        if (base instanceof Pattern.BigBird) {
+            // A rule, not a table: evaluated per row as the original heads' (a table of ceil(S / BS)² blocks per
+            // head overflowed at L = 50000 on 1-token blocks).
+            return new Pattern.HeadsOf(base, heads);
         }
         throw new IllegalStateException("pattern " + base.spec() + " differs per head but has no head rewrite");
     }

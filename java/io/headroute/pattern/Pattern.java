@@ -10,7 +10,7 @@ import java.util.Arrays;
  */
 public sealed interface Pattern
         permits Pattern.Dense, Pattern.Causal, Pattern.Window, Pattern.Longformer, Pattern.BigBird,
-                Pattern.Layout, Pattern.CausalOf {
+                Pattern.Layout, Pattern.CausalOf, Pattern.HeadsOf {
 
     /** Fills {@code out} (cleared first) with the keys in [0, kvLen) that position p of head h may attend. */
     void allowedKeys(int head, int p, int kvLen, KeyRanges out);
@@ -303,6 +303,80 @@ public sealed interface Pattern
         @Override
         public String toString() {
             return "Layout[" + spec() + ", " + heads + "x" + blocks + "x" + blocks + "]";
+        }
+    }
+
+    /**
+     * A per-head rule pattern seen by some of its heads: head i of this pattern is head {@code heads[i]} of
+     * {@code inner} (a pruned layer's calls, whose heads are renumbered from 0). The rule is evaluated as
+     * {@code inner}'s, so nothing of size heads × blocks² is built (bigbird at L = 50000 on 1-token blocks would
+     * take 2.5·10⁹ entries per head).
+     */
+    record HeadsOf(Pattern inner, int[] heads) implements Pattern {
+        public HeadsOf {
+            heads = heads.clone();
+            for (int h : heads) {
+                if (h < 0) {
+                    throw new IllegalArgumentException("head " + h + " of " + inner.spec());
+                }
+            }
+        }
+
+        @Override
+        public void allowedKeys(int head, int p, int kvLen, KeyRanges out) {
+            inner.allowedKeys(heads[head], p, kvLen, out);
+        }
+
+        @Override
+        public void spanKeys(int head, int p0, int p1, int kvLen, boolean causal, KeyRanges any, KeyRanges all) {
+            inner.spanKeys(heads[head], p0, p1, kvLen, causal, any, all);
+        }
+
+        @Override
+        public String spec() {
+            StringBuilder sb = new StringBuilder(inner.spec()).append("#heads=");
+            for (int i = 0; i < heads.length; i++) {
+                sb.append(i > 0 ? "," : "").append(heads[i]);
+            }
+            return sb.toString();
+        }
+
+        @Override
+        public void check(int h, int qLen, int kvLen) {
+            if (h != heads.length) {
+                throw new PatternException(spec() + " holds " + heads.length + " heads, but H = " + h + " heads attend");
+            }
+            inner.check(1 + Arrays.stream(heads).max().orElse(0), qLen, kvLen);
+        }
+
+        @Override
+        public int blockSize() {
+            return inner.blockSize();
+        }
+
+        @Override
+        public boolean isDense() {
+            return inner.isDense();
+        }
+
+        @Override
+        public boolean perHead() {
+            return true;
+        }
+
+        @Override
+        public boolean equals(Object o) {
+            return o instanceof HeadsOf x && x.inner.equals(inner) && Arrays.equals(x.heads, heads);
+        }
+
+        @Override
+        public int hashCode() {
+            return 31 * inner.hashCode() + Arrays.hashCode(heads);
+        }
+
+        @Override
+        public String toString() {
+            return "HeadsOf[" + spec() + "]";
         }
     }
 
