@@ -1,9 +1,12 @@
 package io.headroute.model;
 
 import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.core.StreamReadFeature;
+import com.fasterxml.jackson.databind.DeserializationFeature;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.json.JsonMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.headroute.engine.Algorithm;
 import io.headroute.pattern.Pattern;
@@ -11,8 +14,10 @@ import io.headroute.pattern.PatternException;
 import io.headroute.pattern.Patterns;
 import io.headroute.routing.RouterConfig;
 import io.headroute.tensor.DType;
+import io.headroute.tensor.JsonProblem;
 import java.util.ArrayList;
 import java.util.Collections;
+import java.util.Iterator;
 import java.util.List;
 
 /**
@@ -34,7 +39,9 @@ public record ModelConfig(int dModel, int heads, int kvHeads, int headDim, DType
     /** The {@code __metadata__} key under which a weight file stores its config as JSON. */
     public static final String METADATA_KEY = "headroute.model";
 
-    private static final ObjectMapper JSON = new ObjectMapper();
+    /** Written plainly; read strictly: duplicate keys and anything after the object are refused. */
+    private static final ObjectMapper JSON = JsonMapper.builder().enable(StreamReadFeature.STRICT_DUPLICATE_DETECTION)
+            .enable(DeserializationFeature.FAIL_ON_TRAILING_TOKENS).build();
 
     public ModelConfig {
         if (dModel <= 0 || heads <= 0 || kvHeads <= 0 || headDim <= 0) {
@@ -188,11 +195,12 @@ public record ModelConfig(int dModel, int heads, int kvHeads, int headDim, DType
         try {
             root = JSON.readTree(json);
         } catch (JsonProcessingException e) {
-            throw new ModelException("model config is not valid JSON: " + e.getOriginalMessage());
+            throw new ModelException("model config is not valid JSON: " + JsonProblem.of(e));
         }
         if (root == null || !root.isObject()) {
             throw new ModelException("model config must be a JSON object");
         }
+        onlyFields(root, "model config", "d_model", "heads", "kv_heads", "head_dim", "dtype", "rope_theta", "norm_eps", "layers");
         JsonNode ls = root.get("layers");
         if (ls == null || !ls.isArray()) {
             throw new ModelException("model config has no 'layers' array");
@@ -200,6 +208,10 @@ public record ModelConfig(int dModel, int heads, int kvHeads, int headDim, DType
         List<LayerSpec> specs = new ArrayList<>();
         for (int i = 0; i < ls.size(); i++) {
             JsonNode l = ls.get(i);
+            if (!l.isObject()) {
+                throw new ModelException("model config layer " + i + " must be a JSON object, got " + l);
+            }
+            onlyFields(l, "model config layer " + i, "pattern", "causal", "algorithm", "head_mask", "router");
             Pattern p;
             try {
                 p = Patterns.parse(text(l, "pattern", "layer " + i));
@@ -214,6 +226,10 @@ public record ModelConfig(int dModel, int heads, int kvHeads, int headDim, DType
             }
             boolean[] mask = null;
             if (l.hasNonNull("head_mask")) {
+                if (!l.get("head_mask").isTextual()) {
+                    throw new ModelException("model config layer " + i + ": head_mask must be a string of 0 and 1, got "
+                            + l.get("head_mask"));
+                }
                 String m = l.get("head_mask").asText();
                 mask = new boolean[m.length()];
                 for (int h = 0; h < m.length(); h++) {
@@ -228,6 +244,10 @@ public record ModelConfig(int dModel, int heads, int kvHeads, int headDim, DType
             if (l.hasNonNull("router")) {
                 JsonNode r = l.get("router");
                 String where = "model config layer " + i + " router";
+                if (!r.isObject()) {
+                    throw new ModelException(where + " must be a JSON object, got " + r);
+                }
+                onlyFields(r, where, "shared_heads", "routed_heads", "k", "block");
                 try {
                     router = new RouterConfig(integer(r, "shared_heads", where), integer(r, "routed_heads", where),
                             integer(r, "k", where), r.has("block") ? integer(r, "block", where) : 1);
@@ -235,7 +255,11 @@ public record ModelConfig(int dModel, int heads, int kvHeads, int headDim, DType
                     throw new ModelException(where + ": " + e.getMessage());
                 }
             }
-            specs.add(new LayerSpec(p, l.path("causal").asBoolean(false), a, mask, router));
+            JsonNode causal = l.get("causal");
+            if (causal != null && !causal.isBoolean()) {
+                throw new ModelException("model config layer " + i + ": 'causal' must be true or false, got " + causal);
+            }
+            specs.add(new LayerSpec(p, causal != null && causal.asBoolean(), a, mask, router));
         }
         DType dt;
         try {
@@ -244,8 +268,31 @@ public record ModelConfig(int dModel, int heads, int kvHeads, int headDim, DType
             throw new ModelException("model config: " + e.getMessage());
         }
         return new ModelConfig(integer(root, "d_model"), integer(root, "heads"), integer(root, "kv_heads"),
-                integer(root, "head_dim"), dt, root.path("rope_theta").asDouble(DEFAULT_ROPE_THETA),
-                root.path("norm_eps").asDouble(DEFAULT_NORM_EPS), specs);
+                integer(root, "head_dim"), dt, number(root, "rope_theta", DEFAULT_ROPE_THETA),
+                number(root, "norm_eps", DEFAULT_NORM_EPS), specs);
+    }
+
+    /** Refuses a field of {@code n} not in {@code allowed}: a typo ("casual") would otherwise be a default silently. */
+    private static void onlyFields(JsonNode n, String where, String... allowed) {
+        List<String> ok = List.of(allowed);
+        for (Iterator<String> it = n.fieldNames(); it.hasNext(); ) {
+            String f = it.next();
+            if (!ok.contains(f)) {
+                throw new ModelException(where + ": unknown field '" + f + "' (expected " + String.join(", ", allowed) + ")");
+            }
+        }
+    }
+
+    /** An optional number field: {@code dflt} when absent; a string or other non-number is refused. */
+    private static double number(JsonNode n, String field, double dflt) {
+        JsonNode v = n.get(field);
+        if (v == null) {
+            return dflt;
+        }
+        if (!v.isNumber()) {
+            throw new ModelException("model config: '" + field + "' must be a number, got " + v);
+        }
+        return v.asDouble();
     }
 
     private static String text(JsonNode n, String field, String where) {
@@ -262,8 +309,11 @@ public record ModelConfig(int dModel, int heads, int kvHeads, int headDim, DType
 
     private static int integer(JsonNode n, String field, String where) {
         JsonNode v = n.get(field);
-        if (v == null || !v.canConvertToInt()) {
+        if (v == null) {
             throw new ModelException(where + ": missing integer field '" + field + "'");
+        }
+        if (!v.isIntegralNumber() || !v.canConvertToInt()) {
+            throw new ModelException(where + ": '" + field + "' must be an integer, got " + v);
         }
         return v.asInt();
     }

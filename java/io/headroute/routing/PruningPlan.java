@@ -2,6 +2,7 @@ package io.headroute.routing;
 
 import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.core.StreamReadFeature;
+import com.fasterxml.jackson.databind.DeserializationFeature;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
@@ -9,6 +10,7 @@ import com.fasterxml.jackson.databind.json.JsonMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.headroute.tensor.AtomicFiles;
+import io.headroute.tensor.JsonProblem;
 import io.headroute.tensor.TensorFileException;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
@@ -36,7 +38,8 @@ public final class PruningPlan {
     static final int VERSION = 1;
     /** Duplicate keys are an error, not "the last one wins". */
     private static final ObjectMapper MAPPER =
-            JsonMapper.builder().enable(StreamReadFeature.STRICT_DUPLICATE_DETECTION).build();
+            JsonMapper.builder().enable(StreamReadFeature.STRICT_DUPLICATE_DETECTION)
+                    .enable(DeserializationFeature.FAIL_ON_TRAILING_TOKENS).build();
 
     private final int layers;
     private final int heads;
@@ -201,7 +204,7 @@ public final class PruningPlan {
         try {
             root = MAPPER.readTree(json);
         } catch (JsonProcessingException e) {
-            throw new PruningPlanException("pruning plan: not valid JSON: " + e.getOriginalMessage());
+            throw new PruningPlanException("pruning plan: not valid JSON: " + JsonProblem.of(e));
         }
         if (root == null || !root.isObject()) {
             throw new PruningPlanException("pruning plan: expected a JSON object");

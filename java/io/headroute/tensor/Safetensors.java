@@ -1,15 +1,11 @@
 package io.headroute.tensor;
 
-import com.fasterxml.jackson.core.JsonLocation;
 import com.fasterxml.jackson.core.JsonParser;
 import com.fasterxml.jackson.core.JsonProcessingException;
-import com.fasterxml.jackson.core.StreamReadConstraints;
-import com.fasterxml.jackson.core.exc.StreamConstraintsException;
 import com.fasterxml.jackson.core.io.JsonEOFException;
 import com.fasterxml.jackson.databind.DeserializationFeature;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import com.fasterxml.jackson.databind.exc.MismatchedInputException;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.io.IOException;
@@ -28,8 +24,6 @@ import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.Set;
-import java.util.regex.Matcher;
-import java.util.regex.Pattern;
 import org.apache.logging.log4j.LogManager;
 import org.apache.logging.log4j.Logger;
 
@@ -137,55 +131,11 @@ public final class Safetensors {
         }
     }
 
-    /**
-     * What is wrong with the JSON, in plain words with its line and column: Jackson's own messages name its classes
-     * and features ("REDACTED (`StreamReadFeature.INCLUDE_SOURCE_IN_LOCATION` disabled)"), which mean nothing to a
-     * user.
-     */
+    /** {@link JsonProblem#of}, with a hint where the header ends early: its length field may be wrong. */
     static String jsonProblem(JsonProcessingException e) {
-        JsonLocation loc = e.getLocation();
-        String at = loc == null || loc.getLineNr() < 0 ? "" : " (line " + loc.getLineNr() + ", column " + loc.getColumnNr() + ")";
-        String msg = String.valueOf(e.getOriginalMessage());
-        if (e instanceof StreamConstraintsException) {
-            return "nested more than " + StreamReadConstraints.DEFAULT_MAX_DEPTH + " levels deep";
-        }
-        if (e instanceof JsonEOFException) {
-            String inside = msg.contains("Array") ? " inside an array" : msg.contains("Object") ? " inside an object"
-                    : msg.contains("string") ? " inside a string" : "";
-            return "the JSON ends early" + inside + at + "; the 8-byte header length may be wrong";
-        }
-        if (e instanceof MismatchedInputException && msg.startsWith("Trailing token")) {
-            return "more text after the JSON object" + at;
-        }
-        Matcher dup = Pattern.compile("^Duplicate field '(.*)'$", Pattern.DOTALL).matcher(msg);
-        if (dup.matches()) {
-            return "duplicate key '" + dup.group(1) + "'" + at;
-        }
-        String plain = msg
-                .replaceAll(" \\(for (Array|Object) starting at \\[Source:.*?\\]\\)", "")
-                .replaceAll(": enable `[^`]*` to allow$", "")
-                .replaceAll("\\(\\(CTRL-CHAR, code (\\d+)\\)\\)", "(control character $1)")
-                .replaceAll(" \\(code \\d+( / 0x\\p{XDigit}+)?\\)", "");
-        if (plain.contains("`") || plain.contains("[Source") || plain.contains("com.fasterxml") || plain.isBlank()) {
-            plain = "malformed JSON"; // a message we do not know how to put plainly
-        }
-        return escapeControls(Character.toLowerCase(plain.charAt(0)) + plain.substring(1)) + at;
+        return JsonProblem.of(e) + (e instanceof JsonEOFException ? "; the 8-byte header length may be wrong" : "");
     }
 
-    /** {@code s} with control characters written as escapes, to keep a message on one readable line. */
-    private static String escapeControls(String s) {
-        StringBuilder sb = new StringBuilder(s.length());
-        for (char c : s.toCharArray()) {
-            if (c < 0x20 || c == 0x7f) {
-                sb.append(String.format(Locale.ROOT, "\\x%02x", (int) c));
-            } else if (c == '\uFEFF') {
-                sb.append("\\uFEFF");
-            } else {
-                sb.append(c);
-            }
-        }
-        return sb.toString();
-    }
 
     private static Map<String, String> metadata(Path file, JsonNode node) {
         if (!node.isObject()) {

@@ -182,6 +182,32 @@ class ModelWeightsTest {
         assertNotEquals(dense, dense.withHeadMask(new boolean[] {true}));
     }
 
+    /** The config JSON is read strictly: a typo or a wrong type would otherwise change the model silently. */
+    @Test
+    void configJsonIsReadStrictly() {
+        String good = ModelConfig.uniform(8, 2, 2, 4, DType.F32, 1, LayerSpec.of(Patterns.parse("window:3"), true,
+                Algorithm.FLASH)).toJson();
+        assertEquals(good, ModelConfig.fromJson(good).toJson());
+        String[][] cases = {
+            {"\"causal\":true", "\"casual\":true", "model config layer 0: unknown field 'casual' (expected pattern, causal,"
+                    + " algorithm, head_mask, router)"},
+            {"\"causal\":true", "\"causal\":\"yes\"", "model config layer 0: 'causal' must be true or false, got \"yes\""},
+            {"\"heads\":2", "\"heads\":2.9", "model config: 'heads' must be an integer, got 2.9"},
+            {"\"d_model\":8", "\"d_model\":8,\"dmodel\":8", "model config: unknown field 'dmodel' (expected d_model, heads,"
+                    + " kv_heads, head_dim, dtype, rope_theta, norm_eps, layers)"},
+            {"\"rope_theta\":10000.0", "\"rope_theta\":\"abc\"", "model config: 'rope_theta' must be a number, got \"abc\""},
+            {"\"norm_eps\":1.0E-5", "\"norm_eps\":\"1e-3\"", "model config: 'norm_eps' must be a number, got \"1e-3\""},
+            {"\"algorithm\":\"flash\"", "\"algorithm\":\"flash\",\"head_mask\":11",
+                "model config layer 0: head_mask must be a string of 0 and 1, got 11"},
+        };
+        for (String[] c : cases) {
+            assertTrue(good.contains(c[0]), good + " lacks " + c[0]);
+            assertMessage(c[2], () -> ModelConfig.fromJson(good.replace(c[0], c[1])));
+        }
+        assertMessage("model config is not valid JSON: more text after the JSON object (line 1, column " + (good.length() + 2)
+                + ")", () -> ModelConfig.fromJson(good + " {}"));
+    }
+
     private static void assertMessage(String expected, org.junit.jupiter.api.function.Executable ex) {
         assertEquals(expected, assertThrows(ModelException.class, ex).getMessage());
     }

@@ -95,8 +95,14 @@ class PruningPlanTest {
                 "{\"format\": \"headroute-pruning-plan\", \"version\": 1, \"layers\": 0, \"heads\": 8, \"removed\": []}");
         assertMessage("unknown field \"extra\"",
                 "{\"format\": \"headroute-pruning-plan\", \"version\": 1, \"layers\": 4, \"heads\": 8, \"removed\": [], \"extra\": 0}");
-        assertMessage("Duplicate field 'layers'",
+        assertMessage("not valid JSON: duplicate key 'layers' (line 1, column 73)",
                 "{\"format\": \"headroute-pruning-plan\", \"version\": 1, \"layers\": 4, \"layers\": 5, \"heads\": 8, \"removed\": []}");
+        // A valid plan followed by more text is not that plan (it was read as the plan, the rest ignored).
+        String good = "{\"format\": \"headroute-pruning-plan\", \"version\": 1, \"layers\": 4, \"heads\": 8, \"removed\": []}";
+        PruningPlan.fromJson(good + "\n");
+        assertMessage("not valid JSON: more text after the JSON object (line 1, column " + (good.length() + 2) + ")",
+                good + " {\"x\": 1}");
+        assertMessage("not valid JSON: unexpected close marker ']': expected '}'", good.substring(0, good.length() - 1) + "]]]");
     }
 
     private static void assertMessage(String keyword, String json) {

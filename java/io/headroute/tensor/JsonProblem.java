@@ -1,0 +1,66 @@
+package io.headroute.tensor;
+
+import com.fasterxml.jackson.core.JsonLocation;
+import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.core.StreamReadConstraints;
+import com.fasterxml.jackson.core.exc.StreamConstraintsException;
+import com.fasterxml.jackson.core.io.JsonEOFException;
+import com.fasterxml.jackson.databind.exc.MismatchedInputException;
+import java.util.Locale;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+
+/** Jackson's parse errors in plain words (safetensors headers, model configs, pruning plans). */
+public final class JsonProblem {
+    private JsonProblem() {}
+
+    /**
+     * What is wrong with the JSON, in plain words with its line and column: Jackson's own messages name its classes
+     * and features ("REDACTED (`StreamReadFeature.INCLUDE_SOURCE_IN_LOCATION` disabled)"), which mean nothing to a
+     * user.
+     */
+    public static String of(JsonProcessingException e) {
+        JsonLocation loc = e.getLocation();
+        String at = loc == null || loc.getLineNr() < 0 ? "" : " (line " + loc.getLineNr() + ", column " + loc.getColumnNr() + ")";
+        String msg = String.valueOf(e.getOriginalMessage());
+        if (e instanceof StreamConstraintsException) {
+            return "nested more than " + StreamReadConstraints.DEFAULT_MAX_DEPTH + " levels deep";
+        }
+        if (e instanceof JsonEOFException) {
+            String inside = msg.contains("Array") ? " inside an array" : msg.contains("Object") ? " inside an object"
+                    : msg.contains("string") ? " inside a string" : "";
+            return "the JSON ends early" + inside + at;
+        }
+        if (e instanceof MismatchedInputException && msg.startsWith("Trailing token")) {
+            return "more text after the JSON object" + at;
+        }
+        Matcher dup = Pattern.compile("^Duplicate field '(.*)'$", Pattern.DOTALL).matcher(msg);
+        if (dup.matches()) {
+            return "duplicate key '" + dup.group(1) + "'" + at;
+        }
+        String plain = msg
+                .replaceAll(" \\(for (Array|Object|root) starting at \\[Source:.*?\\]\\)", "")
+                .replaceAll(": enable `[^`]*` to allow$", "")
+                .replaceAll("\\(\\(CTRL-CHAR, code (\\d+)\\)\\)", "(control character $1)")
+                .replaceAll(" \\(code \\d+( / 0x\\p{XDigit}+)?\\)", "");
+        if (plain.contains("`") || plain.contains("[Source") || plain.contains("com.fasterxml") || plain.isBlank()) {
+            plain = "malformed JSON"; // a message we do not know how to put plainly
+        }
+        return escapeControls(Character.toLowerCase(plain.charAt(0)) + plain.substring(1)) + at;
+    }
+
+    /** {@code s} with control characters written as escapes, to keep a message on one readable line. */
+    private static String escapeControls(String s) {
+        StringBuilder sb = new StringBuilder(s.length());
+        for (char c : s.toCharArray()) {
+            if (c < 0x20 || c == 0x7f) {
+                sb.append(String.format(Locale.ROOT, "\\x%02x", (int) c));
+            } else if (c == '\uFEFF') {
+                sb.append("\\uFEFF");
+            } else {
+                sb.append(c);
+            }
+        }
+        return sb.toString();
+    }
+}
