@@ -21,7 +21,9 @@ import java.util.Map;
  * The device memory a {@link LayerScheduler} will hold for a model, computed without running: from the
  * config, B, L, where the weights live and whether gates are given. It lists every buffer the scheduler
  * allocates (the scheduler allocates exactly these), so the predicted peak is exact in the pool's
- * accounting (requests rounded up to {@link DevicePool#ROUNDING} bytes):
+ * accounting (requests rounded up to {@link DevicePool#ROUNDING} bytes) on a pool whose cache holds no other
+ * sizes: the cache may serve a request with a free block up to 1/8 larger, counted at its size (passes of
+ * different L on one pool measured up to 5% above the plan):
  *
  * <ul>
  *   <li>{@code weights}: every layer's packed, pruned weights (resident), or two slots of the largest
