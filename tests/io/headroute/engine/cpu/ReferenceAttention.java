@@ -56,6 +56,26 @@ public final class ReferenceAttention {
             return new Rule(Kind.LAYOUT, bs, 0, 0, 0, 0, heads, blocks, bits.clone(), false);
         }
 
+        /**
+         * The rule of a spec the main parser takes (dense, causal, window:W, longformer:W:G, bigbird:BS:W:G:R:SEED),
+         * with "+causal" as the causal flag; parsed here, not by the main parser, so that it can judge it.
+         */
+        public static Rule parse(String spec) {
+            if (spec.endsWith("+causal")) {
+                return parse(spec.substring(0, spec.length() - "+causal".length())).withCausal(true);
+            }
+            String[] f = spec.split(":");
+            return switch (f[0]) {
+                case "dense" -> dense();
+                case "causal" -> causalRule();
+                case "window" -> window(Integer.parseInt(f[1]));
+                case "longformer" -> longformer(Integer.parseInt(f[1]), Integer.parseInt(f[2]));
+                case "bigbird" -> bigbird(Integer.parseInt(f[1]), Integer.parseInt(f[2]), Integer.parseInt(f[3]),
+                        Integer.parseInt(f[4]), Long.parseLong(f[5]));
+                default -> throw new IllegalArgumentException("no reference rule for " + spec);
+            };
+        }
+
         public Rule withCausal(boolean c) {
             return new Rule(kind, bs, w, g, r, seed, layoutHeads, layoutBlocks, bits, c);
         }
@@ -185,7 +205,30 @@ public final class ReferenceAttention {
     }
 
     /** Reference output: o (B, H, L, D) and lse (B, H, L) in float64, and how many rows are empty. */
-    public record Output(double[] o, double[] lse, int emptyRows) {}
+    public record Output(double[] o, double[] lse, int emptyRows) {
+        /** o rounded to float (a relative change of at most 2⁻²⁴ per element). */
+        public float[] oFloats() {
+            return floats(o);
+        }
+
+        /** lse rounded to float, −∞ where a row is empty or gated. */
+        public float[] lseFloats() {
+            return floats(lse);
+        }
+
+        private static float[] floats(double[] x) {
+            float[] f = new float[x.length];
+            for (int i = 0; i < x.length; i++) {
+                f[i] = (float) x[i];
+            }
+            return f;
+        }
+    }
+
+    /** {@code req}'s q, k, v, gate, scale and dtype under {@code rule} (which must say what req's pattern says). */
+    public static Output compute(io.headroute.engine.AttentionRequest req, Rule rule) {
+        return compute(req.q(), req.k(), req.v(), req.gate(), rule, req.scale(), req.dtype());
+    }
 
     /**
      * Attention under the contract. q, k, v are read as floats; for f16/bf16 they are first rounded to
