@@ -86,19 +86,24 @@ class CudaSparseGpuTest {
         // B, H, Hkv, L, S
         int[][] shapes = {{1, 4, 4, 77, 77}, {2, 4, 2, 77, 300}, {1, 4, 1, 300, 300}, {1, 2, 2, 1000, 1000}, {1, 4, 2, 130, 1000}};
         int n = 0;
+        // Each pattern (8) runs at block sizes 64 and 128 alike: 5 of its 10 (shape, causal) cases each, and within
+        // each (pattern, block size) the k-th case takes dtype (k + pattern) mod 3 and D = 64 for even k, 128 for odd k,
+        // so that every dtype and both head dims run at least once per (pattern, block size).
+        DType[] dts = {DType.F32, DType.F16, DType.BF16};
+        int[][] seen = new int[8][2];
         for (int si = 0; si < shapes.length; si++) {
             int[] s = shapes[si];
             List<Rule> rules = List.of(Rule.dense(), Rule.causalRule(), Rule.window(37), Rule.longformer(20, 5),
                     Rule.bigbird(48, 1, 1, 2, 7), Rule.bigbird(64, 1, 1, 1, 3), randomLayout(s[4], 1, s[4], 64, 0.4),
                     randomLayout(s[4] + 1, s[1], s[4], 20, 0.3));
-            for (Rule r : rules) {
+            for (int ri = 0; ri < rules.size(); ri++) {
                 for (boolean causal : new boolean[] {false, true}) {
-                    DType t = DType.values()[0];
-                    DType[] dts = {DType.F32, DType.F16, DType.BF16};
-                    t = dts[n % 3];
-                    int d = (n / 3) % 2 == 0 ? 64 : 128;
-                    int bs = (n / 2) % 2 == 0 ? 64 : 128;
-                    out.add(Arguments.of(r.withCausal(causal), t, d, bs, s[0], s[1], s[2], s[3], s[4], n % 5 == 0));
+                    int bsi = (si + ri + (causal ? 1 : 0)) % 2;
+                    int k = seen[ri][bsi]++;
+                    DType t = dts[(k + ri) % 3];
+                    int d = k % 2 == 0 ? 64 : 128;
+                    int bs = bsi == 0 ? 64 : 128;
+                    out.add(Arguments.of(rules.get(ri).withCausal(causal), t, d, bs, s[0], s[1], s[2], s[3], s[4], n % 5 == 0));
                     n++;
                 }
             }
