@@ -405,6 +405,8 @@ class CudaAttentionGpuTest {
      * o (B, H, L, D) of the materialized kernels with bf16 scores, in float64 otherwise: inputs rounded to bf16, S =
      * scale·Q·Kᵀ rounded to bf16 (the GEMM's output), the row softmax of those scores times the gate, P rounded to bf16
      * (the P·V GEMM's input), o = P·V unrounded. Dense, or causal when {@code causal}; GQA; the request's gate.
+     * Measured on the emulator (B=2, H=4, Hkv=2, L=77, S=300, gated, D=64 and 128, with and without causal): the
+     * kernels' worst row is 2.0e-3 to 2.3e-3 off this reference, 8.3e-3 to 1.02e-2 off the CPU engine's (fp32 scores).
      */
     static float[] bf16ScoresReference(AttentionRequest req, boolean causal) {
         AttentionShape sh = req.shape();
