@@ -106,6 +106,12 @@ class CudaAttentionGpuTest {
                         }
                     }
                     out.add(Arguments.of(a, t, d, 2, 4, 2, 300, 300, true, true));
+                    if (a == Algorithm.MATERIALIZED) {
+                        // MQA past L = 1 (the flash kernels' MQA at L > 1: the scale and tiling cases).
+                        for (boolean causal : new boolean[] {false, true}) {
+                            out.add(Arguments.of(a, t, d, 1, 4, 1, 77, 150, causal, causal));
+                        }
+                    }
                 }
             }
         }
