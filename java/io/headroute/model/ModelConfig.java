@@ -17,7 +17,6 @@ import io.headroute.tensor.DType;
 import io.headroute.tensor.JsonProblem;
 import java.util.ArrayList;
 import java.util.Collections;
-import java.util.Iterator;
 import java.util.List;
 
 /**
@@ -274,12 +273,9 @@ public record ModelConfig(int dModel, int heads, int kvHeads, int headDim, DType
 
     /** Refuses a field of {@code n} not in {@code allowed}: a typo ("casual") would otherwise be a default silently. */
     private static void onlyFields(JsonNode n, String where, String... allowed) {
-        List<String> ok = List.of(allowed);
-        for (Iterator<String> it = n.fieldNames(); it.hasNext(); ) {
-            String f = it.next();
-            if (!ok.contains(f)) {
-                throw new ModelException(where + ": unknown field '" + f + "' (expected " + String.join(", ", allowed) + ")");
-            }
+        String f = JsonProblem.unknownField(n, allowed);
+        if (f != null) {
+            throw new ModelException(where + ": unknown field '" + f + "' (expected " + String.join(", ", allowed) + ")");
         }
     }
 

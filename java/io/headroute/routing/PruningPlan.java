@@ -19,7 +19,6 @@ import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.Collection;
-import java.util.Iterator;
 import java.util.Map;
 import java.util.Set;
 import java.util.TreeMap;
@@ -255,12 +254,9 @@ public final class PruningPlan {
     }
 
     private static void onlyFields(JsonNode node, String where, String... allowed) {
-        Set<String> ok = Set.of(allowed);
-        for (Iterator<String> it = node.fieldNames(); it.hasNext(); ) {
-            String f = it.next();
-            if (!ok.contains(f)) {
-                throw new PruningPlanException(where + ": unknown field \"" + f + "\" (expected " + String.join(", ", allowed) + ")");
-            }
+        String f = JsonProblem.unknownField(node, allowed);
+        if (f != null) {
+            throw new PruningPlanException(where + ": unknown field \"" + f + "\" (expected " + String.join(", ", allowed) + ")");
         }
     }
 

@@ -5,7 +5,10 @@ import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.core.StreamReadConstraints;
 import com.fasterxml.jackson.core.exc.StreamConstraintsException;
 import com.fasterxml.jackson.core.io.JsonEOFException;
+import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.exc.MismatchedInputException;
+import java.util.Iterator;
+import java.util.List;
 import java.util.Locale;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
@@ -47,6 +50,18 @@ public final class JsonProblem {
             plain = "malformed JSON"; // a message we do not know how to put plainly
         }
         return escapeControls(Character.toLowerCase(plain.charAt(0)) + plain.substring(1)) + at;
+    }
+
+    /** The first field of the object {@code node} not in {@code allowed}, or null (strict readers refuse typos). */
+    public static String unknownField(JsonNode node, String... allowed) {
+        List<String> ok = List.of(allowed);
+        for (Iterator<String> it = node.fieldNames(); it.hasNext(); ) {
+            String f = it.next();
+            if (!ok.contains(f)) {
+                return f;
+            }
+        }
+        return null;
     }
 
     /** {@code s} with control characters written as escapes, to keep a message on one readable line. */
