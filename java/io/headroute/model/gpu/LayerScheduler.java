@@ -69,6 +69,11 @@ public final class LayerScheduler implements AutoCloseable {
     private final List<long[]> offsets = new ArrayList<>();
     private final List<DeviceBuffer> weightBuffers = new ArrayList<>();
     private final List<BlockOps.HostBuffer> hostWeights = new ArrayList<>();
+    /**
+     * The given gates of a pass, compacted, in page-locked memory (kept for later passes, grown as needed): a layer's
+     * gate copy then neither blocks the host nor waits for the compute lane, as one from pageable memory may.
+     */
+    private BlockOps.HostBuffer gateStaging;
     private boolean countWork;
     private boolean closed;
 
@@ -213,6 +218,7 @@ public final class LayerScheduler implements AutoCloseable {
                     .order(ByteOrder.LITTLE_ENDIAN);
             table.asFloatBuffer().put(RotaryTable.of(len, config.headDim(), config.ropeTheta()).cosSin());
             ops.upload(held(table, uploads), scratch.get(MemoryPlan.ROPE).address(), BlockOps.Lane.COMPUTE);
+            ByteBuffer[] gateBytes = stageGates(gates, batch, len, uploads);
 
             BlockOps.Marker[] uploaded = new BlockOps.Marker[n];
             BlockOps.Marker[] start = new BlockOps.Marker[n];
@@ -234,8 +240,7 @@ public final class LayerScheduler implements AutoCloseable {
                 }
                 Tensor g = gates == null ? null : gates.get(i);
                 if (g != null) {
-                    ops.upload(held(compactGate(g, batch, len, selections.get(i)), uploads),
-                            scratch.get(MemoryPlan.GATE).address(), BlockOps.Lane.COMPUTE);
+                    ops.upload(gateBytes[i], scratch.get(MemoryPlan.GATE).address(), BlockOps.Lane.COMPUTE);
                 }
                 start[i] = keep(ops.mark(BlockOps.Lane.COMPUTE), markers);
                 AttentionWork w = layer(i, batch, len, weightAddress(i), scratch, routerBuffers, g != null);
@@ -367,12 +372,59 @@ public final class LayerScheduler implements AutoCloseable {
         return work;
     }
 
-    /** The gate columns of each call's heads, call after call: (B, L, qCount) float32 blocks. */
-    private static ByteBuffer compactGate(Tensor gate, int batch, int len, HeadSelection sel) {
+    /**
+     * Each given gate compacted (compactGate) into {@link #gateStaging}, one slice per layer (null for a layer without
+     * one); the previous pass ended waiting for both lanes, so nothing reads the staging any more. Past a Java
+     * buffer's size, pageable buffers instead (kept in {@code uploads}).
+     */
+    private ByteBuffer[] stageGates(List<Tensor> gates, int batch, int len, List<ByteBuffer> uploads) {
+        int n = config.layerCount();
+        ByteBuffer[] out = new ByteBuffer[n];
+        if (gates == null) {
+            return out;
+        }
+        long[] at = new long[n + 1];
+        for (int i = 0; i < n; i++) {
+            long bytes = gates.get(i) == null ? 0 : 4L * batch * len * selections.get(i).headCount();
+            at[i + 1] = at[i] + (bytes + 15) / 16 * 16;
+        }
+        if (at[n] == 0) {
+            return out;
+        }
+        if (at[n] > Integer.MAX_VALUE - 8) {
+            for (int i = 0; i < n; i++) {
+                if (gates.get(i) != null) {
+                    ByteBuffer b = ByteBuffer.allocateDirect(Math.toIntExact(at[i + 1] - at[i])).order(ByteOrder.LITTLE_ENDIAN);
+                    out[i] = held(compactGate(gates.get(i), batch, len, selections.get(i), b), uploads);
+                }
+            }
+            return out;
+        }
+        if (gateStaging == null || gateStaging.buffer().capacity() < at[n]) {
+            BlockOps.HostBuffer old = gateStaging;
+            gateStaging = null;
+            if (old != null) {
+                old.close();
+            }
+            gateStaging = ops.pinned(at[n]);
+        }
+        for (int i = 0; i < n; i++) {
+            if (gates.get(i) != null) {
+                ByteBuffer slice = gateStaging.buffer().slice((int) at[i], (int) (at[i + 1] - at[i])).order(ByteOrder.LITTLE_ENDIAN);
+                out[i] = compactGate(gates.get(i), batch, len, selections.get(i), slice);
+            }
+        }
+        return out;
+    }
+
+    /**
+     * The gate columns of each call's heads, call after call: (B, L, qCount) float32 blocks, written into {@code out}
+     * (from its position 0); returns it flipped.
+     */
+    private static ByteBuffer compactGate(Tensor gate, int batch, int len, HeadSelection sel, ByteBuffer out) {
         float[] g = gate.toFloatArray();
         int h = Math.toIntExact(gate.dim(2));
         int rows = batch * len;
-        ByteBuffer out = ByteBuffer.allocateDirect(4 * rows * sel.headCount()).order(ByteOrder.LITTLE_ENDIAN);
         for (HeadSelection.Call c : sel.calls()) {
             int[] heads = c.heads();
             for (int r = 0; r < rows; r++) {
@@ -404,6 +456,9 @@ public final class LayerScheduler implements AutoCloseable {
         } finally {
             for (BlockOps.HostBuffer h : hostWeights) {
                 h.close();
+            }
+            if (gateStaging != null) {
+                gateStaging.close();
             }
             for (DeviceBuffer b : weightBuffers) {
                 b.close();

@@ -78,6 +78,46 @@ class LayerSchedulerTest {
         };
     }
 
+    /**
+     * Given gates go to the device from one page-locked staging buffer the scheduler keeps across passes (grown when a
+     * pass needs more): passes of growing and shrinking L on one scheduler each equal the CPU model, with one staging
+     * buffer open besides the weights' and none after close.
+     */
+    @Test
+    void gatesOfPassesOfDifferentLengthsShareOnePageLockedStaging() {
+        ModelConfig c = config("gqa-pruned", DType.F32);
+        Model model = new Model(BlockReference.weights(c, 23));
+        Random r = new Random(13);
+        SimulatedDevice dev = new SimulatedDevice(1L << 30);
+        SimulatedOps ops = new SimulatedOps(dev, engine, SimulatedOps.Policy.COPY_FIRST);
+        try (DevicePool pool = DevicePool.create(dev, "sim", true);
+                LayerScheduler s = new LayerScheduler(model, WeightPlacement.JUST_IN_TIME, pool, ops)) {
+            int weights = ops.pinnedOpen;
+            for (int len : new int[] {11, 29, 7}) {
+                int b = 2;
+                float[] xs = new float[b * len * c.dModel()];
+                for (int i = 0; i < xs.length; i++) {
+                    xs[i] = (float) r.nextGaussian();
+                }
+                Tensor x = Tensor.ofFloats(xs, b, len, c.dModel());
+                List<Tensor> gates = new ArrayList<>();
+                for (int l = 0; l < c.layerCount(); l++) {
+                    float[] g = new float[b * len * c.heads()];
+                    for (int i = 0; i < g.length; i++) {
+                        g[i] = r.nextInt(4) == 0 ? 0f : 0.5f + r.nextFloat();
+                    }
+                    gates.add(Tensor.ofFloats(g, b, len, c.heads()));
+                }
+                Tensor expected = model.forward(x, gates, engine);
+                LayerScheduler.Result res = s.forward(x, gates);
+                double err = BlockReference.updateError(res.output().toFloatArray(), expected.toFloatArray(), x.toFloatArray());
+                assertTrue(err <= 1e-5, "L = " + len + ": relative error of the residual updates " + err);
+                assertEquals(weights + 1, ops.pinnedOpen, "L = " + len + ": one gate staging buffer besides the weights'");
+            }
+        }
+        assertEquals(0, ops.pinnedOpen, "pinned host memory freed");
+    }
+
     @ParameterizedTest(name = "{0} {1} {2} {3} gates={4}")
     @CsvSource({
         "mha, f32, RESIDENT, COPY_FIRST, false",
