@@ -194,8 +194,9 @@ public final class AtomicFiles {
 
     /**
      * Fails unless {@link #write} could write {@code target} (the folder's permissions aside): a file path whose folder
-     * exists, that is not a folder itself, and not an existing file the user may not write. Returns the absolute path of the file a write replaces: {@code target}, or where
-     * {@code target} is a symbolic link, the file it leads to (which need not exist yet), as {@code open} would.
+     * exists, that is not a folder itself, and not an existing file the user may not write. Returns the absolute path
+     * of the file a write replaces: {@code target}, or where {@code target} is a symbolic link, the file it leads to
+     * (which need not exist yet), as {@code open} would.
      */
     public static Path checkTarget(Path target) {
         if (target.toString().isEmpty()) {
