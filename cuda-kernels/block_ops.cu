@@ -1,7 +1,8 @@
 // headroute: the element-wise steps of an attention block (the GEMMs are cuBLAS's, attention is the
 // attention kernels').
 //
-//   hr_rmsnorm_{f32,f16,bf16}: out = round(x · (1/√(mean(x²) + eps)) · γ), one block per row.
+//   hr_rmsnorm_{f32,f16,bf16}: out = round(x · (1/√(mean(x²) + eps)) · γ), one block per row (a row whose
+//                              fp32 sum of squares overflows is normalized by its largest |x| first).
 //   hr_rope_{f32,f16,bf16}:    rotary embedding in place on (B, L, n, D) rows, rotate-half pairs
 //                              (i, i + D/2) by angle t·θ_i read from a float32 (L, D/2, {cos, sin}) table.
 //
@@ -57,6 +58,25 @@ __device__ __forceinline__ void rmsnorm(const RmsNormParams& p) {
         ss = __fadd_rn(ss, __fmul_rn(v, v));
     }
     ss = hr_row::block_reduce<false, kThreads>(ss, red);
+
+    if (ss == INFINITY) {
+        // x² overflowed fp32 (|x| beyond ~1e19; the plain form would give zeros): the same function on x/m,
+        // m the row's largest |x|: out_c = round((x_c/m) · r' · γ_c), r' = 1/√(Σ(x/m)²/d + eps/m²).
+        // ss is the same in every thread, so the whole block takes this branch.
+        float m = 0.f;
+        for (int c = threadIdx.x; c < p.d; c += kThreads) m = fmaxf(m, fabsf(to_float(x[c])));
+        m = hr_row::block_reduce<true, kThreads>(m, red);
+        float ssm = 0.f;
+        for (int c = threadIdx.x; c < p.d; c += kThreads) {
+            const float y = to_float(x[c]) / m;
+            ssm = __fadd_rn(ssm, __fmul_rn(y, y));
+        }
+        ssm = hr_row::block_reduce<false, kThreads>(ssm, red);
+        const float rm = 1.f / sqrtf(__fadd_rn(ssm / (float)p.d, p.eps / m / m));
+        for (int c = threadIdx.x; c < p.d; c += kThreads)
+            out[c] = from_float<T>(__fmul_rn(__fmul_rn(to_float(x[c]) / m, rm), to_float(gamma[c])));
+        return;
+    }
 
     // out_c = round(x_c · r · γ_c), r = 1/√(ss/d + eps)
     const float r = 1.f / sqrtf(__fadd_rn(ss / (float)p.d, p.eps));

@@ -10,7 +10,10 @@ final class BlockMath {
     private BlockMath() {}
 
     /**
-     * RMSNorm of each of {@code rows} rows of width d: out = round(x · (1/√(mean(x²) + eps)) · γ).
+     * RMSNorm of each of {@code rows} rows of width d: out = round(x · (1/√(mean(x²) + eps)) · γ). The
+     * sum of squares is fp32, as in the kernel; a row whose x² overflow it (|x| beyond ~1e19) is
+     * normalized by its largest magnitude m first: out = round((x/m) · (1/√(mean((x/m)²) + eps/m²)) · γ),
+     * the same function without the overflow (the plain form gave zeros).
      */
     static float[] rmsNorm(float[] x, int rows, int d, float[] gamma, double eps, Rounding round) {
         float[] out = new float[x.length];
@@ -20,6 +23,22 @@ final class BlockMath {
             float ss = 0f;
             for (int c = 0; c < d; c++) {
                 ss += x[o + c] * x[o + c];
+            }
+            if (ss == Float.POSITIVE_INFINITY) {
+                float m = 0f;
+                for (int c = 0; c < d; c++) {
+                    m = Math.max(m, Math.abs(x[o + c]));
+                }
+                float ssm = 0f;
+                for (int c = 0; c < d; c++) {
+                    float y = x[o + c] / m;
+                    ssm += y * y;
+                }
+                float inv = (float) (1.0 / Math.sqrt(ssm / d + e / m / m));
+                for (int c = 0; c < d; c++) {
+                    out[o + c] = round.apply(x[o + c] / m * inv * gamma[c]);
+                }
+                continue;
             }
             float inv = (float) (1.0 / Math.sqrt(ss / d + e));
             for (int c = 0; c < d; c++) {

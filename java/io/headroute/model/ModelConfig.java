@@ -59,8 +59,11 @@ public record ModelConfig(int dModel, int heads, int kvHeads, int headDim, DType
         if (!(ropeTheta > 1) || Double.isInfinite(ropeTheta)) {
             throw new ModelException("RoPE theta must be a finite number above 1, got " + ropeTheta);
         }
-        if (!(normEps > 0) || Double.isInfinite(normEps)) {
-            throw new ModelException("RMSNorm eps must be a finite positive number, got " + normEps);
+        // The norm adds eps in fp32: an eps that rounds to 0 there gives NaN rows for zero inputs, one that
+        // rounds to infinity gives zeros.
+        if (!((float) normEps > 0) || Float.isInfinite((float) normEps)) {
+            throw new ModelException("RMSNorm eps must be a positive number within fp32's range (1.4e-45 to 3.4e38), got "
+                    + normEps);
         }
         if (layers == null || layers.isEmpty()) {
             throw new ModelException("a model needs at least one layer");

@@ -134,12 +134,14 @@ class BlockOpsGpuTest {
         assertTrue(rel <= tolerance(dt), what + ": relative error " + rel + " > " + tolerance(dt));
     }
 
-    @ParameterizedTest(name = "rmsnorm {0} rows={1} d={2}")
-    @CsvSource({"f32, 37, 1000", "f16, 5, 64", "bf16, 130, 4096", "f32, 1, 7", "bf16, 3, 257"})
-    void rmsNormMatchesItsTwin(String dtype, int rows, int d) {
+    /** Scale 1e20 and 1e30: x² overflows fp32, the rows are normalized by their largest |x| first. */
+    @ParameterizedTest(name = "rmsnorm {0} rows={1} d={2} scale={3}")
+    @CsvSource({"f32, 37, 1000, 3", "f16, 5, 64, 3", "bf16, 130, 4096, 3", "f32, 1, 7, 3", "bf16, 3, 257, 3",
+            "f32, 9, 1000, 1e20", "bf16, 4, 257, 1e30"})
+    void rmsNormMatchesItsTwin(String dtype, int rows, int d, double scale) {
         DType dt = DType.parse(dtype);
         Random r = new Random(rows * 31L + d);
-        float[] x = gaussian(r, rows * d, dt, 3.0);
+        float[] x = gaussian(r, rows * d, dt, scale);
         float[] gamma = gaussian(r, d, dt, 1.0);
         float[] want = BlockMath.rmsNorm(x, rows, d, gamma, 1e-5, Rounding.of(dt));
         try (DeviceBuffer xd = upload(x, dt); DeviceBuffer gd = upload(gamma, dt); DeviceBuffer od = poisoned(rows * d, dt)) {

@@ -173,8 +173,11 @@ class ModelWeightsTest {
                 () -> ModelConfig.uniform(16, 4, 4, 8, DType.F32, 1, dense.withHeadMask(new boolean[4])));
         assertMessage("RoPE theta must be a finite number above 1, got NaN",
                 () -> new ModelConfig(16, 4, 4, 8, DType.F32, Double.NaN, 1e-5, List.of(dense)));
-        assertMessage("RMSNorm eps must be a finite positive number, got 0.0",
-                () -> new ModelConfig(16, 4, 4, 8, DType.F32, 1e4, 0, List.of(dense)));
+        for (double eps : new double[] {0, -1e-5, Double.NaN, Double.POSITIVE_INFINITY, 1e-46, 1e39}) {
+            assertMessage("RMSNorm eps must be a positive number within fp32's range (1.4e-45 to 3.4e38), got " + eps,
+                    () -> new ModelConfig(16, 4, 4, 8, DType.F32, 1e4, eps, List.of(dense)));
+        }
+        assertEquals(Float.MIN_VALUE, new ModelConfig(16, 4, 4, 8, DType.F32, 1e4, Float.MIN_VALUE, List.of(dense)).normEps());
         ModelException e = assertThrows(ModelException.class, () -> ModelConfig.fromJson("{\"layers\": [{\"pattern\": \"nope\","
                 + " \"algorithm\": \"flash\"}]}"));
         assertTrue(e.getMessage().startsWith("model config layer 0: unknown pattern"), e.getMessage());
