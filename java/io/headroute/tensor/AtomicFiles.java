@@ -512,11 +512,20 @@ public final class AtomicFiles {
         }
     }
 
+    /** The system's error phrase as the rest of a message writes it: "Read-only file system" → "read-only file system". */
+    private static String lowerPhrase(String reason) {
+        if (reason == null || reason.length() < 2 || !Character.isUpperCase(reason.charAt(0))
+                || !Character.isLowerCase(reason.charAt(1))) {
+            return reason; // null, or not a sentence-case phrase (an acronym such as "EIO")
+        }
+        return Character.toLowerCase(reason.charAt(0)) + reason.substring(1);
+    }
+
     static String describe(IOException e) {
         // The common file-system failures in words, with the file they name (Java's own messages are the path alone).
         if (e instanceof java.nio.file.FileSystemException fs) {
             String what = fs instanceof java.nio.file.AccessDeniedException ? "permission denied"
-                    : fs instanceof java.nio.file.NoSuchFileException ? "no such file or directory" : fs.getReason();
+                    : fs instanceof java.nio.file.NoSuchFileException ? "no such file or directory" : lowerPhrase(fs.getReason());
             if (what != null) {
                 return fs.getFile() == null ? what : what + " (" + fs.getFile() + ")";
             }

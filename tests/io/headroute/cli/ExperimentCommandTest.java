@@ -222,6 +222,16 @@ class ExperimentCommandTest {
         }
     }
 
+    /** The refusal above for every user, root included (CI): /proc takes no new folders whatever the permissions. */
+    @Test
+    void aFolderWhereNothingCanBeCreatedIsRefused() {
+        assumeTrue(Files.isDirectory(Path.of("/proc/self")), "no /proc here");
+        Path out = Path.of("/proc/headroute-test-" + ProcessHandle.current().pid(), "exp");
+        Cli.run(args(TINY, "--out", out.toString())).assertBadInput("headroute experiment", "--out " + out
+                + " cannot be created in /proc: ");
+        assertFalse(Files.exists(out.getParent()));
+    }
+
     @Test
     void anEmptyExistingFolderIsFilled() throws IOException {
         Path out = Files.createDirectories(dir.resolve("empty"));

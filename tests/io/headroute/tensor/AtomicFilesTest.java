@@ -279,6 +279,16 @@ class AtomicFilesTest {
     }
 
     @Test
+    void theSystemsErrorPhrasesAreWrittenInLowerCase() {
+        assertEquals("read-only file system (/x)", AtomicFiles.describe(new java.nio.file.FileSystemException("/x", null,
+                "Read-only file system")));
+        assertEquals("operation not permitted", AtomicFiles.describe(new java.nio.file.FileSystemException(null, null,
+                "Operation not permitted")));
+        assertEquals("EIO (/y)", AtomicFiles.describe(new java.nio.file.FileSystemException("/y", null, "EIO")));
+        assertEquals("permission denied (/z)", AtomicFiles.describe(new java.nio.file.AccessDeniedException("/z")));
+    }
+
+    @Test
     void exceptionMessageIsOneLine() {
         TensorFileException e = new TensorFileException(Path.of("q.npy"), "first line\nsecond line\r\n");
         assertEquals("q.npy: first line second line", e.getMessage());
