@@ -3,7 +3,6 @@ package io.headroute.cli;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import io.headroute.engine.Algorithm;
 import io.headroute.engine.AttentionRequest;
@@ -11,7 +10,7 @@ import io.headroute.engine.OutputAssertions;
 import io.headroute.engine.cpu.CpuAttentionEngine;
 import io.headroute.engine.cpu.ReferenceAttention;
 import io.headroute.engine.cuda.CudaAttentionEngine;
-import io.headroute.engine.cuda.CudaProbe;
+import io.headroute.engine.cuda.GpuTests;
 import io.headroute.pattern.Patterns;
 import io.headroute.tensor.DType;
 import io.headroute.tensor.Npy;
@@ -37,9 +36,7 @@ class AttendCudaGpuTest {
 
     @BeforeAll
     static void gpu() {
-        CudaProbe.Result probe = CudaProbe.result();
-        assumeTrue(probe.usable(), "no usable GPU: " + probe.reason());
-        assumeTrue(CudaAttentionEngine.kernelsPackaged(), "the build has no CUDA kernels (built without nvcc)");
+        GpuTests.assumeGpu();
     }
 
     private static Tensor random(Random r, long... shape) {

@@ -2,11 +2,10 @@ package io.headroute.experiment;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import io.headroute.cuda.memory.DevicePool;
 import io.headroute.engine.cuda.CudaAttentionEngine;
-import io.headroute.engine.cuda.CudaProbe;
+import io.headroute.engine.cuda.GpuTests;
 import io.headroute.pattern.Pattern;
 import io.headroute.tensor.DType;
 import java.util.List;
@@ -29,9 +28,7 @@ class ExperimentGpuTest {
 
     @Test
     void measuredPeaksMatchThePlans() {
-        CudaProbe.Result probe = CudaProbe.result();
-        assumeTrue(probe.usable(), "no usable GPU: " + probe.reason());
-        assumeTrue(CudaAttentionEngine.kernelsPackaged(), "the build has no CUDA kernels (built without nvcc)");
+        GpuTests.assumeGpu();
         Sweep sweep = new Sweep(List.of(256, 1000), List.of(new Variant.Materialized(new Pattern.Dense()),
                 new Variant.Flash(new Pattern.Dense()), new Variant.Sparse(new Pattern.Window(64)),
                 new Variant.Flash(new Pattern.Window(64))), List.of(DType.F32, DType.BF16),
@@ -71,9 +68,7 @@ class ExperimentGpuTest {
      */
     @Test
     void routedAndPrunedRowsOnTheGpu() {
-        CudaProbe.Result probe = CudaProbe.result();
-        assumeTrue(probe.usable(), "no usable GPU: " + probe.reason());
-        assumeTrue(CudaAttentionEngine.kernelsPackaged(), "the build has no CUDA kernels (built without nvcc)");
+        GpuTests.assumeGpu();
         Sweep sweep = new Sweep(List.of(1000), List.of(new Variant.Flash(new Pattern.Dense()), new Variant.Routed(1, 2, 1),
                 new Variant.Routed(1, 2, 64), Variant.parse("pruned:0.5")), List.of(DType.BF16), List.of(8), 2, 64, 2, false,
                 1, 3, 11);
@@ -112,9 +107,7 @@ class ExperimentGpuTest {
     @Test
     @Tag("gpu-long")
     void theGpu32kPresetRunsWithinTheCard() {
-        CudaProbe.Result probe = CudaProbe.result();
-        assumeTrue(probe.usable(), "no usable GPU: " + probe.reason());
-        assumeTrue(CudaAttentionEngine.kernelsPackaged(), "the build has no CUDA kernels (built without nvcc)");
+        GpuTests.assumeGpu();
         Sweep p = Preset.GPU_32K.sweep(true);
         Sweep sweep = new Sweep(List.of(32768), p.variants(), p.dtypes(), p.heads(), p.kvHeads(), p.dim(), p.batch(),
                 p.causal(), 0, 1, p.seed());

@@ -2,12 +2,11 @@ package io.headroute.quality;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import io.headroute.engine.Algorithm;
 import io.headroute.engine.cpu.CpuAttentionEngine;
 import io.headroute.engine.cuda.CudaAttentionEngine;
-import io.headroute.engine.cuda.CudaProbe;
+import io.headroute.engine.cuda.GpuTests;
 import io.headroute.pattern.Pattern;
 import io.headroute.pattern.Patterns;
 import io.headroute.tensor.DType;
@@ -31,22 +30,13 @@ class AttentionQualityGpuTest {
 
     @BeforeAll
     static void open() {
-        CudaProbe.Result probe = CudaProbe.result();
-        assumeTrue(probe.usable(), "no usable GPU: " + probe.reason());
-        assumeTrue(CudaAttentionEngine.kernelsPackaged(), "the build has no CUDA kernels (built without nvcc)");
-        gpu = CudaAttentionEngine.open(0);
-        gpu.setPoisonOutputs(true);
+        gpu = GpuTests.openEngine(true);
         cpu = new CpuAttentionEngine();
     }
 
     @AfterAll
-    static void close() {
-        if (cpu != null) {
-            cpu.close();
-        }
-        if (gpu != null) {
-            gpu.close();
-        }
+    static void close() throws Exception {
+        GpuTests.closeAll(cpu, gpu); // the engine's close throws if any device buffer leaked
     }
 
     private static Tensor gaussian(Random r, long... shape) {

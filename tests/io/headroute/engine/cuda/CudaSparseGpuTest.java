@@ -51,30 +51,18 @@ class CudaSparseGpuTest {
 
     @BeforeAll
     static void open() {
-        CudaProbe.Result probe = CudaProbe.result();
-        assumeTrue(probe.usable(), "no usable GPU: " + probe.reason());
-        assumeTrue(CudaAttentionEngine.kernelsPackaged(), "the build has no CUDA kernels (built without nvcc)");
-        gpu = CudaAttentionEngine.open(0);
-        gpu.setPoisonOutputs(true);
+        gpu = GpuTests.openEngine(true);
         cpu = new CpuAttentionEngine();
     }
 
     @AfterAll
-    static void close() {
-        if (cpu != null) {
-            cpu.close();
-        }
-        if (gpu != null) {
-            gpu.close(); // throws if any device buffer leaked
-        }
+    static void close() throws Exception {
+        GpuTests.closeAll(cpu, gpu); // the engine's close throws if any device buffer leaked
     }
 
     @AfterEach
     void nothingLeftAllocated() {
-        if (gpu != null) {
-            gpu.clearLayoutCache();
-            assertEquals(0, gpu.pool().stats().allocatedBytes(), "device memory still allocated: " + gpu.pool().stats());
-        }
+        GpuTests.assertNothingAllocated(gpu); // the sparse cases' layouts stay cached per pattern until cleared
     }
 
     static Rule randomLayout(long seed, int heads, int kvLen, int bs, double keep) {

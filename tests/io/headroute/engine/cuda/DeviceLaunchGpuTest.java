@@ -38,21 +38,13 @@ class DeviceLaunchGpuTest {
 
     @BeforeAll
     static void open() {
-        CudaProbe.Result probe = CudaProbe.result();
-        assumeTrue(probe.usable(), "no usable GPU: " + probe.reason());
-        assumeTrue(CudaAttentionEngine.kernelsPackaged(), "the build has no CUDA kernels (built without nvcc)");
-        gpu = CudaAttentionEngine.open(0);
+        gpu = GpuTests.openEngine(false);
         cpu = new CpuAttentionEngine();
     }
 
     @AfterAll
-    static void close() {
-        if (cpu != null) {
-            cpu.close();
-        }
-        if (gpu != null) {
-            gpu.close();
-        }
+    static void close() throws Exception {
+        GpuTests.closeAll(cpu, gpu); // the engine's close throws if any device buffer leaked
     }
 
     @ParameterizedTest(name = "{0} {1} L={2} S={3} Bq={4} {5}")

@@ -1,0 +1,60 @@
+package io.headroute.engine.cuda;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+/**
+ * What the GPU test classes do first and last: skip without a usable GPU or without kernels in the build,
+ * open the engine, close what they opened, and check that nothing stayed allocated.
+ */
+public final class GpuTests {
+    private GpuTests() {}
+
+    /** Skips the calling test (an assumption) unless a GPU, or the emulator, is usable and the build has kernels. */
+    public static void assumeGpu() {
+        CudaProbe.Result probe = CudaProbe.result();
+        assumeTrue(probe.usable(), "no usable GPU: " + probe.reason());
+        assumeTrue(CudaAttentionEngine.kernelsPackaged(), "the build has no CUDA kernels (built without nvcc)");
+    }
+
+    /** {@link #assumeGpu}, then the engine on device 0; with {@code poisonOutputs} outputs are NaN before every run. */
+    public static CudaAttentionEngine openEngine(boolean poisonOutputs) {
+        assumeGpu();
+        CudaAttentionEngine gpu = CudaAttentionEngine.open(0);
+        gpu.setPoisonOutputs(poisonOutputs);
+        return gpu;
+    }
+
+    /** Drops the cached sparse layouts, then asserts that the engine's pool holds no device memory. */
+    public static void assertNothingAllocated(CudaAttentionEngine gpu) {
+        if (gpu != null) {
+            gpu.clearLayoutCache();
+            assertEquals(0, gpu.pool().stats().allocatedBytes(), "device memory still allocated: " + gpu.pool().stats());
+        }
+    }
+
+    /**
+     * Closes each resource that is not null, in order, all of them even when one throws (the first failure is
+     * rethrown, later ones suppressed in it). A GPU engine's close throws if any device buffer leaked.
+     */
+    public static void closeAll(AutoCloseable... resources) throws Exception {
+        Exception first = null;
+        for (AutoCloseable r : resources) {
+            if (r == null) {
+                continue;
+            }
+            try {
+                r.close();
+            } catch (Exception e) {
+                if (first == null) {
+                    first = e;
+                } else {
+                    first.addSuppressed(e);
+                }
+            }
+        }
+        if (first != null) {
+            throw first;
+        }
+    }
+}
