@@ -143,8 +143,14 @@ std::vector<int> g_wg_readers;
 // Per warp: B of its latest wgmma, read from shared memory once for the warp when its last lane arrives
 // (wg_gather_done), and the chunks each of its wgmma not yet retired read, oldest first.
 float g_wg_b[kMaxThreads / 32][16][64];
-std::deque<std::vector<uint32_t>> g_wg_chunks[kMaxThreads / 32];
+// A warp's wgmma not yet retired: the 16-byte shared chunks it reads as B, and their bytes at its issue.
+struct WgReads {
+    std::vector<uint32_t> chunks;
+    std::vector<unsigned char> bytes;
+};
+std::deque<WgReads> g_wg_chunks[kMaxThreads / 32];
 long long g_wg_retired[kMaxThreads / 32];  // the warp's wgmma retired by the first of its lanes to wait for them
+long long g_wg_popped[kMaxThreads / 32];   // ... and by all 32 lanes: the index of g_wg_chunks[w].front()
 
 // Block barrier and warp exchange state. Warp exchanges alternate between two sets of slots: a lane can
 // deposit for exchange n + 1 while slower lanes still read exchange n, but not for n + 2, which needs
@@ -320,6 +326,7 @@ bool run_block() {
     g_wg_readers.assign((g_smem_bytes + 15) / 16, 0);
     for (auto& q : g_wg_chunks) q.clear();
     for (auto& r : g_wg_retired) r = 0;
+    for (auto& r : g_wg_popped) r = 0;
     // The lowest-numbered runnable thread always goes next (the highest in reverse order): warp 0 runs ahead
     // until it waits at a barrier, so a missing __syncthreads (or __syncwarp) shows as a read of data another
     // thread has not written yet, or has already overwritten. Which of the two orders catches a race depends
@@ -677,7 +684,8 @@ uint64_t wgmma_desc_base(const void* smem) {
 // The warp's wgmma, once all 32 lanes have deposited their operands (run by the last to arrive, before any
 // lane goes on): the lanes agree on descriptor and flags; B is read from shared memory into g_wg_b[w] — at
 // the issue, as far as the program can tell: until the wait that retires it, any cp.async into those chunks
-// fails (g_wg_readers), and so does reading a chunk a cp.async wrote before its thread's fence.proxy.async.
+// fails (g_wg_readers), the wait fails if any other store changed them in between, and so does reading a chunk
+// a cp.async wrote before its thread's fence.proxy.async.
 void wg_gather_done(int w, const unsigned char* slots) {
     auto lane_in = [&](int l) {
         WgIn x;
@@ -719,8 +727,14 @@ void wg_gather_done(int w, const unsigned char* slots) {
             std::memcpy(&h, g_smem + row + 2 * (trans_b ? n % 8 : k % 8), 2);
             g_wg_b[w][k][n] = bf16 ? hr_emu_half::bf16_to_float(h) : hr_emu_half::f16_to_float(h);
         }
-    for (uint32_t c : chunks) g_wg_readers[c]++;
-    g_wg_chunks[w].push_back(std::move(chunks));
+    WgReads reads;
+    reads.bytes.resize(16 * chunks.size());
+    for (size_t i = 0; i < chunks.size(); ++i) {
+        g_wg_readers[chunks[i]]++;
+        std::memcpy(&reads.bytes[16 * i], g_smem + 16 * (size_t)chunks[i], 16);
+    }
+    reads.chunks = std::move(chunks);
+    g_wg_chunks[w].push_back(std::move(reads));
 }
 
 void wgmma_m64n64k16(float* d, const uint32_t (&a)[4], uint64_t desc, bool trans_b, bool bf16, bool scale_d) {
@@ -780,9 +794,25 @@ void wgmma_wait(int n) {
         for (size_t i = 0; i < done.size(); ++i) {
             if (++f->wg_retired > g_wg_retired[w]) {
                 g_wg_retired[w] = f->wg_retired;
-                for (uint32_t c : g_wg_chunks[w].front()) g_wg_readers[c]--;
-                g_wg_chunks[w].pop_front();
+                for (uint32_t c : g_wg_chunks[w][(size_t)(f->wg_retired - 1 - g_wg_popped[w])].chunks) g_wg_readers[c]--;
             }
+        }
+        // Once every lane of the warp is past the wait (the emulator runs them one after another; on the GPU they
+        // pass it together, so a store any lane made before it in program order came first): the B chunks must
+        // hold what they held at the issue. Any store between (st.shared as well as cp.async) raced with the
+        // tensor cores' reads: on the GPU the wgmma may have read either value.
+        long long all = f->wg_retired;
+        for (int l = 0; l < 32; ++l) all = std::min(all, g_fibers[32 * w + l].wg_retired);
+        while (g_wg_popped[w] < all) {
+            const WgReads& reads = g_wg_chunks[w].front();
+            for (size_t k = 0; k < reads.chunks.size(); ++k) {
+                const size_t at = 16 * (size_t)reads.chunks[k];
+                if (std::memcmp(&reads.bytes[16 * k], g_smem + at, 16) != 0)
+                    fail("shared offset %zu, which warp %d's wgmma reads as B, changed between the wgmma and the "
+                         "wgmma.wait_group that retires it (the tensor cores may read it until then)", at, w);
+            }
+            g_wg_chunks[w].pop_front();
+            g_wg_popped[w]++;
         }
         // The hardware reads A and writes D between the issue and the wait: a thread that wrote either in
         // between raced with the tensor cores (on the GPU: wrong results, or ptxas serializing the wgmma).
