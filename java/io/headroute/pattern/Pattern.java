@@ -57,6 +57,14 @@ public sealed interface Pattern
         return r.contains(key);
     }
 
+    /** A pattern parameter below its least value, refused with the parser's message. */
+    private static void atLeast(String spec, String name, int value, int least) {
+        if (value < least) {
+            throw new PatternException("pattern " + Patterns.quote(spec) + ": " + name + " must be "
+                    + (least == 0 ? ">= 0" : "> 0") + ", got " + value);
+        }
+    }
+
     /** {@code dense}: every key. */
     record Dense() implements Pattern {
         @Override
@@ -112,6 +120,11 @@ public sealed interface Pattern
 
     /** {@code window:W}: |p − j| ≤ W. */
     record Window(int w) implements Pattern {
+        /** Refuses W &lt; 0 (it would leave every row empty: o = 0, lse = −∞) as {@link Patterns#parse} does. */
+        public Window {
+            atLeast("window:" + w, "W", w, 0);
+        }
+
         @Override
         public void allowedKeys(int head, int p, int kvLen, KeyRanges out) {
             out.clear();
@@ -133,6 +146,12 @@ public sealed interface Pattern
 
     /** {@code longformer:W:G}: |p − j| ≤ W, or j &lt; G, or p &lt; G. */
     record Longformer(int w, int g) implements Pattern {
+        /** Refuses W or G below 0, as {@link Patterns#parse} does. */
+        public Longformer {
+            atLeast("longformer:" + w + ":" + g, "W", w, 0);
+            atLeast("longformer:" + w + ":" + g, "G", g, 0);
+        }
+
         @Override
         public void allowedKeys(int head, int p, int kvLen, KeyRanges out) {
             out.clear();
@@ -185,6 +204,15 @@ public sealed interface Pattern
      * kb &lt; G, or kb is one of the R random blocks of (head, qb) given by {@link BigBirdRandom}.
      */
     record BigBird(int bs, int w, int g, int r, long seed) implements Pattern {
+        /** Refuses BS below 1 and W, G or R below 0, as {@link Patterns#parse} does. */
+        public BigBird {
+            String spec = "bigbird:" + bs + ":" + w + ":" + g + ":" + r + ":" + seed;
+            atLeast(spec, "BS", bs, 1);
+            atLeast(spec, "W", w, 0);
+            atLeast(spec, "G", g, 0);
+            atLeast(spec, "R", r, 0);
+        }
+
         @Override
         public void allowedKeys(int head, int p, int kvLen, KeyRanges out) {
             out.clear();
@@ -230,6 +258,7 @@ public sealed interface Pattern
      */
     record Layout(int bs, int heads, int blocks, boolean[] bits, String source) implements Pattern {
         public Layout {
+            atLeast("layout:" + bs + ":" + source, "BS", bs, 1);
             if (bits.length != (long) heads * blocks * blocks) {
                 throw new IllegalArgumentException("layout bits do not match its shape");
             }

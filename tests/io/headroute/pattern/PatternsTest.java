@@ -134,6 +134,30 @@ class PatternsTest {
                 .contains("SEED must be a decimal integer from -9223372036854775808 to 9223372036854775807"));
     }
 
+    /**
+     * A pattern built in Java, not parsed, is refused for what the parser refuses: a negative window left every
+     * row empty (o = 0, lse = −∞, no error), and block size 0 divided by zero.
+     */
+    @Test
+    void recordsRefuseWhatTheParserRefuses() {
+        assertEquals("pattern 'window:-1': W must be >= 0, got -1",
+                assertThrows(PatternException.class, () -> new Pattern.Window(-1)).getMessage());
+        assertEquals("pattern 'longformer:4:-2': G must be >= 0, got -2",
+                assertThrows(PatternException.class, () -> new Pattern.Longformer(4, -2)).getMessage());
+        assertEquals("pattern 'longformer:-4:2': W must be >= 0, got -4",
+                assertThrows(PatternException.class, () -> new Pattern.Longformer(-4, 2)).getMessage());
+        assertEquals("pattern 'bigbird:0:1:1:1:7': BS must be > 0, got 0",
+                assertThrows(PatternException.class, () -> new Pattern.BigBird(0, 1, 1, 1, 7)).getMessage());
+        for (int[] bad : new int[][] {{-1, 0, 0}, {0, -1, 0}, {0, 0, -1}}) {
+            assertThrows(PatternException.class, () -> new Pattern.BigBird(16, bad[0], bad[1], bad[2], 7),
+                    "bigbird W G R " + java.util.Arrays.toString(bad));
+        }
+        assertThrows(PatternException.class, () -> new Pattern.Layout(0, 1, 1, new boolean[] {true}, "x.npy"));
+        // What the parser accepts still builds: the least values.
+        assertEquals("window:0", new Pattern.Window(0).spec());
+        assertEquals("bigbird:1:0:0:0:7", new Pattern.BigBird(1, 0, 0, 0, 7).spec());
+    }
+
     @Test
     void nullSpecIsRejected() {
         assertOneLine(assertThrows(PatternException.class, () -> Patterns.parse(null)), "null spec");
