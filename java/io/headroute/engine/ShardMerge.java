@@ -13,8 +13,20 @@ import java.util.List;
 public final class ShardMerge {
     private ShardMerge() {}
 
-    /** One shard's output: o (B, H, L, D) and lse (B, H, L). */
-    public record Part(Tensor o, Tensor lse) {}
+    /**
+     * One shard's output: o (B, H, L, D) and lse (B, H, L). An {@link AttentionResult} has an lse only when its
+     * request asked for one ({@link AttentionRequest.Builder#wantLse}); without it the shard cannot be merged.
+     */
+    public record Part(Tensor o, Tensor lse) {
+        /** Refuses a missing o or lse, in one line. */
+        public Part {
+            if (o == null || lse == null) {
+                throw new IllegalArgumentException("a shard needs o and lse, got "
+                        + (o == null ? "no o" : "o " + o.shapeString()) + " and "
+                        + (lse == null ? "no lse (request it with wantLse(true))" : "lse " + lse.shapeString()));
+            }
+        }
+    }
 
     /** The merged (o, lse), float32. */
     public static Part merge(List<Part> parts) {

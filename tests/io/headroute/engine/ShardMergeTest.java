@@ -100,4 +100,16 @@ class ShardMergeTest {
                 () -> ShardMerge.merge(List.of(new ShardMerge.Part(o, lse), new ShardMerge.Part(o3, lse3))));
         assertThrows(IllegalArgumentException.class, () -> ShardMerge.merge(List.of()));
     }
+
+    /** A result run without wantLse(true) has no lse: the shard is refused with a message saying so (it was an NPE). */
+    @Test
+    void aShardWithoutLseSaysHowToGetOne() {
+        Random r = new Random(3);
+        AttentionResult res = ENGINE.run(AttentionRequest.builder(gaussian(r, 1, 2, 4, 8), gaussian(r, 1, 2, 8, 8),
+                gaussian(r, 1, 2, 8, 8)).build());
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> ShardMerge.merge(List.of(new ShardMerge.Part(res.o(), res.lse()))));
+        assertEquals("a shard needs o and lse, got o (1, 2, 4, 8) and no lse (request it with wantLse(true))",
+                e.getMessage());
+    }
 }
