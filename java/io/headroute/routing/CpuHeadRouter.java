@@ -15,6 +15,7 @@ import java.util.stream.IntStream;
 public final class CpuHeadRouter implements HeadRouter {
     private final ForkJoinPool pool;
     private final int threads;
+    private volatile boolean closed;
 
     public CpuHeadRouter(int threads) {
         if (threads <= 0 || threads > CpuAttentionEngine.MAX_THREADS) {
@@ -36,6 +37,9 @@ public final class CpuHeadRouter implements HeadRouter {
 
     @Override
     public RouterOutput route(Tensor x, Tensor wr, RouterConfig config, DType dtype) {
+        if (closed) {
+            throw new IllegalStateException("CPU head router is closed");
+        }
         HeadRouter.checkInputs(x, wr, config, dtype);
         int b = (int) x.dim(0);
         int l = (int) x.dim(1);
@@ -161,6 +165,7 @@ public final class CpuHeadRouter implements HeadRouter {
 
     @Override
     public void close() {
+        closed = true;
         pool.shutdownNow();
     }
 }

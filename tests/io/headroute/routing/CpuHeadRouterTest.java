@@ -197,6 +197,19 @@ class CpuHeadRouterTest {
         assertMessage("routed heads", () -> new RouterConfig(1, 0, 1, 1));
     }
 
+    /** A closed router says so, as the engines do (it threw its pool's RejectedExecutionException). */
+    @Test
+    void aClosedRouterSaysSo() {
+        CpuHeadRouter closed = new CpuHeadRouter(1);
+        closed.close();
+        closed.close(); // idempotent
+        Tensor x = Tensor.ofFloats(new float[8], 1, 2, 4);
+        Tensor wr = Tensor.ofFloats(new float[8], 4, 2);
+        IllegalStateException e = assertThrows(IllegalStateException.class,
+                () -> closed.route(x, wr, new RouterConfig(0, 2, 1, 1), DType.F32));
+        assertEquals("CPU head router is closed", e.getMessage());
+    }
+
     static void assertMessage(String keyword, org.junit.jupiter.api.function.Executable call) {
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class, call);
         assertTrue(e.getMessage().contains(keyword), () -> "expected '" + keyword + "' in: " + e.getMessage());
