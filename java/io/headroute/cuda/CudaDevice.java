@@ -35,8 +35,15 @@ public final class CudaDevice implements AutoCloseable {
     private boolean closed;
 
     private CudaDevice(int ordinal) {
-        JCudaDriver.setExceptionsEnabled(false);
         String where = "GPU " + ordinal;
+        try {
+            JCudaDriver.setExceptionsEnabled(false);
+        } catch (LinkageError e) {
+            // JCuda's native binding failed to load (no driver): an Error of many lines, then NoClassDefFoundError on
+            // every later call. A caller catching RuntimeException gets one line instead.
+            throw new CudaException(where + ": JCuda's driver binding cannot be loaded (" + loadFailure(e)
+                    + "); is the NVIDIA driver (libcuda.so.1) installed?");
+        }
         CudaException.check(cuInit(0), "cuInit", where);
         this.ordinal = ordinal;
         this.device = new CUdevice();
@@ -60,7 +67,18 @@ public final class CudaDevice implements AutoCloseable {
         makeCurrent();
     }
 
-    /** Opens GPU {@code ordinal}: initializes the driver and retains its primary context. */
+    /** The line of a failed native load that names what is missing, else its first line. */
+    private static String loadFailure(LinkageError e) {
+        String all = String.valueOf(e.getMessage());
+        return all.lines().map(String::strip).filter(l -> l.contains("cannot open shared object file")).findFirst()
+                .orElse(e.getClass().getSimpleName() + ": " + all.lines().findFirst().orElse("").strip());
+    }
+
+    /**
+     * Opens GPU {@code ordinal}: initializes the driver and retains its primary context.
+     *
+     * @throws CudaException when the driver cannot be loaded or initialized, or there is no such device
+     */
     public static CudaDevice open(int ordinal) {
         return new CudaDevice(ordinal);
     }
