@@ -4,8 +4,15 @@ import java.util.Locale;
 
 /** Where attention runs: {@code auto} picks the GPU when one is usable, else the CPU. */
 public enum Backend {
+    /**
+     * The GPU when one is usable ({@link Backends#cudaUnavailableReason()} is null), else the CPU;
+     * {@link Backends#open} then sends a call the GPU refuses up front (a pattern, head dim or algorithm it lacks) to
+     * the CPU engine.
+     */
     AUTO,
+    /** The pure-Java CPU engine. */
     CPU,
+    /** The CUDA engine on GPU 0; opening fails with {@link BackendUnavailableException} where it cannot run. */
     CUDA;
 
     public String cliName() {

@@ -109,6 +109,10 @@ public final class AttentionRequest {
         return (int) v;
     }
 
+    /**
+     * A builder for attention over q (B, H, L, D), k and v (B, Hkv, S, D), each of any floating dtype (rounded to the
+     * compute dtype when run). Nothing is checked until {@link Builder#build}.
+     */
     public static Builder builder(Tensor q, Tensor k, Tensor v) {
         return new Builder(q, k, v);
     }
@@ -211,11 +215,17 @@ public final class AttentionRequest {
             this.v = v;
         }
 
+        /**
+         * The gate (B, L, H), any floating dtype, applied in fp32: o[b, h, i] is multiplied by g[b, i, h], and a row
+         * whose gate is exactly 0 is not computed (o = 0, lse = −∞). Null for none. {@link #build} refuses a
+         * non-finite value.
+         */
         public Builder gate(Tensor g) {
             this.gate = g;
             return this;
         }
 
+        /** Which keys each query may attend (default dense); {@link #causal} adds j ≤ p to it. */
         public Builder pattern(Pattern p) {
             this.pattern = Objects.requireNonNull(p, "pattern");
             return this;
@@ -233,16 +243,22 @@ public final class AttentionRequest {
             return this;
         }
 
+        /**
+         * The compute dtype, f32 (default), f16 or bf16: q, k and v are rounded to it, arithmetic is fp32, and o is
+         * returned in it. It need not be the inputs' dtype.
+         */
         public Builder dtype(DType d) {
             this.dtype = Objects.requireNonNull(d, "dtype");
             return this;
         }
 
+        /** The algorithm (default auto: the engine picks; {@link ExecutionStats#algorithm} says which ran). */
         public Builder algorithm(Algorithm a) {
             this.algorithm = Objects.requireNonNull(a, "algorithm");
             return this;
         }
 
+        /** Whether the result carries lse (B, H, L) float32; without it {@link AttentionResult#lse} is null. */
         public Builder wantLse(boolean w) {
             this.wantLse = w;
             return this;
@@ -260,6 +276,14 @@ public final class AttentionRequest {
             return this;
         }
 
+        /**
+         * The validated request.
+         *
+         * @throws ShapeException for shapes outside the contract, a non-floating tensor or compute dtype, a block size
+         *     other than 64 or 128, a non-finite scale or gate value
+         * @throws io.headroute.pattern.PatternException when the pattern does not fit H or S (a layout's heads or
+         *     blocks)
+         */
         public AttentionRequest build() {
             return new AttentionRequest(this);
         }

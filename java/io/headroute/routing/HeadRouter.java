@@ -26,7 +26,6 @@ public interface HeadRouter extends AutoCloseable {
     @Override
     void close();
 
-    /** Checks X (B, L, d_model) and Wr (d_model, Hr) against {@code config}; one-line IllegalArgumentExceptions. */
     /**
      * Refuses X and Wr whose logits X·Wr could overflow fp32: |z| ≤ d_model · max|X| · max|Wr| must stay within half
      * of fp32's range (so that z − max z stays finite too). {@code maxX} and {@code maxW} are the magnitudes once
@@ -41,6 +40,7 @@ public interface HeadRouter extends AutoCloseable {
         }
     }
 
+    /** Checks X (B, L, d_model) and Wr (d_model, Hr) against {@code config}; one-line IllegalArgumentExceptions. */
     static void checkInputs(Tensor x, Tensor wr, RouterConfig config, DType dtype) {
         if (dtype != DType.F32 && dtype != DType.F16 && dtype != DType.BF16) {
             throw new IllegalArgumentException("router dtype must be f32, f16 or bf16, got " + dtype.cliName());

@@ -22,7 +22,9 @@ public final class Tensor {
 
     /**
      * Wraps bytes as a tensor. The buffer's remaining bytes must equal numel × element size; they are
-     * not copied, so the caller must not change them afterwards.
+     * not copied, so the caller must not change them afterwards. They are read as little-endian whatever
+     * {@code bytes.order()} says: a new {@link ByteBuffer} is big-endian, so order it
+     * {@link ByteOrder#LITTLE_ENDIAN} before putting floats into it (or use {@link #ofFloats}).
      */
     public static Tensor of(DType dtype, long[] shape, ByteBuffer bytes) {
         Objects.requireNonNull(dtype, "dtype");
