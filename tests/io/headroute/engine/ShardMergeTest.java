@@ -73,6 +73,43 @@ class ShardMergeTest {
         }
     }
 
+    /**
+     * Causal ring attention from the public pieces: the sequence in blocks of Bk tokens; query block t attends the key
+     * blocks before it densely (every key is in its past) and its own block causally (L = S = Bk, where the bottom-right
+     * alignment is the diagonal); later blocks are skipped. Merged, that equals causal attention over the whole.
+     */
+    @ParameterizedTest(name = "N={0} Bk={1} Hkv={2}")
+    @CsvSource({"300, 100, 2", "231, 77, 1", "64, 64, 4"})
+    void causalRingAttentionIsDensePastShardsAndACausalDiagonalShard(int n, int bk, int hkv) {
+        Random r = new Random(n * 7L + bk);
+        Tensor q = gaussian(r, 1, 4, n, 32);
+        Tensor k = gaussian(r, 1, hkv, n, 32);
+        Tensor v = gaussian(r, 1, hkv, n, 32);
+        AttentionResult whole = ENGINE.run(AttentionRequest.builder(q, k, v).causal(true).wantLse(true).build());
+        for (int t = 0; t * bk < n; t++) {
+            int from = t * bk;
+            int to = Math.min(n, from + bk);
+            Tensor qt = keys(q, from, to);
+            List<ShardMerge.Part> parts = new ArrayList<>();
+            for (int u = 0; u <= t; u++) {
+                AttentionResult res = ENGINE.run(AttentionRequest.builder(qt, keys(k, u * bk, u * bk + bk),
+                        keys(v, u * bk, u * bk + bk)).causal(u == t).wantLse(true).build());
+                parts.add(new ShardMerge.Part(res.o(), res.lse()));
+            }
+            ShardMerge.Part merged = ShardMerge.merge(parts);
+            float[] want = keys(whole.o(), from, to).toFloatArray();
+            assertTrue(AttentionBenchmark.relativeL2(merged.o().toFloatArray(), want) < 1e-6, "query block " + t);
+            float[] lse = merged.lse().toFloatArray();
+            float[] all = whole.lse().toFloatArray();
+            for (int h = 0; h < 4; h++) {
+                for (int i = from; i < to; i++) {
+                    float b = all[h * n + i];
+                    assertEquals(b, lse[h * (to - from) + i - from], 1e-5 * Math.max(1, Math.abs(b)), "lse head " + h + " row " + i);
+                }
+            }
+        }
+    }
+
     @Test
     void rowsEmptyInEveryShardStayEmpty() {
         Tensor o = Tensor.ofFloats(new float[] {0, 0, 1, 2}, 1, 1, 2, 2);
