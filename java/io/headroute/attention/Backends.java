@@ -21,7 +21,7 @@ public final class Backends {
     public static AttentionEngine open(Backend backend, int cpuThreads) {
         Objects.requireNonNull(backend, "backend");
         if (cpuThreads <= 0) {
-            throw new IllegalArgumentException("--threads must be positive, got " + cpuThreads);
+            throw new IllegalArgumentException("CPU threads must be positive, got " + cpuThreads);
         }
         return switch (backend) {
             case CPU -> new CpuAttentionEngine(cpuThreads);
@@ -51,7 +51,7 @@ public final class Backends {
             return open(backend, cpuThreads);
         }
         if (cpuThreads <= 0) {
-            throw new IllegalArgumentException("--threads must be positive, got " + cpuThreads);
+            throw new IllegalArgumentException("CPU threads must be positive, got " + cpuThreads);
         }
         String why = cudaUnavailableReason();
         if (why == null) {

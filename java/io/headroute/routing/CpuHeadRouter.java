@@ -19,7 +19,7 @@ public final class CpuHeadRouter implements HeadRouter {
 
     public CpuHeadRouter(int threads) {
         if (threads <= 0 || threads > CpuAttentionEngine.MAX_THREADS) {
-            throw new IllegalArgumentException("--threads must be in 1.." + CpuAttentionEngine.MAX_THREADS + ", got " + threads);
+            throw new IllegalArgumentException("CPU threads must be in 1.." + CpuAttentionEngine.MAX_THREADS + ", got " + threads);
         }
         this.threads = threads;
         this.pool = new ForkJoinPool(threads);

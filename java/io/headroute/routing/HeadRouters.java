@@ -34,7 +34,7 @@ public final class HeadRouters {
     public static HeadRouter open(Backend backend, int cpuThreads) {
         Objects.requireNonNull(backend, "backend");
         if (cpuThreads <= 0) {
-            throw new IllegalArgumentException("--threads must be positive, got " + cpuThreads);
+            throw new IllegalArgumentException("CPU threads must be positive, got " + cpuThreads);
         }
         return switch (backend) {
             case CPU -> new CpuHeadRouter(cpuThreads);

@@ -63,7 +63,11 @@ class BackendsTest {
 
     @Test
     void threadsMustBePositive() {
-        assertThrows(IllegalArgumentException.class, () -> Backends.open(Backend.CPU, 0));
+        // A library caller's message: no command-line option names (the CLI checks --threads itself, first).
+        assertEquals("CPU threads must be positive, got 0",
+                assertThrows(IllegalArgumentException.class, () -> Backends.open(Backend.CPU, 0)).getMessage());
+        assertEquals("CPU threads must be positive, got -1",
+                assertThrows(IllegalArgumentException.class, () -> Backends.openWhole(Backend.AUTO, -1)).getMessage());
     }
 
     @Test
