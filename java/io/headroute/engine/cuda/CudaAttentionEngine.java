@@ -20,12 +20,14 @@ import io.headroute.engine.AttentionRequest;
 import io.headroute.engine.AttentionResult;
 import io.headroute.engine.AttentionShape;
 import io.headroute.engine.ExecutionStats;
+import io.headroute.engine.ShapeException;
 import io.headroute.pattern.BlockLayout;
 import io.headroute.pattern.Pattern;
 import io.headroute.tensor.DType;
 import io.headroute.tensor.Tensor;
 import jcuda.driver.JCudaDriver;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.HashMap;
 import java.util.IdentityHashMap;
 import java.util.Iterator;
@@ -375,6 +377,54 @@ public final class CudaAttentionEngine implements AttentionEngine {
                 AttentionParams.Strides strides, AttentionShape shape, Pattern pattern, float scale, DType dtype,
                 Algorithm algorithm, int blockSize) {
             this(q, k, v, o, gate, workspace, workspaceBytes, strides, shape, pattern, scale, dtype, algorithm, blockSize, 0);
+        }
+
+        /**
+         * A call on contiguous device tensors, its shape, dtype and strides taken from them and checked: q and o
+         * (B, H, L, D), k and v (B, Hkv, S, D), all of one dtype; the gate (B, L, H) float32 or null; the workspace
+         * (any dtype; its bytes count) or null when {@link #launchWorkspaceBytes} is 0, which {@link #launch} checks.
+         * Raw addresses, as the canonical constructor takes them, are not checked against any size.
+         *
+         * @throws ShapeException naming the tensor and its shape when one does not fit the others
+         */
+        public static DeviceCall of(DeviceTensor q, DeviceTensor k, DeviceTensor v, DeviceTensor o, DeviceTensor gate,
+                DeviceTensor workspace, Pattern pattern, float scale, Algorithm algorithm, int blockSize, int gateBlock) {
+            for (Object[] t : new Object[][] {{"q", q}, {"k", k}, {"v", v}, {"o", o}}) {
+                DeviceTensor d = (DeviceTensor) t[1];
+                if (d == null || d.shape().length != 4) {
+                    throw new ShapeException(t[0] + " must be a 4-d device tensor, got " + d);
+                }
+            }
+            DType dt = q.dtype();
+            long[] qs = q.shape();
+            long[] ks = k.shape();
+            if (k.dtype() != dt || v.dtype() != dt || o.dtype() != dt) {
+                throw new ShapeException("q, k, v and o must have one dtype, got " + q + ", " + k + ", " + v + ", " + o);
+            }
+            if (!Arrays.equals(ks, v.shape()) || !Arrays.equals(qs, o.shape()) || ks[0] != qs[0]
+                    || ks[3] != qs[3]) {
+                throw new ShapeException("q and o (B, H, L, D), k and v (B, Hkv, S, D) do not fit: q " + shape(qs) + ", k "
+                        + shape(ks) + ", v " + shape(v.shape()) + ", o " + shape(o.shape()));
+            }
+            for (long x : new long[] {qs[0], qs[1], qs[2], qs[3], ks[1], ks[2]}) {
+                if (x > Integer.MAX_VALUE) {
+                    throw new ShapeException("a dimension of q " + shape(qs) + " or k " + shape(ks) + " exceeds 2^31 - 1");
+                }
+            }
+            AttentionShape sh = new AttentionShape((int) qs[0], (int) qs[1], (int) ks[1], (int) qs[2], (int) ks[2], (int) qs[3]);
+            if (gate != null && (gate.dtype() != DType.F32
+                    || !Arrays.equals(gate.shape(), new long[] {qs[0], qs[2], qs[1]}))) {
+                throw new ShapeException("the gate must be (B, L, H) = " + shape(new long[] {qs[0], qs[2], qs[1]})
+                        + " float32, got " + gate);
+            }
+            return new DeviceCall(q.address(), k.address(), v.address(), o.address(), gate == null ? 0 : gate.address(),
+                    workspace == null ? 0 : workspace.address(), workspace == null ? 0 : workspace.byteSize(),
+                    AttentionParams.Strides.contiguous(sh.heads(), sh.kvHeads(), sh.qLen(), sh.kvLen(), sh.headDim()), sh,
+                    pattern, scale, dt, algorithm, blockSize, gateBlock);
+        }
+
+        private static String shape(long[] s) {
+            return Arrays.toString(s).replace('[', '(').replace(']', ')');
         }
     }
 

@@ -1,5 +1,6 @@
 package io.headroute.engine.cuda;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -7,6 +8,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.headroute.SystemProperty;
 import io.headroute.engine.AttentionShape;
+import io.headroute.engine.ShapeException;
 import io.headroute.pattern.Pattern;
 import io.headroute.pattern.Patterns;
 import io.headroute.tensor.DType;
@@ -556,5 +558,53 @@ class KernelContractTest {
         CudaAttentionEngine.checkAlignment(new CudaAttentionEngine.DeviceCall(base + 4, base + 8, base + 12, base + 4, 0, 0, 0,
                 AttentionParams.Strides.contiguous(2, 2, 100, 100, 3), d3, new Pattern.Dense(), 0.5f, DType.F32,
                 io.headroute.engine.Algorithm.FLASH, 64));
+    }
+
+    /** DeviceCall.of takes shape, dtype and contiguous strides from device tensors and refuses ones that do not fit. */
+    @Test
+    void deviceCallsFromTensorsAreChecked() {
+        long base = 1L << 32;
+        java.util.function.BiFunction<DType, long[], io.headroute.cuda.DeviceTensor> t = (dt, shape) ->
+                io.headroute.cuda.DeviceTensor.borrow(null, base, dt, shape);
+        long[] q = {2, 6, 77, 64};
+        long[] kv = {2, 3, 150, 64};
+        CudaAttentionEngine.DeviceCall c = CudaAttentionEngine.DeviceCall.of(t.apply(DType.BF16, q), t.apply(DType.BF16, kv),
+                t.apply(DType.BF16, kv), t.apply(DType.BF16, q), t.apply(DType.F32, new long[] {2, 77, 6}),
+                t.apply(DType.U8, new long[] {4096}), new Pattern.Dense(), 0.125f, io.headroute.engine.Algorithm.FLASH, 64, 1);
+        assertEquals(new AttentionShape(2, 6, 3, 77, 150, 64), c.shape());
+        assertEquals(DType.BF16, c.dtype());
+        assertEquals(4096, c.workspaceBytes());
+        assertEquals(1, c.gateBlock());
+        assertArrayEquals(new long[] {6 * 77 * 64, 77 * 64, 64}, c.strides().q());
+        assertArrayEquals(new long[] {3 * 150 * 64, 150 * 64, 64}, c.strides().k());
+        CudaAttentionEngine.DeviceCall none = CudaAttentionEngine.DeviceCall.of(t.apply(DType.F32, q), t.apply(DType.F32, kv),
+                t.apply(DType.F32, kv), t.apply(DType.F32, q), null, null, new Pattern.Dense(), 0.125f,
+                io.headroute.engine.Algorithm.FLASH, 64, 0);
+        assertEquals(0, none.gate());
+        assertEquals(0, none.workspace());
+        String[][] bad = {
+            {"k", "q and o (B, H, L, D), k and v (B, Hkv, S, D) do not fit: q (2, 6, 77, 64), k (2, 3, 150, 32)"},
+            {"v", "q and o (B, H, L, D), k and v (B, Hkv, S, D) do not fit: q (2, 6, 77, 64), k (2, 3, 150, 64), v (2, 3, 149, 64)"},
+            {"o", "q and o (B, H, L, D), k and v (B, Hkv, S, D) do not fit"},
+            {"batch", "q and o (B, H, L, D), k and v (B, Hkv, S, D) do not fit: q (2, 6, 77, 64), k (1, 3, 150, 64)"},
+            {"dtype", "q, k, v and o must have one dtype"},
+            {"gate", "the gate must be (B, L, H) = (2, 77, 6) float32, got DeviceTensor[f32 [2, 6, 77], borrowed]"},
+            {"gate16", "the gate must be (B, L, H) = (2, 77, 6) float32, got DeviceTensor[bf16 [2, 77, 6], borrowed]"},
+            {"3d", "o must be a 4-d device tensor, got DeviceTensor[bf16 [2, 6, 77], borrowed]"},
+        };
+        for (String[] b : bad) {
+            io.headroute.cuda.DeviceTensor dq = t.apply(DType.BF16, q);
+            io.headroute.cuda.DeviceTensor dk = t.apply(DType.BF16, b[0].equals("k") ? new long[] {2, 3, 150, 32}
+                    : b[0].equals("batch") ? new long[] {1, 3, 150, 64} : kv);
+            io.headroute.cuda.DeviceTensor dv = t.apply(b[0].equals("dtype") ? DType.F16 : DType.BF16,
+                    b[0].equals("v") ? new long[] {2, 3, 149, 64} : b[0].equals("batch") ? new long[] {1, 3, 150, 64} : kv);
+            io.headroute.cuda.DeviceTensor dout = t.apply(DType.BF16, b[0].equals("o") ? new long[] {2, 6, 76, 64}
+                    : b[0].equals("3d") ? new long[] {2, 6, 77} : q);
+            io.headroute.cuda.DeviceTensor g = b[0].equals("gate") ? t.apply(DType.F32, new long[] {2, 6, 77})
+                    : b[0].equals("gate16") ? t.apply(DType.BF16, new long[] {2, 77, 6}) : null;
+            ShapeException e = assertThrows(ShapeException.class, () -> CudaAttentionEngine.DeviceCall.of(dq, dk, dv, dout, g, null,
+                    new Pattern.Dense(), 0.125f, io.headroute.engine.Algorithm.FLASH, 64, 0), b[0]);
+            assertTrue(e.getMessage().startsWith(b[1]), b[0] + ": " + e.getMessage());
+        }
     }
 }
