@@ -583,8 +583,8 @@ step_compare() {
     local runs=() variant r backend algo dtype name t rc start secs st cuda_skip="" cuda_runs=0 base bs window
     # The window reference's W (|q - k| <= W; torch_reference.py's COMPARE_WINDOW), if the references have one.
     window="$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1])).get("window") or "")' "$dir/meta.json" 2>/dev/null)"
-    # Each case dense then causal, the kernels never run on a GPU (the wgmma tilings) early: with a JVM per run, the
-    # step's time may end the list before its end. First after the CPU's, the block-sparse kernel on a window pattern,
+    # Each case dense then causal, the kernels never run on a GPU (the wgmma tilings) early: the step's time may end
+    # the list before its end. First after the CPU's, the block-sparse kernel on a window pattern,
     # the density sweep's (the bench step times it alone, with no row to compare with): "sparse-bs64" in the engine's
     # tiling on 64-blocks (the sweep's sparse column), "sparse-wgpx2-bs128" in WGPX2 on 128-blocks (its wgpx2 column).
     local c
@@ -594,18 +594,18 @@ step_compare() {
         "cuda materialized bf16" "cuda materialized f32"; do
         runs+=("dense $c" "causal $c")
     done
+    # Each run's command line, tab-separated after its name (RUN[name]); first all of them in one JVM
+    # (io.headroute.device.CommandRuns, from the test classes: a JVM per run spent most of its ~2 s starting Java and
+    # CUDA), then, one JVM each as before, the runs it did not get to (it stops after an internal error, which on a
+    # GPU may be a sticky CUDA error that fails every later call in its process, or its time ran out).
+    local -A RUN=()
+    local line
+    : >"$dir/runs.in"
+    : >"$dir/batch.tsv"
     for r in "${runs[@]}"; do
         read -r variant backend algo dtype <<<"$r"
         name="$variant-$backend-$algo-$dtype"
-        t="$(cap 40)"
-        st=""
-        if [[ "$backend" == cuda && -n "$cuda_skip" ]]; then st="skipped: $cuda_skip"; fi
-        if [[ -z "$st" && $variant == window && -z "$window" ]]; then st="skipped: no window reference in meta.json"; fi
-        if [[ -z "$st" ]] && ((t < 5)); then st="skipped: step budget used up"; fi
-        if [[ -n "$st" ]]; then
-            printf '%s\t%s\t%s\t%s\t\t0\t%s\t%s\n' "$variant" "$backend" "$algo" "$dtype" "$st" "$name.npy" >>"$dir/runs.tsv"
-            continue
-        fi
+        [[ $variant == window && -z "$window" ]] && continue
         local cflag=()
         if [[ $variant == causal ]]; then cflag=(--causal); fi
         if [[ $variant == window ]]; then cflag=(--pattern "window:$window"); fi
@@ -614,12 +614,42 @@ step_compare() {
         if [[ $algo == *-bs* ]]; then base="${algo%-bs*}" bs="${algo##*-bs}"; cflag+=(--block-size "$bs"); fi
         # flash-TILING, sparse-TILING: the dense or the block-sparse kernel (here on the dense or causal layout) in it.
         if [[ $base == flash-w* || $base == sparse-w* ]]; then cflag+=(--tiling "${base#*-}"); fi
+        line="$(printf '%s\t' attend --q "$dir/q.npy" --k "$dir/k.npy" --v "$dir/v.npy" "${cflag[@]}" --backend "$backend" \
+            --algo "$(attend_algo "$base")" --dtype "$dtype" --out "$dir/out/$name.npy")"
+        RUN[$name]="${line%$'\t'}"
+        printf '%s\t%s\n' "$name" "${RUN[$name]}" >>"$dir/runs.in"
+    done
+    if [[ -s "$dir/runs.in" && -d "$BUNDLE/lib/test/classes/io" ]]; then
         start="$(date +%s)"
-        timeout -k 5 "$t" "$OUT/state/hr" attend --q "$dir/q.npy" --k "$dir/k.npy" --v "$dir/v.npy" \
-            "${cflag[@]}" --backend "$backend" --algo "$(attend_algo "$base")" --dtype "$dtype" \
-            --out "$dir/out/$name.npy" >"$dir/out/$name.log" 2>&1 </dev/null
-        rc=$?
-        secs=$(($(date +%s) - start))
+        timeout -k 5 "$(cap 30)" "$OUT/state/jvm" -cp "$BUNDLE/lib/*:$BUNDLE/lib/test/*:$BUNDLE/lib/test/classes" \
+            io.headroute.device.CommandRuns "$dir/runs.in" "$dir/out" "$dir/batch.tsv" </dev/null
+        echo "(one JVM: exit $?, $(wc -l <"$dir/batch.tsv") of $(wc -l <"$dir/runs.in") runs in $(($(date +%s) - start))s)"
+    fi
+    local -A DONE_RC=() DONE_SECS=()
+    local n rc1 s1
+    while IFS=$'\t' read -r n rc1 s1; do DONE_RC[$n]="$rc1" DONE_SECS[$n]="$s1"; done <"$dir/batch.tsv"
+    for r in "${runs[@]}"; do
+        read -r variant backend algo dtype <<<"$r"
+        name="$variant-$backend-$algo-$dtype"
+        t="$(cap 40)"
+        st=""
+        if [[ "$backend" == cuda && -n "$cuda_skip" ]]; then st="skipped: $cuda_skip"; fi
+        if [[ -z "$st" && $variant == window && -z "$window" ]]; then st="skipped: no window reference in meta.json"; fi
+        if [[ -z "$st" && -z "${DONE_RC[$name]:-}" ]] && ((t < 5)); then st="skipped: step budget used up"; fi
+        if [[ -n "$st" ]]; then
+            printf '%s\t%s\t%s\t%s\t\t0\t%s\t%s\n' "$variant" "$backend" "$algo" "$dtype" "$st" "$name.npy" >>"$dir/runs.tsv"
+            continue
+        fi
+        if [[ -n "${DONE_RC[$name]:-}" ]]; then
+            rc="${DONE_RC[$name]}" secs="${DONE_SECS[$name]}"
+        else
+            local argv=()
+            IFS=$'\t' read -r -a argv <<<"${RUN[$name]}"
+            start="$(date +%s)"
+            timeout -k 5 "$t" "$OUT/state/hr" "${argv[@]}" >"$dir/out/$name.log" 2>&1 </dev/null
+            rc=$?
+            secs=$(($(date +%s) - start))
+        fi
         case $rc in
             0) st=ok ;;
             # Cut by the step's end (its limit below the run's own 40 s): not run, rather than failed.
