@@ -595,7 +595,7 @@ step_compare() {
         runs+=("dense $c" "causal $c")
     done
     # Each run's command line, tab-separated after its name (RUN[name]); first all of them in one JVM
-    # (io.headroute.device.CommandRuns, from the test classes: a JVM per run spent most of its ~2 s starting Java and
+    # (io.headroute.device.CommandRuns, from the test classes: a JVM per run pays the start-up of Java and
     # CUDA), then, one JVM each as before, the runs it did not get to (it stops after an internal error, which on a
     # GPU may be a sticky CUDA error that fails every later call in its process, or its time ran out).
     local -A RUN=()
