@@ -28,7 +28,7 @@ public final class Backends {
             case CUDA -> {
                 String why = cudaUnavailableReason();
                 if (why != null) {
-                    throw new BackendUnavailableException("--backend cuda: " + why);
+                    throw new BackendUnavailableException("the CUDA backend cannot run: " + why);
                 }
                 yield CudaAttentionEngine.open(0);
             }

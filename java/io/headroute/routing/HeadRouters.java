@@ -41,12 +41,12 @@ public final class HeadRouters {
             case CUDA -> {
                 String why = cudaUnavailableReason();
                 if (why != null) {
-                    throw new BackendUnavailableException("--backend cuda: " + why);
+                    throw new BackendUnavailableException("the CUDA backend cannot run: " + why);
                 }
                 try {
                     yield CudaHeadRouter.open(0);
                 } catch (UnsupportedOperationException e) { // no cuBLAS
-                    throw new BackendUnavailableException("--backend cuda: " + e.getMessage());
+                    throw new BackendUnavailableException("the CUDA backend cannot run: " + e.getMessage());
                 }
             }
             case AUTO -> {

@@ -58,7 +58,7 @@ class BackendsTest {
     @Test
     void cudaWithoutAUsableGpuIsUnavailable() {
         BackendUnavailableException e = assertThrows(BackendUnavailableException.class, () -> Backends.open(Backend.CUDA, 1));
-        assertEquals("--backend cuda: no usable GPU: disabled by headroute.cuda.disable", e.getMessage());
+        assertEquals("the CUDA backend cannot run: no usable GPU: disabled by headroute.cuda.disable", e.getMessage());
     }
 
     @Test

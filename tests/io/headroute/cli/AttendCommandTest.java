@@ -367,7 +367,7 @@ class AttendCommandTest {
         if (CudaProbe.result().usable()) {
             r.assertBadInput("headroute attend", "not part of this build yet", out);
         } else {
-            r.assertBadInput("headroute attend", "--backend cuda: no usable GPU: ", out);
+            r.assertBadInput("headroute attend", "the CUDA backend cannot run: no usable GPU: ", out);
         }
     }
 

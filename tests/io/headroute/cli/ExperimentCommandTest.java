@@ -205,7 +205,7 @@ class ExperimentCommandTest {
         assumeTrue(Backends.cudaUnavailableReason() != null, "a GPU is usable here");
         Path out = dir.resolve("gpu");
         Cli.run(args(TINY, "--backend", "cuda", "--out", out.toString())).assertBadInput("headroute experiment",
-                "--backend cuda: ", out);
+                "the CUDA backend cannot run: ", out);
     }
 
     @Test

@@ -92,7 +92,7 @@ class RouteCommandTest {
         Path wf = write("wr.npy", random(r, 4, 3));
         Path out = dir.resolve("g.npy");
         Cli.run("route", "--x", xf.toString(), "--wr", wf.toString(), "--shared", "1", "--k", "1", "--backend", "cuda",
-                "--out", out.toString()).assertBadInput("headroute route", "--backend cuda: ", out);
+                "--out", out.toString()).assertBadInput("headroute route", "the CUDA backend cannot run: ", out);
         // auto falls back to the CPU.
         Cli.run("route", "--x", xf.toString(), "--wr", wf.toString(), "--shared", "1", "--k", "1", "--out", out.toString())
                 .assertOk();
