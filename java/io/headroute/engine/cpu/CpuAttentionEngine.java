@@ -221,24 +221,35 @@ public final class CpuAttentionEngine implements AttentionEngine {
         final float[] m;
         final float[] l;
         final byte[] state;
+        /** Scratch of an exp row (FastExp's two passes): x, p and t, {@code expLen} each. */
+        final float[] expX;
+        final float[] expP;
+        final float[] expT;
         final KeyRanges[] ranges;
         /** Per row: the first of its ranges that may still meet a key tile (key tiles come in ascending order). */
         final int[] cursor;
         final long bytes;
 
         TileScratch(int d, int rows, int cols) {
+            this(d, rows, cols, cols);
+        }
+
+        TileScratch(int d, int rows, int cols, int expLen) {
             qs = new float[rows][d];
             s = new float[rows][cols];
             acc = new float[rows][d];
             m = new float[rows];
             l = new float[rows];
             state = new byte[rows];
+            expX = new float[expLen];
+            expP = new float[expLen];
+            expT = new float[expLen];
             cursor = new int[rows];
             ranges = new KeyRanges[rows];
             for (int r = 0; r < rows; r++) {
                 ranges[r] = new KeyRanges();
             }
-            bytes = 4L * rows * (2L * d + cols + 3) + rows;
+            bytes = 4L * rows * (2L * d + cols + 3) + rows + 12L * expLen;
         }
     }
 
@@ -385,18 +396,9 @@ public final class CpuAttentionEngine implements AttentionEngine {
             }
             // Online softmax: m_new = max(m, rowmax(S)); P = exp(S − m_new); l = l·e^(m − m_new) + rowsum(P).
             float[] sr = w.s[r];
-            float mt = Float.NEGATIVE_INFINITY;
-            for (int c = 0; c < n; c++) {
-                mt = Math.max(mt, sr[c]);
-            }
-            float mNew = Math.max(w.m[r], mt);
+            float mNew = Math.max(w.m[r], TileMath.rowMax(sr, 0, n));
             float alpha = FastExp.exp(w.m[r] - mNew);
-            float sum = 0f;
-            for (int c = 0; c < n; c++) {
-                float e = FastExp.exp(sr[c] - mNew);
-                sr[c] = e;
-                sum += e;
-            }
+            float sum = TileMath.expRow(sr, n, mNew, w.expP, w.expT);
             w.l[r] = w.l[r] * alpha + sum;
             float[] acc = w.acc[r];
             if (alpha != 1f) {
@@ -563,7 +565,7 @@ public final class CpuAttentionEngine implements AttentionEngine {
         long scratch = 0;
         for (int bh = 0; bh < bhCount; bh++) {
             final int fbh = bh;
-            scratch = Math.max(scratch, parallel(tiles, () -> new TileScratch(sh.headDim(), BR, BC),
+            scratch = Math.max(scratch, parallel(tiles, () -> new TileScratch(sh.headDim(), BR, BC, sh.kvLen()),
                     (w, tile) -> materializedRows(pr, fbh, tile * BR, Math.min(BR, sh.qLen() - tile * BR), scores, w)));
             for (int i = 0; i < sh.qLen(); i++) {
                 if (pr.gate(bh / sh.heads(), i, bh % sh.heads()) == 0f) {
@@ -606,19 +608,12 @@ public final class CpuAttentionEngine implements AttentionEngine {
             int so = i * kvLen;
             pr.pattern.allowedKeys(h, sh.position(i), kvLen, w.ranges[r]);
             maskRow(scores, so, 0, kvLen, w.ranges[r], 0);
-            float m = Float.NEGATIVE_INFINITY;
-            for (int j = 0; j < kvLen; j++) {
-                m = Math.max(m, scores[so + j]);
-            }
+            float m = TileMath.rowMax(scores, so, kvLen);
             // The row sum in double: in one fp32 sum over the whole row, terms below half an ulp of the running sum are
             // lost (scores of std 3 at S = 32768: lse 2.7e-5 low, o 5.9e-5 off in f32), where flash sums per key tile.
             double sum = 0;
             if (m != Float.NEGATIVE_INFINITY) {
-                for (int j = 0; j < kvLen; j++) {
-                    float e = FastExp.exp(scores[so + j] - m);
-                    scores[so + j] = e;
-                    sum += e;
-                }
+                sum = TileMath.expRowDouble(scores, so, kvLen, m, w.expX, w.expP, w.expT);
             }
             float l = (float) sum;
             java.util.Arrays.fill(w.acc[r], 0f);

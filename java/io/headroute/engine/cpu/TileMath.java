@@ -63,6 +63,75 @@ final class TileMath {
         }
     }
 
+    /** The largest of s[off … off+n), −∞ for n = 0; a NaN if there is one (the first, as a scan in order returns). */
+    static float rowMax(float[] s, int off, int n) {
+        // Four running maxima: one chain waits for every Math.max before it. Any order gives the same maximum.
+        float m0 = Float.NEGATIVE_INFINITY;
+        float m1 = Float.NEGATIVE_INFINITY;
+        float m2 = Float.NEGATIVE_INFINITY;
+        float m3 = Float.NEGATIVE_INFINITY;
+        int c = 0;
+        for (; c + 3 < n; c += 4) {
+            m0 = Math.max(m0, s[off + c]);
+            m1 = Math.max(m1, s[off + c + 1]);
+            m2 = Math.max(m2, s[off + c + 2]);
+            m3 = Math.max(m3, s[off + c + 3]);
+        }
+        for (; c < n; c++) {
+            m0 = Math.max(m0, s[off + c]);
+        }
+        float m = Math.max(Math.max(m0, m1), Math.max(m2, m3));
+        if (m != m) {
+            for (c = 0; c < n; c++) {
+                if (s[off + c] != s[off + c]) {
+                    return s[off + c];
+                }
+            }
+        }
+        return m;
+    }
+
+    /**
+     * s[c] = exp(s[c] − m) for c &lt; n (FastExp's bits); returns their sum, added in order. p and t are scratch
+     * of at least n: the polynomial runs over the row first, in a loop C2 vectorizes.
+     */
+    static float expRow(float[] s, int n, float m, float[] p, float[] t) {
+        expParts(s, n, m, p, t);
+        float sum = 0f;
+        for (int c = 0; c < n; c++) {
+            float e = FastExp.fromParts(s[c] - m, p[c], t[c]);
+            s[c] = e;
+            sum += e;
+        }
+        return sum;
+    }
+
+    /**
+     * As {@link #expRow} on s[off … off+n), the sum in double. x, p and t are scratch of at least n: the row
+     * is copied to x first, so that the polynomial's loop reads from index 0.
+     */
+    static double expRowDouble(float[] s, int off, int n, float m, float[] x, float[] p, float[] t) {
+        System.arraycopy(s, off, x, 0, n);
+        expParts(x, n, m, p, t);
+        double sum = 0;
+        for (int c = 0; c < n; c++) {
+            float e = FastExp.fromParts(x[c] - m, p[c], t[c]);
+            s[off + c] = e;
+            sum += e;
+        }
+        return sum;
+    }
+
+    /** t[c] = FastExp.shifted(x), p[c] = FastExp.polynomial(x, t[c]) for x = s[c] − m, c &lt; n. */
+    private static void expParts(float[] s, int n, float m, float[] p, float[] t) {
+        for (int c = 0; c < n; c++) {
+            float x = s[c] - m;
+            float tc = FastExp.shifted(x);
+            t[c] = tc;
+            p[c] = FastExp.polynomial(x, tc);
+        }
+    }
+
     /**
      * Key tiles of one (batch, kv head), transposed: result[t][d][c] = k[kOff + (t·tile + c)·d + d]
      * (zero-padded past the last key), so the score loop reads each tile from index 0.

@@ -44,6 +44,30 @@ class FastExpTest {
     }
 
     @Test
+    void twoPassesGiveTheSameBits() {
+        // The engine's exp rows: shifted and polynomial in one loop, fromParts in another; every float of exp's
+        // finite range in steps, and the specials.
+        float[] specials = {0f, -0f, Float.NEGATIVE_INFINITY, Float.POSITIVE_INFINITY, Float.NaN, -87.3f, Math.nextDown(-87.3f),
+            Math.nextUp(-87.3f), 88.7f, Math.nextUp(88.7f), Float.MIN_VALUE, -Float.MIN_VALUE, -1e-30f, -200f};
+        for (float x : specials) {
+            assertEquals(Float.floatToRawIntBits(FastExp.exp(x)), Float.floatToRawIntBits(twoPasses(x)), "x = " + x);
+        }
+        for (int bits = Float.floatToRawIntBits(-100f); bits < 0; bits -= 97) {
+            float x = Float.intBitsToFloat(bits); // −100 … −0 by small steps in the bits
+            assertEquals(Float.floatToRawIntBits(FastExp.exp(x)), Float.floatToRawIntBits(twoPasses(x)), "x = " + x);
+        }
+        for (int bits = 0; bits <= Float.floatToRawIntBits(100f); bits += 97) {
+            float x = Float.intBitsToFloat(bits);
+            assertEquals(Float.floatToRawIntBits(FastExp.exp(x)), Float.floatToRawIntBits(twoPasses(x)), "x = " + x);
+        }
+    }
+
+    private static float twoPasses(float x) {
+        float t = FastExp.shifted(x);
+        return FastExp.fromParts(x, FastExp.polynomial(x, t), t);
+    }
+
+    @Test
     void monotoneAcrossRoundingBoundaries() {
         // Around x·log2(e) = k + 0.5 the reduction switches n; the result must not step backwards.
         for (int k = -120; k < 120; k++) {

@@ -1,0 +1,97 @@
+package io.headroute.engine.cpu;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+
+import java.util.SplittableRandom;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+
+/**
+ * The tile routines against plain loops that add in the same order, bit for bit: the routines are
+ * arranged for C2's vectorizer, and any change to the order of their float operations would move the
+ * engine's outputs. Sizes are odd on purpose (vector loops leave scalar heads and tails).
+ */
+class TileMathTest {
+    /** Scores of std 3 around 0, with −∞ (masked keys), values below exp's flush point, ±0, and rarely NaN. */
+    private static float[] row(SplittableRandom rnd, int n, boolean nan) {
+        float[] s = new float[n];
+        for (int c = 0; c < n; c++) {
+            double u = rnd.nextDouble();
+            s[c] = u < 0.05 ? Float.NEGATIVE_INFINITY : u < 0.08 ? -95f - 10f * (float) rnd.nextDouble()
+                    : u < 0.10 ? (rnd.nextBoolean() ? 0f : -0f) : (float) (3 * rnd.nextGaussian());
+        }
+        if (nan && n > 2) {
+            s[n / 2] = Float.NaN;
+            s[n - 1] = Float.intBitsToFloat(0x7fc00123); // a second NaN, other bits: the first one must win
+        }
+        return s;
+    }
+
+    @ParameterizedTest(name = "n = {0}")
+    @ValueSource(ints = {0, 1, 3, 5, 17, 63, 64, 127, 128, 129, 333, 1001})
+    void rowMaxIsTheScanInOrder(int n) {
+        SplittableRandom rnd = new SplittableRandom(n);
+        for (boolean nan : new boolean[] {false, true}) {
+            for (int off : new int[] {0, 7}) {
+                float[] s = new float[off + n];
+                System.arraycopy(row(rnd, n, nan), 0, s, off, n);
+                float want = Float.NEGATIVE_INFINITY;
+                for (int c = 0; c < n; c++) {
+                    want = Math.max(want, s[off + c]);
+                }
+                assertEquals(Float.floatToRawIntBits(want), Float.floatToRawIntBits(TileMath.rowMax(s, off, n)),
+                        "n=" + n + " off=" + off + " nan=" + nan);
+            }
+        }
+    }
+
+    @ParameterizedTest(name = "n = {0}")
+    @ValueSource(ints = {1, 3, 5, 17, 63, 64, 127, 128, 129, 333, 1001})
+    void expRowIsExpAndAnOrderedSum(int n) {
+        SplittableRandom rnd = new SplittableRandom(100 + n);
+        for (boolean nan : new boolean[] {false, true}) {
+            float[] s = row(rnd, n, nan);
+            float m = (float) (2 * rnd.nextGaussian());
+            float[] want = new float[n];
+            float wantSum = 0f;
+            for (int c = 0; c < n; c++) {
+                want[c] = FastExp.exp(s[c] - m);
+                wantSum += want[c];
+            }
+            float[] got = s.clone();
+            float sum = TileMath.expRow(got, n, m, new float[n + 3], new float[n + 3]);
+            assertBits(want, 0, got, 0, n, "expRow n=" + n);
+            assertEquals(Float.floatToRawIntBits(wantSum), Float.floatToRawIntBits(sum), "expRow sum, n=" + n);
+        }
+    }
+
+    @ParameterizedTest(name = "n = {0}")
+    @ValueSource(ints = {1, 3, 17, 129, 1001, 4099})
+    void expRowDoubleIsExpAndAnOrderedDoubleSum(int n) {
+        SplittableRandom rnd = new SplittableRandom(200 + n);
+        int off = 11;
+        float[] s = new float[off + n + 5];
+        System.arraycopy(row(rnd, n, false), 0, s, off, n);
+        float m = (float) (2 * rnd.nextGaussian());
+        float[] want = s.clone();
+        double wantSum = 0;
+        for (int c = 0; c < n; c++) {
+            want[off + c] = FastExp.exp(s[off + c] - m);
+            wantSum += want[off + c];
+        }
+        float[] got = s.clone();
+        double sum = TileMath.expRowDouble(got, off, n, m, new float[n], new float[n], new float[n]);
+        assertBits(want, 0, got, 0, got.length, "expRowDouble n=" + n); // and nothing outside [off, off + n) written
+        assertEquals(Double.doubleToRawLongBits(wantSum), Double.doubleToRawLongBits(sum), "expRowDouble sum, n=" + n);
+    }
+
+    private static void assertBits(float[] want, int wo, float[] got, int go, int n, String what) {
+        for (int c = 0; c < n; c++) {
+            if (Float.floatToRawIntBits(want[wo + c]) != Float.floatToRawIntBits(got[go + c])) {
+                assertEquals(want[wo + c], got[go + c], what + ": element " + c + " differs in its bits");
+                assertEquals(Float.floatToRawIntBits(want[wo + c]), Float.floatToRawIntBits(got[go + c]),
+                        what + ": element " + c + " differs in its bits");
+            }
+        }
+    }
+}
