@@ -1,5 +1,6 @@
 package io.headroute.model;
 
+import java.util.Arrays;
 import java.util.stream.IntStream;
 
 /** The CPU blocks' dense arithmetic, float32 with float32 accumulation (as cuBLAS with CUBLAS_COMPUTE_32F). */
@@ -50,48 +51,53 @@ final class BlockMath {
 
     /**
      * C (rows × n) = A (rows × k) · B (k × n), row-major; tasks of rows in parallel. Each element sums
-     * over p = 0 … k − 1 in order; four rows share every load of a B row, and B is walked in panels of
-     * {@value #K_PANEL} rows so that a panel stays in cache across a task's rows.
+     * over p = 0 … k − 1 in order. B's rows are copied to arrays of their own and each task accumulates
+     * its rows in row arrays: C2 (JDK 17) vectorizes {@code c[j] += a·b[j]} only when both arrays are
+     * indexed from the same origin (with offsets into the flat arrays the loop stayed scalar, ~6 GFLOP/s
+     * on 2 cores). Four terms go into one pass over a row, added one after the other as before; B is
+     * walked in panels of {@value #K_PANEL} rows so that a panel stays in cache across a task's rows.
      */
     static float[] matmul(float[] a, int rows, int k, float[] b, int n) {
         float[] c = new float[Math.multiplyExact(rows, n)];
+        float[][] bRows = new float[k][];
+        for (int p = 0; p < k; p++) {
+            bRows[p] = Arrays.copyOfRange(b, p * n, p * n + n);
+        }
         int tasks = (rows + ROWS_PER_TASK - 1) / ROWS_PER_TASK;
         IntStream.range(0, tasks).parallel().forEach(t -> {
             int r0 = t * ROWS_PER_TASK;
             int r1 = Math.min(rows, r0 + ROWS_PER_TASK);
+            float[][] acc = new float[r1 - r0][n];
             for (int p0 = 0; p0 < k; p0 += K_PANEL) {
                 int p1 = Math.min(k, p0 + K_PANEL);
-                int i = r0;
-                for (; i + 4 <= r1; i += 4) {
-                    int c0 = i * n;
-                    int c1 = c0 + n;
-                    int c2 = c1 + n;
-                    int c3 = c2 + n;
-                    for (int p = p0; p < p1; p++) {
-                        float a0 = a[i * k + p];
-                        float a1 = a[(i + 1) * k + p];
-                        float a2 = a[(i + 2) * k + p];
-                        float a3 = a[(i + 3) * k + p];
-                        int bp = p * n;
+                for (int i = r0; i < r1; i++) {
+                    float[] ci = acc[i - r0];
+                    int ai = i * k;
+                    int p = p0;
+                    for (; p + 3 < p1; p += 4) {
+                        float a0 = a[ai + p];
+                        float a1 = a[ai + p + 1];
+                        float a2 = a[ai + p + 2];
+                        float a3 = a[ai + p + 3];
+                        float[] b0 = bRows[p];
+                        float[] b1 = bRows[p + 1];
+                        float[] b2 = bRows[p + 2];
+                        float[] b3 = bRows[p + 3];
                         for (int j = 0; j < n; j++) {
-                            float bv = b[bp + j];
-                            c[c0 + j] += a0 * bv;
-                            c[c1 + j] += a1 * bv;
-                            c[c2 + j] += a2 * bv;
-                            c[c3 + j] += a3 * bv;
+                            ci[j] = (((ci[j] + a0 * b0[j]) + a1 * b1[j]) + a2 * b2[j]) + a3 * b3[j];
+                        }
+                    }
+                    for (; p < p1; p++) {
+                        float a0 = a[ai + p];
+                        float[] b0 = bRows[p];
+                        for (int j = 0; j < n; j++) {
+                            ci[j] += a0 * b0[j];
                         }
                     }
                 }
-                for (; i < r1; i++) {
-                    int ci = i * n;
-                    for (int p = p0; p < p1; p++) {
-                        float av = a[i * k + p];
-                        int bp = p * n;
-                        for (int j = 0; j < n; j++) {
-                            c[ci + j] += av * b[bp + j];
-                        }
-                    }
-                }
+            }
+            for (int i = r0; i < r1; i++) {
+                System.arraycopy(acc[i - r0], 0, c, i * n, n);
             }
         });
         return c;
