@@ -221,6 +221,9 @@ public final class CpuAttentionEngine implements AttentionEngine {
         final float[] m;
         final float[] l;
         final byte[] state;
+        /** Row numbers: {@link #allRows} 0 … rows−1; {@link #live} the rows that attend some key of the current key tile. */
+        final int[] allRows;
+        final int[] live;
         /** Scratch of an exp row (FastExp's two passes): x, p and t, {@code expLen} each. */
         final float[] expX;
         final float[] expP;
@@ -241,6 +244,11 @@ public final class CpuAttentionEngine implements AttentionEngine {
             m = new float[rows];
             l = new float[rows];
             state = new byte[rows];
+            allRows = new int[rows];
+            for (int r = 0; r < rows; r++) {
+                allRows[r] = r;
+            }
+            live = new int[rows];
             expX = new float[expLen];
             expP = new float[expLen];
             expT = new float[expLen];
@@ -249,7 +257,7 @@ public final class CpuAttentionEngine implements AttentionEngine {
             for (int r = 0; r < rows; r++) {
                 ranges[r] = new KeyRanges();
             }
-            bytes = 4L * rows * (2L * d + cols + 3) + rows + 12L * expLen;
+            bytes = 4L * rows * (2L * d + cols + 3) + rows + 12L * expLen + 8L * rows;
         }
     }
 
@@ -383,19 +391,22 @@ public final class CpuAttentionEngine implements AttentionEngine {
      */
     private static void keyTileStep(TileScratch w, int nr, int d, float[][] kT, float[][] vRows, int j0, int n,
             boolean allFull) {
-        // S = Qi · Kjᵀ (scaled through Qi).
-        TileMath.scores(w.qs, nr, d, kT, n, w.s);
+        // The rows that attend some key of the tile.
+        int live = 0;
         for (int r = 0; r < nr; r++) {
-            if (!allFull) {
-                if (w.state[r] == EMPTY) {
-                    continue;
-                }
-                if (w.state[r] == PARTIAL) {
-                    maskRow(w.s[r], 0, j0, n, w.ranges[r], w.cursor[r]);
-                }
+            if (allFull || w.state[r] != EMPTY) {
+                w.live[live++] = r;
+            }
+        }
+        // S = Qi · Kjᵀ (scaled through Qi).
+        TileMath.scores(w.qs, w.live, live, d, kT, n, w.s);
+        for (int t = 0; t < live; t++) {
+            int r = w.live[t];
+            float[] sr = w.s[r];
+            if (!allFull && w.state[r] == PARTIAL) {
+                maskRow(sr, 0, j0, n, w.ranges[r], w.cursor[r]);
             }
             // Online softmax: m_new = max(m, rowmax(S)); P = exp(S − m_new); l = l·e^(m − m_new) + rowsum(P).
-            float[] sr = w.s[r];
             float mNew = Math.max(w.m[r], TileMath.rowMax(sr, 0, n));
             float alpha = FastExp.exp(w.m[r] - mNew);
             float sum = TileMath.expRow(sr, n, mNew, w.expP, w.expT);
@@ -407,9 +418,9 @@ public final class CpuAttentionEngine implements AttentionEngine {
                 }
             }
             w.m[r] = mNew;
-            // O = O·e^(m − m_new) + P · Vj
-            TileMath.accumulateRow(sr, 0, vRows, j0, n, d, acc);
         }
+        // O = O·e^(m − m_new) + P · Vj
+        TileMath.accumulateRows(w.s, w.live, live, vRows, j0, n, d, w.acc);
     }
 
     // ---------------------------------------------------------------- sparse
@@ -598,7 +609,7 @@ public final class CpuAttentionEngine implements AttentionEngine {
         }
         for (int j0 = 0; j0 < kvLen; j0 += BC) {
             int n = Math.min(BC, kvLen - j0);
-            TileMath.scores(w.qs, nr, d, kTiles[j0 / BC], n, w.s);
+            TileMath.scores(w.qs, w.allRows, nr, d, kTiles[j0 / BC], n, w.s);
             for (int r = 0; r < nr; r++) {
                 System.arraycopy(w.s[r], 0, scores, (i0 + r) * kvLen + j0, n);
             }

@@ -8,31 +8,76 @@ package io.headroute.engine.cpu;
 final class TileMath {
     private TileMath() {}
 
-    /** s[r][c] = Σ_d q[r][d] · kT[d][c] for r &lt; rows, c &lt; cols. */
-    static void scores(float[][] q, int rows, int d, float[][] kT, int cols, float[][] s) {
-        for (int r = 0; r < rows; r++) {
-            float[] qr = q[r];
-            float[] sr = s[r];
-            java.util.Arrays.fill(sr, 0, cols, 0f);
-            int dd = 0;
-            for (; dd + 3 < d; dd += 4) {
+    /**
+     * s[r][c] = Σ_d q[r][d] · kT[d][c] for the rows r = rows[0 … nr), c &lt; cols: each score sums d in order,
+     * four terms per pass. The passes go d-major: four rows of kT (2 KiB at 128 keys) stay in L1 while every
+     * row takes its pass (row-major, each row streamed the whole K tile: ~1.2x slower).
+     */
+    static void scores(float[][] q, int[] rows, int nr, int d, float[][] kT, int cols, float[][] s) {
+        for (int t = 0; t < nr; t++) {
+            java.util.Arrays.fill(s[rows[t]], 0, cols, 0f);
+        }
+        int dd = 0;
+        for (; dd + 3 < d; dd += 4) {
+            float[] k0 = kT[dd];
+            float[] k1 = kT[dd + 1];
+            float[] k2 = kT[dd + 2];
+            float[] k3 = kT[dd + 3];
+            for (int t = 0; t < nr; t++) {
+                float[] qr = q[rows[t]];
+                float[] sr = s[rows[t]];
                 float a0 = qr[dd];
                 float a1 = qr[dd + 1];
                 float a2 = qr[dd + 2];
                 float a3 = qr[dd + 3];
-                float[] k0 = kT[dd];
-                float[] k1 = kT[dd + 1];
-                float[] k2 = kT[dd + 2];
-                float[] k3 = kT[dd + 3];
                 for (int c = 0; c < cols; c++) {
                     sr[c] += a0 * k0[c] + a1 * k1[c] + a2 * k2[c] + a3 * k3[c];
                 }
             }
-            for (; dd < d; dd++) {
-                float a0 = qr[dd];
-                float[] k0 = kT[dd];
+        }
+        for (; dd < d; dd++) {
+            float[] k0 = kT[dd];
+            for (int t = 0; t < nr; t++) {
+                float a0 = q[rows[t]][dd];
+                float[] sr = s[rows[t]];
                 for (int c = 0; c < cols; c++) {
                     sr[c] += a0 * k0[c];
+                }
+            }
+        }
+    }
+
+    /**
+     * acc[r][:] += Σ_c p[r][c] · v[vOff + c][:] for the rows r = rows[0 … nr), c &lt; cols, added as
+     * {@link #accumulateRow} adds them (four keys per pass, in order). Key-major: four V rows stay in L1 while
+     * every row takes its pass.
+     */
+    static void accumulateRows(float[][] p, int[] rows, int nr, float[][] v, int vOff, int cols, int d, float[][] acc) {
+        int c = 0;
+        for (; c + 3 < cols; c += 4) {
+            float[] v0 = v[vOff + c];
+            float[] v1 = v[vOff + c + 1];
+            float[] v2 = v[vOff + c + 2];
+            float[] v3 = v[vOff + c + 3];
+            for (int t = 0; t < nr; t++) {
+                float[] pr = p[rows[t]];
+                float[] a = acc[rows[t]];
+                float p0 = pr[c];
+                float p1 = pr[c + 1];
+                float p2 = pr[c + 2];
+                float p3 = pr[c + 3];
+                for (int dd = 0; dd < d; dd++) {
+                    a[dd] += p0 * v0[dd] + p1 * v1[dd] + p2 * v2[dd] + p3 * v3[dd];
+                }
+            }
+        }
+        for (; c < cols; c++) {
+            float[] v0 = v[vOff + c];
+            for (int t = 0; t < nr; t++) {
+                float p0 = p[rows[t]][c];
+                float[] a = acc[rows[t]];
+                for (int dd = 0; dd < d; dd++) {
+                    a[dd] += p0 * v0[dd];
                 }
             }
         }

@@ -85,6 +85,104 @@ class TileMathTest {
         assertEquals(Double.doubleToRawLongBits(wantSum), Double.doubleToRawLongBits(sum), "expRowDouble sum, n=" + n);
     }
 
+    private static float[][] gaussian(SplittableRandom rnd, int rows, int cols) {
+        float[][] x = new float[rows][cols];
+        for (float[] r : x) {
+            for (int c = 0; c < cols; c++) {
+                r[c] = (float) rnd.nextGaussian();
+            }
+        }
+        return x;
+    }
+
+    /** Every other row of 0 … nr − 1, from the second: a list with gaps, as the engine's live rows have. */
+    private static int[] someRows(int nr) {
+        int[] rows = new int[(nr + 1) / 2];
+        for (int t = 0; t < rows.length; t++) {
+            rows[t] = Math.min(nr - 1, 2 * t + 1);
+        }
+        return rows;
+    }
+
+    @ParameterizedTest(name = "d = {0}")
+    @ValueSource(ints = {1, 3, 4, 5, 33, 64, 67, 128})
+    void scoresAreTheOrderedSumOverD(int d) {
+        SplittableRandom rnd = new SplittableRandom(300 + d);
+        int nr = 13;
+        for (int cols : new int[] {1, 5, 127, 128}) {
+            float[][] q = gaussian(rnd, nr, d);
+            float[][] kT = gaussian(rnd, d, 128);
+            float[][] s = new float[nr][128];
+            for (float[] r : s) {
+                java.util.Arrays.fill(r, 42f);
+            }
+            int[] rows = someRows(nr);
+            TileMath.scores(q, rows, rows.length, d, kT, cols, s);
+            boolean[] listed = new boolean[nr];
+            for (int r : rows) {
+                listed[r] = true;
+            }
+            for (int r = 0; r < nr; r++) {
+                for (int c = 0; c < cols; c++) {
+                    float want = 42f;
+                    if (listed[r]) {
+                        want = 0f;
+                        int dd = 0;
+                        for (; dd + 3 < d; dd += 4) {
+                            want += q[r][dd] * kT[dd][c] + q[r][dd + 1] * kT[dd + 1][c] + q[r][dd + 2] * kT[dd + 2][c]
+                                    + q[r][dd + 3] * kT[dd + 3][c];
+                        }
+                        for (; dd < d; dd++) {
+                            want += q[r][dd] * kT[dd][c];
+                        }
+                    }
+                    assertEquals(Float.floatToRawIntBits(want), Float.floatToRawIntBits(s[r][c]),
+                            "s[" + r + "][" + c + "], d=" + d + " cols=" + cols + (listed[r] ? "" : " (not listed: untouched)"));
+                }
+            }
+        }
+    }
+
+    @ParameterizedTest(name = "d = {0}")
+    @ValueSource(ints = {1, 3, 33, 64, 67, 128})
+    void accumulateRowsAddsAsAccumulateRowAndThePlainLoop(int d) {
+        SplittableRandom rnd = new SplittableRandom(400 + d);
+        int nr = 11;
+        int vOff = 3;
+        for (int cols : new int[] {1, 2, 5, 127, 128}) {
+            float[][] p = gaussian(rnd, nr, cols);
+            float[][] v = gaussian(rnd, vOff + cols, d);
+            float[][] acc = gaussian(rnd, nr, d);
+            float[][] want = new float[nr][];
+            float[][] single = new float[nr][];
+            for (int r = 0; r < nr; r++) {
+                want[r] = acc[r].clone();
+                single[r] = acc[r].clone();
+            }
+            int[] rows = someRows(nr);
+            for (int r : rows) {
+                int c = 0;
+                for (; c + 3 < cols; c += 4) {
+                    for (int dd = 0; dd < d; dd++) {
+                        want[r][dd] += p[r][c] * v[vOff + c][dd] + p[r][c + 1] * v[vOff + c + 1][dd]
+                                + p[r][c + 2] * v[vOff + c + 2][dd] + p[r][c + 3] * v[vOff + c + 3][dd];
+                    }
+                }
+                for (; c < cols; c++) {
+                    for (int dd = 0; dd < d; dd++) {
+                        want[r][dd] += p[r][c] * v[vOff + c][dd];
+                    }
+                }
+                TileMath.accumulateRow(p[r], 0, v, vOff, cols, d, single[r]);
+            }
+            TileMath.accumulateRows(p, rows, rows.length, v, vOff, cols, d, acc);
+            for (int r = 0; r < nr; r++) {
+                assertBits(want[r], 0, acc[r], 0, d, "accumulateRows row " + r + ", d=" + d + " cols=" + cols);
+                assertBits(want[r], 0, single[r], 0, d, "accumulateRow row " + r + ", d=" + d + " cols=" + cols);
+            }
+        }
+    }
+
     private static void assertBits(float[] want, int wo, float[] got, int go, int n, String what) {
         for (int c = 0; c < n; c++) {
             if (Float.floatToRawIntBits(want[wo + c]) != Float.floatToRawIntBits(got[go + c])) {
