@@ -49,8 +49,13 @@ public final class CpuAttentionEngine implements AttentionEngine {
     /** The most worker threads a CPU engine (or router) takes: a thread per core of any machine we know of, and then some. */
     public static final int MAX_THREADS = 4096;
 
-    /** Query rows per tile (the paper's B_r). */
-    static final int BR = 64;
+    /** Query rows per tile (the paper's B_r): 128, so that P·V can run with the rows as vector lanes ({@link #COLUMN_ROWS}). */
+    static final int BR = 128;
+    /**
+     * Tiles of at least this many rows keep O (and P) transposed, the rows as P·V's vector lanes
+     * ({@link TileMath#accumulateColumns}); smaller ones keep O by rows (a loop over few rows is no vector).
+     */
+    static final int COLUMN_ROWS = 72;
     /** Keys per tile (the paper's B_c). */
     static final int BC = 128;
 
@@ -218,6 +223,13 @@ public final class CpuAttentionEngine implements AttentionEngine {
         final float[][] qs;
         final float[][] s;
         final float[][] acc;
+        /**
+         * With {@link #columns}: O as [d][rows], gathered into acc's rows at the end; P goes to the columns of s
+         * (transposed in place: s is square then).
+         */
+        final float[][] accT;
+        final float[] alpha;
+        boolean columns;
         final float[] m;
         final float[] l;
         final byte[] state;
@@ -234,13 +246,18 @@ public final class CpuAttentionEngine implements AttentionEngine {
         final long bytes;
 
         TileScratch(int d, int rows, int cols) {
-            this(d, rows, cols, cols);
+            this(d, rows, cols, cols, rows >= COLUMN_ROWS && rows == cols);
         }
 
-        TileScratch(int d, int rows, int cols, int expLen) {
+        TileScratch(int d, int rows, int cols, int expLen, boolean columnsAllowed) {
             qs = new float[rows][d];
             s = new float[rows][cols];
             acc = new float[rows][d];
+            if (columnsAllowed && rows != cols) {
+                throw new IllegalArgumentException("P is transposed in place: a " + rows + " x " + cols + " tile is not square");
+            }
+            accT = columnsAllowed ? new float[d][rows] : null;
+            alpha = new float[rows];
             m = new float[rows];
             l = new float[rows];
             state = new byte[rows];
@@ -257,7 +274,7 @@ public final class CpuAttentionEngine implements AttentionEngine {
             for (int r = 0; r < rows; r++) {
                 ranges[r] = new KeyRanges();
             }
-            bytes = 4L * rows * (2L * d + cols + 3) + rows + 12L * expLen + 8L * rows;
+            bytes = 4L * rows * (2L * d + cols + 3) + rows + 12L * expLen + 12L * rows + (columnsAllowed ? 4L * rows * d : 0);
         }
     }
 
@@ -343,6 +360,7 @@ public final class CpuAttentionEngine implements AttentionEngine {
             visited++;
             keyTileStep(w, nr, d, kTiles[j0 / BC], vRows, j0, n, kind == FULL);
         }
+        gatherRows(w, nr, d);
         for (int r = 0; r < nr; r++) {
             finishRow(pr, bh, rows[from + r], w.acc[r], w.m[r], w.l[r]);
         }
@@ -363,6 +381,24 @@ public final class CpuAttentionEngine implements AttentionEngine {
             w.m[r] = Float.NEGATIVE_INFINITY;
             w.l[r] = 0f;
             java.util.Arrays.fill(w.acc[r], 0f);
+        }
+        w.columns = w.accT != null && nr >= COLUMN_ROWS;
+        if (w.columns) {
+            for (int dd = 0; dd < d; dd++) {
+                java.util.Arrays.fill(w.accT[dd], 0, nr, 0f);
+            }
+        }
+    }
+
+    /** O's rows from its transposed copy, when the tile kept one. */
+    private static void gatherRows(TileScratch w, int nr, int d) {
+        if (w.columns) {
+            for (int dd = 0; dd < d; dd++) {
+                float[] a = w.accT[dd];
+                for (int r = 0; r < nr; r++) {
+                    w.acc[r][dd] = a[r];
+                }
+            }
         }
     }
 
@@ -411,16 +447,46 @@ public final class CpuAttentionEngine implements AttentionEngine {
             float alpha = FastExp.exp(w.m[r] - mNew);
             float sum = TileMath.expRow(sr, n, mNew, w.expP, w.expT);
             w.l[r] = w.l[r] * alpha + sum;
-            float[] acc = w.acc[r];
-            if (alpha != 1f) {
-                for (int dd = 0; dd < d; dd++) {
-                    acc[dd] *= alpha;
-                }
-            }
+            w.alpha[r] = alpha;
             w.m[r] = mNew;
         }
         // O = O·e^(m − m_new) + P · Vj
-        TileMath.accumulateRows(w.s, w.live, live, vRows, j0, n, d, w.acc);
+        if (w.columns) {
+            TileMath.transposeSquare(w.s, Math.max(nr, n));
+            // Rows out of this tile run through the column loops with stale P and α; their O is put back after.
+            for (int r = 0, t = 0; r < nr && live < nr; r++) {
+                if (t < live && w.live[t] == r) {
+                    t++;
+                } else {
+                    for (int dd = 0; dd < d; dd++) {
+                        w.acc[r][dd] = w.accT[dd][r];
+                    }
+                }
+            }
+            TileMath.scaleColumns(w.accT, w.alpha, nr, d);
+            TileMath.accumulateColumns(w.s, nr, vRows, j0, n, d, w.accT);
+            for (int r = 0, t = 0; r < nr && live < nr; r++) {
+                if (t < live && w.live[t] == r) {
+                    t++;
+                } else {
+                    for (int dd = 0; dd < d; dd++) {
+                        w.accT[dd][r] = w.acc[r][dd];
+                    }
+                }
+            }
+        } else {
+            for (int t = 0; t < live; t++) {
+                int r = w.live[t];
+                float alpha = w.alpha[r];
+                if (alpha != 1f) {
+                    float[] acc = w.acc[r];
+                    for (int dd = 0; dd < d; dd++) {
+                        acc[dd] *= alpha;
+                    }
+                }
+            }
+            TileMath.accumulateRows(w.s, w.live, live, vRows, j0, n, d, w.acc);
+        }
     }
 
     // ---------------------------------------------------------------- sparse
@@ -502,6 +568,7 @@ public final class CpuAttentionEngine implements AttentionEngine {
                 }
             }
         }
+        gatherRows(w, nr, d);
         for (int r = 0; r < nr; r++) {
             finishRow(pr, bh, item[2 + r], w.acc[r], w.m[r], w.l[r]);
         }
@@ -576,7 +643,7 @@ public final class CpuAttentionEngine implements AttentionEngine {
         long scratch = 0;
         for (int bh = 0; bh < bhCount; bh++) {
             final int fbh = bh;
-            scratch = Math.max(scratch, parallel(tiles, () -> new TileScratch(sh.headDim(), BR, BC, sh.kvLen()),
+            scratch = Math.max(scratch, parallel(tiles, () -> new TileScratch(sh.headDim(), BR, BC, sh.kvLen(), false),
                     (w, tile) -> materializedRows(pr, fbh, tile * BR, Math.min(BR, sh.qLen() - tile * BR), scores, w)));
             for (int i = 0; i < sh.qLen(); i++) {
                 if (pr.gate(bh / sh.heads(), i, bh % sh.heads()) == 0f) {

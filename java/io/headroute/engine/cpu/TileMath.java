@@ -83,6 +83,69 @@ final class TileMath {
         }
     }
 
+    /**
+     * accT[dd][r] += Σ_c pT[c][r] · v[vOff + c][dd] for r &lt; nr, c &lt; cols, dd &lt; d: {@link #accumulateRows}'
+     * sums (four keys per pass, in order; p·v = v·p exactly) with O and P transposed, so that the tile's rows
+     * are the vector lanes. C2 sizes its vectors by a loop's profiled trip count: a loop over D = 64 runs on
+     * 4-wide vectors, one over 128 rows on 8-wide ones (P·V at D = 64, 128 rows: ~1.5x).
+     */
+    static void accumulateColumns(float[][] pT, int nr, float[][] v, int vOff, int cols, int d, float[][] accT) {
+        int c = 0;
+        for (; c + 3 < cols; c += 4) {
+            float[] p0 = pT[c];
+            float[] p1 = pT[c + 1];
+            float[] p2 = pT[c + 2];
+            float[] p3 = pT[c + 3];
+            float[] v0 = v[vOff + c];
+            float[] v1 = v[vOff + c + 1];
+            float[] v2 = v[vOff + c + 2];
+            float[] v3 = v[vOff + c + 3];
+            for (int dd = 0; dd < d; dd++) {
+                float w0 = v0[dd];
+                float w1 = v1[dd];
+                float w2 = v2[dd];
+                float w3 = v3[dd];
+                float[] a = accT[dd];
+                for (int r = 0; r < nr; r++) {
+                    a[r] += p0[r] * w0 + p1[r] * w1 + p2[r] * w2 + p3[r] * w3;
+                }
+            }
+        }
+        for (; c < cols; c++) {
+            float[] p0 = pT[c];
+            float[] v0 = v[vOff + c];
+            for (int dd = 0; dd < d; dd++) {
+                float w0 = v0[dd];
+                float[] a = accT[dd];
+                for (int r = 0; r < nr; r++) {
+                    a[r] += p0[r] * w0;
+                }
+            }
+        }
+    }
+
+    /** accT[dd][r] *= f[r] for r &lt; nr, dd &lt; d. */
+    static void scaleColumns(float[][] accT, float[] f, int nr, int d) {
+        for (int dd = 0; dd < d; dd++) {
+            float[] a = accT[dd];
+            for (int r = 0; r < nr; r++) {
+                a[r] *= f[r];
+            }
+        }
+    }
+
+    /** Transposes the leading m × m block of s in place: s[i][j] ↔ s[j][i] for i, j &lt; m. */
+    static void transposeSquare(float[][] s, int m) {
+        for (int i = 1; i < m; i++) {
+            float[] si = s[i];
+            for (int j = 0; j < i; j++) {
+                float x = si[j];
+                si[j] = s[j][i];
+                s[j][i] = x;
+            }
+        }
+    }
+
     /** acc[:] += Σ_c p[pOff + c] · v[vOff + c][:] for c &lt; cols. */
     static void accumulateRow(float[] p, int pOff, float[][] v, int vOff, int cols, int d, float[] acc) {
         int c = 0;

@@ -183,6 +183,74 @@ class TileMathTest {
         }
     }
 
+    @ParameterizedTest(name = "d = {0}")
+    @ValueSource(ints = {1, 3, 33, 64, 67, 128})
+    void accumulateColumnsAddsAsAccumulateRows(int d) {
+        SplittableRandom rnd = new SplittableRandom(500 + d);
+        int vOff = 5;
+        for (int nr : new int[] {1, 7, 72, 128, 131}) {
+            for (int cols : new int[] {1, 2, 5, 127, 128}) {
+                float[][] p = gaussian(rnd, nr, cols);
+                float[][] v = gaussian(rnd, vOff + cols, d);
+                float[][] acc = gaussian(rnd, nr, d);
+                float[] f = new float[nr];
+                for (int r = 0; r < nr; r++) {
+                    f[r] = r % 3 == 0 ? 1f : (float) rnd.nextDouble();
+                }
+                // By rows: O·α (skipped where α = 1, as the engine does), then P·V.
+                float[][] want = new float[nr][];
+                int[] all = new int[nr];
+                for (int r = 0; r < nr; r++) {
+                    all[r] = r;
+                    want[r] = acc[r].clone();
+                    if (f[r] != 1f) {
+                        for (int dd = 0; dd < d; dd++) {
+                            want[r][dd] *= f[r];
+                        }
+                    }
+                }
+                TileMath.accumulateRows(p, all, nr, v, vOff, cols, d, want);
+                // By columns.
+                float[][] accT = new float[d][nr + 3];
+                for (int r = 0; r < nr; r++) {
+                    for (int dd = 0; dd < d; dd++) {
+                        accT[dd][r] = acc[r][dd];
+                    }
+                }
+                // P's columns, transposed in place in a square buffer whose rows past nr hold 7s: a loop that ran
+                // into lanes past nr would show in accT.
+                int m = Math.max(nr, cols) + 3;
+                float[][] pT = new float[m][m];
+                for (int r = 0; r < m; r++) {
+                    for (int c = 0; c < m; c++) {
+                        pT[r][c] = r < nr && c < cols ? p[r][c] : 7f;
+                    }
+                }
+                TileMath.transposeSquare(pT, m);
+                for (int r = 0; r < m; r++) {
+                    for (int c = 0; c < m; c++) {
+                        float want0 = r < nr && c < cols ? p[r][c] : 7f;
+                        assertEquals(Float.floatToRawIntBits(want0), Float.floatToRawIntBits(pT[c][r]), "transposeSquare");
+                    }
+                }
+                TileMath.scaleColumns(accT, f, nr, d);
+                TileMath.accumulateColumns(pT, nr, v, vOff, cols, d, accT);
+                for (int r = 0; r < nr; r++) {
+                    for (int dd = 0; dd < d; dd++) {
+                        assertEquals(Float.floatToRawIntBits(want[r][dd]), Float.floatToRawIntBits(accT[dd][r]),
+                                "O[" + r + "][" + dd + "], nr=" + nr + " cols=" + cols + " d=" + d + ": " + accT[dd][r] + " vs "
+                                + want[r][dd]);
+                    }
+                }
+                for (int dd = 0; dd < d; dd++) {
+                    for (int r = nr; r < nr + 3; r++) {
+                        assertEquals(0f, accT[dd][r], "a lane past nr was written");
+                    }
+                }
+            }
+        }
+    }
+
     private static void assertBits(float[] want, int wo, float[] got, int go, int n, String what) {
         for (int c = 0; c < n; c++) {
             if (Float.floatToRawIntBits(want[wo + c]) != Float.floatToRawIntBits(got[go + c])) {
