@@ -229,6 +229,9 @@ public final class CpuAttentionEngine implements AttentionEngine {
          */
         final float[][] accT;
         final float[] alpha;
+        /** Per row, with {@link #columns}: m_new and the key tile's row sum of P. */
+        final float[] mNew;
+        final float[] rowSum;
         boolean columns;
         final float[] m;
         final float[] l;
@@ -258,6 +261,8 @@ public final class CpuAttentionEngine implements AttentionEngine {
             }
             accT = columnsAllowed ? new float[d][rows] : null;
             alpha = new float[rows];
+            mNew = new float[rows];
+            rowSum = new float[rows];
             m = new float[rows];
             l = new float[rows];
             state = new byte[rows];
@@ -274,7 +279,7 @@ public final class CpuAttentionEngine implements AttentionEngine {
             for (int r = 0; r < rows; r++) {
                 ranges[r] = new KeyRanges();
             }
-            bytes = 4L * rows * (2L * d + cols + 3) + rows + 12L * expLen + 12L * rows + (columnsAllowed ? 4L * rows * d : 0);
+            bytes = 4L * rows * (2L * d + cols + 3) + rows + 12L * expLen + 20L * rows + (columnsAllowed ? 4L * rows * d : 0);
         }
     }
 
@@ -436,56 +441,90 @@ public final class CpuAttentionEngine implements AttentionEngine {
         }
         // S = Qi · Kjᵀ (scaled through Qi).
         TileMath.scores(w.qs, w.live, live, d, kT, n, w.s);
+        if (!allFull) {
+            for (int t = 0; t < live; t++) {
+                int r = w.live[t];
+                if (w.state[r] == PARTIAL) {
+                    maskRow(w.s[r], 0, j0, n, w.ranges[r], w.cursor[r]);
+                }
+            }
+        }
+        if (w.columns) {
+            columnsStep(w, nr, live, d, vRows, j0, n);
+            return;
+        }
         for (int t = 0; t < live; t++) {
             int r = w.live[t];
             float[] sr = w.s[r];
-            if (!allFull && w.state[r] == PARTIAL) {
-                maskRow(sr, 0, j0, n, w.ranges[r], w.cursor[r]);
-            }
             // Online softmax: m_new = max(m, rowmax(S)); P = exp(S − m_new); l = l·e^(m − m_new) + rowsum(P).
             float mNew = Math.max(w.m[r], TileMath.rowMax(sr, 0, n));
             float alpha = FastExp.exp(w.m[r] - mNew);
             float sum = TileMath.expRow(sr, n, mNew, w.expP, w.expT);
             w.l[r] = w.l[r] * alpha + sum;
-            w.alpha[r] = alpha;
             w.m[r] = mNew;
+            // O = O·e^(m − m_new) + P · Vj
+            if (alpha != 1f) {
+                float[] acc = w.acc[r];
+                for (int dd = 0; dd < d; dd++) {
+                    acc[dd] *= alpha;
+                }
+            }
         }
-        // O = O·e^(m − m_new) + P · Vj
-        if (w.columns) {
-            TileMath.transposeSquare(w.s, Math.max(nr, n));
-            // Rows out of this tile run through the column loops with stale P and α; their O is put back after.
-            for (int r = 0, t = 0; r < nr && live < nr; r++) {
-                if (t < live && w.live[t] == r) {
-                    t++;
-                } else {
-                    for (int dd = 0; dd < d; dd++) {
-                        w.acc[r][dd] = w.accT[dd][r];
-                    }
+        TileMath.accumulateRows(w.s, w.live, live, vRows, j0, n, d, w.acc);
+    }
+
+    /**
+     * The rest of {@link #keyTileStep} with the tile's rows as vector lanes: S transposed in place (S is square),
+     * the same online softmax per lane, then O = O·e^(m − m_new) + P · Vj on O's transposed copy. Lanes of rows
+     * outside this key tile compute on stale values; their m and l are not touched and their O is put back.
+     */
+    private static void columnsStep(TileScratch w, int nr, int live, int d, float[][] vRows, int j0, int n) {
+        float[][] sT = w.s;
+        TileMath.transposeSquare(sT, Math.max(nr, n));
+        // m_new = max(m, rowmax(S)) per lane; α = e^(m − m_new).
+        java.util.Arrays.fill(w.mNew, 0, nr, Float.NEGATIVE_INFINITY);
+        TileMath.columnMax(sT, n, nr, w.mNew);
+        for (int t = 0; t < live; t++) {
+            int r = w.live[t];
+            float mNew = Math.max(w.m[r], w.mNew[r]);
+            w.mNew[r] = mNew;
+            w.alpha[r] = FastExp.exp(w.m[r] - mNew);
+        }
+        // P = exp(S − m_new); l = l·α + rowsum(P).
+        java.util.Arrays.fill(w.rowSum, 0, nr, 0f);
+        TileMath.expColumns(sT, n, nr, w.mNew, w.expP, w.expT, w.rowSum);
+        for (int t = 0; t < live; t++) {
+            int r = w.live[t];
+            w.l[r] = w.l[r] * w.alpha[r] + w.rowSum[r];
+            w.m[r] = w.mNew[r];
+        }
+        boolean someOut = live < nr;
+        if (someOut) {
+            forRowsOut(w, nr, live, r -> {
+                for (int dd = 0; dd < d; dd++) {
+                    w.acc[r][dd] = w.accT[dd][r];
                 }
-            }
-            TileMath.scaleColumns(w.accT, w.alpha, nr, d);
-            TileMath.accumulateColumns(w.s, nr, vRows, j0, n, d, w.accT);
-            for (int r = 0, t = 0; r < nr && live < nr; r++) {
-                if (t < live && w.live[t] == r) {
-                    t++;
-                } else {
-                    for (int dd = 0; dd < d; dd++) {
-                        w.accT[dd][r] = w.acc[r][dd];
-                    }
+            });
+        }
+        TileMath.scaleColumns(w.accT, w.alpha, nr, d);
+        TileMath.accumulateColumns(sT, nr, vRows, j0, n, d, w.accT);
+        if (someOut) {
+            forRowsOut(w, nr, live, r -> {
+                for (int dd = 0; dd < d; dd++) {
+                    w.accT[dd][r] = w.acc[r][dd];
                 }
+            });
+        }
+    }
+
+    /** Runs {@code body} for each row below nr that is not in w.live[0 … live) (which is ascending). */
+    private static void forRowsOut(TileScratch w, int nr, int live, java.util.function.IntConsumer body) {
+        for (int r = 0, t = 0; r < nr; r++) {
+            if (t < live && w.live[t] == r) {
+                t++;
+            } else {
+                body.accept(r);
             }
-        } else {
-            for (int t = 0; t < live; t++) {
-                int r = w.live[t];
-                float alpha = w.alpha[r];
-                if (alpha != 1f) {
-                    float[] acc = w.acc[r];
-                    for (int dd = 0; dd < d; dd++) {
-                        acc[dd] *= alpha;
-                    }
-                }
-            }
-            TileMath.accumulateRows(w.s, w.live, live, vRows, j0, n, d, w.acc);
         }
     }
 

@@ -171,7 +171,7 @@ final class TileMath {
         }
     }
 
-    /** The largest of s[off … off+n), −∞ for n = 0; a NaN if there is one (the first, as a scan in order returns). */
+    /** The largest of s[off … off+n), −∞ for n = 0; NaN if there is one. */
     static float rowMax(float[] s, int off, int n) {
         // Four running maxima: one chain waits for every Math.max before it. Any order gives the same maximum.
         float m0 = Float.NEGATIVE_INFINITY;
@@ -188,15 +188,7 @@ final class TileMath {
         for (; c < n; c++) {
             m0 = Math.max(m0, s[off + c]);
         }
-        float m = Math.max(Math.max(m0, m1), Math.max(m2, m3));
-        if (m != m) {
-            for (c = 0; c < n; c++) {
-                if (s[off + c] != s[off + c]) {
-                    return s[off + c];
-                }
-            }
-        }
-        return m;
+        return Math.max(Math.max(m0, m1), Math.max(m2, m3));
     }
 
     /**
@@ -228,6 +220,41 @@ final class TileMath {
             sum += e;
         }
         return sum;
+    }
+
+    /**
+     * m[r] = max(m[r], sT[0][r], sT[1][r], …) for r &lt; nr, c &lt; cols: the row maxima of a transposed tile, from
+     * the caller's start.
+     */
+    static void columnMax(float[][] sT, int cols, int nr, float[] m) {
+        for (int c = 0; c < cols; c++) {
+            float[] sc = sT[c];
+            for (int r = 0; r < nr; r++) {
+                m[r] = Math.max(m[r], sc[r]);
+            }
+        }
+    }
+
+    /**
+     * sT[c][r] = exp(sT[c][r] − m[r]) (FastExp's bits) for c &lt; cols, r &lt; nr, and sum[r] += them, added in
+     * order of c: {@link #expRow} on the rows of a transposed tile. p and t are scratch of at least nr.
+     */
+    static void expColumns(float[][] sT, int cols, int nr, float[] m, float[] p, float[] t, float[] sum) {
+        for (int c = 0; c < cols; c++) {
+            float[] sc = sT[c];
+            for (int r = 0; r < nr; r++) {
+                float x = sc[r] - m[r];
+                float tr = FastExp.shifted(x);
+                t[r] = tr;
+                p[r] = FastExp.polynomial(x, tr);
+            }
+            for (int r = 0; r < nr; r++) {
+                sc[r] = FastExp.fromParts(sc[r] - m[r], p[r], t[r]);
+            }
+            for (int r = 0; r < nr; r++) {
+                sum[r] += sc[r];
+            }
+        }
     }
 
     /** t[c] = FastExp.shifted(x), p[c] = FastExp.polynomial(x, t[c]) for x = s[c] − m, c &lt; n. */

@@ -9,7 +9,8 @@ import org.junit.jupiter.params.provider.ValueSource;
 /**
  * The tile routines against plain loops that add in the same order, bit for bit: the routines are
  * arranged for C2's vectorizer, and any change to the order of their float operations would move the
- * engine's outputs. Sizes are odd on purpose (vector loops leave scalar heads and tails).
+ * engine's outputs. Sizes are odd on purpose (vector loops leave scalar heads and tails). A NaN equals any NaN:
+ * Java leaves NaN payloads open, and a vector add may pass on the other operand's NaN than a scalar add does.
  */
 class TileMathTest {
     /** Scores of std 3 around 0, with −∞ (masked keys), values below exp's flush point, ±0, and rarely NaN. */
@@ -22,7 +23,7 @@ class TileMathTest {
         }
         if (nan && n > 2) {
             s[n / 2] = Float.NaN;
-            s[n - 1] = Float.intBitsToFloat(0x7fc00123); // a second NaN, other bits: the first one must win
+            s[n - 1] = Float.intBitsToFloat(0x7fc00123); // a second NaN, with other payload bits
         }
         return s;
     }
@@ -39,7 +40,7 @@ class TileMathTest {
                 for (int c = 0; c < n; c++) {
                     want = Math.max(want, s[off + c]);
                 }
-                assertEquals(Float.floatToRawIntBits(want), Float.floatToRawIntBits(TileMath.rowMax(s, off, n)),
+                assertEquals(Float.floatToIntBits(want), Float.floatToIntBits(TileMath.rowMax(s, off, n)),
                         "n=" + n + " off=" + off + " nan=" + nan);
             }
         }
@@ -61,7 +62,7 @@ class TileMathTest {
             float[] got = s.clone();
             float sum = TileMath.expRow(got, n, m, new float[n + 3], new float[n + 3]);
             assertBits(want, 0, got, 0, n, "expRow n=" + n);
-            assertEquals(Float.floatToRawIntBits(wantSum), Float.floatToRawIntBits(sum), "expRow sum, n=" + n);
+            assertEquals(Float.floatToIntBits(wantSum), Float.floatToIntBits(sum), "expRow sum, n=" + n);
         }
     }
 
@@ -82,7 +83,61 @@ class TileMathTest {
         float[] got = s.clone();
         double sum = TileMath.expRowDouble(got, off, n, m, new float[n], new float[n], new float[n]);
         assertBits(want, 0, got, 0, got.length, "expRowDouble n=" + n); // and nothing outside [off, off + n) written
-        assertEquals(Double.doubleToRawLongBits(wantSum), Double.doubleToRawLongBits(sum), "expRowDouble sum, n=" + n);
+        assertEquals(Double.doubleToLongBits(wantSum), Double.doubleToLongBits(sum), "expRowDouble sum, n=" + n);
+    }
+
+    @ParameterizedTest(name = "cols = {0}")
+    @ValueSource(ints = {1, 3, 64, 127, 128})
+    void columnSoftmaxIsRowMaxAndExpRowPerLane(int cols) {
+        SplittableRandom rnd = new SplittableRandom(600 + cols);
+        for (int nr : new int[] {1, 5, 72, 128}) {
+            float[][] rows = new float[nr][];
+            for (int r = 0; r < nr; r++) {
+                rows[r] = row(rnd, cols, r % 5 == 3);
+            }
+            float[][] sT = new float[cols][nr];
+            for (int r = 0; r < nr; r++) {
+                for (int c = 0; c < cols; c++) {
+                    sT[c][r] = rows[r][c];
+                }
+            }
+            float[] m = new float[nr];
+            float[] start = new float[nr];
+            for (int r = 0; r < nr; r++) {
+                start[r] = r % 4 == 0 ? Float.NEGATIVE_INFINITY : (float) rnd.nextGaussian();
+                m[r] = start[r];
+            }
+            TileMath.columnMax(sT, cols, nr, m);
+            float[] sum = new float[nr];
+            for (int r = 0; r < nr; r++) {
+                sum[r] = r % 2 == 0 ? 0f : 0.25f; // the caller's start, added to in order
+            }
+            float[] sum0 = sum.clone();
+            float[] mUsed = m.clone();
+            for (int r = 0; r < nr; r++) {
+                if (mUsed[r] == Float.NEGATIVE_INFINITY) {
+                    mUsed[r] = 0f; // a lane with nothing but −∞ (the engine leaves such rows out): any finite m
+                }
+            }
+            TileMath.expColumns(sT, cols, nr, mUsed, new float[nr], new float[nr], sum);
+            for (int r = 0; r < nr; r++) {
+                float want = start[r];
+                for (int c = 0; c < cols; c++) {
+                    want = Math.max(want, rows[r][c]);
+                }
+                assertEquals(Float.floatToIntBits(want), Float.floatToIntBits(m[r]), "max of lane " + r + ", nr=" + nr);
+                float[] e = rows[r].clone();
+                float wantSum = sum0[r];
+                for (int c = 0; c < cols; c++) {
+                    e[c] = FastExp.exp(rows[r][c] - mUsed[r]);
+                    wantSum += e[c];
+                }
+                for (int c = 0; c < cols; c++) {
+                    assertEquals(Float.floatToIntBits(e[c]), Float.floatToIntBits(sT[c][r]), "P[" + r + "][" + c + "], nr=" + nr);
+                }
+                assertEquals(Float.floatToIntBits(wantSum), Float.floatToIntBits(sum[r]), "row sum of lane " + r + ", nr=" + nr);
+            }
+        }
     }
 
     private static float[][] gaussian(SplittableRandom rnd, int rows, int cols) {
@@ -136,7 +191,7 @@ class TileMathTest {
                             want += q[r][dd] * kT[dd][c];
                         }
                     }
-                    assertEquals(Float.floatToRawIntBits(want), Float.floatToRawIntBits(s[r][c]),
+                    assertEquals(Float.floatToIntBits(want), Float.floatToIntBits(s[r][c]),
                             "s[" + r + "][" + c + "], d=" + d + " cols=" + cols + (listed[r] ? "" : " (not listed: untouched)"));
                 }
             }
@@ -230,14 +285,14 @@ class TileMathTest {
                 for (int r = 0; r < m; r++) {
                     for (int c = 0; c < m; c++) {
                         float want0 = r < nr && c < cols ? p[r][c] : 7f;
-                        assertEquals(Float.floatToRawIntBits(want0), Float.floatToRawIntBits(pT[c][r]), "transposeSquare");
+                        assertEquals(Float.floatToIntBits(want0), Float.floatToIntBits(pT[c][r]), "transposeSquare");
                     }
                 }
                 TileMath.scaleColumns(accT, f, nr, d);
                 TileMath.accumulateColumns(pT, nr, v, vOff, cols, d, accT);
                 for (int r = 0; r < nr; r++) {
                     for (int dd = 0; dd < d; dd++) {
-                        assertEquals(Float.floatToRawIntBits(want[r][dd]), Float.floatToRawIntBits(accT[dd][r]),
+                        assertEquals(Float.floatToIntBits(want[r][dd]), Float.floatToIntBits(accT[dd][r]),
                                 "O[" + r + "][" + dd + "], nr=" + nr + " cols=" + cols + " d=" + d + ": " + accT[dd][r] + " vs "
                                 + want[r][dd]);
                     }
@@ -253,9 +308,9 @@ class TileMathTest {
 
     private static void assertBits(float[] want, int wo, float[] got, int go, int n, String what) {
         for (int c = 0; c < n; c++) {
-            if (Float.floatToRawIntBits(want[wo + c]) != Float.floatToRawIntBits(got[go + c])) {
+            if (Float.floatToIntBits(want[wo + c]) != Float.floatToIntBits(got[go + c])) {
                 assertEquals(want[wo + c], got[go + c], what + ": element " + c + " differs in its bits");
-                assertEquals(Float.floatToRawIntBits(want[wo + c]), Float.floatToRawIntBits(got[go + c]),
+                assertEquals(Float.floatToIntBits(want[wo + c]), Float.floatToIntBits(got[go + c]),
                         what + ": element " + c + " differs in its bits");
             }
         }
