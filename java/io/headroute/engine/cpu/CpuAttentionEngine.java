@@ -682,7 +682,7 @@ public final class CpuAttentionEngine implements AttentionEngine {
         long scratch = 0;
         for (int bh = 0; bh < bhCount; bh++) {
             final int fbh = bh;
-            scratch = Math.max(scratch, parallel(tiles, () -> new TileScratch(sh.headDim(), BR, BC, sh.kvLen(), false),
+            scratch = Math.max(scratch, parallel(tiles, () -> new TileScratch(sh.headDim(), BR, BC, sh.kvLen(), true),
                     (w, tile) -> materializedRows(pr, fbh, tile * BR, Math.min(BR, sh.qLen() - tile * BR), scores, w)));
             for (int i = 0; i < sh.qLen(); i++) {
                 if (pr.gate(bh / sh.heads(), i, bh % sh.heads()) == 0f) {
@@ -732,15 +732,36 @@ public final class CpuAttentionEngine implements AttentionEngine {
             if (m != Float.NEGATIVE_INFINITY) {
                 sum = TileMath.expRowDouble(scores, so, kvLen, m, w.expX, w.expP, w.expT);
             }
-            float l = (float) sum;
-            java.util.Arrays.fill(w.acc[r], 0f);
-            if (l > 0f) {
-                TileMath.accumulateRow(scores, so, vRows, 0, kvLen, d, w.acc[r]);
+            w.m[r] = m;
+            w.l[r] = (float) sum;
+        }
+        // O = P · V, by key tiles with the rows as vector lanes (as flash does) when the tile has enough rows.
+        if (w.accT != null && nr >= COLUMN_ROWS) {
+            for (int dd = 0; dd < d; dd++) {
+                java.util.Arrays.fill(w.accT[dd], 0, nr, 0f);
             }
+            for (int j0 = 0; j0 < kvLen; j0 += BC) {
+                int n = Math.min(BC, kvLen - j0);
+                TileMath.transposeBlock(scores, i0 * kvLen + j0, kvLen, nr, n, w.s);
+                TileMath.accumulateColumns(w.s, nr, vRows, j0, n, d, w.accT);
+            }
+            w.columns = true;
+            gatherRows(w, nr, d);
+        } else {
+            for (int r = 0; r < nr; r++) {
+                java.util.Arrays.fill(w.acc[r], 0f);
+                if (w.l[r] > 0f) {
+                    TileMath.accumulateRow(scores, (i0 + r) * kvLen, vRows, 0, kvLen, d, w.acc[r]);
+                }
+            }
+        }
+        // A row whose sum is not positive (0: no allowed key; NaN) gets an empty or a NaN row whatever its O is.
+        for (int r = 0; r < nr; r++) {
+            int i = i0 + r;
             if (pr.gate(b, i, h) == 0f) {
                 writeEmptyRow(pr, bh, i);
             } else {
-                finishRow(pr, bh, i, w.acc[r], m, l);
+                finishRow(pr, bh, i, w.acc[r], w.m[r], w.l[r]);
             }
         }
     }

@@ -146,6 +146,16 @@ final class TileMath {
         }
     }
 
+    /** t[c][r] = src[off + r·stride + c] for r &lt; nr, c &lt; cols: a block of a row-major matrix, transposed. */
+    static void transposeBlock(float[] src, int off, int stride, int nr, int cols, float[][] t) {
+        for (int r = 0; r < nr; r++) {
+            int o = off + r * stride;
+            for (int c = 0; c < cols; c++) {
+                t[c][r] = src[o + c];
+            }
+        }
+    }
+
     /** acc[:] += Σ_c p[pOff + c] · v[vOff + c][:] for c &lt; cols. */
     static void accumulateRow(float[] p, int pOff, float[][] v, int vOff, int cols, int d, float[] acc) {
         int c = 0;

@@ -140,6 +140,27 @@ class TileMathTest {
         }
     }
 
+    @ParameterizedTest(name = "cols = {0}")
+    @ValueSource(ints = {1, 5, 128})
+    void transposeBlockCopiesTheBlock(int cols) {
+        SplittableRandom rnd = new SplittableRandom(700 + cols);
+        int stride = cols + 9;
+        int nr = 7;
+        int off = 2 * stride + 3;
+        float[] src = new float[off + nr * stride];
+        for (int i = 0; i < src.length; i++) {
+            src[i] = (float) rnd.nextGaussian();
+        }
+        float[][] t = new float[cols + 1][nr + 1];
+        TileMath.transposeBlock(src, off, stride, nr, cols, t);
+        for (int c = 0; c <= cols; c++) {
+            for (int r = 0; r <= nr; r++) {
+                float want = c < cols && r < nr ? src[off + r * stride + c] : 0f;
+                assertEquals(Float.floatToIntBits(want), Float.floatToIntBits(t[c][r]), "t[" + c + "][" + r + "]");
+            }
+        }
+    }
+
     private static float[][] gaussian(SplittableRandom rnd, int rows, int cols) {
         float[][] x = new float[rows][cols];
         for (float[] r : x) {
