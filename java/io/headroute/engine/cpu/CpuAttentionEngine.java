@@ -11,6 +11,7 @@ import io.headroute.pattern.BlockLayout;
 import io.headroute.pattern.KeyRanges;
 import io.headroute.pattern.Pattern;
 import io.headroute.tensor.DType;
+import io.headroute.tensor.HalfFloats;
 import io.headroute.tensor.Tensor;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -168,8 +169,19 @@ public final class CpuAttentionEngine implements AttentionEngine {
         }
     }
 
+    /** The tensor's values rounded to {@code dtype} (as the GPU stores them), in place on a float copy. */
     private static float[] rounded(Tensor t, DType dtype) {
-        return dtype == DType.F32 || t.dtype() == dtype ? t.toFloatArray() : t.toDType(dtype).toFloatArray();
+        float[] x = t.toFloatArray();
+        if (dtype == DType.BF16 && t.dtype() != dtype) {
+            for (int i = 0; i < x.length; i++) {
+                x[i] = HalfFloats.roundToBf16(x[i]);
+            }
+        } else if (dtype == DType.F16 && t.dtype() != dtype) {
+            for (int i = 0; i < x.length; i++) {
+                x[i] = HalfFloats.roundToF16(x[i]);
+            }
+        }
+        return x;
     }
 
     /** Inputs as float arrays, plus the outputs being written. */

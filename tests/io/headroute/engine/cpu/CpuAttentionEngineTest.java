@@ -595,6 +595,25 @@ class CpuAttentionEngineTest {
         assertEquals("block size must be 64 or 128, got " + bs, e.getMessage());
     }
 
+    /** The engine rounds fp32 inputs to a half dtype itself: the same bits as inputs handed over already in it. */
+    @ParameterizedTest
+    @ValueSource(strings = {"f16", "bf16"})
+    void roundsInputsAsTensorsInTheDtype(String dtypeName) {
+        DType dt = DType.parse(dtypeName);
+        Random rnd = new Random(11);
+        Tensor q = gaussian(rnd, 1, 2, 150, 64);
+        Tensor k = gaussian(rnd, 1, 2, 150, 64);
+        Tensor v = gaussian(rnd, 1, 2, 150, 64);
+        for (Algorithm algo : new Algorithm[] {Algorithm.FLASH, Algorithm.MATERIALIZED, Algorithm.SPARSE}) {
+            AttentionResult fromF32 = three.run(AttentionRequest.builder(q, k, v).causal(true).dtype(dt).algorithm(algo).wantLse(true)
+                    .build());
+            AttentionResult fromHalf = three.run(AttentionRequest.builder(q.toDType(dt), k.toDType(dt), v.toDType(dt)).causal(true)
+                    .dtype(dt).algorithm(algo).wantLse(true).build());
+            assertArrayEquals(fromHalf.o().toFloatArray(), fromF32.o().toFloatArray(), dtypeName + " " + algo + ": o");
+            assertArrayEquals(fromHalf.lse().toFloatArray(), fromF32.lse().toFloatArray(), dtypeName + " " + algo + ": lse");
+        }
+    }
+
     @Test
     void lseIsOnlyReturnedWhenAsked() {
         Case c = cases().get(0);
