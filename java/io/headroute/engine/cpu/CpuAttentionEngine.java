@@ -688,14 +688,18 @@ public final class CpuAttentionEngine implements AttentionEngine {
                     + " score matrix, more than one Java array holds; use the flash algorithm");
         }
         float[] scores = new float[(int) cells];
-        int tiles = (sh.qLen() + BR - 1) / BR;
+        // Heads run one after another (they share the score matrix): a head's rows in tiles of up to BR, fewer where
+        // BR would leave workers without a tile.
+        int tileRows = Math.min(BR, (sh.qLen() + threads - 1) / threads);
+        int tiles = (sh.qLen() + tileRows - 1) / tileRows;
         int bhCount = sh.batch() * sh.heads();
         long rowsSkipped = 0;
         long scratch = 0;
         for (int bh = 0; bh < bhCount; bh++) {
             final int fbh = bh;
             scratch = Math.max(scratch, parallel(tiles, () -> new TileScratch(sh.headDim(), BR, BC, sh.kvLen(), true),
-                    (w, tile) -> materializedRows(pr, fbh, tile * BR, Math.min(BR, sh.qLen() - tile * BR), scores, w)));
+                    (w, tile) -> materializedRows(pr, fbh, tile * tileRows, Math.min(tileRows, sh.qLen() - tile * tileRows),
+                            scores, w)));
             for (int i = 0; i < sh.qLen(); i++) {
                 if (pr.gate(bh / sh.heads(), i, bh % sh.heads()) == 0f) {
                     rowsSkipped++;
