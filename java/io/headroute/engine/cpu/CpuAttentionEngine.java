@@ -30,10 +30,11 @@ import java.util.function.Supplier;
  * present. fp32 arithmetic throughout; for f16/bf16 requests the inputs are rounded to that dtype
  * first (as the GPU stores them) and the output is rounded on the way out.
  *
- * <p>Flash path (FlashAttention-2's loop order): work items are (batch, head, tile of up to
- * {@value #BR} query rows whose gate is non-zero), run on a fixed pool of workers. For each item the
- * key tiles of {@value #BC} keys are visited in order with an online softmax; a key tile that the
- * pattern excludes for every row of the item is skipped, and a tile allowed in full needs no mask.
+ * <p>Flash path (FlashAttention-2's loop order): query tiles of up to {@value #BR} rows whose gate is
+ * non-zero; work items of two such tiles of one (batch, head) run on a fixed pool of workers. For each
+ * item the key tiles of {@value #BC} keys are visited in order with an online softmax; a key tile that
+ * the pattern excludes for every row of the item is skipped, and a tile allowed in full needs no mask.
+ * The statistics count query tiles of BR rows and, per query tile, the key tiles its own rows attend.
  * Scratch is O(BR·D + D·BC + BR·BC) per worker.
  *
  * <p>Sparse path: the pattern's {@link BlockLayout} (block size BS = 64 or 128, cached per pattern and
@@ -50,8 +51,13 @@ public final class CpuAttentionEngine implements AttentionEngine {
     /** The most worker threads a CPU engine (or router) takes: a thread per core of any machine we know of, and then some. */
     public static final int MAX_THREADS = 4096;
 
-    /** Query rows per tile (the paper's B_r): 128, so that P·V can run with the rows as vector lanes ({@link #COLUMN_ROWS}). */
-    static final int BR = 128;
+    /** Query rows per tile (the paper's B_r). */
+    static final int BR = 64;
+    /**
+     * Query rows per flash work item and materialized row tile: two query tiles, so that P·V can run with the
+     * rows as vector lanes ({@link #COLUMN_ROWS}).
+     */
+    static final int ITEM_ROWS = 2 * BR;
     /**
      * Tiles of at least this many rows keep O (and P) transposed, the rows as P·V's vector lanes
      * ({@link TileMath#accumulateColumns}); smaller ones keep O by rows (a loop over few rows is no vector).
@@ -316,6 +322,7 @@ public final class CpuAttentionEngine implements AttentionEngine {
         int bhCount = sh.batch() * sh.heads();
         int[][] active = new int[bhCount][];
         List<long[]> items = new ArrayList<>();
+        long queryTiles = 0;
         long rowsSkipped = 0;
         for (int bh = 0; bh < bhCount; bh++) {
             int b = bh / sh.heads();
@@ -331,20 +338,21 @@ public final class CpuAttentionEngine implements AttentionEngine {
             }
             rowsSkipped += sh.qLen() - n;
             active[bh] = rows;
-            for (int from = 0; from < n; from += BR) {
-                items.add(new long[] {bh, from, Math.min(BR, n - from)});
+            queryTiles += (n + BR - 1) / BR;
+            for (int from = 0; from < n; from += ITEM_ROWS) {
+                items.add(new long[] {bh, from, Math.min(ITEM_ROWS, n - from)});
             }
         }
         AtomicLong visited = new AtomicLong();
         AtomicLong skipped = new AtomicLong();
-        long scratchBytes = parallel(items.size(), () -> new TileScratch(sh.headDim(), BR, BC), (w, item) -> {
+        long scratchBytes = parallel(items.size(), () -> new TileScratch(sh.headDim(), ITEM_ROWS, BC), (w, item) -> {
             long[] it = items.get(item);
             int bh = (int) it[0];
             long[] counts = flashTile(pr, bh, active[bh], (int) it[1], (int) it[2], w);
             visited.addAndGet(counts[0]);
             skipped.addAndGet(counts[1]);
         });
-        return new ExecutionStats(name(), Algorithm.FLASH, 0, scratchBytes + pr.repackBytes(), items.size(), visited.get(), skipped.get(),
+        return new ExecutionStats(name(), Algorithm.FLASH, 0, scratchBytes + pr.repackBytes(), queryTiles, visited.get(), skipped.get(),
                 rowsSkipped, -1);
     }
 
@@ -374,7 +382,15 @@ public final class CpuAttentionEngine implements AttentionEngine {
             if (kind == EMPTY) {
                 continue;
             }
-            visited++;
+            // Each query tile of BR rows counts the key tiles its own rows attend.
+            for (int t0 = 0; t0 < nr; t0 += BR) {
+                for (int r = t0; r < Math.min(nr, t0 + BR); r++) {
+                    if (w.state[r] != EMPTY) {
+                        visited++;
+                        break;
+                    }
+                }
+            }
             keyTileStep(w, nr, d, kTiles[j0 / BC], vRows, j0, n, kind == FULL);
         }
         gatherRows(w, nr, d);
@@ -382,7 +398,7 @@ public final class CpuAttentionEngine implements AttentionEngine {
             finishRow(pr, bh, rows[from + r], w.acc[r], w.m[r], w.l[r]);
         }
         long keyTiles = (kvLen + BC - 1) / BC;
-        return new long[] {visited, keyTiles - visited};
+        return new long[] {visited, (nr + BR - 1) / BR * keyTiles - visited};
     }
 
     /** Qi: the tile's query rows, pre-scaled so that S = Qi·Kjᵀ is already scaled; m = −∞, l = 0, O = 0. */
@@ -688,16 +704,16 @@ public final class CpuAttentionEngine implements AttentionEngine {
                     + " score matrix, more than one Java array holds; use the flash algorithm");
         }
         float[] scores = new float[(int) cells];
-        // Heads run one after another (they share the score matrix): a head's rows in tiles of up to BR, fewer where
-        // BR would leave workers without a tile.
-        int tileRows = Math.min(BR, (sh.qLen() + threads - 1) / threads);
+        // Heads run one after another (they share the score matrix): a head's rows in tiles of up to ITEM_ROWS, fewer
+        // where that would leave workers without a tile. The statistics count tiles of BR rows.
+        int tileRows = Math.min(ITEM_ROWS, (sh.qLen() + threads - 1) / threads);
         int tiles = (sh.qLen() + tileRows - 1) / tileRows;
         int bhCount = sh.batch() * sh.heads();
         long rowsSkipped = 0;
         long scratch = 0;
         for (int bh = 0; bh < bhCount; bh++) {
             final int fbh = bh;
-            scratch = Math.max(scratch, parallel(tiles, () -> new TileScratch(sh.headDim(), BR, BC, sh.kvLen(), true),
+            scratch = Math.max(scratch, parallel(tiles, () -> new TileScratch(sh.headDim(), ITEM_ROWS, BC, sh.kvLen(), true),
                     (w, tile) -> materializedRows(pr, fbh, tile * tileRows, Math.min(tileRows, sh.qLen() - tile * tileRows),
                             scores, w)));
             for (int i = 0; i < sh.qLen(); i++) {
@@ -707,8 +723,9 @@ public final class CpuAttentionEngine implements AttentionEngine {
             }
         }
         long keyTiles = (sh.kvLen() + BC - 1) / BC;
+        long queryTiles = (long) (sh.qLen() + BR - 1) / BR * bhCount;
         return new ExecutionStats(name(), Algorithm.MATERIALIZED, 0, 4L * cells + scratch + pr.repackBytes(),
-                (long) tiles * bhCount, (long) tiles * bhCount * keyTiles, 0, rowsSkipped, -1, DType.F32);
+                queryTiles, queryTiles * keyTiles, 0, rowsSkipped, -1, DType.F32);
     }
 
     /**
