@@ -254,7 +254,7 @@ public final class CpuAttentionEngine implements AttentionEngine {
         final float[] m;
         final float[] l;
         final byte[] state;
-        /** Row numbers: {@link #allRows} 0 … rows−1; {@link #live} the rows that attend some key of the current key tile. */
+        /** Row numbers: {@link #allRows} 0 … rows−1; {@link #live} the rows that attend a key of the current key tile. */
         final int[] allRows;
         final int[] live;
         /** Scratch of an exp row (FastExp's two passes): x, p and t, {@code expLen} each. */
@@ -275,7 +275,8 @@ public final class CpuAttentionEngine implements AttentionEngine {
             s = new float[rows][cols];
             acc = new float[rows][d];
             if (columnsAllowed && rows != cols) {
-                throw new IllegalArgumentException("P is transposed in place: a " + rows + " x " + cols + " tile is not square");
+                throw new IllegalArgumentException("P is transposed in place: a " + rows + " x " + cols
+                        + " tile is not square");
             }
             accT = columnsAllowed ? new float[d][rows] : null;
             alpha = new float[rows];
@@ -297,7 +298,8 @@ public final class CpuAttentionEngine implements AttentionEngine {
             for (int r = 0; r < rows; r++) {
                 ranges[r] = new KeyRanges();
             }
-            bytes = 4L * rows * (2L * d + cols + 3) + rows + 12L * expLen + 20L * rows + (columnsAllowed ? 4L * rows * d : 0);
+            bytes = 4L * rows * (2L * d + cols + 3) + rows + 12L * expLen + 20L * rows
+                    + (columnsAllowed ? 4L * rows * d : 0);
         }
     }
 
@@ -713,9 +715,10 @@ public final class CpuAttentionEngine implements AttentionEngine {
         long scratch = 0;
         for (int bh = 0; bh < bhCount; bh++) {
             final int fbh = bh;
-            scratch = Math.max(scratch, parallel(tiles, () -> new TileScratch(sh.headDim(), ITEM_ROWS, BC, sh.kvLen(), true),
-                    (w, tile) -> materializedRows(pr, fbh, tile * tileRows, Math.min(tileRows, sh.qLen() - tile * tileRows),
-                            scores, w)));
+            scratch = Math.max(scratch, parallel(tiles,
+                    () -> new TileScratch(sh.headDim(), ITEM_ROWS, BC, sh.kvLen(), true),
+                    (w, tile) -> materializedRows(pr, fbh, tile * tileRows,
+                            Math.min(tileRows, sh.qLen() - tile * tileRows), scores, w)));
             for (int i = 0; i < sh.qLen(); i++) {
                 if (pr.gate(bh / sh.heads(), i, bh % sh.heads()) == 0f) {
                     rowsSkipped++;
