@@ -324,7 +324,9 @@ public final class CpuAttentionEngine implements AttentionEngine {
         int bhCount = sh.batch() * sh.heads();
         int[][] active = new int[bhCount][];
         List<long[]> items = new ArrayList<>();
+        int[] activeCount = new int[bhCount];
         long queryTiles = 0;
+        long itemsOfTwo = 0;
         long rowsSkipped = 0;
         for (int bh = 0; bh < bhCount; bh++) {
             int b = bh / sh.heads();
@@ -340,14 +342,21 @@ public final class CpuAttentionEngine implements AttentionEngine {
             }
             rowsSkipped += sh.qLen() - n;
             active[bh] = rows;
+            activeCount[bh] = n;
             queryTiles += (n + BR - 1) / BR;
-            for (int from = 0; from < n; from += ITEM_ROWS) {
-                items.add(new long[] {bh, from, Math.min(ITEM_ROWS, n - from)});
+            itemsOfTwo += (n + ITEM_ROWS - 1) / ITEM_ROWS;
+        }
+        // Items of one query tile where there would be at most two items of two per worker: so few items balance
+        // badly (one head of 128 rows left a worker idle), and the column P·V gains little on them.
+        int itemRows = itemsOfTwo <= 2L * threads ? BR : ITEM_ROWS;
+        for (int bh = 0; bh < bhCount; bh++) {
+            for (int from = 0; from < activeCount[bh]; from += itemRows) {
+                items.add(new long[] {bh, from, Math.min(itemRows, activeCount[bh] - from)});
             }
         }
         AtomicLong visited = new AtomicLong();
         AtomicLong skipped = new AtomicLong();
-        long scratchBytes = parallel(items.size(), () -> new TileScratch(sh.headDim(), ITEM_ROWS, BC), (w, item) -> {
+        long scratchBytes = parallel(items.size(), () -> new TileScratch(sh.headDim(), itemRows, BC), (w, item) -> {
             long[] it = items.get(item);
             int bh = (int) it[0];
             long[] counts = flashTile(pr, bh, active[bh], (int) it[1], (int) it[2], w);
