@@ -12,19 +12,21 @@ import org.junit.jupiter.params.provider.CsvSource;
  * against float64 at ordinary and at huge magnitudes.
  */
 class BlockMathTest {
+    private static float[] gaussian(Random r, int n) {
+        float[] x = new float[n];
+        for (int i = 0; i < n; i++) {
+            x[i] = (float) r.nextGaussian();
+        }
+        return x;
+    }
+
     /** Bit for bit the plain float loop that adds p = 0 … k − 1 in order: the GEMM is arranged for C2's vectorizer only. */
     @ParameterizedTest(name = "{0}x{1}x{2}")
     @CsvSource({"1, 1, 1", "3, 7, 5", "5, 131, 33", "37, 300, 45", "70, 129, 64", "33, 258, 17", "129, 513, 3"})
     void matmulIsTheOrderedFloatLoop(int rows, int k, int n) {
         Random r = new Random(rows * 7919L + k * 31L + n);
-        float[] a = new float[rows * k];
-        float[] b = new float[k * n];
-        for (int i = 0; i < a.length; i++) {
-            a[i] = (float) r.nextGaussian();
-        }
-        for (int i = 0; i < b.length; i++) {
-            b[i] = (float) r.nextGaussian();
-        }
+        float[] a = gaussian(r, rows * k);
+        float[] b = gaussian(r, k * n);
         float[] c = BlockMath.matmul(a, rows, k, b, n);
         for (int i = 0; i < rows; i++) {
             for (int j = 0; j < n; j++) {
@@ -42,14 +44,8 @@ class BlockMathTest {
     @CsvSource({"1, 1, 1", "3, 7, 5", "37, 300, 45", "70, 129, 64", "129, 513, 3"})
     void matmulMatchesAFloat64Product(int rows, int k, int n) {
         Random r = new Random(rows * 1000L + k * 10L + n);
-        float[] a = new float[rows * k];
-        float[] b = new float[k * n];
-        for (int i = 0; i < a.length; i++) {
-            a[i] = (float) r.nextGaussian();
-        }
-        for (int i = 0; i < b.length; i++) {
-            b[i] = (float) r.nextGaussian();
-        }
+        float[] a = gaussian(r, rows * k);
+        float[] b = gaussian(r, k * n);
         float[] c = BlockMath.matmul(a, rows, k, b, n);
         for (int i = 0; i < rows; i++) {
             for (int j = 0; j < n; j++) {

@@ -3,6 +3,7 @@ package io.headroute.quality;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.headroute.cuda.Resources;
 import io.headroute.engine.Algorithm;
 import io.headroute.engine.cpu.CpuAttentionEngine;
 import io.headroute.engine.cuda.CudaAttentionEngine;
@@ -35,8 +36,8 @@ class AttentionQualityGpuTest {
     }
 
     @AfterAll
-    static void close() throws Exception {
-        GpuTests.closeAll(cpu, gpu); // the engine's close throws if any device buffer leaked
+    static void close() {
+        Resources.closeAll(cpu, gpu); // the engine's close throws if any device buffer leaked
     }
 
     private static Tensor gaussian(Random r, long... shape) {

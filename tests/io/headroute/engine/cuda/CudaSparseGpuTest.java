@@ -9,6 +9,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import io.headroute.cuda.DeviceTensor;
+import io.headroute.cuda.Resources;
 import io.headroute.engine.Algorithm;
 import io.headroute.engine.AttentionRequest;
 import io.headroute.engine.AttentionResult;
@@ -56,8 +57,8 @@ class CudaSparseGpuTest {
     }
 
     @AfterAll
-    static void close() throws Exception {
-        GpuTests.closeAll(cpu, gpu); // the engine's close throws if any device buffer leaked
+    static void close() {
+        Resources.closeAll(cpu, gpu); // the engine's close throws if any device buffer leaked
     }
 
     @AfterEach

@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import io.headroute.cuda.DeviceTensor;
+import io.headroute.cuda.Resources;
 import io.headroute.engine.Algorithm;
 import io.headroute.engine.AttentionRequest;
 import io.headroute.engine.AttentionShape;
@@ -43,8 +44,8 @@ class DeviceLaunchGpuTest {
     }
 
     @AfterAll
-    static void close() throws Exception {
-        GpuTests.closeAll(cpu, gpu); // the engine's close throws if any device buffer leaked
+    static void close() {
+        Resources.closeAll(cpu, gpu); // the engine's close throws if any device buffer leaked
     }
 
     @ParameterizedTest(name = "{0} {1} L={2} S={3} Bq={4} {5}")

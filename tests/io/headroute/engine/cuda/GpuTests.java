@@ -5,7 +5,7 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 /**
  * What the GPU test classes do first and last: skip without a usable GPU or without kernels in the build,
- * open the engine, close what they opened, and check that nothing stayed allocated.
+ * open the engine and check that nothing stayed allocated (closing: {@link io.headroute.cuda.Resources#closeAll}).
  */
 public final class GpuTests {
     private GpuTests() {}
@@ -30,31 +30,6 @@ public final class GpuTests {
         if (gpu != null) {
             gpu.clearLayoutCache();
             assertEquals(0, gpu.pool().stats().allocatedBytes(), "device memory still allocated: " + gpu.pool().stats());
-        }
-    }
-
-    /**
-     * Closes each resource that is not null, in order, all of them even when one throws (the first failure is
-     * rethrown, later ones suppressed in it). A GPU engine's close throws if any device buffer leaked.
-     */
-    public static void closeAll(AutoCloseable... resources) throws Exception {
-        Exception first = null;
-        for (AutoCloseable r : resources) {
-            if (r == null) {
-                continue;
-            }
-            try {
-                r.close();
-            } catch (Exception e) {
-                if (first == null) {
-                    first = e;
-                } else {
-                    first.addSuppressed(e);
-                }
-            }
-        }
-        if (first != null) {
-            throw first;
         }
     }
 }
