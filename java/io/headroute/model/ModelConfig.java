@@ -276,9 +276,9 @@ public record ModelConfig(int dModel, int heads, int kvHeads, int headDim, DType
 
     /** Refuses a field of {@code n} not in {@code allowed}: a typo ("casual") would otherwise be a default silently. */
     private static void onlyFields(JsonNode n, String where, String... allowed) {
-        String f = JsonProblem.unknownField(n, allowed);
-        if (f != null) {
-            throw new ModelException(where + ": unknown field '" + f + "' (expected " + String.join(", ", allowed) + ")");
+        String problem = JsonProblem.unknownField(n, allowed);
+        if (problem != null) {
+            throw new ModelException(where + ": " + problem);
         }
     }
 

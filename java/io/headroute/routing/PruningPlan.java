@@ -254,9 +254,9 @@ public final class PruningPlan {
     }
 
     private static void onlyFields(JsonNode node, String where, String... allowed) {
-        String f = JsonProblem.unknownField(node, allowed);
-        if (f != null) {
-            throw new PruningPlanException(where + ": unknown field \"" + f + "\" (expected " + String.join(", ", allowed) + ")");
+        String problem = JsonProblem.unknownField(node, allowed);
+        if (problem != null) {
+            throw new PruningPlanException(where + ": " + problem);
         }
     }
 

@@ -52,13 +52,16 @@ public final class JsonProblem {
         return escapeControls(Character.toLowerCase(plain.charAt(0)) + plain.substring(1)) + at;
     }
 
-    /** The first field of the object {@code node} not in {@code allowed}, or null (strict readers refuse typos). */
+    /**
+     * "unknown field 'f' (expected a, b, …)" for the first field of the object {@code node} not in {@code allowed}, or
+     * null when there is none (strict readers refuse typos: "casual" would otherwise leave a default silently).
+     */
     public static String unknownField(JsonNode node, String... allowed) {
         List<String> ok = List.of(allowed);
         for (Iterator<String> it = node.fieldNames(); it.hasNext(); ) {
             String f = it.next();
             if (!ok.contains(f)) {
-                return f;
+                return "unknown field '" + escapeControls(f) + "' (expected " + String.join(", ", allowed) + ")";
             }
         }
         return null;

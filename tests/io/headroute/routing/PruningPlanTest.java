@@ -68,7 +68,7 @@ class PruningPlanTest {
         "[{\"layer\": 1, \"heads\": [0, 1, 2, 3, 4, 5, 6, 7]}]             | layer 1: all 8 heads removed",
         "[{\"layer\": 1, \"heads\": [2, 5, 2]}]                            | layer 1: head 2 is listed twice",
         "[{\"layer\": 1, \"heads\": [2]}, {\"layer\": 1, \"heads\": [3]}]  | layer 1 is listed twice",
-        "[{\"layer\": 1, \"heads\": [2], \"why\": 1}]                      | removed[0]: unknown field \"why\"",
+        "[{\"layer\": 1, \"heads\": [2], \"why\": 1}]                      | removed[0]: unknown field 'why'",
         "[{\"heads\": [2]}]                                                | removed[0]: missing \"layer\"",
         "[{\"layer\": 1}]                                                  | removed[0]: missing \"heads\"",
         "[{\"layer\": 1.5, \"heads\": [2]}]                                | \"layer\" must be an integer",
@@ -93,7 +93,7 @@ class PruningPlanTest {
                 "{\"format\": \"headroute-pruning-plan\", \"version\": 2, \"layers\": 4, \"heads\": 8, \"removed\": []}");
         assertMessage("layers must be ≥ 1",
                 "{\"format\": \"headroute-pruning-plan\", \"version\": 1, \"layers\": 0, \"heads\": 8, \"removed\": []}");
-        assertMessage("unknown field \"extra\"",
+        assertMessage("unknown field 'extra'",
                 "{\"format\": \"headroute-pruning-plan\", \"version\": 1, \"layers\": 4, \"heads\": 8, \"removed\": [], \"extra\": 0}");
         assertMessage("not valid JSON: duplicate key 'layers' (line 1, column 73)",
                 "{\"format\": \"headroute-pruning-plan\", \"version\": 1, \"layers\": 4, \"layers\": 5, \"heads\": 8, \"removed\": []}");
