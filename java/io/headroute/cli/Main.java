@@ -12,7 +12,6 @@ import java.nio.charset.StandardCharsets;
 import java.util.concurrent.Callable;
 import org.apache.logging.log4j.Level;
 import org.apache.logging.log4j.LogManager;
-import org.apache.logging.log4j.Logger;
 import org.apache.logging.log4j.core.config.Configurator;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
@@ -44,7 +43,12 @@ public final class Main implements Callable<Integer> {
     /** Exit status for bad input: usage, files, patterns, shapes, backends. */
     public static final int BAD_INPUT = 2;
 
-    private static final Logger LOG = LogManager.getLogger(Main.class);
+    /**
+     * The command line's logging setup (log lines to stderr, headroute's at INFO). It is not the jar's
+     * {@code log4j2.xml}: a library jar holding one would take over the logging of every application that
+     * has the jar on its class path ahead of its own file.
+     */
+    static final String LOG_CONFIG = "classpath:io/headroute/cli/log4j2.xml";
 
     @Mixin
     VerboseMixin verboseMixin;
@@ -70,7 +74,20 @@ public final class Main implements Callable<Integer> {
     }
 
     public static void main(String[] args) {
+        useCommandLineLogging();
         System.exit(run(args));
+    }
+
+    /**
+     * Points Log4j at {@link #LOG_CONFIG} unless the user named a configuration (the property or the
+     * environment variable Log4j reads). Only the process's entry point calls it, before any logger exists:
+     * {@link #run} in a program that embeds the command line keeps that program's logging.
+     */
+    static void useCommandLineLogging() {
+        if (System.getProperty("log4j2.configurationFile") == null && System.getProperty("log4j.configurationFile") == null
+                && System.getenv("LOG4J_CONFIGURATION_FILE") == null) {
+            System.setProperty("log4j2.configurationFile", LOG_CONFIG);
+        }
     }
 
     /** Runs the command line with the process's stdout and stderr; returns the exit status. */
@@ -266,7 +283,7 @@ public final class Main implements Callable<Integer> {
     private static int onExecutionError(Main main, Exception ex, CommandLine cl, ParseResult parsed) {
         PrintWriter err = cl.getErr();
         if (isUserError(ex)) {
-            LOG.debug("bad input", ex);
+            LogManager.getLogger(Main.class).debug("bad input", ex);
             err.println(cl.getCommandSpec().qualifiedName(" ") + ": error: " + oneLine(message(ex)));
             return BAD_INPUT;
         }
