@@ -225,6 +225,49 @@ public final class Tensor {
         return (int) n;
     }
 
+    /**
+     * Elements {@code from} … {@code to − 1} along {@code axis} (negative counts from the end), every other axis
+     * whole: a tensor of the same dtype whose shape has {@code to − from} at {@code axis}, e.g. keys 1000 … 1999 of
+     * (B, Hkv, S, D) keys as {@code k.slice(2, 1000, 2000)}. When the range is one run of bytes (every axis before
+     * {@code axis} has size 1) the slice shares this tensor's bytes, a memory-mapped file's included; otherwise
+     * it holds a copy. Throws {@link IllegalArgumentException} for an axis or range outside the shape.
+     */
+    public Tensor slice(int axis, long from, long to) {
+        int a = axis < 0 ? axis + shape.length : axis;
+        if (a < 0 || a >= shape.length) {
+            throw new IllegalArgumentException("slice: axis " + axis + " is outside a rank-" + shape.length + " tensor "
+                    + shapeString());
+        }
+        if (from < 0 || from > to || to > shape[a]) {
+            throw new IllegalArgumentException("slice: range [" + from + ", " + to + ") of axis " + axis + " needs 0 <= from <= to <= "
+                    + shape[a] + " (tensor " + shapeString() + ")");
+        }
+        long[] out = shape.clone();
+        out[a] = to - from;
+        long outer = 1;
+        for (int i = 0; i < a; i++) {
+            outer *= shape[i];
+        }
+        // Bytes of one index along the axis (the axes after it, whole); every count fits an int as the bytes do.
+        long inner = (long) dtype.byteSize();
+        for (int i = a + 1; i < shape.length; i++) {
+            inner *= shape[i];
+        }
+        int run = Math.toIntExact((to - from) * inner);
+        ByteBuffer src = data.duplicate();
+        if (outer == 1 || run == 0) {
+            int start = Math.toIntExact(outer == 1 ? from * inner : 0);
+            return new Tensor(dtype, out, src.position(start).limit(start + (outer == 1 ? run : 0)).slice().asReadOnlyBuffer()
+                    .order(ByteOrder.LITTLE_ENDIAN));
+        }
+        ByteBuffer dst = ByteBuffer.allocate(Math.toIntExact(outer * run)).order(ByteOrder.LITTLE_ENDIAN);
+        for (long r = 0; r < outer; r++) {
+            int start = Math.toIntExact((r * shape[a] + from) * inner);
+            dst.put(src.limit(start + run).position(start));
+        }
+        return new Tensor(dtype, out, dst.rewind().asReadOnlyBuffer().order(ByteOrder.LITTLE_ENDIAN));
+    }
+
     /** This tensor's values rounded to {@code target} (a floating dtype). */
     public Tensor toDType(DType target) {
         if (target == dtype) {
