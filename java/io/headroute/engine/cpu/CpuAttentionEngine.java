@@ -11,7 +11,6 @@ import io.headroute.pattern.BlockLayout;
 import io.headroute.pattern.KeyRanges;
 import io.headroute.pattern.Pattern;
 import io.headroute.tensor.DType;
-import io.headroute.tensor.HalfFloats;
 import io.headroute.tensor.Tensor;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -65,6 +64,10 @@ public final class CpuAttentionEngine implements AttentionEngine {
     static final int COLUMN_ROWS = 72;
     /** Keys per tile (the paper's B_c). */
     static final int BC = 128;
+    /** Key tiles per repack work item: 1024 keys at B_c = 128 (32K keys of one kv head make 32 items). */
+    static final int REPACK_TILES = 8;
+    /** Rows per work item of the conversion of Q, K and V to floats. */
+    static final int CONVERT_ROWS = 4096;
 
     private static final byte EMPTY = 0;
     private static final byte PARTIAL = 1;
@@ -130,8 +133,9 @@ public final class CpuAttentionEngine implements AttentionEngine {
             algo = AutoPolicy.choose(req.pattern(), req.pattern().isDense() ? 1.0 : layout(req).density());
         }
         BlockLayout layout = algo == Algorithm.SPARSE ? layout(req) : null;
-        Problem pr = new Problem(sh, rounded(req.q(), req.dtype()), rounded(req.k(), req.dtype()),
-                rounded(req.v(), req.dtype()), req.gate() == null ? null : req.gate().toFloatArray(), req.pattern(),
+        int d = sh.headDim();
+        Problem pr = new Problem(sh, rounded(req.q(), req.dtype(), d), rounded(req.k(), req.dtype(), d),
+                rounded(req.v(), req.dtype(), d), req.gate() == null ? null : req.gate().toFloatArray(), req.pattern(),
                 req.scale());
         long t0 = System.nanoTime();
         // Sparse reads key tiles of the layout's block size, the other paths tiles of BC keys.
@@ -175,18 +179,19 @@ public final class CpuAttentionEngine implements AttentionEngine {
         }
     }
 
-    /** The tensor's values rounded to {@code dtype} (as the GPU stores them), in place on a float copy. */
-    private static float[] rounded(Tensor t, DType dtype) {
-        float[] x = t.toFloatArray();
-        if (dtype == DType.BF16 && t.dtype() != dtype) {
-            for (int i = 0; i < x.length; i++) {
-                x[i] = HalfFloats.roundToBf16(x[i]);
+    /**
+     * The values of a tensor of rows of {@code d} elements as floats rounded to {@code dtype} (as the GPU stores
+     * them): in parallel over runs of {@link #CONVERT_ROWS} rows, each read straight from the tensor's bytes.
+     */
+    private float[] rounded(Tensor t, DType dtype, int d) {
+        float[] x = new float[Math.toIntExact(t.numel())];
+        int rows = x.length / d;
+        int runs = (rows + CONVERT_ROWS - 1) / CONVERT_ROWS;
+        parallel(runs, () -> new RowReader(t, dtype, d), (reader, run) -> {
+            for (int r = run * CONVERT_ROWS, end = Math.min(rows, r + CONVERT_ROWS); r < end; r++) {
+                reader.read(r, x, r * d);
             }
-        } else if (dtype == DType.F16 && t.dtype() != dtype) {
-            for (int i = 0; i < x.length; i++) {
-                x[i] = HalfFloats.roundToF16(x[i]);
-            }
-        }
+        });
         return x;
     }
 
@@ -303,17 +308,29 @@ public final class CpuAttentionEngine implements AttentionEngine {
         }
     }
 
-    /** Repacks K into transposed tiles of {@code tile} keys and V into rows, once per (batch, kv head), in parallel. */
+    /**
+     * Repacks K into transposed tiles of {@code tile} keys and V into rows, in parallel over (batch, kv head) and
+     * runs of {@link #REPACK_TILES} key tiles: a call with few kv heads (decoding, MQA) keeps every worker busy too.
+     */
     private void repack(Problem pr, int tile) {
         AttentionShape sh = pr.sh;
-        int n = sh.batch() * sh.kvHeads();
-        pr.keyTiles = new float[n][][][];
-        pr.valueRows = new float[n][][];
+        int heads = sh.batch() * sh.kvHeads();
+        int d = sh.headDim();
+        int keys = sh.kvLen();
+        int tiles = (keys + tile - 1) / tile;
+        int runs = (tiles + REPACK_TILES - 1) / REPACK_TILES;
+        pr.keyTiles = new float[heads][tiles][][];
+        pr.valueRows = new float[heads][keys][];
         pr.tile = tile;
-        int stride = sh.kvLen() * sh.headDim();
-        parallel(n, () -> null, (w, kv) -> {
-            pr.keyTiles[kv] = TileMath.keyTiles(pr.k, kv * stride, sh.kvLen(), sh.headDim(), tile);
-            pr.valueRows[kv] = TileMath.valueRows(pr.v, kv * stride, sh.kvLen(), sh.headDim());
+        int stride = keys * d;
+        parallel(heads * runs, () -> null, (w, item) -> {
+            int kv = item / runs;
+            int t0 = item % runs * REPACK_TILES;
+            int t1 = Math.min(tiles, t0 + REPACK_TILES);
+            for (int t = t0; t < t1; t++) {
+                pr.keyTiles[kv][t] = TileMath.keyTile(pr.k, kv * stride, keys, d, tile, t);
+            }
+            TileMath.valueRows(pr.v, kv * stride, t0 * tile, Math.min(keys, t1 * tile), d, pr.valueRows[kv]);
         });
     }
 

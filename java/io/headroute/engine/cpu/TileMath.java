@@ -278,29 +278,26 @@ final class TileMath {
     }
 
     /**
-     * Key tiles of one (batch, kv head), transposed: result[t][d][c] = k[kOff + (t·tile + c)·d + d]
-     * (zero-padded past the last key), so the score loop reads each tile from index 0.
+     * Key tile t of one (batch, kv head), transposed: result[dd][c] = k[kOff + (t·tile + c)·d + dd] (zero past the
+     * last key), so the score loop reads the tile from index 0.
      */
-    static float[][][] keyTiles(float[] k, int kOff, int keys, int d, int tile) {
-        int tiles = (keys + tile - 1) / tile;
-        float[][][] out = new float[tiles][d][tile];
-        for (int j = 0; j < keys; j++) {
-            float[][] t = out[j / tile];
-            int c = j % tile;
-            int src = kOff + j * d;
+    static float[][] keyTile(float[] k, int kOff, int keys, int d, int tile, int t) {
+        float[][] out = new float[d][tile];
+        int j0 = t * tile;
+        int n = Math.min(tile, keys - j0);
+        for (int c = 0; c < n; c++) {
+            int src = kOff + (j0 + c) * d;
             for (int dd = 0; dd < d; dd++) {
-                t[dd][c] = k[src + dd];
+                out[dd][c] = k[src + dd];
             }
         }
         return out;
     }
 
-    /** Value rows of one (batch, kv head): result[j] = v[vOff + j·d …], one array per key. */
-    static float[][] valueRows(float[] v, int vOff, int keys, int d) {
-        float[][] out = new float[keys][d];
-        for (int j = 0; j < keys; j++) {
-            System.arraycopy(v, vOff + j * d, out[j], 0, d);
+    /** Value rows j0 … j1 − 1 of one (batch, kv head) into out[j] = v[vOff + j·d …], one array per key. */
+    static void valueRows(float[] v, int vOff, int j0, int j1, int d, float[][] out) {
+        for (int j = j0; j < j1; j++) {
+            out[j] = java.util.Arrays.copyOfRange(v, vOff + j * d, vOff + j * d + d);
         }
-        return out;
     }
 }
