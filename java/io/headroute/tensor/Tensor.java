@@ -105,26 +105,32 @@ public final class Tensor {
         return n;
     }
 
+    /** The element type. */
     public DType dtype() {
         return dtype;
     }
 
+    /** The dimensions, outermost first (a copy: changing it changes nothing here); empty for a scalar. */
     public long[] shape() {
         return shape.clone();
     }
 
+    /** The number of dimensions (0 for a scalar). */
     public int rank() {
         return shape.length;
     }
 
+    /** Dimension {@code axis}, 0 … rank − 1 (others throw {@link ArrayIndexOutOfBoundsException}). */
     public long dim(int axis) {
         return shape[axis];
     }
 
+    /** The number of elements: the product of the dimensions (1 for a scalar). */
     public long numel() {
         return numel(shape);
     }
 
+    /** Bytes of the elements: numel × the dtype's element size. */
     public long byteSize() {
         return data.capacity();
     }
@@ -288,6 +294,7 @@ public final class Tensor {
         return sb.append(')').toString();
     }
 
+    /** Dtype and shape, e.g. {@code Tensor[bf16 (1, 8, 1024, 64)]}; never the values. */
     @Override
     public String toString() {
         return "Tensor[" + dtype.cliName() + " " + shapeString() + "]";
