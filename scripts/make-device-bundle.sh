@@ -100,6 +100,10 @@ if ! $MVN -q dependency:copy \
     die "could not get $console through Maven (offline? run once without -o, or put it in ~/.m2)"
 fi
 rm -f "$STAGE/mvn.log"
+# README's Java programs, compiled here: the bundle's runtime has no compiler, and ReadmeExamplesGpuTest runs the
+# GPU one from these classes (checking they were compiled from README's current source).
+"$jdk_bin/java" -cp "$STAGE/lib/*:$STAGE/lib/test/*:$STAGE/lib/test/classes" io.headroute.ReadmeExamples \
+    "$STAGE/lib/test/readme-examples" >/dev/null || die "could not compile README's Java programs for the bundle"
 
 say "kernels, native shim"
 # The fatbins are in the jar (io/headroute/kernels/, where KernelModule loads them); loose copies would cost

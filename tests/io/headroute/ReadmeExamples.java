@@ -42,7 +42,72 @@ final class ReadmeExamples {
 
     private static final Pattern PUBLIC_CLASS = Pattern.compile("^public class (\\w+)", Pattern.MULTILINE);
 
+    /**
+     * Where the device bundle keeps the programs compiled ahead (its jlink runtime has no compiler): a folder
+     * {@value} beside the test classes, holding {@code classes/} and {@link #FINGERPRINTS}.
+     */
+    static final String PRECOMPILED = "readme-examples";
+    /** One line per program: its class name, a tab, the SHA-256 of its source. */
+    static final String FINGERPRINTS = "sources.sha256";
+
     private ReadmeExamples() {}
+
+    /**
+     * {@code ReadmeExamples OUT}: compiles README's programs into OUT/classes and writes OUT/{@value #FINGERPRINTS},
+     * for a runtime without a compiler ({@link #precompiled}). Run from the repository's root.
+     */
+    public static void main(String[] args) throws IOException {
+        if (args.length != 1) {
+            System.err.println("usage: ReadmeExamples OUT");
+            System.exit(2);
+        }
+        Path out = Path.of(args[0]);
+        List<Example> examples = examples();
+        compile(examples, out); // out/src and out/classes
+        deleteTree(out.resolve("src"));
+        StringBuilder lines = new StringBuilder();
+        for (Example e : examples) {
+            lines.append(e.className()).append('\t').append(sha256(e.source())).append('\n');
+        }
+        Files.writeString(out.resolve(FINGERPRINTS), lines.toString(), StandardCharsets.UTF_8);
+        System.out.println("compiled " + examples.size() + " README programs into " + out);
+    }
+
+    /**
+     * The classes compiled ahead for {@code e} ({@link #main}, run by the device bundle), if there are: the folder
+     * {@value #PRECOMPILED} beside the folder or jar the test classes come from. Fails when they were compiled
+     * from another version of the program (README changed since), rather than run a stale one.
+     */
+    static java.util.Optional<Path> precompiled(Example e) throws Exception {
+        Path testClasses = Path.of(ReadmeExamples.class.getProtectionDomain().getCodeSource().getLocation().toURI());
+        Path dir = testClasses.getParent().resolve(PRECOMPILED);
+        Path fingerprints = dir.resolve(FINGERPRINTS);
+        if (!Files.isRegularFile(fingerprints)) {
+            return java.util.Optional.empty();
+        }
+        String want = e.className() + "\t" + sha256(e.source());
+        List<String> have = Files.readAllLines(fingerprints, StandardCharsets.UTF_8);
+        assertTrue(have.contains(want), () -> dir + " holds " + e.className() + " compiled from another source than README's"
+                + " (README changed after the bundle was built?): " + have);
+        return java.util.Optional.of(dir.resolve("classes"));
+    }
+
+    private static String sha256(String text) {
+        try {
+            return java.util.HexFormat.of().formatHex(java.security.MessageDigest.getInstance("SHA-256")
+                    .digest(text.getBytes(StandardCharsets.UTF_8)));
+        } catch (java.security.NoSuchAlgorithmException ex) {
+            throw new IllegalStateException(ex);
+        }
+    }
+
+    private static void deleteTree(Path root) throws IOException {
+        try (var paths = Files.walk(root)) {
+            for (Path p : paths.sorted(java.util.Comparator.reverseOrder()).toList()) {
+                Files.delete(p);
+            }
+        }
+    }
 
     /** The section's programs, in README order. */
     static List<Example> examples() {

@@ -397,7 +397,9 @@ class DeviceBundleTest {
     void bundleHasEveryPartAndFits() throws Exception {
         Path b = bundle();
         for (String part : List.of("jre.tar.gz", "MANIFEST.txt", "kernels/ptxas.txt", "native/libcublas.so.12",
-                "lib/test/" + CONSOLE_JAR, "lib/test/classes/io/headroute/device/DeviceBundleTest.class")) {
+                "lib/test/" + CONSOLE_JAR, "lib/test/classes/io/headroute/device/DeviceBundleTest.class",
+                // README's GPU program compiled ahead for ReadmeExamplesGpuTest (the runtime has no compiler).
+                "lib/test/readme-examples/classes/DeviceAttend.class", "lib/test/readme-examples/sources.sha256")) {
             assertTrue(Files.isRegularFile(b.resolve(part)), "build/device/" + part + " is missing");
         }
         List<String> jars = names(b.resolve("lib"), ".jar");
