@@ -340,7 +340,6 @@ public final class CpuAttentionEngine implements AttentionEngine {
         AttentionShape sh = pr.sh;
         int bhCount = sh.batch() * sh.heads();
         int[][] active = new int[bhCount][];
-        List<long[]> items = new ArrayList<>();
         int[] activeCount = new int[bhCount];
         long queryTiles = 0;
         long itemsOfTwo = 0;
@@ -366,17 +365,44 @@ public final class CpuAttentionEngine implements AttentionEngine {
         // Items of one query tile where there would be at most two items of two per worker: so few items balance
         // badly (one head of 128 rows left a worker idle), and the column P·V gains little on them.
         int itemRows = itemsOfTwo <= 2L * threads ? BR : ITEM_ROWS;
-        for (int bh = 0; bh < bhCount; bh++) {
-            for (int from = 0; from < activeCount[bh]; from += itemRows) {
-                items.add(new long[] {bh, from, Math.min(itemRows, activeCount[bh] - from)});
+        // An item is a list of segments {bh, from, n}: rows active[bh][from … from+n) of (batch, head) bh.
+        List<int[]> items = new ArrayList<>();
+        int share = headsPerItem(sh, activeCount, bhCount, threads);
+        if (share > 1) {
+            // Query heads that share a kv head share items when their rows are few (decoding: L = 1 or a few), so
+            // the kv head's tiles are read once per item, not once per query head. A row's arithmetic is the same
+            // in any item (below COLUMN_ROWS rows no loop runs across rows), so the outputs do not change.
+            int group = sh.group();
+            for (int b = 0; b < sh.batch(); b++) {
+                for (int h0 = 0, h1; h0 < sh.heads(); h0 = h1) {
+                    int[] segs = new int[3 * share];
+                    int k = 0;
+                    // h0 … h1 − 1 stay within one kv head's group.
+                    h1 = Math.min(h0 + share, (h0 / group + 1) * group);
+                    for (int h = h0; h < h1; h++) {
+                        int bh = b * sh.heads() + h;
+                        if (activeCount[bh] > 0) {
+                            segs[k++] = bh;
+                            segs[k++] = 0;
+                            segs[k++] = activeCount[bh];
+                        }
+                    }
+                    if (k > 0) {
+                        items.add(java.util.Arrays.copyOf(segs, k));
+                    }
+                }
+            }
+        } else {
+            for (int bh = 0; bh < bhCount; bh++) {
+                for (int from = 0; from < activeCount[bh]; from += itemRows) {
+                    items.add(new int[] {bh, from, Math.min(itemRows, activeCount[bh] - from)});
+                }
             }
         }
         AtomicLong visited = new AtomicLong();
         AtomicLong skipped = new AtomicLong();
         long scratchBytes = parallel(items.size(), () -> new TileScratch(sh.headDim(), itemRows, BC), (w, item) -> {
-            long[] it = items.get(item);
-            int bh = (int) it[0];
-            long[] counts = flashTile(pr, bh, active[bh], (int) it[1], (int) it[2], w);
+            long[] counts = flashTile(pr, items.get(item), active, w);
             visited.addAndGet(counts[0]);
             skipped.addAndGet(counts[1]);
         });
@@ -384,20 +410,61 @@ public final class CpuAttentionEngine implements AttentionEngine {
                 rowsSkipped, -1);
     }
 
-    /** One work item: rows {@code rows[from .. from+nr)} of (batch, head) {@code bh}. Returns {visited, skipped}. */
-    private static long[] flashTile(Problem pr, int bh, int[] rows, int from, int nr, TileScratch w) {
+    /**
+     * How many query heads of one kv head's group a flash item holds: 1, unless the group has more than one head and
+     * every (batch, head) has so few active rows that that many heads' rows make at most one query tile (BR rows);
+     * no more than leaves {@code threads} items.
+     */
+    static int headsPerItem(AttentionShape sh, int[] activeCount, int bhCount, int threads) {
+        int maxRows = 0;
+        for (int n : activeCount) {
+            maxRows = Math.max(maxRows, n);
+        }
+        if (sh.group() == 1 || maxRows == 0) {
+            return 1;
+        }
+        return Math.max(1, Math.min(Math.min(sh.group(), BR / maxRows), bhCount / threads));
+    }
+
+    /**
+     * One work item: its segments' rows (see {@link #flash}), which share one kv head. Returns {visited, skipped},
+     * counted per query tile of BR rows of each segment's own (batch, head).
+     */
+    private static long[] flashTile(Problem pr, int[] segs, int[][] active, TileScratch w) {
         AttentionShape sh = pr.sh;
         int d = sh.headDim();
         int kvLen = sh.kvLen();
-        int h = bh % sh.heads();
-        float[][][] kTiles = pr.keyTiles[pr.kvIndex(bh)];
-        float[][] vRows = pr.valueRows[pr.kvIndex(bh)];
+        int nr = 0;
+        for (int s = 2; s < segs.length; s += 3) {
+            nr += segs[s];
+        }
+        int[] rowBh = new int[nr];
+        int[] rowI = new int[nr];
+        // Query tiles: rows tileStart[t] … tileStart[t + 1] − 1, each within one segment.
+        int[] tileStart = new int[nr + 1];
+        int tiles = 0;
+        for (int s = 0, r = 0; s < segs.length; s += 3) {
+            for (int k = 0; k < segs[s + 2]; k++, r++) {
+                if (k % BR == 0) {
+                    tileStart[tiles++] = r;
+                }
+                rowBh[r] = segs[s];
+                rowI[r] = active[segs[s]][segs[s + 1] + k];
+            }
+        }
+        tileStart[tiles] = nr;
+        int kv = pr.kvIndex(segs[0]);
+        float[][][] kTiles = pr.keyTiles[kv];
+        float[][] vRows = pr.valueRows[kv];
 
-        loadQueries(pr, bh, rows, from, nr, w);
+        for (int r = 0; r < nr; r++) {
+            loadQuery(pr, rowBh[r], rowI[r], r, w);
+        }
+        beginTile(w, nr, d);
         int lo = Integer.MAX_VALUE;
         int hi = Integer.MIN_VALUE;
         for (int r = 0; r < nr; r++) {
-            pr.pattern.allowedKeys(h, sh.position(rows[from + r]), kvLen, w.ranges[r]);
+            pr.pattern.allowedKeys(rowBh[r] % sh.heads(), sh.position(rowI[r]), kvLen, w.ranges[r]);
             w.cursor[r] = 0;
             lo = Math.min(lo, w.ranges[r].first());
             hi = Math.max(hi, w.ranges[r].last());
@@ -410,9 +477,9 @@ public final class CpuAttentionEngine implements AttentionEngine {
             if (kind == EMPTY) {
                 continue;
             }
-            // Each query tile of BR rows counts the key tiles its own rows attend.
-            for (int t0 = 0; t0 < nr; t0 += BR) {
-                for (int r = t0; r < Math.min(nr, t0 + BR); r++) {
+            // Each query tile counts the key tiles its own rows attend.
+            for (int t = 0; t < tiles; t++) {
+                for (int r = tileStart[t]; r < tileStart[t + 1]; r++) {
                     if (w.state[r] != EMPTY) {
                         visited++;
                         break;
@@ -423,26 +490,30 @@ public final class CpuAttentionEngine implements AttentionEngine {
         }
         gatherRows(w, nr, d);
         for (int r = 0; r < nr; r++) {
-            finishRow(pr, bh, rows[from + r], w.acc[r], w.m[r], w.l[r]);
+            finishRow(pr, rowBh[r], rowI[r], w.acc[r], w.m[r], w.l[r]);
         }
         long keyTiles = (kvLen + BC - 1) / BC;
-        return new long[] {visited, (nr + BR - 1) / BR * keyTiles - visited};
+        return new long[] {visited, tiles * keyTiles - visited};
     }
 
-    /** Qi: the tile's query rows, pre-scaled so that S = Qi·Kjᵀ is already scaled; m = −∞, l = 0, O = 0. */
-    private static void loadQueries(Problem pr, int bh, int[] rows, int from, int nr, TileScratch w) {
+    /**
+     * Row r of Qi: query i of (batch, head) bh, pre-scaled so that S = Qi·Kjᵀ is already scaled; m = −∞, l = 0,
+     * O = 0. Then {@link #beginTile}.
+     */
+    private static void loadQuery(Problem pr, int bh, int i, int r, TileScratch w) {
         int d = pr.sh.headDim();
-        int qBase = bh * pr.sh.qLen() * d;
-        for (int r = 0; r < nr; r++) {
-            int src = qBase + rows[from + r] * d;
-            float[] qr = w.qs[r];
-            for (int dd = 0; dd < d; dd++) {
-                qr[dd] = pr.q[src + dd] * pr.scale;
-            }
-            w.m[r] = Float.NEGATIVE_INFINITY;
-            w.l[r] = 0f;
-            java.util.Arrays.fill(w.acc[r], 0f);
+        int src = (bh * pr.sh.qLen() + i) * d;
+        float[] qr = w.qs[r];
+        for (int dd = 0; dd < d; dd++) {
+            qr[dd] = pr.q[src + dd] * pr.scale;
         }
+        w.m[r] = Float.NEGATIVE_INFINITY;
+        w.l[r] = 0f;
+        java.util.Arrays.fill(w.acc[r], 0f);
+    }
+
+    /** After {@link #loadQuery} of rows 0 … nr − 1: whether O is kept transposed (and then zeroed). */
+    private static void beginTile(TileScratch w, int nr, int d) {
         w.columns = w.accT != null && nr >= COLUMN_ROWS;
         if (w.columns) {
             for (int dd = 0; dd < d; dd++) {
@@ -641,7 +712,10 @@ public final class CpuAttentionEngine implements AttentionEngine {
         float[][][] kTiles = pr.keyTiles[pr.kvIndex(bh)];
         float[][] vRows = pr.valueRows[pr.kvIndex(bh)];
 
-        loadQueries(pr, bh, item, 2, nr, w);
+        for (int r = 0; r < nr; r++) {
+            loadQuery(pr, bh, item[2 + r], r, w);
+        }
+        beginTile(w, nr, d);
         // Full blocks: every pair allowed, no element rule at all.
         for (int kb : layout.fullBlocks(h, qb)) {
             int j0 = kb * bs;
