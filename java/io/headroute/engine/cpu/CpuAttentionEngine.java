@@ -138,8 +138,10 @@ public final class CpuAttentionEngine implements AttentionEngine {
                 rounded(req.v(), req.dtype(), d), req.gate() == null ? null : req.gate().toFloatArray(), req.pattern(),
                 req.scale());
         long t0 = System.nanoTime();
-        // Sparse reads key tiles of the layout's block size, the other paths tiles of BC keys.
-        repack(pr, layout == null ? BC : layout.blockSize());
+        // Sparse reads key tiles of the layout's block size, materialized tiles of BC keys; flash decides (see flash).
+        if (algo != Algorithm.FLASH) {
+            repack(pr, layout == null ? BC : layout.blockSize());
+        }
         ExecutionStats stats = switch (algo) {
             case FLASH -> flash(pr);
             case SPARSE -> sparse(pr, layout);
@@ -230,8 +232,11 @@ public final class CpuAttentionEngine implements AttentionEngine {
             return b * sh.kvHeads() + h / sh.group();
         }
 
-        /** Bytes of the repacked K and V. */
+        /** Bytes of the repacked K and V (0 without a repack). */
         long repackBytes() {
+            if (keyTiles == null) {
+                return 0;
+            }
             long tiles = (sh.kvLen() + tile - 1) / tile;
             return 4L * sh.batch() * sh.kvHeads() * (tiles * tile + sh.kvLen()) * sh.headDim();
         }
@@ -269,13 +274,24 @@ public final class CpuAttentionEngine implements AttentionEngine {
         final KeyRanges[] ranges;
         /** Per row: the first of its ranges that may still meet a key tile (key tiles come in ascending order). */
         final int[] cursor;
+        /** With a tile of its own (flash without a repack): K of the current key tile transposed, [d][cols], and V, [cols][d]. */
+        final float[][] kT;
+        final float[][] vTile;
         final long bytes;
 
         TileScratch(int d, int rows, int cols) {
-            this(d, rows, cols, cols, rows >= COLUMN_ROWS && rows == cols);
+            this(d, rows, cols, false);
+        }
+
+        TileScratch(int d, int rows, int cols, boolean ownTile) {
+            this(d, rows, cols, cols, rows >= COLUMN_ROWS && rows == cols, ownTile);
         }
 
         TileScratch(int d, int rows, int cols, int expLen, boolean columnsAllowed) {
+            this(d, rows, cols, expLen, columnsAllowed, false);
+        }
+
+        TileScratch(int d, int rows, int cols, int expLen, boolean columnsAllowed, boolean ownTile) {
             qs = new float[rows][d];
             s = new float[rows][cols];
             acc = new float[rows][d];
@@ -303,8 +319,10 @@ public final class CpuAttentionEngine implements AttentionEngine {
             for (int r = 0; r < rows; r++) {
                 ranges[r] = new KeyRanges();
             }
+            kT = ownTile ? new float[d][cols] : null;
+            vTile = ownTile ? new float[cols][d] : null;
             bytes = 4L * rows * (2L * d + cols + 3) + rows + 12L * expLen + 20L * rows
-                    + (columnsAllowed ? 4L * rows * d : 0);
+                    + (columnsAllowed ? 4L * rows * d : 0) + (ownTile ? 8L * d * cols : 0);
         }
     }
 
@@ -399,9 +417,20 @@ public final class CpuAttentionEngine implements AttentionEngine {
                 }
             }
         }
+        // Where no kv head serves more than one item (decoding, mostly), a repack would write K and V once more
+        // only to read them once: each item then reads its key tiles into its own scratch as it reaches them.
+        int[] uses = new int[sh.batch() * sh.kvHeads()];
+        int mostUses = 0;
+        for (int[] segs : items) {
+            mostUses = Math.max(mostUses, ++uses[pr.kvIndex(segs[0])]);
+        }
+        boolean stream = mostUses <= 1;
+        if (!stream) {
+            repack(pr, BC);
+        }
         AtomicLong visited = new AtomicLong();
         AtomicLong skipped = new AtomicLong();
-        long scratchBytes = parallel(items.size(), () -> new TileScratch(sh.headDim(), itemRows, BC), (w, item) -> {
+        long scratchBytes = parallel(items.size(), () -> new TileScratch(sh.headDim(), itemRows, BC, stream), (w, item) -> {
             long[] counts = flashTile(pr, items.get(item), active, w);
             visited.addAndGet(counts[0]);
             skipped.addAndGet(counts[1]);
@@ -454,8 +483,9 @@ public final class CpuAttentionEngine implements AttentionEngine {
         }
         tileStart[tiles] = nr;
         int kv = pr.kvIndex(segs[0]);
-        float[][][] kTiles = pr.keyTiles[kv];
-        float[][] vRows = pr.valueRows[kv];
+        // Without a repack (see flash) the item reads each key tile into its scratch as it goes.
+        float[][][] kTiles = pr.keyTiles == null ? null : pr.keyTiles[kv];
+        float[][] vRows = pr.valueRows == null ? null : pr.valueRows[kv];
 
         for (int r = 0; r < nr; r++) {
             loadQuery(pr, rowBh[r], rowI[r], r, w);
@@ -486,7 +516,12 @@ public final class CpuAttentionEngine implements AttentionEngine {
                     }
                 }
             }
-            keyTileStep(w, nr, d, kTiles[j0 / BC], vRows, j0, n, kind == FULL);
+            if (kTiles != null) {
+                keyTileStep(w, nr, d, kTiles[j0 / BC], vRows, j0, j0, n, kind == FULL);
+            } else {
+                streamTile(pr, kv, j0, n, w);
+                keyTileStep(w, nr, d, w.kT, w.vTile, 0, j0, n, kind == FULL);
+            }
         }
         gatherRows(w, nr, d);
         for (int r = 0; r < nr; r++) {
@@ -494,6 +529,19 @@ public final class CpuAttentionEngine implements AttentionEngine {
         }
         long keyTiles = (kvLen + BC - 1) / BC;
         return new long[] {visited, tiles * keyTiles - visited};
+    }
+
+    /** Keys j0 … j0+n−1 of kv head kv into w.kT (transposed) and w.vTile (by rows), as {@link #repack} lays them out. */
+    private static void streamTile(Problem pr, int kv, int j0, int n, TileScratch w) {
+        int d = pr.sh.headDim();
+        int base = (kv * pr.sh.kvLen() + j0) * d;
+        for (int c = 0; c < n; c++) {
+            int src = base + c * d;
+            for (int dd = 0; dd < d; dd++) {
+                w.kT[dd][c] = pr.k[src + dd];
+            }
+            System.arraycopy(pr.v, src, w.vTile[c], 0, d);
+        }
     }
 
     /**
@@ -553,11 +601,11 @@ public final class CpuAttentionEngine implements AttentionEngine {
     }
 
     /**
-     * One key tile Kj, Vj (keys j0 … j0+n−1) of the online softmax for the tile's nr rows. With
-     * {@code allFull} every row attends every key and no mask is evaluated; otherwise w.state says per
-     * row: EMPTY rows are left as they are, PARTIAL rows are masked by their ranges.
+     * One key tile Kj, Vj (keys j0 … j0+n−1; key j0 + c's V row is vRows[vOff + c]) of the online softmax for the
+     * tile's nr rows. With {@code allFull} every row attends every key and no mask is evaluated; otherwise w.state
+     * says per row: EMPTY rows are left as they are, PARTIAL rows are masked by their ranges.
      */
-    private static void keyTileStep(TileScratch w, int nr, int d, float[][] kT, float[][] vRows, int j0, int n,
+    private static void keyTileStep(TileScratch w, int nr, int d, float[][] kT, float[][] vRows, int vOff, int j0, int n,
             boolean allFull) {
         // The rows that attend some key of the tile.
         int live = 0;
@@ -577,7 +625,7 @@ public final class CpuAttentionEngine implements AttentionEngine {
             }
         }
         if (w.columns) {
-            columnsStep(w, nr, live, d, vRows, j0, n);
+            columnsStep(w, nr, live, d, vRows, vOff, n);
             return;
         }
         for (int t = 0; t < live; t++) {
@@ -597,7 +645,7 @@ public final class CpuAttentionEngine implements AttentionEngine {
                 }
             }
         }
-        TileMath.accumulateRows(w.s, w.live, live, vRows, j0, n, d, w.acc);
+        TileMath.accumulateRows(w.s, w.live, live, vRows, vOff, n, d, w.acc);
     }
 
     /**
@@ -605,7 +653,7 @@ public final class CpuAttentionEngine implements AttentionEngine {
      * the same online softmax per lane, then O = O·e^(m − m_new) + P · Vj on O's transposed copy. Lanes of rows
      * outside this key tile compute on stale values; their m and l are not touched and their O is put back.
      */
-    private static void columnsStep(TileScratch w, int nr, int live, int d, float[][] vRows, int j0, int n) {
+    private static void columnsStep(TileScratch w, int nr, int live, int d, float[][] vRows, int vOff, int n) {
         float[][] sT = w.s;
         TileMath.transposeSquare(sT, Math.max(nr, n));
         // m_new = max(m, rowmax(S)) per lane; α = e^(m − m_new).
@@ -634,7 +682,7 @@ public final class CpuAttentionEngine implements AttentionEngine {
             });
         }
         TileMath.scaleColumns(w.accT, w.alpha, nr, d);
-        TileMath.accumulateColumns(sT, nr, vRows, j0, n, d, w.accT);
+        TileMath.accumulateColumns(sT, nr, vRows, vOff, n, d, w.accT);
         if (someOut) {
             forRowsOut(w, nr, live, r -> {
                 for (int dd = 0; dd < d; dd++) {
@@ -719,7 +767,7 @@ public final class CpuAttentionEngine implements AttentionEngine {
         // Full blocks: every pair allowed, no element rule at all.
         for (int kb : layout.fullBlocks(h, qb)) {
             int j0 = kb * bs;
-            keyTileStep(w, nr, d, kTiles[kb], vRows, j0, Math.min(bs, kvLen - j0), true);
+            keyTileStep(w, nr, d, kTiles[kb], vRows, j0, j0, Math.min(bs, kvLen - j0), true);
         }
         int[] partial = layout.partialBlocks(h, qb);
         if (partial.length > 0) {
@@ -733,7 +781,7 @@ public final class CpuAttentionEngine implements AttentionEngine {
                 // Listed for the whole tile, but the rows left after gating may have no key here.
                 int kind = classifyRows(w, nr, j0, n);
                 if (kind != EMPTY) {
-                    keyTileStep(w, nr, d, kTiles[kb], vRows, j0, n, kind == FULL);
+                    keyTileStep(w, nr, d, kTiles[kb], vRows, j0, j0, n, kind == FULL);
                 }
             }
         }
