@@ -15,11 +15,18 @@ public enum Backend {
     /** The CUDA engine on GPU 0; opening fails with {@link BackendUnavailableException} where it cannot run. */
     CUDA;
 
+    /** {@return the lower-case name the command line and {@link #parse} use: {@code auto}, {@code cpu} or {@code cuda}} */
     public String cliName() {
         return name().toLowerCase(Locale.ROOT);
     }
 
-    /** Parses {@code auto}, {@code cpu} or {@code cuda} (case-insensitive). */
+    /**
+     * Parses {@code auto}, {@code cpu} or {@code cuda} (case-insensitive, surrounding blanks ignored).
+     *
+     * @param s the name; not null
+     * @return the backend named
+     * @throws IllegalArgumentException for any other name
+     */
     public static Backend parse(String s) {
         for (Backend b : values()) {
             if (b.cliName().equalsIgnoreCase(s.trim())) {

@@ -4,6 +4,11 @@ package io.headroute.attention;
 public final class BackendUnavailableException extends RuntimeException {
     private static final long serialVersionUID = 1L;
 
+    /**
+     * An exception whose message is shown to the user as is.
+     *
+     * @param message one line saying why the backend cannot run
+     */
     public BackendUnavailableException(String message) {
         super(message);
     }

@@ -17,6 +17,14 @@ public final class Backends {
     /**
      * An engine for {@code backend}; the caller closes it. {@code cpuThreads} sizes the CPU engine's
      * pool. Throws {@link BackendUnavailableException} when {@code cuda} is asked for and cannot run.
+     *
+     * @param backend    where to run; {@code auto} gives the GPU engine with a per-call CPU fallback where a GPU is
+     *                   usable (see {@link Backend#AUTO}), else the CPU engine
+     * @param cpuThreads worker threads of the CPU engine, positive (also checked when no CPU engine is opened)
+     * @return an open engine, owned by the caller
+     * @throws BackendUnavailableException when {@code backend} is {@code cuda} and {@link #cudaUnavailableReason()}
+     *                                     is not null
+     * @throws IllegalArgumentException    when {@code cpuThreads} is not positive
      */
     public static AttentionEngine open(Backend backend, int cpuThreads) {
         Objects.requireNonNull(backend, "backend");
@@ -44,6 +52,13 @@ public final class Backends {
      * One engine for a whole measured run, never two devices in one table: {@code auto} is the CUDA engine where
      * a GPU is usable, else the CPU engine, without {@link #open}'s per-call CPU fallback (what the GPU cannot run
      * is then refused, and a benchmark reports it as unsupported instead of timing it on the CPU beside GPU rows).
+     * An {@code auto} whose GPU fails to open falls back to the CPU engine (logged at debug).
+     *
+     * @param backend    where to run; {@code cpu} and {@code cuda} behave as in {@link #open}
+     * @param cpuThreads worker threads of the CPU engine, positive
+     * @return an open engine, owned by the caller
+     * @throws BackendUnavailableException when {@code backend} is {@code cuda} and the GPU cannot run
+     * @throws IllegalArgumentException    when {@code cpuThreads} is not positive
      */
     public static AttentionEngine openWhole(Backend backend, int cpuThreads) {
         Objects.requireNonNull(backend, "backend");
@@ -66,7 +81,10 @@ public final class Backends {
         return new CpuAttentionEngine(cpuThreads);
     }
 
-    /** Why the CUDA engine cannot run here, or null when it can. */
+    /**
+     * {@return why the CUDA engine cannot run here (no usable GPU, or a build without kernels), or null when it
+     * can}
+     */
     public static String cudaUnavailableReason() {
         CudaProbe.Result probe = CudaProbe.result();
         if (!probe.usable()) {

@@ -112,33 +112,42 @@ public final class AttentionRequest {
     /**
      * A builder for attention over q (B, H, L, D), k and v (B, Hkv, S, D), each of any floating dtype (rounded to the
      * compute dtype when run). Nothing is checked until {@link Builder#build}.
+     *
+     * @param q queries (B, H, L, D)
+     * @param k keys (B, Hkv, S, D)
+     * @param v values (B, Hkv, S, D), the shape of {@code k}
+     * @return a builder with the defaults listed on {@link Builder}
      */
     public static Builder builder(Tensor q, Tensor k, Tensor v) {
         return new Builder(q, k, v);
     }
 
+    /** {@return the queries (B, H, L, D) as given, in their own dtype (the engine rounds them to {@link #dtype()})} */
     public Tensor q() {
         return q;
     }
 
+    /** {@return the keys (B, Hkv, S, D) as given, in their own dtype} */
     public Tensor k() {
         return k;
     }
 
+    /** {@return the values (B, Hkv, S, D) as given, in their own dtype} */
     public Tensor v() {
         return v;
     }
 
-    /** The gate (B, L, H), or null. */
+    /** {@return the gate (B, L, H), all values finite, or null for none} */
     public Tensor gate() {
         return gate;
     }
 
-    /** The effective pattern (causal folded in). */
+    /** {@return the effective pattern (causal folded in), checked against H, L and S} */
     public Pattern pattern() {
         return pattern;
     }
 
+    /** {@return the softmax scale applied to q·k: the builder's, or 1/sqrt(D) when none was given; finite} */
     public float scale() {
         return scale;
     }
@@ -148,6 +157,8 @@ public final class AttentionRequest {
      * made by rounding to the dtype), or a scale that could overflow the scores: |scale|·log2(e)·D·max|q|·max|k|, a
      * bound on every scaled score the kernels form, past half of fp32's range (a row's maximum is subtracted from
      * each score). Scans the inputs: for callers that check a user's data (the command line), not every call.
+     *
+     * @throws IllegalArgumentException naming the first non-finite value and its flat index, or the overflow bound
      */
     public void requireFiniteInputs() {
         double maxQ = q.requireFinite("q", dtype);
@@ -161,23 +172,27 @@ public final class AttentionRequest {
         }
     }
 
+    /** {@return the compute dtype: f32, f16 or bf16 (inputs are rounded to it; o is returned in it)} */
     public DType dtype() {
         return dtype;
     }
 
+    /** {@return the requested algorithm, possibly {@link Algorithm#AUTO} (the engine then picks)} */
     public Algorithm algorithm() {
         return algorithm;
     }
 
+    /** {@return whether the result carries lse (B, H, L) float32, the natural-log sum of exp of the scaled scores} */
     public boolean wantLse() {
         return wantLse;
     }
 
+    /** {@return the validated sizes B, H, Hkv, L, S and D read from q and k} */
     public AttentionShape shape() {
         return shape;
     }
 
-    /** Block size (query tile and key block) of the block-sparse layout: 64 (default) or 128. */
+    /** {@return the block size (query tile and key block) of the block-sparse layout: 64 (default) or 128} */
     public int blockSize() {
         return blockSize;
     }
@@ -186,6 +201,8 @@ public final class AttentionRequest {
      * Whether the materialized algorithm stores its L × S scores in fp32 even for fp16/bf16 inputs (on
      * the GPU; costs 4 bytes per score plus P in the input dtype instead of one matrix in the input
      * dtype). The CPU computes scores in fp32 regardless. {@link ExecutionStats#scoreDType} says which ran.
+     *
+     * @return true for fp32 scores; false (default) for scores in the compute dtype
      */
     public boolean fp32Scores() {
         return fp32Scores;
@@ -219,25 +236,43 @@ public final class AttentionRequest {
          * The gate (B, L, H), any floating dtype, applied in fp32: o[b, h, i] is multiplied by g[b, i, h], and a row
          * whose gate is exactly 0 is not computed (o = 0, lse = −∞). Null for none. {@link #build} refuses a
          * non-finite value.
+         *
+         * @param g the gate (B, L, H), or null
+         * @return this builder
          */
         public Builder gate(Tensor g) {
             this.gate = g;
             return this;
         }
 
-        /** Which keys each query may attend (default dense); {@link #causal} adds j ≤ p to it. */
+        /**
+         * Which keys each query may attend (default dense); {@link #causal} adds j ≤ p to it.
+         *
+         * @param p the pattern; not null
+         * @return this builder
+         */
         public Builder pattern(Pattern p) {
             this.pattern = Objects.requireNonNull(p, "pattern");
             return this;
         }
 
-        /** Adds j ≤ p to the pattern. */
+        /**
+         * Adds j ≤ p to the pattern: query i, at key position p = i + S − L, sees no later key.
+         *
+         * @param c true for causal; false (default) leaves the pattern as given
+         * @return this builder
+         */
         public Builder causal(boolean c) {
             this.causal = c;
             return this;
         }
 
-        /** Softmax scale; null means 1/sqrt(D). */
+        /**
+         * Softmax scale multiplying q·k; null means 1/sqrt(D).
+         *
+         * @param s the scale, finite ({@link #build} refuses another), or null
+         * @return this builder
+         */
         public Builder scale(Float s) {
             this.scale = s;
             return this;
@@ -246,31 +281,54 @@ public final class AttentionRequest {
         /**
          * The compute dtype, f32 (default), f16 or bf16: q, k and v are rounded to it, arithmetic is fp32, and o is
          * returned in it. It need not be the inputs' dtype.
+         *
+         * @param d the compute dtype; not null ({@link #build} refuses a non-floating one)
+         * @return this builder
          */
         public Builder dtype(DType d) {
             this.dtype = Objects.requireNonNull(d, "dtype");
             return this;
         }
 
-        /** The algorithm (default auto: the engine picks; {@link ExecutionStats#algorithm} says which ran). */
+        /**
+         * The algorithm (default auto: the engine picks; {@link ExecutionStats#algorithm} says which ran).
+         *
+         * @param a the algorithm; not null
+         * @return this builder
+         */
         public Builder algorithm(Algorithm a) {
             this.algorithm = Objects.requireNonNull(a, "algorithm");
             return this;
         }
 
-        /** Whether the result carries lse (B, H, L) float32; without it {@link AttentionResult#lse} is null. */
+        /**
+         * Whether the result carries lse (B, H, L) float32; without it {@link AttentionResult#lse} is null.
+         *
+         * @param w true to ask for lse (needed to merge shards with {@link ShardMerge}); false by default
+         * @return this builder
+         */
         public Builder wantLse(boolean w) {
             this.wantLse = w;
             return this;
         }
 
-        /** Block size of the sparse layout: 64 or 128 (anything else is refused by {@link #build}). */
+        /**
+         * Block size of the sparse layout: 64 or 128 (anything else is refused by {@link #build}).
+         *
+         * @param bs the block size in rows and keys
+         * @return this builder
+         */
         public Builder blockSize(int bs) {
             this.blockSize = bs;
             return this;
         }
 
-        /** Materialized scores in fp32 for fp16/bf16 inputs (see {@link AttentionRequest#fp32Scores}). */
+        /**
+         * Materialized scores in fp32 for fp16/bf16 inputs (see {@link AttentionRequest#fp32Scores}).
+         *
+         * @param f true for fp32 scores; false (default) for scores in the compute dtype
+         * @return this builder
+         */
         public Builder fp32Scores(boolean f) {
             this.fp32Scores = f;
             return this;
@@ -279,6 +337,8 @@ public final class AttentionRequest {
         /**
          * The validated request.
          *
+         * @return a request whose shape, pattern, dtype, scale and gate have been checked
+         * @throws NullPointerException when q, k or v is null
          * @throws ShapeException for shapes outside the contract, a non-floating tensor or compute dtype, a block size
          *     other than 64 or 128, a non-finite scale or gate value
          * @throws io.headroute.pattern.PatternException when the pattern does not fit H or S (a layout's heads or

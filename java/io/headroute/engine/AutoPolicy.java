@@ -27,7 +27,14 @@ public final class AutoPolicy {
 
     private AutoPolicy() {}
 
-    /** The algorithm for {@code pattern} whose layout has block density {@code density} (1 for dense). */
+    /**
+     * The algorithm for {@code pattern} whose layout has block density {@code density} (1 for dense).
+     *
+     * @param pattern the effective pattern; a dense one always gets flash
+     * @param density listed blocks / all blocks of the pattern's layout, in [0, 1]; NaN gives flash
+     * @return {@link Algorithm#SPARSE} when the pattern is not dense and density is below {@link #SPARSE_BELOW},
+     *         else {@link Algorithm#FLASH}
+     */
     public static Algorithm choose(Pattern pattern, double density) {
         if (pattern.isDense() || !(density < SPARSE_BELOW)) {
             return Algorithm.FLASH;

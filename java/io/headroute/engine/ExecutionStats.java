@@ -22,7 +22,19 @@ import io.headroute.tensor.DType;
 public record ExecutionStats(String engine, Algorithm algorithm, long elapsedNanos, long workspaceBytes, long queryTiles,
         long keyTilesVisited, long keyTilesSkipped, long rowsSkipped, long peakDeviceBytes, DType scoreDType) {
 
-    /** Statistics of an algorithm that stores no score matrix. */
+    /**
+     * Statistics of an algorithm that stores no score matrix ({@code scoreDType} null).
+     *
+     * @param engine          the engine that ran
+     * @param algorithm       the algorithm actually used
+     * @param elapsedNanos    wall time of the computation, in nanoseconds
+     * @param workspaceBytes  peak scratch memory beyond inputs and outputs, in bytes
+     * @param queryTiles      query tiles executed
+     * @param keyTilesVisited (query tile, key tile) pairs computed, or −1
+     * @param keyTilesSkipped (query tile, key tile) pairs the pattern excluded, or −1
+     * @param rowsSkipped     query rows skipped for a zero gate
+     * @param peakDeviceBytes peak device memory held during the call, in bytes, or −1 on the CPU
+     */
     public ExecutionStats(String engine, Algorithm algorithm, long elapsedNanos, long workspaceBytes, long queryTiles,
             long keyTilesVisited, long keyTilesSkipped, long rowsSkipped, long peakDeviceBytes) {
         this(engine, algorithm, elapsedNanos, workspaceBytes, queryTiles, keyTilesVisited, keyTilesSkipped, rowsSkipped,

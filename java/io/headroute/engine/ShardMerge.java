@@ -16,9 +16,18 @@ public final class ShardMerge {
     /**
      * One shard's output: o (B, H, L, D) and lse (B, H, L). An {@link AttentionResult} has an lse only when its
      * request asked for one ({@link AttentionRequest.Builder#wantLse}); without it the shard cannot be merged.
+     *
+     * @param o   the shard's output (B, H, L, D), any floating dtype (read as float32)
+     * @param lse the shard's lse (B, H, L): natural-log sum of exp of each row's scaled scores, −∞ for an empty row
      */
     public record Part(Tensor o, Tensor lse) {
-        /** Refuses a missing o or lse, in one line. */
+        /**
+         * Refuses a missing o or lse, in one line.
+         *
+         * @param o   the shard's output; not null
+         * @param lse the shard's lse; not null
+         * @throws IllegalArgumentException when o or lse is null
+         */
         public Part {
             if (o == null || lse == null) {
                 throw new IllegalArgumentException("a shard needs o and lse, got "
@@ -28,7 +37,15 @@ public final class ShardMerge {
         }
     }
 
-    /** The merged (o, lse), float32. */
+    /**
+     * The merged (o, lse), float32.
+     *
+     * @param parts the shards, at least one, all with the same o and lse shapes (o (B, H, L, D), lse (B, H, L))
+     * @return o (B, H, L, D) and lse (B, H, L) over all the shards' keys, float32
+     * @throws IllegalArgumentException when {@code parts} is empty
+     * @throws ShapeException           when the shapes are not o (B, H, L, D) and lse (B, H, L), or differ between
+     *                                  shards
+     */
     public static Part merge(List<Part> parts) {
         if (parts.isEmpty()) {
             throw new IllegalArgumentException("nothing to merge");

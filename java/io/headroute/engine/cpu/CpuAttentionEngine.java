@@ -93,7 +93,13 @@ public final class CpuAttentionEngine implements AttentionEngine {
         this(Math.min(Runtime.getRuntime().availableProcessors(), MAX_THREADS));
     }
 
-    /** An engine with {@code threads} workers (1 … {@link #MAX_THREADS}). */
+    /**
+     * An engine with {@code threads} workers (1 … {@link #MAX_THREADS}), daemon threads named
+     * {@code headroute-cpu-N}; {@link #close} stops them.
+     *
+     * @param threads the worker count
+     * @throws IllegalArgumentException when {@code threads} is outside 1 … {@link #MAX_THREADS}
+     */
     public CpuAttentionEngine(int threads) {
         if (threads <= 0 || threads > MAX_THREADS) {
             throw new IllegalArgumentException("threads must be in 1.." + MAX_THREADS + ", got " + threads);
@@ -107,6 +113,7 @@ public final class CpuAttentionEngine implements AttentionEngine {
         });
     }
 
+    /** {@return the worker threads of this engine's fixed pool, 1 … {@link #MAX_THREADS}} */
     public int threads() {
         return threads;
     }
