@@ -20,7 +20,16 @@ public final class BigBirdRandom {
 
     private BigBirdRandom() {}
 
-    /** The chosen key blocks for (head, qb), sorted ascending. */
+    /**
+     * The chosen key blocks for (head, qb), sorted ascending.
+     *
+     * @param seed       SEED of the spec
+     * @param head       the head h
+     * @param queryBlock the absolute query block qb = p / BS
+     * @param keyBlocks  n = ceil(S / BS), the key blocks to draw from
+     * @param r          R, the blocks to draw
+     * @return min(R, n) distinct key blocks in [0, n), ascending (every block when R ≥ n); a new array
+     */
     public static int[] blocks(long seed, int head, int queryBlock, int keyBlocks, int r) {
         if (r >= keyBlocks) {
             int[] all = new int[keyBlocks];

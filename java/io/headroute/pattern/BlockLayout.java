@@ -56,6 +56,15 @@ public final class BlockLayout {
     /**
      * Builds the layout of {@code pattern} for L queries and S keys with square blocks of
      * {@code blockSize}; one layout for all heads unless the pattern differs between heads.
+     *
+     * @param pattern   the effective pattern (causal already folded in)
+     * @param heads     H, positive; the layout stores one head unless {@link Pattern#perHead()}
+     * @param qLen      L, positive, at most S
+     * @param kvLen     S, positive
+     * @param blockSize BS, the rows of a query tile and keys of a key block, positive
+     * @return the layout
+     * @throws IllegalArgumentException when a size is not positive or L &gt; S
+     * @throws PatternException         when the pattern does not fit H or S
      */
     public static BlockLayout build(Pattern pattern, int heads, int qLen, int kvLen, int blockSize) {
         checkSizes(heads, qLen, kvLen, blockSize);
@@ -116,6 +125,15 @@ public final class BlockLayout {
      * ascending, within [0, ceil(S / BS)), and disjoint. One head ({@code full.length == 1}) applies to
      * all heads. Full blocks are computed without an element mask, so list a block as full only if every
      * pair in it is allowed; partial blocks are masked with the request's pattern.
+     *
+     * @param qLen      L, positive, at most S
+     * @param kvLen     S, positive
+     * @param blockSize BS, positive
+     * @param full      per stored head (1 or H), per query tile (ceil(L / BS)), the full key blocks; copied
+     * @param partial   the same for the partial key blocks, with as many heads as {@code full}; copied
+     * @return the layout
+     * @throws IllegalArgumentException when the lists do not match the sizes, are not strictly ascending, fall
+     *                                  outside [0, ceil(S / BS)) or list a block as both full and partial
      */
     public static BlockLayout fromLists(int qLen, int kvLen, int blockSize, int[][][] full, int[][][] partial) {
         int heads = full.length;
@@ -187,27 +205,32 @@ public final class BlockLayout {
         return (int) ((a + (long) b - 1) / b);
     }
 
-    /** 1 when the layout is shared by all heads, else H. */
+    /** {@return the stored heads: 1 when the layout is shared by all heads, else H} */
     public int heads() {
         return heads;
     }
 
+    /** {@return L, the queries the layout covers} */
     public int qLen() {
         return qLen;
     }
 
+    /** {@return S, the keys the layout covers} */
     public int kvLen() {
         return kvLen;
     }
 
+    /** {@return BS, the rows of a query tile and the keys of a key block} */
     public int blockSize() {
         return blockSize;
     }
 
+    /** {@return the query tiles per head, ceil(L / BS); the last may be shorter} */
     public int qBlocks() {
         return qBlocks;
     }
 
+    /** {@return the key blocks, ceil(S / BS); the last may be shorter} */
     public int kBlocks() {
         return kBlocks;
     }
@@ -216,49 +239,78 @@ public final class BlockLayout {
         return (heads == 1 ? 0 : head) * qBlocks + qb;
     }
 
-    /** Full key blocks of (head, query tile), ascending. */
+    /**
+     * Full key blocks of (head, query tile), ascending.
+     *
+     * @param head the head, in [0, H); any head reads the one stored head of a shared layout
+     * @param qb   the query tile, in [0, {@link #qBlocks()})
+     * @return a new array of key block indices
+     */
     public int[] fullBlocks(int head, int qb) {
         int c = cell(head, qb);
         return Arrays.copyOfRange(blocks, offsets[c], offsets[c] + fullCounts[c]);
     }
 
-    /** Partial key blocks of (head, query tile), ascending. */
+    /**
+     * Partial key blocks of (head, query tile), ascending.
+     *
+     * @param head the head, in [0, H); any head reads the one stored head of a shared layout
+     * @param qb   the query tile, in [0, {@link #qBlocks()})
+     * @return a new array of key block indices
+     */
     public int[] partialBlocks(int head, int qb) {
         int c = cell(head, qb);
         return Arrays.copyOfRange(blocks, offsets[c] + fullCounts[c], offsets[c + 1]);
     }
 
-    /** Number of full blocks of (head, query tile). */
+    /**
+     * {@return the number of full blocks of (head, query tile)}
+     *
+     * @param head the head, in [0, H)
+     * @param qb   the query tile, in [0, {@link #qBlocks()})
+     */
     public int fullCount(int head, int qb) {
         return fullCounts[cell(head, qb)];
     }
 
-    /** Number of listed (full + partial) blocks of (head, query tile). */
+    /**
+     * {@return the number of listed (full + partial) blocks of (head, query tile)}
+     *
+     * @param head the head, in [0, H)
+     * @param qb   the query tile, in [0, {@link #qBlocks()})
+     */
     public int listedCount(int head, int qb) {
         int c = cell(head, qb);
         return offsets[c + 1] - offsets[c];
     }
 
-    /** CSR row offsets, a copy: (stored head h, query tile qb)'s list is blockIndices()[o[h·qBlocks + qb] … o[… + 1]). */
+    /**
+     * {@return the CSR row offsets, a copy}: (stored head h, query tile qb)'s list is
+     * blockIndices()[o[h·qBlocks + qb] … o[… + 1]); {@link #heads()}·qBlocks + 1 entries.
+     */
     public int[] offsets() {
         return offsets.clone();
     }
 
-    /** CSR block lists, a copy: per (stored head, query tile), its full blocks ascending, then its partial ones. */
+    /**
+     * {@return the CSR block lists, a copy}: per (stored head, query tile), its full blocks ascending, then its
+     * partial ones.
+     */
     public int[] blockIndices() {
         return blocks.clone();
     }
 
-    /** Full blocks at the start of each (stored head, query tile) list, a copy. */
+    /** {@return the number of full blocks at the start of each (stored head, query tile) list, a copy} */
     public int[] fullCounts() {
         return fullCounts.clone();
     }
 
-    /** Listed (full + partial) blocks over all stored heads. */
+    /** {@return the listed (full + partial) blocks over all stored heads} */
     public long listedBlocks() {
         return blocks.length;
     }
 
+    /** {@return the full blocks over all stored heads} */
     public long fullBlockCount() {
         long n = 0;
         for (int c : fullCounts) {
@@ -267,25 +319,27 @@ public final class BlockLayout {
         return n;
     }
 
+    /** {@return the partial blocks over all stored heads} */
     public long partialBlockCount() {
         return listedBlocks() - fullBlockCount();
     }
 
-    /** All block cells over the stored heads: heads · qBlocks · kBlocks. */
+    /** {@return all block cells over the stored heads: heads · qBlocks · kBlocks} */
     public long totalBlocks() {
         return (long) heads * qBlocks * kBlocks;
     }
 
+    /** {@return the block cells not listed, over the stored heads} */
     public long emptyBlockCount() {
         return totalBlocks() - listedBlocks();
     }
 
-    /** Listed blocks / all blocks. */
+    /** {@return listed blocks / all blocks, in [0, 1]} (what {@link io.headroute.engine.AutoPolicy} compares). */
     public double density() {
         return (double) listedBlocks() / totalBlocks();
     }
 
-    /** Bytes this layout holds (offsets, block lists, full counts). */
+    /** {@return the bytes this layout holds (offsets, block lists, full counts), 4 per int} */
     public long sizeBytes() {
         return 4L * (offsets.length + blocks.length + fullCounts.length);
     }
@@ -293,6 +347,9 @@ public final class BlockLayout {
     /**
      * The layout as a uint8 tensor of shape (heads, qBlocks, kBlocks): 1 where a block is listed. Meant
      * for files and tests; its size is the number of block cells, not tokens.
+     *
+     * @return a new tensor of {@link #heads()} · qBlocks · kBlocks bytes
+     * @throws IllegalArgumentException when there are more than {@code Integer.MAX_VALUE} − 8 cells
      */
     public Tensor toDense() {
         long cells = totalBlocks();

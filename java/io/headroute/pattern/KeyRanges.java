@@ -10,34 +10,45 @@ public final class KeyRanges {
     private int[] bounds = new int[8];
     private int count;
 
+    /** Empties the set, keeping the buffer. */
     public void clear() {
         count = 0;
     }
 
-    /** Number of ranges. */
+    /** {@return the number of ranges} */
     public int size() {
         return count;
     }
 
+    /**
+     * {@return the first key of range r}
+     *
+     * @param r the range index, in [0, {@link #size()})
+     */
     public int start(int r) {
         return bounds[2 * r];
     }
 
+    /**
+     * {@return one past the last key of range r}
+     *
+     * @param r the range index, in [0, {@link #size()})
+     */
     public int end(int r) {
         return bounds[2 * r + 1];
     }
 
-    /** Lowest allowed key, or {@code Integer.MAX_VALUE} when there is none. */
+    /** {@return the lowest allowed key, or {@code Integer.MAX_VALUE} when there is none} */
     public int first() {
         return count == 0 ? Integer.MAX_VALUE : bounds[0];
     }
 
-    /** One past the highest allowed key, or {@code Integer.MIN_VALUE} when there is none. */
+    /** {@return one past the highest allowed key, or {@code Integer.MIN_VALUE} when there is none} */
     public int last() {
         return count == 0 ? Integer.MIN_VALUE : bounds[2 * count - 1];
     }
 
-    /** Total number of allowed keys. */
+    /** {@return the total number of allowed keys} */
     public long keyCount() {
         long n = 0;
         for (int r = 0; r < count; r++) {
@@ -46,7 +57,12 @@ public final class KeyRanges {
         return n;
     }
 
-    /** Number of allowed keys in [from, to). */
+    /**
+     * {@return the number of allowed keys in [from, to)}
+     *
+     * @param from the first key counted
+     * @param to   one past the last key counted
+     */
     public int countIn(int from, int to) {
         int n = 0;
         for (int r = 0; r < count; r++) {
@@ -59,6 +75,11 @@ public final class KeyRanges {
         return n;
     }
 
+    /**
+     * {@return whether {@code key} is allowed}
+     *
+     * @param key the key index
+     */
     public boolean contains(int key) {
         for (int r = 0; r < count; r++) {
             if (key < bounds[2 * r]) {
@@ -73,7 +94,11 @@ public final class KeyRanges {
 
     /**
      * Adds [start, end) clipped to [0, limit), merging with existing ranges. Ranges are usually
-     * added in increasing order, which is the fast path.
+     * added in increasing order, which is the fast path. An empty range after clipping adds nothing.
+     *
+     * @param start the first key (may be negative: clipped to 0)
+     * @param end   one past the last key (may pass {@code limit}: clipped to it)
+     * @param limit S, the key count
      */
     public void add(long start, long end, int limit) {
         int s = (int) Math.max(0, start);
@@ -92,7 +117,11 @@ public final class KeyRanges {
         insertAndMerge(s, e);
     }
 
-    /** Makes this a copy of {@code other}. */
+    /**
+     * Makes this a copy of {@code other}.
+     *
+     * @param other the ranges to copy; unchanged
+     */
     public void set(KeyRanges other) {
         if (bounds.length < 2 * other.count) {
             bounds = new int[Math.max(8, 2 * other.count)];
@@ -101,14 +130,22 @@ public final class KeyRanges {
         count = other.count;
     }
 
-    /** Adds every key of {@code other} (set union). */
+    /**
+     * Adds every key of {@code other} (set union).
+     *
+     * @param other the ranges to add; unchanged
+     */
     public void addAll(KeyRanges other) {
         for (int r = 0; r < other.count; r++) {
             add(other.bounds[2 * r], other.bounds[2 * r + 1], Integer.MAX_VALUE);
         }
     }
 
-    /** Keeps only the keys that {@code other} holds too (set intersection), in one merge pass. */
+    /**
+     * Keeps only the keys that {@code other} holds too (set intersection), in one merge pass.
+     *
+     * @param other the ranges to intersect with; unchanged
+     */
     public void retainAll(KeyRanges other) {
         int[] a = Arrays.copyOf(bounds, 2 * count);
         int na = count;
@@ -130,7 +167,13 @@ public final class KeyRanges {
         }
     }
 
-    /** The index of the first range that ends after {@code key}, searching from range {@code from}; size() if none. */
+    /**
+     * {@return the index of the first range that ends after {@code key}, searching from range {@code from}}; size()
+     * if none. Walks forward, so callers scanning keys upward pass the last answer back as {@code from}.
+     *
+     * @param key  the key index
+     * @param from the range index to start from, in [0, {@link #size()}]
+     */
     public int firstEndingAfter(int key, int from) {
         int r = from;
         while (r < count && bounds[2 * r + 1] <= key) {
@@ -139,7 +182,13 @@ public final class KeyRanges {
         return r;
     }
 
-    /** Number of allowed keys in [from, to), looking only at ranges from index {@code first} on. */
+    /**
+     * {@return the number of allowed keys in [from, to), looking only at ranges from index {@code first} on}
+     *
+     * @param from  the first key counted
+     * @param to    one past the last key counted
+     * @param first the first range index to look at (ranges before it are ignored)
+     */
     public int countIn(int from, int to, int first) {
         int n = 0;
         for (int r = first; r < count && bounds[2 * r] < to; r++) {
@@ -152,7 +201,11 @@ public final class KeyRanges {
         return n;
     }
 
-    /** Keeps only keys below {@code end} (the causal rule: j ≤ p means end = p + 1). */
+    /**
+     * Keeps only keys below {@code end} (the causal rule: j ≤ p means end = p + 1).
+     *
+     * @param end one past the highest key kept
+     */
     public void clipBelow(int end) {
         while (count > 0 && bounds[2 * count - 2] >= end) {
             count--;

@@ -12,7 +12,14 @@ public sealed interface Pattern
         permits Pattern.Dense, Pattern.Causal, Pattern.Window, Pattern.Longformer, Pattern.BigBird,
                 Pattern.Layout, Pattern.CausalOf, Pattern.HeadsOf {
 
-    /** Fills {@code out} (cleared first) with the keys in [0, kvLen) that position p of head h may attend. */
+    /**
+     * Fills {@code out} (cleared first) with the keys in [0, kvLen) that position p of head h may attend.
+     *
+     * @param head  the head h, in [0, H)
+     * @param p     the query's absolute position, i + (S − L)
+     * @param kvLen S, the keys
+     * @param out   receives the allowed keys
+     */
     void allowedKeys(int head, int p, int kvLen, KeyRanges out);
 
     /**
@@ -21,36 +28,64 @@ public sealed interface Pattern
      * that <em>every</em> position may attend. With {@code causal}, each position p also keeps only j ≤ p.
      * Exact, and computed from the pattern's structure in time independent of p1 − p0 for the
      * token-level patterns and proportional to the pattern blocks spanned for bigbird and layouts.
+     *
+     * @param head   the head h, in [0, H)
+     * @param p0     the first absolute position of the run
+     * @param p1     the last absolute position of the run, at least p0
+     * @param kvLen  S, the keys
+     * @param causal whether each position p keeps only keys j ≤ p as well
+     * @param any    receives the keys some position of the run may attend
+     * @param all    receives the keys every position of the run may attend
      */
     void spanKeys(int head, int p0, int p1, int kvLen, boolean causal, KeyRanges any, KeyRanges all);
 
-    /** The spec this pattern was parsed from, in canonical form. */
+    /**
+     * {@return the spec this pattern was parsed from, in canonical form}: {@link Patterns#parse} of it gives an equal
+     * pattern, except for a layout (its source file is re-read) and the internal causal and head-subset wrappers,
+     * whose specs end in {@code +causal} and {@code #heads=…}.
+     */
     String spec();
 
-    /** Checks the pattern fits H heads, L queries and S keys; throws {@link PatternException} if not. */
+    /**
+     * Checks the pattern fits H heads, L queries and S keys; throws {@link PatternException} if not. Token-level
+     * patterns fit any sizes.
+     *
+     * @param heads H, the query heads attending
+     * @param qLen  L, the queries
+     * @param kvLen S, the keys
+     */
     default void check(int heads, int qLen, int kvLen) {}
 
-    /** The pattern's own block size (bigbird, layout), or 0 for token-level patterns. */
+    /** {@return the pattern's own block size in tokens (bigbird, layout), or 0 for token-level patterns} */
     default int blockSize() {
         return 0;
     }
 
-    /** True when every query may attend every key (no masking at all). */
+    /** {@return true when every query may attend every key (no masking at all)} */
     default boolean isDense() {
         return false;
     }
 
-    /** Whether the pattern differs between heads (bigbird's random blocks, per-head layouts). */
+    /** {@return whether the pattern differs between heads (bigbird's random blocks, per-head layouts)} */
     default boolean perHead() {
         return false;
     }
 
-    /** This pattern with the causal rule j ≤ p added. */
+    /** {@return this pattern with the causal rule j ≤ p added}; a pattern already causal returns itself. */
     default Pattern withCausal() {
         return new CausalOf(this);
     }
 
-    /** Convenience for tests and debugging: whether position p of head h may attend key j. */
+    /**
+     * Convenience for tests and debugging: whether position p of head h may attend key j. Allocates a
+     * {@link KeyRanges} per call.
+     *
+     * @param head  the head h
+     * @param p     the query's absolute position
+     * @param key   the key j
+     * @param kvLen S, the keys
+     * @return whether j is among {@link #allowedKeys}
+     */
     default boolean allows(int head, int p, int key, int kvLen) {
         KeyRanges r = new KeyRanges();
         allowedKeys(head, p, kvLen, r);
@@ -118,9 +153,18 @@ public sealed interface Pattern
         }
     }
 
-    /** {@code window:W}: |p − j| ≤ W. */
+    /**
+     * {@code window:W}: |p − j| ≤ W.
+     *
+     * @param w W, the keys on each side of the query's position, at least 0
+     */
     record Window(int w) implements Pattern {
-        /** Refuses W &lt; 0 (it would leave every row empty: o = 0, lse = −∞) as {@link Patterns#parse} does. */
+        /**
+         * Refuses W &lt; 0 (it would leave every row empty: o = 0, lse = −∞) as {@link Patterns#parse} does.
+         *
+         * @param w W, at least 0
+         * @throws PatternException when W &lt; 0
+         */
         public Window {
             atLeast("window:" + w, "W", w, 0);
         }
@@ -144,9 +188,20 @@ public sealed interface Pattern
         }
     }
 
-    /** {@code longformer:W:G}: |p − j| ≤ W, or j &lt; G, or p &lt; G. */
+    /**
+     * {@code longformer:W:G}: |p − j| ≤ W, or j &lt; G, or p &lt; G.
+     *
+     * @param w W, the band's keys on each side, at least 0
+     * @param g G, the global positions (keys every query sees, queries that see every key), at least 0
+     */
     record Longformer(int w, int g) implements Pattern {
-        /** Refuses W or G below 0, as {@link Patterns#parse} does. */
+        /**
+         * Refuses W or G below 0, as {@link Patterns#parse} does.
+         *
+         * @param w W, at least 0
+         * @param g G, at least 0
+         * @throws PatternException when W or G is below 0
+         */
         public Longformer {
             atLeast("longformer:" + w + ":" + g, "W", w, 0);
             atLeast("longformer:" + w + ":" + g, "G", g, 0);
@@ -202,9 +257,24 @@ public sealed interface Pattern
     /**
      * {@code bigbird:BS:W:G:R:SEED}: with qb = p / BS and kb = j / BS, |qb − kb| ≤ W, or qb &lt; G, or
      * kb &lt; G, or kb is one of the R random blocks of (head, qb) given by {@link BigBirdRandom}.
+     *
+     * @param bs   BS, the tokens per block, at least 1
+     * @param w    W, the window in blocks on each side, at least 0
+     * @param g    G, the global blocks, at least 0
+     * @param r    R, the random key blocks per (head, query block), at least 0; with R &gt; 0 the pattern is per head
+     * @param seed SEED of the random blocks
      */
     record BigBird(int bs, int w, int g, int r, long seed) implements Pattern {
-        /** Refuses BS below 1 and W, G or R below 0, as {@link Patterns#parse} does. */
+        /**
+         * Refuses BS below 1 and W, G or R below 0, as {@link Patterns#parse} does.
+         *
+         * @param bs   BS, at least 1
+         * @param w    W, at least 0
+         * @param g    G, at least 0
+         * @param r    R, at least 0
+         * @param seed any value
+         * @throws PatternException when a size is below its least value
+         */
         public BigBird {
             String spec = "bigbird:" + bs + ":" + w + ":" + g + ":" + r + ":" + seed;
             atLeast(spec, "BS", bs, 1);
@@ -255,8 +325,26 @@ public sealed interface Pattern
     /**
      * {@code layout:BS:FILE}: a boolean block layout of shape (1 or H, n, n) with n = ceil(S / BS);
      * entry [h, p / BS, j / BS] says whether position p may attend key j.
+     *
+     * @param bs     BS, the tokens per block, at least 1
+     * @param heads  the stored heads, 1 (shared by all heads) or H
+     * @param blocks n, the blocks per side
+     * @param bits   heads · n · n entries, row-major [h][qb][kb]; copied on construction, but the accessor returns
+     *               the record's own array
+     * @param source where the layout came from (the file path), shown in its spec and messages
      */
     record Layout(int bs, int heads, int blocks, boolean[] bits, String source) implements Pattern {
+        /**
+         * Checks the block size and the bits' length, and copies the bits.
+         *
+         * @param bs     BS, at least 1
+         * @param heads  1 or H
+         * @param blocks n
+         * @param bits   heads · n · n entries
+         * @param source the layout's origin, for messages
+         * @throws PatternException         when BS &lt; 1
+         * @throws IllegalArgumentException when {@code bits} has not heads · n · n entries
+         */
         public Layout {
             atLeast("layout:" + bs + ":" + source, "BS", bs, 1);
             if (bits.length != (long) heads * blocks * blocks) {
@@ -340,8 +428,19 @@ public sealed interface Pattern
      * {@code inner} (a pruned layer's calls, whose heads are renumbered from 0). The rule is evaluated as
      * {@code inner}'s, so nothing of size heads × blocks² is built (bigbird at L = 50000 on 1-token blocks would
      * take 2.5·10⁹ entries per head).
+     *
+     * @param inner the pattern of the full layer
+     * @param heads for each head of this pattern, its head in {@code inner}, each at least 0; copied on
+     *              construction, but the accessor returns the record's own array
      */
     record HeadsOf(Pattern inner, int[] heads) implements Pattern {
+        /**
+         * Copies and checks the head map.
+         *
+         * @param inner the full layer's pattern
+         * @param heads the heads of {@code inner} seen, in this pattern's head order
+         * @throws IllegalArgumentException when a head is negative
+         */
         public HeadsOf {
             heads = heads.clone();
             for (int h : heads) {
@@ -409,7 +508,11 @@ public sealed interface Pattern
         }
     }
 
-    /** Any pattern with j ≤ p added ({@code --causal}). */
+    /**
+     * Any pattern with j ≤ p added ({@code --causal}).
+     *
+     * @param inner the pattern the causal rule is added to
+     */
     record CausalOf(Pattern inner) implements Pattern {
         @Override
         public void allowedKeys(int head, int p, int kvLen, KeyRanges out) {

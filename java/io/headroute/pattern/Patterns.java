@@ -13,7 +13,14 @@ public final class Patterns {
 
     private Patterns() {}
 
-    /** Parses a spec; layout files are read from disk. Throws {@link PatternException} on bad input. */
+    /**
+     * Parses a spec; layout files are read from disk. Throws {@link PatternException} on bad input.
+     *
+     * @param spec one of {@link #GRAMMAR}; fields may be surrounded by blanks
+     * @return the pattern (without the causal rule: that is {@link Pattern#withCausal()})
+     * @throws PatternException for a null, empty or malformed spec, or a layout file of the wrong shape or dtype
+     * @throws io.headroute.tensor.TensorFileException when a layout file cannot be read
+     */
     public static Pattern parse(String spec) {
         if (spec == null || spec.isBlank()) {
             throw new PatternException("empty pattern spec (expected one of " + GRAMMAR + ")");
@@ -63,7 +70,16 @@ public final class Patterns {
         }
     }
 
-    /** Reads a block layout file: bool or integer, shape (1 or H, n, n). */
+    /**
+     * Reads a block layout file: bool or integer, shape (1 or H, n, n).
+     *
+     * @param bs   BS, the tokens per block, positive
+     * @param file a tensor file (.npy or safetensors, see {@link TensorFiles#read}); a non-zero entry
+     *             [h, qb, kb] lets query block qb of head h attend key block kb
+     * @return the layout pattern, its source the file's path
+     * @throws PatternException    when the file is not a rank-3 (1 or H, n, n) bool or integer array
+     * @throws io.headroute.tensor.TensorFileException when the file cannot be read
+     */
     public static Pattern.Layout layout(int bs, Path file) {
         Tensor t = TensorFiles.read(file);
         if (t.rank() != 3 || t.dim(1) != t.dim(2) || t.dim(0) < 1 || t.dim(1) < 1) {
