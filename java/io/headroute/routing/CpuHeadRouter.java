@@ -17,6 +17,12 @@ public final class CpuHeadRouter implements HeadRouter {
     private final int threads;
     private volatile boolean closed;
 
+    /**
+     * A router on a fork-join pool of {@code threads} workers; {@link #close} shuts it down.
+     *
+     * @param threads the worker count, 1 … {@link CpuAttentionEngine#MAX_THREADS}
+     * @throws IllegalArgumentException when {@code threads} is out of that range
+     */
     public CpuHeadRouter(int threads) {
         if (threads <= 0 || threads > CpuAttentionEngine.MAX_THREADS) {
             throw new IllegalArgumentException("CPU threads must be in 1.." + CpuAttentionEngine.MAX_THREADS + ", got " + threads);

@@ -60,7 +60,14 @@ public final class CudaHeadRouter implements HeadRouter {
         this.cublas = b;
     }
 
-    /** A router on GPU {@code ordinal} with its own pool and stream (closed with it). */
+    /**
+     * A router on GPU {@code ordinal} with its own pool and stream (closed with it).
+     *
+     * @param ordinal the CUDA device index, from 0
+     * @return an open router that owns its context, pool and stream; the caller closes it
+     * @throws io.headroute.cuda.CudaException         when the device, pool, stream or kernel cannot be set up
+     * @throws UnsupportedOperationException when cuBLAS cannot be loaded
+     */
     public static CudaHeadRouter open(int ordinal) {
         CudaDevice d = CudaDevice.open(ordinal);
         DevicePool p = null;
@@ -81,12 +88,17 @@ public final class CudaHeadRouter implements HeadRouter {
     /**
      * A router that works on the caller's device, pool and stream (not closed with it); {@code pool} may be
      * null when only {@link #routeInto} is used.
+     *
+     * @param device the device whose context the work runs in
+     * @param pool   where gates and the logits scratch come from, or null (then only {@link #routeInto} works)
+     * @param stream the stream all the router's work is enqueued on
+     * @return a router; closing it releases only its cuBLAS handle, kernel module and scratch
      */
     public static CudaHeadRouter on(CudaDevice device, DevicePool pool, CudaStream stream) {
         return new CudaHeadRouter(device, pool, stream, false);
     }
 
-    /** Whether the jar carries the router kernel. */
+    /** {@return whether the jar carries the router kernel} (false for a build without nvcc). */
     public static boolean kernelsPackaged() {
         return KernelModule.packaged(MODULE);
     }
@@ -101,12 +113,15 @@ public final class CudaHeadRouter implements HeadRouter {
         return device.describe();
     }
 
-    /** The pool the gate comes from (statistics, leak checks). */
+    /** {@return the pool the gate comes from (statistics, leak checks)}, or null for a router given none. */
     public DevicePool pool() {
         return pool;
     }
 
-    /** Device bytes the router keeps between calls (its logits buffer, as the pool accounts them), for leak checks. */
+    /**
+     * {@return the device bytes the router keeps between calls (its logits buffer, as the pool accounts them)}, for
+     * leak checks; 0 before the first {@link #route(DeviceTensor, DeviceTensor, RouterConfig, DeviceTensor) route}.
+     */
     public long scratchBytes() {
         return logits == null ? 0 : logits.size();
     }
@@ -125,6 +140,15 @@ public final class CudaHeadRouter implements HeadRouter {
      * {@code probs} (B, L, Hr) float32 is given, the per-token probabilities are written there too. Memory
      * owned by another framework (raw device pointers) enters as {@link DeviceTensor#borrow}. Work that
      * wrote X or Wr on another stream must be finished (or waited for) first.
+     *
+     * @param x      X (B, L, d_model), f32, f16 or bf16
+     * @param wr     Wr (d_model, Hr), in the dtype of X
+     * @param config the routing; at most {@link #MAX_ROUTED} routed heads
+     * @param probs  (B, L, Hr) float32 to receive the per-token probabilities, or null
+     * @return the gate (B, L, H) float32 from the router's pool (tag "router"), filled once the stream reaches it
+     * @throws IllegalStateException         when the router is closed
+     * @throws UnsupportedOperationException for more than {@link #MAX_ROUTED} routed heads
+     * @throws IllegalArgumentException      when the shapes or dtypes do not match
      */
     public DeviceTensor route(DeviceTensor x, DeviceTensor wr, RouterConfig config, DeviceTensor probs) {
         if (closed) {
@@ -163,6 +187,20 @@ public final class CudaHeadRouter implements HeadRouter {
      * (B·L, d_model) and Wr (d_model, Hr) in {@code dtype}, {@code logits} scratch of B·L·Hr float32, the
      * gate (B, L, H) float32, and optionally ({@code probs} ≠ 0) the probabilities (B, L, Hr) float32.
      * Allocates nothing.
+     *
+     * @param x      device address of X, B·L·d_model elements of {@code dtype}
+     * @param wr     device address of Wr, d_model·Hr elements of {@code dtype}
+     * @param logits device address of the scratch for Z = X·Wr, B·L·Hr float32
+     * @param gate   device address of the gate output, B·L·H float32
+     * @param probs  device address of the probabilities output, B·L·Hr float32, or 0 for none
+     * @param batch  B
+     * @param len    L, tokens per sequence
+     * @param dModel d_model, the width of X
+     * @param config the routing; at most {@link #MAX_ROUTED} routed heads
+     * @param dtype  the dtype of X and Wr: f32, f16 or bf16
+     * @throws IllegalStateException         when the router is closed
+     * @throws UnsupportedOperationException for more than {@link #MAX_ROUTED} routed heads
+     * @throws IllegalArgumentException      when B·L exceeds {@code Integer.MAX_VALUE}
      */
     public void routeInto(long x, long wr, long logits, long gate, long probs, int batch, int len, int dModel,
             RouterConfig config, DType dtype) {

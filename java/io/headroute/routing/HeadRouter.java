@@ -12,15 +12,27 @@ import io.headroute.tensor.Tensor;
  * (B, L, H) of the attention contract. Implementations own threads or a device: close them.
  */
 public interface HeadRouter extends AutoCloseable {
-    /** "cpu" or "cuda". */
+    /** {@return "cpu" or "cuda", the engine named in {@link RouterOutput#engine}} */
     String name();
 
-    /** Where it computes, for reports. */
+    /** {@return where it computes, for reports: "CPU, 4 threads", or the GPU's description}; {@link #name()} by default. */
     default String device() {
         return name();
     }
 
-    /** Routes host tensors; {@code dtype} (f32, f16, bf16) is the dtype X and Wr are rounded to. */
+    /**
+     * Routes host tensors; {@code dtype} (f32, f16, bf16) is the dtype X and Wr are rounded to.
+     *
+     * @param x      X (B, L, d_model), any floating dtype, all values finite once rounded to {@code dtype}
+     * @param wr     Wr (d_model, Hr), any floating dtype, finite likewise
+     * @param config the shared and routed heads, k and the routing block
+     * @param dtype  f32, f16 or bf16
+     * @return the gate (B, L, H) and probabilities (B, L, Hr), float32, with their statistics and the compute time
+     * @throws IllegalArgumentException      for inputs {@link #checkInputs} or {@link #checkLogitBound} refuses, or a
+     *                                       non-finite value
+     * @throws UnsupportedOperationException when the implementation cannot take {@code config} (the GPU router:
+     *                                       more than {@link CudaHeadRouter#MAX_ROUTED} routed heads)
+     */
     RouterOutput route(Tensor x, Tensor wr, RouterConfig config, DType dtype);
 
     @Override
@@ -30,6 +42,11 @@ public interface HeadRouter extends AutoCloseable {
      * Refuses X and Wr whose logits X·Wr could overflow fp32: |z| ≤ d_model · max|X| · max|Wr| must stay within half
      * of fp32's range (so that z − max z stays finite too). {@code maxX} and {@code maxW} are the magnitudes once
      * rounded to the router's dtype ({@link Tensor#requireFinite}).
+     *
+     * @param maxX   max|X| after rounding
+     * @param maxW   max|Wr| after rounding
+     * @param dModel d_model, the terms summed per logit
+     * @throws IllegalArgumentException when the bound exceeds {@code Float.MAX_VALUE} / 2
      */
     static void checkLogitBound(double maxX, double maxW, long dModel) {
         double bound = maxX * maxW * dModel;
@@ -40,7 +57,16 @@ public interface HeadRouter extends AutoCloseable {
         }
     }
 
-    /** Checks X (B, L, d_model) and Wr (d_model, Hr) against {@code config}; one-line IllegalArgumentExceptions. */
+    /**
+     * Checks X (B, L, d_model) and Wr (d_model, Hr) against {@code config}; one-line IllegalArgumentExceptions.
+     * Also refuses an empty X, and inputs whose X or gate (B·L·H) would not fit one Java array.
+     *
+     * @param x      X, rank 3, floating
+     * @param wr     Wr, rank 2, floating, with d_model rows and Hr columns
+     * @param config the routing the inputs must match
+     * @param dtype  the router's dtype, f32, f16 or bf16
+     * @throws IllegalArgumentException naming the first input that does not fit
+     */
     static void checkInputs(Tensor x, Tensor wr, RouterConfig config, DType dtype) {
         if (dtype != DType.F32 && dtype != DType.F16 && dtype != DType.BF16) {
             throw new IllegalArgumentException("router dtype must be f32, f16 or bf16, got " + dtype.cliName());

@@ -16,6 +16,13 @@ public final class HeadRouters {
     /**
      * A router for {@code backend} and {@code config}: as {@link #open(Backend, int)}, except that {@code auto} picks the
      * CPU for a routing the GPU router does not take (more than {@link CudaHeadRouter#MAX_ROUTED} routed heads).
+     *
+     * @param backend    where to route
+     * @param cpuThreads worker threads of a CPU router, positive
+     * @param config     the routing the router will be asked for
+     * @return an open router, owned by the caller
+     * @throws BackendUnavailableException when {@code backend} is {@code cuda} and the GPU router cannot run
+     * @throws IllegalArgumentException    when {@code cpuThreads} is not positive
      */
     public static HeadRouter open(Backend backend, int cpuThreads, RouterConfig config) {
         if (backend == Backend.AUTO && config.routedHeads() > CudaHeadRouter.MAX_ROUTED) {
@@ -30,6 +37,13 @@ public final class HeadRouters {
     /**
      * A router for {@code backend}; the caller closes it. {@code cuda} fails with
      * {@link BackendUnavailableException} when the GPU router cannot run; {@code auto} then uses the CPU.
+     *
+     * @param backend    where to route; not null
+     * @param cpuThreads worker threads of a CPU router, positive
+     * @return an open router, owned by the caller
+     * @throws BackendUnavailableException when {@code backend} is {@code cuda} and the GPU router cannot run (no
+     *                                     usable GPU, no router kernel, no cuBLAS)
+     * @throws IllegalArgumentException    when {@code cpuThreads} is not positive
      */
     public static HeadRouter open(Backend backend, int cpuThreads) {
         Objects.requireNonNull(backend, "backend");
@@ -65,7 +79,7 @@ public final class HeadRouters {
         };
     }
 
-    /** Why the GPU router cannot run here, or null when it can (cuBLAS is checked on opening). */
+    /** {@return why the GPU router cannot run here, or null when it can} (cuBLAS is checked on opening). */
     public static String cudaUnavailableReason() {
         CudaProbe.Result probe = CudaProbe.result();
         if (!probe.usable()) {

@@ -50,7 +50,16 @@ public final class PruningPlan {
         this.removed = removed;
     }
 
-    /** A plan removing {@code removed.get(layer)} from each listed layer; throws PruningPlanException when invalid. */
+    /**
+     * A plan removing {@code removed.get(layer)} from each listed layer; throws PruningPlanException when invalid.
+     *
+     * @param layers  the model's layers, at least 1
+     * @param heads   the heads per layer, at least 1
+     * @param removed layer → its removed heads (any order, no duplicates, not all of a layer's heads); layers
+     *                absent or mapped to an empty collection lose nothing; copied
+     * @return the validated plan
+     * @throws PruningPlanException naming the layer or head that does not fit
+     */
     public static PruningPlan of(int layers, int heads, Map<Integer, ? extends Collection<Integer>> removed) {
         checkSizes(layers, heads);
         TreeMap<Integer, int[]> m = new TreeMap<>();
@@ -63,7 +72,13 @@ public final class PruningPlan {
         return new PruningPlan(layers, heads, m);
     }
 
-    /** A plan that removes nothing. */
+    /**
+     * {@return a plan that removes nothing}
+     *
+     * @param layers the model's layers, at least 1
+     * @param heads  the heads per layer, at least 1
+     * @throws PruningPlanException when a size is below 1
+     */
     public static PruningPlan none(int layers, int heads) {
         return of(layers, heads, Map.of());
     }
@@ -99,10 +114,12 @@ public final class PruningPlan {
         return sorted;
     }
 
+    /** {@return the model's layers, at least 1} */
     public int layers() {
         return layers;
     }
 
+    /** {@return the heads of every layer before pruning, at least 1} */
     public int heads() {
         return heads;
     }
@@ -113,13 +130,24 @@ public final class PruningPlan {
         }
     }
 
-    /** The removed heads of {@code layer}, increasing. */
+    /**
+     * {@return the removed heads of {@code layer}, increasing}; empty for a layer that loses none. A new array.
+     *
+     * @param layer the layer, in [0, {@link #layers()})
+     * @throws IndexOutOfBoundsException for a layer outside that range
+     */
     public int[] removedHeads(int layer) {
         checkLayerIndex(layer);
         return removed.getOrDefault(layer, new int[0]).clone();
     }
 
-    /** Which heads of {@code layer} remain active: {@code mask[h]} is false for a removed head. */
+    /**
+     * Which heads of {@code layer} remain active: {@code mask[h]} is false for a removed head.
+     *
+     * @param layer the layer, in [0, {@link #layers()})
+     * @return a new mask of {@link #heads()} entries
+     * @throws IndexOutOfBoundsException for a layer outside that range
+     */
     public boolean[] headMask(int layer) {
         checkLayerIndex(layer);
         boolean[] mask = new boolean[heads];
@@ -130,12 +158,17 @@ public final class PruningPlan {
         return mask;
     }
 
-    /** Heads left in {@code layer}. */
+    /**
+     * {@return the heads left in {@code layer}, at least 1}
+     *
+     * @param layer the layer, in [0, {@link #layers()})
+     * @throws IndexOutOfBoundsException for a layer outside that range
+     */
     public int activeHeads(int layer) {
         return heads - removedHeads(layer).length;
     }
 
-    /** Removed heads over all layers × heads. */
+    /** {@return the removed heads over all layers × heads, in [0, 1)} */
     public double removedFraction() {
         long n = 0;
         for (int[] a : removed.values()) {
@@ -144,12 +177,12 @@ public final class PruningPlan {
         return n / ((double) layers * heads);
     }
 
-    /** The layers that lose at least one head, increasing. */
+    /** {@return the layers that lose at least one head, increasing, as an unmodifiable view} */
     public Set<Integer> prunedLayers() {
         return java.util.Collections.unmodifiableSet(removed.keySet());
     }
 
-    /** The plan as indented JSON (the format in the class comment). */
+    /** {@return the plan as indented JSON (the format in the class comment), ending in a newline} */
     public String toJson() {
         ObjectNode root = MAPPER.createObjectNode();
         root.put("format", FORMAT);
@@ -172,13 +205,25 @@ public final class PruningPlan {
         }
     }
 
-    /** Writes the plan atomically. */
+    /**
+     * Writes the plan atomically, as {@link #toJson()} in UTF-8.
+     *
+     * @param file the target; an existing file is replaced only once the new one is complete
+     * @throws TensorFileException when the file cannot be written
+     */
     public void save(Path file) {
         byte[] bytes = toJson().getBytes(StandardCharsets.UTF_8);
         AtomicFiles.write(file, os -> os.write(bytes));
     }
 
-    /** Reads and validates a plan file; errors name the file. */
+    /**
+     * Reads and validates a plan file; errors name the file.
+     *
+     * @param file a JSON plan in UTF-8
+     * @return the validated plan
+     * @throws TensorFileException  when the file is missing, unreadable or not UTF-8 text
+     * @throws PruningPlanException when the JSON is malformed or the plan is invalid
+     */
     public static PruningPlan load(Path file) {
         String text;
         try {
@@ -197,7 +242,14 @@ public final class PruningPlan {
         }
     }
 
-    /** Parses and validates a plan: every field required, no unknown fields, integers only. */
+    /**
+     * Parses and validates a plan: every field required, no unknown fields, integers only. Duplicate keys, trailing
+     * tokens and a layer listed twice are refused.
+     *
+     * @param json the plan in the format of the class comment
+     * @return the validated plan
+     * @throws PruningPlanException with a one-line message for anything malformed or out of range
+     */
     public static PruningPlan fromJson(String json) {
         JsonNode root;
         try {

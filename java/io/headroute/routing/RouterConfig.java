@@ -12,6 +12,15 @@ package io.headroute.routing;
  *                    router probabilities over blocks of Bq query positions (the last may be shorter)
  */
 public record RouterConfig(int sharedHeads, int routedHeads, int k, int block) {
+    /**
+     * Validates the configuration.
+     *
+     * @param sharedHeads Hs, at least 0
+     * @param routedHeads Hr, at least 1, with Hs + Hr at most {@code Integer.MAX_VALUE}
+     * @param k           in [1, Hr]
+     * @param block       Bq, at least 1
+     * @throws IllegalArgumentException with a one-line message naming the value out of range
+     */
     public RouterConfig {
         if (sharedHeads < 0) {
             throw new IllegalArgumentException("shared heads must be ≥ 0, got " + sharedHeads);
@@ -30,16 +39,17 @@ public record RouterConfig(int sharedHeads, int routedHeads, int k, int block) {
         }
     }
 
-    /** H = Hs + Hr. */
+    /** {@return H = Hs + Hr, the heads of the gate} */
     public int heads() {
         return sharedHeads + routedHeads;
     }
 
+    /** {@return whether each token is routed on its own (Bq = 1), with no averaging over a block} */
     public boolean perToken() {
         return block == 1;
     }
 
-    /** Heads active per token, (Hs + k) / H: the fraction of dense attention work routing leaves. */
+    /** {@return the heads active per token, (Hs + k) / H}: the fraction of dense attention work routing leaves. */
     public double activeFraction() {
         return (sharedHeads + k) / (double) heads();
     }
@@ -47,6 +57,10 @@ public record RouterConfig(int sharedHeads, int routedHeads, int k, int block) {
     /**
      * Parses the command line's {@code HS:K[:BQ]} for a model of {@code heads} heads (Hr = H − Hs).
      * Throws IllegalArgumentException with a one-line message.
+     *
+     * @param spec  {@code HS:K} (per token) or {@code HS:K:BQ}, integers, fields may be surrounded by blanks
+     * @param heads H, the model's heads; Hs must be in [0, H − 1]
+     * @return the configuration with Hr = H − Hs
      */
     public static RouterConfig parse(String spec, int heads) {
         String[] f = spec.trim().split(":", -1);

@@ -18,9 +18,30 @@ import java.util.Arrays;
  * {@code loadBalance = Hr · Σ f_i · P_i}: 1.0 for perfectly balanced routing (f_i = P_i = 1/Hr), larger
  * when tokens crowd onto a few heads (Hr when k = 1 and every token goes to one head with certainty). {@code activeHeadFraction}: non-zero gate entries over
  * N·H, measured (the configuration's nominal value is (Hs + k)/H).
+ *
+ * @param config             the routing the statistics were measured for
+ * @param tokens             N = B·L
+ * @param tokenShare         per routed head, the share of tokens routed to it, in [0, 1]; Hr entries
+ * @param f                  per routed head, tokenShare / k; Hr entries summing to 1 (when no kept gate underflows)
+ * @param meanGate           per routed head, the mean gate over all N tokens; Hr entries
+ * @param meanProbability    per routed head, the mean router probability P_i; Hr entries summing to 1
+ * @param loadBalance        Hr · Σ f_i · P_i, 1 when balanced, up to Hr
+ * @param activeHeadFraction non-zero gate entries over N·H, shared heads included
  */
 public record RouterStats(RouterConfig config, long tokens, double[] tokenShare, double[] f, double[] meanGate,
         double[] meanProbability, double loadBalance, double activeHeadFraction) {
+    /**
+     * Copies the arrays, so that the record is immutable.
+     *
+     * @param config             the routing
+     * @param tokens             N
+     * @param tokenShare         Hr shares; copied
+     * @param f                  Hr normalized shares; copied
+     * @param meanGate           Hr mean gates; copied
+     * @param meanProbability    Hr mean probabilities; copied
+     * @param loadBalance        the load-balance value
+     * @param activeHeadFraction the measured active fraction
+     */
     public RouterStats {
         tokenShare = tokenShare.clone();
         f = f.clone();
@@ -30,7 +51,13 @@ public record RouterStats(RouterConfig config, long tokens, double[] tokenShare,
 
     /**
      * Statistics of {@code gate} (N × H, row-major) and {@code probs} (N × Hr, row-major) for
-     * {@code config}; sums in double.
+     * {@code config}; sums in double. With no tokens every statistic is 0.
+     *
+     * @param config the routing that made the gate
+     * @param gate   N × H gate values
+     * @param probs  N × Hr router probabilities
+     * @return the statistics over the N tokens
+     * @throws IllegalArgumentException when {@code gate} and {@code probs} do not hold the same number of tokens
      */
     public static RouterStats of(RouterConfig config, float[] gate, float[] probs) {
         int h = config.heads();
@@ -78,7 +105,12 @@ public record RouterStats(RouterConfig config, long tokens, double[] tokenShare,
                 n == 0 ? 0 : active / ((double) n * h));
     }
 
-    /** Writes the statistics into {@code n}: tokens, load balance, active heads, and one object per routed head. */
+    /**
+     * Writes the statistics into {@code n}: tokens, load balance, active heads, and one object per routed head.
+     *
+     * @param n the JSON object to add the fields {@code tokens}, {@code load_balance},
+     *          {@code active_head_fraction}, {@code active_head_fraction_nominal} and {@code routed_heads} to
+     */
     public void writeJson(ObjectNode n) {
         n.put("tokens", tokens);
         n.put("load_balance", loadBalance);
@@ -95,21 +127,25 @@ public record RouterStats(RouterConfig config, long tokens, double[] tokenShare,
         }
     }
 
+    /** {@return per routed head, the share of tokens routed to it, a copy} */
     @Override
     public double[] tokenShare() {
         return tokenShare.clone();
     }
 
+    /** {@return per routed head, tokenShare / k, a copy} */
     @Override
     public double[] f() {
         return f.clone();
     }
 
+    /** {@return per routed head, the gate averaged over all tokens, a copy} */
     @Override
     public double[] meanGate() {
         return meanGate.clone();
     }
 
+    /** {@return per routed head, the router probability averaged over all tokens, a copy} */
     @Override
     public double[] meanProbability() {
         return meanProbability.clone();
