@@ -54,6 +54,10 @@ public final class AtomicFiles {
      * nothing; {@link Batch#commit} then renames each into place, and {@link Batch#close} without a commit deletes
      * the staged files, leaving every target as it was. (Should a rename itself fail partway through the commit,
      * the targets renamed before it stay new: renames cannot be undone.)
+     *
+     * @return the open batch, bound to the calling thread; close it (try-with-resources), committing first to keep
+     *         the files
+     * @throws IllegalStateException when a batch is already open on this thread
      */
     public static Batch batch() {
         if (BATCH.get() != null) {
@@ -74,7 +78,13 @@ public final class AtomicFiles {
 
         private Batch() {}
 
-        /** Renames every staged file over its target, in the order written. */
+        /**
+         * Renames every staged file over its target, in the order written. The batch is closed afterwards, whether
+         * or not every rename succeeded.
+         *
+         * @throws IllegalStateException when the batch was already committed or closed
+         * @throws TensorFileException   naming the first target that could not be replaced
+         */
         public void commit() {
             if (done) {
                 throw new IllegalStateException("this batch is closed");
@@ -120,7 +130,12 @@ public final class AtomicFiles {
     /** Like {@link java.util.function.Consumer}, but may throw {@link IOException}. */
     @FunctionalInterface
     public interface IoConsumer<T> {
-        /** Consumes {@code value}. */
+        /**
+         * Consumes {@code value}.
+         *
+         * @param value the value, for {@link #write} the output stream
+         * @throws IOException when writing fails
+         */
         void accept(T value) throws IOException;
     }
 
@@ -129,6 +144,10 @@ public final class AtomicFiles {
      * {@code body} or the write fails, the temporary file is deleted and an existing target is left as
      * it was. {@link IOException}s become {@link TensorFileException}s naming {@code target}; runtime
      * exceptions from {@code body} propagate unchanged.
+     *
+     * @param target the file to write (through a symbolic link, to the file it leads to)
+     * @param body   writes the content into the stream it is given; closing that stream only flushes it
+     * @throws TensorFileException when {@code target} cannot be written ({@link #checkTarget}) or the write fails
      */
     public static void write(Path target, IoConsumer<OutputStream> body) {
         Path abs = target.toAbsolutePath();
@@ -197,6 +216,10 @@ public final class AtomicFiles {
      * exists, that is not a folder itself, and not an existing file the user may not write. Returns the absolute path
      * of the file a write replaces: {@code target}, or where {@code target} is a symbolic link, the file it leads to
      * (which need not exist yet), as {@code open} would.
+     *
+     * @param target the file path to check
+     * @return the absolute path of the file a write would replace
+     * @throws TensorFileException naming {@code target} and the problem
      */
     public static Path checkTarget(Path target) {
         if (target.toString().isEmpty()) {
@@ -242,6 +265,10 @@ public final class AtomicFiles {
      * {@link #checkTarget}, and then a real try: a temporary file is created in the target's folder and deleted again.
      * Permission bits are not the whole story (root, read-only mounts, special file systems such as /sys), so this is
      * what to call before any work whose result goes to {@code target}. Returns what {@link #checkTarget} returns.
+     *
+     * @param target the file path to check
+     * @return the absolute path of the file a write would replace
+     * @throws TensorFileException naming {@code target} and the problem
      */
     public static Path checkWritable(Path target) {
         Path real = checkTarget(target);
@@ -285,6 +312,9 @@ public final class AtomicFiles {
     /**
      * The absolute path of the file a write of {@code path} replaces: {@code path}, or the path its chain of
      * symbolic links leads to (which need not exist); {@code path} itself where the links cannot be followed.
+     *
+     * @param path the path a write names
+     * @return the absolute path of the file that write replaces
      */
     public static Path writtenPath(Path path) {
         Path abs = path.toAbsolutePath();
@@ -335,6 +365,10 @@ public final class AtomicFiles {
     /**
      * Refuses, before any work, an output folder that exists and is not an empty directory, or that
      * cannot be created ({@code option} names it in the message, e.g. "--out").
+     *
+     * @param out    the output folder
+     * @param option the command-line option that named it, for the message
+     * @throws IllegalArgumentException with a one-line message when the folder cannot be used
      */
     public static void checkNewFolder(Path out, String option) {
         if (out.toString().isEmpty()) {
@@ -391,6 +425,10 @@ public final class AtomicFiles {
      * Removes what {@link #writeFolder} wrote into {@code out} (the files named), and the folder itself when
      * {@code folderToo} (the caller's call created it), for an output that must not stay when a later output
      * failed. Best effort: a file that cannot be removed is left.
+     *
+     * @param out       the folder written
+     * @param names     the names of the files to remove, relative to {@code out}
+     * @param folderToo whether to remove the folder too (only removed when empty)
      */
     public static void removeWritten(Path out, Collection<String> names, boolean folderToo) {
         Path abs = out.toAbsolutePath().normalize();
@@ -406,6 +444,13 @@ public final class AtomicFiles {
      * Writes {@code files} (name → content) into the folder {@code out}, all or nothing: a new folder is
      * filled beside it under a temporary name and renamed into place; an existing (empty) one gets each
      * file atomically and loses them all again if one fails. {@code what} names the folder in errors.
+     *
+     * @param out   the folder: new (its missing parents are created, and removed again on failure), or an existing
+     *              directory
+     * @param files file name → content, written in the map's order
+     * @param what  what the folder is ("experiment report"), for messages
+     * @throws IllegalStateException when a {@link #batch} is open on this thread
+     * @throws TensorFileException   when the folder or a file cannot be written
      */
     public static void writeFolder(Path out, Map<String, byte[]> files, String what) {
         if (BATCH.get() != null) {

@@ -7,7 +7,12 @@ package io.headroute.tensor;
 public final class HalfFloats {
     private HalfFloats() {}
 
-    /** fp16 bits → float (exact). */
+    /**
+     * fp16 bits → float (exact).
+     *
+     * @param bits the binary16 bits
+     * @return the same value as a float (subnormals, infinities and NaN included)
+     */
     public static float f16ToFloat(short bits) {
         int h = bits & 0xffff;
         int sign = (h & 0x8000) << 16;
@@ -24,7 +29,12 @@ public final class HalfFloats {
         return Float.intBitsToFloat(sign | ((exp + 112) << 23) | (mant << 13));
     }
 
-    /** float → fp16 bits, round to nearest even; overflow gives infinity. */
+    /**
+     * float → fp16 bits, round to nearest even; overflow gives infinity.
+     *
+     * @param f the value
+     * @return the binary16 bits; a NaN stays a (quiet) NaN, values below half the smallest subnormal give ±0
+     */
     public static short floatToF16(float f) {
         int x = Float.floatToRawIntBits(f);
         int sign = (x >>> 16) & 0x8000;
@@ -61,12 +71,22 @@ public final class HalfFloats {
         return (short) (sign | half);
     }
 
-    /** bf16 bits → float (exact). */
+    /**
+     * bf16 bits → float (exact).
+     *
+     * @param bits the bfloat16 bits
+     * @return the same value as a float
+     */
     public static float bf16ToFloat(short bits) {
         return Float.intBitsToFloat((bits & 0xffff) << 16);
     }
 
-    /** float → bf16 bits, round to nearest even; NaN stays NaN. */
+    /**
+     * float → bf16 bits, round to nearest even; NaN stays NaN.
+     *
+     * @param f the value
+     * @return the bfloat16 bits; overflow gives infinity
+     */
     public static short floatToBf16(float f) {
         int x = Float.floatToRawIntBits(f);
         if ((x & 0x7fffffff) > 0x7f800000) {
@@ -76,12 +96,23 @@ public final class HalfFloats {
         return (short) ((x + rounding) >>> 16);
     }
 
-    /** Rounds a float to the nearest fp16 value and back. */
+    /**
+     * Rounds a float to the nearest fp16 value and back.
+     *
+     * @param f the value
+     * @return the nearest fp16 value (ties to even), as a float; ±infinity from ±65520 on (65504 is the largest
+     *         finite fp16)
+     */
     public static float roundToF16(float f) {
         return f16ToFloat(floatToF16(f));
     }
 
-    /** Rounds a float to the nearest bf16 value and back. */
+    /**
+     * Rounds a float to the nearest bf16 value and back.
+     *
+     * @param f the value
+     * @return the nearest bf16 value (ties to even), as a float
+     */
     public static float roundToBf16(float f) {
         return bf16ToFloat(floatToBf16(f));
     }

@@ -21,6 +21,10 @@ public final class JsonProblem {
      * What is wrong with the JSON, in plain words with its line and column: Jackson's own messages name its classes
      * and features ("REDACTED (`StreamReadFeature.INCLUDE_SOURCE_IN_LOCATION` disabled)"), which mean nothing to a
      * user.
+     *
+     * @param e Jackson's parse failure
+     * @return one line, lower-case first, control characters escaped, ending in " (line N, column M)" where Jackson
+     *         knows the place; "malformed JSON" for a message it cannot put plainly
      */
     public static String of(JsonProcessingException e) {
         JsonLocation loc = e.getLocation();
@@ -55,6 +59,10 @@ public final class JsonProblem {
     /**
      * "unknown field 'f' (expected a, b, …)" for the first field of the object {@code node} not in {@code allowed}, or
      * null when there is none (strict readers refuse typos: "casual" would otherwise leave a default silently).
+     *
+     * @param node    a JSON object
+     * @param allowed the field names it may have
+     * @return the message for its first unknown field (the name's control characters escaped), or null
      */
     public static String unknownField(JsonNode node, String... allowed) {
         List<String> ok = List.of(allowed);

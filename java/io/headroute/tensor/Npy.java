@@ -37,7 +37,14 @@ public final class Npy {
 
     private Npy() {}
 
-    /** Reads a {@code .npy} file; large data is memory-mapped read-only rather than copied. */
+    /**
+     * Reads a {@code .npy} file; large data is memory-mapped read-only rather than copied.
+     *
+     * @param file the file
+     * @return the tensor; data over 16 MiB is a read-only view of a memory map, smaller data a heap copy
+     * @throws TensorFileException when the file cannot be read, is malformed, truncated, has trailing bytes, an
+     *                             unsupported dtype or order, or more than {@code Integer.MAX_VALUE} data bytes
+     */
     public static Tensor read(Path file) {
         try (FileChannel ch = TensorFileIo.openForRead(file)) {
             return read(file, ch);
@@ -104,6 +111,10 @@ public final class Npy {
 
     /**
      * Writes {@code tensor} as a {@code .npy} file, atomically. bf16 has no numpy dtype and is refused.
+     *
+     * @param file   the target (see {@link AtomicFiles#write})
+     * @param tensor the tensor, any dtype but bf16
+     * @throws TensorFileException for a bf16 tensor, or when the file cannot be written
      */
     public static void write(Path file, Tensor tensor) {
         byte[] header = header(file, tensor);

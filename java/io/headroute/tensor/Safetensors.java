@@ -48,7 +48,13 @@ public final class Safetensors {
 
     private Safetensors() {}
 
-    /** Reads and validates a {@code .safetensors} file; the tensors are read-only views of a memory map. */
+    /**
+     * Reads and validates a {@code .safetensors} file; the tensors are read-only views of a memory map.
+     *
+     * @param file the file
+     * @return its tensors in file order, and its metadata
+     * @throws TensorFileException when the file cannot be read, or its header or data offsets are malformed
+     */
     public static SafetensorsFile read(Path file) {
         try (FileChannel ch = TensorFileIo.openForRead(file)) {
             return read(file, ch);
@@ -283,6 +289,12 @@ public final class Safetensors {
     /**
      * Writes {@code tensors} in map order with consecutive offsets, and {@code metadata} (omitted when
      * empty), atomically. Names must be non-empty and not {@code __metadata__}.
+     *
+     * @param file     the target (see {@link AtomicFiles#write})
+     * @param tensors  name → tensor, any dtype; written in the map's iteration order
+     * @param metadata string entries for {@code __metadata__}, possibly empty
+     * @throws TensorFileException for an invalid name, a header over the readers' limit, or when the file cannot
+     *                             be written
      */
     public static void write(Path file, Map<String, Tensor> tensors, Map<String, String> metadata) {
         ObjectNode root = MAPPER.createObjectNode();

@@ -16,14 +16,26 @@ import java.util.Objects;
  * @param metadata the {@code __metadata__} entries (unmodifiable, possibly empty)
  */
 public record SafetensorsFile(Path file, Map<String, Tensor> tensors, Map<String, String> metadata) {
-    /** Copies both maps, keeping their iteration order. */
+    /**
+     * Copies both maps, keeping their iteration order.
+     *
+     * @param file     the file the tensors came from; not null
+     * @param tensors  tensors by name; copied
+     * @param metadata metadata entries; copied
+     */
     public SafetensorsFile {
         Objects.requireNonNull(file, "file");
         tensors = Collections.unmodifiableMap(new LinkedHashMap<>(tensors));
         metadata = Collections.unmodifiableMap(new LinkedHashMap<>(metadata));
     }
 
-    /** The tensor called {@code name}; if there is none, the error lists the names there are. */
+    /**
+     * The tensor called {@code name}; if there is none, the error lists the names there are.
+     *
+     * @param name the tensor's name in the file
+     * @return the tensor
+     * @throws TensorFileException naming the file when there is no such tensor
+     */
     public Tensor tensor(String name) {
         Tensor t = tensors.get(name);
         if (t == null) {
@@ -32,7 +44,7 @@ public record SafetensorsFile(Path file, Map<String, Tensor> tensors, Map<String
         return t;
     }
 
-    /** Tensor names in file order. */
+    /** {@return the tensor names in file order, an unmodifiable copy} */
     public List<String> names() {
         return List.copyOf(tensors.keySet());
     }

@@ -10,19 +10,30 @@ import java.util.Objects;
 public class TensorFileException extends RuntimeException {
     private final transient Path file;
 
-    /** A failure with {@code problem} (one line) in {@code file}. */
+    /**
+     * A failure with {@code problem} (one line) in {@code file}.
+     *
+     * @param file    the file; not null (an empty path reads "empty path" in the message)
+     * @param problem what went wrong; line breaks are folded into spaces
+     */
     public TensorFileException(Path file, String problem) {
         super(format(file, problem));
         this.file = file;
     }
 
-    /** A failure with {@code problem} (one line) in {@code file}, caused by {@code cause}. */
+    /**
+     * A failure with {@code problem} (one line) in {@code file}, caused by {@code cause}.
+     *
+     * @param file    the file; not null
+     * @param problem what went wrong; line breaks are folded into spaces
+     * @param cause   the underlying failure
+     */
     public TensorFileException(Path file, String problem, Throwable cause) {
         super(format(file, problem), cause);
         this.file = file;
     }
 
-    /** The file the problem is about. */
+    /** {@return the file the problem is about}, or null after deserialization (the path is not serialized). */
     public Path file() {
         return file;
     }

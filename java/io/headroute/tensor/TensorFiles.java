@@ -15,6 +15,10 @@ public final class TensorFiles {
     /**
      * All tensors in {@code file}, in file order. A {@code .npy} file gives one tensor named after the
      * file without its extension ({@code q.npy} → {@code q}).
+     *
+     * @param file a {@code .npy} or {@code .safetensors} file (extension case-insensitive)
+     * @return an unmodifiable map of name → tensor
+     * @throws TensorFileException for another extension, or when the file cannot be read
      */
     public static Map<String, Tensor> readAll(Path file) {
         return switch (format(file)) {
@@ -27,7 +31,14 @@ public final class TensorFiles {
         };
     }
 
-    /** The single tensor in {@code file}; a {@code .safetensors} file must hold exactly one. */
+    /**
+     * The single tensor in {@code file}; a {@code .safetensors} file must hold exactly one.
+     *
+     * @param file a {@code .npy} or {@code .safetensors} file
+     * @return the tensor
+     * @throws TensorFileException for another extension, a safetensors file with no or several tensors, or when
+     *                             the file cannot be read
+     */
     public static Tensor read(Path file) {
         return switch (format(file)) {
             case NPY -> Npy.read(file);
@@ -45,6 +56,10 @@ public final class TensorFiles {
     /**
      * Writes one tensor, atomically; in a {@code .safetensors} file it is named after the file without
      * its extension.
+     *
+     * @param file   a {@code .npy} or {@code .safetensors} path
+     * @param tensor the tensor (a {@code .npy} file refuses bf16)
+     * @throws TensorFileException for another extension, or when the file cannot be written
      */
     public static void write(Path file, Tensor tensor) {
         switch (format(file)) {
