@@ -75,8 +75,11 @@ public final class CudaDevice implements AutoCloseable {
     }
 
     /**
-     * Opens GPU {@code ordinal}: initializes the driver and retains its primary context.
+     * Opens GPU {@code ordinal}: initializes the driver and retains its primary context, which becomes current on
+     * the calling thread.
      *
+     * @param ordinal the CUDA device index, from 0
+     * @return the open device; closing it releases the primary context
      * @throws CudaException when the driver cannot be loaded or initialized, or there is no such device
      */
     public static CudaDevice open(int ordinal) {
@@ -89,7 +92,12 @@ public final class CudaDevice implements AutoCloseable {
         return v[0];
     }
 
-    /** Makes this device's primary context current on the calling thread. */
+    /**
+     * Makes this device's primary context current on the calling thread.
+     *
+     * @throws IllegalStateException when the device is closed
+     * @throws CudaException         when the driver refuses
+     */
     public void makeCurrent() {
         if (closed) {
             throw new IllegalStateException(describe() + " is closed");
@@ -97,13 +105,17 @@ public final class CudaDevice implements AutoCloseable {
         CudaException.check(cuCtxSetCurrent(context), "cuCtxSetCurrent", describe());
     }
 
-    /** Waits for all work on the device's context. */
+    /**
+     * Waits for all work on the device's context, on every stream.
+     *
+     * @throws CudaException when the driver reports a failure, such as an earlier kernel's fault
+     */
     public void synchronize() {
         makeCurrent();
         CudaException.check(cuCtxSynchronize(), "cuCtxSynchronize", describe());
     }
 
-    /** {free, total} bytes right now. */
+    /** {@return {free, total} device memory in bytes right now}; free counts what every process left. */
     public long[] memoryInfo() {
         makeCurrent();
         long[] free = new long[1];
@@ -112,36 +124,42 @@ public final class CudaDevice implements AutoCloseable {
         return new long[] {free[0], total[0]};
     }
 
+    /** {@return the CUDA device index this device was opened with} */
     public int ordinal() {
         return ordinal;
     }
 
+    /** {@return the driver's product name, e.g. "NVIDIA H100 80GB HBM3"} */
     public String name() {
         return name;
     }
 
+    /** {@return the compute capability's major version: 9 for sm_90} */
     public int computeCapabilityMajor() {
         return ccMajor;
     }
 
+    /** {@return the compute capability's minor version: 0 for sm_90} */
     public int computeCapabilityMinor() {
         return ccMinor;
     }
 
-    /** "sm_90" for compute capability 9.0. */
+    /** {@return the SM name, "sm_90" for compute capability 9.0} */
     public String smName() {
         return "sm_" + ccMajor + ccMinor;
     }
 
+    /** {@return the streaming multiprocessors (SMs) on the device} */
     public int multiprocessors() {
         return multiprocessors;
     }
 
+    /** {@return the device's total memory in bytes, as the driver reports it at open} */
     public long totalBytes() {
         return totalBytes;
     }
 
-    /** The most shared memory one block may opt in to, in bytes. */
+    /** {@return the most shared memory one block may opt in to, in bytes} */
     public int maxSharedMemoryPerBlockOptin() {
         return maxSharedPerBlockOptin;
     }
@@ -150,7 +168,7 @@ public final class CudaDevice implements AutoCloseable {
         return device;
     }
 
-    /** For messages: "GPU 0 (NVIDIA H100 80GB HBM3, sm_90)". */
+    /** {@return the device for messages: "GPU 0 (NVIDIA H100 80GB HBM3, sm_90)"} */
     public String describe() {
         return "GPU " + ordinal + " (" + name + ", " + smName() + ")";
     }

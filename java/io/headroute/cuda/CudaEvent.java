@@ -21,11 +21,23 @@ public final class CudaEvent implements Fence {
     private final CUevent event = new CUevent();
     private boolean closed;
 
+    /**
+     * A timing event, not yet recorded.
+     *
+     * @param device the device whose context owns the event
+     * @throws CudaException when the driver cannot create it
+     */
     public CudaEvent(CudaDevice device) {
         this(device, true);
     }
 
-    /** An event with or without timing (without: cheaper to record and query, no {@link #millisSince}). */
+    /**
+     * An event with or without timing (without: cheaper to record and query, no {@link #millisSince}).
+     *
+     * @param device the device whose context owns the event
+     * @param timing whether the event records a time
+     * @throws CudaException when the driver cannot create it
+     */
     public CudaEvent(CudaDevice device, boolean timing) {
         this.device = device;
         device.makeCurrent();
@@ -33,12 +45,18 @@ public final class CudaEvent implements Fence {
                 "cuEventCreate", device.describe());
     }
 
-    /** Records the event on {@code stream}. */
+    /**
+     * Records the event on {@code stream}: it completes once the work queued there so far has finished. Recording
+     * again moves that point.
+     *
+     * @param stream a stream of the same device
+     */
     public void record(CudaStream stream) {
         device.makeCurrent();
         CudaException.check(cuEventRecord(handle(), stream.handle()), "cuEventRecord", device.describe());
     }
 
+    /** Blocks until the work before the last recording has finished (at once if never recorded). */
     public void synchronize() {
         device.makeCurrent();
         CudaException.check(cuEventSynchronize(handle()), "cuEventSynchronize", device.describe());
@@ -60,7 +78,13 @@ public final class CudaEvent implements Fence {
         synchronize();
     }
 
-    /** Milliseconds from {@code start} to this event (both recorded; waits for this one). */
+    /**
+     * Milliseconds from {@code start} to this event (both recorded; waits for this one).
+     *
+     * @param start an event recorded earlier, with timing
+     * @return the elapsed GPU time in milliseconds (about 0.5 µs resolution)
+     * @throws CudaException when either event lacks timing or was not recorded
+     */
     public float millisSince(CudaEvent start) {
         synchronize();
         float[] ms = new float[1];

@@ -21,7 +21,13 @@ public final class CudaStream implements AutoCloseable {
         this.owned = owned;
     }
 
-    /** A new stream that does not synchronize with the legacy default stream. */
+    /**
+     * A new stream that does not synchronize with the legacy default stream.
+     *
+     * @param device the device whose context owns the stream
+     * @return the stream, owned by the caller (closing it destroys it)
+     * @throws CudaException when the driver cannot create it
+     */
     public static CudaStream create(CudaDevice device) {
         device.makeCurrent();
         CUstream s = new CUstream();
@@ -29,16 +35,27 @@ public final class CudaStream implements AutoCloseable {
         return new CudaStream(device, s, true);
     }
 
-    /** Wraps a stream owned by someone else (another framework); closing it does nothing. */
+    /**
+     * Wraps a stream owned by someone else (another framework); closing it does nothing.
+     *
+     * @param device the device the stream belongs to
+     * @param stream the JCuda handle of the stream; it must outlive this wrapper's use
+     * @return a wrapper that never destroys the stream
+     */
     public static CudaStream borrow(CudaDevice device, CUstream stream) {
         return new CudaStream(device, stream, false);
     }
 
+    /** {@return the device the stream belongs to} */
     public CudaDevice device() {
         return device;
     }
 
-    /** The JCuda handle, for launches and copies. */
+    /**
+     * {@return the JCuda handle, for launches and copies}
+     *
+     * @throws IllegalStateException when the stream is closed
+     */
     public CUstream handle() {
         if (closed) {
             throw new IllegalStateException("stream on " + device.describe() + " is closed");
@@ -55,6 +72,8 @@ public final class CudaStream implements AutoCloseable {
     /**
      * A fence after the work queued on this stream so far: an event without timing, recorded now. Hand it to
      * {@link io.headroute.cuda.memory.DeviceBuffer#closeAfter} (which closes it), or close it.
+     *
+     * @return the recorded event, owned by the caller
      */
     public CudaEvent fence() {
         CudaEvent e = new CudaEvent(device, false);
@@ -66,7 +85,11 @@ public final class CudaStream implements AutoCloseable {
         return e;
     }
 
-    /** Makes later work on this stream wait for {@code event}. */
+    /**
+     * Makes later work on this stream wait for {@code event}, without blocking the host.
+     *
+     * @param event an event of the same device, recorded on another stream (never recorded: no wait)
+     */
     public void waitFor(CudaEvent event) {
         device.makeCurrent();
         CudaException.check(cuStreamWaitEvent(handle(), event.handle(), 0), "cuStreamWaitEvent", device.describe());

@@ -9,7 +9,12 @@ import jcuda.driver.CUdeviceptr;
 public final class DevicePointers {
     private DevicePointers() {}
 
-    /** A CUdeviceptr for a raw address: JCuda passes base + byte offset to the driver. */
+    /**
+     * A CUdeviceptr for a raw address: JCuda passes base + byte offset to the driver.
+     *
+     * @param address the device address
+     * @return a new pointer with a null base and {@code address} as its byte offset
+     */
     public static CUdeviceptr of(long address) {
         return new CUdeviceptr().withByteOffset(address);
     }

@@ -28,14 +28,34 @@ public final class DeviceTensor implements AutoCloseable {
         this.owned = owned;
     }
 
-    /** Uninitialized device memory for a tensor, accounted under {@code tag}. */
+    /**
+     * Uninitialized device memory for a tensor, accounted under {@code tag}.
+     *
+     * @param device the device the memory is on
+     * @param pool   the pool to allocate from (a pool of that device)
+     * @param dtype  the element type
+     * @param tag    the pool's accounting tag, e.g. "router"
+     * @param shape  the dimensions, C order
+     * @return an owned tensor; closing it returns the memory to the pool
+     * @throws ArithmeticException                                  when the byte size overflows a long
+     * @throws io.headroute.cuda.memory.DeviceOutOfMemoryException when the pool cannot provide the memory
+     */
     public static DeviceTensor allocate(CudaDevice device, DevicePool pool, DType dtype, String tag, long... shape) {
         long bytes = Math.multiplyExact(Tensor.numel(shape), (long) dtype.byteSize());
         DeviceBuffer b = pool.allocate(bytes, tag);
         return new DeviceTensor(device, dtype, shape, b.address(), b);
     }
 
-    /** Wraps memory owned elsewhere (e.g. a PyTorch tensor's data pointer); never freed here. */
+    /**
+     * Wraps memory owned elsewhere (e.g. a PyTorch tensor's data pointer); never freed here.
+     *
+     * @param device  the device the memory is on
+     * @param address the device address of element 0, not 0; the memory must hold the whole dense C-ordered tensor
+     * @param dtype   the element type
+     * @param shape   the dimensions, C order
+     * @return a borrowed tensor; closing it does nothing
+     * @throws IllegalArgumentException when {@code address} is 0
+     */
     public static DeviceTensor borrow(CudaDevice device, long address, DType dtype, long... shape) {
         if (address == 0) {
             throw new IllegalArgumentException("cannot borrow a null device pointer");
@@ -46,6 +66,15 @@ public final class DeviceTensor implements AutoCloseable {
     /**
      * Uploads {@code host} converted to {@code dtype} (f32 ↔ f16/bf16 rounding to nearest even happens
      * on the host), through {@code staging} when given, else a synchronous copy.
+     *
+     * @param device  the device to upload to
+     * @param pool    the pool to allocate from
+     * @param stream  the stream the copy is ordered on; it has finished when this returns
+     * @param staging pinned buffers for a large copy, or null
+     * @param host    the host tensor, any dtype convertible to {@code dtype}
+     * @param dtype   the device tensor's dtype
+     * @param tag     the pool's accounting tag
+     * @return an owned device tensor holding the values; closed again if the copy fails
      */
     public static DeviceTensor upload(CudaDevice device, DevicePool pool, CudaStream stream, PinnedStaging staging,
             Tensor host, DType dtype, String tag) {
@@ -60,7 +89,14 @@ public final class DeviceTensor implements AutoCloseable {
         }
     }
 
-    /** Copies a host tensor of the same dtype and element count into this one. */
+    /**
+     * Copies a host tensor of the same dtype and element count into this one; the copy has finished when this returns.
+     *
+     * @param host    the values; its shape may differ, its element count may not
+     * @param stream  the stream the copy is ordered on (synchronized before returning)
+     * @param staging pinned buffers for a large copy, or null for one copy from (direct) host memory
+     * @throws IllegalArgumentException when the dtype or element count differs
+     */
     public void copyFrom(Tensor host, CudaStream stream, PinnedStaging staging) {
         if (host.dtype() != dtype || host.numel() != numel()) {
             throw new IllegalArgumentException("copy of " + host + " into device tensor " + this + ": dtype or size differs");
@@ -86,7 +122,14 @@ public final class DeviceTensor implements AutoCloseable {
         }
     }
 
-    /** Copies this tensor back to the host (same dtype). */
+    /**
+     * Copies this tensor back to the host (same dtype). Waits for the work queued on {@code stream} first.
+     *
+     * @param stream  the stream whose work produced the values
+     * @param staging pinned buffers for a large copy, or null
+     * @return a host tensor of this dtype and shape, backed by a direct buffer
+     * @throws IllegalArgumentException when the tensor is larger than one host buffer holds (about 2 GiB)
+     */
     public Tensor download(CudaStream stream, PinnedStaging staging) {
         long bytes = byteSize();
         if (bytes > Integer.MAX_VALUE - 8) {
@@ -110,6 +153,10 @@ public final class DeviceTensor implements AutoCloseable {
     /**
      * Fills every element with the bit pattern {@code bits} (the low 16 bits for 2-byte dtypes, 8 for
      * 1-byte ones), e.g. a NaN, to poison outputs before a kernel runs.
+     *
+     * @param bits   the element's bit pattern
+     * @param stream the stream the fill is enqueued on; not waited for
+     * @throws IllegalArgumentException for an 8-byte dtype (i64)
      */
     public void fillBits(int bits, CudaStream stream) {
         device.makeCurrent();
@@ -124,35 +171,50 @@ public final class DeviceTensor implements AutoCloseable {
         CudaException.check(rc, "cuMemsetD" + 8 * dtype.byteSize() + "Async(" + this + ")", device.describe());
     }
 
-    /** Bytes the pool reserved for this tensor (its size rounded up by the pool), 0 when borrowed. */
+    /** {@return the bytes the pool reserved for this tensor (its size rounded up by the pool), 0 when borrowed} */
     public long poolBytes() {
         return owned == null ? 0 : owned.size();
     }
 
+    /**
+     * {@return the device address of element 0}
+     *
+     * @throws IllegalStateException when an owned tensor was closed
+     */
     public long address() {
         return owned != null ? owned.address() : address;
     }
 
+    /** {@return the element type} */
     public DType dtype() {
         return dtype;
     }
 
+    /** {@return the dimensions, C order, a copy} */
     public long[] shape() {
         return shape.clone();
     }
 
+    /**
+     * {@return the size of dimension {@code axis}}
+     *
+     * @param axis the dimension, in [0, rank)
+     */
     public long dim(int axis) {
         return shape[axis];
     }
 
+    /** {@return the number of elements, the product of the dimensions} */
     public long numel() {
         return Tensor.numel(shape);
     }
 
+    /** {@return the bytes the elements take: numel · the dtype's size (without the pool's rounding)} */
     public long byteSize() {
         return numel() * dtype.byteSize();
     }
 
+    /** {@return whether the memory belongs to someone else (made by {@link #borrow}) and is never freed here} */
     public boolean isBorrowed() {
         return owned == null;
     }

@@ -19,8 +19,20 @@ public final class FatbinInfo {
 
     private static final int ARCH_SPECIFIC = 0x00100000;
 
-    /** One image: machine code ("sm_90", "sm_90a": arch-specific) or PTX ("compute_90"). */
+    /**
+     * One image: machine code ("sm_90", "sm_90a": arch-specific) or PTX ("compute_90").
+     *
+     * @param ptx          true for PTX, false for machine code (ELF)
+     * @param arch         the SM version, major · 10 + minor: 90 for sm_90, 120 for sm_120
+     * @param archSpecific whether the image targets the arch-specific variant (sm_90a)
+     */
     public record Image(boolean ptx, int arch, boolean archSpecific) {
+        /**
+         * An image for the plain (not arch-specific) target.
+         *
+         * @param ptx  true for PTX, false for machine code
+         * @param arch the SM version, e.g. 90
+         */
         public Image(boolean ptx, int arch) {
             this(ptx, arch, false);
         }
@@ -31,7 +43,12 @@ public final class FatbinInfo {
         }
     }
 
-    /** The images of a fatbin; an IllegalArgumentException if the bytes are not one. */
+    /**
+     * The images of a fatbin; an IllegalArgumentException if the bytes are not one.
+     *
+     * @param fatbin the whole fatbin file
+     * @return its images in file order
+     */
     public static List<Image> images(byte[] fatbin) {
         ByteBuffer b = ByteBuffer.wrap(fatbin).order(ByteOrder.LITTLE_ENDIAN);
         if (fatbin.length < 16 || b.getInt(0) != MAGIC) {

@@ -14,6 +14,11 @@ import jcuda.driver.CUstream;
 public final class JCudaAllocator implements RawAllocator {
     private final CudaDevice device;
 
+    /**
+     * An allocator on {@code device}'s primary context; it does not own the device.
+     *
+     * @param device the open device
+     */
     public JCudaAllocator(CudaDevice device) {
         this.device = device;
     }

@@ -54,12 +54,25 @@ public final class KernelModule implements AutoCloseable {
         }
     }
 
-    /** Loads {@code NAME.fatbin} from the class path. */
+    /**
+     * Loads {@code NAME.fatbin} from the class path.
+     *
+     * @param device the device to load the module on (its context is made current)
+     * @param name   the kernel family, e.g. "router" for {@code cuda-kernels/router.cu}
+     * @return the loaded module, owned by the caller
+     * @throws CudaException when the jar lacks the fatbin, it holds no code for this GPU, or the driver refuses it
+     */
     public static KernelModule load(CudaDevice device, String name) {
         return new KernelModule(device, name, readResource(name));
     }
 
-    /** The fatbin bytes of kernel family {@code name}; a clear error if the build did not package it. */
+    /**
+     * The fatbin bytes of kernel family {@code name}; a clear error if the build did not package it.
+     *
+     * @param name the kernel family
+     * @return the whole fatbin
+     * @throws CudaException when the resource is missing or cannot be read
+     */
     public static byte[] readResource(String name) {
         String path = RESOURCE_DIR + name + ".fatbin";
         try (InputStream in = KernelModule.class.getClassLoader().getResourceAsStream(path)) {
@@ -73,20 +86,33 @@ public final class KernelModule implements AutoCloseable {
         }
     }
 
-    /** Whether the jar carries kernel family {@code name}. */
+    /**
+     * {@return whether the jar carries kernel family {@code name}}
+     *
+     * @param name the kernel family
+     */
     public static boolean packaged(String name) {
         return KernelModule.class.getClassLoader().getResource(RESOURCE_DIR + name + ".fatbin") != null;
     }
 
+    /** {@return the kernel family this module was loaded from} */
     public String name() {
         return name;
     }
 
+    /** {@return the device the module is loaded on} */
     public CudaDevice device() {
         return device;
     }
 
-    /** The kernel {@code kernel} of this module (cached). */
+    /**
+     * The kernel {@code kernel} of this module (cached).
+     *
+     * @param kernel the kernel's (extern "C") name
+     * @return the function handle
+     * @throws IllegalStateException when the module is closed
+     * @throws CudaException         when the module has no such kernel
+     */
     public CUfunction function(String kernel) {
         if (closed) {
             throw new IllegalStateException("kernel module " + name + " is closed");
@@ -106,6 +132,11 @@ public final class KernelModule implements AutoCloseable {
     /**
      * Lets {@code kernel} use {@code bytes} of dynamic shared memory (above 48 KiB this must be asked
      * for); fails clearly when the device offers less. Cheap to repeat: the attribute is set once per size.
+     *
+     * @param kernel the kernel's name
+     * @param bytes  the dynamic shared memory per block, in bytes
+     * @throws CudaException when {@code bytes} exceeds {@link CudaDevice#maxSharedMemoryPerBlockOptin()} or the
+     *                       driver refuses
      */
     public void allowSharedMemory(String kernel, int bytes) {
         Integer done = sharedAllowed.get(kernel);
@@ -136,7 +167,18 @@ public final class KernelModule implements AutoCloseable {
 
     /**
      * Launches {@code kernel} on {@code stream} with one by-value argument: the bytes of a parameter
-     * struct (AttnParams, SoftmaxParams), laid out exactly as the CUDA struct.
+     * struct (AttnParams, SoftmaxParams), laid out exactly as the CUDA struct. An empty grid launches nothing.
+     *
+     * @param kernel      the kernel's name
+     * @param gridX       blocks in x, at least 0
+     * @param gridY       blocks in y, 0 … 65535
+     * @param gridZ       blocks in z, 0 … 65535
+     * @param block       threads per block (x only)
+     * @param sharedBytes dynamic shared memory per block, in bytes (see {@link #allowSharedMemory})
+     * @param stream      the stream to enqueue on; not waited for
+     * @param params      the parameter struct's bytes
+     * @throws IllegalArgumentException for a negative grid dimension (an overflowed count)
+     * @throws CudaException            for a grid past 65535 in y or z, or when the launch fails
      */
     public void launch(String kernel, int gridX, int gridY, int gridZ, int block, int sharedBytes, CudaStream stream,
             byte[] params) {

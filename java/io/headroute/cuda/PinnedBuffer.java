@@ -21,7 +21,14 @@ public final class PinnedBuffer implements AutoCloseable {
     private final ByteBuffer view;
     private boolean closed;
 
-    /** Allocates {@code bytes} (at least one byte is allocated, so that an empty buffer still has an address). */
+    /**
+     * Allocates {@code bytes} (at least one byte is allocated, so that an empty buffer still has an address).
+     *
+     * @param device the device whose context the pinned memory is registered with
+     * @param bytes  the size, 0 … {@code Integer.MAX_VALUE}
+     * @throws IllegalArgumentException for a size out of that range
+     * @throws CudaException            when the driver cannot allocate it
+     */
     public PinnedBuffer(CudaDevice device, long bytes) {
         if (bytes < 0 || bytes > Integer.MAX_VALUE) {
             throw new IllegalArgumentException("a pinned host buffer of " + bytes + " bytes: must be 0 to " + Integer.MAX_VALUE);
@@ -34,17 +41,30 @@ public final class PinnedBuffer implements AutoCloseable {
         this.view = pointer.getByteBuffer(0, bytes).order(ByteOrder.LITTLE_ENDIAN);
     }
 
-    /** A little-endian view of all of it, position 0. */
+    /**
+     * {@return a little-endian view of all of it, position 0}; a new view each call, valid until close.
+     *
+     * @throws IllegalStateException when the buffer is closed
+     */
     public ByteBuffer buffer() {
         ensureOpen();
         return view.duplicate().order(ByteOrder.LITTLE_ENDIAN).clear();
     }
 
+    /** {@return the buffer's size in bytes, as asked for} */
     public long bytes() {
         return bytes;
     }
 
-    /** Queues the copy of its first {@code n} bytes to device address {@code dst} on {@code stream}; waits for nothing. */
+    /**
+     * Queues the copy of its first {@code n} bytes to device address {@code dst} on {@code stream}; waits for nothing.
+     * The buffer must not be changed or closed until the copy has finished.
+     *
+     * @param dst    the device address to copy to
+     * @param n      the bytes to copy, 0 … {@link #bytes()}
+     * @param stream the stream to enqueue on
+     * @throws IllegalArgumentException for {@code n} out of range
+     */
     public void copyToDevice(long dst, long n, CudaStream stream) {
         ensureOpen();
         if (n < 0 || n > bytes) {

@@ -23,7 +23,13 @@ public final class PinnedStaging implements AutoCloseable {
     private final CudaEvent[] done = new CudaEvent[2];
     private boolean closed;
 
-    /** Allocates both buffers and their events; on a failure frees what it had made and rethrows. */
+    /**
+     * Allocates both buffers and their events; on a failure frees what it had made and rethrows.
+     *
+     * @param device     the device the copies go to and from
+     * @param chunkBytes the size of each buffer, the largest copy queued at once; positive (not checked)
+     * @throws CudaException when the driver cannot allocate the buffers or events
+     */
     public PinnedStaging(CudaDevice device, long chunkBytes) {
         this.device = device;
         this.chunk = chunkBytes;
@@ -50,7 +56,14 @@ public final class PinnedStaging implements AutoCloseable {
         }
     }
 
-    /** Copies {@code src} (all remaining bytes) to device address {@code dst} through the staging buffers. */
+    /**
+     * Copies {@code src} (all remaining bytes) to device address {@code dst} through the staging buffers. Returns once
+     * the stream has finished the copies; {@code src}'s position is left as it was.
+     *
+     * @param src    the bytes to copy
+     * @param dst    the device address to copy to
+     * @param stream the stream the copies are ordered on
+     */
     public void upload(ByteBuffer src, long dst, CudaStream stream) {
         ensureOpen();
         ByteBuffer in = src.duplicate();
@@ -84,7 +97,15 @@ public final class PinnedStaging implements AutoCloseable {
         stream.synchronize();
     }
 
-    /** Copies {@code bytes} from device address {@code src} into {@code dst} (a writable buffer). */
+    /**
+     * Copies {@code bytes} from device address {@code src} into {@code dst} (a writable buffer), chunk by chunk,
+     * waiting for the stream after each.
+     *
+     * @param src    the device address to copy from
+     * @param dst    receives the bytes at its position, which advances by {@code bytes}
+     * @param bytes  the bytes to copy
+     * @param stream the stream the copies are ordered on (after the work already queued there)
+     */
     public void download(long src, ByteBuffer dst, long bytes, CudaStream stream) {
         ensureOpen();
         long off = 0;

@@ -6,7 +6,11 @@ import java.util.Arrays;
 public final class Resources {
     private Resources() {}
 
-    /** {@link #closeAll(Iterable)} of these (nulls skipped). */
+    /**
+     * {@link #closeAll(Iterable)} of these (nulls skipped).
+     *
+     * @param resources the resources, closed in order
+     */
     public static void closeAll(AutoCloseable... resources) {
         closeAll(Arrays.asList(resources));
     }
@@ -14,6 +18,8 @@ public final class Resources {
     /**
      * Closes each resource in order (nulls skipped), whatever failed before it; then throws the first failure, the
      * others attached as suppressed (a checked one wrapped in an {@link IllegalStateException}).
+     *
+     * @param resources the resources, closed in order
      */
     public static void closeAll(Iterable<? extends AutoCloseable> resources) {
         RuntimeException first = null;
@@ -40,6 +46,11 @@ public final class Resources {
     /**
      * {@link #closeAll} of {@code resources} after {@code failure}, whose errors ride along on it as suppressed; returns
      * {@code failure} for the caller to throw.
+     *
+     * @param <T>       the failure's type
+     * @param failure   the failure that made the caller give up
+     * @param resources what to close, in order (nulls skipped)
+     * @return {@code failure}, with any closing failures added as suppressed
      */
     public static <T extends Throwable> T closeAfter(T failure, AutoCloseable... resources) {
         try {

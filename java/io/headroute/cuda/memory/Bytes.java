@@ -6,6 +6,12 @@ import java.util.Locale;
 public final class Bytes {
     private Bytes() {}
 
+    /**
+     * {@return {@code bytes} in binary units with two decimals: "512 B", "4.00 MiB", "79.10 GiB"}; counts under
+     * 1 KiB exact, TiB the largest unit, negative counts formatted the same way.
+     *
+     * @param bytes the byte count
+     */
     public static String format(long bytes) {
         return format(bytes, 2);
     }
@@ -29,6 +35,10 @@ public final class Bytes {
      * {@code a} and {@code b} formatted for comparison: as {@link #format}, with more digits where two decimals would show
      * two different counts as equal ("3.004 MiB" against "3.000 MiB", not "3.00 MiB" twice), and exact byte counts where
      * even six would.
+     *
+     * @param a the first count
+     * @param b the second count
+     * @return {formatted a, formatted b}
      */
     public static String[] formatDistinct(long a, long b) {
         for (int d = 2; d <= 6; d++) {

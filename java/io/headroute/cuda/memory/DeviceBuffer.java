@@ -24,7 +24,11 @@ public final class DeviceBuffer implements AutoCloseable {
         this.tag = tag;
     }
 
-    /** The device address; fails after {@link #close()}. */
+    /**
+     * {@return the device address}; fails after {@link #close()}.
+     *
+     * @throws IllegalStateException when the buffer is closed
+     */
     public long address() {
         synchronized (pool) {
             if (closed) {
@@ -35,20 +39,22 @@ public final class DeviceBuffer implements AutoCloseable {
         }
     }
 
-    /** Bytes reserved for this buffer (the request rounded up). */
+    /** {@return the bytes reserved for this buffer: the request rounded up, or a cached block up to an eighth larger} */
     public long size() {
         return size;
     }
 
-    /** Bytes asked for. */
+    /** {@return the bytes asked for} */
     public long requestedBytes() {
         return requested;
     }
 
+    /** {@return the accounting tag the buffer was allocated under} */
     public String tag() {
         return tag;
     }
 
+    /** {@return whether {@link #close()} or {@link #closeAfter} has been called} */
     public boolean isClosed() {
         synchronized (pool) {
             return closed;
@@ -71,6 +77,9 @@ public final class DeviceBuffer implements AutoCloseable {
      * no later request reuses it while work queued before the fence (a kernel or copy on any stream) may
      * still read or write it. Until then its bytes stay counted as allocated (under its tag); the pool
      * takes the fence and closes it. On a buffer closed already, only closes the fence.
+     *
+     * @param fence the point after the last queued work that uses the buffer (e.g. {@code CudaStream.fence()});
+     *              not null; owned by the pool from now on
      */
     public void closeAfter(Fence fence) {
         Objects.requireNonNull(fence, "fence");

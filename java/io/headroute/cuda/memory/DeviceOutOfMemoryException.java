@@ -9,11 +9,18 @@ public final class DeviceOutOfMemoryException extends RuntimeException {
     private static final long serialVersionUID = 1L;
     private final long requestedBytes;
 
+    /**
+     * An allocation the pool could not satisfy.
+     *
+     * @param message        one line describing the request and the memory state
+     * @param requestedBytes the bytes asked for (before rounding)
+     */
     public DeviceOutOfMemoryException(String message, long requestedBytes) {
         super(message);
         this.requestedBytes = requestedBytes;
     }
 
+    /** {@return the bytes the failed allocation asked for, before rounding} */
     public long requestedBytes() {
         return requestedBytes;
     }

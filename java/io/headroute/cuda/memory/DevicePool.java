@@ -82,12 +82,28 @@ public final class DevicePool implements AutoCloseable {
         return new DevicePool(raw, name, Long.MAX_VALUE, false, poison);
     }
 
-    /** A pool without a cap. {@code debug} records where each buffer was allocated, for leak reports. */
+    /**
+     * A pool without a cap. {@code debug} records where each buffer was allocated, for leak reports.
+     *
+     * @param raw   the device allocator; the pool does not close it (nor its device)
+     * @param name  the pool's name in messages, e.g. "cuda:0 router"
+     * @param debug whether to record a stack trace per allocation
+     * @return an empty pool; it poisons buffers when {@link #POISON_PROPERTY} is "true" now
+     */
     public static DevicePool create(RawAllocator raw, String name, boolean debug) {
         return new DevicePool(raw, name, Long.MAX_VALUE, debug);
     }
 
-    /** A pool that never reserves more than {@code limitBytes}, to emulate a smaller card. */
+    /**
+     * A pool that never reserves more than {@code limitBytes}, to emulate a smaller card.
+     *
+     * @param raw        the device allocator
+     * @param name       the pool's name in messages
+     * @param limitBytes the cap on reserved bytes, positive
+     * @param debug      whether to record a stack trace per allocation
+     * @return an empty pool
+     * @throws IllegalArgumentException when {@code limitBytes} is not positive
+     */
     public static DevicePool withLimit(RawAllocator raw, String name, long limitBytes, boolean debug) {
         if (limitBytes <= 0) {
             throw new IllegalArgumentException("pool limit must be positive, got " + limitBytes);
@@ -95,7 +111,16 @@ public final class DevicePool implements AutoCloseable {
         return new DevicePool(raw, name, limitBytes, debug);
     }
 
-    /** A pool capped at {@code fraction} (0 &lt; f ≤ 1) of the device's total memory. */
+    /**
+     * A pool capped at {@code fraction} (0 &lt; f ≤ 1) of the device's total memory.
+     *
+     * @param raw      the device allocator
+     * @param name     the pool's name in messages
+     * @param fraction the share of {@link RawAllocator#totalBytes()} the pool may reserve
+     * @param debug    whether to record a stack trace per allocation
+     * @return an empty pool
+     * @throws IllegalArgumentException when {@code fraction} is outside (0, 1]
+     */
     public static DevicePool withFraction(RawAllocator raw, String name, double fraction, boolean debug) {
         if (!(fraction > 0 && fraction <= 1)) {
             throw new IllegalArgumentException("pool fraction must be in (0, 1], got " + fraction);
@@ -114,6 +139,11 @@ public final class DevicePool implements AutoCloseable {
     /**
      * A buffer of at least {@code bytes}, accounted under {@code tag} ("scores", "qkv", "out", ...).
      *
+     * @param bytes the bytes needed, at least 0 (0 still reserves one block of {@value #ROUNDING} bytes)
+     * @param tag   the accounting tag
+     * @return the buffer, uninitialized unless the pool poisons; the caller closes it
+     * @throws IllegalStateException      when the pool is closed
+     * @throws IllegalArgumentException   when {@code bytes} is negative or too large to round up
      * @throws DeviceOutOfMemoryException when neither the cache, the device nor a retry after freeing
      *     the cache can satisfy the request, or it would exceed the pool's limit
      */
@@ -270,7 +300,7 @@ public final class DevicePool implements AutoCloseable {
         }
     }
 
-    /** The accounting now, after taking back the blocks whose fences have completed. */
+    /** {@return the accounting now, after taking back the blocks whose fences have completed} */
     public synchronized MemoryStats stats() {
         if (!closed) {
             reclaim(false);
@@ -285,17 +315,17 @@ public final class DevicePool implements AutoCloseable {
                 oomCount, live.size(), pending.size(), limit, Collections.unmodifiableMap(byTag));
     }
 
-    /** Whether this pool fills every buffer it hands out with NaN bytes ({@link #POISON_PROPERTY}). */
+    /** {@return whether this pool fills every buffer it hands out with NaN bytes ({@link #POISON_PROPERTY})} */
     public boolean isPoisoning() {
         return poison;
     }
 
-    /** The device this pool allocates on, for messages. */
+    /** {@return the device this pool allocates on, for messages} */
     public String deviceDescription() {
         return raw.deviceDescription();
     }
 
-    /** One line per live buffer: size, tag and, in debug mode, where it was allocated. Empty when none. */
+    /** {@return one line per live buffer: size, tag and, in debug mode, where it was allocated}; empty when none. */
     public synchronized List<String> leakReport() {
         List<String> lines = new ArrayList<>();
         live.forEach((b, where) -> {

@@ -6,7 +6,7 @@ package io.headroute.cuda.memory;
  * buffer's memory from reuse until it completes.
  */
 public interface Fence extends AutoCloseable {
-    /** Whether the work before the fence has finished; does not block. */
+    /** {@return whether the work before the fence has finished}; does not block. */
     boolean isComplete();
 
     /** Blocks until the work before the fence has finished. */

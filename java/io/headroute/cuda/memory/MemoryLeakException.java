@@ -4,6 +4,11 @@ package io.headroute.cuda.memory;
 public final class MemoryLeakException extends IllegalStateException {
     private static final long serialVersionUID = 1L;
 
+    /**
+     * A leak found on closing a pool.
+     *
+     * @param message one line naming the pool and each live buffer (size, tag, where allocated in debug mode)
+     */
     public MemoryLeakException(String message) {
         super(message);
     }

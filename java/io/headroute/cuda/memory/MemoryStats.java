@@ -25,10 +25,15 @@ public record MemoryStats(long allocatedBytes, long peakAllocatedBytes, long res
         long limitBytes,
         Map<String, TagStats> byTag) {
 
-    /** Allocated bytes under one tag. */
+    /**
+     * Allocated bytes under one tag.
+     *
+     * @param currentBytes bytes the tag's live and pending buffers hold now
+     * @param peakBytes    the highest currentBytes since creation or the last peak reset
+     */
     public record TagStats(long currentBytes, long peakBytes) {}
 
-    /** Bytes reserved from the device and held by no live or pending buffer (ready for reuse). */
+    /** {@return the bytes reserved from the device and held by no live or pending buffer (ready for reuse)} */
     public long cachedBytes() {
         return reservedBytes - allocatedBytes;
     }

@@ -8,21 +8,27 @@ public interface RawAllocator {
     /**
      * Allocates {@code bytes} (a multiple of the pool's rounding) and returns a non-zero device address.
      *
+     * @param bytes the size, positive
+     * @return the device address of the new block
      * @throws RawOutOfMemoryException when the device has no room (CUDA_ERROR_OUT_OF_MEMORY); any other
      *     failure is an unchecked exception naming the operation
      */
     long allocate(long bytes) throws RawOutOfMemoryException;
 
-    /** Frees an address returned by {@link #allocate}. */
+    /**
+     * Frees an address returned by {@link #allocate}.
+     *
+     * @param address the block's address, freed once
+     */
     void free(long address);
 
-    /** Total device memory in bytes. */
+    /** {@return the total device memory in bytes} */
     long totalBytes();
 
-    /** Free device memory in bytes right now (all processes). */
+    /** {@return the free device memory in bytes right now (all processes)} */
     long freeBytes();
 
-    /** For messages: which device, e.g. "GPU 0 (NVIDIA H100 80GB HBM3, sm_90)". */
+    /** {@return which device, for messages, e.g. "GPU 0 (NVIDIA H100 80GB HBM3, sm_90)"} */
     String deviceDescription();
 
     /**
@@ -30,6 +36,8 @@ public interface RawAllocator {
      * after all work queued on the device so far, and returns once the fill has landed: the pool's poison mode
      * ({@link DevicePool#POISON_PROPERTY}), a testing aid that makes a read of memory nothing wrote show as NaN.
      *
+     * @param address the start of the range, inside one allocation
+     * @param bytes   the length of the range in bytes
      * @throws UnsupportedOperationException where the device cannot
      */
     default void poison(long address, long bytes) {
