@@ -40,6 +40,13 @@ public final class AttentionBlock {
     private final float[] wv;
     private final float[] wo;
 
+    /**
+     * Layer {@code index} of {@code config}, its weights sliced to the active heads once, here.
+     *
+     * @param config the model
+     * @param index  the layer, in [0, {@link ModelConfig#layerCount()})
+     * @param w      the layer's full weights (pruned heads included), in the model dtype; only read here
+     */
     public AttentionBlock(ModelConfig config, int index, LayerWeights w) {
         this.config = config;
         this.index = index;
@@ -55,14 +62,17 @@ public final class AttentionBlock {
         this.wo = BlockMath.rowBlocks(w.wo().toFloatArray(), d, sel.heads(), hd);
     }
 
+    /** {@return the layer's index in the model} */
     public int index() {
         return index;
     }
 
+    /** {@return how the layer attends: pattern, causal, algorithm, head mask, router} */
     public LayerSpec spec() {
         return spec;
     }
 
+    /** {@return the active heads and the attention calls they split into} */
     public HeadSelection selection() {
         return sel;
     }
@@ -70,9 +80,12 @@ public final class AttentionBlock {
     /**
      * The block applied to {@code x} (B, L, d_model); returns x' in the model dtype.
      *
+     * @param x      the layer input (B, L, d_model), any floating dtype (rounded to the model's on entry)
      * @param gate   optional (B, L, H) multipliers of every query head's output (the router's gate);
      *               the columns of pruned heads are ignored
      * @param engine computes the attention (its dtype is the model's)
+     * @return x' (B, L, d_model) in the model dtype
+     * @throws ShapeException when x or the gate has the wrong shape, or B·L rows do not fit one Java array
      */
     public Tensor forward(Tensor x, Tensor gate, AttentionEngine engine) {
         return forward(x, gate, engine, null);
@@ -92,7 +105,14 @@ public final class AttentionBlock {
      */
     public record Trace(Tensor output, Tensor q, Tensor k, Tensor o) {}
 
-    /** {@link #forward} that also keeps Q, K and the heads' outputs (one extra copy of each). */
+    /**
+     * {@link #forward} that also keeps Q, K and the heads' outputs (one extra copy of each).
+     *
+     * @param x      the layer input (B, L, d_model)
+     * @param gate   optional (B, L, H) gate, or null
+     * @param engine computes the attention
+     * @return the output and the tensors attention saw
+     */
     public Trace trace(Tensor x, Tensor gate, AttentionEngine engine) {
         return run(x, gate, engine, null, true);
     }
@@ -188,7 +208,7 @@ public final class AttentionBlock {
         return Tensor.ofFloats(out, b, len, heads.length);
     }
 
-    /** Bytes of this block's sliced weights in the model dtype (what a device holds for it). */
+    /** {@return the bytes of this block's sliced weights in the model dtype (what a device holds for it)} */
     public long weightBytes() {
         return (long) (gamma.length + wq.length + wk.length + wv.length + wo.length) * config.dtype().byteSize();
     }

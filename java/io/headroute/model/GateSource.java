@@ -8,5 +8,12 @@ import io.headroute.tensor.Tensor;
  */
 @FunctionalInterface
 public interface GateSource {
+    /**
+     * The gate of one layer.
+     *
+     * @param layer      the layer about to run, from 0
+     * @param layerInput the layer's input x (B, L, d_model), before its norm
+     * @return the layer's (B, L, H) gate, or null for none
+     */
     Tensor gate(int layer, Tensor layerInput);
 }

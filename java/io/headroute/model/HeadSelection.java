@@ -23,13 +23,27 @@ public final class HeadSelection {
      * One attention call: query heads [qStart, qStart + qCount) of the layer's compacted Q, reading
      * key/value heads [kvStart, kvStart + kvCount) of its compacted K/V.
      *
-     * @param heads the call's query heads as indices into the full H (for patterns and gates)
+     * @param qStart  the call's first query head in the compacted Q
+     * @param qCount  H' of the call, a multiple of kvCount
+     * @param kvStart the call's first key/value head in the compacted K/V
+     * @param kvCount Hkv' of the call
+     * @param heads   the call's query heads as indices into the full H (for patterns and gates)
      */
     public record Call(int qStart, int qCount, int kvStart, int kvCount, int[] heads) {
+        /**
+         * Copies {@code heads}.
+         *
+         * @param qStart  the first query head in the compacted Q
+         * @param qCount  the call's query heads
+         * @param kvStart the first key/value head in the compacted K/V
+         * @param kvCount the call's key/value heads
+         * @param heads   the call's query heads in the full H; copied
+         */
         public Call {
             heads = heads.clone();
         }
 
+        /** {@return the call's query heads as indices into the full H, a copy} */
         @Override
         public int[] heads() {
             return heads.clone();
@@ -48,7 +62,14 @@ public final class HeadSelection {
         this.calls = List.copyOf(calls);
     }
 
-    /** The selection of layer {@code spec} in {@code config}. */
+    /**
+     * The selection of layer {@code spec} in {@code config}.
+     *
+     * @param config the model (H, Hkv)
+     * @param spec   the layer, whose head mask says which heads are active
+     * @return one call when every active key/value head serves as many active query heads, else one per active
+     *         key/value head
+     */
     public static HeadSelection of(ModelConfig config, LayerSpec spec) {
         int h = config.heads();
         int g = config.group();
@@ -88,24 +109,27 @@ public final class HeadSelection {
         return new HeadSelection(h, q, kv, calls);
     }
 
-    /** Active query heads, ascending (indices into H). */
+    /** {@return the active query heads, ascending (indices into H), a copy} */
     public int[] heads() {
         return heads.clone();
     }
 
-    /** Key/value heads read by some active query head, ascending (indices into Hkv). */
+    /** {@return the key/value heads read by some active query head, ascending (indices into Hkv), a copy} */
     public int[] kvHeads() {
         return kvHeads.clone();
     }
 
+    /** {@return H', the active query heads} */
     public int headCount() {
         return heads.length;
     }
 
+    /** {@return Hkv', the key/value heads some active query head reads} */
     public int kvHeadCount() {
         return kvHeads.length;
     }
 
+    /** {@return the attention calls, in head order; unmodifiable} */
     public List<Call> calls() {
         return calls;
     }
@@ -123,7 +147,15 @@ public final class HeadSelection {
         return true;
     }
 
-    /** The pattern {@code base} as seen by call {@code c}'s heads 0 … qCount − 1, for S = kvLen keys. */
+    /**
+     * The pattern {@code base} as seen by call {@code c}'s heads 0 … qCount − 1, for S = kvLen keys.
+     *
+     * @param base  the layer's pattern (causal folded in or not)
+     * @param c     one of {@link #calls()}
+     * @param kvLen S, the keys
+     * @return {@code base} itself when it is the same for every head or the call has all H heads in order, else
+     *         the pattern restricted to the call's heads
+     */
     public Pattern pattern(Pattern base, Call c, int kvLen) {
         return !base.perHead() || identity(c) ? base : forHeads(base, c.heads, kvLen);
     }

@@ -20,48 +20,83 @@ import java.util.Objects;
  * @param router    the layer's head routing (Hs + Hr must be the model's H), or null for an unrouted layer
  */
 public record LayerSpec(Pattern pattern, boolean causal, Algorithm algorithm, boolean[] headMask, RouterConfig router) {
+    /**
+     * Copies the head mask.
+     *
+     * @param pattern   the token rule; not null
+     * @param causal    whether j ≤ p is added
+     * @param algorithm the algorithm; not null
+     * @param headMask  active[h] per query head, or null; copied (its length is checked by {@link ModelConfig})
+     * @param router    the head routing, or null
+     */
     public LayerSpec {
         Objects.requireNonNull(pattern, "pattern");
         Objects.requireNonNull(algorithm, "algorithm");
         headMask = headMask == null ? null : headMask.clone();
     }
 
-    /** An unrouted layer. */
+    /**
+     * An unrouted layer.
+     *
+     * @param pattern   the token rule; not null
+     * @param causal    whether j ≤ p is added
+     * @param algorithm the algorithm; not null
+     * @param headMask  active[h] per query head, or null for every head
+     */
     public LayerSpec(Pattern pattern, boolean causal, Algorithm algorithm, boolean[] headMask) {
         this(pattern, causal, algorithm, headMask, null);
     }
 
-    /** Every head active. */
+    /**
+     * {@return an unrouted layer with every head active}
+     *
+     * @param pattern   the token rule; not null
+     * @param causal    whether j ≤ p is added
+     * @param algorithm the algorithm; not null
+     */
     public static LayerSpec of(Pattern pattern, boolean causal, Algorithm algorithm) {
         return new LayerSpec(pattern, causal, algorithm, null, null);
     }
 
-    /** This layer with {@code mask} as its head mask (null: no pruning). */
+    /**
+     * {@return this layer with {@code mask} as its head mask}
+     *
+     * @param mask active[h] per query head (copied), or null for no pruning
+     */
     public LayerSpec withHeadMask(boolean[] mask) {
         return new LayerSpec(pattern, causal, algorithm, mask, router);
     }
 
-    /** This layer with {@code r} as its router (null: unrouted). */
+    /**
+     * {@return this layer with {@code r} as its router}
+     *
+     * @param r the routing, or null for an unrouted layer
+     */
     public LayerSpec withRouter(RouterConfig r) {
         return new LayerSpec(pattern, causal, algorithm, headMask, r);
     }
 
-    /** Whether the layer's gate comes from a router. */
+    /** {@return whether the layer's gate comes from a router} */
     public boolean routed() {
         return router != null;
     }
 
+    /** {@return active[h] per query head, a copy, or null when every head is active} */
     @Override
     public boolean[] headMask() {
         return headMask == null ? null : headMask.clone();
     }
 
-    /** Whether query head h is computed. */
+    /**
+     * {@return whether query head h is computed}
+     *
+     * @param h the query head, in [0, H)
+     */
     public boolean active(int h) {
         return headMask == null || headMask[h];
     }
 
-    /** Whether the mask removes any head. */
+    /** {@return whether the mask removes any head} */
     public boolean pruned() {
         if (headMask == null) {
             return false;
@@ -74,7 +109,7 @@ public record LayerSpec(Pattern pattern, boolean causal, Algorithm algorithm, bo
         return false;
     }
 
-    /** The mask as a string of 0 and 1, one character per head ("1101"); null without a mask. */
+    /** {@return the mask as a string of 0 and 1, one character per head ("1101"), or null without a mask} */
     public String maskString() {
         if (headMask == null) {
             return null;

@@ -13,12 +13,27 @@ import io.headroute.tensor.Tensor;
  * @param router   (d_model, Hr) router weights Wr of a routed layer (column i scores head Hs + i), else null
  */
 public record LayerWeights(Tensor attnNorm, Tensor wq, Tensor wk, Tensor wv, Tensor wo, Tensor router) {
-    /** An unrouted layer's weights. */
+    /**
+     * An unrouted layer's weights.
+     *
+     * @param attnNorm γ, (d_model)
+     * @param wq       (d_model, H·D)
+     * @param wk       (d_model, Hkv·D)
+     * @param wv       (d_model, Hkv·D)
+     * @param wo       (H·D, d_model)
+     */
     public LayerWeights(Tensor attnNorm, Tensor wq, Tensor wk, Tensor wv, Tensor wo) {
         this(attnNorm, wq, wk, wv, wo, null);
     }
 
-    /** The tensors in file order, with their short names. */
+    /**
+     * The tensor with short name {@code shortName} ("attn_norm.weight", "attn.wq", "attn.wk", "attn.wv", "attn.wo",
+     * "attn.router").
+     *
+     * @param shortName the name without the {@code layers.{i}.} prefix
+     * @return the tensor; null for "attn.router" of an unrouted layer
+     * @throws IllegalArgumentException for any other name
+     */
     public Tensor get(String shortName) {
         return switch (shortName) {
             case ModelWeights.ATTN_NORM -> attnNorm;

@@ -33,17 +33,33 @@ public final class Model {
      *                an unrouted layer
      */
     public record Pass(Tensor output, List<RouterOutput> routing) {
+        /**
+         * Copies the routing list (it may hold nulls) into an unmodifiable one.
+         *
+         * @param output the last layer's output
+         * @param routing one entry per layer, null for an unrouted layer
+         */
         public Pass {
             routing = Collections.unmodifiableList(new ArrayList<>(routing));
         }
 
-        /** Router statistics of layer {@code layer}, or null when it is not routed. */
+        /**
+         * {@return the router statistics of layer {@code layer}, or null when it is not routed}
+         *
+         * @param layer the layer, in [0, layers)
+         */
         public RouterStats routerStats(int layer) {
             RouterOutput r = routing.get(layer);
             return r == null ? null : r.stats();
         }
     }
 
+    /**
+     * A model over {@code weights}: one {@link AttentionBlock} per layer of their config, built (weights sliced to
+     * the active heads) here.
+     *
+     * @param weights the validated weights and their config
+     */
     public Model(ModelWeights weights) {
         this.weights = weights;
         List<AttentionBlock> b = new ArrayList<>();
@@ -53,19 +69,28 @@ public final class Model {
         this.blocks = Collections.unmodifiableList(b);
     }
 
+    /** {@return the weights' config} */
     public ModelConfig config() {
         return weights.config();
     }
 
+    /** {@return the full weights the model was built from (pruned heads included)} */
     public ModelWeights weights() {
         return weights;
     }
 
+    /** {@return the layers in order; unmodifiable} */
     public List<AttentionBlock> blocks() {
         return blocks;
     }
 
-    /** Every layer on {@code x} (B, L, d_model), without gates other than the routers'. */
+    /**
+     * Every layer on {@code x} (B, L, d_model), without gates other than the routers'.
+     *
+     * @param x      the input (B, L, d_model)
+     * @param engine computes every layer's attention
+     * @return the last layer's output in the model dtype
+     */
     public Tensor forward(Tensor x, AttentionEngine engine) {
         return forwardWithGates(x, null, engine);
     }
@@ -73,6 +98,13 @@ public final class Model {
     /**
      * Every layer on {@code x} (B, L, d_model); {@code gates} is null or holds one (B, L, H) gate (or
      * null) per layer. Returns the last layer's output in the model dtype.
+     *
+     * @param x      the input (B, L, d_model)
+     * @param gates  one gate or null per layer, or null for no gates
+     * @param engine computes every layer's attention
+     * @return the last layer's output in the model dtype
+     * @throws ShapeException           when {@code gates} does not hold one entry per layer
+     * @throws IllegalArgumentException when a gate is given for a routed layer
      */
     public Tensor forward(Tensor x, List<Tensor> gates, AttentionEngine engine) {
         if (gates != null && gates.size() != blocks.size()) {
@@ -84,6 +116,11 @@ public final class Model {
     /**
      * Every layer on {@code x}, each unrouted layer's gate asked of {@code gates} (null: no gates) with the
      * layer's input. Routed layers route on the CPU ({@link CpuHeadRouter}, one thread per core).
+     *
+     * @param x      the input (B, L, d_model)
+     * @param gates  asked for each layer's gate, or null
+     * @param engine computes every layer's attention
+     * @return the last layer's output in the model dtype
      */
     public Tensor forwardWithGates(Tensor x, GateSource gates, AttentionEngine engine) {
         if (!config().routed()) {
@@ -98,6 +135,14 @@ public final class Model {
      * Every layer on {@code x} (B, L, d_model). Routed layers take their gate from {@code router} on their
      * normed input; the others ask {@code gates} (null: ungated). A routed layer for which {@code gates}
      * also returns a gate is refused: its gate comes from its router.
+     *
+     * @param x      the input (B, L, d_model)
+     * @param gates  asked for each unrouted layer's gate, or null
+     * @param engine computes every layer's attention
+     * @param router routes the routed layers; may be null only when no layer is routed
+     * @return the output and each layer's routing
+     * @throws ShapeException           when x is not rank 3 (or a layer refuses its input or gate)
+     * @throws IllegalArgumentException when a routed model gets no router, or a routed layer gets a gate
      */
     public Pass run(Tensor x, GateSource gates, AttentionEngine engine, HeadRouter router) {
         if (x.rank() != 3) {
@@ -127,7 +172,15 @@ public final class Model {
         return new Pass(h, routing);
     }
 
-    /** Routed layer {@code layer}'s router on its input {@code x} (B, L, d_model): gate, probabilities, statistics. */
+    /**
+     * Routed layer {@code layer}'s router on its input {@code x} (B, L, d_model): gate, probabilities, statistics.
+     *
+     * @param layer  a routed layer
+     * @param x      the layer's input (B, L, d_model), before its norm
+     * @param router the router to run
+     * @return the gate (B, L, H), probabilities (B, L, Hr) and statistics
+     * @throws IllegalArgumentException when the layer is not routed
+     */
     public RouterOutput route(int layer, Tensor x, HeadRouter router) {
         LayerSpec spec = config().layer(layer);
         if (!spec.routed()) {
@@ -139,6 +192,11 @@ public final class Model {
     /**
      * What layer {@code layer}'s router sees for the layer input {@code x} (B, L, d_model): the block's
      * normed input round(RMSNorm(x)·γ) in the model dtype.
+     *
+     * @param layer the layer, in [0, layers)
+     * @param x     the layer's input (B, L, d_model)
+     * @return the normed input (B, L, d_model) in the model dtype
+     * @throws ShapeException when x is not (B, L, d_model)
      */
     public Tensor routerInput(int layer, Tensor x) {
         if (x.rank() != 3 || x.dim(2) != config().dModel()) {

@@ -33,7 +33,9 @@ import java.util.List;
  */
 public record ModelConfig(int dModel, int heads, int kvHeads, int headDim, DType dtype, double ropeTheta, double normEps,
         List<LayerSpec> layers) {
+    /** The rotary base θ when a config names none: 10000, as in the original RoPE. */
     public static final double DEFAULT_ROPE_THETA = 10000.0;
+    /** The RMSNorm epsilon when a config names none: 1e-5. */
     public static final double DEFAULT_NORM_EPS = 1e-5;
     /** The {@code __metadata__} key under which a weight file stores its config as JSON. */
     public static final String METADATA_KEY = "headroute.model";
@@ -42,6 +44,20 @@ public record ModelConfig(int dModel, int heads, int kvHeads, int headDim, DType
     private static final ObjectMapper JSON = JsonMapper.builder().enable(StreamReadFeature.STRICT_DUPLICATE_DETECTION)
             .enable(DeserializationFeature.FAIL_ON_TRAILING_TOKENS).build();
 
+    /**
+     * Validates the config and copies the layer list.
+     *
+     * @param dModel    d_model, positive
+     * @param heads     H, positive, divisible by Hkv
+     * @param kvHeads   Hkv, positive
+     * @param headDim   D, positive and even
+     * @param dtype     f32, f16 or bf16
+     * @param ropeTheta θ, finite and above 1
+     * @param normEps   ε, positive and finite once rounded to fp32
+     * @param layers    at least one spec, none null; head masks of H entries keeping at least one head, routers
+     *                  of Hs + Hr = H heads
+     * @throws ModelException naming the first value that breaks a rule
+     */
     public ModelConfig {
         if (dModel <= 0 || heads <= 0 || kvHeads <= 0 || headDim <= 0) {
             throw new ModelException("model sizes must be positive: d_model=" + dModel + " H=" + heads + " Hkv=" + kvHeads
@@ -95,7 +111,19 @@ public record ModelConfig(int dModel, int heads, int kvHeads, int headDim, DType
         }
     }
 
-    /** {@code count} layers with the same spec, default theta and eps. */
+    /**
+     * {@code count} layers with the same spec, default theta and eps.
+     *
+     * @param dModel  d_model
+     * @param heads   H
+     * @param kvHeads Hkv
+     * @param headDim D
+     * @param dtype   f32, f16 or bf16
+     * @param count   the layers, at least 1
+     * @param spec    every layer's spec
+     * @return the validated config
+     * @throws ModelException when {@code count} is below 1 or the config is invalid
+     */
     public static ModelConfig uniform(int dModel, int heads, int kvHeads, int headDim, DType dtype, int count, LayerSpec spec) {
         if (count <= 0) {
             throw new ModelException("a model needs at least one layer, got " + count);
@@ -104,27 +132,43 @@ public record ModelConfig(int dModel, int heads, int kvHeads, int headDim, DType
                 Collections.nCopies(count, spec));
     }
 
+    /** {@return the number of layers, at least 1} */
     public int layerCount() {
         return layers.size();
     }
 
+    /**
+     * {@return layer i's spec}
+     *
+     * @param i the layer, in [0, {@link #layerCount()})
+     */
     public LayerSpec layer(int i) {
         return layers.get(i);
     }
 
-    /** Query heads per key/value head. */
+    /** {@return the query heads per key/value head, H / Hkv} */
     public int group() {
         return heads / kvHeads;
     }
 
-    /** This config with layer i's spec replaced. */
+    /**
+     * {@return this config with layer i's spec replaced}
+     *
+     * @param i    the layer, in [0, {@link #layerCount()})
+     * @param spec the new spec, validated with the rest
+     */
     public ModelConfig withLayer(int i, LayerSpec spec) {
         List<LayerSpec> l = new ArrayList<>(layers);
         l.set(i, spec);
         return new ModelConfig(dModel, heads, kvHeads, headDim, dtype, ropeTheta, normEps, l);
     }
 
-    /** This config with one head mask per layer (a pruning plan; a null entry keeps every head). */
+    /**
+     * {@return this config with one head mask per layer} (a pruning plan; a null entry keeps every head).
+     *
+     * @param masks one mask of H entries, or null, per layer
+     * @throws ModelException when there is not one entry per layer, or a mask is invalid
+     */
     public ModelConfig withHeadMasks(List<boolean[]> masks) {
         if (masks.size() != layers.size()) {
             throw new ModelException(masks.size() + " head masks for " + layers.size() + " layers");
@@ -136,7 +180,7 @@ public record ModelConfig(int dModel, int heads, int kvHeads, int headDim, DType
         return new ModelConfig(dModel, heads, kvHeads, headDim, dtype, ropeTheta, normEps, l);
     }
 
-    /** Whether any layer is routed. */
+    /** {@return whether any layer is routed} */
     public boolean routed() {
         for (LayerSpec s : layers) {
             if (s.routed()) {
@@ -146,7 +190,11 @@ public record ModelConfig(int dModel, int heads, int kvHeads, int headDim, DType
         return false;
     }
 
-    /** This config with {@code router} on every layer (null: none routed). */
+    /**
+     * {@return this config with {@code router} on every layer}
+     *
+     * @param router the routing (Hs + Hr = H), or null for no routed layer
+     */
     public ModelConfig withRouter(RouterConfig router) {
         List<LayerSpec> l = new ArrayList<>();
         for (LayerSpec s : layers) {
@@ -155,12 +203,20 @@ public record ModelConfig(int dModel, int heads, int kvHeads, int headDim, DType
         return new ModelConfig(dModel, heads, kvHeads, headDim, dtype, ropeTheta, normEps, l);
     }
 
-    /** This config with another dtype (the weights must then be converted: {@link ModelWeights#toDType}). */
+    /**
+     * {@return this config with another dtype} (the weights must then be converted: {@link ModelWeights#toDType}).
+     *
+     * @param d f32, f16 or bf16
+     */
     public ModelConfig withDType(DType d) {
         return new ModelConfig(dModel, heads, kvHeads, headDim, d, ropeTheta, normEps, layers);
     }
 
-    /** The config as JSON (the form stored in a weight file's metadata). */
+    /**
+     * {@return the config as one line of JSON (the form stored in a weight file's metadata)}: d_model, heads,
+     * kv_heads, head_dim, dtype, rope_theta, norm_eps and per layer its pattern, causal, algorithm, and head_mask and
+     * router where set.
+     */
     public String toJson() {
         ObjectNode root = JSON.createObjectNode();
         root.put("d_model", dModel).put("heads", heads).put("kv_heads", kvHeads).put("head_dim", headDim)
@@ -191,7 +247,15 @@ public record ModelConfig(int dModel, int heads, int kvHeads, int headDim, DType
         }
     }
 
-    /** Parses {@link #toJson()}'s form; layout patterns re-read their files. */
+    /**
+     * Parses {@link #toJson()}'s form; layout patterns re-read their files. Unknown fields, duplicate keys and
+     * trailing text are refused; rope_theta, norm_eps, causal, head_mask, router and a router's block are optional.
+     *
+     * @param json the config
+     * @return the validated config
+     * @throws ModelException with a one-line message for malformed JSON or an invalid config
+     * @throws io.headroute.tensor.TensorFileException when a layout pattern's file cannot be read
+     */
     public static ModelConfig fromJson(String json) {
         JsonNode root;
         try {

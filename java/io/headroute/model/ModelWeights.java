@@ -40,12 +40,25 @@ public final class ModelWeights {
         this.layers = Collections.unmodifiableList(new ArrayList<>(layers));
     }
 
-    /** Full name of a layer's tensor: {@code layers.3.attn.wq}. */
+    /**
+     * {@return the full name of a layer's tensor: {@code layers.3.attn.wq}}
+     *
+     * @param layer     the layer index
+     * @param shortName the name within the layer, e.g. "attn.wq"
+     */
     public static String name(int layer, String shortName) {
         return "layers." + layer + "." + shortName;
     }
 
-    /** The shape the config demands for a layer tensor. */
+    /**
+     * The shape the config demands for a layer tensor.
+     *
+     * @param c         the config
+     * @param shortName one of {@link #SHORT_NAMES}
+     * @return a new array: (d_model) for the norm, (d_model, H·D) for wq, (d_model, Hkv·D) for wk and wv, (H·D,
+     *         d_model) for wo
+     * @throws IllegalArgumentException for another name (the router's shape is {@link #expectedRouterShape})
+     */
     public static long[] expectedShape(ModelConfig c, String shortName) {
         long hd = (long) c.heads() * c.headDim();
         long kvd = (long) c.kvHeads() * c.headDim();
@@ -58,13 +71,24 @@ public final class ModelWeights {
         };
     }
 
-    /** The shape of layer {@code layer}'s router weights (d_model, Hr), or null for an unrouted layer. */
+    /**
+     * {@return the shape of layer {@code layer}'s router weights (d_model, Hr), or null for an unrouted layer}
+     *
+     * @param c     the config
+     * @param layer the layer, in [0, layers)
+     */
     public static long[] expectedRouterShape(ModelConfig c, int layer) {
         LayerSpec s = c.layer(layer);
         return s.routed() ? new long[] {c.dModel(), s.router().routedHeads()} : null;
     }
 
-    /** The short names layer {@code layer} holds: {@link #SHORT_NAMES}, plus the router for a routed layer. */
+    /**
+     * {@return the short names layer {@code layer} holds: {@link #SHORT_NAMES}, plus the router for a routed layer}
+     * The list is unmodifiable.
+     *
+     * @param c     the config
+     * @param layer the layer, in [0, layers)
+     */
     public static List<String> shortNames(ModelConfig c, int layer) {
         if (!c.layer(layer).routed()) {
             return SHORT_NAMES;
@@ -81,6 +105,12 @@ public final class ModelWeights {
     /**
      * Weights checked against {@code config}: every tensor present with the expected shape and the
      * config's dtype, and no other tensor. Errors name the tensor, what was expected and what was found.
+     * Values must also be finite.
+     *
+     * @param config  the config to check against
+     * @param tensors full name → tensor (e.g. a safetensors file's tensors); not changed
+     * @return the weights, holding the given tensors (not copies)
+     * @throws ModelException for a missing, misshapen, wrongly typed, non-finite or unexpected tensor
      */
     public static ModelWeights of(ModelConfig config, Map<String, Tensor> tensors) {
         Map<String, Tensor> left = new LinkedHashMap<>(tensors);
@@ -132,6 +162,10 @@ public final class ModelWeights {
      * with {@code nextGaussian()}, then rounds them to the dtype. A routed layer's router weights Wr
      * (standard deviation 1/√d_model) come from {@code java.util.Random(seed − 1000003·(i + 1))}: negative
      * offsets, so they never share a generator with a projection matrix.
+     *
+     * @param config the config; its dtype is the weights'
+     * @param seed   the seed
+     * @return the weights
      */
     public static ModelWeights random(ModelConfig config, long seed) {
         List<LayerWeights> ls = new ArrayList<>();
@@ -165,12 +199,27 @@ public final class ModelWeights {
         return v;
     }
 
-    /** Reads weights and checks them against {@code config} (the file's stored config is not consulted). */
+    /**
+     * Reads weights and checks them against {@code config} (the file's stored config is not consulted).
+     *
+     * @param file   a safetensors file
+     * @param config the config the weights must fit
+     * @return the weights, read-only views of the file's memory map
+     * @throws io.headroute.tensor.TensorFileException when the file cannot be read
+     * @throws ModelException                          when the tensors do not fit {@code config}
+     */
     public static ModelWeights load(Path file, ModelConfig config) {
         return of(config, Safetensors.read(file).tensors());
     }
 
-    /** Reads weights together with the config stored in the file's metadata. */
+    /**
+     * Reads weights together with the config stored in the file's metadata.
+     *
+     * @param file a safetensors file written by {@link #save}
+     * @return the weights and their config
+     * @throws io.headroute.tensor.TensorFileException when the file cannot be read
+     * @throws ModelException                          when the file holds no config, or the tensors do not fit it
+     */
     public static ModelWeights load(Path file) {
         SafetensorsFile f = Safetensors.read(file);
         String json = f.metadata().get(ModelConfig.METADATA_KEY);
@@ -181,7 +230,12 @@ public final class ModelWeights {
         return of(ModelConfig.fromJson(json), f.tensors());
     }
 
-    /** Writes every tensor, and the config as JSON metadata, atomically. */
+    /**
+     * Writes every tensor, and the config as JSON metadata, atomically.
+     *
+     * @param file the safetensors file to write; metadata "producer" = "headroute" and {@link ModelConfig#METADATA_KEY}
+     * @throws io.headroute.tensor.TensorFileException when the file cannot be written
+     */
     public void save(Path file) {
         Map<String, Tensor> out = asMap();
         Map<String, String> meta = new LinkedHashMap<>();
@@ -190,12 +244,21 @@ public final class ModelWeights {
         Safetensors.write(file, out, meta);
     }
 
-    /** The same weights under another config of the same shapes (e.g. a new pruning plan or patterns). */
+    /**
+     * {@return the same weights under another config of the same shapes} (e.g. a new pruning plan or patterns).
+     *
+     * @param other the config; its dtype and shapes must match the weights
+     * @throws ModelException when the weights do not fit {@code other}
+     */
     public ModelWeights withConfig(ModelConfig other) {
         return of(other, asMap());
     }
 
-    /** These weights rounded to {@code dtype}, with the config's dtype changed to match. */
+    /**
+     * {@return these weights rounded to {@code dtype}, with the config's dtype changed to match}
+     *
+     * @param dtype f32, f16 or bf16
+     */
     public ModelWeights toDType(DType dtype) {
         List<LayerWeights> ls = new ArrayList<>();
         for (LayerWeights w : layers) {
@@ -205,7 +268,7 @@ public final class ModelWeights {
         return new ModelWeights(config.withDType(dtype), ls);
     }
 
-    /** Every tensor by full name. */
+    /** {@return every tensor by full name, layer by layer in file order; a new mutable map} */
     public Map<String, Tensor> asMap() {
         Map<String, Tensor> out = new LinkedHashMap<>();
         for (int i = 0; i < layers.size(); i++) {
@@ -216,15 +279,21 @@ public final class ModelWeights {
         return out;
     }
 
+    /** {@return the config the weights were checked against} */
     public ModelConfig config() {
         return config;
     }
 
+    /**
+     * {@return layer i's weights}
+     *
+     * @param i the layer, in [0, layers)
+     */
     public LayerWeights layer(int i) {
         return layers.get(i);
     }
 
-    /** Bytes of all weights. */
+    /** {@return the bytes of all weights, pruned heads included} */
     public long byteSize() {
         long n = 0;
         for (Tensor t : asMap().values()) {

@@ -15,12 +15,17 @@ import java.util.List;
  * alignment). One copy moves a whole layer.
  */
 public final class PackedWeights {
+    /** The alignment of each matrix in the image, in bytes. */
     public static final int ALIGN = 256;
-    /** Index of each matrix in {@link #offsets}. */
+    /** Index of each matrix in {@link #offsets}: γ. */
     public static final int GAMMA = 0;
+    /** Index of Wq's offset in {@link #offsets}. */
     public static final int WQ = 1;
+    /** Index of Wk's offset in {@link #offsets}. */
     public static final int WK = 2;
+    /** Index of Wv's offset in {@link #offsets}. */
     public static final int WV = 3;
+    /** Index of Wo's offset in {@link #offsets}. */
     public static final int WO = 4;
     /** Wr of a routed layer (an empty slot otherwise). */
     public static final int ROUTER = 5;
@@ -29,7 +34,13 @@ public final class PackedWeights {
 
     private PackedWeights() {}
 
-    /** Byte offsets of γ, Wq, Wk, Wv, Wo, Wr, then the image's total size ({@link #TOTAL}), for layer {@code layer}. */
+    /**
+     * Byte offsets of γ, Wq, Wk, Wv, Wo, Wr, then the image's total size ({@link #TOTAL}), for layer {@code layer}.
+     *
+     * @param c     the config (its dtype sets the element size)
+     * @param layer the layer, whose head mask and router set the sizes
+     * @return {@link #TOTAL} + 1 offsets, each a multiple of {@link #ALIGN}; an unrouted layer's Wr slot is empty
+     */
     public static long[] offsets(ModelConfig c, int layer) {
         LayerSpec spec = c.layer(layer);
         HeadSelection s = HeadSelection.of(c, spec);
@@ -51,6 +62,12 @@ public final class PackedWeights {
     /**
      * Writes block {@code b}'s image into {@code dst} from its position (which must have room);
      * {@code router} is the layer's Wr (null for an unrouted layer).
+     *
+     * @param b      the block whose sliced weights to write
+     * @param router Wr (d_model, Hr), any floating dtype (rounded to the model's), or null
+     * @param c      the model config
+     * @param dst    receives {@code offsets(c, b.index())[TOTAL]} bytes from its position, which is left unchanged;
+     *               the padding between matrices is not written
      */
     public static void write(AttentionBlock b, Tensor router, ModelConfig c, ByteBuffer dst) {
         long[] off = offsets(c, b.index());

@@ -21,6 +21,15 @@ public final class RotaryTable {
         this.cosSin = cosSin;
     }
 
+    /**
+     * The table for L positions and head dim D.
+     *
+     * @param len     L, the positions 0 … L − 1
+     * @param headDim D, even
+     * @param theta   the rotary base θ, above 1
+     * @return the table
+     * @throws ArithmeticException when L·D does not fit an int
+     */
     public static RotaryTable of(int len, int headDim, double theta) {
         int half = headDim / 2;
         float[] cs = new float[Math.multiplyExact(Math.multiplyExact(len, half), 2)];
@@ -38,16 +47,22 @@ public final class RotaryTable {
         return new RotaryTable(len, half, cs);
     }
 
+    /** {@return L, the positions the table covers} */
     public int length() {
         return len;
     }
 
-    /** The table as (L, D/2, 2) floats {cos, sin}: the layout the GPU kernel reads. */
+    /** {@return the table as (L, D/2, 2) floats {cos, sin}, a copy}: the layout the GPU kernel reads. */
     public float[] cosSin() {
         return cosSin.clone();
     }
 
-    /** Bytes of the table on the device. */
+    /**
+     * {@return the bytes of the table on the device, 4·L·D} (L·D/2 pairs of float32)
+     *
+     * @param len     L
+     * @param headDim D, even
+     */
     public static long byteSize(int len, int headDim) {
         return 4L * len * headDim;
     }

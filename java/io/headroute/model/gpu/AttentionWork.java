@@ -9,13 +9,19 @@ package io.headroute.model.gpu;
  * @param gridTiles     B·H·ceil(L / Br) summed over the calls
  */
 public record AttentionWork(long launchedTiles, long gridTiles) {
+    /** No work: the start of a sum over calls. */
     public static final AttentionWork NONE = new AttentionWork(0, 0);
 
+    /**
+     * {@return the sum of this and {@code o}, component by component} (a layer's calls together).
+     *
+     * @param o the work to add
+     */
     public AttentionWork plus(AttentionWork o) {
         return new AttentionWork(launchedTiles + o.launchedTiles, gridTiles + o.gridTiles);
     }
 
-    /** launched / grid; 0 for an empty grid. */
+    /** {@return launched / grid tiles, in [0, 1]}; 0 for an empty grid. */
     public double fraction() {
         return gridTiles == 0 ? 0 : launchedTiles / (double) gridTiles;
     }

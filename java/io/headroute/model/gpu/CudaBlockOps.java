@@ -45,7 +45,14 @@ public final class CudaBlockOps implements BlockOps {
     private CudaHeadRouter router;
     private boolean closed;
 
-    /** Ops on {@code device}; {@code attention} may be null (then attention is refused). */
+    /**
+     * Ops on {@code device}; {@code attention} may be null (then attention is refused). Creates the two streams;
+     * the kernel module, cuBLAS and the router are loaded on first use.
+     *
+     * @param device    the open device; not closed by these ops
+     * @param attention the bound attention, or null; not closed by these ops
+     * @throws io.headroute.cuda.CudaException when a stream cannot be created
+     */
     public CudaBlockOps(CudaDevice device, DeviceAttention attention) {
         this.device = device;
         this.attention = attention;
@@ -60,6 +67,7 @@ public final class CudaBlockOps implements BlockOps {
         this.copy = c;
     }
 
+    /** {@return the compute lane's stream (destroyed on close)} */
     public CudaStream computeStream() {
         return compute;
     }

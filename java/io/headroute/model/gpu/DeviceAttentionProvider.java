@@ -10,10 +10,15 @@ import java.util.ServiceLoader;
  * {@link #find()}. Without one, GPU models refuse to run (with a message saying so).
  */
 public interface DeviceAttentionProvider {
-    /** The attention on {@code device}; the caller closes it after the models using it. */
+    /**
+     * The attention on {@code device}; the caller closes it after the models using it.
+     *
+     * @param device the open device
+     * @return the bound attention
+     */
     DeviceAttention open(CudaDevice device);
 
-    /** The first provider on the class path, if any. */
+    /** {@return the first provider on the class path ({@link ServiceLoader} order), if any} */
     static Optional<DeviceAttentionProvider> find() {
         return ServiceLoader.load(DeviceAttentionProvider.class).findFirst();
     }

@@ -40,7 +40,16 @@ public final class GpuModel implements AutoCloseable {
         this.scheduler = s;
     }
 
-    /** Opens GPU {@code ordinal} with the attention of the class path's {@link DeviceAttentionProvider}. */
+    /**
+     * Opens GPU {@code ordinal} with the attention of the class path's {@link DeviceAttentionProvider}.
+     *
+     * @param ordinal   the CUDA device index
+     * @param model     the host model whose weights are uploaded (resident) or pinned (just in time)
+     * @param placement where the weights live
+     * @return the GPU model, owning its device, pool and attention
+     * @throws UnsupportedOperationException when no provider is on the class path
+     * @throws DeviceOutOfMemoryException    when the weights do not fit the device's free memory
+     */
     public static GpuModel open(int ordinal, Model model, WeightPlacement placement) {
         DeviceAttentionProvider provider = DeviceAttentionProvider.find().orElseThrow(() -> new UnsupportedOperationException(
                 "no GPU attention is bound to GPU models (no " + DeviceAttentionProvider.class.getName()
@@ -58,6 +67,14 @@ public final class GpuModel implements AutoCloseable {
     /**
      * A GPU model on an opened device with a given attention; the model owns both once this returns (on
      * failure the caller still does).
+     *
+     * @param device    the open device
+     * @param attention the attention to bind; not null
+     * @param model     the host model
+     * @param placement where the weights live
+     * @return the GPU model
+     * @throws UnsupportedOperationException when {@code attention} is null
+     * @throws DeviceOutOfMemoryException    when the weights do not fit the device's free memory
      */
     public static GpuModel open(CudaDevice device, DeviceAttention attention, Model model, WeightPlacement placement) {
         if (attention == null) {
@@ -81,7 +98,14 @@ public final class GpuModel implements AutoCloseable {
         }
     }
 
-    /** The plan of a forward pass of this size (nothing is allocated). */
+    /**
+     * The plan of a forward pass of this size (nothing is allocated).
+     *
+     * @param batch B
+     * @param len   L
+     * @param gates whether the caller gives gates
+     * @return the buffers the pass would hold, with the bound attention's workspaces
+     */
     public MemoryPlan plan(int batch, int len, boolean gates) {
         return scheduler.plan(batch, len, gates);
     }
@@ -89,6 +113,13 @@ public final class GpuModel implements AutoCloseable {
     /**
      * All layers on {@code x} (B, L, d_model) with optional per-layer gates; refuses with "needs …, card
      * has … free" when the plan's scratch does not fit next to the weights already resident.
+     *
+     * @param x     the input (B, L, d_model)
+     * @param gates one (B, L, H) gate or null per layer, or null
+     * @return the output, per-layer times and memory statistics
+     * @throws io.headroute.engine.ShapeException for an input or gate of the wrong shape, or a non-finite gate value
+     * @throws DeviceOutOfMemoryException         when the pass's scratch does not fit free memory plus the pool's
+     *                                            cache
      */
     public LayerScheduler.Result forward(Tensor x, List<Tensor> gates) {
         // Bad input is refused as such before its size is weighed; the scheduler allocates a gate buffer only when
@@ -108,15 +139,21 @@ public final class GpuModel implements AutoCloseable {
         return scheduler.forwardValidated(x, gates, anyGate);
     }
 
-    /** See {@link LayerScheduler#setCountWork}: for tests and benchmarks (it synchronizes per attention call). */
+    /**
+     * See {@link LayerScheduler#setCountWork}: for tests and benchmarks (it synchronizes per attention call).
+     *
+     * @param count whether to count launched query tiles
+     */
     public void setCountWork(boolean count) {
         scheduler.setCountWork(count);
     }
 
+    /** {@return the model's device pool (statistics, leak checks)} */
     public DevicePool pool() {
         return pool;
     }
 
+    /** {@return the device and the attention, for reports} */
     public String describe() {
         return device.describe() + ", attention: " + attention.describe();
     }

@@ -52,9 +52,15 @@ public final class LayerScheduler implements AutoCloseable {
     /**
      * What one forward pass produced and cost; {@code layerWork}: per layer, the query tiles its
      * attention launched against its grid, or null when not counted ({@link #setCountWork}).
+     *
+     * @param output      the last layer's output (B, L, d_model) in the model dtype
+     * @param layerMillis per layer, the compute lane's time from the layer's start to its end, in milliseconds
+     * @param memory      the pool's accounting at the end of the pass, its scratch still held (peaks reset at the
+     *                    pass's start)
+     * @param layerWork   per layer, the query tiles launched, or null
      */
     public record Result(Tensor output, float[] layerMillis, MemoryStats memory, AttentionWork[] layerWork) {
-        /** Peak device bytes the pool held during the pass (weights included). */
+        /** {@return the peak device bytes the pool held during the pass (weights included)} */
         public long peakBytes() {
             return memory.peakAllocatedBytes();
         }
@@ -77,6 +83,16 @@ public final class LayerScheduler implements AutoCloseable {
     private boolean countWork;
     private boolean closed;
 
+    /**
+     * Allocates the weight buffers from {@code pool} and stages every layer's packed weights in pinned memory;
+     * resident weights are uploaded (and the pinned copies freed) before this returns.
+     *
+     * @param model     the host model
+     * @param placement where the weights live
+     * @param pool      the device pool; it must outlive the scheduler
+     * @param ops       the device operations; not closed by the scheduler
+     * @throws io.headroute.cuda.memory.DeviceOutOfMemoryException when the weights do not fit
+     */
     public LayerScheduler(Model model, WeightPlacement placement, DevicePool pool, BlockOps ops) {
         this.model = model;
         this.config = model.config();
@@ -111,11 +127,19 @@ public final class LayerScheduler implements AutoCloseable {
         }
     }
 
-    /** The plan of a pass; {@code gates}: whether the caller gives gates (routed layers need none). */
+    /**
+     * The plan of a pass; {@code gates}: whether the caller gives gates (routed layers need none).
+     *
+     * @param batch B
+     * @param len   L
+     * @param gates whether the caller gives gates
+     * @return the plan, with the ops' attention workspaces
+     */
     public MemoryPlan plan(int batch, int len, boolean gates) {
         return MemoryPlan.of(config, batch, len, placement, gates, ops::attentionWorkspace);
     }
 
+    /** {@return where the weights live} */
     public WeightPlacement placement() {
         return placement;
     }
@@ -123,6 +147,8 @@ public final class LayerScheduler implements AutoCloseable {
     /**
      * Whether forward passes read back each attention call's launched query tiles (one synchronization
      * per call: layer times then include the host's waits). Off by default.
+     *
+     * @param count whether to count
      */
     public void setCountWork(boolean count) {
         this.countWork = count;
@@ -132,6 +158,15 @@ public final class LayerScheduler implements AutoCloseable {
      * The checks of {@link #forward} before any device work: x's shape, the gates' count, shapes and values
      * (finite, as the CPU model requires), and that the bound implementation computes every layer's attention
      * and router. Returns whether any layer has a gate given.
+     *
+     * @param x     the input (B, L, d_model)
+     * @param gates one gate or null per layer, or null
+     * @return whether any layer has a gate given
+     * @throws IllegalStateException         when the scheduler is closed
+     * @throws io.headroute.engine.ShapeException for a wrong shape, a gate count other than the layers, or a
+     *                                       non-finite gate value
+     * @throws IllegalArgumentException      when a routed layer is given a gate
+     * @throws UnsupportedOperationException when the ops cannot run a layer's router or attention
      */
     public boolean validate(Tensor x, List<Tensor> gates) {
         if (closed) {
@@ -186,6 +221,10 @@ public final class LayerScheduler implements AutoCloseable {
      * All layers on {@code x} (B, L, d_model); {@code gates} is null or one (B, L, H) gate (or null) per
      * layer (routed layers take theirs from their router: a gate given for one is refused). The output is
      * in the model dtype. Attention the bound implementation cannot compute is refused before any device work.
+     *
+     * @param x     the input (B, L, d_model)
+     * @param gates one (B, L, H) gate or null per layer, or null
+     * @return the output, per-layer times, memory statistics and counted work
      */
     public Result forward(Tensor x, List<Tensor> gates) {
         return forwardValidated(x, gates, validate(x, gates));

@@ -46,21 +46,37 @@ import java.util.Map;
  * cuBLAS's own workspace and the CUDA context are outside the pool and not counted.
  */
 public final class MemoryPlan {
+    /** Pool tag of the packed layer weights. */
     public static final String WEIGHTS = "weights";
+    /** Pool tag of the residual stream (B, L, d_model). */
     public static final String RESIDUAL = "residual";
+    /** Pool tag of the rotary cos/sin table. */
     public static final String ROPE = "rope";
+    /** Pool tag of the normed input (B, L, d_model). */
     public static final String NORM = "norm";
+    /** Pool tag of the queries (B, L, active heads, D). */
     public static final String Q = "q";
+    /** Pool tag of the keys (B, L, active key/value heads, D). */
     public static final String K = "k";
+    /** Pool tag of the values (B, L, active key/value heads, D). */
     public static final String V = "v";
+    /** Pool tag of the attention output before Wo (B, L, active heads, D). */
     public static final String ATTN_OUT = "attn_out";
+    /** Pool tag of one layer's compacted gate, float32. */
     public static final String GATE = "gate";
+    /** Pool tag of the attention workspace. */
     public static final String WORKSPACE = "attn_workspace";
+    /** Pool tag of the router's logits and gate. */
     public static final String ROUTER = "router";
 
-    /** One device buffer: its tag and the bytes requested. */
+    /**
+     * One device buffer: its tag and the bytes requested.
+     *
+     * @param tag   the pool tag, one of this class's constants
+     * @param bytes the bytes requested (before the pool's rounding)
+     */
     public record Buffer(String tag, long bytes) {
-        /** Bytes the pool accounts for it. */
+        /** {@return the bytes the pool accounts for it: {@code bytes} rounded up to {@link DevicePool#ROUNDING}} */
         public long accountedBytes() {
             return roundUp(bytes);
         }
@@ -69,6 +85,15 @@ public final class MemoryPlan {
     /** Device scratch one attention call needs ({@link DeviceAttention#workspaceBytes}'s signature). */
     @FunctionalInterface
     public interface Workspace {
+        /**
+         * {@return the workspace bytes of one call, 0 for none}
+         *
+         * @param shape     the call's sizes
+         * @param dtype     the compute dtype
+         * @param algorithm the algorithm
+         * @param pattern   the call's effective pattern
+         * @param gateBlock 0, 1 or the router block Bq ({@link DeviceAttentionCall#gateBlock})
+         */
         long bytes(AttentionShape shape, DType dtype, Algorithm algorithm, Pattern pattern, int gateBlock);
 
         /** The standard algorithms' needs ({@link DeviceAttention}'s default). */
@@ -96,11 +121,31 @@ public final class MemoryPlan {
         this.residentWeights = sum(weightBuffers(config, WeightPlacement.RESIDENT));
     }
 
-    /** The plan with the standard attention workspace. */
+    /**
+     * The plan with the standard attention workspace.
+     *
+     * @param c         the model config
+     * @param batch     B
+     * @param len       L
+     * @param placement where the weights live
+     * @param gates     whether the caller gives gates
+     * @return the plan
+     */
     public static MemoryPlan of(ModelConfig c, int batch, int len, WeightPlacement placement, boolean gates) {
         return of(c, batch, len, placement, gates, Workspace.STANDARD);
     }
 
+    /**
+     * The plan with the workspaces {@code ws} reports (a bound attention's).
+     *
+     * @param c         the model config
+     * @param batch     B
+     * @param len       L
+     * @param placement where the weights live
+     * @param gates     whether the caller gives gates
+     * @param ws        each attention call's workspace
+     * @return the plan
+     */
     public static MemoryPlan of(ModelConfig c, int batch, int len, WeightPlacement placement, boolean gates, Workspace ws) {
         return new MemoryPlan(c, batch, len, placement, weightBuffers(c, placement), scratchBuffers(c, batch, len, gates, ws));
     }
@@ -108,6 +153,10 @@ public final class MemoryPlan {
     /**
      * How a layer's gate may vary, as its attention calls are told ({@link DeviceAttentionCall#gateBlock}):
      * a routed layer's router block Bq (1 per token), 1 for a gate the caller gives (any rows), 0 without a gate.
+     *
+     * @param s         the layer
+     * @param gateGiven whether the caller gives the layer a gate
+     * @return Bq, 1 or 0
      */
     public static int gateBlock(LayerSpec s, boolean gateGiven) {
         return s.routed() ? s.router().block() : gateGiven ? 1 : 0;
@@ -118,7 +167,13 @@ public final class MemoryPlan {
         return (Math.max(bytes, 1) + DevicePool.ROUNDING - 1) / DevicePool.ROUNDING * DevicePool.ROUNDING;
     }
 
-    /** Bytes the pool accounts for the weights of {@code c} in {@code placement} (a pass's scratch aside). */
+    /**
+     * {@return the bytes the pool accounts for the weights of {@code c} in {@code placement}} (a pass's scratch
+     * aside).
+     *
+     * @param c         the model config
+     * @param placement where the weights live
+     */
     public static long weightBytes(ModelConfig c, WeightPlacement placement) {
         return sum(weightBuffers(c, placement));
     }
@@ -196,14 +251,14 @@ public final class MemoryPlan {
         return n;
     }
 
-    /** Weight buffers then scratch buffers, in the order the scheduler allocates them. */
+    /** {@return the weight buffers then the scratch buffers, in the order the scheduler allocates them; unmodifiable} */
     public List<Buffer> buffers() {
         List<Buffer> all = new ArrayList<>(weights);
         all.addAll(scratch);
         return Collections.unmodifiableList(all);
     }
 
-    /** Predicted peak bytes per tag (every buffer is live at the peak). */
+    /** {@return the predicted peak bytes per tag (every buffer is live at the peak); unmodifiable} */
     public Map<String, Long> bytesByTag() {
         Map<String, Long> m = new LinkedHashMap<>();
         for (Buffer b : buffers()) {
@@ -212,43 +267,55 @@ public final class MemoryPlan {
         return Collections.unmodifiableMap(m);
     }
 
-    /** Predicted peak of the pool's allocated bytes during a forward pass. */
+    /** {@return the predicted peak of the pool's allocated bytes during a forward pass} */
     public long totalBytes() {
         return sum(weights) + sum(scratch);
     }
 
-    /** Device bytes of the weights under this plan's placement. */
+    /** {@return the device bytes of the weights under this plan's placement} */
     public long weightBytes() {
         return sum(weights);
     }
 
-    /** Device bytes just-in-time weights save against resident ones (0 for a resident plan). */
+    /** {@return the device bytes just-in-time weights save against resident ones (0 for a resident plan)} */
     public long savedByJustInTime() {
         return residentWeights - sum(weights);
     }
 
+    /** {@return where the weights live} */
     public WeightPlacement placement() {
         return placement;
     }
 
+    /** {@return the model config planned for} */
     public ModelConfig config() {
         return config;
     }
 
+    /** {@return B} */
     public int batch() {
         return batch;
     }
 
+    /** {@return L} */
     public int length() {
         return len;
     }
 
-    /** Whether the plan fits in {@code freeBytes}. */
+    /**
+     * {@return whether the plan's total fits in {@code freeBytes}}
+     *
+     * @param freeBytes the device memory available
+     */
     public boolean fits(long freeBytes) {
         return totalBytes() <= freeBytes;
     }
 
-    /** "needs 41.30 GiB, card has 79.10 GiB free". */
+    /**
+     * {@return "needs 41.30 GiB, card has 79.10 GiB free"}, for messages
+     *
+     * @param freeBytes the device memory available
+     */
     public String fitMessage(long freeBytes) {
         return "needs " + Bytes.format(totalBytes()) + ", card has " + Bytes.format(freeBytes) + " free";
     }

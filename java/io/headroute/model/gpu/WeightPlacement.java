@@ -12,10 +12,18 @@ public enum WeightPlacement {
      */
     JUST_IN_TIME;
 
+    /** {@return the command line's name: "resident" or "jit"} */
     public String cliName() {
         return this == RESIDENT ? "resident" : "jit";
     }
 
+    /**
+     * Parses "resident", "jit" or "just-in-time" (case-insensitive, surrounding blanks ignored).
+     *
+     * @param s the name; not null
+     * @return the placement
+     * @throws IllegalArgumentException for any other name
+     */
     public static WeightPlacement parse(String s) {
         return switch (s.trim().toLowerCase(Locale.ROOT)) {
             case "resident" -> RESIDENT;
