@@ -26,9 +26,13 @@ import javax.imageio.ImageIO;
  * together: a new folder appears complete or not at all.
  */
 public final class AnalysisReport {
+    /** File name of every number, as JSON. */
     public static final String JSON = "analysis.json";
+    /** File name of the numbers as Markdown tables, with the pictures. */
     public static final String MARKDOWN = "analysis.md";
+    /** File name of the pruning plan ({@link PruningPlan#toJson()}). */
     public static final String PLAN = "plan.json";
+    /** File name of the layers × heads importance heatmap. */
     public static final String IMPORTANCE_PNG = "importance.png";
     /** Pixels per cell of the importance grid. */
     static final int GRID_CELL = 24;
@@ -40,19 +44,35 @@ public final class AnalysisReport {
     /**
      * Where the analysis came from.
      *
-     * @param weights   where the weights came from ("random, seed 42" or a file)
-     * @param input     where X came from
-     * @param plotHeads the heads drawn, as {layer, head}
+     * @param commandLine the command as typed, for the report's header
+     * @param date        when it ran, as the report shows it
+     * @param device      the engine's device, e.g. "CPU, 2 threads"
+     * @param commit      the build's git commit
+     * @param weights     where the weights came from ("random, seed 42" or a file)
+     * @param input       where X came from
+     * @param options     what was measured (probe rows, map size, pruning budget, timing)
+     * @param plotHeads   the heads drawn, as {layer, head}
      */
     public record Context(String commandLine, String date, String device, String commit, String weights, String input,
             ModelAnalysis.Options options, List<int[]> plotHeads) {}
 
-    /** The file name of a head's attention-map picture. */
+    /**
+     * {@return the file name of a head's attention-map picture: "attention-l{layer}-h{head}.png"}
+     *
+     * @param layer the layer
+     * @param head  the head
+     */
     public static String mapFile(int layer, int head) {
         return "attention-l" + layer + "-h" + head + ".png";
     }
 
-    /** Every file, by name, in writing order. */
+    /**
+     * Every file, by name, in writing order.
+     *
+     * @param r   the analysis
+     * @param ctx where it came from, and which heads to draw
+     * @return file name → content: the JSON, the Markdown, the plan, the importance PNG and one PNG per plotted head
+     */
     public static Map<String, byte[]> render(ModelAnalysis.Report r, Context ctx) {
         Map<String, byte[]> files = new LinkedHashMap<>();
         files.put(JSON, json(r, ctx).getBytes(StandardCharsets.UTF_8));
@@ -78,7 +98,13 @@ public final class AnalysisReport {
         return out.toByteArray();
     }
 
-    /** The numbers as indented JSON. */
+    /**
+     * The numbers as indented JSON.
+     *
+     * @param r   the analysis
+     * @param ctx where it came from
+     * @return the JSON document ({@code "format": "headroute-analysis", "version": 1}), ending in a newline
+     */
     public static String json(ModelAnalysis.Report r, Context ctx) {
         ObjectMapper mapper = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
         ObjectNode root = mapper.createObjectNode();
@@ -167,16 +193,32 @@ public final class AnalysisReport {
         return n;
     }
 
-    /** The heads table's number formats (the tests read the Markdown back against the JSON with them). */
+    /**
+     * The heads table's number formats (the tests read the Markdown back against the JSON with them).
+     *
+     * @param v an importance or relative error
+     * @return {@code v} with 6 decimals in scientific notation ("1.234568e-02")
+     */
     public static String importance(double v) {
         return f("%.6e", v);
     }
 
+    /**
+     * {@return {@code v} with 4 decimals ("0.1235")}: the format of masses, entropies and cosines in the tables
+     *
+     * @param v the value
+     */
     public static String mass(double v) {
         return f("%.4f", v);
     }
 
-    /** The same numbers as Markdown tables, with the pictures. */
+    /**
+     * The same numbers as Markdown tables, with the pictures.
+     *
+     * @param r   the analysis
+     * @param ctx where it came from, and which heads were drawn
+     * @return the Markdown document
+     */
     public static String markdown(ModelAnalysis.Report r, Context ctx) {
         ModelConfig c = r.config();
         PruningPlan plan = r.pruning().plan();
@@ -264,6 +306,10 @@ public final class AnalysisReport {
      * Writes {@code files} into {@code out}. A new folder is filled beside it under a temporary name and
      * renamed into place; an existing empty one gets each file atomically and loses them all again if
      * one fails.
+     *
+     * @param out   the output folder: new, or existing and empty
+     * @param files file name → content, as {@link #render} returns them
+     * @throws io.headroute.tensor.TensorFileException when the folder or a file cannot be written
      */
     public static void write(Path out, Map<String, byte[]> files) {
         AtomicFiles.writeFolder(out, files, "the analysis folder");

@@ -20,10 +20,22 @@ public final class HeadImportance {
     /** A layer (or model) output as a function of which heads are active. */
     @FunctionalInterface
     public interface MaskedForward {
+        /**
+         * {@return the output with the heads {@code active[h]} computed, flattened; the same length for every mask}
+         *
+         * @param active one entry per head
+         */
         float[] forward(boolean[] active);
     }
 
-    /** Importance of each of {@code heads} heads by removing one at a time. */
+    /**
+     * Importance of each of {@code heads} heads by removing one at a time.
+     *
+     * @param layer the layer as a function of its head mask; called heads + 1 times
+     * @param heads the number of heads, positive
+     * @return per head, ‖y − y₋ₕ‖ / ‖y‖
+     * @throws IllegalArgumentException when {@code heads} is not positive
+     */
     public static double[] ablation(MaskedForward layer, int heads) {
         if (heads <= 0) {
             throw new IllegalArgumentException("ablation: heads must be positive, got " + heads);
@@ -40,7 +52,13 @@ public final class HeadImportance {
         return importance;
     }
 
-    /** ‖other − reference‖ / ‖reference‖ in float64; 0 for two zero outputs, +∞ when only the reference is zero. */
+    /**
+     * {@return ‖other − reference‖ / ‖reference‖ in float64}; 0 for two zero outputs, +∞ when only the reference is
+     * zero.
+     *
+     * @param reference the unchanged output
+     * @param other     the changed output, as long as {@code reference}
+     */
     public static double relativeChange(float[] reference, float[] other) {
         return AttentionBenchmark.relativeL2(other, reference);
     }

@@ -46,7 +46,10 @@ public final class HeadProbe {
      */
     public record HeadStats(int head, double prevToken, double firstToken, double diagonal, double entropy, int localWidth,
             int rows) {
-        /** The detectors this head trips: "previous-token", "first-token", "diagonal", or none. */
+        /**
+         * {@return the detectors this head trips, comma-separated in that order: "previous-token", "first-token",
+         * "diagonal"; empty for none}
+         */
         public String labels() {
             StringBuilder sb = new StringBuilder();
             if (prevToken >= LABEL_THRESHOLD) {
@@ -66,9 +69,18 @@ public final class HeadProbe {
      * Probe results: detectors per head and, per head, a mapSize × mapSize attention map whose cell
      * (r, c) is the mean over the probed rows falling in row bin r of the mass they put in key bin c
      * (so each map row sums to 1 where it has probed rows).
+     *
+     * @param heads      per head, its detectors
+     * @param maps       per head, its side × side map, side = min(mapSize, L, S)
+     * @param probedRows the query rows sampled per (batch, head), before rows that did not count were left out
      */
     public record Result(HeadStats[] heads, double[][][] maps, int probedRows) {
-        /** Cosine similarity of two heads' attention maps. */
+        /**
+         * {@return the cosine similarity of two heads' attention maps}, 0 when either map is all zeros
+         *
+         * @param a one head
+         * @param b another head
+         */
         public double mapSimilarity(int a, int b) {
             return Similarity.cosine(flatten(maps[a]), flatten(maps[b]));
         }
@@ -81,9 +93,14 @@ public final class HeadProbe {
     /**
      * Probes every head of q (B, H, L, D) against k (B, Hkv, S, D) under {@code pattern}.
      *
+     * @param q        post-RoPE queries (B, H, L, D)
+     * @param k        post-RoPE keys (B, Hkv, S, D), H divisible by Hkv, L ≤ S
+     * @param pattern  the effective pattern (causal folded in)
      * @param scale    softmax scale (null: 1/√D)
      * @param maxRows  query rows probed per (batch, head): all when L ≤ maxRows, else evenly spaced
      * @param mapSize  side of the downsampled maps (at most min(L, S))
+     * @return the detectors and maps per head
+     * @throws IllegalArgumentException for shapes that do not fit, or a non-positive maxRows or mapSize
      */
     public static Result probe(Tensor q, Tensor k, Pattern pattern, Float scale, int maxRows, int mapSize) {
         return probe(q, k, pattern, scale, maxRows, mapSize, null);
@@ -92,6 +109,16 @@ public final class HeadProbe {
     /**
      * As {@link #probe(Tensor, Tensor, Pattern, Float, int, int)}, leaving out the rows {@code gate} (B, L, H, as
      * floats; null: none) does not send to a head.
+     *
+     * @param q       post-RoPE queries (B, H, L, D)
+     * @param k       post-RoPE keys (B, Hkv, S, D)
+     * @param pattern the effective pattern
+     * @param scale   softmax scale (null: 1/√D)
+     * @param maxRows query rows probed per (batch, head)
+     * @param mapSize side of the downsampled maps
+     * @param gate    B·L·H gate values, row-major (B, L, H), or null
+     * @return the detectors and maps per head
+     * @throws IllegalArgumentException for shapes that do not fit, or a gate of the wrong length
      */
     public static Result probe(Tensor q, Tensor k, Pattern pattern, Float scale, int maxRows, int mapSize, float[] gate) {
         if (q.rank() != 4 || k.rank() != 4 || q.dim(0) != k.dim(0) || q.dim(3) != k.dim(3) || q.dim(1) % k.dim(1) != 0

@@ -19,7 +19,14 @@ public final class Heatmaps {
 
     private Heatmaps() {}
 
-    /** The image of {@code values} (rows × cols, not ragged): cell (r, c) is a cell × cell square. */
+    /**
+     * The image of {@code values} (rows × cols, not ragged): cell (r, c) is a cell × cell square.
+     *
+     * @param values the grid, at least one cell, every value finite
+     * @param cell   the side of each cell in pixels, positive
+     * @return an RGB image of (cols · cell) × (rows · cell) pixels; equal values everywhere give the lowest color
+     * @throws IllegalArgumentException for an empty or ragged grid, a non-finite value or a cell size below 1
+     */
     public static BufferedImage render(double[][] values, int cell) {
         if (values.length == 0 || values[0].length == 0 || cell <= 0) {
             throw new IllegalArgumentException("heatmap: need at least one cell and a positive cell size");
@@ -54,7 +61,14 @@ public final class Heatmaps {
         return img;
     }
 
-    /** Writes {@link #render} as a PNG, atomically. */
+    /**
+     * Writes {@link #render} as a PNG, atomically.
+     *
+     * @param values the grid
+     * @param cell   the side of each cell in pixels
+     * @param target the PNG file to write
+     * @throws io.headroute.tensor.TensorFileException when the file cannot be written
+     */
     public static void write(double[][] values, int cell, Path target) {
         BufferedImage img = render(values, cell);
         AtomicFiles.write(target, out -> {

@@ -49,6 +49,16 @@ public final class ModelAnalysis {
      * @param repeats   timed forwards of each model (alternating); the medians are compared
      */
     public record Options(int probeRows, int mapSize, double prune, int warmup, int repeats) {
+        /**
+         * Validates the options.
+         *
+         * @param probeRows positive
+         * @param mapSize   positive
+         * @param prune     in [0, 1)
+         * @param warmup    0 … {@link AttentionBenchmark#MAX_REPEATS}
+         * @param repeats   1 … {@link AttentionBenchmark#MAX_REPEATS}
+         * @throws IllegalArgumentException naming the option out of range
+         */
         public Options {
             if (probeRows <= 0 || mapSize <= 0) {
                 throw new IllegalArgumentException("--probe-rows and --map-size must be positive, got " + probeRows + " and "
@@ -64,16 +74,26 @@ public final class ModelAnalysis {
         }
     }
 
-    /** Two heads of a layer whose outputs and maps are both at least as similar as the thresholds. */
+    /**
+     * Two heads of a layer whose outputs and maps are both at least as similar as the thresholds.
+     *
+     * @param a            the lower head
+     * @param b            the higher head
+     * @param outputCosine cosine of their outputs before Wo, |value| ≥ {@link #REDUNDANT_OUTPUT_COSINE}
+     * @param mapCosine    cosine of their downsampled attention maps, ≥ {@link #REDUNDANT_MAP_COSINE}
+     */
     public record RedundantPair(int a, int b, double outputCosine, double mapCosine) {}
 
     /**
      * One layer's findings.
      *
+     * @param layer            the layer's index
+     * @param spec             how the layer attends
      * @param importance       per head: ‖y − y₋ₕ‖ / ‖y‖ of the layer's output y when head h alone is removed
      * @param probe            detectors and maps per head
      * @param outputSimilarity H × H cosine of head outputs before Wo
      * @param mapSimilarity    H × H cosine of the downsampled attention maps
+     * @param redundant        the redundant pairs, a before b, in head order; unmodifiable
      */
     public record Layer(int layer, LayerSpec spec, double[] importance, HeadProbe.Result probe, double[][] outputSimilarity,
             double[][] mapSimilarity, List<RedundantPair> redundant) {}
@@ -81,46 +101,66 @@ public final class ModelAnalysis {
     /**
      * The measured pruning plan.
      *
+     * @param plan          the greedy plan
      * @param relativeError ‖Y − Y_pruned‖ / ‖Y‖ of the whole model's output
      * @param unprunedMs    timed forwards of the unpruned model, in call order
      * @param prunedMs      timed forwards of the pruned model, alternating with the unpruned ones
      * @param flopRatio     nominal FLOPs of the pruned model / the unpruned one ({@link #nominalFlops})
      */
     public record Pruning(PruningPlan plan, double relativeError, double[] unprunedMs, double[] prunedMs, double flopRatio) {
+        /** {@return the median time of the unpruned model's timed forwards, in milliseconds} */
         public double unprunedMedianMs() {
             return median(unprunedMs);
         }
 
+        /** {@return the median time of the pruned model's timed forwards, in milliseconds} */
         public double prunedMedianMs() {
             return median(prunedMs);
         }
 
-        /** Pruned median time / unpruned median time. */
+        /** {@return pruned median time / unpruned median time} */
         public double timeRatio() {
             return prunedMedianMs() / unprunedMedianMs();
         }
 
-        /** 1 − {@link #timeRatio()}: the share of the latency the plan removes. */
+        /** {@return 1 − {@link #timeRatio()}}: the share of the latency the plan removes (negative when slower). */
         public double latencyReduction() {
             return 1 - timeRatio();
         }
     }
 
-    /** Everything {@link #analyze} found. */
+    /**
+     * Everything {@link #analyze} found.
+     *
+     * @param config     the unpruned model's config
+     * @param inputShape X's shape (B, L, d_model)
+     * @param layers     per layer, its findings
+     * @param pruning    the plan and its measurement
+     */
     public record Report(ModelConfig config, long[] inputShape, List<Layer> layers, Pruning pruning) {
-        /** layers × heads importance. */
+        /** {@return the layers × heads importance} */
         public double[][] importance() {
             return layers.stream().map(Layer::importance).toArray(double[][]::new);
         }
     }
 
-    /** The model with every head active (any head mask of its config dropped): what analysis starts from. */
+    /**
+     * {@return the model with every head active (any head mask of its config dropped)}: what analysis starts from.
+     *
+     * @param weights the weights and config
+     */
     public static Model unpruned(ModelWeights weights) {
         ModelConfig c = weights.config();
         return new Model(weights.withConfig(c.withHeadMasks(Collections.nCopies(c.layerCount(), (boolean[]) null))));
     }
 
-    /** The model with {@code plan}'s heads removed. */
+    /**
+     * {@return the model with {@code plan}'s heads removed} (the config's own head masks replaced)
+     *
+     * @param weights the weights and config
+     * @param plan    a plan for the model's layers and heads
+     * @throws IllegalArgumentException when the plan is for another number of layers or heads
+     */
     public static Model pruned(ModelWeights weights, PruningPlan plan) {
         ModelConfig c = weights.config();
         if (plan.layers() != c.layerCount() || plan.heads() != c.heads()) {
@@ -134,7 +174,17 @@ public final class ModelAnalysis {
         return new Model(weights.withConfig(c.withHeadMasks(masks)));
     }
 
-    /** Analyzes every layer of {@code weights} (all heads active) on {@code x} (B, L, d_model), then prunes. */
+    /**
+     * Analyzes every layer of {@code weights} (all heads active) on {@code x} (B, L, d_model), then prunes.
+     *
+     * @param weights the model
+     * @param x       the input (B, L, d_model)
+     * @param engine  computes the attention
+     * @param opt     what to measure
+     * @return every finding, the plan and its measurement
+     * @throws ShapeException           when x is not (B, L, d_model)
+     * @throws IllegalArgumentException when a layer's output is zero or not finite (importance is then undefined)
+     */
     public static Report analyze(ModelWeights weights, Tensor x, AttentionEngine engine, Options opt) {
         Model model = unpruned(weights);
         checkInput(model.config(), x);
@@ -154,7 +204,16 @@ public final class ModelAnalysis {
         return new Report(model.config(), x.shape(), Collections.unmodifiableList(layers), pruning);
     }
 
-    /** layers × heads ablation importance of the unpruned model on {@code x} (each layer on its unpruned input). */
+    /**
+     * layers × heads ablation importance of the unpruned model on {@code x} (each layer on its unpruned input).
+     *
+     * @param weights the model
+     * @param x       the input (B, L, d_model)
+     * @param engine  computes the attention
+     * @return per layer, per head, ‖y − y₋ₕ‖ / ‖y‖
+     * @throws ShapeException           when x is not (B, L, d_model)
+     * @throws IllegalArgumentException when a layer's output is zero or not finite
+     */
     public static double[][] importance(ModelWeights weights, Tensor x, AttentionEngine engine) {
         Model model = unpruned(weights);
         checkInput(model.config(), x);
@@ -181,7 +240,13 @@ public final class ModelAnalysis {
         return model.config().layer(i).routed() ? model.route(i, h, router).gate() : null;
     }
 
-    /** The greedy plan ({@link HeadImportance#greedyPlan}) as a {@link PruningPlan}. */
+    /**
+     * The greedy plan ({@link HeadImportance#greedyPlan}) as a {@link PruningPlan}.
+     *
+     * @param importance layers × heads, at least one layer, every row as long
+     * @param fraction   the share of all heads to remove, in [0, 1)
+     * @return the plan
+     */
     public static PruningPlan plan(double[][] importance, double fraction) {
         boolean[][] removed = HeadImportance.greedyPlan(importance, fraction);
         Map<Integer, List<Integer>> m = new TreeMap<>();
@@ -199,6 +264,14 @@ public final class ModelAnalysis {
      * The pruned model against the unpruned one on {@code x}: warm-up forwards of each, then
      * {@code repeats} timed forwards of each, alternating in ABBA order (so drift on a shared machine hits
      * both), and the relative change of the whole model's output.
+     *
+     * @param weights the model
+     * @param x       the input (B, L, d_model)
+     * @param plan    the heads to remove
+     * @param engine  computes the attention
+     * @param warmup  untimed forwards of each model first
+     * @param repeats timed forwards of each model, at least 1
+     * @return the plan with its error and times
      */
     public static Pruning measure(ModelWeights weights, Tensor x, PruningPlan plan, AttentionEngine engine, int warmup,
             int repeats) {
@@ -242,6 +315,12 @@ public final class ModelAnalysis {
      * Hkv' key/value heads left, 2·N·d_model·D·(2·H' + 2·Hkv') for the Q, K, V and output projections
      * (N = B·L) and 4·B·H'·L²·D for attention, halved when the layer is causal (the bench's count, the
      * same for every pattern). RMSNorm, RoPE and the residual add are left out.
+     *
+     * @param c     the model config
+     * @param plan  the heads removed ({@link PruningPlan#none} for the full model)
+     * @param batch B
+     * @param len   L (= S)
+     * @return the FLOPs count
      */
     public static double nominalFlops(ModelConfig c, PruningPlan plan, int batch, int len) {
         double n = (double) batch * len;
@@ -266,7 +345,14 @@ public final class ModelAnalysis {
         return total;
     }
 
-    /** The heads with the strongest detector (previous-token, first-token or diagonal mass), at most {@code n}, as {layer, head}. */
+    /**
+     * The heads with the strongest detector (previous-token, first-token or diagonal mass), at most {@code n}, as
+     * {layer, head}.
+     *
+     * @param layers the layers' findings
+     * @param n      the most heads to return
+     * @return {layer, head} pairs, strongest first (ties by lower layer, then lower head)
+     */
     public static List<int[]> strongestHeads(List<Layer> layers, int n) {
         record Entry(int layer, int head, double score) {}
         List<Entry> all = new ArrayList<>();
@@ -280,7 +366,11 @@ public final class ModelAnalysis {
         return all.stream().limit(n).map(e -> new int[] {e.layer(), e.head()}).toList();
     }
 
-    /** A head's largest detector mass. */
+    /**
+     * {@return a head's largest detector mass: the maximum of previous-token, first-token and diagonal}
+     *
+     * @param s the head's detectors
+     */
     public static double strongest(HeadProbe.HeadStats s) {
         return Math.max(s.prevToken(), Math.max(s.firstToken(), s.diagonal()));
     }
@@ -356,6 +446,13 @@ public final class ModelAnalysis {
     /**
      * Seeded input X (b, l, d): standard Gaussian elements in row-major order from
      * {@code java.util.Random(seed − 1).nextGaussian()} (random weights draw from seed + …, so the two never share a stream).
+     *
+     * @param b    B, positive
+     * @param l    L, positive
+     * @param d    d_model, positive
+     * @param seed the seed
+     * @return X (b, l, d) float32
+     * @throws IllegalArgumentException for a non-positive size or more than {@code Integer.MAX_VALUE} − 8 elements
      */
     public static Tensor randomInput(int b, int l, int d, long seed) {
         long n = (long) b * l * d;

@@ -4,7 +4,13 @@ package io.headroute.analysis;
 public final class Similarity {
     private Similarity() {}
 
-    /** Cosine similarity of two equally long vectors; 0 when either is all zeros. */
+    /**
+     * {@return the cosine similarity of two equally long vectors, in [−1, 1]}; 0 when either is all zeros.
+     *
+     * @param a one vector
+     * @param b another, as long
+     * @throws IllegalArgumentException when the lengths differ
+     */
     public static double cosine(double[] a, double[] b) {
         if (a.length != b.length) {
             throw new IllegalArgumentException("cosine: lengths differ (" + a.length + " vs " + b.length + ")");
@@ -23,6 +29,14 @@ public final class Similarity {
     /**
      * Pairwise cosine similarity of the heads of an output o (B, H, L, D) given as floats: head h's
      * vector is o[:, h, :, :] flattened.
+     *
+     * @param o     the output, B·H·rows·dim floats in (B, H, rows, D) order
+     * @param batch B
+     * @param heads H
+     * @param rows  L, the rows per head
+     * @param dim   D
+     * @return the symmetric H × H matrix of cosines
+     * @throws IllegalArgumentException when {@code o}'s length does not match the sizes
      */
     public static double[][] headOutputs(float[] o, int batch, int heads, int rows, int dim) {
         if ((long) batch * heads * rows * dim != o.length) {
