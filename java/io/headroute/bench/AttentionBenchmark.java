@@ -74,7 +74,15 @@ public final class AttentionBenchmark {
     /**
      * What to measure.
      *
+     * @param batch      B
+     * @param heads      H
+     * @param kvHeads    Hkv, dividing H
+     * @param qLen       L
+     * @param kvLen      S, at least L
+     * @param headDim    D
+     * @param causal     whether the causal rule j ≤ p is added to the pattern
      * @param pattern    the pattern before the causal rule ({@code causal} adds it)
+     * @param dtype      the compute dtype, also the inputs' dtype
      * @param algorithms measured in this order; the first is the reference for output differences
      * @param warmup     untimed calls per algorithm
      * @param repeats    timed calls per algorithm (the median is reported)
@@ -85,6 +93,27 @@ public final class AttentionBenchmark {
     public record Config(int batch, int heads, int kvHeads, int qLen, int kvLen, int headDim, boolean causal,
             Pattern pattern, DType dtype, List<Algorithm> algorithms, int warmup, int repeats, long seed, int blockSize,
             boolean fp32Scores) {
+        /**
+         * Validates the configuration and copies the algorithm list.
+         *
+         * @param batch      B
+         * @param heads      H
+         * @param kvHeads    Hkv
+         * @param qLen       L
+         * @param kvLen      S
+         * @param headDim    D
+         * @param causal     whether the causal rule is added
+         * @param pattern    the pattern; not null
+         * @param dtype      the dtype; not null
+         * @param algorithms at least one, none twice
+         * @param warmup     0 … {@link #MAX_REPEATS}
+         * @param repeats    1 … {@link #MAX_REPEATS}
+         * @param seed       the inputs' seed
+         * @param blockSize  64 or 128
+         * @param fp32Scores fp32 materialized scores
+         * @throws io.headroute.engine.ShapeException for sizes {@link AttentionShape} refuses
+         * @throws IllegalArgumentException           for inputs larger than one Java array, or a value out of range
+         */
         public Config {
             Objects.requireNonNull(pattern, "pattern");
             Objects.requireNonNull(dtype, "dtype");
@@ -113,18 +142,35 @@ public final class AttentionBenchmark {
             }
         }
 
-        /** With the default block size, 64, and scores in the input dtype. */
+        /**
+         * With the default block size, 64, and scores in the input dtype.
+         *
+         * @param batch      B
+         * @param heads      H
+         * @param kvHeads    Hkv
+         * @param qLen       L
+         * @param kvLen      S
+         * @param headDim    D
+         * @param causal     whether the causal rule is added
+         * @param pattern    the pattern before the causal rule
+         * @param dtype      the compute dtype
+         * @param algorithms the algorithms, the first the reference
+         * @param warmup     untimed calls per algorithm
+         * @param repeats    timed calls per algorithm
+         * @param seed       the inputs' seed
+         */
         public Config(int batch, int heads, int kvHeads, int qLen, int kvLen, int headDim, boolean causal, Pattern pattern,
                 DType dtype, List<Algorithm> algorithms, int warmup, int repeats, long seed) {
             this(batch, heads, kvHeads, qLen, kvLen, headDim, causal, pattern, dtype, algorithms, warmup, repeats, seed, 64,
                     false);
         }
 
+        /** {@return the attention shape of the configured sizes} */
         public AttentionShape shape() {
             return new AttentionShape(batch, heads, kvHeads, qLen, kvLen, headDim);
         }
 
-        /** The nominal FLOPs of one call, per {@link #FLOP_FORMULA}. */
+        /** {@return the nominal FLOPs of one call, per {@link #FLOP_FORMULA}} */
         public double flops() {
             return shape().flops(causal);
         }
@@ -149,7 +195,7 @@ public final class AttentionBenchmark {
             cfg.put("seed", seed);
         }
 
-        /** The effective pattern's spec, causal rule included. */
+        /** {@return the effective pattern's spec, causal rule included (e.g. "window:128+causal")} */
         public String patternSpec() {
             return causal ? pattern.withCausal().spec() : pattern.spec();
         }
@@ -158,13 +204,23 @@ public final class AttentionBenchmark {
     /**
      * One algorithm's numbers.
      *
+     * @param requested       the algorithm asked for
      * @param used            the algorithm the engine reports it ran
+     * @param engine          the engine's name, "cpu" or "cuda"
      * @param timesMs         the timed calls' compute times, in order
+     * @param medianMs        the median of {@code timesMs}, NaN for a row not run
+     * @param minMs           the fastest timed call, NaN for a row not run
+     * @param gflops          nominal GFLOP/s at the median ({@link #FLOP_FORMULA})
+     * @param workspaceBytes  scratch the last call allocated, −1 for a row not run
+     * @param keyTilesVisited (query tile, key tile) pairs the last call computed, −1 when not counted
+     * @param keyTilesSkipped pairs the pattern let it skip, −1 when not counted
      * @param relL2VsFirst    ‖o − o_ref‖₂ / ‖o_ref‖₂ against the reference, the first output without NaN or infinite
      *                        values (0 for it; NaN for an output with such values and for a row not run)
      * @param peakDeviceBytes peak device memory of a call (GPU engines), −1 on the CPU
+     * @param scoreDType      the dtype the materialized scores were stored in, or null
      * @param status          "ok", or why the algorithm was not measured (it does not fit, is unsupported, failed) or
      *                        why its output is no result ({@link #WRONG})
+     * @param tiling          the tensor-core tiling this row was forced to, or null for the engine's own
      * @param reference       whether this row's output is the one the others are compared with
      * @param nonFiniteValues NaN or infinite values in the last timed call's output; −1 for a row not run
      */
@@ -172,11 +228,50 @@ public final class AttentionBenchmark {
             double minMs, double gflops, long workspaceBytes, long keyTilesVisited, long keyTilesSkipped,
             double relL2VsFirst, long peakDeviceBytes, DType scoreDType, String status, FlashPlan.Tiling tiling,
             boolean reference, long nonFiniteValues) {
+        /**
+         * Copies the times.
+         *
+         * @param requested       the algorithm asked for
+         * @param used            the algorithm that ran
+         * @param engine          the engine's name
+         * @param timesMs         the timed calls' times; copied
+         * @param medianMs        their median
+         * @param minMs           their minimum
+         * @param gflops          GFLOP/s at the median
+         * @param workspaceBytes  scratch allocated
+         * @param keyTilesVisited tile pairs computed
+         * @param keyTilesSkipped tile pairs skipped
+         * @param relL2VsFirst    error against the reference
+         * @param peakDeviceBytes peak device memory
+         * @param scoreDType      materialized scores' dtype, or null
+         * @param status          "ok" or the reason
+         * @param tiling          forced tiling, or null
+         * @param reference       whether this is the reference row
+         * @param nonFiniteValues NaN or infinite output values, −1 when not run
+         */
         public Measurement {
             timesMs = List.copyOf(timesMs);
         }
 
-        /** A row with a finite output that is not the reference. */
+        /**
+         * A row with a finite output that is not the reference ({@code nonFiniteValues} 0 when "ok", else −1).
+         *
+         * @param requested       the algorithm asked for
+         * @param used            the algorithm that ran
+         * @param engine          the engine's name
+         * @param timesMs         the timed calls' times
+         * @param medianMs        their median
+         * @param minMs           their minimum
+         * @param gflops          GFLOP/s at the median
+         * @param workspaceBytes  scratch allocated
+         * @param keyTilesVisited tile pairs computed
+         * @param keyTilesSkipped tile pairs skipped
+         * @param relL2VsFirst    error against the reference
+         * @param peakDeviceBytes peak device memory
+         * @param scoreDType      materialized scores' dtype, or null
+         * @param status          "ok" or the reason
+         * @param tiling          forced tiling, or null
+         */
         public Measurement(Algorithm requested, Algorithm used, String engine, List<Double> timesMs, double medianMs,
                 double minMs, double gflops, long workspaceBytes, long keyTilesVisited, long keyTilesSkipped,
                 double relL2VsFirst, long peakDeviceBytes, DType scoreDType, String status, FlashPlan.Tiling tiling) {
@@ -184,17 +279,21 @@ public final class AttentionBenchmark {
                     relL2VsFirst, peakDeviceBytes, scoreDType, status, tiling, false, "ok".equals(status) ? 0 : -1);
         }
 
-        /** The algorithm's name, with the tensor-core tiling when one was asked for ({@code flash[w2]}). */
+        /**
+         * {@return the algorithm's name, with the tensor-core tiling when one was asked for ({@code flash[w2]})}; an
+         * algorithm that ran as another reads {@code auto(flash)}.
+         */
         public String label() {
             String name = requested == used ? requested.cliName() : requested.cliName() + "(" + used.cliName() + ")";
             return tiling == null ? name : name + "[" + tiling.cliName() + "]";
         }
 
+        /** {@return whether the row was measured and its output is finite (status "ok")} */
         public boolean ok() {
             return "ok".equals(status);
         }
 
-        /** A call that threw ({@link #ERROR}) or an output that is no result ({@link #WRONG}). */
+        /** {@return whether a call threw ({@link #ERROR}) or the output is no result ({@link #WRONG})} */
         public boolean failed() {
             return status.startsWith(ERROR) || status.startsWith(WRONG);
         }
@@ -209,8 +308,17 @@ public final class AttentionBenchmark {
         }
     }
 
-    /** The machine the numbers came from. */
+    /**
+     * The machine the numbers came from.
+     *
+     * @param cores        the processors available to the JVM
+     * @param jvm          the JVM's name, version and vendor
+     * @param osName       the {@code os.name} property
+     * @param osArch       the {@code os.arch} property
+     * @param maxHeapBytes the JVM's maximum heap, in bytes
+     */
     public record Machine(int cores, String jvm, String osName, String osArch, long maxHeapBytes) {
+        /** {@return this JVM's machine, read now} */
         public static Machine current() {
             return new Machine(Runtime.getRuntime().availableProcessors(),
                     System.getProperty("java.vm.name") + " " + System.getProperty("java.runtime.version", System.getProperty("java.version"))
@@ -231,6 +339,11 @@ public final class AttentionBenchmark {
     /**
      * A whole run: where, what, and the measurements in the configured order.
      *
+     * @param machine      where it ran
+     * @param config       what was measured
+     * @param engine       the engine's name
+     * @param device       the engine's device, for reports
+     * @param measurements the configured algorithms in order, then the tiling rows
      * @param flashTiling  the tiling the tensor-core dense/causal kernel ran in for the configured rows (those
      *                     without a {@link Measurement#tiling()}): the CUDA engine's, or W4 where the head dim's
      *                     kernel lacks it; null without tensor-core kernels (CPU engine, fp32) or where no
@@ -239,15 +352,41 @@ public final class AttentionBenchmark {
      */
     public record Report(Machine machine, Config config, String engine, String device, List<Measurement> measurements,
             String flashTiling, String sparseTiling) {
+        /**
+         * Copies the measurements.
+         *
+         * @param machine      where it ran
+         * @param config       what was measured
+         * @param engine       the engine's name
+         * @param device       the engine's device
+         * @param measurements the rows; copied
+         * @param flashTiling  the flash kernel's tiling, or null
+         * @param sparseTiling the block-sparse kernel's tiling, or null
+         */
         public Report {
             measurements = List.copyOf(measurements);
         }
 
+        /**
+         * A report without tensor-core tilings (both null).
+         *
+         * @param machine      where it ran
+         * @param config       what was measured
+         * @param engine       the engine's name
+         * @param device       the engine's device
+         * @param measurements the rows
+         */
         public Report(Machine machine, Config config, String engine, String device, List<Measurement> measurements) {
             this(machine, config, engine, device, measurements, null, null);
         }
 
-        /** How many times faster {@code fast} ran than {@code base} (median vs median), if both were measured. */
+        /**
+         * How many times faster {@code fast} ran than {@code base} (median vs median), if both were measured.
+         *
+         * @param fast the algorithm expected faster (its row without a forced tiling)
+         * @param base the algorithm compared with
+         * @return base median / fast median, or empty unless both rows are "ok"
+         */
         public OptionalDouble speedup(Algorithm fast, Algorithm base) {
             Measurement f = find(fast);
             Measurement b = find(base);
@@ -264,7 +403,7 @@ public final class AttentionBenchmark {
             return null;
         }
 
-        /** The report as JSON: machine, config, FLOP formula, measurements and the flash/materialized speed ratio. */
+        /** {@return the report as JSON: machine, config, FLOP formula, measurements and the flash/materialized speed ratio} */
         public ObjectNode toJson() {
             ObjectNode root = MAPPER.createObjectNode();
             machine.writeJson(root.putObject("machine"));
@@ -322,9 +461,21 @@ public final class AttentionBenchmark {
         }
     }
 
-    /** The seeded Gaussian inputs of a config: q (B, H, L, D), k and v (B, Hkv, S, D), in {@code dtype}. */
+    /**
+     * The seeded Gaussian inputs of a config: q (B, H, L, D), k and v (B, Hkv, S, D), in {@code dtype}.
+     *
+     * @param q queries (B, H, L, D)
+     * @param k keys (B, Hkv, S, D)
+     * @param v values (B, Hkv, S, D)
+     */
     public record Inputs(Tensor q, Tensor k, Tensor v) {}
 
+    /**
+     * {@return the seeded inputs of {@code c}: standard Gaussian values rounded to its dtype}, the same for a seed on
+     * every machine and any thread count.
+     *
+     * @param c the configuration
+     */
     public static Inputs randomInputs(Config c) {
         return new Inputs(gaussian(c.seed(), 0, c.dtype(), c.batch(), c.heads(), c.qLen(), c.headDim()),
                 gaussian(c.seed(), 1, c.dtype(), c.batch(), c.kvHeads(), c.kvLen(), c.headDim()),
@@ -356,7 +507,14 @@ public final class AttentionBenchmark {
         return Tensor.ofFloats(dtype, x, shape);
     }
 
-    /** Runs the benchmark on {@code engine}; every request is validated before the first call. */
+    /**
+     * Runs the benchmark on {@code engine}; every request is validated before the first call.
+     *
+     * @param engine the engine to time
+     * @param c      what to measure
+     * @return the report; rows that do not fit, are unsupported or fail say so in their status
+     * @throws IllegalArgumentException for a request the engine refuses as bad input
+     */
     public static Report run(AttentionEngine engine, Config c) {
         return run(engine, c, List.of());
     }
@@ -367,6 +525,12 @@ public final class AttentionBenchmark {
      * measurements labelled {@code flash[w2]}, {@code sparse[wgx2]}, ... after the configured ones (a tiling the
      * kernel that runs lacks — the block-sparse one where flash takes a sparse pattern — gives a row not run,
      * "unsupported"). Needs the CUDA engine, flash or sparse among the algorithms, and f16 or bf16.
+     *
+     * @param engine  the engine to time
+     * @param c       what to measure
+     * @param tilings the tilings to add rows for; empty for none
+     * @return the report
+     * @throws IllegalArgumentException when {@code tilings} is not empty and the run cannot use it, or for bad input
      */
     public static Report run(AttentionEngine engine, Config c, List<FlashPlan.Tiling> tilings) {
         CudaAttentionEngine cuda = null;
@@ -516,7 +680,13 @@ public final class AttentionBenchmark {
         return n;
     }
 
-    /** ‖x − ref‖₂ / ‖ref‖₂ in double precision; 0 when both are zero, +∞ when only ref is. NaN stays NaN. */
+    /**
+     * {@return ‖x − ref‖₂ / ‖ref‖₂ in double precision}; 0 when both are zero, +∞ when only ref is. NaN stays NaN.
+     *
+     * @param x   the output compared
+     * @param ref the reference, as long
+     * @throws IllegalArgumentException when the lengths differ
+     */
     public static double relativeL2(float[] x, float[] ref) {
         if (x.length != ref.length) {
             throw new IllegalArgumentException("lengths differ: " + x.length + " vs " + ref.length);
@@ -534,7 +704,12 @@ public final class AttentionBenchmark {
         return Math.sqrt(num / den);
     }
 
-    /** The median; the mean of the middle two for an even count. */
+    /**
+     * {@return the median; the mean of the middle two for an even count}
+     *
+     * @param values at least one value; not changed
+     * @throws IllegalArgumentException when {@code values} is empty
+     */
     public static double median(double[] values) {
         if (values.length == 0) {
             throw new IllegalArgumentException("median of nothing");

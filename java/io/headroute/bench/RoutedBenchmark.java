@@ -53,6 +53,14 @@ public final class RoutedBenchmark {
      *                  the logits have unit variance)
      */
     public record Config(AttentionBenchmark.Config attention, RouterConfig route, int dModel) {
+        /**
+         * Validates the configuration.
+         *
+         * @param attention the attention configuration, exactly one algorithm; not null
+         * @param route     the routing, Hs + Hr = the attention's H; not null
+         * @param dModel    d_model, positive, with B·L·d_model within one Java array
+         * @throws IllegalArgumentException naming what does not fit
+         */
         public Config {
             Objects.requireNonNull(attention, "attention");
             Objects.requireNonNull(route, "route");
@@ -73,18 +81,34 @@ public final class RoutedBenchmark {
             }
         }
 
+        /** {@return the one algorithm timed, dense and routed} */
         public Algorithm algorithm() {
             return attention.algorithms().get(0);
         }
 
-        /** (Hs + k)/H + 0.05. */
+        /** {@return the target of routed / dense time: (Hs + k)/H + 0.05} */
         public double target() {
             return route.activeFraction() + TARGET_SLACK;
         }
     }
 
-    /** Timed calls of one thing: per-call milliseconds, median, minimum, and the last call's engine statistics (null for the router). */
+    /**
+     * Timed calls of one thing: per-call milliseconds, median, minimum, and the last call's engine statistics (null for the router).
+     *
+     * @param timesMs  each timed call's compute time, in milliseconds, in order
+     * @param medianMs their median
+     * @param minMs    their minimum
+     * @param stats    the last call's statistics, or null for the router
+     */
     public record Timing(List<Double> timesMs, double medianMs, double minMs, ExecutionStats stats) {
+        /**
+         * Copies the times.
+         *
+         * @param timesMs  the times; copied
+         * @param medianMs their median
+         * @param minMs    their minimum
+         * @param stats    the last call's statistics, or null
+         */
         public Timing {
             timesMs = List.copyOf(timesMs);
         }
@@ -101,42 +125,62 @@ public final class RoutedBenchmark {
     /**
      * A whole run.
      *
+     * @param machine           where it ran
+     * @param config            what was measured
+     * @param engine            the attention engine's name
+     * @param device            the attention engine's device
+     * @param routerEngine      the router's name, "cpu" or "cuda"
+     * @param routerDevice      the router's device
+     * @param router            the router's timed calls (no statistics)
+     * @param routerStats       the statistics of the router's last gate
+     * @param routed            the gated attention's timed calls
+     * @param dense             the dense attention's timed calls, alternating with the routed ones
      * @param relL2VsGatedDense ‖o_routed − g·o_dense‖₂ / ‖g·o_dense‖₂: how far the routed output is from the
      *                          dense output multiplied by the gate row by row (the contract says they are equal
      *                          up to rounding of the output dtype)
      */
     public record Report(Machine machine, Config config, String engine, String device, String routerEngine,
             String routerDevice, Timing router, RouterStats routerStats, Timing routed, Timing dense, double relL2VsGatedDense) {
-        /** Routed attention time over dense attention time (medians). */
+        /** {@return the routed attention time over the dense attention time (medians)} */
         public double routedOverDense() {
             return routed.medianMs() / dense.medianMs();
         }
 
-        /** The relative L2 error the routed output may have: the dtype's ({@link io.headroute.tensor.DType#tolerance()}). */
+        /** {@return the relative L2 error the routed output may have: the dtype's ({@link io.headroute.tensor.DType#tolerance()})} */
         public double tolerance() {
             return config.attention().dtype().tolerance();
         }
 
-        /** Whether the routed output is gate × dense output within {@link #tolerance()} (false for NaN). */
+        /** {@return whether the routed output is gate × dense output within {@link #tolerance()} (false for NaN)} */
         public boolean withinTolerance() {
             return relL2VsGatedDense <= tolerance();
         }
 
-        /** Routed / dense within the target, and the routed output right ({@link #withinTolerance()}): a fast wrong output meets nothing. */
+        /**
+         * {@return whether routed / dense is within the target and the routed output right ({@link #withinTolerance()})}:
+         * a fast wrong output meets nothing.
+         */
         public boolean meetsTarget() {
             return withinTolerance() && routedOverDense() <= config.target();
         }
 
-        /** Router time in percent of the routed attention time (medians). */
+        /** {@return the router time in percent of the routed attention time (medians)} */
         public double routerOverheadPercent() {
             return 100.0 * router.medianMs() / routed.medianMs();
         }
 
-        /** The router's overhead within its bound, and the routed output right ({@link #withinTolerance()}). */
+        /**
+         * {@return whether the router's overhead is within {@link #OVERHEAD_TARGET_PERCENT} and the routed output right
+         * ({@link #withinTolerance()})}
+         */
         public boolean meetsOverheadTarget() {
             return withinTolerance() && routerOverheadPercent() <= OVERHEAD_TARGET_PERCENT;
         }
 
+        /**
+         * {@return the report as JSON: machine, config (with the routing), router, routed and dense timings, the ratios
+         * and targets, and the error against the gated dense output}
+         */
         public ObjectNode toJson() {
             AttentionBenchmark.Config a = config.attention();
             ObjectNode root = MAPPER.createObjectNode();
@@ -195,7 +239,12 @@ public final class RoutedBenchmark {
         }
     }
 
-    /** The seeded router inputs of a config: X (B, L, d_model) and Wr (d_model, Hr), in the compute dtype. */
+    /**
+     * The seeded router inputs of a config: X (B, L, d_model) and Wr (d_model, Hr), in the compute dtype.
+     *
+     * @param c the configuration
+     * @return {X, Wr}: X standard Gaussian, Wr Gaussian with standard deviation 1/√d_model
+     */
     public static Tensor[] randomRouterInputs(Config c) {
         AttentionBenchmark.Config a = c.attention();
         Tensor x = AttentionBenchmark.gaussian(a.seed(), X_TENSOR, a.dtype(), 1f, a.batch(), a.qLen(), c.dModel());
@@ -204,7 +253,14 @@ public final class RoutedBenchmark {
         return new Tensor[] {x, wr};
     }
 
-    /** Runs the benchmark: the router on {@code router}, attention on {@code engine}. */
+    /**
+     * Runs the benchmark: the router on {@code router}, attention on {@code engine}.
+     *
+     * @param engine the attention engine to time
+     * @param router the head router to time; its last gate drives the routed attention
+     * @param c      what to measure
+     * @return the report
+     */
     public static Report run(AttentionEngine engine, HeadRouter router, Config c) {
         AttentionBenchmark.Config a = c.attention();
         AttentionBenchmark.Inputs in = AttentionBenchmark.randomInputs(a);
