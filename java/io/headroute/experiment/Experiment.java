@@ -71,6 +71,14 @@ public final class Experiment {
      *                             {@link #FIRST_LENGTH_MAX_WARMUP} calls ({@link WarmUp})
      */
     public record Limits(long deviceMemoryBytes, double maxReferenceFlops, long firstWarmupNanos) {
+        /**
+         * Validates the limits.
+         *
+         * @param deviceMemoryBytes bytes, at least 0
+         * @param maxReferenceFlops nominal FLOPs, at least 0 (not NaN)
+         * @param firstWarmupNanos  nanoseconds, at least 0
+         * @throws IllegalArgumentException naming the value below 0
+         */
         public Limits {
             if (deviceMemoryBytes < 0) {
                 throw new IllegalArgumentException("device memory must be ≥ 0, got " + deviceMemoryBytes);
@@ -83,12 +91,27 @@ public final class Experiment {
             }
         }
 
-        /** No warm-up beyond the sweep's count of calls. */
+        /**
+         * No warm-up beyond the sweep's count of calls ({@code firstWarmupNanos} 0).
+         *
+         * @param deviceMemoryBytes refuse variants predicted above this many bytes (0: no such check)
+         * @param maxReferenceFlops skip the full-attention reference above this nominal cost
+         */
         public Limits(long deviceMemoryBytes, double maxReferenceFlops) {
             this(deviceMemoryBytes, maxReferenceFlops, 0);
         }
     }
 
+    /**
+     * Runs every (dtype, heads, length, variant) of {@code sweep}, in that nesting order, on {@code engine}; routed
+     * variants get a head router on the engine's device, closed before this returns.
+     *
+     * @param engine   the engine; not null; not closed here
+     * @param sweep    what to measure
+     * @param limits   memory and reference limits, and the first length's warm-up time
+     * @param progress told before each run and once at the end
+     * @return one row per run, with the comparison columns (VRAM saved, speed-up) filled in per shape
+     */
     public static List<Run> run(AttentionEngine engine, Sweep sweep, Limits limits, Progress progress) {
         Objects.requireNonNull(engine, "engine");
         try (Routers routers = new Routers(engine)) {
@@ -154,7 +177,16 @@ public final class Experiment {
         return out;
     }
 
-    /** The share of the L·S query-key pairs (per head, averaged over heads) that {@code p} allows. */
+    /**
+     * The share of the L·S query-key pairs (per head, averaged over heads) that {@code p} allows. Walks every row:
+     * O(heads · L) range lists.
+     *
+     * @param p      the effective pattern
+     * @param heads  H; a pattern that is the same for every head is evaluated once
+     * @param qLen   L
+     * @param kvLen  S
+     * @return the density, in [0, 1]
+     */
     public static double tokenDensity(Pattern p, int heads, int qLen, int kvLen) {
         KeyRanges r = new KeyRanges();
         int distinctHeads = p.perHead() ? heads : 1;

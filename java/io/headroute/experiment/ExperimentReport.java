@@ -23,11 +23,17 @@ import org.apache.logging.log4j.Logger;
  * and runs.json (the same rows), and the PNG charts vram.png, time.png and speedup-density.png.
  */
 public final class ExperimentReport {
+    /** File name of the Markdown report: context, table, notes, charts and seed claims. */
     public static final String REPORT = "report.md";
+    /** File name of the rows as CSV, columns {@link Run#COLUMNS}. */
     public static final String CSV = "runs.csv";
+    /** File name of the rows as JSON, keys {@link Run#COLUMNS}. */
     public static final String JSON = "runs.json";
+    /** File name of the peak-memory chart. */
     public static final String VRAM_CHART = "vram.png";
+    /** File name of the time chart. */
     public static final String TIME_CHART = "time.png";
+    /** File name of the speed-up against token-density chart. */
     public static final String SPEEDUP_CHART = "speedup-density.png";
     /** Every file an experiment writes. */
     public static final List<String> FILES = List.of(REPORT, CSV, JSON, VRAM_CHART, TIME_CHART, SPEEDUP_CHART);
@@ -41,8 +47,13 @@ public final class ExperimentReport {
      * Where and how the rows were made.
      *
      * @param commandLine the exact command line
+     * @param date        when it ran, as the report shows it
+     * @param device      the engine's device, for reports
+     * @param engine      the engine's name, "cpu" or "cuda"
+     * @param commit      the build's git commit
      * @param preset      the preset's name, or null
      * @param gpu         whether the engine was a GPU's (measured VRAM) or the CPU's (predicted VRAM)
+     * @param sweep       what was measured
      * @param claims      seed-claim rows, or an empty list
      * @param limits      the run's limits (its first length's warm-up time)
      */
@@ -51,7 +62,12 @@ public final class ExperimentReport {
 
     private ExperimentReport() {}
 
-    /** Refuses an output folder that exists and is not an empty directory, or that cannot be created. */
+    /**
+     * Refuses an output folder that exists and is not an empty directory, or that cannot be created.
+     *
+     * @param out the folder given as {@code --out}
+     * @throws IllegalArgumentException with a one-line message naming {@code --out}
+     */
     public static void checkOutFolder(Path out) {
         AtomicFiles.checkNewFolder(out, "--out");
     }
@@ -60,6 +76,11 @@ public final class ExperimentReport {
      * Writes every file into {@code out}. A new folder is filled beside it under a temporary name and
      * renamed into place; an existing empty one gets each file atomically and loses them all again if
      * one fails.
+     *
+     * @param out  the output folder: new, or existing and empty
+     * @param rows the experiment's rows
+     * @param ctx  where and how they were made
+     * @throws io.headroute.tensor.TensorFileException when the folder or a file cannot be written
      */
     public static void write(Path out, List<Run> rows, Context ctx) {
         AtomicFiles.writeFolder(out, render(rows, ctx), "the experiment's folder");

@@ -26,10 +26,18 @@ public enum Preset {
         this.cliName = cliName;
     }
 
+    /** {@return the name {@code --preset} takes: "cpu", "gpu-32k" or "seed-claims"} */
     public String cliName() {
         return cliName;
     }
 
+    /**
+     * Parses a {@link #cliName()} (case-insensitive, surrounding blanks ignored).
+     *
+     * @param s the name; not null
+     * @return the preset
+     * @throws IllegalArgumentException for any other name
+     */
     public static Preset parse(String s) {
         for (Preset p : values()) {
             if (p.cliName.equalsIgnoreCase(s.strip())) {
@@ -39,7 +47,12 @@ public enum Preset {
         throw new IllegalArgumentException("unknown preset '" + s + "' (expected cpu, gpu-32k or seed-claims)");
     }
 
-    /** The preset's sweep; {@code gpu} says whether it runs on a GPU (seed-claims measures 32K only there). */
+    /**
+     * The preset's sweep; {@code gpu} says whether it runs on a GPU (seed-claims measures 32K only there).
+     *
+     * @param gpu whether the engine is a GPU's
+     * @return the sweep
+     */
     public Sweep sweep(boolean gpu) {
         return switch (this) {
             case CPU -> new Sweep(List.of(512, 1024, 2048, 4096), List.of(new Variant.Materialized(new Pattern.Dense()),
@@ -69,7 +82,13 @@ public enum Preset {
         return Variant.parse("pruned:" + fraction);
     }
 
-    /** The window whose token density over L = S = {@code len} is closest to {@code density}. */
+    /**
+     * The window whose token density over L = S = {@code len} is closest to {@code density}.
+     *
+     * @param density the target share of query-key pairs, in [0, 1]
+     * @param len     L = S
+     * @return {@code window:W} with W in [0, len] (the larger W on a tie)
+     */
     public static Pattern.Window windowWithDensity(double density, int len) {
         int lo = 0;
         int hi = len;

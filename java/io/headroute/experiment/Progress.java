@@ -7,13 +7,28 @@ import org.apache.logging.log4j.Logger;
 
 /** Tells the user how far an experiment is: a bar on a terminal, log lines otherwise. */
 public interface Progress {
-    /** Run {@code index} (0-based) of {@code total} starts; {@code what} names it. */
+    /**
+     * Run {@code index} (0-based) of {@code total} starts; {@code what} names it.
+     *
+     * @param index the run, from 0
+     * @param total the runs in all
+     * @param what  the run for the user, e.g. "flash f32 H=4 L=512"
+     */
     void starting(int index, int total, String what);
 
-    /** Every run is done. */
+    /**
+     * Every run is done.
+     *
+     * @param total the runs in all
+     */
     void finished(int total);
 
-    /** A bar redrawn in place on {@code err} (carriage return, no new line until the end). */
+    /**
+     * A bar redrawn in place on {@code err} (carriage return, no new line until the end).
+     *
+     * @param err the terminal's error stream; flushed after each update
+     * @return the progress
+     */
     static Progress bar(PrintWriter err) {
         return new Progress() {
             private int width;
@@ -38,7 +53,7 @@ public interface Progress {
         };
     }
 
-    /** One INFO log line per run (stderr through Log4j), for pipes and files. */
+    /** {@return one INFO log line per run (stderr through Log4j), for pipes and files} */
     static Progress log() {
         Logger log = LogManager.getLogger(Progress.class);
         return new Progress() {

@@ -9,10 +9,19 @@ import java.util.List;
  * One measured (or refused) configuration of an experiment: a row of runs.csv, runs.json and the
  * report's table. Missing values are NaN or −1 here, "n/a" in the CSV and null in the JSON.
  *
+ * @param variant             what was measured
+ * @param dtype               the compute dtype
+ * @param batch               B
+ * @param heads               H
+ * @param kvHeads             Hkv
+ * @param len                 L = S
+ * @param dim                 D
+ * @param causal              whether the sweep's causal rule was added
  * @param status              "ok", or "does not fit: …" / "unsupported: …"
  * @param engine              the engine that ran it ("cpu", "cuda"), or the one that refused it
  * @param algorithmUsed       what the engine reports it ran, or null
  * @param medianMs            median of the timed calls' compute times
+ * @param minMs               the fastest timed call, in milliseconds
  * @param tflops              effective TFLOP/s: the nominal FLOPs of the shape (bench's formula) / median
  * @param tokenDensity        allowed query-key pairs of the effective pattern / (L·S)
  * @param measuredPeakBytes   peak device memory of a call from the pool (GPU), −1 when not measured
@@ -45,14 +54,71 @@ public record Run(Variant variant, DType dtype, int batch, int heads, int kvHead
      */
     public record Details(long queryTiles, long keyTilesVisited, long rowsSkipped, double routerMs, double loadBalance,
             double activeHeadFraction, double headsRemoved) {
+        /** Nothing measured: −1 counts and NaN measurements. */
         public static final Details NONE = new Details(-1, -1, -1, Double.NaN, Double.NaN, Double.NaN, Double.NaN);
     }
 
+    /**
+     * A row; null details become {@link Details#NONE}.
+     *
+     * @param variant            what was measured
+     * @param dtype              the compute dtype
+     * @param batch              B
+     * @param heads              H
+     * @param kvHeads            Hkv
+     * @param len                L = S
+     * @param dim                D
+     * @param causal             the sweep's causal rule
+     * @param status             "ok" or why not
+     * @param engine             the engine's name
+     * @param algorithmUsed      the algorithm that ran, or null
+     * @param medianMs           median time, milliseconds
+     * @param minMs              fastest time, milliseconds
+     * @param tflops             effective TFLOP/s
+     * @param tokenDensity       allowed pairs / (L·S)
+     * @param measuredPeakBytes  measured peak, or −1
+     * @param predictedPeakBytes predicted peak
+     * @param vramSaved          share saved against materialized, or NaN
+     * @param vramBasis          "measured" or "predicted"
+     * @param speedup            speed-up against the baseline, or NaN
+     * @param speedupBaseline    the baseline's spec, or null
+     * @param relError           relative error against full attention, or NaN
+     * @param recall             mass recall against full attention, or NaN
+     * @param fidelityNote       why fidelity is n/a, or null
+     * @param details            work counts and routed / pruned measurements, or null
+     */
     public Run {
         details = details == null ? Details.NONE : details;
     }
 
-    /** A row without work counts or routing / pruning measurements. */
+    /**
+     * A row without work counts or routing / pruning measurements.
+     *
+     * @param variant            what was measured
+     * @param dtype              the compute dtype
+     * @param batch              B
+     * @param heads              H
+     * @param kvHeads            Hkv
+     * @param len                L = S
+     * @param dim                D
+     * @param causal             the sweep's causal rule
+     * @param status             "ok" or why not
+     * @param engine             the engine's name
+     * @param algorithmUsed      the algorithm that ran, or null
+     * @param medianMs           median time, milliseconds
+     * @param minMs              fastest time, milliseconds
+     * @param tflops             effective TFLOP/s
+     * @param tokenDensity       allowed pairs / (L·S)
+     * @param measuredPeakBytes  measured peak, or −1
+     * @param predictedPeakBytes predicted peak
+     * @param vramSaved          share saved against materialized, or NaN
+     * @param vramBasis          "measured" or "predicted"
+     * @param speedup            speed-up against the baseline, or NaN
+     * @param speedupBaseline    the baseline's spec, or null
+     * @param relError           relative error against full attention, or NaN
+     * @param recall             mass recall against full attention, or NaN
+     * @param fidelityNote       why fidelity is n/a, or null
+     */
     public Run(Variant variant, DType dtype, int batch, int heads, int kvHeads, int len, int dim, boolean causal, String status,
             String engine, String algorithmUsed, double medianMs, double minMs, double tflops, double tokenDensity,
             long measuredPeakBytes, long predictedPeakBytes, double vramSaved, String vramBasis, double speedup,
@@ -70,17 +136,17 @@ public record Run(Variant variant, DType dtype, int batch, int heads, int kvHead
             "query_tiles", "key_tiles_visited", "rows_skipped", "time_ratio_vs_full", "router_ms", "router_overhead_percent",
             "load_balance", "active_head_fraction", "heads_removed");
 
-    /** Whether the variant is routed or pruned (the rows with the extra measurements). */
+    /** {@return whether the variant is routed or pruned (the rows with the extra measurements)} */
     public boolean headVariant() {
         return variant instanceof Variant.Routed || variant instanceof Variant.Pruned;
     }
 
-    /** This row's median over the baseline's (1 / speed-up), for routed and pruned rows; NaN otherwise. */
+    /** {@return this row's median over the baseline's (1 / speed-up), for routed and pruned rows; NaN otherwise} */
     public double timeRatio() {
         return headVariant() && !Double.isNaN(speedup) ? 1.0 / speedup : Double.NaN;
     }
 
-    /** Router time in percent of the routed attention's median time; NaN when not routed. */
+    /** {@return the router time in percent of the routed attention's median time; NaN when not routed} */
     public double routerOverheadPercent() {
         return 100.0 * details.routerMs() / medianMs;
     }
@@ -92,16 +158,17 @@ public record Run(Variant variant, DType dtype, int batch, int heads, int kvHead
                 recall, fidelityNote, details);
     }
 
+    /** {@return whether the run was measured (status "ok")} */
     public boolean ok() {
         return "ok".equals(status);
     }
 
-    /** The effective pattern's spec (the sweep's causal rule included). */
+    /** {@return the effective pattern's spec (the sweep's causal rule included)} */
     public String patternSpec() {
         return causal ? variant.pattern().withCausal().spec() : variant.pattern().spec();
     }
 
-    /** The row's values in {@link #COLUMNS} order: String, Long, Integer, Double or Boolean, null for n/a. */
+    /** {@return the row's values in {@link #COLUMNS} order: String, Long, Integer, Double or Boolean, null for n/a} */
     public List<Object> values() {
         List<Object> v = new ArrayList<>(Arrays.asList(variant.spec(), patternSpec(), dtype.cliName(), batch, heads, kvHeads,
                 len, dim, causal, status, engine, algorithmUsed, num(medianMs), num(minMs), num(tflops), num(tokenDensity),

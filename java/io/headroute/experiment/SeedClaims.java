@@ -33,7 +33,10 @@ public final class SeedClaims {
     /**
      * One row of the claims table.
      *
-     * @param verdict "agrees", "disagrees", "partly agrees" or "not measured"
+     * @param claim         the quoted figure
+     * @param configuration what it was checked on
+     * @param found         what this run measured (or, on the CPU, what the memory plans predict)
+     * @param verdict       "agrees", "disagrees", "partly agrees" or "not measured"
      */
     public record Row(String claim, String configuration, String found, String verdict) {}
 
@@ -50,6 +53,14 @@ public final class SeedClaims {
         return List.of(new ScoreMatrix32k(), new SparseMemoryAndQuality(), new PruningLoss(once), new PruningLatency(once));
     }
 
+    /**
+     * Sets every claim next to {@code rows}; the pruning claims first measure {@link #PRUNING_SETUP} on the CPU
+     * engine (seconds to minutes on 2 cores).
+     *
+     * @param rows the experiment's rows (the seed-claims preset's)
+     * @param gpu  whether the rows were measured on a GPU (else the 32K figures are predicted)
+     * @return one row per claim, in order
+     */
     public static List<Row> evaluate(List<Run> rows, boolean gpu) {
         return evaluate(rows, gpu, () -> PruningMeasurement.run(PRUNING_SETUP));
     }
@@ -77,7 +88,13 @@ public final class SeedClaims {
      * The model the pruning claims are measured on: seeded random weights and Gaussian X, on the CPU
      * engine whatever the experiment's backend, so the preset's run time stays in bounds on 2 cores.
      *
+     * @param config   the model: layers, sizes, pattern and dtype
+     * @param batch    B of X
+     * @param len      L of X
+     * @param seed     seed of the weights and of X
      * @param fraction share of all heads the greedy plan removes
+     * @param warmup   untimed forwards of each model
+     * @param repeats  timed forwards of each model, alternating
      */
     public record PruningSetup(ModelConfig config, int batch, int len, long seed, double fraction, int warmup, int repeats) {
         String describe() {

@@ -13,12 +13,37 @@ import java.util.Set;
  * What an experiment measures: every combination of dtype, head count and sequence length (L = S),
  * each with every variant, on the same seeded Gaussian inputs per combination.
  *
- * @param kvHeads key/value heads, or 0 for "as many as the query heads"
- * @param warmup  untimed calls per run
- * @param repeats timed calls per run; the median is reported
+ * @param lens     the sequence lengths L = S, distinct, positive
+ * @param variants the variants, distinct
+ * @param dtypes   the compute dtypes, distinct
+ * @param heads    the query head counts H, distinct, positive
+ * @param kvHeads  key/value heads, or 0 for "as many as the query heads"
+ * @param dim      D
+ * @param batch    B
+ * @param causal   whether the causal rule is added to every variant's pattern
+ * @param warmup   untimed calls per run
+ * @param repeats  timed calls per run; the median is reported
+ * @param seed     seed of the Gaussian inputs
  */
 public record Sweep(List<Integer> lens, List<Variant> variants, List<DType> dtypes, List<Integer> heads, int kvHeads, int dim,
         int batch, boolean causal, int warmup, int repeats, long seed) {
+    /**
+     * Validates the sweep and copies its lists: every shape must be valid and fit Java arrays, and every variant
+     * must run at every head count (checked at the first length).
+     *
+     * @param lens     lengths, non-empty, distinct, positive
+     * @param variants variants, non-empty, distinct
+     * @param dtypes   f32, f16 or bf16, non-empty, distinct
+     * @param heads    head counts, non-empty, distinct, positive
+     * @param kvHeads  Hkv dividing every H, or 0
+     * @param dim      D, positive
+     * @param batch    B, positive
+     * @param causal   the causal rule
+     * @param warmup   0 … {@link AttentionBenchmark#MAX_REPEATS}
+     * @param repeats  1 … {@link AttentionBenchmark#MAX_REPEATS}
+     * @param seed     the inputs' seed
+     * @throws IllegalArgumentException with a one-line message naming the option at fault
+     */
     public Sweep {
         lens = distinct("--lens", lens);
         variants = distinct("--variants", variants);
@@ -62,12 +87,16 @@ public record Sweep(List<Integer> lens, List<Variant> variants, List<DType> dtyp
         }
     }
 
-    /** The key/value heads for {@code h} query heads. */
+    /**
+     * {@return the key/value heads for {@code h} query heads}: {@code kvHeads}, or h when it is 0
+     *
+     * @param h the query heads
+     */
     public int kvHeadsFor(int h) {
         return kvHeads == 0 ? h : kvHeads;
     }
 
-    /** Number of (dtype, heads, length, variant) runs. */
+    /** {@return the number of (dtype, heads, length, variant) runs} */
     public int runCount() {
         return lens.size() * variants.size() * dtypes.size() * heads.size();
     }
@@ -75,6 +104,11 @@ public record Sweep(List<Integer> lens, List<Variant> variants, List<DType> dtyp
     /**
      * Parses {@code --lens}: a comma list ({@code 1024,2048,4096}) or a doubling range
      * ({@code 1024..32768}: 1024, 2048, … up to and including the end if it is reached by doubling).
+     *
+     * @param text the option's value
+     * @return the lengths in the order given
+     * @throws IllegalArgumentException for an empty value, a non-integer, a length below 1 or a range ending below
+     *                                  its start
      */
     public static List<Integer> parseLens(String text) {
         String s = Objects.requireNonNullElse(text, "").strip();

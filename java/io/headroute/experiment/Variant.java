@@ -38,30 +38,45 @@ public sealed interface Variant permits Variant.Materialized, Variant.Flash, Var
     String GRAMMAR = "materialized[:PATTERN], flash[:PATTERN], sparse:PATTERN (PATTERN: " + Patterns.GRAMMAR + "), "
             + "routed:HS:K[:BQ][:PATTERN], pruned:PLAN.json, pruned:FRACTION";
 
-    /** The spec in canonical form, as it appears in reports. */
+    /** {@return the spec in canonical form, as it appears in reports} */
     String spec();
 
-    /** The algorithm requested from the engine. */
+    /** {@return the algorithm requested from the engine} */
     Algorithm algorithm();
 
-    /** The pattern before the sweep's causal rule. */
+    /** {@return the pattern before the sweep's causal rule} */
     Pattern pattern();
 
-    /** The GPU peak predicted from the memory plans for one call; {@code causal} is the sweep's rule. */
+    /**
+     * The GPU peak predicted from the memory plans for one call; {@code causal} is the sweep's rule.
+     *
+     * @param shape  the call's sizes (before any pruning)
+     * @param dtype  the compute dtype
+     * @param causal whether the causal rule is added
+     * @return the predicted peak bytes, and of them the score matrices'
+     */
     MemoryPrediction predictMemory(AttentionShape shape, DType dtype, boolean causal);
 
     /**
      * Refuses, with a one-line {@link IllegalArgumentException}, a variant that cannot run at this shape
      * (a routing whose shared heads exceed H, a pruning plan for another head count). Nothing by default.
+     *
+     * @param heads   H
+     * @param kvHeads Hkv
+     * @param len     L = S
      */
     default void check(int heads, int kvHeads, int len) {}
 
-    /** Whether the variant computes every query-key pair of the (causal) reference: dense or causal pattern. */
+    /** {@return whether the variant computes every query-key pair of the (causal) reference: dense or causal pattern} */
     default boolean full() {
         return pattern() instanceof Pattern.Dense || pattern() instanceof Pattern.Causal;
     }
 
-    /** The standard algorithm: the whole L × S score matrix. */
+    /**
+     * The standard algorithm: the whole L × S score matrix.
+     *
+     * @param pattern the pattern before the sweep's causal rule
+     */
     record Materialized(Pattern pattern) implements Variant {
         @Override
         public String spec() {
@@ -79,7 +94,11 @@ public sealed interface Variant permits Variant.Materialized, Variant.Flash, Var
         }
     }
 
-    /** The fused online-softmax algorithm, no L × S buffer. */
+    /**
+     * The fused online-softmax algorithm, no L × S buffer.
+     *
+     * @param pattern the pattern before the sweep's causal rule
+     */
     record Flash(Pattern pattern) implements Variant {
         @Override
         public String spec() {
@@ -101,7 +120,11 @@ public sealed interface Variant permits Variant.Materialized, Variant.Flash, Var
         }
     }
 
-    /** The block-sparse algorithm: only the key blocks the pattern's layout lists. */
+    /**
+     * The block-sparse algorithm: only the key blocks the pattern's layout lists.
+     *
+     * @param pattern the pattern before the sweep's causal rule
+     */
     record Sparse(Pattern pattern) implements Variant {
         @Override
         public String spec() {
@@ -131,6 +154,15 @@ public sealed interface Variant permits Variant.Materialized, Variant.Flash, Var
      * @param pattern     the attention pattern (before the sweep's causal rule); dense by default
      */
     record Routed(int sharedHeads, int k, int block, Pattern pattern) implements Variant {
+        /**
+         * Validates the sizes; a null pattern is dense.
+         *
+         * @param sharedHeads Hs, at least 0
+         * @param k           at least 1
+         * @param block       Bq, at least 1
+         * @param pattern     the pattern, or null for dense
+         * @throws IllegalArgumentException when a size is out of range
+         */
         public Routed {
             if (sharedHeads < 0 || k < 1 || block < 1) {
                 throw new IllegalArgumentException("routed:" + sharedHeads + ":" + k + ":" + block
@@ -139,12 +171,23 @@ public sealed interface Variant permits Variant.Materialized, Variant.Flash, Var
             pattern = pattern == null ? new Pattern.Dense() : pattern;
         }
 
-        /** Routed dense attention. */
+        /**
+         * Routed dense attention.
+         *
+         * @param sharedHeads Hs, at least 0
+         * @param k           routed heads kept, at least 1
+         * @param block       Bq, at least 1
+         */
         public Routed(int sharedHeads, int k, int block) {
             this(sharedHeads, k, block, new Pattern.Dense());
         }
 
-        /** The router at H = {@code heads}. */
+        /**
+         * {@return the router at H = {@code heads}}: Hs shared, H − Hs routed, k kept per block of Bq tokens
+         *
+         * @param heads H
+         * @throws IllegalArgumentException when Hs is not below H or k exceeds H − Hs
+         */
         public RouterConfig router(int heads) {
             return RouterConfig.parse(sharedHeads + ":" + k + ":" + block, heads);
         }
@@ -195,6 +238,9 @@ public sealed interface Variant permits Variant.Materialized, Variant.Flash, Var
          * The exact prediction for the gated call {@code req}: inputs, outputs and gate, the sparse
          * pattern's block layout (if any), plus the work list the engine builds for this gate's values
          * ({@link CudaAttentionEngine#gateWorkBytes}).
+         *
+         * @param req the gated request as it will run
+         * @return the predicted peak bytes (no score matrices)
          */
         public MemoryPrediction predictMemory(AttentionRequest req) {
             return new MemoryPrediction(MaterializedPlan.of(req.shape(), req.dtype(), req.gate() != null).ioBytes()
@@ -236,6 +282,12 @@ public sealed interface Variant permits Variant.Materialized, Variant.Flash, Var
          * n = round(f·H) heads: the same number from every key/value group (the last heads of each) when
          * Hkv divides n, else whole groups (the last ones) when H/Hkv divides n. Either way the kept heads
          * still form equal groups, as the contract's grouping requires; anything else is refused.
+         *
+         * @param heads   H
+         * @param kvHeads Hkv, dividing H
+         * @return the removed heads, ascending, a new array
+         * @throws IllegalArgumentException for a plan of another head count, a fraction removing none or all, or
+         *                                  groups left unequal
          */
         public int[] removedHeads(int heads, int kvHeads) {
             int g = heads / kvHeads;
@@ -295,7 +347,13 @@ public sealed interface Variant permits Variant.Materialized, Variant.Flash, Var
             return removed;
         }
 
-        /** The shape of the call with the heads removed. */
+        /**
+         * {@return the shape of the call with the heads removed}: H minus the removed heads, Hkv minus the groups left
+         * empty.
+         *
+         * @param shape the unpruned call's sizes
+         * @throws IllegalArgumentException as {@link #removedHeads} does
+         */
         public AttentionShape prunedShape(AttentionShape shape) {
             int[] removed = removedHeads(shape.heads(), shape.kvHeads());
             int g = shape.group();
@@ -337,7 +395,14 @@ public sealed interface Variant permits Variant.Materialized, Variant.Flash, Var
         }
     }
 
-    /** Parses one variant; throws {@link IllegalArgumentException} with a one-line message. */
+    /**
+     * Parses one variant; throws {@link IllegalArgumentException} with a one-line message.
+     *
+     * @param text a spec of {@link #GRAMMAR}; surrounding blanks ignored
+     * @return the variant
+     * @throws io.headroute.tensor.TensorFileException when a layout pattern's file cannot be read (a plan file's
+     *                                                 failure, by contrast, becomes an IllegalArgumentException)
+     */
     static Variant parse(String text) {
         String s = text == null ? "" : text.strip();
         int colon = s.indexOf(':');
