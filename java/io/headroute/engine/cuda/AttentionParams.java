@@ -22,28 +22,65 @@ public final class AttentionParams {
 
     private AttentionParams() {}
 
-    /** Device addresses; 0 for the nullable ones (lse, gate, tiles). */
+    /**
+     * Device addresses; 0 for the nullable ones (lse, gate, tiles).
+     *
+     * @param q     queries
+     * @param k     keys
+     * @param v     values
+     * @param o     the output
+     * @param lse   the (B, H, L) float32 lse output, or 0
+     * @param gate  the (B, L, H) float32 gate, or 0
+     * @param tiles the work list of (b, h, tile) triples, or 0 for the whole grid
+     */
     public record Pointers(long q, long k, long v, long o, long lse, long gate, long tiles) {}
 
     /**
      * The block-sparse key lists of the sparse kernels, one per (layout head, query tile) cell (see
      * {@link SparseTiles}); {@link #NONE} for the dense kernels.
+     *
+     * @param offsets     device address of the CSR offsets into {@code tiles}, cells + 1 (int32)
+     * @param tiles       device address of each cell's key tiles, full ones then partial ones (int32)
+     * @param fullBefore  device address of the running count of full tiles before each cell, cells + 1 (int32): a
+     *                    cell's partial tiles' masks are found from it
+     * @param masks       device address of the partial tiles' allowed-pair bits, Br 64-bit words per partial tile
+     * @param layoutHeads the layout's heads: 1 (shared by all heads) or H
      */
     public record Sparse(long offsets, long tiles, long fullBefore, long masks, int layoutHeads) {
+        /** No layout: the dense kernels' value (null pointers, one head). */
         public static final Sparse NONE = new Sparse(0, 0, 0, 0, 1);
     }
 
-    /** Compacted query rows per (b, h) and their counts (see {@link GateWork}); {@link #NONE} for plain rows. */
+    /**
+     * Compacted query rows per (b, h) and their counts (see {@link GateWork}); {@link #NONE} for plain rows.
+     *
+     * @param rows   device address of the compacted row indices per (b, h) (int32)
+     * @param counts device address of each (b, h)'s count of rows (int32)
+     */
     public record Rows(long rows, long counts) {
+        /** Plain rows: null pointers. */
         public static final Rows NONE = new Rows(0, 0);
     }
 
     /**
      * Row-major strides in elements of q (B, H, L, D), k and v (B, Hkv, S, D), o (B, H, L, D):
      * {batch, head, row} each.
+     *
+     * @param q q's strides, three values
+     * @param k k's strides, three values
+     * @param v v's strides, three values
+     * @param o o's strides, three values
      */
     public record Strides(long[] q, long[] k, long[] v, long[] o) {
-        /** The strides of contiguous tensors. */
+        /**
+         * {@return the strides of contiguous tensors}: q and o {H·L·D, L·D, D}, k and v {Hkv·S·D, S·D, D}; new arrays
+         *
+         * @param heads   H
+         * @param kvHeads Hkv
+         * @param qLen    L
+         * @param kvLen   S
+         * @param d       D
+         */
         public static Strides contiguous(int heads, int kvHeads, int qLen, int kvLen, int d) {
             long[] q = {(long) heads * qLen * d, (long) qLen * d, d};
             long[] kv = {(long) kvHeads * kvLen * d, (long) kvLen * d, d};
@@ -51,13 +88,45 @@ public final class AttentionParams {
         }
     }
 
-    /** Encodes the struct of a dense kernel with plain rows, little-endian. */
+    /**
+     * Encodes the struct of a dense kernel with plain rows, little-endian.
+     *
+     * @param p        the device addresses
+     * @param s        the strides in elements
+     * @param batch    B
+     * @param heads    H
+     * @param kvHeads  Hkv
+     * @param qLen     L
+     * @param kvLen    S
+     * @param headDim  D
+     * @param causal   whether the kernel applies j ≤ p itself
+     * @param numTiles the work list's length, or 0 without one
+     * @param scale    the softmax scale (its log2(e) multiple is stored too)
+     * @return {@value #SIZE} bytes
+     */
     public static byte[] encode(Pointers p, Strides s, int batch, int heads, int kvHeads, int qLen, int kvLen, int headDim,
             boolean causal, int numTiles, float scale) {
         return encode(p, Sparse.NONE, Rows.NONE, s, batch, heads, kvHeads, qLen, kvLen, headDim, causal, numTiles, scale);
     }
 
-    /** Encodes the struct, little-endian, with the work list's length given by the host ({@code numTiles}). */
+    /**
+     * Encodes the struct, little-endian, with the work list's length given by the host ({@code numTiles}).
+     *
+     * @param p        the device addresses
+     * @param sp       the sparse layout, or {@link Sparse#NONE}
+     * @param rows     the compacted rows, or {@link Rows#NONE}
+     * @param s        the strides in elements
+     * @param batch    B
+     * @param heads    H
+     * @param kvHeads  Hkv
+     * @param qLen     L
+     * @param kvLen    S
+     * @param headDim  D
+     * @param causal   whether the kernel applies j ≤ p itself
+     * @param numTiles the work list's length, or 0 without one
+     * @param scale    the softmax scale
+     * @return {@value #SIZE} bytes
+     */
     public static byte[] encode(Pointers p, Sparse sp, Rows rows, Strides s, int batch, int heads, int kvHeads, int qLen,
             int kvLen, int headDim, boolean causal, int numTiles, float scale) {
         return encode(p, sp, rows, 0, s, batch, heads, kvHeads, qLen, kvLen, headDim, causal, numTiles, scale);
@@ -66,6 +135,23 @@ public final class AttentionParams {
     /**
      * Encodes the struct, little-endian. {@code tilesTotal}: device address of an int holding the work
      * list's length (a list built on the device; blocks past it exit), or 0 to use {@code numTiles}.
+     *
+     * @param p          the device addresses
+     * @param sp         the sparse layout, or {@link Sparse#NONE}
+     * @param rows       the compacted rows, or {@link Rows#NONE}
+     * @param tilesTotal device address of the list's length, or 0
+     * @param s          the strides in elements, three per tensor
+     * @param batch      B
+     * @param heads      H
+     * @param kvHeads    Hkv
+     * @param qLen       L
+     * @param kvLen      S
+     * @param headDim    D
+     * @param causal     whether the kernel applies j ≤ p itself
+     * @param numTiles   the work list's length, or 0 without one
+     * @param scale      the softmax scale
+     * @return {@value #SIZE} bytes
+     * @throws IllegalArgumentException when a stride array does not hold three values
      */
     public static byte[] encode(Pointers p, Sparse sp, Rows rows, long tilesTotal, Strides s, int batch, int heads,
             int kvHeads, int qLen, int kvLen, int headDim, boolean causal, int numTiles, float scale) {

@@ -35,6 +35,16 @@ public final class CompactedSparseTiles {
      * Merges {@code src}'s lists for the compacted tiles {@code work} ((b, h, ct) triples, as
      * {@link GateWork#compactedTiles}) over the compacted rows ({@code rows} (B, H, L), {@code counts}
      * (B, H), as {@link GateWork#compact}).
+     *
+     * @param src    the kernel tiles of the uncompacted layout
+     * @param work   the launched compacted tiles, (b, h, ct) triples
+     * @param rows   per (b, h), its rows with a non-zero gate, ascending, then unused entries: B·H·L ints
+     * @param counts per (b, h), how many rows it keeps: B·H ints
+     * @param heads  H
+     * @param qLen   L
+     * @param kvLen  S
+     * @return one merged key list per launched tile
+     * @throws IllegalArgumentException when {@code work} is not triples or {@code src} is for other sizes
      */
     public static CompactedSparseTiles build(SparseTiles src, int[] work, int[] rows, int[] counts, int heads, int qLen,
             int kvLen) {
@@ -44,6 +54,15 @@ public final class CompactedSparseTiles {
     /**
      * The (launched tile, key tile) pairs of {@link #build}'s lists, {@code build(...).listedTiles()},
      * without keeping the lists or their words.
+     *
+     * @param src    the kernel tiles of the uncompacted layout
+     * @param work   the launched compacted tiles, (b, h, ct) triples
+     * @param rows   per (b, h), its rows with a non-zero gate, ascending: B·H·L ints
+     * @param counts per (b, h), how many rows it keeps: B·H ints
+     * @param heads  H
+     * @param qLen   L
+     * @param kvLen  S
+     * @return the pairs the merging kernel computes
      */
     public static long listedTiles(SparseTiles src, int[] work, int[] rows, int[] counts, int heads, int qLen, int kvLen) {
         return merge(src, work, rows, counts, heads, qLen, kvLen, false).listed;
@@ -158,40 +177,60 @@ public final class CompactedSparseTiles {
         return new CompactedSparseTiles(br, bc, blocks, lists, listed);
     }
 
-    /** Launched tiles (cells). */
+    /** {@return the launched tiles (cells)} */
     public int blocks() {
         return blocks;
     }
 
+    /** {@return Br, the compacted rows of a launched tile} */
     public int tileRows() {
         return br;
     }
 
+    /** {@return Bc, the keys of a kernel tile} */
     public int tileKeys() {
         return bc;
     }
 
-    /** Key tiles launched tile {@code e} visits: full ones and partial ones. */
+    /**
+     * {@return the key tiles launched tile {@code e} visits: full ones and partial ones}
+     *
+     * @param e the launched tile, in [0, {@link #blocks()})
+     */
     public int listed(int e) {
         return lists.listed(e);
     }
 
-    /** Full key tiles of launched tile {@code e}, ascending. */
+    /**
+     * {@return the full key tiles of launched tile {@code e}, ascending, a new array}
+     *
+     * @param e the launched tile
+     */
     public int[] full(int e) {
         return lists.full(e);
     }
 
-    /** Partial key tiles of launched tile {@code e}, ascending. */
+    /**
+     * {@return the partial key tiles of launched tile {@code e}, ascending, a new array}
+     *
+     * @param e the launched tile
+     */
     public int[] partial(int e) {
         return lists.partial(e);
     }
 
-    /** The bits of partial tile {@code k} of launched tile {@code e}: Br words, bit c of word r = (compacted row r, key c). */
+    /**
+     * {@return the bits of partial tile {@code k} of launched tile {@code e}}: Br words, bit c of word r = (compacted
+     * row r, key c).
+     *
+     * @param e the launched tile
+     * @param k the index into {@link #partial}'s list
+     */
     public long[] mask(int e, int k) {
         return lists.mask(e, k);
     }
 
-    /** Listed tiles over all launched tiles: the (query tile, key tile) pairs the kernel computes. */
+    /** {@return the listed tiles over all launched tiles: the (query tile, key tile) pairs the kernel computes} */
     public long listedTiles() {
         return listed;
     }

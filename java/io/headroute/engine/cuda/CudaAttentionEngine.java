@@ -82,7 +82,15 @@ public final class CudaAttentionEngine implements AttentionEngine {
         this.stream = CudaStream.create(device);
     }
 
-    /** Opens GPU {@code ordinal} with an uncapped pool. */
+    /**
+     * Opens GPU {@code ordinal} with an uncapped pool, in the starting tiling ({@link #startTiling}).
+     *
+     * @param ordinal the CUDA device index, from 0
+     * @return the engine, owning its device, pool and stream; the caller closes it
+     * @throws IllegalArgumentException      when {@link #TILING_PROPERTY} names no tiling (before the device is opened)
+     * @throws UnsupportedOperationException when the device cannot run the starting tiling
+     * @throws CudaException                 when the device cannot be opened
+     */
     public static CudaAttentionEngine open(int ordinal) {
         FlashPlan.Tiling t = startTiling(); // a bad -Dheadroute.tiling is refused before the device is touched
         CudaDevice d = CudaDevice.open(ordinal);
@@ -98,12 +106,21 @@ public final class CudaAttentionEngine implements AttentionEngine {
      * An engine on the GPU that {@code device} drives, with its own handle on the device's primary context
      * (closing the engine leaves {@code device} open): for running attention inside another component's
      * device memory ({@link #launch}).
+     *
+     * @param device the open device; only its ordinal is used
+     * @return a new engine on that GPU, with its own pool and stream; the caller closes it
      */
     public static CudaAttentionEngine on(CudaDevice device) {
         return open(device.ordinal());
     }
 
-    /** Opens GPU {@code ordinal} with a pool capped at {@code limitBytes}, to emulate a smaller card. */
+    /**
+     * Opens GPU {@code ordinal} with a pool capped at {@code limitBytes}, to emulate a smaller card.
+     *
+     * @param ordinal    the CUDA device index, from 0
+     * @param limitBytes the most device memory the engine's pool reserves, positive
+     * @return the engine; the caller closes it
+     */
     public static CudaAttentionEngine open(int ordinal, long limitBytes) {
         FlashPlan.Tiling t = startTiling();
         CudaDevice d = CudaDevice.open(ordinal);
@@ -125,7 +142,7 @@ public final class CudaAttentionEngine implements AttentionEngine {
         return device.describe();
     }
 
-    /** The engine's device memory pool (statistics, limits, leak checks). */
+    /** {@return the engine's device memory pool (statistics, limits, leak checks)} */
     public DevicePool pool() {
         return pool;
     }
@@ -140,6 +157,9 @@ public final class CudaAttentionEngine implements AttentionEngine {
     /**
      * The tiling engines start in: the one {@link #TILING_PROPERTY} names, W4 when it is unset; a one-line
      * error for another name. The static planning methods without a tiling argument plan for it.
+     *
+     * @return the starting tiling
+     * @throws IllegalArgumentException when the property names no tiling
      */
     public static FlashPlan.Tiling startTiling() {
         String s = System.getProperty(TILING_PROPERTY);
@@ -158,6 +178,9 @@ public final class CudaAttentionEngine implements AttentionEngine {
      * what {@link #TILING_PROPERTY} names, unless set). The other kernels have one tiling. For benchmarks
      * that compare them. Calls on caller-owned memory ({@link #launch}) size their workspace and work lists
      * for the tiling set when they ask ({@link #launchWorkspaceBytes}) and launch: set it before either.
+     *
+     * @param tiling the tiling; not null
+     * @throws UnsupportedOperationException when this device cannot run it ({@link #tilingUnavailable})
      */
     public void setMmaTiling(FlashPlan.Tiling tiling) {
         String why = tilingUnavailable(java.util.Objects.requireNonNull(tiling, "tiling"));
@@ -170,6 +193,9 @@ public final class CudaAttentionEngine implements AttentionEngine {
     /**
      * Why this engine cannot run {@code tiling}'s kernels, or null when it can: the wgmma kernels (WG, WGP, WGX2, WGPX2) are sm_90a
      * machine code (compute capability 9.0 only, H100/H200) in a module of their own.
+     *
+     * @param tiling the tiling asked about
+     * @return the reason, one line, or null
      */
     public String tilingUnavailable(FlashPlan.Tiling tiling) {
         return tilingUnavailable(device, tiling);
@@ -189,6 +215,7 @@ public final class CudaAttentionEngine implements AttentionEngine {
         return null;
     }
 
+    /** {@return the tiling the f16/bf16 dense/causal flash kernels run in now} */
     public FlashPlan.Tiling mmaTiling() {
         return tiling;
     }
@@ -196,6 +223,8 @@ public final class CudaAttentionEngine implements AttentionEngine {
     /**
      * Fills o and lse with NaN before every computation, so that a kernel that leaves an element unwritten
      * is caught by the tests instead of passing on stale memory from the pool.
+     *
+     * @param poison whether to poison; off by default
      */
     public void setPoisonOutputs(boolean poison) {
         this.poisonOutputs = poison;
@@ -357,11 +386,20 @@ public final class CudaAttentionEngine implements AttentionEngine {
     /**
      * One attention call on device memory the caller owns (see {@link #launch}).
      *
-     * @param q, k, v, o      device addresses of dtype elements, at {@code strides} ({batch, head, row} each, in
-     *                        elements; rows 16-byte aligned), e.g. the (B, L, H, D) rows a projection writes
+     * @param q               device address of q's first element, dtype elements at {@code strides} ({batch, head,
+     *                        row}, in elements; rows 16-byte aligned), e.g. the (B, L, H, D) rows a projection writes
+     * @param k               device address of k's first element, likewise
+     * @param v               device address of v's first element, likewise
+     * @param o               device address of o's first element, likewise; written by the call
      * @param gate            (B, L, H) float32, contiguous, or 0 for none
      * @param workspace       device scratch of at least {@link #launchWorkspaceBytes} bytes, or 0 when that is 0
+     * @param workspaceBytes  the workspace's size in bytes, checked by {@link #launch}
+     * @param strides         q's, k's, v's and o's {batch, head, row} strides in elements
+     * @param shape           the sizes B, H, Hkv, L, S and D
      * @param pattern         the pattern with the causal rule folded in
+     * @param scale           the softmax scale
+     * @param dtype           the elements' dtype: f32, f16 or bf16
+     * @param algorithm       flash, sparse or auto (materialized is refused on caller memory)
      * @param blockSize       the sparse layout's block size (64 or 128)
      * @param gateBlock       how the gate may vary, which picks the work list built on the device (see
      *                        {@link #deviceGateMode}): 0 builds none (the whole grid runs; tiles whose rows are
@@ -372,7 +410,24 @@ public final class CudaAttentionEngine implements AttentionEngine {
     public record DeviceCall(long q, long k, long v, long o, long gate, long workspace, long workspaceBytes,
             AttentionParams.Strides strides, AttentionShape shape, Pattern pattern, float scale, DType dtype,
             Algorithm algorithm, int blockSize, int gateBlock) {
-        /** A call that builds no device work list (gate, if any, applied on the whole grid). */
+        /**
+         * A call that builds no device work list (gate, if any, applied on the whole grid): {@code gateBlock} 0.
+         *
+         * @param q              device address of q
+         * @param k              device address of k
+         * @param v              device address of v
+         * @param o              device address of o
+         * @param gate           device address of the (B, L, H) float32 gate, or 0
+         * @param workspace      device address of the workspace, or 0
+         * @param workspaceBytes the workspace's size in bytes
+         * @param strides        the four tensors' strides in elements
+         * @param shape          the sizes
+         * @param pattern        the effective pattern
+         * @param scale          the softmax scale
+         * @param dtype          the elements' dtype
+         * @param algorithm      flash, sparse or auto
+         * @param blockSize      the sparse layout's block size, 64 or 128
+         */
         public DeviceCall(long q, long k, long v, long o, long gate, long workspace, long workspaceBytes,
                 AttentionParams.Strides strides, AttentionShape shape, Pattern pattern, float scale, DType dtype,
                 Algorithm algorithm, int blockSize) {
@@ -385,6 +440,18 @@ public final class CudaAttentionEngine implements AttentionEngine {
          * (any dtype; its bytes count) or null when {@link #launchWorkspaceBytes} is 0, which {@link #launch} checks.
          * Raw addresses, as the canonical constructor takes them, are not checked against any size.
          *
+         * @param q         queries (B, H, L, D), contiguous
+         * @param k         keys (B, Hkv, S, D), contiguous, q's dtype
+         * @param v         values, k's shape and q's dtype
+         * @param o         the output, q's shape and dtype
+         * @param gate      the (B, L, H) float32 gate, or null
+         * @param workspace scratch of at least {@link #launchWorkspaceBytes} bytes, or null
+         * @param pattern   the effective pattern
+         * @param scale     the softmax scale
+         * @param algorithm flash, sparse or auto
+         * @param blockSize the sparse layout's block size, 64 or 128
+         * @param gateBlock 0, 1 or Bq (see {@link #deviceGateMode})
+         * @return the call, with contiguous strides
          * @throws ShapeException naming the tensor and its shape when one does not fit the others
          */
         public static DeviceCall of(DeviceTensor q, DeviceTensor k, DeviceTensor v, DeviceTensor o, DeviceTensor gate,
@@ -465,6 +532,13 @@ public final class CudaAttentionEngine implements AttentionEngine {
      * Refuses, before any device work, a device-memory call this engine cannot launch, with a one-line
      * {@link UnsupportedOperationException}; returns the algorithm that would run. The materialized
      * algorithm is not offered on caller-owned memory (it needs its own score buffer and cuBLAS layout).
+     *
+     * @param shape     the sizes
+     * @param dtype     f32, f16 or bf16
+     * @param algorithm the requested algorithm
+     * @param pattern   the effective pattern
+     * @return flash or sparse: what {@link #route} picks
+     * @throws UnsupportedOperationException for materialized, or a head dim, dtype or pattern no kernel takes
      */
     public static Algorithm checkLaunch(AttentionShape shape, DType dtype, Algorithm algorithm, Pattern pattern) {
         Algorithm algo = route(algorithm, pattern);
@@ -508,7 +582,16 @@ public final class CudaAttentionEngine implements AttentionEngine {
                 : GateWork.Layout.of(shape.batch(), shape.qLen(), shape.heads(), rows, mode == GateMode.COMPACT);
     }
 
-    /** {@link #launchWorkspaceBytes(AttentionShape, DType, Algorithm, Pattern, int, int)} without a device work list. */
+    /**
+     * {@link #launchWorkspaceBytes(AttentionShape, DType, Algorithm, Pattern, int, int)} without a device work list.
+     *
+     * @param shape     the sizes
+     * @param dtype     f32, f16 or bf16
+     * @param algorithm the requested algorithm
+     * @param pattern   the effective pattern
+     * @param blockSize the sparse layout's block size, 64 or 128
+     * @return workspace bytes, 0 for a flash call
+     */
     public long launchWorkspaceBytes(AttentionShape shape, DType dtype, Algorithm algorithm, Pattern pattern, int blockSize) {
         return launchWorkspaceBytes(shape, dtype, algorithm, pattern, blockSize, 0);
     }
@@ -518,6 +601,15 @@ public final class CudaAttentionEngine implements AttentionEngine {
      * 256-byte aligned) when the sparse kernel runs, then the work list built from the gate (see
      * {@link #deviceGateMode}; its counts, compacted rows, triples and length, each 256-byte aligned).
      * Builds (and caches on the host) the layout.
+     *
+     * @param shape     the sizes
+     * @param dtype     f32, f16 or bf16
+     * @param algorithm the requested algorithm
+     * @param pattern   the effective pattern
+     * @param blockSize the sparse layout's block size, 64 or 128
+     * @param gateBlock 0, 1 or Bq
+     * @return workspace bytes for this engine's current tiling
+     * @throws UnsupportedOperationException as {@link #checkLaunch}
      */
     public long launchWorkspaceBytes(AttentionShape shape, DType dtype, Algorithm algorithm, Pattern pattern, int blockSize,
             int gateBlock) {
@@ -532,13 +624,33 @@ public final class CudaAttentionEngine implements AttentionEngine {
      * What {@link #launchWorkspaceBytes(AttentionShape, DType, Algorithm, Pattern, int, int)} answers for an
      * engine in its starting tiling ({@link #startTiling}), without an engine (nor its layout cache): for
      * memory plans made off the device. Does not check that a kernel takes the head dim.
+     *
+     * @param shape     the sizes
+     * @param dtype     f32, f16 or bf16
+     * @param algorithm the requested algorithm
+     * @param pattern   the effective pattern
+     * @param blockSize the sparse layout's block size, 64 or 128
+     * @param gateBlock 0, 1 or Bq
+     * @return workspace bytes
+     * @throws UnsupportedOperationException for the materialized algorithm
      */
     public static long deviceWorkspaceBytes(AttentionShape shape, DType dtype, Algorithm algorithm, Pattern pattern,
             int blockSize, int gateBlock) {
         return deviceWorkspaceBytes(shape, dtype, algorithm, pattern, blockSize, gateBlock, startTiling());
     }
 
-    /** {@link #deviceWorkspaceBytes(AttentionShape, DType, Algorithm, Pattern, int, int)} of an engine in {@code tiling}. */
+    /**
+     * {@link #deviceWorkspaceBytes(AttentionShape, DType, Algorithm, Pattern, int, int)} of an engine in {@code tiling}.
+     *
+     * @param shape     the sizes
+     * @param dtype     f32, f16 or bf16
+     * @param algorithm the requested algorithm
+     * @param pattern   the effective pattern
+     * @param blockSize the sparse layout's block size, 64 or 128
+     * @param gateBlock 0, 1 or Bq
+     * @param tiling    the engine's tiling
+     * @return workspace bytes
+     */
     public static long deviceWorkspaceBytes(AttentionShape shape, DType dtype, Algorithm algorithm, Pattern pattern,
             int blockSize, int gateBlock, FlashPlan.Tiling tiling) {
         Algorithm algo = deviceRoute(shape, algorithm, pattern);
@@ -550,6 +662,14 @@ public final class CudaAttentionEngine implements AttentionEngine {
      * Where, from the start of the workspace, a call of these parameters keeps its device-built work
      * list's length (an int); -1 when it builds none. Without an engine, like {@link #deviceWorkspaceBytes},
      * in the starting tiling.
+     *
+     * @param shape     the sizes
+     * @param dtype     f32, f16 or bf16
+     * @param algorithm the requested algorithm
+     * @param pattern   the effective pattern
+     * @param blockSize the sparse layout's block size, 64 or 128
+     * @param gateBlock 0, 1 or Bq
+     * @return the byte offset, or −1
      */
     public static long deviceWorkTotalOffset(AttentionShape shape, DType dtype, Algorithm algorithm, Pattern pattern,
             int blockSize, int gateBlock) {
@@ -563,13 +683,32 @@ public final class CudaAttentionEngine implements AttentionEngine {
      * The host mirror of the work list a call of these parameters builds on the device from {@code gate}
      * (B, L, H) in the starting tiling: its (b, h, tile) triples, as gate_work.cu computes them (compacted
      * tiles for token granularity); null when the call builds none (then the whole grid runs).
+     *
+     * @param gate      the gate's B·L·H values, row-major (B, L, H)
+     * @param shape     the sizes
+     * @param dtype     f32, f16 or bf16
+     * @param algorithm the requested algorithm
+     * @param pattern   the effective pattern
+     * @param gateBlock 0, 1 or Bq
+     * @return the triples, three ints per tile, or null
      */
     public static int[] deviceWorkList(float[] gate, AttentionShape shape, DType dtype, Algorithm algorithm, Pattern pattern,
             int gateBlock) {
         return deviceWorkList(gate, shape, dtype, algorithm, pattern, gateBlock, startTiling());
     }
 
-    /** {@link #deviceWorkList(float[], AttentionShape, DType, Algorithm, Pattern, int)} of an engine in {@code tiling}. */
+    /**
+     * {@link #deviceWorkList(float[], AttentionShape, DType, Algorithm, Pattern, int)} of an engine in {@code tiling}.
+     *
+     * @param gate      the gate's B·L·H values
+     * @param shape     the sizes
+     * @param dtype     f32, f16 or bf16
+     * @param algorithm the requested algorithm
+     * @param pattern   the effective pattern
+     * @param gateBlock 0, 1 or Bq
+     * @param tiling    the engine's tiling
+     * @return the triples, or null
+     */
     public static int[] deviceWorkList(float[] gate, AttentionShape shape, DType dtype, Algorithm algorithm, Pattern pattern,
             int gateBlock, FlashPlan.Tiling tiling) {
         Algorithm algo = deviceRoute(shape, algorithm, pattern);
@@ -588,6 +727,9 @@ public final class CudaAttentionEngine implements AttentionEngine {
      * rounding: what {@link GateWork#buildBytes} holds; 0 without a gate, for the materialized algorithm, or
      * when the gate switches off no query tile (the whole grid runs). The mode is chosen from the gate's
      * values exactly as {@code run} chooses it, for an engine in its starting tiling.
+     *
+     * @param req the request, its gate read on the host
+     * @return bytes, 0 when no work list is built
      */
     public static long gateWorkBytes(AttentionRequest req) {
         return gateWorkBytes(req, startTiling());
@@ -596,6 +738,10 @@ public final class CudaAttentionEngine implements AttentionEngine {
     /**
      * {@link #gateWorkBytes(AttentionRequest)} of an engine set to {@code tiling} (the 128-row tilings' work lists count
      * 128-row tiles).
+     *
+     * @param req    the request
+     * @param tiling the engine's tiling
+     * @return bytes, 0 when no work list is built
      */
     public static long gateWorkBytes(AttentionRequest req, FlashPlan.Tiling tiling) {
         if (req.gate() == null) {
@@ -665,12 +811,27 @@ public final class CudaAttentionEngine implements AttentionEngine {
      * Query tiles × heads × batch of the call's kernel in the starting tiling, B·H·ceil(L / Br): the grid a
      * launch without a work list runs, and the most tiles a device-built list can hold. Does not check the
      * head dim.
+     *
+     * @param shape     the sizes
+     * @param dtype     f32, f16 or bf16
+     * @param algorithm the requested algorithm (not materialized)
+     * @param pattern   the effective pattern
+     * @return the query tiles of the whole grid
      */
     public static long gridTiles(AttentionShape shape, DType dtype, Algorithm algorithm, Pattern pattern) {
         return gridTiles(shape, dtype, algorithm, pattern, startTiling());
     }
 
-    /** {@link #gridTiles(AttentionShape, DType, Algorithm, Pattern)} of an engine in {@code tiling}. */
+    /**
+     * {@link #gridTiles(AttentionShape, DType, Algorithm, Pattern)} of an engine in {@code tiling}.
+     *
+     * @param shape     the sizes
+     * @param dtype     f32, f16 or bf16
+     * @param algorithm the requested algorithm (not materialized)
+     * @param pattern   the effective pattern
+     * @param tiling    the engine's tiling
+     * @return the query tiles of the whole grid
+     */
     public static long gridTiles(AttentionShape shape, DType dtype, Algorithm algorithm, Pattern pattern, FlashPlan.Tiling tiling) {
         Algorithm algo = deviceRoute(shape, algorithm, pattern);
         return (long) shape.batch() * shape.heads() * ceilDiv(shape.qLen(), launchRows(shape, dtype, algo, tiling));
@@ -680,6 +841,10 @@ public final class CudaAttentionEngine implements AttentionEngine {
      * Query tiles the last {@link #launch} of {@code c} ran, for tests and benchmarks: the length of its
      * device-built work list, read back (this waits for {@code stream}), or the whole grid when it builds
      * none. Only valid while nothing else has used the call's workspace since.
+     *
+     * @param c      the call last launched
+     * @param stream the stream it was launched on
+     * @return the query tiles launched
      */
     public long launchedTiles(DeviceCall c, CudaStream stream) {
         long off = workTotalOffset(c);
@@ -704,6 +869,12 @@ public final class CudaAttentionEngine implements AttentionEngine {
      * the kernel that merges their original tiles' key lists on the device. Without a {@code gateBlock} the
      * whole grid runs and only tiles whose rows are all gated off exit early. This is how GPU models
      * (io.headroute.model.gpu) run their attention. Unverified on a GPU so far.
+     *
+     * @param c      the call; its memory stays the caller's
+     * @param stream the stream to enqueue on; not waited for
+     * @throws IllegalStateException         when the engine is closed
+     * @throws UnsupportedOperationException as {@link #checkLaunch}
+     * @throws IllegalArgumentException      for misaligned memory or a workspace smaller than the call needs
      */
     public void launch(DeviceCall c, CudaStream stream) {
         if (closed) {
@@ -928,6 +1099,10 @@ public final class CudaAttentionEngine implements AttentionEngine {
     /**
      * The algorithm that runs: auto and flash take dense/causal on the dense kernels and route every
      * other pattern to the block-sparse kernels; sparse runs the block-sparse kernels for every pattern.
+     *
+     * @param requested the algorithm asked for
+     * @param pattern   the effective pattern
+     * @return flash, sparse or materialized, never auto
      */
     public static Algorithm route(Algorithm requested, Pattern pattern) {
         return switch (requested) {
@@ -1046,12 +1221,27 @@ public final class CudaAttentionEngine implements AttentionEngine {
      * of its four buffers: what memory plans (experiments) count for the sparse algorithm; for an engine in its
      * starting tiling ({@link #startTiling}: the 128-row tilings list 128-row tiles). It does not check that a kernel
      * takes the head dim (predictions are made for shapes the GPU may refuse).
+     *
+     * @param shape     the sizes
+     * @param dtype     f32, f16 or bf16
+     * @param pattern   the effective pattern
+     * @param blockSize the layout's block size, 64 or 128
+     * @return device bytes of the layout
      */
     public static long sparseLayoutBytes(AttentionShape shape, DType dtype, Pattern pattern, int blockSize) {
         return sparseLayoutBytes(shape, dtype, pattern, blockSize, startTiling());
     }
 
-    /** {@link #sparseLayoutBytes(AttentionShape, DType, Pattern, int)} of an engine in {@code tiling}. */
+    /**
+     * {@link #sparseLayoutBytes(AttentionShape, DType, Pattern, int)} of an engine in {@code tiling}.
+     *
+     * @param shape     the sizes
+     * @param dtype     f32, f16 or bf16
+     * @param pattern   the effective pattern
+     * @param blockSize the layout's block size, 64 or 128
+     * @param tiling    the engine's tiling
+     * @return device bytes of the layout
+     */
     public static long sparseLayoutBytes(AttentionShape shape, DType dtype, Pattern pattern, int blockSize,
             FlashPlan.Tiling tiling) {
         return kernelTiles(shape, dtype, pattern, blockSize, tiling).deviceBytes();
@@ -1080,6 +1270,14 @@ public final class CudaAttentionEngine implements AttentionEngine {
      * block granularity (tiles with any non-zero gate row) or, with {@code compact}, token granularity
      * (rows with a non-zero gate, compacted per (b, h)). {@code tileRows} is the Br of the kernel that
      * will read it (64 on tensor cores, 32 in fp32). Reads back one 4-byte count (one synchronization).
+     *
+     * @param gate     device address of the gate, B·L·H float32
+     * @param batch    B
+     * @param qLen     L
+     * @param heads    H
+     * @param tileRows Br of the kernel that reads the list
+     * @param compact  token granularity (true) or block granularity
+     * @return the work list, in buffers from the engine's pool; the caller closes it
      */
     public GateWork.DeviceWork workList(long gate, int batch, int qLen, int heads, int tileRows, boolean compact) {
         device.makeCurrent();
@@ -1228,7 +1426,7 @@ public final class CudaAttentionEngine implements AttentionEngine {
         return first;
     }
 
-    /** Whether the jar carries the kernels this engine needs. */
+    /** {@return whether the jar carries the kernels this engine needs} (false for a build without nvcc). */
     public static boolean kernelsPackaged() {
         return KernelModule.packaged("flash_fwd_f32") && KernelModule.packaged("flash_fwd_mma")
                 && KernelModule.packaged("softmax_rows") && KernelModule.packaged(GateWork.MODULE);

@@ -22,8 +22,9 @@ import org.apache.logging.log4j.Logger;
 public final class CudaProbe {
     /** The system property that turns the probe (and so every CUDA path) off. */
     public static final String DISABLE_PROPERTY = "headroute.cuda.disable";
-    /** The oldest compute capability the kernels are built for (sm_80). */
+    /** The oldest compute capability the kernels are built for (sm_80): its major version. */
     public static final int MIN_MAJOR = 8;
+    /** The oldest compute capability's minor version. */
     public static final int MIN_MINOR = 0;
 
     private static final Logger LOG = LogManager.getLogger(CudaProbe.class);
@@ -35,12 +36,22 @@ public final class CudaProbe {
 
     private CudaProbe() {}
 
-    /** One CUDA device as the driver reports it. */
+    /**
+     * One CUDA device as the driver reports it.
+     *
+     * @param ordinal          the CUDA device index
+     * @param name             the product name ("unnamed device" when the driver gives none)
+     * @param major            compute capability, major version
+     * @param minor            compute capability, minor version
+     * @param totalMemoryBytes the device's memory in bytes
+     */
     public record DeviceInfo(int ordinal, String name, int major, int minor, long totalMemoryBytes) {
+        /** {@return whether the compute capability is at least {@value #MIN_MAJOR}.{@value #MIN_MINOR}} */
         public boolean supported() {
             return major > MIN_MAJOR || (major == MIN_MAJOR && minor >= MIN_MINOR);
         }
 
+        /** {@return the compute capability as "major.minor", e.g. "9.0"} */
         public String computeCapability() {
             return major + "." + minor;
         }
@@ -60,13 +71,20 @@ public final class CudaProbe {
      * @param devices every device the driver listed (empty without a driver)
      */
     public record Result(boolean usable, String reason, List<DeviceInfo> devices) {
+        /**
+         * Copies the device list and folds the reason onto one line.
+         *
+         * @param usable  whether a device can run the kernels
+         * @param reason  the reason; line breaks become spaces
+         * @param devices the devices listed; copied
+         */
         public Result {
             devices = List.copyOf(devices);
             reason = String.valueOf(reason).replaceAll("\\s*\\R\\s*", " ").strip();
         }
     }
 
-    /** The probe's answer, computed on first use; honours {@value #DISABLE_PROPERTY} on every call. */
+    /** {@return the probe's answer, computed on first use}; honours {@value #DISABLE_PROPERTY} on every call. */
     public static Result result() {
         if (disabled()) {
             return new Result(false, "disabled by " + DISABLE_PROPERTY, List.of());

@@ -44,12 +44,19 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
      */
     public enum Tiling {
         // Query rows, threads and key/value buffers per block, and wgmma: flash_tile_mma.cuh's Tiling.
+        /** 64 rows as 4 warps × 16, double-buffered key/value tiles; every kernel has it, and the default. */
         W4(64, 128, 2, false),
+        /** 64 rows as 2 warps × 32, single-buffered; f16/bf16 dense/causal, D = 64, 96, 128. */
         W2(64, 64, 1, false),
+        /** 128 rows as 4 warps × 32, single-buffered; f16/bf16 dense/causal, D = 64, 128. */
         W4X2(128, 128, 1, false),
+        /** W4's rows on Hopper warpgroup MMA (sm_90a), double-buffered; dense/causal and sparse, D = 64, 128. */
         WG(64, 128, 2, true),
+        /** WG pipelined (P·V overlapping the next tile's softmax), triple-buffered. */
         WGP(64, 128, 3, true),
+        /** WG with two warpgroups on 128-row blocks. */
         WGX2(128, 256, 2, true),
+        /** WGP with two warpgroups on 128-row blocks. */
         WGPX2(128, 256, 3, true);
 
         private final int rows;
@@ -64,12 +71,12 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
             this.wgmma = wgmma;
         }
 
-        /** Query rows per block of the kernels in this tiling (the tile of work lists and compacted rows). */
+        /** {@return the query rows per block of the kernels in this tiling (the tile of work lists and compacted rows): 64 or 128} */
         public int blockRows() {
             return rows;
         }
 
-        /** Threads per block of this tiling's kernels: 32 per warp of flash_tile_mma.cuh's Tiling. */
+        /** {@return the threads per block of this tiling's kernels: 32 per warp of flash_tile_mma.cuh's Tiling} */
         public int threads() {
             return threads;
         }
@@ -82,6 +89,7 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
             return kvStages;
         }
 
+        /** {@return the lower-case name the command line and {@link #parse} use: "w4", "w2", "w4x2", "wg", …} */
         public String cliName() {
             return name().toLowerCase(java.util.Locale.ROOT);
         }
@@ -91,6 +99,11 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
          * kernels for D = 64, 96 and 128; W4X2 those for D = 64 and 128; WG, WGP, WGX2 and WGPX2 the f16/bf16
          * dense/causal and block-sparse (plain and merging) kernels for D = 64 and 128. (The wgmma tilings run only
          * on compute capability 9.0: {@code CudaAttentionEngine.tilingUnavailable}.)
+         *
+         * @param dtype   the compute dtype
+         * @param headDim D
+         * @param sparse  whether the block-sparse kernel runs
+         * @return whether that kernel has this tiling
          */
         public boolean appliesTo(DType dtype, int headDim, boolean sparse) {
             if (this == W4) {
@@ -107,22 +120,33 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
         /**
          * The tiling the kernel planned for these runs in when this one is asked for: this one where the kernel has it,
          * else W4 (which every kernel has).
+         *
+         * @param dtype   the compute dtype
+         * @param headDim D
+         * @param sparse  whether the block-sparse kernel runs
+         * @return this or W4
          */
         public Tiling resolve(DType dtype, int headDim, boolean sparse) {
             return appliesTo(dtype, headDim, sparse) ? this : W4;
         }
 
-        /** Whether this tiling's kernels are the wgmma ones (sm_90a, module {@value #WGMMA_MODULE}). */
+        /** {@return whether this tiling's kernels are the wgmma ones (sm_90a, module {@value #WGMMA_MODULE})} */
         public boolean wgmma() {
             return wgmma;
         }
 
-        /** The kernel module (fatbin) of this tiling's kernels. */
+        /** {@return the kernel module (fatbin) of this tiling's kernels: "flash_fwd_mma" or {@value #WGMMA_MODULE}} */
         public String module() {
             return wgmma() ? WGMMA_MODULE : "flash_fwd_mma";
         }
 
-        /** The tiling named {@code s} (w4, w2, w4x2, wg, wgp, wgx2 or wgpx2). */
+        /**
+         * The tiling named {@code s} (w4, w2, w4x2, wg, wgp, wgx2 or wgpx2).
+         *
+         * @param s the name, lower case, exactly
+         * @return the tiling
+         * @throws IllegalArgumentException for any other name
+         */
         public static Tiling parse(String s) {
             for (Tiling t : values()) {
                 if (t.cliName().equals(s)) {
@@ -133,12 +157,29 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
         }
     }
 
-    /** Plans the dense/causal flash kernel for {@code shape} in {@code dtype}, refusing what it cannot compute. */
+    /**
+     * Plans the dense/causal flash kernel for {@code shape} in {@code dtype}, refusing what it cannot compute.
+     *
+     * @param shape   the sizes
+     * @param dtype   f32, f16 or bf16
+     * @param pattern the effective pattern: dense or causal (with or without the causal rule on top)
+     * @return the plan, in W4
+     * @throws UnsupportedOperationException for another pattern, dtype or head dim, or H or B above 65535
+     */
     public static FlashPlan of(AttentionShape shape, DType dtype, Pattern pattern) {
         return of(shape, dtype, pattern, Tiling.W4);
     }
 
-    /** {@link #of(AttentionShape, DType, Pattern)} in {@code tiling} where the kernel has it (f16/bf16). */
+    /**
+     * {@link #of(AttentionShape, DType, Pattern)} in {@code tiling} where the kernel has it (f16/bf16).
+     *
+     * @param shape   the sizes
+     * @param dtype   f32, f16 or bf16
+     * @param pattern the effective pattern: dense or causal
+     * @param tiling  the tiling asked for (W4 where the kernel lacks it)
+     * @return the plan
+     * @throws UnsupportedOperationException as {@link #of(AttentionShape, DType, Pattern)}
+     */
     public static FlashPlan of(AttentionShape shape, DType dtype, Pattern pattern, Tiling tiling) {
         if (!flashSupports(pattern)) {
             throw new UnsupportedOperationException("pattern " + pattern.spec() + " needs the block-sparse GPU kernel "
@@ -147,7 +188,14 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
         return plan(shape, dtype, false, tiling);
     }
 
-    /** Plans the block-sparse kernel (any pattern) for {@code shape} in {@code dtype}. */
+    /**
+     * Plans the block-sparse kernel (any pattern) for {@code shape} in {@code dtype}.
+     *
+     * @param shape the sizes
+     * @param dtype f32, f16 or bf16
+     * @return the plan, in W4
+     * @throws UnsupportedOperationException for another dtype or head dim, or H or B above 65535
+     */
     public static FlashPlan sparse(AttentionShape shape, DType dtype) {
         return sparse(shape, dtype, Tiling.W4);
     }
@@ -155,6 +203,12 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
     /**
      * {@link #sparse(AttentionShape, DType)} in {@code tiling} where the kernel has it (WG, WGP, WGX2, WGPX2: f16/bf16,
      * D = 64, 128).
+     *
+     * @param shape  the sizes
+     * @param dtype  f32, f16 or bf16
+     * @param tiling the tiling asked for (W4 where the kernel lacks it)
+     * @return the plan
+     * @throws UnsupportedOperationException as {@link #sparse(AttentionShape, DType)}
      */
     public static FlashPlan sparse(AttentionShape shape, DType dtype, Tiling tiling) {
         return plan(shape, dtype, true, tiling);
@@ -166,6 +220,12 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
      * tiles' lists (the tiles {@link CompactedSparseTiles} lists). Its
      * shared memory adds {@link #mergeSharedBytes} to the sparse kernel's (a bitmap over S's key tiles:
      * refused where that passes sm_90's 227 KB).
+     *
+     * @param shape the sizes
+     * @param dtype f32, f16 or bf16
+     * @return the plan, in W4
+     * @throws UnsupportedOperationException as {@link #sparse(AttentionShape, DType)}, or when the shared memory does
+     *                                       not fit
      */
     public static FlashPlan sparseMerge(AttentionShape shape, DType dtype) {
         return sparse(shape, dtype).merging(shape);
@@ -174,6 +234,11 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
     /**
      * The merging counterpart of this block-sparse plan (the same tiling, rows and layout; {@link #sparseMerge}),
      * refused in one line where its shared memory passes the limit.
+     *
+     * @param shape the sizes (S sets the bitmap's size)
+     * @return the merging plan
+     * @throws IllegalStateException         when this is not a plain block-sparse plan
+     * @throws UnsupportedOperationException when the shared memory would pass 227 KB
      */
     public FlashPlan merging(AttentionShape shape) {
         if (!isSparse() || mergesOnDevice()) {
@@ -189,12 +254,22 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
                 gridY, gridZ);
     }
 
-    /** Whether {@link #sparseMerge} plans this call (its shared memory fits); refuses what {@link #sparse} refuses. */
+    /**
+     * {@return whether {@link #sparseMerge} plans this call (its shared memory fits)}; refuses what {@link #sparse}
+     * refuses.
+     *
+     * @param shape the sizes
+     * @param dtype f32, f16 or bf16
+     */
     public static boolean sparseMergeFits(AttentionShape shape, DType dtype) {
         return sparse(shape, dtype).mergeFits(shape);
     }
 
-    /** Whether {@link #merging} plans this block-sparse plan's merging counterpart for {@code shape}. */
+    /**
+     * {@return whether {@link #merging} plans this block-sparse plan's merging counterpart for {@code shape}}
+     *
+     * @param shape the sizes
+     */
     public boolean mergeFits(AttentionShape shape) {
         return mergeShared(this, shape) <= MAX_SHARED_BYTES;
     }
@@ -220,7 +295,7 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
         return 2 * blockRows * 8 + blockRows * 6 * 4 + (keyTiles + 31) / 32 * 4 + 2 * (blockRows / 32) * 4;
     }
 
-    /** Whether this is the block-sparse kernel that merges compacted rows' key lists on the device. */
+    /** {@return whether this is the block-sparse kernel that merges compacted rows' key lists on the device} */
     public boolean mergesOnDevice() {
         return kernel.startsWith("hr_flash_sparse_merge_");
     }
@@ -283,6 +358,9 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
      * Keys per kernel tile, and query rows of every kernel but the 128-row tilings' (W4X2, WGX2, WGPX2): 32 for the fp32
      * kernels, 64 for the tensor-core ones; the same for every head dim, so a sparse layout's tiles are
      * known without a supported D.
+     *
+     * @param dtype the compute dtype
+     * @return 32 for f32, 64 otherwise
      */
     public static int tileRows(DType dtype) {
         return dtype == DType.F32 ? 32 : 64;
@@ -292,6 +370,12 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
      * Query rows per block of the kernel planned for these in {@code tiling} (the {@link Tiling#blockRows()} of the
      * tiling it runs in, {@link Tiling#resolve}; {@link #tileRows} in fp32), without checking that a kernel takes the
      * head dim: for work-list sizes planned off the device.
+     *
+     * @param dtype   the compute dtype
+     * @param headDim D
+     * @param sparse  whether the block-sparse kernel runs
+     * @param tiling  the engine's tiling
+     * @return Br: 32, 64 or 128
      */
     public static int blockRows(DType dtype, int headDim, boolean sparse, Tiling tiling) {
         return dtype == DType.F32 ? tileRows(dtype) : tiling.resolve(dtype, headDim, sparse).blockRows();
@@ -308,12 +392,12 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
         return p instanceof Pattern.Causal || p instanceof Pattern.CausalOf;
     }
 
-    /** Keys per key tile (B_c): 64 on tensor cores, 32 in fp32 (the fp32 kernels' {@link #blockRows()}). */
+    /** {@return the keys per key tile (B_c): 64 on tensor cores, 32 in fp32 (the fp32 kernels' {@link #blockRows()})} */
     public int tileKeys() {
         return module.equals("flash_fwd_f32") ? tileRows(DType.F32) : tileRows(DType.F16);
     }
 
-    /** Whether this is a block-sparse kernel. */
+    /** {@return whether this is a block-sparse kernel (plain or merging)} */
     public boolean isSparse() {
         return kernel.startsWith("hr_flash_sparse_");
     }
@@ -321,6 +405,14 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
     /**
      * Key tiles the dense/causal kernel visits for query rows firstRow … lastRow (ascending positions),
      * exactly as HrDenseKeys computes them.
+     *
+     * @param firstRow the first query row
+     * @param lastRow  the last query row (none when below firstRow)
+     * @param qLen     L
+     * @param kvLen    S
+     * @param causal   whether the causal rule cuts the keys
+     * @param tileKeys Bc
+     * @return the key tiles from key 0 up to the last row's last allowed key (all of S without causal)
      */
     public static int denseKeyTiles(int firstRow, int lastRow, int qLen, int kvLen, boolean causal, int tileKeys) {
         if (lastRow < firstRow) {
@@ -333,7 +425,7 @@ public record FlashPlan(String module, String kernel, int threads, int blockRows
         return (end + tileKeys - 1) / tileKeys;
     }
 
-    /** Query tiles × heads × batch: the blocks launched. */
+    /** {@return query tiles × heads × batch: the blocks launched} */
     public long blocks() {
         return (long) gridX * gridY * gridZ;
     }

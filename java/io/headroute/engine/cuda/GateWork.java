@@ -36,7 +36,16 @@ public final class GateWork {
 
     private GateWork() {}
 
-    /** Triples (b, h, t) of the query tiles of {@code tileRows} rows with any non-zero gate row. */
+    /**
+     * Triples (b, h, t) of the query tiles of {@code tileRows} rows with any non-zero gate row.
+     *
+     * @param gate     B·L·H values, row-major (B, L, H)
+     * @param batch    B
+     * @param qLen     L
+     * @param heads    H
+     * @param tileRows Br
+     * @return 3 ints per live tile, ordered by b, h, t
+     */
     public static int[] activeTiles(float[] gate, int batch, int qLen, int heads, int tileRows) {
         int tiles = ceilDiv(qLen, tileRows);
         int[] out = new int[3 * batch * heads * tiles];
@@ -63,9 +72,12 @@ public final class GateWork {
     /**
      * Stable compaction: {@code rows} (B, H, L) holds per (b, h) the rows with a non-zero gate, ascending,
      * in its first {@code counts[b·H + h]} entries (the rest 0 here; undefined on the device).
+     *
+     * @param rows   B·H·L row indices, (b, h) by (b, h)
+     * @param counts B·H counts of kept rows
      */
     public record Compaction(int[] rows, int[] counts) {
-        /** Rows with a non-zero gate, all (b, h) together. */
+        /** {@return the rows with a non-zero gate, all (b, h) together} */
         public long activeRows() {
             long n = 0;
             for (int c : counts) {
@@ -75,6 +87,14 @@ public final class GateWork {
         }
     }
 
+    /**
+     * {@return the stable compaction of the gate's non-zero rows, per (b, h)}
+     *
+     * @param gate  B·L·H values, row-major (B, L, H)
+     * @param batch B
+     * @param qLen  L
+     * @param heads H
+     */
     public static Compaction compact(float[] gate, int batch, int qLen, int heads) {
         int[] rows = new int[batch * heads * qLen];
         int[] counts = new int[batch * heads];
@@ -93,7 +113,15 @@ public final class GateWork {
         return new Compaction(rows, counts);
     }
 
-    /** Triples (b, h, t) over compacted rows: ceil(counts[b·H + h] / tileRows) tiles per (b, h). */
+    /**
+     * Triples (b, h, t) over compacted rows: ceil(counts[b·H + h] / tileRows) tiles per (b, h).
+     *
+     * @param counts   B·H counts of kept rows ({@link Compaction#counts})
+     * @param batch    B
+     * @param heads    H
+     * @param tileRows Br
+     * @return 3 ints per compacted tile, ordered by b, h, t
+     */
     public static int[] compactedTiles(int[] counts, int batch, int heads, int tileRows) {
         int n = 0;
         for (int c : counts) {
@@ -120,6 +148,10 @@ public final class GateWork {
      * the saved work pays for it with margin). Query tiles alone are not the work: a compacted tile's
      * rows span several original tiles, so it may visit more key tiles (the union of their sparse lists,
      * or under a causal mask the keys up to its last row). Returns true for compaction.
+     *
+     * @param compactedKeyTiles (query tile, key tile) pairs the compacted tiles visit
+     * @param activeKeyTiles    pairs the block-granular list visits
+     * @return whether compaction visits at most 3/4 of them
      */
     public static boolean compactionPays(long compactedKeyTiles, long activeKeyTiles) {
         return compactedKeyTiles * 4 <= activeKeyTiles * 3;
@@ -130,9 +162,26 @@ public final class GateWork {
      * each array 256-byte aligned — per-group counts (tile flags, or compacted row counts), compacted
      * rows (B, H, L) (compaction only: {@code rowsBytes} 0 otherwise), the (b, h, tile) triples (room for
      * every query tile), the one int holding their number, and the bytes it takes in all.
+     *
+     * @param counts    offset (or, once placed, address) of the per-group counts
+     * @param rows      offset of the compacted rows; 0 once placed when there are none
+     * @param rowsBytes bytes of the compacted rows, 0 for block granularity
+     * @param list      offset of the triples
+     * @param total     offset of the int holding the triples' number
+     * @param bytes     the bytes the whole layout takes, a multiple of 256
      */
     public record Layout(long counts, long rows, long rowsBytes, long list, long total, long bytes) {
-        /** The layout of {@code compact} (token granularity) or block-granular work for tiles of {@code tileRows}. */
+        /**
+         * The layout of {@code compact} (token granularity) or block-granular work for tiles of {@code tileRows}.
+         *
+         * @param batch    B
+         * @param qLen     L
+         * @param heads    H
+         * @param tileRows Br
+         * @param compact  token granularity
+         * @return offsets from the workspace's start
+         * @throws IllegalArgumentException when the list would be too large for one launch
+         */
         public static Layout of(int batch, int qLen, int heads, int tileRows, boolean compact) {
             Sizes z = Sizes.of(batch, qLen, heads, tileRows, compact);
             long rowsBytes = 4 * z.rows();
@@ -208,6 +257,11 @@ public final class GateWork {
         /**
          * Queues the building of the list on {@code stream} from a gate (B, L, H) at {@code gate}: no
          * synchronization; its length stays on the device ({@link #total()}) until {@link #readCount}.
+         *
+         * @param module the gate_work kernel module
+         * @param stream the stream to enqueue on
+         * @param gate   device address of the gate, B·L·H float32; not 0
+         * @throws IllegalArgumentException when {@code gate} is 0
          */
         public void queue(KernelModule module, CudaStream stream, long gate) {
             if (gate == 0) {
@@ -222,6 +276,10 @@ public final class GateWork {
         /**
          * Waits for {@code stream} (on which the list was built) and reads the number of (b, h, tile) triples
          * back, once; refuses a number outside 0 … the room the list has.
+         *
+         * @param stream the stream the list was built on
+         * @return the number of triples
+         * @throws IllegalStateException when the device reports an impossible number
          */
         public int readCount(CudaStream stream) {
             if (count < 0) {
@@ -234,7 +292,11 @@ public final class GateWork {
             return count;
         }
 
-        /** Number of (b, h, tile) triples, as {@link #readCount} read it. */
+        /**
+         * {@return the number of (b, h, tile) triples, as {@link #readCount} read it}
+         *
+         * @throws IllegalStateException before {@link #readCount}
+         */
         public int count() {
             if (count < 0) {
                 throw new IllegalStateException("the work list's length has not been read back from the device");
@@ -242,41 +304,54 @@ public final class GateWork {
             return count;
         }
 
-        /** Device address of the triples. */
+        /** {@return the device address of the triples} */
         public long list() {
             return list.address();
         }
 
-        /** Device address of the int holding the number of triples. */
+        /** {@return the device address of the int holding the number of triples} */
         public long total() {
             return total.address();
         }
 
-        /** Compacted rows (B, H, L) and their counts (B, H); 0 for a block-granular list. */
+        /** {@return the device address of the compacted rows (B, H, L), int32; 0 for a block-granular list} */
         public long rows() {
             return rows == null ? 0 : rows.address();
         }
 
+        /** {@return the device address of the compacted rows' counts (B, H), int32; 0 for a block-granular list} */
         public long counts() {
             return rows == null ? 0 : counts.address();
         }
 
-        /** Device bytes of the list, its length, the counts and the compacted rows. */
+        /** {@return the device bytes of the list, its length, the counts and the compacted rows} */
         public long bytes() {
             return list.byteSize() + total.byteSize() + counts.byteSize() + (rows == null ? 0 : rows.byteSize());
         }
 
-        /** The triples, copied back (for tests). */
+        /**
+         * {@return the triples, copied back (for tests)}
+         *
+         * @param stream the stream the list was built on (waited for)
+         */
         public int[] downloadList(CudaStream stream) {
             return Arrays.copyOf(ints(list.download(stream, null)), 3 * readCount(stream));
         }
 
-        /** The compacted rows (B, H, L), copied back (for tests); empty for a block-granular list. */
+        /**
+         * {@return the compacted rows (B, H, L), copied back (for tests); empty for a block-granular list}
+         *
+         * @param stream the stream the list was built on (waited for)
+         */
         public int[] downloadRows(CudaStream stream) {
             return rows == null ? new int[0] : ints(rows.download(stream, null));
         }
 
-        /** The compacted row counts, copied back (for tests); empty for a block-granular list. */
+        /**
+         * {@return the compacted row counts, copied back (for tests); empty for a block-granular list}
+         *
+         * @param stream the stream the list was built on (waited for)
+         */
         public int[] downloadCounts(CudaStream stream) {
             return rows == null ? new int[0] : ints(counts.download(stream, null));
         }
@@ -330,6 +405,14 @@ public final class GateWork {
     /**
      * Device bytes {@link #build} holds at once, before the pool's rounding: the per-group counts, the
      * compacted rows (compaction only), room for every tile's triple, and their total.
+     *
+     * @param batch    B
+     * @param qLen     L
+     * @param heads    H
+     * @param tileRows Br
+     * @param compact  token granularity
+     * @return bytes
+     * @throws IllegalArgumentException when the list would be too large for one launch
      */
     public static long buildBytes(int batch, int qLen, int heads, int tileRows, boolean compact) {
         Sizes z = Sizes.of(batch, qLen, heads, tileRows, compact);

@@ -14,12 +14,29 @@ import io.headroute.tensor.DType;
  * @param ioBytes     q, k, v, o, lse and gate
  */
 public record MaterializedPlan(DType scoreDType, long scoreBytes, long ioBytes) {
-    /** Scores in the input dtype. */
+    /**
+     * Scores in the input dtype.
+     *
+     * @param sh    the sizes
+     * @param dtype the input (compute) dtype
+     * @param gate  whether a gate is given (its B·L·H floats count)
+     * @return the plan
+     * @throws ArithmeticException when the score bytes overflow a long
+     */
     public static MaterializedPlan of(AttentionShape sh, DType dtype, boolean gate) {
         return of(sh, dtype, gate, false);
     }
 
-    /** Scores in fp32 when {@code fp32Scores}, else in the input dtype. */
+    /**
+     * Scores in fp32 when {@code fp32Scores}, else in the input dtype.
+     *
+     * @param sh         the sizes
+     * @param dtype      the input (compute) dtype
+     * @param gate       whether a gate is given
+     * @param fp32Scores fp32 scores for fp16/bf16 inputs
+     * @return the plan
+     * @throws ArithmeticException when the score bytes overflow a long
+     */
     public static MaterializedPlan of(AttentionShape sh, DType dtype, boolean gate, boolean fp32Scores) {
         DType st = fp32Scores ? DType.F32 : dtype;
         long n = Math.multiplyExact(Math.multiplyExact((long) sh.batch() * sh.heads(), (long) sh.qLen()), (long) sh.kvLen());
@@ -32,11 +49,16 @@ public record MaterializedPlan(DType scoreDType, long scoreBytes, long ioBytes) 
         return new MaterializedPlan(st, scores, io);
     }
 
-    /** Whether P is written to its own matrix (fp32 scores of fp16/bf16 inputs). */
+    /**
+     * {@return whether P is written to its own matrix (fp32 scores of fp16/bf16 inputs)}
+     *
+     * @param inputDType the inputs' dtype
+     */
     public boolean separateProbs(DType inputDType) {
         return scoreDType != inputDType;
     }
 
+    /** {@return the predicted peak: score bytes plus input and output bytes} */
     public long totalBytes() {
         return scoreBytes + ioBytes;
     }

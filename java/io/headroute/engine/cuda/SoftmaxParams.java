@@ -9,6 +9,7 @@ import java.nio.ByteOrder;
  * materialized path's row softmax: 4 pointers, then 8 int32 fields.
  */
 public final class SoftmaxParams {
+    /** sizeof(SoftmaxParams) in bytes. */
     public static final int SIZE = 64;
     static final int DENSE = 0;
     static final int CAUSAL = 1;

@@ -38,6 +38,15 @@ public final class SparseTiles {
     /**
      * Splits {@code layout} (built from {@code pattern} for L queries and S keys) into kernel tiles of
      * {@code br} × {@code bc}; the layout's block size must be a multiple of bc ≤ 64, and a multiple or a divisor of br.
+     *
+     * @param pattern the effective pattern the layout was built from (its rows give the partial tiles' bits)
+     * @param layout  the block layout for L and S
+     * @param qLen    L
+     * @param kvLen   S
+     * @param br      Br, query rows per kernel tile
+     * @param bc      Bc, keys per kernel tile, at most 64 (one mask word per row)
+     * @return the kernel tiles
+     * @throws IllegalArgumentException when the blocks do not split into such tiles, or the layout is for other sizes
      */
     public static SparseTiles build(Pattern pattern, BlockLayout layout, int qLen, int kvLen, int br, int bc) {
         int bs = layout.blockSize();
@@ -229,23 +238,27 @@ public final class SparseTiles {
         return (int) ((a + (long) b - 1) / b);
     }
 
-    /** 1 when one list serves every head, else H. */
+    /** {@return 1 when one list serves every head, else H} */
     public int layoutHeads() {
         return layoutHeads;
     }
 
+    /** {@return the query tiles per head, ceil(L / Br)} */
     public int queryTiles() {
         return qTiles;
     }
 
+    /** {@return the key tiles, ceil(S / Bc)} */
     public int keyTiles() {
         return kTiles;
     }
 
+    /** {@return Br, the query rows of a kernel tile} */
     public int tileRows() {
         return br;
     }
 
+    /** {@return Bc, the keys of a kernel tile} */
     public int tileKeys() {
         return bc;
     }
@@ -254,27 +267,49 @@ public final class SparseTiles {
         return (layoutHeads == 1 ? 0 : head) * qTiles + qt;
     }
 
-    /** Key tiles the kernel visits for (head, query tile): full ones and partial ones. */
+    /**
+     * {@return the key tiles the kernel visits for (head, query tile): full ones and partial ones}
+     *
+     * @param head the head, in [0, H); any head of a shared layout reads the one list
+     * @param qt   the query tile, in [0, {@link #queryTiles()})
+     */
     public int listed(int head, int qt) {
         return lists.listed(cell(head, qt));
     }
 
-    /** Full key tiles of (head, query tile), ascending. */
+    /**
+     * {@return the full key tiles of (head, query tile), ascending, a new array}
+     *
+     * @param head the head, in [0, H)
+     * @param qt   the query tile
+     */
     public int[] full(int head, int qt) {
         return lists.full(cell(head, qt));
     }
 
-    /** Partial key tiles of (head, query tile), ascending. */
+    /**
+     * {@return the partial key tiles of (head, query tile), ascending, a new array}
+     *
+     * @param head the head, in [0, H)
+     * @param qt   the query tile
+     */
     public int[] partial(int head, int qt) {
         return lists.partial(cell(head, qt));
     }
 
-    /** The element bits of partial tile {@code k} of (head, query tile): Br words, bit c of word r = (row r, key c). */
+    /**
+     * {@return the element bits of partial tile {@code k} of (head, query tile)}: Br words, bit c of word r = (row r,
+     * key c).
+     *
+     * @param head the head, in [0, H)
+     * @param qt   the query tile
+     * @param k    the index into {@link #partial}'s list, not a key tile number
+     */
     public long[] mask(int head, int qt, int k) {
         return lists.mask(cell(head, qt), k);
     }
 
-    /** Listed tiles over all cells. */
+    /** {@return the listed tiles over all cells} */
     public long listedTiles() {
         return lists.listedTiles();
     }
@@ -284,7 +319,7 @@ public final class SparseTiles {
         return lists;
     }
 
-    /** Bytes of the four device arrays as uploaded: O(listed tiles + cells), never L × S. */
+    /** {@return the bytes of the four device arrays as uploaded: O(listed tiles + cells), never L × S} */
     public long deviceBytes() {
         return lists.deviceBytes();
     }
