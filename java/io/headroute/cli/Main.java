@@ -73,6 +73,12 @@ public final class Main implements Callable<Integer> {
                 "missing command (expected attend, pattern, quality, route, bench, demo, experiment, analyze or info)");
     }
 
+    /**
+     * The process's entry point: the command line's logging setup, {@link #run(String...)}, then
+     * {@link System#exit} with its status.
+     *
+     * @param args the command and its options, e.g. {@code attend --pattern causal ...}
+     */
     public static void main(String[] args) {
         useCommandLineLogging();
         System.exit(run(args));
@@ -90,7 +96,13 @@ public final class Main implements Callable<Integer> {
         }
     }
 
-    /** Runs the command line with the process's stdout and stderr; returns the exit status. */
+    /**
+     * Runs the command line with the process's stdout and stderr (UTF-8 whatever the locale); returns the exit status.
+     * Leaves the logging setup alone: for programs that embed the command line.
+     *
+     * @param args the command and its options
+     * @return 0 for success, 1 for an internal error, 2 for bad input
+     */
     public static int run(String... args) {
         // UTF-8 whatever the locale: help and reports use a few symbols (≤, ·, −) that ASCII lacks.
         PrintWriter out = new PrintWriter(new OutputStreamWriter(new FileOutputStream(FileDescriptor.out), StandardCharsets.UTF_8), true);
@@ -103,7 +115,14 @@ public final class Main implements Callable<Integer> {
         }
     }
 
-    /** Runs the command line writing results to {@code out} and errors to {@code err}; returns the exit status. */
+    /**
+     * Runs the command line writing results to {@code out} and errors to {@code err}; returns the exit status.
+     *
+     * @param out receives results and help
+     * @param err receives the one-line errors
+     * @param args the command and its options
+     * @return 0 for success, 1 for an internal error, 2 for bad input
+     */
     public static int run(PrintWriter out, PrintWriter err, String... args) {
         Main main = new Main();
         return execute(main, new CommandLine(main), out, err, args);

@@ -30,6 +30,8 @@ public final class AttentionQuality {
     private AttentionQuality() {}
 
     /**
+     * The metrics of one comparison.
+     *
      * @param recallPerHead   mean attention-mass recall of each query head
      * @param recall          mean recall over every row of every head
      * @param relErrorPerHead output relative error of each query head
@@ -41,21 +43,52 @@ public final class AttentionQuality {
     public record Report(double[] recallPerHead, double recall, double[] relErrorPerHead, double relError,
             Pattern reference, Algorithm algorithmUsed) {}
 
-    /** The full-attention pattern {@code pattern} is measured against. */
+    /**
+     * {@return the full-attention pattern {@code pattern} is measured against}: causal for a causal pattern, else
+     * dense
+     *
+     * @param pattern the effective pattern
+     */
     public static Pattern referenceFor(Pattern pattern) {
         return pattern instanceof Pattern.Causal || pattern instanceof Pattern.CausalOf ? new Pattern.Causal() : new Pattern.Dense();
     }
 
     /**
      * Runs {@code pattern} (with {@code algorithm}) and its full reference (flash) on {@code engine} and
-     * compares them.
+     * compares them. The block size is {@link AttentionRequest#DEFAULT_BLOCK_SIZE}.
+     *
+     * @param engine    the engine that runs both
+     * @param q         queries (B, H, L, D)
+     * @param k         keys (B, Hkv, S, D)
+     * @param v         values (B, Hkv, S, D)
+     * @param pattern   the pattern measured, causal rule folded in
+     * @param scale     the softmax scale, or null for 1/√D
+     * @param dtype     the compute dtype
+     * @param algorithm the pattern's algorithm (the reference runs flash)
+     * @return recall and error, per head and overall
+     * @throws IllegalArgumentException when the inputs are not finite or the scale can overflow the scores
      */
     public static Report measure(AttentionEngine engine, Tensor q, Tensor k, Tensor v, Pattern pattern, Float scale,
             DType dtype, Algorithm algorithm) {
         return measure(engine, q, k, v, pattern, scale, dtype, algorithm, AttentionRequest.DEFAULT_BLOCK_SIZE);
     }
 
-    /** As {@link #measure(AttentionEngine, Tensor, Tensor, Tensor, Pattern, Float, DType, Algorithm)}, with the sparse layout's block size. */
+    /**
+     * As {@link #measure(AttentionEngine, Tensor, Tensor, Tensor, Pattern, Float, DType, Algorithm)}, with the sparse
+     * layout's block size.
+     *
+     * @param engine    the engine that runs both
+     * @param q         queries (B, H, L, D)
+     * @param k         keys (B, Hkv, S, D)
+     * @param v         values (B, Hkv, S, D)
+     * @param pattern   the pattern measured, causal rule folded in
+     * @param scale     the softmax scale, or null for 1/√D
+     * @param dtype     the compute dtype
+     * @param algorithm the pattern's algorithm
+     * @param blockSize the sparse layout's block size, 64 or 128
+     * @return recall and error, per head and overall, with the algorithm the pattern's run used
+     * @throws IllegalArgumentException when the inputs are not finite or the scale can overflow the scores
+     */
     public static Report measure(AttentionEngine engine, Tensor q, Tensor k, Tensor v, Pattern pattern, Float scale,
             DType dtype, Algorithm algorithm, int blockSize) {
         Pattern reference = referenceFor(pattern);
@@ -73,7 +106,19 @@ public final class AttentionQuality {
                 got.stats().algorithm());
     }
 
-    /** The metrics from the outputs (B, H, L, D) and log-sum-exps (B, H, L) of a pattern and its reference. */
+    /**
+     * The metrics from the outputs (B, H, L, D) and log-sum-exps (B, H, L) of a pattern and its reference.
+     *
+     * @param shape     the sizes (B, H, L and D are read)
+     * @param o         the pattern's output, B·H·L·D floats
+     * @param lse       the pattern's lse, B·H·L floats (−∞ for an empty row)
+     * @param oRef      the reference's output
+     * @param lseRef    the reference's lse, all finite
+     * @param reference the reference pattern, recorded in the report
+     * @return the metrics, without an algorithm
+     * @throws IllegalArgumentException when the arrays do not match the shape
+     * @throws IllegalStateException    when a reference lse is not finite or a pattern lse is NaN
+     */
     public static Report compare(AttentionShape shape, float[] o, float[] lse, float[] oRef, float[] lseRef, Pattern reference) {
         int b = shape.batch();
         int h = shape.heads();

@@ -38,6 +38,10 @@ public final class Cublas implements AutoCloseable {
     /**
      * A handle on {@code device}; throws {@link UnsupportedOperationException} naming the reason when no
      * cuBLAS can be loaded (the GEMM paths are then unavailable here, the rest of the GPU engine is not).
+     *
+     * @param device the device whose primary context the handle lives in; not closed with the handle
+     * @return the handle, owned by the caller
+     * @throws io.headroute.cuda.CudaException when cublasCreate fails
      */
     public static Cublas create(CudaDevice device) {
         CublasLoader.Resolution r = CublasLoader.resolve();
@@ -48,12 +52,12 @@ public final class Cublas implements AutoCloseable {
         return new Cublas(device, r);
     }
 
-    /** Where this cuBLAS came from (native 12 or the shim to 13). */
+    /** {@return where this cuBLAS came from (native 12 or the shim to 13), with the library's path} */
     public CublasLoader.Resolution source() {
         return source;
     }
 
-    /** cuBLAS's version number, e.g. 130001. */
+    /** {@return cuBLAS's version number, e.g. 130001} */
     public int version() {
         int[] v = new int[1];
         check(JCublas2.cublasGetVersion(handle(), v), "cublasGetVersion");
@@ -72,7 +76,29 @@ public final class Cublas implements AutoCloseable {
     /**
      * C[i] = alpha · op(A[i]) · op(B[i]) + beta · C[i] for i &lt; batch (column-major, m × n result,
      * k inner), A and B of type {@code ab}, C of type {@code c}, fp32 accumulation. Addresses are raw
-     * device addresses; strides are in elements.
+     * device addresses; strides are in elements. Enqueued on {@code stream}; not waited for.
+     *
+     * @param stream  the stream the GEMMs run on
+     * @param transA  whether A is transposed
+     * @param transB  whether B is transposed
+     * @param m       rows of op(A) and C
+     * @param n       columns of op(B) and C
+     * @param k       columns of op(A), rows of op(B)
+     * @param alpha   the product's factor
+     * @param a       device address of A[0]
+     * @param lda     A's leading dimension, in elements
+     * @param strideA elements from A[i] to A[i + 1]
+     * @param b       device address of B[0]
+     * @param ldb     B's leading dimension, in elements
+     * @param strideB elements from B[i] to B[i + 1]
+     * @param beta    C's factor (0: C is only written)
+     * @param c       device address of C[0]
+     * @param ldc     C's leading dimension, in elements
+     * @param strideC elements from C[i] to C[i + 1]
+     * @param batch   the number of products
+     * @param ab      the dtype of A and B: f32, f16 or bf16
+     * @param cType   the dtype of C: f32, f16 or bf16
+     * @throws io.headroute.cuda.CudaException when cuBLAS refuses or fails
      */
     public void gemmStridedBatched(CudaStream stream, boolean transA, boolean transB, int m, int n, int k, float alpha,
             long a, int lda, long strideA, long b, int ldb, long strideB, float beta, long c, int ldc, long strideC,
@@ -88,7 +114,28 @@ public final class Cublas implements AutoCloseable {
                 + ", k=" + k + ", batch=" + batch + ", " + ab.cliName() + "->" + cType.cliName() + ")");
     }
 
-    /** C = alpha · op(A) · op(B) + beta · C (column-major), fp32 accumulation: the projections' GEMM. */
+    /**
+     * C = alpha · op(A) · op(B) + beta · C (column-major), fp32 accumulation: the projections' GEMM. Enqueued on
+     * {@code stream}; not waited for.
+     *
+     * @param stream the stream the GEMM runs on
+     * @param transA whether A is transposed
+     * @param transB whether B is transposed
+     * @param m      rows of op(A) and C
+     * @param n      columns of op(B) and C
+     * @param k      columns of op(A), rows of op(B)
+     * @param alpha  the product's factor
+     * @param a      device address of A
+     * @param lda    A's leading dimension, in elements
+     * @param b      device address of B
+     * @param ldb    B's leading dimension, in elements
+     * @param beta   C's factor (0: C is only written)
+     * @param c      device address of C
+     * @param ldc    C's leading dimension, in elements
+     * @param ab     the dtype of A and B: f32, f16 or bf16
+     * @param cType  the dtype of C: f32, f16 or bf16
+     * @throws io.headroute.cuda.CudaException when cuBLAS refuses or fails
+     */
     public void gemm(CudaStream stream, boolean transA, boolean transB, int m, int n, int k, float alpha, long a, int lda,
             long b, int ldb, float beta, long c, int ldc, DType ab, DType cType) {
         bind(stream);

@@ -97,7 +97,12 @@ public final class CublasLoader {
      * @param detail the path of the libcublas in use, or the one-line reason it is absent
      */
     public record Resolution(Source source, String detail) {
-        /** Checks that both parts are present. */
+        /**
+         * Checks that both parts are present.
+         *
+         * @param source where cuBLAS comes from; not null
+         * @param detail the library's path or the reason; not null
+         */
         public Resolution {
             Objects.requireNonNull(source, "source");
             Objects.requireNonNull(detail, "detail");
@@ -123,7 +128,16 @@ public final class CublasLoader {
             Optional<Path> nativeDir,
             List<Path> defaultNativeDirs,
             Optional<ClassLoader> resourceLoader) {
-        /** Copies the lists and checks for nulls. */
+        /**
+         * Copies the lists and checks for nulls.
+         *
+         * @param libraryDirs       the library path's directories; copied
+         * @param nvidiaDirs        the nvidia package folders; copied
+         * @param explicitCublas13  an explicit libcublas.so.13, or empty; not null
+         * @param nativeDir         an explicit shim directory, or empty; not null
+         * @param defaultNativeDirs the shim's default directories; copied
+         * @param resourceLoader    the class loader of the shim resource, or empty; not null
+         */
         public Config {
             libraryDirs = List.copyOf(libraryDirs);
             nvidiaDirs = List.copyOf(nvidiaDirs);
@@ -133,7 +147,7 @@ public final class CublasLoader {
             Objects.requireNonNull(resourceLoader, "resourceLoader");
         }
 
-        /** The configuration of this process: its environment, system properties and install layout. */
+        /** {@return the configuration of this process: its environment, system properties and install layout} */
         public static Config fromSystem() {
             return from(System.getenv(), System.getProperties(), userHome(), codeLocation(), ldconfigDirs());
         }
@@ -220,6 +234,8 @@ public final class CublasLoader {
      * Resolves once per process, loading what is needed, and returns the same answer afterwards.
      * Call before the first use of {@code jcuda.jcublas.JCublas2}; skip JCublas2 when the answer is
      * {@link Source#ABSENT}.
+     *
+     * @return the process's answer; {@link Source#ABSENT} (with the reason) when the search or a load fails
      */
     public static synchronized Resolution resolve() {
         if (cached == null) {
@@ -235,7 +251,11 @@ public final class CublasLoader {
         return cached;
     }
 
-    /** Searches and then loads what the search chose; not cached. */
+    /**
+     * Searches and then loads what the search chose; not cached.
+     *
+     * @return where cuBLAS comes from; {@link Source#ABSENT} with the reason when nothing fits or a load fails
+     */
     public Resolution load() {
         Plan plan = plan();
         if (plan.source() == Source.ABSENT) {
