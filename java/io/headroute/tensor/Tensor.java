@@ -25,6 +25,12 @@ public final class Tensor {
      * not copied, so the caller must not change them afterwards. They are read as little-endian whatever
      * {@code bytes.order()} says: a new {@link ByteBuffer} is big-endian, so order it
      * {@link ByteOrder#LITTLE_ENDIAN} before putting floats into it (or use {@link #ofFloats}).
+     *
+     * @param dtype the element type
+     * @param shape the dimensions, outermost first (copied)
+     * @param bytes the elements, C-ordered, from the buffer's position to its limit
+     * @return a tensor over those bytes, read-only
+     * @throws IllegalArgumentException if the bytes are not numel × element size, or a dimension is negative
      */
     public static Tensor of(DType dtype, long[] shape, ByteBuffer bytes) {
         Objects.requireNonNull(dtype, "dtype");
@@ -39,7 +45,14 @@ public final class Tensor {
         return new Tensor(dtype, s, view);
     }
 
-    /** A float32 tensor holding a copy of {@code values}. */
+    /**
+     * A float32 tensor holding a copy of {@code values}.
+     *
+     * @param values the elements, C-ordered
+     * @param shape the dimensions; their product must be values.length
+     * @return the tensor
+     * @throws IllegalArgumentException if the shape holds another number of elements
+     */
     public static Tensor ofFloats(float[] values, long... shape) {
         checkCount(values.length, shape);
         ByteBuffer b = ByteBuffer.allocate(Math.multiplyExact(values.length, 4)).order(ByteOrder.LITTLE_ENDIAN);
@@ -47,7 +60,15 @@ public final class Tensor {
         return of(DType.F32, shape, b);
     }
 
-    /** Converts float values to {@code dtype} (F32, F16 or BF16, rounding to nearest even). */
+    /**
+     * Converts float values to {@code dtype} (F32, F16 or BF16, rounding to nearest even).
+     *
+     * @param dtype F32, F16 or BF16
+     * @param values the elements, C-ordered
+     * @param shape the dimensions; their product must be values.length
+     * @return the tensor, its values rounded to dtype
+     * @throws IllegalArgumentException for another dtype, or a shape holding another number of elements
+     */
     public static Tensor ofFloats(DType dtype, float[] values, long... shape) {
         checkCount(values.length, shape);
         ByteBuffer b = ByteBuffer.allocate(Math.multiplyExact(values.length, dtype.byteSize())).order(ByteOrder.LITTLE_ENDIAN);
@@ -69,7 +90,14 @@ public final class Tensor {
         return of(dtype, shape, b);
     }
 
-    /** An int32 tensor holding a copy of {@code values}. */
+    /**
+     * An int32 tensor holding a copy of {@code values}.
+     *
+     * @param values the elements, C-ordered
+     * @param shape the dimensions; their product must be values.length
+     * @return the tensor
+     * @throws IllegalArgumentException if the shape holds another number of elements
+     */
     public static Tensor ofInts(int[] values, long... shape) {
         checkCount(values.length, shape);
         ByteBuffer b = ByteBuffer.allocate(Math.multiplyExact(values.length, 4)).order(ByteOrder.LITTLE_ENDIAN);
@@ -77,7 +105,15 @@ public final class Tensor {
         return of(DType.I32, shape, b);
     }
 
-    /** A uint8 (or bool, with values 0/1) tensor holding a copy of {@code values}. */
+    /**
+     * A uint8 (or bool, with values 0/1) tensor holding a copy of {@code values}.
+     *
+     * @param dtype U8 or BOOL
+     * @param values the elements, C-ordered
+     * @param shape the dimensions; their product must be values.length
+     * @return the tensor
+     * @throws IllegalArgumentException for another dtype, or a shape holding another number of elements
+     */
     public static Tensor ofBytes(DType dtype, byte[] values, long... shape) {
         if (dtype != DType.U8 && dtype != DType.BOOL) {
             throw new IllegalArgumentException("ofBytes needs u8 or bool, got " + dtype.cliName());
@@ -93,7 +129,14 @@ public final class Tensor {
         }
     }
 
-    /** Product of the dimensions; every dimension must be non-negative. */
+    /**
+     * Product of the dimensions; every dimension must be non-negative.
+     *
+     * @param shape the dimensions
+     * @return their product (1 for no dimension)
+     * @throws IllegalArgumentException for a negative dimension
+     * @throws ArithmeticException if the product overflows a long
+     */
     public static long numel(long[] shape) {
         long n = 1;
         for (long d : shape) {
@@ -105,51 +148,69 @@ public final class Tensor {
         return n;
     }
 
-    /** The element type. */
+    /** {@return the element type} */
     public DType dtype() {
         return dtype;
     }
 
-    /** The dimensions, outermost first (a copy: changing it changes nothing here); empty for a scalar. */
+    /** {@return the dimensions, outermost first (a copy: changing it changes nothing here); empty for a scalar} */
     public long[] shape() {
         return shape.clone();
     }
 
-    /** The number of dimensions (0 for a scalar). */
+    /** {@return the number of dimensions (0 for a scalar)} */
     public int rank() {
         return shape.length;
     }
 
-    /** Dimension {@code axis}, 0 … rank − 1 (others throw {@link ArrayIndexOutOfBoundsException}). */
+    /**
+     * One dimension.
+     *
+     * @param axis 0 … rank − 1
+     * @return dimension {@code axis}
+     * @throws ArrayIndexOutOfBoundsException for an axis outside 0 … rank − 1
+     */
     public long dim(int axis) {
         return shape[axis];
     }
 
-    /** The number of elements: the product of the dimensions (1 for a scalar). */
+    /** {@return the number of elements: the product of the dimensions (1 for a scalar)} */
     public long numel() {
         return numel(shape);
     }
 
-    /** Bytes of the elements: numel × the dtype's element size. */
+    /** {@return bytes of the elements: numel × the dtype's element size} */
     public long byteSize() {
         return data.capacity();
     }
 
-    /** The bytes, little-endian, read-only, positioned at 0. */
+    /** {@return the bytes, little-endian, read-only, positioned at 0 (a new buffer over the same bytes each call)} */
     public ByteBuffer bytes() {
         return data.duplicate().order(ByteOrder.LITTLE_ENDIAN);
     }
 
     /**
      * Refuses (an {@link IllegalArgumentException} of one line naming {@code name}, the value and its flat index) a
-     * NaN or infinity here, or one made by rounding to {@code as} (f16 overflows above 65504); returns the largest
-     * magnitude once rounded.
+     * NaN or infinity here, or one made by rounding to {@code as} (f16 overflows above 65504).
+     *
+     * @param name what the tensor is, for the message (e.g. "q")
+     * @param as the dtype its values will be rounded to
+     * @return the largest magnitude once rounded
+     * @throws IllegalArgumentException at the first value that is or rounds to NaN or an infinity
      */
     public double requireFinite(String name, DType as) {
         return requireFinite(name, toFloatArray(), as);
     }
 
-    /** {@link #requireFinite(String, DType)} of values already read into {@code x} (before rounding, for the message). */
+    /**
+     * {@link #requireFinite(String, DType)} of values already read into {@code x}.
+     *
+     * @param name what the values are, for the message
+     * @param x the values before rounding (the message shows them)
+     * @param as the dtype they will be rounded to
+     * @return the largest magnitude once rounded
+     * @throws IllegalArgumentException at the first value that is or rounds to NaN or an infinity
+     */
     public static double requireFinite(String name, float[] x, DType as) {
         double max = 0;
         for (int i = 0; i < x.length; i++) {
@@ -168,7 +229,12 @@ public final class Tensor {
         return max;
     }
 
-    /** Elements converted to float (integers and bools by value). Fails above 2^31 − 1 elements. */
+    /**
+     * Elements converted to float (integers and bools by value).
+     *
+     * @return a new array, C-ordered
+     * @throws IllegalArgumentException above 2^31 − 9 elements (a Java array's limit)
+     */
     public float[] toFloatArray() {
         int n = intCount();
         float[] out = new float[n];
@@ -209,7 +275,12 @@ public final class Tensor {
         return out;
     }
 
-    /** Elements as booleans (non-zero is true); for bool, u8 and integer tensors. */
+    /**
+     * Elements as booleans (non-zero is true); for bool, u8 and integer tensors.
+     *
+     * @return a new array, C-ordered
+     * @throws IllegalArgumentException for a floating tensor
+     */
     public boolean[] toBooleanArray() {
         if (dtype.isFloating()) {
             throw new IllegalArgumentException("expected a bool or integer tensor, got " + dtype.cliName());
@@ -236,7 +307,13 @@ public final class Tensor {
      * whole: a tensor of the same dtype whose shape has {@code to − from} at {@code axis}, e.g. keys 1000 … 1999 of
      * (B, Hkv, S, D) keys as {@code k.slice(2, 1000, 2000)}. When the range is one run of bytes (every axis before
      * {@code axis} has size 1) the slice shares this tensor's bytes, a memory-mapped file's included; otherwise
-     * it holds a copy. Throws {@link IllegalArgumentException} for an axis or range outside the shape.
+     * it holds a copy.
+     *
+     * @param axis the axis, 0 … rank − 1, or −rank … −1 counting from the end
+     * @param from the first index taken, 0 … dim(axis)
+     * @param to one past the last index taken, from … dim(axis)
+     * @return the slice
+     * @throws IllegalArgumentException for an axis or range outside the shape
      */
     public Tensor slice(int axis, long from, long to) {
         int a = axis < 0 ? axis + shape.length : axis;
@@ -274,7 +351,13 @@ public final class Tensor {
         return new Tensor(dtype, out, dst.rewind().asReadOnlyBuffer().order(ByteOrder.LITTLE_ENDIAN));
     }
 
-    /** This tensor's values rounded to {@code target} (a floating dtype). */
+    /**
+     * This tensor's values rounded to {@code target}.
+     *
+     * @param target F32, F16 or BF16
+     * @return this tensor if it already has that dtype, else a converted copy
+     * @throws IllegalArgumentException for a target that is not floating
+     */
     public Tensor toDType(DType target) {
         if (target == dtype) {
             return this;
@@ -282,7 +365,7 @@ public final class Tensor {
         return ofFloats(target, toFloatArray(), shape);
     }
 
-    /** Shape as a string like (2, 8, 77, 64). */
+    /** {@return the shape as a string like (2, 8, 77, 64)} */
     public String shapeString() {
         StringBuilder sb = new StringBuilder("(");
         for (int i = 0; i < shape.length; i++) {
