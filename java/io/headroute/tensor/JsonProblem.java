@@ -31,7 +31,7 @@ public final class JsonProblem {
         String at = loc == null || loc.getLineNr() < 0 ? "" : " (line " + loc.getLineNr() + ", column " + loc.getColumnNr() + ")";
         String msg = String.valueOf(e.getOriginalMessage());
         if (e instanceof StreamConstraintsException) {
-            return "nested more than " + StreamReadConstraints.DEFAULT_MAX_DEPTH + " levels deep";
+            return limitExceeded(msg, at);
         }
         if (e instanceof JsonEOFException) {
             String inside = msg.contains("Array") ? " inside an array" : msg.contains("Object") ? " inside an object"
@@ -54,6 +54,33 @@ public final class JsonProblem {
             plain = "malformed JSON"; // a message we do not know how to put plainly
         }
         return escapeControls(Character.toLowerCase(plain.charAt(0)) + plain.substring(1)) + at;
+    }
+
+    /**
+     * One of the reader's size limits, from Jackson's message ("Number value length (1200) exceeds the maximum allowed
+     * (1000, from `StreamReadConstraints.getMaxNumberLength()`)"): nesting, a number's digits, a string's or a field
+     * name's characters, the document's length.
+     */
+    private static String limitExceeded(String msg, String at) {
+        Matcher m = Pattern.compile("maximum allowed \\((\\d+)").matcher(msg);
+        String max = m.find() ? m.group(1) : null;
+        if (msg.contains("nesting depth")) {
+            return "nested more than " + (max != null ? max : StreamReadConstraints.DEFAULT_MAX_DEPTH) + " levels deep";
+        }
+        String limit = max == null ? "" : " (at most " + max + ")";
+        if (msg.startsWith("Number value length")) {
+            return "a number with too many digits" + limit + at;
+        }
+        if (msg.startsWith("String value length")) {
+            return "a string too long" + limit + at;
+        }
+        if (msg.startsWith("Name length")) {
+            return "a field name too long" + limit + at;
+        }
+        if (msg.startsWith("Document length")) {
+            return "the JSON is too long" + limit;
+        }
+        return "beyond a size limit of the JSON reader" + limit + at;
     }
 
     /**

@@ -244,7 +244,10 @@ class SafetensorsTest {
                 Arguments.of("{\"a\": 1}\u0000\u0000", "illegal character (control character 0): only regular white space"),
                 Arguments.of("{\"a\": \"x\ny\"}", "illegal unquoted character (control character 10): has to be escaped"),
                 Arguments.of("\uFEFF{}", "it starts with a byte order mark (EF BB BF)"),
-                Arguments.of(deep, "nested more than 1000 levels deep"));
+                Arguments.of(deep, "nested more than 1000 levels deep"),
+                // Jackson's other size limits, which were all reported as nesting.
+                Arguments.of("{\"__metadata__\": {\"a\": " + "7".repeat(1200) + "}}", "a number with too many digits (at most 1000)"),
+                Arguments.of("{\"" + "n".repeat(60000) + "\": 1}", "a field name too long (at most 50000)"));
     }
 
     /** Jackson's messages are put plainly: no class or feature names, and the line and column where they apply. */
