@@ -27,10 +27,14 @@ public final class PinnedStaging implements AutoCloseable {
      * Allocates both buffers and their events; on a failure frees what it had made and rethrows.
      *
      * @param device     the device the copies go to and from
-     * @param chunkBytes the size of each buffer, the largest copy queued at once; positive (not checked)
+     * @param chunkBytes the size of each buffer, the largest copy queued at once; positive
+     * @throws IllegalArgumentException when {@code chunkBytes} is not positive (the copy loops would never advance)
      * @throws CudaException when the driver cannot allocate the buffers or events
      */
     public PinnedStaging(CudaDevice device, long chunkBytes) {
+        if (chunkBytes <= 0) {
+            throw new IllegalArgumentException("pinned staging chunks must be positive, got " + chunkBytes + " bytes");
+        }
         this.device = device;
         this.chunk = chunkBytes;
         try {

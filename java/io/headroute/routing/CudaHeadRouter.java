@@ -240,6 +240,10 @@ public final class CudaHeadRouter implements HeadRouter {
 
     @Override
     public RouterOutput route(Tensor x, Tensor wr, RouterConfig config, DType dtype) {
+        // Before any upload: a closed router's pool is closed too, and would fail with a message about the pool.
+        if (closed) {
+            throw new IllegalStateException("CUDA head router is closed");
+        }
         HeadRouter.checkInputs(x, wr, config, dtype);
         checkSupported(config);
         // On the given values, so that a message can say "in f16 (1000000.0 -> Infinity)".

@@ -2,6 +2,7 @@ package io.headroute.routing;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
@@ -49,6 +50,20 @@ class CudaHeadRouterGpuTest {
         if (gpu != null) {
             gpu.close(); // throws if a device buffer leaked
         }
+    }
+
+    /** A closed router says so, before it touches its (closed) pool; a second close is harmless. */
+    @Test
+    void aClosedRouterSaysItIsClosed() {
+        RouterConfig config = new RouterConfig(0, 2, 1, 1);
+        Tensor x = Tensor.ofFloats(new float[] {1, 2, 3, 4}, 1, 2, 2);
+        Tensor wr = Tensor.ofFloats(new float[] {1, 0, 0, 1}, 2, 2);
+        CudaHeadRouter r = CudaHeadRouter.open(0);
+        r.route(x, wr, config, DType.F32);
+        r.close();
+        assertEquals("CUDA head router is closed",
+                assertThrows(IllegalStateException.class, () -> r.route(x, wr, config, DType.F32)).getMessage());
+        r.close();
     }
 
     @AfterEach
