@@ -329,8 +329,7 @@ public sealed interface Pattern
      * @param bs     BS, the tokens per block, at least 1
      * @param heads  the stored heads, 1 (shared by all heads) or H
      * @param blocks n, the blocks per side
-     * @param bits   heads · n · n entries, row-major [h][qb][kb]; copied on construction, but the accessor returns
-     *               the record's own array
+     * @param bits   heads · n · n entries, row-major [h][qb][kb]; copied on construction and by the accessor
      * @param source where the layout came from (the file path), shown in its spec and messages
      */
     record Layout(int bs, int heads, int blocks, boolean[] bits, String source) implements Pattern {
@@ -351,6 +350,12 @@ public sealed interface Pattern
                 throw new IllegalArgumentException("layout bits do not match its shape");
             }
             bits = bits.clone();
+        }
+
+        /** {@return a copy of the bits, heads · n · n entries, row-major [h][qb][kb]: the pattern cannot be changed} */
+        @Override
+        public boolean[] bits() {
+            return bits.clone();
         }
 
         @Override
@@ -431,7 +436,7 @@ public sealed interface Pattern
      *
      * @param inner the pattern of the full layer
      * @param heads for each head of this pattern, its head in {@code inner}, each at least 0; copied on
-     *              construction, but the accessor returns the record's own array
+     *              construction and by the accessor
      */
     record HeadsOf(Pattern inner, int[] heads) implements Pattern {
         /**
@@ -448,6 +453,12 @@ public sealed interface Pattern
                     throw new IllegalArgumentException("head " + h + " of " + inner.spec());
                 }
             }
+        }
+
+        /** {@return a copy of the head map: the pattern cannot be changed} */
+        @Override
+        public int[] heads() {
+            return heads.clone();
         }
 
         @Override

@@ -90,6 +90,14 @@ class PatternsTest {
         assertTrue(l2.bits()[9], "u8 value 7 reads as true");
         assertTrue(l2.perHead(), "a 2-head layout is per head");
         assertEquals(Patterns.layout(8, u8File), l2, "Patterns.layout and parse agree");
+
+        // Neither the bits nor a head map handed out can change a pattern (layouts are cached by pattern).
+        l.bits()[0] = !bits[0];
+        assertArrayEquals(bits, l.bits(), "the accessor's array is a copy");
+        assertEquals(bits[0], l.allows(0, 0, 0, 48));
+        Pattern.HeadsOf of = new Pattern.HeadsOf(l2, new int[] {1, 0});
+        of.heads()[0] = 0;
+        assertArrayEquals(new int[] {1, 0}, of.heads(), "the head map's accessor returns a copy");
     }
 
     @Test
