@@ -445,7 +445,8 @@ public final class ModelAnalysis {
 
     /**
      * Seeded input X (b, l, d): standard Gaussian elements in row-major order from
-     * {@code java.util.Random(seed − 1).nextGaussian()} (random weights draw from seed + …, so the two never share a stream).
+     * {@code java.util.Random(seed − 1).nextGaussian()} (random weights draw from seed + 1000003·k, k ≥ 0, and router
+     * weights from seed − 1000003·(i + 1), so no weight shares the input's stream).
      *
      * @param b    B, positive
      * @param l    L, positive

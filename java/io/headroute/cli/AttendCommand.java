@@ -8,6 +8,7 @@ import io.headroute.engine.AttentionRequest;
 import io.headroute.engine.AttentionResult;
 import io.headroute.engine.AttentionShape;
 import io.headroute.engine.ExecutionStats;
+import io.headroute.engine.cpu.CpuAttentionEngine;
 import io.headroute.engine.cuda.CudaAttentionEngine;
 import io.headroute.engine.cuda.FlashPlan;
 import io.headroute.pattern.Pattern;
@@ -147,7 +148,7 @@ final class AttendCommand implements Callable<Integer> {
         if (blockSize != 64 && blockSize != 128) {
             throw new ParameterException(spec.commandLine(), "--block-size must be 64 or 128, got " + blockSize);
         }
-        int nThreads = threads == null ? Runtime.getRuntime().availableProcessors() : threads;
+        int nThreads = threads == null ? CpuAttentionEngine.defaultThreads() : threads;
         if (nThreads <= 0) {
             throw new ParameterException(spec.commandLine(), "--threads must be positive, got " + nThreads);
         }

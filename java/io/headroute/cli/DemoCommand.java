@@ -8,6 +8,7 @@ import io.headroute.bench.AttentionBenchmark.Measurement;
 import io.headroute.bench.AttentionBenchmark.Report;
 import io.headroute.engine.Algorithm;
 import io.headroute.engine.AttentionEngine;
+import io.headroute.engine.cpu.CpuAttentionEngine;
 import io.headroute.pattern.Pattern;
 import io.headroute.tensor.DType;
 import java.io.PrintWriter;
@@ -50,7 +51,7 @@ final class DemoCommand implements Callable<Integer> {
         if (len <= 0) {
             throw new ParameterException(spec.commandLine(), "--len must be positive, got " + len);
         }
-        int nThreads = threads == null ? Runtime.getRuntime().availableProcessors() : threads;
+        int nThreads = threads == null ? CpuAttentionEngine.defaultThreads() : threads;
         if (nThreads <= 0) {
             throw new ParameterException(spec.commandLine(), "--threads must be positive, got " + nThreads);
         }

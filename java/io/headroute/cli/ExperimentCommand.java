@@ -3,6 +3,7 @@ package io.headroute.cli;
 import io.headroute.attention.Backend;
 import io.headroute.attention.Backends;
 import io.headroute.engine.AttentionEngine;
+import io.headroute.engine.cpu.CpuAttentionEngine;
 import io.headroute.experiment.Experiment;
 import io.headroute.experiment.ExperimentReport;
 import io.headroute.experiment.Preset;
@@ -112,7 +113,7 @@ final class ExperimentCommand implements Callable<Integer> {
     @Override
     public Integer call() {
         ExperimentReport.checkOutFolder(out);
-        int nThreads = threads == null ? Runtime.getRuntime().availableProcessors() : threads;
+        int nThreads = threads == null ? CpuAttentionEngine.defaultThreads() : threads;
         if (nThreads <= 0) {
             throw new ParameterException(spec.commandLine(), "--threads must be positive, got " + nThreads);
         }

@@ -11,6 +11,7 @@ import io.headroute.engine.Algorithm;
 import io.headroute.engine.AttentionEngine;
 import io.headroute.engine.AttentionRequest;
 import io.headroute.engine.AttentionShape;
+import io.headroute.engine.cpu.CpuAttentionEngine;
 import io.headroute.pattern.Pattern;
 import io.headroute.pattern.Patterns;
 import io.headroute.quality.AttentionQuality;
@@ -148,7 +149,7 @@ final class QualityCommand implements Callable<Integer> {
         if (blockSize != 64 && blockSize != 128) {
             throw new ParameterException(spec.commandLine(), "--block-size must be 64 or 128, got " + blockSize);
         }
-        int nThreads = threads == null ? Runtime.getRuntime().availableProcessors() : threads;
+        int nThreads = threads == null ? CpuAttentionEngine.defaultThreads() : threads;
         if (nThreads <= 0) {
             throw new ParameterException(spec.commandLine(), "--threads must be positive, got " + nThreads);
         }

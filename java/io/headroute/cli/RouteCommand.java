@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.headroute.attention.Backend;
+import io.headroute.engine.cpu.CpuAttentionEngine;
 import io.headroute.routing.HeadRouter;
 import io.headroute.routing.HeadRouters;
 import io.headroute.routing.RouterConfig;
@@ -78,7 +79,7 @@ final class RouteCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
-        int nThreads = threads == null ? Runtime.getRuntime().availableProcessors() : threads;
+        int nThreads = threads == null ? CpuAttentionEngine.defaultThreads() : threads;
         if (nThreads <= 0) {
             throw new ParameterException(spec.commandLine(), "--threads must be positive, got " + nThreads);
         }

@@ -65,8 +65,12 @@ public final class FatbinInfo {
             long entryHeader = Integer.toUnsignedLong(b.getInt(at + 4));
             long payload = b.getLong(at + 8);
             int arch = b.getInt(at + 28);
-            if (entryHeader < 32 || payload < 0 || (kind != 1 && kind != 2)) {
+            // The entry's header holds the flags at byte 40: it must reach past them, and so must the bytes.
+            if (entryHeader < 44 || payload < 0 || (kind != 1 && kind != 2)) {
                 throw new IllegalArgumentException("malformed fatbin entry at offset " + off);
+            }
+            if (at + 44 > fatbin.length) {
+                throw new IllegalArgumentException("fatbin truncated in the entry at offset " + off);
             }
             out.add(new Image(kind == 1, arch, (b.getInt(at + 40) & ARCH_SPECIFIC) != 0));
             off += entryHeader + payload;

@@ -124,7 +124,7 @@ public final class SeedClaims {
             LOG.info("seed claims: measuring head pruning on a {}-layer random model (L = {})", s.config().layerCount(), s.len());
             ModelWeights w = ModelWeights.random(s.config(), s.seed());
             Tensor x = ModelAnalysis.randomInput(s.batch(), s.len(), s.config().dModel(), s.seed());
-            try (CpuAttentionEngine engine = new CpuAttentionEngine(Runtime.getRuntime().availableProcessors())) {
+            try (CpuAttentionEngine engine = new CpuAttentionEngine(CpuAttentionEngine.defaultThreads())) {
                 double[][] importance = ModelAnalysis.importance(w, x, engine);
                 PruningPlan plan = ModelAnalysis.plan(importance, s.fraction());
                 ModelAnalysis.Pruning p = ModelAnalysis.measure(w, x, plan, engine, s.warmup(), s.repeats());

@@ -56,7 +56,7 @@ public record Sweep(List<Integer> lens, List<Variant> variants, List<DType> dtyp
             positive("--heads", h);
         }
         if (kvHeads < 0) {
-            throw new IllegalArgumentException("--kv-heads must be positive, got " + kvHeads);
+            throw new IllegalArgumentException("--kv-heads must be >= 0 (0: as many as the query heads), got " + kvHeads);
         }
         positive("--dim", dim);
         positive("--batch", batch);

@@ -2,6 +2,7 @@ package io.headroute.model;
 
 import io.headroute.engine.AttentionEngine;
 import io.headroute.engine.ShapeException;
+import io.headroute.engine.cpu.CpuAttentionEngine;
 import io.headroute.routing.CpuHeadRouter;
 import io.headroute.routing.HeadRouter;
 import io.headroute.routing.RouterOutput;
@@ -126,7 +127,7 @@ public final class Model {
         if (!config().routed()) {
             return run(x, gates, engine, null).output();
         }
-        try (HeadRouter router = new CpuHeadRouter(Runtime.getRuntime().availableProcessors())) {
+        try (HeadRouter router = new CpuHeadRouter(CpuAttentionEngine.defaultThreads())) {
             return run(x, gates, engine, router).output();
         }
     }

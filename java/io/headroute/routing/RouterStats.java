@@ -155,8 +155,8 @@ public record RouterStats(RouterConfig config, long tokens, double[] tokenShare,
     public boolean equals(Object o) {
         return o instanceof RouterStats s && config.equals(s.config) && tokens == s.tokens
                 && Arrays.equals(tokenShare, s.tokenShare) && Arrays.equals(f, s.f) && Arrays.equals(meanGate, s.meanGate)
-                && Arrays.equals(meanProbability, s.meanProbability) && loadBalance == s.loadBalance
-                && activeHeadFraction == s.activeHeadFraction;
+                && Arrays.equals(meanProbability, s.meanProbability) && Double.compare(loadBalance, s.loadBalance) == 0
+                && Double.compare(activeHeadFraction, s.activeHeadFraction) == 0;
     }
 
     @Override

@@ -47,6 +47,15 @@ class FatbinInfoTest {
         assertThrows(IllegalArgumentException.class, () -> FatbinInfo.images(new byte[40]));
         byte[] bad = fatbin(new int[][] {{7, 80, 8}});
         assertThrows(IllegalArgumentException.class, () -> FatbinInfo.images(bad));
+        // Cut inside an entry's header, before its flags (byte 40): an IllegalArgumentException, not an index error.
+        byte[] whole = fatbin(new int[][] {{2, 80, 0}});
+        byte[] cut = java.util.Arrays.copyOf(whole, 16 + 36);
+        assertEquals("fatbin truncated in the entry at offset 16",
+                assertThrows(IllegalArgumentException.class, () -> FatbinInfo.images(cut)).getMessage());
+        // An entry header too short to hold the flags.
+        byte[] shortHeader = fatbin(new int[][] {{2, 80, 8}});
+        ByteBuffer.wrap(shortHeader).order(ByteOrder.LITTLE_ENDIAN).putInt(16 + 4, 40);
+        assertThrows(IllegalArgumentException.class, () -> FatbinInfo.images(shortHeader));
     }
 
     @Test

@@ -2,6 +2,7 @@ package io.headroute.routing;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 
 import org.junit.jupiter.api.Test;
@@ -31,6 +32,19 @@ class RouterStatsTest {
         // 2 · (0.75 · 0.6125 + 0.25 · 0.3875) = 1.1125
         assertEquals(1.1125, s.loadBalance(), 1e-7);
         assertEquals(8.0 / 12, s.activeHeadFraction(), 1e-15);
+    }
+
+    /** NaN probabilities (a diverging router) give NaN statistics, which still equal themselves, as the arrays do. */
+    @Test
+    void statisticsWithNaNEqualThemselves() {
+        RouterConfig c = new RouterConfig(0, 2, 1, 1);
+        float[] gate = {1, 0, 0, 1};
+        float[] probs = {Float.NaN, 0.5f, 0.5f, 0.5f};
+        RouterStats s = RouterStats.of(c, gate, probs);
+        assertTrue(Double.isNaN(s.loadBalance()), s::toString);
+        assertEquals(s, s);
+        assertEquals(s, RouterStats.of(c, gate.clone(), probs.clone()));
+        assertEquals(s.hashCode(), RouterStats.of(c, gate.clone(), probs.clone()).hashCode());
     }
 
     @Test

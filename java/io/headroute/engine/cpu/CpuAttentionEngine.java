@@ -88,9 +88,14 @@ public final class CpuAttentionEngine implements AttentionEngine {
 
     private record LayoutKey(Pattern pattern, int qLen, int kvLen, int heads, int blockSize) {}
 
-    /** An engine with one worker per available processor. */
+    /** An engine with one worker per available processor ({@link #defaultThreads}). */
     public CpuAttentionEngine() {
-        this(Math.min(Runtime.getRuntime().availableProcessors(), MAX_THREADS));
+        this(defaultThreads());
+    }
+
+    /** {@return one worker per processor available to the JVM, at most {@link #MAX_THREADS}: the default everywhere} */
+    public static int defaultThreads() {
+        return Math.min(Runtime.getRuntime().availableProcessors(), MAX_THREADS);
     }
 
     /**
