@@ -33,7 +33,7 @@ public final class AttentionRequest {
         this.k = Objects.requireNonNull(b.k, "k");
         this.v = Objects.requireNonNull(b.v, "v");
         this.gate = b.gate;
-        this.pattern = b.causal ? b.pattern.withCausal() : b.pattern;
+        Pattern folded = b.causal ? b.pattern.withCausal() : b.pattern;
         this.dtype = b.dtype;
         this.algorithm = b.algorithm;
         this.wantLse = b.wantLse;
@@ -51,7 +51,29 @@ public final class AttentionRequest {
             throw new ShapeException("scale must be finite, got " + s);
         }
         this.scale = s;
+        this.pattern = positioned(folded, b.positions, shape);
         pattern.check(shape.heads(), shape.qLen(), shape.kvLen());
+    }
+
+    /**
+     * The pattern at the builder's positions: unchanged without positions, at the default ones (the last L of S
+     * keys, S the sequence), or for a dense pattern (no rule depends on positions); else {@link Pattern.Positioned}.
+     */
+    private static Pattern positioned(Pattern p, int[] positions, AttentionShape sh) {
+        if (positions == null || p.isDense()) {
+            return p;
+        }
+        int qStart = positions[0];
+        int kStart = positions[1];
+        int keys = positions[2];
+        if (qStart == sh.kvLen() - sh.qLen() && kStart == 0 && keys == sh.kvLen()) {
+            return p;
+        }
+        try {
+            return new Pattern.Positioned(p, qStart, kStart, keys, sh.qLen(), sh.kvLen());
+        } catch (IllegalArgumentException e) {
+            throw new ShapeException(e.getMessage());
+        }
     }
 
     private static AttentionShape validate(Tensor q, Tensor k, Tensor v, Tensor gate) {
@@ -142,7 +164,7 @@ public final class AttentionRequest {
         return gate;
     }
 
-    /** {@return the effective pattern (causal folded in), checked against H, L and S} */
+    /** {@return the effective pattern (causal folded in, {@link Pattern.Positioned} at the builder's positions), checked against H, L and S} */
     public Pattern pattern() {
         return pattern;
     }
@@ -225,6 +247,7 @@ public final class AttentionRequest {
         private boolean wantLse;
         private int blockSize = DEFAULT_BLOCK_SIZE;
         private boolean fp32Scores;
+        private int[] positions;
 
         private Builder(Tensor q, Tensor k, Tensor v) {
             this.q = q;
@@ -253,6 +276,25 @@ public final class AttentionRequest {
          */
         public Builder pattern(Pattern p) {
             this.pattern = Objects.requireNonNull(p, "pattern");
+            return this;
+        }
+
+        /**
+         * Where this call's queries and keys sit in a longer sequence, for a shard of one attention whose pattern
+         * depends on positions (split-KV decoding or ring attention with a window, global tokens, BigBird, a layout
+         * or the causal rule): query i is the sequence's query {@code queryStart + i}, key j its key
+         * {@code keyStart + j}, and the pattern (with {@link #causal}) is the whole attention's, over
+         * {@code sequenceKeys} keys. Merged with {@link ShardMerge}, the shards give the whole attention. Without this
+         * the queries sit at the last L of the call's S keys, which is {@code positions(S − L, 0, S)}. L ≤ S still
+         * holds per call.
+         *
+         * @param queryStart   the sequence position of query 0, at least 0, with queryStart + L ≤ sequenceKeys
+         * @param keyStart     the sequence position of key 0, at least 0, with keyStart + S ≤ sequenceKeys
+         * @param sequenceKeys the whole sequence's keys
+         * @return this builder
+         */
+        public Builder positions(int queryStart, int keyStart, int sequenceKeys) {
+            this.positions = new int[] {queryStart, keyStart, sequenceKeys};
             return this;
         }
 
@@ -340,7 +382,7 @@ public final class AttentionRequest {
          * @return a request whose shape, pattern, dtype, scale and gate have been checked
          * @throws NullPointerException when q, k or v is null
          * @throws ShapeException for shapes outside the contract, a non-floating tensor or compute dtype, a block size
-         *     other than 64 or 128, a non-finite scale or gate value
+         *     other than 64 or 128, a non-finite scale or gate value, positions outside the sequence
          * @throws io.headroute.pattern.PatternException when the pattern does not fit H or S (a layout's heads or
          *     blocks)
          */

@@ -10,7 +10,7 @@ import java.util.Arrays;
  */
 public sealed interface Pattern
         permits Pattern.Dense, Pattern.Causal, Pattern.Window, Pattern.Longformer, Pattern.BigBird,
-                Pattern.Layout, Pattern.CausalOf, Pattern.HeadsOf {
+                Pattern.Layout, Pattern.CausalOf, Pattern.HeadsOf, Pattern.Positioned {
 
     /**
      * Fills {@code out} (cleared first) with the keys in [0, kvLen) that position p of head h may attend.
@@ -559,6 +559,117 @@ public sealed interface Pattern
         @Override
         public Pattern withCausal() {
             return this;
+        }
+    }
+
+    /**
+     * {@code inner} evaluated at given positions of a longer sequence: the call's L queries are queries
+     * {@code qStart} … {@code qStart + L − 1} and its S keys are keys {@code kStart} … {@code kStart + S − 1} of a
+     * sequence of {@code keys} keys, on which {@code inner} (the causal rule folded in) is defined. A shard of one
+     * attention (split-KV decoding, ring attention) whose rule depends on positions (windows, global tokens,
+     * BigBird, layouts, causal) evaluates the whole attention's rule for its part this way. Built by
+     * {@code AttentionRequest.Builder.positions}; the request's own L and S are {@code qLen} and {@code kvLen}, and
+     * the engines' local position p = i + (S − L) of query i is mapped back to qStart + i.
+     *
+     * @param inner  the whole attention's pattern (causal folded in), in the sequence's positions; not positioned
+     * @param qStart the sequence position of the call's query 0, at least 0
+     * @param kStart the sequence position of the call's key 0, at least 0
+     * @param keys   the sequence's keys: the S the inner pattern is defined on (layouts' and BigBird's blocks)
+     * @param qLen   the call's L, positive, with qStart + L ≤ keys
+     * @param kvLen  the call's S, at least L, with kStart + S ≤ keys
+     */
+    record Positioned(Pattern inner, int qStart, int kStart, int keys, int qLen, int kvLen) implements Pattern {
+        private static final ThreadLocal<KeyRanges[]> SCRATCH =
+                ThreadLocal.withInitial(() -> new KeyRanges[] {new KeyRanges(), new KeyRanges()});
+
+        /**
+         * Checks the positions against the sizes.
+         *
+         * @param inner  the whole attention's pattern; not null, not itself positioned
+         * @param qStart the first query's position
+         * @param kStart the first key's position
+         * @param keys   the sequence's keys
+         * @param qLen   L
+         * @param kvLen  S
+         * @throws IllegalArgumentException when a position or size is out of range, or {@code inner} is positioned
+         */
+        public Positioned {
+            java.util.Objects.requireNonNull(inner, "inner");
+            if (inner instanceof Positioned) {
+                throw new IllegalArgumentException("a positioned pattern cannot be positioned again: " + inner.spec());
+            }
+            if (qLen <= 0 || kvLen < qLen || qStart < 0 || kStart < 0 || (long) qStart + qLen > keys
+                    || (long) kStart + kvLen > keys) {
+                throw new IllegalArgumentException("positions: queries " + qStart + " … " + ((long) qStart + qLen - 1) + " and keys "
+                        + kStart + " … " + ((long) kStart + kvLen - 1) + " must lie in the sequence's " + keys + " keys (L = "
+                        + qLen + ", S = " + kvLen + ")");
+            }
+        }
+
+        /** The sequence position of the query at local position p = i + (S − L). */
+        private int position(int p) {
+            return p - (kvLen - qLen) + qStart;
+        }
+
+        /** {@code abs} (sequence keys) moved to the call's keys: shifted by −kStart, clipped to [0, S). */
+        private void local(KeyRanges abs, KeyRanges out) {
+            out.clear();
+            for (int r = 0; r < abs.size(); r++) {
+                out.add((long) abs.start(r) - kStart, (long) abs.end(r) - kStart, kvLen);
+            }
+        }
+
+        @Override
+        public void allowedKeys(int head, int p, int kvLen, KeyRanges out) {
+            KeyRanges abs = SCRATCH.get()[0];
+            inner.allowedKeys(head, position(p), keys, abs);
+            local(abs, out);
+        }
+
+        /** Positions and the causal rule are the sequence's: with {@code causal}, position P keeps keys j ≤ P. */
+        @Override
+        public void spanKeys(int head, int p0, int p1, int kvLen, boolean causal, KeyRanges any, KeyRanges all) {
+            KeyRanges[] abs = SCRATCH.get();
+            inner.spanKeys(head, position(p0), position(p1), keys, causal, abs[0], abs[1]);
+            local(abs[0], any);
+            local(abs[1], all);
+        }
+
+        @Override
+        public String spec() {
+            return inner.spec() + "@q" + qStart + ",k" + kStart + "/" + keys;
+        }
+
+        /** Checks that the call is the one the positions were made for, and {@code inner} against the sequence. */
+        @Override
+        public void check(int heads, int qLen, int kvLen) {
+            if (qLen != this.qLen || kvLen != this.kvLen) {
+                throw new PatternException(spec() + " was positioned for L = " + this.qLen + ", S = " + this.kvLen
+                        + ", not L = " + qLen + ", S = " + kvLen);
+            }
+            inner.check(heads, qLen, keys);
+        }
+
+        @Override
+        public int blockSize() {
+            return inner.blockSize();
+        }
+
+        @Override
+        public boolean isDense() {
+            return inner.isDense();
+        }
+
+        @Override
+        public boolean perHead() {
+            return inner.perHead();
+        }
+
+        /** {@return the causal rule added in the sequence's positions (key ≤ the query's position)} */
+        @Override
+        public Pattern withCausal() {
+            Pattern c = inner.withCausal();
+            return c.equals(inner) ? this : new Positioned(c, qStart, kStart, keys, qLen, kvLen);
         }
     }
 }

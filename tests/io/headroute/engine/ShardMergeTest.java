@@ -6,6 +6,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.headroute.bench.AttentionBenchmark;
 import io.headroute.engine.cpu.CpuAttentionEngine;
+import io.headroute.pattern.Pattern;
+import io.headroute.pattern.Patterns;
 import io.headroute.tensor.Tensor;
 import java.util.ArrayList;
 import java.util.List;
@@ -108,6 +110,76 @@ class ShardMergeTest {
                 }
             }
         }
+    }
+
+    /**
+     * Any pattern shards once each call says where its queries and keys sit ({@code positions}): query blocks of Bq
+     * tokens against key blocks of Bk ≥ Bq tokens, every pair of blocks a call (pairs the pattern leaves empty give
+     * lse −∞, weight 0), merged per query block: the whole attention, by each algorithm, rows empty in the whole
+     * (a window's far rows have none) empty in the merge.
+     */
+    @ParameterizedTest(name = "{0} causal={1} N={2} Bq={3} Bk={4} {5}")
+    @CsvSource({
+        "window:23, false, 300, 50, 100, FLASH",
+        "window:23, true, 300, 50, 100, SPARSE",
+        "window:40, true, 257, 64, 64, MATERIALIZED",
+        "longformer:10:7, false, 230, 40, 77, FLASH",
+        "longformer:10:7, true, 230, 40, 77, SPARSE",
+        "bigbird:16:1:1:2:5, false, 200, 32, 48, FLASH",
+        "bigbird:16:1:1:2:5, true, 200, 32, 48, MATERIALIZED",
+        "causal, false, 301, 60, 60, SPARSE",
+        "dense, true, 150, 25, 75, FLASH"})
+    void anyPatternShardsAtItsPositions(String spec, boolean causal, int n, int bq, int bk, Algorithm algo) {
+        Random r = new Random(spec.hashCode() + n);
+        Tensor q = gaussian(r, 1, 4, n, 32);
+        Tensor k = gaussian(r, 1, 2, n, 32);
+        Tensor v = gaussian(r, 1, 2, n, 32);
+        Pattern pattern = Patterns.parse(spec);
+        AttentionResult whole = ENGINE.run(AttentionRequest.builder(q, k, v).pattern(pattern).causal(causal).wantLse(true).build());
+        float[] wholeLse = whole.lse().toFloatArray();
+        for (int from = 0; from < n; from += bq) {
+            int to = Math.min(n, from + bq);
+            Tensor qt = q.slice(2, from, to);
+            List<ShardMerge.Part> parts = new ArrayList<>();
+            for (int k0 = 0, k1; k0 < n; k0 = k1) {
+                // Blocks of Bk keys, the last one taking the rest: no call has fewer keys than queries (L ≤ S).
+                k1 = n - k0 < 2 * bk ? n : k0 + bk;
+                AttentionResult res = ENGINE.run(AttentionRequest.builder(qt, k.slice(2, k0, k1), v.slice(2, k0, k1))
+                        .pattern(pattern).causal(causal).positions(from, k0, n).algorithm(algo).wantLse(true).build());
+                parts.add(new ShardMerge.Part(res.o(), res.lse()));
+            }
+            ShardMerge.Part merged = ShardMerge.merge(parts);
+            float[] want = whole.o().slice(2, from, to).toFloatArray();
+            assertTrue(AttentionBenchmark.relativeL2(merged.o().toFloatArray(), want) < 1e-6, "query block at " + from);
+            float[] lse = merged.lse().toFloatArray();
+            for (int h = 0; h < 4; h++) {
+                for (int i = from; i < to; i++) {
+                    float b = wholeLse[h * n + i];
+                    float a = lse[h * (to - from) + i - from];
+                    if (b == Float.NEGATIVE_INFINITY) {
+                        assertEquals(b, a, "empty row, head " + h + " row " + i);
+                    } else {
+                        assertEquals(b, a, 1e-5 * Math.max(1, Math.abs(b)), "lse head " + h + " row " + i);
+                    }
+                }
+            }
+        }
+    }
+
+    @Test
+    void positionsOutsideTheSequenceAreRefused() {
+        Random r = new Random(5);
+        Tensor q = gaussian(r, 1, 2, 4, 8);
+        Tensor k = gaussian(r, 1, 2, 10, 8);
+        AttentionRequest.Builder b = AttentionRequest.builder(q, k, k).pattern(Patterns.parse("window:3"));
+        assertEquals("positions: queries 0 … 3 and keys 95 … 104 must lie in the sequence's 100 keys (L = 4, S = 10)",
+                assertThrows(ShapeException.class, () -> b.positions(0, 95, 100).build()).getMessage());
+        assertThrows(ShapeException.class, () -> b.positions(-1, 0, 100).build());
+        assertThrows(ShapeException.class, () -> b.positions(97, 0, 100).build());
+        // The default positions, and any positions of a dense pattern, leave the pattern as it is.
+        assertEquals("window:3", b.positions(6, 0, 10).build().pattern().spec());
+        assertEquals("dense", AttentionRequest.builder(q, k, k).positions(0, 50, 100).build().pattern().spec());
+        assertEquals("window:3+causal@q40,k30/100", b.causal(true).positions(40, 30, 100).build().pattern().spec());
     }
 
     @Test

@@ -20,6 +20,10 @@ public final class SoftmaxParams {
 
     /** The token rule the kernel evaluates: {kind, W, G, causal}. Block-level patterns are refused. */
     static int[] rule(Pattern p) {
+        if (p instanceof Pattern.Positioned) {
+            throw new UnsupportedOperationException("pattern " + p.spec() + " is evaluated at positions of a longer sequence;"
+                    + " the GPU materialized path evaluates rules at the call's own positions; use --algo sparse (or flash)");
+        }
         boolean causal = false;
         if (p instanceof Pattern.CausalOf c) {
             causal = true;

@@ -5,6 +5,7 @@ import static io.headroute.engine.cuda.CudaAttentionGpuTest.gaussian;
 import static io.headroute.engine.cuda.CudaAttentionGpuTest.tolerance;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
@@ -221,6 +222,47 @@ class CudaSparseGpuTest {
             }
         }
         return new long[][] {tiles, gate == null ? tiles : compacted};
+    }
+
+    /**
+     * Shards at positions of a longer sequence (ring attention and split-KV with position-dependent patterns): the GPU
+     * runs them on the block-sparse kernel, whose partial tiles carry the positioned rule's exact bits, and agrees
+     * with the CPU engine on the same request; the materialized path, whose kernel evaluates rules at the call's own
+     * positions, refuses them in one line.
+     */
+    @Test
+    void positionedShardsMatchTheCpuEngine() {
+        Random r = new Random(23);
+        int n = 700;
+        String[] specs = {"window:40", "longformer:30:9", "bigbird:64:1:1:2:7", "causal"};
+        for (String spec : specs) {
+            for (DType dtype : new DType[] {DType.F32, DType.BF16}) {
+                // Query block 300 … 399 against key shards 0 … 249 and 250 … 699 (S ≥ L in each call).
+                Tensor q = gaussian(r, DType.F32, 1, 4, 100, 64);
+                for (int[] keys : new int[][] {{0, 250}, {250, 700}}) {
+                    int s = keys[1] - keys[0];
+                    Tensor k = gaussian(r, DType.F32, 1, 2, s, 64);
+                    Tensor v = gaussian(r, DType.F32, 1, 2, s, 64);
+                    for (boolean causal : new boolean[] {false, true}) {
+                        AttentionRequest req = AttentionRequest.builder(q, k, v).pattern(io.headroute.pattern.Patterns.parse(spec))
+                                .causal(causal).positions(300, keys[0], n).dtype(dtype).algorithm(Algorithm.FLASH).wantLse(true)
+                                .build();
+                        AttentionResult got = gpu.run(req);
+                        String what = spec + (causal ? "+causal" : "") + " " + dtype.cliName() + " keys " + keys[0] + " … "
+                                + (keys[1] - 1);
+                        assertEquals(Algorithm.SPARSE, got.stats().algorithm(), what);
+                        compare(got, cpu.run(req), tolerance(dtype), what);
+                    }
+                }
+            }
+        }
+        Tensor q = gaussian(r, DType.F32, 1, 2, 64, 64);
+        Tensor k = gaussian(r, DType.F32, 1, 2, 128, 64);
+        AttentionRequest materialized = AttentionRequest.builder(q, k, k).pattern(io.headroute.pattern.Patterns.parse("window:8"))
+                .positions(64, 128, 512).algorithm(Algorithm.MATERIALIZED).build();
+        UnsupportedOperationException e = assertThrows(UnsupportedOperationException.class, () -> gpu.run(materialized));
+        assertTrue(e.getMessage().startsWith("pattern window:8@q64,k128/512 is evaluated at positions of a longer sequence"),
+                e.getMessage());
     }
 
     @Test
