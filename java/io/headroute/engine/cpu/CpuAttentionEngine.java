@@ -146,9 +146,8 @@ public final class CpuAttentionEngine implements AttentionEngine {
         }
         BlockLayout layout = algo == Algorithm.SPARSE ? layout(req) : null;
         int d = sh.headDim();
-        Problem pr = new Problem(sh, rounded(req.q(), req.dtype(), d), rounded(req.k(), req.dtype(), d),
-                rounded(req.v(), req.dtype(), d), req.gate() == null ? null : req.gate().toFloatArray(), req.pattern(),
-                req.scale());
+        Problem pr = new Problem(sh, rounded(req.q(), req.dtype(), d), req.k(), req.v(), req.dtype(),
+                req.gate() == null ? null : req.gate().toFloatArray(), req.pattern(), req.scale());
         long t0 = System.nanoTime();
         // Sparse reads key tiles of the layout's block size, materialized tiles of BC keys; flash decides (see flash).
         if (algo != Algorithm.FLASH) {
@@ -160,7 +159,8 @@ public final class CpuAttentionEngine implements AttentionEngine {
             case MATERIALIZED -> materialized(pr);
             case AUTO -> throw new AssertionError("auto was resolved above");
         };
-        long elapsed = System.nanoTime() - t0;
+        // Inputs in place: the conversion of K and V to floats, where a path made one, is not the computation's.
+        long elapsed = System.nanoTime() - t0 - pr.convertNanos;
         stats = new ExecutionStats(name(), algo, elapsed, stats.workspaceBytes(), stats.queryTiles(), stats.keyTilesVisited(),
                 stats.keyTilesSkipped(), stats.rowsSkipped(), -1, stats.scoreDType());
         long[] oShape = {sh.batch(), sh.heads(), sh.qLen(), sh.headDim()};
@@ -193,6 +193,16 @@ public final class CpuAttentionEngine implements AttentionEngine {
         }
     }
 
+    /** Makes the problem's K and V floats, once. */
+    private void floatsOf(Problem pr) {
+        if (pr.k == null) {
+            long t = System.nanoTime();
+            pr.k = rounded(pr.kIn, pr.dtype, pr.sh.headDim());
+            pr.v = rounded(pr.vIn, pr.dtype, pr.sh.headDim());
+            pr.convertNanos += System.nanoTime() - t;
+        }
+    }
+
     /**
      * The values of a tensor of rows of {@code d} elements as floats rounded to {@code dtype} (as the GPU stores
      * them): in parallel over runs of {@link #CONVERT_ROWS} rows, each read straight from the tensor's bytes.
@@ -209,12 +219,19 @@ public final class CpuAttentionEngine implements AttentionEngine {
         return x;
     }
 
-    /** Inputs as float arrays, plus the outputs being written. */
+    /** The inputs (Q as floats, K and V as tensors and, once {@link #floatsOf} made them, floats), and the outputs. */
     private static final class Problem {
         final AttentionShape sh;
         final float[] q;
-        final float[] k;
-        final float[] v;
+        final Tensor kIn;
+        final Tensor vIn;
+        /** The request's dtype, to which K and V are rounded as they are read. */
+        final DType dtype;
+        /** K and V as floats rounded to {@link #dtype}: null until a path needs them ({@link #floatsOf}). */
+        float[] k;
+        float[] v;
+        /** Time spent making {@link #k} and {@link #v}. */
+        long convertNanos;
         final float[] gate;
         final Pattern pattern;
         final float scale;
@@ -226,11 +243,12 @@ public final class CpuAttentionEngine implements AttentionEngine {
         /** Per (batch, kv head): value rows, [j][d]. */
         float[][][] valueRows;
 
-        Problem(AttentionShape sh, float[] q, float[] k, float[] v, float[] gate, Pattern pattern, float scale) {
+        Problem(AttentionShape sh, float[] q, Tensor k, Tensor v, DType dtype, float[] gate, Pattern pattern, float scale) {
             this.sh = sh;
             this.q = q;
-            this.k = k;
-            this.v = v;
+            this.kIn = k;
+            this.vIn = v;
+            this.dtype = dtype;
             this.gate = gate;
             this.pattern = pattern;
             this.scale = scale;
@@ -289,6 +307,10 @@ public final class CpuAttentionEngine implements AttentionEngine {
         /** With a tile of its own (flash without a repack): K of the current key tile transposed, [d][cols], and V, [cols][d]. */
         final float[][] kT;
         final float[][] vTile;
+        /** With a tile of its own: one key's row on its way into {@link #kT}, and the readers of K and V (set at first use). */
+        final float[] keyRow;
+        RowReader kReader;
+        RowReader vReader;
         final long bytes;
 
         TileScratch(int d, int rows, int cols) {
@@ -333,8 +355,9 @@ public final class CpuAttentionEngine implements AttentionEngine {
             }
             kT = ownTile ? new float[d][cols] : null;
             vTile = ownTile ? new float[cols][d] : null;
+            keyRow = ownTile ? new float[d] : null;
             bytes = 4L * rows * (2L * d + cols + 3) + rows + 12L * expLen + 20L * rows
-                    + (columnsAllowed ? 4L * rows * d : 0) + (ownTile ? 8L * d * cols : 0);
+                    + (columnsAllowed ? 4L * rows * d : 0) + (ownTile ? 8L * d * cols + 4L * d : 0);
         }
     }
 
@@ -343,6 +366,7 @@ public final class CpuAttentionEngine implements AttentionEngine {
      * runs of {@link #REPACK_TILES} key tiles: a call with few kv heads (decoding, MQA) keeps every worker busy too.
      */
     private void repack(Problem pr, int tile) {
+        floatsOf(pr);
         AttentionShape sh = pr.sh;
         int heads = sh.batch() * sh.kvHeads();
         int d = sh.headDim();
@@ -543,16 +567,25 @@ public final class CpuAttentionEngine implements AttentionEngine {
         return new long[] {visited, tiles * keyTiles - visited};
     }
 
-    /** Keys j0 … j0+n−1 of kv head kv into w.kT (transposed) and w.vTile (by rows), as {@link #repack} lays them out. */
+    /**
+     * Keys j0 … j0+n−1 of kv head kv into w.kT (transposed) and w.vTile (by rows), as {@link #repack} lays them out,
+     * read straight from the K and V tensors (no float copy of them is made: its writes would cost a decode step
+     * more than the step's arithmetic).
+     */
     private static void streamTile(Problem pr, int kv, int j0, int n, TileScratch w) {
         int d = pr.sh.headDim();
-        int base = (kv * pr.sh.kvLen() + j0) * d;
+        if (w.kReader == null) {
+            w.kReader = new RowReader(pr.kIn, pr.dtype, d);
+            w.vReader = new RowReader(pr.vIn, pr.dtype, d);
+        }
+        int row = kv * pr.sh.kvLen() + j0;
+        float[] kRow = w.keyRow;
         for (int c = 0; c < n; c++) {
-            int src = base + c * d;
+            w.kReader.read(row + c, kRow, 0);
             for (int dd = 0; dd < d; dd++) {
-                w.kT[dd][c] = pr.k[src + dd];
+                w.kT[dd][c] = kRow[dd];
             }
-            System.arraycopy(pr.v, src, w.vTile[c], 0, d);
+            w.vReader.read(row + c, w.vTile[c], 0);
         }
     }
 
