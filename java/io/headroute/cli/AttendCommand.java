@@ -79,6 +79,12 @@ final class AttendCommand implements Callable<Integer> {
     @Option(names = "--causal", description = "Add the causal rule j ≤ i + (S − L) to the pattern.")
     boolean causal;
 
+    @Option(names = "--positions", paramLabel = "QSTART,KSTART,N",
+            description = "Where these queries and keys sit in a sequence of N keys: query i is the sequence's QSTART + i, key j its "
+                    + "KSTART + j, and --pattern/--causal are the whole sequence's (a shard of ring attention or split-KV decoding; "
+                    + "default: S - L,0,S).")
+    String positions;
+
     @Option(names = "--scale", paramLabel = "X", description = "Softmax scale (default: 1/sqrt(D)).")
     Float scale;
 
@@ -121,6 +127,26 @@ final class AttendCommand implements Callable<Integer> {
     @Option(names = "--lse", paramLabel = "FILE", description = "Also write the log-sum-exp (B, H, L): .npy or .safetensors (float32).")
     Path lse;
 
+    /** --positions QSTART,KSTART,N: three integers ≥ 0 (the request checks they fit the sequence). */
+    private int[] parsePositions(String text) {
+        String[] f = text.split(",", -1);
+        int[] out = new int[3];
+        boolean ok = f.length == 3;
+        for (int i = 0; ok && i < 3; i++) {
+            try {
+                out[i] = Integer.parseInt(f[i].trim());
+                ok = out[i] >= 0;
+            } catch (NumberFormatException e) {
+                ok = false;
+            }
+        }
+        if (!ok) {
+            throw new ParameterException(spec.commandLine(), "--positions needs QSTART,KSTART,N: three integers >= 0, got "
+                    + Patterns.quote(text));
+        }
+        return out;
+    }
+
     @Override
     public Integer call() {
         // Everything is checked before anything is computed or written.
@@ -156,6 +182,7 @@ final class AttendCommand implements Callable<Integer> {
         if (lse != null) {
             TensorOutputs.checkTensorTarget(lse);
         }
+        int[] at = positions == null ? null : parsePositions(positions);
         Pattern p = Patterns.parse(pattern);
         TensorOutputs.checkDistinct(spec.commandLine(), TensorOutputs.files("--out", out, "--lse", lse),
                 TensorOutputs.files("--q", q, "--k", k, "--v", v, "--gate", gate, "--input", input, "--pattern",
@@ -171,9 +198,13 @@ final class AttendCommand implements Callable<Integer> {
         }
 
         Map<String, Tensor> in = input != null ? readInputFile(input) : readSeparateFiles();
-        AttentionRequest req = AttentionRequest.builder(in.get("q"), in.get("k"), in.get("v")).gate(in.get("gate"))
+        AttentionRequest.Builder rb = AttentionRequest.builder(in.get("q"), in.get("k"), in.get("v")).gate(in.get("gate"))
                 .pattern(p).causal(causal).scale(scale).dtype(dtype).algorithm(algorithm).blockSize(blockSize).wantLse(lse != null)
-                .fp32Scores(fp32Scores).build();
+                .fp32Scores(fp32Scores);
+        if (at != null) {
+            rb.positions(at[0], at[1], at[2]);
+        }
+        AttentionRequest req = rb.build();
         req.requireFiniteInputs();
         LOG.debug("attend: {}, pattern {}, scale {}, dtype {}, algorithm {}", req.shape(), req.pattern().spec(), req.scale(),
                 dtype.cliName(), algorithm.cliName());

@@ -91,8 +91,13 @@ public final class Patterns {
         return new Pattern.Layout(bs, (int) t.dim(0), (int) t.dim(1), t.toBooleanArray(), file.toString());
     }
 
-    /** The text as it may appear inside a one-line message: control characters escaped. */
-    static String quote(String text) {
+    /**
+     * The text as it may appear inside a one-line message.
+     *
+     * @param text a user's text (a spec, an option's value)
+     * @return the text in single quotes, line breaks, tabs and other control characters escaped
+     */
+    public static String quote(String text) {
         StringBuilder sb = new StringBuilder(text.length() + 2).append('\'');
         for (int i = 0; i < text.length(); i++) {
             char c = text.charAt(i);

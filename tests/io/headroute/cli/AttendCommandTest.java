@@ -8,6 +8,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import io.headroute.engine.Algorithm;
 import io.headroute.engine.AttentionRequest;
 import io.headroute.engine.AttentionResult;
+import io.headroute.engine.ShardMerge;
 import io.headroute.engine.cpu.CpuAttentionEngine;
 import io.headroute.engine.cuda.CudaProbe;
 import io.headroute.pattern.Patterns;
@@ -504,5 +505,38 @@ class AttendCommandTest {
                 "k holds a non-finite value in f16 (70000.0 -> Infinity)", out);
         Cli.run(args(in.q(), in.k(), in.v(), out, "--scale", "1e38")).assertBadInput("headroute attend", "can overflow the scores",
                 out);
+    }
+
+    /** --positions: two key shards of a windowed causal attention, merged, are the whole; bad values are refused. */
+    @Test
+    void positionsShardAWindowedAttention() {
+        Tensor q = random(1, 2, 40, 16);
+        Tensor k = random(1, 2, 200, 16);
+        Tensor v = random(1, 2, 200, 16);
+        Path qf = npy("q", q);
+        Path whole = dir.resolve("whole.npy");
+        Path wholeLse = dir.resolve("whole-lse.npy");
+        Cli.run(args(qf, npy("k", k), npy("v", v), whole, "--pattern", "window:30", "--causal", "--lse", wholeLse.toString()))
+                .assertOk();
+        List<ShardMerge.Part> parts = new ArrayList<>();
+        for (int[] shard : new int[][] {{0, 120}, {120, 200}}) {
+            Path o = dir.resolve("o" + shard[0] + ".npy");
+            Path l = dir.resolve("l" + shard[0] + ".npy");
+            Cli.run(args(qf, npy("k" + shard[0], k.slice(2, shard[0], shard[1])), npy("v" + shard[0], v.slice(2, shard[0], shard[1])),
+                    o, "--pattern", "window:30", "--causal", "--positions", "160," + shard[0] + ",200", "--lse", l.toString()))
+                    .assertOk();
+            parts.add(new ShardMerge.Part(Npy.read(o), Npy.read(l)));
+        }
+        ShardMerge.Part merged = ShardMerge.merge(parts);
+        float[] want = finite(Npy.read(whole).toFloatArray(), "whole o");
+        float[] got = merged.o().toFloatArray();
+        for (int i = 0; i < want.length; i++) {
+            assertEquals(want[i], got[i], 1e-5 * Math.max(1, Math.abs(want[i])), "o[" + i + "]");
+        }
+        Path out = dir.resolve("bad.npy");
+        Cli.run(args(qf, npy("k", k), npy("v", v), out, "--positions", "1,2"))
+                .assertBadInput("headroute attend", "--positions needs QSTART,KSTART,N: three integers >= 0, got '1,2'", out);
+        Cli.run(args(qf, npy("k", k), npy("v", v), out, "--pattern", "window:3", "--positions", "0,10,205"))
+                .assertBadInput("headroute attend", "positions: queries 0 … 39 and keys 10 … 209 must lie in the sequence's 205 keys", out);
     }
 }
