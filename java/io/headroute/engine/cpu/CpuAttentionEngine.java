@@ -149,9 +149,9 @@ public final class CpuAttentionEngine implements AttentionEngine {
         Problem pr = new Problem(sh, rounded(req.q(), req.dtype(), d), req.k(), req.v(), req.dtype(),
                 req.gate() == null ? null : req.gate().toFloatArray(), req.pattern(), req.scale());
         long t0 = System.nanoTime();
-        // Sparse reads key tiles of the layout's block size, materialized tiles of BC keys; flash decides (see flash).
-        if (algo != Algorithm.FLASH) {
-            repack(pr, layout == null ? BC : layout.blockSize());
+        // Materialized reads repacked tiles of BC keys; flash and sparse decide whether to repack (see them).
+        if (algo == Algorithm.MATERIALIZED) {
+            repack(pr, BC);
         }
         ExecutionStats stats = switch (algo) {
             case FLASH -> flash(pr);
@@ -552,12 +552,7 @@ public final class CpuAttentionEngine implements AttentionEngine {
                     }
                 }
             }
-            if (kTiles != null) {
-                keyTileStep(w, nr, d, kTiles[j0 / BC], vRows, j0, j0, n, kind == FULL);
-            } else {
-                streamTile(pr, kv, j0, n, w);
-                keyTileStep(w, nr, d, w.kT, w.vTile, 0, j0, n, kind == FULL);
-            }
+            blockStep(pr, kv, kTiles, vRows, j0 / BC, j0, n, kind == FULL, nr, w);
         }
         gatherRows(w, nr, d);
         for (int r = 0; r < nr; r++) {
@@ -786,7 +781,13 @@ public final class CpuAttentionEngine implements AttentionEngine {
                 skipped += layout.kBlocks() - listed;
             }
         }
-        long scratchBytes = parallel(items.size(), () -> new TileScratch(sh.headDim(), bs, bs),
+        // Items that read fewer key blocks than there are (decoding with a window, say) read them straight from K and V;
+        // a repack converts every key block once and pays where the items read more blocks than that.
+        boolean stream = visited <= (long) layout.kBlocks() * sh.batch() * sh.kvHeads();
+        if (!stream) {
+            repack(pr, bs);
+        }
+        long scratchBytes = parallel(items.size(), () -> new TileScratch(sh.headDim(), bs, bs, stream),
                 (w, t) -> sparseTile(pr, layout, items.get(t), w));
         return new ExecutionStats(name(), Algorithm.SPARSE, 0, scratchBytes + pr.repackBytes() + layout.sizeBytes(),
                 items.size(), visited, skipped, rowsSkipped, -1);
@@ -802,8 +803,10 @@ public final class CpuAttentionEngine implements AttentionEngine {
         int kvLen = sh.kvLen();
         int bs = layout.blockSize();
         int h = bh % sh.heads();
-        float[][][] kTiles = pr.keyTiles[pr.kvIndex(bh)];
-        float[][] vRows = pr.valueRows[pr.kvIndex(bh)];
+        int kv = pr.kvIndex(bh);
+        // Without a repack (see sparse) the item reads each key block into its scratch as it goes.
+        float[][][] kTiles = pr.keyTiles == null ? null : pr.keyTiles[kv];
+        float[][] vRows = pr.valueRows == null ? null : pr.valueRows[kv];
 
         for (int r = 0; r < nr; r++) {
             loadQuery(pr, bh, item[2 + r], r, w);
@@ -812,7 +815,7 @@ public final class CpuAttentionEngine implements AttentionEngine {
         // Full blocks: every pair allowed, no element rule at all.
         for (int kb : layout.fullBlocks(h, qb)) {
             int j0 = kb * bs;
-            keyTileStep(w, nr, d, kTiles[kb], vRows, j0, j0, Math.min(bs, kvLen - j0), true);
+            blockStep(pr, kv, kTiles, vRows, kb, j0, Math.min(bs, kvLen - j0), true, nr, w);
         }
         int[] partial = layout.partialBlocks(h, qb);
         if (partial.length > 0) {
@@ -826,13 +829,25 @@ public final class CpuAttentionEngine implements AttentionEngine {
                 // Listed for the whole tile, but the rows left after gating may have no key here.
                 int kind = classifyRows(w, nr, j0, n);
                 if (kind != EMPTY) {
-                    keyTileStep(w, nr, d, kTiles[kb], vRows, j0, j0, n, kind == FULL);
+                    blockStep(pr, kv, kTiles, vRows, kb, j0, n, kind == FULL, nr, w);
                 }
             }
         }
         gatherRows(w, nr, d);
         for (int r = 0; r < nr; r++) {
             finishRow(pr, bh, item[2 + r], w.acc[r], w.m[r], w.l[r]);
+        }
+    }
+
+    /** {@link #keyTileStep} on key block kb (keys j0 … j0+n−1): repacked, or read into the scratch tile. */
+    private static void blockStep(Problem pr, int kv, float[][][] kTiles, float[][] vRows, int kb, int j0, int n, boolean allFull,
+            int nr, TileScratch w) {
+        int d = pr.sh.headDim();
+        if (kTiles != null) {
+            keyTileStep(w, nr, d, kTiles[kb], vRows, j0, j0, n, allFull);
+        } else {
+            streamTile(pr, kv, j0, n, w);
+            keyTileStep(w, nr, d, w.kT, w.vTile, 0, j0, n, allFull);
         }
     }
 
