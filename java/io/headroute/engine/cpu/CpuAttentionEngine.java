@@ -79,6 +79,8 @@ public final class CpuAttentionEngine implements AttentionEngine {
     private final int threads;
     private final ExecutorService pool;
     private volatile boolean closed;
+    /** Tests: repack K and V on every path, so that results read without a repack can be compared with it. */
+    boolean alwaysRepack;
     private final Map<LayoutKey, BlockLayout> layouts = new LinkedHashMap<>(16, 0.75f, true) {
         @Override
         protected boolean removeEldestEntry(Map.Entry<LayoutKey, BlockLayout> eldest) {
@@ -460,7 +462,7 @@ public final class CpuAttentionEngine implements AttentionEngine {
         for (int[] segs : items) {
             mostUses = Math.max(mostUses, ++uses[pr.kvIndex(segs[0])]);
         }
-        boolean stream = mostUses <= 1;
+        boolean stream = mostUses <= 1 && !alwaysRepack;
         if (!stream) {
             repack(pr, BC);
         }
@@ -783,7 +785,7 @@ public final class CpuAttentionEngine implements AttentionEngine {
         }
         // Items that read fewer key blocks than there are (decoding with a window, say) read them straight from K and V;
         // a repack converts every key block once and pays where the items read more blocks than that.
-        boolean stream = visited <= (long) layout.kBlocks() * sh.batch() * sh.kvHeads();
+        boolean stream = visited <= (long) layout.kBlocks() * sh.batch() * sh.kvHeads() && !alwaysRepack;
         if (!stream) {
             repack(pr, bs);
         }
