@@ -306,7 +306,7 @@ public final class CpuAttentionEngine implements AttentionEngine {
         final KeyRanges[] ranges;
         /** Per row: the first of its ranges that may still meet a key tile (key tiles come in ascending order). */
         final int[] cursor;
-        /** With a tile of its own (flash without a repack): K of the current key tile transposed, [d][cols], and V, [cols][d]. */
+        /** With a tile of its own (flash or sparse without a repack): K of the current key tile transposed, [d][cols], and V, [cols][d]. */
         final float[][] kT;
         final float[][] vTile;
         /** With a tile of its own: one key's row on its way into {@link #kT}, and the readers of K and V (set at first use). */
