@@ -751,22 +751,26 @@ public final class CpuAttentionEngine implements AttentionEngine {
         AttentionShape sh = pr.sh;
         int bs = layout.blockSize();
         int bhCount = sh.batch() * sh.heads();
-        List<int[]> items = new ArrayList<>();
+        int qBlocks = layout.qBlocks();
+        // Per (batch, head) and query block: {bh, qb, active rows…}, or null where no row is active.
+        int[][] tileOf = new int[bhCount * qBlocks][];
+        int tiles = 0;
+        int maxRows = 0;
         long rowsSkipped = 0;
         long visited = 0;
         long skipped = 0;
         for (int bh = 0; bh < bhCount; bh++) {
             int b = bh / sh.heads();
             int h = bh % sh.heads();
-            for (int qb = 0; qb < layout.qBlocks(); qb++) {
+            for (int qb = 0; qb < qBlocks; qb++) {
                 int i0 = qb * bs;
                 int i1 = Math.min(sh.qLen(), i0 + bs);
-                // item = {bh, qb, active rows…}: rows with a zero gate are written now and left out.
-                int[] item = new int[2 + i1 - i0];
+                // Rows with a zero gate are written now and left out.
+                int[] tile = new int[2 + i1 - i0];
                 int n = 0;
                 for (int i = i0; i < i1; i++) {
                     if (pr.gate(b, i, h) != 0f) {
-                        item[2 + n++] = i;
+                        tile[2 + n++] = i;
                     } else {
                         writeEmptyRow(pr, bh, i);
                     }
@@ -775,43 +779,86 @@ public final class CpuAttentionEngine implements AttentionEngine {
                 if (n == 0) {
                     continue;
                 }
-                item[0] = bh;
-                item[1] = qb;
-                items.add(n == i1 - i0 ? item : java.util.Arrays.copyOf(item, 2 + n));
+                tile[0] = bh;
+                tile[1] = qb;
+                tileOf[bh * qBlocks + qb] = n == i1 - i0 ? tile : java.util.Arrays.copyOf(tile, 2 + n);
+                tiles++;
+                maxRows = Math.max(maxRows, n);
                 int listed = layout.listedCount(h, qb);
                 visited += listed;
                 skipped += layout.kBlocks() - listed;
             }
         }
+        // Query heads of one kv head share an item (the same query block of each) when their tiles have few rows
+        // (decoding) and the same key blocks (a layout shared by all heads): the blocks are then read once per item,
+        // not once per head. Items stay within BR < COLUMN_ROWS rows, where each row's arithmetic is its own, so the
+        // outputs do not change; at least one item per worker remains.
+        int group = sh.group();
+        int share = group == 1 || pr.pattern.perHead() || maxRows == 0 ? 1
+                : Math.max(1, Math.min(Math.min(group, BR / maxRows), tiles / threads));
+        List<int[][]> items = new ArrayList<>();
+        long reads = 0;
+        for (int b = 0; b < sh.batch(); b++) {
+            for (int h0 = 0, h1; h0 < sh.heads(); h0 = h1) {
+                h1 = Math.min(h0 + share, (h0 / group + 1) * group);
+                for (int qb = 0; qb < qBlocks; qb++) {
+                    List<int[]> item = new ArrayList<>(h1 - h0);
+                    for (int h = h0; h < h1; h++) {
+                        int[] tile = tileOf[(b * sh.heads() + h) * qBlocks + qb];
+                        if (tile != null) {
+                            item.add(tile);
+                        }
+                    }
+                    if (!item.isEmpty()) {
+                        items.add(item.toArray(new int[0][]));
+                        reads += layout.listedCount(item.get(0)[0] % sh.heads(), qb);
+                    }
+                }
+            }
+        }
         // Items that read fewer key blocks than there are (decoding with a window, say) read them straight from K and V;
         // a repack converts every key block once and pays where the items read more blocks than that.
-        boolean stream = visited <= (long) layout.kBlocks() * sh.batch() * sh.kvHeads() && !alwaysRepack;
+        boolean stream = reads <= (long) layout.kBlocks() * sh.batch() * sh.kvHeads() && !alwaysRepack;
         if (!stream) {
             repack(pr, bs);
         }
         long scratchBytes = parallel(items.size(), () -> new TileScratch(sh.headDim(), bs, bs, stream),
                 (w, t) -> sparseTile(pr, layout, items.get(t), w));
         return new ExecutionStats(name(), Algorithm.SPARSE, 0, scratchBytes + pr.repackBytes() + layout.sizeBytes(),
-                items.size(), visited, skipped, rowsSkipped, -1);
+                tiles, visited, skipped, rowsSkipped, -1);
     }
 
-    /** One query tile {item[1]} of (batch, head) {item[0]}, rows item[2…]: its full blocks, then its partial ones. */
-    private static void sparseTile(Problem pr, BlockLayout layout, int[] item, TileScratch w) {
+    /**
+     * One work item: query block qb of one or more (batch, head)s sharing a kv head and their key block lists, each
+     * tile {bh, qb, active rows…}; the blocks' full ones first, then the partial ones.
+     */
+    private static void sparseTile(Problem pr, BlockLayout layout, int[][] item, TileScratch w) {
         AttentionShape sh = pr.sh;
-        int bh = item[0];
-        int qb = item[1];
-        int nr = item.length - 2;
+        int qb = item[0][1];
+        int nr = 0;
+        for (int[] tile : item) {
+            nr += tile.length - 2;
+        }
+        int[] rowBh = new int[nr];
+        int[] rowI = new int[nr];
+        for (int t = 0, r = 0; t < item.length; t++) {
+            for (int x = 2; x < item[t].length; x++, r++) {
+                rowBh[r] = item[t][0];
+                rowI[r] = item[t][x];
+            }
+        }
         int d = sh.headDim();
         int kvLen = sh.kvLen();
         int bs = layout.blockSize();
-        int h = bh % sh.heads();
-        int kv = pr.kvIndex(bh);
+        // The heads of an item share their block lists (sparse shares items only for layouts shared by all heads).
+        int h = rowBh[0] % sh.heads();
+        int kv = pr.kvIndex(rowBh[0]);
         // Without a repack (see sparse) the item reads each key block into its scratch as it goes.
         float[][][] kTiles = pr.keyTiles == null ? null : pr.keyTiles[kv];
         float[][] vRows = pr.valueRows == null ? null : pr.valueRows[kv];
 
         for (int r = 0; r < nr; r++) {
-            loadQuery(pr, bh, item[2 + r], r, w);
+            loadQuery(pr, rowBh[r], rowI[r], r, w);
         }
         beginTile(w, nr, d);
         // Full blocks: every pair allowed, no element rule at all.
@@ -822,7 +869,7 @@ public final class CpuAttentionEngine implements AttentionEngine {
         int[] partial = layout.partialBlocks(h, qb);
         if (partial.length > 0) {
             for (int r = 0; r < nr; r++) {
-                pr.pattern.allowedKeys(h, sh.position(item[2 + r]), kvLen, w.ranges[r]);
+                pr.pattern.allowedKeys(rowBh[r] % sh.heads(), sh.position(rowI[r]), kvLen, w.ranges[r]);
                 w.cursor[r] = 0;
             }
             for (int kb : partial) {
@@ -837,7 +884,7 @@ public final class CpuAttentionEngine implements AttentionEngine {
         }
         gatherRows(w, nr, d);
         for (int r = 0; r < nr; r++) {
-            finishRow(pr, bh, item[2 + r], w.acc[r], w.m[r], w.l[r]);
+            finishRow(pr, rowBh[r], rowI[r], w.acc[r], w.m[r], w.l[r]);
         }
     }
 

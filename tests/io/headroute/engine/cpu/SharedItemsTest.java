@@ -16,8 +16,9 @@ import java.util.Random;
 import org.junit.jupiter.api.Test;
 
 /**
- * Flash items that hold the rows of several query heads of one kv head (decoding) give every row the bits it gets in
- * an item of its own head, and the statistics stay per (batch, head) query tile.
+ * Flash and sparse items that hold the rows of several query heads of one kv head (decoding) give every row the bits
+ * it gets in an item of its own head, and the statistics stay per (batch, head) query tile. (Sparse shares items only
+ * for layouts shared by all heads; bigbird's random blocks are per head.)
  */
 class SharedItemsTest {
     private static int[] counts(int n, int rows) {
@@ -75,25 +76,27 @@ class SharedItemsTest {
             Tensor gate = Tensor.ofFloats(g, s[0], s[3], s[1]);
             for (String p : patterns) {
                 for (DType dtype : new DType[] {DType.F32, DType.BF16}) {
-                    AttentionRequest req = AttentionRequest.builder(q, k, v).pattern(Patterns.parse(p)).gate(gate).dtype(dtype)
-                            .algorithm(Algorithm.FLASH).wantLse(true).build();
-                    AttentionResult shared;
-                    AttentionResult perHead;
-                    // One worker shares items among a group's heads; as many workers as (batch, head)s never do.
-                    try (CpuAttentionEngine one = new CpuAttentionEngine(1);
-                            CpuAttentionEngine many = new CpuAttentionEngine(s[0] * s[1])) {
-                        shared = one.run(req);
-                        perHead = many.run(req);
+                    for (Algorithm algo : new Algorithm[] {Algorithm.FLASH, Algorithm.SPARSE}) {
+                        AttentionRequest req = AttentionRequest.builder(q, k, v).pattern(Patterns.parse(p)).gate(gate).dtype(dtype)
+                                .algorithm(algo).wantLse(true).build();
+                        AttentionResult shared;
+                        AttentionResult perHead;
+                        // One worker shares items among a group's heads; as many workers as (batch, head)s never do.
+                        try (CpuAttentionEngine one = new CpuAttentionEngine(1);
+                                CpuAttentionEngine many = new CpuAttentionEngine(s[0] * s[1])) {
+                            shared = one.run(req);
+                            perHead = many.run(req);
+                        }
+                        String what = Arrays.toString(s) + " " + p + " " + dtype + " " + algo;
+                        assertArrayEquals(bits(perHead.o()), bits(shared.o()), what);
+                        assertArrayEquals(bits(perHead.lse()), bits(shared.lse()), what);
+                        ExecutionStats a = shared.stats();
+                        ExecutionStats b = perHead.stats();
+                        assertEquals(b.queryTiles(), a.queryTiles(), what);
+                        assertEquals(b.keyTilesVisited(), a.keyTilesVisited(), what);
+                        assertEquals(b.keyTilesSkipped(), a.keyTilesSkipped(), what);
+                        assertEquals(b.rowsSkipped(), a.rowsSkipped(), what);
                     }
-                    String what = Arrays.toString(s) + " " + p + " " + dtype;
-                    assertArrayEquals(bits(perHead.o()), bits(shared.o()), what);
-                    assertArrayEquals(bits(perHead.lse()), bits(shared.lse()), what);
-                    ExecutionStats a = shared.stats();
-                    ExecutionStats b = perHead.stats();
-                    assertEquals(b.queryTiles(), a.queryTiles(), what);
-                    assertEquals(b.keyTilesVisited(), a.keyTilesVisited(), what);
-                    assertEquals(b.keyTilesSkipped(), a.keyTilesSkipped(), what);
-                    assertEquals(b.rowsSkipped(), a.rowsSkipped(), what);
                 }
             }
         }
