@@ -64,7 +64,8 @@ class DecodeStepTest {
                 }
             }
         }
-        // Both algorithms read without a repack in most of these cases (not all: under MQA two items share the kv head).
+        // Both algorithms read without a repack in most of these cases (not all: sparse repacks where its items read more
+        // key blocks than there are).
         assertTrue(streamed.getOrDefault("FLASH", 0) >= 12 && streamed.getOrDefault("SPARSE", 0) >= 12, streamed::toString);
     }
 
