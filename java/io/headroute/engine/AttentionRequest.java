@@ -56,11 +56,12 @@ public final class AttentionRequest {
     }
 
     /**
-     * The pattern at the builder's positions: unchanged without positions, at the default ones (the last L of S
-     * keys, S the sequence), or for a dense pattern (no rule depends on positions); else {@link Pattern.Positioned}.
+     * The pattern at the builder's positions (checked against the sizes in every case): unchanged without positions,
+     * at the default ones (the last L of S keys, S the sequence), or for a dense pattern (no rule depends on
+     * positions); else {@link Pattern.Positioned}.
      */
     private static Pattern positioned(Pattern p, int[] positions, AttentionShape sh) {
-        if (positions == null || p.isDense()) {
+        if (positions == null) {
             return p;
         }
         int qStart = positions[0];
@@ -69,11 +70,13 @@ public final class AttentionRequest {
         if (qStart == sh.kvLen() - sh.qLen() && kStart == 0 && keys == sh.kvLen()) {
             return p;
         }
+        Pattern.Positioned at;
         try {
-            return new Pattern.Positioned(p, qStart, kStart, keys, sh.qLen(), sh.kvLen());
+            at = new Pattern.Positioned(p, qStart, kStart, keys, sh.qLen(), sh.kvLen());
         } catch (IllegalArgumentException e) {
             throw new ShapeException(e.getMessage());
         }
+        return p.isDense() ? p : at;
     }
 
     private static AttentionShape validate(Tensor q, Tensor k, Tensor v, Tensor gate) {

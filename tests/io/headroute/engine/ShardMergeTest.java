@@ -179,6 +179,8 @@ class ShardMergeTest {
         // The default positions, and any positions of a dense pattern, leave the pattern as it is.
         assertEquals("window:3", b.positions(6, 0, 10).build().pattern().spec());
         assertEquals("dense", AttentionRequest.builder(q, k, k).positions(0, 50, 100).build().pattern().spec());
+        // Positions are checked whatever the pattern: a dense shard's are wrong as well.
+        assertThrows(ShapeException.class, () -> AttentionRequest.builder(q, k, k).positions(0, 95, 100).build());
         assertEquals("window:3+causal@q40,k30/100", b.causal(true).positions(40, 30, 100).build().pattern().spec());
     }
 
