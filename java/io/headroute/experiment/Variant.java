@@ -396,12 +396,11 @@ public sealed interface Variant permits Variant.Materialized, Variant.Flash, Var
     }
 
     /**
-     * Parses one variant; throws {@link IllegalArgumentException} with a one-line message.
+     * Parses one variant; throws {@link IllegalArgumentException} with a one-line message naming the variant, for a
+     * layout or plan file that cannot be read too.
      *
      * @param text a spec of {@link #GRAMMAR}; surrounding blanks ignored
      * @return the variant
-     * @throws io.headroute.tensor.TensorFileException when a layout pattern's file cannot be read (a plan file's
-     *                                                 failure, by contrast, becomes an IllegalArgumentException)
      */
     static Variant parse(String text) {
         String s = text == null ? "" : text.strip();
@@ -458,7 +457,7 @@ public sealed interface Variant permits Variant.Materialized, Variant.Flash, Var
                 }
                 default -> throw new IllegalArgumentException("unknown variant '" + s + "' (expected " + GRAMMAR + ")");
             };
-        } catch (PatternException e) {
+        } catch (PatternException | TensorFileException e) {
             throw new IllegalArgumentException("variant '" + s + "': " + e.getMessage(), e);
         }
     }

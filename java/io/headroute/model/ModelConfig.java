@@ -253,8 +253,8 @@ public record ModelConfig(int dModel, int heads, int kvHeads, int headDim, DType
      *
      * @param json the config
      * @return the validated config
-     * @throws ModelException with a one-line message for malformed JSON or an invalid config
-     * @throws io.headroute.tensor.TensorFileException when a layout pattern's file cannot be read
+     * @throws ModelException with a one-line message for malformed JSON, an invalid config, or a layout pattern's file
+     *     that cannot be read (naming the layer)
      */
     public static ModelConfig fromJson(String json) {
         JsonNode root;
@@ -281,7 +281,8 @@ public record ModelConfig(int dModel, int heads, int kvHeads, int headDim, DType
             Pattern p;
             try {
                 p = Patterns.parse(text(l, "pattern", "layer " + i));
-            } catch (PatternException e) {
+            } catch (PatternException | io.headroute.tensor.TensorFileException e) {
+                // A layout file that cannot be read, too: its message says which layer asked for it.
                 throw new ModelException("model config layer " + i + ": " + e.getMessage());
             }
             Algorithm a;

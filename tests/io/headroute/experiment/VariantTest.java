@@ -194,7 +194,10 @@ class VariantTest {
         e = assertThrows(IllegalArgumentException.class, () -> Variant.parse("pruned:/nonexistent/plan.json"));
         assertTrue(e.getMessage().startsWith("variant 'pruned:/nonexistent/plan.json': "), e.getMessage());
         assertTrue(e.getMessage().contains("no such file"), e.getMessage());
-        for (IllegalArgumentException x : List.of(e)) {
+        IllegalArgumentException layout = assertThrows(IllegalArgumentException.class,
+                () -> Variant.parse("sparse:layout:64:/nonexistent/l.npy"));
+        assertTrue(layout.getMessage().startsWith("variant 'sparse:layout:64:/nonexistent/l.npy': "), layout.getMessage());
+        for (IllegalArgumentException x : List.of(e, layout)) {
             assertFalse(x.getMessage().contains("\n"));
         }
     }

@@ -182,6 +182,10 @@ class ModelWeightsTest {
                 + " \"algorithm\": \"flash\"}]}"));
         assertTrue(e.getMessage().startsWith("model config layer 0: unknown pattern"), e.getMessage());
         assertTrue(e instanceof IllegalArgumentException, "a user error (exit 2)");
+        // A layout file that cannot be read says which layer named it (it was a TensorFileException naming the file only).
+        ModelException missing = assertThrows(ModelException.class, () -> ModelConfig.fromJson("{\"layers\": [{\"pattern\":"
+                + " \"layout:64:/nonexistent/l.npy\", \"algorithm\": \"sparse\"}]}"));
+        assertTrue(missing.getMessage().startsWith("model config layer 0: /nonexistent/l.npy"), missing.getMessage());
         assertNotEquals(dense, dense.withHeadMask(new boolean[] {true}));
     }
 
