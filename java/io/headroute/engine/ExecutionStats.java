@@ -7,7 +7,8 @@ import io.headroute.tensor.DType;
  *
  * @param engine           the engine that ran ("cpu", "cuda")
  * @param algorithm        the algorithm actually used (never AUTO)
- * @param elapsedNanos     wall time of the computation, inputs already in place
+ * @param elapsedNanos     wall time of the computation, inputs already in place (the CPU engine's flash and sparse
+ *                         calls that read K and V tile by tile, without a repack, include that reading)
  * @param workspaceBytes   peak scratch memory the algorithm allocated beyond inputs and outputs
  * @param queryTiles       query tiles executed (gate-skipped rows excluded)
  * @param keyTilesVisited  (query tile, key tile) pairs computed; −1 for an algorithm without tiles (the GPU's

@@ -523,19 +523,11 @@ public final class CpuAttentionEngine implements AttentionEngine {
         }
         tileStart[tiles] = nr;
         int kv = pr.kvIndex(segs[0]);
-        // Without a repack (see flash) the item reads each key tile into its scratch as it goes.
-        float[][][] kTiles = pr.keyTiles == null ? null : pr.keyTiles[kv];
-        float[][] vRows = pr.valueRows == null ? null : pr.valueRows[kv];
-
-        for (int r = 0; r < nr; r++) {
-            loadQuery(pr, rowBh[r], rowI[r], r, w);
-        }
-        beginTile(w, nr, d);
+        loadQueries(pr, rowBh, rowI, nr, w);
+        rowRanges(pr, rowBh, rowI, nr, w);
         int lo = Integer.MAX_VALUE;
         int hi = Integer.MIN_VALUE;
         for (int r = 0; r < nr; r++) {
-            pr.pattern.allowedKeys(rowBh[r] % sh.heads(), sh.position(rowI[r]), kvLen, w.ranges[r]);
-            w.cursor[r] = 0;
             lo = Math.min(lo, w.ranges[r].first());
             hi = Math.max(hi, w.ranges[r].last());
         }
@@ -556,7 +548,7 @@ public final class CpuAttentionEngine implements AttentionEngine {
                     }
                 }
             }
-            blockStep(pr, kv, kTiles, vRows, j0 / BC, j0, n, kind == FULL, nr, w);
+            blockStep(pr, kv, j0 / BC, j0, n, kind == FULL, nr, w);
         }
         gatherRows(w, nr, d);
         for (int r = 0; r < nr; r++) {
@@ -589,28 +581,35 @@ public final class CpuAttentionEngine implements AttentionEngine {
     }
 
     /**
-     * Row r of Qi: query i of (batch, head) bh, pre-scaled so that S = Qi·Kjᵀ is already scaled; m = −∞, l = 0,
-     * O = 0. Then {@link #beginTile}.
+     * Qi: row r is query rowI[r] of (batch, head) rowBh[r], pre-scaled so that S = Qi·Kjᵀ is already scaled; m = −∞,
+     * l = 0, O = 0; O is kept transposed (and zeroed) when the tile has {@link #COLUMN_ROWS} rows or more.
      */
-    private static void loadQuery(Problem pr, int bh, int i, int r, TileScratch w) {
+    private static void loadQueries(Problem pr, int[] rowBh, int[] rowI, int nr, TileScratch w) {
         int d = pr.sh.headDim();
-        int src = (bh * pr.sh.qLen() + i) * d;
-        float[] qr = w.qs[r];
-        for (int dd = 0; dd < d; dd++) {
-            qr[dd] = pr.q[src + dd] * pr.scale;
+        for (int r = 0; r < nr; r++) {
+            int src = (rowBh[r] * pr.sh.qLen() + rowI[r]) * d;
+            float[] qr = w.qs[r];
+            for (int dd = 0; dd < d; dd++) {
+                qr[dd] = pr.q[src + dd] * pr.scale;
+            }
+            w.m[r] = Float.NEGATIVE_INFINITY;
+            w.l[r] = 0f;
+            java.util.Arrays.fill(w.acc[r], 0f);
         }
-        w.m[r] = Float.NEGATIVE_INFINITY;
-        w.l[r] = 0f;
-        java.util.Arrays.fill(w.acc[r], 0f);
-    }
-
-    /** After {@link #loadQuery} of rows 0 … nr − 1: whether O is kept transposed (and then zeroed). */
-    private static void beginTile(TileScratch w, int nr, int d) {
         w.columns = w.accT != null && nr >= COLUMN_ROWS;
         if (w.columns) {
             for (int dd = 0; dd < d; dd++) {
                 java.util.Arrays.fill(w.accT[dd], 0, nr, 0f);
             }
+        }
+    }
+
+    /** Each row's allowed keys (under its own head's pattern) into w.ranges, range cursors at the start. */
+    private static void rowRanges(Problem pr, int[] rowBh, int[] rowI, int nr, TileScratch w) {
+        AttentionShape sh = pr.sh;
+        for (int r = 0; r < nr; r++) {
+            pr.pattern.allowedKeys(rowBh[r] % sh.heads(), sh.position(rowI[r]), sh.kvLen(), w.ranges[r]);
+            w.cursor[r] = 0;
         }
     }
 
@@ -855,32 +854,22 @@ public final class CpuAttentionEngine implements AttentionEngine {
         // The heads of an item share their block lists (sparse shares items only for layouts shared by all heads).
         int h = rowBh[0] % sh.heads();
         int kv = pr.kvIndex(rowBh[0]);
-        // Without a repack (see sparse) the item reads each key block into its scratch as it goes.
-        float[][][] kTiles = pr.keyTiles == null ? null : pr.keyTiles[kv];
-        float[][] vRows = pr.valueRows == null ? null : pr.valueRows[kv];
-
-        for (int r = 0; r < nr; r++) {
-            loadQuery(pr, rowBh[r], rowI[r], r, w);
-        }
-        beginTile(w, nr, d);
+        loadQueries(pr, rowBh, rowI, nr, w);
         // Full blocks: every pair allowed, no element rule at all.
         for (int kb : layout.fullBlocks(h, qb)) {
             int j0 = kb * bs;
-            blockStep(pr, kv, kTiles, vRows, kb, j0, Math.min(bs, kvLen - j0), true, nr, w);
+            blockStep(pr, kv, kb, j0, Math.min(bs, kvLen - j0), true, nr, w);
         }
         int[] partial = layout.partialBlocks(h, qb);
         if (partial.length > 0) {
-            for (int r = 0; r < nr; r++) {
-                pr.pattern.allowedKeys(rowBh[r] % sh.heads(), sh.position(rowI[r]), kvLen, w.ranges[r]);
-                w.cursor[r] = 0;
-            }
+            rowRanges(pr, rowBh, rowI, nr, w);
             for (int kb : partial) {
                 int j0 = kb * bs;
                 int n = Math.min(bs, kvLen - j0);
                 // Listed for the whole tile, but the rows left after gating may have no key here.
                 int kind = classifyRows(w, nr, j0, n);
                 if (kind != EMPTY) {
-                    blockStep(pr, kv, kTiles, vRows, kb, j0, n, kind == FULL, nr, w);
+                    blockStep(pr, kv, kb, j0, n, kind == FULL, nr, w);
                 }
             }
         }
@@ -890,12 +879,14 @@ public final class CpuAttentionEngine implements AttentionEngine {
         }
     }
 
-    /** {@link #keyTileStep} on key block kb (keys j0 … j0+n−1): repacked, or read into the scratch tile. */
-    private static void blockStep(Problem pr, int kv, float[][][] kTiles, float[][] vRows, int kb, int j0, int n, boolean allFull,
-            int nr, TileScratch w) {
+    /**
+     * {@link #keyTileStep} on key tile kb (keys j0 … j0+n−1) of kv head kv: from the repack, or, without one (see flash
+     * and sparse), read into the item's scratch tile as it goes.
+     */
+    private static void blockStep(Problem pr, int kv, int kb, int j0, int n, boolean allFull, int nr, TileScratch w) {
         int d = pr.sh.headDim();
-        if (kTiles != null) {
-            keyTileStep(w, nr, d, kTiles[kb], vRows, j0, j0, n, allFull);
+        if (pr.keyTiles != null) {
+            keyTileStep(w, nr, d, pr.keyTiles[kv][kb], pr.valueRows[kv], j0, j0, n, allFull);
         } else {
             streamTile(pr, kv, j0, n, w);
             keyTileStep(w, nr, d, w.kT, w.vTile, 0, j0, n, allFull);
