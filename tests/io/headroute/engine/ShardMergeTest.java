@@ -33,19 +33,6 @@ class ShardMergeTest {
         return Tensor.ofFloats(x, shape);
     }
 
-    /** Keys [from, to) of a (B, Hkv, S, D) tensor. */
-    private static Tensor keys(Tensor t, int from, int to) {
-        long[] s = t.shape();
-        float[] x = t.toFloatArray();
-        int d = (int) s[3];
-        int n = to - from;
-        float[] out = new float[(int) (s[0] * s[1]) * n * d];
-        for (int bh = 0; bh < s[0] * s[1]; bh++) {
-            System.arraycopy(x, (int) ((bh * s[2] + from) * d), out, bh * n * d, n * d);
-        }
-        return Tensor.ofFloats(out, s[0], s[1], n, d);
-    }
-
     @ParameterizedTest(name = "L={0} S={1} shards={2} Hkv={3}")
     @CsvSource({"1, 1000, 3, 4", "77, 300, 2, 2", "64, 640, 5, 1", "5, 50, 7, 4"})
     void shardedEqualsUnsharded(int l, int s, int shards, int hkv) {
@@ -61,8 +48,8 @@ class ShardMergeTest {
             // Dense attention does not depend on positions, so a shard is plain attention over its keys;
             // the contract needs L ≤ S in each shard, which the cases keep.
             assertTrue(to - from >= l, "shard smaller than L");
-            Tensor ks = keys(k, from, to);
-            Tensor vs = keys(v, from, to);
+            Tensor ks = k.slice(2, from, to);
+            Tensor vs = v.slice(2, from, to);
             AttentionResult res = ENGINE.run(AttentionRequest.builder(q, ks, vs).wantLse(true).build());
             parts.add(new ShardMerge.Part(res.o(), res.lse()));
         }
@@ -91,15 +78,15 @@ class ShardMergeTest {
         for (int t = 0; t * bk < n; t++) {
             int from = t * bk;
             int to = Math.min(n, from + bk);
-            Tensor qt = keys(q, from, to);
+            Tensor qt = q.slice(2, from, to);
             List<ShardMerge.Part> parts = new ArrayList<>();
             for (int u = 0; u <= t; u++) {
-                AttentionResult res = ENGINE.run(AttentionRequest.builder(qt, keys(k, u * bk, u * bk + bk),
-                        keys(v, u * bk, u * bk + bk)).causal(u == t).wantLse(true).build());
+                AttentionResult res = ENGINE.run(AttentionRequest.builder(qt, k.slice(2, u * bk, u * bk + bk),
+                        v.slice(2, u * bk, u * bk + bk)).causal(u == t).wantLse(true).build());
                 parts.add(new ShardMerge.Part(res.o(), res.lse()));
             }
             ShardMerge.Part merged = ShardMerge.merge(parts);
-            float[] want = keys(whole.o(), from, to).toFloatArray();
+            float[] want = whole.o().slice(2, from, to).toFloatArray();
             assertTrue(AttentionBenchmark.relativeL2(merged.o().toFloatArray(), want) < 1e-6, "query block " + t);
             float[] lse = merged.lse().toFloatArray();
             float[] all = whole.lse().toFloatArray();
